@@ -1,0 +1,80 @@
+# landropic: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything else here is for developers. CMake does the building; this file only
+# wraps it so nobody has to type cmake.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+COV_BUILD  ?= build-cov
+JOBS       ?= $(shell nproc)
+# CI sets WERROR=1 so warnings fail the build.
+WERROR     ?= 0
+PYTEST     ?= /usr/bin/python3 -m pytest
+FUZZ_SECONDS ?= 20
+
+CMAKE_FLAGS = -DLR_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
+
+.PHONY: all build deps test unit integration test-sanitize demo coverage fuzz format format-check lint clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+
+build: $(BUILD)/Makefile
+	@cmake $(CMAKE_FLAGS) $(BUILD) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Unit tests (cmocka under ctest, plus fuzz-corpus replays) then integration tests (pytest).
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	LANDROPIC_BIN=$(CURDIR)/$(BUILD)/landropic LANDROPIC_BUILD=$(CURDIR)/$(BUILD) \
+	  $(PYTEST) -q tests/integration
+
+# The same tests, built with AddressSanitizer + UndefinedBehaviorSanitizer.
+test-sanitize: deps
+	cmake -S . -B $(ASAN_BUILD) $(CMAKE_FLAGS) -DLR_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ctest --output-on-failure -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 LANDROPIC_BIN=$(CURDIR)/$(ASAN_BUILD)/landropic \
+	  LANDROPIC_BUILD=$(CURDIR)/$(ASAN_BUILD) $(PYTEST) -q tests/integration
+
+demo: deps build
+	@scripts/demo.sh $(CURDIR)/$(BUILD)/landropic
+
+coverage: deps
+	cmake -S . -B $(COV_BUILD) -DLR_COVERAGE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build $(COV_BUILD) -j $(JOBS)
+	find $(COV_BUILD) -name '*.gcda' -delete
+	cd $(COV_BUILD) && ctest -j $(JOBS) >/dev/null
+	LANDROPIC_BIN=$(CURDIR)/$(COV_BUILD)/landropic LANDROPIC_BUILD=$(CURDIR)/$(COV_BUILD) \
+	  $(PYTEST) -q tests/integration >/dev/null
+	gcovr -r . --object-directory $(COV_BUILD) --filter src/ --txt-metric branch --print-summary \
+	  | tail -n 3
+
+# Each libFuzzer target runs for FUZZ_SECONDS (bounded), starting from its seed corpus.
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DLR_FUZZ=ON -DLR_FAILPOINTS=OFF >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@set -e; for t in $(FUZZ_BUILD)/fuzz_*; do \
+	  n=$$(basename $$t); c=fuzz/corpus/$${n#fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(FUZZ_BUILD)/corpus-$$n $$c 2>&1 | tail -n 2; \
+	done
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+# Banned string functions (curl's checksrc idea): all of them have a bounded replacement here.
+lint:
+	@! git grep -nwE 'sprintf|strcpy|strcat|strncpy|gets|atoi|strtok' -- '*.c' '*.h' \
+	  || (echo "banned function used (see Makefile lint)"; exit 1)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(COV_BUILD)

@@ -1,0 +1,41 @@
+/*
+ * str.h - string helpers for untrusted names: UTF-8 validation, escaping
+ * for terminals and logs, base64, hex.
+ *
+ * All returned strings are heap-allocated and owned by the caller (free()).
+ */
+#ifndef LR_UTIL_STR_H
+#define LR_UTIL_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* True if p[0..n) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+bool lr_utf8_valid(const void *p, size_t n);
+
+/*
+ * Copy of p[0..n) with each invalid UTF-8 sequence replaced by U+FFFD.
+ * Valid input is returned unchanged (NUL bytes become U+FFFD too, so the
+ * result is a proper C string).
+ */
+char *lr_utf8_lossy(const void *p, size_t n);
+
+/*
+ * Escape for human output (terminal or log line): control characters
+ * (C0, DEL, C1), backslash, and Unicode bidi/format controls become \xNN or
+ * \u{NNNN}; invalid UTF-8 bytes become \xNN. Printable UTF-8 passes through.
+ */
+char *lr_esc(const void *p, size_t n);
+/* lr_esc of a NUL-terminated string. */
+char *lr_escs(const char *s);
+
+/* Standard base64 with padding. */
+char *lr_base64(const void *p, size_t n);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes incl. NUL). */
+void lr_hex(const void *p, size_t n, char *out);
+/* Parse exactly 2n hex digits into out; 0 or LR_EBADVAL. */
+int lr_unhex(const char *s, void *out, size_t n);
+
+#endif
