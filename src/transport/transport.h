@@ -1,0 +1,262 @@
+/*
+ * transport.h - QUIC connections between devices, with pinned mutual TLS.
+ *
+ * A transport owns one non-blocking UDP socket per listen address, watched
+ * with a uv_poll_t on the caller's libuv loop, and every QUIC connection
+ * (ngtcp2 0.12 + GnuTLS 3.7) made or accepted on those sockets. It is both
+ * server (accepts any device the owner trusts) and client (dials the peers
+ * the owner added, redialling with backoff after a loss).
+ *
+ * Trust. TLS 1.3 with the device certificates on both sides and no CA: a
+ * device is its certificate's SPKI SHA-256 (its device ID, identity.h).
+ *  - Server side: a client certificate is required; the server asks
+ *    cbs.is_trusted(id) while verifying it, inside the handshake. An
+ *    untrusted device is refused there (TLS alert, nothing it sends is
+ *    processed) and reported through cbs.on_refused, at most once per
+ *    device per LR_TRANSPORT_REFUSE_REPORT_MS.
+ *  - Client side: the server's ID must equal the ID given to
+ *    lr_transport_dial() (the pin); a mismatch aborts the handshake.
+ *  - ALPN "landropic/1" is mandatory on both sides.
+ *
+ * Connection life. After the QUIC handshake is *confirmed* (pitfall 5: the
+ * client's "completed" fires before the server has judged the client's
+ * certificate), the client opens the control stream (bidi stream 0) and
+ * sends HELLO as its first frame; the server answers with its own HELLO on
+ * that stream once it has the client's. A connection is reported up
+ * (on_connected) only after a valid HELLO from the peer, and it is reported
+ * down (on_disconnected) exactly once after that. A connection that never
+ * came up is never reported.
+ *
+ * One connection per peer. A newly authenticated connection with a peer
+ * replaces an older one (the older one may predate a restart of the peer),
+ * except when the two are "crossing dials": both were made within
+ * LR_TRANSPORT_CROSS_MS of each other, each side having dialled the other.
+ * Then both ends keep the connection dialled by the lower device ID
+ * (memcmp order of the 32 ID bytes) and close the other one with
+ * LR_TRANSPORT_APP_DUPLICATE, so the two ends agree without talking.
+ *
+ * Frames. Every stream carries proto.h frames (varint type | varint length |
+ * payload). The sender picks a class per frame: LR_STREAM_CONTROL (stream 0,
+ * frames delivered in send order) or LR_STREAM_BULK (one of
+ * LR_TRANSPORT_BULK_STREAMS unidirectional streams per direction, frames
+ * ordered only within a stream, so two bulk frames may arrive in either
+ * order). Incoming frames are delivered to cbs.on_message; unknown types are
+ * skipped; a malformed frame, a frame over its type's limit, a second HELLO
+ * or a stream the peer must not use closes the connection with a logged
+ * reason (application error LR_TRANSPORT_APP_PROTO).
+ *
+ * Backpressure. lr_conn_send() copies the frame into a per-connection queue
+ * whose bytes stay allocated until the peer has acknowledged them (ngtcp2
+ * does not copy stream data). When the queue holds more than the configured
+ * budget, lr_conn_send() refuses with LR_EBUSY; cbs.on_writable is then
+ * called once the queue has drained below half the budget.
+ *
+ * Stateless reset. Every connection ID this transport issues (server and
+ * client side) carries a stateless reset token derived from a 32-byte
+ * secret kept in HOME/reset.key (created once, mode 0600). Short-header
+ * packets for unknown connection IDs are answered with a stateless reset
+ * (rate-limited), so after a restart the peers' stale connections die at
+ * their next packet instead of at the idle timeout.
+ *
+ * Threading: everything here runs on the loop thread that owns `loop`; no
+ * function may be called from another thread. Callbacks run on that thread
+ * too, possibly from inside packet processing: a callback may call any
+ * function here (sends are queued and written when processing returns,
+ * closes are deferred), but must not run the loop.
+ *
+ * Errors: functions return 0 or a negative code (util/err.h, or -errno);
+ * they fill `err` (may be NULL) naming the culprit.
+ */
+#ifndef LR_TRANSPORT_TRANSPORT_H
+#define LR_TRANSPORT_TRANSPORT_H
+
+#include "identity/identity.h"
+#include "proto/proto.h"
+#include "util/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Default listen address: one dual-stack socket. */
+#define LR_TRANSPORT_DEFAULT_LISTEN "[::]:21037"
+#define LR_TRANSPORT_DEFAULT_PORT 21037
+/* Most listen addresses one transport takes. */
+#define LR_TRANSPORT_MAX_LISTEN 8
+/* Most addresses remembered per dialled peer. */
+#define LR_TRANSPORT_MAX_ADDRS 8
+/* Unidirectional bulk streams per direction. */
+#define LR_TRANSPORT_BULK_STREAMS 4
+/* on_refused is called at most once per device per this many ms. */
+#define LR_TRANSPORT_REFUSE_REPORT_MS 60000
+/* Two connections with one peer made this close together are crossing dials. */
+#define LR_TRANSPORT_CROSS_MS 2000
+/* A connection whose HELLO has not arrived this long after the handshake is closed. */
+#define LR_TRANSPORT_HELLO_TIMEOUT_MS 10000
+
+/* QUIC application error codes in our CONNECTION_CLOSE frames. */
+enum lr_transport_app_error {
+    LR_TRANSPORT_APP_NO_ERROR = 0,  /* orderly close (lr_transport_close, forget) */
+    LR_TRANSPORT_APP_PROTO = 1,     /* malformed or illegal frame */
+    LR_TRANSPORT_APP_DUPLICATE = 2, /* replaced by another connection with the peer */
+    LR_TRANSPORT_APP_INTERNAL = 3,  /* local failure */
+};
+
+enum lr_stream_class {
+    LR_STREAM_CONTROL = 0, /* stream 0: ordered with every other control frame */
+    LR_STREAM_BULK = 1,    /* a bulk stream: large transfers, no cross-frame order */
+};
+
+struct lr_transport;
+/* One QUIC connection with an authenticated peer. */
+struct lr_conn;
+
+/*
+ * Callbacks, all optional except is_trusted (which, if NULL, trusts nobody).
+ * `ud` is passed back unchanged. Pointer arguments are borrowed: valid only
+ * during the call; copy what you keep.
+ */
+struct lr_transport_cbs {
+    void *ud;
+    /* Is this device allowed in? Asked during every incoming handshake. */
+    bool (*is_trusted)(void *ud, const struct lr_device_id *peer);
+    /* An untrusted device tried to connect from `addr` ("1.2.3.4:5" or "[::1]:5"). */
+    void (*on_refused)(void *ud, const struct lr_device_id *peer, const char *addr);
+    /*
+     * The connection is up: the peer is authenticated and sent `hello`.
+     * `c` stays valid until on_disconnected(c) returns.
+     */
+    void (*on_connected)(void *ud, struct lr_conn *c, const struct lr_device_id *peer,
+                         const struct lr_proto_hello *hello);
+    /* `c` is gone (reason is a short human phrase); do not use `c` after returning. */
+    void (*on_disconnected)(void *ud, struct lr_conn *c, const struct lr_device_id *peer,
+                            const char *reason);
+    /* One whole frame (never HELLO) from an up connection. */
+    void (*on_message)(void *ud, struct lr_conn *c, uint64_t type, const uint8_t *payload,
+                       size_t len);
+    /* A send that returned LR_EBUSY may now be retried. */
+    void (*on_writable)(void *ud, struct lr_conn *c);
+};
+
+struct lr_transport_config {
+    /*
+     * Listen addresses, numeric "host:port" ("[::]:21037", "127.0.0.1:0");
+     * port 0 picks a free port (see lr_transport_local_port). NULL/0 means
+     * LR_TRANSPORT_DEFAULT_LISTEN. "[::]" is dual-stack. Copied.
+     */
+    const char *const *listen;
+    size_t nlisten;
+    /* PEM files of this device (identity.h); read during lr_transport_new. */
+    const char *cert_path;
+    const char *key_path;
+    /* Directory holding reset.key (created if absent). */
+    const char *home;
+    /* Our HELLO, sent on every connection. Copied. */
+    struct lr_proto_hello hello;
+    /* 0 = defaults: idle 60000 ms, keep-alive 15000 ms, budget 8 MiB. */
+    uint64_t idle_timeout_ms;
+    uint64_t keepalive_ms;
+    size_t send_budget;
+    /* Redial backoff bounds; 0 = 1000 ms and 60000 ms. */
+    uint32_t backoff_min_ms;
+    uint32_t backoff_max_ms;
+    /* Randomness for backoff jitter; NULL = gnutls_rnd. */
+    uint64_t (*rng)(void *rng_ud);
+    void *rng_ud;
+    /* Disable UDP_SEGMENT / UDP_GRO + recvmmsg batching (for measurements). */
+    bool no_gso;
+    bool no_gro;
+};
+
+/* Counters of one connection. */
+struct lr_conn_stats {
+    uint64_t payload_sent; /* frame payload bytes queued by lr_conn_send (HELLO included) */
+    uint64_t payload_recv; /* frame payload bytes delivered (HELLO included, skipped excluded) */
+    uint64_t handshake_ns; /* start (dial or first Initial) -> handshake confirmed */
+    uint64_t smoothed_rtt_ns;
+    size_t queued; /* bytes queued, not yet acknowledged */
+    bool outgoing; /* we dialled it */
+};
+
+/* ---- Lifecycle ---- */
+
+/*
+ * Create a transport on `loop` (borrowed: must outlive the transport):
+ * load the certificate and key, load or create HOME/reset.key, bind every
+ * listen address and start reading. `cfg` and `cbs` are copied.
+ * Returns 0 and *out, or LR_EUSAGE (bad address), LR_ETLS (certificate or
+ * key), -errno (socket, bind, reset.key).
+ */
+int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
+                     const struct lr_transport_cbs *cbs, struct lr_transport **out,
+                     struct lr_err *err);
+
+#define LR_TRANSPORT_CLOSE_SILENT 1u /* drop connections without CONNECTION_CLOSE (tests) */
+
+/*
+ * Close every connection (CONNECTION_CLOSE to each peer unless
+ * LR_TRANSPORT_CLOSE_SILENT; on_disconnected for each up connection), stop
+ * dialling, close every uv handle, free the transport, then call done(ud)
+ * (may be NULL) from the loop. `t` is invalid as soon as this returns; keep
+ * running the loop until done is called. Must not be called twice.
+ */
+void lr_transport_close(struct lr_transport *t, unsigned flags, void (*done)(void *ud), void *ud);
+
+/* This device's ID (borrowed, valid while t lives). */
+const struct lr_device_id *lr_transport_device_id(const struct lr_transport *t);
+
+/* Bound UDP port of listen address `i` (useful with port 0), or a negative code. */
+int lr_transport_local_port(const struct lr_transport *t, size_t i);
+
+/* ---- Peers ---- */
+
+/*
+ * Keep a connection with `peer` at one of `addrs` (numeric "host:port",
+ * copied; at most LR_TRANSPORT_MAX_ADDRS used). Dials now unless a
+ * connection with it exists or is being made; after every loss redials,
+ * cycling through the addresses, with exponential backoff and jitter
+ * (backoff_min_ms doubling to backoff_max_ms, reset once a connection is
+ * up). Calling it again replaces the addresses. LR_EUSAGE if an address
+ * does not parse or has no usable socket.
+ */
+int lr_transport_dial(struct lr_transport *t, const struct lr_device_id *peer,
+                      const char *const *addrs, size_t naddrs, struct lr_err *err);
+
+/*
+ * Stop dialling `peer` and close any connection with it (on_disconnected is
+ * called for an up one). Returns LR_ENOTFOUND if there was nothing to stop.
+ */
+int lr_transport_forget_peer(struct lr_transport *t, const struct lr_device_id *peer);
+
+/* The up connection with `peer`, or NULL. */
+struct lr_conn *lr_transport_conn(struct lr_transport *t, const struct lr_device_id *peer);
+
+/* Stats of the up connection with `peer`: 0, or LR_ENOTFOUND. */
+int lr_transport_peer_stats(struct lr_transport *t, const struct lr_device_id *peer,
+                            struct lr_conn_stats *out);
+
+/* ---- Connections ---- */
+
+/*
+ * Queue one frame (type, payload[0..len)) on `c`; the payload is copied.
+ * Returns 0; LR_EBUSY if the queue is over budget (nothing queued:
+ * retry after on_writable); LR_ETOOBIG if len is over the type's limit
+ * (lr_proto_max_payload, or LR_PROTO_UNKNOWN_MAX for a type it does not
+ * know); LR_EUSAGE for type HELLO; LR_ECANCELED if `c` is closing.
+ */
+int lr_conn_send(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, const void *payload,
+                 size_t len);
+
+/* Close `c` with CONNECTION_CLOSE; on_disconnected follows (maybe after returning). */
+void lr_conn_close(struct lr_conn *c, const char *reason);
+
+/* The authenticated peer of `c` (borrowed, valid while c lives). */
+const struct lr_device_id *lr_conn_peer(const struct lr_conn *c);
+
+/* Remote address as text, e.g. "127.0.0.1:21037" (borrowed, valid while c lives). */
+const char *lr_conn_addr(const struct lr_conn *c);
+
+void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out);
+
+#endif
