@@ -16,7 +16,14 @@
  *
  * This file is the contract shared by transport/ (framing + Hello) and
  * sync/ (all other messages); message types are added here as the
- * protocol grows.
+ * protocol grows: one row in the type table in proto.c (type, name, max
+ * payload) plus the codec.
+ *
+ * Everything here is pure (no I/O, no globals written) and thread-safe;
+ * a frame reader belongs to one stream and one thread at a time.
+ * Encoders append to a caller-owned lr_buf and, on failure, leave it
+ * poisoned (lr_buf_ok() false) so a half-encoded message is never sent.
+ * Decoders borrow their input; decoded structs own no pointers.
  */
 #ifndef LR_PROTO_PROTO_H
 #define LR_PROTO_PROTO_H
@@ -44,25 +51,80 @@ enum lr_msg_type {
     /* 0x10.. sync messages (folders, index, want, chunk data) are defined by sync/. */
 };
 
+/* Per-type payload limits (see the type table in proto.c). */
+#define LR_PROTO_HELLO_MAX 4096 /* known fields need < 160; the rest is room to grow */
+#define LR_PROTO_PING_MAX 256
+#define LR_PROTO_CLOSE_MAX 1024
+
 /* Maximum payload for `type`, or 0 if the type is unknown (to be skipped). */
 size_t lr_proto_max_payload(uint64_t type);
+/* Static name of a known type ("HELLO"), or "unknown"; never NULL. */
+const char *lr_proto_type_name(uint64_t type);
 
 /* ---- Hello ---- */
 #define LR_PROTO_NAME_MAX 64
 #define LR_PROTO_SOFTWARE_MAX 64
 
 struct lr_proto_hello {
-    uint32_t version;                       /* LR_PROTO_VERSION */
+    uint32_t version;                         /* LR_PROTO_VERSION */
     char name[LR_PROTO_NAME_MAX + 1];         /* device name, UTF-8, no control chars */
     char software[LR_PROTO_SOFTWARE_MAX + 1]; /* e.g. "landropic 0.1.0" */
-    uint64_t features;                      /* LR_FEAT_* bits */
+    uint64_t features;                        /* LR_FEAT_* bits */
 };
 
+/*
+ * Append the Hello payload (not the frame header: wrap it with
+ * lr_proto_frame_put(LR_MSG_HELLO)). Returns 0; LR_EBADVAL if a field is
+ * invalid (version 0, name empty or > 64 bytes or not valid UTF-8 or with a
+ * control character, software likewise but may be empty, features >= 2^62;
+ * `out` unchanged); LR_ETOOBIG if `out` is full (poisoned).
+ */
 int lr_proto_hello_encode(const struct lr_proto_hello *h, struct lr_buf *out);
-int lr_proto_hello_decode(const uint8_t *p, size_t n, struct lr_proto_hello *h,
-                          struct lr_err *err);
+/*
+ * Decode a Hello payload p[0..n) (borrowed) into *h, which is zeroed first
+ * and filled only on success. Bytes after the known fields are ignored
+ * (fields added by newer versions). The version is not judged here: any
+ * 1..2^32-1 decodes, the caller decides what it supports.
+ * Errors (err names the field): LR_ETRUNC, LR_ETOOBIG (name/software over
+ * 64 bytes), LR_EBADVAL (version 0 or >= 2^32, empty name, invalid UTF-8,
+ * control character).
+ */
+int lr_proto_hello_decode(const uint8_t *p, size_t n, struct lr_proto_hello *h, struct lr_err *err);
 
-/* Append one whole frame (header + payload) to out. */
+/*
+ * True if s[0..n) is acceptable as a peer-visible name (Hello name and
+ * software, Close reason): valid UTF-8 without C0, DEL or C1 controls.
+ */
+bool lr_proto_text_ok(const void *s, size_t n);
+
+/* ---- Close ---- */
+/* Sent on the control stream before closing the connection on purpose. */
+#define LR_PROTO_REASON_MAX 256
+
+enum lr_close_code {
+    LR_CLOSE_NORMAL = 0,   /* shutting down, or done */
+    LR_CLOSE_PROTOCOL = 1, /* the peer sent something invalid */
+    LR_CLOSE_VERSION = 2,  /* no common protocol version */
+    LR_CLOSE_INTERNAL = 3, /* local failure */
+    /* Unknown codes are treated like LR_CLOSE_INTERNAL. */
+};
+
+struct lr_proto_close {
+    uint64_t code;                        /* enum lr_close_code */
+    char reason[LR_PROTO_REASON_MAX + 1]; /* for logs; UTF-8, no control chars, may be empty */
+};
+
+/* Same conventions as the Hello codec (trailing bytes ignored on decode). */
+int lr_proto_close_encode(const struct lr_proto_close *c, struct lr_buf *out);
+int lr_proto_close_decode(const uint8_t *p, size_t n, struct lr_proto_close *c, struct lr_err *err);
+
+/*
+ * Append one whole frame (header + payload; payload borrowed, may be NULL
+ * if len == 0) to out, or nothing. LR_EBADVAL: type 0 or >= 2^62.
+ * LR_ETOOBIG: len over lr_proto_max_payload(type) (LR_PROTO_UNKNOWN_MAX
+ * for types not in the table, so extensions can be sent), or out full
+ * (poisoned).
+ */
 int lr_proto_frame_put(struct lr_buf *out, uint64_t type, const void *payload, size_t len);
 
 /*
@@ -71,20 +133,28 @@ int lr_proto_frame_put(struct lr_buf *out, uint64_t type, const void *payload, s
  * frame. Unknown types are skipped without buffering their payload.
  */
 struct lr_frame_reader {
-    struct lr_buf acc;   /* header bytes and the current payload */
-    uint64_t type;       /* of the frame being read */
-    uint64_t need;       /* payload bytes still expected (or to skip) */
+    struct lr_buf acc; /* header bytes and the current payload */
+    uint64_t type;     /* of the frame being read */
+    uint64_t need;     /* payload bytes still expected (or to skip) */
     bool have_header;
     bool skipping;
-    bool ready;          /* a whole frame is in acc, not yet taken */
+    bool ready; /* a whole frame is in acc, not yet taken */
+    int error;  /* sticky: once a feed failed, every later feed fails */
 };
 
 void lr_frame_reader_init(struct lr_frame_reader *r);
 void lr_frame_reader_release(struct lr_frame_reader *r);
 /*
- * Consume up to n bytes; stops early when a whole frame is ready (then
- * *consumed < n may hold). Returns 1 if a frame is ready, 0 if more bytes
- * are needed, or a fatal negative code (over-long frame, bad header).
+ * Consume up to n bytes of p (borrowed; copied as needed); stops early when
+ * a whole frame is ready (then *consumed < n may hold: feed the rest after
+ * taking the frame). Returns 1 if a frame is ready, 0 if more bytes are
+ * needed (all n consumed), or a fatal negative code, after which the stream
+ * must be closed (every later feed returns it again):
+ *   LR_ETOOBIG  length over the type's limit (or LR_PROTO_UNKNOWN_MAX for an
+ *               unknown type); err names the type and the length;
+ *   LR_EPROTO   frame type 0 (reserved, never valid).
+ * While a frame is ready and not taken, feed returns 1 and consumes nothing.
+ * Frames of unknown types are consumed and dropped without being buffered.
  */
 int lr_frame_reader_feed(struct lr_frame_reader *r, const uint8_t *p, size_t n, size_t *consumed,
                          struct lr_err *err);

@@ -382,6 +382,7 @@ static void test_insert_resilience(void **state)
     }
     free(ha);
     free(hb);
+    free(a);
 }
 
 int main(void)
