@@ -1,0 +1,104 @@
+/*
+ * config.h - the device's configuration: its name, its peers and its folders.
+ *
+ * Stored as HOME/config.json (jansson), replaced atomically on every save
+ * (temp file + fsync + rename + directory fsync), so a crash leaves either
+ * the old or the new file, never a torn one. The daemon is the only writer
+ * while it runs; the CLI edits the file directly only when no daemon runs.
+ *
+ * Home resolution (lr_config_home): --home, else $LANDROPIC_HOME, else
+ * $XDG_STATE_HOME/landropic, else ~/.local/state/landropic.
+ *
+ * Ownership: a `struct lr_config` owns every string and array inside it;
+ * lr_config_free() releases all. Functions that add entries copy their
+ * arguments. Validation functions fill `err` with a one-line message naming
+ * the bad value and return LR_EUSAGE for malformed input (exit code 2) or
+ * LR_EEXISTS / LR_ENOTFOUND / LR_ECONFIG for state conflicts (exit 1).
+ */
+#ifndef LR_CONFIG_CONFIG_H
+#define LR_CONFIG_CONFIG_H
+
+#include "identity/identity.h"
+#include "util/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LR_CONFIG_FILE "config.json"
+#define LR_CONFIG_NAME_MAX 64
+#define LR_FOLDER_ID_MAX 255
+#define LR_ADDR_MAX 16 /* addresses per peer */
+
+enum lr_folder_mode { LR_MODE_SEND_RECEIVE, LR_MODE_SEND_ONLY, LR_MODE_RECEIVE_ONLY };
+
+struct lr_peer_cfg {
+    struct lr_device_id id;
+    char *name;   /* may be empty, never NULL */
+    char **addrs; /* "HOST:PORT" strings */
+    size_t naddrs;
+};
+
+struct lr_folder_cfg {
+    char *id;
+    char *path; /* absolute, canonical */
+    enum lr_folder_mode mode;
+    char *conflict;           /* strategy text, validated by lr_config_check_strategy */
+    uint32_t conflict_window; /* seconds */
+    struct lr_device_id *shared;
+    size_t nshared;
+};
+
+struct lr_config {
+    char *home; /* absolute */
+    char *name; /* device name */
+    struct lr_peer_cfg *peers;
+    size_t npeers;
+    struct lr_folder_cfg *folders;
+    size_t nfolders;
+};
+
+/* Resolve the home directory (caller frees *out). `opt` is --home or NULL. */
+int lr_config_home(const char *opt, char **out, struct lr_err *err);
+
+/* A fresh config for `home` with device name `name` (copied). */
+struct lr_config *lr_config_new(const char *home, const char *name);
+/* LR_ENOTINIT if HOME/config.json is missing; LR_ECONFIG naming the problem if malformed. */
+int lr_config_load(const char *home, struct lr_config **out, struct lr_err *err);
+int lr_config_save(const struct lr_config *cfg, struct lr_err *err);
+void lr_config_free(struct lr_config *cfg);
+
+struct lr_peer_cfg *lr_config_find_peer(const struct lr_config *cfg, const struct lr_device_id *id);
+struct lr_folder_cfg *lr_config_find_folder(const struct lr_config *cfg, const char *folder_id);
+
+/* Adds a peer, or (if present) updates its name/addresses when given. */
+int lr_config_add_peer(struct lr_config *cfg, const struct lr_device_id *id, const char *name,
+                       char *const *addrs, size_t naddrs, struct lr_err *err);
+int lr_config_remove_peer(struct lr_config *cfg, const struct lr_device_id *id,
+                          struct lr_err *err);
+
+/*
+ * Adds a folder. `path` must already be canonical (the caller resolved it and
+ * checked it is a directory); this checks the id and overlaps with other
+ * folders and with the home.
+ */
+int lr_config_add_folder(struct lr_config *cfg, const struct lr_folder_cfg *f,
+                         struct lr_err *err);
+int lr_config_remove_folder(struct lr_config *cfg, const char *folder_id, struct lr_err *err);
+/* Returns 1 if newly shared, 0 if it already was. */
+int lr_config_share_folder(struct lr_config *cfg, const char *folder_id,
+                           const struct lr_device_id *dev, struct lr_err *err);
+bool lr_folder_shared_with(const struct lr_folder_cfg *f, const struct lr_device_id *dev);
+
+/* Validators for user input (LR_EUSAGE with a message naming the value). */
+int lr_config_check_folder_id(const char *id, struct lr_err *err);
+int lr_config_check_strategy(const char *s, struct lr_err *err);
+int lr_config_check_addr(const char *addr, struct lr_err *err);
+int lr_config_check_name(const char *name, struct lr_err *err);
+int lr_folder_mode_parse(const char *s, enum lr_folder_mode *out, struct lr_err *err);
+const char *lr_folder_mode_name(enum lr_folder_mode m);
+
+/* True if `a` equals `b` or lies inside it (both canonical absolute paths). */
+bool lr_path_within(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,220 @@
+#include "config/ops.h"
+
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MARKER_DIR ".landropic"
+
+static int param_str(json_t *params, const char *key, bool required, const char **out,
+                     struct lr_err *err)
+{
+    json_t *v = json_object_get(params, key);
+    *out = NULL;
+    if (!v || json_is_null(v)) {
+        if (required)
+            return lr_err_set(err, LR_EUSAGE, "missing parameter '%s'", key);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return lr_err_set(err, LR_EUSAGE, "parameter '%s' must be a string", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int parse_id(const char *s, struct lr_device_id *id, struct lr_err *err)
+{
+    struct lr_err sub = {0};
+    if (lr_device_id_parse(s, id, &sub) == 0)
+        return 0;
+    char *e = lr_escs(s);
+    int rc = lr_err_set(err, LR_EUSAGE, "invalid device ID '%s': %s", e, sub.msg);
+    free(e);
+    return rc;
+}
+
+static int op_peer_add(struct lr_config *cfg, json_t *params, json_t **result, struct lr_err *err)
+{
+    const char *ids, *name;
+    struct lr_device_id id;
+    int rc;
+    if ((rc = param_str(params, "id", true, &ids, err)) < 0 ||
+        (rc = param_str(params, "name", false, &name, err)) < 0 ||
+        (rc = parse_id(ids, &id, err)) < 0)
+        return rc;
+    json_t *ja = json_object_get(params, "addresses");
+    size_t n = json_is_array(ja) ? json_array_size(ja) : 0;
+    if (n > LR_ADDR_MAX)
+        return lr_err_set(err, LR_EUSAGE, "too many addresses (at most %d)", LR_ADDR_MAX);
+    char *addrs[LR_ADDR_MAX];
+    for (size_t i = 0; i < n; i++) {
+        const char *a = json_string_value(json_array_get(ja, i));
+        if (!a)
+            return lr_err_set(err, LR_EUSAGE, "addresses must be strings");
+        addrs[i] = (char *)(uintptr_t)a; /* copied by lr_config_add_peer */
+    }
+    bool existed = lr_config_find_peer(cfg, &id) != NULL;
+    if ((rc = lr_config_add_peer(cfg, &id, name, addrs, n, err)) < 0)
+        return rc;
+    char s[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(&id, s);
+    *result = json_pack("{s:s, s:b}", "id", s, "updated", existed);
+    return 0;
+}
+
+static int op_peer_remove(struct lr_config *cfg, json_t *params, json_t **result,
+                          struct lr_err *err)
+{
+    const char *ids;
+    struct lr_device_id id;
+    int rc;
+    if ((rc = param_str(params, "id", true, &ids, err)) < 0 || (rc = parse_id(ids, &id, err)) < 0)
+        return rc;
+    if ((rc = lr_config_remove_peer(cfg, &id, err)) < 0)
+        return rc;
+    char s[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(&id, s);
+    *result = json_pack("{s:s}", "id", s);
+    return 0;
+}
+
+static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result,
+                         struct lr_err *err)
+{
+    const char *path, *id, *mode, *conflict;
+    int rc;
+    if ((rc = param_str(params, "path", true, &path, err)) < 0 ||
+        (rc = param_str(params, "id", false, &id, err)) < 0 ||
+        (rc = param_str(params, "mode", false, &mode, err)) < 0 ||
+        (rc = param_str(params, "conflict", false, &conflict, err)) < 0)
+        return rc;
+    struct lr_folder_cfg f = {0};
+    if (path[0] != '/')
+        return lr_err_set(err, LR_EUSAGE, "folder path '%s' is not absolute", path);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return lr_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return lr_err_set(err, LR_ECONFIG, "%s is not a directory", path);
+    char *canon = realpath(path, NULL);
+    if (!canon)
+        return lr_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    if (!id) {
+        const char *slash = strrchr(canon, '/');
+        id = slash && slash[1] ? slash + 1 : "root";
+    }
+    f.id = (char *)(uintptr_t)id;
+    f.path = canon;
+    f.conflict = (char *)(uintptr_t)conflict;
+    f.mode = LR_MODE_SEND_RECEIVE;
+    json_t *jw = json_object_get(params, "conflict_window");
+    if (jw && !json_is_null(jw)) {
+        json_int_t w = json_integer_value(jw);
+        if (!json_is_integer(jw) || w < 0 || w > 365 * 86400) {
+            rc = lr_err_set(err, LR_EUSAGE,
+                            "invalid conflict window: expected 0 to 31536000 seconds");
+            goto out;
+        }
+        f.conflict_window = (uint32_t)w;
+    }
+    if (mode && (rc = lr_folder_mode_parse(mode, &f.mode, err)) < 0)
+        goto out;
+    json_t *js = json_object_get(params, "shared");
+    size_t n = json_is_array(js) ? json_array_size(js) : 0;
+    if (n) {
+        f.shared = lr_xcalloc(n, sizeof(*f.shared));
+        for (size_t i = 0; i < n; i++) {
+            const char *s = json_string_value(json_array_get(js, i));
+            if (!s) {
+                rc = lr_err_set(err, LR_EUSAGE, "shared devices must be strings");
+                goto out;
+            }
+            if ((rc = parse_id(s, &f.shared[i], err)) < 0)
+                goto out;
+        }
+        f.nshared = n;
+    }
+    if ((rc = lr_config_add_folder(cfg, &f, err)) < 0)
+        goto out;
+    /* The marker is what tells an unmounted or emptied folder from one whose files were
+     * deleted; create it last so a refused folder leaves nothing behind. */
+    char *marker = lr_xasprintf("%s/%s", canon, MARKER_DIR);
+    if (mkdir(marker, 0700) < 0 && errno != EEXIST) {
+        rc = lr_err_set(err, -errno, "cannot create %s: %s", marker, strerror(errno));
+        lr_config_remove_folder(cfg, f.id, NULL);
+    } else if (lstat(marker, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        rc = lr_err_set(err, LR_ECONFIG, "%s exists and is not a directory", marker);
+        lr_config_remove_folder(cfg, f.id, NULL);
+    }
+    free(marker);
+    if (rc == 0)
+        *result = json_pack("{s:s, s:s}", "id", f.id, "path", canon);
+out:
+    free(f.shared);
+    free(canon);
+    return rc;
+}
+
+static int op_folder_share(struct lr_config *cfg, json_t *params, json_t **result,
+                           struct lr_err *err)
+{
+    const char *id, *dev;
+    struct lr_device_id d;
+    int rc;
+    if ((rc = param_str(params, "id", true, &id, err)) < 0 ||
+        (rc = param_str(params, "device", true, &dev, err)) < 0 ||
+        (rc = parse_id(dev, &d, err)) < 0)
+        return rc;
+    if ((rc = lr_config_share_folder(cfg, id, &d, err)) < 0)
+        return rc;
+    *result = json_pack("{s:s, s:s, s:b}", "id", id, "device", dev, "added", rc == 1);
+    return 0;
+}
+
+static int op_folder_remove(struct lr_config *cfg, json_t *params, json_t **result,
+                            struct lr_err *err)
+{
+    const char *id;
+    int rc;
+    if ((rc = param_str(params, "id", true, &id, err)) < 0)
+        return rc;
+    struct lr_folder_cfg *f = lr_config_find_folder(cfg, id);
+    char *path = f ? lr_xstrdup(f->path) : NULL;
+    if ((rc = lr_config_remove_folder(cfg, id, err)) == 0)
+        *result = json_pack("{s:s, s:s}", "id", id, "path", path);
+    free(path);
+    return rc;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(struct lr_config *, json_t *, json_t **, struct lr_err *);
+} ops[] = {
+    {"peer.add", op_peer_add},         {"peer.remove", op_peer_remove},
+    {"folder.add", op_folder_add},     {"folder.share", op_folder_share},
+    {"folder.remove", op_folder_remove},
+};
+
+bool lr_config_is_op(const char *method)
+{
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (strcmp(ops[i].name, method) == 0)
+            return true;
+    return false;
+}
+
+int lr_config_apply(struct lr_config *cfg, const char *method, json_t *params, json_t **result,
+                    struct lr_err *err)
+{
+    *result = NULL;
+    if (params && !json_is_object(params))
+        return lr_err_set(err, LR_EUSAGE, "parameters must be an object");
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (strcmp(ops[i].name, method) == 0)
+            return ops[i].fn(cfg, params, result, err);
+    return lr_err_set(err, LR_EUSAGE, "unknown configuration operation '%s'", method);
+}
