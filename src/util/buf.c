@@ -59,7 +59,7 @@ uint8_t *lr_buf_reserve(struct lr_buf *b, size_t n)
 int lr_buf_put(struct lr_buf *b, const void *p, size_t n)
 {
     uint8_t *dst = lr_buf_reserve(b, n);
-    if (!dst)
+    if (!dst && (n || b->failed)) /* reserve(0) on an unallocated buffer gives NULL */
         return LR_ETOOBIG;
     if (n)
         memcpy(dst, p, n);
