@@ -1,0 +1,1032 @@
+/*
+ * index.c - SQLite schema, migrations and every query of the project.
+ *
+ * Layout (docs/internals/index.md): folders(id, name, index_id, short_id,
+ * max_seq); files(id, folder, path key, ... , seq) with unique indexes on
+ * (folder, path) and (folder, seq); chunks(file, idx, off, len, hash)
+ * WITHOUT ROWID keyed by (file, idx) with an index on hash.
+ *
+ * The stored path ("key") is the path with '/' replaced by 0x00: names never
+ * contain NUL, and SQLite compares BLOBs with memcmp, so ORDER BY path is
+ * component-wise order, the order of a sorted depth-first walk.
+ */
+#include "index/index.h"
+
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define FOLDER_ID_MAX 256
+#define FOLDER_CACHE 8
+
+/* ---- schema ----------------------------------------------------------- */
+
+/* migrations[v] takes user_version v to v + 1. Append only; never edit a shipped entry. */
+static const char *const migrations[] = {
+    "CREATE TABLE folders ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  index_id INTEGER NOT NULL,"
+    "  short_id INTEGER NOT NULL,"
+    "  max_seq INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE files ("
+    "  id INTEGER PRIMARY KEY,"
+    "  folder INTEGER NOT NULL,"
+    "  path BLOB NOT NULL,"
+    "  type INTEGER NOT NULL,"
+    "  deleted INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL,"
+    "  mode INTEGER NOT NULL,"
+    "  inode INTEGER NOT NULL,"
+    "  ctime_ns INTEGER NOT NULL,"
+    "  target BLOB,"
+    "  vv BLOB NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  blocks BLOB"
+    ");"
+    "CREATE UNIQUE INDEX files_path ON files(folder, path);"
+    "CREATE UNIQUE INDEX files_seq ON files(folder, seq);"
+    "CREATE TABLE chunks ("
+    "  file INTEGER NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  off INTEGER NOT NULL,"
+    "  len INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  PRIMARY KEY (file, idx)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX chunks_hash ON chunks(hash);",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+#define FILE_COLS                                                                                  \
+    "path, type, deleted, size, mtime_ns, mode, inode, ctime_ns, target, vv, seq, blocks, id"
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_FOLDER_GET,
+    S_FOLDER_ADD,
+    S_FOLDER_SET_SHORT,
+    S_FOLDER_NEXT_SEQ,
+    S_FOLDER_DEL,
+    S_FOLDER_DEL_FILES,
+    S_FOLDER_DEL_CHUNKS,
+    S_FOLDER_STATS,
+    S_FILE_UPSERT,
+    S_FILE_SET_STAT,
+    S_FILE_GET,
+    S_LIST_PATH,
+    S_LIST_SEQ,
+    S_CHUNKS_DEL,
+    S_CHUNK_ADD,
+    S_CHUNKS_GET,
+    S_CHUNK_FIND,
+    S_CHUNK_FIND_IN,
+    S__COUNT
+};
+
+static const char *const stmt_sql[S__COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_FOLDER_GET] = "SELECT id, index_id, short_id, max_seq FROM folders WHERE name = ?1",
+    [S_FOLDER_ADD] =
+        "INSERT INTO folders(name, index_id, short_id, max_seq) VALUES (?1, ?2, ?3, 0)",
+    [S_FOLDER_SET_SHORT] = "UPDATE folders SET short_id = ?2 WHERE id = ?1",
+    [S_FOLDER_NEXT_SEQ] =
+        "UPDATE folders SET max_seq = max_seq + 1 WHERE id = ?1 RETURNING max_seq",
+    [S_FOLDER_DEL] = "DELETE FROM folders WHERE id = ?1",
+    [S_FOLDER_DEL_FILES] = "DELETE FROM files WHERE folder = ?1",
+    [S_FOLDER_DEL_CHUNKS] =
+        "DELETE FROM chunks WHERE file IN (SELECT id FROM files WHERE folder = ?1)",
+    [S_FOLDER_STATS] = "SELECT type, deleted, count(*), total(size) FROM files WHERE folder = ?1 "
+                       "GROUP BY type, deleted",
+    [S_FILE_UPSERT] =
+        "INSERT INTO files(folder, path, type, deleted, size, mtime_ns, mode, inode, ctime_ns, "
+        "target, vv, seq, blocks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+        "ON CONFLICT(folder, path) DO UPDATE SET type = excluded.type, deleted = excluded.deleted, "
+        "size = excluded.size, mtime_ns = excluded.mtime_ns, mode = excluded.mode, "
+        "inode = excluded.inode, ctime_ns = excluded.ctime_ns, target = excluded.target, "
+        "vv = excluded.vv, seq = excluded.seq, blocks = excluded.blocks RETURNING id",
+    [S_FILE_SET_STAT] =
+        "UPDATE files SET inode = ?3, ctime_ns = ?4 WHERE folder = ?1 AND path = ?2",
+    [S_FILE_GET] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND path = ?2",
+    [S_LIST_PATH] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND path > ?2 "
+                    "ORDER BY path LIMIT ?3",
+    [S_LIST_SEQ] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND seq >= ?2 "
+                   "ORDER BY seq LIMIT ?3",
+    [S_CHUNKS_DEL] = "DELETE FROM chunks WHERE file = ?1",
+    [S_CHUNK_ADD] = "INSERT INTO chunks(file, idx, off, len, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_CHUNKS_GET] = "SELECT off, len, hash FROM chunks WHERE file = ?1 ORDER BY idx",
+    [S_CHUNK_FIND] = "SELECT fo.name, f.path, c.off, c.len FROM chunks c "
+                     "JOIN files f ON f.id = c.file JOIN folders fo ON fo.id = f.folder "
+                     "WHERE c.hash = ?1 AND f.deleted = 0 LIMIT 1",
+    [S_CHUNK_FIND_IN] = "SELECT fo.name, f.path, c.off, c.len FROM chunks c "
+                        "JOIN files f ON f.id = c.file JOIN folders fo ON fo.id = f.folder "
+                        "WHERE c.hash = ?1 AND f.deleted = 0 AND fo.name = ?2 LIMIT 1",
+};
+
+struct folder_cache {
+    char *name;
+    int64_t id;
+};
+
+struct lr_index {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *st[S__COUNT];
+    bool in_tx;
+    struct folder_cache fc[FOLDER_CACHE];
+    unsigned fc_next;
+    struct lr_buf key;  /* scratch: path key of the current call */
+    struct lr_buf key2; /* scratch: second key (list bounds) */
+    struct lr_buf vvb;  /* scratch: encoded vector */
+};
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static int dberr(struct lr_index *ix, struct lr_err *err, const char *what)
+{
+    return lr_err_set(err, LR_EDB, "index %s: %s: %s", ix->path, what, sqlite3_errmsg(ix->db));
+}
+
+static sqlite3_stmt *stmt(struct lr_index *ix, enum stmt_id id, struct lr_err *err)
+{
+    if (!ix->st[id]) {
+        if (sqlite3_prepare_v3(ix->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &ix->st[id],
+                               NULL) != SQLITE_OK) {
+            dberr(ix, err, "prepare");
+            ix->st[id] = NULL;
+            return NULL;
+        }
+    }
+    return ix->st[id];
+}
+
+static void done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Run a statement that returns no rows (or whose rows are ignored). */
+static int exec_stmt(struct lr_index *ix, enum stmt_id id, struct lr_err *err)
+{
+    sqlite3_stmt *s = stmt(ix, id, err);
+    if (!s)
+        return LR_EDB;
+    int rc = sqlite3_step(s);
+    int r = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : dberr(ix, err, stmt_sql[id]);
+    done(s);
+    return r;
+}
+
+int lr_index_path_check(const uint8_t *p, size_t n, struct lr_err *err)
+{
+    if (n == 0)
+        return lr_err_set(err, LR_EBADPATH, "empty path");
+    if (n > LR_INDEX_PATH_MAX)
+        return lr_err_set(err, LR_EBADPATH, "path of %zu bytes over %d", n, LR_INDEX_PATH_MAX);
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && p[i] == 0)
+            return lr_err_set(err, LR_EBADPATH, "NUL byte in path at %zu", i);
+        if (i == n || p[i] == '/') {
+            size_t len = i - start;
+            if (len == 0 || (len == 1 && p[start] == '.') ||
+                (len == 2 && p[start] == '.' && p[start + 1] == '.'))
+                return lr_err_set(err, LR_EBADPATH, "empty, '.' or '..' component at byte %zu",
+                                  start);
+            start = i + 1;
+        }
+    }
+    return 0;
+}
+
+int lr_index_path_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] != b[i]) {
+            unsigned x = a[i] == '/' ? 0u : a[i];
+            unsigned y = b[i] == '/' ? 0u : b[i];
+            return x < y ? -1 : 1;
+        }
+    }
+    return an < bn ? -1 : an > bn ? 1 : 0;
+}
+
+/* path -> key in b (b reset first). */
+static void to_key(struct lr_buf *b, const uint8_t *p, size_t n)
+{
+    lr_buf_reset(b);
+    uint8_t *d = lr_buf_reserve(b, n + 1);
+    if (!d)
+        abort(); /* max is SIZE_MAX: cannot fail */
+    for (size_t i = 0; i < n; i++)
+        d[i] = p[i] == '/' ? 0 : p[i];
+    b->len = n;
+}
+
+static int bind_blob(sqlite3_stmt *s, int col, const void *p, size_t n)
+{
+    /* A zero-length blob must bind as a BLOB, not NULL: give SQLite a valid pointer. */
+    static const uint8_t empty[1];
+    return sqlite3_bind_blob64(s, col, n ? p : empty, n, SQLITE_TRANSIENT);
+}
+
+void lr_file_rec_release(struct lr_file_rec *r)
+{
+    if (!r)
+        return;
+    free(r->path);
+    free(r->target);
+    lr_vv_release(&r->vv);
+    free(r->chunks);
+    memset(r, 0, sizeof(*r));
+}
+
+void lr_file_list_release(struct lr_file_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        lr_file_rec_release(&l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+void lr_chunk_loc_release(struct lr_chunk_loc *l)
+{
+    if (!l)
+        return;
+    free(l->folder_id);
+    free(l->path);
+    memset(l, 0, sizeof(*l));
+}
+
+void lr_index_blocks_hash(const struct lr_chunk *c, size_t n, struct lr_hash *out)
+{
+    /* Hash in stack-sized groups: no allocation, one pass. */
+    struct lr_sha256_ctx *ctx = lr_sha256_new();
+    if (!ctx)
+        abort(); /* GnuTLS allocation failure: treat as OOM like lr_xmalloc */
+    for (size_t i = 0; i < n; i++)
+        lr_sha256_update(ctx, c[i].hash.b, LR_HASH_LEN);
+    lr_sha256_final(ctx, out);
+    lr_sha256_free(ctx);
+}
+
+/* ---- lifecycle -------------------------------------------------------------- */
+
+static int exec_sql(struct lr_index *ix, const char *sql, struct lr_err *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(ix->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = lr_err_set(err, LR_EDB, "index %s: %s: %s", ix->path, sql,
+                            msg ? msg : sqlite3_errmsg(ix->db));
+        sqlite3_free(msg);
+        return rc;
+    }
+    return 0;
+}
+
+static int pragma_int(struct lr_index *ix, const char *sql, int64_t *out, struct lr_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(ix->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return dberr(ix, err, sql);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        rc = dberr(ix, err, sql);
+        sqlite3_finalize(s);
+        return rc;
+    }
+    *out = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return 0;
+}
+
+static int migrate(struct lr_index *ix, struct lr_err *err)
+{
+    int64_t v = 0;
+    int rc = pragma_int(ix, "PRAGMA user_version", &v, err);
+    if (rc)
+        return rc;
+    if (v > SCHEMA_VERSION)
+        return lr_err_set(err, LR_EUNSUPPORTED,
+                          "index %s: schema version %" PRId64 " is newer than this build's %d",
+                          ix->path, v, SCHEMA_VERSION);
+    for (; v < SCHEMA_VERSION; v++) {
+        if ((rc = exec_sql(ix, "BEGIN IMMEDIATE", err)))
+            return rc;
+        char setv[64];
+        snprintf(setv, sizeof(setv), "PRAGMA user_version = %d", (int)(v + 1));
+        if ((rc = exec_sql(ix, migrations[v], err)) || (rc = exec_sql(ix, setv, err)) ||
+            (rc = exec_sql(ix, "COMMIT", err))) {
+            sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        lr_info("index", "migrated schema path=%s version=%d", ix->path, (int)(v + 1));
+    }
+    return 0;
+}
+
+int lr_index_schema_version(void)
+{
+    return SCHEMA_VERSION;
+}
+
+int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err)
+{
+    *out = NULL;
+    struct lr_index *ix = lr_xcalloc(1, sizeof(*ix));
+    ix->path = lr_xstrdup(path);
+    lr_buf_init(&ix->key, SIZE_MAX);
+    lr_buf_init(&ix->key2, SIZE_MAX);
+    lr_buf_init(&ix->vvb, SIZE_MAX);
+    int rc;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &ix->db, flags, NULL) != SQLITE_OK) {
+        rc = ix->db ? dberr(ix, err, "open")
+                    : lr_err_set(err, LR_EDB, "index %s: cannot open", path);
+        goto fail;
+    }
+    sqlite3_extended_result_codes(ix->db, 1);
+    sqlite3_busy_timeout(ix->db, 10000);
+    /* WAL: readers never block the writer. synchronous=FULL: see index.h (sequence
+     * numbers must not be handed out twice after a power cut). */
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(ix->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0) {
+        rc = dberr(ix, err, "journal_mode=WAL");
+        sqlite3_finalize(s);
+        goto fail;
+    }
+    sqlite3_finalize(s);
+    if ((rc = exec_sql(ix,
+                       "PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY; "
+                       "PRAGMA cache_size=-16384; PRAGMA foreign_keys=OFF",
+                       err)))
+        goto fail;
+    if ((rc = migrate(ix, err)))
+        goto fail;
+    *out = ix;
+    return 0;
+fail:
+    lr_index_close(ix);
+    return rc;
+}
+
+void lr_index_close(struct lr_index *ix)
+{
+    if (!ix)
+        return;
+    if (ix->in_tx)
+        lr_index_rollback(ix);
+    for (int i = 0; i < S__COUNT; i++)
+        sqlite3_finalize(ix->st[i]);
+    if (ix->db && sqlite3_close(ix->db) != SQLITE_OK)
+        lr_warn("index", "close path=%s: %s", ix->path, sqlite3_errmsg(ix->db));
+    for (int i = 0; i < FOLDER_CACHE; i++)
+        free(ix->fc[i].name);
+    lr_buf_release(&ix->key);
+    lr_buf_release(&ix->key2);
+    lr_buf_release(&ix->vvb);
+    free(ix->path);
+    free(ix);
+}
+
+/* ---- transactions ------------------------------------------------------------- */
+
+int lr_index_begin(struct lr_index *ix, struct lr_err *err)
+{
+    if (ix->in_tx)
+        return lr_err_set(err, LR_EINTERNAL, "index: transaction already open");
+    int rc = exec_stmt(ix, S_BEGIN, err);
+    if (rc == 0)
+        ix->in_tx = true;
+    return rc;
+}
+
+int lr_index_commit(struct lr_index *ix, struct lr_err *err)
+{
+    if (!ix->in_tx)
+        return lr_err_set(err, LR_EINTERNAL, "index: commit without transaction");
+    int rc = exec_stmt(ix, S_COMMIT, err);
+    if (rc) {
+        /* A failed COMMIT may leave the transaction open; end it so state is known. */
+        if (!sqlite3_get_autocommit(ix->db))
+            sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    ix->in_tx = false;
+    return rc;
+}
+
+void lr_index_rollback(struct lr_index *ix)
+{
+    if (!ix->in_tx)
+        return;
+    if (!sqlite3_get_autocommit(ix->db))
+        exec_stmt(ix, S_ROLLBACK, NULL);
+    ix->in_tx = false;
+}
+
+bool lr_index_in_tx(const struct lr_index *ix)
+{
+    return ix->in_tx;
+}
+
+/* ---- folders ------------------------------------------------------------------ */
+
+static int check_folder_id(const char *folder_id, struct lr_err *err)
+{
+    size_t n = strlen(folder_id);
+    if (n == 0 || n > FOLDER_ID_MAX)
+        return lr_err_set(err, LR_EUSAGE, "folder ID of %zu bytes (1..%d allowed)", n,
+                          FOLDER_ID_MAX);
+    return 0;
+}
+
+static int folder_query(struct lr_index *ix, const char *folder_id, int64_t *id,
+                        struct lr_folder_info *info, struct lr_err *err)
+{
+    sqlite3_stmt *s = stmt(ix, S_FOLDER_GET, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_text(s, 1, folder_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(s, 0);
+        if (info) {
+            info->index_id = (uint64_t)sqlite3_column_int64(s, 1);
+            info->short_id = (uint64_t)sqlite3_column_int64(s, 2);
+            info->max_seq = (uint64_t)sqlite3_column_int64(s, 3);
+        }
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = lr_err_set(err, LR_ENOTFOUND, "folder %s has no index", folder_id);
+    } else {
+        rc = dberr(ix, err, "folder lookup");
+    }
+    done(s);
+    return rc;
+}
+
+/* Row id of a folder, cached (folders are few and rarely removed). */
+static int folder_rowid(struct lr_index *ix, const char *folder_id, int64_t *id, struct lr_err *err)
+{
+    for (int i = 0; i < FOLDER_CACHE; i++) {
+        if (ix->fc[i].name && strcmp(ix->fc[i].name, folder_id) == 0) {
+            *id = ix->fc[i].id;
+            return 0;
+        }
+    }
+    int rc = folder_query(ix, folder_id, id, NULL, err);
+    if (rc)
+        return rc;
+    struct folder_cache *c = &ix->fc[ix->fc_next++ % FOLDER_CACHE];
+    free(c->name);
+    c->name = lr_xstrdup(folder_id);
+    c->id = *id;
+    return 0;
+}
+
+static void folder_uncache(struct lr_index *ix, const char *folder_id)
+{
+    for (int i = 0; i < FOLDER_CACHE; i++) {
+        if (ix->fc[i].name && strcmp(ix->fc[i].name, folder_id) == 0) {
+            free(ix->fc[i].name);
+            ix->fc[i].name = NULL;
+        }
+    }
+}
+
+int lr_index_folder_get(struct lr_index *ix, const char *folder_id, struct lr_folder_info *info,
+                        struct lr_err *err)
+{
+    struct lr_folder_info tmp;
+    int64_t id;
+    memset(info, 0, sizeof(*info));
+    int rc = check_folder_id(folder_id, err);
+    if (rc)
+        return rc;
+    if ((rc = folder_query(ix, folder_id, &id, &tmp, err)))
+        return rc;
+    *info = tmp;
+    return 0;
+}
+
+int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t short_id,
+                           struct lr_folder_info *info, struct lr_err *err)
+{
+    struct lr_folder_info tmp;
+    int64_t id;
+    if (info)
+        memset(info, 0, sizeof(*info));
+    int rc = check_folder_id(folder_id, err);
+    if (rc)
+        return rc;
+    rc = folder_query(ix, folder_id, &id, &tmp, err);
+    if (rc == 0 && tmp.short_id != short_id) {
+        sqlite3_stmt *s = stmt(ix, S_FOLDER_SET_SHORT, err);
+        if (!s)
+            return LR_EDB;
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, (int64_t)short_id);
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "folder short ID");
+        done(s);
+        tmp.short_id = short_id;
+    } else if (rc == LR_ENOTFOUND) {
+        uint64_t index_id = 0;
+        while (index_id == 0) {
+            if (getrandom(&index_id, sizeof(index_id), 0) != (ssize_t)sizeof(index_id))
+                return lr_err_set(err, -errno, "getrandom for index ID");
+        }
+        sqlite3_stmt *s = stmt(ix, S_FOLDER_ADD, err);
+        if (!s)
+            return LR_EDB;
+        sqlite3_bind_text(s, 1, folder_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (int64_t)index_id);
+        sqlite3_bind_int64(s, 3, (int64_t)short_id);
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "folder create");
+        done(s);
+        tmp = (struct lr_folder_info){index_id, short_id, 0};
+        if (rc == 0)
+            lr_info("index", "folder index created folder=%s index_id=%016" PRIx64, folder_id,
+                    index_id);
+    }
+    if (rc == 0 && info)
+        *info = tmp;
+    return rc;
+}
+
+int lr_index_folder_remove(struct lr_index *ix, const char *folder_id, struct lr_err *err)
+{
+    int64_t id;
+    int rc = folder_rowid(ix, folder_id, &id, err);
+    if (rc)
+        return rc;
+    bool own = !ix->in_tx;
+    if (own && (rc = lr_index_begin(ix, err)))
+        return rc;
+    static const enum stmt_id seq[] = {S_FOLDER_DEL_CHUNKS, S_FOLDER_DEL_FILES, S_FOLDER_DEL};
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]) && rc == 0; i++) {
+        sqlite3_stmt *s = stmt(ix, seq[i], err);
+        if (!s) {
+            rc = LR_EDB;
+            break;
+        }
+        sqlite3_bind_int64(s, 1, id);
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "folder remove");
+        done(s);
+    }
+    folder_uncache(ix, folder_id);
+    if (own) {
+        if (rc)
+            lr_index_rollback(ix);
+        else
+            rc = lr_index_commit(ix, err);
+    }
+    return rc;
+}
+
+int lr_index_folder_stats(struct lr_index *ix, const char *folder_id, struct lr_folder_stats *out,
+                          struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int64_t id;
+    int rc = folder_rowid(ix, folder_id, &id, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s = stmt(ix, S_FOLDER_STATS, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, id);
+    struct lr_folder_stats st = {0};
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int type = sqlite3_column_int(s, 0);
+        int deleted = sqlite3_column_int(s, 1);
+        uint64_t cnt = (uint64_t)sqlite3_column_int64(s, 2);
+        if (deleted)
+            st.deleted += cnt;
+        else if (type == LR_FT_FILE) {
+            st.files += cnt;
+            st.bytes += (uint64_t)sqlite3_column_double(s, 3);
+        } else if (type == LR_FT_DIR)
+            st.dirs += cnt;
+        else if (type == LR_FT_SYMLINK)
+            st.symlinks += cnt;
+    }
+    rc = rc == SQLITE_DONE ? 0 : dberr(ix, err, "folder stats");
+    done(s);
+    if (rc == 0)
+        *out = st;
+    return rc;
+}
+
+/* ---- files ----------------------------------------------------------------------- */
+
+static int next_seq(struct lr_index *ix, int64_t folder, uint64_t *seq, struct lr_err *err)
+{
+    sqlite3_stmt *s = stmt(ix, S_FOLDER_NEXT_SEQ, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, folder);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(s, 0);
+        rc = 0;
+    } else {
+        rc = dberr(ix, err, "next sequence");
+    }
+    done(s);
+    return rc;
+}
+
+static int check_rec(const struct lr_file_rec *rec, struct lr_err *err)
+{
+    int rc = lr_index_path_check(rec->path, rec->path_len, err);
+    if (rc)
+        return rc;
+    if (rec->type != LR_FT_FILE && rec->type != LR_FT_DIR && rec->type != LR_FT_SYMLINK)
+        return lr_err_set(err, LR_EBADVAL, "record %s: type %d", (const char *)rec->path,
+                          (int)rec->type);
+    if (rec->size > INT64_MAX)
+        return lr_err_set(err, LR_EBADVAL, "record: size %" PRIu64 " too big", rec->size);
+    if (rec->target_len > LR_INDEX_TARGET_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "record: symlink target of %zu bytes", rec->target_len);
+    bool live_file = rec->type == LR_FT_FILE && !rec->deleted;
+    if (!live_file && rec->nchunks)
+        return lr_err_set(err, LR_EBADVAL, "record: chunks on a %s",
+                          rec->deleted ? "tombstone" : "non-file");
+    if (rec->nchunks > LR_INDEX_CHUNKS_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "record: %zu chunks", rec->nchunks);
+    uint64_t off = 0;
+    for (size_t i = 0; i < rec->nchunks; i++) {
+        if (rec->chunks[i].off != off || rec->chunks[i].len == 0)
+            return lr_err_set(err, LR_EBADVAL, "record: chunk %zu at %" PRIu64 " not contiguous", i,
+                              rec->chunks[i].off);
+        off += rec->chunks[i].len;
+    }
+    if (live_file && off != rec->size)
+        return lr_err_set(err, LR_EBADVAL,
+                          "record: chunks cover %" PRIu64 " bytes, size is %" PRIu64, off,
+                          rec->size);
+    return 0;
+}
+
+static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_rec *rec,
+                      uint64_t *seq_out, struct lr_err *err)
+{
+    uint64_t seq = 0;
+    int rc = next_seq(ix, folder, &seq, err);
+    if (rc)
+        return rc;
+    lr_buf_reset(&ix->vvb);
+    if ((rc = lr_vv_encode(&rec->vv, &ix->vvb)))
+        return lr_err_set(err, rc, "record: version vector too big");
+    to_key(&ix->key, rec->path, rec->path_len);
+
+    sqlite3_stmt *s = stmt(ix, S_FILE_UPSERT, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, folder);
+    bind_blob(s, 2, ix->key.data, ix->key.len);
+    sqlite3_bind_int(s, 3, (int)rec->type);
+    sqlite3_bind_int(s, 4, rec->deleted ? 1 : 0);
+    sqlite3_bind_int64(s, 5, (int64_t)rec->size);
+    sqlite3_bind_int64(s, 6, rec->mtime_ns);
+    sqlite3_bind_int64(s, 7, (int64_t)rec->mode);
+    sqlite3_bind_int64(s, 8, (int64_t)rec->inode);
+    sqlite3_bind_int64(s, 9, rec->ctime_ns);
+    if (rec->type == LR_FT_SYMLINK && !rec->deleted)
+        bind_blob(s, 10, rec->target, rec->target_len);
+    bind_blob(s, 11, ix->vvb.data, ix->vvb.len);
+    sqlite3_bind_int64(s, 12, (int64_t)seq);
+    if (rec->type == LR_FT_FILE && !rec->deleted)
+        bind_blob(s, 13, rec->blocks_hash.b, LR_HASH_LEN);
+    int64_t file_id = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        file_id = sqlite3_column_int64(s, 0);
+        rc = 0;
+    } else {
+        rc = dberr(ix, err, "file upsert");
+    }
+    done(s);
+    if (rc)
+        return rc;
+
+    if (!(s = stmt(ix, S_CHUNKS_DEL, err)))
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, file_id);
+    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "chunk delete");
+    done(s);
+    if (rc)
+        return rc;
+    if (rec->nchunks) {
+        if (!(s = stmt(ix, S_CHUNK_ADD, err)))
+            return LR_EDB;
+        for (size_t i = 0; i < rec->nchunks; i++) {
+            sqlite3_bind_int64(s, 1, file_id);
+            sqlite3_bind_int64(s, 2, (int64_t)i);
+            sqlite3_bind_int64(s, 3, (int64_t)rec->chunks[i].off);
+            sqlite3_bind_int64(s, 4, rec->chunks[i].len);
+            bind_blob(s, 5, rec->chunks[i].hash.b, LR_HASH_LEN);
+            rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "chunk insert");
+            sqlite3_reset(s);
+            if (rc)
+                break;
+        }
+        sqlite3_clear_bindings(s);
+        if (rc)
+            return rc;
+    }
+    if (seq_out)
+        *seq_out = seq;
+    return 0;
+}
+
+int lr_index_file_put(struct lr_index *ix, const char *folder_id, const struct lr_file_rec *rec,
+                      uint64_t *seq, struct lr_err *err)
+{
+    if (seq)
+        *seq = 0;
+    int64_t folder;
+    int rc = check_rec(rec, err);
+    if (rc)
+        return rc;
+    if ((rc = folder_rowid(ix, folder_id, &folder, err)))
+        return rc;
+    if (ix->in_tx)
+        return put_locked(ix, folder, rec, seq, err);
+    if ((rc = lr_index_begin(ix, err)))
+        return rc;
+    if ((rc = put_locked(ix, folder, rec, seq, err))) {
+        lr_index_rollback(ix);
+        if (seq)
+            *seq = 0;
+        return rc;
+    }
+    return lr_index_commit(ix, err);
+}
+
+int lr_index_file_set_stat(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                           size_t path_len, uint64_t inode, int64_t ctime_ns, struct lr_err *err)
+{
+    int64_t folder;
+    int rc = lr_index_path_check(path, path_len, err);
+    if (rc)
+        return rc;
+    if ((rc = folder_rowid(ix, folder_id, &folder, err)))
+        return rc;
+    sqlite3_stmt *s = stmt(ix, S_FILE_SET_STAT, err);
+    if (!s)
+        return LR_EDB;
+    to_key(&ix->key, path, path_len);
+    sqlite3_bind_int64(s, 1, folder);
+    bind_blob(s, 2, ix->key.data, ix->key.len);
+    sqlite3_bind_int64(s, 3, (int64_t)inode);
+    sqlite3_bind_int64(s, 4, ctime_ns);
+    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "set stat");
+    done(s);
+    if (rc == 0 && sqlite3_changes(ix->db) == 0)
+        rc = lr_err_set(err, LR_ENOTFOUND, "no record for the path");
+    return rc;
+}
+
+static int load_chunks(struct lr_index *ix, int64_t file_id, struct lr_file_rec *r,
+                       struct lr_err *err)
+{
+    sqlite3_stmt *s = stmt(ix, S_CHUNKS_GET, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, file_id);
+    size_t cap = 0;
+    int rc;
+    uint64_t off = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (r->nchunks >= LR_INDEX_CHUNKS_MAX) {
+            rc = lr_err_set(err, LR_EBADVAL, "index: too many chunks");
+            goto out;
+        }
+        if (r->nchunks == cap) {
+            cap = cap ? cap * 2 : 16;
+            r->chunks = lr_xreallocarray(r->chunks, cap, sizeof(r->chunks[0]));
+        }
+        struct lr_chunk *c = &r->chunks[r->nchunks];
+        int64_t coff = sqlite3_column_int64(s, 0), clen = sqlite3_column_int64(s, 1);
+        if (sqlite3_column_bytes(s, 2) != LR_HASH_LEN || coff < 0 || (uint64_t)coff != off ||
+            clen <= 0 || clen > UINT32_MAX) {
+            rc = lr_err_set(err, LR_EBADVAL, "index: corrupt chunk row of file %" PRId64, file_id);
+            goto out;
+        }
+        c->off = (uint64_t)coff;
+        c->len = (uint32_t)clen;
+        memcpy(c->hash.b, sqlite3_column_blob(s, 2), LR_HASH_LEN);
+        off += c->len;
+        r->nchunks++;
+    }
+    rc = rc == SQLITE_DONE ? 0 : dberr(ix, err, "chunk list");
+out:
+    done(s);
+    return rc;
+}
+
+/* Fill r from the current row (FILE_COLS order); r is zeroed. */
+static int read_row(struct lr_index *ix, sqlite3_stmt *s, unsigned flags, struct lr_file_rec *r,
+                    struct lr_err *err)
+{
+    memset(r, 0, sizeof(*r));
+    size_t klen = (size_t)sqlite3_column_bytes(s, 0);
+    const uint8_t *key = sqlite3_column_blob(s, 0);
+    int type = sqlite3_column_int(s, 1);
+    if (!key || klen == 0 || klen > LR_INDEX_PATH_MAX || type < LR_FT_FILE || type > LR_FT_SYMLINK)
+        return lr_err_set(err, LR_EBADVAL, "index: corrupt file row");
+    r->path = lr_xmalloc(klen + 1);
+    for (size_t i = 0; i < klen; i++)
+        r->path[i] = key[i] == 0 ? '/' : key[i];
+    r->path[klen] = 0;
+    r->path_len = klen;
+    r->type = (enum lr_ftype)type;
+    r->deleted = sqlite3_column_int(s, 2) != 0;
+    r->size = (uint64_t)sqlite3_column_int64(s, 3);
+    r->mtime_ns = sqlite3_column_int64(s, 4);
+    r->mode = (uint32_t)sqlite3_column_int64(s, 5);
+    r->inode = (uint64_t)sqlite3_column_int64(s, 6);
+    r->ctime_ns = sqlite3_column_int64(s, 7);
+    if (sqlite3_column_type(s, 8) == SQLITE_BLOB) {
+        size_t tl = (size_t)sqlite3_column_bytes(s, 8);
+        const void *t = sqlite3_column_blob(s, 8);
+        if (tl > LR_INDEX_TARGET_MAX)
+            goto bad;
+        r->target = lr_xmalloc(tl + 1);
+        if (tl)
+            memcpy(r->target, t, tl);
+        r->target[tl] = 0;
+        r->target_len = tl;
+    }
+    const uint8_t *vv = sqlite3_column_blob(s, 9);
+    if (lr_vv_decode(vv, (size_t)sqlite3_column_bytes(s, 9), &r->vv))
+        goto bad;
+    r->seq = (uint64_t)sqlite3_column_int64(s, 10);
+    if (sqlite3_column_type(s, 11) == SQLITE_BLOB) {
+        if (sqlite3_column_bytes(s, 11) != LR_HASH_LEN)
+            goto bad;
+        memcpy(r->blocks_hash.b, sqlite3_column_blob(s, 11), LR_HASH_LEN);
+    }
+    if (flags & LR_IX_CHUNKS) {
+        int rc = load_chunks(ix, sqlite3_column_int64(s, 12), r, err);
+        if (rc) {
+            lr_file_rec_release(r);
+            return rc;
+        }
+    }
+    return 0;
+bad:
+    lr_err_set(err, LR_EBADVAL, "index: corrupt record for %s", (const char *)r->path);
+    lr_file_rec_release(r);
+    return LR_EBADVAL;
+}
+
+int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                      size_t path_len, unsigned flags, struct lr_file_rec *out, struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int64_t folder;
+    int rc = lr_index_path_check(path, path_len, err);
+    if (rc)
+        return rc;
+    if ((rc = folder_rowid(ix, folder_id, &folder, err)))
+        return rc;
+    sqlite3_stmt *s = stmt(ix, S_FILE_GET, err);
+    if (!s)
+        return LR_EDB;
+    to_key(&ix->key, path, path_len);
+    sqlite3_bind_int64(s, 1, folder);
+    bind_blob(s, 2, ix->key.data, ix->key.len);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        rc = read_row(ix, s, flags, out, err);
+    else if (rc == SQLITE_DONE)
+        rc = lr_err_set(err, LR_ENOTFOUND, "no record for the path");
+    else
+        rc = dberr(ix, err, "file get");
+    done(s);
+    return rc;
+}
+
+static int list_rows(struct lr_index *ix, sqlite3_stmt *s, size_t max, unsigned flags,
+                     struct lr_file_list *out, struct lr_err *err)
+{
+    size_t cap = 0;
+    int rc;
+    struct lr_file_list l = {0};
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (l.n == cap) {
+            cap = cap ? cap * 2 : (max < 64 ? max : 64);
+            l.v = lr_xreallocarray(l.v, cap, sizeof(l.v[0]));
+        }
+        if ((rc = read_row(ix, s, flags, &l.v[l.n], err)))
+            goto out;
+        l.n++;
+    }
+    rc = rc == SQLITE_DONE ? 0 : dberr(ix, err, "list");
+out:
+    done(s);
+    if (rc)
+        lr_file_list_release(&l);
+    else
+        *out = l;
+    return rc;
+}
+
+int lr_index_list_by_path(struct lr_index *ix, const char *folder_id, const uint8_t *after,
+                          size_t after_len, size_t max, unsigned flags, struct lr_file_list *out,
+                          struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int64_t folder;
+    int rc = folder_rowid(ix, folder_id, &folder, err);
+    if (rc || max == 0)
+        return rc;
+    if (after_len > LR_INDEX_PATH_MAX)
+        return lr_err_set(err, LR_EBADPATH, "list bound too long");
+    sqlite3_stmt *s = stmt(ix, S_LIST_PATH, err);
+    if (!s)
+        return LR_EDB;
+    /* The empty BLOB sorts before every key. */
+    to_key(&ix->key2, after, after_len);
+    sqlite3_bind_int64(s, 1, folder);
+    bind_blob(s, 2, ix->key2.data, ix->key2.len);
+    sqlite3_bind_int64(s, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    return list_rows(ix, s, max, flags, out, err);
+}
+
+int lr_index_list_by_seq(struct lr_index *ix, const char *folder_id, uint64_t from_seq, size_t max,
+                         unsigned flags, struct lr_file_list *out, struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int64_t folder;
+    int rc = folder_rowid(ix, folder_id, &folder, err);
+    if (rc || max == 0)
+        return rc;
+    if (from_seq > INT64_MAX)
+        return 0;
+    sqlite3_stmt *s = stmt(ix, S_LIST_SEQ, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, folder);
+    sqlite3_bind_int64(s, 2, (int64_t)from_seq);
+    sqlite3_bind_int64(s, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    return list_rows(ix, s, max, flags, out, err);
+}
+
+int lr_index_chunk_find(struct lr_index *ix, const char *folder_id, const struct lr_hash *h,
+                        struct lr_chunk_loc *out, struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *s = stmt(ix, folder_id ? S_CHUNK_FIND_IN : S_CHUNK_FIND, err);
+    if (!s)
+        return LR_EDB;
+    bind_blob(s, 1, h->b, LR_HASH_LEN);
+    if (folder_id)
+        sqlite3_bind_text(s, 2, folder_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(s, 0);
+        const uint8_t *key = sqlite3_column_blob(s, 1);
+        size_t klen = (size_t)sqlite3_column_bytes(s, 1);
+        int64_t off = sqlite3_column_int64(s, 2), len = sqlite3_column_int64(s, 3);
+        if (!name || !key || klen == 0 || klen > LR_INDEX_PATH_MAX || off < 0 || len <= 0 ||
+            len > UINT32_MAX) {
+            rc = lr_err_set(err, LR_EBADVAL, "index: corrupt chunk location");
+        } else {
+            struct lr_chunk_loc l = {lr_xstrdup((const char *)name), lr_xmalloc(klen + 1), klen,
+                                     (uint64_t)off, (uint32_t)len};
+            for (size_t i = 0; i < klen; i++)
+                l.path[i] = key[i] == 0 ? '/' : key[i];
+            l.path[klen] = 0;
+            *out = l;
+            rc = 0;
+        }
+    } else if (rc == SQLITE_DONE) {
+        rc = lr_err_set(err, LR_ENOTFOUND, "no local file holds the chunk");
+    } else {
+        rc = dberr(ix, err, "chunk find");
+    }
+    done(s);
+    return rc;
+}

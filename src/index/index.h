@@ -1,0 +1,279 @@
+/*
+ * index.h - the local index: one SQLite database per device home that owns
+ * every query in the project (no SQL string exists outside src/index/).
+ *
+ * What it stores, per folder (keyed by the folder ID string):
+ *  - the folder row: a random 64-bit index ID created with the folder's
+ *    index (a peer that sees a new index ID must resend everything), the
+ *    device's own short ID used to bump version vectors, and the folder's
+ *    highest local sequence number;
+ *  - one row per path ever seen (tombstones included): type, size, mtime,
+ *    mode, inode + ctime (change detection only, never sent), symlink
+ *    target, version vector, local sequence, deleted flag, blocks hash;
+ *  - the ordered chunk list of every live regular file (offset, length,
+ *    SHA-256), which doubles as the chunk-hash -> local location lookup.
+ *
+ * Paths. A path is the file's name relative to the folder root as raw bytes
+ * (any encoding, non-UTF-8 allowed), components separated by '/', no empty,
+ * "." or ".." component, no NUL byte, no leading or trailing '/', at most
+ * LR_INDEX_PATH_MAX bytes; anything else is LR_EBADPATH. Path order
+ * ("ORDER BY path" below) is component-wise byte order: 'a' < 'a/b' < 'a.b',
+ * i.e. the order of a depth-first walk that visits each directory's entries
+ * sorted by name bytes (lr_index_path_cmp()). The database stores the path
+ * with '/' replaced by a 0x00 byte so that SQLite's memcmp order of the BLOB
+ * is exactly this order (docs/internals/index.md).
+ *
+ * Sequences. Every lr_index_file_put() assigns the folder's next local
+ * sequence number (monotonic per folder, never reused, stored with the
+ * folder). A put is "this path has a new version"; the caller supplies the
+ * version vector (for a local change: the old vector bumped with
+ * lr_vv_bump() and the folder's short ID).
+ *
+ * Transactions. Writes outside lr_index_begin()/lr_index_commit() each run
+ * in their own transaction (slow: one WAL sync each); batch them. Reads are
+ * short statements (bounded by `max` rows) that never stay open across
+ * calls, so no read transaction outlives a call and the WAL can checkpoint.
+ *
+ * Durability: journal_mode=WAL, synchronous=FULL: a committed batch survives
+ * a power cut, because a lost commit would hand out sequence numbers twice
+ * (peers that saw the first use would never ask again). With batching this
+ * costs one WAL fsync per batch of thousands of rows.
+ *
+ * Ownership. Every record, list and location filled by this module owns its
+ * heap members; release it with the matching *_release() (safe on a zeroed
+ * struct, and twice). Records passed in (put) are borrowed for the call.
+ * Out-params are zeroed on entry and filled only on success.
+ *
+ * Errors: LR_EDB (SQLite failure; message has SQLite's text), LR_ENOTFOUND,
+ * LR_EBADPATH, LR_EBADVAL (corrupt stored value), LR_EUNSUPPORTED (database
+ * schema newer than this build), -errno for file system failures.
+ *
+ * Threads: a struct lr_index is one SQLite connection, used by one thread at
+ * a time (no internal locking). Open one per thread if needed.
+ */
+#ifndef LR_INDEX_INDEX_H
+#define LR_INDEX_INDEX_H
+
+#include "hash/hash.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest path accepted, in bytes (names up to 255 bytes, deep trees). */
+#define LR_INDEX_PATH_MAX 32768
+/* Longest symlink target stored. */
+#define LR_INDEX_TARGET_MAX 4096
+/* Most entries in a version vector (one per device that ever changed the file). */
+#define LR_VV_MAX 1024
+/* Encoded size of one (id, counter) pair. */
+#define LR_VV_PAIR_LEN 16
+/* Most chunks in one file record: 16 TiB at the 256 KiB maximum chunk. */
+#define LR_INDEX_CHUNKS_MAX (UINT64_C(1) << 26)
+
+/* ---- version vectors --------------------------------------------------- */
+
+struct lr_vv_entry {
+    uint64_t id;      /* device short ID */
+    uint64_t counter; /* > 0 */
+};
+
+/*
+ * Invariant: entries sorted by id, ids unique, counters > 0, n <= LR_VV_MAX.
+ * Owns `e`. Encoding (stored in the index, and the wire form sync uses):
+ * n pairs of (u64 id, u64 counter), big-endian, in id order, no header, so
+ * the empty vector is zero bytes.
+ */
+struct lr_vv {
+    struct lr_vv_entry *e;
+    size_t n, cap;
+};
+
+void lr_vv_release(struct lr_vv *vv);
+/* Deep copy into *dst (released first). */
+void lr_vv_copy(struct lr_vv *dst, const struct lr_vv *src);
+/* Counter for id, 0 if absent. */
+uint64_t lr_vv_get(const struct lr_vv *vv, uint64_t id);
+/*
+ * Set id's counter (inserting in order). 0 or LR_ETOOBIG when a new entry
+ * would exceed LR_VV_MAX, LR_EBADVAL for counter 0.
+ */
+int lr_vv_set(struct lr_vv *vv, uint64_t id, uint64_t counter);
+/*
+ * A local change by device `id` at Unix time `now_s` (seconds): the counter
+ * becomes max(old + 1, now_s), so counters never go backwards even after the
+ * database is lost (the clock has moved on). Returns the new counter, or 0
+ * with the vector unchanged if it is full (LR_VV_MAX) or the counter would
+ * overflow.
+ */
+uint64_t lr_vv_bump(struct lr_vv *vv, uint64_t id, uint64_t now_s);
+/* Append the encoding to b; 0 or LR_ETOOBIG (b's limit). */
+int lr_vv_encode(const struct lr_vv *vv, struct lr_buf *b);
+/*
+ * Decode p[0..n) (hostile input: checked before allocating) into *out,
+ * which is zeroed first. LR_EBADVAL for a length not a multiple of 16,
+ * unsorted or duplicate ids, or a zero counter; LR_ETOOBIG above LR_VV_MAX.
+ */
+int lr_vv_decode(const uint8_t *p, size_t n, struct lr_vv *out);
+bool lr_vv_equal(const struct lr_vv *a, const struct lr_vv *b);
+
+/* ---- records ----------------------------------------------------------- */
+
+enum lr_ftype { LR_FT_FILE = 0, LR_FT_DIR = 1, LR_FT_SYMLINK = 2 };
+
+struct lr_chunk {
+    uint64_t off;
+    uint32_t len;
+    struct lr_hash hash;
+};
+
+struct lr_file_rec {
+    uint8_t *path; /* '/'-separated bytes, NUL-terminated for convenience */
+    size_t path_len;
+    enum lr_ftype type;
+    bool deleted;     /* tombstone: keeps path, type, vv, seq */
+    uint64_t size;    /* regular files; 0 otherwise */
+    int64_t mtime_ns; /* ns since the Unix epoch */
+    uint32_t mode;    /* permission bits (07777) */
+    uint64_t inode;   /* change detection only */
+    int64_t ctime_ns; /* change detection only */
+    uint8_t *target;  /* symlink target bytes (NUL-terminated), else NULL */
+    size_t target_len;
+    struct lr_vv vv;
+    uint64_t seq;               /* set by put, read back by get/list */
+    struct lr_hash blocks_hash; /* SHA-256 over the concatenated chunk hashes */
+    struct lr_chunk *chunks;    /* only with LR_IX_CHUNKS on read */
+    size_t nchunks;
+};
+
+/* Free owned members and zero the record. */
+void lr_file_rec_release(struct lr_file_rec *r);
+/* blocks hash of a chunk list: SHA-256(hash_0 || hash_1 || ...). */
+void lr_index_blocks_hash(const struct lr_chunk *c, size_t n, struct lr_hash *out);
+
+struct lr_file_list {
+    struct lr_file_rec *v;
+    size_t n;
+};
+void lr_file_list_release(struct lr_file_list *l);
+
+/* Read flags. */
+#define LR_IX_CHUNKS 0x1u /* also load each record's chunk list */
+
+/*
+ * Validate a path (rules above). 0 or LR_EBADPATH with a message.
+ */
+int lr_index_path_check(const uint8_t *p, size_t n, struct lr_err *err);
+/* Path order: <0, 0, >0, comparing bytes with '/' sorting below every other byte. */
+int lr_index_path_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+struct lr_index;
+
+/*
+ * Open (creating if needed) the database at `path` (copied), switch it to
+ * WAL, and migrate its schema to the current version. *out is set on
+ * success; close it with lr_index_close() (NULL is a no-op).
+ */
+int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err);
+void lr_index_close(struct lr_index *ix);
+/* Schema version this build writes (PRAGMA user_version). */
+int lr_index_schema_version(void);
+
+/*
+ * Transactions (not nestable): begin, then commit or rollback. Commit
+ * returns LR_EDB if SQLite refuses (the transaction is then rolled back).
+ * lr_index_in_tx() tells whether one is open.
+ */
+int lr_index_begin(struct lr_index *ix, struct lr_err *err);
+int lr_index_commit(struct lr_index *ix, struct lr_err *err);
+void lr_index_rollback(struct lr_index *ix);
+bool lr_index_in_tx(const struct lr_index *ix);
+
+/* ---- folders ------------------------------------------------------------- */
+
+struct lr_folder_info {
+    uint64_t index_id; /* random, created with the folder */
+    uint64_t short_id; /* this device's short ID in the folder's vectors */
+    uint64_t max_seq;  /* highest local sequence handed out (0: none) */
+};
+
+/*
+ * Create the folder `folder_id` (a non-empty string of at most 256 bytes)
+ * with a fresh random index ID, or, if it exists, update its short ID.
+ * Fills *info (may be NULL).
+ */
+int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t short_id,
+                           struct lr_folder_info *info, struct lr_err *err);
+/* LR_ENOTFOUND if the folder has no index. */
+int lr_index_folder_get(struct lr_index *ix, const char *folder_id, struct lr_folder_info *info,
+                        struct lr_err *err);
+/* Delete a folder and all its records. LR_ENOTFOUND if absent. */
+int lr_index_folder_remove(struct lr_index *ix, const char *folder_id, struct lr_err *err);
+
+/* Totals over live (non-deleted) records of a folder. */
+struct lr_folder_stats {
+    uint64_t files, dirs, symlinks, bytes, deleted;
+};
+int lr_index_folder_stats(struct lr_index *ix, const char *folder_id, struct lr_folder_stats *out,
+                          struct lr_err *err);
+
+/* ---- files ----------------------------------------------------------------- */
+
+/*
+ * Record a new version of rec->path: insert or replace its row, replace its
+ * chunk list with rec->chunks (must be empty unless a live regular file;
+ * offsets must be contiguous from 0 and sum to rec->size, else LR_EBADVAL),
+ * and assign the folder's next sequence number, returned in *seq (may be
+ * NULL). rec->seq is ignored. rec is borrowed.
+ */
+int lr_index_file_put(struct lr_index *ix, const char *folder_id, const struct lr_file_rec *rec,
+                      uint64_t *seq, struct lr_err *err);
+/*
+ * Update only the change-detection fields (inode, ctime_ns) of an existing
+ * record: the file was re-read and found identical. No new sequence.
+ */
+int lr_index_file_set_stat(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                           size_t path_len, uint64_t inode, int64_t ctime_ns, struct lr_err *err);
+/* One record by path (flags: LR_IX_CHUNKS). LR_ENOTFOUND if absent. */
+int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                      size_t path_len, unsigned flags, struct lr_file_rec *out, struct lr_err *err);
+
+/*
+ * Up to `max` records (tombstones included) in path order whose path sorts
+ * after `after` (after_len 0: from the start). Continue with the last
+ * returned path; out->n < max means the end was reached.
+ */
+int lr_index_list_by_path(struct lr_index *ix, const char *folder_id, const uint8_t *after,
+                          size_t after_len, size_t max, unsigned flags, struct lr_file_list *out,
+                          struct lr_err *err);
+/*
+ * Up to `max` records with seq >= from_seq in sequence order (what a peer
+ * asking "everything since N" needs). Continue from last seq + 1.
+ */
+int lr_index_list_by_seq(struct lr_index *ix, const char *folder_id, uint64_t from_seq, size_t max,
+                         unsigned flags, struct lr_file_list *out, struct lr_err *err);
+
+/* ---- chunk lookup ------------------------------------------------------------- */
+
+struct lr_chunk_loc {
+    char *folder_id; /* owned */
+    uint8_t *path;   /* owned, '/'-separated, NUL-terminated */
+    size_t path_len;
+    uint64_t off;
+    uint32_t len;
+};
+void lr_chunk_loc_release(struct lr_chunk_loc *l);
+
+/*
+ * A live local file holding a chunk with this hash, in `folder_id` or in any
+ * folder if folder_id is NULL. LR_ENOTFOUND if none. The caller must verify
+ * the bytes it reads (the file may have changed since it was indexed).
+ */
+int lr_index_chunk_find(struct lr_index *ix, const char *folder_id, const struct lr_hash *h,
+                        struct lr_chunk_loc *out, struct lr_err *err);
+
+#endif

@@ -1,0 +1,939 @@
+/*
+ * scanner.c - folder walk merged against the index, change detection,
+ * pipelined chunking and hashing (docs/internals/scanner.md).
+ *
+ * The scanning thread walks and reads; lr__wq workers hash. The merge: the
+ * walk produces paths in index path order (sorted names, depth-first), and a
+ * cursor reads the folder's records in the same order in batches of
+ * CURSOR_BATCH (keyset pagination: each batch is one short statement). For
+ * each walked path, every record sorting before it is gone from disk
+ * (tombstone), an equal record is the previous version, and no record means
+ * a new path. Writes land at or before the walk position, which the cursor
+ * has already passed, so they never disturb it.
+ */
+#include "scanner/scanner.h"
+
+#include "chunker/chunker.h"
+#include "ignore/ignore.h"
+#include "scanner/workq.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CURSOR_BATCH 1000
+#define COMMIT_SECONDS 1.0
+/* Switch to a fresh buffer when less than this is free (and the file needs more). */
+#define READ_MIN (1024u * 1024)
+#define SEG_CHUNKS_MAX 1024
+/* Files being hashed at once (bounds memory for many small files). */
+#define INFLIGHT_MAX 4096
+
+/* Chunk slots in segments that never move (workers write hashes into them);
+ * the first is small because most files have one chunk. */
+struct cseg {
+    struct cseg *next;
+    size_t n, cap;
+    struct lr_chunk c[];
+};
+
+/* One attempt at one regular file. */
+struct fjob {
+    struct lr__wq_group g; /* first: container_of by cast */
+    uint8_t *path;
+    size_t path_len;
+    struct lr_file_rec old; /* previous record (path NULL if none) */
+    struct stat st;         /* fstat of the open file before reading */
+    struct cseg *segs, *tail;
+    size_t nchunks;
+};
+
+struct scan {
+    struct lr_index *ix;
+    const char *folder;
+    const char *root;
+    const struct lr_scan_opts *opts;
+    struct lr_scan_result *res;
+    struct lr_err *err;
+    int rootfd;
+    dev_t dev;
+    uint64_t short_id;
+    uint64_t now_s;
+    struct lr_ignore *ig;
+
+    /* path of the entry being visited */
+    uint8_t *path;
+    size_t plen, pcap;
+
+    /* index cursor */
+    struct lr_file_list batch;
+    size_t bi;
+    bool cur_eof;
+    uint8_t *after;
+    size_t after_len, after_cap;
+
+    /* write batching */
+    size_t pending;
+    bool pending_tombs;
+    struct timespec tx_start;
+
+    /* hashing */
+    struct lr__wq wq;
+    bool wq_started;
+    struct lr__wq_buf *buf; /* current read buffer, NULL if none */
+    size_t inflight;
+};
+
+static double since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int64_t ts_ns(const struct timespec *t)
+{
+    return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+static char *esc_path(const struct scan *s)
+{
+    return lr_esc(s->path, s->plen);
+}
+
+/* ---- index writes ------------------------------------------------------------ */
+
+static int check_marker(struct scan *s)
+{
+    struct stat st;
+    if (fstatat(s->rootfd, LR_SCAN_MARKER, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    return lr_err_set(s->err, LR_ENOMARKER,
+                      "folder marker %s/" LR_SCAN_MARKER " is missing (disk unmounted or folder "
+                      "emptied?); no deletions recorded",
+                      s->root);
+}
+
+static int flush(struct scan *s)
+{
+    if (!lr_index_in_tx(s->ix))
+        return 0;
+    if (s->pending_tombs) {
+        /* Deletions are only believed while the marker still exists (hostile case 19). */
+        int rc = check_marker(s);
+        if (rc) {
+            lr_index_rollback(s->ix);
+            return rc;
+        }
+    }
+    s->pending = 0;
+    s->pending_tombs = false;
+    return lr_index_commit(s->ix, s->err);
+}
+
+static int put(struct scan *s, const struct lr_file_rec *rec)
+{
+    int rc;
+    if (!lr_index_in_tx(s->ix)) {
+        if ((rc = lr_index_begin(s->ix, s->err)))
+            return rc;
+        clock_gettime(CLOCK_MONOTONIC, &s->tx_start);
+    }
+    if ((rc = lr_index_file_put(s->ix, s->folder, rec, NULL, s->err)))
+        return rc;
+    if (rec->deleted)
+        s->pending_tombs = true;
+    if (++s->pending >= LR_SCAN_BATCH || since(&s->tx_start) > COMMIT_SECONDS)
+        return flush(s);
+    return 0;
+}
+
+static int set_stat(struct scan *s, const struct lr_file_rec *old, uint64_t inode, int64_t ctime_ns)
+{
+    int rc;
+    if (!lr_index_in_tx(s->ix)) {
+        if ((rc = lr_index_begin(s->ix, s->err)))
+            return rc;
+        clock_gettime(CLOCK_MONOTONIC, &s->tx_start);
+    }
+    rc =
+        lr_index_file_set_stat(s->ix, s->folder, old->path, old->path_len, inode, ctime_ns, s->err);
+    if (rc == 0 && ++s->pending >= LR_SCAN_BATCH)
+        rc = flush(s);
+    return rc;
+}
+
+static int bump(struct scan *s, struct lr_file_rec *rec)
+{
+    if (lr_vv_bump(&rec->vv, s->short_id, s->now_s) == 0)
+        return lr_err_set(s->err, LR_ETOOBIG, "version vector of %s is full",
+                          (const char *)rec->path);
+    return 0;
+}
+
+static int tombstone(struct scan *s, struct lr_file_rec *old)
+{
+    if (old->deleted)
+        return 0;
+    struct lr_file_rec t = {0};
+    t.path = old->path;
+    t.path_len = old->path_len;
+    t.type = old->type;
+    t.deleted = true;
+    t.vv = old->vv;
+    int rc = bump(s, &t);
+    old->vv = t.vv; /* bump may have reallocated the entries */
+    if (rc)
+        return rc;
+    if ((rc = put(s, &t)))
+        return rc;
+    s->res->deleted++;
+    return 0;
+}
+
+/* ---- index cursor -------------------------------------------------------------- */
+
+/* Current record, NULL at the end. */
+static int cur_head(struct scan *s, struct lr_file_rec **out)
+{
+    *out = NULL;
+    if (s->bi < s->batch.n) {
+        *out = &s->batch.v[s->bi];
+        return 0;
+    }
+    if (s->cur_eof)
+        return 0;
+    if (s->batch.n) {
+        struct lr_file_rec *last = &s->batch.v[s->batch.n - 1];
+        if (last->path_len > s->after_cap) {
+            s->after_cap = last->path_len;
+            s->after = lr_xrealloc(s->after, s->after_cap);
+        }
+        memcpy(s->after, last->path, last->path_len);
+        s->after_len = last->path_len;
+    }
+    lr_file_list_release(&s->batch);
+    s->bi = 0;
+    int rc = lr_index_list_by_path(s->ix, s->folder, s->after, s->after_len, CURSOR_BATCH, 0,
+                                   &s->batch, s->err);
+    if (rc)
+        return rc;
+    if (s->batch.n < CURSOR_BATCH)
+        s->cur_eof = true;
+    if (s->batch.n)
+        *out = &s->batch.v[0];
+    return 0;
+}
+
+/*
+ * Advance to `path`: every record before it is gone from disk (tombstone).
+ * If the head is `path`, move it into *old (else old->path stays NULL).
+ */
+static int cur_take(struct scan *s, struct lr_file_rec *old)
+{
+    memset(old, 0, sizeof(*old));
+    for (;;) {
+        struct lr_file_rec *h;
+        int rc = cur_head(s, &h);
+        if (rc || !h)
+            return rc;
+        int c = lr_index_path_cmp(h->path, h->path_len, s->path, s->plen);
+        if (c > 0)
+            return 0;
+        if (c == 0) {
+            *old = *h;
+            memset(h, 0, sizeof(*h));
+            s->bi++;
+            return 0;
+        }
+        rc = tombstone(s, h);
+        s->bi++;
+        if (rc)
+            return rc;
+    }
+}
+
+static int cur_skip_under(struct scan *s);
+
+/* Leave the current path and everything under it as the index has it. */
+static int cur_keep_subtree(struct scan *s)
+{
+    struct lr_file_rec old;
+    int rc = cur_take(s, &old);
+    lr_file_rec_release(&old);
+    return rc ? rc : cur_skip_under(s);
+}
+
+/* Skip (keep) the records under the current path, which is already taken. */
+static int cur_skip_under(struct scan *s)
+{
+    for (;;) {
+        struct lr_file_rec *h;
+        int rc = cur_head(s, &h);
+        if (rc || !h)
+            return rc;
+        if (h->path_len <= s->plen || h->path[s->plen] != '/' ||
+            memcmp(h->path, s->path, s->plen) != 0)
+            return 0;
+        s->bi++;
+    }
+}
+
+/* Tombstone every remaining record (end of walk). */
+static int cur_finish(struct scan *s)
+{
+    for (;;) {
+        struct lr_file_rec *h;
+        int rc = cur_head(s, &h);
+        if (rc || !h)
+            return rc;
+        rc = tombstone(s, h);
+        s->bi++;
+        if (rc)
+            return rc;
+    }
+}
+
+/* ---- hashing ----------------------------------------------------------------------- */
+
+static void fjob_free(struct fjob *fj)
+{
+    struct cseg *sg = fj->segs;
+    while (sg) {
+        struct cseg *n = sg->next;
+        free(sg);
+        sg = n;
+    }
+    lr_file_rec_release(&fj->old);
+    free(fj->path);
+    free(fj);
+}
+
+static struct lr_chunk *fjob_slot(struct fjob *fj)
+{
+    if (!fj->tail || fj->tail->n == fj->tail->cap) {
+        size_t cap = fj->tail ? fj->tail->cap * 2 : 2;
+        if (cap > SEG_CHUNKS_MAX)
+            cap = SEG_CHUNKS_MAX;
+        struct cseg *sg = lr_xmalloc(sizeof(*sg) + cap * sizeof(sg->c[0]));
+        sg->next = NULL;
+        sg->n = 0;
+        sg->cap = cap;
+        if (fj->tail)
+            fj->tail->next = sg;
+        else
+            fj->segs = sg;
+        fj->tail = sg;
+    }
+    fj->nchunks++;
+    return &fj->tail->c[fj->tail->n++];
+}
+
+/* A finished, consistent read: record the new version (or just the new stat). */
+static int finish_file(struct scan *s, struct fjob *fj)
+{
+    struct lr_file_rec rec = {0};
+    struct lr_file_rec *old = fj->old.path ? &fj->old : NULL;
+    int rc = 0;
+    rec.chunks = fj->nchunks ? lr_xmallocarray(fj->nchunks, sizeof(rec.chunks[0])) : NULL;
+    size_t i = 0;
+    for (struct cseg *sg = fj->segs; sg; sg = sg->next) {
+        memcpy(&rec.chunks[i], sg->c, sg->n * sizeof(sg->c[0]));
+        i += sg->n;
+    }
+    rec.nchunks = fj->nchunks;
+    lr_index_blocks_hash(rec.chunks, rec.nchunks, &rec.blocks_hash);
+    rec.path = fj->path;
+    rec.path_len = fj->path_len;
+    rec.type = LR_FT_FILE;
+    rec.size = (uint64_t)fj->st.st_size;
+    rec.mtime_ns = ts_ns(&fj->st.st_mtim);
+    rec.mode = fj->st.st_mode & 07777;
+    rec.inode = fj->st.st_ino;
+    rec.ctime_ns = ts_ns(&fj->st.st_ctim);
+
+    if (old && !old->deleted && old->type == LR_FT_FILE && old->size == rec.size &&
+        old->mtime_ns == rec.mtime_ns && old->mode == rec.mode &&
+        lr_hash_cmp(&old->blocks_hash, &rec.blocks_hash) == 0) {
+        /* Same content and metadata, only inode/ctime moved (e.g. copied back, chmod undone). */
+        rc = set_stat(s, old, rec.inode, rec.ctime_ns);
+        goto out;
+    }
+    if (old)
+        rec.vv = old->vv;
+    rc = bump(s, &rec);
+    if (old)
+        old->vv = rec.vv;
+    if (rc)
+        goto out;
+    if ((rc = put(s, &rec)))
+        goto out;
+    if (!old || old->deleted)
+        s->res->added++;
+    else
+        s->res->changed++;
+out:
+    if (!old)
+        lr_vv_release(&rec.vv);
+    free(rec.chunks);
+    return rc;
+}
+
+/*
+ * Record finished attempts (those without a path were abandoned), waiting
+ * until at most `keep` remain in flight (SIZE_MAX: do not wait). After an
+ * error the rest are still collected, not recorded.
+ */
+static int reap(struct scan *s, size_t keep, int rc)
+{
+    for (;;) {
+        bool block = s->inflight > keep;
+        struct lr__wq_group *g = lr__wq_reap(&s->wq, block);
+        while (g) {
+            struct lr__wq_group *next = g->next_done;
+            struct fjob *fj = (struct fjob *)g;
+            s->inflight--;
+            if (rc == 0 && fj->path)
+                rc = finish_file(s, fj);
+            fjob_free(fj);
+            g = next;
+        }
+        if (!block || s->inflight <= keep)
+            return rc;
+    }
+}
+
+/* Make sure the current buffer has room; carry the unfinished tail [start, fill). */
+static void ensure_room(struct scan *s, size_t *start, uint64_t remaining)
+{
+    struct lr__wq_buf *b = s->buf;
+    if (b && (b->cap - b->fill >= READ_MIN || b->cap - b->fill >= remaining))
+        return;
+    struct lr__wq_buf *nb = lr__wq_buf_get(&s->wq);
+    if (b) {
+        size_t tail = b->fill - *start;
+        memcpy(nb->data, b->data + *start, tail);
+        nb->fill = tail;
+        lr__wq_buf_put(&s->wq, b);
+    }
+    *start = 0;
+    s->buf = nb;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * One attempt at reading `name` (in dfd) and queueing its chunks. Returns 0
+ * (queued: *queued true), LR_ECHANGED (changed under us, retry), or another
+ * code for a per-file failure (logged by the caller).
+ */
+static int read_attempt(struct scan *s, int dfd, const char *name, const struct stat *lst,
+                        int attempt, struct lr_file_rec *old, bool *queued)
+{
+    *queued = false;
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ELOOP ? LR_ECHANGED : -errno; /* ELOOP: now a symlink */
+    struct stat st, st2;
+    if (fstat(fd, &st) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_ino != lst->st_ino || st.st_dev != lst->st_dev) {
+        close(fd);
+        return LR_ECHANGED; /* replaced between lstat and open */
+    }
+    if (st.st_size > (off_t)(1024 * 1024))
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+    struct fjob *fj = lr_xcalloc(1, sizeof(*fj));
+    lr__wq_group_init(&fj->g);
+    fj->st = st;
+    uint64_t remaining = (uint64_t)st.st_size, total = 0;
+    size_t start = s->buf ? s->buf->fill : 0;
+    int rc = 0;
+    for (;;) {
+        ensure_room(s, &start, remaining);
+        struct lr__wq_buf *b = s->buf;
+        size_t room = b->cap - b->fill;
+        size_t want = remaining < room ? (size_t)remaining : room;
+        bool eof = remaining == 0;
+        if (want) {
+            ssize_t n = read(fd, b->data + b->fill, want);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                rc = -errno;
+                break;
+            }
+            if (n == 0) {
+                rc = LR_ECHANGED; /* truncated while reading */
+                break;
+            }
+            b->fill += (size_t)n;
+            remaining -= (uint64_t)n;
+            total += (uint64_t)n;
+            eof = remaining == 0;
+        }
+        size_t len;
+        while ((len = lr_chunker_cut(&lr_chunker_default, b->data + start, b->fill - start, eof))) {
+            struct lr_chunk *c = fjob_slot(fj);
+            c->off = total - (b->fill - start);
+            c->len = (uint32_t)len;
+            lr__wq_submit(&s->wq, b, b->data + start, len, &c->hash, &fj->g);
+            start += len;
+        }
+        if (eof)
+            break;
+    }
+    s->res->bytes_hashed += total;
+    if (s->buf)
+        s->buf->fill = start; /* drop any unconsumed bytes of a failed read */
+#ifdef LR_FAILPOINTS
+    if (rc == 0 && s->opts && s->opts->fp_after_read)
+        s->opts->fp_after_read(s->opts->fp_arg, (const char *)s->path, attempt);
+#else
+    (void)attempt;
+#endif
+    if (rc == 0) {
+        if (fstat(fd, &st2) < 0)
+            rc = -errno;
+        else if (!same_file(&st, &st2))
+            rc = LR_ECHANGED;
+    }
+    close(fd);
+    s->inflight++;
+    if (rc == 0) {
+        fj->path = lr_xmemdup(s->path, s->plen + 1);
+        fj->path_len = s->plen;
+        fj->old = *old;
+        memset(old, 0, sizeof(*old));
+        *queued = true;
+    } else {
+        /* Results of this attempt are discarded once its chunks are hashed
+         * (finish_file sees no path). */
+    }
+    lr__wq_group_close(&s->wq, &fj->g);
+    return rc;
+}
+
+static int hash_file(struct scan *s, int dfd, const char *name, struct stat *lst,
+                     struct lr_file_rec *old)
+{
+    int rc = 0;
+    for (int attempt = 0; attempt <= LR_SCAN_RETRIES; attempt++) {
+        if (attempt > 0) {
+            struct timespec d = {0, 20 * 1000 * 1000 * (long)attempt};
+            nanosleep(&d, NULL);
+            if (fstatat(dfd, name, lst, AT_SYMLINK_NOFOLLOW) < 0) {
+                rc = -errno;
+                break;
+            }
+            if (!S_ISREG(lst->st_mode)) {
+                rc = LR_ECHANGED; /* replaced by another type: the next scan sees it */
+                break;
+            }
+        }
+        bool queued;
+        rc = read_attempt(s, dfd, name, lst, attempt, old, &queued);
+        if (rc != LR_ECHANGED)
+            break;
+    }
+    if (rc == 0)
+        return reap(s, s->inflight > INFLIGHT_MAX ? INFLIGHT_MAX / 2 : SIZE_MAX, 0);
+    char *e = esc_path(s);
+    if (rc == -ENOENT) {
+        /* Deleted while we looked at it: that is a deletion. */
+        free(e);
+        rc = old->path ? tombstone(s, old) : 0;
+        lr_file_rec_release(old);
+        return rc;
+    }
+    if (rc == LR_ECHANGED) {
+        s->res->skipped_changing++;
+        lr_warn("scan", "file kept changing while hashed, skipped folder=%s path=%s", s->folder, e);
+    } else {
+        s->res->skipped_error++;
+        lr_warn("scan", "cannot read file, skipped folder=%s path=%s: %s", s->folder, e,
+                lr_strerror(rc));
+    }
+    free(e);
+    /* Not recorded: the previous record (if any) stays as it is. */
+    lr_file_rec_release(old);
+    return 0;
+}
+
+/* ---- walk ------------------------------------------------------------------------------ */
+
+static void path_push(struct scan *s, const char *name, size_t *saved)
+{
+    size_t nl = strlen(name);
+    *saved = s->plen;
+    size_t need = s->plen + 1 + nl + 1;
+    if (need > s->pcap) {
+        s->pcap = need * 2;
+        s->path = lr_xrealloc(s->path, s->pcap);
+    }
+    if (s->plen)
+        s->path[s->plen++] = '/';
+    memcpy(s->path + s->plen, name, nl);
+    s->plen += nl;
+    s->path[s->plen] = 0;
+}
+
+static void path_pop(struct scan *s, size_t saved)
+{
+    s->plen = saved;
+    s->path[s->plen] = 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorted entry names of an open directory (consumes dfd's duplicate). */
+static int list_dir(int dfd, char ***names_out, size_t *n_out, char **arena_out)
+{
+    *names_out = NULL;
+    *n_out = 0;
+    *arena_out = NULL;
+    int fd = dup(dfd);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    struct lr_buf arena;
+    lr_buf_init(&arena, SIZE_MAX);
+    size_t n = 0;
+    struct dirent *de;
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        de = readdir(d);
+        if (!de) {
+            rc = errno ? -errno : 0;
+            break;
+        }
+        const char *nm = de->d_name;
+        if (nm[0] == '.' && (nm[1] == 0 || (nm[1] == '.' && nm[2] == 0)))
+            continue;
+        lr_buf_put(&arena, nm, strlen(nm) + 1);
+        n++;
+    }
+    closedir(d);
+    if (rc) {
+        lr_buf_release(&arena);
+        return rc;
+    }
+    char **names = lr_xmallocarray(n ? n : 1, sizeof(names[0]));
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        names[i] = (char *)arena.data + off;
+        off += strlen(names[i]) + 1;
+    }
+    qsort(names, n, sizeof(names[0]), cmp_names);
+    *names_out = names;
+    *n_out = n;
+    *arena_out = (char *)lr_buf_detach(&arena, &off);
+    return 0;
+}
+
+static int walk_dir(struct scan *s, int dfd, bool is_root);
+
+static int visit_dir(struct scan *s, int dfd, const char *name, const struct stat *st,
+                     struct lr_file_rec *old)
+{
+    int rc;
+    uint32_t mode = st->st_mode & 07777;
+    if (!old->path || old->deleted || old->type != LR_FT_DIR || old->mode != mode) {
+        struct lr_file_rec rec = {0};
+        rec.path = s->path;
+        rec.path_len = s->plen;
+        rec.type = LR_FT_DIR;
+        rec.mtime_ns = ts_ns(&st->st_mtim);
+        rec.mode = mode;
+        rec.inode = st->st_ino;
+        rec.ctime_ns = ts_ns(&st->st_ctim);
+        rec.vv = old->vv;
+        rc = bump(s, &rec);
+        old->vv = rec.vv;
+        if (rc || (rc = put(s, &rec)))
+            return rc;
+        if (!old->path || old->deleted)
+            s->res->added++;
+        else
+            s->res->changed++;
+    }
+    int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat cst;
+    if (cfd >= 0 && fstat(cfd, &cst) == 0 && cst.st_ino == st->st_ino && cst.st_dev == st->st_dev) {
+        rc = walk_dir(s, cfd, false);
+        close(cfd);
+        return rc;
+    }
+    int e = cfd < 0 ? -errno : LR_ECHANGED;
+    if (cfd >= 0)
+        close(cfd);
+    char *ep = esc_path(s);
+    lr_warn("scan", "cannot open directory, contents kept as indexed folder=%s path=%s: %s",
+            s->folder, ep, lr_strerror(e));
+    free(ep);
+    s->res->skipped_error++;
+    return cur_skip_under(s); /* its records stay, without tombstones */
+}
+
+static int visit_symlink(struct scan *s, int dfd, const char *name, const struct stat *st,
+                         struct lr_file_rec *old)
+{
+    uint8_t target[LR_INDEX_TARGET_MAX + 1];
+    ssize_t n = readlinkat(dfd, name, (char *)target, sizeof(target));
+    if (n < 0 || n > LR_INDEX_TARGET_MAX) {
+        char *e = esc_path(s);
+        lr_warn("scan", "cannot read symlink, skipped folder=%s path=%s: %s", s->folder, e,
+                n < 0 ? strerror(errno) : "target too long");
+        free(e);
+        s->res->skipped_error++;
+        return 0;
+    }
+    struct lr_file_rec rec = {0};
+    rec.path = s->path;
+    rec.path_len = s->plen;
+    rec.type = LR_FT_SYMLINK;
+    rec.mtime_ns = ts_ns(&st->st_mtim);
+    rec.mode = st->st_mode & 07777;
+    rec.inode = st->st_ino;
+    rec.ctime_ns = ts_ns(&st->st_ctim);
+    rec.target = target;
+    rec.target_len = (size_t)n;
+    target[n] = 0;
+    if (old->path && !old->deleted && old->type == LR_FT_SYMLINK && old->target_len == (size_t)n &&
+        memcmp(old->target, target, (size_t)n) == 0) {
+        if (old->inode != rec.inode || old->ctime_ns != rec.ctime_ns)
+            return set_stat(s, old, rec.inode, rec.ctime_ns);
+        return 0;
+    }
+    rec.vv = old->vv;
+    int rc = bump(s, &rec);
+    old->vv = rec.vv;
+    if (rc || (rc = put(s, &rec)))
+        return rc;
+    if (!old->path || old->deleted)
+        s->res->added++;
+    else
+        s->res->changed++;
+    return 0;
+}
+
+static int visit(struct scan *s, int dfd, const char *name)
+{
+    struct stat st;
+    int rc;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT)
+            return 0; /* vanished since readdir: gone, its record gets a tombstone */
+        char *e = esc_path(s);
+        lr_warn("scan", "cannot stat, kept as indexed folder=%s path=%s: %s", s->folder, e,
+                strerror(errno));
+        free(e);
+        s->res->skipped_error++;
+        return cur_keep_subtree(s);
+    }
+    bool is_dir = S_ISDIR(st.st_mode);
+    if (s->ig && lr_ignore_match_entry(s->ig, (const char *)s->path, s->plen, is_dir)) {
+        s->res->ignored++;
+        return cur_keep_subtree(s);
+    }
+    if (!is_dir && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        char *e = esc_path(s);
+        lr_info("scan", "not a file, directory or symlink, skipped folder=%s path=%s mode=%o",
+                s->folder, e, (unsigned)(st.st_mode & S_IFMT));
+        free(e);
+        s->res->skipped_special++;
+        return 0; /* like a missing file: an older record of this path gets a tombstone */
+    }
+    if (st.st_dev != s->dev) {
+        char *e = esc_path(s);
+        lr_warn("scan", "another file system is mounted here, not descended folder=%s path=%s",
+                s->folder, e);
+        free(e);
+        s->res->other_fs++;
+        return cur_keep_subtree(s);
+    }
+    if (s->plen > LR_INDEX_PATH_MAX) {
+        s->res->skipped_error++;
+        lr_warn("scan", "path longer than %d bytes, skipped folder=%s", LR_INDEX_PATH_MAX,
+                s->folder);
+        return cur_keep_subtree(s);
+    }
+
+    struct lr_file_rec old;
+    if ((rc = cur_take(s, &old)))
+        return rc;
+    if (is_dir) {
+        rc = visit_dir(s, dfd, name, &st, &old);
+    } else if (S_ISLNK(st.st_mode)) {
+        rc = visit_symlink(s, dfd, name, &st, &old);
+    } else if (old.path && !old.deleted && old.type == LR_FT_FILE &&
+               old.size == (uint64_t)st.st_size && old.mtime_ns == ts_ns(&st.st_mtim) &&
+               old.inode == st.st_ino && old.ctime_ns == ts_ns(&st.st_ctim)) {
+        rc = 0; /* unchanged: not read again */
+    } else {
+        rc = hash_file(s, dfd, name, &st, &old);
+    }
+    lr_file_rec_release(&old);
+    return rc;
+}
+
+static int walk_dir(struct scan *s, int dfd, bool is_root)
+{
+    char **names, *arena;
+    size_t n;
+    int rc = list_dir(dfd, &names, &n, &arena);
+    if (rc) {
+        char *e = esc_path(s);
+        lr_warn("scan", "cannot list directory, contents kept as indexed folder=%s path=%s: %s",
+                s->folder, e, lr_strerror(rc));
+        free(e);
+        if (is_root)
+            return lr_err_set(s->err, rc, "cannot list folder root %s", s->root);
+        s->res->skipped_error++;
+        return cur_skip_under(s);
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (is_root && strcmp(names[i], LR_SCAN_MARKER) == 0)
+            continue;
+        size_t saved;
+        path_push(s, names[i], &saved);
+        rc = visit(s, dfd, names[i]);
+        path_pop(s, saved);
+    }
+    free(names);
+    free(arena);
+    return rc;
+}
+
+/* ---- entry point ----------------------------------------------------------------------------- */
+
+static int scan_setup(struct scan *s, struct lr_err *err)
+{
+    int rc;
+    uint64_t want = s->opts ? s->opts->short_id : 0;
+    struct lr_folder_info fi;
+    if (want) {
+        rc = lr_index_folder_ensure(s->ix, s->folder, want, &fi, err);
+    } else {
+        rc = lr_index_folder_get(s->ix, s->folder, &fi, err);
+        if (rc == LR_ENOTFOUND)
+            rc = lr_err_set(err, LR_ENOTFOUND,
+                            "folder %s has no index yet and no short ID was given "
+                            "(lr_index_folder_ensure or lr_scan_opts.short_id)",
+                            s->folder);
+    }
+    if (rc)
+        return rc;
+    s->short_id = fi.short_id;
+
+    s->rootfd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->rootfd < 0)
+        return lr_err_set(err, -errno, "cannot open folder root %s: %s", s->root, strerror(errno));
+    struct stat st;
+    if (fstat(s->rootfd, &st) < 0)
+        return lr_err_set(err, -errno, "cannot stat folder root %s", s->root);
+    s->dev = st.st_dev;
+    if ((rc = check_marker(s)))
+        return rc;
+    if ((rc = lr_ignore_load_at(s->rootfd, &s->ig, err)))
+        return rc;
+    unsigned threads = s->opts && s->opts->threads ? s->opts->threads : 0;
+    if (!threads) {
+        long np = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = np > 2 ? (unsigned)np : 2;
+    }
+    if ((rc = lr__wq_start(&s->wq, threads, LR_SCAN_BUFS, LR_SCAN_BUF_SIZE)))
+        return lr_err_set(err, rc, "cannot start hashing threads");
+    s->wq_started = true;
+    return 0;
+}
+
+int lr_scan_folder(struct lr_index *ix, const char *folder_id, const char *root,
+                   const struct lr_scan_opts *opts, struct lr_scan_result *res, struct lr_err *err)
+{
+    memset(res, 0, sizeof(*res));
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct scan s = {0};
+    s.ix = ix;
+    s.folder = folder_id;
+    s.root = root;
+    s.opts = opts;
+    s.res = res;
+    s.err = err;
+    s.rootfd = -1;
+    s.now_s = now.tv_sec > 0 ? (uint64_t)now.tv_sec : 0;
+    s.pcap = 256;
+    s.path = lr_xmalloc(s.pcap);
+    s.path[0] = 0;
+
+    int rc = lr_index_in_tx(ix) ? lr_err_set(err, LR_EUSAGE, "scan inside an open transaction")
+                                : scan_setup(&s, err);
+    if (rc == 0)
+        rc = walk_dir(&s, s.rootfd, true);
+    if (rc == 0)
+        rc = cur_finish(&s);
+    /* Every queued attempt must finish before buffers go away, even on failure. */
+    if (s.wq_started) {
+        rc = reap(&s, 0, rc);
+        if (s.buf)
+            lr__wq_buf_put(&s.wq, s.buf);
+        lr__wq_stop(&s.wq);
+    }
+    if (rc == 0)
+        rc = flush(&s);
+    else
+        lr_index_rollback(ix);
+    if (rc == 0) {
+        struct lr_folder_stats fs;
+        rc = lr_index_folder_stats(ix, folder_id, &fs, err);
+        res->files = fs.files;
+        res->dirs = fs.dirs;
+        res->symlinks = fs.symlinks;
+        res->bytes = fs.bytes;
+    }
+    res->skipped =
+        res->skipped_special + res->skipped_changing + res->skipped_error + res->other_fs;
+    lr_file_list_release(&s.batch);
+    lr_ignore_free(s.ig);
+    free(s.after);
+    free(s.path);
+    if (s.rootfd >= 0)
+        close(s.rootfd);
+    res->seconds = since(&t0);
+    if (rc == 0)
+        lr_info("scan",
+                "folder=%s files=%" PRIu64 " bytes=%" PRIu64 " added=%" PRIu64 " changed=%" PRIu64
+                " deleted=%" PRIu64 " hashed=%" PRIu64 " skipped=%" PRIu64 " seconds=%.3f",
+                folder_id, res->files, res->bytes, res->added, res->changed, res->deleted,
+                res->bytes_hashed, res->skipped, res->seconds);
+    return rc;
+}
