@@ -338,7 +338,7 @@ static int migrate(struct lr_index *ix, struct lr_err *err)
             sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
             return rc;
         }
-        lr_info("index", "migrated schema path=%s version=%d", ix->path, (int)(v + 1));
+        lr_debug("index", "migrated schema path=%s version=%d", ix->path, (int)(v + 1));
     }
     return 0;
 }
