@@ -98,14 +98,18 @@ int lr_proto_hello_decode(const uint8_t *p, size_t n, struct lr_proto_hello *h, 
 bool lr_proto_text_ok(const void *s, size_t n);
 
 /* ---- Close ---- */
-/* Sent on the control stream before closing the connection on purpose. */
+/* Optionally sent on the control stream just before a deliberate
+ * CONNECTION_CLOSE, to tell the peer why in more words than QUIC carries. */
 #define LR_PROTO_REASON_MAX 256
 
+/* One registry with the QUIC application error codes of transport.h
+ * (enum lr_transport_app_error): the same number means the same thing. */
 enum lr_close_code {
-    LR_CLOSE_NORMAL = 0,   /* shutting down, or done */
-    LR_CLOSE_PROTOCOL = 1, /* the peer sent something invalid */
-    LR_CLOSE_VERSION = 2,  /* no common protocol version */
-    LR_CLOSE_INTERNAL = 3, /* local failure */
+    LR_CLOSE_NORMAL = 0,    /* shutting down, or done */
+    LR_CLOSE_PROTOCOL = 1,  /* the peer sent something invalid */
+    LR_CLOSE_DUPLICATE = 2, /* replaced by another connection with the peer */
+    LR_CLOSE_INTERNAL = 3,  /* local failure */
+    LR_CLOSE_VERSION = 4,   /* no common protocol version */
     /* Unknown codes are treated like LR_CLOSE_INTERNAL. */
 };
 

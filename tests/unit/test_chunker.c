@@ -193,6 +193,11 @@ static void test_zeros_hit_max(void **state)
     assert_int_equal(lr_chunker_cut(d, p, n, false), d->max);
     assert_int_equal(lr_chunker_cut(d, p, d->max - 1, false), 0);
     assert_int_equal(lr_chunker_cut(d, p, d->max - 1, true), d->max - 1);
+    /* Same for a run of any byte value: sparse and filled files. */
+    for (int v = 1; v < 256; v++) {
+        memset(p, v, d->max);
+        assert_int_equal(lr_chunker_cut(d, p, d->max, false), d->max);
+    }
     free(p);
 }
 
