@@ -184,6 +184,10 @@ static int tombstone(struct scan *s, struct lr_file_rec *old)
 {
     if (old->deleted)
         return 0;
+    /* Ignored paths are not ours to delete, even when gone from disk. */
+    if (s->ig &&
+        lr_ignore_match(s->ig, (const char *)old->path, old->path_len, old->type == LR_FT_DIR))
+        return 0;
     struct lr_file_rec t = {0};
     t.path = old->path;
     t.path_len = old->path_len;
@@ -212,15 +216,6 @@ static int cur_head(struct scan *s, struct lr_file_rec **out)
     }
     if (s->cur_eof)
         return 0;
-    if (s->batch.n) {
-        struct lr_file_rec *last = &s->batch.v[s->batch.n - 1];
-        if (last->path_len > s->after_cap) {
-            s->after_cap = last->path_len;
-            s->after = lr_xrealloc(s->after, s->after_cap);
-        }
-        memcpy(s->after, last->path, last->path_len);
-        s->after_len = last->path_len;
-    }
     lr_file_list_release(&s->batch);
     s->bi = 0;
     int rc = lr_index_list_by_path(s->ix, s->folder, s->after, s->after_len, CURSOR_BATCH, 0,
@@ -229,8 +224,17 @@ static int cur_head(struct scan *s, struct lr_file_rec **out)
         return rc;
     if (s->batch.n < CURSOR_BATCH)
         s->cur_eof = true;
-    if (s->batch.n)
+    if (s->batch.n) {
+        /* Remember the bound now: records are moved out of the batch as they are taken. */
+        struct lr_file_rec *last = &s->batch.v[s->batch.n - 1];
+        if (last->path_len > s->after_cap) {
+            s->after_cap = last->path_len;
+            s->after = lr_xrealloc(s->after, s->after_cap);
+        }
+        memcpy(s->after, last->path, last->path_len);
+        s->after_len = last->path_len;
         *out = &s->batch.v[0];
+    }
     return 0;
 }
 
