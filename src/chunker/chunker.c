@@ -34,6 +34,10 @@ int lr_chunker_params_check(const struct lr_chunker_params *prm, struct lr_err *
  * depends on the last k+1 bytes, so the top bits see the widest window. */
 static uint64_t top_mask(unsigned bits)
 {
+    /* Checked parameters give 5..21 bits; the clamp only keeps unchecked
+     * ones (a programmer error, asserted below) away from undefined shifts. */
+    if (bits == 0 || bits > 63)
+        bits = bits == 0 ? 1 : 63;
     return ~UINT64_C(0) << (64 - bits);
 }
 
