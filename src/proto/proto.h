@@ -48,7 +48,9 @@ enum lr_msg_type {
     LR_MSG_HELLO = 0x01,
     LR_MSG_PING = 0x02,
     LR_MSG_CLOSE = 0x03,
-    /* 0x10.. sync messages (folders, index, want, chunk data) are defined by sync/. */
+    /* 0x04..0x0f: reserved for connection messages.
+     * 0x10..: sync messages (folders, index, want, chunk data): added here, with a
+     * row in proto.c's type table and a section in docs/protocol.md. */
 };
 
 /* Per-type payload limits (see the type table in proto.c). */
@@ -69,7 +71,7 @@ struct lr_proto_hello {
     uint32_t version;                         /* LR_PROTO_VERSION */
     char name[LR_PROTO_NAME_MAX + 1];         /* device name, UTF-8, no control chars */
     char software[LR_PROTO_SOFTWARE_MAX + 1]; /* e.g. "landropic 0.1.0" */
-    uint64_t features;                        /* LR_FEAT_* bits */
+    uint64_t features;                        /* LR_FEAT_* bits (none assigned yet) */
 };
 
 /*
