@@ -35,6 +35,8 @@
 /* Switch to a fresh buffer when less than this is free (and the file needs more). */
 #define READ_MIN (1024u * 1024)
 #define SEG_CHUNKS_MAX 1024
+/* Chunk jobs handed to the pool per lock/wake-up (about 1 MiB of data). */
+#define SUBMIT_BATCH 16
 /* Files being hashed at once (bounds memory for many small files). */
 #define INFLIGHT_MAX 4096
 
@@ -470,6 +472,7 @@ static int read_attempt(struct scan *s, int dfd, const char *name, const struct 
     fj->st = st;
     uint64_t remaining = (uint64_t)st.st_size, total = 0;
     size_t start = s->buf ? s->buf->fill : 0;
+    struct lr__wq_job jobs[SUBMIT_BATCH];
     int rc = 0;
     for (;;) {
         ensure_room(s, &start, remaining);
@@ -494,14 +497,19 @@ static int read_attempt(struct scan *s, int dfd, const char *name, const struct 
             total += (uint64_t)n;
             eof = remaining == 0;
         }
-        size_t len;
+        size_t len, nj = 0;
         while ((len = lr_chunker_cut(&lr_chunker_default, b->data + start, b->fill - start, eof))) {
             struct lr_chunk *c = fjob_slot(fj);
             c->off = total - (b->fill - start);
             c->len = (uint32_t)len;
-            lr__wq_submit(&s->wq, b, b->data + start, len, &c->hash, &fj->g);
+            jobs[nj++] = (struct lr__wq_job){b->data + start, len, &c->hash, &fj->g, b};
+            if (nj == SUBMIT_BATCH) {
+                lr__wq_submit(&s->wq, jobs, nj);
+                nj = 0;
+            }
             start += len;
         }
+        lr__wq_submit(&s->wq, jobs, nj);
         if (eof)
             break;
     }

@@ -134,13 +134,16 @@ void lr__wq_group_init(struct lr__wq_group *g)
     g->refs = 1;
 }
 
-void lr__wq_submit(struct lr__wq *wq, struct lr__wq_buf *b, const uint8_t *p, size_t len,
-                   struct lr_hash *out, struct lr__wq_group *g)
+void lr__wq_submit(struct lr__wq *wq, const struct lr__wq_job *jobs, size_t n)
 {
+    if (n == 0)
+        return;
     pthread_mutex_lock(&wq->mu);
-    if (wq->qlen == wq->qcap) {
+    if (wq->qlen + n > wq->qcap) {
         /* Grow the ring, unrolling it. Bounded: every job pins a chunk of a buffer. */
-        size_t ncap = wq->qcap ? wq->qcap * 2 : 256;
+        size_t ncap = wq->qcap ? wq->qcap : 256;
+        while (ncap < wq->qlen + n)
+            ncap *= 2;
         struct lr__wq_job *nq = lr_xmallocarray(ncap, sizeof(nq[0]));
         for (size_t i = 0; i < wq->qlen; i++)
             nq[i] = wq->q[(wq->qhead + i) % wq->qcap];
@@ -149,11 +152,16 @@ void lr__wq_submit(struct lr__wq *wq, struct lr__wq_buf *b, const uint8_t *p, si
         wq->qcap = ncap;
         wq->qhead = 0;
     }
-    wq->q[(wq->qhead + wq->qlen) % wq->qcap] = (struct lr__wq_job){p, len, out, g, b};
-    wq->qlen++;
-    b->refs++;
-    g->refs++;
-    pthread_cond_signal(&wq->work_cv);
+    for (size_t i = 0; i < n; i++) {
+        wq->q[(wq->qhead + wq->qlen) % wq->qcap] = jobs[i];
+        wq->qlen++;
+        jobs[i].b->refs++;
+        jobs[i].g->refs++;
+    }
+    if (n > 1)
+        pthread_cond_broadcast(&wq->work_cv);
+    else
+        pthread_cond_signal(&wq->work_cv);
     pthread_mutex_unlock(&wq->mu);
 }
 

@@ -74,9 +74,11 @@ void lr__wq_buf_put(struct lr__wq *wq, struct lr__wq_buf *b);
 
 /* Start a group with the producer's reference. */
 void lr__wq_group_init(struct lr__wq_group *g);
-/* Hash p[0..len) (inside b) into *out, as part of g. */
-void lr__wq_submit(struct lr__wq *wq, struct lr__wq_buf *b, const uint8_t *p, size_t len,
-                   struct lr_hash *out, struct lr__wq_group *g);
+/*
+ * Queue jobs[0..n): each hashes p[0..len) (inside its buffer b) into *out as
+ * part of group g. One lock and one wake-up for the whole batch.
+ */
+void lr__wq_submit(struct lr__wq *wq, const struct lr__wq_job *jobs, size_t n);
 /* The producer is done reading the group. */
 void lr__wq_group_close(struct lr__wq *wq, struct lr__wq_group *g);
 /* Pop finished groups (linked by next_done), waiting for at least one if `wait`. */
