@@ -1,0 +1,1918 @@
+/*
+ * quic.c - connections, peers and the connection-ID map of a transport.
+ *
+ * Re-entrancy model: ngtcp2 calls our callbacks from inside read/write/
+ * expiry processing, and those call the application's callbacks, which may
+ * call back into this API. So: t->depth counts frames of ngtcp2 or
+ * application callbacks on the stack, and c->busy marks a connection whose
+ * ngtcp2_conn is inside a call. While depth > 0 nothing is written (sends
+ * only queue and mark the connection dirty) and a busy connection is never
+ * freed (closing it only records the request). process_dirty(), run when
+ * every entry point unwinds to depth 0, carries out what was deferred.
+ */
+#include "transport/transport_int.h"
+
+#include "util/fsutil.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <inttypes.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MOD "transport"
+
+#define MS ((uint64_t)1000000)
+#define STREAM_WINDOW (1u << 20)
+#define CONN_WINDOW (4u << 20)
+#define MAX_STREAM_WINDOW (16u << 20)
+#define MAX_CONN_WINDOW (32u << 20)
+#define HANDSHAKE_TIMEOUT_MS 10000
+/* Bulk bytes accepted before the peer's HELLO: the initial stream window, plus slack. */
+#define PRE_HELLO_MAX (STREAM_WINDOW + 4096)
+
+struct chunk {
+    struct chunk *next;
+    uint8_t *data;
+    size_t len;
+};
+
+/*
+ * One stream we send on. Chunks from head (oldest, not fully acknowledged)
+ * to tail. Invariants: head_off <= acked-by-peer <= sent <= end; `cur` is
+ * the chunk holding stream offset `sent` (NULL iff sent == end), starting
+ * at cur_off.
+ */
+struct sstream {
+    int64_t id; /* -1 until opened */
+    struct chunk *head, *tail, *cur;
+    uint64_t head_off, cur_off, sent, end;
+};
+
+/* One stream we receive on. */
+struct rstream {
+    bool used;
+    int64_t id;
+    struct lr_frame_reader rd;
+    struct lr_buf pre; /* bulk bytes that arrived before the peer's HELLO */
+};
+
+enum conn_state {
+    CS_HANDSHAKE, /* QUIC/TLS handshake running */
+    CS_HELLO,     /* handshake confirmed, waiting for the peer's HELLO */
+    CS_UP,        /* reported through on_connected */
+    CS_DEAD,      /* freed, waiting for its timer handle to close */
+};
+
+struct lr_conn {
+    struct lr_transport *t;
+    struct lr_conn *next, *prev;
+    struct lr__sock *sock;
+    ngtcp2_conn *qc;
+    gnutls_session_t tls;
+    ngtcp2_crypto_conn_ref ref;
+    uv_timer_t timer;
+    enum conn_state state;
+    bool is_client;
+    bool id_known;   /* peer certificate accepted: `peer` is authenticated */
+    bool refused;    /* peer certificate presented and refused */
+    bool counted_hs; /* counted in t->nhandshaking */
+    bool got_hello;
+    bool reset_recv;
+    bool dirty;
+    bool want_writable, writable_due;
+    bool close_req, kill_req, close_silent;
+    int busy;
+    ngtcp2_connection_close_error ccerr;
+    char reason[160];
+    struct lr_device_id peer; /* expected (client) or presented (server) */
+    uint64_t start_ns, up_ns, hs_ns, hello_deadline;
+    char addr[64];
+    struct sstream ss[LR__NSLOTS];
+    struct rstream rs[LR__NSLOTS];
+    unsigned rr;
+    size_t queued;
+    uint64_t payload_sent, payload_recv;
+    /* GSO batch being built or waiting for the socket (tx_pending). */
+    uint8_t *tx;
+    size_t tx_len, tx_off, tx_seg;
+    bool tx_pending;
+    ngtcp2_path_storage tx_ps;
+};
+
+struct lr__peer {
+    struct lr__peer *next;
+    struct lr_transport *t;
+    struct lr_device_id id;
+    struct lr__addr addrs[LR_TRANSPORT_MAX_ADDRS];
+    size_t naddrs, next_addr;
+    struct lr_backoff bo;
+    uv_timer_t *timer; /* heap: outlives the peer until its close callback */
+};
+
+struct cident {
+    ngtcp2_cid cid;
+    struct lr_conn *c;
+};
+
+struct refusal {
+    bool used;
+    struct lr_device_id id;
+    uint64_t ts;
+};
+
+struct lr_transport {
+    uv_loop_t *loop;
+    struct lr_transport_cbs cbs;
+    struct lr_proto_hello hello;
+    uint64_t idle_ns, keepalive_ns;
+    size_t budget;
+    uint32_t bo_min, bo_max;
+    uint64_t (*rng)(void *ud);
+    void *rng_ud;
+    struct lr__tls tls;
+    uint8_t secret[32];
+    struct lr__sock socks[LR_TRANSPORT_MAX_LISTEN];
+    size_t nsocks;
+    struct lr_conn *conns;
+    size_t nconns, nhandshaking;
+    struct cident *cids;
+    size_t ncids, capcids;
+    struct lr__peer *peers;
+    struct refusal refused[LR__REFUSE_SLOTS];
+    uint64_t reset_window, resets_sent;
+    unsigned reset_count;
+    int depth;
+    bool in_dirty;
+    bool closing;
+    unsigned handles;
+    void (*done)(void *ud);
+    void *done_ud;
+};
+
+static void conn_write(struct lr_conn *c);
+static void timer_cb(uv_timer_t *h);
+static void poll_cb(uv_poll_t *h, int status, int events);
+static void handle_dec(struct lr_transport *t);
+static void conn_free(struct lr_conn *c, const char *reason);
+static void process_dirty(struct lr_transport *t);
+static void peer_schedule(struct lr__peer *p);
+
+static uint64_t now_ns(void)
+{
+    return uv_hrtime();
+}
+
+static void id_short(const struct lr_device_id *id, char *out)
+{
+    lr_device_id_short(id, out);
+}
+
+/* ---- connection-ID map (few entries per peer, so a flat array) ---- */
+
+static void cid_add(struct lr_transport *t, const ngtcp2_cid *cid, struct lr_conn *c)
+{
+    if (t->ncids == t->capcids) {
+        t->capcids = t->capcids ? t->capcids * 2 : 16;
+        t->cids = lr_xreallocarray(t->cids, t->capcids, sizeof(*t->cids));
+    }
+    t->cids[t->ncids].cid = *cid;
+    t->cids[t->ncids].c = c;
+    t->ncids++;
+}
+
+static struct lr_conn *cid_find(struct lr_transport *t, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < t->ncids; i++)
+        if (t->cids[i].cid.datalen == n && memcmp(t->cids[i].cid.data, p, n) == 0)
+            return t->cids[i].c;
+    return NULL;
+}
+
+static void cid_remove(struct lr_transport *t, const ngtcp2_cid *cid)
+{
+    for (size_t i = 0; i < t->ncids; i++)
+        if (ngtcp2_cid_eq(&t->cids[i].cid, cid)) {
+            t->cids[i] = t->cids[--t->ncids];
+            return;
+        }
+}
+
+static void cid_remove_conn(struct lr_transport *t, const struct lr_conn *c)
+{
+    for (size_t i = 0; i < t->ncids;)
+        if (t->cids[i].c == c)
+            t->cids[i] = t->cids[--t->ncids];
+        else
+            i++;
+}
+
+/* ---- helpers ---- */
+
+static struct lr__peer *peer_find(struct lr_transport *t, const struct lr_device_id *id)
+{
+    for (struct lr__peer *p = t->peers; p; p = p->next)
+        if (lr_device_id_eq(&p->id, id))
+            return p;
+    return NULL;
+}
+
+static bool conn_live(const struct lr_conn *c)
+{
+    return c->state != CS_DEAD && !c->close_req && !c->kill_req;
+}
+
+/* A live connection that is, or is becoming, a connection with `id` (excluding `except`). */
+static bool peer_has_conn(struct lr_transport *t, const struct lr_device_id *id,
+                          const struct lr_conn *except)
+{
+    for (struct lr_conn *c = t->conns; c; c = c->next)
+        if (c != except && conn_live(c) && (c->id_known || c->is_client) &&
+            lr_device_id_eq(&c->peer, id))
+            return true;
+    return false;
+}
+
+static void hs_done(struct lr_conn *c)
+{
+    if (c->counted_hs) {
+        c->counted_hs = false;
+        c->t->nhandshaking--;
+    }
+}
+
+static void set_reason(struct lr_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_reason(struct lr_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+    va_end(ap);
+}
+
+/* Record a protocol violation; the connection closes once processing unwinds. */
+static int proto_fail(struct lr_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int proto_fail(struct lr_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    if (!c->close_req) {
+        va_start(ap, fmt);
+        vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+        va_end(ap);
+        ngtcp2_connection_close_error_set_application_error(&c->ccerr, LR_TRANSPORT_APP_PROTO, NULL,
+                                                            0);
+        c->close_req = true;
+        c->dirty = true;
+    }
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+/* Ask for `c` to be closed with an application error; immediate unless c is busy. */
+static void conn_close_app(struct lr_conn *c, uint64_t app, const char *reason, bool silent);
+
+static void sock_update_events(struct lr__sock *s)
+{
+    int want = UV_READABLE;
+    for (struct lr_conn *c = s->t->conns; c; c = c->next)
+        if (c->sock == s && c->tx_pending)
+            want |= UV_WRITABLE;
+    if (want != s->events && !s->t->closing) {
+        s->events = want;
+        uv_poll_start(&s->poll, want, poll_cb);
+    }
+}
+
+/* ---- sending ---- */
+
+static int send_batch(struct lr_conn *c, size_t len, size_t seg)
+{
+    size_t done = 0;
+    int rc = lr__sock_send(c->sock, &c->tx_ps.path, c->tx, len, seg, &done);
+    if (rc == -EAGAIN) {
+        c->tx_pending = true;
+        c->tx_len = len;
+        c->tx_off = done;
+        c->tx_seg = seg;
+        sock_update_events(c->sock);
+    }
+    return rc;
+}
+
+static int flush_pending(struct lr_conn *c)
+{
+    size_t done = 0;
+    int rc = lr__sock_send(c->sock, &c->tx_ps.path, c->tx + c->tx_off, c->tx_len - c->tx_off,
+                           c->tx_seg, &done);
+    c->tx_off += done;
+    if (rc == -EAGAIN)
+        return rc;
+    c->tx_pending = false;
+    return 0;
+}
+
+static void sstream_free(struct sstream *ss)
+{
+    struct chunk *ch = ss->head;
+    while (ch) {
+        struct chunk *n = ch->next;
+        free(ch->data);
+        free(ch);
+        ch = n;
+    }
+    ss->head = ss->tail = ss->cur = NULL;
+}
+
+static size_t build_vec(const struct sstream *ss, ngtcp2_vec *vec, size_t max)
+{
+    size_t n = 0, off = (size_t)(ss->sent - ss->cur_off);
+    for (const struct chunk *ch = ss->cur; ch && n < max; ch = ch->next) {
+        vec[n].base = ch->data + off;
+        vec[n].len = ch->len - off;
+        off = 0;
+        n++;
+    }
+    return n;
+}
+
+static void advance(struct sstream *ss, size_t k)
+{
+    ss->sent += k;
+    while (ss->cur && ss->sent >= ss->cur_off + ss->cur->len) {
+        ss->cur_off += ss->cur->len;
+        ss->cur = ss->cur->next;
+    }
+}
+
+static int pick_slot(struct lr_conn *c, unsigned blocked)
+{
+    for (unsigned i = 0; i < LR__NSLOTS; i++) {
+        unsigned s = (c->rr + i) % LR__NSLOTS;
+        const struct sstream *ss = &c->ss[s];
+        if (ss->id >= 0 && ss->sent < ss->end && !(blocked & (1u << s)))
+            return (int)s;
+    }
+    return -1;
+}
+
+static void arm_timer(struct lr_conn *c)
+{
+    if (c->state == CS_DEAD)
+        return;
+    uint64_t exp = ngtcp2_conn_get_expiry(c->qc);
+    if (c->state == CS_HELLO && c->hello_deadline < exp)
+        exp = c->hello_deadline;
+    if (exp == UINT64_MAX) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t ts = now_ns();
+    uint64_t ms = exp <= ts ? 0 : (exp - ts + MS - 1) / MS;
+    /* uv timers count from the cached loop time; refresh it so the deadline is not early. */
+    uv_update_time(c->t->loop);
+    uv_timer_start(&c->timer, timer_cb, ms, 0);
+}
+
+static void conn_close_err(struct lr_conn *c, int liberr)
+{
+    ngtcp2_connection_close_error_set_transport_error_liberr(&c->ccerr, liberr, NULL, 0);
+    set_reason(c, "QUIC error: %s", ngtcp2_strerror(liberr));
+    c->close_req = true;
+    c->dirty = true;
+}
+
+/*
+ * Write everything ngtcp2 has to send now, in GSO batches of full-size
+ * packets (a shorter packet ends a batch), stopping at the send quantum so
+ * pacing can work, then re-arm the timer.
+ */
+static void conn_write(struct lr_conn *c)
+{
+    struct lr_transport *t = c->t;
+    if (c->state == CS_DEAD || c->close_req || c->kill_req)
+        return;
+    if (c->tx_pending && flush_pending(c) == -EAGAIN)
+        return;
+
+    ngtcp2_tstamp ts = now_ns();
+    size_t pktmax = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->qc);
+    if (pktmax > LR__PKT_MAX)
+        pktmax = LR__PKT_MAX;
+    size_t maxsegs = c->sock->gso ? LR__GSO_MAX_BYTES / pktmax : 1;
+    if (maxsegs > LR__GSO_MAX_SEGS)
+        maxsegs = LR__GSO_MAX_SEGS;
+    size_t quantum = ngtcp2_conn_get_send_quantum(c->qc);
+    if (quantum < pktmax)
+        quantum = pktmax;
+    size_t written = 0, blen = 0, nseg = 0;
+    unsigned blocked = 0;
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_ssize rv = 0;
+    bool stalled = false;
+
+    c->busy++;
+    t->depth++;
+    for (;;) {
+        int slot = pick_slot(c, blocked);
+        ngtcp2_vec vec[16];
+        size_t nvec = 0;
+        int64_t sid = -1;
+        if (slot >= 0) {
+            sid = c->ss[slot].id;
+            nvec = build_vec(&c->ss[slot], vec, 16);
+        }
+        ngtcp2_ssize ndatalen = -1;
+        ngtcp2_pkt_info pi;
+        ngtcp2_ssize n =
+            ngtcp2_conn_writev_stream(c->qc, &ps.path, &pi, c->tx + blen, pktmax, &ndatalen,
+                                      NGTCP2_WRITE_STREAM_FLAG_MORE, sid, vec, nvec, ts);
+        if (n < 0) {
+            if (n == NGTCP2_ERR_WRITE_MORE) {
+                advance(&c->ss[slot], (size_t)ndatalen);
+                c->rr = (unsigned)slot + 1;
+                continue;
+            }
+            if ((n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
+                 n == NGTCP2_ERR_STREAM_NOT_FOUND) &&
+                slot >= 0) {
+                blocked |= 1u << slot;
+                continue;
+            }
+            rv = n;
+            break;
+        }
+        if (slot >= 0 && ndatalen > 0) {
+            advance(&c->ss[slot], (size_t)ndatalen);
+            c->rr = (unsigned)slot + 1;
+        }
+        if (n == 0)
+            break;
+        if (nseg == 0)
+            ngtcp2_path_copy(&c->tx_ps.path, &ps.path);
+        blen += (size_t)n;
+        nseg++;
+        written += (size_t)n;
+        if ((size_t)n < pktmax || nseg >= maxsegs || blen + pktmax > LR__GSO_MAX_BYTES) {
+            int r = send_batch(c, blen, pktmax);
+            blen = nseg = 0;
+            if (r == -EAGAIN) {
+                stalled = true;
+                break;
+            }
+        }
+        if (written >= quantum)
+            break;
+    }
+    c->busy--;
+    t->depth--;
+    if (blen > 0)
+        stalled = send_batch(c, blen, pktmax) == -EAGAIN;
+    (void)stalled;
+    if (rv < 0) {
+        conn_close_err(c, (int)rv);
+        return;
+    }
+    /* Pacing before the handshake completes would delay the client's Finished (pitfall 10). */
+    if (ngtcp2_conn_get_handshake_completed(c->qc))
+        ngtcp2_conn_update_pkt_tx_time(c->qc, ts);
+    arm_timer(c);
+}
+
+/* Append one frame to send slot `slot`. */
+static int queue_frame(struct lr_conn *c, unsigned slot, uint64_t type, const void *payload,
+                       size_t len)
+{
+    struct lr_buf b;
+    struct sstream *ss = &c->ss[slot];
+    lr_buf_init(&b, len + 16);
+    int rc = lr_proto_frame_put(&b, type, payload, len);
+    if (rc < 0) {
+        lr_buf_release(&b);
+        return rc;
+    }
+    struct chunk *ch = lr_xcalloc(1, sizeof(*ch));
+    ch->data = lr_buf_detach(&b, &ch->len);
+    if (ss->tail)
+        ss->tail->next = ch;
+    else
+        ss->head = ch;
+    ss->tail = ch;
+    if (!ss->cur) {
+        ss->cur = ch;
+        ss->cur_off = ss->end;
+    }
+    ss->end += ch->len;
+    c->queued += ch->len;
+    c->payload_sent += len;
+    c->dirty = true;
+    return 0;
+}
+
+static int send_hello(struct lr_conn *c)
+{
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_HELLO_MAX);
+    int rc = lr_proto_hello_encode(&c->t->hello, &b);
+    if (rc == 0)
+        rc = queue_frame(c, 0, LR_MSG_HELLO, b.data, b.len);
+    lr_buf_release(&b);
+    return rc;
+}
+
+/* ---- closing ---- */
+
+static void conn_timer_closed(uv_handle_t *h)
+{
+    struct lr_conn *c = h->data;
+    struct lr_transport *t = c->t;
+    free(c);
+    handle_dec(t);
+}
+
+/* Send CONNECTION_CLOSE (c->ccerr) unless silent or pointless, then free. */
+static void conn_close_now(struct lr_conn *c)
+{
+    if (!c->close_silent && c->qc && !ngtcp2_conn_is_in_closing_period(c->qc) &&
+        !ngtcp2_conn_is_in_draining_period(c->qc)) {
+        uint8_t buf[LR__PKT_MAX];
+        ngtcp2_path_storage ps;
+        ngtcp2_pkt_info pi;
+        size_t done;
+        ngtcp2_path_storage_zero(&ps);
+        c->busy++;
+        c->t->depth++;
+        ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->qc, &ps.path, &pi, buf, sizeof(buf),
+                                                            &c->ccerr, now_ns());
+        c->busy--;
+        c->t->depth--;
+        if (n > 0)
+            (void)lr__sock_send(c->sock, &ps.path, buf, (size_t)n, 0, &done);
+    }
+    c->close_req = false;
+    conn_free(c, c->reason[0] ? c->reason : "closed");
+}
+
+static void conn_close_app(struct lr_conn *c, uint64_t app, const char *reason, bool silent)
+{
+    if (c->state == CS_DEAD || c->close_req || c->kill_req)
+        return;
+    ngtcp2_connection_close_error_set_application_error(&c->ccerr, app, NULL, 0);
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    c->close_silent = silent;
+    c->close_req = true;
+    c->dirty = true;
+    if (!c->busy)
+        conn_close_now(c);
+}
+
+/*
+ * Forget `c`: report it down if it was up, unhook it everywhere, schedule
+ * a redial if its peer is one we keep, release ngtcp2 and GnuTLS state;
+ * the struct itself goes when its timer handle has closed.
+ */
+static void conn_free(struct lr_conn *c, const char *reason)
+{
+    struct lr_transport *t = c->t;
+    if (c->state == CS_DEAD)
+        return;
+    if (c->busy) {
+        if (!c->kill_req)
+            snprintf(c->reason, sizeof(c->reason), "%s", reason);
+        c->kill_req = true;
+        c->dirty = true;
+        return;
+    }
+    bool was_up = c->state == CS_UP;
+    char ids[LR_DEVICE_ID_SHORTLEN + 1];
+    id_short(&c->peer, ids);
+    c->state = CS_DEAD;
+    hs_done(c);
+    if (was_up) {
+        lr_info(MOD, "disconnected peer=%s addr=%s reason=\"%s\"", ids, c->addr, reason);
+        if (t->cbs.on_disconnected) {
+            t->depth++;
+            t->cbs.on_disconnected(t->cbs.ud, c, &c->peer, reason);
+            t->depth--;
+        }
+    } else {
+        lr_debug(MOD, "connection to %s (%s) ended before it was up: %s", c->addr,
+                 c->id_known || c->is_client ? ids : "?", reason);
+    }
+    cid_remove_conn(t, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    t->nconns--;
+    if ((c->id_known || c->is_client) && !c->refused && !t->closing) {
+        struct lr__peer *p = peer_find(t, &c->peer);
+        if (p && !peer_has_conn(t, &p->id, NULL))
+            peer_schedule(p);
+    }
+    if (c->qc)
+        ngtcp2_conn_del(c->qc);
+    if (c->tls)
+        gnutls_deinit(c->tls);
+    c->qc = NULL;
+    c->tls = NULL;
+    for (unsigned i = 0; i < LR__NSLOTS; i++) {
+        sstream_free(&c->ss[i]);
+        lr_frame_reader_release(&c->rs[i].rd);
+        lr_buf_release(&c->rs[i].pre);
+    }
+    free(c->tx);
+    c->tx = NULL;
+    bool pending = c->tx_pending;
+    c->tx_pending = false;
+    if (pending)
+        sock_update_events(c->sock);
+    uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
+}
+
+/* ---- peers and refusals ---- */
+
+static void report_refusal(struct lr_transport *t, const struct lr_device_id *id, const char *addr)
+{
+    uint64_t ts = now_ns();
+    struct refusal *slot = NULL;
+    for (size_t i = 0; i < LR__REFUSE_SLOTS; i++) {
+        struct refusal *r = &t->refused[i];
+        if (r->used && lr_device_id_eq(&r->id, id)) {
+            if (ts - r->ts < (uint64_t)LR_TRANSPORT_REFUSE_REPORT_MS * MS)
+                return;
+            slot = r;
+            break;
+        }
+        if (!slot || !r->used || (slot->used && r->ts < slot->ts))
+            slot = r;
+    }
+    slot->used = true;
+    slot->id = *id;
+    slot->ts = ts;
+    char ids[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(id, ids);
+    lr_info(MOD, "refused untrusted device=%s addr=%s", ids, addr);
+    if (t->cbs.on_refused) {
+        t->depth++;
+        t->cbs.on_refused(t->cbs.ud, id, addr);
+        t->depth--;
+    }
+}
+
+bool lr__conn_peer_cert(struct lr_conn *c, const struct lr_device_id *id)
+{
+    struct lr_transport *t = c->t;
+    if (c->is_client) {
+        if (!lr_device_id_eq(id, &c->peer)) {
+            char want[LR_DEVICE_ID_SHORTLEN + 1], got[LR_DEVICE_ID_SHORTLEN + 1];
+            id_short(&c->peer, want);
+            id_short(id, got);
+            lr_warn(MOD, "dial %s: peer presented device %s, expected %s", c->addr, got, want);
+            set_reason(c, "wrong peer certificate");
+            return false;
+        }
+        c->id_known = true;
+        return true;
+    }
+    c->peer = *id;
+    bool ok = false;
+    if (t->cbs.is_trusted) {
+        t->depth++;
+        ok = t->cbs.is_trusted(t->cbs.ud, id);
+        t->depth--;
+    }
+    if (!ok) {
+        c->refused = true;
+        set_reason(c, "untrusted device");
+        report_refusal(t, id, c->addr);
+        return false;
+    }
+    c->id_known = true;
+    return true;
+}
+
+static uint64_t default_rng(void *ud)
+{
+    (void)ud;
+    uint64_t v = 0;
+    (void)gnutls_rnd(GNUTLS_RND_NONCE, &v, sizeof(v));
+    return v;
+}
+
+/* ---- ngtcp2 callbacks ---- */
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref)
+{
+    return ((struct lr_conn *)ref->user_data)->qc;
+}
+
+static void cb_rand(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx)
+{
+    (void)ctx;
+    (void)gnutls_rnd(GNUTLS_RND_NONCE, dest, len);
+}
+
+static int cb_new_cid(ngtcp2_conn *qc, ngtcp2_cid *cid, uint8_t *token, size_t cidlen, void *ud)
+{
+    (void)qc;
+    struct lr_conn *c = ud;
+    if (gnutls_rnd(GNUTLS_RND_NONCE, cid->data, cidlen) < 0)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    cid->datalen = cidlen;
+    if (ngtcp2_crypto_generate_stateless_reset_token(token, c->t->secret, sizeof(c->t->secret),
+                                                     cid) != 0)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    cid_add(c->t, cid, c);
+    return 0;
+}
+
+static int cb_remove_cid(ngtcp2_conn *qc, const ngtcp2_cid *cid, void *ud)
+{
+    (void)qc;
+    struct lr_conn *c = ud;
+    cid_remove(c->t, cid);
+    return 0;
+}
+
+/* Handshake done and the peer has judged us: wait for (client: send) HELLO. */
+static int hs_ready(struct lr_conn *c)
+{
+    uint64_t ts = now_ns();
+    if (c->state != CS_HANDSHAKE)
+        return 0;
+    c->hs_ns = ts - c->start_ns;
+    c->state = CS_HELLO;
+    c->hello_deadline = ts + (uint64_t)LR_TRANSPORT_HELLO_TIMEOUT_MS * MS;
+    hs_done(c);
+    if (c->is_client) {
+        int64_t sid;
+        int rv = ngtcp2_conn_open_bidi_stream(c->qc, &sid, NULL);
+        if (rv != 0 || sid != 0) {
+            set_reason(c, "cannot open the control stream");
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        }
+        c->ss[0].id = 0;
+        if (send_hello(c) < 0) {
+            set_reason(c, "cannot encode our HELLO");
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        }
+    }
+    return 0;
+}
+
+static int cb_handshake_completed(ngtcp2_conn *qc, void *ud)
+{
+    (void)qc;
+    struct lr_conn *c = ud;
+    /* The verify function must have run and accepted: never trust a handshake without it. */
+    if (!c->id_known) {
+        set_reason(c, "handshake without an accepted certificate");
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    if (!lr__tls_alpn_ok(c->tls)) {
+        set_reason(c, "ALPN %s not negotiated", LR_PROTO_ALPN);
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    /* The server has verified the client certificate by now. */
+    return c->is_client ? 0 : hs_ready(c);
+}
+
+/*
+ * Client: HANDSHAKE_DONE, i.e. the server accepted our certificate. Its
+ * "completed" fires before that (pitfall 5), so nothing is sent until here.
+ */
+static int cb_handshake_confirmed(ngtcp2_conn *qc, void *ud)
+{
+    (void)qc;
+    struct lr_conn *c = ud;
+    return c->is_client ? hs_ready(c) : 0;
+}
+
+static int cb_reset(ngtcp2_conn *qc, const ngtcp2_pkt_stateless_reset *sr, void *ud)
+{
+    (void)qc;
+    (void)sr;
+    ((struct lr_conn *)ud)->reset_recv = true;
+    return 0;
+}
+
+static int cb_stream_reset(ngtcp2_conn *qc, int64_t sid, uint64_t final_size, uint64_t app,
+                           void *ud, void *sud)
+{
+    (void)qc;
+    (void)final_size;
+    (void)sud;
+    return proto_fail(ud, "peer reset stream %" PRId64 " (error %" PRIu64 ")", sid, app);
+}
+
+static int cb_acked(ngtcp2_conn *qc, int64_t sid, uint64_t offset, uint64_t datalen, void *ud,
+                    void *sud)
+{
+    (void)qc;
+    (void)sud;
+    struct lr_conn *c = ud;
+    struct sstream *ss = NULL;
+    for (unsigned i = 0; i < LR__NSLOTS; i++)
+        if (c->ss[i].id == sid)
+            ss = &c->ss[i];
+    if (!ss)
+        return 0;
+    uint64_t upto = offset + datalen;
+    while (ss->head && ss->head_off + ss->head->len <= upto) {
+        struct chunk *ch = ss->head;
+        ss->head = ch->next;
+        if (!ss->head)
+            ss->tail = NULL;
+        ss->head_off += ch->len;
+        c->queued -= ch->len;
+        free(ch->data);
+        free(ch);
+    }
+    if (c->want_writable && c->queued <= c->t->budget / 2) {
+        c->want_writable = false;
+        c->writable_due = true;
+        c->dirty = true;
+    }
+    return 0;
+}
+
+static bool conn_up(struct lr_conn *c, const struct lr_proto_hello *h);
+static int feed(struct lr_conn *c, struct rstream *r, const uint8_t *p, size_t n);
+
+static int drain_pre(struct lr_conn *c)
+{
+    for (unsigned i = 1; i < LR__NSLOTS; i++) {
+        struct rstream *r = &c->rs[i];
+        if (!r->used || r->pre.len == 0)
+            continue;
+        int rv = feed(c, r, r->pre.data, r->pre.len);
+        if (rv != 0)
+            return rv;
+        ngtcp2_conn_extend_max_stream_offset(c->qc, r->id, r->pre.len);
+        ngtcp2_conn_extend_max_offset(c->qc, r->pre.len);
+        lr_buf_release(&r->pre);
+        lr_buf_init(&r->pre, PRE_HELLO_MAX);
+    }
+    return 0;
+}
+
+static int on_hello(struct lr_conn *c, const uint8_t *p, size_t n)
+{
+    struct lr_proto_hello h;
+    struct lr_err err;
+    lr_err_clear(&err);
+    int rc = lr_proto_hello_decode(p, n, &h, &err);
+    if (rc < 0)
+        return proto_fail(c, "bad HELLO: %s", lr_err_msg(&err, rc));
+    c->got_hello = true;
+    c->payload_recv += n;
+    if (!conn_up(c, &h))
+        return 0;
+    return drain_pre(c);
+}
+
+/* One whole frame from the peer. */
+static int deliver(struct lr_conn *c, struct rstream *r, uint64_t type, const uint8_t *p, size_t n)
+{
+    struct lr_transport *t = c->t;
+    if (r == &c->rs[0] && !c->got_hello) {
+        if (type != LR_MSG_HELLO)
+            return proto_fail(c, "first frame is %s (0x%" PRIx64 "), not HELLO",
+                              lr_proto_type_name(type), type);
+        if (!c->is_client && c->state == CS_HELLO) {
+            /* The server's answer goes out on the stream the client opened. */
+            c->ss[0].id = 0;
+        }
+        return on_hello(c, p, n);
+    }
+    if (type == LR_MSG_HELLO)
+        return proto_fail(c, "second HELLO");
+    if (c->state != CS_UP || c->close_req || c->kill_req)
+        return 0;
+    c->payload_recv += n;
+    if (t->cbs.on_message) {
+        t->depth++;
+        t->cbs.on_message(t->cbs.ud, c, type, p, n);
+        t->depth--;
+    }
+    return 0;
+}
+
+static int feed(struct lr_conn *c, struct rstream *r, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        size_t used = 0;
+        struct lr_err err;
+        lr_err_clear(&err);
+        int rc = lr_frame_reader_feed(&r->rd, p, n, &used, &err);
+        if (rc < 0)
+            return proto_fail(c, "stream %" PRId64 ": %s", r->id, lr_err_msg(&err, rc));
+        p += used;
+        n -= used;
+        if (rc == 1) {
+            uint64_t type;
+            const uint8_t *payload;
+            size_t len;
+            if (lr_frame_reader_take(&r->rd, &type, &payload, &len) == 0) {
+                int rv = deliver(c, r, type, payload, len);
+                if (rv != 0)
+                    return rv;
+            }
+        }
+        if (c->close_req || c->kill_req || c->state == CS_DEAD)
+            return 0;
+    }
+    return 0;
+}
+
+/* The receive slot for stream `sid`, or NULL if the peer may not send on it. */
+static struct rstream *rslot(struct lr_conn *c, int64_t sid)
+{
+    if (sid == 0)
+        return &c->rs[0];
+    bool uni = (sid & 2) != 0;
+    bool by_client = (sid & 1) == 0;
+    if (!uni || by_client == c->is_client)
+        return NULL;
+    uint64_t idx = (uint64_t)sid >> 2;
+    if (idx >= LR_TRANSPORT_BULK_STREAMS)
+        return NULL;
+    struct rstream *r = &c->rs[1 + idx];
+    if (!r->used) {
+        r->used = true;
+        r->id = sid;
+    }
+    return r;
+}
+
+static int cb_recv_stream_data(ngtcp2_conn *qc, uint32_t flags, int64_t sid, uint64_t offset,
+                               const uint8_t *data, size_t len, void *ud, void *sud)
+{
+    (void)flags;
+    (void)offset;
+    (void)sud;
+    struct lr_conn *c = ud;
+    if (c->close_req || c->kill_req)
+        return 0;
+    struct rstream *r = rslot(c, sid);
+    if (!r)
+        return proto_fail(c, "peer used stream %" PRId64, sid);
+    if (r != &c->rs[0] && c->state != CS_UP) {
+        if (c->got_hello)
+            return 0; /* lost a crossing-dial tie-break: closing, drop */
+        if (lr_buf_put(&r->pre, data, len) < 0)
+            return proto_fail(c, "too much bulk data before HELLO");
+        return 0;
+    }
+    int rv = feed(c, r, data, len);
+    if (rv != 0)
+        return rv;
+    ngtcp2_conn_extend_max_stream_offset(qc, sid, len);
+    ngtcp2_conn_extend_max_offset(qc, len);
+    return 0;
+}
+
+/* ---- connection set-up ---- */
+
+static const ngtcp2_callbacks CLIENT_CBS = {
+    .client_initial = ngtcp2_crypto_client_initial_cb,
+    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .handshake_completed = cb_handshake_completed,
+    .encrypt = ngtcp2_crypto_encrypt_cb,
+    .decrypt = ngtcp2_crypto_decrypt_cb,
+    .hp_mask = ngtcp2_crypto_hp_mask_cb,
+    .recv_stream_data = cb_recv_stream_data,
+    .acked_stream_data_offset = cb_acked,
+    .recv_stateless_reset = cb_reset,
+    .recv_retry = ngtcp2_crypto_recv_retry_cb,
+    .rand = cb_rand,
+    .get_new_connection_id = cb_new_cid,
+    .remove_connection_id = cb_remove_cid,
+    .update_key = ngtcp2_crypto_update_key_cb,
+    .stream_reset = cb_stream_reset,
+    .handshake_confirmed = cb_handshake_confirmed,
+    .delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
+    .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
+    .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
+    .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+};
+
+static const ngtcp2_callbacks SERVER_CBS = {
+    .recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
+    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .handshake_completed = cb_handshake_completed,
+    .encrypt = ngtcp2_crypto_encrypt_cb,
+    .decrypt = ngtcp2_crypto_decrypt_cb,
+    .hp_mask = ngtcp2_crypto_hp_mask_cb,
+    .recv_stream_data = cb_recv_stream_data,
+    .acked_stream_data_offset = cb_acked,
+    .recv_stateless_reset = cb_reset,
+    .rand = cb_rand,
+    .get_new_connection_id = cb_new_cid,
+    .remove_connection_id = cb_remove_cid,
+    .update_key = ngtcp2_crypto_update_key_cb,
+    .stream_reset = cb_stream_reset,
+    .handshake_confirmed = cb_handshake_confirmed,
+    .delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
+    .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
+    .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
+    .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+};
+
+static void settings_init(const struct lr_transport *t, ngtcp2_settings *s, uint64_t ts)
+{
+    ngtcp2_settings_default(s);
+    s->initial_ts = ts;
+    s->cc_algo = NGTCP2_CC_ALGO_CUBIC;
+    s->max_window = MAX_CONN_WINDOW;
+    s->max_stream_window = MAX_STREAM_WINDOW;
+    s->handshake_timeout = (uint64_t)HANDSHAKE_TIMEOUT_MS * MS;
+    if (s->handshake_timeout > t->idle_ns)
+        s->handshake_timeout = t->idle_ns;
+}
+
+static void params_init(const struct lr_transport *t, ngtcp2_transport_params *p, bool server)
+{
+    ngtcp2_transport_params_default(p);
+    p->initial_max_data = CONN_WINDOW;
+    p->initial_max_stream_data_bidi_local = STREAM_WINDOW;
+    p->initial_max_stream_data_bidi_remote = STREAM_WINDOW;
+    p->initial_max_stream_data_uni = STREAM_WINDOW;
+    /* Only the client opens a bidirectional stream (the control stream). */
+    p->initial_max_streams_bidi = server ? 1 : 0;
+    p->initial_max_streams_uni = LR_TRANSPORT_BULK_STREAMS;
+    p->max_idle_timeout = t->idle_ns;
+    p->disable_active_migration = 1;
+}
+
+static void timer_cb(uv_timer_t *h);
+
+static struct lr_conn *conn_alloc(struct lr_transport *t, struct lr__sock *s, bool client,
+                                  const ngtcp2_addr *remote)
+{
+    struct lr_conn *c = lr_xcalloc(1, sizeof(*c));
+    c->t = t;
+    c->sock = s;
+    c->is_client = client;
+    c->ref.get_conn = get_conn;
+    c->ref.user_data = c;
+    c->start_ns = now_ns();
+    c->tx = lr_xmalloc(LR__GSO_MAX_BYTES + LR__PKT_MAX);
+    ngtcp2_path_storage_zero(&c->tx_ps);
+    for (unsigned i = 0; i < LR__NSLOTS; i++) {
+        c->ss[i].id = -1;
+        lr_frame_reader_init(&c->rs[i].rd);
+        lr_buf_init(&c->rs[i].pre, PRE_HELLO_MAX);
+    }
+    c->rs[0].used = true;
+    c->rs[0].id = 0;
+    lr__addr_fmt((const struct sockaddr *)remote->addr, c->addr, sizeof(c->addr));
+    uv_timer_init(t->loop, &c->timer);
+    c->timer.data = c;
+    t->handles++;
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    t->nconns++;
+    t->nhandshaking++;
+    c->counted_hs = true;
+    return c;
+}
+
+static int conn_finish_setup(struct lr_conn *c)
+{
+    int rc = lr__tls_session_new(&c->t->tls, !c->is_client, &c->ref, &c->tls);
+    if (rc < 0)
+        return rc;
+    ngtcp2_conn_set_tls_native_handle(c->qc, c->tls);
+    ngtcp2_conn_set_keep_alive_timeout(c->qc, c->t->keepalive_ns);
+    return 0;
+}
+
+static void random_cid(ngtcp2_cid *cid, size_t len)
+{
+    uint8_t b[NGTCP2_MAX_CIDLEN];
+    (void)gnutls_rnd(GNUTLS_RND_NONCE, b, len);
+    ngtcp2_cid_init(cid, b, len);
+}
+
+static int conn_new_client(struct lr_transport *t, struct lr__peer *p, const struct lr__addr *to)
+{
+    struct lr__sock *s = NULL;
+    /* Same family first; a dual-stack socket can reach IPv4 as v4-mapped. */
+    for (size_t i = 0; i < t->nsocks && !s; i++)
+        if (t->socks[i].family == to->ss.ss_family)
+            s = &t->socks[i];
+    for (size_t i = 0; i < t->nsocks && !s; i++)
+        if (t->socks[i].family == AF_INET6 && t->socks[i].wildcard && to->ss.ss_family == AF_INET)
+            s = &t->socks[i];
+    if (!s)
+        return LR_EUSAGE;
+    struct lr__addr local, remote;
+    int rc = lr__sock_local_for(s, to, &local, &remote);
+    if (rc < 0)
+        return rc;
+    ngtcp2_path path = {
+        .local = {.addr = (ngtcp2_sockaddr *)&local.ss, .addrlen = local.len},
+        .remote = {.addr = (ngtcp2_sockaddr *)&remote.ss, .addrlen = remote.len},
+    };
+    struct lr_conn *c = conn_alloc(t, s, true, &path.remote);
+    c->peer = p->id;
+    ngtcp2_cid dcid, scid;
+    random_cid(&dcid, LR__CIDLEN);
+    random_cid(&scid, LR__CIDLEN);
+    ngtcp2_settings settings;
+    ngtcp2_transport_params params;
+    settings_init(t, &settings, c->start_ns);
+    params_init(t, &params, false);
+    rc = ngtcp2_conn_client_new(&c->qc, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &CLIENT_CBS,
+                                &settings, &params, NULL, c);
+    if (rc != 0) {
+        conn_free(c, "ngtcp2_conn_client_new failed");
+        return LR_EINTERNAL;
+    }
+    cid_add(t, &scid, c);
+    if (conn_finish_setup(c) < 0) {
+        conn_free(c, "TLS session set-up failed");
+        return LR_ETLS;
+    }
+    char ids[LR_DEVICE_ID_SHORTLEN + 1];
+    id_short(&p->id, ids);
+    lr_debug(MOD, "dialling peer=%s addr=%s", ids, c->addr);
+    conn_write(c);
+    return 0;
+}
+
+static void conn_read(struct lr_conn *c, const ngtcp2_path *path, const uint8_t *pkt, size_t len);
+
+static void accept_new(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *pkt, size_t len)
+{
+    struct lr_transport *t = s->t;
+    ngtcp2_pkt_hd hd;
+    if (ngtcp2_accept(&hd, pkt, len) != 0)
+        return;
+    if (t->nhandshaking >= LR__MAX_HANDSHAKING) {
+        lr_debug(MOD, "too many handshakes in progress, dropping an Initial");
+        return;
+    }
+    struct lr_conn *c = conn_alloc(t, s, false, &path->remote);
+    ngtcp2_cid scid;
+    random_cid(&scid, LR__CIDLEN);
+    ngtcp2_settings settings;
+    ngtcp2_transport_params params;
+    settings_init(t, &settings, c->start_ns);
+    params_init(t, &params, true);
+    params.original_dcid = hd.dcid;
+    params.stateless_reset_token_present = 1;
+    if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, t->secret,
+                                                     sizeof(t->secret), &scid) != 0 ||
+        ngtcp2_conn_server_new(&c->qc, &hd.scid, &scid, path, hd.version, &SERVER_CBS, &settings,
+                               &params, NULL, c) != 0) {
+        conn_free(c, "ngtcp2_conn_server_new failed");
+        return;
+    }
+    cid_add(t, &scid, c);
+    /* The client keeps addressing the original DCID until it hears from us. */
+    cid_add(t, &hd.dcid, c);
+    if (conn_finish_setup(c) < 0) {
+        conn_free(c, "TLS session set-up failed");
+        return;
+    }
+    conn_read(c, path, pkt, len);
+}
+
+/* ---- up: HELLO received ---- */
+
+/*
+ * Decide between `c` and any other connection with the same peer; see the
+ * "One connection per peer" paragraph of transport.h. Returns false if `c`
+ * lost (it is then closing).
+ */
+static bool conn_up(struct lr_conn *c, const struct lr_proto_hello *h)
+{
+    struct lr_transport *t = c->t;
+    uint64_t ts = now_ns();
+    for (struct lr_conn *o = t->conns; o; o = o->next) {
+        if (o == c || !conn_live(o) || !o->id_known || !lr_device_id_eq(&o->peer, &c->peer))
+            continue;
+        bool crossing = o->is_client != c->is_client &&
+                        (o->state != CS_UP || ts - o->up_ns < (uint64_t)LR_TRANSPORT_CROSS_MS * MS);
+        bool keep_new = true;
+        if (crossing) {
+            const struct lr_device_id *dc = c->is_client ? &t->tls.id : &c->peer;
+            const struct lr_device_id *dold = o->is_client ? &t->tls.id : &o->peer;
+            keep_new = memcmp(dc->b, dold->b, LR_DEVICE_ID_LEN) < 0;
+        }
+        if (!keep_new) {
+            conn_close_app(c, LR_TRANSPORT_APP_DUPLICATE,
+                           "crossing dial: keeping the one dialled by the lower device ID", false);
+            return false;
+        }
+        conn_close_app(o, LR_TRANSPORT_APP_DUPLICATE,
+                       crossing ? "crossing dial: keeping the one dialled by the lower device ID"
+                                : "replaced by a newer connection",
+                       false);
+    }
+    if (!c->is_client && send_hello(c) < 0) {
+        proto_fail(c, "cannot encode our HELLO");
+        return false;
+    }
+    c->state = CS_UP;
+    c->up_ns = ts;
+    struct lr__peer *p = peer_find(t, &c->peer);
+    if (p) {
+        lr_backoff_reset(&p->bo);
+        uv_timer_stop(p->timer);
+    }
+    char ids[LR_DEVICE_ID_SHORTLEN + 1];
+    id_short(&c->peer, ids);
+    char *name = lr_escs(h->name);
+    lr_info(MOD, "connected peer=%s name=\"%s\" addr=%s dir=%s handshake_us=%" PRIu64, ids, name,
+            c->addr, c->is_client ? "out" : "in", c->hs_ns / 1000);
+    free(name);
+    if (t->cbs.on_connected) {
+        t->depth++;
+        t->cbs.on_connected(t->cbs.ud, c, &c->peer, h);
+        t->depth--;
+    }
+    return true;
+}
+
+/* ---- reading ---- */
+
+static void conn_handle_error(struct lr_conn *c, int rv)
+{
+    switch (rv) {
+    case NGTCP2_ERR_DRAINING: {
+        if (c->reset_recv) {
+            conn_free(c, "stateless reset by peer");
+            break;
+        }
+        ngtcp2_connection_close_error ce;
+        ngtcp2_conn_get_connection_close_error(c->qc, &ce);
+        char r[128];
+        char *esc = lr_esc(ce.reason, ce.reasonlen);
+        if (ce.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION)
+            snprintf(r, sizeof(r), "closed by peer (application error %" PRIu64 "%s%s)",
+                     ce.error_code, ce.reasonlen ? ": " : "", esc);
+        else
+            snprintf(r, sizeof(r), "closed by peer (transport error 0x%" PRIx64 ")", ce.error_code);
+        free(esc);
+        conn_free(c, r);
+        break;
+    }
+    case NGTCP2_ERR_DROP_CONN:
+        conn_free(c, "dropped");
+        break;
+    case NGTCP2_ERR_CRYPTO:
+        ngtcp2_connection_close_error_set_transport_error_tls_alert(
+            &c->ccerr, ngtcp2_conn_get_tls_alert(c->qc), NULL, 0);
+        if (!c->reason[0])
+            set_reason(c, "TLS handshake failed");
+        c->close_req = true;
+        conn_close_now(c);
+        break;
+    case NGTCP2_ERR_CALLBACK_FAILURE:
+        if (!c->close_req) {
+            ngtcp2_connection_close_error_set_transport_error_liberr(&c->ccerr, rv, NULL, 0);
+            if (!c->reason[0])
+                set_reason(c, "callback failure");
+            c->close_req = true;
+        }
+        conn_close_now(c);
+        break;
+    default:
+        conn_close_err(c, rv);
+        conn_close_now(c);
+        break;
+    }
+}
+
+static void conn_read(struct lr_conn *c, const ngtcp2_path *path, const uint8_t *pkt, size_t len)
+{
+    struct lr_transport *t = c->t;
+    ngtcp2_pkt_info pi = {0};
+    if (c->state == CS_DEAD || c->kill_req)
+        return;
+    c->busy++;
+    t->depth++;
+    int rv = ngtcp2_conn_read_pkt(c->qc, path, &pi, pkt, len, now_ns());
+    c->busy--;
+    t->depth--;
+    if (rv != 0) {
+        if (c->kill_req) {
+            c->dirty = true;
+            return;
+        }
+        conn_handle_error(c, rv);
+        return;
+    }
+    c->dirty = true;
+}
+
+static void send_reset(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *dcid,
+                       size_t dcidlen, size_t pktlen)
+{
+    struct lr_transport *t = s->t;
+    /* Smaller than what triggered it, so two endpoints cannot loop forever. */
+    size_t min = 1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN;
+    if (dcidlen != LR__CIDLEN || pktlen <= min + 1)
+        return;
+    uint64_t ts = now_ns();
+    if (ts - t->reset_window >= 1000 * MS) {
+        t->reset_window = ts;
+        t->reset_count = 0;
+    }
+    if (t->reset_count >= LR__RESET_PER_SEC)
+        return;
+    t->reset_count++;
+    size_t total = pktlen - 1 < 64 ? pktlen - 1 : 64;
+    size_t randlen = total - 1 - NGTCP2_STATELESS_RESET_TOKENLEN;
+    ngtcp2_cid cid;
+    uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN], rnd[64], buf[80];
+    ngtcp2_cid_init(&cid, dcid, dcidlen);
+    if (ngtcp2_crypto_generate_stateless_reset_token(token, t->secret, sizeof(t->secret), &cid) !=
+        0)
+        return;
+    (void)gnutls_rnd(GNUTLS_RND_NONCE, rnd, randlen);
+    ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(buf, sizeof(buf), token, rnd, randlen);
+    if (n > 0) {
+        size_t done;
+        (void)lr__sock_send(s, path, buf, (size_t)n, 0, &done);
+        t->resets_sent++;
+    }
+}
+
+/* The connection whose peer's stateless reset token ends `pkt`, if any. */
+static struct lr_conn *reset_target(struct lr__sock *s, const uint8_t *pkt, size_t len)
+{
+    if (len < 1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN)
+        return NULL;
+    const uint8_t *tail = pkt + len - NGTCP2_STATELESS_RESET_TOKENLEN;
+    for (struct lr_conn *c = s->t->conns; c; c = c->next) {
+        if (c->sock != s || c->state == CS_DEAD || !c->qc)
+            continue;
+        ngtcp2_cid_token toks[8];
+        /* get_active_dcid writes them all: never call it with more than fit. */
+        size_t n = ngtcp2_conn_get_num_active_dcid(c->qc);
+        if (n == 0 || n > 8)
+            continue;
+        n = ngtcp2_conn_get_active_dcid(c->qc, toks);
+        for (size_t i = 0; i < n; i++)
+            if (toks[i].token_present &&
+                gnutls_memcmp(toks[i].token, tail, NGTCP2_STATELESS_RESET_TOKENLEN) == 0)
+                return c;
+    }
+    return NULL;
+}
+
+static void on_packet(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *pkt, size_t len)
+{
+    struct lr_transport *t = s->t;
+    ngtcp2_version_cid vc;
+    if (t->closing || ngtcp2_pkt_decode_version_cid(&vc, pkt, len, LR__CIDLEN) != 0)
+        return;
+    struct lr_conn *c = cid_find(t, vc.dcid, vc.dcidlen);
+    if (c) {
+        if (c->sock == s)
+            conn_read(c, path, pkt, len);
+        return;
+    }
+    if (pkt[0] & 0x80) {
+        accept_new(s, path, pkt, len);
+        return;
+    }
+    /* A stateless reset is addressed to no CID of ours: recognise it by its token. */
+    c = reset_target(s, pkt, len);
+    if (c)
+        conn_read(c, path, pkt, len);
+    else
+        send_reset(s, path, vc.dcid, vc.dcidlen, len);
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct lr__sock *s = h->data;
+    struct lr_transport *t = s->t;
+    if (status < 0) {
+        lr_debug(MOD, "poll: %s", uv_strerror(status));
+        return;
+    }
+    if (events & UV_READABLE)
+        lr__sock_read(s, on_packet, 16);
+    if (events & UV_WRITABLE) {
+        for (struct lr_conn *c = t->conns; c; c = c->next) {
+            if (c->sock != s || !c->tx_pending)
+                continue;
+            if (flush_pending(c) == -EAGAIN)
+                break;
+            c->dirty = true;
+        }
+        sock_update_events(s);
+    }
+    process_dirty(t);
+}
+
+static void timer_cb(uv_timer_t *h)
+{
+    struct lr_conn *c = h->data;
+    struct lr_transport *t = c->t;
+    if (c->state == CS_DEAD)
+        return;
+    uint64_t ts = now_ns();
+    if (c->state == CS_HELLO && ts >= c->hello_deadline) {
+        conn_close_app(c, LR_TRANSPORT_APP_PROTO, "no HELLO in time", false);
+        process_dirty(t);
+        return;
+    }
+    c->busy++;
+    t->depth++;
+    int rv = ngtcp2_conn_handle_expiry(c->qc, ts);
+    c->busy--;
+    t->depth--;
+    if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+        conn_free(c, rv == NGTCP2_ERR_IDLE_CLOSE ? "idle timeout" : "handshake timeout");
+    } else if (rv != 0) {
+        conn_close_err(c, rv);
+    } else {
+        c->dirty = true;
+    }
+    process_dirty(t);
+}
+
+static void process_dirty(struct lr_transport *t)
+{
+    if (t->depth > 0 || t->in_dirty)
+        return;
+    t->in_dirty = true;
+again:
+    for (struct lr_conn *c = t->conns; c; c = c->next) {
+        if (!c->dirty || c->state == CS_DEAD)
+            continue;
+        c->dirty = false;
+        if (c->kill_req) {
+            conn_free(c, c->reason);
+            goto again;
+        }
+        if (c->close_req) {
+            conn_close_now(c);
+            goto again;
+        }
+        conn_write(c);
+        if (c->close_req) {
+            conn_close_now(c);
+            goto again;
+        }
+        if (c->writable_due) {
+            c->writable_due = false;
+            if (c->state == CS_UP && t->cbs.on_writable) {
+                t->depth++;
+                t->cbs.on_writable(t->cbs.ud, c);
+                t->depth--;
+            }
+            goto again;
+        }
+        if (c->dirty)
+            goto again;
+    }
+    t->in_dirty = false;
+}
+
+/* ---- peers ---- */
+
+static void peer_timer_cb(uv_timer_t *h)
+{
+    struct lr__peer *p = h->data;
+    struct lr_transport *t = p->t;
+    if (t->closing || peer_has_conn(t, &p->id, NULL) || p->naddrs == 0)
+        return;
+    const struct lr__addr *a = &p->addrs[p->next_addr++ % p->naddrs];
+    int rc = conn_new_client(t, p, a);
+    if (rc < 0) {
+        char as[64];
+        lr__addr_fmt((const struct sockaddr *)&a->ss, as, sizeof(as));
+        lr_debug(MOD, "dial %s: %s", as, lr_strerror(rc));
+        peer_schedule(p);
+    }
+    process_dirty(t);
+}
+
+static void peer_schedule(struct lr__peer *p)
+{
+    if (p->t->closing || !p->timer)
+        return;
+    uint32_t d = lr_backoff_next(&p->bo);
+    char ids[LR_DEVICE_ID_SHORTLEN + 1];
+    id_short(&p->id, ids);
+    lr_debug(MOD, "redial peer=%s in %u ms", ids, d);
+    uv_timer_start(p->timer, peer_timer_cb, d, 0);
+}
+
+static void peer_timer_closed(uv_handle_t *h)
+{
+    struct lr_transport *t = h->data;
+    free(h);
+    handle_dec(t);
+}
+
+static void peer_remove(struct lr_transport *t, struct lr__peer *p)
+{
+    struct lr__peer **pp = &t->peers;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    uv_timer_stop(p->timer);
+    p->timer->data = t;
+    uv_close((uv_handle_t *)p->timer, peer_timer_closed);
+    p->timer = NULL;
+    free(p);
+}
+
+/* ---- public API ---- */
+
+/* One uv handle fewer; the last one to close after lr_transport_close frees t. */
+static void handle_dec(struct lr_transport *t)
+{
+    t->handles--;
+    if (t->closing && t->handles == 0) {
+        void (*done)(void *) = t->done;
+        void *ud = t->done_ud;
+        lr__tls_release(&t->tls);
+        free(t->cids);
+        gnutls_memset(t->secret, 0, sizeof(t->secret));
+        free(t);
+        if (done)
+            done(ud);
+    }
+}
+
+static int load_secret(struct lr_transport *t, const char *home, struct lr_err *err)
+{
+    char *path = lr_xasprintf("%s/reset.key", home);
+    char *data = NULL;
+    size_t len = 0;
+    int rc = lr_read_file(path, 64, &data, &len, err);
+    if (rc == 0) {
+        if (len != sizeof(t->secret))
+            rc = lr_err_set(err, LR_ECONFIG, "%s: expected %zu bytes, found %zu", path,
+                            sizeof(t->secret), len);
+        else
+            memcpy(t->secret, data, len);
+        gnutls_memset(data, 0, len);
+        free(data);
+    } else if (rc == -ENOENT) {
+        lr_err_clear(err);
+        if (gnutls_rnd(GNUTLS_RND_KEY, t->secret, sizeof(t->secret)) < 0)
+            rc = lr_err_set(err, LR_ETLS, "no randomness for %s", path);
+        else
+            rc = lr_write_file_atomic(path, t->secret, sizeof(t->secret), 0600, err);
+    }
+    free(path);
+    return rc;
+}
+
+static void sock_poll_closed(uv_handle_t *h)
+{
+    struct lr__sock *s = h->data;
+    struct lr_transport *t = s->t;
+    close(s->fd);
+    s->fd = -1;
+    lr__sock_release(s);
+    handle_dec(t);
+}
+
+int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
+                     const struct lr_transport_cbs *cbs, struct lr_transport **out,
+                     struct lr_err *err)
+{
+    static const char *const def_listen[] = {LR_TRANSPORT_DEFAULT_LISTEN};
+    const char *const *listen = cfg->listen ? cfg->listen : def_listen;
+    size_t nlisten = cfg->listen ? cfg->nlisten : 1;
+    struct lr__addr addrs[LR_TRANSPORT_MAX_LISTEN];
+    int rc;
+
+    *out = NULL;
+    if (nlisten == 0 || nlisten > LR_TRANSPORT_MAX_LISTEN)
+        return lr_err_set(err, LR_EUSAGE, "transport: %zu listen addresses (1..%d)", nlisten,
+                          LR_TRANSPORT_MAX_LISTEN);
+    for (size_t i = 0; i < nlisten; i++)
+        if (lr__addr_parse(listen[i], &addrs[i]) < 0)
+            return lr_err_set(err, LR_EUSAGE, "listen address '%s' is not numeric host:port",
+                              listen[i] ? listen[i] : "(null)");
+    if (!cfg->home)
+        return lr_err_set(err, LR_EUSAGE, "transport: home directory required");
+    {
+        struct lr_buf b;
+        lr_buf_init(&b, LR_PROTO_HELLO_MAX);
+        rc = lr_proto_hello_encode(&cfg->hello, &b);
+        lr_buf_release(&b);
+        if (rc < 0)
+            return lr_err_set(err, LR_EUSAGE, "transport: our HELLO is invalid (%s)",
+                              lr_strerror(rc));
+    }
+
+    struct lr_transport *t = lr_xcalloc(1, sizeof(*t));
+    t->loop = loop;
+    if (cbs)
+        t->cbs = *cbs;
+    t->hello = cfg->hello;
+    t->idle_ns = (cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 60000) * MS;
+    t->keepalive_ns = (cfg->keepalive_ms ? cfg->keepalive_ms : 15000) * MS;
+    t->budget = cfg->send_budget ? cfg->send_budget : (size_t)8 << 20;
+    t->bo_min = cfg->backoff_min_ms ? cfg->backoff_min_ms : 1000;
+    t->bo_max = cfg->backoff_max_ms ? cfg->backoff_max_ms : 60000;
+    t->rng = cfg->rng ? cfg->rng : default_rng;
+    t->rng_ud = cfg->rng_ud;
+
+    rc = lr__tls_init(&t->tls, cfg->cert_path, cfg->key_path, err);
+    if (rc < 0)
+        goto fail;
+    rc = load_secret(t, cfg->home, err);
+    if (rc < 0)
+        goto fail;
+    for (size_t i = 0; i < nlisten; i++) {
+        struct lr__sock *s = &t->socks[i];
+        s->t = t;
+        rc = lr__sock_open(s, &addrs[i], cfg->no_gso, cfg->no_gro, err);
+        if (rc < 0)
+            goto fail;
+        t->nsocks++;
+    }
+    for (size_t i = 0; i < t->nsocks; i++) {
+        struct lr__sock *s = &t->socks[i];
+        uv_poll_init(loop, &s->poll, s->fd);
+        s->poll.data = s;
+        s->poll_init = true;
+        t->handles++;
+        s->events = UV_READABLE;
+        uv_poll_start(&s->poll, UV_READABLE, poll_cb);
+        char as[64];
+        lr__addr_fmt((const struct sockaddr *)&s->local.ss, as, sizeof(as));
+        lr_info(MOD, "listening on %s gso=%d gro=%d", as, s->gso, s->gro);
+    }
+    *out = t;
+    return 0;
+fail:
+    for (size_t i = 0; i < t->nsocks; i++)
+        close(t->socks[i].fd);
+    lr__tls_release(&t->tls);
+    gnutls_memset(t->secret, 0, sizeof(t->secret));
+    free(t);
+    return rc;
+}
+
+void lr_transport_close(struct lr_transport *t, unsigned flags, void (*done)(void *ud), void *ud)
+{
+    assert(t->depth == 0 && !t->closing);
+    t->done = done;
+    t->done_ud = ud;
+    t->closing = true;
+    while (t->peers)
+        peer_remove(t, t->peers);
+    while (t->conns) {
+        struct lr_conn *c = t->conns;
+        ngtcp2_connection_close_error_set_application_error(&c->ccerr, LR_TRANSPORT_APP_NO_ERROR,
+                                                            NULL, 0);
+        snprintf(c->reason, sizeof(c->reason), "transport closing");
+        c->close_silent = (flags & LR_TRANSPORT_CLOSE_SILENT) != 0;
+        c->close_req = true;
+        conn_close_now(c);
+    }
+    for (size_t i = 0; i < t->nsocks; i++) {
+        uv_poll_stop(&t->socks[i].poll);
+        uv_close((uv_handle_t *)&t->socks[i].poll, sock_poll_closed);
+    }
+}
+
+const struct lr_device_id *lr_transport_device_id(const struct lr_transport *t)
+{
+    return &t->tls.id;
+}
+
+int lr_transport_local_port(const struct lr_transport *t, size_t i)
+{
+    if (i >= t->nsocks)
+        return LR_ENOTFOUND;
+    const struct sockaddr_storage *ss = &t->socks[i].local.ss;
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+int lr_transport_dial(struct lr_transport *t, const struct lr_device_id *peer,
+                      const char *const *addrs, size_t naddrs, struct lr_err *err)
+{
+    struct lr__addr parsed[LR_TRANSPORT_MAX_ADDRS];
+    if (naddrs > LR_TRANSPORT_MAX_ADDRS)
+        naddrs = LR_TRANSPORT_MAX_ADDRS;
+    if (t->closing)
+        return lr_err_set(err, LR_ECANCELED, "dial: transport closing");
+    if (lr_device_id_eq(peer, &t->tls.id))
+        return lr_err_set(err, LR_EUSAGE, "dial: that is this device's own ID");
+    for (size_t i = 0; i < naddrs; i++)
+        if (lr__addr_parse(addrs[i], &parsed[i]) < 0)
+            return lr_err_set(err, LR_EUSAGE, "dial: address '%s' is not numeric host:port",
+                              addrs[i] ? addrs[i] : "(null)");
+    struct lr__peer *p = peer_find(t, peer);
+    if (!p) {
+        p = lr_xcalloc(1, sizeof(*p));
+        p->t = t;
+        p->id = *peer;
+        lr_backoff_init(&p->bo, t->bo_min, t->bo_max, t->rng, t->rng_ud);
+        p->timer = lr_xcalloc(1, sizeof(*p->timer));
+        uv_timer_init(t->loop, p->timer);
+        p->timer->data = p;
+        t->handles++;
+        p->next = t->peers;
+        t->peers = p;
+    }
+    memcpy(p->addrs, parsed, naddrs * sizeof(parsed[0]));
+    p->naddrs = naddrs;
+    p->next_addr = 0;
+    if (!peer_has_conn(t, peer, NULL) && naddrs > 0) {
+        uv_timer_stop(p->timer);
+        /* Through the timer at 0 ms so a dial from inside a callback is safe too. */
+        uv_timer_start(p->timer, peer_timer_cb, 0, 0);
+    }
+    return 0;
+}
+
+int lr_transport_forget_peer(struct lr_transport *t, const struct lr_device_id *peer)
+{
+    bool found = false;
+    struct lr__peer *p = peer_find(t, peer);
+    if (p) {
+        peer_remove(t, p);
+        found = true;
+    }
+    bool again = true;
+    while (again) {
+        again = false;
+        for (struct lr_conn *c = t->conns; c; c = c->next) {
+            if (conn_live(c) && (c->id_known || c->is_client) && lr_device_id_eq(&c->peer, peer)) {
+                found = true;
+                conn_close_app(c, LR_TRANSPORT_APP_NO_ERROR, "peer removed", false);
+                again = true; /* the list may have changed under us */
+                break;
+            }
+        }
+    }
+    process_dirty(t);
+    return found ? 0 : LR_ENOTFOUND;
+}
+
+struct lr_conn *lr_transport_conn(struct lr_transport *t, const struct lr_device_id *peer)
+{
+    for (struct lr_conn *c = t->conns; c; c = c->next)
+        if (c->state == CS_UP && conn_live(c) && lr_device_id_eq(&c->peer, peer))
+            return c;
+    return NULL;
+}
+
+int lr_transport_peer_stats(struct lr_transport *t, const struct lr_device_id *peer,
+                            struct lr_conn_stats *out)
+{
+    struct lr_conn *c = lr_transport_conn(t, peer);
+    memset(out, 0, sizeof(*out));
+    if (!c)
+        return LR_ENOTFOUND;
+    lr_conn_get_stats(c, out);
+    return 0;
+}
+
+static int open_bulk(struct lr_conn *c, unsigned slot)
+{
+    int64_t sid;
+    if (c->ss[slot].id >= 0)
+        return 0;
+    int rv = ngtcp2_conn_open_uni_stream(c->qc, &sid, NULL);
+    if (rv != 0)
+        return -1;
+    c->ss[slot].id = sid;
+    return 0;
+}
+
+static int send_common(struct lr_conn *c, enum lr_stream_class cls, uint64_t type,
+                       const void *payload, size_t len, bool raw)
+{
+    struct lr_transport *t = c->t;
+    if (c->state != CS_UP || !conn_live(c))
+        return LR_ECANCELED;
+    if (c->queued > 0 && c->queued + len > t->budget) {
+        c->want_writable = true;
+        return LR_EBUSY;
+    }
+    unsigned slot = 0;
+    if (cls == LR_STREAM_BULK) {
+        /* The least loaded bulk stream that can be opened; control if none can. */
+        uint64_t best = UINT64_MAX;
+        for (unsigned i = 1; i < LR__NSLOTS; i++) {
+            if (open_bulk(c, i) < 0)
+                continue;
+            uint64_t load = c->ss[i].end - c->ss[i].head_off;
+            if (load < best) {
+                best = load;
+                slot = i;
+            }
+        }
+    }
+    int rc;
+    if (raw) {
+        struct sstream *ss = &c->ss[slot];
+        struct chunk *ch = lr_xcalloc(1, sizeof(*ch));
+        ch->data = lr_xmemdup(payload, len);
+        ch->len = len;
+        if (ss->tail)
+            ss->tail->next = ch;
+        else
+            ss->head = ch;
+        ss->tail = ch;
+        if (!ss->cur) {
+            ss->cur = ch;
+            ss->cur_off = ss->end;
+        }
+        ss->end += len;
+        c->queued += len;
+        c->dirty = true;
+        rc = 0;
+    } else {
+        rc = queue_frame(c, slot, type, payload, len);
+    }
+    if (rc == 0)
+        process_dirty(t);
+    return rc;
+}
+
+int lr_conn_send(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, const void *payload,
+                 size_t len)
+{
+    if (type == LR_MSG_HELLO)
+        return LR_EUSAGE;
+    size_t max = lr_proto_max_payload(type);
+    if (max == 0)
+        max = LR_PROTO_UNKNOWN_MAX;
+    if (len > max)
+        return LR_ETOOBIG;
+    return send_common(c, cls, type, payload, len, false);
+}
+
+int lr__conn_send_raw(struct lr_conn *c, enum lr_stream_class cls, const void *p, size_t len)
+{
+    return send_common(c, cls, 0, p, len, true);
+}
+
+void lr_conn_close(struct lr_conn *c, const char *reason)
+{
+    struct lr_transport *t = c->t;
+    conn_close_app(c, LR_TRANSPORT_APP_NO_ERROR, reason ? reason : "closed", false);
+    process_dirty(t);
+}
+
+const struct lr_device_id *lr_conn_peer(const struct lr_conn *c)
+{
+    return &c->peer;
+}
+
+const char *lr_conn_addr(const struct lr_conn *c)
+{
+    return c->addr;
+}
+
+void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->payload_sent = c->payload_sent;
+    out->payload_recv = c->payload_recv;
+    out->handshake_ns = c->hs_ns;
+    out->queued = c->queued;
+    out->outgoing = c->is_client;
+    if (c->qc) {
+        ngtcp2_conn_stat cs;
+        ngtcp2_conn_get_conn_stat(c->qc, &cs);
+        out->smoothed_rtt_ns = cs.smoothed_rtt;
+    }
+}
+
+size_t lr__transport_nconns(const struct lr_transport *t)
+{
+    return t->nconns;
+}
+
+uint64_t lr__transport_resets_sent(const struct lr_transport *t)
+{
+    return t->resets_sent;
+}
