@@ -100,7 +100,9 @@ static int read_line(struct lr_api_client *c, int64_t deadline, char **line, siz
 {
     for (;;) {
         size_t avail = c->len - c->off;
-        char *nl = memchr(c->buf + c->off + c->scanned, '\n', avail - c->scanned);
+        char *nl = avail > c->scanned
+                       ? memchr(c->buf + c->off + c->scanned, '\n', avail - c->scanned)
+                       : NULL;
         if (nl) {
             *line = c->buf + c->off;
             *ll = (size_t)(nl - *line);

@@ -505,7 +505,7 @@ static void conn_dispatch(struct conn *c)
     c->dispatching = true;
     while (!c->closing && !s->closing && c->inflight < LR_API_INFLIGHT_MAX) {
         size_t from = c->in_scanned > start ? c->in_scanned : start;
-        char *nl = memchr(c->in + from, '\n', c->in_len - from);
+        char *nl = c->in_len > from ? memchr(c->in + from, '\n', c->in_len - from) : NULL;
         if (!nl) {
             c->in_scanned = c->in_len;
             break;

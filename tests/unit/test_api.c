@@ -507,7 +507,9 @@ static void test_codec_reply(void **state)
     assert_true(json_equal(r.body, res));
     lr_api_reply_release(&r);
     free(line);
-    assert_null(lr__api_encode_result(true, 1, json_integer(3), &len)); /* leaks nothing: */
+    json_t *three = json_integer(3);
+    assert_null(lr__api_encode_result(true, 1, three, &len)); /* results are objects */
+    json_decref(three);
     json_decref(res);
 
     /* Errors: message made one line and valid UTF-8; null id round-trips. */
@@ -938,9 +940,11 @@ static void test_reply_queue_bound(void **state)
                          "{\"id\":%d,\"method\":\"big\",\"params\":{\"n\":%d}}\n", i, SZ);
         raw_send(r, line, (size_t)n);
     }
-    WAIT_FOR(h, st.clients == 0);
+    WAIT_FOR(h, st.accepted == 1 && st.clients == 0);
     struct lr_api_server_stats fin = stats(h);
-    assert_int_equal(fin.clients_kicked, 1);
+    if (fin.clients_kicked != 1)
+        fail_msg("kicked %llu accepted %llu peak %zu", fin.clients_kicked, fin.accepted,
+                 fin.reply_bytes_peak);
     assert_true(fin.reply_bytes_peak <= LR_API_REPLY_QUEUE_MAX);
     assert_true(fin.reply_bytes_peak > LR_API_REPLY_QUEUE_MAX - 2 * SZ);
     /* What was written before the cut is whole replies, in order. */
@@ -962,6 +966,8 @@ static void test_reply_queue_bound(void **state)
     raw_close(r);
     h_stop(h, true);
 }
+
+static void reply_held(struct harness *h, void *arg);
 
 /* ---- streams ---- */
 
@@ -1164,6 +1170,48 @@ static void test_stream_limits(void **state)
     h_stop(h, true);
 }
 
+static void count_held(struct harness *h, void *arg)
+{
+    *(int *)arg = h->nheld;
+}
+
+/* Past LR_API_INFLIGHT_MAX unanswered requests the server stops reading the
+ * connection; each answer lets one more in. */
+static void test_inflight_limit(void **state)
+{
+    (void)state;
+    struct harness *h = h_start(NULL);
+    struct raw *r = raw_connect(h->home);
+    enum { N = 3 * LR_API_INFLIGHT_MAX + 7 };
+    char line[96];
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(line, sizeof(line), "{\"id\":%d,\"method\":\"hold\"}\n", i);
+        raw_send(r, line, (size_t)n);
+    }
+    int answered = 0;
+    while (answered < N) {
+        int want = N - answered < LR_API_INFLIGHT_MAX ? N - answered : LR_API_INFLIGHT_MAX;
+        WAIT_FOR(h, st.inflight == (size_t)want);
+        sleep_ms(20); /* nothing more is dispatched meanwhile */
+        int held = 0;
+        on_loop(h, count_held, &held);
+        assert_int_equal(held, want);
+        assert_int_equal(stats(h).inflight, want);
+        on_loop(h, reply_held, NULL);
+        for (int k = 0; k < want; k++) {
+            struct lr_api_reply rep;
+            raw_reply(r, &rep);
+            assert_int_equal(rep.kind, LR_API_RESULT);
+            assert_true(rep.id == answered + k); /* held in order, answered in order */
+            lr_api_reply_release(&rep);
+        }
+        answered += want;
+    }
+    raw_close(r);
+    WAIT_FOR(h, st.clients == 0);
+    h_stop(h, true);
+}
+
 /* ---- lifetimes ---- */
 
 static void reply_held(struct harness *h, void *arg)
@@ -1182,9 +1230,10 @@ static void test_disconnect_before_reply(void **state)
     /* (a) the client gives up and closes; the daemon answers later. */
     struct lr_api_client *c = connect_ok(h->home);
     assert_int_equal(lr_api_call(c, "hold", NULL, 30, NULL, NULL), LR_ETIMEOUT);
+    WAIT_FOR(h, st.inflight == 1);
     lr_api_client_close(c);
     on_loop(h, reply_held, NULL);
-    WAIT_FOR(h, st.clients == 0 && st.inflight == 0);
+    WAIT_FOR(h, st.accepted == 1 && st.clients == 0 && st.inflight == 0);
 
     /* (b) the server drops the connection (16 bad lines) while a request
      * is held: the req is detached, its later reply only frees it. */
@@ -1192,7 +1241,10 @@ static void test_disconnect_before_reply(void **state)
     raw_sends(r, "{\"id\":1,\"method\":\"hold\"}\n");
     for (int i = 0; i < LR_API_BAD_LINES_MAX; i++)
         raw_sends(r, "x\n");
-    WAIT_FOR(h, st.clients == 0);
+    WAIT_FOR(h, st.accepted == 2 && st.clients == 0);
+    int held = 0;
+    on_loop(h, count_held, &held);
+    assert_int_equal(held, 1);
     raw_close(r);
     on_loop(h, reply_held, NULL);
 
@@ -1203,7 +1255,7 @@ static void test_disconnect_before_reply(void **state)
     raw_reply(r, &rep);
     lr_api_reply_release(&rep);
     raw_close(r);
-    WAIT_FOR(h, st.clients == 0 && st.streams == 0);
+    WAIT_FOR(h, st.accepted == 3 && st.clients == 0 && st.streams == 0);
     on_loop(h, broadcast_one, NULL);
 
     /* (d) held across the server's close: answered in h_stop afterwards. */
@@ -1395,6 +1447,7 @@ int main(void)
         cmocka_unit_test(test_stream_slow_reader_count),
         cmocka_unit_test(test_stream_slow_reader_bytes),
         cmocka_unit_test(test_stream_limits),
+        cmocka_unit_test(test_inflight_limit),
         cmocka_unit_test(test_disconnect_before_reply),
         cmocka_unit_test(test_close_from_handler),
         cmocka_unit_test(test_half_close),
