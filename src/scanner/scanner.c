@@ -37,6 +37,8 @@
 #define SEG_CHUNKS_MAX 1024
 /* Chunk jobs handed to the pool per lock/wake-up (about 1 MiB of data). */
 #define SUBMIT_BATCH 16
+/* Commit pending writes before reading a file at least this big. */
+#define BIG_FILE ((off_t)64 * 1024 * 1024)
 /* Files being hashed at once (bounds memory for many small files). */
 #define INFLIGHT_MAX 4096
 
@@ -548,6 +550,9 @@ static int hash_file(struct scan *s, int dfd, const char *name, struct stat *lst
                      struct lr_file_rec *old)
 {
     int rc = 0;
+    /* Do not hold a write transaction open for the seconds a big file takes. */
+    if (lst->st_size >= BIG_FILE && (rc = flush(s)))
+        return rc;
     for (int attempt = 0; attempt <= LR_SCAN_RETRIES; attempt++) {
         if (attempt > 0) {
             struct timespec d = {0, 20 * 1000 * 1000 * (long)attempt};
