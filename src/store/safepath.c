@@ -1,0 +1,277 @@
+/*
+ * safepath.c - resolving peer paths beneath the folder root without
+ * following symlinks or crossing mounts (openat2, with a per-component
+ * fallback), and the path check at the store's boundary.
+ */
+#include "store/store_int.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define RESOLVE_FLAGS                                                                              \
+    (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS)
+/* openat2 takes at most PATH_MAX bytes; longer paths are opened in segments. */
+#define SEGMENT_MAX 3800
+/* openat2 says EAGAIN when a concurrent rename might have raced the lookup. */
+#define EAGAIN_RETRIES 64
+
+static atomic_bool no_openat2; /* set once the kernel said ENOSYS */
+static atomic_bool force_walk; /* test hook */
+static atomic_uint_fast64_t nfsync_dirs;
+
+#ifdef LR_FAILPOINTS
+void lr_store_test_force_walk(bool on)
+{
+    atomic_store(&force_walk, on);
+}
+
+uint64_t lr_store_test_dir_fsyncs(void)
+{
+    return (uint64_t)atomic_load(&nfsync_dirs);
+}
+#endif
+
+int lr__store_fail(struct lr_err *err, int rc, const char *what, const char *path)
+{
+    if (!err)
+        return rc;
+    char *e = lr_escs(path ? path : "");
+    lr_err_set(err, rc, "%s %s: %s", what, e, lr_strerror(rc));
+    free(e);
+    return rc;
+}
+
+int lr__store_fsync(int fd, bool is_dir)
+{
+    int r;
+    do
+        r = fsync(fd);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    if (is_dir)
+        atomic_fetch_add(&nfsync_dirs, 1);
+    return 0;
+}
+
+void lr__store_info_from_stat(const struct stat *sb, struct lr_store_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (S_ISREG(sb->st_mode)) {
+        out->type = LR_FT_FILE;
+        out->size = (uint64_t)sb->st_size;
+    } else if (S_ISDIR(sb->st_mode)) {
+        out->type = LR_FT_DIR;
+    } else if (S_ISLNK(sb->st_mode)) {
+        out->type = LR_FT_SYMLINK;
+    } else {
+        out->type = LR_FT_FILE;
+        out->special = true;
+    }
+    out->dev = (uint64_t)sb->st_dev;
+    out->ino = (uint64_t)sb->st_ino;
+    out->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+    out->ctime_ns = (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec;
+    out->mode = (uint32_t)(sb->st_mode & 07777);
+}
+
+int lr_store_path_check(const char *relpath, struct lr_err *err)
+{
+    if (!relpath)
+        return lr_err_set(err, LR_EBADPATH, "NULL path");
+    size_t n = strlen(relpath);
+    int rc = lr_index_path_check((const uint8_t *)relpath, n, err);
+    if (rc)
+        return rc;
+    /* Our own territory; case-folded so a vfat/exFAT folder cannot alias it. */
+    static const char m[] = LR_STORE_MARKER;
+    size_t mn = sizeof(m) - 1;
+    if (n >= mn && strncasecmp(relpath, m, mn) == 0 && (n == mn || relpath[mn] == '/'))
+        return lr__store_fail(err, LR_EBADPATH, "reserved path", relpath);
+    return 0;
+}
+
+static int sys_openat2(int dirfd, const char *path, int flags)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = (uint64_t)(unsigned)flags;
+    how.resolve = RESOLVE_FLAGS;
+    for (int i = 0; i < EAGAIN_RETRIES; i++) {
+        long r = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+        if (r >= 0)
+            return (int)r;
+        if (errno != EAGAIN && errno != EINTR)
+            return -errno;
+    }
+    return -EAGAIN;
+}
+
+static bool use_openat2(void)
+{
+    return !atomic_load(&no_openat2) && !atomic_load(&force_walk);
+}
+
+/* One component, no '/', never "." or ".." (checked by the caller's path check). */
+int lr__store_open_one_dir(const struct lr_store *st, int dirfd, const char *name, int *out)
+{
+    *out = -1;
+    int fd;
+    if (use_openat2()) {
+        fd = sys_openat2(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            *out = fd;
+            return 0;
+        }
+        if (fd == -ENOSYS)
+            atomic_store(&no_openat2, true);
+        else if (fd != -EAGAIN)
+            return fd;
+    }
+    /* Fallback: O_NOFOLLOW refuses a symlink as the (only) component; st_dev stands in for
+     * RESOLVE_NO_XDEV. */
+    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat sb;
+    if (fstat(fd, &sb) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    if (sb.st_dev != st->dev) {
+        close(fd);
+        return -EXDEV;
+    }
+    *out = fd;
+    return 0;
+}
+
+static int reopen(int fd)
+{
+    int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return r < 0 ? -errno : r;
+}
+
+int lr__store_open_dir(const struct lr_store *st, struct lr_store_batch *b, int basefd,
+                       const char *path, bool create, mode_t mode, int *out)
+{
+    *out = -1;
+    if (!*path) {
+        int fd = reopen(basefd);
+        if (fd < 0)
+            return fd;
+        *out = fd;
+        return 0;
+    }
+    char *buf = lr_xstrdup(path);
+    char *p = buf;
+    int cur = basefd; /* not owned while == basefd */
+    int rc = 0;
+    while (*p) {
+        size_t rest = strlen(p);
+        int fd = -1;
+        /* Fast path: a whole segment in one openat2 (most paths: one call). */
+        if (!create && use_openat2()) {
+            size_t seg = rest;
+            if (seg > SEGMENT_MAX) {
+                seg = SEGMENT_MAX;
+                while (seg > 0 && p[seg] != '/')
+                    seg--;
+                if (seg == 0) { /* a component over SEGMENT_MAX bytes */
+                    rc = -ENAMETOOLONG;
+                    break;
+                }
+            }
+            char save = p[seg];
+            p[seg] = '\0';
+            int r = sys_openat2(cur, p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            p[seg] = save;
+            if (r >= 0) {
+                fd = r;
+                p += seg + (save == '/' ? 1 : 0);
+            } else if (r == -ENOSYS) {
+                atomic_store(&no_openat2, true);
+            } else if (r != -EAGAIN) {
+                rc = r;
+                break;
+            }
+        }
+        if (fd < 0) { /* one component at a time (create, fallback) */
+            char *slash = strchr(p, '/');
+            if (slash)
+                *slash = '\0';
+            int r = lr__store_open_one_dir(st, cur, p, &fd);
+            if (r == -ENOENT && create) {
+                if (mkdirat(cur, p, mode) < 0 && errno != EEXIST) {
+                    rc = -errno;
+                    break;
+                }
+                r = lr__store_touch(b, cur);
+                if (r == 0)
+                    r = lr__store_open_one_dir(st, cur, p, &fd);
+            }
+            if (r < 0) {
+                rc = r;
+                break;
+            }
+            p = slash ? slash + 1 : p + strlen(p);
+        }
+        if (cur != basefd)
+            close(cur);
+        cur = fd;
+    }
+    free(buf);
+    if (rc) {
+        if (cur != basefd)
+            close(cur);
+        return rc;
+    }
+    if (cur == basefd) { /* cannot happen: path was non-empty */
+        return -EINVAL;
+    }
+    *out = cur;
+    return 0;
+}
+
+int lr__store_open_parent(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                          unsigned flags, int *dirfd, const char **leaf, struct lr_err *err)
+{
+    *dirfd = -1;
+    *leaf = NULL;
+    int rc = lr_store_path_check(relpath, err);
+    if (rc)
+        return rc;
+    const char *slash = strrchr(relpath, '/');
+    int fd;
+    if (!slash) {
+        fd = reopen(st->rootfd);
+        if (fd < 0)
+            return lr__store_fail(err, fd, "open root for", relpath);
+        *dirfd = fd;
+        *leaf = relpath;
+        return 0;
+    }
+    char *dir = lr_xstrndup(relpath, (size_t)(slash - relpath));
+    rc = lr__store_open_dir(st, b, st->rootfd, dir, (flags & LR_STORE_MKPARENTS) != 0, 0755, &fd);
+    free(dir);
+    if (rc)
+        return lr__store_fail(err, rc, "parent of", relpath);
+    *dirfd = fd;
+    *leaf = slash + 1;
+    return 0;
+}
+
+int lr_store_open_parent(struct lr_store *st, const char *relpath, unsigned flags, int *dirfd,
+                         const char **leaf, struct lr_err *err)
+{
+    return lr__store_open_parent(st, NULL, relpath, flags, dirfd, leaf, err);
+}

@@ -1,0 +1,831 @@
+/*
+ * store.c - opening a folder, applying changes (commit, symlink, mkdir,
+ * delete, metadata), the versions archive, and chunk reads for peers.
+ */
+#include "store/store_int.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Permission bits we apply: set-id and sticky bits never come from a peer. */
+#define MODE_MASK 0777u
+
+static atomic_uint_fast64_t tmp_counter;
+
+static void tmp_name(char out[64])
+{
+    snprintf(out, 64, "t-%ld-%" PRIu64, (long)getpid(),
+             (uint64_t)atomic_fetch_add(&tmp_counter, 1));
+}
+
+static int64_t ts_ns(struct timespec t)
+{
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* times[] for futimens/utimensat: atime untouched, mtime from ns (floor for negatives). */
+static void mtime_times(int64_t mtime_ns, struct timespec ts[2])
+{
+    int64_t sec = mtime_ns / 1000000000, nsec = mtime_ns % 1000000000;
+    if (nsec < 0) {
+        nsec += 1000000000;
+        sec -= 1;
+    }
+    ts[0].tv_sec = 0;
+    ts[0].tv_nsec = UTIME_OMIT;
+    ts[1].tv_sec = (time_t)sec;
+    ts[1].tv_nsec = (long)nsec;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static int open_sub(const struct lr_store *st, int dirfd, const char *name, int *out)
+{
+    if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return lr__store_open_one_dir(st, dirfd, name, out);
+}
+
+int lr_store_open(const char *root, struct lr_store **out, struct lr_err *err)
+{
+    *out = NULL;
+    int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return lr__store_fail(err, -errno, "folder root", root);
+    struct stat rs, ms;
+    if (fstat(rootfd, &rs) < 0) {
+        int e = -errno;
+        close(rootfd);
+        return lr__store_fail(err, e, "folder root", root);
+    }
+    struct lr_store *st = lr_xcalloc(1, sizeof(*st));
+    st->rootfd = rootfd;
+    st->tmpfd = st->versfd = -1;
+    st->dev = rs.st_dev;
+    st->root_ino = rs.st_ino;
+    st->root = lr_xstrdup(root);
+    int rc, mfd = -1;
+    if (fstatat(rootfd, LR_STORE_MARKER, &ms, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(ms.st_mode) ||
+        ms.st_dev != rs.st_dev || lr__store_open_one_dir(st, rootfd, LR_STORE_MARKER, &mfd) < 0) {
+        rc = lr__store_fail(err, LR_ENOMARKER, "no " LR_STORE_MARKER " directory in", root);
+        goto fail;
+    }
+    st->marker_ino = ms.st_ino;
+    rc = open_sub(st, mfd, "tmp", &st->tmpfd);
+    if (rc == 0)
+        rc = open_sub(st, mfd, "versions", &st->versfd);
+    close(mfd);
+    if (rc) {
+        lr__store_fail(err, rc, "creating " LR_STORE_TMP " or " LR_STORE_VERSIONS " in", root);
+        goto fail;
+    }
+    *out = st;
+    return 0;
+fail:
+    lr_store_close(st);
+    return rc;
+}
+
+void lr_store_close(struct lr_store *st)
+{
+    if (!st)
+        return;
+    if (st->versfd >= 0)
+        close(st->versfd);
+    if (st->tmpfd >= 0)
+        close(st->tmpfd);
+    if (st->rootfd >= 0)
+        close(st->rootfd);
+    free(st->root);
+    free(st);
+}
+
+int lr_store_check_marker(struct lr_store *st, struct lr_err *err)
+{
+    struct stat a, m;
+    if (stat(st->root, &a) < 0 || a.st_dev != st->dev || a.st_ino != st->root_ino)
+        return lr__store_fail(err, LR_ENOMARKER,
+                              "root is no longer the directory opened:", st->root);
+    if (fstatat(st->rootfd, LR_STORE_MARKER, &m, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(m.st_mode) ||
+        m.st_dev != st->dev || m.st_ino != st->marker_ino)
+        return lr__store_fail(err, LR_ENOMARKER, LR_STORE_MARKER " missing or replaced in",
+                              st->root);
+    return 0;
+}
+
+/* ---- expectations -------------------------------------------------------- */
+
+static bool type_is(const struct stat *sb, enum lr_ftype t)
+{
+    switch (t) {
+    case LR_FT_FILE:
+        return S_ISREG(sb->st_mode);
+    case LR_FT_DIR:
+        return S_ISDIR(sb->st_mode);
+    case LR_FT_SYMLINK:
+        return S_ISLNK(sb->st_mode);
+    }
+    return false;
+}
+
+/*
+ * sb == NULL: nothing there. with_ctime is false after our own rename,
+ * which changed the ctime itself.
+ */
+static bool matches(const struct stat *sb, const struct lr_store_expect *e, bool with_ctime)
+{
+    if (!e->exists)
+        return sb == NULL;
+    if (!sb || !type_is(sb, e->type))
+        return false;
+    if (e->ino && (uint64_t)sb->st_ino != e->ino)
+        return false;
+    if (with_ctime && e->ctime_ns && ts_ns(sb->st_ctim) != e->ctime_ns)
+        return false;
+    if (e->type == LR_FT_FILE &&
+        ((uint64_t)sb->st_size != e->size || ts_ns(sb->st_mtim) != e->mtime_ns))
+        return false;
+    return true;
+}
+
+/* lstat dirfd/leaf: 0 with *present set, or -errno. */
+static int lstat_at(int dirfd, const char *leaf, struct stat *sb, bool *present)
+{
+    *present = false;
+    if (fstatat(dirfd, leaf, sb, AT_SYMLINK_NOFOLLOW) == 0) {
+        *present = true;
+        return 0;
+    }
+    return errno == ENOENT ? 0 : -errno;
+}
+
+static int check_expect(int parent, const char *leaf, const struct lr_store_expect *e,
+                        const char *relpath, struct lr_err *err)
+{
+    struct stat sb;
+    bool present;
+    int rc = lstat_at(parent, leaf, &sb, &present);
+    if (rc)
+        return lr__store_fail(err, rc, "stat", relpath);
+    if (!matches(present ? &sb : NULL, e, true))
+        return lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
+    return 0;
+}
+
+/* ---- moving entries ------------------------------------------------------ */
+
+static int move_noreplace(int od, const char *on, int nd, const char *nn)
+{
+    if (renameat2(od, on, nd, nn, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL)
+        return -errno;
+    /* No RENAME_NOREPLACE on this file system: a link never replaces either. */
+    if (linkat(od, on, nd, nn, 0) < 0)
+        return -errno;
+    if (unlinkat(od, on, 0) < 0) {
+        int e = -errno;
+        unlinkat(nd, nn, 0);
+        return e;
+    }
+    return 0;
+}
+
+/* leaf~STAMP[-n], cut (at a UTF-8 boundary) and tagged with a hash if over NAME_MAX. */
+static void archive_name(const char *leaf, const char *stamp, unsigned n, char out[NAME_MAX + 1])
+{
+    char suffix[48];
+    if (n)
+        snprintf(suffix, sizeof(suffix), "~%s-%u", stamp, n);
+    else
+        snprintf(suffix, sizeof(suffix), "~%s", stamp);
+    size_t sl = strlen(suffix), ll = strlen(leaf);
+    if (ll + sl <= NAME_MAX) {
+        memcpy(out, leaf, ll);
+        memcpy(out + ll, suffix, sl + 1);
+        return;
+    }
+    struct lr_hash h;
+    char hx[LR_HASH_HEX_LEN + 1];
+    lr_sha256(leaf, ll, &h);
+    lr_hash_hex(&h, hx);
+    size_t keep = NAME_MAX - sl - 9; /* "~" + 8 hex */
+    while (keep > 0 && ((unsigned char)leaf[keep] & 0xC0) == 0x80)
+        keep--;
+    memcpy(out, leaf, keep);
+    out[keep] = '~';
+    memcpy(out + keep + 1, hx, 8);
+    memcpy(out + keep + 9, suffix, sl + 1);
+}
+
+/*
+ * Put srcdir/srcname into vdir under a fresh archive name for `leaf`
+ * (moved, or hard-linked with `link`); the name chosen is left in out.
+ */
+static int archive(int srcdir, const char *srcname, int vdir, const char *leaf, bool link,
+                   char out[NAME_MAX + 1])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    char stamp[32];
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm);
+    for (unsigned n = 0; n < 100000; n++) {
+        archive_name(leaf, stamp, n, out);
+        int r;
+        if (link)
+            r = linkat(srcdir, srcname, vdir, out, 0) < 0 ? -errno : 0;
+        else
+            r = move_noreplace(srcdir, srcname, vdir, out);
+        if (r != -EEXIST)
+            return r;
+    }
+    return -EEXIST;
+}
+
+static int open_versions_dir(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                             int *out)
+{
+    const char *slash = strrchr(relpath, '/');
+    char *dir = slash ? lr_xstrndup(relpath, (size_t)(slash - relpath)) : lr_xstrdup("");
+    int rc = lr__store_open_dir(st, b, st->versfd, dir, true, 0700, out);
+    free(dir);
+    return rc;
+}
+
+/*
+ * An entry we did not expect ended up at tmp/name and could not be put
+ * back: keep it in versions/ so the user can find it.
+ */
+static void rescue(struct lr_store *st, const char *name, const char *relpath)
+{
+    int vfd;
+    char an[NAME_MAX + 1];
+    const char *slash = strrchr(relpath, '/');
+    const char *leaf = slash ? slash + 1 : relpath;
+    char *e = lr_escs(relpath);
+    if (open_versions_dir(st, NULL, relpath, &vfd) == 0) {
+        int r = archive(st->tmpfd, name, vfd, leaf, false, an);
+        close(vfd);
+        if (r == 0) {
+            lr_error("store", "racing edit of path=%s kept in " LR_STORE_VERSIONS, e);
+            free(e);
+            return;
+        }
+    }
+    lr_error("store", "racing edit of path=%s left at " LR_STORE_TMP "/%s", e, name);
+    free(e);
+}
+
+/*
+ * Put tmp/name at parent/leaf as `e` allows: nothing expected there -> a
+ * no-replace rename; a file or symlink -> an atomic exchange, a second
+ * check of what came out (undone if it is not what was expected), and the
+ * old entry archived (file) or unlinked (symlink).
+ */
+static int place(struct lr_store *st, struct lr_store_batch *b, const char *name, int parent,
+                 const char *leaf, const char *relpath, const struct lr_store_expect *e,
+                 struct lr_err *err)
+{
+    int rc = check_expect(parent, leaf, e, relpath, err);
+    if (rc)
+        return rc;
+    int vfd = -1;
+    char an[NAME_MAX + 1];
+    if (!e->exists) {
+        rc = move_noreplace(st->tmpfd, name, parent, leaf);
+        if (rc == -EEXIST)
+            return lr__store_fail(err, LR_ECHANGED, "created meanwhile:", relpath);
+        if (rc)
+            return lr__store_fail(err, rc, "rename into place", relpath);
+        goto touch;
+    }
+    if (e->type == LR_FT_FILE) {
+        rc = open_versions_dir(st, b, relpath, &vfd);
+        if (rc)
+            return lr__store_fail(err, rc, "versions directory for", relpath);
+    }
+    if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0) {
+        rc = -errno;
+        if (rc == -ENOENT) {
+            rc = lr__store_fail(err, LR_ECHANGED, "vanished meanwhile:", relpath);
+            goto out;
+        }
+        if (rc != -EINVAL) {
+            lr__store_fail(err, rc, "exchange into place", relpath);
+            goto out;
+        }
+        /* No RENAME_EXCHANGE here: archive by hard link, then replace (a small window). */
+        if (vfd >= 0) {
+            rc = archive(parent, leaf, vfd, leaf, true, an);
+            if (rc) {
+                lr__store_fail(err, rc, "archive", relpath);
+                goto out;
+            }
+        }
+        if (renameat(st->tmpfd, name, parent, leaf) < 0) {
+            rc = lr__store_fail(err, -errno, "rename into place", relpath);
+            if (vfd >= 0)
+                unlinkat(vfd, an, 0);
+            goto out;
+        }
+        rc = 0;
+        goto touch;
+    }
+    /* The old entry is now tmp/name. Is it the one the caller meant to replace? */
+    struct stat old;
+    if (fstatat(st->tmpfd, name, &old, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&old, e, false)) {
+        if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0)
+            rescue(st, name, relpath);
+        rc = lr__store_fail(err, LR_ECHANGED, "changed during apply:", relpath);
+        goto out;
+    }
+    if (e->type == LR_FT_FILE) {
+        rc = archive(st->tmpfd, name, vfd, leaf, false, an);
+        if (rc) {
+            lr__store_fail(err, rc, "archive", relpath);
+            if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0)
+                rescue(st, name, relpath);
+            goto out;
+        }
+        rc = lr__store_touch(b, vfd);
+    } else if (unlinkat(st->tmpfd, name, 0) < 0) {
+        /* Harmless: an old symlink left in tmp/ is removed by lr_store_staging_gc. */
+        lr_warn("store", "unlink replaced symlink tmp/%s: %s", name, strerror(errno));
+    }
+touch:
+    if (!rc)
+        rc = lr__store_touch(b, parent);
+    if (!rc)
+        rc = lr__store_touch(b, st->tmpfd);
+    if (rc)
+        lr__store_fail(err, rc, "sync directory of", relpath);
+out:
+    if (vfd >= 0)
+        close(vfd);
+    return rc;
+}
+
+static int check_replace_expect(const struct lr_store_expect *e, const char *relpath,
+                                struct lr_err *err)
+{
+    if (!e)
+        return lr_err_set(err, LR_EUSAGE, "no expectation given");
+    if (e->exists && e->type != LR_FT_FILE && e->type != LR_FT_SYMLINK)
+        return lr__store_fail(err, LR_EUSAGE,
+                              "cannot replace a directory (delete it first):", relpath);
+    return 0;
+}
+
+/* ---- applying changes ---------------------------------------------------- */
+
+int lr_store_commit_file(struct lr_store *st, struct lr_store_batch *b, const struct lr_hash *key,
+                         int fd, const char *relpath, uint32_t mode, int64_t mtime_ns,
+                         const struct lr_store_expect *expect, unsigned flags,
+                         struct lr_store_info *out, struct lr_err *err)
+{
+    if (out)
+        memset(out, 0, sizeof(*out));
+    int rc = lr_store_path_check(relpath, err);
+    if (!rc)
+        rc = check_replace_expect(expect, relpath, err);
+    if (rc)
+        return rc;
+    char name[LR_HASH_HEX_LEN + 1];
+    lr__store_staging_name(key, name);
+    struct stat fs, ns;
+    if (fstat(fd, &fs) < 0)
+        return lr__store_fail(err, -errno, "staging file for", relpath);
+    if (!S_ISREG(fs.st_mode) || fstatat(st->tmpfd, name, &ns, AT_SYMLINK_NOFOLLOW) < 0 ||
+        ns.st_dev != fs.st_dev || ns.st_ino != fs.st_ino)
+        return lr__store_fail(err, LR_ECHANGED, "staging file is not the one open, for", relpath);
+    struct timespec ts[2];
+    mtime_times(mtime_ns, ts);
+    if (fchmod(fd, (mode_t)(mode & MODE_MASK)) < 0 || futimens(fd, ts) < 0)
+        return lr__store_fail(err, -errno, "set mode/mtime of staging file for", relpath);
+    if (!b && (rc = lr__store_fsync(fd, false)) != 0)
+        return lr__store_fail(err, rc, "fsync staging file for", relpath);
+    int parent;
+    const char *leaf;
+    rc = lr__store_open_parent(st, b, relpath, flags, &parent, &leaf, err);
+    if (rc)
+        return rc;
+    rc = place(st, b, name, parent, leaf, relpath, expect, err);
+    close(parent);
+    if (rc)
+        return rc;
+    if (out && fstat(fd, &fs) == 0) /* same inode, now in place: ctime after the rename */
+        lr__store_info_from_stat(&fs, out);
+    return 0;
+}
+
+int lr_store_symlink(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                     const char *target, int64_t mtime_ns, const struct lr_store_expect *expect,
+                     unsigned flags, struct lr_store_info *out, struct lr_err *err)
+{
+    if (out)
+        memset(out, 0, sizeof(*out));
+    int rc = lr_store_path_check(relpath, err);
+    if (!rc)
+        rc = check_replace_expect(expect, relpath, err);
+    if (rc)
+        return rc;
+    size_t tl = target ? strlen(target) : 0;
+    if (tl == 0 || tl > LR_INDEX_TARGET_MAX)
+        return lr__store_fail(err, LR_EBADVAL, "symlink target empty or too long, for", relpath);
+    int parent;
+    const char *leaf;
+    rc = lr__store_open_parent(st, b, relpath, flags, &parent, &leaf, err);
+    if (rc)
+        return rc;
+    char tn[64];
+    tmp_name(tn);
+    struct timespec ts[2];
+    struct stat ls;
+    mtime_times(mtime_ns, ts);
+    if (symlinkat(target, st->tmpfd, tn) < 0) {
+        rc = lr__store_fail(err, -errno, "create symlink for", relpath);
+        close(parent);
+        return rc;
+    }
+    if (utimensat(st->tmpfd, tn, ts, AT_SYMLINK_NOFOLLOW) < 0 ||
+        fstatat(st->tmpfd, tn, &ls, AT_SYMLINK_NOFOLLOW) < 0) {
+        rc = lr__store_fail(err, -errno, "set mtime of symlink for", relpath);
+        unlinkat(st->tmpfd, tn, 0);
+        close(parent);
+        return rc;
+    }
+    rc = place(st, b, tn, parent, leaf, relpath, expect, err);
+    if (rc) {
+        struct stat now;
+        /* Remove only our own link: after a failed swap-back tn may hold someone's data. */
+        if (fstatat(st->tmpfd, tn, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == ls.st_ino &&
+            S_ISLNK(now.st_mode))
+            unlinkat(st->tmpfd, tn, 0);
+    } else if (out) {
+        struct stat now;
+        if (fstatat(parent, leaf, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == ls.st_ino)
+            lr__store_info_from_stat(&now, out);
+    }
+    close(parent);
+    return rc;
+}
+
+int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                   uint32_t mode, unsigned flags, struct lr_store_info *out, struct lr_err *err)
+{
+    if (out)
+        memset(out, 0, sizeof(*out));
+    int parent, dfd = -1;
+    const char *leaf;
+    int rc = lr__store_open_parent(st, b, relpath, flags, &parent, &leaf, err);
+    if (rc)
+        return rc;
+    bool created = true;
+    if (mkdirat(parent, leaf, 0700) < 0) {
+        if (errno != EEXIST) {
+            rc = lr__store_fail(err, -errno, "mkdir", relpath);
+            goto out;
+        }
+        created = false;
+    }
+    rc = lr__store_open_one_dir(st, parent, leaf, &dfd);
+    if (rc == -ENOTDIR || rc == -ELOOP || rc == -ENOENT) {
+        rc = lr__store_fail(err, LR_ECHANGED, "exists and is not a directory:", relpath);
+        goto out;
+    }
+    if (rc) {
+        lr__store_fail(err, rc, "open new directory", relpath);
+        goto out;
+    }
+    if (fchmod(dfd, (mode_t)(mode & MODE_MASK)) < 0) {
+        rc = lr__store_fail(err, -errno, "chmod", relpath);
+        goto out;
+    }
+    rc = lr__store_touch(b, dfd);
+    if (!rc && created)
+        rc = lr__store_touch(b, parent);
+    if (rc) {
+        lr__store_fail(err, rc, "sync directory", relpath);
+        goto out;
+    }
+    struct stat sb;
+    if (out && fstat(dfd, &sb) == 0)
+        lr__store_info_from_stat(&sb, out);
+out:
+    if (dfd >= 0)
+        close(dfd);
+    close(parent);
+    return rc;
+}
+
+/* -ENOTEMPTY, naming one entry that keeps directory parent/leaf alive. */
+static int not_empty(struct lr_store *st, int parent, const char *leaf, const char *relpath,
+                     struct lr_err *err)
+{
+    int dfd;
+    if (lr__store_open_one_dir(st, parent, leaf, &dfd) == 0) {
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+            close(dfd);
+        } else {
+            struct dirent *de;
+            uint64_t n = 0;
+            char *first = NULL;
+            while ((de = readdir(d)) != NULL && n < 100000) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                    continue;
+                if (!first)
+                    first = lr_escs(de->d_name);
+                n++;
+            }
+            closedir(d);
+            if (first) {
+                char *ep = lr_escs(relpath);
+                lr_err_set(err, -ENOTEMPTY, "directory %s not empty: holds %s%s (%" PRIu64 "%s)",
+                           ep, first, n > 1 ? " and more" : "", n, n >= 100000 ? "+" : "");
+                free(ep);
+                free(first);
+                return -ENOTEMPTY;
+            }
+        }
+    }
+    return lr__store_fail(err, -ENOTEMPTY, "directory not empty:", relpath);
+}
+
+int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                    const struct lr_store_expect *e, struct lr_err *err)
+{
+    if (!e || !e->exists)
+        return lr_err_set(err, LR_EUSAGE, "delete needs the expected entry");
+    int parent, vfd = -1;
+    const char *leaf;
+    int rc = lr__store_open_parent(st, b, relpath, 0, &parent, &leaf, err);
+    if (rc)
+        return rc;
+    struct stat sb;
+    bool present;
+    char an[NAME_MAX + 1];
+    rc = lstat_at(parent, leaf, &sb, &present);
+    if (rc || !present) {
+        rc = lr__store_fail(err, rc ? rc : -ENOENT, "delete", relpath);
+        goto out;
+    }
+    if (!matches(&sb, e, true)) {
+        rc = lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
+        goto out;
+    }
+    if (e->type == LR_FT_DIR) {
+        if (unlinkat(parent, leaf, AT_REMOVEDIR) < 0) {
+            rc = -errno;
+            if (rc == -ENOTEMPTY || rc == -EEXIST)
+                rc = not_empty(st, parent, leaf, relpath, err);
+            else if (rc == -ENOTDIR)
+                rc = lr__store_fail(err, LR_ECHANGED, "changed during delete:", relpath);
+            else
+                lr__store_fail(err, rc, "rmdir", relpath);
+            goto out;
+        }
+    } else if (e->type == LR_FT_FILE) {
+        /* Moving into versions/ is the delete: atomic, and nothing is destroyed. */
+        rc = open_versions_dir(st, b, relpath, &vfd);
+        if (!rc)
+            rc = archive(parent, leaf, vfd, leaf, false, an);
+        if (rc == -ENOENT) {
+            rc = lr__store_fail(err, LR_ECHANGED, "vanished during delete:", relpath);
+            goto out;
+        }
+        if (rc) {
+            lr__store_fail(err, rc, "archive", relpath);
+            goto out;
+        }
+        struct stat old;
+        if (fstatat(vfd, an, &old, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&old, e, false)) {
+            if (move_noreplace(vfd, an, parent, leaf) < 0) {
+                char *ep = lr_escs(relpath);
+                lr_warn("store", "racing edit of path=%s kept in " LR_STORE_VERSIONS, ep);
+                free(ep);
+            }
+            rc = lr__store_fail(err, LR_ECHANGED, "changed during delete:", relpath);
+            goto out;
+        }
+        rc = lr__store_touch(b, vfd);
+    } else {
+        char tn[64];
+        tmp_name(tn);
+        rc = move_noreplace(parent, leaf, st->tmpfd, tn);
+        if (rc) {
+            rc = lr__store_fail(err, rc == -ENOENT ? LR_ECHANGED : rc, "delete", relpath);
+            goto out;
+        }
+        struct stat old;
+        if (fstatat(st->tmpfd, tn, &old, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&old, e, false)) {
+            if (move_noreplace(st->tmpfd, tn, parent, leaf) < 0)
+                rescue(st, tn, relpath);
+            rc = lr__store_fail(err, LR_ECHANGED, "changed during delete:", relpath);
+            goto out;
+        }
+        unlinkat(st->tmpfd, tn, 0);
+    }
+    if (!rc)
+        rc = lr__store_touch(b, parent);
+    if (rc)
+        lr__store_fail(err, rc, "sync directory of", relpath);
+out:
+    if (vfd >= 0)
+        close(vfd);
+    close(parent);
+    return rc;
+}
+
+int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                      uint32_t mode, int64_t mtime_ns, const struct lr_store_expect *e,
+                      struct lr_store_info *out, struct lr_err *err)
+{
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (!e || !e->exists)
+        return lr_err_set(err, LR_EUSAGE, "set_meta needs the expected entry");
+    int parent, fd = -1;
+    const char *leaf;
+    int rc = lr__store_open_parent(st, b, relpath, 0, &parent, &leaf, err);
+    if (rc)
+        return rc;
+    struct timespec ts[2];
+    struct stat sb, now;
+    mtime_times(mtime_ns, ts);
+    bool present;
+    rc = lstat_at(parent, leaf, &sb, &present);
+    if (rc) {
+        lr__store_fail(err, rc, "stat", relpath);
+        goto out;
+    }
+    if (!matches(present ? &sb : NULL, e, true)) {
+        rc = lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
+        goto out;
+    }
+    if (e->type == LR_FT_SYMLINK) {
+        if (utimensat(parent, leaf, ts, AT_SYMLINK_NOFOLLOW) < 0) {
+            rc = lr__store_fail(err, -errno, "set mtime of", relpath);
+            goto out;
+        }
+        rc = lr__store_touch(b, parent);
+        if (!rc && out && fstatat(parent, leaf, &now, AT_SYMLINK_NOFOLLOW) == 0)
+            lr__store_info_from_stat(&now, out);
+        goto out;
+    }
+    fd = openat(parent, leaf,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
+                    (e->type == LR_FT_DIR ? O_DIRECTORY : 0));
+    if (fd < 0) {
+        rc = -errno;
+        if (rc == -ELOOP || rc == -ENOTDIR || rc == -ENOENT)
+            rc = LR_ECHANGED;
+        lr__store_fail(err, rc, "open", relpath);
+        goto out;
+    }
+    if (fstat(fd, &now) < 0 || now.st_ino != sb.st_ino || !type_is(&now, e->type)) {
+        rc = lr__store_fail(err, LR_ECHANGED, "changed during apply:", relpath);
+        goto out;
+    }
+    if (fchmod(fd, (mode_t)(mode & MODE_MASK)) < 0 || futimens(fd, ts) < 0) {
+        rc = lr__store_fail(err, -errno, "set mode/mtime of", relpath);
+        goto out;
+    }
+    rc = lr__store_touch(b, fd);
+    if (rc) {
+        lr__store_fail(err, rc, "sync", relpath);
+        goto out;
+    }
+    if (out && fstat(fd, &now) == 0)
+        lr__store_info_from_stat(&now, out);
+out:
+    if (fd >= 0)
+        close(fd);
+    close(parent);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+int lr_store_stat(struct lr_store *st, const char *relpath, struct lr_store_info *out,
+                  struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int parent;
+    const char *leaf;
+    int rc = lr__store_open_parent(st, NULL, relpath, 0, &parent, &leaf, err);
+    if (rc)
+        return rc;
+    struct stat sb;
+    if (fstatat(parent, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        rc = lr__store_fail(err, -errno, "stat", relpath);
+    else
+        lr__store_info_from_stat(&sb, out);
+    close(parent);
+    return rc;
+}
+
+int lr_store_open_read(struct lr_store *st, const char *relpath, int *fd,
+                       struct lr_store_info *info, struct lr_err *err)
+{
+    *fd = -1;
+    if (info)
+        memset(info, 0, sizeof(*info));
+    int parent;
+    const char *leaf;
+    int rc = lr__store_open_parent(st, NULL, relpath, 0, &parent, &leaf, err);
+    if (rc)
+        return rc;
+    struct stat sb, now;
+    int f = -1;
+    /* Look before opening: a device must not even be opened, a FIFO would block. */
+    if (fstatat(parent, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+        rc = lr__store_fail(err, -errno, "open", relpath);
+        goto out;
+    }
+    if (S_ISLNK(sb.st_mode)) {
+        rc = lr__store_fail(err, -ELOOP, "refusing to read a symlink:", relpath);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        rc = lr__store_fail(err, LR_ECHANGED, "not a regular file:", relpath);
+        goto out;
+    }
+    f = openat(parent, leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (f < 0) {
+        rc = lr__store_fail(err, errno == ELOOP ? LR_ECHANGED : -errno, "open", relpath);
+        goto out;
+    }
+    if (fstat(f, &now) < 0 || !S_ISREG(now.st_mode) || now.st_ino != sb.st_ino) {
+        rc = lr__store_fail(err, LR_ECHANGED, "replaced while opening:", relpath);
+        close(f);
+        goto out;
+    }
+    *fd = f;
+    if (info)
+        lr__store_info_from_stat(&now, info);
+out:
+    close(parent);
+    return rc;
+}
+
+int lr_store_read_chunk_fd(int fd, uint64_t off, uint32_t len, const struct lr_hash *expect,
+                           void *buf, struct lr_err *err)
+{
+    if (len > LR_STORE_CHUNK_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "read: chunk of %" PRIu32 " bytes", len);
+    if (off > (uint64_t)INT64_MAX - len)
+        return lr_err_set(err, LR_ETOOBIG, "read: offset %" PRIu64, off);
+    uint8_t *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = pread(fd, p + done, len - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = -errno;
+            return lr_err_set(err, e, "read at %" PRIu64 ": %s", off + done, lr_strerror(e));
+        }
+        if (r == 0)
+            return lr_err_set(err, LR_EVERIFY, "read at %" PRIu64 ": file ends early", off + done);
+        done += (size_t)r;
+    }
+    struct lr_hash h;
+    lr_sha256(buf, len, &h);
+    if (lr_hash_cmp(&h, expect) != 0)
+        return lr_err_set(err, LR_EVERIFY, "chunk at %" PRIu64 " (%" PRIu32 " bytes) changed", off,
+                          len);
+    return 0;
+}
+
+int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, uint32_t len,
+                        const struct lr_hash *expect, void *buf, struct lr_err *err)
+{
+    int fd;
+    int rc = lr_store_open_read(st, relpath, &fd, NULL, err);
+    if (rc)
+        return rc;
+    rc = lr_store_read_chunk_fd(fd, off, len, expect, buf, err);
+    if (rc == LR_EVERIFY && err) {
+        char *e = lr_escs(relpath);
+        char msg[LR_ERR_MSG_MAX];
+        snprintf(msg, sizeof(msg), "%s", err->msg);
+        lr_err_set(err, rc, "%s: %s", e, msg);
+        free(e);
+    }
+    close(fd);
+    return rc;
+}

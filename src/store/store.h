@@ -1,0 +1,289 @@
+/*
+ * store.h - the file system side of a synced folder: safe resolution of
+ * peer paths, staging files for incoming data, atomic apply (commit,
+ * symlink, mkdir, delete, metadata), the versions archive, chunk reads for
+ * serving peers, and batched durability.
+ *
+ * Layout inside a folder ROOT:
+ *   ROOT/.landropic/            marker (must exist and be a real directory)
+ *   ROOT/.landropic/tmp/        staging files: <64 hex of the key>, and
+ *                               short-lived "t-<pid>-<n>" names (symlinks
+ *                               being created, entries being taken away)
+ *   ROOT/.landropic/versions/   replaced and deleted files, mirrored by
+ *                               directory: versions/<dir>/<leaf>~YYYYMMDD-HHMMSS
+ *                               (UTC), "-N" appended on collision; a leaf too
+ *                               long for that is cut and tagged with 8 hex of
+ *                               its SHA-256 (docs/internals/store.md).
+ *
+ * Safety rules (hostile-cases.md 1-4, 12-14, 16, 17, 26, 27):
+ *  - Every relpath is re-checked here (lr_store_path_check: the index's
+ *    lr_index_path_check plus "first component is not .landropic", compared
+ *    ASCII-case-insensitively for case-folding file systems).
+ *  - Every path is resolved from the root descriptor with openat2()
+ *    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV |
+ *    RESOLVE_NO_MAGICLINKS (EAGAIN retried; ENOSYS falls back to a
+ *    per-component O_NOFOLLOW walk that checks st_dev). Paths longer than
+ *    PATH_MAX are resolved in segments. A symlink anywhere on the way is
+ *    -ELOOP, a non-directory parent -ENOTDIR, a mount point -EXDEV: nothing
+ *    is ever written through a link or outside the root, also when a parent
+ *    is swapped for a symlink mid-operation (all changes are *at() calls on
+ *    a parent descriptor that was opened safely).
+ *  - Changes compare the target with what the caller expects (struct
+ *    lr_store_expect, from the last scan) first; a mismatch is LR_ECHANGED
+ *    and nothing is touched. Replacement is an atomic RENAME_EXCHANGE that
+ *    is checked again afterwards and undone if the old entry is not the one
+ *    expected, so an edit racing with the apply is never lost.
+ *  - A replaced or deleted regular file is moved (never copied) into
+ *    versions/: no data is destroyed silently. Symlinks are not archived.
+ *  - Reads for peers open only regular files (O_NONBLOCK, so a FIFO never
+ *    blocks) and return data only if its SHA-256 matches.
+ *
+ * Durability (docs/decisions/0001-durability-batching.md). Commits take an
+ * optional batch. With a batch, the engine's order is:
+ *   1. write every staging file, lr_store_batch_stage() each fd;
+ *   2. lr_store_batch_barrier()       - staged data durable (one syncfs)
+ *   3. lr_store_commit_file() etc.    - renames; parents recorded in batch
+ *   4. lr_store_batch_sync_dirs()     - each touched directory fsynced once
+ *   5. commit the index transaction.
+ * With b == NULL every call is durable on return (fsync of the file and of
+ * each directory it changed): simple and slow (about 0.5 ms a file here).
+ *
+ * Ownership: `root` and every relpath/target/key/expect argument are
+ * borrowed for the call. A struct lr_store is freed by lr_store_close(), a
+ * batch by lr_store_batch_free() (NULL is a no-op for both); a batch must
+ * not outlive its store. Staging descriptors returned by
+ * lr_store_staging_open() and lr_store_open_read() belong to the caller
+ * (close()). Out-params are zeroed on entry and set only on success.
+ *
+ * Errors: LR_EBADPATH (path rejected), LR_ENOMARKER (marker missing or root
+ * replaced), LR_ECHANGED (target differs from expect; nothing changed),
+ * LR_EVERIFY (data does not match its hash), LR_ETOOBIG (impossible size),
+ * LR_EUSAGE (bad argument), -ELOOP / -ENOTDIR / -EXDEV (unsafe parent, see
+ * above), -ENOTEMPTY (directory delete; the message names an entry that
+ * keeps it), other -errno from the file system (-ENOSPC, -EACCES, -EIO...).
+ * `err` names the path (escaped with lr_esc).
+ *
+ * Threads: a struct lr_store is immutable after open, so any number of
+ * threads may call any function on it at once for DIFFERENT paths. Calls on
+ * the same path (or on a directory and a path below it) must be serialised
+ * by the caller; if they are not, a call may fail with LR_ECHANGED, but no
+ * entry is lost or written outside the root. A batch has its own mutex and
+ * may be shared by worker threads.
+ */
+#ifndef LR_STORE_STORE_H
+#define LR_STORE_STORE_H
+
+#include "hash/hash.h"
+#include "index/index.h"
+#include "util/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LR_STORE_MARKER ".landropic"
+#define LR_STORE_TMP ".landropic/tmp"
+#define LR_STORE_VERSIONS ".landropic/versions"
+/* Largest chunk lr_store_read_chunk / verify_chunk accept (chunker max is 256 KiB). */
+#define LR_STORE_CHUNK_MAX (16u * 1024 * 1024)
+/* Directory descriptors a batch holds before it fsyncs them early. */
+#define LR_STORE_BATCH_DIRS 128
+
+struct lr_store;
+struct lr_store_batch;
+
+/* What a path is on disk, as returned by lr_store_stat and after changes. */
+struct lr_store_info {
+    enum lr_ftype type;
+    bool special;            /* FIFO, socket or device: `type` is meaningless */
+    uint64_t dev, ino, size; /* size: regular files only (0 otherwise) */
+    int64_t mtime_ns, ctime_ns;
+    uint32_t mode; /* permission bits (07777) */
+};
+
+/*
+ * What the caller believes is at a path now (from its last scan).
+ * exists == false: nothing may be there. Otherwise `type` must match; for
+ * LR_FT_FILE size and mtime_ns must match too; ino and ctime_ns are compared
+ * when non-zero (for any type). A replaced entry is compared again after the
+ * atomic exchange, so the check has no window for rename-based edits.
+ */
+struct lr_store_expect {
+    bool exists;
+    enum lr_ftype type;
+    uint64_t ino, size;
+    int64_t mtime_ns, ctime_ns;
+};
+
+/* Flags for changes. */
+#define LR_STORE_MKPARENTS 0x1u /* create missing parent directories (mode 0755) */
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+/*
+ * Open the folder rooted at `root` (copied). ROOT/.landropic must exist
+ * and be a directory on the same file system (LR_ENOMARKER otherwise);
+ * tmp/ and versions/ are created under it if needed. Close with
+ * lr_store_close().
+ */
+int lr_store_open(const char *root, struct lr_store **out, struct lr_err *err);
+void lr_store_close(struct lr_store *st);
+
+/*
+ * Re-verify, before a destructive batch, that the root path still names the
+ * directory opened and that its marker is the same directory as at open.
+ * 0 or LR_ENOMARKER.
+ */
+int lr_store_check_marker(struct lr_store *st, struct lr_err *err);
+
+/* lr_index_path_check() plus the reserved .landropic prefix. 0 or LR_EBADPATH. */
+int lr_store_path_check(const char *relpath, struct lr_err *err);
+
+/*
+ * Safely open the parent directory of relpath (O_RDONLY|O_DIRECTORY, close
+ * it with close()) and point *leaf into relpath at its last component.
+ * flags: LR_STORE_MKPARENTS. For a one-component path the parent is the
+ * root.
+ */
+int lr_store_open_parent(struct lr_store *st, const char *relpath, unsigned flags, int *dirfd,
+                         const char **leaf, struct lr_err *err);
+
+/* lstat() of relpath through a safe parent. -ENOENT if absent. */
+int lr_store_stat(struct lr_store *st, const char *relpath, struct lr_store_info *out,
+                  struct lr_err *err);
+
+/* ---- staging ------------------------------------------------------------- */
+
+/*
+ * Create or reopen the staging file for `key` (its name is the key's hex,
+ * so a resumed transfer finds it and any leaf name fits), sized to `size`
+ * with ftruncate (sparse; data already written below `size` is kept).
+ * *resumed tells whether it existed (may be NULL). A stray non-regular or
+ * multiply-linked entry under that name is removed first. Sizes above
+ * INT64_MAX are LR_ETOOBIG and a size above the free space of the file
+ * system -ENOSPC, both before anything is created. *fd is O_RDWR, owned by
+ * the caller.
+ */
+int lr_store_staging_open(struct lr_store *st, const struct lr_hash *key, uint64_t size, int *fd,
+                          bool *resumed, struct lr_err *err);
+/* pwrite all of data at off (EINTR and short writes handled). */
+int lr_store_staging_write(int fd, uint64_t off, const void *data, size_t len, struct lr_err *err);
+/*
+ * Read back [off, off+len) and compare its SHA-256 with `hash` (used on
+ * resume). 0, LR_EVERIFY (mismatch or short), LR_ETOOBIG (len above
+ * LR_STORE_CHUNK_MAX) or -errno.
+ */
+int lr_store_staging_verify_chunk(int fd, uint64_t off, uint32_t len, const struct lr_hash *hash,
+                                  struct lr_err *err);
+/* Remove the staging file for key (absent is fine). */
+int lr_store_staging_discard(struct lr_store *st, const struct lr_hash *key, struct lr_err *err);
+/*
+ * Remove every entry of .landropic/tmp/ whose ctime is older than
+ * older_than_s seconds (ctime, because commit sets the mtime from the
+ * peer). *removed (may be NULL) counts them.
+ */
+int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *removed,
+                        struct lr_err *err);
+
+/* ---- applying changes ---------------------------------------------------- */
+
+/*
+ * Put the staging file (key, fd: both from lr_store_staging_open, fd stays
+ * the caller's) in place at relpath: fchmod(mode & 07777), mtime, then if
+ * expect says absent an atomic no-replace rename, else an atomic exchange
+ * with the existing file or symlink, which then goes to versions/ (regular
+ * file) or is unlinked (symlink). expect->type LR_FT_DIR is LR_EUSAGE
+ * (delete the directory first). A target that differs from expect,
+ * before or during the exchange, is LR_ECHANGED and is left in place.
+ * *out (may be NULL) receives the new file's identity for the index.
+ */
+int lr_store_commit_file(struct lr_store *st, struct lr_store_batch *b, const struct lr_hash *key,
+                         int fd, const char *relpath, uint32_t mode, int64_t mtime_ns,
+                         const struct lr_store_expect *expect, unsigned flags,
+                         struct lr_store_info *out, struct lr_err *err);
+
+/*
+ * Create a symlink relpath -> target (bytes, 1..LR_INDEX_TARGET_MAX, no NUL;
+ * never followed by the store) with the given mtime, replacing what expect
+ * describes exactly as lr_store_commit_file does.
+ */
+int lr_store_symlink(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                     const char *target, int64_t mtime_ns, const struct lr_store_expect *expect,
+                     unsigned flags, struct lr_store_info *out, struct lr_err *err);
+
+/*
+ * Create directory relpath with permission bits mode & 07777 (exactly, not
+ * masked by umask). An existing directory is fine (its mode is set); an
+ * existing non-directory is LR_ECHANGED.
+ */
+int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                   uint32_t mode, unsigned flags, struct lr_store_info *out, struct lr_err *err);
+
+/*
+ * Delete what expect describes (expect->exists must be true). A regular
+ * file is moved to versions/, a symlink unlinked, a directory removed only
+ * if empty (-ENOTEMPTY naming an entry otherwise). The entry is first moved
+ * out of the way and compared again, so a racing edit is put back
+ * (LR_ECHANGED). Absent already: -ENOENT.
+ */
+int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                    const struct lr_store_expect *expect, struct lr_err *err);
+
+/*
+ * Metadata-only change of a regular file or directory: mode & 07777 and
+ * mtime (symlinks: mtime only, mode ignored). LR_ECHANGED on mismatch.
+ */
+int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                      uint32_t mode, int64_t mtime_ns, const struct lr_store_expect *expect,
+                      struct lr_store_info *out, struct lr_err *err);
+
+/* ---- reading for peers --------------------------------------------------- */
+
+/*
+ * Open relpath for reading, only if it is a regular file (a FIFO, device,
+ * socket or symlink is refused: -ELOOP for a symlink, LR_ECHANGED for other
+ * types, without blocking). *fd belongs to the caller. *info (may be NULL)
+ * is its fstat.
+ */
+int lr_store_open_read(struct lr_store *st, const char *relpath, int *fd,
+                       struct lr_store_info *info, struct lr_err *err);
+/*
+ * pread exactly len bytes at off into buf and check SHA-256 == expect.
+ * LR_EVERIFY on mismatch or a short file (the caller rescans the file and
+ * answers "no such chunk"); buf contents are then unspecified.
+ */
+int lr_store_read_chunk_fd(int fd, uint64_t off, uint32_t len, const struct lr_hash *expect,
+                           void *buf, struct lr_err *err);
+/* lr_store_open_read + lr_store_read_chunk_fd + close. */
+int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, uint32_t len,
+                        const struct lr_hash *expect, void *buf, struct lr_err *err);
+
+/* ---- batched durability -------------------------------------------------- */
+
+enum lr_store_barrier {
+    LR_STORE_BARRIER_SYNCFS = 0, /* one syncfs() of the root's file system (default) */
+    LR_STORE_BARRIER_FSYNC = 1,  /* fsync() of each staged descriptor, in order */
+};
+
+/* A new, empty batch for st (aborts on OOM). */
+struct lr_store_batch *lr_store_batch_new(struct lr_store *st, enum lr_store_barrier how);
+/* Closes held descriptors without syncing them. */
+void lr_store_batch_free(struct lr_store_batch *b);
+/*
+ * Register a staging descriptor whose data the next barrier must make
+ * durable (dup'd for LR_STORE_BARRIER_FSYNC; the caller keeps its fd).
+ */
+int lr_store_batch_stage(struct lr_store_batch *b, int fd, struct lr_err *err);
+/* Make every staged file's data durable; forgets the staged descriptors. */
+int lr_store_batch_barrier(struct lr_store_batch *b, struct lr_err *err);
+/* fsync each directory changed since the last call, once; forgets them. */
+int lr_store_batch_sync_dirs(struct lr_store_batch *b, struct lr_err *err);
+
+#ifdef LR_FAILPOINTS
+/* Test hook: force the per-component fallback walk instead of openat2. */
+void lr_store_test_force_walk(bool on);
+/* Test counters: staging barrier and directory fsyncs performed so far. */
+uint64_t lr_store_test_dir_fsyncs(void);
+#endif
+
+#endif
