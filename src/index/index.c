@@ -109,7 +109,7 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_FOLDER_DEL_FILES] = "DELETE FROM files WHERE folder = ?1",
     [S_FOLDER_DEL_CHUNKS] =
         "DELETE FROM chunks WHERE file IN (SELECT id FROM files WHERE folder = ?1)",
-    [S_FOLDER_STATS] = "SELECT type, deleted, count(*), total(size) FROM files WHERE folder = ?1 "
+    [S_FOLDER_STATS] = "SELECT type, deleted, count(*), sum(size) FROM files WHERE folder = ?1 "
                        "GROUP BY type, deleted",
     [S_FILE_UPSERT] =
         "INSERT INTO files(folder, path, type, deleted, size, mtime_ns, mode, inode, ctime_ns, "
@@ -624,7 +624,7 @@ int lr_index_folder_stats(struct lr_index *ix, const char *folder_id, struct lr_
             st.deleted += cnt;
         else if (type == LR_FT_FILE) {
             st.files += cnt;
-            st.bytes += (uint64_t)sqlite3_column_double(s, 3);
+            st.bytes += (uint64_t)sqlite3_column_int64(s, 3);
         } else if (type == LR_FT_DIR)
             st.dirs += cnt;
         else if (type == LR_FT_SYMLINK)

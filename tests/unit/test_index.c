@@ -10,6 +10,7 @@
 
 #include "index/index.h"
 #include "util/buf.h"
+#include "util/log.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ struct fx {
 
 static int setup(void **state)
 {
+    lr_log_set_level(LR_LOG_ERROR);
     struct fx *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/lr-test-index-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
@@ -497,6 +499,61 @@ static void test_vv(void **state)
     lr_buf_release(&b);
 }
 
+/* Hostile database contents are refused on read, not trusted. */
+static void test_corrupt_rows(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_file_rec r, g;
+    mkfile(&r, "victim", 2, 10, 3);
+    assert_int_equal(lr_index_file_put(f->ix, "fold-1", &r, NULL, &err), 0);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE files SET vv = x'0102'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(lr_index_file_get(f->ix, "fold-1", r.path, r.path_len, 0, &g, &err),
+                     LR_EBADVAL);
+    assert_null(g.path);
+    assert_int_equal(sqlite3_exec(db, "UPDATE files SET vv = x''", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "UPDATE chunks SET hash = x'00' WHERE idx = 1", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(lr_index_file_get(f->ix, "fold-1", r.path, r.path_len, LR_IX_CHUNKS, &g, &err),
+                     LR_EBADVAL);
+    assert_int_equal(sqlite3_exec(db, "UPDATE files SET type = 9", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(lr_index_file_get(f->ix, "fold-1", r.path, r.path_len, 0, &g, &err),
+                     LR_EBADVAL);
+    sqlite3_close(db);
+    lr_file_rec_release(&r);
+}
+
+/* Many files sharing one chunk hash: lookups stay cheap (hostile case 11). */
+static void test_shared_chunk_hash(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    char name[32];
+    assert_int_equal(lr_index_begin(f->ix, &err), 0);
+    for (int i = 0; i < 3000; i++) {
+        struct lr_file_rec r;
+        snprintf(name, sizeof(name), "same%04d", i);
+        mkfile(&r, name, 1, 7, 0x42); /* chunk 0 hash identical in every file */
+        assert_int_equal(lr_index_file_put(f->ix, "fold-1", &r, NULL, &err), 0);
+        lr_file_rec_release(&r);
+    }
+    assert_int_equal(lr_index_commit(f->ix, &err), 0);
+    struct lr_hash h;
+    memset(h.b, 0x42, sizeof(h.b));
+    h.b[0] = 0;
+    struct lr_chunk_loc loc;
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(lr_index_chunk_find(f->ix, "fold-1", &h, &loc, &err), 0);
+        assert_int_equal(strncmp((char *)loc.path, "same", 4), 0);
+        assert_int_equal(loc.len, 7);
+        lr_chunk_loc_release(&loc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +566,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_by_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_find, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_and_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_chunk_hash, setup, teardown),
         cmocka_unit_test(test_vv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
