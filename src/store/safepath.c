@@ -139,8 +139,15 @@ int lr__store_open_one_dir(const struct lr_store *st, int dirfd, const char *nam
     /* Fallback: O_NOFOLLOW refuses a symlink as the (only) component; st_dev stands in for
      * RESOLVE_NO_XDEV. */
     fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) {
+        int e = -errno;
+        struct stat ls;
+        /* O_DIRECTORY wins over O_NOFOLLOW: a symlink says ENOTDIR; report it as openat2 does. */
+        if (e == -ENOTDIR && fstatat(dirfd, name, &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(ls.st_mode))
+            e = -ELOOP;
+        return e;
+    }
     struct stat sb;
     if (fstat(fd, &sb) < 0) {
         int e = -errno;

@@ -56,20 +56,19 @@ int lr_store_staging_open(struct lr_store *st, const struct lr_hash *key, uint64
     int rc = clear_stray(st, name, &sb, &exists);
     if (rc)
         return lr_err_set(err, rc, "staging %.16s: %s", name, lr_strerror(rc));
-    uint64_t have = exists ? (uint64_t)sb.st_blocks * 512 : 0;
+    /*
+     * A file larger than the whole file system cannot be stored (refused before anything is
+     * created). Free space is not the limit: a sparse file may need much less than its size.
+     */
     struct statvfs vfs;
     if (fstatvfs(st->tmpfd, &vfs) == 0) {
-        uint64_t avail = (uint64_t)vfs.f_bavail;
+        uint64_t blocks = (uint64_t)vfs.f_blocks;
         uint64_t frsize = (uint64_t)vfs.f_frsize;
-        bool fits = true;
-        if (frsize && avail <= UINT64_MAX / frsize) {
-            uint64_t need = size > have ? size - have : 0;
-            fits = need <= avail * frsize;
-        }
-        if (!fits)
+        if (frsize && blocks <= UINT64_MAX / frsize && size > blocks * frsize)
             return lr_err_set(err, -ENOSPC,
-                              "staging %.16s: %" PRIu64 " bytes do not fit (%" PRIu64 " free)",
-                              name, size, avail * frsize);
+                              "staging %.16s: %" PRIu64 " bytes exceed the file system (%" PRIu64
+                              " bytes)",
+                              name, size, blocks * frsize);
     }
     int f = openat(st->tmpfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
     if (f < 0)

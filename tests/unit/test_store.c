@@ -1,0 +1,1111 @@
+/*
+ * test_store.c - the store against real temporary folders: path checks,
+ * symlinks planted in and swapped into the path, expectations, the
+ * versions archive, staging resume, FIFOs, long names and deep paths,
+ * a parent-flipping race, batches, and ENOSPC/EXDEV on a tiny tmpfs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "hash/hash.h"
+#include "store/store.h"
+#include "util/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+struct fx {
+    char dir[64];
+    char root[128];
+    char out[128]; /* "outside": must stay empty whatever peers send */
+    struct lr_store *st;
+};
+
+static int setup(void **state)
+{
+    lr_log_set_level(LR_LOG_ERROR);
+    struct fx *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/lr-test-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->root, sizeof(f->root), "%s/root", f->dir);
+    snprintf(f->out, sizeof(f->out), "%s/outside", f->dir);
+    assert_int_equal(mkdir(f->root, 0755), 0);
+    assert_int_equal(mkdir(f->out, 0755), 0);
+    char m[256];
+    snprintf(m, sizeof(m), "%s/.landropic", f->root);
+    assert_int_equal(mkdir(m, 0700), 0);
+    struct lr_err err = {0};
+    assert_int_equal(lr_store_open(f->root, &f->st, &err), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    lr_store_close(f->st);
+    lr_store_test_force_walk(false);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static char *P(const struct fx *f, const char *rel)
+{
+    static char buf[8][1024];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, 1024, "%s/%s", f->root, rel);
+    return b;
+}
+
+static void put_file(const char *path, const char *data)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    size_t n = strlen(data);
+    assert_int_equal(write(fd, data, n), (ssize_t)n);
+    close(fd);
+}
+
+/* Whole content of a (small) file, "" if absent; static buffer. */
+static const char *content(const char *path)
+{
+    static char buf[4][65536];
+    static int k;
+    char *b = buf[k++ % 4];
+    b[0] = '\0';
+    int fd = open(path, O_RDONLY | O_NOFOLLOW);
+    if (fd < 0)
+        return b;
+    ssize_t n = read(fd, b, 65535);
+    close(fd);
+    b[n > 0 ? n : 0] = '\0';
+    return b;
+}
+
+static size_t count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* The one entry of dir whose name starts with prefix, or NULL. */
+static const char *find_entry(const char *dir, const char *prefix)
+{
+    static char name[NAME_MAX + 1];
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    struct dirent *de;
+    const char *r = NULL;
+    while ((de = readdir(d))) {
+        if (!strncmp(de->d_name, prefix, strlen(prefix))) {
+            snprintf(name, sizeof(name), "%s", de->d_name);
+            r = name;
+        }
+    }
+    closedir(d);
+    return r;
+}
+
+static void key_of(const char *s, struct lr_hash *k)
+{
+    lr_sha256(s, strlen(s), k);
+}
+
+/* A complete staging file for key `ks` holding data. */
+static int stage(struct fx *f, const char *ks, const char *data)
+{
+    struct lr_hash k;
+    key_of(ks, &k);
+    int fd;
+    bool resumed;
+    struct lr_err err = {0};
+    size_t n = strlen(data);
+    assert_int_equal(lr_store_staging_open(f->st, &k, n, &fd, &resumed, &err), 0);
+    assert_int_equal(lr_store_staging_write(fd, 0, data, n, &err), 0);
+    return fd;
+}
+
+static const struct lr_store_expect ABSENT = {.exists = false};
+
+static struct lr_store_expect expect_of(const struct lr_store_info *i)
+{
+    struct lr_store_expect e = {.exists = true,
+                                .type = i->type,
+                                .ino = i->ino,
+                                .size = i->size,
+                                .mtime_ns = i->mtime_ns,
+                                .ctime_ns = i->ctime_ns};
+    return e;
+}
+
+static struct lr_store_expect expect_path(struct fx *f, const char *rel)
+{
+    struct lr_store_info i;
+    struct lr_err err = {0};
+    assert_int_equal(lr_store_stat(f->st, rel, &i, &err), 0);
+    return expect_of(&i);
+}
+
+static int commit(struct fx *f, const char *rel, const char *data, const struct lr_store_expect *e,
+                  unsigned flags, struct lr_err *err)
+{
+    struct lr_hash k;
+    key_of(rel, &k);
+    int fd = stage(f, rel, data);
+    int rc = lr_store_commit_file(f->st, NULL, &k, fd, rel, 0644, 1700000000123456789LL, e, flags,
+                                  NULL, err);
+    close(fd);
+    return rc;
+}
+
+/* ---- open / marker / paths ----------------------------------------------- */
+
+static void test_open_marker(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_store *st = NULL;
+    char r2[256], m[300];
+    snprintf(r2, sizeof(r2), "%s/r2", f->dir);
+    assert_int_equal(mkdir(r2, 0755), 0);
+    assert_int_equal(lr_store_open(r2, &st, &err), LR_ENOMARKER);
+    assert_null(st);
+    /* A marker that is a symlink to a directory is not a marker. */
+    snprintf(m, sizeof(m), "%s/.landropic", r2);
+    assert_int_equal(symlink(f->out, m), 0);
+    assert_int_equal(lr_store_open(r2, &st, &err), LR_ENOMARKER);
+    assert_int_equal(count_entries(f->out), 0);
+    unlink(m);
+    put_file(m, "x");
+    assert_int_equal(lr_store_open(r2, &st, &err), LR_ENOMARKER);
+    unlink(m);
+    assert_int_equal(mkdir(m, 0700), 0);
+    assert_int_equal(lr_store_open(r2, &st, &err), 0);
+    snprintf(m, sizeof(m), "%s/.landropic/tmp", r2);
+    assert_int_equal(access(m, F_OK), 0);
+    snprintf(m, sizeof(m), "%s/.landropic/versions", r2);
+    assert_int_equal(access(m, F_OK), 0);
+    assert_int_equal(lr_store_check_marker(st, &err), 0);
+
+    /* Marker replaced by another directory, then removed. */
+    char a[300], b[300];
+    snprintf(a, sizeof(a), "%s/.landropic", r2);
+    snprintf(b, sizeof(b), "%s/old-marker", r2);
+    assert_int_equal(rename(a, b), 0);
+    assert_int_equal(lr_store_check_marker(st, &err), LR_ENOMARKER);
+    assert_int_equal(mkdir(a, 0700), 0);
+    assert_int_equal(lr_store_check_marker(st, &err), LR_ENOMARKER);
+    assert_int_equal(rmdir(a), 0);
+    assert_int_equal(rename(b, a), 0);
+    assert_int_equal(lr_store_check_marker(st, &err), 0);
+    /* Root itself replaced (e.g. unmounted, recreated). */
+    snprintf(b, sizeof(b), "%s/r2-old", f->dir);
+    assert_int_equal(rename(r2, b), 0);
+    assert_int_equal(mkdir(r2, 0755), 0);
+    assert_int_equal(lr_store_check_marker(st, &err), LR_ENOMARKER);
+    assert_non_null(strstr(err.msg, "r2"));
+    lr_store_close(st);
+}
+
+static void test_bad_paths(void **state)
+{
+    struct fx *f = *state;
+    static const char *bad[] = {"",
+                                ".",
+                                "..",
+                                "/etc/x",
+                                "../x",
+                                "a/../../x",
+                                "a//b",
+                                "./a",
+                                "a/",
+                                "a/.",
+                                ".landropic",
+                                ".landropic/tmp/x",
+                                ".LandRopic/versions/x",
+                                "../outside/x"};
+    struct lr_err err = {0};
+    struct lr_hash k;
+    key_of("bad", &k);
+    int fd = stage(f, "bad", "payload");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(lr_store_path_check(bad[i], &err), LR_EBADPATH);
+        assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, bad[i], 0644, 0, &ABSENT,
+                                              LR_STORE_MKPARENTS, NULL, &err),
+                         LR_EBADPATH);
+        assert_int_equal(lr_store_mkdir(f->st, NULL, bad[i], 0755, 0, NULL, &err), LR_EBADPATH);
+    }
+    close(fd);
+    assert_int_equal(lr_store_path_check(".landropicignore", &err), 0);
+    assert_int_equal(lr_store_path_check("a/.landropic", &err), 0);
+    assert_int_equal(lr_store_path_check("x/\xff\xfe name", &err), 0);
+    /* Nothing was written anywhere but the staging file. */
+    assert_int_equal(count_entries(f->root), 1);
+    assert_int_equal(count_entries(f->out), 0);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 1);
+}
+
+/* ---- commit -------------------------------------------------------------- */
+
+static void test_commit_new_and_replace(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_hash k;
+    key_of("a/b/c.txt", &k);
+    int fd = stage(f, "a/b/c.txt", "version one");
+    struct lr_store_info info;
+    /* Without MKPARENTS the missing parent is an error and nothing moves. */
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "a/b/c.txt", 0640, 1234567890,
+                                          &ABSENT, 0, &info, &err),
+                     -ENOENT);
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "a/b/c.txt", 04640, 1234567890,
+                                          &ABSENT, LR_STORE_MKPARENTS, &info, &err),
+                     0);
+    close(fd);
+    assert_string_equal(content(P(f, "a/b/c.txt")), "version one");
+    struct stat sb;
+    assert_int_equal(lstat(P(f, "a/b/c.txt"), &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0640); /* set-uid from a peer is dropped */
+    assert_int_equal(sb.st_mtim.tv_sec, 1);
+    assert_int_equal(sb.st_mtim.tv_nsec, 234567890);
+    assert_int_equal(info.ino, sb.st_ino);
+    assert_int_equal(info.size, 11);
+    assert_int_equal(info.ctime_ns, (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec);
+    assert_int_equal(info.mtime_ns, 1234567890);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
+
+    /* Replace with the scan's view: old content lands in versions/a/b/. */
+    struct lr_store_expect e = expect_of(&info);
+    assert_int_equal(commit(f, "a/b/c.txt", "version two!", &e, 0, &err), 0);
+    assert_string_equal(content(P(f, "a/b/c.txt")), "version two!");
+    const char *v = find_entry(P(f, ".landropic/versions/a/b"), "c.txt~");
+    assert_non_null(v);
+    assert_int_equal(strlen(v), strlen("c.txt~20261125-134501"));
+    char vp[600];
+    snprintf(vp, sizeof(vp), "%s/%s", P(f, ".landropic/versions/a/b"), v);
+    assert_string_equal(content(vp), "version one");
+
+    /* And again within the same second: a collision suffix, nothing overwritten. */
+    e = expect_path(f, "a/b/c.txt");
+    assert_int_equal(commit(f, "a/b/c.txt", "three", &e, 0, &err), 0);
+    e = expect_path(f, "a/b/c.txt");
+    assert_int_equal(commit(f, "a/b/c.txt", "four", &e, 0, &err), 0);
+    assert_string_equal(content(P(f, "a/b/c.txt")), "four");
+    assert_int_equal(count_entries(P(f, ".landropic/versions/a/b")), 3);
+    /* Zero-byte files commit too. */
+    assert_int_equal(commit(f, "empty", "", &ABSENT, 0, &err), 0);
+    assert_int_equal(lstat(P(f, "empty"), &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+}
+
+static void test_commit_changed(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    put_file(P(f, "x"), "local");
+    /* Expected absent, but a local file appeared. */
+    struct lr_hash k;
+    key_of("x", &k);
+    int fd = stage(f, "x", "remote");
+    assert_int_equal(
+        lr_store_commit_file(f->st, NULL, &k, fd, "x", 0644, 0, &ABSENT, 0, NULL, &err),
+        LR_ECHANGED);
+    assert_string_equal(content(P(f, "x")), "local");
+    /* Scan saw it; then the user edited it (size and mtime differ). */
+    struct lr_store_expect e = expect_path(f, "x");
+    put_file(P(f, "x"), "local edit, longer");
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "x", 0644, 0, &e, 0, NULL, &err),
+                     LR_ECHANGED);
+    assert_non_null(strstr(err.msg, "x"));
+    assert_string_equal(content(P(f, "x")), "local edit, longer");
+    /* Same size and mtime restored, but rewritten: ctime tells. */
+    e = expect_path(f, "x");
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {0, 0}};
+    ts[1].tv_sec = (time_t)(e.mtime_ns / 1000000000);
+    ts[1].tv_nsec = (long)(e.mtime_ns % 1000000000);
+    usleep(20000);
+    put_file(P(f, "x"), "LOCAL EDIT, LONGER");
+    assert_int_equal(utimensat(AT_FDCWD, P(f, "x"), ts, 0), 0);
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "x", 0644, 0, &e, 0, NULL, &err),
+                     LR_ECHANGED);
+    assert_string_equal(content(P(f, "x")), "LOCAL EDIT, LONGER");
+    /* A directory where a file was expected; and a directory as the expectation. */
+    assert_int_equal(mkdir(P(f, "d"), 0755), 0);
+    e.exists = true;
+    e.type = LR_FT_FILE;
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "d", 0644, 0, &e, 0, NULL, &err),
+                     LR_ECHANGED);
+    e = expect_path(f, "d");
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "d", 0644, 0, &e, 0, NULL, &err),
+                     LR_EUSAGE);
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "d", 0644, 0, NULL, 0, NULL, &err),
+                     LR_EUSAGE);
+    /* The staging file survived every refusal and still commits. */
+    e = expect_path(f, "x");
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "x", 0644, 0, &e, 0, NULL, &err), 0);
+    close(fd);
+    assert_string_equal(content(P(f, "x")), "remote");
+    assert_int_equal(count_entries(P(f, ".landropic/versions")), 1);
+    /* A staging fd that is not the file under the key's name is refused. */
+    fd = stage(f, "y", "y data");
+    key_of("other", &k);
+    int fd2 = stage(f, "other", "zzz");
+    assert_int_equal(
+        lr_store_commit_file(f->st, NULL, &k, fd, "y", 0644, 0, &ABSENT, 0, NULL, &err),
+        LR_ECHANGED);
+    close(fd);
+    close(fd2);
+    assert_int_equal(access(P(f, "y"), F_OK), -1);
+}
+
+/* hostile case 13 (croc #1191), case 2 */
+static void check_symlinked_parent(struct fx *f)
+{
+    struct lr_err err = {0};
+    assert_int_equal(symlink(f->out, P(f, "nested")), 0);
+    assert_int_equal(commit(f, "nested/payload", "evil", &ABSENT, 0, &err), -ELOOP);
+    assert_non_null(strstr(err.msg, "nested/payload"));
+    assert_int_equal(commit(f, "nested/payload", "evil", &ABSENT, LR_STORE_MKPARENTS, &err),
+                     -ELOOP);
+    assert_int_equal(commit(f, "nested/deeper/payload", "evil", &ABSENT, LR_STORE_MKPARENTS, &err),
+                     -ELOOP);
+    assert_int_equal(lr_store_mkdir(f->st, NULL, "nested/dir", 0755, 0, NULL, &err), -ELOOP);
+    struct lr_store_expect e = {.exists = true, .type = LR_FT_SYMLINK};
+    assert_int_equal(lr_store_symlink(f->st, NULL, "nested/l", "/etc", 0, &ABSENT, 0, NULL, &err),
+                     -ELOOP);
+    /* Operations on an entry that exists beyond the link are refused too. */
+    put_file(P(f, "../outside/victim"), "precious");
+    e.type = LR_FT_FILE;
+    assert_int_equal(lr_store_delete(f->st, NULL, "nested/victim", &e, &err), -ELOOP);
+    assert_int_equal(lr_store_set_meta(f->st, NULL, "nested/victim", 0777, 0, &e, NULL, &err),
+                     -ELOOP);
+    char buf[8];
+    struct lr_hash h;
+    lr_sha256("precious", 8, &h);
+    assert_int_equal(lr_store_read_chunk(f->st, "nested/victim", 0, 8, &h, buf, &err), -ELOOP);
+    struct lr_store_info info;
+    assert_int_equal(lr_store_stat(f->st, "nested/victim", &info, &err), -ELOOP);
+    assert_int_equal(count_entries(f->out), 1);
+    assert_string_equal(content(P(f, "../outside/victim")), "precious");
+    struct stat sb;
+    assert_int_equal(stat(P(f, "../outside/victim"), &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644);
+    assert_int_equal(lstat(P(f, "nested"), &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+}
+
+static void test_symlink_parent_refused(void **state)
+{
+    check_symlinked_parent(*state);
+}
+
+static void test_symlink_parent_refused_walk(void **state)
+{
+    lr_store_test_force_walk(true);
+    check_symlinked_parent(*state);
+}
+
+/* A symlink as the final component is replaced, never written through. */
+static void test_symlink_final_component(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    put_file(P(f, "../outside/target"), "outside data");
+    char tgt[300];
+    snprintf(tgt, sizeof(tgt), "%s/target", f->out);
+    assert_int_equal(symlink(tgt, P(f, "link")), 0);
+    /* The engine believed it was a file: refused. */
+    struct lr_store_expect e = {.exists = true, .type = LR_FT_FILE, .size = 12};
+    assert_int_equal(commit(f, "link", "new", &e, 0, &err), LR_ECHANGED);
+    e = expect_path(f, "link");
+    assert_int_equal(e.type, LR_FT_SYMLINK);
+    assert_int_equal(commit(f, "link", "new", &e, 0, &err), 0);
+    struct stat sb;
+    assert_int_equal(lstat(P(f, "link"), &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_string_equal(content(P(f, "link")), "new");
+    assert_string_equal(content(tgt), "outside data");
+    /* Symlinks are not archived, and no leftovers in tmp. */
+    assert_int_equal(count_entries(P(f, ".landropic/versions")), 0);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
+    assert_int_equal(count_entries(f->out), 1);
+    /* Same through set_meta: a symlink's target is never chmod'ed. */
+    assert_int_equal(symlink(tgt, P(f, "link2")), 0);
+    e = expect_path(f, "link2");
+    assert_int_equal(lr_store_set_meta(f->st, NULL, "link2", 0777, 42, &e, NULL, &err), 0);
+    assert_int_equal(stat(tgt, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644);
+    assert_int_equal(lstat(P(f, "link2"), &sb), 0);
+    assert_int_equal(sb.st_mtim.tv_sec, 0);
+    assert_int_equal(sb.st_mtim.tv_nsec, 42);
+}
+
+static void test_symlink_create(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_store_info info;
+    assert_int_equal(lr_store_symlink(f->st, NULL, "s", f->out, -1, &ABSENT, 0, &info, &err), 0);
+    char buf[256];
+    ssize_t n = readlink(P(f, "s"), buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, f->out);
+    assert_int_equal(info.type, LR_FT_SYMLINK);
+    assert_int_equal(info.mtime_ns, -1);
+    /* hostile case 2: s -> outside, then s/f */
+    assert_int_equal(commit(f, "s/f", "evil", &ABSENT, LR_STORE_MKPARENTS, &err), -ELOOP);
+    /* hostile case 3: delete s, then create s/bar, then delete s/bar */
+    struct lr_store_expect e = expect_of(&info);
+    assert_int_equal(lr_store_delete(f->st, NULL, "s", &e, &err), 0);
+    assert_int_equal(commit(f, "s/bar", "fine", &ABSENT, LR_STORE_MKPARENTS, &err), 0);
+    e = expect_path(f, "s/bar");
+    assert_int_equal(lr_store_delete(f->st, NULL, "s/bar", &e, &err), 0);
+    assert_int_equal(count_entries(f->out), 0);
+    assert_int_equal(access(P(f, "s/bar"), F_OK), -1);
+    /* Replacing a regular file with a symlink archives the file. */
+    put_file(P(f, "r"), "was a file");
+    e = expect_path(f, "r");
+    assert_int_equal(lr_store_symlink(f->st, NULL, "r", "s/bar", 0, &e, 0, NULL, &err), 0);
+    const char *v = find_entry(P(f, ".landropic/versions"), "r~");
+    assert_non_null(v);
+    char vp[600];
+    snprintf(vp, sizeof(vp), "%s/%s", P(f, ".landropic/versions"), v);
+    assert_string_equal(content(vp), "was a file");
+    /* Bad targets, and a symlink over an unexpected entry. */
+    assert_int_equal(lr_store_symlink(f->st, NULL, "t", "", 0, &ABSENT, 0, NULL, &err), LR_EBADVAL);
+    assert_int_equal(lr_store_symlink(f->st, NULL, "r", "x", 0, &ABSENT, 0, NULL, &err),
+                     LR_ECHANGED);
+    /* No temporary symlink left behind; the refused s/f staging file stays for a retry. */
+    assert_null(find_entry(P(f, ".landropic/tmp"), "t-"));
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 1);
+}
+
+static void test_delete(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    assert_int_equal(mkdir(P(f, "d"), 0755), 0);
+    put_file(P(f, "d/file"), "keep me");
+    struct lr_store_expect e = expect_path(f, "d");
+    assert_int_equal(lr_store_delete(f->st, NULL, "d", &e, &err), -ENOTEMPTY);
+    assert_non_null(strstr(err.msg, "file"));
+    assert_string_equal(content(P(f, "d/file")), "keep me");
+    /* Mismatch: refused, intact. */
+    struct lr_store_expect ef = expect_path(f, "d/file");
+    ef.size = 3;
+    assert_int_equal(lr_store_delete(f->st, NULL, "d/file", &ef, &err), LR_ECHANGED);
+    assert_string_equal(content(P(f, "d/file")), "keep me");
+    /* A file delete is a move into versions/. */
+    ef = expect_path(f, "d/file");
+    assert_int_equal(lr_store_delete(f->st, NULL, "d/file", &ef, &err), 0);
+    assert_int_equal(access(P(f, "d/file"), F_OK), -1);
+    const char *v = find_entry(P(f, ".landropic/versions/d"), "file~");
+    assert_non_null(v);
+    char vp[600];
+    snprintf(vp, sizeof(vp), "%s/%s", P(f, ".landropic/versions/d"), v);
+    assert_string_equal(content(vp), "keep me");
+    assert_int_equal(lr_store_delete(f->st, NULL, "d/file", &ef, &err), -ENOENT);
+    /* Now empty: rmdir. A file where the directory was expected: refused. */
+    put_file(P(f, "notdir"), "x");
+    struct lr_store_expect ed = e;
+    ed.ino = 0;
+    ed.ctime_ns = 0;
+    assert_int_equal(lr_store_delete(f->st, NULL, "notdir", &ed, &err), LR_ECHANGED);
+    e = expect_path(f, "d");
+    assert_int_equal(lr_store_delete(f->st, NULL, "d", &e, &err), 0);
+    assert_int_equal(access(P(f, "d"), F_OK), -1);
+    /* A symlink is unlinked, its target untouched. */
+    put_file(P(f, "../outside/t"), "outside");
+    char tgt[300];
+    snprintf(tgt, sizeof(tgt), "%s/t", f->out);
+    assert_int_equal(symlink(tgt, P(f, "l")), 0);
+    e = expect_path(f, "l");
+    assert_int_equal(lr_store_delete(f->st, NULL, "l", &e, &err), 0);
+    struct stat sb;
+    assert_int_equal(lstat(P(f, "l"), &sb), -1);
+    assert_string_equal(content(tgt), "outside");
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
+    assert_int_equal(lr_store_delete(f->st, NULL, "l", NULL, &err), LR_EUSAGE);
+}
+
+static void test_set_meta_and_mkdir(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    mode_t old = umask(077);
+    struct lr_store_info info;
+    assert_int_equal(lr_store_mkdir(f->st, NULL, "p/q", 02755, LR_STORE_MKPARENTS, &info, &err), 0);
+    umask(old);
+    struct stat sb;
+    assert_int_equal(stat(P(f, "p/q"), &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 07777, 0755);
+    assert_int_equal(info.type, LR_FT_DIR);
+    assert_int_equal(info.ino, sb.st_ino);
+    /* Existing directory: fine, mode applied. A file in the way: refused. */
+    assert_int_equal(lr_store_mkdir(f->st, NULL, "p/q", 0700, 0, NULL, &err), 0);
+    assert_int_equal(stat(P(f, "p/q"), &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0700);
+    put_file(P(f, "p/file"), "data");
+    assert_int_equal(lr_store_mkdir(f->st, NULL, "p/file", 0700, 0, NULL, &err), LR_ECHANGED);
+    assert_string_equal(content(P(f, "p/file")), "data");
+
+    struct lr_store_expect e = expect_path(f, "p/file");
+    assert_int_equal(
+        lr_store_set_meta(f->st, NULL, "p/file", 06600, 1500000000000000001LL, &e, &info, &err), 0);
+    assert_int_equal(stat(P(f, "p/file"), &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    assert_int_equal(sb.st_mtim.tv_sec, 1500000000);
+    assert_int_equal(sb.st_mtim.tv_nsec, 1);
+    assert_int_equal(info.mtime_ns, 1500000000000000001LL);
+    assert_string_equal(content(P(f, "p/file")), "data");
+    /* Stale expectation (ctime moved with the chmod above). */
+    assert_int_equal(lr_store_set_meta(f->st, NULL, "p/file", 0644, 0, &e, NULL, &err),
+                     LR_ECHANGED);
+    assert_int_equal(stat(P(f, "p/file"), &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    e = expect_path(f, "p/q");
+    assert_int_equal(lr_store_set_meta(f->st, NULL, "p/q", 0711, 5000000000LL, &e, NULL, &err), 0);
+    assert_int_equal(stat(P(f, "p/q"), &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0711);
+    assert_int_equal(sb.st_mtim.tv_sec, 5);
+}
+
+/* ---- staging ------------------------------------------------------------- */
+
+static void test_staging_resume(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_hash k, h1, h2, h3;
+    key_of("resume-me", &k);
+    enum { CH = 4096 };
+    static char c1[CH], c2[CH], c3[CH];
+    memset(c1, 'a', CH);
+    memset(c2, 'b', CH);
+    memset(c3, 'c', CH);
+    lr_sha256(c1, CH, &h1);
+    lr_sha256(c2, CH, &h2);
+    lr_sha256(c3, CH, &h3);
+    int fd;
+    bool resumed = true;
+    assert_int_equal(lr_store_staging_open(f->st, &k, 3 * CH, &fd, &resumed, &err), 0);
+    assert_false(resumed);
+    assert_int_equal(lr_store_staging_write(fd, 0, c1, CH, &err), 0);
+    assert_int_equal(lr_store_staging_write(fd, CH, c2, CH, &err), 0);
+    close(fd); /* "crash" */
+
+    assert_int_equal(lr_store_staging_open(f->st, &k, 3 * CH, &fd, &resumed, &err), 0);
+    assert_true(resumed);
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    assert_int_equal(sb.st_size, 3 * CH);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 0, CH, &h1, &err), 0);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, CH, CH, &h2, &err), 0);
+    /* Never written (sparse zeros), swapped, corrupted, and past the end. */
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 2 * CH, CH, &h3, &err), LR_EVERIFY);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 0, CH, &h2, &err), LR_EVERIFY);
+    assert_int_equal(pwrite(fd, "X", 1, CH + 100), 1);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, CH, CH, &h2, &err), LR_EVERIFY);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 3 * CH - 10, CH, &h1, &err), LR_EVERIFY);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 0, LR_STORE_CHUNK_MAX + 1, &h1, &err),
+                     LR_ETOOBIG);
+    close(fd);
+    /* Reopen at a smaller size keeps what is below it. */
+    assert_int_equal(lr_store_staging_open(f->st, &k, CH, &fd, &resumed, &err), 0);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 0, CH, &h1, &err), 0);
+    close(fd);
+    assert_int_equal(lr_store_staging_discard(f->st, &k, &err), 0);
+    assert_int_equal(lr_store_staging_discard(f->st, &k, &err), 0);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
+}
+
+static void test_staging_hostile(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_hash k;
+    key_of("hostile", &k);
+    int fd;
+    /* hostile case 27: impossible sizes refused before anything is created. */
+    assert_int_equal(lr_store_staging_open(f->st, &k, UINT64_C(1) << 63, &fd, NULL, &err),
+                     LR_ETOOBIG);
+    assert_int_equal(fd, -1);
+    assert_int_equal(lr_store_staging_open(f->st, &k, UINT64_C(1) << 60, &fd, NULL, &err), -ENOSPC);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
+    /* A symlink planted under the staging name is removed, not written through. */
+    char hex[LR_HASH_HEX_LEN + 1], sp[600];
+    lr_hash_hex(&k, hex);
+    snprintf(sp, sizeof(sp), "%s/%s", P(f, ".landropic/tmp"), hex);
+    put_file(P(f, "../outside/t"), "outside");
+    char tgt[300];
+    snprintf(tgt, sizeof(tgt), "%s/t", f->out);
+    assert_int_equal(symlink(tgt, sp), 0);
+    bool resumed = true;
+    assert_int_equal(lr_store_staging_open(f->st, &k, 100, &fd, &resumed, &err), 0);
+    assert_false(resumed);
+    assert_int_equal(lr_store_staging_write(fd, 0, "zzz", 3, &err), 0);
+    close(fd);
+    assert_string_equal(content(tgt), "outside");
+    /* A hard link to a user's file likewise. */
+    unlink(sp);
+    put_file(P(f, "user"), "user data");
+    assert_int_equal(link(P(f, "user"), sp), 0);
+    assert_int_equal(lr_store_staging_open(f->st, &k, 100, &fd, &resumed, &err), 0);
+    assert_false(resumed);
+    assert_int_equal(lr_store_staging_write(fd, 0, "zzz", 3, &err), 0);
+    close(fd);
+    assert_string_equal(content(P(f, "user")), "user data");
+    /* A 100 GiB sparse staging file costs no space. */
+    struct lr_hash k2;
+    key_of("sparse", &k2);
+    assert_int_equal(lr_store_staging_open(f->st, &k2, UINT64_C(100) << 30, &fd, NULL, &err), 0);
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    assert_int_equal((uint64_t)sb.st_size, UINT64_C(100) << 30);
+    assert_true(sb.st_blocks < 64);
+    close(fd);
+}
+
+static void test_staging_gc(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    close(stage(f, "g1", "one"));
+    close(stage(f, "g2", "two"));
+    uint64_t n = 99;
+    assert_int_equal(lr_store_staging_gc(f->st, 3600, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 2);
+    usleep(10000);
+    assert_int_equal(lr_store_staging_gc(f->st, 0, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char m[] = "read blocked on a FIFO\n";
+    ssize_t w = write(2, m, sizeof(m) - 1);
+    (void)w;
+    _exit(1);
+}
+
+static void test_read_chunk(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    put_file(P(f, "data"), "0123456789abcdef");
+    struct lr_hash h, hz;
+    char buf[32];
+    lr_sha256("456789", 6, &h);
+    assert_int_equal(lr_store_read_chunk(f->st, "data", 4, 6, &h, buf, &err), 0);
+    assert_memory_equal(buf, "456789", 6);
+    lr_sha256("456788", 6, &hz);
+    assert_int_equal(lr_store_read_chunk(f->st, "data", 4, 6, &hz, buf, &err), LR_EVERIFY);
+    assert_non_null(strstr(err.msg, "data"));
+    assert_int_equal(lr_store_read_chunk(f->st, "data", 12, 6, &h, buf, &err), LR_EVERIFY);
+    assert_int_equal(lr_store_read_chunk(f->st, "data", 0, LR_STORE_CHUNK_MAX + 1, &h, buf, &err),
+                     LR_ETOOBIG);
+    assert_int_equal(lr_store_read_chunk(f->st, "nope", 0, 6, &h, buf, &err), -ENOENT);
+    /* hostile case 14: a FIFO is never opened for reading, so never blocks. */
+    assert_int_equal(mkfifo(P(f, "fifo"), 0644), 0);
+    signal(SIGALRM, on_alarm);
+    alarm(10);
+    assert_int_equal(lr_store_read_chunk(f->st, "fifo", 0, 6, &h, buf, &err), LR_ECHANGED);
+    int fd;
+    assert_int_equal(lr_store_open_read(f->st, "fifo", &fd, NULL, &err), LR_ECHANGED);
+    assert_int_equal(fd, -1);
+    alarm(0);
+    /* A device node (we are root in CI; skip the mknod if not). */
+    if (mknod(P(f, "null"), S_IFCHR | 0666, makedev(1, 3)) == 0)
+        assert_int_equal(lr_store_read_chunk(f->st, "null", 0, 6, &h, buf, &err), LR_ECHANGED);
+    /* A symlink to a readable file. */
+    assert_int_equal(symlink("data", P(f, "ln")), 0);
+    assert_int_equal(lr_store_read_chunk(f->st, "ln", 4, 6, &h, buf, &err), -ELOOP);
+    struct lr_store_info info;
+    assert_int_equal(lr_store_open_read(f->st, "data", &fd, &info, &err), 0);
+    assert_int_equal(info.size, 16);
+    assert_int_equal(lr_store_read_chunk_fd(fd, 4, 6, &h, buf, &err), 0);
+    close(fd);
+}
+
+/* ---- long names, deep paths --------------------------------------------- */
+
+static void test_long_names(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    char leaf[256], rel[300];
+    memset(leaf, 'n', 255);
+    leaf[255] = '\0';
+    /* A multi-byte character right where the archive name is cut. */
+    memcpy(leaf + 200, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 10);
+    snprintf(rel, sizeof(rel), "dir/%s", leaf);
+    assert_int_equal(commit(f, rel, "first", &ABSENT, LR_STORE_MKPARENTS, &err), 0);
+    assert_string_equal(content(P(f, rel)), "first");
+    struct lr_store_expect e = expect_path(f, rel);
+    assert_int_equal(commit(f, rel, "second", &e, 0, &err), 0);
+    e = expect_path(f, rel);
+    assert_int_equal(lr_store_delete(f->st, NULL, rel, &e, &err), 0);
+    /* Both versions kept, under names that fit, with the hash tag. */
+    DIR *d = opendir(P(f, ".landropic/versions/dir"));
+    assert_non_null(d);
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        size_t l = strlen(de->d_name);
+        assert_true(l <= NAME_MAX);
+        assert_memory_equal(de->d_name, leaf, 150);
+        n++;
+    }
+    closedir(d);
+    assert_int_equal(n, 2);
+}
+
+/* Components of 200 bytes, nested past PATH_MAX. */
+static void deep_path(char *out, size_t cap, int depth, const char *leaf)
+{
+    size_t o = 0;
+    for (int i = 0; i < depth; i++) {
+        assert_true(o + 202 < cap);
+        memset(out + o, 'a' + (i % 26), 200);
+        o += 200;
+        out[o++] = '/';
+    }
+    size_t l = strlen(leaf);
+    assert_true(o + l + 1 < cap);
+    memcpy(out + o, leaf, l + 1);
+}
+
+static void check_deep(struct fx *f)
+{
+    struct lr_err err = {0};
+    static char rel[16384];
+    deep_path(rel, sizeof(rel), 30, "leaf.txt"); /* about 6 KiB */
+    assert_true(strlen(rel) > PATH_MAX);
+    struct lr_hash k;
+    key_of(rel, &k);
+    int fd = stage(f, "deep", "deep data");
+    key_of("deep", &k);
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, rel, 0600, 0, &ABSENT,
+                                          LR_STORE_MKPARENTS, NULL, &err),
+                     0);
+    close(fd);
+    struct lr_store_info info;
+    assert_int_equal(lr_store_stat(f->st, rel, &info, &err), 0);
+    assert_int_equal(info.size, 9);
+    struct lr_hash h;
+    char buf[16];
+    lr_sha256("deep data", 9, &h);
+    assert_int_equal(lr_store_read_chunk(f->st, rel, 0, 9, &h, buf, &err), 0);
+    /* Check through our own *at() walk that it is really there. */
+    int dfd = open(f->root, O_RDONLY | O_DIRECTORY);
+    char comp[201];
+    for (int i = 0; i < 30; i++) {
+        memcpy(comp, rel + (size_t)i * 201, 200);
+        comp[200] = '\0';
+        int nfd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        assert_true(nfd >= 0);
+        close(dfd);
+        dfd = nfd;
+    }
+    int ffd = openat(dfd, "leaf.txt", O_RDONLY | O_NOFOLLOW);
+    assert_true(ffd >= 0);
+    assert_int_equal(read(ffd, buf, sizeof(buf)), 9);
+    close(ffd);
+    /* A symlink deep inside is still refused. */
+    assert_int_equal(symlinkat(f->out, dfd, "lnk"), 0);
+    close(dfd);
+    static char rel2[16384];
+    snprintf(rel2, sizeof(rel2), "%.*slnk/x", (int)(strlen(rel) - strlen("leaf.txt")), rel);
+    assert_int_equal(commit(f, rel2, "evil", &ABSENT, LR_STORE_MKPARENTS, &err), -ELOOP);
+    assert_int_equal(commit(f, rel2, "evil", &ABSENT, 0, &err), -ELOOP);
+    assert_int_equal(count_entries(f->out), 0);
+    struct lr_store_expect e = expect_of(&info);
+    assert_int_equal(lr_store_delete(f->st, NULL, rel, &e, &err), 0);
+    assert_int_equal(lr_store_stat(f->st, rel, &info, &err), -ENOENT);
+}
+
+static void test_deep_paths(void **state)
+{
+    check_deep(*state);
+}
+
+static void test_deep_paths_walk(void **state)
+{
+    lr_store_test_force_walk(true);
+    check_deep(*state);
+}
+
+/* ---- race: parent flipped to a symlink during apply (hostile case 12) ---- */
+
+struct flipper {
+    struct fx *f;
+    atomic_bool stop;
+    unsigned long flips;
+};
+
+static void *flip(void *arg)
+{
+    struct flipper *fl = arg;
+    char d[300], real[300];
+    snprintf(d, sizeof(d), "%s/d", fl->f->root);
+    snprintf(real, sizeof(real), "%s/d.real", fl->f->root);
+    while (!atomic_load(&fl->stop)) {
+        if (rename(d, real) == 0) {
+            if (symlink(fl->f->out, d) == 0) {
+                sched_yield();
+                unlink(d);
+            }
+            rename(real, d);
+        }
+        fl->flips++;
+    }
+    return NULL;
+}
+
+static void race(struct fx *f)
+{
+    struct lr_err err = {0};
+    assert_int_equal(mkdir(P(f, "d"), 0755), 0);
+    put_file(P(f, "d/victim"), "v");
+    struct flipper fl = {.f = f};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, flip, &fl), 0);
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    unsigned ok = 0, refused = 0, i = 0;
+    char rel[64];
+    do {
+        snprintf(rel, sizeof(rel), "d/f%u", i);
+        int rc = commit(f, rel, "payload", &ABSENT, LR_STORE_MKPARENTS, &err);
+        rc == 0 ? ok++ : refused++;
+        snprintf(rel, sizeof(rel), "d/sub%u/g", i);
+        rc = commit(f, rel, "payload", &ABSENT, LR_STORE_MKPARENTS, &err);
+        rc == 0 ? ok++ : refused++;
+        snprintf(rel, sizeof(rel), "d/l%u", i);
+        lr_store_symlink(f->st, NULL, rel, "/etc/passwd", 0, &ABSENT, 0, NULL, &err);
+        snprintf(rel, sizeof(rel), "d/m%u", i);
+        lr_store_mkdir(f->st, NULL, rel, 0777, 0, NULL, &err);
+        struct lr_store_expect e = {.exists = true, .type = LR_FT_FILE, .size = 1};
+        struct lr_store_info info;
+        if (lr_store_stat(f->st, "d/victim", &info, &err) == 0) {
+            e = expect_of(&info);
+            lr_store_set_meta(f->st, NULL, "d/victim", 0600, 7, &e, NULL, &err);
+        }
+        i++;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec) < 1000000000L &&
+             i < 100000);
+    atomic_store(&fl.stop, true);
+    pthread_join(t, NULL);
+    /* Zero writes outside; every success landed inside the root. */
+    assert_int_equal(count_entries(f->out), 0);
+    assert_true(ok > 0);
+    assert_true(fl.flips > 10);
+    print_message("race: %u ops ok, %u refused, %lu flips\n", ok, refused, fl.flips);
+}
+
+static void test_race_flip(void **state)
+{
+    race(*state);
+}
+
+static void test_race_flip_walk(void **state)
+{
+    lr_store_test_force_walk(true);
+    race(*state);
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+static void test_batch(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    assert_int_equal(mkdir(P(f, "x"), 0755), 0);
+    assert_int_equal(mkdir(P(f, "y"), 0755), 0);
+    for (int mode = 0; mode < 2; mode++) {
+        struct lr_store_batch *b =
+            lr_store_batch_new(f->st, mode ? LR_STORE_BARRIER_FSYNC : LR_STORE_BARRIER_SYNCFS);
+        static const char *paths[] = {"x/1", "x/2", "x/3", "y/1"};
+        int fds[4];
+        struct lr_hash keys[4];
+        char rel[16];
+        for (int i = 0; i < 4; i++) {
+            snprintf(rel, sizeof(rel), "%s%d", paths[i], mode);
+            key_of(rel, &keys[i]);
+            fds[i] = stage(f, rel, rel);
+            assert_int_equal(lr_store_batch_stage(b, fds[i], &err), 0);
+        }
+        assert_int_equal(lr_store_batch_barrier(b, &err), 0);
+        uint64_t before = lr_store_test_dir_fsyncs();
+        for (int i = 0; i < 4; i++) {
+            snprintf(rel, sizeof(rel), "%s%d", paths[i], mode);
+            assert_int_equal(lr_store_commit_file(f->st, b, &keys[i], fds[i], rel, 0644, 0, &ABSENT,
+                                                  0, NULL, &err),
+                             0);
+            close(fds[i]);
+        }
+        /* Nothing synced per file... */
+        assert_int_equal(lr_store_test_dir_fsyncs(), before);
+        assert_int_equal(lr_store_batch_sync_dirs(b, &err), 0);
+        /* ...then x, y and tmp once each (fsync mode), or one syncfs. */
+        assert_int_equal(lr_store_test_dir_fsyncs() - before, mode ? 3 : 0);
+        assert_int_equal(lr_store_batch_sync_dirs(b, &err), 0);
+        assert_int_equal(lr_store_test_dir_fsyncs() - before, mode ? 3 : 0);
+        for (int i = 0; i < 4; i++) {
+            snprintf(rel, sizeof(rel), "%s%d", paths[i], mode);
+            assert_string_equal(content(P(f, rel)), rel);
+        }
+        lr_store_batch_free(b);
+    }
+    /* Many directories: the batch syncs early instead of holding descriptors. */
+    struct lr_store_batch *b = lr_store_batch_new(f->st, LR_STORE_BARRIER_FSYNC);
+    uint64_t before = lr_store_test_dir_fsyncs();
+    char rel[32];
+    for (int i = 0; i < LR_STORE_BATCH_DIRS + 10; i++) {
+        snprintf(rel, sizeof(rel), "many/%d", i);
+        assert_int_equal(lr_store_mkdir(f->st, b, rel, 0755, LR_STORE_MKPARENTS, NULL, &err), 0);
+    }
+    assert_true(lr_store_test_dir_fsyncs() - before >= LR_STORE_BATCH_DIRS);
+    assert_int_equal(lr_store_batch_sync_dirs(b, &err), 0);
+    /* Each new directory and "many" (with root once): at most one fsync each. */
+    assert_true(lr_store_test_dir_fsyncs() - before <= LR_STORE_BATCH_DIRS + 10 + 3);
+    lr_store_batch_free(b);
+    lr_store_batch_free(NULL);
+}
+
+/* ---- tiny tmpfs: ENOSPC mid-write, EXDEV at a mount point (cases 17, 26) -- */
+
+static void test_tmpfs_enospc_exdev(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    char mnt[300];
+    snprintf(mnt, sizeof(mnt), "%s/small", f->dir);
+    assert_int_equal(mkdir(mnt, 0755), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=64k") != 0) {
+        print_message("skipped: cannot mount tmpfs here (%s)\n", strerror(errno));
+        skip();
+    }
+    char p[400];
+    snprintf(p, sizeof(p), "%s/.landropic", mnt);
+    assert_int_equal(mkdir(p, 0700), 0);
+    struct lr_store *st;
+    assert_int_equal(lr_store_open(mnt, &st, &err), 0);
+    snprintf(p, sizeof(p), "%s/old", mnt);
+    put_file(p, "old content");
+    struct lr_hash k;
+    key_of("small", &k);
+    int fd;
+    assert_int_equal(lr_store_staging_open(st, &k, 1 << 20, &fd, NULL, &err), -ENOSPC);
+    assert_int_equal(lr_store_staging_open(st, &k, 16384, &fd, NULL, &err), 0);
+    /* Fill the file system, then write: ENOSPC, per file. */
+    char fill[400];
+    snprintf(fill, sizeof(fill), "%s/filler", mnt);
+    int ff = open(fill, O_WRONLY | O_CREAT, 0600);
+    assert_true(ff >= 0);
+    static char blk[4096];
+    memset(blk, 'z', sizeof(blk));
+    while (write(ff, blk, sizeof(blk)) > 0)
+        ;
+    close(ff);
+    static char data[16384];
+    memset(data, 'd', sizeof(data));
+    assert_int_equal(lr_store_staging_write(fd, 0, data, sizeof(data), &err), -ENOSPC);
+    assert_string_equal(content(p), "old content");
+    /* Space back: the same staging file is reusable. */
+    assert_int_equal(unlink(fill), 0);
+    assert_int_equal(lr_store_staging_write(fd, 0, data, sizeof(data), &err), 0);
+    struct lr_store_info info;
+    assert_int_equal(lr_store_stat(st, "old", &info, &err), 0);
+    struct lr_store_expect e = expect_of(&info);
+    assert_int_equal(lr_store_commit_file(st, NULL, &k, fd, "old", 0644, 0, &e, 0, NULL, &err), 0);
+    close(fd);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_size, 16384);
+    lr_store_close(st);
+    assert_int_equal(umount(mnt), 0);
+
+    /* A mount inside the root is never crossed. */
+    assert_int_equal(mkdir(P(f, "mnt"), 0755), 0);
+    assert_int_equal(mount("tmpfs", P(f, "mnt"), "tmpfs", 0, "size=64k"), 0);
+    int rc1 = commit(f, "mnt/x", "data", &ABSENT, 0, &err);
+    int rc2 = commit(f, "mnt/sub/x", "data", &ABSENT, LR_STORE_MKPARENTS, &err);
+    lr_store_test_force_walk(true);
+    int rc3 = commit(f, "mnt/y", "data", &ABSENT, 0, &err);
+    lr_store_test_force_walk(false);
+    size_t n = count_entries(P(f, "mnt"));
+    assert_int_equal(umount(P(f, "mnt")), 0);
+    assert_int_equal(rc1, -EXDEV);
+    assert_int_equal(rc2, -EXDEV);
+    assert_int_equal(rc3, -EXDEV);
+    assert_int_equal(n, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_new_and_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_changed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_parent_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_parent_refused_walk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_final_component, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_meta_and_mkdir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staging_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staging_hostile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staging_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_chunk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deep_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deep_paths_walk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_race_flip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_race_flip_walk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tmpfs_enospc_exdev, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
