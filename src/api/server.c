@@ -523,7 +523,10 @@ static void conn_dispatch(struct conn *c)
         c->in_len -= start;
         c->in_scanned = c->in_scanned > start ? c->in_scanned - start : 0;
     }
-    bool has_nl = c->in_len > 0 && memchr(c->in, '\n', c->in_len) != NULL;
+    /* Past in_scanned there may be a complete line (the loop stopped at the
+     * in-flight limit); up to it there is none. No rescan: a line trickling
+     * in byte by byte must not cost O(n^2). */
+    bool has_nl = c->in_scanned < c->in_len;
     if (c->inflight >= LR_API_INFLIGHT_MAX && (has_nl || c->in_len > 0)) {
         /* Wait for a reply to free a slot (conn_slot_freed schedules us). */
     } else if (!has_nl && c->in_len > LR_API_LINE_MAX) {

@@ -814,6 +814,23 @@ static void test_garbage_lines(void **state)
     assert_int_equal(json_integer_value(json_object_get(rep.body, "k")), 1);
     lr_api_reply_release(&rep);
 
+    /* A request trickling in a byte at a time, two lines in one go after it. */
+    const char *slow = "{\"id\":8,\"method\":\"echo\",\"params\":{\"t\":\"trickle\"}}\n";
+    for (size_t i = 0; slow[i]; i++) {
+        raw_send(r, slow + i, 1);
+        if (i % 8 == 0)
+            sleep_ms(1);
+    }
+    raw_sends(r, "{\"id\":9,\"method\":\"echo\"}\n{\"id\":10,\"method\":\"echo\"}\n");
+    for (int id = 8; id <= 10; id++) {
+        raw_reply(r, &rep);
+        assert_int_equal(rep.kind, LR_API_RESULT);
+        assert_true(rep.id == id);
+        if (id == 8)
+            assert_string_equal(json_string_value(json_object_get(rep.body, "t")), "trickle");
+        lr_api_reply_release(&rep);
+    }
+
     /* 15 bad, 1 good, 15 bad: never 16 in a row, so the connection stays. */
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < LR_API_BAD_LINES_MAX - 1; i++)
@@ -1032,27 +1049,37 @@ static void *fast_main(void *arg)
     return NULL;
 }
 
-static void run_streams(int total, int pad)
+/*
+ * One fast subscriber (library client, paced so it never falls behind) and
+ * one slow connection holding `ns` streams that reads nothing until the
+ * broadcaster is done.
+ */
+static void run_streams(int total, int pad, int ns)
 {
     struct harness *h = h_start(NULL);
     h->bc_total = total;
     h->bc_pad = pad;
     h->bc_window = 300;
 
-    /* Slow subscriber: subscribes, then reads nothing until the end. */
     struct raw *slow = raw_connect(h->home);
-    raw_sends(slow, "{\"id\":41,\"method\":\"events\"}\n");
+    char line[96];
+    for (int k = 0; k < ns; k++) {
+        int n = snprintf(line, sizeof(line), "{\"id\":%d,\"method\":\"events\"}\n", 41 + k);
+        raw_send(slow, line, (size_t)n);
+    }
     struct lr_api_reply rep;
-    raw_reply(slow, &rep);
-    assert_int_equal(rep.kind, LR_API_RESULT);
-    assert_true(rep.id == 41);
-    assert_true(json_is_true(json_object_get(rep.body, "stream")));
-    lr_api_reply_release(&rep);
+    for (int k = 0; k < ns; k++) {
+        raw_reply(slow, &rep);
+        assert_int_equal(rep.kind, LR_API_RESULT);
+        assert_true(rep.id == 41 + k);
+        assert_true(json_is_true(json_object_get(rep.body, "stream")));
+        lr_api_reply_release(&rep);
+    }
 
     struct fast f = {.h = h};
     pthread_t ft;
     assert_int_equal(pthread_create(&ft, NULL, fast_main, &f), 0);
-    WAIT_FOR(h, st.streams == 2);
+    WAIT_FOR(h, st.streams == (size_t)ns + 1);
     on_loop(h, bc_start, NULL);
     pthread_join(ft, NULL);
     assert_int_equal(f.rc, 0);
@@ -1064,34 +1091,40 @@ static void run_streams(int total, int pad)
     assert_true(fin.event_queue_peak <= LR_API_EVENT_QUEUE_MAX);
     assert_true(fin.event_bytes_peak <= LR_API_EVENT_BYTES_MAX);
 
-    /* The slow one: events in order, every gap exactly announced by the
-     * drop markers just before it, and nothing lost unannounced. */
-    long long prev = -1, pending = 0, dropped = 0, got = 0, markers = 0;
-    while (prev < total - 1) {
+    /* The slow streams: events in order, every gap exactly announced by
+     * that stream's drop markers just before it, nothing lost unannounced. */
+    long long prev[4], pending[4], dropped = 0, got = 0, markers = 0;
+    int done = 0;
+    for (int k = 0; k < ns; k++)
+        prev[k] = -1, pending[k] = 0;
+    while (done < ns) {
         raw_reply(slow, &rep);
         assert_int_equal(rep.kind, LR_API_EVENT);
-        assert_true(rep.id == 41);
+        assert_true(rep.id >= 41 && rep.id < 41 + ns);
+        int k = (int)(rep.id - 41);
         const char *type = json_string_value(json_object_get(rep.body, "type"));
         if (strcmp(type, "dropped") == 0) {
-            long long k = json_integer_value(json_object_get(rep.body, "count"));
-            assert_true(k > 0);
-            pending += k;
-            dropped += k;
+            long long cnt = json_integer_value(json_object_get(rep.body, "count"));
+            assert_true(cnt > 0);
+            pending[k] += cnt;
+            dropped += cnt;
             markers++;
         } else {
             long long seq = json_integer_value(json_object_get(rep.body, "seq"));
-            if (seq - prev - 1 != pending)
-                fail_msg("gap before seq %lld is %lld but markers said %lld", seq, seq - prev - 1,
-                         pending);
-            pending = 0;
-            prev = seq;
+            if (seq - prev[k] - 1 != pending[k])
+                fail_msg("stream %d: gap before seq %lld is %lld but markers said %lld", k, seq,
+                         seq - prev[k] - 1, pending[k]);
+            pending[k] = 0;
+            prev[k] = seq;
             got++;
+            if (seq == total - 1)
+                done++;
         }
         lr_api_reply_release(&rep);
     }
-    assert_int_equal(got + dropped, total);
+    assert_int_equal(got + dropped, (long long)total * ns);
     assert_int_equal(dropped, (long long)fin.events_dropped);
-    assert_true(markers >= 1);
+    assert_true(markers >= ns);
     raw_close(slow);
     WAIT_FOR(h, st.clients == 0 && st.streams == 0);
     h_stop(h, true);
@@ -1101,14 +1134,14 @@ static void run_streams(int total, int pad)
 static void test_stream_slow_reader_count(void **state)
 {
     (void)state;
-    run_streams(30000, 20);
+    run_streams(30000, 20, 1);
 }
 
-/* 2 KiB events: the byte bound (1 MiB) bites first. */
+/* 2 KiB events on two streams of one connection: the byte bound (1 MiB) bites first. */
 static void test_stream_slow_reader_bytes(void **state)
 {
     (void)state;
-    run_streams(4000, 2048);
+    run_streams(4000, 2048, 2);
 }
 
 static void broadcast_one(struct harness *h, void *arg)
@@ -1209,6 +1242,89 @@ static void test_inflight_limit(void **state)
     }
     raw_close(r);
     WAIT_FOR(h, st.clients == 0);
+    h_stop(h, true);
+}
+
+/* Beyond LR_API_CLIENTS_MAX connections, new ones are closed at once. */
+static void test_clients_limit(void **state)
+{
+    (void)state;
+    struct harness *h = h_start(NULL);
+    enum { EXTRA = 5, N = LR_API_CLIENTS_MAX + EXTRA };
+    struct raw *r[N];
+    for (int i = 0; i < LR_API_CLIENTS_MAX; i++)
+        r[i] = raw_connect(h->home);
+    WAIT_FOR(h, st.clients == LR_API_CLIENTS_MAX);
+    for (int i = LR_API_CLIENTS_MAX; i < N; i++)
+        r[i] = raw_connect(h->home);
+    WAIT_FOR(h, st.clients_kicked == EXTRA);
+    for (int i = LR_API_CLIENTS_MAX; i < N; i++)
+        assert_raw_eof(r[i]);
+    /* The admitted ones all work. */
+    for (int i = 0; i < LR_API_CLIENTS_MAX; i++) {
+        raw_sends(r[i], "{\"id\":1,\"method\":\"echo\"}\n");
+        struct lr_api_reply rep;
+        raw_reply(r[i], &rep);
+        assert_int_equal(rep.kind, LR_API_RESULT);
+        lr_api_reply_release(&rep);
+    }
+    for (int i = 0; i < N; i++)
+        raw_close(r[i]);
+    WAIT_FOR(h, st.clients == 0);
+    /* Slots are free again. */
+    struct lr_api_client *c = connect_ok(h->home);
+    assert_int_equal(lr_api_call(c, "echo", NULL, 5000, NULL, NULL), 0);
+    lr_api_client_close(c);
+    h_stop(h, true);
+}
+
+/* Random bytes (with newlines) on many connections: every line the server
+ * writes back is a well-formed error or result, and it keeps serving. */
+static void test_random_garbage(void **state)
+{
+    (void)state;
+    struct harness *h = h_start(NULL);
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int conn = 0; conn < 24; conn++) {
+        struct raw *r = raw_connect(h->home);
+        size_t n = 4096 + (size_t)conn * 1024;
+        char *buf = malloc(n);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* Mostly JSON-ish bytes so some lines get past the parser. */
+            static const char alpha[] = "{}[]\":,0123456789-.eEtruefalsnl idmethodparams\\u\n\n";
+            buf[i] = (x >> 32) % 4 == 0 ? (char)(x >> 40) : alpha[(x >> 24) % (sizeof(alpha) - 1)];
+        }
+        ssize_t w = send(r->fd, buf, n, MSG_NOSIGNAL);
+        assert_true(w > 0 || errno == EPIPE || errno == ECONNRESET);
+        shutdown(r->fd, SHUT_WR);
+        free(buf);
+        bool eof = false;
+        int lines = 0;
+        for (;;) {
+            char *l = raw_line(r, 10000, &eof);
+            if (!l)
+                break;
+            struct lr_api_reply rep;
+            struct lr_err err;
+            if (lr_api_reply_decode(l, strlen(l), &rep, &err) != 0)
+                fail_msg("server wrote a bad line %.200s: %s", l, err.msg);
+            /* Only "unknown_method" and protocol errors can come back for
+             * random methods; a result would need a real method name. */
+            if (rep.kind == LR_API_ERROR)
+                assert_true(rep.exit_code == 1);
+            lr_api_reply_release(&rep);
+            free(l);
+            lines++;
+        }
+        assert_true(eof);
+        assert_true(lines > 0);
+        raw_close(r);
+    }
+    WAIT_FOR(h, st.clients == 0 && st.inflight == 0);
+    struct lr_api_client *c = connect_ok(h->home);
+    assert_int_equal(lr_api_call(c, "echo", NULL, 5000, NULL, NULL), 0);
+    lr_api_client_close(c);
     h_stop(h, true);
 }
 
@@ -1448,6 +1564,8 @@ int main(void)
         cmocka_unit_test(test_stream_slow_reader_bytes),
         cmocka_unit_test(test_stream_limits),
         cmocka_unit_test(test_inflight_limit),
+        cmocka_unit_test(test_clients_limit),
+        cmocka_unit_test(test_random_garbage),
         cmocka_unit_test(test_disconnect_before_reply),
         cmocka_unit_test(test_close_from_handler),
         cmocka_unit_test(test_half_close),
