@@ -49,6 +49,28 @@ static void mtime_times(int64_t mtime_ns, struct timespec ts[2])
     ts[1].tv_nsec = (long)nsec;
 }
 
+#ifdef LR_FAILPOINTS
+static void (*race_hook)(void *arg, const char *relpath);
+static void *race_arg;
+
+void lr_store_test_set_race_hook(void (*fn)(void *arg, const char *relpath), void *arg)
+{
+    race_hook = fn;
+    race_arg = arg;
+}
+
+static void run_race_hook(const char *relpath)
+{
+    if (race_hook)
+        race_hook(race_arg, relpath);
+}
+#else
+static void run_race_hook(const char *relpath)
+{
+    (void)relpath;
+}
+#endif
+
 /* ---- lifecycle ----------------------------------------------------------- */
 
 static int open_sub(const struct lr_store *st, int dirfd, const char *name, int *out)
@@ -304,6 +326,7 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
         return rc;
     int vfd = -1;
     char an[NAME_MAX + 1];
+    run_race_hook(relpath);
     if (!e->exists) {
         rc = move_noreplace(st->tmpfd, name, parent, leaf);
         if (rc == -EEXIST)
@@ -587,6 +610,7 @@ int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *r
         rc = lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
         goto out;
     }
+    run_race_hook(relpath);
     if (e->type == LR_FT_DIR) {
         if (unlinkat(parent, leaf, AT_REMOVEDIR) < 0) {
             rc = -errno;

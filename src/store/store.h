@@ -282,7 +282,13 @@ int lr_store_batch_sync_dirs(struct lr_store_batch *b, struct lr_err *err);
 #ifdef LR_FAILPOINTS
 /* Test hook: force the per-component fallback walk instead of openat2. */
 void lr_store_test_force_walk(bool on);
-/* Test counters: staging barrier and directory fsyncs performed so far. */
+/*
+ * Test hook: called (when set) between the expectation check and the
+ * atomic exchange/move of commit, symlink and delete, so a test can play
+ * the racing local edit. Not for concurrent use.
+ */
+void lr_store_test_set_race_hook(void (*fn)(void *arg, const char *relpath), void *arg);
+/* Test counter: directory fsyncs performed so far. */
 uint64_t lr_store_test_dir_fsyncs(void);
 #endif
 

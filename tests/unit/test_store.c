@@ -61,6 +61,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     lr_store_close(f->st);
     lr_store_test_force_walk(false);
+    lr_store_test_set_race_hook(NULL, NULL);
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
@@ -602,6 +603,105 @@ static void test_set_meta_and_mkdir(void **state)
     assert_int_equal(sb.st_mtim.tv_sec, 5);
 }
 
+/* ---- racing local edits between check and apply (hostile case 16) -------- */
+
+struct edit {
+    const char *path; /* absolute */
+    const char *data;
+    bool in_place;
+    int calls;
+};
+
+static void edit_hook(void *arg, const char *relpath)
+{
+    (void)relpath;
+    struct edit *ed = arg;
+    ed->calls++;
+    if (ed->in_place) { /* same inode, new bytes */
+        int fd = open(ed->path, O_WRONLY | O_APPEND);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, ed->data, strlen(ed->data)), (ssize_t)strlen(ed->data));
+        close(fd);
+        return;
+    }
+    /* An editor's save: new inode renamed over the path. */
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.swp", ed->path);
+    put_file(tmp, ed->data);
+    assert_int_equal(rename(tmp, ed->path), 0);
+}
+
+static void test_racing_edit(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct edit ed = {.path = P(f, "doc"), .data = "user's edit"};
+    lr_store_test_set_race_hook(edit_hook, &ed);
+    /* Nothing expected, a file appears: the no-replace rename refuses. */
+    assert_int_equal(commit(f, "doc", "remote", &ABSENT, 0, &err), LR_ECHANGED);
+    assert_int_equal(ed.calls, 1);
+    assert_string_equal(content(P(f, "doc")), "user's edit");
+    /* A replace whose target is saved over meanwhile: swapped back. */
+    struct lr_store_expect e = expect_path(f, "doc");
+    ed.data = "user's second edit";
+    assert_int_equal(commit(f, "doc", "remote", &e, 0, &err), LR_ECHANGED);
+    assert_string_equal(content(P(f, "doc")), "user's second edit");
+    assert_int_equal(count_entries(P(f, ".landropic/versions")), 0);
+    /* The staging file is intact under its key, ready for the retry. */
+    struct lr_hash k, h;
+    key_of("doc", &k);
+    int fd;
+    bool resumed;
+    assert_int_equal(lr_store_staging_open(f->st, &k, 6, &fd, &resumed, &err), 0);
+    assert_true(resumed);
+    lr_sha256("remote", 6, &h);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 0, 6, &h, &err), 0);
+    /* An in-place append (same inode) is caught by the second look too. */
+    e = expect_path(f, "doc");
+    ed.in_place = true;
+    ed.data = "+more";
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "doc", 0644, 0, &e, 0, NULL, &err),
+                     LR_ECHANGED);
+    assert_string_equal(content(P(f, "doc")), "user's second edit+more");
+    /* Without the race the same staging file goes in, the edit is archived. */
+    lr_store_test_set_race_hook(NULL, NULL);
+    e = expect_path(f, "doc");
+    assert_int_equal(lr_store_commit_file(f->st, NULL, &k, fd, "doc", 0644, 0, &e, 0, NULL, &err),
+                     0);
+    close(fd);
+    assert_string_equal(content(P(f, "doc")), "remote");
+    const char *v = find_entry(P(f, ".landropic/versions"), "doc~");
+    assert_non_null(v);
+    char vp[600];
+    snprintf(vp, sizeof(vp), "%s/%s", P(f, ".landropic/versions"), v);
+    assert_string_equal(content(vp), "user's second edit+more");
+
+    /* Delete racing a save: the new file stays in place. */
+    e = expect_path(f, "doc");
+    ed.in_place = false;
+    ed.data = "saved during delete";
+    lr_store_test_set_race_hook(edit_hook, &ed);
+    assert_int_equal(lr_store_delete(f->st, NULL, "doc", &e, &err), LR_ECHANGED);
+    assert_string_equal(content(P(f, "doc")), "saved during delete");
+    assert_int_equal(count_entries(P(f, ".landropic/versions")), 1);
+    /* Symlink delete or replace racing a save: the file stays. */
+    assert_int_equal(symlink("target", P(f, "sl")), 0);
+    e = expect_path(f, "sl");
+    ed.path = P(f, "sl");
+    ed.data = "file now";
+    assert_int_equal(lr_store_delete(f->st, NULL, "sl", &e, &err), LR_ECHANGED);
+    assert_string_equal(content(P(f, "sl")), "file now");
+    assert_int_equal(unlink(P(f, "sl")), 0);
+    assert_int_equal(symlink("target", P(f, "sl")), 0);
+    e = expect_path(f, "sl");
+    ed.data = "file again";
+    assert_int_equal(lr_store_symlink(f->st, NULL, "sl", "other", 0, &e, 0, NULL, &err),
+                     LR_ECHANGED);
+    assert_string_equal(content(P(f, "sl")), "file again");
+    lr_store_test_set_race_hook(NULL, NULL);
+    assert_null(find_entry(P(f, ".landropic/tmp"), "t-"));
+}
+
 /* ---- staging ------------------------------------------------------------- */
 
 static void test_staging_resume(void **state)
@@ -1095,6 +1195,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_symlink_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_meta_and_mkdir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_racing_edit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_gc, setup, teardown),
