@@ -20,6 +20,13 @@ static const struct type_info types[] = {
     {LR_MSG_HELLO, "HELLO", LR_PROTO_HELLO_MAX},
     {LR_MSG_PING, "PING", LR_PROTO_PING_MAX},
     {LR_MSG_CLOSE, "CLOSE", LR_PROTO_CLOSE_MAX},
+    {LR_MSG_FOLDERS, "FOLDERS", LR_PROTO_FOLDERS_MAX},
+    {LR_MSG_INDEX, "INDEX", LR_PROTO_INDEX_MAX},
+    {LR_MSG_WANT, "WANT", LR_PROTO_WANT_MAX},
+    {LR_MSG_CHUNK, "CHUNK", LR_PROTO_CHUNK_MAX},
+    /* HAVE (0x14) and INDEX_DELTA (0x15) are reserved, not registered: an
+     * old peer skips them like any unknown type (they need a feature bit). */
+    {LR_MSG_DEBUG_DATA, "DEBUG_DATA", LR_PROTO_DEBUG_MAX},
 };
 
 static const struct type_info *find_type(uint64_t type)

@@ -28,6 +28,8 @@
 #ifndef LR_PROTO_PROTO_H
 #define LR_PROTO_PROTO_H
 
+#include "hash/hash.h"
+#include "index/index.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/rd.h"
@@ -48,15 +50,34 @@ enum lr_msg_type {
     LR_MSG_HELLO = 0x01,
     LR_MSG_PING = 0x02,
     LR_MSG_CLOSE = 0x03,
-    /* 0x04..0x0f: reserved for connection messages.
-     * 0x10..: sync messages (folders, index, want, chunk data): added here, with a
-     * row in proto.c's type table and a section in docs/protocol.md. */
+    /* 0x04..0x0f: reserved for connection messages. */
+    LR_MSG_FOLDERS = 0x10,     /* control stream: the folders shared with the receiver */
+    LR_MSG_INDEX = 0x11,       /* control stream: one bounded batch of one folder's index */
+    LR_MSG_WANT = 0x12,        /* bulk stream: request one chunk */
+    LR_MSG_CHUNK = 0x13,       /* bulk stream: the answer to one WANT */
+    LR_MSG_HAVE = 0x14,        /* reserved: defined in a later version (LR_FEAT_HAVE) */
+    LR_MSG_INDEX_DELTA = 0x15, /* reserved: later version (LR_FEAT_INDEX_DELTA) */
+    /* 0x16..0x7d: further sync messages, each with a row in proto.c's type
+     * table and a section in docs/protocol.md. */
+    LR_MSG_DEBUG_DATA = 0x7e, /* test-only opaque payload; receivers may skip it */
 };
+
+/* HELLO feature bits (the AND of both sides' bits is in force). A message
+ * tied to a feature is sent only when the bit is in force, and a receiver
+ * treats it as a protocol error otherwise. */
+#define LR_FEAT_HAVE (UINT64_C(1) << 0)        /* HAVE (0x14): reserved, not implemented */
+#define LR_FEAT_INDEX_DELTA (UINT64_C(1) << 1) /* INDEX_DELTA (0x15): reserved */
 
 /* Per-type payload limits (see the type table in proto.c). */
 #define LR_PROTO_HELLO_MAX 4096 /* known fields need < 160; the rest is room to grow */
 #define LR_PROTO_PING_MAX 256
 #define LR_PROTO_CLOSE_MAX 1024
+#define LR_PROTO_FOLDERS_MAX (1u << 20)
+#define LR_PROTO_INDEX_MAX LR_PROTO_FRAME_MAX
+#define LR_PROTO_WANT_MAX (LR_INDEX_PATH_MAX + 1024) /* path + < 400 bytes of fields */
+#define LR_PROTO_CHUNK_DATA_MAX (256u * 1024)        /* == LR_CHUNK_MAX (chunker.h) */
+#define LR_PROTO_CHUNK_MAX (LR_PROTO_CHUNK_DATA_MAX + 1024)
+#define LR_PROTO_DEBUG_MAX (1u << 20)
 
 /* Maximum payload for `type`, or 0 if the type is unknown (to be skipped). */
 size_t lr_proto_max_payload(uint64_t type);
@@ -71,7 +92,7 @@ struct lr_proto_hello {
     uint32_t version;                         /* LR_PROTO_VERSION */
     char name[LR_PROTO_NAME_MAX + 1];         /* device name, UTF-8, no control chars */
     char software[LR_PROTO_SOFTWARE_MAX + 1]; /* e.g. "landropic 0.1.0" */
-    uint64_t features;                        /* LR_FEAT_* bits (none assigned yet) */
+    uint64_t features;                        /* LR_FEAT_* bits */
 };
 
 /*
@@ -170,5 +191,265 @@ int lr_frame_reader_feed(struct lr_frame_reader *r, const uint8_t *p, size_t n, 
  */
 int lr_frame_reader_take(struct lr_frame_reader *r, uint64_t *type, const uint8_t **payload,
                          size_t *len);
+
+/* ======================================================================
+ * Sync messages (docs/protocol.md §6.4-6.8). Shared conventions:
+ *  - decoders validate the whole message before filling their output and
+ *    return LR_ETRUNC / LR_ETOOBIG / LR_EBADVAL (fatal for the peer) with
+ *    err naming the field; bytes after the known fields are ignored;
+ *  - every count and length is checked against its limit (and against the
+ *    bytes actually left) before anything is allocated;
+ *  - encoders validate their input (LR_EBADVAL, `out` unchanged) so an
+ *    invalid message is never sent, and poison `out` when it is full.
+ * ====================================================================== */
+
+/* Folder IDs: 1..255 bytes of text (lr_proto_text_ok), no '/', not "." or
+ * "..": the rule of config's lr_config_check_folder_id. */
+#define LR_PROTO_FOLDER_ID_MAX 255
+bool lr_proto_folder_id_ok(const void *s, size_t n);
+
+/*
+ * zstd contexts and scratch, reusable across messages to avoid a context
+ * allocation per chunk. One thread at a time. Every function taking a
+ * `struct lr_proto_zc *` accepts NULL (then it makes a temporary one).
+ * lr_proto_zc_new aborts on OOM; lr_proto_zc_free(NULL) is a no-op.
+ */
+struct lr_proto_zc;
+struct lr_proto_zc *lr_proto_zc_new(void);
+void lr_proto_zc_free(struct lr_proto_zc *zc);
+
+/* ---- FOLDERS (0x10) ---- */
+#define LR_PROTO_FOLDERS_ENTRIES_MAX 4096
+#define LR_PROTO_FOLDER_OPTS_MAX 32     /* options per folder entry */
+#define LR_PROTO_FOLDER_OPT_VAL_MAX 255 /* bytes of one option value */
+#define LR_PROTO_STRATEGY_MAX 64
+
+enum lr_proto_folder_mode {
+    LR_PROTO_MODE_SEND_RECEIVE = 0,
+    LR_PROTO_MODE_SEND_ONLY = 1,
+    LR_PROTO_MODE_RECEIVE_ONLY = 2,
+};
+/* Option keys (unknown keys are skipped by receivers). */
+enum lr_proto_folder_opt {
+    LR_PROTO_FOPT_MODE = 1,     /* value: one varint, enum lr_proto_folder_mode */
+    LR_PROTO_FOPT_CONFLICT = 2, /* value: text(64), the sender's conflict strategy */
+};
+
+struct lr_proto_folder {
+    char id[LR_PROTO_FOLDER_ID_MAX + 1]; /* NUL-terminated */
+    uint64_t index_id;                   /* sender's index of the folder; != 0 */
+    uint64_t max_seq;                    /* highest sequence in that index */
+    uint64_t peer_index_id; /* the receiver's index ID the sender holds data of; 0: none */
+    uint64_t peer_seq;      /* highest receiver sequence the sender holds (0 if no index) */
+    uint32_t mode;          /* enum lr_proto_folder_mode (absent on the wire: SEND_RECEIVE) */
+    char conflict[LR_PROTO_STRATEGY_MAX + 1]; /* "" = not sent */
+};
+
+/* Owned array; release with lr_proto_folders_release (zeroed struct: ok). */
+struct lr_proto_folders {
+    struct lr_proto_folder *v;
+    size_t n;
+};
+void lr_proto_folders_release(struct lr_proto_folders *f);
+/* Sort v[0..n) by folder ID bytes, the order the encoder requires. */
+void lr_proto_folders_sort(struct lr_proto_folder *v, size_t n);
+
+/*
+ * Append a FOLDERS payload for v[0..n) (borrowed, n <= 4096, IDs strictly
+ * increasing by byte order). LR_EBADVAL for an invalid entry (bad ID, order,
+ * index_id 0, seq >= 2^62, peer_seq without peer_index_id, mode > 2, bad
+ * strategy text), LR_ETOOBIG if the payload would exceed
+ * LR_PROTO_FOLDERS_MAX or `out` is full (poisoned).
+ */
+int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr_buf *out);
+/*
+ * Decode p[0..n) (borrowed) into *out (zeroed first, filled only on
+ * success; the caller releases it). Unknown option keys are skipped.
+ */
+int lr_proto_folders_decode(const uint8_t *p, size_t n, struct lr_proto_folders *out,
+                            struct lr_err *err);
+
+/* ---- INDEX (0x11) ---- */
+#define LR_PROTO_INDEX_RAW_MAX (8u << 20)    /* decompressed body, decoder's cap */
+#define LR_PROTO_INDEX_BATCH_RAW (1u << 20)  /* what our batch builder fills at most */
+#define LR_PROTO_INDEX_ENTRIES_MAX 10000     /* entries per batch */
+#define LR_PROTO_INDEX_FIRST 0x1u            /* first batch of a full index */
+#define LR_PROTO_INDEX_LAST 0x2u             /* last batch of the current burst */
+#define LR_PROTO_ENTRY_DELETED 0x1u          /* entry flag: tombstone */
+#define LR_PROTO_BLOCK_LEN (4 + LR_HASH_LEN) /* one (u32 len, sha256) block */
+/* rec.type of an entry whose wire type this version does not know. */
+#define LR_PROTO_FT_UNKNOWN ((enum lr_ftype)255)
+
+enum lr_proto_comp { LR_PROTO_COMP_NONE = 0, LR_PROTO_COMP_ZSTD = 1 };
+
+struct lr_proto_index_hdr {
+    char folder_id[LR_PROTO_FOLDER_ID_MAX + 1];
+    uint64_t index_id; /* the sender's index of the folder; != 0 */
+    uint64_t flags;    /* LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_LAST */
+    uint64_t count;    /* entries in the batch */
+    uint64_t raw_len;  /* decompressed body bytes */
+    uint64_t comp;     /* enum lr_proto_comp */
+};
+
+/*
+ * One decoded entry. rec owns its members (lr_proto_entry_release). A live
+ * regular file's chunk list may be split over consecutive entries
+ * ("segments", only at batch boundaries): rec.chunks holds blocks
+ * [blk_first, blk_first + rec.nchunks) of blk_total, with absolute offsets.
+ * rec.blocks_hash is set only when `whole`. rec.inode/ctime_ns are 0.
+ * unknown_type: the wire type is not one this version knows; rec.type is
+ * LR_PROTO_FT_UNKNOWN and only path, deleted, seq, mtime_ns, mode and vv
+ * are meaningful (the receiver must never delete or fetch because of it).
+ */
+struct lr_proto_entry {
+    struct lr_file_rec rec;
+    uint64_t wire_type;
+    bool unknown_type;
+    bool whole;
+    uint64_t blk_total;
+    uint64_t blk_first;
+};
+void lr_proto_entry_release(struct lr_proto_entry *e);
+/*
+ * True if `next` is the segment that follows `prev` (same path, seq, vv,
+ * metadata and blk_total; blocks and offsets contiguous). The receiver
+ * checks this for a segment with blk_first > 0 and drops the peer if false.
+ */
+bool lr_proto_entry_continues(const struct lr_proto_entry *prev, const struct lr_proto_entry *next);
+
+/*
+ * Streaming decoder over one INDEX payload: open parses and checks the
+ * header and decompresses the body (at most LR_PROTO_INDEX_RAW_MAX bytes,
+ * allocated only after the declared size and the zstd frame header agree),
+ * next yields one validated entry at a time. With comp NONE the body is
+ * borrowed from p, which must then outlive the reader.
+ * The message is valid only if every next succeeds up to the final 0:
+ * apply nothing before that (or use lr_proto_index_decode).
+ */
+struct lr_proto_index_rd {
+    struct lr_proto_index_hdr hdr;
+    uint8_t *owned; /* decompressed body, or NULL */
+    struct lr_rd rd;
+    uint64_t idx;      /* entries yielded */
+    uint64_t last_seq; /* of the previous entry */
+};
+/* 0, or a fatal decode error (the reader then needs no close). */
+int lr_proto_index_open(struct lr_proto_index_rd *r, const uint8_t *p, size_t n,
+                        struct lr_proto_zc *zc, struct lr_err *err);
+/* 1 and *e filled (caller releases), 0 at the end (count reached, body
+ * consumed), or a fatal decode error (*e zeroed). */
+int lr_proto_index_next(struct lr_proto_index_rd *r, struct lr_proto_entry *e, struct lr_err *err);
+void lr_proto_index_close(struct lr_proto_index_rd *r);
+
+/* A whole batch, decoded and validated (also: no path twice in a batch). */
+struct lr_proto_index {
+    struct lr_proto_index_hdr hdr;
+    struct lr_proto_entry *v;
+    size_t n;
+};
+int lr_proto_index_decode(const uint8_t *p, size_t n, struct lr_proto_zc *zc,
+                          struct lr_proto_index *out, struct lr_err *err);
+void lr_proto_index_release(struct lr_proto_index *ix);
+
+/*
+ * Batch builder: add records in sequence order until it says FULL, then
+ * finish (appends one INDEX payload to out) and go on adding. Memory is
+ * bounded by raw_max (plus the compressor's scratch), whatever the input.
+ */
+#define LR_PROTO_BATCH_FULL 1
+struct lr_proto_index_batch {
+    char folder_id[LR_PROTO_FOLDER_ID_MAX + 1];
+    uint64_t index_id;
+    size_t raw_max, max_entries;
+    struct lr_buf raw;     /* encoded entries so far */
+    struct lr_buf scratch; /* one entry being encoded */
+    size_t count;
+    uint64_t last_seq;
+    struct lr_proto_zc *zc; /* owned */
+};
+/*
+ * raw_max: body bytes per batch (0: LR_PROTO_INDEX_BATCH_RAW; at most that,
+ * at least 64 KiB); max_entries (0: LR_PROTO_INDEX_ENTRIES_MAX). LR_EBADVAL
+ * for a bad folder ID, index_id 0 or out-of-range limits.
+ */
+int lr_proto_index_batch_init(struct lr_proto_index_batch *b, const char *folder_id,
+                              uint64_t index_id, size_t raw_max, size_t max_entries);
+void lr_proto_index_batch_release(struct lr_proto_index_batch *b);
+/*
+ * Add rec (borrowed; a validated record with seq >= 1, chunk offsets
+ * contiguous from 0, blocks only on live files) from chunk *next_block on
+ * (start at 0). Returns 0 when the rest of the record is in the batch
+ * (*next_block = rec->nchunks); LR_PROTO_BATCH_FULL when it is not (a
+ * record too big for any batch may have been partly added: *next_block
+ * says how far; finish the batch and call again with the same record);
+ * LR_EBADVAL for an invalid record or a seq not above the previous one.
+ */
+int lr_proto_index_batch_add(struct lr_proto_index_batch *b, const struct lr_file_rec *rec,
+                             size_t *next_block);
+/* Entries in the batch so far. */
+static inline size_t lr_proto_index_batch_count(const struct lr_proto_index_batch *b)
+{
+    return b->count;
+}
+/*
+ * Append the INDEX payload (zstd level 3 if that shrinks the body) with
+ * `flags` (FIRST/LAST) to out and empty the batch. LR_EBADVAL for unknown
+ * flags, LR_ETOOBIG if out is full (poisoned; the batch is kept).
+ */
+int lr_proto_index_batch_finish(struct lr_proto_index_batch *b, uint64_t flags, struct lr_buf *out);
+
+/* ---- WANT (0x12) ---- */
+struct lr_proto_want {
+    uint64_t req_id; /* the requester's, echoed in CHUNK */
+    char folder_id[LR_PROTO_FOLDER_ID_MAX + 1];
+    const uint8_t *path; /* borrowed: points into the decoded payload */
+    size_t path_len;
+    struct lr_hash blocks_hash; /* of the version the requester wants */
+    uint64_t offset;            /* of the chunk in the file */
+    uint32_t size;              /* 1..LR_PROTO_CHUNK_DATA_MAX */
+    struct lr_hash hash;        /* the chunk's SHA-256 */
+};
+/* LR_EBADVAL: invalid folder ID or path, size 0 or over the max, offset +
+ * size >= 2^62, req_id >= 2^62. */
+int lr_proto_want_encode(const struct lr_proto_want *w, struct lr_buf *out);
+/* w->path points into p[0..n) on success. */
+int lr_proto_want_decode(const uint8_t *p, size_t n, struct lr_proto_want *w, struct lr_err *err);
+
+/* ---- CHUNK (0x13) ---- */
+enum lr_proto_chunk_status {
+    LR_PROTO_CHUNK_OK = 0,
+    LR_PROTO_CHUNK_NO_SUCH = 1,    /* no data that still hashes right */
+    LR_PROTO_CHUNK_NOT_SHARED = 2, /* folder not shared with the requester */
+    LR_PROTO_CHUNK_ERROR = 3,      /* local failure (I/O) */
+    LR_PROTO_CHUNK_BUSY = 4,       /* overloaded: retry later or elsewhere */
+    /* Receivers treat unknown statuses like ERROR. */
+};
+
+struct lr_proto_chunk {
+    uint64_t req_id;
+    uint64_t status;     /* enum lr_proto_chunk_status */
+    uint64_t comp;       /* enum lr_proto_comp */
+    const uint8_t *data; /* borrowed from the payload; wire form (maybe compressed) */
+    size_t data_len;
+};
+/*
+ * Append a CHUNK payload. status OK: data[0..len) with 1 <= len <=
+ * LR_PROTO_CHUNK_DATA_MAX, sent zstd-compressed (level 1) only if
+ * `compress` and that is smaller. Other statuses: len must be 0.
+ */
+int lr_proto_chunk_encode(struct lr_proto_zc *zc, uint64_t req_id, uint64_t status,
+                          const void *data, size_t len, bool compress, struct lr_buf *out);
+/* Parse (no decompression). c->data points into p. */
+int lr_proto_chunk_decode(const uint8_t *p, size_t n, struct lr_proto_chunk *c, struct lr_err *err);
+/*
+ * The chunk's bytes into out[0..expect) (caller-owned, expect = the size
+ * requested, 1..LR_PROTO_CHUNK_DATA_MAX). Nothing is allocated from the
+ * peer's numbers: raw data must be exactly expect bytes; compressed data
+ * must be shorter than expect, one zstd frame declaring exactly expect
+ * bytes and producing exactly that. LR_EBADVAL otherwise (or if status is
+ * not OK). The hash is the caller's to verify.
+ */
+int lr_proto_chunk_data(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, uint8_t *out,
+                        size_t expect, struct lr_err *err);
 
 #endif

@@ -1,0 +1,469 @@
+/* sync.c - codecs of FOLDERS, WANT and CHUNK, and the zstd helpers. */
+#include "proto/proto_int.h"
+
+#include "chunker/chunker.h"
+#include "util/xalloc.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(LR_PROTO_CHUNK_DATA_MAX == LR_CHUNK_MAX, "CHUNK data max is the chunker's max");
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+bool lr_proto_folder_id_ok(const void *vs, size_t n)
+{
+    const char *s = vs;
+    if (n == 0 || n > LR_PROTO_FOLDER_ID_MAX || !lr_proto_text_ok(s, n) || memchr(s, '/', n))
+        return false;
+    return !(n == 1 && s[0] == '.') && !(n == 2 && s[0] == '.' && s[1] == '.');
+}
+
+int lr__proto_get_folder_id(struct lr_rd *rd, const char *what,
+                            char out[LR_PROTO_FOLDER_ID_MAX + 1], struct lr_err *err)
+{
+    uint64_t len;
+    const uint8_t *p;
+    if (lr_rd_get_varint(rd, &len) < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s: length truncated", what);
+    if (len > LR_PROTO_FOLDER_ID_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "%s: length %" PRIu64 " over %d", what, len,
+                          LR_PROTO_FOLDER_ID_MAX);
+    if (lr_rd_get_view(rd, &p, (size_t)len) < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s: %" PRIu64 " bytes declared, %zu left", what, len,
+                          lr_rd_left(rd));
+    if (!lr_proto_folder_id_ok(p, (size_t)len))
+        return lr_err_set(err, LR_EBADVAL,
+                          "%s: not a folder ID (empty, invalid UTF-8, control, '/', '.' or '..')",
+                          what);
+    memcpy(out, p, (size_t)len);
+    out[len] = '\0';
+    return 0;
+}
+
+int lr__proto_get_uint(struct lr_rd *rd, const char *what, uint64_t max, uint64_t *v,
+                       struct lr_err *err)
+{
+    if (lr_rd_get_varint(rd, v) < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s: truncated", what);
+    if (*v > max)
+        return lr_err_set(err, LR_EBADVAL, "%s: %" PRIu64 " over %" PRIu64, what, *v, max);
+    return 0;
+}
+
+struct lr_proto_zc *lr_proto_zc_new(void)
+{
+    return lr_xcalloc(1, sizeof(struct lr_proto_zc));
+}
+
+void lr_proto_zc_free(struct lr_proto_zc *zc)
+{
+    if (!zc)
+        return;
+    ZSTD_freeCCtx(zc->c);
+    ZSTD_freeDCtx(zc->d);
+    free(zc);
+}
+
+int lr__proto_zstd_check(const uint8_t *src, size_t n, size_t expect, const char *what,
+                         struct lr_err *err)
+{
+    unsigned long long fcs = ZSTD_getFrameContentSize(src, n);
+    if (fcs == ZSTD_CONTENTSIZE_ERROR)
+        return lr_err_set(err, LR_EBADVAL, "%s: not a zstd frame", what);
+    if (fcs == ZSTD_CONTENTSIZE_UNKNOWN)
+        return lr_err_set(err, LR_EBADVAL, "%s: zstd frame without a content size", what);
+    if (fcs != expect)
+        return lr_err_set(err, LR_EBADVAL, "%s: zstd frame declares %llu bytes, expected %zu", what,
+                          fcs, expect);
+    size_t fl = ZSTD_findFrameCompressedSize(src, n);
+    if (ZSTD_isError(fl) || fl != n)
+        return lr_err_set(err, LR_EBADVAL, "%s: not exactly one zstd frame", what);
+    return 0;
+}
+
+int lr__proto_unzstd(struct lr_proto_zc *zc, const uint8_t *src, size_t n, uint8_t *dst,
+                     size_t expect, const char *what, struct lr_err *err)
+{
+    /* Everything is judged from the frame header before any output is
+     * produced: exactly one frame, spanning the input, declaring `expect`. */
+    int rc = lr__proto_zstd_check(src, n, expect, what, err);
+    if (rc < 0)
+        return rc;
+    struct lr_proto_zc tmp = {0};
+    struct lr_proto_zc *z = zc ? zc : &tmp;
+    if (!z->d && !(z->d = ZSTD_createDCtx()))
+        abort(); /* OOM, as lr_xmalloc */
+    size_t r = ZSTD_decompressDCtx(z->d, dst, expect, src, n);
+    if (!zc)
+        ZSTD_freeDCtx(tmp.d);
+    if (ZSTD_isError(r))
+        return lr_err_set(err, LR_EBADVAL, "%s: zstd: %s", what, ZSTD_getErrorName(r));
+    if (r != expect)
+        return lr_err_set(err, LR_EBADVAL, "%s: zstd produced %zu bytes, expected %zu", what, r,
+                          expect);
+    return 0;
+}
+
+size_t lr__proto_zstd(struct lr_proto_zc *zc, int level, const void *src, size_t n, uint8_t *dst,
+                      size_t cap)
+{
+    struct lr_proto_zc tmp = {0};
+    struct lr_proto_zc *z = zc ? zc : &tmp;
+    if (!z->c && !(z->c = ZSTD_createCCtx()))
+        abort();
+    /* ZSTD_compressCCtx writes the content size into the frame header,
+     * which receivers require. */
+    size_t r = ZSTD_compressCCtx(z->c, dst, cap, src, n, level);
+    if (!zc)
+        ZSTD_freeCCtx(tmp.c);
+    return ZSTD_isError(r) || r >= n ? 0 : r;
+}
+
+/* ---- FOLDERS ----------------------------------------------------------------- */
+
+/* Smallest encoded entry: id (2) + index_id (8) + max_seq (1) + peer index
+ * (8) + peer seq (1) + option count (1). */
+#define FOLDER_ENTRY_MIN 21
+
+void lr_proto_folders_release(struct lr_proto_folders *f)
+{
+    if (!f)
+        return;
+    free(f->v);
+    f->v = NULL;
+    f->n = 0;
+}
+
+static int folder_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct lr_proto_folder *)a)->id, ((const struct lr_proto_folder *)b)->id);
+}
+
+void lr_proto_folders_sort(struct lr_proto_folder *v, size_t n)
+{
+    if (n > 1)
+        qsort(v, n, sizeof(v[0]), folder_cmp);
+}
+
+static bool folder_ok(const struct lr_proto_folder *f)
+{
+    size_t il = strnlen(f->id, sizeof(f->id));
+    size_t cl = strnlen(f->conflict, sizeof(f->conflict));
+    return il < sizeof(f->id) && lr_proto_folder_id_ok(f->id, il) && f->index_id != 0 &&
+           f->max_seq <= LR_VARINT_MAX && f->peer_seq <= LR_VARINT_MAX &&
+           (f->peer_index_id != 0 || f->peer_seq == 0) && f->mode <= LR_PROTO_MODE_RECEIVE_ONLY &&
+           cl < sizeof(f->conflict) && lr_proto_text_ok(f->conflict, cl);
+}
+
+int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr_buf *out)
+{
+    if (n > LR_PROTO_FOLDERS_ENTRIES_MAX)
+        return LR_EBADVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!folder_ok(&v[i]) || (i > 0 && strcmp(v[i - 1].id, v[i].id) >= 0))
+            return LR_EBADVAL;
+    }
+    size_t start = out->len;
+    int rc = lr_buf_put_varint(out, n);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct lr_proto_folder *f = &v[i];
+        uint8_t mv = (uint8_t)f->mode; /* < 64: a one-byte varint */
+        size_t cl = strlen(f->conflict);
+        rc = lr_buf_put_lbytes(out, f->id, strlen(f->id));
+        if (rc == 0)
+            rc = lr_buf_put_u64(out, f->index_id);
+        if (rc == 0)
+            rc = lr_buf_put_varint(out, f->max_seq);
+        if (rc == 0)
+            rc = lr_buf_put_u64(out, f->peer_index_id);
+        if (rc == 0)
+            rc = lr_buf_put_varint(out, f->peer_seq);
+        if (rc == 0)
+            rc = lr_buf_put_varint(out, cl ? 2 : 1);
+        if (rc == 0)
+            rc = lr_buf_put_varint(out, LR_PROTO_FOPT_MODE);
+        if (rc == 0)
+            rc = lr_buf_put_lbytes(out, &mv, 1);
+        if (rc == 0 && cl) {
+            rc = lr_buf_put_varint(out, LR_PROTO_FOPT_CONFLICT);
+            if (rc == 0)
+                rc = lr_buf_put_lbytes(out, f->conflict, cl);
+        }
+    }
+    if (rc == 0 && out->len - start > LR_PROTO_FOLDERS_MAX) {
+        out->len = start;
+        out->failed = true;
+        rc = LR_ETOOBIG;
+    }
+    return rc;
+}
+
+static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, struct lr_err *err)
+{
+    uint64_t nopt, prev = 0;
+    if (lr_rd_get_varint(rd, &nopt) < 0)
+        return lr_err_set(err, LR_ETRUNC, "folders[%zu].options: count truncated", i);
+    if (nopt > LR_PROTO_FOLDER_OPTS_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "folders[%zu].options: %" PRIu64 " over %d", i, nopt,
+                          LR_PROTO_FOLDER_OPTS_MAX);
+    for (uint64_t k = 0; k < nopt; k++) {
+        uint64_t key;
+        const uint8_t *val;
+        size_t vl;
+        if (lr_rd_get_varint(rd, &key) < 0)
+            return lr_err_set(err, LR_ETRUNC, "folders[%zu].options[%" PRIu64 "]: key truncated", i,
+                              k);
+        if (key <= prev)
+            return lr_err_set(err, LR_EBADVAL,
+                              "folders[%zu].options: key %" PRIu64 " after %" PRIu64
+                              " (0 reserved, keys strictly increasing)",
+                              i, key, prev);
+        prev = key;
+        int rc = lr_rd_get_lview(rd, &val, &vl, LR_PROTO_FOLDER_OPT_VAL_MAX);
+        if (rc == LR_ETOOBIG)
+            return lr_err_set(err, rc, "folders[%zu].options[%" PRIu64 "]: value over %d bytes", i,
+                              key, LR_PROTO_FOLDER_OPT_VAL_MAX);
+        if (rc < 0)
+            return lr_err_set(err, LR_ETRUNC, "folders[%zu].options[%" PRIu64 "]: truncated", i,
+                              key);
+        if (key == LR_PROTO_FOPT_MODE) {
+            struct lr_rd vr;
+            uint64_t m;
+            lr_rd_init(&vr, val, vl);
+            if (lr_rd_get_varint(&vr, &m) < 0 || lr_rd_left(&vr) != 0 ||
+                m > LR_PROTO_MODE_RECEIVE_ONLY)
+                return lr_err_set(err, LR_EBADVAL, "folders[%zu].mode: not a known mode", i);
+            f->mode = (uint32_t)m;
+        } else if (key == LR_PROTO_FOPT_CONFLICT) {
+            if (vl == 0 || vl > LR_PROTO_STRATEGY_MAX || !lr_proto_text_ok(val, vl))
+                return lr_err_set(err, LR_EBADVAL, "folders[%zu].conflict: not text of 1..%d bytes",
+                                  i, LR_PROTO_STRATEGY_MAX);
+            memcpy(f->conflict, val, vl);
+            f->conflict[vl] = '\0';
+        }
+        /* Other keys: options of a newer version, skipped. */
+    }
+    return 0;
+}
+
+int lr_proto_folders_decode(const uint8_t *p, size_t n, struct lr_proto_folders *out,
+                            struct lr_err *err)
+{
+    struct lr_rd rd;
+    uint64_t cnt;
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    lr_rd_init(&rd, p, n);
+    if (lr_rd_get_varint(&rd, &cnt) < 0)
+        return lr_err_set(err, LR_ETRUNC, "folders.count: truncated");
+    if (cnt > LR_PROTO_FOLDERS_ENTRIES_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "folders.count: %" PRIu64 " over %d", cnt,
+                          LR_PROTO_FOLDERS_ENTRIES_MAX);
+    if (cnt > lr_rd_left(&rd) / FOLDER_ENTRY_MIN)
+        return lr_err_set(err, LR_ETRUNC,
+                          "folders.count: %" PRIu64 " entries cannot fit in %zu bytes", cnt,
+                          lr_rd_left(&rd));
+    struct lr_proto_folder *v = cnt ? lr_xcalloc((size_t)cnt, sizeof(v[0])) : NULL;
+    for (size_t i = 0; i < cnt; i++) {
+        struct lr_proto_folder *f = &v[i];
+        char what[48];
+        snprintf(what, sizeof(what), "folders[%zu].id", i);
+        if ((rc = lr__proto_get_folder_id(&rd, what, f->id, err)) < 0)
+            goto out;
+        if (i > 0 && strcmp(v[i - 1].id, f->id) >= 0) {
+            rc = lr_err_set(err, LR_EBADVAL,
+                            "folders[%zu].id: not after the previous ID "
+                            "(duplicate or out of order)",
+                            i);
+            goto out;
+        }
+        if (lr_rd_get_u64(&rd, &f->index_id) < 0 || lr_rd_get_varint(&rd, &f->max_seq) < 0 ||
+            lr_rd_get_u64(&rd, &f->peer_index_id) < 0 || lr_rd_get_varint(&rd, &f->peer_seq) < 0) {
+            rc = lr_err_set(err, LR_ETRUNC, "folders[%zu]: index fields truncated", i);
+            goto out;
+        }
+        if (f->index_id == 0) {
+            rc = lr_err_set(err, LR_EBADVAL, "folders[%zu].index_id: 0", i);
+            goto out;
+        }
+        if (f->peer_index_id == 0 && f->peer_seq != 0) {
+            rc = lr_err_set(err, LR_EBADVAL,
+                            "folders[%zu].peer_seq: %" PRIu64 " without a peer index ID", i,
+                            f->peer_seq);
+            goto out;
+        }
+        if ((rc = folder_opts(&rd, i, f, err)) < 0)
+            goto out;
+    }
+    out->v = v;
+    out->n = (size_t)cnt;
+    v = NULL;
+    rc = 0;
+out:
+    free(v);
+    return rc;
+}
+
+/* ---- WANT ------------------------------------------------------------------------ */
+
+/* A hash field: lbytes of exactly 32, so a 31- or 33-byte hash is an error
+ * rather than a shift of every later field. */
+static int get_hash(struct lr_rd *rd, const char *what, struct lr_hash *h, struct lr_err *err)
+{
+    uint64_t len;
+    if (lr_rd_get_varint(rd, &len) < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s: length truncated", what);
+    if (len != LR_HASH_LEN)
+        return lr_err_set(err, LR_EBADVAL, "%s: %" PRIu64 " bytes, must be %d", what, len,
+                          LR_HASH_LEN);
+    if (lr_rd_get_bytes(rd, h->b, LR_HASH_LEN) < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s: truncated", what);
+    return 0;
+}
+
+int lr_proto_want_encode(const struct lr_proto_want *w, struct lr_buf *out)
+{
+    size_t fl = strnlen(w->folder_id, sizeof(w->folder_id));
+    if (w->req_id > LR_VARINT_MAX || fl == sizeof(w->folder_id) ||
+        !lr_proto_folder_id_ok(w->folder_id, fl) || !w->path ||
+        lr_index_path_check(w->path, w->path_len, NULL) < 0 || w->size == 0 ||
+        w->size > LR_PROTO_CHUNK_DATA_MAX || w->offset > LR_VARINT_MAX - w->size)
+        return LR_EBADVAL;
+    int rc = lr_buf_put_varint(out, w->req_id);
+    if (rc == 0)
+        rc = lr_buf_put_lbytes(out, w->folder_id, fl);
+    if (rc == 0)
+        rc = lr_buf_put_lbytes(out, w->path, w->path_len);
+    if (rc == 0)
+        rc = lr_buf_put_lbytes(out, w->blocks_hash.b, LR_HASH_LEN);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, w->offset);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, w->size);
+    if (rc == 0)
+        rc = lr_buf_put_lbytes(out, w->hash.b, LR_HASH_LEN);
+    return rc;
+}
+
+int lr_proto_want_decode(const uint8_t *p, size_t n, struct lr_proto_want *w, struct lr_err *err)
+{
+    struct lr_proto_want t;
+    struct lr_rd rd;
+    uint64_t v;
+    int rc;
+    memset(w, 0, sizeof(*w));
+    memset(&t, 0, sizeof(t));
+    lr_rd_init(&rd, p, n);
+    if (lr_rd_get_varint(&rd, &t.req_id) < 0)
+        return lr_err_set(err, LR_ETRUNC, "want.req_id: truncated");
+    if ((rc = lr__proto_get_folder_id(&rd, "want.folder", t.folder_id, err)) < 0)
+        return rc;
+    rc = lr_rd_get_lview(&rd, &t.path, &t.path_len, LR_INDEX_PATH_MAX);
+    if (rc == LR_ETOOBIG)
+        return lr_err_set(err, rc, "want.path: over %d bytes", LR_INDEX_PATH_MAX);
+    if (rc < 0)
+        return lr_err_set(err, LR_ETRUNC, "want.path: truncated");
+    struct lr_err perr;
+    if (lr_index_path_check(t.path, t.path_len, &perr) < 0)
+        return lr_err_set(err, LR_EBADVAL, "want.path: %s", perr.msg);
+    if ((rc = get_hash(&rd, "want.blocks_hash", &t.blocks_hash, err)) < 0)
+        return rc;
+    if (lr_rd_get_varint(&rd, &t.offset) < 0)
+        return lr_err_set(err, LR_ETRUNC, "want.offset: truncated");
+    if (lr_rd_get_varint(&rd, &v) < 0)
+        return lr_err_set(err, LR_ETRUNC, "want.size: truncated");
+    if (v == 0 || v > LR_PROTO_CHUNK_DATA_MAX)
+        return lr_err_set(err, LR_EBADVAL, "want.size: %" PRIu64 " not in 1..%u", v,
+                          LR_PROTO_CHUNK_DATA_MAX);
+    if (t.offset > LR_VARINT_MAX - v)
+        return lr_err_set(err, LR_EBADVAL, "want.offset: %" PRIu64 " + %" PRIu64 " past 2^62",
+                          t.offset, v);
+    t.size = (uint32_t)v;
+    if ((rc = get_hash(&rd, "want.hash", &t.hash, err)) < 0)
+        return rc;
+    *w = t;
+    return 0;
+}
+
+/* ---- CHUNK -------------------------------------------------------------------------- */
+
+int lr_proto_chunk_encode(struct lr_proto_zc *zc, uint64_t req_id, uint64_t status,
+                          const void *data, size_t len, bool compress, struct lr_buf *out)
+{
+    if (req_id > LR_VARINT_MAX || status > LR_VARINT_MAX)
+        return LR_EBADVAL;
+    if (status == LR_PROTO_CHUNK_OK ? (len == 0 || len > LR_PROTO_CHUNK_DATA_MAX || !data)
+                                    : len != 0)
+        return LR_EBADVAL;
+    uint8_t *z = NULL;
+    size_t zl = 0;
+    if (compress && len > 0) {
+        size_t cap = ZSTD_compressBound(len);
+        z = lr_xmalloc(cap);
+        zl = lr__proto_zstd(zc, 1, data, len, z, cap);
+    }
+    int rc = lr_buf_put_varint(out, req_id);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, status);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, zl ? LR_PROTO_COMP_ZSTD : LR_PROTO_COMP_NONE);
+    if (rc == 0)
+        rc = zl ? lr_buf_put_lbytes(out, z, zl) : lr_buf_put_lbytes(out, data, len);
+    free(z);
+    return rc;
+}
+
+int lr_proto_chunk_decode(const uint8_t *p, size_t n, struct lr_proto_chunk *c, struct lr_err *err)
+{
+    struct lr_proto_chunk t;
+    struct lr_rd rd;
+    memset(c, 0, sizeof(*c));
+    memset(&t, 0, sizeof(t));
+    lr_rd_init(&rd, p, n);
+    if (lr_rd_get_varint(&rd, &t.req_id) < 0)
+        return lr_err_set(err, LR_ETRUNC, "chunk.req_id: truncated");
+    if (lr_rd_get_varint(&rd, &t.status) < 0)
+        return lr_err_set(err, LR_ETRUNC, "chunk.status: truncated");
+    int rc = lr__proto_get_uint(&rd, "chunk.compression", LR_PROTO_COMP_ZSTD, &t.comp, err);
+    if (rc < 0)
+        return rc;
+    rc = lr_rd_get_lview(&rd, &t.data, &t.data_len, LR_PROTO_CHUNK_DATA_MAX);
+    if (rc == LR_ETOOBIG)
+        return lr_err_set(err, rc, "chunk.data: over %u bytes", LR_PROTO_CHUNK_DATA_MAX);
+    if (rc < 0)
+        return lr_err_set(err, LR_ETRUNC, "chunk.data: truncated");
+    if (t.status == LR_PROTO_CHUNK_OK && t.data_len == 0)
+        return lr_err_set(err, LR_EBADVAL, "chunk.data: empty with status OK");
+    if (t.status != LR_PROTO_CHUNK_OK && (t.data_len != 0 || t.comp != LR_PROTO_COMP_NONE))
+        return lr_err_set(err, LR_EBADVAL, "chunk.data: %zu bytes with status %" PRIu64, t.data_len,
+                          t.status);
+    *c = t;
+    return 0;
+}
+
+int lr_proto_chunk_data(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, uint8_t *out,
+                        size_t expect, struct lr_err *err)
+{
+    if (c->status != LR_PROTO_CHUNK_OK)
+        return lr_err_set(err, LR_EBADVAL, "chunk: status %" PRIu64 " carries no data", c->status);
+    if (expect == 0 || expect > LR_PROTO_CHUNK_DATA_MAX)
+        return lr_err_set(err, LR_EBADVAL, "chunk: expected size %zu not in 1..%u", expect,
+                          LR_PROTO_CHUNK_DATA_MAX);
+    if (c->comp == LR_PROTO_COMP_NONE) {
+        if (c->data_len != expect)
+            return lr_err_set(err, LR_EBADVAL, "chunk: %zu bytes, %zu requested", c->data_len,
+                              expect);
+        memcpy(out, c->data, expect);
+        return 0;
+    }
+    if (c->comp != LR_PROTO_COMP_ZSTD)
+        return lr_err_set(err, LR_EBADVAL, "chunk: compression %" PRIu64, c->comp);
+    if (c->data_len >= expect)
+        return lr_err_set(err, LR_EBADVAL,
+                          "chunk: compressed form of %zu bytes not smaller than %zu requested",
+                          c->data_len, expect);
+    return lr__proto_unzstd(zc, c->data, c->data_len, out, expect, "chunk.data", err);
+}
