@@ -163,6 +163,8 @@ static const struct mcase cases[] = {
     {"a**b", "axyb", false, true},
     {"a**b", "ax/yb", false, false},
     {"***.o", "a.o", false, true},
+    {"a/***/b", "a/x/y/b", false, true},
+    {"a/***/b", "a/b", false, true},
     /* bracket expressions */
     {"[abc].txt", "b.txt", false, true},
     {"[abc].txt", "d.txt", false, false},
