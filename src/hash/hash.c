@@ -29,6 +29,19 @@ struct lr_sha256_ctx *lr_sha256_new(void)
     return c;
 }
 
+struct lr_sha256_ctx *lr_sha256_copy(const struct lr_sha256_ctx *c)
+{
+    struct lr_sha256_ctx *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->h = gnutls_hash_copy(c->h);
+    if (!n->h) {
+        free(n);
+        return NULL;
+    }
+    return n;
+}
+
 void lr_sha256_update(struct lr_sha256_ctx *c, const void *p, size_t n)
 {
     (void)gnutls_hash(c->h, p, n);

@@ -27,6 +27,8 @@ struct lr_sha256_ctx;
 /* Returns NULL only on allocation failure inside GnuTLS. */
 struct lr_sha256_ctx *lr_sha256_new(void);
 void lr_sha256_update(struct lr_sha256_ctx *c, const void *p, size_t n);
+/* An independent copy of the running state (NULL on allocation failure). */
+struct lr_sha256_ctx *lr_sha256_copy(const struct lr_sha256_ctx *c);
 /* Writes the digest; the context may not be updated afterwards, only freed. */
 void lr_sha256_final(struct lr_sha256_ctx *c, struct lr_hash *out);
 void lr_sha256_free(struct lr_sha256_ctx *c);
