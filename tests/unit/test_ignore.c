@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -821,6 +822,62 @@ static void test_load(void **state)
     free(dir);
 }
 
+/* --- concurrent matching ---------------------------------------------------------------------- */
+
+#define THR_PATHS 2000
+
+struct thr_arg {
+    const struct lr_ignore *ig;
+    char (*paths)[64];
+    bool *want;
+    int bad;
+};
+
+static void *thr_main(void *p)
+{
+    struct thr_arg *a = p;
+    for (int rep = 0; rep < 5; rep++)
+        for (int i = 0; i < THR_PATHS; i++)
+            if (match_s(a->ig, a->paths[i], i % 2) != a->want[i])
+                a->bad++;
+    return NULL;
+}
+
+/* One rule set shared by 4 threads gives the same answers as one thread. */
+static void test_threads(void **state)
+{
+    (void)state;
+    const char *rules = "*.o\n!keep.o\nbuild/\n**/cache/**\na*b?c\n/top/*\n";
+    struct lr_ignore *ig = parse_ok(rules, strlen(rules));
+    char(*paths)[64] = lr_xmallocarray(THR_PATHS, sizeof(*paths));
+    bool *want = lr_xmallocarray(THR_PATHS, sizeof(*want));
+    unsigned seed = 7;
+    static const char *const parts[] = {"a", "b.o", "keep.o", "build", "cache", "top", "axbyc"};
+    size_t hits = 0;
+    for (int i = 0; i < THR_PATHS; i++) {
+        size_t n = 0;
+        unsigned nc = 1 + rnd(&seed, 4);
+        for (unsigned c = 0; c < nc; c++)
+            n += (size_t)snprintf(paths[i] + n, 64 - n, "%s%s", c ? "/" : "", parts[rnd(&seed, 7)]);
+        want[i] = match_s(ig, paths[i], i % 2);
+        hits += want[i];
+    }
+    assert_true(hits > THR_PATHS / 10 && hits < THR_PATHS * 9 / 10);
+    pthread_t t[4];
+    struct thr_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct thr_arg){.ig = ig, .paths = paths, .want = want, .bad = 0};
+        assert_int_equal(pthread_create(&t[i], NULL, thr_main, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(args[i].bad, 0);
+    }
+    free(paths);
+    free(want);
+    lr_ignore_free(ig);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -829,6 +886,7 @@ int main(void)
         cmocka_unit_test(test_entry_only),   cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_limits),       cmocka_unit_test(test_differential),
         cmocka_unit_test(test_pathological), cmocka_unit_test(test_load),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
