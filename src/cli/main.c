@@ -1,6 +1,151 @@
-#include <stdio.h>
-int main(void)
+/*
+ * main.c - landropic's entry point: global options and command dispatch.
+ */
+#include "cli.h"
+
+#include "config/config.h"
+#include "util/log.h"
+#include "util/str.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: landropic [--home DIR] COMMAND [ARGS...]\n"
+    "\n"
+    "Encrypted peer-to-peer folder sync for devices on one network.\n"
+    "\n"
+    "Identity:\n"
+    "  init [--name NAME]        create this device's identity and configuration\n"
+    "  id                        print this device's ID\n"
+    "  pair [--qr]               show the device ID and the addresses the daemon listens on\n"
+    "Daemon:\n"
+    "  daemon [--listen HOST:PORT]... [--detach] [--log FILE]\n"
+    "  stop                      stop the daemon gracefully\n"
+    "Peers:\n"
+    "  peer add DEVICE_ID [--name NAME] [--addr HOST:PORT]...\n"
+    "  peer remove DEVICE_ID\n"
+    "  peers [--json]\n"
+    "Folders:\n"
+    "  folder add PATH [--id ID] [--share DEVICE_ID]... [--mode MODE] [--conflict STRATEGY]\n"
+    "                  [--conflict-window SECS]\n"
+    "  folder share FOLDER_ID DEVICE_ID\n"
+    "  folder remove FOLDER_ID   stop syncing; never deletes files\n"
+    "  folders [--json]\n"
+    "Sync and state:\n"
+    "  scan [FOLDER_ID]... [--json]\n"
+    "  sync [FOLDER_ID]... [--wait] [--timeout SECS]\n"
+    "  status [FOLDER_ID] [--json]\n"
+    "  conflicts [FOLDER_ID] [--json]\n"
+    "  sessions [--json]\n"
+    "  events [--json]\n"
+    "\n"
+    "Global options:\n"
+    "  --home DIR   state directory (default $LANDROPIC_HOME, $XDG_STATE_HOME/landropic,\n"
+    "               ~/.local/state/landropic)\n"
+    "  --version    print the version\n"
+    "Run 'landropic COMMAND --help' for a command's options.\n"
+    "Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 timeout, 4 daemon not running.\n";
+
+static const struct {
+    const char *name;
+    int (*fn)(struct cli *, int, char **);
+} commands[] = {
+    {"init", cmd_init},           {"id", cmd_id},
+    {"pair", cmd_pair},           {"peer", cmd_peer},
+    {"peers", cmd_peers},         {"folder", cmd_folder},
+    {"folders", cmd_folders},     {"scan", cmd_scan},
+    {"daemon", cmd_daemon},       {"stop", cmd_stop},
+    {"status", cmd_status},       {"sync", cmd_sync},
+    {"conflicts", cmd_conflicts}, {"sessions", cmd_sessions},
+    {"events", cmd_events},
+};
+
+/*
+ * --home is global but users also write it after the command; take it from
+ * anywhere before a "--". Returns the value (borrowed) or NULL; sets *bad on
+ * a missing value.
+ */
+static const char *find_home(int argc, char **argv, bool *bad)
 {
-    puts("landropic " LR_VERSION);
-    return 0;
+    const char *home = NULL;
+    *bad = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--home") == 0) {
+            if (i + 1 >= argc) {
+                *bad = true;
+                return NULL;
+            }
+            home = argv[++i];
+        } else if (strncmp(argv[i], "--home=", 7) == 0) {
+            home = argv[i] + 7;
+        }
+    }
+    return home;
+}
+
+int main(int argc, char **argv)
+{
+    /* A reader that goes away (e.g. `landropic events | head`) must not kill us mid-write. */
+    signal(SIGPIPE, SIG_IGN);
+    /* Commands report through stderr themselves; module chatter is for the daemon's log. */
+    lr_log_set_level(LR_LOG_WARN);
+
+    bool bad_home;
+    const char *home_opt = find_home(argc, argv, &bad_home);
+    if (bad_home) {
+        fputs("landropic: option '--home' needs a value\n", stderr);
+        return EXIT_USAGE;
+    }
+    if (home_opt && !*home_opt) {
+        fputs("landropic: option '--home' needs a non-empty value\n", stderr);
+        return EXIT_USAGE;
+    }
+    /* Skip global options to find the command word. */
+    int ci = 1;
+    while (ci < argc) {
+        if (strcmp(argv[ci], "--home") == 0) {
+            ci += 2;
+        } else if (strncmp(argv[ci], "--home=", 7) == 0) {
+            ci++;
+        } else if (strcmp(argv[ci], "--version") == 0 || strcmp(argv[ci], "-V") == 0) {
+            printf("landropic %s\n", LR_VERSION);
+            return EXIT_OK;
+        } else if (strcmp(argv[ci], "--help") == 0 || strcmp(argv[ci], "-h") == 0 ||
+                   strcmp(argv[ci], "help") == 0) {
+            fputs(usage, stdout);
+            return EXIT_OK;
+        } else {
+            break;
+        }
+    }
+    if (ci >= argc) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    if (argv[ci][0] == '-') {
+        char *e = lr_escs(argv[ci]);
+        fprintf(stderr, "landropic: unknown option '%s' (see 'landropic --help')\n", e);
+        free(e);
+        return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[ci], commands[i].name) != 0)
+            continue;
+        struct cli c = {0};
+        struct lr_err err = {0};
+        int rc = lr_config_home(home_opt, &c.home, &err);
+        if (rc < 0)
+            return cli_fail(rc, &err);
+        rc = commands[i].fn(&c, argc - ci, argv + ci);
+        free(c.home);
+        return rc;
+    }
+    char *e = lr_escs(argv[ci]);
+    fprintf(stderr, "landropic: unknown command '%s' (see 'landropic --help')\n", e);
+    free(e);
+    return EXIT_USAGE;
 }

@@ -316,8 +316,7 @@ int lr_config_add_folder(struct lr_config *cfg, const struct lr_folder_cfg *f, s
     if (lr_config_find_folder(cfg, f->id))
         return lr_err_set(err, LR_EEXISTS, "folder ID '%s' is already used", f->id);
     if (lr_path_within(f->path, cfg->home) || lr_path_within(cfg->home, f->path))
-        return lr_err_set(err, LR_ECONFIG, "%s overlaps the landropic home %s", f->path,
-                          cfg->home);
+        return lr_err_set(err, LR_ECONFIG, "%s overlaps the landropic home %s", f->path, cfg->home);
     for (size_t i = 0; i < cfg->nfolders; i++) {
         const struct lr_folder_cfg *o = &cfg->folders[i];
         if (strcmp(o->path, f->path) == 0)
@@ -407,8 +406,8 @@ static json_t *folder_to_json(const struct lr_folder_cfg *f)
     }
     /* Paths are stored as given by realpath(); non-UTF-8 ones keep their bytes in base64. */
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:o}", "id", f->id, "mode",
-                          lr_folder_mode_name(f->mode), "conflict", f->conflict,
-                          "conflict_window", (json_int_t)f->conflict_window, "shared", shared);
+                          lr_folder_mode_name(f->mode), "conflict", f->conflict, "conflict_window",
+                          (json_int_t)f->conflict_window, "shared", shared);
     size_t plen = strlen(f->path);
     if (lr_utf8_valid(f->path, plen)) {
         json_object_set_new(o, "path", json_string(f->path));
@@ -454,8 +453,8 @@ static char *unbase64_str(const char *s)
             free(out);
             return NULL;
         }
-        uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
+        uint32_t x =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         out[o++] = (char)(x >> 16);
         if (s[i + 2] != '=')
             out[o++] = (char)(x >> 8);
@@ -530,8 +529,8 @@ static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, stru
     json_int_t window = 0;
     json_t *shared = NULL;
     if (json_unpack(jf, "{s:s, s:s, s?s, s?s, s?s, s?I, s?o}", "id", &id, "path", &fpath,
-                    "path_b64", &fpath_b64, "mode", &mode, "conflict", &conflict,
-                    "conflict_window", &window, "shared", &shared) < 0)
+                    "path_b64", &fpath_b64, "mode", &mode, "conflict", &conflict, "conflict_window",
+                    &window, "shared", &shared) < 0)
         return bad(err, path, "a folder entry lacks its id or path");
     struct lr_err sub = {0};
     struct lr_folder_cfg f = {0};
@@ -559,8 +558,7 @@ static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, stru
         const char *s = json_string_value(json_array_get(shared, i));
         struct lr_device_id dev;
         if (!s || lr_device_id_parse(s, &dev, &sub) < 0)
-            return lr_err_set(err, LR_ECONFIG, "%s: folder '%s' is shared with a bad ID", path,
-                              id);
+            return lr_err_set(err, LR_ECONFIG, "%s: folder '%s' is shared with a bad ID", path, id);
         lr_config_share_folder(cfg, id, &dev, NULL);
     }
     return 0;
@@ -589,8 +587,8 @@ int lr_config_load(const char *home, struct lr_config **out, struct lr_err *err)
     const char *name = "";
     json_t *peers = NULL, *folders = NULL;
     json_int_t version = 0;
-    if (json_unpack(root, "{s:I, s?{s?s}, s?o, s?o}", "version", &version, "device", "name",
-                    &name, "peers", &peers, "folders", &folders) < 0 ||
+    if (json_unpack(root, "{s:I, s?{s?s}, s?o, s?o}", "version", &version, "device", "name", &name,
+                    "peers", &peers, "folders", &folders) < 0 ||
         version != CONFIG_VERSION) {
         json_decref(root);
         rc = bad(err, path, "not a landropic configuration of version 1");

@@ -74,16 +74,14 @@ struct lr_folder_cfg *lr_config_find_folder(const struct lr_config *cfg, const c
 /* Adds a peer, or (if present) updates its name/addresses when given. */
 int lr_config_add_peer(struct lr_config *cfg, const struct lr_device_id *id, const char *name,
                        char *const *addrs, size_t naddrs, struct lr_err *err);
-int lr_config_remove_peer(struct lr_config *cfg, const struct lr_device_id *id,
-                          struct lr_err *err);
+int lr_config_remove_peer(struct lr_config *cfg, const struct lr_device_id *id, struct lr_err *err);
 
 /*
  * Adds a folder. `path` must already be canonical (the caller resolved it and
  * checked it is a directory); this checks the id and overlaps with other
  * folders and with the home.
  */
-int lr_config_add_folder(struct lr_config *cfg, const struct lr_folder_cfg *f,
-                         struct lr_err *err);
+int lr_config_add_folder(struct lr_config *cfg, const struct lr_folder_cfg *f, struct lr_err *err);
 int lr_config_remove_folder(struct lr_config *cfg, const char *folder_id, struct lr_err *err);
 /* Returns 1 if newly shared, 0 if it already was. */
 int lr_config_share_folder(struct lr_config *cfg, const char *folder_id,

@@ -82,8 +82,7 @@ static int op_peer_remove(struct lr_config *cfg, json_t *params, json_t **result
     return 0;
 }
 
-static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result,
-                         struct lr_err *err)
+static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result, struct lr_err *err)
 {
     const char *path, *id, *mode, *conflict;
     int rc;
@@ -194,8 +193,8 @@ static const struct {
     const char *name;
     int (*fn)(struct lr_config *, json_t *, json_t **, struct lr_err *);
 } ops[] = {
-    {"peer.add", op_peer_add},         {"peer.remove", op_peer_remove},
-    {"folder.add", op_folder_add},     {"folder.share", op_folder_share},
+    {"peer.add", op_peer_add},           {"peer.remove", op_peer_remove},
+    {"folder.add", op_folder_add},       {"folder.share", op_folder_share},
     {"folder.remove", op_folder_remove},
 };
 

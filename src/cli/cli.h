@@ -1,0 +1,106 @@
+/*
+ * cli.h - shared pieces of the landropic command-line tool.
+ *
+ * Each command is a function `int cmd_x(struct cli *c, int argc, char **argv)`
+ * returning the process exit code (0 ok, 1 runtime error, 2 usage error,
+ * 3 timeout, 4 daemon not running; shared/cli-contract.md). argv[0] is the
+ * command word. Errors are printed as one line on stderr, "landropic: ...",
+ * naming the culprit. stdout carries only results (one JSON document with
+ * --json).
+ *
+ * A command that needs the daemon talks to it only through the control API
+ * (api/api.h). Configuration commands work with or without a daemon: they
+ * build the operation's parameters and either send them to the daemon or
+ * apply them to the config file here (config/ops.h), so both paths behave
+ * the same.
+ */
+#ifndef LR_CLI_CLI_H
+#define LR_CLI_CLI_H
+
+#include "util/err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_NODAEMON = 4 };
+
+struct cli {
+    char *home; /* resolved, absolute */
+};
+
+/* ---- option parsing ---- */
+#define OPT_MAX_VALUES 32
+
+struct opt_spec {
+    const char *name; /* long name without dashes */
+    bool has_arg;
+    bool repeat;
+};
+
+struct opt_val {
+    int count;
+    const char *values[OPT_MAX_VALUES];
+};
+
+struct opts {
+    const struct opt_spec *spec;
+    int nspec;
+    struct opt_val vals[16];
+    const char *pos[OPT_MAX_VALUES];
+    int npos;
+};
+
+/*
+ * Parse argv[1..argc) against `spec` (always accepting --help and --home).
+ * Prints the usage error and returns EXIT_USAGE, or -1 after printing help
+ * (caller exits 0), or 0.
+ */
+int opts_parse(struct opts *o, const struct opt_spec *spec, int nspec, int argc, char **argv,
+               const char *cmd, const char *usage);
+const char *opt_get(const struct opts *o, const char *name);
+bool opt_has(const struct opts *o, const char *name);
+const struct opt_val *opt_all(const struct opts *o, const char *name);
+
+/* ---- output and errors ---- */
+int cli_exit_code(int rc);
+/* Print "landropic: MSG" for rc/err and return its exit code. */
+int cli_fail(int rc, const struct lr_err *err);
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a JSON document (stolen) on stdout. */
+void cli_print_json(json_t *doc);
+/* Print a name for humans with control characters and bad UTF-8 escaped. */
+void cli_print_name(FILE *f, const char *s);
+
+/* ---- daemon ---- */
+/* True if a daemon holds this home's lock. */
+bool cli_daemon_running(const char *home);
+/*
+ * Call `method` on the running daemon (params stolen). On failure prints the
+ * error and returns the exit code (EXIT_NODAEMON if none runs); 0 on success
+ * with *result owned by the caller.
+ */
+int cli_call(struct cli *c, const char *method, json_t *params, int timeout_ms, json_t **result);
+/* Apply a configuration operation through the daemon or, if none runs, locally. */
+int cli_config_op(struct cli *c, const char *method, json_t *params, json_t **result);
+/* Require an initialised home; prints the error and returns its exit code, or 0. */
+int cli_require_init(struct cli *c);
+
+/* ---- commands ---- */
+int cmd_init(struct cli *c, int argc, char **argv);
+int cmd_id(struct cli *c, int argc, char **argv);
+int cmd_pair(struct cli *c, int argc, char **argv);
+int cmd_peer(struct cli *c, int argc, char **argv);
+int cmd_peers(struct cli *c, int argc, char **argv);
+int cmd_folder(struct cli *c, int argc, char **argv);
+int cmd_folders(struct cli *c, int argc, char **argv);
+int cmd_scan(struct cli *c, int argc, char **argv);
+int cmd_daemon(struct cli *c, int argc, char **argv);
+int cmd_stop(struct cli *c, int argc, char **argv);
+int cmd_status(struct cli *c, int argc, char **argv);
+int cmd_sync(struct cli *c, int argc, char **argv);
+int cmd_conflicts(struct cli *c, int argc, char **argv);
+int cmd_sessions(struct cli *c, int argc, char **argv);
+int cmd_events(struct cli *c, int argc, char **argv);
+
+#endif

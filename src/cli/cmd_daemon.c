@@ -1,0 +1,339 @@
+/*
+ * cmd_daemon.c - daemon, stop, and the commands that read the daemon's
+ * state: status, sync, conflicts, sessions, events.
+ */
+#include "cli.h"
+
+#include "api/api.h"
+#include "config/config.h"
+#include "daemon/daemon.h"
+#include "util/str.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char daemon_usage[] =
+    "usage: landropic daemon [--listen HOST:PORT]... [--detach] [--log FILE]\n"
+    "Run this device's sync daemon. Default listen: UDP port 21037 on all addresses.\n"
+    "--detach returns once the daemon accepts connections and commands; it then logs to\n"
+    "HOME/landropic.log unless --log says otherwise. SIGTERM/SIGINT stop it gracefully.\n"
+    "Options beyond the contract:\n"
+    "  --log-level LEVEL      error, warn, info (default), debug or trace\n"
+    "  --idle-timeout SECS    QUIC idle timeout (default 60)\n";
+
+int cmd_daemon(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"listen", true, true},
+                                           {"detach", false, false},
+                                           {"log", true, false},
+                                           {"log-level", true, false},
+                                           {"idle-timeout", true, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 5, argc, argv, "daemon", daemon_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos)
+        return cli_usage_error("daemon", "unexpected argument '%s'", o.pos[0]);
+    struct lr_err err = {0};
+    struct lr_daemon_opts d = {0};
+    const struct opt_val *listen = opt_all(&o, "listen");
+    for (int i = 0; i < listen->count; i++) {
+        if (lr_config_check_addr(listen->values[i], &err) < 0)
+            return cli_usage_error("daemon", "%s", err.msg);
+    }
+    d.home = c->home;
+    d.listen = listen->values;
+    d.nlisten = (size_t)listen->count;
+    d.detach = opt_has(&o, "detach");
+    d.log_path = opt_get(&o, "log");
+    d.log_level = LR_LOG_INFO;
+    const char *lvl = opt_get(&o, "log-level");
+    if (lvl && lr_log_parse_level(lvl, &d.log_level) < 0)
+        return cli_usage_error("daemon", "invalid --log-level '%s'", lvl);
+    const char *idle = opt_get(&o, "idle-timeout");
+    if (idle) {
+        char *end;
+        errno = 0;
+        long v = strtol(idle, &end, 10);
+        if (!*idle || *end || errno || v < 1 || v > 3600)
+            return cli_usage_error("daemon", "invalid --idle-timeout '%s': 1 to 3600 seconds",
+                                   idle);
+        d.idle_timeout_s = (unsigned)v;
+    }
+    if ((rc = cli_require_init(c)))
+        return rc;
+    rc = lr_daemon_run(&d, &err);
+    if (rc < 0)
+        return cli_fail(rc, &err);
+    return EXIT_OK;
+}
+
+static int simple_call(struct cli *c, int argc, char **argv, const char *cmd, const char *usage,
+                       const char *method, bool allow_folder)
+{
+    static const struct opt_spec spec[] = {{"json", false, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 1, argc, argv, cmd, usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos > (allow_folder ? 1 : 0))
+        return cli_usage_error(cmd, "unexpected argument '%s'", o.pos[allow_folder ? 1 : 0]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    json_t *params = json_object();
+    if (o.npos)
+        json_object_set_new(params, "folder", json_string(o.pos[0]));
+    json_t *res;
+    if ((rc = cli_call(c, method, params, 30000, &res)))
+        return rc;
+    if (opt_has(&o, "json")) {
+        cli_print_json(res);
+        return EXIT_OK;
+    }
+    /* Human form: each listed object on one line, keys in order, names escaped. */
+    const char *key;
+    json_t *arr;
+    json_object_foreach(res, key, arr)
+    {
+        if (!json_is_array(arr))
+            continue;
+        if (json_array_size(arr) == 0)
+            printf("No %s.\n", key);
+        size_t i;
+        json_t *item;
+        json_array_foreach(arr, i, item)
+        {
+            const char *k;
+            json_t *v;
+            int n = 0;
+            json_object_foreach(item, k, v)
+            {
+                if (strstr(k, "_b64"))
+                    continue;
+                printf("%s%s=", n++ ? "  " : "", k);
+                if (json_is_string(v)) {
+                    cli_print_name(stdout, json_string_value(v));
+                } else {
+                    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                    if (s) {
+                        cli_print_name(stdout, s);
+                        free(s);
+                    }
+                }
+            }
+            putchar('\n');
+        }
+    }
+    json_decref(res);
+    return EXIT_OK;
+}
+
+static const char status_usage[] =
+    "usage: landropic status [FOLDER_ID] [--json]\n"
+    "Show each folder's state (idle, scanning, syncing, error), whether it is in sync,\n"
+    "what it still needs, its conflict copies and per-file errors. Needs the daemon.\n";
+
+int cmd_status(struct cli *c, int argc, char **argv)
+{
+    return simple_call(c, argc, argv, "status", status_usage, "status", true);
+}
+
+static const char conflicts_usage[] =
+    "usage: landropic conflicts [FOLDER_ID] [--json]\n"
+    "The audit trail: every conflict detected, how it was resolved and where each losing\n"
+    "version was kept. Needs the daemon.\n";
+
+int cmd_conflicts(struct cli *c, int argc, char **argv)
+{
+    return simple_call(c, argc, argv, "conflicts", conflicts_usage, "conflicts", true);
+}
+
+static const char sessions_usage[] =
+    "usage: landropic sessions [--json]\n"
+    "Resumable transfer sessions and recent history. Needs the daemon.\n";
+
+int cmd_sessions(struct cli *c, int argc, char **argv)
+{
+    return simple_call(c, argc, argv, "sessions", sessions_usage, "sessions", false);
+}
+
+static const char stop_usage[] =
+    "usage: landropic stop\n"
+    "Stop the daemon gracefully: in-flight work is finished or persisted. Waits until it\n"
+    "has exited.\n";
+
+int cmd_stop(struct cli *c, int argc, char **argv)
+{
+    struct opts o;
+    int rc = opts_parse(&o, NULL, 0, argc, argv, "stop", stop_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos)
+        return cli_usage_error("stop", "unexpected argument '%s'", o.pos[0]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    json_t *res;
+    if ((rc = cli_call(c, "stop", NULL, 10000, &res)))
+        return rc;
+    json_decref(res);
+    /* The lock is released as the daemon's very last act; wait for it (bounded). */
+    for (int i = 0; i < 600 && cli_daemon_running(c->home); i++) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (cli_daemon_running(c->home)) {
+        fprintf(stderr, "landropic: daemon did not exit within 30 s\n");
+        return EXIT_TIMEOUT;
+    }
+    return EXIT_OK;
+}
+
+static const char sync_usage[] =
+    "usage: landropic sync [FOLDER_ID]... [--wait] [--timeout SECS]\n"
+    "Ask the daemon to rescan now. With --wait, block until every named folder (default\n"
+    "all) is idle and in sync with every connected peer it is shared with; exit 3 at\n"
+    "--timeout.\n";
+
+struct wait_ctx {
+    bool tty;
+    time_t start;
+};
+
+int cmd_sync(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"wait", false, false}, {"timeout", true, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 2, argc, argv, "sync", sync_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    double timeout = 0;
+    const char *t = opt_get(&o, "timeout");
+    if (t) {
+        char *end;
+        errno = 0;
+        timeout = strtod(t, &end);
+        if (!*t || *end || errno || timeout <= 0 || timeout > 86400 * 365)
+            return cli_usage_error("sync", "invalid --timeout '%s': expected seconds > 0", t);
+    }
+    if ((rc = cli_require_init(c)))
+        return rc;
+    json_t *ids = json_array();
+    for (int i = 0; i < o.npos; i++)
+        json_array_append_new(ids, json_string(o.pos[i]));
+    json_t *res;
+    if ((rc = cli_call(c, "sync", json_pack("{s:O}", "folders", ids), 30000, &res))) {
+        json_decref(ids);
+        return rc;
+    }
+    json_decref(res);
+    if (!opt_has(&o, "wait")) {
+        json_decref(ids);
+        return EXIT_OK;
+    }
+    bool tty = isatty(STDOUT_FILENO);
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int exit_code = EXIT_OK;
+    for (;;) {
+        json_t *st;
+        if ((rc = cli_call(c, "sync.state", json_pack("{s:O}", "folders", ids), 30000, &st))) {
+            exit_code = rc;
+            break;
+        }
+        bool done = json_is_true(json_object_get(st, "done"));
+        if (tty) {
+            json_int_t nf = json_integer_value(json_object_get(st, "need_files"));
+            json_int_t nb = json_integer_value(json_object_get(st, "need_bytes"));
+            double rate = json_number_value(json_object_get(st, "rate"));
+            printf("\r\033[Kneed %lld files, %lld bytes", (long long)nf, (long long)nb);
+            if (rate > 0)
+                printf(", %.1f MB/s, ETA %.0f s", rate / 1e6, (double)nb / rate);
+            fflush(stdout);
+        }
+        json_decref(st);
+        if (done)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+        if (timeout > 0 && el >= timeout) {
+            if (tty)
+                putchar('\n');
+            fprintf(stderr, "landropic: not in sync after %.0f s (timeout)\n", timeout);
+            exit_code = EXIT_TIMEOUT;
+            break;
+        }
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (tty && exit_code == EXIT_OK)
+        printf("\r\033[Kin sync\n");
+    json_decref(ids);
+    return exit_code;
+}
+
+static const char events_usage[] =
+    "usage: landropic events [--json]\n"
+    "Stream what the daemon does, one line per event (NDJSON with --json), until\n"
+    "interrupted.\n";
+
+static int print_event(void *ud, json_t *ev)
+{
+    bool json = *(bool *)ud;
+    if (json) {
+        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (s) {
+            puts(s);
+            free(s);
+        }
+    } else {
+        const char *k;
+        json_t *v;
+        int n = 0;
+        json_object_foreach(ev, k, v)
+        {
+            printf("%s%s=", n++ ? " " : "", k);
+            if (json_is_string(v)) {
+                cli_print_name(stdout, json_string_value(v));
+            } else {
+                char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                if (s) {
+                    cli_print_name(stdout, s);
+                    free(s);
+                }
+            }
+        }
+        putchar('\n');
+    }
+    return fflush(stdout) == EOF ? 1 : 0;
+}
+
+int cmd_events(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"json", false, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 1, argc, argv, "events", events_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos)
+        return cli_usage_error("events", "unexpected argument '%s'", o.pos[0]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    struct lr_err err = {0};
+    struct lr_api_client *cl;
+    rc = lr_api_client_connect(c->home, &cl, &err);
+    if (rc == LR_ENODAEMON) {
+        fprintf(stderr, "landropic: daemon not running (home %s)\n", c->home);
+        return EXIT_NODAEMON;
+    }
+    if (rc < 0)
+        return cli_fail(rc, &err);
+    bool json = opt_has(&o, "json");
+    rc = lr_api_stream(cl, "events", NULL, print_event, &json, &err);
+    lr_api_client_close(cl);
+    if (rc < 0 && rc != -EPIPE)
+        return cli_fail(rc, &err);
+    return EXIT_OK;
+}

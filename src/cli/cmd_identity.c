@@ -1,0 +1,173 @@
+/*
+ * cmd_identity.c - init, id, pair.
+ */
+#include "cli.h"
+
+#include "config/config.h"
+#include "identity/identity.h"
+#include "util/fsutil.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <qrencode.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char init_usage[] =
+    "usage: landropic init [--name NAME]\n"
+    "Create this device's identity (key and certificate) and configuration in the home,\n"
+    "and print its device ID. Fails if the home is already initialised.\n";
+
+int cmd_init(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"name", true, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 1, argc, argv, "init", init_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos)
+        return cli_usage_error("init", "unexpected argument '%s'", o.pos[0]);
+    struct lr_err err = {0};
+    char host[256] = "";
+    const char *name = opt_get(&o, "name");
+    if (!name) {
+        gethostname(host, sizeof(host) - 1);
+        host[LR_CONFIG_NAME_MAX] = '\0';
+        name = lr_config_check_name(host, NULL) == 0 ? host : "landropic";
+    } else if ((rc = lr_config_check_name(name, &err)) < 0) {
+        return cli_fail(rc, &err);
+    }
+    if ((rc = lr_mkdirs(c->home, 0700, &err)) < 0)
+        return cli_fail(rc, &err);
+    struct stat st;
+    if (stat(c->home, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "landropic: home %s is not a directory\n", c->home);
+        return EXIT_RUNTIME;
+    }
+    char *cfgpath = lr_xasprintf("%s/%s", c->home, LR_CONFIG_FILE);
+    bool exists = access(cfgpath, F_OK) == 0;
+    free(cfgpath);
+    if (exists) {
+        fprintf(stderr, "landropic: %s is already initialised (see 'landropic id')\n", c->home);
+        return EXIT_RUNTIME;
+    }
+    if (access(c->home, W_OK) < 0) {
+        fprintf(stderr, "landropic: home %s is not writable: %s\n", c->home, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    struct lr_device_id id;
+    rc = lr_identity_create(c->home, &id, &err);
+    if (rc == LR_EEXISTS) {
+        fprintf(stderr, "landropic: %s already holds a device key; refusing to replace it\n",
+                c->home);
+        return EXIT_RUNTIME;
+    }
+    if (rc < 0)
+        return cli_fail(rc, &err);
+    struct lr_config *cfg = lr_config_new(c->home, name);
+    rc = lr_config_save(cfg, &err);
+    lr_config_free(cfg);
+    if (rc < 0)
+        return cli_fail(rc, &err);
+    char s[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(&id, s);
+    puts(s);
+    return EXIT_OK;
+}
+
+static const char id_usage[] = "usage: landropic id\n"
+                               "Print this device's ID, one line, nothing else.\n";
+
+int cmd_id(struct cli *c, int argc, char **argv)
+{
+    struct opts o;
+    int rc = opts_parse(&o, NULL, 0, argc, argv, "id", id_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos)
+        return cli_usage_error("id", "unexpected argument '%s'", o.pos[0]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    struct lr_err err = {0};
+    struct lr_identity *ident;
+    if ((rc = lr_identity_load(c->home, &ident, &err)) < 0)
+        return cli_fail(rc, &err);
+    char s[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(lr_identity_device_id(ident), s);
+    lr_identity_free(ident);
+    puts(s);
+    return EXIT_OK;
+}
+
+/* Two QR modules per character cell row (upper/lower half blocks), with a quiet zone. */
+static void print_qr(const char *text)
+{
+    QRcode *q = QRcode_encodeString(text, 0, QR_ECLEVEL_M, QR_MODE_8, 1);
+    if (!q) {
+        fprintf(stderr, "landropic: cannot encode QR code\n");
+        return;
+    }
+    int w = q->width, quiet = 2;
+    for (int y = -quiet; y < w + quiet; y += 2) {
+        for (int x = -quiet; x < w + quiet; x++) {
+            bool top = y >= 0 && y < w && x >= 0 && x < w && (q->data[y * w + x] & 1);
+            bool bot = y + 1 >= 0 && y + 1 < w && x >= 0 && x < w && (q->data[(y + 1) * w + x] & 1);
+            /* Dark modules are drawn as spaces on a light background for scanners. */
+            fputs(top ? (bot ? " " : "\xe2\x96\x84") : (bot ? "\xe2\x96\x80" : "\xe2\x96\x88"),
+                  stdout);
+        }
+        fputc('\n', stdout);
+    }
+    QRcode_free(q);
+}
+
+static const char pair_usage[] =
+    "usage: landropic pair [--qr] [--json]\n"
+    "Show this device's ID and the addresses its daemon listens on, for adding it as a\n"
+    "peer on another device. --qr also draws a QR code of a landropic:// link.\n";
+
+int cmd_pair(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"qr", false, false}, {"json", false, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 2, argc, argv, "pair", pair_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos)
+        return cli_usage_error("pair", "unexpected argument '%s'", o.pos[0]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    json_t *res;
+    if ((rc = cli_call(c, "pair", NULL, 10000, &res)))
+        return rc;
+    if (opt_has(&o, "json")) {
+        cli_print_json(res);
+        return EXIT_OK;
+    }
+    const char *id = json_string_value(json_object_get(res, "id"));
+    json_t *addrs = json_object_get(res, "addresses");
+    printf("Device ID: %s\n", id ? id : "?");
+    printf("Addresses:\n");
+    size_t i;
+    json_t *a;
+    json_array_foreach(addrs, i, a)
+    {
+        printf("  %s\n", json_string_value(a));
+    }
+    printf("On the other device: landropic peer add %s", id ? id : "?");
+    json_array_foreach(addrs, i, a)
+    {
+        printf(" --addr %s", json_string_value(a));
+    }
+    printf("\n");
+    if (opt_has(&o, "qr")) {
+        const char *link = json_string_value(json_object_get(res, "link"));
+        if (link)
+            print_qr(link);
+    }
+    json_decref(res);
+    return EXIT_OK;
+}

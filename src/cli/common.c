@@ -1,0 +1,254 @@
+#include "cli.h"
+
+#include "api/api.h"
+#include "config/ops.h"
+#include "util/str.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+static const struct opt_spec builtin[] = {{"help", false, false}, {"home", true, false}};
+
+static const struct opt_spec *find_spec(const struct opts *o, const char *name, size_t len,
+                                        int *idx)
+{
+    for (int i = 0; i < o->nspec; i++) {
+        if (strlen(o->spec[i].name) == len && strncmp(o->spec[i].name, name, len) == 0) {
+            *idx = i;
+            return &o->spec[i];
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (strlen(builtin[i].name) == len && strncmp(builtin[i].name, name, len) == 0) {
+            *idx = -1 - i;
+            return &builtin[i];
+        }
+    }
+    return NULL;
+}
+
+int opts_parse(struct opts *o, const struct opt_spec *spec, int nspec, int argc, char **argv,
+               const char *cmd, const char *usage)
+{
+    memset(o, 0, sizeof(*o));
+    o->spec = spec;
+    o->nspec = nspec;
+    bool only_pos = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            if (o->npos >= OPT_MAX_VALUES)
+                return cli_usage_error(cmd, "too many arguments");
+            o->pos[o->npos++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = true;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        if (a[1] != '-') {
+            char *e = lr_escs(a);
+            int rc = cli_usage_error(cmd, "unknown option '%s'", e);
+            free(e);
+            return rc;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        int idx;
+        const struct opt_spec *s = find_spec(o, name, nlen, &idx);
+        if (!s) {
+            char *e = lr_esc(a, eq ? (size_t)(eq - a) : strlen(a));
+            int rc = cli_usage_error(cmd, "unknown option '%s'", e);
+            free(e);
+            return rc;
+        }
+        const char *val = NULL;
+        if (s->has_arg) {
+            if (eq)
+                val = eq + 1;
+            else if (i + 1 < argc)
+                val = argv[++i];
+            else
+                return cli_usage_error(cmd, "option '--%s' needs a value", s->name);
+        } else if (eq) {
+            return cli_usage_error(cmd, "option '--%s' takes no value", s->name);
+        }
+        if (idx == -1) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        if (idx == -2)
+            continue; /* --home was taken care of before dispatch */
+        struct opt_val *v = &o->vals[idx];
+        if (v->count && !s->repeat)
+            return cli_usage_error(cmd, "option '--%s' given more than once", s->name);
+        if (v->count >= OPT_MAX_VALUES)
+            return cli_usage_error(cmd, "option '--%s' given too many times", s->name);
+        v->values[v->count++] = val ? val : "";
+    }
+    return 0;
+}
+
+static int spec_index(const struct opts *o, const char *name)
+{
+    for (int i = 0; i < o->nspec; i++)
+        if (strcmp(o->spec[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const char *opt_get(const struct opts *o, const char *name)
+{
+    int i = spec_index(o, name);
+    return i >= 0 && o->vals[i].count ? o->vals[i].values[o->vals[i].count - 1] : NULL;
+}
+
+bool opt_has(const struct opts *o, const char *name)
+{
+    int i = spec_index(o, name);
+    return i >= 0 && o->vals[i].count > 0;
+}
+
+const struct opt_val *opt_all(const struct opts *o, const char *name)
+{
+    static const struct opt_val none;
+    int i = spec_index(o, name);
+    return i >= 0 ? &o->vals[i] : &none;
+}
+
+int cli_exit_code(int rc)
+{
+    switch (rc) {
+    case 0:
+        return EXIT_OK;
+    case LR_EUSAGE:
+    case LR_EBADID:
+        return EXIT_USAGE;
+    case LR_ETIMEOUT:
+        return EXIT_TIMEOUT;
+    case LR_ENODAEMON:
+        return EXIT_NODAEMON;
+    default:
+        return EXIT_RUNTIME;
+    }
+}
+
+int cli_fail(int rc, const struct lr_err *err)
+{
+    char *e = lr_escs(lr_err_msg(err, rc));
+    fprintf(stderr, "landropic: %s\n", e);
+    free(e);
+    return cli_exit_code(rc);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "landropic %s: %s (see 'landropic %s --help')\n", cmd, msg, cmd);
+    return EXIT_USAGE;
+}
+
+void cli_print_json(json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+    json_decref(doc);
+}
+
+void cli_print_name(FILE *f, const char *s)
+{
+    char *e = lr_escs(s);
+    fputs(e, f);
+    free(e);
+}
+
+bool cli_daemon_running(const char *home)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/daemon.lock", home);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool held = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
+int cli_call(struct cli *c, const char *method, json_t *params, int timeout_ms, json_t **result)
+{
+    struct lr_err err = {0};
+    struct lr_api_client *cl = NULL;
+    *result = NULL;
+    int rc = lr_api_client_connect(c->home, &cl, &err);
+    if (rc < 0) {
+        json_decref(params);
+        if (rc == LR_ENODAEMON) {
+            fprintf(stderr, "landropic: daemon not running (home %s)\n", c->home);
+            return EXIT_NODAEMON;
+        }
+        return cli_fail(rc, &err);
+    }
+    rc = lr_api_call(cl, method, params, timeout_ms, result, &err);
+    int exit_code = rc == LR_EAPI ? lr_api_client_error_exit(cl) : cli_exit_code(rc);
+    lr_api_client_close(cl);
+    if (rc < 0) {
+        cli_fail(rc, &err);
+        return exit_code > 0 ? exit_code : EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+int cli_require_init(struct cli *c)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/config.json", c->home);
+    if (access(path, F_OK) == 0)
+        return 0;
+    fprintf(stderr, "landropic: %s is not initialised (run 'landropic init')\n", c->home);
+    return EXIT_RUNTIME;
+}
+
+int cli_config_op(struct cli *c, const char *method, json_t *params, json_t **result)
+{
+    int rc = cli_require_init(c);
+    *result = NULL;
+    if (rc) {
+        json_decref(params);
+        return rc;
+    }
+    if (cli_daemon_running(c->home))
+        return cli_call(c, method, params, 30000, result);
+    struct lr_err err = {0};
+    struct lr_config *cfg = NULL;
+    rc = lr_config_load(c->home, &cfg, &err);
+    if (rc == 0)
+        rc = lr_config_apply(cfg, method, params, result, &err);
+    if (rc == 0)
+        rc = lr_config_save(cfg, &err);
+    lr_config_free(cfg);
+    json_decref(params);
+    if (rc < 0) {
+        json_decref(*result);
+        *result = NULL;
+        return cli_fail(rc, &err);
+    }
+    return 0;
+}

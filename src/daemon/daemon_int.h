@@ -1,0 +1,110 @@
+/*
+ * daemon_int.h - state shared by the daemon's own files (daemon.c: lifecycle
+ * and wiring; methods.c: control API methods; scanjobs.c: folder scans on
+ * worker threads). Everything here is touched only on the loop thread,
+ * except a scan job between its start and its completion callback, which
+ * belongs to the worker running it.
+ */
+#ifndef LR_DAEMON_DAEMON_INT_H
+#define LR_DAEMON_DAEMON_INT_H
+
+#include "api/api.h"
+#include "config/config.h"
+#include "daemon/daemon.h"
+#include "identity/identity.h"
+#include "index/index.h"
+#include "scanner/scanner.h"
+#include "transport/transport.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum folder_state { FOLDER_IDLE, FOLDER_SCANNING, FOLDER_SYNCING, FOLDER_ERROR };
+
+/* Runtime state of a configured peer (the config holds what is persistent). */
+struct peer_rt {
+    struct lr_device_id id;
+    struct lr_conn *conn;          /* up connection, or NULL */
+    uint64_t sent_done, recv_done; /* payload bytes of connections already closed */
+    char name[LR_PROTO_NAME_MAX + 1];
+};
+
+/* Runtime state of a configured folder. */
+struct folder_rt {
+    char *id;
+    enum folder_state state;
+    char *error;      /* why it is in FOLDER_ERROR, or NULL */
+    bool scan_queued; /* a scan of it waits in the job queue */
+    bool scanned;     /* at least one scan finished since start */
+    struct lr_scan_result last;
+};
+
+struct scan_job;
+struct debug_peer;
+
+struct lr_daemon {
+    uv_loop_t loop;
+    const struct lr_daemon_opts *opts;
+    struct lr_config *cfg;
+    struct lr_identity *ident;
+    uint64_t short_id;
+    struct lr_index *ix; /* used only by the scan job currently running */
+    struct lr_transport *tr;
+    struct lr_api_server *api;
+    uv_signal_t sig_term, sig_int;
+    int lock_fd;
+    int ready_fd; /* write end of the --detach readiness pipe, or -1 */
+    FILE *log;
+    bool stopping;
+    int pending_closes;
+
+    struct peer_rt *peers;
+    size_t npeers;
+    struct folder_rt *folders;
+    size_t nfolders;
+
+    struct debug_peer *debug; /* test-only data streams (debug.c) */
+
+    struct scan_job *jobs_head, *jobs_tail; /* waiting */
+    struct scan_job *job_running;
+    uv_work_t job_work;
+};
+
+/* ---- daemon.c ---- */
+/* Emit an event to `events` streams and the log. `ev` is stolen; "type" must be set. */
+void daemon_event(struct lr_daemon *d, json_t *ev);
+void daemon_stop(struct lr_daemon *d, const char *why);
+struct peer_rt *daemon_peer(struct lr_daemon *d, const struct lr_device_id *id);
+struct folder_rt *daemon_folder(struct lr_daemon *d, const char *id);
+/* Bring runtime state in line with the config after a change (dial, forget, folders). */
+void daemon_config_changed(struct lr_daemon *d);
+const char *daemon_folder_state_name(enum folder_state s);
+
+/* ---- methods.c ---- */
+void daemon_api_handler(void *ud, struct lr_api_req *req, const char *method, json_t *params);
+
+/* ---- scanjobs.c ---- */
+/*
+ * Queue a scan of the named folders (all if n == 0). If `req` is given it is
+ * answered with the contract's scan document when the scan finishes.
+ * Returns 0, or LR_ENOTFOUND naming an unknown folder (nothing queued; req
+ * untouched).
+ */
+int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct lr_api_req *req,
+                   struct lr_err *err);
+/* True if any of the named folders (all if n == 0) has a scan queued or running. */
+bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n);
+/* Drop waiting jobs (answering their requests) at shutdown. */
+void scanjobs_cancel(struct lr_daemon *d);
+
+/* ---- debug.c (test builds only: LR_FAILPOINTS) ---- */
+#ifdef LR_FAILPOINTS
+void debug_send(struct lr_daemon *d, struct lr_api_req *req, json_t *params);
+void debug_state(struct lr_daemon *d, struct lr_api_req *req, json_t *params);
+void debug_on_message(struct lr_daemon *d, struct lr_conn *c, const uint8_t *payload, size_t len);
+void debug_on_writable(struct lr_daemon *d, struct lr_conn *c);
+void debug_free(struct lr_daemon *d);
+#endif
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * debug.c - test-only control API methods (compiled with LR_FAILPOINTS, the
+ * test build): push a stream of pseudo-random bytes to a peer over the real
+ * transport and report what each side sent and received, with SHA-256 of
+ * each, so integration tests can prove integrity over lossy links before the
+ * sync engine moves files.
+ *
+ *   debug.send  {"peer": ID, "bytes": N, "seed": S}  start sending (replies at once)
+ *   debug.state {"peer": ID}  -> {"sent", "sent_sha256", "send_done",
+ *                                 "received", "received_sha256"}
+ */
+#include "daemon/daemon_int.h"
+
+#ifdef LR_FAILPOINTS
+
+#include "hash/hash.h"
+#include "util/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEBUG_FRAME 65536
+
+struct debug_peer {
+    struct lr_device_id id;
+    uint64_t to_send, sent, rng;
+    struct lr_sha256_ctx *send_hash, *recv_hash;
+    uint64_t received;
+    bool sending;
+    struct lr_hash sent_digest;
+    bool send_done;
+    struct debug_peer *next;
+};
+
+static struct debug_peer *find(struct lr_daemon *d, const struct lr_device_id *id, bool create)
+{
+    for (struct debug_peer *p = d->debug; p; p = p->next)
+        if (lr_device_id_eq(&p->id, id))
+            return p;
+    if (!create)
+        return NULL;
+    struct debug_peer *p = lr_xcalloc(1, sizeof(*p));
+    p->id = *id;
+    p->recv_hash = lr_sha256_new();
+    p->next = d->debug;
+    d->debug = p;
+    return p;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * UINT64_C(2685821657736338717);
+}
+
+/* Send as much as the connection's budget allows; resumes from on_writable. */
+static void pump(struct lr_daemon *d, struct debug_peer *p)
+{
+    struct peer_rt *rt = daemon_peer(d, &p->id);
+    if (!rt || !rt->conn || !p->sending)
+        return;
+    uint8_t buf[DEBUG_FRAME];
+    while (p->sent < p->to_send) {
+        size_t n =
+            p->to_send - p->sent < DEBUG_FRAME ? (size_t)(p->to_send - p->sent) : DEBUG_FRAME;
+        uint64_t save = p->rng;
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t v = xorshift(&p->rng);
+            memcpy(buf + i, &v, n - i < 8 ? n - i : 8);
+        }
+        int rc = lr_conn_send(rt->conn, LR_STREAM_BULK, LR_MSG_DEBUG_DATA, buf, n);
+        if (rc == LR_EBUSY) {
+            p->rng = save;
+            return;
+        }
+        if (rc < 0) {
+            p->rng = save;
+            p->sending = false;
+            return;
+        }
+        lr_sha256_update(p->send_hash, buf, n);
+        p->sent += n;
+    }
+    lr_sha256_final(p->send_hash, &p->sent_digest);
+    lr_sha256_free(p->send_hash);
+    p->send_hash = NULL;
+    p->sending = false;
+    p->send_done = true;
+}
+
+void debug_on_writable(struct lr_daemon *d, struct lr_conn *c)
+{
+    struct debug_peer *p = find(d, lr_conn_peer(c), false);
+    if (p)
+        pump(d, p);
+}
+
+void debug_on_message(struct lr_daemon *d, struct lr_conn *c, const uint8_t *payload, size_t len)
+{
+    struct debug_peer *p = find(d, lr_conn_peer(c), true);
+    lr_sha256_update(p->recv_hash, payload, len);
+    p->received += len;
+}
+
+static int peer_param(struct lr_api_req *req, json_t *params, struct lr_device_id *id)
+{
+    const char *s = json_string_value(json_object_get(params, "peer"));
+    struct lr_err err = {0};
+    if (!s || lr_device_id_parse(s, id, &err) < 0) {
+        lr_api_reply_error(req, "bad_request", 2, "debug: 'peer' must be a device ID");
+        return -1;
+    }
+    return 0;
+}
+
+void debug_send(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    struct lr_device_id id;
+    if (peer_param(req, params, &id) < 0)
+        return;
+    json_int_t bytes = json_integer_value(json_object_get(params, "bytes"));
+    json_int_t seed = json_integer_value(json_object_get(params, "seed"));
+    struct peer_rt *rt = daemon_peer(d, &id);
+    if (!rt || !rt->conn) {
+        lr_api_reply_error(req, "notconnected", 1, "debug: peer is not connected");
+        return;
+    }
+    struct debug_peer *p = find(d, &id, true);
+    if (p->sending || bytes <= 0) {
+        lr_api_reply_error(req, "busy", 1, "debug: a send is running or bytes <= 0");
+        return;
+    }
+    lr_sha256_free(p->send_hash);
+    p->send_hash = lr_sha256_new();
+    p->to_send = (uint64_t)bytes;
+    p->sent = 0;
+    p->rng = (uint64_t)seed | 1;
+    p->sending = true;
+    p->send_done = false;
+    lr_api_reply(req, json_object());
+    pump(d, p);
+}
+
+void debug_state(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    struct lr_device_id id;
+    if (peer_param(req, params, &id) < 0)
+        return;
+    struct debug_peer *p = find(d, &id, true);
+    char sent[LR_HASH_HEX_LEN + 1] = "", recv[LR_HASH_HEX_LEN + 1];
+    if (p->send_done)
+        lr_hash_hex(&p->sent_digest, sent);
+    /* Hash of what arrived so far, without ending the running digest. */
+    struct lr_sha256_ctx *copy = lr_sha256_copy(p->recv_hash);
+    struct lr_hash h;
+    lr_sha256_final(copy, &h);
+    lr_sha256_free(copy);
+    lr_hash_hex(&h, recv);
+    lr_api_reply(req, json_pack("{s:I, s:s, s:b, s:I, s:s}", "sent", (json_int_t)p->sent,
+                                "sent_sha256", sent, "send_done", p->send_done, "received",
+                                (json_int_t)p->received, "received_sha256", recv));
+}
+
+void debug_free(struct lr_daemon *d)
+{
+    struct debug_peer *p = d->debug;
+    while (p) {
+        struct debug_peer *next = p->next;
+        lr_sha256_free(p->send_hash);
+        lr_sha256_free(p->recv_hash);
+        free(p);
+        p = next;
+    }
+    d->debug = NULL;
+}
+
+#endif

@@ -1,0 +1,344 @@
+/*
+ * methods.c - the daemon's control API methods (docs/api.md lists them).
+ *
+ * Each method validates its params, answers with the contract's JSON shape
+ * (shared/cli-contract.md) or an error naming the culprit, and never blocks
+ * the loop: scans are queued to a worker and answered when done.
+ */
+#include "daemon/daemon_int.h"
+
+#include "config/ops.h"
+#include "util/jsonx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "api"
+#define MAX_FOLDER_ARGS 256
+
+/* Collect params.folders (array of strings) or params.folder (string). */
+static int folder_args(struct lr_api_req *req, json_t *params, const char **ids, size_t *n)
+{
+    *n = 0;
+    json_t *one = json_object_get(params, "folder");
+    json_t *many = json_object_get(params, "folders");
+    if (one && json_is_string(one)) {
+        ids[(*n)++] = json_string_value(one);
+        return 0;
+    }
+    if (many && !json_is_array(many)) {
+        lr_api_reply_error(req, "bad_request", 2, "'folders' must be an array of folder IDs");
+        return -1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(many, i, v)
+    {
+        if (!json_is_string(v) || *n >= MAX_FOLDER_ARGS) {
+            lr_api_reply_error(req, "bad_request", 2, "'folders' must hold at most %d strings",
+                               MAX_FOLDER_ARGS);
+            return -1;
+        }
+        ids[(*n)++] = json_string_value(v);
+    }
+    return 0;
+}
+
+/* Every named folder must exist; answers the request and returns -1 if not. */
+static int check_folders(struct lr_daemon *d, struct lr_api_req *req, const char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!lr_config_find_folder(d->cfg, ids[i])) {
+            char *e = lr_escs(ids[i]);
+            lr_api_reply_error(req, "notfound", 1, "no folder with ID '%s'", e);
+            free(e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void m_peers(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    (void)params;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < d->cfg->npeers; i++) {
+        const struct lr_peer_cfg *pc = &d->cfg->peers[i];
+        struct peer_rt *p = daemon_peer(d, &pc->id);
+        uint64_t sent = p ? p->sent_done : 0, recv = p ? p->recv_done : 0;
+        bool up = p && p->conn;
+        if (up) {
+            struct lr_conn_stats st;
+            lr_conn_get_stats(p->conn, &st);
+            sent += st.payload_sent;
+            recv += st.payload_recv;
+        }
+        char id[LR_DEVICE_ID_STRLEN + 1];
+        lr_device_id_format(&pc->id, id);
+        json_t *addrs = json_array();
+        for (size_t k = 0; k < pc->naddrs; k++)
+            json_array_append_new(addrs, json_string(pc->addrs[k]));
+        json_t *o = json_pack("{s:s, s:s, s:o, s:b, s:I, s:I}", "id", id, "name", pc->name,
+                              "addresses", addrs, "connected", up, "bytes_sent", (json_int_t)sent,
+                              "bytes_received", (json_int_t)recv);
+        if (up) {
+            json_object_set_new(o, "address", json_string(lr_conn_addr(p->conn)));
+            json_object_set_new(o, "device_name", lr_json_lossy(p->name, strlen(p->name)));
+        }
+        json_array_append_new(arr, o);
+    }
+    lr_api_reply(req, json_pack("{s:o, s:[]}", "peers", arr, "pending"));
+}
+
+/* Concrete addresses for a listen address: a wildcard expands to the interfaces' ones. */
+static void add_listen_addrs(json_t *out, const char *listen, int port)
+{
+    bool any6 = strncmp(listen, "[::]:", 5) == 0, any4 = strncmp(listen, "0.0.0.0:", 8) == 0;
+    if (!any6 && !any4) {
+        const char *colon = strrchr(listen, ':');
+        size_t hl = colon ? (size_t)(colon - listen) : strlen(listen);
+        char *a = lr_xasprintf("%.*s:%d", (int)hl, listen, port);
+        json_array_append_new(out, json_string(a));
+        free(a);
+        return;
+    }
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) < 0)
+        return;
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr || !(i->ifa_flags & IFF_UP))
+            continue;
+        char host[INET6_ADDRSTRLEN];
+        char *a = NULL;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, host,
+                      sizeof(host));
+            a = lr_xasprintf("%s:%d", host, port);
+        } else if (i->ifa_addr->sa_family == AF_INET6 && any6) {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(void *)i->ifa_addr;
+            if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr))
+                continue; /* needs a zone to be usable; not worth offering */
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+            a = lr_xasprintf("[%s]:%d", host, port);
+        }
+        if (a) {
+            json_array_append_new(out, json_string(a));
+            free(a);
+        }
+    }
+    freeifaddrs(ifs);
+}
+
+static void m_pair(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    (void)params;
+    char id[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(lr_identity_device_id(d->ident), id);
+    json_t *addrs = json_array();
+    size_t n = d->opts->nlisten ? d->opts->nlisten : 1;
+    for (size_t i = 0; i < n && d->tr; i++) {
+        const char *l = d->opts->nlisten ? d->opts->listen[i] : LR_TRANSPORT_DEFAULT_LISTEN;
+        add_listen_addrs(addrs, l, lr_transport_local_port(d->tr, i));
+    }
+    /* landropic://ID?addr=A&addr=B: what `pair --qr` encodes. */
+    struct lr_buf link;
+    lr_buf_init(&link, 64 * 1024);
+    lr_buf_printf(&link, "landropic://%s", id);
+    size_t i;
+    json_t *a;
+    json_array_foreach(addrs, i, a)
+    {
+        lr_buf_printf(&link, "%saddr=%s", i ? "&" : "?", json_string_value(a));
+    }
+    lr_buf_put_u8(&link, 0);
+    json_t *res = json_pack("{s:s, s:s, s:o, s:s}", "id", id, "name", d->cfg->name, "addresses",
+                            addrs, "link", lr_buf_ok(&link) ? (char *)link.data : "");
+    lr_buf_release(&link);
+    lr_api_reply(req, res);
+}
+
+static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc)
+{
+    struct folder_rt *f = daemon_folder(d, fc->id);
+    enum folder_state st = f ? f->state : FOLDER_IDLE;
+    json_t *errors = json_array();
+    json_t *o = json_pack("{s:s}", "id", fc->id);
+    lr_json_set_path(o, "path", fc->path, strlen(fc->path));
+    json_object_set_new(o, "state", json_string(daemon_folder_state_name(st)));
+    /* Without peers to sync with, a scanned folder has nothing to need. */
+    json_object_set_new(o, "in_sync", json_boolean(st == FOLDER_IDLE && f && f->scanned));
+    json_object_set_new(o, "need_files", json_integer(0));
+    json_object_set_new(o, "need_bytes", json_integer(0));
+    json_object_set_new(o, "conflicts", json_integer(0));
+    if (f && f->error)
+        json_array_append_new(
+            errors, json_pack("{s:s, s:s, s:s}", "path", "", "error", f->error, "since", ""));
+    json_object_set_new(o, "errors", errors);
+    json_object_set_new(o, "mode", json_string(lr_folder_mode_name(fc->mode)));
+    if (f && f->scanned) {
+        json_object_set_new(o, "files", json_integer((json_int_t)f->last.files));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)f->last.bytes));
+    }
+    return o;
+}
+
+static void m_status(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    const char *ids[MAX_FOLDER_ARGS];
+    size_t n;
+    if (folder_args(req, params, ids, &n) < 0 || check_folders(d, req, ids, n) < 0)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        const struct lr_folder_cfg *fc = &d->cfg->folders[i];
+        bool want = n == 0;
+        for (size_t k = 0; k < n; k++)
+            want |= strcmp(ids[k], fc->id) == 0;
+        if (want)
+            json_array_append_new(arr, folder_status(d, fc));
+    }
+    lr_api_reply(req, json_pack("{s:o}", "folders", arr));
+}
+
+static void m_scan(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    const char *ids[MAX_FOLDER_ARGS];
+    size_t n;
+    struct lr_err err = {0};
+    if (folder_args(req, params, ids, &n) < 0)
+        return;
+    int rc = scanjobs_queue(d, ids, n, req, &err);
+    if (rc < 0)
+        lr_api_reply_rc(req, rc, &err);
+}
+
+static void m_sync(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    const char *ids[MAX_FOLDER_ARGS];
+    size_t n;
+    struct lr_err err = {0};
+    if (folder_args(req, params, ids, &n) < 0)
+        return;
+    int rc = scanjobs_queue(d, ids, n, NULL, &err);
+    if (rc < 0) {
+        lr_api_reply_rc(req, rc, &err);
+        return;
+    }
+    lr_api_reply(req, json_object());
+}
+
+static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    const char *ids[MAX_FOLDER_ARGS];
+    size_t n;
+    if (folder_args(req, params, ids, &n) < 0 || check_folders(d, req, ids, n) < 0)
+        return;
+    bool busy = scanjobs_busy(d, ids, n);
+    lr_api_reply(req, json_pack("{s:b, s:I, s:I, s:f}", "done", !busy, "need_files", (json_int_t)0,
+                                "need_bytes", (json_int_t)0, "rate", 0.0));
+}
+
+static void m_conflicts(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    const char *ids[MAX_FOLDER_ARGS];
+    size_t n;
+    if (folder_args(req, params, ids, &n) < 0 || check_folders(d, req, ids, n) < 0)
+        return;
+    /* The audit trail fills once conflicts can arise (sync engine); none can yet. */
+    lr_api_reply(req, json_pack("{s:[]}", "conflicts"));
+}
+
+static void m_sessions(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    (void)d;
+    (void)params;
+    lr_api_reply(req, json_pack("{s:[]}", "sessions"));
+}
+
+static void m_events(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    (void)d;
+    (void)params;
+    int rc = lr_api_req_stream(req);
+    if (rc < 0)
+        lr_api_reply_rc(req, rc, NULL);
+}
+
+static void m_stop(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    (void)params;
+    lr_api_reply(req, json_object());
+    daemon_stop(d, "stop requested");
+}
+
+static void m_config(struct lr_daemon *d, struct lr_api_req *req, const char *method,
+                     json_t *params)
+{
+    struct lr_err err = {0};
+    json_t *result = NULL;
+    /* Apply to a copy first so a failed save leaves the running config as it was. */
+    struct lr_config *next = NULL;
+    int rc = lr_config_load(d->opts->home, &next, &err);
+    if (rc == 0)
+        rc = lr_config_apply(next, method, params, &result, &err);
+    if (rc == 0)
+        rc = lr_config_save(next, &err);
+    if (rc < 0) {
+        lr_config_free(next);
+        json_decref(result);
+        lr_api_reply_rc(req, rc, &err);
+        return;
+    }
+    lr_config_free(d->cfg);
+    d->cfg = next;
+    lr_info(MOD, "configuration changed: %s", method);
+    json_t *ev =
+        json_pack("{s:s, s:s, s:O}", "type", "config_changed", "change", method, "details", result);
+    daemon_event(d, ev);
+    daemon_config_changed(d);
+    lr_api_reply(req, result);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(struct lr_daemon *, struct lr_api_req *, json_t *);
+} methods[] = {
+    {"peers", m_peers},         {"pair", m_pair},
+    {"status", m_status},       {"scan", m_scan},
+    {"sync", m_sync},           {"sync.state", m_sync_state},
+    {"conflicts", m_conflicts}, {"sessions", m_sessions},
+    {"events", m_events},       {"stop", m_stop},
+#ifdef LR_FAILPOINTS
+    {"debug.send", debug_send}, {"debug.state", debug_state},
+#endif
+};
+
+void daemon_api_handler(void *ud, struct lr_api_req *req, const char *method, json_t *params)
+{
+    struct lr_daemon *d = ud;
+    if (d->stopping) {
+        lr_api_reply_error(req, "stopping", 1, "the daemon is stopping");
+        return;
+    }
+    lr_debug(MOD, "request method=%s id=%lld", method, lr_api_req_id(req));
+    if (lr_config_is_op(method)) {
+        m_config(d, req, method, params);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (strcmp(methods[i].name, method) == 0) {
+            methods[i].fn(d, req, params);
+            return;
+        }
+    }
+    char *e = lr_escs(method);
+    lr_api_reply_error(req, LR_API_E_UNKNOWN_METHOD, 2, "unknown method '%s'", e);
+    free(e);
+}

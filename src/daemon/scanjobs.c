@@ -1,0 +1,230 @@
+/*
+ * scanjobs.c - folder scans requested through the daemon, run one job at a
+ * time on libuv's worker pool so the loop thread never hashes or touches
+ * the disk. A job copies the ids and paths it needs, so a folder removed
+ * meanwhile does not pull memory from under it; the index handle belongs to
+ * the running job until its completion callback.
+ */
+#include "daemon/daemon_int.h"
+
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "scan"
+
+struct scan_item {
+    char *id;
+    char *path;
+    int rc;
+    struct lr_err err;
+    struct lr_scan_result res;
+};
+
+struct scan_job {
+    struct scan_job *next;
+    struct lr_daemon *d;
+    struct scan_item *items;
+    size_t nitems;
+    struct lr_api_req *req; /* answered on completion, or NULL */
+};
+
+json_t *lr_scan_result_json(const char *id, const struct lr_scan_result *r)
+{
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "id", id, "files",
+                     (json_int_t)r->files, "bytes", (json_int_t)r->bytes, "added",
+                     (json_int_t)r->added, "changed", (json_int_t)r->changed, "deleted",
+                     (json_int_t)r->deleted, "bytes_hashed", (json_int_t)r->bytes_hashed, "seconds",
+                     r->seconds);
+}
+
+static void job_free(struct scan_job *j)
+{
+    for (size_t i = 0; i < j->nitems; i++) {
+        free(j->items[i].id);
+        free(j->items[i].path);
+    }
+    free(j->items);
+    free(j);
+}
+
+static void start_next(struct lr_daemon *d);
+
+static void work(uv_work_t *w)
+{
+    struct scan_job *j = w->data;
+    struct lr_daemon *d = j->d;
+    struct lr_scan_opts opts = {0};
+    opts.short_id = d->short_id;
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct scan_item *it = &j->items[i];
+        it->rc = lr_scan_folder(d->ix, it->id, it->path, &opts, &it->res, &it->err);
+    }
+}
+
+static void done(uv_work_t *w, int status)
+{
+    struct scan_job *j = w->data;
+    struct lr_daemon *d = j->d;
+    d->job_running = NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct scan_item *it = &j->items[i];
+        struct folder_rt *f = daemon_folder(d, it->id);
+        if (status < 0 && it->rc == 0)
+            it->rc = lr_err_set(&it->err, LR_ECANCELED, "scan of '%s' was canceled", it->id);
+        if (it->rc < 0) {
+            const char *msg = lr_err_msg(&it->err, it->rc);
+            char *e = lr_escs(msg);
+            lr_warn(MOD, "folder=%s scan failed: %s", it->id, e);
+            free(e);
+            if (f) {
+                f->state = FOLDER_ERROR;
+                free(f->error);
+                f->error = lr_xstrdup(msg);
+            }
+            json_t *o = json_pack("{s:s}", "id", it->id);
+            json_object_set_new(o, "error", json_string(msg));
+            json_array_append_new(arr, o);
+            daemon_event(d, json_pack("{s:s, s:s, s:s}", "type", "folder_error", "folder", it->id,
+                                      "error", msg));
+            continue;
+        }
+        if (f) {
+            f->state = FOLDER_IDLE;
+            free(f->error);
+            f->error = NULL;
+            f->scanned = true;
+            f->last = it->res;
+        }
+        lr_info(MOD,
+                "folder=%s files=%llu added=%llu changed=%llu deleted=%llu hashed=%llu "
+                "seconds=%.3f",
+                it->id, (unsigned long long)it->res.files, (unsigned long long)it->res.added,
+                (unsigned long long)it->res.changed, (unsigned long long)it->res.deleted,
+                (unsigned long long)it->res.bytes_hashed, it->res.seconds);
+        json_t *o = lr_scan_result_json(it->id, &it->res);
+        json_array_append(arr, o);
+        json_object_set_new(o, "type", json_string("scan_finished"));
+        json_object_set_new(o, "folder", json_string(it->id));
+        json_object_del(o, "id");
+        daemon_event(d, o);
+    }
+    if (j->req) {
+        /* A scan that failed for a folder is still answered with the others' results;
+         * the error entry tells the CLI to exit 1. */
+        lr_api_reply(j->req, json_pack("{s:o}", "folders", arr));
+    } else {
+        json_decref(arr);
+    }
+    job_free(j);
+    if (!d->stopping)
+        start_next(d);
+}
+
+static void start_next(struct lr_daemon *d)
+{
+    struct scan_job *j = d->jobs_head;
+    if (!j || d->job_running)
+        return;
+    d->jobs_head = j->next;
+    if (!d->jobs_head)
+        d->jobs_tail = NULL;
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct folder_rt *f = daemon_folder(d, j->items[i].id);
+        if (f) {
+            f->scan_queued = false;
+            f->state = FOLDER_SCANNING;
+        }
+    }
+    d->job_running = j;
+    d->job_work.data = j;
+    int rc = uv_queue_work(&d->loop, &d->job_work, work, done);
+    if (rc < 0) {
+        /* Only fails for invalid arguments; report and drop rather than hang a waiter. */
+        lr_error(MOD, "cannot queue scan: %s", uv_strerror(rc));
+        d->job_running = NULL;
+        if (j->req)
+            lr_api_reply_error(j->req, "internal", 1, "cannot queue scan: %s", uv_strerror(rc));
+        job_free(j);
+    }
+}
+
+int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct lr_api_req *req,
+                   struct lr_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!lr_config_find_folder(d->cfg, ids[i])) {
+            char *e = lr_escs(ids[i]);
+            int rc = lr_err_set(err, LR_ENOTFOUND, "no folder with ID '%s'", e);
+            free(e);
+            return rc;
+        }
+    }
+    struct scan_job *j = lr_xcalloc(1, sizeof(*j));
+    j->d = d;
+    j->req = req;
+    size_t count = n ? n : d->cfg->nfolders;
+    j->items = lr_xcalloc(count ? count : 1, sizeof(*j->items));
+    for (size_t i = 0; i < count; i++) {
+        const struct lr_folder_cfg *f =
+            n ? lr_config_find_folder(d->cfg, ids[i]) : &d->cfg->folders[i];
+        j->items[i].id = lr_xstrdup(f->id);
+        j->items[i].path = lr_xstrdup(f->path);
+        struct folder_rt *rt = daemon_folder(d, f->id);
+        if (rt)
+            rt->scan_queued = true;
+    }
+    j->nitems = count;
+    if (d->jobs_tail)
+        d->jobs_tail->next = j;
+    else
+        d->jobs_head = j;
+    d->jobs_tail = j;
+    start_next(d);
+    return 0;
+}
+
+static bool job_has(const struct scan_job *j, const char *id)
+{
+    for (size_t i = 0; i < j->nitems; i++)
+        if (strcmp(j->items[i].id, id) == 0)
+            return true;
+    return false;
+}
+
+bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n)
+{
+    for (const struct scan_job *j = d->job_running; j; j = NULL) {
+        if (n == 0)
+            return true;
+        for (size_t i = 0; i < n; i++)
+            if (job_has(j, ids[i]))
+                return true;
+    }
+    for (const struct scan_job *j = d->jobs_head; j; j = j->next) {
+        if (n == 0)
+            return true;
+        for (size_t i = 0; i < n; i++)
+            if (job_has(j, ids[i]))
+                return true;
+    }
+    return false;
+}
+
+void scanjobs_cancel(struct lr_daemon *d)
+{
+    struct scan_job *j = d->jobs_head;
+    d->jobs_head = d->jobs_tail = NULL;
+    while (j) {
+        struct scan_job *next = j->next;
+        if (j->req)
+            lr_api_reply_error(j->req, "canceled", 1, "the daemon is stopping");
+        job_free(j);
+        j = next;
+    }
+    /* A running job cannot be interrupted mid-file; its completion runs during shutdown. */
+}

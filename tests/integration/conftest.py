@@ -1,0 +1,157 @@
+"""Shared fixtures for black-box tests: they drive build/landropic only through
+the CLI contract (shared/cli-contract.md), with real daemons on loopback.
+
+Every daemon a test starts is stopped in teardown by its PID (read from the
+home's daemon.lock), never by name.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+BIN = os.environ.get("LANDROPIC_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "landropic")
+BIN = os.path.abspath(BIN)
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Result:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return f"rc={self.rc} out={self.out!r} err={self.err!r}"
+
+
+class Device:
+    """One landropic home (device) on this machine."""
+
+    def __init__(self, home, name):
+        self.home = str(home)
+        self.name = name
+        self.port = None
+        self.pid = None
+        self.id = None
+
+    def run(self, *args, timeout=60, input=None, env=None):
+        e = dict(os.environ)
+        e.pop("LANDROPIC_HOME", None)
+        if env:
+            e.update(env)
+        p = subprocess.run([BIN, "--home", self.home, *args], capture_output=True, text=True,
+                           timeout=timeout, input=input, env=e)
+        return Result(p)
+
+    def ok(self, *args, **kw):
+        r = self.run(*args, **kw)
+        assert r.rc == 0, f"landropic {' '.join(args)} failed: {r}"
+        return r
+
+    def init(self):
+        self.id = self.ok("init", "--name", self.name).out.strip()
+        return self.id
+
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, *extra):
+        if self.port is None:
+            self.port = free_udp_port()
+        r = self.run("daemon", "--listen", self.addr(), "--detach", *extra, timeout=30)
+        assert r.rc == 0, f"daemon failed to start: {r}"
+        self.pid = self.daemon_pid()
+        assert self.pid, "daemon started but no PID in daemon.lock"
+        return r
+
+    def daemon_pid(self):
+        try:
+            with open(os.path.join(self.home, "daemon.lock")) as f:
+                return int(f.read().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def alive(self):
+        if not self.pid:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        # A zombie is not alive for our purposes.
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.pid and self.alive():
+            os.kill(self.pid, sig)
+            deadline = time.time() + 10
+            while self.alive() and time.time() < deadline:
+                time.sleep(0.05)
+        self.pid = None
+
+    def stop(self):
+        if self.pid and self.alive():
+            self.run("stop", timeout=40)
+            deadline = time.time() + 10
+            while self.alive() and time.time() < deadline:
+                time.sleep(0.05)
+        self.kill()
+
+    def peer_info(self, other):
+        for p in self.ok("peers", "--json").json()["peers"]:
+            if p["id"] == other.id:
+                return p
+        return None
+
+
+def wait_for(pred, timeout=20, interval=0.1, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def devices(tmp_path):
+    made = []
+
+    def make(name="dev"):
+        d = Device(tmp_path / f"home-{name}-{len(made)}", name)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        try:
+            d.stop()
+        except Exception:
+            d.kill()
+
+
+@pytest.fixture
+def device(devices):
+    d = devices("solo")
+    d.init()
+    return d

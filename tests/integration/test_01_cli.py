@@ -1,0 +1,229 @@
+"""The CLI contract without a daemon: identity, configuration, scans, and
+every kind of bad input (clear one-line error, documented exit code)."""
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import BIN, Device
+
+ID_RE = re.compile(r"^[A-Z2-7]{7}(-[A-Z2-7]{7}){7}$")
+
+
+def test_version_and_help(device):
+    r = subprocess.run([BIN, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("landropic ")
+    assert device.run("--help").rc == 0
+    for cmd in ["init", "id", "pair", "daemon", "stop", "peer", "peers", "folder", "folders",
+                "scan", "sync", "status", "conflicts", "sessions", "events"]:
+        r = device.run(cmd, "--help")
+        assert r.rc == 0, (cmd, r)
+        assert "usage: landropic" in r.out
+
+
+def test_usage_errors(device):
+    for args in (["bogus"], ["peers", "--bogus"], ["peer"], ["peer", "frob"], ["folder", "add"],
+                 ["init", "--name"], ["scan", "--json=1"], ["--bogus"], []):
+        r = device.run(*args)
+        assert r.rc == 2, (args, r)
+        assert r.err.strip(), args
+        assert len(r.err.strip().splitlines()) <= 40
+
+
+def test_init_and_id(devices):
+    d = devices("a")
+    dev_id = d.init()
+    assert ID_RE.match(dev_id), dev_id
+    assert d.ok("id").out == dev_id + "\n"
+    r = d.run("init")
+    assert r.rc == 1 and "already initialised" in r.err
+    assert d.ok("id").out.strip() == dev_id  # unchanged
+    for f in ("key.pem", "cert.pem", "config.json"):
+        assert os.stat(os.path.join(d.home, f)).st_mode & 0o077 == 0
+    assert os.stat(d.home).st_mode & 0o077 == 0
+
+
+def test_env_home(tmp_path):
+    env = dict(os.environ, LANDROPIC_HOME=str(tmp_path / "envhome"))
+    r = subprocess.run([BIN, "init"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0
+    r2 = subprocess.run([BIN, "id"], capture_output=True, text=True, env=env)
+    assert r2.stdout == r.stdout
+
+
+def test_missing_and_unwritable_home(tmp_path):
+    d = Device(tmp_path / "nothing", "x")
+    for args in (["id"], ["peers"], ["folders"], ["scan"], ["peer", "add", "A" * 56]):
+        r = d.run(*args)
+        assert r.rc in (1, 2), (args, r)
+    r = d.run("id")
+    assert r.rc == 1 and "not initialised" in r.err and str(tmp_path / "nothing") in r.err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    bad = Device(blocker / "home", "x")
+    r = bad.run("init")
+    assert r.rc == 1 and str(blocker) in r.err
+
+
+def test_peer_add_remove(devices):
+    a, b = devices("a"), devices("b")
+    a.init()
+    b.init()
+    # A single wrong character is caught by the check characters: exit 2.
+    typo = b.id[:3] + ("A" if b.id[3] != "A" else "B") + b.id[4:]
+    r = a.run("peer", "add", typo)
+    assert r.rc == 2 and "device ID" in r.err
+    assert a.run("peer", "add", "not-an-id").rc == 2
+    assert a.run("peer", "add", b.id, "--addr", "nonsense").rc == 2
+    assert a.run("peer", "add", b.id, "--addr", "127.0.0.1:99999").rc == 2
+    a.ok("peer", "add", b.id.lower().replace("-", ""), "--name", "bee", "--addr",
+         "127.0.0.1:21037")
+    peers = a.ok("peers", "--json").json()["peers"]
+    assert len(peers) == 1
+    p = peers[0]
+    assert p["id"] == b.id and p["name"] == "bee" and p["addresses"] == ["127.0.0.1:21037"]
+    assert p["connected"] is False and p["bytes_sent"] == 0 and p["bytes_received"] == 0
+    assert set(p) >= {"id", "name", "addresses", "connected", "bytes_sent", "bytes_received"}
+    a.ok("peer", "remove", b.id)
+    assert a.ok("peers", "--json").json()["peers"] == []
+    r = a.run("peer", "remove", b.id)
+    assert r.rc == 1 and b.id in r.err
+
+
+def test_folder_add_rules(device, tmp_path):
+    area = tmp_path / "area"
+    f = area / "docs"
+    f.mkdir(parents=True)
+    (tmp_path / "plainfile").write_text("x")
+    r = device.run("folder", "add", str(tmp_path / "missing"))
+    assert r.rc == 1 and "missing" in r.err
+    r = device.run("folder", "add", str(tmp_path / "plainfile"))
+    assert r.rc == 1 and "not a directory" in r.err
+    device.ok("folder", "add", str(f))
+    assert (f / ".landropic").is_dir()
+    folders = device.ok("folders", "--json").json()["folders"]
+    assert [x["id"] for x in folders] == ["docs"]
+    assert folders[0]["path"] == str(f.resolve())
+    r = device.run("folder", "add", str(f), "--id", "other")
+    assert r.rc == 1 and "already" in r.err
+    g = tmp_path / "g"
+    g.mkdir()
+    r = device.run("folder", "add", str(g), "--id", "docs")
+    assert r.rc == 1 and "docs" in r.err
+    (f / "sub").mkdir()
+    r = device.run("folder", "add", str(f / "sub"))
+    assert r.rc == 1 and "inside" in r.err
+    r = device.run("folder", "add", str(area))
+    assert r.rc == 1 and "contains" in r.err
+    os.makedirs(os.path.join(device.home, "inner"), exist_ok=True)
+    r = device.run("folder", "add", os.path.join(device.home, "inner"))
+    assert r.rc == 1 and "home" in r.err
+    assert device.run("folder", "add", str(g), "--mode", "sideways").rc == 2
+    assert device.run("folder", "add", str(g), "--conflict", "loudest").rc == 2
+    assert device.run("folder", "add", str(g), "--conflict", "prefer:XYZ").rc == 2
+    assert device.run("folder", "add", str(g), "--conflict-window", "-3").rc == 2
+    assert device.run("folder", "add", str(g), "--share", "garbage").rc == 2
+    assert device.run("folder", "add", str(g), "--id", "a/b").rc == 2
+    device.ok("folder", "add", str(g), "--id", "gee", "--mode", "receive-only", "--conflict",
+              "newest", "--conflict-window", "5")
+    gee = [x for x in device.ok("folders", "--json").json()["folders"] if x["id"] == "gee"][0]
+    assert gee["mode"] == "receive-only" and gee["conflict"] == "newest"
+    assert gee["conflict_window"] == 5
+    device.ok("folder", "remove", "gee")
+    assert g.exists() and (g / ".landropic").exists()  # never deletes user files
+    r = device.run("folder", "remove", "gee")
+    assert r.rc == 1 and "gee" in r.err
+
+
+def test_folder_share(devices, tmp_path):
+    a, b = devices("a"), devices("b")
+    a.init()
+    b.init()
+    f = tmp_path / "s"
+    f.mkdir()
+    a.ok("folder", "add", str(f))
+    a.ok("folder", "share", "s", b.id)
+    a.ok("folder", "share", "s", b.id)  # idempotent
+    assert a.ok("folders", "--json").json()["folders"][0]["shared"] == [b.id]
+    assert a.run("folder", "share", "nope", b.id).rc == 1
+    assert a.run("folder", "share", "s", "bad-id").rc == 2
+
+
+def scan(device, *ids):
+    r = device.run("scan", "--json", *ids)
+    return r, (json.loads(r.out) if r.out.strip() else None)
+
+
+def test_scan_reports_changes(device, tmp_path):
+    f = tmp_path / "data"
+    f.mkdir()
+    (f / "a.txt").write_text("hello")
+    (f / "sub").mkdir()
+    (f / "sub" / "b.bin").write_bytes(os.urandom(300_000))
+    os.symlink("/etc/passwd", f / "link")
+    device.ok("folder", "add", str(f))
+    r, doc = scan(device)
+    assert r.rc == 0, r
+    (entry,) = doc["folders"]
+    assert set(entry) >= {"id", "files", "bytes", "added", "changed", "deleted",
+                          "bytes_hashed", "seconds"}
+    assert entry["id"] == "data" and entry["files"] == 2
+    assert entry["bytes"] == 300_005 and entry["bytes_hashed"] == 300_005
+    assert entry["added"] >= 3  # two files, a directory and a symlink
+    r, doc = scan(device, "data")
+    e = doc["folders"][0]
+    assert (e["added"], e["changed"], e["deleted"], e["bytes_hashed"]) == (0, 0, 0, 0)
+    (f / "a.txt").write_text("hello, world")
+    os.unlink(f / "sub" / "b.bin")
+    (f / "new").write_text("new")
+    r, doc = scan(device)
+    e = doc["folders"][0]
+    assert (e["added"], e["changed"], e["deleted"]) == (1, 1, 1)
+    assert e["files"] == 2 and e["bytes"] == 15
+    r = device.run("scan", "nosuch")
+    assert r.rc == 1 and "nosuch" in r.err
+
+
+def test_scan_marker_missing_records_no_deletions(device, tmp_path):
+    f = tmp_path / "m"
+    f.mkdir()
+    for i in range(5):
+        (f / f"f{i}").write_text(str(i))
+    device.ok("folder", "add", str(f))
+    assert scan(device)[0].rc == 0
+    # The disk "unmounts": marker and files vanish.
+    os.rename(f, tmp_path / "m-away")
+    f.mkdir()
+    r, doc = scan(device)
+    assert r.rc == 1 and ".landropic" in r.err
+    # Back again: nothing was recorded as deleted.
+    f.rmdir()
+    os.rename(tmp_path / "m-away", f)
+    r, doc = scan(device)
+    assert r.rc == 0
+    e = doc["folders"][0]
+    assert e["deleted"] == 0 and e["files"] == 5
+
+
+def test_scan_non_utf8_and_control_names(device, tmp_path):
+    f = tmp_path / "w"
+    f.mkdir()
+    bad = os.path.join(os.fsencode(str(f)), b"bad-\xff\xfe.txt")
+    with open(bad, "wb") as fh:
+        fh.write(b"x")
+    with open(os.path.join(str(f), "esc\x1b[1Aname\n"), "w") as fh:
+        fh.write("y")
+    device.ok("folder", "add", str(f))
+    r, doc = scan(device)
+    assert r.rc == 0 and doc["folders"][0]["files"] == 2
+    assert "\x1b" not in device.ok("scan").out
+
+
+def test_daemon_commands_need_daemon(device):
+    for args in (["status"], ["status", "--json"], ["sync"], ["sync", "--wait"], ["stop"],
+                 ["conflicts"], ["sessions", "--json"], ["events"], ["pair"]):
+        r = device.run(*args)
+        assert r.rc == 4, (args, r)
+        assert "daemon not running" in r.err
