@@ -173,6 +173,7 @@ struct lr_transport_config {
 struct lr_conn_stats {
     uint64_t payload_sent; /* frame payload bytes queued by lr_conn_send (HELLO included) */
     uint64_t payload_recv; /* frame payload bytes delivered (HELLO included, skipped excluded) */
+    uint64_t stream_recv;  /* stream bytes received: headers and skipped frames included */
     uint64_t handshake_ns; /* start (dial or first Initial) -> handshake confirmed */
     uint64_t smoothed_rtt_ns;
     size_t queued; /* bytes queued, not yet acknowledged */
