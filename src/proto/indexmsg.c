@@ -552,8 +552,13 @@ int lr_proto_index_decode(const uint8_t *p, size_t n, struct lr_proto_zc *zc,
     ix.hdr = r.hdr;
     /* count <= 10 000 (checked by open). */
     ix.v = r.hdr.count ? lr_xcalloc((size_t)r.hdr.count, sizeof(ix.v[0])) : NULL;
-    while ((rc = lr_proto_index_next(&r, &ix.v[ix.n], err)) == 1)
+    for (;;) {
+        /* The call that reports the end writes to a spare, not past v[]. */
+        struct lr_proto_entry spare, *e = ix.n < r.hdr.count ? &ix.v[ix.n] : &spare;
+        if ((rc = lr_proto_index_next(&r, e, err)) != 1)
+            break;
         ix.n++;
+    }
     lr_proto_index_close(&r);
     if (rc == 0 && ix.n > 1) {
         /* One path twice in a batch (with one type or two) is a lie about

@@ -124,9 +124,9 @@ size_t lr__proto_zstd(struct lr_proto_zc *zc, int level, const void *src, size_t
 
 /* ---- FOLDERS ----------------------------------------------------------------- */
 
-/* Smallest encoded entry: id (2) + index_id (8) + max_seq (1) + peer index
+/* Smallest encoded entry: id length (1) + index_id (8) + max_seq (1) + peer index
  * (8) + peer seq (1) + option count (1). */
-#define FOLDER_ENTRY_MIN 21
+#define FOLDER_ENTRY_MIN 20
 
 void lr_proto_folders_release(struct lr_proto_folders *f)
 {
