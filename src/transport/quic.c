@@ -37,7 +37,7 @@
 #define MAX_CONN_WINDOW (32u << 20)
 #define HANDSHAKE_TIMEOUT_MS 10000
 /* Packets read between two write passes at most (ACK while the sender is still busy). */
-#define RX_ACK_EVERY 16
+#define RX_ACK_EVERY 64
 /* Most bytes written in one pass (one pacing burst). */
 #define BURST_MAX (8u << 20)
 /* Bulk bytes accepted before the peer's HELLO: the initial stream window, plus slack. */
@@ -454,9 +454,9 @@ static void conn_write(struct lr_conn *c)
         }
         ngtcp2_ssize ndatalen = -1;
         ngtcp2_pkt_info pi;
-        ngtcp2_ssize n =
-            ngtcp2_conn_writev_stream(c->qc, &ps.path, &pi, c->tx + blen, pktmax, &ndatalen,
-                                      NGTCP2_WRITE_STREAM_FLAG_MORE, sid, vec, nvec, ts);
+        ngtcp2_ssize n = ngtcp2_conn_writev_stream(
+            c->qc, &ps.path, &pi, c->tx + blen, nseg ? pktmax : LR__PKT_MAX, &ndatalen,
+            NGTCP2_WRITE_STREAM_FLAG_MORE, sid, vec, nvec, ts);
         if (n < 0) {
             if (n == NGTCP2_ERR_WRITE_MORE) {
                 advance(&c->ss[slot], (size_t)ndatalen);
@@ -480,11 +480,17 @@ static void conn_write(struct lr_conn *c)
             break;
         if (nseg == 0)
             ngtcp2_path_copy(&c->tx_ps.path, &ps.path);
+        /*
+         * The first packet of a batch may be a PMTUD probe, larger than the
+         * path's current maximum (so it gets the room for one): it goes alone.
+         * Later packets are capped at the batch's segment size.
+         */
+        bool probe = (size_t)n > pktmax;
         blen += (size_t)n;
         nseg++;
         written += (size_t)n;
-        if ((size_t)n < pktmax || nseg >= maxsegs || blen + pktmax > LR__GSO_MAX_BYTES) {
-            int r = send_batch(c, blen, pktmax);
+        if (probe || (size_t)n < pktmax || nseg >= maxsegs || blen + pktmax > LR__GSO_MAX_BYTES) {
+            int r = send_batch(c, blen, probe ? (size_t)n : pktmax);
             blen = nseg = 0;
             if (r == -EAGAIN) {
                 stalled = true;
