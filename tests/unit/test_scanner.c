@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -626,6 +628,71 @@ static void test_changed_during_hashing(void **state)
 #endif
 }
 
+/* Paths longer than PATH_MAX work: the walk only uses *at() calls. */
+static void test_deep_path(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    char name[201];
+    memset(name, 'n', 200);
+    name[200] = 0;
+    int fd = open(f->root, O_RDONLY | O_DIRECTORY);
+    assert_true(fd >= 0);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(mkdirat(fd, name, 0755), 0);
+        int nfd = openat(fd, name, O_RDONLY | O_DIRECTORY);
+        assert_true(nfd >= 0);
+        close(fd);
+        fd = nfd;
+    }
+    int ffd = openat(fd, "leaf", O_WRONLY | O_CREAT, 0644);
+    assert_true(ffd >= 0);
+    assert_int_equal(write(ffd, "deep", 4), 4);
+    close(ffd);
+    close(fd);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.files, 1);
+    assert_int_equal(r.dirs, 30);
+    assert_int_equal(r.bytes, 4);
+    struct lr_file_list l;
+    assert_int_equal(lr_index_list_by_seq(f->ix, FOLDER, 31, 10, 0, &l, NULL), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.v[0].path_len, 30 * 201 + 4);
+    assert_true(l.v[0].path_len > 4096);
+    assert_string_equal((char *)l.v[0].path + 30 * 201, "leaf");
+    lr_file_list_release(&l);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.added + r.changed + r.deleted + r.bytes_hashed, 0);
+}
+
+/* A file system mounted inside the folder is not descended and its records stay. */
+static void test_other_fs_not_descended(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    mkd(f, "mnt");
+    write_file(f, "mnt/before", 10, false);
+    write_file(f, "z", 10, false);
+    assert_int_equal(scan(f, &r), 0);
+    /* A private mount namespace keeps the tmpfs invisible outside this process. */
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("lr-test", P(f, "mnt"), "tmpfs", 0, "size=1m") != 0) {
+        skip(); /* needs CAP_SYS_ADMIN */
+    }
+    write_file(f, "mnt/inside", 10, false);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.other_fs, 1);
+    assert_int_equal(r.skipped, 1);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(r.added, 0);
+    struct lr_file_rec g;
+    assert_int_equal(get(f, "mnt/inside", 0, &g), LR_ENOTFOUND);
+    assert_int_equal(get(f, "mnt/before", 0, &g), 0);
+    assert_false(g.deleted);
+    lr_file_rec_release(&g);
+    assert_int_equal(umount(P(f, "mnt")), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +707,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_files_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collation_and_non_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed_during_hashing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deep_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_fs_not_descended, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
