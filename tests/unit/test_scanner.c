@@ -14,6 +14,7 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -628,6 +629,133 @@ static void test_changed_during_hashing(void **state)
 #endif
 }
 
+/* Differential: after random edits, the live records equal a naive nftw listing. */
+struct oracle {
+    char **paths;
+    size_t n;
+    size_t rootlen;
+};
+static struct oracle g_or;
+static size_t g_or_max;
+
+static int or_cb(const char *fpath, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)type;
+    if (ftw->level == 0)
+        return 0;
+    const char *rel = fpath + g_or.rootlen + 1;
+    if (strcmp(rel, ".landropic") == 0 || strncmp(rel, ".landropic/", 11) == 0)
+        return 0;
+    g_or.paths = realloc(g_or.paths, (g_or.n + 1) * sizeof(char *));
+    g_or.paths[g_or.n++] = strdup(rel);
+    return 0;
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    return lr_index_path_cmp((const uint8_t *)x, strlen(x), (const uint8_t *)y, strlen(y));
+}
+
+static void check_against_disk(struct fx *f)
+{
+    g_or.n = 0;
+    g_or.paths = NULL;
+    g_or.rootlen = strlen(f->root);
+    assert_int_equal(nftw(f->root, or_cb, 16, FTW_PHYS), 0);
+    qsort(g_or.paths, g_or.n, sizeof(char *), cmp_path);
+    size_t k = 0;
+    uint8_t last[512];
+    size_t last_len = 0;
+    for (;;) {
+        struct lr_file_list l;
+        assert_int_equal(lr_index_list_by_path(f->ix, FOLDER, last, last_len, 7, 0, &l, NULL), 0);
+        for (size_t i = 0; i < l.n; i++) {
+            if (l.v[i].deleted)
+                continue;
+            assert_true(k < g_or.n);
+            assert_string_equal((char *)l.v[i].path, g_or.paths[k]);
+            struct stat st;
+            assert_int_equal(lstat(P(f, g_or.paths[k]), &st), 0);
+            if (S_ISREG(st.st_mode))
+                assert_int_equal(l.v[i].size, (uint64_t)st.st_size);
+            k++;
+        }
+        size_t n = l.n;
+        if (n) {
+            last_len = l.v[n - 1].path_len;
+            memcpy(last, l.v[n - 1].path, last_len);
+        }
+        lr_file_list_release(&l);
+        if (n < 7)
+            break;
+    }
+    assert_int_equal(k, g_or.n);
+    if (g_or.n > g_or_max)
+        g_or_max = g_or.n;
+    for (size_t i = 0; i < g_or.n; i++)
+        free(g_or.paths[i]);
+    free(g_or.paths);
+}
+
+static void test_random_edits_differential(void **state)
+{
+    struct fx *f = *state;
+    static const char *const names[] = {"a", "a.b", "a-", "a0", "b", "\xff"};
+    char path[64], cmd[600];
+    for (int round = 0; round < 25; round++) {
+        for (int op = 0; op < 12; op++) {
+            /* A random path up to 3 levels deep from a small alphabet. */
+            int depth = 1 + (int)(xs() % 3);
+            path[0] = 0;
+            size_t len = 0;
+            for (int d = 0; d < depth; d++) {
+                const char *nm = names[xs() % 6];
+                len += (size_t)snprintf(path + len, sizeof(path) - len, "%s%s", d ? "/" : "", nm);
+            }
+            struct stat st;
+            int kind = (int)(xs() % 4);
+            if (lstat(P(f, path), &st) == 0) {
+                if (kind == 0 || S_ISDIR(st.st_mode)) {
+                    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", P(f, path));
+                    assert_int_equal(system(cmd), 0);
+                } else {
+                    write_file(f, path, (size_t)(xs() % 3000), kind == 1);
+                }
+                continue;
+            }
+            /* Create parents as directories where possible. */
+            char *slash = path;
+            bool ok = true;
+            while ((slash = strchr(slash, '/'))) {
+                *slash = 0;
+                if (lstat(P(f, path), &st) != 0)
+                    mkd(f, path);
+                else if (!S_ISDIR(st.st_mode))
+                    ok = false;
+                *slash++ = '/';
+                if (!ok)
+                    break;
+            }
+            if (!ok)
+                continue;
+            if (kind == 3)
+                mkd(f, path);
+            else if (kind == 2)
+                assert_int_equal(symlink("target", P(f, path)), 0);
+            else
+                write_file(f, path, (size_t)(xs() % 3000), false);
+        }
+        struct lr_scan_result r;
+        assert_int_equal(scan(f, &r), 0);
+        check_against_disk(f);
+        assert_int_equal(scan(f, &r), 0);
+        assert_int_equal(r.added + r.changed + r.deleted + r.bytes_hashed, 0);
+    }
+    assert_true(g_or_max >= 10); /* the edits really built a tree */
+}
+
 /* Paths longer than PATH_MAX work: the walk only uses *at() calls. */
 static void test_deep_path(void **state)
 {
@@ -707,6 +835,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_files_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collation_and_non_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed_during_hashing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_edits_differential, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_fs_not_descended, setup, teardown),
     };
