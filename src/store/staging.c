@@ -71,6 +71,11 @@ int lr_store_staging_open(struct lr_store *st, const struct lr_hash *key, uint64
                               name, size, blocks * frsize);
     }
     int f = openat(st->tmpfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    if (f < 0 && errno == EACCES && exists) {
+        /* A refused commit already applied the peer's mode (say 0444): the file is ours. */
+        if (fchmodat(st->tmpfd, name, 0600, AT_SYMLINK_NOFOLLOW) == 0)
+            f = openat(st->tmpfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    }
     if (f < 0)
         return lr_err_set(err, -errno, "staging %.16s: open: %s", name, strerror(errno));
     if (fstat(f, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1) {
