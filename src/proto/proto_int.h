@@ -11,6 +11,8 @@
 struct lr_proto_zc {
     ZSTD_CCtx *c; /* created on first use */
     ZSTD_DCtx *d;
+    uint8_t *buf; /* compression output scratch, grown on demand */
+    size_t cap;
 };
 
 /* A folder ID field (text(255) with the folder ID rules) into out. */

@@ -64,6 +64,7 @@ void lr_proto_zc_free(struct lr_proto_zc *zc)
         return;
     ZSTD_freeCCtx(zc->c);
     ZSTD_freeDCtx(zc->d);
+    free(zc->buf);
     free(zc);
 }
 
@@ -398,11 +399,22 @@ int lr_proto_chunk_encode(struct lr_proto_zc *zc, uint64_t req_id, uint64_t stat
     if (status == LR_PROTO_CHUNK_OK ? (len == 0 || len > LR_PROTO_CHUNK_DATA_MAX || !data)
                                     : len != 0)
         return LR_EBADVAL;
-    uint8_t *z = NULL;
+    uint8_t *z = NULL, *owned = NULL;
     size_t zl = 0;
     if (compress && len > 0) {
+        /* Reuse the context's scratch: one allocation per context, not per
+         * chunk (len <= 256 KiB, so the bound is small). */
         size_t cap = ZSTD_compressBound(len);
-        z = lr_xmalloc(cap);
+        if (zc) {
+            if (zc->cap < cap) {
+                free(zc->buf);
+                zc->buf = lr_xmalloc(cap);
+                zc->cap = cap;
+            }
+            z = zc->buf;
+        } else {
+            z = owned = lr_xmalloc(cap);
+        }
         zl = lr__proto_zstd(zc, 1, data, len, z, cap);
     }
     int rc = lr_buf_put_varint(out, req_id);
@@ -412,7 +424,7 @@ int lr_proto_chunk_encode(struct lr_proto_zc *zc, uint64_t req_id, uint64_t stat
         rc = lr_buf_put_varint(out, zl ? LR_PROTO_COMP_ZSTD : LR_PROTO_COMP_NONE);
     if (rc == 0)
         rc = zl ? lr_buf_put_lbytes(out, z, zl) : lr_buf_put_lbytes(out, data, len);
-    free(z);
+    free(owned);
     return rc;
 }
 
