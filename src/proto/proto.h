@@ -20,10 +20,19 @@
  * payload) plus the codec.
  *
  * Everything here is pure (no I/O, no globals written) and thread-safe;
- * a frame reader belongs to one stream and one thread at a time.
+ * a frame reader, an INDEX reader or batch builder and a struct
+ * lr_proto_zc belong to one thread at a time.
  * Encoders append to a caller-owned lr_buf and, on failure, leave it
- * poisoned (lr_buf_ok() false) so a half-encoded message is never sent.
- * Decoders borrow their input; decoded structs own no pointers.
+ * poisoned (lr_buf_ok() false) so a half-encoded message is never sent
+ * (encoders that validate their input return LR_EBADVAL with `out`
+ * untouched). Decoders borrow their input. HELLO, CLOSE, WANT and CHUNK
+ * decode into structs that own nothing (WANT's path and CHUNK's data point
+ * into the payload: valid while it is); FOLDERS and INDEX results own heap
+ * memory, released with their *_release().
+ *
+ * zstd (libzstd) compresses INDEX bodies and CHUNK data. Declared sizes
+ * are checked against fixed caps and against the zstd frame header before
+ * any buffer is allocated; output never exceeds the declared size.
  */
 #ifndef LR_PROTO_PROTO_H
 #define LR_PROTO_PROTO_H
