@@ -19,15 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEBUG_FRAME 65536
+#define DEBUG_FRAME 65528 /* + 8-byte offset = 64 KiB */
 
 struct debug_peer {
     struct lr_device_id id;
     uint64_t to_send, sent, rng;
-    struct lr_sha256_ctx *send_hash, *recv_hash;
+    struct lr_hash send_digest, recv_digest; /* XOR of per-frame hashes */
     uint64_t received;
     bool sending;
-    struct lr_hash sent_digest;
     bool send_done;
     struct debug_peer *next;
 };
@@ -41,7 +40,6 @@ static struct debug_peer *find(struct lr_daemon *d, const struct lr_device_id *i
         return NULL;
     struct debug_peer *p = lr_xcalloc(1, sizeof(*p));
     p->id = *id;
-    p->recv_hash = lr_sha256_new();
     p->next = d->debug;
     d->debug = p;
     return p;
@@ -57,22 +55,32 @@ static uint64_t xorshift(uint64_t *s)
     return x * UINT64_C(2685821657736338717);
 }
 
+static void frame_digest(struct lr_hash *acc, const uint8_t *frame, size_t len)
+{
+    struct lr_hash h;
+    lr_sha256(frame, len, &h);
+    for (size_t i = 0; i < LR_HASH_LEN; i++)
+        acc->b[i] ^= h.b[i];
+}
+
 /* Send as much as the connection's budget allows; resumes from on_writable. */
 static void pump(struct lr_daemon *d, struct debug_peer *p)
 {
     struct peer_rt *rt = daemon_peer(d, &p->id);
     if (!rt || !rt->conn || !p->sending)
         return;
-    uint8_t buf[DEBUG_FRAME];
+    uint8_t buf[8 + DEBUG_FRAME];
     while (p->sent < p->to_send) {
-        size_t n =
-            p->to_send - p->sent < DEBUG_FRAME ? (size_t)(p->to_send - p->sent) : DEBUG_FRAME;
+        uint64_t left = p->to_send - p->sent;
+        size_t n = left < DEBUG_FRAME ? (size_t)left : DEBUG_FRAME;
         uint64_t save = p->rng;
+        for (int i = 0; i < 8; i++)
+            buf[i] = (uint8_t)(p->sent >> (56 - 8 * i));
         for (size_t i = 0; i < n; i += 8) {
             uint64_t v = xorshift(&p->rng);
-            memcpy(buf + i, &v, n - i < 8 ? n - i : 8);
+            memcpy(buf + 8 + i, &v, n - i < 8 ? n - i : 8);
         }
-        int rc = lr_conn_send(rt->conn, LR_STREAM_BULK, LR_MSG_DEBUG_DATA, buf, n);
+        int rc = lr_conn_send(rt->conn, LR_STREAM_BULK, LR_MSG_DEBUG_DATA, buf, 8 + n);
         if (rc == LR_EBUSY) {
             p->rng = save;
             return;
@@ -82,12 +90,9 @@ static void pump(struct lr_daemon *d, struct debug_peer *p)
             p->sending = false;
             return;
         }
-        lr_sha256_update(p->send_hash, buf, n);
+        frame_digest(&p->send_digest, buf, 8 + n);
         p->sent += n;
     }
-    lr_sha256_final(p->send_hash, &p->sent_digest);
-    lr_sha256_free(p->send_hash);
-    p->send_hash = NULL;
     p->sending = false;
     p->send_done = true;
 }
@@ -102,8 +107,10 @@ void debug_on_writable(struct lr_daemon *d, struct lr_conn *c)
 void debug_on_message(struct lr_daemon *d, struct lr_conn *c, const uint8_t *payload, size_t len)
 {
     struct debug_peer *p = find(d, lr_conn_peer(c), true);
-    lr_sha256_update(p->recv_hash, payload, len);
-    p->received += len;
+    if (len < 8)
+        return;
+    frame_digest(&p->recv_digest, payload, len);
+    p->received += len - 8;
 }
 
 static int peer_param(struct lr_api_req *req, json_t *params, struct lr_device_id *id)
@@ -134,8 +141,7 @@ void debug_send(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
         lr_api_reply_error(req, "busy", 1, "debug: a send is running or bytes <= 0");
         return;
     }
-    lr_sha256_free(p->send_hash);
-    p->send_hash = lr_sha256_new();
+    memset(&p->send_digest, 0, sizeof(p->send_digest));
     p->to_send = (uint64_t)bytes;
     p->sent = 0;
     p->rng = (uint64_t)seed | 1;
@@ -153,13 +159,8 @@ void debug_state(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     struct debug_peer *p = find(d, &id, true);
     char sent[LR_HASH_HEX_LEN + 1] = "", recv[LR_HASH_HEX_LEN + 1];
     if (p->send_done)
-        lr_hash_hex(&p->sent_digest, sent);
-    /* Hash of what arrived so far, without ending the running digest. */
-    struct lr_sha256_ctx *copy = lr_sha256_copy(p->recv_hash);
-    struct lr_hash h;
-    lr_sha256_final(copy, &h);
-    lr_sha256_free(copy);
-    lr_hash_hex(&h, recv);
+        lr_hash_hex(&p->send_digest, sent);
+    lr_hash_hex(&p->recv_digest, recv);
     lr_api_reply(req, json_pack("{s:I, s:s, s:b, s:I, s:s}", "sent", (json_int_t)p->sent,
                                 "sent_sha256", sent, "send_done", p->send_done, "received",
                                 (json_int_t)p->received, "received_sha256", recv));
@@ -170,8 +171,6 @@ void debug_free(struct lr_daemon *d)
     struct debug_peer *p = d->debug;
     while (p) {
         struct debug_peer *next = p->next;
-        lr_sha256_free(p->send_hash);
-        lr_sha256_free(p->recv_hash);
         free(p);
         p = next;
     }
