@@ -7,9 +7,9 @@
  *   transport_bench client HOME PEER_HOME PORT MIB [--no-gso] [--no-gro]
  *
  * The server listens on 127.0.0.1:0 and writes its port to PORTFILE. The
- * client sends MIB MiB as 256 KiB DEBUG_DATA frames (ChunkData-sized, copied
- * once into the queue by lr_conn_send and reassembled whole by the
- * receiver's frame reader, as real chunks are) on the bulk streams.
+ * client sends MIB MiB as 256 KiB DEBUG_DATA frames (ChunkData-sized, handed
+ * over without a copy with lr_conn_send_owned, reassembled whole by the
+ * receiver's frame reader as real chunks are) on the bulk streams.
  * When every payload byte is in, the server answers with a PING and both
  * print one line of key=value results (see bench/transport.sh).
  */
@@ -73,11 +73,17 @@ static bool trusted(void *ud, const struct lr_device_id *id)
     return lr_device_id_eq(id, &b->peer);
 }
 
+static void keep(void *p)
+{
+    (void)p;
+}
+
 static void pump(struct bench *b)
 {
     while (b->queued < b->total) {
         size_t n = b->total - b->queued < FRAME ? (size_t)(b->total - b->queued) : FRAME;
-        int rc = lr_conn_send(b->c, LR_STREAM_BULK, BENCH_TYPE, b->frame, n);
+        /* One shared read-only buffer stands in for refcounted chunk buffers. */
+        int rc = lr_conn_send_owned(b->c, LR_STREAM_BULK, BENCH_TYPE, b->frame, n, keep);
         if (rc == LR_EBUSY)
             return; /* on_writable resumes */
         if (rc < 0) {

@@ -47,7 +47,17 @@ struct chunk {
     struct chunk *next;
     uint8_t *data;
     size_t len;
+    void (*free_fn)(void *data); /* NULL: data is ours (free) */
 };
+
+static void chunk_free(struct chunk *ch)
+{
+    if (ch->free_fn)
+        ch->free_fn(ch->data);
+    else
+        free(ch->data);
+    free(ch);
+}
 
 /*
  * One stream we send on. Chunks from head (oldest, not fully acknowledged)
@@ -330,8 +340,7 @@ static void sstream_free(struct sstream *ss)
     struct chunk *ch = ss->head;
     while (ch) {
         struct chunk *n = ch->next;
-        free(ch->data);
-        free(ch);
+        chunk_free(ch);
         ch = n;
     }
     ss->head = ss->tail = ss->cur = NULL;
@@ -352,6 +361,7 @@ static size_t build_vec(const struct sstream *ss, ngtcp2_vec *vec, size_t max)
 static void advance(struct sstream *ss, size_t k)
 {
     ss->sent += k;
+    assert(ss->sent <= ss->end);
     while (ss->cur && ss->sent >= ss->cur_off + ss->cur->len) {
         ss->cur_off += ss->cur->len;
         ss->cur = ss->cur->next;
@@ -515,20 +525,15 @@ static void conn_write(struct lr_conn *c)
     arm_timer(c);
 }
 
-/* Append one frame to send slot `slot`. */
-static int queue_frame(struct lr_conn *c, unsigned slot, uint64_t type, const void *payload,
-                       size_t len)
+/* Queue `data` (taken over: freed with free_fn, or free() if NULL) on send slot `slot`. */
+static void append_chunk(struct lr_conn *c, unsigned slot, uint8_t *data, size_t len,
+                         void (*free_fn)(void *))
 {
-    struct lr_buf b;
     struct sstream *ss = &c->ss[slot];
-    lr_buf_init(&b, len + 16);
-    int rc = lr_proto_frame_put(&b, type, payload, len);
-    if (rc < 0) {
-        lr_buf_release(&b);
-        return rc;
-    }
     struct chunk *ch = lr_xcalloc(1, sizeof(*ch));
-    ch->data = lr_buf_detach(&b, &ch->len);
+    ch->data = data;
+    ch->len = len;
+    ch->free_fn = free_fn;
     if (ss->tail)
         ss->tail->next = ch;
     else
@@ -538,10 +543,27 @@ static int queue_frame(struct lr_conn *c, unsigned slot, uint64_t type, const vo
         ss->cur = ch;
         ss->cur_off = ss->end;
     }
-    ss->end += ch->len;
-    c->queued += ch->len;
-    c->payload_sent += len;
+    ss->end += len;
+    c->queued += len;
     c->dirty = true;
+}
+
+/* Append one frame (copied) to send slot `slot`. */
+static int queue_frame(struct lr_conn *c, unsigned slot, uint64_t type, const void *payload,
+                       size_t len)
+{
+    struct lr_buf b;
+    size_t n;
+    lr_buf_init(&b, len + 16);
+    (void)lr_buf_reserve(&b, len + 16); /* one allocation, one copy */
+    int rc = lr_proto_frame_put(&b, type, payload, len);
+    if (rc < 0) {
+        lr_buf_release(&b);
+        return rc;
+    }
+    uint8_t *data = lr_buf_detach(&b, &n);
+    append_chunk(c, slot, data, n, NULL);
+    c->payload_sent += len;
     return 0;
 }
 
@@ -864,8 +886,7 @@ static int cb_acked(ngtcp2_conn *qc, int64_t sid, uint64_t offset, uint64_t data
             ss->tail = NULL;
         ss->head_off += ch->len;
         c->queued -= ch->len;
-        free(ch->data);
-        free(ch);
+        chunk_free(ch);
     }
     if (c->want_writable && c->queued <= c->t->budget / 2) {
         c->want_writable = false;
@@ -1840,8 +1861,15 @@ static int open_bulk(struct lr_conn *c, unsigned slot)
     return 0;
 }
 
+enum send_mode {
+    SEND_COPY,  /* a frame, payload copied */
+    SEND_OWNED, /* a frame, payload taken over */
+    SEND_RAW,   /* raw stream bytes (tests) */
+};
+
 static int send_common(struct lr_conn *c, enum lr_stream_class cls, uint64_t type,
-                       const void *payload, size_t len, bool raw)
+                       const void *payload, size_t len, enum send_mode mode,
+                       void (*free_fn)(void *))
 {
     struct lr_transport *t = c->t;
     if (c->state != CS_UP || !conn_live(c))
@@ -1864,25 +1892,22 @@ static int send_common(struct lr_conn *c, enum lr_stream_class cls, uint64_t typ
             }
         }
     }
-    int rc;
-    if (raw) {
-        struct sstream *ss = &c->ss[slot];
-        struct chunk *ch = lr_xcalloc(1, sizeof(*ch));
-        ch->data = lr_xmemdup(payload, len);
-        ch->len = len;
-        if (ss->tail)
-            ss->tail->next = ch;
-        else
-            ss->head = ch;
-        ss->tail = ch;
-        if (!ss->cur) {
-            ss->cur = ch;
-            ss->cur_off = ss->end;
+    int rc = 0;
+    if (mode == SEND_RAW) {
+        append_chunk(c, slot, lr_xmemdup(payload, len), len, NULL);
+    } else if (mode == SEND_OWNED) {
+        /* Header and payload as two chunks: the payload is never copied. */
+        struct lr_buf h;
+        size_t hn;
+        lr_buf_init(&h, 16);
+        if (lr_buf_put_varint(&h, type) < 0 || lr_buf_put_varint(&h, len) < 0) {
+            lr_buf_release(&h);
+            return LR_EBADVAL;
         }
-        ss->end += len;
-        c->queued += len;
-        c->dirty = true;
-        rc = 0;
+        uint8_t *hdr = lr_buf_detach(&h, &hn); /* sets hn: not inside the call below */
+        append_chunk(c, slot, hdr, hn, NULL);
+        append_chunk(c, slot, (uint8_t *)(uintptr_t)payload, len, free_fn);
+        c->payload_sent += len;
     } else {
         rc = queue_frame(c, slot, type, payload, len);
     }
@@ -1891,22 +1916,35 @@ static int send_common(struct lr_conn *c, enum lr_stream_class cls, uint64_t typ
     return rc;
 }
 
-int lr_conn_send(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, const void *payload,
-                 size_t len)
+static int check_frame(uint64_t type, size_t len)
 {
     if (type == LR_MSG_HELLO)
         return LR_EUSAGE;
+    if (type == 0 || type > LR_VARINT_MAX)
+        return LR_EBADVAL;
     size_t max = lr_proto_max_payload(type);
     if (max == 0)
         max = LR_PROTO_UNKNOWN_MAX;
-    if (len > max)
-        return LR_ETOOBIG;
-    return send_common(c, cls, type, payload, len, false);
+    return len > max ? LR_ETOOBIG : 0;
+}
+
+int lr_conn_send(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, const void *payload,
+                 size_t len)
+{
+    int rc = check_frame(type, len);
+    return rc < 0 ? rc : send_common(c, cls, type, payload, len, SEND_COPY, NULL);
+}
+
+int lr_conn_send_owned(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, void *payload,
+                       size_t len, void (*free_fn)(void *payload))
+{
+    int rc = check_frame(type, len);
+    return rc < 0 ? rc : send_common(c, cls, type, payload, len, SEND_OWNED, free_fn);
 }
 
 int lr__conn_send_raw(struct lr_conn *c, enum lr_stream_class cls, const void *p, size_t len)
 {
-    return send_common(c, cls, 0, p, len, true);
+    return send_common(c, cls, 0, p, len, SEND_RAW, NULL);
 }
 
 void lr_conn_close(struct lr_conn *c, const char *reason)

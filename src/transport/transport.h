@@ -200,7 +200,8 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
  * LR_TRANSPORT_CLOSE_SILENT; on_disconnected for each up connection), stop
  * dialling, close every uv handle, free the transport, then call done(ud)
  * (may be NULL) from the loop. `t` is invalid as soon as this returns; keep
- * running the loop until done is called. Must not be called twice.
+ * running the loop until done is called. Must not be called twice, nor from
+ * inside one of the transport's own callbacks (defer it, e.g. uv_idle).
  */
 void lr_transport_close(struct lr_transport *t, unsigned flags, void (*done)(void *ud), void *ud);
 
@@ -248,6 +249,18 @@ int lr_transport_peer_stats(struct lr_transport *t, const struct lr_device_id *p
  */
 int lr_conn_send(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, const void *payload,
                  size_t len);
+
+/*
+ * Like lr_conn_send, but the payload is taken over instead of copied (for
+ * large frames: chunk data). On 0 the transport keeps `payload` until the
+ * peer has acknowledged it, or the connection is gone, then calls
+ * free_fn(payload) exactly once (free_fn NULL means free()); the caller must
+ * not modify it meanwhile. On any error nothing is taken: the caller still
+ * owns `payload`. free_fn runs on the loop thread, possibly from inside
+ * another transport call, and must not call into the transport.
+ */
+int lr_conn_send_owned(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, void *payload,
+                       size_t len, void (*free_fn)(void *payload));
 
 /* Close `c` with CONNECTION_CLOSE; on_disconnected follows (maybe after returning). */
 void lr_conn_close(struct lr_conn *c, const char *reason);

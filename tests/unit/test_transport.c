@@ -458,6 +458,54 @@ static void test_burst_backpressure(void **state)
     assert_int_equal(st.queued, 0);
 }
 
+static int owned_freed;
+
+static void owned_free(void *p)
+{
+    owned_freed++;
+    free(p);
+}
+
+/* Payloads handed over without a copy are delivered and freed exactly once. */
+static void test_send_owned(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    connect_pair(e, a, b);
+    owned_freed = 0;
+    uint64_t expect_sum = 0;
+    const size_t n = 100 * 1024;
+    for (int i = 0; i < 8; i++) {
+        uint8_t *p = malloc(n);
+        for (size_t j = 0; j < n; j++) {
+            p[j] = (uint8_t)(i * 31 + j);
+            expect_sum += p[j];
+        }
+        assert_int_equal(
+            lr_conn_send_owned(b->conn, LR_STREAM_BULK, LR_MSG_DEBUG_DATA, p, n, owned_free), 0);
+    }
+    /* Errors take nothing. */
+    uint8_t keep[4] = {1, 2, 3, 4};
+    assert_int_equal(lr_conn_send_owned(b->conn, LR_STREAM_BULK, LR_MSG_HELLO, keep, 4, owned_free),
+                     LR_EUSAGE);
+    assert_int_equal(lr_conn_send_owned(b->conn, LR_STREAM_BULK, 0, keep, 4, owned_free),
+                     LR_EBADVAL);
+    RUN_UNTIL(e, a->msgs == 8 && owned_freed == 8, 5000);
+    assert_int_equal(a->msgs, 8);
+    assert_int_equal(a->bytes, 8 * n);
+    assert_int_equal(a->sum, expect_sum);
+    assert_int_equal(owned_freed, 8);
+
+    /* Still queued when the connection dies: freed at teardown, once. */
+    owned_freed = 0;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(lr_conn_send_owned(b->conn, LR_STREAM_BULK, LR_MSG_DEBUG_DATA,
+                                            calloc(1, n), n, owned_free),
+                         0);
+    side_stop(e, b, LR_TRANSPORT_CLOSE_SILENT);
+    assert_int_equal(owned_freed, 4);
+}
+
 /* Frames the receiver must reject close the connection with a reason on both sides. */
 static void malformed_case(struct env *e, const uint8_t *raw, size_t n, const char *want_reason)
 {
@@ -651,6 +699,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_pin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_oversize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_type0, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_hello, setup, teardown),
