@@ -242,16 +242,14 @@ static int setup(void **state)
     for (int i = 0; i < 3; i++) {
         struct side *s = &e->s[i];
         snprintf(s->name, sizeof(s->name), "%s", names[i]);
-        /* Through a local buffer: GCC's -Wrestrict cannot tell e->dir from s->home. */
-        char buf[300];
-        snprintf(buf, sizeof(buf), "%s/%s", e->dir, names[i]);
-        snprintf(s->home, sizeof(s->home), "%s", buf);
+        /* Built in a local buffer: GCC's -Wrestrict cannot tell e->dir from s->home. */
+        char hb[160];
+        snprintf(hb, sizeof(hb), "%s/%s", e->dir, names[i]);
+        snprintf(s->home, sizeof(s->home), "%s", hb);
+        snprintf(s->cert, sizeof(s->cert), "%s/cert.pem", hb);
+        snprintf(s->key, sizeof(s->key), "%s/key.pem", hb);
         assert_int_equal(mkdir(s->home, 0700), 0);
         assert_int_equal(lr_identity_create(s->home, &s->id, NULL), 0);
-        snprintf(buf, sizeof(buf), "%s/cert.pem", s->home);
-        snprintf(s->cert, sizeof(s->cert), "%s", buf);
-        snprintf(buf, sizeof(buf), "%s/key.pem", s->home);
-        snprintf(s->key, sizeof(s->key), "%s", buf);
     }
     assert_int_equal(uv_loop_init(&e->loop), 0);
     *state = e;
