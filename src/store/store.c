@@ -50,24 +50,25 @@ static void mtime_times(int64_t mtime_ns, struct timespec ts[2])
 }
 
 #ifdef LR_FAILPOINTS
-static void (*race_hook)(void *arg, const char *relpath);
+static void (*race_hook)(void *arg, const char *relpath, int point);
 static void *race_arg;
 
-void lr_store_test_set_race_hook(void (*fn)(void *arg, const char *relpath), void *arg)
+void lr_store_test_set_race_hook(void (*fn)(void *arg, const char *relpath, int point), void *arg)
 {
     race_hook = fn;
     race_arg = arg;
 }
 
-static void run_race_hook(const char *relpath)
+static void run_race_hook(const char *relpath, int point)
 {
     if (race_hook)
-        race_hook(race_arg, relpath);
+        race_hook(race_arg, relpath, point);
 }
 #else
-static void run_race_hook(const char *relpath)
+static void run_race_hook(const char *relpath, int point)
 {
     (void)relpath;
+    (void)point;
 }
 #endif
 
@@ -326,7 +327,7 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
         return rc;
     int vfd = -1;
     char an[NAME_MAX + 1];
-    run_race_hook(relpath);
+    run_race_hook(relpath, 0);
     if (!e->exists) {
         rc = move_noreplace(st->tmpfd, name, parent, leaf);
         if (rc == -EEXIST)
@@ -335,53 +336,78 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
             return lr__store_fail(err, rc, "rename into place", relpath);
         goto touch;
     }
+    bool linked = false;
+    ino_t linked_ino = 0;
     if (e->type == LR_FT_FILE) {
         rc = open_versions_dir(st, b, relpath, &vfd);
         if (rc)
             return lr__store_fail(err, rc, "versions directory for", relpath);
-    }
-    if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0) {
-        rc = -errno;
+        /*
+         * Archive first, by hard link: from the exchange on, the old data is reachable from
+         * versions/ at every instant. A crash after the exchange leaves it doubly linked under
+         * the staging name, and lr_store_staging_open drops such an entry instead of reusing it.
+         */
+        rc = archive(parent, leaf, vfd, leaf, true, an);
         if (rc == -ENOENT) {
             rc = lr__store_fail(err, LR_ECHANGED, "vanished meanwhile:", relpath);
             goto out;
         }
-        if (rc != -EINVAL) {
-            lr__store_fail(err, rc, "exchange into place", relpath);
+        if (rc == 0) {
+            struct stat ls;
+            linked = true;
+            run_race_hook(relpath, 1);
+            if (fstatat(vfd, an, &ls, AT_SYMLINK_NOFOLLOW) == 0)
+                linked_ino = ls.st_ino;
+        } else if (rc != -EPERM && rc != -EMLINK && rc != -EOPNOTSUPP) {
+            lr__store_fail(err, rc, "archive", relpath);
             goto out;
         }
-        /* No RENAME_EXCHANGE here: archive by hard link, then replace (a small window). */
-        if (vfd >= 0) {
-            rc = archive(parent, leaf, vfd, leaf, true, an);
-            if (rc) {
-                lr__store_fail(err, rc, "archive", relpath);
-                goto out;
-            }
-        }
-        if (renameat(st->tmpfd, name, parent, leaf) < 0) {
-            rc = lr__store_fail(err, -errno, "rename into place", relpath);
-            if (vfd >= 0)
-                unlinkat(vfd, an, 0);
-            goto out;
-        }
-        rc = 0;
-        goto touch;
+        rc = 0; /* no hard links here: the old file is moved to versions/ after the exchange */
     }
+    if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0) {
+        rc = -errno;
+        if (rc == -EINVAL && (linked || e->type != LR_FT_FILE)) {
+            /* No RENAME_EXCHANGE on this file system: the old file is archived already, so
+             * replace it; the second look is lost (a small window for a racing save). */
+            if (renameat(st->tmpfd, name, parent, leaf) == 0) {
+                rc = linked ? lr__store_touch(b, vfd) : 0;
+                goto touch;
+            }
+            rc = -errno;
+        }
+        if (linked)
+            unlinkat(vfd, an, 0);
+        if (rc == -ENOENT)
+            rc = lr__store_fail(err, LR_ECHANGED, "vanished meanwhile:", relpath);
+        else
+            lr__store_fail(err, rc, "exchange into place", relpath);
+        goto out;
+    }
+    run_race_hook(relpath, 2);
     /* The old entry is now tmp/name. Is it the one the caller meant to replace? */
     struct stat old;
-    if (fstatat(st->tmpfd, name, &old, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&old, e, false)) {
+    if (fstatat(st->tmpfd, name, &old, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&old, e, false) ||
+        (linked && old.st_ino != linked_ino)) {
         if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0)
             rescue(st, name, relpath);
+        if (linked)
+            unlinkat(vfd, an, 0);
         rc = lr__store_fail(err, LR_ECHANGED, "changed during apply:", relpath);
         goto out;
     }
     if (e->type == LR_FT_FILE) {
-        rc = archive(st->tmpfd, name, vfd, leaf, false, an);
-        if (rc) {
-            lr__store_fail(err, rc, "archive", relpath);
-            if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0)
-                rescue(st, name, relpath);
-            goto out;
+        if (linked) {
+            if (unlinkat(st->tmpfd, name, 0) < 0)
+                lr_warn("store", "unlink replaced file tmp/%s (kept in versions): %s", name,
+                        strerror(errno));
+        } else {
+            rc = archive(st->tmpfd, name, vfd, leaf, false, an);
+            if (rc) {
+                lr__store_fail(err, rc, "archive", relpath);
+                if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0)
+                    rescue(st, name, relpath);
+                goto out;
+            }
         }
         rc = lr__store_touch(b, vfd);
     } else if (unlinkat(st->tmpfd, name, 0) < 0) {
@@ -610,7 +636,7 @@ int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *r
         rc = lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
         goto out;
     }
-    run_race_hook(relpath);
+    run_race_hook(relpath, 0);
     if (e->type == LR_FT_DIR) {
         if (unlinkat(parent, leaf, AT_REMOVEDIR) < 0) {
             rc = -errno;

@@ -283,11 +283,16 @@ int lr_store_batch_sync_dirs(struct lr_store_batch *b, struct lr_err *err);
 /* Test hook: force the per-component fallback walk instead of openat2. */
 void lr_store_test_force_walk(bool on);
 /*
- * Test hook: called (when set) between the expectation check and the
- * atomic exchange/move of commit, symlink and delete, so a test can play
- * the racing local edit. Not for concurrent use.
+ * Test hook, called (when set) at named points of commit, symlink and
+ * delete, so a test can play a racing local edit or kill the process
+ * there. Process-global; not for concurrent use.
  */
-void lr_store_test_set_race_hook(void (*fn)(void *arg, const char *relpath), void *arg);
+enum lr_store_fp {
+    LR_STORE_FP_CHECKED = 0,   /* expectation checked, nothing changed yet */
+    LR_STORE_FP_LINKED = 1,    /* old file hard-linked into versions/ */
+    LR_STORE_FP_EXCHANGED = 2, /* new entry in place, old one at its tmp/ name */
+};
+void lr_store_test_set_race_hook(void (*fn)(void *arg, const char *relpath, int point), void *arg);
 /* Test counter: directory fsyncs performed so far. */
 uint64_t lr_store_test_dir_fsyncs(void);
 #endif

@@ -27,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -612,10 +613,12 @@ struct edit {
     int calls;
 };
 
-static void edit_hook(void *arg, const char *relpath)
+static void edit_hook(void *arg, const char *relpath, int point)
 {
     (void)relpath;
     struct edit *ed = arg;
+    if (point != LR_STORE_FP_CHECKED)
+        return;
     ed->calls++;
     if (ed->in_place) { /* same inode, new bytes */
         int fd = open(ed->path, O_WRONLY | O_APPEND);
@@ -700,6 +703,89 @@ static void test_racing_edit(void **state)
     assert_string_equal(content(P(f, "sl")), "file again");
     lr_store_test_set_race_hook(NULL, NULL);
     assert_null(find_entry(P(f, ".landropic/tmp"), "t-"));
+}
+
+/* ---- SIGKILL at each named point of a replace (hostile case 20) ---------- */
+
+static int kill_at;
+
+static void kill_hook(void *arg, const char *relpath, int point)
+{
+    (void)arg;
+    (void)relpath;
+    if (point == kill_at)
+        raise(SIGKILL);
+}
+
+static void test_crash_points(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    for (int pt = LR_STORE_FP_CHECKED; pt <= LR_STORE_FP_EXCHANGED; pt++) {
+        char rel[32], vdir[300];
+        snprintf(rel, sizeof(rel), "c%d/doc", pt);
+        snprintf(vdir, sizeof(vdir), "c%d", pt);
+        assert_int_equal(mkdir(P(f, vdir), 0755), 0);
+        put_file(P(f, rel), "old version");
+        struct lr_store_expect e = expect_path(f, rel);
+        struct lr_hash k, h;
+        key_of(rel, &k);
+        close(stage(f, rel, "new version!"));
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            kill_at = pt;
+            lr_store_test_set_race_hook(kill_hook, NULL);
+            int fd;
+            struct lr_err cerr = {0};
+            if (lr_store_staging_open(f->st, &k, 12, &fd, NULL, &cerr))
+                _exit(2);
+            lr_store_commit_file(f->st, NULL, &k, fd, rel, 0644, 0, &e, 0, NULL, &cerr);
+            _exit(3); /* the hook should have killed us */
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        /* Wholly old or wholly new, and the old version never lost. */
+        const char *now = content(P(f, rel));
+        snprintf(vdir, sizeof(vdir), "%s/c%d", P(f, ".landropic/versions"), pt);
+        const char *v = find_entry(vdir, "doc~");
+        if (pt < LR_STORE_FP_EXCHANGED) {
+            assert_string_equal(now, "old version");
+        } else {
+            assert_string_equal(now, "new version!");
+            assert_non_null(v);
+        }
+        if (v) {
+            char vp[600];
+            snprintf(vp, sizeof(vp), "%s/%s", vdir, v);
+            assert_string_equal(content(vp), "old version");
+        }
+        /* Restart: the staging file is resumed only if it still holds our data. */
+        int fd;
+        bool resumed;
+        assert_int_equal(lr_store_staging_open(f->st, &k, 12, &fd, &resumed, &err), 0);
+        lr_sha256("new version!", 12, &h);
+        if (pt < LR_STORE_FP_EXCHANGED) {
+            assert_true(resumed);
+            assert_int_equal(lr_store_staging_verify_chunk(fd, 0, 12, &h, &err), 0);
+            /* and the retried commit completes */
+            e = expect_path(f, rel);
+            assert_int_equal(
+                lr_store_commit_file(f->st, NULL, &k, fd, rel, 0644, 0, &e, 0, NULL, &err), 0);
+            assert_string_equal(content(P(f, rel)), "new version!");
+        } else {
+            /* The old file sat doubly linked under the staging name: dropped, not reused. */
+            assert_false(resumed);
+            assert_int_equal(lr_store_staging_discard(f->st, &k, &err), 0);
+        }
+        close(fd);
+        v = find_entry(vdir, "doc~");
+        assert_non_null(v);
+        char vp[600];
+        snprintf(vp, sizeof(vp), "%s/%s", vdir, v);
+        assert_string_equal(content(vp), "old version");
+    }
 }
 
 /* ---- staging ------------------------------------------------------------- */
@@ -1196,6 +1282,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_meta_and_mkdir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_edit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_points, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_gc, setup, teardown),
