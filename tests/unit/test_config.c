@@ -1,0 +1,297 @@
+/* test_config.c - config model, validation, persistence and the shared operations. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "config/config.h"
+#include "config/ops.h"
+#include "identity/identity.h"
+#include "util/fsutil.h"
+#include "util/xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *mkhome(void)
+{
+    char tmpl[] = "/tmp/lr-config-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return lr_xstrdup(d);
+}
+
+static struct lr_device_id some_id(uint8_t seed)
+{
+    struct lr_device_id id;
+    for (int i = 0; i < LR_DEVICE_ID_LEN; i++)
+        id.b[i] = (uint8_t)(seed * 31 + i);
+    return id;
+}
+
+/* Config structs hold mutable strings; tests build them from literals. */
+#define S(lit) ((char *)(uintptr_t)(lit))
+
+static struct lr_folder_cfg fc(const char *id, const char *path)
+{
+    struct lr_folder_cfg f = {0};
+    f.id = S(id);
+    f.path = S(path);
+    return f;
+}
+
+static void id_text(const struct lr_device_id *id, char *out)
+{
+    lr_device_id_format(id, out);
+}
+
+static void test_validators(void **state)
+{
+    (void)state;
+    struct lr_err err = {0};
+    assert_int_equal(lr_config_check_folder_id("docs", &err), 0);
+    assert_int_equal(lr_config_check_folder_id("Fotos 2026 é", &err), 0);
+    assert_int_equal(lr_config_check_folder_id("", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_folder_id("a/b", &err), LR_EUSAGE);
+    assert_non_null(strstr(err.msg, "a/b"));
+    assert_int_equal(lr_config_check_folder_id("..", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_folder_id("tab\there", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_folder_id("\xff\xfe", &err), LR_EUSAGE);
+    char big[300];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(lr_config_check_folder_id(big, &err), LR_EUSAGE);
+
+    const char *good[] = {"keep-both", "newest", "largest", "prefer-local", "prefer-remote"};
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(lr_config_check_strategy(good[i], &err), 0);
+    struct lr_device_id id = some_id(3);
+    char s[LR_DEVICE_ID_STRLEN + 8] = "prefer:";
+    id_text(&id, s + 7);
+    assert_int_equal(lr_config_check_strategy(s, &err), 0);
+    assert_int_equal(lr_config_check_strategy("prefer:NOPE", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_strategy("loudest", &err), LR_EUSAGE);
+
+    assert_int_equal(lr_config_check_addr("127.0.0.1:21037", &err), 0);
+    assert_int_equal(lr_config_check_addr("[::1]:5", &err), 0);
+    assert_int_equal(lr_config_check_addr("host.lan:65535", &err), 0);
+    assert_int_equal(lr_config_check_addr("::1:5", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("host", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr(":80", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("h:0", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("h:65536", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("h:12x", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("[::1:5", &err), LR_EUSAGE);
+
+    enum lr_folder_mode m;
+    assert_int_equal(lr_folder_mode_parse("send-only", &m, &err), 0);
+    assert_int_equal(m, LR_MODE_SEND_ONLY);
+    assert_string_equal(lr_folder_mode_name(m), "send-only");
+    assert_int_equal(lr_folder_mode_parse("both", &m, &err), LR_EUSAGE);
+
+    assert_true(lr_path_within("/a/b", "/a"));
+    assert_true(lr_path_within("/a", "/a"));
+    assert_false(lr_path_within("/ab", "/a"));
+    assert_true(lr_path_within("/x", "/"));
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    char *home = mkhome();
+    struct lr_err err = {0};
+    struct lr_config *c = lr_config_new(home, "laptop");
+    struct lr_device_id a = some_id(1), b = some_id(2);
+    char *addrs[] = {S("127.0.0.1:1"), S("[::1]:2")};
+    assert_int_equal(lr_config_add_peer(c, &a, "alpha", addrs, 2, &err), 0);
+    assert_int_equal(lr_config_add_peer(c, &b, NULL, NULL, 0, &err), 0);
+    /* Folder paths with non-UTF-8 bytes survive the JSON round trip. */
+    struct lr_folder_cfg f = fc("docs", "/srv/d\xff");
+    f.mode = LR_MODE_RECEIVE_ONLY;
+    f.conflict = S("newest");
+    f.conflict_window = 7;
+    assert_int_equal(lr_config_add_folder(c, &f, &err), 0);
+    assert_int_equal(lr_config_share_folder(c, "docs", &a, &err), 1);
+    assert_int_equal(lr_config_share_folder(c, "docs", &a, &err), 0);
+    assert_int_equal(lr_config_save(c, &err), 0);
+    lr_config_free(c);
+
+    struct lr_config *r = NULL;
+    assert_int_equal(lr_config_load(home, &r, &err), 0);
+    assert_string_equal(r->name, "laptop");
+    assert_int_equal(r->npeers, 2);
+    struct lr_peer_cfg *p = lr_config_find_peer(r, &a);
+    assert_non_null(p);
+    assert_string_equal(p->name, "alpha");
+    assert_int_equal(p->naddrs, 2);
+    assert_string_equal(p->addrs[1], "[::1]:2");
+    struct lr_folder_cfg *rf = lr_config_find_folder(r, "docs");
+    assert_non_null(rf);
+    assert_string_equal(rf->path, "/srv/d\xff");
+    assert_int_equal(rf->mode, LR_MODE_RECEIVE_ONLY);
+    assert_string_equal(rf->conflict, "newest");
+    assert_int_equal(rf->conflict_window, 7);
+    assert_true(lr_folder_shared_with(rf, &a));
+    assert_false(lr_folder_shared_with(rf, &b));
+
+    /* Removing a peer also withdraws its shares. */
+    assert_int_equal(lr_config_remove_peer(r, &a, &err), 0);
+    assert_false(lr_folder_shared_with(lr_config_find_folder(r, "docs"), &a));
+    assert_int_equal(lr_config_remove_peer(r, &a, &err), LR_ENOTFOUND);
+    assert_int_equal(lr_config_remove_folder(r, "docs", &err), 0);
+    assert_int_equal(lr_config_remove_folder(r, "docs", &err), LR_ENOTFOUND);
+    lr_config_free(r);
+    char *path = lr_xasprintf("%s/config.json", home);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    unlink(path);
+    free(path);
+    rmdir(home);
+    free(home);
+}
+
+static void test_overlaps(void **state)
+{
+    (void)state;
+    struct lr_err err = {0};
+    struct lr_config *c = lr_config_new("/home/u/.local/state/landropic", "x");
+    struct lr_folder_cfg f = fc("a", "/data/a");
+    assert_int_equal(lr_config_add_folder(c, &f, &err), 0);
+    struct lr_folder_cfg dup = fc("a", "/data/z");
+    assert_int_equal(lr_config_add_folder(c, &dup, &err), LR_EEXISTS);
+    struct lr_folder_cfg same = fc("b", "/data/a");
+    assert_int_equal(lr_config_add_folder(c, &same, &err), LR_EEXISTS);
+    struct lr_folder_cfg inside = fc("c", "/data/a/sub");
+    assert_int_equal(lr_config_add_folder(c, &inside, &err), LR_ECONFIG);
+    assert_non_null(strstr(err.msg, "inside"));
+    struct lr_folder_cfg outer = fc("d", "/data");
+    assert_int_equal(lr_config_add_folder(c, &outer, &err), LR_ECONFIG);
+    assert_non_null(strstr(err.msg, "contains"));
+    struct lr_folder_cfg sibling = fc("e", "/data/ab");
+    assert_int_equal(lr_config_add_folder(c, &sibling, &err), 0);
+    struct lr_folder_cfg home = fc("h", "/home/u");
+    assert_int_equal(lr_config_add_folder(c, &home, &err), LR_ECONFIG);
+    lr_config_free(c);
+}
+
+static void write_text(const char *home, const char *text)
+{
+    char *path = lr_xasprintf("%s/config.json", home);
+    assert_int_equal(lr_write_file_atomic(path, text, strlen(text), 0600, NULL), 0);
+    free(path);
+}
+
+static void test_load_errors(void **state)
+{
+    (void)state;
+    char *home = mkhome();
+    struct lr_err err = {0};
+    struct lr_config *c = NULL;
+    assert_int_equal(lr_config_load(home, &c, &err), LR_ENOTINIT);
+    assert_non_null(strstr(err.msg, home));
+    const char *bad[] = {
+        "{",
+        "[]",
+        "{\"version\": 2}",
+        "{\"version\": 1, \"peers\": [{\"name\": \"x\"}]}",
+        "{\"version\": 1, \"peers\": [{\"id\": \"BOGUS\"}]}",
+        "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"rel\"}]}",
+        "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"mode\": \"up\"}]}",
+        "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"path_b64\": \"!!\"}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        write_text(home, bad[i]);
+        lr_err_clear(&err);
+        assert_int_equal(lr_config_load(home, &c, &err), LR_ECONFIG);
+        assert_null(c);
+        assert_non_null(strstr(err.msg, "config.json"));
+    }
+    char *path = lr_xasprintf("%s/config.json", home);
+    unlink(path);
+    free(path);
+    rmdir(home);
+    free(home);
+}
+
+static void test_ops(void **state)
+{
+    (void)state;
+    char *home = mkhome();
+    char *dir = lr_xasprintf("%s-folder", home);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    struct lr_err err = {0};
+    struct lr_config *c = lr_config_new(home, "n");
+    struct lr_device_id a = some_id(9);
+    char ida[LR_DEVICE_ID_STRLEN + 1];
+    id_text(&a, ida);
+    json_t *res = NULL;
+
+    json_t *p = json_pack("{s:s, s:s, s:[s]}", "id", ida, "name", "bee", "addresses", "198.18.0.9:5");
+    assert_int_equal(lr_config_apply(c, "peer.add", p, &res, &err), 0);
+    json_decref(p);
+    assert_false(json_is_true(json_object_get(res, "updated")));
+    json_decref(res);
+
+    p = json_pack("{s:s, s:[s]}", "id", ida, "addresses", "bad address");
+    assert_int_equal(lr_config_apply(c, "peer.add", p, &res, &err), LR_EUSAGE);
+    json_decref(p);
+    assert_string_equal(lr_config_find_peer(c, &a)->addrs[0], "198.18.0.9:5");
+
+    p = json_pack("{s:s}", "id", "NOT-AN-ID");
+    assert_int_equal(lr_config_apply(c, "peer.remove", p, &res, &err), LR_EUSAGE);
+    json_decref(p);
+
+    p = json_pack("{s:s, s:[s], s:s, s:i}", "path", dir, "shared", ida, "mode", "send-only",
+                  "conflict_window", 3);
+    assert_int_equal(lr_config_apply(c, "folder.add", p, &res, &err), 0);
+    json_decref(p);
+    const char *slash = strrchr(dir, '/');
+    assert_string_equal(json_string_value(json_object_get(res, "id")), slash + 1);
+    json_decref(res);
+    char *marker = lr_xasprintf("%s/.landropic", dir);
+    struct stat st;
+    assert_int_equal(stat(marker, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    struct lr_folder_cfg *f = lr_config_find_folder(c, slash + 1);
+    assert_int_equal(f->mode, LR_MODE_SEND_ONLY);
+    assert_true(lr_folder_shared_with(f, &a));
+
+    p = json_pack("{s:s}", "path", "relative/path");
+    assert_int_equal(lr_config_apply(c, "folder.add", p, &res, &err), LR_EUSAGE);
+    json_decref(p);
+    p = json_pack("{s:s, s:i}", "path", dir, "conflict_window", -1);
+    assert_int_equal(lr_config_apply(c, "folder.add", p, &res, &err), LR_EUSAGE);
+    json_decref(p);
+    assert_int_equal(lr_config_apply(c, "folder.frob", NULL, &res, &err), LR_EUSAGE);
+    assert_false(lr_config_is_op("folder.frob"));
+    assert_true(lr_config_is_op("folder.share"));
+
+    p = json_pack("{s:s}", "id", slash + 1);
+    assert_int_equal(lr_config_apply(c, "folder.remove", p, &res, &err), 0);
+    json_decref(p);
+    json_decref(res);
+    assert_int_equal(stat(dir, &st), 0); /* never deletes user files */
+
+    lr_config_free(c);
+    rmdir(marker);
+    rmdir(dir);
+    rmdir(home);
+    free(marker);
+    free(dir);
+    free(home);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validators), cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_overlaps),   cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_ops),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
