@@ -1092,6 +1092,15 @@ static void race(struct fx *f)
     struct lr_err err = {0};
     assert_int_equal(mkdir(P(f, "d"), 0755), 0);
     put_file(P(f, "d/victim"), "v");
+    /* Sentinels outside under the names the loop uses: never written, chmod'ed or deleted. */
+    char sp[300];
+    for (int j = 0; j < 200; j++) {
+        snprintf(sp, sizeof(sp), "%s/f%d", f->out, j);
+        put_file(sp, "sentinel");
+    }
+    snprintf(sp, sizeof(sp), "%s/victim", f->out);
+    put_file(sp, "sentinel");
+    assert_int_equal(chmod(sp, 0644), 0);
     struct flipper fl = {.f = f};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, flip, &fl), 0);
@@ -1110,6 +1119,12 @@ static void race(struct fx *f)
         lr_store_symlink(f->st, NULL, rel, "/etc/passwd", 0, &ABSENT, 0, NULL, &err);
         snprintf(rel, sizeof(rel), "d/m%u", i);
         lr_store_mkdir(f->st, NULL, rel, 0777, 0, NULL, &err);
+        snprintf(rel, sizeof(rel), "d/f%u", i);
+        struct lr_store_info di;
+        if (lr_store_stat(f->st, rel, &di, &err) == 0) {
+            struct lr_store_expect de = expect_of(&di);
+            lr_store_delete(f->st, NULL, rel, &de, &err);
+        }
         struct lr_store_expect e = {.exists = true, .type = LR_FT_FILE, .size = 1};
         struct lr_store_info info;
         if (lr_store_stat(f->st, "d/victim", &info, &err) == 0) {
@@ -1123,7 +1138,17 @@ static void race(struct fx *f)
     atomic_store(&fl.stop, true);
     pthread_join(t, NULL);
     /* Zero writes outside; every success landed inside the root. */
-    assert_int_equal(count_entries(f->out), 0);
+    assert_int_equal(count_entries(f->out), 201);
+    for (int j = 0; j < 200; j++) {
+        snprintf(sp, sizeof(sp), "%s/f%d", f->out, j);
+        assert_string_equal(content(sp), "sentinel");
+    }
+    snprintf(sp, sizeof(sp), "%s/victim", f->out);
+    struct stat sb;
+    assert_int_equal(stat(sp, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0644);
+    assert_int_equal(sb.st_mtim.tv_sec > 7, 1);
+    assert_string_equal(content(sp), "sentinel");
     assert_true(ok > 0);
     assert_true(fl.flips > 10);
     print_message("race: %u ops ok, %u refused, %lu flips\n", ok, refused, fl.flips);
@@ -1197,6 +1222,73 @@ static void test_batch(void **state)
     assert_true(lr_store_test_dir_fsyncs() - before <= LR_STORE_BATCH_DIRS + 10 + 3);
     lr_store_batch_free(b);
     lr_store_batch_free(NULL);
+}
+
+/* Worker threads committing different paths into one shared batch. */
+struct worker {
+    struct fx *f;
+    struct lr_store_batch *b;
+    int id;
+    int failures;
+};
+
+#define WORKER_FILES 150
+
+static void *worker_run(void *arg)
+{
+    struct worker *w = arg;
+    struct lr_err err = {0};
+    for (int i = 0; i < WORKER_FILES; i++) {
+        char rel[64], data[64];
+        snprintf(rel, sizeof(rel), "w%d/s%d/f%d", w->id, i % 7, i);
+        snprintf(data, sizeof(data), "worker %d file %d", w->id, i);
+        struct lr_hash k;
+        key_of(rel, &k);
+        int fd;
+        if (lr_store_staging_open(w->f->st, &k, strlen(data), &fd, NULL, &err) ||
+            lr_store_staging_write(fd, 0, data, strlen(data), &err) ||
+            lr_store_batch_stage(w->b, fd, &err) ||
+            lr_store_commit_file(w->f->st, w->b, &k, fd, rel, 0644, 0, &ABSENT, LR_STORE_MKPARENTS,
+                                 NULL, &err))
+            w->failures++;
+        close(fd);
+        /* Shared parents too: everyone mkdirs "common/<i%5>" (EEXIST is fine). */
+        snprintf(rel, sizeof(rel), "common/%d", i % 5);
+        if (lr_store_mkdir(w->f->st, w->b, rel, 0755, LR_STORE_MKPARENTS, NULL, &err))
+            w->failures++;
+    }
+    return NULL;
+}
+
+static void test_threads_shared_batch(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    for (int mode = 0; mode < 2; mode++) {
+        struct lr_store_batch *b =
+            lr_store_batch_new(f->st, mode ? LR_STORE_BARRIER_FSYNC : LR_STORE_BARRIER_SYNCFS);
+        struct worker w[4];
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++) {
+            w[i] = (struct worker){.f = f, .b = b, .id = mode * 4 + i};
+            assert_int_equal(pthread_create(&t[i], NULL, worker_run, &w[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(w[i].failures, 0);
+        }
+        assert_int_equal(lr_store_batch_barrier(b, &err), 0);
+        assert_int_equal(lr_store_batch_sync_dirs(b, &err), 0);
+        lr_store_batch_free(b);
+        for (int i = 0; i < 4; i++) {
+            char rel[64], want[64];
+            snprintf(rel, sizeof(rel), "w%d/s3/f10", mode * 4 + i);
+            snprintf(want, sizeof(want), "worker %d file 10", mode * 4 + i);
+            assert_string_equal(content(P(f, rel)), want);
+        }
+    }
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
+    assert_int_equal(count_entries(P(f, "common")), 5);
 }
 
 /* ---- tiny tmpfs: ENOSPC mid-write, EXDEV at a mount point (cases 17, 26) -- */
@@ -1293,6 +1385,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race_flip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race_flip_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_shared_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tmpfs_enospc_exdev, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
