@@ -30,6 +30,7 @@ struct side {
     struct lr_transport *t;
     int port;
     bool trust_all;
+    uint64_t idle_ms; /* 0: the test default */
     struct lr_device_id trusted[4];
     size_t ntrusted;
     int trust_calls;
@@ -146,8 +147,8 @@ static struct lr_transport_config make_cfg(struct side *s, const char *listen_ad
     cfg.hello.version = LR_PROTO_VERSION;
     snprintf(cfg.hello.name, sizeof(cfg.hello.name), "dev-%s", s->name);
     snprintf(cfg.hello.software, sizeof(cfg.hello.software), "test");
-    cfg.idle_timeout_ms = 5000;
-    cfg.keepalive_ms = 1000;
+    cfg.idle_timeout_ms = s->idle_ms ? s->idle_ms : 5000;
+    cfg.keepalive_ms = s->idle_ms ? s->idle_ms / 4 : 1000;
     cfg.backoff_min_ms = 100;
     cfg.backoff_max_ms = 400;
     cfg.rng = rng_half;
@@ -609,6 +610,25 @@ static void test_newer_connection_replaces(void **state)
     assert_int_equal(lr__transport_nconns(a->t), 1);
 }
 
+/* A peer that vanishes without a word is dropped at the idle timeout (keep-alives unanswered). */
+static void test_idle_timeout(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    a->idle_ms = b->idle_ms = 800;
+    connect_pair(e, a, b);
+    /* Keep-alives hold an idle but healthy connection open past the timeout. */
+    RUN_UNTIL(e, false, 1600);
+    assert_int_equal(a->disconnected + b->disconnected, 0);
+    uint64_t t0 = uv_hrtime();
+    side_stop(e, b, LR_TRANSPORT_CLOSE_SILENT);
+    RUN_UNTIL(e, a->disconnected == 1, 5000);
+    assert_int_equal(a->disconnected, 1);
+    assert_string_equal(a->last_reason, "idle timeout");
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_true(ms >= 700 && ms < 3000);
+}
+
 /* Both dial at once: both ends keep the connection dialled by the lower device ID. */
 static void test_crossing_dials(void **state)
 {
@@ -704,6 +724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forget_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_reset_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_connection_replaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crossing_dials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
