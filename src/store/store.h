@@ -33,8 +33,9 @@
  *    and nothing is touched. Replacement is an atomic RENAME_EXCHANGE that
  *    is checked again afterwards and undone if the old entry is not the one
  *    expected, so an edit racing with the apply is never lost.
- *  - A replaced or deleted regular file is moved (never copied) into
- *    versions/: no data is destroyed silently. Symlinks are not archived.
+ *  - A replaced or deleted regular file is linked or moved (never copied)
+ *    into versions/, so no data is destroyed silently, even by a crash at
+ *    any point (see docs/internals/store.md). Symlinks are not archived.
  *  - Reads for peers open only regular files (O_NONBLOCK, so a FIFO never
  *    blocks) and return data only if its SHA-256 matches.
  *
@@ -58,10 +59,10 @@
  * Errors: LR_EBADPATH (path rejected), LR_ENOMARKER (marker missing or root
  * replaced), LR_ECHANGED (target differs from expect; nothing changed),
  * LR_EVERIFY (data does not match its hash), LR_ETOOBIG (impossible size),
- * LR_EUSAGE (bad argument), -ELOOP / -ENOTDIR / -EXDEV (unsafe parent, see
- * above), -ENOTEMPTY (directory delete; the message names an entry that
- * keeps it), other -errno from the file system (-ENOSPC, -EACCES, -EIO...).
- * `err` names the path (escaped with lr_esc).
+ * LR_EUSAGE (bad argument), LR_EBADVAL (bad symlink target), -ELOOP / -ENOTDIR / -EXDEV (unsafe
+ * parent, see above), -ENOTEMPTY (directory delete; the message names an entry that keeps it),
+ * other -errno from the file system (-ENOSPC, -EACCES, -EIO...). `err` names the path (escaped with
+ * lr_esc).
  *
  * Threads: a struct lr_store is immutable after open, so any number of
  * threads may call any function on it at once for DIFFERENT paths. Calls on
@@ -159,9 +160,10 @@ int lr_store_stat(struct lr_store *st, const char *relpath, struct lr_store_info
  * so a resumed transfer finds it and any leaf name fits), sized to `size`
  * with ftruncate (sparse; data already written below `size` is kept).
  * *resumed tells whether it existed (may be NULL). A stray non-regular or
- * multiply-linked entry under that name is removed first. Sizes above
- * INT64_MAX are LR_ETOOBIG and a size above the free space of the file
- * system -ENOSPC, both before anything is created. *fd is O_RDWR, owned by
+ * multiply-linked entry under that name is removed first (after a crash it
+ * may be an old version, also kept in versions/). Sizes above INT64_MAX are
+ * LR_ETOOBIG and sizes above the capacity of the file system -ENOSPC, both
+ * before anything is created (free space is not checked: sparse files). *fd is O_RDWR, owned by
  * the caller.
  */
 int lr_store_staging_open(struct lr_store *st, const struct lr_hash *key, uint64_t size, int *fd,
@@ -189,10 +191,11 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
 
 /*
  * Put the staging file (key, fd: both from lr_store_staging_open, fd stays
- * the caller's) in place at relpath: fchmod(mode & 07777), mtime, then if
- * expect says absent an atomic no-replace rename, else an atomic exchange
- * with the existing file or symlink, which then goes to versions/ (regular
- * file) or is unlinked (symlink). expect->type LR_FT_DIR is LR_EUSAGE
+ * the caller's) in place at relpath: fchmod(mode & 0777: set-id and sticky
+ * bits never come from a peer), mtime, then if expect says absent an atomic
+ * no-replace rename, else an existing regular file is hard-linked into
+ * versions/ and atomically exchanged (a symlink is exchanged, then
+ * unlinked). expect->type LR_FT_DIR is LR_EUSAGE
  * (delete the directory first). A target that differs from expect,
  * before or during the exchange, is LR_ECHANGED and is left in place.
  * *out (may be NULL) receives the new file's identity for the index.
@@ -212,9 +215,9 @@ int lr_store_symlink(struct lr_store *st, struct lr_store_batch *b, const char *
                      unsigned flags, struct lr_store_info *out, struct lr_err *err);
 
 /*
- * Create directory relpath with permission bits mode & 07777 (exactly, not
- * masked by umask). An existing directory is fine (its mode is set); an
- * existing non-directory is LR_ECHANGED.
+ * Create directory relpath with permission bits mode & 0777 (exactly, not
+ * masked by umask; parents made by LR_STORE_MKPARENTS get 0755 & ~umask). An existing directory is
+ * fine (its mode is set); an existing non-directory is LR_ECHANGED.
  */
 int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                    uint32_t mode, unsigned flags, struct lr_store_info *out, struct lr_err *err);
@@ -230,7 +233,7 @@ int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *r
                     const struct lr_store_expect *expect, struct lr_err *err);
 
 /*
- * Metadata-only change of a regular file or directory: mode & 07777 and
+ * Metadata-only change of a regular file or directory: mode & 0777 and
  * mtime (symlinks: mtime only, mode ignored). LR_ECHANGED on mismatch.
  */
 int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
