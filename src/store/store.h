@@ -44,7 +44,8 @@
  *   1. write every staging file, lr_store_batch_stage() each fd;
  *   2. lr_store_batch_barrier()       - staged data durable (one syncfs)
  *   3. lr_store_commit_file() etc.    - renames; parents recorded in batch
- *   4. lr_store_batch_sync_dirs()     - each touched directory fsynced once
+ *   4. lr_store_batch_sync_dirs()     - renames durable (one syncfs, or one
+ *                                       fsync per touched directory)
  *   5. commit the index transaction.
  * With b == NULL every call is durable on return (fsync of the file and of
  * each directory it changed): simple and slow (about 0.5 ms a file here).
@@ -56,13 +57,14 @@
  * lr_store_staging_open() and lr_store_open_read() belong to the caller
  * (close()). Out-params are zeroed on entry and set only on success.
  *
- * Errors: LR_EBADPATH (path rejected), LR_ENOMARKER (marker missing or root
- * replaced), LR_ECHANGED (target differs from expect; nothing changed),
- * LR_EVERIFY (data does not match its hash), LR_ETOOBIG (impossible size),
- * LR_EUSAGE (bad argument), LR_EBADVAL (bad symlink target), -ELOOP / -ENOTDIR / -EXDEV (unsafe
- * parent, see above), -ENOTEMPTY (directory delete; the message names an entry that keeps it),
- * other -errno from the file system (-ENOSPC, -EACCES, -EIO...). `err` names the path (escaped with
- * lr_esc).
+ * Errors: LR_EBADPATH (path rejected), LR_ENOMARKER (marker missing or
+ * root replaced), LR_ECHANGED (target differs from expect; nothing
+ * changed), LR_EVERIFY (data does not match its hash), LR_ETOOBIG
+ * (impossible size), LR_EUSAGE (bad argument), LR_EBADVAL (bad symlink
+ * target), -ELOOP / -ENOTDIR / -EXDEV (unsafe parent, see above),
+ * -ENOTEMPTY (directory delete; the message names an entry that keeps it),
+ * other -errno from the file system (-ENOSPC, -EACCES, -EIO...). `err`
+ * names the path (escaped with lr_esc).
  *
  * Threads: a struct lr_store is immutable after open, so any number of
  * threads may call any function on it at once for DIFFERENT paths. Calls on
