@@ -275,11 +275,15 @@ struct lr_store_batch *lr_store_batch_new(struct lr_store *st, enum lr_store_bar
 /* Closes held descriptors without syncing them. */
 void lr_store_batch_free(struct lr_store_batch *b);
 /*
- * Register a staging descriptor whose data the next barrier must make
- * durable (dup'd for LR_STORE_BARRIER_FSYNC; the caller keeps its fd).
+ * A staging file's data is complete: SYNCFS notes that a barrier is owed;
+ * FSYNC fsyncs fd now on the calling (worker) thread. fd stays the
+ * caller's and is not retained. Returns the fsync error in FSYNC mode.
  */
 int lr_store_batch_stage(struct lr_store_batch *b, int fd, struct lr_err *err);
-/* Make every staged file's data durable; forgets the staged descriptors. */
+/*
+ * Every staged file's data is durable on return (one syncfs; in FSYNC mode
+ * only reports a stage() failure not yet reported). Call before the commits.
+ */
 int lr_store_batch_barrier(struct lr_store_batch *b, struct lr_err *err);
 /* fsync each directory changed since the last call, once; forgets them. */
 int lr_store_batch_sync_dirs(struct lr_store_batch *b, struct lr_err *err);
