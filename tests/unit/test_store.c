@@ -64,6 +64,11 @@ static int teardown(void **state)
     lr_store_test_force_walk(false);
     lr_store_test_set_race_hook(NULL, NULL);
     char cmd[256];
+    /* A failed tmpfs test may leave its mounts: detach them before removing. */
+    snprintf(cmd, sizeof(cmd), "%s/small", f->dir);
+    umount2(cmd, MNT_DETACH);
+    snprintf(cmd, sizeof(cmd), "%s/mnt", f->root);
+    umount2(cmd, MNT_DETACH);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
     free(f);
