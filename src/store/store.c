@@ -19,8 +19,15 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Permission bits we apply: set-id and sticky bits never come from a peer. */
+/*
+ * Permission bits we apply: set-id and sticky bits never come from a peer,
+ * and the owner keeps read on files (to serve chunks) and rwx on
+ * directories (to apply into them), else a non-root daemon would lock
+ * itself out of its own folder.
+ */
 #define MODE_MASK 0777u
+#define FILE_MODE(m) ((mode_t)(((m)&MODE_MASK) | 0400u))
+#define DIR_MODE(m) ((mode_t)(((m)&MODE_MASK) | 0700u))
 
 static atomic_uint_fast64_t tmp_counter;
 
@@ -462,7 +469,7 @@ int lr_store_commit_file(struct lr_store *st, struct lr_store_batch *b, const st
         return lr__store_fail(err, LR_ECHANGED, "staging file is not the one open, for", relpath);
     struct timespec ts[2];
     mtime_times(mtime_ns, ts);
-    if (fchmod(fd, (mode_t)(mode & MODE_MASK)) < 0 || futimens(fd, ts) < 0)
+    if (fchmod(fd, FILE_MODE(mode)) < 0 || futimens(fd, ts) < 0)
         return lr__store_fail(err, -errno, "set mode/mtime of staging file for", relpath);
     if (!b && (rc = lr__store_fsync(fd, false)) != 0)
         return lr__store_fail(err, rc, "fsync staging file for", relpath);
@@ -559,7 +566,7 @@ int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *re
         lr__store_fail(err, rc, "open new directory", relpath);
         goto out;
     }
-    if (fchmod(dfd, (mode_t)(mode & MODE_MASK)) < 0) {
+    if (fchmod(dfd, DIR_MODE(mode)) < 0) {
         rc = lr__store_fail(err, -errno, "chmod", relpath);
         goto out;
     }
@@ -750,7 +757,8 @@ int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char 
         rc = lr__store_fail(err, LR_ECHANGED, "changed during apply:", relpath);
         goto out;
     }
-    if (fchmod(fd, (mode_t)(mode & MODE_MASK)) < 0 || futimens(fd, ts) < 0) {
+    if (fchmod(fd, e->type == LR_FT_DIR ? DIR_MODE(mode) : FILE_MODE(mode)) < 0 ||
+        futimens(fd, ts) < 0) {
         rc = lr__store_fail(err, -errno, "set mode/mtime of", relpath);
         goto out;
     }

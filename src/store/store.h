@@ -193,11 +193,10 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
 
 /*
  * Put the staging file (key, fd: both from lr_store_staging_open, fd stays
- * the caller's) in place at relpath: fchmod(mode & 0777: set-id and sticky
- * bits never come from a peer), mtime, then if expect says absent an atomic
- * no-replace rename, else an existing regular file is hard-linked into
- * versions/ and atomically exchanged (a symlink is exchanged, then
- * unlinked). expect->type LR_FT_DIR is LR_EUSAGE
+ * the caller's) in place at relpath: fchmod(mode & 0777 | 0400: set-id and
+ * sticky bits never come from a peer, the owner keeps read), mtime, then if expect says absent an
+ * atomic no-replace rename, else an existing regular file is hard-linked into versions/ and
+ * atomically exchanged (a symlink is exchanged, then unlinked). expect->type LR_FT_DIR is LR_EUSAGE
  * (delete the directory first). A target that differs from expect,
  * before or during the exchange, is LR_ECHANGED and is left in place.
  * *out (may be NULL) receives the new file's identity for the index.
@@ -217,9 +216,10 @@ int lr_store_symlink(struct lr_store *st, struct lr_store_batch *b, const char *
                      unsigned flags, struct lr_store_info *out, struct lr_err *err);
 
 /*
- * Create directory relpath with permission bits mode & 0777 (exactly, not
- * masked by umask; parents made by LR_STORE_MKPARENTS get 0755 & ~umask). An existing directory is
- * fine (its mode is set); an existing non-directory is LR_ECHANGED.
+ * Create directory relpath with permission bits mode & 0777 | 0700 (not
+ * masked by umask; the owner keeps rwx to apply into it; parents made by LR_STORE_MKPARENTS get
+ * 0755 & ~umask). An existing directory is fine (its mode is set); an existing non-directory is
+ * LR_ECHANGED.
  */
 int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                    uint32_t mode, unsigned flags, struct lr_store_info *out, struct lr_err *err);
@@ -235,7 +235,8 @@ int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *r
                     const struct lr_store_expect *expect, struct lr_err *err);
 
 /*
- * Metadata-only change of a regular file or directory: mode & 0777 and
+ * Metadata-only change of a regular file or directory: mode (masked as by
+ * commit_file / mkdir) and
  * mtime (symlinks: mtime only, mode ignored). LR_ECHANGED on mismatch.
  */
 int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char *relpath,

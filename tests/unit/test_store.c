@@ -607,6 +607,15 @@ static void test_set_meta_and_mkdir(void **state)
     assert_int_equal(stat(P(f, "p/q"), &sb), 0);
     assert_int_equal(sb.st_mode & 07777, 0711);
     assert_int_equal(sb.st_mtim.tv_sec, 5);
+    /* The owner never loses read on a file, rwx on a directory. */
+    e = expect_path(f, "p/q");
+    assert_int_equal(lr_store_set_meta(f->st, NULL, "p/q", 0055, 5, &e, NULL, &err), 0);
+    assert_int_equal(stat(P(f, "p/q"), &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0755);
+    e = expect_path(f, "p/file");
+    assert_int_equal(lr_store_set_meta(f->st, NULL, "p/file", 0044, 5, &e, NULL, &err), 0);
+    assert_int_equal(stat(P(f, "p/file"), &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0444);
 }
 
 /* ---- racing local edits between check and apply (hostile case 16) -------- */
