@@ -935,6 +935,8 @@ static int on_hello(struct lr_conn *c, const uint8_t *p, size_t n)
 static int deliver(struct lr_conn *c, struct rstream *r, uint64_t type, const uint8_t *p, size_t n)
 {
     struct lr_transport *t = c->t;
+    if (!c->id_known || c->state == CS_HANDSHAKE)
+        return proto_fail(c, "stream data before the handshake completed");
     if (r == &c->rs[0] && !c->got_hello) {
         if (type != LR_MSG_HELLO)
             return proto_fail(c, "first frame is %s (0x%" PRIx64 "), not HELLO",
@@ -1560,7 +1562,9 @@ static void peer_timer_cb(uv_timer_t *h)
         char as[64];
         lr__addr_fmt((const struct sockaddr *)&a->ss, as, sizeof(as));
         lr_debug(MOD, "dial %s: %s", as, lr_strerror(rc));
-        peer_schedule(p);
+        /* A connection that failed after creation has already scheduled the retry. */
+        if (!uv_is_active((uv_handle_t *)p->timer))
+            peer_schedule(p);
     }
     process_dirty(t);
 }
