@@ -1305,6 +1305,77 @@ static void test_threads_shared_batch(void **state)
     assert_int_equal(count_entries(P(f, "common")), 5);
 }
 
+/* hostile case 17: EACCES as a non-root daemon (a child drops to nobody). */
+static int eacces_child(struct fx *f)
+{
+    if (setgid(65534) || setuid(65534))
+        return 10;
+    struct lr_store *st;
+    struct lr_err err = {0};
+    if (lr_store_open(f->root, &st, &err))
+        return 11;
+    struct lr_hash k;
+    key_of("ro", &k);
+    int fd;
+    if (lr_store_staging_open(st, &k, 4, &fd, NULL, &err) ||
+        lr_store_staging_write(fd, 0, "new!", 4, &err))
+        return 12;
+    /* A new file in a directory we may not write. */
+    if (lr_store_commit_file(st, NULL, &k, fd, "ro/x", 0644, 0, &ABSENT, 0, NULL, &err) != -EACCES)
+        return 13;
+    /* Replacing a file there (and it is not ours to hard-link). */
+    struct lr_store_info info;
+    if (lr_store_stat(st, "ro/file", &info, &err))
+        return 14;
+    struct lr_store_expect e = expect_of(&info);
+    if (lr_store_commit_file(st, NULL, &k, fd, "ro/file", 0644, 0, &e, 0, NULL, &err) != -EACCES)
+        return 15;
+    if (lr_store_delete(st, NULL, "ro/file", &e, &err) != -EACCES)
+        return 16;
+    /* Not left half-done: the staging file is intact and still commits elsewhere. */
+    struct lr_hash h;
+    lr_sha256("new!", 4, &h);
+    if (lr_store_staging_verify_chunk(fd, 0, 4, &h, &err))
+        return 17;
+    if (lr_store_commit_file(st, NULL, &k, fd, "ok", 0644, 0, &ABSENT, 0, NULL, &err))
+        return 18;
+    close(fd);
+    /* A file we may not read is a per-file error when serving. */
+    char buf[8];
+    if (lr_store_read_chunk(st, "ro/secret", 0, 4, &h, buf, &err) != -EACCES)
+        return 19;
+    lr_store_close(st);
+    return 0;
+}
+
+static void test_eacces_nonroot(void **state)
+{
+    struct fx *f = *state;
+    if (geteuid() != 0) {
+        print_message("skipped: needs root to drop to nobody\n");
+        skip();
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "chmod 0755 '%s' && chown -R 65534:65534 '%s'", f->dir, f->root);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(mkdir(P(f, "ro"), 0755), 0); /* root's */
+    put_file(P(f, "ro/file"), "old");
+    put_file(P(f, "ro/secret"), "shh!");
+    assert_int_equal(chmod(P(f, "ro/secret"), 0600), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(eacces_child(f));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_string_equal(content(P(f, "ro/file")), "old");
+    assert_int_equal(access(P(f, "ro/x"), F_OK), -1);
+    assert_string_equal(content(P(f, "ok")), "new!");
+    assert_int_equal(count_entries(P(f, ".landropic/versions/ro")), 0);
+}
+
 /* ---- tiny tmpfs: ENOSPC mid-write, EXDEV at a mount point (cases 17, 26) -- */
 
 static void test_tmpfs_enospc_exdev(void **state)
@@ -1400,6 +1471,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race_flip_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_shared_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eacces_nonroot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tmpfs_enospc_exdev, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
