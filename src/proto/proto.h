@@ -407,6 +407,39 @@ static inline size_t lr_proto_index_batch_count(const struct lr_proto_index_batc
  */
 int lr_proto_index_batch_finish(struct lr_proto_index_batch *b, uint64_t flags, struct lr_buf *out);
 
+/*
+ * Sender side of docs/protocol.md §6.4 step 3: given our index of a folder
+ * (own_index_id != 0, own_max_seq) and what the peer says it holds of it
+ * in FOLDERS (peer_index_id, peer_seq), true if a full index must be sent
+ * (first batch with FIRST); false means send the entries with seq > peer_seq.
+ */
+bool lr_proto_index_full_needed(uint64_t own_index_id, uint64_t own_max_seq, uint64_t peer_index_id,
+                                uint64_t peer_seq);
+
+/*
+ * Receiver side: the checks that span batches (§6.4, §6.6), for one peer
+ * and folder. Feed every decoded batch, in arrival order, with the index ID
+ * of the sender's latest FOLDERS entry for the folder. Checks: the batch's
+ * index ID; sequences increasing across the batches of a burst (FIRST
+ * restarts); an unfinished chunk list continued exactly by the first entry
+ * of the next batch, and never left open by an empty batch, a FIRST or a
+ * LAST. Returns 0 or LR_EPROTO (fatal, err says why); after an error the
+ * tracker is unusable (the connection closes). Call lr_proto_burst_reset
+ * when the sender's index ID changes (new FOLDERS).
+ * The tracker copies what it needs (path, version vector) and owns it.
+ */
+struct lr_proto_burst {
+    uint64_t last_seq;         /* highest sequence accepted since the last FIRST */
+    bool seg_open;             /* a live file's chunk list is unfinished */
+    struct lr_proto_entry seg; /* its metadata (no chunks), when seg_open */
+    uint64_t seg_next_first, seg_next_off;
+};
+void lr_proto_burst_init(struct lr_proto_burst *b);
+void lr_proto_burst_reset(struct lr_proto_burst *b);
+void lr_proto_burst_release(struct lr_proto_burst *b);
+int lr_proto_burst_check(struct lr_proto_burst *b, uint64_t folders_index_id,
+                         const struct lr_proto_index *batch, struct lr_err *err);
+
 /* ---- WANT (0x12) ---- */
 struct lr_proto_want {
     uint64_t req_id; /* the requester's, echoed in CHUNK */

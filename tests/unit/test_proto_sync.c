@@ -1268,6 +1268,158 @@ static void test_index_zstd_hostile(void **state)
     lr_buf_release(&body);
 }
 
+/* ---- cross-batch checks ----------------------------------------------------------- */
+
+static void test_index_full_needed(void **state)
+{
+    (void)state;
+    assert_true(lr_proto_index_full_needed(5, 100, 0, 0));    /* peer holds nothing */
+    assert_true(lr_proto_index_full_needed(5, 100, 6, 40));   /* another index */
+    assert_true(lr_proto_index_full_needed(5, 100, 5, 101));  /* beyond what we issued */
+    assert_false(lr_proto_index_full_needed(5, 100, 5, 100)); /* up to date */
+    assert_false(lr_proto_index_full_needed(5, 100, 5, 0));   /* same index, nothing yet */
+    assert_false(lr_proto_index_full_needed(5, 100, 5, 40));
+}
+
+/* Encode records into batches (splitting as the builder decides); flags of
+ * the first and last batch given; returns the number of batches. */
+static size_t make_batches(const struct lr_file_rec *const *recs, size_t n, uint64_t first_flags,
+                           uint64_t last_flags, struct lr_proto_index *out, size_t max)
+{
+    struct lr_proto_index_batch *b = batch_new(0, 0);
+    struct lr_buf buf;
+    lr_buf_init(&buf, LR_PROTO_INDEX_MAX);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t nb = 0;
+        int rc;
+        while ((rc = lr_proto_index_batch_add(b, recs[i], &nb)) == LR_PROTO_BATCH_FULL) {
+            lr_buf_reset(&buf);
+            assert_int_equal(lr_proto_index_batch_finish(b, k == 0 ? first_flags : 0, &buf), 0);
+            assert_true(k < max);
+            assert_int_equal(lr_proto_index_decode(buf.data, buf.len, NULL, &out[k++], NULL), 0);
+        }
+        assert_int_equal(rc, 0);
+    }
+    lr_buf_reset(&buf);
+    assert_int_equal(lr_proto_index_batch_finish(b, (k == 0 ? first_flags : 0) | last_flags, &buf),
+                     0);
+    assert_true(k < max);
+    assert_int_equal(lr_proto_index_decode(buf.data, buf.len, NULL, &out[k++], NULL), 0);
+    lr_buf_release(&buf);
+    batch_free(b);
+    return k;
+}
+
+#define IX_ID 0xfeedface12345678
+
+static void test_burst_sequences(void **state)
+{
+    (void)state;
+    struct lr_file_rec r[4];
+    rec_file(&r[0], "a", 1, 1);
+    rec_file(&r[1], "b", 2, 1);
+    rec_file(&r[2], "c", 3, 1);
+    rec_file(&r[3], "d", 4, 1);
+    const struct lr_file_rec *p01[] = {&r[0], &r[1]}, *p23[] = {&r[2], &r[3]};
+    const struct lr_file_rec *p1[] = {&r[1]};
+    struct lr_proto_index full, upd, old, again;
+    assert_int_equal(make_batches(p01, 2, LR_PROTO_INDEX_FIRST, LR_PROTO_INDEX_LAST, &full, 1), 1);
+    assert_int_equal(make_batches(p23, 2, 0, LR_PROTO_INDEX_LAST, &upd, 1), 1);
+    assert_int_equal(make_batches(p1, 1, 0, LR_PROTO_INDEX_LAST, &old, 1), 1);
+    assert_int_equal(make_batches(p1, 1, LR_PROTO_INDEX_FIRST, 0, &again, 1), 1);
+
+    struct lr_proto_burst b;
+    struct lr_err err;
+    lr_proto_burst_init(&b);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &full, &err), 0);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &upd, &err), 0);
+    assert_int_equal(b.last_seq, 4);
+    /* seq 2 after 4 without FIRST: refused. */
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &old, &err), LR_EPROTO);
+    /* A FIRST restarts the count. */
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &again, &err), 0);
+    /* Index ID other than FOLDERS announced. */
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID + 1, &upd, &err), LR_EPROTO);
+    assert_non_null(strstr(err.msg, "FOLDERS"));
+    lr_proto_burst_release(&b);
+    lr_proto_index_release(&full);
+    lr_proto_index_release(&upd);
+    lr_proto_index_release(&old);
+    lr_proto_index_release(&again);
+    for (size_t i = 0; i < 4; i++)
+        lr_file_rec_release(&r[i]);
+}
+
+static void test_burst_segments(void **state)
+{
+    (void)state;
+    struct lr_file_rec small, big, after;
+    rec_file(&small, "a", 1, 1);
+    rec_file(&big, "big", 2, 70000); /* about 2.4 MB of blocks: 3 batches or more */
+    rec_file(&after, "c", 3, 1);
+    const struct lr_file_rec *recs[] = {&small, &big, &after};
+    struct lr_proto_index v[16];
+    size_t n = make_batches(recs, 3, LR_PROTO_INDEX_FIRST, LR_PROTO_INDEX_LAST, v, 16);
+    assert_true(n >= 3);
+    struct lr_proto_burst b;
+    struct lr_err err;
+
+    /* In order: accepted. */
+    lr_proto_burst_init(&b);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[k], &err), 0);
+    assert_false(b.seg_open);
+    assert_int_equal(b.last_seq, 3);
+    /* A batch missing in the middle: the next one does not continue. */
+    lr_proto_burst_reset(&b);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[0], &err), 0);
+    assert_true(b.seg_open);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[2], &err), LR_EPROTO);
+    /* The first batch missing: a continuation of nothing. */
+    lr_proto_burst_reset(&b);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[1], &err), LR_EPROTO);
+    /* An empty batch, or a batch of something else, while a list is open. */
+    struct lr_proto_index empty, other;
+    const struct lr_file_rec *pa[] = {&after};
+    assert_int_equal(make_batches(NULL, 0, 0, 0, &empty, 1), 1);
+    assert_int_equal(make_batches(pa, 1, 0, 0, &other, 1), 1);
+    lr_proto_burst_reset(&b);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[0], &err), 0);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &empty, &err), LR_EPROTO);
+    lr_proto_burst_reset(&b);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[0], &err), 0);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &other, &err), LR_EPROTO);
+    /* FIRST while open. */
+    lr_proto_burst_reset(&b);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[0], &err), 0);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[0], &err), LR_EPROTO);
+    /* LAST while open: the sender ended the burst in the middle of a file. */
+    lr_proto_burst_reset(&b);
+    v[0].hdr.flags |= LR_PROTO_INDEX_LAST;
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[0], &err), LR_EPROTO);
+    v[0].hdr.flags &= ~(uint64_t)LR_PROTO_INDEX_LAST;
+    /* A continuation whose metadata differs from the first piece's. */
+    lr_proto_burst_reset(&b);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[0], &err), 0);
+    v[1].v[0].rec.mtime_ns++;
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[1], &err), LR_EPROTO);
+    v[1].v[0].rec.mtime_ns--;
+    lr_proto_burst_reset(&b);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[0], &err), 0);
+    v[1].v[0].rec.chunks[0].off++;
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &v[1], &err), LR_EPROTO);
+
+    lr_proto_burst_release(&b);
+    lr_proto_index_release(&empty);
+    lr_proto_index_release(&other);
+    for (size_t k = 0; k < n; k++)
+        lr_proto_index_release(&v[k]);
+    lr_file_rec_release(&small);
+    lr_file_rec_release(&big);
+    lr_file_rec_release(&after);
+}
+
 /* ---- WANT ------------------------------------------------------------------------ */
 
 static void want_init(struct lr_proto_want *w)
@@ -1564,6 +1716,9 @@ int main(void)
         cmocka_unit_test(test_index_duplicate_path),
         cmocka_unit_test(test_index_header_rules),
         cmocka_unit_test(test_index_zstd_hostile),
+        cmocka_unit_test(test_index_full_needed),
+        cmocka_unit_test(test_burst_sequences),
+        cmocka_unit_test(test_burst_segments),
         cmocka_unit_test(test_want_roundtrip),
         cmocka_unit_test(test_want_encoder_rules),
         cmocka_unit_test(test_want_hostile),
