@@ -174,6 +174,7 @@ struct lr_transport {
 };
 
 static void conn_write(struct lr_conn *c);
+static void conn_read(struct lr_conn *c, const ngtcp2_path *path, const uint8_t *pkt, size_t len);
 static void timer_cb(uv_timer_t *h);
 static void poll_cb(uv_poll_t *h, int status, int events);
 static void handle_dec(struct lr_transport *t);
@@ -1106,8 +1107,6 @@ static void params_init(const struct lr_transport *t, ngtcp2_transport_params *p
     p->disable_active_migration = 1;
 }
 
-static void timer_cb(uv_timer_t *h);
-
 static struct lr_conn *conn_alloc(struct lr_transport *t, struct lr__sock *s, bool client,
                                   const ngtcp2_addr *remote)
 {
@@ -1204,8 +1203,6 @@ static int conn_new_client(struct lr_transport *t, struct lr__peer *p, const str
     conn_write(c);
     return 0;
 }
-
-static void conn_read(struct lr_conn *c, const ngtcp2_path *path, const uint8_t *pkt, size_t len);
 
 static void accept_new(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *pkt, size_t len)
 {
