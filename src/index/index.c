@@ -10,7 +10,7 @@
  * contain NUL, and SQLite compares BLOBs with memcmp, so ORDER BY path is
  * component-wise order, the order of a sorted depth-first walk.
  */
-#include "index/index.h"
+#include "index/index_int.h"
 
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -24,7 +24,7 @@
 #include <sys/random.h>
 
 #define FOLDER_ID_MAX 256
-#define FOLDER_CACHE 8
+#define FOLDER_CACHE LR__IX_FOLDER_CACHE
 
 /* ---- schema ----------------------------------------------------------- */
 
@@ -64,6 +64,76 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (file, idx)"
     ") WITHOUT ROWID;"
     "CREATE INDEX chunks_hash ON chunks(hash);",
+    /* v2: remote indexes, per-peer sync state, need (docs/internals/index.md). */
+    "CREATE TABLE remotes ("
+    "  id INTEGER PRIMARY KEY,"
+    "  folder INTEGER NOT NULL,"
+    "  device BLOB NOT NULL,"
+    "  index_id INTEGER NOT NULL DEFAULT 0,"
+    "  max_seq INTEGER NOT NULL DEFAULT 0,"
+    "  gen INTEGER NOT NULL DEFAULT 0,"
+    "  full_pending INTEGER NOT NULL DEFAULT 0,"
+    "  sent_index_id INTEGER NOT NULL DEFAULT 0,"
+    "  sent_seq INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (folder, device)"
+    ");"
+    "CREATE TABLE rfiles ("
+    "  id INTEGER PRIMARY KEY,"
+    "  folder INTEGER NOT NULL,"
+    "  path BLOB NOT NULL,"
+    "  remote INTEGER NOT NULL,"
+    "  type INTEGER NOT NULL,"
+    "  flags INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL,"
+    "  mode INTEGER NOT NULL,"
+    "  target BLOB,"
+    "  vv BLOB NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  blocks BLOB,"
+    "  nblk INTEGER NOT NULL,"
+    "  total INTEGER NOT NULL,"
+    "  cover INTEGER NOT NULL,"
+    "  gen INTEGER NOT NULL"
+    ");"
+    "CREATE UNIQUE INDEX rfiles_path ON rfiles(folder, path, remote);"
+    "CREATE INDEX rfiles_gen ON rfiles(remote, gen);"
+    "CREATE TABLE rchunks ("
+    "  file INTEGER NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  len INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  PRIMARY KEY (file, idx)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE need ("
+    "  folder INTEGER NOT NULL,"
+    "  path BLOB NOT NULL,"
+    "  kind INTEGER NOT NULL,"
+    "  flags INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  PRIMARY KEY (folder, path)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE need_stats ("
+    "  folder INTEGER PRIMARY KEY,"
+    "  items INTEGER NOT NULL DEFAULT 0,"
+    "  files INTEGER NOT NULL DEFAULT 0,"
+    "  deletes INTEGER NOT NULL DEFAULT 0,"
+    "  bytes INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TRIGGER need_ai AFTER INSERT ON need BEGIN"
+    "  INSERT OR IGNORE INTO need_stats(folder) VALUES (new.folder);"
+    "  UPDATE need_stats SET items = items + 1, files = files + (new.kind = 0),"
+    "    deletes = deletes + (new.kind = 2), bytes = bytes + new.size WHERE folder = new.folder;"
+    "END;"
+    "CREATE TRIGGER need_ad AFTER DELETE ON need BEGIN"
+    "  UPDATE need_stats SET items = items - 1, files = files - (old.kind = 0),"
+    "    deletes = deletes - (old.kind = 2), bytes = bytes - old.size WHERE folder = old.folder;"
+    "END;"
+    "CREATE TRIGGER need_au AFTER UPDATE ON need BEGIN"
+    "  UPDATE need_stats SET files = files - (old.kind = 0) + (new.kind = 0),"
+    "    deletes = deletes - (old.kind = 2) + (new.kind = 2), bytes = bytes - old.size + new.size"
+    "    WHERE folder = new.folder;"
+    "END;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -136,26 +206,11 @@ static const char *const stmt_sql[S__COUNT] = {
                         "WHERE c.hash = ?1 AND f.deleted = 0 AND fo.name = ?2 LIMIT 1",
 };
 
-struct folder_cache {
-    char *name;
-    int64_t id;
-};
-
-struct lr_index {
-    sqlite3 *db;
-    char *path;
-    sqlite3_stmt *st[S__COUNT];
-    bool in_tx;
-    struct folder_cache fc[FOLDER_CACHE];
-    unsigned fc_next;
-    struct lr_buf key;  /* scratch: path key of the current call */
-    struct lr_buf key2; /* scratch: second key (list bounds) */
-    struct lr_buf vvb;  /* scratch: encoded vector */
-};
+_Static_assert(S__COUNT <= LR__IX_LOCAL_STMTS, "raise LR__IX_LOCAL_STMTS");
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static int dberr(struct lr_index *ix, struct lr_err *err, const char *what)
+int lr__ix_dberr(struct lr_index *ix, struct lr_err *err, const char *what)
 {
     return lr_err_set(err, LR_EDB, "index %s: %s: %s", ix->path, what, sqlite3_errmsg(ix->db));
 }
@@ -165,7 +220,7 @@ static sqlite3_stmt *stmt(struct lr_index *ix, enum stmt_id id, struct lr_err *e
     if (!ix->st[id]) {
         if (sqlite3_prepare_v3(ix->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &ix->st[id],
                                NULL) != SQLITE_OK) {
-            dberr(ix, err, "prepare");
+            lr__ix_dberr(ix, err, "prepare");
             ix->st[id] = NULL;
             return NULL;
         }
@@ -186,7 +241,7 @@ static int exec_stmt(struct lr_index *ix, enum stmt_id id, struct lr_err *err)
     if (!s)
         return LR_EDB;
     int rc = sqlite3_step(s);
-    int r = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : dberr(ix, err, stmt_sql[id]);
+    int r = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : lr__ix_dberr(ix, err, stmt_sql[id]);
     done(s);
     return r;
 }
@@ -227,7 +282,7 @@ int lr_index_path_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 }
 
 /* path -> key in b (b reset first). */
-static void to_key(struct lr_buf *b, const uint8_t *p, size_t n)
+void lr__ix_to_key(struct lr_buf *b, const uint8_t *p, size_t n)
 {
     lr_buf_reset(b);
     uint8_t *d = lr_buf_reserve(b, n + 1);
@@ -238,11 +293,20 @@ static void to_key(struct lr_buf *b, const uint8_t *p, size_t n)
     b->len = n;
 }
 
-static int bind_blob(sqlite3_stmt *s, int col, const void *p, size_t n)
+int lr__ix_bind_blob(sqlite3_stmt *s, int col, const void *p, size_t n)
 {
     /* A zero-length blob must bind as a BLOB, not NULL: give SQLite a valid pointer. */
     static const uint8_t empty[1];
     return sqlite3_bind_blob64(s, col, n ? p : empty, n, SQLITE_TRANSIENT);
+}
+
+uint8_t *lr__ix_from_key(const uint8_t *key, size_t n)
+{
+    uint8_t *p = lr_xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        p[i] = key[i] == 0 ? '/' : key[i];
+    p[n] = 0;
+    return p;
 }
 
 void lr_file_rec_release(struct lr_file_rec *r)
@@ -306,10 +370,10 @@ static int pragma_int(struct lr_index *ix, const char *sql, int64_t *out, struct
 {
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(ix->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return dberr(ix, err, sql);
+        return lr__ix_dberr(ix, err, sql);
     int rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) {
-        rc = dberr(ix, err, sql);
+        rc = lr__ix_dberr(ix, err, sql);
         sqlite3_finalize(s);
         return rc;
     }
@@ -359,7 +423,7 @@ int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err)
     int rc;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &ix->db, flags, NULL) != SQLITE_OK) {
-        rc = ix->db ? dberr(ix, err, "open")
+        rc = ix->db ? lr__ix_dberr(ix, err, "open")
                     : lr_err_set(err, LR_EDB, "index %s: cannot open", path);
         goto fail;
     }
@@ -371,7 +435,7 @@ int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err)
     if (sqlite3_prepare_v2(ix->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK ||
         sqlite3_step(s) != SQLITE_ROW ||
         strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0) {
-        rc = dberr(ix, err, "journal_mode=WAL");
+        rc = lr__ix_dberr(ix, err, "journal_mode=WAL");
         sqlite3_finalize(s);
         goto fail;
     }
@@ -398,6 +462,7 @@ void lr_index_close(struct lr_index *ix)
         lr_index_rollback(ix);
     for (int i = 0; i < S__COUNT; i++)
         sqlite3_finalize(ix->st[i]);
+    lr__ix_remote_finalize(ix);
     if (ix->db && sqlite3_close(ix->db) != SQLITE_OK)
         lr_warn("index", "close path=%s: %s", ix->path, sqlite3_errmsg(ix->db));
     for (int i = 0; i < FOLDER_CACHE; i++)
@@ -449,6 +514,21 @@ bool lr_index_in_tx(const struct lr_index *ix)
     return ix->in_tx;
 }
 
+int lr__ix_in_tx(struct lr_index *ix, struct lr_err *err,
+                 int (*fn)(struct lr_index *ix, void *arg, struct lr_err *err), void *arg)
+{
+    if (ix->in_tx)
+        return fn(ix, arg, err);
+    int rc = lr_index_begin(ix, err);
+    if (rc)
+        return rc;
+    if ((rc = fn(ix, arg, err))) {
+        lr_index_rollback(ix);
+        return rc;
+    }
+    return lr_index_commit(ix, err);
+}
+
 /* ---- folders ------------------------------------------------------------------ */
 
 static int check_folder_id(const char *folder_id, struct lr_err *err)
@@ -479,14 +559,14 @@ static int folder_query(struct lr_index *ix, const char *folder_id, int64_t *id,
     } else if (rc == SQLITE_DONE) {
         rc = lr_err_set(err, LR_ENOTFOUND, "folder %s has no index", folder_id);
     } else {
-        rc = dberr(ix, err, "folder lookup");
+        rc = lr__ix_dberr(ix, err, "folder lookup");
     }
     done(s);
     return rc;
 }
 
 /* Row id of a folder, cached (folders are few and rarely removed). */
-static int folder_rowid(struct lr_index *ix, const char *folder_id, int64_t *id, struct lr_err *err)
+int lr__ix_folder_rowid(struct lr_index *ix, const char *folder_id, int64_t *id, struct lr_err *err)
 {
     for (int i = 0; i < FOLDER_CACHE; i++) {
         if (ix->fc[i].name && strcmp(ix->fc[i].name, folder_id) == 0) {
@@ -497,7 +577,7 @@ static int folder_rowid(struct lr_index *ix, const char *folder_id, int64_t *id,
     int rc = folder_query(ix, folder_id, id, NULL, err);
     if (rc)
         return rc;
-    struct folder_cache *c = &ix->fc[ix->fc_next++ % FOLDER_CACHE];
+    struct lr__ix_folder_cache *c = &ix->fc[ix->fc_next++ % FOLDER_CACHE];
     free(c->name);
     c->name = lr_xstrdup(folder_id);
     c->id = *id;
@@ -546,7 +626,7 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
             return LR_EDB;
         sqlite3_bind_int64(s, 1, id);
         sqlite3_bind_int64(s, 2, (int64_t)short_id);
-        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "folder short ID");
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder short ID");
         done(s);
         tmp.short_id = short_id;
     } else if (rc == LR_ENOTFOUND) {
@@ -561,7 +641,7 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
         sqlite3_bind_text(s, 1, folder_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 2, (int64_t)index_id);
         sqlite3_bind_int64(s, 3, (int64_t)short_id);
-        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "folder create");
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder create");
         done(s);
         tmp = (struct lr_folder_info){index_id, short_id, 0};
         if (rc == 0)
@@ -576,13 +656,14 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
 int lr_index_folder_remove(struct lr_index *ix, const char *folder_id, struct lr_err *err)
 {
     int64_t id;
-    int rc = folder_rowid(ix, folder_id, &id, err);
+    int rc = lr__ix_folder_rowid(ix, folder_id, &id, err);
     if (rc)
         return rc;
     bool own = !ix->in_tx;
     if (own && (rc = lr_index_begin(ix, err)))
         return rc;
     static const enum stmt_id seq[] = {S_FOLDER_DEL_CHUNKS, S_FOLDER_DEL_FILES, S_FOLDER_DEL};
+    rc = lr__ix_remote_folder_remove(ix, id, err);
     for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]) && rc == 0; i++) {
         sqlite3_stmt *s = stmt(ix, seq[i], err);
         if (!s) {
@@ -590,7 +671,7 @@ int lr_index_folder_remove(struct lr_index *ix, const char *folder_id, struct lr
             break;
         }
         sqlite3_bind_int64(s, 1, id);
-        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "folder remove");
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder remove");
         done(s);
     }
     folder_uncache(ix, folder_id);
@@ -608,7 +689,7 @@ int lr_index_folder_stats(struct lr_index *ix, const char *folder_id, struct lr_
 {
     memset(out, 0, sizeof(*out));
     int64_t id;
-    int rc = folder_rowid(ix, folder_id, &id, err);
+    int rc = lr__ix_folder_rowid(ix, folder_id, &id, err);
     if (rc)
         return rc;
     sqlite3_stmt *s = stmt(ix, S_FOLDER_STATS, err);
@@ -630,7 +711,7 @@ int lr_index_folder_stats(struct lr_index *ix, const char *folder_id, struct lr_
         else if (type == LR_FT_SYMLINK)
             st.symlinks += cnt;
     }
-    rc = rc == SQLITE_DONE ? 0 : dberr(ix, err, "folder stats");
+    rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder stats");
     done(s);
     if (rc == 0)
         *out = st;
@@ -650,13 +731,13 @@ static int next_seq(struct lr_index *ix, int64_t folder, uint64_t *seq, struct l
         *seq = (uint64_t)sqlite3_column_int64(s, 0);
         rc = 0;
     } else {
-        rc = dberr(ix, err, "next sequence");
+        rc = lr__ix_dberr(ix, err, "next sequence");
     }
     done(s);
     return rc;
 }
 
-static int check_rec(const struct lr_file_rec *rec, struct lr_err *err)
+int lr__ix_check_rec(const struct lr_file_rec *rec, struct lr_err *err)
 {
     int rc = lr_index_path_check(rec->path, rec->path_len, err);
     if (rc)
@@ -698,13 +779,13 @@ static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_
     lr_buf_reset(&ix->vvb);
     if ((rc = lr_vv_encode(&rec->vv, &ix->vvb)))
         return lr_err_set(err, rc, "record: version vector too big");
-    to_key(&ix->key, rec->path, rec->path_len);
+    lr__ix_to_key(&ix->key, rec->path, rec->path_len);
 
     sqlite3_stmt *s = stmt(ix, S_FILE_UPSERT, err);
     if (!s)
         return LR_EDB;
     sqlite3_bind_int64(s, 1, folder);
-    bind_blob(s, 2, ix->key.data, ix->key.len);
+    lr__ix_bind_blob(s, 2, ix->key.data, ix->key.len);
     sqlite3_bind_int(s, 3, (int)rec->type);
     sqlite3_bind_int(s, 4, rec->deleted ? 1 : 0);
     sqlite3_bind_int64(s, 5, (int64_t)rec->size);
@@ -713,17 +794,17 @@ static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_
     sqlite3_bind_int64(s, 8, (int64_t)rec->inode);
     sqlite3_bind_int64(s, 9, rec->ctime_ns);
     if (rec->type == LR_FT_SYMLINK && !rec->deleted)
-        bind_blob(s, 10, rec->target, rec->target_len);
-    bind_blob(s, 11, ix->vvb.data, ix->vvb.len);
+        lr__ix_bind_blob(s, 10, rec->target, rec->target_len);
+    lr__ix_bind_blob(s, 11, ix->vvb.data, ix->vvb.len);
     sqlite3_bind_int64(s, 12, (int64_t)seq);
     if (rec->type == LR_FT_FILE && !rec->deleted)
-        bind_blob(s, 13, rec->blocks_hash.b, LR_HASH_LEN);
+        lr__ix_bind_blob(s, 13, rec->blocks_hash.b, LR_HASH_LEN);
     int64_t file_id = 0;
     if (sqlite3_step(s) == SQLITE_ROW) {
         file_id = sqlite3_column_int64(s, 0);
         rc = 0;
     } else {
-        rc = dberr(ix, err, "file upsert");
+        rc = lr__ix_dberr(ix, err, "file upsert");
     }
     done(s);
     if (rc)
@@ -732,7 +813,7 @@ static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_
     if (!(s = stmt(ix, S_CHUNKS_DEL, err)))
         return LR_EDB;
     sqlite3_bind_int64(s, 1, file_id);
-    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "chunk delete");
+    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "chunk delete");
     done(s);
     if (rc)
         return rc;
@@ -744,8 +825,8 @@ static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_
             sqlite3_bind_int64(s, 2, (int64_t)i);
             sqlite3_bind_int64(s, 3, (int64_t)rec->chunks[i].off);
             sqlite3_bind_int64(s, 4, rec->chunks[i].len);
-            bind_blob(s, 5, rec->chunks[i].hash.b, LR_HASH_LEN);
-            rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "chunk insert");
+            lr__ix_bind_blob(s, 5, rec->chunks[i].hash.b, LR_HASH_LEN);
+            rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "chunk insert");
             sqlite3_reset(s);
             if (rc)
                 break;
@@ -754,6 +835,9 @@ static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_
         if (rc)
             return rc;
     }
+    /* The key scratch was overwritten by nothing since the upsert. */
+    if ((rc = lr__ix_need_local_changed(ix, folder, ix->key.data, ix->key.len, &rec->vv, err)))
+        return rc;
     if (seq_out)
         *seq_out = seq;
     return 0;
@@ -765,10 +849,10 @@ int lr_index_file_put(struct lr_index *ix, const char *folder_id, const struct l
     if (seq)
         *seq = 0;
     int64_t folder;
-    int rc = check_rec(rec, err);
+    int rc = lr__ix_check_rec(rec, err);
     if (rc)
         return rc;
-    if ((rc = folder_rowid(ix, folder_id, &folder, err)))
+    if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
         return rc;
     if (ix->in_tx)
         return put_locked(ix, folder, rec, seq, err);
@@ -790,17 +874,17 @@ int lr_index_file_set_stat(struct lr_index *ix, const char *folder_id, const uin
     int rc = lr_index_path_check(path, path_len, err);
     if (rc)
         return rc;
-    if ((rc = folder_rowid(ix, folder_id, &folder, err)))
+    if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
         return rc;
     sqlite3_stmt *s = stmt(ix, S_FILE_SET_STAT, err);
     if (!s)
         return LR_EDB;
-    to_key(&ix->key, path, path_len);
+    lr__ix_to_key(&ix->key, path, path_len);
     sqlite3_bind_int64(s, 1, folder);
-    bind_blob(s, 2, ix->key.data, ix->key.len);
+    lr__ix_bind_blob(s, 2, ix->key.data, ix->key.len);
     sqlite3_bind_int64(s, 3, (int64_t)inode);
     sqlite3_bind_int64(s, 4, ctime_ns);
-    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : dberr(ix, err, "set stat");
+    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "set stat");
     done(s);
     if (rc == 0 && sqlite3_changes(ix->db) == 0)
         rc = lr_err_set(err, LR_ENOTFOUND, "no record for the path");
@@ -839,7 +923,7 @@ static int load_chunks(struct lr_index *ix, int64_t file_id, struct lr_file_rec 
         off += c->len;
         r->nchunks++;
     }
-    rc = rc == SQLITE_DONE ? 0 : dberr(ix, err, "chunk list");
+    rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "chunk list");
 out:
     done(s);
     return rc;
@@ -909,21 +993,21 @@ int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t 
     int rc = lr_index_path_check(path, path_len, err);
     if (rc)
         return rc;
-    if ((rc = folder_rowid(ix, folder_id, &folder, err)))
+    if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
         return rc;
     sqlite3_stmt *s = stmt(ix, S_FILE_GET, err);
     if (!s)
         return LR_EDB;
-    to_key(&ix->key, path, path_len);
+    lr__ix_to_key(&ix->key, path, path_len);
     sqlite3_bind_int64(s, 1, folder);
-    bind_blob(s, 2, ix->key.data, ix->key.len);
+    lr__ix_bind_blob(s, 2, ix->key.data, ix->key.len);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
         rc = read_row(ix, s, flags, out, err);
     else if (rc == SQLITE_DONE)
         rc = lr_err_set(err, LR_ENOTFOUND, "no record for the path");
     else
-        rc = dberr(ix, err, "file get");
+        rc = lr__ix_dberr(ix, err, "file get");
     done(s);
     return rc;
 }
@@ -943,7 +1027,7 @@ static int list_rows(struct lr_index *ix, sqlite3_stmt *s, size_t max, unsigned 
             goto out;
         l.n++;
     }
-    rc = rc == SQLITE_DONE ? 0 : dberr(ix, err, "list");
+    rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "list");
 out:
     done(s);
     if (rc)
@@ -959,7 +1043,7 @@ int lr_index_list_by_path(struct lr_index *ix, const char *folder_id, const uint
 {
     memset(out, 0, sizeof(*out));
     int64_t folder;
-    int rc = folder_rowid(ix, folder_id, &folder, err);
+    int rc = lr__ix_folder_rowid(ix, folder_id, &folder, err);
     if (rc || max == 0)
         return rc;
     if (after_len > LR_INDEX_PATH_MAX)
@@ -968,9 +1052,9 @@ int lr_index_list_by_path(struct lr_index *ix, const char *folder_id, const uint
     if (!s)
         return LR_EDB;
     /* The empty BLOB sorts before every key. */
-    to_key(&ix->key2, after, after_len);
+    lr__ix_to_key(&ix->key2, after, after_len);
     sqlite3_bind_int64(s, 1, folder);
-    bind_blob(s, 2, ix->key2.data, ix->key2.len);
+    lr__ix_bind_blob(s, 2, ix->key2.data, ix->key2.len);
     sqlite3_bind_int64(s, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
     return list_rows(ix, s, max, flags, out, err);
 }
@@ -980,7 +1064,7 @@ int lr_index_list_by_seq(struct lr_index *ix, const char *folder_id, uint64_t fr
 {
     memset(out, 0, sizeof(*out));
     int64_t folder;
-    int rc = folder_rowid(ix, folder_id, &folder, err);
+    int rc = lr__ix_folder_rowid(ix, folder_id, &folder, err);
     if (rc || max == 0)
         return rc;
     if (from_seq > INT64_MAX)
@@ -1001,7 +1085,7 @@ int lr_index_chunk_find(struct lr_index *ix, const char *folder_id, const struct
     sqlite3_stmt *s = stmt(ix, folder_id ? S_CHUNK_FIND_IN : S_CHUNK_FIND, err);
     if (!s)
         return LR_EDB;
-    bind_blob(s, 1, h->b, LR_HASH_LEN);
+    lr__ix_bind_blob(s, 1, h->b, LR_HASH_LEN);
     if (folder_id)
         sqlite3_bind_text(s, 2, folder_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
@@ -1025,7 +1109,7 @@ int lr_index_chunk_find(struct lr_index *ix, const char *folder_id, const struct
     } else if (rc == SQLITE_DONE) {
         rc = lr_err_set(err, LR_ENOTFOUND, "no local file holds the chunk");
     } else {
-        rc = dberr(ix, err, "chunk find");
+        rc = lr__ix_dberr(ix, err, "chunk find");
     }
     done(s);
     return rc;

@@ -55,6 +55,7 @@
 #define LR_INDEX_INDEX_H
 
 #include "hash/hash.h"
+#include "identity/identity.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -119,9 +120,22 @@ int lr_vv_encode(const struct lr_vv *vv, struct lr_buf *b);
 int lr_vv_decode(const uint8_t *p, size_t n, struct lr_vv *out);
 bool lr_vv_equal(const struct lr_vv *a, const struct lr_vv *b);
 
+/* Order of two vectors (a missing id counts as 0). */
+enum lr_vv_order {
+    LR_VV_EQUAL = 0,
+    LR_VV_LESS = 1,       /* a < b: every counter <=, one < (b supersedes a) */
+    LR_VV_GREATER = 2,    /* a > b */
+    LR_VV_CONCURRENT = 3, /* each has a counter above the other's: a conflict */
+};
+/* One merge walk, O(a->n + b->n); both must satisfy the invariant above. */
+enum lr_vv_order lr_vv_compare(const struct lr_vv *a, const struct lr_vv *b);
+
 /* ---- records ----------------------------------------------------------- */
 
 enum lr_ftype { LR_FT_FILE = 0, LR_FT_DIR = 1, LR_FT_SYMLINK = 2 };
+/* Type of a remote record whose wire type this build does not know (equal
+ * to proto's LR_PROTO_FT_UNKNOWN; deliberately not an enum member). */
+#define LR_FT_UNKNOWN ((enum lr_ftype)255)
 
 struct lr_chunk {
     uint64_t off;
@@ -275,5 +289,187 @@ void lr_chunk_loc_release(struct lr_chunk_loc *l);
  */
 int lr_index_chunk_find(struct lr_index *ix, const char *folder_id, const struct lr_hash *h,
                         struct lr_chunk_loc *out, struct lr_err *err);
+
+/* ---- remote indexes (schema v2, docs/internals/index.md) -------------------
+ *
+ * For each (folder, peer device) the index keeps a copy of the peer's
+ * announced records ("remote records") and the sync state of that copy.
+ * Peers are named by their full 32-byte device ID.
+ *
+ * Receiving a peer's index (protocol.md 6.4): on an INDEX batch with FIRST
+ * call lr_index_remote_full_begin(), then lr_index_remote_put() for every
+ * entry, and lr_index_remote_burst_end() on LAST, all inside the batch's
+ * transaction (lr_index_begin/commit: one per INDEX message). The highest
+ * peer sequence stored is advanced by each put in that same transaction, so
+ * a crash can never record a sequence whose entry is not committed
+ * (hostile case 22). A full index starts a new generation of the copy;
+ * remote records not re-sent by the time a burst ends with LAST are then
+ * forgotten (dropped, never read as deletions), in bounded batches.
+ *
+ * Need: a path is needed when some peer's remote record has a version
+ * vector that is not <= the local record's (no local record: the empty
+ * vector), ignoring records of unknown type and unfinished segmented
+ * records. The `need` table is maintained at write time by every remote put,
+ * drop and local put (lr_index_file_put), with per-folder counters kept by
+ * triggers, so listing and counting never compare vectors over the whole
+ * folder.
+ */
+
+/* Remote record flags. */
+#define LR_RREC_UNKNOWN_TYPE 0x1u /* wire type unknown here: kept, never fetched or deleted for */
+#define LR_RREC_PARTIAL 0x2u      /* read only: segmented chunk list not complete yet */
+
+struct lr_remote_rec {
+    /* rec.seq is the peer's sequence; rec.inode/ctime_ns are unused (0).
+     * Put: rec.chunks are blocks [blk_first, blk_first + rec.nchunks) of
+     * the whole list, with absolute offsets; rec.blocks_hash is ignored
+     * (computed here over the whole list). rec.type is LR_FT_UNKNOWN on read
+     * (ignored on put) with LR_RREC_UNKNOWN_TYPE. */
+    struct lr_file_rec rec;
+    uint32_t flags;             /* LR_RREC_* */
+    uint64_t wire_type;         /* the type number as sent (== rec.type when known) */
+    uint64_t blk_total;         /* put: blocks in the whole list (0 and blk_first 0: rec.nchunks) */
+    uint64_t blk_first;         /* put: index of rec.chunks[0] in the whole list */
+    struct lr_device_id device; /* read: the peer whose record this is */
+};
+void lr_remote_rec_release(struct lr_remote_rec *r);
+
+struct lr_remote_list {
+    struct lr_remote_rec *v;
+    size_t n;
+};
+void lr_remote_list_release(struct lr_remote_list *l);
+
+struct lr_device_list {
+    struct lr_device_id *v; /* owned */
+    size_t n;
+};
+void lr_device_list_release(struct lr_device_list *l);
+
+/* Sync state of one (folder, peer); all zero for a peer never heard from. */
+struct lr_remote_state {
+    uint64_t index_id;      /* peer's index ID whose entries we hold; 0: none */
+    uint64_t max_seq;       /* every peer entry with seq <= this is stored */
+    bool full_pending;      /* a full index is being received (FIRST seen, LAST not yet) */
+    uint64_t gen;           /* generation of the copy (bumped by each full begin) */
+    uint64_t sent_index_id; /* our index ID the peer said it holds (lr_index_remote_set_sent) */
+    uint64_t sent_seq;      /* our highest sequence the peer said it holds */
+};
+
+/* State of (folder, device): zeros (and 0 returned) if never heard from.
+ * LR_ENOTFOUND only if the folder has no index. */
+int lr_index_remote_state(struct lr_index *ix, const char *folder_id,
+                          const struct lr_device_id *dev, struct lr_remote_state *out,
+                          struct lr_err *err);
+/*
+ * Record what the peer says it holds of OUR index (its FOLDERS peer_index_id
+ * and peer_seq), for status and the next send decision. Own transaction
+ * unless one is open.
+ */
+int lr_index_remote_set_sent(struct lr_index *ix, const char *folder_id,
+                             const struct lr_device_id *dev, uint64_t sent_index_id,
+                             uint64_t sent_seq, struct lr_err *err);
+/*
+ * A full index of the peer's index `index_id` (!= 0) starts (INDEX FIRST):
+ * creates the (folder, peer) state if needed, sets index_id, resets max_seq
+ * to 0, starts a new generation and marks the replacement pending. Nothing
+ * is deleted yet: the old copy stays usable until the burst ends.
+ */
+int lr_index_remote_full_begin(struct lr_index *ix, const char *folder_id,
+                               const struct lr_device_id *dev, uint64_t index_id,
+                               struct lr_err *err);
+/*
+ * Store one entry of the peer's index `index_id` (borrowed r): replaces the
+ * peer's record of the path (first segment) or appends a continuation
+ * segment, advances max_seq to r->rec.seq once the record is complete, and
+ * re-evaluates the path's need. Errors:
+ *   LR_EPROTO  no state for the peer (no full_begin yet), index_id not the
+ *              stored one (a changed index needs a full resend), seq not
+ *              above max_seq, or a segment that does not continue the stored
+ *              unfinished record (same seq, blk_total, next block, offset);
+ *   LR_EBADVAL / LR_EBADPATH / LR_ETOOBIG  invalid record (as for
+ *              lr_index_file_put; unknown types: path, seq, vv only);
+ *   LR_EDB.
+ * Validation happens before any write. Own transaction unless one is open.
+ */
+int lr_index_remote_put(struct lr_index *ix, const char *folder_id, const struct lr_device_id *dev,
+                        uint64_t index_id, const struct lr_remote_rec *r, struct lr_err *err);
+/*
+ * The peer's burst ended (INDEX LAST). If a full index is pending, drop the
+ * remote records of older generations (paths the new index did not contain),
+ * re-evaluating their need, and clear the pending mark. *dropped (may be
+ * NULL) gets the number dropped. LR_EPROTO if index_id is not the stored one.
+ */
+int lr_index_remote_burst_end(struct lr_index *ix, const char *folder_id,
+                              const struct lr_device_id *dev, uint64_t index_id, uint64_t *dropped,
+                              struct lr_err *err);
+/* Drop everything held of the peer in the folder (unshared, peer removed). */
+int lr_index_remote_forget(struct lr_index *ix, const char *folder_id,
+                           const struct lr_device_id *dev, struct lr_err *err);
+/* The peer's record of a path (flags: LR_IX_CHUNKS). LR_ENOTFOUND if none. */
+int lr_index_remote_get(struct lr_index *ix, const char *folder_id, const struct lr_device_id *dev,
+                        const uint8_t *path, size_t path_len, unsigned flags,
+                        struct lr_remote_rec *out, struct lr_err *err);
+/* Up to `max` of the peer's records in path order after `after` (as
+ * lr_index_list_by_path). */
+int lr_index_remote_list(struct lr_index *ix, const char *folder_id, const struct lr_device_id *dev,
+                         const uint8_t *after, size_t after_len, size_t max, unsigned flags,
+                         struct lr_remote_list *out, struct lr_err *err);
+/*
+ * Peers whose complete, known-type record of `path` has exactly version
+ * `vv` (NULL: any) and, if `blocks` is not NULL, is a live file with that
+ * blocks hash: who can serve that version's chunks (swarming). Empty list
+ * (not an error) if none. Sorted by device ID.
+ */
+int lr_index_remote_holders(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                            size_t path_len, const struct lr_vv *vv, const struct lr_hash *blocks,
+                            struct lr_device_list *out, struct lr_err *err);
+
+/* ---- need ------------------------------------------------------------------ */
+
+#define LR_NEED_CONFLICT 0x1u       /* peers hold two or more concurrent newest versions */
+#define LR_NEED_LOCAL_CONFLICT 0x2u /* a newest remote version is concurrent with ours */
+#define LR_NEED_NO_LOCAL 0x4u       /* we have no record of the path */
+
+/* One newest version of a needed path and every peer holding it. */
+struct lr_need_cand {
+    struct lr_remote_rec r;       /* r.device: the first holder */
+    struct lr_device_id *holders; /* owned, sorted; nholders >= 1 */
+    size_t nholders;
+};
+
+struct lr_need {
+    uint8_t *path; /* owned, '/'-separated, NUL-terminated */
+    size_t path_len;
+    unsigned flags;            /* LR_NEED_* */
+    struct lr_need_cand *cand; /* owned; ncand >= 1, > 1 only with LR_NEED_CONFLICT */
+    size_t ncand;              /* ordered by (vv encoding, deleted, type, blocks hash) */
+};
+
+struct lr_need_list {
+    struct lr_need *v;
+    size_t n;
+};
+void lr_need_list_release(struct lr_need_list *l);
+
+/*
+ * Up to `max` needed paths of the folder in path order after `after`
+ * (after_len 0: from the start), each with its newest remote version(s)
+ * (chunk lists with LR_IX_CHUNKS) and holders. Keyset pagination as in
+ * lr_index_list_by_path; memory is bounded by `max` (and the peers).
+ */
+int lr_index_need_list(struct lr_index *ix, const char *folder_id, const uint8_t *after,
+                       size_t after_len, size_t max, unsigned flags, struct lr_need_list *out,
+                       struct lr_err *err);
+
+struct lr_need_stats {
+    uint64_t items;   /* needed paths */
+    uint64_t files;   /* ... whose newest version is a live regular file */
+    uint64_t deletes; /* ... whose newest version is a tombstone */
+    uint64_t bytes;   /* sum of the sizes of those live files */
+};
+/* O(1): maintained counters. */
+int lr_index_need_stats(struct lr_index *ix, const char *folder_id, struct lr_need_stats *out,
+                        struct lr_err *err);
 
 #endif

@@ -135,3 +135,24 @@ bool lr_vv_equal(const struct lr_vv *a, const struct lr_vv *b)
         return false;
     return a->n == 0 || memcmp(a->e, b->e, a->n * sizeof(a->e[0])) == 0;
 }
+
+enum lr_vv_order lr_vv_compare(const struct lr_vv *a, const struct lr_vv *b)
+{
+    bool a_more = false, b_more = false; /* a has a counter above b's, and vice versa */
+    size_t i = 0, j = 0;
+    while ((i < a->n || j < b->n) && !(a_more && b_more)) {
+        if (j == b->n || (i < a->n && a->e[i].id < b->e[j].id)) {
+            a_more |= a->e[i++].counter > 0;
+        } else if (i == a->n || b->e[j].id < a->e[i].id) {
+            b_more |= b->e[j++].counter > 0;
+        } else {
+            a_more |= a->e[i].counter > b->e[j].counter;
+            b_more |= b->e[j].counter > a->e[i].counter;
+            i++;
+            j++;
+        }
+    }
+    if (a_more && b_more)
+        return LR_VV_CONCURRENT;
+    return a_more ? LR_VV_GREATER : b_more ? LR_VV_LESS : LR_VV_EQUAL;
+}
