@@ -1,0 +1,192 @@
+/*
+ * decide.h - the sync engine's pure decision layer: given this device's
+ * record of a path and a peer's record of the same path, what must happen.
+ *
+ * Sans-I/O: nothing here touches a socket, a disk or a clock; every answer
+ * is a function of the two records only, so every device that sees the same
+ * pair computes the same outcome (docs/internals/sync.md has the rule table
+ * with the reasons, and the precise tie-breaks). The daemon performs the
+ * actions; plan.h orders them within a pull round.
+ *
+ * The rules in one paragraph. Version vectors (VV) decide order. Remote
+ * newer: take it (content, directory, symlink, delete, or only the vector
+ * when the content is already equal). Local newer or equal: nothing.
+ * Concurrent with the same content (or two tombstones): merge the vectors
+ * element-wise, no transfer; the metadata of the "greater" version wins.
+ * Concurrent and different: a conflict. The greater version keeps the name
+ * (live beats tombstone, directory beats non-directory, then newer mtime,
+ * then a fixed order of the content itself); a live, non-directory loser is
+ * kept as a conflict copy, made only by a device holding it; both sides end
+ * with the winner's record carrying the merged vector, so they converge
+ * without another round of conflicts.
+ *
+ * Author of a version (used only for the conflict copy's DEVICE7): the
+ * vector entry with the largest counter; among equal counters the largest
+ * short ID (lr_sync_vv_author()). Counters are bumped to max(old + 1, Unix
+ * time), so with sane clocks this is the device that changed it last.
+ *
+ * Inputs: records are borrowed for the call and must satisfy index.h's
+ * invariants (vectors sorted, unique ids, counters > 0), which
+ * lr_vv_decode() enforces on peer input. A remote record of a type this
+ * build does not know (LR_FT_UNKNOWN) is never fetched or deleted for.
+ *
+ * Ownership: struct lr_sync_decision owns its vv and copy_path; release it
+ * with lr_sync_decision_release() (safe on a zeroed struct, and twice).
+ * Outputs are zeroed on entry and filled only on success.
+ *
+ * Errors: LR_EUSAGE (no remote record, or local and remote paths differ),
+ * LR_ETOOBIG (a merged vector over LR_VV_MAX entries), LR_EBADPATH (empty
+ * name given to lr_sync_conflict_name).
+ *
+ * Threads: no shared state; every function is reentrant.
+ */
+#ifndef LR_SYNC_DECIDE_H
+#define LR_SYNC_DECIDE_H
+
+#include "index/index.h"
+#include "util/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes the conflict marker ".sync-conflict-YYYYMMDD-HHMMSS-DEVICE7" adds. */
+#define LR_SYNC_MARKER_LEN 38
+/* Longest file name component the conflict copy name may have (NAME_MAX). */
+#define LR_SYNC_NAME_MAX 255
+
+enum lr_sync_action {
+    LR_SYNC_NOTHING = 0,     /* local is newer or equal (or remote unusable) */
+    LR_SYNC_TAKE_REMOTE = 1, /* remote supersedes local: apply it (see apply) */
+    LR_SYNC_MERGE_VV = 2,    /* concurrent, same content: store the merged vector */
+    LR_SYNC_CONFLICT = 3,    /* concurrent, different: winner keeps the name */
+};
+
+/* What the local disk undergoes at the path (besides an optional conflict copy). */
+enum lr_sync_apply {
+    LR_SYNC_APPLY_NONE = 0,    /* nothing to do, nothing to store (NOTHING) */
+    LR_SYNC_APPLY_RECORD = 1,  /* disk unchanged; store the resulting record */
+    LR_SYNC_APPLY_META = 2,    /* content equal: set mode/mtime, store */
+    LR_SYNC_APPLY_FILE = 3,    /* fetch the remote file's content (plan.h), write, store */
+    LR_SYNC_APPLY_DIR = 4,     /* create the directory (or fix its mode), store */
+    LR_SYNC_APPLY_SYMLINK = 5, /* create or replace the symlink, store */
+    LR_SYNC_APPLY_DELETE = 6,  /* remove the local entry at the end of the round, store */
+};
+
+/* How the resolution is recorded in the audit trail. */
+enum lr_sync_conflict {
+    LR_SYNC_CONFLICT_NONE = 0,
+    LR_SYNC_CONFLICT_METADATA = 1,      /* MERGE_VV: same content, mode/mtime differed */
+    LR_SYNC_CONFLICT_CONTENT = 2,       /* both changed the data */
+    LR_SYNC_CONFLICT_TYPE = 3,          /* file vs directory vs symlink */
+    LR_SYNC_CONFLICT_MODIFY_DELETE = 4, /* a tombstone vs a live edit: the edit wins */
+};
+
+/* Flags of a decision. */
+/* Before changing the disk, check the entry at the path is still what the
+ * local record says (absent if none or a tombstone). If it is not, the file
+ * changed after the scan: do not touch it, rescan, decide again. */
+#define LR_SYNC_F_CHECK_DISK 0x01u
+/* The local live entry has another type: it goes first (a directory only
+ * if empty; plan.h orders that after the round's deletes). */
+#define LR_SYNC_F_REPLACE_TYPE 0x02u
+/* The entry removed is a directory: remove it only if empty at the end of the
+ * round. Anything left inside (ignored, unknown, or a live file that won)
+ * keeps it, is reported and is never deleted; the tombstone is then not
+ * stored, so the decision is retried. */
+#define LR_SYNC_F_IF_EMPTY 0x04u
+/* Equal vectors but different content or metadata: some device broke the
+ * rules (or an index was restored from a backup). Nothing is done; report. */
+#define LR_SYNC_F_INCONSISTENT 0x08u
+/* The remote record has a type this build does not know: kept, ignored. */
+#define LR_SYNC_F_UNKNOWN_TYPE 0x10u
+/* CONFLICT whose copy name cannot fit (path at the length limit): the
+ * loser goes to the versions archive instead of a conflict copy. */
+#define LR_SYNC_F_ARCHIVE_LOSER 0x20u
+
+struct lr_sync_decision {
+    enum lr_sync_action action;
+    enum lr_sync_apply apply;
+    enum lr_sync_conflict conflict;
+    unsigned flags; /* LR_SYNC_F_* */
+    /* The record to store after applying (apply != NONE): all fields from the
+     * remote record if from_remote, else from the local one, except the
+     * vector, which is `vv` (remote's for TAKE_REMOTE, the element-wise
+     * maximum for MERGE_VV and CONFLICT). Empty for NOTHING. */
+    bool from_remote;
+    struct lr_vv vv;
+    /* The entry at the path before and after (for ordering, plan.h). */
+    bool old_live; /* a live local record exists */
+    enum lr_ftype old_type;
+    bool new_live; /* the stored result is live */
+    enum lr_ftype new_type;
+    /* CONFLICT with a live non-directory loser: the copy's path (owned,
+     * NUL-terminated), same directory as the path. copy_here: the loser is
+     * the local record, so this device makes the copy: first move (rename)
+     * or copy the loser to copy_path, recorded as a local change
+     * (lr_sync_local_change on whatever copy_path had), then apply. If
+     * copy_path already holds the same content, nothing more is needed (a
+     * device that resolved the same conflict made it). */
+    bool copy_here;
+    uint8_t *copy_path;
+    size_t copy_path_len;
+};
+
+void lr_sync_decision_release(struct lr_sync_decision *d);
+
+/*
+ * Decide what to do about `remote` (a peer's record; required) given
+ * `local` (this device's record of the same path, or NULL if it has none).
+ * Returns the action (>= 0, also in out->action) or a negative error.
+ * Symmetric: swapping local and remote yields the same winner, merged
+ * vector and copy path (tested).
+ */
+int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *remote,
+                   struct lr_sync_decision *out, struct lr_err *err);
+
+/* ---- version vectors ----------------------------------------------------- */
+
+/*
+ * Element-wise maximum of a and b into *out (zeroed first; may not alias
+ * a or b). 0, or LR_ETOOBIG if the union has more than LR_VV_MAX ids.
+ */
+int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv *out);
+
+/* Author of a version: id of the largest counter, ties to the larger id; 0 if empty. */
+uint64_t lr_sync_vv_author(const struct lr_vv *vv);
+
+/*
+ * The vector for a local change of a path whose current record has vector
+ * `old` (NULL or empty if none): a copy of old with `self`'s counter bumped
+ * to max(counter + 1, now_s) (lr_vv_bump). 0 or LR_ETOOBIG (vector full or
+ * counter at its maximum); *out zeroed first.
+ */
+int lr_sync_local_change(const struct lr_vv *old, uint64_t self, uint64_t now_s, struct lr_vv *out);
+
+/* ---- conflict copy names -------------------------------------------------- */
+
+/*
+ * Conflict copy path for `path` (a valid index path): in the same directory,
+ * NAME.sync-conflict-YYYYMMDD-HHMMSS-DEVICE7.EXT with the losing version's
+ * mtime (UTC) and the first 7 characters of the formatted device ID whose
+ * short ID is `author` (the formatted ID's first 7 characters depend only on
+ * its first 35 bits, which the short ID holds).
+ *
+ * EXT is the last extension only ("a.tar.gz" -> "a.tar" + marker + ".gz");
+ * a name whose only dot leads it (".bashrc", "..x") or ends it ("a.") has
+ * none. A name that is already a conflict copy has its marker replaced, never
+ * a second one added. If the name would exceed LR_SYNC_NAME_MAX bytes (or
+ * the path LR_INDEX_PATH_MAX), NAME is truncated, never the marker or EXT
+ * (EXT is dropped into NAME only if it leaves no byte of NAME); a NAME that
+ * is valid UTF-8 is cut on a character boundary.
+ *
+ * *out (NUL-terminated, free()) and *out_len set on success. LR_EBADPATH for
+ * an empty path or one ending in '/', LR_ETOOBIG if no name fits.
+ */
+int lr_sync_conflict_name(const uint8_t *path, size_t path_len, int64_t mtime_ns, uint64_t author,
+                          uint8_t **out, size_t *out_len, struct lr_err *err);
+
+/* True if the last component of path carries a conflict marker. */
+bool lr_sync_is_conflict_copy(const uint8_t *path, size_t path_len);
+
+#endif
