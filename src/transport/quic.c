@@ -163,7 +163,7 @@ struct lr_transport {
     size_t ncids, capcids;
     struct lr__peer *peers;
     struct refusal refused[LR__REFUSE_SLOTS];
-    uint64_t reset_window, resets_sent;
+    uint64_t reset_window, resets_sent, eagain;
     unsigned reset_count;
     int depth;
     bool in_dirty;
@@ -315,6 +315,7 @@ static int send_batch(struct lr_conn *c, size_t len, size_t seg)
     size_t done = 0;
     int rc = lr__sock_send(c->sock, &c->tx_ps.path, c->tx, len, seg, &done);
     if (rc == -EAGAIN) {
+        c->t->eagain++;
         c->tx_pending = true;
         c->tx_len = len;
         c->tx_off = done;
@@ -1989,4 +1990,17 @@ size_t lr__transport_nconns(const struct lr_transport *t)
 uint64_t lr__transport_resets_sent(const struct lr_transport *t)
 {
     return t->resets_sent;
+}
+
+#ifdef LR_FAILPOINTS
+void lr__transport_fail_eagain(struct lr_transport *t, unsigned every)
+{
+    for (size_t i = 0; i < t->nsocks; i++)
+        t->socks[i].fp_eagain_every = every;
+}
+#endif
+
+uint64_t lr__transport_eagain(const struct lr_transport *t)
+{
+    return t->eagain;
 }

@@ -59,6 +59,10 @@ struct lr__sock {
     uv_poll_t poll;
     /* recvmmsg buffers: LR__RX_BATCH * LR__RX_BUFSZ, allocated on first read. */
     uint8_t *rxbuf;
+#ifdef LR_FAILPOINTS
+    unsigned fp_eagain_every; /* pretend every Nth send finds the socket full */
+    unsigned fp_sends;
+#endif
 };
 
 /* ---- udp.c ---- */
@@ -120,6 +124,15 @@ bool lr__conn_peer_cert(struct lr_conn *c, const struct lr_device_id *id);
 int lr__conn_send_raw(struct lr_conn *c, enum lr_stream_class cls, const void *p, size_t len);
 /* Number of live connections (any state). */
 size_t lr__transport_nconns(const struct lr_transport *t);
+#ifdef LR_FAILPOINTS
+/*
+ * Make every Nth send on t's sockets stop after its first segment with
+ * EAGAIN (0: off), as a full socket buffer would; loopback never fills one.
+ */
+void lr__transport_fail_eagain(struct lr_transport *t, unsigned every);
+#endif
+/* Sends that hit EAGAIN so far. */
+uint64_t lr__transport_eagain(const struct lr_transport *t);
 /* Stateless resets sent so far. */
 uint64_t lr__transport_resets_sent(const struct lr_transport *t);
 

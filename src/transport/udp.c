@@ -241,6 +241,14 @@ int lr__sock_send(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *da
         size_t left = len - *done;
         bool batch = s->gso && segsz < left;
         size_t n = batch ? left : (segsz < left ? segsz : left);
+#ifdef LR_FAILPOINTS
+        if (s->fp_eagain_every && ++s->fp_sends % s->fp_eagain_every == 0) {
+            /* Partial progress first when there is more than one segment. */
+            if (left > segsz && send_one(s, path, data + *done, segsz, segsz) >= 0)
+                *done += segsz;
+            return -EAGAIN;
+        }
+#endif
         ssize_t rc = send_one(s, path, data + *done, n, batch ? segsz : n);
         if (rc == -EAGAIN || rc == -EWOULDBLOCK)
             return -EAGAIN;

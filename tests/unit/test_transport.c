@@ -397,13 +397,17 @@ static void test_message_round_trip(void **state)
 }
 
 /* Several MiB of frames through a small budget: LR_EBUSY, on_writable, nothing lost, order kept. */
-static void test_burst_backpressure(void **state)
+static void burst(void **state, bool socket_full)
 {
     struct env *e = *state;
     struct side *a = &e->s[0], *b = &e->s[1];
     trust_each_other(a, b);
     side_start(e, a);
     side_start_at(e, b, "127.0.0.1:0", 256 * 1024);
+#ifdef LR_FAILPOINTS
+    if (socket_full)
+        lr__transport_fail_eagain(b->t, 3);
+#endif
     dial(b, a, NULL);
     RUN_UNTIL(e, a->connected == 1 && b->connected == 1, 5000);
     assert_int_equal(b->connected, 1);
@@ -455,6 +459,24 @@ static void test_burst_backpressure(void **state)
     struct lr_conn_stats st;
     RUN_UNTIL(e, (lr_conn_get_stats(b->conn, &st), st.queued == 0), 2000);
     assert_int_equal(st.queued, 0);
+    if (socket_full)
+        assert_true(lr__transport_eagain(b->t) > 0);
+}
+
+static void test_burst_backpressure(void **state)
+{
+    burst(state, false);
+}
+
+/* The same while every 3rd send finds the socket full: batches stall on EAGAIN after partial
+ * progress and resume on UV_WRITABLE, losing and duplicating nothing. */
+static void test_burst_socket_full(void **state)
+{
+#ifdef LR_FAILPOINTS
+    burst(state, true);
+#else
+    skip();
+#endif
 }
 
 static int owned_freed;
@@ -717,6 +739,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_pin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_burst_socket_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_oversize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_type0, setup, teardown),
