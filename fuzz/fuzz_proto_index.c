@@ -119,6 +119,24 @@ static void run(const uint8_t *p, size_t n, struct lr_proto_zc *zc)
         for (size_t i = 0; i < ix.n; i++)
             check_entry(&ix.v[i]);
         roundtrip(&ix);
+        /* The cross-batch tracker: the batch after itself is never a valid
+         * continuation of a burst unless it holds no entries, a FIRST or
+         * only a continuation-free prefix; just exercise it for memory and
+         * error-path sanity, and check a fresh tracker's verdict on a batch
+         * that starts mid-file. */
+        struct lr_proto_burst bt;
+        struct lr_err berr;
+        lr_proto_burst_init(&bt);
+        lr_err_clear(&berr);
+        int b1 = lr_proto_burst_check(&bt, ix.hdr.index_id, &ix, &berr);
+        if (b1 < 0 && (b1 != LR_EPROTO || berr.msg[0] == '\0'))
+            abort();
+        if (ix.n > 0 && ix.v[0].blk_first > 0 && b1 == 0)
+            abort();
+        if (b1 == 0 && ix.n > 0 && lr_proto_burst_check(&bt, ix.hdr.index_id, &ix, NULL) == 0 &&
+            !(ix.hdr.flags & LR_PROTO_INDEX_FIRST) && !bt.seg_open)
+            abort(); /* same sequences twice without FIRST must be refused */
+        lr_proto_burst_release(&bt);
     }
     /* The streaming reader sees the same message the same way (except the
      * duplicate-path check, which only the whole decoder makes). */

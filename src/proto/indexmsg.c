@@ -9,6 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef LR_FT_UNKNOWN
+/* index/ stores entries of unknown type under the same value. */
+_Static_assert(LR_FT_UNKNOWN == LR_PROTO_FT_UNKNOWN, "one value for unknown entry types");
+#endif
+
 /* Smallest possible encoded entry: length prefix 1, path 2, type 1, flags 1,
  * seq 1, size 1, mtime 8, mode 1, vv 1 + 16, target 1, blocks 4. Used to
  * reject a count that cannot fit in the declared body before decoding. */
@@ -507,9 +512,13 @@ int lr_proto_index_next(struct lr_proto_index_rd *r, struct lr_proto_entry *e, s
     char w[40];
     snprintf(w, sizeof(w), "index.entry[%" PRIu64 "]", r->idx);
     struct lr_rd er;
-    int rc = lr_rd_get_sub(&r->rd, &er, lr_rd_left(&r->rd));
-    if (rc < 0)
+    const uint8_t *ep;
+    uint64_t elen;
+    if (lr_rd_get_varint(&r->rd, &elen) < 0 || elen > lr_rd_left(&r->rd) ||
+        lr_rd_get_view(&r->rd, &ep, (size_t)elen) < 0)
         return lr_err_set(err, LR_ETRUNC, "%s: truncated", w);
+    lr_rd_init(&er, ep, (size_t)elen);
+    int rc;
     rc = parse_entry(r, &er, w, e, err);
     if (rc < 0) {
         lr_proto_entry_release(e);
