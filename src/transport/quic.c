@@ -148,8 +148,11 @@ struct lr_transport {
     uv_loop_t *loop;
     struct lr_transport_cbs cbs;
     struct lr_proto_hello hello;
-    uint64_t idle_ns, keepalive_ns;
+    uint64_t idle_ns, keepalive_ns, hello_timeout_ms;
     size_t budget;
+#ifdef LR_FAILPOINTS
+    bool fp_mute_hello;
+#endif
     uint32_t bo_min, bo_max;
     uint64_t (*rng)(void *ud);
     void *rng_ud;
@@ -805,7 +808,7 @@ static int hs_ready(struct lr_conn *c)
         return 0;
     c->hs_ns = ts - c->start_ns;
     c->state = CS_HELLO;
-    c->hello_deadline = ts + (uint64_t)LR_TRANSPORT_HELLO_TIMEOUT_MS * MS;
+    c->hello_deadline = ts + c->t->hello_timeout_ms * MS;
     hs_done(c);
     if (c->is_client) {
         int64_t sid;
@@ -815,6 +818,10 @@ static int hs_ready(struct lr_conn *c)
             return NGTCP2_ERR_CALLBACK_FAILURE;
         }
         c->ss[0].id = 0;
+#ifdef LR_FAILPOINTS
+        if (c->t->fp_mute_hello)
+            return 0;
+#endif
         if (send_hello(c) < 0) {
             set_reason(c, "cannot encode our HELLO");
             return NGTCP2_ERR_CALLBACK_FAILURE;
@@ -1689,6 +1696,7 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
     t->hello = cfg->hello;
     t->idle_ns = (cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 60000) * MS;
     t->keepalive_ns = (cfg->keepalive_ms ? cfg->keepalive_ms : 15000) * MS;
+    t->hello_timeout_ms = LR_TRANSPORT_HELLO_TIMEOUT_MS;
     t->budget = cfg->send_budget ? cfg->send_budget : (size_t)8 << 20;
     t->bo_min = cfg->backoff_min_ms ? cfg->backoff_min_ms : 1000;
     t->bo_max = cfg->backoff_max_ms ? cfg->backoff_max_ms : 60000;
@@ -1993,6 +2001,12 @@ uint64_t lr__transport_resets_sent(const struct lr_transport *t)
 }
 
 #ifdef LR_FAILPOINTS
+void lr__transport_mute_hello(struct lr_transport *t, uint64_t peer_hello_timeout_ms)
+{
+    t->fp_mute_hello = true;
+    t->hello_timeout_ms = peer_hello_timeout_ms;
+}
+
 void lr__transport_fail_eagain(struct lr_transport *t, unsigned every)
 {
     for (size_t i = 0; i < t->nsocks; i++)

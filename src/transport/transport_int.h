@@ -130,6 +130,8 @@ size_t lr__transport_nconns(const struct lr_transport *t);
  * EAGAIN (0: off), as a full socket buffer would; loopback never fills one.
  */
 void lr__transport_fail_eagain(struct lr_transport *t, unsigned every);
+/* t's client connections never send HELLO; t waits for HELLOs only this long. */
+void lr__transport_mute_hello(struct lr_transport *t, uint64_t peer_hello_timeout_ms);
 #endif
 /* Sends that hit EAGAIN so far. */
 uint64_t lr__transport_eagain(const struct lr_transport *t);

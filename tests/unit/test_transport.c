@@ -633,6 +633,32 @@ static void test_newer_connection_replaces(void **state)
     assert_int_equal(lr__transport_nconns(a->t), 1);
 }
 
+/* A client that completes the handshake but never says HELLO is dropped, never reported up. */
+static void test_hello_timeout(void **state)
+{
+#ifdef LR_FAILPOINTS
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    trust_each_other(a, b);
+    side_start(e, a);
+    side_start(e, b);
+    lr__transport_mute_hello(a->t, 300);
+    lr__transport_mute_hello(b->t, 300);
+    dial(b, a, NULL);
+    RUN_UNTIL(e, lr__transport_nconns(a->t) == 1, 2000);
+    assert_int_equal(lr__transport_nconns(a->t), 1);
+    uint64_t t0 = uv_hrtime();
+    /* Dropped at the HELLO deadline (not before), then b redials (and is dropped again). */
+    RUN_UNTIL(e, lr__transport_nconns(a->t) == 0, 2000);
+    assert_int_equal(lr__transport_nconns(a->t), 0);
+    assert_true(uv_hrtime() - t0 >= 250000000ull);
+    assert_int_equal(a->connected + b->connected + a->disconnected + b->disconnected, 0);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
 /* A peer that vanishes without a word is dropped at the idle timeout (keep-alives unanswered). */
 static void test_idle_timeout(void **state)
 {
@@ -748,6 +774,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forget_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_reset_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_connection_replaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crossing_dials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack_listener, setup, teardown),
