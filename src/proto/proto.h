@@ -202,7 +202,7 @@ int lr_frame_reader_take(struct lr_frame_reader *r, uint64_t *type, const uint8_
                          size_t *len);
 
 /* ======================================================================
- * Sync messages (docs/protocol.md §6.4-6.8). Shared conventions:
+ * Sync messages (docs/protocol.md §6.4-6.10). Shared conventions:
  *  - decoders validate the whole message before filling their output and
  *    return LR_ETRUNC / LR_ETOOBIG / LR_EBADVAL (fatal for the peer) with
  *    err naming the field; bytes after the known fields are ignored;
@@ -305,7 +305,9 @@ struct lr_proto_index_hdr {
  * regular file's chunk list may be split over consecutive entries
  * ("segments", only at batch boundaries): rec.chunks holds blocks
  * [blk_first, blk_first + rec.nchunks) of blk_total, with absolute offsets.
- * rec.blocks_hash is set only when `whole`. rec.inode/ctime_ns are 0.
+ * rec.blocks_hash is set only when `whole` (for a segmented list the
+ * receiver hashes the concatenated block hashes itself). `whole` is also
+ * true for entries without blocks. rec.inode/ctime_ns are 0.
  * unknown_type: the wire type is not one this version knows; rec.type is
  * LR_PROTO_FT_UNKNOWN and only path, deleted, seq, mtime_ns, mode and vv
  * are meaningful (the receiver must never delete or fetch because of it).
@@ -402,8 +404,10 @@ static inline size_t lr_proto_index_batch_count(const struct lr_proto_index_batc
 }
 /*
  * Append the INDEX payload (zstd level 3 if that shrinks the body) with
- * `flags` (FIRST/LAST) to out and empty the batch. LR_EBADVAL for unknown
- * flags, LR_ETOOBIG if out is full (poisoned; the batch is kept).
+ * `flags` (FIRST/LAST) to out and empty the batch. out must have room for
+ * raw_max + 512 bytes (an lr_buf with max LR_PROTO_INDEX_MAX always does).
+ * LR_EBADVAL for unknown flags, LR_ETOOBIG if out lacks that room
+ * (poisoned; the batch is kept).
  */
 int lr_proto_index_batch_finish(struct lr_proto_index_batch *b, uint64_t flags, struct lr_buf *out);
 
