@@ -28,6 +28,8 @@ struct debug_peer {
     uint64_t received;
     bool sending;
     bool send_done;
+    bool send_failed;     /* the connection went away mid-stream: frames were lost */
+    struct lr_conn *conn; /* the connection the stream runs on */
     struct debug_peer *next;
 };
 
@@ -67,8 +69,14 @@ static void frame_digest(struct lr_hash *acc, const uint8_t *frame, size_t len)
 static void pump(struct lr_daemon *d, struct debug_peer *p)
 {
     struct peer_rt *rt = daemon_peer(d, &p->id);
-    if (!rt || !rt->conn || !p->sending)
+    if (!p->sending)
         return;
+    if (!rt || rt->conn != p->conn) {
+        /* Frames queued on a closed connection are gone; this test stream cannot resume. */
+        p->sending = false;
+        p->send_failed = true;
+        return;
+    }
     uint8_t buf[8 + DEBUG_FRAME];
     while (p->sent < p->to_send) {
         uint64_t left = p->to_send - p->sent;
@@ -147,6 +155,8 @@ void debug_send(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     p->rng = (uint64_t)seed | 1;
     p->sending = true;
     p->send_done = false;
+    p->send_failed = false;
+    p->conn = rt->conn;
     lr_api_reply(req, json_object());
     pump(d, p);
 }
@@ -161,9 +171,15 @@ void debug_state(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     if (p->send_done)
         lr_hash_hex(&p->send_digest, sent);
     lr_hash_hex(&p->recv_digest, recv);
-    lr_api_reply(req, json_pack("{s:I, s:s, s:b, s:I, s:s}", "sent", (json_int_t)p->sent,
-                                "sent_sha256", sent, "send_done", p->send_done, "received",
-                                (json_int_t)p->received, "received_sha256", recv));
+    struct peer_rt *rt = daemon_peer(d, &id);
+    if (p->sending && (!rt || rt->conn != p->conn)) {
+        p->sending = false;
+        p->send_failed = true;
+    }
+    lr_api_reply(req, json_pack("{s:I, s:s, s:b, s:b, s:I, s:s}", "sent", (json_int_t)p->sent,
+                                "sent_sha256", sent, "send_done", p->send_done, "send_failed",
+                                p->send_failed, "received", (json_int_t)p->received,
+                                "received_sha256", recv));
 }
 
 void debug_free(struct lr_daemon *d)

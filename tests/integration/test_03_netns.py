@@ -86,14 +86,17 @@ def test_lossy_link_connects_and_moves_64mib(netns_pair, tmp_path):
         b.start()
         wait_for(lambda: a.peer_info(b)["connected"] and b.peer_info(a)["connected"],
                  timeout=30, what="connected over 5% loss")
-        r = a.run("debug-api", "debug.send")  # not a command: exit 2, daemon unaffected
-        assert r.rc == 2
+        # Crossing dials are settled within the transport's 2 s window; a test stream
+        # does not survive its connection being replaced, so start after that.
+        time.sleep(3)
+        assert a.peer_info(b)["connected"]
         size = 64 << 20
         _api(a, "debug.send", {"peer": b.id, "bytes": size, "seed": 12345})
 
         def done():
             sa = _api(a, "debug.state", {"peer": b.id})
             sb = _api(b, "debug.state", {"peer": a.id})
+            assert not sa["send_failed"], "the connection was replaced mid-stream"
             return sa["send_done"] and sb["received"] >= size and (sa, sb)
 
         sa, sb = wait_for(done, timeout=240, interval=0.5, what="64 MiB delivered")
