@@ -29,8 +29,8 @@
  *
  * One connection per peer. A newly authenticated connection with a peer
  * replaces an older one (the older one may predate a restart of the peer),
- * except when the two are "crossing dials": both were made within
- * LR_TRANSPORT_CROSS_MS of each other, each side having dialled the other.
+ * except when the two are "crossing dials": made in opposite directions,
+ * the other one not yet up or up for less than LR_TRANSPORT_CROSS_MS.
  * Then both ends keep the connection dialled by the lower device ID
  * (memcmp order of the 32 ID bytes) and close the other one with
  * LR_TRANSPORT_APP_DUPLICATE, so the two ends agree without talking.
@@ -45,24 +45,27 @@
  * or a stream the peer must not use closes the connection with a logged
  * reason (application error LR_TRANSPORT_APP_PROTO).
  *
- * Backpressure. lr_conn_send() copies the frame into a per-connection queue
- * whose bytes stay allocated until the peer has acknowledged them (ngtcp2
- * does not copy stream data). When the queue holds more than the configured
- * budget, lr_conn_send() refuses with LR_EBUSY; cbs.on_writable is then
- * called once the queue has drained below half the budget.
+ * Backpressure. lr_conn_send() copies the frame (lr_conn_send_owned() takes
+ * the payload buffer over instead) into a per-connection queue whose bytes
+ * stay allocated until the peer has acknowledged them (ngtcp2 does not copy
+ * stream data). When a frame would take a non-empty queue over the
+ * configured budget, the send is refused with LR_EBUSY; cbs.on_writable is
+ * then called once the queue has drained to half the budget.
  *
  * Stateless reset. Every connection ID this transport issues (server and
- * client side) carries a stateless reset token derived from a 32-byte
- * secret kept in HOME/reset.key (created once, mode 0600). Short-header
- * packets for unknown connection IDs are answered with a stateless reset
- * (rate-limited), so after a restart the peers' stale connections die at
- * their next packet instead of at the idle timeout.
+ * client side; QUIC has no token for a client's first one) carries a
+ * stateless reset token derived from a 32-byte secret kept in
+ * HOME/reset.key (created once, mode 0600). Short-header packets for
+ * unknown connection IDs are answered with a stateless reset (rate-limited),
+ * so after a restart the peers' stale connections die at their next packet
+ * instead of at the idle timeout. (When the dialling side restarts, its new
+ * connection replaces the stale one, see above.)
  *
  * Threading: everything here runs on the loop thread that owns `loop`; no
  * function may be called from another thread. Callbacks run on that thread
  * too, possibly from inside packet processing: a callback may call any
- * function here (sends are queued and written when processing returns,
- * closes are deferred), but must not run the loop.
+ * function here except lr_transport_close (sends are queued and written
+ * when processing returns, closes are deferred), but must not run the loop.
  *
  * Errors: functions return 0 or a negative code (util/err.h, or -errno);
  * they fill `err` (may be NULL) naming the culprit.
@@ -90,7 +93,7 @@
 #define LR_TRANSPORT_BULK_STREAMS 4
 /* on_refused is called at most once per device per this many ms. */
 #define LR_TRANSPORT_REFUSE_REPORT_MS 60000
-/* Two connections with one peer made this close together are crossing dials. */
+/* Window for "crossing dials" (see One connection per peer above). */
 #define LR_TRANSPORT_CROSS_MS 2000
 /* A connection whose HELLO has not arrived this long after the handshake is closed. */
 #define LR_TRANSPORT_HELLO_TIMEOUT_MS 10000
@@ -100,7 +103,7 @@ enum lr_transport_app_error {
     LR_TRANSPORT_APP_NO_ERROR = 0,  /* orderly close (lr_transport_close, forget) */
     LR_TRANSPORT_APP_PROTO = 1,     /* malformed or illegal frame */
     LR_TRANSPORT_APP_DUPLICATE = 2, /* replaced by another connection with the peer */
-    LR_TRANSPORT_APP_INTERNAL = 3,  /* local failure */
+    LR_TRANSPORT_APP_INTERNAL = 3,  /* local failure (reserved) */
 };
 
 enum lr_stream_class {
@@ -171,7 +174,7 @@ struct lr_transport_config {
 
 /* Counters of one connection. */
 struct lr_conn_stats {
-    uint64_t payload_sent; /* frame payload bytes queued by lr_conn_send (HELLO included) */
+    uint64_t payload_sent; /* frame payload bytes queued by lr_conn_send* (HELLO included) */
     uint64_t payload_recv; /* frame payload bytes delivered (HELLO included, skipped excluded) */
     uint64_t stream_recv;  /* stream bytes received: headers and skipped frames included */
     uint64_t handshake_ns; /* start (dial or first Initial) -> handshake confirmed */
@@ -186,8 +189,9 @@ struct lr_conn_stats {
  * Create a transport on `loop` (borrowed: must outlive the transport):
  * load the certificate and key, load or create HOME/reset.key, bind every
  * listen address and start reading. `cfg` and `cbs` are copied.
- * Returns 0 and *out, or LR_EUSAGE (bad address), LR_ETLS (certificate or
- * key), -errno (socket, bind, reset.key).
+ * Returns 0 and *out, or LR_EUSAGE (bad or too many addresses, no home,
+ * invalid HELLO), LR_ETLS (certificate or key), LR_ECONFIG (reset.key is
+ * not 32 bytes), -errno (socket, bind, reset.key I/O).
  */
 int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
                      const struct lr_transport_cbs *cbs, struct lr_transport **out,
@@ -220,7 +224,9 @@ int lr_transport_local_port(const struct lr_transport *t, size_t i);
  * cycling through the addresses, with exponential backoff and jitter
  * (backoff_min_ms doubling to backoff_max_ms, reset once a connection is
  * up). Calling it again replaces the addresses. LR_EUSAGE if an address
- * does not parse or has no usable socket.
+ * does not parse or `peer` is this device; LR_ECANCELED while closing. (An
+ * address no socket can reach, e.g. IPv6 with only an IPv4 listener, fails
+ * each attempt and is retried with backoff like any failed dial.)
  */
 int lr_transport_dial(struct lr_transport *t, const struct lr_device_id *peer,
                       const char *const *addrs, size_t naddrs, struct lr_err *err);
@@ -245,7 +251,8 @@ int lr_transport_peer_stats(struct lr_transport *t, const struct lr_device_id *p
  * Returns 0; LR_EBUSY if the queue is over budget (nothing queued:
  * retry after on_writable); LR_ETOOBIG if len is over the type's limit
  * (lr_proto_max_payload, or LR_PROTO_UNKNOWN_MAX for a type it does not
- * know); LR_EUSAGE for type HELLO; LR_ECANCELED if `c` is closing.
+ * know); LR_EUSAGE for type HELLO; LR_EBADVAL for type 0 or >= 2^62;
+ * LR_ECANCELED if `c` is not up (closing, or gone).
  */
 int lr_conn_send(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, const void *payload,
                  size_t len);
