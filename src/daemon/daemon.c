@@ -511,7 +511,9 @@ int lr_daemon_run(const struct lr_daemon_opts *opts, struct lr_err *err)
     /* Released last: `landropic stop` waits for this to know we are gone. */
     if (d.lock_fd >= 0)
         close(d.lock_fd);
+    /* The detached child must not return into the CLI's caller. exit(), not _exit():
+     * stdio was flushed before fork, and atexit handlers (coverage data) should run. */
     if (opts->detach)
-        _exit(rc < 0 ? 1 : 0);
+        exit(rc < 0 ? 1 : 0);
     return rc;
 }
