@@ -724,6 +724,42 @@ static void test_dual_stack_listener(void **state)
     assert_int_equal(b->msgs, 1);
 }
 
+/* Dialling out from a dual-stack [::] socket to an IPv4 peer (v4-mapped path, probed source). */
+static void test_dual_stack_dialer(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    trust_each_other(a, b);
+    side_start_at(e, a, "[::]:0", 0);
+    side_start(e, b);
+    dial(a, b, NULL);
+    RUN_UNTIL(e, a->connected == 1 && b->connected == 1, 5000);
+    assert_int_equal(a->connected, 1);
+    assert_int_equal(b->connected, 1);
+    assert_non_null(strstr(lr_conn_addr(a->conn), "127.0.0.1:"));
+    assert_int_equal(lr_conn_send(b->conn, LR_STREAM_BULK, LR_MSG_PING, "w", 1), 0);
+    RUN_UNTIL(e, a->msgs == 1, 2000);
+    assert_int_equal(a->msgs, 1);
+}
+
+/* Plain IPv6: both on [::1], and a [::] listener reached over IPv6. */
+static void test_ipv6(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    trust_each_other(a, b);
+    side_start_at(e, a, "[::]:0", 0);
+    side_start_at(e, b, "[::1]:0", 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "[::1]:%d", a->port);
+    const char *addrs[] = {addr};
+    assert_int_equal(lr_transport_dial(b->t, &a->id, addrs, 1, NULL), 0);
+    RUN_UNTIL(e, a->connected == 1 && b->connected == 1, 5000);
+    assert_int_equal(a->connected, 1);
+    assert_int_equal(b->connected, 1);
+    assert_non_null(strstr(lr_conn_addr(b->conn), "[::1]:"));
+}
+
 static void test_bad_config(void **state)
 {
     struct env *e = *state;
@@ -778,6 +814,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crossing_dials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack_listener, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dual_stack_dialer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
