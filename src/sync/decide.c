@@ -342,13 +342,25 @@ int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *re
                     lr_sync_decision_release(&d);
                     return fail_path(err, rc, "no conflict copy name", lose);
                 }
-                d.copy_here = lose == local;
+                d.copy_here = d.copy_path && lose == local;
             }
         }
-        if (win == remote)
+        if (win == remote) {
             set_apply(local, remote, &d);
-        else
+        } else if (d.action == LR_SYNC_MERGE_VV) {
             d.apply = LR_SYNC_APPLY_RECORD; /* local stays; store it with the merged vector */
+        } else {
+            /*
+             * The winner's holder changes nothing, not even its vector: a
+             * merged vector here would reach the loser's holder as a plain
+             * newer version and overwrite the loser before anyone had made
+             * its copy. The loser's holder merges when it resolves.
+             */
+            d.apply = LR_SYNC_APPLY_NONE;
+            lr_vv_release(&d.vv);
+            *out = d;
+            return LR_SYNC_CONFLICT;
+        }
         break;
     }
     }

@@ -16,9 +16,11 @@
  * Concurrent and different: a conflict. The greater version keeps the name
  * (live beats tombstone, directory beats non-directory, then newer mtime,
  * then a fixed order of the content itself); a live, non-directory loser is
- * kept as a conflict copy, made only by a device holding it; both sides end
- * with the winner's record carrying the merged vector, so they converge
- * without another round of conflicts.
+ * kept as a conflict copy, made only by a device holding it, which then
+ * takes the winner with the merged vector. The device holding the winner
+ * changes nothing (a merged vector there would reach the loser's holder as a
+ * plain newer version and overwrite the loser before its copy exists); it
+ * learns the merged vector when the loser's holder announces it.
  *
  * Author of a version (used only for the conflict copy's DEVICE7): the
  * vector entry with the largest counter; among equal counters the largest
@@ -112,7 +114,8 @@ struct lr_sync_decision {
     /* The record to store after applying (apply != NONE): all fields from the
      * remote record if from_remote, else from the local one, except the
      * vector, which is `vv` (remote's for TAKE_REMOTE, the element-wise
-     * maximum for MERGE_VV and CONFLICT). Empty for NOTHING. */
+     * maximum for MERGE_VV and CONFLICT). Empty when apply is NONE (NOTHING,
+     * and a CONFLICT the local version wins: nothing changes here). */
     bool from_remote;
     struct lr_vv vv;
     /* The entry at the path before and after (for ordering, plan.h). */
