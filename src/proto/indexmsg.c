@@ -15,9 +15,9 @@ _Static_assert(LR_FT_UNKNOWN == LR_PROTO_FT_UNKNOWN, "one value for unknown entr
 #endif
 
 /* Smallest possible encoded entry: length prefix 1, path 2, type 1, flags 1,
- * seq 1, size 1, mtime 8, mode 1, vv 1 + 16, target 1, blocks 4. Used to
- * reject a count that cannot fit in the declared body before decoding. */
-#define ENTRY_MIN 39
+ * seq 1, size 1, mtime 8, mode 1, vv 1 + 16, target 1, blocks 4 = 38. Used
+ * to reject a count that cannot fit in the declared body before decoding. */
+#define ENTRY_MIN 38
 /* Upper bound of an INDEX header (folder ID 2 + 255, index ID 8, five
  * varints of at most 8 bytes): reserved before writing a batch out. */
 #define INDEX_HDR_MAX 512

@@ -1188,7 +1188,20 @@ static void test_index_header_rules(void **state)
     hdr_expect("docs", 1, 4, 1, n, 0, p, n, LR_EBADVAL); /* unknown batch flag */
     hdr_expect("docs", 1, 0, 10001, n, 0, p, n, LR_ETOOBIG);
     hdr_expect("docs", 1, 0, LR_VARINT_MAX, n, 0, p, n, LR_ETOOBIG);
-    hdr_expect("docs", 1, 0, 1000, n, 0, p, n, LR_EBADVAL);  /* count cannot fit */
+    hdr_expect("docs", 1, 0, 1000, n, 0, p, n, LR_EBADVAL); /* count cannot fit */
+    /* The smallest entry (38 bytes: 1-byte path, directory, one vv pair)
+     * passes the count check exactly; one byte less does not. */
+    struct raw_ent d = raw_file("d", 1);
+    d.type = LR_FT_DIR;
+    d.size = d.blk_total = d.nblk = 0;
+    d.mode = 0; /* a one-byte varint */
+    struct lr_buf mb;
+    lr_buf_init(&mb, 256);
+    put_raw_ent(&mb, &d);
+    assert_int_equal(mb.len, 38);
+    hdr_expect("docs", 1, 0, 1, 38, 0, mb.data, mb.len, 0);
+    hdr_expect("docs", 1, 0, 1, 37, 0, mb.data, 37, LR_EBADVAL);
+    lr_buf_release(&mb);
     hdr_expect("docs", 1, 0, 2, n, 0, p, n, LR_ETRUNC);      /* one entry missing */
     hdr_expect("docs", 1, 0, 0, n, 0, p, n, LR_EBADVAL);     /* bytes after the last entry */
     hdr_expect("docs", 1, 0, 1, n, 2, p, n, LR_EBADVAL);     /* unknown compression */
