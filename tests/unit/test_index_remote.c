@@ -1272,9 +1272,12 @@ static void test_bounded_memory_200k(void **state)
     print_message("index: RSS %ld KiB before, %ld KiB after storing 200000 entries, peak %ld KiB "
                   "walking the need list\n",
                   before, after_store, peak);
-    /* SQLite's page cache is capped at 16 MiB; everything else is per batch/page. */
+    /* SQLite's page cache is capped at 16 MiB; everything else is per batch/page.
+     * (ASan keeps freed memory in quarantine: RSS says nothing there.) */
+#ifndef __SANITIZE_ADDRESS__
     assert_true(after_store - before < 40 * 1024);
     assert_true(peak - before < 40 * 1024);
+#endif
 }
 
 int main(void)
