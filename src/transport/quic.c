@@ -149,6 +149,7 @@ struct lr_transport {
     struct lr_transport_cbs cbs;
     struct lr_proto_hello hello;
     uint64_t idle_ns, keepalive_ns, hello_timeout_ms;
+    uint32_t dial_defer_ms;
     size_t budget;
 #ifdef LR_FAILPOINTS
     bool fp_mute_hello;
@@ -166,7 +167,7 @@ struct lr_transport {
     size_t ncids, capcids;
     struct lr__peer *peers;
     struct refusal refused[LR__REFUSE_SLOTS];
-    uint64_t reset_window, resets_sent, eagain;
+    uint64_t reset_window, resets_sent, eagain, conns_made;
     unsigned reset_count;
     int depth;
     bool in_dirty;
@@ -1143,6 +1144,7 @@ static struct lr_conn *conn_alloc(struct lr_transport *t, struct lr__sock *s, bo
         t->conns->prev = c;
     t->conns = c;
     t->nconns++;
+    t->conns_made++;
     t->nhandshaking++;
     c->counted_hs = true;
     return c;
@@ -1574,11 +1576,23 @@ static void peer_timer_cb(uv_timer_t *h)
     process_dirty(t);
 }
 
+/*
+ * The device with the higher ID dials a little later, so when both ends
+ * dial at once (both started, or both lost the link), the lower one's
+ * connection is usually up before the higher one dials, and no crossing
+ * dial has to be settled (which would report one connection up and then
+ * replace it).
+ */
+static uint32_t dial_defer(const struct lr__peer *p)
+{
+    return memcmp(p->t->tls.id.b, p->id.b, LR_DEVICE_ID_LEN) > 0 ? p->t->dial_defer_ms : 0;
+}
+
 static void peer_schedule(struct lr__peer *p)
 {
     if (p->t->closing || !p->timer)
         return;
-    uint32_t d = lr_backoff_next(&p->bo);
+    uint32_t d = lr_backoff_next(&p->bo) + dial_defer(p);
     char ids[LR_DEVICE_ID_SHORTLEN + 1];
     id_short(&p->id, ids);
     lr_debug(MOD, "redial peer=%s in %u ms", ids, d);
@@ -1697,6 +1711,7 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
     t->idle_ns = (cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 60000) * MS;
     t->keepalive_ns = (cfg->keepalive_ms ? cfg->keepalive_ms : 15000) * MS;
     t->hello_timeout_ms = LR_TRANSPORT_HELLO_TIMEOUT_MS;
+    t->dial_defer_ms = LR_TRANSPORT_DIAL_DEFER_MS;
     t->budget = cfg->send_budget ? cfg->send_budget : (size_t)8 << 20;
     t->bo_min = cfg->backoff_min_ms ? cfg->backoff_min_ms : 1000;
     t->bo_max = cfg->backoff_max_ms ? cfg->backoff_max_ms : 60000;
@@ -1810,8 +1825,8 @@ int lr_transport_dial(struct lr_transport *t, const struct lr_device_id *peer,
     p->next_addr = 0;
     if (!peer_has_conn(t, peer, NULL) && naddrs > 0) {
         uv_timer_stop(p->timer);
-        /* Through the timer at 0 ms so a dial from inside a callback is safe too. */
-        uv_timer_start(p->timer, peer_timer_cb, 0, 0);
+        /* Through the timer (at 0 ms unless deferred) so a dial from a callback is safe too. */
+        uv_timer_start(p->timer, peer_timer_cb, dial_defer(p), 0);
     }
     return 0;
 }
@@ -2013,6 +2028,16 @@ void lr__transport_fail_eagain(struct lr_transport *t, unsigned every)
         t->socks[i].fp_eagain_every = every;
 }
 #endif
+
+uint64_t lr__transport_conns_made(const struct lr_transport *t)
+{
+    return t->conns_made;
+}
+
+void lr__transport_set_dial_defer(struct lr_transport *t, uint32_t ms)
+{
+    t->dial_defer_ms = ms;
+}
 
 uint64_t lr__transport_eagain(const struct lr_transport *t)
 {

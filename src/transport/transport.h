@@ -33,7 +33,9 @@
  * the other one not yet up or up for less than LR_TRANSPORT_CROSS_MS.
  * Then both ends keep the connection dialled by the lower device ID
  * (memcmp order of the 32 ID bytes) and close the other one with
- * LR_TRANSPORT_APP_DUPLICATE, so the two ends agree without talking.
+ * LR_TRANSPORT_APP_DUPLICATE, so the two ends agree without talking. To make
+ * that rare, the device with the higher ID dials LR_TRANSPORT_DIAL_DEFER_MS
+ * later than it otherwise would (first dial and every redial).
  *
  * Frames. Every stream carries proto.h frames (varint type | varint length |
  * payload). The sender picks a class per frame: LR_STREAM_CONTROL (stream 0,
@@ -95,6 +97,8 @@
 #define LR_TRANSPORT_REFUSE_REPORT_MS 60000
 /* Window for "crossing dials" (see One connection per peer above). */
 #define LR_TRANSPORT_CROSS_MS 2000
+/* The device with the higher ID dials this much later (makes crossing dials rare). */
+#define LR_TRANSPORT_DIAL_DEFER_MS 500
 /* A connection whose HELLO has not arrived this long after the handshake is closed. */
 #define LR_TRANSPORT_HELLO_TIMEOUT_MS 10000
 

@@ -133,6 +133,10 @@ void lr__transport_fail_eagain(struct lr_transport *t, unsigned every);
 /* t's client connections never send HELLO; t waits for HELLOs only this long. */
 void lr__transport_mute_hello(struct lr_transport *t, uint64_t peer_hello_timeout_ms);
 #endif
+/* Connections created so far (dialled or accepted). */
+uint64_t lr__transport_conns_made(const struct lr_transport *t);
+/* Override LR_TRANSPORT_DIAL_DEFER_MS (0: the higher ID dials at once too). */
+void lr__transport_set_dial_defer(struct lr_transport *t, uint32_t ms);
 /* Sends that hit EAGAIN so far. */
 uint64_t lr__transport_eagain(const struct lr_transport *t);
 /* Stateless resets sent so far. */

@@ -686,6 +686,9 @@ static void test_crossing_dials(void **state)
     trust_each_other(a, b);
     side_start(e, a);
     side_start(e, b);
+    /* No head start for the lower ID: the dials really cross and the tie-break settles it. */
+    lr__transport_set_dial_defer(a->t, 0);
+    lr__transport_set_dial_defer(b->t, 0);
     dial(a, b, NULL);
     dial(b, a, NULL);
     RUN_UNTIL(e, a->conn && b->conn, 5000);
@@ -694,6 +697,9 @@ static void test_crossing_dials(void **state)
     assert_non_null(b->conn);
     assert_int_equal(lr__transport_nconns(a->t), 1);
     assert_int_equal(lr__transport_nconns(b->t), 1);
+    /* Each side dialled one and accepted one: the tie-break really ran. */
+    assert_int_equal(lr__transport_conns_made(a->t), 2);
+    assert_int_equal(lr__transport_conns_made(b->t), 2);
     struct lr_conn_stats sa, sb;
     lr_conn_get_stats(a->conn, &sa);
     lr_conn_get_stats(b->conn, &sb);
@@ -704,6 +710,29 @@ static void test_crossing_dials(void **state)
     assert_int_equal(lr_conn_send(a->conn, LR_STREAM_CONTROL, LR_MSG_PING, "x", 1), 0);
     RUN_UNTIL(e, b->msgs == 1, 2000);
     assert_int_equal(b->msgs, 1);
+}
+
+/* With the default head start both ends dialling at once give one connection, never replaced. */
+static void test_simultaneous_dials_no_flap(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    trust_each_other(a, b);
+    side_start(e, a);
+    side_start(e, b);
+    dial(a, b, NULL);
+    dial(b, a, NULL);
+    RUN_UNTIL(e, a->conn && b->conn, 5000);
+    RUN_UNTIL(e, false, LR_TRANSPORT_DIAL_DEFER_MS + 300);
+    assert_int_equal(a->connected, 1);
+    assert_int_equal(b->connected, 1);
+    assert_int_equal(a->disconnected + b->disconnected, 0);
+    /* The higher ID never dialled: it found the lower one's connection first. */
+    assert_int_equal(lr__transport_conns_made(a->t), 1);
+    assert_int_equal(lr__transport_conns_made(b->t), 1);
+    struct lr_conn_stats sa;
+    lr_conn_get_stats(a->conn, &sa);
+    assert_int_equal(sa.outgoing, memcmp(a->id.b, b->id.b, LR_DEVICE_ID_LEN) < 0);
 }
 
 /* A dual-stack [::] listener (pktinfo path) accepts an IPv4 client. */
@@ -813,6 +842,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crossing_dials, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_simultaneous_dials_no_flap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack_dialer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
