@@ -21,8 +21,11 @@ struct lr_rd {
 
 static inline void lr_rd_init(struct lr_rd *r, const void *p, size_t n)
 {
-    r->pos = (const uint8_t *)p;
-    r->end = r->pos + n;
+    /* NULL + 0 is undefined behaviour in C (UBSan flags it): an empty reader
+     * over no memory points at a private empty array instead. */
+    static const uint8_t none[1];
+    r->pos = p ? (const uint8_t *)p : none;
+    r->end = r->pos + (p ? n : 0);
 }
 
 static inline size_t lr_rd_left(const struct lr_rd *r)
