@@ -13,39 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * Order of two vectors. index/ is growing lr_vv_compare(); until it lands
- * this file keeps its own walk (same semantics: a missing id counts as 0).
- */
-enum vv_ord { ORD_EQUAL, ORD_LESS, ORD_GREATER, ORD_CONCURRENT };
-
-static enum vv_ord vv_order(const struct lr_vv *a, const struct lr_vv *b)
-{
-    bool a_more = false, b_more = false;
-    size_t i = 0, j = 0;
-    while (i < a->n || j < b->n) {
-        if (j == b->n || (i < a->n && a->e[i].id < b->e[j].id)) {
-            a_more = true; /* counters are > 0, so present beats absent */
-            i++;
-        } else if (i == a->n || b->e[j].id < a->e[i].id) {
-            b_more = true;
-            j++;
-        } else {
-            if (a->e[i].counter > b->e[j].counter)
-                a_more = true;
-            else if (a->e[i].counter < b->e[j].counter)
-                b_more = true;
-            i++;
-            j++;
-        }
-        if (a_more && b_more)
-            return ORD_CONCURRENT;
-    }
-    if (a_more)
-        return ORD_GREATER;
-    return b_more ? ORD_LESS : ORD_EQUAL;
-}
-
 int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv *out)
 {
     memset(out, 0, sizeof(*out));
@@ -291,27 +258,27 @@ int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *re
     }
 
     /* No local record is older than any remote one, even one with an empty vector. */
-    enum vv_ord ord = local ? vv_order(&local->vv, &remote->vv) : ORD_LESS;
+    enum lr_vv_order ord = local ? lr_vv_compare(&local->vv, &remote->vv) : LR_VV_LESS;
     const struct lr_file_rec *win = NULL;
     int rc;
 
     switch (ord) {
-    case ORD_EQUAL:
+    case LR_VV_EQUAL:
         if (!same_content(local, remote) || meta_differs(local, remote) ||
             local->type != remote->type)
             d.flags |= LR_SYNC_F_INCONSISTENT;
         /* fall through */
-    case ORD_GREATER:
+    case LR_VV_GREATER:
         d.action = LR_SYNC_NOTHING;
         *out = d;
         return LR_SYNC_NOTHING;
-    case ORD_LESS:
+    case LR_VV_LESS:
         d.action = LR_SYNC_TAKE_REMOTE;
         lr_vv_copy(&d.vv, &remote->vv);
         win = remote;
         set_apply(local, remote, &d);
         break;
-    case ORD_CONCURRENT: {
+    case LR_VV_CONCURRENT: {
         rc = lr_sync_vv_merge(&local->vv, &remote->vv, &d.vv);
         if (rc < 0)
             return fail_path(err, rc, "merged version vector over the entry limit", remote);
