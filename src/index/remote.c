@@ -57,6 +57,7 @@ enum rs_id {
     RS_RFILE_GET,
     RS_RFILE_LIST,
     RS_PATH_ROWS,
+    RS_PATH_LIGHT,
     RS_LOCAL_VV,
     RS_NEED_UPSERT,
     RS_NEED_DEL,
@@ -105,6 +106,8 @@ static const char *const rs_sql[RS__COUNT] = {
                       "ORDER BY r.path LIMIT ?4",
     [RS_PATH_ROWS] = "SELECT " RCOLS " FROM rfiles r JOIN remotes m ON m.id = r.remote "
                      "WHERE r.folder = ?1 AND r.path = ?2 ORDER BY m.device",
+    [RS_PATH_LIGHT] =
+        "SELECT type, flags, size, vv, blocks FROM rfiles WHERE folder = ?1 AND path = ?2",
     [RS_LOCAL_VV] = "SELECT vv FROM files WHERE folder = ?1 AND path = ?2",
     [RS_NEED_UPSERT] = "INSERT INTO need(folder, path, kind, flags, size) VALUES (?1, ?2, ?3, ?4, "
                        "?5) ON CONFLICT(folder, path) DO UPDATE SET kind = excluded.kind, "
@@ -365,6 +368,65 @@ out:
     return 0;
 }
 
+/*
+ * What need_eval compares of every peer's record of one path (no path,
+ * target, device or chunks: cheaper on every write). Row order is
+ * irrelevant to decide().
+ */
+static int load_path_light(struct lr_index *ix, int64_t folder, const uint8_t *key, size_t klen,
+                           struct prow **out, size_t *nout, struct lr_err *err)
+{
+    *out = NULL;
+    *nout = 0;
+    sqlite3_stmt *s = rstmt(ix, RS_PATH_LIGHT, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, folder);
+    lr__ix_bind_blob(s, 2, key, klen);
+    struct prow *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4;
+            v = lr_xreallocarray(v, cap, sizeof(v[0]));
+        }
+        struct prow *p = &v[n];
+        memset(p, 0, sizeof(*p));
+        int64_t type = sqlite3_column_int64(s, 0), flags = sqlite3_column_int64(s, 1);
+        if (type < 0 || (flags & ~(int64_t)RF_KNOWN_MASK) != 0 ||
+            (!(flags & LR_RREC_UNKNOWN_TYPE) && type > LR_FT_SYMLINK) ||
+            lr_vv_decode(sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3),
+                         &p->r.rec.vv) ||
+            (sqlite3_column_type(s, 4) == SQLITE_BLOB &&
+             sqlite3_column_bytes(s, 4) != LR_HASH_LEN)) {
+            lr_vv_release(&p->r.rec.vv);
+            rc = lr_err_set(err, LR_EBADVAL, "index %s: corrupt remote record", ix->path);
+            goto out;
+        }
+        p->r.wire_type = (uint64_t)type;
+        p->r.flags = (uint32_t)flags & (LR_RREC_UNKNOWN_TYPE | LR_RREC_PARTIAL);
+        p->r.rec.type = (flags & LR_RREC_UNKNOWN_TYPE) ? LR_FT_UNKNOWN : (enum lr_ftype)type;
+        p->r.rec.deleted = (flags & RF_DELETED) != 0;
+        p->r.rec.size = (uint64_t)sqlite3_column_int64(s, 2);
+        if (sqlite3_column_type(s, 4) == SQLITE_BLOB) {
+            memcpy(p->r.rec.blocks_hash.b, sqlite3_column_blob(s, 4), LR_HASH_LEN);
+            p->has_blocks = true;
+        }
+        n++;
+    }
+    rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "remote rows of a path");
+out:
+    done(s);
+    if (rc) {
+        prows_release(v, n);
+        return rc;
+    }
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
 /* Local vector of a path; *has false if there is no local record. */
 static int local_vv(struct lr_index *ix, int64_t folder, const uint8_t *key, size_t klen,
                     struct lr_vv *vv, bool *has, struct lr_err *err)
@@ -489,7 +551,7 @@ static int need_eval(struct lr_index *ix, int64_t folder, const uint8_t *key, si
     struct lr_vv lv = {0};
     bool has_local = true;
     size_t *scratch = NULL;
-    int rc = load_path(ix, folder, key, klen, &v, &n, err);
+    int rc = load_path_light(ix, folder, key, klen, &v, &n, err);
     if (rc)
         return rc;
     if (n == 0 && skip_if_no_rows)
