@@ -88,6 +88,25 @@ void lr_sync_decision_release(struct lr_sync_decision *d)
     memset(d, 0, sizeof(*d));
 }
 
+const char *lr_sync_action_str(enum lr_sync_action a)
+{
+    static const char *const names[] = {"nothing", "take-remote", "merge-vv", "conflict"};
+    return (unsigned)a < sizeof(names) / sizeof(names[0]) ? names[a] : "unknown";
+}
+
+const char *lr_sync_apply_str(enum lr_sync_apply a)
+{
+    static const char *const names[] = {"none", "record",  "meta",  "file",
+                                        "dir",  "symlink", "delete"};
+    return (unsigned)a < sizeof(names) / sizeof(names[0]) ? names[a] : "unknown";
+}
+
+const char *lr_sync_conflict_str(enum lr_sync_conflict c)
+{
+    static const char *const names[] = {"none", "metadata", "content", "type", "modify-delete"};
+    return (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "unknown";
+}
+
 /* ---- comparing versions ----------------------------------------------------- */
 
 static bool known_type(enum lr_ftype t)

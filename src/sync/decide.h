@@ -137,6 +137,12 @@ struct lr_sync_decision {
 
 void lr_sync_decision_release(struct lr_sync_decision *d);
 
+/* Stable lower-case names for logs, the audit trail and JSON ("take-remote",
+ * "modify-delete", ...); "unknown" for a value out of range. Static strings. */
+const char *lr_sync_action_str(enum lr_sync_action a);
+const char *lr_sync_apply_str(enum lr_sync_apply a);
+const char *lr_sync_conflict_str(enum lr_sync_conflict c);
+
 /*
  * Decide what to do about `remote` (a peer's record; required) given
  * `local` (this device's record of the same path, or NULL if it has none).

@@ -354,7 +354,7 @@ static void test_bad_input(void **state)
     lr_file_rec_release(&r);
     /* a type this build does not know: kept, never fetched or deleted for */
     mk(&r, "a", LR_FT_FILE, false, 1, 1, 0644, (const uint64_t[]){1, 9}, 1);
-    r.type = (enum lr_ftype)255;
+    r.type = LR_FT_UNKNOWN;
     assert_int_equal(decide(&l, &r, &d), LR_SYNC_NOTHING);
     assert_true(d.flags & LR_SYNC_F_UNKNOWN_TYPE);
     assert_int_equal(lr_sync_decide(NULL, &r, &d, &err), LR_SYNC_NOTHING);
@@ -1277,6 +1277,28 @@ static void test_conflict_name_from_loser(void **state)
     lr_sync_decision_release(NULL);
 }
 
+static void test_names(void **state)
+{
+    (void)state;
+    assert_string_equal(lr_sync_action_str(LR_SYNC_TAKE_REMOTE), "take-remote");
+    assert_string_equal(lr_sync_action_str(LR_SYNC_CONFLICT), "conflict");
+    assert_string_equal(lr_sync_apply_str(LR_SYNC_APPLY_DELETE), "delete");
+    assert_string_equal(lr_sync_apply_str(LR_SYNC_APPLY_NONE), "none");
+    assert_string_equal(lr_sync_conflict_str(LR_SYNC_CONFLICT_MODIFY_DELETE), "modify-delete");
+    assert_string_equal(lr_sync_action_str((enum lr_sync_action)4), "unknown");
+    assert_string_equal(lr_sync_apply_str((enum lr_sync_apply)7), "unknown");
+    assert_string_equal(lr_sync_conflict_str((enum lr_sync_conflict) - 1), "unknown");
+    /* every value has its own name */
+    for (int i = 0; i <= LR_SYNC_APPLY_DELETE; i++)
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(lr_sync_apply_str((enum lr_sync_apply)i),
+                                    lr_sync_apply_str((enum lr_sync_apply)j));
+    for (int i = 0; i <= LR_SYNC_CONFLICT_MODIFY_DELETE; i++)
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(lr_sync_conflict_str((enum lr_sync_conflict)i),
+                                    lr_sync_conflict_str((enum lr_sync_conflict)j));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1298,6 +1320,7 @@ int main(void)
         cmocka_unit_test(test_conflict_name_long),
         cmocka_unit_test(test_conflict_name_time),
         cmocka_unit_test(test_conflict_name_from_loser),
+        cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
