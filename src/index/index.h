@@ -416,6 +416,23 @@ int lr_index_remote_list(struct lr_index *ix, const char *folder_id, const struc
                          const uint8_t *after, size_t after_len, size_t max, unsigned flags,
                          struct lr_remote_list *out, struct lr_err *err);
 /*
+ * Page through the chunk list of the peer's record of `path` without
+ * loading it whole (a 16 TiB file has 2^26 blocks): up to `max` blocks from
+ * index `first` into out[0..max) (caller-owned), offsets starting at
+ * `first_off` (the end of the previous page; 0 for first 0). *n gets the
+ * count; *n < max means the end of the stored list. If `blocks` is not NULL
+ * the record must still be that version (LR_ENOTFOUND otherwise, as when
+ * the peer has no record of the path): the list cannot change under a
+ * caller that pages a version it chose from the need list.
+ */
+int lr_index_remote_chunks(struct lr_index *ix, const char *folder_id,
+                           const struct lr_device_id *dev, const uint8_t *path, size_t path_len,
+                           const struct lr_hash *blocks, uint64_t first, uint64_t first_off,
+                           size_t max, struct lr_chunk *out, size_t *n, struct lr_err *err);
+/* Every peer with sync state in the folder, sorted by device ID. */
+int lr_index_remote_peers(struct lr_index *ix, const char *folder_id, struct lr_device_list *out,
+                          struct lr_err *err);
+/*
  * Peers whose complete, known-type record of `path` has exactly version
  * `vv` (NULL: any) and, if `blocks` is not NULL, is a live file with that
  * blocks hash: who can serve that version's chunks (swarming). Empty list

@@ -58,6 +58,9 @@ enum rs_id {
     RS_RFILE_LIST,
     RS_PATH_ROWS,
     RS_PATH_LIGHT,
+    RS_RCHUNKS_PAGE,
+    RS_RFILE_ID,
+    RS_PEERS,
     RS_LOCAL_VV,
     RS_NEED_UPSERT,
     RS_NEED_DEL,
@@ -108,6 +111,10 @@ static const char *const rs_sql[RS__COUNT] = {
                      "WHERE r.folder = ?1 AND r.path = ?2 ORDER BY m.device",
     [RS_PATH_LIGHT] =
         "SELECT type, flags, size, vv, blocks FROM rfiles WHERE folder = ?1 AND path = ?2",
+    [RS_RCHUNKS_PAGE] = "SELECT len, hash FROM rchunks WHERE file = ?1 AND idx >= ?2 ORDER BY idx "
+                        "LIMIT ?3",
+    [RS_RFILE_ID] = "SELECT id, blocks FROM rfiles WHERE folder = ?1 AND path = ?2 AND remote = ?3",
+    [RS_PEERS] = "SELECT device FROM remotes WHERE folder = ?1 ORDER BY device",
     [RS_LOCAL_VV] = "SELECT vv FROM files WHERE folder = ?1 AND path = ?2",
     [RS_NEED_UPSERT] = "INSERT INTO need(folder, path, kind, flags, size) VALUES (?1, ?2, ?3, ?4, "
                        "?5) ON CONFLICT(folder, path) DO UPDATE SET kind = excluded.kind, "
@@ -1398,4 +1405,104 @@ int lr_index_need_stats(struct lr_index *ix, const char *folder_id, struct lr_ne
     }
     done(s);
     return rc;
+}
+
+int lr_index_remote_chunks(struct lr_index *ix, const char *folder_id,
+                           const struct lr_device_id *dev, const uint8_t *path, size_t path_len,
+                           const struct lr_hash *blocks, uint64_t first, uint64_t first_off,
+                           size_t max, struct lr_chunk *out, size_t *n, struct lr_err *err)
+{
+    *n = 0;
+    int64_t folder, remote;
+    int rc = lr_index_path_check(path, path_len, err);
+    if (rc || (rc = remote_id(ix, folder_id, dev, &folder, &remote, err)))
+        return rc;
+    if (first > INT64_MAX)
+        return lr_err_set(err, LR_EBADVAL, "block index %" PRIu64 " out of range", first);
+    if (!remote)
+        return lr_err_set(err, LR_ENOTFOUND, "no index of the peer");
+    sqlite3_stmt *s = rstmt(ix, RS_RFILE_ID, err);
+    if (!s)
+        return LR_EDB;
+    lr__ix_to_key(&ix->key, path, path_len);
+    sqlite3_bind_int64(s, 1, folder);
+    lr__ix_bind_blob(s, 2, ix->key.data, ix->key.len);
+    sqlite3_bind_int64(s, 3, remote);
+    int64_t id = 0;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        id = sqlite3_column_int64(s, 0);
+        bool same = !blocks || (sqlite3_column_bytes(s, 1) == LR_HASH_LEN &&
+                                memcmp(sqlite3_column_blob(s, 1), blocks->b, LR_HASH_LEN) == 0);
+        rc = same ? 0 : lr_err_set(err, LR_ENOTFOUND, "the peer's record is another version");
+    } else if (rc == SQLITE_DONE) {
+        rc = lr_err_set(err, LR_ENOTFOUND, "the peer has no record of the path");
+    } else {
+        rc = lr__ix_dberr(ix, err, "remote record id");
+    }
+    done(s);
+    if (rc || max == 0)
+        return rc;
+    if (!(s = rstmt(ix, RS_RCHUNKS_PAGE, err)))
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)first);
+    sqlite3_bind_int64(s, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    uint64_t off = first_off;
+    size_t k = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t len = sqlite3_column_int64(s, 0);
+        if (k >= max || len <= 0 || len > UINT32_MAX || sqlite3_column_bytes(s, 1) != LR_HASH_LEN ||
+            off > UINT64_MAX - (uint64_t)len) {
+            rc = lr_err_set(err, LR_EBADVAL, "index %s: corrupt remote chunk row", ix->path);
+            break;
+        }
+        out[k].off = off;
+        out[k].len = (uint32_t)len;
+        memcpy(out[k].hash.b, sqlite3_column_blob(s, 1), LR_HASH_LEN);
+        off += (uint64_t)len;
+        k++;
+    }
+    if (rc >= 0)
+        rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "remote chunk page");
+    done(s);
+    if (rc == 0)
+        *n = k;
+    return rc;
+}
+
+int lr_index_remote_peers(struct lr_index *ix, const char *folder_id, struct lr_device_list *out,
+                          struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int64_t folder;
+    int rc = lr__ix_folder_rowid(ix, folder_id, &folder, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s = rstmt(ix, RS_PEERS, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, folder);
+    struct lr_device_list l = {0};
+    size_t cap = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 0) != LR_DEVICE_ID_LEN) {
+            rc = lr_err_set(err, LR_EBADVAL, "index %s: corrupt peer row", ix->path);
+            break;
+        }
+        if (l.n == cap) {
+            cap = cap ? cap * 2 : 4;
+            l.v = lr_xreallocarray(l.v, cap, sizeof(l.v[0]));
+        }
+        memcpy(l.v[l.n++].b, sqlite3_column_blob(s, 0), LR_DEVICE_ID_LEN);
+    }
+    if (rc >= 0)
+        rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "remote peers");
+    done(s);
+    if (rc) {
+        lr_device_list_release(&l);
+        return rc;
+    }
+    *out = l;
+    return 0;
 }

@@ -700,6 +700,47 @@ static void test_segments(void **state)
     assert_int_equal(lr_index_need_stats(f->ix, FOLDER, &ns, &err), 0);
     assert_int_equal(ns.items, 1);
     assert_int_equal(ns.bytes, 10000);
+    /* Paged reads of the stored list, at every page size. */
+    for (size_t pg = 1; pg <= 11; pg++) {
+        struct lr_chunk buf[11];
+        uint64_t first = 0, off = 0;
+        for (;;) {
+            size_t n = 99;
+            assert_int_equal(lr_index_remote_chunks(f->ix, FOLDER, &p, (const uint8_t *)"big", 3,
+                                                    &bh, first, off, pg, buf, &n, &err),
+                             0);
+            assert_true(n <= pg);
+            for (size_t i = 0; i < n; i++) {
+                assert_int_equal(buf[i].off, whole.rec.chunks[first + i].off);
+                assert_int_equal(buf[i].len, 1000);
+                assert_memory_equal(buf[i].hash.b, whole.rec.chunks[first + i].hash.b, LR_HASH_LEN);
+            }
+            first += n;
+            if (n)
+                off = buf[n - 1].off + buf[n - 1].len;
+            if (n < pg)
+                break;
+        }
+        assert_int_equal(first, 10);
+    }
+    {
+        struct lr_chunk buf[2];
+        size_t n = 7;
+        struct lr_hash other_h;
+        memset(other_h.b, 1, LR_HASH_LEN);
+        assert_int_equal(lr_index_remote_chunks(f->ix, FOLDER, &p, (const uint8_t *)"big", 3,
+                                                &other_h, 0, 0, 2, buf, &n, &err),
+                         LR_ENOTFOUND);
+        assert_int_equal(n, 0);
+        assert_int_equal(lr_index_remote_chunks(f->ix, FOLDER, &p, (const uint8_t *)"small", 5,
+                                                NULL, 0, 0, 2, buf, &n, &err),
+                         LR_ENOTFOUND);
+        assert_int_equal(lr_index_remote_chunks(f->ix, FOLDER, &p, (const uint8_t *)"big", 3, NULL,
+                                                9, 9000, 2, buf, &n, &err),
+                         0);
+        assert_int_equal(n, 1);
+        assert_int_equal(buf[0].off, 9000);
+    }
     /* A segment after completion is refused (seq not above max). */
     assert_int_equal(lr_index_remote_put(f->ix, FOLDER, &p, 7, &seg, &err), LR_EPROTO);
     seg.rec.chunks = whole.rec.chunks; /* restore for release */
@@ -770,6 +811,12 @@ static void test_need_local_and_holders(void **state)
         0);
     assert_int_equal(dl.n, 0);
 
+    struct lr_device_list pl;
+    assert_int_equal(lr_index_remote_peers(f->ix, FOLDER, &pl, &err), 0);
+    assert_int_equal(pl.n, 3);
+    assert_memory_equal(pl.v[0].b, p.b, LR_DEVICE_ID_LEN);
+    assert_memory_equal(pl.v[2].b, s3.b, LR_DEVICE_ID_LEN);
+    lr_device_list_release(&pl);
     /* We apply c: the local record equals it, nothing is needed. */
     struct lr_file_rec lf = c.rec;
     lf.seq = 0;
