@@ -231,7 +231,8 @@ static void test_ops(void **state)
     id_text(&a, ida);
     json_t *res = NULL;
 
-    json_t *p = json_pack("{s:s, s:s, s:[s]}", "id", ida, "name", "bee", "addresses", "198.18.0.9:5");
+    json_t *p =
+        json_pack("{s:s, s:s, s:[s]}", "id", ida, "name", "bee", "addresses", "198.18.0.9:5");
     assert_int_equal(lr_config_apply(c, "peer.add", p, &res, &err), 0);
     json_decref(p);
     assert_false(json_is_true(json_object_get(res, "updated")));
