@@ -72,7 +72,7 @@ format-check:
 
 # Banned string functions (curl's checksrc idea): all of them have a bounded replacement here.
 lint:
-	@! git grep -nwE 'sprintf|strcpy|strcat|strncpy|gets|atoi|strtok' -- '*.c' '*.h' \
+	@! git grep -nE '(^|[^_a-zA-Z0-9.>])(sprintf|strcpy|strcat|strncpy|gets|atoi|strtok) *\(' -- '*.c' '*.h' \
 	  || (echo "banned function used (see Makefile lint)"; exit 1)
 
 clean:

@@ -63,8 +63,12 @@ int main(int argc, char **argv)
 {
     if (argc != 5)
         return 2;
-    nfiles = atoi(argv[2]);
-    nthreads = atoi(argv[3]);
+    nfiles = (int)strtol(argv[2], NULL, 10);
+    nthreads = (int)strtol(argv[3], NULL, 10);
+    if (nfiles <= 0 || nthreads <= 0) {
+        fprintf(stderr, "usage: storebench DIR N THREADS MODE\n");
+        return 2;
+    }
     snprintf(mode, sizeof(mode), "%s", argv[4]);
     for (size_t i = 0; i < sizeof(data); i++)
         data[i] = (unsigned char)(i * 31 + 7);
