@@ -11,7 +11,12 @@
  *    mode, inode + ctime (change detection only, never sent), symlink
  *    target, version vector, local sequence, deleted flag, blocks hash;
  *  - the ordered chunk list of every live regular file (offset, length,
- *    SHA-256), which doubles as the chunk-hash -> local location lookup.
+ *    SHA-256), which doubles as the chunk-hash -> local location lookup;
+ *  - (schema v2) per peer device: a copy of the peer's index of the folder
+ *    (remote records with their block lists), the sync state of that copy
+ *    (peer index ID, highest peer sequence stored, generation), and the
+ *    derived need: which paths some peer has newer than ours, with counters
+ *    (section "remote indexes" below).
  *
  * Paths. A path is the file's name relative to the folder root as raw bytes
  * (any encoding, non-UTF-8 allowed), components separated by '/', no empty,
@@ -45,8 +50,11 @@
  * Out-params are zeroed on entry and filled only on success.
  *
  * Errors: LR_EDB (SQLite failure; message has SQLite's text), LR_ENOTFOUND,
- * LR_EBADPATH, LR_EBADVAL (corrupt stored value), LR_EUNSUPPORTED (database
- * schema newer than this build), -errno for file system failures.
+ * LR_EBADPATH, LR_EBADVAL (corrupt stored value, invalid record),
+ * LR_EPROTO (a peer's entries that would skip or regress its index: see
+ * lr_index_remote_put), LR_EUNSUPPORTED (database schema newer than this
+ * build), -errno for file system failures. After a failed write inside
+ * lr_index_begin/commit, roll the batch back.
  *
  * Threads: a struct lr_index is one SQLite connection, used by one thread at
  * a time (no internal locking). Open one per thread if needed.
