@@ -175,7 +175,7 @@ void cli_print_json(json_t *doc)
 
 void cli_print_name(FILE *f, const char *s)
 {
-    char *e = lr_escs(s);
+    char *e = lr_escs(s ? s : "?");
     fputs(e, f);
     free(e);
 }

@@ -107,11 +107,13 @@ static void done(uv_work_t *w, int status)
                 (unsigned long long)it->res.changed, (unsigned long long)it->res.deleted,
                 (unsigned long long)it->res.bytes_hashed, it->res.seconds);
         json_t *o = lr_scan_result_json(it->id, &it->res);
-        json_array_append(arr, o);
-        json_object_set_new(o, "type", json_string("scan_finished"));
-        json_object_set_new(o, "folder", json_string(it->id));
-        json_object_del(o, "id");
-        daemon_event(d, o);
+        /* The event is its own object: the reply keeps the contract's "id" key. */
+        json_t *ev = json_deep_copy(o);
+        json_array_append_new(arr, o);
+        json_object_set_new(ev, "type", json_string("scan_finished"));
+        json_object_set_new(ev, "folder", json_string(it->id));
+        json_object_del(ev, "id");
+        daemon_event(d, ev);
     }
     if (j->req) {
         /* A scan that failed for a folder is still answered with the others' results;

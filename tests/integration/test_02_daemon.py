@@ -210,3 +210,52 @@ def test_events_stream(devices, free_port):
     types = [json.loads(l)["type"] for l in out.splitlines() if l.strip()]
     assert "peer_connected" in types and "config_changed" in types
     assert a.alive()  # the reader went away: no SIGPIPE death
+
+
+def test_state_commands_with_daemon(devices, free_port, tmp_path):
+    a, b = two(devices, free_port)
+    f = tmp_path / "st"
+    f.mkdir()
+    (f / "one").write_text("1")
+    a.ok("folder", "add", str(f), "--share", b.id)
+    a.start()
+    assert a.ok("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.ok("sync", "st", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "nosuch", "--wait").rc == 1
+    assert a.run("sync", "--timeout", "soon").rc == 2
+    st = a.ok("status", "st", "--json").json()["folders"]
+    assert len(st) == 1 and st[0]["state"] == "idle" and st[0]["files"] == 1
+    human = a.ok("status").out
+    assert "st" in human and "idle" in human
+    assert a.ok("conflicts", "--json").json() == {"conflicts": []}
+    assert a.ok("conflicts", "st").rc == 0
+    assert a.run("conflicts", "nosuch").rc == 1
+    assert a.ok("sessions", "--json").json() == {"sessions": []}
+    assert "No sessions" in a.ok("sessions").out
+    pj = a.ok("pair", "--json").json()
+    assert pj["id"] == a.id and pj["addresses"] == [a.addr()]
+    assert pj["link"] == f"landropic://{a.id}?addr={a.addr()}"
+    qr = a.ok("pair", "--qr").out
+    assert a.id in qr and ("\u2580" in qr or "\u2584" in qr or "\u2588" in qr)
+    ev = subprocess.Popen([BIN, "--home", a.home, "events"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        a.ok("scan", "st")
+        time.sleep(0.3)
+    finally:
+        ev.terminate()
+        out, _ = ev.communicate(timeout=10)
+    assert "type=scan_finished" in out and "folder=st" in out
+    r = a.run("scan", "nosuch")
+    assert r.rc == 1 and "nosuch" in r.err
+
+
+def test_wildcard_listen_pair_lists_interfaces(devices, free_port):
+    a = devices("wild")
+    a.init()
+    port = free_port()
+    r = a.run("daemon", "--listen", f"0.0.0.0:{port}", "--detach")
+    assert r.rc == 0, r
+    a.pid = a.daemon_pid()
+    pj = a.ok("pair", "--json").json()
+    assert f"127.0.0.1:{port}" in pj["addresses"]
