@@ -11,6 +11,7 @@ JOBS       ?= $(shell nproc)
 WERROR     ?= 0
 PYTEST     ?= /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 
 CMAKE_FLAGS = -DLR_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF)
 
@@ -57,8 +58,8 @@ coverage: deps
 # Each libFuzzer target runs for FUZZ_SECONDS (bounded), starting from its seed corpus.
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DLR_FUZZ=ON -DLR_FAILPOINTS=OFF >/dev/null
-	cmake --build $(FUZZ_BUILD) -j $(JOBS)
-	@set -e; for t in $(FUZZ_BUILD)/fuzz_*; do \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+	@set -e; for t in $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS)); do \
 	  n=$$(basename $$t); c=fuzz/corpus/$${n#fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(FUZZ_BUILD)/corpus-$$n $$c 2>&1 | tail -n 2; \
