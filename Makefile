@@ -62,7 +62,10 @@ fuzz: deps
 	@set -e; for t in $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS)); do \
 	  n=$$(basename $$t); c=fuzz/corpus/$${n#fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(FUZZ_BUILD)/corpus-$$n $$c 2>&1 | tail -n 2; \
+	  if ! $$t -max_total_time=$(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus-$$n $$c \
+	       > $(FUZZ_BUILD)/$$n.log 2>&1; then \
+	    tail -n 40 $(FUZZ_BUILD)/$$n.log; echo "$$n FAILED (log: $(FUZZ_BUILD)/$$n.log)"; exit 1; \
+	  fi; tail -n 1 $(FUZZ_BUILD)/$$n.log; \
 	done
 
 format:
