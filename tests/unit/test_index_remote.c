@@ -862,6 +862,89 @@ static void test_need_local_and_holders(void **state)
     lr_remote_rec_release(&e);
 }
 
+/* Hostile database contents are refused on read and on need evaluation, not trusted. */
+static void test_remote_corrupt_rows(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_device_id p = dev(5);
+    assert_int_equal(lr_index_remote_full_begin(f->ix, FOLDER, &p, 3, &err), 0);
+    struct lr_remote_rec r, g;
+    rfile(&r, "victim", 1, 2, 10, 3);
+    assert_int_equal(lr_index_remote_put(f->ix, FOLDER, &p, 3, &r, &err), 0);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    static const char *const bad[] = {
+        "UPDATE rfiles SET vv = x'0102'",
+        "UPDATE rfiles SET flags = 64",
+        "UPDATE rfiles SET type = 7",
+        "UPDATE rfiles SET blocks = x'00'",
+        "UPDATE rchunks SET hash = x'00' WHERE idx = 1",
+        "UPDATE rfiles SET nblk = 3",
+    };
+    static const char *const fix[] = {
+        NULL,
+        "UPDATE rfiles SET flags = 0",
+        "UPDATE rfiles SET type = 0",
+        NULL,
+        "UPDATE rchunks SET hash = zeroblob(32)",
+        "UPDATE rfiles SET nblk = 2",
+    };
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT vv, blocks FROM rfiles", -1, &s, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    uint8_t vv[64], blocks[LR_HASH_LEN];
+    int vvn = sqlite3_column_bytes(s, 0);
+    assert_true(vvn <= 64);
+    memcpy(vv, sqlite3_column_blob(s, 0), (size_t)vvn);
+    memcpy(blocks, sqlite3_column_blob(s, 1), LR_HASH_LEN);
+    sqlite3_finalize(s);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(sqlite3_exec(db, bad[i], NULL, NULL, NULL), SQLITE_OK);
+        int rc = lr_index_remote_get(f->ix, FOLDER, &p, r.rec.path, r.rec.path_len, LR_IX_CHUNKS,
+                                     &g, &err);
+        assert_int_equal(rc, LR_EBADVAL);
+        assert_null(g.rec.path);
+        if (i < 4) { /* the need walk reads the same columns */
+            struct lr_need_list nl;
+            assert_int_equal(lr_index_need_list(f->ix, FOLDER, NULL, 0, 10, 0, &nl, &err),
+                             LR_EBADVAL);
+            assert_int_equal(nl.n, 0);
+        }
+        if (fix[i]) {
+            assert_int_equal(sqlite3_exec(db, fix[i], NULL, NULL, NULL), SQLITE_OK);
+        } else {
+            assert_int_equal(
+                sqlite3_prepare_v2(db, "UPDATE rfiles SET vv = ?1, blocks = ?2", -1, &s, NULL),
+                SQLITE_OK);
+            sqlite3_bind_blob(s, 1, vv, vvn, SQLITE_STATIC);
+            sqlite3_bind_blob(s, 2, blocks, LR_HASH_LEN, SQLITE_STATIC);
+            assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+            sqlite3_finalize(s);
+        }
+        assert_int_equal(lr_index_remote_get(f->ix, FOLDER, &p, r.rec.path, r.rec.path_len,
+                                             LR_IX_CHUNKS, &g, &err),
+                         0);
+        lr_remote_rec_release(&g);
+    }
+    sqlite3_close(db);
+    /* Zero-sized pages and unknown peers. */
+    struct lr_remote_list rl;
+    struct lr_device_id nobody = dev(77);
+    assert_int_equal(lr_index_remote_list(f->ix, FOLDER, &p, NULL, 0, 0, 0, &rl, &err), 0);
+    assert_int_equal(rl.n, 0);
+    assert_int_equal(lr_index_remote_list(f->ix, FOLDER, &nobody, NULL, 0, 10, 0, &rl, &err), 0);
+    assert_int_equal(rl.n, 0);
+    assert_int_equal(
+        lr_index_remote_get(f->ix, FOLDER, &nobody, r.rec.path, r.rec.path_len, 0, &g, &err),
+        LR_ENOTFOUND);
+    struct lr_need_list nl;
+    assert_int_equal(lr_index_need_list(f->ix, FOLDER, NULL, 0, 0, 0, &nl, &err), 0);
+    assert_int_equal(nl.n, 0);
+    lr_remote_rec_release(&r);
+}
+
 /* ---- need against a brute-force oracle ----------------------------------------------- */
 
 #define NPEERS 3
@@ -1341,6 +1424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_atomic_with_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_need_local_and_holders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_corrupt_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_need_oracle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_speed_100k, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounded_memory_200k, setup, teardown),
