@@ -718,7 +718,9 @@ static void report_refusal(struct lr_transport *t, const struct lr_device_id *id
     slot->ts = ts;
     char ids[LR_DEVICE_ID_STRLEN + 1];
     lr_device_id_format(id, ids);
-    lr_info(MOD, "refused untrusted device=%s addr=%s", ids, addr);
+    /* The owner's on_refused logs it with advice; without one, say it here. */
+    if (!t->cbs.on_refused)
+        lr_info(MOD, "refused untrusted device=%s addr=%s", ids, addr);
     if (t->cbs.on_refused) {
         t->depth++;
         t->cbs.on_refused(t->cbs.ud, id, addr);
