@@ -143,6 +143,7 @@ void daemon_config_changed(struct lr_daemon *d)
         f->state = FOLDER_IDLE;
         scanjobs_queue(d, &id, 1, NULL, NULL);
     }
+    sync_config_changed(d);
 }
 
 /* ---- transport callbacks ---- */
@@ -185,6 +186,7 @@ static void cb_connected(void *ud, struct lr_conn *c, const struct lr_device_id 
     free(name);
     daemon_event(d, json_pack("{s:s, s:s, s:s, s:s}", "type", "peer_connected", "device", id,
                               "name", hello->name, "address", lr_conn_addr(c)));
+    sync_peer_up(d, c, peer);
 }
 
 static void cb_disconnected(void *ud, struct lr_conn *c, const struct lr_device_id *peer,
@@ -201,6 +203,7 @@ static void cb_disconnected(void *ud, struct lr_conn *c, const struct lr_device_
         p->recv_done += st.payload_recv;
         p->conn = NULL;
     }
+    sync_peer_down(d, c, peer);
     lr_info(MOD, "peer disconnected id=%s reason=%s", id, reason);
     daemon_event(d, json_pack("{s:s, s:s, s:s}", "type", "peer_disconnected", "device", id,
                               "reason", reason));
@@ -216,11 +219,7 @@ static void cb_message(void *ud, struct lr_conn *c, uint64_t type, const uint8_t
         return;
     }
 #endif
-    (void)d;
-    (void)payload;
-    char id[LR_DEVICE_ID_SHORTLEN + 1];
-    lr_device_id_short(lr_conn_peer(c), id);
-    lr_debug(MOD, "message peer=%s type=%llu len=%zu", id, (unsigned long long)type, len);
+    sync_on_message(d, c, type, payload, len);
 }
 
 static void cb_writable(void *ud, struct lr_conn *c)
@@ -228,10 +227,8 @@ static void cb_writable(void *ud, struct lr_conn *c)
     struct lr_daemon *d = ud;
 #ifdef LR_FAILPOINTS
     debug_on_writable(d, c);
-#else
-    (void)d;
-    (void)c;
 #endif
+    sync_on_writable(d, c);
 }
 
 /* ---- lifecycle ---- */
@@ -372,6 +369,8 @@ static int serve(struct lr_daemon *d, struct lr_err *err)
     d->sig_term.data = d->sig_int.data = d;
     uv_signal_start(&d->sig_term, on_signal, SIGTERM);
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
+    d->started_ms = uv_now(&d->loop);
+    sync_init(d);
 
     if ((rc = start_transport(d, err)) < 0)
         goto fail;
@@ -412,6 +411,7 @@ static void release(struct lr_daemon *d)
 #ifdef LR_FAILPOINTS
     debug_free(d);
 #endif
+    sync_free(d);
     for (size_t i = 0; i < d->nfolders; i++)
         folder_rt_release(&d->folders[i]);
     free(d->folders);

@@ -9,6 +9,7 @@
 #define LR_DAEMON_DAEMON_INT_H
 
 #include "api/api.h"
+#include "daemon/sync.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "identity/identity.h"
@@ -40,8 +41,8 @@ struct folder_rt {
     struct lr_scan_result last;
 };
 
-struct scan_job;
 struct debug_peer;
+struct sync_state;
 
 struct lr_daemon {
     uv_loop_t loop;
@@ -49,7 +50,7 @@ struct lr_daemon {
     struct lr_config *cfg;
     struct lr_identity *ident;
     uint64_t short_id;
-    struct lr_index *ix; /* used only by the scan job currently running */
+    struct lr_index *ix; /* used only by the job currently running (sync.h) */
     struct lr_transport *tr;
     struct lr_api_server *api;
     uv_signal_t sig_term, sig_int;
@@ -66,9 +67,11 @@ struct lr_daemon {
 
     struct debug_peer *debug; /* test-only data streams (debug.c) */
 
-    struct scan_job *jobs_head, *jobs_tail; /* waiting */
-    struct scan_job *job_running;
+    struct daemon_job *jobs_head, *jobs_tail; /* waiting (syncjobs.c) */
+    struct daemon_job *job_running;
     uv_work_t job_work;
+    struct sync_state *sync; /* sync.c */
+    uint64_t started_ms;     /* uv_now at start */
 };
 
 /* ---- daemon.c ---- */

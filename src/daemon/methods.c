@@ -168,14 +168,19 @@ static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc
 {
     struct folder_rt *f = daemon_folder(d, fc->id);
     enum folder_state st = f ? f->state : FOLDER_IDLE;
+    struct sync_folder_status ss;
+    sync_folder_status(d, fc->id, &ss);
+    if (st == FOLDER_IDLE && (ss.active || (ss.need_items > 0 && !ss.settled)))
+        st = FOLDER_SYNCING;
     json_t *errors = json_array();
     json_t *o = json_pack("{s:s}", "id", fc->id);
     lr_json_set_path(o, "path", fc->path, strlen(fc->path));
     json_object_set_new(o, "state", json_string(daemon_folder_state_name(st)));
-    /* Without peers to sync with, a scanned folder has nothing to need. */
-    json_object_set_new(o, "in_sync", json_boolean(st == FOLDER_IDLE && f && f->scanned));
-    json_object_set_new(o, "need_files", json_integer(0));
-    json_object_set_new(o, "need_bytes", json_integer(0));
+    json_object_set_new(
+        o, "in_sync",
+        json_boolean(st == FOLDER_IDLE && f && f->scanned && ss.need_items == 0 && ss.settled));
+    json_object_set_new(o, "need_files", json_integer((json_int_t)ss.need_files));
+    json_object_set_new(o, "need_bytes", json_integer((json_int_t)ss.need_bytes));
     json_object_set_new(o, "conflicts", json_integer(0));
     if (f && f->error)
         json_array_append_new(
@@ -240,9 +245,25 @@ static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *pa
     size_t n;
     if (folder_args(req, params, ids, &n) < 0 || check_folders(d, req, ids, n) < 0)
         return;
-    bool busy = scanjobs_busy(d, ids, n);
-    lr_api_reply(req, json_pack("{s:b, s:I, s:I, s:f}", "done", !busy, "need_files", (json_int_t)0,
-                                "need_bytes", (json_int_t)0, "rate", 0.0));
+    /* Done: no scan pending, and every named folder settled (sync.h: nothing
+     * needed or in flight, every shared peer exchanged indexes or given up). */
+    bool done = !scanjobs_busy(d, ids, n);
+    uint64_t nf = 0, nb = 0;
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        const struct lr_folder_cfg *fc = &d->cfg->folders[i];
+        bool want = n == 0;
+        for (size_t k = 0; k < n; k++)
+            want |= strcmp(ids[k], fc->id) == 0;
+        if (!want)
+            continue;
+        struct sync_folder_status ss;
+        sync_folder_status(d, fc->id, &ss);
+        done = done && ss.settled;
+        nf += ss.need_files;
+        nb += ss.need_bytes;
+    }
+    lr_api_reply(req, json_pack("{s:b, s:I, s:I, s:f}", "done", done, "need_files", (json_int_t)nf,
+                                "need_bytes", (json_int_t)nb, "rate", 0.0));
 }
 
 static void m_conflicts(struct lr_daemon *d, struct lr_api_req *req, json_t *params)

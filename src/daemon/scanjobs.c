@@ -1,9 +1,9 @@
 /*
  * scanjobs.c - folder scans requested through the daemon, run one job at a
- * time on libuv's worker pool so the loop thread never hashes or touches
- * the disk. A job copies the ids and paths it needs, so a folder removed
- * meanwhile does not pull memory from under it; the index handle belongs to
- * the running job until its completion callback.
+ * time on libuv's worker pool (the daemon's job queue, sync.h) so the loop
+ * thread never hashes or touches the disk. A job copies the ids and paths it needs, so a folder
+ * removed meanwhile does not pull memory from under it; the index handle belongs to the running job
+ * until its completion callback.
  */
 #include "daemon/daemon_int.h"
 
@@ -25,8 +25,7 @@ struct scan_item {
 };
 
 struct scan_job {
-    struct scan_job *next;
-    struct lr_daemon *d;
+    struct daemon_job base; /* first: the queue sees a struct daemon_job */
     struct scan_item *items;
     size_t nitems;
     struct lr_api_req *req; /* answered on completion, or NULL */
@@ -51,12 +50,10 @@ static void job_free(struct scan_job *j)
     free(j);
 }
 
-static void start_next(struct lr_daemon *d);
-
-static void work(uv_work_t *w)
+static void work(struct daemon_job *base)
 {
-    struct scan_job *j = w->data;
-    struct lr_daemon *d = j->d;
+    struct scan_job *j = (struct scan_job *)base;
+    struct lr_daemon *d = j->base.d;
     struct lr_scan_opts opts = {0};
     opts.short_id = d->short_id;
     for (size_t i = 0; i < j->nitems; i++) {
@@ -65,11 +62,17 @@ static void work(uv_work_t *w)
     }
 }
 
-static void done(uv_work_t *w, int status)
+static void done(struct daemon_job *base, int status)
 {
-    struct scan_job *j = w->data;
-    struct lr_daemon *d = j->d;
-    d->job_running = NULL;
+    struct scan_job *j = (struct scan_job *)base;
+    struct lr_daemon *d = j->base.d;
+    if (status == UV_ECANCELED) {
+        /* Dropped before it ran: the daemon is stopping. */
+        if (j->req)
+            lr_api_reply_error(j->req, "canceled", 1, "the daemon is stopping");
+        job_free(j);
+        return;
+    }
     json_t *arr = json_array();
     for (size_t i = 0; i < j->nitems; i++) {
         struct scan_item *it = &j->items[i];
@@ -106,6 +109,7 @@ static void done(uv_work_t *w, int status)
                 it->id, (unsigned long long)it->res.files, (unsigned long long)it->res.added,
                 (unsigned long long)it->res.changed, (unsigned long long)it->res.deleted,
                 (unsigned long long)it->res.bytes_hashed, it->res.seconds);
+        sync_folder_scanned(d, it->id, true);
         json_t *o = lr_scan_result_json(it->id, &it->res);
         /* The event is its own object: the reply keeps the contract's "id" key. */
         json_t *ev = json_deep_copy(o);
@@ -123,35 +127,17 @@ static void done(uv_work_t *w, int status)
         json_decref(arr);
     }
     job_free(j);
-    if (!d->stopping)
-        start_next(d);
 }
 
-static void start_next(struct lr_daemon *d)
+static void start(struct daemon_job *base)
 {
-    struct scan_job *j = d->jobs_head;
-    if (!j || d->job_running)
-        return;
-    d->jobs_head = j->next;
-    if (!d->jobs_head)
-        d->jobs_tail = NULL;
+    struct scan_job *j = (struct scan_job *)base;
     for (size_t i = 0; i < j->nitems; i++) {
-        struct folder_rt *f = daemon_folder(d, j->items[i].id);
+        struct folder_rt *f = daemon_folder(j->base.d, j->items[i].id);
         if (f) {
             f->scan_queued = false;
             f->state = FOLDER_SCANNING;
         }
-    }
-    d->job_running = j;
-    d->job_work.data = j;
-    int rc = uv_queue_work(&d->loop, &d->job_work, work, done);
-    if (rc < 0) {
-        /* Only fails for invalid arguments; report and drop rather than hang a waiter. */
-        lr_error(MOD, "cannot queue scan: %s", uv_strerror(rc));
-        d->job_running = NULL;
-        if (j->req)
-            lr_api_reply_error(j->req, "internal", 1, "cannot queue scan: %s", uv_strerror(rc));
-        job_free(j);
     }
 }
 
@@ -167,7 +153,10 @@ int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct
         }
     }
     struct scan_job *j = lr_xcalloc(1, sizeof(*j));
-    j->d = d;
+    j->base.kind = DAEMON_JOB_SCAN;
+    j->base.start = start;
+    j->base.work = work;
+    j->base.done = done;
     j->req = req;
     size_t count = n ? n : d->cfg->nfolders;
     j->items = lr_xcalloc(count ? count : 1, sizeof(*j->items));
@@ -181,12 +170,7 @@ int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct
             rt->scan_queued = true;
     }
     j->nitems = count;
-    if (d->jobs_tail)
-        d->jobs_tail->next = j;
-    else
-        d->jobs_head = j;
-    d->jobs_tail = j;
-    start_next(d);
+    daemon_job_queue(d, &j->base);
     return 0;
 }
 
@@ -198,35 +182,32 @@ static bool job_has(const struct scan_job *j, const char *id)
     return false;
 }
 
+static bool busy_with(const struct daemon_job *base, const char *const *ids, size_t n)
+{
+    if (base->kind != DAEMON_JOB_SCAN)
+        return false;
+    const struct scan_job *j = (const struct scan_job *)base;
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (job_has(j, ids[i]))
+            return true;
+    return false;
+}
+
 bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n)
 {
-    for (const struct scan_job *j = d->job_running; j; j = NULL) {
-        if (n == 0)
+    if (d->job_running && busy_with(d->job_running, ids, n))
+        return true;
+    for (const struct daemon_job *j = d->jobs_head; j; j = j->next)
+        if (busy_with(j, ids, n))
             return true;
-        for (size_t i = 0; i < n; i++)
-            if (job_has(j, ids[i]))
-                return true;
-    }
-    for (const struct scan_job *j = d->jobs_head; j; j = j->next) {
-        if (n == 0)
-            return true;
-        for (size_t i = 0; i < n; i++)
-            if (job_has(j, ids[i]))
-                return true;
-    }
     return false;
 }
 
 void scanjobs_cancel(struct lr_daemon *d)
 {
-    struct scan_job *j = d->jobs_head;
-    d->jobs_head = d->jobs_tail = NULL;
-    while (j) {
-        struct scan_job *next = j->next;
-        if (j->req)
-            lr_api_reply_error(j->req, "canceled", 1, "the daemon is stopping");
-        job_free(j);
-        j = next;
-    }
-    /* A running job cannot be interrupted mid-file; its completion runs during shutdown. */
+    /* Every waiting job, scans and sync work alike. A running job cannot be
+     * interrupted mid-file; its completion runs during shutdown. */
+    daemon_jobs_cancel(d);
 }

@@ -1,0 +1,873 @@
+/*
+ * sync.c - the sync driver's peer and folder state, the FOLDERS exchange,
+ * the index sender and receiver (docs/protocol.md §6.4-6.6), and status.
+ * See sync.h for the threading rules and docs/internals/sync.md ("Driver").
+ */
+#include "daemon/syncint.h"
+
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "sync"
+
+/* ---- state lookup ---- */
+
+struct sync_peer *sync_peer_get(struct lr_daemon *d, const struct lr_device_id *id)
+{
+    for (struct sync_peer *p = d->sync->peers; p; p = p->next)
+        if (lr_device_id_eq(&p->id, id))
+            return p;
+    struct sync_peer *p = lr_xcalloc(1, sizeof(*p));
+    p->id = *id;
+    p->next = d->sync->peers;
+    d->sync->peers = p;
+    return p;
+}
+
+struct sync_folder *sync_folder_get(struct lr_daemon *d, const char *id)
+{
+    for (struct sync_folder *f = d->sync->folders; f; f = f->next)
+        if (strcmp(f->id, id) == 0)
+            return f;
+    struct sync_folder *f = lr_xcalloc(1, sizeof(*f));
+    f->id = lr_xstrdup(id);
+    f->next = d->sync->folders;
+    d->sync->folders = f;
+    return f;
+}
+
+struct sync_link *sync_link_find(struct lr_daemon *d, const struct lr_device_id *peer,
+                                 const char *folder)
+{
+    for (struct sync_link *l = d->sync->links; l; l = l->next)
+        if (lr_device_id_eq(&l->peer, peer) && strcmp(l->folder, folder) == 0)
+            return l;
+    return NULL;
+}
+
+static struct sync_link *link_get(struct lr_daemon *d, const struct lr_device_id *peer,
+                                  const char *folder)
+{
+    struct sync_link *l = sync_link_find(d, peer, folder);
+    if (l)
+        return l;
+    l = lr_xcalloc(1, sizeof(*l));
+    l->peer = *peer;
+    l->folder = lr_xstrdup(folder);
+    l->next = d->sync->links;
+    d->sync->links = l;
+    return l;
+}
+
+/* A folder we may announce and apply into: configured, not in error. */
+bool sync_folder_usable(struct lr_daemon *d, const char *folder)
+{
+    struct folder_rt *f = daemon_folder(d, folder);
+    return f && f->state != FOLDER_ERROR && lr_config_find_folder(d->cfg, folder);
+}
+
+static bool syncing(struct lr_daemon *d, const struct lr_device_id *peer, const char *folder)
+{
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, folder);
+    return fc && lr_folder_shared_with(fc, peer) && sync_folder_usable(d, folder);
+}
+
+/* ---- sending ---- */
+
+static void frame_free(struct sync_frame *f)
+{
+    free(f->p);
+    free(f);
+}
+
+static void queue_clear(struct sync_peer *p)
+{
+    while (p->q_head) {
+        struct sync_frame *f = p->q_head;
+        p->q_head = f->next;
+        frame_free(f);
+    }
+    p->q_tail = NULL;
+    p->q_bytes = 0;
+}
+
+void sync_flush(struct lr_daemon *d, struct sync_peer *p)
+{
+    (void)d;
+    while (p->q_head && p->conn) {
+        struct sync_frame *f = p->q_head;
+        int rc = lr_conn_send_owned(p->conn, f->cls, f->type, f->p, f->len, NULL);
+        if (rc == LR_EBUSY)
+            return;
+        p->q_head = f->next;
+        if (!p->q_head)
+            p->q_tail = NULL;
+        p->q_bytes -= f->len;
+        if (rc < 0) {
+            char id[LR_DEVICE_ID_SHORTLEN + 1];
+            lr_device_id_short(&p->id, id);
+            lr_warn(MOD, "peer=%s cannot send %s: %s", id, lr_proto_type_name(f->type),
+                    lr_strerror(rc));
+            frame_free(f);
+            continue;
+        }
+        free(f); /* the payload now belongs to the transport */
+    }
+}
+
+void sync_send(struct lr_daemon *d, struct sync_peer *p, enum lr_stream_class cls, uint64_t type,
+               uint8_t *payload, size_t len)
+{
+    if (!p->conn) {
+        free(payload);
+        return;
+    }
+    struct sync_frame *f = lr_xcalloc(1, sizeof(*f));
+    f->cls = cls;
+    f->type = type;
+    f->p = payload;
+    f->len = len;
+    if (p->q_tail)
+        p->q_tail->next = f;
+    else
+        p->q_head = f;
+    p->q_tail = f;
+    p->q_bytes += len;
+    sync_flush(d, p);
+}
+
+void sync_peer_fatal(struct lr_daemon *d, struct sync_peer *p, const char *what, int rc,
+                     const struct lr_err *err)
+{
+    (void)d;
+    char id[LR_DEVICE_ID_SHORTLEN + 1];
+    lr_device_id_short(&p->id, id);
+    lr_warn(MOD, "peer=%s %s: %s; closing the connection", id, what, lr_err_msg(err, rc));
+    if (p->conn)
+        lr_conn_close(p->conn, what);
+}
+
+/* ---- FOLDERS ---- */
+
+struct folders_job {
+    struct daemon_job base;
+    struct lr_device_id peer;
+    uint64_t gen;
+    char **ids;
+    uint32_t *modes;
+    size_t n;
+    uint8_t *out;
+    size_t out_len;
+    int rc;
+    struct lr_err err;
+};
+
+static void folders_work(struct daemon_job *base)
+{
+    struct folders_job *j = (struct folders_job *)base;
+    struct lr_daemon *d = base->d;
+    struct lr_proto_folder *v = lr_xcalloc(j->n ? j->n : 1, sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        struct lr_folder_info info;
+        struct lr_remote_state rs;
+        struct lr_err e = {0};
+        if (lr_index_folder_ensure(d->ix, j->ids[i], d->short_id, &info, &e) < 0 ||
+            lr_index_remote_state(d->ix, j->ids[i], &j->peer, &rs, &e) < 0) {
+            lr_warn(MOD, "folder=%s not announced: %s", j->ids[i], e.msg);
+            continue;
+        }
+        struct lr_proto_folder *f = &v[n++];
+        snprintf(f->id, sizeof(f->id), "%s", j->ids[i]);
+        f->index_id = info.index_id;
+        f->max_seq = info.max_seq;
+        /* A full index still arriving is not a base for increments. */
+        if (rs.index_id && !rs.full_pending) {
+            f->peer_index_id = rs.index_id;
+            f->peer_seq = rs.max_seq;
+        }
+        f->mode = j->modes[i];
+    }
+    lr_proto_folders_sort(v, n);
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_FOLDERS_MAX);
+    j->rc = lr_proto_folders_encode(v, n, &b);
+    if (j->rc == 0)
+        j->out = lr_buf_detach(&b, &j->out_len);
+    else
+        lr_err_set(&j->err, j->rc, "cannot encode FOLDERS");
+    lr_buf_release(&b);
+    free(v);
+}
+
+static void folders_done(struct daemon_job *base, int status)
+{
+    struct folders_job *j = (struct folders_job *)base;
+    struct lr_daemon *d = base->d;
+    if (status == 0 && !d->stopping) {
+        struct sync_peer *p = sync_peer_get(d, &j->peer);
+        if (j->rc < 0) {
+            lr_warn(MOD, "%s", lr_err_msg(&j->err, j->rc));
+        } else if (p->gen == j->gen && p->conn) {
+            sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_FOLDERS, j->out, j->out_len);
+            j->out = NULL;
+        }
+    }
+    for (size_t i = 0; i < j->n; i++)
+        free(j->ids[i]);
+    free(j->ids);
+    free(j->modes);
+    free(j->out);
+    free(j);
+}
+
+static uint32_t proto_mode(enum lr_folder_mode m)
+{
+    switch (m) {
+    case LR_MODE_SEND_ONLY:
+        return LR_PROTO_MODE_SEND_ONLY;
+    case LR_MODE_RECEIVE_ONLY:
+        return LR_PROTO_MODE_RECEIVE_ONLY;
+    case LR_MODE_SEND_RECEIVE:
+    default:
+        return LR_PROTO_MODE_SEND_RECEIVE;
+    }
+}
+
+static void send_folders(struct lr_daemon *d, struct sync_peer *p)
+{
+    if (!p->conn || d->stopping)
+        return;
+    struct folders_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = folders_work;
+    j->base.done = folders_done;
+    j->peer = p->id;
+    j->gen = p->gen;
+    j->ids = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->ids));
+    j->modes = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->modes));
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        const struct lr_folder_cfg *fc = &d->cfg->folders[i];
+        if (!syncing(d, &p->id, fc->id) || j->n >= LR_PROTO_FOLDERS_ENTRIES_MAX)
+            continue;
+        j->modes[j->n] = proto_mode(fc->mode);
+        j->ids[j->n++] = lr_xstrdup(fc->id);
+    }
+    daemon_job_queue(d, &j->base);
+}
+
+/* ---- index sender ---- */
+
+struct send_job {
+    struct daemon_job base;
+    struct lr_device_id peer;
+    char *folder;
+    uint64_t epoch;
+    /* in */
+    bool decided;
+    uint64_t from;
+    bool first;
+    uint64_t view_id, view_seq;
+    /* out */
+    struct lr_buf *frames; /* INDEX payloads */
+    size_t nframes;
+    uint64_t next;
+    bool more;
+    int rc;
+    struct lr_err err;
+};
+
+static void push_frame(struct send_job *j, struct lr_buf *b)
+{
+    j->frames = lr_xreallocarray(j->frames, j->nframes + 1, sizeof(*j->frames));
+    j->frames[j->nframes++] = *b;
+    lr_buf_init(b, LR_PROTO_INDEX_MAX);
+}
+
+static void send_work(struct daemon_job *base)
+{
+    struct send_job *j = (struct send_job *)base;
+    struct lr_daemon *d = base->d;
+    struct lr_folder_info info;
+    struct lr_file_list list = {0};
+    struct lr_proto_index_batch batch;
+    bool have_batch = false;
+    struct lr_buf out;
+    lr_buf_init(&out, LR_PROTO_INDEX_MAX);
+    if ((j->rc = lr_index_folder_get(d->ix, j->folder, &info, &j->err)) < 0)
+        goto out;
+    if (!j->decided) {
+        bool full =
+            lr_proto_index_full_needed(info.index_id, info.max_seq, j->view_id, j->view_seq);
+        j->first = full;
+        j->from = full ? 1 : j->view_seq + 1;
+        j->decided = true;
+        lr_index_remote_set_sent(d->ix, j->folder, &j->peer, j->view_id, j->view_seq, NULL);
+    }
+    j->next = j->from;
+    if ((j->rc = lr_index_list_by_seq(d->ix, j->folder, j->from, SYNC_SEND_RECORDS, LR_IX_CHUNKS,
+                                      &list, &j->err)) < 0)
+        goto out;
+    if ((j->rc = lr_proto_index_batch_init(&batch, j->folder, info.index_id, 0, 0)) < 0) {
+        lr_err_set(&j->err, j->rc, "cannot start an INDEX batch for folder %s", j->folder);
+        goto out;
+    }
+    have_batch = true;
+    for (size_t i = 0; i < list.n; i++) {
+        size_t next_block = 0;
+        for (;;) {
+            int rc = lr_proto_index_batch_add(&batch, &list.v[i], &next_block);
+            if (rc == 0)
+                break;
+            if (rc != LR_PROTO_BATCH_FULL) {
+                j->rc = lr_err_set(&j->err, rc, "cannot encode record seq=%llu of folder %s",
+                                   (unsigned long long)list.v[i].seq, j->folder);
+                goto out;
+            }
+            if ((j->rc = lr_proto_index_batch_finish(&batch, j->first ? LR_PROTO_INDEX_FIRST : 0,
+                                                     &out)) < 0)
+                goto out;
+            j->first = false;
+            push_frame(j, &out);
+        }
+        j->next = list.v[i].seq + 1;
+    }
+    j->more = list.n == SYNC_SEND_RECORDS;
+    if (!j->more || lr_proto_index_batch_count(&batch) > 0) {
+        uint64_t flags =
+            (j->first ? LR_PROTO_INDEX_FIRST : 0) | (j->more ? 0 : LR_PROTO_INDEX_LAST);
+        if ((j->rc = lr_proto_index_batch_finish(&batch, flags, &out)) < 0)
+            goto out;
+        j->first = false;
+        push_frame(j, &out);
+    }
+out:
+    if (j->rc < 0 && !j->err.msg[0])
+        lr_err_set(&j->err, j->rc, "cannot build INDEX for folder %s", j->folder);
+    if (have_batch)
+        lr_proto_index_batch_release(&batch);
+    lr_buf_release(&out);
+    lr_file_list_release(&list);
+}
+
+static void queue_sender(struct lr_daemon *d, struct sync_link *l);
+
+static void send_done(struct daemon_job *base, int status)
+{
+    struct send_job *j = (struct send_job *)base;
+    struct lr_daemon *d = base->d;
+    struct sync_link *l = sync_link_find(d, &j->peer, j->folder);
+    if (status == 0 && !d->stopping && l) {
+        l->send_busy = false;
+        struct sync_peer *p = sync_peer_get(d, &j->peer);
+        if (l->epoch != j->epoch || !l->listed || !p->conn) {
+            /* Superseded (new FOLDERS, reconnect): start over if still syncing. */
+            if (l->listed && p->conn)
+                queue_sender(d, l);
+        } else if (j->rc < 0) {
+            lr_warn(MOD, "folder=%s index not sent: %s", j->folder, lr_err_msg(&j->err, j->rc));
+        } else {
+            l->send_decided = true;
+            l->send_first = j->first;
+            l->send_next = j->next;
+            for (size_t i = 0; i < j->nframes; i++) {
+                size_t len;
+                uint8_t *pl = lr_buf_detach(&j->frames[i], &len);
+                sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_INDEX, pl, len);
+            }
+            if (j->more || l->send_dirty) {
+                l->send_dirty = false;
+                if (p->q_head)
+                    l->send_blocked = true; /* resumed by sync_on_writable */
+                else
+                    queue_sender(d, l);
+            } else {
+                l->send_caught_up = true;
+            }
+        }
+    } else if (l) {
+        l->send_busy = false;
+    }
+    for (size_t i = 0; i < j->nframes; i++)
+        lr_buf_release(&j->frames[i]);
+    free(j->frames);
+    free(j->folder);
+    free(j);
+}
+
+static void queue_sender(struct lr_daemon *d, struct sync_link *l)
+{
+    if (l->send_busy || d->stopping)
+        return;
+    struct send_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = send_work;
+    j->base.done = send_done;
+    j->peer = l->peer;
+    j->folder = lr_xstrdup(l->folder);
+    j->epoch = l->epoch;
+    j->decided = l->send_decided;
+    j->from = l->send_next;
+    j->first = l->send_first;
+    j->view_id = l->their_view_id;
+    j->view_seq = l->their_view_seq;
+    l->send_busy = true;
+    l->send_blocked = false;
+    l->send_caught_up = false;
+    daemon_job_queue(d, &j->base);
+}
+
+void sync_local_changed(struct lr_daemon *d, const char *folder)
+{
+    for (struct sync_link *l = d->sync->links; l; l = l->next) {
+        if (!l->listed || strcmp(l->folder, folder) != 0)
+            continue;
+        l->send_caught_up = false;
+        if (l->send_busy || l->send_blocked)
+            l->send_dirty = true;
+        else
+            queue_sender(d, l);
+    }
+}
+
+/* ---- FOLDERS received ---- */
+
+static void link_reset(struct sync_link *l)
+{
+    l->listed = false;
+    l->epoch++;
+    l->send_decided = false;
+    l->send_first = false;
+    l->send_next = 0;
+    l->send_blocked = false;
+    l->send_dirty = false;
+    l->send_caught_up = false;
+}
+
+/* Bring the peer's links in line with its latest FOLDERS and our config. */
+static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
+                                const struct lr_proto_folders *theirs, bool fresh)
+{
+    for (struct sync_link *l = d->sync->links; l; l = l->next) {
+        if (!lr_device_id_eq(&l->peer, &p->id) || !l->listed)
+            continue;
+        bool still = false;
+        for (size_t i = 0; i < theirs->n && !still; i++)
+            still = strcmp(theirs->v[i].id, l->folder) == 0;
+        if (!still || !syncing(d, &p->id, l->folder))
+            link_reset(l);
+    }
+    for (size_t i = 0; i < theirs->n; i++) {
+        const struct lr_proto_folder *e = &theirs->v[i];
+        if (!syncing(d, &p->id, e->id))
+            continue;
+        struct sync_link *l = link_get(d, &p->id, e->id);
+        if (l->listed && !fresh)
+            continue;
+        link_reset(l);
+        l->listed = true;
+        l->their_index_id = e->index_id;
+        l->their_max_seq = e->max_seq;
+        l->their_view_id = e->peer_index_id;
+        l->their_view_seq = e->peer_seq;
+        queue_sender(d, l);
+    }
+}
+
+static void on_folders(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
+{
+    struct lr_proto_folders f;
+    struct lr_err err = {0};
+    int rc = lr_proto_folders_decode(payload, len, &f, &err);
+    if (rc < 0) {
+        sync_peer_fatal(d, p, "invalid FOLDERS", rc, &err);
+        return;
+    }
+    lr_proto_folders_release(&p->theirs);
+    p->theirs = f;
+    p->have_folders = true;
+    apply_their_folders(d, p, &p->theirs, true);
+}
+
+/* ---- INDEX received ---- */
+
+struct listed {
+    char *folder;
+    uint64_t index_id;
+    uint64_t epoch;
+};
+
+struct recv_job {
+    struct daemon_job base;
+    struct lr_device_id peer;
+    uint64_t gen;
+    struct listed *listed;
+    size_t nlisted;
+    uint8_t *payload;
+    size_t len;
+    /* out */
+    char folder[LR_PROTO_FOLDER_ID_MAX + 1];
+    bool ignored, last, fatal;
+    uint64_t epoch;
+    int rc;
+    struct lr_err err;
+    struct lr_need_stats need;
+    bool need_known;
+};
+
+static struct sync_tracker *tracker_get(struct sync_state *s, const struct lr_device_id *peer,
+                                        const char *folder)
+{
+    for (struct sync_tracker *t = s->trackers; t; t = t->next)
+        if (lr_device_id_eq(&t->peer, peer) && strcmp(t->folder, folder) == 0)
+            return t;
+    struct sync_tracker *t = lr_xcalloc(1, sizeof(*t));
+    t->peer = *peer;
+    t->folder = lr_xstrdup(folder);
+    t->epoch_key = UINT64_MAX;
+    lr_proto_burst_init(&t->burst);
+    t->next = s->trackers;
+    s->trackers = t;
+    return t;
+}
+
+static void recv_work(struct daemon_job *base)
+{
+    struct recv_job *j = (struct recv_job *)base;
+    struct lr_daemon *d = base->d;
+    struct lr_proto_index ix = {0};
+    struct sync_tracker *t = NULL;
+    int rc = lr_proto_index_decode(j->payload, j->len, d->sync->zc, &ix, &j->err);
+    if (rc < 0) {
+        j->rc = rc;
+        j->fatal = true;
+        return;
+    }
+    snprintf(j->folder, sizeof(j->folder), "%s", ix.hdr.folder_id);
+    const struct listed *ls = NULL;
+    for (size_t i = 0; i < j->nlisted && !ls; i++)
+        if (strcmp(j->listed[i].folder, j->folder) == 0)
+            ls = &j->listed[i];
+    if (!ls) {
+        j->ignored = true; /* not syncing (yet, or any more): §6.4 */
+        goto out;
+    }
+    j->epoch = ls->epoch;
+    t = tracker_get(d->sync, &j->peer, j->folder);
+    if (t->epoch_key != ls->epoch) {
+        lr_proto_burst_reset(&t->burst);
+        t->epoch_key = ls->epoch;
+    }
+    if ((rc = lr_proto_burst_check(&t->burst, ls->index_id, &ix, &j->err)) < 0) {
+        j->rc = rc;
+        j->fatal = true;
+        t->epoch_key = UINT64_MAX;
+        goto out;
+    }
+    if ((rc = lr_index_begin(d->ix, &j->err)) < 0)
+        goto fail;
+    if ((ix.hdr.flags & LR_PROTO_INDEX_FIRST) &&
+        (rc = lr_index_remote_full_begin(d->ix, j->folder, &j->peer, ix.hdr.index_id, &j->err)) < 0)
+        goto fail_tx;
+    for (size_t i = 0; i < ix.n; i++) {
+        const struct lr_proto_entry *e = &ix.v[i];
+        struct lr_remote_rec r;
+        memset(&r, 0, sizeof(r));
+        r.rec = e->rec;
+        r.flags = e->unknown_type ? LR_RREC_UNKNOWN_TYPE : 0;
+        r.wire_type = e->wire_type;
+        r.blk_total = e->blk_total;
+        r.blk_first = e->blk_first;
+        if ((rc = lr_index_remote_put(d->ix, j->folder, &j->peer, ix.hdr.index_id, &r, &j->err)) <
+            0)
+            goto fail_tx;
+    }
+    if ((ix.hdr.flags & LR_PROTO_INDEX_LAST) &&
+        (rc = lr_index_remote_burst_end(d->ix, j->folder, &j->peer, ix.hdr.index_id, NULL,
+                                        &j->err)) < 0)
+        goto fail_tx;
+    if ((rc = lr_index_commit(d->ix, &j->err)) < 0)
+        goto fail;
+    j->last = (ix.hdr.flags & LR_PROTO_INDEX_LAST) != 0;
+    j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
+    goto out;
+fail_tx:
+    lr_index_rollback(d->ix);
+fail:
+    /* Whatever the cause, what we hold no longer matches the sender's idea of
+     * it: the connection closes and the next FOLDERS says what we hold. */
+    j->rc = rc;
+    j->fatal = true;
+    if (t)
+        t->epoch_key = UINT64_MAX;
+out:
+    lr_proto_index_release(&ix);
+}
+
+static void recv_done(struct daemon_job *base, int status)
+{
+    struct recv_job *j = (struct recv_job *)base;
+    struct lr_daemon *d = base->d;
+    if (status == 0 && !d->stopping) {
+        struct sync_peer *p = sync_peer_get(d, &j->peer);
+        struct sync_link *l = j->folder[0] ? sync_link_find(d, &j->peer, j->folder) : NULL;
+        if (j->fatal) {
+            if (p->gen == j->gen)
+                sync_peer_fatal(d, p, "INDEX not accepted", j->rc, &j->err);
+        } else if (!j->ignored) {
+            struct sync_folder *f = sync_folder_get(d, j->folder);
+            if (j->need_known) {
+                f->need = j->need;
+                f->need_known = true;
+            }
+            if (j->last && l && p->gen == j->gen && l->epoch == j->epoch)
+                l->recv_last = true;
+            if (j->last)
+                sync_pull_trigger(d, j->folder);
+        }
+    }
+    for (size_t i = 0; i < j->nlisted; i++)
+        free(j->listed[i].folder);
+    free(j->listed);
+    free(j->payload);
+    free(j);
+}
+
+static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
+{
+    struct recv_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = recv_work;
+    j->base.done = recv_done;
+    j->peer = p->id;
+    j->gen = p->gen;
+    j->payload = lr_xmalloc(len ? len : 1);
+    memcpy(j->payload, payload, len);
+    j->len = len;
+    for (struct sync_link *l = d->sync->links; l; l = l->next) {
+        if (!l->listed || !lr_device_id_eq(&l->peer, &p->id))
+            continue;
+        j->listed = lr_xreallocarray(j->listed, j->nlisted + 1, sizeof(*j->listed));
+        j->listed[j->nlisted].folder = lr_xstrdup(l->folder);
+        j->listed[j->nlisted].index_id = l->their_index_id;
+        j->listed[j->nlisted].epoch = l->epoch;
+        j->nlisted++;
+    }
+    /* Which folder it is for is known once decoded: until then sync_folder_status
+     * counts any waiting INDEX job as activity. */
+    daemon_job_queue(d, &j->base);
+}
+
+/* ---- hooks ---- */
+
+void sync_init(struct lr_daemon *d)
+{
+    d->sync = lr_xcalloc(1, sizeof(*d->sync));
+    d->sync->zc = lr_proto_zc_new();
+    d->sync->next_req_id = 1;
+}
+
+void sync_free(struct lr_daemon *d)
+{
+    struct sync_state *s = d->sync;
+    if (!s)
+        return;
+    sync_pull_free(d);
+    while (s->peers) {
+        struct sync_peer *p = s->peers;
+        s->peers = p->next;
+        sync_serve_peer_down(d, p);
+        queue_clear(p);
+        lr_proto_folders_release(&p->theirs);
+        free(p);
+    }
+    while (s->links) {
+        struct sync_link *l = s->links;
+        s->links = l->next;
+        free(l->folder);
+        free(l);
+    }
+    while (s->folders) {
+        struct sync_folder *f = s->folders;
+        s->folders = f->next;
+        free(f->id);
+        free(f);
+    }
+    while (s->trackers) {
+        struct sync_tracker *t = s->trackers;
+        s->trackers = t->next;
+        lr_proto_burst_release(&t->burst);
+        free(t->folder);
+        free(t);
+    }
+    lr_proto_zc_free(s->zc);
+    free(s);
+    d->sync = NULL;
+}
+
+void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer)
+{
+    struct sync_peer *p = sync_peer_get(d, peer);
+    if (p->conn && p->conn != c)
+        sync_peer_down(d, p->conn, peer);
+    p->conn = c;
+    p->gen++;
+    p->have_folders = false;
+    lr_proto_folders_release(&p->theirs);
+    for (struct sync_link *l = d->sync->links; l; l = l->next) {
+        if (lr_device_id_eq(&l->peer, peer)) {
+            link_reset(l);
+            l->recv_last = false;
+        }
+    }
+    send_folders(d, p);
+}
+
+void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer)
+{
+    if (!d->sync)
+        return;
+    struct sync_peer *p = sync_peer_get(d, peer);
+    if (p->conn != c)
+        return;
+    p->conn = NULL;
+    p->gen++;
+    p->have_folders = false;
+    lr_proto_folders_release(&p->theirs);
+    queue_clear(p);
+    for (struct sync_link *l = d->sync->links; l; l = l->next) {
+        if (lr_device_id_eq(&l->peer, peer)) {
+            link_reset(l);
+            l->recv_last = false;
+        }
+    }
+    sync_pull_peer_down(d, p);
+    sync_serve_peer_down(d, p);
+}
+
+void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, const uint8_t *payload,
+                     size_t len)
+{
+    if (d->stopping)
+        return;
+    struct sync_peer *p = sync_peer_get(d, lr_conn_peer(c));
+    if (p->conn != c)
+        return;
+    switch (type) {
+    case LR_MSG_FOLDERS:
+        on_folders(d, p, payload, len);
+        break;
+    case LR_MSG_INDEX:
+        on_index(d, p, payload, len);
+        break;
+    case LR_MSG_WANT:
+        sync_serve_on_want(d, p, payload, len);
+        break;
+    case LR_MSG_CHUNK:
+        sync_pull_on_chunk(d, p, payload, len);
+        break;
+    default: {
+        char id[LR_DEVICE_ID_SHORTLEN + 1];
+        lr_device_id_short(&p->id, id);
+        lr_debug(MOD, "message peer=%s type=%llu len=%zu ignored", id, (unsigned long long)type,
+                 len);
+        break;
+    }
+    }
+}
+
+void sync_on_writable(struct lr_daemon *d, struct lr_conn *c)
+{
+    if (d->stopping)
+        return;
+    struct sync_peer *p = sync_peer_get(d, lr_conn_peer(c));
+    if (p->conn != c)
+        return;
+    sync_flush(d, p);
+    if (p->q_head)
+        return;
+    for (struct sync_link *l = d->sync->links; l; l = l->next)
+        if (l->send_blocked && lr_device_id_eq(&l->peer, &p->id))
+            queue_sender(d, l);
+    sync_pump(d);
+}
+
+void sync_config_changed(struct lr_daemon *d)
+{
+    if (!d->sync)
+        return;
+    for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
+        if (!p->conn)
+            continue;
+        send_folders(d, p);
+        if (p->have_folders)
+            apply_their_folders(d, p, &p->theirs, false);
+    }
+}
+
+void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok)
+{
+    if (!d->sync)
+        return;
+    struct sync_folder *f = sync_folder_get(d, folder_id);
+    if (ok != !f->in_error) {
+        /* Usability changed: tell the peers (an errored folder is not announced). */
+        f->in_error = !ok;
+        sync_config_changed(d);
+    }
+    if (!ok)
+        return;
+    sync_local_changed(d, folder_id);
+    sync_pull_trigger(d, folder_id);
+}
+
+void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!d->sync)
+        return;
+    struct sync_folder *f = sync_folder_get(d, folder_id);
+    out->need_items = f->need.items;
+    out->need_files = f->need.files;
+    out->need_bytes = f->need.bytes;
+    out->active = f->pull_queued || f->pull_running || f->nxfers > 0;
+    for (struct sync_link *l = d->sync->links; l; l = l->next)
+        if (l->listed && strcmp(l->folder, folder_id) == 0 && (l->send_busy || l->send_blocked))
+            out->active = true;
+    /* An INDEX job not yet decoded may be for this folder. */
+    for (const struct daemon_job *j = d->jobs_head; j; j = j->next)
+        if (j->kind == DAEMON_JOB_SYNC && j->work == recv_work)
+            out->active = true;
+    if (d->job_running && d->job_running->kind == DAEMON_JOB_SYNC &&
+        d->job_running->work == recv_work)
+        out->active = true;
+    struct folder_rt *rt = daemon_folder(d, folder_id);
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, folder_id);
+    if (!rt || !fc || rt->state == FOLDER_ERROR) {
+        out->settled = true;
+        return;
+    }
+    bool settled = !out->active && (out->need_items == 0 || f->stuck);
+    uint64_t now = uv_now(&d->loop);
+    for (size_t i = 0; i < fc->nshared && settled; i++) {
+        struct sync_peer *p = sync_peer_get(d, &fc->shared[i]);
+        if (!lr_config_find_peer(d->cfg, &fc->shared[i]))
+            continue;
+        if (!p->conn) {
+            settled = now - d->started_ms >= SYNC_CONNECT_GRACE_MS;
+            continue;
+        }
+        if (!p->have_folders) {
+            settled = false;
+            continue;
+        }
+        struct sync_link *l = sync_link_find(d, &p->id, folder_id);
+        if (l && l->listed)
+            settled = l->recv_last && l->send_caught_up;
+    }
+    out->settled = settled;
+}

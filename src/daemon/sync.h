@@ -1,0 +1,78 @@
+/*
+ * sync.h - the daemon's sync driver (daemon-internal): keeps shared folders
+ * identical with connected peers by running docs/protocol.md §6 over the
+ * transport, with the pure rules of sync/decide.h and sync/plan.h.
+ *
+ * Threads. Everything here is called on the loop thread. Work that touches
+ * SQLite (d->ix) or file data runs as a struct daemon_job on libuv's pool,
+ * one job at a time in FIFO order (scans are jobs too), so the index and the
+ * folders' stores are used by one thread at a time without locks. A job's
+ * work() may read only what the job owns (copied in at queue time or in
+ * start(), which runs on the loop just before work()) plus the job-side
+ * state named "job-owned" in syncint.h; its done() runs on the loop.
+ *
+ * Pieces (docs/internals/sync.md, "Driver"):
+ *  - sync.c: per peer and folder state, FOLDERS, the index sender and
+ *    receiver, status;
+ *  - syncpull.c: the puller (need list -> decide -> apply), transfers,
+ *    WANT scheduling, CHUNK intake, commits;
+ *  - syncserve.c: answering WANTs;
+ *  - syncjobs.c: the job queue.
+ *
+ * Errors: a peer that sends something invalid is disconnected (the
+ * transport closes with PROTOCOL); local failures are logged per path and
+ * retried on the next trigger, never turned into deletions.
+ */
+#ifndef LR_DAEMON_SYNC_H
+#define LR_DAEMON_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct lr_daemon;
+struct lr_conn;
+struct lr_device_id;
+
+enum daemon_job_kind { DAEMON_JOB_SCAN = 1, DAEMON_JOB_SYNC = 2 };
+
+/*
+ * One unit of serial work. The queue owns a job from daemon_job_queue()
+ * until done() is called; done() frees it. status < 0 (UV_ECANCELED) means
+ * work() never ran (shutdown) and done() only releases.
+ */
+struct daemon_job {
+    struct daemon_job *next;
+    struct lr_daemon *d;
+    enum daemon_job_kind kind;
+    void (*start)(struct daemon_job *j); /* loop thread, just before work; may be NULL */
+    void (*work)(struct daemon_job *j);  /* pool thread; owns d->ix */
+    void (*done)(struct daemon_job *j, int status);
+};
+
+/* ---- syncjobs.c ---- */
+void daemon_job_queue(struct lr_daemon *d, struct daemon_job *j);
+/* Drop every waiting job (done with UV_ECANCELED); a running one finishes. */
+void daemon_jobs_cancel(struct lr_daemon *d);
+
+/* ---- sync.c: hooks called by daemon.c, scanjobs.c, methods.c ---- */
+void sync_init(struct lr_daemon *d);
+void sync_free(struct lr_daemon *d); /* after the loop ended */
+void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer);
+void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer);
+void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, const uint8_t *payload,
+                     size_t len);
+void sync_on_writable(struct lr_daemon *d, struct lr_conn *c);
+/* Folders or shares changed: resend FOLDERS to every connected peer. */
+void sync_config_changed(struct lr_daemon *d);
+/* A scan of the folder finished (ok: without error). */
+void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok);
+
+struct sync_folder_status {
+    uint64_t need_files, need_bytes, need_items;
+    bool active;  /* pulling, transferring, or index exchange in progress */
+    bool settled; /* nothing needed or in flight; every shared peer exchanged or given up */
+};
+void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out);
+
+#endif

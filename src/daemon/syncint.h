@@ -1,0 +1,146 @@
+/*
+ * syncint.h - state shared by the sync driver's files (sync.c, syncpull.c,
+ * syncserve.c). Loop-owned unless marked "job-owned": those fields are
+ * touched only by daemon jobs (which run one at a time), never by the loop.
+ */
+#ifndef LR_DAEMON_SYNCINT_H
+#define LR_DAEMON_SYNCINT_H
+
+#include "daemon/daemon_int.h"
+#include "proto/proto.h"
+#include "store/store.h"
+#include "sync/decide.h"
+
+/* Per peer: most WANTs and requested bytes outstanding (protocol.md §6.7). */
+#define SYNC_WANTS_MAX 64
+#define SYNC_WANT_BYTES_MAX (8u << 20)
+/* Records read per index sender job. */
+#define SYNC_SEND_RECORDS 1000
+/* Needs read per page of a pull round. */
+#define SYNC_PULL_PAGE 1000
+/* WANTs queued for serving per peer before answering BUSY. */
+#define SYNC_SERVE_QUEUE_MAX 256
+/* A peer that is not connected this long after start counts as settled. */
+#define SYNC_CONNECT_GRACE_MS 5000
+
+/* A frame waiting for room in the connection's send budget. */
+struct sync_frame {
+    struct sync_frame *next;
+    enum lr_stream_class cls;
+    uint64_t type;
+    uint8_t *p;
+    size_t len;
+};
+
+struct sync_want_out; /* outstanding WANT (syncpull.c) */
+struct sync_serve_req;
+
+struct sync_peer {
+    struct sync_peer *next;
+    struct lr_device_id id;
+    struct lr_conn *conn;               /* up connection or NULL */
+    uint64_t gen;                       /* bumped at every connect and disconnect */
+    struct sync_frame *q_head, *q_tail; /* in send order */
+    size_t q_bytes;
+    /* Requests we made. */
+    struct sync_want_out *wants;
+    size_t nwants;
+    uint64_t want_bytes;
+    /* Requests to serve. */
+    struct sync_serve_req *serve;
+    size_t nserve;
+    bool serve_busy;
+    /* Its latest FOLDERS (this connection). */
+    struct lr_proto_folders theirs;
+    bool have_folders;
+};
+
+/* (peer, folder): exists once both configured it; never freed before sync_free. */
+struct sync_link {
+    struct sync_link *next;
+    struct lr_device_id peer;
+    char *folder;
+    bool listed;             /* the peer's latest FOLDERS lists it and we share it */
+    uint64_t their_index_id; /* their index of the folder */
+    uint64_t their_max_seq;
+    uint64_t their_view_id; /* what they hold of ours */
+    uint64_t their_view_seq;
+    uint64_t epoch; /* bumped at each FOLDERS and connection change */
+    /* Sender. */
+    bool send_decided;   /* full/incremental decided for this epoch */
+    bool send_first;     /* the next batch carries FIRST */
+    uint64_t send_next;  /* next sequence to send */
+    bool send_busy;      /* a sender job is queued or running */
+    bool send_blocked;   /* burst continues once the send queue drains */
+    bool send_dirty;     /* local change since the current burst started */
+    bool send_caught_up; /* the last burst ended (LAST sent) with nothing new */
+    /* Receiver. */
+    bool recv_last; /* a LAST arrived on this connection */
+};
+
+struct sync_xfer;
+struct sync_pullq;
+
+struct sync_folder {
+    struct sync_folder *next;
+    char *id;
+    bool pull_queued, pull_running, pull_again;
+    unsigned rescans; /* rescans asked by pulls without progress since */
+    struct lr_need_stats need;
+    bool need_known;
+    bool stuck;    /* last round: needs left but none actionable */
+    bool in_error; /* its last scan failed (not announced to peers) */
+    size_t nxfers;
+};
+
+/* Job-owned: cross-batch checker of one peer's INDEX burst for a folder. */
+struct sync_tracker {
+    struct sync_tracker *next;
+    struct lr_device_id peer;
+    char *folder;
+    uint64_t epoch_key; /* (peer gen, link epoch) it was reset for */
+    struct lr_proto_burst burst;
+};
+
+struct sync_state {
+    struct sync_peer *peers;
+    struct sync_link *links;
+    struct sync_folder *folders;
+    struct sync_xfer *xfers;
+    uint64_t next_req_id;
+    struct sync_pullq *rx; /* received chunks waiting for a job (syncpull.c) */
+    /* Job-owned. */
+    struct sync_tracker *trackers;
+    struct lr_proto_zc *zc;
+};
+
+/* sync.c */
+struct sync_peer *sync_peer_get(struct lr_daemon *d, const struct lr_device_id *id);
+struct sync_folder *sync_folder_get(struct lr_daemon *d, const char *id);
+struct sync_link *sync_link_find(struct lr_daemon *d, const struct lr_device_id *peer,
+                                 const char *folder);
+/* Append a frame (payload taken over) to the peer's queue and flush what fits. */
+void sync_send(struct lr_daemon *d, struct sync_peer *p, enum lr_stream_class cls, uint64_t type,
+               uint8_t *payload, size_t len);
+void sync_flush(struct lr_daemon *d, struct sync_peer *p);
+/* Our index of the folder changed: send the news to every peer syncing it. */
+void sync_local_changed(struct lr_daemon *d, const char *folder);
+/* Close a connection for a protocol violation (logged with `what`). */
+void sync_peer_fatal(struct lr_daemon *d, struct sync_peer *p, const char *what, int rc,
+                     const struct lr_err *err);
+bool sync_folder_usable(struct lr_daemon *d, const char *folder);
+
+/* syncpull.c */
+void sync_pull_trigger(struct lr_daemon *d, const char *folder);
+void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
+                        size_t len);
+void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p);
+void sync_pump(struct lr_daemon *d);
+void sync_pull_free(struct lr_daemon *d);
+
+/* syncserve.c */
+void sync_serve_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
+                        size_t len);
+void sync_serve_peer_down(struct lr_daemon *d, struct sync_peer *p);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * syncjobs.c - the daemon's one FIFO of serial jobs (sync.h): one job at a
+ * time on libuv's pool, so d->ix and the folder stores have one user at a
+ * time. Scans and sync work share it, which also keeps them ordered (an
+ * index batch received before a scan is stored before the scan runs).
+ */
+#include "daemon/daemon_int.h"
+
+#include "util/log.h"
+
+#define MOD "jobs"
+
+static void start_next(struct lr_daemon *d);
+
+static void work_cb(uv_work_t *w)
+{
+    struct daemon_job *j = w->data;
+    j->work(j);
+}
+
+static void done_cb(uv_work_t *w, int status)
+{
+    struct daemon_job *j = w->data;
+    struct lr_daemon *d = j->d;
+    d->job_running = NULL;
+    j->done(j, status);
+    if (!d->stopping)
+        start_next(d);
+}
+
+static void start_next(struct lr_daemon *d)
+{
+    struct daemon_job *j = d->jobs_head;
+    if (!j || d->job_running)
+        return;
+    d->jobs_head = j->next;
+    if (!d->jobs_head)
+        d->jobs_tail = NULL;
+    j->next = NULL;
+    if (j->start)
+        j->start(j);
+    d->job_running = j;
+    d->job_work.data = j;
+    int rc = uv_queue_work(&d->loop, &d->job_work, work_cb, done_cb);
+    if (rc < 0) {
+        /* Only fails for invalid arguments; report and drop rather than hang. */
+        lr_error(MOD, "cannot queue job: %s", uv_strerror(rc));
+        d->job_running = NULL;
+        j->done(j, rc);
+    }
+}
+
+void daemon_job_queue(struct lr_daemon *d, struct daemon_job *j)
+{
+    j->d = d;
+    j->next = NULL;
+    if (d->jobs_tail)
+        d->jobs_tail->next = j;
+    else
+        d->jobs_head = j;
+    d->jobs_tail = j;
+    if (d->stopping) {
+        daemon_jobs_cancel(d);
+        return;
+    }
+    start_next(d);
+}
+
+void daemon_jobs_cancel(struct lr_daemon *d)
+{
+    struct daemon_job *j = d->jobs_head;
+    d->jobs_head = d->jobs_tail = NULL;
+    while (j) {
+        struct daemon_job *next = j->next;
+        j->done(j, UV_ECANCELED);
+        j = next;
+    }
+}

@@ -1,0 +1,1051 @@
+/*
+ * syncpull.c - the puller: for a folder, walk the need list (index.h) in
+ * pages, decide each path (sync/decide.h), order the page (sync/plan.h) and
+ * apply it through the store; a file's content comes from local files first
+ * (verified chunks copied into its staging file), then from peers holding
+ * that version (WANT/CHUNK, verified, written to staging), and is committed
+ * with the local record it was decided against as `expect`, so a file
+ * edited after the scan is never overwritten (LR_ECHANGED -> rescan, decide
+ * again).
+ *
+ * A transfer (struct sync_xfer) lives on the loop; jobs that use it (chunk
+ * writes, the commit) hold a reference, and so does each outstanding WANT.
+ * Its staging descriptor is written only by jobs and closed when the last
+ * reference goes.
+ */
+#include "daemon/syncint.h"
+
+#include "sync/plan.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOD "pull"
+/* Rescans a folder's pulls may ask for in a row without applying anything. */
+#define PULL_RESCANS_MAX 3
+/* Failed chunk answers tolerated per transfer before it is dropped. */
+#define XFER_FAILURES_MAX 16
+
+enum { XC_TODO = 0, XC_WANTED, XC_RECV, XC_DONE };
+
+struct sync_xfer {
+    struct sync_xfer *next;
+    char *folder, *root;
+    struct lr_file_rec rec; /* the version to write; vv is the decision's */
+    bool had_local;
+    uint64_t local_seq; /* the local record decided against */
+    struct lr_store_expect expect;
+    struct lr_hash key;
+    int fd;
+    struct lr_device_id *holders;
+    bool *bad;
+    size_t nholders;
+    uint8_t *cs; /* per chunk: XC_* */
+    size_t ndone, cursor;
+    unsigned failures;
+    unsigned refs;
+    bool dead, committing;
+};
+
+struct sync_want_out {
+    struct sync_want_out *next;
+    uint64_t req_id;
+    struct sync_xfer *x;
+    size_t chunk;
+};
+
+struct rx_item {
+    struct sync_xfer *x;
+    size_t chunk;
+    uint8_t *payload;
+    size_t len;
+    bool ok;
+};
+
+struct sync_pullq {
+    struct rx_item *v;
+    size_t n;
+    bool busy;
+};
+
+static struct sync_pullq *rxq(struct lr_daemon *d)
+{
+    if (!d->sync->rx)
+        d->sync->rx = lr_xcalloc(1, sizeof(struct sync_pullq));
+    return d->sync->rx;
+}
+
+/* ---- transfers ---- */
+
+static void xfer_unref(struct sync_xfer *x)
+{
+    if (--x->refs > 0)
+        return;
+    if (x->fd >= 0)
+        close(x->fd);
+    free(x->folder);
+    free(x->root);
+    lr_file_rec_release(&x->rec);
+    free(x->holders);
+    free(x->bad);
+    free(x->cs);
+    free(x);
+}
+
+static void xfer_drop(struct lr_daemon *d, struct sync_xfer *x, const char *why)
+{
+    if (x->dead)
+        return;
+    x->dead = true;
+    for (struct sync_xfer **pp = &d->sync->xfers; *pp; pp = &(*pp)->next) {
+        if (*pp == x) {
+            *pp = x->next;
+            break;
+        }
+    }
+    struct sync_folder *f = sync_folder_get(d, x->folder);
+    if (f->nxfers)
+        f->nxfers--;
+    if (why) {
+        char *e = lr_esc(x->rec.path, x->rec.path_len);
+        lr_info(MOD, "folder=%s path=%s transfer dropped: %s", x->folder, e, why);
+        free(e);
+    }
+    xfer_unref(x);
+}
+
+/* ---- applying a page (job side) ---- */
+
+struct lookup_ctx {
+    struct lr_daemon *d;
+    const char *folder;
+    struct lr_chunk_loc loc; /* kept until the next call (the plan copies the path) */
+};
+
+static int lookup_local(void *user, const struct lr_hash *h, uint32_t len,
+                        struct lr_plan_cand *cand)
+{
+    struct lookup_ctx *c = user;
+    lr_chunk_loc_release(&c->loc);
+    int rc = lr_index_chunk_find(c->d->ix, c->folder, h, &c->loc, NULL);
+    if (rc == LR_ENOTFOUND || (rc == 0 && c->loc.len != len))
+        return 0;
+    if (rc < 0)
+        return 0; /* a lookup failure only costs a download */
+    cand->path = c->loc.path;
+    cand->path_len = c->loc.path_len;
+    cand->off = c->loc.off;
+    return 1;
+}
+
+static void expect_of(const struct lr_file_rec *l, struct lr_store_expect *e)
+{
+    memset(e, 0, sizeof(*e));
+    if (!l || l->deleted)
+        return;
+    e->exists = true;
+    e->type = l->type;
+    e->ino = l->inode;
+    e->size = l->size;
+    e->mtime_ns = l->mtime_ns;
+    /* A directory's ctime moves whenever an entry inside it changes. */
+    e->ctime_ns = l->type == LR_FT_DIR ? 0 : l->ctime_ns;
+}
+
+struct pull_job {
+    struct daemon_job base;
+    char *folder, *root;
+    char **busy; /* paths with a transfer in flight (snapshot taken in start) */
+    size_t nbusy;
+    /* out */
+    struct sync_xfer **xfers;
+    size_t nxfers;
+    size_t applied, left, conflicts;
+    bool rescan, no_marker;
+    int rc;
+    struct lr_err err;
+    struct lr_need_stats need;
+    bool need_known;
+};
+
+struct page_ctx {
+    struct lr_daemon *d;
+    struct pull_job *j;
+    struct lr_store *st;
+    uint8_t *buf;
+    bool marker_checked;
+};
+
+static void log_path(const char *what, const char *folder, const uint8_t *p, size_t n, int rc,
+                     const struct lr_err *err)
+{
+    char *e = lr_esc(p, n);
+    lr_warn(MOD, "folder=%s path=%s %s: %s", folder, e, what, lr_err_msg(err, rc));
+    free(e);
+}
+
+/* Store `rec` with vector vv and the identity of what is on disk now. */
+static int put_record(struct page_ctx *c, const struct lr_file_rec *src, const struct lr_vv *vv,
+                      const struct lr_store_info *info, const struct lr_file_rec *local,
+                      struct lr_err *err)
+{
+    struct lr_file_rec r = *src;
+    r.vv = *vv;
+    r.inode = 0;
+    r.ctime_ns = 0;
+    if (info) {
+        r.inode = info->ino;
+        r.ctime_ns = info->ctime_ns;
+    } else if (local && !local->deleted && !r.deleted) {
+        r.inode = local->inode;
+        r.ctime_ns = local->ctime_ns;
+    }
+    if (r.deleted || r.type != LR_FT_FILE) {
+        r.chunks = NULL;
+        r.nchunks = 0;
+        r.size = 0;
+    }
+    return lr_index_file_put(c->d->ix, c->j->folder, &r, NULL, err);
+}
+
+/* Commit a complete staging file (job side). */
+static int xfer_commit(struct lr_daemon *d, struct lr_store *st, struct sync_xfer *x, bool *rescan,
+                       struct lr_err *err)
+{
+    struct lr_file_rec cur;
+    int rc = lr_index_file_get(d->ix, x->folder, x->rec.path, x->rec.path_len, 0, &cur, err);
+    if (rc < 0 && rc != LR_ENOTFOUND)
+        return rc;
+    bool same = x->had_local ? (rc == 0 && cur.seq == x->local_seq) : rc == LR_ENOTFOUND;
+    if (rc == 0)
+        lr_file_rec_release(&cur);
+    if (!same)
+        return lr_err_set(err, LR_ECHANGED, "the local record changed meanwhile");
+    struct lr_store_info info;
+    rc = lr_store_commit_file(st, NULL, &x->key, x->fd, (const char *)x->rec.path, x->rec.mode,
+                              x->rec.mtime_ns, &x->expect, LR_STORE_MKPARENTS, &info, err);
+    if (rc == LR_ECHANGED)
+        *rescan = true;
+    if (rc < 0)
+        return rc;
+    struct lr_file_rec r = x->rec;
+    r.inode = info.ino;
+    r.ctime_ns = info.ctime_ns;
+    return lr_index_file_put(d->ix, x->folder, &r, NULL, err);
+}
+
+/* Fill what local data can of a file; returns a transfer for the rest, or
+ * NULL once the file was committed or failed. */
+static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec *remote,
+                                    const struct lr_sync_decision *dec,
+                                    const struct lr_file_rec *local,
+                                    const struct lr_need_cand *cand)
+{
+    struct pull_job *j = c->j;
+    struct lr_err err = {0};
+    struct sync_xfer *x = lr_xcalloc(1, sizeof(*x));
+    x->fd = -1;
+    x->refs = 1;
+    x->folder = lr_xstrdup(j->folder);
+    x->root = lr_xstrdup(j->root);
+    /* Deep copy of the remote record with the decided vector. */
+    x->rec = *remote;
+    x->rec.path = lr_xmalloc(remote->path_len + 1);
+    memcpy(x->rec.path, remote->path, remote->path_len + 1);
+    x->rec.target = NULL;
+    x->rec.target_len = 0;
+    memset(&x->rec.vv, 0, sizeof(x->rec.vv));
+    lr_vv_copy(&x->rec.vv, &dec->vv);
+    x->rec.chunks = lr_xcalloc(remote->nchunks ? remote->nchunks : 1, sizeof(*x->rec.chunks));
+    memcpy(x->rec.chunks, remote->chunks, remote->nchunks * sizeof(*x->rec.chunks));
+    x->rec.inode = 0;
+    x->rec.ctime_ns = 0;
+    x->had_local = local != NULL;
+    x->local_seq = local ? local->seq : 0;
+    expect_of(local, &x->expect);
+    x->nholders = cand->nholders;
+    x->holders = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->holders));
+    memcpy(x->holders, cand->holders, x->nholders * sizeof(*x->holders));
+    x->bad = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->bad));
+    x->cs = lr_xcalloc(remote->nchunks ? remote->nchunks : 1, 1);
+    /* Staging key: this version of this path (two paths with the same
+     * content may be in flight at once). */
+    uint8_t *keyin = lr_xmalloc(LR_HASH_LEN + remote->path_len);
+    memcpy(keyin, &remote->blocks_hash, LR_HASH_LEN);
+    memcpy(keyin + LR_HASH_LEN, remote->path, remote->path_len);
+    lr_sha256(keyin, LR_HASH_LEN + remote->path_len, &x->key);
+    free(keyin);
+    bool resumed = false;
+    int rc = lr_store_staging_open(c->st, &x->key, remote->size, &x->fd, &resumed, &err);
+    if (rc < 0) {
+        log_path("cannot stage", j->folder, remote->path, remote->path_len, rc, &err);
+        j->left++;
+        xfer_unref(x);
+        return NULL;
+    }
+    struct lookup_ctx lc = {.d = c->d, .folder = j->folder};
+    struct lr_plan plan;
+    rc = lr_plan_build(remote->chunks, remote->nchunks, lookup_local, &lc, &plan, &err);
+    lr_chunk_loc_release(&lc.loc);
+    if (rc == 0) {
+        for (size_t i = 0; i < plan.nops; i++) {
+            const struct lr_plan_op *op = &plan.ops[i];
+            if (op->src != LR_PLAN_LOCAL)
+                continue;
+            for (size_t k = op->chunk; k < op->chunk + op->nchunks; k++) {
+                const struct lr_chunk *ch = &x->rec.chunks[k];
+                uint64_t src = op->src_off + (ch->off - op->off);
+                if (lr_store_read_chunk(c->st, (const char *)plan.paths[op->path].p, src, ch->len,
+                                        &ch->hash, c->buf, NULL) == 0 &&
+                    lr_store_staging_write(x->fd, ch->off, c->buf, ch->len, NULL) == 0) {
+                    x->cs[k] = XC_DONE;
+                    x->ndone++;
+                }
+            }
+        }
+        lr_plan_release(&plan);
+    }
+    for (size_t k = 0; resumed && k < x->rec.nchunks; k++) {
+        const struct lr_chunk *ch = &x->rec.chunks[k];
+        if (x->cs[k] != XC_DONE &&
+            lr_store_staging_verify_chunk(x->fd, ch->off, ch->len, &ch->hash, NULL) == 0) {
+            x->cs[k] = XC_DONE;
+            x->ndone++;
+        }
+    }
+    if (x->ndone < x->rec.nchunks)
+        return x; /* the rest comes from peers */
+    rc = xfer_commit(c->d, c->st, x, &j->rescan, &err);
+    if (rc < 0) {
+        log_path("not applied", j->folder, x->rec.path, x->rec.path_len, rc, &err);
+        j->left++;
+    } else {
+        j->applied++;
+    }
+    xfer_unref(x);
+    return NULL;
+}
+
+static void add_xfer(struct pull_job *j, struct sync_xfer *x)
+{
+    j->xfers = lr_xreallocarray(j->xfers, j->nxfers + 1, sizeof(*j->xfers));
+    j->xfers[j->nxfers++] = x;
+}
+
+/* Remove the local entry (expect from `local`) before a type change. */
+static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struct lr_err *err)
+{
+    struct lr_store_expect e;
+    expect_of(local, &e);
+    int rc = lr_store_delete(c->st, NULL, (const char *)local->path, &e, err);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
+                         const struct lr_sync_decision *dec, struct lr_err *err);
+
+static void apply_one(struct page_ctx *c, const struct lr_need *need,
+                      const struct lr_need_cand *cand, const struct lr_file_rec *local,
+                      const struct lr_sync_decision *dec)
+{
+    struct pull_job *j = c->j;
+    const struct lr_file_rec *remote = &cand->r.rec;
+    const struct lr_file_rec *src = dec->from_remote ? remote : local;
+    const char *path = (const char *)need->path;
+    struct lr_store_expect e;
+    struct lr_store_info info;
+    struct lr_err err = {0};
+    int rc = 0;
+    expect_of(local, &e);
+    bool old_live = local && !local->deleted;
+    if (dec->action == LR_SYNC_CONFLICT && dec->copy_here && dec->copy_path && old_live &&
+        (rc = conflict_copy(c, local, dec, &err)) < 0) {
+        /* Without its copy the loser must not be replaced: leave both alone. */
+        j->left++;
+        if (rc == LR_ECHANGED)
+            j->rescan = true;
+        log_path("conflict copy failed", j->folder, need->path, need->path_len, rc, &err);
+        return;
+    }
+    switch (dec->apply) {
+    case LR_SYNC_APPLY_RECORD:
+        rc = put_record(c, src, &dec->vv, NULL, local, &err);
+        break;
+    case LR_SYNC_APPLY_META:
+        rc = lr_store_set_meta(c->st, NULL, path, src->mode, src->mtime_ns, &e, &info, &err);
+        if (rc == 0)
+            rc = put_record(c, src, &dec->vv, &info, local, &err);
+        break;
+    case LR_SYNC_APPLY_DIR:
+        if (old_live && local->type != LR_FT_DIR)
+            rc = remove_old(c, local, &err);
+        if (rc == 0)
+            rc = lr_store_mkdir(c->st, NULL, path, remote->mode, LR_STORE_MKPARENTS, &info, &err);
+        if (rc == 0)
+            rc = put_record(c, remote, &dec->vv, &info, local, &err);
+        break;
+    case LR_SYNC_APPLY_SYMLINK:
+        if (old_live && local->type == LR_FT_DIR) {
+            rc = remove_old(c, local, &err);
+            memset(&e, 0, sizeof(e));
+        }
+        if (rc == 0)
+            rc = lr_store_symlink(c->st, NULL, path, (const char *)remote->target, remote->mtime_ns,
+                                  &e, LR_STORE_MKPARENTS, &info, &err);
+        if (rc == 0)
+            rc = put_record(c, remote, &dec->vv, &info, local, &err);
+        break;
+    case LR_SYNC_APPLY_DELETE:
+        if (!c->marker_checked) {
+            /* Never delete in a folder whose root was swapped or unmounted. */
+            if ((rc = lr_store_check_marker(c->st, &err)) < 0) {
+                j->no_marker = true;
+                break;
+            }
+            c->marker_checked = true;
+        }
+        if (old_live) {
+            rc = lr_store_delete(c->st, NULL, path, &e, &err);
+            if (rc == -ENOENT)
+                rc = 0;
+        }
+        if (rc == 0)
+            rc = put_record(c, remote, &dec->vv, NULL, NULL, &err);
+        break;
+    case LR_SYNC_APPLY_FILE: {
+        if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0)
+            break;
+        struct sync_xfer *x =
+            start_file(c, remote, dec, old_live && local->type == LR_FT_DIR ? NULL : local, cand);
+        if (x)
+            add_xfer(j, x);
+        return;
+    }
+    case LR_SYNC_APPLY_NONE:
+    default:
+        return;
+    }
+    if (rc == 0) {
+        j->applied++;
+        return;
+    }
+    j->left++;
+    if (rc == LR_ECHANGED)
+        j->rescan = true;
+    if (rc != -ENOTEMPTY)
+        log_path("not applied", j->folder, need->path, need->path_len, rc, &err);
+}
+
+/*
+ * Keep the local loser of a conflict as dec->copy_path (docs/internals/
+ * sync.md, "Daemon steps for copy_here"). The store has no rename, so the
+ * loser is copied (its chunks verified against the local record, which is
+ * CHECK_DISK for a file) into staging and committed under the new name; the
+ * winner then replaces the original, which goes to the versions archive.
+ */
+static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
+                         const struct lr_sync_decision *dec, struct lr_err *err)
+{
+    struct pull_job *j = c->j;
+    const char *cpath = (const char *)dec->copy_path;
+    struct lr_file_rec prev;
+    int rc =
+        lr_index_file_get(c->d->ix, j->folder, dec->copy_path, dec->copy_path_len, 0, &prev, err);
+    bool had_prev = rc == 0;
+    if (rc < 0 && rc != LR_ENOTFOUND)
+        return rc;
+    struct lr_store_expect e;
+    expect_of(had_prev ? &prev : NULL, &e);
+    if (had_prev && !prev.deleted) {
+        bool same = prev.type == local->type &&
+                    (local->type == LR_FT_FILE
+                         ? memcmp(&prev.blocks_hash, &local->blocks_hash, LR_HASH_LEN) == 0
+                         : prev.target_len == local->target_len &&
+                               memcmp(prev.target, local->target, local->target_len) == 0);
+        lr_file_rec_release(&prev);
+        if (same)
+            return 0; /* a peer resolving the same conflict made it already */
+        return lr_err_set(err, LR_EEXISTS, "conflict copy name %s is taken", cpath);
+    }
+    struct lr_store_info info;
+    struct lr_file_rec r = *local;
+    r.path = dec->copy_path;
+    r.path_len = dec->copy_path_len;
+    memset(&r.vv, 0, sizeof(r.vv));
+    rc = lr_sync_local_change(had_prev ? &prev.vv : NULL, c->d->short_id, (uint64_t)time(NULL),
+                              &r.vv);
+    if (had_prev)
+        lr_file_rec_release(&prev);
+    if (rc < 0)
+        return lr_err_set(err, rc, "conflict copy: version vector full");
+    if (local->type == LR_FT_SYMLINK) {
+        rc = lr_store_symlink(c->st, NULL, cpath, (const char *)local->target, local->mtime_ns, &e,
+                              LR_STORE_MKPARENTS, &info, err);
+    } else {
+        struct lr_hash key;
+        uint8_t *keyin = lr_xmalloc(dec->copy_path_len + 8);
+        memcpy(keyin, "conflict", 8);
+        memcpy(keyin + 8, dec->copy_path, dec->copy_path_len);
+        lr_sha256(keyin, dec->copy_path_len + 8, &key);
+        free(keyin);
+        int fd = -1;
+        rc = lr_store_staging_open(c->st, &key, local->size, &fd, NULL, err);
+        for (size_t k = 0; rc == 0 && k < local->nchunks; k++) {
+            const struct lr_chunk *ch = &local->chunks[k];
+            rc = lr_store_read_chunk(c->st, (const char *)local->path, ch->off, ch->len, &ch->hash,
+                                     c->buf, err);
+            if (rc == LR_EVERIFY)
+                rc = lr_err_set(err, LR_ECHANGED, "the losing version changed on disk");
+            if (rc == 0)
+                rc = lr_store_staging_write(fd, ch->off, c->buf, ch->len, err);
+        }
+        if (rc == 0)
+            rc = lr_store_commit_file(c->st, NULL, &key, fd, cpath, local->mode, local->mtime_ns,
+                                      &e, LR_STORE_MKPARENTS, &info, err);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (rc == 0) {
+        r.inode = info.ino;
+        r.ctime_ns = info.ctime_ns;
+        rc = lr_index_file_put(c->d->ix, j->folder, &r, NULL, err);
+    }
+    lr_vv_release(&r.vv);
+    if (rc == 0) {
+        char *e1 = lr_esc(local->path, local->path_len), *e2 = lr_escs(cpath);
+        lr_info(MOD, "folder=%s path=%s conflict: local version kept as %s", j->folder, e1, e2);
+        free(e1);
+        free(e2);
+        j->conflicts++;
+    }
+    return rc;
+}
+
+static bool is_busy(const struct pull_job *j, const uint8_t *p)
+{
+    for (size_t i = 0; i < j->nbusy; i++)
+        if (strcmp(j->busy[i], (const char *)p) == 0)
+            return true;
+    return false;
+}
+
+static void pull_work(struct daemon_job *base)
+{
+    struct pull_job *j = (struct pull_job *)base;
+    struct lr_daemon *d = base->d;
+    struct page_ctx c = {.d = d, .j = j};
+    uint8_t *after = NULL;
+    size_t after_len = 0;
+    if ((j->rc = lr_store_open(j->root, &c.st, &j->err)) < 0) {
+        j->no_marker = j->rc == LR_ENOMARKER;
+        return;
+    }
+    c.buf = lr_xmalloc(LR_PROTO_CHUNK_DATA_MAX);
+    for (;;) {
+        struct lr_need_list nl = {0};
+        if ((j->rc = lr_index_need_list(d->ix, j->folder, after, after_len, SYNC_PULL_PAGE,
+                                        LR_IX_CHUNKS, &nl, &j->err)) < 0)
+            break;
+        struct lr_sync_decision *decs = lr_xcalloc(nl.n + 1, sizeof(*decs));
+        struct lr_file_rec *locals = lr_xcalloc(nl.n + 1, sizeof(*locals));
+        bool *has_local = lr_xcalloc(nl.n + 1, sizeof(*has_local));
+        struct lr_sync_item *items = lr_xcalloc(nl.n + 1, sizeof(*items));
+        size_t nitems = 0;
+        for (size_t i = 0; i < nl.n; i++) {
+            const struct lr_need *n = &nl.v[i];
+            const struct lr_remote_rec *r = &n->cand[0].r;
+            if (is_busy(j, n->path) || (r->flags & (LR_RREC_UNKNOWN_TYPE | LR_RREC_PARTIAL))) {
+                j->left++;
+                continue;
+            }
+            int rc = lr_index_file_get(d->ix, j->folder, n->path, n->path_len, LR_IX_CHUNKS,
+                                       &locals[i], NULL);
+            has_local[i] = rc == 0;
+            if (rc < 0 && rc != LR_ENOTFOUND) {
+                j->left++;
+                continue;
+            }
+            struct lr_err err = {0};
+            rc = lr_sync_decide(has_local[i] ? &locals[i] : NULL, &r->rec, &decs[i], &err);
+            if (rc < 0) {
+                log_path("undecidable", j->folder, n->path, n->path_len, rc, &err);
+                j->left++;
+                continue;
+            }
+            if (decs[i].apply == LR_SYNC_APPLY_NONE ||
+                (decs[i].flags & (LR_SYNC_F_INCONSISTENT | LR_SYNC_F_UNKNOWN_TYPE))) {
+                j->left++;
+                continue;
+            }
+            items[nitems].path = n->path;
+            items[nitems].path_len = n->path_len;
+            items[nitems].d = &decs[i];
+            items[nitems].user = (void *)(uintptr_t)i;
+            nitems++;
+        }
+        size_t nwork = lr_plan_order(items, nitems);
+        bool tx = lr_index_begin(d->ix, NULL) == 0;
+        for (size_t k = 0; k < nwork && !j->no_marker; k++) {
+            size_t i = (size_t)(uintptr_t)items[k].user;
+            apply_one(&c, &nl.v[i], &nl.v[i].cand[0], has_local[i] ? &locals[i] : NULL, &decs[i]);
+        }
+        if (tx && lr_index_commit(d->ix, &j->err) < 0)
+            lr_warn(MOD, "folder=%s: %s", j->folder, j->err.msg);
+        bool end = nl.n < SYNC_PULL_PAGE || j->no_marker;
+        if (!end) {
+            free(after);
+            after_len = nl.v[nl.n - 1].path_len;
+            after = lr_xmalloc(after_len + 1);
+            memcpy(after, nl.v[nl.n - 1].path, after_len + 1);
+        }
+        for (size_t i = 0; i < nl.n; i++) {
+            lr_sync_decision_release(&decs[i]);
+            lr_file_rec_release(&locals[i]);
+        }
+        free(decs);
+        free(locals);
+        free(has_local);
+        free(items);
+        lr_need_list_release(&nl);
+        if (end)
+            break;
+    }
+    free(after);
+    free(c.buf);
+    lr_store_close(c.st);
+    j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
+}
+
+static void pull_start(struct daemon_job *base)
+{
+    struct pull_job *j = (struct pull_job *)base;
+    struct lr_daemon *d = base->d;
+    struct sync_folder *f = sync_folder_get(d, j->folder);
+    f->pull_queued = false;
+    f->pull_running = true;
+    f->pull_again = false;
+    for (struct sync_xfer *x = d->sync->xfers; x; x = x->next) {
+        if (strcmp(x->folder, j->folder) != 0)
+            continue;
+        j->busy = lr_xreallocarray(j->busy, j->nbusy + 1, sizeof(*j->busy));
+        j->busy[j->nbusy++] = lr_xstrdup((const char *)x->rec.path);
+    }
+}
+
+static void pull_done(struct daemon_job *base, int status)
+{
+    struct pull_job *j = (struct pull_job *)base;
+    struct lr_daemon *d = base->d;
+    struct sync_folder *f = sync_folder_get(d, j->folder);
+    f->pull_running = false;
+    f->pull_queued = false;
+    if (status == 0 && !d->stopping) {
+        if (j->need_known) {
+            f->need = j->need;
+            f->need_known = true;
+        }
+        for (size_t i = 0; i < j->nxfers; i++) {
+            j->xfers[i]->next = d->sync->xfers;
+            d->sync->xfers = j->xfers[i];
+            f->nxfers++;
+        }
+        j->nxfers = 0;
+        if (j->no_marker) {
+            struct folder_rt *rt = daemon_folder(d, j->folder);
+            const char *msg = lr_err_msg(&j->err, LR_ENOMARKER);
+            lr_warn(MOD, "folder=%s stopped: %s", j->folder, msg);
+            if (rt) {
+                rt->state = FOLDER_ERROR;
+                free(rt->error);
+                rt->error = lr_xstrdup(msg);
+            }
+            sync_folder_scanned(d, j->folder, false);
+        } else if (j->rc < 0) {
+            lr_warn(MOD, "folder=%s pull failed: %s", j->folder, lr_err_msg(&j->err, j->rc));
+        }
+        if (j->applied) {
+            f->rescans = 0;
+            sync_local_changed(d, j->folder);
+        }
+        f->stuck = j->applied == 0 && f->nxfers == 0;
+        if (j->rescan && f->rescans < PULL_RESCANS_MAX) {
+            f->rescans++;
+            scanjobs_queue(d, (const char *const *)&j->folder, 1, NULL, NULL);
+        } else if (f->pull_again || (j->applied && j->left)) {
+            sync_pull_trigger(d, j->folder);
+        }
+        sync_pump(d);
+    }
+    for (size_t i = 0; i < j->nxfers; i++)
+        xfer_unref(j->xfers[i]);
+    free(j->xfers);
+    for (size_t i = 0; i < j->nbusy; i++)
+        free(j->busy[i]);
+    free(j->busy);
+    free(j->folder);
+    free(j->root);
+    free(j);
+}
+
+void sync_pull_trigger(struct lr_daemon *d, const char *folder)
+{
+    if (d->stopping)
+        return;
+    struct sync_folder *f = sync_folder_get(d, folder);
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, folder);
+    if (!fc || !sync_folder_usable(d, folder) || fc->mode == LR_MODE_SEND_ONLY)
+        return;
+    if (f->pull_queued)
+        return;
+    if (f->pull_running) {
+        f->pull_again = true;
+        return;
+    }
+    struct pull_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.start = pull_start;
+    j->base.work = pull_work;
+    j->base.done = pull_done;
+    j->folder = lr_xstrdup(folder);
+    j->root = lr_xstrdup(fc->path);
+    f->pull_queued = true;
+    daemon_job_queue(d, &j->base);
+}
+
+/* ---- commits ---- */
+
+struct commit_job {
+    struct daemon_job base;
+    struct sync_xfer *x;
+    int rc;
+    bool rescan;
+    struct lr_err err;
+};
+
+static void commit_work(struct daemon_job *base)
+{
+    struct commit_job *j = (struct commit_job *)base;
+    struct lr_store *st = NULL;
+    if ((j->rc = lr_store_open(j->x->root, &st, &j->err)) == 0)
+        j->rc = xfer_commit(base->d, st, j->x, &j->rescan, &j->err);
+    lr_store_close(st);
+}
+
+static void commit_done(struct daemon_job *base, int status)
+{
+    struct commit_job *j = (struct commit_job *)base;
+    struct lr_daemon *d = base->d;
+    struct sync_xfer *x = j->x;
+    if (status == 0 && !d->stopping) {
+        char *folder = lr_xstrdup(x->folder);
+        if (j->rc < 0)
+            log_path("not applied", folder, x->rec.path, x->rec.path_len, j->rc, &j->err);
+        xfer_drop(d, x, NULL);
+        if (j->rc == 0)
+            sync_local_changed(d, folder);
+        if (j->rescan)
+            scanjobs_queue(d, (const char *const *)&folder, 1, NULL, NULL);
+        else
+            sync_pull_trigger(d, folder);
+        free(folder);
+    }
+    xfer_unref(x);
+    free(j);
+}
+
+static void queue_commit(struct lr_daemon *d, struct sync_xfer *x)
+{
+    x->committing = true;
+    struct commit_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = commit_work;
+    j->base.done = commit_done;
+    j->x = x;
+    x->refs++;
+    daemon_job_queue(d, &j->base);
+}
+
+/* ---- received chunks ---- */
+
+struct rx_job {
+    struct daemon_job base;
+    struct rx_item *v;
+    size_t n;
+};
+
+static void rx_work(struct daemon_job *base)
+{
+    struct rx_job *j = (struct rx_job *)base;
+    struct lr_daemon *d = base->d;
+    uint8_t *buf = lr_xmalloc(LR_PROTO_CHUNK_DATA_MAX);
+    for (size_t i = 0; i < j->n; i++) {
+        struct rx_item *it = &j->v[i];
+        const struct lr_chunk *ch = &it->x->rec.chunks[it->chunk];
+        struct lr_proto_chunk c;
+        struct lr_hash h;
+        it->ok = lr_proto_chunk_decode(it->payload, it->len, &c, NULL) == 0 &&
+                 lr_proto_chunk_data(d->sync->zc, &c, buf, ch->len, NULL) == 0;
+        if (it->ok) {
+            lr_sha256(buf, ch->len, &h);
+            it->ok = memcmp(&h, &ch->hash, sizeof(h)) == 0 &&
+                     lr_store_staging_write(it->x->fd, ch->off, buf, ch->len, NULL) == 0;
+        }
+    }
+    free(buf);
+}
+
+static void queue_rx(struct lr_daemon *d);
+
+static void rx_done(struct daemon_job *base, int status)
+{
+    struct rx_job *j = (struct rx_job *)base;
+    struct lr_daemon *d = base->d;
+    for (size_t i = 0; i < j->n; i++) {
+        struct rx_item *it = &j->v[i];
+        struct sync_xfer *x = it->x;
+        if (status == 0 && !d->stopping && !x->dead) {
+            if (it->ok) {
+                x->cs[it->chunk] = XC_DONE;
+                x->ndone++;
+            } else {
+                char *e = lr_esc(x->rec.path, x->rec.path_len);
+                lr_warn(MOD, "folder=%s path=%s chunk off=%llu failed verification", x->folder, e,
+                        (unsigned long long)x->rec.chunks[it->chunk].off);
+                free(e);
+                x->cs[it->chunk] = XC_TODO;
+                if (it->chunk < x->cursor)
+                    x->cursor = it->chunk;
+                if (++x->failures > XFER_FAILURES_MAX)
+                    xfer_drop(d, x, "too many failed chunks");
+            }
+            if (!x->dead && !x->committing && x->ndone == x->rec.nchunks)
+                queue_commit(d, x);
+        }
+        free(it->payload);
+        xfer_unref(x);
+    }
+    free(j->v);
+    free(j);
+    if (status == 0 && !d->stopping) {
+        rxq(d)->busy = false;
+        queue_rx(d);
+        sync_pump(d);
+    }
+}
+
+static void rx_start(struct daemon_job *base)
+{
+    struct rx_job *j = (struct rx_job *)base;
+    struct sync_pullq *q = rxq(base->d);
+    j->v = q->v;
+    j->n = q->n;
+    q->v = NULL;
+    q->n = 0;
+}
+
+static void queue_rx(struct lr_daemon *d)
+{
+    struct sync_pullq *q = rxq(d);
+    if (q->busy || q->n == 0 || d->stopping)
+        return;
+    struct rx_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.start = rx_start;
+    j->base.work = rx_work;
+    j->base.done = rx_done;
+    q->busy = true;
+    daemon_job_queue(d, &j->base);
+}
+
+static void want_free(struct sync_peer *p, struct sync_want_out *w)
+{
+    p->nwants--;
+    p->want_bytes -= w->x->rec.chunks[w->chunk].len;
+    xfer_unref(w->x);
+    free(w);
+}
+
+void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
+                        size_t len)
+{
+    struct lr_proto_chunk c;
+    struct lr_err err = {0};
+    int rc = lr_proto_chunk_decode(payload, len, &c, &err);
+    if (rc < 0) {
+        sync_peer_fatal(d, p, "invalid CHUNK", rc, &err);
+        return;
+    }
+    struct sync_want_out **pp = &p->wants, *w = NULL;
+    for (; *pp; pp = &(*pp)->next) {
+        if ((*pp)->req_id == c.req_id) {
+            w = *pp;
+            *pp = w->next;
+            break;
+        }
+    }
+    if (!w) {
+        lr_err_set(&err, LR_EPROTO, "CHUNK answers request %llu, which is not outstanding",
+                   (unsigned long long)c.req_id);
+        sync_peer_fatal(d, p, "unexpected CHUNK", LR_EPROTO, &err);
+        return;
+    }
+    struct sync_xfer *x = w->x;
+    if (!x->dead && c.status == LR_PROTO_CHUNK_OK) {
+        struct sync_pullq *q = rxq(d);
+        q->v = lr_xreallocarray(q->v, q->n + 1, sizeof(*q->v));
+        struct rx_item *it = &q->v[q->n++];
+        memset(it, 0, sizeof(*it));
+        it->x = x;
+        it->chunk = w->chunk;
+        it->payload = lr_xmalloc(len ? len : 1);
+        memcpy(it->payload, payload, len);
+        it->len = len;
+        x->refs++;
+        x->cs[w->chunk] = XC_RECV;
+        queue_rx(d);
+    } else if (!x->dead) {
+        /* Not from this peer (stale index there, busy, unshared): try another. */
+        x->cs[w->chunk] = XC_TODO;
+        if (w->chunk < x->cursor)
+            x->cursor = w->chunk;
+        for (size_t i = 0; i < x->nholders; i++)
+            if (lr_device_id_eq(&x->holders[i], &p->id) && c.status != LR_PROTO_CHUNK_BUSY)
+                x->bad[i] = true;
+        if (++x->failures > XFER_FAILURES_MAX)
+            xfer_drop(d, x, "too many refused chunks");
+    }
+    want_free(p, w);
+    sync_pump(d);
+}
+
+/* ---- WANT scheduling ---- */
+
+static struct sync_peer *pick_holder(struct lr_daemon *d, struct sync_xfer *x, uint32_t len,
+                                     bool *any)
+{
+    for (size_t i = 0; i < x->nholders; i++) {
+        if (x->bad[i])
+            continue;
+        struct sync_peer *p = sync_peer_get(d, &x->holders[i]);
+        if (!p->conn)
+            continue;
+        *any = true;
+        if (p->nwants < SYNC_WANTS_MAX && p->want_bytes + len <= SYNC_WANT_BYTES_MAX)
+            return p;
+    }
+    return NULL;
+}
+
+void sync_pump(struct lr_daemon *d)
+{
+    if (d->stopping)
+        return;
+    struct sync_xfer *next;
+    for (struct sync_xfer *x = d->sync->xfers; x; x = next) {
+        next = x->next;
+        if (x->dead || x->committing)
+            continue;
+        bool any = false;
+        for (size_t k = x->cursor; k < x->rec.nchunks; k++) {
+            if (x->cs[k] != XC_TODO) {
+                if (k == x->cursor)
+                    x->cursor++;
+                continue;
+            }
+            const struct lr_chunk *ch = &x->rec.chunks[k];
+            struct sync_peer *p = pick_holder(d, x, ch->len, &any);
+            if (!p)
+                break;
+            struct lr_proto_want w;
+            memset(&w, 0, sizeof(w));
+            w.req_id = d->sync->next_req_id++;
+            snprintf(w.folder_id, sizeof(w.folder_id), "%s", x->folder);
+            w.path = x->rec.path;
+            w.path_len = x->rec.path_len;
+            w.blocks_hash = x->rec.blocks_hash;
+            w.offset = ch->off;
+            w.size = ch->len;
+            w.hash = ch->hash;
+            struct lr_buf b;
+            lr_buf_init(&b, LR_PROTO_WANT_MAX);
+            if (lr_proto_want_encode(&w, &b) < 0) {
+                lr_buf_release(&b);
+                xfer_drop(d, x, "cannot encode WANT");
+                break;
+            }
+            size_t len;
+            uint8_t *pl = lr_buf_detach(&b, &len);
+            lr_buf_release(&b);
+            struct sync_want_out *o = lr_xcalloc(1, sizeof(*o));
+            o->req_id = w.req_id;
+            o->x = x;
+            o->chunk = k;
+            x->refs++;
+            o->next = p->wants;
+            p->wants = o;
+            p->nwants++;
+            p->want_bytes += ch->len;
+            x->cs[k] = XC_WANTED;
+            if (k == x->cursor)
+                x->cursor++;
+            sync_send(d, p, LR_STREAM_BULK, LR_MSG_WANT, pl, len);
+        }
+        if (!x->dead && !x->committing && x->ndone == x->rec.nchunks) {
+            queue_commit(d, x);
+            continue;
+        }
+        if (!x->dead && !any && x->cursor < x->rec.nchunks) {
+            /* Every holder refused or is gone: the next index exchange retries. */
+            bool waiting = false;
+            for (size_t k = 0; k < x->rec.nchunks && !waiting; k++)
+                waiting = x->cs[k] == XC_WANTED || x->cs[k] == XC_RECV;
+            if (!waiting)
+                xfer_drop(d, x, "no peer can serve it");
+        }
+    }
+}
+
+void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p)
+{
+    while (p->wants) {
+        struct sync_want_out *w = p->wants;
+        p->wants = w->next;
+        if (!w->x->dead && w->x->cs[w->chunk] == XC_WANTED) {
+            w->x->cs[w->chunk] = XC_TODO;
+            if (w->chunk < w->x->cursor)
+                w->x->cursor = w->chunk;
+        }
+        want_free(p, w);
+    }
+    sync_pump(d);
+}
+
+void sync_pull_free(struct lr_daemon *d)
+{
+    struct sync_state *s = d->sync;
+    for (struct sync_peer *p = s->peers; p; p = p->next) {
+        while (p->wants) {
+            struct sync_want_out *w = p->wants;
+            p->wants = w->next;
+            want_free(p, w);
+        }
+    }
+    while (s->xfers)
+        xfer_drop(d, s->xfers, NULL);
+    if (s->rx) {
+        struct sync_pullq *q = s->rx;
+        for (size_t i = 0; i < q->n; i++) {
+            free(q->v[i].payload);
+            xfer_unref(q->v[i].x);
+        }
+        free(q->v);
+        free(q);
+        s->rx = NULL;
+    }
+}

@@ -1,0 +1,241 @@
+/*
+ * syncserve.c - answering a peer's WANTs (docs/protocol.md §6.7): a WANT is
+ * served only for a folder syncing with that peer, only from the path's
+ * current local record if it is a live regular file with the wanted blocks
+ * hash and a chunk at that offset, size and hash, read through the store
+ * (regular files only, never following symlinks) and hashed again before it
+ * is sent. Reads run as jobs that drain the peer's queue in batches.
+ */
+#include "daemon/syncint.h"
+
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "serve"
+/* Bytes of answers queued for a peer above which new WANTs get BUSY. */
+#define SERVE_QUEUED_MAX (32u << 20)
+
+struct sync_serve_req {
+    uint64_t req_id;
+    char *folder;
+    char *root;
+    char *path; /* NUL-terminated copy */
+    size_t path_len;
+    struct lr_hash blocks_hash, hash;
+    uint64_t off;
+    uint32_t size;
+};
+
+struct serve_job {
+    struct daemon_job base;
+    struct lr_device_id peer;
+    uint64_t gen;
+    struct sync_serve_req *reqs;
+    size_t n;
+    struct lr_buf *out; /* one CHUNK payload per request */
+    char *rescan;       /* a folder whose index proved stale, or NULL */
+};
+
+static void req_release(struct sync_serve_req *r)
+{
+    free(r->folder);
+    free(r->root);
+    free(r->path);
+}
+
+static void answer_now(struct lr_daemon *d, struct sync_peer *p, uint64_t req_id, uint64_t status)
+{
+    struct lr_buf b;
+    lr_buf_init(&b, 64);
+    if (lr_proto_chunk_encode(NULL, req_id, status, NULL, 0, false, &b) == 0) {
+        size_t len;
+        uint8_t *pl = lr_buf_detach(&b, &len);
+        sync_send(d, p, LR_STREAM_BULK, LR_MSG_CHUNK, pl, len);
+    }
+    lr_buf_release(&b);
+}
+
+/* Find the chunk (off, size, hash) in a live file record with that blocks hash. */
+static bool record_has(const struct lr_file_rec *r, const struct sync_serve_req *q)
+{
+    if (r->deleted || r->type != LR_FT_FILE ||
+        memcmp(&r->blocks_hash, &q->blocks_hash, sizeof(q->blocks_hash)) != 0)
+        return false;
+    size_t lo = 0, hi = r->nchunks;
+    while (lo < hi) { /* chunks are in offset order */
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->chunks[mid].off < q->off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < r->nchunks && r->chunks[lo].off == q->off && r->chunks[lo].len == q->size &&
+           memcmp(&r->chunks[lo].hash, &q->hash, sizeof(q->hash)) == 0;
+}
+
+static void serve_work(struct daemon_job *base)
+{
+    struct serve_job *j = (struct serve_job *)base;
+    struct lr_daemon *d = base->d;
+    uint8_t *buf = lr_xmalloc(LR_PROTO_CHUNK_DATA_MAX);
+    struct lr_store *st = NULL;
+    const char *st_root = NULL;
+    j->out = lr_xcalloc(j->n ? j->n : 1, sizeof(*j->out));
+    for (size_t i = 0; i < j->n; i++) {
+        const struct sync_serve_req *q = &j->reqs[i];
+        uint64_t status = LR_PROTO_CHUNK_NO_SUCH;
+        struct lr_file_rec r;
+        struct lr_err err = {0};
+        lr_buf_init(&j->out[i], LR_PROTO_CHUNK_MAX);
+        if (lr_index_file_get(d->ix, q->folder, (const uint8_t *)q->path, q->path_len, LR_IX_CHUNKS,
+                              &r, &err) == 0) {
+            if (record_has(&r, q)) {
+                if (!st_root || strcmp(st_root, q->root) != 0) {
+                    lr_store_close(st);
+                    st = NULL;
+                    st_root = NULL;
+                    if (lr_store_open(q->root, &st, &err) == 0)
+                        st_root = q->root;
+                }
+                int rc = st ? lr_store_read_chunk(st, q->path, q->off, q->size, &q->hash, buf, &err)
+                            : LR_ENOMARKER;
+                if (rc == 0) {
+                    status = LR_PROTO_CHUNK_OK;
+                } else {
+                    char *e = lr_escs(q->path);
+                    lr_info(MOD, "folder=%s path=%s chunk off=%llu not served: %s", q->folder, e,
+                            (unsigned long long)q->off, lr_err_msg(&err, rc));
+                    free(e);
+                    if (rc == LR_EVERIFY || rc == LR_ECHANGED || rc == -ENOENT) {
+                        free(j->rescan);
+                        j->rescan = lr_xstrdup(q->folder);
+                    }
+                    if (rc != LR_EVERIFY && rc != LR_ECHANGED && rc != -ENOENT && rc != -ELOOP)
+                        status = LR_PROTO_CHUNK_ERROR;
+                }
+            }
+            lr_file_rec_release(&r);
+        }
+        if (lr_proto_chunk_encode(
+                d->sync->zc, q->req_id, status, status == LR_PROTO_CHUNK_OK ? buf : NULL,
+                status == LR_PROTO_CHUNK_OK ? q->size : 0, true, &j->out[i]) < 0) {
+            lr_buf_reset(&j->out[i]);
+            lr_proto_chunk_encode(NULL, q->req_id, LR_PROTO_CHUNK_ERROR, NULL, 0, false,
+                                  &j->out[i]);
+        }
+    }
+    lr_store_close(st);
+    free(buf);
+}
+
+static void queue_serve(struct lr_daemon *d, struct sync_peer *p);
+
+static void serve_done(struct daemon_job *base, int status)
+{
+    struct serve_job *j = (struct serve_job *)base;
+    struct lr_daemon *d = base->d;
+    if (!d->stopping) {
+        struct sync_peer *p = sync_peer_get(d, &j->peer);
+        if (p->gen == j->gen) {
+            p->serve_busy = false;
+            for (size_t i = 0; status == 0 && i < j->n; i++) {
+                size_t len;
+                uint8_t *pl = lr_buf_detach(&j->out[i], &len);
+                sync_send(d, p, LR_STREAM_BULK, LR_MSG_CHUNK, pl, len);
+            }
+            if (p->nserve)
+                queue_serve(d, p);
+        }
+        if (status == 0 && j->rescan)
+            scanjobs_queue(d, (const char *const *)&j->rescan, 1, NULL, NULL);
+    }
+    for (size_t i = 0; i < j->n; i++) {
+        req_release(&j->reqs[i]);
+        if (j->out)
+            lr_buf_release(&j->out[i]);
+    }
+    free(j->reqs);
+    free(j->out);
+    free(j->rescan);
+    free(j);
+}
+
+static void serve_start(struct daemon_job *base)
+{
+    struct serve_job *j = (struct serve_job *)base;
+    struct sync_peer *p = sync_peer_get(base->d, &j->peer);
+    if (p->gen != j->gen)
+        return; /* the connection changed: its requests were dropped */
+    j->reqs = p->serve;
+    j->n = p->nserve;
+    p->serve = NULL;
+    p->nserve = 0;
+}
+
+static void queue_serve(struct lr_daemon *d, struct sync_peer *p)
+{
+    if (p->serve_busy || d->stopping)
+        return;
+    struct serve_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.start = serve_start;
+    j->base.work = serve_work;
+    j->base.done = serve_done;
+    j->peer = p->id;
+    j->gen = p->gen;
+    p->serve_busy = true;
+    daemon_job_queue(d, &j->base);
+}
+
+void sync_serve_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
+                        size_t len)
+{
+    struct lr_proto_want w;
+    struct lr_err err = {0};
+    int rc = lr_proto_want_decode(payload, len, &w, &err);
+    if (rc < 0) {
+        sync_peer_fatal(d, p, "invalid WANT", rc, &err);
+        return;
+    }
+    struct sync_link *l = sync_link_find(d, &p->id, w.folder_id);
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, w.folder_id);
+    if (!l || !l->listed || !fc || !lr_folder_shared_with(fc, &p->id)) {
+        answer_now(d, p, w.req_id, LR_PROTO_CHUNK_NOT_SHARED);
+        return;
+    }
+    if (p->nserve >= SYNC_SERVE_QUEUE_MAX || p->q_bytes > SERVE_QUEUED_MAX) {
+        answer_now(d, p, w.req_id, LR_PROTO_CHUNK_BUSY);
+        return;
+    }
+    p->serve = lr_xreallocarray(p->serve, p->nserve + 1, sizeof(*p->serve));
+    struct sync_serve_req *q = &p->serve[p->nserve++];
+    memset(q, 0, sizeof(*q));
+    q->req_id = w.req_id;
+    q->folder = lr_xstrdup(w.folder_id);
+    q->root = lr_xstrdup(fc->path);
+    q->path = lr_xmalloc(w.path_len + 1);
+    memcpy(q->path, w.path, w.path_len);
+    q->path[w.path_len] = '\0';
+    q->path_len = w.path_len;
+    q->blocks_hash = w.blocks_hash;
+    q->hash = w.hash;
+    q->off = w.offset;
+    q->size = w.size;
+    queue_serve(d, p);
+}
+
+void sync_serve_peer_down(struct lr_daemon *d, struct sync_peer *p)
+{
+    (void)d;
+    for (size_t i = 0; i < p->nserve; i++)
+        req_release(&p->serve[i]);
+    free(p->serve);
+    p->serve = NULL;
+    p->nserve = 0;
+    p->serve_busy = false;
+}

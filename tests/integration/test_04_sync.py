@@ -1,0 +1,205 @@
+"""The sync driver end to end: two real daemons on loopback keep a folder
+identical (content, modes, mtimes, directories, symlinks, deletions), and a
+folder whose marker vanished never causes deletions on the peer."""
+import hashlib
+import os
+import stat
+import time
+
+import pytest
+
+from conftest import free_udp_port, wait_for
+
+
+def pair_up(a, b):
+    a.ok("peer", "add", b.id, "--name", b.name, "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--name", a.name, "--addr", a.addr())
+
+
+def snapshot(root):
+    """{relpath: (kind, mode, mtime_ns or None, content digest / link target)}
+    for everything under root except the .landropic marker."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == ".":
+            dirnames[:] = [n for n in dirnames if n != ".landropic"]
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", None, None, os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", None, None, None)
+            else:
+                with open(p, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, digest)
+    return out
+
+
+def setup_pair(devices, tmp_path, folder_id="docs"):
+    a, b = devices("alice"), devices("bob")
+    a.init()
+    b.init()
+    a.port, b.port = free_udp_port(), free_udp_port()
+    pair_up(a, b)
+    fa, fb = tmp_path / "A" / folder_id, tmp_path / "B" / folder_id
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    return a, b, fa, fb
+
+
+def add_folders(a, b, fa, fb, folder_id="docs"):
+    a.ok("folder", "add", str(fa), "--id", folder_id, "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", folder_id, "--share", a.id)
+
+
+def make_tree(root):
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "sub" / "emptier").mkdir()
+    (root / "hello.txt").write_bytes(b"hello world\n")
+    (root / "sub" / "data.bin").write_bytes(os.urandom(300 * 1024))
+    (root / "sub" / "deeper" / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    (root / "zero").write_bytes(b"")
+    (root / "script.sh").write_bytes(b"#!/bin/sh\necho hi\n")
+    os.chmod(root / "script.sh", 0o755)
+    (root / "private").write_bytes(b"secret-ish\n")
+    os.chmod(root / "private", 0o600)
+    os.symlink("sub/data.bin", root / "link")
+    os.utime(root / "hello.txt", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+
+
+def synced(fa, fb):
+    sa, sb = snapshot(fa), snapshot(fb)
+    return sa == sb and sa
+
+
+def test_tree_syncs_both_ways_and_deletes(devices, tmp_path):
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    make_tree(fa)
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's tree on B")
+    sb = snapshot(fb)
+    assert sb["hello.txt"][2] == 1_600_000_000_123_456_789
+    assert sb["script.sh"][1] == 0o755 and sb["private"][1] == 0o600
+    assert sb["link"] == ("link", None, None, "sub/data.bin")
+    assert sb["empty"][0] == "dir" and sb["sub/emptier"][0] == "dir"
+    assert sb["zero"][3] == hashlib.sha256(b"").hexdigest()
+    # Status converges on both sides.
+    for dev in (a, b):
+        wait_for(lambda: dev.ok("status", "--json").json()["folders"][0]["in_sync"],
+                 timeout=30, what=f"{dev.name} in sync")
+        assert dev.ok("sync", "--wait", "--timeout", "30").rc == 0
+        f = dev.ok("status", "--json").json()["folders"][0]
+        assert f["need_files"] == 0 and f["need_bytes"] == 0 and f["state"] == "idle"
+    assert a.peer_info(b)["bytes_sent"] > 3 * 1024 * 1024
+
+    # An edit on B comes back to A (content, mode and mtime).
+    (fb / "sub" / "data.bin").write_bytes(b"edited on bob\n" * 1000)
+    os.chmod(fb / "sub" / "data.bin", 0o640)
+    (fb / "new-on-b").mkdir()
+    (fb / "new-on-b" / "n.txt").write_bytes(b"new\n")
+    b.ok("sync")
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="B's edit on A")
+    assert (fa / "sub" / "data.bin").read_bytes() == b"edited on bob\n" * 1000
+    assert stat.S_IMODE(os.lstat(fa / "sub" / "data.bin").st_mode) == 0o640
+    # The replaced version was archived, not destroyed.
+    versions = fa / ".landropic" / "versions"
+    assert any("data.bin" in n for _, _, ns in os.walk(versions) for n in ns)
+
+    # A delete on A propagates (files, a symlink, a directory tree).
+    os.unlink(fa / "hello.txt")
+    os.unlink(fa / "link")
+    for p in ("sub/deeper/big.bin",):
+        os.unlink(fa / p)
+    os.rmdir(fa / "sub" / "deeper")
+    a.ok("sync")
+    wait_for(lambda: synced(fa, fb) and not (fb / "hello.txt").exists(), timeout=60,
+             interval=0.3, what="A's deletes on B")
+    assert not os.path.lexists(fb / "link")
+    assert not (fb / "sub" / "deeper").exists()
+    assert (fb / "sub" / "data.bin").exists()
+    # Nothing ever appeared outside the folders.
+    assert sorted(os.listdir(tmp_path / "B")) == ["docs"]
+    assert sorted(os.listdir(tmp_path / "A")) == ["docs"]
+
+
+def test_marker_removed_keeps_peer_files(devices, tmp_path):
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(20):
+        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    before = snapshot(fb)
+    assert len(before) == 20
+    # The disk "vanishes" on A: marker and files gone.
+    import shutil
+    shutil.rmtree(fa / ".landropic")
+    for i in range(20):
+        os.unlink(fa / f"f{i}.txt")
+    r = a.run("scan", "docs", "--json")
+    assert "missing" in r.json()["folders"][0]["error"], r
+    wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
+             timeout=20, what="A's folder in error")
+    b.ok("sync")
+    time.sleep(3)
+    assert snapshot(fb) == before
+    assert b.ok("status", "--json").json()["folders"][0]["state"] != "error"
+
+
+def test_new_files_while_connected_and_late_share(devices, tmp_path):
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    a.start()
+    b.start()
+    # Folders added after both daemons run: the FOLDERS exchange is redone.
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    (fa / "one.txt").write_bytes(b"1" * 5000)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.ok("sync")
+    wait_for(lambda: (fb / "one.txt").exists() and synced(fa, fb), timeout=60, interval=0.3,
+             what="late share syncs")
+    # Same content under two names: the second copy comes from local data.
+    data = os.urandom(2 * 1024 * 1024)
+    (fa / "copy1.bin").write_bytes(data)
+    a.ok("sync")
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="copy1")
+    sent = b.peer_info(a)["bytes_received"]
+    (fa / "copy2.bin").write_bytes(data)
+    a.ok("sync")
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="copy2")
+    assert b.peer_info(a)["bytes_received"] - sent < 256 * 1024
+
+
+def test_concurrent_edits_keep_both(devices, tmp_path):
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "report.txt").write_bytes(b"original\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    b.stop()
+    (fa / "report.txt").write_bytes(b"alice's version\n")
+    os.utime(fa / "report.txt", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    a.ok("scan")
+    (fb / "report.txt").write_bytes(b"bob's version, longer\n")
+    os.utime(fb / "report.txt", ns=(1_700_000_100_000_000_000, 1_700_000_100_000_000_000))
+    b.start()
+    b.ok("scan")
+
+    def converged():
+        s = synced(fa, fb)
+        return s and len([p for p in s if "sync-conflict" in p]) == 1 and s
+    s = wait_for(converged, timeout=60, interval=0.3, what="conflict resolved on both")
+    copy = [p for p in s if "sync-conflict" in p][0]
+    assert copy.startswith("report.sync-conflict-") and copy.endswith(".txt")
+    contents = {(fa / "report.txt").read_bytes(), (fa / copy).read_bytes()}
+    assert contents == {b"alice's version\n", b"bob's version, longer\n"}
+    # The newer mtime keeps the name.
+    assert (fa / "report.txt").read_bytes() == b"bob's version, longer\n"
