@@ -120,8 +120,16 @@ static const char *const migrations[] = {
     "  deletes INTEGER NOT NULL DEFAULT 0,"
     "  bytes INTEGER NOT NULL DEFAULT 0"
     ");"
+    /* One counter row per folder, made with the folder (atomically, by trigger),
+     * so the per-row triggers below are a single UPDATE each. */
+    "INSERT INTO need_stats(folder) SELECT id FROM folders;"
+    "CREATE TRIGGER folders_ai AFTER INSERT ON folders BEGIN"
+    "  INSERT OR IGNORE INTO need_stats(folder) VALUES (new.id);"
+    "END;"
+    "CREATE TRIGGER folders_ad AFTER DELETE ON folders BEGIN"
+    "  DELETE FROM need_stats WHERE folder = old.id;"
+    "END;"
     "CREATE TRIGGER need_ai AFTER INSERT ON need BEGIN"
-    "  INSERT OR IGNORE INTO need_stats(folder) VALUES (new.folder);"
     "  UPDATE need_stats SET items = items + 1, files = files + (new.kind = 0),"
     "    deletes = deletes + (new.kind = 2), bytes = bytes + new.size WHERE folder = new.folder;"
     "END;"

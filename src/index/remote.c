@@ -69,7 +69,6 @@ enum rs_id {
     RS_STALE,
     RS_RFILE_DEL,
     RS_F_DEL_NEED,
-    RS_F_DEL_STATS,
     RS_F_DEL_RCHUNKS,
     RS_F_DEL_RFILES,
     RS_F_DEL_REMOTES,
@@ -126,7 +125,6 @@ static const char *const rs_sql[RS__COUNT] = {
     [RS_STALE] = "SELECT id, path FROM rfiles WHERE remote = ?1 AND gen < ?2 LIMIT ?3",
     [RS_RFILE_DEL] = "DELETE FROM rfiles WHERE id = ?1",
     [RS_F_DEL_NEED] = "DELETE FROM need WHERE folder = ?1",
-    [RS_F_DEL_STATS] = "DELETE FROM need_stats WHERE folder = ?1",
     [RS_F_DEL_RCHUNKS] =
         "DELETE FROM rchunks WHERE file IN (SELECT id FROM rfiles WHERE folder = ?1)",
     [RS_F_DEL_RFILES] = "DELETE FROM rfiles WHERE folder = ?1",
@@ -1142,8 +1140,9 @@ int lr_index_remote_forget(struct lr_index *ix, const char *folder_id,
 
 int lr__ix_remote_folder_remove(struct lr_index *ix, int64_t folder, struct lr_err *err)
 {
-    static const enum rs_id seq[] = {RS_F_DEL_NEED, RS_F_DEL_STATS, RS_F_DEL_RCHUNKS,
-                                     RS_F_DEL_RFILES, RS_F_DEL_REMOTES};
+    /* need_stats goes with the folder row (trigger folders_ad). */
+    static const enum rs_id seq[] = {RS_F_DEL_NEED, RS_F_DEL_RCHUNKS, RS_F_DEL_RFILES,
+                                     RS_F_DEL_REMOTES};
     int rc = 0;
     for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]) && rc == 0; i++)
         rc = exec_id(ix, seq[i], folder, err);
