@@ -362,6 +362,8 @@ struct lr_remote_state {
     uint64_t gen;           /* generation of the copy (bumped by each full begin) */
     uint64_t sent_index_id; /* our index ID the peer said it holds (lr_index_remote_set_sent) */
     uint64_t sent_seq;      /* our highest sequence the peer said it holds */
+    uint64_t open_seq;      /* seq of a segmented record not complete yet (0: none);
+                             * max_seq stays below it until it completes or is replaced */
 };
 
 /* State of (folder, device): zeros (and 0 returned) if never heard from.
@@ -389,8 +391,9 @@ int lr_index_remote_full_begin(struct lr_index *ix, const char *folder_id,
 /*
  * Store one entry of the peer's index `index_id` (borrowed r): replaces the
  * peer's record of the path (first segment) or appends a continuation
- * segment, advances max_seq to r->rec.seq once the record is complete, and
- * re-evaluates the path's need. Errors:
+ * segment, advances max_seq to r->rec.seq once the record is complete (but
+ * never to or past an unfinished segmented record's seq: a reconnect then
+ * resends it), and re-evaluates the path's need. Errors:
  *   LR_EPROTO  no state for the peer (no full_begin yet), index_id not the
  *              stored one (a changed index needs a full resend), seq not
  *              above max_seq, or a segment that does not continue the stored

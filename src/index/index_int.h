@@ -32,6 +32,7 @@ struct lr_index {
     struct lr_buf key;  /* scratch: path key of the current call */
     struct lr_buf key2; /* scratch: second key (list bounds) */
     struct lr_buf vvb;  /* scratch: encoded vector */
+    struct lr_buf okey; /* scratch: a peer's unfinished path key (remote.c state reads) */
 };
 
 /* Fill err with SQLite's message for `what`; returns LR_EDB. */

@@ -77,13 +77,14 @@ enum rs_id {
 _Static_assert(RS__COUNT <= LR__IX_REMOTE_STMTS, "raise LR__IX_REMOTE_STMTS");
 
 static const char *const rs_sql[RS__COUNT] = {
-    [RS_STATE_GET] = "SELECT id, index_id, max_seq, gen, full_pending, sent_index_id, sent_seq "
-                     "FROM remotes WHERE folder = ?1 AND device = ?2",
+    [RS_STATE_GET] = "SELECT id, index_id, max_seq, gen, full_pending, sent_index_id, sent_seq, "
+                     "open_seq, open_path FROM remotes WHERE folder = ?1 AND device = ?2",
     [RS_STATE_ADD] = "INSERT INTO remotes(folder, device) VALUES (?1, ?2) RETURNING id",
     [RS_FULL_BEGIN] = "UPDATE remotes SET index_id = ?2, max_seq = 0, gen = gen + 1, "
-                      "full_pending = 1 WHERE id = ?1",
+                      "full_pending = 1, open_seq = 0, open_path = NULL WHERE id = ?1",
     [RS_SET_SENT] = "UPDATE remotes SET sent_index_id = ?2, sent_seq = ?3 WHERE id = ?1",
-    [RS_SET_MAXSEQ] = "UPDATE remotes SET max_seq = ?2 WHERE id = ?1",
+    [RS_SET_MAXSEQ] =
+        "UPDATE remotes SET max_seq = ?2, open_seq = ?3, open_path = ?4 WHERE id = ?1",
     [RS_END_FULL] = "UPDATE remotes SET full_pending = 0 WHERE id = ?1",
     [RS_DEL_REMOTE] = "DELETE FROM remotes WHERE id = ?1",
     [RS_RFILE_UPSERT] =
@@ -632,6 +633,11 @@ static int state_get(struct lr_index *ix, int64_t folder, const struct lr_device
         out->st.full_pending = sqlite3_column_int64(s, 4) != 0;
         out->st.sent_index_id = (uint64_t)sqlite3_column_int64(s, 5);
         out->st.sent_seq = (uint64_t)sqlite3_column_int64(s, 6);
+        out->st.open_seq = (uint64_t)sqlite3_column_int64(s, 7);
+        /* The open path key, in ix->okey (valid until the next state read). */
+        lr_buf_reset(&ix->okey);
+        if (out->st.open_seq && sqlite3_column_bytes(s, 8) > 0)
+            lr_buf_put(&ix->okey, sqlite3_column_blob(s, 8), (size_t)sqlite3_column_bytes(s, 8));
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "remote state");
@@ -1001,12 +1007,39 @@ static int put_tx(struct lr_index *ix, void *argp, struct lr_err *err)
     rc = r->blk_first == 0 ? put_first(ix, a, &st, err) : put_next(ix, a, &st, err);
     if (rc)
         return rc;
-    if (r->blk_first + r->rec.nchunks == a->total) {
+    /*
+     * Progress: max_seq = every entry up to it is stored. An unfinished
+     * segmented record holds it below its own seq until that path is
+     * completed or replaced, even if (against the protocol) other entries
+     * come first, so a reconnect always resends it.
+     */
+    bool complete = r->blk_first + r->rec.nchunks == a->total;
+    bool same = st.st.open_seq && ix->okey.len == ix->key.len &&
+                memcmp(ix->okey.data, ix->key.data, ix->key.len) == 0;
+    uint64_t open = 0;
+    bool open_here = false;
+    if (st.st.open_seq && !same) {
+        open = st.st.open_seq; /* another path is unfinished: the older one holds */
+    } else if (!complete) {
+        open = r->rec.seq;
+        open_here = true;
+    }
+    uint64_t max = complete ? r->rec.seq : st.st.max_seq;
+    if (open && max >= open)
+        max = open - 1;
+    if (max < st.st.max_seq)
+        max = st.st.max_seq;
+    if (max != st.st.max_seq || open != st.st.open_seq) {
         sqlite3_stmt *s = rstmt(ix, RS_SET_MAXSEQ, err);
         if (!s)
             return LR_EDB;
         sqlite3_bind_int64(s, 1, st.id);
-        sqlite3_bind_int64(s, 2, (int64_t)r->rec.seq);
+        sqlite3_bind_int64(s, 2, (int64_t)max);
+        sqlite3_bind_int64(s, 3, (int64_t)open);
+        if (open && open_here)
+            lr__ix_bind_blob(s, 4, ix->key.data, ix->key.len);
+        else if (open)
+            lr__ix_bind_blob(s, 4, ix->okey.data, ix->okey.len);
         if ((rc = step_done(ix, s, "remote max sequence", err)))
             return rc;
     }

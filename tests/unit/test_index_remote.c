@@ -199,7 +199,7 @@ static void test_migration_from_v1(void **state)
 
     struct lr_index *ix;
     struct lr_err err = {0};
-    assert_int_equal(lr_index_schema_version(), 2);
+    assert_int_equal(lr_index_schema_version(), 3);
     assert_int_equal(lr_index_open(db, &ix, &err), 0);
     /* Old data intact. */
     struct lr_folder_info fi;
@@ -250,7 +250,7 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(nl.v[0].flags, LR_NEED_LOCAL_CONFLICT);
     lr_need_list_release(&nl);
     lr_index_close(ix);
-    /* Reopen: already at v2, nothing re-run. */
+    /* Reopen: already current, nothing re-run. */
     assert_int_equal(lr_index_open(db, &ix, &err), 0);
     assert_int_equal(lr_index_need_stats(ix, "old", &ns, &err), 0);
     assert_int_equal(ns.items, 1);
@@ -259,7 +259,7 @@ static void test_migration_from_v1(void **state)
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(s, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    assert_int_equal(sqlite3_column_int(st, 0), 3);
     sqlite3_finalize(st);
     sqlite3_close(s);
     char cmd[128];
@@ -746,6 +746,74 @@ static void test_segments(void **state)
     seg.rec.chunks = whole.rec.chunks; /* restore for release */
     seg.rec.nchunks = 10;
     lr_remote_rec_release(&whole);
+}
+
+/* The stored max sequence never passes an unfinished segmented record, whatever comes next. */
+static void put_seg(struct lr_index *ix, const struct lr_device_id *p, const char *path,
+                    uint64_t seq, size_t first, size_t n, size_t total, int want)
+{
+    struct lr_err err = {0};
+    struct lr_remote_rec w, seg;
+    rfile(&w, path, seq, total, 100, 0x77);
+    seg = w;
+    seg.rec.chunks = w.rec.chunks + first;
+    seg.rec.nchunks = n;
+    seg.blk_first = first;
+    seg.blk_total = total;
+    assert_int_equal(lr_index_remote_put(ix, FOLDER, p, 8, &seg, &err), want);
+    lr_remote_rec_release(&w);
+}
+
+static void expect_state(struct lr_index *ix, const struct lr_device_id *p, uint64_t max,
+                         uint64_t open)
+{
+    struct lr_err err = {0};
+    struct lr_remote_state st;
+    assert_int_equal(lr_index_remote_state(ix, FOLDER, p, &st, &err), 0);
+    assert_int_equal(st.max_seq, max);
+    assert_int_equal(st.open_seq, open);
+}
+
+static void test_segment_progress(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_device_id p = dev(6);
+    assert_int_equal(lr_index_remote_full_begin(f->ix, FOLDER, &p, 8, &err), 0);
+    put_seg(f->ix, &p, "a", 1, 0, 1, 1, 0);
+    expect_state(f->ix, &p, 1, 0);
+    put_seg(f->ix, &p, "big", 2, 0, 2, 5, 0); /* unfinished */
+    expect_state(f->ix, &p, 1, 2);
+    put_seg(f->ix, &p, "big", 2, 2, 1, 5, 0); /* still unfinished */
+    expect_state(f->ix, &p, 1, 2);
+    /* Against the protocol, the peer moves on: stored, but max_seq holds. */
+    put_seg(f->ix, &p, "c", 3, 0, 1, 1, 0);
+    put_seg(f->ix, &p, "d", 4, 0, 1, 3, 0); /* another unfinished one: the older holds */
+    expect_state(f->ix, &p, 1, 2);
+    /* Reconnect: state durable; the peer resends from 2. "big" was superseded
+     * meanwhile: other entries first, then big's new version at seq 5. */
+    lr_index_close(f->ix);
+    assert_int_equal(lr_index_open(f->db, &f->ix, &err), 0);
+    expect_state(f->ix, &p, 1, 2);
+    put_seg(f->ix, &p, "c", 3, 0, 1, 1, 0);
+    expect_state(f->ix, &p, 1, 2);
+    put_seg(f->ix, &p, "big", 5, 0, 5, 5, 0); /* the path is whole again */
+    expect_state(f->ix, &p, 5, 0);
+    /* An honest peer would also resend d (seq 4 > 1) in this burst; this one
+     * did not, so d's partial row stays unusable and is never needed. */
+    struct lr_need_stats ns;
+    assert_int_equal(lr_index_need_stats(f->ix, FOLDER, &ns, &err), 0);
+    assert_int_equal(ns.items, 3); /* a, big, c */
+    /* Completing in the normal order. */
+    put_seg(f->ix, &p, "e", 6, 0, 3, 6, 0);
+    expect_state(f->ix, &p, 5, 6);
+    put_seg(f->ix, &p, "e", 6, 3, 3, 6, 0);
+    expect_state(f->ix, &p, 6, 0);
+    /* A full begin clears an unfinished record's hold. */
+    put_seg(f->ix, &p, "g", 7, 0, 1, 4, 0);
+    expect_state(f->ix, &p, 6, 7);
+    assert_int_equal(lr_index_remote_full_begin(f->ix, FOLDER, &p, 8, &err), 0);
+    expect_state(f->ix, &p, 0, 0);
 }
 
 /* Local puts re-evaluate need; holders by vv and by blocks hash. */
@@ -1423,6 +1491,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_resend_drops_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_atomic_with_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_need_local_and_holders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_corrupt_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_need_oracle, setup, teardown),
