@@ -298,7 +298,7 @@ void lr_chunk_loc_release(struct lr_chunk_loc *l);
 int lr_index_chunk_find(struct lr_index *ix, const char *folder_id, const struct lr_hash *h,
                         struct lr_chunk_loc *out, struct lr_err *err);
 
-/* ---- remote indexes (schema v2, docs/internals/index.md) -------------------
+/* ---- remote indexes (schema v2-v3, docs/internals/index.md) ----------------
  *
  * For each (folder, peer device) the index keeps a copy of the peer's
  * announced records ("remote records") and the sync state of that copy.
@@ -312,7 +312,11 @@ int lr_index_chunk_find(struct lr_index *ix, const char *folder_id, const struct
  * a crash can never record a sequence whose entry is not committed
  * (hostile case 22). A full index starts a new generation of the copy;
  * remote records not re-sent by the time a burst ends with LAST are then
- * forgotten (dropped, never read as deletions), in bounded batches.
+ * forgotten (dropped, never read as deletions), in bounded batches. A full
+ * index interrupted by a reconnect may resume incrementally (same index ID,
+ * from max_seq + 1): the LAST of that burst completes the replacement; or
+ * the caller may ask for a new full index (a new FIRST starts a newer
+ * generation). Device IDs and records passed in are borrowed for the call.
  *
  * Need: a path is needed when some peer's remote record has a version
  * vector that is not <= the local record's (no local record: the empty
