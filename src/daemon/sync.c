@@ -101,8 +101,10 @@ void sync_flush(struct lr_daemon *d, struct sync_peer *p)
     while (p->q_head && p->conn) {
         struct sync_frame *f = p->q_head;
         int rc = lr_conn_send_owned(p->conn, f->cls, f->type, f->p, f->len, NULL);
-        if (rc == LR_EBUSY)
+        if (rc == LR_EBUSY) {
+            lr_trace(MOD, "send queue full: %zu bytes wait", p->q_bytes);
             return;
+        }
         p->q_head = f->next;
         if (!p->q_head)
             p->q_tail = NULL;
@@ -646,7 +648,8 @@ static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
     j->peer = p->id;
     j->gen = p->gen;
     j->payload = lr_xmalloc(len ? len : 1);
-    memcpy(j->payload, payload, len);
+    if (len)
+        memcpy(j->payload, payload, len);
     j->len = len;
     for (struct sync_link *l = d->sync->links; l; l = l->next) {
         if (!l->listed || !lr_device_id_eq(&l->peer, &p->id))

@@ -80,6 +80,7 @@ struct sync_link {
 
 struct sync_xfer;
 struct sync_pullq;
+struct sync_commitq;
 
 struct sync_folder {
     struct sync_folder *next;
@@ -108,7 +109,8 @@ struct sync_state {
     struct sync_folder *folders;
     struct sync_xfer *xfers;
     uint64_t next_req_id;
-    struct sync_pullq *rx; /* received chunks waiting for a job (syncpull.c) */
+    struct sync_pullq *rx;   /* received chunks waiting for a job (syncpull.c) */
+    struct sync_commitq *cq; /* complete transfers waiting for a commit job */
     /* Job-owned. */
     struct sync_tracker *trackers;
     struct lr_proto_zc *zc;

@@ -215,8 +215,8 @@ static int put_record(struct page_ctx *c, const struct lr_file_rec *src, const s
 }
 
 /* Commit a complete staging file (job side). */
-static int xfer_commit(struct lr_daemon *d, struct lr_store *st, struct sync_xfer *x, bool *rescan,
-                       struct lr_err *err)
+static int xfer_commit(struct lr_daemon *d, struct lr_store *st, struct lr_store_batch *b,
+                       struct sync_xfer *x, bool *rescan, struct lr_err *err)
 {
     struct lr_file_rec cur;
     int rc = lr_index_file_get(d->ix, x->folder, x->rec.path, x->rec.path_len, 0, &cur, err);
@@ -228,7 +228,7 @@ static int xfer_commit(struct lr_daemon *d, struct lr_store *st, struct sync_xfe
     if (!same)
         return lr_err_set(err, LR_ECHANGED, "the local record changed meanwhile");
     struct lr_store_info info;
-    rc = lr_store_commit_file(st, NULL, &x->key, x->fd, (const char *)x->rec.path, x->rec.mode,
+    rc = lr_store_commit_file(st, b, &x->key, x->fd, (const char *)x->rec.path, x->rec.mode,
                               x->rec.mtime_ns, &x->expect, LR_STORE_MKPARENTS, &info, err);
     if (rc == LR_ECHANGED)
         *rescan = true;
@@ -263,7 +263,8 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     memset(&x->rec.vv, 0, sizeof(x->rec.vv));
     lr_vv_copy(&x->rec.vv, &dec->vv);
     x->rec.chunks = lr_xcalloc(remote->nchunks ? remote->nchunks : 1, sizeof(*x->rec.chunks));
-    memcpy(x->rec.chunks, remote->chunks, remote->nchunks * sizeof(*x->rec.chunks));
+    if (remote->nchunks)
+        memcpy(x->rec.chunks, remote->chunks, remote->nchunks * sizeof(*x->rec.chunks));
     x->rec.inode = 0;
     x->rec.ctime_ns = 0;
     x->had_local = local != NULL;
@@ -271,7 +272,8 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     expect_of(local, &x->expect);
     x->nholders = cand->nholders;
     x->holders = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->holders));
-    memcpy(x->holders, cand->holders, x->nholders * sizeof(*x->holders));
+    if (x->nholders)
+        memcpy(x->holders, cand->holders, x->nholders * sizeof(*x->holders));
     x->bad = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->bad));
     x->cs = lr_xcalloc(remote->nchunks ? remote->nchunks : 1, 1);
     /* Staging key: this version of this path (two paths with the same
@@ -321,7 +323,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     }
     if (x->ndone < x->rec.nchunks)
         return x; /* the rest comes from peers */
-    rc = xfer_commit(c->d, c->st, x, &j->rescan, &err);
+    rc = xfer_commit(c->d, c->st, NULL, x, &j->rescan, &err);
     if (rc < 0) {
         log_path("not applied", j->folder, x->rec.path, x->rec.path_len, rc, &err);
         j->left++;
@@ -655,6 +657,9 @@ static void pull_done(struct daemon_job *base, int status)
             d->sync->xfers = j->xfers[i];
             f->nxfers++;
         }
+        if (j->applied || j->nxfers || j->conflicts)
+            lr_info(MOD, "folder=%s applied=%zu transfers=%zu conflicts=%zu left=%zu", j->folder,
+                    j->applied, j->nxfers, j->conflicts, j->left);
         j->nxfers = 0;
         if (j->no_marker) {
             struct folder_rt *rt = daemon_folder(d, j->folder);
@@ -720,55 +725,160 @@ void sync_pull_trigger(struct lr_daemon *d, const char *folder)
 
 /* ---- commits ---- */
 
+/* Completed transfers wait here; one job commits a batch of one folder's:
+ * staged data made durable with one barrier, renames, directories synced
+ * once, one index transaction (docs/decisions/0001-durability-batching.md). */
+#define COMMIT_BATCH_MAX 512
+
+struct sync_commitq {
+    struct sync_xfer **v;
+    size_t n;
+    bool busy;
+};
+
+static struct sync_commitq *commitq(struct lr_daemon *d)
+{
+    if (!d->sync->cq)
+        d->sync->cq = lr_xcalloc(1, sizeof(struct sync_commitq));
+    return d->sync->cq;
+}
+
 struct commit_job {
     struct daemon_job base;
-    struct sync_xfer *x;
-    int rc;
-    bool rescan;
-    struct lr_err err;
+    struct sync_xfer **x;
+    size_t n;
+    int *rc;
+    bool *rescan;
+    struct lr_err *err;
 };
 
 static void commit_work(struct daemon_job *base)
 {
     struct commit_job *j = (struct commit_job *)base;
+    struct lr_daemon *d = base->d;
     struct lr_store *st = NULL;
-    if ((j->rc = lr_store_open(j->x->root, &st, &j->err)) == 0)
-        j->rc = xfer_commit(base->d, st, j->x, &j->rescan, &j->err);
+    struct lr_store_batch *b = NULL;
+    int rc = j->n ? lr_store_open(j->x[0]->root, &st, &j->err[0]) : 0;
+    if (rc == 0) {
+        b = lr_store_batch_new(st, LR_STORE_BARRIER_SYNCFS);
+        for (size_t i = 0; i < j->n && rc == 0; i++)
+            rc = lr_store_batch_stage(b, j->x[i]->fd, &j->err[0]);
+        if (rc == 0)
+            rc = lr_store_batch_barrier(b, &j->err[0]);
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < j->n; i++) {
+            j->rc[i] = rc;
+            if (i)
+                j->err[i] = j->err[0];
+        }
+        goto out;
+    }
+    bool tx = lr_index_begin(d->ix, NULL) == 0;
+    for (size_t i = 0; i < j->n; i++)
+        j->rc[i] = xfer_commit(d, st, b, j->x[i], &j->rescan[i], &j->err[i]);
+    if ((rc = lr_store_batch_sync_dirs(b, &j->err[0])) < 0) {
+        /* The renames may not survive a crash: do not record them; the next
+         * scan finds whatever is on disk. */
+        if (tx)
+            lr_index_rollback(d->ix);
+        for (size_t i = 0; i < j->n; i++)
+            if (j->rc[i] == 0)
+                j->rc[i] = rc;
+    } else if (tx && (rc = lr_index_commit(d->ix, &j->err[0])) < 0) {
+        for (size_t i = 0; i < j->n; i++)
+            if (j->rc[i] == 0)
+                j->rc[i] = rc;
+    }
+out:
+    lr_store_batch_free(b);
     lr_store_close(st);
 }
+
+static void queue_commits(struct lr_daemon *d);
 
 static void commit_done(struct daemon_job *base, int status)
 {
     struct commit_job *j = (struct commit_job *)base;
     struct lr_daemon *d = base->d;
-    struct sync_xfer *x = j->x;
-    if (status == 0 && !d->stopping) {
-        char *folder = lr_xstrdup(x->folder);
-        if (j->rc < 0)
-            log_path("not applied", folder, x->rec.path, x->rec.path_len, j->rc, &j->err);
-        xfer_drop(d, x, NULL);
-        if (j->rc == 0)
+    if (status == 0 && !d->stopping && j->n) {
+        char *folder = lr_xstrdup(j->x[0]->folder);
+        bool changed = false, rescan = false;
+        for (size_t i = 0; i < j->n; i++) {
+            struct sync_xfer *x = j->x[i];
+            if (j->rc[i] < 0) {
+                log_path("not applied", folder, x->rec.path, x->rec.path_len, j->rc[i], &j->err[i]);
+            } else {
+                char *e = lr_esc(x->rec.path, x->rec.path_len);
+                lr_debug(MOD, "folder=%s path=%s written (%zu chunks)", folder, e, x->rec.nchunks);
+                free(e);
+                changed = true;
+            }
+            rescan |= j->rescan[i];
+            xfer_drop(d, x, NULL);
+        }
+        if (changed)
             sync_local_changed(d, folder);
-        if (j->rescan)
+        struct sync_folder *f = sync_folder_get(d, folder);
+        if (rescan)
             scanjobs_queue(d, (const char *const *)&folder, 1, NULL, NULL);
-        else
-            sync_pull_trigger(d, folder);
+        else if (f->nxfers == 0 || !changed)
+            sync_pull_trigger(d, folder); /* what is left, or failed, is decided again */
         free(folder);
     }
-    xfer_unref(x);
+    for (size_t i = 0; i < j->n; i++)
+        xfer_unref(j->x[i]);
+    free(j->x);
+    free(j->rc);
+    free(j->rescan);
+    free(j->err);
     free(j);
+    if (status == 0 && !d->stopping) {
+        commitq(d)->busy = false;
+        queue_commits(d);
+    }
+}
+
+static void commit_start(struct daemon_job *base)
+{
+    struct commit_job *j = (struct commit_job *)base;
+    struct sync_commitq *q = commitq(base->d);
+    j->x = lr_xcalloc(q->n + 1, sizeof(*j->x));
+    size_t keep = 0;
+    for (size_t i = 0; i < q->n; i++) {
+        if (j->n < COMMIT_BATCH_MAX && strcmp(q->v[i]->folder, q->v[0]->folder) == 0)
+            j->x[j->n++] = q->v[i];
+        else
+            q->v[keep++] = q->v[i];
+    }
+    q->n = keep;
+    j->rc = lr_xcalloc(j->n + 1, sizeof(*j->rc));
+    j->rescan = lr_xcalloc(j->n + 1, sizeof(*j->rescan));
+    j->err = lr_xcalloc(j->n + 1, sizeof(*j->err));
+}
+
+static void queue_commits(struct lr_daemon *d)
+{
+    struct sync_commitq *q = commitq(d);
+    if (q->busy || q->n == 0 || d->stopping)
+        return;
+    struct commit_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.start = commit_start;
+    j->base.work = commit_work;
+    j->base.done = commit_done;
+    q->busy = true;
+    daemon_job_queue(d, &j->base);
 }
 
 static void queue_commit(struct lr_daemon *d, struct sync_xfer *x)
 {
+    struct sync_commitq *q = commitq(d);
     x->committing = true;
-    struct commit_job *j = lr_xcalloc(1, sizeof(*j));
-    j->base.kind = DAEMON_JOB_SYNC;
-    j->base.work = commit_work;
-    j->base.done = commit_done;
-    j->x = x;
     x->refs++;
-    daemon_job_queue(d, &j->base);
+    q->v = lr_xreallocarray(q->v, q->n + 1, sizeof(*q->v));
+    q->v[q->n++] = x;
+    queue_commits(d);
 }
 
 /* ---- received chunks ---- */
@@ -896,6 +1006,8 @@ void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
         return;
     }
     struct sync_xfer *x = w->x;
+    lr_trace(MOD, "CHUNK req=%llu status=%llu len=%zu", (unsigned long long)c.req_id,
+             (unsigned long long)c.status, c.data_len);
     if (!x->dead && c.status == LR_PROTO_CHUNK_OK) {
         struct sync_pullq *q = rxq(d);
         q->v = lr_xreallocarray(q->v, q->n + 1, sizeof(*q->v));
@@ -904,7 +1016,8 @@ void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
         it->x = x;
         it->chunk = w->chunk;
         it->payload = lr_xmalloc(len ? len : 1);
-        memcpy(it->payload, payload, len);
+        if (len)
+            memcpy(it->payload, payload, len);
         it->len = len;
         x->refs++;
         x->cs[w->chunk] = XC_RECV;
@@ -1038,6 +1151,13 @@ void sync_pull_free(struct lr_daemon *d)
     }
     while (s->xfers)
         xfer_drop(d, s->xfers, NULL);
+    if (s->cq) {
+        for (size_t i = 0; i < s->cq->n; i++)
+            xfer_unref(s->cq->v[i]);
+        free(s->cq->v);
+        free(s->cq);
+        s->cq = NULL;
+    }
     if (s->rx) {
         struct sync_pullq *q = s->rx;
         for (size_t i = 0; i < q->n; i++) {
