@@ -227,3 +227,55 @@ def test_sigkill_mid_transfer_resumes(devices, tmp_path):
         # Verified chunks in the staging file were kept, not fetched again.
         assert b.peer_info(a)["bytes_received"] < size - (32 << 20)
     assert not [n for n in os.listdir(fb / ".landropic" / "tmp")]
+
+
+def test_three_devices_relay(devices, tmp_path):
+    """A shares with B only, B with A and C: C gets A's files through B, and a
+    change made on C reaches A through B."""
+    a, b, c = devices("alice"), devices("bob"), devices("carol")
+    for d in (a, b, c):
+        d.init()
+        d.port = free_udp_port()
+    pair_up(a, b)
+    pair_up(b, c)
+    fa, fb, fc = (tmp_path / n / "docs" for n in "ABC")
+    for f in (fa, fb, fc):
+        f.mkdir(parents=True)
+    (fa / "d").mkdir()
+    (fa / "d" / "x.bin").write_bytes(os.urandom(700 * 1024))
+    (fa / "y.txt").write_bytes(b"from alice\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id, "--share", c.id)
+    c.ok("folder", "add", str(fc), "--id", "docs", "--share", b.id)
+    for d in (a, b, c):
+        d.start()
+    wait_for(lambda: synced(fa, fb) and synced(fb, fc), timeout=60, interval=0.3,
+             what="A's files on B and C")
+    (fc / "y.txt").write_bytes(b"carol was here\n")
+    c.ok("sync")
+    wait_for(lambda: (fa / "y.txt").read_bytes() == b"carol was here\n" and synced(fa, fc),
+             timeout=60, interval=0.3, what="C's edit on A")
+
+
+def test_symlinked_directory_on_receiver_is_never_followed(devices, tmp_path):
+    """Hostile case 13: B has a symlink `out` -> a directory outside the folder;
+    A sends a directory `out` with a file inside. Nothing may be written
+    outside B's folder; both versions of `out` are kept."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (fa / "out").mkdir()
+    (fa / "out" / "payload").write_bytes(b"must not escape\n")
+    os.symlink(str(outside), fb / "out")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+
+    def settled():
+        return (fb / "out" / "payload").exists() and not os.path.islink(fb / "out")
+    wait_for(settled, timeout=60, interval=0.3, what="directory replaced the symlink on B")
+    assert os.listdir(outside) == []
+    links = [n for n in os.listdir(fb) if n.startswith("out.sync-conflict-")]
+    assert len(links) == 1 and os.readlink(fb / links[0]) == str(outside)
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="both sides equal")
+    assert os.listdir(outside) == []
