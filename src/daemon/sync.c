@@ -614,6 +614,11 @@ static void recv_done(struct daemon_job *base, int status)
 {
     struct recv_job *j = (struct recv_job *)base;
     struct lr_daemon *d = base->d;
+    if (!d->stopping) {
+        struct sync_peer *p = sync_peer_get(d, &j->peer);
+        if (p->gen == j->gen && p->index_queued >= j->len)
+            p->index_queued -= j->len;
+    }
     if (status == 0 && !d->stopping) {
         struct sync_peer *p = sync_peer_get(d, &j->peer);
         struct sync_link *l = j->folder[0] ? sync_link_find(d, &j->peer, j->folder) : NULL;
@@ -641,6 +646,14 @@ static void recv_done(struct daemon_job *base, int status)
 
 static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
 {
+    if (p->index_queued + len > SYNC_INDEX_QUEUED_MAX) {
+        char id[LR_DEVICE_ID_SHORTLEN + 1];
+        lr_device_id_short(&p->id, id);
+        lr_warn(MOD, "peer=%s sends its index faster than it can be stored; reconnecting", id);
+        lr_conn_close(p->conn, "index backlog");
+        return;
+    }
+    p->index_queued += len;
     struct recv_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
     j->base.work = recv_work;
@@ -719,6 +732,7 @@ void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device
         sync_peer_down(d, p->conn, peer);
     p->conn = c;
     p->gen++;
+    p->index_queued = 0;
     p->have_folders = false;
     lr_proto_folders_release(&p->theirs);
     for (struct sync_link *l = d->sync->links; l; l = l->next) {
@@ -739,6 +753,7 @@ void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_devi
         return;
     p->conn = NULL;
     p->gen++;
+    p->index_queued = 0;
     p->have_folders = false;
     lr_proto_folders_release(&p->theirs);
     queue_clear(p);

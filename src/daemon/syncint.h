@@ -20,6 +20,10 @@
 #define SYNC_PULL_PAGE 1000
 /* WANTs queued for serving per peer before answering BUSY. */
 #define SYNC_SERVE_QUEUE_MAX 256
+/* INDEX bytes received but not yet stored above which the connection is
+ * closed (there is no way to pause a peer's stream): memory stays bounded,
+ * and the next FOLDERS resumes from what was stored. */
+#define SYNC_INDEX_QUEUED_MAX (128u << 20)
 /* A peer that is not connected this long after start counts as settled. */
 #define SYNC_CONNECT_GRACE_MS 5000
 
@@ -50,6 +54,7 @@ struct sync_peer {
     struct sync_serve_req *serve;
     size_t nserve;
     bool serve_busy;
+    uint64_t index_queued; /* bytes of INDEX payloads waiting for their job */
     /* Its latest FOLDERS (this connection). */
     struct lr_proto_folders theirs;
     bool have_folders;
