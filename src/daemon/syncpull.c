@@ -657,9 +657,14 @@ static void pull_done(struct daemon_job *base, int status)
             d->sync->xfers = j->xfers[i];
             f->nxfers++;
         }
-        if (j->applied || j->nxfers || j->conflicts)
+        if (j->applied || j->nxfers || j->conflicts) {
             lr_info(MOD, "folder=%s applied=%zu transfers=%zu conflicts=%zu left=%zu", j->folder,
                     j->applied, j->nxfers, j->conflicts, j->left);
+            daemon_event(d,
+                         json_pack("{s:s, s:s, s:I, s:I, s:I}", "type", "sync_applied", "folder",
+                                   j->folder, "applied", (json_int_t)j->applied, "transfers",
+                                   (json_int_t)j->nxfers, "conflicts", (json_int_t)j->conflicts));
+        }
         j->nxfers = 0;
         if (j->no_marker) {
             struct folder_rt *rt = daemon_folder(d, j->folder);
@@ -817,8 +822,14 @@ static void commit_done(struct daemon_job *base, int status)
             rescan |= j->rescan[i];
             xfer_drop(d, x, NULL);
         }
-        if (changed)
+        if (changed) {
+            size_t ok = 0;
+            for (size_t i = 0; i < j->n; i++)
+                ok += j->rc[i] == 0;
+            daemon_event(d, json_pack("{s:s, s:s, s:I}", "type", "files_written", "folder", folder,
+                                      "count", (json_int_t)ok));
             sync_local_changed(d, folder);
+        }
         struct sync_folder *f = sync_folder_get(d, folder);
         if (rescan)
             scanjobs_queue(d, (const char *const *)&folder, 1, NULL, NULL);
@@ -1064,6 +1075,10 @@ void sync_pump(struct lr_daemon *d)
         next = x->next;
         if (x->dead || x->committing)
             continue;
+        if (!lr_config_find_folder(d->cfg, x->folder)) {
+            xfer_drop(d, x, "folder removed");
+            continue;
+        }
         bool any = false;
         for (size_t k = x->cursor; k < x->rec.nchunks; k++) {
             if (x->cs[k] != XC_TODO) {
