@@ -1103,8 +1103,10 @@ void sync_pump(struct lr_daemon *d)
             struct lr_buf b;
             lr_buf_init(&b, LR_PROTO_WANT_MAX);
             if (lr_proto_want_encode(&w, &b) < 0) {
+                /* Only an invalid record can cause this. x may be freed. */
                 lr_buf_release(&b);
                 xfer_drop(d, x, "cannot encode WANT");
+                x = NULL;
                 break;
             }
             size_t len;
@@ -1124,6 +1126,8 @@ void sync_pump(struct lr_daemon *d)
                 x->cursor++;
             sync_send(d, p, LR_STREAM_BULK, LR_MSG_WANT, pl, len);
         }
+        if (!x)
+            continue;
         if (!x->dead && !x->committing && x->ndone == x->rec.nchunks) {
             queue_commit(d, x);
             continue;
