@@ -71,6 +71,31 @@ int cmd_daemon(struct cli *c, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* One object as a line of key=value for humans: names escaped, raw-bytes twins skipped. */
+static void print_fields(json_t *obj, const char *sep)
+{
+    const char *k;
+    json_t *v;
+    int n = 0;
+    json_object_foreach(obj, k, v)
+    {
+        size_t kl = strlen(k);
+        if (kl > 4 && strcmp(k + kl - 4, "_b64") == 0)
+            continue;
+        printf("%s%s=", n++ ? sep : "", k);
+        if (json_is_string(v)) {
+            cli_print_name(stdout, json_string_value(v));
+        } else {
+            char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (txt) {
+                cli_print_name(stdout, txt);
+                free(txt);
+            }
+        }
+    }
+    putchar('\n');
+}
+
 static int simple_call(struct cli *c, int argc, char **argv, const char *cmd, const char *usage,
                        const char *method, bool allow_folder)
 {
@@ -106,25 +131,7 @@ static int simple_call(struct cli *c, int argc, char **argv, const char *cmd, co
         json_t *item;
         json_array_foreach(arr, i, item)
         {
-            const char *k;
-            json_t *v;
-            int n = 0;
-            json_object_foreach(item, k, v)
-            {
-                if (strstr(k, "_b64"))
-                    continue;
-                printf("%s%s=", n++ ? "  " : "", k);
-                if (json_is_string(v)) {
-                    cli_print_name(stdout, json_string_value(v));
-                } else {
-                    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-                    if (s) {
-                        cli_print_name(stdout, s);
-                        free(s);
-                    }
-                }
-            }
-            putchar('\n');
+            print_fields(item, "  ");
         }
     }
     json_decref(res);
@@ -289,23 +296,7 @@ static int print_event(void *ud, json_t *ev)
             free(s);
         }
     } else {
-        const char *k;
-        json_t *v;
-        int n = 0;
-        json_object_foreach(ev, k, v)
-        {
-            printf("%s%s=", n++ ? " " : "", k);
-            if (json_is_string(v)) {
-                cli_print_name(stdout, json_string_value(v));
-            } else {
-                char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-                if (s) {
-                    cli_print_name(stdout, s);
-                    free(s);
-                }
-            }
-        }
-        putchar('\n');
+        print_fields(ev, " ");
     }
     return fflush(stdout) == EOF ? 1 : 0;
 }
