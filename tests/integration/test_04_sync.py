@@ -228,7 +228,11 @@ def test_sigkill_mid_transfer_resumes(devices, tmp_path):
     b.start()
     wait_for(lambda: (b.peer_info(a) or {}).get("bytes_received", 0) > 48 << 20, timeout=60,
              interval=0.02, what="transfer under way")
+    pid = b.pid
     b.kill()
+    # A killed process keeps its lock until its last thread (maybe in fsync)
+    # is gone, which can be after its main thread shows as a zombie.
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=30, what="killed daemon reaped")
     done_before = (fb / "big.bin").exists()
     b.start()
     wait_for(lambda: synced(fa, fb), timeout=120, interval=0.3, what="resumed transfer")
