@@ -98,6 +98,19 @@ int cmd_scan(struct cli *c, int argc, char **argv)
         rc = cli_call(c, "scan", json_pack("{s:o}", "folders", ids), 0, &doc);
         if (rc)
             return rc;
+        /* A folder the daemon could not scan is in the reply as {"id", "error"}. */
+        size_t k;
+        json_t *f;
+        json_array_foreach(json_object_get(doc, "folders"), k, f)
+        {
+            const char *e = json_string_value(json_object_get(f, "error"));
+            if (e) {
+                fputs("landropic: ", stderr);
+                cli_print_name(stderr, e);
+                fputc('\n', stderr);
+                rc = EXIT_RUNTIME;
+            }
+        }
     } else {
         rc = scan_local(c, &o, &doc);
         if (!doc)

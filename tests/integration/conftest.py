@@ -103,8 +103,10 @@ class Device:
     def kill(self, sig=signal.SIGKILL):
         if self.pid and self.alive():
             os.kill(self.pid, sig)
+            # Wait until the process is gone from /proc, not just a zombie main thread:
+            # another thread may still be finishing I/O and the lock is held until then.
             deadline = time.time() + 10
-            while self.alive() and time.time() < deadline:
+            while os.path.exists(f"/proc/{self.pid}") and time.time() < deadline:
                 time.sleep(0.05)
         self.pid = None
 

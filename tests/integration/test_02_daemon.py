@@ -259,3 +259,19 @@ def test_wildcard_listen_pair_lists_interfaces(devices, free_port):
     a.pid = a.daemon_pid()
     pj = a.ok("pair", "--json").json()
     assert f"127.0.0.1:{port}" in pj["addresses"]
+
+
+def test_scan_through_daemon_reports_folder_errors(devices, free_port, tmp_path):
+    a, b = two(devices, free_port)
+    f = tmp_path / "gone"
+    f.mkdir()
+    (f / "x").write_text("x")
+    a.ok("folder", "add", str(f))
+    a.start()
+    assert a.ok("scan", "--json").json()["folders"][0]["files"] == 1
+    os.rename(f / ".landropic", tmp_path / "marker-away")
+    r = a.run("scan", "--json")
+    assert r.rc == 1 and ".landropic" in r.err
+    assert "error" in json.loads(r.out)["folders"][0]
+    os.rename(tmp_path / "marker-away", f / ".landropic")
+    assert a.ok("scan", "--json").json()["folders"][0]["deleted"] == 0
