@@ -721,6 +721,8 @@ void sync_free(struct lr_daemon *d)
         free(t);
     }
     lr_proto_zc_free(s->zc);
+    lr_file_rec_release(&s->serve_rec);
+    free(s->serve_folder);
     free(s);
     d->sync = NULL;
 }

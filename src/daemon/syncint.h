@@ -119,6 +119,15 @@ struct sync_state {
     /* Job-owned. */
     struct sync_tracker *trackers;
     struct lr_proto_zc *zc;
+    /*
+     * The last record (with its chunk list) a WANT was served from: a peer pulls
+     * a large file chunk by chunk, and loading its whole list per WANT made
+     * serving quadratic. Keyed by folder, path and blocks hash (the hash of the
+     * list itself), so a hit always describes the wanted version; the data is
+     * verified on read regardless.
+     */
+    struct lr_file_rec serve_rec;
+    char *serve_folder;
 };
 
 /* sync.c */

@@ -78,6 +78,26 @@ static bool record_has(const struct lr_file_rec *r, const struct sync_serve_req 
            memcmp(&r->chunks[lo].hash, &q->hash, sizeof(q->hash)) == 0;
 }
 
+/* The current record of q's path with its chunks, from the cache when it holds q's version. */
+static const struct lr_file_rec *serve_record(struct lr_daemon *d, const struct sync_serve_req *q,
+                                              struct lr_err *err)
+{
+    struct sync_state *s = d->sync;
+    struct lr_file_rec *c = &s->serve_rec;
+    if (s->serve_folder && strcmp(s->serve_folder, q->folder) == 0 && c->path &&
+        c->path_len == q->path_len && memcmp(c->path, q->path, q->path_len) == 0 &&
+        memcmp(&c->blocks_hash, &q->blocks_hash, sizeof(q->blocks_hash)) == 0)
+        return c;
+    lr_file_rec_release(c);
+    free(s->serve_folder);
+    s->serve_folder = NULL;
+    if (lr_index_file_get(d->ix, q->folder, (const uint8_t *)q->path, q->path_len, LR_IX_CHUNKS, c,
+                          err) != 0)
+        return NULL;
+    s->serve_folder = lr_xstrdup(q->folder);
+    return c;
+}
+
 static void serve_work(struct daemon_job *base)
 {
     struct serve_job *j = (struct serve_job *)base;
@@ -89,12 +109,11 @@ static void serve_work(struct daemon_job *base)
     for (size_t i = 0; i < j->n; i++) {
         const struct sync_serve_req *q = &j->reqs[i];
         uint64_t status = LR_PROTO_CHUNK_NO_SUCH;
-        struct lr_file_rec r;
         struct lr_err err = {0};
         lr_buf_init(&j->out[i], LR_PROTO_CHUNK_MAX);
-        if (lr_index_file_get(d->ix, q->folder, (const uint8_t *)q->path, q->path_len, LR_IX_CHUNKS,
-                              &r, &err) == 0) {
-            if (record_has(&r, q)) {
+        const struct lr_file_rec *r = serve_record(d, q, &err);
+        if (r) {
+            if (record_has(r, q)) {
                 if (!st_root || strcmp(st_root, q->root) != 0) {
                     lr_store_close(st);
                     st = NULL;
@@ -119,7 +138,6 @@ static void serve_work(struct daemon_job *base)
                         status = LR_PROTO_CHUNK_ERROR;
                 }
             }
-            lr_file_rec_release(&r);
         }
         if (lr_proto_chunk_encode(
                 d->sync->zc, q->req_id, status, status == LR_PROTO_CHUNK_OK ? buf : NULL,
