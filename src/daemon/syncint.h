@@ -12,8 +12,8 @@
 #include "sync/decide.h"
 
 /* Per peer: most WANTs and requested bytes outstanding (protocol.md §6.7). */
-#define SYNC_WANTS_MAX 64
-#define SYNC_WANT_BYTES_MAX (8u << 20)
+#define SYNC_WANTS_MAX 256
+#define SYNC_WANT_BYTES_MAX (32u << 20)
 /* Records read per index sender job. */
 #define SYNC_SEND_RECORDS 1000
 /* Needs read per page of a pull round. */
