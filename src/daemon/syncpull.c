@@ -549,74 +549,98 @@ static void pull_work(struct daemon_job *base)
         return;
     }
     c.buf = lr_xmalloc(LR_PROTO_CHUNK_DATA_MAX);
-    for (;;) {
-        struct lr_need_list nl = {0};
-        if ((j->rc = lr_index_need_list(d->ix, j->folder, after, after_len, SYNC_PULL_PAGE,
-                                        LR_IX_CHUNKS, &nl, &j->err)) < 0)
+    /*
+     * Deletes wait for the end of the round, not the end of a page: a renamed
+     * directory arrives as adds and deletes that may sit on different pages,
+     * and the adds are built from the deleted files' chunks. Pass 0 applies
+     * everything but deletes; pass 1 deletes (files before their directories
+     * within a page); pass 2 retries directories whose children sat on a
+     * later page of pass 1.
+     */
+    bool saw_delete = false;
+    for (int pass = 0; pass < 3 && !j->no_marker; pass++) {
+        if (pass > 0 && !saw_delete)
             break;
-        struct lr_sync_decision *decs = lr_xcalloc(nl.n + 1, sizeof(*decs));
-        struct lr_file_rec *locals = lr_xcalloc(nl.n + 1, sizeof(*locals));
-        bool *has_local = lr_xcalloc(nl.n + 1, sizeof(*has_local));
-        struct lr_sync_item *items = lr_xcalloc(nl.n + 1, sizeof(*items));
-        size_t nitems = 0;
-        for (size_t i = 0; i < nl.n; i++) {
-            const struct lr_need *n = &nl.v[i];
-            const struct lr_remote_rec *r = &n->cand[0].r;
-            if (is_busy(j, n->path) || (r->flags & (LR_RREC_UNKNOWN_TYPE | LR_RREC_PARTIAL))) {
-                j->left++;
-                continue;
+        free(after);
+        after = NULL;
+        after_len = 0;
+        for (;;) {
+            struct lr_need_list nl = {0};
+            if ((j->rc = lr_index_need_list(d->ix, j->folder, after, after_len, SYNC_PULL_PAGE,
+                                            LR_IX_CHUNKS, &nl, &j->err)) < 0)
+                break;
+            struct lr_sync_decision *decs = lr_xcalloc(nl.n + 1, sizeof(*decs));
+            struct lr_file_rec *locals = lr_xcalloc(nl.n + 1, sizeof(*locals));
+            bool *has_local = lr_xcalloc(nl.n + 1, sizeof(*has_local));
+            struct lr_sync_item *items = lr_xcalloc(nl.n + 1, sizeof(*items));
+            size_t nitems = 0;
+            for (size_t i = 0; i < nl.n; i++) {
+                const struct lr_need *n = &nl.v[i];
+                const struct lr_remote_rec *r = &n->cand[0].r;
+                if (is_busy(j, n->path) || (r->flags & (LR_RREC_UNKNOWN_TYPE | LR_RREC_PARTIAL))) {
+                    j->left += pass == 0;
+                    continue;
+                }
+                int rc = lr_index_file_get(d->ix, j->folder, n->path, n->path_len, LR_IX_CHUNKS,
+                                           &locals[i], NULL);
+                has_local[i] = rc == 0;
+                if (rc < 0 && rc != LR_ENOTFOUND) {
+                    j->left += pass == 0;
+                    continue;
+                }
+                struct lr_err err = {0};
+                rc = lr_sync_decide(has_local[i] ? &locals[i] : NULL, &r->rec, &decs[i], &err);
+                if (rc < 0) {
+                    if (pass == 0) {
+                        log_path("undecidable", j->folder, n->path, n->path_len, rc, &err);
+                        j->left++;
+                    }
+                    continue;
+                }
+                if (decs[i].apply == LR_SYNC_APPLY_NONE ||
+                    (decs[i].flags & (LR_SYNC_F_INCONSISTENT | LR_SYNC_F_UNKNOWN_TYPE))) {
+                    if (pass == 0)
+                        j->left += pass == 0;
+                    continue;
+                }
+                bool is_delete = decs[i].apply == LR_SYNC_APPLY_DELETE;
+                saw_delete |= is_delete;
+                if ((pass == 0) == is_delete)
+                    continue; /* this pass is not its turn */
+                items[nitems].path = n->path;
+                items[nitems].path_len = n->path_len;
+                items[nitems].d = &decs[i];
+                items[nitems].user = (void *)(uintptr_t)i;
+                nitems++;
             }
-            int rc = lr_index_file_get(d->ix, j->folder, n->path, n->path_len, LR_IX_CHUNKS,
-                                       &locals[i], NULL);
-            has_local[i] = rc == 0;
-            if (rc < 0 && rc != LR_ENOTFOUND) {
-                j->left++;
-                continue;
+            size_t nwork = lr_plan_order(items, nitems);
+            bool tx = lr_index_begin(d->ix, NULL) == 0;
+            for (size_t k = 0; k < nwork && !j->no_marker; k++) {
+                size_t i = (size_t)(uintptr_t)items[k].user;
+                apply_one(&c, &nl.v[i], &nl.v[i].cand[0], has_local[i] ? &locals[i] : NULL,
+                          &decs[i]);
             }
-            struct lr_err err = {0};
-            rc = lr_sync_decide(has_local[i] ? &locals[i] : NULL, &r->rec, &decs[i], &err);
-            if (rc < 0) {
-                log_path("undecidable", j->folder, n->path, n->path_len, rc, &err);
-                j->left++;
-                continue;
+            if (tx && lr_index_commit(d->ix, &j->err) < 0)
+                lr_warn(MOD, "folder=%s: %s", j->folder, j->err.msg);
+            bool end = nl.n < SYNC_PULL_PAGE || j->no_marker;
+            if (!end) {
+                free(after);
+                after_len = nl.v[nl.n - 1].path_len;
+                after = lr_xmalloc(after_len + 1);
+                memcpy(after, nl.v[nl.n - 1].path, after_len + 1);
             }
-            if (decs[i].apply == LR_SYNC_APPLY_NONE ||
-                (decs[i].flags & (LR_SYNC_F_INCONSISTENT | LR_SYNC_F_UNKNOWN_TYPE))) {
-                j->left++;
-                continue;
+            for (size_t i = 0; i < nl.n; i++) {
+                lr_sync_decision_release(&decs[i]);
+                lr_file_rec_release(&locals[i]);
             }
-            items[nitems].path = n->path;
-            items[nitems].path_len = n->path_len;
-            items[nitems].d = &decs[i];
-            items[nitems].user = (void *)(uintptr_t)i;
-            nitems++;
+            free(decs);
+            free(locals);
+            free(has_local);
+            free(items);
+            lr_need_list_release(&nl);
+            if (end)
+                break;
         }
-        size_t nwork = lr_plan_order(items, nitems);
-        bool tx = lr_index_begin(d->ix, NULL) == 0;
-        for (size_t k = 0; k < nwork && !j->no_marker; k++) {
-            size_t i = (size_t)(uintptr_t)items[k].user;
-            apply_one(&c, &nl.v[i], &nl.v[i].cand[0], has_local[i] ? &locals[i] : NULL, &decs[i]);
-        }
-        if (tx && lr_index_commit(d->ix, &j->err) < 0)
-            lr_warn(MOD, "folder=%s: %s", j->folder, j->err.msg);
-        bool end = nl.n < SYNC_PULL_PAGE || j->no_marker;
-        if (!end) {
-            free(after);
-            after_len = nl.v[nl.n - 1].path_len;
-            after = lr_xmalloc(after_len + 1);
-            memcpy(after, nl.v[nl.n - 1].path, after_len + 1);
-        }
-        for (size_t i = 0; i < nl.n; i++) {
-            lr_sync_decision_release(&decs[i]);
-            lr_file_rec_release(&locals[i]);
-        }
-        free(decs);
-        free(locals);
-        free(has_local);
-        free(items);
-        lr_need_list_release(&nl);
-        if (end)
-            break;
     }
     free(after);
     free(c.buf);
