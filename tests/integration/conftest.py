@@ -157,3 +157,8 @@ def device(devices):
     d = devices("solo")
     d.init()
     return d
+
+
+def tool_bin(name):
+    """A tests/tools program built next to BIN (LR_TOOLS_DIR overrides the directory)."""
+    return os.path.join(os.environ.get("LR_TOOLS_DIR") or os.path.dirname(BIN), name)

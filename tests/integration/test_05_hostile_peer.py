@@ -1,0 +1,288 @@
+"""A malicious peer (tests/tools/lr_test_peer.c: a real identity and transport,
+INDEX entries encoded byte by byte) sends paths that try to leave the folder
+(hostile-cases.md 1-4, 13). Whatever it sends, nothing is written outside the
+folder or into .landropic/, the good files it sends alongside arrive intact,
+the daemon keeps running and its log names every refused entry.
+
+Two kinds of refusal:
+ - a path that fails the wire path check (`../x`, `/abs`, `a//b`, NUL, over
+   32 KiB...) makes the whole INDEX batch invalid (protocol.md §6.6, §7.3):
+   the daemon drops the connection and applies nothing of that batch, so the
+   good file in the same batch does NOT arrive, while one sent in an earlier
+   batch does;
+ - a path that is well-formed but unsafe on disk (`.landropic/...`, a path
+   through a symlink) is refused entry by entry when applied: good files in
+   the same batch arrive.
+"""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import tool_bin, wait_for
+
+PEER_BIN = tool_bin("lr_test_peer")
+pytestmark = pytest.mark.skipif(not os.path.exists(PEER_BIN),
+                                reason=f"{PEER_BIN} not built")
+
+
+def tree_state(root):
+    """{relpath: (kind, content or link target, mtime_ns)} for everything under root."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p), st.st_mtime_ns)
+            elif os.path.isdir(p):
+                out[rel] = ("dir", None, st.st_mtime_ns)
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = ("file", f.read(), st.st_mtime_ns)
+    return out
+
+
+class Scene:
+    """Daemon A with folder `docs` shared with the test peer P (P never runs a
+    daemon; it only lends its home to lr_test_peer). Layout under tmp_path:
+        A/docs       the folder
+        A/sentinel   a file next to the folder (must stay untouched)
+        outside/     a directory symlinks point to (one sentinel file inside)
+    """
+
+    def __init__(self, devices, tmp_path):
+        self.tmp = tmp_path
+        self.a, self.p = devices("alice"), devices("mallory")
+        self.a.init()
+        self.p.init()
+        self.parent = tmp_path / "A"
+        self.root = self.parent / "docs"
+        self.root.mkdir(parents=True)
+        (self.parent / "sentinel").write_bytes(b"next to the folder\n")
+        self.outside = tmp_path / "outside"
+        self.outside.mkdir()
+        (self.outside / "keep").write_bytes(b"outside, must survive\n")
+        # No --addr: the daemon never dials the test peer, it only accepts it.
+        self.a.ok("peer", "add", self.p.id, "--name", "mallory")
+        self.a.ok("folder", "add", str(self.root), "--id", "docs", "--share", self.p.id)
+        self.n = 0
+
+    def start(self):
+        self.a.start()
+        self.before_outside = tree_state(self.outside)
+        self.before_parent = self.parent_state()
+
+    def parent_state(self):
+        return {k: v for k, v in tree_state(self.parent).items()
+                if k != "docs" and not k.startswith("docs/")}
+
+    def run_peer(self, bursts, *flags, timeout_ms=20000):
+        self.n += 1
+        script = self.tmp / f"script{self.n}.json"
+        script.write_text(json.dumps({"folder": "docs", "bursts": bursts}))
+        p = subprocess.run([PEER_BIN, "--home", self.p.home, "--connect", self.a.addr(),
+                            "--peer", self.a.id, "--script", str(script),
+                            "--timeout-ms", str(timeout_ms), *flags],
+                           capture_output=True, text=True, timeout=timeout_ms / 1000 + 30)
+        assert p.returncode == 0, f"lr_test_peer failed: {p.stdout}\n{p.stderr}"
+        return p.stdout
+
+    def log(self):
+        with open(os.path.join(self.a.home, "landropic.log"), errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, *needles, timeout=20):
+        wait_for(lambda: all(n in self.log() for n in needles), timeout=timeout,
+                 what=f"log lines {needles}")
+
+    def assert_contained(self, extra_absent=()):
+        """Nothing outside the folder changed; nothing of the peer's inside .landropic/."""
+        assert tree_state(self.outside) == self.before_outside
+        assert self.parent_state() == self.before_parent
+        for p in extra_absent:
+            assert not os.path.lexists(p), f"{p} was created"
+        marker = self.root / ".landropic"
+        assert sorted(os.listdir(marker)) == ["tmp", "versions"]
+        # Staging files carry 64-hex names the daemon derives; nothing a peer named.
+        for n in os.listdir(marker / "tmp"):
+            assert len(n) == 64 and all(c in "0123456789abcdef" for c in n), n
+        assert tree_state(marker / "versions") == {}
+
+    def assert_alive(self):
+        assert self.a.alive(), "daemon died"
+        st = self.a.ok("status", "--json").json()["folders"][0]
+        assert st["id"] == "docs" and st["errors"] == []
+        return st
+
+
+def good(path, data):
+    return {"path": path, "data": data, "good": True}
+
+
+def arrived(root, path, data):
+    try:
+        return (root / path).read_bytes() == data.encode()
+    except OSError:
+        return False
+
+
+OVERLONG = "d/" * 16384 + "x"  # 32 769 bytes, every component valid
+
+# (id, path, what the decoder says in the log)
+WIRE_INVALID = [
+    ("dotdot", "../x", "'..' component"),
+    ("dotdot-sibling", "../docs2/x", "'..' component"),
+    ("inner-dotdot", "a/../../x", "'..' component"),
+    ("absolute", "@OUTSIDE@/abs", "'..' component"),
+    ("empty-component", "a//b", "'..' component"),
+    ("dot", "./a", "'..' component"),
+    ("trailing-slash", "a/", "'..' component"),
+    ("only-dotdot", "..", "'..' component"),
+    ("empty", "", "empty path"),
+    ("nul", "a\u0000b", "NUL byte"),
+    ("overlong", OVERLONG, "over 32768 bytes"),
+]
+
+
+@pytest.mark.parametrize("case", WIRE_INVALID, ids=[c[0] for c in WIRE_INVALID])
+def test_path_failing_the_wire_check_drops_the_batch(devices, tmp_path, case):
+    _, path, logged = case
+    s = Scene(devices, tmp_path)
+    path = path.replace("@OUTSIDE@", str(s.outside))
+    s.start()
+    out = s.run_peer([
+        {"entries": [good("first.txt", "sent in an earlier batch\n")]},
+        {"wait_served": True, "delay_ms": 300,
+         "entries": [good("same-batch.txt", "in the hostile batch\n"),
+                     {"path": path, "data": "hostile payload\n"}]},
+    ], "--exit-on-close")
+    assert "exit reason=closed" in out, out
+    s.wait_log("INDEX not accepted", "index.entry[1].path", logged)
+    wait_for(lambda: arrived(s.root, "first.txt", "sent in an earlier batch\n"),
+             what="the good file of the earlier batch")
+    # The whole batch was refused, its good file included, and nothing was fetched for it.
+    assert not (s.root / "same-batch.txt").exists()
+    assert "path=same-batch.txt" not in out
+    s.assert_contained(extra_absent=[s.parent / "x", s.parent / "docs2", s.outside / "abs",
+                                     s.tmp / "x"])
+    assert sorted(os.listdir(s.root)) == [".landropic", "first.txt"]
+    s.assert_alive()
+
+
+def test_reserved_and_symlinked_paths_refused_good_files_arrive(devices, tmp_path):
+    s = Scene(devices, tmp_path)
+    s.start()
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(200 * 1024 + 5))  # 4 blocks: several WANT/CHUNK rounds
+    s.run_peer([{"entries": [
+        good("good.txt", "good data\n"),
+        {"path": ".landropic/evil", "data": "into the marker\n"},
+        {"path": ".landropic/tmp/" + "0" * 64, "data": "posing as staging\n"},
+        {"path": ".landropic/versions/x~20260101-000000", "data": "posing as a version\n"},
+        {"path": ".LANDROPIC/evil", "data": "case-folded marker\n"},
+        {"path": "link", "type": "symlink", "target": str(s.outside)},
+        {"path": "link/x", "data": "through an absolute link\n"},
+        {"path": "up", "type": "symlink", "target": ".."},
+        {"path": "up/escaped", "data": "through a relative link\n"},
+        {"path": "big.bin", "data_file": str(big), "good": True},
+        {"path": "sub/nested.txt", "data": "nested good\n", "good": True},
+    ]}], "--linger-ms", "1500")
+    for path, data in (("good.txt", "good data\n"), ("sub/nested.txt", "nested good\n")):
+        wait_for(lambda: arrived(s.root, path, data), what=path)
+    wait_for(lambda: (s.root / "big.bin").exists(), what="big.bin")
+    assert (s.root / "big.bin").read_bytes() == big.read_bytes()
+    # Every refused entry is named in the log, escaped, with the reason.
+    s.wait_log("path=.landropic/evil not applied: reserved path",
+               "path=.LANDROPIC/evil not applied: reserved path",
+               "path=.landropic/tmp/" + "0" * 64 + " not applied",
+               "path=.landropic/versions/x~20260101-000000 not applied",
+               "path=link/x not applied", "path=up/escaped not applied")
+    # The links themselves are ordinary entries inside the folder; nothing went through them.
+    assert os.readlink(s.root / "link") == str(s.outside)
+    assert os.readlink(s.root / "up") == ".."
+    s.assert_contained(extra_absent=[s.parent / "escaped", s.outside / "x",
+                                     s.root / ".LANDROPIC"])
+    s.assert_alive()
+
+
+def test_symlink_then_path_through_it_in_later_bursts_and_after_reconnect(devices, tmp_path):
+    """Hostile case 2 split across manifests and reconnects."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    s.run_peer([
+        {"entries": [{"path": "s", "type": "symlink", "target": str(s.outside)},
+                     good("one.txt", "one\n")]},
+        {"wait_served": True, "delay_ms": 500,
+         "entries": [{"path": "s/f", "data": "later burst\n"}, good("two.txt", "two\n")]},
+        {"wait_served": True, "delay_ms": 500, "reconnect": True,
+         "entries": [{"path": "s/g", "data": "after reconnect\n"},
+                     {"path": "s/keep", "data": "overwrite the sentinel\n"},
+                     good("three.txt", "three\n")]},
+    ], "--linger-ms", "1500")
+    for path, data in (("one.txt", "one\n"), ("two.txt", "two\n"), ("three.txt", "three\n")):
+        wait_for(lambda: arrived(s.root, path, data), what=path)
+    s.wait_log("path=s/f not applied", "path=s/g not applied", "path=s/keep not applied")
+    assert os.readlink(s.root / "s") == str(s.outside)
+    s.assert_contained(extra_absent=[s.outside / "f", s.outside / "g"])
+    s.assert_alive()
+
+
+def test_local_symlink_is_never_followed(devices, tmp_path):
+    """Hostile case 13: the receiver has `nested -> outside`; the peer sends
+    `nested/payload` and `nested/keep`."""
+    s = Scene(devices, tmp_path)
+    os.symlink(str(s.outside), s.root / "nested")
+    s.start()
+    s.run_peer([{"entries": [
+        {"path": "nested/payload", "data": "must not escape\n"},
+        {"path": "nested/keep", "data": "overwrite the sentinel\n"},
+        good("fine.txt", "fine\n"),
+    ]}], "--linger-ms", "1500")
+    wait_for(lambda: arrived(s.root, "fine.txt", "fine\n"), what="fine.txt")
+    s.wait_log("path=nested/payload", "path=nested/keep")
+    s.assert_contained(extra_absent=[s.outside / "payload"])
+    s.assert_alive()
+
+
+def test_symlink_deleted_then_directory_then_delete_inside(devices, tmp_path):
+    """Hostile case 3: `foo -> outside`; delete it; create `foo/bar`; delete
+    `foo/bar`. foo/bar lives inside the folder; the deletes never reach outside."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    s.run_peer([
+        {"entries": [{"path": "foo", "type": "symlink", "target": str(s.outside)},
+                     good("a.txt", "a\n")]},
+        {"wait_served": True, "delay_ms": 500,
+         "entries": [{"path": "foo", "deleted": True, "type": "symlink"},
+                     {"path": "foo/bar", "data": "inside now\n", "good": True},
+                     {"path": "foo/keep", "data": "inside too\n", "good": True}]},
+        {"wait_served": True, "delay_ms": 1000,
+         "entries": [{"path": "foo/bar", "deleted": True},
+                     {"path": "foo/keep", "deleted": True}]},
+    ], "--linger-ms", "2000")
+    wait_for(lambda: arrived(s.root, "a.txt", "a\n"), what="a.txt")
+    wait_for(lambda: (s.root / "foo").is_dir() and not os.path.islink(s.root / "foo")
+             and not os.path.lexists(s.root / "foo" / "bar")
+             and not os.path.lexists(s.root / "foo" / "keep"), timeout=30,
+             what="foo a directory, its files deleted")
+    assert tree_state(s.outside) == s.before_outside
+    assert s.parent_state() == s.before_parent
+    s.assert_alive()
+
+
+def test_daemon_survives_and_syncs_after_hostile_peers(devices, tmp_path):
+    """After a hostile batch drops the connection, the same peer reconnects
+    and a clean burst is applied: refusal is per batch, not a ban or a crash."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    s.run_peer([{"entries": [{"path": "../x", "data": "no\n"}]}], "--exit-on-close")
+    s.wait_log("INDEX not accepted")
+    s.run_peer([{"entries": [good("after.txt", "after\n")]}], "--linger-ms", "500")
+    wait_for(lambda: arrived(s.root, "after.txt", "after\n"), what="after.txt")
+    s.assert_contained(extra_absent=[s.parent / "x"])
+    st = s.assert_alive()
+    assert st["state"] in ("idle", "syncing", "scanning")
