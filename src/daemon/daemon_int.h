@@ -70,6 +70,10 @@ struct lr_daemon {
     struct daemon_job *jobs_head, *jobs_tail; /* waiting (syncjobs.c) */
     struct daemon_job *job_running;
     uv_work_t job_work;
+    struct daemon_side {
+        struct daemon_job *head, *tail;
+        unsigned running, max;
+    } side[DAEMON_SIDE_COUNT];
     struct sync_state *sync; /* sync.c */
     uint64_t started_ms;     /* uv_now at start */
 };

@@ -711,6 +711,7 @@ void sync_free(struct lr_daemon *d)
         struct sync_folder *f = s->folders;
         s->folders = f->next;
         free(f->id);
+        free(f->pull_after);
         free(f);
     }
     while (s->trackers) {
@@ -721,7 +722,12 @@ void sync_free(struct lr_daemon *d)
         free(t);
     }
     lr_proto_zc_free(s->zc);
+    for (size_t i = 0; i < s->nrx_zc; i++)
+        lr_proto_zc_free(s->rx_zc[i]);
+    free(s->rx_zc);
     lr_file_rec_release(&s->serve_rec);
+    lr_index_close(s->serve_ix);
+    lr_proto_zc_free(s->serve_zc);
     free(s->serve_folder);
     free(s);
     d->sync = NULL;

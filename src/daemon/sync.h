@@ -29,12 +29,27 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 struct lr_daemon;
 struct lr_conn;
 struct lr_device_id;
 
 enum daemon_job_kind { DAEMON_JOB_SCAN = 1, DAEMON_JOB_SYNC = 2 };
+
+/*
+ * Side lanes: work that never touches d->ix runs beside the serial queue so
+ * the daemon's CPU-heavy steps (verifying and writing received chunks,
+ * reading and hashing served ones) overlap with scans, index batches and
+ * commits. Each lane has its own bound on jobs running at once; what a
+ * lane's jobs share is documented in syncint.h ("lane-owned").
+ */
+enum daemon_side_lane {
+    DAEMON_SIDE_SERVE = 0, /* one at a time: owns the serving index handle */
+    DAEMON_SIDE_RX,        /* received chunks: up to DAEMON_SIDE_RX_MAX at once */
+    DAEMON_SIDE_COUNT
+};
+#define DAEMON_SIDE_RX_MAX 2
 
 /*
  * One unit of serial work. The queue owns a job from daemon_job_queue()
@@ -48,12 +63,16 @@ struct daemon_job {
     void (*start)(struct daemon_job *j); /* loop thread, just before work; may be NULL */
     void (*work)(struct daemon_job *j);  /* pool thread; owns d->ix */
     void (*done)(struct daemon_job *j, int status);
+    enum daemon_side_lane lane; /* side lanes only: set by daemon_side_queue */
+    uv_work_t req;              /* side lanes only */
 };
 
 /* ---- syncjobs.c ---- */
 void daemon_job_queue(struct lr_daemon *d, struct daemon_job *j);
 /* Drop every waiting job (done with UV_ECANCELED); a running one finishes. */
 void daemon_jobs_cancel(struct lr_daemon *d);
+/* Queue a job on a side lane: start() and work() must not touch d->ix. */
+void daemon_side_queue(struct lr_daemon *d, enum daemon_side_lane lane, struct daemon_job *j);
 
 /* ---- sync.c: hooks called by daemon.c, scanjobs.c, methods.c ---- */
 void sync_init(struct lr_daemon *d);

@@ -18,6 +18,9 @@
 #define SYNC_SEND_RECORDS 1000
 /* Needs read per page of a pull round. */
 #define SYNC_PULL_PAGE 1000
+/* Transfers in flight (each holds a staging descriptor and its chunk list)
+ * above which a pull round stops at a page boundary and resumes later. */
+#define SYNC_XFERS_MAX 1536
 /* WANTs queued for serving per peer before answering BUSY. */
 #define SYNC_SERVE_QUEUE_MAX 256
 /* INDEX bytes received but not yet stored above which the connection is
@@ -97,6 +100,11 @@ struct sync_folder {
     bool stuck;    /* last round: needs left but none actionable */
     bool in_error; /* its last scan failed (not announced to peers) */
     size_t nxfers;
+    /* A round cut short by SYNC_XFERS_MAX resumes after this path (NULL:
+     * from the start); pull_cut asks for a pull once transfers drain. */
+    uint8_t *pull_after;
+    size_t pull_after_len;
+    bool pull_cut;
 };
 
 /* Job-owned: cross-batch checker of one peer's INDEX burst for a folder. */
@@ -112,10 +120,15 @@ struct sync_state {
     struct sync_peer *peers;
     struct sync_link *links;
     struct sync_folder *folders;
-    struct sync_xfer *xfers;
+    struct sync_xfer *xfers;              /* every live transfer */
+    struct sync_xfer *ready, *ready_tail; /* those with chunks to request, FIFO */
+    size_t nxfers;
+    bool pumping, pump_again; /* sync_pump re-entry guard */
     uint64_t next_req_id;
-    struct sync_pullq *rx;   /* received chunks waiting for a job (syncpull.c) */
-    struct sync_commitq *cq; /* complete transfers waiting for a commit job */
+    struct sync_pullq *rx;      /* received chunks waiting for a job (syncpull.c) */
+    struct lr_proto_zc **rx_zc; /* idle decompression contexts lent to rx jobs */
+    size_t nrx_zc;
+    struct sync_commitq *cq;  /* complete transfers waiting for a commit job */
     /* Job-owned. */
     struct sync_tracker *trackers;
     struct lr_proto_zc *zc;
@@ -128,6 +141,12 @@ struct sync_state {
      */
     struct lr_file_rec serve_rec;
     char *serve_folder;
+    /* Serve-lane-owned (one serve job at a time, beside the serial queue):
+     * serve_rec and serve_folder above, a read-only index handle (opened on
+     * first use), the compression context and the raw-run counter. */
+    struct lr_index *serve_ix;
+    struct lr_proto_zc *serve_zc;
+    unsigned serve_plain_left;
 };
 
 /* sync.c */

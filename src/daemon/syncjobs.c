@@ -3,6 +3,7 @@
  * time on libuv's pool, so d->ix and the folder stores have one user at a
  * time. Scans and sync work share it, which also keeps them ordered (an
  * index batch received before a scan is stored before the scan runs).
+ * Side lanes (sync.h) run beside it, each with its own FIFO and bound.
  */
 #include "daemon/daemon_int.h"
 
@@ -66,13 +67,89 @@ void daemon_job_queue(struct lr_daemon *d, struct daemon_job *j)
     start_next(d);
 }
 
-void daemon_jobs_cancel(struct lr_daemon *d)
+static void cancel_list(struct daemon_job *j)
 {
-    struct daemon_job *j = d->jobs_head;
-    d->jobs_head = d->jobs_tail = NULL;
     while (j) {
         struct daemon_job *next = j->next;
         j->done(j, UV_ECANCELED);
         j = next;
     }
+}
+
+void daemon_jobs_cancel(struct lr_daemon *d)
+{
+    struct daemon_job *j = d->jobs_head;
+    d->jobs_head = d->jobs_tail = NULL;
+    cancel_list(j);
+    for (int l = 0; l < DAEMON_SIDE_COUNT; l++) {
+        j = d->side[l].head;
+        d->side[l].head = d->side[l].tail = NULL;
+        cancel_list(j);
+    }
+}
+
+/* ---- side lanes ---- */
+
+static void side_next(struct lr_daemon *d, enum daemon_side_lane lane);
+
+static void side_work_cb(uv_work_t *w)
+{
+    struct daemon_job *j = w->data;
+    j->work(j);
+}
+
+static void side_done_cb(uv_work_t *w, int status)
+{
+    struct daemon_job *j = w->data;
+    struct lr_daemon *d = j->d;
+    enum daemon_side_lane lane = j->lane; /* read before done() frees the job */
+    d->side[lane].running--;
+    j->done(j, status);
+    if (!d->stopping)
+        side_next(d, lane);
+}
+
+static unsigned side_max(enum daemon_side_lane lane)
+{
+    return lane == DAEMON_SIDE_RX ? DAEMON_SIDE_RX_MAX : 1;
+}
+
+static void side_next(struct lr_daemon *d, enum daemon_side_lane lane)
+{
+    struct daemon_side *s = &d->side[lane];
+    while (s->head && s->running < side_max(lane)) {
+        struct daemon_job *j = s->head;
+        s->head = j->next;
+        if (!s->head)
+            s->tail = NULL;
+        j->next = NULL;
+        if (j->start)
+            j->start(j);
+        s->running++;
+        j->req.data = j;
+        int rc = uv_queue_work(&d->loop, &j->req, side_work_cb, side_done_cb);
+        if (rc < 0) {
+            lr_error(MOD, "cannot queue job: %s", uv_strerror(rc));
+            s->running--;
+            j->done(j, rc);
+        }
+    }
+}
+
+void daemon_side_queue(struct lr_daemon *d, enum daemon_side_lane lane, struct daemon_job *j)
+{
+    struct daemon_side *s = &d->side[lane];
+    j->d = d;
+    j->lane = lane;
+    j->next = NULL;
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    if (d->stopping) {
+        daemon_jobs_cancel(d);
+        return;
+    }
+    side_next(d, lane);
 }

@@ -35,7 +35,9 @@
 enum { XC_TODO = 0, XC_WANTED, XC_RECV, XC_DONE };
 
 struct sync_xfer {
-    struct sync_xfer *next;
+    struct sync_xfer *next, *prev;   /* d->sync->xfers */
+    struct sync_xfer *rnext, *rprev; /* d->sync->ready while in_ready */
+    bool in_ready;
     char *folder, *root;
     struct lr_file_rec rec; /* the version to write; vv is the decision's */
     bool had_local;
@@ -48,6 +50,7 @@ struct sync_xfer {
     size_t nholders;
     uint8_t *cs; /* per chunk: XC_* */
     size_t ndone, cursor;
+    size_t ninflight; /* chunks XC_WANTED or XC_RECV */
     unsigned failures;
     unsigned refs;
     bool dead, committing;
@@ -71,7 +74,7 @@ struct rx_item {
 struct sync_pullq {
     struct rx_item *v;
     size_t n;
-    bool busy;
+    unsigned jobs; /* rx jobs queued or running (at most DAEMON_SIDE_RX_MAX) */
 };
 
 static struct sync_pullq *rxq(struct lr_daemon *d)
@@ -98,17 +101,84 @@ static void xfer_unref(struct sync_xfer *x)
     free(x);
 }
 
+/*
+ * The ready queue holds the transfers that may have chunks to request, in
+ * the order they were started, so the pump's work per call is bounded by
+ * what it can send, not by how many transfers exist (20 000 small files
+ * used to make every CHUNK walk every transfer).
+ */
+static void ready_add(struct lr_daemon *d, struct sync_xfer *x)
+{
+    struct sync_state *s = d->sync;
+    if (x->in_ready || x->dead || x->committing)
+        return;
+    x->in_ready = true;
+    x->rnext = NULL;
+    x->rprev = s->ready_tail;
+    if (s->ready_tail)
+        s->ready_tail->rnext = x;
+    else
+        s->ready = x;
+    s->ready_tail = x;
+}
+
+static void ready_remove(struct lr_daemon *d, struct sync_xfer *x)
+{
+    struct sync_state *s = d->sync;
+    if (!x->in_ready)
+        return;
+    x->in_ready = false;
+    if (x->rprev)
+        x->rprev->rnext = x->rnext;
+    else
+        s->ready = x->rnext;
+    if (x->rnext)
+        x->rnext->rprev = x->rprev;
+    else
+        s->ready_tail = x->rprev;
+    x->rnext = x->rprev = NULL;
+}
+
+static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
+{
+    struct sync_state *s = d->sync;
+    x->prev = NULL;
+    x->next = s->xfers;
+    if (s->xfers)
+        s->xfers->prev = x;
+    s->xfers = x;
+    s->nxfers++;
+    sync_folder_get(d, x->folder)->nxfers++;
+    ready_add(d, x);
+}
+
+/* Rounds cut short for lack of transfer slots continue once half are free. */
+static void pull_room_freed(struct lr_daemon *d)
+{
+    if (d->sync->nxfers >= SYNC_XFERS_MAX / 2 || d->stopping)
+        return;
+    for (struct sync_folder *f = d->sync->folders; f; f = f->next) {
+        if (f->pull_cut) {
+            f->pull_cut = false;
+            sync_pull_trigger(d, f->id);
+        }
+    }
+}
+
 static void xfer_drop(struct lr_daemon *d, struct sync_xfer *x, const char *why)
 {
     if (x->dead)
         return;
+    ready_remove(d, x);
     x->dead = true;
-    for (struct sync_xfer **pp = &d->sync->xfers; *pp; pp = &(*pp)->next) {
-        if (*pp == x) {
-            *pp = x->next;
-            break;
-        }
-    }
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        d->sync->xfers = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    x->next = x->prev = NULL;
+    d->sync->nxfers--;
     struct sync_folder *f = sync_folder_get(d, x->folder);
     if (f->nxfers)
         f->nxfers--;
@@ -116,8 +186,10 @@ static void xfer_drop(struct lr_daemon *d, struct sync_xfer *x, const char *why)
         char *e = lr_esc(x->rec.path, x->rec.path_len);
         lr_info(MOD, "folder=%s path=%s transfer dropped: %s", x->folder, e, why);
         free(e);
+        sync_item_dropped(d, x->folder, x->rec.path, x->rec.path_len, why);
     }
     xfer_unref(x);
+    pull_room_freed(d);
 }
 
 /* ---- applying a page (job side) ---- */
@@ -161,8 +233,12 @@ static void expect_of(const struct lr_file_rec *l, struct lr_store_expect *e)
 struct pull_job {
     struct daemon_job base;
     char *folder, *root;
-    char **busy; /* paths with a transfer in flight (snapshot taken in start) */
+    char **busy; /* paths with a transfer in flight, sorted (snapshot taken in start) */
     size_t nbusy;
+    size_t room;    /* transfers this round may start (SYNC_XFERS_MAX) */
+    uint8_t *after; /* pass 0 starts after this path (NULL: the start) */
+    size_t after_len;
+    bool cut; /* out: stopped for lack of room; resume after `after` */
     /* out */
     struct sync_xfer **xfers;
     size_t nxfers;
@@ -287,6 +363,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     int rc = lr_store_staging_open(c->st, &x->key, remote->size, &x->fd, &resumed, &err);
     if (rc < 0) {
         log_path("cannot stage", j->folder, remote->path, remote->path_len, rc, &err);
+        sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc, &err);
         j->left++;
         xfer_unref(x);
         return NULL;
@@ -326,9 +403,11 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     rc = xfer_commit(c->d, c->st, NULL, x, &j->rescan, &err);
     if (rc < 0) {
         log_path("not applied", j->folder, x->rec.path, x->rec.path_len, rc, &err);
+        sync_item_failed(c->d, j->folder, x->rec.path, x->rec.path_len, "not applied", rc, &err);
         j->left++;
     } else {
         j->applied++;
+        sync_item_ok(c->d, j->folder, x->rec.path, x->rec.path_len);
     }
     xfer_unref(x);
     return NULL;
@@ -366,6 +445,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     int rc = 0;
     expect_of(local, &e);
     bool old_live = local && !local->deleted;
+    sync_item_started(c->d, j->folder, need->path, need->path_len, (int)dec->apply);
     if (dec->action == LR_SYNC_CONFLICT && dec->copy_here && dec->copy_path && old_live &&
         (rc = conflict_copy(c, local, dec, &err)) < 0) {
         /* Without its copy the loser must not be replaced: leave both alone. */
@@ -373,6 +453,8 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
         if (rc == LR_ECHANGED)
             j->rescan = true;
         log_path("conflict copy failed", j->folder, need->path, need->path_len, rc, &err);
+        sync_item_failed(c->d, j->folder, need->path, need->path_len, "conflict copy failed", rc,
+                         &err);
         return;
     }
     switch (dec->apply) {
@@ -435,6 +517,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     }
     if (rc == 0) {
         j->applied++;
+        sync_item_ok(c->d, j->folder, need->path, need->path_len);
         return;
     }
     j->left++;
@@ -442,6 +525,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
         j->rescan = true;
     if (rc != -ENOTEMPTY)
         log_path("not applied", j->folder, need->path, need->path_len, rc, &err);
+    sync_item_failed(c->d, j->folder, need->path, need->path_len, "not applied", rc, &err);
 }
 
 /*
@@ -529,12 +613,15 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
     return rc;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static bool is_busy(const struct pull_job *j, const uint8_t *p)
 {
-    for (size_t i = 0; i < j->nbusy; i++)
-        if (strcmp(j->busy[i], (const char *)p) == 0)
-            return true;
-    return false;
+    const char *key = (const char *)p;
+    return j->nbusy && bsearch(&key, j->busy, j->nbusy, sizeof(*j->busy), cmp_str);
 }
 
 static void pull_work(struct daemon_job *base)
@@ -544,6 +631,7 @@ static void pull_work(struct daemon_job *base)
     struct page_ctx c = {.d = d, .j = j};
     uint8_t *after = NULL;
     size_t after_len = 0;
+    bool round_end = false;
     if ((j->rc = lr_store_open(j->root, &c.st, &j->err)) < 0) {
         j->no_marker = j->rc == LR_ENOMARKER;
         return;
@@ -555,16 +643,31 @@ static void pull_work(struct daemon_job *base)
      * and the adds are built from the deleted files' chunks. Pass 0 applies
      * everything but deletes; pass 1 deletes (files before their directories
      * within a page); pass 2 retries directories whose children sat on a
-     * later page of pass 1.
+     * later page of pass 1. A round with too many transfers in flight stops
+     * at a page boundary (j->cut) and the next one resumes there; deletes
+     * run only in a round whose pass 0 reached the end of the list, so every
+     * add has taken the local chunks it needs by then.
      */
     bool saw_delete = false;
     for (int pass = 0; pass < 3 && !j->no_marker; pass++) {
-        if (pass > 0 && !saw_delete)
+        if (pass > 0 && (!saw_delete || !round_end))
             break;
         free(after);
         after = NULL;
         after_len = 0;
+        if (pass == 0 && j->after) {
+            after = j->after;
+            after_len = j->after_len;
+            j->after = NULL;
+        }
         for (;;) {
+            if (pass == 0 && j->nxfers >= j->room) {
+                j->cut = true;
+                j->after = after;
+                j->after_len = after_len;
+                after = NULL;
+                break;
+            }
             struct lr_need_list nl = {0};
             if ((j->rc = lr_index_need_list(d->ix, j->folder, after, after_len, SYNC_PULL_PAGE,
                                             LR_IX_CHUNKS, &nl, &j->err)) < 0)
@@ -593,12 +696,15 @@ static void pull_work(struct daemon_job *base)
                 if (rc < 0) {
                     if (pass == 0) {
                         log_path("undecidable", j->folder, n->path, n->path_len, rc, &err);
+                        sync_item_failed(d, j->folder, n->path, n->path_len, "undecidable", rc,
+                                         &err);
                         j->left++;
                     }
                     continue;
                 }
                 if (decs[i].apply == LR_SYNC_APPLY_NONE ||
                     (decs[i].flags & (LR_SYNC_F_INCONSISTENT | LR_SYNC_F_UNKNOWN_TYPE))) {
+                    sync_item_skipped(d, j->folder, n->path, n->path_len, decs[i].flags, pass);
                     if (pass == 0)
                         j->left += pass == 0;
                     continue;
@@ -623,6 +729,8 @@ static void pull_work(struct daemon_job *base)
             if (tx && lr_index_commit(d->ix, &j->err) < 0)
                 lr_warn(MOD, "folder=%s: %s", j->folder, j->err.msg);
             bool end = nl.n < SYNC_PULL_PAGE || j->no_marker;
+            if (pass == 0 && nl.n < SYNC_PULL_PAGE)
+                round_end = true;
             if (!end) {
                 free(after);
                 after_len = nl.v[nl.n - 1].path_len;
@@ -645,6 +753,7 @@ static void pull_work(struct daemon_job *base)
     free(after);
     free(c.buf);
     lr_store_close(c.st);
+    sync_items_prune(d, j->folder);
     j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
 }
 
@@ -656,11 +765,18 @@ static void pull_start(struct daemon_job *base)
     f->pull_queued = false;
     f->pull_running = true;
     f->pull_again = false;
-    for (struct sync_xfer *x = d->sync->xfers; x; x = x->next) {
-        if (strcmp(x->folder, j->folder) != 0)
-            continue;
-        j->busy = lr_xreallocarray(j->busy, j->nbusy + 1, sizeof(*j->busy));
-        j->busy[j->nbusy++] = lr_xstrdup((const char *)x->rec.path);
+    f->pull_cut = false;
+    j->busy = lr_xcalloc(f->nxfers + 1, sizeof(*j->busy));
+    for (struct sync_xfer *x = d->sync->xfers; x && j->nbusy < f->nxfers; x = x->next)
+        if (strcmp(x->folder, j->folder) == 0)
+            j->busy[j->nbusy++] = lr_xstrdup((const char *)x->rec.path);
+    qsort(j->busy, j->nbusy, sizeof(*j->busy), cmp_str);
+    j->room = d->sync->nxfers < SYNC_XFERS_MAX ? SYNC_XFERS_MAX - d->sync->nxfers : 0;
+    if (f->pull_after) {
+        j->after = f->pull_after;
+        j->after_len = f->pull_after_len;
+        f->pull_after = NULL;
+        f->pull_after_len = 0;
     }
 }
 
@@ -676,10 +792,17 @@ static void pull_done(struct daemon_job *base, int status)
             f->need = j->need;
             f->need_known = true;
         }
-        for (size_t i = 0; i < j->nxfers; i++) {
-            j->xfers[i]->next = d->sync->xfers;
-            d->sync->xfers = j->xfers[i];
-            f->nxfers++;
+        for (size_t i = 0; i < j->nxfers; i++)
+            xfer_link(d, j->xfers[i]);
+        free(f->pull_after);
+        f->pull_after = NULL;
+        f->pull_after_len = 0;
+        if (j->cut) {
+            f->pull_after = j->after;
+            f->pull_after_len = j->after_len;
+            j->after = NULL;
+            f->pull_cut = true;
+            pull_room_freed(d);
         }
         if (j->applied || j->nxfers || j->conflicts) {
             lr_info(MOD, "folder=%s applied=%zu transfers=%zu conflicts=%zu left=%zu", j->folder,
@@ -707,7 +830,7 @@ static void pull_done(struct daemon_job *base, int status)
             f->rescans = 0;
             sync_local_changed(d, j->folder);
         }
-        f->stuck = j->applied == 0 && f->nxfers == 0;
+        f->stuck = j->applied == 0 && f->nxfers == 0 && !j->cut;
         if (j->rescan && f->rescans < PULL_RESCANS_MAX) {
             f->rescans++;
             scanjobs_queue(d, (const char *const *)&j->folder, 1, NULL, NULL);
@@ -722,6 +845,7 @@ static void pull_done(struct daemon_job *base, int status)
     for (size_t i = 0; i < j->nbusy; i++)
         free(j->busy[i]);
     free(j->busy);
+    free(j->after);
     free(j->folder);
     free(j->root);
     free(j);
@@ -837,10 +961,13 @@ static void commit_done(struct daemon_job *base, int status)
             struct sync_xfer *x = j->x[i];
             if (j->rc[i] < 0) {
                 log_path("not applied", folder, x->rec.path, x->rec.path_len, j->rc[i], &j->err[i]);
+                sync_item_failed(d, folder, x->rec.path, x->rec.path_len, "not applied", j->rc[i],
+                                 &j->err[i]);
             } else {
                 char *e = lr_esc(x->rec.path, x->rec.path_len);
                 lr_debug(MOD, "folder=%s path=%s written (%zu chunks)", folder, e, x->rec.nchunks);
                 free(e);
+                sync_item_ok(d, folder, x->rec.path, x->rec.path_len);
                 changed = true;
             }
             rescan |= j->rescan[i];
@@ -908,6 +1035,12 @@ static void queue_commits(struct lr_daemon *d)
 
 static void queue_commit(struct lr_daemon *d, struct sync_xfer *x)
 {
+    if (x->rec.nchunks > 64) {
+        char *e = lr_esc(x->rec.path, x->rec.path_len);
+        lr_debug(MOD, "folder=%s path=%s complete (%zu chunks), committing", x->folder, e,
+                 x->rec.nchunks);
+        free(e);
+    }
     struct sync_commitq *q = commitq(d);
     x->committing = true;
     x->refs++;
@@ -918,16 +1051,18 @@ static void queue_commit(struct lr_daemon *d, struct sync_xfer *x)
 
 /* ---- received chunks ---- */
 
+/* Verifies and writes received chunks on the rx side lane: it touches only
+ * its items' staging descriptors and its own decompression context. */
 struct rx_job {
     struct daemon_job base;
     struct rx_item *v;
     size_t n;
+    struct lr_proto_zc *zc;
 };
 
 static void rx_work(struct daemon_job *base)
 {
     struct rx_job *j = (struct rx_job *)base;
-    struct lr_daemon *d = base->d;
     uint8_t *buf = lr_xmalloc(LR_PROTO_CHUNK_DATA_MAX);
     for (size_t i = 0; i < j->n; i++) {
         struct rx_item *it = &j->v[i];
@@ -935,7 +1070,7 @@ static void rx_work(struct daemon_job *base)
         struct lr_proto_chunk c;
         struct lr_hash h;
         it->ok = lr_proto_chunk_decode(it->payload, it->len, &c, NULL) == 0 &&
-                 lr_proto_chunk_data(d->sync->zc, &c, buf, ch->len, NULL) == 0;
+                 lr_proto_chunk_data(j->zc, &c, buf, ch->len, NULL) == 0;
         if (it->ok) {
             lr_sha256(buf, ch->len, &h);
             it->ok = memcmp(&h, &ch->hash, sizeof(h)) == 0 &&
@@ -955,9 +1090,12 @@ static void rx_done(struct daemon_job *base, int status)
         struct rx_item *it = &j->v[i];
         struct sync_xfer *x = it->x;
         if (status == 0 && !d->stopping && !x->dead) {
+            x->ninflight--;
             if (it->ok) {
                 x->cs[it->chunk] = XC_DONE;
                 x->ndone++;
+                if (x->cursor < x->rec.nchunks)
+                    ready_add(d, x); /* it may have been parked without a peer */
             } else {
                 char *e = lr_esc(x->rec.path, x->rec.path_len);
                 lr_warn(MOD, "folder=%s path=%s chunk off=%llu failed verification", x->folder, e,
@@ -966,6 +1104,7 @@ static void rx_done(struct daemon_job *base, int status)
                 x->cs[it->chunk] = XC_TODO;
                 if (it->chunk < x->cursor)
                     x->cursor = it->chunk;
+                ready_add(d, x);
                 if (++x->failures > XFER_FAILURES_MAX)
                     xfer_drop(d, x, "too many failed chunks");
             }
@@ -976,9 +1115,14 @@ static void rx_done(struct daemon_job *base, int status)
         xfer_unref(x);
     }
     free(j->v);
+    if (j->zc) {
+        struct sync_state *s = d->sync;
+        s->rx_zc = lr_xreallocarray(s->rx_zc, s->nrx_zc + 1, sizeof(*s->rx_zc));
+        s->rx_zc[s->nrx_zc++] = j->zc;
+    }
     free(j);
+    rxq(d)->jobs--;
     if (status == 0 && !d->stopping) {
-        rxq(d)->busy = false;
         queue_rx(d);
         sync_pump(d);
     }
@@ -987,25 +1131,27 @@ static void rx_done(struct daemon_job *base, int status)
 static void rx_start(struct daemon_job *base)
 {
     struct rx_job *j = (struct rx_job *)base;
+    struct sync_state *s = base->d->sync;
     struct sync_pullq *q = rxq(base->d);
     j->v = q->v;
     j->n = q->n;
     q->v = NULL;
     q->n = 0;
+    j->zc = s->nrx_zc ? s->rx_zc[--s->nrx_zc] : lr_proto_zc_new();
 }
 
 static void queue_rx(struct lr_daemon *d)
 {
     struct sync_pullq *q = rxq(d);
-    if (q->busy || q->n == 0 || d->stopping)
+    if (q->jobs >= DAEMON_SIDE_RX_MAX || q->n == 0 || d->stopping)
         return;
     struct rx_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
     j->base.start = rx_start;
     j->base.work = rx_work;
     j->base.done = rx_done;
-    q->busy = true;
-    daemon_job_queue(d, &j->base);
+    q->jobs++;
+    daemon_side_queue(d, DAEMON_SIDE_RX, &j->base);
 }
 
 static void want_free(struct sync_peer *p, struct sync_want_out *w)
@@ -1057,11 +1203,14 @@ void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
         x->refs++;
         x->cs[w->chunk] = XC_RECV;
         queue_rx(d);
+        /* The pump may ask again as soon as the WANT is freed below. */
     } else if (!x->dead) {
         /* Not from this peer (stale index there, busy, unshared): try another. */
         x->cs[w->chunk] = XC_TODO;
+        x->ninflight--;
         if (w->chunk < x->cursor)
             x->cursor = w->chunk;
+        ready_add(d, x);
         for (size_t i = 0; i < x->nholders; i++)
             if (lr_device_id_eq(&x->holders[i], &p->id) && c.status != LR_PROTO_CHUNK_BUSY)
                 x->bad[i] = true;
@@ -1090,81 +1239,106 @@ static struct sync_peer *pick_holder(struct lr_daemon *d, struct sync_xfer *x, u
     return NULL;
 }
 
-void sync_pump(struct lr_daemon *d)
+enum pump_res { PUMP_GONE, PUMP_BLOCKED, PUMP_IDLE };
+
+/* Request what one transfer can; park or drop it when it has nothing to ask. */
+static enum pump_res pump_one(struct lr_daemon *d, struct sync_xfer *x)
 {
-    if (d->stopping)
-        return;
-    struct sync_xfer *next;
-    for (struct sync_xfer *x = d->sync->xfers; x; x = next) {
-        next = x->next;
-        if (x->dead || x->committing)
-            continue;
-        if (!lr_config_find_folder(d->cfg, x->folder)) {
-            xfer_drop(d, x, "folder removed");
-            continue;
-        }
-        bool any = false;
-        for (size_t k = x->cursor; k < x->rec.nchunks; k++) {
-            if (x->cs[k] != XC_TODO) {
-                if (k == x->cursor)
-                    x->cursor++;
-                continue;
-            }
-            const struct lr_chunk *ch = &x->rec.chunks[k];
-            struct sync_peer *p = pick_holder(d, x, ch->len, &any);
-            if (!p)
-                break;
-            struct lr_proto_want w;
-            memset(&w, 0, sizeof(w));
-            w.req_id = d->sync->next_req_id++;
-            snprintf(w.folder_id, sizeof(w.folder_id), "%s", x->folder);
-            w.path = x->rec.path;
-            w.path_len = x->rec.path_len;
-            w.blocks_hash = x->rec.blocks_hash;
-            w.offset = ch->off;
-            w.size = ch->len;
-            w.hash = ch->hash;
-            struct lr_buf b;
-            lr_buf_init(&b, LR_PROTO_WANT_MAX);
-            if (lr_proto_want_encode(&w, &b) < 0) {
-                /* Only an invalid record can cause this. x may be freed. */
-                lr_buf_release(&b);
-                xfer_drop(d, x, "cannot encode WANT");
-                x = NULL;
-                break;
-            }
-            size_t len;
-            uint8_t *pl = lr_buf_detach(&b, &len);
-            lr_buf_release(&b);
-            struct sync_want_out *o = lr_xcalloc(1, sizeof(*o));
-            o->req_id = w.req_id;
-            o->x = x;
-            o->chunk = k;
-            x->refs++;
-            o->next = p->wants;
-            p->wants = o;
-            p->nwants++;
-            p->want_bytes += ch->len;
-            x->cs[k] = XC_WANTED;
+    if (!lr_config_find_folder(d->cfg, x->folder)) {
+        xfer_drop(d, x, "folder removed");
+        return PUMP_GONE;
+    }
+    bool any = false;
+    for (size_t k = x->cursor; k < x->rec.nchunks; k++) {
+        if (x->cs[k] != XC_TODO) {
             if (k == x->cursor)
                 x->cursor++;
-            sync_send(d, p, LR_STREAM_BULK, LR_MSG_WANT, pl, len);
-        }
-        if (!x)
-            continue;
-        if (!x->dead && !x->committing && x->ndone == x->rec.nchunks) {
-            queue_commit(d, x);
             continue;
         }
-        if (!x->dead && !any && x->cursor < x->rec.nchunks) {
-            /* Every holder refused or is gone: the next index exchange retries. */
-            bool waiting = false;
-            for (size_t k = 0; k < x->rec.nchunks && !waiting; k++)
-                waiting = x->cs[k] == XC_WANTED || x->cs[k] == XC_RECV;
-            if (!waiting)
-                xfer_drop(d, x, "no peer can serve it");
+        const struct lr_chunk *ch = &x->rec.chunks[k];
+        struct sync_peer *p = pick_holder(d, x, ch->len, &any);
+        if (!p)
+            break;
+        struct lr_proto_want w;
+        memset(&w, 0, sizeof(w));
+        w.req_id = d->sync->next_req_id++;
+        snprintf(w.folder_id, sizeof(w.folder_id), "%s", x->folder);
+        w.path = x->rec.path;
+        w.path_len = x->rec.path_len;
+        w.blocks_hash = x->rec.blocks_hash;
+        w.offset = ch->off;
+        w.size = ch->len;
+        w.hash = ch->hash;
+        struct lr_buf b;
+        lr_buf_init(&b, LR_PROTO_WANT_MAX);
+        if (lr_proto_want_encode(&w, &b) < 0) {
+            /* Only an invalid record can cause this. */
+            lr_buf_release(&b);
+            xfer_drop(d, x, "cannot encode WANT");
+            return PUMP_GONE;
         }
+        size_t len;
+        uint8_t *pl = lr_buf_detach(&b, &len);
+        lr_buf_release(&b);
+        struct sync_want_out *o = lr_xcalloc(1, sizeof(*o));
+        o->req_id = w.req_id;
+        o->x = x;
+        o->chunk = k;
+        x->refs++;
+        o->next = p->wants;
+        p->wants = o;
+        p->nwants++;
+        p->want_bytes += ch->len;
+        x->cs[k] = XC_WANTED;
+        x->ninflight++;
+        if (k == x->cursor)
+            x->cursor++;
+        sync_send(d, p, LR_STREAM_BULK, LR_MSG_WANT, pl, len);
     }
+    if (x->cursor >= x->rec.nchunks) {
+        ready_remove(d, x); /* all asked; a failed chunk puts it back */
+        return PUMP_IDLE;
+    }
+    if (any)
+        return PUMP_BLOCKED;
+    /* Every holder refused or is gone: the next index exchange retries. */
+    if (x->ninflight == 0)
+        xfer_drop(d, x, "no peer can serve it");
+    else
+        ready_remove(d, x); /* back when an answer arrives */
+    return PUMP_GONE;
+}
+
+/* Transfers skipped for a full window before the pump gives up this call:
+ * with one peer the first blocked one means all are, with several a few
+ * more let other peers' windows fill. */
+#define PUMP_BLOCKED_MAX 8
+
+void sync_pump(struct lr_daemon *d)
+{
+    struct sync_state *s = d->sync;
+    if (d->stopping)
+        return;
+    if (s->pumping) {
+        /* A send inside pump_one reached back here (a connection closing):
+         * the outer call goes round again rather than walk a changed queue. */
+        s->pump_again = true;
+        return;
+    }
+    s->pumping = true;
+    do {
+        s->pump_again = false;
+        unsigned blocked = 0;
+        struct sync_xfer *next;
+        for (struct sync_xfer *x = s->ready; x && blocked < PUMP_BLOCKED_MAX; x = next) {
+            next = x->rnext;
+            if (pump_one(d, x) == PUMP_BLOCKED)
+                blocked++;
+            if (s->pump_again)
+                break;
+        }
+    } while (s->pump_again && !d->stopping);
+    s->pumping = false;
 }
 
 void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p)
@@ -1174,8 +1348,10 @@ void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p)
         p->wants = w->next;
         if (!w->x->dead && w->x->cs[w->chunk] == XC_WANTED) {
             w->x->cs[w->chunk] = XC_TODO;
+            w->x->ninflight--;
             if (w->chunk < w->x->cursor)
                 w->x->cursor = w->chunk;
+            ready_add(d, w->x);
         }
         want_free(p, w);
     }

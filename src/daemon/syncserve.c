@@ -4,7 +4,11 @@
  * current local record if it is a live regular file with the wanted blocks
  * hash and a chunk at that offset, size and hash, read through the store
  * (regular files only, never following symlinks) and hashed again before it
- * is sent. Reads run as jobs that drain the peer's queue in batches.
+ * is sent. Reads run as jobs on the serve side lane (sync.h), beside the
+ * serial queue, that drain a peer's queue in batches; they look records up
+ * through a read-only second handle on the index (SQLite WAL lets it read
+ * while the serial queue writes), so serving never waits for a scan or a
+ * commit and a commit never waits for serving.
  */
 #include "daemon/syncint.h"
 
@@ -60,12 +64,13 @@ static void answer_now(struct lr_daemon *d, struct sync_peer *p, uint64_t req_id
     lr_buf_release(&b);
 }
 
-/* Find the chunk (off, size, hash) in a live file record with that blocks hash. */
-static bool record_has(const struct lr_file_rec *r, const struct sync_serve_req *q)
+/* The index of chunk (off, size, hash) in a live file record with that
+ * blocks hash, or -1. */
+static ptrdiff_t record_find(const struct lr_file_rec *r, const struct sync_serve_req *q)
 {
     if (r->deleted || r->type != LR_FT_FILE ||
         memcmp(&r->blocks_hash, &q->blocks_hash, sizeof(q->blocks_hash)) != 0)
-        return false;
+        return -1;
     size_t lo = 0, hi = r->nchunks;
     while (lo < hi) { /* chunks are in offset order */
         size_t mid = lo + (hi - lo) / 2;
@@ -74,8 +79,10 @@ static bool record_has(const struct lr_file_rec *r, const struct sync_serve_req 
         else
             hi = mid;
     }
-    return lo < r->nchunks && r->chunks[lo].off == q->off && r->chunks[lo].len == q->size &&
-           memcmp(&r->chunks[lo].hash, &q->hash, sizeof(q->hash)) == 0;
+    if (lo < r->nchunks && r->chunks[lo].off == q->off && r->chunks[lo].len == q->size &&
+        memcmp(&r->chunks[lo].hash, &q->hash, sizeof(q->hash)) == 0)
+        return (ptrdiff_t)lo;
+    return -1;
 }
 
 /* The current record of q's path with its chunks, from the cache when it holds q's version. */
@@ -91,11 +98,36 @@ static const struct lr_file_rec *serve_record(struct lr_daemon *d, const struct 
     lr_file_rec_release(c);
     free(s->serve_folder);
     s->serve_folder = NULL;
-    if (lr_index_file_get(d->ix, q->folder, (const uint8_t *)q->path, q->path_len, LR_IX_CHUNKS, c,
-                          err) != 0)
+    s->serve_plain_left = 0;
+    if (!s->serve_ix) {
+        char *db = lr_xasprintf("%s/index.db", d->opts->home);
+        int rc = lr_index_open(db, &s->serve_ix, err);
+        free(db);
+        if (rc < 0)
+            return NULL;
+    }
+    if (lr_index_file_get(s->serve_ix, q->folder, (const uint8_t *)q->path, q->path_len,
+                          LR_IX_CHUNKS, c, err) != 0)
         return NULL;
     s->serve_folder = lr_xstrdup(q->folder);
     return c;
+}
+
+/*
+ * Whether to try zstd on the next chunk of the cached record. A chunk that
+ * did not shrink makes the next SERVE_PLAIN_RUN chunks of the same version
+ * go out raw (media and archives would otherwise cost a failed compression
+ * per chunk, about 0.3 CPU-seconds per GiB); then one is tried again, since
+ * a file can mix compressible and incompressible parts.
+ */
+#define SERVE_PLAIN_RUN 15
+
+static bool serve_try_compress(struct sync_state *s)
+{
+    if (s->serve_plain_left == 0)
+        return true;
+    s->serve_plain_left--;
+    return false;
 }
 
 static void serve_work(struct daemon_job *base)
@@ -112,8 +144,9 @@ static void serve_work(struct daemon_job *base)
         struct lr_err err = {0};
         lr_buf_init(&j->out[i], LR_PROTO_CHUNK_MAX);
         const struct lr_file_rec *r = serve_record(d, q, &err);
+        bool compress = false;
         if (r) {
-            if (record_has(r, q)) {
+            if (record_find(r, q) >= 0) {
                 if (!st_root || strcmp(st_root, q->root) != 0) {
                     lr_store_close(st);
                     st = NULL;
@@ -125,6 +158,7 @@ static void serve_work(struct daemon_job *base)
                             : LR_ENOMARKER;
                 if (rc == 0) {
                     status = LR_PROTO_CHUNK_OK;
+                    compress = serve_try_compress(d->sync);
                 } else {
                     char *e = lr_escs(q->path);
                     lr_info(MOD, "folder=%s path=%s chunk off=%llu not served: %s", q->folder, e,
@@ -139,12 +173,16 @@ static void serve_work(struct daemon_job *base)
                 }
             }
         }
+        if (!d->sync->serve_zc)
+            d->sync->serve_zc = lr_proto_zc_new();
         if (lr_proto_chunk_encode(
-                d->sync->zc, q->req_id, status, status == LR_PROTO_CHUNK_OK ? buf : NULL,
-                status == LR_PROTO_CHUNK_OK ? q->size : 0, true, &j->out[i]) < 0) {
+                d->sync->serve_zc, q->req_id, status, status == LR_PROTO_CHUNK_OK ? buf : NULL,
+                status == LR_PROTO_CHUNK_OK ? q->size : 0, compress, &j->out[i]) < 0) {
             lr_buf_reset(&j->out[i]);
             lr_proto_chunk_encode(NULL, q->req_id, LR_PROTO_CHUNK_ERROR, NULL, 0, false,
                                   &j->out[i]);
+        } else if (compress && j->out[i].len >= q->size) {
+            d->sync->serve_plain_left = SERVE_PLAIN_RUN;
         }
     }
     lr_store_close(st);
@@ -207,7 +245,7 @@ static void queue_serve(struct lr_daemon *d, struct sync_peer *p)
     j->peer = p->id;
     j->gen = p->gen;
     p->serve_busy = true;
-    daemon_job_queue(d, &j->base);
+    daemon_side_queue(d, DAEMON_SIDE_SERVE, &j->base);
 }
 
 void sync_serve_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
