@@ -389,6 +389,7 @@ static void send_done(struct daemon_job *base, int status)
                     queue_sender(d, l);
             } else {
                 l->send_caught_up = true;
+                sync_item_index(d, &j->peer, j->folder, true);
             }
         }
     } else if (l) {
@@ -634,6 +635,8 @@ static void recv_done(struct daemon_job *base, int status)
             if (j->last && l && p->gen == j->gen && l->epoch == j->epoch)
                 l->recv_last = true;
             if (j->last)
+                sync_item_index(d, &j->peer, j->folder, false);
+            if (j->last)
                 sync_pull_trigger(d, j->folder);
         }
     }
@@ -685,6 +688,7 @@ void sync_init(struct lr_daemon *d)
     d->sync = lr_xcalloc(1, sizeof(*d->sync));
     d->sync->zc = lr_proto_zc_new();
     d->sync->next_req_id = 1;
+    sync_items_init(d);
 }
 
 void sync_free(struct lr_daemon *d)
@@ -721,6 +725,7 @@ void sync_free(struct lr_daemon *d)
         free(t->folder);
         free(t);
     }
+    sync_items_free(d);
     lr_proto_zc_free(s->zc);
     for (size_t i = 0; i < s->nrx_zc; i++)
         lr_proto_zc_free(s->rx_zc[i]);

@@ -10,6 +10,7 @@
 #include "proto/proto.h"
 #include "store/store.h"
 #include "sync/decide.h"
+#include "daemon/syncerr.h"
 
 /* Per peer: most WANTs and requested bytes outstanding (protocol.md §6.7). */
 #define SYNC_WANTS_MAX 256
@@ -129,6 +130,7 @@ struct sync_state {
     struct lr_proto_zc **rx_zc; /* idle decompression contexts lent to rx jobs */
     size_t nrx_zc;
     struct sync_commitq *cq;  /* complete transfers waiting for a commit job */
+    struct sync_items *items; /* failing items, item events, retries (syncerr.h) */
     /* Job-owned. */
     struct sync_tracker *trackers;
     struct lr_proto_zc *zc;

@@ -1,0 +1,655 @@
+/*
+ * syncitems.c - the daemon glue of syncerr.h (layer 2): per-item outcomes
+ * reported by the sync driver become the error table, `events`, retries
+ * with backoff, and `folder_state` events; plus the check behind
+ * `sync --wait` of what connected peers still need from us.
+ *
+ * Handles. The glue owns a uv_timer_t (wakes the loop for the next retry or
+ * state poll), a uv_async_t (the puller, on a pool thread, queued events)
+ * and a uv_check_t (runs after every loop iteration: flushes events, polls
+ * folder states, takes due retries). All three are unreferenced, so they
+ * never keep the loop alive, and the check handle closes all three on the
+ * first iteration after d->stopping is set: daemon_stop() runs inside a
+ * loop iteration, whose check phase follows, so they are closed before the
+ * loop ends.
+ *
+ * Events from pool threads are queued (bounded: EVQ_MAX, then counted as
+ * dropped) and broadcast on the loop; when no `events` stream is open
+ * nothing is built at all (`listeners`, refreshed on the loop).
+ */
+#include "daemon/syncerr.h"
+#include "daemon/syncint.h"
+
+#include "util/jsonx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MOD "pull"
+/* Queued item events waiting for the loop. */
+#define EVQ_MAX 10000
+/* Folder states are compared at most this often. */
+#define STATE_POLL_MS 200
+/* Peer-need results: recomputed at most this often per folder, or 10x the
+ * last computation's duration if that is longer (a large folder's check
+ * must not steal the serial queue from the transfer it waits for). */
+#define PEER_NEED_MIN_MS 500
+
+struct fstate {
+    char *id;
+    enum folder_state st;
+};
+
+struct pn_cache; /* peer-need results (job-owned) */
+
+struct sync_items {
+    struct lr_syncerr *tab;
+    uv_timer_t timer;
+    uv_async_t async;
+    uv_check_t check;
+    bool closed;
+    atomic_bool listeners;
+    pthread_mutex_t mu; /* evq */
+    json_t **evq;
+    size_t nev;
+    uint64_t dropped;
+    uint64_t last_poll_ms;
+    bool poll_pending;
+    struct fstate *st;
+    size_t nst;
+    struct pn_cache *pn; /* job-owned */
+};
+
+static struct sync_items *items(struct lr_daemon *d)
+{
+    return d->sync ? d->sync->items : NULL;
+}
+
+struct lr_syncerr *sync_items_table(struct lr_daemon *d)
+{
+    struct sync_items *s = items(d);
+    return s ? s->tab : NULL;
+}
+
+/* ---- events ---- */
+
+static void ev_push(struct lr_daemon *d, json_t *ev)
+{
+    struct sync_items *s = items(d);
+    bool wake = false;
+    pthread_mutex_lock(&s->mu);
+    if (s->nev >= EVQ_MAX) {
+        s->dropped++;
+        json_decref(ev);
+    } else {
+        s->evq = lr_xreallocarray(s->evq, s->nev + 1, sizeof(*s->evq));
+        s->evq[s->nev++] = ev;
+        wake = s->nev == 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (wake && !s->closed)
+        uv_async_send(&s->async); /* thread-safe; coalesced by libuv */
+}
+
+static json_t *item_event(const char *type, const char *folder, const uint8_t *path, size_t len)
+{
+    json_t *ev = json_pack("{s:s, s:s}", "type", type, "folder", folder);
+    lr_json_set_path(ev, "path", path, len);
+    return ev;
+}
+
+static void ev_flush(struct lr_daemon *d)
+{
+    struct sync_items *s = items(d);
+    pthread_mutex_lock(&s->mu);
+    json_t **v = s->evq;
+    size_t n = s->nev;
+    uint64_t dropped = s->dropped;
+    s->evq = NULL;
+    s->nev = 0;
+    s->dropped = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n; i++)
+        daemon_event(d, v[i]);
+    free(v);
+    if (dropped)
+        daemon_event(d, json_pack("{s:s, s:I}", "type", "dropped", "count", (json_int_t)dropped));
+}
+
+static bool wanted(struct lr_daemon *d)
+{
+    struct sync_items *s = items(d);
+    return s && atomic_load_explicit(&s->listeners, memory_order_relaxed);
+}
+
+/* ---- item outcomes ---- */
+
+void sync_item_started(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
+                       int apply)
+{
+    if (!wanted(d))
+        return;
+    json_t *ev = item_event("item_started", folder, path, len);
+    json_object_set_new(ev, "action", json_string(lr_sync_apply_str((enum lr_sync_apply)apply)));
+    ev_push(d, ev);
+}
+
+void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len)
+{
+    struct sync_items *s = items(d);
+    if (!s)
+        return;
+    bool was = lr_syncerr_clear(s->tab, folder, path, len);
+    if (was) {
+        char *e = lr_esc(path, len);
+        lr_info(MOD, "folder=%s path=%s applied after earlier failures", folder, e);
+        free(e);
+    }
+    if (wanted(d))
+        ev_push(d, item_event("item_finished", folder, path, len));
+}
+
+static void fail(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
+                 const char *msg)
+{
+    struct sync_items *s = items(d);
+    if (!s)
+        return;
+    lr_syncerr_set(s->tab, folder, path, len, msg, (int64_t)time(NULL));
+    if (wanted(d)) {
+        json_t *ev = item_event("item_failed", folder, path, len);
+        json_object_set_new(ev, "error", lr_json_lossy(msg, strlen(msg)));
+        ev_push(d, ev);
+    }
+}
+
+void sync_item_failed(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
+                      const char *what, int rc, const struct lr_err *err)
+{
+    char msg[LR_SYNCERR_MSG_MAX];
+    snprintf(msg, sizeof(msg), "%s: %s", what, lr_err_msg(err, rc));
+    fail(d, folder, path, len, msg);
+}
+
+void sync_item_skipped(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
+                       unsigned flags, int pass)
+{
+    if (pass != 0 || !(flags & LR_SYNC_F_INCONSISTENT))
+        return;
+    fail(d, folder, path, len,
+         "not applied: the peer's record has the same version vector as ours but different "
+         "content (a device broke the versioning rules); edit the file on one device to resolve");
+}
+
+void sync_item_dropped(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
+                       const char *why)
+{
+    /* A transfer of a removed folder is not a failure of the folder. */
+    if (!why || !lr_config_find_folder(d->cfg, folder))
+        return;
+    char msg[LR_SYNCERR_MSG_MAX];
+    snprintf(msg, sizeof(msg), "transfer dropped: %s", why);
+    fail(d, folder, path, len, msg);
+}
+
+void sync_item_index(struct lr_daemon *d, const struct lr_device_id *peer, const char *folder,
+                     bool sent)
+{
+    char id[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(peer, id);
+    daemon_event(d, json_pack("{s:s, s:s, s:s, s:s}", "type", "index_exchanged", "folder", folder,
+                              "device", id, "direction", sent ? "sent" : "received"));
+}
+
+/* Needed: some peer's record is newer than or concurrent with ours (index.h, "Need"). */
+static bool still_needed(struct lr_daemon *d, const char *folder,
+                         const struct lr_device_list *peers, const uint8_t *path, size_t len)
+{
+    struct lr_file_rec local;
+    int rc = lr_index_file_get(d->ix, folder, path, len, 0, &local, NULL);
+    if (rc < 0 && rc != LR_ENOTFOUND)
+        return true; /* cannot tell: keep the error */
+    bool need = false;
+    for (size_t i = 0; i < peers->n && !need; i++) {
+        struct lr_remote_rec r;
+        if (lr_index_remote_get(d->ix, folder, &peers->v[i], path, len, 0, &r, NULL) < 0)
+            continue;
+        if (!(r.flags & LR_RREC_UNKNOWN_TYPE)) {
+            struct lr_vv empty = {0};
+            enum lr_vv_order o = lr_vv_compare(&r.rec.vv, rc == 0 ? &local.vv : &empty);
+            need = o == LR_VV_GREATER || o == LR_VV_CONCURRENT;
+        }
+        lr_remote_rec_release(&r);
+    }
+    if (rc == 0)
+        lr_file_rec_release(&local);
+    return need;
+}
+
+void sync_items_prune(struct lr_daemon *d, const char *folder)
+{
+    struct sync_items *s = items(d);
+    if (!s || lr_syncerr_count(s->tab, folder) == 0)
+        return;
+    struct lr_syncerr_list l;
+    lr_syncerr_list(s->tab, folder, &l);
+    struct lr_device_list peers = {0};
+    if (lr_index_remote_peers(d->ix, folder, &peers, NULL) == 0) {
+        for (size_t i = 0; i < l.n; i++) {
+            if (still_needed(d, folder, &peers, l.v[i].path, l.v[i].path_len))
+                continue;
+            /* Superseded (a newer local version, the peer's change withdrawn). */
+            lr_syncerr_clear(s->tab, folder, l.v[i].path, l.v[i].path_len);
+            if (wanted(d))
+                ev_push(d, item_event("item_finished", folder, l.v[i].path, l.v[i].path_len));
+        }
+    }
+    lr_device_list_release(&peers);
+    lr_syncerr_list_release(&l);
+}
+
+/* ---- folder states ---- */
+
+int sync_items_folder_state(struct lr_daemon *d, const char *folder)
+{
+    struct folder_rt *f = daemon_folder(d, folder);
+    enum folder_state st = f ? f->state : FOLDER_IDLE;
+    struct sync_folder_status ss;
+    sync_folder_status(d, folder, &ss);
+    if (st == FOLDER_IDLE && (ss.active || (ss.need_items > 0 && !ss.settled)))
+        st = FOLDER_SYNCING;
+    return (int)st;
+}
+
+static void poll_states(struct lr_daemon *d)
+{
+    struct sync_items *s = items(d);
+    /* Forget folders no longer configured (and their errors). */
+    for (size_t i = 0; i < s->nst;) {
+        if (!lr_config_find_folder(d->cfg, s->st[i].id)) {
+            lr_syncerr_clear_folder(s->tab, s->st[i].id);
+            free(s->st[i].id);
+            s->st[i] = s->st[--s->nst];
+            continue;
+        }
+        i++;
+    }
+    struct lr_syncerr_folders ef;
+    lr_syncerr_folders(s->tab, &ef);
+    for (size_t i = 0; i < ef.n; i++)
+        if (!lr_config_find_folder(d->cfg, ef.v[i]))
+            lr_syncerr_clear_folder(s->tab, ef.v[i]);
+    lr_syncerr_folders_release(&ef);
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        const char *id = d->cfg->folders[i].id;
+        enum folder_state now = (enum folder_state)sync_items_folder_state(d, id);
+        struct fstate *fs = NULL;
+        for (size_t k = 0; k < s->nst && !fs; k++)
+            if (strcmp(s->st[k].id, id) == 0)
+                fs = &s->st[k];
+        if (!fs) {
+            s->st = lr_xreallocarray(s->st, s->nst + 1, sizeof(*s->st));
+            fs = &s->st[s->nst++];
+            fs->id = lr_xstrdup(id);
+            fs->st = FOLDER_IDLE;
+        }
+        if (fs->st == now)
+            continue;
+        daemon_event(d, json_pack("{s:s, s:s, s:s, s:s}", "type", "folder_state", "folder", id,
+                                  "state", daemon_folder_state_name(now), "from",
+                                  daemon_folder_state_name(fs->st)));
+        fs->st = now;
+    }
+}
+
+/* ---- the loop side: flush, poll, retry ---- */
+
+static void close_all(struct sync_items *s)
+{
+    if (s->closed)
+        return;
+    s->closed = true;
+    uv_close((uv_handle_t *)&s->timer, NULL);
+    uv_close((uv_handle_t *)&s->async, NULL);
+    uv_close((uv_handle_t *)&s->check, NULL);
+}
+
+static void on_timer(uv_timer_t *h);
+
+static void tick(struct lr_daemon *d)
+{
+    struct sync_items *s = items(d);
+    if (!s || s->closed)
+        return;
+    if (d->stopping) {
+        ev_flush(d);
+        close_all(s);
+        return;
+    }
+    if (d->api) {
+        struct lr_api_server_stats st;
+        lr_api_server_stats(d->api, &st);
+        atomic_store_explicit(&s->listeners, st.streams > 0, memory_order_relaxed);
+    }
+    ev_flush(d);
+    uint64_t now = uv_now(&d->loop);
+    if (now - s->last_poll_ms >= STATE_POLL_MS) {
+        s->last_poll_ms = now;
+        s->poll_pending = false;
+        poll_states(d);
+    } else {
+        s->poll_pending = true; /* this iteration may have changed a state */
+    }
+    struct lr_syncerr_folders due;
+    lr_syncerr_take_due(s->tab, now, &due);
+    for (size_t i = 0; i < due.n; i++) {
+        if (!lr_config_find_folder(d->cfg, due.v[i]))
+            continue;
+        lr_debug(MOD, "folder=%s retrying %llu failed items", due.v[i],
+                 (unsigned long long)lr_syncerr_count(s->tab, due.v[i]));
+        sync_pull_trigger(d, due.v[i]);
+    }
+    lr_syncerr_folders_release(&due);
+    uint64_t next = lr_syncerr_schedule(s->tab, now);
+    if (s->poll_pending && s->last_poll_ms + STATE_POLL_MS < next)
+        next = s->last_poll_ms + STATE_POLL_MS;
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&s->timer);
+        return;
+    }
+    uint64_t in = next > now ? next - now : 0;
+    if (uv_is_active((uv_handle_t *)&s->timer) &&
+        uv_timer_get_due_in(&s->timer) == in) /* unchanged: skip the heap update */
+        return;
+    uv_timer_start(&s->timer, on_timer, in, 0);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    tick(h->data);
+}
+
+static void on_async(uv_async_t *h)
+{
+    (void)h; /* the check phase of this iteration flushes */
+}
+
+static void on_check(uv_check_t *h)
+{
+    tick(h->data);
+}
+
+void sync_items_init(struct lr_daemon *d)
+{
+    struct sync_items *s = lr_xcalloc(1, sizeof(*s));
+    s->tab = lr_syncerr_new(LR_SYNCERR_MAX_DEFAULT);
+    pthread_mutex_init(&s->mu, NULL);
+    atomic_init(&s->listeners, false);
+    uv_timer_init(&d->loop, &s->timer);
+    uv_async_init(&d->loop, &s->async, on_async);
+    uv_check_init(&d->loop, &s->check);
+    s->timer.data = s->async.data = s->check.data = d;
+    uv_check_start(&s->check, on_check);
+    uv_unref((uv_handle_t *)&s->timer);
+    uv_unref((uv_handle_t *)&s->async);
+    uv_unref((uv_handle_t *)&s->check);
+    d->sync->items = s;
+}
+
+static void pn_cache_free(struct pn_cache *c);
+
+void sync_items_free(struct lr_daemon *d)
+{
+    struct sync_items *s = items(d);
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nev; i++)
+        json_decref(s->evq[i]);
+    free(s->evq);
+    for (size_t i = 0; i < s->nst; i++)
+        free(s->st[i].id);
+    free(s->st);
+    pn_cache_free(s->pn);
+    lr_syncerr_free(s->tab);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    d->sync->items = NULL;
+}
+
+/* ---- what connected peers still need from us ---- */
+
+struct pn_key {
+    uint64_t index_id, max_seq;                            /* ours */
+    uint64_t r_index_id, r_max_seq, r_gen, r_open, r_full; /* theirs */
+};
+
+struct pn_cache {
+    struct pn_cache *next;
+    char *folder;
+    struct lr_device_id peer;
+    bool valid;
+    struct pn_key key;
+    struct sync_peer_need res;
+    uint64_t last_ms, dur_ms;
+};
+
+static void pn_cache_free(struct pn_cache *c)
+{
+    while (c) {
+        struct pn_cache *n = c->next;
+        free(c->folder);
+        free(c);
+        c = n;
+    }
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One merge walk over our records and the peer's copy of its index, both in path order. */
+static int pn_compute(struct lr_daemon *d, const char *folder, const struct lr_device_id *peer,
+                      struct sync_peer_need *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct lr_file_list ours = {0};
+    struct lr_remote_list theirs = {0};
+    uint8_t *after = NULL, *rafter = NULL;
+    size_t after_len = 0, rafter_len = 0, ri = 0;
+    bool rend = false;
+    int rc = 0;
+    for (;;) {
+        lr_file_list_release(&ours);
+        if ((rc = lr_index_list_by_path(d->ix, folder, after, after_len, SYNC_PULL_PAGE, 0, &ours,
+                                        NULL)) < 0)
+            break;
+        for (size_t i = 0; i < ours.n; i++) {
+            const struct lr_file_rec *l = &ours.v[i];
+            const struct lr_remote_rec *r = NULL;
+            for (;;) {
+                if (ri == theirs.n && !rend) {
+                    lr_remote_list_release(&theirs);
+                    ri = 0;
+                    if ((rc = lr_index_remote_list(d->ix, folder, peer, rafter, rafter_len,
+                                                   SYNC_PULL_PAGE, 0, &theirs, NULL)) < 0)
+                        goto out;
+                    rend = theirs.n < SYNC_PULL_PAGE;
+                    if (theirs.n) {
+                        const struct lr_file_rec *last = &theirs.v[theirs.n - 1].rec;
+                        free(rafter);
+                        rafter = lr_xmalloc(last->path_len + 1);
+                        memcpy(rafter, last->path, last->path_len + 1);
+                        rafter_len = last->path_len;
+                    }
+                }
+                if (ri == theirs.n)
+                    break;
+                const struct lr_file_rec *t = &theirs.v[ri].rec;
+                int c = lr_index_path_cmp(t->path, t->path_len, l->path, l->path_len);
+                if (c < 0) {
+                    ri++;
+                    continue;
+                }
+                if (c == 0)
+                    r = &theirs.v[ri];
+                break;
+            }
+            bool need;
+            if (!r) {
+                need = !l->deleted; /* never having had it, it needs no tombstone */
+            } else {
+                enum lr_vv_order o = lr_vv_compare(&l->vv, &r->rec.vv);
+                need = o == LR_VV_GREATER || o == LR_VV_CONCURRENT;
+            }
+            if (need) {
+                out->items++;
+                if (l->type == LR_FT_FILE && !l->deleted) {
+                    out->files++;
+                    out->bytes += l->size;
+                }
+            }
+        }
+        if (ours.n < SYNC_PULL_PAGE)
+            break;
+        const struct lr_file_rec *last = &ours.v[ours.n - 1];
+        free(after);
+        after = lr_xmalloc(last->path_len + 1);
+        memcpy(after, last->path, last->path_len + 1);
+        after_len = last->path_len;
+    }
+out:
+    lr_file_list_release(&ours);
+    lr_remote_list_release(&theirs);
+    free(after);
+    free(rafter);
+    return rc;
+}
+
+struct pn_pair {
+    char *folder;
+    struct lr_device_id peer;
+};
+
+struct pn_job {
+    struct daemon_job base;
+    struct pn_pair *v;
+    size_t n;
+    sync_peer_need_cb cb;
+    void *ud;
+    struct sync_peer_need res;
+};
+
+static struct pn_cache *pn_get(struct sync_items *s, const char *folder,
+                               const struct lr_device_id *peer)
+{
+    for (struct pn_cache *c = s->pn; c; c = c->next)
+        if (lr_device_id_eq(&c->peer, peer) && strcmp(c->folder, folder) == 0)
+            return c;
+    struct pn_cache *c = lr_xcalloc(1, sizeof(*c));
+    c->folder = lr_xstrdup(folder);
+    c->peer = *peer;
+    c->next = s->pn;
+    s->pn = c;
+    return c;
+}
+
+static void pn_work(struct daemon_job *base)
+{
+    struct pn_job *j = (struct pn_job *)base;
+    struct lr_daemon *d = base->d;
+    struct sync_items *s = items(d);
+    j->res.fresh = true;
+    for (size_t i = 0; i < j->n; i++) {
+        struct lr_folder_info info;
+        struct lr_remote_state rs;
+        if (lr_index_folder_get(d->ix, j->v[i].folder, &info, NULL) < 0 ||
+            lr_index_remote_state(d->ix, j->v[i].folder, &j->v[i].peer, &rs, NULL) < 0) {
+            j->res.fresh = false;
+            continue;
+        }
+        struct pn_key k = {info.index_id, info.max_seq, rs.index_id,    rs.max_seq,
+                           rs.gen,        rs.open_seq,  rs.full_pending};
+        struct pn_cache *c = pn_get(s, j->v[i].folder, &j->v[i].peer);
+        uint64_t now = mono_ms();
+        if (!c->valid || memcmp(&c->key, &k, sizeof(k)) != 0) {
+            uint64_t gap = c->dur_ms * 10 > PEER_NEED_MIN_MS ? c->dur_ms * 10 : PEER_NEED_MIN_MS;
+            if (c->valid && now - c->last_ms < gap) {
+                j->res.fresh = false; /* stale, and too soon to look again */
+            } else {
+                struct sync_peer_need r;
+                if (pn_compute(d, j->v[i].folder, &j->v[i].peer, &r) == 0) {
+                    c->valid = true;
+                    c->key = k;
+                    c->res = r;
+                } else {
+                    c->valid = false;
+                    j->res.fresh = false;
+                }
+                c->last_ms = now;
+                c->dur_ms = mono_ms() - now;
+            }
+        }
+        if (c->valid) {
+            j->res.items += c->res.items;
+            j->res.files += c->res.files;
+            j->res.bytes += c->res.bytes;
+        }
+    }
+}
+
+static void pn_done(struct daemon_job *base, int status)
+{
+    struct pn_job *j = (struct pn_job *)base;
+    j->cb(base->d, j->ud, &j->res, status);
+    for (size_t i = 0; i < j->n; i++)
+        free(j->v[i].folder);
+    free(j->v);
+    free(j);
+}
+
+void sync_items_peer_need(struct lr_daemon *d, const char *const *folders, size_t n,
+                          sync_peer_need_cb cb, void *ud)
+{
+    struct pn_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = pn_work;
+    j->base.done = pn_done;
+    j->cb = cb;
+    j->ud = ud;
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        const struct lr_folder_cfg *fc = &d->cfg->folders[i];
+        bool named = n == 0;
+        for (size_t k = 0; k < n && !named; k++)
+            named = strcmp(folders[k], fc->id) == 0;
+        /* Our changes in a receive-only folder are not for others to take. */
+        if (!named || fc->mode == LR_MODE_RECEIVE_ONLY || !sync_folder_usable(d, fc->id))
+            continue;
+        for (struct sync_link *l = d->sync->links; l; l = l->next) {
+            if (!l->listed || strcmp(l->folder, fc->id) != 0)
+                continue;
+            struct sync_peer *p = sync_peer_get(d, &l->peer);
+            if (!p->conn || !p->have_folders)
+                continue;
+            bool send_only = false;
+            for (size_t k = 0; k < p->theirs.n; k++)
+                if (strcmp(p->theirs.v[k].id, fc->id) == 0)
+                    send_only = p->theirs.v[k].mode == LR_PROTO_MODE_SEND_ONLY;
+            if (send_only)
+                continue; /* it never takes our changes */
+            j->v = lr_xreallocarray(j->v, j->n + 1, sizeof(*j->v));
+            j->v[j->n].folder = lr_xstrdup(fc->id);
+            j->v[j->n].peer = l->peer;
+            j->n++;
+        }
+    }
+    daemon_job_queue(d, &j->base);
+}
