@@ -95,9 +95,17 @@ class Scene:
         with open(os.path.join(self.a.home, "landropic.log"), errors="replace") as f:
             return f.read()
 
-    def wait_log(self, *needles, timeout=20):
-        wait_for(lambda: all(n in self.log() for n in needles), timeout=timeout,
-                 what=f"log lines {needles}")
+    def settle(self, *needles, timeout=20):
+        """Wait (bounded) until the log names every refused entry; the caller
+        checks the disk first and the log last, so an escape is reported as one."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and not all(n in self.log() for n in needles):
+            time.sleep(0.1)
+
+    def assert_logged(self, *needles):
+        log = self.log()
+        missing = [n for n in needles if n not in log]
+        assert not missing, f"log does not name {missing}"
 
     def assert_contained(self, extra_absent=()):
         """Nothing outside the folder changed; nothing of the peer's inside .landropic/."""
@@ -112,10 +120,15 @@ class Scene:
             assert len(n) == 64 and all(c in "0123456789abcdef" for c in n), n
         assert tree_state(marker / "versions") == {}
 
-    def assert_alive(self):
+    def assert_alive(self, refused=()):
+        """The daemon runs, `status` answers, the folder is not in error, and
+        any per-path errors it lists are refused entries, never good files."""
         assert self.a.alive(), "daemon died"
         st = self.a.ok("status", "--json").json()["folders"][0]
-        assert st["id"] == "docs" and st["errors"] == []
+        assert st["id"] == "docs" and st["state"] != "error", st
+        assert all(e.get("path") for e in st["errors"]), st["errors"]
+        listed = {e["path"] for e in st["errors"]}
+        assert listed <= set(refused), f"status lists {listed - set(refused)} as failing"
         return st
 
 
@@ -161,7 +174,8 @@ def test_path_failing_the_wire_check_drops_the_batch(devices, tmp_path, case):
                      {"path": path, "data": "hostile payload\n"}]},
     ], "--exit-on-close")
     assert "exit reason=closed" in out, out
-    s.wait_log("INDEX not accepted", "index.entry[1].path", logged)
+    needles = ("INDEX not accepted", "index.entry[1].path", logged)
+    s.settle(*needles)
     wait_for(lambda: arrived(s.root, "first.txt", "sent in an earlier batch\n"),
              what="the good file of the earlier batch")
     # The whole batch was refused, its good file included, and nothing was fetched for it.
@@ -171,6 +185,7 @@ def test_path_failing_the_wire_check_drops_the_batch(devices, tmp_path, case):
                                      s.tmp / "x"])
     assert sorted(os.listdir(s.root)) == [".landropic", "first.txt"]
     s.assert_alive()
+    s.assert_logged(*needles)
 
 
 def test_reserved_and_symlinked_paths_refused_good_files_arrive(devices, tmp_path):
@@ -196,17 +211,19 @@ def test_reserved_and_symlinked_paths_refused_good_files_arrive(devices, tmp_pat
     wait_for(lambda: (s.root / "big.bin").exists(), what="big.bin")
     assert (s.root / "big.bin").read_bytes() == big.read_bytes()
     # Every refused entry is named in the log, escaped, with the reason.
-    s.wait_log("path=.landropic/evil not applied: reserved path",
+    needles = ("path=.landropic/evil not applied: reserved path",
                "path=.LANDROPIC/evil not applied: reserved path",
                "path=.landropic/tmp/" + "0" * 64 + " not applied",
                "path=.landropic/versions/x~20260101-000000 not applied",
                "path=link/x not applied", "path=up/escaped not applied")
+    s.settle(*needles)
     # The links themselves are ordinary entries inside the folder; nothing went through them.
     assert os.readlink(s.root / "link") == str(s.outside)
     assert os.readlink(s.root / "up") == ".."
     s.assert_contained(extra_absent=[s.parent / "escaped", s.outside / "x",
                                      s.root / ".LANDROPIC"])
-    s.assert_alive()
+    s.assert_alive(refused=[n.split()[0][len("path="):] for n in needles])
+    s.assert_logged(*needles)
 
 
 def test_symlink_then_path_through_it_in_later_bursts_and_after_reconnect(devices, tmp_path):
@@ -215,20 +232,26 @@ def test_symlink_then_path_through_it_in_later_bursts_and_after_reconnect(device
     s.start()
     s.run_peer([
         {"entries": [{"path": "s", "type": "symlink", "target": str(s.outside)},
+                     {"path": "u", "type": "symlink", "target": ".."},
                      good("one.txt", "one\n")]},
         {"wait_served": True, "delay_ms": 500,
-         "entries": [{"path": "s/f", "data": "later burst\n"}, good("two.txt", "two\n")]},
+         "entries": [{"path": "s/f", "data": "later burst\n"},
+                     {"path": "u/f", "data": "later burst\n"}, good("two.txt", "two\n")]},
         {"wait_served": True, "delay_ms": 500, "reconnect": True,
          "entries": [{"path": "s/g", "data": "after reconnect\n"},
                      {"path": "s/keep", "data": "overwrite the sentinel\n"},
+                     {"path": "u/sentinel", "data": "overwrite the sentinel\n"},
                      good("three.txt", "three\n")]},
     ], "--linger-ms", "1500")
     for path, data in (("one.txt", "one\n"), ("two.txt", "two\n"), ("three.txt", "three\n")):
         wait_for(lambda: arrived(s.root, path, data), what=path)
-    s.wait_log("path=s/f not applied", "path=s/g not applied", "path=s/keep not applied")
+    needles = ("path=s/f not applied", "path=s/g not applied", "path=s/keep not applied",
+               "path=u/f not applied", "path=u/sentinel not applied")
+    s.settle(*needles)
     assert os.readlink(s.root / "s") == str(s.outside)
-    s.assert_contained(extra_absent=[s.outside / "f", s.outside / "g"])
-    s.assert_alive()
+    s.assert_contained(extra_absent=[s.outside / "f", s.outside / "g", s.parent / "f"])
+    s.assert_alive(refused=[n.split()[0][len("path="):] for n in needles])
+    s.assert_logged(*needles)
 
 
 def test_local_symlink_is_never_followed(devices, tmp_path):
@@ -236,16 +259,24 @@ def test_local_symlink_is_never_followed(devices, tmp_path):
     `nested/payload` and `nested/keep`."""
     s = Scene(devices, tmp_path)
     os.symlink(str(s.outside), s.root / "nested")
+    os.symlink("..", s.root / "nestup")
     s.start()
     s.run_peer([{"entries": [
         {"path": "nested/payload", "data": "must not escape\n"},
         {"path": "nested/keep", "data": "overwrite the sentinel\n"},
+        {"path": "nestup/payload", "data": "must not escape\n"},
+        {"path": "nestup/sentinel", "data": "overwrite the sentinel\n"},
         good("fine.txt", "fine\n"),
     ]}], "--linger-ms", "1500")
     wait_for(lambda: arrived(s.root, "fine.txt", "fine\n"), what="fine.txt")
-    s.wait_log("path=nested/payload", "path=nested/keep")
-    s.assert_contained(extra_absent=[s.outside / "payload"])
-    s.assert_alive()
+    needles = ("path=nested/payload", "path=nested/keep", "path=nestup/payload",
+               "path=nestup/sentinel")
+    s.settle(*needles)
+    s.assert_contained(extra_absent=[s.outside / "payload", s.parent / "payload"])
+    assert os.readlink(s.root / "nested") == str(s.outside)
+    assert os.readlink(s.root / "nestup") == ".."
+    s.assert_alive(refused=[n[len("path="):] for n in needles])
+    s.assert_logged(*needles)
 
 
 def test_symlink_deleted_then_directory_then_delete_inside(devices, tmp_path):
@@ -280,7 +311,8 @@ def test_daemon_survives_and_syncs_after_hostile_peers(devices, tmp_path):
     s = Scene(devices, tmp_path)
     s.start()
     s.run_peer([{"entries": [{"path": "../x", "data": "no\n"}]}], "--exit-on-close")
-    s.wait_log("INDEX not accepted")
+    s.settle("INDEX not accepted")
+    s.assert_logged("INDEX not accepted")
     s.run_peer([{"entries": [good("after.txt", "after\n")]}], "--linger-ms", "500")
     wait_for(lambda: arrived(s.root, "after.txt", "after\n"), what="after.txt")
     s.assert_contained(extra_absent=[s.parent / "x"])
