@@ -318,3 +318,32 @@ def test_daemon_survives_and_syncs_after_hostile_peers(devices, tmp_path):
     s.assert_contained(extra_absent=[s.parent / "x"])
     st = s.assert_alive()
     assert st["state"] in ("idle", "syncing", "scanning")
+
+
+@pytest.mark.xfail(strict=True, reason="sync_peer_fatal closes with lr_conn_close, which always "
+                   "sends application error 0 (NO_ERROR); protocol.md §7.2 requires PROTOCOL (1)")
+def test_invalid_batch_closes_with_protocol_error_code(devices, tmp_path):
+    s = Scene(devices, tmp_path)
+    s.start()
+    out = s.run_peer([{"entries": [{"path": "../x", "data": "no\n"}]}], "--exit-on-close")
+    assert "exit reason=closed" in out, out
+    assert "disconnected reason=closed by peer (application error 1" in out, out
+
+
+@pytest.mark.xfail(strict=True, reason="the puller fetches entries the store will refuse "
+                   "(.landropic/..., paths through a symlink) and their staging files stay in "
+                   ".landropic/tmp: nothing calls lr_store_staging_gc, so a peer can fill the disk")
+def test_refused_entries_are_not_fetched_nor_staged(devices, tmp_path):
+    s = Scene(devices, tmp_path)
+    s.start()
+    out = s.run_peer([{"entries": [
+        {"path": "link", "type": "symlink", "target": str(s.outside)},
+        {"path": "link/x", "data": "through a link\n"},
+        {"path": ".landropic/junk", "data": "x" * 100000},
+        good("ok.txt", "ok\n"),
+    ]}], "--linger-ms", "1500")
+    wait_for(lambda: arrived(s.root, "ok.txt", "ok\n"), what="ok.txt")
+    s.settle("path=link/x not applied", "path=.landropic/junk not applied")
+    s.assert_contained()
+    assert "served path=link/x" not in out and "served path=.landropic/junk" not in out, out
+    assert os.listdir(s.root / ".landropic" / "tmp") == []
