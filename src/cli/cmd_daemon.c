@@ -141,11 +141,86 @@ static int simple_call(struct cli *c, int argc, char **argv, const char *cmd, co
 static const char status_usage[] =
     "usage: landropic status [FOLDER_ID] [--json]\n"
     "Show each folder's state (idle, scanning, syncing, error), whether it is in sync,\n"
-    "what it still needs, its conflict copies and per-file errors. Needs the daemon.\n";
+    "what it still needs, its conflict copies and per-file errors (every item that\n"
+    "currently fails, since when; failed items are retried with backoff). Needs the daemon.\n";
+
+static void print_status(json_t *res)
+{
+    json_t *arr = json_object_get(res, "folders");
+    if (json_array_size(arr) == 0)
+        printf("No folders.\n");
+    size_t i;
+    json_t *f;
+    json_array_foreach(arr, i, f)
+    {
+        cli_print_name(stdout, json_string_value(json_object_get(f, "id")));
+        printf(": %s, %s", json_string_value(json_object_get(f, "state")),
+               json_is_true(json_object_get(f, "in_sync")) ? "in sync" : "not in sync");
+        json_int_t nf = json_integer_value(json_object_get(f, "need_files"));
+        json_int_t nb = json_integer_value(json_object_get(f, "need_bytes"));
+        if (nf || nb)
+            printf(", needs %lld files (%lld bytes)", (long long)nf, (long long)nb);
+        json_int_t nc = json_integer_value(json_object_get(f, "conflicts"));
+        if (nc)
+            printf(", %lld conflict copies", (long long)nc);
+        json_t *errs = json_object_get(f, "errors");
+        json_int_t more = json_integer_value(json_object_get(f, "errors_more"));
+        size_t nerr = json_array_size(errs) + (size_t)more;
+        if (nerr)
+            printf(", %zu failing item%s", nerr, nerr == 1 ? "" : "s");
+        printf("\n  path=");
+        cli_print_name(stdout, json_string_value(json_object_get(f, "path")));
+        printf(" mode=%s", json_string_value(json_object_get(f, "mode")));
+        if (json_object_get(f, "files"))
+            printf(" files=%lld bytes=%lld",
+                   (long long)json_integer_value(json_object_get(f, "files")),
+                   (long long)json_integer_value(json_object_get(f, "bytes")));
+        printf("\n");
+        size_t k;
+        json_t *e;
+        json_array_foreach(errs, k, e)
+        {
+            const char *path = json_string_value(json_object_get(e, "path"));
+            printf("  error: ");
+            if (path && *path) {
+                cli_print_name(stdout, path);
+                printf(": ");
+            }
+            cli_print_name(stdout, json_string_value(json_object_get(e, "error")));
+            const char *since = json_string_value(json_object_get(e, "since"));
+            if (since && *since)
+                printf(" (since %s)", since);
+            printf("\n");
+        }
+        if (more)
+            printf("  ... and %lld more failing items\n", (long long)more);
+    }
+}
 
 int cmd_status(struct cli *c, int argc, char **argv)
 {
-    return simple_call(c, argc, argv, "status", status_usage, "status", true);
+    static const struct opt_spec spec[] = {{"json", false, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 1, argc, argv, "status", status_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos > 1)
+        return cli_usage_error("status", "unexpected argument '%s'", o.pos[1]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    json_t *params = json_object();
+    if (o.npos)
+        json_object_set_new(params, "folder", json_string(o.pos[0]));
+    json_t *res;
+    if ((rc = cli_call(c, "status", params, 30000, &res)))
+        return rc;
+    if (opt_has(&o, "json")) {
+        cli_print_json(res);
+        return EXIT_OK;
+    }
+    print_status(res);
+    json_decref(res);
+    return EXIT_OK;
 }
 
 static const char conflicts_usage[] =
@@ -201,13 +276,49 @@ int cmd_stop(struct cli *c, int argc, char **argv)
 static const char sync_usage[] =
     "usage: landropic sync [FOLDER_ID]... [--wait] [--timeout SECS]\n"
     "Ask the daemon to rescan now. With --wait, block until every named folder (default\n"
-    "all) is idle and in sync with every connected peer it is shared with; exit 3 at\n"
-    "--timeout.\n";
+    "all) is idle and in sync with every connected peer it is shared with: nothing needed\n"
+    "here, no failing item, and every connected peer announcing every version we have.\n"
+    "Failing items are retried meanwhile. Exit 0 then, 3 at --timeout (default: none).\n";
 
-struct wait_ctx {
-    bool tty;
-    time_t start;
-};
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Why --wait is still waiting, for the timeout message. */
+static void print_not_done(json_t *st, double timeout)
+{
+    fprintf(stderr, "landropic: not in sync after %g s (timeout)", timeout);
+    if (!st) {
+        fprintf(stderr, "\n");
+        return;
+    }
+    json_int_t nf = json_integer_value(json_object_get(st, "need_files"));
+    json_int_t pf = json_integer_value(json_object_get(st, "peer_need_files"));
+    json_int_t ne = json_integer_value(json_object_get(st, "errors"));
+    json_t *fe = json_object_get(st, "first_error");
+    if (ne && fe) {
+        fprintf(stderr, ": %lld failing item%s, first in folder ", (long long)ne,
+                ne == 1 ? "" : "s");
+        cli_print_name(stderr, json_string_value(json_object_get(fe, "folder")));
+        const char *path = json_string_value(json_object_get(fe, "path"));
+        if (path && *path) {
+            fprintf(stderr, ": ");
+            cli_print_name(stderr, path);
+        }
+        fprintf(stderr, ": ");
+        cli_print_name(stderr, json_string_value(json_object_get(fe, "error")));
+        fprintf(stderr, " (see 'landropic status')\n");
+    } else if (nf) {
+        fprintf(stderr, ": %lld files still needed here\n", (long long)nf);
+    } else if (pf) {
+        fprintf(stderr, ": peers still need %lld files from us\n", (long long)pf);
+    } else {
+        fprintf(stderr, ": waiting for peers to connect and exchange indexes\n");
+    }
+}
 
 int cmd_sync(struct cli *c, int argc, char **argv)
 {
@@ -241,42 +352,68 @@ int cmd_sync(struct cli *c, int argc, char **argv)
         return EXIT_OK;
     }
     bool tty = isatty(STDOUT_FILENO);
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = mono_now(), last_t = t0, rate = 0;
+    int64_t last_left = -1;
     int exit_code = EXIT_OK;
+    json_t *last = NULL;
     for (;;) {
-        json_t *st;
-        if ((rc = cli_call(c, "sync.state", json_pack("{s:O}", "folders", ids), 30000, &st))) {
-            exit_code = rc;
-            break;
-        }
-        bool done = json_is_true(json_object_get(st, "done"));
-        if (tty) {
-            json_int_t nf = json_integer_value(json_object_get(st, "need_files"));
-            json_int_t nb = json_integer_value(json_object_get(st, "need_bytes"));
-            double rate = json_number_value(json_object_get(st, "rate"));
-            printf("\r\033[Kneed %lld files, %lld bytes", (long long)nf, (long long)nb);
-            if (rate > 0)
-                printf(", %.1f MB/s, ETA %.0f s", rate / 1e6, (double)nb / rate);
-            fflush(stdout);
-        }
-        json_decref(st);
-        if (done)
-            break;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+        double el = mono_now() - t0;
         if (timeout > 0 && el >= timeout) {
             if (tty)
-                putchar('\n');
-            fprintf(stderr, "landropic: not in sync after %.0f s (timeout)\n", timeout);
+                printf("\n");
+            print_not_done(last, timeout);
             exit_code = EXIT_TIMEOUT;
             break;
         }
-        struct timespec ts = {0, 100 * 1000000L};
+        /* The daemon may answer late (the check runs in its job queue): never past --timeout. */
+        int call_ms = 30000;
+        if (timeout > 0 && (timeout - el) * 1000 < call_ms)
+            call_ms = (int)((timeout - el) * 1000) + 1;
+        json_t *st;
+        rc = cli_call(c, "sync.state", json_pack("{s:O}", "folders", ids), call_ms, &st);
+        if (rc == EXIT_TIMEOUT && timeout > 0) {
+            exit_code = EXIT_TIMEOUT; /* cli_call said why */
+            break;
+        }
+        if (rc) {
+            exit_code = rc;
+            break;
+        }
+        json_decref(last);
+        last = st;
+        bool done = json_is_true(json_object_get(st, "done"));
+        if (tty) {
+            /* Progress: what is left here and at the peers; rate from its decrease. */
+            int64_t nf = json_integer_value(json_object_get(st, "need_files"));
+            int64_t nb = json_integer_value(json_object_get(st, "need_bytes"));
+            int64_t pf = json_integer_value(json_object_get(st, "peer_need_files"));
+            int64_t pb = json_integer_value(json_object_get(st, "peer_need_bytes"));
+            int64_t ne = json_integer_value(json_object_get(st, "errors"));
+            int64_t left = nb + pb;
+            double now = mono_now();
+            if (last_left >= 0 && now > last_t && left <= last_left) {
+                double r = (double)(last_left - left) / (now - last_t);
+                rate = rate > 0 ? 0.7 * rate + 0.3 * r : r;
+            }
+            last_left = left;
+            last_t = now;
+            printf("\r\033[K%lld files (%.1f MB) to receive", (long long)nf, (double)nb / 1e6);
+            if (pf || pb)
+                printf(", %lld (%.1f MB) to send", (long long)pf, (double)pb / 1e6);
+            if (rate > 1000 && left > 0)
+                printf(", %.1f MB/s, ETA %.0f s", rate / 1e6, (double)left / rate);
+            if (ne)
+                printf(", %lld failing (retrying)", (long long)ne);
+            fflush(stdout);
+        }
+        if (done)
+            break;
+        struct timespec ts = {0, 200 * 1000000L};
         nanosleep(&ts, NULL);
     }
     if (tty && exit_code == EXIT_OK)
         printf("\r\033[Kin sync\n");
+    json_decref(last);
     json_decref(ids);
     return exit_code;
 }

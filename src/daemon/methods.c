@@ -8,6 +8,7 @@
 #include "daemon/daemon_int.h"
 
 #include "config/ops.h"
+#include "daemon/syncerr.h"
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -19,6 +20,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MOD "api"
 #define MAX_FOLDER_ARGS 256
@@ -164,28 +166,67 @@ static void m_pair(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     lr_api_reply(req, res);
 }
 
-static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc)
+/* ISO 8601 UTC, as events' "time" (seconds precision). */
+static void iso_time(int64_t t, char *out, size_t n)
 {
-    struct folder_rt *f = daemon_folder(d, fc->id);
-    enum folder_state st = f ? f->state : FOLDER_IDLE;
-    struct sync_folder_status ss;
-    sync_folder_status(d, fc->id, &ss);
-    if (st == FOLDER_IDLE && (ss.active || (ss.need_items > 0 && !ss.settled)))
-        st = FOLDER_SYNCING;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The folder's failing items (contract: {"path", "error", "since"}), plus
+ * "attempts" and "last"; *more gets the failing items not listed. */
+static json_t *folder_errors(struct lr_daemon *d, const char *folder, struct folder_rt *f,
+                             uint64_t *more)
+{
     json_t *errors = json_array();
-    json_t *o = json_pack("{s:s}", "id", fc->id);
-    lr_json_set_path(o, "path", fc->path, strlen(fc->path));
-    json_object_set_new(o, "state", json_string(daemon_folder_state_name(st)));
-    json_object_set_new(
-        o, "in_sync",
-        json_boolean(st == FOLDER_IDLE && f && f->scanned && ss.need_items == 0 && ss.settled));
-    json_object_set_new(o, "need_files", json_integer((json_int_t)ss.need_files));
-    json_object_set_new(o, "need_bytes", json_integer((json_int_t)ss.need_bytes));
-    json_object_set_new(o, "conflicts", json_integer(0));
+    *more = 0;
     if (f && f->error)
         json_array_append_new(
             errors, json_pack("{s:s, s:s, s:s}", "path", "", "error", f->error, "since", ""));
+    struct lr_syncerr *t = sync_items_table(d);
+    if (!t)
+        return errors;
+    struct lr_syncerr_list l;
+    lr_syncerr_list(t, folder, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        char since[32], last[32];
+        iso_time(l.v[i].since_s, since, sizeof(since));
+        iso_time(l.v[i].last_s, last, sizeof(last));
+        json_t *e = json_object();
+        lr_json_set_path(e, "path", l.v[i].path, l.v[i].path_len);
+        json_object_set_new(e, "error", lr_json_lossy(l.v[i].msg, strlen(l.v[i].msg)));
+        json_object_set_new(e, "since", json_string(since));
+        json_object_set_new(e, "last", json_string(last));
+        json_object_set_new(e, "attempts", json_integer((json_int_t)l.v[i].attempts));
+        json_array_append_new(errors, e);
+    }
+    *more = l.more;
+    lr_syncerr_list_release(&l);
+    return errors;
+}
+
+static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc)
+{
+    struct folder_rt *f = daemon_folder(d, fc->id);
+    enum folder_state st = (enum folder_state)sync_items_folder_state(d, fc->id);
+    struct sync_folder_status ss;
+    sync_folder_status(d, fc->id, &ss);
+    uint64_t more;
+    json_t *errors = folder_errors(d, fc->id, f, &more);
+    json_t *o = json_pack("{s:s}", "id", fc->id);
+    lr_json_set_path(o, "path", fc->path, strlen(fc->path));
+    json_object_set_new(o, "state", json_string(daemon_folder_state_name(st)));
+    json_object_set_new(o, "in_sync",
+                        json_boolean(st == FOLDER_IDLE && f && f->scanned && ss.need_items == 0 &&
+                                     ss.settled && json_array_size(errors) == 0));
+    json_object_set_new(o, "need_files", json_integer((json_int_t)ss.need_files));
+    json_object_set_new(o, "need_bytes", json_integer((json_int_t)ss.need_bytes));
+    json_object_set_new(o, "conflicts", json_integer(0));
     json_object_set_new(o, "errors", errors);
+    if (more)
+        json_object_set_new(o, "errors_more", json_integer((json_int_t)more));
     json_object_set_new(o, "mode", json_string(lr_folder_mode_name(fc->mode)));
     if (f && f->scanned) {
         json_object_set_new(o, "files", json_integer((json_int_t)f->last.files));
@@ -239,16 +280,62 @@ static void m_sync(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     lr_api_reply(req, json_object());
 }
 
+/* What sync.state found on the loop, completed by the peer-need job. */
+struct state_ctx {
+    struct lr_api_req *req;
+    uint64_t need_files, need_bytes, errors;
+    json_t *first_error; /* {"folder", "path", "error"} or NULL */
+};
+
+static void state_reply(struct state_ctx *c, bool done, const struct sync_peer_need *pn)
+{
+    json_t *r =
+        json_pack("{s:b, s:I, s:I, s:f, s:I, s:I, s:I}", "done", done, "need_files",
+                  (json_int_t)c->need_files, "need_bytes", (json_int_t)c->need_bytes, "rate", 0.0,
+                  "peer_need_files", (json_int_t)(pn ? pn->files : 0), "peer_need_bytes",
+                  (json_int_t)(pn ? pn->bytes : 0), "errors", (json_int_t)c->errors);
+    if (r && c->first_error) {
+        json_object_set_new(r, "first_error", c->first_error);
+        c->first_error = NULL;
+    }
+    json_decref(c->first_error);
+    lr_api_reply(c->req, r);
+    free(c);
+}
+
+static void state_peer_need(struct lr_daemon *d, void *ud, const struct sync_peer_need *res,
+                            int status)
+{
+    (void)d;
+    struct state_ctx *c = ud;
+    if (status < 0) {
+        json_decref(c->first_error);
+        lr_api_reply_error(c->req, "stopping", 1, "the daemon is stopping");
+        free(c);
+        return;
+    }
+    state_reply(c, res->fresh && res->items == 0, res);
+}
+
+/*
+ * Done (docs/cli.md, "sync --wait"): no scan queued or running; every named
+ * folder usable (not in error), settled (sync.h: nothing in flight, every
+ * shared peer connected with indexes exchanged both ways, or given up on
+ * after the connect grace), needing nothing (unless send-only: it never
+ * takes remote changes), with no failing item; and then every connected
+ * peer sharing it announcing every version we have (a job compares its
+ * index with ours, see syncerr.h).
+ */
 static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
 {
     const char *ids[MAX_FOLDER_ARGS];
     size_t n;
     if (folder_args(req, params, ids, &n) < 0 || check_folders(d, req, ids, n) < 0)
         return;
-    /* Done: no scan pending, and every named folder settled (sync.h: nothing
-     * needed or in flight, every shared peer exchanged indexes or given up). */
+    struct state_ctx *c = lr_xcalloc(1, sizeof(*c));
+    c->req = req;
     bool done = !scanjobs_busy(d, ids, n);
-    uint64_t nf = 0, nb = 0;
+    struct lr_syncerr *t = sync_items_table(d);
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
         bool want = n == 0;
@@ -256,14 +343,36 @@ static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *pa
             want |= strcmp(ids[k], fc->id) == 0;
         if (!want)
             continue;
+        struct folder_rt *f = daemon_folder(d, fc->id);
         struct sync_folder_status ss;
         sync_folder_status(d, fc->id, &ss);
-        done = done && ss.settled;
-        nf += ss.need_files;
-        nb += ss.need_bytes;
+        uint64_t nerr = t ? lr_syncerr_count(t, fc->id) : 0;
+        bool in_error = !f || f->state == FOLDER_ERROR;
+        done = done && !in_error && ss.settled && !ss.active && nerr == 0 &&
+               (ss.need_items == 0 || fc->mode == LR_MODE_SEND_ONLY);
+        c->need_files += ss.need_files;
+        c->need_bytes += ss.need_bytes;
+        c->errors += nerr + (in_error ? 1 : 0);
+        if (!c->first_error && in_error) {
+            c->first_error = json_pack("{s:s, s:s, s:s}", "folder", fc->id, "path", "", "error",
+                                       f && f->error ? f->error : "folder in error");
+        } else if (!c->first_error && nerr) {
+            struct lr_syncerr_list l;
+            lr_syncerr_list(t, fc->id, &l);
+            if (l.n) {
+                c->first_error = json_pack("{s:s}", "folder", fc->id);
+                lr_json_set_path(c->first_error, "path", l.v[0].path, l.v[0].path_len);
+                json_object_set_new(c->first_error, "error",
+                                    lr_json_lossy(l.v[0].msg, strlen(l.v[0].msg)));
+            }
+            lr_syncerr_list_release(&l);
+        }
     }
-    lr_api_reply(req, json_pack("{s:b, s:I, s:I, s:f}", "done", done, "need_files", (json_int_t)nf,
-                                "need_bytes", (json_int_t)nb, "rate", 0.0));
+    if (!done) {
+        state_reply(c, false, NULL);
+        return;
+    }
+    sync_items_peer_need(d, ids, n, state_peer_need, c);
 }
 
 static void m_conflicts(struct lr_daemon *d, struct lr_api_req *req, json_t *params)

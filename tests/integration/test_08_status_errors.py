@@ -1,0 +1,151 @@
+"""What the user sees when an item cannot be synced: a per-file error in
+`status` (JSON and human) that stays until fixed, is retried with backoff
+without anyone asking, and clears by itself once the cause is gone; `sync
+--wait` reports "not in sync" (exit 3 at --timeout) on both sides while a
+peer still lacks our version; `events` streams item and folder-state
+events; `peers` counts the bytes exchanged."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, free_udp_port, wait_for
+
+
+def pair(devices, tmp_path):
+    a, b = devices("alice"), devices("bob")
+    a.init()
+    b.init()
+    a.port, b.port = free_udp_port(), free_udp_port()
+    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    return a, b, fa, fb
+
+
+def status(dev):
+    return dev.ok("status", "--json").json()["folders"][0]
+
+
+def chattr(flag, path):
+    return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+
+
+def test_failing_item_listed_retried_and_cleared(devices, tmp_path):
+    a, b, fa, fb = pair(devices, tmp_path)
+    (fa / "locked").mkdir()
+    (fa / "locked" / "old.txt").write_bytes(b"old\n")
+    (fa / "good").mkdir()
+    (fa / "good" / "one.txt").write_bytes(b"one\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "locked" / "old.txt").exists() and (fb / "good" / "one.txt").exists(),
+             timeout=60, what="first sync")
+    assert b.ok("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.ok("sync", "--wait", "--timeout", "30").rc == 0
+    st = status(b)
+    assert st["errors"] == [] and st["in_sync"]
+
+    # An immutable directory on B: nothing can be created in it, even by root.
+    if not chattr("+i", fb / "locked"):
+        pytest.skip("chattr +i not supported here")
+    recv0 = b.peer_info(a)["bytes_received"]
+    sent0 = a.peer_info(b)["bytes_sent"]
+    data = os.urandom(50_000)  # incompressible: the counters must see all of it
+    ev = subprocess.Popen([BIN, "--home", b.home, "events", "--json"], stdout=subprocess.PIPE,
+                          text=True)
+    try:
+        time.sleep(0.5)
+        (fa / "locked" / "new.txt").write_bytes(data)
+        (fa / "good" / "two.txt").write_bytes(b"two\n")
+        (fa / "good" / "three.txt").write_bytes(b"three\n")
+        a.ok("sync")
+
+        # Everything else syncs; the failing item is listed with its path, error and since.
+        wait_for(lambda: (fb / "good" / "two.txt").exists() and (fb / "good" / "three.txt").exists(),
+                 timeout=60, what="the other files on B")
+        errs = wait_for(lambda: status(b)["errors"], timeout=30, what="B lists the error")
+        assert [e["path"] for e in errs] == ["locked/new.txt"], errs
+        e = errs[0]
+        assert e["error"] and "not applied" in e["error"], e
+        assert e["since"].endswith("Z") and e["since"].startswith("20"), e
+        assert not (fb / "locked" / "new.txt").exists()
+        st = status(b)
+        assert not st["in_sync"] and st["need_files"] == 1
+        human = b.ok("status").out
+        assert "locked/new.txt" in human and "not in sync" in human, human
+
+        # Not done on either side, with the documented exit code and a reason.
+        r = b.run("sync", "--wait", "--timeout", "3")
+        assert r.rc == 3, r
+        assert "locked/new.txt" in r.err and r.out == "", r
+        r = a.run("sync", "--wait", "--timeout", "3")
+        assert r.rc == 3, r
+        assert "peers still need 1 files" in r.err, r
+
+        # Retried with backoff (not stuck): the attempts count grows on its own.
+        wait_for(lambda: status(b)["errors"][0]["attempts"] >= 3, timeout=30,
+                 what="retries of the failing item")
+        since = status(b)["errors"][0]["since"]
+        assert status(b)["errors"][0]["since"] == since  # first seen, not last seen
+    finally:
+        chattr("-i", fb / "locked")
+
+    # Fixed: a later retry applies it without anyone asking, and the error clears.
+    try:
+        wait_for(lambda: status(b)["errors"] == [], timeout=90, interval=0.5,
+                 what="the error clears after the fix")
+        assert (fb / "locked" / "new.txt").read_bytes() == data
+        assert b.ok("sync", "--wait", "--timeout", "30").rc == 0
+        assert a.ok("sync", "--wait", "--timeout", "30").rc == 0
+        assert status(b)["in_sync"]
+    finally:
+        ev.terminate()
+        out, _ = ev.communicate(timeout=10)
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    kinds = {x["type"] for x in events}
+    failed = [x for x in events if x["type"] == "item_failed"]
+    assert failed and all(x["path"] == "locked/new.txt" and x["folder"] == "docs" for x in failed)
+    finished = {x["path"] for x in events if x["type"] == "item_finished"}
+    assert {"good/two.txt", "good/three.txt", "locked/new.txt"} <= finished, finished
+    assert "item_started" in kinds and "index_exchanged" in kinds, kinds
+    states = [x["state"] for x in events if x["type"] == "folder_state"]
+    assert "syncing" in states and states[-1] == "idle", states
+    # Byte counters count file data and index: the file's bytes went over (at least
+    # once: every failed commit attempt reused the verified staging file).
+    assert b.peer_info(a)["bytes_received"] - recv0 >= len(data)
+    assert a.peer_info(b)["bytes_sent"] - sent0 >= len(data)
+
+
+def test_error_clears_when_no_longer_needed(devices, tmp_path):
+    """An item that fails and is then deleted on the peer is no longer needed:
+    its error goes away instead of staying forever."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    (fa / "locked").mkdir()
+    (fa / "locked" / "keep.txt").write_bytes(b"k\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "locked" / "keep.txt").exists(), timeout=60, what="first sync")
+    if not chattr("+i", fb / "locked"):
+        pytest.skip("chattr +i not supported here")
+    try:
+        (fa / "locked" / "gone.txt").write_bytes(b"short-lived\n")
+        a.ok("sync")
+        wait_for(lambda: status(b)["errors"], timeout=30, what="B lists the error")
+        os.unlink(fa / "locked" / "gone.txt")
+        a.ok("sync")
+        # B now needs only a tombstone for a file it never had: applied, error gone,
+        # although the directory is still immutable.
+        wait_for(lambda: status(b)["errors"] == [], timeout=60, interval=0.5,
+                 what="the error of a withdrawn change clears")
+        assert b.ok("sync", "--wait", "--timeout", "30").rc == 0
+    finally:
+        chattr("-i", fb / "locked")
