@@ -36,6 +36,8 @@
 #define EVQ_MAX 10000
 /* Folder states are compared at most this often. */
 #define STATE_POLL_MS 200
+/* The loop-side bookkeeping runs at most this often (unless events wait). */
+#define TICK_MS 50
 /* Peer-need results: recomputed at most this often per folder, or 10x the
  * last computation's duration if that is longer (a large folder's check
  * must not steal the serial queue from the transfer it waits for). */
@@ -55,11 +57,14 @@ struct sync_items {
     uv_check_t check;
     bool closed;
     atomic_bool listeners;
-    pthread_mutex_t mu; /* evq */
+    atomic_bool ev_pending; /* evq not empty */
+    pthread_mutex_t mu;     /* evq */
     json_t **evq;
     size_t nev;
     uint64_t dropped;
     uint64_t last_poll_ms;
+    uint64_t last_tick_ms;
+    uint64_t timer_due; /* absolute, while the timer is armed */
     bool poll_pending;
     struct fstate *st;
     size_t nst;
@@ -91,6 +96,7 @@ static void ev_push(struct lr_daemon *d, json_t *ev)
         s->evq = lr_xreallocarray(s->evq, s->nev + 1, sizeof(*s->evq));
         s->evq[s->nev++] = ev;
         wake = s->nev == 1;
+        atomic_store_explicit(&s->ev_pending, true, memory_order_relaxed);
     }
     pthread_mutex_unlock(&s->mu);
     if (wake && !s->closed)
@@ -114,6 +120,7 @@ static void ev_flush(struct lr_daemon *d)
     s->evq = NULL;
     s->nev = 0;
     s->dropped = 0;
+    atomic_store_explicit(&s->ev_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&s->mu);
     for (size_t i = 0; i < n; i++)
         daemon_event(d, v[i]);
@@ -322,6 +329,20 @@ static void close_all(struct sync_items *s)
 
 static void on_timer(uv_timer_t *h);
 
+/* Wake the loop at `next` (absolute; UINT64_MAX: no need). */
+static void arm(struct sync_items *s, uint64_t now, uint64_t next)
+{
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&s->timer);
+        s->timer_due = UINT64_MAX;
+        return;
+    }
+    if (uv_is_active((uv_handle_t *)&s->timer) && s->timer_due == next)
+        return; /* unchanged: skip the heap update */
+    s->timer_due = next;
+    uv_timer_start(&s->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
 static void tick(struct lr_daemon *d)
 {
     struct sync_items *s = items(d);
@@ -339,6 +360,7 @@ static void tick(struct lr_daemon *d)
     }
     ev_flush(d);
     uint64_t now = uv_now(&d->loop);
+    s->last_tick_ms = now;
     if (now - s->last_poll_ms >= STATE_POLL_MS) {
         s->last_poll_ms = now;
         s->poll_pending = false;
@@ -359,15 +381,7 @@ static void tick(struct lr_daemon *d)
     uint64_t next = lr_syncerr_schedule(s->tab, now);
     if (s->poll_pending && s->last_poll_ms + STATE_POLL_MS < next)
         next = s->last_poll_ms + STATE_POLL_MS;
-    if (next == UINT64_MAX) {
-        uv_timer_stop(&s->timer);
-        return;
-    }
-    uint64_t in = next > now ? next - now : 0;
-    if (uv_is_active((uv_handle_t *)&s->timer) &&
-        uv_timer_get_due_in(&s->timer) == in) /* unchanged: skip the heap update */
-        return;
-    uv_timer_start(&s->timer, on_timer, in, 0);
+    arm(s, now, next);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -380,9 +394,27 @@ static void on_async(uv_async_t *h)
     (void)h; /* the check phase of this iteration flushes */
 }
 
+/*
+ * After every loop iteration. During a transfer that is many thousands of
+ * times a second, so the full tick runs at most every TICK_MS (or at once
+ * for queued events or a stop); a skipped iteration makes sure a tick
+ * follows within TICK_MS, as it may have changed a folder's state.
+ */
 static void on_check(uv_check_t *h)
 {
-    tick(h->data);
+    struct lr_daemon *d = h->data;
+    struct sync_items *s = items(d);
+    if (!s || s->closed)
+        return;
+    uint64_t now = uv_now(&d->loop);
+    if (!d->stopping && now - s->last_tick_ms < TICK_MS &&
+        !atomic_load_explicit(&s->ev_pending, memory_order_relaxed)) {
+        uint64_t want = s->last_tick_ms + TICK_MS;
+        if (!uv_is_active((uv_handle_t *)&s->timer) || s->timer_due > want)
+            arm(s, now, want);
+        return;
+    }
+    tick(d);
 }
 
 void sync_items_init(struct lr_daemon *d)
@@ -391,6 +423,8 @@ void sync_items_init(struct lr_daemon *d)
     s->tab = lr_syncerr_new(LR_SYNCERR_MAX_DEFAULT);
     pthread_mutex_init(&s->mu, NULL);
     atomic_init(&s->listeners, false);
+    atomic_init(&s->ev_pending, false);
+    s->timer_due = UINT64_MAX;
     uv_timer_init(&d->loop, &s->timer);
     uv_async_init(&d->loop, &s->async, on_async);
     uv_check_init(&d->loop, &s->check);
