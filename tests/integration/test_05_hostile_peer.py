@@ -28,10 +28,14 @@ pytestmark = pytest.mark.skipif(not os.path.exists(PEER_BIN),
                                 reason=f"{PEER_BIN} not built")
 
 
-def tree_state(root):
-    """{relpath: (kind, content or link target, mtime_ns)} for everything under root."""
+def tree_state(root, skip=()):
+    """{relpath: (kind, content or link target, mtime_ns)} for everything under
+    root, except the top-level names in skip."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
+        if os.path.samefile(dirpath, root):
+            dirnames[:] = [n for n in dirnames if n not in skip]
+            filenames = [n for n in filenames if n not in skip]
         for name in dirnames + filenames:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
@@ -77,8 +81,7 @@ class Scene:
         self.before_parent = self.parent_state()
 
     def parent_state(self):
-        return {k: v for k, v in tree_state(self.parent).items()
-                if k != "docs" and not k.startswith("docs/")}
+        return tree_state(self.parent, skip=("docs",))
 
     def run_peer(self, bursts, *flags, timeout_ms=20000):
         self.n += 1
@@ -161,21 +164,16 @@ WIRE_INVALID = [
 ]
 
 
-@pytest.mark.parametrize("case", WIRE_INVALID, ids=[c[0] for c in WIRE_INVALID])
-def test_path_failing_the_wire_check_drops_the_batch(devices, tmp_path, case):
-    _, path, logged = case
-    s = Scene(devices, tmp_path)
-    path = path.replace("@OUTSIDE@", str(s.outside))
-    s.start()
+def check_batch_dropped(s, hostile, needles):
+    """Send a good file, then a batch holding a good file and `hostile`: the
+    second batch must be refused whole and the connection dropped."""
     out = s.run_peer([
         {"entries": [good("first.txt", "sent in an earlier batch\n")]},
         {"wait_served": True, "delay_ms": 300,
-         "entries": [good("same-batch.txt", "in the hostile batch\n"),
-                     {"path": path, "data": "hostile payload\n"}]},
+         "entries": [good("same-batch.txt", "in the hostile batch\n"), *hostile]},
     ], "--exit-on-close")
     assert "exit reason=closed" in out, out
-    needles = ("INDEX not accepted", "index.entry[1].path", logged)
-    s.settle(*needles)
+    s.settle("INDEX not accepted", *needles)
     wait_for(lambda: arrived(s.root, "first.txt", "sent in an earlier batch\n"),
              what="the good file of the earlier batch")
     # The whole batch was refused, its good file included, and nothing was fetched for it.
@@ -185,7 +183,27 @@ def test_path_failing_the_wire_check_drops_the_batch(devices, tmp_path, case):
                                      s.tmp / "x"])
     assert sorted(os.listdir(s.root)) == [".landropic", "first.txt"]
     s.assert_alive()
-    s.assert_logged(*needles)
+    s.assert_logged("INDEX not accepted", *needles)
+
+
+@pytest.mark.parametrize("case", WIRE_INVALID, ids=[c[0] for c in WIRE_INVALID])
+def test_path_failing_the_wire_check_drops_the_batch(devices, tmp_path, case):
+    _, path, logged = case
+    s = Scene(devices, tmp_path)
+    path = path.replace("@OUTSIDE@", str(s.outside))
+    s.start()
+    check_batch_dropped(s, [{"path": path, "data": "hostile payload\n"}],
+                        ["index.entry[1].path", logged])
+
+
+@pytest.mark.parametrize("second", [{"path": "dup", "data": "again\n"},
+                                    {"path": "dup", "type": "dir"}], ids=["file", "dir"])
+def test_same_path_twice_in_a_batch_drops_it(devices, tmp_path, second):
+    """Hostile case 7: one path twice in a batch (with one type or two)."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    check_batch_dropped(s, [{"path": "dup", "data": "first\n"}, second],
+                        ["appears twice"])
 
 
 def test_reserved_and_symlinked_paths_refused_good_files_arrive(devices, tmp_path):
@@ -230,7 +248,7 @@ def test_symlink_then_path_through_it_in_later_bursts_and_after_reconnect(device
     """Hostile case 2 split across manifests and reconnects."""
     s = Scene(devices, tmp_path)
     s.start()
-    s.run_peer([
+    out = s.run_peer([
         {"entries": [{"path": "s", "type": "symlink", "target": str(s.outside)},
                      {"path": "u", "type": "symlink", "target": ".."},
                      good("one.txt", "one\n")]},
@@ -243,6 +261,7 @@ def test_symlink_then_path_through_it_in_later_bursts_and_after_reconnect(device
                      {"path": "u/sentinel", "data": "overwrite the sentinel\n"},
                      good("three.txt", "three\n")]},
     ], "--linger-ms", "1500")
+    assert out.count("connected name=") == 2 and "reconnecting" in out, out
     for path, data in (("one.txt", "one\n"), ("two.txt", "two\n"), ("three.txt", "three\n")):
         wait_for(lambda: arrived(s.root, path, data), what=path)
     needles = ("path=s/f not applied", "path=s/g not applied", "path=s/keep not applied",
@@ -318,6 +337,50 @@ def test_daemon_survives_and_syncs_after_hostile_peers(devices, tmp_path):
     s.assert_contained(extra_absent=[s.parent / "x"])
     st = s.assert_alive()
     assert st["state"] in ("idle", "syncing", "scanning")
+
+
+def read_deep(root, rel):
+    """Content of root/rel, opened component by component (rel may be longer
+    than PATH_MAX) without following any symlink; None if absent."""
+    parts = rel.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for comp in parts[:-1]:
+            nfd = os.open(comp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        ffd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+        with os.fdopen(ffd, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def test_long_names_and_temp_names(devices, tmp_path):
+    """Hostile cases 4 and 26: a path longer than PATH_MAX is written inside the
+    folder; a 256-byte name and entries named like our staging files (a
+    symlink among them) are refused one by one."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    deep = ("a" * 200 + "/") * 21 + "deep.txt"  # 4 229 bytes
+    s.run_peer([{"entries": [
+        {"path": deep, "data": "deep\n", "good": True},
+        {"path": "n" * 256, "data": "name over NAME_MAX\n"},
+        {"path": ".landropic/tmp/t-1-1", "type": "symlink", "target": str(s.outside)},
+        {"path": ".landropic/tmp", "type": "dir"},
+        good("ok.txt", "ok\n"),
+    ]}], "--linger-ms", "1500")
+    wait_for(lambda: arrived(s.root, "ok.txt", "ok\n"), what="ok.txt")
+    wait_for(lambda: read_deep(s.root, deep) == b"deep\n", what="the deep file")
+    needles = ("path=" + "n" * 256 + " not applied", "path=.landropic/tmp/t-1-1 not applied",
+               "path=.landropic/tmp not applied")
+    s.settle(*needles)
+    assert sorted(os.listdir(s.root)) == [".landropic", "a" * 200, "ok.txt"]
+    s.assert_contained()
+    s.assert_alive(refused=["n" * 256, ".landropic/tmp/t-1-1", ".landropic/tmp"])
+    s.assert_logged(*needles)
 
 
 @pytest.mark.xfail(strict=True, reason="sync_peer_fatal closes with lr_conn_close, which always "
