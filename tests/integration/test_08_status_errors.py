@@ -149,3 +149,29 @@ def test_error_clears_when_no_longer_needed(devices, tmp_path):
         assert b.ok("sync", "--wait", "--timeout", "30").rc == 0
     finally:
         chattr("-i", fb / "locked")
+
+
+def test_sender_wait_returns_once_the_peer_has_everything(devices, tmp_path):
+    """`sync --wait` on the sending side is done only when the connected peer
+    announces every version we have: right after it returns, the receiver's
+    folder already holds every file, byte for byte."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    blobs = {}
+    for i in range(150):
+        d = fa / f"d{i % 7}"
+        d.mkdir(exist_ok=True)
+        blobs[f"d{i % 7}/f{i}.bin"] = os.urandom(20_000 + i * 97)
+        (fa / f"d{i % 7}" / f"f{i}.bin").write_bytes(blobs[f"d{i % 7}/f{i}.bin"])
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    assert a.ok("sync", "--wait", "--timeout", "90").rc == 0
+    for rel, data in blobs.items():
+        assert (fb / rel).read_bytes() == data, rel
+    # A later change: the same holds for an increment.
+    (fa / "late.txt").write_bytes(os.urandom(70_000))
+    assert a.ok("sync", "--wait", "--timeout", "60").rc == 0
+    assert (fb / "late.txt").read_bytes() == (fa / "late.txt").read_bytes()
+    st = status(b)
+    assert st["errors"] == [] and st["need_files"] == 0
