@@ -4,6 +4,7 @@
  * folders.
  */
 #include "daemon/daemon_int.h"
+#include "daemon/live.h"
 
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -143,6 +144,7 @@ void daemon_config_changed(struct lr_daemon *d)
         f->state = FOLDER_IDLE;
         scanjobs_queue(d, &id, 1, NULL, NULL);
     }
+    live_config_changed(d);
     sync_config_changed(d);
 }
 
@@ -247,6 +249,7 @@ void daemon_stop(struct lr_daemon *d, const char *why)
     d->stopping = true;
     lr_info(MOD, "stopping: %s", why);
     scanjobs_cancel(d);
+    live_stop(d);
     uv_signal_stop(&d->sig_term);
     uv_signal_stop(&d->sig_int);
     d->pending_closes = 1; /* the signal handles, closed below */

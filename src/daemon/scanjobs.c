@@ -6,6 +6,7 @@
  * until its completion callback.
  */
 #include "daemon/daemon_int.h"
+#include "daemon/live.h"
 
 #include "util/log.h"
 #include "util/str.h"
@@ -110,6 +111,7 @@ static void done(struct daemon_job *base, int status)
                 (unsigned long long)it->res.changed, (unsigned long long)it->res.deleted,
                 (unsigned long long)it->res.bytes_hashed, it->res.seconds);
         sync_folder_scanned(d, it->id, true);
+        live_folder_scanned(d, it->id);
         json_t *o = lr_scan_result_json(it->id, &it->res);
         /* The event is its own object: the reply keeps the contract's "id" key. */
         json_t *ev = json_deep_copy(o);

@@ -1,0 +1,154 @@
+/*
+ * live.c - per-folder watchers and periodic rescans (contract in live.h).
+ *
+ * The state lives here rather than in struct folder_rt so the watcher's
+ * wiring stays in one file: a short list keyed by (daemon, folder ID).
+ */
+#include "daemon/live.h"
+
+#include "daemon/daemon_int.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+#include "watch/watch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "live"
+
+struct live {
+    struct live *next;
+    struct lr_daemon *d;
+    char *id;
+    char *path;         /* the root the watcher was started on */
+    struct lr_watch *w; /* NULL until the first successful scan, or if it could not start */
+    uv_timer_t rescan;  /* periodic full rescan */
+    bool start_failed;  /* logged once; retried after each successful scan */
+};
+
+static struct live *lives; /* loop thread only */
+
+static struct live *find(struct lr_daemon *d, const char *id)
+{
+    for (struct live *l = lives; l; l = l->next)
+        if (l->d == d && strcmp(l->id, id) == 0)
+            return l;
+    return NULL;
+}
+
+static void queue_scan(struct live *l, const char *why)
+{
+    struct lr_daemon *d = l->d;
+    if (d->stopping)
+        return;
+    struct folder_rt *rt = daemon_folder(d, l->id);
+    /* A scan still waiting in the queue has not walked yet: it will see this change. */
+    if (!rt || rt->scan_queued)
+        return;
+    const char *id = l->id;
+    struct lr_err err = {0};
+    if (scanjobs_queue(d, &id, 1, NULL, &err) < 0)
+        lr_warn(MOD, "folder=%s cannot queue a scan (%s): %s", l->id, why, err.msg);
+}
+
+static void on_change(void *user, const char *const *paths, size_t n, bool full_rescan)
+{
+    struct live *l = user;
+    if (lr_log_enabled(LR_LOG_DEBUG)) {
+        char *e = n ? lr_escs(paths[0]) : NULL;
+        lr_debug(MOD, "folder=%s changed paths=%zu first=%s full_rescan=%d", l->id, n, e ? e : "-",
+                 full_rescan);
+        free(e);
+    }
+    daemon_event(l->d, json_pack("{s:s, s:s, s:I, s:b}", "type", "local_change", "folder", l->id,
+                                 "paths", (json_int_t)n, "full_rescan", full_rescan));
+    queue_scan(l, "change");
+}
+
+static void on_rescan(uv_timer_t *t)
+{
+    struct live *l = t->data;
+    lr_debug(MOD, "folder=%s periodic rescan", l->id);
+    queue_scan(l, "periodic");
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct live *l = h->data;
+    free(l->id);
+    free(l->path);
+    free(l);
+}
+
+/* Unlink and release: the watcher and the timer free their memory from close callbacks. */
+static void drop(struct live *l)
+{
+    for (struct live **pp = &lives; *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    }
+    lr_watch_stop(l->w);
+    l->w = NULL;
+    uv_timer_stop(&l->rescan);
+    uv_close((uv_handle_t *)&l->rescan, on_timer_closed);
+}
+
+void live_config_changed(struct lr_daemon *d)
+{
+    if (d->stopping)
+        return;
+    for (struct live *l = lives, *next; l; l = next) {
+        next = l->next;
+        const struct lr_folder_cfg *fc = l->d == d ? lr_config_find_folder(d->cfg, l->id) : NULL;
+        if (l->d == d && (!fc || strcmp(fc->path, l->path) != 0))
+            drop(l);
+    }
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        const struct lr_folder_cfg *fc = &d->cfg->folders[i];
+        if (find(d, fc->id))
+            continue;
+        struct live *l = lr_xcalloc(1, sizeof(*l));
+        l->d = d;
+        l->id = lr_xstrdup(fc->id);
+        l->path = lr_xstrdup(fc->path);
+        uv_timer_init(&d->loop, &l->rescan);
+        l->rescan.data = l;
+        uv_timer_start(&l->rescan, on_rescan, LIVE_RESCAN_MS, LIVE_RESCAN_MS);
+        l->next = lives;
+        lives = l;
+    }
+}
+
+void live_folder_scanned(struct lr_daemon *d, const char *folder_id)
+{
+    struct live *l = find(d, folder_id);
+    if (!l || l->w || d->stopping)
+        return;
+    struct lr_watch_opts o = {.name = l->id};
+    struct lr_err err = {0};
+    int rc = lr_watch_start(&d->loop, l->path, &o, on_change, l, &l->w, &err);
+    if (rc < 0) {
+        if (!l->start_failed) {
+            char *e = lr_escs(lr_err_msg(&err, rc));
+            lr_warn(MOD, "folder=%s not watched live (changes found by rescans only): %s", l->id,
+                    e);
+            free(e);
+        }
+        l->start_failed = true;
+        return;
+    }
+    l->start_failed = false;
+    lr_info(MOD, "folder=%s watching for changes", l->id);
+}
+
+void live_stop(struct lr_daemon *d)
+{
+    for (struct live *l = lives, *next; l; l = next) {
+        next = l->next;
+        if (l->d == d)
+            drop(l);
+    }
+}

@@ -1,0 +1,125 @@
+"""Live watching end to end: two daemons keep a folder in sync with no `scan`
+or `sync` command; an editor-style save (write a temp file, rename it over)
+arrives as one version, and the temp file is never indexed or sent."""
+import os
+import sqlite3
+import statistics
+import time
+
+from conftest import free_udp_port, wait_for
+
+
+def pair_up(a, b):
+    a.ok("peer", "add", b.id, "--name", b.name, "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--name", a.name, "--addr", a.addr())
+
+
+def setup_running_pair(devices, tmp_path):
+    a, b = devices("alice"), devices("bob")
+    a.init()
+    b.init()
+    a.port, b.port = free_udp_port(), free_udp_port()
+    pair_up(a, b)
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    (fa / "seed.txt").write_bytes(b"seed\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    wait_for(lambda: has(fb / "seed.txt", b"seed\n"), timeout=60, interval=0.1,
+             what="initial sync")
+    # Both sides settled (first scans and index exchange done) before timing anything.
+    for d in (a, b):
+        assert d.ok("sync", "--wait", "--timeout", "30").rc == 0
+    return a, b, fa, fb
+
+
+def has(path, data):
+    try:
+        with open(path, "rb") as f:
+            return f.read() == data
+    except OSError:
+        return False
+
+
+def db_query(dev, sql, *args):
+    con = sqlite3.connect(f"file:{dev.home}/index.db?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def max_seq(dev):
+    return db_query(dev, "SELECT max_seq FROM folders WHERE name = ?", "docs")[0][0]
+
+
+def indexed_paths(dev):
+    return {bytes(r[0]).decode() for r in db_query(
+        dev, "SELECT path FROM files f JOIN folders d ON f.folder = d.id WHERE d.name = ?",
+        "docs")}
+
+
+def test_live_change_reaches_peer_without_command(devices, tmp_path):
+    a, b, fa, fb = setup_running_pair(devices, tmp_path)
+    latencies = []
+    for i in range(7):
+        data = f"live edit {i}\n".encode() * (i + 1)
+        t0 = time.monotonic()
+        (fa / f"note{i}.txt").write_bytes(data)
+        wait_for(lambda: has(fb / f"note{i}.txt", data), timeout=10, interval=0.005,
+                 what=f"note{i}.txt on B")
+        latencies.append(time.monotonic() - t0)
+        time.sleep(0.3)  # separate samples: each one is a fresh save
+    p50 = statistics.median(latencies)
+    print(f"live change-to-visible on peer: p50={p50 * 1000:.0f} ms "
+          f"min={min(latencies) * 1000:.0f} ms max={max(latencies) * 1000:.0f} ms "
+          f"(n={len(latencies)})")
+    assert max(latencies) < 10
+
+    # A new directory with a file in it (the watch on it is added on the fly),
+    # then a delete, both the other way round (B to A).
+    (fb / "newdir").mkdir()
+    (fb / "newdir" / "inner.txt").write_bytes(b"inner\n")
+    wait_for(lambda: has(fa / "newdir" / "inner.txt", b"inner\n"), timeout=10, interval=0.02,
+             what="B's new directory on A")
+    time.sleep(0.3)
+    (fb / "newdir" / "second.txt").write_bytes(b"second\n")
+    wait_for(lambda: has(fa / "newdir" / "second.txt", b"second\n"), timeout=10,
+             interval=0.02, what="a file in B's new directory on A")
+    os.unlink(fb / "note0.txt")
+    wait_for(lambda: not (fa / "note0.txt").exists(), timeout=10, interval=0.02,
+             what="B's delete on A")
+
+
+def test_editor_save_is_one_version(devices, tmp_path):
+    a, b, fa, fb = setup_running_pair(devices, tmp_path)
+    (fa / "doc.txt").write_bytes(b"first draft\n")
+    wait_for(lambda: has(fb / "doc.txt", b"first draft\n"), timeout=10, interval=0.02,
+             what="doc.txt on B")
+    for d in (a, b):
+        assert d.ok("sync", "--wait", "--timeout", "30").rc == 0
+    seq_a, seq_b = max_seq(a), max_seq(b)
+
+    # What editors do on save: write everything to a temp file, then rename it over.
+    final = b"second draft, saved the careful way\n" * 100
+    tmp = fa / ".doc.txt.swp"
+    with open(tmp, "wb") as f:
+        for k in range(0, len(final), 512):
+            f.write(final[k:k + 512])
+            f.flush()
+    os.rename(tmp, fa / "doc.txt")
+    wait_for(lambda: has(fb / "doc.txt", final), timeout=10, interval=0.02,
+             what="the saved doc.txt on B")
+    for d in (a, b):
+        assert d.ok("sync", "--wait", "--timeout", "30").rc == 0
+    time.sleep(0.5)  # any late second scan would have happened by now
+
+    # One new version on each side, and the temp file was never indexed.
+    assert max_seq(a) - seq_a == 1
+    assert max_seq(b) - seq_b == 1
+    assert ".doc.txt.swp" not in indexed_paths(a)
+    assert ".doc.txt.swp" not in indexed_paths(b)
+    assert not os.path.lexists(fb / ".doc.txt.swp")
