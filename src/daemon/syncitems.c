@@ -35,7 +35,7 @@
 /* Queued item events waiting for the loop. */
 #define EVQ_MAX 10000
 /* Folder states are compared at most this often. */
-#define STATE_POLL_MS 200
+#define STATE_POLL_MS 50
 /* The loop-side bookkeeping runs at most this often (unless events wait). */
 #define TICK_MS 50
 /* Peer-need results: recomputed at most this often per folder, or 10x the
@@ -244,6 +244,13 @@ void sync_items_prune(struct lr_daemon *d, const char *folder)
     struct sync_items *s = items(d);
     if (!s || lr_syncerr_count(s->tab, folder) == 0)
         return;
+    struct lr_need_stats ns;
+    if (lr_index_need_stats(d->ix, folder, &ns, NULL) == 0 && ns.items == 0) {
+        /* Nothing needed, so nothing can be failing: this also drops the
+         * unlisted ones, which are only hashes and cannot be checked. */
+        lr_syncerr_clear_folder(s->tab, folder);
+        return;
+    }
     struct lr_syncerr_list l;
     lr_syncerr_list(s->tab, folder, &l);
     struct lr_device_list peers = {0};
