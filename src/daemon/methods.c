@@ -185,11 +185,8 @@ static json_t *folder_errors(struct lr_daemon *d, const char *folder, struct fol
     if (f && f->error)
         json_array_append_new(
             errors, json_pack("{s:s, s:s, s:s}", "path", "", "error", f->error, "since", ""));
-    struct lr_syncerr *t = sync_items_table(d);
-    if (!t)
-        return errors;
     struct lr_syncerr_list l;
-    lr_syncerr_list(t, folder, &l);
+    sync_items_list(d, folder, &l);
     for (size_t i = 0; i < l.n; i++) {
         char since[32], last[32];
         iso_time(l.v[i].since_s, since, sizeof(since));
@@ -335,7 +332,6 @@ static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *pa
     struct state_ctx *c = lr_xcalloc(1, sizeof(*c));
     c->req = req;
     bool done = !scanjobs_busy(d, ids, n);
-    struct lr_syncerr *t = sync_items_table(d);
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
         bool want = n == 0;
@@ -346,7 +342,7 @@ static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *pa
         struct folder_rt *f = daemon_folder(d, fc->id);
         struct sync_folder_status ss;
         sync_folder_status(d, fc->id, &ss);
-        uint64_t nerr = t ? lr_syncerr_count(t, fc->id) : 0;
+        uint64_t nerr = sync_items_count(d, fc->id);
         bool in_error = !f || f->state == FOLDER_ERROR;
         done = done && !in_error && ss.settled && !ss.active && nerr == 0 &&
                (ss.need_items == 0 || fc->mode == LR_MODE_SEND_ONLY);
@@ -358,7 +354,7 @@ static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *pa
                                        f && f->error ? f->error : "folder in error");
         } else if (!c->first_error && nerr) {
             struct lr_syncerr_list l;
-            lr_syncerr_list(t, fc->id, &l);
+            sync_items_list(d, fc->id, &l);
             if (l.n) {
                 c->first_error = json_pack("{s:s}", "folder", fc->id);
                 lr_json_set_path(c->first_error, "path", l.v[0].path, l.v[0].path_len);

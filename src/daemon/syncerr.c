@@ -277,6 +277,48 @@ void lr_syncerr_clear_folder(struct lr_syncerr *t, const char *folder)
     pthread_mutex_unlock(&t->mu);
 }
 
+void lr_syncerr_replace(struct lr_syncerr *dst, const char *folder, struct lr_syncerr *src)
+{
+    /* Lock order: src before dst (only ever called this way round). */
+    pthread_mutex_lock(&src->mu);
+    pthread_mutex_lock(&dst->mu);
+    struct ferr *s = ferr_find(src, folder);
+    struct ferr *d = ferr_get(dst, folder);
+    struct lr_syncerr_item *items = lr_xcalloc(dst->max, sizeof(*items));
+    uint64_t *hashes = lr_xcalloc(dst->max, sizeof(*hashes));
+    size_t n = 0;
+    for (size_t i = 0; s && i < s->n && n < dst->max; i++) {
+        const struct lr_syncerr_item *si = &s->items[i];
+        struct lr_syncerr_item *it = &items[n];
+        it->path = lr_xmalloc(si->path_len + 1);
+        memcpy(it->path, si->path, si->path_len + 1);
+        it->path_len = si->path_len;
+        it->msg = lr_xstrdup(si->msg);
+        it->since_s = si->since_s;
+        it->last_s = si->last_s;
+        it->attempts = si->attempts;
+        size_t k = item_find(d, s->hashes[i], si->path, si->path_len);
+        if (k != SIZE_MAX) {
+            it->since_s = d->items[k].since_s;
+            it->attempts += d->items[k].attempts;
+        }
+        hashes[n++] = s->hashes[i];
+    }
+    for (size_t i = 0; i < d->n; i++)
+        item_release(&d->items[i]);
+    free(d->items);
+    free(d->hashes);
+    d->items = items;
+    d->hashes = hashes;
+    d->n = n;
+    hset_release(&d->more);
+    for (size_t i = 0; s && i < s->more.cap; i++)
+        if (s->more.slot[i])
+            hset_add(&d->more, s->more.slot[i]);
+    pthread_mutex_unlock(&dst->mu);
+    pthread_mutex_unlock(&src->mu);
+}
+
 uint64_t lr_syncerr_count(struct lr_syncerr *t, const char *folder)
 {
     pthread_mutex_lock(&t->mu);

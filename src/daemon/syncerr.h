@@ -85,6 +85,12 @@ bool lr_syncerr_clear(struct lr_syncerr *t, const char *folder, const uint8_t *p
                       size_t path_len);
 /* Forget the folder entirely (folder removed). */
 void lr_syncerr_clear_folder(struct lr_syncerr *t, const char *folder);
+/*
+ * Make dst's entries of `folder` those of src (another table with the same
+ * maximum), keeping since and adding up attempts for paths failing in both:
+ * a complete pass (a scan) replaces what the previous pass found.
+ */
+void lr_syncerr_replace(struct lr_syncerr *dst, const char *folder, struct lr_syncerr *src);
 /* Failing paths of the folder, listed or not. */
 uint64_t lr_syncerr_count(struct lr_syncerr *t, const char *folder);
 /* Copy the folder's listed paths (sorted) and the unlisted count into *out (zeroed first). */
@@ -142,8 +148,24 @@ void sync_item_index(struct lr_daemon *d, const struct lr_device_id *peer, const
 /* Job thread (owns d->ix): forget errors of paths the folder no longer needs. */
 void sync_items_prune(struct lr_daemon *d, const char *folder);
 
-/* Loop: the table (for status); NULL before init. */
-struct lr_syncerr *sync_items_table(struct lr_daemon *d);
+/*
+ * Scan side: entries a scan of the folder could not read (the scanner's
+ * skipped_error entries: unreadable file or directory, failed stat, ...).
+ * Call begin on the scan job before the walk, failed for each such entry
+ * (any thread; `rc`/`what` as logged), and end after it: a complete walk
+ * replaces the folder's scan errors (an entry no longer failing is fixed),
+ * an incomplete one only adds. Scan errors are listed with the others and
+ * retried by rescanning the folder with the same backoff.
+ */
+void sync_items_scan_begin(struct lr_daemon *d, const char *folder);
+void sync_items_scan_failed(struct lr_daemon *d, const char *folder, const uint8_t *path,
+                            size_t len, int rc, const char *what);
+void sync_items_scan_end(struct lr_daemon *d, const char *folder, bool complete);
+
+/* Loop: every failing item of the folder, pull and scan side (sorted by
+ * path; *out zeroed first; release with lr_syncerr_list_release), and their count. */
+void sync_items_list(struct lr_daemon *d, const char *folder, struct lr_syncerr_list *out);
+uint64_t sync_items_count(struct lr_daemon *d, const char *folder);
 /* Loop: the folder's state as users see it (enum folder_state: a scan's
  * state, or syncing while transfers or index exchanges are under way). */
 int sync_items_folder_state(struct lr_daemon *d, const char *folder);

@@ -51,7 +51,9 @@ struct fstate {
 struct pn_cache; /* peer-need results (job-owned) */
 
 struct sync_items {
-    struct lr_syncerr *tab;
+    struct lr_syncerr *tab;      /* pull side */
+    struct lr_syncerr *scan_tab; /* scan side, as of the last complete scan */
+    struct lr_syncerr *scan_cur; /* scan side, the scan under way */
     uv_timer_t timer;
     uv_async_t async;
     uv_check_t check;
@@ -76,10 +78,42 @@ static struct sync_items *items(struct lr_daemon *d)
     return d->sync ? d->sync->items : NULL;
 }
 
-struct lr_syncerr *sync_items_table(struct lr_daemon *d)
+static int item_cmp(const void *a, const void *b)
+{
+    const struct lr_syncerr_item *x = a, *y = b;
+    size_t n = x->path_len < y->path_len ? x->path_len : y->path_len;
+    int c = memcmp(x->path, y->path, n);
+    if (c)
+        return c;
+    return x->path_len < y->path_len ? -1 : x->path_len > y->path_len;
+}
+
+void sync_items_list(struct lr_daemon *d, const char *folder, struct lr_syncerr_list *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct sync_items *s = items(d);
+    if (!s)
+        return;
+    struct lr_syncerr_list a, b;
+    lr_syncerr_list(s->tab, folder, &a);
+    lr_syncerr_list(s->scan_tab, folder, &b);
+    out->n = a.n + b.n;
+    out->more = a.more + b.more;
+    out->v = lr_xcalloc(out->n + 1, sizeof(*out->v));
+    if (a.n)
+        memcpy(out->v, a.v, a.n * sizeof(*a.v));
+    if (b.n)
+        memcpy(out->v + a.n, b.v, b.n * sizeof(*b.v));
+    free(a.v); /* the items moved */
+    free(b.v);
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof(*out->v), item_cmp);
+}
+
+uint64_t sync_items_count(struct lr_daemon *d, const char *folder)
 {
     struct sync_items *s = items(d);
-    return s ? s->tab : NULL;
+    return s ? lr_syncerr_count(s->tab, folder) + lr_syncerr_count(s->scan_tab, folder) : 0;
 }
 
 /* ---- events ---- */
@@ -214,6 +248,47 @@ void sync_item_index(struct lr_daemon *d, const struct lr_device_id *peer, const
                               "device", id, "direction", sent ? "sent" : "received"));
 }
 
+void sync_items_scan_begin(struct lr_daemon *d, const char *folder)
+{
+    struct sync_items *s = items(d);
+    if (s)
+        lr_syncerr_clear_folder(s->scan_cur, folder);
+}
+
+void sync_items_scan_failed(struct lr_daemon *d, const char *folder, const uint8_t *path,
+                            size_t len, int rc, const char *what)
+{
+    struct sync_items *s = items(d);
+    if (!s)
+        return;
+    char msg[LR_SYNCERR_MSG_MAX];
+    snprintf(msg, sizeof(msg), "%s: %s", what, lr_strerror(rc));
+    lr_syncerr_set(s->scan_cur, folder, path, len, msg, (int64_t)time(NULL));
+    if (wanted(d)) {
+        json_t *ev = item_event("item_failed", folder, path, len);
+        json_object_set_new(ev, "error", lr_json_lossy(msg, strlen(msg)));
+        ev_push(d, ev);
+    }
+}
+
+void sync_items_scan_end(struct lr_daemon *d, const char *folder, bool complete)
+{
+    struct sync_items *s = items(d);
+    if (!s)
+        return;
+    if (complete) {
+        lr_syncerr_replace(s->scan_tab, folder, s->scan_cur);
+    } else {
+        struct lr_syncerr_list l;
+        lr_syncerr_list(s->scan_cur, folder, &l);
+        for (size_t i = 0; i < l.n; i++)
+            lr_syncerr_set(s->scan_tab, folder, l.v[i].path, l.v[i].path_len, l.v[i].msg,
+                           l.v[i].last_s);
+        lr_syncerr_list_release(&l);
+    }
+    lr_syncerr_clear_folder(s->scan_cur, folder);
+}
+
 /* Needed: some peer's record is newer than or concurrent with ours (index.h, "Need"). */
 static bool still_needed(struct lr_daemon *d, const char *folder,
                          const struct lr_device_list *peers, const uint8_t *path, size_t len)
@@ -288,6 +363,7 @@ static void poll_states(struct lr_daemon *d)
     for (size_t i = 0; i < s->nst;) {
         if (!lr_config_find_folder(d->cfg, s->st[i].id)) {
             lr_syncerr_clear_folder(s->tab, s->st[i].id);
+            lr_syncerr_clear_folder(s->scan_tab, s->st[i].id);
             free(s->st[i].id);
             s->st[i] = s->st[--s->nst];
             continue;
@@ -299,6 +375,11 @@ static void poll_states(struct lr_daemon *d)
     for (size_t i = 0; i < ef.n; i++)
         if (!lr_config_find_folder(d->cfg, ef.v[i]))
             lr_syncerr_clear_folder(s->tab, ef.v[i]);
+    lr_syncerr_folders_release(&ef);
+    lr_syncerr_folders(s->scan_tab, &ef);
+    for (size_t i = 0; i < ef.n; i++)
+        if (!lr_config_find_folder(d->cfg, ef.v[i]))
+            lr_syncerr_clear_folder(s->scan_tab, ef.v[i]);
     lr_syncerr_folders_release(&ef);
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const char *id = d->cfg->folders[i].id;
@@ -385,7 +466,20 @@ static void tick(struct lr_daemon *d)
         sync_pull_trigger(d, due.v[i]);
     }
     lr_syncerr_folders_release(&due);
+    lr_syncerr_take_due(s->scan_tab, now, &due);
+    for (size_t i = 0; i < due.n; i++) {
+        const char *id = due.v[i];
+        if (!lr_config_find_folder(d->cfg, id))
+            continue;
+        lr_debug(MOD, "folder=%s rescanning for %llu unreadable items", id,
+                 (unsigned long long)lr_syncerr_count(s->scan_tab, id));
+        scanjobs_queue(d, &id, 1, NULL, NULL);
+    }
+    lr_syncerr_folders_release(&due);
     uint64_t next = lr_syncerr_schedule(s->tab, now);
+    uint64_t next_scan = lr_syncerr_schedule(s->scan_tab, now);
+    if (next_scan < next)
+        next = next_scan;
     if (s->poll_pending && s->last_poll_ms + STATE_POLL_MS < next)
         next = s->last_poll_ms + STATE_POLL_MS;
     arm(s, now, next);
@@ -428,6 +522,8 @@ void sync_items_init(struct lr_daemon *d)
 {
     struct sync_items *s = lr_xcalloc(1, sizeof(*s));
     s->tab = lr_syncerr_new(LR_SYNCERR_MAX_DEFAULT);
+    s->scan_tab = lr_syncerr_new(LR_SYNCERR_MAX_DEFAULT);
+    s->scan_cur = lr_syncerr_new(LR_SYNCERR_MAX_DEFAULT);
     pthread_mutex_init(&s->mu, NULL);
     atomic_init(&s->listeners, false);
     atomic_init(&s->ev_pending, false);
@@ -458,6 +554,8 @@ void sync_items_free(struct lr_daemon *d)
     free(s->st);
     pn_cache_free(s->pn);
     lr_syncerr_free(s->tab);
+    lr_syncerr_free(s->scan_tab);
+    lr_syncerr_free(s->scan_cur);
     pthread_mutex_destroy(&s->mu);
     free(s);
     d->sync->items = NULL;

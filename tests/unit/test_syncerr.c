@@ -254,6 +254,46 @@ static void test_backoff_doubles_and_resets(void **state)
     lr_syncerr_free(t);
 }
 
+/* A complete pass replaces the previous one: fixed paths go, paths failing in
+ * both keep their first-seen time, unlisted ones are carried over exactly. */
+static void test_replace(void **state)
+{
+    (void)state;
+    struct lr_syncerr *dst = lr_syncerr_new(2), *src = lr_syncerr_new(2);
+    lr_syncerr_set(dst, "f", P("a"), "old a", 10);
+    lr_syncerr_set(dst, "f", P("a"), "old a", 20);
+    lr_syncerr_set(dst, "f", P("b"), "old b", 10);
+    lr_syncerr_set(dst, "f", P("z"), "unlisted, fixed", 10);
+    lr_syncerr_set(dst, "g", P("a"), "other folder", 10);
+    lr_syncerr_set(src, "f", P("a"), "new a", 50);
+    lr_syncerr_set(src, "f", P("c"), "new c", 50);
+    lr_syncerr_set(src, "f", P("y"), "unlisted", 50);
+    lr_syncerr_replace(dst, "f", src);
+    struct lr_syncerr_list l;
+    lr_syncerr_list(dst, "f", &l);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.more, 1);
+    assert_string_equal((const char *)l.v[0].path, "a");
+    assert_string_equal(l.v[0].msg, "new a");
+    assert_int_equal(l.v[0].since_s, 10);
+    assert_int_equal(l.v[0].last_s, 50);
+    assert_int_equal(l.v[0].attempts, 3);
+    assert_string_equal((const char *)l.v[1].path, "c");
+    assert_int_equal(l.v[1].since_s, 50);
+    lr_syncerr_list_release(&l);
+    assert_false(lr_syncerr_clear(dst, "f", P("b")));
+    assert_false(lr_syncerr_clear(dst, "f", P("z")));
+    assert_true(lr_syncerr_clear(dst, "f", P("y"))); /* carried over as unlisted */
+    assert_int_equal(lr_syncerr_count(dst, "g"), 1); /* untouched */
+    assert_int_equal(lr_syncerr_count(src, "f"), 3); /* src unchanged */
+    /* An empty pass clears the folder. */
+    lr_syncerr_clear_folder(src, "f");
+    lr_syncerr_replace(dst, "f", src);
+    assert_int_equal(lr_syncerr_count(dst, "f"), 0);
+    lr_syncerr_free(dst);
+    lr_syncerr_free(src);
+}
+
 struct thr {
     struct lr_syncerr *t;
     int id;
@@ -312,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_bound_and_more),
         cmocka_unit_test(test_more_matches_oracle),
         cmocka_unit_test(test_backoff_doubles_and_resets),
+        cmocka_unit_test(test_replace),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
