@@ -150,7 +150,7 @@ void sync_peer_fatal(struct lr_daemon *d, struct sync_peer *p, const char *what,
     lr_device_id_short(&p->id, id);
     lr_warn(MOD, "peer=%s %s: %s; closing the connection", id, what, lr_err_msg(err, rc));
     if (p->conn)
-        lr_conn_close(p->conn, what);
+        lr_conn_close_app(p->conn, LR_TRANSPORT_APP_PROTO, what);
 }
 
 /* ---- FOLDERS ---- */

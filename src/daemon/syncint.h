@@ -106,6 +106,8 @@ struct sync_folder {
     uint8_t *pull_after;
     size_t pull_after_len;
     bool pull_cut;
+    bool gc_done; /* staging cleaned since start, last at gc_at (uv_now ms) */
+    uint64_t gc_at;
 };
 
 /* Job-owned: cross-batch checker of one peer's INDEX burst for a folder. */

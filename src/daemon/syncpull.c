@@ -31,6 +31,9 @@
 #define PULL_RESCANS_MAX 3
 /* Failed chunk answers tolerated per transfer before it is dropped. */
 #define XFER_FAILURES_MAX 16
+/* Staging files untouched this long are removed (at most hourly per folder). */
+#define STAGING_KEEP_S (24u * 3600u)
+#define STAGING_GC_EVERY_MS (3600u * 1000u)
 
 enum { XC_TODO = 0, XC_WANTED, XC_RECV, XC_DONE };
 
@@ -239,6 +242,7 @@ struct pull_job {
     uint8_t *after; /* pass 0 starts after this path (NULL: the start) */
     size_t after_len;
     bool cut; /* out: stopped for lack of room; resume after `after` */
+    bool gc;  /* clean stale staging files first */
     /* out */
     struct sync_xfer **xfers;
     size_t nxfers;
@@ -431,6 +435,21 @@ static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struc
 static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
                          const struct lr_sync_decision *dec, struct lr_err *err);
 
+/* Whether a file could be committed at path: a valid, unreserved name whose
+ * existing parents are real directories (missing ones are made at commit). */
+static int target_check(struct page_ctx *c, const char *path, struct lr_err *err)
+{
+    int rc = lr_store_path_check(path, err);
+    if (rc < 0)
+        return rc;
+    int dfd = -1;
+    const char *leaf;
+    rc = lr_store_open_parent(c->st, path, 0, &dfd, &leaf, err);
+    if (dfd >= 0)
+        close(dfd);
+    return rc == -ENOENT ? 0 : rc;
+}
+
 static void apply_one(struct page_ctx *c, const struct lr_need *need,
                       const struct lr_need_cand *cand, const struct lr_file_rec *local,
                       const struct lr_sync_decision *dec)
@@ -503,6 +522,10 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
             rc = put_record(c, remote, &dec->vv, NULL, NULL, &err);
         break;
     case LR_SYNC_APPLY_FILE: {
+        /* Refuse before downloading what the store would refuse at commit:
+         * a reserved name, a path through a symlink or a file. */
+        if ((rc = target_check(c, path, &err)) < 0)
+            break;
         if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0)
             break;
         struct sync_xfer *x =
@@ -636,6 +659,17 @@ static void pull_work(struct daemon_job *base)
         j->no_marker = j->rc == LR_ENOMARKER;
         return;
     }
+    if (j->gc) {
+        /* Staging files nobody resumed for a day: interrupted transfers of
+         * versions since replaced, or of entries refused at commit. */
+        uint64_t removed = 0;
+        struct lr_err gerr = {0};
+        if (lr_store_staging_gc(c.st, STAGING_KEEP_S, &removed, &gerr) < 0)
+            lr_warn(MOD, "folder=%s staging cleanup: %s", j->folder, gerr.msg);
+        else if (removed)
+            lr_info(MOD, "folder=%s removed %llu stale staging files", j->folder,
+                    (unsigned long long)removed);
+    }
     c.buf = lr_xmalloc(LR_PROTO_CHUNK_DATA_MAX);
     /*
      * Deletes wait for the end of the round, not the end of a page: a renamed
@@ -766,6 +800,12 @@ static void pull_start(struct daemon_job *base)
     f->pull_running = true;
     f->pull_again = false;
     f->pull_cut = false;
+    uint64_t now = uv_now(&d->loop);
+    if (!f->gc_done || now - f->gc_at >= STAGING_GC_EVERY_MS) {
+        j->gc = true;
+        f->gc_done = true;
+        f->gc_at = now;
+    }
     j->busy = lr_xcalloc(f->nxfers + 1, sizeof(*j->busy));
     for (struct sync_xfer *x = d->sync->xfers; x && j->nbusy < f->nxfers; x = x->next)
         if (strcmp(x->folder, j->folder) == 0)
@@ -928,8 +968,12 @@ static void commit_work(struct daemon_job *base)
         goto out;
     }
     bool tx = lr_index_begin(d->ix, NULL) == 0;
-    for (size_t i = 0; i < j->n; i++)
+    for (size_t i = 0; i < j->n; i++) {
         j->rc[i] = xfer_commit(d, st, b, j->x[i], &j->rescan[i], &j->err[i]);
+        int r = j->rc[i];
+        if (r == LR_EBADPATH || r == -ELOOP || r == -ENOTDIR || r == -ENAMETOOLONG)
+            lr_store_staging_discard(st, &j->x[i]->key, NULL); /* would never commit */
+    }
     if ((rc = lr_store_batch_sync_dirs(b, &j->err[0])) < 0) {
         /* The renames may not survive a crash: do not record them; the next
          * scan finds whatever is on disk. */

@@ -1976,8 +1976,13 @@ int lr__conn_send_raw(struct lr_conn *c, enum lr_stream_class cls, const void *p
 
 void lr_conn_close(struct lr_conn *c, const char *reason)
 {
+    lr_conn_close_app(c, LR_TRANSPORT_APP_NO_ERROR, reason);
+}
+
+void lr_conn_close_app(struct lr_conn *c, uint64_t app, const char *reason)
+{
     struct lr_transport *t = c->t;
-    conn_close_app(c, LR_TRANSPORT_APP_NO_ERROR, reason ? reason : "closed", false);
+    conn_close_app(c, app, reason ? reason : "closed", false);
     process_dirty(t);
 }
 

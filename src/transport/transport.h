@@ -275,6 +275,9 @@ int lr_conn_send_owned(struct lr_conn *c, enum lr_stream_class cls, uint64_t typ
 
 /* Close `c` with CONNECTION_CLOSE; on_disconnected follows (maybe after returning). */
 void lr_conn_close(struct lr_conn *c, const char *reason);
+/* Same, with application error `app` (LR_TRANSPORT_APP_*), e.g. PROTO for a
+ * peer that broke the protocol above the transport. */
+void lr_conn_close_app(struct lr_conn *c, uint64_t app, const char *reason);
 
 /* The authenticated peer of `c` (borrowed, valid while c lives). */
 const struct lr_device_id *lr_conn_peer(const struct lr_conn *c);

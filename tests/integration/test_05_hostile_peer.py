@@ -383,8 +383,6 @@ def test_long_names_and_temp_names(devices, tmp_path):
     s.assert_logged(*needles)
 
 
-@pytest.mark.xfail(strict=True, reason="sync_peer_fatal closes with lr_conn_close, which always "
-                   "sends application error 0 (NO_ERROR); protocol.md §7.2 requires PROTOCOL (1)")
 def test_invalid_batch_closes_with_protocol_error_code(devices, tmp_path):
     s = Scene(devices, tmp_path)
     s.start()
@@ -393,9 +391,6 @@ def test_invalid_batch_closes_with_protocol_error_code(devices, tmp_path):
     assert "disconnected reason=closed by peer (application error 1" in out, out
 
 
-@pytest.mark.xfail(strict=True, reason="the puller fetches entries the store will refuse "
-                   "(.landropic/..., paths through a symlink) and their staging files stay in "
-                   ".landropic/tmp: nothing calls lr_store_staging_gc, so a peer can fill the disk")
 def test_refused_entries_are_not_fetched_nor_staged(devices, tmp_path):
     s = Scene(devices, tmp_path)
     s.start()
