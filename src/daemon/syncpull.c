@@ -324,7 +324,7 @@ static int xfer_commit(struct lr_daemon *d, struct lr_store *st, struct lr_store
  * NULL once the file was committed or failed. */
 static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec *remote,
                                     const struct lr_sync_decision *dec,
-                                    const struct lr_file_rec *local,
+                                    const struct lr_file_rec *local, bool dir_removed,
                                     const struct lr_need_cand *cand)
 {
     struct pull_job *j = c->j;
@@ -349,7 +349,10 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     x->rec.ctime_ns = 0;
     x->had_local = local != NULL;
     x->local_seq = local ? local->seq : 0;
-    expect_of(local, &x->expect);
+    /* A directory being replaced was removed from disk just before: the
+     * commit expects nothing there, but the record decided against is still
+     * the directory's. */
+    expect_of(dir_removed ? NULL : local, &x->expect);
     x->nholders = cand->nholders;
     x->holders = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->holders));
     if (x->nholders)
@@ -529,7 +532,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
         if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0)
             break;
         struct sync_xfer *x =
-            start_file(c, remote, dec, old_live && local->type == LR_FT_DIR ? NULL : local, cand);
+            start_file(c, remote, dec, local, old_live && local->type == LR_FT_DIR, cand);
         if (x)
             add_xfer(j, x);
         return;
