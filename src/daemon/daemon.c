@@ -122,7 +122,8 @@ void daemon_config_changed(struct lr_daemon *d)
         }
         dial_peer(d, pc);
     }
-    /* Folders. */
+    /* Folders. Watchers first, so a change during the first scan is not missed. */
+    live_config_changed(d);
     for (size_t i = 0; i < d->nfolders;) {
         if (!lr_config_find_folder(d->cfg, d->folders[i].id)) {
             folder_rt_release(&d->folders[i]);
@@ -144,7 +145,6 @@ void daemon_config_changed(struct lr_daemon *d)
         f->state = FOLDER_IDLE;
         scanjobs_queue(d, &id, 1, NULL, NULL);
     }
-    live_config_changed(d);
     sync_config_changed(d);
 }
 

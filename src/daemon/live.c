@@ -12,8 +12,10 @@
 #include "util/xalloc.h"
 #include "watch/watch.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MOD "live"
 
@@ -21,10 +23,14 @@ struct live {
     struct live *next;
     struct lr_daemon *d;
     char *id;
-    char *path;         /* the root the watcher was started on */
-    struct lr_watch *w; /* NULL until the first successful scan, or if it could not start */
-    uv_timer_t rescan;  /* periodic full rescan */
-    bool start_failed;  /* logged once; retried after each successful scan */
+    char *path;           /* the root the watcher was started on */
+    struct lr_watch *w;   /* NULL while the folder is not usable, or if it could not start */
+    uv_timer_t rescan;    /* periodic full rescan */
+    uv_timer_t kick;      /* a change scan held back by the pacing below */
+    int closing;          /* handles still closing after drop() */
+    bool start_failed;    /* logged once; retried after each successful scan */
+    uint64_t scan_end_ms; /* uv_now when the last successful scan finished */
+    uint64_t scan_ms;     /* how long it took */
 };
 
 static struct live *lives; /* loop thread only */
@@ -52,6 +58,29 @@ static void queue_scan(struct live *l, const char *why)
         lr_warn(MOD, "folder=%s cannot queue a scan (%s): %s", l->id, why, err.msg);
 }
 
+static void on_kick(uv_timer_t *t)
+{
+    queue_scan(t->data, "change");
+}
+
+/*
+ * Scans of the whole folder are paced: the next one triggered by changes
+ * starts no sooner than the last one's duration after it ended. A small
+ * folder (0.06 s for 20 000 files) is not delayed noticeably; a huge one
+ * being written by a long sync does not spend all its time rescanning.
+ */
+static void request_scan(struct live *l)
+{
+    uint64_t now = uv_now(&l->d->loop);
+    uint64_t earliest = l->scan_end_ms + l->scan_ms;
+    if (now >= earliest) {
+        queue_scan(l, "change");
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)&l->kick))
+        uv_timer_start(&l->kick, on_kick, earliest - now, 0);
+}
+
 static void on_change(void *user, const char *const *paths, size_t n, bool full_rescan)
 {
     struct live *l = user;
@@ -63,7 +92,7 @@ static void on_change(void *user, const char *const *paths, size_t n, bool full_
     }
     daemon_event(l->d, json_pack("{s:s, s:s, s:I, s:b}", "type", "local_change", "folder", l->id,
                                  "paths", (json_int_t)n, "full_rescan", full_rescan));
-    queue_scan(l, "change");
+    request_scan(l);
 }
 
 static void on_rescan(uv_timer_t *t)
@@ -73,15 +102,17 @@ static void on_rescan(uv_timer_t *t)
     queue_scan(l, "periodic");
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_closed(uv_handle_t *h)
 {
     struct live *l = h->data;
+    if (--l->closing > 0)
+        return;
     free(l->id);
     free(l->path);
     free(l);
 }
 
-/* Unlink and release: the watcher and the timer free their memory from close callbacks. */
+/* Unlink and release: the watcher and the timers free their memory from close callbacks. */
 static void drop(struct live *l)
 {
     for (struct live **pp = &lives; *pp; pp = &(*pp)->next) {
@@ -92,8 +123,49 @@ static void drop(struct live *l)
     }
     lr_watch_stop(l->w);
     l->w = NULL;
-    uv_timer_stop(&l->rescan);
-    uv_close((uv_handle_t *)&l->rescan, on_timer_closed);
+    l->closing = 2;
+    uv_close((uv_handle_t *)&l->rescan, on_closed);
+    uv_close((uv_handle_t *)&l->kick, on_closed);
+}
+
+/*
+ * Start the watcher if the folder looks usable (its marker is a directory).
+ * Returns true if it was started now.
+ */
+static bool try_start(struct live *l)
+{
+    struct lr_daemon *d = l->d;
+    if (l->w) {
+        struct lr_watch_stats st;
+        lr_watch_get_stats(l->w, &st);
+        if (!st.root_gone)
+            return false;
+        /* The root went away and is back (remounted, restored): watch the new one. */
+        lr_watch_stop(l->w);
+        l->w = NULL;
+    }
+    char *marker = lr_xasprintf("%s/%s", l->path, LR_SCAN_MARKER);
+    struct stat st;
+    bool usable = lstat(marker, &st) == 0 && S_ISDIR(st.st_mode);
+    free(marker);
+    if (!usable)
+        return false;
+    struct lr_watch_opts o = {.name = l->id};
+    struct lr_err err = {0};
+    int rc = lr_watch_start(&d->loop, l->path, &o, on_change, l, &l->w, &err);
+    if (rc < 0) {
+        if (!l->start_failed) {
+            char *e = lr_escs(lr_err_msg(&err, rc));
+            lr_warn(MOD, "folder=%s not watched live (changes found by rescans only): %s", l->id,
+                    e);
+            free(e);
+        }
+        l->start_failed = true;
+        return false;
+    }
+    l->start_failed = false;
+    lr_info(MOD, "folder=%s watching for changes", l->id);
+    return true;
 }
 
 void live_config_changed(struct lr_daemon *d)
@@ -115,33 +187,27 @@ void live_config_changed(struct lr_daemon *d)
         l->id = lr_xstrdup(fc->id);
         l->path = lr_xstrdup(fc->path);
         uv_timer_init(&d->loop, &l->rescan);
-        l->rescan.data = l;
+        uv_timer_init(&d->loop, &l->kick);
+        l->rescan.data = l->kick.data = l;
         uv_timer_start(&l->rescan, on_rescan, LIVE_RESCAN_MS, LIVE_RESCAN_MS);
         l->next = lives;
         lives = l;
+        /* Before the folder's first scan is queued, so nothing falls between the two. */
+        try_start(l);
     }
 }
 
 void live_folder_scanned(struct lr_daemon *d, const char *folder_id)
 {
     struct live *l = find(d, folder_id);
-    if (!l || l->w || d->stopping)
+    if (!l || d->stopping)
         return;
-    struct lr_watch_opts o = {.name = l->id};
-    struct lr_err err = {0};
-    int rc = lr_watch_start(&d->loop, l->path, &o, on_change, l, &l->w, &err);
-    if (rc < 0) {
-        if (!l->start_failed) {
-            char *e = lr_escs(lr_err_msg(&err, rc));
-            lr_warn(MOD, "folder=%s not watched live (changes found by rescans only): %s", l->id,
-                    e);
-            free(e);
-        }
-        l->start_failed = true;
-        return;
-    }
-    l->start_failed = false;
-    lr_info(MOD, "folder=%s watching for changes", l->id);
+    struct folder_rt *rt = daemon_folder(d, folder_id);
+    l->scan_end_ms = uv_now(&d->loop);
+    l->scan_ms = rt ? (uint64_t)(rt->last.seconds * 1000.0) : 0;
+    /* Started only now: changes made while that scan walked may have been missed. */
+    if (try_start(l))
+        queue_scan(l, "watch started");
 }
 
 void live_stop(struct lr_daemon *d)

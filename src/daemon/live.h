@@ -4,16 +4,21 @@
  * periodic full rescan per folder.
  *
  * Lifecycle: live_config_changed() creates the state of every configured
- * folder (arming its periodic rescan, LIVE_RESCAN_MS) and drops that of
- * removed folders; live_folder_scanned() starts the folder's watcher after
- * a successful scan (the folder is usable: its root and marker exist), or
- * retries a watcher that could not start; live_stop() ends everything at
- * shutdown. Memory is freed from libuv close callbacks, so the loop must
- * run after live_stop() (the daemon's final uv_run does).
+ * folder (arming its periodic rescan, LIVE_RESCAN_MS, and starting its
+ * watcher if the folder's marker is there) and drops that of removed
+ * folders; call it before the first scans are queued. live_folder_scanned()
+ * (after each successful scan) starts a watcher that could not start
+ * before, or replaces one whose root went away, and then queues a catch-up
+ * scan. live_stop() ends everything at shutdown. Memory is freed from libuv
+ * close callbacks, so the loop must run after live_stop() (the daemon's
+ * final uv_run does).
  *
  * A change notification queues a full scan of the folder unless one is
  * already waiting in the job queue (the scanner has no subpath mode; an
- * unchanged 20 000-file folder rescans in about 0.06 s).
+ * unchanged 20 000-file folder rescans in about 0.06 s). Change scans are
+ * paced: the next starts no sooner than the last one's duration after it
+ * ended, so a huge folder under a long incoming sync is not rescanned
+ * back to back.
  *
  * Threads: loop thread only. One daemon per process (the state is kept in
  * this file, keyed by daemon).

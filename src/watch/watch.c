@@ -55,8 +55,8 @@ struct lr_watch {
     uv_poll_t poll;
     uv_timer_t timer;
     int ifd;
-    int rootfd;
-    dev_t dev;
+    dev_t dev; /* the root's, kept to notice a root replaced under the same name */
+    ino_t ino;
     int root_wd;
     bool use_proc; /* watches placed through /proc/self/fd/N */
     char *root;
@@ -624,12 +624,33 @@ static int walk(struct lr_watch *w, int fd, char *path, size_t len)
     return rc;
 }
 
+static void root_lost(struct lr_watch *w, const char *what);
+
+/*
+ * Open the root again. No descriptor on it is kept between calls: an open
+ * directory is not deleted (no IN_DELETE_SELF) until its last descriptor
+ * closes, so holding one would hide the root's removal.
+ */
+static int open_root(struct lr_watch *w)
+{
+    int fd = open(w->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_dev != w->dev || st.st_ino != w->ino) {
+        close(fd);
+        root_lost(w, "replaced");
+        return -ESTALE;
+    }
+    return fd;
+}
+
 /* Open ROOT/path as a directory, one component at a time, never following a symlink. */
 static int open_rel(struct lr_watch *w, const char *path)
 {
-    int fd = dup(w->rootfd);
+    int fd = open_root(w);
     if (fd < 0)
-        return -errno;
+        return fd;
     const char *p = path;
     while (*p) {
         const char *s = strchr(p, '/');
@@ -667,11 +688,12 @@ static void watch_new_dir(struct lr_watch *w, char *path, size_t len)
         note_limit(w);
 }
 
-static void reload_ignore(struct lr_watch *w)
+/* Load the rules again from the root open as `rootfd` (borrowed). */
+static void reload_ignore(struct lr_watch *w, int rootfd)
 {
     struct lr_ignore *ig = NULL;
     struct lr_err err = {0};
-    if (lr_ignore_load_at(w->rootfd, &ig, &err) < 0) {
+    if (lr_ignore_load_at(rootfd, &ig, &err) < 0) {
         /* Watching too much only costs events; the scanner reports the broken file. */
         char *e = lr_escs(err.msg);
         lr_warn(MOD, "folder=%s ignore rules not applied to watching: %s", w->name, e);
@@ -686,9 +708,9 @@ static void reload_ignore(struct lr_watch *w)
 static int rewalk(struct lr_watch *w)
 {
     w->gen++;
-    int fd = dup(w->rootfd);
+    int fd = open_root(w);
     if (fd < 0)
-        return -errno;
+        return fd;
     char *path = lr_xmalloc(LR_WATCH_PATH_MAX + 1);
     path[0] = '\0';
     int rc = walk(w, fd, path, 0);
@@ -773,7 +795,11 @@ static void handle(struct lr_watch *w, const struct inotify_event *ev, const cha
         return; /* our own marker and staging area */
     bool is_dir = ev->mask & IN_ISDIR;
     if (n->len == 0 && strcmp(p, LR_IGNORE_FILE) == 0) {
-        reload_ignore(w);
+        int fd = open_root(w);
+        if (fd >= 0) {
+            reload_ignore(w, fd);
+            close(fd);
+        }
         w->need_rewalk = true;
     } else if (lr_ignore_match(w->ig, p, len, is_dir)) {
         return;
@@ -832,8 +858,6 @@ static void release(struct lr_watch *w)
 {
     if (w->ifd >= 0)
         close(w->ifd);
-    if (w->rootfd >= 0)
-        close(w->rootfd);
     if (w->wtab) {
         for (size_t i = 0; i < w->wcap; i++)
             for (struct wnode *n = w->wtab[i], *next; n; n = next) {
@@ -882,7 +906,6 @@ int lr_watch_start(uv_loop_t *loop, const char *root, const struct lr_watch_opts
     struct lr_watch *w = lr_xcalloc(1, sizeof(*w));
     w->loop = loop;
     w->ifd = -1;
-    w->rootfd = -1;
     w->root_wd = -1;
     w->o = o;
     w->o.name = NULL;
@@ -897,17 +920,18 @@ int lr_watch_start(uv_loop_t *loop, const char *root, const struct lr_watch_opts
     int rc;
     char *path = NULL;
 
-    w->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (w->rootfd < 0) {
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
         rc = lr_err_set(err, -errno, "cannot open folder root %s: %s", root, strerror(errno));
         goto fail;
     }
     struct stat st;
-    if (fstat(w->rootfd, &st) < 0) {
+    if (fstat(fd, &st) < 0) {
         rc = lr_err_set(err, -errno, "cannot stat folder root %s: %s", root, strerror(errno));
         goto fail;
     }
     w->dev = st.st_dev;
+    w->ino = st.st_ino;
     w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (w->ifd < 0) {
         rc = -errno;
@@ -917,22 +941,16 @@ int lr_watch_start(uv_loop_t *loop, const char *root, const struct lr_watch_opts
                                    : "");
         goto fail;
     }
-    reload_ignore(w);
+    reload_ignore(w, fd);
 
     /* Place the root watch; it tells whether /proc/self/fd paths work here. */
     w->use_proc = true;
-    int fd = dup(w->rootfd);
-    if (fd < 0) {
-        rc = lr_err_set(err, -errno, "dup: %s", strerror(errno));
-        goto fail;
-    }
     rc = add_watch(w, fd, "", 0, &w->root_wd);
     if (rc == -ENOENT) {
         w->use_proc = false;
         rc = add_watch(w, fd, "", 0, &w->root_wd);
     }
     if (rc < 0) {
-        close(fd);
         if (rc == -ENOSPC)
             note_limit(w);
         rc = lr_err_set(err, rc, "cannot watch folder root %s: %s", root, strerror(-rc));
@@ -940,7 +958,9 @@ int lr_watch_start(uv_loop_t *loop, const char *root, const struct lr_watch_opts
     }
     path = lr_xmalloc(LR_WATCH_PATH_MAX + 1);
     path[0] = '\0';
-    if (walk(w, fd, path, 0) == -ENOSPC)
+    rc = walk(w, fd, path, 0); /* closes fd */
+    fd = -1;
+    if (rc == -ENOSPC)
         note_limit(w);
     free(path);
 
@@ -964,6 +984,8 @@ int lr_watch_start(uv_loop_t *loop, const char *root, const struct lr_watch_opts
     *out = w;
     return 0;
 fail:
+    if (fd >= 0)
+        close(fd);
     release(w);
     return rc;
 }
@@ -985,4 +1007,5 @@ void lr_watch_get_stats(const struct lr_watch *w, struct lr_watch_stats *st)
     *st = w->st;
     st->watches = w->nwatch;
     st->pending = w->npend;
+    st->root_gone = w->root_gone;
 }

@@ -121,6 +121,7 @@ struct lr_watch_stats {
     uint64_t events;    /* inotify events read */
     uint64_t overflows; /* full rescans caused by lost events or limits */
     uint64_t calls;     /* callbacks made */
+    bool root_gone;     /* the root was moved, deleted or unmounted: start a new watcher */
 };
 
 void lr_watch_get_stats(const struct lr_watch *w, struct lr_watch_stats *st);

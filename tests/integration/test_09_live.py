@@ -123,3 +123,45 @@ def test_editor_save_is_one_version(devices, tmp_path):
     assert ".doc.txt.swp" not in indexed_paths(a)
     assert ".doc.txt.swp" not in indexed_paths(b)
     assert not os.path.lexists(fb / ".doc.txt.swp")
+
+
+QUEUED = "/proc/sys/fs/inotify/max_queued_events"
+
+
+def test_queue_overflow_falls_back_to_rescan(devices, tmp_path):
+    """A's inotify queue holds 16 events (lowered only while A starts: the
+    size is fixed when the descriptor is created); 300 new files overflow it,
+    the watcher asks for a full rescan, and every file still reaches B."""
+    if os.geteuid() != 0 or not os.access(QUEUED, os.W_OK):
+        import pytest
+        pytest.skip("needs root to lower fs.inotify.max_queued_events")
+    a, b = devices("alice"), devices("bob")
+    a.init()
+    b.init()
+    a.port, b.port = free_udp_port(), free_udp_port()
+    pair_up(a, b)
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    with open(QUEUED) as f:
+        old = f.read().strip()
+    try:
+        with open(QUEUED, "w") as f:
+            f.write("16")
+        a.start()
+    finally:
+        with open(QUEUED, "w") as f:
+            f.write(old)
+    b.start()
+    for d in (a, b):
+        assert d.ok("sync", "--wait", "--timeout", "30").rc == 0
+    for i in range(300):
+        (fa / f"burst{i:03d}").write_bytes(b"x" * i)
+    wait_for(lambda: all(has(fb / f"burst{i:03d}", b"x" * i) for i in range(300)), timeout=30,
+             interval=0.1, what="300 burst files on B")
+    with open(os.path.join(a.home, "landropic.log")) as f:
+        log = f.read()
+    assert "inotify queue overflowed" in log and "fs.inotify.max_queued_events" in log
+    assert "full rescan: inotify queue overflow" in log

@@ -651,6 +651,37 @@ static void test_stop_with_pending_and_many_dirs(void **state)
     assert_int_equal(f->ncalls, 0);
 }
 
+static void test_root_moved_or_deleted(void **state)
+{
+    struct fx *f = *state;
+    start(f, NULL);
+    char moved[256];
+    snprintf(moved, sizeof(moved), "%s/moved", f->dir);
+    assert_int_equal(rename(f->root, moved), 0);
+    run_until(f, 1, 3000);
+    assert_int_equal(f->ncalls, 1);
+    assert_true(f->calls[0].full);
+    struct lr_watch_stats st;
+    lr_watch_get_stats(f->w, &st);
+    assert_true(st.root_gone);
+    lr_watch_stop(f->w);
+    f->w = NULL;
+    settle(f, 10);
+    /* A root deleted outright: IN_DELETE_SELF, then IN_IGNORED drops its watch. */
+    assert_int_equal(mkdir(f->root, 0755), 0);
+    start(f, NULL);
+    lr_watch_get_stats(f->w, &st);
+    assert_false(st.root_gone);
+    assert_int_equal(rmdir(f->root), 0);
+    run_until(f, 2, 3000);
+    assert_int_equal(f->ncalls, 2);
+    assert_true(f->calls[1].full);
+    settle(f, 50);
+    lr_watch_get_stats(f->w, &st);
+    assert_true(st.root_gone);
+    assert_int_equal(st.watches, 0);
+}
+
 static void test_start_errors(void **state)
 {
     struct fx *f = *state;
@@ -707,6 +738,7 @@ int main(void)
         T(test_other_change_not_delayed_by_writer),
         T(test_stop_inside_callback),
         T(test_stop_with_pending_and_many_dirs),
+        T(test_root_moved_or_deleted),
         T(test_start_errors),
         T(test_symlink_not_followed),
 #undef T
