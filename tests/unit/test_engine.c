@@ -1520,6 +1520,7 @@ static void test_type_changes(void **state)
     assert_true(op_index(&p, "sd") < op_index(&p, "sd/y"));
     /* directory -> file/symlink: the children go first, the directory only when empty */
     assert_true(op_index(&p, "df/sub/b") < op_index(&p, "df/sub"));
+    assert_int_equal(op_find(&p, "df/sub")->rc, 0); /* emptied before its turn: no retry */
     assert_true(op_index(&p, "df") > op_index(&p, "df/sub"));
     assert_true(op_index(&p, "df") > op_index(&p, "df/a"));
     assert_true(op_index(&p, "ds") > op_index(&p, "ds/x"));
@@ -1649,6 +1650,28 @@ static void test_index_id_mismatch(void **state)
                      LR_EPROTO);
     lr_proto_burst_release(&burst);
     frames_free(&fr);
+    /* ... nor a stale batch of the old index, though B would take its sequence 51:
+     * FOLDERS announced the new ID */
+    struct lr_file_rec stale;
+    rec_base(&stale, "stale", LR_FT_FILE, T0, 0644);
+    uint32_t one = 424242;
+    rec_syms(&stale, &one, 1);
+    stale.seq = 51;
+    assert_int_equal(lr_vv_set(&stale.vv, a.short_id, (uint64_t)T0 + 7), 0);
+    struct lr_proto_index_batch sb;
+    assert_int_equal(lr_proto_index_batch_init(&sb, FOLDER, ai.index_id, 0, 0), 0);
+    size_t nb = 0;
+    assert_int_equal(lr_proto_index_batch_add(&sb, &stale, &nb), 0);
+    struct lr_buf sbuf;
+    lr_buf_init(&sbuf, LR_PROTO_INDEX_MAX);
+    assert_int_equal(lr_proto_index_batch_finish(&sb, LR_PROTO_INDEX_LAST, &sbuf), 0);
+    lr_proto_burst_init(&burst);
+    assert_int_equal(recv_msg(&b, &a.id, &burst, ni.index_id, sbuf.data, sbuf.len, &mi, &err),
+                     LR_EPROTO);
+    lr_proto_burst_release(&burst);
+    lr_buf_release(&sbuf);
+    lr_proto_index_batch_release(&sb);
+    lr_file_rec_release(&stale);
     assert_int_equal(lr_index_remote_state(b.ix, FOLDER, &a.id, &rs, NULL), 0);
     assert_true(rs.index_id == ai.index_id && rs.max_seq == 50);
 
@@ -1680,12 +1703,52 @@ static void test_index_id_mismatch(void **state)
     assert_int_equal(n, 2500);
     assert_true(is_live(&b, "f000"));
 
-    /* A database restored from a backup (same ID, fewer sequences than B holds):
-     * also a full resend */
+    /* A's database is restored from a backup: the same index ID, but sequences
+     * 2501.. handed out again for other paths than B already saw under them.
+     * An incremental "from 2801" would skip them: a full resend instead. */
+    char cmd[1024];
+    lr_index_close(a.ix);
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s.bak'", a.db, a.db);
+    assert_int_equal(system(cmd), 0);
+    struct lr_err err2 = {0};
+    assert_int_equal(lr_index_open(a.db, &a.ix, &err2), 0);
+    for (int i = 0; i < 300; i++) {
+        snprintf(path, sizeof(path), "h%03d", i);
+        w_file(&a, path, 5000 + (uint32_t)i, 1, T0 + 100);
+    }
+    sync_index(&a, &b);
+    assert_int_equal(lr_index_remote_state(b.ix, FOLDER, &a.id, &rs, NULL), 0);
+    assert_int_equal(rs.max_seq, 2800);
+    lr_index_close(a.ix);
+    snprintf(cmd, sizeof(cmd), "rm -f '%s-wal' '%s-shm' && mv '%s.bak' '%s'", a.db, a.db, a.db,
+             a.db);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(lr_index_open(a.db, &a.ix, &err2), 0);
+    struct lr_folder_info ri;
+    assert_int_equal(lr_index_folder_get(a.ix, FOLDER, &ri, NULL), 0);
+    assert_true(ri.index_id == ni.index_id && ri.max_seq == 2500);
+    for (int i = 0; i < 100; i++) {
+        snprintf(path, sizeof(path), "k%03d", i);
+        w_file(&a, path, 6000 + (uint32_t)i, 1, T0 + 100);
+    }
+    connect_dir(&a, &b, SIZE_MAX, &st);
+    assert_int_equal(st.rc, 0);
+    assert_true(st.first_flag_on_first && st.first_seq == 1);
+    assert_int_equal(st.entries, 2600);
+    assert_int_equal(lr_index_remote_state(b.ix, FOLDER, &a.id, &rs, NULL), 0);
+    assert_true(rs.index_id == ni.index_id && rs.max_seq == 2600 && !rs.full_pending);
+    remote_count(&b, &a, &n);
+    assert_int_equal(n, 2600);
+    struct lr_remote_rec rr;
+    assert_int_equal(
+        lr_index_remote_get(b.ix, FOLDER, &a.id, (const uint8_t *)"k099", 4, 0, &rr, NULL), 0);
+    lr_remote_rec_release(&rr);
+    assert_int_equal(
+        lr_index_remote_get(b.ix, FOLDER, &a.id, (const uint8_t *)"h000", 4, 0, &rr, NULL),
+        LR_ENOTFOUND);
+    /* and once caught up, increments again */
     folders_of(&b, &a.id, &bf);
-    assert_true(bf.peer_index_id == ni.index_id && bf.peer_seq == 2500);
-    assert_true(lr_proto_index_full_needed(ni.index_id, 2000, bf.peer_index_id, bf.peer_seq));
-    assert_false(lr_proto_index_full_needed(ni.index_id, 2500, bf.peer_index_id, bf.peer_seq));
+    assert_false(lr_proto_index_full_needed(ri.index_id, 2600, bf.peer_index_id, bf.peer_seq));
     dev_close(&a);
     dev_close(&b);
 }
