@@ -6,6 +6,7 @@
  * until its completion callback.
  */
 #include "daemon/daemon_int.h"
+#include "daemon/syncerr.h"
 #include "daemon/live.h"
 
 #include "util/log.h"
@@ -51,15 +52,32 @@ static void job_free(struct scan_job *j)
     free(j);
 }
 
+struct skip_ctx {
+    struct lr_daemon *d;
+    const char *folder;
+};
+
+/* An entry the scan could not read: listed by status until a scan reads it. */
+static void on_skip(void *arg, const uint8_t *path, size_t len, int rc, const char *what)
+{
+    struct skip_ctx *c = arg;
+    sync_items_scan_failed(c->d, c->folder, path, len, rc, what);
+}
+
 static void work(struct daemon_job *base)
 {
     struct scan_job *j = (struct scan_job *)base;
     struct lr_daemon *d = j->base.d;
     struct lr_scan_opts opts = {0};
     opts.short_id = d->short_id;
+    opts.on_skip = on_skip;
     for (size_t i = 0; i < j->nitems; i++) {
         struct scan_item *it = &j->items[i];
+        struct skip_ctx ctx = {d, it->id};
+        opts.skip_arg = &ctx;
+        sync_items_scan_begin(d, it->id);
         it->rc = lr_scan_folder(d->ix, it->id, it->path, &opts, &it->res, &it->err);
+        sync_items_scan_end(d, it->id, it->rc == 0);
     }
 }
 

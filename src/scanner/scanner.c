@@ -97,6 +97,13 @@ struct scan {
     size_t inflight;
 };
 
+/* Report an entry counted in skipped_error to the caller. */
+static void skipped(struct scan *s, int rc, const char *what)
+{
+    if (s->opts && s->opts->on_skip)
+        s->opts->on_skip(s->opts->skip_arg, s->path, s->plen, rc, what);
+}
+
 static double since(const struct timespec *t0)
 {
     struct timespec t;
@@ -586,6 +593,7 @@ static int hash_file(struct scan *s, int dfd, const char *name, struct stat *lst
         lr_warn("scan", "file kept changing while hashed, skipped folder=%s path=%s", s->folder, e);
     } else {
         s->res->skipped_error++;
+        skipped(s, rc, "cannot read file");
         lr_warn("scan", "cannot read file, skipped folder=%s path=%s: %s", s->folder, e,
                 lr_strerror(rc));
     }
@@ -711,6 +719,7 @@ static int visit_dir(struct scan *s, int dfd, const char *name, const struct sta
     int e = cfd < 0 ? -errno : LR_ECHANGED;
     if (cfd >= 0)
         close(cfd);
+    skipped(s, e, "cannot open directory");
     char *ep = esc_path(s);
     lr_warn("scan", "cannot open directory, contents kept as indexed folder=%s path=%s: %s",
             s->folder, ep, lr_strerror(e));
@@ -725,6 +734,7 @@ static int visit_symlink(struct scan *s, int dfd, const char *name, const struct
     uint8_t target[LR_INDEX_TARGET_MAX + 1];
     ssize_t n = readlinkat(dfd, name, (char *)target, sizeof(target));
     if (n < 0 || n > LR_INDEX_TARGET_MAX) {
+        skipped(s, n < 0 ? -errno : LR_ETOOBIG, "cannot read symlink");
         char *e = esc_path(s);
         lr_warn("scan", "cannot read symlink, skipped folder=%s path=%s: %s", s->folder, e,
                 n < 0 ? strerror(errno) : "target too long");
@@ -768,6 +778,7 @@ static int visit(struct scan *s, int dfd, const char *name)
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
             return 0; /* vanished since readdir: gone, its record gets a tombstone */
+        skipped(s, -errno, "cannot stat");
         char *e = esc_path(s);
         lr_warn("scan", "cannot stat, kept as indexed folder=%s path=%s: %s", s->folder, e,
                 strerror(errno));
@@ -798,6 +809,7 @@ static int visit(struct scan *s, int dfd, const char *name)
     }
     if (s->plen > LR_INDEX_PATH_MAX) {
         s->res->skipped_error++;
+        skipped(s, LR_ETOOBIG, "path too long");
         lr_warn("scan", "path longer than %d bytes, skipped folder=%s", LR_INDEX_PATH_MAX,
                 s->folder);
         return cur_keep_subtree(s);
@@ -834,6 +846,7 @@ static int walk_dir(struct scan *s, int dfd, bool is_root)
         if (is_root)
             return lr_err_set(s->err, rc, "cannot list folder root %s", s->root);
         s->res->skipped_error++;
+        skipped(s, rc, "cannot list directory");
         return cur_skip_under(s);
     }
     for (size_t i = 0; i < n && rc == 0; i++) {

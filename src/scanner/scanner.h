@@ -78,6 +78,13 @@ struct lr_scan_opts {
     uint64_t short_id;
     /* Worker threads; 0 = max(2, number of online CPUs). */
     unsigned threads;
+    /*
+     * Called on the scanning thread for each entry counted in skipped_error
+     * (path relative to the root, not NUL-terminated; the failure and what
+     * was being done), so the daemon can list it as failing. May be NULL.
+     */
+    void (*on_skip)(void *arg, const uint8_t *path, size_t len, int rc, const char *what);
+    void *skip_arg;
 #ifdef LR_FAILPOINTS
     /*
      * Test hook, called on the scanning thread after a regular file's data
