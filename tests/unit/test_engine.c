@@ -434,6 +434,10 @@ struct conn_stats {
  * every INDEX at rx, delivering at most `limit` messages (then the
  * connection drops).
  */
+/* Called between two INDEX messages of a burst (a job that runs meanwhile). */
+static void (*between_msgs)(struct dev *rx, void *user);
+static void *between_user;
+
 static void connect_dir(struct dev *tx, struct dev *rx, size_t limit, struct conn_stats *st)
 {
     memset(st, 0, sizeof(*st));
@@ -461,6 +465,8 @@ static void connect_dir(struct dev *tx, struct dev *rx, size_t limit, struct con
             st->firsts += (mi.flags & LR_PROTO_INDEX_FIRST) != 0;
             st->lasts += (mi.flags & LR_PROTO_INDEX_LAST) != 0;
             st->last_flag_on_last = (mi.flags & LR_PROTO_INDEX_LAST) != 0;
+            if (between_msgs && !(mi.flags & LR_PROTO_INDEX_LAST))
+                between_msgs(rx, between_user);
             if (fr.len[i] > st->max_payload)
                 st->max_payload = fr.len[i];
             if (mi.raw_len > st->max_raw)
@@ -1386,7 +1392,18 @@ static void test_rename_within_page(void **state)
  * applying deletes per page (the knob) makes the same rename download data,
  * which shows the check has teeth.
  */
-static void rename_dir(bool deletes_per_page, struct pull *out)
+enum rename_mode {
+    RN_DRIVER = 0,    /* as the driver does it */
+    RN_PER_PAGE = 1,  /* deletes applied with each page (the knob) */
+    RN_MID_BURST = 2, /* another pull round runs between two INDEX messages */
+};
+
+static void pull_between(struct dev *rx, void *user)
+{
+    pull_job(rx, user);
+}
+
+static void rename_dir(enum rename_mode mode, struct pull *out)
 {
     struct dev a, b;
     dev_open(&a, 0x21);
@@ -1402,21 +1419,29 @@ static void rename_dir(bool deletes_per_page, struct pull *out)
     assert_int_equal(lr_index_commit(a.ix, NULL), 0);
     converge(&a, &b, 4);
 
+    /* the scanner's order: the walk passes "a" and its children (gone) before "z" */
     a.now_s += 100;
     assert_int_equal(lr_index_begin(a.ix, NULL), 0);
+    w_del(&a, "a");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "a/f%05zu", i);
+        w_del(&a, path);
+    }
     w_dir(&a, "z");
     for (size_t i = 0; i < n; i++) {
         snprintf(path, sizeof(path), "z/f%05zu", i);
         w_file(&a, path, 10 + (uint32_t)i, 2, T0);
-        snprintf(path, sizeof(path), "a/f%05zu", i);
-        w_del(&a, path);
     }
-    w_del(&a, "a");
     assert_int_equal(lr_index_commit(a.ix, NULL), 0);
+    out->deletes_per_page = mode == RN_PER_PAGE;
+    if (mode == RN_MID_BURST) {
+        between_msgs = pull_between;
+        between_user = out;
+    }
     sync_index(&a, &b);
-    out->deletes_per_page = deletes_per_page;
+    between_msgs = NULL;
     pull_job(&b, out); /* one round */
-    if (!deletes_per_page) {
+    if (mode != RN_PER_PAGE) {
         assert_false(is_live(&b, "a")); /* its children sat on two pages: pass 2 */
         assert_int_equal(need_items(&b), 0);
         converge(&a, &b, 4);
@@ -1430,7 +1455,7 @@ static void test_rename_dir_across_pages(void **state)
 {
     (void)state;
     struct pull p = {0};
-    rename_dir(false, &p);
+    rename_dir(RN_DRIVER, &p);
     const size_t n = PULL_PAGE + PULL_PAGE / 4;
     assert_int_equal(p.net_bytes, 0);
     assert_int_equal(p.net_chunks, 0);
@@ -1453,10 +1478,20 @@ static void test_rename_dir_across_pages(void **state)
     assert_true(last_add < first_del);
     pull_reset(&p);
 
-    rename_dir(true, &p);
+    rename_dir(RN_PER_PAGE, &p);
     print_message("directory rename of %zu files: 0 bytes fetched; with deletes per page %llu\n", n,
                   (unsigned long long)p.net_bytes);
     assert_true(p.net_bytes > 0);
+    pull_reset(&p);
+
+    /* A pull round may run between two INDEX messages of one burst (a transfer
+     * commit or an earlier round re-triggers it; the job queue interleaves
+     * them). The first message holds the tombstones, the adds follow. */
+    rename_dir(RN_MID_BURST, &p);
+    print_message("... with a pull round between two INDEX messages of the burst: %llu bytes\n",
+                  (unsigned long long)p.net_bytes);
+    EXPECT_RULE(p.net_bytes == 0, "issue #4: a rename split over INDEX batches moves no data, "
+                                  "also when a pull round runs between the batches");
     pull_reset(&p);
 }
 
@@ -1832,6 +1867,41 @@ static void test_resume_by_sequence(void **state)
     connect_dir(&a, &b, SIZE_MAX, &st);
     assert_int_equal(st.first_seq, 5001);
     assert_int_equal(st.entries, 1);
+
+    /* the connection drops inside a record whose chunk list spans batches:
+     * B's sequence stays below it, and the reconnect resends it whole */
+    uint32_t *syms = lr_xcalloc(60000, sizeof(*syms));
+    for (uint32_t i = 0; i < 60000; i++)
+        syms[i] = 7000000 + i;
+    struct lr_file_rec big;
+    rec_base(&big, "huge.img", LR_FT_FILE, T0, 0600);
+    rec_syms(&big, syms, 60000);
+    free(syms);
+    struct lr_hash big_blocks = big.blocks_hash;
+    local_put(&a, &big);
+    w_file(&a, "after-huge", 8, 1, T0);
+    connect_dir(&a, &b, 1, &st);
+    assert_int_equal(st.rc, 0);
+    assert_int_equal(st.first_seq, 5002);
+    assert_false(st.last_flag_on_last);
+    assert_int_equal(lr_index_remote_state(b.ix, FOLDER, &a.id, &rs, NULL), 0);
+    assert_int_equal(rs.max_seq, 5001);
+    folders_of(&b, &a.id, &bf);
+    assert_int_equal(bf.peer_seq, 5001);
+    connect_dir(&a, &b, SIZE_MAX, &st);
+    assert_int_equal(st.rc, 0);
+    assert_int_equal(st.first_seq, 5002);
+    assert_true(st.msgs >= 3 && st.last_flag_on_last);
+    assert_int_equal(lr_index_remote_state(b.ix, FOLDER, &a.id, &rs, NULL), 0);
+    assert_true(rs.max_seq == 5003 && rs.open_seq == 0);
+    struct lr_remote_rec hr;
+    assert_int_equal(lr_index_remote_get(b.ix, FOLDER, &a.id, (const uint8_t *)"huge.img", 8,
+                                         LR_IX_CHUNKS, &hr, NULL),
+                     0);
+    assert_int_equal(hr.rec.nchunks, 60000);
+    assert_memory_equal(&hr.rec.blocks_hash, &big_blocks, LR_HASH_LEN);
+    assert_false(hr.flags & LR_RREC_PARTIAL);
+    lr_remote_rec_release(&hr);
     dev_close(&a);
     dev_close(&b);
 }
