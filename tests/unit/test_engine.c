@@ -16,10 +16,16 @@
  * file with chunks to fetch becomes a transfer committed after the pull job
  * (with xfer_commit's "local record unchanged" check), as in the daemon.
  *
- * Where the daemon differs from issue #4's rule, the check is written to the
- * issue's rule through EXPECT_RULE: it reports XFAIL while the
- * discrepancy stands and fails (XPASS) once src is fixed, so the check gets
- * promoted to a plain assertion then (docs/testing.md lists them).
+ * The driver's steps are static functions tied to libuv and the store, so
+ * they are mirrored here, each under its original's name, following the
+ * driver as committed in e931154: a change to sync.c/syncpull.c must be
+ * carried over by hand (the decide, plan, index and proto calls are real).
+ *
+ * Where the code differs from issue #4's rule (or a module's contract), the
+ * check is written to the rule through EXPECT_RULE: it reports XFAIL while
+ * the discrepancy stands and fails (XPASS) once it is fixed (in src/ for the
+ * pure modules, in the mirror for the driver), so the check gets promoted to
+ * a plain assertion then. docs/testing.md lists them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,7 +122,7 @@ static void dev_lose_db(struct dev *d)
 static void dev_close(struct dev *d)
 {
     lr_index_close(d->ix);
-    char cmd[160];
+    char cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);
     assert_int_equal(system(cmd), 0);
 }
@@ -1141,6 +1147,55 @@ static void test_vectors_mtime_tie(void **state)
                 "issue #4: an mtime tie goes to a fixed order of device IDs");
 }
 
+/*
+ * Three devices edit one file concurrently; each pulls only the first
+ * candidate of a need (as the driver does) and they gossip pairwise until
+ * nothing is needed anywhere: the newest mtime keeps the name everywhere and
+ * each losing version exists once as a conflict copy.
+ */
+static void test_three_devices_conflict(void **state)
+{
+    (void)state;
+    struct dev d[3];
+    dev_open(&d[0], 0x21);
+    dev_open(&d[1], 0x42);
+    dev_open(&d[2], 0x63);
+    w_file(&d[0], "shared.txt", 1, 2, T0);
+    converge(&d[0], &d[1], 4);
+    converge(&d[0], &d[2], 4);
+    const int64_t mt[3] = {T0 + 200, T0 + 300, T0 + 100}; /* device 1 wins */
+    for (int i = 0; i < 3; i++) {
+        d[i].now_s += 10 * (uint64_t)(i + 1);
+        w_file(&d[i], "shared.txt", 2 + (uint32_t)i, 2, mt[i]);
+    }
+    int it;
+    for (it = 0; it < 12; it++) {
+        for (int x = 0; x < 3; x++)
+            for (int y = 0; y < 3; y++)
+                if (x != y)
+                    sync_index(&d[x], &d[y]);
+        for (int x = 0; x < 3; x++) {
+            struct pull p = {0};
+            pull(&d[(x + it) % 3], &p);
+            pull_reset(&p);
+        }
+        if (need_items(&d[0]) + need_items(&d[1]) + need_items(&d[2]) == 0)
+            break;
+    }
+    assert_true(it < 12);
+    assert_same_tree(&d[0], &d[1]);
+    assert_same_tree(&d[0], &d[2]);
+    assert_true(same_content(&d[0], "shared.txt", 3, 2));
+    assert_int_equal(count_conflict_copies(&d[0]), 2);
+    char c0[128], c2[128];
+    contract_copy_name("shared", ".txt", mt[0], &d[0], c0, sizeof(c0));
+    contract_copy_name("shared", ".txt", mt[2], &d[2], c2, sizeof(c2));
+    assert_true(same_content(&d[1], c0, 2, 2));
+    assert_true(same_content(&d[1], c2, 4, 2));
+    for (int i = 0; i < 3; i++)
+        dev_close(&d[i]);
+}
+
 /* Counters never go backwards after the database is lost. */
 static void test_counters_after_db_loss(void **state)
 {
@@ -2023,6 +2078,7 @@ int main(void)
         cmocka_unit_test(test_vectors_newer_older),
         cmocka_unit_test(test_vectors_concurrent_conflict),
         cmocka_unit_test(test_vectors_mtime_tie),
+        cmocka_unit_test(test_three_devices_conflict),
         cmocka_unit_test(test_counters_after_db_loss),
         cmocka_unit_test(test_identical_content_merge),
         cmocka_unit_test(test_modify_vs_delete),
