@@ -14,8 +14,6 @@ import os
 import random
 import stat
 
-import pytest
-
 from conftest import free_udp_port, wait_for
 
 FOLDER = "tree"
