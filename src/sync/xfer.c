@@ -1,0 +1,574 @@
+/*
+ * xfer.c - the chunk transfer scheduler (see xfer.h).
+ */
+#include "sync/xfer.h"
+
+#include "util/err.h"
+#include "util/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct xs_peer {
+    struct lr_device_id id;
+    bool up;
+    uint32_t nwants;
+    uint64_t bytes;
+};
+
+/* An outstanding WANT. x is NULL once its transfer was removed. */
+struct xs_req {
+    uint64_t req_id; /* 0: free slot (IDs start at 1) */
+    struct lr_xs_xfer *x;
+    size_t chunk;
+    uint32_t len;
+    uint32_t peer;
+};
+
+struct lr_xs_xfer {
+    struct lr_xs_xfer *next, *prev;   /* every transfer */
+    struct lr_xs_xfer *rnext, *rprev; /* ready queue, or the report list */
+    bool in_ready, reported, in_report;
+    void *user;
+    size_t n;
+    uint32_t *len;
+    uint8_t *st;
+    size_t ndone, cursor;
+    size_t ninflight;  /* WANTED + RECV */
+    size_t nwanted;    /* WANTED: requests in the table that point here */
+    uint32_t *holders; /* indices into xs->peers */
+    bool *bad;
+    size_t nholders;
+    uint32_t failures;
+    enum lr_xs_act_kind report; /* COMPLETE or DROP while in_report */
+    const char *why;
+};
+
+struct lr_xs {
+    struct lr_xs_limits lim;
+    struct xs_peer *peers;
+    size_t npeers;
+    struct lr_xs_xfer *all;
+    size_t count;
+    struct lr_xs_xfer *ready, *ready_tail;
+    struct lr_xs_xfer *rep, *rep_tail; /* COMPLETE / DROP to report, FIFO */
+    /* Outstanding requests: open addressing, linear probing, power-of-two size. */
+    struct xs_req *req;
+    size_t req_cap, nreq;
+    uint64_t next_req_id;
+};
+
+/* ---- peers ---- */
+
+static uint32_t peer_index(struct lr_xs *xs, const struct lr_device_id *id, bool create)
+{
+    for (size_t i = 0; i < xs->npeers; i++)
+        if (lr_device_id_eq(&xs->peers[i].id, id))
+            return (uint32_t)i;
+    if (!create)
+        return UINT32_MAX;
+    xs->peers = lr_xreallocarray(xs->peers, xs->npeers + 1, sizeof(*xs->peers));
+    struct xs_peer *p = &xs->peers[xs->npeers];
+    memset(p, 0, sizeof(*p));
+    p->id = *id;
+    return (uint32_t)xs->npeers++;
+}
+
+/* ---- request table ---- */
+
+static size_t slot_of(const struct lr_xs *xs, uint64_t id)
+{
+    /* IDs are sequential: a multiplicative hash spreads them anyway. */
+    return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (xs->req_cap - 1);
+}
+
+static void req_grow(struct lr_xs *xs)
+{
+    size_t old_cap = xs->req_cap;
+    struct xs_req *old = xs->req;
+    xs->req_cap = old_cap ? old_cap * 2 : 64;
+    xs->req = lr_xcalloc(xs->req_cap, sizeof(*xs->req));
+    for (size_t i = 0; i < old_cap; i++) {
+        if (!old[i].req_id)
+            continue;
+        size_t s = slot_of(xs, old[i].req_id);
+        while (xs->req[s].req_id)
+            s = (s + 1) & (xs->req_cap - 1);
+        xs->req[s] = old[i];
+    }
+    free(old);
+}
+
+static struct xs_req *req_insert(struct lr_xs *xs, uint64_t id)
+{
+    if ((xs->nreq + 1) * 2 > xs->req_cap)
+        req_grow(xs);
+    size_t s = slot_of(xs, id);
+    while (xs->req[s].req_id)
+        s = (s + 1) & (xs->req_cap - 1);
+    xs->nreq++;
+    xs->req[s].req_id = id;
+    return &xs->req[s];
+}
+
+static struct xs_req *req_find(struct lr_xs *xs, uint64_t id)
+{
+    if (!xs->req_cap || !id)
+        return NULL;
+    for (size_t s = slot_of(xs, id);; s = (s + 1) & (xs->req_cap - 1)) {
+        if (!xs->req[s].req_id)
+            return NULL;
+        if (xs->req[s].req_id == id)
+            return &xs->req[s];
+    }
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones. */
+static void req_delete(struct lr_xs *xs, struct xs_req *r)
+{
+    size_t mask = xs->req_cap - 1, i = (size_t)(r - xs->req);
+    xs->req[i].req_id = 0;
+    xs->nreq--;
+    for (size_t j = (i + 1) & mask; xs->req[j].req_id; j = (j + 1) & mask) {
+        size_t home = slot_of(xs, xs->req[j].req_id);
+        /* Move j back to i unless its home lies cyclically in (i, j]. */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (stays)
+            continue;
+        xs->req[i] = xs->req[j];
+        xs->req[j].req_id = 0;
+        i = j;
+    }
+}
+
+/* ---- queues ---- */
+
+static void ready_add(struct lr_xs *xs, struct lr_xs_xfer *x)
+{
+    if (x->in_ready || x->reported || x->in_report)
+        return;
+    x->in_ready = true;
+    x->rnext = NULL;
+    x->rprev = xs->ready_tail;
+    if (xs->ready_tail)
+        xs->ready_tail->rnext = x;
+    else
+        xs->ready = x;
+    xs->ready_tail = x;
+}
+
+static void ready_remove(struct lr_xs *xs, struct lr_xs_xfer *x)
+{
+    if (!x->in_ready)
+        return;
+    x->in_ready = false;
+    if (x->rprev)
+        x->rprev->rnext = x->rnext;
+    else
+        xs->ready = x->rnext;
+    if (x->rnext)
+        x->rnext->rprev = x->rprev;
+    else
+        xs->ready_tail = x->rprev;
+    x->rnext = x->rprev = NULL;
+}
+
+static void report(struct lr_xs *xs, struct lr_xs_xfer *x, enum lr_xs_act_kind kind,
+                   const char *why)
+{
+    if (x->reported || x->in_report)
+        return;
+    ready_remove(xs, x);
+    x->in_report = true;
+    x->report = kind;
+    x->why = why;
+    x->rnext = NULL;
+    x->rprev = xs->rep_tail;
+    if (xs->rep_tail)
+        xs->rep_tail->rnext = x;
+    else
+        xs->rep = x;
+    xs->rep_tail = x;
+}
+
+static void report_unlink(struct lr_xs *xs, struct lr_xs_xfer *x)
+{
+    if (!x->in_report)
+        return;
+    x->in_report = false;
+    if (x->rprev)
+        x->rprev->rnext = x->rnext;
+    else
+        xs->rep = x->rnext;
+    if (x->rnext)
+        x->rnext->rprev = x->rprev;
+    else
+        xs->rep_tail = x->rprev;
+    x->rnext = x->rprev = NULL;
+}
+
+/* ---- lifecycle ---- */
+
+struct lr_xs *lr_xs_new(const struct lr_xs_limits *lim)
+{
+    struct lr_xs *xs = lr_xcalloc(1, sizeof(*xs));
+    xs->lim = *lim;
+    if (!xs->lim.wants_max)
+        xs->lim.wants_max = 1;
+    if (!xs->lim.blocked_max)
+        xs->lim.blocked_max = 1;
+    xs->next_req_id = 1;
+    return xs;
+}
+
+static void xfer_free(struct lr_xs_xfer *x)
+{
+    free(x->len);
+    free(x->st);
+    free(x->holders);
+    free(x->bad);
+    free(x);
+}
+
+void lr_xs_free(struct lr_xs *xs)
+{
+    if (!xs)
+        return;
+    while (xs->all) {
+        struct lr_xs_xfer *x = xs->all;
+        xs->all = x->next;
+        xfer_free(x);
+    }
+    free(xs->req);
+    free(xs->peers);
+    free(xs);
+}
+
+struct lr_xs_xfer *lr_xs_add(struct lr_xs *xs, void *user, const uint32_t *chunk_len,
+                             size_t nchunks, const bool *done, const struct lr_device_id *holders,
+                             size_t nholders)
+{
+    struct lr_xs_xfer *x = lr_xcalloc(1, sizeof(*x));
+    x->user = user;
+    x->n = nchunks;
+    x->len = lr_xcalloc(nchunks ? nchunks : 1, sizeof(*x->len));
+    x->st = lr_xcalloc(nchunks ? nchunks : 1, 1);
+    if (nchunks)
+        memcpy(x->len, chunk_len, nchunks * sizeof(*x->len));
+    for (size_t k = 0; done && k < nchunks; k++) {
+        if (done[k]) {
+            x->st[k] = LR_XS_DONE;
+            x->ndone++;
+        }
+    }
+    x->holders = lr_xcalloc(nholders ? nholders : 1, sizeof(*x->holders));
+    x->bad = lr_xcalloc(nholders ? nholders : 1, sizeof(*x->bad));
+    for (size_t i = 0; i < nholders; i++) {
+        uint32_t pi = peer_index(xs, &holders[i], true);
+        bool dup = false;
+        for (size_t k = 0; k < x->nholders && !dup; k++)
+            dup = x->holders[k] == pi;
+        if (!dup)
+            x->holders[x->nholders++] = pi;
+    }
+    x->next = xs->all;
+    if (xs->all)
+        xs->all->prev = x;
+    xs->all = x;
+    xs->count++;
+    if (x->ndone == x->n)
+        report(xs, x, LR_XS_COMPLETE, NULL);
+    else
+        ready_add(xs, x);
+    return x;
+}
+
+void lr_xs_remove(struct lr_xs *xs, struct lr_xs_xfer *x)
+{
+    ready_remove(xs, x);
+    report_unlink(xs, x);
+    if (x->nwanted) {
+        /* Answers to these still arrive: keep them matched, pointing nowhere. */
+        for (size_t i = 0; i < xs->req_cap && x->nwanted; i++) {
+            if (xs->req[i].req_id && xs->req[i].x == x) {
+                xs->req[i].x = NULL;
+                x->nwanted--;
+            }
+        }
+    }
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        xs->all = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    xs->count--;
+    xfer_free(x);
+}
+
+void *lr_xs_user(const struct lr_xs_xfer *x)
+{
+    return x->user;
+}
+
+size_t lr_xs_nchunks(const struct lr_xs_xfer *x)
+{
+    return x->n;
+}
+
+size_t lr_xs_ndone(const struct lr_xs_xfer *x)
+{
+    return x->ndone;
+}
+
+enum lr_xs_chunk_state lr_xs_state(const struct lr_xs_xfer *x, size_t chunk)
+{
+    return chunk < x->n ? (enum lr_xs_chunk_state)x->st[chunk] : LR_XS_DONE;
+}
+
+size_t lr_xs_count(const struct lr_xs *xs)
+{
+    return xs->count;
+}
+
+/* ---- peers ---- */
+
+void lr_xs_peer_up(struct lr_xs *xs, const struct lr_device_id *peer)
+{
+    uint32_t pi = peer_index(xs, peer, true); /* may move xs->peers */
+    xs->peers[pi].up = true;
+    /* Transfers parked for want of a holder may now have one. */
+    for (struct lr_xs_xfer *x = xs->all; x; x = x->next)
+        if (x->cursor < x->n)
+            ready_add(xs, x);
+}
+
+/* A chunk goes back to TODO (answer refused, peer gone, verification failed). */
+static void back_to_todo(struct lr_xs *xs, struct lr_xs_xfer *x, size_t chunk)
+{
+    x->st[chunk] = LR_XS_TODO;
+    x->ninflight--;
+    if (chunk < x->cursor)
+        x->cursor = chunk;
+    ready_add(xs, x);
+}
+
+void lr_xs_peer_down(struct lr_xs *xs, const struct lr_device_id *peer)
+{
+    uint32_t pi = peer_index(xs, peer, false);
+    if (pi == UINT32_MAX)
+        return;
+    struct xs_peer *p = &xs->peers[pi];
+    p->up = false;
+    for (size_t i = 0; i < xs->req_cap;) {
+        struct xs_req *r = &xs->req[i];
+        if (!r->req_id || r->peer != pi) {
+            i++;
+            continue;
+        }
+        struct lr_xs_xfer *x = r->x;
+        size_t chunk = r->chunk;
+        req_delete(xs, r); /* may move another entry into slot i: look again */
+        if (x) {
+            x->nwanted--;
+            back_to_todo(xs, x, chunk);
+        }
+    }
+    p->nwants = 0;
+    p->bytes = 0;
+}
+
+uint32_t lr_xs_peer_wants(const struct lr_xs *xs, const struct lr_device_id *peer)
+{
+    for (size_t i = 0; i < xs->npeers; i++)
+        if (lr_device_id_eq(&xs->peers[i].id, peer))
+            return xs->peers[i].nwants;
+    return 0;
+}
+
+uint64_t lr_xs_peer_bytes(const struct lr_xs *xs, const struct lr_device_id *peer)
+{
+    for (size_t i = 0; i < xs->npeers; i++)
+        if (lr_device_id_eq(&xs->peers[i].id, peer))
+            return xs->peers[i].bytes;
+    return 0;
+}
+
+/* ---- pumping ---- */
+
+enum pump_res { PUMP_MORE, PUMP_BLOCKED, PUMP_OUT_OF_ROOM };
+
+/* The usable holder with the fewest bytes outstanding that has room for len;
+ * *any says whether any usable holder is connected at all. */
+static int pick(struct lr_xs *xs, struct lr_xs_xfer *x, uint32_t len, bool *any)
+{
+    int best = -1;
+    for (size_t i = 0; i < x->nholders; i++) {
+        struct xs_peer *p = &xs->peers[x->holders[i]];
+        if (x->bad[i] || !p->up)
+            continue;
+        *any = true;
+        if (p->nwants >= xs->lim.wants_max || p->bytes + len > xs->lim.bytes_max)
+            continue;
+        if (best < 0 || p->bytes < xs->peers[x->holders[best]].bytes)
+            best = (int)i;
+    }
+    return best;
+}
+
+static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_xs_act *out,
+                              size_t *n, size_t max)
+{
+    bool any = false, full = false;
+    for (size_t k = x->cursor; k < x->n; k++) {
+        if (x->st[k] != LR_XS_TODO) {
+            if (k == x->cursor)
+                x->cursor++;
+            continue;
+        }
+        if (*n >= max)
+            return PUMP_OUT_OF_ROOM;
+        int h = pick(xs, x, x->len[k], &any);
+        if (h < 0) {
+            full = any;
+            break;
+        }
+        uint32_t pi = x->holders[h];
+        struct xs_peer *p = &xs->peers[pi];
+        struct xs_req *r = req_insert(xs, xs->next_req_id++);
+        r->x = x;
+        r->chunk = k;
+        r->len = x->len[k];
+        r->peer = pi;
+        p->nwants++;
+        p->bytes += x->len[k];
+        x->st[k] = LR_XS_WANTED;
+        x->ninflight++;
+        x->nwanted++;
+        if (k == x->cursor)
+            x->cursor++;
+        struct lr_xs_act *a = &out[(*n)++];
+        memset(a, 0, sizeof(*a));
+        a->kind = LR_XS_WANT;
+        a->x = x;
+        a->chunk = k;
+        a->peer = &p->id;
+        a->req_id = r->req_id;
+    }
+    if (x->cursor >= x->n) {
+        ready_remove(xs, x); /* all asked; a failure puts it back */
+        return PUMP_MORE;
+    }
+    if (full)
+        return PUMP_BLOCKED;
+    /* No usable holder is connected. */
+    if (x->ninflight == 0)
+        report(xs, x, LR_XS_DROP, "no peer can serve it");
+    else
+        ready_remove(xs, x); /* back when an answer arrives */
+    return PUMP_MORE;
+}
+
+size_t lr_xs_pump(struct lr_xs *xs, struct lr_xs_act *out, size_t max)
+{
+    size_t n = 0;
+    while (xs->rep && n < max) {
+        struct lr_xs_xfer *x = xs->rep;
+        report_unlink(xs, x);
+        x->reported = true;
+        struct lr_xs_act *a = &out[n++];
+        memset(a, 0, sizeof(*a));
+        a->kind = x->report;
+        a->x = x;
+        a->why = x->why;
+    }
+    uint32_t blocked = 0;
+    struct lr_xs_xfer *next;
+    for (struct lr_xs_xfer *x = xs->ready; x && n < max && blocked < xs->lim.blocked_max;
+         x = next) {
+        next = x->rnext;
+        enum pump_res r = pump_one(xs, x, out, &n, max);
+        if (r == PUMP_BLOCKED)
+            blocked++;
+        else if (r == PUMP_OUT_OF_ROOM)
+            break;
+    }
+    /* A drop found while pumping is reported in this same call if room is left. */
+    while (xs->rep && n < max) {
+        struct lr_xs_xfer *x = xs->rep;
+        report_unlink(xs, x);
+        x->reported = true;
+        struct lr_xs_act *a = &out[n++];
+        memset(a, 0, sizeof(*a));
+        a->kind = x->report;
+        a->x = x;
+        a->why = x->why;
+    }
+    return n;
+}
+
+/* ---- answers ---- */
+
+static void failed(struct lr_xs *xs, struct lr_xs_xfer *x, const char *why)
+{
+    if (++x->failures > xs->lim.failures_max)
+        report(xs, x, LR_XS_DROP, why);
+}
+
+int lr_xs_answer(struct lr_xs *xs, const struct lr_device_id *peer, uint64_t req_id,
+                 enum lr_xs_answer ans, struct lr_xs_xfer **xo, size_t *chunk)
+{
+    *xo = NULL;
+    *chunk = 0;
+    uint32_t pi = peer_index(xs, peer, false);
+    struct xs_req *r = req_find(xs, req_id);
+    if (pi == UINT32_MAX || !r || r->peer != pi)
+        return LR_ENOTFOUND;
+    struct xs_peer *p = &xs->peers[pi];
+    struct lr_xs_xfer *x = r->x;
+    size_t k = r->chunk;
+    p->nwants--;
+    p->bytes -= r->len;
+    req_delete(xs, r);
+    *chunk = k;
+    if (!x)
+        return 0;
+    x->nwanted--;
+    *xo = x;
+    switch (ans) {
+    case LR_XS_ANS_OK:
+        x->st[k] = LR_XS_RECV;
+        break;
+    case LR_XS_ANS_REFUSED:
+        for (size_t i = 0; i < x->nholders; i++)
+            if (x->holders[i] == pi)
+                x->bad[i] = true;
+        back_to_todo(xs, x, k);
+        failed(xs, x, "too many refused chunks");
+        break;
+    case LR_XS_ANS_BUSY:
+    default:
+        back_to_todo(xs, x, k);
+        failed(xs, x, "too many refused chunks");
+        break;
+    }
+    return 0;
+}
+
+void lr_xs_written(struct lr_xs *xs, struct lr_xs_xfer *x, size_t chunk, bool ok)
+{
+    if (chunk >= x->n || x->st[chunk] != LR_XS_RECV)
+        return;
+    if (!ok) {
+        back_to_todo(xs, x, chunk);
+        failed(xs, x, "too many failed chunks");
+        return;
+    }
+    x->st[chunk] = LR_XS_DONE;
+    x->ninflight--;
+    x->ndone++;
+    if (x->ndone == x->n)
+        report(xs, x, LR_XS_COMPLETE, NULL);
+    else if (x->cursor < x->n)
+        ready_add(xs, x); /* it may have been parked without a peer */
+}
