@@ -146,6 +146,27 @@ static const char *const migrations[] = {
      * the stored max sequence never passes it (docs/internals/index.md). */
     "ALTER TABLE remotes ADD COLUMN open_seq INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE remotes ADD COLUMN open_path BLOB;",
+    /* v4: the conflict audit trail (conflicts.c). Keyed by the folder's name,
+     * not its row, so the history outlives a removed and re-added folder. */
+    "CREATE TABLE conflicts ("
+    "  id INTEGER PRIMARY KEY,"
+    "  folder TEXT NOT NULL,"
+    "  path BLOB NOT NULL,"
+    "  dedup BLOB NOT NULL,"
+    "  time_s INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  detail TEXT NOT NULL,"
+    "  strategy TEXT NOT NULL,"
+    "  resolution TEXT NOT NULL,"
+    "  winner TEXT NOT NULL,"
+    "  devices TEXT NOT NULL,"
+    "  kept_device TEXT,"
+    "  kept_path BLOB,"
+    "  archive_path BLOB"
+    ");"
+    "CREATE UNIQUE INDEX conflicts_dedup ON conflicts(folder, dedup);"
+    "CREATE INDEX conflicts_path ON conflicts(folder, path);"
+    "CREATE INDEX conflicts_order ON conflicts(folder, id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -504,4 +504,84 @@ struct lr_need_stats {
 int lr_index_need_stats(struct lr_index *ix, const char *folder_id, struct lr_need_stats *out,
                         struct lr_err *err);
 
+/* ---- conflict audit trail (schema v4, conflicts.c) -------------------------
+ *
+ * Every conflict this device detected, with how it was resolved and where
+ * the losing version was kept (the `conflicts` command's document). Rows
+ * are keyed by the folder's ID string, not its index row, so the history
+ * survives `folder remove` and a re-add. A put carries a caller-chosen
+ * dedup key: a conflict that is decided again (every pull round until the
+ * peers' vectors merge) is recorded once. Each folder keeps its newest
+ * LR_CONFLICTS_KEEP rows (up to LR_CONFLICTS_SLACK more); puts drop the oldest.
+ *
+ * Text fields are NUL-terminated UTF-8 the caller chose (type, strategy...),
+ * at most LR_CONFLICT_TEXT_MAX bytes; paths are raw bytes like records'.
+ * Ownership as for records: lists own everything; release them.
+ */
+
+/* Longest text field accepted (the device list of a 3+ device conflict). */
+#define LR_CONFLICT_TEXT_MAX 4096
+/* Rows kept per folder: at least the newest KEEP, at most KEEP + SLACK
+ * (pruning runs once the oldest row is KEEP + SLACK ids back). */
+#define LR_CONFLICTS_KEEP 10000
+#define LR_CONFLICTS_SLACK 64
+/* Most rows one lr_index_conflict_list call returns. */
+#define LR_CONFLICT_LIST_MAX 1000
+/* Longest kept/archive path: an index path plus the archive's prefix and stamp. */
+#define LR_CONFLICT_KEPT_PATH_MAX (LR_INDEX_PATH_MAX + 512)
+
+struct lr_conflict_rec {
+    int64_t id;     /* read: increases in recording order; ignored by put */
+    int64_t time_s; /* Unix seconds the conflict was detected */
+    char *folder;   /* folder ID, 1..256 bytes */
+    uint8_t *path;  /* the contested path (index rules) */
+    size_t path_len;
+    char *type;         /* "content", "metadata" or "structural" (contract) */
+    char *detail;       /* finer kind: "content", "metadata", "type", "modify-delete" */
+    char *strategy;     /* "keep-both", ... */
+    char *resolution;   /* what was done: "copy", "archive", "merged", "modify-wins" */
+    char *winner;       /* whose version kept the name: "local" or "remote" */
+    char *devices;      /* device IDs involved, separated by single spaces */
+    char *kept_device;  /* author of the losing version, or NULL (none lost) */
+    uint8_t *kept_path; /* conflict copy path (folder-relative), or NULL */
+    size_t kept_path_len;
+    uint8_t *archive_path; /* where in the folder the archive keeps the loser, or NULL */
+    size_t archive_path_len;
+};
+void lr_conflict_rec_release(struct lr_conflict_rec *c);
+
+struct lr_conflict_list {
+    struct lr_conflict_rec *v;
+    size_t n;
+};
+void lr_conflict_list_release(struct lr_conflict_list *l);
+
+/*
+ * Record a conflict (c borrowed). `dedup` identifies it (e.g. a hash of the
+ * path and both vectors); a row of the same folder with that key already
+ * present makes this a no-op with *added false (may be NULL). LR_EBADPATH
+ * for an invalid path, LR_EBADVAL for a missing or over-long field, LR_EDB.
+ * Own transaction unless one is open.
+ */
+int lr_index_conflict_put(struct lr_index *ix, const struct lr_conflict_rec *c,
+                          const struct lr_hash *dedup, bool *added, struct lr_err *err);
+/*
+ * Up to `max` (at most LR_CONFLICT_LIST_MAX) rows with id > after_id, in id
+ * order, of `folder` (NULL: every folder) and, if path is not NULL, of that
+ * path only. Continue with the last returned id; out->n < max: the end.
+ */
+int lr_index_conflict_list(struct lr_index *ix, const char *folder, const uint8_t *path,
+                           size_t path_len, int64_t after_id, size_t max,
+                           struct lr_conflict_list *out, struct lr_err *err);
+/*
+ * Number of live records of the folder whose path contains
+ * ".sync-conflict-" and for which is_copy(path, len) is true (the caller's
+ * exact rule, e.g. lr_sync_is_conflict_copy): the conflict copies present.
+ * Reads every record whose path contains the marker text, nothing else.
+ * LR_ENOTFOUND if the folder has no index.
+ */
+int lr_index_conflict_copies(struct lr_index *ix, const char *folder,
+                             bool (*is_copy)(const uint8_t *path, size_t len), uint64_t *count,
+                             struct lr_err *err);
+
 #endif
