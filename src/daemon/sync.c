@@ -755,6 +755,7 @@ void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device
         }
     }
     send_folders(d, p);
+    sync_pull_peer_up(d, p);
 }
 
 void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer)
@@ -831,6 +832,7 @@ void sync_config_changed(struct lr_daemon *d)
 {
     if (!d->sync)
         return;
+    sync_pull_config_changed(d);
     for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
         if (!p->conn)
             continue;

@@ -10,6 +10,7 @@
 #include "proto/proto.h"
 #include "store/store.h"
 #include "sync/decide.h"
+#include "sync/xfer.h"
 #include "daemon/syncerr.h"
 
 /* Per peer: most WANTs and requested bytes outstanding (protocol.md §6.7). */
@@ -40,7 +41,6 @@ struct sync_frame {
     size_t len;
 };
 
-struct sync_want_out; /* outstanding WANT (syncpull.c) */
 struct sync_serve_req;
 
 struct sync_peer {
@@ -50,10 +50,6 @@ struct sync_peer {
     uint64_t gen;                       /* bumped at every connect and disconnect */
     struct sync_frame *q_head, *q_tail; /* in send order */
     size_t q_bytes;
-    /* Requests we made. */
-    struct sync_want_out *wants;
-    size_t nwants;
-    uint64_t want_bytes;
     /* Requests to serve. */
     struct sync_serve_req *serve;
     size_t nserve;
@@ -123,8 +119,8 @@ struct sync_state {
     struct sync_peer *peers;
     struct sync_link *links;
     struct sync_folder *folders;
-    struct sync_xfer *xfers;              /* every live transfer */
-    struct sync_xfer *ready, *ready_tail; /* those with chunks to request, FIFO */
+    struct sync_xfer *xfers; /* every live transfer */
+    struct lr_xs *xs;        /* the chunk scheduler (sync/xfer.h) */
     size_t nxfers;
     bool pumping, pump_again; /* sync_pump re-entry guard */
     uint64_t next_req_id;
@@ -173,7 +169,10 @@ bool sync_folder_usable(struct lr_daemon *d, const char *folder);
 void sync_pull_trigger(struct lr_daemon *d, const char *folder);
 void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
                         size_t len);
+void sync_pull_peer_up(struct lr_daemon *d, struct sync_peer *p);
 void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p);
+/* Drop transfers of folders no longer configured. */
+void sync_pull_config_changed(struct lr_daemon *d);
 void sync_pump(struct lr_daemon *d);
 void sync_pull_free(struct lr_daemon *d);
 

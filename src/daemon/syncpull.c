@@ -9,13 +9,15 @@
  * again).
  *
  * A transfer (struct sync_xfer) lives on the loop; jobs that use it (chunk
- * writes, the commit) hold a reference, and so does each outstanding WANT.
- * Its staging descriptor is written only by jobs and closed when the last
- * reference goes.
+ * writes, the commit) hold a reference. Its staging descriptor is written
+ * only by jobs and closed when the last reference goes. Which chunk to ask
+ * which peer for, and what an answer means, is decided by the sans-I/O
+ * scheduler (sync/xfer.h); this file carries out its actions.
  */
 #include "daemon/syncint.h"
 
 #include "sync/plan.h"
+#include "sync/xfer.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -35,12 +37,8 @@
 #define STAGING_KEEP_S (24u * 3600u)
 #define STAGING_GC_EVERY_MS (3600u * 1000u)
 
-enum { XC_TODO = 0, XC_WANTED, XC_RECV, XC_DONE };
-
 struct sync_xfer {
-    struct sync_xfer *next, *prev;   /* d->sync->xfers */
-    struct sync_xfer *rnext, *rprev; /* d->sync->ready while in_ready */
-    bool in_ready;
+    struct sync_xfer *next, *prev; /* d->sync->xfers */
     char *folder, *root;
     struct lr_file_rec rec; /* the version to write; vv is the decision's */
     bool had_local;
@@ -48,22 +46,14 @@ struct sync_xfer {
     struct lr_store_expect expect;
     struct lr_hash key;
     int fd;
+    /* Until registered with the scheduler (job side, then pull_done). */
     struct lr_device_id *holders;
-    bool *bad;
     size_t nholders;
-    uint8_t *cs; /* per chunk: XC_* */
-    size_t ndone, cursor;
-    size_t ninflight; /* chunks XC_WANTED or XC_RECV */
-    unsigned failures;
+    bool *done0; /* chunks already in staging */
+    size_t ndone0;
+    struct lr_xs_xfer *xx; /* the scheduler's view; NULL once removed */
     unsigned refs;
     bool dead, committing;
-};
-
-struct sync_want_out {
-    struct sync_want_out *next;
-    uint64_t req_id;
-    struct sync_xfer *x;
-    size_t chunk;
 };
 
 struct rx_item {
@@ -99,47 +89,23 @@ static void xfer_unref(struct sync_xfer *x)
     free(x->root);
     lr_file_rec_release(&x->rec);
     free(x->holders);
-    free(x->bad);
-    free(x->cs);
+    free(x->done0);
     free(x);
 }
 
-/*
- * The ready queue holds the transfers that may have chunks to request, in
- * the order they were started, so the pump's work per call is bounded by
- * what it can send, not by how many transfers exist (20 000 small files
- * used to make every CHUNK walk every transfer).
- */
-static void ready_add(struct lr_daemon *d, struct sync_xfer *x)
+static struct lr_xs *xsched(struct lr_daemon *d)
 {
-    struct sync_state *s = d->sync;
-    if (x->in_ready || x->dead || x->committing)
-        return;
-    x->in_ready = true;
-    x->rnext = NULL;
-    x->rprev = s->ready_tail;
-    if (s->ready_tail)
-        s->ready_tail->rnext = x;
-    else
-        s->ready = x;
-    s->ready_tail = x;
-}
-
-static void ready_remove(struct lr_daemon *d, struct sync_xfer *x)
-{
-    struct sync_state *s = d->sync;
-    if (!x->in_ready)
-        return;
-    x->in_ready = false;
-    if (x->rprev)
-        x->rprev->rnext = x->rnext;
-    else
-        s->ready = x->rnext;
-    if (x->rnext)
-        x->rnext->rprev = x->rprev;
-    else
-        s->ready_tail = x->rprev;
-    x->rnext = x->rprev = NULL;
+    if (!d->sync->xs) {
+        struct lr_xs_limits lim = {.wants_max = SYNC_WANTS_MAX,
+                                   .bytes_max = SYNC_WANT_BYTES_MAX,
+                                   .failures_max = XFER_FAILURES_MAX,
+                                   .blocked_max = 8};
+        d->sync->xs = lr_xs_new(&lim);
+        for (struct sync_peer *p = d->sync->peers; p; p = p->next)
+            if (p->conn)
+                lr_xs_peer_up(d->sync->xs, &p->id);
+    }
+    return d->sync->xs;
 }
 
 static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
@@ -152,7 +118,14 @@ static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
     s->xfers = x;
     s->nxfers++;
     sync_folder_get(d, x->folder)->nxfers++;
-    ready_add(d, x);
+    /* Hand the chunk list to the scheduler. */
+    uint32_t *len = lr_xcalloc(x->rec.nchunks + 1, sizeof(*len));
+    for (size_t k = 0; k < x->rec.nchunks; k++)
+        len[k] = x->rec.chunks[k].len;
+    x->xx = lr_xs_add(xsched(d), x, len, x->rec.nchunks, x->done0, x->holders, x->nholders);
+    free(len);
+    free(x->done0);
+    x->done0 = NULL;
 }
 
 /* Rounds cut short for lack of transfer slots continue once half are free. */
@@ -172,7 +145,10 @@ static void xfer_drop(struct lr_daemon *d, struct sync_xfer *x, const char *why)
 {
     if (x->dead)
         return;
-    ready_remove(d, x);
+    if (x->xx) {
+        lr_xs_remove(xsched(d), x->xx);
+        x->xx = NULL;
+    }
     x->dead = true;
     if (x->prev)
         x->prev->next = x->next;
@@ -357,8 +333,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     x->holders = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->holders));
     if (x->nholders)
         memcpy(x->holders, cand->holders, x->nholders * sizeof(*x->holders));
-    x->bad = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->bad));
-    x->cs = lr_xcalloc(remote->nchunks ? remote->nchunks : 1, 1);
+    x->done0 = lr_xcalloc(remote->nchunks ? remote->nchunks : 1, sizeof(*x->done0));
     /* Staging key: this version of this path (two paths with the same
      * content may be in flight at once). */
     uint8_t *keyin = lr_xmalloc(LR_HASH_LEN + remote->path_len);
@@ -390,8 +365,8 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
                 if (lr_store_read_chunk(c->st, (const char *)plan.paths[op->path].p, src, ch->len,
                                         &ch->hash, c->buf, NULL) == 0 &&
                     lr_store_staging_write(x->fd, ch->off, c->buf, ch->len, NULL) == 0) {
-                    x->cs[k] = XC_DONE;
-                    x->ndone++;
+                    x->done0[k] = true;
+                    x->ndone0++;
                 }
             }
         }
@@ -399,13 +374,13 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     }
     for (size_t k = 0; resumed && k < x->rec.nchunks; k++) {
         const struct lr_chunk *ch = &x->rec.chunks[k];
-        if (x->cs[k] != XC_DONE &&
+        if (!x->done0[k] &&
             lr_store_staging_verify_chunk(x->fd, ch->off, ch->len, &ch->hash, NULL) == 0) {
-            x->cs[k] = XC_DONE;
-            x->ndone++;
+            x->done0[k] = true;
+            x->ndone0++;
         }
     }
-    if (x->ndone < x->rec.nchunks)
+    if (x->ndone0 < x->rec.nchunks)
         return x; /* the rest comes from peers */
     rc = xfer_commit(c->d, c->st, NULL, x, &j->rescan, &err);
     if (rc < 0) {
@@ -1138,27 +1113,14 @@ static void rx_done(struct daemon_job *base, int status)
     for (size_t i = 0; i < j->n; i++) {
         struct rx_item *it = &j->v[i];
         struct sync_xfer *x = it->x;
-        if (status == 0 && !d->stopping && !x->dead) {
-            x->ninflight--;
-            if (it->ok) {
-                x->cs[it->chunk] = XC_DONE;
-                x->ndone++;
-                if (x->cursor < x->rec.nchunks)
-                    ready_add(d, x); /* it may have been parked without a peer */
-            } else {
+        if (status == 0 && !d->stopping && !x->dead && x->xx) {
+            if (!it->ok) {
                 char *e = lr_esc(x->rec.path, x->rec.path_len);
                 lr_warn(MOD, "folder=%s path=%s chunk off=%llu failed verification", x->folder, e,
                         (unsigned long long)x->rec.chunks[it->chunk].off);
                 free(e);
-                x->cs[it->chunk] = XC_TODO;
-                if (it->chunk < x->cursor)
-                    x->cursor = it->chunk;
-                ready_add(d, x);
-                if (++x->failures > XFER_FAILURES_MAX)
-                    xfer_drop(d, x, "too many failed chunks");
             }
-            if (!x->dead && !x->committing && x->ndone == x->rec.nchunks)
-                queue_commit(d, x);
+            lr_xs_written(xsched(d), x->xx, it->chunk, it->ok);
         }
         free(it->payload);
         xfer_unref(x);
@@ -1203,14 +1165,6 @@ static void queue_rx(struct lr_daemon *d)
     daemon_side_queue(d, DAEMON_SIDE_RX, &j->base);
 }
 
-static void want_free(struct sync_peer *p, struct sync_want_out *w)
-{
-    p->nwants--;
-    p->want_bytes -= w->x->rec.chunks[w->chunk].len;
-    xfer_unref(w->x);
-    free(w);
-}
-
 void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
                         size_t len)
 {
@@ -1221,147 +1175,74 @@ void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
         sync_peer_fatal(d, p, "invalid CHUNK", rc, &err);
         return;
     }
-    struct sync_want_out **pp = &p->wants, *w = NULL;
-    for (; *pp; pp = &(*pp)->next) {
-        if ((*pp)->req_id == c.req_id) {
-            w = *pp;
-            *pp = w->next;
-            break;
-        }
-    }
-    if (!w) {
+    lr_trace(MOD, "CHUNK req=%llu status=%llu len=%zu", (unsigned long long)c.req_id,
+             (unsigned long long)c.status, c.data_len);
+    enum lr_xs_answer ans = c.status == LR_PROTO_CHUNK_OK     ? LR_XS_ANS_OK
+                            : c.status == LR_PROTO_CHUNK_BUSY ? LR_XS_ANS_BUSY
+                                                              : LR_XS_ANS_REFUSED;
+    struct lr_xs_xfer *xx;
+    size_t chunk;
+    if (lr_xs_answer(xsched(d), &p->id, c.req_id, ans, &xx, &chunk) < 0) {
         lr_err_set(&err, LR_EPROTO, "CHUNK answers request %llu, which is not outstanding",
                    (unsigned long long)c.req_id);
         sync_peer_fatal(d, p, "unexpected CHUNK", LR_EPROTO, &err);
         return;
     }
-    struct sync_xfer *x = w->x;
-    lr_trace(MOD, "CHUNK req=%llu status=%llu len=%zu", (unsigned long long)c.req_id,
-             (unsigned long long)c.status, c.data_len);
-    if (!x->dead && c.status == LR_PROTO_CHUNK_OK) {
+    struct sync_xfer *x = xx ? lr_xs_user(xx) : NULL;
+    if (x && ans == LR_XS_ANS_OK) {
+        /* Verified and written on the rx lane; the scheduler hears of it then. */
         struct sync_pullq *q = rxq(d);
         q->v = lr_xreallocarray(q->v, q->n + 1, sizeof(*q->v));
         struct rx_item *it = &q->v[q->n++];
         memset(it, 0, sizeof(*it));
         it->x = x;
-        it->chunk = w->chunk;
+        it->chunk = chunk;
         it->payload = lr_xmalloc(len ? len : 1);
         if (len)
             memcpy(it->payload, payload, len);
         it->len = len;
         x->refs++;
-        x->cs[w->chunk] = XC_RECV;
         queue_rx(d);
-        /* The pump may ask again as soon as the WANT is freed below. */
-    } else if (!x->dead) {
-        /* Not from this peer (stale index there, busy, unshared): try another. */
-        x->cs[w->chunk] = XC_TODO;
-        x->ninflight--;
-        if (w->chunk < x->cursor)
-            x->cursor = w->chunk;
-        ready_add(d, x);
-        for (size_t i = 0; i < x->nholders; i++)
-            if (lr_device_id_eq(&x->holders[i], &p->id) && c.status != LR_PROTO_CHUNK_BUSY)
-                x->bad[i] = true;
-        if (++x->failures > XFER_FAILURES_MAX)
-            xfer_drop(d, x, "too many refused chunks");
     }
-    want_free(p, w);
     sync_pump(d);
 }
 
-/* ---- WANT scheduling ---- */
+/* ---- carrying out the scheduler's actions ---- */
 
-static struct sync_peer *pick_holder(struct lr_daemon *d, struct sync_xfer *x, uint32_t len,
-                                     bool *any)
+static void send_want(struct lr_daemon *d, const struct lr_xs_act *a)
 {
-    for (size_t i = 0; i < x->nholders; i++) {
-        if (x->bad[i])
-            continue;
-        struct sync_peer *p = sync_peer_get(d, &x->holders[i]);
-        if (!p->conn)
-            continue;
-        *any = true;
-        if (p->nwants < SYNC_WANTS_MAX && p->want_bytes + len <= SYNC_WANT_BYTES_MAX)
-            return p;
-    }
-    return NULL;
-}
-
-enum pump_res { PUMP_GONE, PUMP_BLOCKED, PUMP_IDLE };
-
-/* Request what one transfer can; park or drop it when it has nothing to ask. */
-static enum pump_res pump_one(struct lr_daemon *d, struct sync_xfer *x)
-{
-    if (!lr_config_find_folder(d->cfg, x->folder)) {
-        xfer_drop(d, x, "folder removed");
-        return PUMP_GONE;
-    }
-    bool any = false;
-    for (size_t k = x->cursor; k < x->rec.nchunks; k++) {
-        if (x->cs[k] != XC_TODO) {
-            if (k == x->cursor)
-                x->cursor++;
-            continue;
-        }
-        const struct lr_chunk *ch = &x->rec.chunks[k];
-        struct sync_peer *p = pick_holder(d, x, ch->len, &any);
-        if (!p)
-            break;
-        struct lr_proto_want w;
-        memset(&w, 0, sizeof(w));
-        w.req_id = d->sync->next_req_id++;
-        snprintf(w.folder_id, sizeof(w.folder_id), "%s", x->folder);
-        w.path = x->rec.path;
-        w.path_len = x->rec.path_len;
-        w.blocks_hash = x->rec.blocks_hash;
-        w.offset = ch->off;
-        w.size = ch->len;
-        w.hash = ch->hash;
-        struct lr_buf b;
-        lr_buf_init(&b, LR_PROTO_WANT_MAX);
-        if (lr_proto_want_encode(&w, &b) < 0) {
-            /* Only an invalid record can cause this. */
-            lr_buf_release(&b);
-            xfer_drop(d, x, "cannot encode WANT");
-            return PUMP_GONE;
-        }
-        size_t len;
-        uint8_t *pl = lr_buf_detach(&b, &len);
+    struct sync_xfer *x = lr_xs_user(a->x);
+    struct sync_peer *p = sync_peer_get(d, a->peer);
+    const struct lr_chunk *ch = &x->rec.chunks[a->chunk];
+    struct lr_proto_want w;
+    memset(&w, 0, sizeof(w));
+    w.req_id = a->req_id;
+    snprintf(w.folder_id, sizeof(w.folder_id), "%s", x->folder);
+    w.path = x->rec.path;
+    w.path_len = x->rec.path_len;
+    w.blocks_hash = x->rec.blocks_hash;
+    w.offset = ch->off;
+    w.size = ch->len;
+    w.hash = ch->hash;
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_WANT_MAX);
+    if (lr_proto_want_encode(&w, &b) < 0) {
+        /* Only an invalid record can cause this; the request is answered
+         * locally as refused so the scheduler's window stays true. */
         lr_buf_release(&b);
-        struct sync_want_out *o = lr_xcalloc(1, sizeof(*o));
-        o->req_id = w.req_id;
-        o->x = x;
-        o->chunk = k;
-        x->refs++;
-        o->next = p->wants;
-        p->wants = o;
-        p->nwants++;
-        p->want_bytes += ch->len;
-        x->cs[k] = XC_WANTED;
-        x->ninflight++;
-        if (k == x->cursor)
-            x->cursor++;
-        sync_send(d, p, LR_STREAM_BULK, LR_MSG_WANT, pl, len);
+        struct lr_xs_xfer *xx;
+        size_t k;
+        lr_xs_answer(xsched(d), &p->id, a->req_id, LR_XS_ANS_REFUSED, &xx, &k);
+        xfer_drop(d, x, "cannot encode WANT");
+        return;
     }
-    if (x->cursor >= x->rec.nchunks) {
-        ready_remove(d, x); /* all asked; a failed chunk puts it back */
-        return PUMP_IDLE;
-    }
-    if (any)
-        return PUMP_BLOCKED;
-    /* Every holder refused or is gone: the next index exchange retries. */
-    if (x->ninflight == 0)
-        xfer_drop(d, x, "no peer can serve it");
-    else
-        ready_remove(d, x); /* back when an answer arrives */
-    return PUMP_GONE;
+    size_t len;
+    uint8_t *pl = lr_buf_detach(&b, &len);
+    lr_buf_release(&b);
+    sync_send(d, p, LR_STREAM_BULK, LR_MSG_WANT, pl, len);
 }
 
-/* Transfers skipped for a full window before the pump gives up this call:
- * with one peer the first blocked one means all are, with several a few
- * more let other peers' windows fill. */
-#define PUMP_BLOCKED_MAX 8
+#define PUMP_ACTS 64
 
 void sync_pump(struct lr_daemon *d)
 {
@@ -1369,56 +1250,69 @@ void sync_pump(struct lr_daemon *d)
     if (d->stopping)
         return;
     if (s->pumping) {
-        /* A send inside pump_one reached back here (a connection closing):
-         * the outer call goes round again rather than walk a changed queue. */
+        /* A send reached back here (a connection closing): the outer call
+         * goes round again. */
         s->pump_again = true;
         return;
     }
     s->pumping = true;
+    struct lr_xs_act a[PUMP_ACTS];
+    size_t n;
     do {
         s->pump_again = false;
-        unsigned blocked = 0;
-        struct sync_xfer *next;
-        for (struct sync_xfer *x = s->ready; x && blocked < PUMP_BLOCKED_MAX; x = next) {
-            next = x->rnext;
-            if (pump_one(d, x) == PUMP_BLOCKED)
-                blocked++;
-            if (s->pump_again)
-                break;
+        while ((n = lr_xs_pump(xsched(d), a, PUMP_ACTS)) > 0 && !d->stopping) {
+            for (size_t i = 0; i < n; i++) {
+                struct sync_xfer *x = lr_xs_user(a[i].x);
+                switch (a[i].kind) {
+                case LR_XS_WANT:
+                    if (!x->dead)
+                        send_want(d, &a[i]);
+                    break;
+                case LR_XS_COMPLETE:
+                    lr_xs_remove(xsched(d), x->xx);
+                    x->xx = NULL;
+                    queue_commit(d, x);
+                    break;
+                case LR_XS_DROP:
+                default:
+                    xfer_drop(d, x, a[i].why);
+                    break;
+                }
+            }
         }
     } while (s->pump_again && !d->stopping);
     s->pumping = false;
 }
 
+void sync_pull_peer_up(struct lr_daemon *d, struct sync_peer *p)
+{
+    lr_xs_peer_up(xsched(d), &p->id);
+    sync_pump(d);
+}
+
 void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p)
 {
-    while (p->wants) {
-        struct sync_want_out *w = p->wants;
-        p->wants = w->next;
-        if (!w->x->dead && w->x->cs[w->chunk] == XC_WANTED) {
-            w->x->cs[w->chunk] = XC_TODO;
-            w->x->ninflight--;
-            if (w->chunk < w->x->cursor)
-                w->x->cursor = w->chunk;
-            ready_add(d, w->x);
-        }
-        want_free(p, w);
-    }
+    lr_xs_peer_down(xsched(d), &p->id);
     sync_pump(d);
+}
+
+void sync_pull_config_changed(struct lr_daemon *d)
+{
+    struct sync_xfer *next;
+    for (struct sync_xfer *x = d->sync->xfers; x; x = next) {
+        next = x->next;
+        if (!x->committing && !lr_config_find_folder(d->cfg, x->folder))
+            xfer_drop(d, x, "folder removed");
+    }
 }
 
 void sync_pull_free(struct lr_daemon *d)
 {
     struct sync_state *s = d->sync;
-    for (struct sync_peer *p = s->peers; p; p = p->next) {
-        while (p->wants) {
-            struct sync_want_out *w = p->wants;
-            p->wants = w->next;
-            want_free(p, w);
-        }
-    }
     while (s->xfers)
         xfer_drop(d, s->xfers, NULL);
+    lr_xs_free(s->xs);
+    s->xs = NULL;
     if (s->cq) {
         for (size_t i = 0; i < s->cq->n; i++)
             xfer_unref(s->cq->v[i]);
