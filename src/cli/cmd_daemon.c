@@ -16,23 +16,26 @@
 #include <unistd.h>
 
 static const char daemon_usage[] =
-    "usage: landropic daemon [--listen HOST:PORT]... [--detach] [--log FILE]\n"
+    "usage: landropic daemon [--listen HOST:PORT]... [--detach] [--log FILE] [--no-discovery]\n"
     "Run this device's sync daemon. Default listen: UDP port 21037 on all addresses.\n"
     "--detach returns once the daemon accepts connections and commands; it then logs to\n"
     "HOME/landropic.log unless --log says otherwise. SIGTERM/SIGINT stop it gracefully.\n"
     "Options beyond the contract:\n"
     "  --log-level LEVEL      error, warn, info (default), debug or trace\n"
-    "  --idle-timeout SECS    QUIC idle timeout (default 60)\n";
+    "  --idle-timeout SECS    QUIC idle timeout (default 60)\n"
+    "  --no-discovery         do not announce this device on the LAN nor listen for others\n"
+    "  --discovery-port PORT  UDP port of LAN announcements (default 21038; all devices\n"
+    "                         of a LAN must use the same one)\n";
 
 int cmd_daemon(struct cli *c, int argc, char **argv)
 {
-    static const struct opt_spec spec[] = {{"listen", true, true},
-                                           {"detach", false, false},
-                                           {"log", true, false},
-                                           {"log-level", true, false},
-                                           {"idle-timeout", true, false}};
+    static const struct opt_spec spec[] = {
+        {"listen", true, true},         {"detach", false, false},
+        {"log", true, false},           {"log-level", true, false},
+        {"idle-timeout", true, false},  {"no-discovery", false, false},
+        {"discovery-port", true, false}};
     struct opts o;
-    int rc = opts_parse(&o, spec, 5, argc, argv, "daemon", daemon_usage);
+    int rc = opts_parse(&o, spec, 7, argc, argv, "daemon", daemon_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos)
@@ -62,6 +65,16 @@ int cmd_daemon(struct cli *c, int argc, char **argv)
             return cli_usage_error("daemon", "invalid --idle-timeout '%s': 1 to 3600 seconds",
                                    idle);
         d.idle_timeout_s = (unsigned)v;
+    }
+    d.no_discovery = opt_has(&o, "no-discovery");
+    const char *dport = opt_get(&o, "discovery-port");
+    if (dport) {
+        char *end;
+        errno = 0;
+        long v = strtol(dport, &end, 10);
+        if (!*dport || *end || errno || v < 1 || v > 65535)
+            return cli_usage_error("daemon", "invalid --discovery-port '%s': 1 to 65535", dport);
+        d.discovery_port = (unsigned)v;
     }
     if ((rc = cli_require_init(c)))
         return rc;

@@ -4,6 +4,7 @@
  * folders.
  */
 #include "daemon/daemon_int.h"
+#include "daemon/disc.h"
 #include "daemon/live.h"
 
 #include "util/fsutil.h"
@@ -257,6 +258,7 @@ void daemon_stop(struct lr_daemon *d, const char *why)
         d->pending_closes++;
     if (d->tr)
         d->pending_closes++;
+    d->pending_closes += disc_stop(d, on_closed, d);
     if (d->api) {
         lr_api_server_close(d->api, on_closed, d);
         d->api = NULL;
@@ -381,6 +383,7 @@ static int serve(struct lr_daemon *d, struct lr_err *err)
         0)
         goto fail;
     daemon_config_changed(d);
+    disc_start(d);
 
     char id[LR_DEVICE_ID_STRLEN + 1];
     lr_device_id_format(lr_identity_device_id(d->ident), id);
@@ -415,6 +418,7 @@ static void release(struct lr_daemon *d)
     debug_free(d);
 #endif
     sync_free(d);
+    disc_free(d);
     for (size_t i = 0; i < d->nfolders; i++)
         folder_rt_release(&d->folders[i]);
     free(d->folders);

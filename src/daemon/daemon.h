@@ -36,6 +36,8 @@ struct lr_daemon_opts {
     const char *log_path; /* NULL: stderr, or HOME/landropic.log when detached */
     enum lr_log_level log_level;
     unsigned idle_timeout_s; /* 0 = transport default (60 s) */
+    bool no_discovery;       /* no LAN announcements (daemon/disc.h) */
+    unsigned discovery_port; /* 0 = LR_DISCOVERY_PORT (tests use their own) */
 };
 
 /* The contract's `scan --json` entry for one folder (new reference). */

@@ -43,6 +43,7 @@ struct folder_rt {
 
 struct debug_peer;
 struct sync_state;
+struct disc_state;
 
 struct lr_daemon {
     uv_loop_t loop;
@@ -75,6 +76,7 @@ struct lr_daemon {
         unsigned running, max;
     } side[DAEMON_SIDE_COUNT];
     struct sync_state *sync; /* sync.c */
+    struct disc_state *disc; /* disc.c */
     uint64_t started_ms;     /* uv_now at start */
 };
 

@@ -6,6 +6,7 @@
  * the loop: scans are queued to a worker and answered when done.
  */
 #include "daemon/daemon_int.h"
+#include "daemon/disc.h"
 
 #include "config/ops.h"
 #include "daemon/syncerr.h"
@@ -96,7 +97,7 @@ static void m_peers(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
         }
         json_array_append_new(arr, o);
     }
-    lr_api_reply(req, json_pack("{s:o, s:[]}", "peers", arr, "pending"));
+    lr_api_reply(req, json_pack("{s:o, s:o}", "peers", arr, "pending", disc_pending_json(d)));
 }
 
 /* Concrete addresses for a listen address: a wildcard expands to the interfaces' ones. */

@@ -22,10 +22,16 @@
 
 #define RXBUF 2048
 
+#define IFACE_ADDRS 4
+
 struct iface {
     unsigned index;
-    bool v4, v6;         /* has an IPv4 address / an IPv6 link-local address */
-    struct in_addr addr; /* first IPv4 address (change detection) */
+    bool v4, v6; /* has an IPv4 address / an IPv6 link-local address */
+    /* Its IPv4 and non-link-local IPv6 addresses, announced as hints when the
+     * daemon listens on the wildcard: a receiver that hears the IPv6 copy
+     * first (whose link-local source it cannot dial) still learns them. */
+    struct lr_announce_addr addrs[IFACE_ADDRS];
+    size_t naddrs;
 };
 
 struct bucket {
@@ -139,21 +145,28 @@ static bool ifaces_refresh(struct lr_discovery *d)
             if (!ok)
                 continue;
         }
-        if (fam == AF_INET6 &&
-            !IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)(void *)a->ifa_addr)->sin6_addr))
-            continue;
         unsigned idx = if_nametoindex(a->ifa_name);
         if (idx == 0)
             continue;
         struct iface *f = iface_get(ifs, &n, idx);
         if (!f)
             continue;
-        if (fam == AF_INET && !f->v4) {
+        struct lr_announce_addr h = {0};
+        if (fam == AF_INET) {
             f->v4 = true;
-            f->addr = ((struct sockaddr_in *)(void *)a->ifa_addr)->sin_addr;
-        } else if (fam == AF_INET6) {
-            f->v6 = true;
+            h.family = 4;
+            memcpy(h.a, &((struct sockaddr_in *)(void *)a->ifa_addr)->sin_addr, 4);
+        } else {
+            const struct in6_addr *a6 = &((struct sockaddr_in6 *)(void *)a->ifa_addr)->sin6_addr;
+            if (IN6_IS_ADDR_LINKLOCAL(a6)) {
+                f->v6 = true;
+            } else {
+                h.family = 6;
+                memcpy(h.a, a6, 16);
+            }
         }
+        if (h.family && f->naddrs < IFACE_ADDRS)
+            f->addrs[f->naddrs++] = h;
     }
     freeifaddrs(all);
     bool changed = n != d->nifs || memcmp(ifs, d->ifs, n * sizeof(ifs[0])) != 0;
@@ -190,22 +203,37 @@ static void ifaces_join(struct lr_discovery *d)
 
 /* ---- sending ---- */
 
-static void send_now(struct lr_discovery *d)
+/* One signed datagram per interface: its hints are that interface's addresses. */
+static bool sign_for(struct lr_discovery *d, const struct iface *f, struct lr_buf *b)
 {
     struct lr_announce a = d->tmpl;
+    for (size_t i = 0; !d->restrict_ifaces && i < f->naddrs; i++) {
+        const struct lr_announce_addr *h = &f->addrs[i];
+        if ((h->family == 4 && !d->s4.open) || (h->family == 6 && !d->s6.open) ||
+            a.naddrs == LR_ANNOUNCE_MAX_ADDRS)
+            continue;
+        a.addrs[a.naddrs++] = *h;
+    }
+    lr_buf_reset(b);
+    struct lr_err err = {0};
+    if (lr_announce_sign(d->signer, &a, lr_announce_now_ms(), b, &err) < 0) {
+        lr_warn(MOD, "cannot build announcement: %s", err.msg);
+        return false;
+    }
+    return true;
+}
+
+static void send_now(struct lr_discovery *d)
+{
     struct lr_buf b;
     lr_buf_init(&b, LR_ANNOUNCE_MAX);
-    struct lr_err err = {0};
-    if (lr_announce_sign(d->signer, &a, lr_announce_now_ms(), &b, &err) < 0) {
-        lr_warn(MOD, "cannot build announcement: %s", err.msg);
-        lr_buf_release(&b);
-        return;
-    }
     d->last_sent = uv_now(d->loop);
     d->pending = false;
     unsigned sent = 0;
     for (size_t i = 0; i < d->nifs; i++) {
         const struct iface *f = &d->ifs[i];
+        if (!sign_for(d, f, &b))
+            continue;
         int fd = -1;
         if (f->v4 && d->s4.open && uv_fileno((uv_handle_t *)&d->s4.h, &fd) == 0) {
             struct ip_mreqn m = {.imr_ifindex = (int)f->index};

@@ -1,0 +1,335 @@
+/*
+ * disc.c - LAN discovery in the daemon: start/stop, dial hints for added
+ * peers without addresses, answers to newly heard devices, and the bounded
+ * list of devices seen but not added (disc.h).
+ */
+#include "daemon/disc.h"
+
+#include "daemon/daemon_int.h"
+#include "discovery/discovery.h"
+#include "util/jsonx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MOD "discovery"
+
+/* "[ipv6%ifname]:65535" */
+#define ADDR_STRLEN (INET6_ADDRSTRLEN + IF_NAMESIZE + 10)
+
+struct heard {
+    bool used;
+    struct lr_device_id id;
+    char name[LR_ANNOUNCE_NAME_MAX + 1];
+    char addrs[LR_TRANSPORT_MAX_ADDRS][ADDR_STRLEN];
+    size_t naddrs;
+    char via[16];
+    uint64_t last_mono;     /* uv_now when last heard */
+    uint64_t last_wall_ms;  /* wall clock when last heard */
+    uint64_t answered_mono; /* uv_now of our last answer to it, 0 = never */
+};
+
+struct disc_state {
+    struct lr_discovery *disc;
+    struct heard h[DISC_PENDING_MAX];
+};
+
+static struct heard *heard_find(struct disc_state *s, const struct lr_device_id *id)
+{
+    for (size_t i = 0; i < DISC_PENDING_MAX; i++)
+        if (s->h[i].used && lr_device_id_eq(&s->h[i].id, id))
+            return &s->h[i];
+    return NULL;
+}
+
+/* The entry for `id`, reusing a free or the least recently heard slot. */
+static struct heard *heard_get(struct disc_state *s, const struct lr_device_id *id, bool *fresh)
+{
+    struct heard *e = heard_find(s, id);
+    *fresh = e == NULL;
+    if (e)
+        return e;
+    for (size_t i = 0; i < DISC_PENDING_MAX; i++)
+        if (!e || !s->h[i].used || (e->used && s->h[i].last_mono < e->last_mono))
+            e = &s->h[i];
+    memset(e, 0, sizeof(*e));
+    e->used = true;
+    e->id = *id;
+    return e;
+}
+
+static struct disc_state *state(struct lr_daemon *d)
+{
+    if (!d->disc)
+        d->disc = lr_xcalloc(1, sizeof(*d->disc));
+    return d->disc;
+}
+
+/* ---- addresses ---- */
+
+static bool v6_linklocal(const char *ip)
+{
+    struct in6_addr a;
+    return inet_pton(AF_INET6, ip, &a) == 1 && IN6_IS_ADDR_LINKLOCAL(&a);
+}
+
+static void fmt_addr(char *out, size_t n, const char *ip, uint16_t port)
+{
+    if (strchr(ip, ':'))
+        snprintf(out, n, "[%s]:%u", ip, port);
+    else
+        snprintf(out, n, "%s:%u", ip, port);
+}
+
+static void add_unique(char (*list)[ADDR_STRLEN], size_t *n, const char *a)
+{
+    if (*n >= LR_TRANSPORT_MAX_ADDRS)
+        return;
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(list[i], a) == 0)
+            return;
+    snprintf(list[(*n)++], ADDR_STRLEN, "%s", a);
+}
+
+/* Addresses to reach the sender: its source address, then its hints, at each port. */
+static void seen_addrs(const struct lr_discovery_seen *s, char (*out)[ADDR_STRLEN], size_t *n)
+{
+    *n = 0;
+    char a[ADDR_STRLEN];
+    for (size_t p = 0; p < s->ann->nports; p++) {
+        fmt_addr(a, sizeof(a), s->from_ip, s->ann->ports[p]);
+        add_unique(out, n, a);
+    }
+    for (size_t i = 0; i < s->ann->naddrs; i++) {
+        const struct lr_announce_addr *h = &s->ann->addrs[i];
+        char ip[INET6_ADDRSTRLEN];
+        if (!inet_ntop(h->family == 4 ? AF_INET : AF_INET6, h->a, ip, sizeof(ip)))
+            continue;
+        for (size_t p = 0; p < s->ann->nports; p++) {
+            fmt_addr(a, sizeof(a), ip, s->ann->ports[p]);
+            add_unique(out, n, a);
+        }
+    }
+}
+
+/* ---- receiving ---- */
+
+static void on_seen(void *ud, const struct lr_discovery_seen *s)
+{
+    struct lr_daemon *d = ud;
+    if (d->stopping)
+        return;
+    struct disc_state *st = state(d);
+    const struct lr_announce *a = s->ann;
+    uint64_t now = uv_now(&d->loop);
+    bool fresh;
+    struct heard *e = heard_get(st, &a->id, &fresh);
+    bool long_silent = !fresh && now - e->last_mono > 2 * LR_DISCOVERY_INTERVAL_MS;
+    snprintf(e->name, sizeof(e->name), "%s", a->name);
+    snprintf(e->via, sizeof(e->via), "discovery");
+    seen_addrs(s, e->addrs, &e->naddrs);
+    e->last_mono = now;
+    e->last_wall_ms = s->recv_ms;
+
+    char id[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(&a->id, id);
+    const struct lr_peer_cfg *pc = lr_config_find_peer(d->cfg, &a->id);
+    struct peer_rt *p = pc ? daemon_peer(d, &a->id) : NULL;
+    bool connected = p && p->conn;
+    if (fresh || long_silent) {
+        char *name = lr_escs(a->name);
+        lr_info(MOD, "heard id=%s name=%s from=%s ports=%zu%s", id, name, s->from_ip, a->nports,
+                pc ? "" : " (not added)");
+        free(name);
+        daemon_event(d,
+                     json_pack("{s:s, s:s, s:o, s:o, s:b}", "type", "device_discovered", "device",
+                               id, "name", lr_json_lossy(a->name, strlen(a->name)), "address",
+                               lr_json_lossy(s->from_ip, strlen(s->from_ip)), "added", pc != NULL));
+    }
+    if ((fresh || long_silent || (pc && !connected)) &&
+        (e->answered_mono == 0 || now - e->answered_mono >= DISC_ANSWER_GAP_MS)) {
+        e->answered_mono = now;
+        lr_discovery_announce(st->disc);
+    }
+    if (!pc || pc->naddrs > 0 || connected || !d->tr)
+        return; /* not ours to dial, fixed addresses, or already up */
+    const char *dial[LR_TRANSPORT_MAX_ADDRS];
+    size_t n = 0;
+    for (size_t i = 0; i < e->naddrs; i++) {
+        /* The transport's address syntax has no IPv6 scope: link-local ones cannot be dialled. */
+        char ip[ADDR_STRLEN];
+        snprintf(ip, sizeof(ip), "%s", e->addrs[i][0] == '[' ? e->addrs[i] + 1 : e->addrs[i]);
+        char *end = strchr(ip, ']');
+        if (end)
+            *end = '\0';
+        if (!strchr(ip, '%') && !v6_linklocal(ip))
+            dial[n++] = e->addrs[i];
+    }
+    if (n == 0)
+        return;
+    struct lr_err err = {0};
+    if (lr_transport_dial(d->tr, &a->id, dial, n, &err) < 0)
+        lr_warn(MOD, "cannot dial discovered peer id=%s: %s", id, err.msg);
+    else
+        lr_info(MOD, "dialling discovered peer id=%s at %s%s", id, dial[0],
+                n > 1 ? " (and more)" : "");
+}
+
+/* ---- lifecycle ---- */
+
+/* Parse the host of a listen address; false if it is not numeric. */
+static bool listen_host(const char *listen, struct lr_announce_addr *out, bool *wildcard,
+                        bool *loopback)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *h = listen, *e;
+    if (*h == '[') {
+        h++;
+        e = strchr(h, ']');
+    } else {
+        e = strrchr(h, ':');
+    }
+    if (!e || (size_t)(e - h) >= sizeof(host))
+        return false;
+    memcpy(host, h, (size_t)(e - h));
+    host[e - h] = '\0';
+    memset(out, 0, sizeof(*out));
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1) {
+        out->family = 4;
+        memcpy(out->a, &a4, 4);
+        *wildcard = a4.s_addr == htonl(INADDR_ANY);
+        *loopback = (ntohl(a4.s_addr) >> 24) == 127;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &a6) == 1) {
+        out->family = 6;
+        memcpy(out->a, &a6, 16);
+        *wildcard = IN6_IS_ADDR_UNSPECIFIED(&a6);
+        *loopback = IN6_IS_ADDR_LOOPBACK(&a6);
+        return true;
+    }
+    return false;
+}
+
+void disc_start(struct lr_daemon *d)
+{
+    if (d->opts->no_discovery) {
+        lr_info(MOD, "off (--no-discovery)");
+        return;
+    }
+    if (!d->tr)
+        return;
+    size_t nl = d->opts->nlisten ? d->opts->nlisten : 1;
+    uint16_t ports[LR_ANNOUNCE_MAX_PORTS];
+    struct lr_announce_addr addrs[LR_ANNOUNCE_MAX_ADDRS];
+    size_t np = 0, na = 0;
+    bool any_wild = false, any_v4 = false, any_v6 = false, reachable = false;
+    for (size_t i = 0; i < nl; i++) {
+        const char *l = d->opts->nlisten ? d->opts->listen[i] : LR_TRANSPORT_DEFAULT_LISTEN;
+        struct lr_announce_addr a;
+        bool wild = false, loop = false;
+        int port = lr_transport_local_port(d->tr, i);
+        if (!listen_host(l, &a, &wild, &loop) || loop || port <= 0)
+            continue;
+        reachable = true;
+        any_wild |= wild;
+        /* "[::]" is dual-stack; "0.0.0.0" is IPv4 only. */
+        any_v4 |= a.family == 4 || wild;
+        any_v6 |= a.family == 6;
+        bool dup = false;
+        for (size_t k = 0; k < np; k++)
+            dup |= ports[k] == (uint16_t)port;
+        if (!dup && np < LR_ANNOUNCE_MAX_PORTS)
+            ports[np++] = (uint16_t)port;
+        if (!wild && na < LR_ANNOUNCE_MAX_ADDRS)
+            addrs[na++] = a;
+    }
+    if (!reachable) {
+        lr_info(MOD, "off: every listen address is a loopback one");
+        return;
+    }
+    struct disc_state *st = state(d);
+    struct lr_discovery_config cfg = {
+        .key_path = lr_identity_key_path(d->ident),
+        .name = d->cfg->name,
+        .ports = ports,
+        .nports = np,
+        .addrs = addrs,
+        .naddrs = na,
+        .port = (uint16_t)d->opts->discovery_port,
+        .no_ipv4 = !any_v4,
+        .no_ipv6 = !any_v6,
+        .restrict_ifaces = !any_wild,
+    };
+    struct lr_err err = {0};
+    if (lr_discovery_start(&d->loop, &cfg, on_seen, d, &st->disc, &err) < 0)
+        lr_warn(MOD, "not started: %s", err.msg);
+}
+
+int disc_stop(struct lr_daemon *d, void (*done)(void *ud), void *ud)
+{
+    if (!d->disc || !d->disc->disc)
+        return 0;
+    lr_discovery_close(d->disc->disc, done, ud);
+    d->disc->disc = NULL;
+    return 1;
+}
+
+void disc_free(struct lr_daemon *d)
+{
+    free(d->disc);
+    d->disc = NULL;
+}
+
+void disc_pending_note(struct lr_daemon *d, const struct lr_device_id *id, const char *name,
+                       const char *const *addrs, size_t naddrs, const char *via)
+{
+    struct disc_state *st = state(d);
+    bool fresh;
+    struct heard *e = heard_get(st, id, &fresh);
+    if (name)
+        snprintf(e->name, sizeof(e->name), "%s", name);
+    e->naddrs = 0;
+    for (size_t i = 0; i < naddrs; i++)
+        add_unique(e->addrs, &e->naddrs, addrs[i]);
+    snprintf(e->via, sizeof(e->via), "%s", via);
+    e->last_mono = uv_now(&d->loop);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    e->last_wall_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000);
+}
+
+json_t *disc_pending_json(struct lr_daemon *d)
+{
+    json_t *arr = json_array();
+    if (!d->disc)
+        return arr;
+    uint64_t now = uv_now(&d->loop);
+    for (size_t i = 0; i < DISC_PENDING_MAX; i++) {
+        const struct heard *e = &d->disc->h[i];
+        if (!e->used || now - e->last_mono > DISC_PENDING_TTL_MS ||
+            lr_config_find_peer(d->cfg, &e->id))
+            continue;
+        char id[LR_DEVICE_ID_STRLEN + 1];
+        lr_device_id_format(&e->id, id);
+        json_t *addrs = json_array();
+        for (size_t k = 0; k < e->naddrs; k++)
+            json_array_append_new(addrs, lr_json_lossy(e->addrs[k], strlen(e->addrs[k])));
+        time_t t = (time_t)(e->last_wall_ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char when[32];
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:o, s:s, s:s}", "id", id, "name",
+                                             lr_json_lossy(e->name, strlen(e->name)), "addresses",
+                                             addrs, "last_seen", when, "via", e->via));
+    }
+    return arr;
+}

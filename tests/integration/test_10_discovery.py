@@ -1,0 +1,262 @@
+"""LAN discovery in network namespaces: two namespaces joined by a veth pair
+(IPv4 198.18.1.0/24 and IPv6 link-local, DAD off, no routes at all: each send
+names its interface). Alice is in one namespace; Bob and Carol share the other.
+Alice and Bob added each other with no address; Carol trusts Alice but Alice
+never added Carol.
+
+- Alice and Bob connect within 10 s of starting, from announcements alone.
+- Carol is listed in Alice's `pending` (via discovery) and gets nothing: her
+  dials are refused at the handshake.
+- Forged announcements (bad signature; a valid signature by a key that does
+  not hash to the claimed ID) are ignored, while a valid one from a fresh key
+  (the positive control for the Python sender) is listed.
+- A captured real announcement replayed later changes nothing.
+
+Namespaces and links exist only for this test and are deleted afterwards;
+daemons are stopped by PID (conftest)."""
+import hashlib
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from conftest import BIN, Device, wait_for
+
+GROUP4 = "239.255.21.37"
+MAGIC = b"LRDA"
+CTX = b"landropic-announce-v1\0"
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def lan():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if subprocess.run(["which", "ip"], capture_output=True).returncode != 0:
+        pytest.skip("no ip command")
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"lrd-{tag}-a", f"lrd-{tag}-b"
+    va, vb = f"lda{tag}", f"ldb{tag}"
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"cannot create network namespaces: {e.stderr.strip()}")
+    try:
+        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
+        sh("ip", "link", "set", va, "netns", a)
+        sh("ip", "link", "set", vb, "netns", b)
+        for ns, dev, ip in ((a, va, "198.18.1.1"), (b, vb, "198.18.1.2")):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.accept_dad=0")
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "multicast", "on")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield {"a": a, "b": b, "va": va, "vb": vb}
+    finally:
+        sh("ip", "netns", "del", a, check=False)
+        sh("ip", "netns", "del", b, check=False)
+
+
+class NsDevice(Device):
+    def __init__(self, home, name, ns, port, dport):
+        super().__init__(home, name)
+        self.ns = ns
+        self.port = port
+        self.dport = dport
+
+    def start(self, *extra):
+        p = subprocess.run(["ip", "netns", "exec", self.ns, BIN, "--home", self.home, "daemon",
+                            "--listen", f"[::]:{self.port}", "--detach", "--log-level", "debug",
+                            "--discovery-port", str(self.dport), *extra],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        self.pid = self.daemon_pid()
+        assert self.pid
+
+    def log(self):
+        with open(os.path.join(self.home, "landropic.log"), errors="replace") as f:
+            return f.read()
+
+    def pending(self):
+        return self.ok("peers", "--json").json()["pending"]
+
+    def pending_entry(self, dev_id):
+        for p in self.pending():
+            if p["id"] == dev_id:
+                return p
+        return None
+
+
+# Runs inside a namespace: receive datagrams on the discovery port for `secs`
+# seconds (joined on the interface), write them as hex lines to `out`.
+CAPTURE = r"""
+import socket, struct, sys, time
+port, dev, secs, out = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+idx = socket.if_nametoindex(dev)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton("239.255.21.37") + struct.pack("=4si", b"\0" * 4, idx))
+s.settimeout(0.2)
+end = time.time() + secs
+with open(out, "w") as f:
+    while time.time() < end:
+        try:
+            data, src = s.recvfrom(4096)
+        except socket.timeout:
+            continue
+        f.write(data.hex() + "\n")
+        f.flush()
+"""
+
+# Runs inside a namespace: send each hex datagram of argv[3:] to argv[1]:argv[2].
+SEND = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for h in sys.argv[3:]:
+    s.sendto(bytes.fromhex(h), (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.6)
+"""
+
+
+def ns_python(ns, code, *args, background=False):
+    cmd = ["ip", "netns", "exec", ns, sys.executable, "-c", code, *map(str, args)]
+    if background:
+        return subprocess.Popen(cmd)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+
+
+def announcement(key, name, *, dev_id=None, ports=(21037,), sign=True, ts=None):
+    """An announcement built independently of the C code (docs/discovery.md)."""
+    from cryptography.hazmat.primitives import serialization as ser
+    pub = key.public_key()
+    raw = pub.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+    spki = pub.public_bytes(ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo)
+    if dev_id is None:
+        dev_id = hashlib.sha256(spki).digest()
+    ts = int(time.time() * 1000) if ts is None else ts
+    body = MAGIC + bytes([1, 0]) + raw + dev_id + struct.pack(">Q", ts) + os.urandom(16)
+    body += bytes([len(name)]) + name + bytes([len(ports)])
+    body += b"".join(struct.pack(">H", p) for p in ports) + bytes([0])
+    sig = key.sign(CTX + body) if sign else bytes(64)
+    return body + sig
+
+
+def raw_id(text_id):
+    """32 ID bytes from the text form: base32 of 4 blocks of 13 chars + 1 check char each."""
+    import base64
+    s = text_id.replace("-", "")
+    data = "".join(s[i * 14:i * 14 + 13] for i in range(4))
+    return base64.b32decode(data + "====")[:32]
+
+
+def ann_name(data):
+    off = 4 + 2 + 32 + 32 + 8 + 16
+    return data[off + 1:off + 1 + data[off]]
+
+
+def test_discovery_connects_lists_pending_ignores_forged_and_replayed(lan, tmp_path):
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    dport = random.randint(30000, 39999)
+    a = NsDevice(tmp_path / "a", "alice", lan["a"], 21037, dport)
+    b = NsDevice(tmp_path / "b", "bob", lan["b"], 21037, dport)
+    c = NsDevice(tmp_path / "c", "carol", lan["b"], 21039, dport)
+    cap_file = tmp_path / "captured.hex"
+    cap = None
+    try:
+        for d in (a, b, c):
+            d.init()
+        a.ok("peer", "add", b.id, "--name", "bob")
+        b.ok("peer", "add", a.id, "--name", "alice")
+        c.ok("peer", "add", a.id, "--name", "alice")
+
+        # Listen on Alice's side for what she hears, to replay a real one later.
+        cap = ns_python(lan["a"], CAPTURE, dport, lan["va"], 8, cap_file, background=True)
+        time.sleep(0.5)
+
+        t0 = time.time()
+        a.start()
+        b.start()
+        c.start()
+        wait_for(lambda: a.peer_info(b)["connected"] and b.peer_info(a)["connected"],
+                 timeout=10, interval=0.1, what="alice and bob connected without addresses")
+        took = time.time() - t0
+        assert took < 10, took
+        print(f"connected {took:.2f} s after the first start")
+        assert f"dialling discovered peer id={b.id}" in a.log() or \
+            f"dialling discovered peer id={a.id}" in b.log()
+
+        # Carol: listed as pending on Alice's side, with her address; never given anything.
+        ent = wait_for(lambda: a.pending_entry(c.id), timeout=10, what="carol pending on alice")
+        assert ent["name"] == "carol" and ent["via"] == "discovery"
+        assert "198.18.1.2:21039" in ent["addresses"], ent
+        assert ent["last_seen"].endswith("Z")
+        assert [p["id"] for p in a.ok("peers", "--json").json()["peers"]] == [b.id]
+        assert a.pending_entry(b.id) is None  # added peers are not pending
+        human = a.ok("peers").out
+        assert "Seen but not added" in human and c.id in human
+        wait_for(lambda: f"refused handshake from unknown device id={c.id}" in a.log(),
+                 timeout=10, what="carol's dial refused by alice")
+        pc = c.peer_info(a)
+        assert not pc["connected"] and pc["bytes_received"] == 0
+
+        # The capture must be over before unicast tests: with two sockets on the port,
+        # a unicast datagram reaches only one of them.
+        cap.wait(timeout=30)
+        cap = None
+
+        # Forged announcements, sent from Bob's namespace to Alice's discovery socket.
+        good = Ed25519PrivateKey.generate()
+        forged = announcement(Ed25519PrivateKey.generate(), b"py-forged", sign=False)
+        impostor = announcement(Ed25519PrivateKey.generate(), b"py-impostor",
+                                dev_id=raw_id(b.id))
+        stale = announcement(Ed25519PrivateKey.generate(), b"py-stale",
+                             ts=int(time.time() * 1000) - 120000)
+        ns_python(lan["b"], SEND, "198.18.1.1", dport, forged.hex(), impostor.hex(),
+                  stale.hex())
+        ns_python(lan["b"], SEND, "198.18.1.1", dport, announcement(good, b"py-valid").hex())
+        wait_for(lambda: any(p["name"] == "py-valid" for p in a.pending()), timeout=10,
+                 what="the valid Python announcement listed (sender works)")
+        names = [p["name"] for p in a.pending()]
+        assert "py-forged" not in names and "py-impostor" not in names \
+            and "py-stale" not in names, names
+        log = a.log()
+        assert "announcement signature does not verify" in log
+        assert "announcement key does not hash to its device ID" in log
+        assert "announcement is stale" in log
+        assert a.peer_info(b)["connected"]
+
+        # Replay: a real announcement of Carol's, captured earlier, sent again after
+        # Carol has stopped. It must not refresh her entry.
+        with open(cap_file) as f:
+            caught = [bytes.fromhex(x) for x in f.read().split()]
+        carol = [x for x in caught if ann_name(x) == b"carol"]
+        assert carol, f"no announcement of carol captured among {len(caught)}"
+        c.stop()
+        before = a.pending_entry(c.id)
+        assert before
+        time.sleep(1.5)
+        n_replayed = a.log().count("announcement replayed")
+        ns_python(lan["b"], SEND, "198.18.1.1", dport, carol[-1].hex())
+        wait_for(lambda: a.log().count("announcement replayed") > n_replayed, timeout=10,
+                 what="alice refusing the replay")
+        after = a.pending_entry(c.id)
+        assert after == before, (before, after)
+    finally:
+        if cap is not None:
+            cap.kill()
+            cap.wait()
+        for d in (a, b, c):
+            d.stop()
