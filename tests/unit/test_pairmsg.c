@@ -1,9 +1,13 @@
 /*
  * test_pairmsg.c - pairing wire messages: round trips, exact byte layout,
  * incremental framing, and hostile frames (bounds, unknown types,
- * non-minimal varints, trailing bytes, bad text).
+ * non-minimal varints, trailing bytes, bad text). Then the exchange built
+ * on them (session.h): two sessions talking through encoded frames, with
+ * wrong codes, expired and reused codes, a relay in the middle, forged
+ * hellos, vanished peers and out-of-order messages.
  */
 #include "pair/msg.h"
+#include "pair/session.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -272,12 +276,387 @@ static void test_names(void **state)
     assert_string_equal(lr_pair_status_str(99), "unknown status");
 }
 
+/* ---- the exchange (session.h) ---- */
+
+struct party {
+    struct lr_pair_session s;
+    struct lr_buf out; /* frames not yet delivered */
+    int rc;            /* last result */
+    struct lr_err err;
+};
+
+static void party_init(struct party *p)
+{
+    memset(p, 0, sizeof(*p));
+    lr_buf_init(&p->out, 16 * LR_PAIR_FRAME_MAX);
+}
+
+static void party_release(struct party *p)
+{
+    lr_pair_session_clear(&p->s);
+    lr_buf_release(&p->out);
+}
+
+static bool finished(const struct party *p)
+{
+    return p->s.state == LR_PAIR_S_DONE || p->s.state == LR_PAIR_S_FAILED;
+}
+
+/* Deliver everything `from` has queued to `to`; returns frames delivered. */
+static int deliver(struct party *from, struct party *to, uint64_t now)
+{
+    int frames = 0;
+    size_t off = 0;
+    while (off < from->out.len) {
+        struct lr_pair_msg m;
+        int n = lr_pair_msg_decode(from->out.data + off, from->out.len - off, &m, NULL);
+        assert_true(n > 0); /* sessions only ever emit whole, valid frames */
+        off += (size_t)n;
+        frames++;
+        if (finished(to))
+            continue; /* a closed connection: the rest is dropped */
+        lr_err_clear(&to->err);
+        to->rc = lr_pair_session_on_msg(&to->s, &m, now, &to->out, &to->err);
+    }
+    lr_buf_reset(&from->out);
+    return frames;
+}
+
+/* Run until nothing moves. */
+static void pump(struct party *j, struct party *h, uint64_t now)
+{
+    for (int i = 0; i < 20; i++) {
+        int moved = deliver(j, h, now) + deliver(h, j, now);
+        if (moved == 0)
+            return;
+    }
+    fail_msg("pairing did not settle");
+}
+
+static struct lr_device_id dev(uint8_t v)
+{
+    struct lr_device_id id;
+    memset(id.b, v, sizeof(id.b));
+    return id;
+}
+
+struct setup {
+    struct lr_pair_session_cfg j, h;
+};
+
+static void setup_default(struct setup *st, struct lr_pair_code *code)
+{
+    memset(st, 0, sizeof(*st));
+    st->j.role = LR_PAIR_JOINER;
+    st->j.self_id = dev(0x11);
+    st->j.self_name = "phone";
+    st->j.peer_cert_id = dev(0x22);
+    st->j.joiner_code = *code;
+    st->j.joiner_code.created_ms = 0;
+    st->h.role = LR_PAIR_HOLDER;
+    st->h.self_id = dev(0x22);
+    st->h.self_name = "laptop";
+    st->h.peer_cert_id = dev(0x11);
+    st->h.holder_code = code;
+    for (int i = 0; i < LR_PAIR_EXPORTER_LEN; i++)
+        st->j.exporter[i] = st->h.exporter[i] = (uint8_t)(0x30 + i);
+}
+
+static void start(struct party *j, struct party *h, const struct setup *st, uint64_t now)
+{
+    party_init(j);
+    party_init(h);
+    assert_int_equal(lr_pair_session_start(&j->s, &st->j, now, &j->out, &j->err), 0);
+    assert_true(j->out.len > 0);
+    assert_int_equal(lr_pair_session_start(&h->s, &st->h, now, &h->out, &h->err), 0);
+    assert_int_equal(h->out.len, 0);
+}
+
+static void test_session_ok(void **state)
+{
+    (void)state;
+    struct lr_pair_code code;
+    struct setup st;
+    struct party j, h;
+    assert_int_equal(lr_pair_code_new(&code, 1000, NULL), 0);
+    setup_default(&st, &code);
+    start(&j, &h, &st, 1000);
+    pump(&j, &h, 2000);
+    assert_int_equal(h.rc, 1);
+    assert_int_equal(j.rc, 1);
+    assert_int_equal(h.s.state, LR_PAIR_S_DONE);
+    assert_int_equal(j.s.state, LR_PAIR_S_DONE);
+    assert_int_equal(h.s.status, LR_PAIR_OK);
+    assert_int_equal(j.s.status, LR_PAIR_OK);
+    struct lr_device_id a = dev(0x11), b = dev(0x22);
+    assert_true(lr_device_id_eq(&h.s.peer_id, &a));
+    assert_true(lr_device_id_eq(&j.s.peer_id, &b));
+    assert_string_equal(h.s.peer_name, "phone");
+    assert_string_equal(j.s.peer_name, "laptop");
+    assert_true(code.used);
+    /* keys are gone once finished */
+    uint8_t isk[LR_CPACE_ISK_LEN];
+    assert_int_equal(lr_cpace_isk(&j.s.cpace, isk), LR_EINTERNAL);
+    /* a finished session takes nothing more */
+    struct lr_pair_msg m = result(LR_PAIR_OK, "");
+    assert_int_equal(lr_pair_session_on_msg(&j.s, &m, 0, &j.out, NULL), LR_EINTERNAL);
+    assert_int_equal(lr_pair_session_on_msg(&h.s, &m, 0, &h.out, NULL), LR_EINTERNAL);
+    /* and the code cannot pair again */
+    party_release(&j);
+    party_release(&h);
+    start(&j, &h, &st, 3000);
+    pump(&j, &h, 3000);
+    assert_int_equal(j.rc, LR_EVERIFY);
+    assert_int_equal(j.s.status, LR_PAIR_USED);
+    assert_int_equal(h.rc, LR_EVERIFY);
+    party_release(&j);
+    party_release(&h);
+}
+
+static void test_session_wrong_code(void **state)
+{
+    (void)state;
+    struct lr_pair_code code;
+    struct setup st;
+    struct party j, h;
+    assert_int_equal(lr_pair_code_new(&code, 0, NULL), 0);
+    setup_default(&st, &code);
+    st.j.joiner_code.secret = (code.secret + 1) % (LR_PAIR_SECRET_MAX + 1);
+    start(&j, &h, &st, 0);
+    pump(&j, &h, 10);
+    assert_int_equal(j.rc, LR_EVERIFY);
+    assert_non_null(strstr(j.err.msg, "wrong code"));
+    assert_int_equal(j.s.status, LR_PAIR_WRONG_CODE);
+    assert_int_equal(h.rc, LR_EVERIFY);
+    assert_non_null(strstr(h.err.msg, "wrong code"));
+    assert_int_equal(h.s.state, LR_PAIR_S_FAILED);
+    assert_true(code.failed);
+    assert_false(code.used);
+    party_release(&j);
+    party_release(&h);
+
+    /* the right code afterwards is refused: one attempt per code */
+    setup_default(&st, &code);
+    start(&j, &h, &st, 20);
+    pump(&j, &h, 20);
+    assert_int_equal(j.rc, LR_EVERIFY);
+    assert_non_null(strstr(j.err.msg, "code already used"));
+    assert_int_equal(h.s.state, LR_PAIR_S_FAILED);
+    assert_int_equal(h.s.status, LR_PAIR_USED);
+    party_release(&j);
+    party_release(&h);
+}
+
+static void test_session_expired(void **state)
+{
+    (void)state;
+    struct lr_pair_code code;
+    struct setup st;
+    struct party j, h;
+    assert_int_equal(lr_pair_code_new(&code, 100, NULL), 0);
+    setup_default(&st, &code);
+    start(&j, &h, &st, 100);
+    pump(&j, &h, 100 + LR_PAIR_CODE_TTL_MS);
+    assert_int_equal(h.rc, LR_ETIMEOUT);
+    assert_int_equal(j.rc, LR_ETIMEOUT);
+    assert_int_equal(j.s.status, LR_PAIR_EXPIRED);
+    assert_non_null(strstr(j.err.msg, "code expired"));
+    assert_false(code.claimed);
+    party_release(&j);
+    party_release(&h);
+}
+
+/* A relay holds two TLS sessions: the exporters differ. It fails and burns the code. */
+static void test_session_relay(void **state)
+{
+    (void)state;
+    struct lr_pair_code code;
+    struct setup st;
+    struct party j, h;
+    assert_int_equal(lr_pair_code_new(&code, 0, NULL), 0);
+    setup_default(&st, &code);
+    st.h.exporter[0] ^= 1;
+    start(&j, &h, &st, 0);
+    pump(&j, &h, 0);
+    assert_int_equal(j.rc, LR_EVERIFY);
+    assert_int_equal(h.rc, LR_EVERIFY);
+    assert_true(code.failed);
+    party_release(&j);
+    party_release(&h);
+
+    /* the relay's own certificate towards the holder: IDs in CI differ */
+    assert_int_equal(lr_pair_code_new(&code, 0, NULL), 0);
+    setup_default(&st, &code);
+    st.j.peer_cert_id = dev(0x33); /* J sees M's certificate */
+    st.h.peer_cert_id = dev(0x11);
+    start(&j, &h, &st, 0);
+    pump(&j, &h, 0);
+    /* H's hello names 0x22, J's certificate view says 0x33: refused at hello */
+    assert_int_equal(j.rc, LR_EPROTO);
+    assert_non_null(strstr(j.err.msg, "certificate"));
+    assert_true(code.failed); /* H had claimed it: burnt */
+    party_release(&j);
+    party_release(&h);
+}
+
+static void test_session_hello_checks(void **state)
+{
+    (void)state;
+    struct lr_pair_code code;
+    struct setup st;
+    struct party j, h;
+    assert_int_equal(lr_pair_code_new(&code, 0, NULL), 0);
+
+    /* joiner's hello carries an ID that is not its certificate's */
+    setup_default(&st, &code);
+    st.h.peer_cert_id = dev(0x44);
+    start(&j, &h, &st, 0);
+    pump(&j, &h, 0);
+    assert_int_equal(h.rc, LR_EPROTO);
+    assert_int_equal(j.rc, LR_EPROTO);
+    assert_int_equal(j.s.status, LR_PAIR_ERROR);
+    assert_false(code.claimed); /* refused before the attempt began */
+    party_release(&j);
+    party_release(&h);
+
+    /* other nameplate: no such code, and ours stays usable */
+    setup_default(&st, &code);
+    st.j.joiner_code.nameplate = (uint16_t)((code.nameplate + 1) % 1000);
+    start(&j, &h, &st, 0);
+    pump(&j, &h, 0);
+    assert_int_equal(h.rc, LR_ENOTFOUND);
+    assert_int_equal(j.rc, LR_ENOTFOUND);
+    assert_int_equal(j.s.status, LR_PAIR_NO_CODE);
+    assert_int_equal(lr_pair_code_check(&code, 0, NULL), 0);
+    party_release(&j);
+    party_release(&h);
+
+    /* unsupported version */
+    setup_default(&st, &code);
+    party_init(&h);
+    assert_int_equal(lr_pair_session_start(&h.s, &st.h, 0, &h.out, NULL), 0);
+    struct lr_pair_msg m = hello(code.nameplate, "phone");
+    m.u.hello.id = dev(0x11);
+    m.u.hello.version = 2;
+    assert_int_equal(lr_pair_session_on_msg(&h.s, &m, 0, &h.out, &h.err), LR_EUNSUPPORTED);
+    assert_true(h.out.len > 0); /* tells the peer */
+    assert_false(code.claimed);
+    party_release(&h);
+
+    /* bad configuration */
+    party_init(&h);
+    setup_default(&st, &code);
+    st.h.self_name = "";
+    assert_int_equal(lr_pair_session_start(&h.s, &st.h, 0, &h.out, NULL), LR_EINTERNAL);
+    st.h.self_name = "laptop";
+    st.h.holder_code = NULL;
+    assert_int_equal(lr_pair_session_start(&h.s, &st.h, 0, &h.out, NULL), LR_EINTERNAL);
+    party_release(&h);
+}
+
+/* The joiner vanishes after the holder's tag: that was its one guess. */
+static void test_session_abort_burns(void **state)
+{
+    (void)state;
+    struct lr_pair_code code;
+    struct setup st;
+    struct party j, h;
+    assert_int_equal(lr_pair_code_new(&code, 0, NULL), 0);
+    setup_default(&st, &code);
+    start(&j, &h, &st, 0);
+    deliver(&j, &h, 0); /* HELLO + CPACE -> HELLO, CPACE, CONFIRM(Tb) */
+    assert_int_equal(h.s.state, LR_PAIR_S_WAIT_CONFIRM);
+    assert_true(code.claimed);
+    /* a second joiner meanwhile gets nothing */
+    struct party j2, h2;
+    start(&j2, &h2, &st, 0);
+    pump(&j2, &h2, 0);
+    assert_int_equal(j2.rc, LR_EVERIFY);
+    assert_int_equal(h2.s.status, LR_PAIR_USED);
+    party_release(&j2);
+    party_release(&h2);
+    lr_pair_session_abort(&h.s);
+    assert_int_equal(h.s.state, LR_PAIR_S_FAILED);
+    assert_true(code.failed);
+    assert_int_equal(lr_pair_code_check(&code, 0, NULL), LR_EVERIFY);
+    party_release(&j);
+    party_release(&h);
+}
+
+static void test_session_out_of_order(void **state)
+{
+    (void)state;
+    struct lr_pair_code code;
+    struct setup st;
+    struct party h, j;
+    struct lr_pair_msg m;
+    assert_int_equal(lr_pair_code_new(&code, 0, NULL), 0);
+    setup_default(&st, &code);
+
+    /* holder gets a CONFIRM first */
+    party_init(&h);
+    assert_int_equal(lr_pair_session_start(&h.s, &st.h, 0, &h.out, NULL), 0);
+    memset(&m, 0, sizeof(m));
+    m.type = LR_PAIR_MSG_CONFIRM;
+    assert_int_equal(lr_pair_session_on_msg(&h.s, &m, 0, &h.out, &h.err), LR_EPROTO);
+    assert_non_null(strstr(h.err.msg, "unexpected PAIR_CONFIRM"));
+    struct lr_pair_msg r;
+    assert_true(lr_pair_msg_decode(h.out.data, h.out.len, &r, NULL) > 0);
+    assert_int_equal(r.type, LR_PAIR_MSG_RESULT);
+    assert_int_equal(r.u.result.status, LR_PAIR_ERROR);
+    assert_false(code.claimed);
+    party_release(&h);
+
+    /* holder gets the identity as the joiner's share: refused, code burnt */
+    party_init(&h);
+    assert_int_equal(lr_pair_session_start(&h.s, &st.h, 0, &h.out, NULL), 0);
+    m = hello(code.nameplate, "phone");
+    m.u.hello.id = dev(0x11);
+    assert_int_equal(lr_pair_session_on_msg(&h.s, &m, 0, &h.out, NULL), 0);
+    memset(&m, 0, sizeof(m));
+    m.type = LR_PAIR_MSG_CPACE;
+    assert_int_equal(lr_pair_session_on_msg(&h.s, &m, 0, &h.out, &h.err), LR_EPROTO);
+    assert_non_null(strstr(h.err.msg, "ristretto255"));
+    assert_true(code.failed);
+    party_release(&h);
+
+    /* joiner gets a CONFIRM before the holder's share; and an early "ok" */
+    assert_int_equal(lr_pair_code_new(&code, 0, NULL), 0);
+    setup_default(&st, &code);
+    party_init(&j);
+    assert_int_equal(lr_pair_session_start(&j.s, &st.j, 0, &j.out, NULL), 0);
+    m = hello(code.nameplate, "laptop");
+    m.u.hello.id = dev(0x22);
+    assert_int_equal(lr_pair_session_on_msg(&j.s, &m, 0, &j.out, NULL), 0);
+    memset(&m, 0, sizeof(m));
+    m.type = LR_PAIR_MSG_CONFIRM;
+    assert_int_equal(lr_pair_session_on_msg(&j.s, &m, 0, &j.out, NULL), LR_EPROTO);
+    party_release(&j);
+
+    party_init(&j);
+    assert_int_equal(lr_pair_session_start(&j.s, &st.j, 0, &j.out, NULL), 0);
+    m = result(LR_PAIR_OK, "");
+    assert_int_equal(lr_pair_session_on_msg(&j.s, &m, 0, &j.out, &j.err), LR_EPROTO);
+    assert_int_equal(j.s.state, LR_PAIR_S_FAILED);
+    party_release(&j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrips),     cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_stream),         cmocka_unit_test(test_encode_rejects),
-        cmocka_unit_test(test_decode_hostile), cmocka_unit_test(test_names),
+        cmocka_unit_test(test_roundtrips),
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_encode_rejects),
+        cmocka_unit_test(test_decode_hostile),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_session_ok),
+        cmocka_unit_test(test_session_wrong_code),
+        cmocka_unit_test(test_session_expired),
+        cmocka_unit_test(test_session_relay),
+        cmocka_unit_test(test_session_hello_checks),
+        cmocka_unit_test(test_session_abort_burns),
+        cmocka_unit_test(test_session_out_of_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
