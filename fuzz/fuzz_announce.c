@@ -40,6 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < a.nports; i++)
         if (a.ports[i] == 0)
             abort();
+    if (a.has_nameplate ? a.nameplate > LR_ANNOUNCE_NAMEPLATE_MAX : a.nameplate != 0)
+        abort();
     struct lr_buf b;
     lr_buf_init(&b, LR_ANNOUNCE_MAX);
     if (lr_announce_encode_body(&a, &b, NULL) != 0 || b.len != size - LR_ANNOUNCE_SIG_LEN ||

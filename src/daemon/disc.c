@@ -19,8 +19,7 @@
 
 #define MOD "discovery"
 
-/* "[ipv6%ifname]:65535" */
-#define ADDR_STRLEN (INET6_ADDRSTRLEN + IF_NAMESIZE + 10)
+#define ADDR_STRLEN DISC_ADDR_STRLEN
 
 struct heard {
     bool used;
@@ -32,6 +31,8 @@ struct heard {
     uint64_t last_mono;     /* uv_now when last heard */
     uint64_t last_wall_ms;  /* wall clock when last heard */
     uint64_t answered_mono; /* uv_now of our last answer to it, 0 = never */
+    bool has_nameplate;
+    uint16_t nameplate;
 };
 
 struct disc_state {
@@ -117,6 +118,17 @@ static void seen_addrs(const struct lr_discovery_seen *s, char (*out)[ADDR_STRLE
     }
 }
 
+/* The transport's address syntax has no IPv6 scope: link-local ones cannot be dialled. */
+static bool dialable(const char *addr)
+{
+    char ip[ADDR_STRLEN];
+    snprintf(ip, sizeof(ip), "%s", addr[0] == '[' ? addr + 1 : addr);
+    char *end = strchr(ip, ']');
+    if (end)
+        *end = '\0';
+    return !strchr(ip, '%') && !v6_linklocal(ip);
+}
+
 /* ---- receiving ---- */
 
 static void on_seen(void *ud, const struct lr_discovery_seen *s)
@@ -133,6 +145,8 @@ static void on_seen(void *ud, const struct lr_discovery_seen *s)
     snprintf(e->name, sizeof(e->name), "%s", a->name);
     snprintf(e->via, sizeof(e->via), "discovery");
     seen_addrs(s, e->addrs, &e->naddrs);
+    e->has_nameplate = a->has_nameplate;
+    e->nameplate = a->nameplate;
     e->last_mono = now;
     e->last_wall_ms = s->recv_ms;
 
@@ -160,16 +174,9 @@ static void on_seen(void *ud, const struct lr_discovery_seen *s)
         return; /* not ours to dial, fixed addresses, or already up */
     const char *dial[LR_TRANSPORT_MAX_ADDRS];
     size_t n = 0;
-    for (size_t i = 0; i < e->naddrs; i++) {
-        /* The transport's address syntax has no IPv6 scope: link-local ones cannot be dialled. */
-        char ip[ADDR_STRLEN];
-        snprintf(ip, sizeof(ip), "%s", e->addrs[i][0] == '[' ? e->addrs[i] + 1 : e->addrs[i]);
-        char *end = strchr(ip, ']');
-        if (end)
-            *end = '\0';
-        if (!strchr(ip, '%') && !v6_linklocal(ip))
+    for (size_t i = 0; i < e->naddrs; i++)
+        if (dialable(e->addrs[i]))
             dial[n++] = e->addrs[i];
-    }
     if (n == 0)
         return;
     struct lr_err err = {0};
@@ -332,4 +339,51 @@ json_t *disc_pending_json(struct lr_daemon *d)
                                              addrs, "last_seen", when, "via", e->via));
     }
     return arr;
+}
+
+int disc_set_nameplate(struct lr_daemon *d, int nameplate)
+{
+    if (!d->disc || !d->disc->disc)
+        return LR_EUNSUPPORTED;
+    return lr_discovery_set_nameplate(d->disc->disc, nameplate);
+}
+
+void disc_announce_now(struct lr_daemon *d)
+{
+    if (d->disc && d->disc->disc)
+        lr_discovery_announce(d->disc->disc);
+}
+
+size_t disc_find_nameplate(struct lr_daemon *d, unsigned nameplate, struct disc_match *out,
+                           size_t max)
+{
+    if (!d->disc)
+        return 0;
+    uint64_t now = uv_now(&d->loop);
+    const struct heard *found[DISC_PENDING_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < DISC_PENDING_MAX; i++) {
+        const struct heard *e = &d->disc->h[i];
+        if (e->used && e->has_nameplate && e->nameplate == nameplate &&
+            now - e->last_mono <= DISC_NAMEPLATE_TTL_MS && strcmp(e->via, "discovery") == 0)
+            found[n++] = e;
+    }
+    /* Most recently heard first (n is at most DISC_PENDING_MAX: insertion sort). */
+    for (size_t i = 1; i < n; i++)
+        for (size_t k = i; k > 0 && found[k]->last_mono > found[k - 1]->last_mono; k--) {
+            const struct heard *t = found[k];
+            found[k] = found[k - 1];
+            found[k - 1] = t;
+        }
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < max; i++) {
+        struct disc_match *o = &out[m++];
+        memset(o, 0, sizeof(*o));
+        o->id = found[i]->id;
+        snprintf(o->name, sizeof(o->name), "%s", found[i]->name);
+        for (size_t k = 0; k < found[i]->naddrs; k++)
+            if (dialable(found[i]->addrs[k]))
+                snprintf(o->addrs[o->naddrs++], sizeof(o->addrs[0]), "%s", found[i]->addrs[k]);
+    }
+    return m;
 }

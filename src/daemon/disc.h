@@ -23,9 +23,14 @@
 #ifndef LR_DAEMON_DISC_H
 #define LR_DAEMON_DISC_H
 
+#include "discovery/announce.h"
 #include "identity/identity.h"
+#include "transport/transport.h"
 
 #include <jansson.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct lr_daemon;
@@ -33,6 +38,18 @@ struct lr_daemon;
 #define DISC_PENDING_MAX 64
 #define DISC_PENDING_TTL_MS (5 * 60 * 1000)
 #define DISC_ANSWER_GAP_MS 10000
+/* "[ipv6%ifname]:65535" */
+#define DISC_ADDR_STRLEN (INET6_ADDRSTRLEN + IF_NAMESIZE + 10)
+/* A nameplate counts only if announced this recently. */
+#define DISC_NAMEPLATE_TTL_MS 60000
+
+/* A device currently announcing a pairing nameplate. */
+struct disc_match {
+    struct lr_device_id id;
+    char name[LR_ANNOUNCE_NAME_MAX + 1];
+    char addrs[LR_TRANSPORT_MAX_ADDRS][DISC_ADDR_STRLEN]; /* dialable "HOST:PORT" */
+    size_t naddrs;
+};
 
 /* Start discovery after the transport is up (reads d->opts, d->cfg, d->tr). */
 void disc_start(struct lr_daemon *d);
@@ -48,5 +65,21 @@ void disc_pending_note(struct lr_daemon *d, const struct lr_device_id *id, const
                        const char *const *addrs, size_t naddrs, const char *via);
 /* The `peers` document's "pending" array (new reference): devices not added. */
 json_t *disc_pending_json(struct lr_daemon *d);
+
+/* ---- pairing (docs/pairing.md) ---- */
+/*
+ * Announce `nameplate` (0..999) from now on, or stop with -1; announces at
+ * once. LR_EBADVAL if out of range, LR_EUNSUPPORTED if discovery is off.
+ */
+int disc_set_nameplate(struct lr_daemon *d, int nameplate);
+/*
+ * Devices that announced `nameplate` within DISC_NAMEPLATE_TTL_MS, most
+ * recently heard first, at most `max` into out[]; returns how many (more than
+ * one means somebody else claims it too: the caller decides).
+ */
+size_t disc_find_nameplate(struct lr_daemon *d, unsigned nameplate, struct disc_match *out,
+                           size_t max);
+/* Announce now (a joiner makes holders notice it; rate-limited). */
+void disc_announce_now(struct lr_daemon *d);
 
 #endif

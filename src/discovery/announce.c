@@ -164,9 +164,12 @@ int lr_announce_encode_body(const struct lr_announce *a, struct lr_buf *out, str
         if (a->addrs[i].family != 4 && a->addrs[i].family != 6)
             return lr_err_set(err, LR_EBADVAL, "announcement address %zu has family %u", i,
                               a->addrs[i].family);
+    if (a->has_nameplate && a->nameplate > LR_ANNOUNCE_NAMEPLATE_MAX)
+        return lr_err_set(err, LR_EBADVAL, "announcement nameplate %u over %d", a->nameplate,
+                          LR_ANNOUNCE_NAMEPLATE_MAX);
     lr_buf_put(out, magic, sizeof(magic));
     lr_buf_put_u8(out, LR_ANNOUNCE_VERSION);
-    lr_buf_put_u8(out, 0);
+    lr_buf_put_u8(out, a->has_nameplate ? LR_ANNOUNCE_FLAG_NAMEPLATE : 0);
     lr_buf_put(out, a->pubkey, sizeof(a->pubkey));
     lr_buf_put(out, a->id.b, sizeof(a->id.b));
     lr_buf_put_u64(out, a->ts_ms);
@@ -181,6 +184,8 @@ int lr_announce_encode_body(const struct lr_announce *a, struct lr_buf *out, str
         lr_buf_put_u8(out, a->addrs[i].family);
         lr_buf_put(out, a->addrs[i].a, a->addrs[i].family == 4 ? 4 : 16);
     }
+    if (a->has_nameplate)
+        lr_buf_put_u16(out, a->nameplate);
     if (!lr_buf_ok(out))
         return lr_err_set(err, LR_ETOOBIG, "announcement does not fit its buffer");
     return 0;
@@ -243,7 +248,7 @@ int lr_announce_parse(const uint8_t *p, size_t n, struct lr_announce *out, struc
         return lr_err_set(err, LR_EPROTO, "not an announcement (bad magic)");
     if (ver != LR_ANNOUNCE_VERSION)
         return lr_err_set(err, LR_EPROTO, "announcement version %u unsupported", ver);
-    if (flags != 0)
+    if (flags & ~LR_ANNOUNCE_FLAG_NAMEPLATE)
         return lr_err_set(err, LR_EPROTO, "announcement flags 0x%02x unknown", flags);
     if (lr_rd_get_bytes(&r, a.pubkey, sizeof(a.pubkey)) < 0 ||
         lr_rd_get_bytes(&r, a.id.b, sizeof(a.id.b)) < 0 || lr_rd_get_u64(&r, &a.ts_ms) < 0 ||
@@ -287,6 +292,14 @@ int lr_announce_parse(const uint8_t *p, size_t n, struct lr_announce *out, struc
             return lr_err_set(err, LR_ETRUNC, "announcement address %zu is truncated", i);
     }
     a.naddrs = na;
+    if (flags & LR_ANNOUNCE_FLAG_NAMEPLATE) {
+        if (lr_rd_get_u16(&r, &a.nameplate) < 0)
+            return lr_err_set(err, LR_ETRUNC, "announcement nameplate is truncated");
+        if (a.nameplate > LR_ANNOUNCE_NAMEPLATE_MAX)
+            return lr_err_set(err, LR_EBADVAL, "announcement nameplate %u over %d", a.nameplate,
+                              LR_ANNOUNCE_NAMEPLATE_MAX);
+        a.has_nameplate = true;
+    }
     if (lr_rd_left(&r) != 0)
         return lr_err_set(err, LR_EPROTO,
                           "announcement has %zu unexpected bytes before its "

@@ -3,7 +3,7 @@
  * datagram saying "device ID X, called N, listens on these ports".
  *
  * Wire format (docs/discovery.md; all integers big-endian):
- *   magic "LRDA" | u8 version (1) | u8 flags (0)
+ *   magic "LRDA" | u8 version (1) | u8 flags (bit 0: nameplate present; others 0)
  *   pubkey[32]      raw Ed25519 public key of the device
  *   device_id[32]   SHA-256 of the key's SubjectPublicKeyInfo (identity.h)
  *   u64 timestamp   ms since the Unix epoch, strictly increasing per sender
@@ -11,6 +11,8 @@
  *   u8 name_len (1..64) | name        UTF-8, no control characters
  *   u8 nports (0..8)    | u16 port... each non-zero
  *   u8 naddrs (0..8)    | (u8 family 4|6, 4 or 16 bytes)...
+ *   [u16 nameplate (0..999)]          only with flag bit 0: a pairing code's
+ *                                     public part (docs/pairing.md)
  *   signature[64]   Ed25519 over "landropic-announce-v1\0" || everything above
  * Nothing may follow the signature. The device ID is redundant with the key
  * on purpose: the receiver checks SHA-256(SPKI(pubkey)) == device_id, so a
@@ -48,7 +50,9 @@
 #define LR_ANNOUNCE_NONCE_LEN 16
 #define LR_ANNOUNCE_PUBKEY_LEN 32
 #define LR_ANNOUNCE_SIG_LEN 64
-/* Hard limit on a datagram; the largest valid one is 377 bytes. */
+#define LR_ANNOUNCE_FLAG_NAMEPLATE 0x01
+#define LR_ANNOUNCE_NAMEPLATE_MAX 999
+/* Hard limit on a datagram; the largest valid one is 379 bytes. */
 #define LR_ANNOUNCE_MAX 512
 /* Accepted clock window around the receiver's time. */
 #define LR_ANNOUNCE_MAX_AGE_MS 90000
@@ -69,6 +73,8 @@ struct lr_announce {
     size_t nports;
     struct lr_announce_addr addrs[LR_ANNOUNCE_MAX_ADDRS];
     size_t naddrs;
+    bool has_nameplate; /* the device holds a pairing code with this public part */
+    uint16_t nameplate;
 };
 
 /* ---- Signing side ---- */

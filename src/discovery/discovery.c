@@ -290,6 +290,20 @@ void lr_discovery_announce(struct lr_discovery *d)
     d->next_announce = now + jittered(d->interval_ms);
 }
 
+int lr_discovery_set_nameplate(struct lr_discovery *d, int nameplate)
+{
+    if (nameplate < -1 || nameplate > LR_ANNOUNCE_NAMEPLATE_MAX)
+        return LR_EBADVAL;
+    bool has = nameplate >= 0;
+    uint16_t v = has ? (uint16_t)nameplate : 0;
+    if (has == d->tmpl.has_nameplate && v == d->tmpl.nameplate)
+        return 0;
+    d->tmpl.has_nameplate = has;
+    d->tmpl.nameplate = v;
+    lr_discovery_announce(d);
+    return 0;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct lr_discovery *d = t->data;

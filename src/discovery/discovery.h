@@ -106,6 +106,13 @@ int lr_discovery_start(uv_loop_t *loop, const struct lr_discovery_config *cfg, l
 /* Announce now (or at the end of the minimum gap). */
 void lr_discovery_announce(struct lr_discovery *d);
 
+/*
+ * Put a pairing nameplate (0..LR_ANNOUNCE_NAMEPLATE_MAX) in every
+ * announcement from now on, or none with -1; announces at once when it
+ * changes. LR_EBADVAL if out of range (nothing changed).
+ */
+int lr_discovery_set_nameplate(struct lr_discovery *d, int nameplate);
+
 void lr_discovery_get_stats(const struct lr_discovery *d, struct lr_discovery_stats *out);
 
 /* The port actually bound (useful to tests). */

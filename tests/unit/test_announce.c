@@ -171,11 +171,46 @@ static void test_largest_fits(void **state)
         a.ports[a.nports++] = (uint16_t)(1000 + i);
     for (size_t i = 0; i < LR_ANNOUNCE_MAX_ADDRS; i++)
         a.addrs[a.naddrs++].family = 6;
+    a.has_nameplate = true;
+    a.nameplate = LR_ANNOUNCE_NAMEPLATE_MAX;
     struct lr_buf b;
     sign(f, &a, NOW, &b);
-    assert_int_equal(b.len, 377);
+    assert_int_equal(b.len, 379);
     assert_int_equal(lr_announce_decode(b.data, b.len, NOW, &d, NULL), 0);
     assert_int_equal(strlen(d.name), LR_ANNOUNCE_NAME_MAX);
+    assert_true(d.has_nameplate);
+    assert_int_equal(d.nameplate, 999);
+    lr_buf_release(&b);
+}
+
+static void test_nameplate(void **state)
+{
+    struct fx *f = *state;
+    struct lr_announce a, d;
+    struct lr_buf b;
+    /* Absent: flag clear, field zero. */
+    base_ann(&a, "x");
+    sign(f, &a, NOW, &b);
+    assert_int_equal(b.data[5], 0);
+    assert_int_equal(lr_announce_decode(b.data, b.len, NOW, &d, NULL), 0);
+    assert_false(d.has_nameplate);
+    lr_buf_release(&b);
+    /* Present, 0 is a valid nameplate. */
+    base_ann(&a, "x");
+    a.has_nameplate = true;
+    a.nameplate = 0;
+    sign(f, &a, NOW, &b);
+    assert_int_equal(b.data[5], LR_ANNOUNCE_FLAG_NAMEPLATE);
+    assert_int_equal(lr_announce_decode(b.data, b.len, NOW, &d, NULL), 0);
+    assert_true(d.has_nameplate);
+    assert_int_equal(d.nameplate, 0);
+    lr_buf_release(&b);
+    /* Over 999 is refused when signing. */
+    base_ann(&a, "x");
+    a.has_nameplate = true;
+    a.nameplate = 1000;
+    lr_buf_init(&b, LR_ANNOUNCE_MAX);
+    assert_int_equal(lr_announce_sign(f->s, &a, NOW, &b, NULL), LR_EBADVAL);
     lr_buf_release(&b);
 }
 
@@ -472,6 +507,60 @@ static void test_malformed_fields(void **state)
     lr_buf_release(&b);
 }
 
+/* Sign body[0..n) with k and decode it. */
+static int decode_signed(const struct rawkey *k, struct lr_buf *b)
+{
+    static const char ctx[] = "landropic-announce-v1";
+    uint8_t m[sizeof(ctx) + LR_ANNOUNCE_MAX];
+    memcpy(m, ctx, sizeof(ctx));
+    memcpy(m + sizeof(ctx), b->data, b->len);
+    uint8_t sig[64];
+    crypto_sign_detached(sig, NULL, m, sizeof(ctx) + b->len, k->sk);
+    lr_buf_put(b, sig, 64);
+    struct lr_announce d;
+    return lr_announce_decode(b->data, b->len, NOW, &d, NULL);
+}
+
+static void test_nameplate_malformed(void **state)
+{
+    (void)state;
+    struct rawkey k;
+    rawkey_new(&k);
+    struct lr_announce a;
+    memset(&a, 0, sizeof(a));
+    a.name[0] = 'n';
+    memcpy(a.pubkey, k.pk, 32);
+    a.id = k.id;
+    a.ts_ms = NOW;
+    a.has_nameplate = true;
+    a.nameplate = 999;
+    struct lr_buf b;
+    /* 1000 on the wire. */
+    lr_buf_init(&b, LR_ANNOUNCE_MAX);
+    assert_int_equal(lr_announce_encode_body(&a, &b, NULL), 0);
+    b.data[b.len - 2] = 0x03;
+    b.data[b.len - 1] = 0xe8;
+    assert_int_equal(decode_signed(&k, &b), LR_EBADVAL);
+    lr_buf_release(&b);
+    /* Flag set, field missing. */
+    lr_buf_init(&b, LR_ANNOUNCE_MAX);
+    assert_int_equal(lr_announce_encode_body(&a, &b, NULL), 0);
+    b.len -= 2;
+    assert_int_equal(decode_signed(&k, &b), LR_ETRUNC);
+    lr_buf_release(&b);
+    /* Field present, flag clear: trailing bytes. */
+    lr_buf_init(&b, LR_ANNOUNCE_MAX);
+    assert_int_equal(lr_announce_encode_body(&a, &b, NULL), 0);
+    b.data[5] = 0;
+    assert_int_equal(decode_signed(&k, &b), LR_EPROTO);
+    lr_buf_release(&b);
+    /* Valid, for contrast. */
+    lr_buf_init(&b, LR_ANNOUNCE_MAX);
+    assert_int_equal(lr_announce_encode_body(&a, &b, NULL), 0);
+    assert_int_equal(decode_signed(&k, &b), 0);
+    lr_buf_release(&b);
+}
+
 static void test_port_zero_rejected(void **state)
 {
     (void)state;
@@ -509,6 +598,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_largest_fits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sign_rejects_bad_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nameplate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timestamps_increase, setup, teardown),
         cmocka_unit_test(test_independent_signer_accepted),
         cmocka_unit_test_setup_teardown(test_forged_signature, setup, teardown),
@@ -519,6 +609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_and_oversized, setup, teardown),
         cmocka_unit_test(test_malformed_fields),
         cmocka_unit_test(test_port_zero_rejected),
+        cmocka_unit_test(test_nameplate_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

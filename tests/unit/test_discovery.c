@@ -137,7 +137,7 @@ static int teardown(void **state)
 
 /* A signed announcement from the key at `key` (a fresh signer each time is fine:
  * timestamps still increase because real time passes or `bump` is added). */
-static size_t make(const char *key, const char *name, uint64_t bump, uint8_t *out)
+static size_t make_np(const char *key, const char *name, uint64_t bump, int nameplate, uint8_t *out)
 {
     struct lr_announce_signer *s;
     assert_int_equal(lr_announce_signer_load(key, &s, NULL), 0);
@@ -146,6 +146,8 @@ static size_t make(const char *key, const char *name, uint64_t bump, uint8_t *ou
     snprintf(a.name, sizeof(a.name), "%s", name);
     a.ports[0] = 5555;
     a.nports = 1;
+    a.has_nameplate = nameplate >= 0;
+    a.nameplate = (uint16_t)(nameplate >= 0 ? nameplate : 0);
     struct lr_buf b;
     lr_buf_init(&b, LR_ANNOUNCE_MAX);
     assert_int_equal(lr_announce_sign(s, &a, lr_announce_now_ms() + bump, &b, NULL), 0);
@@ -154,6 +156,11 @@ static size_t make(const char *key, const char *name, uint64_t bump, uint8_t *ou
     lr_buf_release(&b);
     lr_announce_signer_free(s);
     return n;
+}
+
+static size_t make(const char *key, const char *name, uint64_t bump, uint8_t *out)
+{
+    return make_np(key, name, bump, -1, out);
 }
 
 static void xmit(struct fx *f, const uint8_t *p, size_t n)
@@ -249,11 +256,33 @@ static void test_flood_is_rate_limited(void **state)
     assert_int_equal((uint64_t)f->seen, st.accepted);
 }
 
+static void test_nameplate(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(lr_discovery_set_nameplate(f->disc, -2), LR_EBADVAL);
+    assert_int_equal(lr_discovery_set_nameplate(f->disc, 1000), LR_EBADVAL);
+    assert_int_equal(lr_discovery_set_nameplate(f->disc, 417), 0);
+    assert_int_equal(lr_discovery_set_nameplate(f->disc, -1), 0);
+    uint8_t p[LR_ANNOUNCE_MAX];
+    size_t n = make_np(f->key_b, "bravo", 0, 417, p);
+    xmit(f, p, n);
+    pump(f, 1);
+    assert_int_equal(f->seen, 1);
+    assert_true(f->last.has_nameplate);
+    assert_int_equal(f->last.nameplate, 417);
+    n = make_np(f->key_b, "bravo", 10, -1, p);
+    xmit(f, p, n);
+    pump(f, 2);
+    assert_int_equal(f->seen, 2);
+    assert_false(f->last.has_nameplate);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_valid_forged_replayed_own, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flood_is_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nameplate, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
