@@ -12,10 +12,14 @@ never added Carol.
   (the positive control for the Python sender) is listed.
 - A captured real announcement replayed later changes nothing.
 
+A second test joins three namespaces (and a fourth device) through a bridge
+with multicast snooping off: three devices that added each other with no
+address all connect; a device running with --no-discovery is neither heard
+nor dialled.
+
 Namespaces and links exist only for this test and are deleted afterwards;
 daemons are stopped by PID (conftest)."""
 import hashlib
-import json
 import os
 import random
 import struct
@@ -259,4 +263,79 @@ def test_discovery_connects_lists_pending_ignores_forged_and_replayed(lan, tmp_p
             cap.kill()
             cap.wait()
         for d in (a, b, c):
+            d.stop()
+
+
+@pytest.fixture
+def bridge3():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if subprocess.run(["which", "ip"], capture_output=True).returncode != 0:
+        pytest.skip("no ip command")
+    tag = uuid.uuid4().hex[:6]
+    hub = f"lrd-{tag}-hub"
+    names = [f"lrd-{tag}-{i}" for i in range(3)]
+    try:
+        sh("ip", "netns", "add", hub)
+        for n in names:
+            sh("ip", "netns", "add", n)
+    except subprocess.CalledProcessError as e:
+        for n in [hub] + names:
+            sh("ip", "netns", "del", n, check=False)
+        pytest.skip(f"cannot create network namespaces: {e.stderr.strip()}")
+    try:
+        sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+        sh("ip", "-n", hub, "link", "set", "br0", "up")
+        for i, n in enumerate(names):
+            outer, inner = f"ldh{tag}{i}", f"ldn{tag}{i}"
+            sh("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
+            sh("ip", "link", "set", outer, "netns", hub)
+            sh("ip", "link", "set", inner, "netns", n)
+            sh("ip", "-n", hub, "link", "set", outer, "master", "br0")
+            sh("ip", "-n", hub, "link", "set", outer, "up")
+            sh("ip", "netns", "exec", n, "sysctl", "-qw", f"net.ipv6.conf.{inner}.accept_dad=0")
+            sh("ip", "-n", n, "addr", "add", f"198.18.2.{i + 1}/24", "dev", inner)
+            sh("ip", "-n", n, "link", "set", inner, "up")
+            sh("ip", "-n", n, "link", "set", "lo", "up")
+        yield names
+    finally:
+        for n in names + [hub]:
+            sh("ip", "netns", "del", n, check=False)
+
+
+def test_three_namespaces_on_a_bridge_connect_without_addresses(bridge3, tmp_path):
+    dport = random.randint(40000, 49999)
+    devs = [NsDevice(tmp_path / n, n, ns, 21037, dport)
+            for n, ns in zip(("alice", "bob", "carol"), bridge3)]
+    quiet = NsDevice(tmp_path / "dave", "dave", bridge3[2], 21041, dport)
+    try:
+        for d in devs + [quiet]:
+            d.init()
+        for d in devs:
+            for o in devs:
+                if o is not d:
+                    d.ok("peer", "add", o.id, "--name", o.name)
+        devs[0].ok("peer", "add", quiet.id, "--name", "dave")
+        quiet.ok("peer", "add", devs[0].id, "--name", "alice")
+        quiet.start("--no-discovery")
+        t0 = time.time()
+        for d in devs:
+            d.start()
+
+        def all_up():
+            return all(d.peer_info(o)["connected"] for d in devs for o in devs if o is not d)
+
+        wait_for(all_up, timeout=10, interval=0.1, what="three devices connected pairwise")
+        print(f"all three pairs connected {time.time() - t0:.2f} s after the first start")
+        # Dave runs without discovery: nobody hears him, so nobody can dial him (Alice
+        # added him but has no address), and he hears nobody.
+        time.sleep(2)
+        assert not devs[0].peer_info(quiet)["connected"]
+        for d in devs[1:]:
+            assert d.pending_entry(quiet.id) is None
+        assert quiet.pending() == []
+        assert "discovery: off (--no-discovery)" in quiet.log()
+        assert "discovery: started" not in quiet.log()
+    finally:
+        for d in devs + [quiet]:
             d.stop()
