@@ -11,10 +11,15 @@
  *    produced and a wrong tag is refused.
  *  - The bytes as a typed pairing code: parse never crashes; a parsed code
  *    formats to a string that parses to the same code.
+ *  - The frames in the bytes, fed in order to a holder's session: it never
+ *    pairs (that would need the secret's confirmation tag), never answers
+ *    with a malformed frame, and once it has claimed the code the code is
+ *    dead after the session ends, whatever the messages were.
  */
 #include "pair/code.h"
 #include "pair/cpace.h"
 #include "pair/msg.h"
+#include "pair/session.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -102,10 +107,60 @@ static void check_code(const uint8_t *data, size_t size)
         abort();
 }
 
+static void check_out(const struct lr_buf *out)
+{
+    size_t off = 0;
+    while (off < out->len) {
+        struct lr_pair_msg m;
+        int n = lr_pair_msg_decode(out->data + off, out->len - off, &m, NULL);
+        if (n <= 0)
+            abort();
+        off += (size_t)n;
+    }
+}
+
+static void check_session(const uint8_t *data, size_t size)
+{
+    struct lr_pair_code code = {.nameplate = 417, .secret = 305911, .created_ms = 0};
+    struct lr_pair_session_cfg cfg;
+    struct lr_pair_session s;
+    struct lr_buf out;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.role = LR_PAIR_HOLDER;
+    memset(cfg.self_id.b, 0x22, LR_DEVICE_ID_LEN);
+    memset(cfg.peer_cert_id.b, 0xa0, LR_DEVICE_ID_LEN);
+    cfg.self_name = "holder";
+    cfg.holder_code = &code;
+    lr_buf_init(&out, 64 * LR_PAIR_FRAME_MAX);
+    if (lr_pair_session_start(&s, &cfg, 1, &out, NULL) != 0 || out.len != 0)
+        abort();
+    size_t off = 0;
+    bool claimed = false;
+    while (off < size) {
+        struct lr_pair_msg m;
+        int n = lr_pair_msg_decode(data + off, size - off, &m, NULL);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+        int rc = lr_pair_session_on_msg(&s, &m, 2, &out, NULL);
+        claimed = claimed || code.claimed;
+        if (rc > 0 || code.used)
+            abort();
+        if (rc < 0)
+            break;
+    }
+    check_out(&out);
+    lr_pair_session_clear(&s);
+    if (claimed && lr_pair_code_check(&code, 2, NULL) != LR_EVERIFY)
+        abort();
+    lr_buf_release(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_msg(data, size);
     check_point(data, size);
     check_code(data, size);
+    check_session(data, size);
     return 0;
 }
