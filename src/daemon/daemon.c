@@ -147,6 +147,7 @@ void daemon_config_changed(struct lr_daemon *d)
         scanjobs_queue(d, &id, 1, NULL, NULL);
     }
     sync_config_changed(d);
+    disc_config_changed(d);
 }
 
 /* ---- transport callbacks ---- */

@@ -129,6 +129,26 @@ static bool dialable(const char *addr)
     return !strchr(ip, '%') && !v6_linklocal(ip);
 }
 
+/* Dial an added peer at the addresses it announced (dialable ones only). */
+static void dial_heard(struct lr_daemon *d, const struct heard *e, const char *what)
+{
+    const char *dial[LR_TRANSPORT_MAX_ADDRS];
+    size_t n = 0;
+    for (size_t i = 0; i < e->naddrs; i++)
+        if (dialable(e->addrs[i]))
+            dial[n++] = e->addrs[i];
+    if (n == 0)
+        return;
+    char id[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(&e->id, id);
+    struct lr_err err = {0};
+    if (lr_transport_dial(d->tr, &e->id, dial, n, &err) < 0)
+        lr_warn(MOD, "cannot dial %s peer id=%s: %s", what, id, err.msg);
+    else
+        lr_info(MOD, "dialling %s peer id=%s at %s%s", what, id, dial[0],
+                n > 1 ? " (and more)" : "");
+}
+
 /* ---- receiving ---- */
 
 static void on_seen(void *ud, const struct lr_discovery_seen *s)
@@ -172,19 +192,7 @@ static void on_seen(void *ud, const struct lr_discovery_seen *s)
     }
     if (!pc || pc->naddrs > 0 || connected || !d->tr)
         return; /* not ours to dial, fixed addresses, or already up */
-    const char *dial[LR_TRANSPORT_MAX_ADDRS];
-    size_t n = 0;
-    for (size_t i = 0; i < e->naddrs; i++)
-        if (dialable(e->addrs[i]))
-            dial[n++] = e->addrs[i];
-    if (n == 0)
-        return;
-    struct lr_err err = {0};
-    if (lr_transport_dial(d->tr, &a->id, dial, n, &err) < 0)
-        lr_warn(MOD, "cannot dial discovered peer id=%s: %s", id, err.msg);
-    else
-        lr_info(MOD, "dialling discovered peer id=%s at %s%s", id, dial[0],
-                n > 1 ? " (and more)" : "");
+    dial_heard(d, e, "discovered");
 }
 
 /* ---- lifecycle ---- */
@@ -339,6 +347,23 @@ json_t *disc_pending_json(struct lr_daemon *d)
                                              addrs, "last_seen", when, "via", e->via));
     }
     return arr;
+}
+
+void disc_config_changed(struct lr_daemon *d)
+{
+    if (!d->disc || !d->tr || d->stopping)
+        return;
+    uint64_t now = uv_now(&d->loop);
+    for (size_t i = 0; i < DISC_PENDING_MAX; i++) {
+        const struct heard *e = &d->disc->h[i];
+        if (!e->used || strcmp(e->via, "discovery") != 0 ||
+            now - e->last_mono > DISC_PENDING_TTL_MS)
+            continue;
+        const struct lr_peer_cfg *pc = lr_config_find_peer(d->cfg, &e->id);
+        const struct peer_rt *p = pc ? daemon_peer(d, &e->id) : NULL;
+        if (pc && pc->naddrs == 0 && !(p && p->conn) && !lr_transport_conn(d->tr, &e->id))
+            dial_heard(d, e, "added");
+    }
 }
 
 int disc_set_nameplate(struct lr_daemon *d, int nameplate)

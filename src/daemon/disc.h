@@ -60,6 +60,13 @@ void disc_start(struct lr_daemon *d);
 int disc_stop(struct lr_daemon *d, void (*done)(void *ud), void *ud);
 void disc_free(struct lr_daemon *d);
 
+/*
+ * After a config change: an added peer with no fixed address that was heard
+ * recently (e.g. just accepted from `pending`) is dialled at once at its
+ * announced addresses, instead of at its next announcement.
+ */
+void disc_config_changed(struct lr_daemon *d);
+
 /* Remember a device seen but not added (copied; `via`: "discovery" or "connect"). */
 void disc_pending_note(struct lr_daemon *d, const struct lr_device_id *id, const char *name,
                        const char *const *addrs, size_t naddrs, const char *via);

@@ -308,8 +308,9 @@ def test_three_namespaces_on_a_bridge_connect_without_addresses(bridge3, tmp_pat
     devs = [NsDevice(tmp_path / n, n, ns, 21037, dport)
             for n, ns in zip(("alice", "bob", "carol"), bridge3)]
     quiet = NsDevice(tmp_path / "dave", "dave", bridge3[2], 21041, dport)
+    late = NsDevice(tmp_path / "erin", "erin", bridge3[1], 21043, dport)
     try:
-        for d in devs + [quiet]:
+        for d in devs + [quiet, late]:
             d.init()
         for d in devs:
             for o in devs:
@@ -317,7 +318,9 @@ def test_three_namespaces_on_a_bridge_connect_without_addresses(bridge3, tmp_pat
                     d.ok("peer", "add", o.id, "--name", o.name)
         devs[0].ok("peer", "add", quiet.id, "--name", "dave")
         quiet.ok("peer", "add", devs[0].id, "--name", "alice")
+        late.ok("peer", "add", devs[0].id, "--name", "alice")
         quiet.start("--no-discovery")
+        late.start()
         t0 = time.time()
         for d in devs:
             d.start()
@@ -336,6 +339,19 @@ def test_three_namespaces_on_a_bridge_connect_without_addresses(bridge3, tmp_pat
         assert quiet.pending() == []
         assert "discovery: off (--no-discovery)" in quiet.log()
         assert "discovery: started" not in quiet.log()
+
+        # Erin trusts Alice; Alice lists her as pending, accepts her with one
+        # `peer add` (no address) and dials her at once from what she heard.
+        alice = devs[0]
+        ent = wait_for(lambda: alice.pending_entry(late.id), timeout=10, what="erin pending")
+        assert "198.18.2.2:21043" in ent["addresses"], ent
+        t1 = time.time()
+        alice.ok("peer", "add", late.id, "--name", "erin")
+        wait_for(lambda: alice.peer_info(late)["connected"], timeout=10, interval=0.1,
+                 what="erin connected after peer add")
+        print(f"erin connected {time.time() - t1:.2f} s after 'peer add'")
+        assert f"dialling added peer id={late.id}" in alice.log()
+        assert alice.pending_entry(late.id) is None
     finally:
-        for d in devs + [quiet]:
+        for d in devs + [quiet, late]:
             d.stop()
