@@ -76,6 +76,7 @@ struct lr_daemon {
         unsigned running, max;
     } side[DAEMON_SIDE_COUNT];
     struct sync_state *sync; /* sync.c */
+    struct scan_progress *scan_progress; /* scanjobs.c */
     struct disc_state *disc; /* disc.c */
     uint64_t started_ms;     /* uv_now at start */
 };

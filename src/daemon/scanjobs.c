@@ -13,10 +13,101 @@
 #include "util/str.h"
 #include "util/xalloc.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MOD "scan"
+
+/*
+ * Progress of a running scan: the scanning thread names a folder whose batch
+ * it committed, the loop then announces it to peers (sync_local_changed), so
+ * a first scan of a large folder is transferred while it runs instead of
+ * after. The loop closes the handle at shutdown while a scan may still be
+ * running, hence the flag under the mutex; the structure lives until both
+ * the handle is closed and no scan job holds it (refs, loop thread only).
+ */
+struct scan_progress {
+    uv_async_t async;
+    pthread_mutex_t mu;
+    bool closed;
+    char **ids; /* folders with news, deduplicated */
+    size_t nids;
+    struct lr_daemon *d;
+    unsigned refs;
+};
+
+static void progress_cb(uv_async_t *h)
+{
+    struct scan_progress *p = h->data;
+    pthread_mutex_lock(&p->mu);
+    char **ids = p->ids;
+    size_t n = p->nids;
+    p->ids = NULL;
+    p->nids = 0;
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (!p->d->stopping && lr_config_find_folder(p->d->cfg, ids[i]))
+            sync_folder_progress(p->d, ids[i]);
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+static struct scan_progress *progress(struct lr_daemon *d)
+{
+    if (!d->scan_progress && !d->stopping) {
+        struct scan_progress *p = lr_xcalloc(1, sizeof(*p));
+        pthread_mutex_init(&p->mu, NULL);
+        p->d = d;
+        uv_async_init(&d->loop, &p->async, progress_cb);
+        p->async.data = p;
+        uv_unref((uv_handle_t *)&p->async);
+        p->refs = 1; /* the handle's */
+        d->scan_progress = p;
+    }
+    return d->scan_progress;
+}
+
+static void progress_unref(struct scan_progress *p)
+{
+    if (!p || --p->refs > 0)
+        return;
+    for (size_t i = 0; i < p->nids; i++)
+        free(p->ids[i]);
+    free(p->ids);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+static void progress_closed(uv_handle_t *h)
+{
+    progress_unref(h->data);
+}
+
+struct commit_ctx {
+    struct scan_progress *p;
+    const char *folder;
+};
+
+/* Scanning thread: a batch of the folder is committed. */
+static void on_commit(void *arg)
+{
+    struct commit_ctx *c = arg;
+    struct scan_progress *p = c->p;
+    pthread_mutex_lock(&p->mu);
+    if (!p->closed) {
+        bool have = false;
+        for (size_t i = 0; i < p->nids && !have; i++)
+            have = strcmp(p->ids[i], c->folder) == 0;
+        if (!have) {
+            p->ids = lr_xreallocarray(p->ids, p->nids + 1, sizeof(*p->ids));
+            p->ids[p->nids++] = lr_xstrdup(c->folder);
+        }
+        uv_async_send(&p->async);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
 
 struct scan_item {
     char *id;
@@ -30,7 +121,8 @@ struct scan_job {
     struct daemon_job base; /* first: the queue sees a struct daemon_job */
     struct scan_item *items;
     size_t nitems;
-    struct lr_api_req *req; /* answered on completion, or NULL */
+    struct lr_api_req *req;         /* answered on completion, or NULL */
+    struct scan_progress *progress; /* set in start (loop); NULL at shutdown */
 };
 
 json_t *lr_scan_result_json(const char *id, const struct lr_scan_result *r)
@@ -49,6 +141,7 @@ static void job_free(struct scan_job *j)
         free(j->items[i].path);
     }
     free(j->items);
+    progress_unref(j->progress);
     free(j);
 }
 
@@ -71,10 +164,14 @@ static void work(struct daemon_job *base)
     struct lr_scan_opts opts = {0};
     opts.short_id = d->short_id;
     opts.on_skip = on_skip;
+    if (j->progress)
+        opts.on_commit = on_commit;
     for (size_t i = 0; i < j->nitems; i++) {
         struct scan_item *it = &j->items[i];
         struct skip_ctx ctx = {d, it->id};
+        struct commit_ctx cc = {j->progress, it->id};
         opts.skip_arg = &ctx;
+        opts.commit_arg = &cc;
         sync_items_scan_begin(d, it->id);
         it->rc = lr_scan_folder(d->ix, it->id, it->path, &opts, &it->res, &it->err);
         sync_items_scan_end(d, it->id, it->rc == 0);
@@ -152,6 +249,9 @@ static void done(struct daemon_job *base, int status)
 static void start(struct daemon_job *base)
 {
     struct scan_job *j = (struct scan_job *)base;
+    j->progress = progress(j->base.d);
+    if (j->progress)
+        j->progress->refs++;
     for (size_t i = 0; i < j->nitems; i++) {
         struct folder_rt *f = daemon_folder(j->base.d, j->items[i].id);
         if (f) {
@@ -230,4 +330,12 @@ void scanjobs_cancel(struct lr_daemon *d)
     /* Every waiting job, scans and sync work alike. A running job cannot be
      * interrupted mid-file; its completion runs during shutdown. */
     daemon_jobs_cancel(d);
+    struct scan_progress *p = d->scan_progress;
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        p->closed = true;
+        pthread_mutex_unlock(&p->mu);
+        uv_close((uv_handle_t *)&p->async, progress_closed);
+        d->scan_progress = NULL;
+    }
 }

@@ -162,6 +162,8 @@ struct folders_job {
     char **ids;
     uint32_t *modes;
     size_t n;
+    bool side;    /* on the serve lane: read only; a missing folder index */
+    bool missing; /* sends the job to the serial queue, which creates it */
     uint8_t *out;
     size_t out_len;
     int rc;
@@ -172,14 +174,24 @@ static void folders_work(struct daemon_job *base)
 {
     struct folders_job *j = (struct folders_job *)base;
     struct lr_daemon *d = base->d;
+    struct lr_index *ix = j->side ? sync_side_ix(d, &j->err) : d->ix;
+    if (!ix) {
+        j->rc = LR_EDB;
+        return;
+    }
     struct lr_proto_folder *v = lr_xcalloc(j->n ? j->n : 1, sizeof(*v));
     size_t n = 0;
-    for (size_t i = 0; i < j->n; i++) {
+    for (size_t i = 0; i < j->n && !j->missing; i++) {
         struct lr_folder_info info;
         struct lr_remote_state rs;
         struct lr_err e = {0};
-        if (lr_index_folder_ensure(d->ix, j->ids[i], d->short_id, &info, &e) < 0 ||
-            lr_index_remote_state(d->ix, j->ids[i], &j->peer, &rs, &e) < 0) {
+        int rc = j->side ? lr_index_folder_get(ix, j->ids[i], &info, &e)
+                         : lr_index_folder_ensure(ix, j->ids[i], d->short_id, &info, &e);
+        if (rc == LR_ENOTFOUND && j->side) {
+            j->missing = true;
+            break;
+        }
+        if (rc < 0 || lr_index_remote_state(ix, j->ids[i], &j->peer, &rs, &e) < 0) {
             lr_warn(MOD, "folder=%s not announced: %s", j->ids[i], e.msg);
             continue;
         }
@@ -193,6 +205,10 @@ static void folders_work(struct daemon_job *base)
             f->peer_seq = rs.max_seq;
         }
         f->mode = j->modes[i];
+    }
+    if (j->missing) {
+        free(v);
+        return;
     }
     lr_proto_folders_sort(v, n);
     struct lr_buf b;
@@ -210,6 +226,13 @@ static void folders_done(struct daemon_job *base, int status)
 {
     struct folders_job *j = (struct folders_job *)base;
     struct lr_daemon *d = base->d;
+    if (status == 0 && !d->stopping && j->missing) {
+        /* A folder has no index yet: the serial queue creates it. */
+        j->side = false;
+        j->missing = false;
+        daemon_job_queue(d, &j->base);
+        return;
+    }
     if (status == 0 && !d->stopping) {
         struct sync_peer *p = sync_peer_get(d, &j->peer);
         if (j->rc < 0) {
@@ -259,7 +282,23 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
         j->modes[j->n] = proto_mode(fc->mode);
         j->ids[j->n++] = lr_xstrdup(fc->id);
     }
-    daemon_job_queue(d, &j->base);
+    /* Beside the serial queue, so a first scan of a large folder does not
+     * hold back the exchange (its batches are announced as committed). */
+    j->side = true;
+    daemon_side_queue(d, DAEMON_SIDE_SERVE, &j->base);
+}
+
+struct lr_index *sync_side_ix(struct lr_daemon *d, struct lr_err *err)
+{
+    struct sync_state *s = d->sync;
+    if (!s->serve_ix) {
+        char *db = lr_xasprintf("%s/index.db", d->opts->home);
+        int rc = lr_index_open(db, &s->serve_ix, err);
+        free(db);
+        if (rc < 0)
+            return NULL;
+    }
+    return s->serve_ix;
 }
 
 /* ---- index sender ---- */
@@ -274,6 +313,7 @@ struct send_job {
     uint64_t from;
     bool first;
     uint64_t view_id, view_seq;
+    bool record_sent; /* out: store view_id/view_seq (what the peer holds of ours) */
     /* out */
     struct lr_buf *frames; /* INDEX payloads */
     size_t nframes;
@@ -300,7 +340,12 @@ static void send_work(struct daemon_job *base)
     bool have_batch = false;
     struct lr_buf out;
     lr_buf_init(&out, LR_PROTO_INDEX_MAX);
-    if ((j->rc = lr_index_folder_get(d->ix, j->folder, &info, &j->err)) < 0)
+    struct lr_index *ix = sync_side_ix(d, &j->err);
+    if (!ix) {
+        j->rc = LR_EDB;
+        goto out;
+    }
+    if ((j->rc = lr_index_folder_get(ix, j->folder, &info, &j->err)) < 0)
         goto out;
     if (!j->decided) {
         bool full =
@@ -308,10 +353,10 @@ static void send_work(struct daemon_job *base)
         j->first = full;
         j->from = full ? 1 : j->view_seq + 1;
         j->decided = true;
-        lr_index_remote_set_sent(d->ix, j->folder, &j->peer, j->view_id, j->view_seq, NULL);
+        j->record_sent = true; /* written by the serial queue (sync_side_ix) */
     }
     j->next = j->from;
-    if ((j->rc = lr_index_list_by_seq(d->ix, j->folder, j->from, SYNC_SEND_RECORDS, LR_IX_CHUNKS,
+    if ((j->rc = lr_index_list_by_seq(ix, j->folder, j->from, SYNC_SEND_RECORDS, LR_IX_CHUNKS,
                                       &list, &j->err)) < 0)
         goto out;
     if ((j->rc = lr_proto_index_batch_init(&batch, j->folder, info.index_id, 0, 0)) < 0) {
@@ -358,10 +403,43 @@ out:
 
 static void queue_sender(struct lr_daemon *d, struct sync_link *l);
 
+/* Stores what a peer said it holds of our index (a write: serial queue). */
+struct sent_job {
+    struct daemon_job base;
+    struct lr_device_id peer;
+    char *folder;
+    uint64_t view_id, view_seq;
+};
+
+static void sent_work(struct daemon_job *base)
+{
+    struct sent_job *j = (struct sent_job *)base;
+    lr_index_remote_set_sent(base->d->ix, j->folder, &j->peer, j->view_id, j->view_seq, NULL);
+}
+
+static void sent_done(struct daemon_job *base, int status)
+{
+    (void)status;
+    struct sent_job *j = (struct sent_job *)base;
+    free(j->folder);
+    free(j);
+}
+
 static void send_done(struct daemon_job *base, int status)
 {
     struct send_job *j = (struct send_job *)base;
     struct lr_daemon *d = base->d;
+    if (status == 0 && !d->stopping && j->record_sent) {
+        struct sent_job *s = lr_xcalloc(1, sizeof(*s));
+        s->base.kind = DAEMON_JOB_SYNC;
+        s->base.work = sent_work;
+        s->base.done = sent_done;
+        s->peer = j->peer;
+        s->folder = lr_xstrdup(j->folder);
+        s->view_id = j->view_id;
+        s->view_seq = j->view_seq;
+        daemon_job_queue(d, &s->base);
+    }
     struct sync_link *l = sync_link_find(d, &j->peer, j->folder);
     if (status == 0 && !d->stopping && l) {
         l->send_busy = false;
@@ -421,7 +499,7 @@ static void queue_sender(struct lr_daemon *d, struct sync_link *l)
     l->send_busy = true;
     l->send_blocked = false;
     l->send_caught_up = false;
-    daemon_job_queue(d, &j->base);
+    daemon_side_queue(d, DAEMON_SIDE_SERVE, &j->base);
 }
 
 void sync_local_changed(struct lr_daemon *d, const char *folder)
@@ -840,6 +918,15 @@ void sync_config_changed(struct lr_daemon *d)
         if (p->have_folders)
             apply_their_folders(d, p, &p->theirs, false);
     }
+}
+
+void sync_folder_progress(struct lr_daemon *d, const char *folder_id)
+{
+    if (!d->sync)
+        return;
+    struct sync_folder *f = sync_folder_get(d, folder_id);
+    if (!f->in_error)
+        sync_local_changed(d, folder_id);
 }
 
 void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok)

@@ -86,6 +86,8 @@ void sync_on_writable(struct lr_daemon *d, struct lr_conn *c);
 void sync_config_changed(struct lr_daemon *d);
 /* A scan of the folder finished (ok: without error). */
 void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok);
+/* A running scan committed a batch of the folder: announce it to peers now. */
+void sync_folder_progress(struct lr_daemon *d, const char *folder_id);
 
 struct sync_folder_status {
     uint64_t need_files, need_bytes, need_items;

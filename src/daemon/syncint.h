@@ -141,9 +141,9 @@ struct sync_state {
      */
     struct lr_file_rec serve_rec;
     char *serve_folder;
-    /* Serve-lane-owned (one serve job at a time, beside the serial queue):
-     * serve_rec and serve_folder above, a read-only index handle (opened on
-     * first use), the compression context and the raw-run counter. */
+    /* Serve-lane-owned (one job at a time, beside the serial queue):
+     * serve_rec and serve_folder above, the side index handle
+     * (sync_side_ix), the compression context and the raw-run counter. */
     struct lr_index *serve_ix;
     struct lr_proto_zc *serve_zc;
     unsigned serve_plain_left;
@@ -164,6 +164,14 @@ void sync_local_changed(struct lr_daemon *d, const char *folder);
 void sync_peer_fatal(struct lr_daemon *d, struct sync_peer *p, const char *what, int rc,
                      const struct lr_err *err);
 bool sync_folder_usable(struct lr_daemon *d, const char *folder);
+/*
+ * The second handle on the index, for jobs on the serve side lane (serving
+ * WANTs, building FOLDERS and INDEX): opened on first use; NULL with err set
+ * if it cannot be. Those jobs only read through it: a write there could
+ * invalidate a read snapshot the serial queue's transaction holds
+ * (SQLITE_BUSY_SNAPSHOT), so writes stay on the serial queue.
+ */
+struct lr_index *sync_side_ix(struct lr_daemon *d, struct lr_err *err);
 
 /* syncpull.c */
 void sync_pull_trigger(struct lr_daemon *d, const char *folder);

@@ -99,15 +99,11 @@ static const struct lr_file_rec *serve_record(struct lr_daemon *d, const struct 
     free(s->serve_folder);
     s->serve_folder = NULL;
     s->serve_plain_left = 0;
-    if (!s->serve_ix) {
-        char *db = lr_xasprintf("%s/index.db", d->opts->home);
-        int rc = lr_index_open(db, &s->serve_ix, err);
-        free(db);
-        if (rc < 0)
-            return NULL;
-    }
-    if (lr_index_file_get(s->serve_ix, q->folder, (const uint8_t *)q->path, q->path_len,
-                          LR_IX_CHUNKS, c, err) != 0)
+    struct lr_index *ix = sync_side_ix(d, err);
+    if (!ix)
+        return NULL;
+    if (lr_index_file_get(ix, q->folder, (const uint8_t *)q->path, q->path_len, LR_IX_CHUNKS, c,
+                          err) != 0)
         return NULL;
     s->serve_folder = lr_xstrdup(q->folder);
     return c;

@@ -148,7 +148,10 @@ static int flush(struct scan *s)
     }
     s->pending = 0;
     s->pending_tombs = false;
-    return lr_index_commit(s->ix, s->err);
+    int rc = lr_index_commit(s->ix, s->err);
+    if (rc == 0 && s->opts && s->opts->on_commit)
+        s->opts->on_commit(s->opts->commit_arg);
+    return rc;
 }
 
 static int put(struct scan *s, const struct lr_file_rec *rec)

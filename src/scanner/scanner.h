@@ -85,6 +85,14 @@ struct lr_scan_opts {
      */
     void (*on_skip)(void *arg, const uint8_t *path, size_t len, int rc, const char *what);
     void *skip_arg;
+    /*
+     * Called on the scanning thread after each batch of records was
+     * committed before the scan ends (every LR_SCAN_BATCH entries or about a
+     * second), so a caller can announce a long first scan's results while it
+     * runs. May be NULL.
+     */
+    void (*on_commit)(void *arg);
+    void *commit_arg;
 #ifdef LR_FAILPOINTS
     /*
      * Test hook, called on the scanning thread after a regular file's data
