@@ -102,5 +102,8 @@ int cmd_sync(struct cli *c, int argc, char **argv);
 int cmd_conflicts(struct cli *c, int argc, char **argv);
 int cmd_sessions(struct cli *c, int argc, char **argv);
 int cmd_events(struct cli *c, int argc, char **argv);
+/* cmd_versions.c: the versions archive (beyond the contract, docs/cli.md). */
+int cmd_versions(struct cli *c, int argc, char **argv);
+int cmd_restore(struct cli *c, int argc, char **argv);
 
 #endif

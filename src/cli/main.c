@@ -38,6 +38,9 @@ static const char usage[] =
     "  sync [FOLDER_ID]... [--wait] [--timeout SECS]\n"
     "  status [FOLDER_ID] [--json]\n"
     "  conflicts [FOLDER_ID] [--json]\n"
+    "  versions FOLDER_ID [PATH] [--json]   archived versions (replaced, deleted, conflict "
+    "losers)\n"
+    "  restore FOLDER_ID PATH [--version ID] put an archived version back; it syncs\n"
     "  sessions [--json]\n"
     "  events [--json]\n"
     "\n"
@@ -59,7 +62,8 @@ static const struct {
     {"daemon", cmd_daemon},       {"stop", cmd_stop},
     {"status", cmd_status},       {"sync", cmd_sync},
     {"conflicts", cmd_conflicts}, {"sessions", cmd_sessions},
-    {"events", cmd_events},
+    {"events", cmd_events},       {"versions", cmd_versions},
+    {"restore", cmd_restore},
 };
 
 /*

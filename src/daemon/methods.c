@@ -9,6 +9,7 @@
 #include "daemon/disc.h"
 
 #include "config/ops.h"
+#include "daemon/conflicts.h"
 #include "daemon/syncerr.h"
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -221,7 +222,8 @@ static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc
                                      ss.settled && json_array_size(errors) == 0));
     json_object_set_new(o, "need_files", json_integer((json_int_t)ss.need_files));
     json_object_set_new(o, "need_bytes", json_integer((json_int_t)ss.need_bytes));
-    json_object_set_new(o, "conflicts", json_integer(0));
+    json_object_set_new(o, "conflicts",
+                        json_integer((json_int_t)daemon_conflict_copies(d, fc->id)));
     json_object_set_new(o, "errors", errors);
     if (more)
         json_object_set_new(o, "errors_more", json_integer((json_int_t)more));
@@ -378,8 +380,11 @@ static void m_conflicts(struct lr_daemon *d, struct lr_api_req *req, json_t *par
     size_t n;
     if (folder_args(req, params, ids, &n) < 0 || check_folders(d, req, ids, n) < 0)
         return;
-    /* The audit trail fills once conflicts can arise (sync engine); none can yet. */
-    lr_api_reply(req, json_pack("{s:[]}", "conflicts"));
+    if (n > 1) {
+        lr_api_reply_error(req, "bad_request", 2, "'conflicts' takes at most one folder");
+        return;
+    }
+    daemon_m_conflicts(d, req, n ? ids[0] : NULL);
 }
 
 static void m_sessions(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
@@ -437,13 +442,21 @@ static const struct {
     const char *name;
     void (*fn)(struct lr_daemon *, struct lr_api_req *, json_t *);
 } methods[] = {
-    {"peers", m_peers},         {"pair", m_pair},
-    {"status", m_status},       {"scan", m_scan},
-    {"sync", m_sync},           {"sync.state", m_sync_state},
-    {"conflicts", m_conflicts}, {"sessions", m_sessions},
-    {"events", m_events},       {"stop", m_stop},
+    {"peers", m_peers},
+    {"pair", m_pair},
+    {"status", m_status},
+    {"scan", m_scan},
+    {"sync", m_sync},
+    {"sync.state", m_sync_state},
+    {"conflicts", m_conflicts},
+    {"sessions", m_sessions},
+    {"events", m_events},
+    {"stop", m_stop},
+    {"versions", daemon_m_versions},
+    {"restore", daemon_m_restore},
 #ifdef LR_FAILPOINTS
-    {"debug.send", debug_send}, {"debug.state", debug_state},
+    {"debug.send", debug_send},
+    {"debug.state", debug_state},
 #endif
 };
 

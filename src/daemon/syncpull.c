@@ -16,6 +16,8 @@
  */
 #include "daemon/syncint.h"
 
+#include "daemon/conflicts.h"
+
 #include "sync/plan.h"
 #include "sync/xfer.h"
 #include "util/log.h"
@@ -714,6 +716,9 @@ static void pull_work(struct daemon_job *base)
                     }
                     continue;
                 }
+                if (pass == 0) /* the audit trail (conflicts.h); once per pair of versions */
+                    daemon_conflict_note(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec,
+                                         n->cand[0].holders, n->cand[0].nholders, &decs[i]);
                 if (decs[i].apply == LR_SYNC_APPLY_NONE ||
                     (decs[i].flags & (LR_SYNC_F_INCONSISTENT | LR_SYNC_F_UNKNOWN_TYPE))) {
                     sync_item_skipped(d, j->folder, n->path, n->path_len, decs[i].flags, pass);
@@ -805,6 +810,7 @@ static void pull_done(struct daemon_job *base, int status)
     struct sync_folder *f = sync_folder_get(d, j->folder);
     f->pull_running = false;
     f->pull_queued = false;
+    daemon_conflicts_flush(d); /* events of conflicts the job recorded */
     if (status == 0 && !d->stopping) {
         if (j->need_known) {
             f->need = j->need;

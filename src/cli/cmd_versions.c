@@ -1,0 +1,170 @@
+/*
+ * cmd_versions.c - versions and restore: the versions archive of a folder
+ * (docs/conflicts.md, docs/cli.md).
+ *
+ * `versions` goes through the daemon when it runs and reads the archive
+ * (and the audit trail, for "why") directly when it does not; both give the
+ * same document. `restore` needs the daemon: the restored file must be
+ * committed in line with the puller (which may be writing the same path)
+ * and scanned at once so it syncs, which only the daemon can do.
+ */
+#include "cli.h"
+
+#include "config/config.h"
+#include "daemon/conflicts.h"
+#include "index/index.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char versions_usage[] =
+    "usage: landropic versions FOLDER_ID [PATH] [--json]\n"
+    "List the versions kept in the folder's archive (.landropic/versions/): files replaced\n"
+    "or deleted by a peer's change, losers of conflicts, files replaced by a restore.\n"
+    "With PATH, only that file's versions (or everything below a directory). Works with or\n"
+    "without the daemon.\n";
+
+static int versions_local(struct cli *c, const char *folder, const char *path, json_t **doc)
+{
+    struct lr_err err = {0};
+    struct lr_config *cfg = NULL;
+    int rc = lr_config_load(c->home, &cfg, &err);
+    if (rc < 0)
+        return cli_fail(rc, &err);
+    const struct lr_folder_cfg *fc = lr_config_find_folder(cfg, folder);
+    if (!fc) {
+        char *e = lr_escs(folder);
+        fprintf(stderr, "landropic: no folder with ID '%s'\n", e);
+        free(e);
+        lr_config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+    if (path && (rc = lr_index_path_check((const uint8_t *)path, strlen(path), &err)) < 0) {
+        lr_config_free(cfg);
+        return cli_fail(rc, &err);
+    }
+    struct daemon_version_list l;
+    rc = daemon_versions_list(fc->path, path, &l, &err);
+    if (rc < 0) {
+        lr_config_free(cfg);
+        return cli_fail(rc, &err);
+    }
+    /* The audit trail only if there is a database: never create one here. */
+    struct lr_index *ix = NULL;
+    char *db = lr_xasprintf("%s/index.db", c->home);
+    if (access(db, F_OK) == 0 && lr_index_open(db, &ix, NULL) < 0)
+        ix = NULL;
+    free(db);
+    *doc = daemon_versions_json(fc->id, &l, ix);
+    lr_index_close(ix);
+    daemon_version_list_release(&l);
+    lr_config_free(cfg);
+    return EXIT_OK;
+}
+
+static void print_versions(json_t *doc)
+{
+    json_t *arr = json_object_get(doc, "versions");
+    if (json_array_size(arr) == 0)
+        printf("No archived versions.\n");
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        cli_print_name(stdout, json_string_value(json_object_get(v, "path")));
+        printf("\n  version=");
+        cli_print_name(stdout, json_string_value(json_object_get(v, "id")));
+        printf(" size=%lld archived=%s mtime=%s\n  why: ",
+               (long long)json_integer_value(json_object_get(v, "size")),
+               json_string_value(json_object_get(v, "archived")),
+               json_string_value(json_object_get(v, "mtime")));
+        cli_print_name(stdout, json_string_value(json_object_get(v, "why")));
+        printf("\n");
+    }
+    if (json_is_true(json_object_get(doc, "truncated")))
+        printf("... more versions not listed (at most %d)\n", DAEMON_VERSIONS_MAX);
+}
+
+int cmd_versions(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"json", false, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 1, argc, argv, "versions", versions_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos < 1)
+        return cli_usage_error("versions", "missing FOLDER_ID");
+    if (o.npos > 2)
+        return cli_usage_error("versions", "unexpected argument '%s'", o.pos[2]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    const char *path = o.npos > 1 ? o.pos[1] : NULL;
+    json_t *doc = NULL;
+    if (cli_daemon_running(c->home)) {
+        json_t *params = json_pack("{s:s}", "folder", o.pos[0]);
+        if (path && params && json_object_set_new(params, "path", json_string(path)) < 0) {
+            json_decref(params);
+            params = NULL;
+        }
+        if (!params) /* jansson refuses strings that are not UTF-8 */
+            return cli_usage_error("versions", "FOLDER_ID and PATH must be valid UTF-8");
+        if ((rc = cli_call(c, "versions", params, 30000, &doc)))
+            return rc;
+    } else if ((rc = versions_local(c, o.pos[0], path, &doc))) {
+        return rc;
+    }
+    if (opt_has(&o, "json")) {
+        cli_print_json(doc);
+        return EXIT_OK;
+    }
+    print_versions(doc);
+    json_decref(doc);
+    return EXIT_OK;
+}
+
+static const char restore_usage[] =
+    "usage: landropic restore FOLDER_ID PATH [--version ID]\n"
+    "Put an archived version of PATH back in place as a new local change, which then syncs\n"
+    "to the peers. Default: the newest archived version; ID is a version's id from\n"
+    "'landropic versions' or just its stamp (YYYYMMDD-HHMMSS[-N]). The file it replaces is\n"
+    "archived in turn. Needs the daemon.\n";
+
+int cmd_restore(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"version", true, false}, {"json", false, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 2, argc, argv, "restore", restore_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos < 2)
+        return cli_usage_error("restore", "missing %s", o.npos ? "PATH" : "FOLDER_ID and PATH");
+    if (o.npos > 2)
+        return cli_usage_error("restore", "unexpected argument '%s'", o.pos[2]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    json_t *params = json_pack("{s:s, s:s}", "folder", o.pos[0], "path", o.pos[1]);
+    if (!params) /* jansson refuses strings that are not UTF-8 */
+        return cli_usage_error("restore", "FOLDER_ID and PATH must be valid UTF-8");
+    const char *ver = opt_get(&o, "version");
+    if (ver)
+        json_object_set_new(params, "version", json_string(ver));
+    json_t *res;
+    if ((rc = cli_call(c, "restore", params, 300000, &res)))
+        return rc;
+    if (opt_has(&o, "json")) {
+        cli_print_json(res);
+        return EXIT_OK;
+    }
+    printf("Restored ");
+    cli_print_name(stdout, json_string_value(json_object_get(res, "path")));
+    printf(" from version ");
+    cli_print_name(stdout, json_string_value(json_object_get(res, "version")));
+    printf("%s.\n", json_is_true(json_object_get(res, "replaced"))
+                        ? " (the file it replaced is archived)"
+                        : "");
+    json_decref(res);
+    return EXIT_OK;
+}

@@ -1,0 +1,962 @@
+/*
+ * conflicts.c - audit trail recording, `conflicts`, the conflict copy count,
+ * `versions` and `restore` (conflicts.h, docs/conflicts.md).
+ */
+#include "daemon/conflicts.h"
+
+#include "daemon/daemon_int.h"
+#include "daemon/sync.h"
+#include "store/store.h"
+#include "sync/decide.h"
+#include "util/buf.h"
+#include "util/jsonx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOD "conflict"
+/* Rows one `conflicts` answer lists at most (every folder's bounded trail). */
+#define LIST_TOTAL_MAX 50000
+/* Copy buffer of restore. */
+#define COPY_BUF (256u * 1024)
+
+/* ---- events queued by jobs for the loop ------------------------------------ */
+
+struct pending_ev {
+    struct pending_ev *next;
+    struct lr_daemon *d;
+    json_t *ev;
+};
+
+/* Jobs run on libuv's pool and daemon_event() belongs to the loop, so a job
+ * hands its events over here; the daemon has no slot for module state, and
+ * the queue is keyed by daemon so several daemons in one process work. */
+static pthread_mutex_t pend_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pending_ev *pend_head, *pend_tail;
+static size_t pend_n;
+static uint64_t pend_dropped;
+
+static void pend_push(struct lr_daemon *d, json_t *ev)
+{
+    struct pending_ev *p = lr_xcalloc(1, sizeof(*p));
+    p->d = d;
+    p->ev = ev;
+    pthread_mutex_lock(&pend_mu);
+    if (pend_n >= DAEMON_CONFLICT_EVENTS_MAX) {
+        pend_dropped++;
+        pthread_mutex_unlock(&pend_mu);
+        json_decref(ev);
+        free(p);
+        return;
+    }
+    if (pend_tail)
+        pend_tail->next = p;
+    else
+        pend_head = p;
+    pend_tail = p;
+    pend_n++;
+    pthread_mutex_unlock(&pend_mu);
+}
+
+void daemon_conflicts_flush(struct lr_daemon *d)
+{
+    struct pending_ev *mine = NULL, **tail = &mine;
+    uint64_t dropped;
+    pthread_mutex_lock(&pend_mu);
+    struct pending_ev **pp = &pend_head;
+    pend_tail = NULL;
+    while (*pp) {
+        struct pending_ev *p = *pp;
+        if (p->d == d) {
+            *pp = p->next;
+            p->next = NULL;
+            *tail = p;
+            tail = &p->next;
+            pend_n--;
+        } else {
+            pend_tail = p;
+            pp = &p->next;
+        }
+    }
+    dropped = pend_dropped;
+    pend_dropped = 0;
+    pthread_mutex_unlock(&pend_mu);
+    if (dropped)
+        lr_warn(MOD, "%llu conflict events dropped (more than %d queued)",
+                (unsigned long long)dropped, DAEMON_CONFLICT_EVENTS_MAX);
+    while (mine) {
+        struct pending_ev *p = mine;
+        mine = p->next;
+        daemon_event(d, p->ev);
+        free(p);
+    }
+}
+
+/* ---- JSON ------------------------------------------------------------------- */
+
+static void iso_time(int64_t t, char *out, size_t n)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm)) {
+        snprintf(out, n, "%lld", (long long)t);
+        return;
+    }
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The contract's record: {"folder", "path", "type", "strategy", "resolution",
+ * "kept_path", "kept": [{"device", "path"}], "devices", "time"} plus "id",
+ * "detail", "winner" and "archive_path". */
+static json_t *conflict_json(const struct lr_conflict_rec *c)
+{
+    char when[40];
+    iso_time(c->time_s, when, sizeof(when));
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer((json_int_t)c->id));
+    json_object_set_new(o, "folder", lr_json_lossy(c->folder, strlen(c->folder)));
+    lr_json_set_path(o, "path", c->path, c->path_len);
+    json_object_set_new(o, "type", json_string(c->type));
+    json_object_set_new(o, "detail", json_string(c->detail));
+    json_object_set_new(o, "strategy", json_string(c->strategy));
+    json_object_set_new(o, "resolution", json_string(c->resolution));
+    json_object_set_new(o, "winner", json_string(c->winner));
+    const uint8_t *kp = c->kept_path ? c->kept_path : c->archive_path;
+    size_t kl = c->kept_path ? c->kept_path_len : c->archive_path_len;
+    json_t *kept = json_array();
+    if (kp) {
+        lr_json_set_path(o, "kept_path", kp, kl);
+        json_t *k = json_object();
+        json_object_set_new(k, "device",
+                            c->kept_device ? json_string(c->kept_device) : json_null());
+        lr_json_set_path(k, "path", kp, kl);
+        json_array_append_new(kept, k);
+    } else {
+        json_object_set_new(o, "kept_path", json_null());
+    }
+    json_object_set_new(o, "kept", kept);
+    if (c->archive_path)
+        lr_json_set_path(o, "archive_path", c->archive_path, c->archive_path_len);
+    json_t *devs = json_array();
+    const char *s = c->devices;
+    while (s && *s) {
+        const char *e = strchr(s, ' ');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n)
+            json_array_append_new(devs, lr_json_lossy(s, n));
+        s = e ? e + 1 : s + n;
+    }
+    json_object_set_new(o, "devices", devs);
+    json_object_set_new(o, "time", json_string(when));
+    return o;
+}
+
+/* ---- recording (job side) ------------------------------------------------------ */
+
+static const char *type_of(enum lr_sync_conflict c)
+{
+    switch (c) {
+    case LR_SYNC_CONFLICT_METADATA:
+        return "metadata";
+    case LR_SYNC_CONFLICT_CONTENT:
+        return "content";
+    case LR_SYNC_CONFLICT_TYPE:
+    case LR_SYNC_CONFLICT_MODIFY_DELETE:
+        return "structural";
+    case LR_SYNC_CONFLICT_NONE:
+    default:
+        return NULL;
+    }
+}
+
+static const char *resolution_of(const struct lr_sync_decision *dec)
+{
+    if (dec->conflict == LR_SYNC_CONFLICT_METADATA)
+        return "merged";
+    if (dec->conflict == LR_SYNC_CONFLICT_MODIFY_DELETE)
+        return "modify-wins";
+    if (dec->copy_path)
+        return "copy";
+    if (dec->flags & LR_SYNC_F_ARCHIVE_LOSER)
+        return "archive";
+    return "kept"; /* a loser that needs no keeping (e.g. a directory's vector) */
+}
+
+/* Device text for a short ID: the full ID if it is a device we know here. */
+static void device_text(uint64_t sid, const struct lr_device_id *self,
+                        const struct lr_device_id *holders, size_t nholders, char *out)
+{
+    if (lr_device_id_u64(self) == sid) {
+        lr_device_id_format(self, out);
+        return;
+    }
+    for (size_t i = 0; i < nholders; i++) {
+        if (lr_device_id_u64(&holders[i]) == sid) {
+            lr_device_id_format(&holders[i], out);
+            return;
+        }
+    }
+    struct lr_device_id id = {{0}};
+    for (size_t i = 0; i < 8; i++)
+        id.b[i] = (uint8_t)(sid >> (56 - 8 * i));
+    lr_device_id_short(&id, out);
+}
+
+static void dedup_put_rec(struct lr_buf *b, const struct lr_file_rec *r)
+{
+    lr_buf_put_u8(b, r ? 1 : 0);
+    if (!r)
+        return;
+    lr_buf_put_u8(b, (uint8_t)r->type);
+    lr_buf_put_u8(b, r->deleted);
+    lr_buf_put_u32(b, r->mode);
+    lr_buf_put_u64(b, (uint64_t)r->mtime_ns);
+    lr_buf_put_u64(b, (uint64_t)r->vv.n);
+    lr_vv_encode(&r->vv, b);
+    lr_buf_put(b, r->blocks_hash.b, LR_HASH_LEN);
+    lr_buf_put_lbytes(b, r->target ? r->target : (const uint8_t *)"", r->target_len);
+}
+
+void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct lr_file_rec *local,
+                          const struct lr_file_rec *remote, const struct lr_device_id *holders,
+                          size_t nholders, const struct lr_sync_decision *dec)
+{
+    const char *type = type_of(dec->conflict);
+    if (!type || !remote)
+        return;
+    /* The same two versions decided again (each round until the vectors
+     * merge) are one conflict: the key is both versions, whole. */
+    struct lr_buf b;
+    lr_buf_init(&b, SIZE_MAX);
+    lr_buf_put_str(&b, "landropic conflict v1");
+    lr_buf_put_lbytes(&b, remote->path, remote->path_len);
+    dedup_put_rec(&b, local);
+    dedup_put_rec(&b, remote);
+    struct lr_hash key;
+    lr_sha256(b.data, b.len, &key);
+    lr_buf_release(&b);
+
+    const struct lr_device_id *self = lr_identity_device_id(d->ident);
+    char selfs[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(self, selfs);
+    struct lr_buf devs;
+    lr_buf_init(&devs, LR_CONFLICT_TEXT_MAX);
+    lr_buf_put(&devs, selfs, strlen(selfs));
+    for (size_t i = 0; i < nholders; i++) {
+        if (lr_device_id_eq(&holders[i], self))
+            continue;
+        char h[LR_DEVICE_ID_STRLEN + 1];
+        lr_device_id_format(&holders[i], h);
+        lr_buf_printf(&devs, " %s", h);
+    }
+    lr_buf_put_u8(&devs, 0);
+
+    bool local_wins = !dec->from_remote;
+    const struct lr_file_rec *loser = local_wins ? remote : local;
+    struct lr_conflict_rec c = {0};
+    c.time_s = (int64_t)time(NULL);
+    c.folder = (char *)folder;
+    c.path = remote->path;
+    c.path_len = remote->path_len;
+    c.type = (char *)type;
+    c.detail = (char *)lr_sync_conflict_str(dec->conflict);
+    c.strategy = (char *)"keep-both";
+    c.resolution = (char *)resolution_of(dec);
+    c.winner = (char *)(local_wins ? "local" : "remote");
+    c.devices = lr_buf_ok(&devs) ? (char *)devs.data : selfs;
+    char kd[LR_DEVICE_ID_STRLEN + 1];
+    uint8_t *arch = NULL;
+    bool loses_data =
+        dec->conflict == LR_SYNC_CONFLICT_CONTENT || dec->conflict == LR_SYNC_CONFLICT_TYPE;
+    if (loses_data && loser && !loser->deleted) {
+        device_text(lr_sync_vv_author(&loser->vv), self, holders, nholders, kd);
+        c.kept_device = kd;
+        c.kept_path = dec->copy_path;
+        c.kept_path_len = dec->copy_path_len;
+        /* The local loser of a regular file is also archived when the winner
+         * replaces it (store.h); the store picks the stamp at that moment. */
+        if (!local_wins && loser->type == LR_FT_FILE) {
+            arch = (uint8_t *)lr_xasprintf("%s/%s~", LR_STORE_VERSIONS, (const char *)loser->path);
+            c.archive_path = arch;
+            c.archive_path_len = strlen((const char *)arch);
+        }
+    }
+    struct lr_err err = {0};
+    bool added = false;
+    int rc = lr_index_conflict_put(d->ix, &c, &key, &added, &err);
+    if (rc < 0) {
+        char *e = lr_esc(remote->path, remote->path_len);
+        lr_warn(MOD, "folder=%s path=%s conflict not recorded: %s", folder, e,
+                lr_err_msg(&err, rc));
+        free(e);
+    } else if (added) {
+        char *e = lr_esc(remote->path, remote->path_len);
+        char *k = c.kept_path ? lr_esc(c.kept_path, c.kept_path_len) : NULL;
+        lr_info(MOD,
+                "folder=%s path=%s conflict type=%s detail=%s strategy=%s resolution=%s "
+                "winner=%s kept=%s",
+                folder, e, c.type, c.detail, c.strategy, c.resolution, c.winner, k ? k : "-");
+        free(e);
+        free(k);
+        json_t *rec = conflict_json(&c);
+        json_t *ev = json_pack("{s:s, s:o}", "type", "conflict", "conflict", rec);
+        json_object_set_new(ev, "folder", lr_json_lossy(folder, strlen(folder)));
+        pend_push(d, ev);
+    }
+    free(arch);
+    lr_buf_release(&devs);
+}
+
+/* ---- loop side: a read connection of our own ---------------------------------- */
+
+static int ro_open(struct lr_daemon *d, struct lr_index **ix, struct lr_err *err)
+{
+    char *db = lr_xasprintf("%s/index.db", d->opts->home);
+    int rc = lr_index_open(db, ix, err);
+    free(db);
+    return rc;
+}
+
+uint64_t daemon_conflict_copies(struct lr_daemon *d, const char *folder)
+{
+    struct lr_index *ix = NULL;
+    struct lr_err err = {0};
+    uint64_t n = 0;
+    int rc = ro_open(d, &ix, &err);
+    if (rc == 0)
+        rc = lr_index_conflict_copies(ix, folder, lr_sync_is_conflict_copy, &n, &err);
+    if (rc < 0 && rc != LR_ENOTFOUND)
+        lr_warn(MOD, "folder=%s conflict copies not counted: %s", folder, lr_err_msg(&err, rc));
+    lr_index_close(ix);
+    return rc < 0 ? 0 : n;
+}
+
+void daemon_m_conflicts(struct lr_daemon *d, struct lr_api_req *req, const char *folder)
+{
+    struct lr_index *ix = NULL;
+    struct lr_err err = {0};
+    int rc = ro_open(d, &ix, &err);
+    if (rc < 0) {
+        lr_api_reply_rc(req, rc, &err);
+        return;
+    }
+    json_t *arr = json_array();
+    int64_t after = 0;
+    bool truncated = false;
+    for (;;) {
+        struct lr_conflict_list l;
+        rc = lr_index_conflict_list(ix, folder, NULL, 0, after, LR_CONFLICT_LIST_MAX, &l, &err);
+        if (rc < 0)
+            break;
+        for (size_t i = 0; i < l.n; i++)
+            json_array_append_new(arr, conflict_json(&l.v[i]));
+        size_t n = l.n;
+        if (n)
+            after = l.v[n - 1].id;
+        lr_conflict_list_release(&l);
+        if (n < LR_CONFLICT_LIST_MAX)
+            break;
+        if (json_array_size(arr) >= LIST_TOTAL_MAX) {
+            truncated = true;
+            break;
+        }
+    }
+    lr_index_close(ix);
+    if (rc < 0) {
+        json_decref(arr);
+        lr_api_reply_rc(req, rc, &err);
+        return;
+    }
+    json_t *res = json_pack("{s:o}", "conflicts", arr);
+    if (truncated)
+        json_object_set_new(res, "truncated", json_true());
+    lr_api_reply(req, res);
+}
+
+/* ---- the versions archive ---------------------------------------------------- */
+
+void daemon_version_list_release(struct daemon_version_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].id);
+        free(l->v[i].path);
+    }
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return n > 0;
+}
+
+static unsigned num(const char *s, size_t n)
+{
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (unsigned)(s[i] - '0');
+    return v;
+}
+
+/*
+ * "leaf~YYYYMMDD-HHMMSS[-N]": *leaf_len gets the leaf's length, the stamp's
+ * time and N go out. False for any other name (not ours: skipped).
+ */
+static bool parse_archived(const char *name, size_t *leaf_len, int64_t *when, unsigned *seq,
+                           bool *cut)
+{
+    const char *t = strrchr(name, '~');
+    if (!t || t == name)
+        return false;
+    const char *s = t + 1;
+    size_t n = strlen(s);
+    if (n < 15 || !all_digits(s, 8) || s[8] != '-' || !all_digits(s + 9, 6))
+        return false;
+    *seq = 0;
+    if (n > 15) {
+        if (s[15] != '-' || n > 25 || !all_digits(s + 16, n - 16))
+            return false;
+        *seq = num(s + 16, n - 16);
+    }
+    struct tm tm = {0};
+    tm.tm_year = (int)num(s, 4) - 1900;
+    tm.tm_mon = (int)num(s + 4, 2) - 1;
+    tm.tm_mday = (int)num(s + 6, 2);
+    tm.tm_hour = (int)num(s + 9, 2);
+    tm.tm_min = (int)num(s + 11, 2);
+    tm.tm_sec = (int)num(s + 13, 2);
+    *when = (int64_t)timegm(&tm);
+    *leaf_len = (size_t)(t - name);
+    /* "<cut leaf>~<8 hex>~stamp": the archive's form for an over-long leaf. */
+    *cut = false;
+    if (*leaf_len > 9 && name[*leaf_len - 9] == '~') {
+        *cut = true;
+        for (size_t i = *leaf_len - 8; i < *leaf_len; i++)
+            if (!strchr("0123456789abcdef", name[i]) || !name[i])
+                *cut = false;
+    }
+    return true;
+}
+
+struct walk {
+    struct daemon_version_list *out;
+    size_t cap;
+    const char *only_leaf; /* this leaf only (non-recursive walk of its directory) */
+};
+
+static int walk_dir(struct walk *w, int dfd, const char *rel, int depth, bool recurse,
+                    struct lr_err *err)
+{
+    DIR *dir = fdopendir(dfd);
+    if (!dir) {
+        int e = errno;
+        close(dfd);
+        return lr_err_set(err, -e, "versions archive %s: %s", rel, strerror(e));
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(dir))) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* gone meanwhile */
+        char *sub = lr_xasprintf("%s%s%s", rel, *rel ? "/" : "", name);
+        if (S_ISDIR(st.st_mode) && recurse && depth < DAEMON_VERSIONS_DEPTH) {
+            int fd = openat(dirfd(dir), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd >= 0)
+                rc = walk_dir(w, fd, sub, depth + 1, true, err);
+        } else if (S_ISREG(st.st_mode)) {
+            size_t leaf_len;
+            int64_t when;
+            unsigned seq;
+            bool cut;
+            if (parse_archived(name, &leaf_len, &when, &seq, &cut) &&
+                (!w->only_leaf ||
+                 (strlen(w->only_leaf) == leaf_len && memcmp(w->only_leaf, name, leaf_len) == 0))) {
+                if (w->out->n >= DAEMON_VERSIONS_MAX) {
+                    w->out->truncated = true;
+                    free(sub);
+                    break;
+                }
+                if (w->out->n == w->cap) {
+                    w->cap = w->cap ? w->cap * 2 : 64;
+                    w->out->v = lr_xreallocarray(w->out->v, w->cap, sizeof(*w->out->v));
+                }
+                struct daemon_version *v = &w->out->v[w->out->n++];
+                memset(v, 0, sizeof(*v));
+                v->id = sub;
+                sub = NULL;
+                size_t dlen = strlen(v->id) - strlen(name);
+                v->path_len = dlen + leaf_len;
+                v->path = lr_xmalloc(v->path_len + 1);
+                memcpy(v->path, v->id, v->path_len);
+                v->path[v->path_len] = 0;
+                v->cut = cut;
+                v->size = (uint64_t)st.st_size;
+                v->mtime_s = (int64_t)st.st_mtim.tv_sec;
+                v->archived_s = when;
+                v->seq = seq;
+            }
+        }
+        free(sub);
+    }
+    closedir(dir);
+    return rc;
+}
+
+/* Open ROOT/.landropic/versions (-ENOENT if there is none). */
+static int open_archive(const char *root, int *out, struct lr_err *err)
+{
+    *out = -1;
+    int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rfd < 0)
+        return lr_err_set(err, -errno, "folder %s: %s", root, strerror(errno));
+    int mfd = openat(rfd, LR_STORE_MARKER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    close(rfd);
+    if (mfd < 0)
+        return lr_err_set(err, LR_ENOMARKER, "folder %s has no %s marker (%s)", root,
+                          LR_STORE_MARKER, strerror(e));
+    int vfd = openat(mfd, "versions", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    e = errno;
+    close(mfd);
+    if (vfd < 0)
+        return -e;
+    *out = vfd;
+    return 0;
+}
+
+/* Open directory `rel` (may be "") beneath dfd one component at a time, never
+ * through a symlink. Consumes nothing; the result is a new descriptor. */
+static int open_beneath(int dfd, const char *rel, int *out)
+{
+    *out = -1;
+    int cur = dup(dfd);
+    if (cur < 0)
+        return -errno;
+    char *copy = lr_xstrdup(rel);
+    char *p = copy;
+    while (*p) {
+        char *slash = strchr(p, '/');
+        if (slash)
+            *slash = 0;
+        int next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        close(cur);
+        if (next < 0) {
+            free(copy);
+            return -e;
+        }
+        cur = next;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    free(copy);
+    *out = cur;
+    return 0;
+}
+
+static int cmp_version(const void *a, const void *b)
+{
+    const struct daemon_version *x = a, *y = b;
+    int c = lr_index_path_cmp(x->path, x->path_len, y->path, y->path_len);
+    if (c)
+        return c;
+    if (x->archived_s != y->archived_s)
+        return x->archived_s < y->archived_s ? -1 : 1;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+int daemon_versions_list(const char *root, const char *path, struct daemon_version_list *out,
+                         struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int vfd;
+    int rc = open_archive(root, &vfd, err);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    struct walk w = {.out = out};
+    if (!path) {
+        rc = walk_dir(&w, vfd, "", 0, true, err);
+        vfd = -1;
+    } else {
+        /* The path's own versions sit in its directory's mirror... */
+        const char *slash = strrchr(path, '/');
+        char *dir = slash ? lr_xstrndup(path, (size_t)(slash - path)) : lr_xstrdup("");
+        int dfd;
+        if (open_beneath(vfd, dir, &dfd) == 0) {
+            w.only_leaf = slash ? slash + 1 : path;
+            rc = walk_dir(&w, dfd, dir, 0, false, err);
+            w.only_leaf = NULL;
+        }
+        free(dir);
+        /* ...and a directory's are everything below its mirror. */
+        if (rc == 0 && open_beneath(vfd, path, &dfd) == 0)
+            rc = walk_dir(&w, dfd, path, 0, true, err);
+    }
+    if (vfd >= 0)
+        close(vfd);
+    if (rc < 0) {
+        daemon_version_list_release(out);
+        return rc;
+    }
+    if (out->n)
+        qsort(out->v, out->n, sizeof(*out->v), cmp_version);
+    return 0;
+}
+
+/* Why a version was archived, from the audit trail (`l`: the path's conflicts). */
+static json_t *why_of(const struct daemon_version *v, const struct lr_conflict_list *l)
+{
+    const struct lr_conflict_rec *best = NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct lr_conflict_rec *c = &l->v[i];
+        /* A conflict's loser is archived when the winner lands: shortly after
+         * the conflict was recorded (the winner may still have to download). */
+        if (c->archive_path && c->time_s <= v->archived_s + 2 && v->archived_s - c->time_s <= 3600)
+            best = c;
+    }
+    if (!best)
+        return json_string("replaced or deleted by a change from a peer, or by a restore");
+    char *k = best->kept_path ? lr_utf8_lossy(best->kept_path, best->kept_path_len) : NULL;
+    char *s = lr_xasprintf("lost a %s conflict (%s)%s%s", best->type, best->detail,
+                           k ? "; also kept as " : "", k ? k : "");
+    json_t *j = json_string(s);
+    free(s);
+    free(k);
+    return j;
+}
+
+json_t *daemon_versions_json(const char *folder, const struct daemon_version_list *l,
+                             struct lr_index *ix)
+{
+    json_t *arr = json_array();
+    struct lr_conflict_list cl = {0};
+    const struct daemon_version *prev = NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct daemon_version *v = &l->v[i];
+        if (ix && (!prev || prev->path_len != v->path_len ||
+                   memcmp(prev->path, v->path, v->path_len) != 0)) {
+            lr_conflict_list_release(&cl);
+            if (lr_index_conflict_list(ix, folder, v->path, v->path_len, 0, LR_CONFLICT_LIST_MAX,
+                                       &cl, NULL) < 0)
+                memset(&cl, 0, sizeof(cl));
+        }
+        prev = v;
+        char mt[40], at[40];
+        iso_time(v->mtime_s, mt, sizeof(mt));
+        iso_time(v->archived_s, at, sizeof(at));
+        json_t *o = json_object();
+        lr_json_set_path(o, "id", v->id, strlen(v->id));
+        lr_json_set_path(o, "path", v->path, v->path_len);
+        if (v->cut)
+            json_object_set_new(o, "cut", json_true());
+        json_object_set_new(o, "size", json_integer((json_int_t)v->size));
+        json_object_set_new(o, "mtime", json_string(mt));
+        json_object_set_new(o, "archived", json_string(at));
+        json_object_set_new(o, "why", why_of(v, &cl));
+        json_array_append_new(arr, o);
+    }
+    lr_conflict_list_release(&cl);
+    json_t *res = json_pack("{s:s, s:o}", "folder", folder, "versions", arr);
+    if (l->truncated)
+        json_object_set_new(res, "truncated", json_true());
+    return res;
+}
+
+/* params.folder (required, configured) and params.path (optional, checked). */
+static const struct lr_folder_cfg *folder_param(struct lr_daemon *d, struct lr_api_req *req,
+                                                json_t *params, bool need_path, const char **path)
+{
+    const char *folder = json_string_value(json_object_get(params, "folder"));
+    json_t *p = json_object_get(params, "path");
+    *path = NULL;
+    if (!folder) {
+        lr_api_reply_error(req, "bad_request", 2, "'folder' (a folder ID) is required");
+        return NULL;
+    }
+    if (p && !json_is_string(p)) {
+        lr_api_reply_error(req, "bad_request", 2, "'path' must be a string");
+        return NULL;
+    }
+    if (need_path && !p) {
+        lr_api_reply_error(req, "bad_request", 2, "'path' is required");
+        return NULL;
+    }
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, folder);
+    if (!fc) {
+        char *e = lr_escs(folder);
+        lr_api_reply_error(req, "notfound", 1, "no folder with ID '%s'", e);
+        free(e);
+        return NULL;
+    }
+    if (p) {
+        struct lr_err err = {0};
+        *path = json_string_value(p);
+        if (lr_store_path_check(*path, &err) < 0) {
+            lr_api_reply_error(req, "badpath", 1, "%s", err.msg);
+            return NULL;
+        }
+    }
+    return fc;
+}
+
+void daemon_m_versions(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    const char *path;
+    const struct lr_folder_cfg *fc = folder_param(d, req, params, false, &path);
+    if (!fc)
+        return;
+    struct daemon_version_list l;
+    struct lr_err err = {0};
+    int rc = daemon_versions_list(fc->path, path, &l, &err);
+    if (rc < 0) {
+        lr_api_reply_rc(req, rc, &err);
+        return;
+    }
+    struct lr_index *ix = NULL;
+    if (ro_open(d, &ix, NULL) < 0)
+        ix = NULL;
+    json_t *res = daemon_versions_json(fc->id, &l, ix);
+    lr_index_close(ix);
+    daemon_version_list_release(&l);
+    lr_api_reply(req, res);
+}
+
+/* ---- restore ------------------------------------------------------------------- */
+
+struct restore_job {
+    struct daemon_job base;
+    struct lr_api_req *req;
+    char *folder, *root, *path, *version;
+    /* out */
+    int rc;
+    struct lr_err err;
+    char *id;
+    bool replaced;
+};
+
+static bool version_matches(const struct daemon_version *v, const char *want)
+{
+    if (strcmp(v->id, want) == 0)
+        return true;
+    const char *t = strrchr(v->id, '~');
+    return t && strcmp(t + 1, want) == 0;
+}
+
+/* Copy the archived file `id` into a staging file of st; *fd and key out. */
+static int stage_archived(struct lr_store *st, const char *root, const char *id,
+                          const struct lr_hash *key, int *fd, struct stat *sb, struct lr_err *err)
+{
+    *fd = -1;
+    int vfd;
+    int rc = open_archive(root, &vfd, err);
+    if (rc < 0)
+        return rc == -ENOENT ? lr_err_set(err, LR_ENOTFOUND, "no versions archive in %s", root)
+                             : rc;
+    const char *slash = strrchr(id, '/');
+    char *dir = slash ? lr_xstrndup(id, (size_t)(slash - id)) : lr_xstrdup("");
+    int dfd;
+    rc = open_beneath(vfd, dir, &dfd);
+    free(dir);
+    close(vfd);
+    if (rc < 0)
+        return lr_err_set(err, rc, "archived version %s: %s", id, strerror(-rc));
+    int src = openat(dfd, slash ? slash + 1 : id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int e = errno;
+    close(dfd);
+    if (src < 0)
+        return lr_err_set(err, -e, "archived version %s: %s", id, strerror(e));
+    if (fstat(src, sb) < 0 || !S_ISREG(sb->st_mode)) {
+        close(src);
+        return lr_err_set(err, LR_EBADVAL, "archived version %s is not a regular file", id);
+    }
+    rc = lr_store_staging_open(st, key, (uint64_t)sb->st_size, fd, NULL, err);
+    uint8_t *buf = lr_xmalloc(COPY_BUF);
+    uint64_t off = 0;
+    while (rc == 0) {
+        ssize_t n = read(src, buf, COPY_BUF);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = lr_err_set(err, -errno, "archived version %s: %s", id, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        rc = lr_store_staging_write(*fd, off, buf, (size_t)n, err);
+        off += (uint64_t)n;
+    }
+    free(buf);
+    close(src);
+    if (rc == 0 && off != (uint64_t)sb->st_size)
+        rc = lr_err_set(err, LR_ECHANGED, "archived version %s changed while being read", id);
+    if (rc < 0 && *fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+    return rc;
+}
+
+static void restore_work(struct daemon_job *base)
+{
+    struct restore_job *j = (struct restore_job *)base;
+    struct daemon_version_list l;
+    j->rc = daemon_versions_list(j->root, j->path, &l, &j->err);
+    if (j->rc < 0)
+        return;
+    const struct daemon_version *pick = NULL;
+    size_t plen = strlen(j->path);
+    for (size_t i = 0; i < l.n; i++) {
+        const struct daemon_version *v = &l.v[i];
+        if (v->path_len != plen || memcmp(v->path, j->path, plen) != 0)
+            continue; /* below a directory of that name */
+        if (j->version ? version_matches(v, j->version) : true)
+            pick = v; /* sorted oldest first: the last match is the newest */
+    }
+    char *ep = lr_escs(j->path);
+    if (!pick) {
+        if (j->version) {
+            char *ev = lr_escs(j->version);
+            j->rc = lr_err_set(&j->err, LR_ENOTFOUND, "no archived version '%s' of %s", ev, ep);
+            free(ev);
+        } else {
+            j->rc = lr_err_set(&j->err, LR_ENOTFOUND, "no archived version of %s", ep);
+        }
+        free(ep);
+        daemon_version_list_release(&l);
+        return;
+    }
+    free(ep);
+    j->id = lr_xstrdup(pick->id);
+    daemon_version_list_release(&l);
+
+    struct lr_store *st = NULL;
+    if ((j->rc = lr_store_open(j->root, &st, &j->err)) < 0)
+        return;
+    struct lr_buf kb;
+    lr_buf_init(&kb, SIZE_MAX);
+    lr_buf_put_str(&kb, "landropic restore v1");
+    lr_buf_put_str(&kb, j->id);
+    struct lr_hash key;
+    lr_sha256(kb.data, kb.len, &key);
+    lr_buf_release(&kb);
+    int fd = -1;
+    struct stat sb;
+    j->rc = stage_archived(st, j->root, j->id, &key, &fd, &sb, &j->err);
+    struct lr_store_info cur;
+    struct lr_store_expect e = {0};
+    if (j->rc == 0) {
+        int rc = lr_store_stat(st, j->path, &cur, &j->err);
+        if (rc == 0 && (cur.special || cur.type != LR_FT_FILE)) {
+            char *p = lr_escs(j->path);
+            j->rc = lr_err_set(&j->err, LR_EEXISTS, "%s is a %s, not a file: not replaced", p,
+                               cur.type == LR_FT_DIR ? "directory" : "special entry or symlink");
+            free(p);
+        } else if (rc == 0) {
+            e.exists = true;
+            e.type = LR_FT_FILE;
+            e.ino = cur.ino;
+            e.size = cur.size;
+            e.mtime_ns = cur.mtime_ns;
+            e.ctime_ns = cur.ctime_ns;
+            j->replaced = true;
+        } else if (rc != -ENOENT) {
+            j->rc = rc;
+        }
+    }
+    if (j->rc == 0) {
+        /* The archived file's own mode and mtime: the restore is a new
+         * version by its vector (the scan bumps it), not by its clock. */
+        int64_t mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        j->rc = lr_store_commit_file(st, NULL, &key, fd, j->path, (uint32_t)sb.st_mode & 07777,
+                                     mtime_ns, &e, LR_STORE_MKPARENTS, NULL, &j->err);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (j->rc < 0)
+        lr_store_staging_discard(st, &key, NULL);
+    lr_store_close(st);
+}
+
+static void restore_done(struct daemon_job *base, int status)
+{
+    struct restore_job *j = (struct restore_job *)base;
+    struct lr_daemon *d = base->d;
+    if (status < 0) {
+        lr_api_reply_error(j->req, "canceled", 1, "restore of %s canceled: the daemon is stopping",
+                           j->path);
+    } else if (j->rc < 0) {
+        lr_api_reply_rc(j->req, j->rc, &j->err);
+    } else {
+        char *e = lr_escs(j->path), *v = lr_escs(j->id);
+        lr_info(MOD, "folder=%s path=%s restored version=%s replaced=%d", j->folder, e, v,
+                j->replaced);
+        free(e);
+        free(v);
+        json_t *res = json_pack("{s:s, s:b}", "folder", j->folder, "replaced", j->replaced);
+        lr_json_set_path(res, "path", j->path, strlen(j->path));
+        lr_json_set_path(res, "version", j->id, strlen(j->id));
+        json_t *ev = json_pack("{s:s, s:s}", "type", "restored", "folder", j->folder);
+        lr_json_set_path(ev, "path", j->path, strlen(j->path));
+        lr_json_set_path(ev, "version", j->id, strlen(j->id));
+        daemon_event(d, ev);
+        lr_api_reply(j->req, res);
+        /* A new local change: the scan gives it a version, and peers get it. */
+        const char *ids[1] = {j->folder};
+        if (!d->stopping)
+            scanjobs_queue(d, ids, 1, NULL, NULL);
+    }
+    free(j->folder);
+    free(j->root);
+    free(j->path);
+    free(j->version);
+    free(j->id);
+    free(j);
+}
+
+void daemon_m_restore(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
+{
+    const char *path;
+    const struct lr_folder_cfg *fc = folder_param(d, req, params, true, &path);
+    if (!fc)
+        return;
+    json_t *ver = json_object_get(params, "version");
+    if (ver && !json_is_string(ver)) {
+        lr_api_reply_error(req, "bad_request", 2, "'version' must be a string");
+        return;
+    }
+    struct restore_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = restore_work;
+    j->base.done = restore_done;
+    j->req = req;
+    j->folder = lr_xstrdup(fc->id);
+    j->root = lr_xstrdup(fc->path);
+    j->path = lr_xstrdup(path);
+    j->version = ver ? lr_xstrdup(json_string_value(ver)) : NULL;
+    daemon_job_queue(d, &j->base);
+}

@@ -1,0 +1,112 @@
+/*
+ * conflicts.h - the daemon's visible and reversible side of conflicts
+ * (docs/conflicts.md): the audit trail (recorded from the puller's
+ * decisions, listed by `conflicts`), the conflict copy count of `status`,
+ * the versions archive listing (`versions`) and `restore`.
+ *
+ * Threads. daemon_conflict_note() runs in a pull job's work() (it owns
+ * d->ix there) and only queues the matching event; daemon_conflicts_flush()
+ * emits queued events on the loop thread (pull_done). Everything else is
+ * called on the loop: it reads the database through a read-only connection
+ * of its own, opened per call (WAL readers never wait for the job that
+ * writes), and restore does its file work as a serial daemon job, so it
+ * never races the puller on a path.
+ *
+ * The versions archive (store.h): ROOT/.landropic/versions/<dir>/<leaf>~
+ * YYYYMMDD-HHMMSS[-N]. A version's ID is that path relative to versions/
+ * ("a/b.txt~20261125-161500"); `restore --version` also takes the stamp
+ * alone ("20261125-161500", "20261125-161500-1").
+ *
+ * Ownership: lists own their strings; release them with
+ * daemon_version_list_release() (safe on a zeroed list, and twice).
+ * Borrowed arguments are not retained.
+ */
+#ifndef LR_DAEMON_CONFLICTS_H
+#define LR_DAEMON_CONFLICTS_H
+
+#include "util/err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct lr_daemon;
+struct lr_api_req;
+struct lr_file_rec;
+struct lr_device_id;
+struct lr_sync_decision;
+struct lr_index;
+
+/* Most archived versions one listing returns (the rest: `truncated`). */
+#define DAEMON_VERSIONS_MAX 10000
+/* Directory depth the archive walk descends. */
+#define DAEMON_VERSIONS_DEPTH 256
+/* Conflict events held for the loop before the oldest are dropped. */
+#define DAEMON_CONFLICT_EVENTS_MAX 1024
+
+/* ---- job side ---------------------------------------------------------- */
+
+/*
+ * A pull job decided `dec` for a path (local: this device's record or NULL;
+ * remote: the candidate record, held by holders[0..nholders)). If the
+ * decision names a conflict it is recorded in the audit trail once (the
+ * same pair of versions decided again in a later round is not a new
+ * conflict), logged, and its event queued. Never fails the caller: a
+ * database failure is logged.
+ */
+void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct lr_file_rec *local,
+                          const struct lr_file_rec *remote, const struct lr_device_id *holders,
+                          size_t nholders, const struct lr_sync_decision *dec);
+
+/* ---- loop side ----------------------------------------------------------- */
+
+/* Emit the queued conflict events of d (type "conflict"). */
+void daemon_conflicts_flush(struct lr_daemon *d);
+/* Conflict copies present in the folder (live records named like one); 0 if unknown. */
+uint64_t daemon_conflict_copies(struct lr_daemon *d, const char *folder);
+
+/* API methods: "conflicts" {folder?}, "versions" {folder, path?}, "restore"
+ * {folder, path, version?}. `folder` is checked to exist by the caller for
+ * "conflicts"; the others check it themselves. */
+void daemon_m_conflicts(struct lr_daemon *d, struct lr_api_req *req, const char *folder);
+void daemon_m_versions(struct lr_daemon *d, struct lr_api_req *req, json_t *params);
+void daemon_m_restore(struct lr_daemon *d, struct lr_api_req *req, json_t *params);
+
+/* ---- the archive, also read by the CLI without a daemon -------------------- */
+
+struct daemon_version {
+    char *id;      /* path below .landropic/versions/ */
+    uint8_t *path; /* the folder path it was archived from (NUL-terminated) */
+    size_t path_len;
+    bool cut; /* the archive cut an over-long leaf: path is the cut form */
+    uint64_t size;
+    int64_t mtime_s;    /* the archived file's modification time */
+    int64_t archived_s; /* from the stamp (UTC) */
+    unsigned seq;       /* the stamp's "-N" (0 without) */
+};
+
+struct daemon_version_list {
+    struct daemon_version *v;
+    size_t n;
+    bool truncated; /* more than DAEMON_VERSIONS_MAX */
+};
+void daemon_version_list_release(struct daemon_version_list *l);
+
+/*
+ * Archived versions of the folder rooted at `root`, sorted by path then
+ * archiving time; only those of `path` (a file, or everything below a
+ * directory) if path is not NULL. Symlinks in the archive are never
+ * followed. An absent archive is an empty list. LR_ENOMARKER if the folder
+ * has no .landropic marker, -errno for other failures (err names the path).
+ */
+int daemon_versions_list(const char *root, const char *path, struct daemon_version_list *out,
+                         struct lr_err *err);
+/*
+ * The JSON document of `versions` ({"folder", "versions": [...],
+ * "truncated"}); `ix` (may be NULL) supplies "why" from the audit trail.
+ */
+json_t *daemon_versions_json(const char *folder, const struct daemon_version_list *l,
+                             struct lr_index *ix);
+
+#endif

@@ -1,0 +1,152 @@
+"""Conflicts made visible and reversible (issue #6): with real daemons, a
+keep-both conflict leaves both texts on both devices, the audit trail
+(`conflicts --json`) lists it on both with where the loser went, `status`
+counts the conflict copy, `events` reports it, `versions` lists what a
+peer's change displaced (with and without the daemon), and `restore` puts a
+version back as a new change that syncs to the other device."""
+import json
+import os
+import subprocess
+import time
+
+from conftest import BIN, wait_for
+from test_04_sync import add_folders, setup_pair, synced
+
+
+def conflicts(dev, *args):
+    return dev.ok("conflicts", *args, "--json").json()["conflicts"]
+
+
+def folder_status(dev):
+    return dev.ok("status", "--json").json()["folders"][0]
+
+
+def test_keep_both_audit_versions_restore(devices, tmp_path):
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "report.txt").write_bytes(b"original\n")
+    (fa / "notes.txt").write_bytes(b"notes v1\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    # Nothing happened yet: an empty trail, no copies.
+    assert conflicts(a) == [] and conflicts(b, "docs") == []
+    assert folder_status(a)["conflicts"] == 0
+
+    ev = subprocess.Popen([BIN, "--home", a.home, "events", "--json"], stdout=subprocess.PIPE,
+                          text=True)
+    try:
+        # Both edit while apart; bob's newer mtime keeps the name.
+        b.stop()
+        (fa / "report.txt").write_bytes(b"alice's version\n")
+        os.utime(fa / "report.txt", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+        a.ok("scan")
+        (fb / "report.txt").write_bytes(b"bob's version, longer\n")
+        os.utime(fb / "report.txt", ns=(1_700_000_100_000_000_000, 1_700_000_100_000_000_000))
+        b.start()
+        b.ok("scan")
+
+        def converged():
+            s = synced(fa, fb)
+            return s and len([p for p in s if "sync-conflict" in p]) == 1 and s
+        s = wait_for(converged, timeout=60, interval=0.3, what="conflict resolved on both")
+        copy = [p for p in s if "sync-conflict" in p][0]
+        for root in (fa, fb):
+            assert (root / "report.txt").read_bytes() == b"bob's version, longer\n"
+            assert (root / copy).read_bytes() == b"alice's version\n"
+
+        # The audit trail on both devices: one content conflict on report.txt,
+        # the loser kept as the copy, both devices named.
+        for dev in (a, b):
+            lst = wait_for(lambda: conflicts(dev), timeout=30, what=f"{dev.name}'s trail")
+            assert len(lst) == 1, lst
+            c = lst[0]
+            assert c["folder"] == "docs" and c["path"] == "report.txt"
+            assert c["type"] == "content" and c["strategy"] == "keep-both"
+            assert c["resolution"] == "copy"
+            assert c["kept_path"] == copy
+            assert c["kept"] and c["kept"][0]["path"] == copy
+            assert c["kept"][0]["device"] == a.id  # alice's version lost
+            assert set(c["devices"]) == {a.id, b.id}
+            assert c["time"].endswith("Z")
+            # Filtered by folder: the same; status counts the copy present.
+            assert conflicts(dev, "docs") == lst
+            wait_for(lambda: folder_status(dev)["conflicts"] == 1, timeout=30,
+                     what=f"{dev.name}'s status counts the copy")
+        assert c["winner"] in ("local", "remote")
+        # A second pull round does not record the same conflict again.
+        a.ok("sync")
+        b.ok("sync")
+        time.sleep(1)
+        assert len(conflicts(a)) == 1 and len(conflicts(b)) == 1
+
+        # The loser's holder (alice) archived her original when bob's version
+        # replaced it: listed with why.
+        vs = a.ok("versions", "docs", "report.txt", "--json").json()["versions"]
+        assert any(v["path"] == "report.txt" and v["size"] == len(b"alice's version\n")
+                   for v in vs), vs
+        assert any("conflict" in v["why"] for v in vs), vs
+        time.sleep(0.5)
+    finally:
+        ev.terminate()
+        out, _ = ev.communicate(timeout=10)
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    cev = [e for e in events if e["type"] == "conflict"]
+    assert len(cev) == 1, events
+    assert cev[0]["folder"] == "docs" and cev[0]["conflict"]["path"] == "report.txt"
+    assert cev[0]["conflict"]["kept_path"] == copy
+    # The log names it.
+    log = open(os.path.join(a.home, "landropic.log")).read()
+    assert "conflict type=content" in log and "path=report.txt" in log
+
+    # A peer's plain update replaces notes.txt on alice: the old one is archived.
+    (fb / "notes.txt").write_bytes(b"notes v2 from bob\n")
+    b.ok("scan")
+    wait_for(lambda: (fa / "notes.txt").read_bytes() == b"notes v2 from bob\n", timeout=60,
+             interval=0.3, what="bob's notes on alice")
+    vs = a.ok("versions", "docs", "notes.txt", "--json").json()["versions"]
+    assert len(vs) == 1 and vs[0]["path"] == "notes.txt", vs
+    assert vs[0]["size"] == len(b"notes v1\n") and "peer" in vs[0]["why"]
+    v1 = vs[0]["id"]
+    assert v1.startswith("notes.txt~")
+    # The whole archive lists both files' versions; human output names them.
+    allv = a.ok("versions", "docs", "--json").json()["versions"]
+    assert {v["path"] for v in allv} == {"report.txt", "notes.txt"}
+    assert "notes.txt" in a.ok("versions", "docs").out
+
+    # Restore v1 (by its stamp alone): back on alice as a new change, then on bob.
+    stamp = v1.split("~", 1)[1]
+    r = a.ok("restore", "docs", "notes.txt", "--version", stamp)
+    assert "notes.txt" in r.out
+    assert (fa / "notes.txt").read_bytes() == b"notes v1\n"
+    wait_for(lambda: (fb / "notes.txt").read_bytes() == b"notes v1\n", timeout=60,
+             interval=0.3, what="restored notes on bob")
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="settled after restore")
+    # What the restore replaced (bob's v2) is archived in turn.
+    vs = a.ok("versions", "docs", "notes.txt", "--json").json()["versions"]
+    assert sorted(v["size"] for v in vs) == sorted([len(b"notes v1\n"),
+                                                    len(b"notes v2 from bob\n")]), vs
+    # Bob archived his v2 when the restored version arrived.
+    vb = b.ok("versions", "docs", "notes.txt", "--json").json()["versions"]
+    assert any(v["size"] == len(b"notes v2 from bob\n") for v in vb), vb
+
+    # Unknown path or version: exit 1 naming it; nothing changed.
+    r = a.run("restore", "docs", "no-such.txt")
+    assert r.rc == 1 and "no-such.txt" in r.err, r
+    r = a.run("restore", "docs", "notes.txt", "--version", "19990101-000000")
+    assert r.rc == 1 and "19990101-000000" in r.err, r
+    r = a.run("restore", "nofolder", "notes.txt")
+    assert r.rc == 1 and "nofolder" in r.err, r
+    r = a.run("restore", "docs")
+    assert r.rc == 2, r
+    assert (fa / "notes.txt").read_bytes() == b"notes v1\n"
+
+    # Without the daemon: versions reads the archive itself, restore refuses.
+    with_daemon = a.ok("versions", "docs", "--json").json()
+    a.stop()
+    without = a.ok("versions", "docs", "--json").json()
+    assert without == with_daemon
+    r = a.run("restore", "docs", "notes.txt")
+    assert r.rc == 4, r
+    r = a.run("versions", "nofolder")
+    assert r.rc == 1 and "nofolder" in r.err, r
