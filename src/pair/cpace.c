@@ -12,6 +12,7 @@
 #define PAIR_CI_TAG "landropic-pair/1"
 #define CONFIRM_INFO_A "landropic-pair/1 confirm initiator"
 #define CONFIRM_INFO_B "landropic-pair/1 confirm responder"
+_Static_assert(sizeof(CONFIRM_INFO_A) <= 64 && sizeof(CONFIRM_INFO_B) <= 64, "info_buf");
 
 /* LEB128 of n into out (at most 10 bytes); returns its length. */
 static size_t leb128(size_t n, uint8_t out[10])
@@ -163,13 +164,15 @@ int lr_cpace_start(struct lr_cpace *c, enum lr_cpace_role role, const void *prs,
 }
 
 /* HMAC-SHA256 under HKDF-Expand(prk, info) over lv_cat(y, ad). */
-static int confirm_tag(const uint8_t prk[32], const char *info, const uint8_t *y, const uint8_t *ad,
+static int confirm_tag(uint8_t prk[32], const char *info, const uint8_t *y, const uint8_t *ad,
                        size_t ad_len, uint8_t tag[LR_CPACE_TAG_LEN])
 {
-    uint8_t key[32], msg[1 + LR_CPACE_POINT_LEN + 10 + LR_CPACE_AD_MAX];
-    size_t n = 0;
-    gnutls_datum_t k = {(unsigned char *)prk, 32};
-    gnutls_datum_t in = {(unsigned char *)info, (unsigned)strlen(info)};
+    uint8_t key[32], msg[1 + LR_CPACE_POINT_LEN + 10 + LR_CPACE_AD_MAX], info_buf[64];
+    size_t n = 0, info_len = strlen(info);
+    /* gnutls_datum_t holds non-const pointers: give it our own copy. */
+    memcpy(info_buf, info, info_len);
+    gnutls_datum_t k = {prk, 32};
+    gnutls_datum_t in = {info_buf, (unsigned)info_len};
     int rc = 0;
     n += leb128(LR_CPACE_POINT_LEN, msg);
     memcpy(msg + n, y, LR_CPACE_POINT_LEN);
