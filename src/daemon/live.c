@@ -31,6 +31,7 @@ struct live {
     bool start_failed;    /* logged once; retried after each successful scan */
     uint64_t scan_end_ms; /* uv_now when the last successful scan finished */
     uint64_t scan_ms;     /* how long it took */
+    uint64_t held_since;  /* a change scan held back while pulling, since (0: none) */
 };
 
 static struct live *lives; /* loop thread only */
@@ -58,9 +59,11 @@ static void queue_scan(struct live *l, const char *why)
         lr_warn(MOD, "folder=%s cannot queue a scan (%s): %s", l->id, why, err.msg);
 }
 
+static void request_scan(struct live *l);
+
 static void on_kick(uv_timer_t *t)
 {
-    queue_scan(t->data, "change");
+    request_scan(t->data);
 }
 
 /*
@@ -69,11 +72,26 @@ static void on_kick(uv_timer_t *t)
  * folder (0.06 s for 20 000 files) is not delayed noticeably; a huge one
  * being written by a long sync does not spend all its time rescanning.
  */
+/* While the folder is pulling, the changes seen are mostly our own commits
+ * (recorded with their inode and ctime, so a scan finds nothing): hold the
+ * scan back, at most this long, instead of competing with the commits. */
+#define LIVE_HOLD_MS 500
+#define LIVE_HOLD_MAX_MS 10000
+
 static void request_scan(struct live *l)
 {
     uint64_t now = uv_now(&l->d->loop);
     uint64_t earliest = l->scan_end_ms + l->scan_ms;
+    struct sync_folder_status st;
+    sync_folder_status(l->d, l->id, &st);
+    if (st.active && (!l->held_since || now - l->held_since < LIVE_HOLD_MAX_MS)) {
+        if (!l->held_since)
+            l->held_since = now;
+        if (earliest < now + LIVE_HOLD_MS)
+            earliest = now + LIVE_HOLD_MS;
+    }
     if (now >= earliest) {
+        l->held_since = 0;
         queue_scan(l, "change");
         return;
     }

@@ -3,6 +3,7 @@ or `sync` command; an editor-style save (write a temp file, rename it over)
 arrives as one version, and the temp file is never indexed or sent."""
 import fcntl
 import os
+import signal
 import sqlite3
 import statistics
 import time
@@ -164,8 +165,14 @@ def test_queue_overflow_falls_back_to_rescan(devices, tmp_path):
     b.start()
     for d in (a, b):
         assert d.ok("sync", "--wait", "--timeout", "30").rc == 0
-    for i in range(300):
-        (fa / f"burst{i:03d}").write_bytes(b"x" * i)
+    # A stopped daemon reads nothing, so the 16-event queue overflows for sure
+    # (a running one may keep up with the writer and make this test flaky).
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        for i in range(300):
+            (fa / f"burst{i:03d}").write_bytes(b"x" * i)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
     wait_for(lambda: all(has(fb / f"burst{i:03d}", b"x" * i) for i in range(300)), timeout=30,
              interval=0.1, what="300 burst files on B")
     with open(os.path.join(a.home, "landropic.log")) as f:
