@@ -325,3 +325,17 @@ int lr_pair_cpace_start(struct lr_cpace *c, enum lr_cpace_role role,
     sodium_memzero(prs, sizeof(prs));
     return rc;
 }
+
+int lr_pair_exporter(void *session, uint8_t out[LR_PAIR_EXPORTER_LEN], struct lr_err *err)
+{
+    gnutls_session_t s = session;
+    memset(out, 0, LR_PAIR_EXPORTER_LEN);
+    /* GnuTLS refuses (GNUTLS_E_INVALID_REQUEST) before the handshake is done. */
+    int rc = gnutls_prf_rfc5705(s, sizeof(LR_PAIR_EXPORTER_LABEL) - 1, LR_PAIR_EXPORTER_LABEL, 0,
+                                NULL, LR_PAIR_EXPORTER_LEN, (char *)out);
+    if (rc < 0) {
+        memset(out, 0, LR_PAIR_EXPORTER_LEN);
+        return lr_err_set(err, LR_ETLS, "pairing: TLS exporter: %s", gnutls_strerror(rc));
+    }
+    return 0;
+}

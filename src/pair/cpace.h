@@ -157,6 +157,17 @@ int lr_pair_cpace_start(struct lr_cpace *c, enum lr_cpace_role role,
                         const uint8_t exporter[LR_PAIR_EXPORTER_LEN],
                         uint8_t y_out[LR_CPACE_POINT_LEN], struct lr_err *err);
 
+/*
+ * The sid for pairing: LR_PAIR_EXPORTER_LEN bytes exported from the
+ * pairing connection's TLS session (borrowed; the handshake must be
+ * complete) with gnutls_prf_rfc5705(LR_PAIR_EXPORTER_LABEL, no context).
+ * Both ends of one TLS session get the same bytes; any other session gets
+ * different ones. Returns 0, or LR_ETLS (handshake not done, GnuTLS error).
+ * `session` is a gnutls_session_t (void * here so this header does not
+ * pull in GnuTLS).
+ */
+int lr_pair_exporter(void *session, uint8_t out[LR_PAIR_EXPORTER_LEN], struct lr_err *err);
+
 /* ---- test-only: the draft's intermediate values, for its test vectors ---- */
 
 /* SHA-512 of generator_string(DSI, prs, ci, sid, 128) into out[64]. */

@@ -14,9 +14,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ---- vector values copied from the draft ---- */
 static const char v_prs[] = "Password";
@@ -417,6 +421,133 @@ static void test_ci_layout(void **state)
     assert_int_equal(lr__pair_cpace_ci(7, &a, &b, ci, (size_t)n - 1), LR_ETOOBIG);
 }
 
+/* ---- the TLS exporter used as sid ---- */
+
+static int psk_cb(gnutls_session_t s, const char *user, gnutls_datum_t *key)
+{
+    (void)s;
+    (void)user;
+    key->data = gnutls_malloc(32);
+    assert_non_null(key->data);
+    memset(key->data, 0x5c, 32);
+    key->size = 32;
+    return 0;
+}
+
+struct tls_pair {
+    int fd[2];
+    gnutls_session_t c, s;
+    gnutls_psk_client_credentials_t cc;
+    gnutls_psk_server_credentials_t sc;
+};
+
+static void tls_open(struct tls_pair *t)
+{
+    static const char prio[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+PSK";
+    unsigned char k[32];
+    memset(k, 0x5c, sizeof(k));
+    gnutls_datum_t key = {k, sizeof(k)};
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, t->fd), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(fcntl(t->fd[i], F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(gnutls_psk_allocate_client_credentials(&t->cc), 0);
+    assert_int_equal(gnutls_psk_set_client_credentials(t->cc, "pairtest", &key, GNUTLS_PSK_KEY_RAW),
+                     0);
+    assert_int_equal(gnutls_psk_allocate_server_credentials(&t->sc), 0);
+    gnutls_psk_set_server_credentials_function(t->sc, psk_cb);
+    assert_int_equal(gnutls_init(&t->c, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
+    assert_int_equal(gnutls_init(&t->s, GNUTLS_SERVER | GNUTLS_NONBLOCK), 0);
+    assert_int_equal(gnutls_priority_set_direct(t->c, prio, NULL), 0);
+    assert_int_equal(gnutls_priority_set_direct(t->s, prio, NULL), 0);
+    assert_int_equal(gnutls_credentials_set(t->c, GNUTLS_CRD_PSK, t->cc), 0);
+    assert_int_equal(gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, t->sc), 0);
+    gnutls_transport_set_int(t->c, t->fd[0]);
+    gnutls_transport_set_int(t->s, t->fd[1]);
+}
+
+static void tls_handshake(struct tls_pair *t)
+{
+    int rc_c = GNUTLS_E_AGAIN, rc_s = GNUTLS_E_AGAIN;
+    for (int i = 0; i < 1000 && (rc_c != 0 || rc_s != 0); i++) {
+        if (rc_c != 0)
+            rc_c = gnutls_handshake(t->c);
+        if (rc_s != 0)
+            rc_s = gnutls_handshake(t->s);
+        assert_true(rc_c == 0 || rc_c == GNUTLS_E_AGAIN || rc_c == GNUTLS_E_INTERRUPTED);
+        assert_true(rc_s == 0 || rc_s == GNUTLS_E_AGAIN || rc_s == GNUTLS_E_INTERRUPTED);
+    }
+    assert_int_equal(rc_c, 0);
+    assert_int_equal(rc_s, 0);
+    assert_int_equal(gnutls_protocol_get_version(t->c), GNUTLS_TLS1_3);
+}
+
+static void tls_close(struct tls_pair *t)
+{
+    gnutls_deinit(t->c);
+    gnutls_deinit(t->s);
+    gnutls_psk_free_client_credentials(t->cc);
+    gnutls_psk_free_server_credentials(t->sc);
+    close(t->fd[0]);
+    close(t->fd[1]);
+}
+
+static void test_exporter(void **state)
+{
+    (void)state;
+    struct tls_pair t1, t2;
+    uint8_t c1[32], s1[32], c2[32], manual[32], zero[32] = {0};
+    struct lr_err err;
+
+    tls_open(&t1);
+    /* before the handshake: refused, output zeroed */
+    memset(c1, 0xaa, sizeof(c1));
+    lr_err_clear(&err);
+    assert_int_equal(lr_pair_exporter(t1.c, c1, &err), LR_ETLS);
+    assert_non_null(strstr(err.msg, "exporter"));
+    assert_memory_equal(c1, zero, 32);
+
+    tls_handshake(&t1);
+    assert_int_equal(lr_pair_exporter(t1.c, c1, NULL), 0);
+    assert_int_equal(lr_pair_exporter(t1.s, s1, NULL), 0);
+    assert_memory_equal(c1, s1, 32); /* both ends agree */
+    assert_memory_not_equal(c1, zero, 32);
+    /* it is exactly RFC 5705/8446 export with our label and no context */
+    assert_int_equal(gnutls_prf_rfc5705(t1.c, strlen(LR_PAIR_EXPORTER_LABEL),
+                                        LR_PAIR_EXPORTER_LABEL, 0, NULL, 32, (char *)manual),
+                     0);
+    assert_memory_equal(manual, c1, 32);
+    assert_int_equal(gnutls_prf_rfc5705(t1.c, 5, "other", 0, NULL, 32, (char *)manual), 0);
+    assert_memory_not_equal(manual, c1, 32);
+
+    /* another session (same PSK, same peers) exports something else */
+    tls_open(&t2);
+    tls_handshake(&t2);
+    assert_int_equal(lr_pair_exporter(t2.c, c2, NULL), 0);
+    assert_memory_not_equal(c1, c2, 32);
+
+    /* and the exporters drive a pairing: same session agrees, a relay's two do not */
+    struct lr_pair_code code = {.nameplate = 12, .secret = 345678};
+    struct lr_device_id a, b;
+    memset(a.b, 1, 32);
+    memset(b.b, 2, 32);
+    struct lr_cpace ca, cb;
+    uint8_t ya[32], yb[32], ta[32], tb[32];
+    for (int relay = 0; relay < 2; relay++) {
+        assert_int_equal(lr_pair_cpace_start(&ca, LR_CPACE_INITIATOR, &code, &a, &b, c1, ya, NULL),
+                         0);
+        assert_int_equal(
+            lr_pair_cpace_start(&cb, LR_CPACE_RESPONDER, &code, &a, &b, relay ? c2 : s1, yb, NULL),
+            0);
+        assert_int_equal(lr_cpace_receive(&ca, yb, NULL, 0, ta, NULL), 0);
+        assert_int_equal(lr_cpace_receive(&cb, ya, NULL, 0, tb, NULL), 0);
+        assert_int_equal(lr_cpace_confirm(&ca, tb, NULL), relay ? LR_EVERIFY : 0);
+        lr_cpace_clear(&ca);
+        lr_cpace_clear(&cb);
+    }
+    tls_close(&t1);
+    tls_close(&t2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_tag_bitflips),
         cmocka_unit_test(test_call_order_and_limits),
         cmocka_unit_test(test_ci_layout),
+        cmocka_unit_test(test_exporter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
