@@ -169,6 +169,7 @@ static void cb_refused(void *ud, const struct lr_device_id *peer, const char *ad
             id, addr, id);
     daemon_event(d, json_pack("{s:s, s:s, s:s}", "type", "handshake_refused", "device", id,
                               "address", addr));
+    disc_pending_note(d, peer, NULL, &addr, 1, "connect");
 }
 
 static void cb_connected(void *ud, struct lr_conn *c, const struct lr_device_id *peer,

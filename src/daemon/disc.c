@@ -27,8 +27,9 @@ struct heard {
     char name[LR_ANNOUNCE_NAME_MAX + 1];
     char addrs[LR_TRANSPORT_MAX_ADDRS][ADDR_STRLEN];
     size_t naddrs;
-    char via[16];
-    uint64_t last_mono;     /* uv_now when last heard */
+    char via[16];           /* how it was last seen: "discovery" or "connect" */
+    uint64_t last_mono;     /* uv_now when last seen, either way */
+    uint64_t disc_mono;     /* uv_now of its last announcement, 0 = none */
     uint64_t last_wall_ms;  /* wall clock when last heard */
     uint64_t answered_mono; /* uv_now of our last answer to it, 0 = never */
     bool has_nameplate;
@@ -161,13 +162,16 @@ static void on_seen(void *ud, const struct lr_discovery_seen *s)
     uint64_t now = uv_now(&d->loop);
     bool fresh;
     struct heard *e = heard_get(st, &a->id, &fresh);
-    bool long_silent = !fresh && now - e->last_mono > 2 * LR_DISCOVERY_INTERVAL_MS;
+    /* (An entry known only from a refused connection has disc_mono 0: first heard now.) */
+    bool long_silent =
+        !fresh && (e->disc_mono == 0 || now - e->disc_mono > 2 * LR_DISCOVERY_INTERVAL_MS);
     snprintf(e->name, sizeof(e->name), "%s", a->name);
     snprintf(e->via, sizeof(e->via), "discovery");
     seen_addrs(s, e->addrs, &e->naddrs);
     e->has_nameplate = a->has_nameplate;
     e->nameplate = a->nameplate;
     e->last_mono = now;
+    e->disc_mono = now;
     e->last_wall_ms = s->recv_ms;
 
     char id[LR_DEVICE_ID_STRLEN + 1];
@@ -311,9 +315,15 @@ void disc_pending_note(struct lr_daemon *d, const struct lr_device_id *id, const
     struct heard *e = heard_get(st, id, &fresh);
     if (name)
         snprintf(e->name, sizeof(e->name), "%s", name);
+    /* Where it connected from goes first; what it announced (signed) is kept. */
+    char(*old)[ADDR_STRLEN] = lr_xmemdup(e->addrs, sizeof(e->addrs));
+    size_t nold = e->naddrs;
     e->naddrs = 0;
     for (size_t i = 0; i < naddrs; i++)
         add_unique(e->addrs, &e->naddrs, addrs[i]);
+    for (size_t i = 0; i < nold; i++)
+        add_unique(e->addrs, &e->naddrs, old[i]);
+    free(old);
     snprintf(e->via, sizeof(e->via), "%s", via);
     e->last_mono = uv_now(&d->loop);
     struct timespec ts;
@@ -356,8 +366,7 @@ void disc_config_changed(struct lr_daemon *d)
     uint64_t now = uv_now(&d->loop);
     for (size_t i = 0; i < DISC_PENDING_MAX; i++) {
         const struct heard *e = &d->disc->h[i];
-        if (!e->used || strcmp(e->via, "discovery") != 0 ||
-            now - e->last_mono > DISC_PENDING_TTL_MS)
+        if (!e->used || e->disc_mono == 0 || now - e->disc_mono > DISC_PENDING_TTL_MS)
             continue;
         const struct lr_peer_cfg *pc = lr_config_find_peer(d->cfg, &e->id);
         const struct peer_rt *p = pc ? daemon_peer(d, &e->id) : NULL;
@@ -389,13 +398,13 @@ size_t disc_find_nameplate(struct lr_daemon *d, unsigned nameplate, struct disc_
     size_t n = 0;
     for (size_t i = 0; i < DISC_PENDING_MAX; i++) {
         const struct heard *e = &d->disc->h[i];
-        if (e->used && e->has_nameplate && e->nameplate == nameplate &&
-            now - e->last_mono <= DISC_NAMEPLATE_TTL_MS && strcmp(e->via, "discovery") == 0)
+        if (e->used && e->has_nameplate && e->nameplate == nameplate && e->disc_mono &&
+            now - e->disc_mono <= DISC_NAMEPLATE_TTL_MS)
             found[n++] = e;
     }
     /* Most recently heard first (n is at most DISC_PENDING_MAX: insertion sort). */
     for (size_t i = 1; i < n; i++)
-        for (size_t k = i; k > 0 && found[k]->last_mono > found[k - 1]->last_mono; k--) {
+        for (size_t k = i; k > 0 && found[k]->disc_mono > found[k - 1]->disc_mono; k--) {
             const struct heard *t = found[k];
             found[k] = found[k - 1];
             found[k - 1] = t;

@@ -204,7 +204,8 @@ def test_discovery_connects_lists_pending_ignores_forged_and_replayed(lan, tmp_p
 
         # Carol: listed as pending on Alice's side, with her address; never given anything.
         ent = wait_for(lambda: a.pending_entry(c.id), timeout=10, what="carol pending on alice")
-        assert ent["name"] == "carol" and ent["via"] == "discovery"
+        # "connect" once her dial has been refused, until she is heard again.
+        assert ent["name"] == "carol" and ent["via"] in ("discovery", "connect"), ent
         assert "198.18.1.2:21039" in ent["addresses"], ent
         assert ent["last_seen"].endswith("Z")
         assert [p["id"] for p in a.ok("peers", "--json").json()["peers"]] == [b.id]
@@ -318,6 +319,8 @@ def test_three_namespaces_on_a_bridge_connect_without_addresses(bridge3, tmp_pat
                     d.ok("peer", "add", o.id, "--name", o.name)
         devs[0].ok("peer", "add", quiet.id, "--name", "dave")
         quiet.ok("peer", "add", devs[0].id, "--name", "alice")
+        # Dave knows Bob's address, but Bob never added him.
+        quiet.ok("peer", "add", devs[1].id, "--name", "bob", "--addr", "198.18.2.2:21037")
         late.ok("peer", "add", devs[0].id, "--name", "alice")
         quiet.start("--no-discovery")
         late.start()
@@ -334,9 +337,15 @@ def test_three_namespaces_on_a_bridge_connect_without_addresses(bridge3, tmp_pat
         # added him but has no address), and he hears nobody.
         time.sleep(2)
         assert not devs[0].peer_info(quiet)["connected"]
-        for d in devs[1:]:
-            assert d.pending_entry(quiet.id) is None
+        assert devs[0].pending_entry(quiet.id) is None  # added: never pending
+        assert devs[2].pending_entry(quiet.id) is None
         assert quiet.pending() == []
+        # His dial to Bob was refused at the handshake: pending on Bob's side, via connect.
+        ent = wait_for(lambda: devs[1].pending_entry(quiet.id), timeout=10,
+                       what="dave pending on bob via connect")
+        assert ent["via"] == "connect" and ent["name"] == "", ent
+        assert any(x.endswith(":21041") and "198.18.2.3" in x for x in ent["addresses"]), ent
+        assert not quiet.peer_info(devs[1])["connected"]
         assert "discovery: off (--no-discovery)" in quiet.log()
         assert "discovery: started" not in quiet.log()
 
