@@ -150,3 +150,50 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
     assert r.rc == 4, r
     r = a.run("versions", "nofolder")
     assert r.rc == 1 and "nofolder" in r.err, r
+
+
+def test_modify_delete_and_metadata_recorded(devices, tmp_path):
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "keep.txt").write_bytes(b"first\n")
+    (fa / "meta.txt").write_bytes(b"same bytes\n")
+    os.chmod(fa / "meta.txt", 0o644)
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    b.stop()
+    # Alice deletes keep.txt and makes meta.txt private; bob edits keep.txt and
+    # makes meta.txt group-readable: a modify-vs-delete and a metadata conflict.
+    os.unlink(fa / "keep.txt")
+    os.chmod(fa / "meta.txt", 0o600)
+    a.ok("scan")
+    (fb / "keep.txt").write_bytes(b"edited by bob\n")
+    os.chmod(fb / "meta.txt", 0o640)
+    b.start()
+    b.ok("scan")
+
+    # The edit survives on both; the metadata converges; no copy is made.
+    def settled():
+        s = synced(fa, fb)
+        return s and "keep.txt" in s and s
+    s = wait_for(settled, timeout=60, interval=0.3, what="edit back on alice")
+    assert (fa / "keep.txt").read_bytes() == b"edited by bob\n"
+    assert not [p for p in s if "sync-conflict" in p]
+    assert s["meta.txt"][1] in (0o600, 0o640)
+
+    def trail(dev):
+        lst = conflicts(dev, "docs")
+        kinds = {(c["path"], c["type"], c["detail"], c["resolution"]) for c in lst}
+        want = {("keep.txt", "structural", "modify-delete", "modify-wins"),
+                ("meta.txt", "metadata", "metadata", "merged")}
+        return kinds == want and lst
+    for dev in (a, b):
+        lst = wait_for(lambda: trail(dev), timeout=30, what=f"{dev.name}'s trail")
+        for c in lst:
+            # Nothing was lost: no copy, nowhere to look.
+            assert c["kept_path"] is None and c["kept"] == [], c
+            assert set(c["devices"]) == {a.id, b.id}
+        md = [c for c in lst if c["detail"] == "modify-delete"][0]
+        # The live edit (bob's) won on both devices.
+        assert md["winner"] == ("remote" if dev is a else "local")
+        assert folder_status(dev)["conflicts"] == 0
