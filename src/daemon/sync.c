@@ -527,6 +527,7 @@ static void link_reset(struct sync_link *l)
     l->send_blocked = false;
     l->send_dirty = false;
     l->send_caught_up = false;
+    l->recv_mid = false;
 }
 
 /* Bring the peer's links in line with its latest FOLDERS and our config. */
@@ -710,8 +711,11 @@ static void recv_done(struct daemon_job *base, int status)
                 f->need = j->need;
                 f->need_known = true;
             }
-            if (j->last && l && p->gen == j->gen && l->epoch == j->epoch)
-                l->recv_last = true;
+            if (l && p->gen == j->gen && l->epoch == j->epoch) {
+                l->recv_mid = !j->last;
+                if (j->last)
+                    l->recv_last = true;
+            }
             if (j->last)
                 sync_item_index(d, &j->peer, j->folder, false);
             if (j->last)
@@ -987,7 +991,7 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
         }
         struct sync_link *l = sync_link_find(d, &p->id, folder_id);
         if (l && l->listed)
-            settled = l->recv_last && l->send_caught_up;
+            settled = l->recv_last && !l->recv_mid && l->send_caught_up;
     }
     out->settled = settled;
 }

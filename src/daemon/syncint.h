@@ -81,6 +81,7 @@ struct sync_link {
     bool send_caught_up; /* the last burst ended (LAST sent) with nothing new */
     /* Receiver. */
     bool recv_last; /* a LAST arrived on this connection */
+    bool recv_mid;  /* a burst's batches are arriving and its LAST has not */
 };
 
 struct sync_xfer;

@@ -221,6 +221,9 @@ struct pull_job {
     size_t after_len;
     bool cut; /* out: stopped for lack of room; resume after `after` */
     bool gc;  /* clean stale staging files first */
+    /* A peer is between the batches of an index burst: its renames may have
+     * delivered the deletes and not yet the adds, so no deletes this round. */
+    bool hold_deletes;
     /* out */
     struct sync_xfer **xfers;
     size_t nxfers;
@@ -635,6 +638,7 @@ static void pull_work(struct daemon_job *base)
     uint8_t *after = NULL;
     size_t after_len = 0;
     bool round_end = false;
+    bool resumed = j->after != NULL;
     if ((j->rc = lr_store_open(j->root, &c.st, &j->err)) < 0) {
         j->no_marker = j->rc == LR_ENOMARKER;
         return;
@@ -664,8 +668,9 @@ static void pull_work(struct daemon_job *base)
      */
     bool saw_delete = false;
     for (int pass = 0; pass < 3 && !j->no_marker; pass++) {
-        if (pass > 0 && (!saw_delete || !round_end))
-            break;
+        /* A resumed round did not see the deletes sorted before its start. */
+        if (pass > 0 && ((!saw_delete && !resumed) || !round_end || j->hold_deletes))
+            break; /* held deletes: the burst's LAST triggers the next pull */
         free(after);
         after = NULL;
         after_len = 0;
@@ -726,7 +731,12 @@ static void pull_work(struct daemon_job *base)
                         j->left += pass == 0;
                     continue;
                 }
-                bool is_delete = decs[i].apply == LR_SYNC_APPLY_DELETE;
+                /* A directory replaced by a file or link goes with the deletes:
+                 * its children must be gone first (lr_plan_order phases). */
+                bool dir_goes =
+                    has_local[i] && !locals[i].deleted && locals[i].type == LR_FT_DIR &&
+                    (decs[i].apply == LR_SYNC_APPLY_FILE || decs[i].apply == LR_SYNC_APPLY_SYMLINK);
+                bool is_delete = decs[i].apply == LR_SYNC_APPLY_DELETE || dir_goes;
                 saw_delete |= is_delete;
                 if ((pass == 0) == is_delete)
                     continue; /* this pass is not its turn */
@@ -783,6 +793,10 @@ static void pull_start(struct daemon_job *base)
     f->pull_running = true;
     f->pull_again = false;
     f->pull_cut = false;
+    for (struct sync_link *l = d->sync->links; l; l = l->next)
+        if (l->listed && l->recv_mid && strcmp(l->folder, j->folder) == 0 &&
+            sync_peer_get(d, &l->peer)->conn)
+            j->hold_deletes = true;
     uint64_t now = uv_now(&d->loop);
     if (!f->gc_done || now - f->gc_at >= STAGING_GC_EVERY_MS) {
         j->gc = true;
@@ -854,7 +868,7 @@ static void pull_done(struct daemon_job *base, int status)
             f->rescans = 0;
             sync_local_changed(d, j->folder);
         }
-        f->stuck = j->applied == 0 && f->nxfers == 0 && !j->cut;
+        f->stuck = j->applied == 0 && f->nxfers == 0 && !j->cut && !j->hold_deletes;
         if (j->rescan && f->rescans < PULL_RESCANS_MAX) {
             f->rescans++;
             scanjobs_queue(d, (const char *const *)&j->folder, 1, NULL, NULL);
