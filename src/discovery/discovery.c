@@ -279,15 +279,29 @@ static uint64_t jittered(uint64_t ms)
     return ms - span + r;
 }
 
+static void on_tick(uv_timer_t *t);
+
+/* Sleep until the next thing to do (no fixed tick: idle laptops stay idle). */
+static void rearm(struct lr_discovery *d)
+{
+    uint64_t now = uv_now(d->loop);
+    uint64_t at = d->next_announce < d->next_ifcheck ? d->next_announce : d->next_ifcheck;
+    if (d->pending && d->last_sent + LR_DISCOVERY_MIN_GAP_MS < at)
+        at = d->last_sent + LR_DISCOVERY_MIN_GAP_MS;
+    uv_timer_start(&d->tick, on_tick, at > now ? at - now : 0, 0);
+}
+
 void lr_discovery_announce(struct lr_discovery *d)
 {
     uint64_t now = uv_now(d->loop);
     if (d->last_sent && now - d->last_sent < LR_DISCOVERY_MIN_GAP_MS) {
-        d->pending = true; /* the tick sends it when the gap ends */
+        d->pending = true; /* sent when the gap ends */
+        rearm(d);
         return;
     }
     send_now(d);
     d->next_announce = now + jittered(d->interval_ms);
+    rearm(d);
 }
 
 int lr_discovery_set_nameplate(struct lr_discovery *d, int nameplate)
@@ -320,6 +334,7 @@ static void on_tick(uv_timer_t *t)
         send_now(d);
         d->next_announce = now + jittered(d->interval_ms);
     }
+    rearm(d);
 }
 
 /* ---- receiving ---- */
@@ -572,7 +587,7 @@ int lr_discovery_start(uv_loop_t *loop, const struct lr_discovery_config *cfg, l
     d->next_ifcheck = now + LR_DISCOVERY_IFCHECK_MS;
     send_now(d);
     d->next_announce = now + jittered(d->interval_ms);
-    uv_timer_start(&d->tick, on_tick, 250, 250);
+    rearm(d);
     lr_info(MOD, "started port=%u interfaces=%zu ipv4=%s ipv6=%s", d->port, d->nifs,
             d->s4.open ? "yes" : "no", d->s6.open ? "yes" : "no");
     *out = d;
