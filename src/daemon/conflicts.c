@@ -539,7 +539,8 @@ static int open_archive(const char *root, int *out, struct lr_err *err)
     e = errno;
     close(mfd);
     if (vfd < 0)
-        return -e;
+        return e == ENOENT ? -ENOENT
+                           : lr_err_set(err, -e, "versions archive of %s: %s", root, strerror(e));
     *out = vfd;
     return 0;
 }

@@ -1,0 +1,294 @@
+/*
+ * test_daemon_versions.c - the versions archive listing behind `versions`
+ * and `restore` (daemon/conflicts.h): stamp parsing, order, path filters,
+ * names that are not ours, symlinks never followed, the bound, and "why"
+ * from the audit trail.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "daemon/conflicts.h"
+#include "index/index.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct fx {
+    char dir[64];
+    char root[128];
+    char vers[160];
+};
+
+static int setup(void **state)
+{
+    lr_log_set_level(LR_LOG_ERROR);
+    struct fx *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/lr-test-dvers-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->root, sizeof(f->root), "%s/root", f->dir);
+    assert_int_equal(mkdir(f->root, 0755), 0);
+    char m[160];
+    snprintf(m, sizeof(m), "%s/.landropic", f->root);
+    assert_int_equal(mkdir(m, 0755), 0);
+    snprintf(f->vers, sizeof(f->vers), "%s/.landropic/versions", f->root);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Create vers/rel (parents made) holding `size` bytes. */
+static void put(const struct fx *f, const char *rel, size_t size)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", f->vers, rel);
+    mkdir(f->vers, 0755);
+    for (char *s = p + strlen(f->vers) + 1; (s = strchr(s, '/')); s++) {
+        *s = 0;
+        mkdir(p, 0755);
+        *s = '/';
+    }
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    char buf[64] = {0};
+    while (size) {
+        size_t n = size < sizeof(buf) ? size : sizeof(buf);
+        assert_int_equal(write(fd, buf, n), (ssize_t)n);
+        size -= n;
+    }
+    close(fd);
+}
+
+static void test_no_marker_no_archive(void **state)
+{
+    struct fx *f = *state;
+    struct daemon_version_list l;
+    struct lr_err err = {0};
+    /* A marker but no archive yet: an empty list. */
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 0);
+    assert_false(l.truncated);
+    daemon_version_list_release(&l);
+    /* No marker (disk not mounted?): refused, never an empty answer. */
+    char m[160];
+    snprintf(m, sizeof(m), "%s/.landropic", f->root);
+    assert_int_equal(rmdir(m), 0);
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), LR_ENOMARKER);
+    assert_non_null(strstr(err.msg, f->root));
+    /* The marker as a symlink to a directory elsewhere is not a marker. */
+    char other[160];
+    snprintf(other, sizeof(other), "%s/elsewhere", f->dir);
+    assert_int_equal(mkdir(other, 0755), 0);
+    assert_int_equal(symlink(other, m), 0);
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), LR_ENOMARKER);
+}
+
+static void test_parse_order_filters(void **state)
+{
+    struct fx *f = *state;
+    put(f, "a.txt~20240101-000000", 3);
+    put(f, "a.txt~20240101-000000-1", 4);
+    put(f, "a.txt~20231231-235959", 2);
+    put(f, "a.txt~20240101-000000-10", 5); /* -10 sorts after -1 and -2 by number */
+    put(f, "a.txt~20240101-000000-2", 6);
+    put(f, "d/e/b.bin~20240202-101010", 7);
+    put(f, "d/a.txt~20240101-000000", 1); /* another a.txt, in d/ */
+    /* Not ours: no stamp, bad stamps, a stamp with nothing before it. */
+    put(f, "plain", 1);
+    put(f, "x~2024", 1);
+    put(f, "y~20240101-000000-", 1);
+    put(f, "z~20240101-00000x", 1);
+    put(f, "~20240101-000000", 1);
+    put(f, "w~20240101-000000-12345678901", 1);
+    /* The archive's cut form of an over-long leaf. */
+    put(f, "longname~0123abcd~20240101-000000", 8);
+
+    struct daemon_version_list l;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 8);
+    /* Path order, then archiving time, then -N numerically. */
+    assert_string_equal((char *)l.v[0].path, "a.txt");
+    assert_string_equal(l.v[0].id, "a.txt~20231231-235959");
+    assert_int_equal(l.v[0].size, 2);
+    assert_int_equal(l.v[0].archived_s, 1704067199);
+    assert_string_equal(l.v[1].id, "a.txt~20240101-000000");
+    assert_int_equal(l.v[1].archived_s, 1704067200);
+    assert_int_equal(l.v[1].seq, 0);
+    assert_string_equal(l.v[2].id, "a.txt~20240101-000000-1");
+    assert_string_equal(l.v[3].id, "a.txt~20240101-000000-2");
+    assert_string_equal(l.v[4].id, "a.txt~20240101-000000-10");
+    assert_int_equal(l.v[4].seq, 10);
+    assert_string_equal((char *)l.v[5].path, "d/a.txt");
+    assert_string_equal((char *)l.v[6].path, "d/e/b.bin");
+    assert_int_equal(l.v[6].path_len, 9);
+    assert_string_equal(l.v[6].id, "d/e/b.bin~20240202-101010");
+    assert_string_equal((char *)l.v[7].path, "longname~0123abcd");
+    assert_true(l.v[7].cut);
+    assert_false(l.v[0].cut);
+    daemon_version_list_release(&l);
+    daemon_version_list_release(&l);
+
+    /* A file: only its own versions, not d/a.txt's. */
+    assert_int_equal(daemon_versions_list(f->root, "a.txt", &l, &err), 0);
+    assert_int_equal(l.n, 5);
+    for (size_t i = 0; i < l.n; i++)
+        assert_string_equal((char *)l.v[i].path, "a.txt");
+    daemon_version_list_release(&l);
+    /* A directory: everything below it. */
+    assert_int_equal(daemon_versions_list(f->root, "d", &l, &err), 0);
+    assert_int_equal(l.n, 2);
+    daemon_version_list_release(&l);
+    assert_int_equal(daemon_versions_list(f->root, "d/e/b.bin", &l, &err), 0);
+    assert_int_equal(l.n, 1);
+    daemon_version_list_release(&l);
+    /* Unknown paths, also through a missing directory: empty. */
+    assert_int_equal(daemon_versions_list(f->root, "nope", &l, &err), 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(daemon_versions_list(f->root, "no/such/dir/x", &l, &err), 0);
+    assert_int_equal(l.n, 0);
+    /* A "directory" that is a file in the archive is just not one. */
+    assert_int_equal(daemon_versions_list(f->root, "plain/x", &l, &err), 0);
+    assert_int_equal(l.n, 0);
+}
+
+static void test_symlinks_never_followed(void **state)
+{
+    struct fx *f = *state;
+    put(f, "real~20240101-000000", 1);
+    /* Outside data the archive must never show or hand to restore. */
+    char out[160], p[256];
+    snprintf(out, sizeof(out), "%s/outside", f->dir);
+    assert_int_equal(mkdir(out, 0755), 0);
+    snprintf(p, sizeof(p), "%s/secret~20240101-000000", out);
+    int fd = open(p, O_WRONLY | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(p, sizeof(p), "%s/linkdir", f->vers);
+    assert_int_equal(symlink(out, p), 0);
+    snprintf(p, sizeof(p), "%s/link~20240101-000000", f->vers);
+    assert_int_equal(symlink("/etc/passwd", p), 0);
+    struct daemon_version_list l;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.v[0].id, "real~20240101-000000");
+    daemon_version_list_release(&l);
+    /* Asking for a path through the linked directory finds nothing. */
+    assert_int_equal(daemon_versions_list(f->root, "linkdir/secret", &l, &err), 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(daemon_versions_list(f->root, "linkdir", &l, &err), 0);
+    assert_int_equal(l.n, 0);
+    /* The archive directory itself as a symlink: not followed either. */
+    char moved[160];
+    snprintf(moved, sizeof(moved), "%s/moved", f->dir);
+    assert_int_equal(rename(f->vers, moved), 0);
+    assert_int_equal(symlink(moved, f->vers), 0);
+    assert_true(daemon_versions_list(f->root, NULL, &l, &err) < 0);
+}
+
+static void test_bounded(void **state)
+{
+    struct fx *f = *state;
+    char name[64];
+    for (unsigned i = 0; i < DAEMON_VERSIONS_MAX + 5; i++) {
+        snprintf(name, sizeof(name), "d%u/f~20240101-000000-%u", i % 7, i);
+        put(f, name, 0);
+    }
+    struct daemon_version_list l;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
+    assert_int_equal(l.n, DAEMON_VERSIONS_MAX);
+    assert_true(l.truncated);
+    daemon_version_list_release(&l);
+}
+
+static void test_json_why(void **state)
+{
+    struct fx *f = *state;
+    put(f, "a.txt~20240101-000000", 3);
+    put(f, "b.txt~20240101-000000", 3);
+    struct daemon_version_list l;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 2);
+
+    char db[160];
+    snprintf(db, sizeof(db), "%s/index.db", f->dir);
+    struct lr_index *ix;
+    assert_int_equal(lr_index_open(db, &ix, &err), 0);
+    /* a.txt lost a content conflict a minute before it was archived. */
+    struct lr_conflict_rec c = {0};
+    c.time_s = 1704067200 - 60;
+    c.folder = (char *)"docs";
+    c.path = (uint8_t *)"a.txt";
+    c.path_len = 5;
+    c.type = (char *)"content";
+    c.detail = (char *)"content";
+    c.strategy = (char *)"keep-both";
+    c.resolution = (char *)"copy";
+    c.winner = (char *)"remote";
+    c.devices = (char *)"X";
+    c.kept_path = (uint8_t *)"a.sync-conflict-20240101-000000-ABCDEFG.txt";
+    c.kept_path_len = strlen((char *)c.kept_path);
+    c.archive_path = (uint8_t *)".landropic/versions/a.txt~";
+    c.archive_path_len = strlen((char *)c.archive_path);
+    struct lr_hash k = {{1}};
+    assert_int_equal(lr_index_conflict_put(ix, &c, &k, NULL, &err), 0);
+    /* b.txt's conflict was a day earlier: not why it was archived now. */
+    c.path = (uint8_t *)"b.txt";
+    c.time_s = 1704067200 - 86400;
+    k.b[0] = 2;
+    assert_int_equal(lr_index_conflict_put(ix, &c, &k, NULL, &err), 0);
+
+    json_t *doc = daemon_versions_json("docs", &l, ix);
+    json_t *arr = json_object_get(doc, "versions");
+    assert_int_equal(json_array_size(arr), 2);
+    json_t *a = json_array_get(arr, 0), *b = json_array_get(arr, 1);
+    assert_string_equal(json_string_value(json_object_get(a, "path")), "a.txt");
+    assert_string_equal(json_string_value(json_object_get(a, "id")), "a.txt~20240101-000000");
+    assert_string_equal(json_string_value(json_object_get(a, "archived")), "2024-01-01T00:00:00Z");
+    assert_int_equal(json_integer_value(json_object_get(a, "size")), 3);
+    const char *why = json_string_value(json_object_get(a, "why"));
+    assert_non_null(strstr(why, "content conflict"));
+    assert_non_null(strstr(why, "a.sync-conflict-20240101-000000-ABCDEFG.txt"));
+    assert_non_null(strstr(json_string_value(json_object_get(b, "why")), "peer"));
+    assert_null(json_object_get(doc, "truncated"));
+    json_decref(doc);
+    /* Without a database: the same list, the generic reason. */
+    doc = daemon_versions_json("docs", &l, NULL);
+    a = json_array_get(json_object_get(doc, "versions"), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(a, "why")), "peer"));
+    json_decref(doc);
+    lr_index_close(ix);
+    daemon_version_list_release(&l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_no_marker_no_archive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_order_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlinks_never_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_why, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
