@@ -229,6 +229,7 @@ static void send_now(struct lr_discovery *d)
     lr_buf_init(&b, LR_ANNOUNCE_MAX);
     d->last_sent = uv_now(d->loop);
     d->pending = false;
+    d->st.rounds++;
     unsigned sent = 0;
     for (size_t i = 0; i < d->nifs; i++) {
         const struct iface *f = &d->ifs[i];
@@ -583,6 +584,7 @@ int lr_discovery_start(uv_loop_t *loop, const struct lr_discovery_config *cfg, l
         lr_warn(MOD, "%s (IPv6 discovery off)", e6.msg);
     ifaces_refresh(d);
     ifaces_join(d);
+    uv_update_time(loop); /* the loop's clock may be stale if it has not run yet */
     uint64_t now = uv_now(loop);
     d->next_ifcheck = now + LR_DISCOVERY_IFCHECK_MS;
     send_now(d);

@@ -85,7 +85,8 @@ struct lr_discovery_seen {
 typedef void (*lr_discovery_cb)(void *ud, const struct lr_discovery_seen *seen);
 
 struct lr_discovery_stats {
-    uint64_t sent; /* datagrams sent (one per interface and family) */
+    uint64_t rounds; /* announcement rounds (each: every interface and family) */
+    uint64_t sent;   /* datagrams sent (one per interface and family) */
     uint64_t send_errors;
     uint64_t received;     /* datagrams read */
     uint64_t rate_limited; /* dropped by a token bucket */

@@ -75,6 +75,8 @@ static char *mkid(const char *dir, const char *sub, struct lr_device_id *id)
     return k;
 }
 
+static uint64_t g_interval_ms; /* 0 = default; set by setup_fast */
+
 static int setup(void **state)
 {
     struct fx *f = lr_xcalloc(1, sizeof(*f));
@@ -97,6 +99,7 @@ static int setup(void **state)
         .naddrs = 1,
         .port = port,
         .restrict_ifaces = true,
+        .interval_ms = g_interval_ms,
     };
     struct lr_err err = {0};
     int rc = lr_discovery_start(&f->loop, &cfg, on_seen, f, &f->disc, &err);
@@ -111,6 +114,14 @@ static int setup(void **state)
     f->to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     *state = f;
     return 0;
+}
+
+static int setup_fast(void **state)
+{
+    g_interval_ms = 200;
+    int rc = setup(state);
+    g_interval_ms = 0;
+    return rc;
 }
 
 static void on_closed(void *ud)
@@ -277,12 +288,59 @@ static void test_nameplate(void **state)
     assert_false(f->last.has_nameplate);
 }
 
+static uint64_t rounds(struct fx *f)
+{
+    struct lr_discovery_stats st;
+    lr_discovery_get_stats(f->disc, &st);
+    return st.rounds;
+}
+
+/* Run the loop for about `ms` milliseconds. */
+static void run_for(struct fx *f, uint64_t ms)
+{
+    uint64_t end = uv_hrtime() / 1000000 + ms;
+    while (uv_hrtime() / 1000000 < end) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+}
+
+static void test_periodic(void **state)
+{
+    struct fx *f = *state;
+    /* One round at start, then one every 200 ms +-20 %. */
+    assert_int_equal(rounds(f), 1);
+    run_for(f, 1100);
+    uint64_t r = rounds(f);
+    if (r < 1 + 4 || r > 1 + 7)
+        fail_msg("%llu rounds in 1.1 s at a 200 ms interval", (unsigned long long)r);
+}
+
+static void test_on_demand_gap(void **state)
+{
+    struct fx *f = *state; /* default 30 s interval: only on-demand rounds happen */
+    assert_int_equal(rounds(f), 1);
+    lr_discovery_announce(f->disc); /* inside the gap after the start round */
+    lr_discovery_announce(f->disc);
+    assert_int_equal(rounds(f), 1);
+    run_for(f, 600);
+    assert_int_equal(rounds(f), 1);
+    run_for(f, 700);
+    assert_int_equal(rounds(f), 2); /* sent once, at the end of the gap */
+    run_for(f, 1200);
+    assert_int_equal(rounds(f), 2);
+    lr_discovery_announce(f->disc); /* gap over: at once */
+    assert_int_equal(rounds(f), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_valid_forged_replayed_own, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flood_is_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nameplate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_periodic, setup_fast, teardown),
+        cmocka_unit_test_setup_teardown(test_on_demand_gap, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
