@@ -1,6 +1,6 @@
 /*
  * cmd_daemon.c - daemon, stop, and the commands that read the daemon's
- * state: status, sync, conflicts, sessions, events.
+ * state: status, sync, sessions, events (conflicts: cmd_versions.c).
  */
 #include "cli.h"
 
@@ -234,16 +234,6 @@ int cmd_status(struct cli *c, int argc, char **argv)
     print_status(res);
     json_decref(res);
     return EXIT_OK;
-}
-
-static const char conflicts_usage[] =
-    "usage: landropic conflicts [FOLDER_ID] [--json]\n"
-    "The audit trail: every conflict detected, how it was resolved and where each losing\n"
-    "version was kept. Needs the daemon.\n";
-
-int cmd_conflicts(struct cli *c, int argc, char **argv)
-{
-    return simple_call(c, argc, argv, "conflicts", conflicts_usage, "conflicts", true);
 }
 
 static const char sessions_usage[] =

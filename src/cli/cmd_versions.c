@@ -1,6 +1,6 @@
 /*
- * cmd_versions.c - versions and restore: the versions archive of a folder
- * (docs/conflicts.md, docs/cli.md).
+ * cmd_versions.c - conflicts, versions and restore: the audit trail and the
+ * versions archive of a folder (docs/conflicts.md, docs/cli.md).
  *
  * `versions` goes through the daemon when it runs and reads the archive
  * (and the audit trail, for "why") directly when it does not; both give the
@@ -19,6 +19,74 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+static const char conflicts_usage[] =
+    "usage: landropic conflicts [FOLDER_ID] [--json]\n"
+    "The audit trail: every conflict detected, how it was resolved and where each losing\n"
+    "version was kept (docs/conflicts.md). Needs the daemon.\n";
+
+static void print_conflicts(json_t *doc)
+{
+    json_t *arr = json_object_get(doc, "conflicts");
+    if (json_array_size(arr) == 0)
+        printf("No conflicts.\n");
+    size_t i;
+    json_t *c;
+    json_array_foreach(arr, i, c)
+    {
+        printf("%s ", json_string_value(json_object_get(c, "time")));
+        cli_print_name(stdout, json_string_value(json_object_get(c, "folder")));
+        printf(": ");
+        cli_print_name(stdout, json_string_value(json_object_get(c, "path")));
+        printf(": %s conflict (%s), %s: %s, %s version kept the name\n",
+               json_string_value(json_object_get(c, "type")),
+               json_string_value(json_object_get(c, "detail")),
+               json_string_value(json_object_get(c, "strategy")),
+               json_string_value(json_object_get(c, "resolution")),
+               json_string_value(json_object_get(c, "winner")));
+        size_t k;
+        json_t *kept;
+        json_array_foreach(json_object_get(c, "kept"), k, kept)
+        {
+            printf("  loser kept as ");
+            cli_print_name(stdout, json_string_value(json_object_get(kept, "path")));
+            const char *dev = json_string_value(json_object_get(kept, "device"));
+            if (dev)
+                printf(" (written by %s)", dev);
+            printf("\n");
+        }
+    }
+    if (json_is_true(json_object_get(doc, "truncated")))
+        printf("... more conflicts not listed\n");
+}
+
+int cmd_conflicts(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"json", false, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 1, argc, argv, "conflicts", conflicts_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos > 1)
+        return cli_usage_error("conflicts", "unexpected argument '%s'", o.pos[1]);
+    if ((rc = cli_require_init(c)))
+        return rc;
+    json_t *params = json_object();
+    if (o.npos && json_object_set_new(params, "folder", json_string(o.pos[0])) < 0) {
+        json_decref(params);
+        return cli_usage_error("conflicts", "FOLDER_ID must be valid UTF-8");
+    }
+    json_t *doc;
+    if ((rc = cli_call(c, "conflicts", params, 30000, &doc)))
+        return rc;
+    if (opt_has(&o, "json")) {
+        cli_print_json(doc);
+        return EXIT_OK;
+    }
+    print_conflicts(doc);
+    json_decref(doc);
+    return EXIT_OK;
+}
 
 static const char versions_usage[] =
     "usage: landropic versions FOLDER_ID [PATH] [--json]\n"

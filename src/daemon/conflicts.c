@@ -458,6 +458,7 @@ struct walk {
     struct daemon_version_list *out;
     size_t cap;
     const char *only_leaf; /* this leaf only (non-recursive walk of its directory) */
+    size_t dirs;           /* directories opened: bounded too (empty mirrors cost a walk) */
 };
 
 static int walk_dir(struct walk *w, int dfd, const char *rel, int depth, bool recurse,
@@ -480,6 +481,11 @@ static int walk_dir(struct walk *w, int dfd, const char *rel, int depth, bool re
             continue; /* gone meanwhile */
         char *sub = lr_xasprintf("%s%s%s", rel, *rel ? "/" : "", name);
         if (S_ISDIR(st.st_mode) && recurse && depth < DAEMON_VERSIONS_DEPTH) {
+            if (++w->dirs > DAEMON_VERSIONS_MAX) {
+                w->out->truncated = true;
+                free(sub);
+                break;
+            }
             int fd = openat(dirfd(dir), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (fd >= 0)
                 rc = walk_dir(w, fd, sub, depth + 1, true, err);

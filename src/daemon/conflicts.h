@@ -38,7 +38,8 @@ struct lr_device_id;
 struct lr_sync_decision;
 struct lr_index;
 
-/* Most archived versions one listing returns (the rest: `truncated`). */
+/* Most archived versions one listing returns, and most directories it
+ * walks (the rest: `truncated`). */
 #define DAEMON_VERSIONS_MAX 10000
 /* Directory depth the archive walk descends. */
 #define DAEMON_VERSIONS_DEPTH 256

@@ -220,6 +220,25 @@ static void test_bounded(void **state)
     daemon_version_list_release(&l);
 }
 
+static void test_directories_bounded(void **state)
+{
+    struct fx *f = *state;
+    /* Empty mirrors hold no version but cost a walk each: bounded too. */
+    char p[256];
+    snprintf(p, sizeof(p), "%s", f->vers);
+    assert_int_equal(mkdir(p, 0755), 0);
+    for (unsigned i = 0; i < DAEMON_VERSIONS_MAX + 3; i++) {
+        snprintf(p, sizeof(p), "%s/e%u", f->vers, i);
+        assert_int_equal(mkdir(p, 0755), 0);
+    }
+    struct daemon_version_list l;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 0);
+    assert_true(l.truncated);
+    daemon_version_list_release(&l);
+}
+
 static void test_json_why(void **state)
 {
     struct fx *f = *state;
@@ -288,6 +307,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_order_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinks_never_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_directories_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_why, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
