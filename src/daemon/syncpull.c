@@ -224,6 +224,9 @@ struct pull_job {
     /* A peer is between the batches of an index burst: its renames may have
      * delivered the deletes and not yet the adds, so no deletes this round. */
     bool hold_deletes;
+    /* out: holders of in-flight versions whose index arrived later */
+    struct holder_update *upd;
+    size_t nupd;
     /* out */
     struct sync_xfer **xfers;
     size_t nxfers;
@@ -234,6 +237,56 @@ struct pull_job {
     struct lr_need_stats need;
     bool need_known;
 };
+
+struct holder_update {
+    char *path;
+    struct lr_hash blocks_hash;
+    struct lr_device_id *holders;
+    size_t nholders;
+};
+
+static void note_holders(struct pull_job *j, const struct lr_need *n)
+{
+    const struct lr_need_cand *c = &n->cand[0];
+    if (c->r.rec.deleted || c->r.rec.type != LR_FT_FILE || c->nholders == 0)
+        return;
+    j->upd = lr_xreallocarray(j->upd, j->nupd + 1, sizeof(*j->upd));
+    struct holder_update *u = &j->upd[j->nupd++];
+    u->path = lr_xstrdup((const char *)n->path);
+    u->blocks_hash = c->r.rec.blocks_hash;
+    u->holders = lr_xcalloc(c->nholders, sizeof(*u->holders));
+    memcpy(u->holders, c->holders, c->nholders * sizeof(*u->holders));
+    u->nholders = c->nholders;
+}
+
+static int cmp_xfer_path(const void *a, const void *b)
+{
+    const struct sync_xfer *x = *(struct sync_xfer *const *)a, *y = *(struct sync_xfer *const *)b;
+    return strcmp((const char *)x->rec.path, (const char *)y->rec.path);
+}
+
+/* Loop side: more holders for transfers in flight (swarming with peers whose
+ * index arrived after the transfer started). */
+static void apply_holder_updates(struct lr_daemon *d, struct pull_job *j)
+{
+    if (!j->nupd)
+        return;
+    struct sync_folder *f = sync_folder_get(d, j->folder);
+    struct sync_xfer **v = lr_xcalloc(f->nxfers + 1, sizeof(*v));
+    size_t n = 0;
+    for (struct sync_xfer *x = d->sync->xfers; x && n < f->nxfers; x = x->next)
+        if (x->xx && strcmp(x->folder, j->folder) == 0)
+            v[n++] = x;
+    qsort(v, n, sizeof(*v), cmp_xfer_path);
+    for (size_t i = 0; i < j->nupd; i++) {
+        struct sync_xfer key_x, *key = &key_x;
+        key_x.rec.path = (uint8_t *)j->upd[i].path;
+        struct sync_xfer **hit = bsearch(&key, v, n, sizeof(*v), cmp_xfer_path);
+        if (hit && memcmp(&(*hit)->rec.blocks_hash, &j->upd[i].blocks_hash, LR_HASH_LEN) == 0)
+            lr_xs_add_holders(xsched(d), (*hit)->xx, j->upd[i].holders, j->upd[i].nholders);
+    }
+    free(v);
+}
 
 struct page_ctx {
     struct lr_daemon *d;
@@ -700,6 +753,8 @@ static void pull_work(struct daemon_job *base)
                 const struct lr_need *n = &nl.v[i];
                 const struct lr_remote_rec *r = &n->cand[0].r;
                 if (is_busy(j, n->path) || (r->flags & (LR_RREC_UNKNOWN_TYPE | LR_RREC_PARTIAL))) {
+                    if (pass == 0 && !(r->flags & LR_RREC_PARTIAL) && is_busy(j, n->path))
+                        note_holders(j, n);
                     j->left += pass == 0;
                     continue;
                 }
@@ -830,6 +885,7 @@ static void pull_done(struct daemon_job *base, int status)
             f->need = j->need;
             f->need_known = true;
         }
+        apply_holder_updates(d, j);
         for (size_t i = 0; i < j->nxfers; i++)
             xfer_link(d, j->xfers[i]);
         free(f->pull_after);
@@ -883,6 +939,11 @@ static void pull_done(struct daemon_job *base, int status)
     for (size_t i = 0; i < j->nbusy; i++)
         free(j->busy[i]);
     free(j->busy);
+    for (size_t i = 0; i < j->nupd; i++) {
+        free(j->upd[i].path);
+        free(j->upd[i].holders);
+    }
+    free(j->upd);
     free(j->after);
     free(j->folder);
     free(j->root);

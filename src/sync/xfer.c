@@ -283,6 +283,25 @@ struct lr_xs_xfer *lr_xs_add(struct lr_xs *xs, void *user, const uint32_t *chunk
     return x;
 }
 
+void lr_xs_add_holders(struct lr_xs *xs, struct lr_xs_xfer *x, const struct lr_device_id *holders,
+                       size_t nholders)
+{
+    for (size_t i = 0; i < nholders; i++) {
+        uint32_t pi = peer_index(xs, &holders[i], true);
+        bool known = false;
+        for (size_t k = 0; k < x->nholders && !known; k++)
+            known = x->holders[k] == pi;
+        if (known)
+            continue;
+        x->holders = lr_xreallocarray(x->holders, x->nholders + 1, sizeof(*x->holders));
+        x->bad = lr_xreallocarray(x->bad, x->nholders + 1, sizeof(*x->bad));
+        x->holders[x->nholders] = pi;
+        x->bad[x->nholders++] = false;
+    }
+    if (x->cursor < x->n)
+        ready_add(xs, x);
+}
+
 void lr_xs_remove(struct lr_xs *xs, struct lr_xs_xfer *x)
 {
     ready_remove(xs, x);

@@ -86,6 +86,10 @@ void lr_xs_free(struct lr_xs *xs);
 struct lr_xs_xfer *lr_xs_add(struct lr_xs *xs, void *user, const uint32_t *chunk_len,
                              size_t nchunks, const bool *done, const struct lr_device_id *holders,
                              size_t nholders);
+/* More peers turned out to hold the transfer's version (their index arrived
+ * after it started): they are asked too. Known ones are skipped (copied). */
+void lr_xs_add_holders(struct lr_xs *xs, struct lr_xs_xfer *x, const struct lr_device_id *holders,
+                       size_t nholders);
 /* Forget a transfer (committed or dropped). Its outstanding requests stay
  * matched until answered (lr_xs_answer then returns it as NULL). */
 void lr_xs_remove(struct lr_xs *xs, struct lr_xs_xfer *x);

@@ -344,6 +344,30 @@ static void test_pump_bounded(void **state)
     lr_xs_free(xs);
 }
 
+/* A holder learned of after the start is asked too (and a known one is not
+ * duplicated): the transfer spreads over both. */
+static void test_holder_added_later(void **state)
+{
+    (void)state;
+    struct lr_xs *xs = lr_xs_new(&LIM);
+    struct lr_device_id h[2] = {dev(1), dev(2)};
+    lr_xs_peer_up(xs, &h[0]);
+    lr_xs_peer_up(xs, &h[1]);
+    uint32_t len[8] = {100, 100, 100, 100, 100, 100, 100, 100};
+    struct lr_xs_xfer *x = lr_xs_add(xs, NULL, len, 8, NULL, &h[0], 1);
+    struct lr_xs_act a[ACTS];
+    assert_int_equal(pump(xs, a), 4); /* h[0]'s window */
+    assert_int_equal(pump(xs, a), 0);
+    lr_xs_add_holders(xs, x, h, 2);
+    lr_xs_add_holders(xs, x, h, 2);
+    size_t n = pump(xs, a);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++)
+        assert_true(lr_device_id_eq(a[i].peer, &h[1]));
+    assert_int_equal(lr_xs_peer_wants(xs, &h[1]), 4);
+    lr_xs_free(xs);
+}
+
 static uint64_t rng = 0x9e3779b97f4a7c15u;
 static uint64_t rnd(void)
 {
@@ -463,12 +487,19 @@ static void test_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_window_limits),       cmocka_unit_test(test_byte_limit),
-        cmocka_unit_test(test_swarming_spreads),    cmocka_unit_test(test_peer_leaves_mid_file),
-        cmocka_unit_test(test_refusal_and_busy),    cmocka_unit_test(test_drop_without_holder),
-        cmocka_unit_test(test_parked_then_dropped), cmocka_unit_test(test_verify_failures),
-        cmocka_unit_test(test_resume_and_complete), cmocka_unit_test(test_answer_after_remove),
-        cmocka_unit_test(test_pump_bounded),        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_window_limits),
+        cmocka_unit_test(test_byte_limit),
+        cmocka_unit_test(test_swarming_spreads),
+        cmocka_unit_test(test_peer_leaves_mid_file),
+        cmocka_unit_test(test_refusal_and_busy),
+        cmocka_unit_test(test_drop_without_holder),
+        cmocka_unit_test(test_parked_then_dropped),
+        cmocka_unit_test(test_verify_failures),
+        cmocka_unit_test(test_resume_and_complete),
+        cmocka_unit_test(test_answer_after_remove),
+        cmocka_unit_test(test_pump_bounded),
+        cmocka_unit_test(test_holder_added_later),
+        cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
