@@ -12,6 +12,9 @@ never added Carol.
   (the positive control for the Python sender) is listed.
 - A captured real announcement replayed later changes nothing.
 
+A third test runs over an IPv6-only link: the link-local source of a
+datagram cannot be dialled, so the announced ULA address is.
+
 A second test joins three namespaces (and a fourth device) through a bridge
 with multicast snooping off: three devices that added each other with no
 address all connect; a device running with --no-discovery is neither heard
@@ -364,3 +367,57 @@ def test_three_namespaces_on_a_bridge_connect_without_addresses(bridge3, tmp_pat
     finally:
         for d in devs + [quiet, late]:
             d.stop()
+
+
+@pytest.fixture
+def lan6():
+    """Two namespaces on a veth pair with IPv6 only (ULA + link-local, DAD off)."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if subprocess.run(["which", "ip"], capture_output=True).returncode != 0:
+        pytest.skip("no ip command")
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"lrd-{tag}-6a", f"lrd-{tag}-6b"
+    va, vb = f"l6a{tag}", f"l6b{tag}"
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"cannot create network namespaces: {e.stderr.strip()}")
+    try:
+        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
+        sh("ip", "link", "set", va, "netns", a)
+        sh("ip", "link", "set", vb, "netns", b)
+        for ns, dev, ip in ((a, va, "fd00:18::1"), (b, vb, "fd00:18::2")):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.accept_dad=0")
+            sh("ip", "-n", ns, "-6", "addr", "add", f"{ip}/64", "dev", dev, "nodad")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield a, b
+    finally:
+        sh("ip", "netns", "del", a, check=False)
+        sh("ip", "netns", "del", b, check=False)
+
+
+def test_ipv6_only_link_connects_through_announced_addresses(lan6, tmp_path):
+    """Over IPv6 the datagram's source is link-local, which the transport cannot
+    dial (no scope ID): the interface's announced ULA address is what is dialled."""
+    dport = random.randint(50000, 59999)
+    a = NsDevice(tmp_path / "a", "alice", lan6[0], 21037, dport)
+    b = NsDevice(tmp_path / "b", "bob", lan6[1], 21037, dport)
+    try:
+        a.init()
+        b.init()
+        a.ok("peer", "add", b.id)
+        b.ok("peer", "add", a.id)
+        a.start()
+        b.start()
+        wait_for(lambda: a.peer_info(b)["connected"] and b.peer_info(a)["connected"],
+                 timeout=10, interval=0.1, what="connected over IPv6 from announcements")
+        assert "from=fe80::" in a.log() or "from=fe80::" in b.log()  # heard over IPv6
+        assert f"dialling discovered peer id={b.id} at [fd00:18::2]:21037" in a.log() or \
+            f"dialling discovered peer id={a.id} at [fd00:18::1]:21037" in b.log()
+        assert a.peer_info(b)["address"].startswith("[fd00:18::")
+    finally:
+        a.stop()
+        b.stop()
