@@ -12,13 +12,13 @@ never added Carol.
   (the positive control for the Python sender) is listed.
 - A captured real announcement replayed later changes nothing.
 
-A third test runs over an IPv6-only link: the link-local source of a
-datagram cannot be dialled, so the announced ULA address is.
-
 A second test joins three namespaces (and a fourth device) through a bridge
 with multicast snooping off: three devices that added each other with no
 address all connect; a device running with --no-discovery is neither heard
 nor dialled.
+
+A third test runs over an IPv6-only link: the link-local source of a
+datagram cannot be dialled, so the announced ULA address is.
 
 Namespaces and links exist only for this test and are deleted afterwards;
 daemons are stopped by PID (conftest)."""
