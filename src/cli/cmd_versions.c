@@ -2,17 +2,21 @@
  * cmd_versions.c - conflicts, versions and restore: the audit trail and the
  * versions archive of a folder (docs/conflicts.md, docs/cli.md).
  *
- * `versions` goes through the daemon when it runs and reads the archive
- * (and the audit trail, for "why") directly when it does not; both give the
- * same document. `restore` needs the daemon: the restored file must be
- * committed in line with the puller (which may be writing the same path)
- * and scanned at once so it syncs, which only the daemon can do.
+ * `versions` and `restore` go through the daemon when it runs (restore then
+ * runs in its serial job queue, in line with the puller that may be writing
+ * the same path, and the daemon rescans so the file syncs). Without a
+ * daemon they work here: `versions` reads the archive (and the audit trail,
+ * for "why") itself, `restore` puts the file back and scans the folder
+ * in-process, as `scan` does. Both give the same documents either way.
  */
 #include "cli.h"
 
 #include "config/config.h"
 #include "daemon/conflicts.h"
+#include "identity/identity.h"
 #include "index/index.h"
+#include "scanner/scanner.h"
+#include "util/jsonx.h"
 #include "util/str.h"
 #include "util/xalloc.h"
 
@@ -198,7 +202,62 @@ static const char restore_usage[] =
     "Put an archived version of PATH back in place as a new local change, which then syncs\n"
     "to the peers. Default: the newest archived version; ID is a version's id from\n"
     "'landropic versions' or just its stamp (YYYYMMDD-HHMMSS[-N]). The file it replaces is\n"
-    "archived in turn. Needs the daemon.\n";
+    "archived in turn. Works with or without the daemon (without it, the folder is scanned\n"
+    "here and the change syncs when the daemon runs).\n";
+
+/*
+ * Without a daemon: restore here, then scan the folder in-process (as `scan`
+ * does) so the file has its new version before any daemon starts.
+ */
+static int restore_local(struct cli *c, const char *folder, const char *path, const char *ver,
+                         json_t **doc)
+{
+    struct lr_err err = {0};
+    struct lr_config *cfg = NULL;
+    int rc = lr_config_load(c->home, &cfg, &err);
+    if (rc < 0)
+        return cli_fail(rc, &err);
+    const struct lr_folder_cfg *fc = lr_config_find_folder(cfg, folder);
+    if (!fc) {
+        char *e = lr_escs(folder);
+        fprintf(stderr, "landropic: no folder with ID '%s'\n", e);
+        free(e);
+        lr_config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+    char *id = NULL;
+    bool replaced = false;
+    rc = daemon_restore_file(fc->path, path, ver, &id, &replaced, &err);
+    if (rc < 0) {
+        lr_config_free(cfg);
+        return cli_fail(rc, &err);
+    }
+    *doc = json_pack("{s:s, s:b}", "folder", fc->id, "replaced", replaced);
+    lr_json_set_path(*doc, "path", path, strlen(path));
+    lr_json_set_path(*doc, "version", id, strlen(id));
+    free(id);
+    /* The scan gives it a version; a failure here only delays that to the
+     * daemon's first scan, so it is reported but the restore stands. */
+    struct lr_identity *ident = NULL;
+    struct lr_index *ix = NULL;
+    char *db = lr_xasprintf("%s/index.db", c->home);
+    rc = lr_identity_load(c->home, &ident, &err);
+    if (rc == 0) {
+        struct lr_scan_opts sopts = {0};
+        sopts.short_id = lr_device_id_u64(lr_identity_device_id(ident));
+        struct lr_scan_result r;
+        if ((rc = lr_index_open(db, &ix, &err)) == 0)
+            rc = lr_scan_folder(ix, fc->id, fc->path, &sopts, &r, &err);
+    }
+    if (rc < 0)
+        fprintf(stderr, "landropic: restored, but the folder was not scanned: %s\n",
+                lr_err_msg(&err, rc));
+    lr_index_close(ix);
+    lr_identity_free(ident);
+    free(db);
+    lr_config_free(cfg);
+    return EXIT_OK;
+}
 
 int cmd_restore(struct cli *c, int argc, char **argv)
 {
@@ -220,8 +279,14 @@ int cmd_restore(struct cli *c, int argc, char **argv)
     if (ver)
         json_object_set_new(params, "version", json_string(ver));
     json_t *res;
-    if ((rc = cli_call(c, "restore", params, 300000, &res)))
-        return rc;
+    if (cli_daemon_running(c->home)) {
+        if ((rc = cli_call(c, "restore", params, 300000, &res)))
+            return rc;
+    } else {
+        json_decref(params);
+        if ((rc = restore_local(c, o.pos[0], o.pos[1], ver, &res)))
+            return rc;
+    }
     if (opt_has(&o, "json")) {
         cli_print_json(res);
         return EXIT_OK;

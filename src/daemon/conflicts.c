@@ -828,85 +828,104 @@ static int stage_archived(struct lr_store *st, const char *root, const char *id,
     return rc;
 }
 
-static void restore_work(struct daemon_job *base)
+int daemon_restore_file(const char *root, const char *path, const char *version, char **id,
+                        bool *replaced, struct lr_err *err)
 {
-    struct restore_job *j = (struct restore_job *)base;
+    *id = NULL;
+    *replaced = false;
+    int rc = lr_store_path_check(path, err);
+    if (rc < 0)
+        return rc;
     struct daemon_version_list l;
-    j->rc = daemon_versions_list(j->root, j->path, &l, &j->err);
-    if (j->rc < 0)
-        return;
+    if ((rc = daemon_versions_list(root, path, &l, err)) < 0)
+        return rc;
     const struct daemon_version *pick = NULL;
-    size_t plen = strlen(j->path);
+    size_t plen = strlen(path);
     for (size_t i = 0; i < l.n; i++) {
         const struct daemon_version *v = &l.v[i];
-        if (v->path_len != plen || memcmp(v->path, j->path, plen) != 0)
+        if (v->path_len != plen || memcmp(v->path, path, plen) != 0)
             continue; /* below a directory of that name */
-        if (j->version ? version_matches(v, j->version) : true)
+        if (version ? version_matches(v, version) : true)
             pick = v; /* sorted oldest first: the last match is the newest */
     }
-    char *ep = lr_escs(j->path);
     if (!pick) {
-        if (j->version) {
-            char *ev = lr_escs(j->version);
-            j->rc = lr_err_set(&j->err, LR_ENOTFOUND, "no archived version '%s' of %s", ev, ep);
+        char *ep = lr_escs(path);
+        if (version) {
+            char *ev = lr_escs(version);
+            rc = lr_err_set(err, LR_ENOTFOUND, "no archived version '%s' of %s", ev, ep);
             free(ev);
         } else {
-            j->rc = lr_err_set(&j->err, LR_ENOTFOUND, "no archived version of %s", ep);
+            rc = lr_err_set(err, LR_ENOTFOUND, "no archived version of %s", ep);
         }
         free(ep);
         daemon_version_list_release(&l);
-        return;
+        return rc;
     }
-    free(ep);
-    j->id = lr_xstrdup(pick->id);
+    char *vid = lr_xstrdup(pick->id);
     daemon_version_list_release(&l);
 
     struct lr_store *st = NULL;
-    if ((j->rc = lr_store_open(j->root, &st, &j->err)) < 0)
-        return;
+    if ((rc = lr_store_open(root, &st, err)) < 0) {
+        free(vid);
+        return rc;
+    }
     struct lr_buf kb;
     lr_buf_init(&kb, SIZE_MAX);
     lr_buf_put_str(&kb, "landropic restore v1");
-    lr_buf_put_str(&kb, j->id);
+    lr_buf_put_str(&kb, vid);
     struct lr_hash key;
     lr_sha256(kb.data, kb.len, &key);
     lr_buf_release(&kb);
     int fd = -1;
     struct stat sb;
-    j->rc = stage_archived(st, j->root, j->id, &key, &fd, &sb, &j->err);
+    bool repl = false;
+    rc = stage_archived(st, root, vid, &key, &fd, &sb, err);
     struct lr_store_info cur;
     struct lr_store_expect e = {0};
-    if (j->rc == 0) {
-        int rc = lr_store_stat(st, j->path, &cur, &j->err);
-        if (rc == 0 && (cur.special || cur.type != LR_FT_FILE)) {
-            char *p = lr_escs(j->path);
-            j->rc = lr_err_set(&j->err, LR_EEXISTS, "%s is a %s, not a file: not replaced", p,
-                               cur.type == LR_FT_DIR ? "directory" : "special entry or symlink");
+    if (rc == 0) {
+        int src = lr_store_stat(st, path, &cur, err);
+        if (src == 0 && (cur.special || cur.type != LR_FT_FILE)) {
+            char *p = lr_escs(path);
+            rc = lr_err_set(err, LR_EEXISTS, "%s is a %s, not a file: not replaced", p,
+                            cur.type == LR_FT_DIR ? "directory" : "special entry or symlink");
             free(p);
-        } else if (rc == 0) {
+        } else if (src == 0) {
             e.exists = true;
             e.type = LR_FT_FILE;
             e.ino = cur.ino;
             e.size = cur.size;
             e.mtime_ns = cur.mtime_ns;
             e.ctime_ns = cur.ctime_ns;
-            j->replaced = true;
-        } else if (rc != -ENOENT) {
-            j->rc = rc;
+            repl = true;
+        } else if (src != -ENOENT) {
+            rc = src;
         }
     }
-    if (j->rc == 0) {
+    if (rc == 0) {
         /* The archived file's own mode and mtime: the restore is a new
          * version by its vector (the scan bumps it), not by its clock. */
         int64_t mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-        j->rc = lr_store_commit_file(st, NULL, &key, fd, j->path, (uint32_t)sb.st_mode & 07777,
-                                     mtime_ns, &e, LR_STORE_MKPARENTS, NULL, &j->err);
+        rc = lr_store_commit_file(st, NULL, &key, fd, path, (uint32_t)sb.st_mode & 07777, mtime_ns,
+                                  &e, LR_STORE_MKPARENTS, NULL, err);
     }
     if (fd >= 0)
         close(fd);
-    if (j->rc < 0)
+    if (rc < 0)
         lr_store_staging_discard(st, &key, NULL);
     lr_store_close(st);
+    if (rc < 0) {
+        free(vid);
+        return rc;
+    }
+    *id = vid;
+    *replaced = repl;
+    return 0;
+}
+
+static void restore_work(struct daemon_job *base)
+{
+    struct restore_job *j = (struct restore_job *)base;
+    j->rc = daemon_restore_file(j->root, j->path, j->version, &j->id, &j->replaced, &j->err);
 }
 
 static void restore_done(struct daemon_job *base, int status)

@@ -10,7 +10,8 @@
  * called on the loop: it reads the database through a read-only connection
  * of its own, opened per call (WAL readers never wait for the job that
  * writes), and restore does its file work as a serial daemon job, so it
- * never races the puller on a path.
+ * never races the puller on a path (without a daemon the CLI calls
+ * daemon_restore_file() itself, then scans in-process).
  *
  * The versions archive (store.h): ROOT/.landropic/versions/<dir>/<leaf>~
  * YYYYMMDD-HHMMSS[-N]. A version's ID is that path relative to versions/
@@ -109,5 +110,20 @@ int daemon_versions_list(const char *root, const char *path, struct daemon_versi
  */
 json_t *daemon_versions_json(const char *folder, const struct daemon_version_list *l,
                              struct lr_index *ix);
+
+/*
+ * Put the newest archived version of `path` (or the one `version` names: an
+ * ID or its stamp) back in place in the folder rooted at `root`: copied from
+ * the archive through the store's staging and committed with the current
+ * file as `expect`, so that file is archived in turn (and a concurrent edit
+ * makes this fail with LR_ECHANGED, replacing nothing). The caller must
+ * then scan the folder so the file gets a new version. *id (free()) gets
+ * the version restored, *replaced whether a file was replaced. Errors:
+ * LR_EBADPATH, LR_ENOTFOUND (no such version; err names path and version),
+ * LR_EEXISTS (a directory or non-file at path), LR_ENOMARKER, LR_ECHANGED,
+ * -errno. Runs file I/O: not on the daemon's loop.
+ */
+int daemon_restore_file(const char *root, const char *path, const char *version, char **id,
+                        bool *replaced, struct lr_err *err);
 
 #endif
