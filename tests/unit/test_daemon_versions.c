@@ -1,8 +1,9 @@
 /*
  * test_daemon_versions.c - the versions archive listing behind `versions`
  * and `restore` (daemon/conflicts.h): stamp parsing, order, path filters,
- * names that are not ours, symlinks never followed, the bound, and "why"
- * from the audit trail.
+ * names that are not ours, symlinks never followed, the bound, "why" from
+ * the audit trail, and restore itself (choice of version, the replaced
+ * file archived, refusals).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -300,6 +301,120 @@ static void test_json_why(void **state)
     daemon_version_list_release(&l);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static char *read_text(const char *path)
+{
+    static char buf[256];
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    return buf;
+}
+
+static size_t count_versions(const struct fx *f, const char *path)
+{
+    struct daemon_version_list l;
+    assert_int_equal(daemon_versions_list(f->root, path, &l, NULL), 0);
+    size_t n = l.n;
+    daemon_version_list_release(&l);
+    return n;
+}
+
+static void test_restore(void **state)
+{
+    struct fx *f = *state;
+    char p[256], q[256];
+    put(f, "doc.txt~20240101-000000", 0);
+    put(f, "doc.txt~20240102-000000", 0);
+    snprintf(p, sizeof(p), "%s/doc.txt~20240101-000000", f->vers);
+    write_file(p, "old one\n");
+    chmod(p, 0600);
+    snprintf(p, sizeof(p), "%s/doc.txt~20240102-000000", f->vers);
+    write_file(p, "newest archived\n");
+    snprintf(q, sizeof(q), "%s/doc.txt", f->root);
+    write_file(q, "current\n");
+    char *id = NULL;
+    bool replaced = false;
+    struct lr_err err = {0};
+
+    /* Default: the newest version; the current file is archived in turn. */
+    assert_int_equal(daemon_restore_file(f->root, "doc.txt", NULL, &id, &replaced, &err), 0);
+    assert_string_equal(id, "doc.txt~20240102-000000");
+    assert_true(replaced);
+    free(id);
+    assert_string_equal(read_text(q), "newest archived\n");
+    assert_string_equal(read_text(p), "newest archived\n"); /* the archive keeps its copy */
+    assert_int_equal(count_versions(f, "doc.txt"), 3);
+
+    /* By stamp alone, and by full ID; mode comes from the archived file. */
+    assert_int_equal(
+        daemon_restore_file(f->root, "doc.txt", "20240101-000000", &id, &replaced, &err), 0);
+    free(id);
+    assert_string_equal(read_text(q), "old one\n");
+    struct stat st;
+    assert_int_equal(stat(q, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(count_versions(f, "doc.txt"), 4);
+    assert_int_equal(
+        daemon_restore_file(f->root, "doc.txt", "doc.txt~20240102-000000", &id, &replaced, &err),
+        0);
+    free(id);
+    assert_string_equal(read_text(q), "newest archived\n");
+
+    /* Unknown version or path: not found, naming it; nothing changed. */
+    assert_int_equal(
+        daemon_restore_file(f->root, "doc.txt", "19990101-000000", &id, &replaced, &err),
+        LR_ENOTFOUND);
+    assert_null(id);
+    assert_non_null(strstr(err.msg, "19990101-000000"));
+    assert_non_null(strstr(err.msg, "doc.txt"));
+    assert_int_equal(daemon_restore_file(f->root, "nope.txt", NULL, &id, &replaced, &err),
+                     LR_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "nope.txt"));
+    assert_string_equal(read_text(q), "newest archived\n");
+
+    /* Hostile or reserved paths never reach the disk. */
+    assert_int_equal(daemon_restore_file(f->root, "../doc.txt", NULL, &id, &replaced, &err),
+                     LR_EBADPATH);
+    assert_int_equal(daemon_restore_file(f->root, ".landropic/versions/doc.txt~20240101-000000",
+                                         NULL, &id, &replaced, &err),
+                     LR_EBADPATH);
+
+    /* A directory at the path is not replaced. */
+    put(f, "sub/x~20240101-000000", 0);
+    snprintf(p, sizeof(p), "%s/sub", f->root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/sub/x", f->root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    assert_int_equal(daemon_restore_file(f->root, "sub/x", NULL, &id, &replaced, &err), LR_EEXISTS);
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(rmdir(p), 0);
+    /* A symlink there is not replaced either (nor followed). */
+    assert_int_equal(symlink("/etc/passwd", p), 0);
+    assert_int_equal(daemon_restore_file(f->root, "sub/x", NULL, &id, &replaced, &err), LR_EEXISTS);
+    assert_int_equal(unlink(p), 0);
+    /* Missing parents are made; nothing replaced. */
+    snprintf(p, sizeof(p), "%s/sub", f->root);
+    assert_int_equal(rmdir(p), 0);
+    assert_int_equal(daemon_restore_file(f->root, "sub/x", NULL, &id, &replaced, &err), 0);
+    assert_false(replaced);
+    free(id);
+    snprintf(p, sizeof(p), "%s/sub/x", f->root);
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directories_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_why, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
