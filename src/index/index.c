@@ -167,6 +167,18 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX conflicts_dedup ON conflicts(folder, dedup);"
     "CREATE INDEX conflicts_path ON conflicts(folder, path);"
     "CREATE INDEX conflicts_order ON conflicts(folder, id);",
+    /* v5: transfer sessions (sessions.c): the last checkpoint of each file
+     * pulled, keyed by folder, path and the version's blocks hash. */
+    "CREATE TABLE sessions ("
+    "  folder TEXT NOT NULL,"
+    "  path BLOB NOT NULL,"
+    "  blocks BLOB NOT NULL,"
+    "  state INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  doc TEXT NOT NULL,"
+    "  PRIMARY KEY (folder, path, blocks)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX sessions_updated ON sessions(updated_ms);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -584,4 +584,44 @@ int lr_index_conflict_copies(struct lr_index *ix, const char *folder,
                              bool (*is_copy)(const uint8_t *path, size_t len), uint64_t *count,
                              struct lr_err *err);
 
+/* ---- transfer sessions (schema v5, sessions.c) ----------------------------
+ *
+ * The last checkpoint of each file pulled (a "session"): its state and an
+ * opaque document the daemon writes (the `sessions` command's object, JSON
+ * text of at most LR_SESSION_DOC_MAX bytes). Keyed by folder, path and the
+ * version's blocks hash, so a newer version of the path is a new session.
+ * The index validates sizes only; it does not read the document.
+ */
+#define LR_SESSION_DOC_MAX 8192
+/* Most sessions one lr_index_session_list call returns. */
+#define LR_SESSION_LIST_MAX 1000
+
+struct lr_session_row {
+    char *folder;
+    uint8_t *path; /* NUL-terminated */
+    size_t path_len;
+    struct lr_hash blocks;
+    int state; /* the daemon's enumeration */
+    int64_t updated_ms;
+    char *doc; /* NUL-terminated */
+};
+void lr_session_row_release(struct lr_session_row *r);
+
+struct lr_session_list {
+    struct lr_session_row *v;
+    size_t n;
+};
+void lr_session_list_release(struct lr_session_list *l);
+
+/* Insert or replace (r borrowed). Own transaction unless one is open.
+ * LR_EBADVAL for an invalid folder, path or document. */
+int lr_index_session_put(struct lr_index *ix, const struct lr_session_row *r, struct lr_err *err);
+/* Up to `max` (<= LR_SESSION_LIST_MAX) sessions, most recently updated first. */
+int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_list *out,
+                          struct lr_err *err);
+/* Delete sessions in `state` (or any state if state < 0) last updated before
+ * before_ms; *removed (may be NULL) counts them. */
+int lr_index_session_prune(struct lr_index *ix, int state, int64_t before_ms, uint64_t *removed,
+                           struct lr_err *err);
+
 #endif

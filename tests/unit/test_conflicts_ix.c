@@ -310,7 +310,8 @@ static void test_migrates_v3_database(void **state)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
     assert_int_equal(
-        sqlite3_exec(db, "DROP TABLE conflicts; PRAGMA user_version = 3;", NULL, NULL, NULL),
+        sqlite3_exec(db, "DROP TABLE sessions; DROP TABLE conflicts; PRAGMA user_version = 3;",
+                     NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(lr_index_open(f->db, &f->ix, &err), 0);

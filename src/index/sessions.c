@@ -1,0 +1,161 @@
+/*
+ * sessions.c - transfer session checkpoints (index.h, "transfer sessions";
+ * table `sessions`, schema v5 in index.c).
+ *
+ * Written in batches by the daemon (a checkpoint every few hundred ms, not
+ * per chunk) and read at start and by the `sessions` command, so statements
+ * are prepared per call, as in conflicts.c.
+ */
+#include "index/index_int.h"
+
+#include "util/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FOLDER_ID_MAX 256
+
+void lr_session_row_release(struct lr_session_row *r)
+{
+    if (!r)
+        return;
+    free(r->folder);
+    free(r->path);
+    free(r->doc);
+    memset(r, 0, sizeof(*r));
+}
+
+void lr_session_list_release(struct lr_session_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        lr_session_row_release(&l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static sqlite3_stmt *prepare(struct lr_index *ix, const char *sql, struct lr_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(ix->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        lr__ix_dberr(ix, err, sql);
+        sqlite3_finalize(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int put_locked(struct lr_index *ix, void *arg, struct lr_err *err)
+{
+    const struct lr_session_row *r = arg;
+    sqlite3_stmt *s = prepare(ix,
+                              "INSERT OR REPLACE INTO sessions(folder, path, blocks, state, "
+                              "updated_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                              err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_text(s, 1, r->folder, -1, SQLITE_STATIC);
+    lr__ix_bind_blob(s, 2, r->path, r->path_len);
+    lr__ix_bind_blob(s, 3, r->blocks.b, LR_HASH_LEN);
+    sqlite3_bind_int(s, 4, r->state);
+    sqlite3_bind_int64(s, 5, r->updated_ms);
+    sqlite3_bind_text(s, 6, r->doc, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "session put");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int lr_index_session_put(struct lr_index *ix, const struct lr_session_row *r, struct lr_err *err)
+{
+    if (!r->folder || !*r->folder || strlen(r->folder) > FOLDER_ID_MAX)
+        return lr_err_set(err, LR_EBADVAL, "session: folder ID missing or over %d bytes",
+                          FOLDER_ID_MAX);
+    int rc = lr_index_path_check(r->path, r->path_len, err);
+    if (rc < 0)
+        return rc;
+    if (!r->doc || strlen(r->doc) > LR_SESSION_DOC_MAX)
+        return lr_err_set(err, LR_EBADVAL, "session: document missing or over %d bytes",
+                          LR_SESSION_DOC_MAX);
+    return lr__ix_in_tx(ix, err, put_locked, (void *)r);
+}
+
+int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_list *out,
+                          struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (max > LR_SESSION_LIST_MAX)
+        max = LR_SESSION_LIST_MAX;
+    sqlite3_stmt *s = prepare(ix,
+                              "SELECT folder, path, blocks, state, updated_ms, doc FROM sessions "
+                              "ORDER BY updated_ms DESC LIMIT ?1",
+                              err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)max);
+    out->v = lr_xcalloc(max ? max : 1, sizeof(*out->v));
+    int rc = 0, step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *folder = (const char *)sqlite3_column_text(s, 0);
+        const void *path = sqlite3_column_blob(s, 1);
+        int plen = sqlite3_column_bytes(s, 1);
+        const void *blocks = sqlite3_column_blob(s, 2);
+        int blen = sqlite3_column_bytes(s, 2);
+        const char *doc = (const char *)sqlite3_column_text(s, 5);
+        if (!folder || !doc || plen <= 0 || blen != LR_HASH_LEN)
+            continue; /* a damaged row is skipped, not fatal */
+        struct lr_session_row *r = &out->v[out->n++];
+        r->folder = lr_xstrdup(folder);
+        r->path = lr_xmalloc((size_t)plen + 1);
+        memcpy(r->path, path, (size_t)plen);
+        r->path[plen] = 0;
+        r->path_len = (size_t)plen;
+        memcpy(r->blocks.b, blocks, LR_HASH_LEN);
+        r->state = sqlite3_column_int(s, 3);
+        r->updated_ms = sqlite3_column_int64(s, 4);
+        r->doc = lr_xstrdup(doc);
+    }
+    if (step != SQLITE_DONE)
+        rc = lr__ix_dberr(ix, err, "session list");
+    sqlite3_finalize(s);
+    if (rc < 0)
+        lr_session_list_release(out);
+    return rc;
+}
+
+struct prune_arg {
+    int state;
+    int64_t before_ms;
+    uint64_t removed;
+};
+
+static int prune_locked(struct lr_index *ix, void *arg, struct lr_err *err)
+{
+    struct prune_arg *a = arg;
+    sqlite3_stmt *s = prepare(ix,
+                              a->state < 0 ? "DELETE FROM sessions WHERE updated_ms < ?1"
+                                           : "DELETE FROM sessions WHERE updated_ms < ?1 "
+                                             "AND state = ?2",
+                              err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, a->before_ms);
+    if (a->state >= 0)
+        sqlite3_bind_int(s, 2, a->state);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "session prune");
+    if (rc == 0)
+        a->removed = (uint64_t)sqlite3_changes(ix->db);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int lr_index_session_prune(struct lr_index *ix, int state, int64_t before_ms, uint64_t *removed,
+                           struct lr_err *err)
+{
+    struct prune_arg a = {state, before_ms, 0};
+    int rc = lr__ix_in_tx(ix, err, prune_locked, &a);
+    if (removed)
+        *removed = rc == 0 ? a.removed : 0;
+    return rc;
+}
