@@ -206,3 +206,41 @@ def test_modify_delete_and_metadata_recorded(devices, tmp_path):
         # The live edit (bob's) won on both devices.
         assert md["winner"] == ("remote" if dev is a else "local")
         assert folder_status(dev)["conflicts"] == 0
+
+
+def test_file_vs_directory_recorded(devices, tmp_path):
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "thing").write_bytes(b"a file at first\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    b.stop()
+    # Alice edits the file; bob replaces it with a directory.
+    (fa / "thing").write_bytes(b"alice edited the file\n")
+    a.ok("scan")
+    os.unlink(fb / "thing")
+    (fb / "thing").mkdir()
+    (fb / "thing" / "inner.txt").write_bytes(b"inside\n")
+    b.start()
+    b.ok("scan")
+
+    def converged():
+        s = synced(fa, fb)
+        return (s and s.get("thing", ("",))[0] == "dir" and "thing/inner.txt" in s
+                and len([p for p in s if "sync-conflict" in p]) == 1 and s)
+    s = wait_for(converged, timeout=60, interval=0.3, what="directory kept, file copied")
+    copy = [p for p in s if "sync-conflict" in p][0]
+    assert copy.startswith("thing.sync-conflict-")
+    assert (fa / copy).read_bytes() == b"alice edited the file\n"
+    for dev in (a, b):
+        def typed():
+            lst = [c for c in conflicts(dev) if c["path"] == "thing"]
+            return lst if lst and lst[0]["detail"] == "type" else None
+        lst = wait_for(typed, timeout=30, what=f"{dev.name}'s trail")
+        assert len(lst) == 1, lst
+        c = lst[0]
+        assert c["type"] == "structural" and c["resolution"] == "copy"
+        assert c["kept_path"] == copy and c["kept"][0]["device"] == a.id
+        wait_for(lambda: folder_status(dev)["conflicts"] == 1, timeout=30,
+                 what=f"{dev.name}'s status counts the copy")
