@@ -16,6 +16,7 @@
 #include "identity/identity.h"
 #include "index/index.h"
 #include "scanner/scanner.h"
+#include "store/store.h"
 #include "util/jsonx.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -114,7 +115,7 @@ static int versions_local(struct cli *c, const char *folder, const char *path, j
         lr_config_free(cfg);
         return EXIT_RUNTIME;
     }
-    if (path && (rc = lr_index_path_check((const uint8_t *)path, strlen(path), &err)) < 0) {
+    if (path && (rc = lr_store_path_check(path, &err)) < 0) {
         lr_config_free(cfg);
         return cli_fail(rc, &err);
     }

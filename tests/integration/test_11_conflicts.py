@@ -139,6 +139,10 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
     assert r.rc == 1 and "nofolder" in r.err, r
     r = a.run("restore", "docs")
     assert r.rc == 2, r
+    for bad in ("../etc/passwd", ".landropic/versions"):
+        for cmd in (("versions", "docs", bad), ("restore", "docs", bad)):
+            r = a.run(*cmd)
+            assert r.rc == 1 and bad.split("/")[0] in r.err, r
     assert (fa / "notes.txt").read_bytes() == b"notes v1\n"
 
     # Without the daemon: versions reads the archive itself; restore works
@@ -150,6 +154,10 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
     assert without == with_daemon
     r = a.run("versions", "nofolder")
     assert r.rc == 1 and "nofolder" in r.err, r
+    for bad in ("../etc/passwd", ".landropic/versions"):
+        for cmd in (("versions", "docs", bad), ("restore", "docs", bad)):
+            r = a.run(*cmd)
+            assert r.rc == 1 and bad.split("/")[0] in r.err, r
     r = a.run("restore", "docs", "no-such.txt")
     assert r.rc == 1 and "no-such.txt" in r.err, r
     r = a.ok("restore", "docs", "notes.txt", "--json")
