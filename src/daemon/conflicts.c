@@ -29,7 +29,7 @@
 /* Rows one `conflicts` answer lists at most (every folder's bounded trail). */
 #define LIST_TOTAL_MAX 50000
 /* Copy buffer of restore. */
-#define COPY_BUF (256u * 1024)
+#define COPY_BUF ((size_t)256 * 1024)
 
 /* ---- events queued by jobs for the loop ------------------------------------ */
 
@@ -877,7 +877,7 @@ int daemon_restore_file(const char *root, const char *path, const char *version,
     lr_sha256(kb.data, kb.len, &key);
     lr_buf_release(&kb);
     int fd = -1;
-    struct stat sb;
+    struct stat sb = {0};
     bool repl = false;
     rc = stage_archived(st, root, vid, &key, &fd, &sb, err);
     struct lr_store_info cur;
