@@ -6,6 +6,7 @@
  * the loop: scans are queued to a worker and answered when done.
  */
 #include "daemon/daemon_int.h"
+#include "daemon/sessions.h"
 #include "daemon/disc.h"
 
 #include "config/ops.h"
@@ -389,9 +390,8 @@ static void m_conflicts(struct lr_daemon *d, struct lr_api_req *req, json_t *par
 
 static void m_sessions(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
 {
-    (void)d;
     (void)params;
-    lr_api_reply(req, json_pack("{s:[]}", "sessions"));
+    lr_api_reply(req, sync_sessions_json(d));
 }
 
 static void m_events(struct lr_daemon *d, struct lr_api_req *req, json_t *params)

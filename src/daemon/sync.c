@@ -4,6 +4,7 @@
  * See sync.h for the threading rules and docs/internals/sync.md ("Driver").
  */
 #include "daemon/syncint.h"
+#include "daemon/sessions.h"
 
 #include "util/log.h"
 #include "util/str.h"
@@ -771,6 +772,7 @@ void sync_init(struct lr_daemon *d)
     d->sync->zc = lr_proto_zc_new();
     d->sync->next_req_id = 1;
     sync_items_init(d);
+    sync_sessions_init(d);
 }
 
 void sync_free(struct lr_daemon *d)
@@ -779,6 +781,7 @@ void sync_free(struct lr_daemon *d)
     if (!s)
         return;
     sync_pull_free(d);
+    sync_sessions_free(d);
     while (s->peers) {
         struct sync_peer *p = s->peers;
         s->peers = p->next;

@@ -120,8 +120,9 @@ struct sync_state {
     struct sync_peer *peers;
     struct sync_link *links;
     struct sync_folder *folders;
-    struct sync_xfer *xfers; /* every live transfer */
-    struct lr_xs *xs;        /* the chunk scheduler (sync/xfer.h) */
+    struct sync_xfer *xfers;        /* every live transfer */
+    struct lr_xs *xs;               /* the chunk scheduler (sync/xfer.h) */
+    struct sync_sessions *sessions; /* sessions.c */
     size_t nxfers;
     bool pumping, pump_again; /* sync_pump re-entry guard */
     uint64_t next_req_id;

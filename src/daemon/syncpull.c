@@ -15,6 +15,7 @@
  * scheduler (sync/xfer.h); this file carries out its actions.
  */
 #include "daemon/syncint.h"
+#include "daemon/sessions.h"
 
 #include "daemon/conflicts.h"
 
@@ -53,7 +54,8 @@ struct sync_xfer {
     size_t nholders;
     bool *done0; /* chunks already in staging */
     size_t ndone0;
-    struct lr_xs_xfer *xx; /* the scheduler's view; NULL once removed */
+    struct lr_xs_xfer *xx;     /* the scheduler's view; NULL once removed */
+    struct sync_session *sess; /* sessions.h; NULL once ended */
     unsigned refs;
     bool dead, committing;
 };
@@ -125,6 +127,13 @@ static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
     for (size_t k = 0; k < x->rec.nchunks; k++)
         len[k] = x->rec.chunks[k].len;
     x->xx = lr_xs_add(xsched(d), x, len, x->rec.nchunks, x->done0, x->holders, x->nholders);
+    uint64_t done_bytes = 0;
+    for (size_t k = 0; x->done0 && k < x->rec.nchunks; k++)
+        if (x->done0[k])
+            done_bytes += x->rec.chunks[k].len;
+    x->sess = sync_session_start(d, x->folder, x->rec.path, x->rec.path_len, &x->rec.blocks_hash,
+                                 x->rec.nchunks, x->rec.size, x->ndone0, done_bytes, x->holders,
+                                 x->nholders);
     free(len);
     free(x->done0);
     x->done0 = NULL;
@@ -150,6 +159,13 @@ static void xfer_drop(struct lr_daemon *d, struct sync_xfer *x, const char *why)
     if (x->xx) {
         lr_xs_remove(xsched(d), x->xx);
         x->xx = NULL;
+    }
+    if (x->sess) {
+        /* No holder left, or shutdown: it resumes from staging later. */
+        bool resumable = !why || strcmp(why, "no peer can serve it") == 0;
+        sync_session_end(d, x->sess, resumable ? SYNC_SESSION_INTERRUPTED : SYNC_SESSION_FAILED,
+                         why);
+        x->sess = NULL;
     }
     x->dead = true;
     if (x->prev)
@@ -1066,7 +1082,14 @@ static void commit_done(struct daemon_job *base, int status)
                 log_path("not applied", folder, x->rec.path, x->rec.path_len, j->rc[i], &j->err[i]);
                 sync_item_failed(d, folder, x->rec.path, x->rec.path_len, "not applied", j->rc[i],
                                  &j->err[i]);
+                if (x->sess)
+                    sync_session_end(d, x->sess, SYNC_SESSION_FAILED,
+                                     lr_err_msg(&j->err[i], j->rc[i]));
+                x->sess = NULL;
             } else {
+                if (x->sess)
+                    sync_session_end(d, x->sess, SYNC_SESSION_COMPLETE, NULL);
+                x->sess = NULL;
                 char *e = lr_esc(x->rec.path, x->rec.path_len);
                 lr_debug(MOD, "folder=%s path=%s written (%zu chunks)", folder, e, x->rec.nchunks);
                 free(e);
@@ -1202,6 +1225,8 @@ static void rx_done(struct daemon_job *base, int status)
                 free(e);
             }
             lr_xs_written(xsched(d), x->xx, it->chunk, it->ok);
+            if (x->sess)
+                sync_session_chunk(d, x->sess, it->ok, x->rec.chunks[it->chunk].len);
         }
         free(it->payload);
         xfer_unref(x);

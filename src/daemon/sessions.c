@@ -1,0 +1,465 @@
+/*
+ * sessions.c - transfer sessions (see sessions.h).
+ *
+ * Handles: a checkpoint timer and a check handle, both unreferenced (they
+ * never keep the loop alive); the check handle closes both in the first
+ * loop iteration after d->stopping is set, as syncitems.c does, so they are
+ * closed before the loop ends. The final checkpoint is written by
+ * sync_sessions_free(), after the loop, when no job runs any more.
+ */
+#include "daemon/sessions.h"
+
+#include "daemon/syncint.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MOD "sessions"
+/* At most this often a checkpoint job writes the changed sessions. */
+#define CHECKPOINT_MS 500
+/* Finished sessions kept in memory as history (the newest). */
+#define HISTORY_MAX 256
+/* Finished sessions older than this are pruned from the index at start. */
+#define HISTORY_KEEP_MS (7LL * 24 * 3600 * 1000)
+/* Sessions loaded at start. */
+#define LOAD_MAX 1000
+
+struct sync_session {
+    struct sync_session *next;
+    char *folder;
+    uint8_t *path; /* NUL-terminated */
+    size_t path_len;
+    struct lr_hash blocks;
+    enum sync_session_state state;
+    uint64_t chunks_total, chunks_done, chunks_failed, bytes_done, bytes_total;
+    char **peers; /* device IDs, text */
+    size_t npeers;
+    char *error;
+    int64_t updated_ms; /* wall clock */
+    bool dirty;
+    bool in_use; /* a transfer refers to it */
+};
+
+struct sync_sessions {
+    struct sync_session *head; /* newest first */
+    size_t n;
+    uv_timer_t timer;
+    uv_check_t check;
+    bool closed;
+    bool job_busy;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static const char *state_name(enum sync_session_state s)
+{
+    switch (s) {
+    case SYNC_SESSION_PENDING:
+        return "pending";
+    case SYNC_SESSION_ACTIVE:
+        return "active";
+    case SYNC_SESSION_INTERRUPTED:
+        return "interrupted";
+    case SYNC_SESSION_FAILED:
+        return "failed";
+    case SYNC_SESSION_COMPLETE:
+    default:
+        return "complete";
+    }
+}
+
+static void sess_free(struct sync_session *s)
+{
+    free(s->folder);
+    free(s->path);
+    for (size_t i = 0; i < s->npeers; i++)
+        free(s->peers[i]);
+    free(s->peers);
+    free(s->error);
+    free(s);
+}
+
+/* The session's document (the `sessions` command's object). */
+static json_t *sess_json(const struct sync_session *s)
+{
+    char id[17];
+    lr_hex(s->blocks.b, 8, id); /* short: from the version's blocks hash */
+    char *path = lr_esc(s->path, s->path_len);
+    char when[32];
+    time_t t = (time_t)(s->updated_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_t *peers = json_array();
+    for (size_t i = 0; i < s->npeers; i++)
+        json_array_append_new(peers, json_string(s->peers[i]));
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s?, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:s?, s:s}", "id", id, "folder",
+        s->folder, "path", path, "peer", s->npeers ? s->peers[0] : NULL, "peers", peers, "state",
+        state_name(s->state), "chunks_total", (json_int_t)s->chunks_total, "chunks_done",
+        (json_int_t)s->chunks_done, "chunks_failed", (json_int_t)s->chunks_failed, "bytes_done",
+        (json_int_t)s->bytes_done, "bytes_total", (json_int_t)s->bytes_total, "error", s->error,
+        "updated", when);
+    free(path);
+    if (o && !s->npeers)
+        json_object_set_new(o, "peer", json_null());
+    if (o && !s->error)
+        json_object_set_new(o, "error", json_null());
+    return o;
+}
+
+static struct sync_sessions *reg(struct lr_daemon *d)
+{
+    return d->sync ? d->sync->sessions : NULL;
+}
+
+/* Drop the oldest finished sessions beyond the history bound. */
+static void trim(struct sync_sessions *r)
+{
+    size_t finished = 0;
+    for (struct sync_session **pp = &r->head; *pp;) {
+        struct sync_session *s = *pp;
+        bool done = s->state != SYNC_SESSION_ACTIVE && s->state != SYNC_SESSION_PENDING;
+        if (done && !s->in_use && !s->dirty && ++finished > HISTORY_MAX) {
+            *pp = s->next;
+            r->n--;
+            sess_free(s);
+            continue;
+        }
+        pp = &s->next;
+    }
+}
+
+/* ---- checkpoints ---- */
+
+struct ckpt_job {
+    struct daemon_job base;
+    struct lr_session_row *rows;
+    size_t n;
+    bool load; /* the start-up read instead */
+    struct lr_session_list loaded;
+};
+
+static void rows_free(struct lr_session_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        lr_session_row_release(&rows[i]);
+    free(rows);
+}
+
+static void ckpt_write(struct lr_index *ix, const struct lr_session_row *rows, size_t n)
+{
+    struct lr_err err = {0};
+    bool tx = lr_index_begin(ix, NULL) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (lr_index_session_put(ix, &rows[i], &err) < 0)
+            lr_warn(MOD, "checkpoint: %s", err.msg);
+    if (tx && lr_index_commit(ix, &err) < 0)
+        lr_warn(MOD, "checkpoint: %s", err.msg);
+}
+
+static void ckpt_work(struct daemon_job *base)
+{
+    struct ckpt_job *j = (struct ckpt_job *)base;
+    struct lr_daemon *d = base->d;
+    struct lr_err err = {0};
+    if (j->load) {
+        uint64_t removed = 0;
+        int64_t before = now_ms() - HISTORY_KEEP_MS;
+        if (lr_index_session_prune(d->ix, SYNC_SESSION_COMPLETE, before, &removed, &err) < 0 ||
+            lr_index_session_prune(d->ix, SYNC_SESSION_FAILED, before, &removed, &err) < 0 ||
+            lr_index_session_list(d->ix, LOAD_MAX, &j->loaded, &err) < 0)
+            lr_warn(MOD, "cannot load sessions: %s", err.msg);
+        return;
+    }
+    ckpt_write(d->ix, j->rows, j->n);
+}
+
+/* A snapshot of the changed sessions as rows (clears their dirty flags). */
+static struct lr_session_row *snapshot(struct sync_sessions *r, size_t *n)
+{
+    size_t k = 0;
+    for (struct sync_session *s = r->head; s; s = s->next)
+        k += s->dirty;
+    *n = k;
+    if (!k)
+        return NULL;
+    struct lr_session_row *rows = lr_xcalloc(k, sizeof(*rows));
+    size_t i = 0;
+    for (struct sync_session *s = r->head; s && i < k; s = s->next) {
+        if (!s->dirty)
+            continue;
+        s->dirty = false;
+        json_t *o = sess_json(s);
+        char *doc = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        struct lr_session_row *row = &rows[i++];
+        row->folder = lr_xstrdup(s->folder);
+        row->path = lr_xmalloc(s->path_len + 1);
+        memcpy(row->path, s->path, s->path_len + 1);
+        row->path_len = s->path_len;
+        row->blocks = s->blocks;
+        row->state = (int)s->state;
+        row->updated_ms = s->updated_ms;
+        row->doc = doc ? doc : lr_xstrdup("{}");
+    }
+    *n = i;
+    return rows;
+}
+
+static void load_done(struct lr_daemon *d, struct ckpt_job *j)
+{
+    struct sync_sessions *r = reg(d);
+    /* Oldest first, so the list ends up newest first. */
+    for (size_t i = j->loaded.n; r && i-- > 0;) {
+        struct lr_session_row *row = &j->loaded.v[i];
+        bool known = false;
+        for (struct sync_session *s = r->head; s && !known; s = s->next)
+            known = strcmp(s->folder, row->folder) == 0 && s->path_len == row->path_len &&
+                    memcmp(s->path, row->path, row->path_len) == 0 &&
+                    memcmp(&s->blocks, &row->blocks, sizeof(s->blocks)) == 0;
+        if (known)
+            continue; /* a transfer started again before the load finished */
+        json_t *o = json_loads(row->doc, 0, NULL);
+        struct sync_session *s = lr_xcalloc(1, sizeof(*s));
+        s->folder = lr_xstrdup(row->folder);
+        s->path = lr_xmalloc(row->path_len + 1);
+        memcpy(s->path, row->path, row->path_len + 1);
+        s->path_len = row->path_len;
+        s->blocks = row->blocks;
+        s->state = (enum sync_session_state)row->state;
+        if (s->state == SYNC_SESSION_ACTIVE || s->state == SYNC_SESSION_PENDING) {
+            s->state = SYNC_SESSION_INTERRUPTED; /* the previous run ended mid-transfer */
+            s->dirty = true;
+        }
+        s->updated_ms = row->updated_ms;
+        if (o) {
+            s->chunks_total = (uint64_t)json_integer_value(json_object_get(o, "chunks_total"));
+            s->chunks_done = (uint64_t)json_integer_value(json_object_get(o, "chunks_done"));
+            s->chunks_failed = (uint64_t)json_integer_value(json_object_get(o, "chunks_failed"));
+            s->bytes_done = (uint64_t)json_integer_value(json_object_get(o, "bytes_done"));
+            s->bytes_total = (uint64_t)json_integer_value(json_object_get(o, "bytes_total"));
+            const char *e = json_string_value(json_object_get(o, "error"));
+            if (e)
+                s->error = lr_xstrdup(e);
+            json_t *peers = json_object_get(o, "peers");
+            size_t np = json_array_size(peers);
+            s->peers = lr_xcalloc(np ? np : 1, sizeof(*s->peers));
+            for (size_t k = 0; k < np; k++) {
+                const char *p = json_string_value(json_array_get(peers, k));
+                if (p)
+                    s->peers[s->npeers++] = lr_xstrdup(p);
+            }
+            json_decref(o);
+        }
+        s->next = r->head;
+        r->head = s;
+        r->n++;
+    }
+    if (r)
+        trim(r);
+}
+
+static void ckpt_done(struct daemon_job *base, int status)
+{
+    struct ckpt_job *j = (struct ckpt_job *)base;
+    struct lr_daemon *d = base->d;
+    struct sync_sessions *r = reg(d);
+    if (j->load && status == 0 && !d->stopping)
+        load_done(d, j);
+    if (r && !j->load)
+        r->job_busy = false;
+    lr_session_list_release(&j->loaded);
+    rows_free(j->rows, j->n);
+    free(j);
+}
+
+static void checkpoint(struct lr_daemon *d)
+{
+    struct sync_sessions *r = reg(d);
+    if (!r || r->job_busy || d->stopping)
+        return;
+    size_t n;
+    struct lr_session_row *rows = snapshot(r, &n);
+    if (!n)
+        return;
+    struct ckpt_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = ckpt_work;
+    j->base.done = ckpt_done;
+    j->rows = rows;
+    j->n = n;
+    r->job_busy = true;
+    daemon_job_queue(d, &j->base);
+    trim(r);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    checkpoint(h->data);
+}
+
+static void on_check(uv_check_t *h)
+{
+    struct lr_daemon *d = h->data;
+    struct sync_sessions *r = reg(d);
+    if (!r || r->closed || !d->stopping)
+        return;
+    r->closed = true;
+    uv_close((uv_handle_t *)&r->timer, NULL);
+    uv_close((uv_handle_t *)&r->check, NULL);
+}
+
+void sync_sessions_init(struct lr_daemon *d)
+{
+    struct sync_sessions *r = lr_xcalloc(1, sizeof(*r));
+    d->sync->sessions = r;
+    uv_timer_init(&d->loop, &r->timer);
+    uv_check_init(&d->loop, &r->check);
+    r->timer.data = d;
+    r->check.data = d;
+    uv_unref((uv_handle_t *)&r->timer);
+    uv_unref((uv_handle_t *)&r->check);
+    uv_timer_start(&r->timer, on_timer, CHECKPOINT_MS, CHECKPOINT_MS);
+    uv_check_start(&r->check, on_check);
+    struct ckpt_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = ckpt_work;
+    j->base.done = ckpt_done;
+    j->load = true;
+    daemon_job_queue(d, &j->base);
+}
+
+void sync_sessions_free(struct lr_daemon *d)
+{
+    struct sync_sessions *r = reg(d);
+    if (!r)
+        return;
+    for (struct sync_session *s = r->head; s; s = s->next) {
+        if (s->state == SYNC_SESSION_ACTIVE || s->state == SYNC_SESSION_PENDING) {
+            s->state = SYNC_SESSION_INTERRUPTED;
+            s->updated_ms = now_ms();
+            s->dirty = true;
+        }
+    }
+    size_t n;
+    struct lr_session_row *rows = snapshot(r, &n);
+    if (n && d->ix)
+        ckpt_write(d->ix, rows, n); /* the loop has ended: no job holds the index */
+    rows_free(rows, n);
+    while (r->head) {
+        struct sync_session *s = r->head;
+        r->head = s->next;
+        sess_free(s);
+    }
+    free(r);
+    d->sync->sessions = NULL;
+}
+
+/* ---- transitions ---- */
+
+struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
+                                        const uint8_t *path, size_t path_len,
+                                        const struct lr_hash *blocks, uint64_t chunks_total,
+                                        uint64_t bytes_total, uint64_t chunks_done,
+                                        uint64_t bytes_done, const struct lr_device_id *peers,
+                                        size_t npeers)
+{
+    struct sync_sessions *r = reg(d);
+    struct sync_session *s = NULL, **pp;
+    for (pp = &r->head; *pp; pp = &(*pp)->next) {
+        struct sync_session *c = *pp;
+        if (strcmp(c->folder, folder) == 0 && c->path_len == path_len &&
+            memcmp(c->path, path, path_len) == 0 &&
+            memcmp(&c->blocks, blocks, sizeof(*blocks)) == 0) {
+            s = c;
+            *pp = c->next; /* moved to the front below */
+            r->n--;
+            break;
+        }
+    }
+    if (!s) {
+        s = lr_xcalloc(1, sizeof(*s));
+        s->folder = lr_xstrdup(folder);
+        s->path = lr_xmalloc(path_len + 1);
+        memcpy(s->path, path, path_len);
+        s->path[path_len] = 0;
+        s->path_len = path_len;
+        s->blocks = *blocks;
+    }
+    for (size_t i = 0; i < s->npeers; i++)
+        free(s->peers[i]);
+    free(s->peers);
+    s->peers = lr_xcalloc(npeers ? npeers : 1, sizeof(*s->peers));
+    s->npeers = 0;
+    for (size_t i = 0; i < npeers; i++) {
+        char id[LR_DEVICE_ID_STRLEN + 1];
+        lr_device_id_format(&peers[i], id);
+        s->peers[s->npeers++] = lr_xstrdup(id);
+    }
+    free(s->error);
+    s->error = NULL;
+    s->state = SYNC_SESSION_ACTIVE;
+    s->chunks_total = chunks_total;
+    s->bytes_total = bytes_total;
+    s->chunks_done = chunks_done;
+    s->bytes_done = bytes_done;
+    s->chunks_failed = 0;
+    s->updated_ms = now_ms();
+    s->dirty = true;
+    s->in_use = true;
+    s->next = r->head;
+    r->head = s;
+    r->n++;
+    return s;
+}
+
+void sync_session_chunk(struct lr_daemon *d, struct sync_session *s, bool ok, uint32_t len)
+{
+    (void)d;
+    if (ok) {
+        s->chunks_done++;
+        s->bytes_done += len;
+    } else {
+        s->chunks_failed++;
+    }
+    s->updated_ms = now_ms();
+    s->dirty = true;
+}
+
+void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_session_state state,
+                      const char *error)
+{
+    (void)d;
+    s->state = state;
+    free(s->error);
+    s->error = error ? lr_xstrdup(error) : NULL;
+    if (state == SYNC_SESSION_COMPLETE) {
+        s->chunks_done = s->chunks_total;
+        s->bytes_done = s->bytes_total;
+    }
+    s->updated_ms = now_ms();
+    s->dirty = true;
+    s->in_use = false;
+}
+
+json_t *sync_sessions_json(struct lr_daemon *d)
+{
+    json_t *arr = json_array();
+    struct sync_sessions *r = reg(d);
+    for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
+        json_t *o = sess_json(s);
+        if (o)
+            json_array_append_new(arr, o);
+    }
+    return json_pack("{s:o}", "sessions", arr);
+}

@@ -1,0 +1,65 @@
+/*
+ * sessions.h - transfer sessions: what the daemon knows about each file it
+ * pulls (docs/cli.md `sessions`): state, the peers serving it, chunks and
+ * bytes total / done / failed, the last error, when it was last updated.
+ *
+ * Kept in memory on the loop thread and checkpointed to the index (schema
+ * v5, lr_index_session_*) in batches: a timer writes the sessions changed
+ * since the last checkpoint in one serial-queue job every CHECKPOINT_MS, not
+ * one write per chunk. What resumes an interrupted transfer is the staging
+ * file, re-verified chunk by chunk (syncpull.c); the checkpoint is what
+ * `sessions` shows after a restart (an active session of a previous run is
+ * listed as interrupted until its transfer starts again).
+ *
+ * Ownership: the daemon owns every session; struct sync_session pointers
+ * handed out stay valid until the daemon stops (finished sessions are kept
+ * as history, at most HISTORY_MAX of them, pruned oldest first, and never
+ * while a transfer refers to them). All functions: loop thread only.
+ */
+#ifndef LR_DAEMON_SESSIONS_H
+#define LR_DAEMON_SESSIONS_H
+
+#include "hash/hash.h"
+#include "identity/identity.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct lr_daemon;
+struct sync_session;
+
+enum sync_session_state {
+    SYNC_SESSION_PENDING = 0,
+    SYNC_SESSION_ACTIVE = 1,
+    SYNC_SESSION_INTERRUPTED = 2,
+    SYNC_SESSION_FAILED = 3,
+    SYNC_SESSION_COMPLETE = 4,
+};
+
+/* Load the last checkpoint (a serial-queue job) and start the timer. */
+void sync_sessions_init(struct lr_daemon *d);
+/* After the loop ended: active sessions become interrupted; last checkpoint
+ * written synchronously; everything freed. */
+void sync_sessions_free(struct lr_daemon *d);
+
+/* A transfer of (folder, path, version) starts or resumes: chunks/bytes
+ * already in staging count as done. Returns the session (never NULL). */
+struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
+                                        const uint8_t *path, size_t path_len,
+                                        const struct lr_hash *blocks, uint64_t chunks_total,
+                                        uint64_t bytes_total, uint64_t chunks_done,
+                                        uint64_t bytes_done, const struct lr_device_id *peers,
+                                        size_t npeers);
+/* A chunk was verified and written (ok) or failed verification. */
+void sync_session_chunk(struct lr_daemon *d, struct sync_session *s, bool ok, uint32_t len);
+/* The session ends: complete, failed (error given) or interrupted (to be
+ * resumed: the peer left, the daemon stops). */
+void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_session_state state,
+                      const char *error);
+
+/* The `sessions` document: {"sessions": [...]} (new reference). */
+json_t *sync_sessions_json(struct lr_daemon *d);
+
+#endif

@@ -1,0 +1,88 @@
+"""Transfer sessions through the CLI: `sessions --json` lists a file being
+pulled with its progress, keeps it across a SIGKILL of the receiver (as
+interrupted, then active again), and shows it complete afterwards."""
+import hashlib
+import os
+import time
+
+from conftest import free_udp_port, wait_for
+
+SIZE = 256 * 1024 * 1024
+FIELDS = {"id", "folder", "path", "peer", "peers", "state", "chunks_total", "chunks_done",
+          "chunks_failed", "bytes_done", "bytes_total", "error", "updated"}
+
+
+def digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sessions(dev):
+    r = dev.run("sessions", "--json")
+    assert r.rc == 0, r
+    return r.json()["sessions"]
+
+
+def test_sessions_listed_resumed_and_completed(devices, tmp_path):
+    a, b = devices("alice"), devices("bob")
+    for d in (a, b):
+        d.init()
+        d.port = free_udp_port()
+    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    with open(fa / "big.bin", "wb") as f:
+        for _ in range(SIZE // (8 << 20)):
+            f.write(os.urandom(8 << 20))
+    want = digest(fa / "big.bin")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+
+    seen = {}
+
+    def active_with_progress():
+        for s in sessions(b):
+            if s["path"] == "big.bin" and s["state"] == "active":
+                seen.update(s)
+                return s["bytes_done"] > 0
+        return (fb / "big.bin").exists()
+
+    wait_for(active_with_progress, timeout=120, interval=0.02, what="an active session")
+    if seen:
+        assert set(seen) == FIELDS, seen
+        assert seen["folder"] == "docs" and seen["peer"] == a.id and seen["peers"] == [a.id]
+        assert seen["bytes_total"] == SIZE and seen["chunks_total"] > 1000
+        assert 0 <= seen["bytes_done"] <= SIZE and seen["error"] is None
+    killed = False
+    if not (fb / "big.bin").exists():
+        time.sleep(0.7)  # past a checkpoint
+        if not (fb / "big.bin").exists():
+            b.kill()
+            killed = True
+    print(f"sessions: receiver killed mid-file: {killed}")
+    if killed:
+        b.start()
+        # The session of the killed run is listed (interrupted until its
+        # transfer starts again, then active or complete).
+        wait_for(lambda: any(s["path"] == "big.bin" for s in sessions(b)), timeout=30,
+                 what="the session after the restart")
+        s = [s for s in sessions(b) if s["path"] == "big.bin"][0]
+        assert s["state"] in ("interrupted", "active", "complete"), s
+    wait_for(lambda: (fb / "big.bin").exists(), timeout=180, what="big.bin on bob")
+    assert digest(fb / "big.bin") == want
+    wait_for(lambda: any(s["path"] == "big.bin" and s["state"] == "complete"
+                         for s in sessions(b)), timeout=30, what="a complete session")
+    done = [s for s in sessions(b) if s["path"] == "big.bin" and s["state"] == "complete"]
+    assert len(done) == 1
+    assert done[0]["bytes_done"] == SIZE and done[0]["chunks_done"] == done[0]["chunks_total"]
+    human = b.ok("sessions").out
+    assert "big.bin" in human and "complete" in human
+    # A's side pulled nothing: no sessions there.
+    assert all(s["state"] != "active" for s in sessions(a))
