@@ -254,7 +254,9 @@ def test_wildcard_listen_pair_lists_interfaces(devices, free_port):
     a = devices("wild")
     a.init()
     port = free_port()
-    r = a.run("daemon", "--listen", f"0.0.0.0:{port}", "--detach")
+    # No discovery: a wildcard listener would announce on the host's own
+    # interfaces, and tests send traffic only to loopback or their namespaces.
+    r = a.run("daemon", "--listen", f"0.0.0.0:{port}", "--detach", "--no-discovery")
     assert r.rc == 0, r
     a.pid = a.daemon_pid()
     pj = a.ok("pair", "--json").json()
