@@ -1201,8 +1201,6 @@ static void rx_work(struct daemon_job *base)
             lr_sha256(buf, ch->len, &h);
             it->ok = memcmp(&h, &ch->hash, sizeof(h)) == 0 &&
                      lr_store_staging_write(it->x->fd, ch->off, buf, ch->len, NULL) == 0;
-            if (it->ok)
-                lr_store_staging_writeback(it->x->fd, ch->off, ch->len);
         }
     }
     free(buf);

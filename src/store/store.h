@@ -173,13 +173,6 @@ int lr_store_staging_open(struct lr_store *st, const struct lr_hash *key, uint64
 /* pwrite all of data at off (EINTR and short writes handled). */
 int lr_store_staging_write(int fd, uint64_t off, const void *data, size_t len, struct lr_err *err);
 /*
- * Start writing [off, off+len) back to disk without waiting (best effort,
- * never fails): the batch barrier at commit then finds the data mostly on
- * disk already, so a large file's durability overlaps its transfer instead
- * of following it.
- */
-void lr_store_staging_writeback(int fd, uint64_t off, uint64_t len);
-/*
  * Read back [off, off+len) and compare its SHA-256 with `hash` (used on
  * resume). 0, LR_EVERIFY (mismatch or short), LR_ETOOBIG (len above
  * LR_STORE_CHUNK_MAX) or -errno.
