@@ -5,6 +5,7 @@
  */
 #include "daemon/daemon_int.h"
 #include "daemon/disc.h"
+#include "daemon/failpoint.h"
 #include "daemon/live.h"
 
 #include "util/fsutil.h"
@@ -359,6 +360,8 @@ static int start_transport(struct lr_daemon *d, struct lr_err *err)
 static int serve(struct lr_daemon *d, struct lr_err *err)
 {
     int rc;
+    if ((rc = LR_FAILPOINT_INIT_ENV(err)) < 0)
+        return rc;
     if ((rc = lr_config_load(d->opts->home, &d->cfg, err)) < 0)
         return rc;
     if ((rc = lr_identity_load(d->opts->home, &d->ident, err)) < 0)

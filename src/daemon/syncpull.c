@@ -15,6 +15,7 @@
  * scheduler (sync/xfer.h); this file carries out its actions.
  */
 #include "daemon/syncint.h"
+#include "daemon/failpoint.h"
 #include "daemon/sessions.h"
 
 #include "daemon/conflicts.h"
@@ -1031,6 +1032,7 @@ static void commit_work(struct daemon_job *base)
         b = lr_store_batch_new(st, LR_STORE_BARRIER_SYNCFS);
         for (size_t i = 0; i < j->n && rc == 0; i++)
             rc = lr_store_batch_stage(b, j->x[i]->fd, &j->err[0]);
+        LR_FAILPOINT("commit_before_barrier");
         if (rc == 0)
             rc = lr_store_batch_barrier(b, &j->err[0]);
     }
@@ -1042,6 +1044,7 @@ static void commit_work(struct daemon_job *base)
         }
         goto out;
     }
+    LR_FAILPOINT("commit_before_rename");
     bool tx = lr_index_begin(d->ix, NULL) == 0;
     for (size_t i = 0; i < j->n; i++) {
         j->rc[i] = xfer_commit(d, st, b, j->x[i], &j->rescan[i], &j->err[i]);
@@ -1049,6 +1052,7 @@ static void commit_work(struct daemon_job *base)
         if (r == LR_EBADPATH || r == -ELOOP || r == -ENOTDIR || r == -ENAMETOOLONG)
             lr_store_staging_discard(st, &j->x[i]->key, NULL); /* would never commit */
     }
+    LR_FAILPOINT("commit_before_index");
     if ((rc = lr_store_batch_sync_dirs(b, &j->err[0])) < 0) {
         /* The renames may not survive a crash: do not record them; the next
          * scan finds whatever is on disk. */
@@ -1201,6 +1205,7 @@ static void rx_work(struct daemon_job *base)
             lr_sha256(buf, ch->len, &h);
             it->ok = memcmp(&h, &ch->hash, sizeof(h)) == 0 &&
                      lr_store_staging_write(it->x->fd, ch->off, buf, ch->len, NULL) == 0;
+            LR_FAILPOINT("rx_after_write");
         }
     }
     free(buf);

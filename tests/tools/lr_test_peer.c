@@ -15,7 +15,12 @@
  *
  * Usage:
  *   lr_test_peer --home H --connect HOST:PORT --peer DEVICE_ID --script FILE
- *                [--timeout-ms N] [--linger-ms N] [--exit-on-close]
+ *                [--timeout-ms N] [--linger-ms N] [--exit-on-close] [--corrupt N|all]
+ *
+ * --corrupt: the first N chunk answers (or all of them) carry data with one
+ * byte flipped (its length and the request it answers stay right), so a test
+ * can check the daemon refuses data that fails verification and gets the
+ * chunk elsewhere. Printed as "served-corrupt path=... off=...".
  *
  * The script is JSON:
  *   {"folder": "docs",
@@ -30,7 +35,10 @@
  *           "deleted": false,
  *           "data": "text" | "data_file": "/some/file",   live files
  *           "target": "..",                        live symlinks
- *           "mode": 420, "good": false}
+ *           "mode": 420, "good": false,
+ *           "mtime_ns": N}                         default: now; two runs given the
+ *                                                  same script and mtime_ns announce
+ *                                                  the very same version
  * Each burst's first batch on a new connection carries FIRST (a full index,
  * which the protocol allows at any time), its last batch LAST. Entries get
  * sequences 1, 2, 3... in script order and the version vector {us: seq}.
@@ -113,6 +121,7 @@ struct tp {
     bool said_all_served;
     bool exit_on_close, exiting;
     uint64_t linger_ms;
+    int64_t corrupt_left; /* chunk answers still to corrupt; < 0: all */
     uv_timer_t timeout, delay, linger, quit;
 };
 
@@ -191,6 +200,11 @@ static void load_entry(struct tp *tp, json_t *j, struct tp_entry *e)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     e->mtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    v = json_object_get(j, "mtime_ns");
+    if (v && !json_is_integer(v))
+        fail_usage("entry: mtime_ns must be an integer");
+    if (v)
+        e->mtime_ns = (int64_t)json_integer_value(v);
     if (e->type == LR_FT_SYMLINK && !e->deleted) {
         v = json_object_get(j, "target");
         if (!json_is_string(v))
@@ -548,11 +562,22 @@ static void serve_want(struct tp *tp, struct lr_conn *c, const uint8_t *p, size_
     }
     struct lr_buf b;
     lr_buf_init(&b, LR_PROTO_CHUNK_MAX);
+    uint8_t *bad = NULL;
+    bool corrupted = false;
+    if (hit && tp->corrupt_left != 0 && w.size > 0) {
+        bad = lr_xmalloc(w.size);
+        memcpy(bad, hit->data + w.offset, w.size);
+        bad[w.size / 2] ^= 0x5a;
+        corrupted = true;
+        if (tp->corrupt_left > 0)
+            tp->corrupt_left--;
+    }
     if (hit)
-        rc = lr_proto_chunk_encode(NULL, w.req_id, LR_PROTO_CHUNK_OK, hit->data + w.offset, w.size,
-                                   false, &b);
+        rc = lr_proto_chunk_encode(NULL, w.req_id, LR_PROTO_CHUNK_OK,
+                                   bad ? bad : hit->data + w.offset, w.size, false, &b);
     else
         rc = lr_proto_chunk_encode(NULL, w.req_id, LR_PROTO_CHUNK_NO_SUCH, NULL, 0, false, &b);
+    free(bad);
     if (rc < 0) {
         say("chunk-encode-failed error=%s", lr_strerror(rc));
         lr_buf_release(&b);
@@ -569,7 +594,8 @@ static void serve_want(struct tp *tp, struct lr_conn *c, const uint8_t *p, size_
         free(pl);
     } else if (hit) {
         tp->e[hit - tp->e].served[k] = true;
-        say("served path=%s off=%" PRIu64 " len=%" PRIu32, pe, w.offset, w.size);
+        say("%s path=%s off=%" PRIu64 " len=%" PRIu32, corrupted ? "served-corrupt" : "served", pe,
+            w.offset, w.size);
     } else {
         say("no-such path=%s off=%" PRIu64 " len=%" PRIu32, pe, w.offset, w.size);
     }
@@ -655,9 +681,20 @@ int main(int argc, char **argv)
             tp.linger_ms = strtoull(arg_value(argc, argv, &i), NULL, 10);
         else if (strcmp(argv[i], "--exit-on-close") == 0)
             tp.exit_on_close = true;
-        else
+        else if (strcmp(argv[i], "--corrupt") == 0) {
+            const char *v = arg_value(argc, argv, &i);
+            char *end = NULL;
+            if (strcmp(v, "all") == 0) {
+                tp.corrupt_left = -1;
+            } else {
+                tp.corrupt_left = (int64_t)strtoll(v, &end, 10);
+                if (end == v || *end || tp.corrupt_left < 0)
+                    fail_usage("--corrupt takes a count or 'all'");
+            }
+        } else
             fail_usage("usage: lr_test_peer --home H --connect HOST:PORT --peer DEVICE_ID "
-                       "--script FILE [--timeout-ms N] [--linger-ms N] [--exit-on-close]");
+                       "--script FILE [--timeout-ms N] [--linger-ms N] [--exit-on-close] "
+                       "[--corrupt N|all]");
     }
     if (!home || !connect || !peer || !script || timeout_ms == 0)
         fail_usage("--home, --connect, --peer and --script are required");
