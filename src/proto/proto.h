@@ -242,7 +242,21 @@ enum lr_proto_folder_mode {
 enum lr_proto_folder_opt {
     LR_PROTO_FOPT_MODE = 1,     /* value: one varint, enum lr_proto_folder_mode */
     LR_PROTO_FOPT_CONFLICT = 2, /* value: text(64), the sender's conflict strategy */
+    LR_PROTO_FOPT_RESOLVE = 3,  /* value: the strategy in machine form (below) */
 };
+/* Option 3: varint kind | varint window (seconds) | 32-byte device ID (only
+ * for PREFER_DEVICE). The conflict rule evaluates both devices' strategies
+ * (docs/conflicts.md), so this is what a receiver acts on; option 2 stays
+ * informational. Absent: keep-both. */
+enum lr_proto_resolve {
+    LR_PROTO_RESOLVE_KEEP_BOTH = 0,
+    LR_PROTO_RESOLVE_NEWEST = 1,
+    LR_PROTO_RESOLVE_LARGEST = 2,
+    LR_PROTO_RESOLVE_PREFER_LOCAL = 3,  /* the sender's own version wins */
+    LR_PROTO_RESOLVE_PREFER_REMOTE = 4, /* the other device's version wins */
+    LR_PROTO_RESOLVE_PREFER_DEVICE = 5, /* resolve_device's version wins */
+};
+#define LR_PROTO_RESOLVE_WINDOW_MAX (365u * 86400u)
 
 struct lr_proto_folder {
     char id[LR_PROTO_FOLDER_ID_MAX + 1]; /* NUL-terminated */
@@ -252,6 +266,10 @@ struct lr_proto_folder {
     uint64_t peer_seq;      /* highest receiver sequence the sender holds (0 if no index) */
     uint32_t mode;          /* enum lr_proto_folder_mode (absent on the wire: SEND_RECEIVE) */
     char conflict[LR_PROTO_STRATEGY_MAX + 1]; /* "" = not sent */
+    bool has_resolve;                         /* option 3 present */
+    uint32_t resolve;                         /* enum lr_proto_resolve */
+    uint32_t resolve_window;                  /* seconds, <= LR_PROTO_RESOLVE_WINDOW_MAX */
+    uint8_t resolve_device[32];               /* PREFER_DEVICE only, else zero */
 };
 
 /* Owned array; release with lr_proto_folders_release (zeroed struct: ok). */
@@ -267,8 +285,8 @@ void lr_proto_folders_sort(struct lr_proto_folder *v, size_t n);
  * Append a FOLDERS payload for v[0..n) (borrowed, n <= 4096, IDs strictly
  * increasing by byte order). LR_EBADVAL for an invalid entry (bad ID, order,
  * index_id 0, seq >= 2^62, peer_seq without peer_index_id, mode > 2, bad
- * strategy text), LR_ETOOBIG if the payload would exceed
- * LR_PROTO_FOLDERS_MAX or `out` is full (poisoned).
+ * strategy text, resolve kind > 5 or window over the maximum), LR_ETOOBIG if the payload would
+ * exceed LR_PROTO_FOLDERS_MAX or `out` is full (poisoned).
  */
 int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr_buf *out);
 /*

@@ -156,7 +156,9 @@ static bool folder_ok(const struct lr_proto_folder *f)
     return il < sizeof(f->id) && lr_proto_folder_id_ok(f->id, il) && f->index_id != 0 &&
            f->max_seq <= LR_VARINT_MAX && f->peer_seq <= LR_VARINT_MAX &&
            (f->peer_index_id != 0 || f->peer_seq == 0) && f->mode <= LR_PROTO_MODE_RECEIVE_ONLY &&
-           cl < sizeof(f->conflict) && lr_proto_text_ok(f->conflict, cl);
+           cl < sizeof(f->conflict) && lr_proto_text_ok(f->conflict, cl) &&
+           (!f->has_resolve || (f->resolve <= LR_PROTO_RESOLVE_PREFER_DEVICE &&
+                                f->resolve_window <= LR_PROTO_RESOLVE_WINDOW_MAX));
 }
 
 int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr_buf *out)
@@ -183,7 +185,7 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
         if (rc == 0)
             rc = lr_buf_put_varint(out, f->peer_seq);
         if (rc == 0)
-            rc = lr_buf_put_varint(out, cl ? 2 : 1);
+            rc = lr_buf_put_varint(out, 1u + (cl != 0) + f->has_resolve);
         if (rc == 0)
             rc = lr_buf_put_varint(out, LR_PROTO_FOPT_MODE);
         if (rc == 0)
@@ -192,6 +194,20 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
             rc = lr_buf_put_varint(out, LR_PROTO_FOPT_CONFLICT);
             if (rc == 0)
                 rc = lr_buf_put_lbytes(out, f->conflict, cl);
+        }
+        if (rc == 0 && f->has_resolve) {
+            /* kind (1 byte) + window (<= 4 bytes) + device: < 64, a one-byte length */
+            bool dev = f->resolve == LR_PROTO_RESOLVE_PREFER_DEVICE;
+            size_t wl = lr_varint_len(f->resolve_window);
+            rc = lr_buf_put_varint(out, LR_PROTO_FOPT_RESOLVE);
+            if (rc == 0)
+                rc = lr_buf_put_varint(out, 1 + wl + (dev ? sizeof(f->resolve_device) : 0));
+            if (rc == 0)
+                rc = lr_buf_put_varint(out, f->resolve);
+            if (rc == 0)
+                rc = lr_buf_put_varint(out, f->resolve_window);
+            if (rc == 0 && dev)
+                rc = lr_buf_put(out, f->resolve_device, sizeof(f->resolve_device));
         }
     }
     if (rc == 0 && out->len - start > LR_PROTO_FOLDERS_MAX) {
@@ -244,6 +260,31 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
                                   i, LR_PROTO_STRATEGY_MAX);
             memcpy(f->conflict, val, vl);
             f->conflict[vl] = '\0';
+        } else if (key == LR_PROTO_FOPT_RESOLVE) {
+            struct lr_rd vr;
+            uint64_t kind, win;
+            const uint8_t *dev = NULL;
+            lr_rd_init(&vr, val, vl);
+            if (lr_rd_get_varint(&vr, &kind) < 0 || lr_rd_get_varint(&vr, &win) < 0)
+                return lr_err_set(err, LR_ETRUNC, "folders[%zu].resolve: truncated", i);
+            if (kind > LR_PROTO_RESOLVE_PREFER_DEVICE)
+                return lr_err_set(err, LR_EBADVAL,
+                                  "folders[%zu].resolve: strategy %" PRIu64 " not known", i, kind);
+            if (win > LR_PROTO_RESOLVE_WINDOW_MAX)
+                return lr_err_set(err, LR_EBADVAL,
+                                  "folders[%zu].resolve: window %" PRIu64 " over %u seconds", i,
+                                  win, LR_PROTO_RESOLVE_WINDOW_MAX);
+            if (kind == LR_PROTO_RESOLVE_PREFER_DEVICE &&
+                lr_rd_get_view(&vr, &dev, sizeof(f->resolve_device)) < 0)
+                return lr_err_set(err, LR_ETRUNC, "folders[%zu].resolve: device ID truncated", i);
+            if (lr_rd_left(&vr) != 0)
+                return lr_err_set(err, LR_EBADVAL, "folders[%zu].resolve: %zu trailing bytes", i,
+                                  lr_rd_left(&vr));
+            f->has_resolve = true;
+            f->resolve = (uint32_t)kind;
+            f->resolve_window = (uint32_t)win;
+            if (dev)
+                memcpy(f->resolve_device, dev, sizeof(f->resolve_device));
         }
         /* Other keys: options of a newer version, skipped. */
     }

@@ -255,8 +255,67 @@ static int fail_path(struct lr_err *err, int rc, const char *what, const struct 
     return rc;
 }
 
+/* mtimes closer than the window (or equal) are a tie: 0; else who is newer. */
+static int pick_newest(const struct lr_file_rec *l, const struct lr_file_rec *r, uint32_t window_s)
+{
+    if (l->mtime_ns == r->mtime_ns)
+        return 0;
+    int sign = l->mtime_ns > r->mtime_ns ? 1 : -1;
+    /* unsigned difference of two int64s cannot overflow */
+    uint64_t diff = sign > 0 ? (uint64_t)l->mtime_ns - (uint64_t)r->mtime_ns
+                             : (uint64_t)r->mtime_ns - (uint64_t)l->mtime_ns;
+    return diff < (uint64_t)window_s * 1000000000u ? 0 : sign;
+}
+
+/*
+ * The version one device's strategy names: +1 local, -1 remote, 0 neither.
+ * `own_local`: the strategy belongs to the device holding `l`. Swapping
+ * l and r, own_local and the sides' devices negates the answer, which is
+ * what makes the rule symmetric.
+ */
+static int pick(const struct lr_sync_strategy *s, bool own_local, const struct lr_sync_sides *sd,
+                const struct lr_file_rec *l, const struct lr_file_rec *r)
+{
+    switch (s->kind) {
+    case LR_STRAT_NEWEST:
+        return pick_newest(l, r, s->window_s);
+    case LR_STRAT_LARGEST:
+        return l->size == r->size ? 0 : l->size > r->size ? 1 : -1;
+    case LR_STRAT_PREFER_LOCAL:
+        return own_local ? 1 : -1;
+    case LR_STRAT_PREFER_REMOTE:
+        return own_local ? -1 : 1;
+    case LR_STRAT_PREFER_DEVICE: {
+        bool is_l = lr_device_id_eq(&s->prefer, &sd->local_dev);
+        bool is_r = lr_device_id_eq(&s->prefer, &sd->remote_dev);
+        return is_l == is_r ? 0 : is_l ? 1 : -1;
+    }
+    case LR_STRAT_KEEP_BOTH:
+    default:
+        return 0;
+    }
+}
+
+/* +1/-1 when both devices' strategies name the same version, else 0. */
+static int strategy_winner(const struct lr_sync_sides *sd, const struct lr_file_rec *l,
+                           const struct lr_file_rec *r)
+{
+    if (!sd || l->deleted || r->deleted || l->type != LR_FT_FILE || r->type != LR_FT_FILE)
+        return 0;
+    int a = pick(&sd->local, true, sd, l, r);
+    int b = pick(&sd->remote, false, sd, l, r);
+    return a == b ? a : 0;
+}
+
 int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *remote,
                    struct lr_sync_decision *out, struct lr_err *err)
+{
+    return lr_sync_decide_with(local, remote, NULL, out, err);
+}
+
+int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_rec *remote,
+                        const struct lr_sync_sides *sides, struct lr_sync_decision *out,
+                        struct lr_err *err)
 {
     memset(out, 0, sizeof(*out));
     if (!remote)
@@ -265,6 +324,10 @@ int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *re
         return lr_err_set(err, LR_EUSAGE, "sync decide: local and remote records name two paths");
 
     struct lr_sync_decision d = {0};
+    if (sides)
+        lr_sync_strategy_format(&sides->local, d.strategy);
+    else
+        snprintf(d.strategy, sizeof(d.strategy), "keep-both");
     d.old_live = local && !local->deleted;
     d.old_type = local ? local->type : LR_FT_FILE;
     d.new_live = d.old_live;
@@ -301,9 +364,11 @@ int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *re
         rc = lr_sync_vv_merge(&local->vv, &remote->vv, &d.vv);
         if (rc < 0)
             return fail_path(err, rc, "merged version vector over the entry limit", remote);
-        int c = version_cmp(local, remote);
+        int sw = strategy_winner(sides, local, remote);
+        int c = sw ? sw : version_cmp(local, remote);
         /* c == 0 only for identical versions (no winner to pick); keep local */
         win = c >= 0 ? local : remote;
+        d.by_strategy = sw != 0;
         const struct lr_file_rec *lose = win == local ? remote : local;
         if (same_content(local, remote)) {
             d.action = LR_SYNC_MERGE_VV;
@@ -317,8 +382,11 @@ int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *re
                 d.conflict = LR_SYNC_CONFLICT_TYPE;
             else
                 d.conflict = LR_SYNC_CONFLICT_CONTENT;
-            /* a tombstone needs no copy; a directory never loses to a non-directory */
-            if (!lose->deleted && lose->type != LR_FT_DIR) {
+            /* a tombstone needs no copy; a directory never loses to a non-directory;
+             * a strategy's loser is kept by the versions archive alone */
+            if (d.by_strategy) {
+                d.flags |= LR_SYNC_F_ARCHIVE_LOSER;
+            } else if (!lose->deleted && lose->type != LR_FT_DIR) {
                 rc = lr_sync_conflict_name(lose->path, lose->path_len, lose->mtime_ns,
                                            lr_sync_vv_author(&lose->vv), &d.copy_path,
                                            &d.copy_path_len, NULL);

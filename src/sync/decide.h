@@ -46,6 +46,7 @@
 #define LR_SYNC_DECIDE_H
 
 #include "index/index.h"
+#include "sync/strategy.h"
 #include "util/err.h"
 
 #include <stdbool.h>
@@ -102,8 +103,9 @@ enum lr_sync_conflict {
 #define LR_SYNC_F_INCONSISTENT 0x08u
 /* The remote record has a type this build does not know: kept, ignored. */
 #define LR_SYNC_F_UNKNOWN_TYPE 0x10u
-/* CONFLICT whose copy name cannot fit (path at the length limit): the
- * loser goes to the versions archive instead of a conflict copy. */
+/* CONFLICT whose loser goes to the versions archive instead of a conflict
+ * copy: its copy name cannot fit (path at the length limit), or the
+ * strategies picked the winner (by_strategy). */
 #define LR_SYNC_F_ARCHIVE_LOSER 0x20u
 
 struct lr_sync_decision {
@@ -133,6 +135,12 @@ struct lr_sync_decision {
     bool copy_here;
     uint8_t *copy_path;
     size_t copy_path_len;
+    /* CONFLICT or MERGE_VV whose winner both devices' strategies named
+     * (lr_sync_decide_with): no conflict copy is made. */
+    bool by_strategy;
+    /* This device's strategy (sides->local), text form, for the audit
+     * trail: "keep-both" from lr_sync_decide. */
+    char strategy[LR_SYNC_STRATEGY_STRLEN + 1];
 };
 
 void lr_sync_decision_release(struct lr_sync_decision *d);
@@ -152,6 +160,24 @@ const char *lr_sync_conflict_str(enum lr_sync_conflict c);
  */
 int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *remote,
                    struct lr_sync_decision *out, struct lr_err *err);
+
+/*
+ * lr_sync_decide with both devices' conflict strategies (`sides`, borrowed;
+ * NULL: keep-both on both, exactly lr_sync_decide). They matter only for
+ * concurrent versions that are both live regular files (content or
+ * metadata conflicts); type and modify/delete conflicts keep their fixed
+ * rules. Each device's strategy names the local version, the remote one or
+ * neither (keep-both; a `newest` whose mtimes are closer than its window; a
+ * `largest` of equal sizes; a prefer:ID naming neither device). When both
+ * name the same version it wins: no conflict copy (by_strategy, and for a
+ * CONFLICT LR_SYNC_F_ARCHIVE_LOSER: the loser's holder archives it when the
+ * winner replaces it). Otherwise keep-both decides as lr_sync_decide.
+ * Symmetric: the peer, deciding with local and remote (and the sides)
+ * swapped, reaches the same winner, vector and copy (tested).
+ */
+int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_rec *remote,
+                        const struct lr_sync_sides *sides, struct lr_sync_decision *out,
+                        struct lr_err *err);
 
 /* ---- version vectors ----------------------------------------------------- */
 
