@@ -208,12 +208,32 @@ static const char folder_usage[] =
     "usage: landropic folder add PATH [--id FOLDER_ID] [--share DEVICE_ID]...\n"
     "                            [--mode send-receive|send-only|receive-only]\n"
     "                            [--conflict STRATEGY] [--conflict-window SECS]\n"
+    "       landropic folder set FOLDER_ID [--conflict STRATEGY] [--conflict-window SECS]\n"
     "       landropic folder share FOLDER_ID DEVICE_ID\n"
     "       landropic folder remove FOLDER_ID\n"
     "A folder syncs with a peer when both devices added the same FOLDER_ID and shared it\n"
     "with each other. The default ID is the directory's name. STRATEGY: keep-both\n"
-    "(default), newest, largest, prefer-local, prefer-remote, prefer:DEVICE_ID.\n"
+    "(default), newest, largest, prefer-local, prefer-remote, prefer:DEVICE_ID; a strategy\n"
+    "decides a conflict only when both devices' strategies pick the same version\n"
+    "(docs/conflicts.md). 'folder set' changes them later.\n"
     "'folder remove' stops syncing and never deletes files.\n";
+
+/* --conflict-window SECS: 0..31536000, else the usage exit code naming it. */
+static int parse_window(const char *cmd, const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long w = strtoll(s, &end, 10);
+    if (!*s || *end || errno || w < 0 || w > 365LL * 86400) {
+        char *e = lr_escs(s);
+        int rc = cli_usage_error(
+            cmd, "invalid --conflict-window '%s': expected seconds from 0 to 31536000", e);
+        free(e);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
 
 static int folder_add(struct cli *c, int argc, char **argv)
 {
@@ -239,16 +259,8 @@ static int folder_add(struct cli *c, int argc, char **argv)
     if (conflict && lr_config_check_strategy(conflict, &err) < 0)
         return cli_usage_error("folder add", "%s", err.msg);
     long long w = 0;
-    if (window) {
-        char *end;
-        errno = 0;
-        w = strtoll(window, &end, 10);
-        if (!*window || *end || errno || w < 0 || w > 365LL * 86400)
-            return cli_usage_error("folder add",
-                                   "invalid --conflict-window '%s': expected seconds from 0 to "
-                                   "31536000",
-                                   window);
-    }
+    if (window && (rc = parse_window("folder add", window, &w)))
+        return rc;
     const struct opt_val *share = opt_all(&o, "share");
     json_t *js = json_array();
     for (int i = 0; i < share->count; i++) {
@@ -304,6 +316,43 @@ static int folder_add(struct cli *c, int argc, char **argv)
     return EXIT_OK;
 }
 
+static int folder_set(struct cli *c, int argc, char **argv)
+{
+    static const struct opt_spec spec[] = {{"conflict", true, false},
+                                           {"conflict-window", true, false}};
+    struct opts o;
+    int rc = opts_parse(&o, spec, 2, argc, argv, "folder set", folder_usage);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (o.npos != 1)
+        return cli_usage_error("folder set", o.npos ? "too many arguments" : "missing FOLDER_ID");
+    const char *conflict = opt_get(&o, "conflict"), *window = opt_get(&o, "conflict-window");
+    if (!conflict && !window)
+        return cli_usage_error("folder set", "nothing to set (--conflict or --conflict-window)");
+    struct lr_err err = {0};
+    if (conflict && lr_config_check_strategy(conflict, &err) < 0)
+        return cli_usage_error("folder set", "%s", err.msg);
+    long long w = 0;
+    if (window && (rc = parse_window("folder set", window, &w)))
+        return rc;
+    json_t *params = json_pack("{s:s}", "id", o.pos[0]);
+    if (conflict)
+        json_object_set_new(params, "conflict", json_string(conflict));
+    if (window)
+        json_object_set_new(params, "conflict_window", json_integer(w));
+    json_t *res;
+    if ((rc = cli_config_op(c, "folder.set", params, &res)))
+        return rc;
+    fputs("Folder '", stderr);
+    cli_print_name(stderr, o.pos[0]);
+    fprintf(stderr, "': conflict %s, window %lld s%s\n",
+            json_string_value(json_object_get(res, "conflict")) ?: "?",
+            (long long)json_integer_value(json_object_get(res, "conflict_window")),
+            json_is_true(json_object_get(res, "changed")) ? "" : " (unchanged)");
+    json_decref(res);
+    return EXIT_OK;
+}
+
 static int folder_share(struct cli *c, int argc, char **argv)
 {
     struct opts o;
@@ -343,13 +392,15 @@ int cmd_folder(struct cli *c, int argc, char **argv)
     }
     if (strcmp(argv[1], "add") == 0)
         return folder_add(c, argc - 1, argv + 1);
+    if (strcmp(argv[1], "set") == 0)
+        return folder_set(c, argc - 1, argv + 1);
     if (strcmp(argv[1], "share") == 0)
         return folder_share(c, argc - 1, argv + 1);
     if (strcmp(argv[1], "remove") == 0 || strcmp(argv[1], "rm") == 0)
         return folder_remove(c, argc - 1, argv + 1);
     char *e = lr_escs(argv[1]);
-    int rc =
-        cli_usage_error("folder", "unknown subcommand '%s' (expected add, share or remove)", e);
+    int rc = cli_usage_error("folder",
+                             "unknown subcommand '%s' (expected add, set, share or remove)", e);
     free(e);
     return rc;
 }

@@ -82,6 +82,24 @@ static int op_peer_remove(struct lr_config *cfg, json_t *params, json_t **result
     return 0;
 }
 
+/* conflict_window: absent leaves *out alone (*given false), else 0..31536000. */
+static int param_window(json_t *params, uint32_t *out, bool *given, struct lr_err *err)
+{
+    json_t *jw = json_object_get(params, "conflict_window");
+    if (given)
+        *given = false;
+    if (!jw || json_is_null(jw))
+        return 0;
+    json_int_t w = json_integer_value(jw);
+    if (!json_is_integer(jw) || w < 0 || w > 365 * 86400)
+        return lr_err_set(err, LR_EUSAGE,
+                          "invalid conflict window: expected 0 to 31536000 seconds");
+    *out = (uint32_t)w;
+    if (given)
+        *given = true;
+    return 0;
+}
+
 static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result, struct lr_err *err)
 {
     const char *path, *id, *mode, *conflict;
@@ -110,16 +128,8 @@ static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result,
     f.path = canon;
     f.conflict = (char *)(uintptr_t)conflict;
     f.mode = LR_MODE_SEND_RECEIVE;
-    json_t *jw = json_object_get(params, "conflict_window");
-    if (jw && !json_is_null(jw)) {
-        json_int_t w = json_integer_value(jw);
-        if (!json_is_integer(jw) || w < 0 || w > 365 * 86400) {
-            rc = lr_err_set(err, LR_EUSAGE,
-                            "invalid conflict window: expected 0 to 31536000 seconds");
-            goto out;
-        }
-        f.conflict_window = (uint32_t)w;
-    }
+    if ((rc = param_window(params, &f.conflict_window, NULL, err)) < 0)
+        goto out;
     if (mode && (rc = lr_folder_mode_parse(mode, &f.mode, err)) < 0)
         goto out;
     json_t *js = json_object_get(params, "shared");
@@ -158,6 +168,45 @@ out:
     return rc;
 }
 
+/* Change a folder's conflict strategy and/or window; validates both first. */
+static int op_folder_set(struct lr_config *cfg, json_t *params, json_t **result, struct lr_err *err)
+{
+    const char *id, *conflict;
+    int rc;
+    if ((rc = param_str(params, "id", true, &id, err)) < 0 ||
+        (rc = param_str(params, "conflict", false, &conflict, err)) < 0)
+        return rc;
+    uint32_t window = 0;
+    bool has_window;
+    if ((rc = param_window(params, &window, &has_window, err)) < 0)
+        return rc;
+    if (!conflict && !has_window)
+        return lr_err_set(err, LR_EUSAGE, "nothing to set (give conflict or conflict_window)");
+    if (conflict && (rc = lr_config_check_strategy(conflict, err)) < 0)
+        return rc;
+    struct lr_folder_cfg *f = lr_config_find_folder(cfg, id);
+    if (!f) {
+        char *e = lr_escs(id);
+        rc = lr_err_set(err, LR_ENOTFOUND, "no folder with ID '%s'", e);
+        free(e);
+        return rc;
+    }
+    bool changed = false;
+    if (conflict && (!f->conflict || strcmp(f->conflict, conflict) != 0)) {
+        free(f->conflict);
+        f->conflict = lr_xstrdup(conflict);
+        changed = true;
+    }
+    if (has_window && f->conflict_window != window) {
+        f->conflict_window = window;
+        changed = true;
+    }
+    *result = json_pack("{s:s, s:s, s:I, s:b}", "id", f->id, "conflict",
+                        f->conflict ? f->conflict : "keep-both", "conflict_window",
+                        (json_int_t)f->conflict_window, "changed", changed);
+    return 0;
+}
+
 static int op_folder_share(struct lr_config *cfg, json_t *params, json_t **result,
                            struct lr_err *err)
 {
@@ -193,9 +242,9 @@ static const struct {
     const char *name;
     int (*fn)(struct lr_config *, json_t *, json_t **, struct lr_err *);
 } ops[] = {
-    {"peer.add", op_peer_add},           {"peer.remove", op_peer_remove},
-    {"folder.add", op_folder_add},       {"folder.share", op_folder_share},
-    {"folder.remove", op_folder_remove},
+    {"peer.add", op_peer_add},         {"peer.remove", op_peer_remove},
+    {"folder.add", op_folder_add},     {"folder.set", op_folder_set},
+    {"folder.share", op_folder_share}, {"folder.remove", op_folder_remove},
 };
 
 bool lr_config_is_op(const char *method)

@@ -11,6 +11,8 @@
  *   peer.add      {id, name?, addresses?: [HOST:PORT...]}
  *   peer.remove   {id}
  *   folder.add    {path (absolute), id?, shared?: [ID...], mode?, conflict?, conflict_window?: int}
+ *   folder.set    {id, conflict?, conflict_window?: int}  (at least one; result
+ *                 {id, conflict, conflict_window, changed: bool})
  *   folder.share  {id, device}
  *   folder.remove {id}
  * Result: an object describing the change ({"id": ...} plus details).

@@ -287,12 +287,100 @@ static void test_ops(void **state)
     free(home);
 }
 
+/* folder.set: the strategy and window change, are validated first, persist. */
+static void test_folder_set(void **state)
+{
+    (void)state;
+    char *home = mkhome();
+    char *dir = lr_xasprintf("%s-folder", home);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    struct lr_err err = {0};
+    struct lr_config *c = lr_config_new(home, "n");
+    json_t *res = NULL;
+    json_t *p = json_pack("{s:s, s:s}", "path", dir, "id", "docs");
+    assert_int_equal(lr_config_apply(c, "folder.add", p, &res, &err), 0);
+    json_decref(p);
+    json_decref(res);
+    struct lr_folder_cfg *f = lr_config_find_folder(c, "docs");
+    assert_string_equal(f->conflict, "keep-both");
+    assert_true(lr_config_is_op("folder.set"));
+
+    p = json_pack("{s:s, s:s, s:i}", "id", "docs", "conflict", "newest", "conflict_window", 30);
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), 0);
+    json_decref(p);
+    assert_true(json_is_true(json_object_get(res, "changed")));
+    json_decref(res);
+    assert_string_equal(f->conflict, "newest");
+    assert_int_equal(f->conflict_window, 30);
+
+    /* the window alone; the same values again change nothing */
+    p = json_pack("{s:s, s:i}", "id", "docs", "conflict_window", 0);
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), 0);
+    json_decref(p);
+    json_decref(res);
+    assert_string_equal(f->conflict, "newest");
+    assert_int_equal(f->conflict_window, 0);
+    p = json_pack("{s:s, s:s}", "id", "docs", "conflict", "newest");
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), 0);
+    json_decref(p);
+    assert_false(json_is_true(json_object_get(res, "changed")));
+    json_decref(res);
+
+    /* refused: nothing changes, the message names the value */
+    const char *bad[] = {"{s:s, s:s}", "{s:s, s:i}", "{s:s}"};
+    p = json_pack(bad[0], "id", "docs", "conflict", "oldest");
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), LR_EUSAGE);
+    assert_non_null(strstr(err.msg, "'oldest'"));
+    json_decref(p);
+    p = json_pack(bad[1], "id", "docs", "conflict_window", 365 * 86400 + 1);
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), LR_EUSAGE);
+    json_decref(p);
+    p = json_pack(bad[2], "id", "docs");
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), LR_EUSAGE);
+    json_decref(p);
+    p = json_pack("{s:s, s:s}", "id", "nope", "conflict", "largest");
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), LR_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "nope"));
+    json_decref(p);
+    assert_string_equal(f->conflict, "newest");
+    assert_int_equal(f->conflict_window, 0);
+
+    /* a prefer:ID survives a save and a load */
+    struct lr_device_id a = some_id(4);
+    char ida[LR_DEVICE_ID_STRLEN + 1], pref[LR_DEVICE_ID_STRLEN + 8];
+    id_text(&a, ida);
+    snprintf(pref, sizeof(pref), "prefer:%s", ida);
+    p = json_pack("{s:s, s:s, s:i}", "id", "docs", "conflict", pref, "conflict_window", 7);
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), 0);
+    json_decref(p);
+    json_decref(res);
+    assert_int_equal(lr_config_save(c, &err), 0);
+    struct lr_config *c2 = NULL;
+    assert_int_equal(lr_config_load(home, &c2, &err), 0);
+    struct lr_folder_cfg *f2 = lr_config_find_folder(c2, "docs");
+    assert_string_equal(f2->conflict, pref);
+    assert_int_equal(f2->conflict_window, 7);
+    lr_config_free(c2);
+
+    lr_config_free(c);
+    char *marker = lr_xasprintf("%s/.landropic", dir);
+    char *cfgf = lr_xasprintf("%s/%s", home, LR_CONFIG_FILE);
+    rmdir(marker);
+    rmdir(dir);
+    unlink(cfgf);
+    rmdir(home);
+    free(cfgf);
+    free(marker);
+    free(dir);
+    free(home);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validators), cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_overlaps),   cmocka_unit_test(test_load_errors),
-        cmocka_unit_test(test_ops),
+        cmocka_unit_test(test_ops),        cmocka_unit_test(test_folder_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
