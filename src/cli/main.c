@@ -2,6 +2,7 @@
  * main.c - landropic's entry point: global options and command dispatch.
  */
 #include "cli.h"
+#include "cmd_modes.h"
 
 #include "config/config.h"
 #include "util/log.h"
@@ -32,6 +33,8 @@ static const char usage[] =
     "                  [--conflict-window SECS]\n"
     "  folder share FOLDER_ID DEVICE_ID\n"
     "  folder remove FOLDER_ID   stop syncing; never deletes files\n"
+    "  folder override FOLDER_ID send-only: our version wins again (docs/modes.md)\n"
+    "  folder revert FOLDER_ID   receive-only: discard local changes (docs/modes.md)\n"
     "  folders [--json]\n"
     "Sync and state:\n"
     "  scan [FOLDER_ID]... [--json]\n"
@@ -144,7 +147,8 @@ int main(int argc, char **argv)
         int rc = lr_config_home(home_opt, &c.home, &err);
         if (rc < 0)
             return cli_fail(rc, &err);
-        rc = commands[i].fn(&c, argc - ci, argv + ci);
+        bool modes = strcmp(argv[ci], "folder") == 0 && cmd_modes_handles(argc - ci, argv + ci);
+        rc = (modes ? cmd_folder_mode : commands[i].fn)(&c, argc - ci, argv + ci);
         free(c.home);
         return rc;
     }

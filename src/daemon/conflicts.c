@@ -271,7 +271,9 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
     c.path_len = remote->path_len;
     c.type = (char *)type;
     c.detail = (char *)lr_sync_conflict_str(dec->conflict);
-    c.strategy = (char *)"keep-both";
+    /* This device's strategy; resolution "archive" with another than
+     * keep-both means it decided (no copy), "copy" that it fell back. */
+    c.strategy = (char *)(dec->strategy[0] ? dec->strategy : "keep-both");
     c.resolution = (char *)resolution_of(dec);
     c.winner = (char *)(local_wins ? "local" : "remote");
     c.devices = lr_buf_ok(&devs) ? (char *)devs.data : selfs;
@@ -285,8 +287,10 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
         c.kept_path = dec->copy_path;
         c.kept_path_len = dec->copy_path_len;
         /* The local loser of a regular file is also archived when the winner
-         * replaces it (store.h); the store picks the stamp at that moment. */
-        if (!local_wins && loser->type == LR_FT_FILE) {
+         * replaces it (store.h); the store picks the stamp at that moment.
+         * A strategy's loser is kept only there: on the winner's device the
+         * entry names the archive of the loser's holder. */
+        if ((!local_wins || dec->by_strategy) && loser->type == LR_FT_FILE) {
             arch = (uint8_t *)lr_xasprintf("%s/%s~", LR_STORE_VERSIONS, (const char *)loser->path);
             c.archive_path = arch;
             c.archive_path_len = strlen((const char *)arch);

@@ -8,6 +8,7 @@
 #include "daemon/daemon_int.h"
 #include "daemon/sessions.h"
 #include "daemon/disc.h"
+#include "daemon/modes.h"
 
 #include "config/ops.h"
 #include "daemon/conflicts.h"
@@ -229,6 +230,7 @@ static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc
     if (more)
         json_object_set_new(o, "errors_more", json_integer((json_int_t)more));
     json_object_set_new(o, "mode", json_string(lr_folder_mode_name(fc->mode)));
+    daemon_modes_status(d, fc, ss.need_items, o); /* docs/modes.md */
     if (f && f->scanned) {
         json_object_set_new(o, "files", json_integer((json_int_t)f->last.files));
         json_object_set_new(o, "bytes", json_integer((json_int_t)f->last.bytes));
@@ -454,6 +456,8 @@ static const struct {
     {"stop", m_stop},
     {"versions", daemon_m_versions},
     {"restore", daemon_m_restore},
+    {"folder.override", daemon_m_folder_override},
+    {"folder.revert", daemon_m_folder_revert},
 #ifdef LR_FAILPOINTS
     {"debug.send", debug_send},
     {"debug.state", debug_state},

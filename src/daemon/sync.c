@@ -6,6 +6,8 @@
 #include "daemon/syncint.h"
 #include "daemon/sessions.h"
 
+#include "sync/decide.h"
+
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -162,6 +164,7 @@ struct folders_job {
     uint64_t gen;
     char **ids;
     uint32_t *modes;
+    struct lr_sync_strategy *strats; /* announced in option 3 (docs/conflicts.md) */
     size_t n;
     bool side;    /* on the serve lane: read only; a missing folder index */
     bool missing; /* sends the job to the serial queue, which creates it */
@@ -206,6 +209,7 @@ static void folders_work(struct daemon_job *base)
             f->peer_seq = rs.max_seq;
         }
         f->mode = j->modes[i];
+        lr_sync_strategy_to_proto(&j->strats[i], f);
     }
     if (j->missing) {
         free(v);
@@ -247,6 +251,7 @@ static void folders_done(struct daemon_job *base, int status)
         free(j->ids[i]);
     free(j->ids);
     free(j->modes);
+    free(j->strats);
     free(j->out);
     free(j);
 }
@@ -276,11 +281,14 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
     j->gen = p->gen;
     j->ids = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->ids));
     j->modes = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->modes));
+    j->strats = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->strats));
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
         if (!syncing(d, &p->id, fc->id) || j->n >= LR_PROTO_FOLDERS_ENTRIES_MAX)
             continue;
         j->modes[j->n] = proto_mode(fc->mode);
+        if (lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->strats[j->n], NULL) < 0)
+            memset(&j->strats[j->n], 0, sizeof(j->strats[0])); /* validated by config */
         j->ids[j->n++] = lr_xstrdup(fc->id);
     }
     /* Beside the serial queue, so a first scan of a large folder does not
@@ -314,7 +322,8 @@ struct send_job {
     uint64_t from;
     bool first;
     uint64_t view_id, view_seq;
-    bool record_sent; /* out: store view_id/view_seq (what the peer holds of ours) */
+    uint64_t skip_author; /* receive-only: our short ID, whose versions are not sent (0: none) */
+    bool record_sent;     /* out: store view_id/view_seq (what the peer holds of ours) */
     /* out */
     struct lr_buf *frames; /* INDEX payloads */
     size_t nframes;
@@ -367,6 +376,11 @@ static void send_work(struct daemon_job *base)
     have_batch = true;
     for (size_t i = 0; i < list.n; i++) {
         size_t next_block = 0;
+        /* Receive-only: our own changes never leave (docs/modes.md). */
+        if (j->skip_author && lr_sync_vv_author(&list.v[i].vv) == j->skip_author) {
+            j->next = list.v[i].seq + 1;
+            continue;
+        }
         for (;;) {
             int rc = lr_proto_index_batch_add(&batch, &list.v[i], &next_block);
             if (rc == 0)
@@ -497,6 +511,9 @@ static void queue_sender(struct lr_daemon *d, struct sync_link *l)
     j->first = l->send_first;
     j->view_id = l->their_view_id;
     j->view_seq = l->their_view_seq;
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
+    if (fc && fc->mode == LR_MODE_RECEIVE_ONLY)
+        j->skip_author = d->short_id;
     l->send_busy = true;
     l->send_blocked = false;
     l->send_caught_up = false;
@@ -978,7 +995,9 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
         out->settled = true;
         return;
     }
-    bool settled = !out->active && (out->need_items == 0 || f->stuck);
+    /* A send-only folder never pulls: what it needs waits for an override. */
+    bool settled =
+        !out->active && (out->need_items == 0 || f->stuck || fc->mode == LR_MODE_SEND_ONLY);
     uint64_t now = uv_now(&d->loop);
     for (size_t i = 0; i < fc->nshared && settled; i++) {
         struct sync_peer *p = sync_peer_get(d, &fc->shared[i]);

@@ -19,6 +19,7 @@
 #include "daemon/sessions.h"
 
 #include "daemon/conflicts.h"
+#include "ignore/ignore.h"
 
 #include "sync/plan.h"
 #include "sync/xfer.h"
@@ -228,8 +229,19 @@ static void expect_of(const struct lr_file_rec *l, struct lr_store_expect *e)
     e->ctime_ns = l->type == LR_FT_DIR ? 0 : l->ctime_ns;
 }
 
+struct pull_strat {
+    struct lr_device_id peer;
+    struct lr_sync_strategy s;
+};
+
 struct pull_job {
     struct daemon_job base;
+    /* Conflict strategies (docs/conflicts.md), snapshot taken in start:
+     * ours, and each connected peer's from its latest FOLDERS. */
+    struct lr_device_id self;
+    struct lr_sync_strategy ours;
+    struct pull_strat *theirs;
+    size_t ntheirs;
     char *folder, *root;
     char **busy; /* paths with a transfer in flight, sorted (snapshot taken in start) */
     size_t nbusy;
@@ -253,6 +265,7 @@ struct pull_job {
     struct lr_err err;
     struct lr_need_stats need;
     bool need_known;
+    struct lr_need_stats ignored; /* needed paths skipped as ignored (pass 0) */
 };
 
 struct holder_update {
@@ -261,6 +274,20 @@ struct holder_update {
     struct lr_device_id *holders;
     size_t nholders;
 };
+
+/* Both devices' strategies for a pair of versions; a peer that announced
+ * none (or is gone) counts as keep-both. */
+static void pull_sides(const struct pull_job *j, const struct lr_device_id *peer,
+                       struct lr_sync_sides *sd)
+{
+    memset(sd, 0, sizeof(*sd));
+    sd->local_dev = j->self;
+    sd->remote_dev = *peer;
+    sd->local = j->ours;
+    for (size_t i = 0; i < j->ntheirs; i++)
+        if (lr_device_id_eq(&j->theirs[i].peer, peer))
+            sd->remote = j->theirs[i].s;
+}
 
 static void note_holders(struct pull_job *j, const struct lr_need *n)
 {
@@ -700,6 +727,18 @@ static bool is_busy(const struct pull_job *j, const uint8_t *p)
     return j->nbusy && bsearch(&key, j->busy, j->nbusy, sizeof(*j->busy), cmp_str);
 }
 
+/* Count one needed version as lr_need_stats does. */
+static void need_count(struct lr_need_stats *s, const struct lr_file_rec *r)
+{
+    s->items++;
+    if (r->deleted) {
+        s->deletes++;
+    } else if (r->type == LR_FT_FILE) {
+        s->files++;
+        s->bytes += r->size;
+    }
+}
+
 static void pull_work(struct daemon_job *base)
 {
     struct pull_job *j = (struct pull_job *)base;
@@ -711,6 +750,13 @@ static void pull_work(struct daemon_job *base)
     bool resumed = j->after != NULL;
     if ((j->rc = lr_store_open(j->root, &c.st, &j->err)) < 0) {
         j->no_marker = j->rc == LR_ENOMARKER;
+        return;
+    }
+    /* Ignored paths are never applied, so a peer's change never replaces or
+     * deletes an ignored file (docs/modes.md); without the rules, nothing. */
+    struct lr_ignore *ig = NULL;
+    if ((j->rc = lr_ignore_load(j->root, &ig, &j->err)) < 0) {
+        lr_store_close(c.st);
         return;
     }
     if (j->gc) {
@@ -769,6 +815,15 @@ static void pull_work(struct daemon_job *base)
             for (size_t i = 0; i < nl.n; i++) {
                 const struct lr_need *n = &nl.v[i];
                 const struct lr_remote_rec *r = &n->cand[0].r;
+                /* Each device keeps its own rules: a peer's .landropicignore is not applied. */
+                if ((n->path_len == strlen(LR_IGNORE_FILE) &&
+                     memcmp(n->path, LR_IGNORE_FILE, n->path_len) == 0) ||
+                    lr_ignore_match(ig, (const char *)n->path, n->path_len,
+                                    r->rec.type == LR_FT_DIR)) {
+                    if (pass == 0)
+                        need_count(&j->ignored, &r->rec);
+                    continue;
+                }
                 if (is_busy(j, n->path) || (r->flags & (LR_RREC_UNKNOWN_TYPE | LR_RREC_PARTIAL))) {
                     if (pass == 0 && !(r->flags & LR_RREC_PARTIAL) && is_busy(j, n->path))
                         note_holders(j, n);
@@ -783,7 +838,10 @@ static void pull_work(struct daemon_job *base)
                     continue;
                 }
                 struct lr_err err = {0};
-                rc = lr_sync_decide(has_local[i] ? &locals[i] : NULL, &r->rec, &decs[i], &err);
+                struct lr_sync_sides sides;
+                pull_sides(j, &r->device, &sides);
+                rc = lr_sync_decide_with(has_local[i] ? &locals[i] : NULL, &r->rec, &sides,
+                                         &decs[i], &err);
                 if (rc < 0) {
                     if (pass == 0) {
                         log_path("undecidable", j->folder, n->path, n->path_len, rc, &err);
@@ -851,9 +909,16 @@ static void pull_work(struct daemon_job *base)
     }
     free(after);
     free(c.buf);
+    lr_ignore_free(ig);
     lr_store_close(c.st);
     sync_items_prune(d, j->folder);
     j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
+    /* What is ignored is not needed (status, sync --wait); a round cut short
+     * saw only part of it and reports more. */
+    j->need.items -= j->ignored.items < j->need.items ? j->ignored.items : j->need.items;
+    j->need.files -= j->ignored.files < j->need.files ? j->ignored.files : j->need.files;
+    j->need.deletes -= j->ignored.deletes < j->need.deletes ? j->ignored.deletes : j->need.deletes;
+    j->need.bytes -= j->ignored.bytes < j->need.bytes ? j->ignored.bytes : j->need.bytes;
 }
 
 static void pull_start(struct daemon_job *base)
@@ -881,6 +946,20 @@ static void pull_start(struct daemon_job *base)
             j->busy[j->nbusy++] = lr_xstrdup((const char *)x->rec.path);
     qsort(j->busy, j->nbusy, sizeof(*j->busy), cmp_str);
     j->room = d->sync->nxfers < SYNC_XFERS_MAX ? SYNC_XFERS_MAX - d->sync->nxfers : 0;
+    j->self = *lr_identity_device_id(d->ident);
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, j->folder);
+    if (fc && lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->ours, NULL) < 0)
+        memset(&j->ours, 0, sizeof(j->ours)); /* config validated it; keep-both if not */
+    for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
+        for (size_t k = 0; p->conn && p->have_folders && k < p->theirs.n; k++) {
+            if (strcmp(p->theirs.v[k].id, j->folder) != 0)
+                continue;
+            j->theirs = lr_xreallocarray(j->theirs, j->ntheirs + 1, sizeof(*j->theirs));
+            j->theirs[j->ntheirs].peer = p->id;
+            if (lr_sync_strategy_from_proto(&p->theirs.v[k], &j->theirs[j->ntheirs].s) == 0)
+                j->ntheirs++;
+        }
+    }
     if (f->pull_after) {
         j->after = f->pull_after;
         j->after_len = f->pull_after_len;
@@ -956,6 +1035,7 @@ static void pull_done(struct daemon_job *base, int status)
     for (size_t i = 0; i < j->nbusy; i++)
         free(j->busy[i]);
     free(j->busy);
+    free(j->theirs);
     for (size_t i = 0; i < j->nupd; i++) {
         free(j->upd[i].path);
         free(j->upd[i].holders);

@@ -624,4 +624,19 @@ int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_lis
 int lr_index_session_prune(struct lr_index *ix, int state, int64_t before_ms, uint64_t *removed,
                            struct lr_err *err);
 
+/* ---- folder modes (modes.c, docs/modes.md) ---------------------------------
+ *
+ * Forget this device's record of a path: the row and its chunk list go, as
+ * if the path had never been scanned, and the path's need is re-evaluated
+ * against "no local record", so any peer's version of it is needed again.
+ * Used by `folder revert` (receive-only) after the file itself was moved to
+ * the versions archive; the caller must do both in the serial job so no
+ * scan sees the path in between. No sequence number is handed out: peers
+ * are told nothing. *removed (may be NULL) tells whether a record existed.
+ * LR_EBADPATH, LR_ENOTFOUND (no folder index), LR_EDB. Own transaction
+ * unless one is open.
+ */
+int lr_index_file_forget(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                         size_t path_len, bool *removed, struct lr_err *err);
+
 #endif

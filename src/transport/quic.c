@@ -83,6 +83,7 @@ enum conn_state {
     CS_HANDSHAKE, /* QUIC/TLS handshake running */
     CS_HELLO,     /* handshake confirmed, waiting for the peer's HELLO */
     CS_UP,        /* reported through on_connected */
+    CS_PAIR,      /* pairing connection, reported through pair_cbs.on_up */
     CS_DEAD,      /* freed, waiting for its timer handle to close */
 };
 
@@ -100,6 +101,8 @@ struct lr_conn {
     bool refused;    /* peer certificate presented and refused */
     bool counted_hs; /* counted in t->nhandshaking */
     bool got_hello;
+    bool pair;       /* a pairing connection (dialled as one, or pairing ALPN accepted) */
+    bool pair_known; /* the owner knows it: on_closed is due */
     bool reset_recv;
     bool dirty;
     bool want_writable, writable_due;
@@ -147,6 +150,9 @@ struct refusal {
 struct lr_transport {
     uv_loop_t *loop;
     struct lr_transport_cbs cbs;
+    struct lr_transport_pair_cbs pair_cbs;
+    bool pair_listen;
+    uint64_t pair_timeout_ns;
     struct lr_proto_hello hello;
     uint64_t idle_ns, keepalive_ns, hello_timeout_ms;
     uint32_t dial_defer_ms;
@@ -255,7 +261,7 @@ static bool peer_has_conn(struct lr_transport *t, const struct lr_device_id *id,
                           const struct lr_conn *except)
 {
     for (struct lr_conn *c = t->conns; c; c = c->next)
-        if (c != except && conn_live(c) && (c->id_known || c->is_client) &&
+        if (c != except && conn_live(c) && !c->pair && (c->id_known || c->is_client) &&
             lr_device_id_eq(&c->peer, id))
             return true;
     return false;
@@ -392,6 +398,8 @@ static void arm_timer(struct lr_conn *c)
     uint64_t exp = ngtcp2_conn_get_expiry(c->qc);
     if (c->state == CS_HELLO && c->hello_deadline < exp)
         exp = c->hello_deadline;
+    if (c->pair && c->start_ns + c->t->pair_timeout_ns < exp)
+        exp = c->start_ns + c->t->pair_timeout_ns;
     if (exp == UINT64_MAX) {
         uv_timer_stop(&c->timer);
         return;
@@ -659,9 +667,20 @@ static void conn_free(struct lr_conn *c, const char *reason)
             t->cbs.on_disconnected(t->cbs.ud, c, &c->peer, reason);
             t->depth--;
         }
+    } else if (c->pair) {
+        lr_debug(MOD, "pairing connection with %s (%s) ended: %s", c->addr, c->id_known ? ids : "?",
+                 reason);
     } else {
         lr_debug(MOD, "connection to %s (%s) ended before it was up: %s", c->addr,
                  c->id_known || c->is_client ? ids : "?", reason);
+    }
+    if (c->pair_known) {
+        c->pair_known = false;
+        if (t->pair_cbs.on_closed) {
+            t->depth++;
+            t->pair_cbs.on_closed(t->pair_cbs.ud, c, reason);
+            t->depth--;
+        }
     }
     cid_remove_conn(t, c);
     if (c->prev)
@@ -671,7 +690,7 @@ static void conn_free(struct lr_conn *c, const char *reason)
     if (c->next)
         c->next->prev = c->prev;
     t->nconns--;
-    if ((c->id_known || c->is_client) && !c->refused && !t->closing) {
+    if ((c->id_known || c->is_client) && !c->pair && !c->refused && !t->closing) {
         struct lr__peer *p = peer_find(t, &c->peer);
         if (p && !peer_has_conn(t, &p->id, NULL))
             peer_schedule(p);
@@ -728,9 +747,32 @@ static void report_refusal(struct lr_transport *t, const struct lr_device_id *id
     }
 }
 
-bool lr__conn_peer_cert(struct lr_conn *c, const struct lr_device_id *id)
+bool lr__conn_peer_cert(struct lr_conn *c, const struct lr_device_id *id, int alpn)
 {
     struct lr_transport *t = c->t;
+    /*
+     * Any certificate is accepted only when both ends agreed on the pairing
+     * ALPN and this end wants pairing: a sync handshake never gets here.
+     */
+    if (c->pair != (alpn == 2) && c->is_client) {
+        set_reason(c, "unexpected ALPN");
+        return false;
+    }
+    if (alpn == 2) {
+        if (!c->is_client && !t->pair_listen) {
+            c->refused = true;
+            set_reason(c, "pairing is not open");
+            return false;
+        }
+        c->pair = true;
+        c->peer = *id;
+        c->id_known = true;
+        return true;
+    }
+    if (alpn != 1) {
+        set_reason(c, "no ALPN");
+        return false;
+    }
     if (c->is_client) {
         if (!lr_device_id_eq(id, &c->peer)) {
             char want[LR_DEVICE_ID_SHORTLEN + 1], got[LR_DEVICE_ID_SHORTLEN + 1];
@@ -803,6 +845,34 @@ static int cb_remove_cid(ngtcp2_conn *qc, const ngtcp2_cid *cid, void *ud)
     return 0;
 }
 
+/* A pairing connection's handshake is done: open stream 0 (client) and report it. */
+static int pair_ready(struct lr_conn *c)
+{
+    struct lr_transport *t = c->t;
+    c->state = CS_PAIR;
+    if (c->is_client) {
+        int64_t sid;
+        int rv = ngtcp2_conn_open_bidi_stream(c->qc, &sid, NULL);
+        if (rv != 0 || sid != 0) {
+            set_reason(c, "cannot open the pairing stream");
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        }
+    }
+    /* The server answers on the stream the client opens (blocked until it does). */
+    c->ss[0].id = 0;
+    char ids[LR_DEVICE_ID_SHORTLEN + 1];
+    id_short(&c->peer, ids);
+    lr_info(MOD, "pairing connection peer=%s addr=%s dir=%s", ids, c->addr,
+            c->is_client ? "out" : "in");
+    c->pair_known = true;
+    if (t->pair_cbs.on_up) {
+        t->depth++;
+        t->pair_cbs.on_up(t->pair_cbs.ud, c, &c->peer, c->is_client);
+        t->depth--;
+    }
+    return 0;
+}
+
 /* Handshake done and the peer has judged us: wait for (client: send) HELLO. */
 static int hs_ready(struct lr_conn *c)
 {
@@ -810,9 +880,11 @@ static int hs_ready(struct lr_conn *c)
     if (c->state != CS_HANDSHAKE)
         return 0;
     c->hs_ns = ts - c->start_ns;
+    hs_done(c);
+    if (c->pair)
+        return pair_ready(c);
     c->state = CS_HELLO;
     c->hello_deadline = ts + c->t->hello_timeout_ms * MS;
-    hs_done(c);
     if (c->is_client) {
         int64_t sid;
         int rv = ngtcp2_conn_open_bidi_stream(c->qc, &sid, NULL);
@@ -842,8 +914,8 @@ static int cb_handshake_completed(ngtcp2_conn *qc, void *ud)
         set_reason(c, "handshake without an accepted certificate");
         return NGTCP2_ERR_CALLBACK_FAILURE;
     }
-    if (!lr__tls_alpn_ok(c->tls)) {
-        set_reason(c, "ALPN %s not negotiated", LR_PROTO_ALPN);
+    if (lr__tls_alpn(c->tls) != (c->pair ? 2 : 1)) {
+        set_reason(c, "ALPN %s not negotiated", c->pair ? LR_TRANSPORT_PAIR_ALPN : LR_PROTO_ALPN);
         return NGTCP2_ERR_CALLBACK_FAILURE;
     }
     /* The server has verified the client certificate by now. */
@@ -1017,6 +1089,27 @@ static struct rstream *rslot(struct lr_conn *c, int64_t sid)
     return r;
 }
 
+/* Stream bytes on a pairing connection: only stream 0, only once it is up. */
+static int pair_recv(struct lr_conn *c, int64_t sid, const uint8_t *data, size_t len)
+{
+    struct lr_transport *t = c->t;
+    if (sid != 0)
+        return proto_fail(c, "pairing: peer used stream %" PRId64, sid);
+    if (c->state != CS_PAIR)
+        return proto_fail(c, "pairing: stream data before the handshake completed");
+    c->payload_recv += len;
+    if (t->pair_cbs.on_data && len > 0) {
+        t->depth++;
+        t->pair_cbs.on_data(t->pair_cbs.ud, c, data, len);
+        t->depth--;
+    }
+    if (c->state == CS_PAIR && !c->close_req && !c->kill_req) {
+        ngtcp2_conn_extend_max_stream_offset(c->qc, sid, len);
+        ngtcp2_conn_extend_max_offset(c->qc, len);
+    }
+    return 0;
+}
+
 static int cb_recv_stream_data(ngtcp2_conn *qc, uint32_t flags, int64_t sid, uint64_t offset,
                                const uint8_t *data, size_t len, void *ud, void *sud)
 {
@@ -1027,6 +1120,8 @@ static int cb_recv_stream_data(ngtcp2_conn *qc, uint32_t flags, int64_t sid, uin
     c->stream_recv += len;
     if (c->close_req || c->kill_req)
         return 0;
+    if (c->pair)
+        return pair_recv(c, sid, data, len);
     struct rstream *r = rslot(c, sid);
     if (!r)
         return proto_fail(c, "peer used stream %" PRId64, sid);
@@ -1154,7 +1249,8 @@ static struct lr_conn *conn_alloc(struct lr_transport *t, struct lr__sock *s, bo
 
 static int conn_finish_setup(struct lr_conn *c)
 {
-    int rc = lr__tls_session_new(&c->t->tls, !c->is_client, &c->ref, &c->tls);
+    bool pair = c->is_client ? c->pair : c->t->pair_listen;
+    int rc = lr__tls_session_new(&c->t->tls, !c->is_client, pair, &c->ref, &c->tls);
     if (rc < 0)
         return rc;
     ngtcp2_conn_set_tls_native_handle(c->qc, c->tls);
@@ -1169,7 +1265,9 @@ static void random_cid(ngtcp2_cid *cid, size_t len)
     ngtcp2_cid_init(cid, b, len);
 }
 
-static int conn_new_client(struct lr_transport *t, struct lr__peer *p, const struct lr__addr *to)
+/* Dial `to`: a sync connection pinned to `peer`, or a pairing one if peer is NULL. */
+static int conn_new_client(struct lr_transport *t, const struct lr_device_id *peer,
+                           const struct lr__addr *to, struct lr_conn **out)
 {
     struct lr__sock *s = NULL;
     /* Same family first; a dual-stack socket can reach IPv4 as v4-mapped. */
@@ -1190,7 +1288,10 @@ static int conn_new_client(struct lr_transport *t, struct lr__peer *p, const str
         .remote = {.addr = (ngtcp2_sockaddr *)&remote.ss, .addrlen = remote.len},
     };
     struct lr_conn *c = conn_alloc(t, s, true, &path.remote);
-    c->peer = p->id;
+    if (peer)
+        c->peer = *peer;
+    else
+        c->pair = true;
     ngtcp2_cid dcid, scid;
     random_cid(&dcid, LR__CIDLEN);
     random_cid(&scid, LR__CIDLEN);
@@ -1209,10 +1310,17 @@ static int conn_new_client(struct lr_transport *t, struct lr__peer *p, const str
         conn_free(c, "TLS session set-up failed");
         return LR_ETLS;
     }
-    char ids[LR_DEVICE_ID_SHORTLEN + 1];
-    id_short(&p->id, ids);
-    lr_debug(MOD, "dialling peer=%s addr=%s", ids, c->addr);
-    conn_write(c);
+    if (peer) {
+        char ids[LR_DEVICE_ID_SHORTLEN + 1];
+        id_short(peer, ids);
+        lr_debug(MOD, "dialling peer=%s addr=%s", ids, c->addr);
+    } else {
+        lr_debug(MOD, "dialling for pairing addr=%s", c->addr);
+    }
+    if (out)
+        *out = c;
+    c->dirty = true;
+    process_dirty(t);
     return 0;
 }
 
@@ -1264,7 +1372,8 @@ static bool conn_up(struct lr_conn *c, const struct lr_proto_hello *h)
     struct lr_transport *t = c->t;
     uint64_t ts = now_ns();
     for (struct lr_conn *o = t->conns; o; o = o->next) {
-        if (o == c || !conn_live(o) || !o->id_known || !lr_device_id_eq(&o->peer, &c->peer))
+        if (o == c || !conn_live(o) || o->pair || !o->id_known ||
+            !lr_device_id_eq(&o->peer, &c->peer))
             continue;
         bool crossing = o->is_client != c->is_client &&
                         (o->state != CS_UP || ts - o->up_ns < (uint64_t)LR_TRANSPORT_CROSS_MS * MS);
@@ -1499,6 +1608,11 @@ static void timer_cb(uv_timer_t *h)
     if (c->state == CS_DEAD)
         return;
     uint64_t ts = now_ns();
+    if (c->pair && ts >= c->start_ns + t->pair_timeout_ns) {
+        conn_close_app(c, LR_TRANSPORT_APP_PROTO, "pairing timed out", false);
+        process_dirty(t);
+        return;
+    }
     if (c->state == CS_HELLO && ts >= c->hello_deadline) {
         conn_close_app(c, LR_TRANSPORT_APP_PROTO, "no HELLO in time", false);
         process_dirty(t);
@@ -1566,7 +1680,7 @@ static void peer_timer_cb(uv_timer_t *h)
     if (t->closing || peer_has_conn(t, &p->id, NULL) || p->naddrs == 0)
         return;
     const struct lr__addr *a = &p->addrs[p->next_addr++ % p->naddrs];
-    int rc = conn_new_client(t, p, a);
+    int rc = conn_new_client(t, &p->id, a, NULL);
     if (rc < 0) {
         char as[64];
         lr__addr_fmt((const struct sockaddr *)&a->ss, as, sizeof(as));
@@ -1719,6 +1833,9 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
     t->bo_max = cfg->backoff_max_ms ? cfg->backoff_max_ms : 60000;
     t->rng = cfg->rng ? cfg->rng : default_rng;
     t->rng_ud = cfg->rng_ud;
+    t->pair_cbs = cfg->pair_cbs;
+    t->pair_timeout_ns =
+        (cfg->pair_timeout_ms ? cfg->pair_timeout_ms : LR_TRANSPORT_PAIR_TIMEOUT_MS) * MS;
 
     rc = lr__tls_init(&t->tls, cfg->cert_path, cfg->key_path, err);
     if (rc < 0)
@@ -1845,7 +1962,8 @@ int lr_transport_forget_peer(struct lr_transport *t, const struct lr_device_id *
     while (again) {
         again = false;
         for (struct lr_conn *c = t->conns; c; c = c->next) {
-            if (conn_live(c) && (c->id_known || c->is_client) && lr_device_id_eq(&c->peer, peer)) {
+            if (conn_live(c) && !c->pair && (c->id_known || c->is_client) &&
+                lr_device_id_eq(&c->peer, peer)) {
                 found = true;
                 conn_close_app(c, LR_TRANSPORT_APP_NO_ERROR, "peer removed", false);
                 again = true; /* the list may have changed under us */
@@ -2049,4 +2167,60 @@ void lr__transport_set_dial_defer(struct lr_transport *t, uint32_t ms)
 uint64_t lr__transport_eagain(const struct lr_transport *t)
 {
     return t->eagain;
+}
+
+/* ---- pairing connections ---- */
+
+void lr_transport_pair_listen(struct lr_transport *t, bool on)
+{
+    if (t->pair_listen != on)
+        lr_debug(MOD, "pairing connections %s", on ? "accepted" : "refused");
+    t->pair_listen = on;
+}
+
+int lr_transport_pair_dial(struct lr_transport *t, const char *addr, struct lr_conn **out,
+                           struct lr_err *err)
+{
+    struct lr__addr a;
+    struct lr_conn *c = NULL;
+    *out = NULL;
+    if (t->closing)
+        return lr_err_set(err, LR_ECANCELED, "pair dial: transport closing");
+    if (!addr || lr__addr_parse(addr, &a) < 0)
+        return lr_err_set(err, LR_EUSAGE, "pair dial: address '%s' is not numeric host:port",
+                          addr ? addr : "(null)");
+    /* No write from in here: a failure must not report on_closed before *out is set. */
+    t->depth++;
+    int rc = conn_new_client(t, NULL, &a, &c);
+    t->depth--;
+    if (rc < 0)
+        return lr_err_set(err, rc, "pair dial %s: %s", addr, lr_strerror(rc));
+    c->pair_known = true;
+    uv_timer_start(&c->timer, timer_cb, 0, 0); /* first flight from the loop */
+    *out = c;
+    return 0;
+}
+
+int lr_conn_pair_send(struct lr_conn *c, const void *p, size_t len)
+{
+    struct lr_transport *t = c->t;
+    if (!c->pair || c->state != CS_PAIR || !conn_live(c))
+        return LR_ECANCELED;
+    if (c->queued > 0 && c->queued + len > t->budget)
+        return LR_EBUSY;
+    if (len == 0)
+        return 0;
+    append_chunk(c, 0, lr_xmemdup(p, len), len, NULL);
+    c->payload_sent += len;
+    process_dirty(t);
+    return 0;
+}
+
+int lr_conn_export(const struct lr_conn *c, const char *label, uint8_t *out, size_t len)
+{
+    if (!c->tls || !c->qc || !ngtcp2_conn_get_handshake_completed(c->qc) || len > 255)
+        return LR_ECANCELED;
+    if (gnutls_prf_rfc5705(c->tls, strlen(label), label, 0, NULL, len, (char *)out) < 0)
+        return LR_ETLS;
+    return 0;
 }

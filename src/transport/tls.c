@@ -38,7 +38,8 @@ static int verify_peer(gnutls_session_t s)
         lr_debug(MOD, "handshake: unparsable peer certificate");
         return GNUTLS_E_CERTIFICATE_ERROR;
     }
-    return lr__conn_peer_cert(ref->user_data, &id) ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
+    return lr__conn_peer_cert(ref->user_data, &id, lr__tls_alpn(s)) ? 0
+                                                                    : GNUTLS_E_CERTIFICATE_ERROR;
 }
 
 int lr__tls_init(struct lr__tls *tls, const char *cert_path, const char *key_path,
@@ -86,13 +87,25 @@ void lr__tls_release(struct lr__tls *tls)
     tls->cred = NULL;
 }
 
-int lr__tls_session_new(struct lr__tls *tls, bool server, ngtcp2_crypto_conn_ref *ref,
+int lr__tls_session_new(struct lr__tls *tls, bool server, bool pair, ngtcp2_crypto_conn_ref *ref,
                         gnutls_session_t *out)
 {
     gnutls_session_t s = NULL;
-    gnutls_datum_t alpn = {(unsigned char *)(uintptr_t)LR_PROTO_ALPN,
-                           (unsigned int)strlen(LR_PROTO_ALPN)};
+    gnutls_datum_t alpn[2] = {
+        {(unsigned char *)(uintptr_t)LR_PROTO_ALPN, (unsigned int)strlen(LR_PROTO_ALPN)},
+        {(unsigned char *)(uintptr_t)LR_TRANSPORT_PAIR_ALPN,
+         (unsigned int)strlen(LR_TRANSPORT_PAIR_ALPN)},
+    };
+    /* A pairing client offers only the pairing ALPN; a server adds it only while pairing is open.
+     */
+    const gnutls_datum_t *offer = alpn;
+    unsigned noffer = 1;
     int rc;
+
+    if (pair && server)
+        noffer = 2;
+    else if (pair)
+        offer = &alpn[1];
 
     *out = NULL;
     rc = gnutls_init(&s, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_END_OF_EARLY_DATA);
@@ -104,7 +117,7 @@ int lr__tls_session_new(struct lr__tls *tls, bool server, ngtcp2_crypto_conn_ref
         goto fail;
     if (gnutls_priority_set(s, tls->prio) < 0 ||
         gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, tls->cred) < 0 ||
-        gnutls_alpn_set_protocols(s, &alpn, 1, GNUTLS_ALPN_MANDATORY) < 0)
+        gnutls_alpn_set_protocols(s, offer, noffer, GNUTLS_ALPN_MANDATORY) < 0)
         goto fail;
     if (server)
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
@@ -116,10 +129,15 @@ fail:
     return LR_ETLS;
 }
 
-bool lr__tls_alpn_ok(gnutls_session_t s)
+int lr__tls_alpn(gnutls_session_t s)
 {
     gnutls_datum_t p = {NULL, 0};
-    size_t n = strlen(LR_PROTO_ALPN);
-    return gnutls_alpn_get_selected_protocol(s, &p) == 0 && p.size == n &&
-           memcmp(p.data, LR_PROTO_ALPN, n) == 0;
+    if (gnutls_alpn_get_selected_protocol(s, &p) != 0)
+        return 0;
+    if (p.size == strlen(LR_PROTO_ALPN) && memcmp(p.data, LR_PROTO_ALPN, p.size) == 0)
+        return 1;
+    if (p.size == strlen(LR_TRANSPORT_PAIR_ALPN) &&
+        memcmp(p.data, LR_TRANSPORT_PAIR_ALPN, p.size) == 0)
+        return 2;
+    return 0;
 }

@@ -63,6 +63,37 @@
  * instead of at the idle timeout. (When the dialling side restarts, its new
  * connection replaces the stale one, see above.)
  *
+ * Pairing connections (docs/pairing.md). A second kind of connection, for
+ * short-code pairing only, with its own ALPN LR_TRANSPORT_PAIR_ALPN
+ * ("landropic-pair/1"):
+ *  - Trust: on this ALPN only, either side accepts any certificate; the
+ *    peer's device ID (its certificate's, as above) is merely reported, and
+ *    the caller's PAKE decides. A pairing connection is never a sync
+ *    connection: it sends no HELLO, is never reported through
+ *    on_connected/on_message/on_disconnected, never replaces or counts as a
+ *    connection with its peer, and lr_transport_conn() never returns it. A
+ *    sync connection (ALPN "landropic/1") still needs is_trusted / the pin.
+ *  - Server side: the pairing ALPN is offered only while
+ *    lr_transport_pair_listen(t, true) is in force (e.g. a live code);
+ *    otherwise a pairing client is refused in the ClientHello (no common
+ *    ALPN), and a handshake that got the ALPN before listening stopped is
+ *    refused when the client certificate is judged.
+ *  - Client side: lr_transport_pair_dial() offers only the pairing ALPN,
+ *    once (no redial).
+ *  - Once the handshake is done (client: confirmed), pair_cbs.on_up reports
+ *    the connection with the peer's certificate ID; lr_conn_export() gives
+ *    the TLS exporter (RFC 5705/8446) to bind the PAKE to this session. The
+ *    client opens stream 0 (bidirectional); its bytes are the only data:
+ *    lr_conn_pair_send() appends raw bytes (the caller frames them), and
+ *    pair_cbs.on_data delivers what arrives, in order, as it arrives. Any
+ *    other stream closes the connection. The client speaks first: the
+ *    server's bytes leave once the client's first bytes opened the stream.
+ *  - A pairing connection lives at most pair_timeout_ms (default
+ *    LR_TRANSPORT_PAIR_TIMEOUT_MS) from its creation, handshake included.
+ *  - pair_cbs.on_closed is called exactly once for every pairing connection
+ *    the owner knows of: reported by on_up, or returned by
+ *    lr_transport_pair_dial() (even if it never came up).
+ *
  * Threading: everything here runs on the loop thread that owns `loop`; no
  * function may be called from another thread. Callbacks run on that thread
  * too, possibly from inside packet processing: a callback may call any
@@ -101,6 +132,11 @@
 #define LR_TRANSPORT_DIAL_DEFER_MS 500
 /* A connection whose HELLO has not arrived this long after the handshake is closed. */
 #define LR_TRANSPORT_HELLO_TIMEOUT_MS 10000
+
+/* ALPN of pairing connections (= LR_PAIR_ALPN, pair/msg.h). */
+#define LR_TRANSPORT_PAIR_ALPN "landropic-pair/1"
+/* Whole life of a pairing connection, handshake included. */
+#define LR_TRANSPORT_PAIR_TIMEOUT_MS 30000
 
 /* QUIC application error codes in our CONNECTION_CLOSE frames. */
 enum lr_transport_app_error {
@@ -146,6 +182,21 @@ struct lr_transport_cbs {
     void (*on_writable)(void *ud, struct lr_conn *c);
 };
 
+/*
+ * Callbacks for pairing connections (see "Pairing connections"), all
+ * optional; `ud` is passed back unchanged; pointer arguments are borrowed.
+ */
+struct lr_transport_pair_cbs {
+    void *ud;
+    /* Handshake done: `peer` is the ID of the certificate the peer presented
+     * (any). `c` stays valid until on_closed(c) returns. */
+    void (*on_up)(void *ud, struct lr_conn *c, const struct lr_device_id *peer, bool outgoing);
+    /* Bytes from the peer's stream 0, in order (no framing by the transport). */
+    void (*on_data)(void *ud, struct lr_conn *c, const uint8_t *p, size_t n);
+    /* `c` is gone (reason: a short phrase); do not use `c` after returning. */
+    void (*on_closed)(void *ud, struct lr_conn *c, const char *reason);
+};
+
 struct lr_transport_config {
     /*
      * Listen addresses, numeric "host:port" ("[::]:21037", "127.0.0.1:0");
@@ -174,6 +225,10 @@ struct lr_transport_config {
     /* Disable UDP_SEGMENT / UDP_GRO + recvmmsg batching (for measurements). */
     bool no_gso;
     bool no_gro;
+    /* Callbacks for pairing connections (copied); ud may differ from cbs.ud. */
+    struct lr_transport_pair_cbs pair_cbs;
+    /* Life of a pairing connection; 0 = LR_TRANSPORT_PAIR_TIMEOUT_MS. */
+    uint64_t pair_timeout_ms;
 };
 
 /* Counters of one connection. */
@@ -286,5 +341,39 @@ const struct lr_device_id *lr_conn_peer(const struct lr_conn *c);
 const char *lr_conn_addr(const struct lr_conn *c);
 
 void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out);
+
+/* ---- Pairing connections ---- */
+
+/*
+ * Accept pairing connections (offer LR_TRANSPORT_PAIR_ALPN to new
+ * handshakes) from now on, or stop. Stopping does not close pairing
+ * connections already accepted (their owner does that).
+ */
+void lr_transport_pair_listen(struct lr_transport *t, bool on);
+
+/*
+ * Dial `addr` (numeric "host:port", copied) once for pairing, accepting
+ * whatever certificate answers. *out is the connection (borrowed; valid
+ * until pair_cbs.on_closed(c) returns, which always follows). LR_EUSAGE if
+ * the address does not parse or no socket can reach it; LR_ECANCELED while
+ * closing; LR_EINTERNAL / LR_ETLS if set-up fails (then nothing follows).
+ */
+int lr_transport_pair_dial(struct lr_transport *t, const char *addr, struct lr_conn **out,
+                           struct lr_err *err);
+
+/*
+ * Queue raw bytes (copied) on the pairing stream of up pairing connection
+ * `c`. LR_ECANCELED if `c` is not an up pairing connection (or closing);
+ * LR_EBUSY over the send budget.
+ */
+int lr_conn_pair_send(struct lr_conn *c, const void *p, size_t len);
+
+/*
+ * TLS exporter of `c`'s session (gnutls_prf_rfc5705, `label`, empty
+ * context) into out[len] (len <= 255). 0, or LR_ECANCELED before the
+ * handshake is complete, LR_ETLS on failure. Both ends of one session get
+ * the same bytes; any other session different ones.
+ */
+int lr_conn_export(const struct lr_conn *c, const char *label, uint8_t *out, size_t len);
 
 #endif

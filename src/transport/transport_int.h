@@ -107,16 +107,24 @@ struct lr__tls {
 int lr__tls_init(struct lr__tls *tls, const char *cert_path, const char *key_path,
                  struct lr_err *err);
 void lr__tls_release(struct lr__tls *tls);
-/* New session for a connection; `ref` (retained, must outlive the session) reaches the conn. */
-int lr__tls_session_new(struct lr__tls *tls, bool server, ngtcp2_crypto_conn_ref *ref,
+/*
+ * New session for a connection; `ref` (retained, must outlive the session)
+ * reaches the conn. ALPN offered: client: LR_PROTO_ALPN, or only
+ * LR_TRANSPORT_PAIR_ALPN if `pair`; server: LR_PROTO_ALPN, plus
+ * LR_TRANSPORT_PAIR_ALPN if `pair` (pairing is open).
+ */
+int lr__tls_session_new(struct lr__tls *tls, bool server, bool pair, ngtcp2_crypto_conn_ref *ref,
                         gnutls_session_t *out);
-/* Did the peer negotiate our ALPN? */
-bool lr__tls_alpn_ok(gnutls_session_t s);
+/* The negotiated ALPN: 0 none/other, 1 LR_PROTO_ALPN, 2 LR_TRANSPORT_PAIR_ALPN. */
+int lr__tls_alpn(gnutls_session_t s);
 
 /* ---- quic.c, called from tls.c ---- */
 
-/* The peer presented a certificate with this ID: accept it? (records the ID) */
-bool lr__conn_peer_cert(struct lr_conn *c, const struct lr_device_id *id);
+/*
+ * The peer presented a certificate with this ID: accept it? (records the ID)
+ * `alpn` is lr__tls_alpn() of the session at that point (already chosen).
+ */
+bool lr__conn_peer_cert(struct lr_conn *c, const struct lr_device_id *id, int alpn);
 
 /* ---- test hooks ---- */
 
