@@ -104,10 +104,11 @@ void lr_sync_strategy_to_proto(const struct lr_sync_strategy *s, struct lr_proto
      * not fit a prefer:ID (64 bytes at most), so that one goes without. */
     char t[LR_SYNC_STRATEGY_STRLEN + 1];
     lr_sync_strategy_format(s, t);
-    if (strlen(t) <= LR_PROTO_STRATEGY_MAX)
-        snprintf(f->conflict, sizeof(f->conflict), "%s", t);
-    else
-        f->conflict[0] = '\0';
+    size_t tl = strlen(t);
+    if (tl >= sizeof(f->conflict))
+        tl = 0;
+    memcpy(f->conflict, t, tl);
+    f->conflict[tl] = '\0';
 }
 
 int lr_sync_strategy_from_proto(const struct lr_proto_folder *f, struct lr_sync_strategy *out)
