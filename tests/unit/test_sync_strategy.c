@@ -512,6 +512,72 @@ static void test_converges(void **state)
         }
 }
 
+/* Random pairs (files, tombstones, directories, symlinks; any vectors) and
+ * random strategies, decided on both devices: same action, same winner,
+ * same copy name made by exactly one side; strategies only ever decide
+ * between two live files. */
+static void test_random_symmetry(void **state)
+{
+    (void)state;
+    uint64_t x = 0x243f6a8885a308d3u;
+    struct lr_sync_strategy s[16];
+    size_t ns = all_strategies(s);
+    for (int it = 0; it < 20000; it++) {
+        x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+        uint64_t r = x * 0x2545f4914f6cdd1du;
+        struct lr_file_rec a, b;
+        mk_file(&a, (unsigned)(r & 3), 100 + (r >> 2 & 3), (int64_t)(r >> 4 & 7) * 7 * SEC, 0644,
+                0xA0, 1 + (r >> 7 & 3));
+        mk_file(&b, (unsigned)(r >> 9 & 3), 100 + (r >> 11 & 3), (int64_t)(r >> 13 & 7) * 7 * SEC,
+                (r >> 16 & 1) ? 0600 : 0644, 0xB0, 1 + (r >> 17 & 3));
+        if (r >> 19 & 1)
+            assert_int_equal(lr_vv_set(&b.vv, 0xA0, 1 + (r >> 20 & 3)), 0);
+        struct lr_file_rec *rs[2] = {&a, &b};
+        for (int k = 0; k < 2; k++) {
+            unsigned t = (unsigned)(r >> (22 + 3 * k) & 7);
+            if (t == 5)
+                rs[k]->deleted = true;
+            else if (t == 6)
+                rs[k]->type = LR_FT_DIR, rs[k]->size = 0;
+            else if (t == 7) {
+                rs[k]->type = LR_FT_SYMLINK;
+                rs[k]->size = 0;
+                rs[k]->target = (uint8_t *)strdup(k ? "tb" : "ta");
+                rs[k]->target_len = 2;
+            }
+        }
+        const struct lr_sync_strategy *sa = &s[(r >> 28) % ns], *sb = &s[(r >> 36) % ns];
+        struct lr_sync_sides on_a = sides_of(&dev_a, &dev_b, sa, sb);
+        struct lr_sync_sides on_b = sides_of(&dev_b, &dev_a, sb, sa);
+        struct lr_sync_decision da, db;
+        int ra = decide_on(&a, &b, &on_a, &da), rb = decide_on(&b, &a, &on_b, &db);
+        if (ra == LR_SYNC_CONFLICT || ra == LR_SYNC_MERGE_VV) {
+            assert_int_equal(rb, ra);
+            assert_int_equal(da.by_strategy, db.by_strategy);
+            if (da.by_strategy)
+                assert_true(!a.deleted && !b.deleted && a.type == LR_FT_FILE &&
+                            b.type == LR_FT_FILE);
+            if (ra == LR_SYNC_CONFLICT) {
+                assert_true((da.apply == LR_SYNC_APPLY_NONE) == (db.apply != LR_SYNC_APPLY_NONE));
+                assert_true((da.copy_path == NULL) == (db.copy_path == NULL));
+                if (da.copy_path) {
+                    assert_string_equal(da.copy_path, db.copy_path);
+                    assert_true(da.copy_here != db.copy_here);
+                }
+            } else {
+                assert_true(da.from_remote != db.from_remote ||
+                            (a.mtime_ns == b.mtime_ns && a.mode == b.mode));
+            }
+        } else if (ra == LR_SYNC_TAKE_REMOTE) {
+            assert_int_equal(rb, LR_SYNC_NOTHING);
+        }
+        lr_sync_decision_release(&da);
+        lr_sync_decision_release(&db);
+        lr_file_rec_release(&a);
+        lr_file_rec_release(&b);
+    }
+}
+
 /* ---- text and wire forms ------------------------------------------------------------ */
 
 static void test_parse_format(void **state)
@@ -683,8 +749,8 @@ int main(void)
         cmocka_unit_test(test_newest_window_edges), cmocka_unit_test(test_mismatch_keeps_both),
         cmocka_unit_test(test_prefer_third_device), cmocka_unit_test(test_fixed_rules_kept),
         cmocka_unit_test(test_null_sides),          cmocka_unit_test(test_converges),
-        cmocka_unit_test(test_parse_format),        cmocka_unit_test(test_wire_round_trip),
-        cmocka_unit_test(test_wire_hostile),
+        cmocka_unit_test(test_random_symmetry),     cmocka_unit_test(test_parse_format),
+        cmocka_unit_test(test_wire_round_trip),     cmocka_unit_test(test_wire_hostile),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
