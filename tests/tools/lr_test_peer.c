@@ -102,6 +102,13 @@ struct tp_burst {
     size_t per_batch;
 };
 
+/* A CHUNK answer waiting for room in the connection's send budget. */
+struct tp_pending {
+    struct tp_pending *next;
+    uint8_t *p;
+    size_t len;
+};
+
 struct tp {
     uv_loop_t *loop;
     struct lr_transport *t;
@@ -121,7 +128,8 @@ struct tp {
     bool said_all_served;
     bool exit_on_close, exiting;
     uint64_t linger_ms;
-    int64_t corrupt_left; /* chunk answers still to corrupt; < 0: all */
+    int64_t corrupt_left;                     /* chunk answers still to corrupt; < 0: all */
+    struct tp_pending *pend_head, *pend_tail; /* in WANT order */
     uv_timer_t timeout, delay, linger, quit;
 };
 
@@ -425,6 +433,7 @@ static bool all_good_served(const struct tp *tp)
 }
 
 static void quit_cb(uv_timer_t *h);
+static void drop_pending(struct tp *tp);
 
 static void request_exit(struct tp *tp, const char *why)
 {
@@ -526,12 +535,53 @@ static void on_disconnected(void *ud, struct lr_conn *c, const struct lr_device_
     char *r = lr_escs(reason ? reason : "");
     say("disconnected reason=%s", r);
     free(r);
-    if (tp->conn == c)
+    if (tp->conn == c) {
         tp->conn = NULL;
-    else
+        drop_pending(tp);
+    } else {
         return; /* one we dropped on purpose */
+    }
     if (tp->exit_on_close)
         request_exit(tp, "closed");
+}
+
+static void drop_pending(struct tp *tp)
+{
+    while (tp->pend_head) {
+        struct tp_pending *q = tp->pend_head;
+        tp->pend_head = q->next;
+        free(q->p);
+        free(q);
+    }
+    tp->pend_tail = NULL;
+}
+
+/* Sends queued answers until the budget refuses one: 0, or a send error
+ * (everything queued is dropped then). */
+static int flush_pending(struct tp *tp, struct lr_conn *c)
+{
+    while (tp->pend_head) {
+        struct tp_pending *q = tp->pend_head;
+        int rc = lr_conn_send_owned(c, LR_STREAM_BULK, LR_MSG_CHUNK, q->p, q->len, NULL);
+        if (rc == LR_EBUSY)
+            return 0;
+        if (rc < 0) {
+            drop_pending(tp);
+            return rc;
+        }
+        tp->pend_head = q->next;
+        if (!tp->pend_head)
+            tp->pend_tail = NULL;
+        free(q);
+    }
+    return 0;
+}
+
+static void on_writable(void *ud, struct lr_conn *c)
+{
+    struct tp *tp = ud;
+    if (c == tp->conn && flush_pending(tp, c) < 0)
+        say("chunk-send-failed error=queued answers lost");
 }
 
 static void serve_want(struct tp *tp, struct lr_conn *c, const uint8_t *p, size_t len)
@@ -587,11 +637,19 @@ static void serve_want(struct tp *tp, struct lr_conn *c, const uint8_t *p, size_
     size_t n;
     uint8_t *pl = lr_buf_detach(&b, &n);
     lr_buf_release(&b);
-    rc = lr_conn_send_owned(c, LR_STREAM_BULK, LR_MSG_CHUNK, pl, n, NULL);
+    /* Answers leave in WANT order; one refused for lack of send budget
+     * waits (with those after it) for on_writable. */
+    struct tp_pending *q = lr_xcalloc(1, sizeof(*q));
+    q->p = pl;
+    q->len = n;
+    if (tp->pend_tail)
+        tp->pend_tail->next = q;
+    else
+        tp->pend_head = q;
+    tp->pend_tail = q;
+    rc = flush_pending(tp, c);
     if (rc < 0) {
-        /* The daemon keeps at most 32 MiB outstanding, under our budget. */
         say("chunk-send-failed path=%s error=%s", pe, lr_strerror(rc));
-        free(pl);
     } else if (hit) {
         tp->e[hit - tp->e].served[k] = true;
         say("%s path=%s off=%" PRIu64 " len=%" PRIu32, corrupted ? "served-corrupt" : "served", pe,
@@ -736,6 +794,7 @@ int main(int argc, char **argv)
         .on_connected = on_connected,
         .on_disconnected = on_disconnected,
         .on_message = on_message,
+        .on_writable = on_writable,
     };
     rc = lr_transport_new(tp.loop, &cfg, &cbs, &tp.t, &err);
     lr_identity_free(me);
@@ -766,5 +825,6 @@ int main(int argc, char **argv)
     }
     free(tp.e);
     free(tp.b);
+    drop_pending(&tp);
     return 0;
 }
