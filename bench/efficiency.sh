@@ -121,19 +121,32 @@ def files_of(d):
     return out
 
 def poll_until(expect, deadline):
-    """expect: {path_on_B: bytes}. Returns the time all matched, or None."""
+    """expect: {path_on_B: (bytes, mtime_ns on A)}. Returns the time all
+    matched, or None. The daemon copies A's mtime, so a file is read only
+    once its stat matches (every 20th round reads all, in case it does not):
+    a poller reading 6 MB every 5 ms would take a core from the daemons."""
     left = dict(expect)
+    rounds = 0
     while left and time.time() < deadline:
+        rounds += 1
         for p in list(left):
+            data, mt = left[p]
             try:
+                st = os.stat(p)
+                if rounds % 20 and (st.st_size != len(data) or st.st_mtime_ns != mt):
+                    continue
                 with open(p, "rb") as f:
-                    if f.read() == left[p]:
+                    if f.read() == data:
                         del left[p]
             except OSError:
                 pass
         if left:
             time.sleep(0.005)
     return time.time() if not left else None
+
+def expect_of(src_path, dst_path):
+    with open(src_path, "rb") as f:
+        return dst_path, (f.read(), os.fstat(f.fileno()).st_mtime_ns)
 
 def burst(src, dst, seed):
     r = random.Random(seed)
@@ -147,8 +160,8 @@ def burst(src, dst, seed):
             f.seek(off); f.write(os.urandom(n))
     t_last = time.time()
     for p in paths:
-        with open(p, "rb") as f:
-            expect[os.path.join(dst, os.path.relpath(p, src))] = f.read()
+        k, v = expect_of(p, os.path.join(dst, os.path.relpath(p, src)))
+        expect[k] = v
     t = poll_until(expect, t_last + 60)
     print(f"{t - t_last:.4f}" if t else "timeout")
 
@@ -161,7 +174,8 @@ def latency(src, dst, samples, gap):
             f.write(body)
         os.rename(tmp, os.path.join(src, "note.txt"))
         t0 = time.time()
-        t = poll_until({os.path.join(dst, "note.txt"): body}, t0 + 30)
+        k, v = expect_of(os.path.join(src, "note.txt"), os.path.join(dst, "note.txt"))
+        t = poll_until({k: v}, t0 + 30)
         out.append(t - t0 if t else float("inf"))
         time.sleep(gap)
     print(" ".join(f"{x:.4f}" for x in out))
@@ -393,6 +407,14 @@ scen_latency() {
 status_kib() { # PID FIELD
     awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"
 }
+rss_print() { # WHEN
+    local p WHEN=$1
+    for p in "A $PIDA" "B $PIDB"; do
+        set -- $p
+        printf '  %-9s daemon %s  VmHWM %6d KiB  VmRSS %6d KiB  RssAnon %6d KiB\n' "$WHEN" "$1" \
+            "$(status_kib "$2" VmHWM)" "$(status_kib "$2" VmRSS)" "$(status_kib "$2" RssAnon)"
+    done
+}
 scen_rss_n() { # FILES
     local n=$1 s="$WORK/s" d="$WORK/d" t0 t1 p
     mkdir -p "$s" "$d"
@@ -403,11 +425,9 @@ scen_rss_n() { # FILES
     t1=$(now)
     diff -r -q --exclude=.landropic "$s" "$d" >/dev/null || { echo "rss: trees differ" >&2; exit 1; }
     printf '  initial sync (index + pull + settle 2 s): %.1f s\n' "$(echo "$t1 - $t0" | bc)"
-    for p in "A $PIDA" "B $PIDB"; do
-        set -- $p
-        printf '  daemon %s  VmHWM %6d KiB  VmRSS %6d KiB  RssAnon %6d KiB\n' "$1" \
-            "$(status_kib "$2" VmHWM)" "$(status_kib "$2" VmRSS)" "$(status_kib "$2" RssAnon)"
-    done
+    rss_print "in sync"
+    sleep 10
+    rss_print "10 s idle"
     lr_down
     rm -rf "$s" "$d"
 }
