@@ -275,8 +275,10 @@ struct holder_update {
     size_t nholders;
 };
 
-/* Both devices' strategies for a pair of versions; a peer that announced
- * none (or is gone) counts as keep-both. */
+/* Both devices' strategies for a pair of versions. A peer not connected or
+ * not announcing the folder is unknown: a conflict our strategy could
+ * decide waits for it (LR_SYNC_F_DEFERRED); a peer announcing no strategy
+ * (an older build) is keep-both. */
 static void pull_sides(const struct pull_job *j, const struct lr_device_id *peer,
                        struct lr_sync_sides *sd)
 {
@@ -284,9 +286,13 @@ static void pull_sides(const struct pull_job *j, const struct lr_device_id *peer
     sd->local_dev = j->self;
     sd->remote_dev = *peer;
     sd->local = j->ours;
-    for (size_t i = 0; i < j->ntheirs; i++)
-        if (lr_device_id_eq(&j->theirs[i].peer, peer))
+    sd->remote_unknown = true;
+    for (size_t i = 0; i < j->ntheirs; i++) {
+        if (lr_device_id_eq(&j->theirs[i].peer, peer)) {
             sd->remote = j->theirs[i].s;
+            sd->remote_unknown = false;
+        }
+    }
 }
 
 static void note_holders(struct pull_job *j, const struct lr_need *n)

@@ -296,11 +296,17 @@ static int pick(const struct lr_sync_strategy *s, bool own_local, const struct l
     }
 }
 
+/* Strategies decide only between two live regular files. */
+static bool strategy_applies(const struct lr_file_rec *l, const struct lr_file_rec *r)
+{
+    return !l->deleted && !r->deleted && l->type == LR_FT_FILE && r->type == LR_FT_FILE;
+}
+
 /* +1/-1 when both devices' strategies name the same version, else 0. */
 static int strategy_winner(const struct lr_sync_sides *sd, const struct lr_file_rec *l,
                            const struct lr_file_rec *r)
 {
-    if (!sd || l->deleted || r->deleted || l->type != LR_FT_FILE || r->type != LR_FT_FILE)
+    if (!sd || !strategy_applies(l, r))
         return 0;
     int a = pick(&sd->local, true, sd, l, r);
     int b = pick(&sd->remote, false, sd, l, r);
@@ -361,6 +367,13 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
         set_apply(local, remote, &d);
         break;
     case LR_VV_CONCURRENT: {
+        if (sides && sides->remote_unknown && sides->local.kind != LR_STRAT_KEEP_BOTH &&
+            strategy_applies(local, remote) &&
+            (!same_content(local, remote) || meta_differs(local, remote))) {
+            d.flags |= LR_SYNC_F_DEFERRED;
+            *out = d;
+            return LR_SYNC_NOTHING;
+        }
         rc = lr_sync_vv_merge(&local->vv, &remote->vv, &d.vv);
         if (rc < 0)
             return fail_path(err, rc, "merged version vector over the entry limit", remote);

@@ -107,6 +107,11 @@ enum lr_sync_conflict {
  * copy: its copy name cannot fit (path at the length limit), or the
  * strategies picked the winner (by_strategy). */
 #define LR_SYNC_F_ARCHIVE_LOSER 0x20u
+/* NOTHING for now: concurrent versions the strategies may decide, but the
+ * peer's strategy is unknown (sides->remote_unknown) and ours is not
+ * keep-both. Guessing could make the two devices pick opposite winners;
+ * decide again once the peer has announced its strategy. */
+#define LR_SYNC_F_DEFERRED 0x40u
 
 struct lr_sync_decision {
     enum lr_sync_action action;
@@ -172,6 +177,9 @@ int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *re
  * name the same version it wins: no conflict copy (by_strategy, and for a
  * CONFLICT LR_SYNC_F_ARCHIVE_LOSER: the loser's holder archives it when the
  * winner replaces it). Otherwise keep-both decides as lr_sync_decide.
+ * With our strategy other than keep-both and the peer's unknown, such a
+ * pair is deferred (NOTHING, LR_SYNC_F_DEFERRED); with ours keep-both the
+ * peer's cannot matter (a winner needs both).
  * Symmetric: the peer, deciding with local and remote (and the sides)
  * swapped, reaches the same winner, vector and copy (tested).
  */

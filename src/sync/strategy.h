@@ -58,6 +58,9 @@ struct lr_sync_strategy {
 struct lr_sync_sides {
     struct lr_device_id local_dev, remote_dev;
     struct lr_sync_strategy local, remote;
+    /* The remote device's strategy is not known (it has not announced the
+     * folder on a live connection): `remote` is a guess. */
+    bool remote_unknown;
 };
 
 /* Parse the text form and window (0..LR_SYNC_WINDOW_MAX) into *out (zeroed

@@ -437,6 +437,63 @@ static void test_fixed_rules_kept(void **state)
     lr_file_rec_release(&y);
 }
 
+/* The peer's strategy unknown: pairs our strategy could decide wait; the rest not. */
+static void test_deferred(void **state)
+{
+    (void)state;
+    struct lr_sync_strategy nw = st(LR_STRAT_NEWEST, 0, NULL);
+    struct lr_sync_strategy kb = st(LR_STRAT_KEEP_BOTH, 0, NULL);
+    struct lr_sync_strategy pl = st(LR_STRAT_PREFER_LOCAL, 0, NULL);
+    struct lr_file_rec a, b;
+    mk_file(&a, 1, 100, 1000 * SEC, 0644, 0xA0, 20);
+    mk_file(&b, 2, 200, 2000 * SEC, 0644, 0xB0, 30);
+    struct lr_sync_sides sd = sides_of(&dev_a, &dev_b, &nw, &pl); /* remote: a wrong guess */
+    sd.remote_unknown = true;
+    struct lr_sync_decision d;
+    assert_int_equal(decide_on(&a, &b, &sd, &d), LR_SYNC_NOTHING);
+    assert_true(d.flags & LR_SYNC_F_DEFERRED);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_NONE);
+    assert_int_equal(d.conflict, LR_SYNC_CONFLICT_NONE); /* not in the trail yet */
+    assert_null(d.copy_path);
+    lr_sync_decision_release(&d);
+    /* metadata only: deferred too (the strategies pick whose metadata) */
+    struct lr_file_rec m;
+    mk_file(&m, 1, 100, 1500 * SEC, 0600, 0xB0, 30);
+    assert_int_equal(decide_on(&a, &m, &sd, &d), LR_SYNC_NOTHING);
+    assert_true(d.flags & LR_SYNC_F_DEFERRED);
+    lr_sync_decision_release(&d);
+    /* identical versions merge at once */
+    struct lr_file_rec same;
+    mk_file(&same, 1, 100, 1000 * SEC, 0644, 0xB0, 30);
+    assert_int_equal(decide_on(&a, &same, &sd, &d), LR_SYNC_MERGE_VV);
+    assert_false(d.flags & LR_SYNC_F_DEFERRED);
+    lr_sync_decision_release(&d);
+    /* ours keep-both: theirs cannot matter, keep-both now */
+    struct lr_sync_sides sk = sides_of(&dev_a, &dev_b, &kb, &pl);
+    sk.remote_unknown = true;
+    assert_int_equal(decide_on(&a, &b, &sk, &d), LR_SYNC_CONFLICT);
+    assert_false(d.by_strategy || (d.flags & LR_SYNC_F_DEFERRED));
+    assert_true(d.copy_here);
+    lr_sync_decision_release(&d);
+    /* a fixed rule needs no strategy: an edit against a delete goes ahead */
+    b.deleted = true;
+    assert_int_equal(decide_on(&b, &a, &sd, &d), LR_SYNC_CONFLICT);
+    assert_int_equal(d.conflict, LR_SYNC_CONFLICT_MODIFY_DELETE);
+    assert_false(d.flags & LR_SYNC_F_DEFERRED);
+    lr_sync_decision_release(&d);
+    /* known again: decided */
+    b.deleted = false;
+    sd.remote_unknown = false;
+    sd.remote = nw;
+    assert_int_equal(decide_on(&a, &b, &sd, &d), LR_SYNC_CONFLICT);
+    assert_true(d.by_strategy);
+    lr_sync_decision_release(&d);
+    lr_file_rec_release(&a);
+    lr_file_rec_release(&b);
+    lr_file_rec_release(&m);
+    lr_file_rec_release(&same);
+}
+
 /* NULL sides and keep-both on both are exactly lr_sync_decide. */
 static void test_null_sides(void **state)
 {
@@ -749,8 +806,9 @@ int main(void)
         cmocka_unit_test(test_newest_window_edges), cmocka_unit_test(test_mismatch_keeps_both),
         cmocka_unit_test(test_prefer_third_device), cmocka_unit_test(test_fixed_rules_kept),
         cmocka_unit_test(test_null_sides),          cmocka_unit_test(test_converges),
-        cmocka_unit_test(test_random_symmetry),     cmocka_unit_test(test_parse_format),
-        cmocka_unit_test(test_wire_round_trip),     cmocka_unit_test(test_wire_hostile),
+        cmocka_unit_test(test_random_symmetry),     cmocka_unit_test(test_deferred),
+        cmocka_unit_test(test_parse_format),        cmocka_unit_test(test_wire_round_trip),
+        cmocka_unit_test(test_wire_hostile),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
