@@ -163,7 +163,7 @@ def burst(src, dst, seed):
         k, v = expect_of(p, os.path.join(dst, os.path.relpath(p, src)))
         expect[k] = v
     t = poll_until(expect, t_last + 60)
-    print(f"{t - t_last:.4f}" if t else "timeout")
+    print(f"{t - t_last:.4f} {t_last:.6f}" if t else f"timeout {t_last:.6f}")
 
 def latency(src, dst, samples, gap):
     out = []
@@ -180,6 +180,25 @@ def latency(src, dst, samples, gap):
         time.sleep(gap)
     print(" ".join(f"{x:.4f}" for x in out))
 
+def timeline(ev_a, ev_b, t0):
+    """First/last time (ms after t0) and count of each event type per side."""
+    from datetime import datetime, timezone
+    rows = {}
+    for side, path in (("A", ev_a), ("B", ev_b)):
+        for line in open(path):
+            try:
+                e = json.loads(line)
+                t = datetime.strptime(e["time"].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+            except (ValueError, KeyError):
+                continue
+            if t < t0 - 0.005:
+                continue
+            kind = e["type"] + "".join(f" {e[k]}" for k in ("direction", "state", "action") if k in e)
+            r = rows.setdefault((side, kind), [t, t, 0])
+            r[0] = min(r[0], t); r[1] = max(r[1], t); r[2] += 1
+    for (side, kind), (a, b, n) in sorted(rows.items(), key=lambda x: x[1][0]):
+        print(f"    {side} {kind:32s} first {1000 * (a - t0):7.0f} ms  last {1000 * (b - t0):7.0f} ms  x{n}")
+
 def peer_bytes(doc):
     p = json.load(open(doc))["peers"]
     print(p[0]["bytes_sent"], p[0]["bytes_received"]) if p else print(0, 0)
@@ -192,6 +211,7 @@ elif cmd == "insert": insert(a[0], int(a[1]))
 elif cmd == "burst": burst(a[0], a[1], int(a[2]))
 elif cmd == "latency": latency(a[0], a[1], int(a[2]), float(a[3]))
 elif cmd == "peer_bytes": peer_bytes(a[0])
+elif cmd == "timeline": timeline(a[0], a[1], float(a[2]))
 PY
 h() { python3 "$PY" "$@"; }
 
@@ -374,7 +394,7 @@ scen_burst() {
     echo "== burst: 4 KiB overwritten in each of 200 files of 1-64 KiB, last write -> in sync on B, live (target <= 0.4 s); $RUNS runs"
     for i in $(seq "$RUNS"); do
         lr_measure_begin
-        t=$(h burst "$s/burst" "$d/burst" "$i")
+        read -r t tl < <(h burst "$s/burst" "$d/burst" "$i")
         [ "$t" != timeout ] || { echo "burst: B not in sync after 60 s" >&2; exit 1; }
         lr_measure_end diff -r -q "$s/burst" "$d/burst"
         rs_pull "$r"
@@ -385,6 +405,22 @@ scen_burst() {
     printf '  median   landropic %7.3f s  payload %s  |  rsync %6.3f s  payload %s\n' \
         "$(printf '%s\n' "${lt[@]}" | median)" "$(kib "$(printf '%s\n' "${lp[@]}" | median)")" \
         "$(printf '%s\n' "${rt[@]}" | median)" "$(kib "$(printf '%s\n' "${rp[@]}" | median)")"
+    # One more run with event streams open (item events cost the daemons a
+    # little, so it is not in the median): where the time goes.
+    local ea eb
+    "$BIN" --home "$HA" events --json > "$WORK/ev-a" &
+    ea=$!
+    PIDS+=("$ea")
+    "$BIN" --home "$HB" events --json > "$WORK/ev-b" &
+    eb=$!
+    PIDS+=("$eb")
+    sleep 1
+    read -r t tl < <(h burst "$s/burst" "$d/burst" 99)
+    sleep 1
+    forget "$ea"
+    forget "$eb"
+    echo "  traced run: $t s; events after the last write (the daemons' clock, ms resolution):"
+    h timeline "$WORK/ev-a" "$WORK/ev-b" "$tl"
     rs_down
     lr_down
     rm -rf "$s" "$d" "$r"
