@@ -126,20 +126,109 @@ static void print_qr(const char *text)
 
 static const char pair_usage[] =
     "usage: landropic pair [--qr] [--json]\n"
+    "       landropic pair --code [--json]\n"
+    "       landropic pair --join CODE [--folder ID] [--json]\n"
     "Show this device's ID and the addresses its daemon listens on, for adding it as a\n"
-    "peer on another device. --qr also draws a QR code of a landropic:// link.\n";
+    "peer on another device. --qr also draws a QR code of a landropic:// link.\n"
+    "--code shows a one-time code (5 minutes, one attempt) and waits until another\n"
+    "device on this network pairs with it; --join CODE pairs with the device showing\n"
+    "CODE (both add each other as peers) and, with --folder, shares folder ID both ways.\n";
+
+/* pair --code: show the code, then wait for the attempt's outcome. */
+static int pair_code(struct cli *c, bool json)
+{
+    json_t *res;
+    int rc = cli_call(c, "pair.code", NULL, 10000, &res);
+    if (rc)
+        return rc;
+    const char *code = json_string_value(json_object_get(res, "code"));
+    json_int_t ttl = json_integer_value(json_object_get(res, "expires_in_ms"));
+    if (json) {
+        cli_print_json(res);
+    } else {
+        printf("Pairing code: %s   (valid %lld minutes, one attempt)\n", code ? code : "?",
+               (long long)((ttl + 59999) / 60000));
+        printf("On the other device run:  landropic pair --join %s\n", code ? code : "?");
+    }
+    fflush(stdout);
+    json_decref(res);
+    rc = cli_call(c, "pair.wait", NULL, (int)ttl + 60000, &res);
+    if (rc)
+        return rc;
+    if (json) {
+        cli_print_json(res);
+    } else {
+        const char *name = json_string_value(json_object_get(res, "name"));
+        const char *peer = json_string_value(json_object_get(res, "peer"));
+        const char *folder = json_string_value(json_object_get(res, "folder"));
+        printf("Paired with \"");
+        cli_print_name(stdout, name ? name : "");
+        printf("\" (%s).", peer ? peer : "?");
+        if (folder)
+            printf(" Sharing folder \"%s\".", folder);
+        printf("\n");
+    }
+    json_decref(res);
+    return EXIT_OK;
+}
+
+/* pair --join CODE [--folder ID] */
+static int pair_join(struct cli *c, const char *code, const char *folder, bool json)
+{
+    json_t *params = json_pack("{s:s}", "code", code);
+    if (folder)
+        json_object_set_new(params, "folder", json_string(folder));
+    json_t *res;
+    /* Search (10 s), handshake and exchange (30 s at most), with slack. */
+    int rc = cli_call(c, "pair.join", params, 60000, &res);
+    if (rc)
+        return rc;
+    if (json) {
+        cli_print_json(res);
+    } else {
+        const char *name = json_string_value(json_object_get(res, "name"));
+        const char *peer = json_string_value(json_object_get(res, "peer"));
+        printf("Paired with \"");
+        cli_print_name(stdout, name ? name : "");
+        printf("\" (%s).", peer ? peer : "?");
+        if (folder) {
+            if (json_is_true(json_object_get(res, "folder_shared_by_peer")))
+                printf(" Sharing folder \"%s\".", folder);
+            else
+                printf(" Folder \"%s\" is shared from here; the other device has no folder "
+                       "with that ID.",
+                       folder);
+        }
+        printf("\n");
+    }
+    json_decref(res);
+    return EXIT_OK;
+}
 
 int cmd_pair(struct cli *c, int argc, char **argv)
 {
-    static const struct opt_spec spec[] = {{"qr", false, false}, {"json", false, false}};
+    static const struct opt_spec spec[] = {{"qr", false, false},
+                                           {"json", false, false},
+                                           {"code", false, false},
+                                           {"join", true, false},
+                                           {"folder", true, false}};
     struct opts o;
-    int rc = opts_parse(&o, spec, 2, argc, argv, "pair", pair_usage);
+    int rc = opts_parse(&o, spec, 5, argc, argv, "pair", pair_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos)
         return cli_usage_error("pair", "unexpected argument '%s'", o.pos[0]);
+    bool code = opt_has(&o, "code"), join = opt_has(&o, "join");
+    if (code + join + opt_has(&o, "qr") > 1)
+        return cli_usage_error("pair", "--code, --join and --qr exclude each other");
+    if (opt_has(&o, "folder") && !join)
+        return cli_usage_error("pair", "--folder goes with --join");
     if ((rc = cli_require_init(c)))
         return rc;
+    if (code)
+        return pair_code(c, opt_has(&o, "json"));
+    if (join)
+        return pair_join(c, opt_get(&o, "join"), opt_get(&o, "folder"), opt_has(&o, "json"));
     json_t *res;
     if ((rc = cli_call(c, "pair", NULL, 10000, &res)))
         return rc;

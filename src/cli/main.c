@@ -21,6 +21,8 @@ static const char usage[] =
     "  init [--name NAME]        create this device's identity and configuration\n"
     "  id                        print this device's ID\n"
     "  pair [--qr]               show the device ID and the addresses the daemon listens on\n"
+    "  pair --code               show a one-time pairing code and wait for the other device\n"
+    "  pair --join CODE [--folder ID]  pair with the device showing CODE (and share ID)\n"
     "Daemon:\n"
     "  daemon [--listen HOST:PORT]... [--detach] [--log FILE]\n"
     "  stop                      stop the daemon gracefully\n"

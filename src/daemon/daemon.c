@@ -7,6 +7,7 @@
 #include "daemon/disc.h"
 #include "daemon/failpoint.h"
 #include "daemon/live.h"
+#include "daemon/pairing.h"
 
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -254,6 +255,7 @@ void daemon_stop(struct lr_daemon *d, const char *why)
     lr_info(MOD, "stopping: %s", why);
     scanjobs_cancel(d);
     live_stop(d);
+    pairing_stop(d);
     uv_signal_stop(&d->sig_term);
     uv_signal_stop(&d->sig_int);
     d->pending_closes = 1; /* the signal handles, closed below */
@@ -344,6 +346,7 @@ static int start_transport(struct lr_daemon *d, struct lr_err *err)
     snprintf(tc.hello.name, sizeof(tc.hello.name), "%s", d->cfg->name);
     snprintf(tc.hello.software, sizeof(tc.hello.software), "landropic %s", LR_VERSION);
     tc.idle_timeout_ms = (uint64_t)d->opts->idle_timeout_s * 1000;
+    tc.pair_cbs = pairing_transport_cbs(d);
     struct lr_transport_cbs cbs = {
         .ud = d,
         .is_trusted = cb_is_trusted,
@@ -424,6 +427,7 @@ static void release(struct lr_daemon *d)
 #endif
     sync_free(d);
     disc_free(d);
+    pairing_free(d);
     for (size_t i = 0; i < d->nfolders; i++)
         folder_rt_release(&d->folders[i]);
     free(d->folders);

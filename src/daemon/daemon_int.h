@@ -44,6 +44,7 @@ struct folder_rt {
 struct debug_peer;
 struct sync_state;
 struct disc_state;
+struct pairing_state;
 
 struct lr_daemon {
     uv_loop_t loop;
@@ -78,6 +79,8 @@ struct lr_daemon {
     struct sync_state *sync; /* sync.c */
     struct scan_progress *scan_progress; /* scanjobs.c */
     struct disc_state *disc; /* disc.c */
+    /* pairing.c */
+    struct pairing_state *pairing;
     uint64_t started_ms;     /* uv_now at start */
 };
 

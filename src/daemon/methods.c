@@ -8,6 +8,7 @@
 #include "daemon/daemon_int.h"
 #include "daemon/sessions.h"
 #include "daemon/disc.h"
+#include "daemon/pairing.h"
 #include "daemon/modes.h"
 
 #include "config/ops.h"
@@ -446,6 +447,9 @@ static const struct {
 } methods[] = {
     {"peers", m_peers},
     {"pair", m_pair},
+    {"pair.code", pairing_m_code},
+    {"pair.wait", pairing_m_wait},
+    {"pair.join", pairing_m_join},
     {"status", m_status},
     {"scan", m_scan},
     {"sync", m_sync},

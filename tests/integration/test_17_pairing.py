@@ -1,0 +1,222 @@
+"""Short-code pairing (docs/pairing.md) between two devices in two network
+namespaces joined by a veth pair (as in test_10_discovery), with no peers
+added beforehand:
+
+- `pair --code` on Alice prints a code; `pair --join CODE --folder docs` on
+  Bob finds her by the code's nameplate in her LAN announcement, runs CPace
+  over a pairing connection, and both end up listing each other as peers;
+  folder "docs" is shared both ways and a file syncs.
+- A wrong code (right nameplate, wrong secret, valid check digit) fails on
+  both sides with "wrong code", adds nothing, and burns the code: the right
+  code then fails too ("not accepting pairing").
+- An expired code is refused (the holder's code life is shortened with the
+  test-only LANDROPIC_TEST_PAIR_TTL_MS).
+- A code with a typo is refused by the joiner before anything is sent.
+
+Namespaces are deleted afterwards; daemons are stopped by PID (conftest)."""
+import os
+import random
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import BIN, Device, wait_for
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def lan():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if subprocess.run(["which", "ip"], capture_output=True).returncode != 0:
+        pytest.skip("no ip command")
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"lrp-{tag}-a", f"lrp-{tag}-b"
+    va, vb = f"lpa{tag}", f"lpb{tag}"
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"cannot create network namespaces: {e.stderr.strip()}")
+    try:
+        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
+        sh("ip", "link", "set", va, "netns", a)
+        sh("ip", "link", "set", vb, "netns", b)
+        for ns, dev, ip in ((a, va, "198.18.7.1"), (b, vb, "198.18.7.2")):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.accept_dad=0")
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "multicast", "on")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield {"a": a, "b": b}
+    finally:
+        sh("ip", "netns", "del", a, check=False)
+        sh("ip", "netns", "del", b, check=False)
+
+
+class NsDevice(Device):
+    def __init__(self, home, name, ns, port, dport):
+        super().__init__(home, name)
+        self.ns = ns
+        self.port = port
+        self.dport = dport
+
+    def start(self, *extra, env=None):
+        e = dict(os.environ)
+        e.pop("LANDROPIC_HOME", None)
+        if env:
+            e.update(env)
+        p = subprocess.run(["ip", "netns", "exec", self.ns, BIN, "--home", self.home, "daemon",
+                            "--listen", f"[::]:{self.port}", "--detach", "--log-level", "debug",
+                            "--discovery-port", str(self.dport), *extra],
+                           capture_output=True, text=True, timeout=30, env=e)
+        assert p.returncode == 0, p.stderr
+        self.pid = self.daemon_pid()
+        assert self.pid
+
+    def log(self):
+        with open(os.path.join(self.home, "landropic.log"), errors="replace") as f:
+            return f.read()
+
+    def peer_ids(self):
+        return [p["id"] for p in self.ok("peers", "--json").json()["peers"]]
+
+    def start_code(self):
+        """Run `pair --code` in the background; return (process, code)."""
+        proc = subprocess.Popen([BIN, "--home", self.home, "pair", "--code"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        assert line.startswith("Pairing code: "), (line, proc.stderr.read()
+                                                   if proc.poll() is not None else "")
+        return proc, line.split()[2]
+
+
+def luhn_digit(digits):
+    """Luhn check digit over a string of digits (as src/pair/code.c)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def wrong_code(code):
+    """Same nameplate, another secret, a valid check digit."""
+    digits = code.replace("-", "")
+    nameplate, secret = digits[:3], digits[3:9]
+    other = f"{(int(secret) + 1) % 1000000:06d}"
+    nine = nameplate + other
+    ten = nine + luhn_digit(nine)
+    return f"{ten[:3]}-{ten[3:6]}-{ten[6:]}"
+
+
+def finish(proc, timeout=40):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # by this Popen's PID
+        out, err = proc.communicate()
+        raise AssertionError(f"pair --code still waiting: {out!r} {err!r}")
+    return proc.returncode, out, err
+
+
+@pytest.fixture
+def pair_devs(lan, tmp_path):
+    dport = random.randint(30000, 39999)
+    a = NsDevice(tmp_path / "a", "alice", lan["a"], 21037, dport)
+    b = NsDevice(tmp_path / "b", "bob", lan["b"], 21037, dport)
+    for d in (a, b):
+        d.init()
+    yield a, b
+    for d in (a, b):
+        try:
+            d.stop()
+        except Exception:
+            d.kill()
+
+
+def test_pair_by_code_then_sync(pair_devs, tmp_path):
+    a, b = pair_devs
+    fa, fb = tmp_path / "fa", tmp_path / "fb"
+    fa.mkdir()
+    fb.mkdir()
+    (fa / "hello.txt").write_text("paired by a short code\n")
+    a.ok("folder", "add", str(fa), "--id", "docs")
+    b.ok("folder", "add", str(fb), "--id", "docs")
+    a.start()
+    b.start()
+    assert a.peer_ids() == [] and b.peer_ids() == []
+
+    holder, code = a.start_code()
+    # The check digit catches a typo before anything is sent: the code survives it.
+    digits = code.replace("-", "")
+    typo = digits[:4] + str((int(digits[4]) + 1) % 10) + digits[5:]
+    r = b.run("pair", "--join", typo)
+    assert r.rc == 2, r
+    assert "check digit" in r.err, r
+
+    t0 = time.time()
+    r = b.run("pair", "--join", code, "--folder", "docs", timeout=90)
+    assert r.rc == 0, (r, a.log()[-3000:])
+    took = time.time() - t0
+    print(f"paired in {took:.2f} s")
+    assert "Paired with \"alice\"" in r.out, r
+    assert "Sharing folder \"docs\"" in r.out, r
+    rc, out, err = finish(holder)
+    assert rc == 0, (out, err)
+    assert "Paired with \"bob\"" in out and "Sharing folder \"docs\"" in out, out
+
+    assert a.peer_ids() == [b.id]
+    assert b.peer_ids() == [a.id]
+    for d, other in ((a, b), (b, a)):
+        f = [x for x in d.ok("folders", "--json").json()["folders"] if x["id"] == "docs"][0]
+        assert other.id in f["shared"], f
+    # The new peers find each other by discovery (no address was ever typed) and sync.
+    wait_for(lambda: a.peer_info(b)["connected"] and b.peer_info(a)["connected"], timeout=20,
+             what="paired devices connected")
+    wait_for(lambda: (fb / "hello.txt").exists()
+             and (fb / "hello.txt").read_text() == "paired by a short code\n",
+             timeout=30, what="file synced to bob")
+    # The code was used: it is gone from the announcements and cannot be used again.
+    r = b.run("pair", "--join", code, timeout=90)
+    assert r.rc != 0, r
+
+
+def test_wrong_code_burns_the_code(pair_devs):
+    a, b = pair_devs
+    a.start()
+    b.start()
+    holder, code = a.start_code()
+    r = b.run("pair", "--join", wrong_code(code), timeout=90)
+    assert r.rc == 1, r
+    assert "wrong code" in r.err, r
+    rc, out, err = finish(holder)
+    assert rc == 1, (out, err)
+    assert "wrong code" in err, err
+    assert a.peer_ids() == [] and b.peer_ids() == []
+    # The right code now fails too: the one attempt is spent and the code is withdrawn.
+    r = b.run("pair", "--join", code, timeout=90)
+    assert r.rc == 1, r
+    assert a.peer_ids() == [] and b.peer_ids() == []
+
+
+def test_expired_code_refused(pair_devs):
+    a, b = pair_devs
+    a.start(env={"LANDROPIC_TEST_PAIR_TTL_MS": "1500"})
+    b.start()
+    holder, code = a.start_code()
+    rc, out, err = finish(holder, timeout=30)
+    assert rc == 3, (rc, out, err)
+    assert "expired" in err, err
+    r = b.run("pair", "--join", code, timeout=90)
+    assert r.rc == 1, r
+    assert a.peer_ids() == [] and b.peer_ids() == []
