@@ -34,6 +34,14 @@
 #define SHARED_OK 0
 #define SHARED_NONE 1
 #define SHARED_NOFOLDER 2
+/*
+ * A holder without a live code does not offer the pairing ALPN: the dial
+ * ends with TLS alert no_application_protocol (120), QUIC error 0x100 + 120.
+ */
+#define NO_ALPN_ALERT "transport error 0x178"
+#define NOT_ACCEPTING                                                                              \
+    "the device announcing that code is not accepting pairing (the code expired or was "           \
+    "used; run `pair --code` there again)"
 /* Give up waiting for the peer to acknowledge our last bytes after this long. */
 #define FLUSH_MAX_MS 2000
 
@@ -67,6 +75,7 @@ struct joinreq {
     uint64_t deadline;
     struct disc_match m;
     size_t next_addr;
+    bool refused; /* a dial was refused at the handshake (no common ALPN) */
 };
 
 struct pairing_state {
@@ -523,11 +532,10 @@ static void cb_closed(void *ud, struct lr_conn *c, const char *reason)
             p->join.code = pc->code;
             pc->req = NULL;
             lr_info(MOD, "pairing dial failed: %s", reason);
+            p->join.refused |= strstr(reason, NO_ALPN_ALERT) != NULL;
             join_try_next(d);
         } else {
-            const char *why = strstr(reason, "0x178") ? "the other device is not accepting "
-                                                        "pairing (its code ended?)"
-                                                      : reason;
+            const char *why = strstr(reason, NO_ALPN_ALERT) ? NOT_ACCEPTING : reason;
             joiner_reply_err(pc, "pairing failed: ", why);
         }
     } else if (pc->phase == PC_SHARE) {
@@ -592,7 +600,8 @@ static void join_try_next(struct lr_daemon *d)
         p->nconns++;
         return;
     }
-    join_fail(d, "pairing failed: cannot reach the device announcing that code");
+    join_fail(d, p->join.refused ? "pairing failed: " NOT_ACCEPTING
+                                 : "pairing failed: cannot reach the device announcing that code");
 }
 
 /* Look for the nameplate; true once the search is over (dialled or failed). */
@@ -613,6 +622,7 @@ static bool join_search(struct lr_daemon *d)
                 (unsigned)p->join.code.nameplate);
     p->join.m = m[0];
     p->join.next_addr = 0;
+    p->join.refused = false;
     join_try_next(d);
     return true;
 }

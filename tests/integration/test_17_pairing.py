@@ -206,6 +206,7 @@ def test_wrong_code_burns_the_code(pair_devs):
     # The right code now fails too: the one attempt is spent and the code is withdrawn.
     r = b.run("pair", "--join", code, timeout=90)
     assert r.rc == 1, r
+    assert "not accepting pairing" in r.err, r
     assert a.peer_ids() == [] and b.peer_ids() == []
 
 
@@ -219,4 +220,5 @@ def test_expired_code_refused(pair_devs):
     assert "expired" in err, err
     r = b.run("pair", "--join", code, timeout=90)
     assert r.rc == 1, r
+    assert "not accepting pairing" in r.err, r
     assert a.peer_ids() == [] and b.peer_ids() == []
