@@ -76,12 +76,12 @@ struct lr_daemon {
         struct daemon_job *head, *tail;
         unsigned running, max;
     } side[DAEMON_SIDE_COUNT];
-    struct sync_state *sync; /* sync.c */
+    struct sync_state *sync;             /* sync.c */
     struct scan_progress *scan_progress; /* scanjobs.c */
-    struct disc_state *disc; /* disc.c */
+    struct disc_state *disc;             /* disc.c */
     /* pairing.c */
     struct pairing_state *pairing;
-    uint64_t started_ms;     /* uv_now at start */
+    uint64_t started_ms; /* uv_now at start */
 };
 
 /* ---- daemon.c ---- */
