@@ -3,8 +3,9 @@
  * record of a path and a peer's record of the same path, what must happen.
  *
  * Sans-I/O: nothing here touches a socket, a disk or a clock; every answer
- * is a function of the two records only, so every device that sees the same
- * pair computes the same outcome (docs/internals/sync.md has the rule table
+ * is a function of the two records (and, for lr_sync_decide_with, of both
+ * devices' conflict strategies, strategy.h) only, so every device that sees
+ * the same pair computes the same outcome (docs/internals/sync.md has the rule table
  * with the reasons, and the precise tie-breaks). The daemon performs the
  * actions; plan.h orders them within a pull round.
  *
