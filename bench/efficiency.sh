@@ -267,7 +267,19 @@ settle() {
 
 # lr_measure CHECK_CMD...: after a change on A, sync, check, settle; sets
 # LR_PAYLOAD, LR_LO, LR_AB, LR_BA, LR_B (B's sent+received).
+# With LR_TRACE=1, the daemons' events in the window are summarised (which
+# messages, how many times) to explain the bytes.
 lr_measure_begin() {
+    if [ "${LR_TRACE:-0}" = 1 ]; then
+        "$BIN" --home "$HA" events --json > "$WORK/mev-a" &
+        M_EA=$!
+        PIDS+=("$M_EA")
+        "$BIN" --home "$HB" events --json > "$WORK/mev-b" &
+        M_EB=$!
+        PIDS+=("$M_EB")
+        sleep 0.5
+        M_T0=$(now)
+    fi
     read -r M_AS M_AR < <(peer_bytes "$HA")
     read -r M_BS M_BR < <(peer_bytes "$HB")
     M_LO=$(lo_bytes)
@@ -285,6 +297,12 @@ lr_measure_end() {
     LR_PAYLOAD=$((LR_AB + LR_BA))
     LR_B=$((bs - M_BS + br - M_BR))
     LR_LO=$((lo - M_LO))
+    if [ "${LR_TRACE:-0}" = 1 ]; then
+        forget "$M_EA"
+        forget "$M_EB"
+        echo "  events in the window (ms after the change):"
+        h timeline "$WORK/mev-a" "$WORK/mev-b" "$M_T0"
+    fi
 }
 
 # rsync daemon serving SRC; rs_pull DST runs one update and sets RS_PAYLOAD, RS_LO, RS_SECS.
@@ -327,9 +345,9 @@ scen_overwrite() {
     rs_pull "$r" # a no-op pull: the copy is already equal
     local off=$((537 * 1000 * 1000 + 12345))
     echo "== overwrite: 1 MiB at offset $off of a 1 GiB file (target <= 1.41 MiB = 1478492 B)"
-    lr_measure_begin
+    LR_TRACE=1 lr_measure_begin
     h overwrite "$s/big.bin" "$off" $((1 << 20))
-    lr_measure_end cmp -s "$s/big.bin" "$d/big.bin"
+    LR_TRACE=1 lr_measure_end cmp -s "$s/big.bin" "$d/big.bin"
     row "landropic A->B / B->A $LR_AB / $LR_BA" "$LR_PAYLOAD" "$LR_LO"
     echo "  (B's counters: $LR_B B)"
     rs_pull "$r"
@@ -372,9 +390,9 @@ scen_rename() {
     lr_up "$s" "$d"
     rs_up "$s"
     echo "== rename: a directory of 1000 files of 1-64 KiB ($(du -sh "$s/dir0" | cut -f1)) (target <= 240 KiB = 245760 B)"
-    lr_measure_begin
+    LR_TRACE=1 lr_measure_begin
     mv "$s/dir0" "$s/dir1"
-    lr_measure_end diff -r -q "$s/dir1" "$d/dir1"
+    LR_TRACE=1 lr_measure_end diff -r -q "$s/dir1" "$d/dir1"
     [ ! -e "$d/dir0" ] || { echo "landropic: old directory still on B" >&2; exit 1; }
     row "landropic A->B / B->A $LR_AB / $LR_BA" "$LR_PAYLOAD" "$LR_LO"
     rs_pull "$r"

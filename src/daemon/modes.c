@@ -25,24 +25,42 @@
 
 /* ---- local changes ---- */
 
-/* Is `r` a local change nobody else has (modes.h)? Errors count as "no". */
+/* daemon_modes_own_version, answering `on_error` when the holders cannot be read. */
+static bool own_version(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
+                        uint64_t self, bool on_error)
+{
+    uint64_t own = lr_vv_get(&r->vv, self);
+    if (own == 0)
+        return false;
+    for (size_t i = 0; i < r->vv.n; i++)
+        if (r->vv.e[i].counter > own)
+            return false; /* another device changed it after us */
+    struct lr_device_list h = {0};
+    if (lr_index_remote_holders(ix, folder, r->path, r->path_len, &r->vv, NULL, &h, NULL) < 0)
+        return on_error;
+    bool held = h.n > 0;
+    lr_device_list_release(&h);
+    return !held;
+}
+
+bool daemon_modes_own_version(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
+                              uint64_t self)
+{
+    return own_version(ix, folder, r, self, true);
+}
+
+/* Is `r` a local change (modes.h)? Errors count as "no". */
 static bool is_local_change(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
                             uint64_t self)
 {
-    if (r->vv.n == 0 || lr_sync_vv_author(&r->vv) != self)
-        return false;
-    struct lr_device_list h = {0};
-    if (lr_index_remote_holders(ix, folder, r->path, r->path_len, &r->vv, NULL, &h, NULL) < 0)
-        return false;
-    bool held = h.n > 0;
-    lr_device_list_release(&h);
-    if (held)
+    if (!own_version(ix, folder, r, self, false))
         return false;
     if (!r->deleted)
         return true;
+    struct lr_device_list h = {0};
     if (lr_index_remote_holders(ix, folder, r->path, r->path_len, NULL, NULL, &h, NULL) < 0)
         return false;
-    held = h.n > 0;
+    bool held = h.n > 0;
     lr_device_list_release(&h);
     return held;
 }
@@ -337,7 +355,7 @@ static void modes_done(struct daemon_job *base, int status)
     } else if (j->rc < 0) {
         lr_api_reply_rc(j->req, j->rc, &j->err);
     } else {
-        lr_info(MOD, "folder=%s %s: %llu paths, %llu archived, %llu kept", j->folder, what,
+        lr_info(MOD, "folder=%s %s: %llu paths, %llu files archived, %llu kept", j->folder, what,
                 (unsigned long long)j->done_n, (unsigned long long)j->archived,
                 (unsigned long long)j->kept);
         json_t *res;

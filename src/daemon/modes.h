@@ -6,12 +6,15 @@
  * back, the local one goes to the versions archive), and the status fields
  * that show what either would do.
  *
- * A local change (receive-only) is a local record whose version vector was
- * bumped last by this device (lr_sync_vv_author() is our short ID) and that
- * no peer holds with that exact vector; a tombstone counts only if some peer
- * holds a record of the path (deleting a file only we ever had is no change
- * to anyone). The index sender never announces such records from a
- * receive-only folder (sync.c).
+ * An own version is a local record whose vector's largest counter is ours
+ * (ties included: a local change bumps our counter to at least the current
+ * Unix time, so with sane clocks it is the largest; two devices changing a
+ * path in the same second tie) and that no peer holds with exactly that
+ * vector (what we took from a peer is held by it, whatever the tie says).
+ * The index sender never announces own versions of a receive-only folder
+ * (sync.c). A local change (status, revert) is an own version, except a
+ * tombstone of a path no peer has a record of (deleting a file only we ever
+ * had is no change to anyone).
  *
  * Threads. The API methods run on the loop and queue their work as one
  * serial daemon job (it writes the index and the folder), answered in the
@@ -19,17 +22,30 @@
  * connection of its own, opened per call (WAL readers never wait for the
  * serial job); it walks the folder's records, so it is O(records).
  *
- * Ownership: json objects passed in are borrowed; nothing is retained.
+ * daemon_modes_own_version() only reads `ix` and may run in any job that
+ * owns that connection (the sender uses the serve lane's).
+ *
+ * Ownership: json objects and records passed in are borrowed; nothing is
+ * retained.
  */
 #ifndef LR_DAEMON_MODES_H
 #define LR_DAEMON_MODES_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct lr_daemon;
 struct lr_api_req;
 struct lr_folder_cfg;
+struct lr_index;
+struct lr_file_rec;
+
+/* Is `r` (borrowed) an own version of this device (`self`: its short ID)?
+ * A database error answers true: a receive-only device then withholds a
+ * record rather than risk sending a local change. */
+bool daemon_modes_own_version(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
+                              uint64_t self);
 
 /* API "folder.override" {folder}: send-only only. Answers {"folder", "overridden"}. */
 void daemon_m_folder_override(struct lr_daemon *d, struct lr_api_req *req, json_t *params);

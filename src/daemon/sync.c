@@ -5,6 +5,7 @@
  */
 #include "daemon/syncint.h"
 #include "daemon/sessions.h"
+#include "daemon/modes.h"
 
 #include "sync/decide.h"
 
@@ -377,7 +378,7 @@ static void send_work(struct daemon_job *base)
     for (size_t i = 0; i < list.n; i++) {
         size_t next_block = 0;
         /* Receive-only: our own changes never leave (docs/modes.md). */
-        if (j->skip_author && lr_sync_vv_author(&list.v[i].vv) == j->skip_author) {
+        if (j->skip_author && daemon_modes_own_version(ix, j->folder, &list.v[i], j->skip_author)) {
             j->next = list.v[i].seq + 1;
             continue;
         }

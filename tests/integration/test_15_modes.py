@@ -8,7 +8,7 @@ replaced and never deleted by a peer's change."""
 import os
 import time
 
-from conftest import wait_for
+from conftest import free_udp_port, wait_for
 from test_04_sync import setup_pair, synced
 
 
@@ -183,3 +183,50 @@ def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path
     assert not (fa / "later-ignored.txt").exists()
     assert not (fa / "secret.txt").exists()
     assert not (fa / "diary.private").exists()
+
+
+def test_receive_only_middle_relays_but_never_sends_its_own(devices, tmp_path):
+    """A - B - C, A and C not connected, B receive-only: A's changes reach C
+    through B with A's vector, C's reach A; B's own edits reach neither."""
+    a, b, c = devices("alice"), devices("bob"), devices("carol")
+    for d in (a, b, c):
+        d.init()
+        d.port = free_udp_port()
+    for x, y in ((a, b), (b, c)):
+        x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
+        y.ok("peer", "add", x.id, "--name", x.name, "--addr", x.addr())
+    roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
+    for r in roots.values():
+        r.mkdir(parents=True)
+    fa, fb, fc = roots["alice"], roots["bob"], roots["carol"]
+    (fa / "from-a.txt").write_bytes(b"written on A\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id, "--share", c.id,
+         "--mode", "receive-only")
+    c.ok("folder", "add", str(fc), "--id", "docs", "--share", b.id)
+    for d in (a, b, c):
+        d.start()
+    wait_for(lambda: (fc / "from-a.txt").exists(), timeout=60, interval=0.3,
+             what="A's file on C through B")
+    assert (fc / "from-a.txt").read_bytes() == b"written on A\n"
+    (fc / "from-c.txt").write_bytes(b"written on C\n")
+    c.ok("scan")
+    wait_for(lambda: (fa / "from-c.txt").exists(), timeout=60, interval=0.3,
+             what="C's file on A through B")
+
+    (fb / "from-a.txt").write_bytes(b"B's own edit\n")
+    (fb / "from-b.txt").write_bytes(b"B's own file\n")
+    b.ok("scan")
+    wait_for(lambda: status(b)["local_changes"] == 2, timeout=30, what="B's two local changes")
+    # A later edit on A still travels A -> B -> C; B's stays local. A's edit
+    # is concurrent with B's local edit of the same path: the ordinary
+    # conflict rules decide on B, and nothing of B's reaches A or C.
+    (fa / "late.txt").write_bytes(b"late from A\n")
+    a.ok("scan")
+    wait_for(lambda: (fc / "late.txt").exists(), timeout=60, interval=0.3,
+             what="A's later file on C")
+    time.sleep(1)
+    for root in (fa, fc):
+        assert (root / "from-a.txt").read_bytes() == b"written on A\n"
+        assert not (root / "from-b.txt").exists()
+        assert not [n for n in os.listdir(root) if "sync-conflict" in n]

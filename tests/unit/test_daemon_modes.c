@@ -1,0 +1,120 @@
+/*
+ * test_daemon_modes.c - daemon_modes_own_version (docs/modes.md): which
+ * records a receive-only device withholds. Ours when our counter is the
+ * largest, ties included (two devices changing a path in the same second),
+ * unless a peer holds exactly that version (we took it from the peer).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "daemon/modes.h"
+#include "index/index.h"
+#include "util/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FOLDER "fold-o"
+#define SELF 0x1000 /* smaller than the peer's: a tie goes to the peer as author */
+#define PEER_SHORT 0x9000
+
+struct fx {
+    char dir[64];
+    char db[128];
+    struct lr_index *ix;
+    struct lr_device_id peer;
+    uint64_t rseq;
+};
+
+static int setup(void **state)
+{
+    lr_log_set_level(LR_LOG_ERROR);
+    struct fx *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/lr-test-dmo-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/index.db", f->dir);
+    assert_int_equal(lr_index_open(f->db, &f->ix, NULL), 0);
+    assert_int_equal(lr_index_folder_ensure(f->ix, FOLDER, SELF, NULL, NULL), 0);
+    memset(f->peer.b, 9, sizeof(f->peer.b));
+    assert_int_equal(lr_index_remote_full_begin(f->ix, FOLDER, &f->peer, 77, NULL), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    lr_index_close(f->ix);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* A tombstone record (no chunks needed) with vector {SELF: own, PEER: peer} (0: absent). */
+static void rec(struct lr_file_rec *r, const char *path, uint64_t own, uint64_t peer)
+{
+    memset(r, 0, sizeof(*r));
+    r->path = (uint8_t *)strdup(path);
+    r->path_len = strlen(path);
+    r->type = LR_FT_FILE;
+    r->deleted = true;
+    if (own)
+        assert_int_equal(lr_vv_set(&r->vv, SELF, own), 0);
+    if (peer)
+        assert_int_equal(lr_vv_set(&r->vv, PEER_SHORT, peer), 0);
+}
+
+static void peer_holds(struct fx *f, const struct lr_file_rec *r)
+{
+    struct lr_remote_rec rr;
+    memset(&rr, 0, sizeof(rr));
+    rr.rec = *r;
+    rr.rec.seq = ++f->rseq;
+    assert_int_equal(lr_index_remote_put(f->ix, FOLDER, &f->peer, 77, &rr, NULL), 0);
+}
+
+static bool own(struct fx *f, const char *path, uint64_t o, uint64_t p)
+{
+    struct lr_file_rec r;
+    rec(&r, path, o, p);
+    bool v = daemon_modes_own_version(f->ix, FOLDER, &r, SELF);
+    lr_file_rec_release(&r);
+    return v;
+}
+
+static void test_own_version_rules(void **state)
+{
+    struct fx *f = *state;
+    assert_true(own(f, "a", 1700000010, 1700000000));  /* edited here after the peer */
+    assert_true(own(f, "b", 1700000000, 1700000000));  /* same second: a tie is ours */
+    assert_true(own(f, "c", 5, 0));                    /* only we ever changed it */
+    assert_false(own(f, "d", 1700000000, 1700000010)); /* the peer changed it after us */
+    assert_false(own(f, "e", 0, 1700000000));          /* never changed here */
+    /* A tie (or our larger counter) that a peer holds exactly: we took it from the peer. */
+    struct lr_file_rec r;
+    rec(&r, "b", 1700000000, 1700000000);
+    peer_holds(f, &r);
+    assert_false(daemon_modes_own_version(f->ix, FOLDER, &r, SELF));
+    lr_file_rec_release(&r);
+    rec(&r, "a", 1700000010, 1700000000);
+    peer_holds(f, &r);
+    assert_false(daemon_modes_own_version(f->ix, FOLDER, &r, SELF));
+    lr_file_rec_release(&r);
+    /* The peer holding another version of the path does not make ours theirs. */
+    assert_true(own(f, "a", 1700000011, 1700000000));
+    assert_true(own(f, "b", 1700000001, 1700000000));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_own_version_rules, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
