@@ -81,8 +81,8 @@ int lr_failpoint_init(const char *spec, struct lr_err *err)
             return rc;
         n++;
         p += len;
-        if (*p == ',')
-            p++;
+        if (*p == ',' && !*++p)
+            return lr_err_set(err, LR_EUSAGE, "LR_FAILPOINT: '%s' ends with a comma", spec);
     }
     for (size_t i = 0; i < n; i++) {
         memcpy(fps[i].name, tmp[i].name, sizeof(fps[i].name));
