@@ -38,9 +38,12 @@
 #
 # Environment: LANDROPIC_BIN (default build/landropic), RUNS (timed repeats
 # of burst, default 5), SAMPLES (latency samples, default 20), KEEP=1 keeps
-# the work directory. Syncthing is compared only when `syncthing` is
-# installed (never installed by this script). Not a test: run on demand,
-# record the figures in docs/benchmarks.md.
+# the work directory. Syncthing: the script only reports whether it is
+# installed (it has no Syncthing driver yet and never installs anything).
+# Overwrite and rename also print a summary of both daemons' events in the
+# measured window, and burst one extra traced run (not in the median): the
+# timeline after the last write. Not a test: run on demand, record the
+# figures in docs/benchmarks.md.
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
@@ -332,7 +335,11 @@ rs_pull() {
 rs_down() { forget "$RS_PID"; }
 
 row() { # LABEL PAYLOAD LO
-    printf '  %-34s payload %12d B (%s)  lo %12d B (%s)\n' "$1" "$2" "$(kib "$2")" "$3" "$(kib "$3")"
+    if [ -n "${LR_EFF_NETNS:-}" ]; then
+        printf '  %-34s payload %12d B (%s)  lo %12d B (%s)\n' "$1" "$2" "$(kib "$2")" "$3" "$(kib "$3")"
+    else
+        printf '  %-34s payload %12d B (%s)  lo n/a\n' "$1" "$2" "$(kib "$2")"
+    fi
 }
 
 scen_overwrite() {
