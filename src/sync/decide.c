@@ -355,7 +355,9 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
         if (!same_content(local, remote) || meta_differs(local, remote) ||
             local->type != remote->type)
             d.flags |= LR_SYNC_F_INCONSISTENT;
-        /* fall through */
+        d.action = LR_SYNC_NOTHING;
+        *out = d;
+        return LR_SYNC_NOTHING;
     case LR_VV_GREATER:
         d.action = LR_SYNC_NOTHING;
         *out = d;
