@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include "config/link.h"
 #include "config/config.h"
 #include "config/ops.h"
 #include "identity/identity.h"
@@ -24,7 +25,8 @@ static const char peer_usage[] =
     "usage: landropic peer add DEVICE_ID [--name NAME] [--addr HOST:PORT]...\n"
     "       landropic peer remove DEVICE_ID\n"
     "Trust a device (and where to reach it), or stop trusting it. A device that is not\n"
-    "added is refused at the TLS handshake and never given data.\n";
+    "added is refused at the TLS handshake and never given data. DEVICE_ID may also be\n"
+    "the landropic:// link `pair --qr` shows (its addresses are added too).\n";
 
 /* Bad IDs are usage errors (exit 2), checked before anything else is touched. */
 static int check_id_arg(const char *cmd, const char *s)
@@ -48,14 +50,29 @@ static int peer_add(struct cli *c, int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
         return cli_usage_error("peer add", o.npos ? "too many arguments" : "missing DEVICE_ID");
-    if ((rc = check_id_arg("peer add", o.pos[0])))
-        return rc;
     struct lr_err err = {0};
+    /* A landropic:// link (what `pair --qr` shows) carries the ID and addresses. */
+    struct lr_peer_link link = {0};
+    char link_id[LR_DEVICE_ID_STRLEN + 1];
+    const char *id_arg = o.pos[0];
+    if (lr_peer_link_is(id_arg)) {
+        if (lr_peer_link_parse(id_arg, &link, &err) < 0)
+            return cli_usage_error("peer add", "%s", err.msg);
+        lr_device_id_format(&link.id, link_id);
+        id_arg = link_id;
+    } else if ((rc = check_id_arg("peer add", id_arg))) {
+        return rc;
+    }
     const char *name = opt_get(&o, "name");
-    if (name && lr_config_check_name(name, &err) < 0)
+    if (name && lr_config_check_name(name, &err) < 0) {
+        lr_peer_link_release(&link);
         return cli_usage_error("peer add", "%s", err.msg);
+    }
     const struct opt_val *addrs = opt_all(&o, "addr");
     json_t *ja = json_array();
+    for (size_t i = 0; i < link.naddrs; i++)
+        json_array_append_new(ja, json_string(link.addrs[i]));
+    lr_peer_link_release(&link);
     for (int i = 0; i < addrs->count; i++) {
         if (lr_config_check_addr(addrs->values[i], &err) < 0) {
             json_decref(ja);
@@ -63,7 +80,7 @@ static int peer_add(struct cli *c, int argc, char **argv)
         }
         json_array_append_new(ja, json_string(addrs->values[i]));
     }
-    json_t *params = json_pack("{s:s, s:o}", "id", o.pos[0], "addresses", ja);
+    json_t *params = json_pack("{s:s, s:o}", "id", id_arg, "addresses", ja);
     if (name)
         json_object_set_new(params, "name", json_string(name));
     json_t *res;
