@@ -307,6 +307,9 @@ struct lr_index *sync_side_ix(struct lr_daemon *d, struct lr_err *err)
         free(db);
         if (rc < 0)
             return NULL;
+        /* Point reads and sequential batches: 2 MiB of cache is plenty, and
+         * the main handle's 16 MiB is not paid twice (daemon RSS). */
+        lr_index_set_cache_kib(s->serve_ix, 2048, NULL);
     }
     return s->serve_ix;
 }

@@ -452,6 +452,13 @@ static int migrate(struct lr_index *ix, struct lr_err *err)
     return 0;
 }
 
+int lr_index_set_cache_kib(struct lr_index *ix, unsigned kib, struct lr_err *err)
+{
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%u", kib ? kib : 1);
+    return exec_sql(ix, sql, err);
+}
+
 int lr_index_schema_version(void)
 {
     return SCHEMA_VERSION;

@@ -202,6 +202,9 @@ struct lr_index;
  */
 int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err);
 void lr_index_close(struct lr_index *ix);
+/* Bound this handle's page cache (default 16 MiB): a second handle that only
+ * reads a record at a time needs little, and each handle's cache is its own. */
+int lr_index_set_cache_kib(struct lr_index *ix, unsigned kib, struct lr_err *err);
 /* Schema version this build writes (PRAGMA user_version). */
 int lr_index_schema_version(void);
 
