@@ -47,6 +47,7 @@ struct lr_config *lr_config_new(const char *home, const char *name)
     struct lr_config *c = lr_xcalloc(1, sizeof(*c));
     c->home = lr_xstrdup(home);
     c->name = lr_xstrdup(name ? name : "");
+    c->discovery = true;
     return c;
 }
 
@@ -476,8 +477,9 @@ int lr_config_save(const struct lr_config *cfg, struct lr_err *err)
         json_array_append_new(peers, peer_to_json(&cfg->peers[i]));
     for (size_t i = 0; i < cfg->nfolders; i++)
         json_array_append_new(folders, folder_to_json(&cfg->folders[i]));
-    json_t *root = json_pack("{s:i, s:{s:s}, s:o, s:o}", "version", CONFIG_VERSION, "device",
-                             "name", cfg->name, "peers", peers, "folders", folders);
+    json_t *root =
+        json_pack("{s:i, s:{s:s, s:b}, s:o, s:o}", "version", CONFIG_VERSION, "device", "name",
+                  cfg->name, "discovery", cfg->discovery, "peers", peers, "folders", folders);
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
     if (!text)
@@ -587,14 +589,16 @@ int lr_config_load(const char *home, struct lr_config **out, struct lr_err *err)
     const char *name = "";
     json_t *peers = NULL, *folders = NULL;
     json_int_t version = 0;
-    if (json_unpack(root, "{s:I, s?{s?s}, s?o, s?o}", "version", &version, "device", "name", &name,
-                    "peers", &peers, "folders", &folders) < 0 ||
+    int discovery = 1;
+    if (json_unpack(root, "{s:I, s?{s?s, s?b}, s?o, s?o}", "version", &version, "device", "name",
+                    &name, "discovery", &discovery, "peers", &peers, "folders", &folders) < 0 ||
         version != CONFIG_VERSION) {
         json_decref(root);
         rc = bad(err, path, "not a landropic configuration of version 1");
         goto out;
     }
     cfg = lr_config_new(home, name);
+    cfg->discovery = discovery != 0;
     size_t i;
     json_t *v;
     json_array_foreach(peers, i, v)

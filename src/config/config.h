@@ -50,8 +50,9 @@ struct lr_folder_cfg {
 };
 
 struct lr_config {
-    char *home; /* absolute */
-    char *name; /* device name */
+    char *home;     /* absolute */
+    char *name;     /* device name */
+    bool discovery; /* "device": {"discovery": false} turns LAN discovery off (default on) */
     struct lr_peer_cfg *peers;
     size_t npeers;
     struct lr_folder_cfg *folders;

@@ -243,6 +243,10 @@ void disc_start(struct lr_daemon *d)
         lr_info(MOD, "off (--no-discovery)");
         return;
     }
+    if (!d->cfg->discovery) {
+        lr_info(MOD, "off (\"discovery\": false in config.json)");
+        return;
+    }
     if (!d->tr)
         return;
     size_t nl = d->opts->nlisten ? d->opts->nlisten : 1;
