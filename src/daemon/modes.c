@@ -204,9 +204,7 @@ static void override_work(struct modes_job *j, struct lr_ignore *ig)
             const struct lr_need *n = &nl.v[i];
             bool dir = n->cand[0].r.rec.type == LR_FT_DIR;
             /* Ignored paths are not ours to claim (docs/modes.md). */
-            if ((n->path_len == strlen(LR_IGNORE_FILE) &&
-                 memcmp(n->path, LR_IGNORE_FILE, n->path_len) == 0) ||
-                lr_ignore_match(ig, (const char *)n->path, n->path_len, dir))
+            if (lr_ignore_match(ig, (const char *)n->path, n->path_len, dir))
                 continue;
             if (override_one(j, n, now_s) == 0)
                 j->done_n++;

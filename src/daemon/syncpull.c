@@ -821,10 +821,7 @@ static void pull_work(struct daemon_job *base)
             for (size_t i = 0; i < nl.n; i++) {
                 const struct lr_need *n = &nl.v[i];
                 const struct lr_remote_rec *r = &n->cand[0].r;
-                /* Each device keeps its own rules: a peer's .landropicignore is not applied. */
-                if ((n->path_len == strlen(LR_IGNORE_FILE) &&
-                     memcmp(n->path, LR_IGNORE_FILE, n->path_len) == 0) ||
-                    lr_ignore_match(ig, (const char *)n->path, n->path_len,
+                if (lr_ignore_match(ig, (const char *)n->path, n->path_len,
                                     r->rec.type == LR_FT_DIR)) {
                     if (pass == 0)
                         need_count(&j->ignored, &r->rec);

@@ -139,7 +139,9 @@ def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path
     (fa / "shared.txt").write_bytes(b"A's shared\n")
     (fa / "later-ignored.txt").write_bytes(b"synced first\n")
     (fa / "secret.txt").write_bytes(b"A's secret\n")
-    (fb / ".landropicignore").write_bytes(b"secret.txt\n*.private\n")
+    # The rules ignore themselves, so they stay B's own (the scanner would
+    # otherwise sync .landropicignore like any file, and A would adopt them).
+    (fb / ".landropicignore").write_bytes(b".landropicignore\nsecret.txt\n*.private\n")
     (fb / "secret.txt").write_bytes(b"B's secret\n")
     (fb / "diary.private").write_bytes(b"B's diary\n")
     add(a, fa, b)
@@ -152,6 +154,7 @@ def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path
     # would wait for B to take A's secret.txt: a known limit, docs/modes.md.)
     wait_for(lambda: status(b)["in_sync"] and status(b)["need_files"] == 0, timeout=30,
              what="B in sync with ignored paths left out")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     # A's secret.txt is not applied over B's ignored one; B's never leaves.
     assert (fb / "secret.txt").read_bytes() == b"B's secret\n"
     assert (fa / "secret.txt").read_bytes() == b"A's secret\n"
@@ -168,6 +171,7 @@ def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path
     a.ok("scan")
     wait_for(lambda: (fb / "marker.txt").exists(), timeout=30, what="A's marker on B")
     wait_for(lambda: status(b)["in_sync"], timeout=30, what="B in sync after A's deletes")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     time.sleep(1)
     assert (fb / "secret.txt").read_bytes() == b"B's secret\n"
     assert (fb / "later-ignored.txt").read_bytes() == b"synced first\n"
