@@ -204,6 +204,17 @@ static void code_end(struct lr_daemon *d, json_t *outcome, int exit_code)
         return;
     }
     p->live = false;
+    /*
+     * Sessions still running borrow p->code: end them now (burning this
+     * code), so none can later mark a newer code in the same place.
+     */
+    for (struct pconn *pc = p->conns; pc; pc = pc->next) {
+        if (pc->role != LR_PAIR_HOLDER || pc->phase != PC_SESSION || !pc->started ||
+            pc->s.state == LR_PAIR_S_DONE || pc->s.state == LR_PAIR_S_FAILED)
+            continue;
+        lr_pair_session_abort(&pc->s);
+        pc_flush_close(d, pc);
+    }
     lr_pair_code_wipe(&p->code);
     if (d->tr)
         lr_transport_pair_listen(d->tr, false);

@@ -222,3 +222,24 @@ def test_expired_code_refused(pair_devs):
     assert r.rc == 1, r
     assert "not accepting pairing" in r.err, r
     assert a.peer_ids() == [] and b.peer_ids() == []
+
+
+def test_new_code_replaces_old_and_old_nameplate_does_not_burn_it(pair_devs):
+    a, b = pair_devs
+    a.start()
+    b.start()
+    first, old = a.start_code()
+    second, new = a.start_code()
+    rc, out, err = finish(first)
+    assert rc == 1 and "replaced by a new code" in err, (rc, out, err)
+    if old[:3] != new[:3]:
+        # Bob still has the old nameplate from Alice's announcements: Alice answers
+        # that no code has it, and her new code stays usable.
+        r = b.run("pair", "--join", old, timeout=90)
+        assert r.rc == 1, r
+        assert a.peer_ids() == [] and b.peer_ids() == []
+    r = b.run("pair", "--join", new, timeout=90)
+    assert r.rc == 0, r
+    rc, out, err = finish(second)
+    assert rc == 0, (out, err)
+    assert a.peer_ids() == [b.id] and b.peer_ids() == [a.id]
