@@ -412,8 +412,7 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     s->chunks_total = chunks_total;
     s->bytes_total = bytes_total;
     s->chunks_done = chunks_done;
-    s->bytes_done = bytes_done;
-    s->chunks_failed = 0;
+    s->bytes_done = bytes_done; /* chunks_failed accumulates over the session's resumes */
     s->updated_ms = now_ms();
     s->dirty = true;
     s->in_use = true;

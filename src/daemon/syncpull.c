@@ -68,6 +68,7 @@ struct rx_item {
     uint8_t *payload;
     size_t len;
     bool ok;
+    int werr; /* the staging write failed (negative errno): not the peer's fault */
 };
 
 struct sync_pullq {
@@ -1286,8 +1287,12 @@ static void rx_work(struct daemon_job *base)
                  lr_proto_chunk_data(j->zc, &c, buf, ch->len, NULL) == 0;
         if (it->ok) {
             lr_sha256(buf, ch->len, &h);
-            it->ok = memcmp(&h, &ch->hash, sizeof(h)) == 0 &&
-                     lr_store_staging_write(it->x->fd, ch->off, buf, ch->len, NULL) == 0;
+            it->ok = memcmp(&h, &ch->hash, sizeof(h)) == 0;
+            int w = it->ok ? lr_store_staging_write(it->x->fd, ch->off, buf, ch->len, NULL) : 0;
+            if (w < 0) {
+                it->ok = false;
+                it->werr = w;
+            }
             LR_FAILPOINT("rx_after_write");
         }
     }
@@ -1303,7 +1308,13 @@ static void rx_done(struct daemon_job *base, int status)
     for (size_t i = 0; i < j->n; i++) {
         struct rx_item *it = &j->v[i];
         struct sync_xfer *x = it->x;
-        if (status == 0 && !d->stopping && !x->dead && x->xx) {
+        if (status == 0 && !d->stopping && !x->dead && x->xx && it->werr) {
+            /* Disk full or failing here: give the file up with that reason
+             * (listed in status, retried later from its staging file). */
+            char why[160];
+            snprintf(why, sizeof(why), "cannot write its staging file: %s", lr_strerror(it->werr));
+            xfer_drop(d, x, why);
+        } else if (status == 0 && !d->stopping && !x->dead && x->xx) {
             if (!it->ok) {
                 char *e = lr_esc(x->rec.path, x->rec.path_len);
                 lr_warn(MOD, "folder=%s path=%s chunk off=%llu failed verification", x->folder, e,

@@ -33,6 +33,7 @@ struct lr_xs_xfer {
     size_t n;
     uint32_t *len;
     uint8_t *st;
+    uint32_t *from; /* per chunk: the peer index whose answer is RECV */
     size_t ndone, cursor;
     size_t ninflight;  /* WANTED + RECV */
     size_t nwanted;    /* WANTED: requests in the table that point here */
@@ -225,6 +226,7 @@ static void xfer_free(struct lr_xs_xfer *x)
 {
     free(x->len);
     free(x->st);
+    free(x->from);
     free(x->holders);
     free(x->bad);
     free(x);
@@ -253,6 +255,7 @@ struct lr_xs_xfer *lr_xs_add(struct lr_xs *xs, void *user, const uint32_t *chunk
     x->n = nchunks;
     x->len = lr_xcalloc(nchunks ? nchunks : 1, sizeof(*x->len));
     x->st = lr_xcalloc(nchunks ? nchunks : 1, 1);
+    x->from = lr_xcalloc(nchunks ? nchunks : 1, sizeof(*x->from));
     if (nchunks)
         memcpy(x->len, chunk_len, nchunks * sizeof(*x->len));
     for (size_t k = 0; done && k < nchunks; k++) {
@@ -557,14 +560,21 @@ int lr_xs_answer(struct lr_xs *xs, const struct lr_device_id *peer, uint64_t req
     switch (ans) {
     case LR_XS_ANS_OK:
         x->st[k] = LR_XS_RECV;
+        x->from[k] = pi;
         break;
-    case LR_XS_ANS_REFUSED:
-        for (size_t i = 0; i < x->nholders; i++)
-            if (x->holders[i] == pi)
+    case LR_XS_ANS_REFUSED: {
+        bool newly = false;
+        for (size_t i = 0; i < x->nholders; i++) {
+            if (x->holders[i] == pi) {
+                newly = !x->bad[i];
                 x->bad[i] = true;
+            }
+        }
         back_to_todo(xs, x, k);
-        failed(xs, x, "too many refused chunks");
+        if (newly)
+            failed(xs, x, "too many refused chunks");
         break;
+    }
     case LR_XS_ANS_BUSY:
     default:
         back_to_todo(xs, x, k);
@@ -579,8 +589,19 @@ void lr_xs_written(struct lr_xs *xs, struct lr_xs_xfer *x, size_t chunk, bool ok
     if (chunk >= x->n || x->st[chunk] != LR_XS_RECV)
         return;
     if (!ok) {
+        /* Data that does not hash right: that holder is not asked again for
+         * this version (a corrupting peer is often the fastest one). */
+        bool newly = false;
+        for (size_t i = 0; i < x->nholders; i++) {
+            if (x->holders[i] == x->from[chunk]) {
+                newly = !x->bad[i];
+                x->bad[i] = true;
+            }
+        }
         back_to_todo(xs, x, chunk);
-        failed(xs, x, "too many failed chunks");
+        /* Its other answers already in flight are not held against the file. */
+        if (newly)
+            failed(xs, x, "too many failed chunks");
         return;
     }
     x->st[chunk] = LR_XS_DONE;

@@ -18,12 +18,11 @@
  * those below the per-peer limits, so a file is pulled from every peer that
  * has it at once (swarming) and a peer that leaves only returns its
  * outstanding chunks to TODO. A holder that refuses a chunk (NO_SUCH,
- * NOT_SHARED, ERROR) is not asked again for that transfer; BUSY is not held
- * against it. More than `failures_max` failed chunks (refusals and failed
- * verifications) drop the transfer; so does having no connected usable
- * holder with nothing in flight. Answers to requests of a transfer that was
- * removed meanwhile are still matched (and reported as stale) so they are
- * not mistaken for protocol violations.
+ * NOT_SHARED, ERROR) or whose data fails verification is not asked again
+ * for that transfer; BUSY is not held against it. More than `failures_max` failed chunks (refusals
+ * and failed verifications) drop the transfer; so does having no connected usable holder with
+ * nothing in flight. Answers to requests of a transfer that was removed meanwhile are still matched
+ * (and reported as stale) so they are not mistaken for protocol violations.
  *
  * Ownership: the scheduler owns its transfers (lr_xs_add .. lr_xs_remove)
  * and copies what it is given; `user` pointers are the caller's and are

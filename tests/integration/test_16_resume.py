@@ -427,10 +427,6 @@ def test_corrupt_chunks_refused_file_correct(devices, tmp_path):
     settled_clean(r)
 
 
-@pytest.mark.xfail(strict=True, reason="a chunk that failed verification goes back to the "
-                   "queue and is asked again of the same (fastest, idle) holder: a peer that "
-                   "corrupts every chunk makes the transfer drop ('too many failed chunks') at "
-                   "every retry, though an honest holder is connected")
 def test_always_corrupt_peer_does_not_stall_the_file(devices, tmp_path):
     h, r, t, fr, script, want = corrupt_setup(devices, tmp_path)
     r.start()
@@ -511,9 +507,6 @@ def test_enospc_keeps_old_file_and_completes_after_space_freed(devices, tmp_path
         umount(mnt)
 
 
-@pytest.mark.xfail(strict=True, reason="a staging write failing with ENOSPC counts as a chunk "
-                   "that failed verification; the file is dropped as 'too many failed chunks', "
-                   "the error never names the lack of space")
 def test_enospc_error_names_the_lack_of_space(devices, tmp_path):
     a, b, fa, fb, mnt, filler, old, new = enospc_setup(devices, tmp_path)
     try:

@@ -247,7 +247,9 @@ static void test_parked_then_dropped(void **state)
     lr_xs_free(xs);
 }
 
-/* Failed verification: re-asked; too many failures drop the transfer. */
+/* Failed verification from the only holder: it is not asked again, so the
+ * transfer is dropped (to be retried later, e.g. from another holder); too
+ * many BUSY answers drop it too. */
 static void test_verify_failures(void **state)
 {
     (void)state;
@@ -257,20 +259,50 @@ static void test_verify_failures(void **state)
     uint32_t len[1] = {10};
     struct lr_xs_xfer *x = lr_xs_add(xs, NULL, len, 1, NULL, &p, 1);
     struct lr_xs_act a[ACTS];
-    for (int i = 0; i < 4; i++) {
-        size_t n = pump(xs, a);
-        assert_int_equal(n, 1);
-        assert_int_equal(a[0].kind, LR_XS_WANT);
-        struct lr_xs_xfer *got;
-        size_t chunk;
-        assert_int_equal(lr_xs_answer(xs, &p, a[0].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
-        lr_xs_written(xs, x, 0, false);
-        assert_int_equal(lr_xs_state(x, 0), LR_XS_TODO);
-    }
+    struct lr_xs_xfer *got;
+    size_t chunk;
+    assert_int_equal(pump(xs, a), 1);
+    assert_int_equal(lr_xs_answer(xs, &p, a[0].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
+    lr_xs_written(xs, x, 0, false);
+    assert_int_equal(lr_xs_state(x, 0), LR_XS_TODO);
     size_t n = pump(xs, a);
     assert_int_equal(n, 1);
     assert_int_equal(a[0].kind, LR_XS_DROP);
     lr_xs_remove(xs, x);
+    x = lr_xs_add(xs, NULL, len, 1, NULL, &p, 1);
+    for (int i = 0; i < 4; i++) {
+        n = pump(xs, a);
+        assert_int_equal(n, 1);
+        assert_int_equal(a[0].kind, LR_XS_WANT);
+        assert_int_equal(lr_xs_answer(xs, &p, a[0].req_id, LR_XS_ANS_BUSY, &got, &chunk), 0);
+    }
+    n = pump(xs, a);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].kind, LR_XS_DROP);
+    lr_xs_remove(xs, x);
+    lr_xs_free(xs);
+}
+
+/* A holder whose data failed verification is not asked again for that file:
+ * the retry goes to the other holder even though the first is less loaded. */
+static void test_corrupt_holder_avoided(void **state)
+{
+    (void)state;
+    struct lr_xs *xs = lr_xs_new(&LIM);
+    struct lr_device_id h[2] = {dev(1), dev(2)};
+    lr_xs_peer_up(xs, &h[0]);
+    uint32_t len[1] = {10};
+    struct lr_xs_xfer *x = lr_xs_add(xs, NULL, len, 1, NULL, h, 2);
+    struct lr_xs_act a[ACTS];
+    assert_int_equal(pump(xs, a), 1);
+    assert_true(lr_device_id_eq(a[0].peer, &h[0]));
+    struct lr_xs_xfer *got;
+    size_t chunk;
+    assert_int_equal(lr_xs_answer(xs, &h[0], a[0].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
+    lr_xs_written(xs, x, 0, false);
+    lr_xs_peer_up(xs, &h[1]);
+    assert_int_equal(pump(xs, a), 1);
+    assert_true(lr_device_id_eq(a[0].peer, &h[1]));
     lr_xs_free(xs);
 }
 
@@ -487,19 +519,13 @@ static void test_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_window_limits),
-        cmocka_unit_test(test_byte_limit),
-        cmocka_unit_test(test_swarming_spreads),
-        cmocka_unit_test(test_peer_leaves_mid_file),
-        cmocka_unit_test(test_refusal_and_busy),
-        cmocka_unit_test(test_drop_without_holder),
-        cmocka_unit_test(test_parked_then_dropped),
-        cmocka_unit_test(test_verify_failures),
-        cmocka_unit_test(test_resume_and_complete),
-        cmocka_unit_test(test_answer_after_remove),
-        cmocka_unit_test(test_pump_bounded),
-        cmocka_unit_test(test_holder_added_later),
-        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_window_limits),          cmocka_unit_test(test_byte_limit),
+        cmocka_unit_test(test_swarming_spreads),       cmocka_unit_test(test_peer_leaves_mid_file),
+        cmocka_unit_test(test_refusal_and_busy),       cmocka_unit_test(test_drop_without_holder),
+        cmocka_unit_test(test_parked_then_dropped),    cmocka_unit_test(test_verify_failures),
+        cmocka_unit_test(test_resume_and_complete),    cmocka_unit_test(test_answer_after_remove),
+        cmocka_unit_test(test_pump_bounded),           cmocka_unit_test(test_holder_added_later),
+        cmocka_unit_test(test_corrupt_holder_avoided), cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
