@@ -20,6 +20,7 @@
 #include "util/str.h"
 #include "util/xalloc.h"
 
+#include <assert.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,8 @@ struct joinreq {
     struct lr_api_req *req;
     struct lr_pair_code code;
     char folder[LR_FOLDER_ID_MAX + 1];
-    uint64_t deadline;
+    uint64_t deadline; /* of the search */
+    uint64_t give_up;  /* no new dial after this (the CLI waits 60 s) */
     struct disc_match m;
     size_t next_addr;
     bool refused; /* a dial was refused at the handshake (no common ALPN) */
@@ -565,6 +567,8 @@ static void cb_closed(void *ud, struct lr_conn *c, const char *reason)
 
 struct lr_transport_pair_cbs pairing_transport_cbs(struct lr_daemon *d)
 {
+    /* Two names for one ALPN (transport must not depend on pair/). */
+    assert(strcmp(LR_TRANSPORT_PAIR_ALPN, LR_PAIR_ALPN) == 0);
     struct lr_transport_pair_cbs cbs = {
         .ud = d,
         .on_up = cb_up,
@@ -589,7 +593,7 @@ static void join_fail(struct lr_daemon *d, const char *msg)
 static void join_try_next(struct lr_daemon *d)
 {
     struct pairing_state *p = st(d);
-    while (p->join.next_addr < p->join.m.naddrs) {
+    while (p->join.next_addr < p->join.m.naddrs && now_ms(d) < p->join.give_up) {
         const char *a = p->join.m.addrs[p->join.next_addr++];
         struct lr_conn *c = NULL;
         struct lr_err err = {0};
@@ -788,6 +792,7 @@ void pairing_m_join(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     snprintf(p->join.folder, sizeof(p->join.folder), "%s", folder ? folder : "");
     p->join.req = req;
     p->join.deadline = now_ms(d) + PAIRING_FIND_MS;
+    p->join.give_up = now_ms(d) + PAIRING_JOIN_MS;
     /* Holders answer a newly heard device with their own announcement. */
     disc_announce_now(d);
     arm(d);

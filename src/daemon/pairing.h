@@ -39,6 +39,8 @@ struct lr_daemon;
 
 /* How long pair.join looks for a device announcing the nameplate. */
 #define PAIRING_FIND_MS 10000
+/* pair.join dials no new address after this long (the CLI waits 60 s). */
+#define PAIRING_JOIN_MS 40000
 /* Most pairing connections handled at once (others are closed at once). */
 #define PAIRING_MAX_CONNS 4
 
