@@ -728,6 +728,21 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Whether a path under directory p (p + "/...") has a transfer in flight. */
+static bool busy_below(const struct pull_job *j, const uint8_t *p, size_t n)
+{
+    size_t lo = 0, hi = j->nbusy;
+    while (lo < hi) { /* first busy path not below p + "/" in strcmp order */
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strncmp(j->busy[mid], (const char *)p, n);
+        if (c < 0 || (c == 0 && (unsigned char)j->busy[mid][n] < '/'))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < j->nbusy && strncmp(j->busy[lo], (const char *)p, n) == 0 && j->busy[lo][n] == '/';
+}
+
 static bool is_busy(const struct pull_job *j, const uint8_t *p)
 {
     const char *key = (const char *)p;
@@ -870,6 +885,12 @@ static void pull_work(struct daemon_job *base)
                 bool dir_goes =
                     has_local[i] && !locals[i].deleted && locals[i].type == LR_FT_DIR &&
                     (decs[i].apply == LR_SYNC_APPLY_FILE || decs[i].apply == LR_SYNC_APPLY_SYMLINK);
+                if (dir_goes && busy_below(j, n->path, n->path_len)) {
+                    /* A file inside is still being fetched: its commit would
+                     * make the directory again under the new file. */
+                    j->left += pass == 0;
+                    continue;
+                }
                 bool is_delete = decs[i].apply == LR_SYNC_APPLY_DELETE || dir_goes;
                 saw_delete |= is_delete;
                 if ((pass == 0) == is_delete)
