@@ -451,6 +451,21 @@ void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_ses
     s->in_use = false;
 }
 
+void sync_session_completed(struct lr_daemon *d, const char *folder, const char *path,
+                            const struct lr_hash *blocks)
+{
+    struct sync_sessions *r = reg(d);
+    size_t n = strlen(path);
+    for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
+        if (strcmp(s->folder, folder) == 0 && s->path_len == n && memcmp(s->path, path, n) == 0 &&
+            memcmp(&s->blocks, blocks, sizeof(*blocks)) == 0 && !s->in_use &&
+            s->state != SYNC_SESSION_COMPLETE) {
+            sync_session_end(d, s, SYNC_SESSION_COMPLETE, NULL);
+            return;
+        }
+    }
+}
+
 json_t *sync_sessions_json(struct lr_daemon *d)
 {
     json_t *arr = json_array();

@@ -59,6 +59,11 @@ void sync_session_chunk(struct lr_daemon *d, struct sync_session *s, bool ok, ui
 void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_session_state state,
                       const char *error);
 
+/* A file was completed without a transfer (its staging file already held
+ * every chunk): a known session of that version ends complete. */
+void sync_session_completed(struct lr_daemon *d, const char *folder, const char *path,
+                            const struct lr_hash *blocks);
+
 /* The `sessions` document: {"sessions": [...]} (new reference). */
 json_t *sync_sessions_json(struct lr_daemon *d);
 

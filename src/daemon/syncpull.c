@@ -254,6 +254,9 @@ struct pull_job {
     /* A peer is between the batches of an index burst: its renames may have
      * delivered the deletes and not yet the adds, so no deletes this round. */
     bool hold_deletes;
+    /* out: files completed from a resumed staging file alone */
+    struct done_path *done_paths;
+    size_t ndone_paths;
     /* out: holders of in-flight versions whose index arrived later */
     struct holder_update *upd;
     size_t nupd;
@@ -338,6 +341,11 @@ static void apply_holder_updates(struct lr_daemon *d, struct pull_job *j)
     }
     free(v);
 }
+
+struct done_path {
+    char *path;
+    struct lr_hash blocks;
+};
 
 struct page_ctx {
     struct lr_daemon *d;
@@ -499,6 +507,15 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     } else {
         j->applied++;
         sync_item_ok(c->d, j->folder, x->rec.path, x->rec.path_len);
+        if (resumed) {
+            /* Everything was already in staging (the previous run died
+             * before its commit): its session is completed in pull_done. */
+            j->done_paths =
+                lr_xreallocarray(j->done_paths, j->ndone_paths + 1, sizeof(*j->done_paths));
+            struct done_path *dp = &j->done_paths[j->ndone_paths++];
+            dp->path = lr_xstrdup((const char *)x->rec.path);
+            dp->blocks = x->rec.blocks_hash;
+        }
     }
     xfer_unref(x);
     return NULL;
@@ -1007,6 +1024,8 @@ static void pull_done(struct daemon_job *base, int status)
             f->need_known = true;
         }
         apply_holder_updates(d, j);
+        for (size_t i = 0; i < j->ndone_paths; i++)
+            sync_session_completed(d, j->folder, j->done_paths[i].path, &j->done_paths[i].blocks);
         for (size_t i = 0; i < j->nxfers; i++)
             xfer_link(d, j->xfers[i]);
         free(f->pull_after);
@@ -1065,6 +1084,9 @@ static void pull_done(struct daemon_job *base, int status)
         free(j->upd[i].path);
         free(j->upd[i].holders);
     }
+    for (size_t i = 0; i < j->ndone_paths; i++)
+        free(j->done_paths[i].path);
+    free(j->done_paths);
     free(j->upd);
     free(j->after);
     free(j->folder);
