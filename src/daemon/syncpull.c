@@ -521,10 +521,17 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     return NULL;
 }
 
+static void mark_busy(struct pull_job *j, const char *path);
+
 static void add_xfer(struct pull_job *j, struct sync_xfer *x)
 {
     j->xfers = lr_xreallocarray(j->xfers, j->nxfers + 1, sizeof(*j->xfers));
     j->xfers[j->nxfers++] = x;
+    /* A later pass of this round must not start the path again: its local
+     * record is unchanged until the commit (a directory being replaced still
+     * reads as the directory), and a second transfer would share the staging
+     * file, writing into it after the first one placed it. */
+    mark_busy(j, (const char *)x->rec.path);
 }
 
 /* Remove the local entry (expect from `local`) before a type change. */
@@ -764,6 +771,26 @@ static bool is_busy(const struct pull_job *j, const uint8_t *p)
 {
     const char *key = (const char *)p;
     return j->nbusy && bsearch(&key, j->busy, j->nbusy, sizeof(*j->busy), cmp_str);
+}
+
+/* Add path to the sorted busy list (a transfer started in this round). */
+static void mark_busy(struct pull_job *j, const char *path)
+{
+    size_t lo = 0, hi = j->nbusy;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(j->busy[mid], path);
+        if (c == 0)
+            return;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    j->busy = lr_xreallocarray(j->busy, j->nbusy + 1, sizeof(*j->busy));
+    memmove(&j->busy[lo + 1], &j->busy[lo], (j->nbusy - lo) * sizeof(*j->busy));
+    j->busy[lo] = lr_xstrdup(path);
+    j->nbusy++;
 }
 
 /* Count one needed version as lr_need_stats does. */

@@ -375,3 +375,9 @@ def test_directory_replaced_by_file_propagates(devices, tmp_path):
     write_file(fa / "d2f", b"d2f is a file now\n", 0o600)
     a.ok("scan")
     wait_both(fa, fb, snapshot(fa), timeout=10, what="directory -> file on B")
+    # One transfer for the new file: a second one for the same path shared
+    # the staging file, wrote into it after the first had placed it (a new
+    # mtime on B, sent back as a change) and then failed its commit.
+    with open(os.path.join(b.home, "landropic.log"), errors="replace") as f:
+        log = f.read()
+    assert "not applied" not in log, log
