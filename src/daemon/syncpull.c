@@ -21,6 +21,7 @@
 #include "daemon/conflicts.h"
 #include "ignore/ignore.h"
 
+#include "store/staging_reuse.h"
 #include "sync/plan.h"
 #include "sync/xfer.h"
 #include "util/log.h"
@@ -413,6 +414,55 @@ static int xfer_commit(struct lr_daemon *d, struct lr_store *st, struct lr_store
     return lr_index_file_put(d->ix, x->folder, &r, NULL, err);
 }
 
+/*
+ * The sender changed the file while an older version was being fetched:
+ * chunks of the new version that the older version's staging file holds
+ * (verified) are copied, so only new chunks are fetched; then the path's
+ * sidecar names this version (staging_reuse.h). Job side.
+ */
+static void reuse_older(struct page_ctx *c, struct sync_xfer *x)
+{
+    struct lr_store_sidecar prev;
+    struct lr_err err = {0};
+    int rc = lr_store_sidecar_load(c->st, x->rec.path, x->rec.path_len, &prev, &err);
+    if (rc < 0 && rc != LR_ENOTFOUND)
+        log_path("staging sidecar ignored", x->folder, x->rec.path, x->rec.path_len, rc, &err);
+    bool have = rc == 0;
+    if (have && lr_hash_cmp(&prev.key, &x->key) == 0) {
+        lr_store_sidecar_release(&prev);
+        return; /* this version resumed: the sidecar already says so */
+    }
+    size_t copied = 0;
+    if (have) {
+        rc = lr_store_sidecar_reuse(c->st, &prev, &x->key, x->fd, x->rec.chunks, x->rec.nchunks,
+                                    x->done0, c->buf, LR_PROTO_CHUNK_DATA_MAX, &copied, &err);
+        if (rc < 0)
+            log_path("older staging not reused", x->folder, x->rec.path, x->rec.path_len, rc, &err);
+        x->ndone0 += copied;
+        if (copied) {
+            char *e = lr_esc(x->rec.path, x->rec.path_len);
+            lr_info(MOD, "folder=%s path=%s reused %zu chunks of an older version's staging",
+                    x->folder, e, copied);
+            free(e);
+        }
+    }
+    rc = lr_store_sidecar_write(c->st, x->rec.path, x->rec.path_len, &x->key, x->rec.chunks,
+                                x->rec.nchunks, have ? &prev : NULL, &err);
+    if (rc < 0)
+        log_path("staging sidecar not written", x->folder, x->rec.path, x->rec.path_len, rc, &err);
+    if (have)
+        lr_store_sidecar_release(&prev);
+}
+
+/* x was committed: the path's older staging files and its sidecar go. */
+static void forget_older(struct lr_store *st, const struct sync_xfer *x)
+{
+    struct lr_err err = {0};
+    int rc = lr_store_sidecar_forget(st, x->rec.path, x->rec.path_len, &x->key, &err);
+    if (rc < 0)
+        log_path("older staging not removed", x->folder, x->rec.path, x->rec.path_len, rc, &err);
+}
+
 /* Fill what local data can of a file; returns a transfer for the rest, or
  * NULL once the file was committed or failed. */
 static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec *remote,
@@ -497,8 +547,11 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
             x->ndone0++;
         }
     }
-    if (x->ndone0 < x->rec.nchunks)
-        return x; /* the rest comes from peers */
+    if (x->ndone0 < x->rec.nchunks) {
+        reuse_older(c, x);
+        if (x->ndone0 < x->rec.nchunks)
+            return x; /* the rest comes from peers */
+    }
     rc = xfer_commit(c->d, c->st, NULL, x, &j->rescan, &err);
     if (rc < 0) {
         log_path("not applied", j->folder, x->rec.path, x->rec.path_len, rc, &err);
@@ -507,6 +560,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     } else {
         j->applied++;
         sync_item_ok(c->d, j->folder, x->rec.path, x->rec.path_len);
+        forget_older(c->st, x);
         if (resumed) {
             /* Everything was already in staging (the previous run died
              * before its commit): its session is completed in pull_done. */
@@ -835,6 +889,9 @@ static void pull_work(struct daemon_job *base)
         else if (removed)
             lr_info(MOD, "folder=%s removed %llu stale staging files", j->folder,
                     (unsigned long long)removed);
+        /* Sidecars of versions committed just before a crash. */
+        if (lr_store_sidecar_gc(c.st, &removed, &gerr) < 0)
+            lr_warn(MOD, "folder=%s staging sidecar cleanup: %s", j->folder, gerr.msg);
     }
     c.buf = lr_xmalloc(LR_PROTO_CHUNK_DATA_MAX);
     /*
@@ -1203,8 +1260,10 @@ static void commit_work(struct daemon_job *base)
     for (size_t i = 0; i < j->n; i++) {
         j->rc[i] = xfer_commit(d, st, b, j->x[i], &j->rescan[i], &j->err[i]);
         int r = j->rc[i];
-        if (r == LR_EBADPATH || r == -ELOOP || r == -ENOTDIR || r == -ENAMETOOLONG)
+        if (r == LR_EBADPATH || r == -ELOOP || r == -ENOTDIR || r == -ENAMETOOLONG) {
             lr_store_staging_discard(st, &j->x[i]->key, NULL); /* would never commit */
+            forget_older(st, j->x[i]);
+        }
     }
     LR_FAILPOINT("commit_before_index");
     if ((rc = lr_store_batch_sync_dirs(b, &j->err[0])) < 0) {
@@ -1219,6 +1278,10 @@ static void commit_work(struct daemon_job *base)
         for (size_t i = 0; i < j->n; i++)
             if (j->rc[i] == 0)
                 j->rc[i] = rc;
+    } else {
+        for (size_t i = 0; i < j->n; i++)
+            if (j->rc[i] == 0)
+                forget_older(st, j->x[i]);
     }
 out:
     lr_store_batch_free(b);

@@ -1,0 +1,350 @@
+/*
+ * staging_reuse.c - sidecars naming a path's staging versions (see
+ * staging_reuse.h).
+ */
+#include "store/staging_reuse.h"
+
+#include "store/store_int.h"
+#include "util/buf.h"
+#include "util/rd.h"
+#include "util/str.h"
+#include "util/xalloc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC "LRSIDEC1"
+#define MAGIC_LEN 8
+#define HEAD_LEN (MAGIC_LEN + 4 + 4 + LR_HASH_LEN)
+#define ENTRY_LEN (8 + 4 + LR_HASH_LEN)
+#define SUFFIX ".chunks"
+/* Distinguishes the path's name hash from any staging key. */
+static const char TAG[] = "landropic staging sidecar";
+
+struct name {
+    char s[LR_HASH_HEX_LEN + sizeof(SUFFIX) + 4 + 1];
+};
+
+static void sidecar_name(const uint8_t *path, size_t path_len, bool tmp, struct name *out)
+{
+    uint8_t *in = lr_xmalloc(sizeof(TAG) + path_len);
+    memcpy(in, TAG, sizeof(TAG)); /* with its NUL: the tag ends unambiguously */
+    memcpy(in + sizeof(TAG), path, path_len);
+    struct lr_hash h;
+    lr_sha256(in, sizeof(TAG) + path_len, &h);
+    free(in);
+    lr_hash_hex(&h, out->s);
+    memcpy(out->s + LR_HASH_HEX_LEN, SUFFIX, sizeof(SUFFIX));
+    if (tmp)
+        memcpy(out->s + LR_HASH_HEX_LEN + sizeof(SUFFIX) - 1, ".new", 5);
+}
+
+void lr_store_sidecar_release(struct lr_store_sidecar *sc)
+{
+    if (!sc)
+        return;
+    free(sc->chunks);
+    memset(sc, 0, sizeof(*sc));
+}
+
+/* Whole regular file `name` of dirfd, at most max bytes. */
+static int read_small(int dirfd, const char *name, size_t max, uint8_t **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? LR_ENOTFOUND : -errno;
+    struct stat sb;
+    int rc = 0;
+    if (fstat(fd, &sb) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size < 0 || (uint64_t)sb.st_size > max) {
+        rc = LR_EPROTO;
+        goto out;
+    }
+    size_t n = (size_t)sb.st_size;
+    uint8_t *p = lr_xmalloc(n ? n : 1);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -errno : LR_EPROTO; /* shrank under us */
+            free(p);
+            goto out;
+        }
+        got += (size_t)r;
+    }
+    *data = p;
+    *len = n;
+out:
+    close(fd);
+    return rc;
+}
+
+static int parse(const uint8_t *data, size_t len, struct lr_store_sidecar *out)
+{
+    struct lr_rd r;
+    lr_rd_init(&r, data, len);
+    const uint8_t *magic;
+    uint32_t nold, nchunks;
+    if (lr_rd_get_view(&r, &magic, MAGIC_LEN) < 0 || memcmp(magic, MAGIC, MAGIC_LEN) != 0 ||
+        lr_rd_get_u32(&r, &nold) < 0 || lr_rd_get_u32(&r, &nchunks) < 0 ||
+        lr_rd_get_bytes(&r, out->key.b, LR_HASH_LEN) < 0)
+        return LR_EPROTO;
+    if (nold > LR_STORE_SIDECAR_OLD_MAX || nchunks > LR_STORE_SIDECAR_CHUNKS_MAX)
+        return LR_EPROTO;
+    /* Exactly the announced entries, checked before allocating for them. */
+    if (lr_rd_left(&r) != (size_t)nold * LR_HASH_LEN + (size_t)nchunks * ENTRY_LEN)
+        return LR_EPROTO;
+    for (uint32_t i = 0; i < nold; i++)
+        if (lr_rd_get_bytes(&r, out->old[i].b, LR_HASH_LEN) < 0)
+            return LR_EPROTO;
+    out->nold = nold;
+    out->chunks = lr_xcalloc(nchunks ? nchunks : 1, sizeof(*out->chunks));
+    for (uint32_t i = 0; i < nchunks; i++) {
+        struct lr_chunk *c = &out->chunks[i];
+        if (lr_rd_get_u64(&r, &c->off) < 0 || lr_rd_get_u32(&r, &c->len) < 0 ||
+            lr_rd_get_bytes(&r, c->hash.b, LR_HASH_LEN) < 0)
+            return LR_EPROTO;
+        if (c->len == 0 || c->len > LR_STORE_CHUNK_MAX || c->off > (uint64_t)INT64_MAX - c->len)
+            return LR_EPROTO;
+    }
+    out->nchunks = nchunks;
+    return 0;
+}
+
+int lr_store_sidecar_load(struct lr_store *st, const uint8_t *path, size_t path_len,
+                          struct lr_store_sidecar *out, struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    struct name nm;
+    sidecar_name(path, path_len, false, &nm);
+    uint8_t *data;
+    size_t len;
+    size_t max = HEAD_LEN + LR_STORE_SIDECAR_OLD_MAX * LR_HASH_LEN +
+                 (size_t)LR_STORE_SIDECAR_CHUNKS_MAX * ENTRY_LEN;
+    int rc = read_small(st->tmpfd, nm.s, max, &data, &len);
+    if (rc == LR_ENOTFOUND)
+        return rc;
+    if (rc == 0) {
+        rc = parse(data, len, out);
+        free(data);
+    }
+    if (rc == LR_EPROTO)
+        unlinkat(st->tmpfd, nm.s, 0); /* worthless: the next version writes a good one */
+    if (rc < 0) {
+        lr_store_sidecar_release(out);
+        return lr_err_set(err, rc, "staging sidecar %.16s: %s", nm.s,
+                          rc == LR_EPROTO ? "malformed" : lr_strerror(rc));
+    }
+    return 0;
+}
+
+int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path_len,
+                           const struct lr_hash *key, const struct lr_chunk *chunks, size_t nchunks,
+                           const struct lr_store_sidecar *prev, struct lr_err *err)
+{
+    if (nchunks > LR_STORE_SIDECAR_CHUNKS_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "staging sidecar: %zu chunks", nchunks);
+    struct lr_hash old[LR_STORE_SIDECAR_OLD_MAX];
+    size_t nold = 0;
+    if (prev && lr_hash_cmp(&prev->key, key) != 0)
+        old[nold++] = prev->key;
+    for (size_t i = 0; prev && i < prev->nold && nold < LR_STORE_SIDECAR_OLD_MAX; i++)
+        if (lr_hash_cmp(&prev->old[i], key) != 0)
+            old[nold++] = prev->old[i];
+    struct lr_buf b;
+    size_t total = HEAD_LEN + nold * LR_HASH_LEN + nchunks * ENTRY_LEN;
+    lr_buf_init(&b, total);
+    lr_buf_put(&b, MAGIC, MAGIC_LEN);
+    lr_buf_put_u32(&b, (uint32_t)nold);
+    lr_buf_put_u32(&b, (uint32_t)nchunks);
+    lr_buf_put(&b, key->b, LR_HASH_LEN);
+    for (size_t i = 0; i < nold; i++)
+        lr_buf_put(&b, old[i].b, LR_HASH_LEN);
+    for (size_t i = 0; i < nchunks; i++) {
+        lr_buf_put_u64(&b, chunks[i].off);
+        lr_buf_put_u32(&b, chunks[i].len);
+        lr_buf_put(&b, chunks[i].hash.b, LR_HASH_LEN);
+    }
+    if (!lr_buf_ok(&b)) {
+        lr_buf_release(&b);
+        return lr_err_set(err, LR_EINTERNAL, "staging sidecar: encoding");
+    }
+    struct name tmp, nm;
+    sidecar_name(path, path_len, true, &tmp);
+    sidecar_name(path, path_len, false, &nm);
+    int rc = 0;
+    unlinkat(st->tmpfd, tmp.s, 0); /* a leftover, maybe planted: never written through */
+    int fd = openat(st->tmpfd, tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = lr_err_set(err, -errno, "staging sidecar %.16s: %s", tmp.s, strerror(errno));
+        goto out;
+    }
+    size_t off = 0;
+    while (off < b.len) {
+        ssize_t w = write(fd, b.data + off, b.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = w < 0 ? -errno : -EIO;
+            break;
+        }
+        off += (size_t)w;
+    }
+    close(fd);
+    if (rc == 0 && renameat(st->tmpfd, tmp.s, st->tmpfd, nm.s) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlinkat(st->tmpfd, tmp.s, 0);
+        lr_err_set(err, rc, "staging sidecar %.16s: %s", nm.s, lr_strerror(rc));
+    }
+out:
+    lr_buf_release(&b);
+    return rc;
+}
+
+static int cmp_chunk_hash(const void *a, const void *b)
+{
+    const struct lr_chunk *x = a, *y = b;
+    return lr_hash_cmp(&x->hash, &y->hash);
+}
+
+int lr_store_sidecar_reuse(struct lr_store *st, const struct lr_store_sidecar *prev,
+                           const struct lr_hash *key, int fd, const struct lr_chunk *chunks,
+                           size_t nchunks, bool *done, uint8_t *buf, size_t bufsize, size_t *copied,
+                           struct lr_err *err)
+{
+    *copied = 0;
+    if (!prev->nchunks || lr_hash_cmp(&prev->key, key) == 0)
+        return 0;
+    char name[LR_HASH_HEX_LEN + 1];
+    lr__store_staging_name(&prev->key, name);
+    int ofd = openat(st->tmpfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (ofd < 0)
+        return 0; /* gone (committed, collected): nothing to reuse */
+    struct stat sb;
+    if (fstat(ofd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(ofd);
+        return 0;
+    }
+    struct lr_chunk *idx = lr_xmalloc(prev->nchunks * sizeof(*idx));
+    memcpy(idx, prev->chunks, prev->nchunks * sizeof(*idx));
+    qsort(idx, prev->nchunks, sizeof(*idx), cmp_chunk_hash);
+    int rc = 0;
+    for (size_t i = 0; i < nchunks && rc == 0; i++) {
+        const struct lr_chunk *c = &chunks[i];
+        if (done[i] || c->len > bufsize)
+            continue;
+        struct lr_chunk probe = {.hash = c->hash};
+        const struct lr_chunk *hit =
+            bsearch(&probe, idx, prev->nchunks, sizeof(*idx), cmp_chunk_hash);
+        if (!hit || hit->len != c->len || hit->off + hit->len > (uint64_t)sb.st_size)
+            continue;
+        if (lr_store_read_chunk_fd(ofd, hit->off, hit->len, &c->hash, buf, NULL) < 0)
+            continue; /* not (or no longer) there: fetched instead */
+        rc = lr_store_staging_write(fd, c->off, buf, c->len, err);
+        if (rc == 0) {
+            done[i] = true;
+            (*copied)++;
+        }
+    }
+    free(idx);
+    close(ofd);
+    return rc;
+}
+
+int lr_store_sidecar_forget(struct lr_store *st, const uint8_t *path, size_t path_len,
+                            const struct lr_hash *committed_key, struct lr_err *err)
+{
+    struct lr_store_sidecar sc;
+    int rc = lr_store_sidecar_load(st, path, path_len, &sc, NULL);
+    if (rc == LR_ENOTFOUND || rc == LR_EPROTO)
+        return 0; /* a malformed one was removed by the load */
+    if (rc < 0)
+        return lr_err_set(err, rc, "staging sidecar: %s", lr_strerror(rc));
+    if (lr_hash_cmp(&sc.key, committed_key) != 0)
+        lr_store_staging_discard(st, &sc.key, NULL);
+    for (size_t i = 0; i < sc.nold; i++)
+        if (lr_hash_cmp(&sc.old[i], committed_key) != 0)
+            lr_store_staging_discard(st, &sc.old[i], NULL);
+    lr_store_sidecar_release(&sc);
+    struct name nm;
+    sidecar_name(path, path_len, false, &nm);
+    if (unlinkat(st->tmpfd, nm.s, 0) < 0 && errno != ENOENT)
+        return lr_err_set(err, -errno, "staging sidecar %.16s: %s", nm.s, strerror(errno));
+    return 0;
+}
+
+static bool staging_exists(struct lr_store *st, const struct lr_hash *key)
+{
+    char name[LR_HASH_HEX_LEN + 1];
+    lr__store_staging_name(key, name);
+    struct stat sb;
+    return fstatat(st->tmpfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* The sidecar `name` (a directory entry of tmp) names no staging file. */
+static bool orphaned(struct lr_store *st, const char *name)
+{
+    uint8_t *data;
+    size_t len;
+    size_t max = HEAD_LEN + LR_STORE_SIDECAR_OLD_MAX * LR_HASH_LEN +
+                 (size_t)LR_STORE_SIDECAR_CHUNKS_MAX * ENTRY_LEN;
+    int rc = read_small(st->tmpfd, name, max, &data, &len);
+    if (rc == LR_EPROTO)
+        return true;
+    if (rc < 0)
+        return false;
+    struct lr_store_sidecar sc = {0};
+    rc = parse(data, len, &sc);
+    free(data);
+    bool any = false;
+    if (rc == 0) {
+        any = staging_exists(st, &sc.key);
+        for (size_t i = 0; i < sc.nold && !any; i++)
+            any = staging_exists(st, &sc.old[i]);
+    }
+    lr_store_sidecar_release(&sc);
+    return !any;
+}
+
+int lr_store_sidecar_gc(struct lr_store *st, uint64_t *removed, struct lr_err *err)
+{
+    if (removed)
+        *removed = 0;
+    int dfd = openat(st->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return lr_err_set(err, -errno, "sidecar gc: open tmp: %s", strerror(errno));
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int e = -errno;
+        close(dfd);
+        return lr_err_set(err, e, "sidecar gc: %s", lr_strerror(e));
+    }
+    uint64_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len != LR_HASH_HEX_LEN + sizeof(SUFFIX) - 1 ||
+            strcmp(de->d_name + LR_HASH_HEX_LEN, SUFFIX) != 0)
+            continue;
+        if (orphaned(st, de->d_name) && unlinkat(st->tmpfd, de->d_name, 0) == 0)
+            n++;
+    }
+    closedir(d);
+    if (removed)
+        *removed = n;
+    return 0;
+}
