@@ -12,6 +12,7 @@
  * the same records.
  */
 #include "proto/proto.h"
+#include "sync/delta.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,15 @@ static void check_entry(const struct lr_proto_entry *e)
         abort();
     if ((r->type == LR_FT_SYMLINK && !r->deleted) != (r->target_len > 0))
         abort();
+    if (e->delta) {
+        /* A delta entry: no list yet, a delta that scans to its count. */
+        uint64_t n;
+        if (!live || !e->whole || r->chunks || r->nchunks || e->blk_total || !e->delta_count ||
+            lr_sync_delta_scan(e->delta_bytes, e->delta_len, &n, NULL, NULL) != 0 ||
+            n != e->delta_count || e->delta_count > r->size)
+            abort();
+        return;
+    }
     uint64_t sum = 0;
     for (size_t i = 0; i < r->nchunks; i++) {
         if (r->chunks[i].len == 0 || r->chunks[i].len > LR_PROTO_CHUNK_DATA_MAX)
@@ -50,6 +60,14 @@ static void check_entry(const struct lr_proto_entry *e)
     }
     if (e->whole && live && sum != r->size)
         abort();
+}
+
+static bool delta_equal(const struct lr_proto_entry *a, const struct lr_proto_entry *b)
+{
+    return a->delta == b->delta &&
+           (!a->delta || (a->delta_len == b->delta_len && a->delta_count == b->delta_count &&
+                          memcmp(a->delta_bytes, b->delta_bytes, a->delta_len) == 0 &&
+                          memcmp(a->delta_base.b, b->delta_base.b, LR_HASH_LEN) == 0));
 }
 
 static bool rec_equal(const struct lr_file_rec *a, const struct lr_file_rec *b)
@@ -84,7 +102,12 @@ static void roundtrip(const struct lr_proto_index *ix)
     size_t i;
     for (i = 0; i < ix->n; i++) {
         size_t nb = 0;
-        int rc = lr_proto_index_batch_add(&b, &ix->v[i].rec, &nb);
+        const struct lr_proto_entry *e = &ix->v[i];
+        int rc = e->delta ? lr_proto_index_batch_add_delta(&b, &e->rec, &e->delta_base,
+                                                           e->delta_bytes, e->delta_len)
+                          : lr_proto_index_batch_add(&b, &e->rec, &nb);
+        if (e->delta && rc == LR_ETOOBIG)
+            break; /* a delta entry bigger than our batches */
         if (rc == LR_PROTO_BATCH_FULL)
             break; /* bigger than our own batches: fine, stop here */
         if (rc != 0)
@@ -97,7 +120,7 @@ static void roundtrip(const struct lr_proto_index *ix)
     if (lr_proto_index_decode(out.data, out.len, NULL, &ix2, NULL) != 0 || ix2.n != added)
         abort();
     for (size_t k = 0; k < ix2.n && i == ix->n; k++) {
-        if (!rec_equal(&ix->v[k].rec, &ix2.v[k].rec))
+        if (!rec_equal(&ix->v[k].rec, &ix2.v[k].rec) || !delta_equal(&ix->v[k], &ix2.v[k]))
             abort();
     }
     lr_proto_index_release(&ix2);
@@ -146,7 +169,7 @@ static void run(const uint8_t *p, size_t n, struct lr_proto_zc *zc)
     int src = lr_proto_index_open(&rd, p, n, zc, NULL);
     if (src == 0) {
         while ((src = lr_proto_index_next(&rd, &e, NULL)) == 1) {
-            if (rc == 0 && !rec_equal(&e.rec, &ix.v[k].rec))
+            if (rc == 0 && (!rec_equal(&e.rec, &ix.v[k].rec) || !delta_equal(&e, &ix.v[k])))
                 abort();
             k++;
             lr_proto_entry_release(&e);

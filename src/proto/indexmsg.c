@@ -2,6 +2,7 @@
 #include "proto/proto_int.h"
 
 #include "chunker/chunker.h"
+#include "sync/delta.h"
 #include "util/xalloc.h"
 
 #include <inttypes.h>
@@ -66,14 +67,14 @@ static int rec_check(const struct lr_file_rec *r)
     return off == r->size ? 0 : LR_EBADVAL;
 }
 
-/* Entry body with blocks [from, from + k) of r. */
-static int put_entry_body(struct lr_buf *b, const struct lr_file_rec *r, size_t from, size_t k)
+/* Entry fields up to and including the symlink target. */
+static int put_entry_head(struct lr_buf *b, const struct lr_file_rec *r, uint64_t flags)
 {
     int rc = lr_buf_put_lbytes(b, r->path, r->path_len);
     if (rc == 0)
         rc = lr_buf_put_varint(b, (uint64_t)r->type);
     if (rc == 0)
-        rc = lr_buf_put_varint(b, r->deleted ? LR_PROTO_ENTRY_DELETED : 0);
+        rc = lr_buf_put_varint(b, flags | (r->deleted ? LR_PROTO_ENTRY_DELETED : 0));
     if (rc == 0)
         rc = lr_buf_put_varint(b, r->seq);
     if (rc == 0)
@@ -88,6 +89,13 @@ static int put_entry_body(struct lr_buf *b, const struct lr_file_rec *r, size_t 
         rc = lr_vv_encode(&r->vv, b);
     if (rc == 0)
         rc = lr_buf_put_lbytes(b, r->target, r->target_len);
+    return rc;
+}
+
+/* Entry body with blocks [from, from + k) of r. */
+static int put_entry_body(struct lr_buf *b, const struct lr_file_rec *r, size_t from, size_t k)
+{
+    int rc = put_entry_head(b, r, 0);
     if (rc == 0)
         rc = lr_buf_put_varint(b, r->nchunks);
     if (rc == 0)
@@ -191,6 +199,43 @@ int lr_proto_index_batch_add(struct lr_proto_index_batch *b, const struct lr_fil
     return k == rem ? 0 : LR_PROTO_BATCH_FULL;
 }
 
+int lr_proto_index_batch_add_delta(struct lr_proto_index_batch *b, const struct lr_file_rec *rec,
+                                   const struct lr_hash *base, const uint8_t *delta,
+                                   size_t delta_len)
+{
+    uint64_t count;
+    struct lr_file_rec meta = *rec;
+    meta.chunks = NULL;
+    meta.nchunks = 0;
+    meta.size = 0;
+    if (!is_live_file(rec) || rec_check(&meta) < 0 || rec->size > LR_VARINT_MAX ||
+        (b->count > 0 && rec->seq <= b->last_seq) ||
+        lr_sync_delta_scan(delta, delta_len, &count, NULL, NULL) < 0 || count == 0 ||
+        (rec->nchunks && count != rec->nchunks) || count > rec->size ||
+        rec->size > count * LR_CHUNK_MAX)
+        return LR_EBADVAL;
+    if (b->count >= b->max_entries)
+        return LR_PROTO_BATCH_FULL;
+    lr_buf_reset(&b->scratch);
+    int rc = put_entry_head(&b->scratch, rec, LR_PROTO_ENTRY_DELTA);
+    if (rc == 0)
+        rc = lr_buf_put_varint(&b->scratch, count);
+    if (rc == 0)
+        rc = lr_buf_put(&b->scratch, base->b, LR_HASH_LEN);
+    if (rc == 0)
+        rc = lr_buf_put(&b->scratch, rec->blocks_hash.b, LR_HASH_LEN);
+    if (rc == 0)
+        rc = lr_buf_put_lbytes(&b->scratch, delta, delta_len);
+    /* The entry and its length prefix (at most 8 bytes). */
+    if (rc < 0 || b->scratch.len + 8 > b->raw_max) {
+        lr_buf_reset(&b->scratch);
+        return LR_ETOOBIG;
+    }
+    if (b->scratch.len + 8 > b->raw_max - b->raw.len)
+        return LR_PROTO_BATCH_FULL;
+    return append_entry(b, rec);
+}
+
 int lr_proto_index_batch_finish(struct lr_proto_index_batch *b, uint64_t flags, struct lr_buf *out)
 {
     if (flags & ~(uint64_t)(LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_LAST))
@@ -235,6 +280,7 @@ void lr_proto_entry_release(struct lr_proto_entry *e)
     if (!e)
         return;
     lr_file_rec_release(&e->rec);
+    free(e->delta_bytes);
     memset(e, 0, sizeof(*e));
 }
 
@@ -402,6 +448,45 @@ static int parse_blocks(struct lr_rd *er, const char *w, bool first_in_batch, bo
     return 0;
 }
 
+/* The fields of a delta entry after the target (§6.5): count, base hash,
+ * result hash, delta; the delta is checked without its base. */
+static int parse_delta(struct lr_rd *er, const char *w, struct lr_proto_entry *e,
+                       struct lr_err *err)
+{
+    struct lr_file_rec *rec = &e->rec;
+    uint64_t count, scanned;
+    const uint8_t *d;
+    size_t dlen;
+    struct lr_err derr;
+    if (lr_rd_get_varint(er, &count) < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s.delta: count truncated", w);
+    if (count > LR_INDEX_CHUNKS_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "%s.delta: %" PRIu64 " blocks over %" PRIu64, w, count,
+                          LR_INDEX_CHUNKS_MAX);
+    if (count == 0 || count > rec->size || rec->size > count * LR_CHUNK_MAX)
+        return lr_err_set(err, LR_EBADVAL,
+                          "%s.delta: %" PRIu64 " blocks cannot hold %" PRIu64 " bytes", w, count,
+                          rec->size);
+    if (lr_rd_get_bytes(er, e->delta_base.b, LR_HASH_LEN) < 0 ||
+        lr_rd_get_bytes(er, rec->blocks_hash.b, LR_HASH_LEN) < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s.delta: hashes truncated", w);
+    int rc = lr_rd_get_lview(er, &d, &dlen, lr_rd_left(er));
+    if (rc < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s.delta: truncated", w);
+    if ((rc = lr_sync_delta_scan(d, dlen, &scanned, NULL, &derr)) < 0)
+        return lr_err_set(err, rc, "%s.%s", w, derr.msg);
+    if (scanned != count)
+        return lr_err_set(err, LR_EBADVAL, "%s.delta: yields %" PRIu64 " blocks, count %" PRIu64, w,
+                          scanned, count);
+    e->delta_count = count;
+    e->delta_len = dlen;
+    e->delta = true;
+    e->whole = true;
+    e->blk_total = e->blk_first = 0;
+    e->delta_bytes = lr_xmemdup(d, dlen);
+    return 0;
+}
+
 static int parse_entry(struct lr_proto_index_rd *r, struct lr_rd *er, const char *w,
                        struct lr_proto_entry *e, struct lr_err *err)
 {
@@ -420,8 +505,10 @@ static int parse_entry(struct lr_proto_index_rd *r, struct lr_rd *er, const char
         return lr_err_set(err, LR_EBADVAL, "%s.path: %s", w, perr.msg);
     if (lr_rd_get_varint(er, &e->wire_type) < 0)
         return lr_err_set(err, LR_ETRUNC, "%s.type: truncated", w);
-    if ((rc = lr__proto_get_uint(er, "index.entry.flags", LR_PROTO_ENTRY_DELETED, &flags, err)) < 0)
+    if ((rc = lr__proto_get_uint(er, "index.entry.flags",
+                                 LR_PROTO_ENTRY_DELETED | LR_PROTO_ENTRY_DELTA, &flags, err)) < 0)
         return rc;
+    e->delta = (flags & LR_PROTO_ENTRY_DELTA) != 0;
     if (lr_rd_get_varint(er, &rec->seq) < 0)
         return lr_err_set(err, LR_ETRUNC, "%s.seq: truncated", w);
     if (rec->seq == 0 || (r->idx > 0 && rec->seq <= r->last_seq))
@@ -447,6 +534,20 @@ static int parse_entry(struct lr_proto_index_rd *r, struct lr_rd *er, const char
         return lr_err_set(err, rc, "%s.target: over %d bytes", w, LR_INDEX_TARGET_MAX);
     if (rc < 0)
         return lr_err_set(err, LR_ETRUNC, "%s.target: truncated", w);
+    if (e->delta) {
+        rec->deleted = flags & LR_PROTO_ENTRY_DELETED;
+        if (e->wire_type != LR_FT_FILE || rec->deleted)
+            return lr_err_set(err, LR_EBADVAL, "%s.flags: delta on a %s", w,
+                              rec->deleted ? "deleted entry" : "non-file");
+        if (target_len)
+            return lr_err_set(err, LR_EBADVAL, "%s.target: on a non-symlink", w);
+        rec->type = LR_FT_FILE;
+        rec->mtime_ns = (int64_t)mtime;
+        rec->mode = (uint32_t)mode;
+        if ((rc = parse_delta(er, w, e, err)) < 0)
+            return rc;
+        goto path;
+    }
     if (lr_rd_get_varint(er, &e->blk_total) < 0 || lr_rd_get_varint(er, &e->blk_first) < 0 ||
         lr_rd_get_varint(er, &boff) < 0 || lr_rd_get_varint(er, &nblk) < 0)
         return lr_err_set(err, LR_ETRUNC, "%s.blocks: header truncated", w);
@@ -492,6 +593,7 @@ static int parse_entry(struct lr_proto_index_rd *r, struct lr_rd *er, const char
         if (!live)
             e->whole = true;
     }
+path:
     /* Bytes after the known fields: added by a newer version, ignored. */
     rec->path = lr_xmalloc(path_len + 1);
     memcpy(rec->path, path, path_len);

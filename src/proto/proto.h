@@ -65,7 +65,7 @@ enum lr_msg_type {
     LR_MSG_WANT = 0x12,        /* bulk stream: request one chunk */
     LR_MSG_CHUNK = 0x13,       /* bulk stream: the answer to one WANT */
     LR_MSG_HAVE = 0x14,        /* reserved: defined in a later version (LR_FEAT_HAVE) */
-    LR_MSG_INDEX_DELTA = 0x15, /* reserved: later version (LR_FEAT_INDEX_DELTA) */
+    LR_MSG_INDEX_DELTA = 0x15, /* reserved, unused: deltas are an INDEX entry flag */
     /* 0x16..0x7d: further sync messages, each with a row in proto.c's type
      * table and a section in docs/protocol.md. */
     LR_MSG_DEBUG_DATA = 0x7e, /* test-only opaque payload; receivers may skip it */
@@ -74,8 +74,10 @@ enum lr_msg_type {
 /* HELLO feature bits (the AND of both sides' bits is in force). A message
  * tied to a feature is sent only when the bit is in force, and a receiver
  * treats it as a protocol error otherwise. */
-#define LR_FEAT_HAVE (UINT64_C(1) << 0)        /* HAVE (0x14): reserved, not implemented */
-#define LR_FEAT_INDEX_DELTA (UINT64_C(1) << 1) /* INDEX_DELTA (0x15): reserved */
+#define LR_FEAT_HAVE (UINT64_C(1) << 0) /* HAVE (0x14): reserved, not implemented */
+/* INDEX entries may carry their chunk list as a delta (LR_PROTO_ENTRY_DELTA,
+ * docs/protocol.md §6.5); the message type 0x15 stays unused. */
+#define LR_FEAT_INDEX_DELTA (UINT64_C(1) << 1)
 
 /* Per-type payload limits (see the type table in proto.c). */
 #define LR_PROTO_HELLO_MAX 4096 /* known fields need < 160; the rest is room to grow */
@@ -303,6 +305,7 @@ int lr_proto_folders_decode(const uint8_t *p, size_t n, struct lr_proto_folders 
 #define LR_PROTO_INDEX_FIRST 0x1u            /* first batch of a full index */
 #define LR_PROTO_INDEX_LAST 0x2u             /* last batch of the current burst */
 #define LR_PROTO_ENTRY_DELETED 0x1u          /* entry flag: tombstone */
+#define LR_PROTO_ENTRY_DELTA 0x2u            /* entry flag: chunk list as a delta (§6.5) */
 #define LR_PROTO_BLOCK_LEN (4 + LR_HASH_LEN) /* one (u32 len, sha256) block */
 /* rec.type of an entry whose wire type this version does not know. */
 #define LR_PROTO_FT_UNKNOWN ((enum lr_ftype)255)
@@ -329,6 +332,12 @@ struct lr_proto_index_hdr {
  * unknown_type: the wire type is not one this version knows; rec.type is
  * LR_PROTO_FT_UNKNOWN and only path, deleted, seq, mtime_ns, mode and vv
  * are meaningful (the receiver must never delete or fetch because of it).
+ * delta: a live file whose chunk list came as a delta (LR_PROTO_ENTRY_DELTA,
+ * only ever whole): rec.chunks is NULL, rec.nchunks and blk_total are 0,
+ * rec.blocks_hash is the declared hash of the result, delta_bytes[0..delta_len)
+ * (owned) has passed lr_sync_delta_scan and yields delta_count blocks;
+ * the receiver applies it to its own list whose blocks hash is delta_base
+ * (lr_sync_delta_apply checks the size and blocks hash) before storing.
  */
 struct lr_proto_entry {
     struct lr_file_rec rec;
@@ -337,6 +346,11 @@ struct lr_proto_entry {
     bool whole;
     uint64_t blk_total;
     uint64_t blk_first;
+    bool delta;
+    struct lr_hash delta_base;
+    uint8_t *delta_bytes;
+    size_t delta_len;
+    uint64_t delta_count;
 };
 void lr_proto_entry_release(struct lr_proto_entry *e);
 /*
@@ -415,6 +429,22 @@ void lr_proto_index_batch_release(struct lr_proto_index_batch *b);
  */
 int lr_proto_index_batch_add(struct lr_proto_index_batch *b, const struct lr_file_rec *rec,
                              size_t *next_block);
+/*
+ * Add rec (borrowed, validated as above; a live file whose rec->chunks are
+ * loaded and whose rec->blocks_hash is right) with its chunk list as the
+ * delta delta[0..delta_len) (borrowed, from lr_sync_delta_make) against the
+ * list whose blocks hash is *base. Always whole. Returns 0, LR_PROTO_BATCH_FULL
+ * (finish the batch and call again), LR_ETOOBIG if it cannot fit even an
+ * empty batch (send the list instead), LR_EBADVAL for an invalid record, a
+ * delta that does not yield rec->nchunks blocks, or a seq not above the
+ * previous one.
+ */
+int lr_proto_index_batch_add_delta(struct lr_proto_index_batch *b, const struct lr_file_rec *rec,
+                                   const struct lr_hash *base, const uint8_t *delta,
+                                   size_t delta_len);
+/* Bytes a delta entry carries beyond the delta itself, over a list entry
+ * (two hashes and a block count): the `overhead` for lr_sync_delta_make. */
+#define LR_PROTO_DELTA_OVERHEAD (2 * LR_HASH_LEN + 8)
 /* Entries in the batch so far. */
 static inline size_t lr_proto_index_batch_count(const struct lr_proto_index_batch *b)
 {

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "proto/proto.h"
+#include "sync/delta.h"
 #include "util/xalloc.h"
 
 #include <stdio.h>
@@ -900,8 +901,10 @@ static void test_index_rule_flags_and_seq(void **state)
 {
     (void)state;
     struct raw_ent e = raw_file("a", 1);
-    e.flags = 2; /* unknown entry flag: an unnegotiated feature */
+    e.flags = 4; /* unknown entry flag: an unnegotiated feature */
     expect1(e, LR_EBADVAL);
+    e.flags = LR_PROTO_ENTRY_DELTA; /* a list where a delta should be: cut short */
+    expect1(e, LR_ETRUNC);
     expect1(raw_file("a", 0), LR_EBADVAL); /* seq 0 */
     struct raw_ent two[2] = {raw_file("a", 5), raw_file("b", 5)};
     index_expect(two, 2, LR_EBADVAL); /* not increasing */
@@ -1702,6 +1705,208 @@ static void test_chunk_hostile(void **state)
     free(d);
 }
 
+/* ---- INDEX: chunk lists as deltas (§6.5) ---------------------------------------- */
+
+static void test_index_delta_roundtrip(void **state)
+{
+    (void)state;
+    struct lr_file_rec base, cur, other;
+    rec_file(&base, "big", 5, 200);
+    rec_file(&cur, "big", 9, 200);
+    /* cur: base with blocks 100..101 replaced (cur's own) and the rest equal. */
+    for (size_t i = 0; i < 200; i++)
+        if (i < 100 || i > 101)
+            cur.chunks[i] = base.chunks[i];
+    uint64_t off = 0;
+    for (size_t i = 0; i < 200; i++) {
+        cur.chunks[i].off = off;
+        off += cur.chunks[i].len;
+    }
+    cur.size = off;
+    lr_index_blocks_hash(cur.chunks, cur.nchunks, &cur.blocks_hash);
+    rec_file(&other, "small", 12, 2);
+
+    struct lr_buf d;
+    lr_buf_init(&d, MIB);
+    assert_int_equal(lr_sync_delta_make(base.chunks, base.nchunks, cur.chunks, cur.nchunks,
+                                        LR_PROTO_DELTA_OVERHEAD, &d),
+                     1);
+    assert_true(d.len < 3 * LR_PROTO_BLOCK_LEN);
+    struct lr_proto_index_batch *b = batch_new(0, 0);
+    assert_int_equal(lr_proto_index_batch_add_delta(b, &cur, &base.blocks_hash, d.data, d.len), 0);
+    /* Sequences still increase across delta and list entries. */
+    assert_int_equal(lr_proto_index_batch_add_delta(b, &cur, &base.blocks_hash, d.data, d.len),
+                     LR_EBADVAL);
+    size_t nb = 0;
+    assert_int_equal(lr_proto_index_batch_add(b, &other, &nb), 0);
+    struct lr_buf out;
+    lr_buf_init(&out, LR_PROTO_INDEX_MAX);
+    assert_int_equal(lr_proto_index_batch_finish(b, LR_PROTO_INDEX_LAST, &out), 0);
+    /* Far below the list it replaces (200 blocks of 36 bytes). */
+    assert_true(out.len < 600);
+
+    struct lr_proto_index ix;
+    struct lr_err err;
+    assert_int_equal(lr_proto_index_decode(out.data, out.len, NULL, &ix, &err), 0);
+    assert_int_equal(ix.n, 2);
+    const struct lr_proto_entry *e = &ix.v[0];
+    assert_true(e->delta && e->whole);
+    assert_null(e->rec.chunks);
+    assert_int_equal(e->rec.nchunks, 0);
+    assert_int_equal(e->blk_total, 0);
+    assert_int_equal(e->delta_count, 200);
+    assert_int_equal(e->rec.size, cur.size);
+    assert_int_equal(e->rec.seq, 9);
+    assert_memory_equal(e->delta_base.b, base.blocks_hash.b, LR_HASH_LEN);
+    assert_memory_equal(e->rec.blocks_hash.b, cur.blocks_hash.b, LR_HASH_LEN);
+    struct lr_chunk *v;
+    size_t nv;
+    assert_int_equal(lr_sync_delta_apply(base.chunks, base.nchunks, e->delta_bytes, e->delta_len,
+                                         e->rec.size, &e->rec.blocks_hash, &v, &nv, &err),
+                     0);
+    struct lr_file_rec got = e->rec;
+    got.chunks = v;
+    got.nchunks = nv;
+    assert_rec_equal(&cur, &got);
+    free(v);
+    assert_false(ix.v[1].delta);
+    assert_rec_equal(&other, &ix.v[1].rec);
+    /* The burst tracker sees a whole entry: no open segment. */
+    struct lr_proto_burst bt;
+    lr_proto_burst_init(&bt);
+    assert_int_equal(lr_proto_burst_check(&bt, ix.hdr.index_id, &ix, &err), 0);
+    assert_false(bt.seg_open);
+    lr_proto_burst_release(&bt);
+    lr_proto_index_release(&ix);
+
+    /* Builder refusals: wrong block count, a directory, a tombstone. */
+    batch_free(b);
+    b = batch_new(0, 0);
+    struct lr_file_rec shorter = cur;
+    shorter.nchunks = 199;
+    assert_int_equal(lr_proto_index_batch_add_delta(b, &shorter, &base.blocks_hash, d.data, d.len),
+                     LR_EBADVAL);
+    struct lr_file_rec dir;
+    rec_init(&dir, "d", LR_FT_DIR, 20);
+    assert_int_equal(lr_proto_index_batch_add_delta(b, &dir, &base.blocks_hash, d.data, d.len),
+                     LR_EBADVAL);
+    struct lr_file_rec dead = cur;
+    dead.deleted = true;
+    assert_int_equal(lr_proto_index_batch_add_delta(b, &dead, &base.blocks_hash, d.data, d.len),
+                     LR_EBADVAL);
+    assert_int_equal(lr_proto_index_batch_add_delta(b, &cur, &base.blocks_hash, d.data, 1),
+                     LR_EBADVAL);
+    /* Size the count cannot hold. */
+    struct lr_file_rec tiny = cur;
+    tiny.size = 10;
+    tiny.nchunks = 0;
+    assert_int_equal(lr_proto_index_batch_add_delta(b, &tiny, &base.blocks_hash, d.data, d.len),
+                     LR_EBADVAL);
+    assert_int_equal(lr_proto_index_batch_count(b), 0);
+    lr_file_rec_release(&dir);
+    batch_free(b);
+    lr_buf_release(&out);
+    lr_buf_release(&d);
+    lr_file_rec_release(&base);
+    lr_file_rec_release(&cur);
+    lr_file_rec_release(&other);
+}
+
+/* One raw delta entry: a live file of `size` bytes. */
+static void put_delta_ent(struct lr_buf *body, uint64_t type, uint64_t flags, uint64_t size,
+                          uint64_t count, size_t hashes_len, const struct lr_buf *delta,
+                          const char *target)
+{
+    struct lr_buf b;
+    lr_buf_init(&b, MIB);
+    lr_buf_put_lbytes(&b, "p", 1);
+    lr_buf_put_varint(&b, type);
+    lr_buf_put_varint(&b, flags);
+    lr_buf_put_varint(&b, 1);
+    lr_buf_put_varint(&b, size);
+    lr_buf_put_u64(&b, 0);
+    lr_buf_put_varint(&b, 0644);
+    lr_buf_put_varint(&b, 1);
+    lr_buf_put_u64(&b, 1);
+    lr_buf_put_u64(&b, 1);
+    lr_buf_put_lbytes(&b, target, target ? strlen(target) : 0);
+    lr_buf_put_varint(&b, count);
+    uint8_t h[64] = {0};
+    lr_buf_put(&b, h, hashes_len);
+    if (delta)
+        lr_buf_put_lbytes(&b, delta->data, delta->len);
+    lr_buf_put_varint(body, b.len);
+    lr_buf_put(body, b.data, b.len);
+    lr_buf_release(&b);
+}
+
+static int delta_expect(uint64_t type, uint64_t flags, uint64_t size, uint64_t count,
+                        size_t hashes_len, const struct lr_buf *delta, const char *target, int want)
+{
+    struct lr_buf body, msg;
+    lr_buf_init(&body, MIB);
+    lr_buf_init(&msg, 2 * MIB);
+    put_delta_ent(&body, type, flags, size, count, hashes_len, delta, target);
+    put_index(&msg, 0, 1, &body);
+    struct lr_err err;
+    lr_err_clear(&err);
+    struct lr_proto_index ix;
+    int rc = lr_proto_index_decode(msg.data, msg.len, NULL, &ix, &err);
+    if (rc != want)
+        fail_msg("want %s, got %s (%s)", lr_errname(want), lr_errname(rc), err.msg);
+    if (rc < 0)
+        assert_fatal(rc, &err);
+    else
+        lr_proto_index_release(&ix);
+    lr_buf_release(&body);
+    lr_buf_release(&msg);
+    return rc;
+}
+
+static void test_index_delta_hostile(void **state)
+{
+    (void)state;
+    const uint64_t D = LR_PROTO_ENTRY_DELTA;
+    struct lr_buf d; /* two blocks: copy 1 from base block 0, one new of 100 bytes */
+    lr_buf_init(&d, 1024);
+    lr_buf_put_varint(&d, 1u << 1 | LR_DELTA_OP_COPY);
+    lr_buf_put_varint(&d, 0);
+    lr_buf_put_varint(&d, 1u << 1 | LR_DELTA_OP_NEW);
+    lr_buf_put_varint(&d, 100);
+    uint8_t h[32] = {1};
+    lr_buf_put(&d, h, 32);
+    delta_expect(LR_FT_FILE, D, 300, 2, 64, &d, NULL, 0); /* baseline */
+    /* Flags beyond the known ones; delta on a tombstone, directory, symlink, unknown type. */
+    delta_expect(LR_FT_FILE, D | 4, 300, 2, 64, &d, NULL, LR_EBADVAL);
+    delta_expect(LR_FT_FILE, D | LR_PROTO_ENTRY_DELETED, 300, 2, 64, &d, NULL, LR_EBADVAL);
+    delta_expect(LR_FT_DIR, D, 300, 2, 64, &d, NULL, LR_EBADVAL);
+    delta_expect(LR_FT_SYMLINK, D, 300, 2, 64, &d, "t", LR_EBADVAL);
+    delta_expect(9, D, 300, 2, 64, &d, NULL, LR_EBADVAL);
+    delta_expect(LR_FT_FILE, D, 300, 2, 64, &d, "t", LR_EBADVAL); /* target on a file */
+    /* Count: zero, not what the delta yields, over the limit, impossible for the size. */
+    delta_expect(LR_FT_FILE, D, 300, 0, 64, &d, NULL, LR_EBADVAL);
+    delta_expect(LR_FT_FILE, D, 300, 3, 64, &d, NULL, LR_EBADVAL);
+    delta_expect(LR_FT_FILE, D, 300, LR_INDEX_CHUNKS_MAX + 1, 64, &d, NULL, LR_ETOOBIG);
+    delta_expect(LR_FT_FILE, D, 1, 2, 64, &d, NULL, LR_EBADVAL);
+    delta_expect(LR_FT_FILE, D, 2u * LR_PROTO_CHUNK_DATA_MAX + 1, 2, 64, &d, NULL, LR_EBADVAL);
+    /* Truncated hashes or delta. */
+    delta_expect(LR_FT_FILE, D, 300, 2, 40, NULL, NULL, LR_ETRUNC);
+    delta_expect(LR_FT_FILE, D, 300, 2, 64, NULL, NULL, LR_ETRUNC);
+    /* A malformed delta: count-0 op, a NEW block of length 0. */
+    struct lr_buf bad;
+    lr_buf_init(&bad, 1024);
+    lr_buf_put_varint(&bad, LR_DELTA_OP_COPY);
+    lr_buf_put_varint(&bad, 0);
+    delta_expect(LR_FT_FILE, D, 300, 1, 64, &bad, NULL, LR_EBADVAL);
+    lr_buf_reset(&bad);
+    lr_buf_put_varint(&bad, 1u << 1 | LR_DELTA_OP_NEW);
+    lr_buf_put_varint(&bad, 0);
+    lr_buf_put(&bad, h, 32);
+    delta_expect(LR_FT_FILE, D, 300, 1, 64, &bad, NULL, LR_EBADVAL);
+    lr_buf_release(&bad);
+    lr_buf_release(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1727,6 +1932,8 @@ int main(void)
         cmocka_unit_test(test_index_rule_segments),
         cmocka_unit_test(test_index_unknown_type),
         cmocka_unit_test(test_index_duplicate_path),
+        cmocka_unit_test(test_index_delta_roundtrip),
+        cmocka_unit_test(test_index_delta_hostile),
         cmocka_unit_test(test_index_header_rules),
         cmocka_unit_test(test_index_zstd_hostile),
         cmocka_unit_test(test_index_full_needed),
