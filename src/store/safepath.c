@@ -7,12 +7,15 @@
 #include "util/str.h"
 #include "util/xalloc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -168,8 +171,76 @@ static int reopen(int fd)
     return r < 0 ? -errno : r;
 }
 
-int lr__store_open_dir(const struct lr_store *st, struct lr_store_batch *b, int basefd,
-                       const char *path, bool create, mode_t mode, int *out)
+int lr__store_name_check(int dirfd, const char *leaf, const struct stat *found,
+                         char existing[NAME_MAX + 1])
+{
+    existing[0] = '\0';
+    /* A description of its own: readdir must not move the caller's offset. */
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    bool exact = false;
+    int best = 0; /* 2: same inode and ASCII-equal; 1: one of the two */
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, leaf) == 0) {
+            exact = true;
+            break;
+        }
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        int score = (found && de->d_ino == found->st_ino) + (strcasecmp(de->d_name, leaf) == 0);
+        if (score > best && strlen(de->d_name) <= NAME_MAX) {
+            best = score;
+            snprintf(existing, NAME_MAX + 1, "%s", de->d_name);
+        }
+        errno = 0;
+    }
+    int e = de == NULL && errno ? -errno : 0;
+    closedir(d);
+    if (exact) {
+        existing[0] = '\0';
+        return 0;
+    }
+    return e ? e : LR_ECLASH;
+}
+
+int lr__store_clash_fail(struct lr_err *err, const char *relpath, size_t off, size_t len,
+                         const char *existing)
+{
+    if (!err)
+        return LR_ECLASH;
+    char *mine = lr_esc(relpath, off + len);
+    size_t en = strlen(existing);
+    char *theirs;
+    if (en) {
+        char *t = lr_xmalloc(off + en + 1);
+        memcpy(t, relpath, off);
+        memcpy(t + off, existing, en + 1);
+        theirs = lr_escs(t);
+        free(t);
+    } else {
+        theirs = lr_xstrdup("(another spelling)");
+    }
+    lr_err_set(err, LR_ECLASH,
+               "name \"%s\" clashes with existing \"%s\" (this folder ignores case or Unicode "
+               "normalisation; rename one of them on a device that tells them apart)",
+               mine, theirs);
+    free(mine);
+    free(theirs);
+    return LR_ECLASH;
+}
+
+static int open_dir(const struct lr_store *st, struct lr_store_batch *b, int basefd,
+                    const char *path, bool create, mode_t mode, int *out,
+                    struct lr__store_clash *cl)
 {
     *out = -1;
     if (!*path) {
@@ -179,6 +250,7 @@ int lr__store_open_dir(const struct lr_store *st, struct lr_store_batch *b, int 
         *out = fd;
         return 0;
     }
+    bool check_all = cl && st->folds;
     char *buf = lr_xstrdup(path);
     char *p = buf;
     int cur = basefd; /* not owned while == basefd */
@@ -187,7 +259,7 @@ int lr__store_open_dir(const struct lr_store *st, struct lr_store_batch *b, int 
         size_t rest = strlen(p);
         int fd = -1;
         /* Fast path: a whole segment in one openat2 (most paths: one call). */
-        if (!create && use_openat2()) {
+        if (!create && !check_all && use_openat2()) {
             size_t seg = rest;
             if (seg > SEGMENT_MAX) {
                 seg = SEGMENT_MAX;
@@ -212,19 +284,36 @@ int lr__store_open_dir(const struct lr_store *st, struct lr_store_batch *b, int 
                 break;
             }
         }
-        if (fd < 0) { /* one component at a time (create, fallback) */
+        if (fd < 0) { /* one component at a time (create, fallback, spelling checks) */
             char *slash = strchr(p, '/');
             if (slash)
                 *slash = '\0';
             int r = lr__store_open_one_dir(st, cur, p, &fd);
+            bool made = false, raced = false;
             if (r == -ENOENT && create) {
-                if (mkdirat(cur, p, mode) < 0 && errno != EEXIST) {
+                if (mkdirat(cur, p, mode) == 0)
+                    made = true;
+                else if (errno == EEXIST)
+                    raced = true; /* made meanwhile, or a lookup that folds names */
+                else {
                     rc = -errno;
                     break;
                 }
                 r = lr__store_touch(b, cur);
                 if (r == 0)
                     r = lr__store_open_one_dir(st, cur, p, &fd);
+            }
+            if (r == 0 && cl && ((check_all && !made) || raced)) {
+                struct stat sb;
+                char name[NAME_MAX + 1];
+                r = fstat(fd, &sb) < 0 ? -errno : lr__store_name_check(cur, p, &sb, name);
+                if (r == LR_ECLASH) {
+                    cl->off = (size_t)(p - buf);
+                    cl->len = strlen(p);
+                    memcpy(cl->name, name, sizeof(name));
+                }
+                if (r < 0)
+                    close(fd);
             }
             if (r < 0) {
                 rc = r;
@@ -249,6 +338,20 @@ int lr__store_open_dir(const struct lr_store *st, struct lr_store_batch *b, int 
     return 0;
 }
 
+int lr__store_open_dir(const struct lr_store *st, struct lr_store_batch *b, int basefd,
+                       const char *path, bool create, mode_t mode, int *out)
+{
+    return open_dir(st, b, basefd, path, create, mode, out, NULL);
+}
+
+int lr__store_open_dir_exact(const struct lr_store *st, struct lr_store_batch *b, int basefd,
+                             const char *path, bool create, mode_t mode, int *out,
+                             struct lr__store_clash *cl)
+{
+    memset(cl, 0, sizeof(*cl));
+    return open_dir(st, b, basefd, path, create, mode, out, cl);
+}
+
 int lr__store_open_parent(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                           unsigned flags, int *dirfd, const char **leaf, struct lr_err *err)
 {
@@ -268,8 +371,12 @@ int lr__store_open_parent(struct lr_store *st, struct lr_store_batch *b, const c
         return 0;
     }
     char *dir = lr_xstrndup(relpath, (size_t)(slash - relpath));
-    rc = lr__store_open_dir(st, b, st->rootfd, dir, (flags & LR_STORE_MKPARENTS) != 0, 0755, &fd);
+    struct lr__store_clash cl = {0};
+    rc = open_dir(st, b, st->rootfd, dir, (flags & LR_STORE_MKPARENTS) != 0, 0755, &fd,
+                  (flags & LR__STORE_EXACT) ? &cl : NULL);
     free(dir);
+    if (rc == LR_ECLASH)
+        return lr__store_clash_fail(err, relpath, cl.off, cl.len, cl.name);
     if (rc)
         return lr__store_fail(err, rc, "parent of", relpath);
     *dirfd = fd;
@@ -280,5 +387,7 @@ int lr__store_open_parent(struct lr_store *st, struct lr_store_batch *b, const c
 int lr_store_open_parent(struct lr_store *st, const char *relpath, unsigned flags, int *dirfd,
                          const char **leaf, struct lr_err *err)
 {
-    return lr__store_open_parent(st, NULL, relpath, flags, dirfd, leaf, err);
+    /* Its caller asks whether a file could be put there: a parent that is
+     * another spelling of the path's directory could not take it. */
+    return lr__store_open_parent(st, NULL, relpath, flags | LR__STORE_EXACT, dirfd, leaf, err);
 }

@@ -113,6 +113,12 @@ int lr_store_open(const char *root, struct lr_store **out, struct lr_err *err)
         goto fail;
     }
     st->marker_ino = ms.st_ino;
+    /* A root that ignores case finds its marker under another spelling. */
+    struct stat fs;
+    st->folds = fstatat(rootfd, ".LANDROPIC", &fs, AT_SYMLINK_NOFOLLOW) == 0 &&
+                fs.st_dev == ms.st_dev && fs.st_ino == ms.st_ino;
+    if (st->folds)
+        lr_info("store", "folder %s ignores case: names are checked for spelling clashes", root);
     rc = open_sub(st, mfd, "tmp", &st->tmpfd);
     if (rc == 0)
         rc = open_sub(st, mfd, "versions", &st->versfd);
@@ -201,17 +207,65 @@ static int lstat_at(int dirfd, const char *leaf, struct stat *sb, bool *present)
     return errno == ENOENT ? 0 : -errno;
 }
 
-static int check_expect(int parent, const char *leaf, const struct lr_store_expect *e,
-                        const char *relpath, struct lr_err *err)
+/*
+ * parent/leaf was found by a lookup: is it there under exactly that name?
+ * 0 if so (or if that cannot be told), LR_ECLASH with the message set if a
+ * folding directory matched another spelling.
+ */
+static int spelled_exactly(int parent, const char *leaf, const struct stat *sb, const char *relpath,
+                           struct lr_err *err)
+{
+    char existing[NAME_MAX + 1];
+    int rc = lr__store_name_check(parent, leaf, sb, existing);
+    if (rc != LR_ECLASH)
+        return 0;
+    return lr__store_clash_fail(err, relpath, (size_t)(leaf - relpath), strlen(leaf), existing);
+}
+
+/* An entry expected there is there, but (on a folding store) under another
+ * spelling: renamed by case, not the entry the caller means. */
+static int check_spelling(const struct lr_store *st, int parent, const char *leaf,
+                          const struct stat *sb, const char *relpath, struct lr_err *err)
+{
+    if (!st->folds)
+        return 0;
+    char existing[NAME_MAX + 1];
+    if (lr__store_name_check(parent, leaf, sb, existing) != LR_ECLASH)
+        return 0;
+    char *e = lr_escs(relpath), *x = lr_escs(existing);
+    lr_err_set(err, LR_ECHANGED, "changed since the last scan: %s is spelled \"%s\" on disk", e, x);
+    free(e);
+    free(x);
+    return LR_ECHANGED;
+}
+
+static int check_expect(const struct lr_store *st, int parent, const char *leaf,
+                        const struct lr_store_expect *e, const char *relpath, struct lr_err *err)
 {
     struct stat sb;
     bool present;
     int rc = lstat_at(parent, leaf, &sb, &present);
     if (rc)
         return lr__store_fail(err, rc, "stat", relpath);
+    if (present && !e->exists && (rc = spelled_exactly(parent, leaf, &sb, relpath, err)) < 0)
+        return rc; /* "absent" and found: another spelling? */
     if (!matches(present ? &sb : NULL, e, true))
         return lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
+    if (present)
+        return check_spelling(st, parent, leaf, &sb, relpath, err);
     return 0;
+}
+
+/* A parent spelled otherwise on disk, for a change to an existing entry: the
+ * entry meant is not there (renamed by case), so it is a changed path. */
+static int changed_if_clash(int rc, struct lr_err *err)
+{
+    if (rc == LR_ECLASH) {
+        rc = LR_ECHANGED;
+        if (err)
+            err->code = rc;
+    }
+    return rc;
 }
 
 /* ---- moving entries ------------------------------------------------------ */
@@ -329,7 +383,7 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
                  const char *leaf, const char *relpath, const struct lr_store_expect *e,
                  struct lr_err *err)
 {
-    int rc = check_expect(parent, leaf, e, relpath, err);
+    int rc = check_expect(st, parent, leaf, e, relpath, err);
     if (rc)
         return rc;
     int vfd = -1;
@@ -337,8 +391,13 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
     run_race_hook(relpath, 0);
     if (!e->exists) {
         rc = move_noreplace(st->tmpfd, name, parent, leaf);
-        if (rc == -EEXIST)
+        if (rc == -EEXIST) {
+            struct stat sb;
+            if (fstatat(parent, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                (rc = spelled_exactly(parent, leaf, &sb, relpath, err)) < 0)
+                return rc;
             return lr__store_fail(err, LR_ECHANGED, "created meanwhile:", relpath);
+        }
         if (rc)
             return lr__store_fail(err, rc, "rename into place", relpath);
         goto touch;
@@ -475,7 +534,7 @@ int lr_store_commit_file(struct lr_store *st, struct lr_store_batch *b, const st
         return lr__store_fail(err, rc, "fsync staging file for", relpath);
     int parent;
     const char *leaf;
-    rc = lr__store_open_parent(st, b, relpath, flags, &parent, &leaf, err);
+    rc = lr__store_open_parent(st, b, relpath, flags | LR__STORE_EXACT, &parent, &leaf, err);
     if (rc)
         return rc;
     rc = place(st, b, name, parent, leaf, relpath, expect, err);
@@ -503,7 +562,7 @@ int lr_store_symlink(struct lr_store *st, struct lr_store_batch *b, const char *
         return lr__store_fail(err, LR_EBADVAL, "symlink target empty or too long, for", relpath);
     int parent;
     const char *leaf;
-    rc = lr__store_open_parent(st, b, relpath, flags, &parent, &leaf, err);
+    rc = lr__store_open_parent(st, b, relpath, flags | LR__STORE_EXACT, &parent, &leaf, err);
     if (rc)
         return rc;
     char tn[64];
@@ -546,7 +605,7 @@ int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *re
         memset(out, 0, sizeof(*out));
     int parent, dfd = -1;
     const char *leaf;
-    int rc = lr__store_open_parent(st, b, relpath, flags, &parent, &leaf, err);
+    int rc = lr__store_open_parent(st, b, relpath, flags | LR__STORE_EXACT, &parent, &leaf, err);
     if (rc)
         return rc;
     bool created = true;
@@ -556,6 +615,11 @@ int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *re
             goto out;
         }
         created = false;
+        /* Never adopt another spelling's directory as this one. */
+        struct stat sb;
+        if (fstatat(parent, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (rc = spelled_exactly(parent, leaf, &sb, relpath, err)) < 0)
+            goto out;
     }
     rc = lr__store_open_one_dir(st, parent, leaf, &dfd);
     if (rc == -ENOTDIR || rc == -ELOOP || rc == -ENOENT) {
@@ -628,9 +692,9 @@ int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *r
         return lr_err_set(err, LR_EUSAGE, "delete needs the expected entry");
     int parent, vfd = -1;
     const char *leaf;
-    int rc = lr__store_open_parent(st, b, relpath, 0, &parent, &leaf, err);
+    int rc = lr__store_open_parent(st, b, relpath, LR__STORE_EXACT, &parent, &leaf, err);
     if (rc)
-        return rc;
+        return changed_if_clash(rc, err);
     struct stat sb;
     bool present;
     char an[NAME_MAX + 1];
@@ -643,6 +707,9 @@ int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *r
         rc = lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
         goto out;
     }
+    /* A delete of "foo" never takes "Foo" away (a case-only rename not yet scanned). */
+    if ((rc = check_spelling(st, parent, leaf, &sb, relpath, err)) < 0)
+        goto out;
     run_race_hook(relpath, 0);
     if (e->type == LR_FT_DIR) {
         if (unlinkat(parent, leaf, AT_REMOVEDIR) < 0) {
@@ -717,9 +784,9 @@ int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char 
         return lr_err_set(err, LR_EUSAGE, "set_meta needs the expected entry");
     int parent, fd = -1;
     const char *leaf;
-    int rc = lr__store_open_parent(st, b, relpath, 0, &parent, &leaf, err);
+    int rc = lr__store_open_parent(st, b, relpath, LR__STORE_EXACT, &parent, &leaf, err);
     if (rc)
-        return rc;
+        return changed_if_clash(rc, err);
     struct timespec ts[2];
     struct stat sb, now;
     mtime_times(mtime_ns, ts);
@@ -733,6 +800,8 @@ int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char 
         rc = lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
         goto out;
     }
+    if ((rc = check_spelling(st, parent, leaf, &sb, relpath, err)) < 0)
+        goto out;
     if (e->type == LR_FT_SYMLINK) {
         if (utimensat(parent, leaf, ts, AT_SYMLINK_NOFOLLOW) < 0) {
             rc = lr__store_fail(err, -errno, "set mtime of", relpath);

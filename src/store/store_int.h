@@ -7,6 +7,7 @@
 
 #include "store/store.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -20,7 +21,41 @@ struct lr_store {
     dev_t dev;  /* root's file system: nothing is resolved across it */
     ino_t root_ino;
     ino_t marker_ino;
+    /* The root's directory ignores case (a lookup of ".LANDROPIC" finds the
+     * marker): every name a change creates or touches is then compared with
+     * the directory's entries byte for byte (lr__store_name_check). */
+    bool folds;
 };
+
+/* Internal flag of lr__store_open_parent: verify each parent component's
+ * spelling (on a folding store, and where a mkdir met an existing entry). */
+#define LR__STORE_EXACT 0x100u
+
+/* Where a path's spelling and a folding directory's entry differ. */
+struct lr__store_clash {
+    size_t off, len;         /* the component in the path given */
+    char name[NAME_MAX + 1]; /* the entry's name on disk ("" if not identified) */
+};
+
+/*
+ * Is `leaf` in directory dirfd under exactly that name (bytes)? `found` is
+ * what a lookup of leaf returned (lstat). 0: an entry of that exact name
+ * exists; LR_ECLASH: none does, so the lookup matched another spelling
+ * (a case- or normalisation-insensitive directory); existing[] gets the
+ * entry's name (same inode preferred, then an ASCII-case-insensitive
+ * match; "" if neither is listed). -errno if the directory cannot be read.
+ * Reads the whole directory (getdents): call it on rare paths only.
+ */
+int lr__store_name_check(int dirfd, const char *leaf, const struct stat *found,
+                         char existing[NAME_MAX + 1]);
+
+/*
+ * LR_ECLASH with the message naming both spellings: relpath's prefix up to
+ * the end of the clashing component at [off, off+len), and the same prefix
+ * with `existing` in its place.
+ */
+int lr__store_clash_fail(struct lr_err *err, const char *relpath, size_t off, size_t len,
+                         const char *existing);
 
 /* Record `rc` in err with "<what> <escaped path>: <strerror>" and return it. */
 int lr__store_fail(struct lr_err *err, int rc, const char *what, const char *path);
@@ -35,8 +70,19 @@ int lr__store_fail(struct lr_err *err, int rc, const char *what, const char *pat
  */
 int lr__store_open_dir(const struct lr_store *st, struct lr_store_batch *b, int basefd,
                        const char *path, bool create, mode_t mode, int *out);
+/*
+ * lr__store_open_dir verifying spelling: each component that exists is
+ * checked with lr__store_name_check when st->folds (always per component,
+ * no openat2 fast path), and any component mkdirat found existing is
+ * checked whatever st->folds says. LR_ECLASH with *cl filled (offsets into
+ * `path`).
+ */
+int lr__store_open_dir_exact(const struct lr_store *st, struct lr_store_batch *b, int basefd,
+                             const char *path, bool create, mode_t mode, int *out,
+                             struct lr__store_clash *cl);
 
-/* lr_store_open_parent() recording created directories in b. */
+/* lr_store_open_parent() recording created directories in b; flags may add
+ * LR__STORE_EXACT (a spelling clash of a parent: LR_ECLASH, message set). */
 int lr__store_open_parent(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                           unsigned flags, int *dirfd, const char **leaf, struct lr_err *err);
 

@@ -44,6 +44,7 @@
     X(LR_ECANCELED, 17, "canceled")                                                                \
     X(LR_EAPI, 18, "control API error")                                                            \
     X(LR_EVERIFY, 19, "verification failed")                                                       \
+    X(LR_ECLASH, 20, "name clashes with one differing only by case or normalisation")              \
     X(LR_ETRUNC, 100, "truncated input")                                                           \
     X(LR_EPROTO, 101, "protocol violation")                                                        \
     X(LR_ETOOBIG, 102, "size over limit")                                                          \
