@@ -657,8 +657,6 @@ static bool decide(const struct lr_ignore *ig, const char *path, size_t len, boo
 {
     if (line)
         *line = 0;
-    if (!ig || ig->n == 0)
-        return false;
     /* Components; a path of len bytes has at most len/2 + 1 non-empty ones. */
     struct pcomp pc_stack[STACK_COMPS];
     uint8_t flags_stack[2 * STACK_COMPS];
@@ -696,7 +694,8 @@ static bool decide(const struct lr_ignore *ig, const char *path, size_t len, boo
     memset(decided, 0, ndepth);
     /* Last matching rule wins per depth, so walk rules backwards; the first
      * excluding decision at any depth (self or ancestor) settles it. */
-    for (size_t ri = ig->n; ri-- > 0;) {
+    size_t nrules = ig ? ig->n : 0;
+    for (size_t ri = nrules; ri-- > 0;) {
         const struct rule *r = &ig->rules[ri];
         memset(hit, 0, ndepth);
         rule_run(r, &m, hit);
@@ -715,6 +714,11 @@ static bool decide(const struct lr_ignore *ig, const char *path, size_t len, boo
                 *line = r->line;
         }
     }
+    /* The built-in first rule "/.landropicignore": each device keeps its own
+     * rules unless a later `!` rule (decided[0]) opts the file in. */
+    if (m.min_depth == 1 && !decided[0] && pc[0].len == sizeof(LR_IGNORE_FILE) - 1 &&
+        memcmp(path + pc[0].off, LR_IGNORE_FILE, pc[0].len) == 0)
+        ignored = true; /* *line stays 0: no line of the file decided */
 out:
     if (pc != pc_stack) {
         free(pc);

@@ -12,6 +12,14 @@
  * As in git, a path whose parent directory is excluded cannot be re-included:
  * lr_ignore_match() checks every ancestor directory of the path as well.
  *
+ * Built-in rule: every rule set (also an empty or NULL one) acts as if its
+ * file began with the line `/.landropicignore`, so the root ignore file is
+ * ignored itself: each device keeps its own rules, the scanner does not
+ * index it, and a peer's entry of that path is never applied (neither over
+ * ours nor as a delete). A later `!.landropicignore` (or `!/.landropicignore`)
+ * line re-includes it, by the ordinary last-match rule: that device then
+ * syncs its rules like any file.
+ *
  * Paths are byte strings (they need not be valid UTF-8) relative to the
  * folder root, with '/' separators and no leading slash; empty components
  * (from "a//b", a leading or trailing '/') are skipped. Matching is
@@ -69,14 +77,15 @@ int lr_ignore_load(const char *root, struct lr_ignore **out, struct lr_err *err)
 /* NULL is a no-op. */
 void lr_ignore_free(struct lr_ignore *ig);
 
-/* Number of rules (not counting blank and comment lines). */
+/* Number of rules (not counting blank and comment lines, nor the built-in one). */
 size_t lr_ignore_count(const struct lr_ignore *ig);
 
 /*
  * Is relpath[0..len) ignored? `is_dir` says whether the path itself is a
  * directory (its ancestors are directories by definition). True if the path
  * or any of its ancestor directories is excluded by its last matching rule.
- * An empty path (the root) is never ignored. `ig` may be NULL (no rules).
+ * An empty path (the root) is never ignored. `ig` may be NULL (no rules but
+ * the built-in `/.landropicignore`).
  */
 bool lr_ignore_match(const struct lr_ignore *ig, const char *relpath, size_t len, bool is_dir);
 
@@ -91,7 +100,8 @@ bool lr_ignore_match_entry(const struct lr_ignore *ig, const char *relpath, size
 
 /*
  * lr_ignore_match() that also reports, in *line, the line number of the rule
- * that decided (a `!` rule for a re-included path), or 0 if no rule matched.
+ * that decided (a `!` rule for a re-included path), or 0 if no rule of the
+ * file matched (true with line 0: the built-in `/.landropicignore` decided).
  */
 bool lr_ignore_explain(const struct lr_ignore *ig, const char *relpath, size_t len, bool is_dir,
                        unsigned *line);

@@ -194,13 +194,45 @@ static int bump(struct scan *s, struct lr_file_rec *rec)
     return 0;
 }
 
+static bool is_ignore_file(const uint8_t *path, size_t len)
+{
+    return len == sizeof(LR_IGNORE_FILE) - 1 && memcmp(path, LR_IGNORE_FILE, len) == 0;
+}
+
+/*
+ * Drop the record of the root ignore file, which an older version indexed
+ * and which is now ignored (by default: ignore.h's built-in rule). Not a
+ * tombstone: peers running an older version would apply it and delete
+ * their own rules. No sequence is handed out, so peers are told nothing and
+ * none is left waiting for a version it will never take (sync --wait).
+ */
+static int forget(struct scan *s, const struct lr_file_rec *old)
+{
+    int rc;
+    if (!lr_index_in_tx(s->ix)) {
+        if ((rc = lr_index_begin(s->ix, s->err)))
+            return rc;
+        clock_gettime(CLOCK_MONOTONIC, &s->tx_start);
+    }
+    if ((rc = lr_index_file_forget(s->ix, s->folder, old->path, old->path_len, NULL, s->err)))
+        return rc;
+    lr_info("scan", "folder=%s: %s is not synced (ignored), its old record is forgotten", s->folder,
+            LR_IGNORE_FILE);
+    if (++s->pending >= LR_SCAN_BATCH)
+        return flush(s);
+    return 0;
+}
+
 static int tombstone(struct scan *s, struct lr_file_rec *old)
 {
+    bool ignored =
+        lr_ignore_match(s->ig, (const char *)old->path, old->path_len, old->type == LR_FT_DIR);
+    if (ignored && is_ignore_file(old->path, old->path_len))
+        return forget(s, old);
     if (old->deleted)
         return 0;
     /* Ignored paths are not ours to delete, even when gone from disk. */
-    if (s->ig &&
-        lr_ignore_match(s->ig, (const char *)old->path, old->path_len, old->type == LR_FT_DIR))
+    if (ignored)
         return 0;
     struct lr_file_rec t = {0};
     t.path = old->path;
@@ -790,9 +822,15 @@ static int visit(struct scan *s, int dfd, const char *name)
         return cur_keep_subtree(s);
     }
     bool is_dir = S_ISDIR(st.st_mode);
-    if (s->ig && lr_ignore_match_entry(s->ig, (const char *)s->path, s->plen, is_dir)) {
+    if (lr_ignore_match_entry(s->ig, (const char *)s->path, s->plen, is_dir)) {
         s->res->ignored++;
-        return cur_keep_subtree(s);
+        if (!is_ignore_file(s->path, s->plen))
+            return cur_keep_subtree(s);
+        struct lr_file_rec old;
+        if ((rc = cur_take(s, &old)) == 0 && old.path)
+            rc = forget(s, &old);
+        lr_file_rec_release(&old);
+        return rc ? rc : cur_skip_under(s);
     }
     if (!is_dir && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
         char *e = esc_path(s);

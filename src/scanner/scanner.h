@@ -9,8 +9,10 @@
  * recorded with their target, never followed. Not descended into: another
  * file system mounted inside the folder (st_dev differs; logged, counted in
  * other_fs), ROOT/.landropic (the folder marker), whatever
- * ROOT/.landropicignore excludes. FIFOs, sockets and devices are never
- * opened: logged and counted in skipped_special.
+ * ROOT/.landropicignore excludes, and by default that file itself (the
+ * built-in rule of ignore.h; a `!.landropicignore` line opts it in). FIFOs,
+ * sockets and devices are never opened: logged and counted in
+ * skipped_special.
  *
  * Change detection: a regular file whose size, mtime_ns, inode and ctime_ns
  * match its record is not read. Others are read in bounded buffers, cut by
@@ -25,7 +27,10 @@
  * Deletions: a path in the index but no longer on disk gets a tombstone
  * (deleted flag, version vector bumped, new sequence). Paths the scan did
  * not look at (ignored, unreadable, errors, under a mount point) keep their
- * records untouched. If ROOT/.landropic is not a directory at the start of
+ * records untouched, except that a record of the ignore file itself while
+ * it is ignored (left by a version that indexed it) is forgotten
+ * (lr_index_file_forget: no tombstone, no sequence, peers are told
+ * nothing). If ROOT/.landropic is not a directory at the start of
  * the scan or before any batch holding tombstones is committed, the scan
  * fails with LR_ENOMARKER naming the path and that batch is rolled back: a
  * folder on an unmounted disk or an emptied root never records deletions.

@@ -321,6 +321,76 @@ static void test_explain(void **state)
     lr_ignore_free(ig);
 }
 
+/* The built-in first rule "/.landropicignore", and opting the file in with a `!` rule. */
+static void test_builtin_self_rule(void **state)
+{
+    (void)state;
+    static const char F[] = ".landropicignore";
+    /* No rules at all (NULL or an empty file): the root file alone is ignored. */
+    struct lr_ignore *empty = parse_ok("", 0);
+    const struct lr_ignore *none[2] = {NULL, empty};
+    for (int k = 0; k < 2; k++) {
+        const struct lr_ignore *ig = none[k];
+        assert_true(match_s(ig, F, false));
+        assert_true(lr_ignore_match_entry(ig, F, strlen(F), false));
+        assert_true(match_s(ig, "/.landropicignore", false)); /* empty components skipped */
+        assert_true(match_s(ig, F, true));
+        assert_true(match_s(ig, ".landropicignore/x", false)); /* under it, as in git */
+        assert_false(lr_ignore_match_entry(ig, ".landropicignore/x", 18, false));
+        assert_false(match_s(ig, "sub/.landropicignore", false));
+        assert_false(match_s(ig, ".landropicignorex", false));
+        assert_false(match_s(ig, ".landropicignor", false));
+        assert_false(match_s(ig, "landropicignore", false));
+        assert_false(match_s(ig, ".landropic", true));
+        /* the length decides, not a NUL */
+        assert_false(lr_ignore_match(ig, ".landropicignore", 15, false));
+        assert_false(lr_ignore_match(ig, "", 0, true));
+        unsigned line = 99;
+        assert_true(lr_ignore_explain(ig, F, strlen(F), false, &line));
+        assert_int_equal(line, 0);
+    }
+    assert_int_equal(lr_ignore_count(empty), 0);
+    lr_ignore_free(empty);
+
+    static const struct {
+        const char *rules;
+        bool ignored;
+        unsigned line; /* lr_ignore_explain's answer for the root file */
+    } self_cases[] = {
+        {"*.tmp\n", true, 0},
+        {"!.landropicignore\n", false, 1},
+        {"!/.landropicignore\n", false, 1},
+        {"# mine\n*.tmp\n!.landropicignore\n", false, 3},
+        {"!.landropicignore\n.landropicignore\n", true, 2}, /* last match wins */
+        {"*\n!.landropicignore\n", false, 2},
+        {"!.landropicignore\n*\n", true, 2},
+        {"!*.txt\n", true, 0},                /* does not match it */
+        {"!.landropicignore/\n", true, 0},    /* directories only: not the file */
+        {"!sub/.landropicignore\n", true, 0}, /* another path */
+        {"!.landropic*\n", false, 1},         /* any `!` rule matching it opts in */
+        {"!**/.landropicignore\n", false, 1}, /* leading ** includes the root */
+        {".landropicignore\n", true, 1},      /* the workaround of older versions */
+        {"/.landropicignore\n!x\n", true, 1}, /* said twice: the file's line decides */
+    };
+    for (size_t i = 0; i < sizeof(self_cases) / sizeof(self_cases[0]); i++) {
+        struct lr_ignore *ig = parse_ok(self_cases[i].rules, strlen(self_cases[i].rules));
+        unsigned line = 99;
+        bool got = lr_ignore_explain(ig, F, strlen(F), false, &line);
+        if (got != self_cases[i].ignored || line != self_cases[i].line)
+            fail_msg("rules \"%s\": got %d line %u, want %d line %u", self_cases[i].rules, got,
+                     line, self_cases[i].ignored, self_cases[i].line);
+        assert_int_equal(match_s(ig, F, false), self_cases[i].ignored);
+        assert_int_equal(lr_ignore_match_entry(ig, F, strlen(F), false), self_cases[i].ignored);
+        lr_ignore_free(ig);
+    }
+    /* `!.landropicignore` does not undo an excluded parent for a nested path. */
+    struct lr_ignore *ig =
+        parse_ok("sub/\n!.landropicignore\n", strlen("sub/\n!.landropicignore\n"));
+    assert_true(match_s(ig, "sub/.landropicignore", false));
+    assert_false(match_s(ig, F, false));
+    lr_ignore_free(ig);
+}
+
 /* lr_ignore_match_entry judges only the last component. */
 static void test_entry_only(void **state)
 {
@@ -881,11 +951,17 @@ static void test_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table),        cmocka_unit_test(test_null_and_empty),
-        cmocka_unit_test(test_len_not_nul),  cmocka_unit_test(test_explain),
-        cmocka_unit_test(test_entry_only),   cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_limits),       cmocka_unit_test(test_differential),
-        cmocka_unit_test(test_pathological), cmocka_unit_test(test_load),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_null_and_empty),
+        cmocka_unit_test(test_len_not_nul),
+        cmocka_unit_test(test_explain),
+        cmocka_unit_test(test_builtin_self_rule),
+        cmocka_unit_test(test_entry_only),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_differential),
+        cmocka_unit_test(test_pathological),
+        cmocka_unit_test(test_load),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

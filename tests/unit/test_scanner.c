@@ -463,10 +463,12 @@ static void test_ignored(void **state)
     write_file(f, "new.tmp", 10, false);
     write_file(f, "build/new.o", 10, false);
     assert_int_equal(scan(f, &r), 0);
-    assert_int_equal(r.ignored, 4); /* junk.tmp, build, new.tmp, src/x.tmp */
+    /* .landropicignore (built-in rule), junk.tmp, build, new.tmp, src/x.tmp */
+    assert_int_equal(r.ignored, 5);
     assert_int_equal(r.deleted, 0);
-    assert_int_equal(r.added, 1); /* .landropicignore itself */
+    assert_int_equal(r.added, 0);
     struct lr_file_rec g;
+    assert_int_equal(get(f, ".landropicignore", 0, &g), LR_ENOTFOUND);
     assert_int_equal(get(f, "new.tmp", 0, &g), LR_ENOTFOUND);
     assert_int_equal(get(f, "build/new.o", 0, &g), LR_ENOTFOUND);
     assert_int_equal(get(f, "build/out.o", 0, &g), 0);
@@ -482,6 +484,119 @@ static void test_ignored(void **state)
     fclose(fp);
     struct lr_err err = {0};
     assert_int_equal(lr_scan_folder(f->ix, FOLDER, f->root, &f->opts, &r, &err), LR_EPATTERN);
+}
+
+static void write_text(const struct fx *f, const char *rel, const char *text)
+{
+    FILE *fp = fopen(P(f, rel), "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static uint64_t max_seq(struct fx *f)
+{
+    struct lr_folder_info fi;
+    assert_int_equal(lr_index_folder_get(f->ix, FOLDER, &fi, NULL), 0);
+    return fi.max_seq;
+}
+
+/* A record of the ignore file as an older version (which indexed it) left it. */
+static void put_old_record(struct fx *f, bool deleted)
+{
+    struct lr_file_rec rec = {0};
+    rec.path = (uint8_t *)".landropicignore";
+    rec.path_len = strlen(".landropicignore");
+    rec.type = LR_FT_FILE;
+    rec.deleted = deleted;
+    rec.mode = 0644;
+    assert_int_equal(lr_vv_set(&rec.vv, 77, 5), 0);
+    assert_int_equal(lr_index_file_put(f->ix, FOLDER, &rec, NULL, NULL), 0);
+    lr_vv_release(&rec.vv);
+}
+
+/*
+ * The root .landropicignore is not indexed unless a `!.landropicignore`
+ * line opts it in; a record of it left from before is forgotten (no
+ * tombstone, no new sequence: peers are told nothing).
+ */
+static void test_ignore_file_itself(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    struct lr_file_rec g;
+    write_text(f, ".landropicignore", "*.tmp\n");
+    write_file(f, "a.txt", 10, false);
+    write_file(f, "b.tmp", 10, false);
+    mkd(f, "sub");
+    write_text(f, "sub/.landropicignore", "only the root one is special\n");
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.added, 3); /* a.txt, sub, sub/.landropicignore */
+    assert_int_equal(r.ignored, 2);
+    assert_int_equal(get(f, ".landropicignore", 0, &g), LR_ENOTFOUND);
+    assert_int_equal(get(f, "sub/.landropicignore", 0, &g), 0);
+    lr_file_rec_release(&g);
+    /* Edits of the (ignored) file record nothing. */
+    uint64_t seq0 = max_seq(f);
+    write_text(f, ".landropicignore", "*.tmp\n*.bak\n");
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.added + r.changed + r.deleted, 0);
+    assert_int_equal(max_seq(f), seq0);
+
+    /* Opted in: indexed like any file, and edits are versions. */
+    write_text(f, ".landropicignore", "*.tmp\n!.landropicignore\n");
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.added, 1);
+    assert_int_equal(r.ignored, 1);
+    assert_int_equal(get(f, ".landropicignore", 0, &g), 0);
+    assert_false(g.deleted);
+    assert_int_equal(g.size, strlen("*.tmp\n!.landropicignore\n"));
+    lr_file_rec_release(&g);
+
+    /* Opted out again: the record goes, without a tombstone or a sequence. */
+    seq0 = max_seq(f);
+    write_text(f, ".landropicignore", "*.tmp\n");
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(r.added + r.changed, 0);
+    assert_int_equal(get(f, ".landropicignore", 0, &g), LR_ENOTFOUND);
+    assert_int_equal(max_seq(f), seq0);
+
+    /* A live record from an older version, the file gone from disk: forgotten too
+     * (the path is not walked, so this is the end-of-walk path). */
+    assert_int_equal(unlink(P(f, ".landropicignore")), 0);
+    put_old_record(f, false);
+    seq0 = max_seq(f);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(r.added, 1); /* b.tmp: no rules now */
+    assert_int_equal(get(f, ".landropicignore", 0, &g), LR_ENOTFOUND);
+    assert_int_equal(max_seq(f), seq0 + 1);
+    assert_int_equal(get(f, "b.tmp", 0, &g), 0);
+    lr_file_rec_release(&g);
+
+    /* A tombstone from an older version, the file on disk: forgotten. */
+    put_old_record(f, true);
+    write_text(f, ".landropicignore", "# mine\n");
+    seq0 = max_seq(f);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.added + r.changed + r.deleted, 0);
+    assert_int_equal(get(f, ".landropicignore", 0, &g), LR_ENOTFOUND);
+    assert_int_equal(max_seq(f), seq0);
+    /* ...and a tombstone with the file gone. */
+    assert_int_equal(unlink(P(f, ".landropicignore")), 0);
+    put_old_record(f, true);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(get(f, ".landropicignore", 0, &g), LR_ENOTFOUND);
+
+    /* Re-included by a later rule that matches it, then excluded by a last one. */
+    write_text(f, ".landropicignore", "!.landropic*\n/.landropicignore\n");
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(get(f, ".landropicignore", 0, &g), LR_ENOTFOUND);
+    write_text(f, ".landropicignore", "!/.landropicignore\n");
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(get(f, ".landropicignore", 0, &g), 0);
+    lr_file_rec_release(&g);
 }
 
 static void test_chunk_lookup(void **state)
@@ -831,6 +946,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_marker_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marker_removed_during_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ignore_file_itself, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_files_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collation_and_non_utf8, setup, teardown),
