@@ -845,6 +845,60 @@ out:
     return rc;
 }
 
+/* ---- folding names --------------------------------------------------------- */
+
+bool lr_store_folds(const struct lr_store *st)
+{
+    return st->folds;
+}
+
+int lr_store_find_clash(struct lr_store *st, const char *relpath, size_t *prefix_len,
+                        char **existing, struct lr_err *err)
+{
+    *prefix_len = 0;
+    *existing = NULL;
+    int rc = lr_store_path_check(relpath, err);
+    if (rc)
+        return rc;
+    int cur = fcntl(st->rootfd, F_DUPFD_CLOEXEC, 0);
+    if (cur < 0)
+        return lr__store_fail(err, -errno, "open root for", relpath);
+    char *buf = lr_xstrdup(relpath);
+    char *p = buf;
+    rc = LR_ENOTFOUND;
+    for (;;) {
+        char *slash = strchr(p, '/');
+        if (slash)
+            *slash = '\0';
+        struct stat sb;
+        char name[NAME_MAX + 1];
+        if (fstatat(cur, p, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            break; /* absent (or unreadable): nothing clashes here now */
+        int r = lr__store_name_check(cur, p, &sb, name);
+        if (r == LR_ECLASH) {
+            size_t off = (size_t)(p - buf), nl = strlen(name);
+            char *x = lr_xmalloc(off + nl + 1);
+            memcpy(x, relpath, off);
+            memcpy(x + off, name, nl + 1);
+            *prefix_len = off + strlen(p);
+            *existing = x;
+            rc = 0;
+            break;
+        }
+        int next = -1;
+        if (r < 0 || !slash || lr__store_open_one_dir(st, cur, p, &next) < 0)
+            break;
+        close(cur);
+        cur = next;
+        p = slash + 1;
+    }
+    close(cur);
+    free(buf);
+    if (rc == LR_ENOTFOUND)
+        lr__store_fail(err, rc, "no spelling clash for", relpath);
+    return rc;
+}
+
 /* ---- reading ------------------------------------------------------------- */
 
 int lr_store_stat(struct lr_store *st, const char *relpath, struct lr_store_info *out,

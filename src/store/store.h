@@ -38,6 +38,18 @@
  *    any point (see docs/internals/store.md). Symlinks are not archived.
  *  - Reads for peers open only regular files (O_NONBLOCK, so a FIFO never
  *    blocks) and return data only if its SHA-256 matches.
+ *  - Folding directories (ext4 casefold, vfat, exFAT, a FUSE mirror...):
+ *    a lookup of "foo" there finds "Foo". A change never adopts, replaces
+ *    or removes another spelling of its name: where a create finds an
+ *    entry (file or symlink expected absent, mkdir of an existing
+ *    directory, a parent made or, on a folding root, any parent on the
+ *    way) the directory is read and the name compared byte for byte; no
+ *    exact entry is LR_ECLASH, naming both spellings, and nothing is
+ *    changed. A delete or metadata change of "foo" that finds "Foo" is
+ *    LR_ECHANGED. A root folds if a lookup of ".LANDROPIC" finds the
+ *    marker (checked at open); then every change compares names (one
+ *    directory read per component), otherwise only the rare paths above
+ *    do (docs/internals/store.md, "Names that fold").
  *
  * Durability (docs/decisions/0001-durability-batching.md). Commits take an
  * optional batch. With a batch, the engine's order is:
@@ -59,12 +71,12 @@
  *
  * Errors: LR_EBADPATH (path rejected), LR_ENOMARKER (marker missing or
  * root replaced), LR_ECHANGED (target differs from expect; nothing
- * changed), LR_EVERIFY (data does not match its hash), LR_ETOOBIG
- * (impossible size), LR_EUSAGE (bad argument), LR_EBADVAL (bad symlink
- * target), -ELOOP / -ENOTDIR / -EXDEV (unsafe parent, see above),
- * -ENOTEMPTY (directory delete; the message names an entry that keeps it),
- * other -errno from the file system (-ENOSPC, -EACCES, -EIO...). `err`
- * names the path (escaped with lr_esc).
+ * changed), LR_ECLASH (the name or a parent exists only under another
+ * spelling in a folding directory; nothing changed), LR_EVERIFY (data does not match its hash),
+ * LR_ETOOBIG (impossible size), LR_EUSAGE (bad argument), LR_EBADVAL (bad symlink target), -ELOOP /
+ * -ENOTDIR / -EXDEV (unsafe parent, see above), -ENOTEMPTY (directory delete; the message names an
+ * entry that keeps it), other -errno from the file system (-ENOSPC, -EACCES, -EIO...). `err` names
+ * the path (escaped with lr_esc).
  *
  * Threads: a struct lr_store is immutable after open, so any number of
  * threads may call any function on it at once for DIFFERENT paths. Calls on
@@ -140,13 +152,28 @@ void lr_store_close(struct lr_store *st);
 int lr_store_check_marker(struct lr_store *st, struct lr_err *err);
 
 /* lr_index_path_check() plus the reserved .landropic prefix. 0 or LR_EBADPATH. */
+
+/* Whether the root's directory folds names (see "Folding directories" above). */
+bool lr_store_folds(const struct lr_store *st);
+
+/*
+ * Which spelling on disk relpath clashes with, for reports: the first
+ * component of relpath (from the root down) that is not in its directory
+ * under exactly that name while a lookup of it finds an entry. 0 with
+ * *prefix_len = the length of relpath up to the end of that component and
+ * *existing (free()) = that prefix as spelled on disk; LR_ENOTFOUND if
+ * every component is spelled exactly or one is absent (no clash now).
+ * Reads each directory on the way: not for hot paths.
+ */
+int lr_store_find_clash(struct lr_store *st, const char *relpath, size_t *prefix_len,
+                        char **existing, struct lr_err *err);
 int lr_store_path_check(const char *relpath, struct lr_err *err);
 
 /*
  * Safely open the parent directory of relpath (O_RDONLY|O_DIRECTORY, close
  * it with close()) and point *leaf into relpath at its last component.
  * flags: LR_STORE_MKPARENTS. For a one-component path the parent is the
- * root.
+ * root. Parents are checked for spelling as for a create (LR_ECLASH).
  */
 int lr_store_open_parent(struct lr_store *st, const char *relpath, unsigned flags, int *dirfd,
                          const char **leaf, struct lr_err *err);
@@ -218,7 +245,8 @@ int lr_store_symlink(struct lr_store *st, struct lr_store_batch *b, const char *
 /*
  * Create directory relpath with permission bits mode & 0777 | 0700 (not
  * masked by umask; the owner keeps rwx to apply into it; parents made by LR_STORE_MKPARENTS get
- * 0755 & ~umask). An existing directory is fine (its mode is set); an existing non-directory is
+ * 0755 & ~umask). An existing directory is fine (its mode is set) if it has exactly this name;
+ * another spelling's (a folding directory) is LR_ECLASH; an existing non-directory is
  * LR_ECHANGED.
  */
 int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *relpath,

@@ -12,6 +12,7 @@
 
 #include "hash/hash.h"
 #include "store/store.h"
+#include "store/store_int.h" /* lr__store_name_check, st->folds: the clash checks */
 #include "util/log.h"
 
 #include <dirent.h>
@@ -68,6 +69,8 @@ static int teardown(void **state)
     snprintf(cmd, sizeof(cmd), "%s/small", f->dir);
     umount2(cmd, MNT_DETACH);
     snprintf(cmd, sizeof(cmd), "%s/mnt", f->root);
+    umount2(cmd, MNT_DETACH);
+    snprintf(cmd, sizeof(cmd), "%s/fold", f->dir);
     umount2(cmd, MNT_DETACH);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
@@ -1445,6 +1448,231 @@ static void test_tmpfs_enospc_exdev(void **state)
     assert_int_equal(n, 0);
 }
 
+/* ---- names that fold (case, Unicode normalisation) ------------------------ */
+
+#define NFC_CAFE "caf\xc3\xa9"  /* U+00E9 */
+#define NFD_CAFE "cafe\xcc\x81" /* e + U+0301 */
+
+/* The exact-name check itself, on a case-sensitive directory: the store
+ * calls it with what a folding lookup found; here the test plays the
+ * lookup by passing the other spelling's lstat. */
+static void test_fold_name_check(void **state)
+{
+    struct fx *f = *state;
+    assert_false(lr_store_folds(f->st)); /* /tmp is case-sensitive */
+    assert_int_equal(mkdir(P(f, "d"), 0755), 0);
+    /* Enough entries that the directory takes several getdents calls. */
+    for (int i = 0; i < 600; i++) {
+        char rel[64];
+        snprintf(rel, sizeof(rel), "d/filler-%04d-with-a-longish-name", i);
+        put_file(P(f, rel), "x");
+    }
+    put_file(P(f, "d/Foo"), "upper");
+    put_file(P(f, "d/" NFD_CAFE), "nfd");
+    int dfd = open(P(f, "d"), O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    struct stat foo, cafe;
+    assert_int_equal(lstat(P(f, "d/Foo"), &foo), 0);
+    assert_int_equal(lstat(P(f, "d/" NFD_CAFE), &cafe), 0);
+    char name[NAME_MAX + 1];
+    /* "foo" looked up, "Foo" found: a clash naming the entry on disk. */
+    assert_int_equal(lr__store_name_check(dfd, "foo", &foo, name), LR_ECLASH);
+    assert_string_equal(name, "Foo");
+    assert_int_equal(lr__store_name_check(dfd, "FOO", NULL, name), LR_ECLASH);
+    assert_string_equal(name, "Foo"); /* by ASCII case when the inode is unknown */
+    assert_int_equal(lr__store_name_check(dfd, NFC_CAFE, &cafe, name), LR_ECLASH);
+    assert_string_equal(name, NFD_CAFE); /* by inode: normalisation is not ASCII */
+    /* The exact names are no clash. */
+    assert_int_equal(lr__store_name_check(dfd, "Foo", &foo, name), 0);
+    assert_string_equal(name, "");
+    assert_int_equal(lr__store_name_check(dfd, NFD_CAFE, &cafe, name), 0);
+    assert_int_equal(lr__store_name_check(dfd, "filler-0599-with-a-longish-name", NULL, name), 0);
+    /* Found by a lookup but not identifiable in the listing: still a clash. */
+    assert_int_equal(lr__store_name_check(dfd, "nothing-like-it", NULL, name), LR_ECLASH);
+    assert_string_equal(name, "");
+    /* The caller's directory offset is not moved by the check. */
+    assert_int_equal(lseek(dfd, 0, SEEK_CUR), 0);
+    close(dfd);
+    struct lr_err err = {0};
+    assert_int_equal(lr__store_clash_fail(&err, "d/foo/x", 2, 3, "Foo"), LR_ECLASH);
+    assert_int_equal(err.code, LR_ECLASH);
+    assert_non_null(strstr(err.msg, "name \"d/foo\" clashes with existing \"d/Foo\""));
+    assert_non_null(strstr(err.msg, "ignores case or Unicode normalisation"));
+    assert_int_equal(lr__store_clash_fail(&err, "a\nb", 0, 3, ""), LR_ECLASH);
+    assert_non_null(strstr(err.msg, "a\\x0ab")); /* escaped */
+    assert_non_null(strstr(err.msg, "another spelling"));
+    /* On a case-sensitive directory nothing clashes. */
+    size_t pl;
+    char *ex;
+    assert_int_equal(lr_store_find_clash(f->st, "d/foo", &pl, &ex, &err), LR_ENOTFOUND);
+    assert_int_equal(lr_store_find_clash(f->st, "d/Foo", &pl, &ex, &err), LR_ENOTFOUND);
+    assert_null(ex);
+    assert_int_equal(lr_store_find_clash(f->st, "../x", &pl, &ex, &err), LR_EBADPATH);
+}
+
+/* With the folding checks forced on a case-sensitive folder, every change
+ * still works: exact names never read as clashes (no false positives). */
+static void test_fold_checks_no_false_clash(void **state)
+{
+    struct fx *f = *state;
+    f->st->folds = true;
+    struct lr_err err = {0};
+    struct lr_store_info info;
+    assert_int_equal(commit(f, "a/b/c.txt", "one", &ABSENT, LR_STORE_MKPARENTS, &err), 0);
+    assert_string_equal(content(P(f, "a/b/c.txt")), "one");
+    struct lr_store_expect e = expect_path(f, "a/b/c.txt");
+    assert_int_equal(commit(f, "a/b/c.txt", "two", &e, 0, &err), 0);
+    assert_string_equal(content(P(f, "a/b/c.txt")), "two");
+    assert_int_equal(lr_store_mkdir(f->st, NULL, "a/b", 0755, 0, &info, &err), 0);
+    assert_int_equal(lr_store_mkdir(f->st, NULL, "a/B", 0755, 0, &info, &err), 0);
+    assert_int_equal(
+        lr_store_symlink(f->st, NULL, "a/l", "b", 1700000000000000000LL, &ABSENT, 0, &info, &err),
+        0);
+    e = expect_path(f, "a/b/c.txt");
+    assert_int_equal(
+        lr_store_set_meta(f->st, NULL, "a/b/c.txt", 0600, 1600000000000000000LL, &e, &info, &err),
+        0);
+    e = expect_path(f, "a/b/c.txt");
+    assert_int_equal(lr_store_delete(f->st, NULL, "a/b/c.txt", &e, &err), 0);
+    int dfd;
+    const char *leaf;
+    assert_int_equal(lr_store_open_parent(f->st, "a/B/x", 0, &dfd, &leaf, &err), 0);
+    close(dfd);
+    /* Both spellings exist here, each is itself: a file may go into either. */
+    assert_int_equal(commit(f, "a/B/x", "in B", &ABSENT, 0, &err), 0);
+    assert_string_equal(content(P(f, "a/B/x")), "in B");
+    assert_int_equal(access(P(f, "a/b/x"), F_OK), -1);
+}
+
+/* Path of a program next to this test binary (tools are built there). */
+static bool sibling_tool(const char *name, char *out, size_t n)
+{
+    char self[PATH_MAX];
+    ssize_t l = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (l <= 0)
+        return false;
+    self[l] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    snprintf(out, n, "%s/%s", self, name);
+    return access(out, X_OK) == 0;
+}
+
+/* The real thing: the store on a folding file system (tests/tools/foldfs,
+ * FUSE); skipped without /dev/fuse or the tool. */
+static void test_fold_on_foldfs(void **state)
+{
+    struct fx *f = *state;
+    char tool[PATH_MAX + 32], cmd[3 * PATH_MAX];
+    if (access("/dev/fuse", R_OK | W_OK) != 0 || !sibling_tool("foldfs", tool, sizeof(tool))) {
+        print_message("    skipped: no /dev/fuse or no foldfs next to this test\n");
+        skip();
+    }
+    char back[256], mnt[256], root[300];
+    snprintf(back, sizeof(back), "%s/back", f->dir);
+    snprintf(mnt, sizeof(mnt), "%s/fold", f->dir);
+    snprintf(root, sizeof(root), "%s/root", mnt);
+    assert_int_equal(mkdir(back, 0755), 0);
+    assert_int_equal(mkdir(mnt, 0755), 0);
+    snprintf(cmd, sizeof(cmd), "'%s' '%s' '%s'", tool, back, mnt);
+    if (system(cmd) != 0) {
+        print_message("    skipped: foldfs could not mount\n");
+        skip();
+    }
+    assert_int_equal(mkdir(root, 0755), 0);
+    char m[400];
+    snprintf(m, sizeof(m), "%s/.landropic", root);
+    assert_int_equal(mkdir(m, 0700), 0);
+    struct lr_store *st;
+    struct lr_err err = {0};
+    assert_int_equal(lr_store_open(root, &st, &err), 0);
+    assert_true(lr_store_folds(st));
+    /* A store for the helpers (stage/commit use f->st): swap it in. */
+    struct lr_store *keep = f->st;
+    f->st = st;
+    char bp[600];
+#define B(rel) (snprintf(bp, sizeof(bp), "%s/root/%s", back, rel), bp)
+
+    /* Files: the second spelling is refused, the first kept intact. */
+    assert_int_equal(commit(f, "Readme.txt", "first", &ABSENT, 0, &err), 0);
+    assert_int_equal(commit(f, "README.txt", "second", &ABSENT, 0, &err), LR_ECLASH);
+    assert_non_null(strstr(err.msg, "\"README.txt\" clashes with existing \"Readme.txt\""));
+    assert_string_equal(content(B("Readme.txt")), "first");
+    assert_int_equal(access(B("README.txt"), F_OK), -1);
+    assert_int_equal(lr_store_symlink(st, NULL, "readme.TXT", "x", 1700000000000000000LL, &ABSENT,
+                                      0, NULL, &err),
+                     LR_ECLASH);
+    assert_true(S_ISREG(({
+        struct stat sb_;
+        lstat(B("Readme.txt"), &sb_);
+        sb_.st_mode;
+    })));
+
+    /* Directories: never adopted, nothing lands in the other spelling. */
+    struct lr_store_info info;
+    assert_int_equal(lr_store_mkdir(st, NULL, "Docs", 0755, 0, &info, &err), 0);
+    assert_int_equal(commit(f, "Docs/a", "in Docs", &ABSENT, 0, &err), 0);
+    assert_int_equal(lr_store_mkdir(st, NULL, "docs", 0755, 0, &info, &err), LR_ECLASH);
+    assert_non_null(strstr(err.msg, "\"docs\" clashes with existing \"Docs\""));
+    assert_int_equal(commit(f, "docs/b", "for docs", &ABSENT, LR_STORE_MKPARENTS, &err), LR_ECLASH);
+    assert_int_equal(commit(f, "docs/b", "for docs", &ABSENT, 0, &err), LR_ECLASH);
+    assert_int_equal(lr_store_mkdir(st, NULL, "DOCS/sub", 0755, LR_STORE_MKPARENTS, &info, &err),
+                     LR_ECLASH);
+    int dfd = -1;
+    const char *leaf;
+    assert_int_equal(lr_store_open_parent(st, "docs/b", 0, &dfd, &leaf, &err), LR_ECLASH);
+    assert_int_equal(dfd, -1);
+    assert_int_equal(count_entries(B("Docs")), 1);
+    size_t pl;
+    char *ex;
+    assert_int_equal(lr_store_find_clash(st, "docs/b", &pl, &ex, &err), 0);
+    assert_int_equal(pl, 4);
+    assert_string_equal(ex, "Docs");
+    free(ex);
+    assert_int_equal(lr_store_find_clash(st, "Docs/A", &pl, &ex, &err), 0);
+    assert_int_equal(pl, 6);
+    assert_string_equal(ex, "Docs/a");
+    free(ex);
+    assert_int_equal(lr_store_find_clash(st, "Docs/a", &pl, &ex, &err), LR_ENOTFOUND);
+    assert_int_equal(lr_store_find_clash(st, "Docs/zz", &pl, &ex, &err), LR_ENOTFOUND);
+    /* A new directory made by MKPARENTS keeps its own spelling. */
+    assert_int_equal(commit(f, "new/Deep/x", "x", &ABSENT, LR_STORE_MKPARENTS, &err), 0);
+    assert_int_equal(commit(f, "new/deep/y", "y", &ABSENT, LR_STORE_MKPARENTS, &err), LR_ECLASH);
+    assert_int_equal(count_entries(B("new/Deep")), 1);
+
+    /* Unicode normalisation: NFD on disk, NFC from the peer. */
+    assert_int_equal(commit(f, NFD_CAFE, "nfd", &ABSENT, 0, &err), 0);
+    assert_int_equal(commit(f, NFC_CAFE, "nfc", &ABSENT, 0, &err), LR_ECLASH);
+    assert_string_equal(content(B(NFD_CAFE)), "nfd");
+    assert_int_equal(access(B(NFC_CAFE), F_OK), -1);
+
+    /* A delete or metadata change of "readme.txt" never touches "Readme.txt",
+     * even with an expectation that matches it in every field. */
+    struct lr_store_expect e = expect_path(f, "Readme.txt");
+    assert_int_equal(lr_store_delete(st, NULL, "readme.txt", &e, &err), LR_ECHANGED);
+    assert_non_null(strstr(err.msg, "Readme.txt"));
+    assert_int_equal(
+        lr_store_set_meta(st, NULL, "README.TXT", 0600, 1600000000000000000LL, &e, &info, &err),
+        LR_ECHANGED);
+    assert_int_equal(commit(f, "readme.txt", "replace?", &e, 0, &err), LR_ECHANGED);
+    assert_string_equal(content(B("Readme.txt")), "first");
+    struct lr_store_expect ed = expect_path(f, "Docs/a");
+    assert_int_equal(lr_store_delete(st, NULL, "docs/a", &ed, &err), LR_ECHANGED);
+    assert_string_equal(content(B("Docs/a")), "in Docs");
+    /* The exact names work as usual. */
+    assert_int_equal(lr_store_delete(st, NULL, "Readme.txt", &e, &err), 0);
+    assert_int_equal(access(B("Readme.txt"), F_OK), -1);
+    assert_int_equal(commit(f, "README.txt", "second", &ABSENT, 0, &err), 0);
+    assert_string_equal(content(B("README.txt")), "second");
+#undef B
+    f->st = keep;
+    lr_store_close(st);
+    snprintf(cmd, sizeof(cmd), "fusermount3 -u '%s'", mnt);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1473,6 +1701,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threads_shared_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eacces_nonroot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tmpfs_enospc_exdev, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fold_name_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fold_checks_no_false_clash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fold_on_foldfs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
