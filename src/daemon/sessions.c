@@ -14,13 +14,18 @@
 #include "util/str.h"
 #include "util/xalloc.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define MOD "sessions"
-/* At most this often a checkpoint job writes the changed sessions. */
+/* A checkpoint job writes the changed sessions once this many changes
+ * (chunks, starts, ends) accumulated or this long after the last one,
+ * whichever comes first (sync/session.h), checked every CHECK_MS. */
+#define CHECKPOINT_EVENTS 4096
 #define CHECKPOINT_MS 500
+#define CHECK_MS 100
 /* Finished sessions kept in memory as history (the newest). */
 #define HISTORY_MAX 256
 /* Finished sessions older than this are pruned from the index at start. */
@@ -34,19 +39,16 @@ struct sync_session {
     uint8_t *path; /* NUL-terminated */
     size_t path_len;
     struct lr_hash blocks;
-    enum sync_session_state state;
-    uint64_t chunks_total, chunks_done, chunks_failed, bytes_done, bytes_total;
-    char **peers; /* device IDs, text */
+    struct lr_session core; /* state, counters, dirty, in use; wall-clock ms */
+    char **peers;           /* device IDs, text */
     size_t npeers;
     char *error;
-    int64_t updated_ms; /* wall clock */
-    bool dirty;
-    bool in_use; /* a transfer refers to it */
 };
 
 struct sync_sessions {
     struct sync_session *head; /* newest first */
     size_t n;
+    struct lr_session_ckpt ck;
     uv_timer_t timer;
     uv_check_t check;
     bool closed;
@@ -58,23 +60,6 @@ static int64_t now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static const char *state_name(enum sync_session_state s)
-{
-    switch (s) {
-    case SYNC_SESSION_PENDING:
-        return "pending";
-    case SYNC_SESSION_ACTIVE:
-        return "active";
-    case SYNC_SESSION_INTERRUPTED:
-        return "interrupted";
-    case SYNC_SESSION_FAILED:
-        return "failed";
-    case SYNC_SESSION_COMPLETE:
-    default:
-        return "complete";
-    }
 }
 
 static void sess_free(struct sync_session *s)
@@ -95,7 +80,7 @@ static json_t *sess_json(const struct sync_session *s)
     lr_hex(s->blocks.b, 8, id); /* short: from the version's blocks hash */
     char *path = lr_esc(s->path, s->path_len);
     char when[32];
-    time_t t = (time_t)(s->updated_ms / 1000);
+    time_t t = (time_t)(s->core.updated_ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -105,10 +90,10 @@ static json_t *sess_json(const struct sync_session *s)
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s?, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:s?, s:s}", "id", id, "folder",
         s->folder, "path", path, "peer", s->npeers ? s->peers[0] : NULL, "peers", peers, "state",
-        state_name(s->state), "chunks_total", (json_int_t)s->chunks_total, "chunks_done",
-        (json_int_t)s->chunks_done, "chunks_failed", (json_int_t)s->chunks_failed, "bytes_done",
-        (json_int_t)s->bytes_done, "bytes_total", (json_int_t)s->bytes_total, "error", s->error,
-        "updated", when);
+        lr_session_state_name(s->core.state), "chunks_total", (json_int_t)s->core.chunks_total,
+        "chunks_done", (json_int_t)s->core.chunks_done, "chunks_failed",
+        (json_int_t)s->core.chunks_failed, "bytes_done", (json_int_t)s->core.bytes_done,
+        "bytes_total", (json_int_t)s->core.bytes_total, "error", s->error, "updated", when);
     free(path);
     if (o && !s->npeers)
         json_object_set_new(o, "peer", json_null());
@@ -125,18 +110,29 @@ static struct sync_sessions *reg(struct lr_daemon *d)
 /* Drop the oldest finished sessions beyond the history bound. */
 static void trim(struct sync_sessions *r)
 {
-    size_t finished = 0;
-    for (struct sync_session **pp = &r->head; *pp;) {
-        struct sync_session *s = *pp;
-        bool done = s->state != SYNC_SESSION_ACTIVE && s->state != SYNC_SESSION_PENDING;
-        if (done && !s->in_use && !s->dirty && ++finished > HISTORY_MAX) {
-            *pp = s->next;
-            r->n--;
-            sess_free(s);
-            continue;
+    if (r->n <= HISTORY_MAX)
+        return;
+    const struct lr_session **v = lr_xcalloc(r->n, sizeof(*v));
+    bool *drop = lr_xcalloc(r->n, sizeof(*drop));
+    size_t i = 0;
+    for (struct sync_session *s = r->head; s && i < r->n; s = s->next)
+        v[i++] = &s->core;
+    size_t n = i;
+    if (lr_session_prune(v, n, HISTORY_MAX, drop)) {
+        i = 0;
+        for (struct sync_session **pp = &r->head; *pp && i < n; i++) {
+            struct sync_session *s = *pp;
+            if (drop[i]) {
+                *pp = s->next;
+                r->n--;
+                sess_free(s);
+            } else {
+                pp = &s->next;
+            }
         }
-        pp = &s->next;
     }
+    free(v);
+    free(drop);
 }
 
 /* ---- checkpoints ---- */
@@ -189,16 +185,15 @@ static struct lr_session_row *snapshot(struct sync_sessions *r, size_t *n)
 {
     size_t k = 0;
     for (struct sync_session *s = r->head; s; s = s->next)
-        k += s->dirty;
+        k += s->core.dirty;
     *n = k;
     if (!k)
         return NULL;
     struct lr_session_row *rows = lr_xcalloc(k, sizeof(*rows));
     size_t i = 0;
     for (struct sync_session *s = r->head; s && i < k; s = s->next) {
-        if (!s->dirty)
+        if (!lr_session_take_dirty(&s->core))
             continue;
-        s->dirty = false;
         json_t *o = sess_json(s);
         char *doc = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
@@ -208,12 +203,19 @@ static struct lr_session_row *snapshot(struct sync_sessions *r, size_t *n)
         memcpy(row->path, s->path, s->path_len + 1);
         row->path_len = s->path_len;
         row->blocks = s->blocks;
-        row->state = (int)s->state;
-        row->updated_ms = s->updated_ms;
+        row->state = (int)s->core.state;
+        row->updated_ms = s->core.updated_ms;
         row->doc = doc ? doc : lr_xstrdup("{}");
     }
     *n = i;
     return rows;
+}
+
+/* A non-negative integer member of a checkpoint document (0 otherwise). */
+static uint64_t json_u64(const json_t *o, const char *key)
+{
+    json_int_t v = json_integer_value(json_object_get(o, key));
+    return v > 0 ? (uint64_t)v : 0;
 }
 
 static void load_done(struct lr_daemon *d, struct ckpt_job *j)
@@ -236,18 +238,14 @@ static void load_done(struct lr_daemon *d, struct ckpt_job *j)
         memcpy(s->path, row->path, row->path_len + 1);
         s->path_len = row->path_len;
         s->blocks = row->blocks;
-        s->state = (enum sync_session_state)row->state;
-        if (s->state == SYNC_SESSION_ACTIVE || s->state == SYNC_SESSION_PENDING) {
-            s->state = SYNC_SESSION_INTERRUPTED; /* the previous run ended mid-transfer */
-            s->dirty = true;
-        }
-        s->updated_ms = row->updated_ms;
+        struct lr_session_progress p = {0};
+        uint64_t failed = 0;
         if (o) {
-            s->chunks_total = (uint64_t)json_integer_value(json_object_get(o, "chunks_total"));
-            s->chunks_done = (uint64_t)json_integer_value(json_object_get(o, "chunks_done"));
-            s->chunks_failed = (uint64_t)json_integer_value(json_object_get(o, "chunks_failed"));
-            s->bytes_done = (uint64_t)json_integer_value(json_object_get(o, "bytes_done"));
-            s->bytes_total = (uint64_t)json_integer_value(json_object_get(o, "bytes_total"));
+            p.chunks_total = json_u64(o, "chunks_total");
+            p.chunks_done = json_u64(o, "chunks_done");
+            p.bytes_done = json_u64(o, "bytes_done");
+            p.bytes_total = json_u64(o, "bytes_total");
+            failed = json_u64(o, "chunks_failed");
             const char *e = json_string_value(json_object_get(o, "error"));
             if (e)
                 s->error = lr_xstrdup(e);
@@ -255,12 +253,16 @@ static void load_done(struct lr_daemon *d, struct ckpt_job *j)
             size_t np = json_array_size(peers);
             s->peers = lr_xcalloc(np ? np : 1, sizeof(*s->peers));
             for (size_t k = 0; k < np; k++) {
-                const char *p = json_string_value(json_array_get(peers, k));
-                if (p)
-                    s->peers[s->npeers++] = lr_xstrdup(p);
+                const char *pe = json_string_value(json_array_get(peers, k));
+                if (pe)
+                    s->peers[s->npeers++] = lr_xstrdup(pe);
             }
             json_decref(o);
         }
+        /* An active or pending one: the previous run ended mid-transfer. */
+        lr_session_restore(&s->core, row->state, &p, failed, row->updated_ms);
+        if (s->core.dirty)
+            lr_session_ckpt_note(&r->ck, 1);
         s->next = r->head;
         r->head = s;
         r->n++;
@@ -290,8 +292,10 @@ static void checkpoint(struct lr_daemon *d)
         return;
     size_t n;
     struct lr_session_row *rows = snapshot(r, &n);
-    if (!n)
+    if (!n) {
+        lr_session_ckpt_taken(&r->ck, now_ms()); /* nothing left to write */
         return;
+    }
     struct ckpt_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
     j->base.work = ckpt_work;
@@ -299,13 +303,28 @@ static void checkpoint(struct lr_daemon *d)
     j->rows = rows;
     j->n = n;
     r->job_busy = true;
+    lr_session_ckpt_taken(&r->ck, now_ms());
     daemon_job_queue(d, &j->base);
     trim(r);
 }
 
+/* n changes happened: checkpoint now if that makes a batch. */
+static void note(struct lr_daemon *d, uint64_t n)
+{
+    struct sync_sessions *r = reg(d);
+    if (!r)
+        return;
+    lr_session_ckpt_note(&r->ck, n);
+    if (lr_session_ckpt_due(&r->ck, now_ms()))
+        checkpoint(d);
+}
+
 static void on_timer(uv_timer_t *h)
 {
-    checkpoint(h->data);
+    struct lr_daemon *d = h->data;
+    struct sync_sessions *r = reg(d);
+    if (r && lr_session_ckpt_due(&r->ck, now_ms()))
+        checkpoint(d);
 }
 
 static void on_check(uv_check_t *h)
@@ -329,7 +348,8 @@ void sync_sessions_init(struct lr_daemon *d)
     r->check.data = d;
     uv_unref((uv_handle_t *)&r->timer);
     uv_unref((uv_handle_t *)&r->check);
-    uv_timer_start(&r->timer, on_timer, CHECKPOINT_MS, CHECKPOINT_MS);
+    lr_session_ckpt_init(&r->ck, CHECKPOINT_EVENTS, CHECKPOINT_MS, now_ms());
+    uv_timer_start(&r->timer, on_timer, CHECK_MS, CHECK_MS);
     uv_check_start(&r->check, on_check);
     struct ckpt_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
@@ -344,13 +364,9 @@ void sync_sessions_free(struct lr_daemon *d)
     struct sync_sessions *r = reg(d);
     if (!r)
         return;
-    for (struct sync_session *s = r->head; s; s = s->next) {
-        if (s->state == SYNC_SESSION_ACTIVE || s->state == SYNC_SESSION_PENDING) {
-            s->state = SYNC_SESSION_INTERRUPTED;
-            s->updated_ms = now_ms();
-            s->dirty = true;
-        }
-    }
+    for (struct sync_session *s = r->head; s; s = s->next)
+        if (!lr_session_finished(&s->core))
+            lr_session_end(&s->core, LR_SESSION_INTERRUPTED, now_ms());
     size_t n;
     struct lr_session_row *rows = snapshot(r, &n);
     if (n && d->ix)
@@ -389,6 +405,7 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     }
     if (!s) {
         s = lr_xcalloc(1, sizeof(*s));
+        lr_session_init(&s->core, now_ms());
         s->folder = lr_xstrdup(folder);
         s->path = lr_xmalloc(path_len + 1);
         memcpy(s->path, path, path_len);
@@ -408,14 +425,21 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     }
     free(s->error);
     s->error = NULL;
-    s->state = SYNC_SESSION_ACTIVE;
-    s->chunks_total = chunks_total;
-    s->bytes_total = bytes_total;
-    s->chunks_done = chunks_done;
-    s->bytes_done = bytes_done; /* chunks_failed accumulates over the session's resumes */
-    s->updated_ms = now_ms();
-    s->dirty = true;
-    s->in_use = true;
+    struct lr_session_progress p = {.chunks_total = chunks_total,
+                                    .bytes_total = bytes_total,
+                                    .chunks_done = chunks_done,
+                                    .bytes_done = bytes_done};
+    int64_t now = now_ms();
+    /* Pulling a completed version again is a new session of the same id;
+     * one still active (its transfer vanished unended) is interrupted first. */
+    if (s->core.state == LR_SESSION_COMPLETE)
+        lr_session_init(&s->core, now);
+    else if (s->core.state == LR_SESSION_ACTIVE)
+        lr_session_end(&s->core, LR_SESSION_INTERRUPTED, now);
+    int rc = lr_session_start(&s->core, &p, now);
+    assert(rc == 0); /* every other state may start */
+    (void)rc;
+    note(d, 1);
     s->next = r->head;
     r->head = s;
     r->n++;
@@ -424,31 +448,25 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
 
 void sync_session_chunk(struct lr_daemon *d, struct sync_session *s, bool ok, uint32_t len)
 {
-    (void)d;
-    if (ok) {
-        s->chunks_done++;
-        s->bytes_done += len;
-    } else {
-        s->chunks_failed++;
+    if (lr_session_chunk(&s->core, ok, len, now_ms()) < 0) {
+        lr_warn(MOD, "a chunk for a %s session ignored", lr_session_state_name(s->core.state));
+        return;
     }
-    s->updated_ms = now_ms();
-    s->dirty = true;
+    note(d, 1);
 }
 
 void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_session_state state,
                       const char *error)
 {
-    (void)d;
-    s->state = state;
+    enum lr_session_state from = s->core.state;
+    if (lr_session_end(&s->core, (enum lr_session_state)state, now_ms()) < 0) {
+        lr_warn(MOD, "session %s -> %s refused", lr_session_state_name(from),
+                lr_session_state_name((enum lr_session_state)state));
+        return;
+    }
     free(s->error);
     s->error = error ? lr_xstrdup(error) : NULL;
-    if (state == SYNC_SESSION_COMPLETE) {
-        s->chunks_done = s->chunks_total;
-        s->bytes_done = s->bytes_total;
-    }
-    s->updated_ms = now_ms();
-    s->dirty = true;
-    s->in_use = false;
+    note(d, 1);
 }
 
 void sync_session_completed(struct lr_daemon *d, const char *folder, const char *path,
@@ -458,8 +476,8 @@ void sync_session_completed(struct lr_daemon *d, const char *folder, const char 
     size_t n = strlen(path);
     for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
         if (strcmp(s->folder, folder) == 0 && s->path_len == n && memcmp(s->path, path, n) == 0 &&
-            memcmp(&s->blocks, blocks, sizeof(*blocks)) == 0 && !s->in_use &&
-            s->state != SYNC_SESSION_COMPLETE) {
+            memcmp(&s->blocks, blocks, sizeof(*blocks)) == 0 && !s->core.in_use &&
+            lr_session_can(s->core.state, LR_SESSION_COMPLETE)) {
             sync_session_end(d, s, SYNC_SESSION_COMPLETE, NULL);
             return;
         }

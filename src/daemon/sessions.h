@@ -3,11 +3,13 @@
  * pulls (docs/cli.md `sessions`): state, the peers serving it, chunks and
  * bytes total / done / failed, the last error, when it was last updated.
  *
- * Kept in memory on the loop thread and checkpointed to the index (schema
- * v5, lr_index_session_*) in batches: a timer writes the sessions changed
- * since the last checkpoint in one serial-queue job every CHECKPOINT_MS, not
- * one write per chunk. What resumes an interrupted transfer is the staging
- * file, re-verified chunk by chunk (syncpull.c); the checkpoint is what
+ * The state machine, counters, checkpoint batching and history pruning are
+ * the sans-I/O sync/session.h; this file keeps the sessions in memory on the
+ * loop thread and checkpoints them to the index (schema v5,
+ * lr_index_session_*) in batches: the sessions changed since the last
+ * checkpoint are written in one serial-queue job once CHECKPOINT_EVENTS
+ * changes accumulated or CHECKPOINT_MS passed, not one write per chunk. What resumes an interrupted
+ * transfer is the staging file, re-verified chunk by chunk (syncpull.c); the checkpoint is what
  * `sessions` shows after a restart (an active session of a previous run is
  * listed as interrupted until its transfer starts again).
  *
@@ -21,6 +23,7 @@
 
 #include "hash/hash.h"
 #include "identity/identity.h"
+#include "sync/session.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -30,12 +33,13 @@
 struct lr_daemon;
 struct sync_session;
 
+/* The states and their transitions are sync/session.h's. */
 enum sync_session_state {
-    SYNC_SESSION_PENDING = 0,
-    SYNC_SESSION_ACTIVE = 1,
-    SYNC_SESSION_INTERRUPTED = 2,
-    SYNC_SESSION_FAILED = 3,
-    SYNC_SESSION_COMPLETE = 4,
+    SYNC_SESSION_PENDING = LR_SESSION_PENDING,
+    SYNC_SESSION_ACTIVE = LR_SESSION_ACTIVE,
+    SYNC_SESSION_INTERRUPTED = LR_SESSION_INTERRUPTED,
+    SYNC_SESSION_FAILED = LR_SESSION_FAILED,
+    SYNC_SESSION_COMPLETE = LR_SESSION_COMPLETE,
 };
 
 /* Load the last checkpoint (a serial-queue job) and start the timer. */
@@ -55,7 +59,8 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
 /* A chunk was verified and written (ok) or failed verification. */
 void sync_session_chunk(struct lr_daemon *d, struct sync_session *s, bool ok, uint32_t len);
 /* The session ends: complete, failed (error given) or interrupted (to be
- * resumed: the peer left, the daemon stops). */
+ * resumed: the peer left, the daemon stops). A transition session.h refuses
+ * is logged and ignored. */
 void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_session_state state,
                       const char *error);
 
