@@ -3,6 +3,8 @@
 - the receiver crashes at a chosen step (a failpoint compiled into test builds,
   armed with LR_FAILPOINT=NAME:N at daemon start, so the crash is not left to
   timing), restarts, and the folder converges with every file whole;
+- a new version of a half-staged file (the sender edited it while the
+  receiver was down) reuses the older version's staged chunks;
 - a SIGKILL of the receiver at about 35 % of a 400 MiB file costs little
   re-sent data (chunks in the staging file are re-verified, not re-fetched),
   counted at the sender, whose counters survive the receiver's restart;
@@ -234,6 +236,55 @@ def test_receiver_sigkill_at_35_percent_refetches_little(devices, tmp_path):
           f"= {total / size:.3f} x the file")
     assert total < 1.10 * size, (seen, staged, total)
     done = [s for s in sessions(b) if s["path"] == "big.bin" and s["state"] == "complete"]
+    assert done and done[0]["bytes_done"] == size
+
+
+# --- the sender changes the file while the receiver is down ----------------------
+
+def test_new_version_reuses_older_versions_staging(devices, tmp_path):
+    """The receiver crashes (failpoint) with about half of a 40 MiB file in
+    staging; the sender's file then gets a 4 KiB edit in the middle (a new
+    version, so a new staging file). After the restart the chunks the old
+    staging file holds are copied (verified), not fetched: the sender serves
+    little more than what was never staged."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    size = 40 * MiB
+    write_random(fa / "big.bin", size)
+    add_folders(a, b, fa, fb)
+    a.start()
+    # About 640 chunks of 64 KiB on average: crash after half of them.
+    start_env(b, {"LR_FAILPOINT": "rx_after_write:320"})
+    wait_dead(b, what="B crashing half way")
+    assert "failpoint rx_after_write reached" in log_text(b)
+    staged = staged_bytes(fb)
+    assert not (fb / "big.bin").exists()
+    assert 0.2 * size < staged < 0.9 * size, staged
+
+    data = bytearray(open(fa / "big.bin", "rb").read())
+    data[size // 2:size // 2 + 4096] = os.urandom(4096)
+    tmp = tmp_path / "edit.bin"
+    tmp.write_bytes(data)
+    os.replace(tmp, fa / "big.bin")
+    want = hashlib.sha256(data).hexdigest()
+    a.ok("scan")
+    before = sent_to(a, b)
+
+    b.start()
+    wait_for(lambda: (fb / "big.bin").exists(), timeout=120, interval=0.3,
+             what="the new big.bin on B")
+    assert sha256_file(fb / "big.bin") == want
+    settled_clean(b)
+    served = sent_to(a, b) - before
+    reused = [ln for ln in log_text(b).splitlines() if "of an older version's staging" in ln]
+    print(f"staged {staged} of {size}; after the edit the sender served {served} "
+          f"= {served / size:.3f} x the file; {reused}")
+    assert reused, "no chunk of the older version's staging file was reused"
+    # Only what was never staged (plus the edited chunks and frame overhead).
+    assert served < size - staged + 4 * MiB, (staged, served)
+    assert served < 0.85 * size, (staged, served)
+    # The older version's staging file went with the commit.
+    assert not os.listdir(fb / ".landropic" / "tmp")
+    done = [x for x in sessions(b) if x["path"] == "big.bin" and x["state"] == "complete"]
     assert done and done[0]["bytes_done"] == size
 
 
