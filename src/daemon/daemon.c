@@ -193,7 +193,7 @@ static void cb_connected(void *ud, struct lr_conn *c, const struct lr_device_id 
     free(name);
     daemon_event(d, json_pack("{s:s, s:s, s:s, s:s}", "type", "peer_connected", "device", id,
                               "name", hello->name, "address", lr_conn_addr(c)));
-    sync_peer_up(d, c, peer);
+    sync_peer_up(d, c, peer, hello->features);
 }
 
 static void cb_disconnected(void *ud, struct lr_conn *c, const struct lr_device_id *peer,
@@ -343,6 +343,7 @@ static int start_transport(struct lr_daemon *d, struct lr_err *err)
     tc.key_path = lr_identity_key_path(d->ident);
     tc.home = d->opts->home;
     tc.hello.version = LR_PROTO_VERSION;
+    tc.hello.features = SYNC_FEATURES;
     snprintf(tc.hello.name, sizeof(tc.hello.name), "%s", d->cfg->name);
     snprintf(tc.hello.software, sizeof(tc.hello.software), "landropic %s", LR_VERSION);
     tc.idle_timeout_ms = (uint64_t)d->opts->idle_timeout_s * 1000;

@@ -8,6 +8,7 @@
 #include "daemon/modes.h"
 
 #include "sync/decide.h"
+#include "sync/delta.h"
 
 #include "util/log.h"
 #include "util/str.h"
@@ -166,6 +167,7 @@ struct folders_job {
     char **ids;
     uint32_t *modes;
     struct lr_sync_strategy *strats; /* announced in option 3 (docs/conflicts.md) */
+    uint64_t *list_upto;             /* option 4 (§6.5); 0: none */
     size_t n;
     bool side;    /* on the serve lane: read only; a missing folder index */
     bool missing; /* sends the job to the serial queue, which creates it */
@@ -210,6 +212,7 @@ static void folders_work(struct daemon_job *base)
             f->peer_seq = rs.max_seq;
         }
         f->mode = j->modes[i];
+        f->list_upto = j->list_upto[i];
         lr_sync_strategy_to_proto(&j->strats[i], f);
     }
     if (j->missing) {
@@ -253,6 +256,7 @@ static void folders_done(struct daemon_job *base, int status)
     free(j->ids);
     free(j->modes);
     free(j->strats);
+    free(j->list_upto);
     free(j->out);
     free(j);
 }
@@ -283,11 +287,18 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
     j->ids = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->ids));
     j->modes = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->modes));
     j->strats = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->strats));
+    j->list_upto = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->list_upto));
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
         if (!syncing(d, &p->id, fc->id) || j->n >= LR_PROTO_FOLDERS_ENTRIES_MAX)
             continue;
         j->modes[j->n] = proto_mode(fc->mode);
+        /* A delta of theirs we could not decode: lists up to it, in the
+         * index it came from (their_index_id is kept across reconnects). */
+        const struct sync_link *l = sync_link_find(d, &p->id, fc->id);
+        if (l && l->list_upto && l->list_upto_index == l->their_index_id &&
+            (p->features & LR_FEAT_INDEX_DELTA))
+            j->list_upto[j->n] = l->list_upto;
         if (lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->strats[j->n], NULL) < 0)
             memset(&j->strats[j->n], 0, sizeof(j->strats[0])); /* validated by config */
         j->ids[j->n++] = lr_xstrdup(fc->id);
@@ -328,6 +339,9 @@ struct send_job {
     uint64_t view_id, view_seq;
     uint64_t skip_author; /* receive-only: our short ID, whose versions are not sent (0: none) */
     bool record_sent;     /* out: store view_id/view_seq (what the peer holds of ours) */
+    bool delta;           /* chunk-list deltas in force with the peer (§6.5) */
+    uint64_t list_upto;   /* the peer asked for lists for seq <= this */
+    size_t ndeltas;       /* out: entries sent as deltas */
     /* out */
     struct lr_buf *frames; /* INDEX payloads */
     size_t nframes;
@@ -336,6 +350,37 @@ struct send_job {
     int rc;
     struct lr_err err;
 };
+
+/* Lists shorter than this go whole: a delta entry's two hashes would eat the gain. */
+#define SYNC_DELTA_MIN_BLOCKS 8
+
+/*
+ * The delta of rec's chunk list against the version the peer told us it
+ * has (its own record of the path in our index, §6.5): into d with the
+ * base's blocks hash in *base. False if there is no usable base or the
+ * delta would not be shorter than the list.
+ */
+static bool delta_for_peer(struct lr_index *ix, struct send_job *j, const struct lr_file_rec *rec,
+                           struct lr_buf *d, struct lr_hash *base)
+{
+    if (!j->delta || rec->type != LR_FT_FILE || rec->deleted ||
+        rec->nchunks < SYNC_DELTA_MIN_BLOCKS || rec->seq <= j->list_upto)
+        return false;
+    struct lr_remote_rec rr;
+    if (lr_index_remote_get(ix, j->folder, &j->peer, rec->path, rec->path_len, LR_IX_CHUNKS, &rr,
+                            NULL) < 0)
+        return false;
+    bool ok = rr.flags == 0 && rr.rec.type == LR_FT_FILE && !rr.rec.deleted && rr.rec.nchunks > 0;
+    if (ok) {
+        /* The hash the receiver computes over its copy of this list. */
+        lr_index_blocks_hash(rr.rec.chunks, rr.rec.nchunks, base);
+        lr_buf_reset(d);
+        ok = lr_sync_delta_make(rr.rec.chunks, rr.rec.nchunks, rec->chunks, rec->nchunks,
+                                LR_PROTO_DELTA_OVERHEAD, d) == 1;
+    }
+    lr_remote_rec_release(&rr);
+    return ok;
+}
 
 static void push_frame(struct send_job *j, struct lr_buf *b)
 {
@@ -352,8 +397,9 @@ static void send_work(struct daemon_job *base)
     struct lr_file_list list = {0};
     struct lr_proto_index_batch batch;
     bool have_batch = false;
-    struct lr_buf out;
+    struct lr_buf out, dbuf;
     lr_buf_init(&out, LR_PROTO_INDEX_MAX);
+    lr_buf_init(&dbuf, LR_PROTO_INDEX_BATCH_RAW);
     struct lr_index *ix = sync_side_ix(d, &j->err);
     if (!ix) {
         j->rc = LR_EDB;
@@ -385,8 +431,26 @@ static void send_work(struct daemon_job *base)
             j->next = list.v[i].seq + 1;
             continue;
         }
+        struct lr_hash dbase;
+        bool use_delta = delta_for_peer(ix, j, &list.v[i], &dbuf, &dbase);
+        if (use_delta) {
+            /* The declared result hash is computed the way the receiver does. */
+            lr_index_blocks_hash(list.v[i].chunks, list.v[i].nchunks, &list.v[i].blocks_hash);
+        }
         for (;;) {
-            int rc = lr_proto_index_batch_add(&batch, &list.v[i], &next_block);
+            int rc;
+            if (use_delta) {
+                rc =
+                    lr_proto_index_batch_add_delta(&batch, &list.v[i], &dbase, dbuf.data, dbuf.len);
+                if (rc == 0)
+                    j->ndeltas++;
+                if (rc < 0) {
+                    use_delta = false; /* too big for a batch: the list goes in segments */
+                    continue;
+                }
+            } else {
+                rc = lr_proto_index_batch_add(&batch, &list.v[i], &next_block);
+            }
             if (rc == 0)
                 break;
             if (rc != LR_PROTO_BATCH_FULL) {
@@ -417,6 +481,7 @@ out:
     if (have_batch)
         lr_proto_index_batch_release(&batch);
     lr_buf_release(&out);
+    lr_buf_release(&dbuf);
     lr_file_list_release(&list);
 }
 
@@ -473,9 +538,11 @@ static void send_done(struct daemon_job *base, int status)
             l->send_decided = true;
             l->send_first = j->first;
             l->send_next = j->next;
+            p->deltas_sent += j->ndeltas;
             for (size_t i = 0; i < j->nframes; i++) {
                 size_t len;
                 uint8_t *pl = lr_buf_detach(&j->frames[i], &len);
+                p->index_sent += len;
                 sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_INDEX, pl, len);
             }
             if (j->more || l->send_dirty) {
@@ -515,6 +582,9 @@ static void queue_sender(struct lr_daemon *d, struct sync_link *l)
     j->first = l->send_first;
     j->view_id = l->their_view_id;
     j->view_seq = l->their_view_seq;
+    struct sync_peer *p = sync_peer_get(d, &l->peer);
+    j->delta = (p->features & LR_FEAT_INDEX_DELTA) != 0;
+    j->list_upto = l->their_list_upto;
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
     if (fc && fc->mode == LR_MODE_RECEIVE_ONLY)
         j->skip_author = d->short_id;
@@ -578,6 +648,7 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
         l->their_max_seq = e->max_seq;
         l->their_view_id = e->peer_index_id;
         l->their_view_seq = e->peer_seq;
+        l->their_list_upto = e->list_upto;
         queue_sender(d, l);
     }
 }
@@ -613,9 +684,14 @@ struct recv_job {
     size_t nlisted;
     uint8_t *payload;
     size_t len;
+    bool delta_ok; /* LR_FEAT_INDEX_DELTA in force with the peer */
     /* out */
     char folder[LR_PROTO_FOLDER_ID_MAX + 1];
     bool ignored, last, fatal;
+    size_t ndeltas;     /* delta entries applied */
+    bool miss;          /* a delta whose base we lack: entries from it on not stored */
+    uint64_t miss_seq;  /* its sequence */
+    uint64_t miss_from; /* the sender's index ID */
     uint64_t epoch;
     int rc;
     struct lr_err err;
@@ -637,6 +713,49 @@ static struct sync_tracker *tracker_get(struct sync_state *s, const struct lr_de
     t->next = s->trackers;
     s->trackers = t;
     return t;
+}
+
+/*
+ * The chunk list whose blocks hash is *h among our records of the path:
+ * the local one and every peer's (§6.5). 1 and *out filled (caller
+ * releases), 0 if none has it, or a negative code (database).
+ */
+static int delta_base_find(struct lr_index *ix, const char *folder, const struct lr_file_rec *rec,
+                           const struct lr_hash *h, struct lr_file_rec *out, struct lr_err *err)
+{
+    struct lr_hash got;
+    int rc = lr_index_file_get(ix, folder, rec->path, rec->path_len, LR_IX_CHUNKS, out, err);
+    if (rc < 0 && rc != LR_ENOTFOUND)
+        return rc;
+    if (rc == 0) {
+        if (out->type == LR_FT_FILE && !out->deleted && out->nchunks > 0) {
+            lr_index_blocks_hash(out->chunks, out->nchunks, &got);
+            if (memcmp(got.b, h->b, LR_HASH_LEN) == 0)
+                return 1;
+        }
+        lr_file_rec_release(out);
+    }
+    struct lr_device_list holders = {0};
+    if ((rc = lr_index_remote_holders(ix, folder, rec->path, rec->path_len, NULL, h, &holders,
+                                      err)) < 0)
+        return rc;
+    int found = 0;
+    for (size_t i = 0; i < holders.n && !found; i++) {
+        struct lr_remote_rec rr;
+        rc = lr_index_remote_get(ix, folder, &holders.v[i], rec->path, rec->path_len, LR_IX_CHUNKS,
+                                 &rr, NULL);
+        if (rc < 0)
+            continue;
+        lr_index_blocks_hash(rr.rec.chunks, rr.rec.nchunks, &got);
+        if (rr.flags == 0 && rr.rec.nchunks > 0 && memcmp(got.b, h->b, LR_HASH_LEN) == 0) {
+            *out = rr.rec;
+            memset(&rr.rec, 0, sizeof(rr.rec));
+            found = 1;
+        }
+        lr_remote_rec_release(&rr);
+    }
+    lr_device_list_release(&holders);
+    return found;
 }
 
 static void recv_work(struct daemon_job *base)
@@ -662,6 +781,11 @@ static void recv_work(struct daemon_job *base)
     }
     j->epoch = ls->epoch;
     t = tracker_get(d->sync, &j->peer, j->folder);
+    if (t->miss_epoch == ls->epoch + 1) {
+        /* After a delta we could not decode, until the reconnect: §6.5. */
+        j->ignored = true;
+        goto out;
+    }
     if (t->epoch_key != ls->epoch) {
         lr_proto_burst_reset(&t->burst);
         t->epoch_key = ls->epoch;
@@ -678,7 +802,37 @@ static void recv_work(struct daemon_job *base)
         (rc = lr_index_remote_full_begin(d->ix, j->folder, &j->peer, ix.hdr.index_id, &j->err)) < 0)
         goto fail_tx;
     for (size_t i = 0; i < ix.n; i++) {
-        const struct lr_proto_entry *e = &ix.v[i];
+        struct lr_proto_entry *e = &ix.v[i];
+        if (e->delta) {
+            struct lr_file_rec b;
+            if (!j->delta_ok) {
+                rc = lr_err_set(&j->err, LR_EPROTO,
+                                "index %s: a delta entry without the INDEX_DELTA feature",
+                                j->folder);
+                goto fail_tx;
+            }
+            if ((rc = delta_base_find(d->ix, j->folder, &e->rec, &e->delta_base, &b, &j->err)) < 0)
+                goto fail_tx;
+            if (rc == 0) {
+                /* No record of ours has that list: never guess. Keep what came
+                 * before, and have the rest resent with lists (§6.5). */
+                j->miss = true;
+                j->miss_seq = e->rec.seq;
+                j->miss_from = ix.hdr.index_id;
+                t->miss_epoch = ls->epoch + 1;
+                break;
+            }
+            struct lr_chunk *v;
+            size_t nv;
+            rc = lr_sync_delta_apply(b.chunks, b.nchunks, e->delta_bytes, e->delta_len, e->rec.size,
+                                     &e->rec.blocks_hash, &v, &nv, &j->err);
+            lr_file_rec_release(&b);
+            if (rc < 0)
+                goto fail_tx; /* the base had the hash it named: the peer lied */
+            e->rec.chunks = v;
+            e->rec.nchunks = nv;
+            j->ndeltas++;
+        }
         struct lr_remote_rec r;
         memset(&r, 0, sizeof(r));
         r.rec = e->rec;
@@ -690,13 +844,13 @@ static void recv_work(struct daemon_job *base)
             0)
             goto fail_tx;
     }
-    if ((ix.hdr.flags & LR_PROTO_INDEX_LAST) &&
+    if ((ix.hdr.flags & LR_PROTO_INDEX_LAST) && !j->miss &&
         (rc = lr_index_remote_burst_end(d->ix, j->folder, &j->peer, ix.hdr.index_id, NULL,
                                         &j->err)) < 0)
         goto fail_tx;
     if ((rc = lr_index_commit(d->ix, &j->err)) < 0)
         goto fail;
-    j->last = (ix.hdr.flags & LR_PROTO_INDEX_LAST) != 0;
+    j->last = (ix.hdr.flags & LR_PROTO_INDEX_LAST) != 0 && !j->miss;
     j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
     goto out;
 fail_tx:
@@ -724,10 +878,29 @@ static void recv_done(struct daemon_job *base, int status)
     if (status == 0 && !d->stopping) {
         struct sync_peer *p = sync_peer_get(d, &j->peer);
         struct sync_link *l = j->folder[0] ? sync_link_find(d, &j->peer, j->folder) : NULL;
+        p->deltas_recv += j->ndeltas;
         if (j->fatal) {
             if (p->gen == j->gen)
                 sync_peer_fatal(d, p, "INDEX not accepted", j->rc, &j->err);
-        } else if (!j->ignored) {
+        } else if (j->miss) {
+            p->delta_misses++;
+            if (l) {
+                if (l->list_upto_index != j->miss_from)
+                    l->list_upto = 0;
+                if (j->miss_seq > l->list_upto)
+                    l->list_upto = j->miss_seq;
+                l->list_upto_index = j->miss_from;
+            }
+            char id[LR_DEVICE_ID_SHORTLEN + 1];
+            lr_device_id_short(&p->id, id);
+            lr_info(MOD,
+                    "peer=%s folder=%s seq=%llu: delta against a list we do not have; "
+                    "reconnecting to have it resent as a list",
+                    id, j->folder, (unsigned long long)j->miss_seq);
+            if (p->gen == j->gen && p->conn)
+                lr_conn_close(p->conn, "index delta without base: resend with lists");
+        }
+        if (!j->fatal && !j->ignored) {
             struct sync_folder *f = sync_folder_get(d, j->folder);
             if (j->need_known) {
                 f->need = j->need;
@@ -761,7 +934,9 @@ static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
         return;
     }
     p->index_queued += len;
+    p->index_recv += len;
     struct recv_job *j = lr_xcalloc(1, sizeof(*j));
+    j->delta_ok = (p->features & LR_FEAT_INDEX_DELTA) != 0;
     j->base.kind = DAEMON_JOB_SYNC;
     j->base.work = recv_work;
     j->base.done = recv_done;
@@ -844,12 +1019,14 @@ void sync_free(struct lr_daemon *d)
     d->sync = NULL;
 }
 
-void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer)
+void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer,
+                  uint64_t features)
 {
     struct sync_peer *p = sync_peer_get(d, peer);
     if (p->conn && p->conn != c)
         sync_peer_down(d, p->conn, peer);
     p->conn = c;
+    p->features = features & SYNC_FEATURES;
     p->gen++;
     p->index_queued = 0;
     p->have_folders = false;
@@ -971,6 +1148,23 @@ void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok)
         return;
     sync_local_changed(d, folder_id);
     sync_pull_trigger(d, folder_id);
+}
+
+void sync_peer_index_stats(struct lr_daemon *d, const struct lr_device_id *peer,
+                           struct sync_peer_index_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!d->sync)
+        return;
+    for (const struct sync_peer *p = d->sync->peers; p; p = p->next) {
+        if (!lr_device_id_eq(&p->id, peer))
+            continue;
+        out->bytes_sent = p->index_sent;
+        out->bytes_received = p->index_recv;
+        out->deltas_sent = p->deltas_sent;
+        out->deltas_received = p->deltas_recv;
+        out->delta_misses = p->delta_misses;
+    }
 }
 
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out)

@@ -77,7 +77,11 @@ void daemon_side_queue(struct lr_daemon *d, enum daemon_side_lane lane, struct d
 /* ---- sync.c: hooks called by daemon.c, scanjobs.c, methods.c ---- */
 void sync_init(struct lr_daemon *d);
 void sync_free(struct lr_daemon *d); /* after the loop ended */
-void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer);
+/* HELLO feature bits we offer (proto.h); the AND with the peer's is in force. */
+#define SYNC_FEATURES LR_FEAT_INDEX_DELTA
+/* features: the peer's HELLO feature bits. */
+void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer,
+                  uint64_t features);
 void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer);
 void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, const uint8_t *payload,
                      size_t len);
@@ -95,5 +99,14 @@ struct sync_folder_status {
     bool settled; /* nothing needed or in flight; every shared peer exchanged or given up */
 };
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out);
+
+/* Index exchange with a peer since the daemon started (docs/api.md, peers). */
+struct sync_peer_index_stats {
+    uint64_t bytes_sent, bytes_received;   /* INDEX payload bytes */
+    uint64_t deltas_sent, deltas_received; /* entries whose chunk list was a delta */
+    uint64_t delta_misses;                 /* received deltas whose base we lacked */
+};
+void sync_peer_index_stats(struct lr_daemon *d, const struct lr_device_id *peer,
+                           struct sync_peer_index_stats *out);
 
 #endif

@@ -58,6 +58,11 @@ struct sync_peer {
     /* Its latest FOLDERS (this connection). */
     struct lr_proto_folders theirs;
     bool have_folders;
+    uint64_t features; /* HELLO bits in force on this connection (ours & theirs) */
+    /* Index exchange counters since the daemon started (peers --json). */
+    uint64_t index_sent, index_recv;   /* INDEX payload bytes */
+    uint64_t deltas_sent, deltas_recv; /* entries with a delta chunk list */
+    uint64_t delta_misses;             /* received deltas whose base we lacked */
 };
 
 /* (peer, folder): exists once both configured it; never freed before sync_free. */
@@ -79,6 +84,10 @@ struct sync_link {
     bool send_blocked;   /* burst continues once the send queue drains */
     bool send_dirty;     /* local change since the current burst started */
     bool send_caught_up; /* the last burst ended (LAST sent) with nothing new */
+    /* Chunk-list deltas (docs/protocol.md §6.5). */
+    uint64_t their_list_upto; /* their FOLDERS option 4: lists for our seq <= this */
+    uint64_t list_upto;       /* ours to send: a delta of theirs we could not decode */
+    uint64_t list_upto_index; /* ... in their index with this ID */
     /* Receiver. */
     bool recv_last; /* a LAST arrived on this connection */
     bool recv_mid;  /* a burst's batches are arriving and its LAST has not */
@@ -114,6 +123,8 @@ struct sync_tracker {
     char *folder;
     uint64_t epoch_key; /* (peer gen, link epoch) it was reset for */
     struct lr_proto_burst burst;
+    uint64_t
+        miss_epoch; /* a delta without base in this link epoch: ignore the rest (+1; 0: none) */
 };
 
 struct sync_state {

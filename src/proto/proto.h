@@ -245,6 +245,10 @@ enum lr_proto_folder_opt {
     LR_PROTO_FOPT_MODE = 1,     /* value: one varint, enum lr_proto_folder_mode */
     LR_PROTO_FOPT_CONFLICT = 2, /* value: text(64), the sender's conflict strategy */
     LR_PROTO_FOPT_RESOLVE = 3,  /* value: the strategy in machine form (below) */
+    /* value: one varint seq >= 1: the receiver of this FOLDERS must send
+     * chunk lists, not deltas, for its entries with seq <= it (a delta the
+     * sender of FOLDERS could not decode: no base, §6.5). */
+    LR_PROTO_FOPT_LIST_UPTO = 4,
 };
 /* Option 3: varint kind | varint window (seconds) | 32-byte device ID (only
  * for PREFER_DEVICE). The conflict rule evaluates both devices' strategies
@@ -272,6 +276,7 @@ struct lr_proto_folder {
     uint32_t resolve;                         /* enum lr_proto_resolve */
     uint32_t resolve_window;                  /* seconds, <= LR_PROTO_RESOLVE_WINDOW_MAX */
     uint8_t resolve_device[32];               /* PREFER_DEVICE only, else zero */
+    uint64_t list_upto;                       /* option 4; 0: absent */
 };
 
 /* Owned array; release with lr_proto_folders_release (zeroed struct: ok). */

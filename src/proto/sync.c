@@ -158,7 +158,8 @@ static bool folder_ok(const struct lr_proto_folder *f)
            (f->peer_index_id != 0 || f->peer_seq == 0) && f->mode <= LR_PROTO_MODE_RECEIVE_ONLY &&
            cl < sizeof(f->conflict) && lr_proto_text_ok(f->conflict, cl) &&
            (!f->has_resolve || (f->resolve <= LR_PROTO_RESOLVE_PREFER_DEVICE &&
-                                f->resolve_window <= LR_PROTO_RESOLVE_WINDOW_MAX));
+                                f->resolve_window <= LR_PROTO_RESOLVE_WINDOW_MAX)) &&
+           f->list_upto <= LR_VARINT_MAX;
 }
 
 int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr_buf *out)
@@ -185,7 +186,7 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
         if (rc == 0)
             rc = lr_buf_put_varint(out, f->peer_seq);
         if (rc == 0)
-            rc = lr_buf_put_varint(out, 1u + (cl != 0) + f->has_resolve);
+            rc = lr_buf_put_varint(out, 1u + (cl != 0) + f->has_resolve + (f->list_upto != 0));
         if (rc == 0)
             rc = lr_buf_put_varint(out, LR_PROTO_FOPT_MODE);
         if (rc == 0)
@@ -208,6 +209,13 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
                 rc = lr_buf_put_varint(out, f->resolve_window);
             if (rc == 0 && dev)
                 rc = lr_buf_put(out, f->resolve_device, sizeof(f->resolve_device));
+        }
+        if (rc == 0 && f->list_upto) {
+            rc = lr_buf_put_varint(out, LR_PROTO_FOPT_LIST_UPTO);
+            if (rc == 0)
+                rc = lr_buf_put_varint(out, lr_varint_len(f->list_upto));
+            if (rc == 0)
+                rc = lr_buf_put_varint(out, f->list_upto);
         }
     }
     if (rc == 0 && out->len - start > LR_PROTO_FOLDERS_MAX) {
@@ -285,6 +293,14 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
             f->resolve_window = (uint32_t)win;
             if (dev)
                 memcpy(f->resolve_device, dev, sizeof(f->resolve_device));
+        } else if (key == LR_PROTO_FOPT_LIST_UPTO) {
+            struct lr_rd vr;
+            uint64_t seq;
+            lr_rd_init(&vr, val, vl);
+            if (lr_rd_get_varint(&vr, &seq) < 0 || lr_rd_left(&vr) != 0 || seq == 0)
+                return lr_err_set(err, LR_EBADVAL,
+                                  "folders[%zu].list_upto: not one varint sequence >= 1", i);
+            f->list_upto = seq;
         }
         /* Other keys: options of a newer version, skipped. */
     }
