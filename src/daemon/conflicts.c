@@ -322,6 +322,86 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
     lr_buf_release(&devs);
 }
 
+void daemon_conflict_clash(struct lr_daemon *d, const char *folder, const uint8_t *path,
+                           size_t path_len, size_t prefix_len, const char *existing)
+{
+    if (prefix_len == 0 || prefix_len > path_len || !existing || !*existing)
+        return;
+    size_t elen = strlen(existing);
+    /* One entry per pair of spellings, whatever is retried below them. */
+    struct lr_buf b;
+    lr_buf_init(&b, SIZE_MAX);
+    lr_buf_put_str(&b, "landropic case clash v1");
+    lr_buf_put_lbytes(&b, path, prefix_len);
+    lr_buf_put_lbytes(&b, existing, elen);
+    struct lr_hash key;
+    lr_sha256(b.data, b.len, &key);
+    lr_buf_release(&b);
+
+    const struct lr_device_id *self = lr_identity_device_id(d->ident);
+    char selfs[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(self, selfs);
+    struct lr_buf devs;
+    lr_buf_init(&devs, LR_CONFLICT_TEXT_MAX);
+    lr_buf_put(&devs, selfs, strlen(selfs));
+    struct lr_device_list peers = {0};
+    if (lr_index_remote_peers(d->ix, folder, &peers, NULL) == 0) {
+        for (size_t i = 0; i < peers.n; i++) {
+            struct lr_remote_rec r;
+            if (lr_device_id_eq(&peers.v[i], self) ||
+                lr_index_remote_get(d->ix, folder, &peers.v[i], path, path_len, 0, &r, NULL) < 0)
+                continue;
+            bool holds = !r.rec.deleted;
+            lr_remote_rec_release(&r);
+            if (holds) {
+                char h[LR_DEVICE_ID_STRLEN + 1];
+                lr_device_id_format(&peers.v[i], h);
+                lr_buf_printf(&devs, " %s", h);
+            }
+        }
+    }
+    lr_device_list_release(&peers);
+    lr_buf_put_u8(&devs, 0);
+
+    struct lr_conflict_rec c = {0};
+    c.time_s = (int64_t)time(NULL);
+    c.folder = (char *)folder;
+    c.path = lr_xmalloc(prefix_len + 1);
+    memcpy(c.path, path, prefix_len);
+    c.path[prefix_len] = 0;
+    c.path_len = prefix_len;
+    c.type = (char *)"structural";
+    c.detail = (char *)"case-clash";
+    c.strategy = (char *)"none"; /* no strategy applies: nothing is replaced */
+    c.resolution = (char *)"not-applied";
+    c.winner = (char *)"local";
+    c.devices = lr_buf_ok(&devs) ? (char *)devs.data : selfs;
+    c.kept_path = (uint8_t *)(uintptr_t)existing;
+    c.kept_path_len = elen;
+    struct lr_err err = {0};
+    bool added = false;
+    int rc = lr_index_conflict_put(d->ix, &c, &key, &added, &err);
+    char *e = lr_esc(c.path, c.path_len);
+    if (rc < 0) {
+        lr_warn(MOD, "folder=%s path=%s case clash not recorded: %s", folder, e,
+                lr_err_msg(&err, rc));
+    } else if (added) {
+        char *k = lr_esc(existing, elen);
+        lr_warn(MOD,
+                "folder=%s path=%s conflict type=structural detail=case-clash existing=%s: "
+                "not applied (the folder ignores case or Unicode normalisation)",
+                folder, e, k);
+        free(k);
+        json_t *rec = conflict_json(&c);
+        json_t *ev = json_pack("{s:s, s:o}", "type", "conflict", "conflict", rec);
+        json_object_set_new(ev, "folder", lr_json_lossy(folder, strlen(folder)));
+        pend_push(d, ev);
+    }
+    free(e);
+    free(c.path);
+    lr_buf_release(&devs);
+}
+
 /* ---- loop side: a read connection of our own ---------------------------------- */
 
 static int ro_open(struct lr_daemon *d, struct lr_index **ix, struct lr_err *err)

@@ -61,6 +61,22 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
                           const struct lr_file_rec *remote, const struct lr_device_id *holders,
                           size_t nholders, const struct lr_sync_decision *dec);
 
+/*
+ * A peer's name could not be applied because the folder's directory folds
+ * names and holds another spelling of it (store.h, LR_ECLASH): `path`
+ * (path_len bytes) is the peer's path, its first prefix_len bytes the
+ * clashing name, `existing` (NUL-terminated) that prefix as spelled on
+ * disk. Recorded in the audit trail as type "structural", detail
+ * "case-clash", resolution "not-applied", winner "local" (the entry on
+ * disk keeps its name), kept_path = `existing`, devices = this one and the
+ * peers holding `path`; once per pair of names (later retries and other
+ * files below the same clashing directory are not new entries). Logged
+ * and its event queued when added. Job side (owns d->ix); never fails the
+ * caller.
+ */
+void daemon_conflict_clash(struct lr_daemon *d, const char *folder, const uint8_t *path,
+                           size_t path_len, size_t prefix_len, const char *existing);
+
 /* ---- loop side ----------------------------------------------------------- */
 
 /* Emit the queued conflict events of d (type "conflict"). */

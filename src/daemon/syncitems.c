@@ -16,9 +16,21 @@
  * Events from pool threads are queued (bounded: EVQ_MAX, then counted as
  * dropped) and broadcast on the loop; when no `events` stream is open
  * nothing is built at all (`listeners`, refreshed on the loop).
+ *
+ * Case clashes (LR_ECLASH from the store: a folding directory holds another
+ * spelling of the peer's name) are ordinary failing items (listed, evented,
+ * retried with the folder's backoff, never a rescan) and are also written
+ * to the audit trail. A failure may be reported on the loop (a commit job's
+ * done) where the index is not ours to write, so the path is queued (CLASHQ_MAX,
+ * then dropped: the next retry queues it again) and the next pull job of the
+ * folder records it in sync_items_prune, after finding the spelling on disk
+ * (gone by then, e.g. a case-only rename that the same round completed: not
+ * recorded). The folders' roots for that are copied on the loop (poll_states).
  */
+#include "daemon/conflicts.h"
 #include "daemon/syncerr.h"
 #include "daemon/syncint.h"
+#include "store/store.h"
 
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -42,6 +54,8 @@
  * last computation's duration if that is longer (a large folder's check
  * must not steal the serial queue from the transfer it waits for). */
 #define PEER_NEED_MIN_MS 500
+/* Case clashes waiting for a pull job to record them. */
+#define CLASHQ_MAX 1024
 
 struct fstate {
     char *id;
@@ -49,6 +63,16 @@ struct fstate {
 };
 
 struct pn_cache; /* peer-need results (job-owned) */
+
+struct clash_note {
+    char *folder;
+    uint8_t *path;
+    size_t len;
+};
+
+struct root_note {
+    char *folder, *root;
+};
 
 struct sync_items {
     struct lr_syncerr *tab;      /* pull side */
@@ -71,6 +95,11 @@ struct sync_items {
     struct fstate *st;
     size_t nst;
     struct pn_cache *pn; /* job-owned */
+    pthread_mutex_t cmu; /* clashes, roots */
+    struct clash_note *clashes;
+    size_t nclashes;
+    struct root_note *roots; /* copy of the configured folders' roots */
+    size_t nroots;
 };
 
 static struct sync_items *items(struct lr_daemon *d)
@@ -210,12 +239,75 @@ static void fail(struct lr_daemon *d, const char *folder, const uint8_t *path, s
     }
 }
 
+/* Any thread: remember a clash for the next pull job to record. */
+static void clash_queue(struct sync_items *s, const char *folder, const uint8_t *path, size_t len)
+{
+    pthread_mutex_lock(&s->cmu);
+    bool known = s->nclashes >= CLASHQ_MAX;
+    for (size_t i = 0; i < s->nclashes && !known; i++)
+        known = s->clashes[i].len == len && memcmp(s->clashes[i].path, path, len) == 0 &&
+                strcmp(s->clashes[i].folder, folder) == 0;
+    if (!known) {
+        s->clashes = lr_xreallocarray(s->clashes, s->nclashes + 1, sizeof(*s->clashes));
+        struct clash_note *c = &s->clashes[s->nclashes++];
+        c->folder = lr_xstrdup(folder);
+        c->path = lr_xmalloc(len + 1);
+        memcpy(c->path, path, len);
+        c->path[len] = 0;
+        c->len = len;
+    }
+    pthread_mutex_unlock(&s->cmu);
+}
+
 void sync_item_failed(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
                       const char *what, int rc, const struct lr_err *err)
 {
     char msg[LR_SYNCERR_MSG_MAX];
     snprintf(msg, sizeof(msg), "%s: %s", what, lr_err_msg(err, rc));
     fail(d, folder, path, len, msg);
+    struct sync_items *s = items(d);
+    if (rc == LR_ECLASH && s)
+        clash_queue(s, folder, path, len);
+}
+
+/* Job thread (owns d->ix): record the folder's queued clashes that are still there. */
+static void clash_drain(struct lr_daemon *d, const char *folder)
+{
+    struct sync_items *s = items(d);
+    struct clash_note *mine = NULL;
+    size_t n = 0;
+    char *root = NULL;
+    pthread_mutex_lock(&s->cmu);
+    for (size_t i = 0; i < s->nclashes;) {
+        if (strcmp(s->clashes[i].folder, folder) != 0) {
+            i++;
+            continue;
+        }
+        mine = lr_xreallocarray(mine, n + 1, sizeof(*mine));
+        mine[n++] = s->clashes[i];
+        s->clashes[i] = s->clashes[--s->nclashes];
+    }
+    for (size_t i = 0; i < s->nroots && n && !root; i++)
+        if (strcmp(s->roots[i].folder, folder) == 0)
+            root = lr_xstrdup(s->roots[i].root);
+    pthread_mutex_unlock(&s->cmu);
+    struct lr_store *st = NULL;
+    if (n && root && lr_store_open(root, &st, NULL) < 0)
+        st = NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t plen;
+        char *existing;
+        if (st &&
+            lr_store_find_clash(st, (const char *)mine[i].path, &plen, &existing, NULL) == 0) {
+            daemon_conflict_clash(d, folder, mine[i].path, mine[i].len, plen, existing);
+            free(existing);
+        }
+        free(mine[i].folder);
+        free(mine[i].path);
+    }
+    lr_store_close(st);
+    free(mine);
+    free(root);
 }
 
 void sync_item_skipped(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
@@ -317,7 +409,10 @@ static bool still_needed(struct lr_daemon *d, const char *folder,
 void sync_items_prune(struct lr_daemon *d, const char *folder)
 {
     struct sync_items *s = items(d);
-    if (!s || lr_syncerr_count(s->tab, folder) == 0)
+    if (!s)
+        return;
+    clash_drain(d, folder);
+    if (lr_syncerr_count(s->tab, folder) == 0)
         return;
     struct lr_need_stats ns;
     if (lr_index_need_stats(d->ix, folder, &ns, NULL) == 0 && ns.items == 0) {
@@ -356,9 +451,42 @@ int sync_items_folder_state(struct lr_daemon *d, const char *folder)
     return (int)st;
 }
 
+static void roots_release(struct sync_items *s)
+{
+    for (size_t i = 0; i < s->nroots; i++) {
+        free(s->roots[i].folder);
+        free(s->roots[i].root);
+    }
+    free(s->roots);
+    s->roots = NULL;
+    s->nroots = 0;
+}
+
+/* Loop: the roots clash_drain may look up, when the configuration changed. */
+static void roots_refresh(struct lr_daemon *d)
+{
+    struct sync_items *s = items(d);
+    bool same = s->nroots == d->cfg->nfolders;
+    for (size_t i = 0; i < s->nroots && same; i++)
+        same = strcmp(s->roots[i].folder, d->cfg->folders[i].id) == 0 &&
+               strcmp(s->roots[i].root, d->cfg->folders[i].path) == 0;
+    if (same)
+        return;
+    pthread_mutex_lock(&s->cmu);
+    roots_release(s);
+    s->roots = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*s->roots));
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        s->roots[i].folder = lr_xstrdup(d->cfg->folders[i].id);
+        s->roots[i].root = lr_xstrdup(d->cfg->folders[i].path);
+    }
+    s->nroots = d->cfg->nfolders;
+    pthread_mutex_unlock(&s->cmu);
+}
+
 static void poll_states(struct lr_daemon *d)
 {
     struct sync_items *s = items(d);
+    roots_refresh(d);
     /* Forget folders no longer configured (and their errors). */
     for (size_t i = 0; i < s->nst;) {
         if (!lr_config_find_folder(d->cfg, s->st[i].id)) {
@@ -525,6 +653,7 @@ void sync_items_init(struct lr_daemon *d)
     s->scan_tab = lr_syncerr_new(LR_SYNCERR_MAX_DEFAULT);
     s->scan_cur = lr_syncerr_new(LR_SYNCERR_MAX_DEFAULT);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
     atomic_init(&s->listeners, false);
     atomic_init(&s->ev_pending, false);
     s->timer_due = UINT64_MAX;
@@ -553,6 +682,13 @@ void sync_items_free(struct lr_daemon *d)
         free(s->st[i].id);
     free(s->st);
     pn_cache_free(s->pn);
+    for (size_t i = 0; i < s->nclashes; i++) {
+        free(s->clashes[i].folder);
+        free(s->clashes[i].path);
+    }
+    free(s->clashes);
+    roots_release(s);
+    pthread_mutex_destroy(&s->cmu);
     lr_syncerr_free(s->tab);
     lr_syncerr_free(s->scan_tab);
     lr_syncerr_free(s->scan_cur);

@@ -118,7 +118,7 @@ int lr_store_open(const char *root, struct lr_store **out, struct lr_err *err)
     st->folds = fstatat(rootfd, ".LANDROPIC", &fs, AT_SYMLINK_NOFOLLOW) == 0 &&
                 fs.st_dev == ms.st_dev && fs.st_ino == ms.st_ino;
     if (st->folds)
-        lr_info("store", "folder %s ignores case: names are checked for spelling clashes", root);
+        lr_debug("store", "folder %s ignores case: names are checked for spelling clashes", root);
     rc = open_sub(st, mfd, "tmp", &st->tmpfd);
     if (rc == 0)
         rc = open_sub(st, mfd, "versions", &st->versfd);
