@@ -220,6 +220,8 @@ static void test_folders_roundtrip(void **state)
     v[2].peer_index_id = 0; /* "I hold nothing of yours": send everything */
     v[2].peer_seq = 0;
     v[2].max_seq = LR_VARINT_MAX;
+    v[0].list_upto = 77; /* option 4: lists, not deltas, up to seq 77 */
+    v[2].list_upto = LR_VARINT_MAX;
 
     struct lr_buf b;
     lr_buf_init(&b, LR_PROTO_FOLDERS_MAX);
@@ -337,6 +339,49 @@ static int folders_expect(struct lr_buf *b, int want)
         assert_fatal(rc, &err);
     lr_buf_reset(b);
     return rc;
+}
+
+/* Option 4 (list_upto, §6.5): one varint >= 1, nothing else; the encoder
+ * refuses a sequence over the varint range. */
+static void test_folders_list_upto(void **state)
+{
+    (void)state;
+    struct lr_buf b;
+    lr_buf_init(&b, 4096);
+    const struct {
+        size_t len;
+        uint8_t v[3];
+        int want;
+    } cases[] = {
+        {1, {5}, 0},
+        {1, {0}, LR_EBADVAL},    /* seq 0 */
+        {0, {0}, LR_EBADVAL},    /* empty */
+        {2, {5, 1}, LR_EBADVAL}, /* trailing byte */
+        {2, {0x40, 0x05}, 0},    /* two-byte varint */
+        {1, {0x40}, LR_EBADVAL}, /* cut varint */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        put_folder_head(&b, "docs", 1, 0, 0);
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        assert_int_equal(lr_buf_put_varint(&b, LR_PROTO_FOPT_LIST_UPTO), 0);
+        assert_int_equal(lr_buf_put_lbytes(&b, cases[i].v, cases[i].len), 0);
+        if (cases[i].want == 0) {
+            struct lr_proto_folders out;
+            assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
+            assert_int_equal(out.v[0].list_upto, 5); /* both encodings of 5 */
+            lr_proto_folders_release(&out);
+            lr_buf_reset(&b);
+        } else {
+            folders_expect(&b, cases[i].want);
+        }
+    }
+    struct lr_proto_folder f;
+    folder_init(&f, "docs", 1);
+    f.list_upto = LR_VARINT_MAX + 1;
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), LR_EBADVAL);
+    assert_int_equal(b.len, 0);
+    lr_buf_release(&b);
 }
 
 static void test_folders_hostile(void **state)
@@ -1915,6 +1960,7 @@ int main(void)
         cmocka_unit_test(test_folders_roundtrip),
         cmocka_unit_test(test_folders_sort_and_encoder_rules),
         cmocka_unit_test(test_folders_hostile),
+        cmocka_unit_test(test_folders_list_upto),
         cmocka_unit_test(test_index_roundtrip),
         cmocka_unit_test(test_index_builder_rejects),
         cmocka_unit_test(test_index_batch_bound),
