@@ -99,3 +99,55 @@ def test_middle_edit_sends_a_delta_both_ways(devices, tmp_path):
              what="the truncation on B")
     assert idx(a, b)["deltas_sent"] >= a1["deltas_sent"] + 2
     assert idx(b, a)["delta_misses"] == 0
+
+
+def digests(root):
+    out = set()
+    for p in root.iterdir():
+        if p.name != ".landropic" and p.is_file():
+            out.add(digest(p))
+    return out
+
+
+def test_missing_base_is_resent_as_a_list(devices, tmp_path):
+    """B announces R, then changes the file again while stopped (R2): A
+    (send-only, so it keeps R as B's record without applying it) edits its
+    copy (A2) and announces it as a delta against R, which B no longer has
+    anywhere. B must not guess: it reconnects asking for lists up to that
+    entry, gets A2's full list, and keeps both versions (a conflict)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    size = 24 * MIB + 5
+    with open(fa / "big.bin", "wb") as f:
+        f.write(os.urandom(size))
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id, "--mode", "send-only")
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    wait_for(lambda: digest(fb / "big.bin") == digest(fa / "big.bin"), timeout=90, interval=0.3,
+             what="big.bin on B")
+    wait_for(lambda: settled(b), timeout=60, what="B settled")
+    a0 = idx(a, b)
+
+    overwrite(fb / "big.bin", size // 4, os.urandom(8192))  # R
+    b.ok("sync")
+    wait_for(lambda: idx(a, b)["deltas_received"] > a0["deltas_received"], timeout=60,
+             what="R announced to A as a delta")
+    b.stop()
+    overwrite(fb / "big.bin", 3 * size // 4, os.urandom(8192))  # R2, while B is down
+    r2 = digest(fb / "big.bin")
+    overwrite(fa / "big.bin", size // 2, os.urandom(8192))  # A2: a delta against R
+    a.ok("sync")
+    a2 = digest(fa / "big.bin")
+    b.start()
+    wait_for(lambda: {a2, r2} <= digests(fb), timeout=90, interval=0.3,
+             what="both A2 and R2 kept on B")
+    bi = idx(b, a)
+    print("B index counters:", bi)
+    assert bi["delta_misses"] >= 1
+    # A (send-only) never took B's versions.
+    assert digest(fa / "big.bin") == a2
+    # Quiet afterwards: no reconnect loop (the list was accepted once).
+    wait_for(lambda: settled(b), timeout=60, what="B settled after the miss")
+    m = idx(b, a)["delta_misses"]
+    assert {a2, r2} <= digests(fb)
+    assert idx(b, a)["delta_misses"] == m
