@@ -167,7 +167,7 @@ struct folders_job {
     char **ids;
     uint32_t *modes;
     struct lr_sync_strategy *strats; /* announced in option 3 (docs/conflicts.md) */
-    uint64_t *list_upto;             /* option 4 (§6.5); 0: none */
+    uint64_t *list_upto;             /* option 4 (§6.5, §6.6); 0: none */
     size_t n;
     bool side;    /* on the serve lane: read only; a missing folder index */
     bool missing; /* sends the job to the serial queue, which creates it */
@@ -339,7 +339,7 @@ struct send_job {
     uint64_t view_id, view_seq;
     uint64_t skip_author; /* receive-only: our short ID, whose versions are not sent (0: none) */
     bool record_sent;     /* out: store view_id/view_seq (what the peer holds of ours) */
-    bool delta;           /* chunk-list deltas in force with the peer (§6.5) */
+    bool delta;           /* chunk-list deltas in force with the peer (§6.6) */
     uint64_t list_upto;   /* the peer asked for lists for seq <= this */
     size_t ndeltas;       /* out: entries sent as deltas */
     /* out */
@@ -356,7 +356,7 @@ struct send_job {
 
 /*
  * The delta of rec's chunk list against the version the peer told us it
- * has (its own record of the path in our index, §6.5): into d with the
+ * has (its own record of the path in our index, §6.6): into d with the
  * base's blocks hash in *base. False if there is no usable base or the
  * delta would not be shorter than the list.
  */
@@ -717,7 +717,7 @@ static struct sync_tracker *tracker_get(struct sync_state *s, const struct lr_de
 
 /*
  * The chunk list whose blocks hash is *h among our records of the path:
- * the local one and every peer's (§6.5). 1 and *out filled (caller
+ * the local one and every peer's (§6.6). 1 and *out filled (caller
  * releases), 0 if none has it, or a negative code (database).
  */
 static int delta_base_find(struct lr_index *ix, const char *folder, const struct lr_file_rec *rec,
@@ -782,7 +782,7 @@ static void recv_work(struct daemon_job *base)
     j->epoch = ls->epoch;
     t = tracker_get(d->sync, &j->peer, j->folder);
     if (t->miss_epoch == ls->epoch + 1) {
-        /* After a delta we could not decode, until the reconnect: §6.5. */
+        /* After a delta we could not decode, until the reconnect: §6.6. */
         j->ignored = true;
         goto out;
     }
@@ -815,7 +815,7 @@ static void recv_work(struct daemon_job *base)
                 goto fail_tx;
             if (rc == 0) {
                 /* No record of ours has that list: never guess. Keep what came
-                 * before, and have the rest resent with lists (§6.5). */
+                 * before, and have the rest resent with lists (§6.6). */
                 j->miss = true;
                 j->miss_seq = e->rec.seq;
                 j->miss_from = ix.hdr.index_id;

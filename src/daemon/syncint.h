@@ -84,7 +84,7 @@ struct sync_link {
     bool send_blocked;   /* burst continues once the send queue drains */
     bool send_dirty;     /* local change since the current burst started */
     bool send_caught_up; /* the last burst ended (LAST sent) with nothing new */
-    /* Chunk-list deltas (docs/protocol.md §6.5). */
+    /* Chunk-list deltas (docs/protocol.md §6.6). */
     uint64_t their_list_upto; /* their FOLDERS option 4: lists for our seq <= this */
     uint64_t list_upto;       /* ours to send: a delta of theirs we could not decode */
     uint64_t list_upto_index; /* ... in their index with this ID */

@@ -448,7 +448,7 @@ static int parse_blocks(struct lr_rd *er, const char *w, bool first_in_batch, bo
     return 0;
 }
 
-/* The fields of a delta entry after the target (§6.5): count, base hash,
+/* The fields of a delta entry after the target (§6.6): count, base hash,
  * result hash, delta; the delta is checked without its base. */
 static int parse_delta(struct lr_rd *er, const char *w, struct lr_proto_entry *e,
                        struct lr_err *err)

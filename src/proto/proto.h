@@ -76,7 +76,7 @@ enum lr_msg_type {
  * treats it as a protocol error otherwise. */
 #define LR_FEAT_HAVE (UINT64_C(1) << 0) /* HAVE (0x14): reserved, not implemented */
 /* INDEX entries may carry their chunk list as a delta (LR_PROTO_ENTRY_DELTA,
- * docs/protocol.md §6.5); the message type 0x15 stays unused. */
+ * docs/protocol.md §6.6); the message type 0x15 stays unused. */
 #define LR_FEAT_INDEX_DELTA (UINT64_C(1) << 1)
 
 /* Per-type payload limits (see the type table in proto.c). */
@@ -247,7 +247,7 @@ enum lr_proto_folder_opt {
     LR_PROTO_FOPT_RESOLVE = 3,  /* value: the strategy in machine form (below) */
     /* value: one varint seq >= 1: the receiver of this FOLDERS must send
      * chunk lists, not deltas, for its entries with seq <= it (a delta the
-     * sender of FOLDERS could not decode: no base, §6.5). */
+     * sender of FOLDERS could not decode: no base, §6.6). */
     LR_PROTO_FOPT_LIST_UPTO = 4,
 };
 /* Option 3: varint kind | varint window (seconds) | 32-byte device ID (only
@@ -310,7 +310,7 @@ int lr_proto_folders_decode(const uint8_t *p, size_t n, struct lr_proto_folders 
 #define LR_PROTO_INDEX_FIRST 0x1u            /* first batch of a full index */
 #define LR_PROTO_INDEX_LAST 0x2u             /* last batch of the current burst */
 #define LR_PROTO_ENTRY_DELETED 0x1u          /* entry flag: tombstone */
-#define LR_PROTO_ENTRY_DELTA 0x2u            /* entry flag: chunk list as a delta (§6.5) */
+#define LR_PROTO_ENTRY_DELTA 0x2u            /* entry flag: chunk list as a delta (§6.6) */
 #define LR_PROTO_BLOCK_LEN (4 + LR_HASH_LEN) /* one (u32 len, sha256) block */
 /* rec.type of an entry whose wire type this version does not know. */
 #define LR_PROTO_FT_UNKNOWN ((enum lr_ftype)255)

@@ -1,6 +1,6 @@
 /*
  * delta.h - a file's chunk list as a delta against another version's list
- * (docs/protocol.md §6.5, "Chunk-list deltas"). Pure: no I/O, no globals,
+ * (docs/protocol.md §6.6, "Chunk-list deltas"). Pure: no I/O, no globals,
  * thread-safe; every pointer parameter is borrowed for the call.
  *
  * A delta is a sequence of operations, read until its bytes end:

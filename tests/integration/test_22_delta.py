@@ -1,4 +1,4 @@
-"""Chunk-list deltas (docs/protocol.md §6.5) between real daemons: a small
+"""Chunk-list deltas (docs/protocol.md §6.6) between real daemons: a small
 edit in the middle of a big multi-chunk file announces its chunk list as a
 delta against the version the peer has (index bytes far below the full
 list, both ways), and a delta whose base the receiver no longer has is
