@@ -42,6 +42,7 @@ static bool oracle(const uint8_t *p, size_t n, const struct lr_chunk *base, size
     *v = NULL;
     *nv = 0;
     *need = 0;
+    bool outside = false; /* a copy left the base: the list is never built */
     while (lr_rd_left(&rd) > 0) {
         uint64_t head, x;
         if (lr_rd_get_varint(&rd, &head) < 0 || head >> 1 == 0)
@@ -54,8 +55,10 @@ static bool oracle(const uint8_t *p, size_t n, const struct lr_chunk *base, size
                 return false;
             if (x + cnt > *need)
                 *need = x + cnt;
-            if (x + cnt > nbase) {
-                *nv += (size_t)cnt; /* counted, not materialised */
+            if (x + cnt > nbase)
+                outside = true; /* from here on blocks are counted, not materialised */
+            if (outside) {
+                *nv += (size_t)cnt;
                 continue;
             }
             for (uint64_t i = 0; i < cnt; i++) {
@@ -70,6 +73,10 @@ static bool oracle(const uint8_t *p, size_t n, const struct lr_chunk *base, size
                 if (lr_rd_get_varint(&rd, &x) < 0 || lr_rd_get_view(&rd, &h, LR_HASH_LEN) < 0 ||
                     x == 0 || x > LR_CHUNK_MAX)
                     return false;
+                if (outside) {
+                    (*nv)++;
+                    continue;
+                }
                 *v = realloc(*v, (*nv + 1) * sizeof(**v));
                 if (!*v)
                     abort();
