@@ -114,7 +114,10 @@ def test_ignored_files_never_leave_nor_get_deleted(devices, tmp_path):
     for d in (a, b):
         assert IGN not in indexed_paths(d)
     assert IGN not in remote_paths(a) and IGN not in remote_paths(b)
-    assert "x.tmp" in remote_paths(a)  # B did send it; A just never applied it
+    # B did send them; A just never applied them.
+    wait_for(lambda: {"x.tmp", "build/out"} <= remote_paths(a), timeout=10,
+             what="B's x.tmp and build/out in A's copy of B's index")
+    assert (fa / "x.tmp").read_bytes() == b"A's x\n" and not (fa / "build" / "out").exists()
 
     # B deletes its copies of paths A ignores, writes its own a-only.tmp, and
     # deletes its rules file. A deletes a synced file (deletes do travel).
