@@ -10,6 +10,7 @@
 #include "daemon/sessions.h"
 
 #include "daemon/syncint.h"
+#include "store/staging_reuse.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -137,13 +138,86 @@ static void trim(struct sync_sessions *r)
 
 /* ---- checkpoints ---- */
 
+struct rolled {
+    char *folder, *path;
+    struct lr_hash blocks;
+};
+
 struct ckpt_job {
     struct daemon_job base;
     struct lr_session_row *rows;
     size_t n;
     bool load; /* the start-up read instead */
     struct lr_session_list loaded;
+    /* load: the folders (id, root) whose commits are rolled forward, and
+     * the files that were (their sessions end complete). */
+    char **folders, **roots;
+    size_t nfolders;
+    struct rolled *rolled;
+    size_t nrolled;
 };
+
+struct roll_ctx {
+    struct lr_daemon *d;
+    struct ckpt_job *j;
+    const char *folder;
+};
+
+/*
+ * A commit batch renamed this file into place and the daemon died before
+ * the index recorded it (staging_reuse.h): record it now, as the commit
+ * would have, unless the local record changed since the pull decided (then
+ * the scan takes what is on disk). Job side, before the first scan.
+ */
+static int roll_forward(void *u, const struct lr_store_sidecar *sc,
+                        const struct lr_store_info *on_disk)
+{
+    struct roll_ctx *c = u;
+    const struct lr_store_sidecar_commit *cm = &sc->commit;
+    struct lr_file_rec cur;
+    struct lr_err err = {0};
+    int rc = lr_index_file_get(c->d->ix, c->folder, cm->rec.path, cm->rec.path_len, 0, &cur, &err);
+    if (rc < 0 && rc != LR_ENOTFOUND)
+        return rc;
+    bool same = cm->had_local ? (rc == 0 && cur.seq == cm->local_seq) : rc == LR_ENOTFOUND;
+    if (rc == 0)
+        lr_file_rec_release(&cur);
+    if (!same)
+        return LR_ECHANGED;
+    struct lr_file_rec r = cm->rec;
+    r.inode = on_disk->ino;
+    r.ctime_ns = on_disk->ctime_ns;
+    r.chunks = sc->chunks;
+    r.nchunks = sc->nchunks;
+    if ((rc = lr_index_file_put(c->d->ix, c->folder, &r, NULL, &err)) < 0) {
+        lr_warn(MOD, "folder=%s roll-forward: %s", c->folder, err.msg);
+        return rc;
+    }
+    char *e = lr_esc(r.path, r.path_len);
+    lr_info(MOD, "folder=%s path=%s committed before the last stop, now recorded", c->folder, e);
+    free(e);
+    struct ckpt_job *j = c->j;
+    j->rolled = lr_xreallocarray(j->rolled, j->nrolled + 1, sizeof(*j->rolled));
+    struct rolled *ro = &j->rolled[j->nrolled++];
+    ro->folder = lr_xstrdup(c->folder);
+    ro->path = lr_xstrdup((const char *)r.path);
+    ro->blocks = r.blocks_hash;
+    return 0;
+}
+
+static void roll_forward_all(struct lr_daemon *d, struct ckpt_job *j)
+{
+    for (size_t i = 0; i < j->nfolders; i++) {
+        struct lr_store *st;
+        struct lr_err err = {0};
+        if (lr_store_open(j->roots[i], &st, &err) < 0)
+            continue; /* the scan reports the folder */
+        struct roll_ctx c = {.d = d, .j = j, .folder = j->folders[i]};
+        if (lr_store_sidecar_recover(st, roll_forward, &c, NULL, &err) < 0)
+            lr_warn(MOD, "folder=%s roll-forward: %s", j->folders[i], err.msg);
+        lr_store_close(st);
+    }
+}
 
 static void rows_free(struct lr_session_row *rows, size_t n)
 {
@@ -169,6 +243,7 @@ static void ckpt_work(struct daemon_job *base)
     struct lr_daemon *d = base->d;
     struct lr_err err = {0};
     if (j->load) {
+        roll_forward_all(d, j);
         uint64_t removed = 0;
         int64_t before = now_ms() - HISTORY_KEEP_MS;
         if (lr_index_session_prune(d->ix, SYNC_SESSION_COMPLETE, before, &removed, &err) < 0 ||
@@ -276,8 +351,22 @@ static void ckpt_done(struct daemon_job *base, int status)
     struct ckpt_job *j = (struct ckpt_job *)base;
     struct lr_daemon *d = base->d;
     struct sync_sessions *r = reg(d);
-    if (j->load && status == 0 && !d->stopping)
+    if (j->load && status == 0 && !d->stopping) {
         load_done(d, j);
+        for (size_t i = 0; i < j->nrolled; i++)
+            sync_session_completed(d, j->rolled[i].folder, j->rolled[i].path, &j->rolled[i].blocks);
+    }
+    for (size_t i = 0; i < j->nrolled; i++) {
+        free(j->rolled[i].folder);
+        free(j->rolled[i].path);
+    }
+    free(j->rolled);
+    for (size_t i = 0; i < j->nfolders; i++) {
+        free(j->folders[i]);
+        free(j->roots[i]);
+    }
+    free(j->folders);
+    free(j->roots);
     if (r && !j->load)
         r->job_busy = false;
     lr_session_list_release(&j->loaded);
@@ -356,6 +445,16 @@ void sync_sessions_init(struct lr_daemon *d)
     j->base.work = ckpt_work;
     j->base.done = ckpt_done;
     j->load = true;
+    /* Runs before the first scan (the serial queue is FIFO and the scans
+     * are queued later in start-up). */
+    size_t nf = d->cfg ? d->cfg->nfolders : 0;
+    j->folders = lr_xcalloc(nf ? nf : 1, sizeof(*j->folders));
+    j->roots = lr_xcalloc(nf ? nf : 1, sizeof(*j->roots));
+    for (size_t i = 0; i < nf; i++) {
+        j->folders[i] = lr_xstrdup(d->cfg->folders[i].id);
+        j->roots[i] = lr_xstrdup(d->cfg->folders[i].path);
+    }
+    j->nfolders = nf;
     daemon_job_queue(d, &j->base);
 }
 

@@ -42,7 +42,9 @@ enum sync_session_state {
     SYNC_SESSION_COMPLETE = LR_SESSION_COMPLETE,
 };
 
-/* Load the last checkpoint (a serial-queue job) and start the timer. */
+/* Load the last checkpoint and start the timer. The same serial-queue job
+ * first rolls forward files a commit renamed into place just before the
+ * previous run died (store/staging_reuse.h), before the first scan. */
 void sync_sessions_init(struct lr_daemon *d);
 /* After the loop ended: active sessions become interrupted; last checkpoint
  * written synchronously; everything freed. */

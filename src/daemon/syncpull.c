@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -428,12 +429,10 @@ static void reuse_older(struct page_ctx *c, struct sync_xfer *x)
     if (rc < 0 && rc != LR_ENOTFOUND)
         log_path("staging sidecar ignored", x->folder, x->rec.path, x->rec.path_len, rc, &err);
     bool have = rc == 0;
-    if (have && lr_hash_cmp(&prev.key, &x->key) == 0) {
-        lr_store_sidecar_release(&prev);
-        return; /* this version resumed: the sidecar already says so */
-    }
     size_t copied = 0;
-    if (have) {
+    /* The same version resumed: nothing to copy, but the sidecar is written
+     * again (this run's decision: the local record it replaces). */
+    if (have && lr_hash_cmp(&prev.key, &x->key) != 0) {
         rc = lr_store_sidecar_reuse(c->st, &prev, &x->key, x->fd, x->rec.chunks, x->rec.nchunks,
                                     x->done0, c->buf, LR_PROTO_CHUNK_DATA_MAX, &copied, &err);
         if (rc < 0)
@@ -446,8 +445,15 @@ static void reuse_older(struct page_ctx *c, struct sync_xfer *x)
             free(e);
         }
     }
+    /* The record the commit will write, for a roll-forward after a crash
+     * between the commit's renames and its index transaction. */
+    struct lr_store_sidecar_commit cm = {
+        .rec = x->rec, .had_local = x->had_local, .local_seq = x->local_seq};
+    struct stat sb;
+    bool ino_known = fstat(x->fd, &sb) == 0;
+    cm.staging_ino = ino_known ? (uint64_t)sb.st_ino : 0;
     rc = lr_store_sidecar_write(c->st, x->rec.path, x->rec.path_len, &x->key, x->rec.chunks,
-                                x->rec.nchunks, have ? &prev : NULL, &err);
+                                x->rec.nchunks, have ? &prev : NULL, ino_known ? &cm : NULL, &err);
     if (rc < 0)
         log_path("staging sidecar not written", x->folder, x->rec.path, x->rec.path_len, rc, &err);
     if (have)

@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAGIC "LRSIDEC1"
+#define MAGIC "LRSIDEC2"
 #define MAGIC_LEN 8
 #define HEAD_LEN (MAGIC_LEN + 4 + 4 + LR_HASH_LEN)
 #define ENTRY_LEN (8 + 4 + LR_HASH_LEN)
@@ -50,6 +50,8 @@ void lr_store_sidecar_release(struct lr_store_sidecar *sc)
     if (!sc)
         return;
     free(sc->chunks);
+    free(sc->commit.rec.path);
+    lr_vv_release(&sc->commit.rec.vv);
     memset(sc, 0, sizeof(*sc));
 }
 
@@ -92,6 +94,40 @@ out:
     return rc;
 }
 
+/* The trailing commit record (see the format in the header); then the end. */
+static int parse_commit(struct lr_rd *r, struct lr_store_sidecar *out)
+{
+    uint8_t has, had_local;
+    if (lr_rd_get_u8(r, &has) < 0 || has > 1)
+        return LR_EPROTO;
+    if (has) {
+        struct lr_store_sidecar_commit *c = &out->commit;
+        uint32_t plen, vlen;
+        const uint8_t *p, *vv;
+        uint64_t mtime;
+        if (lr_rd_get_u32(r, &plen) < 0 || plen == 0 || plen > LR_STORE_SIDECAR_PATH_MAX ||
+            lr_rd_get_view(r, &p, plen) < 0 || memchr(p, 0, plen) ||
+            lr_rd_get_u64(r, &c->rec.size) < 0 || lr_rd_get_u64(r, &mtime) < 0 ||
+            lr_rd_get_u32(r, &c->rec.mode) < 0 ||
+            lr_rd_get_bytes(r, c->rec.blocks_hash.b, LR_HASH_LEN) < 0 ||
+            lr_rd_get_u32(r, &vlen) < 0 || lr_rd_get_view(r, &vv, vlen) < 0 ||
+            lr_rd_get_u64(r, &c->staging_ino) < 0 || lr_rd_get_u8(r, &had_local) < 0 ||
+            had_local > 1 || lr_rd_get_u64(r, &c->local_seq) < 0)
+            return LR_EPROTO;
+        if (lr_vv_decode(vv, vlen, &c->rec.vv) < 0)
+            return LR_EPROTO;
+        c->rec.path = lr_xmalloc((size_t)plen + 1);
+        memcpy(c->rec.path, p, plen);
+        c->rec.path[plen] = 0;
+        c->rec.path_len = plen;
+        c->rec.type = LR_FT_FILE;
+        c->rec.mtime_ns = (int64_t)mtime;
+        c->had_local = had_local;
+        out->has_commit = true;
+    }
+    return lr_rd_left(r) == 0 ? 0 : LR_EPROTO;
+}
+
 static int parse(const uint8_t *data, size_t len, struct lr_store_sidecar *out)
 {
     struct lr_rd r;
@@ -104,8 +140,8 @@ static int parse(const uint8_t *data, size_t len, struct lr_store_sidecar *out)
         return LR_EPROTO;
     if (nold > LR_STORE_SIDECAR_OLD_MAX || nchunks > LR_STORE_SIDECAR_CHUNKS_MAX)
         return LR_EPROTO;
-    /* Exactly the announced entries, checked before allocating for them. */
-    if (lr_rd_left(&r) != (size_t)nold * LR_HASH_LEN + (size_t)nchunks * ENTRY_LEN)
+    /* The announced entries are there, checked before allocating for them. */
+    if (lr_rd_left(&r) < (size_t)nold * LR_HASH_LEN + (size_t)nchunks * ENTRY_LEN)
         return LR_EPROTO;
     for (uint32_t i = 0; i < nold; i++)
         if (lr_rd_get_bytes(&r, out->old[i].b, LR_HASH_LEN) < 0)
@@ -121,7 +157,7 @@ static int parse(const uint8_t *data, size_t len, struct lr_store_sidecar *out)
             return LR_EPROTO;
     }
     out->nchunks = nchunks;
-    return 0;
+    return parse_commit(&r, out);
 }
 
 int lr_store_sidecar_load(struct lr_store *st, const uint8_t *path, size_t path_len,
@@ -153,7 +189,8 @@ int lr_store_sidecar_load(struct lr_store *st, const uint8_t *path, size_t path_
 
 int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path_len,
                            const struct lr_hash *key, const struct lr_chunk *chunks, size_t nchunks,
-                           const struct lr_store_sidecar *prev, struct lr_err *err)
+                           const struct lr_store_sidecar *prev,
+                           const struct lr_store_sidecar_commit *commit, struct lr_err *err)
 {
     if (nchunks > LR_STORE_SIDECAR_CHUNKS_MAX)
         return lr_err_set(err, LR_ETOOBIG, "staging sidecar: %zu chunks", nchunks);
@@ -164,8 +201,15 @@ int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path
     for (size_t i = 0; prev && i < prev->nold && nold < LR_STORE_SIDECAR_OLD_MAX; i++)
         if (lr_hash_cmp(&prev->old[i], key) != 0)
             old[nold++] = prev->old[i];
+    struct lr_buf vv;
+    lr_buf_init(&vv, 1u << 20);
+    if (commit && (commit->rec.path_len == 0 || commit->rec.path_len > LR_STORE_SIDECAR_PATH_MAX ||
+                   lr_vv_encode(&commit->rec.vv, &vv) < 0))
+        commit = NULL; /* no roll-forward for it; reuse still works */
     struct lr_buf b;
-    size_t total = HEAD_LEN + nold * LR_HASH_LEN + nchunks * ENTRY_LEN;
+    size_t total =
+        HEAD_LEN + nold * LR_HASH_LEN + nchunks * ENTRY_LEN + 1 +
+        (commit ? 4 + commit->rec.path_len + 8 + 8 + 4 + LR_HASH_LEN + 4 + vv.len + 8 + 1 + 8 : 0);
     lr_buf_init(&b, total);
     lr_buf_put(&b, MAGIC, MAGIC_LEN);
     lr_buf_put_u32(&b, (uint32_t)nold);
@@ -178,6 +222,22 @@ int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path
         lr_buf_put_u32(&b, chunks[i].len);
         lr_buf_put(&b, chunks[i].hash.b, LR_HASH_LEN);
     }
+    lr_buf_put_u8(&b, commit != NULL);
+    if (commit) {
+        const struct lr_file_rec *r = &commit->rec;
+        lr_buf_put_u32(&b, (uint32_t)r->path_len);
+        lr_buf_put(&b, r->path, r->path_len);
+        lr_buf_put_u64(&b, r->size);
+        lr_buf_put_u64(&b, (uint64_t)r->mtime_ns);
+        lr_buf_put_u32(&b, r->mode);
+        lr_buf_put(&b, r->blocks_hash.b, LR_HASH_LEN);
+        lr_buf_put_u32(&b, (uint32_t)vv.len);
+        lr_buf_put(&b, vv.data, vv.len);
+        lr_buf_put_u64(&b, commit->staging_ino);
+        lr_buf_put_u8(&b, commit->had_local);
+        lr_buf_put_u64(&b, commit->local_seq);
+    }
+    lr_buf_release(&vv);
     if (!lr_buf_ok(&b)) {
         lr_buf_release(&b);
         return lr_err_set(err, LR_EINTERNAL, "staging sidecar: encoding");
@@ -346,5 +406,81 @@ int lr_store_sidecar_gc(struct lr_store *st, uint64_t *removed, struct lr_err *e
     closedir(d);
     if (removed)
         *removed = n;
+    return 0;
+}
+
+/* The sidecar `name` of tmp: its commit, rolled forward when it applies. */
+static bool recover_one(struct lr_store *st, const char *name,
+                        int (*apply)(void *u, const struct lr_store_sidecar *sc,
+                                     const struct lr_store_info *on_disk),
+                        void *u)
+{
+    uint8_t *data;
+    size_t len;
+    size_t max = HEAD_LEN + LR_STORE_SIDECAR_OLD_MAX * LR_HASH_LEN +
+                 (size_t)LR_STORE_SIDECAR_CHUNKS_MAX * ENTRY_LEN;
+    if (read_small(st->tmpfd, name, max, &data, &len) < 0)
+        return false;
+    struct lr_store_sidecar sc = {0};
+    int rc = parse(data, len, &sc);
+    free(data);
+    bool done = false;
+    struct name nm;
+    struct lr_store_info info;
+    if (rc < 0 || !sc.has_commit || staging_exists(st, &sc.key))
+        goto out; /* nothing to roll forward, or not committed yet */
+    const struct lr_file_rec *r = &sc.commit.rec;
+    sidecar_name(r->path, r->path_len, false, &nm);
+    if (strcmp(nm.s, name) != 0 || lr_store_path_check((const char *)r->path, NULL) < 0)
+        goto out; /* not the sidecar of the path it names */
+    if (lr_store_stat(st, (const char *)r->path, &info, NULL) < 0 || info.special ||
+        info.type != LR_FT_FILE || info.ino != sc.commit.staging_ino || info.size != r->size ||
+        info.mtime_ns != r->mtime_ns)
+        goto out; /* not our file (or the commit never happened) */
+    if (apply(u, &sc, &info) == 0) {
+        lr_store_sidecar_forget(st, r->path, r->path_len, &sc.key, NULL);
+        done = true;
+    }
+out:
+    lr_store_sidecar_release(&sc);
+    return done;
+}
+
+int lr_store_sidecar_recover(struct lr_store *st,
+                             int (*apply)(void *u, const struct lr_store_sidecar *sc,
+                                          const struct lr_store_info *on_disk),
+                             void *u, uint64_t *applied, struct lr_err *err)
+{
+    if (applied)
+        *applied = 0;
+    int dfd = openat(st->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return lr_err_set(err, -errno, "sidecar recovery: open tmp: %s", strerror(errno));
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int e = -errno;
+        close(dfd);
+        return lr_err_set(err, e, "sidecar recovery: %s", lr_strerror(e));
+    }
+    /* Names first: forgetting a sidecar changes the directory being read. */
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strlen(de->d_name) != LR_HASH_HEX_LEN + sizeof(SUFFIX) - 1 ||
+            strcmp(de->d_name + LR_HASH_HEX_LEN, SUFFIX) != 0)
+            continue;
+        names = lr_xreallocarray(names, n + 1, sizeof(*names));
+        names[n++] = lr_xstrdup(de->d_name);
+    }
+    closedir(d);
+    uint64_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        k += recover_one(st, names[i], apply, u);
+        free(names[i]);
+    }
+    free(names);
+    if (applied)
+        *applied = k;
     return 0;
 }

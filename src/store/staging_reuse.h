@@ -14,13 +14,28 @@
  * Once a version of the path is committed, lr_store_sidecar_forget()
  * removes the superseded staging files and the sidecar.
  *
- * The sidecar is an optimisation: a missing, torn or hostile one (it is
- * disk input) means no reuse, never a wrong byte, because every copied
- * chunk is verified against the new version's hash. It is written through
- * a rename but not fsynced.
+ * The sidecar also carries the record the version will be committed with
+ * (the remote record with the decided vector, the staging file's inode,
+ * and the local record decided against). A SIGKILL after a commit batch
+ * renamed its files into place and before the index recorded them leaves
+ * new files the index does not know, which the next scan would take for
+ * local edits (then conflicts with the sender's next version).
+ * lr_store_sidecar_recover() finds those files at start (the staging file
+ * is gone, the file at the path is that very inode with the version's size
+ * and mtime) and hands their records to the caller to roll the index
+ * forward before the first scan.
  *
- * Format (big endian, util/buf.h): "LRSIDEC1" | u32 nold | u32 nchunks | key[32] |
- * old keys[nold][32] | nchunks x (u64 off | u32 len | hash[32]).
+ * The sidecar is an optimisation: a missing, torn or hostile one (it is
+ * disk input) means no reuse and no roll-forward, never a wrong byte,
+ * because every copied chunk is verified against the new version's hash
+ * and a record is rolled forward only onto the staging file's own inode.
+ * It is written through a rename but not fsynced.
+ *
+ * Format (big endian, util/buf.h): "LRSIDEC2" | u32 nold | u32 nchunks |
+ * key[32] | old keys[nold][32] | nchunks x (u64 off | u32 len | hash[32]) |
+ * u8 has_record, and with a record: u32 path_len | path | u64 size |
+ * u64 mtime_ns | u32 mode | blocks_hash[32] | u32 vv_len | vv (index.h
+ * encoding) | u64 staging inode | u8 had_local | u64 local_seq.
  *
  * Errors: 0 or negative codes (LR_ENOTFOUND: no sidecar; LR_EPROTO: a
  * malformed one; -errno). Thread-safety: none of its own; callers keep one
@@ -38,8 +53,21 @@
 /* Superseded staging keys a sidecar remembers (older ones are orphaned and
  * left to lr_store_staging_gc). */
 #define LR_STORE_SIDECAR_OLD_MAX 8
-/* Largest chunk list a sidecar may hold (a 1 TiB file at 2 KiB chunks). */
-#define LR_STORE_SIDECAR_CHUNKS_MAX (1u << 29)
+/* Largest chunk list a sidecar may hold (a 1 TiB file at 64 KiB chunks;
+ * a longer one gets no sidecar). */
+#define LR_STORE_SIDECAR_CHUNKS_MAX (1u << 24)
+/* Longest path a commit record may name. */
+#define LR_STORE_SIDECAR_PATH_MAX 65536u
+
+/* What the version will be committed with (borrowed when writing). */
+struct lr_store_sidecar_commit {
+    /* A regular file's record: path, size, mtime_ns, mode, blocks_hash, vv
+     * (chunks, inode, ctime, seq are not stored). */
+    struct lr_file_rec rec;
+    uint64_t staging_ino; /* the staging file's inode (kept by the rename) */
+    bool had_local;       /* the index had a record of the path... */
+    uint64_t local_seq;   /* ...with this seq, when the pull decided */
+};
 
 struct lr_store_sidecar {
     struct lr_hash key; /* staging key of the version it describes */
@@ -47,6 +75,8 @@ struct lr_store_sidecar {
     size_t nchunks;
     struct lr_hash old[LR_STORE_SIDECAR_OLD_MAX];
     size_t nold;
+    bool has_commit;
+    struct lr_store_sidecar_commit commit; /* owned (path, vv) when read */
 };
 
 /*
@@ -63,10 +93,13 @@ void lr_store_sidecar_release(struct lr_store_sidecar *sc);
  * Write the sidecar of path for the version staged under key with chunks
  * (borrowed). prev (may be NULL) is the sidecar found before: its key, if
  * it differs from key, and its old keys are remembered as superseded.
+ * commit (may be NULL; borrowed; its rec.path must be path) is stored for
+ * lr_store_sidecar_recover().
  */
 int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path_len,
                            const struct lr_hash *key, const struct lr_chunk *chunks, size_t nchunks,
-                           const struct lr_store_sidecar *prev, struct lr_err *err);
+                           const struct lr_store_sidecar *prev,
+                           const struct lr_store_sidecar_commit *commit, struct lr_err *err);
 
 /*
  * Copy into fd (the new version's staging file) every chunk i of chunks
@@ -89,6 +122,19 @@ int lr_store_sidecar_reuse(struct lr_store *st, const struct lr_store_sidecar *p
  */
 int lr_store_sidecar_forget(struct lr_store *st, const uint8_t *path, size_t path_len,
                             const struct lr_hash *committed_key, struct lr_err *err);
+
+/*
+ * Roll-forward after a crash: for every sidecar with a commit record whose
+ * staging file is gone while the path holds that very file (same inode,
+ * regular, the record's size and mtime), call apply(u, sc, on_disk); when
+ * it returns 0 the sidecar is forgotten (lr_store_sidecar_forget). Other
+ * sidecars are left alone. *applied (may be NULL) counts the 0 returns.
+ * 0 or -errno (the directory); apply's errors are not returned.
+ */
+int lr_store_sidecar_recover(struct lr_store *st,
+                             int (*apply)(void *u, const struct lr_store_sidecar *sc,
+                                          const struct lr_store_info *on_disk),
+                             void *u, uint64_t *applied, struct lr_err *err);
 
 /*
  * Remove every sidecar none of whose staging files exists any more (the

@@ -172,3 +172,38 @@ def test_receiver_kill_loop(devices, tmp_path, seed):
 
 def test_sender_kill_loop(devices, tmp_path):
     kill_loop(devices, tmp_path, 71, "sender")
+
+
+def test_crash_after_commit_renames_then_sender_moves_on(devices, tmp_path):
+    """The deterministic form of what the loops hit by chance: the receiver
+    dies after a commit batch renamed its files into place and before the
+    index recorded them (failpoint commit_before_index), and the sender
+    changes those files again before the receiver is back. The files on
+    disk are the versions the receiver was committing, so its start-up
+    records them (roll-forward) instead of its first scan taking them for
+    local edits, which would then conflict with the sender's new versions
+    (conflict copies on a device where nobody edited anything)."""
+    from test_16_resume import log_text, start_env, wait_dead
+    rng = random.Random(5)
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    sender = Sender(fa, scratch, rng)
+    sender.populate()
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    converge_and_check_db(a, b, fa, fb)  # ends with B stopped
+    sender.mutate()
+    a.ok("scan")
+    start_env(b, {"LR_FAILPOINT": "commit_before_index:1"})
+    wait_dead(b, what="B crashing between a commit's renames and its index update")
+    assert "failpoint commit_before_index reached" in log_text(b)
+    n = check_whole(fb, sender, "after the crash")
+    sender.mutate()
+    a.ok("scan")
+    b.start()
+    converge_and_check_db(a, b, fa, fb)
+    assert "now recorded" in log_text(b), "nothing was rolled forward"
+    print(f"{n} whole files after the crash; rolled forward: "
+          f"{log_text(b).count('now recorded')}")
