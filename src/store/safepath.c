@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +239,83 @@ int lr__store_clash_fail(struct lr_err *err, const char *relpath, size_t off, si
     return LR_ECLASH;
 }
 
+/*
+ * Directories whose spelling was checked, so a folding store does not read
+ * every parent on every create: (file system, parent inode, name) is known
+ * to hold exactly that name for the child inode as long as the child's
+ * ctime is unchanged (a rename, also a case-only one through a temporary
+ * name, changes the renamed inode's ctime; so does any entry added to or
+ * removed from the child, which only costs a check more). Process-wide,
+ * small, replaced round-robin.
+ */
+#define SPELL_CACHE 64
+
+struct spell_ent {
+    bool used;
+    uint64_t dev, pino, cino;
+    int64_t cctime_ns;
+    char name[NAME_MAX + 1];
+};
+
+static pthread_mutex_t spell_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct spell_ent spell[SPELL_CACHE];
+static unsigned spell_next;
+
+static int64_t ctime_ns(const struct stat *sb)
+{
+    return (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec;
+}
+
+static bool spell_known(const struct stat *pb, const char *name, const struct stat *cb)
+{
+    bool hit = false;
+    pthread_mutex_lock(&spell_mu);
+    for (unsigned i = 0; i < SPELL_CACHE && !hit; i++) {
+        const struct spell_ent *e = &spell[i];
+        hit = e->used && e->dev == (uint64_t)pb->st_dev && e->pino == (uint64_t)pb->st_ino &&
+              e->cino == (uint64_t)cb->st_ino && e->cctime_ns == ctime_ns(cb) &&
+              strcmp(e->name, name) == 0;
+    }
+    pthread_mutex_unlock(&spell_mu);
+    return hit;
+}
+
+static void spell_add(const struct stat *pb, const char *name, const struct stat *cb)
+{
+    if (strlen(name) > NAME_MAX)
+        return;
+    pthread_mutex_lock(&spell_mu);
+    struct spell_ent *e = &spell[spell_next++ % SPELL_CACHE];
+    e->used = true;
+    e->dev = (uint64_t)pb->st_dev;
+    e->pino = (uint64_t)pb->st_ino;
+    e->cino = (uint64_t)cb->st_ino;
+    e->cctime_ns = ctime_ns(cb);
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    pthread_mutex_unlock(&spell_mu);
+}
+
+/* Is directory `name` of cur (open as fd) spelled exactly so? 0, LR_ECLASH (cl filled), -errno. */
+static int check_component(int cur, const char *name, int fd, const char *buf,
+                           struct lr__store_clash *cl)
+{
+    struct stat cb, pb;
+    if (fstat(fd, &cb) < 0 || fstat(cur, &pb) < 0)
+        return -errno;
+    if (spell_known(&pb, name, &cb))
+        return 0;
+    char found[NAME_MAX + 1];
+    int r = lr__store_name_check(cur, name, &cb, found);
+    if (r == 0)
+        spell_add(&pb, name, &cb);
+    if (r == LR_ECLASH) {
+        cl->off = (size_t)(name - buf);
+        cl->len = strlen(name);
+        memcpy(cl->name, found, sizeof(found));
+    }
+    return r;
+}
+
 static int open_dir(const struct lr_store *st, struct lr_store_batch *b, int basefd,
                     const char *path, bool create, mode_t mode, int *out,
                     struct lr__store_clash *cl)
@@ -304,14 +382,7 @@ static int open_dir(const struct lr_store *st, struct lr_store_batch *b, int bas
                     r = lr__store_open_one_dir(st, cur, p, &fd);
             }
             if (r == 0 && cl && ((check_all && !made) || raced)) {
-                struct stat sb;
-                char name[NAME_MAX + 1];
-                r = fstat(fd, &sb) < 0 ? -errno : lr__store_name_check(cur, p, &sb, name);
-                if (r == LR_ECLASH) {
-                    cl->off = (size_t)(p - buf);
-                    cl->len = strlen(p);
-                    memcpy(cl->name, name, sizeof(name));
-                }
+                r = check_component(cur, p, fd, buf, cl);
                 if (r < 0)
                     close(fd);
             }

@@ -222,8 +222,14 @@ static int spelled_exactly(int parent, const char *leaf, const struct stat *sb, 
     return lr__store_clash_fail(err, relpath, (size_t)(leaf - relpath), strlen(leaf), existing);
 }
 
-/* An entry expected there is there, but (on a folding store) under another
- * spelling: renamed by case, not the entry the caller means. */
+/*
+ * Before a delete: the entry expected there is there, but (on a folding
+ * store) under another spelling, i.e. renamed by case since the last scan.
+ * Deleting it would take the user's rename away with the peer's delete, so
+ * it is LR_ECHANGED (the rescan records the new name). A replace or a
+ * metadata change of the same inode is let through: the result is the
+ * peer's data under the user's new name, and the replaced file is archived.
+ */
 static int check_spelling(const struct lr_store *st, int parent, const char *leaf,
                           const struct stat *sb, const char *relpath, struct lr_err *err)
 {
@@ -239,8 +245,8 @@ static int check_spelling(const struct lr_store *st, int parent, const char *lea
     return LR_ECHANGED;
 }
 
-static int check_expect(const struct lr_store *st, int parent, const char *leaf,
-                        const struct lr_store_expect *e, const char *relpath, struct lr_err *err)
+static int check_expect(int parent, const char *leaf, const struct lr_store_expect *e,
+                        const char *relpath, struct lr_err *err)
 {
     struct stat sb;
     bool present;
@@ -251,8 +257,6 @@ static int check_expect(const struct lr_store *st, int parent, const char *leaf,
         return rc; /* "absent" and found: another spelling? */
     if (!matches(present ? &sb : NULL, e, true))
         return lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
-    if (present)
-        return check_spelling(st, parent, leaf, &sb, relpath, err);
     return 0;
 }
 
@@ -383,7 +387,7 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
                  const char *leaf, const char *relpath, const struct lr_store_expect *e,
                  struct lr_err *err)
 {
-    int rc = check_expect(st, parent, leaf, e, relpath, err);
+    int rc = check_expect(parent, leaf, e, relpath, err);
     if (rc)
         return rc;
     int vfd = -1;
@@ -800,8 +804,6 @@ int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char 
         rc = lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
         goto out;
     }
-    if ((rc = check_spelling(st, parent, leaf, &sb, relpath, err)) < 0)
-        goto out;
     if (e->type == LR_FT_SYMLINK) {
         if (utimensat(parent, leaf, ts, AT_SYMLINK_NOFOLLOW) < 0) {
             rc = lr__store_fail(err, -errno, "set mtime of", relpath);

@@ -45,11 +45,14 @@
  *    directory, a parent made or, on a folding root, any parent on the
  *    way) the directory is read and the name compared byte for byte; no
  *    exact entry is LR_ECLASH, naming both spellings, and nothing is
- *    changed. A delete or metadata change of "foo" that finds "Foo" is
- *    LR_ECHANGED. A root folds if a lookup of ".LANDROPIC" finds the
- *    marker (checked at open); then every change compares names (one
- *    directory read per component), otherwise only the rare paths above
- *    do (docs/internals/store.md, "Names that fold").
+ *    changed. A delete of "foo" that finds "Foo" is LR_ECHANGED (a
+ *    replace or metadata change of the very inode expected goes to it
+ *    under its current spelling, the old data archived). A root folds if
+ *    a lookup of ".LANDROPIC" finds the marker (checked at open); then the
+ *    parents of every change are compared too (one directory read per
+ *    component, cached while the directory's ctime is unchanged),
+ *    otherwise only the rare paths above are (docs/internals/store.md,
+ *    "Names that fold").
  *
  * Durability (docs/decisions/0001-durability-batching.md). Commits take an
  * optional batch. With a batch, the engine's order is:
