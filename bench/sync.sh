@@ -15,6 +15,17 @@
 # 127.0.0.1 serving the source, the client pulling into the destination.
 # Prints per-run seconds and the medians, and the ratios to rsync --fsync
 # (the same durability as landropic) measured in the same run.
+# When installed (bench-only tools: apt-get install syncthing unison; never
+# needed by make test or make demo), the same run also times:
+#   syncthing  two Syncthing instances on 127.0.0.1 driven by bench/syncthing.py
+#              (fresh homes, static addresses, discovery/relays/NAT off, folder
+#              watcher on), timed from starting both until B's REST status has
+#              every file of the source in sync; Syncthing fsyncs every file
+#   unison     a Unison server (-socket on 127.0.0.1) and the client syncing the
+#              source into it (-batch -auto -times), timed from starting the
+#              client until it exits; Unison has no fsync option
+# and prints their medians and landropic / syncthing, landropic / unison on an
+# extra line after the existing ones. SYNCTHING=0 or UNISON=0 skips them.
 # Not a test: run it on demand, record figures in docs/benchmarks.md.
 set -euo pipefail
 
@@ -81,7 +92,7 @@ PY
     esac
 }
 
-same_tree() { diff -r -q --exclude=.landropic "$1" "$2" >/dev/null; }
+same_tree() { diff -r -q --exclude=.landropic --exclude=.stfolder "$1" "$2" >/dev/null; }
 
 run_cp() { # SRC DST
     cold
@@ -139,16 +150,52 @@ run_landropic() { # SRC DST
     echo "$t1 - $t0" | bc
 }
 
+run_syncthing() { # SRC DST
+    python3 "$ROOT/bench/syncthing.py" initial "$1" "$2" --cold
+}
+
+run_unison() { # SRC DST
+    local port pid t0 t1
+    rm -rf "$WORK/unison-c" "$WORK/unison-s"
+    mkdir -p "$WORK/unison-c" "$WORK/unison-s"
+    port=$(free_tcp)
+    UNISON="$WORK/unison-s" unison -socket "$port" -listen 127.0.0.1 >/dev/null 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 50); do
+        (echo > /dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    cold
+    t0=$(now)
+    UNISON="$WORK/unison-c" unison "$1" "socket://127.0.0.1:$port/$2" -batch -auto -times \
+        -ui text -silent >/dev/null 2>&1
+    t1=$(now)
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "$t1 - $t0" | bc
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "sync.sh: $RUNS runs; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg); $(rsync --version | head -1)"
+EXTRA=""
+if [ "${SYNCTHING:-1}" != 0 ] && command -v syncthing >/dev/null; then
+    EXTRA="$EXTRA syncthing"
+    echo "also: $(syncthing --version | cut -d' ' -f1-2) (bench/syncthing.py)"
+fi
+if [ "${UNISON:-1}" != 0 ] && command -v unison >/dev/null; then
+    EXTRA="$EXTRA unison"
+    echo "also: $(unison -version) (socket mode on 127.0.0.1)"
+fi
+echo "date: $(date -u '+%F %T') UTC"
 for w in $WORKLOADS; do
     src="$WORK/src-$w"
     gen "$w" "$src"
     echo "== $w: $(du -sh "$src" | cut -f1), $(find "$src" -type f | wc -l) files"
     declare -A res=()
     for r in $(seq "$RUNS"); do
-        for tool in cp rsync-fsync rsync landropic; do
+        for tool in cp rsync-fsync rsync landropic $EXTRA; do
             dst="$WORK/dst"
             rm -rf "$dst"
             mkdir -p "$dst"
@@ -157,6 +204,8 @@ for w in $WORKLOADS; do
             rsync-fsync) s=$(run_rsync "$src" "$dst" 1) ;;
             rsync) s=$(run_rsync "$src" "$dst" 0) ;;
             landropic) s=$(run_landropic "$src" "$dst") ;;
+            syncthing) s=$(run_syncthing "$src" "$dst") ;;
+            unison) s=$(run_unison "$src" "$dst") ;;
             esac
             same_tree "$src" "$dst" || { echo "$tool: trees differ after run $r" >&2; exit 1; }
             res[$tool]="${res[$tool]:-} $s"
@@ -170,6 +219,12 @@ for w in $WORKLOADS; do
     done
     printf '  landropic / rsync --fsync = %.2f; landropic / rsync = %.2f\n' \
         "$(echo "$med_landropic / $med_rsync_fsync" | bc -l)" "$(echo "$med_landropic / $med_rsync" | bc -l)"
+    for tool in $EXTRA; do
+        m=$(echo "${res[$tool]}" | tr ' ' '\n' | grep . | median)
+        printf '  median %-12s %8.2f s\n' "$tool" "$m"
+        printf '  landropic / %s = %.2f\n' "$tool" "$(echo "$med_landropic / $m" | bc -l)"
+    done
+    echo "  (load $(cut -d' ' -f1-3 /proc/loadavg))"
     unset res
     rm -rf "$src"
 done
