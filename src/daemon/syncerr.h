@@ -130,7 +130,10 @@ void sync_items_free(struct lr_daemon *d);
 void sync_item_started(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
                        int apply);
 void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len);
-/* `what` names the step ("not applied", "cannot stage", ...); rc/err as logged. */
+/* `what` names the step ("not applied", "cannot stage", ...); rc/err as logged.
+ * rc == LR_ECLASH (a folding directory holds another spelling of the name)
+ * is also queued for the audit trail: the folder's next pull job records it
+ * (sync_items_prune; daemon_conflict_clash in conflicts.h). */
 void sync_item_failed(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
                       const char *what, int rc, const struct lr_err *err);
 /* Pull job: a needed path was not decided into an action (flags: LR_SYNC_F_*);
