@@ -77,9 +77,10 @@ static void net_open(struct net *net, size_t n)
     for (size_t k = 0; k < n; k++) {
         struct dev *d = &net->d[k];
         d->name = (char)('A' + k);
-        snprintf(d->dir, sizeof(d->dir), "/tmp/lr-test-many-XXXXXX");
-        assert_non_null(mkdtemp(d->dir));
-        snprintf(d->db, sizeof(d->db), "%s/index.db", d->dir);
+        char dir[sizeof(d->dir)] = "/tmp/lr-test-many-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        memcpy(d->dir, dir, sizeof(dir));
+        snprintf(d->db, sizeof(d->db), "%s/index.db", dir);
         for (size_t i = 0; i < sizeof(d->id.b); i++)
             d->id.b[i] = (uint8_t)(0x11 * (k + 1) + i * 13);
         d->short_id = lr_device_id_u64(&d->id);
