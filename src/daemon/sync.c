@@ -364,13 +364,15 @@ static bool delta_for_peer(struct lr_index *ix, struct send_job *j, const struct
                            struct lr_buf *d, struct lr_hash *base)
 {
     if (!j->delta || rec->type != LR_FT_FILE || rec->deleted ||
-        rec->nchunks < SYNC_DELTA_MIN_BLOCKS || rec->seq <= j->list_upto)
+        rec->nchunks < SYNC_DELTA_MIN_BLOCKS || rec->nchunks > LR_PROTO_DELTA_BLOCKS_MAX ||
+        rec->seq <= j->list_upto)
         return false;
     struct lr_remote_rec rr;
     if (lr_index_remote_get(ix, j->folder, &j->peer, rec->path, rec->path_len, LR_IX_CHUNKS, &rr,
                             NULL) < 0)
         return false;
-    bool ok = rr.flags == 0 && rr.rec.type == LR_FT_FILE && !rr.rec.deleted && rr.rec.nchunks > 0;
+    bool ok = rr.flags == 0 && rr.rec.type == LR_FT_FILE && !rr.rec.deleted && rr.rec.nchunks > 0 &&
+              rr.rec.nchunks <= LR_PROTO_DELTA_BLOCKS_MAX;
     if (ok) {
         /* The hash the receiver computes over its copy of this list. */
         lr_index_blocks_hash(rr.rec.chunks, rr.rec.nchunks, base);
@@ -724,16 +726,26 @@ static int delta_base_find(struct lr_index *ix, const char *folder, const struct
                            const struct lr_hash *h, struct lr_file_rec *out, struct lr_err *err)
 {
     struct lr_hash got;
-    int rc = lr_index_file_get(ix, folder, rec->path, rec->path_len, LR_IX_CHUNKS, out, err);
+    /* The stored blocks hash first: a huge local list is loaded only if it is the one. */
+    int rc = lr_index_file_get(ix, folder, rec->path, rec->path_len, 0, out, err);
     if (rc < 0 && rc != LR_ENOTFOUND)
         return rc;
-    if (rc == 0) {
-        if (out->type == LR_FT_FILE && !out->deleted && out->nchunks > 0) {
-            lr_index_blocks_hash(out->chunks, out->nchunks, &got);
-            if (memcmp(got.b, h->b, LR_HASH_LEN) == 0)
-                return 1;
-        }
+    bool local = rc == 0 && out->type == LR_FT_FILE && !out->deleted &&
+                 memcmp(out->blocks_hash.b, h->b, LR_HASH_LEN) == 0;
+    if (rc == 0)
         lr_file_rec_release(out);
+    if (local) {
+        rc = lr_index_file_get(ix, folder, rec->path, rec->path_len, LR_IX_CHUNKS, out, err);
+        if (rc < 0 && rc != LR_ENOTFOUND)
+            return rc;
+        if (rc == 0) {
+            if (out->nchunks > 0 && out->nchunks <= LR_PROTO_DELTA_BLOCKS_MAX) {
+                lr_index_blocks_hash(out->chunks, out->nchunks, &got);
+                if (memcmp(got.b, h->b, LR_HASH_LEN) == 0)
+                    return 1;
+            }
+            lr_file_rec_release(out);
+        }
     }
     struct lr_device_list holders = {0};
     if ((rc = lr_index_remote_holders(ix, folder, rec->path, rec->path_len, NULL, h, &holders,
@@ -747,7 +759,8 @@ static int delta_base_find(struct lr_index *ix, const char *folder, const struct
         if (rc < 0)
             continue;
         lr_index_blocks_hash(rr.rec.chunks, rr.rec.nchunks, &got);
-        if (rr.flags == 0 && rr.rec.nchunks > 0 && memcmp(got.b, h->b, LR_HASH_LEN) == 0) {
+        if (rr.flags == 0 && rr.rec.nchunks > 0 && rr.rec.nchunks <= LR_PROTO_DELTA_BLOCKS_MAX &&
+            memcmp(got.b, h->b, LR_HASH_LEN) == 0) {
             *out = rr.rec;
             memset(&rr.rec, 0, sizeof(rr.rec));
             found = 1;

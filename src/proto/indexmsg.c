@@ -214,6 +214,8 @@ int lr_proto_index_batch_add_delta(struct lr_proto_index_batch *b, const struct 
         (rec->nchunks && count != rec->nchunks) || count > rec->size ||
         rec->size > count * LR_CHUNK_MAX)
         return LR_EBADVAL;
+    if (count > LR_PROTO_DELTA_BLOCKS_MAX)
+        return LR_ETOOBIG;
     if (b->count >= b->max_entries)
         return LR_PROTO_BATCH_FULL;
     lr_buf_reset(&b->scratch);
@@ -460,9 +462,9 @@ static int parse_delta(struct lr_rd *er, const char *w, struct lr_proto_entry *e
     struct lr_err derr;
     if (lr_rd_get_varint(er, &count) < 0)
         return lr_err_set(err, LR_ETRUNC, "%s.delta: count truncated", w);
-    if (count > LR_INDEX_CHUNKS_MAX)
-        return lr_err_set(err, LR_ETOOBIG, "%s.delta: %" PRIu64 " blocks over %" PRIu64, w, count,
-                          LR_INDEX_CHUNKS_MAX);
+    if (count > LR_PROTO_DELTA_BLOCKS_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "%s.delta: %" PRIu64 " blocks over %u", w, count,
+                          LR_PROTO_DELTA_BLOCKS_MAX);
     if (count == 0 || count > rec->size || rec->size > count * LR_CHUNK_MAX)
         return lr_err_set(err, LR_EBADVAL,
                           "%s.delta: %" PRIu64 " blocks cannot hold %" PRIu64 " bytes", w, count,

@@ -440,13 +440,18 @@ int lr_proto_index_batch_add(struct lr_proto_index_batch *b, const struct lr_fil
  * delta delta[0..delta_len) (borrowed, from lr_sync_delta_make) against the
  * list whose blocks hash is *base. Always whole. Returns 0, LR_PROTO_BATCH_FULL
  * (finish the batch and call again), LR_ETOOBIG if it cannot fit even an
- * empty batch (send the list instead), LR_EBADVAL for an invalid record, a
+ * empty batch or yields over LR_PROTO_DELTA_BLOCKS_MAX blocks (send the list
+ * instead), LR_EBADVAL for an invalid record, a
  * delta that does not yield rec->nchunks blocks, or a seq not above the
  * previous one.
  */
 int lr_proto_index_batch_add_delta(struct lr_proto_index_batch *b, const struct lr_file_rec *rec,
                                    const struct lr_hash *base, const uint8_t *delta,
                                    size_t delta_len);
+/* Most blocks in a delta entry's result (and its base): a delta is applied
+ * to a list held whole in memory (48 B a block), unlike a segmented list, so
+ * larger lists (files over about 16 GiB) always go as lists. */
+#define LR_PROTO_DELTA_BLOCKS_MAX (1u << 18)
 /* Bytes a delta entry carries beyond the delta itself, over a list entry
  * (two hashes and a block count): the `overhead` for lr_sync_delta_make. */
 #define LR_PROTO_DELTA_OVERHEAD (2 * LR_HASH_LEN + 8)

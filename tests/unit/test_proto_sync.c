@@ -1847,6 +1847,17 @@ static void test_index_delta_roundtrip(void **state)
     tiny.nchunks = 0;
     assert_int_equal(lr_proto_index_batch_add_delta(b, &tiny, &base.blocks_hash, d.data, d.len),
                      LR_EBADVAL);
+    /* A delta yielding more blocks than a delta entry may carry: send the list. */
+    struct lr_buf big;
+    lr_buf_init(&big, 64);
+    lr_buf_put_varint(&big, (uint64_t)(LR_PROTO_DELTA_BLOCKS_MAX + 1) << 1 | LR_DELTA_OP_COPY);
+    lr_buf_put_varint(&big, 0);
+    struct lr_file_rec huge = cur;
+    huge.nchunks = 0;
+    huge.size = (uint64_t)LR_PROTO_DELTA_BLOCKS_MAX * 1000;
+    assert_int_equal(lr_proto_index_batch_add_delta(b, &huge, &base.blocks_hash, big.data, big.len),
+                     LR_ETOOBIG);
+    lr_buf_release(&big);
     assert_int_equal(lr_proto_index_batch_count(b), 0);
     lr_file_rec_release(&dir);
     batch_free(b);
@@ -1932,6 +1943,9 @@ static void test_index_delta_hostile(void **state)
     delta_expect(LR_FT_FILE, D, 300, 0, 64, &d, NULL, LR_EBADVAL);
     delta_expect(LR_FT_FILE, D, 300, 3, 64, &d, NULL, LR_EBADVAL);
     delta_expect(LR_FT_FILE, D, 300, LR_INDEX_CHUNKS_MAX + 1, 64, &d, NULL, LR_ETOOBIG);
+    /* Over the delta limit, though a list of that many blocks would be fine. */
+    delta_expect(LR_FT_FILE, D, (uint64_t)LR_PROTO_DELTA_BLOCKS_MAX * 1000,
+                 LR_PROTO_DELTA_BLOCKS_MAX + 1, 64, &d, NULL, LR_ETOOBIG);
     delta_expect(LR_FT_FILE, D, 1, 2, 64, &d, NULL, LR_EBADVAL);
     delta_expect(LR_FT_FILE, D, 2u * LR_PROTO_CHUNK_DATA_MAX + 1, 2, 64, &d, NULL, LR_EBADVAL);
     /* Truncated hashes or delta. */
