@@ -19,7 +19,8 @@
 #   rss200k    the same with 200 000 files (slow; not in the default set)
 #
 # Bytes: "payload" is the sum of `landropic peers --json` bytes_sent +
-# bytes_received on A (B's counters are printed as a cross-check): protocol
+# bytes_received on A (B's counters are printed as a cross-check), with the
+# INDEX part of it (peers --json "index"; 0 with older binaries): protocol
 # message payloads, no QUIC/UDP/IP overhead. "lo" is the bytes that crossed
 # the loopback interface (tx_bytes of lo in /proc/net/dev) in the same window:
 # UDP, QUIC headers, ACKs and all. It is exact because, when run as root, the
@@ -204,7 +205,9 @@ def timeline(ev_a, ev_b, t0):
 
 def peer_bytes(doc):
     p = json.load(open(doc))["peers"]
-    print(p[0]["bytes_sent"], p[0]["bytes_received"]) if p else print(0, 0)
+    ix = p[0].get("index", {}) if p else {}
+    print(p[0]["bytes_sent"] if p else 0, p[0]["bytes_received"] if p else 0,
+          ix.get("bytes_sent", 0), ix.get("bytes_received", 0))
 
 cmd = sys.argv[1]
 a = sys.argv[2:]
@@ -218,7 +221,7 @@ elif cmd == "timeline": timeline(a[0], a[1], float(a[2]))
 PY
 h() { python3 "$PY" "$@"; }
 
-peer_bytes() { # HOME -> "sent received"
+peer_bytes() { # HOME -> "sent received index_sent index_received"
     "$BIN" --home "$1" peers --json > "$WORK/peers.json"
     h peer_bytes "$WORK/peers.json"
 }
@@ -269,7 +272,8 @@ settle() {
 }
 
 # lr_measure CHECK_CMD...: after a change on A, sync, check, settle; sets
-# LR_PAYLOAD, LR_LO, LR_AB, LR_BA, LR_B (B's sent+received).
+# LR_PAYLOAD, LR_LO, LR_AB, LR_BA, LR_B (B's sent+received), LR_IAB/LR_IBA
+# (the INDEX payload bytes within LR_AB/LR_BA, from peers --json "index").
 # With LR_TRACE=1, the daemons' events in the window are summarised (which
 # messages, how many times) to explain the bytes.
 lr_measure_begin() {
@@ -283,20 +287,22 @@ lr_measure_begin() {
         sleep 0.5
         M_T0=$(now)
     fi
-    read -r M_AS M_AR < <(peer_bytes "$HA")
-    read -r M_BS M_BR < <(peer_bytes "$HB")
+    read -r M_AS M_AR M_AIS M_AIR < <(peer_bytes "$HA")
+    read -r M_BS M_BR _ _ < <(peer_bytes "$HB")
     M_LO=$(lo_bytes)
 }
 lr_measure_end() {
     "$BIN" --home "$HA" sync --wait --timeout 3600 >/dev/null
     "$@" || { echo "landropic: B differs after the change" >&2; exit 1; }
     settle
-    local as ar bs br lo
-    read -r as ar < <(peer_bytes "$HA")
-    read -r bs br < <(peer_bytes "$HB")
+    local as ar ais air bs br lo
+    read -r as ar ais air < <(peer_bytes "$HA")
+    read -r bs br _ _ < <(peer_bytes "$HB")
     lo=$(lo_bytes)
     LR_AB=$((as - M_AS))
     LR_BA=$((ar - M_AR))
+    LR_IAB=$((ais - M_AIS))
+    LR_IBA=$((air - M_AIR))
     LR_PAYLOAD=$((LR_AB + LR_BA))
     LR_B=$((bs - M_BS + br - M_BR))
     LR_LO=$((lo - M_LO))
@@ -356,7 +362,7 @@ scen_overwrite() {
     h overwrite "$s/big.bin" "$off" $((1 << 20))
     LR_TRACE=1 lr_measure_end cmp -s "$s/big.bin" "$d/big.bin"
     row "landropic A->B / B->A $LR_AB / $LR_BA" "$LR_PAYLOAD" "$LR_LO"
-    echo "  (B's counters: $LR_B B)"
+    echo "  (B's counters: $LR_B B; INDEX payload A->B / B->A: $LR_IAB / $LR_IBA B)"
     rs_pull "$r"
     cmp -s "$s/big.bin" "$r/big.bin" || { echo "rsync copy differs" >&2; exit 1; }
     row "rsync (${RS_SECS} s)" "$RS_PAYLOAD" "$RS_LO"
@@ -378,6 +384,7 @@ scen_insert() {
         h insert "$s/f$i.bin" 100
         lr_measure_end cmp -s "$s/f$i.bin" "$d/f$i.bin"
         row "file $i landropic" "$LR_PAYLOAD" "$LR_LO"
+        echo "    (INDEX payload A->B / B->A: $LR_IAB / $LR_IBA B)"
         rs_pull "$r"
         row "file $i rsync" "$RS_PAYLOAD" "$RS_LO"
         lp+=("$LR_PAYLOAD"); ll+=("$LR_LO"); rp+=("$RS_PAYLOAD"); rl+=("$RS_LO")
@@ -402,6 +409,7 @@ scen_rename() {
     LR_TRACE=1 lr_measure_end diff -r -q "$s/dir1" "$d/dir1"
     [ ! -e "$d/dir0" ] || { echo "landropic: old directory still on B" >&2; exit 1; }
     row "landropic A->B / B->A $LR_AB / $LR_BA" "$LR_PAYLOAD" "$LR_LO"
+    echo "  (INDEX payload A->B / B->A: $LR_IAB / $LR_IBA B)"
     rs_pull "$r"
     row "rsync --delete (${RS_SECS} s)" "$RS_PAYLOAD" "$RS_LO"
     rs_down
