@@ -692,7 +692,7 @@ struct recv_job {
     bool ignored, last, fatal;
     size_t ndeltas;     /* delta entries applied */
     bool miss;          /* a delta whose base we lack: entries from it on not stored */
-    uint64_t miss_seq;  /* its sequence */
+    uint64_t miss_seq;  /* the batch's last sequence: lists up to it */
     uint64_t miss_from; /* the sender's index ID */
     uint64_t epoch;
     int rc;
@@ -830,7 +830,9 @@ static void recv_work(struct daemon_job *base)
                 /* No record of ours has that list: never guess. Keep what came
                  * before, and have the rest resent with lists (§6.6). */
                 j->miss = true;
-                j->miss_seq = e->rec.seq;
+                /* Lists for the whole batch: its other deltas may miss too,
+                 * and each miss costs a reconnect. */
+                j->miss_seq = ix.v[ix.n - 1].rec.seq;
                 j->miss_from = ix.hdr.index_id;
                 t->miss_epoch = ls->epoch + 1;
                 break;
@@ -907,8 +909,8 @@ static void recv_done(struct daemon_job *base, int status)
             char id[LR_DEVICE_ID_SHORTLEN + 1];
             lr_device_id_short(&p->id, id);
             lr_info(MOD,
-                    "peer=%s folder=%s seq=%llu: delta against a list we do not have; "
-                    "reconnecting to have it resent as a list",
+                    "peer=%s folder=%s: delta against a list we do not have; "
+                    "reconnecting to have seq <= %llu resent with lists",
                     id, j->folder, (unsigned long long)j->miss_seq);
             if (p->gen == j->gen && p->conn)
                 lr_conn_close(p->conn, "index delta without base: resend with lists");
