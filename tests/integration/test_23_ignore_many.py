@@ -229,7 +229,20 @@ def test_four_devices_all_connected_converge_and_go_quiet(devices, tmp_path):
                     "ON r.folder = f.id WHERE f.name = ?", "docs"))))
         return out
 
-    before = seqs()
+    # Announcements of the last applied versions may still be on their way
+    # under load: wait (bounded) for one quiet second, then require 2.5 more.
+    # Bouncing updates never give a quiet second, so this wait fails then.
+    last = [seqs()]
+
+    def quiet_second():
+        time.sleep(1)
+        now = seqs()
+        same = now == last[0]
+        last[0] = now
+        return same
+
+    wait_for(quiet_second, timeout=30, interval=0, what="a second with no index traffic")
+    before = last[0]
     for name, _, remotes in before:
         assert len(remotes) == 3, (name, remotes)
     time.sleep(2.5)
