@@ -113,7 +113,10 @@ int lr_vv_set(struct lr_vv *vv, uint64_t id, uint64_t counter);
 /*
  * A local change by device `id` at Unix time `now_s` (seconds): the counter
  * becomes max(old + 1, now_s), so counters never go backwards even after the
- * database is lost (the clock has moved on). Returns the new counter, or 0
+ * database is lost (the clock has moved on), and above every other device's
+ * counter in the vector (those up to 2^62; a larger one is a peer's bogus
+ * value and is not followed), so the largest counter names the device that
+ * made the version (its author). Returns the new counter, or 0
  * with the vector unchanged if it is full (LR_VV_MAX) or the counter would
  * overflow.
  */

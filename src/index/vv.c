@@ -68,12 +68,21 @@ int lr_vv_set(struct lr_vv *vv, uint64_t id, uint64_t counter)
     return 0;
 }
 
+/* Other devices' counters above this are not followed by a bump: a peer's
+ * bogus huge counter must not drive ours to the top, where it would stick. */
+#define FOLLOW_MAX (UINT64_C(1) << 62)
+
 uint64_t lr_vv_bump(struct lr_vv *vv, uint64_t id, uint64_t now_s)
 {
     uint64_t old = lr_vv_get(vv, id);
     if (old == UINT64_MAX)
         return 0;
     uint64_t c = old + 1 > now_s ? old + 1 : now_s;
+    /* Above every other counter too, so the newest counter names the device
+     * that made this version (lr_sync_vv_author), whatever the clocks say. */
+    for (size_t i = 0; i < vv->n; i++)
+        if (vv->e[i].id != id && vv->e[i].counter < FOLLOW_MAX && vv->e[i].counter >= c)
+            c = vv->e[i].counter + 1;
     return lr_vv_set(vv, id, c) == 0 ? c : 0;
 }
 

@@ -273,8 +273,8 @@ static int pick_newest(const struct lr_file_rec *l, const struct lr_file_rec *r,
  * l and r, own_local and the sides' devices negates the answer, which is
  * what makes the rule symmetric.
  */
-static int pick(const struct lr_sync_strategy *s, bool own_local, const struct lr_sync_sides *sd,
-                const struct lr_file_rec *l, const struct lr_file_rec *r)
+static int pick(const struct lr_sync_strategy *s, bool own_local, const struct lr_file_rec *l,
+                const struct lr_file_rec *r)
 {
     switch (s->kind) {
     case LR_STRAT_NEWEST:
@@ -286,8 +286,11 @@ static int pick(const struct lr_sync_strategy *s, bool own_local, const struct l
     case LR_STRAT_PREFER_REMOTE:
         return own_local ? -1 : 1;
     case LR_STRAT_PREFER_DEVICE: {
-        bool is_l = lr_device_id_eq(&s->prefer, &sd->local_dev);
-        bool is_r = lr_device_id_eq(&s->prefer, &sd->remote_dev);
+        /* The version that device made (its author), not the one it sent: with
+         * three or more devices a version often arrives through another. */
+        uint64_t want = lr_device_id_u64(&s->prefer);
+        bool is_l = lr_sync_vv_author(&l->vv) == want;
+        bool is_r = lr_sync_vv_author(&r->vv) == want;
         return is_l == is_r ? 0 : is_l ? 1 : -1;
     }
     case LR_STRAT_KEEP_BOTH:
@@ -308,8 +311,8 @@ static int strategy_winner(const struct lr_sync_sides *sd, const struct lr_file_
 {
     if (!sd || !strategy_applies(l, r))
         return 0;
-    int a = pick(&sd->local, true, sd, l, r);
-    int b = pick(&sd->remote, false, sd, l, r);
+    int a = pick(&sd->local, true, l, r);
+    int b = pick(&sd->remote, false, l, r);
     return a == b ? a : 0;
 }
 

@@ -23,10 +23,11 @@
  * plain newer version and overwrite the loser before its copy exists); it
  * learns the merged vector when the loser's holder announces it.
  *
- * Author of a version (used only for the conflict copy's DEVICE7): the
- * vector entry with the largest counter; among equal counters the largest
- * short ID (lr_sync_vv_author()). Counters are bumped to max(old + 1, Unix
- * time), so with sane clocks this is the device that changed it last.
+ * Author of a version (the conflict copy's DEVICE7, and what prefer:ID
+ * names): the vector entry with the largest counter; among equal counters
+ * the largest short ID (lr_sync_vv_author()). A local change bumps its
+ * counter above every other (lr_vv_bump), so this is the device that made
+ * the version; after a merge, the later of the two authors.
  *
  * Inputs: records are borrowed for the call and must satisfy index.h's
  * invariants (vectors sorted, unique ids, counters > 0), which

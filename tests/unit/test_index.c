@@ -457,6 +457,18 @@ static void test_vv(void **state)
     assert_int_equal(v.n, 3);
     assert_true(v.e[0].id == 1 && v.e[1].id == 5 && v.e[2].id == UINT64_MAX);
     assert_int_equal(lr_vv_get(&v, 4), 0);
+    /* Above every other counter: the newest one names the author, even when
+     * another device's clock ran ahead. */
+    struct lr_vv a = {0};
+    assert_int_equal(lr_vv_set(&a, 2, 7000), 0);
+    assert_int_equal(lr_vv_set(&a, 9, 6999), 0);
+    assert_true(lr_vv_bump(&a, 5, 1000) == 7001);
+    assert_true(lr_vv_bump(&a, 9, 1000) == 7002);
+    assert_true(lr_vv_bump(&a, 9, 8000) == 8000);
+    /* A bogus huge counter (over 2^62) is not followed. */
+    assert_int_equal(lr_vv_set(&a, 1, UINT64_MAX - 1), 0);
+    assert_true(lr_vv_bump(&a, 2, 10) == 8001);
+    lr_vv_release(&a);
     /* Counter at the top: no bump, vector unchanged. */
     assert_int_equal(lr_vv_set(&v, 7, UINT64_MAX), 0);
     assert_true(lr_vv_bump(&v, 7, 1) == 0);

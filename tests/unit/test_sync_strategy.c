@@ -28,6 +28,8 @@
 /* ---- helpers ----------------------------------------------------------------- */
 
 static struct lr_device_id dev_a, dev_b, dev_c;
+/* Short IDs: a version's author is the largest counter's id (lr_sync_vv_author). */
+static uint64_t sid_a, sid_b, sid_c;
 
 static void dev_make(struct lr_device_id *d, uint8_t seed)
 {
@@ -41,6 +43,9 @@ static int setup(void **state)
     dev_make(&dev_a, 1);
     dev_make(&dev_b, 2);
     dev_make(&dev_c, 3);
+    sid_a = lr_device_id_u64(&dev_a);
+    sid_b = lr_device_id_u64(&dev_b);
+    sid_c = lr_device_id_u64(&dev_c);
     return 0;
 }
 
@@ -260,8 +265,8 @@ static void test_matrix_content(void **state)
     size_t winners[3] = {0};
     for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
         struct lr_file_rec a, b;
-        mk_file(&a, 1, shapes[k].sa, shapes[k].ma, 0644, 0xA0, 20);
-        mk_file(&b, 2, shapes[k].sb, shapes[k].mb, 0644, 0xB0, 30);
+        mk_file(&a, 1, shapes[k].sa, shapes[k].ma, 0644, sid_a, 20);
+        mk_file(&b, 2, shapes[k].sb, shapes[k].mb, 0644, sid_b, 30);
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < n; j++) {
                 char w = check_pair(&a, &b, &s[i], &s[j], false);
@@ -284,8 +289,8 @@ static void test_matrix_metadata(void **state)
             continue; /* same content needs a metadata difference: mode below */
         struct lr_file_rec a, b;
         /* same content (so same size), metadata differs in mtime and mode */
-        mk_file(&a, 7, 900, shapes[k].ma, 0600, 0xA0, 20);
-        mk_file(&b, 7, 900, shapes[k].mb, 0644, 0xB0, 30);
+        mk_file(&a, 7, 900, shapes[k].ma, 0600, sid_a, 20);
+        mk_file(&b, 7, 900, shapes[k].mb, 0644, sid_b, 30);
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < n; j++)
                 check_pair(&a, &b, &s[i], &s[j], true);
@@ -317,8 +322,8 @@ static void test_newest_window_edges(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct lr_file_rec a, b;
-        mk_file(&a, 1, 100, 5000 * SEC, 0644, 0xA0, 20);
-        mk_file(&b, 2, 100, 5000 * SEC + cases[i].diff, 0644, 0xB0, 30);
+        mk_file(&a, 1, 100, 5000 * SEC, 0644, sid_a, 20);
+        mk_file(&b, 2, 100, 5000 * SEC + cases[i].diff, 0644, sid_b, 30);
         assert_int_equal(check_pair(&a, &b, cases[i].s, cases[i].s, false), cases[i].want);
         lr_file_rec_release(&a);
         lr_file_rec_release(&b);
@@ -326,11 +331,11 @@ static void test_newest_window_edges(void **state)
     /* the largest window across the int64 range: no overflow in the difference */
     struct lr_sync_strategy wmax = st(LR_STRAT_NEWEST, LR_SYNC_WINDOW_MAX, NULL);
     struct lr_file_rec a, b;
-    mk_file(&a, 1, 100, INT64_MIN, 0644, 0xA0, 20);
-    mk_file(&b, 2, 100, INT64_MAX, 0644, 0xB0, 30);
+    mk_file(&a, 1, 100, INT64_MIN, 0644, sid_a, 20);
+    mk_file(&b, 2, 100, INT64_MAX, 0644, sid_b, 30);
     assert_int_equal(check_pair(&a, &b, &wmax, &wmax, false), 'B');
     lr_file_rec_release(&b);
-    mk_file(&b, 2, 100, INT64_MIN + (int64_t)LR_SYNC_WINDOW_MAX * SEC - 1, 0644, 0xB0, 30);
+    mk_file(&b, 2, 100, INT64_MIN + (int64_t)LR_SYNC_WINDOW_MAX * SEC - 1, 0644, sid_b, 30);
     assert_int_equal(check_pair(&a, &b, &wmax, &wmax, false), 0);
     lr_file_rec_release(&a);
     lr_file_rec_release(&b);
@@ -340,8 +345,8 @@ static void test_mismatch_keeps_both(void **state)
 {
     (void)state;
     struct lr_file_rec a, b;
-    mk_file(&a, 1, 100, 1000 * SEC, 0644, 0xA0, 20);
-    mk_file(&b, 2, 200, 2000 * SEC, 0644, 0xB0, 30);
+    mk_file(&a, 1, 100, 1000 * SEC, 0644, sid_a, 20);
+    mk_file(&b, 2, 200, 2000 * SEC, 0644, sid_b, 30);
     struct lr_sync_strategy pl = st(LR_STRAT_PREFER_LOCAL, 0, NULL);
     struct lr_sync_strategy pr = st(LR_STRAT_PREFER_REMOTE, 0, NULL);
     struct lr_sync_strategy nw = st(LR_STRAT_NEWEST, 0, NULL);
@@ -365,20 +370,29 @@ static void test_mismatch_keeps_both(void **state)
 static void test_prefer_third_device(void **state)
 {
     (void)state;
-    struct lr_file_rec a, b;
-    mk_file(&a, 1, 100, 1000 * SEC, 0644, 0xA0, 20);
-    mk_file(&b, 2, 200, 2000 * SEC, 0644, 0xB0, 30);
+    struct lr_file_rec a, b, c;
+    mk_file(&a, 1, 100, 1000 * SEC, 0644, sid_a, 20);
+    mk_file(&b, 2, 200, 2000 * SEC, 0644, sid_b, 30);
     struct lr_sync_strategy pc = st(LR_STRAT_PREFER_DEVICE, 0, &dev_c);
     struct lr_sync_strategy pb = st(LR_STRAT_PREFER_DEVICE, 0, &dev_b);
-    /* C holds neither version: no opinion, keep-both */
+    /* C made neither version: no opinion, keep-both */
     assert_int_equal(check_pair(&a, &b, &pc, &pc, false), 0);
     assert_int_equal(check_pair(&a, &b, &pb, &pb, false), 'B');
-    /* decided on C against A (C's version vs A's): prefer:C on both picks C's */
     struct lr_sync_sides on_c = sides_of(&dev_c, &dev_a, &pc, &pc);
     struct lr_sync_sides on_a = sides_of(&dev_a, &dev_c, &pc, &pc);
     struct lr_sync_decision dc, da;
-    decide_on(&b, &a, &on_c, &dc); /* C holds b's content here */
+    /* C holding B's version is still B's version: prefer:C names neither. */
+    decide_on(&b, &a, &on_c, &dc);
     decide_on(&a, &b, &on_a, &da);
+    assert_false(dc.by_strategy || da.by_strategy);
+    lr_sync_decision_release(&dc);
+    lr_sync_decision_release(&da);
+    /* A version C made wins with prefer:C wherever it is decided, also on A,
+     * which got it through B (the sender is not the author). */
+    mk_file(&c, 3, 50, 500 * SEC, 0644, sid_c, 40);
+    struct lr_sync_sides a_from_b = sides_of(&dev_a, &dev_b, &pc, &pc);
+    decide_on(&a, &c, &a_from_b, &da);
+    decide_on(&c, &a, &on_c, &dc);
     assert_true(dc.by_strategy && da.by_strategy);
     assert_int_equal(dc.apply, LR_SYNC_APPLY_NONE); /* C's wins: C changes nothing */
     assert_int_equal(da.apply, LR_SYNC_APPLY_FILE); /* A takes it, its own archived */
@@ -387,6 +401,7 @@ static void test_prefer_third_device(void **state)
     lr_sync_decision_release(&da);
     lr_file_rec_release(&a);
     lr_file_rec_release(&b);
+    lr_file_rec_release(&c);
 }
 
 /* Type and modify/delete conflicts keep their fixed rules whatever the strategies. */
@@ -396,8 +411,8 @@ static void test_fixed_rules_kept(void **state)
     struct lr_sync_strategy pr = st(LR_STRAT_PREFER_REMOTE, 0, NULL);
     struct lr_sync_strategy pl = st(LR_STRAT_PREFER_LOCAL, 0, NULL);
     struct lr_file_rec a, b;
-    mk_file(&a, 1, 100, 9000 * SEC, 0644, 0xA0, 20);
-    mk_file(&b, 2, 100, 1000 * SEC, 0644, 0xB0, 30);
+    mk_file(&a, 1, 100, 9000 * SEC, 0644, sid_a, 20);
+    mk_file(&b, 2, 100, 1000 * SEC, 0644, sid_b, 30);
     b.deleted = true;                                               /* B deleted, A edited */
     struct lr_sync_sides on_b = sides_of(&dev_b, &dev_a, &pl, &pr); /* both name B's */
     struct lr_sync_decision d;
@@ -421,8 +436,8 @@ static void test_fixed_rules_kept(void **state)
     lr_file_rec_release(&b);
     /* symlinks: not archived by the store, so never resolved without a copy */
     struct lr_file_rec x, y;
-    mk_file(&x, 1, 0, 2000 * SEC, 0777, 0xA0, 20);
-    mk_file(&y, 2, 0, 1000 * SEC, 0777, 0xB0, 30);
+    mk_file(&x, 1, 0, 2000 * SEC, 0777, sid_a, 20);
+    mk_file(&y, 2, 0, 1000 * SEC, 0777, sid_b, 30);
     x.type = y.type = LR_FT_SYMLINK;
     x.target = (uint8_t *)strdup("ta");
     x.target_len = 2;
@@ -445,8 +460,8 @@ static void test_deferred(void **state)
     struct lr_sync_strategy kb = st(LR_STRAT_KEEP_BOTH, 0, NULL);
     struct lr_sync_strategy pl = st(LR_STRAT_PREFER_LOCAL, 0, NULL);
     struct lr_file_rec a, b;
-    mk_file(&a, 1, 100, 1000 * SEC, 0644, 0xA0, 20);
-    mk_file(&b, 2, 200, 2000 * SEC, 0644, 0xB0, 30);
+    mk_file(&a, 1, 100, 1000 * SEC, 0644, sid_a, 20);
+    mk_file(&b, 2, 200, 2000 * SEC, 0644, sid_b, 30);
     struct lr_sync_sides sd = sides_of(&dev_a, &dev_b, &nw, &pl); /* remote: a wrong guess */
     sd.remote_unknown = true;
     struct lr_sync_decision d;
@@ -458,13 +473,13 @@ static void test_deferred(void **state)
     lr_sync_decision_release(&d);
     /* metadata only: deferred too (the strategies pick whose metadata) */
     struct lr_file_rec m;
-    mk_file(&m, 1, 100, 1500 * SEC, 0600, 0xB0, 30);
+    mk_file(&m, 1, 100, 1500 * SEC, 0600, sid_b, 30);
     assert_int_equal(decide_on(&a, &m, &sd, &d), LR_SYNC_NOTHING);
     assert_true(d.flags & LR_SYNC_F_DEFERRED);
     lr_sync_decision_release(&d);
     /* identical versions merge at once */
     struct lr_file_rec same;
-    mk_file(&same, 1, 100, 1000 * SEC, 0644, 0xB0, 30);
+    mk_file(&same, 1, 100, 1000 * SEC, 0644, sid_b, 30);
     assert_int_equal(decide_on(&a, &same, &sd, &d), LR_SYNC_MERGE_VV);
     assert_false(d.flags & LR_SYNC_F_DEFERRED);
     lr_sync_decision_release(&d);
@@ -499,8 +514,8 @@ static void test_null_sides(void **state)
 {
     (void)state;
     struct lr_file_rec a, b;
-    mk_file(&a, 1, 100, 1000 * SEC, 0644, 0xA0, 20);
-    mk_file(&b, 2, 200, 2000 * SEC, 0644, 0xB0, 30);
+    mk_file(&a, 1, 100, 1000 * SEC, 0644, sid_a, 20);
+    mk_file(&b, 2, 200, 2000 * SEC, 0644, sid_b, 30);
     struct lr_sync_decision d1, d2, d3;
     struct lr_sync_strategy kb = st(LR_STRAT_KEEP_BOTH, 0, NULL);
     struct lr_sync_sides sd = sides_of(&dev_a, &dev_b, &kb, &kb);
@@ -535,8 +550,8 @@ static void test_converges(void **state)
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++) {
             struct lr_file_rec a, b;
-            mk_file(&a, 1, 300, 1000 * SEC, 0644, 0xA0, 20);
-            mk_file(&b, 2, 200, 1100 * SEC, 0600, 0xB0, 30);
+            mk_file(&a, 1, 300, 1000 * SEC, 0644, sid_a, 20);
+            mk_file(&b, 2, 200, 1100 * SEC, 0600, sid_b, 30);
             struct lr_sync_sides on_a = sides_of(&dev_a, &dev_b, &s[i], &s[j]);
             struct lr_sync_sides on_b = sides_of(&dev_b, &dev_a, &s[j], &s[i]);
             struct lr_file_rec *dev[2] = {&a, &b};
