@@ -48,8 +48,6 @@ def archived_sizes(dev, name):
 
 def test_strategies(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
-    # Which device the trail names as the loser's author is checked last: it
-    # was seen wrong once on one device under load (the files were right).
     for n in ("n.txt", "p.txt", "m.txt"):
         (fa / n).write_bytes(b"original\n")
     a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id, "--conflict", "newest",
