@@ -41,6 +41,7 @@ struct fx {
     uv_timer_t wtimer;
     int wfd;
     unsigned writes_left;
+    uint64_t last_write_ms, max_gap_ms; /* the writer's longest pause (loop time) */
 };
 
 static void on_change(void *user, const char *const *paths, size_t n, bool full)
@@ -564,6 +565,10 @@ static void writer_tick(uv_timer_t *t)
     }
     f->writes_left--;
     assert_int_equal(write(f->wfd, "0123456789", 10), 10);
+    uint64_t now = uv_now(&f->loop);
+    if (f->last_write_ms && now - f->last_write_ms > f->max_gap_ms)
+        f->max_gap_ms = now - f->last_write_ms;
+    f->last_write_ms = now;
 }
 
 static void test_file_being_written_is_held(void **state)
@@ -583,11 +588,18 @@ static void test_file_being_written_is_held(void **state)
     uv_timer_start(&f->wtimer, writer_tick, 20, 20);
     settle(f, 1300);
     /* Never reported while quiet periods are shorter than the debounce, except
-     * once max_delay_ms has passed since its first event. */
+     * once max_delay_ms has passed since its first event. A loaded machine
+     * can stall the writer past the debounce: then a report is right, and
+     * only what holds whatever the pauses is checked. */
     assert_true(f->ncalls >= 1);
-    assert_true(f->ncalls <= 2);
-    assert_true(f->calls[0].at_ms >= t0 + 800 - 5);
     assert_string_equal(f->calls[0].paths[0], "growing");
+    if (f->max_gap_ms < 200 - 25) {
+        assert_true(f->ncalls <= 2);
+        assert_true(f->calls[0].at_ms >= t0 + 800 - 5);
+    } else {
+        print_message("writer paused %llu ms (loaded machine): hold timing not checked\n",
+                      (unsigned long long)f->max_gap_ms);
+    }
     size_t before = f->ncalls;
     uv_update_time(&f->loop);
     uint64_t t1 = uv_now(&f->loop);
