@@ -30,6 +30,7 @@
 #include "daemon/conflicts.h"
 #include "daemon/syncerr.h"
 #include "daemon/syncint.h"
+#include "ignore/ignore.h"
 #include "store/store.h"
 
 #include "util/jsonx.h"
@@ -750,6 +751,11 @@ static int pn_compute(struct lr_daemon *d, const char *folder, const struct lr_d
         for (size_t i = 0; i < ours.n; i++) {
             const struct lr_file_rec *l = &ours.v[i];
             const struct lr_remote_rec *r = NULL;
+            /* Our opted-in rules file: a peer that does not opt in never
+             * takes it (its built-in rule ignores it), so it is not owed. */
+            if (l->path_len == strlen(LR_IGNORE_FILE) &&
+                memcmp(l->path, LR_IGNORE_FILE, l->path_len) == 0)
+                continue;
             for (;;) {
                 if (ri == theirs.n && !rend) {
                     lr_remote_list_release(&theirs);

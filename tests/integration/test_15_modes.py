@@ -139,8 +139,8 @@ def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path
     (fa / "shared.txt").write_bytes(b"A's shared\n")
     (fa / "later-ignored.txt").write_bytes(b"synced first\n")
     (fa / "secret.txt").write_bytes(b"A's secret\n")
-    # The rules ignore themselves, so they stay B's own (the scanner would
-    # otherwise sync .landropicignore like any file, and A would adopt them).
+    # B's own rules (not synced by default; listing the file in itself is
+    # redundant since then, and kept as a user might write it).
     (fb / ".landropicignore").write_bytes(b".landropicignore\nsecret.txt\n*.private\n")
     (fb / "secret.txt").write_bytes(b"B's secret\n")
     (fb / "diary.private").write_bytes(b"B's diary\n")
