@@ -349,12 +349,22 @@ struct done_path {
     struct lr_hash blocks;
 };
 
+/* A file committed in a page: its sidecar is forgotten once the page's
+ * index transaction has committed (before, a crash must find it). */
+struct committed {
+    uint8_t *path;
+    size_t path_len;
+    struct lr_hash key;
+};
+
 struct page_ctx {
     struct lr_daemon *d;
     struct pull_job *j;
     struct lr_store *st;
     uint8_t *buf;
     bool marker_checked;
+    struct committed *done;
+    size_t ndone;
 };
 
 static void log_path(const char *what, const char *folder, const uint8_t *p, size_t n, int rc,
@@ -553,11 +563,12 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
             x->ndone0++;
         }
     }
-    if (x->ndone0 < x->rec.nchunks) {
-        reuse_older(c, x);
-        if (x->ndone0 < x->rec.nchunks)
-            return x; /* the rest comes from peers */
-    }
+    /* Also when the file is complete already: its commit below is recorded
+     * only when the page's transaction commits, and the sidecar lets a
+     * crash before that be rolled forward. */
+    reuse_older(c, x);
+    if (x->ndone0 < x->rec.nchunks)
+        return x; /* the rest comes from peers */
     rc = xfer_commit(c->d, c->st, NULL, x, &j->rescan, &err);
     if (rc < 0) {
         log_path("not applied", j->folder, x->rec.path, x->rec.path_len, rc, &err);
@@ -566,7 +577,12 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     } else {
         j->applied++;
         sync_item_ok(c->d, j->folder, x->rec.path, x->rec.path_len);
-        forget_older(c->st, x);
+        c->done = lr_xreallocarray(c->done, c->ndone + 1, sizeof(*c->done));
+        struct committed *cd = &c->done[c->ndone++];
+        cd->path = lr_xmalloc(x->rec.path_len + 1);
+        memcpy(cd->path, x->rec.path, x->rec.path_len + 1);
+        cd->path_len = x->rec.path_len;
+        cd->key = x->key;
         if (resumed) {
             /* Everything was already in staging (the previous run died
              * before its commit): its session is completed in pull_done. */
@@ -1015,8 +1031,24 @@ static void pull_work(struct daemon_job *base)
                 apply_one(&c, &nl.v[i], &nl.v[i].cand[0], has_local[i] ? &locals[i] : NULL,
                           &decs[i]);
             }
-            if (tx && lr_index_commit(d->ix, &j->err) < 0)
+            if (c.ndone) {
+                /* Files renamed into place, their records not committed. */
+                LR_FAILPOINT("pull_before_index");
+            }
+            bool committed = true;
+            if (tx && lr_index_commit(d->ix, &j->err) < 0) {
                 lr_warn(MOD, "folder=%s: %s", j->folder, j->err.msg);
+                committed = false;
+            }
+            for (size_t k = 0; k < c.ndone; k++) {
+                struct lr_err ferr = {0};
+                if (committed && lr_store_sidecar_forget(c.st, c.done[k].path, c.done[k].path_len,
+                                                         &c.done[k].key, &ferr) < 0)
+                    log_path("older staging not removed", j->folder, c.done[k].path,
+                             c.done[k].path_len, -1, &ferr);
+                free(c.done[k].path);
+            }
+            c.ndone = 0;
             bool end = nl.n < SYNC_PULL_PAGE || j->no_marker;
             if (pass == 0 && nl.n < SYNC_PULL_PAGE)
                 round_end = true;
@@ -1041,6 +1073,9 @@ static void pull_work(struct daemon_job *base)
     }
     free(after);
     free(c.buf);
+    for (size_t k = 0; k < c.ndone; k++)
+        free(c.done[k].path); /* not committed: the sidecars stay */
+    free(c.done);
     lr_ignore_free(ig);
     lr_store_close(c.st);
     sync_items_prune(d, j->folder);

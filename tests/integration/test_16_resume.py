@@ -243,10 +243,14 @@ def test_receiver_sigkill_at_35_percent_refetches_little(devices, tmp_path):
 
 def test_new_version_reuses_older_versions_staging(devices, tmp_path):
     """The receiver crashes (failpoint) with about half of a 40 MiB file in
-    staging; the sender's file then gets a 4 KiB edit in the middle (a new
-    version, so a new staging file). After the restart the chunks the old
-    staging file holds are copied (verified), not fetched: the sender serves
-    little more than what was never staged."""
+    staging; the sender's file then gets a 4 KiB edit in its second half (a
+    new version, so a new staging file). After the restart the chunks the
+    old staging file holds are copied (verified), not fetched: the sender
+    serves little more than what was never staged. (The edit is in the
+    part never staged so that the old version cannot be completed first:
+    the receiver may still pull it from its stored copy of the sender's
+    index before the new one arrives, and the sender serves its unchanged
+    chunks; then the new version would be built from the local file.)"""
     a, b, fa, fb = setup_pair(devices, tmp_path)
     size = 40 * MiB
     write_random(fa / "big.bin", size)
@@ -261,7 +265,8 @@ def test_new_version_reuses_older_versions_staging(devices, tmp_path):
     assert 0.2 * size < staged < 0.9 * size, staged
 
     data = bytearray(open(fa / "big.bin", "rb").read())
-    data[size // 2:size // 2 + 4096] = os.urandom(4096)
+    at = size * 7 // 8
+    data[at:at + 4096] = os.urandom(4096)
     tmp = tmp_path / "edit.bin"
     tmp.write_bytes(data)
     os.replace(tmp, fa / "big.bin")
@@ -270,9 +275,8 @@ def test_new_version_reuses_older_versions_staging(devices, tmp_path):
     before = sent_to(a, b)
 
     b.start()
-    wait_for(lambda: (fb / "big.bin").exists(), timeout=120, interval=0.3,
-             what="the new big.bin on B")
-    assert sha256_file(fb / "big.bin") == want
+    wait_for(lambda: (fb / "big.bin").exists() and sha256_file(fb / "big.bin") == want,
+             timeout=120, interval=0.3, what="the new big.bin on B")
     settled_clean(b)
     served = sent_to(a, b) - before
     reused = [ln for ln in log_text(b).splitlines() if "of an older version's staging" in ln]

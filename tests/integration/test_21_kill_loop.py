@@ -174,15 +174,18 @@ def test_sender_kill_loop(devices, tmp_path):
     kill_loop(devices, tmp_path, 71, "sender")
 
 
-def test_crash_after_commit_renames_then_sender_moves_on(devices, tmp_path):
+@pytest.mark.parametrize("point", ["commit_before_index", "pull_before_index"])
+def test_crash_after_renames_then_sender_moves_on(devices, tmp_path, point):
     """The deterministic form of what the loops hit by chance: the receiver
-    dies after a commit batch renamed its files into place and before the
-    index recorded them (failpoint commit_before_index), and the sender
-    changes those files again before the receiver is back. The files on
-    disk are the versions the receiver was committing, so its start-up
-    records them (roll-forward) instead of its first scan taking them for
-    local edits, which would then conflict with the sender's new versions
-    (conflict copies on a device where nobody edited anything)."""
+    dies after files were renamed into place and before the index recorded
+    them, and the sender changes those files again before the receiver is
+    back. commit_before_index: a commit batch of fetched files;
+    pull_before_index: a pull page that built files from local chunks alone
+    (copies of files the receiver has) and committed them at once. The
+    files on disk are the versions the receiver was committing, so its
+    start-up records them (roll-forward) instead of its first scan taking
+    them for local edits, which would then conflict with the sender's new
+    versions (conflict copies on a device where nobody edited anything)."""
     from test_16_resume import log_text, start_env, wait_dead
     rng = random.Random(5)
     a, b, fa, fb = setup_pair(devices, tmp_path)
@@ -194,16 +197,25 @@ def test_crash_after_commit_renames_then_sender_moves_on(devices, tmp_path):
     a.start()
     b.start()
     converge_and_check_db(a, b, fa, fb)  # ends with B stopped
-    sender.mutate()
+    if point == "commit_before_index":
+        sender.mutate()
+    else:
+        for i in range(3):
+            sender.put(f"copies/c{i}.bin", sender.content[f"big{i}.bin"])
     a.ok("scan")
-    start_env(b, {"LR_FAILPOINT": "commit_before_index:1"})
-    wait_dead(b, what="B crashing between a commit's renames and its index update")
-    assert "failpoint commit_before_index reached" in log_text(b)
+    start_env(b, {"LR_FAILPOINT": f"{point}:1"})
+    wait_dead(b, what=f"B crashing at {point}")
+    assert f"failpoint {point} reached" in log_text(b)
     n = check_whole(fb, sender, "after the crash")
-    sender.mutate()
+    if point == "pull_before_index":
+        assert (fb / "copies").exists(), "no copy was renamed into place before the crash"
+        for i in range(3):
+            sender.put(f"copies/c{i}.bin", os.urandom(3000))
+    else:
+        sender.mutate()
     a.ok("scan")
     b.start()
     converge_and_check_db(a, b, fa, fb)
-    assert "now recorded" in log_text(b), "nothing was rolled forward"
-    print(f"{n} whole files after the crash; rolled forward: "
-          f"{log_text(b).count('now recorded')}")
+    rolled = log_text(b).count("now recorded")
+    print(f"{point}: {n} whole files after the crash; rolled forward: {rolled}")
+    assert rolled, "nothing was rolled forward"
