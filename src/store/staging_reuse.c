@@ -23,26 +23,33 @@
 #define MAGIC_LEN 8
 #define HEAD_LEN (MAGIC_LEN + 4 + 4 + LR_HASH_LEN)
 #define ENTRY_LEN (8 + 4 + LR_HASH_LEN)
-#define SUFFIX ".chunks"
-/* Distinguishes the path's name hash from any staging key. */
+/* Name tags: a sidecar's name is the hash of one of them and the path, so
+ * it never equals a staging key (the hash of a blocks hash and the path). */
 static const char TAG[] = "landropic staging sidecar";
+static const char TAG_NEW[] = "landropic staging sidecar, being written";
+/* Longest vector encoding a record may carry (lr_vv: 16 bytes an entry). */
+#define VV_MAX (1u << 20)
+/* The record section's largest size (see the format in the header). */
+#define RECORD_MAX                                                                                 \
+    (1 + 4 + LR_STORE_SIDECAR_PATH_MAX + 8 + 8 + 4 + LR_HASH_LEN + 4 + VV_MAX + 8 + 1 + 8)
 
 struct name {
-    char s[LR_HASH_HEX_LEN + sizeof(SUFFIX) + 4 + 1];
+    char s[LR_HASH_HEX_LEN + 1];
 };
 
+/* 64 hex digits like a staging file's (tmp holds nothing else), so only
+ * the content tells a sidecar from a staging file: see probe(). */
 static void sidecar_name(const uint8_t *path, size_t path_len, bool tmp, struct name *out)
 {
-    uint8_t *in = lr_xmalloc(sizeof(TAG) + path_len);
-    memcpy(in, TAG, sizeof(TAG)); /* with its NUL: the tag ends unambiguously */
-    memcpy(in + sizeof(TAG), path, path_len);
+    const char *tag = tmp ? TAG_NEW : TAG;
+    size_t tlen = tmp ? sizeof(TAG_NEW) : sizeof(TAG);
+    uint8_t *in = lr_xmalloc(tlen + path_len);
+    memcpy(in, tag, tlen); /* with its NUL: the tag ends unambiguously */
+    memcpy(in + tlen, path, path_len);
     struct lr_hash h;
-    lr_sha256(in, sizeof(TAG) + path_len, &h);
+    lr_sha256(in, tlen + path_len, &h);
     free(in);
     lr_hash_hex(&h, out->s);
-    memcpy(out->s + LR_HASH_HEX_LEN, SUFFIX, sizeof(SUFFIX));
-    if (tmp)
-        memcpy(out->s + LR_HASH_HEX_LEN + sizeof(SUFFIX) - 1, ".new", 5);
 }
 
 void lr_store_sidecar_release(struct lr_store_sidecar *sc)
@@ -53,6 +60,12 @@ void lr_store_sidecar_release(struct lr_store_sidecar *sc)
     free(sc->commit.rec.path);
     lr_vv_release(&sc->commit.rec.vv);
     memset(sc, 0, sizeof(*sc));
+}
+
+static size_t max_size(void)
+{
+    return HEAD_LEN + LR_STORE_SIDECAR_OLD_MAX * LR_HASH_LEN +
+           (size_t)LR_STORE_SIDECAR_CHUNKS_MAX * ENTRY_LEN + RECORD_MAX;
 }
 
 /* Whole regular file `name` of dirfd, at most max bytes. */
@@ -168,9 +181,7 @@ int lr_store_sidecar_load(struct lr_store *st, const uint8_t *path, size_t path_
     sidecar_name(path, path_len, false, &nm);
     uint8_t *data;
     size_t len;
-    size_t max = HEAD_LEN + LR_STORE_SIDECAR_OLD_MAX * LR_HASH_LEN +
-                 (size_t)LR_STORE_SIDECAR_CHUNKS_MAX * ENTRY_LEN;
-    int rc = read_small(st->tmpfd, nm.s, max, &data, &len);
+    int rc = read_small(st->tmpfd, nm.s, max_size(), &data, &len);
     if (rc == LR_ENOTFOUND)
         return rc;
     if (rc == 0) {
@@ -202,7 +213,7 @@ int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path
         if (lr_hash_cmp(&prev->old[i], key) != 0)
             old[nold++] = prev->old[i];
     struct lr_buf vv;
-    lr_buf_init(&vv, 1u << 20);
+    lr_buf_init(&vv, VV_MAX);
     if (commit && (commit->rec.path_len == 0 || commit->rec.path_len > LR_STORE_SIDECAR_PATH_MAX ||
                    lr_vv_encode(&commit->rec.vv, &vv) < 0))
         commit = NULL; /* no roll-forward for it; reuse still works */
@@ -355,27 +366,72 @@ static bool staging_exists(struct lr_store *st, const struct lr_hash *key)
     return fstatat(st->tmpfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+/*
+ * Whether tmp's entry `name` is a sidecar, read into *sc if so: a regular
+ * file starting with the magic whose header's counts fit its size (checked
+ * before reading it whole), that parses, has a commit record, and whose
+ * name is the sidecar name of that record's path. Anything else (a staging
+ * file, whatever its content) is not touched.
+ */
+static bool probe(struct lr_store *st, const char *name, struct lr_store_sidecar *sc)
+{
+    memset(sc, 0, sizeof(*sc));
+    int fd = openat(st->tmpfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    uint8_t head[HEAD_LEN];
+    struct stat sb;
+    bool ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= (off_t)HEAD_LEN &&
+              pread(fd, head, HEAD_LEN, 0) == (ssize_t)HEAD_LEN &&
+              memcmp(head, MAGIC, MAGIC_LEN) == 0;
+    close(fd);
+    if (!ok)
+        return false;
+    struct lr_rd r;
+    lr_rd_init(&r, head + MAGIC_LEN, 8);
+    uint32_t nold = 0, nchunks = 0;
+    lr_rd_get_u32(&r, &nold);
+    lr_rd_get_u32(&r, &nchunks);
+    if (nold > LR_STORE_SIDECAR_OLD_MAX || nchunks > LR_STORE_SIDECAR_CHUNKS_MAX)
+        return false;
+    uint64_t min = HEAD_LEN + (uint64_t)nold * LR_HASH_LEN + (uint64_t)nchunks * ENTRY_LEN;
+    if ((uint64_t)sb.st_size < min || (uint64_t)sb.st_size > min + RECORD_MAX)
+        return false;
+    uint8_t *data;
+    size_t len;
+    if (read_small(st->tmpfd, name, max_size(), &data, &len) < 0)
+        return false;
+    int rc = parse(data, len, sc);
+    free(data);
+    struct name nm;
+    if (rc == 0 && sc->has_commit) {
+        sidecar_name(sc->commit.rec.path, sc->commit.rec.path_len, false, &nm);
+        if (strcmp(nm.s, name) == 0)
+            return true;
+    }
+    lr_store_sidecar_release(sc);
+    return false;
+}
+
+static bool hex_name(const char *n)
+{
+    if (strlen(n) != LR_HASH_HEX_LEN)
+        return false;
+    for (const char *p = n; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
 /* The sidecar `name` (a directory entry of tmp) names no staging file. */
 static bool orphaned(struct lr_store *st, const char *name)
 {
-    uint8_t *data;
-    size_t len;
-    size_t max = HEAD_LEN + LR_STORE_SIDECAR_OLD_MAX * LR_HASH_LEN +
-                 (size_t)LR_STORE_SIDECAR_CHUNKS_MAX * ENTRY_LEN;
-    int rc = read_small(st->tmpfd, name, max, &data, &len);
-    if (rc == LR_EPROTO)
-        return true;
-    if (rc < 0)
+    struct lr_store_sidecar sc;
+    if (!probe(st, name, &sc))
         return false;
-    struct lr_store_sidecar sc = {0};
-    rc = parse(data, len, &sc);
-    free(data);
-    bool any = false;
-    if (rc == 0) {
-        any = staging_exists(st, &sc.key);
-        for (size_t i = 0; i < sc.nold && !any; i++)
-            any = staging_exists(st, &sc.old[i]);
-    }
+    bool any = staging_exists(st, &sc.key);
+    for (size_t i = 0; i < sc.nold && !any; i++)
+        any = staging_exists(st, &sc.old[i]);
     lr_store_sidecar_release(&sc);
     return !any;
 }
@@ -396,9 +452,7 @@ int lr_store_sidecar_gc(struct lr_store *st, uint64_t *removed, struct lr_err *e
     uint64_t n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (len != LR_HASH_HEX_LEN + sizeof(SUFFIX) - 1 ||
-            strcmp(de->d_name + LR_HASH_HEX_LEN, SUFFIX) != 0)
+        if (!hex_name(de->d_name))
             continue;
         if (orphaned(st, de->d_name) && unlinkat(st->tmpfd, de->d_name, 0) == 0)
             n++;
@@ -415,24 +469,16 @@ static bool recover_one(struct lr_store *st, const char *name,
                                      const struct lr_store_info *on_disk),
                         void *u)
 {
-    uint8_t *data;
-    size_t len;
-    size_t max = HEAD_LEN + LR_STORE_SIDECAR_OLD_MAX * LR_HASH_LEN +
-                 (size_t)LR_STORE_SIDECAR_CHUNKS_MAX * ENTRY_LEN;
-    if (read_small(st->tmpfd, name, max, &data, &len) < 0)
+    struct lr_store_sidecar sc;
+    if (!probe(st, name, &sc))
         return false;
-    struct lr_store_sidecar sc = {0};
-    int rc = parse(data, len, &sc);
-    free(data);
     bool done = false;
-    struct name nm;
     struct lr_store_info info;
-    if (rc < 0 || !sc.has_commit || staging_exists(st, &sc.key))
-        goto out; /* nothing to roll forward, or not committed yet */
     const struct lr_file_rec *r = &sc.commit.rec;
-    sidecar_name(r->path, r->path_len, false, &nm);
-    if (strcmp(nm.s, name) != 0 || lr_store_path_check((const char *)r->path, NULL) < 0)
-        goto out; /* not the sidecar of the path it names */
+    if (staging_exists(st, &sc.key))
+        goto out; /* not committed yet */
+    if (lr_store_path_check((const char *)r->path, NULL) < 0)
+        goto out;
     if (lr_store_stat(st, (const char *)r->path, &info, NULL) < 0 || info.special ||
         info.type != LR_FT_FILE || info.ino != sc.commit.staging_ino || info.size != r->size ||
         info.mtime_ns != r->mtime_ns)
@@ -467,8 +513,7 @@ int lr_store_sidecar_recover(struct lr_store *st,
     size_t n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (strlen(de->d_name) != LR_HASH_HEX_LEN + sizeof(SUFFIX) - 1 ||
-            strcmp(de->d_name + LR_HASH_HEX_LEN, SUFFIX) != 0)
+        if (!hex_name(de->d_name))
             continue;
         names = lr_xreallocarray(names, n + 1, sizeof(*names));
         names[n++] = lr_xstrdup(de->d_name);

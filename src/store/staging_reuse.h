@@ -5,7 +5,10 @@
  * so when the sender changes a file while we are fetching it, the new
  * version gets a new staging file and the old one's verified chunks would
  * be fetched again. To avoid that, every path being fetched has a sidecar
- * in ROOT/.landropic/tmp: "<64 hex of sha256(tag || path)>.chunks", naming
+ * in ROOT/.landropic/tmp named "<64 hex of sha256(tag || path)>" (like a
+ * staging file: only its content tells them apart, and a scan of the
+ * directory takes for a sidecar only a file that parses, has a commit
+ * record, and whose name is that of the record's path), naming
  * the staging key of the version being fetched, its chunk list, and the
  * staging keys of older versions it superseded (at most
  * LR_STORE_SIDECAR_OLD_MAX). When a newer version starts, chunks of its
@@ -137,8 +140,9 @@ int lr_store_sidecar_recover(struct lr_store *st,
                              void *u, uint64_t *applied, struct lr_err *err);
 
 /*
- * Remove every sidecar none of whose staging files exists any more (the
- * version was committed, then the daemon died before forgetting it).
+ * Remove every sidecar (with a commit record) none of whose staging files
+ * exists any more (the version was committed, then the daemon died before
+ * forgetting it); other sidecars are left to lr_store_staging_gc.
  * *removed (may be NULL) counts them. 0 or -errno (the directory).
  */
 int lr_store_sidecar_gc(struct lr_store *st, uint64_t *removed, struct lr_err *err);

@@ -100,7 +100,8 @@ static bool staged(struct fx *f, const struct lr_hash *key)
     return access(p, F_OK) == 0;
 }
 
-/* The one sidecar file in tmp (its full path into out); false if none. */
+/* The one sidecar file in tmp (its full path into out); false if none.
+ * Every entry of tmp is named with 64 hex digits (staging files too). */
 static bool sidecar_path(struct fx *f, char *out, size_t n)
 {
     DIR *d = opendir(f->tmp);
@@ -108,10 +109,19 @@ static bool sidecar_path(struct fx *f, char *out, size_t n)
     bool found = false;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        size_t l = strlen(de->d_name);
-        if (l > 7 && strcmp(de->d_name + l - 7, ".chunks") == 0) {
+        if (de->d_name[0] == '.')
+            continue;
+        assert_int_equal(strlen(de->d_name), LR_HASH_HEX_LEN);
+        char p[300], head[8] = {0};
+        snprintf(p, sizeof(p), "%s/%s", f->tmp, de->d_name);
+        FILE *fp = fopen(p, "rb");
+        if (!fp)
+            continue; /* a planted symlink to nowhere, a directory */
+        size_t got = fread(head, 1, sizeof(head), fp);
+        fclose(fp);
+        if (got == sizeof(head) && memcmp(head, "LRSIDEC2", 8) == 0) {
             assert_false(found);
-            snprintf(out, n, "%s/%s", f->tmp, de->d_name);
+            snprintf(out, n, "%s", p);
             found = true;
         }
     }
@@ -334,10 +344,11 @@ static void test_forget_and_gc(void **state)
     close(stage(f, &k1, data, CH));
     close(stage(f, &k2, data, CH));
     close(stage(f, &k3, data, CH));
+    struct lr_store_sidecar_commit cm = commit_of(1, CH);
     struct lr_store_sidecar prev;
-    assert_int_equal(lr_store_sidecar_write(f->st, PATH, PLEN, &k1, ch, 1, NULL, NULL, &err), 0);
+    assert_int_equal(lr_store_sidecar_write(f->st, PATH, PLEN, &k1, ch, 1, NULL, &cm, &err), 0);
     assert_int_equal(lr_store_sidecar_load(f->st, PATH, PLEN, &prev, &err), 0);
-    assert_int_equal(lr_store_sidecar_write(f->st, PATH, PLEN, &k2, ch, 1, &prev, NULL, &err), 0);
+    assert_int_equal(lr_store_sidecar_write(f->st, PATH, PLEN, &k2, ch, 1, &prev, &cm, &err), 0);
     lr_store_sidecar_release(&prev);
     /* k2 committed (its staging file renamed away): k1 goes, the sidecar
      * goes, an unrelated staging file stays. */
@@ -353,14 +364,27 @@ static void test_forget_and_gc(void **state)
     /* gc: a sidecar whose staging files are all gone goes; one whose
      * version is still staged stays. */
     uint64_t removed = 9;
-    assert_int_equal(lr_store_sidecar_write(f->st, PATH, PLEN, &k3, ch, 1, NULL, NULL, &err), 0);
+    assert_int_equal(lr_store_sidecar_write(f->st, PATH, PLEN, &k3, ch, 1, NULL, &cm, &err), 0);
     assert_int_equal(lr_store_sidecar_gc(f->st, &removed, &err), 0);
     assert_int_equal(removed, 0);
     assert_true(sidecar_path(f, p, sizeof(p)));
+    /* A staging file whose content looks like a sidecar (a user's file may
+     * start with anything) is never taken for one: it is not named after
+     * the path it names. */
+    struct lr_hash k4 = key_of(24);
+    size_t sn;
+    uint8_t *scb = slurp(p, &sn);
+    close(stage(f, &k4, scb, sn));
+    free(scb);
     assert_int_equal(lr_store_staging_discard(f->st, &k3, &err), 0);
     assert_int_equal(lr_store_sidecar_gc(f->st, &removed, &err), 0);
     assert_int_equal(removed, 1);
-    assert_false(sidecar_path(f, p, sizeof(p)));
+    assert_true(staged(f, &k4));
+    /* A sidecar without a commit record is left to the staging gc. */
+    assert_int_equal(lr_store_sidecar_write(f->st, PATH, PLEN, &k3, ch, 1, NULL, NULL, &err), 0);
+    assert_int_equal(lr_store_sidecar_gc(f->st, &removed, &err), 0);
+    assert_int_equal(removed, 0);
+    lr_vv_release(&cm.rec.vv);
 }
 
 struct applied {
