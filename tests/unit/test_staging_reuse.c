@@ -113,7 +113,7 @@ static bool sidecar_path(struct fx *f, char *out, size_t n)
             continue;
         assert_int_equal(strlen(de->d_name), LR_HASH_HEX_LEN);
         char p[300], head[8] = {0};
-        snprintf(p, sizeof(p), "%s/%s", f->tmp, de->d_name);
+        snprintf(p, sizeof(p), "%s/%.64s", f->tmp, de->d_name);
         FILE *fp = fopen(p, "rb");
         if (!fp)
             continue; /* a planted symlink to nowhere, a directory */
