@@ -118,9 +118,11 @@ class Scene:
             assert not os.path.lexists(p), f"{p} was created"
         marker = self.root / ".landropic"
         assert sorted(os.listdir(marker)) == ["tmp", "versions"]
-        # Staging files carry 64-hex names the daemon derives; nothing a peer named.
+        # Staging files carry 64-hex names the daemon derives (plus a chunk-list
+        # sidecar, HEX.chunks, for reuse by a later version); nothing a peer named.
         for n in os.listdir(marker / "tmp"):
-            assert len(n) == 64 and all(c in "0123456789abcdef" for c in n), n
+            h = n[:-len(".chunks")] if n.endswith(".chunks") else n
+            assert len(h) == 64 and all(c in "0123456789abcdef" for c in h), n
         assert tree_state(marker / "versions") == {}
 
     def assert_alive(self, refused=()):
