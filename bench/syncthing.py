@@ -7,10 +7,8 @@
         SRC is in sync (files and bytes match SRC, nothing needed, idle).
         Prints the seconds (one line) on stdout. --cold: sync + drop_caches
         (when root) just before starting, as bench/sync.sh does for the others.
-    bench/syncthing.py efficiency [SCENARIO...]
-        Issue #5's efficiency scenarios (see bench/efficiency_syncthing.py,
-        which this module also serves): overwrite, insert, rename, burst,
-        latency.
+Also imported by bench/efficiency_syncthing.py (issue #5's efficiency
+scenarios against Syncthing).
 
 What the driver sets up (everything else is Syncthing 1.19's default):
   * `syncthing generate --no-default-folder --skip-port-probing` per home,
@@ -337,9 +335,6 @@ def main(argv):
             delay = int(argv[argv.index("--delay") + 1])
         initial(argv[1], argv[2], do_cold, delay)
         return 0
-    if argv and argv[0] == "efficiency":
-        import efficiency_syncthing
-        return efficiency_syncthing.main(argv[1:])
     print(__doc__, file=sys.stderr)
     return 2
 
