@@ -18,6 +18,8 @@
  *   commit_before_rename   after the barrier, before any rename into place
  *   commit_before_index    after the renames, before the index transaction commits
  *   rx_after_write         a received chunk verified and written to staging
+ *   pull_before_index      a pull page's files placed from local data (or complete
+ *                          resumed staging), before the page's index transaction
  *
  * In builds without LR_FAILPOINTS the macros compile to nothing and the
  * environment variable is ignored.
