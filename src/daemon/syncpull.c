@@ -623,8 +623,10 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
                          const struct lr_sync_decision *dec, struct lr_err *err);
 
 /* Whether a file could be committed at path: a valid, unreserved name whose
- * existing parents are real directories (missing ones are made at commit). */
-static int target_check(struct page_ctx *c, const char *path, struct lr_err *err)
+ * existing parents are real directories (missing ones are made at commit),
+ * and, where nothing is expected (`absent`), no other spelling of the name
+ * on a folding folder (the commit would refuse it after the download). */
+static int target_check(struct page_ctx *c, const char *path, bool absent, struct lr_err *err)
 {
     int rc = lr_store_path_check(path, err);
     if (rc < 0)
@@ -632,6 +634,9 @@ static int target_check(struct page_ctx *c, const char *path, struct lr_err *err
     int dfd = -1;
     const char *leaf;
     rc = lr_store_open_parent(c->st, path, 0, &dfd, &leaf, err);
+    struct stat sb;
+    if (rc == 0 && absent && fstatat(dfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+        rc = lr_store_check_clash(c->st, path, err) == LR_ECLASH ? LR_ECLASH : 0;
     if (dfd >= 0)
         close(dfd);
     return rc == -ENOENT ? 0 : rc;
@@ -711,7 +716,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     case LR_SYNC_APPLY_FILE: {
         /* Refuse before downloading what the store would refuse at commit:
          * a reserved name, a path through a symlink or a file. */
-        if ((rc = target_check(c, path, &err)) < 0)
+        if ((rc = target_check(c, path, !old_live, &err)) < 0)
             break;
         if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0)
             break;

@@ -901,6 +901,25 @@ int lr_store_find_clash(struct lr_store *st, const char *relpath, size_t *prefix
     return rc;
 }
 
+int lr_store_check_clash(struct lr_store *st, const char *relpath, struct lr_err *err)
+{
+    size_t end;
+    char *existing;
+    int rc = lr_store_find_clash(st, relpath, &end, &existing, err);
+    if (rc == LR_ENOTFOUND) {
+        lr_err_clear(err);
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    size_t off = end; /* start of the clashing component */
+    while (off > 0 && relpath[off - 1] != '/')
+        off--;
+    rc = lr__store_clash_fail(err, relpath, off, end - off, existing + off);
+    free(existing);
+    return rc;
+}
+
 /* ---- reading ------------------------------------------------------------- */
 
 int lr_store_stat(struct lr_store *st, const char *relpath, struct lr_store_info *out,

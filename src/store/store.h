@@ -154,8 +154,6 @@ void lr_store_close(struct lr_store *st);
  */
 int lr_store_check_marker(struct lr_store *st, struct lr_err *err);
 
-/* lr_index_path_check() plus the reserved .landropic prefix. 0 or LR_EBADPATH. */
-
 /* Whether the root's directory folds names (see "Folding directories" above). */
 bool lr_store_folds(const struct lr_store *st);
 
@@ -170,6 +168,15 @@ bool lr_store_folds(const struct lr_store *st);
  */
 int lr_store_find_clash(struct lr_store *st, const char *relpath, size_t *prefix_len,
                         char **existing, struct lr_err *err);
+/*
+ * Whether relpath, meant to be created, would clash with another spelling
+ * on disk (lr_store_find_clash): LR_ECLASH with the same message a create
+ * gives, 0 if not, another negative code if it cannot tell. Lets a caller
+ * refuse before fetching what the commit would refuse. Not for hot paths.
+ */
+int lr_store_check_clash(struct lr_store *st, const char *relpath, struct lr_err *err);
+
+/* lr_index_path_check() plus the reserved .landropic prefix. 0 or LR_EBADPATH. */
 int lr_store_path_check(const char *relpath, struct lr_err *err);
 
 /*

@@ -1508,6 +1508,8 @@ static void test_fold_name_check(void **state)
     assert_int_equal(lr_store_find_clash(f->st, "d/Foo", &pl, &ex, &err), LR_ENOTFOUND);
     assert_null(ex);
     assert_int_equal(lr_store_find_clash(f->st, "../x", &pl, &ex, &err), LR_EBADPATH);
+    assert_int_equal(lr_store_check_clash(f->st, "d/Foo", &err), 0);
+    assert_int_equal(lr_store_check_clash(f->st, "../x", &err), LR_EBADPATH);
 }
 
 /* With the folding checks forced on a case-sensitive folder, every change
@@ -1637,6 +1639,13 @@ static void test_fold_on_foldfs(void **state)
     free(ex);
     assert_int_equal(lr_store_find_clash(st, "Docs/a", &pl, &ex, &err), LR_ENOTFOUND);
     assert_int_equal(lr_store_find_clash(st, "Docs/zz", &pl, &ex, &err), LR_ENOTFOUND);
+    /* The check a puller makes before fetching: the create's own message. */
+    assert_int_equal(lr_store_check_clash(st, "Docs/A", &err), LR_ECLASH);
+    assert_non_null(strstr(err.msg, "\"Docs/A\" clashes with existing \"Docs/a\""));
+    assert_int_equal(lr_store_check_clash(st, "docs/b", &err), LR_ECLASH);
+    assert_non_null(strstr(err.msg, "\"docs\" clashes with existing \"Docs\""));
+    assert_int_equal(lr_store_check_clash(st, "Docs/zz", &err), 0);
+    assert_int_equal(lr_store_check_clash(st, "Docs/a", &err), 0);
     /* A new directory made by MKPARENTS keeps its own spelling. */
     assert_int_equal(commit(f, "new/Deep/x", "x", &ABSENT, LR_STORE_MKPARENTS, &err), 0);
     assert_int_equal(commit(f, "new/deep/y", "y", &ABSENT, LR_STORE_MKPARENTS, &err), LR_ECLASH);
