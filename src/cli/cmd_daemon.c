@@ -319,7 +319,14 @@ static void print_not_done(json_t *st, double timeout)
     } else if (pf) {
         fprintf(stderr, ": peers still need %lld files from us\n", (long long)pf);
     } else {
-        fprintf(stderr, ": waiting for peers to connect and exchange indexes\n");
+        const char *w = json_string_value(json_object_get(st, "waiting"));
+        fprintf(stderr, ": waiting for peers to connect and exchange indexes");
+        if (w && *w) {
+            fprintf(stderr, " (");
+            cli_print_name(stderr, w);
+            fprintf(stderr, ")");
+        }
+        fprintf(stderr, "\n");
     }
 }
 

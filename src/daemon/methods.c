@@ -297,6 +297,7 @@ struct state_ctx {
     struct lr_api_req *req;
     uint64_t need_files, need_bytes, errors;
     json_t *first_error; /* {"folder", "path", "error"} or NULL */
+    char waiting[256];   /* the first unmet condition, "" if none found */
 };
 
 static void state_reply(struct state_ctx *c, bool done, const struct sync_peer_need *pn)
@@ -309,6 +310,12 @@ static void state_reply(struct state_ctx *c, bool done, const struct sync_peer_n
     if (r && c->first_error) {
         json_object_set_new(r, "first_error", c->first_error);
         c->first_error = NULL;
+    }
+    if (r && !done) {
+        if (!c->waiting[0] && pn && !pn->fresh)
+            snprintf(c->waiting, sizeof(c->waiting), "comparing peers' indexes with ours");
+        if (c->waiting[0])
+            json_object_set_new(r, "waiting", json_string(c->waiting));
     }
     json_decref(c->first_error);
     lr_api_reply(c->req, r);
@@ -347,6 +354,8 @@ static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *pa
     struct state_ctx *c = lr_xcalloc(1, sizeof(*c));
     c->req = req;
     bool done = !scanjobs_busy(d, ids, n);
+    if (!done)
+        snprintf(c->waiting, sizeof(c->waiting), "a scan is queued or running");
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
         bool want = n == 0;
@@ -361,6 +370,8 @@ static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *pa
         bool in_error = !f || f->state == FOLDER_ERROR;
         done = done && !in_error && ss.settled && !ss.active && nerr == 0 &&
                (ss.need_items == 0 || fc->mode == LR_MODE_SEND_ONLY);
+        if (!c->waiting[0] && ss.why[0])
+            snprintf(c->waiting, sizeof(c->waiting), "folder %s: %s", fc->id, ss.why);
         c->need_files += ss.need_files;
         c->need_bytes += ss.need_bytes;
         c->errors += nerr + (in_error ? 1 : 0);

@@ -1192,9 +1192,18 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
     out->need_files = f->need.files;
     out->need_bytes = f->need.bytes;
     out->active = f->pull_queued || f->pull_running || f->nxfers > 0;
+    if (out->active)
+        snprintf(out->why, sizeof(out->why), "pulling (%zu transfers in flight)", f->nxfers);
+    char id[LR_DEVICE_ID_SHORTLEN + 1];
     for (struct sync_link *l = d->sync->links; l; l = l->next)
-        if (l->listed && strcmp(l->folder, folder_id) == 0 && (l->send_busy || l->send_blocked))
+        if (l->listed && strcmp(l->folder, folder_id) == 0 && (l->send_busy || l->send_blocked)) {
+            if (!out->active) {
+                lr_device_id_short(&l->peer, id);
+                snprintf(out->why, sizeof(out->why), "sending our index to %s%s", id,
+                         l->send_blocked ? " (waiting for the connection to drain)" : "");
+            }
             out->active = true;
+        }
     /* An INDEX job not yet decoded may be for this folder. */
     for (const struct daemon_job *j = d->jobs_head; j; j = j->next)
         if (j->kind == DAEMON_JOB_SYNC && j->work == recv_work)
@@ -1202,6 +1211,8 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
     if (d->job_running && d->job_running->kind == DAEMON_JOB_SYNC &&
         d->job_running->work == recv_work)
         out->active = true;
+    if (out->active && !out->why[0])
+        snprintf(out->why, sizeof(out->why), "applying a received index");
     struct folder_rt *rt = daemon_folder(d, folder_id);
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, folder_id);
     if (!rt || !fc || rt->state == FOLDER_ERROR) {
@@ -1211,22 +1222,35 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
     /* A send-only folder never pulls: what it needs waits for an override. */
     bool settled =
         !out->active && (out->need_items == 0 || f->stuck || fc->mode == LR_MODE_SEND_ONLY);
+    if (!out->active && !settled)
+        snprintf(out->why, sizeof(out->why), "%llu items still to apply",
+                 (unsigned long long)out->need_items);
     uint64_t now = uv_now(&d->loop);
     for (size_t i = 0; i < fc->nshared && settled; i++) {
         struct sync_peer *p = sync_peer_get(d, &fc->shared[i]);
         if (!lr_config_find_peer(d->cfg, &fc->shared[i]))
             continue;
+        lr_device_id_short(&p->id, id);
         if (!p->conn) {
             settled = now - d->started_ms >= SYNC_CONNECT_GRACE_MS;
+            if (!settled)
+                snprintf(out->why, sizeof(out->why), "peer %s not connected yet", id);
             continue;
         }
         if (!p->have_folders) {
             settled = false;
+            snprintf(out->why, sizeof(out->why), "no folder list from peer %s yet", id);
             continue;
         }
         struct sync_link *l = sync_link_find(d, &p->id, folder_id);
-        if (l && l->listed)
+        if (l && l->listed) {
             settled = l->recv_last && !l->recv_mid && l->send_caught_up;
+            if (!settled)
+                snprintf(out->why, sizeof(out->why),
+                         "index exchange with peer %s: theirs %s, ours %s", id,
+                         l->recv_last && !l->recv_mid ? "received" : "still arriving",
+                         l->send_caught_up ? "sent" : "not all sent");
+        }
     }
     out->settled = settled;
 }

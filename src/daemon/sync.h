@@ -95,8 +95,9 @@ void sync_folder_progress(struct lr_daemon *d, const char *folder_id);
 
 struct sync_folder_status {
     uint64_t need_files, need_bytes, need_items;
-    bool active;  /* pulling, transferring, or index exchange in progress */
-    bool settled; /* nothing needed or in flight; every shared peer exchanged or given up */
+    bool active;   /* pulling, transferring, or index exchange in progress */
+    bool settled;  /* nothing needed or in flight; every shared peer exchanged or given up */
+    char why[160]; /* when not settled: the first reason, for `sync --wait` messages */
 };
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out);
 

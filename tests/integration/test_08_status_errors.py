@@ -175,3 +175,19 @@ def test_sender_wait_returns_once_the_peer_has_everything(devices, tmp_path):
     assert (fb / "late.txt").read_bytes() == (fa / "late.txt").read_bytes()
     st = status(b)
     assert st["errors"] == [] and st["need_files"] == 0
+
+
+def test_wait_timeout_says_what_it_waits_for(devices, tmp_path):
+    """`sync --wait` that times out before the peers exchanged indexes names
+    the first thing it still waits for (here: bob, not running, within the
+    connect grace)."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    a.start()
+    r = a.run("sync", "--wait", "--timeout", "1")
+    assert r.rc == 3, r
+    assert "waiting for peers to connect and exchange indexes" in r.err, r
+    assert f"(folder docs: peer {b.id[:7]} not connected yet)" in r.err, r
+    assert r.err.count("\n") == 1, r
+    st = a.ok("sync", "--wait", "--timeout", "30")  # bob given up on after the grace
+    assert st.rc == 0
