@@ -231,6 +231,8 @@ static void folders_work(struct daemon_job *base)
     free(v);
 }
 
+static void queue_sender(struct lr_daemon *d, struct sync_link *l);
+
 static void folders_done(struct daemon_job *base, int status)
 {
     struct folders_job *j = (struct folders_job *)base;
@@ -249,6 +251,12 @@ static void folders_done(struct daemon_job *base, int status)
         } else if (p->gen == j->gen && p->conn) {
             sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_FOLDERS, j->out, j->out_len);
             j->out = NULL;
+        }
+        if (p->gen == j->gen && p->folders_pending > 0 && --p->folders_pending == 0) {
+            /* Bursts that waited for it go now, behind it on the stream. */
+            for (struct sync_link *l = d->sync->links; l; l = l->next)
+                if (l->send_waiting && l->listed && lr_device_id_eq(&l->peer, &p->id))
+                    queue_sender(d, l);
         }
     }
     for (size_t i = 0; i < j->n; i++)
@@ -306,6 +314,7 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
     /* Beside the serial queue, so a first scan of a large folder does not
      * hold back the exchange (its batches are announced as committed). */
     j->side = true;
+    p->folders_pending++;
     daemon_side_queue(d, DAEMON_SIDE_SERVE, &j->base);
 }
 
@@ -487,8 +496,6 @@ out:
     lr_file_list_release(&list);
 }
 
-static void queue_sender(struct lr_daemon *d, struct sync_link *l);
-
 /* Stores what a peer said it holds of our index (a write: serial queue). */
 struct sent_job {
     struct daemon_job base;
@@ -572,6 +579,15 @@ static void queue_sender(struct lr_daemon *d, struct sync_link *l)
 {
     if (l->send_busy || d->stopping)
         return;
+    struct sync_peer *p = sync_peer_get(d, &l->peer);
+    /* Our FOLDERS first: a FOLDERS job delayed (a folder index to create on
+     * the serial queue) let an INDEX overtake it, which the peer ignored as
+     * unlisted, and the exchange never completed. */
+    l->send_waiting = p->folders_pending > 0;
+    if (l->send_waiting) {
+        l->send_caught_up = false;
+        return;
+    }
     struct send_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
     j->base.work = send_work;
@@ -584,7 +600,6 @@ static void queue_sender(struct lr_daemon *d, struct sync_link *l)
     j->first = l->send_first;
     j->view_id = l->their_view_id;
     j->view_seq = l->their_view_seq;
-    struct sync_peer *p = sync_peer_get(d, &l->peer);
     j->delta = (p->features & LR_FEAT_INDEX_DELTA) != 0;
     j->list_upto = l->their_list_upto;
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
@@ -621,6 +636,7 @@ static void link_reset(struct sync_link *l)
     l->send_blocked = false;
     l->send_dirty = false;
     l->send_caught_up = false;
+    l->send_waiting = false;
     l->recv_mid = false;
 }
 
@@ -1043,6 +1059,7 @@ void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device
     p->conn = c;
     p->features = features & SYNC_FEATURES;
     p->gen++;
+    p->folders_pending = 0; /* jobs of the old connection no longer count */
     p->index_queued = 0;
     p->have_folders = false;
     lr_proto_folders_release(&p->theirs);

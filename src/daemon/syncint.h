@@ -58,6 +58,9 @@ struct sync_peer {
     /* Its latest FOLDERS (this connection). */
     struct lr_proto_folders theirs;
     bool have_folders;
+    /* Our FOLDERS jobs not yet sent on this connection: INDEX waits for them
+     * (the peer ignores INDEX for a folder we have not listed, §6.4). */
+    unsigned folders_pending;
     uint64_t features; /* HELLO bits in force on this connection (ours & theirs) */
     /* Index exchange counters since the daemon started (peers --json). */
     uint64_t index_sent, index_recv;   /* INDEX payload bytes */
@@ -84,6 +87,7 @@ struct sync_link {
     bool send_blocked;   /* burst continues once the send queue drains */
     bool send_dirty;     /* local change since the current burst started */
     bool send_caught_up; /* the last burst ended (LAST sent) with nothing new */
+    bool send_waiting;   /* a burst waits for our FOLDERS to go first */
     /* Chunk-list deltas (docs/protocol.md §6.6). */
     uint64_t their_list_upto; /* their FOLDERS option 4: lists for our seq <= this */
     uint64_t list_upto;       /* ours to send: a delta of theirs we could not decode */
