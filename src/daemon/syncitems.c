@@ -85,9 +85,13 @@ struct sync_items {
     bool closed;
     atomic_bool listeners;
     atomic_bool ev_pending; /* evq not empty */
-    pthread_mutex_t mu;     /* evq */
+    pthread_mutex_t mu;     /* evq, touched */
     json_t **evq;
     size_t nev;
+    /* Folders that started an item since the last state poll: a transfer
+     * shorter than STATE_POLL_MS still shows as syncing then idle. */
+    char **touched;
+    size_t ntouched;
     uint64_t dropped;
     uint64_t last_poll_ms;
     uint64_t last_tick_ms;
@@ -209,6 +213,23 @@ void sync_item_started(struct lr_daemon *d, const char *folder, const uint8_t *p
     json_t *ev = item_event("item_started", folder, path, len);
     json_object_set_new(ev, "action", json_string(lr_sync_apply_str((enum lr_sync_apply)apply)));
     ev_push(d, ev);
+    struct sync_items *s = items(d);
+    pthread_mutex_lock(&s->mu);
+    bool seen = false;
+    for (size_t i = 0; i < s->ntouched && !seen; i++)
+        seen = strcmp(s->touched[i], folder) == 0;
+    if (!seen) {
+        s->touched = lr_xreallocarray(s->touched, s->ntouched + 1, sizeof(*s->touched));
+        s->touched[s->ntouched++] = lr_xstrdup(folder);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void touched_release(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }
 
 void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len)
@@ -510,9 +531,18 @@ static void poll_states(struct lr_daemon *d)
         if (!lr_config_find_folder(d->cfg, ef.v[i]))
             lr_syncerr_clear_folder(s->scan_tab, ef.v[i]);
     lr_syncerr_folders_release(&ef);
+    pthread_mutex_lock(&s->mu);
+    char **touched = s->touched;
+    size_t ntouched = s->ntouched;
+    s->touched = NULL;
+    s->ntouched = 0;
+    pthread_mutex_unlock(&s->mu);
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const char *id = d->cfg->folders[i].id;
         enum folder_state now = (enum folder_state)sync_items_folder_state(d, id);
+        bool busy = false;
+        for (size_t k = 0; k < ntouched && !busy; k++)
+            busy = strcmp(touched[k], id) == 0;
         struct fstate *fs = NULL;
         for (size_t k = 0; k < s->nst && !fs; k++)
             if (strcmp(s->st[k].id, id) == 0)
@@ -523,6 +553,12 @@ static void poll_states(struct lr_daemon *d)
             fs->id = lr_xstrdup(id);
             fs->st = FOLDER_IDLE;
         }
+        if (busy && fs->st != FOLDER_SYNCING && now != FOLDER_SYNCING) {
+            daemon_event(d, json_pack("{s:s, s:s, s:s, s:s}", "type", "folder_state", "folder",
+                                      id, "state", daemon_folder_state_name(FOLDER_SYNCING),
+                                      "from", daemon_folder_state_name(fs->st)));
+            fs->st = FOLDER_SYNCING;
+        }
         if (fs->st == now)
             continue;
         daemon_event(d, json_pack("{s:s, s:s, s:s, s:s}", "type", "folder_state", "folder", id,
@@ -530,6 +566,7 @@ static void poll_states(struct lr_daemon *d)
                                   daemon_folder_state_name(fs->st)));
         fs->st = now;
     }
+    touched_release(touched, ntouched);
 }
 
 /* ---- the loop side: flush, poll, retry ---- */
@@ -679,6 +716,7 @@ void sync_items_free(struct lr_daemon *d)
     for (size_t i = 0; i < s->nev; i++)
         json_decref(s->evq[i]);
     free(s->evq);
+    touched_release(s->touched, s->ntouched);
     for (size_t i = 0; i < s->nst; i++)
         free(s->st[i].id);
     free(s->st);
