@@ -1117,6 +1117,9 @@ void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, cons
     case LR_MSG_CHUNK:
         sync_pull_on_chunk(d, p, payload, len);
         break;
+    case LR_MSG_HAVE:
+        sync_pull_on_have(d, p, payload, len);
+        break;
     default: {
         char id[LR_DEVICE_ID_SHORTLEN + 1];
         lr_device_id_short(&p->id, id);

@@ -194,6 +194,10 @@ struct lr_index *sync_side_ix(struct lr_daemon *d, struct lr_err *err);
 void sync_pull_trigger(struct lr_daemon *d, const char *folder);
 void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
                         size_t len);
+/* A peer's HAVE (docs/protocol.md §6.10): chunks it holds of a version it is
+ * still downloading. A protocol error unless LR_FEAT_HAVE is in force. */
+void sync_pull_on_have(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
+                       size_t len);
 void sync_pull_peer_up(struct lr_daemon *d, struct sync_peer *p);
 void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p);
 /* Drop transfers of folders no longer configured. */

@@ -1547,6 +1547,18 @@ static void queue_rx(struct lr_daemon *d)
     daemon_side_queue(d, DAEMON_SIDE_RX, &j->base);
 }
 
+void sync_pull_on_have(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
+                       size_t len)
+{
+    (void)payload;
+    if (!(p->features & LR_FEAT_HAVE)) {
+        struct lr_err err = {0};
+        lr_err_set(&err, LR_EPROTO, "HAVE (%zu bytes) without the HAVE feature in force", len);
+        sync_peer_fatal(d, p, "unexpected HAVE", LR_EPROTO, &err);
+        return;
+    }
+}
+
 void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
                         size_t len)
 {

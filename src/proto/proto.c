@@ -24,8 +24,11 @@ static const struct type_info types[] = {
     {LR_MSG_INDEX, "INDEX", LR_PROTO_INDEX_MAX},
     {LR_MSG_WANT, "WANT", LR_PROTO_WANT_MAX},
     {LR_MSG_CHUNK, "CHUNK", LR_PROTO_CHUNK_MAX},
-    /* HAVE (0x14) and INDEX_DELTA (0x15) are reserved, not registered: an
-     * old peer skips them like any unknown type (they need a feature bit). */
+    {LR_MSG_HAVE, "HAVE", LR_PROTO_HAVE_MAX},
+    /* INDEX_DELTA (0x15) is reserved, not registered: an old peer skips it
+     * like any unknown type. */
+    {LR_MSG_SUMMARY, "SUMMARY", LR_PROTO_SUMMARY_MAX},
+    {LR_MSG_SUMMARY_WANT, "SUMMARY_WANT", LR_PROTO_SUMMARY_WANT_MAX},
     {LR_MSG_DEBUG_DATA, "DEBUG_DATA", LR_PROTO_DEBUG_MAX},
 };
 

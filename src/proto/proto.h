@@ -60,12 +60,14 @@ enum lr_msg_type {
     LR_MSG_PING = 0x02,
     LR_MSG_CLOSE = 0x03,
     /* 0x04..0x0f: reserved for connection messages. */
-    LR_MSG_FOLDERS = 0x10,     /* control stream: the folders shared with the receiver */
-    LR_MSG_INDEX = 0x11,       /* control stream: one bounded batch of one folder's index */
-    LR_MSG_WANT = 0x12,        /* bulk stream: request one chunk */
-    LR_MSG_CHUNK = 0x13,       /* bulk stream: the answer to one WANT */
-    LR_MSG_HAVE = 0x14,        /* reserved: defined in a later version (LR_FEAT_HAVE) */
-    LR_MSG_INDEX_DELTA = 0x15, /* reserved, unused: deltas are an INDEX entry flag */
+    LR_MSG_FOLDERS = 0x10,      /* control stream: the folders shared with the receiver */
+    LR_MSG_INDEX = 0x11,        /* control stream: one bounded batch of one folder's index */
+    LR_MSG_WANT = 0x12,         /* bulk stream: request one chunk */
+    LR_MSG_CHUNK = 0x13,        /* bulk stream: the answer to one WANT */
+    LR_MSG_HAVE = 0x14,         /* bulk/control: chunks a downloader holds (LR_FEAT_HAVE) */
+    LR_MSG_INDEX_DELTA = 0x15,  /* reserved, unused: deltas are an INDEX entry flag */
+    LR_MSG_SUMMARY = 0x16,      /* control stream: an index's bucket summary (LR_FEAT_RECON) */
+    LR_MSG_SUMMARY_WANT = 0x17, /* control stream: the buckets of a SUMMARY that differ */
     /* 0x16..0x7d: further sync messages, each with a row in proto.c's type
      * table and a section in docs/protocol.md. */
     LR_MSG_DEBUG_DATA = 0x7e, /* test-only opaque payload; receivers may skip it */
@@ -74,10 +76,13 @@ enum lr_msg_type {
 /* HELLO feature bits (the AND of both sides' bits is in force). A message
  * tied to a feature is sent only when the bit is in force, and a receiver
  * treats it as a protocol error otherwise. */
-#define LR_FEAT_HAVE (UINT64_C(1) << 0) /* HAVE (0x14): reserved, not implemented */
+#define LR_FEAT_HAVE (UINT64_C(1) << 0) /* HAVE (0x14), docs/protocol.md §6.10 */
 /* INDEX entries may carry their chunk list as a delta (LR_PROTO_ENTRY_DELTA,
  * docs/protocol.md §6.6); the message type 0x15 stays unused. */
 #define LR_FEAT_INDEX_DELTA (UINT64_C(1) << 1)
+/* A full index may be replaced by reconciliation without history: SUMMARY,
+ * SUMMARY_WANT, then only the differing buckets' entries (§6.11). */
+#define LR_FEAT_RECON (UINT64_C(1) << 2)
 
 /* Per-type payload limits (see the type table in proto.c). */
 #define LR_PROTO_HELLO_MAX 4096 /* known fields need < 160; the rest is room to grow */
@@ -89,6 +94,9 @@ enum lr_msg_type {
 #define LR_PROTO_CHUNK_DATA_MAX (256u * 1024)        /* == LR_CHUNK_MAX (chunker.h) */
 #define LR_PROTO_CHUNK_MAX (LR_PROTO_CHUNK_DATA_MAX + 1024)
 #define LR_PROTO_DEBUG_MAX (1u << 20)
+#define LR_PROTO_HAVE_MAX (1u << 16)
+#define LR_PROTO_SUMMARY_MAX LR_PROTO_FRAME_MAX
+#define LR_PROTO_SUMMARY_WANT_MAX (16u * 1024)
 
 /* Maximum payload for `type`, or 0 if the type is unknown (to be skipped). */
 size_t lr_proto_max_payload(uint64_t type);

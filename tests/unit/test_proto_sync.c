@@ -133,13 +133,18 @@ static void test_registry(void **state)
     assert_int_equal(lr_proto_max_payload(LR_MSG_WANT), LR_PROTO_WANT_MAX);
     assert_int_equal(lr_proto_max_payload(LR_MSG_CHUNK), LR_PROTO_CHUNK_MAX);
     assert_int_equal(lr_proto_max_payload(LR_MSG_DEBUG_DATA), LR_PROTO_DEBUG_MAX);
-    /* Reserved, not implemented: unknown to the reader (skipped). */
-    assert_int_equal(lr_proto_max_payload(LR_MSG_HAVE), 0);
+    assert_int_equal(lr_proto_max_payload(LR_MSG_HAVE), LR_PROTO_HAVE_MAX);
+    assert_int_equal(lr_proto_max_payload(LR_MSG_SUMMARY), LR_PROTO_SUMMARY_MAX);
+    assert_int_equal(lr_proto_max_payload(LR_MSG_SUMMARY_WANT), LR_PROTO_SUMMARY_WANT_MAX);
+    assert_true(LR_PROTO_SUMMARY_MAX <= LR_PROTO_FRAME_MAX);
+    /* Reserved, unused: unknown to the reader (skipped). */
     assert_int_equal(lr_proto_max_payload(LR_MSG_INDEX_DELTA), 0);
+    assert_int_equal(lr_proto_max_payload(0x19), 0);
     assert_string_equal(lr_proto_type_name(LR_MSG_INDEX), "INDEX");
     assert_string_equal(lr_proto_type_name(LR_MSG_DEBUG_DATA), "DEBUG_DATA");
-    assert_true(LR_FEAT_HAVE != LR_FEAT_INDEX_DELTA);
-    assert_true((LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA) <= LR_VARINT_MAX);
+    assert_true(LR_FEAT_HAVE != LR_FEAT_INDEX_DELTA && LR_FEAT_RECON != LR_FEAT_HAVE &&
+                LR_FEAT_RECON != LR_FEAT_INDEX_DELTA);
+    assert_true((LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA | LR_FEAT_RECON) <= LR_VARINT_MAX);
     /* The biggest CHUNK and WANT fit their limits. */
     assert_true(LR_PROTO_CHUNK_DATA_MAX + 3 * 8 + 4 <= LR_PROTO_CHUNK_MAX);
     assert_true(LR_PROTO_CHUNK_MAX <= LR_PROTO_FRAME_MAX);
