@@ -199,6 +199,7 @@ enum stmt_id {
     S_FOLDER_STATS,
     S_FILE_UPSERT,
     S_FILE_SET_STAT,
+    S_FILE_SET_VV,
     S_FILE_GET,
     S_LIST_PATH,
     S_LIST_SEQ,
@@ -235,6 +236,7 @@ static const char *const stmt_sql[S__COUNT] = {
         "vv = excluded.vv, seq = excluded.seq, blocks = excluded.blocks RETURNING id",
     [S_FILE_SET_STAT] =
         "UPDATE files SET inode = ?3, ctime_ns = ?4 WHERE folder = ?1 AND path = ?2",
+    [S_FILE_SET_VV] = "UPDATE files SET vv = ?3 WHERE folder = ?1 AND path = ?2",
     [S_FILE_GET] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND path = ?2",
     [S_LIST_PATH] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND path > ?2 "
                     "ORDER BY path LIMIT ?3",
@@ -943,6 +945,50 @@ int lr_index_file_set_stat(struct lr_index *ix, const char *folder_id, const uin
     if (rc == 0 && sqlite3_changes(ix->db) == 0)
         rc = lr_err_set(err, LR_ENOTFOUND, "no record for the path");
     return rc;
+}
+
+static int set_vv_tx(struct lr_index *ix, int64_t folder, const struct lr_vv *vv,
+                     struct lr_err *err)
+{
+    sqlite3_stmt *s = stmt(ix, S_FILE_SET_VV, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, folder);
+    lr__ix_bind_blob(s, 2, ix->key.data, ix->key.len);
+    lr__ix_bind_blob(s, 3, ix->vvb.data, ix->vvb.len);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "set vector");
+    done(s);
+    if (rc == 0 && sqlite3_changes(ix->db) == 0)
+        rc = lr_err_set(err, LR_ENOTFOUND, "no record for the path");
+    if (rc == 0)
+        rc = lr__ix_need_local_changed(ix, folder, ix->key.data, ix->key.len, vv, err);
+    return rc;
+}
+
+int lr_index_file_set_vv(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                         size_t path_len, const struct lr_vv *vv, struct lr_err *err)
+{
+    int64_t folder;
+    int rc = lr_index_path_check(path, path_len, err);
+    if (rc)
+        return rc;
+    if (vv->n == 0)
+        return lr_err_set(err, LR_EBADVAL, "empty version vector");
+    if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
+        return rc;
+    lr_buf_reset(&ix->vvb);
+    if ((rc = lr_vv_encode(vv, &ix->vvb)))
+        return lr_err_set(err, rc, "cannot encode the version vector");
+    lr__ix_to_key(&ix->key, path, path_len);
+    if (ix->in_tx)
+        return set_vv_tx(ix, folder, vv, err);
+    if ((rc = lr_index_begin(ix, err)))
+        return rc;
+    if ((rc = set_vv_tx(ix, folder, vv, err))) {
+        lr_index_rollback(ix);
+        return rc;
+    }
+    return lr_index_commit(ix, err);
 }
 
 static int load_chunks(struct lr_index *ix, int64_t file_id, struct lr_file_rec *r,

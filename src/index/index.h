@@ -261,6 +261,16 @@ int lr_index_folder_stats(struct lr_index *ix, const char *folder_id, struct lr_
 int lr_index_file_put(struct lr_index *ix, const char *folder_id, const struct lr_file_rec *rec,
                       uint64_t *seq, struct lr_err *err);
 /*
+ * Replace only the version vector of an existing record, with no new
+ * sequence: reconciliation without history (docs/protocol.md §6.11) merges
+ * a peer's vector into a record whose content both devices hold, and both
+ * devices do the same, so announcing it would only echo. Re-evaluates the
+ * path's need. vv must be non-empty and valid (borrowed). LR_ENOTFOUND if
+ * there is no record. Own transaction unless one is open.
+ */
+int lr_index_file_set_vv(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                         size_t path_len, const struct lr_vv *vv, struct lr_err *err);
+/*
  * Update only the change-detection fields (inode, ctime_ns) of an existing
  * record: the file was re-read and found identical. No new sequence.
  */
@@ -415,6 +425,28 @@ int lr_index_remote_full_begin(struct lr_index *ix, const char *folder_id,
  */
 int lr_index_remote_put(struct lr_index *ix, const char *folder_id, const struct lr_device_id *dev,
                         uint64_t index_id, const struct lr_remote_rec *r, struct lr_err *err);
+/*
+ * Reconciliation without history (docs/protocol.md §6.11): a SUMMARY showed
+ * the peer's record of r->rec.path has the content of ours. Store r (our
+ * record's content and whole chunk list, the peer's vector, rec.seq the
+ * summary's sequence) as the peer's, in the generation a full_begin of
+ * index_id started and not yet ended (else LR_EPROTO), without the
+ * sequence checks of put and without moving max_seq; re-evaluates need.
+ * LR_EBADVAL for a segment or an unknown type. Own transaction unless one
+ * is open.
+ */
+int lr_index_remote_adopt(struct lr_index *ix, const char *folder_id,
+                          const struct lr_device_id *dev, uint64_t index_id,
+                          const struct lr_remote_rec *r, struct lr_err *err);
+/*
+ * The copy of the peer's index `index_id` holds every entry up to seq (a
+ * reconciled replacement: the summary covered them): raise max_seq to seq
+ * unless it is already there or an unfinished segmented record holds it.
+ * LR_EPROTO if index_id is not the stored one.
+ */
+int lr_index_remote_seq_raise(struct lr_index *ix, const char *folder_id,
+                              const struct lr_device_id *dev, uint64_t index_id, uint64_t seq,
+                              struct lr_err *err);
 /*
  * The peer's burst ended (INDEX LAST). If a full index is pending, drop the
  * remote records of older generations (paths the new index did not contain),

@@ -1058,6 +1058,79 @@ int lr_index_remote_put(struct lr_index *ix, const char *folder_id, const struct
     return lr__ix_in_tx(ix, err, put_tx, &a);
 }
 
+static int adopt_tx(struct lr_index *ix, void *argp, struct lr_err *err)
+{
+    struct put_arg *a = argp;
+    struct rstate st;
+    int rc = state_get(ix, a->folder, a->dev, &st, err);
+    if (rc)
+        return rc;
+    if (!st.id || st.st.index_id != a->index_id || !st.st.full_pending)
+        return lr_err_set(err, LR_EPROTO,
+                          "adopting a record of peer index %016" PRIx64
+                          " outside a replacement of it",
+                          a->index_id);
+    lr__ix_to_key(&ix->key, a->r->rec.path, a->r->rec.path_len);
+    if ((rc = put_first(ix, a, &st, err)))
+        return rc;
+    return need_eval(ix, a->folder, ix->key.data, ix->key.len, NULL, false, err);
+}
+
+int lr_index_remote_adopt(struct lr_index *ix, const char *folder_id,
+                          const struct lr_device_id *dev, uint64_t index_id,
+                          const struct lr_remote_rec *r, struct lr_err *err)
+{
+    struct put_arg a = {0, dev, index_id, r, 0};
+    int rc = check_remote(r, &a.total, err);
+    if (rc)
+        return rc;
+    if (r->blk_first != 0 || a.total != r->rec.nchunks || (r->flags & LR_RREC_UNKNOWN_TYPE))
+        return lr_err_set(err, LR_EBADVAL, "adopted record %s: not a whole known record",
+                          (const char *)r->rec.path);
+    if ((rc = lr__ix_folder_rowid(ix, folder_id, &a.folder, err)))
+        return rc;
+    return lr__ix_in_tx(ix, err, adopt_tx, &a);
+}
+
+struct raise_arg {
+    int64_t folder;
+    const struct lr_device_id *dev;
+    uint64_t index_id, seq;
+};
+
+static int raise_tx(struct lr_index *ix, void *argp, struct lr_err *err)
+{
+    struct raise_arg *a = argp;
+    struct rstate st;
+    int rc = state_get(ix, a->folder, a->dev, &st, err);
+    if (rc)
+        return rc;
+    if (!st.id || st.st.index_id != a->index_id)
+        return lr_err_set(err, LR_EPROTO, "peer index %016" PRIx64 " is not the stored one",
+                          a->index_id);
+    /* An unfinished segmented record holds max_seq below it. */
+    if (a->seq <= st.st.max_seq || st.st.open_seq)
+        return 0;
+    sqlite3_stmt *s = rstmt(ix, RS_SET_MAXSEQ, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, st.id);
+    sqlite3_bind_int64(s, 2, (int64_t)a->seq);
+    sqlite3_bind_int64(s, 3, 0);
+    return step_done(ix, s, "remote max sequence", err);
+}
+
+int lr_index_remote_seq_raise(struct lr_index *ix, const char *folder_id,
+                              const struct lr_device_id *dev, uint64_t index_id, uint64_t seq,
+                              struct lr_err *err)
+{
+    if (seq > INT64_MAX)
+        return lr_err_set(err, LR_EBADVAL, "sequence %" PRIu64 " out of range", seq);
+    struct raise_arg a = {0, dev, index_id, seq};
+    int rc = lr__ix_folder_rowid(ix, folder_id, &a.folder, err);
+    return rc ? rc : lr__ix_in_tx(ix, err, raise_tx, &a);
+}
+
 /* ---- dropping ------------------------------------------------------------------- */
 
 /* Drop the remote's rows with gen < below, in batches, re-evaluating need. */

@@ -69,10 +69,10 @@ int lr_proto_burst_check(struct lr_proto_burst *b, uint64_t folders_index_id,
         return lr_err_set(err, LR_EPROTO,
                           "index %s: index ID %016" PRIx64 ", FOLDERS said %016" PRIx64,
                           h->folder_id, h->index_id, folders_index_id);
-    if (h->flags & LR_PROTO_INDEX_FIRST) {
+    if (h->flags & (LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_RECON)) {
         if (b->seg_open)
-            return lr_err_set(err, LR_EPROTO, "index %s: FIRST while a chunk list is unfinished",
-                              h->folder_id);
+            return lr_err_set(err, LR_EPROTO, "index %s: %s while a chunk list is unfinished",
+                              h->folder_id, (h->flags & LR_PROTO_INDEX_FIRST) ? "FIRST" : "RECON");
         b->last_seq = 0;
     }
     size_t i = 0;

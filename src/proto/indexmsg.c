@@ -240,7 +240,8 @@ int lr_proto_index_batch_add_delta(struct lr_proto_index_batch *b, const struct 
 
 int lr_proto_index_batch_finish(struct lr_proto_index_batch *b, uint64_t flags, struct lr_buf *out)
 {
-    if (flags & ~(uint64_t)(LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_LAST))
+    if ((flags & ~(uint64_t)(LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_LAST | LR_PROTO_INDEX_RECON)) ||
+        ((flags & LR_PROTO_INDEX_FIRST) && (flags & LR_PROTO_INDEX_RECON)))
         return LR_EBADVAL;
     size_t rl = b->raw.len, zl = 0;
     uint8_t *z = NULL;
@@ -317,10 +318,13 @@ int lr_proto_index_open(struct lr_proto_index_rd *r, const uint8_t *p, size_t n,
         return lr_err_set(err, LR_ETRUNC, "index.index_id: truncated");
     if (h.index_id == 0)
         return lr_err_set(err, LR_EBADVAL, "index.index_id: 0");
-    /* Flag values <= 3 are exactly the subsets of FIRST|LAST. */
-    if ((rc = lr__proto_get_uint(&rd, "index.flags", LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_LAST,
+    /* Flag values <= 7 are exactly the subsets of FIRST|LAST|RECON. */
+    if ((rc = lr__proto_get_uint(&rd, "index.flags",
+                                 LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_LAST | LR_PROTO_INDEX_RECON,
                                  &h.flags, err)) < 0)
         return rc;
+    if ((h.flags & LR_PROTO_INDEX_FIRST) && (h.flags & LR_PROTO_INDEX_RECON))
+        return lr_err_set(err, LR_EBADVAL, "index.flags: FIRST with RECON");
     if (lr_rd_get_varint(&rd, &h.count) < 0)
         return lr_err_set(err, LR_ETRUNC, "index.count: truncated");
     if (h.count > LR_PROTO_INDEX_ENTRIES_MAX)

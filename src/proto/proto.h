@@ -312,11 +312,14 @@ int lr_proto_folders_decode(const uint8_t *p, size_t n, struct lr_proto_folders 
                             struct lr_err *err);
 
 /* ---- INDEX (0x11) ---- */
-#define LR_PROTO_INDEX_RAW_MAX (8u << 20)    /* decompressed body, decoder's cap */
-#define LR_PROTO_INDEX_BATCH_RAW (1u << 20)  /* what our batch builder fills at most */
-#define LR_PROTO_INDEX_ENTRIES_MAX 10000     /* entries per batch */
-#define LR_PROTO_INDEX_FIRST 0x1u            /* first batch of a full index */
-#define LR_PROTO_INDEX_LAST 0x2u             /* last batch of the current burst */
+#define LR_PROTO_INDEX_RAW_MAX (8u << 20)   /* decompressed body, decoder's cap */
+#define LR_PROTO_INDEX_BATCH_RAW (1u << 20) /* what our batch builder fills at most */
+#define LR_PROTO_INDEX_ENTRIES_MAX 10000    /* entries per batch */
+#define LR_PROTO_INDEX_FIRST 0x1u           /* first batch of a full index */
+#define LR_PROTO_INDEX_LAST 0x2u            /* last batch of the current burst */
+/* First batch of a reconciled full index (§6.11, LR_FEAT_RECON): the
+ * replacement a SUMMARY began continues; never with FIRST. */
+#define LR_PROTO_INDEX_RECON 0x4u
 #define LR_PROTO_ENTRY_DELETED 0x1u          /* entry flag: tombstone */
 #define LR_PROTO_ENTRY_DELTA 0x2u            /* entry flag: chunk list as a delta (§6.6) */
 #define LR_PROTO_BLOCK_LEN (4 + LR_HASH_LEN) /* one (u32 len, sha256) block */

@@ -817,6 +817,104 @@ static void test_segment_progress(void **state)
 }
 
 /* Local puts re-evaluate need; holders by vv and by blocks hash. */
+/*
+ * Reconciliation (protocol §6.11): adopted records join the replacement's
+ * generation without sequence checks and survive its end; set_vv changes
+ * only the vector (no new sequence) and re-evaluates need; seq_raise moves
+ * max_seq up only.
+ */
+static void test_adopt_and_silent_vv(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_device_id p = dev(4);
+    /* Our own record of "same" and of "old", as a scan stores them. */
+    struct lr_remote_rec mine, theirs, other;
+    rfile(&mine, "same", 1, 3, 100, 0x30);
+    lr_vv_release(&mine.rec.vv);
+    assert_int_equal(lr_vv_set(&mine.rec.vv, 0x1111, 500), 0);
+    uint64_t seq_before = 0;
+    assert_int_equal(lr_index_file_put(f->ix, FOLDER, &mine.rec, &seq_before, &err), 0);
+
+    /* Not inside a replacement: refused. */
+    rfile(&theirs, "same", 9, 3, 100, 0x30);
+    lr_vv_release(&theirs.rec.vv);
+    assert_int_equal(lr_vv_set(&theirs.rec.vv, 0x2222, 700), 0);
+    assert_int_equal(lr_index_remote_adopt(f->ix, FOLDER, &p, 5, &theirs, &err), LR_EPROTO);
+
+    /* An older copy of the peer's index holds "gone": the replacement drops it. */
+    assert_int_equal(lr_index_remote_full_begin(f->ix, FOLDER, &p, 5, &err), 0);
+    rfile(&other, "gone", 3, 1, 10, 0x31);
+    assert_int_equal(lr_index_remote_put(f->ix, FOLDER, &p, 5, &other, &err), 0);
+    assert_int_equal(lr_index_remote_burst_end(f->ix, FOLDER, &p, 5, NULL, &err), 0);
+    assert_int_equal(lr_index_remote_full_begin(f->ix, FOLDER, &p, 5, &err), 0);
+    /* Wrong index, a segment: refused. */
+    assert_int_equal(lr_index_remote_adopt(f->ix, FOLDER, &p, 6, &theirs, &err), LR_EPROTO);
+    theirs.blk_first = 1;
+    theirs.blk_total = 4;
+    assert_int_equal(lr_index_remote_adopt(f->ix, FOLDER, &p, 5, &theirs, &err), LR_EBADVAL);
+    theirs.blk_first = 0;
+    theirs.blk_total = 0;
+    assert_int_equal(lr_index_remote_adopt(f->ix, FOLDER, &p, 5, &theirs, &err), 0);
+
+    /* Their vector {2222:700} is concurrent with ours {1111:500}: needed until
+     * merged ("gone" is needed until the replacement ends). */
+    struct lr_need_stats ns;
+    assert_int_equal(lr_index_need_stats(f->ix, FOLDER, &ns, &err), 0);
+    assert_int_equal(ns.items, 2);
+    struct lr_vv m = {0};
+    assert_int_equal(lr_vv_set(&m, 0x1111, 500), 0);
+    assert_int_equal(lr_vv_set(&m, 0x2222, 700), 0);
+    assert_int_equal(lr_index_file_set_vv(f->ix, FOLDER, (const uint8_t *)"same", 4, &m, &err), 0);
+    assert_int_equal(lr_index_need_stats(f->ix, FOLDER, &ns, &err), 0);
+    assert_int_equal(ns.items, 1);
+    struct lr_file_rec got;
+    assert_int_equal(lr_index_file_get(f->ix, FOLDER, (const uint8_t *)"same", 4, 0, &got, &err),
+                     0);
+    assert_true(lr_vv_equal(&got.vv, &m));
+    assert_int_equal(got.seq, seq_before); /* no new sequence */
+    lr_file_rec_release(&got);
+    struct lr_folder_info info;
+    assert_int_equal(lr_index_folder_get(f->ix, FOLDER, &info, &err), 0);
+    assert_int_equal(info.max_seq, seq_before);
+    assert_int_equal(lr_index_file_set_vv(f->ix, FOLDER, (const uint8_t *)"nope", 4, &m, &err),
+                     LR_ENOTFOUND);
+    struct lr_vv empty = {0};
+    assert_int_equal(lr_index_file_set_vv(f->ix, FOLDER, (const uint8_t *)"same", 4, &empty, &err),
+                     LR_EBADVAL);
+
+    /* The replacement ends: the adopted record stays, "gone" is forgotten. */
+    assert_int_equal(lr_index_remote_seq_raise(f->ix, FOLDER, &p, 6, 40, &err), LR_EPROTO);
+    assert_int_equal(lr_index_remote_seq_raise(f->ix, FOLDER, &p, 5, 40, &err), 0);
+    assert_int_equal(lr_index_remote_seq_raise(f->ix, FOLDER, &p, 5, 20, &err), 0);
+    uint64_t dropped = 0;
+    assert_int_equal(lr_index_remote_burst_end(f->ix, FOLDER, &p, 5, &dropped, &err), 0);
+    assert_int_equal(dropped, 1);
+    assert_int_equal(lr_index_need_stats(f->ix, FOLDER, &ns, &err), 0);
+    assert_int_equal(ns.items, 0);
+    struct lr_remote_state rs;
+    assert_int_equal(lr_index_remote_state(f->ix, FOLDER, &p, &rs, &err), 0);
+    assert_int_equal(rs.max_seq, 40); /* raised, never lowered */
+    assert_false(rs.full_pending);
+    struct lr_remote_rec rr;
+    assert_int_equal(
+        lr_index_remote_get(f->ix, FOLDER, &p, (const uint8_t *)"same", 4, LR_IX_CHUNKS, &rr, &err),
+        0);
+    assert_int_equal(rr.rec.nchunks, 3);
+    assert_true(lr_vv_equal(&rr.rec.vv, &theirs.rec.vv));
+    lr_remote_rec_release(&rr);
+    assert_int_equal(
+        lr_index_remote_get(f->ix, FOLDER, &p, (const uint8_t *)"gone", 4, 0, &rr, &err),
+        LR_ENOTFOUND);
+    /* Increments continue above the raised sequence. */
+    rfile(&other, "later", 41, 1, 10, 0x32);
+    assert_int_equal(lr_index_remote_put(f->ix, FOLDER, &p, 5, &other, &err), 0);
+    lr_vv_release(&m);
+    lr_remote_rec_release(&mine);
+    lr_remote_rec_release(&theirs);
+    lr_remote_rec_release(&other);
+}
+
 static void test_need_local_and_holders(void **state)
 {
     struct fx *f = *state;
@@ -1494,6 +1592,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segment_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_need_local_and_holders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_and_silent_vv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_corrupt_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_need_oracle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_speed_100k, setup, teardown),

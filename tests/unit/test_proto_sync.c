@@ -591,7 +591,16 @@ static void test_index_roundtrip(void **state)
     assert_int_equal(ix.n, 0);
     assert_int_equal(ix.hdr.comp, LR_PROTO_COMP_NONE);
     lr_proto_index_release(&ix);
-    assert_int_equal(lr_proto_index_batch_finish(b, 4, &out), LR_EBADVAL);
+    assert_int_equal(lr_proto_index_batch_finish(b, 8, &out), LR_EBADVAL);
+    assert_int_equal(
+        lr_proto_index_batch_finish(b, LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_RECON, &out),
+        LR_EBADVAL);
+    lr_buf_reset(&out);
+    assert_int_equal(
+        lr_proto_index_batch_finish(b, LR_PROTO_INDEX_RECON | LR_PROTO_INDEX_LAST, &out), 0);
+    assert_int_equal(lr_proto_index_decode(out.data, out.len, zc, &ix, &err), 0);
+    assert_int_equal(ix.hdr.flags, LR_PROTO_INDEX_RECON | LR_PROTO_INDEX_LAST);
+    lr_proto_index_release(&ix);
 
     lr_proto_zc_free(zc);
     batch_free(b);
@@ -1238,7 +1247,9 @@ static void test_index_header_rules(void **state)
     hdr_expect("docs", 1, 3, 1, n, 0, p, n, 0);
     hdr_expect("a/b", 1, 0, 1, n, 0, p, n, LR_EBADVAL);
     hdr_expect("docs", 0, 0, 1, n, 0, p, n, LR_EBADVAL);
-    hdr_expect("docs", 1, 4, 1, n, 0, p, n, LR_EBADVAL); /* unknown batch flag */
+    hdr_expect("docs", 1, 8, 1, n, 0, p, n, LR_EBADVAL); /* unknown batch flag */
+    hdr_expect("docs", 1, LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_RECON, 1, n, 0, p, n,
+               LR_EBADVAL); /* a burst starts one way */
     hdr_expect("docs", 1, 0, 10001, n, 0, p, n, LR_ETOOBIG);
     hdr_expect("docs", 1, 0, LR_VARINT_MAX, n, 0, p, n, LR_ETOOBIG);
     hdr_expect("docs", 1, 0, 1000, n, 0, p, n, LR_EBADVAL); /* count cannot fit */
