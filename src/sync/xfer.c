@@ -26,7 +26,10 @@ struct xs_req {
 };
 
 struct lr_xs_xfer {
-    struct lr_xs_xfer *next, *prev;   /* every transfer */
+    struct lr_xs_xfer *next, *prev; /* every transfer */
+    struct lr_xs_xfer *knext;       /* key table chain */
+    bool keyed;
+    struct lr_hash key;
     struct lr_xs_xfer *rnext, *rprev; /* ready queue, or the report list */
     bool in_ready, reported, in_report;
     void *user;
@@ -39,7 +42,12 @@ struct lr_xs_xfer {
     size_t nwanted;    /* WANTED: requests in the table that point here */
     uint32_t *holders; /* indices into xs->peers */
     bool *bad;
+    /* Per holder: NULL for a peer whose index holds the version; for a peer
+     * that announced chunks (HAVE) while downloading it, a bitmap of the
+     * chunks it holds (n bits, sized from our own count). */
+    uint8_t **have;
     size_t nholders;
+    size_t nfrom_partial; /* chunks written whose data came from a partial holder */
     uint32_t failures;
     enum lr_xs_act_kind report; /* COMPLETE or DROP while in_report */
     const char *why;
@@ -57,6 +65,9 @@ struct lr_xs {
     struct xs_req *req;
     size_t req_cap, nreq;
     uint64_t next_req_id;
+    /* Keyed transfers (lr_xs_set_key): chained, power-of-two buckets. */
+    struct lr_xs_xfer **kt;
+    size_t kt_cap, nkeyed;
 };
 
 /* ---- peers ---- */
@@ -224,6 +235,9 @@ struct lr_xs *lr_xs_new(const struct lr_xs_limits *lim)
 
 static void xfer_free(struct lr_xs_xfer *x)
 {
+    for (size_t i = 0; i < x->nholders; i++)
+        free(x->have[i]);
+    free(x->have);
     free(x->len);
     free(x->st);
     free(x->from);
@@ -243,6 +257,7 @@ void lr_xs_free(struct lr_xs *xs)
     }
     free(xs->req);
     free(xs->peers);
+    free(xs->kt);
     free(xs);
 }
 
@@ -266,6 +281,7 @@ struct lr_xs_xfer *lr_xs_add(struct lr_xs *xs, void *user, const uint32_t *chunk
     }
     x->holders = lr_xcalloc(nholders ? nholders : 1, sizeof(*x->holders));
     x->bad = lr_xcalloc(nholders ? nholders : 1, sizeof(*x->bad));
+    x->have = lr_xcalloc(nholders ? nholders : 1, sizeof(*x->have));
     for (size_t i = 0; i < nholders; i++) {
         uint32_t pi = peer_index(xs, &holders[i], true);
         bool dup = false;
@@ -286,29 +302,171 @@ struct lr_xs_xfer *lr_xs_add(struct lr_xs *xs, void *user, const uint32_t *chunk
     return x;
 }
 
+/* The holder slot of peer pi in x, or -1. */
+static ptrdiff_t holder_slot(const struct lr_xs_xfer *x, uint32_t pi)
+{
+    for (size_t k = 0; k < x->nholders; k++)
+        if (x->holders[k] == pi)
+            return (ptrdiff_t)k;
+    return -1;
+}
+
+static size_t holder_new(struct lr_xs_xfer *x, uint32_t pi)
+{
+    x->holders = lr_xreallocarray(x->holders, x->nholders + 1, sizeof(*x->holders));
+    x->bad = lr_xreallocarray(x->bad, x->nholders + 1, sizeof(*x->bad));
+    x->have = lr_xreallocarray(x->have, x->nholders + 1, sizeof(*x->have));
+    x->holders[x->nholders] = pi;
+    x->bad[x->nholders] = false;
+    x->have[x->nholders] = NULL;
+    return x->nholders++;
+}
+
 void lr_xs_add_holders(struct lr_xs *xs, struct lr_xs_xfer *x, const struct lr_device_id *holders,
                        size_t nholders)
 {
     for (size_t i = 0; i < nholders; i++) {
         uint32_t pi = peer_index(xs, &holders[i], true);
-        bool known = false;
-        for (size_t k = 0; k < x->nholders && !known; k++)
-            known = x->holders[k] == pi;
-        if (known)
-            continue;
-        x->holders = lr_xreallocarray(x->holders, x->nholders + 1, sizeof(*x->holders));
-        x->bad = lr_xreallocarray(x->bad, x->nholders + 1, sizeof(*x->bad));
-        x->holders[x->nholders] = pi;
-        x->bad[x->nholders++] = false;
+        ptrdiff_t k = holder_slot(x, pi);
+        if (k < 0) {
+            holder_new(x, pi);
+        } else if (x->have[k]) {
+            /* Finished its download: it has every chunk now. */
+            free(x->have[k]);
+            x->have[k] = NULL;
+        }
     }
     if (x->cursor < x->n)
         ready_add(xs, x);
+}
+
+static bool bit_get(const uint8_t *bits, size_t k)
+{
+    return (bits[k >> 3] >> (k & 7)) & 1;
+}
+
+size_t lr_xs_have(struct lr_xs *xs, struct lr_xs_xfer *x, const struct lr_device_id *peer,
+                  const uint8_t *bits)
+{
+    uint32_t pi = peer_index(xs, peer, true);
+    ptrdiff_t k = holder_slot(x, pi);
+    if (k >= 0 && !x->have[k])
+        return 0; /* its index holds the version: nothing to learn */
+    if (k < 0)
+        k = (ptrdiff_t)holder_new(x, pi);
+    size_t nb = (x->n + 7) / 8;
+    if (!x->have[k])
+        x->have[k] = lr_xcalloc(nb ? nb : 1, 1);
+    uint8_t *h = x->have[k];
+    size_t learned = 0;
+    bool useful = false; /* a chunk we still lack */
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t in = bits[b];
+        if (b == nb - 1 && (x->n & 7))
+            in = (uint8_t)(in & ((1u << (x->n & 7)) - 1));
+        uint8_t fresh = (uint8_t)(in & ~h[b]);
+        if (!fresh)
+            continue;
+        h[b] = (uint8_t)(h[b] | fresh);
+        for (size_t j = 0; j < 8; j++) {
+            if (!((fresh >> j) & 1))
+                continue;
+            learned++;
+            if (x->st[b * 8 + j] == LR_XS_TODO)
+                useful = true;
+        }
+    }
+    if (useful && x->cursor < x->n)
+        ready_add(xs, x);
+    return learned;
+}
+
+enum lr_xs_holder lr_xs_holder_of(const struct lr_xs *xs, const struct lr_xs_xfer *x,
+                                  const struct lr_device_id *peer)
+{
+    for (size_t k = 0; k < x->nholders; k++)
+        if (lr_device_id_eq(&xs->peers[x->holders[k]].id, peer))
+            return x->have[k] ? LR_XS_HOLDER_PARTIAL : LR_XS_HOLDER_FULL;
+    return LR_XS_HOLDER_NONE;
+}
+
+void lr_xs_done_bits(const struct lr_xs_xfer *x, uint8_t *bits)
+{
+    memset(bits, 0, (x->n + 7) / 8);
+    for (size_t k = 0; k < x->n; k++)
+        if (x->st[k] == LR_XS_DONE)
+            bits[k >> 3] = (uint8_t)(bits[k >> 3] | (1u << (k & 7)));
+}
+
+size_t lr_xs_nfrom_partial(const struct lr_xs_xfer *x)
+{
+    return x->nfrom_partial;
+}
+
+/* ---- keys ---- */
+
+static size_t key_slot(const struct lr_xs *xs, const struct lr_hash *key)
+{
+    uint64_t v;
+    memcpy(&v, key->b, sizeof(v)); /* a cryptographic hash: any 8 bytes spread */
+    return (size_t)v & (xs->kt_cap - 1);
+}
+
+static void key_unlink(struct lr_xs *xs, struct lr_xs_xfer *x)
+{
+    if (!x->keyed)
+        return;
+    struct lr_xs_xfer **pp = &xs->kt[key_slot(xs, &x->key)];
+    while (*pp != x)
+        pp = &(*pp)->knext;
+    *pp = x->knext;
+    x->knext = NULL;
+    x->keyed = false;
+    xs->nkeyed--;
+}
+
+void lr_xs_set_key(struct lr_xs *xs, struct lr_xs_xfer *x, const struct lr_hash *key)
+{
+    key_unlink(xs, x);
+    if (xs->nkeyed + 1 > xs->kt_cap) {
+        size_t old_cap = xs->kt_cap;
+        struct lr_xs_xfer **old = xs->kt;
+        xs->kt_cap = old_cap ? old_cap * 2 : 16;
+        xs->kt = lr_xcalloc(xs->kt_cap, sizeof(*xs->kt));
+        for (size_t i = 0; i < old_cap; i++) {
+            struct lr_xs_xfer *next;
+            for (struct lr_xs_xfer *y = old[i]; y; y = next) {
+                next = y->knext;
+                size_t s = key_slot(xs, &y->key);
+                y->knext = xs->kt[s];
+                xs->kt[s] = y;
+            }
+        }
+        free(old);
+    }
+    x->key = *key;
+    x->keyed = true;
+    size_t s = key_slot(xs, key);
+    x->knext = xs->kt[s];
+    xs->kt[s] = x;
+    xs->nkeyed++;
+}
+
+struct lr_xs_xfer *lr_xs_find(const struct lr_xs *xs, const struct lr_hash *key)
+{
+    if (!xs->kt_cap)
+        return NULL;
+    for (struct lr_xs_xfer *x = xs->kt[key_slot(xs, key)]; x; x = x->knext)
+        if (memcmp(&x->key, key, sizeof(*key)) == 0)
+            return x;
+    return NULL;
 }
 
 void lr_xs_remove(struct lr_xs *xs, struct lr_xs_xfer *x)
 {
     ready_remove(xs, x);
     report_unlink(xs, x);
+    key_unlink(xs, x);
     if (x->nwanted) {
         /* Answers to these still arrive: keep them matched, pointing nowhere. */
         for (size_t i = 0; i < xs->req_cap && x->nwanted; i++) {
@@ -398,6 +556,13 @@ void lr_xs_peer_down(struct lr_xs *xs, const struct lr_device_id *peer)
     }
     p->nwants = 0;
     p->bytes = 0;
+    /* What it announced held only while connected: it may lose or drop its
+     * staging file meanwhile, and says so again when it is back. */
+    for (struct lr_xs_xfer *x = xs->all; x; x = x->next) {
+        ptrdiff_t k = holder_slot(x, pi);
+        if (k >= 0 && x->have[k])
+            memset(x->have[k], 0, (x->n + 7) / 8 ? (x->n + 7) / 8 : 1);
+    }
 }
 
 uint32_t lr_xs_peer_wants(const struct lr_xs *xs, const struct lr_device_id *peer)
@@ -420,14 +585,15 @@ uint64_t lr_xs_peer_bytes(const struct lr_xs *xs, const struct lr_device_id *pee
 
 enum pump_res { PUMP_MORE, PUMP_BLOCKED, PUMP_OUT_OF_ROOM };
 
-/* The usable holder with the fewest bytes outstanding that has room for len;
- * *any says whether any usable holder is connected at all. */
-static int pick(struct lr_xs *xs, struct lr_xs_xfer *x, uint32_t len, bool *any)
+/* The usable holder of chunk k with the fewest bytes outstanding that has
+ * room for it; *any says whether any usable holder of k is connected at all. */
+static int pick(struct lr_xs *xs, struct lr_xs_xfer *x, size_t k, bool *any)
 {
     int best = -1;
+    uint32_t len = x->len[k];
     for (size_t i = 0; i < x->nholders; i++) {
         struct xs_peer *p = &xs->peers[x->holders[i]];
-        if (x->bad[i] || !p->up)
+        if (x->bad[i] || !p->up || (x->have[i] && !bit_get(x->have[i], k)))
             continue;
         *any = true;
         if (p->nwants >= xs->lim.wants_max || p->bytes + len > xs->lim.bytes_max)
@@ -438,10 +604,21 @@ static int pick(struct lr_xs *xs, struct lr_xs_xfer *x, uint32_t len, bool *any)
     return best;
 }
 
+/* Whether a connected usable holder has every chunk; if not, chunks no
+ * connected holder has are skipped (partial holders may have later ones). */
+static bool full_holder_up(const struct lr_xs *xs, const struct lr_xs_xfer *x)
+{
+    for (size_t i = 0; i < x->nholders; i++)
+        if (!x->bad[i] && !x->have[i] && xs->peers[x->holders[i]].up)
+            return true;
+    return false;
+}
+
 static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_xs_act *out,
                               size_t *n, size_t max)
 {
-    bool any = false, full = false;
+    bool full = false;
+    bool skip = !full_holder_up(xs, x);
     for (size_t k = x->cursor; k < x->n; k++) {
         if (x->st[k] != LR_XS_TODO) {
             if (k == x->cursor)
@@ -450,7 +627,10 @@ static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_
         }
         if (*n >= max)
             return PUMP_OUT_OF_ROOM;
-        int h = pick(xs, x, x->len[k], &any);
+        bool any = false;
+        int h = pick(xs, x, k, &any);
+        if (h < 0 && !any && skip)
+            continue; /* nobody connected has it: maybe a later one */
         if (h < 0) {
             full = any;
             break;
@@ -607,6 +787,9 @@ void lr_xs_written(struct lr_xs *xs, struct lr_xs_xfer *x, size_t chunk, bool ok
     x->st[chunk] = LR_XS_DONE;
     x->ninflight--;
     x->ndone++;
+    ptrdiff_t k = holder_slot(x, x->from[chunk]);
+    if (k >= 0 && x->have[k])
+        x->nfrom_partial++;
     if (x->ndone == x->n)
         report(xs, x, LR_XS_COMPLETE, NULL);
     else if (x->cursor < x->n)

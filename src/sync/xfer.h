@@ -24,6 +24,23 @@
  * nothing in flight. Answers to requests of a transfer that was removed meanwhile are still matched
  * (and reported as stale) so they are not mistaken for protocol violations.
  *
+ * Partial holders (HAVE, docs/protocol.md §6.10). A peer still downloading
+ * the same version may announce the chunks it holds (lr_xs_have): it becomes
+ * a holder of those chunks only, asked for them alongside the full holders
+ * (the fewest-bytes rule picks among every connected holder of the chunk).
+ * When no full holder is connected, chunks no connected holder has are
+ * skipped rather than stopping the walk, so a partial holder is asked for
+ * what it has; once nothing is in flight and a chunk is still unservable the
+ * transfer is dropped as before. What a peer announced is forgotten when it
+ * disconnects (lr_xs_peer_down) and with its transfer (lr_xs_remove); a peer
+ * whose index turns out to hold the version (lr_xs_add_holders) becomes a
+ * full holder. Refusals and failed data count against a partial holder as
+ * against any other.
+ *
+ * Keys. A transfer may carry a 32-byte key chosen by the caller (its
+ * folder, path and version, hashed): lr_xs_find() finds it, so an incoming
+ * HAVE or a WANT for a version being downloaded is matched in O(1).
+ *
  * Ownership: the scheduler owns its transfers (lr_xs_add .. lr_xs_remove)
  * and copies what it is given; `user` pointers are the caller's and are
  * handed back untouched. Peers are named by device ID (copied).
@@ -33,6 +50,7 @@
 #ifndef LR_SYNC_XFER_H
 #define LR_SYNC_XFER_H
 
+#include "hash/hash.h"
 #include "identity/identity.h"
 
 #include <stdbool.h>
@@ -92,6 +110,31 @@ void lr_xs_add_holders(struct lr_xs *xs, struct lr_xs_xfer *x, const struct lr_d
 /* Forget a transfer (committed or dropped). Its outstanding requests stay
  * matched until answered (lr_xs_answer then returns it as NULL). */
 void lr_xs_remove(struct lr_xs *xs, struct lr_xs_xfer *x);
+
+/*
+ * `peer` announced (HAVE) that it holds the chunks set in bits[0 ..
+ * ceil(nchunks/8)) (chunk k: bit k & 7 of byte k >> 3; bits at nchunks and
+ * above ignored; bits borrowed): merged into what it announced before. A
+ * peer whose index holds the version is not changed. Returns the chunks
+ * newly learned.
+ */
+size_t lr_xs_have(struct lr_xs *xs, struct lr_xs_xfer *x, const struct lr_device_id *peer,
+                  const uint8_t *bits);
+
+enum lr_xs_holder { LR_XS_HOLDER_NONE, LR_XS_HOLDER_PARTIAL, LR_XS_HOLDER_FULL };
+/* What the scheduler knows `peer` holds of x's version. */
+enum lr_xs_holder lr_xs_holder_of(const struct lr_xs *xs, const struct lr_xs_xfer *x,
+                                  const struct lr_device_id *peer);
+/* The DONE chunks as a bitmap into bits[0 .. ceil(nchunks/8)) (caller's). */
+void lr_xs_done_bits(const struct lr_xs_xfer *x, uint8_t *bits);
+/* Chunks written whose data came from a partial holder. */
+size_t lr_xs_nfrom_partial(const struct lr_xs_xfer *x);
+
+/* Give x a key (copied; replaces an earlier one). Keys are the caller's to
+ * keep unique; lr_xs_find returns one of the transfers with the key. */
+void lr_xs_set_key(struct lr_xs *xs, struct lr_xs_xfer *x, const struct lr_hash *key);
+/* The registered transfer with `key`, or NULL. */
+struct lr_xs_xfer *lr_xs_find(const struct lr_xs *xs, const struct lr_hash *key);
 
 void *lr_xs_user(const struct lr_xs_xfer *x);
 size_t lr_xs_nchunks(const struct lr_xs_xfer *x);
