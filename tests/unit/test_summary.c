@@ -465,6 +465,25 @@ static void test_round_trip(void **state)
     assert_int_equal(lr_summary_encode(s, "f", 1, UINT64_MAX, &out, NULL), LR_EBADVAL);
     assert_int_equal(out.len, 0);
     lr_buf_release(&out);
+    /* A payload over LR_PROTO_SUMMARY_MAX: LR_ETOOBIG, out unchanged, so the
+     * caller can fall back to a full index. 2000 incompressible 64-entry
+     * vectors make a ~2 MiB body. */
+    struct set big;
+    mk_set(&big, 2000, 1, 1);
+    for (size_t i = 0; i < big.n; i++)
+        for (uint64_t k = 0; k < 64; k++)
+            assert_int_equal(lr_vv_set(&big.r[i].vv, rnd() | 1, rnd() | 1), 0);
+    struct lr_summary *bs = build(&big, 64, NULL);
+    struct lr_err err;
+    lr_buf_init(&out, LR_PROTO_FRAME_MAX);
+    lr_buf_put_u8(&out, 0xaa);
+    assert_int_equal(lr_summary_encode(bs, "f", 1, 0, &out, &err), LR_ETOOBIG);
+    assert_non_null(strstr(err.msg, "summary"));
+    assert_int_equal(out.len, 1);
+    assert_true(lr_buf_ok(&out));
+    lr_buf_release(&out);
+    lr_summary_free(bs);
+    free_set(&big);
     /* A full output buffer: LR_ETOOBIG. */
     lr_buf_init(&out, 8);
     assert_int_equal(lr_summary_encode(s, "folder", 1, 0, &out, NULL), LR_ETOOBIG);
@@ -685,6 +704,10 @@ static void test_decode_rejects(void **state)
     expect_decode(&f, LR_EBADVAL, "summary.nvv");
     f.nvv = 0;
     expect_decode(&f, LR_EBADVAL, "summary.nvv");
+    f.n = 2u << 20;
+    f.nvv = LR_SUMMARY_VVS_MAX + 1;
+    expect_decode(&f, LR_ETOOBIG, "summary.nvv");
+    f.n = 3;
     f.nvv = 1;
     f.raw_len = LR_SUMMARY_RAW_MAX + 1;
     expect_decode(&f, LR_ETOOBIG, "summary.raw_len");
@@ -1069,9 +1092,17 @@ static void test_sizes_100k(void **state)
         assert_int_equal(lr_vv_set(&set.r[i].vv, SELF + 99, 1 + i), 0);
     }
     size_t distinct = summary_bytes(&set);
+    /* Distinct single-device vectors: {self: T + i}. */
+    for (size_t i = 0; i < n; i++) {
+        lr_vv_release(&set.r[i].vv);
+        assert_int_equal(lr_vv_set(&set.r[i].vv, SELF, 1764100000 + i), 0);
+    }
+    size_t distinct1 = summary_bytes(&set);
     printf("sizes for %zu entries (%u buckets): full INDEX %zu bytes; SUMMARY with 5 vectors "
-           "%zu bytes (%.2f%%); SUMMARY with %zu distinct vectors %zu bytes (%.2f%%)\n",
-           n, lr_summary_nbuckets(n), full, runs, 100.0 * (double)runs / (double)full, n, distinct,
+           "%zu bytes (%.2f%%); all vectors distinct {self: T+i} %zu bytes (%.2f%%); all "
+           "distinct, two random counters %zu bytes (%.2f%%)\n",
+           n, lr_summary_nbuckets(n), full, runs, 100.0 * (double)runs / (double)full, distinct1,
+           100.0 * (double)distinct1 / (double)full, distinct,
            100.0 * (double)distinct / (double)full);
     assert_true(runs * 10 < full);
     assert_true(distinct <= LR_PROTO_SUMMARY_MAX);
