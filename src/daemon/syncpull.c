@@ -21,6 +21,7 @@
 #include "daemon/conflicts.h"
 #include "ignore/ignore.h"
 
+#include "proto/have.h"
 #include "store/staging_reuse.h"
 #include "sync/plan.h"
 #include "sync/xfer.h"
@@ -43,6 +44,30 @@
 /* Staging files untouched this long are removed (at most hourly per folder). */
 #define STAGING_KEEP_S (24u * 3600u)
 #define STAGING_GC_EVERY_MS (3600u * 1000u)
+/* HAVE (docs/protocol.md §6.10): how often a transfer's progress may be
+ * announced to a peer, most HAVEs sent per tick (the rest wait for the
+ * next), and the send queue above which a peer gets none this tick (they
+ * would only wait behind the data). */
+#define HAVE_EVERY_MS 250u
+#define HAVE_PER_TICK 512u
+#define HAVE_QUEUE_MAX (4u << 20)
+
+/* What a transfer's progress was last announced to a peer as. */
+struct have_sent {
+    struct lr_device_id peer;
+    uint64_t gen;   /* the peer's connection */
+    uint64_t epoch; /* its link's FOLDERS epoch */
+    uint64_t ver;   /* the transfer's have_ver then */
+};
+
+/* Serving WANTs from staging (syncserve.c): defined here, where transfers
+ * live. */
+struct sync_xfer *sync_pull_staging_ref(struct lr_daemon *d, const char *folder,
+                                        const uint8_t *path, size_t path_len,
+                                        const struct lr_hash *blocks_hash, uint64_t off,
+                                        uint32_t size, const struct lr_hash *hash);
+int sync_pull_staging_fd(const struct sync_xfer *x);
+void sync_pull_staging_unref(struct sync_xfer *x);
 
 struct sync_xfer {
     struct sync_xfer *next, *prev; /* d->sync->xfers */
@@ -62,6 +87,12 @@ struct sync_xfer {
     struct sync_session *sess; /* sessions.h; NULL once ended */
     unsigned refs;
     bool dead, committing;
+    /* HAVE: bumped at every chunk verified and written; per peer, what was
+     * announced. from_partial: chunks fetched from peers still downloading. */
+    uint64_t have_ver;
+    struct have_sent *sent;
+    size_t nsent;
+    size_t from_partial;
 };
 
 struct rx_item {
@@ -73,16 +104,48 @@ struct rx_item {
     int werr; /* the staging write failed (negative errno): not the peer's fault */
 };
 
+/* The pull module's loop state (d->sync->rx). */
 struct sync_pullq {
     struct rx_item *v;
     size_t n;
     unsigned jobs; /* rx jobs queued or running (at most DAEMON_SIDE_RX_MAX) */
+    /* HAVE announcements: a timer ticking while transfers exist; closed by
+     * the check handle once the daemon stops (both unreferenced, so they
+     * never keep the loop alive). */
+    uv_timer_t have_timer;
+    uv_check_t have_check;
+    bool have_closed;
 };
+
+static void have_on_check(uv_check_t *h)
+{
+    struct lr_daemon *d = h->data;
+    struct sync_pullq *q = d->sync ? d->sync->rx : NULL;
+    if (!q || q->have_closed || !d->stopping)
+        return;
+    q->have_closed = true;
+    uv_close((uv_handle_t *)&q->have_timer, NULL);
+    uv_close((uv_handle_t *)&q->have_check, NULL);
+}
 
 static struct sync_pullq *rxq(struct lr_daemon *d)
 {
-    if (!d->sync->rx)
-        d->sync->rx = lr_xcalloc(1, sizeof(struct sync_pullq));
+    if (!d->sync->rx) {
+        struct sync_pullq *q = lr_xcalloc(1, sizeof(struct sync_pullq));
+        d->sync->rx = q;
+        uv_timer_init(&d->loop, &q->have_timer);
+        uv_check_init(&d->loop, &q->have_check);
+        q->have_timer.data = d;
+        q->have_check.data = d;
+        uv_unref((uv_handle_t *)&q->have_timer);
+        uv_unref((uv_handle_t *)&q->have_check);
+        uv_check_start(&q->have_check, have_on_check);
+        q->have_closed = d->stopping;
+        if (d->stopping) {
+            uv_close((uv_handle_t *)&q->have_timer, NULL);
+            uv_close((uv_handle_t *)&q->have_check, NULL);
+        }
+    }
     return d->sync->rx;
 }
 
@@ -99,6 +162,7 @@ static void xfer_unref(struct sync_xfer *x)
     lr_file_rec_release(&x->rec);
     free(x->holders);
     free(x->done0);
+    free(x->sent);
     free(x);
 }
 
@@ -117,6 +181,31 @@ static struct lr_xs *xsched(struct lr_daemon *d)
     return d->sync->xs;
 }
 
+/* The scheduler key of a transfer: folder, path and version (the WANT and
+ * HAVE fields that name it). */
+static void xfer_tag(const char *folder, const uint8_t *path, size_t path_len,
+                     const struct lr_hash *blocks_hash, struct lr_hash *out)
+{
+    size_t fl = strlen(folder);
+    uint8_t *in = lr_xmalloc(fl + 1 + LR_HASH_LEN + path_len);
+    memcpy(in, folder, fl + 1); /* the NUL separates folder from the rest */
+    memcpy(in + fl + 1, blocks_hash->b, LR_HASH_LEN);
+    memcpy(in + fl + 1 + LR_HASH_LEN, path, path_len);
+    lr_sha256(in, fl + 1 + LR_HASH_LEN + path_len, out);
+    free(in);
+}
+
+static void have_tick(uv_timer_t *h);
+
+/* Announcements tick while transfers exist. */
+static void have_arm(struct lr_daemon *d)
+{
+    struct sync_pullq *q = rxq(d);
+    if (q->have_closed || d->stopping || uv_is_active((uv_handle_t *)&q->have_timer))
+        return;
+    uv_timer_start(&q->have_timer, have_tick, HAVE_EVERY_MS, HAVE_EVERY_MS);
+}
+
 static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
 {
     struct sync_state *s = d->sync;
@@ -132,6 +221,10 @@ static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
     for (size_t k = 0; k < x->rec.nchunks; k++)
         len[k] = x->rec.chunks[k].len;
     x->xx = lr_xs_add(xsched(d), x, len, x->rec.nchunks, x->done0, x->holders, x->nholders);
+    struct lr_hash tag;
+    xfer_tag(x->folder, x->rec.path, x->rec.path_len, &x->rec.blocks_hash, &tag);
+    lr_xs_set_key(xsched(d), x->xx, &tag);
+    have_arm(d);
     uint64_t done_bytes = 0;
     for (size_t k = 0; x->done0 && k < x->rec.nchunks; k++)
         if (x->done0[k])
@@ -1358,7 +1451,14 @@ static void commit_done(struct daemon_job *base, int status)
                     sync_session_end(d, x->sess, SYNC_SESSION_COMPLETE, NULL);
                 x->sess = NULL;
                 char *e = lr_esc(x->rec.path, x->rec.path_len);
-                lr_debug(MOD, "folder=%s path=%s written (%zu chunks)", folder, e, x->rec.nchunks);
+                if (x->from_partial)
+                    lr_info(MOD,
+                            "folder=%s path=%s written (%zu chunks, %zu from peers still "
+                            "downloading it)",
+                            folder, e, x->rec.nchunks, x->from_partial);
+                else
+                    lr_debug(MOD, "folder=%s path=%s written (%zu chunks)", folder, e,
+                             x->rec.nchunks);
                 free(e);
                 sync_item_ok(d, folder, x->rec.path, x->rec.path_len);
                 changed = true;
@@ -1501,6 +1601,8 @@ static void rx_done(struct daemon_job *base, int status)
                 free(e);
             }
             lr_xs_written(xsched(d), x->xx, it->chunk, it->ok);
+            if (it->ok)
+                x->have_ver++;
             if (x->sess)
                 sync_session_chunk(d, x->sess, it->ok, x->rec.chunks[it->chunk].len);
         }
@@ -1547,15 +1649,60 @@ static void queue_rx(struct lr_daemon *d)
     daemon_side_queue(d, DAEMON_SIDE_RX, &j->base);
 }
 
-void sync_pull_on_have(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
-                       size_t len)
+void sync_pull_on_have(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
 {
-    (void)payload;
+    struct lr_err err = {0};
     if (!(p->features & LR_FEAT_HAVE)) {
-        struct lr_err err = {0};
         lr_err_set(&err, LR_EPROTO, "HAVE (%zu bytes) without the HAVE feature in force", len);
         sync_peer_fatal(d, p, "unexpected HAVE", LR_EPROTO, &err);
         return;
+    }
+    struct lr_proto_have h;
+    int rc = lr_proto_have_decode(payload, len, &h, &err);
+    if (rc < 0) {
+        sync_peer_fatal(d, p, "invalid HAVE", rc, &err);
+        return;
+    }
+    /* Not syncing with that peer, or no transfer of that version (it just
+     * completed, was dropped, or we never wanted it): a race, ignored. */
+    struct sync_link *l = sync_link_find(d, &p->id, h.folder_id);
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, h.folder_id);
+    if (!l || !l->listed || !fc || !lr_folder_shared_with(fc, &p->id) || !d->sync->xs)
+        return;
+    struct lr_hash tag;
+    xfer_tag(h.folder_id, h.path, h.path_len, &h.blocks_hash, &tag);
+    struct lr_xs_xfer *xx = lr_xs_find(d->sync->xs, &tag);
+    struct sync_xfer *x = xx ? lr_xs_user(xx) : NULL;
+    if (!x || x->dead || x->rec.path_len != h.path_len ||
+        memcmp(x->rec.path, h.path, h.path_len) != 0 || strcmp(x->folder, h.folder_id) != 0 ||
+        memcmp(&x->rec.blocks_hash, &h.blocks_hash, LR_HASH_LEN) != 0)
+        return;
+    if (h.nchunks != x->rec.nchunks) {
+        /* The blocks hash names the chunk list, so its length too. */
+        char *e = lr_esc(h.path, h.path_len);
+        lr_err_set(&err, LR_EPROTO, "HAVE for %s declares %llu chunks, the version has %zu", e,
+                   (unsigned long long)h.nchunks, x->rec.nchunks);
+        free(e);
+        sync_peer_fatal(d, p, "invalid HAVE", LR_EPROTO, &err);
+        return;
+    }
+    uint8_t *bits = lr_xcalloc((x->rec.nchunks + 7) / 8 + 1, 1);
+    struct lr_proto_have_it it;
+    uint64_t first, count;
+    lr_proto_have_iter(&h, &it);
+    while (lr_proto_have_next(&h, &it, &first, &count))
+        for (uint64_t k = first; k < first + count; k++)
+            bits[k >> 3] = (uint8_t)(bits[k >> 3] | (1u << (k & 7)));
+    size_t learned = lr_xs_have(d->sync->xs, xx, &p->id, bits);
+    free(bits);
+    if (learned) {
+        char id[LR_DEVICE_ID_SHORTLEN + 1];
+        lr_device_id_short(&p->id, id);
+        char *e = lr_esc(h.path, h.path_len);
+        lr_debug(MOD, "peer=%s folder=%s path=%s HAVE: %zu new of %llu held, %zu chunks", id,
+                 h.folder_id, e, learned, (unsigned long long)h.nheld, x->rec.nchunks);
+        free(e);
+        sync_pump(d);
     }
 }
 
@@ -1636,6 +1783,177 @@ static void send_want(struct lr_daemon *d, const struct lr_xs_act *a)
     sync_send(d, p, LR_STREAM_BULK, LR_MSG_WANT, pl, len);
 }
 
+/* ---- announcing progress (HAVE) ---- */
+
+static struct have_sent *sent_entry(struct sync_xfer *x, const struct lr_device_id *peer)
+{
+    for (size_t i = 0; i < x->nsent; i++)
+        if (lr_device_id_eq(&x->sent[i].peer, peer))
+            return &x->sent[i];
+    x->sent = lr_xreallocarray(x->sent, x->nsent + 1, sizeof(*x->sent));
+    struct have_sent *e = &x->sent[x->nsent++];
+    memset(e, 0, sizeof(*e));
+    e->peer = *peer;
+    e->ver = UINT64_MAX; /* never sent */
+    return e;
+}
+
+struct have_out {
+    struct sync_peer *p;
+    uint8_t *pl;
+    size_t len;
+};
+
+/* Encode x's progress for p into *o; false if it could not be encoded. */
+static bool have_build(struct sync_peer *p, struct sync_xfer *x, const uint8_t *bits,
+                       struct have_out *o)
+{
+    struct lr_proto_have h;
+    memset(&h, 0, sizeof(h));
+    snprintf(h.folder_id, sizeof(h.folder_id), "%s", x->folder);
+    h.path = x->rec.path;
+    h.path_len = x->rec.path_len;
+    h.blocks_hash = x->rec.blocks_hash;
+    h.nchunks = x->rec.nchunks;
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_HAVE_MAX);
+    uint64_t nsent = 0;
+    if (lr_proto_have_encode(&h, bits, &b, &nsent) < 0) {
+        lr_buf_release(&b); /* a path too long to leave room: not announced */
+        return false;
+    }
+    o->p = p;
+    o->pl = lr_buf_detach(&b, &o->len);
+    lr_buf_release(&b);
+    char id[LR_DEVICE_ID_SHORTLEN + 1];
+    lr_device_id_short(&p->id, id);
+    lr_trace(MOD, "peer=%s folder=%s HAVE %llu of %zu chunks (%zu bytes)", id, x->folder,
+             (unsigned long long)nsent, x->rec.nchunks, o->len);
+    return true;
+}
+
+/*
+ * Every HAVE_EVERY_MS: each transfer that holds some chunks and is not
+ * complete tells each connected peer syncing its folder with the HAVE
+ * feature what it holds, if that changed since it last told that peer on
+ * this connection and FOLDERS epoch; peers whose index holds the version
+ * (they need nothing from us) are skipped.
+ */
+static void have_tick(uv_timer_t *t)
+{
+    struct lr_daemon *d = t->data;
+    struct sync_state *s = d->sync;
+    if (d->stopping || !s)
+        return;
+    if (!s->xfers) {
+        uv_timer_stop(t);
+        return;
+    }
+    bool any_peer = false;
+    for (struct sync_peer *p = s->peers; p && !any_peer; p = p->next)
+        any_peer = p->conn && (p->features & LR_FEAT_HAVE);
+    if (!any_peer)
+        return;
+    /* Built first, sent after the walk: a send may close a connection and
+     * reach back into the scheduler, dropping transfers of this list. */
+    struct have_out *out = lr_xcalloc(HAVE_PER_TICK, sizeof(*out));
+    size_t nout = 0;
+    unsigned budget = HAVE_PER_TICK;
+    uint8_t *bits = NULL;
+    size_t bits_cap = 0;
+    for (struct sync_xfer *x = s->xfers; x && budget; x = x->next) {
+        if (x->dead || !x->xx || x->committing)
+            continue;
+        size_t ndone = lr_xs_ndone(x->xx);
+        if (ndone == 0 || ndone >= x->rec.nchunks)
+            continue;
+        bool have_bits = false;
+        for (struct sync_peer *p = s->peers; p && budget; p = p->next) {
+            if (!p->conn || !(p->features & LR_FEAT_HAVE) || p->q_bytes > HAVE_QUEUE_MAX)
+                continue;
+            struct sync_link *l = sync_link_find(d, &p->id, x->folder);
+            if (!l || !l->listed || lr_xs_holder_of(s->xs, x->xx, &p->id) == LR_XS_HOLDER_FULL)
+                continue;
+            struct have_sent *e = sent_entry(x, &p->id);
+            if (e->gen == p->gen && e->epoch == l->epoch && e->ver == x->have_ver)
+                continue;
+            if (!have_bits) {
+                size_t nb = (x->rec.nchunks + 7) / 8;
+                if (nb > bits_cap) {
+                    free(bits);
+                    bits = lr_xmalloc(nb);
+                    bits_cap = nb;
+                }
+                lr_xs_done_bits(x->xx, bits);
+                have_bits = true;
+            }
+            e->gen = p->gen;
+            e->epoch = l->epoch;
+            e->ver = x->have_ver;
+            if (have_build(p, x, bits, &out[nout])) {
+                nout++;
+                budget--;
+            }
+        }
+    }
+    free(bits);
+    for (size_t i = 0; i < nout; i++)
+        sync_send(d, out[i].p, LR_STREAM_BULK, LR_MSG_HAVE, out[i].pl, out[i].len);
+    free(out);
+}
+
+/* ---- serving WANTs from staging (called by syncserve.c) ---- */
+
+/*
+ * A WANT for a version we are still downloading: a reference to its
+ * transfer if chunk (off, size, hash) of it is verified and written in the
+ * staging file, else NULL. The staging descriptor stays open while the
+ * reference is held; the caller reads it on the serve lane and hashes what
+ * it read before sending (the file is written by other jobs meanwhile, at
+ * other offsets only).
+ */
+struct sync_xfer *sync_pull_staging_ref(struct lr_daemon *d, const char *folder,
+                                        const uint8_t *path, size_t path_len,
+                                        const struct lr_hash *blocks_hash, uint64_t off,
+                                        uint32_t size, const struct lr_hash *hash)
+{
+    if (!d->sync->xs || sync_folder_get(d, folder)->nxfers == 0)
+        return NULL;
+    struct lr_hash tag;
+    xfer_tag(folder, path, path_len, blocks_hash, &tag);
+    struct lr_xs_xfer *xx = lr_xs_find(d->sync->xs, &tag);
+    struct sync_xfer *x = xx ? lr_xs_user(xx) : NULL;
+    if (!x || x->dead || x->fd < 0 || x->rec.path_len != path_len ||
+        memcmp(x->rec.path, path, path_len) != 0 || strcmp(x->folder, folder) != 0 ||
+        memcmp(&x->rec.blocks_hash, blocks_hash, LR_HASH_LEN) != 0)
+        return NULL;
+    size_t lo = 0, hi = x->rec.nchunks;
+    while (lo < hi) { /* chunks are in offset order */
+        size_t mid = lo + (hi - lo) / 2;
+        if (x->rec.chunks[mid].off < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo >= x->rec.nchunks || x->rec.chunks[lo].off != off || x->rec.chunks[lo].len != size ||
+        memcmp(&x->rec.chunks[lo].hash, hash, LR_HASH_LEN) != 0 ||
+        lr_xs_state(xx, lo) != LR_XS_DONE)
+        return NULL;
+    x->refs++;
+    return x;
+}
+
+int sync_pull_staging_fd(const struct sync_xfer *x)
+{
+    return x->fd;
+}
+
+void sync_pull_staging_unref(struct sync_xfer *x)
+{
+    if (x)
+        xfer_unref(x);
+}
+
 #define PUMP_ACTS 64
 
 void sync_pump(struct lr_daemon *d)
@@ -1663,6 +1981,7 @@ void sync_pump(struct lr_daemon *d)
                         send_want(d, &a[i]);
                     break;
                 case LR_XS_COMPLETE:
+                    x->from_partial = lr_xs_nfrom_partial(x->xx);
                     lr_xs_remove(xsched(d), x->xx);
                     x->xx = NULL;
                     queue_commit(d, x);

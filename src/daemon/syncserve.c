@@ -9,6 +9,13 @@
  * through a read-only second handle on the index (SQLite WAL lets it read
  * while the serial queue writes), so serving never waits for a scan or a
  * commit and a commit never waits for serving.
+ *
+ * A WANT for a version we are still downloading ourselves (we announced
+ * its chunks with HAVE, §6.10) is served from that transfer's staging file
+ * when the index cannot serve it: only a chunk the scheduler has as
+ * verified and written, read through the transfer's descriptor (held open
+ * by a reference until the answer is built) and hashed again before it is
+ * sent, like any served chunk; anything else is NO_SUCH_CHUNK.
  */
 #include "daemon/syncint.h"
 
@@ -19,10 +26,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MOD "serve"
 /* Bytes of answers queued for a peer above which new WANTs get BUSY. */
 #define SERVE_QUEUED_MAX (32u << 20)
+
+/* Transfers' staging files (syncpull.c). */
+struct sync_xfer;
+struct sync_xfer *sync_pull_staging_ref(struct lr_daemon *d, const char *folder,
+                                        const uint8_t *path, size_t path_len,
+                                        const struct lr_hash *blocks_hash, uint64_t off,
+                                        uint32_t size, const struct lr_hash *hash);
+int sync_pull_staging_fd(const struct sync_xfer *x);
+void sync_pull_staging_unref(struct sync_xfer *x);
 
 struct sync_serve_req {
     uint64_t req_id;
@@ -33,6 +50,7 @@ struct sync_serve_req {
     struct lr_hash blocks_hash, hash;
     uint64_t off;
     uint32_t size;
+    struct sync_xfer *staging; /* a transfer of this version holding the chunk, or NULL */
 };
 
 struct serve_job {
@@ -43,10 +61,14 @@ struct serve_job {
     size_t n;
     struct lr_buf *out; /* one CHUNK payload per request */
     char *rescan;       /* a folder whose index proved stale, or NULL */
+    size_t from_staging;
 };
 
+/* Loop side (the staging reference is dropped here). */
 static void req_release(struct sync_serve_req *r)
 {
+    sync_pull_staging_unref(r->staging);
+    r->staging = NULL;
     free(r->folder);
     free(r->root);
     free(r->path);
@@ -126,6 +148,26 @@ static bool serve_try_compress(struct sync_state *s)
     return false;
 }
 
+/* A chunk of a version being downloaded, from its staging file: 0 if it
+ * read whole and hashes right. The descriptor is the transfer's (kept open
+ * by q->staging's reference). */
+static int staging_read(const struct sync_serve_req *q, uint8_t *buf)
+{
+    int fd = sync_pull_staging_fd(q->staging);
+    size_t got = 0;
+    while (got < q->size) {
+        ssize_t n = pread(fd, buf + got, q->size - got, (off_t)(q->off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return LR_EVERIFY;
+        got += (size_t)n;
+    }
+    struct lr_hash h;
+    lr_sha256(buf, q->size, &h);
+    return memcmp(&h, &q->hash, sizeof(h)) == 0 ? 0 : LR_EVERIFY;
+}
+
 static void serve_work(struct daemon_job *base)
 {
     struct serve_job *j = (struct serve_job *)base;
@@ -139,8 +181,16 @@ static void serve_work(struct daemon_job *base)
         uint64_t status = LR_PROTO_CHUNK_NO_SUCH;
         struct lr_err err = {0};
         lr_buf_init(&j->out[i], LR_PROTO_CHUNK_MAX);
-        const struct lr_file_rec *r = serve_record(d, q, &err);
         bool compress = false;
+        const struct lr_file_rec *r = NULL;
+        /* Our own download of that version first: no index lookup then. */
+        if (q->staging && staging_read(q, buf) == 0) {
+            status = LR_PROTO_CHUNK_OK;
+            compress = serve_try_compress(d->sync);
+            j->from_staging++;
+        } else {
+            r = serve_record(d, q, &err);
+        }
         if (r) {
             if (record_find(r, q) >= 0) {
                 if (!st_root || strcmp(st_root, q->root) != 0) {
@@ -205,6 +255,12 @@ static void serve_done(struct daemon_job *base, int status)
         }
         if (status == 0 && j->rescan)
             scanjobs_queue(d, (const char *const *)&j->rescan, 1, NULL, NULL);
+        if (j->from_staging) {
+            char id[LR_DEVICE_ID_SHORTLEN + 1];
+            lr_device_id_short(&j->peer, id);
+            lr_debug(MOD, "peer=%s served %zu chunks from staging (versions still downloading)", id,
+                     j->from_staging);
+        }
     }
     for (size_t i = 0; i < j->n; i++) {
         req_release(&j->reqs[i]);
@@ -278,6 +334,8 @@ void sync_serve_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
     q->hash = w.hash;
     q->off = w.offset;
     q->size = w.size;
+    q->staging = sync_pull_staging_ref(d, q->folder, w.path, w.path_len, &w.blocks_hash, w.offset,
+                                       w.size, &w.hash);
     queue_serve(d, p);
 }
 
