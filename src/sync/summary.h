@@ -56,8 +56,30 @@
  *                                       in 1..next is vector next - r
  *     nothing may follow; every dictionary vector is used (next == nvv at the end)
  * So the dictionary is in order of first use, an entry whose vector is new
- * costs one byte, and one repeating the previous vector's neighbours costs one
- * byte too; zstd then squeezes the runs.
+ * costs one byte, and a reference to one of the 63 vectors introduced last
+ * costs one byte too; zstd (level 3) then squeezes the rest. The bounds on
+ * raw_len assume minimal varints (as lr_buf writes them): counts and refs
+ * take at most 4 bytes. A dictionary may repeat a vector (harmless; our
+ * encoder never does).
+ *
+ * Sizes (test_summary, 100 000 files, 4096 buckets): full INDEX 5.48 MB;
+ * SUMMARY with 5 vectors in runs (a first scan) 113 kB (2.1 %); every vector
+ * distinct {self: T+i} 367 kB (6.7 %); every vector distinct with two random
+ * counters 801 kB (14.6 %). The bucket digests cost 16 bytes per 32 entries,
+ * so with lr_summary_nbuckets(n) a SUMMARY with few vectors fits
+ * LR_PROTO_SUMMARY_MAX up to 2^20 entries (942 kB); above that nb becomes
+ * 65536 and the digests alone take 1 MiB, so the encoder says LR_ETOOBIG
+ * unless the sender picks fewer buckets (the receiver follows the message's
+ * nb).
+ *
+ * Use. Sender: lr_summary_new(lr_summary_nbuckets(n)), lr_summary_add every
+ * record (tombstones included), lr_summary_finish, lr_summary_encode (on
+ * LR_ETOOBIG send the full index). Receiver: decode, build its own summary
+ * with the message's nb, lr_summary_diff; for a bucket that matches (same
+ * count and digest, hence the same multiset of entry digests), local entry
+ * tags[j] from lr_summary_bucket_tags is the sender's entry j of that bucket,
+ * whose vector is m.vvs[m.entry_vv[m.first[bucket] + j]]. Then it answers
+ * with SUMMARY_WANT carrying the diff bitmap.
  *
  * SUMMARY_WANT payload:
  *     varint folder_len | folder_id
