@@ -39,7 +39,9 @@
  *     varint n                          entries, <= LR_SUMMARY_ENTRIES_MAX
  *     varint nvv                        distinct vectors: n > 0 ? 1..min(n, VVS_MAX) : 0
  *     varint raw_len                    body size uncompressed, <= LR_SUMMARY_RAW_MAX
- *                                       and within the bounds the fields above imply
+ *                                       and in nb*17 + nvv*17 + n ..
+ *                                       nb*20 + nvv*(2 + 16*LR_VV_MAX) + n*4
+ *                                       (checked before decompressing)
  *     varint compression                0 none, 1 zstd (one frame declaring raw_len,
  *                                       shorter than raw_len)
  *     varint body_len | body            nothing may follow
