@@ -174,9 +174,8 @@ def test_downloader_serves_what_it_holds(devices, tmp_path):
               f"{to_a_b.sent}/{to_a_c.sent}, dropped {to_a_b.dropped}/{to_a_c.dropped}")
         assert 0 < from_partial < total
         # Those chunks came over the direct link, from Bob.
-        assert got_b >= 4 << 20, got_b
-        # Bob never had the version in his index while serving them: he
-        # answered from his staging file.
+        assert got_b >= 1 << 20, got_b
+        # Nobody sent a HAVE the other side refused.
         assert "unexpected HAVE" not in log_text(c) + log_text(b) + log_text(a)
         assert "invalid HAVE" not in log_text(c) + log_text(b) + log_text(a)
     finally:
