@@ -1673,7 +1673,7 @@ void sync_pull_on_have(struct lr_daemon *d, struct sync_peer *p, const uint8_t *
     xfer_tag(h.folder_id, h.path, h.path_len, &h.blocks_hash, &tag);
     struct lr_xs_xfer *xx = lr_xs_find(d->sync->xs, &tag);
     struct sync_xfer *x = xx ? lr_xs_user(xx) : NULL;
-    if (!x || x->dead || x->rec.path_len != h.path_len ||
+    if (!x || x->dead || x->committing || x->rec.path_len != h.path_len ||
         memcmp(x->rec.path, h.path, h.path_len) != 0 || strcmp(x->folder, h.folder_id) != 0 ||
         memcmp(&x->rec.blocks_hash, &h.blocks_hash, LR_HASH_LEN) != 0)
         return;
@@ -1981,9 +1981,11 @@ void sync_pump(struct lr_daemon *d)
                         send_want(d, &a[i]);
                     break;
                 case LR_XS_COMPLETE:
+                    /* It stays registered (reported, never scheduled
+                     * again) until the commit is done: a WANT for it is
+                     * still served from its staging file meanwhile, and
+                     * xfer_drop removes it. */
                     x->from_partial = lr_xs_nfrom_partial(x->xx);
-                    lr_xs_remove(xsched(d), x->xx);
-                    x->xx = NULL;
                     queue_commit(d, x);
                     break;
                 case LR_XS_DROP:
