@@ -99,10 +99,12 @@ static void m_peers(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
         sync_peer_index_stats(d, &pc->id, &is);
         json_object_set_new(
             o, "index",
-            json_pack("{s:I, s:I, s:I, s:I, s:I}", "bytes_sent", (json_int_t)is.bytes_sent,
-                      "bytes_received", (json_int_t)is.bytes_received, "deltas_sent",
-                      (json_int_t)is.deltas_sent, "deltas_received", (json_int_t)is.deltas_received,
-                      "delta_misses", (json_int_t)is.delta_misses));
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "bytes_sent",
+                      (json_int_t)is.bytes_sent, "bytes_received", (json_int_t)is.bytes_received,
+                      "deltas_sent", (json_int_t)is.deltas_sent, "deltas_received",
+                      (json_int_t)is.deltas_received, "delta_misses", (json_int_t)is.delta_misses,
+                      "summaries_sent", (json_int_t)is.summaries_sent, "summaries_received",
+                      (json_int_t)is.summaries_received));
         if (up) {
             json_object_set_new(o, "address", json_string(lr_conn_addr(p->conn)));
             json_object_set_new(o, "device_name", lr_json_lossy(p->name, strlen(p->name)));

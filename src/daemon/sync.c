@@ -9,6 +9,7 @@
 
 #include "sync/decide.h"
 #include "sync/delta.h"
+#include "sync/summary.h"
 
 #include "util/log.h"
 #include "util/str.h"
@@ -231,7 +232,7 @@ static void folders_work(struct daemon_job *base)
     free(v);
 }
 
-static void queue_sender(struct lr_daemon *d, struct sync_link *l);
+#define queue_sender sync_queue_sender
 
 static void folders_done(struct daemon_job *base, int status)
 {
@@ -351,6 +352,17 @@ struct send_job {
     bool delta;           /* chunk-list deltas in force with the peer (§6.6) */
     uint64_t list_upto;   /* the peer asked for lists for seq <= this */
     size_t ndeltas;       /* out: entries sent as deltas */
+    /* Reconciliation (§6.11, syncrecon.c). in: a SUMMARY may replace the
+     * full index; the buckets the peer asked for (owned copy; NULL: none) */
+    bool recon_ok;
+    uint8_t *recon_bits;
+    uint32_t recon_nb;
+    uint64_t recon_seq;
+    /* out: a SUMMARY to send instead of INDEX (summary_len > 0) */
+    uint8_t *summary;
+    size_t summary_len;
+    uint32_t summary_nb;
+    uint64_t summary_index, summary_seq;
     /* out */
     struct lr_buf *frames; /* INDEX payloads */
     size_t nframes;
@@ -393,6 +405,12 @@ static bool delta_for_peer(struct lr_index *ix, struct send_job *j, const struct
     return ok;
 }
 
+/* A full index starts with FIRST, a reconciled one with RECON (§6.11). */
+static uint64_t first_flag(const struct send_job *j)
+{
+    return j->recon_bits ? LR_PROTO_INDEX_RECON : LR_PROTO_INDEX_FIRST;
+}
+
 static void push_frame(struct send_job *j, struct lr_buf *b)
 {
     j->frames = lr_xreallocarray(j->frames, j->nframes + 1, sizeof(*j->frames));
@@ -425,6 +443,24 @@ static void send_work(struct daemon_job *base)
         j->from = full ? 1 : j->view_seq + 1;
         j->decided = true;
         j->record_sent = true; /* written by the serial queue (sync_side_ix) */
+        if (full && j->recon_ok && info.max_seq > 0) {
+            struct lr_buf sb;
+            lr_buf_init(&sb, LR_PROTO_SUMMARY_MAX);
+            int rc = sync_recon_build(ix, j->folder, &info, j->skip_author, &sb, &j->summary_nb,
+                                      &j->err);
+            if (rc == 1) {
+                j->summary = lr_buf_detach(&sb, &j->summary_len);
+                j->summary_index = info.index_id;
+                j->summary_seq = info.max_seq;
+            }
+            lr_buf_release(&sb);
+            if (rc < 0) {
+                j->rc = rc;
+                goto out;
+            }
+            if (rc == 1)
+                goto out; /* the burst waits for the peer's SUMMARY_WANT */
+        }
     }
     j->next = j->from;
     if ((j->rc = lr_index_list_by_seq(ix, j->folder, j->from, SYNC_SEND_RECORDS, LR_IX_CHUNKS,
@@ -439,6 +475,14 @@ static void send_work(struct daemon_job *base)
         size_t next_block = 0;
         /* Receive-only: our own changes never leave (docs/modes.md). */
         if (j->skip_author && daemon_modes_own_version(ix, j->folder, &list.v[i], j->skip_author)) {
+            j->next = list.v[i].seq + 1;
+            continue;
+        }
+        /* Reconciled (§6.11): of what the SUMMARY covered, only the buckets
+         * the peer asked for. */
+        if (j->recon_bits && list.v[i].seq <= j->recon_seq &&
+            !lr_summary_bit(j->recon_bits,
+                            lr_summary_bucket(list.v[i].path, list.v[i].path_len, j->recon_nb))) {
             j->next = list.v[i].seq + 1;
             continue;
         }
@@ -469,8 +513,8 @@ static void send_work(struct daemon_job *base)
                                    (unsigned long long)list.v[i].seq, j->folder);
                 goto out;
             }
-            if ((j->rc = lr_proto_index_batch_finish(&batch, j->first ? LR_PROTO_INDEX_FIRST : 0,
-                                                     &out)) < 0)
+            if ((j->rc = lr_proto_index_batch_finish(&batch, j->first ? first_flag(j) : 0, &out)) <
+                0)
                 goto out;
             j->first = false;
             push_frame(j, &out);
@@ -479,8 +523,7 @@ static void send_work(struct daemon_job *base)
     }
     j->more = list.n == SYNC_SEND_RECORDS;
     if (!j->more || lr_proto_index_batch_count(&batch) > 0) {
-        uint64_t flags =
-            (j->first ? LR_PROTO_INDEX_FIRST : 0) | (j->more ? 0 : LR_PROTO_INDEX_LAST);
+        uint64_t flags = (j->first ? first_flag(j) : 0) | (j->more ? 0 : LR_PROTO_INDEX_LAST);
         if ((j->rc = lr_proto_index_batch_finish(&batch, flags, &out)) < 0)
             goto out;
         j->first = false;
@@ -543,6 +586,15 @@ static void send_done(struct daemon_job *base, int status)
                 queue_sender(d, l);
         } else if (j->rc < 0) {
             lr_warn(MOD, "folder=%s index not sent: %s", j->folder, lr_err_msg(&j->err, j->rc));
+        } else if (j->summary) {
+            l->recon_wait = true;
+            l->recon_index = j->summary_index;
+            l->recon_seq = j->summary_seq;
+            l->recon_nb = j->summary_nb;
+            p->index_sent += j->summary_len;
+            p->summaries_sent++;
+            sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_SUMMARY, j->summary, j->summary_len);
+            j->summary = NULL;
         } else {
             l->send_decided = true;
             l->send_first = j->first;
@@ -571,14 +623,22 @@ static void send_done(struct daemon_job *base, int status)
     for (size_t i = 0; i < j->nframes; i++)
         lr_buf_release(&j->frames[i]);
     free(j->frames);
+    free(j->summary);
+    free(j->recon_bits);
     free(j->folder);
     free(j);
 }
 
-static void queue_sender(struct lr_daemon *d, struct sync_link *l)
+void sync_queue_sender(struct lr_daemon *d, struct sync_link *l)
 {
     if (l->send_busy || d->stopping)
         return;
+    if (l->recon_wait) {
+        /* A SUMMARY went: its SUMMARY_WANT starts the burst, which covers
+         * everything committed meanwhile. */
+        l->send_caught_up = false;
+        return;
+    }
     struct sync_peer *p = sync_peer_get(d, &l->peer);
     /* Our FOLDERS first: a FOLDERS job delayed (a folder index to create on
      * the serial queue) let an INDEX overtake it, which the peer ignored as
@@ -605,6 +665,15 @@ static void queue_sender(struct lr_daemon *d, struct sync_link *l)
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
     if (fc && fc->mode == LR_MODE_RECEIVE_ONLY)
         j->skip_author = d->short_id;
+    /* A summary is worth its round trip only if the peer has an index to
+     * compare it with (their FOLDERS' max_seq). */
+    j->recon_ok = (p->features & LR_FEAT_RECON) && l->their_max_seq > 0;
+    if (l->recon_bits && j->decided) {
+        j->recon_bits = lr_xmalloc((l->recon_nb + 7) / 8);
+        memcpy(j->recon_bits, l->recon_bits, (l->recon_nb + 7) / 8);
+        j->recon_nb = l->recon_nb;
+        j->recon_seq = l->recon_seq;
+    }
     l->send_busy = true;
     l->send_blocked = false;
     l->send_caught_up = false;
@@ -629,6 +698,9 @@ void sync_local_changed(struct lr_daemon *d, const char *folder)
 static void link_reset(struct sync_link *l)
 {
     l->listed = false;
+    l->recon_wait = false;
+    free(l->recon_bits);
+    l->recon_bits = NULL;
     l->epoch++;
     l->send_decided = false;
     l->send_first = false;
@@ -717,8 +789,8 @@ struct recv_job {
     bool need_known;
 };
 
-static struct sync_tracker *tracker_get(struct sync_state *s, const struct lr_device_id *peer,
-                                        const char *folder)
+struct sync_tracker *sync_tracker_get(struct sync_state *s, const struct lr_device_id *peer,
+                                      const char *folder)
 {
     for (struct sync_tracker *t = s->trackers; t; t = t->next)
         if (lr_device_id_eq(&t->peer, peer) && strcmp(t->folder, folder) == 0)
@@ -809,7 +881,7 @@ static void recv_work(struct daemon_job *base)
         goto out;
     }
     j->epoch = ls->epoch;
-    t = tracker_get(d->sync, &j->peer, j->folder);
+    t = sync_tracker_get(d->sync, &j->peer, j->folder);
     if (t->miss_epoch == ls->epoch + 1) {
         /* After a delta we could not decode, until the reconnect: §6.6. */
         j->ignored = true;
@@ -827,6 +899,14 @@ static void recv_work(struct daemon_job *base)
     }
     if ((rc = lr_index_begin(d->ix, &j->err)) < 0)
         goto fail;
+    bool recon = t->recon_index == ix.hdr.index_id && t->recon_epoch == ls->epoch;
+    if ((ix.hdr.flags & LR_PROTO_INDEX_RECON) && !recon) {
+        rc = lr_err_set(&j->err, LR_EPROTO, "index %s: RECON without a SUMMARY before it",
+                        j->folder);
+        goto fail_tx;
+    }
+    if (ix.hdr.flags & LR_PROTO_INDEX_FIRST)
+        t->recon_index = 0; /* a plain full index replaces the reconciliation */
     if ((ix.hdr.flags & LR_PROTO_INDEX_FIRST) &&
         (rc = lr_index_remote_full_begin(d->ix, j->folder, &j->peer, ix.hdr.index_id, &j->err)) < 0)
         goto fail_tx;
@@ -874,6 +954,15 @@ static void recv_work(struct daemon_job *base)
         if ((rc = lr_index_remote_put(d->ix, j->folder, &j->peer, ix.hdr.index_id, &r, &j->err)) <
             0)
             goto fail_tx;
+    }
+    /* The SUMMARY covered every entry up to its sequence: the records it
+     * showed equal were adopted, the others came in this burst. */
+    if ((ix.hdr.flags & LR_PROTO_INDEX_LAST) && !j->miss && t->recon_index == ix.hdr.index_id &&
+        t->recon_epoch == ls->epoch) {
+        if ((rc = lr_index_remote_seq_raise(d->ix, j->folder, &j->peer, ix.hdr.index_id,
+                                            t->recon_seq, &j->err)) < 0)
+            goto fail_tx;
+        t->recon_index = 0;
     }
     if ((ix.hdr.flags & LR_PROTO_INDEX_LAST) && !j->miss &&
         (rc = lr_index_remote_burst_end(d->ix, j->folder, &j->peer, ix.hdr.index_id, NULL,
@@ -1020,6 +1109,7 @@ void sync_free(struct lr_daemon *d)
     while (s->links) {
         struct sync_link *l = s->links;
         s->links = l->next;
+        free(l->recon_bits);
         free(l->folder);
         free(l);
     }
@@ -1120,6 +1210,12 @@ void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, cons
     case LR_MSG_HAVE:
         sync_pull_on_have(d, p, payload, len);
         break;
+    case LR_MSG_SUMMARY:
+        sync_recon_on_summary(d, p, payload, len);
+        break;
+    case LR_MSG_SUMMARY_WANT:
+        sync_recon_on_want(d, p, payload, len);
+        break;
     default: {
         char id[LR_DEVICE_ID_SHORTLEN + 1];
         lr_device_id_short(&p->id, id);
@@ -1199,6 +1295,8 @@ void sync_peer_index_stats(struct lr_daemon *d, const struct lr_device_id *peer,
         out->deltas_sent = p->deltas_sent;
         out->deltas_received = p->deltas_recv;
         out->delta_misses = p->delta_misses;
+        out->summaries_sent = p->summaries_sent;
+        out->summaries_received = p->summaries_recv;
     }
 }
 

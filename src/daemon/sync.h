@@ -78,7 +78,7 @@ void daemon_side_queue(struct lr_daemon *d, enum daemon_side_lane lane, struct d
 void sync_init(struct lr_daemon *d);
 void sync_free(struct lr_daemon *d); /* after the loop ended */
 /* HELLO feature bits we offer (proto.h); the AND with the peer's is in force. */
-#define SYNC_FEATURES (LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA)
+#define SYNC_FEATURES (LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA | LR_FEAT_RECON)
 /* features: the peer's HELLO feature bits. */
 void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer,
                   uint64_t features);
@@ -103,9 +103,10 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
 
 /* Index exchange with a peer since the daemon started (docs/api.md, peers). */
 struct sync_peer_index_stats {
-    uint64_t bytes_sent, bytes_received;   /* INDEX payload bytes */
-    uint64_t deltas_sent, deltas_received; /* entries whose chunk list was a delta */
-    uint64_t delta_misses;                 /* received deltas whose base we lacked */
+    uint64_t bytes_sent, bytes_received;         /* INDEX payload bytes */
+    uint64_t deltas_sent, deltas_received;       /* entries whose chunk list was a delta */
+    uint64_t delta_misses;                       /* received deltas whose base we lacked */
+    uint64_t summaries_sent, summaries_received; /* SUMMARY messages (§6.11) */
 };
 void sync_peer_index_stats(struct lr_daemon *d, const struct lr_device_id *peer,
                            struct sync_peer_index_stats *out);

@@ -63,9 +63,10 @@ struct sync_peer {
     unsigned folders_pending;
     uint64_t features; /* HELLO bits in force on this connection (ours & theirs) */
     /* Index exchange counters since the daemon started (peers --json). */
-    uint64_t index_sent, index_recv;   /* INDEX payload bytes */
-    uint64_t deltas_sent, deltas_recv; /* entries with a delta chunk list */
-    uint64_t delta_misses;             /* received deltas whose base we lacked */
+    uint64_t index_sent, index_recv;         /* INDEX payload bytes */
+    uint64_t deltas_sent, deltas_recv;       /* entries with a delta chunk list */
+    uint64_t delta_misses;                   /* received deltas whose base we lacked */
+    uint64_t summaries_sent, summaries_recv; /* SUMMARY messages (§6.11) */
 };
 
 /* (peer, folder): exists once both configured it; never freed before sync_free. */
@@ -92,6 +93,12 @@ struct sync_link {
     uint64_t their_list_upto; /* their FOLDERS option 4: lists for our seq <= this */
     uint64_t list_upto;       /* ours to send: a delta of theirs we could not decode */
     uint64_t list_upto_index; /* ... in their index with this ID */
+    /* Reconciliation without history (§6.11), sender side: a SUMMARY went
+     * and its SUMMARY_WANT has not come; then the buckets to send. */
+    bool recon_wait;
+    uint64_t recon_index, recon_seq; /* the SUMMARY's index ID and sequence */
+    uint32_t recon_nb;
+    uint8_t *recon_bits; /* owned; NULL: no filter */
     /* Receiver. */
     bool recv_last; /* a LAST arrived on this connection */
     bool recv_mid;  /* a burst's batches are arriving and its LAST has not */
@@ -129,6 +136,9 @@ struct sync_tracker {
     struct lr_proto_burst burst;
     uint64_t
         miss_epoch; /* a delta without base in this link epoch: ignore the rest (+1; 0: none) */
+    /* A SUMMARY of theirs began a replacement (§6.11): its RECON burst may
+     * follow in this link epoch; its LAST raises max_seq to recon_seq. */
+    uint64_t recon_index, recon_seq, recon_epoch;
 };
 
 struct sync_state {
@@ -189,6 +199,24 @@ bool sync_folder_usable(struct lr_daemon *d, const char *folder);
  * (SQLITE_BUSY_SNAPSHOT), so writes stay on the serial queue.
  */
 struct lr_index *sync_side_ix(struct lr_daemon *d, struct lr_err *err);
+
+/* sync.c, for syncrecon.c */
+struct sync_tracker *sync_tracker_get(struct sync_state *s, const struct lr_device_id *peer,
+                                      const char *folder);
+/* Queue the link's next index burst (no-op while one is queued or a
+ * SUMMARY awaits its SUMMARY_WANT). */
+void sync_queue_sender(struct lr_daemon *d, struct sync_link *l);
+
+/* syncrecon.c: reconciliation without history (docs/protocol.md §6.11) */
+/* Side lane: a SUMMARY of our index of folder up to info->max_seq into out
+ * (*nb its bucket count). 1: built; 0: not worth it or too big for one
+ * message (send the full index); negative: error (err set). */
+int sync_recon_build(struct lr_index *ix, const char *folder, const struct lr_folder_info *info,
+                     uint64_t skip_author, struct lr_buf *out, uint32_t *nb, struct lr_err *err);
+void sync_recon_on_summary(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
+                           size_t len);
+void sync_recon_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
+                        size_t len);
 
 /* syncpull.c */
 void sync_pull_trigger(struct lr_daemon *d, const char *folder);
