@@ -32,6 +32,7 @@
 #include "sync/summary.h"
 
 #include "util/log.h"
+#include "util/rd.h"
 #include "util/xalloc.h"
 
 #include <stdlib.h>
@@ -320,21 +321,24 @@ void sync_recon_on_summary(struct lr_daemon *d, struct sync_peer *p, const uint8
     if (len)
         memcpy(j->payload, payload, len);
     j->len = len;
-    /* The folder is known once decoded; the link state it needs is read
-     * now, in arrival order with FOLDERS. A peer announces one SUMMARY per
-     * folder and epoch, so peeking at the folder id here is enough. */
-    struct lr_summary_msg m;
-    struct lr_err e = {0};
-    if (lr_summary_decode(payload, len, &m, &e) == 0) {
-        struct sync_link *l = sync_link_find(d, &p->id, m.folder);
-        if (l && l->listed) {
+    /* The link state the job needs is read now, in arrival order with
+     * FOLDERS; the payload's first field names the folder (the job decodes
+     * and checks the whole message). */
+    struct lr_rd rd;
+    uint64_t flen;
+    char folder[LR_PROTO_FOLDER_ID_MAX + 1];
+    lr_rd_init(&rd, payload, len);
+    if (lr_rd_get_varint(&rd, &flen) == 0 && flen >= 1 && flen <= LR_PROTO_FOLDER_ID_MAX &&
+        lr_rd_get_bytes(&rd, folder, (size_t)flen) == 0) {
+        folder[flen] = 0;
+        struct sync_link *l = sync_link_find(d, &p->id, folder);
+        if (l && l->listed && strlen(folder) == flen) {
             j->their_index_id = l->their_index_id;
             j->their_view_id = l->their_view_id;
             j->their_view_seq = l->their_view_seq;
             j->epoch = l->epoch;
             l->recv_mid = true;
         }
-        lr_summary_msg_release(&m);
     }
     daemon_job_queue(d, &j->base);
 }
