@@ -230,6 +230,19 @@ void sync_pull_peer_up(struct lr_daemon *d, struct sync_peer *p);
 void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p);
 /* Drop transfers of folders no longer configured. */
 void sync_pull_config_changed(struct lr_daemon *d);
+/*
+ * Serving WANTs from a version we are still downloading (syncserve.c): a
+ * reference to the transfer of folder/path/blocks_hash whose staging file
+ * holds the chunk (off, size, hash) verified and written, or NULL. The
+ * reference keeps the staging descriptor open until unref (loop thread);
+ * the server re-hashes what it reads before sending.
+ */
+struct sync_xfer *sync_pull_staging_ref(struct lr_daemon *d, const char *folder,
+                                        const uint8_t *path, size_t path_len,
+                                        const struct lr_hash *blocks_hash, uint64_t off,
+                                        uint32_t size, const struct lr_hash *hash);
+int sync_pull_staging_fd(const struct sync_xfer *x);
+void sync_pull_staging_unref(struct sync_xfer *x);
 void sync_pump(struct lr_daemon *d);
 void sync_pull_free(struct lr_daemon *d);
 

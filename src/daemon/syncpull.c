@@ -60,15 +60,6 @@ struct have_sent {
     uint64_t ver;   /* the transfer's have_ver then */
 };
 
-/* Serving WANTs from staging (syncserve.c): defined here, where transfers
- * live. */
-struct sync_xfer *sync_pull_staging_ref(struct lr_daemon *d, const char *folder,
-                                        const uint8_t *path, size_t path_len,
-                                        const struct lr_hash *blocks_hash, uint64_t off,
-                                        uint32_t size, const struct lr_hash *hash);
-int sync_pull_staging_fd(const struct sync_xfer *x);
-void sync_pull_staging_unref(struct sync_xfer *x);
-
 struct sync_xfer {
     struct sync_xfer *next, *prev; /* d->sync->xfers */
     char *folder, *root;

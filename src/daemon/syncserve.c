@@ -32,15 +32,6 @@
 /* Bytes of answers queued for a peer above which new WANTs get BUSY. */
 #define SERVE_QUEUED_MAX (32u << 20)
 
-/* Transfers' staging files (syncpull.c). */
-struct sync_xfer;
-struct sync_xfer *sync_pull_staging_ref(struct lr_daemon *d, const char *folder,
-                                        const uint8_t *path, size_t path_len,
-                                        const struct lr_hash *blocks_hash, uint64_t off,
-                                        uint32_t size, const struct lr_hash *hash);
-int sync_pull_staging_fd(const struct sync_xfer *x);
-void sync_pull_staging_unref(struct sync_xfer *x);
-
 struct sync_serve_req {
     uint64_t req_id;
     char *folder;

@@ -907,6 +907,7 @@ static void test_adopt_and_silent_vv(void **state)
         lr_index_remote_get(f->ix, FOLDER, &p, (const uint8_t *)"gone", 4, 0, &rr, &err),
         LR_ENOTFOUND);
     /* Increments continue above the raised sequence. */
+    lr_remote_rec_release(&other);
     rfile(&other, "later", 41, 1, 10, 0x32);
     assert_int_equal(lr_index_remote_put(f->ix, FOLDER, &p, 5, &other, &err), 0);
     lr_vv_release(&m);
