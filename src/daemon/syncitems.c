@@ -554,9 +554,9 @@ static void poll_states(struct lr_daemon *d)
             fs->st = FOLDER_IDLE;
         }
         if (busy && fs->st != FOLDER_SYNCING && now != FOLDER_SYNCING) {
-            daemon_event(d, json_pack("{s:s, s:s, s:s, s:s}", "type", "folder_state", "folder",
-                                      id, "state", daemon_folder_state_name(FOLDER_SYNCING),
-                                      "from", daemon_folder_state_name(fs->st)));
+            daemon_event(d, json_pack("{s:s, s:s, s:s, s:s}", "type", "folder_state", "folder", id,
+                                      "state", daemon_folder_state_name(FOLDER_SYNCING), "from",
+                                      daemon_folder_state_name(fs->st)));
             fs->st = FOLDER_SYNCING;
         }
         if (fs->st == now)
