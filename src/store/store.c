@@ -120,8 +120,13 @@ int lr_store_open(const char *root, struct lr_store **out, struct lr_err *err)
     if (st->folds)
         lr_debug("store", "folder %s ignores case: names are checked for spelling clashes", root);
     rc = open_sub(st, mfd, "tmp", &st->tmpfd);
+    struct stat ts;
     if (rc == 0)
+        rc = fstat(st->tmpfd, &ts) < 0 ? -errno : 0;
+    if (rc == 0) {
+        st->tmp_ino = ts.st_ino;
         rc = open_sub(st, mfd, "versions", &st->versfd);
+    }
     close(mfd);
     if (rc) {
         lr__store_fail(err, rc, "creating " LR_STORE_TMP " or " LR_STORE_VERSIONS " in", root);
@@ -140,8 +145,10 @@ void lr_store_close(struct lr_store *st)
         return;
     if (st->versfd >= 0)
         close(st->versfd);
-    if (st->tmpfd >= 0)
+    if (st->tmpfd >= 0) {
+        lr__store_spares_drain(st);
         close(st->tmpfd);
+    }
     if (st->rootfd >= 0)
         close(st->rootfd);
     free(st->root);

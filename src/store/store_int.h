@@ -8,6 +8,7 @@
 #include "store/store.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -25,6 +26,11 @@ struct lr_store {
      * marker): every name a change creates or touches is then compared with
      * the directory's entries byte for byte (lr__store_name_check). */
     bool folds;
+    ino_t tmp_ino; /* .landropic/tmp's inode: keys the spare sidecar inodes */
+    /* The one mutable field: a forgotten sidecar was kept as a spare inode
+     * through this handle, so lr_store_close() looks whether tmp/ is idle
+     * (staging_reuse.c). */
+    atomic_bool spares_kept;
 };
 
 /* Internal flag of lr__store_open_parent: verify each parent component's
@@ -101,5 +107,9 @@ void lr__store_info_from_stat(const struct stat *sb, struct lr_store_info *out);
 
 /* 64 hex digits + NUL: the staging file name of key. */
 void lr__store_staging_name(const struct lr_hash *key, char out[LR_HASH_HEX_LEN + 1]);
+
+/* Drop the spare sidecar inodes kept for st's tmp/ once it holds nothing
+ * else (staging_reuse.c); called by lr_store_close(). */
+void lr__store_spares_drain(struct lr_store *st);
 
 #endif
