@@ -137,7 +137,9 @@ static void run(const uint8_t *p, size_t n, struct lr_proto_zc *zc)
     if (rc < 0) {
         check_fail(rc, &err);
     } else {
-        if (ix.n != ix.hdr.count || ix.hdr.flags > 3 || ix.hdr.index_id == 0)
+        const uint64_t known = LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_LAST | LR_PROTO_INDEX_RECON;
+        if (ix.n != ix.hdr.count || (ix.hdr.flags & ~known) || ix.hdr.index_id == 0 ||
+            ((ix.hdr.flags & LR_PROTO_INDEX_FIRST) && (ix.hdr.flags & LR_PROTO_INDEX_RECON)))
             abort();
         for (size_t i = 0; i < ix.n; i++)
             check_entry(&ix.v[i]);
@@ -157,8 +159,8 @@ static void run(const uint8_t *p, size_t n, struct lr_proto_zc *zc)
         if (ix.n > 0 && ix.v[0].blk_first > 0 && b1 == 0)
             abort();
         if (b1 == 0 && ix.n > 0 && lr_proto_burst_check(&bt, ix.hdr.index_id, &ix, NULL) == 0 &&
-            !(ix.hdr.flags & LR_PROTO_INDEX_FIRST) && !bt.seg_open)
-            abort(); /* same sequences twice without FIRST must be refused */
+            !(ix.hdr.flags & (LR_PROTO_INDEX_FIRST | LR_PROTO_INDEX_RECON)) && !bt.seg_open)
+            abort(); /* same sequences twice without FIRST or RECON must be refused */
         lr_proto_burst_release(&bt);
     }
     /* The streaming reader sees the same message the same way (except the

@@ -1400,8 +1400,9 @@ static void test_burst_sequences(void **state)
     rec_file(&r[3], "d", 4, 1);
     const struct lr_file_rec *p01[] = {&r[0], &r[1]}, *p23[] = {&r[2], &r[3]};
     const struct lr_file_rec *p1[] = {&r[1]};
-    struct lr_proto_index full, upd, old, again;
+    struct lr_proto_index full, upd, old, again, recon;
     assert_int_equal(make_batches(p01, 2, LR_PROTO_INDEX_FIRST, LR_PROTO_INDEX_LAST, &full, 1), 1);
+    assert_int_equal(make_batches(p1, 1, LR_PROTO_INDEX_RECON, 0, &recon, 1), 1);
     assert_int_equal(make_batches(p23, 2, 0, LR_PROTO_INDEX_LAST, &upd, 1), 1);
     assert_int_equal(make_batches(p1, 1, 0, LR_PROTO_INDEX_LAST, &old, 1), 1);
     assert_int_equal(make_batches(p1, 1, LR_PROTO_INDEX_FIRST, 0, &again, 1), 1);
@@ -1414,8 +1415,11 @@ static void test_burst_sequences(void **state)
     assert_int_equal(b.last_seq, 4);
     /* seq 2 after 4 without FIRST: refused. */
     assert_int_equal(lr_proto_burst_check(&b, IX_ID, &old, &err), LR_EPROTO);
-    /* A FIRST restarts the count. */
+    /* A FIRST restarts the count, and so does a RECON (§6.11). */
     assert_int_equal(lr_proto_burst_check(&b, IX_ID, &again, &err), 0);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &upd, &err), 0);
+    assert_int_equal(lr_proto_burst_check(&b, IX_ID, &recon, &err), 0);
+    assert_int_equal(b.last_seq, 2);
     /* Index ID other than FOLDERS announced. */
     assert_int_equal(lr_proto_burst_check(&b, IX_ID + 1, &upd, &err), LR_EPROTO);
     assert_non_null(strstr(err.msg, "FOLDERS"));
@@ -1424,6 +1428,7 @@ static void test_burst_sequences(void **state)
     lr_proto_index_release(&upd);
     lr_proto_index_release(&old);
     lr_proto_index_release(&again);
+    lr_proto_index_release(&recon);
     for (size_t i = 0; i < 4; i++)
         lr_file_rec_release(&r[i]);
 }
