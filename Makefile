@@ -4,6 +4,7 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+SAN_LOGS   ?= $(CURDIR)/$(ASAN_BUILD)/sanitizer-logs
 FUZZ_BUILD ?= build-fuzz
 COV_BUILD  ?= build-cov
 JOBS       ?= $(shell nproc)
@@ -40,8 +41,16 @@ test-sanitize: deps
 	cmake -S . -B $(ASAN_BUILD) $(CMAKE_FLAGS) -DLR_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ctest --output-on-failure -j $(JOBS)
-	ASAN_OPTIONS=detect_leaks=1 LANDROPIC_BIN=$(CURDIR)/$(ASAN_BUILD)/landropic \
+	rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
+	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
+	  LANDROPIC_BIN=$(CURDIR)/$(ASAN_BUILD)/landropic \
 	  LANDROPIC_BUILD=$(CURDIR)/$(ASAN_BUILD) $(PYTEST) -q tests/integration
+	@# Detached daemons have no terminal: their reports (leaks at exit too)
+	@# land in files, and any file fails the run.
+	@if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
+	  echo "sanitizer reports from processes the integration tests ran:"; \
+	  head -n 60 $(SAN_LOGS)/*; exit 1; fi
 
 demo: deps build
 	@scripts/demo.sh $(CURDIR)/$(BUILD)/landropic
