@@ -518,6 +518,7 @@ void lr_index_close(struct lr_index *ix)
     for (int i = 0; i < S__COUNT; i++)
         sqlite3_finalize(ix->st[i]);
     lr__ix_remote_finalize(ix);
+    sqlite3_finalize(ix->sess_put);
     if (ix->db && sqlite3_close(ix->db) != SQLITE_OK)
         lr_warn("index", "close path=%s: %s", ix->path, sqlite3_errmsg(ix->db));
     for (int i = 0; i < FOLDER_CACHE; i++)

@@ -26,6 +26,9 @@ struct lr_index {
     char *path;
     sqlite3_stmt *st[LR__IX_LOCAL_STMTS]; /* index.c's statements, by its enum */
     sqlite3_stmt *rst[LR__IX_REMOTE_STMTS];
+    /* sessions.c's checkpoint write (prepared once: a 20 000-file pull
+     * checkpoints tens of thousands of rows). */
+    sqlite3_stmt *sess_put;
     bool in_tx;
     struct lr__ix_folder_cache fc[LR__IX_FOLDER_CACHE];
     unsigned fc_next;
