@@ -1086,6 +1086,7 @@ void sync_init(struct lr_daemon *d)
 {
     d->sync = lr_xcalloc(1, sizeof(*d->sync));
     d->sync->zc = lr_proto_zc_new();
+    d->sync->spares = lr_store_spares_new();
     d->sync->next_req_id = 1;
     sync_items_init(d);
     sync_sessions_init(d);
@@ -1098,6 +1099,7 @@ void sync_free(struct lr_daemon *d)
         return;
     sync_pull_free(d);
     sync_sessions_free(d);
+    lr_store_spares_free(s->spares);
     while (s->peers) {
         struct sync_peer *p = s->peers;
         s->peers = p->next;

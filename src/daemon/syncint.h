@@ -148,6 +148,8 @@ struct sync_state {
     struct sync_xfer *xfers;        /* every live transfer */
     struct lr_xs *xs;               /* the chunk scheduler (sync/xfer.h) */
     struct sync_sessions *sessions; /* sessions.c */
+    /* Spare sidecar inodes for the pull's store handles (store.h). */
+    struct lr_store_spares *spares;
     size_t nxfers;
     bool pumping, pump_again; /* sync_pump re-entry guard */
     uint64_t next_req_id;

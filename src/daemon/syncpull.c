@@ -979,7 +979,7 @@ static void pull_work(struct daemon_job *base)
     size_t after_len = 0;
     bool round_end = false;
     bool resumed = j->after != NULL;
-    if ((j->rc = lr_store_open(j->root, &c.st, &j->err)) < 0) {
+    if ((j->rc = lr_store_open_with(j->root, d->sync->spares, &c.st, &j->err)) < 0) {
         j->no_marker = j->rc == LR_ENOMARKER;
         return;
     }
@@ -1368,7 +1368,7 @@ static void commit_work(struct daemon_job *base)
     struct lr_daemon *d = base->d;
     struct lr_store *st = NULL;
     struct lr_store_batch *b = NULL;
-    int rc = j->n ? lr_store_open(j->x[0]->root, &st, &j->err[0]) : 0;
+    int rc = j->n ? lr_store_open_with(j->x[0]->root, d->sync->spares, &st, &j->err[0]) : 0;
     if (rc == 0) {
         b = lr_store_batch_new(st, LR_STORE_BARRIER_SYNCFS);
         for (size_t i = 0; i < j->n && rc == 0; i++)

@@ -76,8 +76,8 @@ void lr_store_sidecar_release(struct lr_store_sidecar *sc)
  * (40 % of the receiver's CPU on 20 000 files). Spares are 8-byte regular
  * files holding SPARE_MAGIC under 64-hex names (tmp/ holds nothing else)
  * that no scan takes for a sidecar (no sidecar header) and nothing takes
- * for a staging file (no key hashes to them); the pool only remembers
- * names. It is drained by
+ * for a staging file (no key hashes to them); the pool (store.h, owned by
+ * the caller of lr_store_open_with) only remembers names. It is drained by
  * lr_store_close() once tmp/ holds nothing but spares (a pull's end), and
  * spares a dead process left are removed by lr_store_sidecar_gc.
  */
@@ -90,10 +90,30 @@ struct spare {
     uint64_t pid, id;
 };
 
-static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct spare spares[SPARE_MAX];
-static size_t nspares;
-static uint64_t spare_next;
+/* The pool (store.h): names only, every access under mu. */
+struct lr_store_spares {
+    pthread_mutex_t mu;
+    struct spare *v; /* [SPARE_MAX] */
+    size_t n;
+    uint64_t next;
+};
+
+struct lr_store_spares *lr_store_spares_new(void)
+{
+    struct lr_store_spares *sp = lr_xcalloc(1, sizeof(*sp));
+    pthread_mutex_init(&sp->mu, NULL);
+    sp->v = lr_xcalloc(SPARE_MAX, sizeof(*sp->v));
+    return sp;
+}
+
+void lr_store_spares_free(struct lr_store_spares *sp)
+{
+    if (!sp)
+        return;
+    pthread_mutex_destroy(&sp->mu);
+    free(sp->v);
+    free(sp);
+}
 
 static void spare_name(const struct spare *sp, struct name *out)
 {
@@ -111,17 +131,20 @@ static void spare_name(const struct spare *sp, struct name *out)
 /* A spare of st's tmp/ to take over (false if none). */
 static bool spare_pop(struct lr_store *st, struct spare *out)
 {
+    struct lr_store_spares *p = st->spares;
     bool found = false;
-    pthread_mutex_lock(&spare_mu);
-    for (size_t i = nspares; i-- > 0;) {
-        if (spares[i].dev == st->dev && spares[i].dir == st->tmp_ino) {
-            *out = spares[i];
-            spares[i] = spares[--nspares];
+    if (!p)
+        return false;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = p->n; i-- > 0;) {
+        if (p->v[i].dev == st->dev && p->v[i].dir == st->tmp_ino) {
+            *out = p->v[i];
+            p->v[i] = p->v[--p->n];
             found = true;
             break;
         }
     }
-    pthread_mutex_unlock(&spare_mu);
+    pthread_mutex_unlock(&p->mu);
     return found;
 }
 
@@ -133,14 +156,15 @@ static bool spare_pop(struct lr_store *st, struct spare *out)
  */
 static bool spare_keep(struct lr_store *st, int fd, const char *name)
 {
+    struct lr_store_spares *p = st->spares;
     struct stat sb;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1)
+    if (!p || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1)
         return false;
     struct spare sp = {.dev = st->dev, .dir = st->tmp_ino, .pid = (uint64_t)getpid()};
-    pthread_mutex_lock(&spare_mu);
-    bool room = nspares < SPARE_MAX;
-    sp.id = spare_next++;
-    pthread_mutex_unlock(&spare_mu);
+    pthread_mutex_lock(&p->mu);
+    bool room = p->n < SPARE_MAX;
+    sp.id = p->next++;
+    pthread_mutex_unlock(&p->mu);
     /* Marked, not emptied: freeing its block would cost a synchronous
      * discard on a file system mounted with `discard` (as here). */
     if (!room || pwrite(fd, SPARE_MAGIC, MAGIC_LEN, 0) != MAGIC_LEN || ftruncate(fd, MAGIC_LEN) < 0)
@@ -149,11 +173,11 @@ static bool spare_keep(struct lr_store *st, int fd, const char *name)
     spare_name(&sp, &nm);
     if (renameat(st->tmpfd, name, st->tmpfd, nm.s) < 0)
         return false;
-    pthread_mutex_lock(&spare_mu);
-    room = nspares < SPARE_MAX;
+    pthread_mutex_lock(&p->mu);
+    room = p->n < SPARE_MAX;
     if (room)
-        spares[nspares++] = sp;
-    pthread_mutex_unlock(&spare_mu);
+        p->v[p->n++] = sp;
+    pthread_mutex_unlock(&p->mu);
     if (!room)
         unlinkat(st->tmpfd, nm.s, 0);
     atomic_store(&st->spares_kept, true);
@@ -187,13 +211,14 @@ static int spare_take(struct lr_store *st, const char *name)
 
 void lr__store_spares_drain(struct lr_store *st)
 {
-    if (!atomic_load(&st->spares_kept))
+    struct lr_store_spares *p = st->spares;
+    if (!p || !atomic_load(&st->spares_kept))
         return;
-    pthread_mutex_lock(&spare_mu);
+    pthread_mutex_lock(&p->mu);
     size_t mine = 0;
-    for (size_t i = 0; i < nspares; i++)
-        mine += spares[i].dev == st->dev && spares[i].dir == st->tmp_ino;
-    pthread_mutex_unlock(&spare_mu);
+    for (size_t i = 0; i < p->n; i++)
+        mine += p->v[i].dev == st->dev && p->v[i].dir == st->tmp_ino;
+    pthread_mutex_unlock(&p->mu);
     if (!mine)
         return;
     /* Idle: tmp/ holds no more entries than our spares (no staging file,
@@ -215,16 +240,16 @@ void lr__store_spares_drain(struct lr_store *st)
         return;
     struct spare *out = lr_xmalloc(mine * sizeof(*out));
     size_t k = 0;
-    pthread_mutex_lock(&spare_mu);
-    for (size_t i = 0; i < nspares;) {
-        if (spares[i].dev == st->dev && spares[i].dir == st->tmp_ino && k < mine) {
-            out[k++] = spares[i];
-            spares[i] = spares[--nspares];
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->n;) {
+        if (p->v[i].dev == st->dev && p->v[i].dir == st->tmp_ino && k < mine) {
+            out[k++] = p->v[i];
+            p->v[i] = p->v[--p->n];
         } else {
             i++;
         }
     }
-    pthread_mutex_unlock(&spare_mu);
+    pthread_mutex_unlock(&p->mu);
     for (size_t i = 0; i < k; i++) {
         struct name nm;
         spare_name(&out[i], &nm);
@@ -673,15 +698,18 @@ static bool stray_spare(struct lr_store *st, const char *name)
             return false;
     }
     bool ours = false;
-    pthread_mutex_lock(&spare_mu);
-    for (size_t i = 0; i < nspares && !ours; i++) {
-        if (spares[i].dev != st->dev || spares[i].dir != st->tmp_ino)
-            continue;
-        struct name nm;
-        spare_name(&spares[i], &nm);
-        ours = strcmp(nm.s, name) == 0;
+    struct lr_store_spares *p = st->spares;
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->n && !ours; i++) {
+            if (p->v[i].dev != st->dev || p->v[i].dir != st->tmp_ino)
+                continue;
+            struct name nm;
+            spare_name(&p->v[i], &nm);
+            ours = strcmp(nm.s, name) == 0;
+        }
+        pthread_mutex_unlock(&p->mu);
     }
-    pthread_mutex_unlock(&spare_mu);
     return !ours && unlinkat(st->tmpfd, name, 0) == 0;
 }
 

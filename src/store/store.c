@@ -90,6 +90,12 @@ static int open_sub(const struct lr_store *st, int dirfd, const char *name, int 
 
 int lr_store_open(const char *root, struct lr_store **out, struct lr_err *err)
 {
+    return lr_store_open_with(root, NULL, out, err);
+}
+
+int lr_store_open_with(const char *root, struct lr_store_spares *spares, struct lr_store **out,
+                       struct lr_err *err)
+{
     *out = NULL;
     int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
@@ -106,6 +112,7 @@ int lr_store_open(const char *root, struct lr_store **out, struct lr_err *err)
     st->dev = rs.st_dev;
     st->root_ino = rs.st_ino;
     st->root = lr_xstrdup(root);
+    st->spares = spares;
     int rc, mfd = -1;
     if (fstatat(rootfd, LR_STORE_MARKER, &ms, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(ms.st_mode) ||
         ms.st_dev != rs.st_dev || lr__store_open_one_dir(st, rootfd, LR_STORE_MARKER, &mfd) < 0) {

@@ -148,6 +148,22 @@ int lr_store_open(const char *root, struct lr_store **out, struct lr_err *err);
 void lr_store_close(struct lr_store *st);
 
 /*
+ * Spare sidecar inodes (docs/decisions/0003-spare-sidecar-inodes.md): a
+ * pool, owned by whoever opens stores for a long run of pulls (the daemon),
+ * that lets a forgotten staging sidecar be kept as an empty inode for the
+ * next sidecar instead of being unlinked. A store opened with
+ * lr_store_open_with() borrows the pool (it must outlive the handle); one
+ * opened with lr_store_open() (pool NULL) unlinks forgotten sidecars.
+ * Thread-safe (a mutex). Freeing the pool leaves the spare files on disk,
+ * for lr_store_close (at idle) or lr_store_sidecar_gc to remove.
+ */
+struct lr_store_spares;
+struct lr_store_spares *lr_store_spares_new(void);
+void lr_store_spares_free(struct lr_store_spares *sp); /* NULL ok */
+int lr_store_open_with(const char *root, struct lr_store_spares *spares, struct lr_store **out,
+                       struct lr_err *err);
+
+/*
  * Re-verify, before a destructive batch, that the root path still names the
  * directory opened and that its marker is the same directory as at open.
  * 0 or LR_ENOMARKER.

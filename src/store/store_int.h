@@ -26,7 +26,8 @@ struct lr_store {
      * marker): every name a change creates or touches is then compared with
      * the directory's entries byte for byte (lr__store_name_check). */
     bool folds;
-    ino_t tmp_ino; /* .landropic/tmp's inode: keys the spare sidecar inodes */
+    ino_t tmp_ino;                  /* .landropic/tmp's inode: keys the spare sidecar inodes */
+    struct lr_store_spares *spares; /* borrowed, thread-safe; NULL: none kept */
     /* The one mutable field: a forgotten sidecar was kept as a spare inode
      * through this handle, so lr_store_close() looks whether tmp/ is idle
      * (staging_reuse.c). */

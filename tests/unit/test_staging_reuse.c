@@ -387,6 +387,80 @@ static void test_forget_and_gc(void **state)
     lr_vv_release(&cm.rec.vv);
 }
 
+static size_t tmp_entries(struct fx *f)
+{
+    DIR *d = opendir(f->tmp);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/*
+ * Spare sidecar inodes (docs/decisions/0003): through a handle with a pool,
+ * a forgotten sidecar stays as an 8-byte spare, the next sidecar takes its
+ * inode over, and closing the handle with tmp/ idle removes the spares;
+ * without a pool a forgotten sidecar is unlinked at once.
+ */
+static void test_spare_inodes(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    uint8_t seed[1] = {9}, data[CH];
+    struct lr_chunk ch[1];
+    make_chunks(seed, 1, ch, data);
+    struct lr_hash k1 = key_of(31), k2 = key_of(32), k3 = key_of(33);
+    struct lr_store_sidecar_commit cm = commit_of(1, CH);
+    struct lr_store_spares *sp = lr_store_spares_new();
+    struct lr_store *st = NULL;
+    assert_int_equal(lr_store_open_with(f->root, sp, &st, &err), 0);
+
+    assert_int_equal(lr_store_sidecar_write(st, PATH, PLEN, &k1, ch, 1, NULL, &cm, &err), 0);
+    char p[300];
+    assert_true(sidecar_path(f, p, sizeof(p)));
+    struct stat s1, s2;
+    assert_int_equal(stat(p, &s1), 0);
+    assert_int_equal(lr_store_sidecar_forget(st, PATH, PLEN, &k1, &err), 0);
+    assert_false(sidecar_path(f, p, sizeof(p)));
+    assert_int_equal(tmp_entries(f), 1); /* the spare */
+
+    /* The next sidecar is the spare's inode, rewritten whole. */
+    assert_int_equal(lr_store_sidecar_write(st, PATH, PLEN, &k2, ch, 1, NULL, &cm, &err), 0);
+    assert_true(sidecar_path(f, p, sizeof(p)));
+    assert_int_equal(stat(p, &s2), 0);
+    assert_int_equal(s2.st_ino, s1.st_ino);
+    assert_int_equal(tmp_entries(f), 1);
+    struct lr_store_sidecar got;
+    assert_int_equal(lr_store_sidecar_load(st, PATH, PLEN, &got, &err), 0);
+    assert_memory_equal(got.key.b, k2.b, LR_HASH_LEN);
+    lr_store_sidecar_release(&got);
+
+    /* A staging file keeps tmp/ busy: closing a handle keeps the spare. */
+    assert_int_equal(lr_store_sidecar_forget(st, PATH, PLEN, &k2, &err), 0);
+    close(stage(f, &k3, data, CH));
+    struct lr_store *st2 = NULL;
+    assert_int_equal(lr_store_open_with(f->root, sp, &st2, &err), 0);
+    assert_int_equal(lr_store_sidecar_write(st2, PATH, PLEN, &k3, ch, 1, NULL, &cm, &err), 0);
+    assert_int_equal(lr_store_sidecar_forget(st2, PATH, PLEN, &k3, &err), 0);
+    assert_int_equal(tmp_entries(f), 2); /* k3's staging file and the spare */
+    lr_store_close(st2);
+    assert_int_equal(tmp_entries(f), 2);
+    /* Idle (the staging file gone): the close removes the spares. */
+    assert_int_equal(lr_store_staging_discard(st, &k3, &err), 0);
+    lr_store_close(st);
+    assert_int_equal(tmp_entries(f), 0);
+
+    /* Without a pool: unlinked at once. */
+    assert_int_equal(lr_store_sidecar_write(f->st, PATH, PLEN, &k1, ch, 1, NULL, &cm, &err), 0);
+    assert_int_equal(lr_store_sidecar_forget(f->st, PATH, PLEN, &k1, &err), 0);
+    assert_int_equal(tmp_entries(f), 0);
+    lr_store_spares_free(sp);
+    lr_vv_release(&cm.rec.vv);
+}
+
 struct applied {
     int calls;
     int ret;
@@ -569,6 +643,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_superseded_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_copies_verified_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_and_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spare_inodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_only_our_committed_inode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_sidecars, setup, teardown),
     };
