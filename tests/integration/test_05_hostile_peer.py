@@ -83,10 +83,10 @@ class Scene:
     def parent_state(self):
         return tree_state(self.parent, skip=("docs",))
 
-    def run_peer(self, bursts, *flags, timeout_ms=20000):
+    def run_peer(self, bursts, *flags, timeout_ms=20000, features=0):
         self.n += 1
         script = self.tmp / f"script{self.n}.json"
-        script.write_text(json.dumps({"folder": "docs", "bursts": bursts}))
+        script.write_text(json.dumps({"folder": "docs", "bursts": bursts, "features": features}))
         p = subprocess.run([PEER_BIN, "--home", self.p.home, "--connect", self.a.addr(),
                             "--peer", self.a.id, "--script", str(script),
                             "--timeout-ms", str(timeout_ms), *flags],
@@ -407,3 +407,89 @@ def test_refused_entries_are_not_fetched_nor_staged(devices, tmp_path):
     s.assert_contained()
     assert "served path=link/x" not in out and "served path=.landropic/junk" not in out, out
     assert os.listdir(s.root / ".landropic" / "tmp") == []
+
+
+# HELLO feature bits (docs/protocol.md §6.1).
+FEAT_HAVE, FEAT_RECON = 1, 4
+T_HAVE, T_SUMMARY, T_SUMMARY_WANT = 0x14, 0x16, 0x17
+INDEX_RECON = 4
+
+
+def summary_hex(index_id=1):
+    """A well-formed, empty SUMMARY of folder docs (§6.11): one bucket, no entries."""
+    return ("04" + "646f6373" + f"{index_id:016x}" + "00" + "01" + "00" + "00"
+            + "11" + "00" + "11" + "00" * 17)
+
+
+def want_hex(index_id=1):
+    """A well-formed SUMMARY_WANT of folder docs: one bucket, asked for."""
+    return "04" + "646f6373" + f"{index_id:016x}" + "00" + "01" + "00" + "01" + "01"
+
+
+# (id, HELLO features, raw frame type, payload hex, what the daemon logs)
+HOSTILE_FRAMES = [
+    ("have-not-negotiated", 0, T_HAVE, "00", "without the HAVE feature"),
+    ("have-garbage", FEAT_HAVE, T_HAVE, "ff", "invalid HAVE"),
+    ("summary-not-negotiated", 0, T_SUMMARY, summary_hex(), "without the RECON feature"),
+    ("summary-garbage", FEAT_RECON, T_SUMMARY, "04646f6373", "SUMMARY not accepted"),
+    ("summary-other-index", FEAT_RECON, T_SUMMARY, summary_hex(), "FOLDERS said"),
+    ("summary-want-garbage", FEAT_RECON, T_SUMMARY_WANT, "ff", "invalid SUMMARY_WANT"),
+    ("summary-want-not-negotiated", 0, T_SUMMARY_WANT, want_hex(),
+     "without the RECON feature"),
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE_FRAMES, ids=[c[0] for c in HOSTILE_FRAMES])
+def test_hostile_have_and_summary_frames_close_the_connection(devices, tmp_path, case):
+    """HAVE, SUMMARY and SUMMARY_WANT that are malformed, or sent without their
+    feature in force, are protocol errors: the connection closes, the daemon
+    logs why and keeps serving; what came before them is applied."""
+    _, features, ftype, payload, logged = case
+    s = Scene(devices, tmp_path)
+    s.start()
+    out = s.run_peer([
+        {"entries": [good("before.txt", "sent before the frame\n")]},
+        {"wait_served": True, "entries": [], "raw": [{"type": ftype, "hex": payload}]},
+    ], "--exit-on-close", features=features)
+    assert "exit reason=closed" in out, out
+    assert "application error 1" in out, out
+    s.settle(logged)
+    wait_for(lambda: arrived(s.root, "before.txt", "sent before the frame\n"),
+             what="the file sent before the frame")
+    s.assert_contained()
+    s.assert_alive()
+    s.assert_logged(logged)
+
+
+def test_recon_burst_without_a_summary_is_refused(devices, tmp_path):
+    """An INDEX burst starting with RECON continues a replacement only a
+    SUMMARY can begin (§6.11): without one it is a protocol error and none of
+    its entries is applied."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    out = s.run_peer([{"first_flag": INDEX_RECON,
+                       "entries": [good("recon.txt", "no summary came first\n")]}],
+                     "--exit-on-close", features=FEAT_RECON)
+    assert "exit reason=closed" in out, out
+    s.settle("RECON without a SUMMARY")
+    assert not (s.root / "recon.txt").exists()
+    assert "path=recon.txt" not in out
+    s.assert_contained()
+    s.assert_alive()
+    s.assert_logged("INDEX not accepted", "RECON without a SUMMARY")
+
+
+def test_stale_summary_want_is_ignored(devices, tmp_path):
+    """A well-formed SUMMARY_WANT answering no SUMMARY of ours (a superseded
+    one, say) is ignored: the connection stays and later files still sync."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    out = s.run_peer([
+        {"entries": [good("one.txt", "first\n")],
+         "raw": [{"type": T_SUMMARY_WANT, "hex": want_hex()}]},
+        {"wait_served": True, "delay_ms": 300, "entries": [good("two.txt", "second\n")]},
+    ], "--linger-ms", "300", features=FEAT_RECON)
+    assert "exit reason=finished" in out, out
+    assert "closed by peer" not in out, out  # only our own exit closes it
+    assert arrived(s.root, "one.txt", "first\n") and arrived(s.root, "two.txt", "second\n")
+    s.assert_alive()

@@ -29,7 +29,12 @@
  *                                         "good" entries already sent was served
  *                "delay_ms": 0,           then wait this long
  *                "reconnect": false,      then drop the connection and dial again
- *                "per_batch": 0}]}        entries per INDEX batch (0: all in one)
+ *                "per_batch": 0,          entries per INDEX batch (0: all in one)
+ *                "first_flag": 1,         the flag a new connection's first batch
+ *                                         carries instead of FIRST (e.g. 4: RECON)
+ *                "raw": [{"type": 20, "hex": "00ff"}]}],   frames sent as they are
+ *                                         on the control stream after the burst
+ *    "features": 0}                       HELLO feature bits (default none)
  *   ENTRY: {"path": "a/b" (may hold \u0000) | "path_hex": "612f62",
  *           "type": "file" | "dir" | "symlink",   default "file"
  *           "deleted": false,
@@ -95,11 +100,21 @@ struct tp_entry {
     bool sent;
 };
 
+/* A frame sent byte for byte after a burst (hostile messages). */
+struct tp_raw {
+    uint64_t type;
+    uint8_t *p;
+    size_t len;
+};
+
 struct tp_burst {
     size_t first, n; /* entries[first .. first + n) */
     bool wait_served, reconnect;
     uint64_t delay_ms;
     size_t per_batch;
+    uint64_t first_flag;
+    struct tp_raw *raw;
+    size_t nraw;
 };
 
 /* A CHUNK answer waiting for room in the connection's send budget. */
@@ -118,6 +133,7 @@ struct tp {
     uint64_t me_u64;
     char folder[LR_PROTO_FOLDER_ID_MAX + 1];
     uint64_t index_id;
+    uint64_t features; /* HELLO */
     struct tp_entry *e;
     size_t ne;
     struct tp_burst *b;
@@ -251,6 +267,8 @@ static void load_script(struct tp *tp, const char *path)
     if (!folder || strlen(folder) >= sizeof(tp->folder))
         fail_usage("script: no folder");
     snprintf(tp->folder, sizeof(tp->folder), "%s", folder);
+    json_t *feat = json_object_get(root, "features");
+    tp->features = json_is_integer(feat) ? (uint64_t)json_integer_value(feat) : 0;
     json_t *bursts = json_object_get(root, "bursts");
     if (!json_is_array(bursts) || json_array_size(bursts) == 0)
         fail_usage("script: bursts must be a non-empty array");
@@ -279,6 +297,27 @@ static void load_script(struct tp *tp, const char *path)
         tb->delay_ms = json_is_integer(x) ? (uint64_t)json_integer_value(x) : 0;
         x = json_object_get(b, "per_batch");
         tb->per_batch = json_is_integer(x) ? (size_t)json_integer_value(x) : 0;
+        x = json_object_get(b, "first_flag");
+        tb->first_flag =
+            json_is_integer(x) ? (uint64_t)json_integer_value(x) : LR_PROTO_INDEX_FIRST;
+        json_t *raw = json_object_get(b, "raw");
+        if (raw && !json_is_array(raw))
+            fail_usage("script: raw must be an array");
+        tb->nraw = raw ? json_array_size(raw) : 0;
+        tb->raw = lr_xcalloc(tb->nraw ? tb->nraw : 1, sizeof(*tb->raw));
+        for (size_t r = 0; r < tb->nraw; r++) {
+            json_t *f = json_array_get(raw, r);
+            const char *hex = json_string_value(json_object_get(f, "hex"));
+            json_t *t = json_object_get(f, "type");
+            size_t hl = hex ? strlen(hex) : 1;
+            if (!json_is_integer(t) || !hex || hl % 2)
+                fail_usage("script: a raw frame needs an integer type and even-length hex");
+            tb->raw[r].type = (uint64_t)json_integer_value(t);
+            tb->raw[r].len = hl / 2;
+            tb->raw[r].p = lr_xmalloc(hl / 2 + 1);
+            if (lr_unhex(hex, tb->raw[r].p, hl / 2) < 0)
+                fail_usage("script: raw hex is not hex");
+        }
         json_array_foreach(es, k, x)
         {
             load_entry(tp, x, &tp->e[tp->ne]);
@@ -401,7 +440,7 @@ static void send_burst(struct tp *tp, size_t bi)
         size_t n = b->n - done < per ? b->n - done : per;
         uint64_t flags = 0;
         if (tp->first_pending)
-            flags |= LR_PROTO_INDEX_FIRST;
+            flags |= b->first_flag;
         if (done + n == b->n)
             flags |= LR_PROTO_INDEX_LAST;
         size_t len;
@@ -417,6 +456,12 @@ static void send_burst(struct tp *tp, size_t bi)
             tp->e[i].sent = true;
         done += n;
     } while (done < b->n);
+    for (size_t r = 0; r < b->nraw; r++) {
+        uint8_t *p = lr_xmalloc(b->raw[r].len + 1);
+        memcpy(p, b->raw[r].p, b->raw[r].len);
+        send_frame(tp, b->raw[r].type, p, b->raw[r].len);
+        say("sent raw type=%" PRIu64 " bytes=%zu", b->raw[r].type, b->raw[r].len);
+    }
 }
 
 static bool all_good_served(const struct tp *tp)
@@ -786,6 +831,7 @@ int main(int argc, char **argv)
     cfg.hello.version = LR_PROTO_VERSION;
     snprintf(cfg.hello.name, sizeof(cfg.hello.name), "lr_test_peer");
     snprintf(cfg.hello.software, sizeof(cfg.hello.software), "lr_test_peer");
+    cfg.hello.features = tp.features;
     cfg.backoff_min_ms = 200;
     cfg.backoff_max_ms = 1000;
     struct lr_transport_cbs cbs = {
@@ -824,6 +870,11 @@ int main(int argc, char **argv)
         free(tp.e[i].served);
     }
     free(tp.e);
+    for (size_t i = 0; i < tp.nb; i++) {
+        for (size_t r = 0; r < tp.b[i].nraw; r++)
+            free(tp.b[i].raw[r].p);
+        free(tp.b[i].raw);
+    }
     free(tp.b);
     drop_pending(&tp);
     return 0;
