@@ -325,14 +325,11 @@ void sync_recon_on_summary(struct lr_daemon *d, struct sync_peer *p, const uint8
      * FOLDERS; the payload's first field names the folder (the job decodes
      * and checks the whole message). */
     struct lr_rd rd;
-    uint64_t flen;
     char folder[LR_PROTO_FOLDER_ID_MAX + 1];
     lr_rd_init(&rd, payload, len);
-    if (lr_rd_get_varint(&rd, &flen) == 0 && flen >= 1 && flen <= LR_PROTO_FOLDER_ID_MAX &&
-        lr_rd_get_bytes(&rd, folder, (size_t)flen) == 0) {
-        folder[flen] = 0;
+    if (lr_proto_get_folder_id(&rd, "summary.folder", folder, NULL) == 0) {
         struct sync_link *l = sync_link_find(d, &p->id, folder);
-        if (l && l->listed && strlen(folder) == flen) {
+        if (l && l->listed) {
             j->their_index_id = l->their_index_id;
             j->their_view_id = l->their_view_id;
             j->their_view_seq = l->their_view_seq;

@@ -134,19 +134,6 @@ int lr_proto_have_encode(const struct lr_proto_have *h, const uint8_t *bits, str
     return rc;
 }
 
-static int get_hash(struct lr_rd *rd, const char *what, struct lr_hash *h, struct lr_err *err)
-{
-    uint64_t len;
-    if (lr_rd_get_varint(rd, &len) < 0)
-        return lr_err_set(err, LR_ETRUNC, "%s: length truncated", what);
-    if (len != LR_HASH_LEN)
-        return lr_err_set(err, LR_EBADVAL, "%s: %" PRIu64 " bytes, must be %d", what, len,
-                          LR_HASH_LEN);
-    if (lr_rd_get_bytes(rd, h->b, LR_HASH_LEN) < 0)
-        return lr_err_set(err, LR_ETRUNC, "%s: truncated", what);
-    return 0;
-}
-
 static uint64_t popcount8(uint8_t v)
 {
     return (uint64_t)__builtin_popcount(v);
@@ -161,7 +148,7 @@ int lr_proto_have_decode(const uint8_t *p, size_t n, struct lr_proto_have *h, st
     memset(h, 0, sizeof(*h));
     memset(&t, 0, sizeof(t));
     lr_rd_init(&rd, p, n);
-    if ((rc = lr__proto_get_folder_id(&rd, "have.folder", t.folder_id, err)) < 0)
+    if ((rc = lr_proto_get_folder_id(&rd, "have.folder", t.folder_id, err)) < 0)
         return rc;
     rc = lr_rd_get_lview(&rd, &t.path, &t.path_len, LR_INDEX_PATH_MAX);
     if (rc == LR_ETOOBIG)
@@ -171,7 +158,7 @@ int lr_proto_have_decode(const uint8_t *p, size_t n, struct lr_proto_have *h, st
     struct lr_err perr;
     if (lr_index_path_check(t.path, t.path_len, &perr) < 0)
         return lr_err_set(err, LR_EBADVAL, "have.path: %s", perr.msg);
-    if ((rc = get_hash(&rd, "have.blocks_hash", &t.blocks_hash, err)) < 0)
+    if ((rc = lr__proto_get_hash(&rd, "have.blocks_hash", &t.blocks_hash, err)) < 0)
         return rc;
     if (lr_rd_get_varint(&rd, &t.nchunks) < 0)
         return lr_err_set(err, LR_ETRUNC, "have.nchunks: truncated");

@@ -311,7 +311,7 @@ int lr_proto_index_open(struct lr_proto_index_rd *r, const uint8_t *p, size_t n,
     memset(r, 0, sizeof(*r));
     memset(&h, 0, sizeof(h));
     lr_rd_init(&rd, p, n);
-    int rc = lr__proto_get_folder_id(&rd, "index.folder", h.folder_id, err);
+    int rc = lr_proto_get_folder_id(&rd, "index.folder", h.folder_id, err);
     if (rc < 0)
         return rc;
     if (lr_rd_get_u64(&rd, &h.index_id) < 0)

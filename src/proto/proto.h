@@ -226,6 +226,11 @@ int lr_frame_reader_take(struct lr_frame_reader *r, uint64_t *type, const uint8_
  * "..": the rule of config's lr_config_check_folder_id. */
 #define LR_PROTO_FOLDER_ID_MAX 255
 bool lr_proto_folder_id_ok(const void *s, size_t n);
+/* Read a folder-id field (§6.4: varint length, then the ID) into out, for
+ * every decoder of a message that names a folder (sync/summary.c too).
+ * LR_ETRUNC, LR_ETOOBIG or LR_EBADVAL with err naming `what`. */
+int lr_proto_get_folder_id(struct lr_rd *rd, const char *what, char out[LR_PROTO_FOLDER_ID_MAX + 1],
+                           struct lr_err *err);
 
 /*
  * zstd contexts and scratch, reusable across messages to avoid a context

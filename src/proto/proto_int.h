@@ -15,9 +15,9 @@ struct lr_proto_zc {
     size_t cap;
 };
 
-/* A folder ID field (text(255) with the folder ID rules) into out. */
-int lr__proto_get_folder_id(struct lr_rd *rd, const char *what,
-                            char out[LR_PROTO_FOLDER_ID_MAX + 1], struct lr_err *err);
+/* A hash field: lbytes of exactly 32 (LR_EBADVAL otherwise, so a short
+ * or long hash is an error rather than a shift of every later field). */
+int lr__proto_get_hash(struct lr_rd *rd, const char *what, struct lr_hash *h, struct lr_err *err);
 /* A varint that must be < 2^62 and <= max. */
 int lr__proto_get_uint(struct lr_rd *rd, const char *what, uint64_t max, uint64_t *v,
                        struct lr_err *err);

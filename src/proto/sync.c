@@ -21,8 +21,8 @@ bool lr_proto_folder_id_ok(const void *vs, size_t n)
     return !(n == 1 && s[0] == '.') && !(n == 2 && s[0] == '.' && s[1] == '.');
 }
 
-int lr__proto_get_folder_id(struct lr_rd *rd, const char *what,
-                            char out[LR_PROTO_FOLDER_ID_MAX + 1], struct lr_err *err)
+int lr_proto_get_folder_id(struct lr_rd *rd, const char *what, char out[LR_PROTO_FOLDER_ID_MAX + 1],
+                           struct lr_err *err)
 {
     uint64_t len;
     const uint8_t *p;
@@ -329,7 +329,7 @@ int lr_proto_folders_decode(const uint8_t *p, size_t n, struct lr_proto_folders 
         struct lr_proto_folder *f = &v[i];
         char what[48];
         snprintf(what, sizeof(what), "folders[%zu].id", i);
-        if ((rc = lr__proto_get_folder_id(&rd, what, f->id, err)) < 0)
+        if ((rc = lr_proto_get_folder_id(&rd, what, f->id, err)) < 0)
             goto out;
         if (i > 0 && strcmp(v[i - 1].id, f->id) >= 0) {
             rc = lr_err_set(err, LR_EBADVAL,
@@ -367,9 +367,7 @@ out:
 
 /* ---- WANT ------------------------------------------------------------------------ */
 
-/* A hash field: lbytes of exactly 32, so a 31- or 33-byte hash is an error
- * rather than a shift of every later field. */
-static int get_hash(struct lr_rd *rd, const char *what, struct lr_hash *h, struct lr_err *err)
+int lr__proto_get_hash(struct lr_rd *rd, const char *what, struct lr_hash *h, struct lr_err *err)
 {
     uint64_t len;
     if (lr_rd_get_varint(rd, &len) < 0)
@@ -417,7 +415,7 @@ int lr_proto_want_decode(const uint8_t *p, size_t n, struct lr_proto_want *w, st
     lr_rd_init(&rd, p, n);
     if (lr_rd_get_varint(&rd, &t.req_id) < 0)
         return lr_err_set(err, LR_ETRUNC, "want.req_id: truncated");
-    if ((rc = lr__proto_get_folder_id(&rd, "want.folder", t.folder_id, err)) < 0)
+    if ((rc = lr_proto_get_folder_id(&rd, "want.folder", t.folder_id, err)) < 0)
         return rc;
     rc = lr_rd_get_lview(&rd, &t.path, &t.path_len, LR_INDEX_PATH_MAX);
     if (rc == LR_ETOOBIG)
@@ -427,7 +425,7 @@ int lr_proto_want_decode(const uint8_t *p, size_t n, struct lr_proto_want *w, st
     struct lr_err perr;
     if (lr_index_path_check(t.path, t.path_len, &perr) < 0)
         return lr_err_set(err, LR_EBADVAL, "want.path: %s", perr.msg);
-    if ((rc = get_hash(&rd, "want.blocks_hash", &t.blocks_hash, err)) < 0)
+    if ((rc = lr__proto_get_hash(&rd, "want.blocks_hash", &t.blocks_hash, err)) < 0)
         return rc;
     if (lr_rd_get_varint(&rd, &t.offset) < 0)
         return lr_err_set(err, LR_ETRUNC, "want.offset: truncated");
@@ -440,7 +438,7 @@ int lr_proto_want_decode(const uint8_t *p, size_t n, struct lr_proto_want *w, st
         return lr_err_set(err, LR_EBADVAL, "want.offset: %" PRIu64 " + %" PRIu64 " past 2^62",
                           t.offset, v);
     t.size = (uint32_t)v;
-    if ((rc = get_hash(&rd, "want.hash", &t.hash, err)) < 0)
+    if ((rc = lr__proto_get_hash(&rd, "want.hash", &t.hash, err)) < 0)
         return rc;
     *w = t;
     return 0;

@@ -324,28 +324,6 @@ void lr_summary_bucket_tags(const struct lr_summary *s, uint32_t bucket, const u
 
 /* ---- shared codec helpers -------------------------------------------------------- */
 
-static int get_folder(struct lr_rd *rd, const char *what, char out[LR_PROTO_FOLDER_ID_MAX + 1],
-                      struct lr_err *err)
-{
-    uint64_t len;
-    const uint8_t *p;
-    if (lr_rd_get_varint(rd, &len) < 0)
-        return lr_err_set(err, LR_ETRUNC, "%s: length truncated", what);
-    if (len > LR_PROTO_FOLDER_ID_MAX)
-        return lr_err_set(err, LR_ETOOBIG, "%s: length %" PRIu64 " over %d", what, len,
-                          LR_PROTO_FOLDER_ID_MAX);
-    if (lr_rd_get_view(rd, &p, (size_t)len) < 0)
-        return lr_err_set(err, LR_ETRUNC, "%s: %" PRIu64 " bytes declared, %zu left", what, len,
-                          lr_rd_left(rd));
-    if (!lr_proto_folder_id_ok(p, (size_t)len))
-        return lr_err_set(err, LR_EBADVAL,
-                          "%s: not a folder ID (empty, invalid UTF-8, control, '/', '.' or '..')",
-                          what);
-    memcpy(out, p, (size_t)len);
-    out[len] = '\0';
-    return 0;
-}
-
 static int get_varint(struct lr_rd *rd, const char *what, uint64_t *v, struct lr_err *err)
 {
     if (lr_rd_get_varint(rd, v) < 0)
@@ -634,7 +612,7 @@ int lr_summary_decode(const uint8_t *p, size_t len, struct lr_summary_msg *out, 
     memset(out, 0, sizeof(*out));
     memset(&m, 0, sizeof(m));
     lr_rd_init(&rd, p, len);
-    int rc = get_folder(&rd, "summary.folder", m.folder, err);
+    int rc = lr_proto_get_folder_id(&rd, "summary.folder", m.folder, err);
     if (rc < 0)
         return rc;
     if (lr_rd_get_u64(&rd, &m.index_id) < 0)
@@ -774,7 +752,7 @@ int lr_summary_want_decode(const uint8_t *p, size_t len, struct lr_summary_want 
     memset(out, 0, sizeof(*out));
     memset(&w, 0, sizeof(w));
     lr_rd_init(&rd, p, len);
-    int rc = get_folder(&rd, "summary_want.folder", w.folder, err);
+    int rc = lr_proto_get_folder_id(&rd, "summary_want.folder", w.folder, err);
     if (rc < 0)
         return rc;
     if (lr_rd_get_u64(&rd, &w.index_id) < 0)
