@@ -756,6 +756,7 @@ static void on_folders(struct lr_daemon *d, struct sync_peer *p, const uint8_t *
     p->theirs = f;
     p->have_folders = true;
     apply_their_folders(d, p, &p->theirs, true);
+    sync_serve_replay(d, p);
 }
 
 /* ---- INDEX received ---- */

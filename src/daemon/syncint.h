@@ -54,6 +54,11 @@ struct sync_peer {
     struct sync_serve_req *serve;
     size_t nserve;
     bool serve_busy;
+    /* WANTs that arrived (on a bulk stream) before its FOLDERS did (on the
+     * control stream) on this connection: answered once FOLDERS says
+     * whether the folder is shared (sync_serve_replay). Raw payloads, owned. */
+    struct sync_early_want *early;
+    size_t nearly;
     uint64_t index_queued; /* bytes of INDEX payloads waiting for their job */
     /* Its latest FOLDERS (this connection). */
     struct lr_proto_folders theirs;
@@ -251,6 +256,9 @@ void sync_pull_free(struct lr_daemon *d);
 /* syncserve.c */
 void sync_serve_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
                         size_t len);
+/* The peer's FOLDERS arrived: the WANTs parked before it are answered. */
+void sync_serve_replay(struct lr_daemon *d, struct sync_peer *p);
+/* Forgets the peer's queued and parked requests (connection gone or replaced). */
 void sync_serve_peer_down(struct lr_daemon *d, struct sync_peer *p);
 
 #endif

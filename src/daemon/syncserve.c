@@ -44,6 +44,12 @@ struct sync_serve_req {
     struct sync_xfer *staging; /* a transfer of this version holding the chunk, or NULL */
 };
 
+/* A WANT parked until the peer's FOLDERS (already decoded once). */
+struct sync_early_want {
+    uint8_t *p;
+    size_t len;
+};
+
 struct serve_job {
     struct daemon_job base;
     struct lr_device_id peer;
@@ -303,6 +309,21 @@ void sync_serve_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
     }
     struct sync_link *l = sync_link_find(d, &p->id, w.folder_id);
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, w.folder_id);
+    if (!p->have_folders && fc && lr_folder_shared_with(fc, &p->id)) {
+        /* Its FOLDERS went first but on another stream: whether the folder
+         * is shared on this connection is not known yet (not a refusal,
+         * which would make the puller give up on us for that file). */
+        if (p->nearly >= SYNC_SERVE_QUEUE_MAX) {
+            answer_now(d, p, w.req_id, LR_PROTO_CHUNK_BUSY);
+            return;
+        }
+        p->early = lr_xreallocarray(p->early, p->nearly + 1, sizeof(*p->early));
+        struct sync_early_want *e = &p->early[p->nearly++];
+        e->p = lr_xmalloc(len ? len : 1);
+        memcpy(e->p, payload, len);
+        e->len = len;
+        return;
+    }
     if (!l || !l->listed || !fc || !lr_folder_shared_with(fc, &p->id)) {
         answer_now(d, p, w.req_id, LR_PROTO_CHUNK_NOT_SHARED);
         return;
@@ -330,9 +351,35 @@ void sync_serve_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
     queue_serve(d, p);
 }
 
+static void early_clear(struct sync_peer *p)
+{
+    for (size_t i = 0; i < p->nearly; i++)
+        free(p->early[i].p);
+    free(p->early);
+    p->early = NULL;
+    p->nearly = 0;
+}
+
+void sync_serve_replay(struct lr_daemon *d, struct sync_peer *p)
+{
+    struct sync_early_want *v = p->early;
+    size_t n = p->nearly;
+    uint64_t gen = p->gen;
+    p->early = NULL;
+    p->nearly = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* A fatal answer (bad WANT) ends the connection: the rest is moot. */
+        if (p->gen == gen && !d->stopping)
+            sync_serve_on_want(d, p, v[i].p, v[i].len);
+        free(v[i].p);
+    }
+    free(v);
+}
+
 void sync_serve_peer_down(struct lr_daemon *d, struct sync_peer *p)
 {
     (void)d;
+    early_clear(p);
     for (size_t i = 0; i < p->nserve; i++)
         req_release(&p->serve[i]);
     free(p->serve);

@@ -83,10 +83,11 @@ class Scene:
     def parent_state(self):
         return tree_state(self.parent, skip=("docs",))
 
-    def run_peer(self, bursts, *flags, timeout_ms=20000, features=0):
+    def run_peer(self, bursts, *flags, timeout_ms=20000, features=0, extra=None):
         self.n += 1
         script = self.tmp / f"script{self.n}.json"
-        script.write_text(json.dumps({"folder": "docs", "bursts": bursts, "features": features}))
+        script.write_text(json.dumps({"folder": "docs", "bursts": bursts, "features": features,
+                                      **(extra or {})}))
         p = subprocess.run([PEER_BIN, "--home", self.p.home, "--connect", self.a.addr(),
                             "--peer", self.a.id, "--script", str(script),
                             "--timeout-ms", str(timeout_ms), *flags],
@@ -492,4 +493,23 @@ def test_stale_summary_want_is_ignored(devices, tmp_path):
     assert "exit reason=finished" in out, out
     assert "closed by peer" not in out, out  # only our own exit closes it
     assert arrived(s.root, "one.txt", "first\n") and arrived(s.root, "two.txt", "second\n")
+    s.assert_alive()
+
+
+def test_want_before_folders_is_served_once_folders_arrives(devices, tmp_path):
+    """FOLDERS goes on the control stream and WANTs on bulk streams, so a WANT
+    may be read first (a reconnect mid-transfer does this). It is held until
+    the peer's FOLDERS says the folder is shared, then served: answering
+    NOT_SHARED would make the puller give up that file on a healthy peer."""
+    s = Scene(devices, tmp_path)
+    held = "held by alice before the peer connects\n" * 20  # one chunk
+    (s.root / "held.txt").write_text(held)
+    s.start()
+    s.a.ok("scan", "docs")
+    out = s.run_peer([{"entries": [good("one.txt", "first\n")]}], "--linger-ms", "300",
+                     extra={"want_first": {"path": "held.txt", "data": held,
+                                           "folders_delay_ms": 400}})
+    assert "sent want-first count=1" in out, out
+    assert "chunk-answer req=1 status=0 right=1" in out, out
+    assert arrived(s.root, "one.txt", "first\n")
     s.assert_alive()

@@ -34,7 +34,13 @@
  *                                         carries instead of FIRST (e.g. 4: RECON)
  *                "raw": [{"type": 20, "hex": "00ff"}]}],   frames sent as they are
  *                                         on the control stream after the burst
- *    "features": 0}                       HELLO feature bits (default none)
+ *    "features": 0,                       HELLO feature bits (default none)
+ *    "want_first": {"path": "a", "data": "text", "folders_delay_ms": 300}}
+ *                                         on connecting, WANT every chunk of that
+ *                                         file (the daemon's copy: under 16 KiB it
+ *                                         is one chunk) on a bulk stream, and send
+ *                                         our FOLDERS only that much later; the
+ *                                         answers print as "chunk-answer"
  *   ENTRY: {"path": "a/b" (may hold \u0000) | "path_hex": "612f62",
  *           "type": "file" | "dir" | "symlink",   default "file"
  *           "deleted": false,
@@ -146,7 +152,10 @@ struct tp {
     uint64_t linger_ms;
     int64_t corrupt_left;                     /* chunk answers still to corrupt; < 0: all */
     struct tp_pending *pend_head, *pend_tail; /* in WANT order */
-    uv_timer_t timeout, delay, linger, quit;
+    struct tp_entry wf;                       /* want_first: path and data (chunked like ours) */
+    bool have_wf;
+    uint64_t wf_delay_ms;
+    uv_timer_t timeout, delay, linger, quit, folders_delay;
 };
 
 /* ---- script ---- */
@@ -269,6 +278,22 @@ static void load_script(struct tp *tp, const char *path)
     snprintf(tp->folder, sizeof(tp->folder), "%s", folder);
     json_t *feat = json_object_get(root, "features");
     tp->features = json_is_integer(feat) ? (uint64_t)json_integer_value(feat) : 0;
+    json_t *wf = json_object_get(root, "want_first");
+    if (wf) {
+        const char *wp = json_string_value(json_object_get(wf, "path"));
+        json_t *wd = json_object_get(wf, "data");
+        if (!wp || !json_is_string(wd))
+            fail_usage("script: want_first needs a path and data");
+        tp->have_wf = true;
+        tp->wf.path = (uint8_t *)lr_xstrdup(wp);
+        tp->wf.path_len = strlen(wp);
+        tp->wf.size = json_string_length(wd);
+        tp->wf.data = lr_xmalloc(tp->wf.size + 1);
+        memcpy(tp->wf.data, json_string_value(wd), tp->wf.size);
+        entry_chunks(&tp->wf);
+        json_t *fd = json_object_get(wf, "folders_delay_ms");
+        tp->wf_delay_ms = json_is_integer(fd) ? (uint64_t)json_integer_value(fd) : 0;
+    }
     json_t *bursts = json_object_get(root, "bursts");
     if (!json_is_array(bursts) || json_array_size(bursts) == 0)
         fail_usage("script: bursts must be a non-empty array");
@@ -558,6 +583,49 @@ static bool is_trusted(void *ud, const struct lr_device_id *peer)
     return lr_device_id_eq(peer, &tp->peer);
 }
 
+/* want_first: WANTs with request IDs 1.. (one per chunk), before FOLDERS. */
+static void send_wants_first(struct tp *tp)
+{
+    for (size_t k = 0; k < tp->wf.nchunks; k++) {
+        struct lr_proto_want w;
+        memset(&w, 0, sizeof(w));
+        w.req_id = k + 1;
+        snprintf(w.folder_id, sizeof(w.folder_id), "%s", tp->folder);
+        w.path = tp->wf.path;
+        w.path_len = tp->wf.path_len;
+        w.blocks_hash = tp->wf.blocks_hash;
+        w.offset = tp->wf.chunks[k].off;
+        w.size = tp->wf.chunks[k].len;
+        w.hash = tp->wf.chunks[k].hash;
+        struct lr_buf b;
+        lr_buf_init(&b, 256);
+        if (lr_proto_want_encode(&w, &b) < 0) {
+            say("want-encode-failed");
+            lr_buf_release(&b);
+            return;
+        }
+        size_t len;
+        uint8_t *p = lr_buf_detach(&b, &len);
+        lr_buf_release(&b);
+        int rc = lr_conn_send_owned(tp->conn, LR_STREAM_BULK, LR_MSG_WANT, p, len, NULL);
+        if (rc < 0) {
+            free(p);
+            say("send-failed type=WANT error=%s", lr_strerror(rc));
+            return;
+        }
+    }
+    say("sent want-first count=%zu", tp->wf.nchunks);
+}
+
+static void folders_delay_cb(uv_timer_t *h)
+{
+    struct tp *tp = h->data;
+    if (!tp->conn)
+        return;
+    send_folders(tp);
+    advance(tp);
+}
+
 static void on_connected(void *ud, struct lr_conn *c, const struct lr_device_id *peer,
                          const struct lr_proto_hello *hello)
 {
@@ -568,8 +636,40 @@ static void on_connected(void *ud, struct lr_conn *c, const struct lr_device_id 
     free(name);
     tp->conn = c;
     tp->first_pending = true;
+    if (tp->have_wf) {
+        send_wants_first(tp);
+        uv_timer_start(&tp->folders_delay, folders_delay_cb, tp->wf_delay_ms, 0);
+        return;
+    }
     send_folders(tp);
     advance(tp);
+}
+
+/* An answer to a want_first WANT: its status, and whether the data is the
+ * chunk asked for. */
+static void on_chunk(struct tp *tp, const uint8_t *payload, size_t len)
+{
+    struct lr_proto_chunk c;
+    struct lr_err err = {0};
+    if (lr_proto_chunk_decode(payload, len, &c, &err) < 0) {
+        say("bad-chunk error=%s", lr_err_msg(&err, LR_EPROTO));
+        return;
+    }
+    bool right = false;
+    if (tp->have_wf && c.req_id >= 1 && c.req_id <= tp->wf.nchunks &&
+        c.status == LR_PROTO_CHUNK_OK) {
+        const struct lr_chunk *ch = &tp->wf.chunks[c.req_id - 1];
+        uint8_t *buf = lr_xmalloc(ch->len ? ch->len : 1);
+        struct lr_hash h;
+        struct lr_proto_zc *zc = lr_proto_zc_new();
+        if (lr_proto_chunk_data(zc, &c, buf, ch->len, NULL) == 0) {
+            lr_sha256(buf, ch->len, &h);
+            right = memcmp(&h, &ch->hash, sizeof(h)) == 0;
+        }
+        lr_proto_zc_free(zc);
+        free(buf);
+    }
+    say("chunk-answer req=%" PRIu64 " status=%" PRIu64 " right=%d", c.req_id, c.status, right);
 }
 
 static void on_disconnected(void *ud, struct lr_conn *c, const struct lr_device_id *peer,
@@ -716,6 +816,9 @@ static void on_message(void *ud, struct lr_conn *c, uint64_t type, const uint8_t
     case LR_MSG_WANT:
         serve_want(tp, c, payload, len);
         break;
+    case LR_MSG_CHUNK:
+        on_chunk(tp, payload, len);
+        break;
     case LR_MSG_FOLDERS: {
         struct lr_proto_folders f;
         if (lr_proto_folders_decode(payload, len, &f, NULL) == 0) {
@@ -738,6 +841,7 @@ static void closed(void *ud)
     struct tp *tp = ud;
     uv_close((uv_handle_t *)&tp->timeout, NULL);
     uv_close((uv_handle_t *)&tp->delay, NULL);
+    uv_close((uv_handle_t *)&tp->folders_delay, NULL);
     uv_close((uv_handle_t *)&tp->linger, NULL);
     uv_close((uv_handle_t *)&tp->quit, NULL);
 }
@@ -747,6 +851,7 @@ static void quit_cb(uv_timer_t *h)
     struct tp *tp = h->data;
     uv_timer_stop(&tp->timeout);
     uv_timer_stop(&tp->delay);
+    uv_timer_stop(&tp->folders_delay);
     uv_timer_stop(&tp->linger);
     lr_transport_close(tp->t, 0, closed, tp);
 }
@@ -848,7 +953,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "lr_test_peer: transport: %s\n", lr_err_msg(&err, rc));
         return 1;
     }
-    uv_timer_t *timers[] = {&tp.timeout, &tp.delay, &tp.linger, &tp.quit};
+    uv_timer_t *timers[] = {&tp.timeout, &tp.delay, &tp.linger, &tp.quit, &tp.folders_delay};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
         uv_timer_init(tp.loop, timers[i]);
         timers[i]->data = &tp;
@@ -876,6 +981,10 @@ int main(int argc, char **argv)
         free(tp.b[i].raw);
     }
     free(tp.b);
+    free(tp.wf.path);
+    free(tp.wf.data);
+    free(tp.wf.chunks);
+    free(tp.wf.served);
     drop_pending(&tp);
     return 0;
 }
