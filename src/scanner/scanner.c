@@ -41,6 +41,14 @@
 #define BIG_FILE ((off_t)64 * 1024 * 1024)
 /* Files being hashed at once (bounds memory for many small files). */
 #define INFLIGHT_MAX 4096
+/* Read-ahead: once a file of a directory needed reading, the disk is asked
+ * (posix_fadvise WILLNEED, which does not wait) for this many of its next
+ * files that will need it too, up to PREFETCH_BYTES of each. One reader
+ * thread reading file after file waits out one disk round trip per file:
+ * 20 000 cold files of 16-48 KiB took 2.5 s to read that way here and
+ * 0.8 s with 32 files asked ahead (docs/benchmarks.md). */
+#define PREFETCH_FILES 32
+#define PREFETCH_BYTES ((off_t)2 * 1024 * 1024)
 
 /* Chunk slots in segments that never move (workers write hashes into them);
  * the first is small because most files have one chunk. */
@@ -95,6 +103,7 @@ struct scan {
     bool wq_started;
     struct lr__wq_buf *buf; /* current read buffer, NULL if none */
     size_t inflight;
+    bool hashed; /* the entry just visited was read */
 };
 
 /* Report an entry counted in skipped_error to the caller. */
@@ -613,6 +622,7 @@ static int hash_file(struct scan *s, int dfd, const char *name, struct stat *lst
         if (rc != LR_ECHANGED)
             break;
     }
+    s->hashed = true;
     if (rc == 0)
         return reap(s, s->inflight > INFLIGHT_MAX ? INFLIGHT_MAX / 2 : SIZE_MAX, 0);
     char *e = esc_path(s);
@@ -874,6 +884,64 @@ static int visit(struct scan *s, int dfd, const char *name)
     return rc;
 }
 
+/*
+ * Whether the regular file at s->path (stat st) will be read by this scan,
+ * judged from the index records still ahead of the cursor (sorted by path).
+ * A path beyond the records loaded is not known: false, so an unchanged
+ * file is never read ahead for nothing.
+ */
+static bool will_read(const struct scan *s, const struct stat *st)
+{
+    size_t lo = s->bi, hi = s->batch.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct lr_file_rec *r = &s->batch.v[mid];
+        if (lr_index_path_cmp(r->path, r->path_len, s->path, s->plen) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == s->batch.n)
+        return s->cur_eof; /* past every record: new */
+    const struct lr_file_rec *r = &s->batch.v[lo];
+    if (lr_index_path_cmp(r->path, r->path_len, s->path, s->plen) != 0)
+        return true; /* not indexed: new */
+    return r->deleted || r->type != LR_FT_FILE || r->size != (uint64_t)st->st_size ||
+           r->mtime_ns != ts_ns(&st->st_mtim) || r->inode != st->st_ino ||
+           r->ctime_ns != ts_ns(&st->st_ctim);
+}
+
+/* Ask the disk for names[*next .. upto] that this scan will read (see
+ * PREFETCH_FILES). Best effort: any failure only skips the hint. */
+static void prefetch(struct scan *s, int dfd, char *const *names, size_t n, size_t *next,
+                     size_t upto)
+{
+    for (; *next < n && *next <= upto; (*next)++) {
+        const char *nm = names[*next];
+        struct stat st;
+        if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_size == 0 || st.st_dev != s->dev)
+            continue;
+        size_t saved;
+        path_push(s, nm, &saved);
+        bool want = s->plen <= LR_INDEX_PATH_MAX &&
+                    !lr_ignore_match_entry(s->ig, (const char *)s->path, s->plen, false) &&
+                    will_read(s, &st);
+        path_pop(s, saved);
+        if (!want)
+            continue;
+        /* O_NONBLOCK: it may have become a FIFO since the stat. */
+        int fd = openat(dfd, nm, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct stat fst;
+        if (fstat(fd, &fst) == 0 && S_ISREG(fst.st_mode))
+            (void)posix_fadvise(fd, 0, fst.st_size < PREFETCH_BYTES ? fst.st_size : PREFETCH_BYTES,
+                                POSIX_FADV_WILLNEED);
+        close(fd);
+    }
+}
+
 static int walk_dir(struct scan *s, int dfd, bool is_root)
 {
     char **names, *arena;
@@ -890,13 +958,20 @@ static int walk_dir(struct scan *s, int dfd, bool is_root)
         skipped(s, rc, "cannot list directory");
         return cur_skip_under(s);
     }
+    size_t ahead = 0; /* names before this were read ahead or judged not to need it */
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (is_root && strcmp(names[i], LR_SCAN_MARKER) == 0)
             continue;
         size_t saved;
         path_push(s, names[i], &saved);
+        s->hashed = false;
         rc = visit(s, dfd, names[i]);
         path_pop(s, saved);
+        if (rc == 0 && s->hashed) {
+            if (ahead <= i)
+                ahead = i + 1;
+            prefetch(s, dfd, names, n, &ahead, i + PREFETCH_FILES);
+        }
     }
     free(names);
     free(arena);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -205,6 +206,68 @@ static void test_first_scan_and_rescan(void **state)
     assert_int_equal(lr_scan_folder(f->ix, FOLDER, f->root, NULL, &r, &err), 0);
     assert_int_equal(r.bytes_hashed, 0);
     assert_int_equal(lr_scan_folder(f->ix, "other", f->root, NULL, &r, &err), LR_ENOTFOUND);
+}
+
+/* Pages of rel in the page cache, or -1 if that cannot be told. */
+static long resident_pages(const struct fx *f, const char *rel)
+{
+    int fd = open(P(f, rel), O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t n = ((size_t)st.st_size + (size_t)pg - 1) / (size_t)pg;
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    unsigned char *v = calloc(n, 1);
+    long res = mincore(m, (size_t)st.st_size, v) == 0 ? 0 : -1;
+    for (size_t i = 0; res >= 0 && i < n; i++)
+        res += v[i] & 1;
+    free(v);
+    munmap(m, (size_t)st.st_size);
+    close(fd);
+    return res;
+}
+
+/* Drops rel's pages from the page cache; false if the kernel kept some. */
+static bool evict(const struct fx *f, const char *rel)
+{
+    int fd = open(P(f, rel), O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(fsync(fd), 0);
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+    return resident_pages(f, rel) == 0;
+}
+
+/* Read-ahead asks the disk only for files the scan will read: after a
+ * changed file, its unchanged siblings stay out of the page cache. */
+static void test_readahead_skips_unchanged(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    char rel[32];
+    mkd(f, "d");
+    for (int i = 0; i < 8; i++) {
+        snprintf(rel, sizeof(rel), "d/f%d", i);
+        write_file(f, rel, 64 * 1024, false);
+    }
+    assert_int_equal(scan(f, &r), 0);
+    write_file(f, "d/f0", 1000, true); /* changed: read, then the rest is looked ahead at */
+    for (int i = 1; i < 8; i++) {
+        snprintf(rel, sizeof(rel), "d/f%d", i);
+        if (!evict(f, rel)) {
+            skip(); /* this file system keeps clean pages: nothing to observe */
+            return;
+        }
+    }
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.changed, 1);
+    assert_int_equal(r.bytes_hashed, 64 * 1024 + 1000);
+    for (int i = 1; i < 8; i++) {
+        snprintf(rel, sizeof(rel), "d/f%d", i);
+        assert_int_equal(resident_pages(f, rel), 0);
+    }
 }
 
 static void test_modify_add_delete(void **state)
@@ -941,6 +1004,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_first_scan_and_rescan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modify_add_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readahead_skips_unchanged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlink_not_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marker_missing, setup, teardown),
