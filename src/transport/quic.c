@@ -1371,6 +1371,18 @@ static bool conn_up(struct lr_conn *c, const struct lr_proto_hello *h)
 {
     struct lr_transport *t = c->t;
     uint64_t ts = now_ns();
+    /* Our own dial to that peer still waiting for its handshake (say its
+     * first packet went out before the peer listened, and waits for a
+     * retransmission) is superseded: it has not sent its Finished, so the
+     * peer cannot have it up, and letting it finish would only replace this
+     * connection (and whatever runs on it) a moment later. */
+    for (struct lr_conn *o = t->conns, *next; o; o = next) {
+        next = o->next;
+        if (o != c && o->is_client && !o->pair && conn_live(o) && o->state == CS_HANDSHAKE &&
+            o->qc && !ngtcp2_conn_get_handshake_completed(o->qc) &&
+            lr_device_id_eq(&o->peer, &c->peer))
+            conn_free(o, "superseded by the connection the peer dialled");
+    }
     for (struct lr_conn *o = t->conns; o; o = o->next) {
         if (o == c || !conn_live(o) || o->pair || !o->id_known ||
             !lr_device_id_eq(&o->peer, &c->peer))

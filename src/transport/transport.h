@@ -35,7 +35,12 @@
  * (memcmp order of the 32 ID bytes) and close the other one with
  * LR_TRANSPORT_APP_DUPLICATE, so the two ends agree without talking. To make
  * that rare, the device with the higher ID dials LR_TRANSPORT_DIAL_DEFER_MS
- * later than it otherwise would (first dial and every redial).
+ * later than it otherwise would (first dial and every redial). And when a
+ * connection with a peer comes up, our own dial to it that has not finished
+ * its TLS handshake (its first packet lost, say, because the peer was not
+ * listening yet) is dropped without a word: it has not sent its Finished,
+ * so the peer cannot have it up, and completing it would only replace the
+ * connection in use a moment later.
  *
  * Frames. Every stream carries proto.h frames (varint type | varint length |
  * payload). The sender picks a class per frame: LR_STREAM_CONTROL (stream 0,

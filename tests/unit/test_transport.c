@@ -717,6 +717,41 @@ static void test_crossing_dials(void **state)
     assert_int_equal(b->msgs, 1);
 }
 
+/* A dials B before B listens (its first packet is lost and waits about a
+ * second for a retransmission); B starts and dials A. A's pending dial is
+ * superseded by B's connection: one connection, never replaced (it used to
+ * complete and win the crossing-dial tie-break, replacing B's connection and
+ * whatever ran on it). */
+static void test_stalled_dial_superseded(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    trust_each_other(a, b);
+    side_start(e, b);
+    int bport = b->port;
+    side_stop(e, b, LR_TRANSPORT_CLOSE_SILENT); /* the port is free: nobody answers */
+    side_start(e, a);
+    lr__transport_set_dial_defer(a->t, 0);
+    dial(a, b, NULL);
+    RUN_UNTIL(e, false, 100);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", bport);
+    side_start_at(e, b, addr, 0);
+    lr__transport_set_dial_defer(b->t, 0);
+    dial(b, a, NULL);
+    RUN_UNTIL(e, a->connected && b->connected, 5000);
+    /* Past A's retransmission (1 s initial PTO): still the same connection. */
+    RUN_UNTIL(e, false, 2500);
+    assert_int_equal(a->connected, 1);
+    assert_int_equal(b->connected, 1);
+    assert_int_equal(a->disconnected + b->disconnected, 0);
+    assert_int_equal(lr__transport_nconns(a->t), 1);
+    assert_int_equal(lr__transport_nconns(b->t), 1);
+    struct lr_conn_stats sb;
+    lr_conn_get_stats(b->conn, &sb);
+    assert_true(sb.outgoing);
+}
+
 /* With the default head start both ends dialling at once give one connection, never replaced. */
 static void test_simultaneous_dials_no_flap(void **state)
 {
@@ -847,6 +882,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crossing_dials, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_dial_superseded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_simultaneous_dials_no_flap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack_dialer, setup, teardown),
