@@ -51,6 +51,10 @@
 #define HAVE_EVERY_MS 250u
 #define HAVE_PER_TICK 512u
 #define HAVE_QUEUE_MAX (4u << 20)
+/* How long transfers that only a disconnected peer can serve wait for it to
+ * come back (a restart, a network blip, a crossing dial replacing the
+ * connection) before they are dropped (sync/xfer.h, lr_xs_peer_gone). */
+#define PEER_GRACE_MS 10000u
 
 /* What a transfer's progress was last announced to a peer as. */
 struct have_sent {
@@ -106,6 +110,9 @@ struct sync_pullq {
     uv_timer_t have_timer;
     uv_check_t have_check;
     bool have_closed;
+    /* Ends the wait for peers that left (PEER_GRACE_MS after the last one
+     * went down); closed with the others. */
+    uv_timer_t grace_timer;
 };
 
 static void have_on_check(uv_check_t *h)
@@ -116,6 +123,7 @@ static void have_on_check(uv_check_t *h)
         return;
     q->have_closed = true;
     uv_close((uv_handle_t *)&q->have_timer, NULL);
+    uv_close((uv_handle_t *)&q->grace_timer, NULL);
     uv_close((uv_handle_t *)&q->have_check, NULL);
 }
 
@@ -125,15 +133,19 @@ static struct sync_pullq *rxq(struct lr_daemon *d)
         struct sync_pullq *q = lr_xcalloc(1, sizeof(struct sync_pullq));
         d->sync->rx = q;
         uv_timer_init(&d->loop, &q->have_timer);
+        uv_timer_init(&d->loop, &q->grace_timer);
         uv_check_init(&d->loop, &q->have_check);
         q->have_timer.data = d;
+        q->grace_timer.data = d;
         q->have_check.data = d;
         uv_unref((uv_handle_t *)&q->have_timer);
+        uv_unref((uv_handle_t *)&q->grace_timer);
         uv_unref((uv_handle_t *)&q->have_check);
         uv_check_start(&q->have_check, have_on_check);
         q->have_closed = d->stopping;
         if (d->stopping) {
             uv_close((uv_handle_t *)&q->have_timer, NULL);
+            uv_close((uv_handle_t *)&q->grace_timer, NULL);
             uv_close((uv_handle_t *)&q->have_check, NULL);
         }
     }
@@ -1996,9 +2008,25 @@ void sync_pull_peer_up(struct lr_daemon *d, struct sync_peer *p)
     sync_pump(d);
 }
 
+/* The grace for peers that left is over: what only they could serve is
+ * dropped (and retried by the puller with backoff, or resumed later). */
+static void grace_over(uv_timer_t *h)
+{
+    struct lr_daemon *d = h->data;
+    if (d->stopping || !d->sync || !d->sync->xs)
+        return;
+    for (struct sync_peer *p = d->sync->peers; p; p = p->next)
+        if (!p->conn)
+            lr_xs_peer_gone(d->sync->xs, &p->id);
+    sync_pump(d);
+}
+
 void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p)
 {
     lr_xs_peer_down(xsched(d), &p->id);
+    struct sync_pullq *q = rxq(d);
+    if (!q->have_closed && !d->stopping)
+        uv_timer_start(&q->grace_timer, grace_over, PEER_GRACE_MS, 0);
     sync_pump(d);
 }
 

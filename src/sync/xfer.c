@@ -12,6 +12,7 @@
 struct xs_peer {
     struct lr_device_id id;
     bool up;
+    bool grace; /* down, and may be back soon (lr_xs_peer_gone ends it) */
     uint32_t nwants;
     uint64_t bytes;
 };
@@ -517,6 +518,7 @@ void lr_xs_peer_up(struct lr_xs *xs, const struct lr_device_id *peer)
 {
     uint32_t pi = peer_index(xs, peer, true); /* may move xs->peers */
     xs->peers[pi].up = true;
+    xs->peers[pi].grace = false;
     /* Transfers parked for want of a holder may now have one. */
     for (struct lr_xs_xfer *x = xs->all; x; x = x->next)
         if (x->cursor < x->n)
@@ -540,6 +542,7 @@ void lr_xs_peer_down(struct lr_xs *xs, const struct lr_device_id *peer)
         return;
     struct xs_peer *p = &xs->peers[pi];
     p->up = false;
+    p->grace = true;
     for (size_t i = 0; i < xs->req_cap;) {
         struct xs_req *r = &xs->req[i];
         if (!r->req_id || r->peer != pi) {
@@ -563,6 +566,19 @@ void lr_xs_peer_down(struct lr_xs *xs, const struct lr_device_id *peer)
         if (k >= 0 && x->have[k])
             memset(x->have[k], 0, (x->n + 7) / 8 ? (x->n + 7) / 8 : 1);
     }
+}
+
+void lr_xs_peer_gone(struct lr_xs *xs, const struct lr_device_id *peer)
+{
+    uint32_t pi = peer_index(xs, peer, false);
+    if (pi == UINT32_MAX || xs->peers[pi].up || !xs->peers[pi].grace)
+        return;
+    xs->peers[pi].grace = false;
+    /* Transfers parked waiting for it are judged again (dropped if nobody
+     * else can serve them). */
+    for (struct lr_xs_xfer *x = xs->all; x; x = x->next)
+        if (x->cursor < x->n)
+            ready_add(xs, x);
 }
 
 uint32_t lr_xs_peer_wants(const struct lr_xs *xs, const struct lr_device_id *peer)
@@ -610,6 +626,15 @@ static bool full_holder_up(const struct lr_xs *xs, const struct lr_xs_xfer *x)
 {
     for (size_t i = 0; i < x->nholders; i++)
         if (!x->bad[i] && !x->have[i] && xs->peers[x->holders[i]].up)
+            return true;
+    return false;
+}
+
+/* Whether a usable full holder of x is down but not given up on. */
+static bool holder_in_grace(const struct lr_xs *xs, const struct lr_xs_xfer *x)
+{
+    for (size_t i = 0; i < x->nholders; i++)
+        if (!x->bad[i] && !x->have[i] && xs->peers[x->holders[i]].grace)
             return true;
     return false;
 }
@@ -663,11 +688,12 @@ static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_
     }
     if (full)
         return PUMP_BLOCKED;
-    /* No usable holder is connected. */
-    if (x->ninflight == 0)
+    /* No usable holder is connected. One that just left may be back (a
+     * reconnect, a crossing dial replacing the connection): wait for it. */
+    if (x->ninflight == 0 && !holder_in_grace(xs, x))
         report(xs, x, LR_XS_DROP, "no peer can serve it");
     else
-        ready_remove(xs, x); /* back when an answer arrives */
+        ready_remove(xs, x); /* back when an answer arrives or a peer comes or goes */
     return PUMP_MORE;
 }
 

@@ -21,8 +21,9 @@
  * NOT_SHARED, ERROR) or whose data fails verification is not asked again
  * for that transfer; BUSY is not held against it. More than `failures_max` failed chunks (refusals
  * and failed verifications) drop the transfer; so does having no connected usable holder with
- * nothing in flight. Answers to requests of a transfer that was removed meanwhile are still matched
- * (and reported as stale) so they are not mistaken for protocol violations.
+ * nothing in flight, unless a full holder that left may be back (lr_xs_peer_gone). Answers to
+ * requests of a transfer that was removed meanwhile are still matched (and reported as stale) so
+ * they are not mistaken for protocol violations.
  *
  * Partial holders (HAVE, docs/protocol.md §6.10). A peer still downloading
  * the same version may announce the chunks it holds (lr_xs_have): it becomes
@@ -144,9 +145,16 @@ enum lr_xs_chunk_state lr_xs_state(const struct lr_xs_xfer *x, size_t chunk);
 size_t lr_xs_count(const struct lr_xs *xs);
 
 /* A peer's connection came up or went down (its outstanding chunks go back
- * to TODO, to be asked of other holders). */
+ * to TODO, to be asked of other holders). A peer that went down may come
+ * back soon (a reconnect; a crossing dial replacing the connection), so a
+ * transfer that only it can serve waits for it rather than being dropped,
+ * until the caller decides it is gone (lr_xs_peer_gone, e.g. after a grace
+ * period) or it comes back. */
 void lr_xs_peer_up(struct lr_xs *xs, const struct lr_device_id *peer);
 void lr_xs_peer_down(struct lr_xs *xs, const struct lr_device_id *peer);
+/* Stop waiting for a down peer: transfers only it could serve are dropped by
+ * the next lr_xs_pump. No-op for a peer that is up or already gone. */
+void lr_xs_peer_gone(struct lr_xs *xs, const struct lr_device_id *peer);
 /* Requests and bytes outstanding at a peer (0 if unknown). */
 uint32_t lr_xs_peer_wants(const struct lr_xs *xs, const struct lr_device_id *peer);
 uint64_t lr_xs_peer_bytes(const struct lr_xs *xs, const struct lr_device_id *peer);

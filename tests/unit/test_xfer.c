@@ -227,7 +227,9 @@ static void test_drop_without_holder(void **state)
     lr_xs_free(xs);
 }
 
-/* In flight at a peer that leaves, no other holder: dropped after the loss. */
+/* In flight at a peer that leaves, no other holder: the transfer waits for
+ * it (a reconnect resumes it where it was), and is dropped only once the
+ * caller gives the peer up. */
 static void test_parked_then_dropped(void **state)
 {
     (void)state;
@@ -237,8 +239,26 @@ static void test_parked_then_dropped(void **state)
     uint32_t len[6] = {10, 10, 10, 10, 10, 10};
     struct lr_xs_xfer *x = lr_xs_add(xs, NULL, len, 6, NULL, &p, 1);
     struct lr_xs_act a[ACTS];
+    struct lr_xs_xfer *got;
+    size_t chunk;
     assert_int_equal(pump(xs, a), 4);
+    assert_int_equal(lr_xs_answer(xs, &p, a[0].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
+    lr_xs_written(xs, x, chunk, true);
     lr_xs_peer_down(xs, &p);
+    assert_int_equal(pump(xs, a), 0); /* parked, not dropped */
+    struct lr_device_id stranger = dev(9);
+    lr_xs_peer_gone(xs, &stranger); /* unknown peer: nothing */
+    assert_int_equal(pump(xs, a), 0);
+    /* Back: the three chunks in flight and the rest are asked again. */
+    lr_xs_peer_up(xs, &p);
+    lr_xs_peer_gone(xs, &p); /* up: no-op */
+    assert_int_equal(pump(xs, a), 4);
+    assert_int_equal(lr_xs_ndone(x), 1);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(a[i].kind, LR_XS_WANT);
+    lr_xs_peer_down(xs, &p);
+    assert_int_equal(pump(xs, a), 0);
+    lr_xs_peer_gone(xs, &p);
     size_t n = pump(xs, a);
     assert_int_equal(n, 1);
     assert_int_equal(a[0].kind, LR_XS_DROP);
