@@ -56,6 +56,16 @@ struct sync_sessions {
     bool job_busy;
 };
 
+/* Whether s is the session of that version of that path. The version's
+ * hash goes first: it tells almost every pair apart at its first byte (this
+ * runs per transfer, over up to every session kept). */
+static bool same_version(const struct sync_session *s, const char *folder, const uint8_t *path,
+                         size_t path_len, const struct lr_hash *blocks)
+{
+    return memcmp(&s->blocks, blocks, sizeof(*blocks)) == 0 && s->path_len == path_len &&
+           memcmp(s->path, path, path_len) == 0 && strcmp(s->folder, folder) == 0;
+}
+
 static int64_t now_ms(void)
 {
     struct timespec t;
@@ -301,9 +311,7 @@ static void load_done(struct lr_daemon *d, struct ckpt_job *j)
         struct lr_session_row *row = &j->loaded.v[i];
         bool known = false;
         for (struct sync_session *s = r->head; s && !known; s = s->next)
-            known = strcmp(s->folder, row->folder) == 0 && s->path_len == row->path_len &&
-                    memcmp(s->path, row->path, row->path_len) == 0 &&
-                    memcmp(&s->blocks, &row->blocks, sizeof(s->blocks)) == 0;
+            known = same_version(s, row->folder, row->path, row->path_len, &row->blocks);
         if (known)
             continue; /* a transfer started again before the load finished */
         json_t *o = json_loads(row->doc, 0, NULL);
@@ -493,9 +501,7 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     struct sync_session *s = NULL, **pp;
     for (pp = &r->head; *pp; pp = &(*pp)->next) {
         struct sync_session *c = *pp;
-        if (strcmp(c->folder, folder) == 0 && c->path_len == path_len &&
-            memcmp(c->path, path, path_len) == 0 &&
-            memcmp(&c->blocks, blocks, sizeof(*blocks)) == 0) {
+        if (same_version(c, folder, path, path_len, blocks)) {
             s = c;
             *pp = c->next; /* moved to the front below */
             r->n--;
@@ -574,8 +580,7 @@ void sync_session_completed(struct lr_daemon *d, const char *folder, const char 
     struct sync_sessions *r = reg(d);
     size_t n = strlen(path);
     for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
-        if (strcmp(s->folder, folder) == 0 && s->path_len == n && memcmp(s->path, path, n) == 0 &&
-            memcmp(&s->blocks, blocks, sizeof(*blocks)) == 0 && !s->core.in_use &&
+        if (same_version(s, folder, (const uint8_t *)path, n, blocks) && !s->core.in_use &&
             lr_session_can(s->core.state, LR_SESSION_COMPLETE)) {
             sync_session_end(d, s, SYNC_SESSION_COMPLETE, NULL);
             return;
