@@ -55,6 +55,14 @@
  * come back (a restart, a network blip, a crossing dial replacing the
  * connection) before they are dropped (sync/xfer.h, lr_xs_peer_gone). */
 #define PEER_GRACE_MS 10000u
+/* A round starts at most this many transfers when few are in flight, and
+ * twice what is in flight otherwise (up to SYNC_XFERS_MAX): a short first
+ * job gets data moving while the next one decides the rest (it is queued at
+ * once, pull_room_freed), instead of nothing moving until every file of a
+ * large need list has been decided and staged. */
+#define PULL_RAMP_MIN 64u
+/* Need-list entries read at once by a round with little room left. */
+#define PULL_PAGE_MIN 16u
 
 /* What a transfer's progress was last announced to a peer as. */
 struct have_sent {
@@ -1049,9 +1057,14 @@ static void pull_work(struct daemon_job *base)
                 after = NULL;
                 break;
             }
+            /* Pass 0 reads about as many entries as it may still start
+             * transfers for, so a short round is short. */
+            size_t page = SYNC_PULL_PAGE;
+            if (pass == 0 && j->room - j->nxfers < page)
+                page = j->room - j->nxfers > PULL_PAGE_MIN ? j->room - j->nxfers : PULL_PAGE_MIN;
             struct lr_need_list nl = {0};
-            if ((j->rc = lr_index_need_list(d->ix, j->folder, after, after_len, SYNC_PULL_PAGE,
-                                            LR_IX_CHUNKS, &nl, &j->err)) < 0)
+            if ((j->rc = lr_index_need_list(d->ix, j->folder, after, after_len, page, LR_IX_CHUNKS,
+                                            &nl, &j->err)) < 0)
                 break;
             struct lr_sync_decision *decs = lr_xcalloc(nl.n + 1, sizeof(*decs));
             struct lr_file_rec *locals = lr_xcalloc(nl.n + 1, sizeof(*locals));
@@ -1150,8 +1163,8 @@ static void pull_work(struct daemon_job *base)
                 free(c.done[k].path);
             }
             c.ndone = 0;
-            bool end = nl.n < SYNC_PULL_PAGE || j->no_marker;
-            if (pass == 0 && nl.n < SYNC_PULL_PAGE)
+            bool end = nl.n < page || j->no_marker;
+            if (pass == 0 && nl.n < page)
                 round_end = true;
             if (!end) {
                 free(after);
@@ -1213,7 +1226,9 @@ static void pull_start(struct daemon_job *base)
         if (strcmp(x->folder, j->folder) == 0)
             j->busy[j->nbusy++] = lr_xstrdup((const char *)x->rec.path);
     qsort(j->busy, j->nbusy, sizeof(*j->busy), cmp_str);
-    j->room = d->sync->nxfers < SYNC_XFERS_MAX ? SYNC_XFERS_MAX - d->sync->nxfers : 0;
+    size_t room = d->sync->nxfers < SYNC_XFERS_MAX ? SYNC_XFERS_MAX - d->sync->nxfers : 0;
+    size_t ramp = 2 * d->sync->nxfers > PULL_RAMP_MIN ? 2 * d->sync->nxfers : PULL_RAMP_MIN;
+    j->room = room < ramp ? room : ramp;
     j->self = *lr_identity_device_id(d->ident);
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, j->folder);
     if (fc && lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->ours, NULL) < 0)

@@ -31,7 +31,9 @@
 #include <unistd.h>
 
 #define CURSOR_BATCH 1000
-#define COMMIT_SECONDS 1.0
+/* A first scan's records are committed (and so announced to peers, who
+ * start fetching) at least this often. */
+#define COMMIT_SECONDS 0.25
 /* Switch to a fresh buffer when less than this is free (and the file needs more). */
 #define READ_MIN (1024u * 1024)
 #define SEG_CHUNKS_MAX 1024

@@ -39,8 +39,8 @@
  * device's counter (the folder's short ID) with lr_vv_bump() at the current
  * Unix time.
  *
- * Transactions: index writes are batched (LR_SCAN_BATCH records or about a
- * second per commit); no read transaction stays open between batches.
+ * Transactions: index writes are batched (LR_SCAN_BATCH records or a quarter
+ * of a second per commit); no read transaction stays open between batches.
  *
  * Memory: bounded by the hashing buffers (LR_SCAN_BUFS x LR_SCAN_BUF_SIZE),
  * the per-directory listings on the current path, and a chunk list of 48
@@ -92,8 +92,8 @@ struct lr_scan_opts {
     void *skip_arg;
     /*
      * Called on the scanning thread after each batch of records was
-     * committed before the scan ends (every LR_SCAN_BATCH entries or about a
-     * second), so a caller can announce a long first scan's results while it
+     * committed before the scan ends (every LR_SCAN_BATCH entries or a quarter
+     * of a second), so a caller can announce a long first scan's results while it
      * runs. May be NULL.
      */
     void (*on_commit)(void *arg);

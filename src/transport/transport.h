@@ -133,8 +133,11 @@
 #define LR_TRANSPORT_REFUSE_REPORT_MS 60000
 /* Window for "crossing dials" (see One connection per peer above). */
 #define LR_TRANSPORT_CROSS_MS 2000
-/* The device with the higher ID dials this much later (makes crossing dials rare). */
-#define LR_TRANSPORT_DIAL_DEFER_MS 500
+/* The device with the higher ID dials this much later (makes crossing dials
+ * rare): many handshake round trips on a LAN, and short, because when the
+ * lower ID dialled first into a peer not yet listening (its first packet is
+ * lost and retried after a second), this is how long the two wait. */
+#define LR_TRANSPORT_DIAL_DEFER_MS 150
 /* A connection whose HELLO has not arrived this long after the handshake is closed. */
 #define LR_TRANSPORT_HELLO_TIMEOUT_MS 10000
 
