@@ -377,6 +377,10 @@ static int serve(struct lr_daemon *d, struct lr_err *err)
     free(dbpath);
     if (rc < 0)
         return rc;
+    /* Read by libuv when it starts its pool (the first job): the default 4
+     * would make a side lane wait for a thread behind a long syncfs. An
+     * explicit setting in the environment wins. */
+    setenv("UV_THREADPOOL_SIZE", DAEMON_POOL_THREADS, 0);
     if ((rc = uv_loop_init(&d->loop)) < 0)
         return lr_err_set(err, rc, "cannot start the event loop: %s", uv_strerror(rc));
     uv_signal_init(&d->loop, &d->sig_term);

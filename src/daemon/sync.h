@@ -47,9 +47,12 @@ enum daemon_job_kind { DAEMON_JOB_SCAN = 1, DAEMON_JOB_SYNC = 2 };
 enum daemon_side_lane {
     DAEMON_SIDE_SERVE = 0, /* one at a time: owns the serving index handle */
     DAEMON_SIDE_RX,        /* received chunks: up to DAEMON_SIDE_RX_MAX at once */
+    DAEMON_SIDE_BARRIER,   /* one at a time: a commit batch's data made durable */
     DAEMON_SIDE_COUNT
 };
 #define DAEMON_SIDE_RX_MAX 2
+/* libuv pool threads: the serial queue, one per side-lane slot, one spare. */
+#define DAEMON_POOL_THREADS "6"
 
 /*
  * One unit of serial work. The queue owns a job from daemon_job_queue()

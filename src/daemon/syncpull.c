@@ -1380,14 +1380,44 @@ static struct sync_commitq *commitq(struct lr_daemon *d)
     return d->sync->cq;
 }
 
+/*
+ * A commit batch goes in two steps: its staged data is made durable (one
+ * syncfs) on the barrier side lane, then the serial queue renames the files
+ * into place, fsyncs the directories it changed and commits the index. A
+ * syncfs also flushes whatever else is dirty (files still being received),
+ * which can take a while; on the serial queue it held back pull rounds and
+ * index batches behind it. Nothing is renamed before its barrier returned,
+ * so the order of decision 0001 is kept.
+ */
 struct commit_job {
     struct daemon_job base;
     struct sync_xfer **x;
     size_t n;
+    int barrier_rc; /* the first step's outcome; its message in err[0] */
     int *rc;
     bool *rescan;
     struct lr_err *err;
 };
+
+/* Barrier lane: touches only the transfers' staging descriptors. */
+static void barrier_work(struct daemon_job *base)
+{
+    struct commit_job *j = (struct commit_job *)base;
+    struct lr_store *st = NULL;
+    /* No spare pool: this handle creates and removes nothing. */
+    int rc = j->n ? lr_store_open(j->x[0]->root, &st, &j->err[0]) : 0;
+    if (rc == 0 && j->n) {
+        struct lr_store_batch *b = lr_store_batch_new(st, LR_STORE_BARRIER_SYNCFS);
+        for (size_t i = 0; i < j->n && rc == 0; i++)
+            rc = lr_store_batch_stage(b, j->x[i]->fd, &j->err[0]);
+        LR_FAILPOINT("commit_before_barrier");
+        if (rc == 0)
+            rc = lr_store_batch_barrier(b, &j->err[0]);
+        lr_store_batch_free(b);
+    }
+    lr_store_close(st);
+    j->barrier_rc = rc;
+}
 
 static void commit_work(struct daemon_job *base)
 {
@@ -1395,15 +1425,14 @@ static void commit_work(struct daemon_job *base)
     struct lr_daemon *d = base->d;
     struct lr_store *st = NULL;
     struct lr_store_batch *b = NULL;
-    int rc = j->n ? lr_store_open_with(j->x[0]->root, d->sync->spares, &st, &j->err[0]) : 0;
-    if (rc == 0) {
-        b = lr_store_batch_new(st, LR_STORE_BARRIER_SYNCFS);
-        for (size_t i = 0; i < j->n && rc == 0; i++)
-            rc = lr_store_batch_stage(b, j->x[i]->fd, &j->err[0]);
-        LR_FAILPOINT("commit_before_barrier");
-        if (rc == 0)
-            rc = lr_store_batch_barrier(b, &j->err[0]);
-    }
+    int rc = j->barrier_rc;
+    if (rc == 0 && j->n)
+        rc = lr_store_open_with(j->x[0]->root, d->sync->spares, &st, &j->err[0]);
+    /* The data is durable already: the batch only fsyncs the directories
+     * the renames change (a second syncfs would again wait for everything
+     * still being received). */
+    if (rc == 0)
+        b = lr_store_batch_new(st, LR_STORE_BARRIER_FSYNC);
     if (rc < 0) {
         for (size_t i = 0; i < j->n; i++) {
             j->rc[i] = rc;
@@ -1446,6 +1475,22 @@ out:
 }
 
 static void queue_commits(struct lr_daemon *d);
+static void commit_done(struct daemon_job *base, int status);
+
+/* The data is durable (or the barrier failed, reported per file by
+ * commit_work): the renames and the index wait their turn on the serial queue. */
+static void barrier_done(struct daemon_job *base, int status)
+{
+    struct lr_daemon *d = base->d;
+    if (status != 0 || d->stopping) {
+        commit_done(base, status);
+        return;
+    }
+    base->start = NULL;
+    base->work = commit_work;
+    base->done = commit_done;
+    daemon_job_queue(d, base);
+}
 
 static void commit_done(struct daemon_job *base, int status)
 {
@@ -1538,10 +1583,10 @@ static void queue_commits(struct lr_daemon *d)
     struct commit_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
     j->base.start = commit_start;
-    j->base.work = commit_work;
-    j->base.done = commit_done;
+    j->base.work = barrier_work;
+    j->base.done = barrier_done;
     q->busy = true;
-    daemon_job_queue(d, &j->base);
+    daemon_side_queue(d, DAEMON_SIDE_BARRIER, &j->base);
 }
 
 static void queue_commit(struct lr_daemon *d, struct sync_xfer *x)
