@@ -366,6 +366,7 @@ int cmd_sync(struct cli *c, int argc, char **argv)
     int64_t last_left = -1;
     int exit_code = EXIT_OK;
     json_t *last = NULL;
+    long poll_ms = 20;
     for (;;) {
         double el = mono_now() - t0;
         if (timeout > 0 && el >= timeout) {
@@ -418,8 +419,11 @@ int cmd_sync(struct cli *c, int argc, char **argv)
         }
         if (done)
             break;
-        struct timespec ts = {0, 200 * 1000000L};
+        /* Soon at first (a sync of a few files is done in milliseconds and
+         * should not wait a whole interval), then every 200 ms. */
+        struct timespec ts = {0, poll_ms * 1000000L};
         nanosleep(&ts, NULL);
+        poll_ms = poll_ms * 3 / 2 < 200 ? poll_ms * 3 / 2 : 200;
     }
     if (tty && exit_code == EXIT_OK)
         printf("\r\033[Kin sync\n");

@@ -92,29 +92,37 @@ static void frame_free(struct sync_frame *f)
 
 static void queue_clear(struct sync_peer *p)
 {
-    while (p->q_head) {
-        struct sync_frame *f = p->q_head;
-        p->q_head = f->next;
-        frame_free(f);
+    struct sync_frame *lists[2] = {p->c_head, p->q_head};
+    for (int i = 0; i < 2; i++) {
+        while (lists[i]) {
+            struct sync_frame *f = lists[i];
+            lists[i] = f->next;
+            frame_free(f);
+        }
     }
-    p->q_tail = NULL;
-    p->q_bytes = 0;
+    p->c_head = p->c_tail = p->q_head = p->q_tail = NULL;
+    p->q_bytes = p->c_bytes = 0;
 }
 
 void sync_flush(struct lr_daemon *d, struct sync_peer *p)
 {
     (void)d;
-    while (p->q_head && p->conn) {
-        struct sync_frame *f = p->q_head;
+    while ((p->c_head || p->q_head) && p->conn) {
+        bool ctl = p->c_head != NULL;
+        struct sync_frame **head = ctl ? &p->c_head : &p->q_head;
+        struct sync_frame **tail = ctl ? &p->c_tail : &p->q_tail;
+        struct sync_frame *f = *head;
         int rc = lr_conn_send_owned(p->conn, f->cls, f->type, f->p, f->len, NULL);
         if (rc == LR_EBUSY) {
             lr_trace(MOD, "send queue full: %zu bytes wait", p->q_bytes);
             return;
         }
-        p->q_head = f->next;
-        if (!p->q_head)
-            p->q_tail = NULL;
+        *head = f->next;
+        if (!*head)
+            *tail = NULL;
         p->q_bytes -= f->len;
+        if (ctl)
+            p->c_bytes -= f->len;
         if (rc < 0) {
             char id[LR_DEVICE_ID_SHORTLEN + 1];
             lr_device_id_short(&p->id, id);
@@ -139,12 +147,17 @@ void sync_send(struct lr_daemon *d, struct sync_peer *p, enum lr_stream_class cl
     f->type = type;
     f->p = payload;
     f->len = len;
-    if (p->q_tail)
-        p->q_tail->next = f;
+    bool ctl = cls == LR_STREAM_CONTROL;
+    struct sync_frame **head = ctl ? &p->c_head : &p->q_head;
+    struct sync_frame **tail = ctl ? &p->c_tail : &p->q_tail;
+    if (*tail)
+        (*tail)->next = f;
     else
-        p->q_head = f;
-    p->q_tail = f;
+        *head = f;
+    *tail = f;
     p->q_bytes += len;
+    if (ctl)
+        p->c_bytes += len;
     sync_flush(d, p);
 }
 
@@ -608,7 +621,9 @@ static void send_done(struct daemon_job *base, int status)
             }
             if (j->more || l->send_dirty) {
                 l->send_dirty = false;
-                if (p->q_head)
+                /* Only our own INDEX backlog holds the burst back: chunk
+                 * answers queued meanwhile go after it anyway. */
+                if (p->c_bytes > SYNC_INDEX_BACKLOG_MAX)
                     l->send_blocked = true; /* resumed by sync_on_writable */
                 else
                     queue_sender(d, l);
@@ -1237,11 +1252,12 @@ void sync_on_writable(struct lr_daemon *d, struct lr_conn *c)
     if (p->conn != c)
         return;
     sync_flush(d, p);
+    if (p->c_bytes <= SYNC_INDEX_BACKLOG_MAX)
+        for (struct sync_link *l = d->sync->links; l; l = l->next)
+            if (l->send_blocked && lr_device_id_eq(&l->peer, &p->id))
+                queue_sender(d, l);
     if (p->q_head)
         return;
-    for (struct sync_link *l = d->sync->links; l; l = l->next)
-        if (l->send_blocked && lr_device_id_eq(&l->peer, &p->id))
-            queue_sender(d, l);
     sync_pump(d);
 }
 

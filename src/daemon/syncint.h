@@ -25,6 +25,10 @@
 #define SYNC_XFERS_MAX 1536
 /* WANTs queued for serving per peer before answering BUSY. */
 #define SYNC_SERVE_QUEUE_MAX 256
+/* INDEX bytes waiting for the transport above which a burst pauses until
+ * they drain (sync_on_writable), so a large folder's index is never queued
+ * whole in memory. */
+#define SYNC_INDEX_BACKLOG_MAX (1u << 20)
 /* INDEX bytes received but not yet stored above which the connection is
  * closed (there is no way to pause a peer's stream): memory stays bounded,
  * and the next FOLDERS resumes from what was stored. */
@@ -46,10 +50,15 @@ struct sync_serve_req;
 struct sync_peer {
     struct sync_peer *next;
     struct lr_device_id id;
-    struct lr_conn *conn;               /* up connection or NULL */
-    uint64_t gen;                       /* bumped at every connect and disconnect */
-    struct sync_frame *q_head, *q_tail; /* in send order */
-    size_t q_bytes;
+    struct lr_conn *conn; /* up connection or NULL */
+    uint64_t gen;         /* bumped at every connect and disconnect */
+    /* Frames the transport had no room for yet: control ones (FOLDERS,
+     * INDEX, SUMMARY) go before bulk ones (WANT, CHUNK, HAVE), which may
+     * fill the window for a while; each list keeps its order. q_bytes
+     * counts both, c_bytes the control ones. */
+    struct sync_frame *c_head, *c_tail;
+    struct sync_frame *q_head, *q_tail;
+    size_t q_bytes, c_bytes;
     /* Requests to serve. */
     struct sync_serve_req *serve;
     size_t nserve;
