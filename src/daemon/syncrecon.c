@@ -128,6 +128,7 @@ struct recon_job {
     uint64_t their_index_id;                /* from their latest FOLDERS */
     uint64_t their_view_id, their_view_seq; /* what they hold of ours */
     bool feat;                              /* LR_FEAT_RECON in force */
+    bool we_summarise; /* our index goes to them as a SUMMARY, not a full INDEX */
     uint8_t *payload;
     size_t len;
     /* out */
@@ -220,9 +221,15 @@ static void recon_work(struct daemon_job *base)
     struct lr_folder_info info;
     if ((rc = lr_index_folder_get(d->ix, j->folder, &info, &j->err)) < 0)
         goto fail;
-    /* Silent merges only while the peer reconciles towards us too (file comment). */
-    j->silent = lr_proto_index_full_needed(info.index_id, info.max_seq, j->their_view_id,
-                                           j->their_view_seq);
+    /* Silent merges only while the peer reconciles towards us too (file
+     * comment): it holds nothing of ours and gets our index as a SUMMARY.
+     * Had it been sent our full index (its FOLDERS said it held nothing at
+     * all, so no SUMMARY was offered), it took the unmerged vectors and
+     * merges them itself, announcing the result: a silent merge here would
+     * leave its copy of our records at the old vectors for good, and it
+     * would wait forever for us to take its versions. */
+    j->silent = j->we_summarise && lr_proto_index_full_needed(info.index_id, info.max_seq,
+                                                              j->their_view_id, j->their_view_seq);
     if ((rc = lr_summary_new(m.nb, &mine, &j->err)) < 0)
         goto fail;
     if ((rc = list_all(d->ix, j->folder, UINT64_MAX, 0, mine, &keep, &nkeep, &j->err)) < 0)
@@ -334,6 +341,11 @@ void sync_recon_on_summary(struct lr_daemon *d, struct sync_peer *p, const uint8
             j->their_view_id = l->their_view_id;
             j->their_view_seq = l->their_view_seq;
             j->epoch = l->epoch;
+            /* Sent or waiting for its SUMMARY_WANT, or about to be sent
+             * (the sender's own rule, sync.c send_work). */
+            j->we_summarise =
+                l->recon_wait || l->recon_bits ||
+                (!l->send_decided && (p->features & LR_FEAT_RECON) && l->their_max_seq > 0);
             l->recv_mid = true;
         }
     }
