@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -133,6 +134,40 @@ def wait_for(pred, timeout=20, interval=0.1, what="condition"):
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class EventStream:
+    """`landropic events --json` of a device, read by a thread, so a test can wait
+    for an event that follows a state it saw through another command (events are
+    asynchronous: `sync --wait` may return before the `idle` state event is out)."""
+
+    def __init__(self, dev):
+        self.proc = subprocess.Popen([BIN, "--home", dev.home, "events", "--json"],
+                                     stdout=subprocess.PIPE, text=True)
+        self._lock = threading.Lock()
+        self._events = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.strip():
+                with self._lock:
+                    self._events.append(json.loads(line))
+
+    @property
+    def events(self):
+        with self._lock:
+            return list(self._events)
+
+    def wait(self, pred, timeout=20, what="an event"):
+        return wait_for(lambda: pred(self.events), timeout=timeout, what=what)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        return self.events
 
 
 @pytest.fixture
