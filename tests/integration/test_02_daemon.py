@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BIN, wait_for
+from conftest import BIN, EventStream, wait_for
 
 
 def connected(a, b):
@@ -196,19 +196,16 @@ def test_control_socket_survives_garbage(devices, free_port):
 def test_events_stream(devices, free_port):
     a, b = two(devices, free_port)
     a.start()
-    ev = subprocess.Popen([BIN, "--home", a.home, "events", "--json"], stdout=subprocess.PIPE,
-                          text=True)
+    ev = EventStream(a)
     try:
         time.sleep(0.3)
         b.start()
         wait_for(lambda: connected(a, b), timeout=5, what="connected")
         a.ok("peer", "add", b.id, "--name", "bobby")
-        time.sleep(0.3)
+        ev.wait(lambda evs: {"peer_connected", "config_changed"} <= {e["type"] for e in evs},
+                what="peer_connected and config_changed")
     finally:
-        ev.terminate()
-        out, _ = ev.communicate(timeout=10)
-    types = [json.loads(l)["type"] for l in out.splitlines() if l.strip()]
-    assert "peer_connected" in types and "config_changed" in types
+        ev.stop()
     assert a.alive()  # the reader went away: no SIGPIPE death
 
 

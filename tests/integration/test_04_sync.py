@@ -2,13 +2,11 @@
 identical (content, modes, mtimes, directories, symlinks, deletions), and a
 folder whose marker vanished never causes deletions on the peer."""
 import hashlib
-import json
 import os
 import stat
-import subprocess
 import time
 
-from conftest import BIN, free_udp_port, wait_for
+from conftest import EventStream, free_udp_port, wait_for
 
 
 def pair_up(a, b):
@@ -165,17 +163,16 @@ def test_new_files_while_connected_and_late_share(devices, tmp_path):
     a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
     (fa / "one.txt").write_bytes(b"1" * 5000)
     b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
-    ev = subprocess.Popen([BIN, "--home", b.home, "events", "--json"], stdout=subprocess.PIPE,
-                          text=True)
+    ev = EventStream(b)
     try:
         a.ok("sync")
         wait_for(lambda: (fb / "one.txt").exists() and synced(fa, fb), timeout=60,
                  interval=0.3, what="late share syncs")
-        time.sleep(0.3)
+        ev.wait(lambda evs: any(e["type"] == "files_written" for e in evs),
+                what="files_written")
+        time.sleep(0.3)  # a second files_written for the same file would show by now
     finally:
-        ev.terminate()
-        out, _ = ev.communicate(timeout=10)
-    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+        events = ev.stop()
     written = [e for e in events if e["type"] == "files_written"]
     assert written and all(e["folder"] == "docs" for e in written)
     assert sum(e["count"] for e in written) == 1
