@@ -1616,6 +1616,29 @@ struct rx_job {
     struct lr_proto_zc *zc;
 };
 
+/*
+ * A large file's data would otherwise reach the disk only in the commit
+ * barrier, after the last chunk: 0.6-0.8 s of syncfs for 1 GiB here, where
+ * nothing else moves. So each time a chunk ends in a new window, the disk
+ * is asked to start on the window before the previous one (chunks arrive
+ * a little out of order; whatever lands later is left to the barrier).
+ * Small files are left to the barrier: per-file writeback costs more
+ * system calls than it saves.
+ */
+#define WRITEBACK_MIN_SIZE (32u << 20)
+#define WRITEBACK_WINDOW (8u << 20)
+
+static void writeback_behind(const struct sync_xfer *x, const struct lr_chunk *ch)
+{
+    if (x->rec.size < WRITEBACK_MIN_SIZE)
+        return;
+    uint64_t end = ch->off + ch->len;
+    uint64_t w = end / WRITEBACK_WINDOW;
+    if (w == ch->off / WRITEBACK_WINDOW || w < 2)
+        return;
+    lr_store_staging_writeback(x->fd, (w - 2) * WRITEBACK_WINDOW, WRITEBACK_WINDOW);
+}
+
 static void rx_work(struct daemon_job *base)
 {
     struct rx_job *j = (struct rx_job *)base;
@@ -1634,6 +1657,8 @@ static void rx_work(struct daemon_job *base)
             if (w < 0) {
                 it->ok = false;
                 it->werr = w;
+            } else if (it->ok) {
+                writeback_behind(it->x, ch);
             }
             LR_FAILPOINT("rx_after_write");
         }

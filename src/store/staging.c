@@ -118,6 +118,13 @@ int lr_store_staging_write(int fd, uint64_t off, const void *data, size_t len, s
     return 0;
 }
 
+void lr_store_staging_writeback(int fd, uint64_t off, uint64_t len)
+{
+    if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off)
+        return;
+    (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int lr_store_staging_verify_chunk(int fd, uint64_t off, uint32_t len, const struct lr_hash *hash,
                                   struct lr_err *err)
 {

@@ -226,6 +226,14 @@ int lr_store_staging_open(struct lr_store *st, const struct lr_hash *key, uint64
 /* pwrite all of data at off (EINTR and short writes handled). */
 int lr_store_staging_write(int fd, uint64_t off, const void *data, size_t len, struct lr_err *err);
 /*
+ * Start writing [off, off+len) of a staging file to disk now, without
+ * waiting (sync_file_range SYNC_FILE_RANGE_WRITE). Durability still comes
+ * only from the commit barrier; this lets the disk work while the rest of
+ * the file arrives, so the barrier has little left to flush. Best effort:
+ * a file system that does not support it is simply left to the barrier.
+ */
+void lr_store_staging_writeback(int fd, uint64_t off, uint64_t len);
+/*
  * Read back [off, off+len) and compare its SHA-256 with `hash` (used on
  * resume). 0, LR_EVERIFY (mismatch or short), LR_ETOOBIG (len above
  * LR_STORE_CHUNK_MAX) or -errno.
