@@ -366,7 +366,10 @@ int cmd_sync(struct cli *c, int argc, char **argv)
     int64_t last_left = -1;
     int exit_code = EXIT_OK;
     json_t *last = NULL;
-    long poll_ms = 20;
+    /* The daemon holds each sync.state until done or wait_ms: it answers
+     * within milliseconds of the folders being in sync, and a progress bar
+     * still moves four times a second. */
+    const double wait_s = tty ? 0.25 : 1.0;
     for (;;) {
         double el = mono_now() - t0;
         if (timeout > 0 && el >= timeout) {
@@ -376,12 +379,20 @@ int cmd_sync(struct cli *c, int argc, char **argv)
             exit_code = EXIT_TIMEOUT;
             break;
         }
+        /* Held answers end 0.2 s before --timeout, so the last one (with
+         * the reason it is not done) arrives before we stop listening. */
+        double wait = wait_s;
+        if (timeout > 0 && timeout - el - 0.2 < wait)
+            wait = timeout - el - 0.2 > 0 ? timeout - el - 0.2 : 0;
         /* The daemon may answer late (the check runs in its job queue): never past --timeout. */
-        int call_ms = 30000;
+        int call_ms = 30000 + (int)(wait * 1000);
         if (timeout > 0 && (timeout - el) * 1000 < call_ms)
             call_ms = (int)((timeout - el) * 1000) + 1;
         json_t *st;
-        rc = cli_call(c, "sync.state", json_pack("{s:O}", "folders", ids), call_ms, &st);
+        double called = mono_now();
+        rc = cli_call(c, "sync.state",
+                      json_pack("{s:O, s:I}", "folders", ids, "wait_ms", (json_int_t)(wait * 1000)),
+                      call_ms, &st);
         if (rc == EXIT_TIMEOUT && timeout > 0) {
             exit_code = EXIT_TIMEOUT; /* cli_call said why */
             break;
@@ -419,11 +430,12 @@ int cmd_sync(struct cli *c, int argc, char **argv)
         }
         if (done)
             break;
-        /* Soon at first (a sync of a few files is done in milliseconds and
-         * should not wait a whole interval), then every 200 ms. */
-        struct timespec ts = {0, poll_ms * 1000000L};
-        nanosleep(&ts, NULL);
-        poll_ms = poll_ms * 3 / 2 < 200 ? poll_ms * 3 / 2 : 200;
+        if (mono_now() - called < wait / 2 + 0.01) {
+            /* Answered early without being done (near --timeout, or a daemon
+             * that does not hold requests): do not spin. */
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     }
     if (tty && exit_code == EXIT_OK)
         printf("\r\033[Kin sync\n");

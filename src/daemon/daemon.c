@@ -61,6 +61,7 @@ void daemon_event(struct lr_daemon *d, json_t *ev)
     if (d->api)
         lr_api_server_broadcast(d->api, ev);
     json_decref(ev);
+    syncstate_poke(d);
 }
 
 /* ---- peers and folders ---- */
@@ -255,6 +256,7 @@ void daemon_stop(struct lr_daemon *d, const char *why)
     d->stopping = true;
     lr_info(MOD, "stopping: %s", why);
     scanjobs_cancel(d);
+    syncstate_stop(d);
     live_stop(d);
     pairing_stop(d);
     uv_signal_stop(&d->sig_term);

@@ -45,6 +45,7 @@ struct debug_peer;
 struct sync_state;
 struct disc_state;
 struct pairing_state;
+struct syncstate;
 
 struct lr_daemon {
     uv_loop_t loop;
@@ -79,6 +80,7 @@ struct lr_daemon {
     struct sync_state *sync;             /* sync.c */
     struct scan_progress *scan_progress; /* scanjobs.c */
     struct disc_state *disc;             /* disc.c */
+    struct syncstate *syncstate;         /* syncstate.c: held sync.state requests */
     /* pairing.c */
     struct pairing_state *pairing;
     uint64_t started_ms; /* uv_now at start */
@@ -110,6 +112,20 @@ int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct
 bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n);
 /* Drop waiting jobs (answering their requests) at shutdown. */
 void scanjobs_cancel(struct lr_daemon *d);
+
+/* ---- syncstate.c ---- */
+/*
+ * Answer sync.state for the named folders (all if n == 0; every one must
+ * exist, the caller checked): at once if they are done or wait_ms is 0,
+ * else when they are done or wait_ms (at most 60 s) has passed, whichever
+ * comes first. req belongs to this module from now on; ids are copied.
+ */
+void syncstate_request(struct lr_daemon *d, struct lr_api_req *req, const char *const *ids,
+                       size_t n, uint64_t wait_ms);
+/* Something changed (daemon_event calls it): held requests are checked again soon. */
+void syncstate_poke(struct lr_daemon *d);
+/* At shutdown: answer every held request ("stopping") and close the timer. */
+void syncstate_stop(struct lr_daemon *d);
 
 /* ---- debug.c (test builds only: LR_FAILPOINTS) ---- */
 #ifdef LR_FAILPOINTS

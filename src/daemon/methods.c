@@ -294,109 +294,19 @@ static void m_sync(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     lr_api_reply(req, json_object());
 }
 
-/* What sync.state found on the loop, completed by the peer-need job. */
-struct state_ctx {
-    struct lr_api_req *req;
-    uint64_t need_files, need_bytes, errors;
-    json_t *first_error; /* {"folder", "path", "error"} or NULL */
-    char waiting[256];   /* the first unmet condition, "" if none found */
-};
-
-static void state_reply(struct state_ctx *c, bool done, const struct sync_peer_need *pn)
-{
-    json_t *r =
-        json_pack("{s:b, s:I, s:I, s:f, s:I, s:I, s:I}", "done", done, "need_files",
-                  (json_int_t)c->need_files, "need_bytes", (json_int_t)c->need_bytes, "rate", 0.0,
-                  "peer_need_files", (json_int_t)(pn ? pn->files : 0), "peer_need_bytes",
-                  (json_int_t)(pn ? pn->bytes : 0), "errors", (json_int_t)c->errors);
-    if (r && c->first_error) {
-        json_object_set_new(r, "first_error", c->first_error);
-        c->first_error = NULL;
-    }
-    if (r && !done) {
-        if (!c->waiting[0] && pn && !pn->fresh)
-            snprintf(c->waiting, sizeof(c->waiting), "comparing peers' indexes with ours");
-        if (c->waiting[0])
-            json_object_set_new(r, "waiting", json_string(c->waiting));
-    }
-    json_decref(c->first_error);
-    lr_api_reply(c->req, r);
-    free(c);
-}
-
-static void state_peer_need(struct lr_daemon *d, void *ud, const struct sync_peer_need *res,
-                            int status)
-{
-    (void)d;
-    struct state_ctx *c = ud;
-    if (status < 0) {
-        json_decref(c->first_error);
-        lr_api_reply_error(c->req, "stopping", 1, "the daemon is stopping");
-        free(c);
-        return;
-    }
-    state_reply(c, res->fresh && res->items == 0, res);
-}
-
-/*
- * Done (docs/cli.md, "sync --wait"): no scan queued or running; every named
- * folder usable (not in error), settled (sync.h: nothing in flight, every
- * shared peer connected with indexes exchanged both ways, or given up on
- * after the connect grace), needing nothing (unless send-only: it never
- * takes remote changes), with no failing item; and then every connected
- * peer sharing it announcing every version we have (a job compares its
- * index with ours, see syncerr.h).
- */
+/* sync.state (syncstate.c); "wait_ms": hold the answer until done, up to that long. */
 static void m_sync_state(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
 {
     const char *ids[MAX_FOLDER_ARGS];
     size_t n;
     if (folder_args(req, params, ids, &n) < 0 || check_folders(d, req, ids, n) < 0)
         return;
-    struct state_ctx *c = lr_xcalloc(1, sizeof(*c));
-    c->req = req;
-    bool done = !scanjobs_busy(d, ids, n);
-    if (!done)
-        snprintf(c->waiting, sizeof(c->waiting), "a scan is queued or running");
-    for (size_t i = 0; i < d->cfg->nfolders; i++) {
-        const struct lr_folder_cfg *fc = &d->cfg->folders[i];
-        bool want = n == 0;
-        for (size_t k = 0; k < n; k++)
-            want |= strcmp(ids[k], fc->id) == 0;
-        if (!want)
-            continue;
-        struct folder_rt *f = daemon_folder(d, fc->id);
-        struct sync_folder_status ss;
-        sync_folder_status(d, fc->id, &ss);
-        uint64_t nerr = sync_items_count(d, fc->id);
-        bool in_error = !f || f->state == FOLDER_ERROR;
-        done = done && !in_error && ss.settled && !ss.active && nerr == 0 &&
-               (ss.need_items == 0 || fc->mode == LR_MODE_SEND_ONLY);
-        if (!c->waiting[0] && ss.why[0])
-            snprintf(c->waiting, sizeof(c->waiting), "folder %s: %s", fc->id, ss.why);
-        c->need_files += ss.need_files;
-        c->need_bytes += ss.need_bytes;
-        c->errors += nerr + (in_error ? 1 : 0);
-        if (!c->first_error && in_error) {
-            c->first_error = json_pack("{s:s, s:s, s:s}", "folder", fc->id, "path", "", "error",
-                                       f && f->error ? f->error : "folder in error");
-        } else if (!c->first_error && nerr) {
-            struct lr_syncerr_list l;
-            sync_items_list(d, fc->id, &l);
-            if (l.n) {
-                c->first_error = json_pack("{s:s}", "folder", fc->id);
-                lr_json_set_path(c->first_error, "path", l.v[0].path, l.v[0].path_len);
-                json_object_set_new(c->first_error, "error",
-                                    lr_json_lossy(l.v[0].msg, strlen(l.v[0].msg)));
-            }
-            lr_syncerr_list_release(&l);
-        }
-    }
-    if (!done) {
-        state_reply(c, false, NULL);
+    json_t *w = json_object_get(params, "wait_ms");
+    if (w && (!json_is_integer(w) || json_integer_value(w) < 0)) {
+        lr_api_reply_error(req, "bad_request", 2, "'wait_ms' must be a non-negative integer");
         return;
     }
-    sync_items_peer_need(d, ids, n, state_peer_need, c);
+    syncstate_request(d, req, ids, n, w ? (uint64_t)json_integer_value(w) : 0);
 }
 
 static void m_conflicts(struct lr_daemon *d, struct lr_api_req *req, json_t *params)

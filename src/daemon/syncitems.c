@@ -53,8 +53,9 @@
 #define TICK_MS 50
 /* Peer-need results: recomputed at most this often per folder, or 10x the
  * last computation's duration if that is longer (a large folder's check
- * must not steal the serial queue from the transfer it waits for). */
-#define PEER_NEED_MIN_MS 500
+ * must not steal the serial queue from the transfer it waits for; a small
+ * one's takes a few milliseconds, and sync --wait waits for it). */
+#define PEER_NEED_MIN_MS 25
 /* Case clashes waiting for a pull job to record them. */
 #define CLASHQ_MAX 1024
 

@@ -1,0 +1,177 @@
+"""`sync.state` with "wait_ms" (docs/api.md), what `sync --wait` uses: the
+daemon holds the answer until the folders are in sync or the wait ends, so
+the CLI learns at once that it is done instead of polling. Driven through the
+control socket as a client would, plus the CLI paths that use it."""
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+
+from conftest import free_udp_port, wait_for
+
+
+class Api:
+    """One control-socket connection (newline-delimited JSON, docs/api.md)."""
+
+    def __init__(self, dev):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(os.path.join(dev.home, "control.sock"))
+        self.f = self.s.makefile("rb")
+        self.next_id = 1
+
+    def send(self, method, params):
+        rid = self.next_id
+        self.next_id += 1
+        line = json.dumps({"id": rid, "method": method, "params": params}) + "\n"
+        self.s.sendall(line.encode())
+        return rid
+
+    def reply(self, timeout=60):
+        self.s.settimeout(timeout)
+        line = self.f.readline()
+        assert line, "the daemon closed the connection without answering"
+        return json.loads(line)
+
+    def call(self, method, params, timeout=60):
+        self.send(method, params)
+        return self.reply(timeout)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+def pair(devices, tmp_path):
+    a, b = devices("alice"), devices("bob")
+    a.init()
+    b.init()
+    a.port, b.port = free_udp_port(), free_udp_port()
+    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    return a, b, fa, fb
+
+
+def tree(root):
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".landropic"]
+        for n in files:
+            p = os.path.join(dirpath, n)
+            out[os.path.relpath(p, root)] = open(p, "rb").read()
+    return out
+
+
+def test_held_until_in_sync(devices, tmp_path):
+    a, b, fa, fb = pair(devices, tmp_path)
+    for i in range(40):
+        (fa / f"f{i:02d}.bin").write_bytes(os.urandom(20_000 + i * 3000))
+    a.start()
+    b.start()
+    api = Api(b)
+    try:
+        # Asked before anything arrived: held, answered done once B has it all
+        # (long before the 60 s the client allowed).
+        t0 = time.time()
+        r = api.call("sync.state", {"folders": ["docs"], "wait_ms": 60000}, timeout=90)
+        took = time.time() - t0
+        assert r["result"]["done"] is True, r
+        assert took < 50, took
+        assert tree(fb) == tree(fa)
+        assert r["result"]["need_files"] == 0 and r["result"]["errors"] == 0
+        # Already in sync: answered at once, like without wait_ms.
+        r = api.call("sync.state", {"wait_ms": 60000}, timeout=30)
+        assert r["result"]["done"] is True, r
+        # A change on A: B's held answer comes after the new file is there.
+        data = os.urandom(300_000)
+        (fa / "late.bin").write_bytes(data)
+        a.ok("sync")
+        assert a.ok("sync", "--wait", "--timeout", "60").rc == 0
+        assert (fb / "late.bin").read_bytes() == data
+        assert b.ok("sync", "docs", "--wait", "--timeout", "60").rc == 0
+    finally:
+        api.close()
+
+
+def test_not_done_answers_at_the_deadline_then_cli_times_out(devices, tmp_path):
+    a, b, fa, fb = pair(devices, tmp_path)
+    (fa / "x.txt").write_bytes(b"x\n")
+    a.start()
+    b.start()
+    assert b.ok("sync", "--wait", "--timeout", "60").rc == 0
+    # The folder's marker gone: the folder is in error, never done.
+    b.stop()
+    shutil.rmtree(fb / ".landropic")
+    b.start()
+    wait_for(lambda: b.ok("status", "--json").json()["folders"][0]["state"] == "error",
+             timeout=30, what="B's folder in error")
+    api = Api(b)
+    try:
+        t0 = time.time()
+        r = api.call("sync.state", {"folders": ["docs"], "wait_ms": 800}, timeout=30)
+        took = time.time() - t0
+        res = r["result"]
+        assert res["done"] is False and res["errors"] >= 1, r
+        assert res["first_error"]["folder"] == "docs", r
+        assert took >= 0.7, took  # held for the wait, not answered at once
+        # Without wait_ms: answered at once.
+        r = api.call("sync.state", {"folders": ["docs"]}, timeout=30)
+        assert r["result"]["done"] is False
+        # Bad wait_ms: a usage error naming it.
+        for bad in (-1, "soon", 1.5, None):
+            r = api.call("sync.state", {"wait_ms": bad}, timeout=30)
+            assert r["error"]["code"] == "bad_request" and r["error"]["exit"] == 2, (bad, r)
+            assert "wait_ms" in r["error"]["message"]
+    finally:
+        api.close()
+    # The CLI: exit 3 at --timeout with the reason, even though each call is held.
+    t0 = time.time()
+    r = b.run("sync", "--wait", "--timeout", "2")
+    assert r.rc == 3, r
+    assert "docs" in r.err, r
+    assert time.time() - t0 < 30
+
+
+def test_held_request_answered_when_folder_removed_or_daemon_stops(devices, tmp_path):
+    a, b, fa, fb = pair(devices, tmp_path)
+    b.start()
+    # The marker gone: the folder is in error, never done, so requests stay held.
+    shutil.rmtree(fb / ".landropic")
+    assert b.run("scan").rc == 1  # names the missing marker
+    wait_for(lambda: b.ok("status", "--json").json()["folders"][0]["state"] == "error",
+             timeout=30, what="B's folder in error")
+    api = Api(b)
+    api2 = Api(b)
+    try:
+        # Removed while held: answered as an unknown folder.
+        api.send("sync.state", {"folders": ["docs"], "wait_ms": 60000})
+        time.sleep(0.3)
+        b.ok("folder", "remove", "docs")
+        r = api.reply(timeout=30)
+        assert r["error"]["code"] == "notfound" and "docs" in r["error"]["message"], r
+        # Stopping while held: answered "stopping", and the daemon exits.
+        fc = tmp_path / "C"
+        fc.mkdir()
+        b.ok("folder", "add", str(fc), "--id", "other", "--share", a.id)
+        shutil.rmtree(fc / ".landropic")
+        assert b.run("scan").rc == 1  # names the missing marker
+        wait_for(lambda: b.ok("status", "--json").json()["folders"][0]["state"] == "error",
+                 timeout=30, what="the other folder in error")
+        api2.send("sync.state", {"wait_ms": 60000})
+        time.sleep(0.3)
+        done = []
+        t = threading.Thread(target=lambda: done.append(api2.reply(timeout=30)))
+        t.start()
+        b.ok("stop")
+        t.join(timeout=40)
+        assert done and done[0]["error"]["code"] == "stopping", done
+        wait_for(lambda: not b.alive(), timeout=20, what="B exits")
+    finally:
+        api.close()
+        api2.close()
