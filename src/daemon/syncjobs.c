@@ -9,13 +9,32 @@
 
 #include "util/log.h"
 
+#include <sys/prctl.h>
+
 #define MOD "jobs"
+
+/*
+ * Name the pool thread after the lane it now works for, so per-thread
+ * profiles (perf, top -H) say which lane is busy. libuv's threads serve
+ * any lane, so the name follows the job (one cheap system call per job).
+ */
+static void name_thread(const char *name)
+{
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+static const char *const lane_names[DAEMON_SIDE_COUNT] = {
+    [DAEMON_SIDE_SERVE] = "lr-serve",
+    [DAEMON_SIDE_RX] = "lr-rx",
+    [DAEMON_SIDE_BARRIER] = "lr-barrier",
+};
 
 static void start_next(struct lr_daemon *d);
 
 static void work_cb(uv_work_t *w)
 {
     struct daemon_job *j = w->data;
+    name_thread("lr-serial");
     j->work(j);
 }
 
@@ -95,6 +114,7 @@ static void side_next(struct lr_daemon *d, enum daemon_side_lane lane);
 static void side_work_cb(uv_work_t *w)
 {
     struct daemon_job *j = w->data;
+    name_thread(lane_names[j->lane]);
     j->work(j);
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 /* Jobs taken per lock acquisition: small chunks are cheap, the mutex is not. */
 #define TAKE_MAX 8
@@ -34,6 +35,7 @@ static void *worker(void *arg)
 {
     struct lr__wq *wq = arg;
     struct lr__wq_job jobs[TAKE_MAX];
+    (void)prctl(PR_SET_NAME, "lr-hash", 0, 0, 0); /* for per-thread profiles */
     pthread_mutex_lock(&wq->mu);
     for (;;) {
         while (wq->qlen == 0 && !wq->stop)
