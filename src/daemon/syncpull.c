@@ -90,6 +90,9 @@ struct sync_xfer {
     struct sync_session *sess; /* sessions.h; NULL once ended */
     unsigned refs;
     bool dead, committing;
+    /* No sidecar was written: its roll-forward record goes into the commit
+     * batch's journal (staging_reuse.h). */
+    bool journaled;
     /* HAVE: bumped at every chunk verified and written; per peer, what was
      * announced. from_partial: chunks fetched from peers still downloading. */
     uint64_t have_ver;
@@ -544,6 +547,14 @@ static void reuse_older(struct page_ctx *c, struct sync_xfer *x)
         log_path("staging sidecar ignored", x->folder, x->rec.path, x->rec.path_len, rc, &err);
     bool have = rc == 0;
     size_t copied = 0;
+    /* One chunk, all of it from peers, and no older version's sidecar to
+     * carry on: there is nothing a later version could reuse, so no sidecar;
+     * the commit batch journals its record (it commits only through a batch:
+     * a file complete here commits right below, with a sidecar). */
+    if (!have && x->rec.nchunks == 1 && x->ndone0 == 0 && x->rec.chunks[0].len > 0) {
+        x->journaled = true;
+        return;
+    }
     /* The same version resumed: nothing to copy, but the sidecar is written
      * again (this run's decision: the local record it replaces). */
     if (have && lr_hash_cmp(&prev.key, &x->key) != 0) {
@@ -577,6 +588,8 @@ static void reuse_older(struct page_ctx *c, struct sync_xfer *x)
 /* x was committed: the path's older staging files and its sidecar go. */
 static void forget_older(struct lr_store *st, const struct sync_xfer *x)
 {
+    if (x->journaled)
+        return; /* none was written, and there was none before */
     struct lr_err err = {0};
     int rc = lr_store_sidecar_forget(st, x->rec.path, x->rec.path_len, &x->key, &err);
     if (rc < 0)
@@ -1191,9 +1204,26 @@ static void pull_work(struct daemon_job *base)
         free(c.done[k].path); /* not committed: the sidecars stay */
     free(c.done);
     lr_ignore_free(ig);
+    j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
+    if (j->rc == 0 && !j->no_marker && j->nbusy == 0 && j->nxfers == 0 && j->need_known &&
+        j->need.items == 0) {
+        /*
+         * Nothing needed and nothing in flight (pull_start's snapshot; none
+         * started): whatever tmp/ still holds is left from interrupted
+         * transfers of versions no longer wanted. A journaled version
+         * (staging_reuse.h) has no sidecar through which a later version of
+         * its path would remove its staging file, so this is where it goes.
+         */
+        uint64_t removed = 0;
+        struct lr_err gerr = {0};
+        if (lr_store_staging_gc(c.st, 0, &removed, &gerr) < 0)
+            lr_warn(MOD, "folder=%s staging cleanup: %s", j->folder, gerr.msg);
+        else if (removed)
+            lr_debug(MOD, "folder=%s in sync: %llu leftover staging entries removed", j->folder,
+                     (unsigned long long)removed);
+    }
     lr_store_close(c.st);
     sync_items_prune(d, j->folder);
-    j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
     /* What is ignored is not needed (status, sync --wait); a round cut short
      * saw only part of it and reports more. */
     j->need.items -= j->ignored.items < j->need.items ? j->ignored.items : j->need.items;
@@ -1371,6 +1401,7 @@ struct sync_commitq {
     struct sync_xfer **v;
     size_t n;
     bool busy;
+    uint64_t journals; /* commit journals named so far */
 };
 
 static struct sync_commitq *commitq(struct lr_daemon *d)
@@ -1393,19 +1424,58 @@ struct commit_job {
     struct daemon_job base;
     struct sync_xfer **x;
     size_t n;
-    int barrier_rc; /* the first step's outcome; its message in err[0] */
+    uint64_t journal_id; /* unique in this process */
+    bool journal;        /* written: removed once the index committed */
+    int barrier_rc;      /* the first step's outcome; its message in err[0] */
     int *rc;
     bool *rescan;
     struct lr_err *err;
 };
 
-/* Barrier lane: touches only the transfers' staging descriptors. */
+/*
+ * The batch's journal (staging_reuse.h): the roll-forward records of its
+ * transfers that have no sidecar. Without it (an error, logged) a crash
+ * between the renames and the index commit would make the next scan take
+ * those files for local edits; the commit itself goes on.
+ */
+static void write_journal(struct commit_job *j, struct lr_store *st)
+{
+    struct lr_store_sidecar *v = lr_xcalloc(j->n + 1, sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        struct sync_xfer *x = j->x[i];
+        struct stat sb;
+        if (!x->journaled || fstat(x->fd, &sb) < 0)
+            continue;
+        struct lr_store_sidecar *sc = &v[n++];
+        sc->key = x->key;
+        sc->chunks = x->rec.chunks; /* borrowed, like the record */
+        sc->nchunks = x->rec.nchunks;
+        sc->has_commit = true;
+        sc->commit.rec = x->rec;
+        sc->commit.staging_ino = (uint64_t)sb.st_ino;
+        sc->commit.had_local = x->had_local;
+        sc->commit.local_seq = x->local_seq;
+    }
+    struct lr_err err = {0};
+    int rc = n ? lr_store_journal_write(st, j->journal_id, v, n, &err) : 0;
+    if (rc < 0)
+        lr_warn(MOD, "folder=%s no roll-forward for %zu files of a commit batch: %s",
+                j->x[0]->folder, n, lr_err_msg(&err, rc));
+    j->journal = n && rc == 0;
+    free(v);
+}
+
+/* Barrier lane: touches only the transfers' staging descriptors and the
+ * batch's own journal. */
 static void barrier_work(struct daemon_job *base)
 {
     struct commit_job *j = (struct commit_job *)base;
     struct lr_store *st = NULL;
-    /* No spare pool: this handle creates and removes nothing. */
+    /* No spare pool: this handle creates (the journal) but removes nothing. */
     int rc = j->n ? lr_store_open(j->x[0]->root, &st, &j->err[0]) : 0;
+    if (rc == 0 && j->n)
+        write_journal(j, st);
     if (rc == 0 && j->n) {
         struct lr_store_batch *b = lr_store_batch_new(st, LR_STORE_BARRIER_SYNCFS);
         for (size_t i = 0; i < j->n && rc == 0; i++)
@@ -1468,6 +1538,10 @@ static void commit_work(struct daemon_job *base)
         for (size_t i = 0; i < j->n; i++)
             if (j->rc[i] == 0)
                 forget_older(st, j->x[i]);
+        /* Recorded: nothing left to roll forward. (After a failure the
+         * journal stays for the next start, like the sidecars.) */
+        if (j->journal)
+            lr_store_journal_remove(st, j->journal_id);
     }
 out:
     lr_store_batch_free(b);
@@ -1561,6 +1635,7 @@ static void commit_start(struct daemon_job *base)
 {
     struct commit_job *j = (struct commit_job *)base;
     struct sync_commitq *q = commitq(base->d);
+    j->journal_id = ++q->journals;
     j->x = lr_xcalloc(q->n + 1, sizeof(*j->x));
     size_t keep = 0;
     for (size_t i = 0; i < q->n; i++) {

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 #include <unistd.h>
 
 #define MAGIC "LRSIDEC2"
+#define JOURNAL_MAGIC "LRJOURN1"
+#define JOURNAL_PREFIX "journal-"
 #define MAGIC_LEN 8
 #define HEAD_LEN (MAGIC_LEN + 4 + 4 + LR_HASH_LEN)
 #define ENTRY_LEN (8 + 4 + LR_HASH_LEN)
@@ -180,7 +183,6 @@ static bool spare_keep(struct lr_store *st, int fd, const char *name)
     pthread_mutex_unlock(&p->mu);
     if (!room)
         unlinkat(st->tmpfd, nm.s, 0);
-    atomic_store(&st->spares_kept, true);
     return true;
 }
 
@@ -212,7 +214,10 @@ static int spare_take(struct lr_store *st, const char *name)
 void lr__store_spares_drain(struct lr_store *st)
 {
     struct lr_store_spares *p = st->spares;
-    if (!p || !atomic_load(&st->spares_kept))
+    /* Any handle with the pool, not only one that kept a spare: a commit
+     * batch whose files were journaled forgets no sidecar, yet its renames
+     * may be what leaves tmp/ idle. */
+    if (!p)
         return;
     pthread_mutex_lock(&p->mu);
     size_t mine = 0;
@@ -325,37 +330,43 @@ static int read_small(int dirfd, const char *name, size_t max, uint8_t **data, s
     return read_small_fd(dirfd, name, max, data, len, NULL);
 }
 
+/* A record section after its has_record byte (see the format in the header). */
+static int parse_record(struct lr_rd *r, struct lr_store_sidecar *out)
+{
+    struct lr_store_sidecar_commit *c = &out->commit;
+    uint8_t had_local;
+    uint32_t plen, vlen;
+    const uint8_t *p, *vv;
+    uint64_t mtime;
+    if (lr_rd_get_u32(r, &plen) < 0 || plen == 0 || plen > LR_STORE_SIDECAR_PATH_MAX ||
+        lr_rd_get_view(r, &p, plen) < 0 || memchr(p, 0, plen) ||
+        lr_rd_get_u64(r, &c->rec.size) < 0 || lr_rd_get_u64(r, &mtime) < 0 ||
+        lr_rd_get_u32(r, &c->rec.mode) < 0 ||
+        lr_rd_get_bytes(r, c->rec.blocks_hash.b, LR_HASH_LEN) < 0 || lr_rd_get_u32(r, &vlen) < 0 ||
+        lr_rd_get_view(r, &vv, vlen) < 0 || lr_rd_get_u64(r, &c->staging_ino) < 0 ||
+        lr_rd_get_u8(r, &had_local) < 0 || had_local > 1 || lr_rd_get_u64(r, &c->local_seq) < 0)
+        return LR_EPROTO;
+    if (lr_vv_decode(vv, vlen, &c->rec.vv) < 0)
+        return LR_EPROTO;
+    c->rec.path = lr_xmalloc((size_t)plen + 1);
+    memcpy(c->rec.path, p, plen);
+    c->rec.path[plen] = 0;
+    c->rec.path_len = plen;
+    c->rec.type = LR_FT_FILE;
+    c->rec.mtime_ns = (int64_t)mtime;
+    c->had_local = had_local;
+    out->has_commit = true;
+    return 0;
+}
+
 /* The trailing commit record (see the format in the header); then the end. */
 static int parse_commit(struct lr_rd *r, struct lr_store_sidecar *out)
 {
-    uint8_t has, had_local;
+    uint8_t has;
     if (lr_rd_get_u8(r, &has) < 0 || has > 1)
         return LR_EPROTO;
-    if (has) {
-        struct lr_store_sidecar_commit *c = &out->commit;
-        uint32_t plen, vlen;
-        const uint8_t *p, *vv;
-        uint64_t mtime;
-        if (lr_rd_get_u32(r, &plen) < 0 || plen == 0 || plen > LR_STORE_SIDECAR_PATH_MAX ||
-            lr_rd_get_view(r, &p, plen) < 0 || memchr(p, 0, plen) ||
-            lr_rd_get_u64(r, &c->rec.size) < 0 || lr_rd_get_u64(r, &mtime) < 0 ||
-            lr_rd_get_u32(r, &c->rec.mode) < 0 ||
-            lr_rd_get_bytes(r, c->rec.blocks_hash.b, LR_HASH_LEN) < 0 ||
-            lr_rd_get_u32(r, &vlen) < 0 || lr_rd_get_view(r, &vv, vlen) < 0 ||
-            lr_rd_get_u64(r, &c->staging_ino) < 0 || lr_rd_get_u8(r, &had_local) < 0 ||
-            had_local > 1 || lr_rd_get_u64(r, &c->local_seq) < 0)
-            return LR_EPROTO;
-        if (lr_vv_decode(vv, vlen, &c->rec.vv) < 0)
-            return LR_EPROTO;
-        c->rec.path = lr_xmalloc((size_t)plen + 1);
-        memcpy(c->rec.path, p, plen);
-        c->rec.path[plen] = 0;
-        c->rec.path_len = plen;
-        c->rec.type = LR_FT_FILE;
-        c->rec.mtime_ns = (int64_t)mtime;
-        c->had_local = had_local;
-        out->has_commit = true;
-    }
+    if (has && parse_record(r, out) < 0)
+        return LR_EPROTO;
     return lr_rd_left(r) == 0 ? 0 : LR_EPROTO;
 }
 
@@ -416,6 +427,25 @@ int lr_store_sidecar_load(struct lr_store *st, const uint8_t *path, size_t path_
     return 0;
 }
 
+/* The record section after its has_record byte (format in the header); vv
+ * is the record's vector already encoded. */
+static void put_record(struct lr_buf *b, const struct lr_store_sidecar_commit *commit,
+                       const struct lr_buf *vv)
+{
+    const struct lr_file_rec *r = &commit->rec;
+    lr_buf_put_u32(b, (uint32_t)r->path_len);
+    lr_buf_put(b, r->path, r->path_len);
+    lr_buf_put_u64(b, r->size);
+    lr_buf_put_u64(b, (uint64_t)r->mtime_ns);
+    lr_buf_put_u32(b, r->mode);
+    lr_buf_put(b, r->blocks_hash.b, LR_HASH_LEN);
+    lr_buf_put_u32(b, (uint32_t)vv->len);
+    lr_buf_put(b, vv->data, vv->len);
+    lr_buf_put_u64(b, commit->staging_ino);
+    lr_buf_put_u8(b, commit->had_local);
+    lr_buf_put_u64(b, commit->local_seq);
+}
+
 int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path_len,
                            const struct lr_hash *key, const struct lr_chunk *chunks, size_t nchunks,
                            const struct lr_store_sidecar *prev,
@@ -452,20 +482,8 @@ int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path
         lr_buf_put(&b, chunks[i].hash.b, LR_HASH_LEN);
     }
     lr_buf_put_u8(&b, commit != NULL);
-    if (commit) {
-        const struct lr_file_rec *r = &commit->rec;
-        lr_buf_put_u32(&b, (uint32_t)r->path_len);
-        lr_buf_put(&b, r->path, r->path_len);
-        lr_buf_put_u64(&b, r->size);
-        lr_buf_put_u64(&b, (uint64_t)r->mtime_ns);
-        lr_buf_put_u32(&b, r->mode);
-        lr_buf_put(&b, r->blocks_hash.b, LR_HASH_LEN);
-        lr_buf_put_u32(&b, (uint32_t)vv.len);
-        lr_buf_put(&b, vv.data, vv.len);
-        lr_buf_put_u64(&b, commit->staging_ino);
-        lr_buf_put_u8(&b, commit->had_local);
-        lr_buf_put_u64(&b, commit->local_seq);
-    }
+    if (commit)
+        put_record(&b, commit, &vv);
     lr_buf_release(&vv);
     if (!lr_buf_ok(&b)) {
         lr_buf_release(&b);
@@ -742,6 +760,22 @@ int lr_store_sidecar_gc(struct lr_store *st, uint64_t *removed, struct lr_err *e
     return 0;
 }
 
+/* sc's version was renamed into place and the index may not know: its
+ * staging file is gone and the path holds that very inode (regular, the
+ * record's size and mtime), described in *info. */
+static bool committed(struct lr_store *st, const struct lr_store_sidecar *sc,
+                      struct lr_store_info *info)
+{
+    const struct lr_file_rec *r = &sc->commit.rec;
+    if (staging_exists(st, &sc->key))
+        return false; /* not committed yet */
+    if (lr_store_path_check((const char *)r->path, NULL) < 0)
+        return false;
+    return lr_store_stat(st, (const char *)r->path, info, NULL) == 0 && !info->special &&
+           info->type == LR_FT_FILE && info->ino == sc->commit.staging_ino &&
+           info->size == r->size && info->mtime_ns == r->mtime_ns;
+}
+
 /* The sidecar `name` of tmp: its commit, rolled forward when it applies. */
 static bool recover_one(struct lr_store *st, const char *name,
                         int (*apply)(void *u, const struct lr_store_sidecar *sc,
@@ -754,22 +788,18 @@ static bool recover_one(struct lr_store *st, const char *name,
     bool done = false;
     struct lr_store_info info;
     const struct lr_file_rec *r = &sc.commit.rec;
-    if (staging_exists(st, &sc.key))
-        goto out; /* not committed yet */
-    if (lr_store_path_check((const char *)r->path, NULL) < 0)
-        goto out;
-    if (lr_store_stat(st, (const char *)r->path, &info, NULL) < 0 || info.special ||
-        info.type != LR_FT_FILE || info.ino != sc.commit.staging_ino || info.size != r->size ||
-        info.mtime_ns != r->mtime_ns)
-        goto out; /* not our file (or the commit never happened) */
-    if (apply(u, &sc, &info) == 0) {
+    if (committed(st, &sc, &info) && apply(u, &sc, &info) == 0) {
         lr_store_sidecar_forget(st, r->path, r->path_len, &sc.key, NULL);
         done = true;
     }
-out:
     lr_store_sidecar_release(&sc);
     return done;
 }
+
+static uint64_t recover_journal(struct lr_store *st, const char *name,
+                                int (*apply)(void *u, const struct lr_store_sidecar *sc,
+                                             const struct lr_store_info *on_disk),
+                                void *u);
 
 int lr_store_sidecar_recover(struct lr_store *st,
                              int (*apply)(void *u, const struct lr_store_sidecar *sc,
@@ -792,7 +822,8 @@ int lr_store_sidecar_recover(struct lr_store *st,
     size_t n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (!hex_name(de->d_name))
+        if (!hex_name(de->d_name) &&
+            strncmp(de->d_name, JOURNAL_PREFIX, sizeof(JOURNAL_PREFIX) - 1) != 0)
             continue;
         names = lr_xreallocarray(names, n + 1, sizeof(*names));
         names[n++] = lr_xstrdup(de->d_name);
@@ -800,11 +831,183 @@ int lr_store_sidecar_recover(struct lr_store *st,
     closedir(d);
     uint64_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        k += recover_one(st, names[i], apply, u);
+        if (hex_name(names[i]))
+            k += recover_one(st, names[i], apply, u);
+        else
+            k += recover_journal(st, names[i], apply, u);
         free(names[i]);
     }
     free(names);
     if (applied)
         *applied = k;
     return 0;
+}
+
+/* ---- commit journals (see the header) ---- */
+
+static void journal_name(uint64_t id, char out[64])
+{
+    snprintf(out, 64, JOURNAL_PREFIX "%ld-%016" PRIx64, (long)getpid(), id);
+}
+
+int lr_store_journal_write(struct lr_store *st, uint64_t id, const struct lr_store_sidecar *recs,
+                           size_t n, struct lr_err *err)
+{
+    if (n > LR_STORE_JOURNAL_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "commit journal: %zu records", n);
+    struct lr_buf b;
+    lr_buf_init(&b, LR_STORE_JOURNAL_BYTES_MAX);
+    lr_buf_put(&b, JOURNAL_MAGIC, MAGIC_LEN);
+    lr_buf_put_u32(&b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        const struct lr_store_sidecar *sc = &recs[i];
+        const struct lr_store_sidecar_commit *c = &sc->commit;
+        struct lr_buf vv;
+        lr_buf_init(&vv, VV_MAX);
+        if (!sc->has_commit || sc->nchunks > LR_STORE_JOURNAL_CHUNKS_MAX || c->rec.path_len == 0 ||
+            c->rec.path_len > LR_STORE_SIDECAR_PATH_MAX || lr_vv_encode(&c->rec.vv, &vv) < 0) {
+            lr_buf_release(&vv);
+            lr_buf_release(&b);
+            return lr_err_set(err, LR_EBADVAL, "commit journal: record %zu cannot be stored", i);
+        }
+        lr_buf_put(&b, sc->key.b, LR_HASH_LEN);
+        lr_buf_put_u32(&b, (uint32_t)sc->nchunks);
+        for (size_t k = 0; k < sc->nchunks; k++) {
+            lr_buf_put_u64(&b, sc->chunks[k].off);
+            lr_buf_put_u32(&b, sc->chunks[k].len);
+            lr_buf_put(&b, sc->chunks[k].hash.b, LR_HASH_LEN);
+        }
+        put_record(&b, c, &vv);
+        lr_buf_release(&vv);
+    }
+    if (!lr_buf_ok(&b)) {
+        lr_buf_release(&b);
+        return lr_err_set(err, LR_ETOOBIG, "commit journal: over %u bytes",
+                          (unsigned)LR_STORE_JOURNAL_BYTES_MAX);
+    }
+    char name[64];
+    journal_name(id, name);
+    unlinkat(st->tmpfd, name, 0); /* a leftover, maybe planted: never written through */
+    int rc = 0;
+    int fd = openat(st->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = lr_err_set(err, -errno, "commit journal %s: %s", name, strerror(errno));
+        goto out;
+    }
+    size_t off = 0;
+    while (off < b.len) {
+        ssize_t w = write(fd, b.data + off, b.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = w < 0 ? -errno : -EIO;
+            break;
+        }
+        off += (size_t)w;
+    }
+    close(fd);
+    if (rc < 0) {
+        unlinkat(st->tmpfd, name, 0);
+        lr_err_set(err, rc, "commit journal %s: %s", name, lr_strerror(rc));
+    }
+out:
+    lr_buf_release(&b);
+    return rc;
+}
+
+void lr_store_journal_remove(struct lr_store *st, uint64_t id)
+{
+    char name[64];
+    journal_name(id, name);
+    unlinkat(st->tmpfd, name, 0);
+}
+
+void lr_store_journal_release(struct lr_store_sidecar *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        lr_store_sidecar_release(&v[i]);
+    free(v);
+}
+
+int lr_store_journal_parse(const uint8_t *data, size_t len, struct lr_store_sidecar **out,
+                           size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    struct lr_rd r;
+    lr_rd_init(&r, data, len);
+    const uint8_t *magic;
+    uint32_t count;
+    if (lr_rd_get_view(&r, &magic, MAGIC_LEN) < 0 || memcmp(magic, JOURNAL_MAGIC, MAGIC_LEN) != 0 ||
+        lr_rd_get_u32(&r, &count) < 0 || count > LR_STORE_JOURNAL_MAX)
+        return LR_EPROTO;
+    /* Each record takes more than a key and a chunk count: checked before allocating. */
+    if (lr_rd_left(&r) / (LR_HASH_LEN + 4) < count)
+        return LR_EPROTO;
+    struct lr_store_sidecar *v = lr_xcalloc(count ? count : 1, sizeof(*v));
+    size_t got = 0;
+    int rc = 0;
+    for (; got < count; got++) {
+        struct lr_store_sidecar *sc = &v[got];
+        uint32_t nch;
+        if (lr_rd_get_bytes(&r, sc->key.b, LR_HASH_LEN) < 0 || lr_rd_get_u32(&r, &nch) < 0 ||
+            nch > LR_STORE_JOURNAL_CHUNKS_MAX) {
+            rc = LR_EPROTO;
+            break;
+        }
+        sc->chunks = lr_xcalloc(nch ? nch : 1, sizeof(*sc->chunks));
+        sc->nchunks = nch;
+        for (uint32_t k = 0; k < nch && rc == 0; k++) {
+            struct lr_chunk *c = &sc->chunks[k];
+            if (lr_rd_get_u64(&r, &c->off) < 0 || lr_rd_get_u32(&r, &c->len) < 0 ||
+                lr_rd_get_bytes(&r, c->hash.b, LR_HASH_LEN) < 0 || c->len == 0 ||
+                c->len > LR_STORE_CHUNK_MAX || c->off > (uint64_t)INT64_MAX - c->len)
+                rc = LR_EPROTO;
+        }
+        if (rc == 0 && parse_record(&r, sc) < 0)
+            rc = LR_EPROTO;
+        if (rc < 0) {
+            got++; /* release what this one holds too */
+            break;
+        }
+    }
+    if (rc == 0 && lr_rd_left(&r) != 0)
+        rc = LR_EPROTO;
+    if (rc < 0) {
+        lr_store_journal_release(v, got);
+        return rc;
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+/* Roll forward what the journal `name` of tmp records, then remove it
+ * (records that do not apply were never committed, or are not ours). */
+static uint64_t recover_journal(struct lr_store *st, const char *name,
+                                int (*apply)(void *u, const struct lr_store_sidecar *sc,
+                                             const struct lr_store_info *on_disk),
+                                void *u)
+{
+    uint8_t *data;
+    size_t len;
+    uint64_t k = 0;
+    struct lr_store_sidecar *v;
+    size_t n;
+    if (read_small(st->tmpfd, name, LR_STORE_JOURNAL_BYTES_MAX, &data, &len) < 0)
+        return 0; /* not a regular file, or too big: left to lr_store_staging_gc */
+    int rc = lr_store_journal_parse(data, len, &v, &n);
+    free(data);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) {
+            struct lr_store_info info;
+            if (committed(st, &v[i], &info) && apply(u, &v[i], &info) == 0)
+                k++;
+        }
+        lr_store_journal_release(v, n);
+    } else {
+        lr_warn("store", "commit journal %s in %s is malformed: ignored", name, st->root);
+    }
+    unlinkat(st->tmpfd, name, 0);
+    return k;
 }

@@ -127,7 +127,8 @@ int lr_store_sidecar_forget(struct lr_store *st, const uint8_t *path, size_t pat
                             const struct lr_hash *committed_key, struct lr_err *err);
 
 /*
- * Roll-forward after a crash: for every sidecar with a commit record whose
+ * Roll-forward after a crash: for every sidecar with a commit record (and
+ * every record of every commit journal, see below) whose
  * staging file is gone while the path holds that very file (same inode,
  * regular, the record's size and mtime), call apply(u, sc, on_disk); when
  * it returns 0 the sidecar is forgotten (lr_store_sidecar_forget). Other
@@ -138,6 +139,45 @@ int lr_store_sidecar_recover(struct lr_store *st,
                              int (*apply)(void *u, const struct lr_store_sidecar *sc,
                                           const struct lr_store_info *on_disk),
                              void *u, uint64_t *applied, struct lr_err *err);
+
+/*
+ * Commit journals. A version fetched whole from peers in one chunk has
+ * nothing a later version could reuse, so the puller writes it no sidecar;
+ * its roll-forward record goes instead into its commit batch's journal,
+ * tmp/"journal-<pid>-<16 hex id>": "LRJOURN1" | u32 n | n x (key[32] |
+ * u32 nchunks | nchunks x (u64 off | u32 len | hash[32]) | the record
+ * section of the sidecar format above, after its has_record byte). The
+ * batch writes it before its durability barrier, which makes it durable
+ * with the staged data and so before any rename, and removes it once its
+ * index transaction committed: one file per batch instead of one sidecar
+ * written and forgotten per file. lr_store_sidecar_recover() also rolls
+ * forward every journal's records (the same rule as a sidecar's), then
+ * removes the journal; a malformed one is logged and removed (it can only
+ * be torn if its barrier never returned, so nothing of it was renamed).
+ */
+#define LR_STORE_JOURNAL_MAX 4096
+#define LR_STORE_JOURNAL_CHUNKS_MAX 16
+#define LR_STORE_JOURNAL_BYTES_MAX (64u << 20)
+
+/*
+ * Write journal `id` (unique per process) for recs[0..n) (each with
+ * has_commit, at most LR_STORE_JOURNAL_CHUNKS_MAX chunks; borrowed).
+ * LR_ETOOBIG beyond LR_STORE_JOURNAL_MAX records or _BYTES_MAX bytes,
+ * LR_EBADVAL for a record that cannot be stored, -errno; nothing is left
+ * behind on error. Not fsynced: the batch's barrier does it.
+ */
+int lr_store_journal_write(struct lr_store *st, uint64_t id, const struct lr_store_sidecar *recs,
+                           size_t n, struct lr_err *err);
+/* Remove journal `id` (absent is fine). */
+void lr_store_journal_remove(struct lr_store *st, uint64_t id);
+/*
+ * Decode a journal's bytes (disk input, fuzzed): *out (n records, each
+ * with has_commit) to free with lr_store_journal_release. 0 or LR_EPROTO
+ * (nothing allocated).
+ */
+int lr_store_journal_parse(const uint8_t *data, size_t len, struct lr_store_sidecar **out,
+                           size_t *n);
+void lr_store_journal_release(struct lr_store_sidecar *v, size_t n);
 
 /*
  * Remove every sidecar (with a commit record) none of whose staging files

@@ -8,7 +8,6 @@
 #include "store/store.h"
 
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -28,10 +27,6 @@ struct lr_store {
     bool folds;
     ino_t tmp_ino;                  /* .landropic/tmp's inode: keys the spare sidecar inodes */
     struct lr_store_spares *spares; /* borrowed, thread-safe; NULL: none kept */
-    /* The one mutable field: a forgotten sidecar was kept as a spare inode
-     * through this handle, so lr_store_close() looks whether tmp/ is idle
-     * (staging_reuse.c). */
-    atomic_bool spares_kept;
 };
 
 /* Internal flag of lr__store_open_parent: verify each parent component's

@@ -16,6 +16,7 @@ Two kinds of refusal:
 """
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -119,11 +120,12 @@ class Scene:
             assert not os.path.lexists(p), f"{p} was created"
         marker = self.root / ".landropic"
         assert sorted(os.listdir(marker)) == ["tmp", "versions"]
-        # Staging files carry 64-hex names the daemon derives (plus a chunk-list
-        # sidecar, HEX.chunks, for reuse by a later version); nothing a peer named.
+        # Staging files and sidecars carry 64-hex names the daemon derives, a
+        # commit batch's journal journal-PID-HEX16; nothing a peer named.
         for n in os.listdir(marker / "tmp"):
-            h = n[:-len(".chunks")] if n.endswith(".chunks") else n
-            assert len(h) == 64 and all(c in "0123456789abcdef" for c in h), n
+            if re.fullmatch(r"journal-[0-9]+-[0-9a-f]{16}", n):
+                continue
+            assert len(n) == 64 and all(c in "0123456789abcdef" for c in n), n
         assert tree_state(marker / "versions") == {}
 
     def assert_alive(self, refused=()):

@@ -2,8 +2,9 @@
  * test_staging_reuse.c - staging sidecars against a real temporary folder:
  * round trip, the superseded-keys chain, reusing verified chunks of an
  * older version's staging file (and refusing corrupted ones), forgetting,
- * collecting orphans, the crash roll-forward's checks, and hostile sidecars
- * (every truncation, bad fields, trailing bytes).
+ * collecting orphans, the crash roll-forward's checks, hostile sidecars
+ * (every truncation, bad fields, trailing bytes), and commit journals
+ * (round trip, truncations, roll-forward of only what was renamed).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -636,6 +637,139 @@ static void test_hostile_sidecars(void **state)
     free(good);
 }
 
+/* The journal file of tmp/, if any (its name in `name`). */
+static bool journal_file(struct fx *f, char *name, size_t cap)
+{
+    DIR *d = opendir(f->tmp);
+    assert_non_null(d);
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "journal-", 8) == 0) {
+            snprintf(name, cap, "%s/%s", f->tmp, de->d_name);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static void test_journal(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    uint8_t seed[2] = {7, 8}, data[2 * CH];
+    struct lr_chunk ch[2];
+    make_chunks(seed, 2, ch, data);
+    /* Two single-chunk versions staged; the second path is "dir/file.bin". */
+    struct lr_hash k1 = key_of(51), k2 = key_of(52);
+    int fd1 = stage(f, &k1, data, CH), fd2 = stage(f, &k2, data + CH, CH);
+    struct stat s1, s2;
+    assert_int_equal(fstat(fd1, &s1), 0);
+    assert_int_equal(fstat(fd2, &s2), 0);
+    struct lr_store_sidecar recs[2] = {0};
+    recs[0].key = k1;
+    recs[0].chunks = &ch[0];
+    recs[0].nchunks = 1;
+    recs[0].has_commit = true;
+    recs[0].commit = commit_of((uint64_t)s1.st_ino, CH);
+    static const uint8_t other[] = "other.bin";
+    recs[0].commit.rec.path = (uint8_t *)other;
+    recs[0].commit.rec.path_len = sizeof(other) - 1;
+    recs[1].key = k2;
+    recs[1].chunks = &ch[1];
+    recs[1].nchunks = 1;
+    recs[1].has_commit = true;
+    recs[1].commit = commit_of((uint64_t)s2.st_ino, CH);
+    recs[1].chunks[0].off = 0;
+    struct timespec ts[2] = {
+        {0, UTIME_OMIT},
+        {recs[0].commit.rec.mtime_ns / 1000000000, recs[0].commit.rec.mtime_ns % 1000000000}};
+    assert_int_equal(futimens(fd1, ts), 0);
+    assert_int_equal(futimens(fd2, ts), 0);
+    close(fd1);
+    close(fd2);
+    assert_int_equal(lr_store_journal_write(f->st, 1, recs, 2, &err), 0);
+
+    /* Round trip through the decoder: what was written. */
+    char jp[512];
+    assert_true(journal_file(f, jp, sizeof(jp)));
+    size_t jn;
+    uint8_t *jd = slurp(jp, &jn);
+    struct lr_store_sidecar *v;
+    size_t n;
+    assert_int_equal(lr_store_journal_parse(jd, jn, &v, &n), 0);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_memory_equal(&v[i].key, &recs[i].key, sizeof(v[i].key));
+        assert_int_equal(v[i].nchunks, 1);
+        assert_int_equal(v[i].chunks[0].off, recs[i].chunks[0].off);
+        assert_int_equal(v[i].chunks[0].len, recs[i].chunks[0].len);
+        assert_memory_equal(&v[i].chunks[0].hash, &recs[i].chunks[0].hash, LR_HASH_LEN);
+        assert_int_equal(v[i].commit.rec.path_len, recs[i].commit.rec.path_len);
+        assert_memory_equal(v[i].commit.rec.path, recs[i].commit.rec.path,
+                            recs[i].commit.rec.path_len);
+        assert_int_equal(v[i].commit.rec.mtime_ns, recs[i].commit.rec.mtime_ns);
+        assert_int_equal(v[i].commit.staging_ino, recs[i].commit.staging_ino);
+        assert_int_equal(v[i].commit.local_seq, 42);
+        assert_true(v[i].commit.had_local);
+        assert_true(lr_vv_equal(&v[i].commit.rec.vv, &recs[i].commit.rec.vv));
+    }
+    lr_store_journal_release(v, n);
+    /* Every truncation and a trailing byte are refused, with nothing allocated. */
+    for (size_t cut = 0; cut < jn; cut++) {
+        v = (struct lr_store_sidecar *)&n;
+        assert_int_equal(lr_store_journal_parse(jd, cut, &v, &n), LR_EPROTO);
+        assert_null(v);
+        assert_int_equal(n, 0);
+    }
+    uint8_t *longer = malloc(jn + 1);
+    memcpy(longer, jd, jn);
+    longer[jn] = 0;
+    assert_int_equal(lr_store_journal_parse(longer, jn + 1, &v, &n), LR_EPROTO);
+    free(longer);
+
+    /* Only the second was renamed into place before the "crash": it alone
+     * is rolled forward (the first's staging file is still there), and the
+     * journal is gone afterwards. */
+    char hex[LR_HASH_HEX_LEN + 1], from[300], dir[300], to[300];
+    lr_hash_hex(&k2, hex);
+    snprintf(from, sizeof(from), "%s/%s", f->tmp, hex);
+    snprintf(dir, sizeof(dir), "%s/dir", f->root);
+    snprintf(to, sizeof(to), "%s/dir/file.bin", f->root);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(rename(from, to), 0);
+    struct applied a = {0};
+    uint64_t applied = 9;
+    assert_int_equal(lr_store_sidecar_recover(f->st, apply_cb, &a, &applied, &err), 0);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(applied, 1);
+    assert_int_equal(a.ino, (uint64_t)s2.st_ino);
+    assert_false(journal_file(f, jp, sizeof(jp)));
+
+    /* A malformed journal (torn) is removed without calling anyone. */
+    spit(jp, jd, jn / 2);
+    a.calls = 0;
+    assert_int_equal(lr_store_sidecar_recover(f->st, apply_cb, &a, &applied, &err), 0);
+    assert_int_equal(a.calls, 0);
+    assert_int_equal(applied, 0);
+    assert_false(journal_file(f, jp, sizeof(jp)));
+    free(jd);
+
+    /* Removed after the batch's index commit; absent is fine. */
+    assert_int_equal(lr_store_journal_write(f->st, 2, recs, 1, &err), 0);
+    assert_true(journal_file(f, jp, sizeof(jp)));
+    lr_store_journal_remove(f->st, 2);
+    assert_false(journal_file(f, jp, sizeof(jp)));
+    lr_store_journal_remove(f->st, 2);
+    /* A record without a commit cannot be journaled; nothing is left. */
+    recs[1].has_commit = false;
+    assert_int_equal(lr_store_journal_write(f->st, 3, recs, 2, &err), LR_EBADVAL);
+    assert_false(journal_file(f, jp, sizeof(jp)));
+    lr_vv_release(&recs[0].commit.rec.vv);
+    lr_vv_release(&recs[1].commit.rec.vv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +780,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spare_inodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_only_our_committed_inode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_sidecars, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
