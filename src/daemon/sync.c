@@ -1329,6 +1329,7 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
     out->need_files = f->need.files;
     out->need_bytes = f->need.bytes;
     out->active = f->pull_queued || f->pull_running || f->nxfers > 0;
+    out->working = f->nxfers > 0 || ((f->pull_queued || f->pull_running) && f->need.items > 0);
     if (out->active)
         snprintf(out->why, sizeof(out->why), "pulling (%zu transfers in flight)", f->nxfers);
     char id[LR_DEVICE_ID_SHORTLEN + 1];

@@ -98,7 +98,11 @@ void sync_folder_progress(struct lr_daemon *d, const char *folder_id);
 
 struct sync_folder_status {
     uint64_t need_files, need_bytes, need_items;
-    bool active;   /* pulling, transferring, or index exchange in progress */
+    bool active; /* pulling, transferring, or index exchange in progress */
+    /* Files to fetch or apply: transfers in flight, or a pull round with
+     * needs. What `status` calls syncing; an index exchange that brings
+     * nothing to do is not (it is still `active`: sync --wait waits for it). */
+    bool working;
     bool settled;  /* nothing needed or in flight; every shared peer exchanged or given up */
     char why[160]; /* when not settled: the first reason, for `sync --wait` messages */
 };
