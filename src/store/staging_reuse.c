@@ -427,6 +427,25 @@ int lr_store_sidecar_load(struct lr_store *st, const uint8_t *path, size_t path_
     return 0;
 }
 
+/* Write all of b to fd, then close fd: 0 or -errno. */
+static int write_close(int fd, const struct lr_buf *b)
+{
+    int rc = 0;
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t w = write(fd, b->data + off, b->len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = w < 0 ? -errno : -EIO;
+            break;
+        }
+        off += (size_t)w;
+    }
+    close(fd);
+    return rc;
+}
+
 /* The record section after its has_record byte (format in the header); vv
  * is the record's vector already encoded. */
 static void put_record(struct lr_buf *b, const struct lr_store_sidecar_commit *commit,
@@ -502,18 +521,7 @@ int lr_store_sidecar_write(struct lr_store *st, const uint8_t *path, size_t path
         rc = lr_err_set(err, -errno, "staging sidecar %.16s: %s", tmp.s, strerror(errno));
         goto out;
     }
-    size_t off = 0;
-    while (off < b.len) {
-        ssize_t w = write(fd, b.data + off, b.len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = w < 0 ? -errno : -EIO;
-            break;
-        }
-        off += (size_t)w;
-    }
-    close(fd);
+    rc = write_close(fd, &b);
     if (rc == 0 && renameat(st->tmpfd, tmp.s, st->tmpfd, nm.s) < 0)
         rc = -errno;
     if (rc < 0) {
@@ -894,18 +902,7 @@ int lr_store_journal_write(struct lr_store *st, uint64_t id, const struct lr_sto
         rc = lr_err_set(err, -errno, "commit journal %s: %s", name, strerror(errno));
         goto out;
     }
-    size_t off = 0;
-    while (off < b.len) {
-        ssize_t w = write(fd, b.data + off, b.len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = w < 0 ? -errno : -EIO;
-            break;
-        }
-        off += (size_t)w;
-    }
-    close(fd);
+    rc = write_close(fd, &b);
     if (rc < 0) {
         unlinkat(st->tmpfd, name, 0);
         lr_err_set(err, rc, "commit journal %s: %s", name, lr_strerror(rc));
