@@ -75,7 +75,7 @@ static void on_kick(uv_timer_t *t)
 /* While the folder is pulling, the changes seen are mostly our own commits
  * (recorded with their inode and ctime, so a scan finds nothing): hold the
  * scan back, at most this long, instead of competing with the commits. */
-#define LIVE_HOLD_MS 500
+#define LIVE_HOLD_MS 100
 #define LIVE_HOLD_MAX_MS 10000
 
 static void request_scan(struct live *l)
@@ -235,4 +235,21 @@ void live_stop(struct lr_daemon *d)
         if (l->d == d)
             drop(l);
     }
+}
+
+bool live_scan_pending(struct lr_daemon *d, const char *folder_id)
+{
+    for (struct live *l = lives; l; l = l->next) {
+        if (l->d != d || strcmp(l->id, folder_id) != 0)
+            continue;
+        if (uv_is_active((uv_handle_t *)&l->kick))
+            return true;
+        if (l->w) {
+            struct lr_watch_stats st;
+            lr_watch_get_stats(l->w, &st);
+            return st.window_open;
+        }
+        return false;
+    }
+    return false;
 }

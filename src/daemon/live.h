@@ -29,10 +29,15 @@
 /* Full rescan of every folder this often, whatever the watcher saw (no config key yet). */
 #define LIVE_RESCAN_MS (3600u * 1000u)
 
+#include <stdbool.h>
+
 struct lr_daemon;
 
 void live_config_changed(struct lr_daemon *d);
 void live_folder_scanned(struct lr_daemon *d, const char *folder_id);
 void live_stop(struct lr_daemon *d);
+/* Changes were seen in the folder that no scan has looked at yet (the
+ * watcher's window is open, or their scan is held back): sync --wait waits. */
+bool live_scan_pending(struct lr_daemon *d, const char *folder_id);
 
 #endif

@@ -44,6 +44,9 @@ static void done_cb(uv_work_t *w, int status)
     struct lr_daemon *d = j->d;
     d->job_running = NULL;
     j->done(j, status);
+    /* A pull round, index batch or commit ended: what sync --wait waits for
+     * may have changed even if no event says so (syncstate.c). */
+    syncstate_poke(d);
     if (!d->stopping)
         start_next(d);
 }

@@ -1007,5 +1007,6 @@ void lr_watch_get_stats(const struct lr_watch *w, struct lr_watch_stats *st)
     *st = w->st;
     st->watches = w->nwatch;
     st->pending = w->npend;
+    st->window_open = w->win_open;
     st->root_gone = w->root_gone;
 }

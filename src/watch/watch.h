@@ -118,6 +118,7 @@ void lr_watch_stop(struct lr_watch *w);
 struct lr_watch_stats {
     size_t watches;     /* directories watched now */
     size_t pending;     /* paths waiting for the window to close */
+    bool window_open;   /* changes seen and not reported yet (paths or a full rescan) */
     uint64_t events;    /* inotify events read */
     uint64_t overflows; /* full rescans caused by lost events or limits */
     uint64_t calls;     /* callbacks made */
