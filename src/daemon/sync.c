@@ -613,6 +613,8 @@ static void send_done(struct daemon_job *base, int status)
             l->send_first = j->first;
             l->send_next = j->next;
             p->deltas_sent += j->ndeltas;
+            lr_debug(MOD, "folder=%s index sent: %zu batches up to seq %llu%s", j->folder,
+                     j->nframes, (unsigned long long)j->next, j->more ? ", more to come" : "");
             for (size_t i = 0; i < j->nframes; i++) {
                 size_t len;
                 uint8_t *pl = lr_buf_detach(&j->frames[i], &len);
@@ -1037,6 +1039,8 @@ static void recv_done(struct daemon_job *base, int status)
                 lr_conn_close(p->conn, "index delta without base: resend with lists");
         }
         if (!j->fatal && !j->ignored) {
+            lr_debug(MOD, "folder=%s index batch of %zu bytes stored%s", j->folder, j->len,
+                     j->last ? " (last of the burst)" : "");
             struct sync_folder *f = sync_folder_get(d, j->folder);
             if (j->need_known) {
                 f->need = j->need;
