@@ -86,7 +86,7 @@ static void set_progress(struct lr_session *s, const struct lr_session_progress 
 void lr_session_restore(struct lr_session *s, int state, const struct lr_session_progress *p,
                         uint64_t chunks_failed, int64_t updated_ms)
 {
-    *s = (struct lr_session){0};
+    *s = (struct lr_session){.stored = true};
     set_progress(s, p);
     s->chunks_failed = chunks_failed;
     s->updated_ms = updated_ms;
@@ -153,6 +153,8 @@ bool lr_session_take_dirty(struct lr_session *s)
 {
     bool d = s->dirty;
     s->dirty = false;
+    if (d)
+        s->stored = true;
     return d;
 }
 
@@ -189,7 +191,7 @@ size_t lr_session_prune(const struct lr_session *const *v, size_t n, size_t keep
     for (size_t i = 0; i < n; i++) {
         drop[i] = false;
         const struct lr_session *s = v[i];
-        if (!lr_session_finished(s) || s->in_use || s->dirty)
+        if (!lr_session_finished(s) || s->in_use || (s->dirty && s->stored))
             continue;
         if (++finished > keep) {
             drop[i] = true;

@@ -55,6 +55,9 @@ struct lr_session {
     int64_t updated_ms;
     bool dirty;  /* changed since the last checkpoint took it */
     bool in_use; /* a transfer refers to it (active, or between start and end) */
+    /* A checkpoint took it once (or it was restored from one): the index
+     * holds a row of it, so its later changes must be written too. */
+    bool stored;
 };
 
 /* What a start or resume knows: the version's size and what is already
@@ -123,7 +126,10 @@ void lr_session_ckpt_taken(struct lr_session_ckpt *c, int64_t now_ms);
 /*
  * v: n sessions, newest first. Sets drop[i] for each session to forget:
  * finished ones beyond the newest `keep` finished, oldest first, never one
- * in use or dirty (its change is not written yet). Unfinished sessions are
+ * in use or one whose change would be lost (dirty and stored: its row says
+ * less than it; a dirty session never stored may go unwritten, which is
+ * what keeps a 20 000 file pull from writing 20 000 rows of history that
+ * only the newest `keep` of are ever shown). Unfinished sessions are
  * neither counted nor dropped. Returns how many were marked.
  */
 size_t lr_session_prune(const struct lr_session *const *v, size_t n, size_t keep, bool *drop);

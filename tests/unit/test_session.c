@@ -334,8 +334,10 @@ static void test_prune_keeps_newest_finished(void **state)
     reach(&s[3], I);
     reach(&s[6], P);
     reach(&s[8], F);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         s[i].dirty = false;
+        s[i].stored = true;
+    }
     s[4].dirty = true;
     s[8].in_use = true;
     /* Prunable, newest first: 1 2 3 5 7 9 10 11. Keep 3: drop 5 7 9 10 11. */
@@ -353,6 +355,30 @@ static void test_prune_keeps_newest_finished(void **state)
     assert_false(drop[0] || drop[4] || drop[6] || drop[8]);
     /* Empty list. */
     assert_int_equal(lr_session_prune(v, 0, 0, drop), 0);
+    /* A dirty one no checkpoint ever took loses nothing if dropped: it
+     * counts, newest first 1 2 3 4 5 7 9 10 11, keep 3: drop 4 onwards. */
+    s[4].stored = false;
+    assert_int_equal(lr_session_prune(v, N, 3, drop), 6);
+    assert_true(drop[4] && drop[5] && drop[11]);
+    assert_false(drop[1] || drop[2] || drop[3]);
+}
+
+static void test_stored_once_taken_or_restored(void **state)
+{
+    (void)state;
+    struct lr_session s;
+    lr_session_init(&s, 1000);
+    assert_false(s.stored);
+    assert_true(lr_session_take_dirty(&s));
+    assert_true(s.stored);
+    /* A checkpoint that finds nothing to take writes no row. */
+    struct lr_session clean = {0};
+    assert_false(lr_session_take_dirty(&clean));
+    assert_false(clean.stored);
+    /* Restored from a row. */
+    struct lr_session_progress p = {.chunks_total = 2, .bytes_total = 10};
+    lr_session_restore(&s, LR_SESSION_COMPLETE, &p, 0, 500);
+    assert_true(s.stored);
 }
 
 int main(void)
@@ -368,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_by_count),
         cmocka_unit_test(test_checkpoint_by_time),
         cmocka_unit_test(test_prune_keeps_newest_finished),
+        cmocka_unit_test(test_stored_once_taken_or_restored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
