@@ -228,6 +228,16 @@ void live_folder_scanned(struct lr_daemon *d, const char *folder_id)
         queue_scan(l, "watch started");
 }
 
+void live_scan_starting(struct lr_daemon *d, const char *folder_id)
+{
+    struct live *l = find(d, folder_id);
+    if (!l)
+        return;
+    lr_watch_forget_pending(l->w);
+    uv_timer_stop(&l->kick);
+    l->held_since = 0;
+}
+
 void live_stop(struct lr_daemon *d)
 {
     for (struct live *l = lives, *next; l; l = next) {

@@ -36,6 +36,11 @@ struct lr_daemon;
 void live_config_changed(struct lr_daemon *d);
 void live_folder_scanned(struct lr_daemon *d, const char *folder_id);
 void live_stop(struct lr_daemon *d);
+/* A scan of the folder starts walking (loop side): the changes seen so far,
+ * and a change scan held back, are covered by it (an own commit's renames,
+ * reported after the watcher's debounce, used to cost one more scan after
+ * every sync). */
+void live_scan_starting(struct lr_daemon *d, const char *folder_id);
 /* Changes were seen in the folder that no scan has looked at yet (the
  * watcher's window is open, or their scan is held back): sync --wait waits. */
 bool live_scan_pending(struct lr_daemon *d, const char *folder_id);

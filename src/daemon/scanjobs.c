@@ -258,6 +258,7 @@ static void start(struct daemon_job *base)
             f->scan_queued = false;
             f->state = FOLDER_SCANNING;
         }
+        live_scan_starting(j->base.d, j->items[i].id);
     }
 }
 

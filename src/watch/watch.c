@@ -1002,6 +1002,17 @@ void lr_watch_stop(struct lr_watch *w)
     uv_close((uv_handle_t *)&w->timer, on_close);
 }
 
+void lr_watch_forget_pending(struct lr_watch *w)
+{
+    if (!w || w->stopped)
+        return;
+    w->rescan = false;
+    pclear(w);
+    w->win_open = false;
+    if (w->started)
+        uv_timer_stop(&w->timer);
+}
+
 void lr_watch_get_stats(const struct lr_watch *w, struct lr_watch_stats *st)
 {
     *st = w->st;

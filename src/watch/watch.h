@@ -115,6 +115,15 @@ int lr_watch_start(uv_loop_t *loop, const char *root, const struct lr_watch_opts
  */
 void lr_watch_stop(struct lr_watch *w);
 
+/*
+ * A full scan of the tree starts now: it will see every change made before
+ * this call, so drop what is pending (paths, a full rescan) and close the
+ * window. Events read after the call open a new one, including those of
+ * earlier changes that the loop had not read from the kernel yet (at worst
+ * one more report). NULL is a no-op.
+ */
+void lr_watch_forget_pending(struct lr_watch *w);
+
 struct lr_watch_stats {
     size_t watches;     /* directories watched now */
     size_t pending;     /* paths waiting for the window to close */

@@ -431,6 +431,45 @@ static void test_pending_cap_gives_full_rescan(void **state)
     assert_string_equal(f->calls[1].paths[0], "after");
 }
 
+static void test_forget_pending(void **state)
+{
+    struct fx *f = *state;
+    struct lr_watch_opts o = {.debounce_ms = 200, .max_delay_ms = 400, .max_pending = 4};
+    start(f, &o);
+    settle(f, 30);
+    /* Pending paths: read, window open, not reported yet. */
+    write_file(f, "a", "x");
+    settle(f, 50);
+    struct lr_watch_stats st;
+    lr_watch_get_stats(f->w, &st);
+    assert_true(st.window_open);
+    assert_int_equal(st.pending, 1);
+    lr_watch_forget_pending(f->w);
+    lr_watch_get_stats(f->w, &st);
+    assert_false(st.window_open);
+    assert_int_equal(st.pending, 0);
+    settle(f, 500);
+    assert_int_equal(f->ncalls, 0);
+    /* A pending full rescan is dropped too. */
+    for (int i = 0; i < 10; i++) {
+        char n[32];
+        snprintf(n, sizeof(n), "f%d", i);
+        write_file(f, n, "x");
+    }
+    settle(f, 50);
+    lr_watch_forget_pending(f->w);
+    settle(f, 500);
+    assert_int_equal(f->ncalls, 0);
+    /* A change after the call is reported as usual. */
+    write_file(f, "later", "x");
+    run_until(f, 1, 3000);
+    assert_int_equal(f->ncalls, 1);
+    assert_false(f->calls[0].full);
+    assert_int_equal(f->calls[0].n, 1);
+    assert_string_equal(f->calls[0].paths[0], "later");
+    lr_watch_forget_pending(NULL);
+}
+
 static void test_byte_cap_gives_full_rescan(void **state)
 {
     struct fx *f = *state;
@@ -754,6 +793,7 @@ int main(void)
         T(test_ignore_file_change_rewalks),
         T(test_pending_cap_gives_full_rescan),
         T(test_byte_cap_gives_full_rescan),
+        T(test_forget_pending),
         T(test_real_queue_overflow),
         T(test_watch_limit_gives_full_rescan),
         T(test_siblings_collapse_to_dir),
