@@ -32,8 +32,13 @@
 
 #define CURSOR_BATCH 1000
 /* A first scan's records are committed (and so announced to peers, who
- * start fetching) at least this often. */
+ * start fetching) at least this often; the first commits of a scan come
+ * sooner (the interval starts at COMMIT_FIRST_SECONDS and doubles), so a
+ * peer waiting for the folder starts fetching after the first file instead
+ * of a quarter of a second into the scan (0.25 s of a 2.6 s sync of a
+ * 450 MB tree here). */
 #define COMMIT_SECONDS 0.25
+#define COMMIT_FIRST_SECONDS 0.015
 /* Switch to a fresh buffer when less than this is free (and the file needs more). */
 #define READ_MIN (1024u * 1024)
 #define SEG_CHUNKS_MAX 1024
@@ -99,6 +104,7 @@ struct scan {
     size_t pending;
     bool pending_tombs;
     struct timespec tx_start;
+    double commit_every; /* seconds; ramps up to COMMIT_SECONDS */
 
     /* hashing */
     struct lr__wq wq;
@@ -177,8 +183,11 @@ static int put(struct scan *s, const struct lr_file_rec *rec)
         return rc;
     if (rec->deleted)
         s->pending_tombs = true;
-    if (++s->pending >= LR_SCAN_BATCH || since(&s->tx_start) > COMMIT_SECONDS)
+    if (++s->pending >= LR_SCAN_BATCH || since(&s->tx_start) > s->commit_every) {
+        s->commit_every =
+            s->commit_every * 2 < COMMIT_SECONDS ? s->commit_every * 2 : COMMIT_SECONDS;
         return flush(s);
+    }
     return 0;
 }
 
@@ -1038,6 +1047,7 @@ int lr_scan_folder(struct lr_index *ix, const char *folder_id, const char *root,
     s.res = res;
     s.err = err;
     s.rootfd = -1;
+    s.commit_every = COMMIT_FIRST_SECONDS;
     s.now_s = now.tv_sec > 0 ? (uint64_t)now.tv_sec : 0;
     s.pcap = 256;
     s.path = lr_xmalloc(s.pcap);

@@ -36,6 +36,12 @@
 #define MAX_STREAM_WINDOW (16u << 20)
 #define MAX_CONN_WINDOW (32u << 20)
 #define HANDSHAKE_TIMEOUT_MS 10000
+/* RTT assumed until the first sample (ngtcp2's default is 333 ms). It sets
+ * when a lost first Initial is sent again: a dial to a peer that was not
+ * listening yet (both daemons starting) waited about a second for its
+ * retransmission, now about 30 ms, doubling; a LAN's RTT is far below it
+ * and a slower path only sees an early Initial retransmission or two. */
+#define INITIAL_RTT_MS 10
 /* Packets read between two write passes at most (ACK while the sender is still busy). */
 #define RX_ACK_EVERY 64
 /* Most bytes written in one pass (one pacing burst). */
@@ -1192,6 +1198,7 @@ static void settings_init(const struct lr_transport *t, ngtcp2_settings *s, uint
     ngtcp2_settings_default(s);
     s->initial_ts = ts;
     s->cc_algo = NGTCP2_CC_ALGO_CUBIC;
+    s->initial_rtt = (uint64_t)INITIAL_RTT_MS * MS;
     s->max_window = MAX_CONN_WINDOW;
     s->max_stream_window = MAX_STREAM_WINDOW;
     s->handshake_timeout = (uint64_t)HANDSHAKE_TIMEOUT_MS * MS;
