@@ -56,11 +56,14 @@
  * must not steal the serial queue from the transfer it waits for; a small
  * one's takes a few milliseconds, and sync --wait waits for it). */
 #define PEER_NEED_MIN_MS 25
-/* ... except once both indexes have stopped changing for this long: the
- * comparison the waiting sync --wait needs then runs at once instead of up
- * to 10x its duration after the previous one (the last commit of a 20 000
- * file transfer was seen 0.4 s late), and runs once per quiet spell, so
- * the bound on its share of the serial queue holds. */
+/* ... except once both indexes have stopped changing for this long, or 3x
+ * the last computation's duration if that is longer: the comparison the
+ * waiting sync --wait needs then runs sooner than 10x its duration after
+ * the previous one (the last commit of a 20 000 file transfer was seen
+ * 0.4 s late). Not less than 3x: the peer's index batches come in bursts
+ * with pauses of 30-140 ms between them while it applies, and a fixed
+ * 30 ms had the source compare after nearly every burst (32 comparisons
+ * of 20-90 ms in a 6 s transfer instead of about 12). */
 #define PEER_NEED_QUIET_MS 30
 /* Case clashes waiting for a pull job to record them. */
 #define CLASHQ_MAX 1024
@@ -915,7 +918,8 @@ static void pn_work(struct daemon_job *base)
         }
         if (!c->valid || memcmp(&c->key, &k, sizeof(k)) != 0) {
             uint64_t gap = c->dur_ms * 10 > PEER_NEED_MIN_MS ? c->dur_ms * 10 : PEER_NEED_MIN_MS;
-            bool quiet = now - c->seen_ms >= PEER_NEED_QUIET_MS;
+            uint64_t calm = c->dur_ms * 3 > PEER_NEED_QUIET_MS ? c->dur_ms * 3 : PEER_NEED_QUIET_MS;
+            bool quiet = now - c->seen_ms >= calm;
             if (c->valid && now - c->last_ms < gap && !quiet) {
                 j->res.fresh = false; /* stale, and too soon to look again */
             } else {
@@ -930,6 +934,8 @@ static void pn_work(struct daemon_job *base)
                 }
                 c->last_ms = now;
                 c->dur_ms = mono_ms() - now;
+                lr_debug(MOD, "folder=%s peer need compared in %llu ms%s", c->folder,
+                         (unsigned long long)c->dur_ms, quiet ? " (indexes quiet)" : "");
             }
         }
         if (c->valid) {

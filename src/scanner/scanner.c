@@ -183,7 +183,13 @@ static int put(struct scan *s, const struct lr_file_rec *rec)
         return rc;
     if (rec->deleted)
         s->pending_tombs = true;
-    if (++s->pending >= LR_SCAN_BATCH || since(&s->tx_start) > s->commit_every) {
+    /* Deletions wait for the full interval: a directory renamed to a name
+     * sorting after the old one is walked as tombstones first, and a peer
+     * given those before the new names would have deleted the content it
+     * could have copied locally (the pull applies additions before the
+     * deletions it sees in the same round). */
+    double every = s->pending_tombs ? COMMIT_SECONDS : s->commit_every;
+    if (++s->pending >= LR_SCAN_BATCH || since(&s->tx_start) > every) {
         s->commit_every =
             s->commit_every * 2 < COMMIT_SECONDS ? s->commit_every * 2 : COMMIT_SECONDS;
         return flush(s);
