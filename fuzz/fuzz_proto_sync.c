@@ -91,7 +91,14 @@ static void do_chunk(const uint8_t *p, size_t n, struct lr_proto_zc *zc)
     if (!out)
         abort();
     lr_err_clear(&err);
+    const uint8_t *view = NULL;
+    int vrc = lr_proto_chunk_bytes(zc, &c, out, expect, &view, NULL);
+    /* The copying form agrees with the borrowing one. */
+    if ((vrc == 0) != (view != NULL) || (view && view != out && view != c.data))
+        abort();
     rc = lr_proto_chunk_data(zc, &c, out, expect, &err);
+    if ((rc == 0) != (vrc == 0))
+        abort();
     if (rc < 0) {
         check_fail(rc, &err);
     } else {

@@ -1723,12 +1723,13 @@ static void rx_work(struct daemon_job *base)
         const struct lr_chunk *ch = &it->x->rec.chunks[it->chunk];
         struct lr_proto_chunk c;
         struct lr_hash h;
+        const uint8_t *data = NULL;
         it->ok = lr_proto_chunk_decode(it->payload, it->len, &c, NULL) == 0 &&
-                 lr_proto_chunk_data(j->zc, &c, buf, ch->len, NULL) == 0;
+                 lr_proto_chunk_bytes(j->zc, &c, buf, ch->len, &data, NULL) == 0;
         if (it->ok) {
-            lr_sha256(buf, ch->len, &h);
+            lr_sha256(data, ch->len, &h);
             it->ok = memcmp(&h, &ch->hash, sizeof(h)) == 0;
-            int w = it->ok ? lr_store_staging_write(it->x->fd, ch->off, buf, ch->len, NULL) : 0;
+            int w = it->ok ? lr_store_staging_write(it->x->fd, ch->off, data, ch->len, NULL) : 0;
             if (w < 0) {
                 it->ok = false;
                 it->werr = w;

@@ -179,6 +179,7 @@ static void serve_work(struct daemon_job *base)
         struct lr_err err = {0};
         lr_buf_init(&j->out[i], LR_PROTO_CHUNK_MAX);
         bool compress = false;
+        bool direct = false; /* read straight into the frame (raw) */
         const struct lr_file_rec *r = NULL;
         /* Our own download of that version first: no index lookup then. */
         if (q->staging && staging_read(q, buf) == 0) {
@@ -197,12 +198,24 @@ static void serve_work(struct daemon_job *base)
                     if (lr_store_open(q->root, &st, &err) == 0)
                         st_root = q->root;
                 }
-                int rc = st ? lr_store_read_chunk(st, q->path, q->off, q->size, &q->hash, buf, &err)
+                /* Decided before the read: a chunk sent raw is read into
+                 * its frame, not copied there (a memcpy of every byte served). */
+                compress = serve_try_compress(d->sync);
+                uint8_t *dst = buf;
+                direct = !compress &&
+                         lr_proto_chunk_encode_raw(q->req_id, q->size, &j->out[i], &dst) == 0;
+                if (!direct) {
+                    lr_buf_reset(&j->out[i]); /* no partial header left behind */
+                    dst = buf;
+                }
+                int rc = st ? lr_store_read_chunk(st, q->path, q->off, q->size, &q->hash, dst, &err)
                             : LR_ENOMARKER;
                 if (rc == 0) {
                     status = LR_PROTO_CHUNK_OK;
-                    compress = serve_try_compress(d->sync);
                 } else {
+                    if (direct)
+                        lr_buf_reset(&j->out[i]);
+                    direct = false;
                     char *e = lr_escs(q->path);
                     lr_info(MOD, "folder=%s path=%s chunk off=%llu not served: %s", q->folder, e,
                             (unsigned long long)q->off, lr_err_msg(&err, rc));
@@ -216,6 +229,8 @@ static void serve_work(struct daemon_job *base)
                 }
             }
         }
+        if (direct)
+            continue;
         if (!d->sync->serve_zc)
             d->sync->serve_zc = lr_proto_zc_new();
         if (lr_proto_chunk_encode(

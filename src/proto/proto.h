@@ -559,6 +559,14 @@ struct lr_proto_chunk {
  */
 int lr_proto_chunk_encode(struct lr_proto_zc *zc, uint64_t req_id, uint64_t status,
                           const void *data, size_t len, bool compress, struct lr_buf *out);
+/*
+ * Append the header of a raw OK CHUNK payload of exactly len bytes (1 <=
+ * len <= LR_PROTO_CHUNK_DATA_MAX) and reserve them: *data points at them,
+ * for the caller to fill before the payload is sent (they already count in
+ * out->len). What lr_proto_chunk_encode would produce with compress false,
+ * without the copy: a sender reads the chunk straight into its frame.
+ */
+int lr_proto_chunk_encode_raw(uint64_t req_id, size_t len, struct lr_buf *out, uint8_t **data);
 /* Parse (no decompression). c->data points into p. */
 int lr_proto_chunk_decode(const uint8_t *p, size_t n, struct lr_proto_chunk *c, struct lr_err *err);
 /*
@@ -571,5 +579,14 @@ int lr_proto_chunk_decode(const uint8_t *p, size_t n, struct lr_proto_chunk *c, 
  */
 int lr_proto_chunk_data(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, uint8_t *out,
                         size_t expect, struct lr_err *err);
+/*
+ * The same checks without copying raw data: *data = c->data (borrowed from
+ * the payload) when the chunk came raw, else `scratch` (caller-owned,
+ * expect bytes) holding the decompressed bytes. What a receiver hashes and
+ * writes at once needs no copy of its own (1 GiB of raw chunks: one memcpy
+ * of 1 GiB less on the rx lane).
+ */
+int lr_proto_chunk_bytes(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, uint8_t *scratch,
+                         size_t expect, const uint8_t **data, struct lr_err *err);
 
 #endif

@@ -483,6 +483,28 @@ int lr_proto_chunk_encode(struct lr_proto_zc *zc, uint64_t req_id, uint64_t stat
     return rc;
 }
 
+int lr_proto_chunk_encode_raw(uint64_t req_id, size_t len, struct lr_buf *out, uint8_t **data)
+{
+    *data = NULL;
+    if (req_id > LR_VARINT_MAX || len == 0 || len > LR_PROTO_CHUNK_DATA_MAX)
+        return LR_EBADVAL;
+    int rc = lr_buf_put_varint(out, req_id);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, LR_PROTO_CHUNK_OK);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, LR_PROTO_COMP_NONE);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, len);
+    if (rc < 0)
+        return rc;
+    uint8_t *p = lr_buf_reserve(out, len);
+    if (!p)
+        return LR_ETOOBIG;
+    out->len += len;
+    *data = p;
+    return 0;
+}
+
 int lr_proto_chunk_decode(const uint8_t *p, size_t n, struct lr_proto_chunk *c, struct lr_err *err)
 {
     struct lr_proto_chunk t;
@@ -511,9 +533,10 @@ int lr_proto_chunk_decode(const uint8_t *p, size_t n, struct lr_proto_chunk *c, 
     return 0;
 }
 
-int lr_proto_chunk_data(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, uint8_t *out,
-                        size_t expect, struct lr_err *err)
+int lr_proto_chunk_bytes(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, uint8_t *scratch,
+                         size_t expect, const uint8_t **data, struct lr_err *err)
 {
+    *data = NULL;
     if (c->status != LR_PROTO_CHUNK_OK)
         return lr_err_set(err, LR_EBADVAL, "chunk: status %" PRIu64 " carries no data", c->status);
     if (expect == 0 || expect > LR_PROTO_CHUNK_DATA_MAX)
@@ -523,7 +546,7 @@ int lr_proto_chunk_data(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, 
         if (c->data_len != expect)
             return lr_err_set(err, LR_EBADVAL, "chunk: %zu bytes, %zu requested", c->data_len,
                               expect);
-        memcpy(out, c->data, expect);
+        *data = c->data;
         return 0;
     }
     if (c->comp != LR_PROTO_COMP_ZSTD)
@@ -532,5 +555,18 @@ int lr_proto_chunk_data(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, 
         return lr_err_set(err, LR_EBADVAL,
                           "chunk: compressed form of %zu bytes not smaller than %zu requested",
                           c->data_len, expect);
-    return lr__proto_unzstd(zc, c->data, c->data_len, out, expect, "chunk.data", err);
+    int rc = lr__proto_unzstd(zc, c->data, c->data_len, scratch, expect, "chunk.data", err);
+    if (rc == 0)
+        *data = scratch;
+    return rc;
+}
+
+int lr_proto_chunk_data(struct lr_proto_zc *zc, const struct lr_proto_chunk *c, uint8_t *out,
+                        size_t expect, struct lr_err *err)
+{
+    const uint8_t *d;
+    int rc = lr_proto_chunk_bytes(zc, c, out, expect, &d, err);
+    if (rc == 0 && d != out)
+        memcpy(out, d, expect);
+    return rc;
 }

@@ -1683,11 +1683,52 @@ static void test_chunk_roundtrip(void **state)
     assert_int_equal(lr_proto_chunk_data(zc, &c, got, n, &err), 0);
     assert_memory_equal(got, rnd, n);
     assert_int_equal(lr_proto_chunk_data(zc, &c, got, n - 1, &err), LR_EBADVAL);
+    /* Without a copy: raw bytes are borrowed from the payload... */
+    const uint8_t *view = NULL;
+    assert_int_equal(lr_proto_chunk_bytes(zc, &c, got, n, &view, &err), 0);
+    assert_ptr_equal(view, c.data);
+    assert_true(view >= b.data && view + n <= b.data + b.len);
+    assert_memory_equal(view, rnd, n);
+    assert_int_equal(lr_proto_chunk_bytes(zc, &c, got, n - 1, &view, &err), LR_EBADVAL);
+    assert_null(view);
+    /* ...compressed ones land in the scratch buffer. */
+    lr_buf_reset(&b);
+    assert_int_equal(lr_proto_chunk_encode(zc, 7, LR_PROTO_CHUNK_OK, text, n, true, &b), 0);
+    assert_int_equal(lr_proto_chunk_decode(b.data, b.len, &c, &err), 0);
+    memset(got, 0, n);
+    assert_int_equal(lr_proto_chunk_bytes(zc, &c, got, n, &view, &err), 0);
+    assert_ptr_equal(view, got);
+    assert_memory_equal(got, text, n);
+    assert_int_equal(lr_proto_chunk_bytes(zc, &c, got, n + 1, &view, &err), LR_EBADVAL);
+    assert_null(view);
     /* compress=false: raw even if compressible. */
     lr_buf_reset(&b);
     assert_int_equal(lr_proto_chunk_encode(zc, 9, LR_PROTO_CHUNK_OK, text, 1000, false, &b), 0);
     assert_int_equal(lr_proto_chunk_decode(b.data, b.len, &c, &err), 0);
     assert_int_equal(c.comp, LR_PROTO_COMP_NONE);
+    /* The same payload built in place: header, then the reserved bytes. */
+    struct lr_buf in_place;
+    lr_buf_init(&in_place, LR_PROTO_CHUNK_MAX);
+    uint8_t *dst = NULL;
+    assert_int_equal(lr_proto_chunk_encode_raw(9, 1000, &in_place, &dst), 0);
+    assert_non_null(dst);
+    assert_ptr_equal(dst + 1000, in_place.data + in_place.len);
+    memcpy(dst, text, 1000);
+    assert_int_equal(in_place.len, b.len);
+    assert_memory_equal(in_place.data, b.data, b.len);
+    /* Largest chunk fits a CHUNK payload; out-of-range sizes and ids do not. */
+    lr_buf_reset(&in_place);
+    assert_int_equal(
+        lr_proto_chunk_encode_raw(LR_VARINT_MAX, LR_PROTO_CHUNK_DATA_MAX, &in_place, &dst), 0);
+    assert_true(in_place.len <= LR_PROTO_CHUNK_MAX);
+    lr_buf_reset(&in_place);
+    assert_int_equal(lr_proto_chunk_encode_raw(1, 0, &in_place, &dst), LR_EBADVAL);
+    assert_null(dst);
+    assert_int_equal(lr_proto_chunk_encode_raw(1, LR_PROTO_CHUNK_DATA_MAX + 1, &in_place, &dst),
+                     LR_EBADVAL);
+    assert_int_equal(lr_proto_chunk_encode_raw(LR_VARINT_MAX + 1, 10, &in_place, &dst), LR_EBADVAL);
+    assert_int_equal(in_place.len, 0);
+    lr_buf_release(&in_place);
     /* Error statuses carry nothing. */
     lr_buf_reset(&b);
     assert_int_equal(lr_proto_chunk_encode(zc, 10, LR_PROTO_CHUNK_NO_SUCH, NULL, 0, true, &b), 0);
