@@ -1082,9 +1082,12 @@ static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
     j->base.done = recv_done;
     j->peer = p->id;
     j->gen = p->gen;
-    j->payload = lr_xmalloc(len ? len : 1);
-    if (len)
-        memcpy(j->payload, payload, len);
+    j->payload = lr_conn_take_payload(p->conn, payload);
+    if (!j->payload) {
+        j->payload = lr_xmalloc(len ? len : 1);
+        if (len)
+            memcpy(j->payload, payload, len);
+    }
     j->len = len;
     for (struct sync_link *l = d->sync->links; l; l = l->next) {
         if (!l->listed || !lr_device_id_eq(&l->peer, &p->id))

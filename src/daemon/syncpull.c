@@ -1902,9 +1902,14 @@ void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
         memset(it, 0, sizeof(*it));
         it->x = x;
         it->chunk = chunk;
-        it->payload = lr_xmalloc(len ? len : 1);
-        if (len)
-            memcpy(it->payload, payload, len);
+        /* The transport's buffer is kept rather than copied (every
+         * received byte of chunk data went through one more memcpy). */
+        it->payload = lr_conn_take_payload(p->conn, payload);
+        if (!it->payload) {
+            it->payload = lr_xmalloc(len ? len : 1);
+            if (len)
+                memcpy(it->payload, payload, len);
+        }
         it->len = len;
         x->refs++;
         queue_rx(d);

@@ -99,6 +99,7 @@ int lr_frame_reader_feed(struct lr_frame_reader *r, const uint8_t *p, size_t n, 
     size_t i = 0;
     int rc;
     *consumed = 0;
+    r->taken = false; /* the taken payload may be overwritten from here on */
     if (r->error)
         return lr_err_set(err, r->error, "frame: stream already failed (%s)", lr_errname(r->error));
     if (r->ready)
@@ -141,6 +142,14 @@ int lr_frame_reader_feed(struct lr_frame_reader *r, const uint8_t *p, size_t n, 
     return r->ready ? 1 : 0;
 }
 
+uint8_t *lr_frame_reader_steal(struct lr_frame_reader *r)
+{
+    if (!r->taken)
+        return NULL;
+    r->taken = false;
+    return lr_buf_detach(&r->acc, NULL); /* acc starts empty, same limit */
+}
+
 int lr_frame_reader_take(struct lr_frame_reader *r, uint64_t *type, const uint8_t **payload,
                          size_t *len)
 {
@@ -153,6 +162,7 @@ int lr_frame_reader_take(struct lr_frame_reader *r, uint64_t *type, const uint8_
     *type = r->type;
     *payload = r->acc.len ? r->acc.data : empty;
     *len = r->acc.len;
+    r->taken = r->acc.len > 0;
     /* Reset only the length: the bytes stay where they are until the next
      * feed writes over them, which is the lifetime the contract promises. */
     lr_buf_reset(&r->acc);

@@ -185,6 +185,7 @@ struct lr_frame_reader {
     bool have_header;
     bool skipping;
     bool ready; /* a whole frame is in acc, not yet taken */
+    bool taken; /* a frame with a payload was taken and acc still holds it */
     int error;  /* sticky: once a feed failed, every later feed fails */
 };
 
@@ -210,6 +211,15 @@ int lr_frame_reader_feed(struct lr_frame_reader *r, const uint8_t *p, size_t n, 
  */
 int lr_frame_reader_take(struct lr_frame_reader *r, uint64_t *type, const uint8_t **payload,
                          size_t *len);
+/*
+ * Right after a take of a frame with a payload, before the next feed: the
+ * buffer that payload lives in (it starts at the returned pointer), now the
+ * caller's to free(); the reader allocates another for the next frame. A
+ * consumer that keeps the payload takes it instead of copying it. NULL if
+ * the taken frame was empty, if nothing was taken since the last feed, or
+ * if it was stolen already.
+ */
+uint8_t *lr_frame_reader_steal(struct lr_frame_reader *r);
 
 /* ======================================================================
  * Sync messages (docs/protocol.md §6.4-6.10). Shared conventions:

@@ -96,6 +96,9 @@ enum conn_state {
 struct lr_conn {
     struct lr_transport *t;
     struct lr_conn *next, *prev;
+    /* The frame on_message is being called with (lr_conn_take_payload). */
+    struct rstream *dlv_rs;
+    const uint8_t *dlv_p;
     struct lr__sock *sock;
     ngtcp2_conn *qc;
     gnutls_session_t tls;
@@ -1042,10 +1045,24 @@ static int deliver(struct lr_conn *c, struct rstream *r, uint64_t type, const ui
     c->payload_recv += n;
     if (t->cbs.on_message) {
         t->depth++;
+        c->dlv_rs = r;
+        c->dlv_p = p;
         t->cbs.on_message(t->cbs.ud, c, type, p, n);
+        c->dlv_rs = NULL;
+        c->dlv_p = NULL;
         t->depth--;
     }
     return 0;
+}
+
+uint8_t *lr_conn_take_payload(struct lr_conn *c, const uint8_t *payload)
+{
+    if (!c || !c->dlv_rs || payload != c->dlv_p || !payload)
+        return NULL;
+    uint8_t *p = lr_frame_reader_steal(&c->dlv_rs->rd);
+    if (p)
+        c->dlv_p = NULL; /* once */
+    return p;
 }
 
 static int feed(struct lr_conn *c, struct rstream *r, const uint8_t *p, size_t n)

@@ -183,7 +183,8 @@ struct lr_transport_cbs {
     /* `c` is gone (reason is a short human phrase); do not use `c` after returning. */
     void (*on_disconnected)(void *ud, struct lr_conn *c, const struct lr_device_id *peer,
                             const char *reason);
-    /* One whole frame (never HELLO) from an up connection. */
+    /* One whole frame (never HELLO) from an up connection; payload is
+     * borrowed for the call (lr_conn_take_payload keeps it). */
     void (*on_message)(void *ud, struct lr_conn *c, uint64_t type, const uint8_t *payload,
                        size_t len);
     /* A send that returned LR_EBUSY may now be retried. */
@@ -335,6 +336,14 @@ int lr_conn_send(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, con
  */
 int lr_conn_send_owned(struct lr_conn *c, enum lr_stream_class cls, uint64_t type, void *payload,
                        size_t len, void (*free_fn)(void *payload));
+
+/*
+ * Inside on_message(c, ..., payload, ...), with that payload: the buffer
+ * holding it, now the caller's to free() (a consumer that keeps a large
+ * payload, chunk data, takes it instead of copying it). NULL outside that
+ * call, for another pointer, for an empty payload or the second time.
+ */
+uint8_t *lr_conn_take_payload(struct lr_conn *c, const uint8_t *payload);
 
 /* Close `c` with CONNECTION_CLOSE; on_disconnected follows (maybe after returning). */
 void lr_conn_close(struct lr_conn *c, const char *reason);

@@ -250,6 +250,47 @@ static void test_reader_split_header(void **state)
     }
 }
 
+static void test_reader_steal(void **state)
+{
+    (void)state;
+    struct lr_buf b;
+    lr_buf_init(&b, 1024);
+    assert_int_equal(lr_proto_frame_put(&b, LR_MSG_PING, "abcdef", 6), 0);
+    assert_int_equal(lr_proto_frame_put(&b, LR_MSG_PING, NULL, 0), 0);
+    assert_int_equal(lr_proto_frame_put(&b, LR_MSG_PING, "xyz", 3), 0);
+    struct lr_frame_reader r;
+    lr_frame_reader_init(&r);
+    size_t c, off = 0;
+    uint64_t type;
+    const uint8_t *p;
+    size_t len;
+    /* Nothing taken yet: nothing to steal. */
+    assert_null(lr_frame_reader_steal(&r));
+    assert_int_equal(lr_frame_reader_feed(&r, b.data, b.len, &c, NULL), 1);
+    off += c;
+    assert_null(lr_frame_reader_steal(&r)); /* ready, not taken */
+    assert_int_equal(lr_frame_reader_take(&r, &type, &p, &len), 0);
+    uint8_t *own = lr_frame_reader_steal(&r);
+    assert_ptr_equal(own, p);
+    assert_null(lr_frame_reader_steal(&r)); /* once */
+    /* The next frames go into a new buffer: the stolen bytes stay. */
+    assert_int_equal(lr_frame_reader_feed(&r, b.data + off, b.len - off, &c, NULL), 1);
+    off += c;
+    assert_int_equal(lr_frame_reader_take(&r, &type, &p, &len), 0);
+    assert_int_equal(len, 0);
+    assert_null(lr_frame_reader_steal(&r)); /* empty payload */
+    assert_int_equal(lr_frame_reader_feed(&r, b.data + off, b.len - off, &c, NULL), 1);
+    assert_int_equal(lr_frame_reader_take(&r, &type, &p, &len), 0);
+    assert_memory_equal(p, "xyz", 3);
+    assert_memory_equal(own, "abcdef", 6);
+    free(own);
+    /* A feed after the take ends the chance to steal it. */
+    assert_int_equal(lr_frame_reader_feed(&r, NULL, 0, &c, NULL), 0);
+    assert_null(lr_frame_reader_steal(&r));
+    lr_frame_reader_release(&r);
+    lr_buf_release(&b);
+}
+
 static void test_reader_zero_length_and_ready(void **state)
 {
     (void)state;
@@ -646,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_reader_random_pieces),
         cmocka_unit_test(test_reader_split_header),
         cmocka_unit_test(test_reader_zero_length_and_ready),
+        cmocka_unit_test(test_reader_steal),
         cmocka_unit_test(test_reader_oversize),
         cmocka_unit_test(test_reader_limits_and_truncated),
         cmocka_unit_test(test_hello_roundtrip),

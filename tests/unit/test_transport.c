@@ -43,6 +43,7 @@ struct side {
     char last_reason[160];
     /* messages */
     uint64_t msgs, bytes, ctrl_seq, bad_order;
+    uint64_t taken; /* payloads kept through lr_conn_take_payload */
     uint64_t last_type;
     uint8_t last[1024];
     size_t last_len;
@@ -102,7 +103,6 @@ static void tr_disconnected(void *ud, struct lr_conn *c, const struct lr_device_
 static void tr_message(void *ud, struct lr_conn *c, uint64_t type, const uint8_t *p, size_t n)
 {
     struct side *s = ud;
-    (void)c;
     s->msgs++;
     s->bytes += n;
     s->last_type = type;
@@ -117,6 +117,22 @@ static void tr_message(void *ud, struct lr_conn *c, uint64_t type, const uint8_t
         if (seq != s->ctrl_seq)
             s->bad_order++;
         s->ctrl_seq = seq + 1;
+    }
+    /* Last (p is freed when taken): every other payload is kept instead
+     * of copied; the buffer is the payload itself, given once, only for
+     * that pointer. */
+    uint8_t other = 0;
+    assert_null(lr_conn_take_payload(c, &other));
+    if (s->msgs % 2 == 0) {
+        uint8_t *own = lr_conn_take_payload(c, p);
+        if (n == 0) {
+            assert_null(own);
+        } else {
+            assert_ptr_equal(own, p);
+            assert_null(lr_conn_take_payload(c, p));
+            s->taken++;
+            free(own);
+        }
     }
 }
 
@@ -458,6 +474,7 @@ static void burst(void **state, bool socket_full)
     RUN_UNTIL(e, a->bytes == total, 20000);
     assert_int_equal(a->bytes, total);
     assert_int_equal(a->sum, expect_sum);
+    assert_true(a->taken > 0 && a->taken <= a->msgs / 2 + 1);
     assert_int_equal(a->ctrl_seq, seq);
     assert_int_equal(a->bad_order, 0);
     /* All acknowledged in the end: the queue drains to zero. */
