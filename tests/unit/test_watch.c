@@ -132,6 +132,15 @@ static bool has_path(const struct call *c, const char *p)
     return false;
 }
 
+/* Call i reported exactly `path`, not a full rescan. */
+static void expect_one_path(const struct fx *f, size_t i, const char *path)
+{
+    assert_true(i < f->ncalls);
+    assert_false(f->calls[i].full);
+    assert_int_equal(f->calls[i].n, 1);
+    assert_string_equal(f->calls[i].paths[0], path);
+}
+
 static bool any_has(const struct fx *f, const char *p)
 {
     for (size_t i = 0; i < f->ncalls; i++)
@@ -203,9 +212,7 @@ static void test_create_reported_once_after_debounce(void **state)
     write_file(f, "a.txt", "hello");
     run_until(f, 1, 3000);
     assert_int_equal(f->ncalls, 1);
-    assert_false(f->calls[0].full);
-    assert_int_equal(f->calls[0].n, 1);
-    assert_string_equal(f->calls[0].paths[0], "a.txt");
+    expect_one_path(f, 0, "a.txt");
     /* Not before the quiet window, and well before the maximum delay. */
     assert_true(f->calls[0].at_ms >= t0 + LR_WATCH_DEBOUNCE_MS - 5);
     assert_true(f->calls[0].at_ms < t0 + LR_WATCH_MAX_DELAY_MS);
@@ -464,9 +471,7 @@ static void test_forget_pending(void **state)
     write_file(f, "later", "x");
     run_until(f, 1, 3000);
     assert_int_equal(f->ncalls, 1);
-    assert_false(f->calls[0].full);
-    assert_int_equal(f->calls[0].n, 1);
-    assert_string_equal(f->calls[0].paths[0], "later");
+    expect_one_path(f, 0, "later");
     lr_watch_forget_pending(NULL);
 }
 
