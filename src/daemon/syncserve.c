@@ -186,17 +186,9 @@ static int serve_read(struct lr_store *st, const struct sync_serve_req *q, int *
             return rc;
         *path = q->path;
     }
-    rc = lr_store_read_chunk_fd(*fd, q->off, q->size, &q->hash, dst, err);
-    if (rc != 0) {
+    rc = lr_store_read_chunk_named(*fd, q->path, q->off, q->size, &q->hash, dst, err);
+    if (rc != 0)
         serve_fd_close(fd, path);
-        if (rc == LR_EVERIFY && err) {
-            char *e = lr_escs(q->path);
-            char msg[LR_ERR_MSG_MAX];
-            snprintf(msg, sizeof(msg), "%s", err->msg);
-            lr_err_set(err, rc, "%s: %s", e, msg);
-            free(e);
-        }
-    }
     return rc;
 }
 

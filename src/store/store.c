@@ -1027,14 +1027,10 @@ int lr_store_read_chunk_fd(int fd, uint64_t off, uint32_t len, const struct lr_h
     return 0;
 }
 
-int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, uint32_t len,
-                        const struct lr_hash *expect, void *buf, struct lr_err *err)
+int lr_store_read_chunk_named(int fd, const char *relpath, uint64_t off, uint32_t len,
+                              const struct lr_hash *expect, void *buf, struct lr_err *err)
 {
-    int fd;
-    int rc = lr_store_open_read(st, relpath, &fd, NULL, err);
-    if (rc)
-        return rc;
-    rc = lr_store_read_chunk_fd(fd, off, len, expect, buf, err);
+    int rc = lr_store_read_chunk_fd(fd, off, len, expect, buf, err);
     if (rc == LR_EVERIFY && err) {
         char *e = lr_escs(relpath);
         char msg[LR_ERR_MSG_MAX];
@@ -1042,6 +1038,17 @@ int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, 
         lr_err_set(err, rc, "%s: %s", e, msg);
         free(e);
     }
+    return rc;
+}
+
+int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, uint32_t len,
+                        const struct lr_hash *expect, void *buf, struct lr_err *err)
+{
+    int fd;
+    int rc = lr_store_open_read(st, relpath, &fd, NULL, err);
+    if (rc)
+        return rc;
+    rc = lr_store_read_chunk_named(fd, relpath, off, len, expect, buf, err);
     close(fd);
     return rc;
 }

@@ -322,7 +322,11 @@ int lr_store_open_read(struct lr_store *st, const char *relpath, int *fd,
  */
 int lr_store_read_chunk_fd(int fd, uint64_t off, uint32_t len, const struct lr_hash *expect,
                            void *buf, struct lr_err *err);
-/* lr_store_open_read + lr_store_read_chunk_fd + close. */
+/* lr_store_read_chunk_fd on a descriptor of relpath, whose name a
+ * verification failure's message then carries. */
+int lr_store_read_chunk_named(int fd, const char *relpath, uint64_t off, uint32_t len,
+                              const struct lr_hash *expect, void *buf, struct lr_err *err);
+/* lr_store_open_read + lr_store_read_chunk_named + close. */
 int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, uint32_t len,
                         const struct lr_hash *expect, void *buf, struct lr_err *err);
 
