@@ -198,12 +198,18 @@ def test_modify_delete_and_metadata_recorded(devices, tmp_path):
     assert not [p for p in s if "sync-conflict" in p]
     assert s["meta.txt"][1] in (0o600, 0o640)
 
+    # The modify-delete is seen by both. The metadata conflict is recorded by
+    # whichever device meets the other's version first; if that is alice, she
+    # merges the vectors and bob then receives a plainly newer version (CI saw
+    # that order once), so each device's trail holds it at most once and the
+    # two together at least once.
+    modify_delete = ("keep.txt", "structural", "modify-delete", "modify-wins")
+    metadata = ("meta.txt", "metadata", "metadata", "merged")
+
     def trail(dev):
         lst = conflicts(dev, "docs")
         kinds = {(c["path"], c["type"], c["detail"], c["resolution"]) for c in lst}
-        want = {("keep.txt", "structural", "modify-delete", "modify-wins"),
-                ("meta.txt", "metadata", "metadata", "merged")}
-        return kinds == want and lst
+        return modify_delete in kinds and kinds <= {modify_delete, metadata} and lst
     for dev in (a, b):
         lst = wait_for(lambda: trail(dev), timeout=30, what=f"{dev.name}'s trail")
         for c in lst:
@@ -214,6 +220,10 @@ def test_modify_delete_and_metadata_recorded(devices, tmp_path):
         # The live edit (bob's) won on both devices.
         assert md["winner"] == ("remote" if dev is a else "local")
         assert folder_status(dev)["conflicts"] == 0
+
+    def merged_somewhere():
+        return any(c["detail"] == "metadata" for dev in (a, b) for c in conflicts(dev, "docs"))
+    wait_for(merged_somewhere, timeout=30, what="the metadata conflict in a trail")
 
 
 def test_file_vs_directory_recorded(devices, tmp_path):
