@@ -1,7 +1,7 @@
 #!/bin/sh
 # transport.sh - QUIC transport throughput between two processes on loopback.
 #
-#   bench/transport.sh [MIB] [RUNS] [extra transport_bench flags: --no-gso --no-gro]
+#   bench/transport.sh [MIB] [RUNS] [extra transport_bench flags: --no-gso --no-gro --no-host-jumbo]
 #
 # Generates two identities in a temp dir, runs transport_bench server + client
 # RUNS times (default 5) moving MIB MiB (default 1024) client -> server, and

@@ -3,8 +3,8 @@
  * QUIC on loopback, through the real transport (pinned mutual TLS, GSO/GRO).
  *
  *   transport_bench gen HOME
- *   transport_bench server HOME PEER_HOME PORTFILE MIB [--no-gso] [--no-gro]
- *   transport_bench client HOME PEER_HOME PORT MIB [--no-gso] [--no-gro]
+ *   transport_bench server HOME PEER_HOME PORTFILE MIB [--no-gso] [--no-gro] [--no-host-jumbo]
+ *   transport_bench client HOME PEER_HOME PORT MIB [--no-gso] [--no-gro] [--no-host-jumbo]
  *
  * The server listens on 127.0.0.1:0 and writes its port to PORTFILE. The
  * client sends MIB MiB as 256 KiB DEBUG_DATA frames (ChunkData-sized, handed
@@ -204,7 +204,7 @@ int main(int argc, char **argv)
     if (argc < 6 || (strcmp(argv[1], "server") != 0 && strcmp(argv[1], "client") != 0)) {
         fprintf(stderr,
                 "usage: %s gen HOME | server HOME PEER_HOME PORTFILE MIB | "
-                "client HOME PEER_HOME PORT MIB [--no-gso] [--no-gro]\n",
+                "client HOME PEER_HOME PORT MIB [--no-gso] [--no-gro] [--no-host-jumbo]\n",
                 argv[0]);
         return 2;
     }
@@ -239,6 +239,8 @@ int main(int argc, char **argv)
             cfg.no_gso = true;
         else if (strcmp(argv[i], "--no-gro") == 0)
             cfg.no_gro = true;
+        else if (strcmp(argv[i], "--no-host-jumbo") == 0)
+            cfg.no_host_jumbo = true;
     }
     struct lr_transport_cbs cbs = {
         .ud = &b,

@@ -129,8 +129,9 @@ struct lr_conn {
     size_t queued;
     uint64_t payload_sent, payload_recv, stream_recv;
     /* GSO batch being built or waiting for the socket (tx_pending). */
-    uint8_t *tx;
+    uint8_t *tx; /* LR__GSO_MAX_BYTES + pkt_max */
     size_t tx_len, tx_off, tx_seg;
+    size_t pkt_max; /* LR__PKT_MAX, or LR__PKT_MAX_HOST to a peer on this host */
     bool tx_pending;
     ngtcp2_path_storage tx_ps;
 };
@@ -166,6 +167,7 @@ struct lr_transport {
     uint64_t idle_ns, keepalive_ns, hello_timeout_ms;
     uint32_t dial_defer_ms;
     size_t budget;
+    bool no_host_jumbo;
 #ifdef LR_FAILPOINTS
     bool fp_mute_hello;
 #endif
@@ -444,8 +446,8 @@ static void conn_write(struct lr_conn *c)
     c->rx_since_write = 0;
     ngtcp2_tstamp ts = now_ns();
     size_t pktmax = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->qc);
-    if (pktmax > LR__PKT_MAX)
-        pktmax = LR__PKT_MAX;
+    if (pktmax > c->pkt_max)
+        pktmax = c->pkt_max;
     size_t maxsegs = c->sock->gso ? LR__GSO_MAX_BYTES / pktmax : 1;
     if (maxsegs > LR__GSO_MAX_SEGS)
         maxsegs = LR__GSO_MAX_SEGS;
@@ -488,7 +490,7 @@ static void conn_write(struct lr_conn *c)
         ngtcp2_ssize ndatalen = -1;
         ngtcp2_pkt_info pi;
         ngtcp2_ssize n = ngtcp2_conn_writev_stream(
-            c->qc, &ps.path, &pi, c->tx + blen, nseg ? pktmax : LR__PKT_MAX, &ndatalen,
+            c->qc, &ps.path, &pi, c->tx + blen, nseg ? pktmax : c->pkt_max, &ndatalen,
             NGTCP2_WRITE_STREAM_FLAG_MORE, sid, vec, nvec, ts);
         if (n < 0) {
             if (n == NGTCP2_ERR_WRITE_MORE) {
@@ -1210,10 +1212,22 @@ static const ngtcp2_callbacks SERVER_CBS = {
     .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
 };
 
-static void settings_init(const struct lr_transport *t, ngtcp2_settings *s, uint64_t ts)
+/* Settings for `c` on `path`; also sizes c's packets and transmit buffer. */
+static void settings_init(struct lr_conn *c, const ngtcp2_path *path, ngtcp2_settings *s)
 {
+    const struct lr_transport *t = c->t;
     ngtcp2_settings_default(s);
-    s->initial_ts = ts;
+    s->initial_ts = c->start_ns;
+    c->pkt_max = LR__PKT_MAX;
+    if (!t->no_host_jumbo && lr__path_on_host((const struct sockaddr *)path->local.addr,
+                                              (const struct sockaddr *)path->remote.addr)) {
+        /* No probing: ngtcp2 0.12 never probes above 1452 and the loopback MTU is known. */
+        c->pkt_max = LR__PKT_MAX_HOST;
+        s->max_tx_udp_payload_size = LR__PKT_MAX_HOST;
+        s->no_tx_udp_payload_size_shaping = 1;
+        s->no_pmtud = 1;
+    }
+    c->tx = lr_xmalloc(LR__GSO_MAX_BYTES + c->pkt_max);
     s->cc_algo = NGTCP2_CC_ALGO_CUBIC;
     s->initial_rtt = (uint64_t)INITIAL_RTT_MS * MS;
     s->max_window = MAX_CONN_WINDOW;
@@ -1247,7 +1261,6 @@ static struct lr_conn *conn_alloc(struct lr_transport *t, struct lr__sock *s, bo
     c->ref.get_conn = get_conn;
     c->ref.user_data = c;
     c->start_ns = now_ns();
-    c->tx = lr_xmalloc(LR__GSO_MAX_BYTES + LR__PKT_MAX);
     ngtcp2_path_storage_zero(&c->tx_ps);
     for (unsigned i = 0; i < LR__NSLOTS; i++) {
         c->ss[i].id = -1;
@@ -1321,7 +1334,7 @@ static int conn_new_client(struct lr_transport *t, const struct lr_device_id *pe
     random_cid(&scid, LR__CIDLEN);
     ngtcp2_settings settings;
     ngtcp2_transport_params params;
-    settings_init(t, &settings, c->start_ns);
+    settings_init(c, &path, &settings);
     params_init(t, &params, false);
     rc = ngtcp2_conn_client_new(&c->qc, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &CLIENT_CBS,
                                 &settings, &params, NULL, c);
@@ -1363,7 +1376,7 @@ static void accept_new(struct lr__sock *s, const ngtcp2_path *path, const uint8_
     random_cid(&scid, LR__CIDLEN);
     ngtcp2_settings settings;
     ngtcp2_transport_params params;
-    settings_init(t, &settings, c->start_ns);
+    settings_init(c, path, &settings);
     params_init(t, &params, true);
     params.original_dcid = hd.dcid;
     params.stateless_reset_token_present = 1;
@@ -1861,6 +1874,7 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
         t->cbs = *cbs;
     t->hello = cfg->hello;
     t->idle_ns = (cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 60000) * MS;
+    t->no_host_jumbo = cfg->no_host_jumbo;
     t->keepalive_ns = (cfg->keepalive_ms ? cfg->keepalive_ms : 15000) * MS;
     t->hello_timeout_ms = LR_TRANSPORT_HELLO_TIMEOUT_MS;
     t->dial_defer_ms = LR_TRANSPORT_DIAL_DEFER_MS;
@@ -2189,6 +2203,12 @@ void lr__transport_fail_eagain(struct lr_transport *t, unsigned every)
         t->socks[i].fp_eagain_every = every;
 }
 #endif
+
+size_t lr__conn_pkt_size(struct lr_conn *c)
+{
+    size_t n = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->qc);
+    return n < c->pkt_max ? n : c->pkt_max;
+}
 
 uint64_t lr__transport_conns_made(const struct lr_transport *t)
 {

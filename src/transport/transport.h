@@ -234,6 +234,8 @@ struct lr_transport_config {
     /* Disable UDP_SEGMENT / UDP_GRO + recvmmsg batching (for measurements). */
     bool no_gso;
     bool no_gro;
+    /* Keep 1452-byte packets to peers on this host too (for measurements). */
+    bool no_host_jumbo;
     /* Callbacks for pairing connections (copied); ud may differ from cbs.ud. */
     struct lr_transport_pair_cbs pair_cbs;
     /* Life of a pairing connection; 0 = LR_TRANSPORT_PAIR_TIMEOUT_MS. */

@@ -28,8 +28,15 @@
 /* A GSO batch is at most 64 KiB and 64 segments. */
 #define LR__GSO_MAX_BYTES 65000
 #define LR__GSO_MAX_SEGS 64
-/* Largest UDP payload we ever write (ngtcp2 0.12 default and PMTUD ceiling). */
+/* Largest UDP payload we write to a peer elsewhere (ngtcp2 0.12 default and PMTUD ceiling). */
 #define LR__PKT_MAX 1452
+/*
+ * Largest UDP payload we write to a peer on this host: the path is the
+ * loopback device (MTU 64 KiB), so no probing is needed, and fewer larger
+ * packets cut the per-packet crypto and ngtcp2 work (docs/internals.md,
+ * "Transport").
+ */
+#define LR__PKT_MAX_HOST 16000
 /* Requested socket buffers. */
 #define LR__SOCKBUF (4 << 20)
 /* Connections still in their handshake, across the transport. */
@@ -95,6 +102,13 @@ void lr__sock_read(struct lr__sock *s, lr__rx_cb cb, int max_rounds);
 int lr__sock_local_for(const struct lr__sock *s, const struct lr__addr *remote,
                        struct lr__addr *local_out, struct lr__addr *remote_out);
 void lr__sock_release(struct lr__sock *s);
+/*
+ * True if packets between `local` and `remote` (as a connection's path has
+ * them) stay on this host: `remote` is a loopback address, or the same
+ * address as `local` (a peer reached at one of our own addresses; the
+ * kernel then sends from that address, through the loopback device).
+ */
+bool lr__path_on_host(const struct sockaddr *local, const struct sockaddr *remote);
 
 /* ---- tls.c ---- */
 
@@ -130,6 +144,8 @@ bool lr__conn_peer_cert(struct lr_conn *c, const struct lr_device_id *id, int al
 
 /* Queue raw stream bytes on `c` (to forge malformed frames). */
 int lr__conn_send_raw(struct lr_conn *c, enum lr_stream_class cls, const void *p, size_t len);
+/* Segment size c's sends use now: its packet cap, within what ngtcp2 allows on its path. */
+size_t lr__conn_pkt_size(struct lr_conn *c);
 /* Number of live connections (any state). */
 size_t lr__transport_nconns(const struct lr_transport *t);
 #ifdef LR_FAILPOINTS

@@ -275,7 +275,7 @@ void lr__sock_read(struct lr__sock *s, lr__rx_cb cb, int max_rounds)
         char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct in6_pktinfo))];
         struct cmsghdr align;
     } ctrl[LR__RX_BATCH];
-    size_t bufsz = s->gro ? LR__RX_BUFSZ : 2048;
+    size_t bufsz = LR__RX_BUFSZ; /* a whole GRO super-packet, or one packet from this host */
 
     if (!s->rxbuf)
         s->rxbuf = lr_xmallocarray(LR__RX_BATCH, LR__RX_BUFSZ);
@@ -375,4 +375,38 @@ int lr__sock_local_for(const struct lr__sock *s, const struct lr__addr *remote,
             ((const struct sockaddr_in6 *)&s->local.ss)->sin6_port;
     *local_out = l;
     return 0;
+}
+
+/* The IPv4 address of a v4 or v4-mapped v6 address into *v4; false for other v6 addresses. */
+static bool addr_v4(const struct sockaddr *sa, struct in_addr *v4)
+{
+    if (sa->sa_family == AF_INET) {
+        *v4 = ((const struct sockaddr_in *)sa)->sin_addr;
+        return true;
+    }
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (sa->sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(a6))
+        return false;
+    memcpy(v4, &a6->s6_addr[12], 4);
+    return true;
+}
+
+bool lr__path_on_host(const struct sockaddr *local, const struct sockaddr *remote)
+{
+    struct in_addr l4, r4;
+    bool lv4 = addr_v4(local, &l4), rv4 = addr_v4(remote, &r4);
+    if (rv4 && (ntohl(r4.s_addr) >> 24) == 127)
+        return true;
+    if (rv4 || lv4)
+        return rv4 && lv4 && l4.s_addr == r4.s_addr;
+    if (local->sa_family != AF_INET6 || remote->sa_family != AF_INET6)
+        return false;
+    const struct in6_addr *l6 = &((const struct sockaddr_in6 *)local)->sin6_addr;
+    const struct in6_addr *r6 = &((const struct sockaddr_in6 *)remote)->sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(r6))
+        return true;
+    /* A link-local address names an interface too: equal scopes only. */
+    return memcmp(l6, r6, sizeof(*l6)) == 0 &&
+           ((const struct sockaddr_in6 *)local)->sin6_scope_id ==
+               ((const struct sockaddr_in6 *)remote)->sin6_scope_id;
 }

@@ -30,6 +30,7 @@ struct side {
     struct lr_transport *t;
     int port;
     bool trust_all;
+    bool no_host_jumbo;
     uint64_t idle_ms; /* 0: the test default */
     struct lr_device_id trusted[4];
     size_t ntrusted;
@@ -168,6 +169,7 @@ static struct lr_transport_config make_cfg(struct side *s, const char *listen_ad
     cfg.backoff_min_ms = 100;
     cfg.backoff_max_ms = 400;
     cfg.rng = rng_half;
+    cfg.no_host_jumbo = s->no_host_jumbo;
     return cfg;
 }
 
@@ -417,11 +419,16 @@ static void test_message_round_trip(void **state)
     assert_int_equal(sa.payload_recv, sb.payload_sent);
 }
 
-/* Several MiB of frames through a small budget: LR_EBUSY, on_writable, nothing lost, order kept. */
-static void burst(void **state, bool socket_full)
+/*
+ * Several MiB of frames through a small budget: LR_EBUSY, on_writable,
+ * nothing lost, order kept; in host-sized packets (both on 127.0.0.1)
+ * unless `small` asks for the size peers elsewhere get.
+ */
+static void burst(void **state, bool socket_full, bool small)
 {
     struct env *e = *state;
     struct side *a = &e->s[0], *b = &e->s[1];
+    a->no_host_jumbo = b->no_host_jumbo = small;
     trust_each_other(a, b);
     side_start(e, a);
     side_start_at(e, b, "127.0.0.1:0", 256 * 1024);
@@ -432,6 +439,13 @@ static void burst(void **state, bool socket_full)
     dial(b, a, NULL);
     RUN_UNTIL(e, a->connected == 1 && b->connected == 1, 5000);
     assert_int_equal(b->connected, 1);
+    for (int i = 0; i < 2; i++) {
+        size_t n = lr__conn_pkt_size(i ? a->conn : b->conn);
+        if (small)
+            assert_true(n >= 1200 && n <= LR__PKT_MAX);
+        else
+            assert_int_equal(n, LR__PKT_MAX_HOST);
+    }
 
     const uint64_t total = 6u << 20;
     const size_t fsz = LR_PROTO_PING_MAX;
@@ -487,7 +501,12 @@ static void burst(void **state, bool socket_full)
 
 static void test_burst_backpressure(void **state)
 {
-    burst(state, false);
+    burst(state, false, false);
+}
+
+static void test_burst_small_packets(void **state)
+{
+    burst(state, false, true);
 }
 
 /* The same while every 3rd send finds the socket full: batches stall on EAGAIN after partial
@@ -495,7 +514,7 @@ static void test_burst_backpressure(void **state)
 static void test_burst_socket_full(void **state)
 {
 #ifdef LR_FAILPOINTS
-    burst(state, true);
+    burst(state, true, false);
 #else
     (void)state;
     skip();
@@ -823,9 +842,42 @@ static void test_dual_stack_dialer(void **state)
     assert_int_equal(a->connected, 1);
     assert_int_equal(b->connected, 1);
     assert_non_null(strstr(lr_conn_addr(a->conn), "127.0.0.1:"));
+    assert_int_equal(lr__conn_pkt_size(a->conn), LR__PKT_MAX_HOST); /* v4-mapped loopback path */
     assert_int_equal(lr_conn_send(b->conn, LR_STREAM_BULK, LR_MSG_PING, "w", 1), 0);
     RUN_UNTIL(e, a->msgs == 1, 2000);
     assert_int_equal(a->msgs, 1);
+}
+
+/* Which paths count as staying on this host (and get host-sized packets). */
+static void test_path_on_host(void **state)
+{
+    (void)state;
+    struct lr__addr l, r;
+    struct {
+        const char *local, *remote;
+        bool on_host;
+    } cases[] = {
+        {"127.0.0.1:1", "127.0.0.1:2", true},
+        {"127.0.0.1:1", "127.9.8.7:2", true},
+        {"192.168.1.5:1", "192.168.1.5:2", true},  /* one of our own addresses */
+        {"192.168.1.5:1", "192.168.1.6:2", false}, /* a LAN peer */
+        {"10.0.0.1:1", "10.0.0.2:2", false},
+        {"[::1]:1", "[::1]:2", true},
+        {"[::ffff:127.0.0.1]:1", "[::ffff:127.0.0.1]:2", true}, /* dual-stack socket */
+        {"[::ffff:10.1.1.1]:1", "[::ffff:10.1.1.1]:2", true},
+        {"[::ffff:10.1.1.1]:1", "[::ffff:10.1.1.2]:2", false},
+        {"[fd00::1]:1", "[fd00::1]:2", true},
+        {"[fd00::1]:1", "[fd00::2]:2", false},
+        {"[::ffff:10.1.1.1]:1", "[fd00::2]:2", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(lr__addr_parse(cases[i].local, &l), 0);
+        assert_int_equal(lr__addr_parse(cases[i].remote, &r), 0);
+        if (lr__path_on_host((const struct sockaddr *)&l.ss, (const struct sockaddr *)&r.ss) !=
+            cases[i].on_host)
+            fail_msg("%s -> %s: expected on_host=%d", cases[i].local, cases[i].remote,
+                     cases[i].on_host);
+    }
 }
 
 /* Plain IPv6: both on [::1], and a [::] listener reached over IPv6. */
@@ -844,6 +896,7 @@ static void test_ipv6(void **state)
     assert_int_equal(a->connected, 1);
     assert_int_equal(b->connected, 1);
     assert_non_null(strstr(lr_conn_addr(b->conn), "[::1]:"));
+    assert_int_equal(lr__conn_pkt_size(b->conn), LR__PKT_MAX_HOST);
 }
 
 static void test_bad_config(void **state)
@@ -889,6 +942,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_message_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_socket_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_burst_small_packets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_oversize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_type0, setup, teardown),
@@ -904,6 +958,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dual_stack_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack_dialer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
+        cmocka_unit_test(test_path_on_host),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
