@@ -1472,6 +1472,7 @@ static void barrier_work(struct daemon_job *base)
 {
     struct commit_job *j = (struct commit_job *)base;
     struct lr_store *st = NULL;
+    uint64_t t0 = uv_hrtime();
     /* No spare pool: this handle creates (the journal) but removes nothing. */
     int rc = j->n ? lr_store_open(j->x[0]->root, &st, &j->err[0]) : 0;
     if (rc == 0 && j->n)
@@ -1487,6 +1488,9 @@ static void barrier_work(struct daemon_job *base)
     }
     lr_store_close(st);
     j->barrier_rc = rc;
+    if (j->n)
+        lr_debug(MOD, "folder=%s commit barrier: %zu files durable in %llu ms", j->x[0]->folder,
+                 j->n, (unsigned long long)((uv_hrtime() - t0) / 1000000));
 }
 
 static void commit_work(struct daemon_job *base)
@@ -1495,6 +1499,7 @@ static void commit_work(struct daemon_job *base)
     struct lr_daemon *d = base->d;
     struct lr_store *st = NULL;
     struct lr_store_batch *b = NULL;
+    uint64_t t0 = uv_hrtime();
     int rc = j->barrier_rc;
     if (rc == 0 && j->n)
         rc = lr_store_open_with(j->x[0]->root, d->sync->spares, &st, &j->err[0]);
@@ -1546,6 +1551,9 @@ static void commit_work(struct daemon_job *base)
 out:
     lr_store_batch_free(b);
     lr_store_close(st);
+    if (j->n)
+        lr_debug(MOD, "folder=%s commit: %zu files renamed and recorded in %llu ms",
+                 j->x[0]->folder, j->n, (unsigned long long)((uv_hrtime() - t0) / 1000000));
 }
 
 static void queue_commits(struct lr_daemon *d);
