@@ -915,7 +915,9 @@ static void recv_work(struct daemon_job *base)
         t->epoch_key = UINT64_MAX;
         goto out;
     }
-    if ((rc = lr_index_begin(d->ix, &j->err)) < 0)
+    /* Only the peer's entries and the sequence they reach: after a power
+     * cut that loses them, our next FOLDERS asks for them again. */
+    if ((rc = lr_index_begin_lazy(d->ix, &j->err)) < 0)
         goto fail;
     bool recon = t->recon_index == ix.hdr.index_id && t->recon_epoch == ls->epoch;
     if ((ix.hdr.flags & LR_PROTO_INDEX_RECON) && !recon) {

@@ -533,10 +533,39 @@ void lr_index_close(struct lr_index *ix)
 
 /* ---- transactions ------------------------------------------------------------- */
 
+/* Back to synchronous=FULL after a lazy batch (SQLite refuses the change
+ * inside a transaction, so it brackets the batch). */
+static int lazy_end(struct lr_index *ix, struct lr_err *err)
+{
+    int rc = exec_sql(ix, "PRAGMA synchronous=FULL", err);
+    if (rc == 0)
+        ix->lazy = false;
+    return rc;
+}
+
+int lr_index_begin_lazy(struct lr_index *ix, struct lr_err *err)
+{
+    if (ix->in_tx)
+        return lr_err_set(err, LR_EINTERNAL, "index: transaction already open");
+    int rc = exec_sql(ix, "PRAGMA synchronous=NORMAL", err);
+    if (rc < 0)
+        return rc;
+    ix->lazy = true;
+    if ((rc = exec_stmt(ix, S_BEGIN, err)) < 0) {
+        (void)lazy_end(ix, NULL);
+        return rc;
+    }
+    ix->in_tx = true;
+    return 0;
+}
+
 int lr_index_begin(struct lr_index *ix, struct lr_err *err)
 {
     if (ix->in_tx)
         return lr_err_set(err, LR_EINTERNAL, "index: transaction already open");
+    /* A lazy batch could not put durability back: no batch starts without it. */
+    if (ix->lazy && lazy_end(ix, err) < 0)
+        return LR_EDB;
     int rc = exec_stmt(ix, S_BEGIN, err);
     if (rc == 0)
         ix->in_tx = true;
@@ -554,7 +583,15 @@ int lr_index_commit(struct lr_index *ix, struct lr_err *err)
             sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
     }
     ix->in_tx = false;
+    if (ix->lazy)
+        (void)lazy_end(ix, NULL); /* else the next begin retries it, and fails if it must */
     return rc;
+}
+
+int lr__ix_synchronous(struct lr_index *ix)
+{
+    int64_t v = -1;
+    return pragma_int(ix, "PRAGMA synchronous", &v, NULL) == 0 ? (int)v : -1;
 }
 
 void lr_index_rollback(struct lr_index *ix)
@@ -564,6 +601,8 @@ void lr_index_rollback(struct lr_index *ix)
     if (!sqlite3_get_autocommit(ix->db))
         exec_stmt(ix, S_ROLLBACK, NULL);
     ix->in_tx = false;
+    if (ix->lazy)
+        (void)lazy_end(ix, NULL);
 }
 
 bool lr_index_in_tx(const struct lr_index *ix)

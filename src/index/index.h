@@ -218,6 +218,17 @@ int lr_index_schema_version(void);
  */
 int lr_index_begin(struct lr_index *ix, struct lr_err *err);
 int lr_index_commit(struct lr_index *ix, struct lr_err *err);
+/*
+ * Begin a batch whose commit does not wait for the disk (synchronous=NORMAL
+ * for this batch only; commit or rollback puts FULL back). A power cut may
+ * lose it and any later lazy batch, never an earlier or later durable one
+ * (a durable commit syncs the whole WAL), and never leaves a torn state.
+ * Only for batches that a restart can recreate and that nothing durable
+ * depends on: a peer's index entries together with the sequence recorded
+ * for them (our next FOLDERS asks for them again). Never for our own
+ * records, whose sequences are announced to peers.
+ */
+int lr_index_begin_lazy(struct lr_index *ix, struct lr_err *err);
 void lr_index_rollback(struct lr_index *ix);
 bool lr_index_in_tx(const struct lr_index *ix);
 

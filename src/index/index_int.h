@@ -30,6 +30,7 @@ struct lr_index {
      * checkpoints tens of thousands of rows). */
     sqlite3_stmt *sess_put;
     bool in_tx;
+    bool lazy; /* synchronous=NORMAL is set (lr_index_begin_lazy) and not yet put back */
     struct lr__ix_folder_cache fc[LR__IX_FOLDER_CACHE];
     unsigned fc_next;
     struct lr_buf key;  /* scratch: path key of the current call */
@@ -63,5 +64,7 @@ int lr__ix_need_local_changed(struct lr_index *ix, int64_t folder, const uint8_t
 /* Delete every remote-index and need row of a folder (inside a transaction). */
 int lr__ix_remote_folder_remove(struct lr_index *ix, int64_t folder, struct lr_err *err);
 void lr__ix_remote_finalize(struct lr_index *ix);
+/* Test hook: the connection's PRAGMA synchronous (2 = FULL, 1 = NORMAL), or -1. */
+int lr__ix_synchronous(struct lr_index *ix);
 
 #endif

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "index/index.h"
+#include "index/index_int.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -442,6 +443,44 @@ static void test_batches_and_rollback(void **state)
     lr_file_rec_release(&r);
 }
 
+/* A lazy batch is stored like any other and leaves later batches durable. */
+static void test_lazy_batch(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    assert_int_equal(lr__ix_synchronous(f->ix), 2);
+    assert_int_equal(lr_index_begin_lazy(f->ix, &err), 0);
+    assert_int_equal(lr_index_begin_lazy(f->ix, &err), LR_EINTERNAL);
+    assert_int_equal(lr__ix_synchronous(f->ix), 1);
+    struct lr_file_rec r;
+    mkfile(&r, "lazy/a", 2, 3, 7);
+    assert_int_equal(lr_index_file_put(f->ix, "fold-1", &r, NULL, &err), 0);
+    assert_int_equal(lr_index_commit(f->ix, &err), 0);
+    assert_false(lr_index_in_tx(f->ix));
+    assert_int_equal(lr__ix_synchronous(f->ix), 2);
+    /* A rolled-back lazy batch puts durability back too. */
+    assert_int_equal(lr_index_begin_lazy(f->ix, &err), 0);
+    lr_index_rollback(f->ix);
+    assert_int_equal(lr__ix_synchronous(f->ix), 2);
+    /* The next batch is an ordinary one. */
+    assert_int_equal(lr_index_begin(f->ix, &err), 0);
+    struct lr_file_rec r2;
+    mkfile(&r2, "lazy/b", 1, 3, 8);
+    assert_int_equal(lr_index_file_put(f->ix, "fold-1", &r2, NULL, &err), 0);
+    assert_int_equal(lr_index_commit(f->ix, &err), 0);
+    /* Both are there for the next connection. */
+    lr_index_close(f->ix);
+    assert_int_equal(lr_index_open(f->db, &f->ix, &err), 0);
+    struct lr_file_rec g;
+    assert_int_equal(lr_index_file_get(f->ix, "fold-1", r.path, r.path_len, 0, &g, &err), 0);
+    assert_int_equal(g.size, 6);
+    lr_file_rec_release(&g);
+    assert_int_equal(lr_index_file_get(f->ix, "fold-1", r2.path, r2.path_len, 0, &g, &err), 0);
+    lr_file_rec_release(&g);
+    lr_file_rec_release(&r);
+    lr_file_rec_release(&r2);
+}
+
 static void test_vv(void **state)
 {
     (void)state;
@@ -578,6 +617,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_by_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_find, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_and_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_chunk_hash, setup, teardown),
         cmocka_unit_test(test_vv),
