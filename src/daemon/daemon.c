@@ -424,6 +424,9 @@ static int serve(struct lr_daemon *d, struct lr_err *err)
 fail:
     daemon_stop(d, "start-up failed");
     uv_run(&d->loop, UV_RUN_DEFAULT);
+    /* daemon_stop's uv_stop ends the first run at once; the jobs start-up
+     * queued (the sessions' load) must end before release() frees the index. */
+    uv_run(&d->loop, UV_RUN_DEFAULT);
     uv_loop_close(&d->loop);
     return rc;
 }

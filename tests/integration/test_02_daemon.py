@@ -63,6 +63,29 @@ def test_second_daemon_same_home_refused(devices, free_port):
     assert a.alive()
 
 
+def test_start_failure_exits_cleanly(devices, free_port, tmp_path):
+    """A daemon that cannot bind says so in one line and exits 1, with the jobs
+    start-up had queued finished first (they used to run on while the index was
+    freed), and a --detach child does not live on."""
+    a, b = two(devices, free_port)
+    (tmp_path / "fb").mkdir()
+    b.ok("folder", "add", str(tmp_path / "fb"), "--id", "f")
+    a.start()
+    for i in range(4):
+        extra = ["--detach"] if i % 2 else []
+        r = b.run("daemon", "--listen", a.addr(), *extra, timeout=30)
+        assert r.rc == 1, r
+        # In the foreground the log goes to stderr too; the error is the last line.
+        lines = [ln for ln in r.err.splitlines() if ln.strip()]
+        assert lines and a.addr() in lines[-1] and lines[-1].startswith("landropic: "), r.err
+        assert len(lines) == 1 or not extra, r.err
+        assert "Sanitizer" not in r.err and "runtime error" not in r.err, r.err
+        pid = b.daemon_pid()
+        wait_for(lambda: not pid or not os.path.exists(f"/proc/{pid}"), timeout=10,
+                 what="the failed daemon gone")
+    assert a.alive()
+
+
 def test_stop_is_graceful(devices, free_port):
     a, b = two(devices, free_port)
     a.start()
