@@ -234,15 +234,24 @@ int cli_config_op(struct cli *c, const char *method, json_t *params, json_t **re
         json_decref(params);
         return rc;
     }
-    if (cli_daemon_running(c->home))
-        return cli_call(c, method, params, 30000, result);
     struct lr_err err = {0};
+    /* Looked at under the lock: a daemon starting now reads the file after us. */
+    int lock = lr_config_lock(c->home, &err);
+    if (lock < 0) {
+        json_decref(params);
+        return cli_fail(lock, &err);
+    }
+    if (cli_daemon_running(c->home)) {
+        lr_config_unlock(lock);
+        return cli_call(c, method, params, 30000, result);
+    }
     struct lr_config *cfg = NULL;
     rc = lr_config_load(c->home, &cfg, &err);
     if (rc == 0)
         rc = lr_config_apply(cfg, method, params, result, &err);
     if (rc == 0)
         rc = lr_config_save(cfg, &err);
+    lr_config_unlock(lock);
     lr_config_free(cfg);
     json_decref(params);
     if (rc < 0) {

@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -491,6 +493,33 @@ int lr_config_save(const struct lr_config *cfg, struct lr_err *err)
     free(text);
     free(path);
     return rc;
+}
+
+int lr_config_lock(const char *home, struct lr_err *err)
+{
+    char *path = lr_xasprintf("%s/config.lock", home);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int rc = fd;
+    if (fd < 0) {
+        rc = lr_err_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
+    } else {
+        while ((rc = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
+            ;
+        if (rc < 0) {
+            rc = lr_err_set(err, -errno, "cannot lock %s: %s", path, strerror(errno));
+            close(fd);
+        } else {
+            rc = fd;
+        }
+    }
+    free(path);
+    return rc;
+}
+
+void lr_config_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* drops the flock */
 }
 
 static int bad(struct lr_err *err, const char *path, const char *what)

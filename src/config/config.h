@@ -4,7 +4,8 @@
  * Stored as HOME/config.json (jansson), replaced atomically on every save
  * (temp file + fsync + rename + directory fsync), so a crash leaves either
  * the old or the new file, never a torn one. The daemon is the only writer
- * while it runs; the CLI edits the file directly only when no daemon runs.
+ * while it runs; the CLI edits the file directly only when no daemon runs,
+ * holding lr_config_lock() (which the daemon takes to read it at start).
  *
  * Home resolution (lr_config_home): --home, else $LANDROPIC_HOME, else
  * $XDG_STATE_HOME/landropic, else ~/.local/state/landropic.
@@ -67,6 +68,15 @@ struct lr_config *lr_config_new(const char *home, const char *name);
 /* LR_ENOTINIT if HOME/config.json is missing; LR_ECONFIG naming the problem if malformed. */
 int lr_config_load(const char *home, struct lr_config **out, struct lr_err *err);
 int lr_config_save(const struct lr_config *cfg, struct lr_err *err);
+/*
+ * Serialise read-modify-write cycles of HOME/config.json between processes
+ * (two offline `folder add`s, or one racing a starting daemon, each loaded
+ * the same file and the later save dropped the other's change): an
+ * exclusive flock on HOME/config.lock, waited for. Returns the lock's
+ * descriptor, which lr_config_unlock() releases, or a negative code.
+ */
+int lr_config_lock(const char *home, struct lr_err *err);
+void lr_config_unlock(int fd);
 void lr_config_free(struct lr_config *cfg);
 
 struct lr_peer_cfg *lr_config_find_peer(const struct lr_config *cfg, const struct lr_device_id *id);

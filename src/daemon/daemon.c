@@ -369,7 +369,14 @@ static int serve(struct lr_daemon *d, struct lr_err *err)
     int rc;
     if ((rc = LR_FAILPOINT_INIT_ENV(err)) < 0)
         return rc;
-    if ((rc = lr_config_load(d->opts->home, &d->cfg, err)) < 0)
+    /* We hold daemon.lock: an offline edit that has the config lock now
+     * finishes first, and later ones go through our API. */
+    int lock = lr_config_lock(d->opts->home, err);
+    if (lock < 0)
+        return lock;
+    rc = lr_config_load(d->opts->home, &d->cfg, err);
+    lr_config_unlock(lock);
+    if (rc < 0)
         return rc;
     if ((rc = lr_identity_load(d->opts->home, &d->ident, err)) < 0)
         return rc;

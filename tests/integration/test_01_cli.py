@@ -137,6 +137,26 @@ def test_folder_add_rules(device, tmp_path):
     assert r.rc == 1 and "gee" in r.err
 
 
+def test_concurrent_offline_edits_all_kept(device, tmp_path):
+    """Config commands racing without a daemon each load, change and save the
+    file: every one must survive (they once kept 3 of 8)."""
+    dirs = []
+    for i in range(8):
+        (tmp_path / f"c{i}").mkdir()
+        dirs.append(str(tmp_path / f"c{i}"))
+    procs = [subprocess.Popen([BIN, "--home", device.home, "folder", "add", p],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in dirs]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    got = {f["path"] for f in device.ok("folders", "--json").json()["folders"]}
+    assert got == set(dirs)
+    procs = [subprocess.Popen([BIN, "--home", device.home, "folder", "remove", f"c{i}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for i in range(6)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    got = {f["id"] for f in device.ok("folders", "--json").json()["folders"]}
+    assert got == {"c6", "c7"}
+
+
 def test_folder_share(devices, tmp_path):
     a, b = devices("a"), devices("b")
     a.init()
