@@ -318,8 +318,18 @@ int lr_config_add_folder(struct lr_config *cfg, const struct lr_folder_cfg *f, s
         return rc;
     if (lr_config_find_folder(cfg, f->id))
         return lr_err_set(err, LR_EEXISTS, "folder ID '%s' is already used", f->id);
-    if (lr_path_within(f->path, cfg->home) || lr_path_within(cfg->home, f->path))
-        return lr_err_set(err, LR_ECONFIG, "%s overlaps the landropic home %s", f->path, cfg->home);
+    /* Folder paths are canonical; the home may be named through a symlink. */
+    char *real_home = realpath(cfg->home, NULL);
+    const char *homes[2] = {cfg->home, real_home};
+    for (size_t i = 0; i < 2; i++) {
+        if (homes[i] && (lr_path_within(f->path, homes[i]) || lr_path_within(homes[i], f->path))) {
+            rc =
+                lr_err_set(err, LR_ECONFIG, "%s overlaps the landropic home %s", f->path, homes[i]);
+            free(real_home);
+            return rc;
+        }
+    }
+    free(real_home);
     for (size_t i = 0; i < cfg->nfolders; i++) {
         const struct lr_folder_cfg *o = &cfg->folders[i];
         if (strcmp(o->path, f->path) == 0)

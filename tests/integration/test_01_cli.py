@@ -137,6 +137,22 @@ def test_folder_add_rules(device, tmp_path):
     assert r.rc == 1 and "gee" in r.err
 
 
+def test_folder_overlapping_home_through_symlink_refused(devices, tmp_path):
+    """The home named through a symlink: a folder holding its real directory
+    (the private key, the index) is still refused."""
+    area = tmp_path / "area"
+    area.mkdir()
+    real = area / "realhome"
+    link = tmp_path / "linkhome"
+    d = Device(real, "h")
+    d.init()
+    link.symlink_to(real)
+    d.home = str(link)
+    r = d.run("folder", "add", str(area))
+    assert r.rc == 1 and "home" in r.err, r
+    assert d.ok("folders", "--json").json()["folders"] == []
+
+
 def test_concurrent_offline_edits_all_kept(device, tmp_path):
     """Config commands racing without a daemon each load, change and save the
     file: every one must survive (they once kept 3 of 8)."""
