@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -156,26 +158,48 @@ int lr_config_check_strategy(const char *s, struct lr_err *err)
     return rc;
 }
 
+/* Why `host` (NUL-terminated, brackets removed) is not a numeric address, or NULL. */
+static const char *addr_host_problem(const char *host, bool v6)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) == 1)
+        return NULL;
+    return v6 ? "the host between [ ] is not a numeric IPv6 address"
+              : "the host must be a numeric IPv4 address, or IPv6 as [ADDR] (names are not "
+                "looked up)";
+}
+
 int lr_config_check_addr(const char *addr, struct lr_err *err)
 {
     const char *colon = strrchr(addr, ':');
     const char *why = NULL;
     size_t hostlen = colon ? (size_t)(colon - addr) : 0;
-    if (!colon || hostlen == 0) {
+    char host[INET6_ADDRSTRLEN + 1];
+    if (has_control(addr) || strchr(addr, ' ')) {
+        why = "it contains spaces or control characters";
+    } else if (!colon || hostlen == 0) {
         why = "expected HOST:PORT";
     } else if (addr[0] == '[' && (hostlen < 3 || addr[hostlen - 1] != ']')) {
         why = "an IPv6 address must be written [ADDR]:PORT";
     } else if (addr[0] != '[' && memchr(addr, ':', hostlen)) {
         why = "an IPv6 address must be written [ADDR]:PORT";
     } else {
-        char *end;
-        errno = 0;
-        long port = strtol(colon + 1, &end, 10);
-        if (colon[1] == '\0' || *end || errno || port < 1 || port > 65535)
+        bool v6 = addr[0] == '[';
+        size_t n = v6 ? hostlen - 2 : hostlen;
+        if (n >= sizeof(host)) {
+            why = v6 ? "the host between [ ] is not a numeric IPv6 address"
+                     : addr_host_problem("", false);
+        } else {
+            memcpy(host, addr + (v6 ? 1 : 0), n);
+            host[n] = '\0';
+            why = addr_host_problem(host, v6);
+        }
+        const char *port = colon + 1;
+        size_t plen = strlen(port);
+        long pv = plen && plen <= 5 && strspn(port, "0123456789") == plen ? atol(port) : 0;
+        if (!why && (pv < 1 || pv > 65535))
             why = "the port must be a number from 1 to 65535";
     }
-    if (!why && (has_control(addr) || strchr(addr, ' ')))
-        why = "it contains spaces or control characters";
     if (!why)
         return 0;
     char *e = lr_escs(addr);
@@ -243,15 +267,21 @@ struct lr_folder_cfg *lr_config_find_folder(const struct lr_config *cfg, const c
     return NULL;
 }
 
+/* Replace p's addresses with `addrs`, in order, each once. */
 static void set_addrs(struct lr_peer_cfg *p, char *const *addrs, size_t naddrs)
 {
     for (size_t i = 0; i < p->naddrs; i++)
         free(p->addrs[i]);
     free(p->addrs);
     p->addrs = naddrs ? lr_xmallocarray(naddrs, sizeof(char *)) : NULL;
-    for (size_t i = 0; i < naddrs; i++)
-        p->addrs[i] = lr_xstrdup(addrs[i]);
-    p->naddrs = naddrs;
+    p->naddrs = 0;
+    for (size_t i = 0; i < naddrs; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < p->naddrs && !dup; k++)
+            dup = strcmp(p->addrs[k], addrs[i]) == 0;
+        if (!dup)
+            p->addrs[p->naddrs++] = lr_xstrdup(addrs[i]);
+    }
 }
 
 int lr_config_add_peer(struct lr_config *cfg, const struct lr_device_id *id, const char *name,
@@ -551,13 +581,16 @@ static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct
     if (n > LR_ADDR_MAX)
         return bad(err, path, "a peer has too many addresses");
     char *list[LR_ADDR_MAX];
+    size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         const char *a = json_string_value(json_array_get(addrs, i));
         if (!a)
             return bad(err, path, "a peer address is not a string");
-        list[i] = (char *)(uintptr_t)a; /* borrowed for the call, copied inside */
+        /* Older versions stored host names, which were never dialled: drop them. */
+        if (lr_config_check_addr(a, NULL) == 0)
+            list[kept++] = (char *)(uintptr_t)a; /* borrowed for the call, copied inside */
     }
-    int rc = lr_config_add_peer(cfg, &dev, name, list, n, &sub);
+    int rc = lr_config_add_peer(cfg, &dev, name, list, kept, &sub);
     if (rc < 0)
         return lr_err_set(err, LR_ECONFIG, "%s: %s", path, sub.msg);
     return 0;

@@ -1972,10 +1972,20 @@ int lr_transport_dial(struct lr_transport *t, const struct lr_device_id *peer,
         return lr_err_set(err, LR_ECANCELED, "dial: transport closing");
     if (lr_device_id_eq(peer, &t->tls.id))
         return lr_err_set(err, LR_EUSAGE, "dial: that is this device's own ID");
-    for (size_t i = 0; i < naddrs; i++)
-        if (lr__addr_parse(addrs[i], &parsed[i]) < 0)
-            return lr_err_set(err, LR_EUSAGE, "dial: address '%s' is not numeric host:port",
-                              addrs[i] ? addrs[i] : "(null)");
+    /* An unusable address is skipped, not fatal: the others may work. */
+    size_t nparsed = 0;
+    const char *bad = NULL;
+    for (size_t i = 0; i < naddrs; i++) {
+        if (lr__addr_parse(addrs[i], &parsed[nparsed]) == 0)
+            nparsed++;
+        else if (!bad)
+            bad = addrs[i] ? addrs[i] : "(null)";
+    }
+    if (bad && nparsed == 0)
+        return lr_err_set(err, LR_EUSAGE, "dial: address '%s' is not numeric host:port", bad);
+    if (bad)
+        lr_warn(MOD, "dial: address '%s' is not numeric host:port, skipped", bad);
+    naddrs = nparsed;
     struct lr__peer *p = peer_find(t, peer);
     if (!p) {
         p = lr_xcalloc(1, sizeof(*p));

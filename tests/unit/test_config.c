@@ -78,7 +78,16 @@ static void test_validators(void **state)
 
     assert_int_equal(lr_config_check_addr("127.0.0.1:21037", &err), 0);
     assert_int_equal(lr_config_check_addr("[::1]:5", &err), 0);
-    assert_int_equal(lr_config_check_addr("host.lan:65535", &err), 0);
+    assert_int_equal(lr_config_check_addr("10.1.2.3:65535", &err), 0);
+    /* Names are never looked up (the daemon dials numeric addresses only). */
+    assert_int_equal(lr_config_check_addr("host.lan:65535", &err), LR_EUSAGE);
+    assert_non_null(strstr(err.msg, "host.lan"));
+    assert_int_equal(lr_config_check_addr("300.1.1.1:1", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("[zz]:1", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("[1.2.3.4]:1", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("1.2.3.4:+80", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("1.2.3.4:000080", &err), LR_EUSAGE);
+    assert_int_equal(lr_config_check_addr("1.2.3.4:", &err), LR_EUSAGE);
     assert_int_equal(lr_config_check_addr("::1:5", &err), LR_EUSAGE);
     assert_int_equal(lr_config_check_addr("host", &err), LR_EUSAGE);
     assert_int_equal(lr_config_check_addr(":80", &err), LR_EUSAGE);
@@ -211,6 +220,22 @@ static void test_load_errors(void **state)
         assert_null(c);
         assert_non_null(strstr(err.msg, "config.json"));
     }
+    /* Addresses older versions accepted but never dialled are dropped on load;
+     * duplicates are kept once. */
+    struct lr_device_id a = some_id(1);
+    char ida[LR_DEVICE_ID_STRLEN + 1];
+    id_text(&a, ida);
+    char *text = lr_xasprintf("{\"version\": 1, \"peers\": [{\"id\": \"%s\", \"addresses\": "
+                              "[\"nas.lan:21037\", \"10.0.0.5:21037\", \"10.0.0.5:21037\"]}]}",
+                              ida);
+    write_text(home, text);
+    free(text);
+    assert_int_equal(lr_config_load(home, &c, &err), 0);
+    struct lr_peer_cfg *p = lr_config_find_peer(c, &a);
+    assert_non_null(p);
+    assert_int_equal(p->naddrs, 1);
+    assert_string_equal(p->addrs[0], "10.0.0.5:21037");
+    lr_config_free(c);
     char *path = lr_xasprintf("%s/config.json", home);
     unlink(path);
     free(path);

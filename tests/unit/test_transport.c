@@ -848,6 +848,27 @@ static void test_dual_stack_dialer(void **state)
     assert_int_equal(a->msgs, 1);
 }
 
+/* An address that does not parse is skipped, not fatal: the next one is dialled. */
+static void test_dial_skips_bad_address(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    trust_each_other(a, b);
+    side_start(e, a);
+    side_start(e, b);
+    char good[64];
+    snprintf(good, sizeof(good), "127.0.0.1:%d", a->port);
+    const char *addrs[] = {"nas.lan:1", good};
+    struct lr_err err;
+    lr_err_clear(&err);
+    assert_int_equal(lr_transport_dial(b->t, &a->id, addrs, 2, &err), 0);
+    RUN_UNTIL(e, a->connected == 1 && b->connected == 1, 5000);
+    assert_int_equal(b->connected, 1);
+    const char *only_bad[] = {"nas.lan:1"};
+    assert_int_equal(lr_transport_dial(b->t, &a->id, only_bad, 1, &err), LR_EUSAGE);
+    assert_non_null(strstr(err.msg, "nas.lan:1"));
+}
+
 /* Which paths count as staying on this host (and get host-sized packets). */
 static void test_path_on_host(void **state)
 {
@@ -959,6 +980,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dual_stack_dialer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
         cmocka_unit_test(test_path_on_host),
+        cmocka_unit_test_setup_teardown(test_dial_skips_bad_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
