@@ -57,6 +57,15 @@ static int op_peer_add(struct lr_config *cfg, json_t *params, json_t **result, s
             return lr_err_set(err, LR_EUSAGE, "addresses must be strings");
         addrs[i] = (char *)(uintptr_t)a; /* copied by lr_config_add_peer */
     }
+    /* This device's own ID (a pasted `id` line): it would be dialled and
+     * refused forever, and folders "shared" with it never sync. */
+    struct lr_identity *self = NULL;
+    if (lr_identity_load(cfg->home, &self, NULL) == 0) {
+        bool own = lr_device_id_eq(lr_identity_device_id(self), &id);
+        lr_identity_free(self);
+        if (own)
+            return lr_err_set(err, LR_EUSAGE, "%s is this device's own ID", ids);
+    }
     bool existed = lr_config_find_peer(cfg, &id) != NULL;
     if ((rc = lr_config_add_peer(cfg, &id, name, addrs, n, err)) < 0)
         return rc;

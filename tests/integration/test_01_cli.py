@@ -78,6 +78,12 @@ def test_peer_add_remove(devices):
     assert a.run("peer", "add", "not-an-id").rc == 2
     assert a.run("peer", "add", b.id, "--addr", "nonsense").rc == 2
     assert a.run("peer", "add", b.id, "--addr", "127.0.0.1:99999").rc == 2
+    for bad in ("nas.lan:21037", "300.1.1.1:1", "[zz]:1", "127.0.0.1:+5", "127.0.0.1:000005"):
+        r = a.run("peer", "add", b.id, "--addr", "127.0.0.1:5", "--addr", bad)
+        assert r.rc == 2 and bad in r.err, r
+    r = a.run("peer", "add", a.id)
+    assert r.rc == 2 and "own ID" in r.err and a.id in r.err
+    assert a.ok("peers", "--json").json()["peers"] == []
     a.ok("peer", "add", b.id.lower().replace("-", ""), "--name", "bee", "--addr",
          "127.0.0.1:21037")
     peers = a.ok("peers", "--json").json()["peers"]
