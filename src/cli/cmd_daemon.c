@@ -342,8 +342,10 @@ int cmd_sync(struct cli *c, int argc, char **argv)
     if (t) {
         char *end;
         errno = 0;
-        timeout = strtod(t, &end);
-        if (!*t || *end || errno || timeout <= 0 || timeout > 86400 * 365)
+        /* Plain decimal only: strtod also takes "nan", "inf" and hex. */
+        bool plain = t[0] && strspn(t, "0123456789.") == strlen(t);
+        timeout = plain ? strtod(t, &end) : 0;
+        if (!plain || *end || errno || !(timeout > 0) || timeout > 86400 * 365)
             return cli_usage_error("sync", "invalid --timeout '%s': expected seconds > 0", t);
     }
     if ((rc = cli_require_init(c)))

@@ -30,6 +30,9 @@ def test_usage_errors(device):
         assert r.rc == 2, (args, r)
         assert r.err.strip(), args
         assert len(r.err.strip().splitlines()) <= 40
+    for t in ("nan", "inf", "0x2", "-1", "0", "", "1e9999"):
+        r = device.run("sync", "--wait", "--timeout", t)
+        assert r.rc == 2 and "--timeout" in r.err, (t, r)
 
 
 def test_init_and_id(devices):
