@@ -11,6 +11,7 @@
 
 #include "daemon/syncint.h"
 #include "store/staging_reuse.h"
+#include "util/jsonx.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -148,7 +149,6 @@ static json_t *sess_json(const struct sync_session *s)
 {
     char id[17];
     lr_hex(s->blocks.b, 8, id); /* short: from the version's blocks hash */
-    char *path = lr_esc(s->path, s->path_len);
     char when[32];
     time_t t = (time_t)(s->core.updated_ms / 1000);
     struct tm tm;
@@ -159,12 +159,14 @@ static json_t *sess_json(const struct sync_session *s)
         json_array_append_new(peers, json_string(s->peers[i]));
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s?, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:s?, s:s}", "id", id, "folder",
-        s->folder, "path", path, "peer", s->npeers ? s->peers[0] : NULL, "peers", peers, "state",
+        s->folder, "path", "", "peer", s->npeers ? s->peers[0] : NULL, "peers", peers, "state",
         lr_session_state_name(s->core.state), "chunks_total", (json_int_t)s->core.chunks_total,
         "chunks_done", (json_int_t)s->core.chunks_done, "chunks_failed",
         (json_int_t)s->core.chunks_failed, "bytes_done", (json_int_t)s->core.bytes_done,
         "bytes_total", (json_int_t)s->core.bytes_total, "error", s->error, "updated", when);
-    free(path);
+    /* Raw bytes: U+FFFD for invalid UTF-8 plus path_b64, as every listing. */
+    if (o)
+        lr_json_set_path(o, "path", s->path, s->path_len);
     if (o && !s->npeers)
         json_object_set_new(o, "peer", json_null());
     if (o && !s->error)

@@ -86,3 +86,38 @@ def test_sessions_listed_resumed_and_completed(devices, tmp_path):
     assert "big.bin" in human and "complete" in human
     # A's side pulled nothing: no sessions there.
     assert all(s["state"] != "active" for s in sessions(a))
+
+
+def test_session_paths_follow_the_contract(devices, tmp_path):
+    """`sessions --json` gives paths as every listing does: U+FFFD for bytes
+    that are not UTF-8 plus path_b64 with the raw name; control characters
+    are escaped once in the human form."""
+    import base64
+    a, b = devices("alice"), devices("bob")
+    for d in (a, b):
+        d.init()
+        d.port = free_udp_port()
+    a.ok("peer", "add", b.id, "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--addr", a.addr())
+    fa, fb = tmp_path / "A", tmp_path / "B"
+    fa.mkdir()
+    fb.mkdir()
+    bad = b"bad\xff\xfename.txt"
+    ctl = "ctl\x1b[31m\nline.txt"
+    with open(os.path.join(os.fsencode(fa), bad), "wb") as f:
+        f.write(b"x" * 1000)
+    (fa / ctl).write_bytes(b"y" * 1000)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    wait_for(lambda: len([s for s in sessions(b) if s["state"] == "complete"]) >= 2,
+             timeout=60, what="two complete sessions")
+    got = {s["path"]: s for s in sessions(b)}
+    assert ctl in got and "path_b64" not in got[ctl]
+    weird = [s for s in got.values() if "path_b64" in s]
+    assert len(weird) == 1, got
+    assert base64.b64decode(weird[0]["path_b64"]) == bad
+    assert weird[0]["path"] == "bad\ufffd\ufffdname.txt"
+    human = b.ok("sessions").out
+    assert "ctl\\x1b[31m\\x0aline.txt" in human and "\\\\x" not in human, human
