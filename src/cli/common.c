@@ -145,7 +145,7 @@ int cli_exit_code(int rc)
 
 int cli_fail(int rc, const struct lr_err *err)
 {
-    char *e = lr_escs(lr_err_msg(err, rc));
+    char *e = lr_esc_msg(lr_err_msg(err, rc));
     fprintf(stderr, "landropic: %s\n", e);
     free(e);
     return cli_exit_code(rc);

@@ -100,7 +100,7 @@ int lr_config_check_name(const char *name, struct lr_err *err)
 {
     size_t n = strlen(name);
     if (n > LR_CONFIG_NAME_MAX || !lr_utf8_valid(name, n) || has_control(name)) {
-        char *e = lr_escs(name);
+        char *e = lr_escs_short(name);
         int rc = lr_err_set(err, LR_EUSAGE,
                             "invalid name '%s': at most %d bytes of UTF-8 without control "
                             "characters",
@@ -129,7 +129,7 @@ int lr_config_check_folder_id(const char *id, struct lr_err *err)
         why = "it is '.' or '..'";
     if (!why)
         return 0;
-    char *e = lr_escs(id);
+    char *e = lr_escs_short(id);
     int rc = lr_err_set(err, LR_EUSAGE, "invalid folder ID '%s': %s", e, why);
     free(e);
     return rc;
@@ -149,7 +149,7 @@ int lr_config_check_strategy(const char *s, struct lr_err *err)
             return 0;
         return lr_err_set(err, LR_EUSAGE, "invalid conflict strategy '%s': %s", s, sub.msg);
     }
-    char *e = lr_escs(s);
+    char *e = lr_escs_short(s);
     int rc = lr_err_set(err, LR_EUSAGE,
                         "invalid conflict strategy '%s' (expected keep-both, newest, largest, "
                         "prefer-local, prefer-remote or prefer:DEVICE_ID)",
@@ -202,7 +202,7 @@ int lr_config_check_addr(const char *addr, struct lr_err *err)
     }
     if (!why)
         return 0;
-    char *e = lr_escs(addr);
+    char *e = lr_escs_short(addr);
     int rc = lr_err_set(err, LR_EUSAGE, "invalid address '%s': %s", e, why);
     free(e);
     return rc;
@@ -217,7 +217,7 @@ int lr_folder_mode_parse(const char *s, enum lr_folder_mode *out, struct lr_err 
     else if (strcmp(s, "receive-only") == 0)
         *out = LR_MODE_RECEIVE_ONLY;
     else {
-        char *e = lr_escs(s);
+        char *e = lr_escs_short(s);
         int rc = lr_err_set(err, LR_EUSAGE,
                             "invalid mode '%s' (expected send-receive, send-only or "
                             "receive-only)",
@@ -390,7 +390,7 @@ int lr_config_remove_folder(struct lr_config *cfg, const char *folder_id, struct
 {
     struct lr_folder_cfg *f = lr_config_find_folder(cfg, folder_id);
     if (!f) {
-        char *e = lr_escs(folder_id);
+        char *e = lr_escs_short(folder_id);
         int rc = lr_err_set(err, LR_ENOTFOUND, "no folder with ID '%s'", e);
         free(e);
         return rc;
@@ -415,7 +415,7 @@ int lr_config_share_folder(struct lr_config *cfg, const char *folder_id,
 {
     struct lr_folder_cfg *f = lr_config_find_folder(cfg, folder_id);
     if (!f) {
-        char *e = lr_escs(folder_id);
+        char *e = lr_escs_short(folder_id);
         int rc = lr_err_set(err, LR_ENOTFOUND, "no folder with ID '%s'", e);
         free(e);
         return rc;

@@ -31,7 +31,7 @@ static int parse_id(const char *s, struct lr_device_id *id, struct lr_err *err)
     struct lr_err sub = {0};
     if (lr_device_id_parse(s, id, &sub) == 0)
         return 0;
-    char *e = lr_escs(s);
+    char *e = lr_escs_short(s);
     int rc = lr_err_set(err, LR_EUSAGE, "invalid device ID '%s': %s", e, sub.msg);
     free(e);
     return rc;
@@ -195,7 +195,7 @@ static int op_folder_set(struct lr_config *cfg, json_t *params, json_t **result,
         return rc;
     struct lr_folder_cfg *f = lr_config_find_folder(cfg, id);
     if (!f) {
-        char *e = lr_escs(id);
+        char *e = lr_escs_short(id);
         rc = lr_err_set(err, LR_ENOTFOUND, "no folder with ID '%s'", e);
         free(e);
         return rc;

@@ -79,7 +79,32 @@ static bool is_format_control(uint32_t cp)
            (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff || cp == 0x061c;
 }
 
+static char *esc(const void *vp, size_t n, bool backslash);
+
 char *lr_esc(const void *vp, size_t n)
+{
+    return esc(vp, n, true);
+}
+
+char *lr_escs_short(const char *s)
+{
+    char *e = lr_escs(s);
+    size_t n = strlen(e);
+    if (n <= LR_ESC_SHORT_MAX)
+        return e;
+    size_t cut = LR_ESC_SHORT_MAX - 3;
+    while (cut > 0 && ((uint8_t)e[cut] & 0xc0) == 0x80)
+        cut--; /* not inside a UTF-8 sequence */
+    memcpy(e + cut, "...", 4);
+    return e;
+}
+
+char *lr_esc_msg(const char *s)
+{
+    return esc(s, strlen(s), false);
+}
+
+static char *esc(const void *vp, size_t n, bool backslash)
 {
     const uint8_t *p = vp;
     struct lr_buf b;
@@ -95,7 +120,7 @@ char *lr_esc(const void *vp, size_t n)
         }
         if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0)) {
             lr_buf_printf(&b, "\\x%02x", cp);
-        } else if (cp == '\\') {
+        } else if (cp == '\\' && backslash) {
             lr_buf_put(&b, "\\\\", 2);
         } else if (is_format_control(cp)) {
             lr_buf_printf(&b, "\\u{%04x}", cp);

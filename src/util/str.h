@@ -29,6 +29,17 @@ char *lr_utf8_lossy(const void *p, size_t n);
 char *lr_esc(const void *p, size_t n);
 /* lr_esc of a NUL-terminated string. */
 char *lr_escs(const char *s);
+/* lr_escs cut to at most LR_ESC_SHORT_MAX bytes ("..." at the end when
+ * cut): for quoting a user's value in a one-line error, whose buffer is
+ * LR_ERR_MSG_MAX bytes, so that the reason after it survives. */
+#define LR_ESC_SHORT_MAX 80
+char *lr_escs_short(const char *s);
+/*
+ * For a message that names its values escaped already (lr_escs) but may
+ * also quote raw text (an OS error naming a path): as lr_escs, except that
+ * backslashes pass through, so the names are not escaped twice.
+ */
+char *lr_esc_msg(const char *s);
 
 /* Standard base64 with padding. */
 char *lr_base64(const void *p, size_t n);

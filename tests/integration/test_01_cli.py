@@ -135,6 +135,10 @@ def test_folder_add_rules(device, tmp_path):
     assert device.run("folder", "add", str(g), "--conflict-window", "-3").rc == 2
     assert device.run("folder", "add", str(g), "--share", "garbage").rc == 2
     assert device.run("folder", "add", str(g), "--id", "a/b").rc == 2
+    r = device.run("folder", "add", str(g), "--id", "y" * 256)
+    assert r.rc == 2 and "longer than 255 bytes" in r.err, r  # the reason survives
+    r = device.run("folder", "add", str(g), "--id", "esc\x1b[31m")
+    assert r.rc == 2 and "'esc\\x1b[31m'" in r.err, r  # escaped once
     device.ok("folder", "add", str(g), "--id", "gee", "--mode", "receive-only", "--conflict",
               "newest", "--conflict-window", "5")
     gee = [x for x in device.ok("folders", "--json").json()["folders"] if x["id"] == "gee"][0]

@@ -368,6 +368,21 @@ static void test_esc(void **state)
     char *e = lr_escs("tab\there");
     assert_string_equal(e, "tab\\x09here");
     free(e);
+    /* A message whose names were escaped already keeps its backslashes;
+     * raw control bytes in it are still escaped. */
+    char longv[300];
+    memset(longv, 'y', sizeof(longv) - 1);
+    longv[sizeof(longv) - 1] = '\0';
+    e = lr_escs_short(longv);
+    assert_int_equal(strlen(e), LR_ESC_SHORT_MAX);
+    assert_string_equal(e + LR_ESC_SHORT_MAX - 3, "...");
+    free(e);
+    e = lr_escs_short("short");
+    assert_string_equal(e, "short");
+    free(e);
+    e = lr_esc_msg("name 'a\\x0ab' and raw \x1b[31m");
+    assert_string_equal(e, "name 'a\\x0ab' and raw \\x1b[31m");
+    free(e);
 }
 
 static void test_base64(void **state)
