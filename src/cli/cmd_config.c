@@ -312,7 +312,8 @@ static int folder_add(struct cli *c, int argc, char **argv)
         fprintf(stderr, "landropic: %s: %s\n", path, strerror(errno));
         return EXIT_RUNTIME;
     }
-    json_t *params = json_pack("{s:s, s:o}", "path", canon, "shared", js);
+    json_t *params = json_pack("{s:o}", "shared", js);
+    lr_json_set_path(params, "path", canon, strlen(canon)); /* path_b64 if not UTF-8 */
     free(canon);
     if (id)
         json_object_set_new(params, "id", json_string(id));

@@ -481,7 +481,7 @@ static int b64val(int c)
 }
 
 /* Decode base64 (with padding) to a NUL-terminated string; NULL if malformed or has NUL. */
-static char *unbase64_str(const char *s)
+char *lr_config_unbase64_str(const char *s)
 {
     size_t n = strlen(s);
     if (n % 4)
@@ -610,7 +610,7 @@ static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, stru
     struct lr_folder_cfg f = {0};
     char *decoded = NULL;
     if (fpath_b64) {
-        decoded = unbase64_str(fpath_b64);
+        decoded = lr_config_unbase64_str(fpath_b64);
         if (!decoded)
             return bad(err, path, "a folder's path_b64 is malformed");
         fpath = decoded;

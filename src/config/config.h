@@ -76,6 +76,9 @@ int lr_config_save(const struct lr_config *cfg, struct lr_err *err);
  * descriptor, which lr_config_unlock() releases, or a negative code.
  */
 int lr_config_lock(const char *home, struct lr_err *err);
+/* Decode a `path_b64` value (standard base64) into a new string; NULL if it
+ * is malformed or holds a NUL byte. */
+char *lr_config_unbase64_str(const char *s);
 void lr_config_unlock(int fd);
 void lr_config_free(struct lr_config *cfg);
 

@@ -1,5 +1,6 @@
 #include "config/ops.h"
 
+#include "util/jsonx.h"
 #include "util/str.h"
 #include "util/xalloc.h"
 
@@ -109,12 +110,12 @@ static int param_window(json_t *params, uint32_t *out, bool *given, struct lr_er
     return 0;
 }
 
-static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result, struct lr_err *err)
+static int folder_add(struct lr_config *cfg, const char *path, json_t *params, json_t **result,
+                      struct lr_err *err)
 {
-    const char *path, *id, *mode, *conflict;
+    const char *id, *mode, *conflict;
     int rc;
-    if ((rc = param_str(params, "path", true, &path, err)) < 0 ||
-        (rc = param_str(params, "id", false, &id, err)) < 0 ||
+    if ((rc = param_str(params, "id", false, &id, err)) < 0 ||
         (rc = param_str(params, "mode", false, &mode, err)) < 0 ||
         (rc = param_str(params, "conflict", false, &conflict, err)) < 0)
         return rc;
@@ -132,6 +133,12 @@ static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result,
     if (!id) {
         const char *slash = strrchr(canon, '/');
         id = slash && slash[1] ? slash + 1 : "root";
+        struct lr_err sub = {0};
+        if (lr_config_check_folder_id(id, &sub) < 0) {
+            rc = lr_err_set(err, LR_EUSAGE, "%s; give the folder an ID with --id", sub.msg);
+            free(canon);
+            return rc;
+        }
     }
     f.id = (char *)(uintptr_t)id;
     f.path = canon;
@@ -169,11 +176,33 @@ static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result,
         lr_config_remove_folder(cfg, f.id, NULL);
     }
     free(marker);
-    if (rc == 0)
-        *result = json_pack("{s:s, s:s}", "id", f.id, "path", canon);
+    if (rc == 0) {
+        *result = json_pack("{s:s}", "id", f.id);
+        lr_json_set_path(*result, "path", canon, strlen(canon));
+    }
 out:
     free(f.shared);
     free(canon);
+    return rc;
+}
+
+static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result, struct lr_err *err)
+{
+    /* A path that is not UTF-8 comes as path_b64 (util/jsonx.h). */
+    const char *path, *path_b64;
+    int rc = param_str(params, "path_b64", false, &path_b64, err);
+    if (rc < 0)
+        return rc;
+    if (!path_b64) {
+        if ((rc = param_str(params, "path", true, &path, err)) < 0)
+            return rc;
+        return folder_add(cfg, path, params, result, err);
+    }
+    char *raw = lr_config_unbase64_str(path_b64);
+    if (!raw)
+        return lr_err_set(err, LR_EUSAGE, "parameter 'path_b64' is not base64 of a path");
+    rc = folder_add(cfg, raw, params, result, err);
+    free(raw);
     return rc;
 }
 

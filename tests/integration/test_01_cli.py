@@ -166,6 +166,20 @@ def test_folder_overlapping_home_through_symlink_refused(devices, tmp_path):
     assert d.ok("folders", "--json").json()["folders"] == []
 
 
+def test_folder_path_not_utf8(device, tmp_path):
+    """A folder whose path is not UTF-8 is added (the path travels as
+    path_b64); its name cannot be the ID, which says to give one."""
+    import base64
+    raw = os.fsencode(tmp_path) + b"/inv\xffdir"
+    os.mkdir(raw)
+    r = device.run("folder", "add", os.fsdecode(raw))
+    assert r.rc == 2 and "--id" in r.err and "UTF-8" in r.err, r
+    device.ok("folder", "add", os.fsdecode(raw), "--id", "inv")
+    f = device.ok("folders", "--json").json()["folders"][0]
+    assert f["id"] == "inv" and base64.b64decode(f["path_b64"]) == raw
+    assert os.path.isdir(raw + b"/.landropic")
+
+
 def test_concurrent_offline_edits_all_kept(device, tmp_path):
     """Config commands racing without a daemon each load, change and save the
     file: every one must survive (they once kept 3 of 8)."""
