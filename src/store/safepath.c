@@ -92,9 +92,15 @@ int lr_store_path_check(const char *relpath, struct lr_err *err)
     if (!relpath)
         return lr_err_set(err, LR_EBADPATH, "NULL path");
     size_t n = strlen(relpath);
-    int rc = lr_index_path_check((const uint8_t *)relpath, n, err);
-    if (rc)
+    struct lr_err sub = {0};
+    int rc = lr_index_path_check((const uint8_t *)relpath, n, &sub);
+    if (rc) {
+        /* Name the path: a user typed it (restore, versions). */
+        char *e = lr_escs_short(relpath);
+        rc = lr_err_set(err, rc, "invalid path '%s': %s", e, sub.msg);
+        free(e);
         return rc;
+    }
     /* Our own territory; case-folded so a vfat/exFAT folder cannot alias it. */
     static const char m[] = LR_STORE_MARKER;
     size_t mn = sizeof(m) - 1;

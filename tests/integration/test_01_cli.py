@@ -290,3 +290,11 @@ def test_daemon_commands_need_daemon(device):
         r = device.run(*args)
         assert r.rc == 4, (args, r)
         assert "daemon not running" in r.err
+
+
+def test_restore_and_versions_name_a_bad_path(device, tmp_path):
+    (tmp_path / "f").mkdir()
+    device.ok("folder", "add", str(tmp_path / "f"), "--id", "f")
+    for args in (["restore", "f", "../../etc/passwd"], ["versions", "f", "/etc"]):
+        r = device.run(*args)
+        assert r.rc == 1 and f"'{args[2]}'" in r.err, (args, r)
