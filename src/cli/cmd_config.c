@@ -134,12 +134,17 @@ static json_t *peers_from_config(const struct lr_config *cfg)
         json_t *addrs = json_array();
         for (size_t k = 0; k < p->naddrs; k++)
             json_array_append_new(addrs, json_string(p->addrs[k]));
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:s, s:o, s:b, s:I, s:I}", "id", id, "name", p->name,
-                                        "addresses", addrs, "connected", 0, "bytes_sent",
-                                        (json_int_t)0, "bytes_received", (json_int_t)0));
+        /* The daemon's shape (methods.c), with every counter at zero. */
+        json_t *index = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "bytes_sent", 0,
+                                  "bytes_received", 0, "deltas_sent", 0, "deltas_received", 0,
+                                  "delta_misses", 0, "summaries_sent", 0, "summaries_received", 0);
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:b, s:I, s:I, s:o}", "id", id,
+                                             "name", p->name, "addresses", addrs, "connected", 0,
+                                             "bytes_sent", (json_int_t)0, "bytes_received",
+                                             (json_int_t)0, "index", index));
     }
-    return json_pack("{s:o}", "peers", arr);
+    /* Devices seen but not added are known to a running daemon only. */
+    return json_pack("{s:o, s:[]}", "peers", arr, "pending");
 }
 
 /* Load the config for a listing; prints the error and returns its exit code. */

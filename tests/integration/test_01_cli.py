@@ -89,8 +89,10 @@ def test_peer_add_remove(devices):
     assert a.ok("peers", "--json").json()["peers"] == []
     a.ok("peer", "add", b.id.lower().replace("-", ""), "--name", "bee", "--addr",
          "127.0.0.1:21037")
-    peers = a.ok("peers", "--json").json()["peers"]
-    assert len(peers) == 1
+    doc = a.ok("peers", "--json").json()
+    assert doc["pending"] == []  # the daemon's shape, without one
+    peers = doc["peers"]
+    assert len(peers) == 1 and peers[0]["index"]["bytes_sent"] == 0
     p = peers[0]
     assert p["id"] == b.id and p["name"] == "bee" and p["addresses"] == ["127.0.0.1:21037"]
     assert p["connected"] is False and p["bytes_sent"] == 0 and p["bytes_received"] == 0
