@@ -233,6 +233,8 @@ static const char folder_usage[] =
     "       landropic folder set FOLDER_ID [--conflict STRATEGY] [--conflict-window SECS]\n"
     "       landropic folder share FOLDER_ID DEVICE_ID\n"
     "       landropic folder remove FOLDER_ID\n"
+    "       landropic folder override FOLDER_ID [--json]   (send-only: ours wins again)\n"
+    "       landropic folder revert FOLDER_ID [--json]     (receive-only: drop local changes)\n"
     "A folder syncs with a peer when both devices added the same FOLDER_ID and shared it\n"
     "with each other. The default ID is the directory's name. STRATEGY: keep-both\n"
     "(default), newest, largest, prefer-local, prefer-remote, prefer:DEVICE_ID; a strategy\n"
@@ -422,8 +424,9 @@ int cmd_folder(struct cli *c, int argc, char **argv)
     if (strcmp(argv[1], "remove") == 0 || strcmp(argv[1], "rm") == 0)
         return folder_remove(c, argc - 1, argv + 1);
     char *e = lr_escs(argv[1]);
-    int rc = cli_usage_error("folder",
-                             "unknown subcommand '%s' (expected add, set, share or remove)", e);
+    int rc = cli_usage_error(
+        "folder", "unknown subcommand '%s' (expected add, set, share, remove, override or revert)",
+        e);
     free(e);
     return rc;
 }

@@ -37,6 +37,9 @@ int cmd_init(struct cli *c, int argc, char **argv)
         gethostname(host, sizeof(host) - 1);
         host[LR_CONFIG_NAME_MAX] = '\0';
         name = lr_config_check_name(host, NULL) == 0 ? host : "landropic";
+    } else if (!*name) {
+        return cli_usage_error("init", "invalid name '': it is empty (leave --name out for the "
+                                       "host name)");
     } else if ((rc = lr_config_check_name(name, &err)) < 0) {
         return cli_fail(rc, &err);
     }
@@ -51,6 +54,15 @@ int cmd_init(struct cli *c, int argc, char **argv)
     bool exists = access(cfgpath, F_OK) == 0;
     free(cfgpath);
     if (exists) {
+        struct lr_identity *ident = NULL;
+        if (lr_identity_load(c->home, &ident, NULL) < 0) {
+            fprintf(stderr,
+                    "landropic: %s is partly initialised: config.json is there but not a usable "
+                    "key.pem and cert.pem (move the home aside and run 'landropic init' again)\n",
+                    c->home);
+            return EXIT_RUNTIME;
+        }
+        lr_identity_free(ident);
         fprintf(stderr, "landropic: %s is already initialised (see 'landropic id')\n", c->home);
         return EXIT_RUNTIME;
     }
@@ -61,9 +73,16 @@ int cmd_init(struct cli *c, int argc, char **argv)
     struct lr_device_id id;
     rc = lr_identity_create(c->home, &id, &err);
     if (rc == LR_EEXISTS) {
-        fprintf(stderr, "landropic: %s already holds a device key; refusing to replace it\n",
-                c->home);
-        return EXIT_RUNTIME;
+        /* An init interrupted after the key, before the configuration: finish it. */
+        struct lr_identity *ident = NULL;
+        if (lr_identity_load(c->home, &ident, NULL) < 0) {
+            fprintf(stderr, "landropic: %s already holds a device key; refusing to replace it\n",
+                    c->home);
+            return EXIT_RUNTIME;
+        }
+        id = *lr_identity_device_id(ident);
+        lr_identity_free(ident);
+        rc = 0;
     }
     if (rc < 0)
         return cli_fail(rc, &err);

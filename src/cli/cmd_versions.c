@@ -199,7 +199,7 @@ int cmd_versions(struct cli *c, int argc, char **argv)
 }
 
 static const char restore_usage[] =
-    "usage: landropic restore FOLDER_ID PATH [--version ID]\n"
+    "usage: landropic restore FOLDER_ID PATH [--version ID] [--json]\n"
     "Put an archived version of PATH back in place as a new local change, which then syncs\n"
     "to the peers. Default: the newest archived version; ID is a version's id from\n"
     "'landropic versions' or just its stamp (YYYYMMDD-HHMMSS[-N]). The file it replaces is\n"

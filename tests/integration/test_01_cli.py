@@ -46,6 +46,14 @@ def test_init_and_id(devices):
     for f in ("key.pem", "cert.pem", "config.json"):
         assert os.stat(os.path.join(d.home, f)).st_mode & 0o077 == 0
     assert os.stat(d.home).st_mode & 0o077 == 0
+    assert devices("b").run("init", "--name", "").rc == 2
+    # An init cut short after the key is finished, keeping the key.
+    os.unlink(os.path.join(d.home, "config.json"))
+    assert d.ok("init", "--name", "a").out.strip() == dev_id
+    # A configuration without its key is named as such, not "already initialised".
+    os.unlink(os.path.join(d.home, "cert.pem"))
+    r = d.run("init")
+    assert r.rc == 1 and "partly initialised" in r.err, r
 
 
 def test_env_home(tmp_path):
