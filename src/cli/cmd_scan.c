@@ -93,8 +93,13 @@ int cmd_scan(struct cli *c, int argc, char **argv)
     json_t *doc = NULL;
     if (cli_daemon_running(c->home)) {
         json_t *ids = json_array();
-        for (int i = 0; i < o.npos; i++)
-            json_array_append_new(ids, json_string(o.pos[i]));
+        for (int i = 0; i < o.npos; i++) {
+            bool dup = false; /* each folder once, as the in-process scan lists them */
+            for (int k = 0; k < i && !dup; k++)
+                dup = strcmp(o.pos[k], o.pos[i]) == 0;
+            if (!dup)
+                json_array_append_new(ids, json_string(o.pos[i]));
+        }
         rc = cli_call(c, "scan", json_pack("{s:o}", "folders", ids), 0, &doc);
         if (rc)
             return rc;
