@@ -945,6 +945,46 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
     return rc;
 }
 
+/*
+ * The conflict copy's name is already held by a different version (its
+ * author lost twice within one second of mtime): name this copy with the
+ * loser's content tag instead (lr_sync_conflict_name_alt), on every device
+ * alike, before the audit trail records it. A name held by the same
+ * content is left: that copy exists already.
+ */
+static void copy_name_free(struct lr_daemon *d, const char *folder, const struct lr_file_rec *local,
+                           const struct lr_file_rec *remote, struct lr_sync_decision *dec)
+{
+    if (dec->action != LR_SYNC_CONFLICT || !dec->copy_path)
+        return;
+    const struct lr_file_rec *loser = dec->copy_here ? local : remote;
+    if (!loser || loser->deleted || loser->type == LR_FT_DIR)
+        return;
+    struct lr_file_rec prev;
+    if (lr_index_file_get(d->ix, folder, dec->copy_path, dec->copy_path_len, 0, &prev, NULL) < 0)
+        return;
+    struct lr_hash tag;
+    if (loser->type == LR_FT_SYMLINK)
+        lr_sha256(loser->target, loser->target_len, &tag);
+    else
+        tag = loser->blocks_hash;
+    bool taken =
+        !prev.deleted && (prev.type != loser->type ||
+                          (loser->type == LR_FT_SYMLINK
+                               ? prev.target_len != loser->target_len ||
+                                     memcmp(prev.target, loser->target, loser->target_len) != 0
+                               : memcmp(&prev.blocks_hash, &loser->blocks_hash, LR_HASH_LEN) != 0));
+    lr_file_rec_release(&prev);
+    uint8_t *alt;
+    size_t alt_len;
+    if (!taken || lr_sync_conflict_name_alt(dec->copy_path, dec->copy_path_len, &tag, &alt,
+                                            &alt_len, NULL) < 0)
+        return;
+    free(dec->copy_path);
+    dec->copy_path = alt;
+    dec->copy_path_len = alt_len;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -1120,6 +1160,7 @@ static void pull_work(struct daemon_job *base)
                     }
                     continue;
                 }
+                copy_name_free(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec, &decs[i]);
                 if (pass == 0) /* the audit trail (conflicts.h); once per pair of versions */
                     daemon_conflict_note(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec,
                                          n->cand[0].holders, n->cand[0].nholders, &decs[i]);

@@ -497,6 +497,32 @@ static size_t base_start(const uint8_t *path, size_t n)
     return i;
 }
 
+int lr_sync_conflict_name_alt(const uint8_t *copy_path, size_t copy_path_len,
+                              const struct lr_hash *content, uint8_t **out, size_t *out_len,
+                              struct lr_err *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    size_t b = base_start(copy_path, copy_path_len);
+    size_t mk = find_marker(copy_path + b, copy_path_len - b);
+    if (mk == SIZE_MAX)
+        return lr_err_set(err, LR_EBADPATH, "conflict name: no marker");
+    if (copy_path_len - b + 7 > LR_SYNC_NAME_MAX || copy_path_len + 7 > LR_INDEX_PATH_MAX)
+        return lr_err_set(err, LR_ETOOBIG, "conflict name: no room for a second copy's tag");
+    size_t at = b + mk + LR_SYNC_MARKER_LEN;
+    char hex[2 * LR_HASH_LEN + 1];
+    lr_hex(content->b, 3, hex);
+    uint8_t *p = lr_xmalloc(copy_path_len + 7 + 1);
+    memcpy(p, copy_path, at);
+    p[at] = '.';
+    memcpy(p + at + 1, hex, 6);
+    memcpy(p + at + 7, copy_path + at, copy_path_len - at);
+    p[copy_path_len + 7] = '\0';
+    *out = p;
+    *out_len = copy_path_len + 7;
+    return 0;
+}
+
 bool lr_sync_is_conflict_copy(const uint8_t *path, size_t path_len)
 {
     size_t b = base_start(path, path_len);

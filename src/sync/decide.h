@@ -231,6 +231,21 @@ int lr_sync_local_change(const struct lr_vv *old, uint64_t self, uint64_t now_s,
 int lr_sync_conflict_name(const uint8_t *path, size_t path_len, int64_t mtime_ns, uint64_t author,
                           uint8_t **out, size_t *out_len, struct lr_err *err);
 
+/*
+ * When the conflict copy name is already held by a different version (the
+ * same author lost twice within one second of mtime), the copy is named
+ * NAME.sync-conflict-YYYYMMDD-HHMMSS-DEVICE7.HHHHHH.EXT instead: the last
+ * marker of `copy_path` (a name from lr_sync_conflict_name) followed by '.'
+ * and the first 6 hex digits of `content` (the losing version's blocks hash,
+ * or a hash of its link target), so every device that sees the same clash
+ * picks the same name. *out (free()) and *out_len on success; LR_EBADPATH if
+ * copy_path has no marker, LR_ETOOBIG if the name would exceed
+ * LR_SYNC_NAME_MAX.
+ */
+int lr_sync_conflict_name_alt(const uint8_t *copy_path, size_t copy_path_len,
+                              const struct lr_hash *content, uint8_t **out, size_t *out_len,
+                              struct lr_err *err);
+
 /* True if the last component of path carries a conflict marker. */
 bool lr_sync_is_conflict_copy(const uint8_t *path, size_t path_len);
 

@@ -262,3 +262,41 @@ def test_file_vs_directory_recorded(devices, tmp_path):
         assert c["kept_path"] == copy and c["kept"][0]["device"] == a.id
         wait_for(lambda: folder_status(dev)["conflicts"] == 1, timeout=30,
                  what=f"{dev.name}'s status counts the copy")
+
+
+def test_same_author_loses_twice_in_one_second(devices, tmp_path):
+    """Two conflicts whose losers have the same author and the same mtime
+    second would get the same copy name: the second copy is named with its
+    content tag, both losers are kept, and the devices converge (they stayed
+    apart for good, the path failing with "name is taken")."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "f.txt").write_bytes(b"base\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    lost = set()
+    for rnd in (1, 2):
+        b.stop()
+        (fa / "f.txt").write_bytes(f"A round {rnd}\n".encode())
+        os.utime(fa / "f.txt", ns=(1_577_836_800_000_000_000,) * 2)  # same second both rounds
+        a.ok("scan")
+        (fb / "f.txt").write_bytes(f"B round {rnd}\n".encode())
+        os.utime(fb / "f.txt", ns=(1_609_459_200_000_000_000,) * 2)
+        b.start()
+        b.ok("scan")
+        lost.add(f"A round {rnd}\n".encode())
+
+        def converged():
+            s = synced(fa, fb)
+            return s and len([p for p in s if "sync-conflict" in p]) == rnd and s
+        s = wait_for(converged, timeout=60, interval=0.3, what=f"round {rnd} converged")
+        assert (fa / "f.txt").read_bytes() == f"B round {rnd}\n".encode()
+    copies = sorted(p for p in s if "sync-conflict" in p)
+    assert {(fa / p).read_bytes() for p in copies} == lost
+    assert len(set(copies)) == 2 and all(p.startswith("f.sync-conflict-20200101-000000-")
+                                         for p in copies), copies
+    for dev in (a, b):
+        assert dev.ok("sync", "--wait", "--timeout", "30").rc == 0
+        st = folder_status(dev)
+        assert st["in_sync"] and not st["errors"], st

@@ -1072,6 +1072,50 @@ static void test_is_conflict_copy(void **state)
                          cases[i].yes);
 }
 
+/* A second copy of the same author and second: the content tag after the marker. */
+static void test_conflict_name_alt(void **state)
+{
+    (void)state;
+    struct lr_hash h;
+    memset(h.b, 0, sizeof(h.b));
+    h.b[0] = 0xab;
+    h.b[1] = 0x01;
+    h.b[2] = 0xfe;
+    const char *cases[] = {"a/report.txt", "Makefile",
+                           "d/x.sync-conflict-20200101-000000-AAAAAAA.c"};
+    for (size_t i = 0; i < 3; i++) {
+        char *base = cname(cases[i], T0, 1);
+        uint8_t *out = NULL;
+        size_t n = 0;
+        assert_int_equal(
+            lr_sync_conflict_name_alt((const uint8_t *)base, strlen(base), &h, &out, &n, NULL), 0);
+        assert_int_equal(n, strlen(base) + 7);
+        assert_true(lr_sync_is_conflict_copy(out, n));
+        assert_int_equal(lr_index_path_check(out, n, NULL), 0);
+        /* the base name with ".ab01fe" right after its marker */
+        const char *mk = strstr(base, ".sync-conflict-");
+        size_t at = (size_t)(mk - base) + LR_SYNC_MARKER_LEN;
+        assert_memory_equal(out, base, at);
+        assert_memory_equal(out + at, ".ab01fe", 7);
+        assert_string_equal((char *)out + at + 7, base + at);
+        free(out);
+        free(base);
+    }
+    uint8_t *out = NULL;
+    size_t n = 0;
+    assert_int_equal(lr_sync_conflict_name_alt((const uint8_t *)"plain.txt", 9, &h, &out, &n, NULL),
+                     LR_EBADPATH);
+    /* No room left in a 255-byte name. */
+    char name[300];
+    memset(name, 'x', 251);
+    memcpy(name + 251, ".txt", 5);
+    char *longc = cname(name, T0, 1);
+    assert_int_equal(
+        lr_sync_conflict_name_alt((const uint8_t *)longc, strlen(longc), &h, &out, &n, NULL),
+        LR_ETOOBIG);
+    free(longc);
+}
+
 static void test_conflict_name_long(void **state)
 {
     (void)state;
@@ -1318,6 +1362,7 @@ int main(void)
         cmocka_unit_test(test_conflict_name_basic),
         cmocka_unit_test(test_is_conflict_copy),
         cmocka_unit_test(test_conflict_name_long),
+        cmocka_unit_test(test_conflict_name_alt),
         cmocka_unit_test(test_conflict_name_time),
         cmocka_unit_test(test_conflict_name_from_loser),
         cmocka_unit_test(test_names),
