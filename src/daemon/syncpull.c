@@ -739,6 +739,76 @@ static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struc
 static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
                          const struct lr_sync_decision *dec, struct lr_err *err);
 
+/* Pages of our records a directory's check for live children reads at most. */
+#define KEEP_DIR_PAGES 16
+#define KEEP_DIR_PAGE 256
+
+/*
+ * A peer's file or symlink is to replace our directory, which still holds
+ * files of ours that the peer's version does not account for (added here
+ * while the peer replaced the directory; the peer's deletions of what it
+ * knew ran before, in the round's delete pass). Like modify beating delete,
+ * the directory stays: its version is bumped, so both sides now see
+ * concurrent versions of the path and the type rule (a directory keeps the
+ * name, docs/conflicts.md) turns the peer's file into a conflict copy on
+ * the device holding it. Without this the two devices stayed apart for
+ * good, each refusing the other's change. 1 if bumped, 0 if the directory
+ * holds no live record of ours (only unknown or ignored files: reported as
+ * before), < 0 on error.
+ */
+static int keep_dir_with_children(struct page_ctx *c, const struct lr_file_rec *dir,
+                                  struct lr_err *err)
+{
+    struct pull_job *j = c->j;
+    uint8_t *after = lr_xmalloc(dir->path_len);
+    memcpy(after, dir->path, dir->path_len);
+    size_t after_len = dir->path_len;
+    bool found = false, end = false;
+    int rc = 0;
+    /* '/' sorts below every other byte: the children follow the directory. */
+    for (int page = 0; page < KEEP_DIR_PAGES && !found && !end && rc == 0; page++) {
+        struct lr_file_list l = {0};
+        rc =
+            lr_index_list_by_path(c->d->ix, j->folder, after, after_len, KEEP_DIR_PAGE, 0, &l, err);
+        for (size_t k = 0; rc == 0 && k < l.n && !found && !end; k++) {
+            const struct lr_file_rec *r = &l.v[k];
+            end = r->path_len <= dir->path_len || memcmp(r->path, dir->path, dir->path_len) != 0 ||
+                  r->path[dir->path_len] != '/';
+            found = !end && !r->deleted;
+        }
+        if (rc == 0 && l.n == KEEP_DIR_PAGE && !found && !end) {
+            const struct lr_file_rec *last = &l.v[l.n - 1];
+            free(after);
+            after = lr_xmalloc(last->path_len);
+            memcpy(after, last->path, last->path_len);
+            after_len = last->path_len;
+        } else {
+            end = true;
+        }
+        lr_file_list_release(&l);
+    }
+    free(after);
+    if (rc < 0 || !found)
+        return rc;
+    struct lr_file_rec r = *dir;
+    memset(&r.vv, 0, sizeof(r.vv));
+    rc = lr_sync_local_change(&dir->vv, c->d->short_id, (uint64_t)time(NULL), &r.vv);
+    if (rc == 0)
+        rc = lr_index_file_put(c->d->ix, j->folder, &r, NULL, err);
+    else
+        rc = lr_err_set(err, rc, "version vector full");
+    lr_vv_release(&r.vv);
+    if (rc < 0)
+        return rc;
+    char *e = lr_esc(dir->path, dir->path_len);
+    lr_info(MOD,
+            "folder=%s path=%s directory kept: it holds files the peer's version replacing it "
+            "does not know (conflict: the directory keeps the name)",
+            j->folder, e);
+    free(e);
+    return 1;
+}
+
 /* Whether a file could be committed at path: a valid, unreserved name whose
  * existing parents are real directories (missing ones are made at commit),
  * and, where nothing is expected (`absent`), no other spelling of the name
@@ -757,6 +827,20 @@ static int target_check(struct page_ctx *c, const char *path, bool absent, struc
     if (dfd >= 0)
         close(dfd);
     return rc == -ENOENT ? 0 : rc;
+}
+
+/* After a directory refused to go (ENOTEMPTY): true if keep_dir_with_children
+ * kept it; else *rc and *err keep the refusal (only unknown or ignored files
+ * in it) or take the check's failure. */
+static bool dir_kept(struct page_ctx *c, const struct lr_file_rec *dir, int *rc, struct lr_err *err)
+{
+    struct lr_err kerr = {0};
+    int k = keep_dir_with_children(c, dir, &kerr);
+    if (k < 0) {
+        *rc = k;
+        *err = kerr;
+    }
+    return k == 1;
 }
 
 static void apply_one(struct page_ctx *c, const struct lr_need *need,
@@ -805,6 +889,10 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     case LR_SYNC_APPLY_SYMLINK:
         if (old_live && local->type == LR_FT_DIR) {
             rc = remove_old(c, local, &err);
+            if (rc == -ENOTEMPTY && dir_kept(c, local, &rc, &err)) {
+                j->left++; /* decided again, as a conflict, next round */
+                return;
+            }
             memset(&e, 0, sizeof(e));
         }
         if (rc == 0)
@@ -835,8 +923,13 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
          * a reserved name, a path through a symlink or a file. */
         if ((rc = target_check(c, path, !old_live, &err)) < 0)
             break;
-        if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0)
+        if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0) {
+            if (rc == -ENOTEMPTY && dir_kept(c, local, &rc, &err)) {
+                j->left++; /* decided again, as a conflict, next round */
+                return;
+            }
             break;
+        }
         struct sync_xfer *x =
             start_file(c, remote, dec, local, old_live && local->type == LR_FT_DIR, cand);
         if (x)

@@ -6,6 +6,7 @@ peer's change displaced, and `restore` puts a version back as a new change
 that syncs to the other device (both with and without the daemon)."""
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -296,6 +297,47 @@ def test_same_author_loses_twice_in_one_second(devices, tmp_path):
     assert {(fa / p).read_bytes() for p in copies} == lost
     assert len(set(copies)) == 2 and all(p.startswith("f.sync-conflict-20200101-000000-")
                                          for p in copies), copies
+    for dev in (a, b):
+        assert dev.ok("sync", "--wait", "--timeout", "30").rc == 0
+        st = folder_status(dev)
+        assert st["in_sync"] and not st["errors"], st
+
+
+def test_directory_replaced_while_the_other_adds_inside(devices, tmp_path):
+    """Alice replaces a directory with a file (or a symlink) while bob,
+    apart, adds a file inside it: the directory keeps the name with bob's
+    file, alice's file or symlink becomes the conflict copy, and both
+    converge (each refused the other's change for good before)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for d in ("dd", "ds"):
+        (fa / d).mkdir()
+        (fa / d / "one").write_bytes(b"1\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    b.stop()
+    shutil.rmtree(fa / "dd")
+    (fa / "dd").write_bytes(b"alice: a file where the directory was\n")
+    shutil.rmtree(fa / "ds")
+    os.symlink("/nonexistent/target", fa / "ds")
+    a.ok("scan")
+    (fb / "dd" / "bnew").write_bytes(b"bob: new file\n")
+    (fb / "ds" / "bnew").write_bytes(b"bob: new file too\n")
+    b.start()
+    b.ok("scan")
+
+    def converged():
+        s = synced(fa, fb)
+        return (s and s.get("dd", ("",))[0] == "dir" and s.get("ds", ("",))[0] == "dir"
+                and "dd/bnew" in s and "ds/bnew" in s
+                and len([p for p in s if "sync-conflict" in p]) == 2 and s)
+    s = wait_for(converged, timeout=90, interval=0.3, what="directories kept, copies made")
+    copies = sorted(p for p in s if "sync-conflict" in p)
+    assert copies[0].startswith("dd.sync-conflict-") and copies[1].startswith("ds.sync-conflict-")
+    assert (fb / copies[0]).read_bytes() == b"alice: a file where the directory was\n"
+    assert os.readlink(fb / copies[1]) == "/nonexistent/target"
+    assert not (fa / "dd" / "one").exists()  # alice's deletion of what she knew stands
     for dev in (a, b):
         assert dev.ok("sync", "--wait", "--timeout", "30").rc == 0
         st = folder_status(dev)
