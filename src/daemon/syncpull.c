@@ -745,19 +745,36 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
 
 /*
  * A peer's file or symlink is to replace our directory, which still holds
- * files of ours that the peer's version does not account for (added here
- * while the peer replaced the directory; the peer's deletions of what it
- * knew ran before, in the round's delete pass). Like modify beating delete,
- * the directory stays: its version is bumped, so both sides now see
- * concurrent versions of the path and the type rule (a directory keeps the
- * name, docs/conflicts.md) turns the peer's file into a conflict copy on
- * the device holding it. Without this the two devices stayed apart for
+ * files of ours that the peer's index does not account for (unaccounted():
+ * added or changed here while the peer replaced the directory; the peer's
+ * deletions of what it knew run in the round's delete pass, or come later). Like modify beating
+ * delete, the directory stays: its version is bumped, so both sides now see concurrent versions of
+ * the path and the type rule (a directory keeps the name, docs/conflicts.md) turns the peer's file
+ * into a conflict copy on the device holding it. Without this the two devices stayed apart for
  * good, each refusing the other's change. 1 if bumped, 0 if the directory
  * holds no live record of ours (only unknown or ignored files: reported as
  * before), < 0 on error.
  */
+/* Whether our live record `r` is one the peer's index does not account for:
+ * the peer has no record of the path, or an older or concurrent one. (One
+ * the peer has as it is, or older, is merely not yet deleted there: its
+ * tombstone may still be on its way, in a later INDEX batch.) */
+static bool unaccounted(struct page_ctx *c, const struct lr_device_id *peer,
+                        const struct lr_file_rec *r)
+{
+    struct lr_remote_rec rr;
+    int rc = lr_index_remote_get(c->d->ix, c->j->folder, peer, r->path, r->path_len, 0, &rr, NULL);
+    if (rc == LR_ENOTFOUND)
+        return true;
+    if (rc < 0)
+        return false;
+    enum lr_vv_order o = lr_vv_compare(&r->vv, &rr.rec.vv);
+    lr_remote_rec_release(&rr);
+    return o == LR_VV_GREATER || o == LR_VV_CONCURRENT;
+}
+
 static int keep_dir_with_children(struct page_ctx *c, const struct lr_file_rec *dir,
-                                  struct lr_err *err)
+                                  const struct lr_device_id *peer, struct lr_err *err)
 {
     struct pull_job *j = c->j;
     uint8_t *after = lr_xmalloc(dir->path_len);
@@ -774,7 +791,7 @@ static int keep_dir_with_children(struct page_ctx *c, const struct lr_file_rec *
             const struct lr_file_rec *r = &l.v[k];
             end = r->path_len <= dir->path_len || memcmp(r->path, dir->path, dir->path_len) != 0 ||
                   r->path[dir->path_len] != '/';
-            found = !end && !r->deleted;
+            found = !end && !r->deleted && unaccounted(c, peer, r);
         }
         if (rc == 0 && l.n == KEEP_DIR_PAGE && !found && !end) {
             const struct lr_file_rec *last = &l.v[l.n - 1];
@@ -832,10 +849,11 @@ static int target_check(struct page_ctx *c, const char *path, bool absent, struc
 /* After a directory refused to go (ENOTEMPTY): true if keep_dir_with_children
  * kept it; else *rc and *err keep the refusal (only unknown or ignored files
  * in it) or take the check's failure. */
-static bool dir_kept(struct page_ctx *c, const struct lr_file_rec *dir, int *rc, struct lr_err *err)
+static bool dir_kept(struct page_ctx *c, const struct lr_file_rec *dir,
+                     const struct lr_device_id *peer, int *rc, struct lr_err *err)
 {
     struct lr_err kerr = {0};
-    int k = keep_dir_with_children(c, dir, &kerr);
+    int k = keep_dir_with_children(c, dir, peer, &kerr);
     if (k < 0) {
         *rc = k;
         *err = kerr;
@@ -889,7 +907,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     case LR_SYNC_APPLY_SYMLINK:
         if (old_live && local->type == LR_FT_DIR) {
             rc = remove_old(c, local, &err);
-            if (rc == -ENOTEMPTY && dir_kept(c, local, &rc, &err)) {
+            if (rc == -ENOTEMPTY && dir_kept(c, local, &cand->r.device, &rc, &err)) {
                 j->left++; /* decided again, as a conflict, next round */
                 return;
             }
@@ -924,7 +942,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
         if ((rc = target_check(c, path, !old_live, &err)) < 0)
             break;
         if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0) {
-            if (rc == -ENOTEMPTY && dir_kept(c, local, &rc, &err)) {
+            if (rc == -ENOTEMPTY && dir_kept(c, local, &cand->r.device, &rc, &err)) {
                 j->left++; /* decided again, as a conflict, next round */
                 return;
             }
