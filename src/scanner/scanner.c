@@ -103,6 +103,15 @@ struct scan {
     /* write batching */
     size_t pending;
     bool pending_tombs;
+    /* Tombstones not written yet (owned records): they go into the index
+     * at a commit, after the records put before it, and never at the
+     * commit made before reading a big file nor while one is being hashed,
+     * so a file renamed to a later-sorting name reaches peers before its
+     * old name's deletion (they copy its content locally instead of
+     * downloading it). */
+    struct lr_file_rec *tombs;
+    size_t ntombs, ctombs;
+    unsigned big_inflight; /* files of BIG_FILE bytes or more being hashed */
     struct timespec tx_start;
     double commit_every; /* seconds; ramps up to COMMIT_SECONDS */
 
@@ -151,7 +160,52 @@ static int check_marker(struct scan *s)
                       s->root);
 }
 
+/* Deferred tombstones a commit takes regardless (bounds the memory they hold). */
+#define TOMBS_MAX 65536
+
+static void tombs_free(struct scan *s)
+{
+    for (size_t i = 0; i < s->ntombs; i++) {
+        free(s->tombs[i].path);
+        lr_vv_release(&s->tombs[i].vv);
+    }
+    s->ntombs = 0;
+}
+
+/* Write the deferred tombstones into the open (or a new) transaction. */
+static int tombs_write(struct scan *s)
+{
+    int rc = 0;
+    if (s->ntombs && !lr_index_in_tx(s->ix)) {
+        if ((rc = lr_index_begin(s->ix, s->err)))
+            return rc;
+        clock_gettime(CLOCK_MONOTONIC, &s->tx_start);
+    }
+    for (size_t i = 0; i < s->ntombs && rc == 0; i++)
+        rc = lr_index_file_put(s->ix, s->folder, &s->tombs[i], NULL, s->err);
+    if (s->ntombs)
+        s->pending_tombs = true;
+    tombs_free(s);
+    return rc;
+}
+
+static int commit(struct scan *s);
+
+/* Commit what is pending, with the deferred tombstones unless a big file
+ * is being hashed. */
 static int flush(struct scan *s)
+{
+    if (s->ntombs && (s->big_inflight == 0 || s->ntombs >= TOMBS_MAX)) {
+        int rc = tombs_write(s);
+        if (rc) {
+            lr_index_rollback(s->ix);
+            return rc;
+        }
+    }
+    return commit(s);
+}
+
+static int commit(struct scan *s)
 {
     if (!lr_index_in_tx(s->ix))
         return 0;
@@ -270,9 +324,23 @@ static int tombstone(struct scan *s, struct lr_file_rec *old)
     old->vv = t.vv; /* bump may have reallocated the entries */
     if (rc)
         return rc;
-    if ((rc = put(s, &t)))
-        return rc;
+    /* Deferred (see struct scan): a copy, written at a commit. */
+    if (s->ntombs == s->ctombs) {
+        s->ctombs = s->ctombs ? 2 * s->ctombs : 64;
+        s->tombs = lr_xreallocarray(s->tombs, s->ctombs, sizeof(*s->tombs));
+    }
+    struct lr_file_rec *d = &s->tombs[s->ntombs];
+    memset(d, 0, sizeof(*d));
+    d->path = lr_xmemdup(t.path, t.path_len + 1);
+    d->path_len = t.path_len;
+    d->type = t.type;
+    d->deleted = true;
+    lr_vv_copy(&d->vv, &t.vv);
+    s->ntombs++;
+    s->pending_tombs = true; /* the batch now waits the full interval */
     s->res->deleted++;
+    if (++s->pending >= LR_SCAN_BATCH)
+        return flush(s);
     return 0;
 }
 
@@ -478,6 +546,8 @@ static int reap(struct scan *s, size_t keep, int rc)
             struct lr__wq_group *next = g->next_done;
             struct fjob *fj = (struct fjob *)g;
             s->inflight--;
+            if (fj->st.st_size >= BIG_FILE)
+                s->big_inflight--;
             if (rc == 0 && fj->path)
                 rc = finish_file(s, fj);
             fjob_free(fj);
@@ -600,6 +670,8 @@ static int read_attempt(struct scan *s, int dfd, const char *name, const struct 
     }
     close(fd);
     s->inflight++;
+    if (st.st_size >= BIG_FILE)
+        s->big_inflight++;
     if (rc == 0) {
         fj->path = lr_xmemdup(s->path, s->plen + 1);
         fj->path_len = s->plen;
@@ -618,8 +690,9 @@ static int hash_file(struct scan *s, int dfd, const char *name, struct stat *lst
                      struct lr_file_rec *old)
 {
     int rc = 0;
-    /* Do not hold a write transaction open for the seconds a big file takes. */
-    if (lst->st_size >= BIG_FILE && (rc = flush(s)))
+    /* Do not hold a write transaction open for the seconds a big file takes
+     * (the deferred tombstones wait for it: struct scan). */
+    if (lst->st_size >= BIG_FILE && (rc = commit(s)))
         return rc;
     for (int attempt = 0; attempt <= LR_SCAN_RETRIES; attempt++) {
         if (attempt > 0) {
@@ -1087,6 +1160,8 @@ int lr_scan_folder(struct lr_index *ix, const char *folder_id, const char *root,
     res->skipped =
         res->skipped_special + res->skipped_changing + res->skipped_error + res->other_fs;
     lr_file_list_release(&s.batch);
+    tombs_free(&s); /* none left after a successful flush */
+    free(s.tombs);
     lr_ignore_free(s.ig);
     free(s.after);
     free(s.path);

@@ -345,3 +345,25 @@ def test_directory_rename_moves_little_data(devices, tmp_path):
     moved = b.peer_info(a)["bytes_received"] - before
     assert not (fb / "photos").exists()
     assert moved < 1024 * 1024, f"{moved} bytes crossed the wire for a rename"
+
+
+def test_big_file_rename_moves_little_data(devices, tmp_path):
+    """A file big enough that the scan commits before hashing it, renamed to
+    a name sorting after the old one: the old name's deletion must reach the
+    peer after the new name (it copies the content locally), not before
+    (it would download the whole file again)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    with open(fa / "movie", "wb") as f:
+        for _ in range(10):
+            f.write(os.urandom(8 << 20))  # 80 MiB: over the scanner's 64 MiB "big file"
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="initial sync")
+    before = b.peer_info(a)["bytes_received"]
+    os.rename(fa / "movie", fa / "movie2")
+    a.ok("scan")
+    wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="rename synced")
+    moved = b.peer_info(a)["bytes_received"] - before
+    assert not (fb / "movie").exists()
+    assert moved < 1024 * 1024, f"{moved} bytes crossed the wire for a rename"
