@@ -791,8 +791,11 @@ static void handle(struct lr_watch *w, const struct inotify_event *ev, const cha
     }
     if (len == 0)
         return;
-    if (is_under(MARKER, MARKER_LEN, p, len))
-        return; /* our own marker and staging area */
+    /* Our own marker and staging area; but the marker itself going away (or
+     * coming back) is news: the folder's state depends on it. */
+    if (is_under(MARKER, MARKER_LEN, p, len) &&
+        !(len == MARKER_LEN && (ev->mask & (IN_DELETE | IN_MOVED_FROM | IN_CREATE | IN_MOVED_TO))))
+        return;
     bool is_dir = ev->mask & IN_ISDIR;
     if (n->len == 0 && strcmp(p, LR_IGNORE_FILE) == 0) {
         int fd = open_root(w);

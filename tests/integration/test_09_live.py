@@ -179,3 +179,23 @@ def test_queue_overflow_falls_back_to_rescan(devices, tmp_path):
         log = f.read()
     assert "inotify queue overflowed" in log and "fs.inotify.max_queued_events" in log
     assert "full rescan: inotify queue overflow" in log
+
+
+def test_marker_removed_seen_live(devices, tmp_path):
+    """Moving the folder's .landropic away is noticed by the live watcher: the
+    folder goes to error without a command (it showed idle and in sync until
+    something else made it scan), deletes nothing on the peer, and recovers
+    when the marker is back."""
+    a, b, fa, fb = setup_running_pair(devices, tmp_path)
+
+    def state(dev):
+        return dev.ok("status", "--json").json()["folders"][0]["state"]
+    away = tmp_path / "marker-away"
+    os.rename(fa / ".landropic", away)
+    wait_for(lambda: state(a) == "error", timeout=15, interval=0.2,
+             what="the folder in error after its marker went away")
+    assert has(fb / "seed.txt", b"seed\n")
+    os.rename(away, fa / ".landropic")
+    wait_for(lambda: state(a) != "error", timeout=15, interval=0.2,
+             what="the folder usable again once its marker is back")
+    assert has(fb / "seed.txt", b"seed\n")

@@ -390,6 +390,17 @@ static void test_marker_and_ignored_not_reported(void **state)
     assert_int_equal(f->ncalls, 1);
     assert_int_equal(f->calls[0].n, 1);
     assert_string_equal(f->calls[0].paths[0], "keep");
+    /* The marker itself going away is reported (the folder goes to error),
+     * and so is its return. */
+    char q[512];
+    path_of(f, ".landropic-away", q, sizeof(q));
+    assert_int_equal(rename(p, q), 0);
+    run_until(f, 2, 3000);
+    assert_int_equal(f->ncalls, 2);
+    assert_true(has_path(&f->calls[1], ".landropic"));
+    assert_int_equal(rename(q, p), 0);
+    run_until(f, 3, 3000);
+    assert_true(f->ncalls >= 3 && has_path(&f->calls[2], ".landropic"));
 }
 
 static void test_ignore_file_change_rewalks(void **state)
