@@ -320,7 +320,11 @@ static void print_not_done(json_t *st, double timeout)
         fprintf(stderr, ": peers still need %lld files from us\n", (long long)pf);
     } else {
         const char *w = json_string_value(json_object_get(st, "waiting"));
-        fprintf(stderr, ": waiting for peers to connect and exchange indexes");
+        /* The peers' part only when the reason is about a peer (it once said
+         * so for every reason, with both peers connected). */
+        bool peers = !w || strstr(w, "peer ") != NULL;
+        fprintf(stderr,
+                peers ? ": waiting for peers to connect and exchange indexes" : ": not settled");
         if (w && *w) {
             fprintf(stderr, " (");
             cli_print_name(stderr, w);

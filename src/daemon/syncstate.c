@@ -126,6 +126,11 @@ static void answer(struct sstate *s, bool done, const struct sync_peer_need *pn)
     if (r && !done) {
         if (!s->waiting[0] && pn && !pn->fresh)
             snprintf(s->waiting, sizeof(s->waiting), "comparing peers' indexes with ours");
+        /* Deletions and directories are items, not files. */
+        if (!s->waiting[0] && pn && pn->items > pn->files)
+            snprintf(s->waiting, sizeof(s->waiting),
+                     "peers still need %llu items from us (deletions or directories)",
+                     (unsigned long long)(pn->items - pn->files));
         if (s->waiting[0])
             json_object_set_new(r, "waiting", json_string(s->waiting));
     }
@@ -235,10 +240,15 @@ static void check(struct sstate *s)
         sync_folder_status(d, fc->id, &ss);
         uint64_t nerr = sync_items_count(d, fc->id);
         bool in_error = !f || f->state == FOLDER_ERROR;
-        done = done && !in_error && ss.settled && !ss.active && nerr == 0 &&
-               (ss.need_items == 0 || fc->mode == LR_MODE_SEND_ONLY);
+        bool needs = ss.need_items > 0 && fc->mode != LR_MODE_SEND_ONLY;
+        done = done && !in_error && ss.settled && !ss.active && nerr == 0 && !needs;
         if (!s->waiting[0] && ss.why[0])
             snprintf(s->waiting, sizeof(s->waiting), "folder %s: %s", fc->id, ss.why);
+        /* Settled with needs left: the last pull round could act on none of them. */
+        if (!s->waiting[0] && needs && ss.settled && !ss.active && nerr == 0)
+            snprintf(s->waiting, sizeof(s->waiting),
+                     "folder %s: %llu items needed that no pull round can apply now", fc->id,
+                     (unsigned long long)ss.need_items);
         s->need_files += ss.need_files;
         s->need_bytes += ss.need_bytes;
         s->errors += nerr + (in_error ? 1 : 0);
