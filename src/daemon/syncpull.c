@@ -739,6 +739,18 @@ static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struc
 static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
                          const struct lr_sync_decision *dec, struct lr_err *err);
 
+/* Whether the record at a conflict copy's name holds the loser's content
+ * (same type, and the same blocks or link target). */
+static bool same_copy(const struct lr_file_rec *at, const struct lr_file_rec *loser)
+{
+    if (at->type != loser->type)
+        return false;
+    if (loser->type == LR_FT_SYMLINK)
+        return at->target_len == loser->target_len &&
+               memcmp(at->target, loser->target, loser->target_len) == 0;
+    return memcmp(&at->blocks_hash, &loser->blocks_hash, LR_HASH_LEN) == 0;
+}
+
 /* Pages of our records a directory's check for live children reads at most. */
 #define KEEP_DIR_PAGES 16
 #define KEEP_DIR_PAGE 256
@@ -992,11 +1004,7 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
     struct lr_store_expect e;
     expect_of(had_prev ? &prev : NULL, &e);
     if (had_prev && !prev.deleted) {
-        bool same = prev.type == local->type &&
-                    (local->type == LR_FT_FILE
-                         ? memcmp(&prev.blocks_hash, &local->blocks_hash, LR_HASH_LEN) == 0
-                         : prev.target_len == local->target_len &&
-                               memcmp(prev.target, local->target, local->target_len) == 0);
+        bool same = same_copy(&prev, local);
         lr_file_rec_release(&prev);
         if (same)
             return 0; /* a peer resolving the same conflict made it already */
@@ -1079,12 +1087,7 @@ static void copy_name_free(struct lr_daemon *d, const char *folder, const struct
         lr_sha256(loser->target, loser->target_len, &tag);
     else
         tag = loser->blocks_hash;
-    bool taken =
-        !prev.deleted && (prev.type != loser->type ||
-                          (loser->type == LR_FT_SYMLINK
-                               ? prev.target_len != loser->target_len ||
-                                     memcmp(prev.target, loser->target, loser->target_len) != 0
-                               : memcmp(&prev.blocks_hash, &loser->blocks_hash, LR_HASH_LEN) != 0));
+    bool taken = !prev.deleted && !same_copy(&prev, loser);
     lr_file_rec_release(&prev);
     uint8_t *alt;
     size_t alt_len;

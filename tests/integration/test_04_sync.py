@@ -327,6 +327,17 @@ def test_first_share_of_two_nonempty_folders_is_their_union(devices, tmp_path):
         assert d.peer_info(other)["bytes_received"] < 1024 * 1024
 
 
+def assert_rename_moves_little(a, b, fa, fb, old, new):
+    """Rename old to new on a, wait until b matches: under 1 MiB crossed."""
+    before = b.peer_info(a)["bytes_received"]
+    os.rename(fa / old, fa / new)
+    a.ok("scan")
+    wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="rename synced")
+    moved = b.peer_info(a)["bytes_received"] - before
+    assert not (fb / old).exists()
+    assert moved < 1024 * 1024, f"{moved} bytes crossed the wire for a rename"
+
+
 def test_directory_rename_moves_little_data(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     import random
@@ -338,13 +349,7 @@ def test_directory_rename_moves_little_data(devices, tmp_path):
     a.start()
     b.start()
     wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="initial sync")
-    before = b.peer_info(a)["bytes_received"]
-    os.rename(fa / "photos", fa / "pictures")
-    a.ok("scan")
-    wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="rename synced")
-    moved = b.peer_info(a)["bytes_received"] - before
-    assert not (fb / "photos").exists()
-    assert moved < 1024 * 1024, f"{moved} bytes crossed the wire for a rename"
+    assert_rename_moves_little(a, b, fa, fb, "photos", "pictures")
 
 
 def test_big_file_rename_moves_little_data(devices, tmp_path):
@@ -360,10 +365,4 @@ def test_big_file_rename_moves_little_data(devices, tmp_path):
     a.start()
     b.start()
     wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="initial sync")
-    before = b.peer_info(a)["bytes_received"]
-    os.rename(fa / "movie", fa / "movie2")
-    a.ok("scan")
-    wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="rename synced")
-    moved = b.peer_info(a)["bytes_received"] - before
-    assert not (fb / "movie").exists()
-    assert moved < 1024 * 1024, f"{moved} bytes crossed the wire for a rename"
+    assert_rename_moves_little(a, b, fa, fb, "movie", "movie2")
