@@ -185,7 +185,7 @@ static const char *resolution_of(const struct lr_sync_decision *dec)
     if (dec->conflict == LR_SYNC_CONFLICT_METADATA)
         return "merged";
     if (dec->conflict == LR_SYNC_CONFLICT_MODIFY_DELETE)
-        return "modify-wins";
+        return (dec->flags & LR_SYNC_F_ARCHIVE_LOSER) ? "archive" : "modify-wins";
     if (dec->copy_path)
         return "copy";
     if (dec->flags & LR_SYNC_F_ARCHIVE_LOSER)
@@ -279,8 +279,11 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
     c.devices = lr_buf_ok(&devs) ? (char *)devs.data : selfs;
     char kd[LR_DEVICE_ID_STRLEN + 1];
     uint8_t *arch = NULL;
-    bool loses_data =
-        dec->conflict == LR_SYNC_CONFLICT_CONTENT || dec->conflict == LR_SYNC_CONFLICT_TYPE;
+    /* A modify-delete loses data only where a receive-only device's own
+     * edit yields to a peer's delete (LR_SYNC_F_YIELDED). */
+    bool loses_data = dec->conflict == LR_SYNC_CONFLICT_CONTENT ||
+                      dec->conflict == LR_SYNC_CONFLICT_TYPE ||
+                      (dec->conflict == LR_SYNC_CONFLICT_MODIFY_DELETE && !local_wins);
     if (loses_data && loser && !loser->deleted) {
         device_text(lr_sync_vv_author(&loser->vv), self, holders, nholders, kd);
         c.kept_device = kd;

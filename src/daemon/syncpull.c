@@ -14,6 +14,7 @@
  * which peer for, and what an answer means, is decided by the sans-I/O
  * scheduler (sync/xfer.h); this file carries out its actions.
  */
+#include "daemon/modes.h"
 #include "daemon/syncint.h"
 #include "daemon/failpoint.h"
 #include "daemon/sessions.h"
@@ -350,6 +351,7 @@ struct pull_job {
      * ours, and each connected peer's from its latest FOLDERS. */
     struct lr_device_id self;
     struct lr_sync_strategy ours;
+    bool receive_only; /* our own versions yield to any concurrent peer's */
     struct pull_strat *theirs;
     size_t ntheirs;
     char *folder, *root;
@@ -392,7 +394,8 @@ struct holder_update {
  * not announcing the folder is unknown: a conflict our strategy could
  * decide waits for it (LR_SYNC_F_DEFERRED); a peer announcing no strategy
  * (an older build) is keep-both. */
-static void pull_sides(const struct pull_job *j, const struct lr_device_id *peer,
+static void pull_sides(struct lr_daemon *d, const struct pull_job *j,
+                       const struct lr_device_id *peer, const struct lr_file_rec *local,
                        struct lr_sync_sides *sd)
 {
     memset(sd, 0, sizeof(*sd));
@@ -406,6 +409,9 @@ static void pull_sides(const struct pull_job *j, const struct lr_device_id *peer
             sd->remote_unknown = false;
         }
     }
+    /* What the peers never saw cannot win there (docs/modes.md). */
+    sd->local_yields =
+        j->receive_only && local && daemon_modes_own_version(d->ix, j->folder, local, d->short_id);
 }
 
 static void note_holders(struct pull_job *j, const struct lr_need *n)
@@ -1262,7 +1268,7 @@ static void pull_work(struct daemon_job *base)
                 }
                 struct lr_err err = {0};
                 struct lr_sync_sides sides;
-                pull_sides(j, &r->device, &sides);
+                pull_sides(d, j, &r->device, has_local[i] ? &locals[i] : NULL, &sides);
                 rc = lr_sync_decide_with(has_local[i] ? &locals[i] : NULL, &r->rec, &sides,
                                          &decs[i], &err);
                 if (rc < 0) {
@@ -1418,6 +1424,7 @@ static void pull_start(struct daemon_job *base)
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, j->folder);
     if (fc && lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->ours, NULL) < 0)
         memset(&j->ours, 0, sizeof(j->ours)); /* config validated it; keep-both if not */
+    j->receive_only = fc && fc->mode == LR_MODE_RECEIVE_ONLY;
     for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
         for (size_t k = 0; p->conn && p->have_folders && k < p->theirs.n; k++) {
             if (strcmp(p->theirs.v[k].id, j->folder) != 0)

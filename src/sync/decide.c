@@ -316,6 +316,72 @@ static int strategy_winner(const struct lr_sync_sides *sd, const struct lr_file_
     return a == b ? a : 0;
 }
 
+/* Which kind of conflict two concurrent versions of different content are. */
+static enum lr_sync_conflict conflict_kind(const struct lr_file_rec *local,
+                                           const struct lr_file_rec *remote)
+{
+    if (local->deleted || remote->deleted)
+        return LR_SYNC_CONFLICT_MODIFY_DELETE;
+    if (local->type != remote->type)
+        return LR_SYNC_CONFLICT_TYPE;
+    return LR_SYNC_CONFLICT_CONTENT;
+}
+
+/* Name the conflict copy of the live loser `lose` in d; a name too long for
+ * the copy sends the loser to the versions archive instead. On error d is
+ * released. */
+static int name_copy(const struct lr_file_rec *lose, struct lr_sync_decision *d, struct lr_err *err)
+{
+    int rc =
+        lr_sync_conflict_name(lose->path, lose->path_len, lose->mtime_ns,
+                              lr_sync_vv_author(&lose->vv), &d->copy_path, &d->copy_path_len, NULL);
+    if (rc == LR_ETOOBIG) {
+        d->flags |= LR_SYNC_F_ARCHIVE_LOSER;
+        return 0;
+    }
+    if (rc < 0) {
+        lr_sync_decision_release(d);
+        return fail_path(err, rc, "no conflict copy name", lose);
+    }
+    return 0;
+}
+
+/* A concurrent pair whose local version yields (LR_SYNC_F_YIELDED): the
+ * remote one wins, stored with its own vector. `d` is the decision so far. */
+static int yield(const struct lr_file_rec *local, const struct lr_file_rec *remote,
+                 struct lr_sync_decision *d, struct lr_sync_decision *out, struct lr_err *err)
+{
+    d->flags |= LR_SYNC_F_YIELDED;
+    snprintf(d->strategy, sizeof(d->strategy), "receive-only"); /* what decided, for the trail */
+    lr_vv_copy(&d->vv, &remote->vv);
+    if (same_content(local, remote)) {
+        d->action = LR_SYNC_TAKE_REMOTE;
+        if (meta_differs(local, remote))
+            d->conflict = LR_SYNC_CONFLICT_METADATA;
+    } else {
+        d->action = LR_SYNC_CONFLICT;
+        d->conflict = conflict_kind(local, remote);
+        /* Deleting archives the file anyway; a directory's children are
+         * entries of their own and stay (set_apply: only if empty). */
+        if (!local->deleted && local->type != LR_FT_DIR) {
+            if (remote->deleted) {
+                d->flags |= LR_SYNC_F_ARCHIVE_LOSER;
+            } else {
+                int rc = name_copy(local, d, err);
+                if (rc < 0)
+                    return rc;
+                d->copy_here = d->copy_path != NULL;
+            }
+        }
+    }
+    set_apply(local, remote, d);
+    d->from_remote = true;
+    d->new_live = !remote->deleted;
+    d->new_type = remote->type;
+    *out = *d;
+    return (int)d->action;
+}
+
 int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *remote,
                    struct lr_sync_decision *out, struct lr_err *err)
 {
@@ -372,6 +438,8 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
         set_apply(local, remote, &d);
         break;
     case LR_VV_CONCURRENT: {
+        if (sides && sides->local_yields)
+            return yield(local, remote, &d, out, err);
         if (sides && sides->remote_unknown && sides->local.kind != LR_STRAT_KEEP_BOTH &&
             strategy_applies(local, remote) &&
             (!same_content(local, remote) || meta_differs(local, remote))) {
@@ -394,26 +462,14 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
                 d.conflict = LR_SYNC_CONFLICT_METADATA;
         } else {
             d.action = LR_SYNC_CONFLICT;
-            if (local->deleted || remote->deleted)
-                d.conflict = LR_SYNC_CONFLICT_MODIFY_DELETE;
-            else if (local->type != remote->type)
-                d.conflict = LR_SYNC_CONFLICT_TYPE;
-            else
-                d.conflict = LR_SYNC_CONFLICT_CONTENT;
+            d.conflict = conflict_kind(local, remote);
             /* a tombstone needs no copy; a directory never loses to a non-directory;
              * a strategy's loser is kept by the versions archive alone */
             if (d.by_strategy) {
                 d.flags |= LR_SYNC_F_ARCHIVE_LOSER;
             } else if (!lose->deleted && lose->type != LR_FT_DIR) {
-                rc = lr_sync_conflict_name(lose->path, lose->path_len, lose->mtime_ns,
-                                           lr_sync_vv_author(&lose->vv), &d.copy_path,
-                                           &d.copy_path_len, NULL);
-                if (rc == LR_ETOOBIG)
-                    d.flags |= LR_SYNC_F_ARCHIVE_LOSER;
-                else if (rc < 0) {
-                    lr_sync_decision_release(&d);
-                    return fail_path(err, rc, "no conflict copy name", lose);
-                }
+                if ((rc = name_copy(lose, &d, err)) < 0)
+                    return rc;
                 d.copy_here = d.copy_path && lose == local;
             }
         }

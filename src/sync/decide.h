@@ -114,6 +114,15 @@ enum lr_sync_conflict {
  * keep-both. Guessing could make the two devices pick opposite winners;
  * decide again once the peer has announced its strategy. */
 #define LR_SYNC_F_DEFERRED 0x40u
+/* CONFLICT or TAKE_REMOTE of a concurrent pair that the remote version won
+ * because the local one yields (sides->local_yields: an own version of a
+ * receive-only folder, which its peers never see, so no rule of theirs can
+ * let it win there). The result is stored with the remote's vector, not
+ * the merged one: a merged vector would still be our own version, never
+ * announced, and the peers would wait for this device forever. A live
+ * local loser is kept as a conflict copy, or by the versions archive when
+ * the remote deleted the path. */
+#define LR_SYNC_F_YIELDED 0x80u
 
 struct lr_sync_decision {
     enum lr_sync_action action;
@@ -146,7 +155,8 @@ struct lr_sync_decision {
      * (lr_sync_decide_with): no conflict copy is made. */
     bool by_strategy;
     /* This device's strategy (sides->local), text form, for the audit
-     * trail: "keep-both" from lr_sync_decide. */
+     * trail: "keep-both" from lr_sync_decide, "receive-only" when the
+     * local version yielded (LR_SYNC_F_YIELDED). */
     char strategy[LR_SYNC_STRATEGY_STRLEN + 1];
 };
 
@@ -181,7 +191,10 @@ int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *re
  * winner replaces it). Otherwise keep-both decides as lr_sync_decide.
  * With our strategy other than keep-both and the peer's unknown, such a
  * pair is deferred (NOTHING, LR_SYNC_F_DEFERRED); with ours keep-both the
- * peer's cannot matter (a winner needs both).
+ * peer's cannot matter (a winner needs both). With sides->local_yields every
+ * concurrent pair goes to the remote version (LR_SYNC_F_YIELDED), whatever
+ * the strategies: the peer never sees the local version, so there is no
+ * symmetry to keep.
  * Symmetric: the peer, deciding with local and remote (and the sides)
  * swapped, reaches the same winner, vector and copy (tested).
  */

@@ -61,6 +61,10 @@ struct lr_sync_sides {
     /* The remote device's strategy is not known (it has not announced the
      * folder on a live connection): `remote` is a guess. */
     bool remote_unknown;
+    /* The local record is an own version of a receive-only folder (never
+     * announced, docs/modes.md): any concurrent remote version wins
+     * (lr_sync_decide_with, LR_SYNC_F_YIELDED). */
+    bool local_yields;
 };
 
 /* Parse the text form and window (0..LR_SYNC_WINDOW_MAX) into *out (zeroed

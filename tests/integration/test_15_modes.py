@@ -134,6 +134,59 @@ def test_receive_only_keeps_local_changes_then_revert(devices, tmp_path):
     assert b.run("folder", "revert", "docs").rc == 0  # nothing left: a no-op
 
 
+def test_receive_only_local_changes_yield_to_peers_later_changes(devices, tmp_path):
+    """A peer's change concurrent with a receive-only device's own change
+    wins there, whatever the mtimes say: the peer never saw the local change,
+    so it could never lose on the peer, and both devices would wait on each
+    other for good (`sync --wait` timed out on both). The local edit is kept:
+    as a conflict copy (a local change itself) against an edit, in the
+    versions archive against a delete."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "doc.txt").write_bytes(b"A's text\n")
+    (fa / "gone.txt").write_bytes(b"A deletes this later\n")
+    add(a, fa, b)
+    add(b, fb, a, "--mode", "receive-only")
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
+
+    # B edits both files (newer mtimes than A's coming changes) ...
+    (fb / "doc.txt").write_bytes(b"B's local edit\n")
+    (fb / "gone.txt").write_bytes(b"B's edit of a file A deletes\n")
+    b.ok("scan")
+    wait_for(lambda: status(b)["local_changes"] == 2, timeout=30, what="B's two local changes")
+    # ... then A, which never hears of them, edits one (an older mtime) and deletes the other.
+    (fa / "doc.txt").write_bytes(b"A's later text\n")
+    old = time.time() - 3600
+    os.utime(fa / "doc.txt", (old, old))
+    os.unlink(fa / "gone.txt")
+    a.ok("scan")
+
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert (fb / "doc.txt").read_bytes() == b"A's later text\n"
+    assert not (fb / "gone.txt").exists()
+    copies = [n for n in os.listdir(fb) if "sync-conflict" in n]
+    assert len(copies) == 1 and copies[0].startswith("doc.sync-conflict-"), copies
+    assert (fb / copies[0]).read_bytes() == b"B's local edit\n"
+    assert archived(fb, "gone.txt") == [b"B's edit of a file A deletes\n"]
+    # Nothing of B's reached A; the copy is B's one local change left.
+    assert sorted(os.listdir(fa)) == [".landropic", "doc.txt"]
+    assert (fa / "doc.txt").read_bytes() == b"A's later text\n"
+    assert status(b)["local_changes"] == 1
+    trail = b.ok("conflicts", "--json").json()["conflicts"]
+    got = {(c["path"], c["strategy"], c["resolution"]) for c in trail}
+    assert got == {("doc.txt", "receive-only", "copy"), ("gone.txt", "receive-only", "archive")}, trail
+
+    # Reverting drops the copy; both stay settled.
+    b.ok("folder", "revert", "docs")
+    wait_for(lambda: status(b)["local_changes"] == 0, timeout=30, what="B clean after revert")
+    assert not [n for n in os.listdir(fb) if "sync-conflict" in n]
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert synced(fa, fb)
+
+
 def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "shared.txt").write_bytes(b"A's shared\n")

@@ -693,6 +693,109 @@ static void test_modify_delete(void **state)
     lr_file_rec_release(&orig);
 }
 
+/* A receive-only device's own version yields to every concurrent peer
+ * version (sides.local_yields), stored with the peer's vector. */
+static void test_local_yields(void **state)
+{
+    (void)state;
+    const uint64_t mine[] = {1, 1, 2, 9000}; /* device 2's own change */
+    const uint64_t theirs[] = {1, 5};        /* device 1's, concurrent */
+    struct lr_sync_sides sd = {0};
+    sd.local_yields = true;
+    struct lr_err err = {0};
+    struct lr_file_rec l, r, t, ld;
+    struct lr_sync_decision d;
+
+    /* content: ours is newer and would keep the name; yielding, it becomes the copy */
+    mk(&l, "f", LR_FT_FILE, false, 1, 900, 0644, mine, 2);
+    mk(&r, "f", LR_FT_FILE, false, 2, 100, 0644, theirs, 1);
+    assert_int_equal(decide(&l, &r, &d), LR_SYNC_CONFLICT);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_NONE);
+    lr_sync_decision_release(&d);
+    assert_int_equal(lr_sync_decide_with(&l, &r, &sd, &d, &err), LR_SYNC_CONFLICT);
+    assert_int_equal(d.conflict, LR_SYNC_CONFLICT_CONTENT);
+    assert_true(d.flags & LR_SYNC_F_YIELDED);
+    assert_true(d.from_remote && d.copy_here);
+    assert_non_null(d.copy_path);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_FILE);
+    assert_true(lr_vv_equal(&d.vv, &r.vv)); /* not merged: ours would stay unannounced */
+    assert_string_equal(d.strategy, "receive-only");
+    struct lr_file_rec after;
+    rec_copy(&after, &l);
+    apply_result(&after, &r, &d);
+    lr_sync_decision_release(&d);
+    assert_true(rec_same(&after, &r));
+    assert_int_equal(lr_sync_decide_with(&after, &r, &sd, &d, &err), LR_SYNC_NOTHING);
+    lr_sync_decision_release(&d);
+    lr_file_rec_release(&after);
+
+    /* the peer deleted what we edited: the delete wins, our edit is archived */
+    mk(&t, "f", LR_FT_FILE, true, 0, 50, 0, theirs, 1);
+    assert_int_equal(lr_sync_decide_with(&l, &t, &sd, &d, &err), LR_SYNC_CONFLICT);
+    assert_int_equal(d.conflict, LR_SYNC_CONFLICT_MODIFY_DELETE);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_DELETE);
+    assert_true(d.flags & LR_SYNC_F_ARCHIVE_LOSER);
+    assert_true(d.flags & LR_SYNC_F_CHECK_DISK);
+    assert_null(d.copy_path);
+    assert_true(lr_vv_equal(&d.vv, &t.vv));
+    assert_false(d.new_live);
+    lr_sync_decision_release(&d);
+
+    /* we deleted what the peer edited: the edit comes back with its vector */
+    struct lr_file_rec lt;
+    mk(&lt, "f", LR_FT_FILE, true, 0, 900, 0, mine, 2);
+    assert_int_equal(lr_sync_decide_with(&lt, &r, &sd, &d, &err), LR_SYNC_CONFLICT);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_FILE);
+    assert_null(d.copy_path);
+    assert_true(lr_vv_equal(&d.vv, &r.vv));
+    lr_sync_decision_release(&d);
+
+    /* same content, other mtime: the peer's metadata and vector, no copy */
+    struct lr_file_rec same;
+    mk(&same, "f", LR_FT_FILE, false, 2, 900, 0600, mine, 2);
+    assert_int_equal(lr_sync_decide_with(&same, &r, &sd, &d, &err), LR_SYNC_TAKE_REMOTE);
+    assert_int_equal(d.conflict, LR_SYNC_CONFLICT_METADATA);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_META);
+    assert_null(d.copy_path);
+    assert_true(lr_vv_equal(&d.vv, &r.vv));
+    lr_sync_decision_release(&d);
+
+    /* our directory vs their file: the file takes the name once the directory is empty */
+    mk(&ld, "f", LR_FT_DIR, false, 0, 900, 0755, mine, 2);
+    assert_int_equal(lr_sync_decide_with(&ld, &r, &sd, &d, &err), LR_SYNC_CONFLICT);
+    assert_int_equal(d.conflict, LR_SYNC_CONFLICT_TYPE);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_FILE);
+    assert_true((d.flags & (LR_SYNC_F_REPLACE_TYPE | LR_SYNC_F_IF_EMPTY)) ==
+                (LR_SYNC_F_REPLACE_TYPE | LR_SYNC_F_IF_EMPTY));
+    assert_null(d.copy_path);
+    lr_sync_decision_release(&d);
+
+    /* a strategy waiting for the peer's would defer; yielding needs no peer */
+    sd.local.kind = LR_STRAT_NEWEST;
+    sd.remote_unknown = true;
+    assert_int_equal(lr_sync_decide_with(&l, &r, &sd, &d, &err), LR_SYNC_CONFLICT);
+    assert_false(d.flags & LR_SYNC_F_DEFERRED);
+    assert_true(d.from_remote);
+    lr_sync_decision_release(&d);
+
+    /* newer remote versions and older ones are ordered as ever */
+    struct lr_file_rec newer;
+    mk(&newer, "f", LR_FT_FILE, false, 3, 10, 0644, (const uint64_t[]){1, 6, 2, 9000}, 2);
+    assert_int_equal(lr_sync_decide_with(&l, &newer, &sd, &d, &err), LR_SYNC_TAKE_REMOTE);
+    assert_false(d.flags & LR_SYNC_F_YIELDED);
+    lr_sync_decision_release(&d);
+    assert_int_equal(lr_sync_decide_with(&newer, &l, &sd, &d, &err), LR_SYNC_NOTHING);
+    lr_sync_decision_release(&d);
+
+    lr_file_rec_release(&newer);
+    lr_file_rec_release(&ld);
+    lr_file_rec_release(&same);
+    lr_file_rec_release(&lt);
+    lr_file_rec_release(&t);
+    lr_file_rec_release(&r);
+    lr_file_rec_release(&l);
+}
+
 static void test_type_changes(void **state)
 {
     (void)state;
@@ -1356,6 +1459,7 @@ int main(void)
         cmocka_unit_test(test_identical_content_merge),
         cmocka_unit_test(test_metadata_only),
         cmocka_unit_test(test_modify_delete),
+        cmocka_unit_test(test_local_yields),
         cmocka_unit_test(test_type_changes),
         cmocka_unit_test(test_conflict_symmetry),
         cmocka_unit_test(test_three_devices_converge),
