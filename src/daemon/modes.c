@@ -110,6 +110,44 @@ void daemon_modes_status(struct lr_daemon *d, const struct lr_folder_cfg *fc, ui
                             json_integer((json_int_t)daemon_modes_local_changes(d, fc->id)));
 }
 
+/* ---- send-only: adopting equal versions ---- */
+
+int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
+                             const struct lr_file_rec *remote, bool *adopted, struct lr_err *err)
+{
+    *adopted = false;
+    struct lr_file_rec local;
+    int rc =
+        lr_index_file_get(ix, folder, remote->path, remote->path_len, LR_IX_CHUNKS, &local, err);
+    bool has = rc == 0;
+    if (rc < 0 && rc != LR_ENOTFOUND)
+        return rc;
+    struct lr_sync_decision dec;
+    struct lr_err derr = {0};
+    rc = lr_sync_decide(has ? &local : NULL, remote, &dec, &derr);
+    if (rc >= 0 && dec.apply == LR_SYNC_APPLY_RECORD && !(dec.flags & LR_SYNC_F_INCONSISTENT)) {
+        /* Our record as it is (its inode, ctime and chunks) with the vector;
+         * without one, the peer's tombstone of a path we never had. */
+        struct lr_file_rec r = has ? local : *remote;
+        r.vv = dec.vv;
+        if (!has) {
+            r.chunks = NULL;
+            r.nchunks = 0;
+            r.size = 0;
+            r.inode = 0;
+            r.ctime_ns = 0;
+        }
+        rc = lr_index_file_put(ix, folder, &r, NULL, err);
+        *adopted = rc == 0;
+    } else {
+        rc = 0; /* anything else is a change a send-only folder does not take */
+    }
+    lr_sync_decision_release(&dec);
+    if (has)
+        lr_file_rec_release(&local);
+    return rc;
+}
+
 /* ---- the jobs ---- */
 
 struct modes_job {

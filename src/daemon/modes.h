@@ -40,12 +40,26 @@ struct lr_api_req;
 struct lr_folder_cfg;
 struct lr_index;
 struct lr_file_rec;
+struct lr_err;
 
 /* Is `r` (borrowed) an own version of this device (`self`: its short ID)?
  * A database error answers true: a receive-only device then withholds a
  * record rather than risk sending a local change. */
 bool daemon_modes_own_version(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
                               uint64_t self);
+
+/*
+ * Send-only: take the vector of a peer's record `remote` (borrowed) for
+ * its path when taking it changes nothing on our disk (lr_sync_decide
+ * answers APPLY_RECORD: same type, content and metadata as our record, the
+ * vector newer or concurrent). Without it, identical files that both
+ * devices had from the start (concurrent versions the peer merges) would
+ * count as peer changes pending an override for good. Runs inside the
+ * caller's transaction on `ix`; *adopted is set when our record changed
+ * (it then has a new sequence to announce). 0 or a negative error.
+ */
+int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
+                             const struct lr_file_rec *remote, bool *adopted, struct lr_err *err);
 
 /* API "folder.override" {folder}: send-only only. Answers {"folder", "overridden"}. */
 void daemon_m_folder_override(struct lr_daemon *d, struct lr_api_req *req, json_t *params);

@@ -782,6 +782,7 @@ struct listed {
     char *folder;
     uint64_t index_id;
     uint64_t epoch;
+    bool send_only; /* our folder's mode: adopts equal versions (modes.h) */
 };
 
 struct recv_job {
@@ -797,6 +798,7 @@ struct recv_job {
     char folder[LR_PROTO_FOLDER_ID_MAX + 1];
     bool ignored, last, fatal;
     size_t ndeltas;     /* delta entries applied */
+    size_t adopted;     /* send-only: our records that took the peer's vector */
     bool miss;          /* a delta whose base we lack: entries from it on not stored */
     uint64_t miss_seq;  /* the batch's last sequence: lists up to it */
     uint64_t miss_from; /* the sender's index ID */
@@ -974,6 +976,11 @@ static void recv_work(struct daemon_job *base)
         if ((rc = lr_index_remote_put(d->ix, j->folder, &j->peer, ix.hdr.index_id, &r, &j->err)) <
             0)
             goto fail_tx;
+        bool adopted = false;
+        if (ls->send_only && !r.flags &&
+            (rc = daemon_modes_adopt_equal(d->ix, j->folder, &r.rec, &adopted, &j->err)) < 0)
+            goto fail_tx;
+        j->adopted += adopted;
     }
     /* The SUMMARY covered every entry up to its sequence: the records it
      * showed equal were adopted, the others came in this burst. */
@@ -1057,6 +1064,8 @@ static void recv_done(struct daemon_job *base, int status)
                 sync_item_index(d, &j->peer, j->folder, false);
             if (j->last)
                 sync_pull_trigger(d, j->folder);
+            if (j->adopted)
+                sync_local_changed(d, j->folder); /* the adopted vectors */
         }
     }
     for (size_t i = 0; i < j->nlisted; i++)
@@ -1098,6 +1107,8 @@ static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
         j->listed[j->nlisted].folder = lr_xstrdup(l->folder);
         j->listed[j->nlisted].index_id = l->their_index_id;
         j->listed[j->nlisted].epoch = l->epoch;
+        const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
+        j->listed[j->nlisted].send_only = fc && fc->mode == LR_MODE_SEND_ONLY;
         j->nlisted++;
     }
     /* Which folder it is for is known once decoded: until then sync_folder_status

@@ -84,6 +84,42 @@ def test_send_only_not_applied_then_override(devices, tmp_path):
              what="A's later edit on B")
 
 
+def test_send_only_identical_files_added_on_both_are_in_sync(devices, tmp_path):
+    """Two devices that start with the same files (a common first setup)
+    have concurrent versions of identical content: the send-receive side
+    merges the vectors, and the send-only side, which applies nothing, must
+    still count those paths as in sync (it takes the merged vector, as
+    nothing on its disk changes), not as changes pending an override."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for root in (fa, fb):
+        (root / "same.txt").write_bytes(b"identical on both\n")
+        (root / "sub").mkdir()
+        (root / "sub" / "same2.bin").write_bytes(bytes(range(256)) * 64)
+        os.utime(root / "sub" / "same2.bin", (1_650_000_000, 1_650_000_000))
+    os.utime(fb / "same.txt", (1_600_000_000, 1_600_000_000))  # A's newer mtime wins
+    (fb / "only-b.txt").write_bytes(b"B's own\n")
+    add(a, fa, b, "--mode", "send-only")
+    add(b, fb, a)
+    a.start()
+    b.start()
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    # B's own file is a peer change A does not take; the identical files
+    # (B took A's newer mtime: the greater version's metadata) are not.
+    s = wait_for(lambda: (lambda s: s["override_pending"] == 1 and s)(status(a)), timeout=30,
+                 what="A's pending: only B's own file")
+    assert s["need_files"] == 1, s
+    assert not (fa / "only-b.txt").exists()
+    assert (fb / "same.txt").stat().st_mtime_ns == (fa / "same.txt").stat().st_mtime_ns
+    # Nothing is pending once B's own file is gone.
+    os.unlink(fb / "only-b.txt")
+    b.ok("scan")
+    wait_for(lambda: (lambda s: s["override_pending"] == 0 and s["in_sync"])(status(a)),
+             timeout=30, what="A in sync with identical files")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert synced(fa, fb)
+
+
 def test_receive_only_keeps_local_changes_then_revert(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "doc.txt").write_bytes(b"A's text\n")
