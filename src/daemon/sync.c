@@ -932,6 +932,7 @@ static void recv_work(struct daemon_job *base)
     if ((ix.hdr.flags & LR_PROTO_INDEX_FIRST) &&
         (rc = lr_index_remote_full_begin(d->ix, j->folder, &j->peer, ix.hdr.index_id, &j->err)) < 0)
         goto fail_tx;
+    size_t nstored = 0; /* entries stored (all but those after a delta miss) */
     for (size_t i = 0; i < ix.n; i++) {
         struct lr_proto_entry *e = &ix.v[i];
         if (e->delta) {
@@ -976,11 +977,7 @@ static void recv_work(struct daemon_job *base)
         if ((rc = lr_index_remote_put(d->ix, j->folder, &j->peer, ix.hdr.index_id, &r, &j->err)) <
             0)
             goto fail_tx;
-        bool adopted = false;
-        if (ls->send_only && !r.flags &&
-            (rc = daemon_modes_adopt_equal(d->ix, j->folder, &r.rec, &adopted, &j->err)) < 0)
-            goto fail_tx;
-        j->adopted += adopted;
+        nstored++;
     }
     /* The SUMMARY covered every entry up to its sequence: the records it
      * showed equal were adopted, the others came in this burst. */
@@ -997,6 +994,24 @@ static void recv_work(struct daemon_job *base)
         goto fail_tx;
     if ((rc = lr_index_commit(d->ix, &j->err)) < 0)
         goto fail;
+    /* Adopted vectors are our own records, announced under new sequences:
+     * they must not be lost to a power cut after the peers saw them, so
+     * they go in a transaction of their own with the full sync. */
+    if (ls->send_only && nstored > 0) {
+        if ((rc = lr_index_begin(d->ix, &j->err)) < 0)
+            goto fail;
+        for (size_t i = 0; i < nstored; i++) {
+            bool adopted = false;
+            if (ix.v[i].unknown_type)
+                continue;
+            if ((rc = daemon_modes_adopt_equal(d->ix, j->folder, &ix.v[i].rec, &adopted, &j->err)) <
+                0)
+                goto fail_tx;
+            j->adopted += adopted;
+        }
+        if ((rc = lr_index_commit(d->ix, &j->err)) < 0)
+            goto fail;
+    }
     j->last = (ix.hdr.flags & LR_PROTO_INDEX_LAST) != 0 && !j->miss;
     j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
     goto out;
