@@ -870,6 +870,16 @@ static int target_check(struct page_ctx *c, const char *path, bool absent, struc
 static bool dir_kept(struct page_ctx *c, const struct lr_file_rec *dir,
                      const struct lr_device_id *peer, int *rc, struct lr_err *err)
 {
+    /* A receive-only device's new directory version would never be sent
+     * and would yield again at once (LR_SYNC_F_YIELDED): a loop. Its local
+     * files keep the directory as a failing item until `folder revert`. */
+    if (c->j->receive_only) {
+        *err = (struct lr_err){0};
+        *rc = lr_err_set(err, -ENOTEMPTY,
+                         "not applied: the directory holds local changes of this receive-only "
+                         "folder ('folder revert' discards them)");
+        return false;
+    }
     struct lr_err kerr = {0};
     int k = keep_dir_with_children(c, dir, peer, &kerr);
     if (k < 0) {

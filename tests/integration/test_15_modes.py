@@ -223,6 +223,51 @@ def test_receive_only_local_changes_yield_to_peers_later_changes(devices, tmp_pa
     assert synced(fa, fb)
 
 
+def test_receive_only_directory_with_local_files_replaced_by_a_peer_file(devices, tmp_path):
+    """A peer replaces a directory with a file while the receive-only device
+    has a file of its own in that directory: the local file is never
+    deleted, the path is listed as failing (the directory cannot go), and the
+    device does not loop re-versioning the directory; `folder revert`
+    archives the local file and the peer's file arrives."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "d").mkdir()
+    (fa / "d" / "x.txt").write_bytes(b"A's file in d\n")
+    add(a, fa, b)
+    add(b, fb, a, "--mode", "receive-only")
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
+    (fb / "d" / "mine.txt").write_bytes(b"B's own file\n")
+    b.ok("scan")
+    wait_for(lambda: status(b)["local_changes"] == 1, timeout=30, what="B's local change")
+    (fa / "d" / "x.txt").unlink()
+    (fa / "d").rmdir()
+    (fa / "d").write_bytes(b"now a file on A\n")
+    a.ok("scan")
+    s = wait_for(lambda: (lambda s: s["errors"] and s)(status(b)), timeout=30,
+                 what="B lists d as failing")
+    assert [e["path"] for e in s["errors"]] == ["d"], s
+    assert "folder revert" in s["errors"][0]["error"], s
+    assert (fb / "d" / "mine.txt").read_bytes() == b"B's own file\n"
+    assert not (fb / "d" / "x.txt").exists()
+    r = b.run("sync", "--wait", "--timeout", "3")
+    assert r.rc == 3, r
+    # No loop: the index does not keep growing while nothing changes.
+    seq0 = b.ok("folders", "--json").json()
+    time.sleep(3)
+    assert b.ok("folders", "--json").json() == seq0
+    assert status(b)["local_changes"] == 1
+    res = b.ok("folder", "revert", "docs", "--json").json()
+    assert res["archived"] == 1, res
+    wait_for(lambda: (fb / "d").is_file(), timeout=30, what="A's file d on B after the revert")
+    assert (fb / "d").read_bytes() == b"now a file on A\n"
+    vd = fb / ".landropic" / "versions" / "d"
+    assert [(vd / n).read_bytes() for n in os.listdir(vd) if n.startswith("mine.txt~")] == \
+        [b"B's own file\n"]
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+
+
 def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "shared.txt").write_bytes(b"A's shared\n")
