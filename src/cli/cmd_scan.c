@@ -65,7 +65,10 @@ static int scan_local(struct cli *c, const struct opts *o, json_t **doc)
             continue;
         struct lr_scan_result r;
         lr_err_clear(&err);
-        rc = lr_scan_folder(ix, f->id, f->path, &sopts, &r, &err);
+        bool reset; /* as the daemon does before a folder's first scan (index.h) */
+        rc = lr_index_folder_bind(ix, f->id, sopts.short_id, f->token, &reset, &err);
+        if (rc == 0)
+            rc = lr_scan_folder(ix, f->id, f->path, &sopts, &r, &err);
         if (rc < 0) {
             exit_code = cli_fail(rc, &err);
             json_t *e = json_pack("{s:s}", "id", f->id);

@@ -5,6 +5,7 @@
 #include "util/xalloc.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <arpa/inet.h>
@@ -379,6 +380,7 @@ int lr_config_add_folder(struct lr_config *cfg, const struct lr_folder_cfg *f, s
     n->mode = f->mode;
     n->conflict = lr_xstrdup(f->conflict ? f->conflict : "keep-both");
     n->conflict_window = f->conflict_window;
+    n->token = f->token;
     n->nshared = 0;
     n->shared = NULL;
     for (size_t i = 0; i < f->nshared; i++)
@@ -451,6 +453,11 @@ static json_t *folder_to_json(const struct lr_folder_cfg *f)
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:o}", "id", f->id, "mode",
                           lr_folder_mode_name(f->mode), "conflict", f->conflict, "conflict_window",
                           (json_int_t)f->conflict_window, "shared", shared);
+    if (f->token) {
+        char tok[17];
+        snprintf(tok, sizeof(tok), "%016" PRIx64, f->token);
+        json_object_set_new(o, "token", json_string(tok));
+    }
     size_t plen = strlen(f->path);
     if (lr_utf8_valid(f->path, plen)) {
         json_object_set_new(o, "path", json_string(f->path));
@@ -596,15 +603,36 @@ static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct
     return 0;
 }
 
+/* 16 lower-case hex digits, not all zero. */
+static int parse_token(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t n = 0;
+    for (; s[n]; n++) {
+        int c = (unsigned char)s[n], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else
+            return -1;
+        v = v << 4 | (uint64_t)d;
+    }
+    if (n != 16 || v == 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, struct lr_err *err)
 {
     const char *id = NULL, *fpath = NULL, *fpath_b64 = NULL, *mode = "send-receive",
-               *conflict = "keep-both";
+               *conflict = "keep-both", *token = NULL;
     json_int_t window = 0;
     json_t *shared = NULL;
-    if (json_unpack(jf, "{s:s, s:s, s?s, s?s, s?s, s?I, s?o}", "id", &id, "path", &fpath,
+    if (json_unpack(jf, "{s:s, s:s, s?s, s?s, s?s, s?I, s?o, s?s}", "id", &id, "path", &fpath,
                     "path_b64", &fpath_b64, "mode", &mode, "conflict", &conflict, "conflict_window",
-                    &window, "shared", &shared) < 0)
+                    &window, "shared", &shared, "token", &token) < 0)
         return bad(err, path, "a folder entry lacks its id or path");
     struct lr_err sub = {0};
     struct lr_folder_cfg f = {0};
@@ -620,6 +648,8 @@ static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, stru
     f.conflict = (char *)(uintptr_t)conflict;
     f.conflict_window = window < 0 ? 0 : (uint32_t)(window > UINT32_MAX ? UINT32_MAX : window);
     int rc = lr_folder_mode_parse(mode, &f.mode, &sub);
+    if (rc == 0 && token && parse_token(token, &f.token) < 0)
+        rc = lr_err_set(&sub, LR_ECONFIG, "folder '%s' has a malformed token", id);
     if (rc == 0 && fpath[0] != '/')
         rc = lr_err_set(&sub, LR_ECONFIG, "folder '%s' has a relative path", id);
     if (rc == 0)

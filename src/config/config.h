@@ -48,6 +48,12 @@ struct lr_folder_cfg {
     uint32_t conflict_window; /* seconds */
     struct lr_device_id *shared;
     size_t nshared;
+    /* Random, made by `folder add` (never 0 then; 0: a configuration from
+     * before tokens). The folder's index carries it (lr_index_folder_bind):
+     * a folder removed and added again under the same ID gets a fresh
+     * index, not the old one's records (which a scan of another or an
+     * emptied directory would turn into deletions on every peer). */
+    uint64_t token;
 };
 
 struct lr_config {

@@ -148,6 +148,7 @@ void daemon_config_changed(struct lr_daemon *d)
         memset(f, 0, sizeof(*f));
         f->id = lr_xstrdup(id);
         f->state = FOLDER_IDLE;
+        scanjobs_bind(d, id);
         scanjobs_queue(d, &id, 1, NULL, NULL);
     }
     sync_config_changed(d);

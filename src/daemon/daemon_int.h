@@ -38,6 +38,7 @@ struct folder_rt {
     char *error;      /* why it is in FOLDER_ERROR, or NULL */
     bool scan_queued; /* a scan of it waits in the job queue */
     bool scanned;     /* at least one scan finished since start */
+    bool bound;       /* its index is this configuration entry's (scanjobs_bind) */
     struct lr_scan_result last;
 };
 
@@ -108,6 +109,14 @@ void daemon_api_handler(void *ud, struct lr_api_req *req, const char *method, js
  */
 int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct lr_api_req *req,
                    struct lr_err *err);
+/*
+ * Queue the job that ties folder `id`'s index to its configuration entry
+ * (lr_index_folder_bind: the index of a folder removed and added again is
+ * emptied, never reused). Until it has run the folder is not synced
+ * (sync_folder_usable); queued before the folder's first scan, it runs
+ * first (the serial queue is in order). A failure puts the folder in error.
+ */
+void scanjobs_bind(struct lr_daemon *d, const char *id);
 /* True if any of the named folders (all if n == 0) has a scan queued or running. */
 bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n);
 /* Drop waiting jobs (answering their requests) at shutdown. */

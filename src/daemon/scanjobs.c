@@ -218,6 +218,8 @@ static void done(struct daemon_job *base, int status)
             f->error = NULL;
             f->scanned = true;
             f->last = it->res;
+            if (!f->bound)
+                scanjobs_bind(d, it->id); /* its bind failed: try again */
         }
         lr_info(MOD,
                 "folder=%s files=%llu added=%llu changed=%llu deleted=%llu hashed=%llu "
@@ -260,6 +262,69 @@ static void start(struct daemon_job *base)
         }
         live_scan_starting(j->base.d, j->items[i].id);
     }
+}
+
+/* ---- binding a folder's index to its configuration entry ---- */
+
+struct bind_job {
+    struct daemon_job base;
+    char *folder;
+    uint64_t token;
+    bool reset;
+    int rc;
+    struct lr_err err;
+};
+
+static void bind_work(struct daemon_job *base)
+{
+    struct bind_job *j = (struct bind_job *)base;
+    j->rc = lr_index_folder_bind(base->d->ix, j->folder, base->d->short_id, j->token, &j->reset,
+                                 &j->err);
+}
+
+static void bind_done(struct daemon_job *base, int status)
+{
+    struct bind_job *j = (struct bind_job *)base;
+    struct lr_daemon *d = base->d;
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, j->folder);
+    struct folder_rt *f = daemon_folder(d, j->folder);
+    /* Removed, or removed and added again (another bind is queued) meanwhile. */
+    if (status < 0 || !f || !fc || fc->token != j->token) {
+        free(j->folder);
+        free(j);
+        return;
+    }
+    if (j->rc < 0) {
+        const char *msg = lr_err_msg(&j->err, j->rc);
+        lr_warn(MOD, "folder=%s index not usable: %s", j->folder, msg);
+        f->state = FOLDER_ERROR;
+        free(f->error);
+        f->error = lr_xasprintf("index: %s", msg);
+    } else {
+        if (j->reset)
+            lr_info(MOD,
+                    "folder=%s was removed and added again: its old index is dropped (the first "
+                    "scan records what is there; nothing is deleted on peers)",
+                    j->folder);
+        f->bound = true;
+        sync_config_changed(d); /* now announced */
+    }
+    free(j->folder);
+    free(j);
+}
+
+void scanjobs_bind(struct lr_daemon *d, const char *id)
+{
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, id);
+    if (!fc)
+        return;
+    struct bind_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC; /* a SCAN job is a struct scan_job (busy_with) */
+    j->base.work = bind_work;
+    j->base.done = bind_done;
+    j->folder = lr_xstrdup(id);
+    j->token = fc->token;
+    daemon_job_queue(d, &j->base);
 }
 
 int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct lr_api_req *req,

@@ -73,7 +73,7 @@ static struct sync_link *link_get(struct lr_daemon *d, const struct lr_device_id
 bool sync_folder_usable(struct lr_daemon *d, const char *folder)
 {
     struct folder_rt *f = daemon_folder(d, folder);
-    return f && f->state != FOLDER_ERROR && lr_config_find_folder(d->cfg, folder);
+    return f && f->bound && f->state != FOLDER_ERROR && lr_config_find_folder(d->cfg, folder);
 }
 
 static bool syncing(struct lr_daemon *d, const struct lr_device_id *peer, const char *folder)

@@ -179,6 +179,8 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (folder, path, blocks)"
     ") WITHOUT ROWID;"
     "CREATE INDEX sessions_updated ON sessions(updated_ms);",
+    /* v6: the configuration's folder token (lr_index_folder_bind); 0: none yet. */
+    "ALTER TABLE folders ADD COLUMN token INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -197,6 +199,10 @@ enum stmt_id {
     S_FOLDER_DEL_FILES,
     S_FOLDER_DEL_CHUNKS,
     S_FOLDER_STATS,
+    S_FOLDER_TOKEN_GET,
+    S_FOLDER_TOKEN_SET,
+    S_FOLDER_RESET,
+    S_FOLDER_DEL_SESSIONS,
     S_FILE_UPSERT,
     S_FILE_SET_STAT,
     S_FILE_SET_VV,
@@ -227,6 +233,10 @@ static const char *const stmt_sql[S__COUNT] = {
         "DELETE FROM chunks WHERE file IN (SELECT id FROM files WHERE folder = ?1)",
     [S_FOLDER_STATS] = "SELECT type, deleted, count(*), sum(size) FROM files WHERE folder = ?1 "
                        "GROUP BY type, deleted",
+    [S_FOLDER_TOKEN_GET] = "SELECT token FROM folders WHERE id = ?1",
+    [S_FOLDER_TOKEN_SET] = "UPDATE folders SET token = ?2 WHERE id = ?1",
+    [S_FOLDER_RESET] = "UPDATE folders SET index_id = ?2, max_seq = 0, token = ?3 WHERE id = ?1",
+    [S_FOLDER_DEL_SESSIONS] = "DELETE FROM sessions WHERE folder = ?1",
     [S_FILE_UPSERT] =
         "INSERT INTO files(folder, path, type, deleted, size, mtime_ns, mode, inode, ctime_ns, "
         "target, vv, seq, blocks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
@@ -705,6 +715,16 @@ int lr_index_folder_get(struct lr_index *ix, const char *folder_id, struct lr_fo
     return 0;
 }
 
+static int new_index_id(uint64_t *out, struct lr_err *err)
+{
+    *out = 0;
+    while (*out == 0) {
+        if (getrandom(out, sizeof(*out), 0) != (ssize_t)sizeof(*out))
+            return lr_err_set(err, -errno, "getrandom for index ID");
+    }
+    return 0;
+}
+
 int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t short_id,
                            struct lr_folder_info *info, struct lr_err *err)
 {
@@ -726,11 +746,9 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
         done(s);
         tmp.short_id = short_id;
     } else if (rc == LR_ENOTFOUND) {
-        uint64_t index_id = 0;
-        while (index_id == 0) {
-            if (getrandom(&index_id, sizeof(index_id), 0) != (ssize_t)sizeof(index_id))
-                return lr_err_set(err, -errno, "getrandom for index ID");
-        }
+        uint64_t index_id;
+        if ((rc = new_index_id(&index_id, err)) < 0)
+            return rc;
         sqlite3_stmt *s = stmt(ix, S_FOLDER_ADD, err);
         if (!s)
             return LR_EDB;
@@ -746,6 +764,96 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
     }
     if (rc == 0 && info)
         *info = tmp;
+    return rc;
+}
+
+/* One statement on the folder's row: ?1 the row id, ?2 and ?3 the values. */
+static int folder_exec(struct lr_index *ix, enum stmt_id which, int64_t id, int64_t v2, int64_t v3,
+                       struct lr_err *err)
+{
+    sqlite3_stmt *s = stmt(ix, which, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, id);
+    if (sqlite3_bind_parameter_count(s) >= 2)
+        sqlite3_bind_int64(s, 2, v2);
+    if (sqlite3_bind_parameter_count(s) >= 3)
+        sqlite3_bind_int64(s, 3, v3);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder update");
+    done(s);
+    return rc;
+}
+
+/* Empty the folder's index in place (the row, and so its row id, stays:
+ * other connections cache it) under a new index ID. */
+static int folder_reset(struct lr_index *ix, const char *folder_id, int64_t id, uint64_t token,
+                        struct lr_err *err)
+{
+    uint64_t index_id;
+    int rc = new_index_id(&index_id, err);
+    if (rc == 0)
+        rc = lr__ix_remote_folder_remove(ix, id, err);
+    if (rc == 0)
+        rc = folder_exec(ix, S_FOLDER_DEL_CHUNKS, id, 0, 0, err);
+    if (rc == 0)
+        rc = folder_exec(ix, S_FOLDER_DEL_FILES, id, 0, 0, err);
+    if (rc == 0)
+        rc = folder_exec(ix, S_FOLDER_RESET, id, (int64_t)index_id, (int64_t)token, err);
+    if (rc == 0) {
+        sqlite3_stmt *s = stmt(ix, S_FOLDER_DEL_SESSIONS, err);
+        if (!s)
+            return LR_EDB;
+        sqlite3_bind_text(s, 1, folder_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder sessions");
+        done(s);
+    }
+    if (rc == 0)
+        lr_info("index", "folder index reset folder=%s index_id=%016" PRIx64, folder_id, index_id);
+    return rc;
+}
+
+int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t short_id,
+                         uint64_t token, bool *reset, struct lr_err *err)
+{
+    *reset = false;
+    int64_t id;
+    bool own = !ix->in_tx;
+    int rc = 0;
+    if (own && (rc = lr_index_begin(ix, err)))
+        return rc;
+    rc = lr_index_folder_ensure(ix, folder_id, short_id, NULL, err);
+    if (rc == 0)
+        rc = lr__ix_folder_rowid(ix, folder_id, &id, err);
+    uint64_t have = 0;
+    if (rc == 0) {
+        sqlite3_stmt *s = stmt(ix, S_FOLDER_TOKEN_GET, err);
+        if (!s) {
+            rc = LR_EDB;
+        } else {
+            sqlite3_bind_int64(s, 1, id);
+            if (sqlite3_step(s) == SQLITE_ROW)
+                have = (uint64_t)sqlite3_column_int64(s, 0);
+            else
+                rc = lr__ix_dberr(ix, err, "folder token");
+            done(s);
+        }
+    }
+    if (rc == 0 && token != 0 && have != token) {
+        if (have != 0) {
+            rc = folder_reset(ix, folder_id, id, token, err);
+            *reset = rc == 0;
+        } else {
+            rc = folder_exec(ix, S_FOLDER_TOKEN_SET, id, (int64_t)token, 0, err);
+        }
+    }
+    if (own) {
+        if (rc)
+            lr_index_rollback(ix);
+        else
+            rc = lr_index_commit(ix, err);
+    }
+    if (rc)
+        *reset = false;
     return rc;
 }
 

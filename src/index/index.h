@@ -247,6 +247,18 @@ struct lr_folder_info {
  */
 int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t short_id,
                            struct lr_folder_info *info, struct lr_err *err);
+/*
+ * Tie the folder's index to the configuration's folder token (config.h:
+ * made anew by every `folder add`), creating the index if need be (as
+ * lr_index_folder_ensure). An index that carries another token belonged to
+ * a folder since removed: it is emptied (its records, the peers' records,
+ * transfer sessions) and gets a new random index ID, in place (the row id
+ * stays), and *reset is set. An index without a token takes this one;
+ * token 0 (a configuration from before tokens) changes nothing. Its own
+ * transaction unless one is open.
+ */
+int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t short_id,
+                         uint64_t token, bool *reset, struct lr_err *err);
 /* LR_ENOTFOUND if the folder has no index. */
 int lr_index_folder_get(struct lr_index *ix, const char *folder_id, struct lr_folder_info *info,
                         struct lr_err *err);

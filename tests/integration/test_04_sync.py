@@ -6,6 +6,8 @@ import os
 import stat
 import time
 
+import pytest
+
 from conftest import EventStream, free_udp_port, wait_for
 
 
@@ -153,6 +155,44 @@ def test_marker_removed_keeps_peer_files(devices, tmp_path):
     time.sleep(3)
     assert snapshot(fb) == before
     assert b.ok("status", "--json").json()["folders"][0]["state"] != "error"
+
+
+@pytest.mark.parametrize("how", ["running", "offline", "same-path"])
+def test_folder_removed_and_added_again_deletes_nothing_on_the_peer(devices, tmp_path, how):
+    """`folder remove` then `folder add` of another (empty) directory under
+    the same ID used to reuse the old index: its first scan recorded every
+    file as deleted and the peer deleted its whole folder. The re-added
+    folder gets a fresh index, so its scan records only what is there and
+    the peer's files come back instead. "same-path": the same directory,
+    with one file deleted while it was not synced: re-adding is a fresh
+    start too, so the peer's copy returns rather than being deleted."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(5):
+        (fa / f"a{i}.txt").write_bytes(f"A's file {i}\n".encode())
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    want = snapshot(fa)
+    if how == "same-path":
+        fb2 = fb
+    else:
+        fb2 = tmp_path / "B" / "elsewhere"
+        fb2.mkdir()
+    if how == "offline":
+        b.stop()
+    b.ok("folder", "remove", "docs")
+    if how == "same-path":
+        (fb / "a0.txt").unlink()
+    b.ok("folder", "add", str(fb2), "--id", "docs", "--share", a.id)
+    if how == "offline":
+        b.start()
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert snapshot(fa) == want
+    assert snapshot(fb2) == want
+    assert not os.path.exists(fa / ".landropic" / "versions") or \
+        not os.listdir(fa / ".landropic" / "versions")
 
 
 def test_new_files_while_connected_and_late_share(devices, tmp_path):

@@ -123,6 +123,7 @@ static void test_round_trip(void **state)
     f.mode = LR_MODE_RECEIVE_ONLY;
     f.conflict = S("newest");
     f.conflict_window = 7;
+    f.token = 0x00c0ffee12345678u;
     assert_int_equal(lr_config_add_folder(c, &f, &err), 0);
     assert_int_equal(lr_config_share_folder(c, "docs", &a, &err), 1);
     assert_int_equal(lr_config_share_folder(c, "docs", &a, &err), 0);
@@ -144,6 +145,7 @@ static void test_round_trip(void **state)
     assert_int_equal(rf->mode, LR_MODE_RECEIVE_ONLY);
     assert_string_equal(rf->conflict, "newest");
     assert_int_equal(rf->conflict_window, 7);
+    assert_true(rf->token == 0x00c0ffee12345678u);
     assert_true(lr_folder_shared_with(rf, &a));
     assert_false(lr_folder_shared_with(rf, &b));
 
@@ -212,6 +214,11 @@ static void test_load_errors(void **state)
         "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"rel\"}]}",
         "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"mode\": \"up\"}]}",
         "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"path_b64\": \"!!\"}]}",
+        "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"token\": \"12\"}]}",
+        "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"token\": "
+        "\"000000000000000g\"}]}",
+        "{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"token\": "
+        "\"0000000000000000\"}]}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         write_text(home, bad[i]);
@@ -286,6 +293,7 @@ static void test_ops(void **state)
     struct lr_folder_cfg *f = lr_config_find_folder(c, slash + 1);
     assert_int_equal(f->mode, LR_MODE_SEND_ONLY);
     assert_true(lr_folder_shared_with(f, &a));
+    assert_true(f->token != 0); /* every add makes a new one (index.h, folder bind) */
 
     p = json_pack("{s:s}", "path", "relative/path");
     assert_int_equal(lr_config_apply(c, "folder.add", p, &res, &err), LR_EUSAGE);

@@ -138,6 +138,55 @@ static void test_folders(void **state)
     lr_file_rec_release(&r);
 }
 
+/* lr_index_folder_bind: the token ties an index to one `folder add`. */
+static void test_folder_bind(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_folder_info a, b;
+    bool reset = true;
+    /* Created by the bind; then the same token again changes nothing. */
+    assert_int_equal(lr_index_folder_bind(f->ix, "fb", 7, 0xAAAA, &reset, &err), 0);
+    assert_false(reset);
+    struct lr_file_rec r;
+    mkfile(&r, "x", 2, 10, 3);
+    assert_int_equal(lr_index_file_put(f->ix, "fb", &r, NULL, &err), 0);
+    assert_int_equal(lr_index_folder_get(f->ix, "fb", &a, &err), 0);
+    assert_int_equal(lr_index_folder_bind(f->ix, "fb", 7, 0xAAAA, &reset, &err), 0);
+    assert_false(reset);
+    /* Token 0 (an old configuration) never resets. */
+    assert_int_equal(lr_index_folder_bind(f->ix, "fb", 7, 0, &reset, &err), 0);
+    assert_false(reset);
+    struct lr_file_rec got;
+    assert_int_equal(lr_index_file_get(f->ix, "fb", r.path, r.path_len, 0, &got, &err), 0);
+    lr_file_rec_release(&got);
+    /* Another token: emptied in place, a new index ID, sequences from 1. */
+    assert_int_equal(lr_index_folder_bind(f->ix, "fb", 7, 0xBBBB, &reset, &err), 0);
+    assert_true(reset);
+    assert_int_equal(lr_index_folder_get(f->ix, "fb", &b, &err), 0);
+    assert_true(b.index_id != a.index_id);
+    assert_int_equal(b.max_seq, 0);
+    assert_int_equal(lr_index_file_get(f->ix, "fb", r.path, r.path_len, 0, &got, &err),
+                     LR_ENOTFOUND);
+    struct lr_chunk_loc loc;
+    assert_int_equal(lr_index_chunk_find(f->ix, NULL, &r.chunks[1].hash, &loc, &err), LR_ENOTFOUND);
+    uint64_t seq = 0;
+    assert_int_equal(lr_index_file_put(f->ix, "fb", &r, &seq, &err), 0);
+    assert_int_equal(seq, 1);
+    /* An index made before tokens (by a scan) takes the first token it sees. */
+    assert_int_equal(lr_index_folder_ensure(f->ix, "old", 7, NULL, &err), 0);
+    assert_int_equal(lr_index_file_put(f->ix, "old", &r, NULL, &err), 0);
+    assert_int_equal(lr_index_folder_bind(f->ix, "old", 7, 0xCCCC, &reset, &err), 0);
+    assert_false(reset);
+    assert_int_equal(lr_index_file_get(f->ix, "old", r.path, r.path_len, 0, &got, &err), 0);
+    lr_file_rec_release(&got);
+    assert_int_equal(lr_index_folder_bind(f->ix, "old", 7, 0xDDDD, &reset, &err), 0);
+    assert_true(reset);
+    /* The other folder is untouched. */
+    assert_int_equal(lr_index_folder_get(f->ix, "fold-1", &a, &err), 0);
+    lr_file_rec_release(&r);
+}
+
 static void test_put_get_roundtrip(void **state)
 {
     struct fx *f = *state;
@@ -610,6 +659,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_reopen_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folder_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_get_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_rejects_bad_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_and_tombstone, setup, teardown),
