@@ -32,6 +32,7 @@ struct live {
     uint64_t scan_end_ms; /* uv_now when the last successful scan finished */
     uint64_t scan_ms;     /* how long it took */
     uint64_t held_since;  /* a change scan held back while pulling, since (0: none) */
+    uint64_t retry_ms;    /* the folder is in error: the rescan timer's backoff (0: not) */
 };
 
 static struct live *lives; /* loop thread only */
@@ -215,11 +216,28 @@ void live_config_changed(struct lr_daemon *d)
     }
 }
 
+void live_folder_failed(struct lr_daemon *d, const char *folder_id)
+{
+    struct live *l = find(d, folder_id);
+    if (!l || d->stopping)
+        return;
+    l->retry_ms = l->retry_ms ? 2 * l->retry_ms : LIVE_RETRY_MIN_MS;
+    if (l->retry_ms > LIVE_RETRY_MAX_MS)
+        l->retry_ms = LIVE_RETRY_MAX_MS;
+    lr_info(MOD, "folder=%s in error: scanned again in %llu s", l->id,
+            (unsigned long long)(l->retry_ms / 1000));
+    uv_timer_start(&l->rescan, on_rescan, l->retry_ms, LIVE_RESCAN_MS);
+}
+
 void live_folder_scanned(struct lr_daemon *d, const char *folder_id)
 {
     struct live *l = find(d, folder_id);
     if (!l || d->stopping)
         return;
+    if (l->retry_ms) { /* back from error: the periodic rescan again */
+        l->retry_ms = 0;
+        uv_timer_start(&l->rescan, on_rescan, LIVE_RESCAN_MS, LIVE_RESCAN_MS);
+    }
     struct folder_rt *rt = daemon_folder(d, folder_id);
     l->scan_end_ms = uv_now(&d->loop);
     l->scan_ms = rt ? (uint64_t)(rt->last.seconds * 1000.0) : 0;

@@ -35,6 +35,14 @@ struct lr_daemon;
 
 void live_config_changed(struct lr_daemon *d);
 void live_folder_scanned(struct lr_daemon *d, const char *folder_id);
+/* The folder went to error (its scan failed: root or marker missing, an
+ * unreadable root; or a pull found the marker gone): it is scanned again
+ * after LIVE_RETRY_MIN_MS, then twice as long each time up to
+ * LIVE_RETRY_MAX_MS, until a scan succeeds (live_folder_scanned), so a disk
+ * mounted again is picked up without a `sync`. */
+#define LIVE_RETRY_MIN_MS 5000u
+#define LIVE_RETRY_MAX_MS (300u * 1000u)
+void live_folder_failed(struct lr_daemon *d, const char *folder_id);
 void live_stop(struct lr_daemon *d);
 /* A scan of the folder starts walking (loop side): the changes seen so far,
  * and a change scan held back, are covered by it (an own commit's renames,

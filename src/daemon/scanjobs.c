@@ -210,6 +210,13 @@ static void done(struct daemon_job *base, int status)
             json_array_append_new(arr, o);
             daemon_event(d, json_pack("{s:s, s:s, s:s}", "type", "folder_error", "folder", it->id,
                                       "error", msg));
+            if (status >= 0) {
+                /* Peers are told (it is no longer announced), and it is
+                 * retried: a folder back from error was never announced
+                 * again, and both sides reported "in sync" for good. */
+                sync_folder_scanned(d, it->id, false);
+                live_folder_failed(d, it->id);
+            }
             continue;
         }
         if (f) {

@@ -14,6 +14,7 @@
  * which peer for, and what an answer means, is decided by the sans-I/O
  * scheduler (sync/xfer.h); this file carries out its actions.
  */
+#include "daemon/live.h"
 #include "daemon/modes.h"
 #include "daemon/syncint.h"
 #include "daemon/failpoint.h"
@@ -1500,6 +1501,7 @@ static void pull_done(struct daemon_job *base, int status)
                 rt->error = lr_xstrdup(msg);
             }
             sync_folder_scanned(d, j->folder, false);
+            live_folder_failed(d, j->folder);
         } else if (j->rc < 0) {
             lr_warn(MOD, "folder=%s pull failed: %s", j->folder, lr_err_msg(&j->err, j->rc));
         }

@@ -195,6 +195,35 @@ def test_folder_removed_and_added_again_deletes_nothing_on_the_peer(devices, tmp
         not os.listdir(fa / ".landropic" / "versions")
 
 
+def test_folder_missing_at_start_syncs_once_it_is_back(devices, tmp_path):
+    """A folder whose disk is mounted only after the daemon started (its root
+    is missing at start) goes to error; once it is back it is picked up
+    without a command (retried with backoff) and announced to the peer
+    again. It used to stay unannounced for good while both devices reported
+    "in sync"."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "one.txt").write_bytes(b"one\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    b.stop()
+    away = tmp_path / "B" / "unmounted"
+    fb.rename(away)
+    b.start()
+    wait_for(lambda: b.ok("status", "--json").json()["folders"][0]["state"] == "error",
+             timeout=20, what="B's folder in error")
+    away.rename(fb)
+    (fa / "two.txt").write_bytes(b"two\n")
+    (fb / "bee.txt").write_bytes(b"bee\n")
+    a.ok("scan")
+    wait_for(lambda: (fb / "two.txt").exists() and (fa / "bee.txt").exists(), timeout=40,
+             interval=0.3, what="both new files across, no command given on B")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert synced(fa, fb)
+
+
 def test_new_files_while_connected_and_late_share(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     a.start()
