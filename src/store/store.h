@@ -223,7 +223,10 @@ int lr_store_stat(struct lr_store *st, const char *relpath, struct lr_store_info
  */
 int lr_store_staging_open(struct lr_store *st, const struct lr_hash *key, uint64_t size, int *fd,
                           bool *resumed, struct lr_err *err);
-/* pwrite all of data at off (EINTR and short writes handled). */
+/* pwrite all of data at off (EINTR and short writes handled). A run of
+ * zeros of at least 4 KiB is punched as a hole instead (fallocate
+ * PUNCH_HOLE; written where the file system cannot), so sparse files stay
+ * sparse on the receiver. */
 int lr_store_staging_write(int fd, uint64_t off, const void *data, size_t len, struct lr_err *err);
 /*
  * Start writing [off, off+len) of a staging file to disk now, without

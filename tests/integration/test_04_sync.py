@@ -224,6 +224,27 @@ def test_folder_missing_at_start_syncs_once_it_is_back(devices, tmp_path):
     assert synced(fa, fb)
 
 
+def test_sparse_file_stays_sparse(devices, tmp_path):
+    """Hostile case 27: a sparse file arrives identical and sparse (its zero
+    chunks are holes on the receiver too, not its whole size on disk)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    size = 256 * 1024 * 1024
+    with open(fa / "sparse.img", "wb") as f:
+        f.truncate(size)
+        f.seek(0)
+        f.write(b"header")
+        f.seek(size // 2)
+        f.write(os.urandom(100_000))
+        f.seek(size - 4)
+        f.write(b"tail")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=120, interval=0.3, what="the sparse file on B")
+    used = os.stat(fb / "sparse.img").st_blocks * 512
+    assert used < 8 * 1024 * 1024, f"{used} bytes allocated for a {size}-byte sparse file"
+
+
 def test_new_files_while_connected_and_late_share(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     a.start()

@@ -854,6 +854,46 @@ static void test_staging_resume(void **state)
     assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
 }
 
+/* Zeros are punched as holes, also over data a resumed file held there. */
+static void test_staging_sparse(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_hash k, hz, hd;
+    key_of("sparse", &k);
+    enum { CH = 1 << 20, N = 16 };
+    static char zeros[CH], data[CH];
+    memset(data, 'd', CH);
+    lr_sha256(zeros, CH, &hz);
+    lr_sha256(data, CH, &hd);
+    int fd;
+    assert_int_equal(lr_store_staging_open(f->st, &k, (uint64_t)N * CH, &fd, NULL, &err), 0);
+    /* A resumed file may hold other data where zeros go now. */
+    assert_int_equal(lr_store_staging_write(fd, 3 * CH, data, CH, &err), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(
+            lr_store_staging_write(fd, (uint64_t)i * CH, i == 5 ? data : zeros, CH, &err), 0);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 3 * CH, CH, &hz, &err), 0);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 5 * CH, CH, &hd, &err), 0);
+    assert_int_equal(lr_store_staging_verify_chunk(fd, 15 * CH, CH, &hz, &err), 0);
+    /* Short zero runs are written; a run of zeros not on a block edge reads back right. */
+    assert_int_equal(lr_store_staging_write(fd, 7 * CH + 100, zeros, 10, &err), 0);
+    assert_int_equal(lr_store_staging_write(fd, 5 * CH + 1000, zeros, 9000, &err), 0);
+    char back[9000];
+    assert_int_equal(pread(fd, back, sizeof(back), 5 * CH + 1000), (ssize_t)sizeof(back));
+    assert_true(back[0] == 0 && memcmp(back, back + 1, sizeof(back) - 1) == 0);
+    assert_int_equal(pread(fd, back, 1000, 5 * CH), 1000);
+    assert_true(back[0] == 'd' && back[999] == 'd');
+    assert_int_equal(pread(fd, back, 1, 5 * CH + 10000), 1);
+    assert_true(back[0] == 'd');
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    /* One megabyte of data and a few blocks, not sixteen (tmpfs and ext4 both punch). */
+    assert_true((uint64_t)sb.st_blocks * 512 < 2u * CH);
+    close(fd);
+    assert_int_equal(lr_store_staging_discard(f->st, &k, &err), 0);
+}
+
 static void test_staging_hostile(void **state)
 {
     struct fx *f = *state;
@@ -1728,6 +1768,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_racing_edit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_points, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staging_sparse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_chunk, setup, teardown),
