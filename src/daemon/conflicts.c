@@ -289,6 +289,10 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
         c.kept_device = kd;
         c.kept_path = dec->copy_path;
         c.kept_path_len = dec->copy_path_len;
+        if (dec->flags & LR_SYNC_F_KEPT_BY_SENDER) { /* its live file there */
+            c.kept_path = remote->path;
+            c.kept_path_len = remote->path_len;
+        }
         /* The local loser of a regular file is also archived when the winner
          * replaces it (store.h); the store picks the stamp at that moment.
          * A strategy's loser is kept only there: on the winner's device the

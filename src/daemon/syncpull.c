@@ -344,6 +344,7 @@ static void expect_of(const struct lr_file_rec *l, struct lr_store_expect *e)
 struct pull_strat {
     struct lr_device_id peer;
     struct lr_sync_strategy s;
+    bool send_only; /* its folder is send-only: it never resolves a conflict */
 };
 
 struct pull_job {
@@ -413,6 +414,47 @@ static void pull_sides(struct lr_daemon *d, const struct pull_job *j,
     /* What the peers never saw cannot win there (docs/modes.md). */
     sd->local_yields =
         j->receive_only && local && daemon_modes_own_version(d->ix, j->folder, local, d->short_id);
+}
+
+/* Every holder of the candidate is a connected peer whose folder is send-only. */
+static bool held_by_send_only(const struct pull_job *j, const struct lr_need_cand *c)
+{
+    for (size_t h = 0; h < c->nholders; h++) {
+        bool so = false;
+        for (size_t i = 0; i < j->ntheirs && !so; i++)
+            so = j->theirs[i].send_only && lr_device_id_eq(&j->theirs[i].peer, &c->holders[h]);
+        if (!so)
+            return false;
+    }
+    return c->nholders > 0;
+}
+
+/*
+ * A conflict our version wins against a version only send-only peers hold:
+ * its holders never resolve it (they apply nothing), so the merged vector
+ * they would announce never comes and both sides would wait for good. We
+ * store ours with the merged vector instead: the send-only devices then
+ * see a newer version they do not take (their "override pending"), and
+ * their losing version stays their live file, untouched.
+ */
+static void resolve_for_send_only(const struct pull_job *j, const struct lr_file_rec *local,
+                                  const struct lr_need_cand *c, struct lr_sync_decision *dec)
+{
+    if (dec->action != LR_SYNC_CONFLICT || dec->apply != LR_SYNC_APPLY_NONE || !local ||
+        (dec->flags & LR_SYNC_F_DEFERRED) || !held_by_send_only(j, c))
+        return;
+    struct lr_vv m = {0};
+    if (lr_sync_vv_merge(&local->vv, &c->r.rec.vv, &m) < 0)
+        return;
+    lr_vv_release(&dec->vv);
+    dec->vv = m;
+    dec->apply = LR_SYNC_APPLY_RECORD;
+    dec->from_remote = false;
+    dec->flags |= LR_SYNC_F_KEPT_BY_SENDER;
+    free(dec->copy_path); /* no copy: the loser stays where it is */
+    dec->copy_path = NULL;
+    dec->copy_path_len = 0;
+    dec->copy_here = false;
 }
 
 static void note_holders(struct pull_job *j, const struct lr_need *n)
@@ -1291,6 +1333,7 @@ static void pull_work(struct daemon_job *base)
                     }
                     continue;
                 }
+                resolve_for_send_only(j, has_local[i] ? &locals[i] : NULL, &n->cand[0], &decs[i]);
                 copy_name_free(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec, &decs[i]);
                 if (pass == 0) /* the audit trail (conflicts.h); once per pair of versions */
                     daemon_conflict_note(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec,
@@ -1442,6 +1485,7 @@ static void pull_start(struct daemon_job *base)
                 continue;
             j->theirs = lr_xreallocarray(j->theirs, j->ntheirs + 1, sizeof(*j->theirs));
             j->theirs[j->ntheirs].peer = p->id;
+            j->theirs[j->ntheirs].send_only = p->theirs.v[k].mode == LR_PROTO_MODE_SEND_ONLY;
             if (lr_sync_strategy_from_proto(&p->theirs.v[k], &j->theirs[j->ntheirs].s) == 0)
                 j->ntheirs++;
         }

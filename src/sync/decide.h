@@ -123,6 +123,11 @@ enum lr_sync_conflict {
  * local loser is kept as a conflict copy, or by the versions archive when
  * the remote deleted the path. */
 #define LR_SYNC_F_YIELDED 0x80u
+/* Set by the daemon, not by lr_sync_decide: a CONFLICT this device's version
+ * won against a version held only by send-only peers, which never resolve
+ * it; this device stores its version with the merged vector (apply RECORD)
+ * and the loser stays the send-only devices' live file. */
+#define LR_SYNC_F_KEPT_BY_SENDER 0x100u
 
 struct lr_sync_decision {
     enum lr_sync_action action;

@@ -120,6 +120,48 @@ def test_send_only_identical_files_added_on_both_are_in_sync(devices, tmp_path):
     assert synced(fa, fb)
 
 
+def test_send_only_version_losing_a_conflict_settles_both(devices, tmp_path):
+    """A send-only device's edit concurrent with a newer edit on the peer
+    loses there. Only the loser's holder resolves a conflict, and a
+    send-only device applies nothing, so both waited for good. The winner's
+    holder now stores the merged vector itself: both settle, the send-only
+    device keeps its file (pending an override), and the trail says where
+    the losing version is."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "c.txt").write_bytes(b"base\n")
+    add(a, fa, b, "--mode", "send-only")
+    add(b, fb, a)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="base on B")
+    b.stop()
+    (fa / "c.txt").write_bytes(b"from A\n")
+    a.ok("scan")
+    time.sleep(1.1)
+    (fb / "c.txt").write_bytes(b"from B, newer\n")
+    b.start()
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert (fa / "c.txt").read_bytes() == b"from A\n"
+    assert (fb / "c.txt").read_bytes() == b"from B, newer\n"
+    assert sorted(os.listdir(fb)) == [".landropic", "c.txt"]
+    sa = status(a)
+    assert sa["override_pending"] == 1 and not sa["in_sync"], sa
+    sb = status(b)
+    assert sb["in_sync"] and sb["need_files"] == 0, sb
+    trail = b.ok("conflicts", "--json").json()["conflicts"]
+    assert len(trail) == 1 and trail[0]["resolution"] == "kept", trail
+    assert trail[0]["kept"] == [{"device": a.id, "path": "c.txt"}], trail
+    # Override: A's version wins on B after all, B's goes to its archive.
+    a.ok("folder", "override", "docs")
+    wait_for(lambda: (fb / "c.txt").read_bytes() == b"from A\n", timeout=30,
+             what="A's version on B after the override")
+    assert archived(fb, "c.txt") == [b"from B, newer\n"]
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert status(a)["in_sync"]
+
+
 def test_receive_only_keeps_local_changes_then_revert(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "doc.txt").write_bytes(b"A's text\n")
