@@ -184,6 +184,8 @@ static const char *resolution_of(const struct lr_sync_decision *dec)
 {
     if (dec->conflict == LR_SYNC_CONFLICT_METADATA)
         return "merged";
+    if (dec->copy_path)
+        return "copy";
     if (dec->conflict == LR_SYNC_CONFLICT_MODIFY_DELETE)
         return (dec->flags & LR_SYNC_F_ARCHIVE_LOSER) ? "archive" : "modify-wins";
     if (dec->copy_path)

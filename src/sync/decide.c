@@ -361,10 +361,11 @@ static int yield(const struct lr_file_rec *local, const struct lr_file_rec *remo
     } else {
         d->action = LR_SYNC_CONFLICT;
         d->conflict = conflict_kind(local, remote);
-        /* Deleting archives the file anyway; a directory's children are
+        /* Deleting archives a regular file anyway (a symlink is not
+         * archived: it becomes the copy); a directory's children are
          * entries of their own and stay (set_apply: only if empty). */
         if (!local->deleted && local->type != LR_FT_DIR) {
-            if (remote->deleted) {
+            if (remote->deleted && local->type == LR_FT_FILE) {
                 d->flags |= LR_SYNC_F_ARCHIVE_LOSER;
             } else {
                 int rc = name_copy(local, d, err);

@@ -222,6 +222,7 @@ def test_receive_only_local_changes_yield_to_peers_later_changes(devices, tmp_pa
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "doc.txt").write_bytes(b"A's text\n")
     (fa / "gone.txt").write_bytes(b"A deletes this later\n")
+    (fa / "ln.txt").write_bytes(b"B makes this a symlink, A deletes it\n")
     add(a, fa, b)
     add(b, fb, a, "--mode", "receive-only")
     a.start()
@@ -231,30 +232,38 @@ def test_receive_only_local_changes_yield_to_peers_later_changes(devices, tmp_pa
     # B edits both files (newer mtimes than A's coming changes) ...
     (fb / "doc.txt").write_bytes(b"B's local edit\n")
     (fb / "gone.txt").write_bytes(b"B's edit of a file A deletes\n")
+    (fb / "ln.txt").unlink()
+    os.symlink("B's target", fb / "ln.txt")
     b.ok("scan")
-    wait_for(lambda: status(b)["local_changes"] == 2, timeout=30, what="B's two local changes")
+    wait_for(lambda: status(b)["local_changes"] == 3, timeout=30, what="B's three local changes")
     # ... then A, which never hears of them, edits one (an older mtime) and deletes the other.
     (fa / "doc.txt").write_bytes(b"A's later text\n")
     old = time.time() - 3600
     os.utime(fa / "doc.txt", (old, old))
     os.unlink(fa / "gone.txt")
+    os.unlink(fa / "ln.txt")
     a.ok("scan")
 
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     assert (fb / "doc.txt").read_bytes() == b"A's later text\n"
     assert not (fb / "gone.txt").exists()
-    copies = [n for n in os.listdir(fb) if "sync-conflict" in n]
-    assert len(copies) == 1 and copies[0].startswith("doc.sync-conflict-"), copies
+    copies = sorted(n for n in os.listdir(fb) if "sync-conflict" in n)
+    assert len(copies) == 2 and copies[0].startswith("doc.sync-conflict-"), copies
     assert (fb / copies[0]).read_bytes() == b"B's local edit\n"
+    # A symlink is not archived: it is kept as the copy.
+    assert copies[1].startswith("ln.sync-conflict-"), copies
+    assert os.readlink(fb / copies[1]) == "B's target"
+    assert not os.path.lexists(fb / "ln.txt")
     assert archived(fb, "gone.txt") == [b"B's edit of a file A deletes\n"]
     # Nothing of B's reached A; the copy is B's one local change left.
     assert sorted(os.listdir(fa)) == [".landropic", "doc.txt"]
     assert (fa / "doc.txt").read_bytes() == b"A's later text\n"
-    assert status(b)["local_changes"] == 1
+    assert status(b)["local_changes"] == 2
     trail = b.ok("conflicts", "--json").json()["conflicts"]
     got = {(c["path"], c["strategy"], c["resolution"]) for c in trail}
-    assert got == {("doc.txt", "receive-only", "copy"), ("gone.txt", "receive-only", "archive")}, trail
+    assert got == {("doc.txt", "receive-only", "copy"), ("gone.txt", "receive-only", "archive"),
+                   ("ln.txt", "receive-only", "copy")}, trail
 
     # Reverting drops the copy; both stay settled.
     b.ok("folder", "revert", "docs")

@@ -741,6 +741,17 @@ static void test_local_yields(void **state)
     assert_false(d.new_live);
     lr_sync_decision_release(&d);
 
+    /* a symlink of ours the peer deleted: not archivable, so it becomes the copy */
+    struct lr_file_rec ls;
+    mk(&ls, "f", LR_FT_SYMLINK, false, 4, 900, 0, mine, 2);
+    assert_int_equal(lr_sync_decide_with(&ls, &t, &sd, &d, &err), LR_SYNC_CONFLICT);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_DELETE);
+    assert_true(d.copy_here);
+    assert_non_null(d.copy_path);
+    assert_false(d.flags & LR_SYNC_F_ARCHIVE_LOSER);
+    lr_sync_decision_release(&d);
+    lr_file_rec_release(&ls);
+
     /* we deleted what the peer edited: the edit comes back with its vector */
     struct lr_file_rec lt;
     mk(&lt, "f", LR_FT_FILE, true, 0, 900, 0, mine, 2);
