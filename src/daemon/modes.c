@@ -70,6 +70,12 @@ uint64_t daemon_modes_local_changes(struct lr_daemon *d, const char *folder)
     struct lr_index *ix = NULL;
     struct lr_err err = {0};
     uint64_t n = 0;
+    /* Ignored paths are no local changes: revert leaves them alone. */
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, folder);
+    struct lr_ignore *ig = NULL;
+    struct lr_err ie = {0};
+    if (fc && lr_ignore_load(fc->path, &ig, &ie) < 0)
+        ig = NULL; /* a broken rule file: count every change (the folder reports it) */
     char *db = lr_xasprintf("%s/index.db", d->opts->home);
     int rc = lr_index_open(db, &ix, &err);
     free(db);
@@ -80,8 +86,12 @@ uint64_t daemon_modes_local_changes(struct lr_daemon *d, const char *folder)
         rc = lr_index_list_by_path(ix, folder, after, after_len, MODES_PAGE, 0, &l, &err);
         if (rc < 0)
             break;
-        for (size_t i = 0; i < l.n; i++)
-            n += is_local_change(ix, folder, &l.v[i], d->short_id);
+        for (size_t i = 0; i < l.n; i++) {
+            const struct lr_file_rec *r = &l.v[i];
+            if (!lr_ignore_match(ig, (const char *)r->path, r->path_len,
+                                 r->type == LR_FT_DIR && !r->deleted))
+                n += is_local_change(ix, folder, r, d->short_id);
+        }
         bool end = l.n < MODES_PAGE;
         if (!end) {
             free(after);
@@ -97,6 +107,7 @@ uint64_t daemon_modes_local_changes(struct lr_daemon *d, const char *folder)
     if (rc < 0 && rc != LR_ENOTFOUND)
         lr_warn(MOD, "folder=%s local changes not counted: %s", folder, lr_err_msg(&err, rc));
     lr_index_close(ix);
+    lr_ignore_free(ig);
     return rc < 0 ? 0 : n;
 }
 
@@ -313,7 +324,7 @@ fail : {
     return rc;
 }
 
-static void revert_work(struct modes_job *j)
+static void revert_work(struct modes_job *j, struct lr_ignore *ig)
 {
     struct lr_daemon *d = j->base.d;
     struct lr_store *st = NULL;
@@ -332,7 +343,10 @@ static void revert_work(struct modes_job *j)
             set_after(&after, &after_len, l.v[l.n - 1].path, l.v[l.n - 1].path_len);
         for (size_t i = 0; i < l.n; i++) {
             struct lr_file_rec *r = &l.v[i];
-            if (!is_local_change(d->ix, j->folder, r, j->self))
+            /* Ignored paths are not synced: nothing of the peers' replaces them. */
+            if (lr_ignore_match(ig, (const char *)r->path, r->path_len,
+                                r->type == LR_FT_DIR && !r->deleted) ||
+                !is_local_change(d->ix, j->folder, r, j->self))
                 continue;
             if (r->type == LR_FT_DIR && !r->deleted) {
                 dirs.v = lr_xreallocarray(dirs.v, dirs.n + 1, sizeof(*dirs.v));
@@ -364,19 +378,18 @@ static void modes_work(struct daemon_job *base)
 {
     struct modes_job *j = (struct modes_job *)base;
     struct lr_daemon *d = base->d;
-    if (j->revert) {
-        revert_work(j);
-    } else {
-        struct lr_ignore *ig = NULL;
-        struct lr_err ie = {0};
-        if (lr_ignore_load(j->root, &ig, &ie) < 0) {
-            /* Without the rules we cannot tell ignored paths apart: claim nothing. */
-            j->rc = lr_err_set(&j->err, LR_EPATTERN, "folder %s: %s", j->folder, ie.msg);
-            return;
-        }
-        override_work(j, ig);
-        lr_ignore_free(ig);
+    struct lr_ignore *ig = NULL;
+    struct lr_err ie = {0};
+    if (lr_ignore_load(j->root, &ig, &ie) < 0) {
+        /* Without the rules we cannot tell ignored paths apart: touch nothing. */
+        j->rc = lr_err_set(&j->err, LR_EPATTERN, "folder %s: %s", j->folder, ie.msg);
+        return;
     }
+    if (j->revert)
+        revert_work(j, ig);
+    else
+        override_work(j, ig);
+    lr_ignore_free(ig);
     j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
 }
 

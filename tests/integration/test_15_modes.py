@@ -319,6 +319,34 @@ def test_receive_only_directory_with_local_files_replaced_by_a_peer_file(devices
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
 
 
+def test_revert_leaves_ignored_files_alone(devices, tmp_path):
+    """A receive-only device edits a file, then ignores it: the edit is no
+    longer a local change to revert (an ignored path is never synced, so
+    revert removed the file and nothing ever brought it back)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "notes.txt").write_bytes(b"shared\n")
+    (fa / "doc.txt").write_bytes(b"A's doc\n")
+    add(a, fa, b)
+    add(b, fb, a, "--mode", "receive-only")
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
+    (fb / "notes.txt").write_bytes(b"my private notes\n")
+    (fb / "doc.txt").write_bytes(b"B's edit\n")
+    b.ok("scan")
+    wait_for(lambda: status(b)["local_changes"] == 2, timeout=30, what="two local changes")
+    (fb / ".landropicignore").write_bytes(b"notes.txt\n")
+    b.ok("scan")
+    wait_for(lambda: status(b)["local_changes"] == 1, timeout=30,
+             what="the ignored edit no longer counted")
+    res = b.ok("folder", "revert", "docs", "--json").json()
+    assert res["reverted"] == 1 and res["archived"] == 1, res
+    wait_for(lambda: (fb / "doc.txt").exists() and (fb / "doc.txt").read_bytes() == b"A's doc\n",
+             timeout=30, what="A's doc back on B")
+    assert (fb / "notes.txt").read_bytes() == b"my private notes\n"
+    assert archived(fb, "notes.txt") == []
+
+
 def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "shared.txt").write_bytes(b"A's shared\n")
