@@ -825,7 +825,12 @@ static int visit_dir(struct scan *s, int dfd, const char *name, const struct sta
 {
     int rc;
     uint32_t mode = st->st_mode & 07777;
-    if (!old->path || old->deleted || old->type != LR_FT_DIR || old->mode != mode) {
+    /* Owner bits of a directory are not compared: the store gives the owner
+     * rwx on every directory it applies (it must write into it), so a
+     * peer's 0555 is 0755 here, and taking that for a local change sent
+     * 0755 back and widened the origin's directory. */
+    if (!old->path || old->deleted || old->type != LR_FT_DIR ||
+        (old->mode | 0700u) != (mode | 0700u)) {
         struct lr_file_rec rec = {0};
         rec.path = s->path;
         rec.path_len = s->plen;

@@ -245,6 +245,42 @@ def test_sparse_file_stays_sparse(devices, tmp_path):
     assert used < 8 * 1024 * 1024, f"{used} bytes allocated for a {size}-byte sparse file"
 
 
+def test_read_only_directory_mode_does_not_bounce(devices, tmp_path):
+    """A directory made read-only (0555) stays so where it was set: the
+    receiver keeps owner rwx on directories it applies (it must write into
+    them), and its scan took that widened mode for a local change and sent
+    it back, widening the origin's directory to 0755 within seconds; a
+    receiver's own chmod was undone the same way."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "ro").mkdir()
+    (fa / "ro" / "a.txt").write_bytes(b"a\n")
+    (fa / "other").mkdir()
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "ro" / "a.txt").exists(), timeout=60, interval=0.3,
+             what="initial sync")
+    os.chmod(fa / "ro", 0o555)
+    os.chmod(fa / "other", 0o750)
+    a.ok("scan")
+    wait_for(lambda: stat.S_IMODE(os.stat(fb / "other").st_mode) == 0o750, timeout=30,
+             what="the group/other bits on B")
+    # B got 0555 with owner rwx: 0755.
+    assert stat.S_IMODE(os.stat(fb / "ro").st_mode) == 0o755
+    os.chmod(fb / "other", 0o550)  # B's own owner-bits-only chmod
+    b.ok("scan")
+    for dev in (a, b):
+        assert dev.run("sync", "--wait", "--timeout", "30").rc == 0
+    time.sleep(2)
+    for dev in (a, b):
+        dev.ok("scan")
+        assert dev.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert stat.S_IMODE(os.stat(fa / "ro").st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(fb / "other").st_mode) == 0o550
+    assert stat.S_IMODE(os.stat(fa / "other").st_mode) == 0o750
+    os.chmod(fa / "ro", 0o755)  # lets the test clean up
+
+
 def test_new_files_while_connected_and_late_share(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     a.start()
