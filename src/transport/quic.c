@@ -1876,6 +1876,11 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
     t->idle_ns = (cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 60000) * MS;
     t->no_host_jumbo = cfg->no_host_jumbo;
     t->keepalive_ns = (cfg->keepalive_ms ? cfg->keepalive_ms : 15000) * MS;
+    /* A keep-alive as long as the idle timeout lets a healthy, quiet
+     * connection time out (an idle timeout of 10 s dropped every one each
+     * 10 s): at most a third of it, so two probes may be lost. */
+    if (t->keepalive_ns > t->idle_ns / 3)
+        t->keepalive_ns = t->idle_ns / 3;
     t->hello_timeout_ms = LR_TRANSPORT_HELLO_TIMEOUT_MS;
     t->dial_defer_ms = LR_TRANSPORT_DIAL_DEFER_MS;
     t->budget = cfg->send_budget ? cfg->send_budget : (size_t)8 << 20;

@@ -221,7 +221,8 @@ struct lr_transport_config {
     const char *home;
     /* Our HELLO, sent on every connection. Copied. */
     struct lr_proto_hello hello;
-    /* 0 = defaults: idle 60000 ms, keep-alive 15000 ms, budget 8 MiB. */
+    /* 0 = defaults: idle 60000 ms, keep-alive 15000 ms (never above a third
+     * of the idle timeout), budget 8 MiB. */
     uint64_t idle_timeout_ms;
     uint64_t keepalive_ms;
     size_t send_budget;

@@ -170,6 +170,22 @@ def test_sigkill_then_restart_reconnects(devices, free_port):
     assert time.time() - t0 < 10
 
 
+def test_short_idle_timeout_keeps_a_quiet_connection(devices, free_port):
+    """The keep-alive is at most a third of the idle timeout: with a 15 s
+    keep-alive, an idle timeout of 6 s dropped every quiet connection each
+    6 s and peers flapped between connected and not."""
+    a, b = two(devices, free_port)
+    a.start("--idle-timeout", "6")
+    b.start("--idle-timeout", "6")
+    wait_for(lambda: connected(a, b) and connected(b, a), timeout=10, what="connected")
+    for _ in range(14):
+        time.sleep(1)
+        assert connected(a, b) and connected(b, a)
+    with open(os.path.join(a.home, "landropic.log")) as f:
+        log = f.read()
+    assert log.count("peer connected") == 1, log.count("peer connected")
+
+
 def test_config_applies_to_running_daemon(devices, free_port, tmp_path):
     a, b = two(devices, free_port)
     a.ok("peer", "remove", b.id)
