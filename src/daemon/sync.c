@@ -111,18 +111,28 @@ void sync_flush(struct lr_daemon *d, struct sync_peer *p)
         bool ctl = p->c_head != NULL;
         struct sync_frame **head = ctl ? &p->c_head : &p->q_head;
         struct sync_frame **tail = ctl ? &p->c_tail : &p->q_tail;
+        /* Off the queue before the send: the send may end the connection,
+         * and sync_peer_down, called from inside it, clears the queue. */
         struct sync_frame *f = *head;
-        int rc = lr_conn_send_owned(p->conn, f->cls, f->type, f->p, f->len, NULL);
-        if (rc == LR_EBUSY) {
-            lr_trace(MOD, "send queue full: %zu bytes wait", p->q_bytes);
-            return;
-        }
         *head = f->next;
         if (!*head)
             *tail = NULL;
+        f->next = NULL;
         p->q_bytes -= f->len;
         if (ctl)
             p->c_bytes -= f->len;
+        int rc = lr_conn_send_owned(p->conn, f->cls, f->type, f->p, f->len, NULL);
+        if (rc == LR_EBUSY) { /* refused before anything ran: back at the head */
+            f->next = *head;
+            *head = f;
+            if (!*tail)
+                *tail = f;
+            p->q_bytes += f->len;
+            if (ctl)
+                p->c_bytes += f->len;
+            lr_trace(MOD, "send queue full: %zu bytes wait", p->q_bytes);
+            return;
+        }
         if (rc < 0) {
             char id[LR_DEVICE_ID_SHORTLEN + 1];
             lr_device_id_short(&p->id, id);

@@ -116,6 +116,9 @@ struct lr_conn {
     bool dirty;
     bool want_writable, writable_due;
     bool close_req, kill_req, close_silent;
+    uint64_t path_down_since; /* ns of the first send failing for want of a route (0: none) */
+    char path_close[96];      /* path_gone's verdict, acted on from the timer (not inside a send) */
+    int path_err;             /* the last batch's path error (lr__path_error), 0: none */
     int busy;
     ngtcp2_connection_close_error ccerr;
     char reason[160];
@@ -178,6 +181,7 @@ struct lr_transport {
     uint8_t secret[32];
     struct lr__sock socks[LR_TRANSPORT_MAX_LISTEN];
     size_t nsocks;
+    uv_timer_t *path_timer; /* PATH_CHECK_MS: connections whose source address left us */
     struct lr_conn *conns;
     size_t nconns, nhandshaking;
     struct cident *cids;
@@ -335,6 +339,7 @@ static int send_batch(struct lr_conn *c, size_t len, size_t seg)
 {
     size_t done = 0;
     int rc = lr__sock_send(c->sock, &c->tx_ps.path, c->tx, len, seg, &done);
+    c->path_err = rc < 0 && rc != -EAGAIN ? rc : 0;
     if (rc == -EAGAIN) {
         c->t->eagain++;
         c->tx_pending = true;
@@ -406,6 +411,10 @@ static void arm_timer(struct lr_conn *c)
 {
     if (c->state == CS_DEAD)
         return;
+    if (c->path_close[0]) { /* to be closed (path_gone): from the timer, now */
+        uv_timer_start(&c->timer, timer_cb, 0, 0);
+        return;
+    }
     uint64_t exp = ngtcp2_conn_get_expiry(c->qc);
     if (c->state == CS_HELLO && c->hello_deadline < exp)
         exp = c->hello_deadline;
@@ -428,6 +437,43 @@ static void conn_close_err(struct lr_conn *c, int liberr)
     set_reason(c, "QUIC error: %s", ngtcp2_strerror(liberr));
     c->close_req = true;
     c->dirty = true;
+}
+
+/* How long sends may fail for want of a route before the connection is
+ * given up (a moment without a network is survived). */
+#define PATH_DOWN_GRACE_NS (5000 * MS)
+
+/*
+ * Whether the last writes showed the path unusable, and the connection was
+ * closed for it: our source address is gone (the device moved to another
+ * address), or there has been no route for PATH_DOWN_GRACE_NS. Without this
+ * the connection kept "sending" into the void until the idle timeout while
+ * both sides reported it connected; closed, it is dialled again at once.
+ */
+static bool path_gone(struct lr_conn *c, ngtcp2_tstamp now)
+{
+    int kind = lr__path_error(c->path_err);
+    if (kind == LR__PATH_OK) {
+        c->path_down_since = 0;
+        return false;
+    }
+    /* No route from an address we no longer have: it will not come back. */
+    if (kind == LR__PATH_DOWN && lr__addr_gone((const struct sockaddr *)c->tx_ps.path.local.addr))
+        kind = LR__PATH_GONE;
+    if (kind == LR__PATH_DOWN) {
+        if (!c->path_down_since)
+            c->path_down_since = now;
+        if (now - c->path_down_since < PATH_DOWN_GRACE_NS)
+            return false;
+    }
+    /* Closed from the connection's timer: this runs inside sends the
+     * application makes, and reporting the connection down from there would
+     * pull its send queue from under it. */
+    snprintf(c->path_close, sizeof(c->path_close), "path unusable: sendmsg: %s",
+             strerror(-c->path_err));
+    lr_info(MOD, "connection to %s: %s", c->addr, c->path_close);
+    uv_timer_start(&c->timer, timer_cb, 0, 0);
+    return true;
 }
 
 /*
@@ -544,6 +590,8 @@ static void conn_write(struct lr_conn *c)
         conn_close_err(c, (int)rv);
         return;
     }
+    if (written > 0 && !c->path_close[0] && path_gone(c, ts))
+        return;
     /* Pacing before the handshake completes would delay the client's Finished (pitfall 10). */
     if (ngtcp2_conn_get_handshake_completed(c->qc))
         ngtcp2_conn_update_pkt_tx_time(c->qc, ts);
@@ -1307,10 +1355,13 @@ static int conn_new_client(struct lr_transport *t, const struct lr_device_id *pe
                            const struct lr__addr *to, struct lr_conn **out)
 {
     struct lr__sock *s = NULL;
-    /* Same family first; a dual-stack socket can reach IPv4 as v4-mapped. */
-    for (size_t i = 0; i < t->nsocks && !s; i++)
-        if (t->socks[i].family == to->ss.ss_family)
-            s = &t->socks[i];
+    /* Same family first, a wildcard socket before one bound to an address
+     * (which may have left the device: its dials could never get out); a
+     * dual-stack socket can reach IPv4 as v4-mapped. */
+    for (int pass = 0; pass < 2 && !s; pass++)
+        for (size_t i = 0; i < t->nsocks && !s; i++)
+            if (t->socks[i].family == to->ss.ss_family && (pass == 1 || t->socks[i].wildcard))
+                s = &t->socks[i];
     for (size_t i = 0; i < t->nsocks && !s; i++)
         if (t->socks[i].family == AF_INET6 && t->socks[i].wildcard && to->ss.ss_family == AF_INET)
             s = &t->socks[i];
@@ -1656,6 +1707,11 @@ static void timer_cb(uv_timer_t *h)
     struct lr_transport *t = c->t;
     if (c->state == CS_DEAD)
         return;
+    if (c->path_close[0]) {
+        conn_close_app(c, 0, c->path_close, true);
+        process_dirty(t);
+        return;
+    }
     uint64_t ts = now_ns();
     if (c->pair && ts >= c->start_ns + t->pair_timeout_ns) {
         conn_close_app(c, LR_TRANSPORT_APP_PROTO, "pairing timed out", false);
@@ -1783,6 +1839,42 @@ static void peer_remove(struct lr_transport *t, struct lr__peer *p)
     uv_close((uv_handle_t *)p->timer, peer_timer_closed);
     p->timer = NULL;
     free(p);
+}
+
+/* ---- source addresses that left the device ---- */
+
+/* How often established connections' source addresses are checked. */
+#define PATH_CHECK_MS 2000
+
+/*
+ * A connection whose source address is no longer ours (the device moved to
+ * another address) is closed, so it is dialled again from the new one at
+ * once. Its sends fail only when it has something to send, and a quiet one
+ * waits for its keep-alive; an incoming one is not redialled by us, but the
+ * peer's redial from its side, or ours to its known addresses, follows.
+ */
+static void path_check(uv_timer_t *h)
+{
+    struct lr_transport *t = h->data;
+    if (t->closing || t->depth > 0)
+        return;
+    for (struct lr_conn *c = t->conns; c; c = c->next) {
+        if (c->state != CS_UP || c->close_req || c->kill_req || !c->tx_ps.path.local.addrlen)
+            continue;
+        if (lr__addr_gone((const struct sockaddr *)c->tx_ps.path.local.addr)) {
+            lr_info(MOD, "local address of the connection to %s is gone: closing it", c->addr);
+            conn_close_app(c, 0, "local address gone", true);
+            break; /* the list may have changed under the callbacks: the rest next time */
+        }
+    }
+    process_dirty(t);
+}
+
+static void path_timer_closed(uv_handle_t *h)
+{
+    struct lr_transport *t = h->data;
+    free(h);
+    handle_dec(t);
 }
 
 /* ---- public API ---- */
@@ -1918,6 +2010,11 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
         lr__addr_fmt((const struct sockaddr *)&s->local.ss, as, sizeof(as));
         lr_info(MOD, "listening on %s gso=%d gro=%d", as, s->gso, s->gro);
     }
+    t->path_timer = lr_xcalloc(1, sizeof(*t->path_timer));
+    uv_timer_init(loop, t->path_timer);
+    t->path_timer->data = t;
+    t->handles++;
+    uv_timer_start(t->path_timer, path_check, PATH_CHECK_MS, PATH_CHECK_MS);
     *out = t;
     return 0;
 fail:
@@ -1937,6 +2034,11 @@ void lr_transport_close(struct lr_transport *t, unsigned flags, void (*done)(voi
     t->closing = true;
     while (t->peers)
         peer_remove(t, t->peers);
+    if (t->path_timer) {
+        uv_timer_stop(t->path_timer);
+        uv_close((uv_handle_t *)t->path_timer, path_timer_closed);
+        t->path_timer = NULL;
+    }
     while (t->conns) {
         struct lr_conn *c = t->conns;
         ngtcp2_connection_close_error_set_application_error(&c->ccerr, LR_TRANSPORT_APP_NO_ERROR,

@@ -85,8 +85,16 @@ int lr__sock_open(struct lr__sock *s, const struct lr__addr *a, bool no_gso, boo
  * Send len bytes as one datagram, or as len/segsz segments with GSO when
  * segsz < len. *done gets the bytes handed to the kernel (segment-aligned).
  * Returns 0, or -EAGAIN (the rest, from *done, must be retried when the
- * socket is writable). Other errors drop the packets (QUIC recovers).
+ * socket is writable). Other errors drop the packets (QUIC recovers); an
+ * error saying the path itself is unusable (lr__path_error) is returned,
+ * after the whole length counted done, so the connection can give up.
  */
+/* 0: a send error QUIC's loss recovery covers (a full buffer, a filter
+ * dropping the packet: EPERM); LR__PATH_GONE: our source address is no
+ * longer ours (EINVAL with pktinfo, EADDRNOTAVAIL); LR__PATH_DOWN: no route
+ * (ENETUNREACH, EHOSTUNREACH, ENETDOWN), perhaps for a moment. */
+enum { LR__PATH_OK = 0, LR__PATH_GONE = 1, LR__PATH_DOWN = 2 };
+int lr__path_error(int neg_errno);
 int lr__sock_send(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *data, size_t len,
                   size_t segsz, size_t *done);
 /* One received UDP payload; path->local is the receiving address. */
@@ -109,6 +117,9 @@ void lr__sock_release(struct lr__sock *s);
  * kernel then sends from that address, through the loopback device).
  */
 bool lr__path_on_host(const struct sockaddr *local, const struct sockaddr *remote);
+/* True if `sa` (v4, v6 or v4-mapped; not a wildcard) is no longer an
+ * address of this host (getifaddrs; false when that fails). */
+bool lr__addr_gone(const struct sockaddr *sa);
 
 /* ---- tls.c ---- */
 

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,10 +232,26 @@ static ssize_t send_one(struct lr__sock *s, const ngtcp2_path *path, const uint8
     return n < 0 ? -errno : n;
 }
 
+int lr__path_error(int neg_errno)
+{
+    switch (-neg_errno) {
+    case EINVAL:
+    case EADDRNOTAVAIL:
+        return LR__PATH_GONE;
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+    case ENETDOWN:
+        return LR__PATH_DOWN;
+    default:
+        return LR__PATH_OK;
+    }
+}
+
 int lr__sock_send(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *data, size_t len,
                   size_t segsz, size_t *done)
 {
     *done = 0;
+    int path_rc = 0;
     if (segsz == 0 || segsz > len)
         segsz = len;
     while (*done < len) {
@@ -258,11 +275,14 @@ int lr__sock_send(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *da
             s->gso = false;
             continue;
         }
-        if (rc < 0)
+        if (rc < 0) {
             lr_debug(MOD, "sendmsg: %s (packets dropped)", strerror((int)-rc));
+            if (!path_rc && lr__path_error((int)rc))
+                path_rc = (int)rc;
+        }
         *done += n;
     }
-    return 0;
+    return path_rc;
 }
 
 void lr__sock_read(struct lr__sock *s, lr__rx_cb cb, int max_rounds)
@@ -389,6 +409,32 @@ static bool addr_v4(const struct sockaddr *sa, struct in_addr *v4)
         return false;
     memcpy(v4, &a6->s6_addr[12], 4);
     return true;
+}
+
+bool lr__addr_gone(const struct sockaddr *sa)
+{
+    struct in_addr a4;
+    bool v4 = addr_v4(sa, &a4);
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (!v4 && (sa->sa_family != AF_INET6 || IN6_IS_ADDR_UNSPECIFIED(a6)))
+        return false;
+    if (v4 && a4.s_addr == htonl(INADDR_ANY))
+        return false;
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) < 0)
+        return false; /* cannot tell: not gone */
+    bool found = false;
+    for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+        const struct sockaddr *ia = i->ifa_addr;
+        if (!ia)
+            continue;
+        if (v4 && ia->sa_family == AF_INET)
+            found = ((const struct sockaddr_in *)ia)->sin_addr.s_addr == a4.s_addr;
+        else if (!v4 && ia->sa_family == AF_INET6)
+            found = memcmp(&((const struct sockaddr_in6 *)ia)->sin6_addr, a6, sizeof(*a6)) == 0;
+    }
+    freeifaddrs(ifs);
+    return !found;
 }
 
 bool lr__path_on_host(const struct sockaddr *local, const struct sockaddr *remote)

@@ -125,3 +125,43 @@ def _api(dev, method, params):
     reply = json.loads(buf)
     assert "result" in reply, reply
     return reply["result"]
+
+
+def test_device_moving_to_another_address_reconnects_quickly(netns_pair, tmp_path):
+    """B (listening on every address) gets a new address while connected:
+    its connection sends from the old one, which the kernel refuses. It used
+    to go on "sending" until the 60 s idle timeout while both sides showed
+    it connected; the failed sends now close it and B dials A again from
+    its new address at once."""
+    nsa, nsb = netns_pair
+    a = NsDevice(tmp_path / "a", "alice", nsa, "198.18.0.1")
+    b = NsDevice(tmp_path / "b", "bob", nsb, "198.18.0.2")
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    try:
+        a.init()
+        b.init()
+        a.ok("peer", "add", b.id)
+        b.ok("peer", "add", a.id, "--addr", a.addr())
+        a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+        b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+        a.start()
+        b.ip = "0.0.0.0"  # B listens on every address (the default), and dials from there
+        b.start()
+        (fa / "one.txt").write_bytes(b"one\n")
+        a.ok("scan")
+        wait_for(lambda: (fb / "one.txt").exists(), timeout=30, what="one.txt on B")
+        vb = sh("ip", "-n", nsb, "-o", "link", "show", "type", "veth").stdout.split(":")[1].strip()
+        vb = vb.split("@")[0]
+        sh("ip", "-n", nsb, "addr", "del", "198.18.0.2/24", "dev", vb)
+        sh("ip", "-n", nsb, "addr", "add", "198.18.0.3/24", "dev", vb)
+        (fa / "two.txt").write_bytes(b"two\n")
+        a.ok("scan")
+        t0 = time.time()
+        wait_for(lambda: (fb / "two.txt").exists(), timeout=25, interval=0.3,
+                 what="two.txt on B after its address changed")
+        print(f"two.txt arrived {time.time() - t0:.1f} s after the move")
+    finally:
+        a.stop()
+        b.stop()

@@ -901,6 +901,35 @@ static void test_path_on_host(void **state)
     }
 }
 
+/* Which source addresses count as gone (no longer ours); wildcards never. */
+static void test_addr_gone(void **state)
+{
+    (void)state;
+    struct lr__addr a;
+    struct {
+        const char *addr;
+        bool gone;
+    } cases[] = {
+        {"127.0.0.1:1", false},
+        {"0.0.0.0:1", false},
+        {"[::]:1", false},
+        {"[::1]:1", false},
+        {"[::ffff:127.0.0.1]:1", false},
+        {"192.0.2.77:1", true}, /* TEST-NET-1: never configured here */
+        {"[::ffff:192.0.2.77]:1", true},
+        {"[2001:db8::77]:1", true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(lr__addr_parse(cases[i].addr, &a), 0);
+        if (lr__addr_gone((const struct sockaddr *)&a.ss) != cases[i].gone)
+            fail_msg("%s: expected gone=%d", cases[i].addr, cases[i].gone);
+    }
+    assert_int_equal(lr__path_error(-EINVAL), LR__PATH_GONE);
+    assert_int_equal(lr__path_error(-ENETUNREACH), LR__PATH_DOWN);
+    assert_int_equal(lr__path_error(-EPERM), LR__PATH_OK); /* a filter: loss, not a dead path */
+    assert_int_equal(lr__path_error(-ENOBUFS), LR__PATH_OK);
+}
+
 /* Plain IPv6: both on [::1], and a [::] listener reached over IPv6. */
 static void test_ipv6(void **state)
 {
@@ -980,6 +1009,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dual_stack_dialer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
         cmocka_unit_test(test_path_on_host),
+        cmocka_unit_test(test_addr_gone),
         cmocka_unit_test_setup_teardown(test_dial_skips_bad_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
     };
