@@ -32,6 +32,7 @@ struct heard {
     uint64_t disc_mono;     /* uv_now of its last announcement, 0 = none */
     uint64_t last_wall_ms;  /* wall clock when last heard */
     uint64_t answered_mono; /* uv_now of our last answer to it, 0 = never */
+    uint64_t probed_mono;   /* uv_now of our last PING on its connection, 0 = never */
     bool has_nameplate;
     uint16_t nameplate;
 };
@@ -193,6 +194,19 @@ static void on_seen(void *ud, const struct lr_discovery_seen *s)
         (e->answered_mono == 0 || now - e->answered_mono >= DISC_ANSWER_GAP_MS)) {
         e->answered_mono = now;
         lr_discovery_announce(st->disc);
+    }
+    if (connected && (e->probed_mono == 0 || now - e->probed_mono >= DISC_ANSWER_GAP_MS)) {
+        /*
+         * It announces while we hold a connection to it: it may have just
+         * restarted (SIGKILL, a reboot) and that connection be dead, which
+         * the idle timeout or the next keep-alive would find out only
+         * seconds later. A PING makes the new process answer with a
+         * stateless reset at once: the connection closes and is dialled
+         * again. On a live connection the PING is ignored (§6.2).
+         */
+        e->probed_mono = now;
+        int prc = lr_conn_send(p->conn, LR_STREAM_CONTROL, LR_MSG_PING, NULL, 0);
+        lr_debug(MOD, "peer id=%s announced while connected: PING sent (%d)", id, prc);
     }
     if (!pc || pc->naddrs > 0 || connected || !d->tr)
         return; /* not ours to dial, fixed addresses, or already up */
