@@ -1841,6 +1841,13 @@ static void peer_remove(struct lr_transport *t, struct lr__peer *p)
     free(p);
 }
 
+static uint16_t addr_port(const struct lr__addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
 /* ---- source addresses that left the device ---- */
 
 /* How often established connections' source addresses are checked. */
@@ -1993,7 +2000,12 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
     for (size_t i = 0; i < nlisten; i++) {
         struct lr__sock *s = &t->socks[i];
         s->t = t;
-        rc = lr__sock_open(s, &addrs[i], cfg->no_gso, cfg->no_gro, err);
+        /* [::]:P beside an IPv4 address on port P: IPv6 only, or the two collide. */
+        bool v6only = false;
+        for (size_t k = 0; k < nlisten; k++)
+            v6only |=
+                addrs[k].ss.ss_family == AF_INET && addr_port(&addrs[k]) == addr_port(&addrs[i]);
+        rc = lr__sock_open(s, &addrs[i], v6only, cfg->no_gso, cfg->no_gro, err);
         if (rc < 0)
             goto fail;
         t->nsocks++;

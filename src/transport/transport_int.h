@@ -78,9 +78,11 @@ struct lr__sock {
 int lr__addr_parse(const char *s, struct lr__addr *out);
 /* "a.b.c.d:port" / "[v6]:port" (v4-mapped shown as v4) into out[n]. */
 void lr__addr_fmt(const struct sockaddr *sa, char *out, size_t n);
-/* Open, configure and bind a socket for `a`; s->t must be set. */
-int lr__sock_open(struct lr__sock *s, const struct lr__addr *a, bool no_gso, bool no_gro,
-                  struct lr_err *err);
+/* Open, configure and bind a socket for `a`; s->t must be set. An IPv6
+ * wildcard is dual-stack unless `v6only` (another listen address takes
+ * IPv4 on that port). */
+int lr__sock_open(struct lr__sock *s, const struct lr__addr *a, bool v6only, bool no_gso,
+                  bool no_gro, struct lr_err *err);
 /*
  * Send len bytes as one datagram, or as len/segsz segments with GSO when
  * segsz < len. *done gets the bytes handed to the kernel (segment-aligned).

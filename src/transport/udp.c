@@ -113,8 +113,8 @@ static void set_bufsize(int fd, int opt, const char *name)
                  opt == SO_RCVBUF ? 'r' : 'w');
 }
 
-int lr__sock_open(struct lr__sock *s, const struct lr__addr *a, bool no_gso, bool no_gro,
-                  struct lr_err *err)
+int lr__sock_open(struct lr__sock *s, const struct lr__addr *a, bool v6only, bool no_gso,
+                  bool no_gro, struct lr_err *err)
 {
     int one = 1, zero = 0, rc;
     char as[64];
@@ -126,7 +126,7 @@ int lr__sock_open(struct lr__sock *s, const struct lr__addr *a, bool no_gso, boo
     if (s->fd < 0)
         return lr_err_set(err, -errno, "socket for %s: %s", as, strerror(errno));
     if (s->family == AF_INET6 && s->wildcard &&
-        setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0) {
+        setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof(zero)) < 0) {
         rc = lr_err_set(err, -errno, "dual-stack %s: %s", as, strerror(errno));
         goto fail;
     }

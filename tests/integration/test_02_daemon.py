@@ -186,6 +186,23 @@ def test_short_idle_timeout_keeps_a_quiet_connection(devices, free_port):
     assert log.count("peer connected") == 1, log.count("peer connected")
 
 
+def test_listen_on_ipv4_and_ipv6_wildcard_of_one_port(devices, free_port):
+    """`--listen 127.0.0.1:P --listen [::]:P`: the IPv6 wildcard is made
+    IPv6-only (dual-stack, it took the IPv4 side of the port too and the
+    daemon failed with "Address already in use"); peers reach it both ways."""
+    a, b = two(devices, free_port)
+    c = devices("carol")
+    c.init()
+    c.port = free_port()
+    a.ok("peer", "add", c.id, "--name", "carol")
+    c.ok("peer", "add", a.id, "--name", "alice", "--addr", f"[::1]:{a.port}")
+    a.start("--listen", f"[::]:{a.port}")
+    b.start()
+    c.start("--listen", f"[::1]:{c.port}")
+    wait_for(lambda: connected(b, a) and connected(c, a), timeout=10,
+             what="b over IPv4 and c over IPv6")
+
+
 def test_config_applies_to_running_daemon(devices, free_port, tmp_path):
     a, b = two(devices, free_port)
     a.ok("peer", "remove", b.id)
