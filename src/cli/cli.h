@@ -81,6 +81,10 @@ bool cli_daemon_running(const char *home);
  * with *result owned by the caller.
  */
 int cli_call(struct cli *c, const char *method, json_t *params, int timeout_ms, json_t **result);
+/* cli_call; with quiet_timeout a reply not in time prints nothing (the
+ * caller says why) and returns EXIT_TIMEOUT. */
+int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_ms,
+                bool quiet_timeout, json_t **result);
 /* Apply a configuration operation through the daemon or, if none runs, locally. */
 int cli_config_op(struct cli *c, const char *method, json_t *params, json_t **result);
 /* Require an initialised home; prints the error and returns its exit code, or 0. */

@@ -396,11 +396,16 @@ int cmd_sync(struct cli *c, int argc, char **argv)
             call_ms = (int)((timeout - el) * 1000) + 1;
         json_t *st;
         double called = mono_now();
-        rc = cli_call(c, "sync.state",
-                      json_pack("{s:O, s:I}", "folders", ids, "wait_ms", (json_int_t)(wait * 1000)),
-                      call_ms, &st);
+        rc = cli_call_ex(
+            c, "sync.state",
+            json_pack("{s:O, s:I}", "folders", ids, "wait_ms", (json_int_t)(wait * 1000)), call_ms,
+            timeout > 0, &st);
         if (rc == EXIT_TIMEOUT && timeout > 0) {
-            exit_code = EXIT_TIMEOUT; /* cli_call said why */
+            /* --timeout ran out before the daemon answered (a very short one) */
+            if (tty)
+                printf("\n");
+            print_not_done(last, timeout);
+            exit_code = EXIT_TIMEOUT;
             break;
         }
         if (rc) {

@@ -194,6 +194,12 @@ bool cli_daemon_running(const char *home)
 
 int cli_call(struct cli *c, const char *method, json_t *params, int timeout_ms, json_t **result)
 {
+    return cli_call_ex(c, method, params, timeout_ms, false, result);
+}
+
+int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_ms,
+                bool quiet_timeout, json_t **result)
+{
     struct lr_err err = {0};
     struct lr_api_client *cl = NULL;
     *result = NULL;
@@ -210,7 +216,8 @@ int cli_call(struct cli *c, const char *method, json_t *params, int timeout_ms, 
     int exit_code = rc == LR_EAPI ? lr_api_client_error_exit(cl) : cli_exit_code(rc);
     lr_api_client_close(cl);
     if (rc < 0) {
-        cli_fail(rc, &err);
+        if (!(quiet_timeout && rc == LR_ETIMEOUT))
+            cli_fail(rc, &err);
         return exit_code > 0 ? exit_code : EXIT_RUNTIME;
     }
     return 0;

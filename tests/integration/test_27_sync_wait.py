@@ -139,6 +139,10 @@ def test_not_done_answers_at_the_deadline_then_cli_times_out(devices, tmp_path):
     assert r.rc == 3, r
     assert "docs" in r.err, r
     assert time.time() - t0 < 30
+    # A timeout too short for the daemon to answer says the same, not "no reply".
+    r = b.run("sync", "--wait", "--timeout", "0.0001")
+    assert r.rc == 3 and r.err.startswith("landropic: not in sync after 0.0001 s (timeout)"), r
+    assert "no reply" not in r.err, r
 
 
 def test_held_request_answered_when_folder_removed_or_daemon_stops(devices, tmp_path):
