@@ -174,12 +174,13 @@ void sync_send(struct lr_daemon *d, struct sync_peer *p, enum lr_stream_class cl
 void sync_peer_fatal(struct lr_daemon *d, struct sync_peer *p, const char *what, int rc,
                      const struct lr_err *err)
 {
-    (void)d;
     char id[LR_DEVICE_ID_SHORTLEN + 1];
     lr_device_id_short(&p->id, id);
     lr_warn(MOD, "peer=%s %s: %s; closing the connection", id, what, lr_err_msg(err, rc));
-    if (p->conn)
+    if (p->conn) {
+        p->closed_ms = uv_now(&d->loop);
         lr_conn_close_app(p->conn, LR_TRANSPORT_APP_PROTO, what);
+    }
 }
 
 /* ---- FOLDERS ---- */
@@ -1069,8 +1070,10 @@ static void recv_done(struct daemon_job *base, int status)
                     "peer=%s folder=%s: delta against a list we do not have; "
                     "reconnecting to have seq <= %llu resent with lists",
                     id, j->folder, (unsigned long long)j->miss_seq);
-            if (p->gen == j->gen && p->conn)
+            if (p->gen == j->gen && p->conn) {
+                p->closed_ms = uv_now(&d->loop);
                 lr_conn_close(p->conn, "index delta without base: resend with lists");
+            }
         }
         if (!j->fatal && !j->ignored) {
             lr_debug(MOD, "folder=%s index batch of %zu bytes stored%s", j->folder, j->len,
@@ -1415,7 +1418,11 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
             continue;
         lr_device_id_short(&p->id, id);
         if (!p->conn) {
-            settled = now - d->started_ms >= SYNC_CONNECT_GRACE_MS;
+            /* The connect grace at start, and again after we closed the
+             * connection ourselves to have it come back (a sync --wait
+             * answered "in sync" in that gap while the peer lacked files). */
+            settled = now - d->started_ms >= SYNC_CONNECT_GRACE_MS &&
+                      (!p->closed_ms || now - p->closed_ms >= SYNC_CONNECT_GRACE_MS);
             if (!settled)
                 snprintf(out->why, sizeof(out->why), "peer %s not connected yet", id);
             continue;

@@ -52,6 +52,7 @@ struct sync_peer {
     struct lr_device_id id;
     struct lr_conn *conn; /* up connection or NULL */
     uint64_t gen;         /* bumped at every connect and disconnect */
+    uint64_t closed_ms;   /* uv_now when we closed its connection to reconnect (0: never) */
     /* Frames the transport had no room for yet: control ones (FOLDERS,
      * INDEX, SUMMARY) go before bulk ones (WANT, CHUNK, HAVE), which may
      * fill the window for a while; each list keeps its order. q_bytes

@@ -211,6 +211,22 @@ def test_same_path_twice_in_a_batch_drops_it(devices, tmp_path, second):
                         ["appears twice"])
 
 
+def test_sync_wait_gives_a_connection_we_closed_time_to_come_back(devices, tmp_path):
+    """We close a connection ourselves (an index we could not accept) and
+    expect it back: sync --wait gives it the connect grace (5 s) again
+    rather than answering "in sync" at once without that peer."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    time.sleep(5.5)  # past the grace after start
+    s.run_peer([{"entries": [{"path": "dup", "data": "first\n"},
+                             {"path": "dup", "data": "again\n"}]}], "--exit-on-close")
+    t0 = time.time()
+    r = s.a.run("sync", "--wait", "--timeout", "1.5")
+    assert r.rc == 3 and "not connected yet" in r.err, r
+    assert s.a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert time.time() - t0 < 8
+
+
 def test_reserved_and_symlinked_paths_refused_good_files_arrive(devices, tmp_path):
     s = Scene(devices, tmp_path)
     s.start()
