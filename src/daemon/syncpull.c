@@ -1074,8 +1074,15 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
     r.path = dec->copy_path;
     r.path_len = dec->copy_path_len;
     memset(&r.vv, 0, sizeof(r.vv));
-    rc = lr_sync_local_change(had_prev ? &prev.vv : NULL, c->d->short_id, (uint64_t)time(NULL),
-                              &r.vv);
+    /* A receive-only device never announces its own versions: the copy of
+     * a version another device made (a conflict between two peers it
+     * relays for) is stamped with that device's ID, so it reaches them;
+     * the copy of our own yielded edit stays ours, and local. */
+    uint64_t stamp = c->d->short_id;
+    if (j->receive_only && !(dec->flags & LR_SYNC_F_YIELDED))
+        stamp = lr_sync_vv_author(&local->vv);
+    rc = lr_sync_local_change(had_prev ? &prev.vv : NULL, stamp ? stamp : c->d->short_id,
+                              (uint64_t)time(NULL), &r.vv);
     if (had_prev)
         lr_file_rec_release(&prev);
     if (rc < 0)

@@ -447,3 +447,51 @@ def test_receive_only_middle_relays_but_never_sends_its_own(devices, tmp_path):
         assert (root / "from-a.txt").read_bytes() == b"written on A\n"
         assert not (root / "from-b.txt").exists()
         assert not [n for n in os.listdir(root) if "sync-conflict" in n]
+
+
+def test_receive_only_middle_shares_the_conflict_copy_it_makes(devices, tmp_path):
+    """A - B - C with B receive-only: A and C edit one file concurrently
+    (B in between, offline). B resolves the conflict when it sees both; the
+    copy of A's losing version it makes must reach A and C like any conflict
+    copy (it stayed on B as a "local change": A's edit survived only in A's
+    archive)."""
+    a, b, c = devices("alice"), devices("bob"), devices("carol")
+    for d in (a, b, c):
+        d.init()
+        d.port = free_udp_port()
+    for x, y in ((a, b), (b, c)):
+        x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
+        y.ok("peer", "add", x.id, "--name", x.name, "--addr", x.addr())
+    roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
+    for r in roots.values():
+        r.mkdir(parents=True)
+    fa, fb, fc = roots["alice"], roots["bob"], roots["carol"]
+    (fa / "f.txt").write_bytes(b"base\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id, "--share", c.id,
+         "--mode", "receive-only")
+    c.ok("folder", "add", str(fc), "--id", "docs", "--share", b.id)
+    for d in (a, b, c):
+        d.start()
+    wait_for(lambda: (fc / "f.txt").exists(), timeout=60, interval=0.3, what="base on C")
+    b.stop()
+    (fa / "f.txt").write_bytes(b"A's edit\n")
+    a.ok("scan")
+    time.sleep(1.1)
+    (fc / "f.txt").write_bytes(b"C's newer edit\n")
+    c.ok("scan")
+    b.start()
+
+    def copies(root):
+        return [n for n in os.listdir(root) if n.startswith("f.sync-conflict-")]
+
+    def converged():
+        try:
+            return all((r / "f.txt").read_bytes() == b"C's newer edit\n" and len(copies(r)) == 1
+                       for r in (fa, fb, fc))
+        except FileNotFoundError:
+            return False
+    wait_for(converged, timeout=60, interval=0.5, what="C's edit and A's copy on all three")
+    for r in (fa, fb, fc):
+        assert (r / copies(r)[0]).read_bytes() == b"A's edit\n"
+    assert status(b)["local_changes"] == 0
