@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -336,6 +337,30 @@ int lr_config_remove_peer(struct lr_config *cfg, const struct lr_device_id *id, 
                 k++;
             }
         }
+    }
+    return 0;
+}
+
+int lr_config_new_token(uint64_t *out, struct lr_err *err)
+{
+    *out = 0;
+    while (*out == 0) {
+        if (getrandom(out, sizeof(*out), 0) != (ssize_t)sizeof(*out))
+            return lr_err_set(err, -errno, "getrandom for a folder token");
+    }
+    return 0;
+}
+
+int lr_config_assign_tokens(struct lr_config *cfg, bool *changed, struct lr_err *err)
+{
+    *changed = false;
+    for (size_t i = 0; i < cfg->nfolders; i++) {
+        if (cfg->folders[i].token)
+            continue;
+        int rc = lr_config_new_token(&cfg->folders[i].token, err);
+        if (rc < 0)
+            return rc;
+        *changed = true;
     }
     return 0;
 }

@@ -101,6 +101,15 @@ int lr_config_remove_peer(struct lr_config *cfg, const struct lr_device_id *id, 
  * checked it is a directory); this checks the id and overlaps with other
  * folders and with the home.
  */
+/* A new random folder token (never 0). 0 or a negative error (getrandom). */
+int lr_config_new_token(uint64_t *out, struct lr_err *err);
+/*
+ * Give every folder without a token (a configuration from before tokens)
+ * a new one; *changed tells whether any was given (the caller saves the
+ * configuration, under its lock, before the tokens are used: an unsaved
+ * token would differ at the next load and look like a re-added folder).
+ */
+int lr_config_assign_tokens(struct lr_config *cfg, bool *changed, struct lr_err *err);
 int lr_config_add_folder(struct lr_config *cfg, const struct lr_folder_cfg *f, struct lr_err *err);
 int lr_config_remove_folder(struct lr_config *cfg, const char *folder_id, struct lr_err *err);
 /* Returns 1 if newly shared, 0 if it already was. */

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #define MARKER_DIR ".landropic"
@@ -145,12 +144,8 @@ static int folder_add(struct lr_config *cfg, const char *path, json_t *params, j
     f.path = canon;
     f.conflict = (char *)(uintptr_t)conflict;
     f.mode = LR_MODE_SEND_RECEIVE;
-    while (f.token == 0) {
-        if (getrandom(&f.token, sizeof(f.token), 0) != (ssize_t)sizeof(f.token)) {
-            rc = lr_err_set(err, -errno, "getrandom for the folder token");
-            goto out;
-        }
-    }
+    if ((rc = lr_config_new_token(&f.token, err)) < 0)
+        goto out;
     if ((rc = param_window(params, &f.conflict_window, NULL, err)) < 0)
         goto out;
     if (mode && (rc = lr_folder_mode_parse(mode, &f.mode, err)) < 0)

@@ -376,6 +376,11 @@ static int serve(struct lr_daemon *d, struct lr_err *err)
     if (lock < 0)
         return lock;
     rc = lr_config_load(d->opts->home, &d->cfg, err);
+    /* Folders from before tokens get theirs now, saved before any use, so a
+     * later remove + add of one of them is told apart (lr_index_folder_bind). */
+    bool tokens = false;
+    if (rc == 0 && (rc = lr_config_assign_tokens(d->cfg, &tokens, err)) == 0 && tokens)
+        rc = lr_config_save(d->cfg, err);
     lr_config_unlock(lock);
     if (rc < 0)
         return rc;

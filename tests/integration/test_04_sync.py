@@ -157,7 +157,24 @@ def test_marker_removed_keeps_peer_files(devices, tmp_path):
     assert b.ok("status", "--json").json()["folders"][0]["state"] != "error"
 
 
-@pytest.mark.parametrize("how", ["running", "offline", "same-path"])
+def strip_tokens(dev):
+    """Make dev's configuration look like one from before folder tokens."""
+    import json
+    path = os.path.join(dev.home, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    for fo in cfg["folders"]:
+        fo.pop("token", None)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    import sqlite3
+    db = sqlite3.connect(os.path.join(dev.home, "index.db"))
+    db.execute("UPDATE folders SET token = 0")
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("how", ["running", "offline", "same-path", "upgraded"])
 def test_folder_removed_and_added_again_deletes_nothing_on_the_peer(devices, tmp_path, how):
     """`folder remove` then `folder add` of another (empty) directory under
     the same ID used to reuse the old index: its first scan recorded every
@@ -174,6 +191,12 @@ def test_folder_removed_and_added_again_deletes_nothing_on_the_peer(devices, tmp
     b.start()
     wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
     want = snapshot(fa)
+    if how == "upgraded":
+        # A folder from before tokens gets one when the daemon starts.
+        b.stop()
+        strip_tokens(b)
+        b.start()
+        assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     if how == "same-path":
         fb2 = fb
     else:

@@ -402,9 +402,9 @@ def test_ignored_files_never_leave_nor_get_replaced_or_deleted(devices, tmp_path
     assert not (fa / "diary.private").exists()
 
 
-def test_receive_only_middle_relays_but_never_sends_its_own(devices, tmp_path):
-    """A - B - C, A and C not connected, B receive-only: A's changes reach C
-    through B with A's vector, C's reach A; B's own edits reach neither."""
+def receive_only_chain(devices, tmp_path, files_on_a):
+    """A - B - C, A and C not connected, B receive-only, `files_on_a` written
+    on A before the three start. Returns a, b, c and their folders."""
     a, b, c = devices("alice"), devices("bob"), devices("carol")
     for d in (a, b, c):
         d.init()
@@ -412,17 +412,26 @@ def test_receive_only_middle_relays_but_never_sends_its_own(devices, tmp_path):
     for x, y in ((a, b), (b, c)):
         x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
         y.ok("peer", "add", x.id, "--name", x.name, "--addr", x.addr())
-    roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
-    for r in roots.values():
+    roots = [tmp_path / d.name / "docs" for d in (a, b, c)]
+    for r in roots:
         r.mkdir(parents=True)
-    fa, fb, fc = roots["alice"], roots["bob"], roots["carol"]
-    (fa / "from-a.txt").write_bytes(b"written on A\n")
+    fa, fb, fc = roots
+    for name, data in files_on_a.items():
+        (fa / name).write_bytes(data)
     a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
     b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id, "--share", c.id,
          "--mode", "receive-only")
     c.ok("folder", "add", str(fc), "--id", "docs", "--share", b.id)
     for d in (a, b, c):
         d.start()
+    return a, b, c, fa, fb, fc
+
+
+def test_receive_only_middle_relays_but_never_sends_its_own(devices, tmp_path):
+    """A - B - C, A and C not connected, B receive-only: A's changes reach C
+    through B with A's vector, C's reach A; B's own edits reach neither."""
+    a, b, c, fa, fb, fc = receive_only_chain(devices, tmp_path,
+                                             {"from-a.txt": b"written on A\n"})
     wait_for(lambda: (fc / "from-a.txt").exists(), timeout=60, interval=0.3,
              what="A's file on C through B")
     assert (fc / "from-a.txt").read_bytes() == b"written on A\n"
@@ -455,24 +464,7 @@ def test_receive_only_middle_shares_the_conflict_copy_it_makes(devices, tmp_path
     copy of A's losing version it makes must reach A and C like any conflict
     copy (it stayed on B as a "local change": A's edit survived only in A's
     archive)."""
-    a, b, c = devices("alice"), devices("bob"), devices("carol")
-    for d in (a, b, c):
-        d.init()
-        d.port = free_udp_port()
-    for x, y in ((a, b), (b, c)):
-        x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
-        y.ok("peer", "add", x.id, "--name", x.name, "--addr", x.addr())
-    roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
-    for r in roots.values():
-        r.mkdir(parents=True)
-    fa, fb, fc = roots["alice"], roots["bob"], roots["carol"]
-    (fa / "f.txt").write_bytes(b"base\n")
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id, "--share", c.id,
-         "--mode", "receive-only")
-    c.ok("folder", "add", str(fc), "--id", "docs", "--share", b.id)
-    for d in (a, b, c):
-        d.start()
+    a, b, c, fa, fb, fc = receive_only_chain(devices, tmp_path, {"f.txt": b"base\n"})
     wait_for(lambda: (fc / "f.txt").exists(), timeout=60, interval=0.3, what="base on C")
     b.stop()
     (fa / "f.txt").write_bytes(b"A's edit\n")

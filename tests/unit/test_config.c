@@ -146,6 +146,14 @@ static void test_round_trip(void **state)
     assert_string_equal(rf->conflict, "newest");
     assert_int_equal(rf->conflict_window, 7);
     assert_true(rf->token == 0x00c0ffee12345678u);
+    /* Only folders without a token get one. */
+    bool changed = true;
+    assert_int_equal(lr_config_assign_tokens(r, &changed, &err), 0);
+    assert_false(changed);
+    assert_true(rf->token == 0x00c0ffee12345678u);
+    rf->token = 0;
+    assert_int_equal(lr_config_assign_tokens(r, &changed, &err), 0);
+    assert_true(changed && rf->token != 0);
     assert_true(lr_folder_shared_with(rf, &a));
     assert_false(lr_folder_shared_with(rf, &b));
 
