@@ -25,9 +25,8 @@
 
 /* ---- local changes ---- */
 
-/* daemon_modes_own_version, answering `on_error` when the holders cannot be read. */
-static bool own_version(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
-                        uint64_t self, bool on_error)
+/* r's largest counter is ours (ties included): we made this version. */
+static bool authored(const struct lr_file_rec *r, uint64_t self)
 {
     uint64_t own = lr_vv_get(&r->vv, self);
     if (own == 0)
@@ -35,6 +34,15 @@ static bool own_version(struct lr_index *ix, const char *folder, const struct lr
     for (size_t i = 0; i < r->vv.n; i++)
         if (r->vv.e[i].counter > own)
             return false; /* another device changed it after us */
+    return true;
+}
+
+/* daemon_modes_own_version, answering `on_error` when the holders cannot be read. */
+static bool own_version(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
+                        uint64_t self, bool on_error)
+{
+    if (!authored(r, self))
+        return false;
     struct lr_device_list h = {0};
     if (lr_index_remote_holders(ix, folder, r->path, r->path_len, &r->vv, NULL, &h, NULL) < 0)
         return on_error;
@@ -123,8 +131,22 @@ void daemon_modes_status(struct lr_daemon *d, const struct lr_folder_cfg *fc, ui
 
 /* ---- send-only: adopting equal versions ---- */
 
+/* Same type, content, mode and mtime (vectors aside). */
+static bool same_version(const struct lr_file_rec *a, const struct lr_file_rec *b)
+{
+    if (a->deleted || b->deleted || a->type != b->type || a->mode != b->mode)
+        return false;
+    if (a->type == LR_FT_FILE)
+        return a->size == b->size && a->mtime_ns == b->mtime_ns &&
+               memcmp(&a->blocks_hash, &b->blocks_hash, sizeof(a->blocks_hash)) == 0;
+    if (a->type == LR_FT_SYMLINK)
+        return a->target_len == b->target_len && memcmp(a->target, b->target, a->target_len) == 0;
+    return true;
+}
+
 int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
-                             const struct lr_file_rec *remote, bool *adopted, struct lr_err *err)
+                             const struct lr_file_rec *remote, uint64_t self_if_receive_only,
+                             bool *adopted, struct lr_err *err)
 {
     *adopted = false;
     struct lr_file_rec local;
@@ -136,6 +158,21 @@ int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
     struct lr_sync_decision dec;
     struct lr_err derr = {0};
     rc = lr_sync_decide(has ? &local : NULL, remote, &dec, &derr);
+    /* Receive-only: an own version equal to the peer's, newer only by our
+     * counter (a fresh scan after the folder was added again), is the
+     * peer's version: withheld, the peer waited for it for good. */
+    /* (Equal vectors too: scanned in the second the peer's version was
+     * made, the fresh vector equals it, but was withheld when scanned, before
+     * the peer's record came; stored again, it is sent now.) */
+    if (rc >= 0 && dec.apply != LR_SYNC_APPLY_RECORD && self_if_receive_only && has &&
+        same_version(&local, remote) && authored(&local, self_if_receive_only) &&
+        (lr_vv_equal(&local.vv, &remote->vv) ||
+         own_version(ix, folder, &local, self_if_receive_only, false))) {
+        lr_sync_decision_release(&dec);
+        memset(&dec, 0, sizeof(dec));
+        dec.apply = LR_SYNC_APPLY_RECORD;
+        lr_vv_copy(&dec.vv, &remote->vv);
+    }
     if (rc >= 0 && dec.apply == LR_SYNC_APPLY_RECORD && !(dec.flags & LR_SYNC_F_INCONSISTENT)) {
         /* Our record as it is (its inode, ctime and chunks) with the vector;
          * without one, the peer's tombstone of a path we never had. */

@@ -54,12 +54,16 @@ bool daemon_modes_own_version(struct lr_index *ix, const char *folder, const str
  * answers APPLY_RECORD: same type, content and metadata as our record, the
  * vector newer or concurrent). Without it, identical files that both
  * devices had from the start (concurrent versions the peer merges) would
- * count as peer changes pending an override for good. Runs inside the
+ * count as peer changes pending an override for good. In a receive-only
+ * folder (self_if_receive_only: our short ID, else 0) also an own version
+ * (never announced) equal to the peer's in all but the vector, even a newer
+ * one: files scanned afresh after the folder was added again. Runs inside the
  * caller's transaction on `ix`; *adopted is set when our record changed
  * (it then has a new sequence to announce). 0 or a negative error.
  */
 int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
-                             const struct lr_file_rec *remote, bool *adopted, struct lr_err *err);
+                             const struct lr_file_rec *remote, uint64_t self_if_receive_only,
+                             bool *adopted, struct lr_err *err);
 
 /* API "folder.override" {folder}: send-only only. Answers {"folder", "overridden"}. */
 void daemon_m_folder_override(struct lr_daemon *d, struct lr_api_req *req, json_t *params);

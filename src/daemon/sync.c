@@ -793,7 +793,8 @@ struct listed {
     char *folder;
     uint64_t index_id;
     uint64_t epoch;
-    bool send_only; /* our folder's mode: adopts equal versions (modes.h) */
+    bool send_only;    /* our folder's mode: adopts equal versions (modes.h) */
+    bool receive_only; /* adopts equal versions over own ones (modes.h) */
 };
 
 struct recv_job {
@@ -1008,15 +1009,16 @@ static void recv_work(struct daemon_job *base)
     /* Adopted vectors are our own records, announced under new sequences:
      * they must not be lost to a power cut after the peers saw them, so
      * they go in a transaction of their own with the full sync. */
-    if (ls->send_only && nstored > 0) {
+    if ((ls->send_only || ls->receive_only) && nstored > 0) {
         if ((rc = lr_index_begin(d->ix, &j->err)) < 0)
             goto fail;
         for (size_t i = 0; i < nstored; i++) {
             bool adopted = false;
             if (ix.v[i].unknown_type)
                 continue;
-            if ((rc = daemon_modes_adopt_equal(d->ix, j->folder, &ix.v[i].rec, &adopted, &j->err)) <
-                0)
+            if ((rc = daemon_modes_adopt_equal(d->ix, j->folder, &ix.v[i].rec,
+                                               ls->receive_only ? d->short_id : 0, &adopted,
+                                               &j->err)) < 0)
                 goto fail_tx;
             j->adopted += adopted;
         }
@@ -1137,6 +1139,7 @@ static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
         j->listed[j->nlisted].epoch = l->epoch;
         const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
         j->listed[j->nlisted].send_only = fc && fc->mode == LR_MODE_SEND_ONLY;
+        j->listed[j->nlisted].receive_only = fc && fc->mode == LR_MODE_RECEIVE_ONLY;
         j->nlisted++;
     }
     /* Which folder it is for is known once decoded: until then sync_folder_status

@@ -919,8 +919,9 @@ static bool dir_kept(struct page_ctx *c, const struct lr_file_rec *dir,
     if (c->j->receive_only) {
         *err = (struct lr_err){0};
         *rc = lr_err_set(err, -ENOTEMPTY,
-                         "not applied: the directory holds local changes of this receive-only "
-                         "folder ('folder revert' discards them)");
+                         "the directory holds files the peer does not have: local changes of "
+                         "this receive-only folder ('folder revert' discards them) or ignored "
+                         "files (they stay)");
         return false;
     }
     struct lr_err kerr = {0};

@@ -487,3 +487,30 @@ def test_receive_only_middle_shares_the_conflict_copy_it_makes(devices, tmp_path
     for r in (fa, fb, fc):
         assert (r / copies(r)[0]).read_bytes() == b"A's edit\n"
     assert status(b)["local_changes"] == 0
+
+
+def test_folder_added_again_as_receive_only_has_no_local_changes(devices, tmp_path):
+    """The device the files came from removes the folder and adds it again
+    as receive-only: its fresh scan gives the unchanged files vectors of its
+    own, but a peer has them as they are, so they are no local changes
+    (withheld, the peer waited for them for good)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(5):
+        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
+    add(a, fa, b)
+    add(b, fb, a)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
+    a.ok("folder", "remove", "docs")
+    add(a, fa, b, "--mode", "receive-only")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert status(a)["local_changes"] == 0
+    assert synced(fa, fb)
+    # A real edit on A is still a local change, and still not sent.
+    (fa / "f0.txt").write_bytes(b"A's own edit\n")
+    a.ok("scan")
+    wait_for(lambda: status(a)["local_changes"] == 1, timeout=30, what="A's edit counted")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert (fb / "f0.txt").read_bytes() == b"file 0\n"
