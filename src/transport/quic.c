@@ -10,6 +10,7 @@
  * freed (closing it only records the request). process_dirty(), run when
  * every entry point unwinds to depth 0, carries out what was deferred.
  */
+#include "transport/qmem.h"
 #include "transport/transport_int.h"
 
 #include "util/fsutil.h"
@@ -101,6 +102,7 @@ struct lr_conn {
     const uint8_t *dlv_p;
     struct lr__sock *sock;
     ngtcp2_conn *qc;
+    struct lr_qmem qmem; /* every block qc allocates (freed after it) */
     gnutls_session_t tls;
     ngtcp2_crypto_conn_ref ref;
     uv_timer_t timer;
@@ -756,6 +758,11 @@ static void conn_free(struct lr_conn *c, const char *reason)
     }
     if (c->qc)
         ngtcp2_conn_del(c->qc);
+    size_t left_bytes;
+    size_t left = lr_qmem_sweep(&c->qmem, &left_bytes);
+    if (left)
+        lr_debug(MOD, "ngtcp2 left %zu blocks (%zu bytes) behind at close; freed", left,
+                 left_bytes);
     if (c->tls)
         gnutls_deinit(c->tls);
     c->qc = NULL;
@@ -1303,6 +1310,7 @@ static struct lr_conn *conn_alloc(struct lr_transport *t, struct lr__sock *s, bo
                                   const ngtcp2_addr *remote)
 {
     struct lr_conn *c = lr_xcalloc(1, sizeof(*c));
+    lr_qmem_init(&c->qmem);
     c->t = t;
     c->sock = s;
     c->is_client = client;
@@ -1388,7 +1396,7 @@ static int conn_new_client(struct lr_transport *t, const struct lr_device_id *pe
     settings_init(c, &path, &settings);
     params_init(t, &params, false);
     rc = ngtcp2_conn_client_new(&c->qc, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &CLIENT_CBS,
-                                &settings, &params, NULL, c);
+                                &settings, &params, lr_qmem_ngtcp2(&c->qmem), c);
     if (rc != 0) {
         conn_free(c, "ngtcp2_conn_client_new failed");
         return LR_EINTERNAL;
@@ -1434,7 +1442,7 @@ static void accept_new(struct lr__sock *s, const ngtcp2_path *path, const uint8_
     if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, t->secret,
                                                      sizeof(t->secret), &scid) != 0 ||
         ngtcp2_conn_server_new(&c->qc, &hd.scid, &scid, path, hd.version, &SERVER_CBS, &settings,
-                               &params, NULL, c) != 0) {
+                               &params, lr_qmem_ngtcp2(&c->qmem), c) != 0) {
         conn_free(c, "ngtcp2_conn_server_new failed");
         return;
     }
@@ -2330,6 +2338,12 @@ void lr__transport_fail_eagain(struct lr_transport *t, unsigned every)
 {
     for (size_t i = 0; i < t->nsocks; i++)
         t->socks[i].fp_eagain_every = every;
+}
+
+void lr__transport_fail_drop(struct lr_transport *t, unsigned every)
+{
+    for (size_t i = 0; i < t->nsocks; i++)
+        t->socks[i].fp_drop_every = every;
 }
 #endif
 

@@ -69,6 +69,8 @@ struct lr__sock {
 #ifdef LR_FAILPOINTS
     unsigned fp_eagain_every; /* pretend every Nth send finds the socket full */
     unsigned fp_sends;
+    unsigned fp_drop_every; /* lose every Nth datagram on the way out */
+    unsigned fp_datagrams;
 #endif
 };
 
@@ -167,6 +169,8 @@ size_t lr__transport_nconns(const struct lr_transport *t);
  * EAGAIN (0: off), as a full socket buffer would; loopback never fills one.
  */
 void lr__transport_fail_eagain(struct lr_transport *t, unsigned every);
+/* Lose every Nth datagram t sends (0: off), as a lossy link would; loopback loses none. */
+void lr__transport_fail_drop(struct lr_transport *t, unsigned every);
 /* t's client connections never send HELLO; t waits for HELLOs only this long. */
 void lr__transport_mute_hello(struct lr_transport *t, uint64_t peer_hello_timeout_ms);
 #endif

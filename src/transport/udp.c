@@ -265,6 +265,15 @@ int lr__sock_send(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *da
                 *done += segsz;
             return -EAGAIN;
         }
+        if (s->fp_drop_every) {
+            /* One datagram at a time, so that exactly every Nth is lost. */
+            batch = false;
+            n = segsz < left ? segsz : left;
+            if (++s->fp_datagrams % s->fp_drop_every == 0) {
+                *done += n;
+                continue;
+            }
+        }
 #endif
         ssize_t rc = send_one(s, path, data + *done, n, batch ? segsz : n);
         if (rc == -EAGAIN || rc == -EWOULDBLOCK)
