@@ -131,17 +131,10 @@ void daemon_modes_status(struct lr_daemon *d, const struct lr_folder_cfg *fc, ui
 
 /* ---- send-only: adopting equal versions ---- */
 
-/* Same type, content, mode and mtime (vectors aside). */
+/* Two live records the same on disk: type, content and the metadata sync keeps (vectors aside). */
 static bool same_version(const struct lr_file_rec *a, const struct lr_file_rec *b)
 {
-    if (a->deleted || b->deleted || a->type != b->type || a->mode != b->mode)
-        return false;
-    if (a->type == LR_FT_FILE)
-        return a->size == b->size && a->mtime_ns == b->mtime_ns &&
-               memcmp(&a->blocks_hash, &b->blocks_hash, sizeof(a->blocks_hash)) == 0;
-    if (a->type == LR_FT_SYMLINK)
-        return a->target_len == b->target_len && memcmp(a->target, b->target, a->target_len) == 0;
-    return true;
+    return !a->deleted && !b->deleted && lr_sync_same_content(a, b) && !lr_sync_meta_differs(a, b);
 }
 
 int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,

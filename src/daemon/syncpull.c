@@ -25,6 +25,7 @@
 
 #include "proto/have.h"
 #include "store/staging_reuse.h"
+#include "sync/decide.h"
 #include "sync/plan.h"
 #include "sync/xfer.h"
 #include "util/log.h"
@@ -788,18 +789,6 @@ static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struc
 static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
                          const struct lr_sync_decision *dec, struct lr_err *err);
 
-/* Whether the record at a conflict copy's name holds the loser's content
- * (same type, and the same blocks or link target). */
-static bool same_copy(const struct lr_file_rec *at, const struct lr_file_rec *loser)
-{
-    if (at->type != loser->type)
-        return false;
-    if (loser->type == LR_FT_SYMLINK)
-        return at->target_len == loser->target_len &&
-               memcmp(at->target, loser->target, loser->target_len) == 0;
-    return memcmp(&at->blocks_hash, &loser->blocks_hash, LR_HASH_LEN) == 0;
-}
-
 /* Pages of our records a directory's check for live children reads at most. */
 #define KEEP_DIR_PAGES 16
 #define KEEP_DIR_PAGE 256
@@ -1064,7 +1053,7 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
     struct lr_store_expect e;
     expect_of(had_prev ? &prev : NULL, &e);
     if (had_prev && !prev.deleted) {
-        bool same = same_copy(&prev, local);
+        bool same = lr_sync_same_content(&prev, local);
         lr_file_rec_release(&prev);
         if (same)
             return 0; /* a peer resolving the same conflict made it already */
@@ -1154,7 +1143,7 @@ static void copy_name_free(struct lr_daemon *d, const char *folder, const struct
         lr_sha256(loser->target, loser->target_len, &tag);
     else
         tag = loser->blocks_hash;
-    bool taken = !prev.deleted && !same_copy(&prev, loser);
+    bool taken = !prev.deleted && !lr_sync_same_content(&prev, loser);
     lr_file_rec_release(&prev);
     uint8_t *alt;
     size_t alt_len;

@@ -124,7 +124,7 @@ static int cmp_bytes(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 }
 
 /* Same data at the path: tombstones are all "absent"; directories have none. */
-static bool same_content(const struct lr_file_rec *a, const struct lr_file_rec *b)
+bool lr_sync_same_content(const struct lr_file_rec *a, const struct lr_file_rec *b)
 {
     if (a->deleted || b->deleted)
         return a->deleted && b->deleted;
@@ -148,7 +148,7 @@ static bool same_content(const struct lr_file_rec *a, const struct lr_file_rec *
  * child, and the scanner does not track it); a symlink's mtime (its mode is
  * fixed on Linux).
  */
-static bool meta_differs(const struct lr_file_rec *a, const struct lr_file_rec *b)
+bool lr_sync_meta_differs(const struct lr_file_rec *a, const struct lr_file_rec *b)
 {
     if (a->deleted || b->deleted)
         return false;
@@ -218,8 +218,8 @@ static void set_apply(const struct lr_file_rec *local, const struct lr_file_rec 
         }
         return;
     }
-    if (live && same_content(local, win)) {
-        if (meta_differs(local, win)) {
+    if (live && lr_sync_same_content(local, win)) {
+        if (lr_sync_meta_differs(local, win)) {
             d->apply = LR_SYNC_APPLY_META;
             d->flags |= LR_SYNC_F_CHECK_DISK;
         } else {
@@ -354,9 +354,9 @@ static int yield(const struct lr_file_rec *local, const struct lr_file_rec *remo
     d->flags |= LR_SYNC_F_YIELDED;
     snprintf(d->strategy, sizeof(d->strategy), "receive-only"); /* what decided, for the trail */
     lr_vv_copy(&d->vv, &remote->vv);
-    if (same_content(local, remote)) {
+    if (lr_sync_same_content(local, remote)) {
         d->action = LR_SYNC_TAKE_REMOTE;
-        if (meta_differs(local, remote))
+        if (lr_sync_meta_differs(local, remote))
             d->conflict = LR_SYNC_CONFLICT_METADATA;
     } else {
         d->action = LR_SYNC_CONFLICT;
@@ -422,7 +422,7 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
 
     switch (ord) {
     case LR_VV_EQUAL:
-        if (!same_content(local, remote) || meta_differs(local, remote) ||
+        if (!lr_sync_same_content(local, remote) || lr_sync_meta_differs(local, remote) ||
             local->type != remote->type)
             d.flags |= LR_SYNC_F_INCONSISTENT;
         d.action = LR_SYNC_NOTHING;
@@ -443,7 +443,7 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
             return yield(local, remote, &d, out, err);
         if (sides && sides->remote_unknown && sides->local.kind != LR_STRAT_KEEP_BOTH &&
             strategy_applies(local, remote) &&
-            (!same_content(local, remote) || meta_differs(local, remote))) {
+            (!lr_sync_same_content(local, remote) || lr_sync_meta_differs(local, remote))) {
             d.flags |= LR_SYNC_F_DEFERRED;
             *out = d;
             return LR_SYNC_NOTHING;
@@ -457,9 +457,9 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
         win = c >= 0 ? local : remote;
         d.by_strategy = sw != 0;
         const struct lr_file_rec *lose = win == local ? remote : local;
-        if (same_content(local, remote)) {
+        if (lr_sync_same_content(local, remote)) {
             d.action = LR_SYNC_MERGE_VV;
-            if (meta_differs(local, remote))
+            if (lr_sync_meta_differs(local, remote))
                 d.conflict = LR_SYNC_CONFLICT_METADATA;
         } else {
             d.action = LR_SYNC_CONFLICT;

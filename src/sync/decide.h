@@ -167,6 +167,13 @@ struct lr_sync_decision {
 
 void lr_sync_decision_release(struct lr_sync_decision *d);
 
+/* Same data at the path: tombstones are all "absent" (equal to each other), directories hold
+ * none, files compare size and block list hash, symlinks their target. */
+bool lr_sync_same_content(const struct lr_file_rec *a, const struct lr_file_rec *b);
+/* For two live records of the same content: whether metadata that matters on disk differs
+ * (a file's mode and mtime, a directory's mode, a symlink's mtime); false for a tombstone. */
+bool lr_sync_meta_differs(const struct lr_file_rec *a, const struct lr_file_rec *b);
+
 /* Stable lower-case names for logs, the audit trail and JSON ("take-remote",
  * "modify-delete", ...); "unknown" for a value out of range. Static strings. */
 const char *lr_sync_action_str(enum lr_sync_action a);

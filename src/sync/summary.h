@@ -26,7 +26,7 @@
  *         dir:     u32 mode
  *         symlink: u64 target_len | target | u64 mtime_ns
  *         other (unknown type): nothing
- * exactly the fields src/sync/decide.c compares (same_content, meta_differs).
+ * exactly the fields src/sync/decide.c compares (lr_sync_same_content, lr_sync_meta_differs).
  * Bucket of a path: the first 4 bytes of SHA-256(path) as a big-endian
  * integer, masked to nb - 1. Bucket digest: the sum modulo 2^128 of its
  * entry digests read as 128-bit big-endian integers (all zero when empty).
