@@ -8,6 +8,7 @@
 #include "daemon/sync.h"
 #include "store/store.h"
 #include "sync/decide.h"
+#include "util/timens.h"
 #include "util/buf.h"
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -997,7 +998,7 @@ int daemon_restore_file(const char *root, const char *path, const char *version,
     if (rc == 0) {
         /* The archived file's own mode and mtime: the restore is a new
          * version by its vector (the scan bumps it), not by its clock. */
-        int64_t mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        int64_t mtime_ns = lr_timespec_ns(&sb.st_mtim);
         rc = lr_store_commit_file(st, NULL, &key, fd, path, (uint32_t)sb.st_mode & 07777, mtime_ns,
                                   &e, LR_STORE_MKPARENTS, NULL, err);
     }

@@ -16,6 +16,7 @@
 #include "chunker/chunker.h"
 #include "ignore/ignore.h"
 #include "scanner/workq.h"
+#include "util/timens.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -135,11 +136,6 @@ static double since(const struct timespec *t0)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static int64_t ts_ns(const struct timespec *t)
-{
-    return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
 }
 
 static char *esc_path(const struct scan *s)
@@ -500,10 +496,10 @@ static int finish_file(struct scan *s, struct fjob *fj)
     rec.path_len = fj->path_len;
     rec.type = LR_FT_FILE;
     rec.size = (uint64_t)fj->st.st_size;
-    rec.mtime_ns = ts_ns(&fj->st.st_mtim);
+    rec.mtime_ns = lr_timespec_ns(&fj->st.st_mtim);
     rec.mode = fj->st.st_mode & 07777;
     rec.inode = fj->st.st_ino;
-    rec.ctime_ns = ts_ns(&fj->st.st_ctim);
+    rec.ctime_ns = lr_timespec_ns(&fj->st.st_ctim);
 
     if (old && !old->deleted && old->type == LR_FT_FILE && old->size == rec.size &&
         old->mtime_ns == rec.mtime_ns && old->mode == rec.mode &&
@@ -828,17 +824,22 @@ static int visit_dir(struct scan *s, int dfd, const char *name, const struct sta
     /* Owner bits of a directory are not compared: the store gives the owner
      * rwx on every directory it applies (it must write into it), so a
      * peer's 0555 is 0755 here, and taking that for a local change sent
-     * 0755 back and widened the origin's directory. */
+     * 0755 back and widened the origin's directory. Nor are set-id and
+     * sticky bits the record has and the disk lacks: the store never sets
+     * them (store.md), and sending their absence back stripped a shared
+     * 2775 or 1777 directory on the device that made it. Adding one here
+     * is still a change. */
+    uint32_t kept = old->mode & 07000u;
     if (!old->path || old->deleted || old->type != LR_FT_DIR ||
-        (old->mode | 0700u) != (mode | 0700u)) {
+        (old->mode | 0700u) != (mode | 0700u | kept)) {
         struct lr_file_rec rec = {0};
         rec.path = s->path;
         rec.path_len = s->plen;
         rec.type = LR_FT_DIR;
-        rec.mtime_ns = ts_ns(&st->st_mtim);
+        rec.mtime_ns = lr_timespec_ns(&st->st_mtim);
         rec.mode = mode;
         rec.inode = st->st_ino;
-        rec.ctime_ns = ts_ns(&st->st_ctim);
+        rec.ctime_ns = lr_timespec_ns(&st->st_ctim);
         rec.vv = old->vv;
         rc = bump(s, &rec);
         old->vv = rec.vv;
@@ -886,10 +887,10 @@ static int visit_symlink(struct scan *s, int dfd, const char *name, const struct
     rec.path = s->path;
     rec.path_len = s->plen;
     rec.type = LR_FT_SYMLINK;
-    rec.mtime_ns = ts_ns(&st->st_mtim);
+    rec.mtime_ns = lr_timespec_ns(&st->st_mtim);
     rec.mode = st->st_mode & 07777;
     rec.inode = st->st_ino;
-    rec.ctime_ns = ts_ns(&st->st_ctim);
+    rec.ctime_ns = lr_timespec_ns(&st->st_ctim);
     rec.target = target;
     rec.target_len = (size_t)n;
     target[n] = 0;
@@ -969,8 +970,8 @@ static int visit(struct scan *s, int dfd, const char *name)
     } else if (S_ISLNK(st.st_mode)) {
         rc = visit_symlink(s, dfd, name, &st, &old);
     } else if (old.path && !old.deleted && old.type == LR_FT_FILE &&
-               old.size == (uint64_t)st.st_size && old.mtime_ns == ts_ns(&st.st_mtim) &&
-               old.inode == st.st_ino && old.ctime_ns == ts_ns(&st.st_ctim)) {
+               old.size == (uint64_t)st.st_size && old.mtime_ns == lr_timespec_ns(&st.st_mtim) &&
+               old.inode == st.st_ino && old.ctime_ns == lr_timespec_ns(&st.st_ctim)) {
         rc = 0; /* unchanged: not read again */
     } else {
         rc = hash_file(s, dfd, name, &st, &old);
@@ -1002,8 +1003,8 @@ static bool will_read(const struct scan *s, const struct stat *st)
     if (lr_index_path_cmp(r->path, r->path_len, s->path, s->plen) != 0)
         return true; /* not indexed: new */
     return r->deleted || r->type != LR_FT_FILE || r->size != (uint64_t)st->st_size ||
-           r->mtime_ns != ts_ns(&st->st_mtim) || r->inode != st->st_ino ||
-           r->ctime_ns != ts_ns(&st->st_ctim);
+           r->mtime_ns != lr_timespec_ns(&st->st_mtim) || r->inode != st->st_ino ||
+           r->ctime_ns != lr_timespec_ns(&st->st_ctim);
 }
 
 /* Ask the disk for names[*next .. upto] that this scan will read (see

@@ -4,6 +4,7 @@
  * fallback), and the path check at the store's boundary.
  */
 #include "store/store_int.h"
+#include "util/timens.h"
 #include "util/str.h"
 #include "util/xalloc.h"
 
@@ -82,8 +83,8 @@ void lr__store_info_from_stat(const struct stat *sb, struct lr_store_info *out)
     }
     out->dev = (uint64_t)sb->st_dev;
     out->ino = (uint64_t)sb->st_ino;
-    out->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
-    out->ctime_ns = (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec;
+    out->mtime_ns = lr_timespec_ns(&sb->st_mtim);
+    out->ctime_ns = lr_timespec_ns(&sb->st_ctim);
     out->mode = (uint32_t)(sb->st_mode & 07777);
 }
 
@@ -269,7 +270,7 @@ static unsigned spell_next;
 
 static int64_t ctime_ns(const struct stat *sb)
 {
-    return (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec;
+    return lr_timespec_ns(&sb->st_ctim);
 }
 
 static bool spell_known(const struct stat *pb, const char *name, const struct stat *cb)

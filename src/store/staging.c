@@ -3,6 +3,7 @@
  * write, verify, discard, garbage-collect.
  */
 #include "store/store_int.h"
+#include "util/timens.h"
 #include "util/str.h"
 #include "util/xalloc.h"
 
@@ -207,7 +208,7 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
     }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    int64_t cutoff = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    int64_t cutoff = lr_timespec_ns(&now);
     int64_t age = older_than_s > (uint64_t)INT64_MAX / 1000000000
                       ? INT64_MAX
                       : (int64_t)older_than_s * 1000000000;
@@ -223,7 +224,7 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
         struct stat sb;
         if (fstatat(st->tmpfd, nm, &sb, AT_SYMLINK_NOFOLLOW) < 0)
             continue; /* vanished */
-        int64_t ct = (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
+        int64_t ct = lr_timespec_ns(&sb.st_ctim);
         if (ct >= cutoff)
             continue;
         /* We never create directories here; one that appeared is left to the user. */

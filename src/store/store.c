@@ -3,6 +3,7 @@
  * delete, metadata), the versions archive, and chunk reads for peers.
  */
 #include "store/store_int.h"
+#include "util/timens.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -37,23 +38,12 @@ static void tmp_name(char out[64])
              (uint64_t)atomic_fetch_add(&tmp_counter, 1));
 }
 
-static int64_t ts_ns(struct timespec t)
-{
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-/* times[] for futimens/utimensat: atime untouched, mtime from ns (floor for negatives). */
+/* times[] for futimens/utimensat: atime untouched, mtime from ns. */
 static void mtime_times(int64_t mtime_ns, struct timespec ts[2])
 {
-    int64_t sec = mtime_ns / 1000000000, nsec = mtime_ns % 1000000000;
-    if (nsec < 0) {
-        nsec += 1000000000;
-        sec -= 1;
-    }
     ts[0].tv_sec = 0;
     ts[0].tv_nsec = UTIME_OMIT;
-    ts[1].tv_sec = (time_t)sec;
-    ts[1].tv_nsec = (long)nsec;
+    ts[1] = lr_ns_timespec(mtime_ns);
 }
 
 #ifdef LR_FAILPOINTS
@@ -202,10 +192,10 @@ static bool matches(const struct stat *sb, const struct lr_store_expect *e, bool
         return false;
     if (e->ino && (uint64_t)sb->st_ino != e->ino)
         return false;
-    if (with_ctime && e->ctime_ns && ts_ns(sb->st_ctim) != e->ctime_ns)
+    if (with_ctime && e->ctime_ns && lr_timespec_ns(&sb->st_ctim) != e->ctime_ns)
         return false;
     if (e->type == LR_FT_FILE &&
-        ((uint64_t)sb->st_size != e->size || ts_ns(sb->st_mtim) != e->mtime_ns))
+        ((uint64_t)sb->st_size != e->size || lr_timespec_ns(&sb->st_mtim) != e->mtime_ns))
         return false;
     return true;
 }

@@ -304,6 +304,38 @@ def test_read_only_directory_mode_does_not_bounce(devices, tmp_path):
     os.chmod(fa / "ro", 0o755)  # lets the test clean up
 
 
+def test_setgid_and_sticky_directories_keep_their_bits_on_the_origin(devices, tmp_path):
+    """Set-id and sticky bits never come from a peer (store.md), so B's copy
+    of a 2775 or 1777 directory is 0775 / 0777; B's scan took the missing bit
+    for a local change and sent it back, stripping the shared directory on
+    the device that made it. A bit added on the receiver is still a change."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for name, mode in (("sgid", 0o2775), ("sticky", 0o1777), ("suid", 0o4755), ("plain", 0o755)):
+        (fa / name).mkdir()
+        (fa / name / "f").write_bytes(name.encode())
+        os.chmod(fa / name, mode)
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: all((fb / n / "f").exists() for n in ("sgid", "sticky", "suid", "plain")),
+             timeout=60, interval=0.3, what="initial sync")
+    for dev in (a, b):
+        assert dev.run("sync", "--wait", "--timeout", "30").rc == 0
+    for dev in (b, a):
+        dev.ok("scan")
+        assert dev.run("sync", "--wait", "--timeout", "30").rc == 0
+    modes = {n: stat.S_IMODE(os.stat(fa / n).st_mode) for n in ("sgid", "sticky", "suid")}
+    assert modes == {"sgid": 0o2775, "sticky": 0o1777, "suid": 0o4755}, modes
+    assert stat.S_IMODE(os.stat(fb / "sgid").st_mode) == 0o775
+    assert stat.S_IMODE(os.stat(fb / "sticky").st_mode) == 0o777
+    # B adds a sticky bit and widens nothing else: a change A takes as a mode
+    # change (without the bit, which peers never apply).
+    os.chmod(fb / "plain", 0o1750)
+    b.ok("scan")
+    wait_for(lambda: stat.S_IMODE(os.stat(fa / "plain").st_mode) == 0o750, timeout=30,
+             what="B's chmod on A")
+
+
 def test_new_files_while_connected_and_late_share(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     a.start()

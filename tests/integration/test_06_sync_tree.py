@@ -381,3 +381,48 @@ def test_directory_replaced_by_file_propagates(devices, tmp_path):
     with open(os.path.join(b.home, "landropic.log"), errors="replace") as f:
         log = f.read()
     assert "not applied" not in log, log
+
+
+def test_times_beyond_2262_sync_without_overflow_or_bounce(devices, tmp_path):
+    """int64 nanoseconds end at 2262-04-11; ext4 holds dates up to 2446. A
+    file, directory and symlink dated 2300 used to overflow the conversion
+    (undefined behaviour: the sanitizer build died at its first scan); the
+    wrapped value reached the peer, whose file system clamped it to 1901, and
+    the peer's scan sent 1901 back as a change, rewriting the origin's date.
+    Now the origin keeps its date, the peer gets the last representable
+    instant, and neither side sees a change afterwards. Dates before 1970
+    keep their exact nanoseconds."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    far = 10_413_792_000  # 2300-01-01T00:00:00Z, in seconds
+    last_ns = 2**63 - 1
+    write_file(fa / "future.txt", b"from the future\n", 0o644)
+    os.utime(fa / "future.txt", (far, far))
+    (fa / "futdir").mkdir()
+    write_file(fa / "futdir" / "in.txt", b"inside\n", 0o644)
+    os.symlink("future.txt", fa / "futlink")
+    os.utime(fa / "futlink", (far, far), follow_symlinks=False)
+    os.utime(fa / "futdir", (far, far))
+    old_ns = -1_234_567_890_123_456_789  # 1930-11-18, with nanoseconds
+    write_file(fa / "old.txt", b"from the past\n", 0o644, mtime_ns=old_ns)
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    expected = snapshot(fa)
+    expected["future.txt"] = ("file", 0o644, last_ns, expected["future.txt"][3])
+    try:
+        wait_for(equal_to(fb, expected), timeout=60, interval=0.3, what="far-future file on B")
+    except AssertionError:
+        raise AssertionError(diff(safe_snapshot(fb) or {}, expected))
+    assert os.lstat(fb / "futlink").st_mtime_ns == last_ns
+    assert os.lstat(fb / "old.txt").st_mtime_ns == old_ns
+    # Both sides rescan: nothing is a change, the origin's dates stay put.
+    for dev in (a, b):
+        dev.ok("scan")
+    b.ok("sync", "--wait", "--timeout", "20")
+    a.ok("sync", "--wait", "--timeout", "20")
+    assert os.stat(fa / "future.txt").st_mtime_ns == far * 10**9
+    assert os.lstat(fa / "futlink").st_mtime_ns == far * 10**9
+    assert os.stat(fb / "future.txt").st_mtime_ns == last_ns
+    assert folder_errors(a) == [] and folder_errors(b) == []
+    for root in (fa, fb):
+        assert not [p for p in snapshot(root) if "sync-conflict" in p], snapshot(root)
