@@ -330,6 +330,11 @@ static int open_log(struct lr_daemon *d, struct lr_err *err)
             free(def);
             return rc;
         }
+        /* Detached, stderr was /dev/null: what the C library, an assert or a
+         * sanitizer prints there (their reports ignore log_path when ASan and
+         * UBSan are combined) is the one line that explains a dead daemon. */
+        if (d->opts->detach)
+            dup2(fd, STDERR_FILENO);
         d->log = fdopen(fd, "a");
         lr_log_set_sink(d->log);
     }

@@ -19,6 +19,9 @@ BIN = os.environ.get("LANDROPIC_BIN") or os.path.join(
 BIN = os.path.abspath(BIN)
 
 
+SANITIZER_MARKERS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer")
+
+
 def free_udp_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -185,6 +188,17 @@ def devices(tmp_path):
             d.stop()
         except Exception:
             d.kill()
+    # A detached daemon's stderr goes to its log: a sanitizer report there (UBSan's ignore
+    # log_path in a combined ASan+UBSan build) fails the test that produced it.
+    for d in made:
+        try:
+            with open(os.path.join(d.home, "landropic.log"), errors="replace") as f:
+                log = f.read()
+        except OSError:
+            continue
+        for marker in SANITIZER_MARKERS:
+            i = log.find(marker)
+            assert i < 0, f"{d.name}: sanitizer report in its log:\n{log[max(0, i - 200):i + 3000]}"
 
 
 @pytest.fixture
