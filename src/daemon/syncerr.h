@@ -129,6 +129,8 @@ void sync_items_free(struct lr_daemon *d);
 /* Any thread. `apply` is the decision's enum lr_sync_apply (the item's kind of change). */
 void sync_item_started(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
                        int apply);
+/* len 0 is the folder-level entry (the pull itself failed): cleared, with an
+ * item_finished event only if it was failing. */
 void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len);
 /* `what` names the step ("not applied", "cannot stage", ...); rc/err as logged.
  * rc == LR_ECLASH (a folding directory holds another spelling of the name)

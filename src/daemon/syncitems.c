@@ -253,12 +253,15 @@ void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, 
     if (!s)
         return;
     bool was = lr_syncerr_clear(s->tab, folder, path, len);
-    if (was) {
+    if (was && len == 0) {
+        lr_info(MOD, "folder=%s pulls again after earlier failures", folder);
+    } else if (was) {
         char *e = lr_esc(path, len);
         lr_info(MOD, "folder=%s path=%s applied after earlier failures", folder, e);
         free(e);
     }
-    if (wanted(d))
+    /* The folder-level entry (path "", every pull clears it) finishes only if it failed. */
+    if (wanted(d) && (len || was))
         ev_push(d, item_event("item_finished", folder, path, len));
 }
 

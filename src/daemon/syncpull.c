@@ -1224,8 +1224,14 @@ static void pull_work(struct daemon_job *base)
     bool resumed = j->after != NULL;
     if ((j->rc = lr_store_open_with(j->root, d->sync->spares, &c.st, &j->err)) < 0) {
         j->no_marker = j->rc == LR_ENOMARKER;
+        /* Nothing of the folder can be applied (.landropic/tmp not a
+         * directory, ...): a folder-level entry (path "") in status, retried
+         * with the items' backoff; it was only logged, and never retried. */
+        if (!j->no_marker)
+            sync_item_failed(d, j->folder, (const uint8_t *)"", 0, "cannot pull", j->rc, &j->err);
         return;
     }
+    sync_item_ok(d, j->folder, (const uint8_t *)"", 0);
     /* Ignored paths are never applied, so a peer's change never replaces or
      * deletes an ignored file (docs/modes.md); without the rules, nothing. */
     struct lr_ignore *ig = NULL;

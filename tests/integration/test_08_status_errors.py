@@ -151,6 +151,40 @@ def test_error_clears_when_no_longer_needed(devices, tmp_path):
         chattr("-i", fb / "locked")
 
 
+def test_folder_that_cannot_pull_is_listed_and_retried(devices, tmp_path):
+    """A pull that fails as a whole (here .landropic/tmp is a file, so nothing
+    can be staged) is a folder-level entry (path "") in status, not only a
+    log line, and is retried with the items' backoff: once the obstacle is
+    gone the file arrives without anyone running sync."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    (fa / "first.txt").write_bytes(b"first\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "first.txt").exists(), timeout=60, what="first sync")
+    tmp = fb / ".landropic" / "tmp"
+    for p in tmp.iterdir():
+        p.unlink()
+    tmp.rmdir()
+    tmp.write_bytes(b"in the way\n")
+    (fa / "second.txt").write_bytes(b"second\n")
+    a.ok("scan")
+    wait_for(lambda: [e for e in status(b)["errors"] if e["path"] == ""], timeout=30,
+             what="B lists the folder-level failure")
+    st = status(b)
+    entry = [e for e in st["errors"] if e["path"] == ""][0]
+    assert "cannot pull" in entry["error"] and ".landropic/tmp" in entry["error"], entry
+    assert st["in_sync"] is False
+    r = b.run("sync", "--wait", "--timeout", "3")
+    assert r.rc == 3, r
+    tmp.unlink()
+    wait_for(lambda: (fb / "second.txt").exists(), timeout=30, interval=0.3,
+             what="the retry pulls the file without a manual sync")
+    wait_for(lambda: status(b)["errors"] == [], timeout=10, what="the entry clears")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+
+
 def test_sender_wait_returns_once_the_peer_has_everything(devices, tmp_path):
     """`sync --wait` on the sending side is done only when the connected peer
     announces every version we have: right after it returns, the receiver's
