@@ -307,7 +307,7 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
         }
     }
     struct lr_err err = {0};
-    bool added = false;
+    int64_t added = 0;
     int rc = lr_index_conflict_put(d->ix, &c, &key, &added, &err);
     if (rc < 0) {
         char *e = lr_esc(remote->path, remote->path_len);
@@ -315,6 +315,7 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
                 lr_err_msg(&err, rc));
         free(e);
     } else if (added) {
+        c.id = added; /* the event carries the record as `conflicts` lists it */
         char *e = lr_esc(remote->path, remote->path_len);
         char *k = c.kept_path ? lr_esc(c.kept_path, c.kept_path_len) : NULL;
         lr_info(MOD,
@@ -389,13 +390,14 @@ void daemon_conflict_clash(struct lr_daemon *d, const char *folder, const uint8_
     c.kept_path = (uint8_t *)(uintptr_t)existing;
     c.kept_path_len = elen;
     struct lr_err err = {0};
-    bool added = false;
+    int64_t added = 0;
     int rc = lr_index_conflict_put(d->ix, &c, &key, &added, &err);
     char *e = lr_esc(c.path, c.path_len);
     if (rc < 0) {
         lr_warn(MOD, "folder=%s path=%s case clash not recorded: %s", folder, e,
                 lr_err_msg(&err, rc));
     } else if (added) {
+        c.id = added; /* the event carries the record as `conflicts` lists it */
         char *k = lr_esc(existing, elen);
         lr_warn(MOD,
                 "folder=%s path=%s conflict type=structural detail=case-clash existing=%s: "

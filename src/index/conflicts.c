@@ -113,6 +113,7 @@ struct put_arg {
     const struct lr_conflict_rec *c;
     const struct lr_hash *dedup;
     bool added;
+    int64_t id;
 };
 
 static int put_locked(struct lr_index *ix, void *arg, struct lr_err *err)
@@ -152,6 +153,7 @@ static int put_locked(struct lr_index *ix, void *arg, struct lr_err *err)
      * less than KEEP + SLACK ids back holds fewer rows than that: an O(log n)
      * check spares the O(KEEP) prune below on all but one put in SLACK. */
     int64_t new_id = sqlite3_last_insert_rowid(ix->db);
+    a->id = new_id;
     s = prepare(ix, "SELECT min(id) FROM conflicts WHERE folder = ?1", err);
     if (!s)
         return LR_EDB;
@@ -175,10 +177,10 @@ static int put_locked(struct lr_index *ix, void *arg, struct lr_err *err)
 }
 
 int lr_index_conflict_put(struct lr_index *ix, const struct lr_conflict_rec *c,
-                          const struct lr_hash *dedup, bool *added, struct lr_err *err)
+                          const struct lr_hash *dedup, int64_t *added_id, struct lr_err *err)
 {
-    if (added)
-        *added = false;
+    if (added_id)
+        *added_id = 0;
     int rc = check_rec(c, err);
     if (rc < 0)
         return rc;
@@ -187,8 +189,8 @@ int lr_index_conflict_put(struct lr_index *ix, const struct lr_conflict_rec *c,
     struct put_arg a = {.c = c, .dedup = dedup};
     if ((rc = lr__ix_in_tx(ix, err, put_locked, &a)) < 0)
         return rc;
-    if (added)
-        *added = a.added;
+    if (added_id)
+        *added_id = a.added ? a.id : 0;
     return 0;
 }
 

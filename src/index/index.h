@@ -618,14 +618,15 @@ struct lr_conflict_list {
 void lr_conflict_list_release(struct lr_conflict_list *l);
 
 /*
- * Record a conflict (c borrowed). `dedup` identifies it (e.g. a hash of the
- * path and both vectors); a row of the same folder with that key already
- * present makes this a no-op with *added false (may be NULL). LR_EBADPATH
+ * Record a conflict (c borrowed; its id ignored). `dedup` identifies it (e.g.
+ * a hash of the path and both vectors). *added_id (may be NULL) is the new
+ * row's id (> 0, as lr_index_conflict_list gives it), or 0 when a row of the
+ * same folder with that key was already there (a no-op). LR_EBADPATH
  * for an invalid path, LR_EBADVAL for a missing or over-long field, LR_EDB.
  * Own transaction unless one is open.
  */
 int lr_index_conflict_put(struct lr_index *ix, const struct lr_conflict_rec *c,
-                          const struct lr_hash *dedup, bool *added, struct lr_err *err);
+                          const struct lr_hash *dedup, int64_t *added_id, struct lr_err *err);
 /*
  * Up to `max` (at most LR_CONFLICT_LIST_MAX) rows with id > after_id, in id
  * order, of `folder` (NULL: every folder) and, if path is not NULL, of that

@@ -96,6 +96,8 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
     assert len(cev) == 1, events
     assert cev[0]["folder"] == "docs" and cev[0]["conflict"]["path"] == "report.txt"
     assert cev[0]["conflict"]["kept_path"] == copy
+    # The event's record is the listed one, id included (it was 0).
+    assert cev[0]["conflict"]["id"] == conflicts(a)[0]["id"] > 0
     # The log names it.
     log = open(os.path.join(a.home, "landropic.log")).read()
     assert "conflict type=content" in log and "path=report.txt" in log

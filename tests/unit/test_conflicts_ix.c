@@ -78,7 +78,7 @@ static void test_put_list_roundtrip(void **state)
     struct fx *f = *state;
     struct lr_err err = {0};
     struct lr_hash k;
-    bool added = false;
+    int64_t added = 0;
     struct lr_conflict_rec c = mkrec("f1", "a/b.txt");
     c.kept_device = (char *)"ABCDEFG";
     static const uint8_t kept[] = "a/b.sync-conflict-20231114-221320-ABCDEFG.txt";
@@ -90,7 +90,8 @@ static void test_put_list_roundtrip(void **state)
     c.archive_path_len = sizeof(arch) - 1;
     key_of(&k, 1);
     assert_int_equal(lr_index_conflict_put(f->ix, &c, &k, &added, &err), 0);
-    assert_true(added);
+    assert_true(added > 0);
+    int64_t first_id = added;
 
     struct lr_conflict_rec m = mkrec("f1", "meta");
     m.type = (char *)"metadata";
@@ -106,6 +107,9 @@ static void test_put_list_roundtrip(void **state)
     assert_int_equal(lr_index_conflict_list(f->ix, NULL, NULL, 0, 0, 100, &l, &err), 0);
     assert_int_equal(l.n, 2);
     assert_true(l.v[0].id < l.v[1].id);
+    /* put hands out the id the list gives (the conflict event carries it). */
+    assert_true(l.v[0].id == first_id);
+    assert_true(l.v[1].id == added);
     assert_string_equal(l.v[0].folder, "f1");
     assert_int_equal(l.v[0].path_len, 7);
     assert_memory_equal(l.v[0].path, "a/b.txt", 7);
@@ -135,7 +139,7 @@ static void test_dedup(void **state)
     struct fx *f = *state;
     struct lr_err err = {0};
     struct lr_hash k;
-    bool added = true;
+    int64_t added = 1;
     struct lr_conflict_rec c = mkrec("f1", "x");
     key_of(&k, 7);
     assert_int_equal(lr_index_conflict_put(f->ix, &c, &k, &added, &err), 0);
@@ -322,7 +326,7 @@ static void test_migrates_v3_database(void **state)
     struct lr_hash k;
     key_of(&k, 1);
     struct lr_conflict_rec c = mkrec("f1", "after-upgrade");
-    bool added = false;
+    int64_t added = 0;
     assert_int_equal(lr_index_conflict_put(f->ix, &c, &k, &added, &err), 0);
     assert_true(added);
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
