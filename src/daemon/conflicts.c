@@ -6,6 +6,7 @@
 
 #include "daemon/daemon_int.h"
 #include "daemon/sync.h"
+#include "hash/hash.h"
 #include "store/store.h"
 #include "sync/decide.h"
 #include "util/timens.h"
@@ -550,6 +551,27 @@ static bool parse_archived(const char *name, size_t *leaf_len, int64_t *when, un
     return true;
 }
 
+/*
+ * Whether an archived name whose leaf part is name[0, leaf_len) holds
+ * versions of `want`: the same leaf, or (cut) the archive's form of an
+ * over-long leaf, "<want cut at a UTF-8 boundary>~<its SHA-256's first 8
+ * hex digits>" (store.c archive_name), so a long name is found by itself.
+ */
+static bool leaf_matches(const char *want, const char *name, size_t leaf_len, bool cut)
+{
+    size_t wl = strlen(want);
+    if (wl == leaf_len && memcmp(want, name, leaf_len) == 0)
+        return true;
+    size_t keep = cut ? leaf_len - 9 : 0;
+    if (!cut || wl <= keep || memcmp(want, name, keep) != 0)
+        return false;
+    struct lr_hash h;
+    char hx[LR_HASH_HEX_LEN + 1];
+    lr_sha256(want, wl, &h);
+    lr_hash_hex(&h, hx);
+    return memcmp(hx, name + keep + 1, 8) == 0;
+}
+
 struct walk {
     struct daemon_version_list *out;
     size_t cap;
@@ -591,8 +613,7 @@ static int walk_dir(struct walk *w, int dfd, const char *rel, int depth, bool re
             unsigned seq;
             bool cut;
             if (parse_archived(name, &leaf_len, &when, &seq, &cut) &&
-                (!w->only_leaf ||
-                 (strlen(w->only_leaf) == leaf_len && memcmp(w->only_leaf, name, leaf_len) == 0))) {
+                (!w->only_leaf || leaf_matches(w->only_leaf, name, leaf_len, cut))) {
                 if (w->out->n >= DAEMON_VERSIONS_MAX) {
                     w->out->truncated = true;
                     free(sub);
@@ -606,10 +627,14 @@ static int walk_dir(struct walk *w, int dfd, const char *rel, int depth, bool re
                 memset(v, 0, sizeof(*v));
                 v->id = sub;
                 sub = NULL;
+                /* Listed under the leaf asked for: a cut name's full one. */
                 size_t dlen = strlen(v->id) - strlen(name);
-                v->path_len = dlen + leaf_len;
+                const char *leaf = w->only_leaf ? w->only_leaf : name;
+                size_t llen = w->only_leaf ? strlen(w->only_leaf) : leaf_len;
+                v->path_len = dlen + llen;
                 v->path = lr_xmalloc(v->path_len + 1);
-                memcpy(v->path, v->id, v->path_len);
+                memcpy(v->path, v->id, dlen);
+                memcpy(v->path + dlen, leaf, llen);
                 v->path[v->path_len] = 0;
                 v->cut = cut;
                 v->size = (uint64_t)st.st_size;

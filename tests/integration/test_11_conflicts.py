@@ -344,3 +344,33 @@ def test_directory_replaced_while_the_other_adds_inside(devices, tmp_path):
         assert dev.ok("sync", "--wait", "--timeout", "30").rc == 0
         st = folder_status(dev)
         assert st["in_sync"] and not st["errors"], st
+
+
+def test_long_name_versions_listed_and_restored_by_name(devices, tmp_path):
+    """A leaf too long for the archive's stamp is archived cut, tagged with a
+    hash of the full name; `versions` and `restore` given the full name find
+    it, and the restore puts it back under the full name. Before, only the
+    cut name listed it, and restoring that made a file under the cut name."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    name = "会议记录" * 20 + ".txt"  # 244 bytes: with "~STAMP" over NAME_MAX
+    (fa / "sub").mkdir()
+    (fa / "sub" / name).write_bytes(b"precious\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "sub" / name).exists(), timeout=60, interval=0.3, what="first sync")
+    os.unlink(fb / "sub" / name)
+    b.ok("scan")
+    wait_for(lambda: not (fa / "sub" / name).exists(), timeout=60, interval=0.3,
+             what="the delete on alice")
+    vs = a.ok("versions", "docs", "sub/" + name, "--json").json()["versions"]
+    assert len(vs) == 1 and vs[0]["path"] == "sub/" + name and vs[0].get("cut") is True, vs
+    # Not listed for another long name sharing the cut prefix.
+    other = "会议记录" * 20 + ".doc"
+    assert a.ok("versions", "docs", "sub/" + other, "--json").json()["versions"] == []
+    r = a.ok("restore", "docs", "sub/" + name)
+    assert (fa / "sub" / name).read_bytes() == b"precious\n"
+    assert sorted(os.listdir(fa / "sub")) == [name], os.listdir(fa / "sub")
+    wait_for(lambda: (fb / "sub" / name).exists(), timeout=60, interval=0.3,
+             what="the restored file on bob")
+    assert sorted(os.listdir(fb / "sub")) == [name]
