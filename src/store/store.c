@@ -249,6 +249,26 @@ static int check_spelling(const struct lr_store *st, int parent, const char *lea
     return LR_ECHANGED;
 }
 
+/*
+ * A FIFO, socket or device node where an entry is to go: the scanner skips
+ * them and the store never replaces one (it may be some program's
+ * endpoint), so the item fails until the user moves it. 0 if sb is none.
+ */
+static int special_in_way(const struct stat *sb, const char *relpath, struct lr_err *err)
+{
+    const char *kind = S_ISFIFO(sb->st_mode)                          ? "a FIFO"
+                       : S_ISSOCK(sb->st_mode)                        ? "a socket"
+                       : S_ISCHR(sb->st_mode) || S_ISBLK(sb->st_mode) ? "a device node"
+                                                                      : NULL;
+    if (!kind)
+        return 0;
+    char *e = lr_escs(relpath);
+    lr_err_set(err, LR_ECHANGED, "%s is in the way at %s (special files are never replaced)", kind,
+               e);
+    free(e);
+    return LR_ECHANGED;
+}
+
 static int check_expect(int parent, const char *leaf, const struct lr_store_expect *e,
                         const char *relpath, struct lr_err *err)
 {
@@ -259,8 +279,11 @@ static int check_expect(int parent, const char *leaf, const struct lr_store_expe
         return lr__store_fail(err, rc, "stat", relpath);
     if (present && !e->exists && (rc = spelled_exactly(parent, leaf, &sb, relpath, err)) < 0)
         return rc; /* "absent" and found: another spelling? */
-    if (!matches(present ? &sb : NULL, e, true))
+    if (!matches(present ? &sb : NULL, e, true)) {
+        if (present && (rc = special_in_way(&sb, relpath, err)) < 0)
+            return rc;
         return lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
+    }
     return 0;
 }
 
@@ -631,7 +654,10 @@ int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *re
     }
     rc = lr__store_open_one_dir(st, parent, leaf, &dfd);
     if (rc == -ENOTDIR || rc == -ELOOP || rc == -ENOENT) {
-        rc = lr__store_fail(err, LR_ECHANGED, "exists and is not a directory:", relpath);
+        struct stat sb;
+        if (fstatat(parent, leaf, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            (rc = special_in_way(&sb, relpath, err)) == 0)
+            rc = lr__store_fail(err, LR_ECHANGED, "exists and is not a directory:", relpath);
         goto out;
     }
     if (rc) {

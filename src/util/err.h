@@ -32,7 +32,7 @@
     X(LR_ECONFIG, 5, "invalid configuration")                                                      \
     X(LR_EDB, 6, "database error")                                                                 \
     X(LR_ETLS, 7, "TLS error")                                                                     \
-    X(LR_ECHANGED, 8, "file changed while being read")                                             \
+    X(LR_ECHANGED, 8, "changed on disk meanwhile")                                                 \
     X(LR_ENOMARKER, 9, "folder marker missing")                                                    \
     X(LR_EBADPATH, 10, "invalid path")                                                             \
     X(LR_ENODAEMON, 11, "daemon not running")                                                      \

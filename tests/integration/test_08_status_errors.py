@@ -5,6 +5,7 @@ without anyone asking, and clears by itself once the cause is gone; `sync
 peer still lacks our version; `events` streams item and folder-state
 events; `peers` counts the bytes exchanged."""
 import os
+import stat
 import subprocess
 import time
 
@@ -183,6 +184,41 @@ def test_folder_that_cannot_pull_is_listed_and_retried(devices, tmp_path):
              what="the retry pulls the file without a manual sync")
     wait_for(lambda: status(b)["errors"] == [], timeout=10, what="the entry clears")
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+
+
+def test_special_file_in_the_way_is_named(devices, tmp_path):
+    """A FIFO where a peer's file or directory is to go is never replaced;
+    the error says so. It said "changed since the last scan: ... file changed
+    while being read" although nothing had changed."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    os.mkfifo(fb / "y")
+    os.mkfifo(fb / "pdir")
+    a.start()
+    b.start()
+    (fa / "y").write_bytes(b"data\n")
+    (fa / "pdir").mkdir()
+    (fa / "pdir" / "x").write_bytes(b"x\n")
+    (fa / "other.txt").write_bytes(b"other\n")
+    a.ok("scan")
+    wait_for(lambda: (fb / "other.txt").exists(), timeout=60, what="the rest arrives")
+
+    def errs():
+        return {e["path"]: e["error"] for e in status(b)["errors"]}
+    wait_for(lambda: "y" in errs() and "pdir" in errs(), timeout=30, what="both listed")
+    e = errs()
+    assert "a FIFO is in the way at y" in e["y"], e
+    assert "a FIFO is in the way at pdir" in e["pdir"], e
+    assert "changed" not in e["y"] and "changed" not in e["pdir"], e
+    assert stat.S_ISFIFO(os.lstat(fb / "y").st_mode)
+    # Moved away, both arrive.
+    os.unlink(fb / "y")
+    os.unlink(fb / "pdir")
+    b.ok("sync")
+    wait_for(lambda: (fb / "y").is_file() and (fb / "pdir" / "x").is_file(), timeout=30,
+             what="both after the FIFOs went")
+    wait_for(lambda: status(b)["errors"] == [], timeout=10, what="errors clear")
 
 
 def test_sender_wait_returns_once_the_peer_has_everything(devices, tmp_path):
