@@ -433,6 +433,12 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
             return lr__store_fail(err, rc, "rename into place", relpath);
         goto touch;
     }
+    /* A directory that refuses the exchange fails it before the archive link:
+     * link and unlink change the file's ctime, and the next attempt took our
+     * own touch for a local change ("changed since the last scan"). */
+    if (faccessat(parent, ".", W_OK | X_OK, AT_EACCESS) < 0 &&
+        (errno == EACCES || errno == EPERM || errno == EROFS))
+        return lr__store_fail(err, -errno, "exchange into place", relpath);
     bool linked = false;
     ino_t linked_ino = 0;
     if (e->type == LR_FT_FILE) {

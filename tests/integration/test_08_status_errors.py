@@ -186,6 +186,43 @@ def test_folder_that_cannot_pull_is_listed_and_retried(devices, tmp_path):
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
 
 
+def test_replace_refused_by_directory_keeps_its_message(devices, tmp_path):
+    """An update of a file in a directory that refuses changes fails the
+    same way on every retry. The store hard-linked the old file into the
+    archive before the exchange failed, which changed its ctime, so every
+    second attempt read "changed since the last scan", and an archive entry
+    could stay behind."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    (fa / "locked").mkdir()
+    (fa / "locked" / "a.txt").write_bytes(b"v1\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "locked" / "a.txt").exists(), timeout=60, what="first sync")
+    if not chattr("+i", fb / "locked"):
+        pytest.skip("chattr +i not supported here")
+    try:
+        (fa / "locked" / "a.txt").write_bytes(b"v2, longer\n")
+        a.ok("scan")
+
+        def entry():
+            return [e for e in status(b)["errors"] if e["path"] == "locked/a.txt"]
+        wait_for(lambda: entry() and entry()[0]["attempts"] >= 3, timeout=60, interval=0.5,
+                 what="three failed attempts")
+        assert "exchange into place locked/a.txt" in entry()[0]["error"], entry()
+        with open(os.path.join(b.home, "landropic.log"), errors="replace") as f:
+            log = [ln for ln in f if "locked/a.txt" in ln and "not applied" in ln]
+        assert len(log) >= 3 and all("exchange into place" in ln for ln in log), log
+        versions = fb / ".landropic" / "versions" / "locked"
+        assert not versions.exists() or not os.listdir(versions), os.listdir(versions)
+    finally:
+        chattr("-i", fb / "locked")
+    b.ok("sync")
+    wait_for(lambda: (fb / "locked" / "a.txt").read_bytes() == b"v2, longer\n", timeout=60,
+             what="the update once the directory allows it")
+
+
 def test_special_file_in_the_way_is_named(devices, tmp_path):
     """A FIFO where a peer's file or directory is to go is never replaced;
     the error says so. It said "changed since the last scan: ... file changed
