@@ -296,13 +296,16 @@ int lr_index_conflict_copies(struct lr_index *ix, const char *folder,
     /* instr() on two BLOBs compares bytes, so the stored key's 0x00
      * separators do not stop it (LIKE would treat the BLOB as C text). */
     static const char marker[] = ".sync-conflict-";
-    sqlite3_stmt *s = prepare(
-        ix, "SELECT path FROM files WHERE folder = ?1 AND deleted = 0 AND instr(path, ?2) > 0",
-        err);
+    /* Copies are files or symlinks: a directory so named is not one. */
+    sqlite3_stmt *s = prepare(ix,
+                              "SELECT path FROM files WHERE folder = ?1 AND deleted = 0 AND "
+                              "type != ?3 AND instr(path, ?2) > 0",
+                              err);
     if (!s)
         return LR_EDB;
     sqlite3_bind_int64(s, 1, fid);
     lr__ix_bind_blob(s, 2, marker, sizeof(marker) - 1);
+    sqlite3_bind_int(s, 3, LR_FT_DIR);
     uint64_t n = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const uint8_t *key = sqlite3_column_blob(s, 0);

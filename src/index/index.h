@@ -636,8 +636,8 @@ int lr_index_conflict_list(struct lr_index *ix, const char *folder, const uint8_
                            size_t path_len, int64_t after_id, size_t max,
                            struct lr_conflict_list *out, struct lr_err *err);
 /*
- * Number of live records of the folder whose path contains
- * ".sync-conflict-" and for which is_copy(path, len) is true (the caller's
+ * Number of live files and symlinks (not directories) of the folder whose
+ * path contains ".sync-conflict-" and for which is_copy(path, len) is true (the caller's
  * exact rule, e.g. lr_sync_is_conflict_copy): the conflict copies present.
  * Reads every record whose path contains the marker text, nothing else.
  * LR_ENOTFOUND if the folder has no index.

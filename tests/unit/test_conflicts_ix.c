@@ -339,12 +339,12 @@ static void test_migrates_v3_database(void **state)
     sqlite3_close(db);
 }
 
-static void put_file(struct lr_index *ix, const char *path, bool deleted)
+static void put_entry(struct lr_index *ix, const char *path, bool deleted, enum lr_ftype type)
 {
     struct lr_file_rec r = {0};
     r.path = (uint8_t *)path;
     r.path_len = strlen(path);
-    r.type = LR_FT_FILE;
+    r.type = type;
     r.deleted = deleted;
     r.mode = 0644;
     r.mtime_ns = 1;
@@ -354,6 +354,11 @@ static void put_file(struct lr_index *ix, const char *path, bool deleted)
     struct lr_err err = {0};
     assert_int_equal(lr_index_file_put(ix, "f1", &r, NULL, &err), 0);
     lr_vv_release(&vv);
+}
+
+static void put_file(struct lr_index *ix, const char *path, bool deleted)
+{
+    put_entry(ix, path, deleted, LR_FT_FILE);
 }
 
 static void test_copies_count(void **state)
@@ -372,6 +377,8 @@ static void test_copies_count(void **state)
     put_file(f->ix, "b.sync-conflict-2024.txt", false);
     put_file(f->ix, "x.sync-conflict-20240305-060708-ABCDEFG/inner.txt", false);
     put_file(f->ix, "plain.txt", false);
+    /* A directory with a marker in its name is not a copy either. */
+    put_entry(f->ix, "dir.sync-conflict-20240305-060708-ABCDEFG", false, LR_FT_DIR);
     assert_int_equal(lr_index_conflict_copies(f->ix, "f1", lr_sync_is_conflict_copy, &n, &err), 0);
     assert_int_equal(n, 2);
     assert_int_equal(lr_index_conflict_copies(f->ix, "nope", lr_sync_is_conflict_copy, &n, &err),
