@@ -177,8 +177,8 @@ static int parse_bracket(struct compiler *c, const char *s, size_t n, size_t *i,
     for (;;) {
         if (j >= n)
             return lr_err_set(err, LR_EPATTERN,
-                              "line %u: unterminated '[' (write \\[ for a "
-                              "literal bracket)",
+                              "line %u: unterminated '[' (a literal bracket is "
+                              "written [[])",
                               line);
         unsigned ch = (unsigned char)s[j];
         if (ch == ']' && !first) {

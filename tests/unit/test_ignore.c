@@ -175,6 +175,7 @@ static const struct mcase cases[] = {
     {"[!a-c]x", "ax", false, false},
     {"[^a-c]x", "dx", false, true},
     {"[^a-c]x", "cx", false, false},
+    {"[[]x", "[x", false, true}, /* the literal bracket the error message suggests */
     {"[]]x", "]x", false, true},
     {"[]a]x", "ax", false, true},
     {"[!]]x", "]x", false, false},
