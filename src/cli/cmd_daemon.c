@@ -196,7 +196,7 @@ static void print_status(json_t *res)
             const char *path = json_string_value(json_object_get(e, "path"));
             printf("  error: ");
             if (path && *path) {
-                cli_print_name(stdout, path);
+                cli_print_path(stdout, e, "path");
                 printf(": ");
             }
             cli_print_name(stdout, json_string_value(json_object_get(e, "error")));

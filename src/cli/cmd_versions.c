@@ -42,7 +42,7 @@ static void print_conflicts(json_t *doc)
         printf("%s ", json_string_value(json_object_get(c, "time")));
         cli_print_name(stdout, json_string_value(json_object_get(c, "folder")));
         printf(": ");
-        cli_print_name(stdout, json_string_value(json_object_get(c, "path")));
+        cli_print_path(stdout, c, "path");
         printf(": %s conflict (%s), %s: %s, %s version kept the name\n",
                json_string_value(json_object_get(c, "type")),
                json_string_value(json_object_get(c, "detail")),
@@ -54,7 +54,7 @@ static void print_conflicts(json_t *doc)
         json_array_foreach(json_object_get(c, "kept"), k, kept)
         {
             printf("  loser kept as ");
-            cli_print_name(stdout, json_string_value(json_object_get(kept, "path")));
+            cli_print_path(stdout, kept, "path");
             const char *dev = json_string_value(json_object_get(kept, "device"));
             if (dev)
                 printf(" (written by %s)", dev);
@@ -147,9 +147,9 @@ static void print_versions(json_t *doc)
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        cli_print_name(stdout, json_string_value(json_object_get(v, "path")));
+        cli_print_path(stdout, v, "path");
         printf("\n  version=");
-        cli_print_name(stdout, json_string_value(json_object_get(v, "id")));
+        cli_print_path(stdout, v, "id");
         printf(" size=%lld archived=%s mtime=%s\n  why: ",
                (long long)json_integer_value(json_object_get(v, "size")),
                json_string_value(json_object_get(v, "archived")),
@@ -293,9 +293,9 @@ int cmd_restore(struct cli *c, int argc, char **argv)
         return EXIT_OK;
     }
     printf("Restored ");
-    cli_print_name(stdout, json_string_value(json_object_get(res, "path")));
+    cli_print_path(stdout, res, "path");
     printf(" from version ");
-    cli_print_name(stdout, json_string_value(json_object_get(res, "version")));
+    cli_print_path(stdout, res, "version");
     printf("%s.\n", json_is_true(json_object_get(res, "replaced"))
                         ? " (the file it replaced is archived)"
                         : "");

@@ -3,6 +3,7 @@
 #include "api/api.h"
 #include "config/ops.h"
 #include "util/str.h"
+#include "util/xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -178,6 +179,23 @@ void cli_print_name(FILE *f, const char *s)
     char *e = lr_escs(s ? s : "?");
     fputs(e, f);
     free(e);
+}
+
+void cli_print_path(FILE *f, json_t *obj, const char *key)
+{
+    char *k = lr_xasprintf("%s_b64", key);
+    const char *b = json_string_value(json_object_get(obj, k));
+    free(k);
+    size_t n;
+    uint8_t *raw = b ? lr_unbase64(b, &n) : NULL;
+    if (!raw) {
+        cli_print_name(f, json_string_value(json_object_get(obj, key)));
+        return;
+    }
+    char *e = lr_esc(raw, n);
+    fputs(e, f);
+    free(e);
+    free(raw);
 }
 
 bool cli_daemon_running(const char *home)

@@ -4,6 +4,7 @@
 #include "util/err.h"
 #include "util/xalloc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
@@ -159,6 +160,53 @@ char *lr_base64(const void *vp, size_t n)
         out[o++] = '=';
     }
     out[o] = '\0';
+    return out;
+}
+
+static int b64_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+uint8_t *lr_unbase64(const char *s, size_t *n)
+{
+    size_t len = strlen(s);
+    *n = 0;
+    if (len % 4)
+        return NULL;
+    uint8_t *out = lr_xmalloc(len / 4 * 3 + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        bool last = i + 4 == len;
+        int v[4];
+        size_t pad = 0;
+        for (size_t k = 0; k < 4; k++) {
+            if (s[i + k] == '=' && last && k >= 2 && (k == 3 || s[i + 3] == '=')) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad || (v[k] = b64_val(s[i + k])) < 0) {
+                free(out);
+                return NULL;
+            }
+        }
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        out[o++] = (uint8_t)(w >> 16);
+        if (pad < 2)
+            out[o++] = (uint8_t)(w >> 8);
+        if (pad < 1)
+            out[o++] = (uint8_t)w;
+    }
+    out[o] = 0;
+    *n = o;
     return out;
 }
 

@@ -43,6 +43,10 @@ char *lr_esc_msg(const char *s);
 
 /* Standard base64 with padding. */
 char *lr_base64(const void *p, size_t n);
+/* Decode what lr_base64 makes (padding required, nothing else accepted): a
+ * NUL-terminated copy of the bytes (the caller frees it) with their count in
+ * *n, or NULL if s is not such base64. */
+uint8_t *lr_unbase64(const char *s, size_t *n);
 
 /* Lower-case hex of n bytes into out (2n+1 bytes incl. NUL). */
 void lr_hex(const void *p, size_t n, char *out);

@@ -308,3 +308,18 @@ def test_restore_and_versions_name_a_bad_path(device, tmp_path):
     for args in (["restore", "f", "../../etc/passwd"], ["versions", "f", "/etc"]):
         r = device.run(*args)
         assert r.rc == 1 and f"'{args[2]}'" in r.err, (args, r)
+
+
+def test_versions_human_output_escapes_raw_bytes(device, tmp_path):
+    """A name that is not UTF-8 shows its bytes escaped (\\xff) in human
+    output, as for other names, not U+FFFD (JSON keeps path + path_b64)."""
+    (tmp_path / "f").mkdir()
+    device.ok("folder", "add", str(tmp_path / "f"), "--id", "f")
+    arch = os.path.join(os.fsencode(tmp_path / "f"), b".landropic", b"versions")
+    os.makedirs(arch, exist_ok=True)
+    with open(os.path.join(arch, b"caf\xff.txt~20240101-000000"), "wb") as fh:
+        fh.write(b"old\n")
+    out = device.ok("versions", "f").out
+    assert "caf\\xff.txt" in out and "\ufffd" not in out, out
+    j = device.ok("versions", "f", "--json").json()["versions"][0]
+    assert j["path"] == "caf\ufffd.txt" and j["path_b64"] == "Y2Fm/y50eHQ=", j

@@ -400,6 +400,26 @@ static void test_base64(void **state)
     char *s = lr_base64(bin, 3);
     assert_string_equal(s, "+/+/");
     free(s);
+    /* Back again: every vector, raw bytes, and what is not base64. */
+    for (size_t i = 0; i < 7; i++) {
+        size_t n = 99;
+        uint8_t *b = lr_unbase64(out[i], &n);
+        assert_non_null(b);
+        assert_int_equal(n, strlen(in[i]));
+        assert_memory_equal(b, in[i], n);
+        assert_int_equal(b[n], 0);
+        free(b);
+    }
+    size_t n;
+    uint8_t *b = lr_unbase64("+/+/", &n);
+    assert_non_null(b);
+    assert_int_equal(n, 3);
+    assert_memory_equal(b, bin, 3);
+    free(b);
+    static const char *bad[] = {"Zg",   "Zg=",      "Z===",     "Zg=a",
+                                "=Zg=", "Zm9v!A==", "Zg==Zg==", "Zm 9"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_null(lr_unbase64(bad[i], &n));
 }
 
 static void test_hex(void **state)
