@@ -518,6 +518,7 @@ struct page_ctx {
     struct lr_daemon *d;
     struct pull_job *j;
     struct lr_store *st;
+    const struct lr_ignore *ig; /* the folder's rules (NULL: none) */
     uint8_t *buf;
     bool marker_checked;
     struct committed *done;
@@ -1104,7 +1105,10 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
         if (fd >= 0)
             close(fd);
     }
-    if (rc == 0) {
+    /* A copy whose name this folder ignores stays here, unrecorded, as any
+     * ignored file: recorded, it was sent to the peers (docs/ignore.md). */
+    bool ignored = c->ig && lr_ignore_match(c->ig, cpath, dec->copy_path_len, false);
+    if (rc == 0 && !ignored) {
         r.inode = info.ino;
         r.ctime_ns = info.ctime_ns;
         rc = lr_index_file_put(c->d->ix, j->folder, &r, NULL, err);
@@ -1239,6 +1243,7 @@ static void pull_work(struct daemon_job *base)
         lr_store_close(c.st);
         return;
     }
+    c.ig = ig;
     if (j->gc) {
         /* Staging files nobody resumed for a day: interrupted transfers of
          * versions since replaced, or of entries refused at commit. */

@@ -374,3 +374,34 @@ def test_long_name_versions_listed_and_restored_by_name(devices, tmp_path):
     wait_for(lambda: (fb / "sub" / name).exists(), timeout=60, interval=0.3,
              what="the restored file on bob")
     assert sorted(os.listdir(fb / "sub")) == [name]
+
+
+def test_conflict_copy_this_device_ignores_stays_here(devices, tmp_path):
+    """A device whose .landropicignore matches conflict copies keeps its copy
+    of a losing version as an ignored file: on its disk, not sent. It was
+    recorded and sent to the peer like any copy."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / ".landropicignore").write_bytes(b"*.sync-conflict-*\n")
+    (fa / "r.txt").write_bytes(b"base\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "r.txt").exists(), timeout=60, interval=0.3, what="first sync")
+    b.stop()
+    (fa / "r.txt").write_bytes(b"alice's, older\n")
+    os.utime(fa / "r.txt", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    a.ok("scan")
+    (fb / "r.txt").write_bytes(b"bob's, newer\n")
+    os.utime(fb / "r.txt", ns=(1_700_000_100_000_000_000, 1_700_000_100_000_000_000))
+    b.start()
+    b.ok("scan")
+    wait_for(lambda: (fa / "r.txt").read_bytes() == b"bob's, newer\n", timeout=60,
+             interval=0.3, what="bob's version on alice")
+    copies = [p for p in os.listdir(fa) if ".sync-conflict-" in p]
+    assert len(copies) == 1 and (fa / copies[0]).read_bytes() == b"alice's, older\n", copies
+    for dev in (a, b):
+        assert dev.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert not [p for p in os.listdir(fb) if ".sync-conflict-" in p], os.listdir(fb)
+    # The trail on alice still says where her version went.
+    lst = conflicts(a)
+    assert len(lst) == 1 and lst[0]["kept_path"] == copies[0], lst
