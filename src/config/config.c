@@ -160,6 +160,17 @@ int lr_config_check_strategy(const char *s, struct lr_err *err)
     return rc;
 }
 
+char *lr_config_norm_strategy(const char *s)
+{
+    struct lr_device_id id;
+    if (strncmp(s, "prefer:", 7) == 0 && lr_device_id_parse(s + 7, &id, NULL) == 0) {
+        char txt[LR_DEVICE_ID_STRLEN + 1];
+        lr_device_id_format(&id, txt);
+        return lr_xasprintf("prefer:%s", txt);
+    }
+    return lr_xstrdup(s);
+}
+
 /* Why `host` (NUL-terminated, brackets removed) is not a numeric address, or NULL. */
 static const char *addr_host_problem(const char *host, bool v6)
 {

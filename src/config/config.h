@@ -120,6 +120,10 @@ bool lr_folder_shared_with(const struct lr_folder_cfg *f, const struct lr_device
 /* Validators for user input (LR_EUSAGE with a message naming the value). */
 int lr_config_check_folder_id(const char *id, struct lr_err *err);
 int lr_config_check_strategy(const char *s, struct lr_err *err);
+/* A checked strategy in the form the audit trail and peers use (prefer:ID
+ * with the ID grouped as `id` prints it, whatever spelling was typed); the
+ * caller frees it. */
+char *lr_config_norm_strategy(const char *s);
 int lr_config_check_addr(const char *addr, struct lr_err *err);
 int lr_config_check_name(const char *name, struct lr_err *err);
 int lr_folder_mode_parse(const char *s, enum lr_folder_mode *out, struct lr_err *err);

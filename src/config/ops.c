@@ -142,7 +142,8 @@ static int folder_add(struct lr_config *cfg, const char *path, json_t *params, j
     }
     f.id = (char *)(uintptr_t)id;
     f.path = canon;
-    f.conflict = (char *)(uintptr_t)conflict;
+    char *norm = conflict ? lr_config_norm_strategy(conflict) : NULL;
+    f.conflict = norm;
     f.mode = LR_MODE_SEND_RECEIVE;
     if ((rc = lr_config_new_token(&f.token, err)) < 0)
         goto out;
@@ -183,6 +184,7 @@ static int folder_add(struct lr_config *cfg, const char *path, json_t *params, j
         lr_json_set_path(*result, "path", canon, strlen(canon));
     }
 out:
+    free(norm);
     free(f.shared);
     free(canon);
     return rc;
@@ -232,11 +234,14 @@ static int op_folder_set(struct lr_config *cfg, json_t *params, json_t **result,
         return rc;
     }
     bool changed = false;
-    if (conflict && (!f->conflict || strcmp(f->conflict, conflict) != 0)) {
+    char *norm = conflict ? lr_config_norm_strategy(conflict) : NULL;
+    if (norm && (!f->conflict || strcmp(f->conflict, norm) != 0)) {
         free(f->conflict);
-        f->conflict = lr_xstrdup(conflict);
+        f->conflict = norm;
+        norm = NULL;
         changed = true;
     }
+    free(norm);
     if (has_window && f->conflict_window != window) {
         f->conflict_window = window;
         changed = true;

@@ -323,3 +323,22 @@ def test_versions_human_output_escapes_raw_bytes(device, tmp_path):
     assert "caf\\xff.txt" in out and "\ufffd" not in out, out
     j = device.ok("versions", "f", "--json").json()["versions"][0]
     assert j["path"] == "caf\ufffd.txt" and j["path_b64"] == "Y2Fm/y50eHQ=", j
+
+
+def test_prefer_strategy_stored_in_its_normal_form(device, tmp_path):
+    """prefer:ID accepts any spelling `peer add` accepts (lower case, no
+    dashes); it is stored as the audit trail and peers spell it, so
+    `folders --json` does not show one form and the trail another."""
+    (tmp_path / "f").mkdir()
+    (tmp_path / "g").mkdir()
+    me = device.id
+    loose = me.replace("-", "").lower()
+    device.ok("folder", "add", str(tmp_path / "f"), "--id", "f", "--conflict", "prefer:" + loose)
+    device.ok("folder", "add", str(tmp_path / "g"), "--id", "g")
+    device.ok("folder", "set", "g", "--conflict", "prefer:" + loose)
+    folders = {f["id"]: f for f in device.ok("folders", "--json").json()["folders"]}
+    assert folders["f"]["conflict"] == "prefer:" + me, folders["f"]
+    assert folders["g"]["conflict"] == "prefer:" + me, folders["g"]
+    device.ok("folder", "set", "g", "--conflict", "prefer:" + me)
+    folders = {f["id"]: f for f in device.ok("folders", "--json").json()["folders"]}
+    assert folders["g"]["conflict"] == "prefer:" + me, folders["g"]
