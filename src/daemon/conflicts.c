@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,9 +541,11 @@ static bool parse_archived(const char *name, size_t *leaf_len, int64_t *when, un
     tm.tm_sec = (int)num(s + 13, 2);
     *when = (int64_t)timegm(&tm);
     *leaf_len = (size_t)(t - name);
-    /* "<cut leaf>~<8 hex>~stamp": the archive's form for an over-long leaf. */
+    /* "<cut leaf>~<8 hex>~stamp": the archive's form for an over-long leaf,
+     * which fills NAME_MAX but for a split UTF-8 character (at most 3 bytes
+     * short); a shorter "name~deadbeef" is a user's own name. */
     *cut = false;
-    if (*leaf_len > 9 && name[*leaf_len - 9] == '~') {
+    if (*leaf_len > 9 && name[*leaf_len - 9] == '~' && strlen(name) + 3 >= NAME_MAX) {
         *cut = true;
         for (size_t i = *leaf_len - 8; i < *leaf_len; i++)
             if (!strchr("0123456789abcdef", name[i]) || !name[i])

@@ -323,6 +323,11 @@ def test_versions_human_output_escapes_raw_bytes(device, tmp_path):
     assert "caf\\xff.txt" in out and "\ufffd" not in out, out
     j = device.ok("versions", "f", "--json").json()["versions"][0]
     assert j["path"] == "caf\ufffd.txt" and j["path_b64"] == "Y2Fm/y50eHQ=", j
+    # A user's short name that looks like the archive's tag for a cut name is not one.
+    with open(os.path.join(arch, b"foo~deadbeef~20240101-000000"), "wb") as fh:
+        fh.write(b"x\n")
+    j = device.ok("versions", "f", "foo~deadbeef", "--json").json()["versions"]
+    assert len(j) == 1 and "cut" not in j[0], j
 
 
 def test_prefer_strategy_stored_in_its_normal_form(device, tmp_path):
