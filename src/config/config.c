@@ -508,51 +508,16 @@ static json_t *folder_to_json(const struct lr_folder_cfg *f)
     return o;
 }
 
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* Decode base64 (with padding) to a NUL-terminated string; NULL if malformed or has NUL. */
 char *lr_config_unbase64_str(const char *s)
 {
-    size_t n = strlen(s);
-    if (n % 4)
-        return NULL;
-    char *out = lr_xmalloc(n / 4 * 3 + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        for (int k = 0; k < 4; k++)
-            v[k] = s[i + (size_t)k] == '=' ? 0 : b64val(s[i + (size_t)k]);
-        if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0) {
-            free(out);
-            return NULL;
-        }
-        uint32_t x =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        out[o++] = (char)(x >> 16);
-        if (s[i + 2] != '=')
-            out[o++] = (char)(x >> 8);
-        if (s[i + 3] != '=')
-            out[o++] = (char)x;
-    }
-    out[o] = '\0';
-    if (strlen(out) != o) {
+    size_t n;
+    uint8_t *out = lr_unbase64(s, &n);
+    if (out && strlen((const char *)out) != n) {
         free(out);
         return NULL;
     }
-    return out;
+    return (char *)out;
 }
 
 int lr_config_save(const struct lr_config *cfg, struct lr_err *err)
