@@ -105,14 +105,17 @@ struct scan {
     size_t pending;
     bool pending_tombs;
     /* Tombstones not written yet (owned records): they go into the index
-     * at a commit, after the records put before it, and never at the
-     * commit made before reading a big file nor while one is being hashed,
-     * so a file renamed to a later-sorting name reaches peers before its
-     * old name's deletion (they copy its content locally instead of
-     * downloading it). */
+     * at the scan's last commit, after every record the walk put (or when
+     * TOMBS_MAX of them are held), so the new names of a renamed file or
+     * directory reach peers before the old names' deletions, whatever the
+     * walk order and however many commits the scan makes: peers copy the
+     * content locally instead of downloading it. (Written at every commit,
+     * a 4000-file directory renamed to a later-sorting name had most of
+     * its deletions announced before its new names: 21 MB crossed the
+     * wire for a 41 MB directory.) */
     struct lr_file_rec *tombs;
     size_t ntombs, ctombs;
-    unsigned big_inflight; /* files of BIG_FILE bytes or more being hashed */
+    bool walk_done; /* the last flush: the deferred tombstones go in */
     struct timespec tx_start;
     double commit_every; /* seconds; ramps up to COMMIT_SECONDS */
 
@@ -187,11 +190,11 @@ static int tombs_write(struct scan *s)
 
 static int commit(struct scan *s);
 
-/* Commit what is pending, with the deferred tombstones unless a big file
- * is being hashed. */
+/* Commit what is pending, with the deferred tombstones at the end of the
+ * walk (or once TOMBS_MAX are held). */
 static int flush(struct scan *s)
 {
-    if (s->ntombs && (s->big_inflight == 0 || s->ntombs >= TOMBS_MAX)) {
+    if (s->ntombs && (s->walk_done || s->ntombs >= TOMBS_MAX)) {
         int rc = tombs_write(s);
         if (rc) {
             lr_index_rollback(s->ix);
@@ -333,9 +336,8 @@ static int tombstone(struct scan *s, struct lr_file_rec *old)
     d->deleted = true;
     lr_vv_copy(&d->vv, &t.vv);
     s->ntombs++;
-    s->pending_tombs = true; /* the batch now waits the full interval */
     s->res->deleted++;
-    if (++s->pending >= LR_SCAN_BATCH)
+    if (s->ntombs >= TOMBS_MAX)
         return flush(s);
     return 0;
 }
@@ -542,8 +544,6 @@ static int reap(struct scan *s, size_t keep, int rc)
             struct lr__wq_group *next = g->next_done;
             struct fjob *fj = (struct fjob *)g;
             s->inflight--;
-            if (fj->st.st_size >= BIG_FILE)
-                s->big_inflight--;
             if (rc == 0 && fj->path)
                 rc = finish_file(s, fj);
             fjob_free(fj);
@@ -666,8 +666,6 @@ static int read_attempt(struct scan *s, int dfd, const char *name, const struct 
     }
     close(fd);
     s->inflight++;
-    if (st.st_size >= BIG_FILE)
-        s->big_inflight++;
     if (rc == 0) {
         fj->path = lr_xmemdup(s->path, s->plen + 1);
         fj->path_len = s->plen;
@@ -1151,6 +1149,7 @@ int lr_scan_folder(struct lr_index *ix, const char *folder_id, const char *root,
             lr__wq_buf_put(&s.wq, s.buf);
         lr__wq_stop(&s.wq);
     }
+    s.walk_done = true;
     if (rc == 0)
         rc = flush(&s);
     else

@@ -723,6 +723,51 @@ static void test_many_files_batches(void **state)
     assert_int_equal(r.files, n - (n + 2) / 3);
 }
 
+static void count_commit(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* A directory renamed to a later-sorting name is walked as deletions first; they are
+ * written after every new name however many commits the scan makes, so a peer gets the
+ * new names (and copies their content from the old files) before the old names go. */
+static void test_rename_deletions_after_additions(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    char name[64], old[64];
+    const int n = LR_SCAN_BATCH * 2 + 5;
+    mkd(f, "a");
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "a/f%05d", i);
+        write_file(f, name, 64 + (size_t)(i % 5), false);
+    }
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(rename(P(f, "a"), P(f, "b")), 0);
+    int commits = 0;
+    f->opts.on_commit = count_commit;
+    f->opts.commit_arg = &commits;
+    assert_int_equal(scan(f, &r), 0);
+    f->opts.on_commit = NULL;
+    assert_int_equal(r.deleted, n + 1);
+    assert_true(commits >= 2); /* the case that broke: several commits in one scan */
+    uint64_t max_live = 0, min_tomb = UINT64_MAX;
+    for (int i = 0; i < n; i++) {
+        struct lr_file_rec rec;
+        snprintf(name, sizeof(name), "b/f%05d", i);
+        snprintf(old, sizeof(old), "a/f%05d", i);
+        assert_int_equal(get(f, name, 0, &rec), 0);
+        assert_false(rec.deleted);
+        max_live = rec.seq > max_live ? rec.seq : max_live;
+        lr_file_rec_release(&rec);
+        assert_int_equal(get(f, old, 0, &rec), 0);
+        assert_true(rec.deleted);
+        min_tomb = rec.seq < min_tomb ? rec.seq : min_tomb;
+        lr_file_rec_release(&rec);
+    }
+    assert_true(max_live < min_tomb);
+}
+
 /* Names whose per-directory order differs from plain byte order of full paths. */
 static void test_collation_and_non_utf8(void **state)
 {
@@ -1013,6 +1058,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ignore_file_itself, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_files_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename_deletions_after_additions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collation_and_non_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed_during_hashing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_edits_differential, setup, teardown),
