@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -118,13 +119,18 @@ static void test_parse_order_filters(void **state)
     put(f, "z~20240101-00000x", 1);
     put(f, "~20240101-000000", 1);
     put(f, "w~20240101-000000-12345678901", 1);
-    /* The archive's cut form of an over-long leaf. */
-    put(f, "longname~0123abcd~20240101-000000", 8);
+    /* The archive's cut form of an over-long leaf fills NAME_MAX (230 + 9 + 16 bytes);
+     * a short name of the same shape is a user's own. */
+    char cut[NAME_MAX + 1];
+    memset(cut, 'l', 230);
+    snprintf(cut + 230, sizeof(cut) - 230, "~0123abcd~20240101-000000");
+    put(f, cut, 8);
+    put(f, "m~0123abcd~20240101-000000", 9);
 
     struct daemon_version_list l;
     struct lr_err err = {0};
     assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
-    assert_int_equal(l.n, 8);
+    assert_int_equal(l.n, 9);
     /* Path order, then archiving time, then -N numerically. */
     assert_string_equal((char *)l.v[0].path, "a.txt");
     assert_string_equal(l.v[0].id, "a.txt~20231231-235959");
@@ -141,8 +147,11 @@ static void test_parse_order_filters(void **state)
     assert_string_equal((char *)l.v[6].path, "d/e/b.bin");
     assert_int_equal(l.v[6].path_len, 9);
     assert_string_equal(l.v[6].id, "d/e/b.bin~20240202-101010");
-    assert_string_equal((char *)l.v[7].path, "longname~0123abcd");
+    assert_int_equal(l.v[7].path_len, 239);
+    assert_memory_equal(l.v[7].path, cut, 239);
     assert_true(l.v[7].cut);
+    assert_string_equal((char *)l.v[8].path, "m~0123abcd");
+    assert_false(l.v[8].cut);
     assert_false(l.v[0].cut);
     daemon_version_list_release(&l);
     daemon_version_list_release(&l);
