@@ -1370,6 +1370,46 @@ void sync_peer_index_stats(struct lr_daemon *d, const struct lr_device_id *peer,
     }
 }
 
+static uint64_t fp_mix(uint64_t h, uint64_t v)
+{
+    /* FNV-1a over the value's bytes: distinct states collide only by chance. */
+    for (int i = 0; i < 8; i++, v >>= 8)
+        h = (h ^ (v & 0xff)) * 1099511628211ull;
+    return h;
+}
+
+uint64_t sync_fingerprint(struct lr_daemon *d)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < d->nfolders; i++) {
+        /* Whether it is in error, not the state: scanning and syncing are
+         * read elsewhere (a scan) or follow from the needs and transfers. */
+        h = fp_mix(h, d->folders[i].state == FOLDER_ERROR);
+        h = fp_mix(h, sync_items_count(d, d->folders[i].id));
+    }
+    if (!d->sync)
+        return h;
+    /* Progress only: sequences, needs, connections. The busy flags (a sender
+     * or pull running, a burst arriving, transfers in flight) are not done
+     * whenever they are set, and one that was set and cleared again without
+     * moving a sequence or a need changed nothing (a scan that found nothing
+     * still runs a sender that sends nothing). */
+    for (const struct sync_peer *p = d->sync->peers; p; p = p->next)
+        h = fp_mix(fp_mix(h, p->gen), p->have_folders);
+    for (const struct sync_link *l = d->sync->links; l; l = l->next) {
+        h = fp_mix(fp_mix(h, l->their_index_id), l->their_max_seq);
+        h = fp_mix(fp_mix(h, l->their_view_id), l->their_view_seq);
+        h = fp_mix(fp_mix(h, l->epoch), l->send_next);
+        h = fp_mix(h, l->listed);
+    }
+    for (const struct sync_folder *f = d->sync->folders; f; f = f->next) {
+        h = fp_mix(fp_mix(h, f->need.items), f->need.bytes);
+        h = fp_mix(h,
+                   (uint64_t)f->need_known | (uint64_t)f->stuck << 1 | (uint64_t)f->in_error << 2);
+    }
+    return h;
+}
+
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out)
 {
     memset(out, 0, sizeof(*out));

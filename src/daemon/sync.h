@@ -108,6 +108,14 @@ struct sync_folder_status {
 };
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out);
 
+/* A hash of the progress sync_folder_status and sync.state depend on:
+ * connections, indexes exchanged (sequences, not bytes), needs, failing
+ * items, folders in error. Equal at two moments while done held at both:
+ * nothing in between changed what `sync --wait` answers (the busy states
+ * are checked as they are at each moment). Loop thread; O(folders + links +
+ * peers + failing items). */
+uint64_t sync_fingerprint(struct lr_daemon *d);
+
 /* Index exchange with a peer since the daemon started (docs/api.md, peers). */
 struct sync_peer_index_stats {
     uint64_t bytes_sent, bytes_received;         /* INDEX payload bytes */

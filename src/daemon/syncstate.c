@@ -15,6 +15,10 @@
  * only after its debounce (a folder whose changes are not scanned yet is
  * not done, live.h); answering at the first done moment let a `status`
  * run right after `sync --wait` see a folder syncing or scanning. The
+ * 100 ms count from the last change of the engine's progress
+ * (sync_fingerprint), which may predate the request: asked once the last
+ * exchange is over, the benchmark's second `sync --wait` answered after
+ * its settle, 40-100 ms late, although nothing had happened since. The
  * mixed benchmark's tail, from the receiver's last file written to its
  * `sync --wait` returning, went from 0.3-0.6 s (polling every 200 ms) to
  * about 0.28 s.
@@ -65,6 +69,12 @@ struct syncstate {
     uv_timer_t timer;
     uint64_t timer_due; /* UINT64_MAX: not armed */
     bool closed;
+    /* The engine's state as sync_fingerprint() last saw it, since when (the
+     * first moment it was seen so, never earlier than the change) and when
+     * it was last looked at (uv_now ms). */
+    uint64_t fp, fp_since, fp_at;
+    bool fp_valid;
+    uint64_t poked_at; /* the last poke not looked at (0: none since fp_at) */
 };
 
 static struct syncstate *ss_get(struct lr_daemon *d)
@@ -76,6 +86,22 @@ static struct syncstate *ss_get(struct lr_daemon *d)
         d->syncstate->timer_due = UINT64_MAX;
     }
     return d->syncstate;
+}
+
+/* Look at the engine's state now: a change dates fp_since to now. */
+static void fp_update(struct lr_daemon *d, struct syncstate *w)
+{
+    uint64_t now = uv_now(&d->loop);
+    uint64_t fp = sync_fingerprint(d);
+    w->fp_at = now;
+    if (!w->fp_valid || fp != w->fp) {
+        /* Changes come before the poke that reports them: a change since
+         * a poke that was not looked at is dated to that poke. */
+        w->fp = fp;
+        w->fp_since = w->poked_at ? w->poked_at : now;
+        w->fp_valid = true;
+    }
+    w->poked_at = 0;
 }
 
 static void sstate_free(struct sstate *s)
@@ -144,9 +170,18 @@ static void finish(struct sstate *s, bool done, const struct sync_peer_need *pn)
     struct lr_daemon *d = s->d;
     s->checking = false;
     uint64_t now = uv_now(&d->loop);
-    bool final = now >= s->deadline || d->stopping || (d->syncstate && d->syncstate->closed);
-    if (done && !final && s->done_since == 0)
-        s->done_since = now;
+    struct syncstate *w = d->syncstate;
+    bool final = now >= s->deadline || d->stopping || !w || w->closed;
+    if (done && !final) {
+        /* Done has held since the engine's state last changed (nothing since
+         * could have made it not done, short of a scan, which check() sees),
+         * even from before this request: a `sync --wait` on a folder that
+         * has been in sync for a while answers at once instead of settling
+         * another 100 ms. */
+        fp_update(d, w);
+        if (s->done_since == 0 || w->fp_since > s->done_since)
+            s->done_since = w->fp_since;
+    }
     if (final || (done && now - s->done_since >= SYNCSTATE_SETTLE_MS)) {
         unhold(d, s);
         answer(s, done, pn);
@@ -199,6 +234,8 @@ static void check(struct sstate *s)
     struct lr_daemon *d = s->d;
     s->last_check = uv_now(&d->loop);
     s->stale = false;
+    if (!d->stopping)
+        fp_update(d, ss_get(d));
     s->need_files = s->need_bytes = s->errors = 0;
     json_decref(s->first_error);
     s->first_error = NULL;
@@ -325,7 +362,19 @@ void syncstate_request(struct lr_daemon *d, struct lr_api_req *req, const char *
 void syncstate_poke(struct lr_daemon *d)
 {
     struct syncstate *w = d->syncstate;
-    if (!w || !w->held || w->closed)
+    if (!w && !d->stopping)
+        w = ss_get(d);
+    if (!w || w->closed)
+        return;
+    /* Dating changes between requests is what lets a later request answer
+     * at once; a transfer pokes thousands of times a second, so look at most
+     * every SYNCSTATE_GAP_MS (a change seen later is dated later: the safe
+     * side). */
+    if (!w->fp_valid || uv_now(&d->loop) - w->fp_at >= SYNCSTATE_GAP_MS)
+        fp_update(d, w);
+    else
+        w->poked_at = uv_now(&d->loop);
+    if (!w->held)
         return;
     for (struct sstate *s = w->held; s; s = s->next) {
         s->stale = true;

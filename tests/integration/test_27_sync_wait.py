@@ -85,12 +85,13 @@ def test_held_until_in_sync(devices, tmp_path):
         assert took < 50, took
         assert tree(fb) == tree(fa)
         assert r["result"]["need_files"] == 0 and r["result"]["errors"] == 0
-        # Already in sync: answered once that has held for the settle time
-        # (100 ms, docs/api.md), not at the deadline.
+        # Already in sync, and nothing has changed for longer than the settle
+        # time (100 ms, docs/api.md): answered without holding, not at the
+        # deadline.
         t0 = time.time()
         r = api.call("sync.state", {"wait_ms": 60000}, timeout=30)
         assert r["result"]["done"] is True, r
-        assert 0.09 <= time.time() - t0 < 50
+        assert time.time() - t0 < 50
         # A change on A: B's held answer comes after the new file is there.
         data = os.urandom(300_000)
         (fa / "late.bin").write_bytes(data)
