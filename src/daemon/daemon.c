@@ -346,7 +346,8 @@ static int open_log(struct lr_daemon *d, struct lr_err *err)
 static int start_transport(struct lr_daemon *d, struct lr_err *err)
 {
     struct lr_transport_config tc = {0};
-    tc.listen = d->opts->listen;
+    /* No --listen: the transport's default (the CLI hands an empty list). */
+    tc.listen = d->opts->nlisten ? d->opts->listen : NULL;
     tc.nlisten = d->opts->nlisten;
     tc.cert_path = lr_identity_cert_path(d->ident);
     tc.key_path = lr_identity_key_path(d->ident);

@@ -2014,6 +2014,12 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
             v6only |=
                 addrs[k].ss.ss_family == AF_INET && addr_port(&addrs[k]) == addr_port(&addrs[i]);
         rc = lr__sock_open(s, &addrs[i], v6only, cfg->no_gso, cfg->no_gro, err);
+        if (rc == -EAFNOSUPPORT && !cfg->listen) {
+            /* The default [::] on a kernel without IPv6 (ipv6.disable=1):
+             * all IPv4 addresses then. */
+            lr__addr_parse(LR_TRANSPORT_DEFAULT_LISTEN4, &addrs[i]);
+            rc = lr__sock_open(s, &addrs[i], false, cfg->no_gso, cfg->no_gro, err);
+        }
         if (rc < 0)
             goto fail;
         t->nsocks++;

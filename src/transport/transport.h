@@ -122,6 +122,8 @@
 
 /* Default listen address: one dual-stack socket. */
 #define LR_TRANSPORT_DEFAULT_LISTEN "[::]:21037"
+/* Instead of the default when the kernel has no IPv6. */
+#define LR_TRANSPORT_DEFAULT_LISTEN4 "0.0.0.0:21037"
 #define LR_TRANSPORT_DEFAULT_PORT 21037
 /* Most listen addresses one transport takes. */
 #define LR_TRANSPORT_MAX_LISTEN 8

@@ -109,6 +109,34 @@ def test_lossy_link_connects_and_moves_64mib(netns_pair, tmp_path):
         b.stop()
 
 
+def test_default_listen_is_port_21037_on_every_address(netns_pair, tmp_path):
+    """`daemon` without --listen (the contract's default, README's first
+    run): it used to exit with 'transport: 0 listen addresses'. The
+    namespace has its own port 21037; the peer reaches it over the veth."""
+    nsa, nsb = netns_pair
+    a = NsDevice(tmp_path / "a", "alice", nsa, "198.18.0.1")
+    b = NsDevice(tmp_path / "b", "bob", nsb, "198.18.0.2")
+    try:
+        a.init()
+        b.init()
+        a.ok("peer", "add", b.id, "--addr", b.addr())
+        b.ok("peer", "add", a.id, "--addr", "198.18.0.1:21037")
+        from conftest import BIN
+        p = subprocess.run(["ip", "netns", "exec", nsa, BIN, "--home", a.home, "daemon",
+                            "--detach", "--no-discovery"], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 0, p.stderr
+        a.pid = a.daemon_pid()
+        pair = a.ok("pair", "--json").json()
+        assert any(x.endswith(":21037") for x in pair["addresses"]), pair
+        b.start()
+        wait_for(lambda: a.peer_info(b)["connected"] and b.peer_info(a)["connected"],
+                 timeout=30, what="connected to the default port")
+    finally:
+        a.stop()
+        b.stop()
+
+
 def _api(dev, method, params):
     """Call a control-API method directly (test-only methods have no CLI command)."""
     import json
