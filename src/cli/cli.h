@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_NODAEMON = 4 };
 
@@ -78,6 +79,18 @@ void cli_print_path(FILE *f, json_t *obj, const char *key);
 /* ---- daemon ---- */
 /* True if a daemon holds this home's lock. */
 bool cli_daemon_running(const char *home);
+/* The PID daemon.lock names (0 if none can be read). */
+pid_t cli_lock_pid(const char *home);
+struct lr_api_client;
+/*
+ * Connect to the running daemon's control socket. A daemon takes its lock
+ * before it listens, so while the lock is held and the socket does not
+ * answer yet (start-up) this waits for it, up to 10 s. Returns 0 with *out
+ * owned by the caller, or, after one line on stderr, EXIT_NODAEMON (no
+ * daemon holds the lock) or EXIT_RUNTIME (one holds it but never answered,
+ * or another failure).
+ */
+int cli_connect(struct cli *c, struct lr_api_client **out);
 /*
  * Call `method` on the running daemon (params stolen). On failure prints the
  * error and returns the exit code (EXIT_NODAEMON if none runs); 0 on success

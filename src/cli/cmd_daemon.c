@@ -253,21 +253,6 @@ static const char stop_usage[] =
     "Stop the daemon gracefully: in-flight work is finished or persisted. Waits until it\n"
     "has exited.\n";
 
-/* The PID daemon.lock names (0 if none can be read). */
-static pid_t lock_pid(const char *home)
-{
-    char path[4096], buf[32];
-    snprintf(path, sizeof(path), "%s/daemon.lock", home);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    long v = strtol(buf, NULL, 10);
-    return v > 1 ? (pid_t)v : 0;
-}
-
 /* Whether process pid still runs: it exists, and is not just a zombie leader whose other
  * threads are gone (a zombie waiting to be reaped has finished). */
 static bool pid_running(pid_t pid)
@@ -305,7 +290,7 @@ int cmd_stop(struct cli *c, int argc, char **argv)
         return cli_usage_error("stop", "unexpected argument '%s'", o.pos[0]);
     if ((rc = cli_require_init(c)))
         return rc;
-    pid_t pid = lock_pid(c->home);
+    pid_t pid = cli_lock_pid(c->home);
     json_t *res;
     if ((rc = cli_call(c, "stop", NULL, 10000, &res)))
         return rc;
@@ -540,13 +525,8 @@ int cmd_events(struct cli *c, int argc, char **argv)
         return rc;
     struct lr_err err = {0};
     struct lr_api_client *cl;
-    rc = lr_api_client_connect(c->home, &cl, &err);
-    if (rc == LR_ENODAEMON) {
-        fprintf(stderr, "landropic: daemon not running (home %s)\n", c->home);
-        return EXIT_NODAEMON;
-    }
-    if (rc < 0)
-        return cli_fail(rc, &err);
+    if ((rc = cli_connect(c, &cl)))
+        return rc;
     bool json = opt_has(&o, "json");
     rc = lr_api_stream(cl, "events", NULL, print_event, &json, &err);
     lr_api_client_close(cl);

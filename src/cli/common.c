@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 static const struct opt_spec builtin[] = {{"help", false, false}, {"home", true, false}};
@@ -210,6 +211,52 @@ bool cli_daemon_running(const char *home)
     return held;
 }
 
+/* The PID daemon.lock names (0 if none can be read). */
+pid_t cli_lock_pid(const char *home)
+{
+    char path[4096], buf[32];
+    snprintf(path, sizeof(path), "%s/daemon.lock", home);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    long v = strtol(buf, NULL, 10);
+    return v > 1 ? (pid_t)v : 0;
+}
+
+#define CONNECT_WAIT_MS 10000
+#define CONNECT_STEP_MS 20
+
+int cli_connect(struct cli *c, struct lr_api_client **out)
+{
+    *out = NULL;
+    for (int waited = 0;; waited += CONNECT_STEP_MS) {
+        struct lr_err err = {0};
+        int rc = lr_api_client_connect(c->home, out, &err);
+        if (rc == 0)
+            return 0;
+        if (rc != LR_ENODAEMON)
+            return cli_fail(rc, &err);
+        if (!cli_daemon_running(c->home)) {
+            fprintf(stderr, "landropic: daemon not running (home %s)\n", c->home);
+            return EXIT_NODAEMON;
+        }
+        if (waited >= CONNECT_WAIT_MS) {
+            char *h = lr_escs(c->home);
+            fprintf(stderr,
+                    "landropic: the daemon holding %s/daemon.lock (PID %ld) does not answer on "
+                    "%s/control.sock; stop it with 'kill %ld' and start it again\n",
+                    h, (long)cli_lock_pid(c->home), h, (long)cli_lock_pid(c->home));
+            free(h);
+            return EXIT_RUNTIME;
+        }
+        struct timespec ts = {0, CONNECT_STEP_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int cli_call(struct cli *c, const char *method, json_t *params, int timeout_ms, json_t **result)
 {
     return cli_call_ex(c, method, params, timeout_ms, false, result);
@@ -221,14 +268,10 @@ int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_m
     struct lr_err err = {0};
     struct lr_api_client *cl = NULL;
     *result = NULL;
-    int rc = lr_api_client_connect(c->home, &cl, &err);
-    if (rc < 0) {
+    int rc = cli_connect(c, &cl);
+    if (rc) {
         json_decref(params);
-        if (rc == LR_ENODAEMON) {
-            fprintf(stderr, "landropic: daemon not running (home %s)\n", c->home);
-            return EXIT_NODAEMON;
-        }
-        return cli_fail(rc, &err);
+        return rc;
     }
     rc = lr_api_call(cl, method, params, timeout_ms, result, &err);
     int exit_code = rc == LR_EAPI ? lr_api_client_error_exit(cl) : cli_exit_code(rc);

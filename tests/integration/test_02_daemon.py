@@ -255,6 +255,38 @@ def test_control_socket_survives_garbage(devices, free_port):
     assert a.ok("status", "--json").json() == {"folders": []}
 
 
+def test_daemon_starting_or_deaf_is_not_called_absent(devices, free_port, tmp_path):
+    """A daemon holds its lock before it listens: commands in that window
+    waited for nothing and said 'daemon not running' (exit 4), and config
+    commands failed. A daemon whose socket is gone is named, exit 1."""
+    a, b = two(devices, free_port)
+    a.start()
+    # Commands racing a start: every one reaches the daemon.
+    a.stop()
+    p = subprocess.Popen([BIN, "--home", a.home, "daemon", "--listen", a.addr(), "--detach"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for i in range(15):
+            (tmp_path / f"f{i}").mkdir()
+            r = a.run("folder", "add", str(tmp_path / f"f{i}"), "--id", f"f{i}")
+            assert r.rc == 0, r.err
+    finally:
+        assert p.wait(timeout=30) == 0, p.stderr.read()
+    a.pid = a.daemon_pid()
+    ids = {f["id"] for f in a.ok("folders", "--json").json()["folders"]}
+    assert {f"f{i}" for i in range(15)} <= ids
+    # Its socket removed: named with its PID, exit 1, not 'not running'.
+    os.unlink(os.path.join(a.home, "control.sock"))
+    r = a.run("status", timeout=60)
+    assert r.rc == 1, r
+    assert f"PID {a.pid}" in r.err and "control.sock" in r.err and len(r.err.splitlines()) == 1
+    os.kill(a.pid, 15)
+    wait_for(lambda: not os.path.exists(f"/proc/{a.pid}") or
+             open(f"/proc/{a.pid}/stat").read().split(") ")[1].startswith("Z"),
+             timeout=30, what="daemon gone after SIGTERM")
+    a.pid = None
+
+
 def test_events_stream(devices, free_port):
     a, b = two(devices, free_port)
     a.start()
