@@ -1312,11 +1312,111 @@ void sync_on_writable(struct lr_daemon *d, struct lr_conn *c)
     sync_pump(d);
 }
 
+/*
+ * Job: drop what the index holds of devices a folder is no longer shared
+ * with (peer removed, or no longer in the folder's shares). Their versions
+ * stayed needed, so the folder was `syncing` for good with 'no peer can
+ * serve it' (black-box run). Shared again, the device's index comes again
+ * in full: FOLDERS then says we hold nothing of it.
+ */
+struct forget_folder {
+    char *id;
+    struct lr_device_id *keep; /* the devices it is shared with */
+    size_t nkeep;
+    size_t forgot;
+    struct lr_need_stats need;
+    bool need_ok;
+};
+
+struct forget_job {
+    struct daemon_job base;
+    struct forget_folder *v;
+    size_t n;
+};
+
+static void forget_work(struct daemon_job *base)
+{
+    struct forget_job *j = (struct forget_job *)base;
+    struct lr_index *ix = base->d->ix;
+    for (size_t i = 0; i < j->n; i++) {
+        struct forget_folder *ff = &j->v[i];
+        struct lr_device_list held = {0};
+        struct lr_err err = {0};
+        if (lr_index_remote_peers(ix, ff->id, &held, &err) < 0) {
+            lr_warn(MOD, "folder=%s: cannot list the peers it holds: %s", ff->id, err.msg);
+            continue;
+        }
+        for (size_t k = 0; k < held.n; k++) {
+            bool keep = false;
+            for (size_t m = 0; m < ff->nkeep && !keep; m++)
+                keep = lr_device_id_eq(&held.v[k], &ff->keep[m]);
+            if (keep)
+                continue;
+            char id[LR_DEVICE_ID_SHORTLEN + 1];
+            lr_device_id_short(&held.v[k], id);
+            if (lr_index_remote_forget(ix, ff->id, &held.v[k], &err) < 0) {
+                lr_warn(MOD, "folder=%s: cannot forget peer=%s: %s", ff->id, id, err.msg);
+                continue;
+            }
+            lr_info(MOD, "folder=%s: forgot the index of peer=%s (no longer shared with it)",
+                    ff->id, id);
+            ff->forgot++;
+        }
+        lr_device_list_release(&held);
+        if (ff->forgot)
+            ff->need_ok = lr_index_need_stats(ix, ff->id, &ff->need, NULL) == 0;
+    }
+}
+
+static void forget_done(struct daemon_job *base, int status)
+{
+    struct forget_job *j = (struct forget_job *)base;
+    struct lr_daemon *d = base->d;
+    for (size_t i = 0; i < j->n; i++) {
+        struct forget_folder *ff = &j->v[i];
+        if (status == 0 && !d->stopping && ff->forgot && lr_config_find_folder(d->cfg, ff->id)) {
+            struct sync_folder *f = sync_folder_get(d, ff->id);
+            if (ff->need_ok) {
+                f->need = ff->need;
+                f->need_known = true;
+            }
+            /* The round prunes the failing items nothing needs any more. */
+            sync_pull_trigger(d, ff->id);
+        }
+        free(ff->id);
+        free(ff->keep);
+    }
+    free(j->v);
+    free(j);
+}
+
+static void queue_forget(struct lr_daemon *d)
+{
+    if (d->stopping || !d->cfg->nfolders)
+        return;
+    struct forget_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = forget_work;
+    j->base.done = forget_done;
+    j->v = lr_xcalloc(d->cfg->nfolders, sizeof(*j->v));
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        const struct lr_folder_cfg *fc = &d->cfg->folders[i];
+        struct forget_folder *ff = &j->v[j->n++];
+        ff->id = lr_xstrdup(fc->id);
+        ff->keep = lr_xcalloc(fc->nshared + 1, sizeof(*ff->keep));
+        for (size_t k = 0; k < fc->nshared; k++)
+            if (lr_config_find_peer(d->cfg, &fc->shared[k]))
+                ff->keep[ff->nkeep++] = fc->shared[k];
+    }
+    daemon_job_queue(d, &j->base);
+}
+
 void sync_config_changed(struct lr_daemon *d)
 {
     if (!d->sync)
         return;
     sync_pull_config_changed(d);
+    queue_forget(d);
     for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
         if (!p->conn)
             continue;

@@ -298,3 +298,40 @@ def test_wait_timeout_says_what_it_waits_for(devices, tmp_path):
     assert r.err.count("\n") == 1, r
     st = a.ok("sync", "--wait", "--timeout", "30")  # bob given up on after the grace
     assert st.rc == 0
+
+
+def test_peer_removed_its_versions_are_no_longer_needed(devices, tmp_path):
+    """What a folder needed from a peer that is then removed is not needed
+    any more: it stayed `syncing` with 'no peer can serve it' for good, and
+    `sync --wait` timed out even after a restart. Added and shared again,
+    the peer's index comes again in full and the file arrives."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    (fa / "y").write_bytes(b"data\n")
+    (fa / "z").write_bytes(b"zzz\n")
+    os.mkfifo(fb / "y")  # keeps y needed and failing on B
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "z").exists() and [e["path"] for e in status(b)["errors"]] == ["y"],
+             timeout=60, what="z arrives, y fails")
+    assert status(b)["need_files"] == 1
+    b.ok("peer", "remove", a.id)
+    wait_for(lambda: status(b)["need_files"] == 0 and status(b)["errors"] == [], timeout=30,
+             what="nothing needed once the peer is gone")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    st = status(b)
+    assert st["in_sync"] and st["state"] == "idle", st
+    assert stat.S_ISFIFO(os.lstat(fb / "y").st_mode) and (fb / "z").read_bytes() == b"zzz\n"
+    # Restarted: still nothing needed (it was forgotten in the index).
+    b.stop()
+    b.start()
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    # Trusted and shared again: A's index comes in full; y arrives once the FIFO is gone.
+    os.unlink(fb / "y")
+    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    b.ok("folder", "share", "docs", a.id)
+    wait_for(lambda: (fb / "y").is_file() and (fb / "y").read_bytes() == b"data\n",
+             timeout=60, what="y after the peer came back")
+    assert a.run("sync", "--wait", "--timeout", "60").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "60").rc == 0
