@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/random.h>
 
 #define FOLDER_ID_MAX 256
@@ -439,29 +440,75 @@ static int pragma_int(struct lr_index *ix, const char *sql, int64_t *out, struct
     return 0;
 }
 
-static int migrate(struct lr_index *ix, struct lr_err *err)
+/* One migration step under a write lock: the version is read inside it, so
+ * two processes opening a new database at once do not both run a step (the
+ * second failed with "table folders already exists", its message the SQL). */
+static int migrate_step(struct lr_index *ix, bool *done, struct lr_err *err)
 {
     int64_t v = 0;
-    int rc = pragma_int(ix, "PRAGMA user_version", &v, err);
+    int rc = exec_sql(ix, "BEGIN IMMEDIATE", err);
     if (rc)
         return rc;
-    if (v > SCHEMA_VERSION)
-        return lr_err_set(err, LR_EUNSUPPORTED,
-                          "index %s: schema version %" PRId64 " is newer than this build's %d",
-                          ix->path, v, SCHEMA_VERSION);
-    for (; v < SCHEMA_VERSION; v++) {
-        if ((rc = exec_sql(ix, "BEGIN IMMEDIATE", err)))
-            return rc;
-        char setv[64];
-        snprintf(setv, sizeof(setv), "PRAGMA user_version = %d", (int)(v + 1));
-        if ((rc = exec_sql(ix, migrations[v], err)) || (rc = exec_sql(ix, setv, err)) ||
-            (rc = exec_sql(ix, "COMMIT", err))) {
-            sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
-            return rc;
-        }
-        lr_debug("index", "migrated schema path=%s version=%d", ix->path, (int)(v + 1));
+    if ((rc = pragma_int(ix, "PRAGMA user_version", &v, err)))
+        goto fail;
+    if (v > SCHEMA_VERSION) {
+        rc = lr_err_set(err, LR_EUNSUPPORTED,
+                        "index %s: schema version %" PRId64 " is newer than this build's %d",
+                        ix->path, v, SCHEMA_VERSION);
+        goto fail;
     }
+    if (v == SCHEMA_VERSION) {
+        *done = true;
+        return exec_sql(ix, "COMMIT", err);
+    }
+    char setv[64];
+    snprintf(setv, sizeof(setv), "PRAGMA user_version = %d", (int)(v + 1));
+    char *msg = NULL;
+    if (sqlite3_exec(ix->db, migrations[v], NULL, NULL, &msg) != SQLITE_OK) {
+        rc = lr_err_set(err, LR_EDB, "index %s: schema upgrade to version %d failed: %s", ix->path,
+                        (int)(v + 1), msg ? msg : sqlite3_errmsg(ix->db));
+        sqlite3_free(msg);
+        goto fail;
+    }
+    if ((rc = exec_sql(ix, setv, err)) || (rc = exec_sql(ix, "COMMIT", err)))
+        goto fail;
+    lr_debug("index", "migrated schema path=%s version=%d", ix->path, (int)(v + 1));
     return 0;
+fail:
+    sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int migrate(struct lr_index *ix, struct lr_err *err)
+{
+    bool done = false;
+    int rc = 0;
+    while (!done && rc == 0)
+        rc = migrate_step(ix, &done, err);
+    return rc;
+}
+
+/* WAL mode. Switching takes an exclusive lock and SQLite may answer BUSY
+ * without waiting (another process opening the new database at the same
+ * moment: "database is locked"), so it is retried for up to 10 s. */
+static int set_wal(struct lr_index *ix, struct lr_err *err)
+{
+    for (int tries = 0;; tries++) {
+        sqlite3_stmt *s = NULL;
+        int rc = sqlite3_prepare_v2(ix->db, "PRAGMA journal_mode=WAL", -1, &s, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(s);
+        bool wal = rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0;
+        sqlite3_finalize(s);
+        if (wal)
+            return 0;
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+            return lr__ix_dberr(ix, err, "journal_mode=WAL");
+        if (tries >= 500)
+            return lr__ix_dberr(ix, err, "journal_mode=WAL (locked for 10 s)");
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int lr_index_set_cache_kib(struct lr_index *ix, unsigned kib, struct lr_err *err)
@@ -496,15 +543,8 @@ int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err)
     sqlite3_busy_timeout(ix->db, 10000);
     /* WAL: readers never block the writer. synchronous=FULL: see index.h (sequence
      * numbers must not be handed out twice after a power cut). */
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(ix->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK ||
-        sqlite3_step(s) != SQLITE_ROW ||
-        strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0) {
-        rc = lr__ix_dberr(ix, err, "journal_mode=WAL");
-        sqlite3_finalize(s);
+    if ((rc = set_wal(ix, err)))
         goto fail;
-    }
-    sqlite3_finalize(s);
     if ((rc = exec_sql(ix,
                        "PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY; "
                        "PRAGMA cache_size=-16384; PRAGMA foreign_keys=OFF",

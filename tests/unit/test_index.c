@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 struct fx {
@@ -72,6 +74,48 @@ static void mkfile(struct lr_file_rec *r, const char *path, size_t n, uint32_t c
     }
     lr_index_blocks_hash(r->chunks, n, &r->blocks_hash);
     assert_true(lr_vv_bump(&r->vv, 0x1111, 1000) == 1000);
+}
+
+/* Processes opening one new database at the same moment: each one ends up
+ * with the whole schema (they used to run the first migration twice: "table
+ * folders already exists", or "database is locked" switching to WAL). */
+static void test_open_concurrent_fresh(void **state)
+{
+    struct fx *f = *state;
+    for (int round = 0; round < 8; round++) {
+        char db[160];
+        snprintf(db, sizeof(db), "%s/fresh-%d.db", f->dir, round);
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        start.tv_nsec += 50 * 1000000L;
+        if (start.tv_nsec >= 1000000000L) {
+            start.tv_sec++;
+            start.tv_nsec -= 1000000000L;
+        }
+        pid_t kids[4];
+        for (int k = 0; k < 4; k++) {
+            kids[k] = fork();
+            assert_true(kids[k] >= 0);
+            if (kids[k] == 0) {
+                clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &start, NULL);
+                struct lr_index *ix = NULL;
+                struct lr_err err = {0};
+                int rc = lr_index_open(db, &ix, &err);
+                if (rc == 0)
+                    rc = lr_index_folder_ensure(ix, "fold-1", 0x1111, NULL, &err);
+                if (rc)
+                    fprintf(stderr, "child %d: %s\n", k, err.msg);
+                lr_index_close(ix);
+                _exit(rc ? 1 : 0);
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            int st = 0;
+            assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+            assert_true(WIFEXITED(st));
+            assert_int_equal(WEXITSTATUS(st), 0);
+        }
+    }
 }
 
 static void test_open_reopen_schema(void **state)
@@ -658,6 +702,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_reopen_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_concurrent_fresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_get_roundtrip, setup, teardown),
