@@ -38,6 +38,19 @@ static int parse_id(const char *s, struct lr_device_id *id, struct lr_err *err)
     return rc;
 }
 
+/* This device's own ID (a pasted `id` line) as a peer: it would be dialled
+ * and refused forever, and folders "shared" with it never sync. */
+static int not_own_id(struct lr_config *cfg, const struct lr_device_id *id, const char *text,
+                      struct lr_err *err)
+{
+    struct lr_identity *self = NULL;
+    if (lr_identity_load(cfg->home, &self, NULL) < 0)
+        return 0;
+    bool own = lr_device_id_eq(lr_identity_device_id(self), id);
+    lr_identity_free(self);
+    return own ? lr_err_set(err, LR_EUSAGE, "%s is this device's own ID", text) : 0;
+}
+
 static int op_peer_add(struct lr_config *cfg, json_t *params, json_t **result, struct lr_err *err)
 {
     const char *ids, *name;
@@ -58,15 +71,8 @@ static int op_peer_add(struct lr_config *cfg, json_t *params, json_t **result, s
             return lr_err_set(err, LR_EUSAGE, "addresses must be strings");
         addrs[i] = (char *)(uintptr_t)a; /* copied by lr_config_add_peer */
     }
-    /* This device's own ID (a pasted `id` line): it would be dialled and
-     * refused forever, and folders "shared" with it never sync. */
-    struct lr_identity *self = NULL;
-    if (lr_identity_load(cfg->home, &self, NULL) == 0) {
-        bool own = lr_device_id_eq(lr_identity_device_id(self), &id);
-        lr_identity_free(self);
-        if (own)
-            return lr_err_set(err, LR_EUSAGE, "%s is this device's own ID", ids);
-    }
+    if ((rc = not_own_id(cfg, &id, ids, err)) < 0)
+        return rc;
     bool existed = lr_config_find_peer(cfg, &id) != NULL;
     if ((rc = lr_config_add_peer(cfg, &id, name, addrs, n, err)) < 0)
         return rc;
@@ -161,7 +167,8 @@ static int folder_add(struct lr_config *cfg, const char *path, json_t *params, j
                 rc = lr_err_set(err, LR_EUSAGE, "shared devices must be strings");
                 goto out;
             }
-            if ((rc = parse_id(s, &f.shared[i], err)) < 0)
+            if ((rc = parse_id(s, &f.shared[i], err)) < 0 ||
+                (rc = not_own_id(cfg, &f.shared[i], s, err)) < 0)
                 goto out;
         }
         f.nshared = n;
@@ -260,7 +267,7 @@ static int op_folder_share(struct lr_config *cfg, json_t *params, json_t **resul
     int rc;
     if ((rc = param_str(params, "id", true, &id, err)) < 0 ||
         (rc = param_str(params, "device", true, &dev, err)) < 0 ||
-        (rc = parse_id(dev, &d, err)) < 0)
+        (rc = parse_id(dev, &d, err)) < 0 || (rc = not_own_id(cfg, &d, dev, err)) < 0)
         return rc;
     if ((rc = lr_config_share_folder(cfg, id, &d, err)) < 0)
         return rc;

@@ -78,7 +78,7 @@ def test_missing_and_unwritable_home(tmp_path):
     assert r.rc == 1 and str(blocker) in r.err
 
 
-def test_peer_add_remove(devices):
+def test_peer_add_remove(devices, tmp_path):
     a, b = devices("a"), devices("b")
     a.init()
     b.init()
@@ -95,6 +95,16 @@ def test_peer_add_remove(devices):
     r = a.run("peer", "add", a.id)
     assert r.rc == 2 and "own ID" in r.err and a.id in r.err
     assert a.ok("peers", "--json").json()["peers"] == []
+    # Nor can a folder be shared with it (it was accepted and listed).
+    own = tmp_path / "own"
+    own.mkdir()
+    r = a.run("folder", "add", str(own), "--id", "own", "--share", a.id)
+    assert r.rc == 2 and "own ID" in r.err, r
+    a.ok("folder", "add", str(own), "--id", "own")
+    r = a.run("folder", "share", "own", a.id)
+    assert r.rc == 2 and "own ID" in r.err, r
+    assert a.ok("folders", "--json").json()["folders"][0]["shared"] == []
+    a.ok("folder", "remove", "own")
     a.ok("peer", "add", b.id.lower().replace("-", ""), "--name", "bee", "--addr",
          "127.0.0.1:21037")
     doc = a.ok("peers", "--json").json()
