@@ -625,12 +625,51 @@ static int parse_token(const char *s, uint64_t *out)
     return 0;
 }
 
+/* A folder entry's fields and their JSON types: a wrong one is named (the
+ * unpack below only says that something is wrong). */
+static const struct {
+    const char *key;
+    json_type type;
+    const char *what;
+} folder_fields[] = {
+    {"id", JSON_STRING, "a string"},       {"path", JSON_STRING, "a string"},
+    {"path_b64", JSON_STRING, "a string"}, {"mode", JSON_STRING, "a string"},
+    {"conflict", JSON_STRING, "a string"}, {"conflict_window", JSON_INTEGER, "an integer"},
+    {"shared", JSON_ARRAY, "an array"},    {"token", JSON_STRING, "a string"},
+};
+
+static int check_folder_fields(json_t *jf, const char *path, struct lr_err *err)
+{
+    if (!json_is_object(jf))
+        return bad(err, path, "a folder entry is not an object");
+    const char *id = json_string_value(json_object_get(jf, "id"));
+    char *eid = lr_escs(id ? id : "?");
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(folder_fields) / sizeof(folder_fields[0]) && rc == 0; i++) {
+        json_t *v = json_object_get(jf, folder_fields[i].key);
+        if (v && json_typeof(v) != folder_fields[i].type)
+            rc = lr_err_set(err, LR_ECONFIG, "%s: folder '%s': %s must be %s", path, eid,
+                            folder_fields[i].key, folder_fields[i].what);
+    }
+    json_int_t w = json_integer_value(json_object_get(jf, "conflict_window"));
+    if (rc == 0 && (w < 0 || w > LR_CONFLICT_WINDOW_MAX))
+        rc = lr_err_set(err, LR_ECONFIG,
+                        "%s: folder '%s': conflict_window %" JSON_INTEGER_FORMAT
+                        " is not 0 to %d seconds",
+                        path, eid, w, LR_CONFLICT_WINDOW_MAX);
+    free(eid);
+    return rc;
+}
+
 static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, struct lr_err *err)
 {
     const char *id = NULL, *fpath = NULL, *fpath_b64 = NULL, *mode = "send-receive",
                *conflict = "keep-both", *token = NULL;
     json_int_t window = 0;
     json_t *shared = NULL;
+    int rc = check_folder_fields(jf, path, err);
+    if (rc < 0)
+        return rc;
     if (json_unpack(jf, "{s:s, s:s, s?s, s?s, s?s, s?I, s?o, s?s}", "id", &id, "path", &fpath,
                     "path_b64", &fpath_b64, "mode", &mode, "conflict", &conflict, "conflict_window",
                     &window, "shared", &shared, "token", &token) < 0)
@@ -647,8 +686,8 @@ static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, stru
     f.id = (char *)(uintptr_t)id;
     f.path = (char *)(uintptr_t)fpath;
     f.conflict = (char *)(uintptr_t)conflict;
-    f.conflict_window = window < 0 ? 0 : (uint32_t)(window > UINT32_MAX ? UINT32_MAX : window);
-    int rc = lr_folder_mode_parse(mode, &f.mode, &sub);
+    f.conflict_window = (uint32_t)window; /* checked: 0..LR_CONFLICT_WINDOW_MAX */
+    rc = lr_folder_mode_parse(mode, &f.mode, &sub);
     if (rc == 0 && token && parse_token(token, &f.token) < 0)
         rc = lr_err_set(&sub, LR_ECONFIG, "folder '%s' has a malformed token", id);
     if (rc == 0 && fpath[0] != '/')

@@ -40,12 +40,15 @@ struct lr_peer_cfg {
     size_t naddrs;
 };
 
+/* The longest --conflict-window: a year. */
+#define LR_CONFLICT_WINDOW_MAX (365 * 86400)
+
 struct lr_folder_cfg {
     char *id;
     char *path; /* absolute, canonical */
     enum lr_folder_mode mode;
     char *conflict;           /* strategy text, validated by lr_config_check_strategy */
-    uint32_t conflict_window; /* seconds */
+    uint32_t conflict_window; /* seconds, 0..LR_CONFLICT_WINDOW_MAX */
     struct lr_device_id *shared;
     size_t nshared;
     /* Random, made by `folder add` (never 0 then; 0: a configuration from

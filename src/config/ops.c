@@ -107,9 +107,9 @@ static int param_window(json_t *params, uint32_t *out, bool *given, struct lr_er
     if (!jw || json_is_null(jw))
         return 0;
     json_int_t w = json_integer_value(jw);
-    if (!json_is_integer(jw) || w < 0 || w > 365 * 86400)
-        return lr_err_set(err, LR_EUSAGE,
-                          "invalid conflict window: expected 0 to 31536000 seconds");
+    if (!json_is_integer(jw) || w < 0 || w > LR_CONFLICT_WINDOW_MAX)
+        return lr_err_set(err, LR_EUSAGE, "invalid conflict window: expected 0 to %d seconds",
+                          LR_CONFLICT_WINDOW_MAX);
     *out = (uint32_t)w;
     if (given)
         *given = true;

@@ -235,6 +235,32 @@ static void test_load_errors(void **state)
         assert_null(c);
         assert_non_null(strstr(err.msg, "config.json"));
     }
+    /* A field of the wrong type or range is named (it was "lacks its id or
+     * path"; a negative window was read as 0). */
+    static const struct {
+        const char *text, *says;
+    } named[] = {
+        {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", "
+         "\"conflict_window\": 2.5}]}",
+         "folder 'a': conflict_window must be an integer"},
+        {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", "
+         "\"conflict_window\": -5}]}",
+         "conflict_window -5 is not 0 to 31536000 seconds"},
+        {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"token\": 7}]}",
+         "folder 'a': token must be a string"},
+        {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": 3}]}",
+         "folder 'a': path must be a string"},
+        {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"shared\": {}}]}",
+         "folder 'a': shared must be an array"},
+    };
+    for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+        write_text(home, named[i].text);
+        lr_err_clear(&err);
+        assert_int_equal(lr_config_load(home, &c, &err), LR_ECONFIG);
+        assert_null(c);
+        if (!strstr(err.msg, named[i].says))
+            fail_msg("%s: got '%s'", named[i].says, err.msg);
+    }
     /* Addresses older versions accepted but never dialled are dropped on load;
      * duplicates are kept once. */
     struct lr_device_id a = some_id(1);
