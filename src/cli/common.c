@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -290,7 +291,14 @@ int cli_require_init(struct cli *c)
     snprintf(path, sizeof(path), "%s/config.json", c->home);
     if (access(path, F_OK) == 0)
         return 0;
-    fprintf(stderr, "landropic: %s is not initialised (run 'landropic init')\n", c->home);
+    int e = errno;
+    struct stat st;
+    if (e != ENOENT && e != ENOTDIR)
+        fprintf(stderr, "landropic: cannot read %s: %s\n", path, strerror(e));
+    else if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode))
+        fprintf(stderr, "landropic: home %s is not a directory\n", c->home);
+    else
+        fprintf(stderr, "landropic: %s is not initialised (run 'landropic init')\n", c->home);
     return EXIT_RUNTIME;
 }
 

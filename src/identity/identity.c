@@ -375,7 +375,10 @@ static int read_pem(const char *path, char **out, size_t *len, struct lr_err *er
 {
     int rc = lr_read_file(path, PEM_MAX, out, len, err);
     if (rc == -ENOENT)
-        return lr_err_set(err, LR_ENOTINIT, "%s does not exist (run 'landropic init')", path);
+        return lr_err_set(err, LR_ENOTINIT,
+                          "%s does not exist: the home is partly initialised (move it aside "
+                          "and run 'landropic init' again)",
+                          path);
     return rc;
 }
 

@@ -54,6 +54,9 @@ def test_init_and_id(devices):
     os.unlink(os.path.join(d.home, "cert.pem"))
     r = d.run("init")
     assert r.rc == 1 and "partly initialised" in r.err, r
+    # ... and so is it to a command that needs the key (it advised 'init').
+    r = d.run("id")
+    assert r.rc == 1 and "partly initialised" in r.err and "cert.pem" in r.err, r
 
 
 def test_env_home(tmp_path):
@@ -76,6 +79,9 @@ def test_missing_and_unwritable_home(tmp_path):
     bad = Device(blocker / "home", "x")
     r = bad.run("init")
     assert r.rc == 1 and str(blocker) in r.err
+    # A home that is a file is named so (it advised 'init', which then refused).
+    r = Device(blocker, "x").run("id")
+    assert r.rc == 1 and "is not a directory" in r.err, r
 
 
 def test_peer_add_remove(devices, tmp_path):
