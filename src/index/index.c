@@ -540,6 +540,16 @@ int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err)
         goto fail;
     }
     sqlite3_extended_result_codes(ix->db, 1);
+    /* SQLite falls back to reading a file it may not write (mode 0444, chattr
+     * +i, a read-only mount); every write would then fail, and a daemon
+     * started on it retried its scans for good, even after a fix. */
+    if (sqlite3_db_readonly(ix->db, "main") == 1) {
+        rc = lr_err_set(err, LR_EDB,
+                        "index %s cannot be written (read-only file, attribute or file "
+                        "system): check its permissions",
+                        path);
+        goto fail;
+    }
     sqlite3_busy_timeout(ix->db, 10000);
     /* WAL: readers never block the writer. synchronous=FULL: see index.h (sequence
      * numbers must not be handed out twice after a power cut). */

@@ -368,3 +368,27 @@ def test_scan_through_daemon_reports_folder_errors(devices, free_port, tmp_path)
     assert "error" in json.loads(r.out)["folders"][0]
     os.rename(tmp_path / "marker-away", f / ".landropic")
     assert a.ok("scan", "--json").json()["folders"][0]["deleted"] == 0
+
+
+def test_unwritable_index_refuses_to_start(devices, free_port, tmp_path):
+    """An index.db SQLite can only read (chattr +i here; mode 0444 for a user)
+    stops the daemon at start, naming the file: it started, failed every
+    scan, and kept failing after the file was fixed."""
+    a, _ = two(devices, free_port)
+    f = tmp_path / "f"
+    f.mkdir()
+    a.ok("folder", "add", str(f), "--id", "f")
+    a.ok("scan")
+    db = os.path.join(a.home, "index.db")
+    if subprocess.run(["chattr", "+i", db], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i not supported here")
+    try:
+        r = a.run("daemon", "--listen", a.addr(), "--detach")
+        assert r.rc == 1 and "index.db cannot be written" in r.err, r
+        assert not a.run("status").rc == 0
+    finally:
+        subprocess.run(["chattr", "-i", db], capture_output=True)
+    a.start()
+    (f / "x").write_text("x")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.ok("status", "--json").json()["folders"][0]["errors"] == []
