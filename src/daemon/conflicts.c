@@ -240,14 +240,28 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
     const char *type = type_of(dec->conflict);
     if (!type || !remote)
         return;
-    /* The same two versions decided again (each round until the vectors
-     * merge) are one conflict: the key is both versions, whole. */
+    bool local_wins = !dec->from_remote;
+    const struct lr_file_rec *loser = local_wins ? remote : local;
+    const struct lr_file_rec *winner = local_wins ? local : remote;
+    /* One losing version is one conflict, however often it is decided
+     * again (each round until the vectors merge) and whatever the winner
+     * became meanwhile: the key is the loser whole, the winner's kind only.
+     * Keyed on both versions whole, a winner whose vector merged another
+     * device's (three devices) was recorded a second time, with the same
+     * copy. */
     struct lr_buf b;
     lr_buf_init(&b, SIZE_MAX);
-    lr_buf_put_str(&b, "landropic conflict v1");
+    lr_buf_put_str(&b, "landropic conflict v2");
     lr_buf_put_lbytes(&b, remote->path, remote->path_len);
-    dedup_put_rec(&b, local);
-    dedup_put_rec(&b, remote);
+    lr_buf_put_u8(&b, (uint8_t)dec->conflict);
+    if (loser) {
+        dedup_put_rec(&b, loser);
+        lr_buf_put_u8(&b, winner ? (uint8_t)winner->type : 0xff);
+        lr_buf_put_u8(&b, winner ? winner->deleted : 0xff);
+    } else {
+        dedup_put_rec(&b, local);
+        dedup_put_rec(&b, remote);
+    }
     struct lr_hash key;
     lr_sha256(b.data, b.len, &key);
     lr_buf_release(&b);
@@ -267,8 +281,6 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
     }
     lr_buf_put_u8(&devs, 0);
 
-    bool local_wins = !dec->from_remote;
-    const struct lr_file_rec *loser = local_wins ? remote : local;
     struct lr_conflict_rec c = {0};
     c.time_s = (int64_t)time(NULL);
     c.folder = (char *)folder;

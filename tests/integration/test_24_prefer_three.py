@@ -67,3 +67,57 @@ def test_prefer_device_through_a_relay(devices, tmp_path):
     lst = wait_for(lambda: conflict_on(a, "x.txt"), timeout=30, what="alice's trail for x.txt")
     assert lst[0]["strategy"] == pref and lst[0]["resolution"] == "archive", lst
     assert lst[0]["kept"][0]["device"] == a.id, lst  # alice's version lost
+
+
+def test_one_losing_version_is_recorded_once(devices, tmp_path):
+    """Three devices, offline: alice renames a directory away, bob edits a
+    file inside it, carol replaces it with a file. Carol's file loses to
+    the directory that comes back and is kept as a copy; the trail listed
+    that loss once per winner vector (the directory's vector merged bob's
+    between two rounds): two entries with the same copy, on about half the
+    runs. No two entries of a trail may name the same copy."""
+    a, b, c = devices("alice"), devices("bob"), devices("carol")
+    for d in (a, b, c):
+        d.init()
+        d.port = free_udp_port()
+    for x in (a, b, c):
+        for y in (a, b, c):
+            if x is not y:
+                x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
+    roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
+    for d in (a, b, c):
+        roots[d.name].mkdir(parents=True)
+        others = [o.id for o in (a, b, c) if o is not d]
+        d.ok("folder", "add", str(roots[d.name]), "--id", "docs", "--share", others[0],
+             "--share", others[1])
+    fa, fb, fc = roots["alice"], roots["bob"], roots["carol"]
+    (fa / "top" / "mid").mkdir(parents=True)
+    (fa / "top" / "mid" / "f").write_text("o\n")
+    for d in (a, b, c):
+        d.start()
+    wait_for(lambda: content(fb, "top/mid/f") == b"o\n" and content(fc, "top/mid/f") == b"o\n",
+             timeout=60, interval=0.2, what="top/mid/f everywhere")
+    for d in (a, b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+        d.stop()
+    os.rename(fa / "top", fa / "top2")
+    (fb / "top" / "mid" / "f").write_text("B edit\n")
+    (fc / "top" / "mid" / "f").unlink()
+    (fc / "top" / "mid").rmdir()
+    (fc / "top").rmdir()
+    (fc / "top").write_text("C file\n")
+    for d in (a, b, c):
+        d.start()
+    for _ in range(3):
+        for d in (a, b, c):
+            assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    for d in (a, b, c):
+        trail = d.ok("conflicts", "--json").json()["conflicts"]
+        seen = [(x["path"], x["type"], x["detail"], x["resolution"], x["kept_path"])
+                for x in trail if x["resolution"] == "copy"]
+        assert len(seen) == len(set(seen)), (d.name, trail)
+        if d is c:  # carol held the loser and made the copy
+            assert [x for x in seen if x[0] == "top"], trail
+        for x in trail:
+            if x["path"] == "top" and x["resolution"] == "copy" and d is c:
+                assert (fc / x["kept_path"]).read_bytes() == b"C file\n"
