@@ -1041,6 +1041,9 @@ out:
     lr_proto_index_release(&ix);
 }
 
+/* The folder-level error of an INDEX batch our database could not store. */
+#define INDEX_STORE_FAILED "cannot store the index of peer"
+
 static void recv_done(struct daemon_job *base, int status)
 {
     struct recv_job *j = (struct recv_job *)base;
@@ -1055,6 +1058,15 @@ static void recv_done(struct daemon_job *base, int status)
         struct sync_link *l = j->folder[0] ? sync_link_find(d, &j->peer, j->folder) : NULL;
         p->deltas_recv += j->ndeltas;
         if (j->fatal) {
+            if (j->rc == LR_EDB && j->folder[0] && lr_config_find_folder(d->cfg, j->folder)) {
+                /* Our database failed (disk full, ...), not the peer: the
+                 * folder says so in status and sync --wait, until a batch of
+                 * a peer's is stored again. */
+                char id[LR_DEVICE_ID_SHORTLEN + 1], what[64];
+                lr_device_id_short(&p->id, id);
+                snprintf(what, sizeof(what), "%s %s", INDEX_STORE_FAILED, id);
+                sync_item_failed(d, j->folder, (const uint8_t *)"", 0, what, j->rc, &j->err);
+            }
             if (p->gen == j->gen)
                 sync_peer_fatal(d, p, "INDEX not accepted", j->rc, &j->err);
         } else if (j->miss) {
@@ -1080,6 +1092,7 @@ static void recv_done(struct daemon_job *base, int status)
         if (!j->fatal && !j->ignored) {
             lr_debug(MOD, "folder=%s index batch of %zu bytes stored%s", j->folder, j->len,
                      j->last ? " (last of the burst)" : "");
+            sync_item_folder_ok(d, j->folder, INDEX_STORE_FAILED);
             struct sync_folder *f = sync_folder_get(d, j->folder);
             if (j->need_known) {
                 f->need = j->need;

@@ -242,21 +242,29 @@ int lr_syncerr_set(struct lr_syncerr *t, const char *folder, const uint8_t *path
 bool lr_syncerr_clear(struct lr_syncerr *t, const char *folder, const uint8_t *path,
                       size_t path_len)
 {
+    return lr_syncerr_clear_if(t, folder, path, path_len, NULL);
+}
+
+bool lr_syncerr_clear_if(struct lr_syncerr *t, const char *folder, const uint8_t *path,
+                         size_t path_len, const char *prefix)
+{
     bool was = false;
     pthread_mutex_lock(&t->mu);
     struct ferr *f = ferr_find(t, folder);
     if (f && (f->n || f->more.n)) {
         uint64_t h = path_hash(path, path_len);
         size_t i = item_find(f, h, path, path_len);
-        if (i != SIZE_MAX) {
+        if (i != SIZE_MAX && prefix && strncmp(f->items[i].msg, prefix, strlen(prefix)) != 0) {
+            /* Failing for another reason: that one clears it. */
+        } else if (i != SIZE_MAX) {
             item_release(&f->items[i]);
             f->n--;
             f->items[i] = f->items[f->n];
             f->hashes[i] = f->hashes[f->n];
             memset(&f->items[f->n], 0, sizeof(f->items[f->n]));
             was = true;
-        } else {
-            was = hset_del(&f->more, h);
+        } else if (!prefix) {
+            was = hset_del(&f->more, h); /* unlisted: no message to match */
         }
     }
     pthread_mutex_unlock(&t->mu);

@@ -83,6 +83,10 @@ int lr_syncerr_set(struct lr_syncerr *t, const char *folder, const uint8_t *path
 /* The path succeeded (or no longer needs syncing): true if it was failing. */
 bool lr_syncerr_clear(struct lr_syncerr *t, const char *folder, const uint8_t *path,
                       size_t path_len);
+/* lr_syncerr_clear if its message starts with `prefix` (NULL: any; an
+ * unlisted path has no message and stays). */
+bool lr_syncerr_clear_if(struct lr_syncerr *t, const char *folder, const uint8_t *path,
+                         size_t path_len, const char *prefix);
 /* Forget the folder entirely (folder removed). */
 void lr_syncerr_clear_folder(struct lr_syncerr *t, const char *folder);
 /*
@@ -132,6 +136,9 @@ void sync_item_started(struct lr_daemon *d, const char *folder, const uint8_t *p
 /* len 0 is the folder-level entry (the pull itself failed): cleared, with an
  * item_finished event only if it was failing. */
 void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len);
+/* The folder-level entry holds one cause at a time ("cannot pull: ...", or
+ * "cannot store the index of peer X: ..."): clear it only if it is `what`'s. */
+void sync_item_folder_ok(struct lr_daemon *d, const char *folder, const char *what);
 /* `what` names the step ("not applied", "cannot stage", ...); rc/err as logged.
  * rc == LR_ECLASH (a folding directory holds another spelling of the name)
  * is also queued for the audit trail: the folder's next pull job records it

@@ -247,14 +247,15 @@ static void touched_release(char **v, size_t n)
     free(v);
 }
 
-void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len)
+static void item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
+                    const char *what)
 {
     struct sync_items *s = items(d);
     if (!s)
         return;
-    bool was = lr_syncerr_clear(s->tab, folder, path, len);
+    bool was = lr_syncerr_clear_if(s->tab, folder, path, len, what);
     if (was && len == 0) {
-        lr_info(MOD, "folder=%s pulls again after earlier failures", folder);
+        lr_info(MOD, "folder=%s: '%s' no longer fails", folder, what ? what : "cannot pull");
     } else if (was) {
         char *e = lr_esc(path, len);
         lr_info(MOD, "folder=%s path=%s applied after earlier failures", folder, e);
@@ -263,6 +264,16 @@ void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, 
     /* The folder-level entry (path "", every pull clears it) finishes only if it failed. */
     if (wanted(d) && (len || was))
         ev_push(d, item_event("item_finished", folder, path, len));
+}
+
+void sync_item_ok(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len)
+{
+    item_ok(d, folder, path, len, NULL);
+}
+
+void sync_item_folder_ok(struct lr_daemon *d, const char *folder, const char *what)
+{
+    item_ok(d, folder, (const uint8_t *)"", 0, what);
 }
 
 static void fail(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,

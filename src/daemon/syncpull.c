@@ -1235,7 +1235,7 @@ static void pull_work(struct daemon_job *base)
             sync_item_failed(d, j->folder, (const uint8_t *)"", 0, "cannot pull", j->rc, &j->err);
         return;
     }
-    sync_item_ok(d, j->folder, (const uint8_t *)"", 0);
+    sync_item_folder_ok(d, j->folder, "cannot pull");
     /* Ignored paths are never applied, so a peer's change never replaces or
      * deletes an ignored file (docs/modes.md); without the rules, nothing. */
     struct lr_ignore *ig = NULL;

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import EventStream, free_udp_port, wait_for
+from conftest import Device, EventStream, free_udp_port, wait_for
 
 
 def pair(devices, tmp_path):
@@ -335,3 +335,65 @@ def test_peer_removed_its_versions_are_no_longer_needed(devices, tmp_path):
              timeout=60, what="y after the peer came back")
     assert a.run("sync", "--wait", "--timeout", "60").rc == 0
     assert b.run("sync", "--wait", "--timeout", "60").rc == 0
+
+
+def test_peer_index_not_stored_for_a_full_disk_is_a_folder_error(devices, tmp_path):
+    """A home on a full file system cannot store a peer's index: that was only
+    in the log; status said idle, no errors, and sync --wait blamed the peer
+    ('not connected yet'). Now the folder-level entry names it until a batch
+    is stored again; nothing is lost and it catches up once there is room."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
+    x = Device(mnt / "home-x", "xeno")
+    try:
+        y = devices("yak")
+        x.init()
+        y.init()
+        x.port, y.port = free_udp_port(), free_udp_port()
+        x.ok("peer", "add", y.id, "--addr", y.addr())
+        y.ok("peer", "add", x.id, "--addr", x.addr())
+        fx, fy = tmp_path / "X", tmp_path / "Y"
+        fx.mkdir()
+        fy.mkdir()
+        x.ok("folder", "add", str(fx), "--id", "docs", "--share", y.id)
+        y.ok("folder", "add", str(fy), "--id", "docs", "--share", x.id)
+        x.start()
+        y.start()
+        assert x.run("sync", "--wait", "--timeout", "30").rc == 0
+        filler = mnt / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 4096) > 0:
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        for i in range(20):
+            (fy / f"f{i}.txt").write_text(f"file {i}\n" * 50)
+        y.ok("sync")
+
+        def store_error():
+            errs = x.ok("status", "--json").json()["folders"][0]["errors"]
+            return [e for e in errs if e["path"] == ""
+                    and "cannot store the index of peer" in e["error"]]
+        wait_for(store_error, timeout=60, what="the folder-level error on X")
+        r = x.run("sync", "--wait", "--timeout", "3")
+        assert r.rc == 3 and "cannot store the index of peer" in r.err, r
+        filler.unlink()
+        wait_for(lambda: all((fx / f"f{i}.txt").exists() for i in range(20)), timeout=90,
+                 what="the files once there is room")
+        wait_for(lambda: not store_error(), timeout=30, what="the error cleared")
+        assert x.run("sync", "--wait", "--timeout", "60").rc == 0
+    finally:
+        try:
+            x.stop()
+        except Exception:
+            x.kill()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -45,6 +45,29 @@ static void test_set_keeps_first_seen(void **state)
     lr_syncerr_free(NULL);
 }
 
+/* The folder-level entry ("") holds one cause at a time; each clears only its own. */
+static void test_clear_if_its_own_cause(void **state)
+{
+    (void)state;
+    struct lr_syncerr *t = lr_syncerr_new(10);
+    lr_syncerr_set(t, "docs", P(""), "cannot store the index of peer ABC: disk full", 1);
+    assert_false(lr_syncerr_clear_if(t, "docs", P(""), "cannot pull"));
+    assert_int_equal(lr_syncerr_count(t, "docs"), 1);
+    assert_true(lr_syncerr_clear_if(t, "docs", P(""), "cannot store the index"));
+    assert_int_equal(lr_syncerr_count(t, "docs"), 0);
+    lr_syncerr_set(t, "docs", P(""), "cannot pull: no tmp", 2);
+    assert_false(lr_syncerr_clear_if(t, "docs", P(""), "cannot store the index"));
+    assert_true(lr_syncerr_clear_if(t, "docs", P(""), NULL));
+    /* Unlisted (over the bound) paths carry no message: only a plain clear drops them. */
+    struct lr_syncerr *u = lr_syncerr_new(1);
+    lr_syncerr_set(u, "docs", P("a"), "m", 1);
+    lr_syncerr_set(u, "docs", P("b"), "m", 1);
+    assert_false(lr_syncerr_clear_if(u, "docs", P("b"), "m"));
+    assert_true(lr_syncerr_clear_if(u, "docs", P("b"), NULL));
+    lr_syncerr_free(u);
+    lr_syncerr_free(t);
+}
+
 static void test_folders_are_separate(void **state)
 {
     (void)state;
@@ -346,6 +369,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_keeps_first_seen),
+        cmocka_unit_test(test_clear_if_its_own_cause),
         cmocka_unit_test(test_folders_are_separate),
         cmocka_unit_test(test_list_sorted_raw_bytes),
         cmocka_unit_test(test_long_message_cut),
