@@ -218,6 +218,20 @@ static void device_text(uint64_t sid, const struct lr_device_id *self,
     lr_device_id_short(&id, out);
 }
 
+/* A losing version as its conflict copy is named and holds it: content,
+ * metadata and author, not the whole vector (the same file re-announced
+ * with a vector merged from a third device is the same loss, same copy). */
+static void dedup_put_loser(struct lr_buf *b, const struct lr_file_rec *r)
+{
+    lr_buf_put_u8(b, (uint8_t)r->type);
+    lr_buf_put_u8(b, r->deleted);
+    lr_buf_put_u32(b, r->mode);
+    lr_buf_put_u64(b, (uint64_t)r->mtime_ns);
+    lr_buf_put_u64(b, lr_sync_vv_author(&r->vv));
+    lr_buf_put(b, r->blocks_hash.b, LR_HASH_LEN);
+    lr_buf_put_lbytes(b, r->target ? r->target : (const uint8_t *)"", r->target_len);
+}
+
 static void dedup_put_rec(struct lr_buf *b, const struct lr_file_rec *r)
 {
     lr_buf_put_u8(b, r ? 1 : 0);
@@ -245,17 +259,17 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
     const struct lr_file_rec *winner = local_wins ? local : remote;
     /* One losing version is one conflict, however often it is decided
      * again (each round until the vectors merge) and whatever the winner
-     * became meanwhile: the key is the loser whole, the winner's kind only.
-     * Keyed on both versions whole, a winner whose vector merged another
-     * device's (three devices) was recorded a second time, with the same
-     * copy. */
+     * became meanwhile: the key is the loser (dedup_put_loser), the
+     * winner's kind only. Keyed on both versions whole, a winner or loser
+     * whose vector merged another device's (three devices) was recorded a
+     * second time, with the same copy. */
     struct lr_buf b;
     lr_buf_init(&b, SIZE_MAX);
     lr_buf_put_str(&b, "landropic conflict v2");
     lr_buf_put_lbytes(&b, remote->path, remote->path_len);
     lr_buf_put_u8(&b, (uint8_t)dec->conflict);
     if (loser) {
-        dedup_put_rec(&b, loser);
+        dedup_put_loser(&b, loser);
         lr_buf_put_u8(&b, winner ? (uint8_t)winner->type : 0xff);
         lr_buf_put_u8(&b, winner ? winner->deleted : 0xff);
     } else {

@@ -30,6 +30,20 @@ def free_udp_port():
     return port
 
 
+def mesh(devices, *names):
+    """Devices with these names, initialised, each with its own loopback port
+    and every one added to every other (a full mesh)."""
+    devs = [devices(n) for n in names]
+    for d in devs:
+        d.init()
+        d.port = free_udp_port()
+    for x in devs:
+        for y in devs:
+            if x is not y:
+                x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
+    return devs
+
+
 class Result:
     def __init__(self, proc):
         self.rc = proc.returncode

@@ -71,15 +71,23 @@ class NsDevice(Device):
         self.pid = self.daemon_pid()
 
 
-def test_lossy_link_connects_and_moves_64mib(netns_pair, tmp_path):
+def ns_devices(netns_pair, tmp_path):
+    """Alice and bob, one in each namespace, initialised and added to each
+    other at their port 21037 addresses."""
     nsa, nsb = netns_pair
     a = NsDevice(tmp_path / "a", "alice", nsa, "198.18.0.1")
     b = NsDevice(tmp_path / "b", "bob", nsb, "198.18.0.2")
+    a.init()
+    b.init()
+    a.ok("peer", "add", b.id, "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--addr", a.addr())
+    return a, b
+
+
+def test_lossy_link_connects_and_moves_64mib(netns_pair, tmp_path):
+    nsa, nsb = netns_pair
+    a, b = ns_devices(netns_pair, tmp_path)
     try:
-        a.init()
-        b.init()
-        a.ok("peer", "add", b.id, "--addr", b.addr())
-        b.ok("peer", "add", a.id, "--addr", a.addr())
         add_loss(nsa, 5)
         add_loss(nsb, 5)
         a.start()
@@ -113,14 +121,9 @@ def test_default_listen_is_port_21037_on_every_address(netns_pair, tmp_path):
     """`daemon` without --listen (the contract's default, README's first
     run): it used to exit with 'transport: 0 listen addresses'. The
     namespace has its own port 21037; the peer reaches it over the veth."""
-    nsa, nsb = netns_pair
-    a = NsDevice(tmp_path / "a", "alice", nsa, "198.18.0.1")
-    b = NsDevice(tmp_path / "b", "bob", nsb, "198.18.0.2")
+    nsa, _ = netns_pair
+    a, b = ns_devices(netns_pair, tmp_path)
     try:
-        a.init()
-        b.init()
-        a.ok("peer", "add", b.id, "--addr", b.addr())
-        b.ok("peer", "add", a.id, "--addr", "198.18.0.1:21037")
         from conftest import BIN
         p = subprocess.run(["ip", "netns", "exec", nsa, BIN, "--home", a.home, "daemon",
                             "--detach", "--no-discovery"], capture_output=True, text=True,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import free_udp_port, wait_for
+from conftest import mesh, wait_for
 
 SIZE = 192 * 1024 * 1024
 
@@ -28,14 +28,7 @@ def received_from(dev, other):
 
 
 def test_pulled_from_two_holders_and_survives_one_dying(devices, tmp_path):
-    a, b, c = devices("alice"), devices("bob"), devices("carol")
-    for d in (a, b, c):
-        d.init()
-        d.port = free_udp_port()
-    for x in (a, b, c):
-        for y in (a, b, c):
-            if x is not y:
-                x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
+    a, b, c = mesh(devices, "alice", "bob", "carol")
     roots = {}
     for d in (a, b, c):
         roots[d.name] = tmp_path / d.name / "docs"
