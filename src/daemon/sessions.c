@@ -61,6 +61,9 @@ struct sync_sessions {
     uv_check_t check;
     bool closed;
     bool job_busy;
+    /* Some session may wait to resume (interrupted or pending): a start
+     * looks for other versions of its path among them (supersede). */
+    bool maybe_waiting;
 };
 
 /* Whether s is the session of that version of that path. The version's
@@ -369,6 +372,8 @@ static void load_done(struct lr_daemon *d, struct ckpt_job *j)
 {
     struct sync_sessions *r = reg(d);
     /* Oldest first, so the list ends up newest first. */
+    if (r && j->loaded.n)
+        r->maybe_waiting = true;
     for (size_t i = j->loaded.n; r && i-- > 0;) {
         struct lr_session_row *row = &j->loaded.v[i];
         if (tab_find(r, row->folder, row->path, row->path_len, &row->blocks))
@@ -553,6 +558,31 @@ void sync_sessions_free(struct lr_daemon *d)
 
 /* ---- transitions ---- */
 
+/*
+ * A version of a path starts: a session of another version of it that waits
+ * to resume never will (the peer changed the file meanwhile, so that version
+ * is gone everywhere); it stayed "interrupted: no peer can serve it" for good
+ * beside the newer one's "complete" (black-box run). It fails, superseded.
+ * The walk runs only while some session may be waiting.
+ */
+static void supersede(struct lr_daemon *d, struct sync_sessions *r, const struct sync_session *s)
+{
+    if (!r->maybe_waiting)
+        return;
+    bool waiting = false;
+    for (struct sync_session *o = r->head; o; o = o->next) {
+        if (o == s || o->core.in_use ||
+            (o->core.state != LR_SESSION_INTERRUPTED && o->core.state != LR_SESSION_PENDING))
+            continue;
+        if (o->path_len == s->path_len && memcmp(o->path, s->path, s->path_len) == 0 &&
+            strcmp(o->folder, s->folder) == 0 && memcmp(&o->blocks, &s->blocks, sizeof(s->blocks)))
+            sync_session_end(d, o, SYNC_SESSION_FAILED, "superseded by a newer version");
+        else
+            waiting = true;
+    }
+    r->maybe_waiting = waiting;
+}
+
 struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
                                         const uint8_t *path, size_t path_len,
                                         const struct lr_hash *blocks, uint64_t chunks_total,
@@ -616,6 +646,7 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     s->next = r->head;
     r->head = s;
     r->n++;
+    supersede(d, r, s);
     return s;
 }
 
@@ -639,6 +670,8 @@ void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_ses
     }
     free(s->error);
     s->error = error ? lr_xstrdup(error) : NULL;
+    if (state == SYNC_SESSION_INTERRUPTED)
+        reg(d)->maybe_waiting = true;
     note(d, 1);
 }
 

@@ -121,3 +121,52 @@ def test_session_paths_follow_the_contract(devices, tmp_path):
     assert weird[0]["path"] == "bad\ufffd\ufffdname.txt"
     human = b.ok("sessions").out
     assert "ctl\\x1b[31m\\x0aline.txt" in human and "\\\\x" not in human, human
+
+
+def test_session_of_a_replaced_version_is_superseded(devices, tmp_path):
+    """The sender's file changes while the receiver pulls it: the newer
+    version's session completes and the older one, which can never resume,
+    ends failed ('superseded'). It stayed 'interrupted: no peer can serve
+    it' for good (black-box run)."""
+    a, b = devices("alice"), devices("bob")
+    for d in (a, b):
+        d.init()
+        d.port = free_udp_port()
+    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    with open(fa / "big.bin", "wb") as f:
+        for _ in range(8):
+            f.write(os.urandom(8 << 20))
+    a.ok("sync")
+
+    def active():
+        return any(s["path"] == "big.bin" and s["state"] == "active" and s["chunks_done"] > 0
+                   for s in sessions(b))
+    wait_for(active, timeout=60, interval=0.02, what="an active session")
+    os.kill(a.pid, 19)  # SIGSTOP: the transfer stays open while the file changes
+    try:
+        with open(fa / "big.bin", "wb") as f:
+            for _ in range(8):
+                f.write(os.urandom(8 << 20))
+    finally:
+        os.kill(a.pid, 18)  # SIGCONT
+    a.ok("sync")
+    assert a.run("sync", "--wait", "--timeout", "120").rc == 0
+    assert digest(fb / "big.bin") == digest(fa / "big.bin")
+
+    def settled():
+        mine = [s for s in sessions(b) if s["path"] == "big.bin"]
+        return all(s["state"] in ("complete", "failed") for s in mine) and mine
+    mine = wait_for(settled, timeout=60, interval=0.2, what="no session left waiting")
+    assert [s["state"] for s in mine].count("complete") >= 1, mine
+    for s in mine:
+        if s["state"] == "failed":
+            assert "superseded" in s["error"], s
