@@ -5,6 +5,7 @@
 
 #include "config/config.h"
 #include "identity/identity.h"
+#include "pair/code.h"
 #include "util/fsutil.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -163,19 +164,20 @@ static int pair_code(struct cli *c, bool json)
     const char *code = json_string_value(json_object_get(res, "code"));
     json_int_t ttl = json_integer_value(json_object_get(res, "expires_in_ms"));
     if (json) {
-        cli_print_json(res);
+        cli_print_json(res); /* frees it */
     } else {
         printf("Pairing code: %s   (valid %lld minutes, one attempt)\n", code ? code : "?",
                (long long)((ttl + 59999) / 60000));
         printf("On the other device run:  landropic pair --join %s\n", code ? code : "?");
+        json_decref(res);
     }
     fflush(stdout);
-    json_decref(res);
     rc = cli_call(c, "pair.wait", NULL, (int)ttl + 60000, &res);
     if (rc)
         return rc;
     if (json) {
         cli_print_json(res);
+        return EXIT_OK;
     } else {
         const char *name = json_string_value(json_object_get(res, "name"));
         const char *peer = json_string_value(json_object_get(res, "peer"));
@@ -204,6 +206,7 @@ static int pair_join(struct cli *c, const char *code, const char *folder, bool j
         return rc;
     if (json) {
         cli_print_json(res);
+        return EXIT_OK;
     } else {
         const char *name = json_string_value(json_object_get(res, "name"));
         const char *peer = json_string_value(json_object_get(res, "peer"));
@@ -244,6 +247,15 @@ int cmd_pair(struct cli *c, int argc, char **argv)
         return cli_usage_error("pair", "--folder goes with --join");
     if ((rc = cli_require_init(c)))
         return rc;
+    if (join) {
+        /* A code that does not parse is a usage error (exit 2) with or
+         * without a daemon; it was "daemon not running" (exit 4) without. */
+        struct lr_pair_code pc;
+        struct lr_err err = {0};
+        if (lr_pair_code_parse(opt_get(&o, "join"), &pc, &err) < 0)
+            return cli_usage_error("pair", "%s", err.msg);
+        lr_pair_code_wipe(&pc);
+    }
     if (code)
         return pair_code(c, opt_has(&o, "json"));
     if (join)

@@ -400,6 +400,11 @@ int disc_set_nameplate(struct lr_daemon *d, int nameplate)
     return lr_discovery_set_nameplate(d->disc->disc, nameplate);
 }
 
+bool disc_running(const struct lr_daemon *d)
+{
+    return d->disc && d->disc->disc;
+}
+
 void disc_announce_now(struct lr_daemon *d)
 {
     if (d->disc && d->disc->disc)

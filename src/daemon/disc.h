@@ -79,6 +79,9 @@ json_t *disc_pending_json(struct lr_daemon *d);
  * once. LR_EBADVAL if out of range, LR_EUNSUPPORTED if discovery is off.
  */
 int disc_set_nameplate(struct lr_daemon *d, int nameplate);
+/* Whether LAN discovery runs (off: --no-discovery, loopback-only listens,
+ * or its port could not be bound). */
+bool disc_running(const struct lr_daemon *d);
 /*
  * Devices that announced `nameplate` within DISC_NAMEPLATE_TTL_MS, most
  * recently heard first, at most `max` into out[]; returns how many (more than

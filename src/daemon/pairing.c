@@ -780,6 +780,14 @@ void pairing_m_join(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
         lr_api_reply_rc(req, rc, &err);
         return;
     }
+    if (!disc_running(d)) {
+        /* The holder is found by its announcement: say so now, not after
+         * the 10 s search ("no device on this network announces that code"). */
+        lr_pair_code_wipe(&code);
+        lr_api_reply_error(req, "unsupported", 1,
+                           "pairing by code needs LAN discovery, which is off here");
+        return;
+    }
     if (folder && !lr_config_find_folder(d->cfg, folder)) {
         char *e = lr_escs(folder);
         lr_api_reply_error(req, "notfound", 1, "no folder with ID '%s' here", e);

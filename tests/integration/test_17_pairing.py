@@ -15,6 +15,7 @@ added beforehand:
 - A new code replaces (and fails) the previous one; only the new one pairs.
 
 Namespaces are deleted afterwards; daemons are stopped by PID (conftest)."""
+import json
 import os
 import random
 import subprocess
@@ -245,3 +246,45 @@ def test_new_code_replaces_old_one(pair_devs):
     rc, out, err = finish(second)
     assert rc == 0, (out, err)
     assert a.peer_ids() == [b.id] and b.peer_ids() == [a.id]
+
+
+def test_pair_json_forms(pair_devs):
+    """`pair --code --json` and `pair --join --json` crashed (a document freed
+    twice) after the first document: exit 1, nothing from the joiner though
+    both devices had paired (black-box run)."""
+    a, b = pair_devs
+    a.start()
+    b.start()
+    holder = subprocess.Popen([BIN, "--home", a.home, "pair", "--code", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    text = ""
+    for _ in range(100):  # the first document, indented over several lines
+        text += holder.stdout.readline()
+        try:
+            first = json.loads(text)
+            break
+        except json.JSONDecodeError:
+            continue
+    assert set(first) >= {"code", "expires_in_ms"}, first
+    r = b.run("pair", "--join", first["code"], "--json", timeout=90)
+    assert r.rc == 0, (r, a.log()[-2000:])
+    joined = r.json()
+    assert joined["status"] == "paired" and joined["peer"] == a.id, joined
+    rc, out, err = finish(holder)
+    assert rc == 0 and "AddressSanitizer" not in err, (out, err)
+    outcome = json.loads(out)
+    assert outcome["status"] == "paired" and outcome["peer"] == b.id, outcome
+
+
+def test_join_errors_come_at_once(pair_devs):
+    """A code that does not parse is a usage error (exit 2) even with no
+    daemon (it was 4, 'daemon not running'); with discovery off, joining
+    says so at once (it searched 10 s and blamed the network)."""
+    a, _ = pair_devs
+    r = a.run("pair", "--join", "garbage")
+    assert r.rc == 2, r
+    a.start("--no-discovery")
+    t0 = time.time()
+    r = a.run("pair", "--join", "123-456-7897", timeout=60)
+    assert r.rc == 1 and "needs LAN discovery" in r.err, r
+    assert time.time() - t0 < 8, "the error waited for the 10 s search"
