@@ -141,6 +141,16 @@ int lr_api_exit_for_rc(int rc);
  */
 int lr_api_req_stream(struct lr_api_req *req);
 
+/*
+ * Call cb(req, ud) on the loop thread if the client disconnects while req is
+ * still unanswered (a request that waits for something the client cares
+ * about: a pairing code whose `pair --code` was interrupted must not stay
+ * usable). req is still the handler's: cb may answer it (the answer is
+ * dropped) or keep it to answer later. One callback per request.
+ */
+void lr_api_req_on_gone(struct lr_api_req *req, void (*cb)(struct lr_api_req *req, void *ud),
+                        void *ud);
+
 /* The request's id as sent by the client (for logging). */
 long long lr_api_req_id(const struct lr_api_req *req);
 

@@ -21,6 +21,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +60,8 @@ struct lr_api_req {
     LIST_ENTRY(lr_api_req) link;
     long long id;
     bool streaming;
+    void (*gone)(struct lr_api_req *req, void *ud); /* lr_api_req_on_gone */
+    void *gone_ud;
 };
 LIST_HEAD(req_list, lr_api_req);
 
@@ -147,6 +150,26 @@ static void item_unlink(struct conn *c, struct out_item *it)
     } else if (it->kind == IT_REPLY) {
         c->rep_bytes -= it->len;
     }
+}
+
+/* Whether an unanswered request of the connection asked to hear of its end. */
+static bool waits_for_client(struct conn *c)
+{
+    struct lr_api_req *r;
+    LIST_FOREACH(r, &c->reqs, link)
+    {
+        if (r->gone)
+            return true;
+    }
+    return false;
+}
+
+/* Both directions closed (the client closed its socket or exited), not only
+ * its sending side (shutdown(SHUT_WR), then reading the replies). */
+static bool peer_hung_up(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR));
 }
 
 static void conn_update_poll(struct conn *c)
@@ -411,6 +434,8 @@ static void conn_close(struct conn *c, const char *why)
         LIST_REMOVE(r, link);
         r->conn = NULL;
         s->st.inflight--;
+        if (r->gone)
+            r->gone(r, r->gone_ud); /* may answer (free) r */
     }
     while ((r = LIST_FIRST(&c->streams))) {
         LIST_REMOVE(r, link);
@@ -589,6 +614,12 @@ static void conn_read(struct conn *c)
                 conn_close(c, "stream client gone");
                 return;
             }
+            if (waits_for_client(c) && peer_hung_up(c->fd)) {
+                /* Not a half-close awaiting its replies: the client is gone,
+                 * and a request that cares (lr_api_req_on_gone) hears it now. */
+                conn_close(c, "client gone");
+                return;
+            }
         } else {
             c->in_len += (size_t)n;
         }
@@ -727,6 +758,13 @@ int lr_api_req_stream(struct lr_api_req *req)
     if (!c->closing)
         conn_slot_freed(c);
     return 0;
+}
+
+void lr_api_req_on_gone(struct lr_api_req *req, void (*cb)(struct lr_api_req *req, void *ud),
+                        void *ud)
+{
+    req->gone = cb;
+    req->gone_ud = ud;
 }
 
 long long lr_api_req_id(const struct lr_api_req *req)

@@ -732,6 +732,20 @@ void pairing_m_code(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     sodium_memzero(text, sizeof(text));
 }
 
+/* The `pair --code` waiting for the live code went away (Ctrl-C, killed):
+ * nobody would see who pairs, so the code ends unused. It stayed usable for
+ * its 5 minutes and a device could pair unseen (black-box run). */
+static void waiter_gone(struct lr_api_req *req, void *ud)
+{
+    struct lr_daemon *d = ud;
+    if (d->stopping)
+        return; /* every client is closed at stop; the code goes with the daemon */
+    struct pairing_state *p = st(d);
+    if (p->waiter != req)
+        return;
+    code_fail(d, "pair --code was interrupted before a device paired");
+}
+
 void pairing_m_wait(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
 {
     (void)params;
@@ -740,6 +754,7 @@ void pairing_m_wait(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
         if (p->waiter)
             lr_api_reply_error(p->waiter, "canceled", 1, "another pair.wait took over");
         p->waiter = req;
+        lr_api_req_on_gone(req, waiter_gone, d);
         return;
     }
     if (p->outcome) {

@@ -288,3 +288,20 @@ def test_join_errors_come_at_once(pair_devs):
     r = a.run("pair", "--join", "123-456-7897", timeout=60)
     assert r.rc == 1 and "needs LAN discovery" in r.err, r
     assert time.time() - t0 < 8, "the error waited for the 10 s search"
+
+
+def test_interrupted_code_cannot_be_used(pair_devs):
+    """Ctrl-C on `pair --code` ends its code: it stayed usable for its five
+    minutes, and a device could pair and be trusted with nobody watching
+    (black-box run)."""
+    a, b = pair_devs
+    a.start()
+    b.start()
+    holder, code = a.start_code()
+    holder.send_signal(2)  # SIGINT, to this Popen's PID
+    holder.wait(timeout=30)
+    wait_for(lambda: "pair --code was interrupted" in a.log(), timeout=10,
+             what="the code ended")
+    r = b.run("pair", "--join", code, timeout=90)
+    assert r.rc != 0, r
+    assert a.peer_ids() == [] and b.peer_ids() == []
