@@ -37,7 +37,8 @@ int cmd_init(struct cli *c, int argc, char **argv)
     if (!name) {
         gethostname(host, sizeof(host) - 1);
         host[LR_CONFIG_NAME_MAX] = '\0';
-        name = lr_config_check_name(host, NULL) == 0 ? host : "landropic";
+        /* An empty host name too: a device's name is never empty (HELLO). */
+        name = host[0] && lr_config_check_name(host, NULL) == 0 ? host : "landropic";
     } else if (!*name) {
         return cli_usage_error("init", "invalid name '': it is empty (leave --name out for the "
                                        "host name)");

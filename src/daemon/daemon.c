@@ -354,7 +354,10 @@ static int start_transport(struct lr_daemon *d, struct lr_err *err)
     tc.home = d->opts->home;
     tc.hello.version = LR_PROTO_VERSION;
     tc.hello.features = SYNC_FEATURES;
-    snprintf(tc.hello.name, sizeof(tc.hello.name), "%s", d->cfg->name);
+    /* A configuration from before init refused an empty host name may have
+     * "": HELLO needs a name, and this one is only shown to peers. */
+    snprintf(tc.hello.name, sizeof(tc.hello.name), "%s",
+             d->cfg->name[0] ? d->cfg->name : "landropic");
     snprintf(tc.hello.software, sizeof(tc.hello.software), "landropic %s", LR_VERSION);
     tc.idle_timeout_ms = (uint64_t)d->opts->idle_timeout_s * 1000;
     tc.pair_cbs = pairing_transport_cbs(d);

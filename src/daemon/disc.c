@@ -295,7 +295,7 @@ void disc_start(struct lr_daemon *d)
     struct disc_state *st = state(d);
     struct lr_discovery_config cfg = {
         .key_path = lr_identity_key_path(d->ident),
-        .name = d->cfg->name,
+        .name = d->cfg->name[0] ? d->cfg->name : "landropic",
         .ports = ports,
         .nports = np,
         .addrs = addrs,
