@@ -3,7 +3,9 @@ every kind of bad input (clear one-line error, documented exit code)."""
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -363,3 +365,20 @@ def test_prefer_strategy_stored_in_its_normal_form(device, tmp_path):
     device.ok("folder", "set", "g", "--conflict", "prefer:" + me)
     folders = {f["id"]: f for f in device.ok("folders", "--json").json()["folders"]}
     assert folders["g"]["conflict"] == "prefer:" + me, folders["g"]
+
+
+def test_empty_host_name_gives_a_usable_name(tmp_path):
+    """A machine whose host name is empty: init stored "" and the daemon
+    could never start ('our HELLO is invalid'); the name is 'landropic'."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a private host name")
+    home = tmp_path / "h"
+    script = ("import socket, subprocess, sys; socket.sethostname(b''); "
+              "sys.exit(subprocess.run(sys.argv[1:]).returncode)")
+    r = subprocess.run(["unshare", "-u", sys.executable, "-c", script, BIN, "--home", str(home),
+                        "init"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    d = Device(home, "x")
+    cfg = json.loads((home / "config.json").read_text())
+    assert cfg["device"]["name"] == "landropic", cfg
+    assert d.run("pair", "--json").rc == 4  # configured and usable, daemon not running
