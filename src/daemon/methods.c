@@ -153,6 +153,29 @@ static void add_listen_addrs(json_t *out, const char *listen, int port)
     freeifaddrs(ifs);
 }
 
+static bool is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "[::1]:", 6) == 0;
+}
+
+/* What `pair` shows is for another device to dial: loopback addresses only
+ * reach this one (a device told to add 127.0.0.1 dialled itself), so they
+ * are left out unless there is nothing else (a loopback-only listen, two
+ * devices on one machine). */
+static void drop_loopback(json_t *addrs)
+{
+    size_t i;
+    json_t *a;
+    bool other = false;
+    json_array_foreach(addrs, i, a)
+    {
+        other |= !is_loopback(json_string_value(a));
+    }
+    for (i = json_array_size(addrs); other && i-- > 0;)
+        if (is_loopback(json_string_value(json_array_get(addrs, i))))
+            json_array_remove(addrs, i);
+}
+
 static void m_pair(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
 {
     (void)params;
@@ -164,6 +187,7 @@ static void m_pair(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
         const char *l = d->opts->nlisten ? d->opts->listen[i] : LR_TRANSPORT_DEFAULT_LISTEN;
         add_listen_addrs(addrs, l, lr_transport_local_port(d->tr, i));
     }
+    drop_loopback(addrs);
     /* landropic://ID?addr=A&addr=B: what `pair --qr` encodes. */
     struct lr_buf link;
     lr_buf_init(&link, 64 * 1024);
