@@ -420,8 +420,9 @@ static int serve(struct lr_daemon *d, struct lr_err *err)
     if ((rc = lr_api_server_start(&d->loop, d->opts->home, daemon_api_handler, d, &d->api, err)) <
         0)
         goto fail;
+    if ((rc = disc_start(d, err)) < 0)
+        goto fail;
     daemon_config_changed(d);
-    disc_start(d);
 
     char id[LR_DEVICE_ID_STRLEN + 1];
     lr_device_id_format(lr_identity_device_id(d->ident), id);

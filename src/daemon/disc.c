@@ -251,18 +251,18 @@ static bool listen_host(const char *listen, struct lr_announce_addr *out, bool *
     return false;
 }
 
-void disc_start(struct lr_daemon *d)
+int disc_start(struct lr_daemon *d, struct lr_err *err)
 {
     if (d->opts->no_discovery) {
         lr_info(MOD, "off (--no-discovery)");
-        return;
+        return 0;
     }
     if (!d->cfg->discovery) {
         lr_info(MOD, "off (\"discovery\": false in config.json)");
-        return;
+        return 0;
     }
     if (!d->tr)
-        return;
+        return 0;
     size_t nl = d->opts->nlisten ? d->opts->nlisten : 1;
     uint16_t ports[LR_ANNOUNCE_MAX_PORTS];
     struct lr_announce_addr addrs[LR_ANNOUNCE_MAX_ADDRS];
@@ -290,7 +290,7 @@ void disc_start(struct lr_daemon *d)
     }
     if (!reachable) {
         lr_info(MOD, "off: every listen address is a loopback one");
-        return;
+        return 0;
     }
     struct disc_state *st = state(d);
     struct lr_discovery_config cfg = {
@@ -305,9 +305,13 @@ void disc_start(struct lr_daemon *d)
         .no_ipv6 = !any_v6,
         .restrict_ifaces = !any_wild,
     };
-    struct lr_err err = {0};
-    if (lr_discovery_start(&d->loop, &cfg, on_seen, d, &st->disc, &err) < 0)
-        lr_warn(MOD, "not started: %s", err.msg);
+    struct lr_err e = {0};
+    int rc = lr_discovery_start(&d->loop, &cfg, on_seen, d, &st->disc, &e);
+    if (rc < 0 && d->opts->discovery_port)
+        return lr_err_set(err, rc, "discovery port %u: %s", d->opts->discovery_port, e.msg);
+    if (rc < 0)
+        lr_warn(MOD, "not started, peers without an address will not be found: %s", e.msg);
+    return 0;
 }
 
 int disc_stop(struct lr_daemon *d, void (*done)(void *ud), void *ud)

@@ -51,8 +51,10 @@ struct disc_match {
     size_t naddrs;
 };
 
-/* Start discovery after the transport is up (reads d->opts, d->cfg, d->tr). */
-void disc_start(struct lr_daemon *d);
+/* Start discovery after the transport is up (reads d->opts, d->cfg, d->tr).
+ * Discovery that cannot start is off, with a warning, unless its port was
+ * asked for (--discovery-port): then the error (the daemon does not start). */
+int disc_start(struct lr_daemon *d, struct lr_err *err);
 /*
  * Begin closing; returns the number of times done(ud) will be called later
  * (0 or 1), for the daemon's count of pending closes.

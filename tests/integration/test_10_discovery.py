@@ -421,3 +421,27 @@ def test_ipv6_only_link_connects_through_announced_addresses(lan6, tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_discovery_port_asked_for_but_taken_stops_the_start(lan, tmp_path):
+    """--discovery-port on a port already in use (here the transport's own)
+    fails the start, naming it: the daemon started with discovery silently
+    off, so peers without an address were never found (black-box run).
+    Without --discovery-port the default's failure stays a log warning."""
+    a = NsDevice(tmp_path / "a", "alice", lan["a"], 21037, 21037)
+    a.init()
+    p = subprocess.run(["ip", "netns", "exec", a.ns, BIN, "--home", a.home, "daemon",
+                        "--listen", "[::]:21037", "--detach", "--discovery-port", "21037"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "discovery port 21037" in p.stderr, p
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    p = subprocess.run(["ip", "netns", "exec", a.ns, BIN, "--home", a.home, "daemon",
+                        "--listen", "[::]:21038", "--detach"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p
+    a.pid = a.daemon_pid()
+    try:
+        wait_for(lambda: "peers without an address will not be found" in a.log(), timeout=10,
+                 what="the warning")
+    finally:
+        a.stop()
