@@ -223,9 +223,12 @@ static int joiner_on_result(struct lr_pair_session *s, const struct lr_pair_resu
         break;
     }
     finish(s, false, r->status == LR_PAIR_OK ? LR_PAIR_ERROR : r->status);
-    lr_err_set(err, rc, "pairing refused by the other device: %s%s%s",
-               lr_pair_status_str(r->status == LR_PAIR_OK ? LR_PAIR_ERROR : r->status),
-               why[0] ? ": " : "", why);
+    const char *status = lr_pair_status_str(r->status == LR_PAIR_OK ? LR_PAIR_ERROR : r->status);
+    /* The peer's reason often repeats the status ("code already used: code
+     * already used"): once is enough. */
+    bool extra = why[0] && strcmp(why, status) != 0;
+    lr_err_set(err, rc, "pairing refused by the other device: %s%s%s", status, extra ? ": " : "",
+               extra ? why : "");
     free(why);
     return rc;
 }
