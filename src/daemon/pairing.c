@@ -285,8 +285,12 @@ static void session_end(struct lr_daemon *d, struct pconn *pc, int rc, const str
         const char *why = lr_err_msg(err, rc);
         lr_warn(MOD, "pairing with %s failed: %s", ids, why);
         if (pc->role == LR_PAIR_HOLDER) {
-            /* An unknown nameplate or version leaves the code unclaimed and usable. */
-            if (code_spent(d))
+            /* Only the attempt that claimed the code ends it. An unknown
+             * nameplate or version leaves it unclaimed and usable; a second
+             * joiner refused because the code is taken or used must not
+             * end the attempt in progress, nor replace a success already
+             * reached ("already used" was what the holder printed). */
+            if (pc->s.was_claimer && code_spent(d))
                 code_fail(d, why);
         } else {
             joiner_reply_err(pc, "pairing failed: ", why);
@@ -533,7 +537,7 @@ static void cb_closed(void *ud, struct lr_conn *c, const char *reason)
         if (pc->started)
             lr_pair_session_abort(&pc->s);
         if (pc->role == LR_PAIR_HOLDER) {
-            if (code_spent(d)) {
+            if (pc->started && pc->s.was_claimer && code_spent(d)) {
                 char msg[200];
                 snprintf(msg, sizeof(msg), "the other device went away during pairing (%s)",
                          reason);

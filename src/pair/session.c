@@ -158,7 +158,7 @@ static int holder_on_msg(struct lr_pair_session *s, const struct lr_pair_msg *m,
         rc = lr_pair_code_claim(s->holder_code, now_ms, err);
         if (rc < 0)
             return fail(s, out, true, rc == LR_ETIMEOUT ? LR_PAIR_EXPIRED : LR_PAIR_USED, rc);
-        s->claimed = true;
+        s->claimed = s->was_claimer = true;
         rc = lr_pair_cpace_start(&s->cpace, LR_CPACE_RESPONDER, s->holder_code, &s->peer_id,
                                  &s->self_id, s->exporter, buf, err);
         if (rc == 0)

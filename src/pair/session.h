@@ -81,6 +81,7 @@ struct lr_pair_session {
     struct lr_pair_code code;         /* joiner's copy / holder's nameplate */
     struct lr_pair_code *holder_code; /* borrowed */
     bool claimed;                     /* holder: we hold the code's attempt */
+    bool was_claimer; /* holder: this session claimed the code (stays set once it ended) */
     struct lr_cpace cpace;
     uint8_t own_tag[LR_CPACE_TAG_LEN];
 };

@@ -305,3 +305,34 @@ def test_interrupted_code_cannot_be_used(pair_devs):
     r = b.run("pair", "--join", code, timeout=90)
     assert r.rc != 0, r
     assert a.peer_ids() == [] and b.peer_ids() == []
+
+
+def test_second_joiner_does_not_change_the_first_attempt(pair_devs, tmp_path):
+    """Two devices join the same code at once: the one that claimed it
+    pairs, the other is refused, and the holder reports the one it paired
+    with. The refused attempt used to end the code: the holder printed
+    'already used' while a device had been added, or the right attempt was
+    killed (black-box run)."""
+    a, b = pair_devs
+    c = NsDevice(tmp_path / "c", "carol", b.ns, 21039, b.dport)
+    c.init()
+    a.start()
+    b.start()
+    c.start()
+    try:
+        holder, code = a.start_code()
+        joins = [subprocess.Popen([BIN, "--home", d.home, "pair", "--join", code],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for d in (b, c)]
+        results = [j.communicate(timeout=90) + (j.returncode,) for j in joins]
+        rc, out, err = finish(holder)
+        paired = [d for d, r in zip((b, c), results) if r[2] == 0]
+        assert len(paired) <= 1, results
+        if paired:
+            assert rc == 0 and f'Paired with "{paired[0].name}"' in out, (out, err, results)
+            assert a.peer_ids() == [paired[0].id]
+        else:
+            assert rc != 0 and a.peer_ids() == [], (out, err, results)
+        assert [r for r in results if r[2] != 0], results  # one attempt per code
+    finally:
+        c.stop()
