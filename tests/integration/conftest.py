@@ -30,6 +30,24 @@ def free_udp_port():
     return port
 
 
+def shared_docs(devices, tmp_path):
+    """Alice and bob on loopback, each added to the other, sharing folder
+    "docs" (tmp_path/A/docs and tmp_path/B/docs); daemons not started.
+    Returns (alice, bob, alice's folder, bob's folder)."""
+    a, b = devices("alice"), devices("bob")
+    a.init()
+    b.init()
+    a.port, b.port = free_udp_port(), free_udp_port()
+    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
+    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    return a, b, fa, fb
+
+
 def mesh(devices, *names):
     """Devices with these names, initialised, each with its own loopback port
     and every one added to every other (a full mesh)."""

@@ -5,7 +5,7 @@ import hashlib
 import os
 import time
 
-from conftest import free_udp_port, wait_for
+from conftest import free_udp_port, shared_docs, wait_for
 
 SIZE = 256 * 1024 * 1024
 FIELDS = {"id", "folder", "path", "peer", "peers", "state", "chunks_total", "chunks_done",
@@ -27,21 +27,11 @@ def sessions(dev):
 
 
 def test_sessions_listed_resumed_and_completed(devices, tmp_path):
-    a, b = devices("alice"), devices("bob")
-    for d in (a, b):
-        d.init()
-        d.port = free_udp_port()
-    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
-    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
-    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
-    fa.mkdir(parents=True)
-    fb.mkdir(parents=True)
+    a, b, fa, fb = shared_docs(devices, tmp_path)
     with open(fa / "big.bin", "wb") as f:
         for _ in range(SIZE // (8 << 20)):
             f.write(os.urandom(8 << 20))
     want = digest(fa / "big.bin")
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
     a.start()
     b.start()
 
@@ -128,17 +118,7 @@ def test_session_of_a_replaced_version_is_superseded(devices, tmp_path):
     version's session completes and the older one, which can never resume,
     ends failed ('superseded'). It stayed 'interrupted: no peer can serve
     it' for good (black-box run)."""
-    a, b = devices("alice"), devices("bob")
-    for d in (a, b):
-        d.init()
-        d.port = free_udp_port()
-    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
-    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
-    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
-    fa.mkdir(parents=True)
-    fb.mkdir(parents=True)
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a, b, fa, fb = shared_docs(devices, tmp_path)
     a.start()
     b.start()
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0

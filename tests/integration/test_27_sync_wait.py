@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from conftest import free_udp_port, wait_for
+from conftest import shared_docs, wait_for
 
 
 class Api:
@@ -43,19 +43,7 @@ class Api:
         self.s.close()
 
 
-def pair(devices, tmp_path):
-    a, b = devices("alice"), devices("bob")
-    a.init()
-    b.init()
-    a.port, b.port = free_udp_port(), free_udp_port()
-    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
-    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
-    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
-    fa.mkdir(parents=True)
-    fb.mkdir(parents=True)
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
-    return a, b, fa, fb
+pair = shared_docs
 
 
 def tree(root):
