@@ -244,7 +244,15 @@ def test_receiver_sigkill_at_35_percent_refetches_little(devices, tmp_path):
     total = sent_to(a, b)
     print(f"receiver killed with {seen} bytes sent, {staged} staged; total sent {total} "
           f"= {total / size:.3f} x the file")
-    assert total < 1.10 * size, (seen, staged, total)
+    # Lost at the kill: what was sent and not yet staged (the WANT window in
+    # flight, chunks queued for the write lane), what was sent between our
+    # last look at the counter and the kill, and what the sender pushed into
+    # the dead connection before the restarted receiver replaced it (its
+    # send budget). Nothing staged may be fetched again: that alone would
+    # add the 100+ MiB staged here. (A fixed 1.10 x bound failed once at
+    # 1.100 x on a loaded CI run with 42 MB lost this way.)
+    assert total - size < (seen - staged) + 40 * MiB, (seen, staged, total)
+    assert total < 1.15 * size, (seen, staged, total)
     done = [s for s in sessions(b) if s["path"] == "big.bin" and s["state"] == "complete"]
     assert done and done[0]["bytes_done"] == size
 
