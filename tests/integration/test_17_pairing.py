@@ -298,6 +298,10 @@ def test_interrupted_code_cannot_be_used(pair_devs):
     a.start()
     b.start()
     holder, code = a.start_code()
+    # Once it waits for the outcome (pair.wait), which follows the code's
+    # line by a few milliseconds (more under a sanitizer).
+    wait_for(lambda: "request method=pair.wait" in a.log(), timeout=10,
+             what="pair --code waiting")
     holder.send_signal(2)  # SIGINT, to this Popen's PID
     holder.wait(timeout=30)
     wait_for(lambda: "pair --code was interrupted" in a.log(), timeout=10,
