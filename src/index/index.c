@@ -794,16 +794,7 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
     if (rc)
         return rc;
     rc = folder_query(ix, folder_id, &id, &tmp, err);
-    if (rc == 0 && tmp.short_id != short_id) {
-        sqlite3_stmt *s = stmt(ix, S_FOLDER_SET_SHORT, err);
-        if (!s)
-            return LR_EDB;
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_bind_int64(s, 2, (int64_t)short_id);
-        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder short ID");
-        done(s);
-        tmp.short_id = short_id;
-    } else if (rc == LR_ENOTFOUND) {
+    if (rc == LR_ENOTFOUND) {
         uint64_t index_id;
         if ((rc = new_index_id(&index_id, err)) < 0)
             return rc;
@@ -813,12 +804,33 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
         sqlite3_bind_text(s, 1, folder_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 2, (int64_t)index_id);
         sqlite3_bind_int64(s, 3, (int64_t)short_id);
-        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder create");
+        int step = sqlite3_step(s);
+        /* Another handle (a second process, or the daemon's other handle) can
+         * create the row between our look-up and this insert: its row and
+         * index ID stand, and we read them back like any existing folder. */
+        bool raced = (step & 0xff) == SQLITE_CONSTRAINT;
+        rc = step == SQLITE_DONE || raced ? 0 : lr__ix_dberr(ix, err, "folder create");
         done(s);
-        tmp = (struct lr_folder_info){index_id, short_id, 0};
-        if (rc == 0)
+        if (rc)
+            return rc;
+        if (!raced) {
             lr_info("index", "folder index created folder=%s index_id=%016" PRIx64, folder_id,
                     index_id);
+            if (info)
+                *info = (struct lr_folder_info){index_id, short_id, 0};
+            return 0;
+        }
+        rc = folder_query(ix, folder_id, &id, &tmp, err);
+    }
+    if (rc == 0 && tmp.short_id != short_id) {
+        sqlite3_stmt *s = stmt(ix, S_FOLDER_SET_SHORT, err);
+        if (!s)
+            return LR_EDB;
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, (int64_t)short_id);
+        rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder short ID");
+        done(s);
+        tmp.short_id = short_id;
     }
     if (rc == 0 && info)
         *info = tmp;
