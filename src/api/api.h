@@ -208,6 +208,19 @@ int lr_api_call(struct lr_api_client *c, const char *method, json_t *params, int
                 json_t **result, struct lr_err *err);
 
 /*
+ * lr_api_call() in two halves, for pipelining: lr_api_send() writes the
+ * request (params stolen) and gives its id; lr_api_await() reads until that
+ * id's reply, with lr_api_call()'s results. Replies to other ids read on the
+ * way are dropped, so await ids in the order they were sent: the daemon
+ * dispatches a connection's lines in order, and a request it answers at once
+ * is answered before the next line is read.
+ */
+int lr_api_send(struct lr_api_client *c, const char *method, json_t *params, long long *id,
+                struct lr_err *err);
+int lr_api_await(struct lr_api_client *c, long long id, int timeout_ms, json_t **result,
+                 struct lr_err *err);
+
+/*
  * Start a stream with `method` (params stolen, may be NULL) and call
  * on_event(ud, ev) for each event (`ev` borrowed, valid during the call),
  * including "dropped" markers. Returns 0 when on_event returned > 0, the

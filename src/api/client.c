@@ -286,6 +286,36 @@ static int take_error(struct lr_api_client *c, struct lr_api_reply *r, struct lr
     return rc;
 }
 
+static int await_reply(struct lr_api_client *c, long long id, int64_t deadline, json_t **result,
+                       struct lr_err *err)
+{
+    if (result)
+        *result = NULL;
+    struct lr_api_reply r;
+    int rc = wait_reply(c, id, deadline, &r, err);
+    if (rc < 0)
+        return rc;
+    if (r.kind == LR_API_ERROR)
+        return take_error(c, &r, err);
+    if (result)
+        *result = json_incref(r.body);
+    lr_api_reply_release(&r);
+    return 0;
+}
+
+int lr_api_send(struct lr_api_client *c, const char *method, json_t *params, long long *id,
+                struct lr_err *err)
+{
+    /* A line this small goes out at once unless the daemon stopped reading. */
+    return send_request(c, method, params, now_ms() + 10000, id, err);
+}
+
+int lr_api_await(struct lr_api_client *c, long long id, int timeout_ms, json_t **result,
+                 struct lr_err *err)
+{
+    return await_reply(c, id, timeout_ms > 0 ? now_ms() + timeout_ms : -1, result, err);
+}
+
 int lr_api_call(struct lr_api_client *c, const char *method, json_t *params, int timeout_ms,
                 json_t **result, struct lr_err *err)
 {
@@ -296,16 +326,7 @@ int lr_api_call(struct lr_api_client *c, const char *method, json_t *params, int
     int rc = send_request(c, method, params, deadline, &id, err);
     if (rc < 0)
         return rc;
-    struct lr_api_reply r;
-    rc = wait_reply(c, id, deadline, &r, err);
-    if (rc < 0)
-        return rc;
-    if (r.kind == LR_API_ERROR)
-        return take_error(c, &r, err);
-    if (result)
-        *result = json_incref(r.body);
-    lr_api_reply_release(&r);
-    return 0;
+    return await_reply(c, id, deadline, result, err);
 }
 
 int lr_api_stream(struct lr_api_client *c, const char *method, json_t *params,

@@ -101,6 +101,9 @@ int cli_call(struct cli *c, const char *method, json_t *params, int timeout_ms, 
  * caller says why) and returns EXIT_TIMEOUT. */
 int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_ms,
                 bool quiet_timeout, json_t **result);
+/* A failed lr_api_call()/lr_api_await() on `cl`: print its error, return the
+ * exit code (the daemon's for an error reply). */
+int cli_api_fail(struct lr_api_client *cl, int rc, const struct lr_err *err);
 /* Apply a configuration operation through the daemon or, if none runs, locally. */
 int cli_config_op(struct cli *c, const char *method, json_t *params, json_t **result);
 /* Require an initialised home; prints the error and returns its exit code, or 0. */

@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include "api/api.h"
 #include "config/config.h"
 #include "identity/identity.h"
 #include "pair/code.h"
@@ -155,13 +156,29 @@ static const char pair_usage[] =
     "device on this network pairs with it; --join CODE pairs with the device showing\n"
     "CODE (both add each other as peers) and, with --folder, shares folder ID both ways.\n";
 
-/* pair --code: show the code, then wait for the attempt's outcome. */
+/*
+ * pair --code: show the code, then wait for the attempt's outcome. pair.wait
+ * goes out with pair.code, on the same connection, before the code is shown:
+ * the daemon then has a waiter for the code from its first moment, and ends
+ * the code as soon as this command is interrupted. Sent after the code was
+ * shown, a Ctrl-C in between left a code usable with nobody watching.
+ */
 static int pair_code(struct cli *c, bool json)
 {
-    json_t *res;
-    int rc = cli_call(c, "pair.code", NULL, 10000, &res);
+    struct lr_api_client *cl = NULL;
+    struct lr_err err = {0};
+    int rc = cli_connect(c, &cl);
     if (rc)
         return rc;
+    long long code_id = 0, wait_id = 0;
+    json_t *res = NULL;
+    rc = lr_api_send(cl, "pair.code", NULL, &code_id, &err);
+    if (rc == 0)
+        rc = lr_api_send(cl, "pair.wait", NULL, &wait_id, &err);
+    if (rc == 0)
+        rc = lr_api_await(cl, code_id, 10000, &res, &err);
+    if (rc < 0)
+        goto fail;
     const char *code = json_string_value(json_object_get(res, "code"));
     json_int_t ttl = json_integer_value(json_object_get(res, "expires_in_ms"));
     if (json) {
@@ -173,25 +190,29 @@ static int pair_code(struct cli *c, bool json)
         json_decref(res);
     }
     fflush(stdout);
-    rc = cli_call(c, "pair.wait", NULL, (int)ttl + 60000, &res);
-    if (rc)
-        return rc;
+    rc = lr_api_await(cl, wait_id, (int)ttl + 60000, &res, &err);
+    if (rc < 0)
+        goto fail;
+    lr_api_client_close(cl);
     if (json) {
         cli_print_json(res);
         return EXIT_OK;
-    } else {
-        const char *name = json_string_value(json_object_get(res, "name"));
-        const char *peer = json_string_value(json_object_get(res, "peer"));
-        const char *folder = json_string_value(json_object_get(res, "folder"));
-        printf("Paired with \"");
-        cli_print_name(stdout, name ? name : "");
-        printf("\" (%s).", peer ? peer : "?");
-        if (folder)
-            printf(" Sharing folder \"%s\".", folder);
-        printf("\n");
     }
+    const char *name = json_string_value(json_object_get(res, "name"));
+    const char *peer = json_string_value(json_object_get(res, "peer"));
+    const char *folder = json_string_value(json_object_get(res, "folder"));
+    printf("Paired with \"");
+    cli_print_name(stdout, name ? name : "");
+    printf("\" (%s).", peer ? peer : "?");
+    if (folder)
+        printf(" Sharing folder \"%s\".", folder);
+    printf("\n");
     json_decref(res);
     return EXIT_OK;
+fail:
+    rc = cli_api_fail(cl, rc, &err);
+    lr_api_client_close(cl);
+    return rc;
 }
 
 /* pair --join CODE [--folder ID] */

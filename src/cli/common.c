@@ -275,14 +275,21 @@ int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_m
         return rc;
     }
     rc = lr_api_call(cl, method, params, timeout_ms, result, &err);
-    int exit_code = rc == LR_EAPI ? lr_api_client_error_exit(cl) : cli_exit_code(rc);
-    lr_api_client_close(cl);
-    if (rc < 0) {
-        if (!(quiet_timeout && rc == LR_ETIMEOUT))
-            cli_fail(rc, &err);
-        return exit_code > 0 ? exit_code : EXIT_RUNTIME;
+    if (rc < 0 && quiet_timeout && rc == LR_ETIMEOUT) {
+        lr_api_client_close(cl);
+        return EXIT_TIMEOUT;
     }
-    return 0;
+    if (rc < 0)
+        rc = cli_api_fail(cl, rc, &err);
+    lr_api_client_close(cl);
+    return rc;
+}
+
+int cli_api_fail(struct lr_api_client *cl, int rc, const struct lr_err *err)
+{
+    int exit_code = rc == LR_EAPI ? lr_api_client_error_exit(cl) : cli_exit_code(rc);
+    cli_fail(rc, err);
+    return exit_code > 0 ? exit_code : EXIT_RUNTIME;
 }
 
 int cli_require_init(struct cli *c)

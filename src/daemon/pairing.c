@@ -43,6 +43,11 @@
 #define NOT_ACCEPTING                                                                              \
     "the device announcing that code is not accepting pairing (the code expired or was "           \
     "used; run `pair --code` there again)"
+/* A code nobody waits for (pair.wait) after this long ends: `pair --code`
+ * sends pair.wait with pair.code, so only a client gone before its reply
+ * (or one not following docs/api.md) leaves a code unwatched, and nobody
+ * would see which device pairs with it. */
+#define UNWATCHED_MAX_MS 5000
 /* Give up waiting for the peer to acknowledge our last bytes after this long. */
 #define FLUSH_MAX_MS 2000
 
@@ -85,6 +90,7 @@ struct pairing_state {
     bool live;         /* a code is live */
     struct lr_pair_code code;
     uint64_t expires;
+    uint64_t made;             /* now_ms() when the live code was made */
     struct lr_api_req *waiter; /* pair.wait */
     json_t *outcome;           /* how the last code ended (for a late pair.wait) */
     int outcome_exit;
@@ -662,6 +668,8 @@ static void tick(uv_timer_t *h)
                      json_pack("{s:s, s:s}", "status", "expired", "error",
                                "the pairing code expired; run `pair --code` again"),
                      3);
+        } else if (!p->waiter && !p->code.claimed && now - p->made >= UNWATCHED_MAX_MS) {
+            code_fail(d, "nobody waited for the pairing code (pair.wait)");
         }
     }
     if (p->join.req)
@@ -723,6 +731,7 @@ void pairing_m_code(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     p->code = code;
     lr_pair_code_wipe(&code);
     p->live = true;
+    p->made = now;
     json_decref(p->outcome);
     p->outcome = NULL;
     lr_transport_pair_listen(d->tr, true);

@@ -18,6 +18,7 @@ Namespaces are deleted afterwards; daemons are stopped by PID (conftest)."""
 import json
 import os
 import random
+import socket
 import subprocess
 import time
 import uuid
@@ -308,6 +309,39 @@ def test_interrupted_code_cannot_be_used(pair_devs):
              what="the code ended")
     r = b.run("pair", "--join", code, timeout=90)
     assert r.rc != 0, r
+    assert a.peer_ids() == [] and b.peer_ids() == []
+
+
+def test_code_ends_however_early_its_holder_leaves(pair_devs):
+    """The code ends even when its holder leaves the moment it is shown.
+    `pair --code` sends pair.code and pair.wait together on one connection,
+    so the daemon has a waiter from the code's first moment; sent one after
+    the other, a Ctrl-C between the two left the code usable for five
+    minutes with nobody watching. A client gone before its pair.wait was
+    read (or one that never sends it) leaves a code nobody waits for, which
+    ends after 5 s."""
+    a, b = pair_devs
+    a.start()
+    b.start()
+    count = lambda text: a.log().count(text)
+    for n in range(1, 4):
+        holder, code = a.start_code()
+        holder.send_signal(2)  # SIGINT, to this Popen's PID, at once
+        holder.wait(timeout=30)
+        wait_for(lambda: count("pair --code was interrupted") >= n, timeout=10,
+                 what=f"code {n} ended")
+    r = b.run("pair", "--join", code, timeout=90)
+    assert r.rc != 0, r
+    # pair.code alone, its client gone before the reply was written.
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.path.join(a.home, "control.sock"))
+    s.sendall((json.dumps({"id": 1, "method": "pair.code", "params": {}}) + "\n").encode())
+    s.close()
+    wait_for(lambda: count("pairing code made") == 4, timeout=10, what="code 4 made")
+    t0 = time.monotonic()
+    wait_for(lambda: count("nobody waited for the pairing code") == 1, timeout=15,
+             what="the unwatched code ended")
+    assert time.monotonic() - t0 > 3
     assert a.peer_ids() == [] and b.peer_ids() == []
 
 
