@@ -131,7 +131,18 @@ static bool dialable(const char *addr)
     return !strchr(ip, '%') && !v6_linklocal(ip);
 }
 
-/* Dial an added peer at the addresses it announced (dialable ones only). */
+/* Whether `addr` (as lr_conn_addr gives it) is one of those it announced. */
+static bool heard_has(const struct heard *e, const char *addr)
+{
+    for (size_t i = 0; i < e->naddrs; i++)
+        if (strcmp(e->addrs[i], addr) == 0)
+            return true;
+    return false;
+}
+
+/* Dial an added peer at the addresses it announced (dialable ones only);
+ * while a connection with it is up this only replaces the addresses that
+ * the transport redials after a loss (what == NULL: nothing logged). */
 static void dial_heard(struct lr_daemon *d, const struct heard *e, const char *what)
 {
     const char *dial[LR_TRANSPORT_MAX_ADDRS];
@@ -145,8 +156,8 @@ static void dial_heard(struct lr_daemon *d, const struct heard *e, const char *w
     lr_device_id_format(&e->id, id);
     struct lr_err err = {0};
     if (lr_transport_dial(d->tr, &e->id, dial, n, &err) < 0)
-        lr_warn(MOD, "cannot dial %s peer id=%s: %s", what, id, err.msg);
-    else
+        lr_warn(MOD, "cannot dial %s peer id=%s: %s", what ? what : "announced", id, err.msg);
+    else if (what)
         lr_info(MOD, "dialling %s peer id=%s at %s%s", what, id, dial[0],
                 n > 1 ? " (and more)" : "");
 }
@@ -195,22 +206,28 @@ static void on_seen(void *ud, const struct lr_discovery_seen *s)
         e->answered_mono = now;
         lr_discovery_announce(st->disc);
     }
-    if (connected && (e->probed_mono == 0 || now - e->probed_mono >= DISC_ANSWER_GAP_MS)) {
+    bool moved = connected && !heard_has(e, lr_conn_addr(p->conn));
+    if (connected && (moved || e->probed_mono == 0 || now - e->probed_mono >= DISC_ANSWER_GAP_MS)) {
         /*
          * It announces while we hold a connection to it: it may have just
-         * restarted (SIGKILL, a reboot) and that connection be dead, which
-         * the idle timeout or the next keep-alive would find out only
-         * seconds later. A PING makes the new process answer with a
-         * stateless reset at once: the connection closes and is dialled
-         * again. On a live connection the PING is ignored (§6.2).
+         * restarted (SIGKILL, a reboot) or moved to another address, and
+         * that connection be dead, which the idle timeout would find out
+         * only many seconds later. A PING makes a restarted process answer
+         * with a stateless reset at once: the connection closes and is
+         * dialled again. At an address it left, the PING goes unanswered,
+         * and the probe closes the connection after DISC_PROBE_MS; the
+         * redial goes to the addresses just announced. On a live
+         * connection the PING is acknowledged and otherwise ignored (§6.2).
          */
         e->probed_mono = now;
+        lr_conn_probe(p->conn, DISC_PROBE_MS);
         int prc = lr_conn_send(p->conn, LR_STREAM_CONTROL, LR_MSG_PING, NULL, 0);
-        lr_debug(MOD, "peer id=%s announced while connected: PING sent (%d)", id, prc);
+        lr_debug(MOD, "peer id=%s announced while connected%s: PING sent (%d)", id,
+                 moved ? " from another address" : "", prc);
     }
-    if (!pc || pc->naddrs > 0 || connected || !d->tr)
-        return; /* not ours to dial, fixed addresses, or already up */
-    dial_heard(d, e, "discovered");
+    if (!pc || pc->naddrs > 0 || !d->tr)
+        return; /* not ours to dial, or fixed addresses */
+    dial_heard(d, e, connected ? NULL : "discovered");
 }
 
 /* ---- lifecycle ---- */

@@ -132,6 +132,8 @@ struct lr_conn {
     unsigned rr;
     unsigned rx_since_write;
     size_t queued;
+    uint64_t acked;                       /* stream bytes the peer acknowledged, ever */
+    uint64_t probe_deadline, probe_acked; /* lr_conn_probe (0: none running) */
     uint64_t payload_sent, payload_recv, stream_recv;
     /* GSO batch being built or waiting for the socket (tx_pending). */
     uint8_t *tx; /* LR__GSO_MAX_BYTES + pkt_max */
@@ -1036,6 +1038,7 @@ static int cb_acked(ngtcp2_conn *qc, int64_t sid, uint64_t offset, uint64_t data
             ss->tail = NULL;
         ss->head_off += ch->len;
         c->queued -= ch->len;
+        c->acked += ch->len;
         chunk_free(ch);
     }
     if (c->want_writable && c->queued <= c->t->budget / 2) {
@@ -1873,8 +1876,19 @@ static void path_check(uv_timer_t *h)
     struct lr_transport *t = h->data;
     if (t->closing || t->depth > 0)
         return;
+    uint64_t ts = now_ns();
     for (struct lr_conn *c = t->conns; c; c = c->next) {
-        if (c->state != CS_UP || c->close_req || c->kill_req || !c->tx_ps.path.local.addrlen)
+        if (c->state != CS_UP || c->close_req || c->kill_req)
+            continue;
+        if (c->probe_deadline && c->acked != c->probe_acked) {
+            c->probe_deadline = 0;
+        } else if (c->probe_deadline && ts >= c->probe_deadline) {
+            lr_info(MOD, "connection to %s acknowledged nothing since a probe: closing it",
+                    c->addr);
+            conn_close_app(c, 0, "no answer to a probe", false);
+            break;
+        }
+        if (!c->tx_ps.path.local.addrlen)
             continue;
         if (lr__addr_gone((const struct sockaddr *)c->tx_ps.path.local.addr)) {
             lr_info(MOD, "local address of the connection to %s is gone: closing it", c->addr);
@@ -2305,6 +2319,14 @@ const struct lr_device_id *lr_conn_peer(const struct lr_conn *c)
 const char *lr_conn_addr(const struct lr_conn *c)
 {
     return c->addr;
+}
+
+void lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms)
+{
+    if (c->state != CS_UP || c->probe_deadline)
+        return;
+    c->probe_acked = c->acked;
+    c->probe_deadline = now_ns() + timeout_ms * MS;
 }
 
 void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out)

@@ -364,6 +364,19 @@ const char *lr_conn_addr(const struct lr_conn *c);
 
 void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out);
 
+/*
+ * Expect `c` to be answered: unless the peer acknowledges some stream data
+ * within timeout_ms (checked every 2 s, so up to 2 s later), the connection
+ * is taken for dead and closed ("no answer to a probe"), as after a loss:
+ * on_closed, then redialled if the peer has addresses. The caller sends
+ * something to acknowledge right after (a PING: an idle connection has
+ * nothing in flight). A probe already running is kept. For a peer that
+ * announced itself on the LAN while we hold a connection to it: after a
+ * change of address, packets to the old one go nowhere and, unlike a
+ * restart, draw no stateless reset, so only the idle timeout would end it.
+ */
+void lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms);
+
 /* ---- Pairing connections ---- */
 
 /*

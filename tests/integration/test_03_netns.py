@@ -196,3 +196,60 @@ def test_device_moving_to_another_address_reconnects_quickly(netns_pair, tmp_pat
     finally:
         a.stop()
         b.stop()
+
+
+def test_device_that_accepted_the_connection_moves_and_reconnects(netns_pair, tmp_path):
+    """Two devices that found each other by discovery (no fixed address);
+    the one that had *accepted* the connection gets a new address. The
+    other side's connection then sends to the old address, where nothing
+    answers and no stateless reset comes back, and the mover knew no address
+    to dial: both waited for the next announcement or the idle timeout
+    (30-60 s). Now the mover redials the addresses it heard at once, and the
+    other side probes the connection when the mover announces itself from
+    elsewhere (closed after 3 s without an acknowledgement)."""
+    nsa, nsb = netns_pair
+    devs = [NsDevice(tmp_path / "a", "alice", nsa, "0.0.0.0"),
+            NsDevice(tmp_path / "b", "bob", nsb, "0.0.0.0")]
+    folders = [tmp_path / "A" / "docs", tmp_path / "B" / "docs"]
+    for d, f, other in ((devs[0], folders[0], devs[1]), (devs[1], folders[1], devs[0])):
+        f.mkdir(parents=True)
+        d.init()
+    for d, f, other in ((devs[0], folders[0], devs[1]), (devs[1], folders[1], devs[0])):
+        d.ok("peer", "add", other.id)
+        d.ok("folder", "add", str(f), "--id", "docs", "--share", other.id)
+    try:
+        for d in devs:
+            d.start()
+        wait_for(lambda: all(d.peer_info(o)["connected"] for d, o in ((devs[0], devs[1]),
+                                                                       (devs[1], devs[0]))),
+                 timeout=40, what="connected through discovery")
+        time.sleep(3)  # past the transport's crossing-dial window: one connection left
+        log = lambda d: open(os.path.join(d.home, "landropic.log"), errors="replace").read()
+        ins = [d for d in devs if log(d).rfind("dir=in") > log(d).rfind("dir=out")]
+        assert len(ins) == 1, [log(d) for d in devs]
+        mover = ins[0]
+        stay = devs[1] if mover is devs[0] else devs[0]
+        fm, fs = (folders[1], folders[0]) if mover is devs[1] else (folders[0], folders[1])
+        (fs / "one.txt").write_bytes(b"one\n")
+        stay.ok("scan")
+        wait_for(lambda: (fm / "one.txt").exists(), timeout=30, what="one.txt at the mover")
+        old = "198.18.0.1" if mover is devs[0] else "198.18.0.2"
+        new = "198.18.0.3" if mover is devs[0] else "198.18.0.4"
+        dev = sh("ip", "-n", mover.ns, "-o", "link", "show", "type", "veth").stdout
+        dev = dev.split(":")[1].strip().split("@")[0]
+        sh("ip", "-n", mover.ns, "addr", "del", old + "/24", "dev", dev)
+        sh("ip", "-n", mover.ns, "addr", "add", new + "/24", "dev", dev)
+        (fs / "two.txt").write_bytes(b"two\n")
+        stay.ok("scan")
+        t0 = time.time()
+        wait_for(lambda: (fm / "two.txt").exists(), timeout=20, interval=0.3,
+                 what="two.txt at the mover after its address changed")
+        print(f"two.txt arrived {time.time() - t0:.1f} s after the move")
+        (fm / "three.txt").write_bytes(b"three\n")
+        mover.ok("scan")
+        wait_for(lambda: (fs / "three.txt").exists(), timeout=20, interval=0.3,
+                 what="three.txt from the mover")
+    finally:
+        for d in devs:
+            d.stop()
+

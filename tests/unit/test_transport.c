@@ -734,6 +734,29 @@ static void test_idle_timeout(void **state)
     assert_true(ms >= 700 && ms < 3000);
 }
 
+/* A probe (lr_conn_probe) keeps a connection that acknowledges and closes
+ * one that does not, long before the idle timeout. */
+static void test_probe(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    a->idle_ms = b->idle_ms = 20000;
+    connect_pair(e, a, b);
+    lr_conn_probe(a->conn, 300);
+    assert_int_equal(lr_conn_send(a->conn, LR_STREAM_CONTROL, LR_MSG_PING, NULL, 0), 0);
+    RUN_UNTIL(e, false, 2600); /* past the deadline and a check after it */
+    assert_int_equal(a->disconnected + b->disconnected, 0);
+    side_stop(e, b, LR_TRANSPORT_CLOSE_SILENT);
+    uint64_t t0 = uv_hrtime();
+    lr_conn_probe(a->conn, 300);
+    assert_int_equal(lr_conn_send(a->conn, LR_STREAM_CONTROL, LR_MSG_PING, NULL, 0), 0);
+    RUN_UNTIL(e, a->disconnected == 1, 5000);
+    assert_int_equal(a->disconnected, 1);
+    assert_string_equal(a->last_reason, "no answer to a probe");
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_true(ms >= 300 && ms < 5000);
+}
+
 /* Both dial at once: both ends keep the connection dialled by the lower device ID. */
 static void test_crossing_dials(void **state)
 {
@@ -1018,6 +1041,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_connection_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crossing_dials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_dial_superseded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_simultaneous_dials_no_flap, setup, teardown),
