@@ -178,12 +178,10 @@ int cmd_versions(struct cli *c, int argc, char **argv)
     json_t *doc = NULL;
     if (cli_daemon_running(c->home)) {
         json_t *params = json_pack("{s:s}", "folder", o.pos[0]);
-        if (path && params && json_object_set_new(params, "path", json_string(path)) < 0) {
-            json_decref(params);
-            params = NULL;
-        }
-        if (!params) /* jansson refuses strings that are not UTF-8 */
-            return cli_usage_error("versions", "FOLDER_ID and PATH must be valid UTF-8");
+        if (!params) /* jansson refuses strings that are not UTF-8; folder IDs are ASCII */
+            return cli_usage_error("versions", "FOLDER_ID must be valid UTF-8");
+        if (path) /* path_b64 too for a name that is not UTF-8 */
+            lr_json_set_path(params, "path", path, strlen(path));
         if ((rc = cli_call(c, "versions", params, 30000, &doc)))
             return rc;
     } else if ((rc = versions_local(c, o.pos[0], path, &doc))) {
@@ -273,12 +271,15 @@ int cmd_restore(struct cli *c, int argc, char **argv)
         return cli_usage_error("restore", "unexpected argument '%s'", o.pos[2]);
     if ((rc = cli_require_init(c)))
         return rc;
-    json_t *params = json_pack("{s:s, s:s}", "folder", o.pos[0], "path", o.pos[1]);
-    if (!params) /* jansson refuses strings that are not UTF-8 */
-        return cli_usage_error("restore", "FOLDER_ID and PATH must be valid UTF-8");
+    json_t *params = json_pack("{s:s}", "folder", o.pos[0]);
+    if (!params) /* jansson refuses strings that are not UTF-8; folder IDs are ASCII */
+        return cli_usage_error("restore", "FOLDER_ID must be valid UTF-8");
+    /* A name that is not UTF-8 goes as path_b64 (and version_b64: a version's
+     * ID holds its path), as `versions` lists it. */
+    lr_json_set_path(params, "path", o.pos[1], strlen(o.pos[1]));
     const char *ver = opt_get(&o, "version");
     if (ver)
-        json_object_set_new(params, "version", json_string(ver));
+        lr_json_set_path(params, "version", ver, strlen(ver));
     json_t *res;
     if (cli_daemon_running(c->home)) {
         if ((rc = cli_call(c, "restore", params, 300000, &res)))

@@ -845,21 +845,46 @@ json_t *daemon_versions_json(const char *folder, const struct daemon_version_lis
 }
 
 /* params.folder (required, configured) and params.path (optional, checked). */
+/*
+ * A text parameter that may name raw bytes: `key_b64` (base64, for a name
+ * that is not UTF-8, util/jsonx.h) wins over `key`. 0 with *out (free(),
+ * NULL if neither is given), or -1 after replying bad_request.
+ */
+static int bytes_param(struct lr_api_req *req, json_t *params, const char *key, char **out)
+{
+    char k64[32];
+    snprintf(k64, sizeof(k64), "%s_b64", key);
+    json_t *p = json_object_get(params, key), *p64 = json_object_get(params, k64);
+    *out = NULL;
+    if ((p && !json_is_string(p)) || (p64 && !json_is_string(p64))) {
+        lr_api_reply_error(req, "bad_request", 2, "'%s' must be a string", p64 ? k64 : key);
+        return -1;
+    }
+    if (p64) {
+        *out = lr_config_unbase64_str(json_string_value(p64));
+        if (!*out) {
+            lr_api_reply_error(req, "bad_request", 2, "'%s' is not base64 of a name", k64);
+            return -1;
+        }
+    } else if (p) {
+        *out = lr_xstrdup(json_string_value(p));
+    }
+    return 0;
+}
+
+/* The folder and optional path (*path: free()) of a versions/restore request. */
 static const struct lr_folder_cfg *folder_param(struct lr_daemon *d, struct lr_api_req *req,
-                                                json_t *params, bool need_path, const char **path)
+                                                json_t *params, bool need_path, char **path)
 {
     const char *folder = json_string_value(json_object_get(params, "folder"));
-    json_t *p = json_object_get(params, "path");
     *path = NULL;
     if (!folder) {
         lr_api_reply_error(req, "bad_request", 2, "'folder' (a folder ID) is required");
         return NULL;
     }
-    if (p && !json_is_string(p)) {
-        lr_api_reply_error(req, "bad_request", 2, "'path' must be a string");
+    if (bytes_param(req, params, "path", path) < 0)
         return NULL;
-    }
-    if (need_path && !p) {
+    if (need_path && !*path) {
         lr_api_reply_error(req, "bad_request", 2, "'path' is required");
         return NULL;
     }
@@ -868,28 +893,29 @@ static const struct lr_folder_cfg *folder_param(struct lr_daemon *d, struct lr_a
         char *e = lr_escs(folder);
         lr_api_reply_error(req, "notfound", 1, "no folder with ID '%s'", e);
         free(e);
-        return NULL;
-    }
-    if (p) {
+    } else if (*path) {
         struct lr_err err = {0};
-        *path = json_string_value(p);
-        if (lr_store_path_check(*path, &err) < 0) {
-            lr_api_reply_error(req, "badpath", 1, "%s", err.msg);
-            return NULL;
-        }
+        if (lr_store_path_check(*path, &err) == 0)
+            return fc;
+        lr_api_reply_error(req, "badpath", 1, "%s", err.msg);
+    } else {
+        return fc;
     }
-    return fc;
+    free(*path);
+    *path = NULL;
+    return NULL;
 }
 
 void daemon_m_versions(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
 {
-    const char *path;
+    char *path;
     const struct lr_folder_cfg *fc = folder_param(d, req, params, false, &path);
     if (!fc)
         return;
     struct daemon_version_list l;
     struct lr_err err = {0};
     int rc = daemon_versions_list(fc->path, path, &l, &err);
+    free(path);
     if (rc < 0) {
         lr_api_reply_rc(req, rc, &err);
         return;
@@ -1116,13 +1142,12 @@ static void restore_done(struct daemon_job *base, int status)
 
 void daemon_m_restore(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
 {
-    const char *path;
+    char *path, *version;
     const struct lr_folder_cfg *fc = folder_param(d, req, params, true, &path);
     if (!fc)
         return;
-    json_t *ver = json_object_get(params, "version");
-    if (ver && !json_is_string(ver)) {
-        lr_api_reply_error(req, "bad_request", 2, "'version' must be a string");
+    if (bytes_param(req, params, "version", &version) < 0) {
+        free(path);
         return;
     }
     struct restore_job *j = lr_xcalloc(1, sizeof(*j));
@@ -1132,7 +1157,7 @@ void daemon_m_restore(struct lr_daemon *d, struct lr_api_req *req, json_t *param
     j->req = req;
     j->folder = lr_xstrdup(fc->id);
     j->root = lr_xstrdup(fc->path);
-    j->path = lr_xstrdup(path);
-    j->version = ver ? lr_xstrdup(json_string_value(ver)) : NULL;
+    j->path = path;
+    j->version = version;
     daemon_job_queue(d, &j->base);
 }

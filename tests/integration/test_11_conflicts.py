@@ -4,6 +4,7 @@ keep-both conflict leaves both texts on both devices, the audit trail
 counts the conflict copy, `events` reports it, `versions` lists what a
 peer's change displaced, and `restore` puts a version back as a new change
 that syncs to the other device (both with and without the daemon)."""
+import base64
 import json
 import os
 import shutil
@@ -374,6 +375,42 @@ def test_long_name_versions_listed_and_restored_by_name(devices, tmp_path):
     wait_for(lambda: (fb / "sub" / name).exists(), timeout=60, interval=0.3,
              what="the restored file on bob")
     assert sorted(os.listdir(fb / "sub")) == [name]
+
+
+def test_name_not_utf8_versions_and_restore(devices, tmp_path):
+    """`versions` and `restore` take a name that is not UTF-8 (as the shell
+    gives it) with the daemon running or not: they refused it ('must be
+    valid UTF-8'), so such a file listed by `versions` could not be put back
+    from the CLI. The version's ID (`--version`) holds the name too."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    raw = b"caf\xff.txt"
+    name = os.fsdecode(raw)  # surrogate-escaped: subprocess passes the raw bytes
+    path = os.path.join(os.fsencode(fa), raw)
+    with open(path, "wb") as fh:
+        fh.write(b"one\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: os.path.exists(os.path.join(os.fsencode(fb), raw)), timeout=60,
+             interval=0.3, what="first sync")
+    with open(os.path.join(os.fsencode(fb), raw), "wb") as fh:
+        fh.write(b"two\n")
+    b.ok("scan")
+    wait_for(lambda: open(path, "rb").read() == b"two\n", timeout=60, interval=0.3,
+             what="bob's edit on alice")
+    vs = a.ok("versions", "docs", name, "--json").json()["versions"]
+    assert len(vs) == 1 and vs[0]["path_b64"] == "Y2Fm/y50eHQ=", vs
+    vid = os.fsdecode(base64.b64decode(vs[0]["id_b64"]))
+    r = a.ok("restore", "docs", name, "--version", vid)
+    assert "caf\\xff.txt" in r.out, r.out
+    assert open(path, "rb").read() == b"one\n"
+    wait_for(lambda: open(os.path.join(os.fsencode(fb), raw), "rb").read() == b"one\n",
+             timeout=60, interval=0.3, what="the restored file on bob")
+    # Without the daemon: the restore archived alice's "two", the newest.
+    a.stop()
+    assert len(a.ok("versions", "docs", name, "--json").json()["versions"]) == 2
+    a.ok("restore", "docs", name)
+    assert open(path, "rb").read() == b"two\n"
 
 
 def test_conflict_copy_this_device_ignores_stays_here(devices, tmp_path):
