@@ -51,6 +51,14 @@ def add_loss(ns, percent):
        "random", "mod", "100", "<", str(percent), "drop")
 
 
+def move_address(ns, old, new):
+    """Give the namespace's veth end `new` in place of `old` (both /24)."""
+    dev = sh("ip", "-n", ns, "-o", "link", "show", "type", "veth").stdout
+    dev = dev.split(":")[1].strip().split("@")[0]
+    sh("ip", "-n", ns, "addr", "del", old + "/24", "dev", dev)
+    sh("ip", "-n", ns, "addr", "add", new + "/24", "dev", dev)
+
+
 class NsDevice(Device):
     def __init__(self, home, name, ns, ip):
         super().__init__(home, name)
@@ -183,10 +191,7 @@ def test_device_moving_to_another_address_reconnects_quickly(netns_pair, tmp_pat
         (fa / "one.txt").write_bytes(b"one\n")
         a.ok("scan")
         wait_for(lambda: (fb / "one.txt").exists(), timeout=30, what="one.txt on B")
-        vb = sh("ip", "-n", nsb, "-o", "link", "show", "type", "veth").stdout.split(":")[1].strip()
-        vb = vb.split("@")[0]
-        sh("ip", "-n", nsb, "addr", "del", "198.18.0.2/24", "dev", vb)
-        sh("ip", "-n", nsb, "addr", "add", "198.18.0.3/24", "dev", vb)
+        move_address(nsb, "198.18.0.2", "198.18.0.3")
         (fa / "two.txt").write_bytes(b"two\n")
         a.ok("scan")
         t0 = time.time()
@@ -235,10 +240,7 @@ def test_device_that_accepted_the_connection_moves_and_reconnects(netns_pair, tm
         wait_for(lambda: (fm / "one.txt").exists(), timeout=30, what="one.txt at the mover")
         old = "198.18.0.1" if mover is devs[0] else "198.18.0.2"
         new = "198.18.0.3" if mover is devs[0] else "198.18.0.4"
-        dev = sh("ip", "-n", mover.ns, "-o", "link", "show", "type", "veth").stdout
-        dev = dev.split(":")[1].strip().split("@")[0]
-        sh("ip", "-n", mover.ns, "addr", "del", old + "/24", "dev", dev)
-        sh("ip", "-n", mover.ns, "addr", "add", new + "/24", "dev", dev)
+        move_address(mover.ns, old, new)
         (fs / "two.txt").write_bytes(b"two\n")
         stay.ok("scan")
         t0 = time.time()
