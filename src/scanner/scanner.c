@@ -861,6 +861,14 @@ static int visit_dir(struct scan *s, int dfd, const char *name, const struct sta
             s->res->added++;
         else
             s->res->changed++;
+    } else if (old->inode != (uint64_t)st->st_ino) {
+        /* Made again under the same name and mode (mv away, mkdir): no new
+         * version, but the store checks the inode before it removes or
+         * changes the directory for a peer, and with the old one recorded
+         * that failed for good ("changed since the last scan"). */
+        if ((rc = set_stat(s, old, st->st_ino, lr_timespec_ns(&st->st_ctim))))
+            return rc;
+        old->inode = st->st_ino;
     }
     int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct stat cst;

@@ -304,6 +304,29 @@ def test_read_only_directory_mode_does_not_bounce(devices, tmp_path):
     os.chmod(fa / "ro", 0o755)  # lets the test clean up
 
 
+def test_directory_made_again_can_still_be_deleted_by_the_peer(devices, tmp_path):
+    """A directory made again under the same name and mode (moved away,
+    mkdir) kept its old inode in the index, as nothing about it looked
+    changed; a delete from the peer then failed for good ('changed since the
+    last scan') and neither side's `sync --wait` ever returned."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "d").mkdir()
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "d").is_dir(), timeout=60, interval=0.3, what="d on bob")
+    os.rename(fb / "d", fb / "d.old")
+    (fb / "d").mkdir()
+    os.rmdir(fb / "d.old")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    os.rmdir(fa / "d")
+    a.ok("scan")
+    for dev in (a, b):
+        r = dev.run("sync", "--wait", "--timeout", "30")
+        assert r.rc == 0, r
+    assert not (fb / "d").exists()
+
+
 def test_setgid_and_sticky_directories_keep_their_bits_on_the_origin(devices, tmp_path):
     """Set-id and sticky bits never come from a peer (store.md), so B's copy
     of a 2775 or 1777 directory is 0775 / 0777; B's scan took the missing bit
