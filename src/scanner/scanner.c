@@ -122,6 +122,11 @@ struct scan {
      * wire for a 41 MB directory.) */
     struct lr_file_rec *tombs;
     size_t ntombs, ctombs;
+    /* Of those, the directories whose subtree the cursor is in (indexes
+     * into tombs, outermost first): an ignored record kept under one (see
+     * tombstone()) withdraws them. */
+    size_t *open_dirs;
+    size_t nopen, copen;
     bool walk_done; /* the last flush: the deferred tombstones go in */
     struct timespec tx_start;
     struct timespec last_commit;
@@ -177,6 +182,7 @@ static void tombs_free(struct scan *s)
         lr_vv_release(&s->tombs[i].vv);
     }
     s->ntombs = 0;
+    s->nopen = 0;
 }
 
 /* Write the deferred tombstones into the open (or a new) transaction. */
@@ -189,7 +195,8 @@ static int tombs_write(struct scan *s)
         clock_gettime(CLOCK_MONOTONIC, &s->tx_start);
     }
     for (size_t i = 0; i < s->ntombs && rc == 0; i++)
-        rc = lr_index_file_put(s->ix, s->folder, &s->tombs[i], NULL, s->err);
+        if (s->tombs[i].path) /* NULL: withdrawn */
+            rc = lr_index_file_put(s->ix, s->folder, &s->tombs[i], NULL, s->err);
     if (s->ntombs)
         s->pending_tombs = true;
     tombs_free(s);
@@ -316,6 +323,17 @@ static int forget(struct scan *s, const struct lr_file_rec *old)
     return 0;
 }
 
+/* The open directory tombstones that path p is not under: the cursor left their subtrees. */
+static void open_dirs_leave(struct scan *s, const uint8_t *p, size_t n)
+{
+    while (s->nopen) {
+        const struct lr_file_rec *d = &s->tombs[s->open_dirs[s->nopen - 1]];
+        if (n > d->path_len && p[d->path_len] == '/' && memcmp(p, d->path, d->path_len) == 0)
+            break;
+        s->nopen--;
+    }
+}
+
 static int tombstone(struct scan *s, struct lr_file_rec *old)
 {
     bool ignored =
@@ -324,9 +342,21 @@ static int tombstone(struct scan *s, struct lr_file_rec *old)
         return forget(s, old);
     if (old->deleted)
         return 0;
-    /* Ignored paths are not ours to delete, even when gone from disk. */
-    if (ignored)
+    /* Ignored paths are not ours to delete, even when gone from disk. Nor,
+     * then, the directories holding one: a peer could not remove such a
+     * directory (it still holds the file we leave it), and tried again for
+     * good ("directory not empty"). */
+    open_dirs_leave(s, old->path, old->path_len);
+    if (ignored) {
+        for (size_t i = 0; i < s->nopen; i++) {
+            struct lr_file_rec *d = &s->tombs[s->open_dirs[i]];
+            free(d->path);
+            d->path = NULL;
+            s->res->deleted--;
+        }
+        s->nopen = 0;
         return 0;
+    }
     struct lr_file_rec t = {0};
     t.path = old->path;
     t.path_len = old->path_len;
@@ -349,6 +379,13 @@ static int tombstone(struct scan *s, struct lr_file_rec *old)
     d->type = t.type;
     d->deleted = true;
     lr_vv_copy(&d->vv, &t.vv);
+    if (t.type == LR_FT_DIR) {
+        if (s->nopen == s->copen) {
+            s->copen = s->copen ? 2 * s->copen : 16;
+            s->open_dirs = lr_xreallocarray(s->open_dirs, s->copen, sizeof(*s->open_dirs));
+        }
+        s->open_dirs[s->nopen++] = s->ntombs;
+    }
     s->ntombs++;
     s->res->deleted++;
     if (s->ntombs >= TOMBS_MAX)
@@ -1189,6 +1226,7 @@ int lr_scan_folder(struct lr_index *ix, const char *folder_id, const char *root,
     lr_file_list_release(&s.batch);
     tombs_free(&s); /* none left after a successful flush */
     free(s.tombs);
+    free(s.open_dirs);
     lr_ignore_free(s.ig);
     free(s.after);
     free(s.path);

@@ -564,6 +564,79 @@ static uint64_t max_seq(struct fx *f)
     return fi.max_seq;
 }
 
+/* A directory gone from disk that holds an ignored record stays indexed
+ * (with every directory between): a peer could never remove it, as it
+ * still holds the file we leave it. Its siblings' deletions go through. */
+static void test_ignored_record_keeps_its_directories(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    mkd(f, "a");
+    mkd(f, "a/b");
+    write_file(f, "a/b/k.log", 10, false);
+    write_file(f, "a/b/x.txt", 10, false);
+    mkd(f, "a/c");
+    write_file(f, "a/c/y.txt", 10, false);
+    mkd(f, "a-z");
+    write_file(f, "a-z/z.txt", 10, false);
+    assert_int_equal(scan(f, &r), 0);
+    write_text(f, ".landropicignore", "*.log\n");
+    const char *files[] = {"a/b/k.log", "a/b/x.txt", "a/c/y.txt", "a-z/z.txt"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        assert_int_equal(unlink(P(f, files[i])), 0);
+    const char *dirs[] = {"a/b", "a/c", "a", "a-z"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        assert_int_equal(rmdir(P(f, dirs[i])), 0);
+    assert_int_equal(scan(f, &r), 0);
+    /* a/b/x.txt, a/c, a/c/y.txt, a-z, a-z/z.txt */
+    assert_int_equal(r.deleted, 5);
+    const char *live[] = {"a", "a/b", "a/b/k.log"};
+    const char *gone[] = {"a/b/x.txt", "a/c", "a/c/y.txt", "a-z", "a-z/z.txt"};
+    struct lr_file_rec g;
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        assert_int_equal(get(f, live[i], 0, &g), 0);
+        assert_false(g.deleted);
+        lr_file_rec_release(&g);
+    }
+    for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+        assert_int_equal(get(f, gone[i], 0, &g), 0);
+        assert_true(g.deleted);
+        lr_file_rec_release(&g);
+    }
+    /* Stable: the next scan changes nothing. */
+    uint64_t seq = max_seq(f);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(max_seq(f), seq);
+    /* No longer ignored: the file and its directories are deleted. */
+    assert_int_equal(unlink(P(f, ".landropicignore")), 0);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.deleted, 3);
+}
+
+/* A directory made again under the same name and mode: no new version, but
+ * its new inode is recorded (the store checks it before removing it). */
+static void test_directory_made_again(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    mkd(f, "d");
+    assert_int_equal(scan(f, &r), 0);
+    uint64_t seq = max_seq(f);
+    assert_int_equal(rename(P(f, "d"), P(f, "d.old")), 0);
+    mkd(f, "d");
+    assert_int_equal(rmdir(P(f, "d.old")), 0);
+    struct stat st;
+    assert_int_equal(stat(P(f, "d"), &st), 0);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.changed + r.added + r.deleted, 0);
+    assert_int_equal(max_seq(f), seq);
+    struct lr_file_rec g;
+    assert_int_equal(get(f, "d", 0, &g), 0);
+    assert_int_equal(g.inode, (uint64_t)st.st_ino);
+    lr_file_rec_release(&g);
+}
+
 /* A record of the ignore file as an older version (which indexed it) left it. */
 static void put_old_record(struct fx *f, bool deleted)
 {
@@ -1055,6 +1128,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_marker_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marker_removed_during_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ignored_record_keeps_its_directories, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_directory_made_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignore_file_itself, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_files_batches, setup, teardown),
