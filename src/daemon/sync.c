@@ -944,9 +944,25 @@ static void recv_work(struct daemon_job *base)
     if ((ix.hdr.flags & LR_PROTO_INDEX_FIRST) &&
         (rc = lr_index_remote_full_begin(d->ix, j->folder, &j->peer, ix.hdr.index_id, &j->err)) < 0)
         goto fail_tx;
-    size_t nstored = 0; /* entries stored (all but those after a delta miss) */
+    /* Entries at or below what we hold are skipped. A peer that lists a
+     * folder again on the same connection (its folder left the error state)
+     * resends from what our last FOLDERS said, which is older than what it
+     * sent since; refusing them closed the connection and cut every transfer
+     * with that peer. Sequences rise through the batch (burst check), so
+     * the skipped entries lead and the stored ones follow. */
+    uint64_t held_upto = 0;
+    struct lr_remote_state held;
+    if (!(ix.hdr.flags & LR_PROTO_INDEX_FIRST) &&
+        lr_index_remote_state(d->ix, j->folder, &j->peer, &held, NULL) == 0 &&
+        held.index_id == ix.hdr.index_id)
+        held_upto = held.max_seq;
+    size_t nskipped = 0, nstored = 0; /* stored: all but those after a delta miss */
     for (size_t i = 0; i < ix.n; i++) {
         struct lr_proto_entry *e = &ix.v[i];
+        if (e->rec.seq <= held_upto) {
+            nskipped++;
+            continue;
+        }
         if (e->delta) {
             struct lr_file_rec b;
             if (!j->delta_ok) {
@@ -1012,7 +1028,7 @@ static void recv_work(struct daemon_job *base)
     if ((ls->send_only || ls->receive_only) && nstored > 0) {
         if ((rc = lr_index_begin(d->ix, &j->err)) < 0)
             goto fail;
-        for (size_t i = 0; i < nstored; i++) {
+        for (size_t i = nskipped; i < nskipped + nstored; i++) {
             bool adopted = false;
             if (ix.v[i].unknown_type)
                 continue;

@@ -250,3 +250,46 @@ def test_four_devices_all_connected_converge_and_go_quiet(devices, tmp_path):
     assert before == after, f"index traffic after convergence:\n{before}\n{after}"
     final = converged()
     assert final == snap, diff(final or {}, snap)
+
+
+def test_folder_back_from_error_does_not_drop_the_connection(devices, tmp_path):
+    """A folder that goes into error (a broken ignore file) and back lists
+    itself again on the open connection and resends its index from what
+    the peer's FOLDERS said at connect time, older than what it sent since.
+    The peer refused those entries ('INDEX not accepted: peer sequence N not
+    above the stored M') and closed the connection, cutting every transfer
+    with that device; it now skips what it holds."""
+    from test_04_sync import add_folders, setup_pair
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(20):
+        (fa / f"f{i}").write_text(f"{i}\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: all((fb / f"f{i}").exists() for i in range(20)), timeout=60,
+             interval=0.3, what="first sync")
+    b.stop()
+    b.start()  # B now holds A's index: A's FOLDERS view of it is this moment's
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    for i in range(5):
+        (fa / f"f{i}").write_text(f"edit {i}\n")
+    a.ok("scan")
+    wait_for(lambda: (fb / "f4").read_text() == "edit 4\n", timeout=30, interval=0.2,
+             what="live edits on B")
+    log = lambda: open(os.path.join(b.home, "landropic.log"), errors="replace").read()
+    drops = lambda: log().count("peer disconnected")
+    before = drops()
+    (fa / IGN).write_text("[abc\n")
+    a.run("scan")  # fails: the folder is in error
+    wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
+             timeout=20, what="docs in error on A")
+    (fa / IGN).write_text("*.tmp\n")
+    (fa / "after.txt").write_text("after\n")
+    a.run("scan")
+    wait_for(lambda: (fb / "after.txt").exists(), timeout=30, interval=0.2,
+             what="a new file after the recovery")
+    assert "INDEX not accepted" not in log()
+    assert drops() == before, log()
+    for dev in (a, b):
+        assert dev.run("sync", "--wait", "--timeout", "30").rc == 0
+
