@@ -17,6 +17,8 @@
  *   commit_before_barrier  a commit batch's staging files staged, before the barrier
  *   commit_before_rename   after the barrier, before any rename into place
  *   commit_before_index    after the renames, before the index transaction commits
+ *   commit_after_index     a commit batch recorded in the index, before the loop
+ *                          hears of it (its sessions not yet ended)
  *   rx_after_write         a received chunk verified and written to staging
  *   pull_before_index      a pull page's files placed from local data (or complete
  *                          resumed staging), before the page's index transaction

@@ -294,6 +294,37 @@ static void roll_forward_all(struct lr_daemon *d, struct ckpt_job *j)
     }
 }
 
+/*
+ * Sessions of the last run not finished in its checkpoint whose version the
+ * index holds as the local file: the file was committed, and the daemon
+ * died before the checkpoint saying so (up to CHECKPOINT_MS later). No
+ * transfer will ever end them, and they stayed "interrupted" for good
+ * beside a file in sync (black-box run). They end complete, as the rolled
+ * forward ones do. Job side.
+ */
+static void already_held(struct lr_daemon *d, struct ckpt_job *j)
+{
+    for (size_t i = 0; i < j->loaded.n; i++) {
+        const struct lr_session_row *row = &j->loaded.v[i];
+        if (row->state != SYNC_SESSION_ACTIVE && row->state != SYNC_SESSION_PENDING &&
+            row->state != SYNC_SESSION_INTERRUPTED)
+            continue;
+        struct lr_file_rec cur;
+        if (lr_index_file_get(d->ix, row->folder, row->path, row->path_len, 0, &cur, NULL) < 0)
+            continue;
+        bool held = !cur.deleted && cur.type == LR_FT_FILE &&
+                    memcmp(&cur.blocks_hash, &row->blocks, sizeof(row->blocks)) == 0;
+        lr_file_rec_release(&cur);
+        if (!held)
+            continue;
+        j->rolled = lr_xreallocarray(j->rolled, j->nrolled + 1, sizeof(*j->rolled));
+        struct rolled *ro = &j->rolled[j->nrolled++];
+        ro->folder = lr_xstrdup(row->folder);
+        ro->path = lr_xstrdup((const char *)row->path);
+        ro->blocks = row->blocks;
+    }
+}
+
 static void rows_free(struct lr_session_row *rows, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -325,6 +356,8 @@ static void ckpt_work(struct daemon_job *base)
             lr_index_session_prune(d->ix, SYNC_SESSION_FAILED, before, &removed, &err) < 0 ||
             lr_index_session_list(d->ix, LOAD_MAX, &j->loaded, &err) < 0)
             lr_warn(MOD, "cannot load sessions: %s", err.msg);
+        else
+            already_held(d, j);
         return;
     }
     ckpt_write(d->ix, j->rows, j->n);

@@ -1773,6 +1773,7 @@ static void commit_work(struct daemon_job *base)
          * journal stays for the next start, like the sidecars.) */
         if (j->journal)
             lr_store_journal_remove(st, j->journal_id);
+        LR_FAILPOINT("commit_after_index");
     }
 out:
     lr_store_batch_free(b);

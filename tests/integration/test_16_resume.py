@@ -210,6 +210,26 @@ def test_receiver_crash_at_failpoint_converges_whole(devices, tmp_path, point, h
     assert not os.listdir(fb / ".landropic" / "tmp")
 
 
+def test_session_of_a_file_recorded_before_a_crash_ends_complete(devices, tmp_path):
+    """The receiver dies after a pulled file was committed and recorded but
+    before its session's end reached the checkpoint: the session was listed
+    "interrupted" for good beside a file in sync, as no transfer would ever
+    end it. At the next start it ends complete."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    h = write_random(fa / "big.bin", 200 * MiB)  # long enough to be checkpointed active
+    add_folders(a, b, fa, fb)
+    a.start()
+    start_env(b, {"LR_FAILPOINT": "commit_after_index:1"})
+    wait_dead(b, what="B crashing after recording the file")
+    assert "failpoint commit_after_index reached (hit 1), aborting" in log_text(b)
+    assert sha256_file(fb / "big.bin") == h
+    b.start()
+    settled_clean(b)
+    sessions = b.ok("sessions", "--json").json()["sessions"]
+    mine = [s for s in sessions if s["path"] == "big.bin"]
+    assert mine and all(s["state"] == "complete" for s in mine), sessions
+
+
 # --- SIGKILL of the receiver at 35 %: what is re-sent ------------------------
 
 def kill_at_fraction(victim, counter, size, frac, timeout=120):
