@@ -72,6 +72,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 void cli_print_json(json_t *doc);
 /* Print a name for humans with control characters and bad UTF-8 escaped. */
 void cli_print_name(FILE *f, const char *s);
+/* Print a message from the daemon: as cli_print_name, but a backslash is
+ * kept, as the names inside it are escaped already (else "a\x0ab"). */
+void cli_print_msg(FILE *f, const char *s);
 /* obj[key] escaped for humans, from the raw bytes in obj[key "_b64"] when
  * there are (so a name that is not UTF-8 shows \xff, not U+FFFD). */
 void cli_print_path(FILE *f, json_t *obj, const char *key);

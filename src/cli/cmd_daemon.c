@@ -202,7 +202,7 @@ static void print_status(json_t *res)
                 cli_print_path(stdout, e, "path");
                 printf(": ");
             }
-            cli_print_name(stdout, json_string_value(json_object_get(e, "error")));
+            cli_print_msg(stdout, json_string_value(json_object_get(e, "error")));
             const char *since = json_string_value(json_object_get(e, "since"));
             if (since && *since)
                 printf(" (since %s)", since);
@@ -349,7 +349,7 @@ static void print_not_done(json_t *st, double timeout)
             cli_print_name(stderr, path);
         }
         fprintf(stderr, ": ");
-        cli_print_name(stderr, json_string_value(json_object_get(fe, "error")));
+        cli_print_msg(stderr, json_string_value(json_object_get(fe, "error")));
         fprintf(stderr, " (see 'landropic status')\n");
     } else if (nf) {
         fprintf(stderr, ": %lld files still needed here\n", (long long)nf);
@@ -364,7 +364,7 @@ static void print_not_done(json_t *st, double timeout)
                 peers ? ": waiting for peers to connect and exchange indexes" : ": not settled");
         if (w && *w) {
             fprintf(stderr, " (");
-            cli_print_name(stderr, w);
+            cli_print_msg(stderr, w);
             fprintf(stderr, ")");
         }
         fprintf(stderr, "\n");

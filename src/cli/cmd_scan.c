@@ -114,7 +114,7 @@ int cmd_scan(struct cli *c, int argc, char **argv)
             const char *e = json_string_value(json_object_get(f, "error"));
             if (e) {
                 fputs("landropic: ", stderr);
-                cli_print_name(stderr, e);
+                cli_print_msg(stderr, e);
                 fputc('\n', stderr);
                 rc = EXIT_RUNTIME;
             }

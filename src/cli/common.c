@@ -183,6 +183,13 @@ void cli_print_name(FILE *f, const char *s)
     free(e);
 }
 
+void cli_print_msg(FILE *f, const char *s)
+{
+    char *e = lr_esc_msg(s ? s : "?");
+    fputs(e, f);
+    free(e);
+}
+
 void cli_print_path(FILE *f, json_t *obj, const char *key)
 {
     char *k = lr_xasprintf("%s_b64", key);

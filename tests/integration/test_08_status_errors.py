@@ -232,12 +232,14 @@ def test_special_file_in_the_way_is_named(devices, tmp_path):
     b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
     os.mkfifo(fb / "y")
     os.mkfifo(fb / "pdir")
+    os.mkfifo(fb / "a\nb")
     a.start()
     b.start()
     (fa / "y").write_bytes(b"data\n")
     (fa / "pdir").mkdir()
     (fa / "pdir" / "x").write_bytes(b"x\n")
     (fa / "other.txt").write_bytes(b"other\n")
+    (fa / "a\nb").write_bytes(b"newline\n")
     a.ok("scan")
     wait_for(lambda: (fb / "other.txt").exists(), timeout=60, what="the rest arrives")
 
@@ -249,6 +251,12 @@ def test_special_file_in_the_way_is_named(devices, tmp_path):
     assert "a FIFO is in the way at pdir" in e["pdir"], e
     assert "changed" not in e["y"] and "changed" not in e["pdir"], e
     assert stat.S_ISFIFO(os.lstat(fb / "y").st_mode)
+    # Human output escapes the name once, in the path and in the message
+    # (the message's was escaped twice: "at a\\x0ab").
+    wait_for(lambda: "a\nb" in errs(), timeout=30, what="the newline name listed")
+    out = b.ok("status").out
+    assert "error: a\\x0ab: not applied: a FIFO is in the way at a\\x0ab" in out, out
+    os.unlink(fb / "a\nb")
     # Moved away, both arrive.
     os.unlink(fb / "y")
     os.unlink(fb / "pdir")
