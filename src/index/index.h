@@ -654,7 +654,10 @@ int lr_index_conflict_copies(struct lr_index *ix, const char *folder,
  * version's blocks hash, so a newer version of the path is a new session.
  * The index validates sizes only; it does not read the document.
  */
-#define LR_SESSION_DOC_MAX 8192
+/* The document names the path twice (JSON-escaped, up to 6 bytes a byte,
+ * and in base64 when it is not UTF-8): room for the longest path. It was
+ * 8192, and a file whose path was over about 8 KB had no session kept. */
+#define LR_SESSION_DOC_MAX (8 * LR_INDEX_PATH_MAX + 8192)
 /* Most sessions one lr_index_session_list call returns. */
 #define LR_SESSION_LIST_MAX 1000
 

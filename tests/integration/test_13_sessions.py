@@ -113,6 +113,53 @@ def test_session_paths_follow_the_contract(devices, tmp_path):
     assert "ctl\\x1b[31m\\x0aline.txt" in human and "\\\\x" not in human, human
 
 
+def test_session_of_a_long_path_is_kept_over_a_restart(devices, tmp_path):
+    """A session's checkpoint holds its path (twice, escaped): one whose
+    path was over about 8 KB was refused ('document missing or over 8192
+    bytes') and the session was not listed after a restart."""
+    a, b, fa, fb = shared_docs(devices, tmp_path)
+    parts = [f"{i:02d}" + "d" * 240 for i in range(40)]  # about 9.8 KB: past PATH_MAX
+    rel = "/".join(parts)
+
+    def deep_fd(root, make):
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        for name in parts:
+            if make:
+                os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return fd
+
+    fd = deep_fd(fa, True)
+    wfd = os.open("f.bin", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(wfd, os.urandom(200_000))
+    os.close(wfd)
+    os.close(fd)
+
+    def arrived():
+        try:
+            fd = deep_fd(fb, False)
+        except FileNotFoundError:
+            return False
+        try:
+            return os.stat("f.bin", dir_fd=fd).st_size == 200_000
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(fd)
+
+    a.start()
+    b.start()
+    wait_for(arrived, timeout=60, what="the deep file on bob")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    b.stop()
+    assert "over 8192 bytes" not in open(os.path.join(b.home, "landropic.log")).read()
+    b.start()
+    got = [s for s in sessions(b) if s["path"] == rel + "/f.bin"]
+    assert len(got) == 1 and got[0]["state"] == "complete", sessions(b)
+
+
 def test_session_of_a_replaced_version_is_superseded(devices, tmp_path):
     """The sender's file changes while the receiver pulls it: the newer
     version's session completes and the older one, which can never resume,
