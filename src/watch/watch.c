@@ -29,6 +29,8 @@
 /* Reads per poll wake-up, so a flood of events cannot starve the loop. */
 #define READS_PER_WAKE 64
 #define READ_BUF 65536
+/* Unwatchable directories remembered for a retry (struct lr_watch, blind). */
+#define BLIND_MAX 256
 
 /* One watched directory. */
 struct wnode {
@@ -69,6 +71,12 @@ struct lr_watch {
     struct wnode **wtab;
     size_t wcap, nwatch;
     unsigned gen;
+    /* Directories the walks could not open or watch (no read permission,
+     * ...), at most BLIND_MAX: a change of their attributes (chmod) tries
+     * again. Else a directory unreadable when it appeared was not watched
+     * until the next full rescan, however its mode changed. */
+    char *blind[BLIND_MAX];
+    size_t nblind;
 
     struct pnode **ptab;
     size_t pcap, npend, pbytes;
@@ -546,6 +554,35 @@ struct namelist {
     size_t n, cap;
 };
 
+static void blind_add(struct lr_watch *w, const char *path, size_t len)
+{
+    for (size_t i = 0; i < w->nblind; i++)
+        if (strlen(w->blind[i]) == len && memcmp(w->blind[i], path, len) == 0)
+            return;
+    if (w->nblind < BLIND_MAX)
+        w->blind[w->nblind++] = lr_xstrndup(path, len);
+}
+
+/* Whether path[0..len) was one; it no longer is. */
+static bool blind_take(struct lr_watch *w, const char *path, size_t len)
+{
+    for (size_t i = 0; i < w->nblind; i++) {
+        if (strlen(w->blind[i]) == len && memcmp(w->blind[i], path, len) == 0) {
+            free(w->blind[i]);
+            w->blind[i] = w->blind[--w->nblind];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void blind_clear(struct lr_watch *w)
+{
+    for (size_t i = 0; i < w->nblind; i++)
+        free(w->blind[i]);
+    w->nblind = 0;
+}
+
 /*
  * Watch the directory open as `fd` (taken over: closed here) at
  * path[0..len) and every directory below it. Returns -ENOSPC if the watch
@@ -562,6 +599,7 @@ static int walk(struct lr_watch *w, int fd, char *path, size_t len)
         char *e = lr_escs(path);
         lr_debug(MOD, "folder=%s cannot watch '%s': %s", w->name, e, strerror(-rc));
         free(e);
+        blind_add(w, path, len);
         close(fd);
         return 0;
     }
@@ -614,6 +652,8 @@ static int walk(struct lr_watch *w, int fd, char *path, size_t len)
                 rc = walk(w, cfd, path, cl);
             else if (cfd >= 0)
                 close(cfd); /* another file system: not ours to watch, like the scanner */
+            else if (errno == EACCES || errno == EPERM)
+                blind_add(w, path, cl);
         }
         path[len] = '\0';
     }
@@ -677,6 +717,8 @@ static int open_rel(struct lr_watch *w, const char *path)
 static void watch_new_dir(struct lr_watch *w, char *path, size_t len)
 {
     int fd = open_rel(w, path);
+    if (fd == -EACCES || fd == -EPERM)
+        blind_add(w, path, len);
     if (fd < 0)
         return; /* gone again, or swapped for a symlink: the reported path covers it */
     struct stat st;
@@ -708,6 +750,7 @@ static void reload_ignore(struct lr_watch *w, int rootfd)
 static int rewalk(struct lr_watch *w)
 {
     w->gen++;
+    blind_clear(w); /* the walk finds them again */
     int fd = open_root(w);
     if (fd < 0)
         return fd;
@@ -807,7 +850,8 @@ static void handle(struct lr_watch *w, const struct inotify_event *ev, const cha
     } else if (lr_ignore_match(w->ig, p, len, is_dir)) {
         return;
     }
-    if (is_dir && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+    if (is_dir && ((ev->mask & (IN_CREATE | IN_MOVED_TO)) ||
+                   ((ev->mask & IN_ATTRIB) && w->nblind && blind_take(w, p, len))))
         watch_new_dir(w, p, len);
     else if (is_dir && (ev->mask & IN_MOVED_FROM))
         wprune(w, p, len);
@@ -869,6 +913,7 @@ static void release(struct lr_watch *w)
             }
     }
     free(w->wtab);
+    blind_clear(w);
     if (w->ptab)
         pclear(w);
     free(w->ptab);

@@ -304,6 +304,33 @@ def test_per_file_errors_do_not_block_the_rest(devices, tmp_path):
 
 # --- marker removed on the receiver ----------------------------------------
 
+def test_directory_unreadable_when_it_came_is_watched_once_readable(devices, tmp_path):
+    """A directory moved in while its daemon could not read it (mode 0300)
+    could not be watched; after a chmod its content synced once, but later
+    edits inside it were seen only by the next full rescan. The chmod now
+    has it watched."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    add_folders(a, b, fa, fb)
+    start_without_dac(a)
+    b.start()
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    stage = tmp_path / "stage"
+    (stage / "z" / "in").mkdir(parents=True)
+    write_file(stage / "z" / "in" / "f", b"v1\n")
+    os.chmod(stage / "z", 0o300)
+    os.rename(stage / "z", fa / "z")
+    time.sleep(1)  # the move is handled (no watch possible) before the chmod
+    os.chmod(fa / "z", 0o755)
+    wait_for(lambda: (fb / "z" / "in" / "f").exists(), timeout=30, interval=0.2,
+             what="z's content after the chmod")
+    write_file(fa / "z" / "in" / "f", b"v2, live\n")
+    # Live: well before the hourly rescan, with nothing else changing.
+    wait_for(lambda: (fb / "z" / "in" / "f").read_bytes() == b"v2, live\n", timeout=20,
+             interval=0.2, what="the edit inside z, seen live")
+
+
 def test_marker_removed_on_receiver_keeps_everything(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "sub").mkdir()
