@@ -46,6 +46,7 @@ struct sync_session {
     char **peers;           /* device IDs, text */
     size_t npeers;
     char *error;
+    bool superseded; /* another version of the path was applied while it ran */
 };
 
 struct sync_sessions {
@@ -657,6 +658,7 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     }
     free(s->error);
     s->error = NULL;
+    s->superseded = false;
     struct lr_session_progress p = {.chunks_total = chunks_total,
                                     .bytes_total = bytes_total,
                                     .chunks_done = chunks_done,
@@ -696,6 +698,11 @@ void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_ses
                       const char *error)
 {
     enum lr_session_state from = s->core.state;
+    if (state == SYNC_SESSION_INTERRUPTED && s->superseded) {
+        /* Its path holds a newer version already: it would never resume. */
+        state = SYNC_SESSION_FAILED;
+        error = "superseded by a newer version";
+    }
     if (lr_session_end(&s->core, (enum lr_session_state)state, now_ms()) < 0) {
         lr_warn(MOD, "session %s -> %s refused", lr_session_state_name(from),
                 lr_session_state_name((enum lr_session_state)state));
@@ -715,6 +722,28 @@ void sync_session_completed(struct lr_daemon *d, const char *folder, const char 
     struct sync_session *s = tab_find(r, folder, (const uint8_t *)path, strlen(path), blocks);
     if (s && !s->core.in_use && lr_session_can(s->core.state, LR_SESSION_COMPLETE))
         sync_session_end(d, s, SYNC_SESSION_COMPLETE, NULL);
+}
+
+void sync_session_settled(struct lr_daemon *d, const char *folder, const char *path,
+                          const struct lr_hash *blocks)
+{
+    struct sync_sessions *r = reg(d);
+    if (!r)
+        return;
+    size_t len = strlen(path);
+    for (struct sync_session *o = r->head; o; o = o->next) {
+        if (lr_session_finished(&o->core) && o->core.state != LR_SESSION_INTERRUPTED)
+            continue;
+        if (o->path_len != len || memcmp(o->path, path, len) != 0 || strcmp(o->folder, folder))
+            continue;
+        bool same = blocks && memcmp(&o->blocks, blocks, sizeof(*blocks)) == 0;
+        if (o->core.in_use)
+            o->superseded = !same; /* its transfer ends it: see sync_session_end */
+        else if (same)
+            sync_session_end(d, o, SYNC_SESSION_COMPLETE, NULL);
+        else
+            sync_session_end(d, o, SYNC_SESSION_FAILED, "superseded by a newer version");
+    }
 }
 
 json_t *sync_sessions_json(struct lr_daemon *d)

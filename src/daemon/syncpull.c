@@ -368,7 +368,9 @@ struct pull_job {
     /* A peer is between the batches of an index burst: its renames may have
      * delivered the deletes and not yet the adds, so no deletes this round. */
     bool hold_deletes;
-    /* out: files completed from a resumed staging file alone */
+    /* out: paths applied without a transfer (sync_session_settled): every
+     * delete, directory, symlink and file made from local data or from a
+     * resumed staging file alone */
     struct done_path *done_paths;
     size_t ndone_paths;
     /* out: holders of in-flight versions whose index arrived later */
@@ -504,7 +506,18 @@ static void apply_holder_updates(struct lr_daemon *d, struct pull_job *j)
 struct done_path {
     char *path;
     struct lr_hash blocks;
+    bool file; /* blocks is a file's */
 };
+
+static void done_path_add(struct pull_job *j, const char *path, const struct lr_hash *blocks)
+{
+    j->done_paths = lr_xreallocarray(j->done_paths, j->ndone_paths + 1, sizeof(*j->done_paths));
+    struct done_path *dp = &j->done_paths[j->ndone_paths++];
+    dp->path = lr_xstrdup(path);
+    dp->file = blocks != NULL;
+    if (blocks)
+        dp->blocks = *blocks;
+}
 
 /* A file committed in a page: its sidecar is forgotten once the page's
  * index transaction has committed (before, a crash must find it). */
@@ -751,15 +764,9 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
         memcpy(cd->path, x->rec.path, x->rec.path_len + 1);
         cd->path_len = x->rec.path_len;
         cd->key = x->key;
-        if (resumed) {
-            /* Everything was already in staging (the previous run died
-             * before its commit): its session is completed in pull_done. */
-            j->done_paths =
-                lr_xreallocarray(j->done_paths, j->ndone_paths + 1, sizeof(*j->done_paths));
-            struct done_path *dp = &j->done_paths[j->ndone_paths++];
-            dp->path = lr_xstrdup((const char *)x->rec.path);
-            dp->blocks = x->rec.blocks_hash;
-        }
+        /* Everything was already in staging (the previous run died before
+         * its commit) or here: its session is completed in pull_done. */
+        done_path_add(j, (const char *)x->rec.path, &x->rec.blocks_hash);
     }
     xfer_unref(x);
     return NULL;
@@ -1023,6 +1030,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     if (rc == 0) {
         j->applied++;
         sync_item_ok(c->d, j->folder, need->path, need->path_len);
+        done_path_add(j, path, NULL);
         return;
     }
     j->left++;
@@ -1520,8 +1528,10 @@ static void pull_done(struct daemon_job *base, int status)
             f->need_known = true;
         }
         apply_holder_updates(d, j);
-        for (size_t i = 0; i < j->ndone_paths; i++)
-            sync_session_completed(d, j->folder, j->done_paths[i].path, &j->done_paths[i].blocks);
+        for (size_t i = 0; i < j->ndone_paths; i++) {
+            const struct done_path *dp = &j->done_paths[i];
+            sync_session_settled(d, j->folder, dp->path, dp->file ? &dp->blocks : NULL);
+        }
         for (size_t i = 0; i < j->nxfers; i++)
             xfer_link(d, j->xfers[i]);
         free(f->pull_after);

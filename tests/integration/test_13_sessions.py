@@ -5,6 +5,8 @@ import hashlib
 import os
 import time
 
+import pytest
+
 from conftest import free_udp_port, shared_docs, wait_for
 
 SIZE = 256 * 1024 * 1024
@@ -160,11 +162,14 @@ def test_session_of_a_long_path_is_kept_over_a_restart(devices, tmp_path):
     assert len(got) == 1 and got[0]["state"] == "complete", sessions(b)
 
 
-def test_session_of_a_replaced_version_is_superseded(devices, tmp_path):
-    """The sender's file changes while the receiver pulls it: the newer
-    version's session completes and the older one, which can never resume,
-    ends failed ('superseded'). It stayed 'interrupted: no peer can serve
-    it' for good (black-box run)."""
+@pytest.mark.parametrize("how", ["rewritten", "emptied", "renamed"])
+def test_session_of_a_replaced_version_is_superseded(devices, tmp_path, how):
+    """The sender's file changes while the receiver pulls it (rewritten,
+    emptied, or renamed): the older version's session, which can never
+    resume, ends failed ('superseded'); a newer version's completes. It
+    stayed 'interrupted: no peer can serve it' for good (black-box runs:
+    first for a rewrite; for an emptied or renamed file, which the receiver
+    applies without a transfer, still)."""
     a, b, fa, fb = shared_docs(devices, tmp_path)
     a.start()
     b.start()
@@ -180,20 +185,27 @@ def test_session_of_a_replaced_version_is_superseded(devices, tmp_path):
     wait_for(active, timeout=60, interval=0.02, what="an active session")
     os.kill(a.pid, 19)  # SIGSTOP: the transfer stays open while the file changes
     try:
-        with open(fa / "big.bin", "wb") as f:
-            for _ in range(8):
-                f.write(os.urandom(8 << 20))
+        if how == "rewritten":
+            with open(fa / "big.bin", "wb") as f:
+                for _ in range(8):
+                    f.write(os.urandom(8 << 20))
+        elif how == "emptied":
+            os.truncate(fa / "big.bin", 0)
+        else:
+            os.rename(fa / "big.bin", fa / "moved.bin")
     finally:
         os.kill(a.pid, 18)  # SIGCONT
     a.ok("sync")
     assert a.run("sync", "--wait", "--timeout", "120").rc == 0
-    assert digest(fb / "big.bin") == digest(fa / "big.bin")
+    name = "moved.bin" if how == "renamed" else "big.bin"
+    assert digest(fb / name) == digest(fa / name)
 
     def settled():
         mine = [s for s in sessions(b) if s["path"] == "big.bin"]
         return all(s["state"] in ("complete", "failed") for s in mine) and mine
     mine = wait_for(settled, timeout=60, interval=0.2, what="no session left waiting")
-    assert [s["state"] for s in mine].count("complete") >= 1, mine
+    if how == "rewritten":
+        assert [s["state"] for s in mine].count("complete") >= 1, mine
     for s in mine:
         if s["state"] == "failed":
             assert "superseded" in s["error"], s
