@@ -366,8 +366,19 @@ def test_new_files_while_connected_and_late_share(devices, tmp_path):
     # Folders added after both daemons run: the FOLDERS exchange is redone.
     a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
     (fa / "one.txt").write_bytes(b"1" * 5000)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    # Listening before B shares: one.txt can arrive within milliseconds.
     ev = EventStream(b)
+
+    (tmp_path / "probe").mkdir()
+    b.ok("folder", "add", str(tmp_path / "probe"), "--id", "probe")
+    tries = iter(range(1, 100))
+
+    def subscribed():
+        b.ok("folder", "set", "probe", "--conflict-window", str(next(tries)))
+        return any(e["type"] == "config_changed" for e in ev.events)
+    wait_for(subscribed, timeout=10, interval=0.2, what="the event stream subscribed")
+    b.ok("folder", "remove", "probe")
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
     try:
         a.ok("sync")
         wait_for(lambda: (fb / "one.txt").exists() and synced(fa, fb), timeout=60,
