@@ -484,7 +484,7 @@ int cmd_folders(struct cli *c, int argc, char **argv)
     {
         cli_print_name(stdout, json_string_value(json_object_get(f, "id")));
         fputs("  ", stdout);
-        cli_print_name(stdout, json_string_value(json_object_get(f, "path")));
+        cli_print_path(stdout, f, "path");
         printf("  %s  %s", json_string_value(json_object_get(f, "mode")),
                json_string_value(json_object_get(f, "conflict")));
         json_t *s;

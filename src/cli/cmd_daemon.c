@@ -185,7 +185,7 @@ static void print_status(json_t *res)
         if (nerr)
             printf(", %zu failing item%s", nerr, nerr == 1 ? "" : "s");
         printf("\n  path=");
-        cli_print_name(stdout, json_string_value(json_object_get(f, "path")));
+        cli_print_path(stdout, f, "path"); /* \xff for a byte that is not UTF-8 */
         printf(" mode=%s", json_string_value(json_object_get(f, "mode")));
         if (json_object_get(f, "files"))
             printf(" files=%lld bytes=%lld",

@@ -61,15 +61,21 @@ static int op_peer_add(struct lr_config *cfg, json_t *params, json_t **result, s
         (rc = parse_id(ids, &id, err)) < 0)
         return rc;
     json_t *ja = json_object_get(params, "addresses");
-    size_t n = json_is_array(ja) ? json_array_size(ja) : 0;
-    if (n > LR_ADDR_MAX)
-        return lr_err_set(err, LR_EUSAGE, "too many addresses (at most %d)", LR_ADDR_MAX);
+    size_t na = json_is_array(ja) ? json_array_size(ja) : 0, n = 0;
     char *addrs[LR_ADDR_MAX];
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < na; i++) {
         const char *a = json_string_value(json_array_get(ja, i));
         if (!a)
             return lr_err_set(err, LR_EUSAGE, "addresses must be strings");
-        addrs[i] = (char *)(uintptr_t)a; /* copied by lr_config_add_peer */
+        /* An address given twice is kept once, and counts once. */
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = strcmp(addrs[k], a) == 0;
+        if (dup)
+            continue;
+        if (n == LR_ADDR_MAX)
+            return lr_err_set(err, LR_EUSAGE, "too many addresses (at most %d)", LR_ADDR_MAX);
+        addrs[n++] = (char *)(uintptr_t)a; /* copied by lr_config_add_peer */
     }
     if ((rc = not_own_id(cfg, &id, ids, err)) < 0)
         return rc;

@@ -127,6 +127,14 @@ def test_peer_add_remove(devices, tmp_path):
     assert a.ok("peers", "--json").json()["peers"] == []
     r = a.run("peer", "remove", b.id)
     assert r.rc == 1 and b.id in r.err
+    # An address given twice counts once toward the 16 (17 naming 3 were refused).
+    args = [x for i in range(17) for x in ("--addr", f"127.0.0.1:{21000 + i % 3}")]
+    a.ok("peer", "add", b.id, *args)
+    assert a.ok("peers", "--json").json()["peers"][0]["addresses"] == [
+        "127.0.0.1:21000", "127.0.0.1:21001", "127.0.0.1:21002"]
+    args = [x for i in range(17) for x in ("--addr", f"127.0.0.1:{21000 + i}")]
+    r = a.run("peer", "add", b.id, *args)
+    assert r.rc == 2 and "too many addresses (at most 16)" in r.err, r
 
 
 def test_folder_add_rules(device, tmp_path):
@@ -310,6 +318,16 @@ def test_scan_non_utf8_and_control_names(device, tmp_path):
     r, doc = scan(device)
     assert r.rc == 0 and doc["folders"][0]["files"] == 2
     assert "\x1b" not in device.ok("scan").out
+
+
+def test_folder_path_not_utf8_shown_with_its_bytes(device, tmp_path):
+    """Human `folders` shows a folder path that is not UTF-8 with \\xff, from
+    path_b64, as every listing does; it showed U+FFFD."""
+    raw = os.path.join(os.fsencode(tmp_path), b"bad\xffdir")
+    os.mkdir(raw)
+    device.ok("folder", "add", os.fsdecode(raw), "--id", "badd")
+    out = device.ok("folders").out
+    assert "bad\\xffdir" in out and "\ufffd" not in out, out
 
 
 def test_daemon_commands_need_daemon(device):
