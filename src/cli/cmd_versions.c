@@ -93,6 +93,16 @@ int cmd_conflicts(struct cli *c, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* A directory named with trailing slashes (as a shell completes it) is the
+ * directory: "docs/" was refused as an invalid path. Edits arg in place. */
+static char *strip_slashes(char *arg)
+{
+    size_t n = strlen(arg);
+    while (n > 1 && arg[n - 1] == '/')
+        arg[--n] = '\0';
+    return arg;
+}
+
 static const char versions_usage[] =
     "usage: landropic versions FOLDER_ID [PATH] [--json]\n"
     "List the versions kept in the folder's archive (.landropic/versions/): files replaced\n"
@@ -174,19 +184,22 @@ int cmd_versions(struct cli *c, int argc, char **argv)
         return cli_usage_error("versions", "unexpected argument '%s'", o.pos[2]);
     if ((rc = cli_require_init(c)))
         return rc;
-    const char *path = o.npos > 1 ? o.pos[1] : NULL;
+    char *path = o.npos > 1 ? strip_slashes(lr_xstrdup(o.pos[1])) : NULL;
     json_t *doc = NULL;
     if (cli_daemon_running(c->home)) {
         json_t *params = json_pack("{s:s}", "folder", o.pos[0]);
         if (!params) /* jansson refuses strings that are not UTF-8; folder IDs are ASCII */
-            return cli_usage_error("versions", "FOLDER_ID must be valid UTF-8");
-        if (path) /* path_b64 too for a name that is not UTF-8 */
+            rc = cli_usage_error("versions", "FOLDER_ID must be valid UTF-8");
+        else if (path) /* path_b64 too for a name that is not UTF-8 */
             lr_json_set_path(params, "path", path, strlen(path));
-        if ((rc = cli_call(c, "versions", params, 30000, &doc)))
-            return rc;
-    } else if ((rc = versions_local(c, o.pos[0], path, &doc))) {
-        return rc;
+        if (params)
+            rc = cli_call(c, "versions", params, 30000, &doc);
+    } else {
+        rc = versions_local(c, o.pos[0], path, &doc);
     }
+    free(path);
+    if (rc)
+        return rc;
     if (opt_has(&o, "json")) {
         cli_print_json(doc);
         return EXIT_OK;

@@ -364,6 +364,13 @@ def test_versions_human_output_escapes_raw_bytes(device, tmp_path):
         fh.write(b"x\n")
     j = device.ok("versions", "f", "foo~deadbeef", "--json").json()["versions"]
     assert len(j) == 1 and "cut" not in j[0], j
+    # A directory as a shell completes it, with a trailing slash (was refused).
+    os.makedirs(os.path.join(arch, b"sub"))
+    with open(os.path.join(arch, b"sub", b"x.txt~20240101-000000"), "wb") as fh:
+        fh.write(b"x\n")
+    for arg in ("sub", "sub/", "sub//"):
+        j = device.ok("versions", "f", arg, "--json").json()["versions"]
+        assert [v["path"] for v in j] == ["sub/x.txt"], (arg, j)
 
 
 def test_prefer_strategy_stored_in_its_normal_form(device, tmp_path):
