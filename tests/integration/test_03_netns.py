@@ -59,6 +59,16 @@ def move_address(ns, old, new):
     sh("ip", "-n", ns, "addr", "add", new + "/24", "dev", dev)
 
 
+def arrives_after_move(sender, src, dst, timeout):
+    """A new file from `sender` (folder src) reaches dst within timeout s."""
+    (src / "two.txt").write_bytes(b"two\n")
+    sender.ok("scan")
+    t0 = time.time()
+    wait_for(lambda: (dst / "two.txt").exists(), timeout=timeout, interval=0.3,
+             what="two.txt after the address changed")
+    print(f"two.txt arrived {time.time() - t0:.1f} s after the move")
+
+
 class NsDevice(Device):
     def __init__(self, home, name, ns, ip):
         super().__init__(home, name)
@@ -192,12 +202,7 @@ def test_device_moving_to_another_address_reconnects_quickly(netns_pair, tmp_pat
         a.ok("scan")
         wait_for(lambda: (fb / "one.txt").exists(), timeout=30, what="one.txt on B")
         move_address(nsb, "198.18.0.2", "198.18.0.3")
-        (fa / "two.txt").write_bytes(b"two\n")
-        a.ok("scan")
-        t0 = time.time()
-        wait_for(lambda: (fb / "two.txt").exists(), timeout=25, interval=0.3,
-                 what="two.txt on B after its address changed")
-        print(f"two.txt arrived {time.time() - t0:.1f} s after the move")
+        arrives_after_move(a, fa, fb, timeout=25)
     finally:
         a.stop()
         b.stop()
@@ -241,12 +246,7 @@ def test_device_that_accepted_the_connection_moves_and_reconnects(netns_pair, tm
         old = "198.18.0.1" if mover is devs[0] else "198.18.0.2"
         new = "198.18.0.3" if mover is devs[0] else "198.18.0.4"
         move_address(mover.ns, old, new)
-        (fs / "two.txt").write_bytes(b"two\n")
-        stay.ok("scan")
-        t0 = time.time()
-        wait_for(lambda: (fm / "two.txt").exists(), timeout=20, interval=0.3,
-                 what="two.txt at the mover after its address changed")
-        print(f"two.txt arrived {time.time() - t0:.1f} s after the move")
+        arrives_after_move(stay, fs, fm, timeout=20)
         (fm / "three.txt").write_bytes(b"three\n")
         mover.ok("scan")
         wait_for(lambda: (fs / "three.txt").exists(), timeout=20, interval=0.3,
