@@ -39,8 +39,9 @@ struct lr_daemon;
 #define DISC_PENDING_TTL_MS (5 * 60 * 1000)
 #define DISC_ANSWER_GAP_MS 10000
 /* A connection to a device that announces itself must acknowledge a PING
- * within this long, or it is closed and redialled (lr_conn_probe). */
-#define DISC_PROBE_MS 3000
+ * within this long, or it is closed and redialled (lr_conn_probe). Not
+ * shorter: a live peer's loop can be busy for seconds (a big rewalk). */
+#define DISC_PROBE_MS 5000
 /* "[ipv6%ifname]:65535" */
 #define DISC_ADDR_STRLEN (INET6_ADDRSTRLEN + IF_NAMESIZE + 10)
 /* A nameplate counts only if announced this recently. */

@@ -216,7 +216,7 @@ def test_device_that_accepted_the_connection_moves_and_reconnects(netns_pair, tm
     to dial: both waited for the next announcement or the idle timeout
     (30-60 s). Now the mover redials the addresses it heard at once, and the
     other side probes the connection when the mover announces itself from
-    elsewhere (closed after 3 s without an acknowledgement)."""
+    elsewhere (closed after 5 s without an acknowledgement)."""
     nsa, nsb = netns_pair
     devs = [NsDevice(tmp_path / "a", "alice", nsa, "0.0.0.0"),
             NsDevice(tmp_path / "b", "bob", nsb, "0.0.0.0")]
