@@ -343,6 +343,20 @@ static int send_batch(struct lr_conn *c, size_t len, size_t seg)
 {
     size_t done = 0;
     int rc = lr__sock_send(c->sock, &c->tx_ps.path, c->tx, len, seg, &done);
+    if (rc == -EMSGSIZE) {
+        /* Over the path's MTU (a tunnel, a 1280 link): ngtcp2 0.12 builds
+         * 1452-byte packets from the start and never learns otherwise (a
+         * lost probe only stops the probing), so the data, resent at that
+         * size, never got through while both sides showed the peer
+         * connected. From now on the connection sends 1200-byte packets,
+         * which every QUIC path carries (RFC 9000 §14). */
+        if (c->pkt_max > NGTCP2_MAX_UDP_PAYLOAD_SIZE) {
+            lr_info(MOD, "connection to %s: %zu-byte packets are over the path MTU, using %d",
+                    c->addr, seg, NGTCP2_MAX_UDP_PAYLOAD_SIZE);
+            c->pkt_max = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
+        }
+        rc = 0;
+    }
     c->path_err = rc < 0 && rc != -EAGAIN ? rc : 0;
     if (rc == -EAGAIN) {
         c->t->eagain++;

@@ -91,7 +91,9 @@ int lr__sock_open(struct lr__sock *s, const struct lr__addr *a, bool v6only, boo
  * Returns 0, or -EAGAIN (the rest, from *done, must be retried when the
  * socket is writable). Other errors drop the packets (QUIC recovers); an
  * error saying the path itself is unusable (lr__path_error) is returned,
- * after the whole length counted done, so the connection can give up.
+ * after the whole length counted done, so the connection can give up; else
+ * -EMSGSIZE if a datagram was over the path's MTU, so the connection sends
+ * smaller ones from then on.
  */
 /* 0: a send error QUIC's loss recovery covers (a full buffer, a filter
  * dropping the packet: EPERM); LR__PATH_GONE: our source address is no

@@ -252,6 +252,7 @@ int lr__sock_send(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *da
 {
     *done = 0;
     int path_rc = 0;
+    bool too_big = false;
     if (segsz == 0 || segsz > len)
         segsz = len;
     while (*done < len) {
@@ -288,10 +289,11 @@ int lr__sock_send(struct lr__sock *s, const ngtcp2_path *path, const uint8_t *da
             lr_debug(MOD, "sendmsg: %s (packets dropped)", strerror((int)-rc));
             if (!path_rc && lr__path_error((int)rc))
                 path_rc = (int)rc;
+            too_big |= rc == -EMSGSIZE;
         }
         *done += n;
     }
-    return path_rc;
+    return path_rc ? path_rc : too_big ? -EMSGSIZE : 0;
 }
 
 void lr__sock_read(struct lr__sock *s, lr__rx_cb cb, int max_rounds)
