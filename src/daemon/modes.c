@@ -379,7 +379,7 @@ static void revert_work(struct modes_job *j, struct lr_ignore *ig)
                 !is_local_change(d->ix, j->folder, r, j->self))
                 continue;
             if (r->type == LR_FT_DIR && !r->deleted) {
-                dirs.v = lr_xreallocarray(dirs.v, dirs.n + 1, sizeof(*dirs.v));
+                dirs.v = lr_xappendarray(dirs.v, dirs.n, sizeof(*dirs.v));
                 dirs.v[dirs.n++] = *r;
                 memset(r, 0, sizeof(*r));
                 continue;

@@ -273,7 +273,7 @@ static int roll_forward(void *u, const struct lr_store_sidecar *sc,
     lr_info(MOD, "folder=%s path=%s committed before the last stop, now recorded", c->folder, e);
     free(e);
     struct ckpt_job *j = c->j;
-    j->rolled = lr_xreallocarray(j->rolled, j->nrolled + 1, sizeof(*j->rolled));
+    j->rolled = lr_xappendarray(j->rolled, j->nrolled, sizeof(*j->rolled));
     struct rolled *ro = &j->rolled[j->nrolled++];
     ro->folder = lr_xstrdup(c->folder);
     ro->path = lr_xstrdup((const char *)r.path);
@@ -318,7 +318,7 @@ static void already_held(struct lr_daemon *d, struct ckpt_job *j)
         lr_file_rec_release(&cur);
         if (!held)
             continue;
-        j->rolled = lr_xreallocarray(j->rolled, j->nrolled + 1, sizeof(*j->rolled));
+        j->rolled = lr_xappendarray(j->rolled, j->nrolled, sizeof(*j->rolled));
         struct rolled *ro = &j->rolled[j->nrolled++];
         ro->folder = lr_xstrdup(row->folder);
         ro->path = lr_xstrdup((const char *)row->path);

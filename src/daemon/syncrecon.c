@@ -69,7 +69,7 @@ static int list_all(struct lr_index *ix, const char *folder, uint64_t upto, uint
                 break;
             if (keep) {
                 /* Path and vector only: chunk lists are read back when adopted. */
-                *keep = lr_xreallocarray(*keep, *nkeep + 1, sizeof(**keep));
+                *keep = lr_xappendarray(*keep, *nkeep, sizeof(**keep));
                 struct lr_file_rec *k = &(*keep)[(*nkeep)++];
                 memset(k, 0, sizeof(*k));
                 k->path = r->path;

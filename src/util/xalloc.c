@@ -55,6 +55,15 @@ void *lr_xreallocarray(void *p, size_t nmemb, size_t size)
     return lr_xrealloc(p, mul_or_die(nmemb, size));
 }
 
+void *lr_xappendarray(void *p, size_t n, size_t size)
+{
+    if (n == 0)
+        return lr_xreallocarray(p, 4, size);
+    if (n < 4 || (n & (n - 1)) != 0)
+        return p;
+    return lr_xreallocarray(p, mul_or_die(n, 2), size);
+}
+
 char *lr_xstrdup(const char *s)
 {
     return lr_xmemdup(s, strlen(s) + 1);

@@ -16,6 +16,12 @@ void *lr_xcalloc(size_t nmemb, size_t size);
 void *lr_xrealloc(void *p, size_t n);
 void *lr_xmallocarray(size_t nmemb, size_t size);
 void *lr_xreallocarray(void *p, size_t nmemb, size_t size);
+/* Room for element n of an append-only array that holds n elements: grows
+ * geometrically (capacity is the power of two at or above n, at least 4),
+ * so appending N elements costs O(N) copies, not O(N^2) as growing by one
+ * does. Valid only for arrays that start as NULL with n = 0 and are never
+ * shrunk or grown any other way. */
+void *lr_xappendarray(void *p, size_t n, size_t size);
 char *lr_xstrdup(const char *s);
 char *lr_xstrndup(const char *s, size_t n);
 void *lr_xmemdup(const void *p, size_t n);

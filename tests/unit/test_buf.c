@@ -1,6 +1,6 @@
 /*
  * test_buf.c - util/buf.c (writer), util/rd.c (reader), util/str.c (UTF-8,
- * escaping, base64, hex).
+ * escaping, base64, hex), util/xalloc.c (append growth).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,9 @@
 #include "util/err.h"
 #include "util/rd.h"
 #include "util/str.h"
+#include "util/xalloc.h"
+
+#include <malloc.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -443,6 +446,31 @@ static void test_hex(void **state)
     assert_int_equal(lr_unhex("", back, 0), 0);
 }
 
+/* ---- xalloc ---- */
+
+/* Appending must keep every element and reallocate O(log N) times: growing
+ * by one element per append made a 50 000-record reconciliation quadratic. */
+static void test_xappendarray(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    uint32_t *v = NULL;
+    size_t grown = 0, usable = 0;
+    for (size_t n = 0; n < N; n++) {
+        v = lr_xappendarray(v, n, sizeof(*v));
+        size_t u = malloc_usable_size(v);
+        assert_true(u >= (n + 1) * sizeof(*v));
+        grown += u != usable;
+        usable = u;
+        v[n] = (uint32_t)n * 2654435761u;
+    }
+    for (size_t n = 0; n < N; n++)
+        assert_int_equal(v[n], (uint32_t)n * 2654435761u);
+    assert_true(grown <= 20);
+    assert_true(usable <= 2 * (size_t)N * sizeof(*v) + 64);
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_esc),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_xappendarray),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
