@@ -536,6 +536,11 @@ struct page_ctx {
     bool marker_checked;
     struct committed *done;
     size_t ndone;
+    /* Directory passes before the last: a directory that is not empty yet
+     * (subdirectories of it on later pages still to go) is counted in
+     * `deferred`, not reported, and tried again by the next pass. */
+    bool defer_notempty;
+    size_t deferred;
 };
 
 static void log_path(const char *what, const char *folder, const uint8_t *p, size_t n, int rc,
@@ -797,6 +802,9 @@ static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struc
 static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
                          const struct lr_sync_decision *dec, struct lr_err *err);
 
+/* Directory passes of a round that defer "not empty" (pull_work). */
+#define PULL_DIR_PASSES 8
+
 /* Pages of our records a directory's check for live children reads at most. */
 #define KEEP_DIR_PAGES 16
 #define KEEP_DIR_PAGE 256
@@ -976,6 +984,10 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     case LR_SYNC_APPLY_SYMLINK:
         if (old_live && local->type == LR_FT_DIR) {
             rc = remove_old(c, local, &err);
+            if (rc == -ENOTEMPTY && c->defer_notempty) {
+                c->deferred++;
+                return;
+            }
             if (rc == -ENOTEMPTY && dir_kept(c, local, &cand->r.device, &rc, &err)) {
                 j->left++; /* decided again, as a conflict, next round */
                 return;
@@ -1001,6 +1013,10 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
             rc = lr_store_delete(c->st, NULL, path, &e, &err);
             if (rc == -ENOENT)
                 rc = 0;
+            if (rc == -ENOTEMPTY && c->defer_notempty) {
+                c->deferred++;
+                return;
+            }
         }
         if (rc == 0)
             rc = put_record(c, remote, &dec->vv, NULL, NULL, &err);
@@ -1011,6 +1027,10 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
         if ((rc = target_check(c, path, !old_live, &err)) < 0)
             break;
         if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0) {
+            if (rc == -ENOTEMPTY && c->defer_notempty) {
+                c->deferred++;
+                return;
+            }
             if (rc == -ENOTEMPTY && dir_kept(c, local, &cand->r.device, &rc, &err)) {
                 j->left++; /* decided again, as a conflict, next round */
                 return;
@@ -1271,18 +1291,28 @@ static void pull_work(struct daemon_job *base)
      * Deletes wait for the end of the round, not the end of a page: a renamed
      * directory arrives as adds and deletes that may sit on different pages,
      * and the adds are built from the deleted files' chunks. Pass 0 applies
-     * everything but deletes; pass 1 deletes (files before their directories
-     * within a page); pass 2 retries directories whose children sat on a
-     * later page of pass 1. A round with too many transfers in flight stops
-     * at a page boundary (j->cut) and the next one resumes there; deletes
-     * run only in a round whose pass 0 reached the end of the list, so every
-     * add has taken the local chunks it needs by then.
+     * everything but deletes; pass 1 deletes files and links; the passes
+     * after it remove directories (deleted, or replaced by a file or link),
+     * deepest first within a page. A directory whose subdirectories sit on
+     * a later page is not empty yet: it waits for the next pass, silently,
+     * while a pass makes progress, and only the last pass reports what is
+     * still not empty (an unknown or ignored file keeps it). Reporting it
+     * from the first pass showed thousands-of-files deletes as failing
+     * "directory not empty" for seconds. A round with too many transfers in
+     * flight stops at a page boundary (j->cut) and the next one resumes
+     * there; deletes run only in a round whose pass 0 reached the end of the
+     * list, so every add has taken the local chunks it needs by then.
      */
-    bool saw_delete = false;
-    for (int pass = 0; pass < 3 && !j->no_marker; pass++) {
+    bool saw_delete = false, saw_dir_delete = false, last_pass = false;
+    for (int pass = 0; !last_pass && !j->no_marker; pass++) {
         /* A resumed round did not see the deletes sorted before its start. */
         if (pass > 0 && ((!saw_delete && !resumed) || !round_end || j->hold_deletes))
             break; /* held deletes: the burst's LAST triggers the next pull */
+        if (pass >= 2 && !saw_dir_delete)
+            break;
+        size_t applied_before = j->applied;
+        c.defer_notempty = pass >= 2 && pass < PULL_DIR_PASSES + 1;
+        c.deferred = 0;
         free(after);
         after = NULL;
         after_len = 0;
@@ -1373,8 +1403,12 @@ static void pull_work(struct daemon_job *base)
                     continue;
                 }
                 bool is_delete = decs[i].apply == LR_SYNC_APPLY_DELETE || dir_goes;
+                bool dir_delete =
+                    is_delete && has_local[i] && !locals[i].deleted && locals[i].type == LR_FT_DIR;
                 saw_delete |= is_delete;
-                if ((pass == 0) == is_delete)
+                saw_dir_delete |= dir_delete;
+                int turn = !is_delete ? 0 : !dir_delete ? 1 : 2;
+                if (turn != (pass < 2 ? pass : 2))
                     continue; /* this pass is not its turn */
                 items[nitems].path = n->path;
                 items[nitems].path_len = n->path_len;
@@ -1428,7 +1462,14 @@ static void pull_work(struct daemon_job *base)
             if (end)
                 break;
         }
+        /* Another directory pass while one makes progress; the one after a
+         * pass without progress (or the PULL_DIR_PASSES-th) reports. */
+        if (pass >= 2)
+            last_pass = !c.defer_notempty || c.deferred == 0;
+        if (pass >= 2 && !last_pass && j->applied == applied_before)
+            pass = PULL_DIR_PASSES; /* the next one is the reporting pass */
     }
+    c.defer_notempty = false;
     free(after);
     free(c.buf);
     for (size_t k = 0; k < c.ndone; k++)

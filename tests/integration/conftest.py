@@ -30,21 +30,30 @@ def free_udp_port():
     return port
 
 
-def shared_docs(devices, tmp_path):
-    """Alice and bob on loopback, each added to the other, sharing folder
-    "docs" (tmp_path/A/docs and tmp_path/B/docs); daemons not started.
-    Returns (alice, bob, alice's folder, bob's folder)."""
+def two_peers(devices):
+    """Alice and bob, initialised, on their own loopback ports, each added
+    to the other; daemons not started."""
     a, b = devices("alice"), devices("bob")
     a.init()
     b.init()
     a.port, b.port = free_udp_port(), free_udp_port()
     a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
     b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    return a, b
+
+
+def shared_docs(devices, tmp_path, add_folders=True):
+    """Alice and bob on loopback, each added to the other, sharing folder
+    "docs" (tmp_path/A/docs and tmp_path/B/docs); daemons not started.
+    With add_folders=False the two directories are made but not added (a
+    test fills them first). Returns (alice, bob, alice's folder, bob's folder)."""
+    a, b = two_peers(devices)
     fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
     fa.mkdir(parents=True)
     fb.mkdir(parents=True)
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    if add_folders:
+        a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+        b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
     return a, b, fa, fb
 
 

@@ -5,26 +5,18 @@ without anyone asking, and clears by itself once the cause is gone; `sync
 peer still lacks our version; `events` streams item and folder-state
 events; `peers` counts the bytes exchanged."""
 import os
+import shutil
 import stat
 import subprocess
 import time
 
 import pytest
 
-from conftest import Device, EventStream, free_udp_port, wait_for
+from conftest import Device, EventStream, free_udp_port, shared_docs, wait_for
 
 
 def pair(devices, tmp_path):
-    a, b = devices("alice"), devices("bob")
-    a.init()
-    b.init()
-    a.port, b.port = free_udp_port(), free_udp_port()
-    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
-    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
-    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
-    fa.mkdir(parents=True)
-    fb.mkdir(parents=True)
-    return a, b, fa, fb
+    return shared_docs(devices, tmp_path, add_folders=False)
 
 
 def status(dev):
@@ -150,6 +142,47 @@ def test_error_clears_when_no_longer_needed(devices, tmp_path):
         assert b.ok("sync", "--wait", "--timeout", "30").rc == 0
     finally:
         chattr("-i", fb / "locked")
+
+
+def test_large_tree_deleted_without_transient_errors(devices, tmp_path):
+    """`rm -rf` of a tree of 3000 files whose directories sit on different
+    pages of the receiver's need list: the receiver removes it without ever
+    reporting a directory as failing ("not empty" while its subdirectories
+    on later pages were still to go: a burst of errors for seconds). A
+    directory that really stays non-empty (a file the receiver ignores) is
+    still reported."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    for i in range(5):
+        for sub in (fa / "d" / f"s{i}", fa / "d" / f"s{i}" / "deep"):
+            sub.mkdir(parents=True)
+            for k in range(300):
+                (sub / f"f{k:03}").write_bytes(b"%d/%d\n" % (i, k))
+    (fa / "e").mkdir()
+    (fa / "e" / "one").write_bytes(b"1\n")
+    (fb / ".landropicignore").write_bytes(b"*.bak\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    assert a.run("sync", "--wait", "--timeout", "90").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "90").rc == 0
+    assert (fb / "d" / "s4" / "deep" / "f299").read_bytes() == b"4/299\n"
+    (fb / "e" / "local.bak").write_bytes(b"B's own\n")
+    ev = EventStream(b)
+    try:
+        time.sleep(0.5)
+        shutil.rmtree(fa / "d")
+        shutil.rmtree(fa / "e")
+        a.ok("sync")
+        wait_for(lambda: not (fb / "d").exists(), timeout=90, interval=0.2, what="d gone on B")
+        errs = wait_for(lambda: status(b)["errors"], timeout=60, what="B reports e")
+        assert [e["path"] for e in errs] == ["e"], errs
+        assert "not empty" in errs[0]["error"], errs
+        assert (fb / "e" / "local.bak").read_bytes() == b"B's own\n"
+    finally:
+        events = ev.stop()
+    failed = [e["path"] for e in events if e.get("type") == "item_failed"]
+    assert failed and set(failed) == {"e"}, failed
 
 
 def test_folder_that_cannot_pull_is_listed_and_retried(devices, tmp_path):

@@ -561,13 +561,8 @@ def enospc_setup(devices, tmp_path):
     staging it runs out of space until the filler goes."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    a, b = devices("alice"), devices("bob")
-    a.init()
-    b.init()
-    from conftest import free_udp_port
-    a.port, b.port = free_udp_port(), free_udp_port()
-    a.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
-    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    from conftest import two_peers
+    a, b = two_peers(devices)
     mnt = tmp_path / "small"
     tmpfs(mnt, 80)
     fa, fb = tmp_path / "A" / FOLDER, mnt / FOLDER
