@@ -599,7 +599,15 @@ uint64_t lr_xs_peer_bytes(const struct lr_xs *xs, const struct lr_device_id *pee
 
 /* ---- pumping ---- */
 
-enum pump_res { PUMP_MORE, PUMP_BLOCKED, PUMP_OUT_OF_ROOM };
+enum pump_res { PUMP_MORE, PUMP_BLOCKED, PUMP_OUT_OF_ROOM, PUMP_ROTATE };
+
+/* Bytes of WANTs a transfer may send per visit of the pump while others
+ * wait in the ready queue; it then goes to the back. Without the turn, the
+ * queue's head took every slot a reply freed, so a 300 MB file kept 300
+ * one-chunk files waiting until its last chunk was asked for (minutes on a
+ * lossy link). About 4 average chunks: a run of a large file still reaches
+ * its sender together, and a small file is asked for whole in one turn. */
+#define XS_TURN_BYTES (256u * 1024)
 
 /* The usable holder of chunk k with the fewest bytes outstanding that has
  * room for it; *any says whether any usable holder of k is connected at all. */
@@ -644,6 +652,8 @@ static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_
 {
     bool full = false;
     bool skip = !full_holder_up(xs, x);
+    bool others = xs->ready != x || x->rnext;
+    uint64_t turn = 0;
     for (size_t k = x->cursor; k < x->n; k++) {
         if (x->st[k] != LR_XS_TODO) {
             if (k == x->cursor)
@@ -652,6 +662,8 @@ static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_
         }
         if (*n >= max)
             return PUMP_OUT_OF_ROOM;
+        if (others && turn >= XS_TURN_BYTES)
+            return PUMP_ROTATE;
         bool any = false;
         int h = pick(xs, x, k, &any);
         if (h < 0 && !any && skip)
@@ -669,6 +681,7 @@ static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_
         r->peer = pi;
         p->nwants++;
         p->bytes += x->len[k];
+        turn += x->len[k];
         x->st[k] = LR_XS_WANTED;
         x->ninflight++;
         x->nwanted++;
@@ -716,10 +729,18 @@ size_t lr_xs_pump(struct lr_xs *xs, struct lr_xs_act *out, size_t max)
          x = next) {
         next = x->rnext;
         enum pump_res r = pump_one(xs, x, out, &n, max);
-        if (r == PUMP_BLOCKED)
+        if (r == PUMP_BLOCKED) {
             blocked++;
-        else if (r == PUMP_OUT_OF_ROOM)
+        } else if (r == PUMP_OUT_OF_ROOM) {
             break;
+        } else if (r == PUMP_ROTATE) {
+            /* Its turn is over: to the back, where this walk reaches it
+             * again after the others had theirs. */
+            ready_remove(xs, x);
+            ready_add(xs, x);
+            if (!next)
+                next = x;
+        }
     }
     /* A drop found while pumping is reported in this same call if room is left. */
     while (xs->rep && n < max) {

@@ -13,7 +13,9 @@
  * WANTED (a WANT is out, identified by a request ID), RECV (data arrived,
  * being verified and written) or DONE (in the staging file), and the set of
  * peers holding that version ("holders"). Transfers with TODO chunks wait in
- * a FIFO ready queue; lr_xs_pump() walks it in order and gives each TODO
+ * a ready queue; lr_xs_pump() walks it round-robin, giving each transfer a
+ * turn of about 256 KiB of requests while others wait (so one large file
+ * does not hold back the small ones queued behind it), and gives each TODO
  * chunk to the connected holder with the fewest bytes outstanding among
  * those below the per-peer limits, so a file is pulled from every peer that
  * has it at once (swarming) and a peer that leaves only returns its

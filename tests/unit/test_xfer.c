@@ -434,6 +434,61 @@ static uint64_t rnd(void)
  * outstanding at most once, every transfer ends COMPLETE with every chunk
  * written exactly once or DROPped, and everything ends.
  */
+/* A large file queued first does not keep the small ones behind it waiting:
+ * each transfer gets a turn of about 256 KiB of requests while others wait,
+ * and a freed slot goes to the next in turn, not back to the head. */
+static void test_turns_between_transfers(void **state)
+{
+    (void)state;
+    const struct lr_xs_limits lim = {
+        .wants_max = 16, .bytes_max = 1u << 30, .failures_max = 3, .blocked_max = 2};
+    struct lr_xs *xs = lr_xs_new(&lim);
+    struct lr_device_id p = dev(1);
+    lr_xs_peer_up(xs, &p);
+    enum { BIG = 1000, SMALL = 20 };
+    static uint32_t big[BIG];
+    for (int i = 0; i < BIG; i++)
+        big[i] = 64 * 1024;
+    uint32_t one = 1000;
+    struct lr_xs_xfer *xb = lr_xs_add(xs, (void *)0x1, big, BIG, NULL, &p, 1);
+    struct lr_xs_xfer *xsm[SMALL];
+    for (int i = 0; i < SMALL; i++)
+        xsm[i] = lr_xs_add(xs, (void *)(uintptr_t)(i + 2), &one, 1, NULL, &p, 1);
+    struct lr_xs_act a[ACTS];
+    size_t n = pump(xs, a);
+    assert_int_equal(n, 16);
+    /* The big file's first turn (4 chunks of 64 KiB), then one per small file. */
+    size_t nbig = 0;
+    for (size_t i = 0; i < n; i++)
+        nbig += a[i].x == xb;
+    assert_int_equal(nbig, 4);
+    assert_ptr_equal(a[4].x, xsm[0]);
+    assert_ptr_equal(a[15].x, xsm[11]);
+    /* Each answer frees a slot for the next small file, not the big one. */
+    for (int round = 0; round < SMALL - 12; round++) {
+        struct lr_xs_xfer *got;
+        size_t chunk;
+        assert_int_equal(lr_xs_answer(xs, &p, a[0].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
+        memmove(a, a + 1, (n - 1) * sizeof(*a));
+        size_t m = lr_xs_pump(xs, a + n - 1, 1);
+        assert_int_equal(m, 1);
+        assert_ptr_equal(a[n - 1].x, xsm[12 + round]);
+    }
+    /* Every small file asked for; the big one alone takes the window again. */
+    for (int i = 0; i < SMALL; i++)
+        assert_int_not_equal(lr_xs_state(xsm[i], 0), LR_XS_TODO);
+    struct lr_xs_xfer *got;
+    size_t chunk;
+    assert_int_equal(lr_xs_answer(xs, &p, a[0].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
+    assert_int_equal(lr_xs_answer(xs, &p, a[1].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
+    n = pump(xs, a);
+    assert_int_equal(n, 2);
+    assert_ptr_equal(a[0].x, xb);
+    assert_ptr_equal(a[1].x, xb);
+    assert_int_equal(a[1].chunk, a[0].chunk + 1);
+    lr_xs_free(xs);
+}
+
 static void test_random(void **state)
 {
     (void)state;
@@ -539,13 +594,21 @@ static void test_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_window_limits),          cmocka_unit_test(test_byte_limit),
-        cmocka_unit_test(test_swarming_spreads),       cmocka_unit_test(test_peer_leaves_mid_file),
-        cmocka_unit_test(test_refusal_and_busy),       cmocka_unit_test(test_drop_without_holder),
-        cmocka_unit_test(test_parked_then_dropped),    cmocka_unit_test(test_verify_failures),
-        cmocka_unit_test(test_resume_and_complete),    cmocka_unit_test(test_answer_after_remove),
-        cmocka_unit_test(test_pump_bounded),           cmocka_unit_test(test_holder_added_later),
-        cmocka_unit_test(test_corrupt_holder_avoided), cmocka_unit_test(test_random),
+        cmocka_unit_test(test_window_limits),
+        cmocka_unit_test(test_byte_limit),
+        cmocka_unit_test(test_swarming_spreads),
+        cmocka_unit_test(test_peer_leaves_mid_file),
+        cmocka_unit_test(test_refusal_and_busy),
+        cmocka_unit_test(test_drop_without_holder),
+        cmocka_unit_test(test_parked_then_dropped),
+        cmocka_unit_test(test_verify_failures),
+        cmocka_unit_test(test_resume_and_complete),
+        cmocka_unit_test(test_answer_after_remove),
+        cmocka_unit_test(test_pump_bounded),
+        cmocka_unit_test(test_holder_added_later),
+        cmocka_unit_test(test_corrupt_holder_avoided),
+        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_turns_between_transfers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
