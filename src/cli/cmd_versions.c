@@ -103,6 +103,20 @@ static char *strip_slashes(char *arg)
     return arg;
 }
 
+/* A PATH argument that no folder entry can have ('..', absolute, empty
+ * component, inside .landropic/) is the user's typo: a usage error (exit 2),
+ * with or without the daemon, as for a malformed device ID. */
+static int path_arg_check(const char *cmd, const char *path)
+{
+    struct lr_err err = {0};
+    if (lr_store_path_check(path, &err) == 0)
+        return 0;
+    char *e = lr_esc_msg(err.msg);
+    int rc = cli_usage_error(cmd, "%s", e);
+    free(e);
+    return rc;
+}
+
 static const char versions_usage[] =
     "usage: landropic versions FOLDER_ID [PATH] [--json]\n"
     "List the versions kept in the folder's archive (.landropic/versions/): files replaced\n"
@@ -185,6 +199,10 @@ int cmd_versions(struct cli *c, int argc, char **argv)
     if ((rc = cli_require_init(c)))
         return rc;
     char *path = o.npos > 1 ? strip_slashes(lr_xstrdup(o.pos[1])) : NULL;
+    if (path && (rc = path_arg_check("versions", path))) {
+        free(path);
+        return rc;
+    }
     json_t *doc = NULL;
     if (cli_daemon_running(c->home)) {
         json_t *params = json_pack("{s:s}", "folder", o.pos[0]);
@@ -282,6 +300,8 @@ int cmd_restore(struct cli *c, int argc, char **argv)
         return cli_usage_error("restore", "missing %s", o.npos ? "PATH" : "FOLDER_ID and PATH");
     if (o.npos > 2)
         return cli_usage_error("restore", "unexpected argument '%s'", o.pos[2]);
+    if ((rc = path_arg_check("restore", o.pos[1])))
+        return rc;
     if ((rc = cli_require_init(c)))
         return rc;
     json_t *params = json_pack("{s:s}", "folder", o.pos[0]);

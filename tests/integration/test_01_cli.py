@@ -339,11 +339,14 @@ def test_daemon_commands_need_daemon(device):
 
 
 def test_restore_and_versions_name_a_bad_path(device, tmp_path):
+    """A PATH no folder entry can have is a usage error (exit 2, as a
+    malformed device ID is), named in one line, with or without a folder."""
     (tmp_path / "f").mkdir()
     device.ok("folder", "add", str(tmp_path / "f"), "--id", "f")
-    for args in (["restore", "f", "../../etc/passwd"], ["versions", "f", "/etc"]):
+    for args in (["restore", "f", "../../etc/passwd"], ["versions", "f", "/etc"],
+                 ["versions", "f", "a//b"], ["restore", "nofolder", ".landropic/x"]):
         r = device.run(*args)
-        assert r.rc == 1 and f"'{args[2]}'" in r.err, (args, r)
+        assert r.rc == 2 and args[2] in r.err and len(r.err.splitlines()) == 1, (args, r)
 
 
 def test_versions_human_output_escapes_raw_bytes(device, tmp_path):

@@ -146,7 +146,7 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
     for bad in ("../etc/passwd", ".landropic/versions"):
         for cmd in (("versions", "docs", bad), ("restore", "docs", bad)):
             r = a.run(*cmd)
-            assert r.rc == 1 and bad.split("/")[0] in r.err, r
+            assert r.rc == 2 and bad.split("/")[0] in r.err, r  # a usage error
     assert (fa / "notes.txt").read_bytes() == b"notes v1\n"
 
     # Without the daemon: versions reads the archive itself; restore works
@@ -161,7 +161,7 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
     for bad in ("../etc/passwd", ".landropic/versions"):
         for cmd in (("versions", "docs", bad), ("restore", "docs", bad)):
             r = a.run(*cmd)
-            assert r.rc == 1 and bad.split("/")[0] in r.err, r
+            assert r.rc == 2 and bad.split("/")[0] in r.err, r  # a usage error
     r = a.run("restore", "docs", "no-such.txt")
     assert r.rc == 1 and "no-such.txt" in r.err, r
     r = a.ok("restore", "docs", "notes.txt", "--json")
