@@ -16,6 +16,12 @@
 /* Per peer: most WANTs and requested bytes outstanding (protocol.md §6.7). */
 #define SYNC_WANTS_MAX 256
 #define SYNC_WANT_BYTES_MAX (32u << 20)
+/* The per-peer byte window adapts between these (sync/xfer.h): about a
+ * second's worth of what the peer delivers, so a file found during a big
+ * transfer over a slow or lossy link is not queued behind 32 MiB. At least
+ * eight of the largest chunks. */
+#define SYNC_WANT_BYTES_MIN (2u << 20)
+#define SYNC_WANT_LATENCY_MS 1000
 /* Records read per index sender job. */
 #define SYNC_SEND_RECORDS 1000
 /* Needs read per page of a pull round. */

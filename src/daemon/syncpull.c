@@ -189,12 +189,16 @@ static struct lr_xs *xsched(struct lr_daemon *d)
         struct lr_xs_limits lim = {.wants_max = SYNC_WANTS_MAX,
                                    .bytes_max = SYNC_WANT_BYTES_MAX,
                                    .failures_max = XFER_FAILURES_MAX,
-                                   .blocked_max = 8};
+                                   .blocked_max = 8,
+                                   .bytes_min = SYNC_WANT_BYTES_MIN,
+                                   .latency_ms = SYNC_WANT_LATENCY_MS};
         d->sync->xs = lr_xs_new(&lim);
         for (struct sync_peer *p = d->sync->peers; p; p = p->next)
             if (p->conn)
                 lr_xs_peer_up(d->sync->xs, &p->id);
     }
+    /* The loop's cached time: what the adaptive window measures answers by. */
+    lr_xs_clock(d->sync->xs, uv_now(&d->loop));
     return d->sync->xs;
 }
 

@@ -15,6 +15,7 @@ struct xs_peer {
     bool grace; /* down, and may be back soon (lr_xs_peer_gone ends it) */
     uint32_t nwants;
     uint64_t bytes;
+    uint64_t window; /* bytes it may have outstanding (adaptive, xfer.h) */
 };
 
 /* An outstanding WANT. x is NULL once its transfer was removed. */
@@ -24,6 +25,7 @@ struct xs_req {
     size_t chunk;
     uint32_t len;
     uint32_t peer;
+    uint64_t sent_ms; /* lr_xs_clock when it was made */
 };
 
 struct lr_xs_xfer {
@@ -56,6 +58,8 @@ struct lr_xs_xfer {
 
 struct lr_xs {
     struct lr_xs_limits lim;
+    bool adaptive;
+    uint64_t now_ms;
     struct xs_peer *peers;
     size_t npeers;
     struct lr_xs_xfer *all;
@@ -84,6 +88,9 @@ static uint32_t peer_index(struct lr_xs *xs, const struct lr_device_id *id, bool
     struct xs_peer *p = &xs->peers[xs->npeers];
     memset(p, 0, sizeof(*p));
     p->id = *id;
+    p->window = xs->lim.bytes_max;
+    if (xs->adaptive && 2 * xs->lim.bytes_min < p->window)
+        p->window = 2 * xs->lim.bytes_min;
     return (uint32_t)xs->npeers++;
 }
 
@@ -230,8 +237,36 @@ struct lr_xs *lr_xs_new(const struct lr_xs_limits *lim)
         xs->lim.wants_max = 1;
     if (!xs->lim.blocked_max)
         xs->lim.blocked_max = 1;
+    xs->adaptive = xs->lim.bytes_min && xs->lim.latency_ms && xs->lim.bytes_min < xs->lim.bytes_max;
     xs->next_req_id = 1;
     return xs;
+}
+
+void lr_xs_clock(struct lr_xs *xs, uint64_t now_ms)
+{
+    xs->now_ms = now_ms;
+}
+
+uint64_t lr_xs_peer_window(const struct lr_xs *xs, const struct lr_device_id *peer)
+{
+    for (size_t i = 0; i < xs->npeers; i++)
+        if (lr_device_id_eq(&xs->peers[i].id, peer))
+            return xs->peers[i].window;
+    return xs->adaptive && 2 * xs->lim.bytes_min < xs->lim.bytes_max ? 2 * xs->lim.bytes_min
+                                                                     : xs->lim.bytes_max;
+}
+
+/* The answer to a request of `len` bytes made at sent_ms came now. */
+static void window_adapt(struct lr_xs *xs, struct xs_peer *p, uint64_t sent_ms, uint32_t len)
+{
+    if (!xs->adaptive)
+        return;
+    uint64_t took = xs->now_ms > sent_ms ? xs->now_ms - sent_ms : 0;
+    if (2 * took < xs->lim.latency_ms) {
+        p->window = p->window + len < xs->lim.bytes_max ? p->window + len : xs->lim.bytes_max;
+    } else if (took > xs->lim.latency_ms) {
+        p->window = p->window > xs->lim.bytes_min + len ? p->window - len : xs->lim.bytes_min;
+    }
 }
 
 static void xfer_free(struct lr_xs_xfer *x)
@@ -620,7 +655,7 @@ static int pick(struct lr_xs *xs, struct lr_xs_xfer *x, size_t k, bool *any)
         if (x->bad[i] || !p->up || (x->have[i] && !bit_get(x->have[i], k)))
             continue;
         *any = true;
-        if (p->nwants >= xs->lim.wants_max || p->bytes + len > xs->lim.bytes_max)
+        if (p->nwants >= xs->lim.wants_max || p->bytes + len > p->window)
             continue;
         if (best < 0 || p->bytes < xs->peers[x->holders[best]].bytes)
             best = (int)i;
@@ -679,6 +714,7 @@ static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_
         r->chunk = k;
         r->len = x->len[k];
         r->peer = pi;
+        r->sent_ms = xs->now_ms;
         p->nwants++;
         p->bytes += x->len[k];
         turn += x->len[k];
@@ -778,6 +814,8 @@ int lr_xs_answer(struct lr_xs *xs, const struct lr_device_id *peer, uint64_t req
     size_t k = r->chunk;
     p->nwants--;
     p->bytes -= r->len;
+    if (ans == LR_XS_ANS_OK)
+        window_adapt(xs, p, r->sent_ms, r->len);
     req_delete(xs, r);
     *chunk = k;
     if (!x)

@@ -68,6 +68,19 @@ struct lr_xs_limits {
     uint64_t bytes_max;    /* bytes requested and not yet answered, per peer */
     uint32_t failures_max; /* failed chunks before a transfer is dropped */
     uint32_t blocked_max;  /* full-window transfers the pump skips before it stops */
+    /*
+     * Adaptive byte window (both non-zero; else the window is bytes_max).
+     * A peer's window starts at twice bytes_min and follows how long its
+     * answers take (lr_xs_clock gives the time): an answer quicker than
+     * half of latency_ms widens it by the answer's size (up to bytes_max),
+     * one slower than latency_ms narrows it by that much (down to
+     * bytes_min). So what is asked of a slow or lossy link is about
+     * latency_ms worth of its rate, and a request made later (a small file
+     * found while a large one is received) waits behind that, not behind
+     * bytes_max: 32 MiB at 1 MB/s is half a minute.
+     */
+    uint64_t bytes_min;
+    uint32_t latency_ms;
 };
 
 enum lr_xs_chunk_state { LR_XS_TODO = 0, LR_XS_WANTED, LR_XS_RECV, LR_XS_DONE };
@@ -97,6 +110,12 @@ struct lr_xs_act {
 struct lr_xs *lr_xs_new(const struct lr_xs_limits *lim);
 /* Frees every transfer still registered (NULL is a no-op). */
 void lr_xs_free(struct lr_xs *xs);
+
+/* The caller's clock, in milliseconds (monotonic), for the adaptive window:
+ * set it before lr_xs_pump and lr_xs_answer. */
+void lr_xs_clock(struct lr_xs *xs, uint64_t now_ms);
+/* A peer's current byte window (bytes_max when not adaptive). */
+uint64_t lr_xs_peer_window(const struct lr_xs *xs, const struct lr_device_id *peer);
 
 /*
  * Register a transfer: chunk lengths (copied), chunks already in staging

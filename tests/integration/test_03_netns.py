@@ -285,3 +285,50 @@ def test_device_that_accepted_the_connection_moves_and_reconnects(netns_pair, tm
         for d in devs:
             d.stop()
 
+
+
+def test_small_files_are_not_held_back_by_a_big_one(netns_pair, tmp_path):
+    """Over a lossy link, files found while a big one is being received
+    arrive before it: the transfers take turns of requests (the queue's head
+    used to take every freed slot, so they waited for the big file's last
+    chunk to be asked for: minutes on a lossy link)."""
+    nsa, nsb = netns_pair
+    a, b = ns_devices(netns_pair, tmp_path)
+    fa, fb = tmp_path / "A", tmp_path / "B"
+    fa.mkdir()
+    fb.mkdir()
+    big = os.urandom(40 << 20)
+    (fa / "big.bin").write_bytes(big)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    try:
+        add_loss(nsa, 15)
+        add_loss(nsb, 15)
+        a.start()
+        b.start()
+        tmp = fb / ".landropic" / "tmp"
+        wait_for(lambda: tmp.is_dir() and any(p.stat().st_size > (1 << 20)
+                                              for p in tmp.iterdir() if p.is_file()),
+                 timeout=60, interval=0.2, what="B receiving big.bin")
+        small = {f"small-{i:02}.txt": os.urandom(3000) for i in range(30)}
+        for name, data in small.items():
+            (fa / name).write_bytes(data)
+        a.ok("scan")
+        t0 = time.time()
+
+        def arrived():
+            if (fb / "big.bin").exists():
+                return "big"
+            done = all((fb / n).exists() and (fb / n).read_bytes() == d
+                       for n, d in small.items())
+            return done and "small"
+
+        first = wait_for(arrived, timeout=240, interval=0.2, what="the small files or big.bin")
+        print(f"{first} first, {time.time() - t0:.1f} s after the scan")
+        assert first == "small", "the small files waited for big.bin"
+        wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5,
+                 what="big.bin on B")
+        assert (fb / "big.bin").read_bytes() == big
+    finally:
+        a.stop()
+        b.stop()

@@ -489,6 +489,70 @@ static void test_turns_between_transfers(void **state)
     lr_xs_free(xs);
 }
 
+/* The adaptive byte window: starts at twice bytes_min, widens by each
+ * answer that comes within half the target latency, narrows by each that
+ * takes longer than it, and stays within [bytes_min, bytes_max]. */
+static void test_adaptive_window(void **state)
+{
+    (void)state;
+    const struct lr_xs_limits lim = {.wants_max = 1000,
+                                     .bytes_max = 8000,
+                                     .failures_max = 3,
+                                     .blocked_max = 2,
+                                     .bytes_min = 1000,
+                                     .latency_ms = 1000};
+    struct lr_xs *xs = lr_xs_new(&lim);
+    struct lr_device_id p = dev(1);
+    lr_xs_peer_up(xs, &p);
+    assert_int_equal(lr_xs_peer_window(xs, &p), 2000);
+    enum { N = 5000 };
+    static uint32_t len[N];
+    for (int i = 0; i < N; i++)
+        len[i] = 100;
+    lr_xs_add(xs, NULL, len, N, NULL, &p, 1);
+    struct lr_xs_act a[ACTS];
+    uint64_t now = 1000;
+    lr_xs_clock(xs, now);
+    assert_int_equal(pump(xs, a), 20); /* 2000 bytes of 100-byte chunks */
+    /* Quick answers: each widens the window by its 100 bytes, up to 8000. */
+    struct lr_xs_xfer *got;
+    size_t chunk;
+    lr_xs_clock(xs, now += 10);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
+    assert_int_equal(lr_xs_peer_window(xs, &p), 3000);
+    size_t n = 0;
+    for (int round = 0; round < 40; round++) {
+        n = pump(xs, a);
+        lr_xs_clock(xs, now += 10);
+        for (size_t i = 0; i < n; i++)
+            lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk);
+    }
+    assert_int_equal(lr_xs_peer_window(xs, &p), 8000);
+    /* Slow answers (over the target latency) narrow it, down to bytes_min. */
+    n = pump(xs, a);
+    assert_true(n > 0);
+    lr_xs_clock(xs, now += 1500);
+    for (size_t i = 0; i < n; i++)
+        lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk);
+    assert_int_equal(lr_xs_peer_window(xs, &p), 8000 - 100 * n);
+    for (int round = 0; round < 40; round++) {
+        n = pump(xs, a);
+        lr_xs_clock(xs, now += 1500);
+        for (size_t i = 0; i < n; i++)
+            lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk);
+    }
+    assert_int_equal(lr_xs_peer_window(xs, &p), 1000);
+    /* In between: unchanged. */
+    n = pump(xs, a);
+    assert_int_equal(lr_xs_peer_bytes(xs, &p), 1000);
+    lr_xs_clock(xs, now += 700);
+    for (size_t i = 0; i < n; i++)
+        lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk);
+    assert_int_equal(lr_xs_peer_window(xs, &p), 1000);
+    lr_xs_free(xs);
+}
+
 static void test_random(void **state)
 {
     (void)state;
@@ -609,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_holder_avoided),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_turns_between_transfers),
+        cmocka_unit_test(test_adaptive_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
