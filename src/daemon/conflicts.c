@@ -198,9 +198,13 @@ static const char *resolution_of(const struct lr_sync_decision *dec)
     return "kept"; /* a loser that needs no keeping (e.g. a directory's vector) */
 }
 
-/* Device text for a short ID: the full ID if it is a device we know here. */
+/* Device text for a short ID: the full ID if it is a device we know here
+ * (this one, a holder of the other version, or any configured peer: a
+ * version relayed by a third device is often a peer's that is not among the
+ * holders). */
 static void device_text(uint64_t sid, const struct lr_device_id *self,
-                        const struct lr_device_id *holders, size_t nholders, char *out)
+                        const struct lr_device_id *holders, size_t nholders,
+                        const struct lr_device_id *peers, size_t npeers, char *out)
 {
     if (lr_device_id_u64(self) == sid) {
         lr_device_id_format(self, out);
@@ -209,6 +213,12 @@ static void device_text(uint64_t sid, const struct lr_device_id *self,
     for (size_t i = 0; i < nholders; i++) {
         if (lr_device_id_u64(&holders[i]) == sid) {
             lr_device_id_format(&holders[i], out);
+            return;
+        }
+    }
+    for (size_t i = 0; i < npeers; i++) {
+        if (lr_device_id_u64(&peers[i]) == sid) {
+            lr_device_id_format(&peers[i], out);
             return;
         }
     }
@@ -249,7 +259,8 @@ static void dedup_put_rec(struct lr_buf *b, const struct lr_file_rec *r)
 
 void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct lr_file_rec *local,
                           const struct lr_file_rec *remote, const struct lr_device_id *holders,
-                          size_t nholders, const struct lr_sync_decision *dec)
+                          size_t nholders, const struct lr_device_id *peers, size_t npeers,
+                          const struct lr_sync_decision *dec)
 {
     const char *type = type_of(dec->conflict);
     if (!type || !remote)
@@ -316,7 +327,7 @@ void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct 
                       dec->conflict == LR_SYNC_CONFLICT_TYPE ||
                       (dec->conflict == LR_SYNC_CONFLICT_MODIFY_DELETE && !local_wins);
     if (loses_data && loser && !loser->deleted) {
-        device_text(lr_sync_vv_author(&loser->vv), self, holders, nholders, kd);
+        device_text(lr_sync_vv_author(&loser->vv), self, holders, nholders, peers, npeers, kd);
         c.kept_device = kd;
         c.kept_path = dec->copy_path;
         c.kept_path_len = dec->copy_path_len;

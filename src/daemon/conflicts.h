@@ -51,7 +51,8 @@ struct lr_index;
 
 /*
  * A pull job decided `dec` for a path (local: this device's record or NULL;
- * remote: the candidate record, held by holders[0..nholders)). If the
+ * remote: the candidate record, held by holders[0..nholders); peers: every
+ * configured peer, to name an author by full ID). If the
  * decision names a conflict it is recorded in the audit trail once (the
  * same pair of versions decided again in a later round is not a new
  * conflict), logged, and its event queued. Never fails the caller: a
@@ -59,7 +60,8 @@ struct lr_index;
  */
 void daemon_conflict_note(struct lr_daemon *d, const char *folder, const struct lr_file_rec *local,
                           const struct lr_file_rec *remote, const struct lr_device_id *holders,
-                          size_t nholders, const struct lr_sync_decision *dec);
+                          size_t nholders, const struct lr_device_id *peers, size_t npeers,
+                          const struct lr_sync_decision *dec);
 
 /*
  * A peer's name could not be applied because the folder's directory folds

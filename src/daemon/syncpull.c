@@ -361,6 +361,10 @@ struct pull_job {
     bool receive_only; /* our own versions yield to any concurrent peer's */
     struct pull_strat *theirs;
     size_t ntheirs;
+    /* Every configured peer (snapshot taken in start): conflict entries
+     * name a relayed version's author by its full ID. */
+    struct lr_device_id *peers;
+    size_t npeers;
     char *folder, *root;
     char **busy; /* paths with a transfer in flight, sorted (snapshot taken in start) */
     size_t nbusy;
@@ -1387,7 +1391,8 @@ static void pull_work(struct daemon_job *base)
                 copy_name_free(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec, &decs[i]);
                 if (pass == 0) /* the audit trail (conflicts.h); once per pair of versions */
                     daemon_conflict_note(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec,
-                                         n->cand[0].holders, n->cand[0].nholders, &decs[i]);
+                                         n->cand[0].holders, n->cand[0].nholders, j->peers,
+                                         j->npeers, &decs[i]);
                 if (decs[i].apply == LR_SYNC_APPLY_NONE ||
                     (decs[i].flags & (LR_SYNC_F_INCONSISTENT | LR_SYNC_F_UNKNOWN_TYPE))) {
                     sync_item_skipped(d, j->folder, n->path, n->path_len, decs[i].flags, pass);
@@ -1536,6 +1541,9 @@ static void pull_start(struct daemon_job *base)
     size_t ramp = 2 * d->sync->nxfers > PULL_RAMP_MIN ? 2 * d->sync->nxfers : PULL_RAMP_MIN;
     j->room = room < ramp ? room : ramp;
     j->self = *lr_identity_device_id(d->ident);
+    j->peers = lr_xcalloc(d->cfg->npeers + 1, sizeof(*j->peers));
+    for (size_t i = 0; i < d->cfg->npeers; i++)
+        j->peers[j->npeers++] = d->cfg->peers[i].id;
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, j->folder);
     if (fc && lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->ours, NULL) < 0)
         memset(&j->ours, 0, sizeof(j->ours)); /* config validated it; keep-both if not */
@@ -1632,6 +1640,7 @@ static void pull_done(struct daemon_job *base, int status)
         free(j->busy[i]);
     free(j->busy);
     free(j->theirs);
+    free(j->peers);
     for (size_t i = 0; i < j->nupd; i++) {
         free(j->upd[i].path);
         free(j->upd[i].holders);

@@ -112,3 +112,36 @@ def test_one_losing_version_is_recorded_once(devices, tmp_path):
         # Carol's file is kept, as a conflict copy, on every device.
         kept = [p for p in roots[d.name].iterdir() if p.name.startswith("top.sync-conflict-")]
         assert any(p.read_bytes() == b"C file\n" for p in kept), (d.name, kept)
+
+
+def test_relay_names_a_relayed_losers_author_in_full(devices, tmp_path):
+    """Alice - bob - carol in a chain, keep-both. Alice's version reaches
+    bob, then carol's newer one does: bob keeps alice's as the copy. Bob's
+    trail names alice by her full device ID (she is bob's peer, though not
+    a holder of carol's version); it gave the 7-character form."""
+    a, b, c = devices("alice"), devices("bob"), devices("carol")
+    for d in (a, b, c):
+        d.init()
+        d.port = free_udp_port()
+    for x, y in ((a, b), (b, c)):
+        x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
+        y.ok("peer", "add", x.id, "--name", x.name, "--addr", x.addr())
+    fa, fb, fc = (tmp_path / n / "docs" for n in ("alice", "bob", "carol"))
+    for r in (fa, fb, fc):
+        r.mkdir(parents=True)
+    edit(fa, "doc.txt", b"alice's\n", T0)
+    edit(fc, "doc.txt", b"carol's\n", T0 + 20 * 10**9)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id, "--share", c.id)
+    c.ok("folder", "add", str(fc), "--id", "docs", "--share", b.id)
+    a.start()
+    b.start()
+    wait_for(lambda: content(fb, "doc.txt") == b"alice's\n", timeout=60, interval=0.2,
+             what="alice's version on bob")
+    c.start()
+    wait_for(lambda: all(content(r, "doc.txt") == b"carol's\n" for r in (fa, fb, fc)),
+             timeout=60, interval=0.2, what="carol's version everywhere")
+    lst = wait_for(lambda: conflict_on(b, "doc.txt"), timeout=30, what="bob's trail")
+    kept = lst[0]["kept"][0]
+    assert kept["device"] == a.id, lst
+    assert content(fb, kept["path"]) == b"alice's\n", lst
