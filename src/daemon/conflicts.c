@@ -796,16 +796,48 @@ int daemon_versions_list(const char *root, const char *path, struct daemon_versi
     return 0;
 }
 
+/* Whether a conflict copy at kept_path (if it is one) holds a version with
+ * the archived version's mtime: its marker's YYYYMMDD-HHMMSS is the loser's
+ * mtime (decide.h), so a version archived beside the conflict (the plain
+ * update before it, the other side of a same-second pair) is not taken for
+ * its loser. A kept_path without a marker (an archive prefix) says nothing. */
+static bool copy_matches(const struct lr_conflict_rec *c, int64_t mtime_s)
+{
+    static const char tag[] = ".sync-conflict-";
+    const uint8_t *kp = c->kept_path;
+    size_t n = c->kept_path_len, at = SIZE_MAX;
+    for (size_t i = 0; kp && i + sizeof(tag) - 1 <= n; i++)
+        if (memcmp(kp + i, tag, sizeof(tag) - 1) == 0)
+            at = i + sizeof(tag) - 1;
+    if (at == SIZE_MAX || at + 15 > n)
+        return true;
+    time_t t = (time_t)mtime_s;
+    struct tm tm;
+    char stamp[32];
+    if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm) != 15)
+        return true;
+    return memcmp(kp + at, stamp, 15) == 0;
+}
+
 /* Why a version was archived, from the audit trail (`l`: the path's conflicts). */
 static json_t *why_of(const struct daemon_version *v, const struct lr_conflict_list *l)
 {
     const struct lr_conflict_rec *best = NULL;
+    int64_t best_gap = INT64_MAX;
     for (size_t i = 0; i < l->n; i++) {
         const struct lr_conflict_rec *c = &l->v[i];
         /* A conflict's loser is archived when the winner lands: shortly after
-         * the conflict was recorded (the winner may still have to download). */
-        if (c->archive_path && c->time_s <= v->archived_s + 2 && v->archived_s - c->time_s <= 3600)
+         * the conflict was recorded (the winner may still have to download).
+         * Of several, the one nearest in time whose copy holds this mtime. */
+        int64_t gap = v->archived_s - c->time_s;
+        if (!c->archive_path || gap < -2 || gap > 3600 || !copy_matches(c, v->mtime_s))
+            continue;
+        if (gap < 0)
+            gap = -gap;
+        if (gap <= best_gap) {
             best = c;
+            best_gap = gap;
+        }
     }
     if (!best)
         return json_string("replaced or deleted by a change from a peer, or by a restore");

@@ -88,6 +88,16 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
         assert any(v["path"] == "report.txt" and v["size"] == len(b"alice's version\n")
                    for v in vs), vs
         assert any("conflict" in v["why"] for v in vs), vs
+        # A plain update soon after: the version it replaces (bob's, not the
+        # conflict's loser) is not said to have lost the conflict.
+        (fb / "report.txt").write_bytes(b"bob's next\n")
+        b.ok("scan")
+        wait_for(lambda: (fa / "report.txt").read_bytes() == b"bob's next\n", timeout=60,
+                 interval=0.3, what="bob's next version on alice")
+        vs = a.ok("versions", "docs", "report.txt", "--json").json()["versions"]
+        why = {v["size"]: v["why"] for v in vs}
+        assert "conflict" in why[len(b"alice's version\n")], vs
+        assert "conflict" not in why[len(b"bob's version, longer\n")], vs
         time.sleep(0.5)
     finally:
         ev.terminate()
