@@ -254,10 +254,17 @@ static void test_json_why(void **state)
     struct fx *f = *state;
     put(f, "a.txt~20240101-000000", 3);
     put(f, "b.txt~20240101-000000", 3);
+    put(f, "a.txt~20240101-000001", 4);
+    /* The copy's marker carries the loser's mtime: a.txt's first archived
+     * version has it; the second (a plain update one second later) does not. */
+    char p[512];
+    snprintf(p, sizeof(p), "%s/a.txt~20240101-000000", f->vers);
+    struct timespec ts[2] = {{1704067200 - 3600, 0}, {1704067200 - 3600, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
     struct daemon_version_list l;
     struct lr_err err = {0};
     assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
-    assert_int_equal(l.n, 2);
+    assert_int_equal(l.n, 3);
 
     char db[160];
     snprintf(db, sizeof(db), "%s/index.db", f->dir);
@@ -275,7 +282,7 @@ static void test_json_why(void **state)
     c.resolution = (char *)"copy";
     c.winner = (char *)"remote";
     c.devices = (char *)"X";
-    c.kept_path = (uint8_t *)"a.sync-conflict-20240101-000000-ABCDEFG.txt";
+    c.kept_path = (uint8_t *)"a.sync-conflict-20231231-230000-ABCDEFG.txt";
     c.kept_path_len = strlen((char *)c.kept_path);
     c.archive_path = (uint8_t *)".landropic/versions/a.txt~";
     c.archive_path_len = strlen((char *)c.archive_path);
@@ -289,15 +296,17 @@ static void test_json_why(void **state)
 
     json_t *doc = daemon_versions_json("docs", &l, ix);
     json_t *arr = json_object_get(doc, "versions");
-    assert_int_equal(json_array_size(arr), 2);
-    json_t *a = json_array_get(arr, 0), *b = json_array_get(arr, 1);
+    assert_int_equal(json_array_size(arr), 3);
+    json_t *a = json_array_get(arr, 0), *a2 = json_array_get(arr, 1), *b = json_array_get(arr, 2);
+    assert_string_equal(json_string_value(json_object_get(a2, "id")), "a.txt~20240101-000001");
+    assert_non_null(strstr(json_string_value(json_object_get(a2, "why")), "peer"));
     assert_string_equal(json_string_value(json_object_get(a, "path")), "a.txt");
     assert_string_equal(json_string_value(json_object_get(a, "id")), "a.txt~20240101-000000");
     assert_string_equal(json_string_value(json_object_get(a, "archived")), "2024-01-01T00:00:00Z");
     assert_int_equal(json_integer_value(json_object_get(a, "size")), 3);
     const char *why = json_string_value(json_object_get(a, "why"));
     assert_non_null(strstr(why, "content conflict"));
-    assert_non_null(strstr(why, "a.sync-conflict-20240101-000000-ABCDEFG.txt"));
+    assert_non_null(strstr(why, "a.sync-conflict-20231231-230000-ABCDEFG.txt"));
     assert_non_null(strstr(json_string_value(json_object_get(b, "why")), "peer"));
     assert_null(json_object_get(doc, "truncated"));
     json_decref(doc);
