@@ -1051,7 +1051,7 @@ static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_
     if (rc)
         return rc;
     lr_buf_reset(&ix->vvb);
-    if ((rc = lr_vv_encode(&rec->vv, &ix->vvb)))
+    if ((rc = lr_vv_encode_stored(&rec->vv, &ix->vvb)))
         return lr_err_set(err, rc, "record: version vector too big");
     lr__ix_to_key(&ix->key, rec->path, rec->path_len);
 
@@ -1195,7 +1195,7 @@ int lr_index_file_set_vv(struct lr_index *ix, const char *folder_id, const uint8
     if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
         return rc;
     lr_buf_reset(&ix->vvb);
-    if ((rc = lr_vv_encode(vv, &ix->vvb)))
+    if ((rc = lr_vv_encode_stored(vv, &ix->vvb)))
         return lr_err_set(err, rc, "cannot encode the version vector");
     lr__ix_to_key(&ix->key, path, path_len);
     if (ix->in_tx)

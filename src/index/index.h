@@ -91,13 +91,20 @@ struct lr_vv_entry {
 
 /*
  * Invariant: entries sorted by id, ids unique, counters > 0, n <= LR_VV_MAX.
- * Owns `e`. Encoding (stored in the index, and the wire form sync uses):
- * n pairs of (u64 id, u64 counter), big-endian, in id order, no header, so
- * the empty vector is zero bytes.
+ * Owns `e`. Encoding (the wire form sync uses): n pairs of (u64 id, u64
+ * counter), big-endian, in id order, no header, so the empty vector is zero
+ * bytes. The stored form (index, staging journals) may add the author.
+ *
+ * `author`: the short ID of the device that made this version (its last
+ * local change, lr_vv_bump), kept when the version is copied or relayed, 0
+ * when unknown. Only an id present in the vector counts (lr_sync_vv_author
+ * falls back to the largest counter otherwise). It names a conflict copy's
+ * device; it takes no part in ordering or equality.
  */
 struct lr_vv {
     struct lr_vv_entry *e;
     size_t n, cap;
+    uint64_t author;
 };
 
 void lr_vv_release(struct lr_vv *vv);
@@ -121,12 +128,17 @@ int lr_vv_set(struct lr_vv *vv, uint64_t id, uint64_t counter);
  * overflow.
  */
 uint64_t lr_vv_bump(struct lr_vv *vv, uint64_t id, uint64_t now_s);
-/* Append the encoding to b; 0 or LR_ETOOBIG (b's limit). */
+/* Append the encoding (pairs only) to b; 0 or LR_ETOOBIG (b's limit). */
 int lr_vv_encode(const struct lr_vv *vv, struct lr_buf *b);
+/* Append the stored form: the pairs, then the author (u64) when it is an
+ * id of the vector. 0 or LR_ETOOBIG. */
+int lr_vv_encode_stored(const struct lr_vv *vv, struct lr_buf *b);
 /*
  * Decode p[0..n) (hostile input: checked before allocating) into *out,
- * which is zeroed first. LR_EBADVAL for a length not a multiple of 16,
- * unsorted or duplicate ids, or a zero counter; LR_ETOOBIG above LR_VV_MAX.
+ * which is zeroed first: n / 16 pairs, and with n % 16 == 8 the stored
+ * form's author after them (kept only if it is an id of the vector).
+ * LR_EBADVAL for another length, unsorted or duplicate ids, or a zero
+ * counter; LR_ETOOBIG above LR_VV_MAX.
  */
 int lr_vv_decode(const uint8_t *p, size_t n, struct lr_vv *out);
 bool lr_vv_equal(const struct lr_vv *a, const struct lr_vv *b);

@@ -882,7 +882,7 @@ static int put_first(struct lr_index *ix, struct put_arg *a, const struct rstate
     uint32_t flags = (unknown ? LR_RREC_UNKNOWN_TYPE : 0) | (complete ? 0 : LR_RREC_PARTIAL) |
                      (rec->deleted ? RF_DELETED : 0);
     lr_buf_reset(&ix->vvb);
-    if (lr_vv_encode(&rec->vv, &ix->vvb))
+    if (lr_vv_encode_stored(&rec->vv, &ix->vvb))
         return lr_err_set(err, LR_ETOOBIG, "remote record: version vector too big");
     sqlite3_stmt *s = rstmt(ix, RS_RFILE_UPSERT, err);
     if (!s)
@@ -940,7 +940,7 @@ static int put_next(struct lr_index *ix, struct put_arg *a, const struct rstate 
         cover = sqlite3_column_int64(s, 5);
         lr_buf_reset(&ix->vvb);
         ok =
-            lr_vv_encode(&rec->vv, &ix->vvb) == 0 &&
+            lr_vv_encode_stored(&rec->vv, &ix->vvb) == 0 &&
             (uint64_t)sqlite3_column_int64(s, 1) == rec->seq &&
             (sqlite3_column_int64(s, 2) & LR_RREC_PARTIAL) && (uint64_t)nblk == r->blk_first &&
             (uint64_t)sqlite3_column_int64(s, 4) == a->total &&

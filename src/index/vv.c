@@ -15,6 +15,7 @@ void lr_vv_release(struct lr_vv *vv)
     free(vv->e);
     vv->e = NULL;
     vv->n = vv->cap = 0;
+    vv->author = 0;
 }
 
 void lr_vv_copy(struct lr_vv *dst, const struct lr_vv *src)
@@ -24,6 +25,7 @@ void lr_vv_copy(struct lr_vv *dst, const struct lr_vv *src)
         return;
     dst->e = lr_xmemdup(src->e, src->n * sizeof(src->e[0]));
     dst->n = dst->cap = src->n;
+    dst->author = src->author;
 }
 
 /* Index of the first entry with e[i].id >= id. */
@@ -83,7 +85,10 @@ uint64_t lr_vv_bump(struct lr_vv *vv, uint64_t id, uint64_t now_s)
     for (size_t i = 0; i < vv->n; i++)
         if (vv->e[i].id != id && vv->e[i].counter < FOLLOW_MAX && vv->e[i].counter >= c)
             c = vv->e[i].counter + 1;
-    return lr_vv_set(vv, id, c) == 0 ? c : 0;
+    if (lr_vv_set(vv, id, c) < 0)
+        return 0;
+    vv->author = id;
+    return c;
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -115,9 +120,22 @@ int lr_vv_encode(const struct lr_vv *vv, struct lr_buf *b)
     return 0;
 }
 
+int lr_vv_encode_stored(const struct lr_vv *vv, struct lr_buf *b)
+{
+    int rc = lr_vv_encode(vv, b);
+    if (rc == 0 && vv->author && lr_vv_get(vv, vv->author))
+        rc = lr_buf_put_u64(b, vv->author) < 0 ? LR_ETOOBIG : 0;
+    return rc;
+}
+
 int lr_vv_decode(const uint8_t *p, size_t n, struct lr_vv *out)
 {
     memset(out, 0, sizeof(*out));
+    uint64_t author = 0;
+    if (n % LR_VV_PAIR_LEN == 8) {
+        author = get_be64(p + n - 8);
+        n -= 8;
+    }
     if (n % LR_VV_PAIR_LEN)
         return LR_EBADVAL;
     size_t cnt = n / LR_VV_PAIR_LEN;
@@ -125,7 +143,7 @@ int lr_vv_decode(const uint8_t *p, size_t n, struct lr_vv *out)
         return LR_ETOOBIG;
     if (cnt == 0)
         return 0;
-    struct lr_vv vv = {lr_xmallocarray(cnt, sizeof(vv.e[0])), cnt, cnt};
+    struct lr_vv vv = {lr_xmallocarray(cnt, sizeof(vv.e[0])), cnt, cnt, 0};
     for (size_t i = 0; i < cnt; i++) {
         vv.e[i].id = get_be64(p + i * LR_VV_PAIR_LEN);
         vv.e[i].counter = get_be64(p + i * LR_VV_PAIR_LEN + 8);
@@ -134,6 +152,8 @@ int lr_vv_decode(const uint8_t *p, size_t n, struct lr_vv *out)
             return LR_EBADVAL;
         }
     }
+    if (author && lr_vv_get(&vv, author))
+        vv.author = author;
     *out = vv;
     return 0;
 }

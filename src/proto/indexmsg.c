@@ -92,6 +92,15 @@ static int put_entry_head(struct lr_buf *b, const struct lr_file_rec *r, uint64_
     return rc;
 }
 
+/* The optional last field: the version's author, when it is known (an id
+ * of the vector, index.h). */
+static int put_author(struct lr_buf *b, const struct lr_file_rec *r)
+{
+    if (!r->vv.author || !lr_vv_get(&r->vv, r->vv.author))
+        return 0;
+    return lr_buf_put_u64(b, r->vv.author);
+}
+
 /* Entry body with blocks [from, from + k) of r. */
 static int put_entry_body(struct lr_buf *b, const struct lr_file_rec *r, size_t from, size_t k)
 {
@@ -109,7 +118,7 @@ static int put_entry_body(struct lr_buf *b, const struct lr_file_rec *r, size_t 
         if (rc == 0)
             rc = lr_buf_put(b, r->chunks[i].hash.b, LR_HASH_LEN);
     }
-    return rc;
+    return rc == 0 ? put_author(b, r) : rc;
 }
 
 int lr_proto_index_batch_init(struct lr_proto_index_batch *b, const char *folder_id,
@@ -228,6 +237,8 @@ int lr_proto_index_batch_add_delta(struct lr_proto_index_batch *b, const struct 
         rc = lr_buf_put(&b->scratch, rec->blocks_hash.b, LR_HASH_LEN);
     if (rc == 0)
         rc = lr_buf_put_lbytes(&b->scratch, delta, delta_len);
+    if (rc == 0)
+        rc = put_author(&b->scratch, rec);
     /* The entry and its length prefix (at most 8 bytes). */
     if (rc < 0 || b->scratch.len + 8 > b->raw_max) {
         lr_buf_reset(&b->scratch);
@@ -600,6 +611,14 @@ static int parse_entry(struct lr_proto_index_rd *r, struct lr_rd *er, const char
             e->whole = true;
     }
 path:
+    /* The author (§6.6): kept only if it names an entry of the vector; a
+     * peer that does not send it leaves it unknown. Not read after an
+     * unknown type's fields, whose extent is not known. */
+    if (!e->unknown_type && lr_rd_left(er) >= 8) {
+        uint64_t author = 0;
+        if (lr_rd_get_u64(er, &author) == 0 && lr_vv_get(&rec->vv, author))
+            rec->vv.author = author;
+    }
     /* Bytes after the known fields: added by a newer version, ignored. */
     rec->path = lr_xmalloc(path_len + 1);
     memcpy(rec->path, path, path_len);

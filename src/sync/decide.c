@@ -32,7 +32,7 @@ int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv 
         return LR_ETOOBIG;
     if (n == 0)
         return 0;
-    struct lr_vv v = {lr_xmallocarray(n, sizeof(v.e[0])), 0, n};
+    struct lr_vv v = {lr_xmallocarray(n, sizeof(v.e[0])), 0, n, 0};
     i = j = 0;
     while (i < a->n || j < b->n) {
         if (j == b->n || (i < a->n && a->e[i].id < b->e[j].id)) {
@@ -54,6 +54,8 @@ int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv 
 
 uint64_t lr_sync_vv_author(const struct lr_vv *vv)
 {
+    if (vv->author && lr_vv_get(vv, vv->author))
+        return vv->author;
     uint64_t id = 0, best = 0;
     for (size_t i = 0; i < vv->n; i++) {
         /* ids ascend, so ">=" leaves the larger id on equal counters */
@@ -475,6 +477,11 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
             }
         }
         if (win == remote) {
+            /* The merged vector is the winner's version: its author, not
+             * whichever of the two has the larger counter (the loser's when
+             * it was scanned later), names it in later conflicts. */
+            if (d.action == LR_SYNC_CONFLICT)
+                d.vv.author = lr_sync_vv_author(&remote->vv);
             set_apply(local, remote, &d);
         } else if (d.action == LR_SYNC_MERGE_VV) {
             d.apply = LR_SYNC_APPLY_RECORD; /* local stays; store it with the merged vector */

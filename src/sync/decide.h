@@ -24,10 +24,12 @@
  * learns the merged vector when the loser's holder announces it.
  *
  * Author of a version (the conflict copy's DEVICE7, and what prefer:ID
- * names): the vector entry with the largest counter; among equal counters
- * the largest short ID (lr_sync_vv_author()). A local change bumps its
- * counter above every other (lr_vv_bump), so this is the device that made
- * the version; after a merge, the later of the two authors.
+ * names): the vector's `author` (index.h: set by the local change that made
+ * the version, kept when it is copied, relayed or stored, and given to the
+ * merged vector a conflict's loser takes with the winner), else, when
+ * unknown (a peer that does not send it, an identical-content merge), the
+ * entry with the largest counter, among equal counters the largest short ID
+ * (lr_sync_vv_author()).
  *
  * Inputs: records are borrowed for the call and must satisfy index.h's
  * invariants (vectors sorted, unique ids, counters > 0), which
@@ -222,7 +224,8 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
  */
 int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv *out);
 
-/* Author of a version: id of the largest counter, ties to the larger id; 0 if empty. */
+/* Author of a version: vv->author when it is an id of the vector, else the id
+ * of the largest counter, ties to the larger id; 0 if empty. */
 uint64_t lr_sync_vv_author(const struct lr_vv *vv);
 
 /*

@@ -5,6 +5,7 @@ Carol's edit reaches bob; alice edits the same file while her daemon is
 down; when she comes back, carol's version wins on all three (alice's goes
 to alice's archive, no conflict copy anywhere) and the trails agree."""
 import os
+import time
 
 from conftest import free_udp_port, mesh, wait_for
 from test_14_strategies import conflict_on, copies, edit
@@ -145,3 +146,55 @@ def test_relay_names_a_relayed_losers_author_in_full(devices, tmp_path):
     kept = lst[0]["kept"][0]
     assert kept["device"] == a.id, lst
     assert content(fb, kept["path"]) == b"alice's\n", lst
+
+
+def short7(dev):
+    return dev.id.replace("-", "")[:7]
+
+
+def test_copy_of_a_merged_version_names_its_author(devices, tmp_path):
+    """Alice and bob edit apart; bob's newer mtime wins, though alice's edit
+    was scanned a second later (her counter is the larger). Alice keeps hers
+    as a copy and takes bob's version with the merged vector. Then carol's
+    newer edit beats that version: its copy names bob, who wrote it, on
+    every device. It named alice (the merged vector's largest counter)."""
+    a, b, c = mesh(devices, "alice", "bob", "carol")
+    roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
+    for d in (a, b, c):
+        roots[d.name].mkdir(parents=True)
+        others = [o.id for o in (a, b, c) if o is not d]
+        d.ok("folder", "add", str(roots[d.name]), "--id", "docs", "--share", others[0],
+             "--share", others[1])
+    fa, fb, fc = roots["alice"], roots["bob"], roots["carol"]
+    edit(fa, "doc.txt", b"base\n", T0)
+    for d in (a, b, c):
+        d.start()
+    wait_for(lambda: content(fb, "doc.txt") == b"base\n" and content(fc, "doc.txt") == b"base\n",
+             timeout=60, interval=0.2, what="base everywhere")
+    for d in (a, b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+        d.stop()
+    edit(fb, "doc.txt", b"bob's\n", T0 + 10 * 10**9)
+    b.ok("scan")
+    time.sleep(1.2)  # alice's counter (Unix seconds) above bob's
+    edit(fa, "doc.txt", b"alice's\n", T0 + 5 * 10**9)
+    a.ok("scan")
+    edit(fc, "doc.txt", b"carol's\n", T0 + 20 * 10**9)
+    c.ok("scan")
+    a.start()
+    b.start()
+    wait_for(lambda: content(fa, "doc.txt") == b"bob's\n", timeout=60, interval=0.2,
+             what="bob's version on alice")
+    for d in (a, b):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    c.start()
+    wait_for(lambda: all(content(r, "doc.txt") == b"carol's\n" for r in (fa, fb, fc)),
+             timeout=60, interval=0.2, what="carol's version everywhere")
+    for d in (a, b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    for r in (fa, fb, fc):
+        names = {p: content(r, p) for p in copies(r)}
+        bobs = [p for p, data in names.items() if data == b"bob's\n"]
+        assert bobs and all(short7(b) in p for p in bobs), (r, names)
+        alices = [p for p, data in names.items() if data == b"alice's\n"]
+        assert alices and all(short7(a) in p for p in alices), (r, names)

@@ -580,6 +580,7 @@ static void test_vv(void **state)
     struct lr_vv v = {0}, w = {0};
     /* Bump rule: max(old + 1, now). */
     assert_true(lr_vv_bump(&v, 5, 1000) == 1000);
+    assert_int_equal(v.author, 5); /* a bump names its device the author */
     assert_true(lr_vv_bump(&v, 5, 1000) == 1001);
     assert_true(lr_vv_bump(&v, 5, 10) == 1002); /* clock went back: still forward */
     assert_true(lr_vv_bump(&v, 5, 5000) == 5000);
@@ -615,7 +616,32 @@ static void test_vv(void **state)
     assert_int_equal(b.data[15], 3);
     assert_int_equal(lr_vv_decode(b.data, b.len, &w), 0);
     assert_true(lr_vv_equal(&v, &w));
+    assert_int_equal(w.author, 0); /* the wire form: pairs only */
     lr_vv_release(&w);
+    /* The stored form adds the author, kept on decode... */
+    v.author = 5;
+    lr_buf_reset(&b);
+    assert_int_equal(lr_vv_encode_stored(&v, &b), 0);
+    assert_int_equal(b.len, 4 * LR_VV_PAIR_LEN + 8);
+    assert_int_equal(lr_vv_decode(b.data, b.len, &w), 0);
+    assert_true(lr_vv_equal(&v, &w) && w.author == 5);
+    struct lr_vv cp = {0};
+    lr_vv_copy(&cp, &w);
+    assert_int_equal(cp.author, 5);
+    lr_vv_release(&cp);
+    lr_vv_release(&w);
+    /* ...only if it is an id of the vector (a hostile trailer is dropped). */
+    b.data[b.len - 1] ^= 0x40;
+    assert_int_equal(lr_vv_decode(b.data, b.len, &w), 0);
+    assert_true(lr_vv_equal(&v, &w) && w.author == 0);
+    lr_vv_release(&w);
+    v.author = 6; /* not in the vector: not stored */
+    lr_buf_reset(&b);
+    assert_int_equal(lr_vv_encode_stored(&v, &b), 0);
+    assert_int_equal(b.len, 4 * LR_VV_PAIR_LEN);
+    v.author = 0;
+    lr_buf_reset(&b);
+    assert_int_equal(lr_vv_encode(&v, &b), 0);
     /* Hostile encodings. */
     assert_int_equal(lr_vv_decode(b.data, b.len - 1, &w), LR_EBADVAL);
     uint8_t sw[32];

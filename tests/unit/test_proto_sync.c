@@ -536,6 +536,12 @@ static void test_index_roundtrip(void **state)
     recs[5].target_len = 0;
     rec_file(&recs[6], "\xff\xfe non-utf8 name", 11, 1);
     recs[6].mode = 07777;
+    /* Authors (the optional last field): known on a file, a directory and a
+     * tombstone; one not in the vector is not sent. */
+    recs[0].vv.author = 0x2222;
+    recs[1].vv.author = 0x1111;
+    recs[4].vv.author = 0x2222;
+    recs[6].vv.author = 0x3333;
 
     struct lr_proto_index_batch *b = batch_new(0, 0);
     for (size_t i = 0; i < 7; i++) {
@@ -562,6 +568,8 @@ static void test_index_roundtrip(void **state)
         assert_rec_equal(&recs[i], &ix.v[i].rec);
         assert_true(ix.v[i].whole);
         assert_false(ix.v[i].unknown_type);
+        uint64_t author = i == 6 ? 0 : recs[i].vv.author;
+        assert_true(ix.v[i].rec.vv.author == author);
     }
     /* The empty file's blocks hash is that of the empty list. */
     struct lr_hash eh;
@@ -1840,6 +1848,7 @@ static void test_index_delta_roundtrip(void **state)
                      1);
     assert_true(d.len < 3 * LR_PROTO_BLOCK_LEN);
     struct lr_proto_index_batch *b = batch_new(0, 0);
+    cur.vv.author = 0x2222; /* after the delta, the author */
     assert_int_equal(lr_proto_index_batch_add_delta(b, &cur, &base.blocks_hash, d.data, d.len), 0);
     /* Sequences still increase across delta and list entries. */
     assert_int_equal(lr_proto_index_batch_add_delta(b, &cur, &base.blocks_hash, d.data, d.len),
@@ -1862,6 +1871,8 @@ static void test_index_delta_roundtrip(void **state)
     assert_int_equal(e->rec.nchunks, 0);
     assert_int_equal(e->blk_total, 0);
     assert_int_equal(e->delta_count, 200);
+    assert_true(e->rec.vv.author == 0x2222);
+    assert_true(ix.v[1].rec.vv.author == 0);
     assert_int_equal(e->rec.size, cur.size);
     assert_int_equal(e->rec.seq, 9);
     assert_memory_equal(e->delta_base.b, base.blocks_hash.b, LR_HASH_LEN);

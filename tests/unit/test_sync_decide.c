@@ -37,6 +37,9 @@ static unsigned rndn(unsigned n)
     return (unsigned)(rnd() % n);
 }
 
+/* 2024-03-05 06:07:08.123456789 UTC */
+#define T0 (INT64_C(1709618828) * 1000000000 + 123456789)
+
 /* Vector from (id, counter) pairs; a 0 counter means "absent". */
 static void vv_make(struct lr_vv *v, const uint64_t *pairs, size_t npairs)
 {
@@ -290,7 +293,47 @@ static void test_vv_author(void **state)
     lr_vv_release(&v);
     vv_make(&v, (const uint64_t[]){UINT64_MAX, 7, 1, 7}, 2);
     assert_int_equal(lr_sync_vv_author(&v), UINT64_MAX);
+    /* a known author names it, whatever the counters; one not in the
+     * vector does not */
+    v.author = 1;
+    assert_int_equal(lr_sync_vv_author(&v), 1);
+    v.author = 2;
+    assert_int_equal(lr_sync_vv_author(&v), UINT64_MAX);
     lr_vv_release(&v);
+    assert_int_equal(v.author, 0);
+}
+
+/* The merged vector a conflict's loser takes with the winner keeps the
+ * winner's author, although the loser's counter is larger (it was scanned
+ * later): a later conflict names the winner's device for that content. */
+static void test_merged_vector_keeps_the_winners_author(void **state)
+{
+    (void)state;
+    struct lr_file_rec loser, winner;
+    mk(&loser, "doc.txt", LR_FT_FILE, false, 1, T0, 0644, (const uint64_t[]){0xA0, 1000}, 1);
+    loser.vv.author = 0xA0;
+    mk(&winner, "doc.txt", LR_FT_FILE, false, 2, T0 + 10 * 1000000000ll, 0644,
+       (const uint64_t[]){0xB0, 999}, 1);
+    winner.vv.author = 0xB0;
+    struct lr_sync_decision d;
+    assert_int_equal(decide(&loser, &winner, &d), LR_SYNC_CONFLICT);
+    assert_true(d.copy_here && d.from_remote);
+    assert_int_equal(lr_vv_get(&d.vv, 0xA0), 1000);
+    assert_int_equal(lr_vv_get(&d.vv, 0xB0), 999);
+    assert_int_equal(lr_sync_vv_author(&d.vv), 0xB0);
+    /* Unknown author (an older peer): the largest counter, as before. */
+    lr_sync_decision_release(&d);
+    winner.vv.author = 0;
+    assert_int_equal(decide(&loser, &winner, &d), LR_SYNC_CONFLICT);
+    assert_int_equal(lr_sync_vv_author(&d.vv), 0xB0); /* the winner's by the counter rule */
+    lr_sync_decision_release(&d);
+    /* The winner's holder changes nothing. */
+    winner.vv.author = 0xB0;
+    assert_int_equal(decide(&winner, &loser, &d), LR_SYNC_CONFLICT);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_NONE);
+    lr_sync_decision_release(&d);
+    lr_file_rec_release(&loser);
+    lr_file_rec_release(&winner);
 }
 
 static void test_local_change(void **state)
@@ -1093,9 +1136,6 @@ static char *cname(const char *path, int64_t mtime_ns, uint64_t author)
     return (char *)out;
 }
 
-/* 2024-03-05 06:07:08 UTC */
-#define T0 (INT64_C(1709618828) * 1000000000 + 123456789)
-
 static void test_conflict_name_basic(void **state)
 {
     (void)state;
@@ -1463,6 +1503,7 @@ int main(void)
         cmocka_unit_test(test_vv_order_oracle),
         cmocka_unit_test(test_vv_merge),
         cmocka_unit_test(test_vv_author),
+        cmocka_unit_test(test_merged_vector_keeps_the_winners_author),
         cmocka_unit_test(test_local_change),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_take_remote_kinds),
