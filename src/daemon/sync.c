@@ -914,8 +914,9 @@ static void recv_work(struct daemon_job *base)
     }
     j->epoch = ls->epoch;
     t = sync_tracker_get(d->sync, &j->peer, j->folder);
-    if (t->miss_epoch == ls->epoch + 1) {
-        /* After a delta we could not decode, until the reconnect: §6.6. */
+    if (t->miss_epoch == ls->epoch + 1 || t->failed_epoch == ls->epoch + 1) {
+        /* After a delta we could not decode, or a batch we could not store,
+         * until the reconnect: §6.6. */
         j->ignored = true;
         goto out;
     }
@@ -927,6 +928,7 @@ static void recv_work(struct daemon_job *base)
         j->rc = rc;
         j->fatal = true;
         t->epoch_key = UINT64_MAX;
+        t->failed_epoch = ls->epoch + 1;
         goto out;
     }
     /* Only the peer's entries and the sequence they reach: after a power
@@ -1051,8 +1053,10 @@ fail:
      * it: the connection closes and the next FOLDERS says what we hold. */
     j->rc = rc;
     j->fatal = true;
-    if (t)
+    if (t) {
         t->epoch_key = UINT64_MAX;
+        t->failed_epoch = ls->epoch + 1;
+    }
 out:
     lr_proto_index_release(&ix);
 }

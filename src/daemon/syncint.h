@@ -157,6 +157,11 @@ struct sync_tracker {
     struct lr_proto_burst burst;
     uint64_t
         miss_epoch; /* a delta without base in this link epoch: ignore the rest (+1; 0: none) */
+    /* A batch of this link epoch was not stored (our disk full, a bad
+     * batch): the connection is closing, and the batches queued behind it
+     * must not be stored either, or the sequence held would pass the lost
+     * one and the reconnect would never resend it (+1; 0: none). */
+    uint64_t failed_epoch;
     /* A SUMMARY of theirs began a replacement (§6.11): its RECON burst may
      * follow in this link epoch; its LAST raises max_seq to recon_seq. */
     uint64_t recon_index, recon_seq, recon_epoch;
