@@ -802,9 +802,13 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* One merge walk over our records and the peer's copy of its index, both in path order. */
-static int pn_compute(struct lr_daemon *d, const char *folder, const struct lr_device_id *peer,
-                      struct sync_peer_need *out)
+/* One merge walk over our records and the peer's copy of its index, both in
+ * path order. Paths our own rules ignore (`ig`, may be NULL) are not owed:
+ * we do not vouch for them, and a peer that ignores them too never takes
+ * them (a record synced before a rule came kept sync --wait waiting for
+ * every device added since). */
+static int pn_compute(struct lr_daemon *d, const char *folder, const struct lr_ignore *ig,
+                      const struct lr_device_id *peer, struct sync_peer_need *out)
 {
     memset(out, 0, sizeof(*out));
     struct lr_file_list ours = {0};
@@ -825,6 +829,9 @@ static int pn_compute(struct lr_daemon *d, const char *folder, const struct lr_d
              * takes it (its built-in rule ignores it), so it is not owed. */
             if (l->path_len == strlen(LR_IGNORE_FILE) &&
                 memcmp(l->path, LR_IGNORE_FILE, l->path_len) == 0)
+                continue;
+            if (lr_ignore_match(ig, (const char *)l->path, l->path_len,
+                                l->type == LR_FT_DIR && !l->deleted))
                 continue;
             for (;;) {
                 if (ri == theirs.n && !rend) {
@@ -886,7 +893,7 @@ out:
 }
 
 struct pn_pair {
-    char *folder;
+    char *folder, *root;
     struct lr_device_id peer;
 };
 
@@ -945,7 +952,12 @@ static void pn_work(struct daemon_job *base)
                 j->res.fresh = false; /* stale, and too soon to look again */
             } else {
                 struct sync_peer_need r;
-                if (pn_compute(d, j->v[i].folder, &j->v[i].peer, &r) == 0) {
+                struct lr_ignore *ig = NULL;
+                if (lr_ignore_load(j->v[i].root, &ig, NULL) < 0)
+                    ig = NULL; /* broken rules: the folder is in error anyway */
+                int rc = pn_compute(d, j->v[i].folder, ig, &j->v[i].peer, &r);
+                lr_ignore_free(ig);
+                if (rc == 0) {
                     c->valid = true;
                     c->key = k;
                     c->res = r;
@@ -971,8 +983,10 @@ static void pn_done(struct daemon_job *base, int status)
 {
     struct pn_job *j = (struct pn_job *)base;
     j->cb(base->d, j->ud, &j->res, status);
-    for (size_t i = 0; i < j->n; i++)
+    for (size_t i = 0; i < j->n; i++) {
         free(j->v[i].folder);
+        free(j->v[i].root);
+    }
     free(j->v);
     free(j);
 }
@@ -1008,6 +1022,7 @@ void sync_items_peer_need(struct lr_daemon *d, const char *const *folders, size_
                 continue; /* it never takes our changes */
             j->v = lr_xreallocarray(j->v, j->n + 1, sizeof(*j->v));
             j->v[j->n].folder = lr_xstrdup(fc->id);
+            j->v[j->n].root = lr_xstrdup(fc->path);
             j->v[j->n].peer = l->peer;
             j->n++;
         }

@@ -293,3 +293,35 @@ def test_folder_back_from_error_does_not_drop_the_connection(devices, tmp_path):
     for dev in (a, b):
         assert dev.run("sync", "--wait", "--timeout", "30").rc == 0
 
+
+
+def test_ignored_record_is_not_owed_to_a_device_added_later(devices, tmp_path):
+    """f.log syncs between alice and bob, then every device ignores *.log.
+    Carol, added later, never takes alice's old record of it (she ignores
+    it too); alice's `sync --wait` waited for her to, for good ("peers still
+    need 1 files from us"), although alice ignores the path herself."""
+    from conftest import mesh
+    a, b, c = mesh(devices, "alice", "bob", "carol")
+    fa, fb, fc = (tmp_path / n / "docs" for n in ("alice", "bob", "carol"))
+    for r in (fa, fb, fc):
+        r.mkdir(parents=True)
+    (fa / "f.log").write_bytes(b"log\n")
+    (fa / "t.txt").write_bytes(b"text\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "f.log").exists(), timeout=60, what="f.log on bob")
+    for r in (fa, fb, fc):
+        (r / IGN).write_bytes(b"*.log\n")
+    a.ok("scan")
+    b.ok("scan")
+    c.ok("folder", "add", str(fc), "--id", "docs", "--share", a.id)
+    a.ok("folder", "share", "docs", c.id)
+    c.start()
+    wait_for(lambda: (fc / "t.txt").exists(), timeout=60, what="t.txt on carol")
+    assert c.run("sync", "--wait", "--timeout", "30").rc == 0
+    r = a.run("sync", "--wait", "--timeout", "30")
+    assert r.rc == 0, r
+    assert not (fc / "f.log").exists()
+    assert (fa / "f.log").read_bytes() == b"log\n"
