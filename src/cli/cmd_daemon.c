@@ -328,6 +328,74 @@ static double mono_now(void)
 }
 
 /* Why --wait is still waiting, for the timeout message. */
+/* Ctrl-C during the progress line: end the line, then die of SIGINT as
+ * before (the shell's prompt landed at the end of the line). */
+static void progress_sigint(int sig)
+{
+    static const char nl = '\n';
+    ssize_t w = write(STDOUT_FILENO, &nl, 1);
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* "1 file", "2 files". */
+static const char *files_word(int64_t n)
+{
+    return n == 1 ? "file" : "files";
+}
+
+/* Bytes in the largest unit that keeps the number at 1 or more (1000s). */
+static void fmt_bytes(double b, char *out, size_t n)
+{
+    static const char *const unit[] = {"B", "kB", "MB", "GB", "TB"};
+    int u = 0;
+    while (b >= 1000 && u < 4) {
+        b /= 1000;
+        u++;
+    }
+    snprintf(out, n, u ? "%.1f %s" : "%.0f %s", b, unit[u]);
+}
+
+/*
+ * One progress line of sync --wait on a TTY: what is left to receive (less
+ * what has arrived of files in flight) and to send, the rate of the bytes
+ * exchanged with every peer (from the daemon's counter: what is left falls
+ * only as files are committed, so one large file showed no rate), an ETA.
+ */
+static void print_progress(json_t *st, int64_t *last_moved, double *last_t, double *rate)
+{
+    int64_t nf = json_integer_value(json_object_get(st, "need_files"));
+    int64_t nb = json_integer_value(json_object_get(st, "need_bytes"));
+    int64_t rb = json_integer_value(json_object_get(st, "received_bytes"));
+    int64_t pf = json_integer_value(json_object_get(st, "peer_need_files"));
+    int64_t pb = json_integer_value(json_object_get(st, "peer_need_bytes"));
+    int64_t ne = json_integer_value(json_object_get(st, "errors"));
+    int64_t moved = json_integer_value(json_object_get(st, "bytes_moved"));
+    int64_t left = (nb > rb ? nb - rb : 0) + pb;
+    double now = mono_now();
+    if (*last_moved >= 0 && now > *last_t && moved >= *last_moved) {
+        double r = (double)(moved - *last_moved) / (now - *last_t);
+        *rate = *rate > 0 ? 0.7 * *rate + 0.3 * r : r;
+    }
+    *last_moved = moved;
+    *last_t = now;
+    char a[32], b[32], r[32];
+    fmt_bytes((double)(nb > rb ? nb - rb : 0), a, sizeof(a));
+    printf("\r\033[K%lld %s (%s) to receive", (long long)nf, files_word(nf), a);
+    if (pf || pb) {
+        fmt_bytes((double)pb, b, sizeof(b));
+        printf(", %lld %s (%s) to send", (long long)pf, files_word(pf), b);
+    }
+    if (*rate > 1000 && left > 0) {
+        fmt_bytes(*rate, r, sizeof(r));
+        printf(", %s/s, ETA %.0f s", r, (double)left / *rate);
+    }
+    if (ne)
+        printf(", %lld failing (retrying)", (long long)ne);
+    fflush(stdout);
+}
+
 static void print_not_done(json_t *st, double timeout)
 {
     fprintf(stderr, "landropic: not in sync after %g s (timeout)", timeout);
@@ -352,9 +420,9 @@ static void print_not_done(json_t *st, double timeout)
         cli_print_msg(stderr, json_string_value(json_object_get(fe, "error")));
         fprintf(stderr, " (see 'landropic status')\n");
     } else if (nf) {
-        fprintf(stderr, ": %lld files still needed here\n", (long long)nf);
+        fprintf(stderr, ": %lld %s still needed here\n", (long long)nf, files_word(nf));
     } else if (pf) {
-        fprintf(stderr, ": peers still need %lld files from us\n", (long long)pf);
+        fprintf(stderr, ": peers still need %lld %s from us\n", (long long)pf, files_word(pf));
     } else {
         const char *w = json_string_value(json_object_get(st, "waiting"));
         /* The peers' part only when the reason is about a peer (it once said
@@ -406,7 +474,9 @@ int cmd_sync(struct cli *c, int argc, char **argv)
     }
     bool tty = isatty(STDOUT_FILENO);
     double t0 = mono_now(), last_t = t0, rate = 0;
-    int64_t last_left = -1;
+    int64_t last_moved = -1;
+    if (tty)
+        signal(SIGINT, progress_sigint);
     int exit_code = EXIT_OK;
     json_t *last = NULL;
     /* The daemon holds each sync.state until done or wait_ms: it answers
@@ -452,30 +522,8 @@ int cmd_sync(struct cli *c, int argc, char **argv)
         json_decref(last);
         last = st;
         bool done = json_is_true(json_object_get(st, "done"));
-        if (tty) {
-            /* Progress: what is left here and at the peers; rate from its decrease. */
-            int64_t nf = json_integer_value(json_object_get(st, "need_files"));
-            int64_t nb = json_integer_value(json_object_get(st, "need_bytes"));
-            int64_t pf = json_integer_value(json_object_get(st, "peer_need_files"));
-            int64_t pb = json_integer_value(json_object_get(st, "peer_need_bytes"));
-            int64_t ne = json_integer_value(json_object_get(st, "errors"));
-            int64_t left = nb + pb;
-            double now = mono_now();
-            if (last_left >= 0 && now > last_t && left <= last_left) {
-                double r = (double)(last_left - left) / (now - last_t);
-                rate = rate > 0 ? 0.7 * rate + 0.3 * r : r;
-            }
-            last_left = left;
-            last_t = now;
-            printf("\r\033[K%lld files (%.1f MB) to receive", (long long)nf, (double)nb / 1e6);
-            if (pf || pb)
-                printf(", %lld (%.1f MB) to send", (long long)pf, (double)pb / 1e6);
-            if (rate > 1000 && left > 0)
-                printf(", %.1f MB/s, ETA %.0f s", rate / 1e6, (double)left / rate);
-            if (ne)
-                printf(", %lld failing (retrying)", (long long)ne);
-            fflush(stdout);
-        }
+        if (tty)
+            print_progress(st, &last_moved, &last_t, &rate);
         if (done)
             break;
         if (mono_now() - called < wait / 2 + 0.01) {

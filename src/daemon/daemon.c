@@ -74,6 +74,18 @@ struct peer_rt *daemon_peer(struct lr_daemon *d, const struct lr_device_id *id)
     return NULL;
 }
 
+void daemon_peer_bytes(const struct peer_rt *p, uint64_t *sent, uint64_t *recv)
+{
+    *sent = p ? p->sent_done : 0;
+    *recv = p ? p->recv_done : 0;
+    if (p && p->conn) {
+        struct lr_conn_stats st;
+        lr_conn_get_stats(p->conn, &st);
+        *sent += st.payload_sent;
+        *recv += st.payload_recv;
+    }
+}
+
 struct folder_rt *daemon_folder(struct lr_daemon *d, const char *id)
 {
     for (size_t i = 0; i < d->nfolders; i++)

@@ -92,6 +92,9 @@ struct lr_daemon {
 void daemon_event(struct lr_daemon *d, json_t *ev);
 void daemon_stop(struct lr_daemon *d, const char *why);
 struct peer_rt *daemon_peer(struct lr_daemon *d, const struct lr_device_id *id);
+/* Payload bytes exchanged with p since the daemon started (closed
+ * connections and the one up); p may be NULL (0, 0). */
+void daemon_peer_bytes(const struct peer_rt *p, uint64_t *sent, uint64_t *recv);
 struct folder_rt *daemon_folder(struct lr_daemon *d, const char *id);
 /* Bring runtime state in line with the config after a change (dial, forget, folders). */
 void daemon_config_changed(struct lr_daemon *d);

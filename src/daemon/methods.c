@@ -79,14 +79,9 @@ static void m_peers(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
     for (size_t i = 0; i < d->cfg->npeers; i++) {
         const struct lr_peer_cfg *pc = &d->cfg->peers[i];
         struct peer_rt *p = daemon_peer(d, &pc->id);
-        uint64_t sent = p ? p->sent_done : 0, recv = p ? p->recv_done : 0;
+        uint64_t sent, recv;
+        daemon_peer_bytes(p, &sent, &recv);
         bool up = p && p->conn;
-        if (up) {
-            struct lr_conn_stats st;
-            lr_conn_get_stats(p->conn, &st);
-            sent += st.payload_sent;
-            recv += st.payload_recv;
-        }
         char id[LR_DEVICE_ID_STRLEN + 1];
         lr_device_id_format(&pc->id, id);
         json_t *addrs = json_array();

@@ -1552,6 +1552,9 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
     out->need_items = f->need.items;
     out->need_files = f->need.files;
     out->need_bytes = f->need.bytes;
+    out->got_bytes = f->nxfers ? sync_pull_got_bytes(d, folder_id) : 0;
+    if (out->got_bytes > out->need_bytes)
+        out->got_bytes = out->need_bytes;
     out->active = f->pull_queued || f->pull_running || f->nxfers > 0;
     out->working = f->nxfers > 0 || ((f->pull_queued || f->pull_running) && f->need.items > 0);
     if (out->active)

@@ -98,7 +98,8 @@ void sync_folder_progress(struct lr_daemon *d, const char *folder_id);
 
 struct sync_folder_status {
     uint64_t need_files, need_bytes, need_items;
-    bool active; /* pulling, transferring, or index exchange in progress */
+    uint64_t got_bytes; /* of need_bytes: already received (transfers in flight) */
+    bool active;        /* pulling, transferring, or index exchange in progress */
     /* Files to fetch or apply: transfers in flight, or a pull round with
      * needs. What `status` calls syncing; an index exchange that brings
      * nothing to do is not (it is still `active`: sync --wait waits for it). */

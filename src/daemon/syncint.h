@@ -248,6 +248,8 @@ void sync_recon_on_want(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
 
 /* syncpull.c */
 void sync_pull_trigger(struct lr_daemon *d, const char *folder);
+/* Bytes of the folder's transfers in flight already verified in staging. */
+uint64_t sync_pull_got_bytes(struct lr_daemon *d, const char *folder);
 void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload,
                         size_t len);
 /* A peer's HAVE (docs/protocol.md §6.10): chunks it holds of a version it is

@@ -102,6 +102,8 @@ struct sync_xfer {
     struct have_sent *sent;
     size_t nsent;
     size_t from_partial;
+    /* Bytes in staging, verified (sync --wait's progress). */
+    uint64_t got;
 };
 
 struct rx_item {
@@ -250,6 +252,7 @@ static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
     for (size_t k = 0; x->done0 && k < x->rec.nchunks; k++)
         if (x->done0[k])
             done_bytes += x->rec.chunks[k].len;
+    x->got = done_bytes;
     x->sess = sync_session_start(d, x->folder, x->rec.path, x->rec.path_len, &x->rec.blocks_hash,
                                  x->rec.nchunks, x->rec.size, x->ndone0, done_bytes, x->holders,
                                  x->nholders);
@@ -1655,6 +1658,15 @@ static void pull_done(struct daemon_job *base, int status)
     free(j);
 }
 
+uint64_t sync_pull_got_bytes(struct lr_daemon *d, const char *folder)
+{
+    uint64_t n = 0;
+    for (struct sync_xfer *x = d->sync->xfers; x; x = x->next)
+        if (!x->dead && strcmp(x->folder, folder) == 0)
+            n += x->got;
+    return n;
+}
+
 void sync_pull_trigger(struct lr_daemon *d, const char *folder)
 {
     if (d->stopping)
@@ -2064,8 +2076,10 @@ static void rx_done(struct daemon_job *base, int status)
                 free(e);
             }
             lr_xs_written(xsched(d), x->xx, it->chunk, it->ok);
-            if (it->ok)
+            if (it->ok) {
                 x->have_ver++;
+                x->got += x->rec.chunks[it->chunk].len;
+            }
             if (x->sess)
                 sync_session_chunk(d, x->sess, it->ok, x->rec.chunks[it->chunk].len);
         }

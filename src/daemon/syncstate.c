@@ -60,6 +60,7 @@ struct sstate {
     struct sstate *next; /* held list */
     /* results of the check in progress */
     uint64_t need_files, need_bytes, errors;
+    uint64_t got_bytes;  /* of need_bytes, already received */
     json_t *first_error; /* {"folder", "path", "error"} or NULL */
     char waiting[256];   /* the first unmet condition, "" if none found */
 };
@@ -140,11 +141,21 @@ static void arm_by(struct lr_daemon *d, uint64_t due)
 
 static void answer(struct sstate *s, bool done, const struct sync_peer_need *pn)
 {
-    json_t *r =
-        json_pack("{s:b, s:I, s:I, s:f, s:I, s:I, s:I}", "done", done, "need_files",
-                  (json_int_t)s->need_files, "need_bytes", (json_int_t)s->need_bytes, "rate", 0.0,
-                  "peer_need_files", (json_int_t)(pn ? pn->files : 0), "peer_need_bytes",
-                  (json_int_t)(pn ? pn->bytes : 0), "errors", (json_int_t)s->errors);
+    /* Bytes exchanged with every peer so far: the CLI's rate, which a
+     * large file's need_bytes (it drops when the file is committed) cannot
+     * give while it arrives. */
+    uint64_t moved = 0;
+    for (size_t i = 0; i < s->d->npeers; i++) {
+        uint64_t sent, recv;
+        daemon_peer_bytes(&s->d->peers[i], &sent, &recv);
+        moved += sent + recv;
+    }
+    json_t *r = json_pack("{s:b, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "done", done,
+                          "need_files", (json_int_t)s->need_files, "need_bytes",
+                          (json_int_t)s->need_bytes, "received_bytes", (json_int_t)s->got_bytes,
+                          "rate", 0.0, "peer_need_files", (json_int_t)(pn ? pn->files : 0),
+                          "peer_need_bytes", (json_int_t)(pn ? pn->bytes : 0), "errors",
+                          (json_int_t)s->errors, "bytes_moved", (json_int_t)moved);
     if (r && s->first_error) {
         json_object_set_new(r, "first_error", s->first_error);
         s->first_error = NULL;
@@ -236,7 +247,7 @@ static void check(struct sstate *s)
     s->stale = false;
     if (!d->stopping)
         fp_update(d, ss_get(d));
-    s->need_files = s->need_bytes = s->errors = 0;
+    s->need_files = s->need_bytes = s->errors = s->got_bytes = 0;
     json_decref(s->first_error);
     s->first_error = NULL;
     s->waiting[0] = '\0';
@@ -288,6 +299,7 @@ static void check(struct sstate *s)
                      (unsigned long long)ss.need_items);
         s->need_files += ss.need_files;
         s->need_bytes += ss.need_bytes;
+        s->got_bytes += ss.got_bytes;
         s->errors += nerr + (in_error ? 1 : 0);
         if (!s->first_error && in_error) {
             s->first_error = json_pack("{s:s, s:s, s:s}", "folder", fc->id, "path", "", "error",

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from conftest import Device, wait_for
+from conftest import BIN, Device, wait_for
 
 
 def sh(*args, check=True):
@@ -67,6 +67,34 @@ def arrives_after_move(sender, src, dst, timeout):
     wait_for(lambda: (dst / "two.txt").exists(), timeout=timeout, interval=0.3,
              what="two.txt after the address changed")
     print(f"two.txt arrived {time.time() - t0:.1f} s after the move")
+
+
+def tty_lines(argv, timeout):
+    """Run argv on a pseudo-terminal; its output split at CR and LF, with
+    the erase-line sequence removed."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    out = b""
+    end = time.time() + timeout
+    try:
+        while time.time() < end:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    text = out.decode(errors="replace").replace("\x1b[K", "")
+    return [ln for ln in text.replace("\r", "\n").split("\n") if ln.strip()]
 
 
 class NsDevice(Device):
@@ -326,6 +354,14 @@ def test_small_files_are_not_held_back_by_a_big_one(netns_pair, tmp_path):
         first = wait_for(arrived, timeout=240, interval=0.2, what="the small files or big.bin")
         print(f"{first} first, {time.time() - t0:.1f} s after the scan")
         assert first == "small", "the small files waited for big.bin"
+        # While big.bin arrives, `sync --wait` on a terminal shows it moving:
+        # the bytes left fall and a rate shows (they stood still until the
+        # file was committed: what is left fell only per file).
+        lines = tty_lines([BIN, "--home", str(b.home), "sync", "--wait", "--timeout", "5"], 20)
+        moving = [ln for ln in lines if ln.startswith("1 file (") and "/s, ETA" in ln]
+        print(lines[-3:])
+        if not (fb / "big.bin").exists():
+            assert len(moving) >= 2 and moving[0] != moving[-1], lines
         wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5,
                  what="big.bin on B")
         assert (fb / "big.bin").read_bytes() == big
