@@ -86,6 +86,15 @@ void daemon_peer_bytes(const struct peer_rt *p, uint64_t *sent, uint64_t *recv)
     }
 }
 
+void daemon_folder_fail(struct folder_rt *f, const char *msg)
+{
+    if (f->state != FOLDER_ERROR || !f->error)
+        f->error_since = (int64_t)time(NULL);
+    f->state = FOLDER_ERROR;
+    free(f->error);
+    f->error = lr_xstrdup(msg);
+}
+
 struct folder_rt *daemon_folder(struct lr_daemon *d, const char *id)
 {
     for (size_t i = 0; i < d->nfolders; i++)

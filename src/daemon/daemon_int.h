@@ -35,10 +35,11 @@ struct peer_rt {
 struct folder_rt {
     char *id;
     enum folder_state state;
-    char *error;      /* why it is in FOLDER_ERROR, or NULL */
-    bool scan_queued; /* a scan of it waits in the job queue */
-    bool scanned;     /* at least one scan finished since start */
-    bool bound;       /* its index is this configuration entry's (scanjobs_bind) */
+    char *error;         /* why it is in FOLDER_ERROR, or NULL */
+    int64_t error_since; /* Unix time it went into error (kept while it stays) */
+    bool scan_queued;    /* a scan of it waits in the job queue */
+    bool scanned;        /* at least one scan finished since start */
+    bool bound;          /* its index is this configuration entry's (scanjobs_bind) */
     struct lr_scan_result last;
 };
 
@@ -92,6 +93,9 @@ struct lr_daemon {
 void daemon_event(struct lr_daemon *d, json_t *ev);
 void daemon_stop(struct lr_daemon *d, const char *why);
 struct peer_rt *daemon_peer(struct lr_daemon *d, const struct lr_device_id *id);
+/* Put the folder in FOLDER_ERROR with `msg` (copied); its error_since is
+ * kept if it already was in error. */
+void daemon_folder_fail(struct folder_rt *f, const char *msg);
 /* Payload bytes exchanged with p since the daemon started (closed
  * connections and the one up); p may be NULL (0, 0). */
 void daemon_peer_bytes(const struct peer_rt *p, uint64_t *sent, uint64_t *recv);

@@ -216,9 +216,12 @@ static json_t *folder_errors(struct lr_daemon *d, const char *folder, struct fol
 {
     json_t *errors = json_array();
     *more = 0;
-    if (f && f->error)
+    if (f && f->error) {
+        char since[32];
+        iso_time(f->error_since, since, sizeof(since));
         json_array_append_new(
-            errors, json_pack("{s:s, s:s, s:s}", "path", "", "error", f->error, "since", ""));
+            errors, json_pack("{s:s, s:s, s:s}", "path", "", "error", f->error, "since", since));
+    }
     struct lr_syncerr_list l;
     sync_items_list(d, folder, &l);
     for (size_t i = 0; i < l.n; i++) {

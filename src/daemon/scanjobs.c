@@ -200,11 +200,8 @@ static void done(struct daemon_job *base, int status)
             char *e = lr_escs(msg);
             lr_warn(MOD, "folder=%s scan failed: %s", it->id, e);
             free(e);
-            if (f) {
-                f->state = FOLDER_ERROR;
-                free(f->error);
-                f->error = lr_xstrdup(msg);
-            }
+            if (f)
+                daemon_folder_fail(f, msg);
             json_t *o = json_pack("{s:s}", "id", it->id);
             json_object_set_new(o, "error", json_string(msg));
             json_array_append_new(arr, o);
@@ -304,9 +301,9 @@ static void bind_done(struct daemon_job *base, int status)
     if (j->rc < 0) {
         const char *msg = lr_err_msg(&j->err, j->rc);
         lr_warn(MOD, "folder=%s index not usable: %s", j->folder, msg);
-        f->state = FOLDER_ERROR;
-        free(f->error);
-        f->error = lr_xasprintf("index: %s", msg);
+        char *m = lr_xasprintf("index: %s", msg);
+        daemon_folder_fail(f, m);
+        free(m);
     } else {
         if (j->reset)
             lr_info(MOD,

@@ -1613,11 +1613,8 @@ static void pull_done(struct daemon_job *base, int status)
             struct folder_rt *rt = daemon_folder(d, j->folder);
             const char *msg = lr_err_msg(&j->err, LR_ENOMARKER);
             lr_warn(MOD, "folder=%s stopped: %s", j->folder, msg);
-            if (rt) {
-                rt->state = FOLDER_ERROR;
-                free(rt->error);
-                rt->error = lr_xstrdup(msg);
-            }
+            if (rt)
+                daemon_folder_fail(rt, msg);
             sync_folder_scanned(d, j->folder, false);
             live_folder_failed(d, j->folder);
         } else if (j->rc < 0) {

@@ -283,6 +283,10 @@ def test_folder_back_from_error_does_not_drop_the_connection(devices, tmp_path):
     a.run("scan")  # fails: the folder is in error
     wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
              timeout=20, what="docs in error on A")
+    # The folder-level entry says since when, like every other (it was "").
+    errs = a.ok("status", "--json").json()["folders"][0]["errors"]
+    assert errs[0]["path"] == "" and ".landropicignore" in errs[0]["error"], errs
+    assert errs[0]["since"].startswith("20") and errs[0]["since"].endswith("Z"), errs
     (fa / IGN).write_text("*.tmp\n")
     (fa / "after.txt").write_text("after\n")
     a.run("scan")
@@ -292,7 +296,6 @@ def test_folder_back_from_error_does_not_drop_the_connection(devices, tmp_path):
     assert drops() == before, log()
     for dev in (a, b):
         assert dev.run("sync", "--wait", "--timeout", "30").rc == 0
-
 
 
 def test_ignored_record_is_not_owed_to_a_device_added_later(devices, tmp_path):
