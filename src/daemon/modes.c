@@ -321,12 +321,35 @@ static void expect_of(const struct lr_file_rec *l, struct lr_store_expect *e)
  * wants the peers' version, or nothing if they have none. 1 if reverted, 0
  * if kept (changed since the scan, a directory not empty), <0 on error.
  */
+/* Whether a peer's record of `path` is a live directory. */
+static bool peer_has_dir(struct lr_index *ix, const char *folder, const uint8_t *path, size_t len)
+{
+    struct lr_device_list h = {0};
+    if (lr_index_remote_holders(ix, folder, path, len, NULL, NULL, &h, NULL) < 0)
+        return false;
+    bool dir = false;
+    for (size_t i = 0; i < h.n && !dir; i++) {
+        struct lr_remote_rec rr;
+        if (lr_index_remote_get(ix, folder, &h.v[i], path, len, 0, &rr, NULL) == 0) {
+            dir = rr.rec.type == LR_FT_DIR && !rr.rec.deleted;
+            lr_remote_rec_release(&rr);
+        }
+    }
+    lr_device_list_release(&h);
+    return dir;
+}
+
 static int revert_one(struct modes_job *j, struct lr_store *st, const struct lr_file_rec *r)
 {
     struct lr_daemon *d = j->base.d;
     struct lr_err e = {0};
     int rc = 0;
-    if (!r->deleted) {
+    /* A directory the peers have too (made again here, e.g. by a file of
+     * theirs pulled into it after we deleted it) stays: only our version of
+     * it goes, and the peers' is applied over it. Deleting it failed while
+     * it held their files, and the change was "kept" for good. */
+    if (!r->deleted &&
+        !(r->type == LR_FT_DIR && peer_has_dir(d->ix, j->folder, r->path, r->path_len))) {
         struct lr_store_expect ex;
         expect_of(r, &ex);
         rc = lr_store_delete(st, NULL, (const char *)r->path, &ex, &e);

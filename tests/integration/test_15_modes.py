@@ -274,6 +274,38 @@ def test_receive_only_local_changes_yield_to_peers_later_changes(devices, tmp_pa
     assert synced(fa, fb)
 
 
+def test_revert_of_a_directory_made_again_by_a_peer_file(devices, tmp_path):
+    """A receive-only device deletes a directory; the peer then edits a file
+    in it, which comes back and makes the directory again. Revert forgets
+    the device's version of the directory (the peer has it too) instead of
+    trying to delete it: that failed while it held the peer's file, and the
+    change stayed "kept", local_changes 1, for good."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "d").mkdir()
+    (fa / "d" / "a").write_bytes(b"a\n")
+    (fa / "d" / "b").write_bytes(b"b\n")
+    add(a, fa, b)
+    add(b, fb, a, "--mode", "receive-only")
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
+    for sub in ("a", "b"):
+        os.unlink(fb / "d" / sub)
+    os.rmdir(fb / "d")
+    b.ok("scan")
+    wait_for(lambda: status(b)["local_changes"] == 3, timeout=30, what="B's three deletions")
+    (fa / "d" / "a").write_bytes(b"a2\n")
+    a.ok("scan")
+    wait_for(lambda: (fb / "d" / "a").exists(), timeout=30, what="d/a back on B")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    r = b.ok("folder", "revert", "docs", "--json").json()
+    assert r["kept"] == 0, r
+    wait_for(lambda: status(b)["local_changes"] == 0, timeout=30, what="B clean after revert")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert synced(fa, fb)
+    assert (fb / "d" / "b").read_bytes() == b"b\n"
+
+
 def test_receive_only_directory_with_local_files_replaced_by_a_peer_file(devices, tmp_path):
     """A peer replaces a directory with a file while the receive-only device
     has a file of its own in that directory: the local file is never
