@@ -70,6 +70,8 @@ int cli_fail(int rc, const struct lr_err *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a JSON document (stolen) on stdout. */
 void cli_print_json(json_t *doc);
+/* The same on one line (documents streamed one per line); frees it. */
+void cli_print_json_line(json_t *doc);
 /* Print a name for humans with control characters and bad UTF-8 escaped. */
 void cli_print_name(FILE *f, const char *s);
 /* Print a message from the daemon: as cli_print_name, but a backslash is

@@ -181,8 +181,10 @@ static int pair_code(struct cli *c, bool json)
         goto fail;
     const char *code = json_string_value(json_object_get(res, "code"));
     json_int_t ttl = json_integer_value(json_object_get(res, "expires_in_ms"));
+    /* Two documents, each on one line (as events --json): the code at once,
+     * the outcome when the attempt ends. */
     if (json) {
-        cli_print_json(res); /* frees it */
+        cli_print_json_line(res); /* frees it */
     } else {
         printf("Pairing code: %s   (valid %lld minutes, one attempt)\n", code ? code : "?",
                (long long)((ttl + 59999) / 60000));
@@ -195,7 +197,7 @@ static int pair_code(struct cli *c, bool json)
         goto fail;
     lr_api_client_close(cl);
     if (json) {
-        cli_print_json(res);
+        cli_print_json_line(res);
         return EXIT_OK;
     }
     const char *name = json_string_value(json_object_get(res, "name"));

@@ -176,6 +176,17 @@ void cli_print_json(json_t *doc)
     json_decref(doc);
 }
 
+void cli_print_json_line(json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+    json_decref(doc);
+}
+
 void cli_print_name(FILE *f, const char *s)
 {
     char *e = lr_escs(s ? s : "?");

@@ -258,14 +258,8 @@ def test_pair_json_forms(pair_devs):
     b.start()
     holder = subprocess.Popen([BIN, "--home", a.home, "pair", "--code", "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    text = ""
-    for _ in range(100):  # the first document, indented over several lines
-        text += holder.stdout.readline()
-        try:
-            first = json.loads(text)
-            break
-        except json.JSONDecodeError:
-            continue
+    # Two documents, one per line: the code at once, the outcome at the end.
+    first = json.loads(holder.stdout.readline())
     assert set(first) >= {"code", "expires_in_ms"}, first
     r = b.run("pair", "--join", first["code"], "--json", timeout=90)
     assert r.rc == 0, (r, a.log()[-2000:])
@@ -273,6 +267,7 @@ def test_pair_json_forms(pair_devs):
     assert joined["status"] == "paired" and joined["peer"] == a.id, joined
     rc, out, err = finish(holder)
     assert rc == 0 and "AddressSanitizer" not in err, (out, err)
+    assert len(out.splitlines()) == 1, out
     outcome = json.loads(out)
     assert outcome["status"] == "paired" and outcome["peer"] == b.id, outcome
 
