@@ -78,7 +78,7 @@ def test_failing_item_listed_retried_and_cleared(devices, tmp_path):
         assert "locked/new.txt" in r.err and r.out == "", r
         r = a.run("sync", "--wait", "--timeout", "3")
         assert r.rc == 3, r
-        assert "peers still need 1 files" in r.err, r
+        assert "peers still need 1 file from us" in r.err, r
 
         # Retried with backoff (not stuck): the attempts count grows on its own.
         wait_for(lambda: status(b)["errors"][0]["attempts"] >= 3, timeout=30,
