@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "util/str.h"
+#include "util/xalloc.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -88,19 +89,40 @@ int cmd_daemon(struct cli *c, int argc, char **argv)
 }
 
 /* One object as a line of key=value for humans: names escaped, raw-bytes twins skipped. */
-static void print_fields(json_t *obj, const char *sep)
+/* key=value pairs of obj after `prefix`; *n counts the pairs printed. A
+ * string's raw bytes come from its KEY_b64 sibling when it has one (names
+ * that are not UTF-8: they showed as U+FFFD), a nested object's fields as
+ * key.field=value, an array's strings joined by commas. */
+static void print_pairs(json_t *obj, const char *prefix, const char *sep, int *n)
 {
     const char *k;
     json_t *v;
-    int n = 0;
     json_object_foreach(obj, k, v)
     {
         size_t kl = strlen(k);
         if (kl > 4 && strcmp(k + kl - 4, "_b64") == 0)
             continue;
-        printf("%s%s=", n++ ? sep : "", k);
+        if (json_is_object(v)) {
+            char *p = lr_xasprintf("%s%s.", prefix, k);
+            print_pairs(v, p, sep, n);
+            free(p);
+            continue;
+        }
+        printf("%s%s%s=", (*n)++ ? sep : "", prefix, k);
         if (json_is_string(v)) {
-            cli_print_name(stdout, json_string_value(v));
+            cli_print_path(stdout, obj, k);
+        } else if (json_is_array(v)) {
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e)
+            {
+                if (i)
+                    putchar(',');
+                char *txt =
+                    json_is_string(e) ? NULL : json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+                cli_print_name(stdout, txt ? txt : json_string_value(e));
+                free(txt);
+            }
         } else {
             char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
             if (txt) {
@@ -109,6 +131,12 @@ static void print_fields(json_t *obj, const char *sep)
             }
         }
     }
+}
+
+static void print_fields(json_t *obj, const char *sep)
+{
+    int n = 0;
+    print_pairs(obj, "", sep, &n);
     putchar('\n');
 }
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import free_udp_port, shared_docs, wait_for
+from conftest import shared_docs, wait_for
 
 SIZE = 256 * 1024 * 1024
 FIELDS = {"id", "folder", "path", "peer", "peers", "state", "chunks_total", "chunks_done",
@@ -85,12 +85,8 @@ def test_session_paths_follow_the_contract(devices, tmp_path):
     that are not UTF-8 plus path_b64 with the raw name; control characters
     are escaped once in the human form."""
     import base64
-    a, b = devices("alice"), devices("bob")
-    for d in (a, b):
-        d.init()
-        d.port = free_udp_port()
-    a.ok("peer", "add", b.id, "--addr", b.addr())
-    b.ok("peer", "add", a.id, "--addr", a.addr())
+    from conftest import two_peers
+    a, b = two_peers(devices)
     fa, fb = tmp_path / "A", tmp_path / "B"
     fa.mkdir()
     fb.mkdir()
@@ -113,6 +109,9 @@ def test_session_paths_follow_the_contract(devices, tmp_path):
     assert weird[0]["path"] == "bad\ufffd\ufffdname.txt"
     human = b.ok("sessions").out
     assert "ctl\\x1b[31m\\x0aline.txt" in human and "\\\\x" not in human, human
+    # The raw bytes, escaped (not U+FFFD); the peers as a list, not JSON.
+    assert "path=bad\\xff\\xfename.txt" in human and "\ufffd" not in human, human
+    assert f"peers={a.id}" in human, human
 
 
 def test_session_of_a_long_path_is_kept_over_a_restart(devices, tmp_path):
