@@ -16,6 +16,7 @@ struct xs_peer {
     uint32_t nwants;
     uint64_t bytes;
     uint64_t window; /* bytes it may have outstanding (adaptive, xfer.h) */
+    bool full;       /* within one lr_xs_pump walk: found without room */
 };
 
 /* An outstanding WANT. x is NULL once its transfer was removed. */
@@ -643,6 +644,8 @@ enum pump_res { PUMP_MORE, PUMP_BLOCKED, PUMP_OUT_OF_ROOM, PUMP_ROTATE };
  * lossy link). About 4 average chunks: a run of a large file still reaches
  * its sender together, and a small file is asked for whole in one turn. */
 #define XS_TURN_BYTES (256u * 1024)
+/* Transfers whose holders are all full that one walk passes over, at most. */
+#define XS_PASS_MAX 4096
 
 /* The usable holder of chunk k with the fewest bytes outstanding that has
  * room for it; *any says whether any usable holder of k is connected at all. */
@@ -682,6 +685,37 @@ static bool holder_in_grace(const struct lr_xs *xs, const struct lr_xs_xfer *x)
     return false;
 }
 
+/* Chunk k of x found no holder with room: those holders are full for this
+ * walk (a smaller chunk of another transfer might still have fitted; the
+ * next walk tries again). */
+static void mark_full(struct lr_xs *xs, struct lr_xs_xfer *x, size_t k)
+{
+    for (size_t i = 0; i < x->nholders; i++) {
+        struct xs_peer *p = &xs->peers[x->holders[i]];
+        if (!x->bad[i] && p->up && (!x->have[i] || bit_get(x->have[i], k)))
+            p->full = true;
+    }
+}
+
+/* Whether every usable holder of x was found full in this walk: the pump
+ * passes over it without counting it as blocked. Otherwise transfers held
+ * only by a full peer, queued ahead, stopped every walk (blocked_max)
+ * before it reached one whose peer had room (a file from a fast peer
+ * waited behind ten from a slow one). A partial holder counts as usable. */
+static bool holders_full(const struct lr_xs *xs, const struct lr_xs_xfer *x)
+{
+    bool any = false;
+    for (size_t i = 0; i < x->nholders; i++) {
+        const struct xs_peer *p = &xs->peers[x->holders[i]];
+        if (x->bad[i] || !p->up)
+            continue;
+        if (!p->full)
+            return false;
+        any = true;
+    }
+    return any;
+}
+
 static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_xs_act *out,
                               size_t *n, size_t max)
 {
@@ -705,6 +739,8 @@ static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_
             continue; /* nobody connected has it: maybe a later one */
         if (h < 0) {
             full = any;
+            if (full)
+                mark_full(xs, x, k);
             break;
         }
         uint32_t pi = x->holders[h];
@@ -760,13 +796,28 @@ size_t lr_xs_pump(struct lr_xs *xs, struct lr_xs_act *out, size_t max)
         a->why = x->why;
     }
     uint32_t blocked = 0;
+    size_t up = 0, nfull = 0, passed = 0;
+    for (size_t i = 0; i < xs->npeers; i++) {
+        xs->peers[i].full = false;
+        up += xs->peers[i].up;
+    }
     struct lr_xs_xfer *next;
     for (struct lr_xs_xfer *x = xs->ready; x && n < max && blocked < xs->lim.blocked_max;
          x = next) {
         next = x->rnext;
+        if (nfull && holders_full(xs, x)) {
+            if (++passed > XS_PASS_MAX)
+                break; /* bounded work per walk */
+            continue;
+        }
         enum pump_res r = pump_one(xs, x, out, &n, max);
         if (r == PUMP_BLOCKED) {
             blocked++;
+            nfull = 0;
+            for (size_t i = 0; i < xs->npeers; i++)
+                nfull += xs->peers[i].up && xs->peers[i].full;
+            if (nfull >= up)
+                break; /* nobody has room */
         } else if (r == PUMP_OUT_OF_ROOM) {
             break;
         } else if (r == PUMP_ROTATE) {

@@ -489,6 +489,69 @@ static void test_turns_between_transfers(void **state)
     lr_xs_free(xs);
 }
 
+/* Transfers held only by a peer without room, queued ahead of one whose
+ * peer has room, do not stop the walk before it (blocked_max counted them:
+ * a file from a fast peer waited behind ten from a slow one). */
+static void test_full_peer_does_not_block_another(void **state)
+{
+    (void)state;
+    const struct lr_xs_limits lim = {
+        .wants_max = 4, .bytes_max = 1u << 30, .failures_max = 3, .blocked_max = 2};
+    struct lr_xs *xs = lr_xs_new(&lim);
+    struct lr_device_id fast = dev(1), slow = dev(2);
+    lr_xs_peer_up(xs, &fast);
+    lr_xs_peer_up(xs, &slow);
+    uint32_t one = 100;
+    struct lr_xs_xfer *small[10];
+    for (int i = 0; i < 10; i++)
+        small[i] = lr_xs_add(xs, NULL, &one, 1, NULL, &slow, 1);
+    static uint32_t big[100];
+    for (int i = 0; i < 100; i++)
+        big[i] = 100;
+    struct lr_xs_xfer *xb = lr_xs_add(xs, NULL, big, 100, NULL, &fast, 1);
+    struct lr_xs_act a[ACTS];
+    size_t n = pump(xs, a);
+    /* Four small files fill the slow peer; the big one fills the fast one. */
+    assert_int_equal(lr_xs_peer_wants(xs, &slow), 4);
+    assert_int_equal(lr_xs_peer_wants(xs, &fast), 4);
+    assert_int_equal(n, 8);
+    assert_int_equal(lr_xs_state(small[4], 0), LR_XS_TODO);
+    /* The fast peer answers; the slow one does not. Each walk still reaches
+     * the big file past the six small ones waiting for the slow peer. */
+    for (int round = 0; round < 5; round++) {
+        size_t got = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (a[i].x != xb)
+                continue;
+            struct lr_xs_xfer *x;
+            size_t chunk;
+            assert_int_equal(lr_xs_answer(xs, &fast, a[i].req_id, LR_XS_ANS_OK, &x, &chunk), 0);
+            got++;
+        }
+        assert_int_equal(got, 4);
+        n = pump(xs, a);
+        assert_int_equal(n, 4);
+        for (size_t i = 0; i < n; i++)
+            assert_ptr_equal(a[i].x, xb);
+    }
+    lr_xs_free(xs);
+}
+
+/* One pump, then every request it made answered OK `ms` later; returns how
+ * many there were. */
+static size_t pump_and_answer(struct lr_xs *xs, const struct lr_device_id *p, uint64_t *now,
+                              uint64_t ms)
+{
+    struct lr_xs_act a[ACTS];
+    size_t n = pump(xs, a);
+    lr_xs_clock(xs, *now += ms);
+    struct lr_xs_xfer *got;
+    size_t chunk;
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(lr_xs_answer(xs, p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
+    return n;
+}
+
 /* The adaptive byte window: starts at twice bytes_min, widens by each
  * answer that comes within half the target latency, narrows by each that
  * takes longer than it, and stays within [bytes_min, bytes_max]. */
@@ -522,26 +585,15 @@ static void test_adaptive_window(void **state)
         assert_int_equal(lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk), 0);
     assert_int_equal(lr_xs_peer_window(xs, &p), 3000);
     size_t n = 0;
-    for (int round = 0; round < 40; round++) {
-        n = pump(xs, a);
-        lr_xs_clock(xs, now += 10);
-        for (size_t i = 0; i < n; i++)
-            lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk);
-    }
+    for (int round = 0; round < 40; round++)
+        pump_and_answer(xs, &p, &now, 10);
     assert_int_equal(lr_xs_peer_window(xs, &p), 8000);
     /* Slow answers (over the target latency) narrow it, down to bytes_min. */
-    n = pump(xs, a);
+    n = pump_and_answer(xs, &p, &now, 1500);
     assert_true(n > 0);
-    lr_xs_clock(xs, now += 1500);
-    for (size_t i = 0; i < n; i++)
-        lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk);
     assert_int_equal(lr_xs_peer_window(xs, &p), 8000 - 100 * n);
-    for (int round = 0; round < 40; round++) {
-        n = pump(xs, a);
-        lr_xs_clock(xs, now += 1500);
-        for (size_t i = 0; i < n; i++)
-            lr_xs_answer(xs, &p, a[i].req_id, LR_XS_ANS_OK, &got, &chunk);
-    }
+    for (int round = 0; round < 40; round++)
+        pump_and_answer(xs, &p, &now, 1500);
     assert_int_equal(lr_xs_peer_window(xs, &p), 1000);
     /* In between: unchanged. */
     n = pump(xs, a);
@@ -674,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_turns_between_transfers),
         cmocka_unit_test(test_adaptive_window),
+        cmocka_unit_test(test_full_peer_does_not_block_another),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
