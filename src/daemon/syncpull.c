@@ -552,6 +552,7 @@ struct page_ctx {
      * `deferred`, not reported, and tried again by the next pass. */
     bool defer_notempty;
     size_t deferred;
+    char **defer_paths; /* their paths (lr_xappendarray), the next pass's only work */
 };
 
 static void log_path(const char *what, const char *folder, const uint8_t *p, size_t n, int rc,
@@ -949,6 +950,26 @@ static bool dir_kept(struct page_ctx *c, const struct lr_file_rec *dir,
     return k == 1;
 }
 
+/*
+ * A directory pass before the last (pull_work): a directory that is not
+ * empty yet (rc -ENOTEMPTY) waits for the next pass, unreported, its path
+ * kept for it; true then. Otherwise its item_started goes out now (these
+ * passes announce an item only when it is tried for good, not each time
+ * it waits) and false.
+ */
+static bool defer_dir(struct page_ctx *c, const struct lr_need *need, int rc, int action)
+{
+    if (!c->defer_notempty)
+        return false;
+    if (rc == -ENOTEMPTY) {
+        c->defer_paths = lr_xappendarray(c->defer_paths, c->deferred, sizeof(*c->defer_paths));
+        c->defer_paths[c->deferred++] = lr_xstrndup((const char *)need->path, need->path_len);
+        return true;
+    }
+    sync_item_started(c->d, c->j->folder, need->path, need->path_len, action);
+    return false;
+}
+
 static void apply_one(struct page_ctx *c, const struct lr_need *need,
                       const struct lr_need_cand *cand, const struct lr_file_rec *local,
                       const struct lr_sync_decision *dec)
@@ -963,7 +984,8 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     int rc = 0;
     expect_of(local, &e);
     bool old_live = local && !local->deleted;
-    sync_item_started(c->d, j->folder, need->path, need->path_len, (int)dec->apply);
+    if (!c->defer_notempty) /* else once it is tried for good: defer_dir */
+        sync_item_started(c->d, j->folder, need->path, need->path_len, (int)dec->apply);
     if (dec->action == LR_SYNC_CONFLICT && dec->copy_here && dec->copy_path && old_live &&
         (rc = conflict_copy(c, local, dec, &err)) < 0) {
         /* Without its copy the loser must not be replaced: leave both alone. */
@@ -995,10 +1017,8 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     case LR_SYNC_APPLY_SYMLINK:
         if (old_live && local->type == LR_FT_DIR) {
             rc = remove_old(c, local, &err);
-            if (rc == -ENOTEMPTY && c->defer_notempty) {
-                c->deferred++;
+            if (defer_dir(c, need, rc, (int)dec->apply))
                 return;
-            }
             if (rc == -ENOTEMPTY && dir_kept(c, local, &cand->r.device, &rc, &err)) {
                 j->left++; /* decided again, as a conflict, next round */
                 return;
@@ -1024,10 +1044,8 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
             rc = lr_store_delete(c->st, NULL, path, &e, &err);
             if (rc == -ENOENT)
                 rc = 0;
-            if (rc == -ENOTEMPTY && c->defer_notempty) {
-                c->deferred++;
+            if (defer_dir(c, need, rc, (int)dec->apply))
                 return;
-            }
         }
         if (rc == 0)
             rc = put_record(c, remote, &dec->vv, NULL, NULL, &err);
@@ -1037,16 +1055,16 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
          * a reserved name, a path through a symlink or a file. */
         if ((rc = target_check(c, path, !old_live, &err)) < 0)
             break;
-        if (old_live && local->type == LR_FT_DIR && (rc = remove_old(c, local, &err)) < 0) {
-            if (rc == -ENOTEMPTY && c->defer_notempty) {
-                c->deferred++;
+        if (old_live && local->type == LR_FT_DIR) {
+            rc = remove_old(c, local, &err);
+            if (defer_dir(c, need, rc, (int)dec->apply))
                 return;
-            }
             if (rc == -ENOTEMPTY && dir_kept(c, local, &cand->r.device, &rc, &err)) {
                 j->left++; /* decided again, as a conflict, next round */
                 return;
             }
-            break;
+            if (rc < 0)
+                break;
         }
         struct sync_xfer *x =
             start_file(c, remote, dec, local, old_live && local->type == LR_FT_DIR, cand);
@@ -1315,6 +1333,10 @@ static void pull_work(struct daemon_job *base)
      * list, so every add has taken the local chunks it needs by then.
      */
     bool saw_delete = false, saw_dir_delete = false, last_pass = false;
+    /* The directories the last pass deferred (sorted): a later pass tries
+     * only these, so an error is reported once and each one announced once. */
+    char **retry = NULL;
+    size_t nretry = 0;
     for (int pass = 0; !last_pass && !j->no_marker; pass++) {
         /* A resumed round did not see the deletes sorted before its start. */
         if (pass > 0 && ((!saw_delete && !resumed) || !round_end || j->hold_deletes))
@@ -1324,6 +1346,7 @@ static void pull_work(struct daemon_job *base)
         size_t applied_before = j->applied;
         c.defer_notempty = pass >= 2 && pass < PULL_DIR_PASSES + 1;
         c.deferred = 0;
+        c.defer_paths = NULL;
         free(after);
         after = NULL;
         after_len = 0;
@@ -1363,6 +1386,9 @@ static void pull_work(struct daemon_job *base)
                         need_count(&j->ignored, &r->rec);
                     continue;
                 }
+                const char *key = (const char *)n->path;
+                if (pass > 2 && !bsearch(&key, retry, nretry, sizeof(*retry), cmp_str))
+                    continue; /* not deferred by the pass before */
                 if (is_busy(j, n->path) || (r->flags & (LR_RREC_UNKNOWN_TYPE | LR_RREC_PARTIAL))) {
                     if (pass == 0 && !(r->flags & LR_RREC_PARTIAL) && is_busy(j, n->path))
                         note_holders(j, n);
@@ -1476,12 +1502,24 @@ static void pull_work(struct daemon_job *base)
         }
         /* Another directory pass while one makes progress; the one after a
          * pass without progress (or the PULL_DIR_PASSES-th) reports. */
-        if (pass >= 2)
+        if (pass >= 2) {
             last_pass = !c.defer_notempty || c.deferred == 0;
+            for (size_t i = 0; i < nretry; i++)
+                free(retry[i]);
+            free(retry);
+            retry = c.defer_paths;
+            nretry = c.deferred;
+            c.defer_paths = NULL;
+            if (nretry)
+                qsort(retry, nretry, sizeof(*retry), cmp_str);
+        }
         if (pass >= 2 && !last_pass && j->applied == applied_before)
             pass = PULL_DIR_PASSES; /* the next one is the reporting pass */
     }
     c.defer_notempty = false;
+    for (size_t i = 0; i < nretry; i++)
+        free(retry[i]);
+    free(retry);
     free(after);
     free(c.buf);
     for (size_t k = 0; k < c.ndone; k++)
