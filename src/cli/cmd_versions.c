@@ -196,10 +196,12 @@ int cmd_versions(struct cli *c, int argc, char **argv)
         return cli_usage_error("versions", "missing FOLDER_ID");
     if (o.npos > 2)
         return cli_usage_error("versions", "unexpected argument '%s'", o.pos[2]);
-    if ((rc = cli_require_init(c)))
-        return rc;
     char *path = o.npos > 1 ? strip_slashes(lr_xstrdup(o.pos[1])) : NULL;
     if (path && (rc = path_arg_check("versions", path))) {
+        free(path);
+        return rc;
+    }
+    if ((rc = cli_require_init(c))) {
         free(path);
         return rc;
     }

@@ -901,6 +901,11 @@ static void recv_work(struct daemon_job *base)
     if (rc < 0) {
         j->rc = rc;
         j->fatal = true;
+        /* Its folder is unknown: no batch of this connection is stored
+         * after it, whatever its folder (failed_epoch). */
+        for (size_t i = 0; i < j->nlisted; i++)
+            sync_tracker_get(d->sync, &j->peer, j->listed[i].folder)->failed_epoch =
+                j->listed[i].epoch + 1;
         return;
     }
     snprintf(j->folder, sizeof(j->folder), "%s", ix.hdr.folder_id);

@@ -42,6 +42,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define MOD "pull"
@@ -770,6 +771,7 @@ void sync_items_free(struct lr_daemon *d)
 struct pn_key {
     uint64_t index_id, max_seq;                            /* ours */
     uint64_t r_index_id, r_max_seq, r_gen, r_open, r_full; /* theirs */
+    uint64_t rules_mtime, rules_size; /* our ignore rules (pn_compute skips what they match) */
 };
 
 struct pn_cache {
@@ -934,8 +936,17 @@ static void pn_work(struct daemon_job *base)
             j->res.fresh = false;
             continue;
         }
-        struct pn_key k = {info.index_id, info.max_seq, rs.index_id,    rs.max_seq,
-                           rs.gen,        rs.open_seq,  rs.full_pending};
+        struct pn_key k = {info.index_id, info.max_seq,    rs.index_id, rs.max_seq, rs.gen,
+                           rs.open_seq,   rs.full_pending, 0,           0};
+        /* A rule added or removed changes what is owed, not the index. */
+        char *rules = lr_xasprintf("%s/%s", j->v[i].root, LR_IGNORE_FILE);
+        struct stat sb;
+        if (lstat(rules, &sb) == 0) {
+            k.rules_mtime =
+                (uint64_t)sb.st_mtim.tv_sec * 1000000000u + (uint64_t)sb.st_mtim.tv_nsec;
+            k.rules_size = (uint64_t)sb.st_size;
+        }
+        free(rules);
         struct pn_cache *c = pn_get(s, j->v[i].folder, &j->v[i].peer);
         uint64_t now = mono_ms();
         if (c->seen_ms == 0 || memcmp(&c->seen, &k, sizeof(k)) != 0) {

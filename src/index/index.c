@@ -182,6 +182,10 @@ static const char *const migrations[] = {
     "CREATE INDEX sessions_updated ON sessions(updated_ms);",
     /* v6: the configuration's folder token (lr_index_folder_bind); 0: none yet. */
     "ALTER TABLE folders ADD COLUMN token INTEGER NOT NULL DEFAULT 0;",
+    /* v7: stored version vectors may end with their author (vv.c,
+     * lr_vv_encode_stored); no table changes, but a build before it would
+     * refuse such a vector as corrupt, so it must refuse the database. */
+    "SELECT 1;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
