@@ -4,6 +4,7 @@ without anyone asking, and clears by itself once the cause is gone; `sync
 --wait` reports "not in sync" (exit 3 at --timeout) on both sides while a
 peer still lacks our version; `events` streams item and folder-state
 events; `peers` counts the bytes exchanged."""
+import contextlib
 import os
 import shutil
 import stat
@@ -378,19 +379,16 @@ def test_peer_removed_its_versions_are_no_longer_needed(devices, tmp_path):
     assert b.run("sync", "--wait", "--timeout", "60").rc == 0
 
 
-def test_index_batches_after_a_failed_one_are_not_stored(devices, tmp_path):
-    """A home that fills while a peer's index of 6000 files arrives in
-    several batches: one batch fails to store, and the connection closes.
-    The batches already queued behind it were stored all the same, so the
-    sequence held moved past the failed one and the reconnect never resent
-    it: 1000 files missing for good, and status said in sync. Now the rest
-    of that connection's batches are ignored and every file arrives once
-    there is room."""
+@contextlib.contextmanager
+def home_on_tmpfs(devices, tmp_path, size):
+    """Device xeno with its home on a tmpfs of `size` (mount's syntax) and
+    yak, a usual device, each added to the other; daemons not started.
+    Yields (xeno, yak, mount point); stops xeno and unmounts at the end."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if p.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
@@ -402,6 +400,24 @@ def test_index_batches_after_a_failed_one_are_not_stored(devices, tmp_path):
         x.port, y.port = free_udp_port(), free_udp_port()
         x.ok("peer", "add", y.id, "--addr", y.addr())
         y.ok("peer", "add", x.id, "--addr", x.addr())
+        yield x, y, mnt
+    finally:
+        try:
+            x.stop()
+        except Exception:
+            x.kill()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_index_batches_after_a_failed_one_are_not_stored(devices, tmp_path):
+    """A home that fills while a peer's index of 6000 files arrives in
+    several batches: one batch fails to store, and the connection closes.
+    The batches already queued behind it were stored all the same, so the
+    sequence held moved past the failed one and the reconnect never resent
+    it: 1000 files missing for good, and status said in sync. Now the rest
+    of that connection's batches are ignored and every file arrives once
+    there is room."""
+    with home_on_tmpfs(devices, tmp_path, "1m") as (x, y, mnt):
         fx, fy = tmp_path / "X", tmp_path / "Y"
         fx.mkdir()
         (fy / "d").mkdir(parents=True)
@@ -422,12 +438,6 @@ def test_index_batches_after_a_failed_one_are_not_stored(devices, tmp_path):
                  what=f"all {n} files on X once there is room")
         assert x.run("sync", "--wait", "--timeout", "60").rc == 0
         assert y.run("sync", "--wait", "--timeout", "60").rc == 0
-    finally:
-        try:
-            x.stop()
-        except Exception:
-            x.kill()
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_peer_index_not_stored_for_a_full_disk_is_a_folder_error(devices, tmp_path):
@@ -435,22 +445,7 @@ def test_peer_index_not_stored_for_a_full_disk_is_a_folder_error(devices, tmp_pa
     in the log; status said idle, no errors, and sync --wait blamed the peer
     ('not connected yet'). Now the folder-level entry names it until a batch
     is stored again; nothing is lost and it catches up once there is room."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
-    x = Device(mnt / "home-x", "xeno")
-    try:
-        y = devices("yak")
-        x.init()
-        y.init()
-        x.port, y.port = free_udp_port(), free_udp_port()
-        x.ok("peer", "add", y.id, "--addr", y.addr())
-        y.ok("peer", "add", x.id, "--addr", x.addr())
+    with home_on_tmpfs(devices, tmp_path, "3m") as (x, y, mnt):
         fx, fy = tmp_path / "X", tmp_path / "Y"
         fx.mkdir()
         fy.mkdir()
@@ -484,9 +479,3 @@ def test_peer_index_not_stored_for_a_full_disk_is_a_folder_error(devices, tmp_pa
                  what="the files once there is room")
         wait_for(lambda: not store_error(), timeout=30, what="the error cleared")
         assert x.run("sync", "--wait", "--timeout", "60").rc == 0
-    finally:
-        try:
-            x.stop()
-        except Exception:
-            x.kill()
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

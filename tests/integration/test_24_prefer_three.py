@@ -20,7 +20,8 @@ def content(root, name):
         return None
 
 
-def test_prefer_device_through_a_relay(devices, tmp_path):
+def chain(devices):
+    """Alice - bob - carol: alice and carol are bob's peers, not each other's."""
     a, b, c = devices("alice"), devices("bob"), devices("carol")
     for d in (a, b, c):
         d.init()
@@ -28,6 +29,23 @@ def test_prefer_device_through_a_relay(devices, tmp_path):
     for x, y in ((a, b), (b, c)):
         x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
         y.ok("peer", "add", x.id, "--name", x.name, "--addr", x.addr())
+    return a, b, c
+
+
+def mesh_docs(devices, tmp_path):
+    """Alice, bob and carol in a full mesh, each sharing its folder "docs"
+    (tmp_path/NAME/docs) with both others; daemons not started."""
+    devs = mesh(devices, "alice", "bob", "carol")
+    roots = [tmp_path / d.name / "docs" for d in devs]
+    for d, r in zip(devs, roots):
+        r.mkdir(parents=True)
+        others = [o.id for o in devs if o is not d]
+        d.ok("folder", "add", str(r), "--id", "docs", "--share", others[0], "--share", others[1])
+    return devs, roots
+
+
+def test_prefer_device_through_a_relay(devices, tmp_path):
+    a, b, c = chain(devices)
     roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
     for r in roots.values():
         r.mkdir(parents=True)
@@ -77,14 +95,7 @@ def test_one_losing_version_is_recorded_once(devices, tmp_path):
     that loss once per winner vector (the directory's vector merged bob's
     between two rounds): two entries with the same copy, on about half the
     runs. No two entries of a trail may name the same copy."""
-    a, b, c = mesh(devices, "alice", "bob", "carol")
-    roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
-    for d in (a, b, c):
-        roots[d.name].mkdir(parents=True)
-        others = [o.id for o in (a, b, c) if o is not d]
-        d.ok("folder", "add", str(roots[d.name]), "--id", "docs", "--share", others[0],
-             "--share", others[1])
-    fa, fb, fc = roots["alice"], roots["bob"], roots["carol"]
+    (a, b, c), (fa, fb, fc) = mesh_docs(devices, tmp_path)
     (fa / "top" / "mid").mkdir(parents=True)
     (fa / "top" / "mid" / "f").write_text("o\n")
     for d in (a, b, c):
@@ -111,7 +122,8 @@ def test_one_losing_version_is_recorded_once(devices, tmp_path):
                 for x in trail if x["resolution"] == "copy"]
         assert len(seen) == len(set(seen)), (d.name, trail)
         # Carol's file is kept, as a conflict copy, on every device.
-        kept = [p for p in roots[d.name].iterdir() if p.name.startswith("top.sync-conflict-")]
+        kept = [p for p in (tmp_path / d.name / "docs").iterdir()
+                if p.name.startswith("top.sync-conflict-")]
         assert any(p.read_bytes() == b"C file\n" for p in kept), (d.name, kept)
 
 
@@ -120,13 +132,7 @@ def test_relay_names_a_relayed_losers_author_in_full(devices, tmp_path):
     bob, then carol's newer one does: bob keeps alice's as the copy. Bob's
     trail names alice by her full device ID (she is bob's peer, though not
     a holder of carol's version); it gave the 7-character form."""
-    a, b, c = devices("alice"), devices("bob"), devices("carol")
-    for d in (a, b, c):
-        d.init()
-        d.port = free_udp_port()
-    for x, y in ((a, b), (b, c)):
-        x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
-        y.ok("peer", "add", x.id, "--name", x.name, "--addr", x.addr())
+    a, b, c = chain(devices)
     fa, fb, fc = (tmp_path / n / "docs" for n in ("alice", "bob", "carol"))
     for r in (fa, fb, fc):
         r.mkdir(parents=True)
@@ -158,14 +164,7 @@ def test_copy_of_a_merged_version_names_its_author(devices, tmp_path):
     as a copy and takes bob's version with the merged vector. Then carol's
     newer edit beats that version: its copy names bob, who wrote it, on
     every device. It named alice (the merged vector's largest counter)."""
-    a, b, c = mesh(devices, "alice", "bob", "carol")
-    roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
-    for d in (a, b, c):
-        roots[d.name].mkdir(parents=True)
-        others = [o.id for o in (a, b, c) if o is not d]
-        d.ok("folder", "add", str(roots[d.name]), "--id", "docs", "--share", others[0],
-             "--share", others[1])
-    fa, fb, fc = roots["alice"], roots["bob"], roots["carol"]
+    (a, b, c), (fa, fb, fc) = mesh_docs(devices, tmp_path)
     edit(fa, "doc.txt", b"base\n", T0)
     for d in (a, b, c):
         d.start()
