@@ -1434,15 +1434,18 @@ static void pull_work(struct daemon_job *base)
                 bool dir_goes =
                     has_local[i] && !locals[i].deleted && locals[i].type == LR_FT_DIR &&
                     (decs[i].apply == LR_SYNC_APPLY_FILE || decs[i].apply == LR_SYNC_APPLY_SYMLINK);
-                if (dir_goes && busy_below(j, n->path, n->path_len)) {
-                    /* A file inside is still being fetched: its commit would
-                     * make the directory again under the new file. */
-                    j->left += pass == 0;
-                    continue;
-                }
                 bool is_delete = decs[i].apply == LR_SYNC_APPLY_DELETE || dir_goes;
                 bool dir_delete =
                     is_delete && has_local[i] && !locals[i].deleted && locals[i].type == LR_FT_DIR;
+                if (dir_delete && busy_below(j, n->path, n->path_len)) {
+                    /* A file inside is still being fetched: its commit would
+                     * make the directory again (under the new file, or empty
+                     * once that file's own deletion is applied, and then our
+                     * scan announces it as new: a deleted tree came back on
+                     * every device). It goes in a round after the transfer. */
+                    j->left += pass == 0;
+                    continue;
+                }
                 saw_delete |= is_delete;
                 saw_dir_delete |= dir_delete;
                 int turn = !is_delete ? 0 : !dir_delete ? 1 : 2;

@@ -3,6 +3,7 @@ packet loss from nftables: the transport still connects and moves data intact.
 Addresses are in 198.18.0.0/15 (the benchmarking range) and exist only inside
 namespaces this test creates and deletes."""
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -365,6 +366,48 @@ def test_small_files_are_not_held_back_by_a_big_one(netns_pair, tmp_path):
         wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5,
                  what="big.bin on B")
         assert (fb / "big.bin").read_bytes() == big
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_tree_deleted_while_it_arrives_stays_deleted(netns_pair, tmp_path):
+    """`rm -rf` of a tree while the peer is still receiving it over a lossy
+    link: the tree is gone on both sides in the end. A directory deleted
+    while a file inside it was in flight came back when that file was
+    committed, empty once the file's deletion was applied; the scan then
+    announced it as new, and it was made again on every device."""
+    nsa, nsb = netns_pair
+    a, b = ns_devices(netns_pair, tmp_path)
+    fa, fb = tmp_path / "A", tmp_path / "B"
+    fa.mkdir()
+    fb.mkdir()
+    for i in range(10):
+        for k in range(5):
+            d = fa / "tree" / f"a{i}" / f"b{k}" / "x"
+            d.mkdir(parents=True)
+            for n in range(40):
+                (d / f"f{n:02}").write_bytes(os.urandom(2000))
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    try:
+        add_loss(nsa, 10)
+        add_loss(nsb, 10)
+        a.start()
+        b.start()
+
+        def received():
+            return sum(len(files) for _, _, files in os.walk(fb / "tree"))
+        wait_for(lambda: received() >= 300, timeout=120, interval=0.1, what="part of the tree on B")
+        shutil.rmtree(fa / "tree")
+        a.ok("scan")
+        for _ in range(2):
+            assert a.run("sync", "--wait", "--timeout", "120", timeout=150).rc == 0
+            assert b.run("sync", "--wait", "--timeout", "120", timeout=150).rc == 0
+        left = [os.path.join(r, n) for r, ds, fs in os.walk(fb) for n in ds + fs
+                if ".landropic" not in r and n != ".landropic"]
+        assert not (fa / "tree").exists(), os.listdir(fa)
+        assert left == [], left
     finally:
         a.stop()
         b.stop()
