@@ -16,7 +16,12 @@ struct xs_peer {
     uint32_t nwants;
     uint64_t bytes;
     uint64_t window; /* bytes it may have outstanding (adaptive, xfer.h) */
-    bool full;       /* within one lr_xs_pump walk: found without room */
+    /* The delivery rate sample in progress (adaptive window): its busy
+     * time so far (periods with requests outstanding), the start of the
+     * current busy period (0: idle), bytes answered in it; the estimate. */
+    uint64_t rate_busy, rate_t0, rate_bytes;
+    double rate;
+    bool full; /* within one lr_xs_pump walk: found without room */
 };
 
 /* An outstanding WANT. x is NULL once its transfer was removed. */
@@ -257,16 +262,40 @@ uint64_t lr_xs_peer_window(const struct lr_xs *xs, const struct lr_device_id *pe
                                                                      : xs->lim.bytes_max;
 }
 
-/* The answer to a request of `len` bytes made at sent_ms came now. */
+/* Shortest delivery-rate sample of the adaptive window (window_adapt). */
+#define XS_RATE_SAMPLE_MS 250
+
+/*
+ * The answer to a request of `len` bytes made at sent_ms came now. The
+ * window follows the peer's delivery rate, measured over samples of at
+ * least XS_RATE_SAMPLE_MS while requests are outstanding: rate × latency_ms.
+ * Widening by each quick answer (slow start) overshot on a lossy link: the
+ * first answers come before any queue has built, and 32 MiB was asked for
+ * before the slow ones showed it, with every later file queued behind it.
+ */
 static void window_adapt(struct lr_xs *xs, struct xs_peer *p, uint64_t sent_ms, uint32_t len)
 {
     if (!xs->adaptive)
         return;
-    uint64_t took = xs->now_ms > sent_ms ? xs->now_ms - sent_ms : 0;
-    if (2 * took < xs->lim.latency_ms) {
-        p->window = p->window + len < xs->lim.bytes_max ? p->window + len : xs->lim.bytes_max;
-    } else if (took > xs->lim.latency_ms) {
-        p->window = p->window > xs->lim.bytes_min + len ? p->window - len : xs->lim.bytes_min;
+    if (p->rate_t0 == 0)
+        p->rate_t0 = sent_ms ? sent_ms : 1;
+    p->rate_bytes += len;
+    uint64_t busy = xs->now_ms > p->rate_t0 ? xs->now_ms - p->rate_t0 : 0;
+    uint64_t span = p->rate_busy + busy;
+    if (span >= XS_RATE_SAMPLE_MS) {
+        double r = (double)p->rate_bytes * 1000.0 / (double)span;
+        p->rate = p->rate > 0 ? 0.5 * p->rate + 0.5 * r : r;
+        double w = p->rate * (double)xs->lim.latency_ms / 1000.0;
+        p->window = w >= (double)xs->lim.bytes_max   ? xs->lim.bytes_max
+                    : w <= (double)xs->lim.bytes_min ? xs->lim.bytes_min
+                                                     : (uint64_t)w;
+        p->rate_t0 = xs->now_ms;
+        p->rate_bytes = 0;
+        p->rate_busy = busy = 0;
+    }
+    if (p->nwants == 0) { /* idle until the next request: not counted */
+        p->rate_busy += busy;
+        p->rate_t0 = 0;
     }
 }
 

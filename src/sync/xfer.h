@@ -70,14 +70,14 @@ struct lr_xs_limits {
     uint32_t blocked_max;  /* full-window transfers the pump skips before it stops */
     /*
      * Adaptive byte window (both non-zero; else the window is bytes_max).
-     * A peer's window starts at twice bytes_min and follows how long its
-     * answers take (lr_xs_clock gives the time): an answer quicker than
-     * half of latency_ms widens it by the answer's size (up to bytes_max),
-     * one slower than latency_ms narrows it by that much (down to
-     * bytes_min). So what is asked of a slow or lossy link is about
-     * latency_ms worth of its rate, and a request made later (a small file
-     * found while a large one is received) waits behind that, not behind
-     * bytes_max: 32 MiB at 1 MB/s is half a minute.
+     * A peer's window starts at twice bytes_min and then follows its
+     * delivery rate (bytes answered per second while requests are
+     * outstanding, sampled over 250 ms or more; lr_xs_clock gives the
+     * time): rate x latency_ms, within [bytes_min, bytes_max]. So what is
+     * asked of a slow or lossy link is about latency_ms worth of its rate,
+     * and a request made later (a small file found while a large one is
+     * received) waits behind that, not behind bytes_max: 32 MiB at 1 MB/s
+     * is half a minute.
      */
     uint64_t bytes_min;
     uint32_t latency_ms;
