@@ -873,7 +873,8 @@ int lr_store_journal_write(struct lr_store *st, uint64_t id, const struct lr_sto
         struct lr_buf vv;
         lr_buf_init(&vv, VV_MAX);
         if (!sc->has_commit || sc->nchunks > LR_STORE_JOURNAL_CHUNKS_MAX || c->rec.path_len == 0 ||
-            c->rec.path_len > LR_STORE_SIDECAR_PATH_MAX || lr_vv_encode_stored(&c->rec.vv, &vv) < 0) {
+            c->rec.path_len > LR_STORE_SIDECAR_PATH_MAX ||
+            lr_vv_encode_stored(&c->rec.vv, &vv) < 0) {
             lr_buf_release(&vv);
             lr_buf_release(&b);
             return lr_err_set(err, LR_EBADVAL, "commit journal: record %zu cannot be stored", i);
