@@ -193,6 +193,7 @@ struct folders_job {
     uint32_t *modes;
     struct lr_sync_strategy *strats; /* announced in option 3 (docs/conflicts.md) */
     uint64_t *list_upto;             /* option 4 (§6.5, §6.6); 0: none */
+    bool *scanning;                  /* option 5 */
     size_t n;
     bool side;    /* on the serve lane: read only; a missing folder index */
     bool missing; /* sends the job to the serial queue, which creates it */
@@ -238,6 +239,7 @@ static void folders_work(struct daemon_job *base)
         }
         f->mode = j->modes[i];
         f->list_upto = j->list_upto[i];
+        f->scanning = j->scanning[i];
         lr_sync_strategy_to_proto(&j->strats[i], f);
     }
     if (j->missing) {
@@ -290,8 +292,23 @@ static void folders_done(struct daemon_job *base, int status)
     free(j->modes);
     free(j->strats);
     free(j->list_upto);
+    free(j->scanning);
     free(j->out);
     free(j);
+}
+
+/*
+ * Option 5: a peer that lists the folder right after we start would
+ * otherwise see our index exchange end (LAST) before our first scan has
+ * announced anything, and its sync --wait would return with nothing.
+ */
+static bool announce_scanning(struct lr_daemon *d, const struct lr_device_id *peer,
+                              const char *folder)
+{
+    struct folder_rt *rt = daemon_folder(d, folder);
+    struct sync_link *l = link_get(d, peer, folder);
+    l->told_scanning = !rt || !rt->scanned || l->untell_scanning;
+    return l->told_scanning;
 }
 
 static uint32_t proto_mode(enum lr_folder_mode m)
@@ -321,6 +338,7 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
     j->modes = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->modes));
     j->strats = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->strats));
     j->list_upto = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->list_upto));
+    j->scanning = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->scanning));
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
         if (!syncing(d, &p->id, fc->id) || j->n >= LR_PROTO_FOLDERS_ENTRIES_MAX)
@@ -332,6 +350,7 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
         if (l && l->list_upto && l->list_upto_index == l->their_index_id &&
             (p->features & LR_FEAT_INDEX_DELTA))
             j->list_upto[j->n] = l->list_upto;
+        j->scanning[j->n] = announce_scanning(d, &p->id, fc->id);
         if (lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->strats[j->n], NULL) < 0)
             memset(&j->strats[j->n], 0, sizeof(j->strats[0])); /* validated by config */
         j->ids[j->n++] = lr_xstrdup(fc->id);
@@ -643,6 +662,12 @@ static void send_done(struct daemon_job *base, int status)
             } else {
                 l->send_caught_up = true;
                 sync_item_index(d, &j->peer, j->folder, true);
+                if (l->untell_scanning) {
+                    /* Behind the burst that carried the first scan's finds. */
+                    l->untell_scanning = false;
+                    if (l->told_scanning)
+                        send_folders(d, p);
+                }
             }
         }
     } else if (l) {
@@ -767,6 +792,7 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
         l->their_view_id = e->peer_index_id;
         l->their_view_seq = e->peer_seq;
         l->their_list_upto = e->list_upto;
+        l->their_scanning = e->scanning;
         queue_sender(d, l);
     }
 }
@@ -1485,6 +1511,9 @@ void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok)
     }
     if (!ok)
         return;
+    for (struct sync_link *l = d->sync->links; l; l = l->next)
+        if (l->told_scanning && strcmp(l->folder, folder_id) == 0)
+            l->untell_scanning = true;
     sync_local_changed(d, folder_id);
     sync_pull_trigger(d, folder_id);
 }
@@ -1617,7 +1646,10 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
             continue;
         }
         struct sync_link *l = sync_link_find(d, &p->id, folder_id);
-        if (l && l->listed) {
+        if (l && l->listed && l->their_scanning) {
+            settled = false;
+            snprintf(out->why, sizeof(out->why), "peer %s is still scanning the folder", id);
+        } else if (l && l->listed) {
             settled = l->recv_last && !l->recv_mid && l->send_caught_up;
             if (!settled)
                 snprintf(out->why, sizeof(out->why),

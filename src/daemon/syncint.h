@@ -100,7 +100,8 @@ struct sync_link {
     uint64_t their_max_seq;
     uint64_t their_view_id; /* what they hold of ours */
     uint64_t their_view_seq;
-    uint64_t epoch; /* bumped at each FOLDERS and connection change */
+    bool their_scanning; /* their FOLDERS option 5: their index is still being built */
+    uint64_t epoch;      /* bumped at each FOLDERS and connection change */
     /* Sender. */
     bool send_decided;   /* full/incremental decided for this epoch */
     bool send_first;     /* the next batch carries FIRST */
@@ -110,6 +111,10 @@ struct sync_link {
     bool send_dirty;     /* local change since the current burst started */
     bool send_caught_up; /* the last burst ended (LAST sent) with nothing new */
     bool send_waiting;   /* a burst waits for our FOLDERS to go first */
+    /* FOLDERS option 5 (docs/protocol.md §6.5): our last FOLDERS to the
+     * peer said "scanning"; untell: the first scan ended, and a FOLDERS
+     * without it goes once a burst has carried what it found. */
+    bool told_scanning, untell_scanning;
     /* Chunk-list deltas (docs/protocol.md §6.6). */
     uint64_t their_list_upto; /* their FOLDERS option 4: lists for our seq <= this */
     uint64_t list_upto;       /* ours to send: a delta of theirs we could not decode */

@@ -272,6 +272,10 @@ enum lr_proto_folder_opt {
      * chunk lists, not deltas, for its entries with seq <= it (a delta the
      * sender of FOLDERS could not decode: no base, §6.6). */
     LR_PROTO_FOPT_LIST_UPTO = 4,
+    /* value: empty. The sender's index of the folder is not yet what a full
+     * scan made of it (its first scan since start is running, or what it
+     * found is still being sent): the receiver's sync --wait waits. */
+    LR_PROTO_FOPT_SCANNING = 5,
 };
 /* Option 3: varint kind | varint window (seconds) | 32-byte device ID (only
  * for PREFER_DEVICE). The conflict rule evaluates both devices' strategies
@@ -300,6 +304,7 @@ struct lr_proto_folder {
     uint32_t resolve_window;                  /* seconds, <= LR_PROTO_RESOLVE_WINDOW_MAX */
     uint8_t resolve_device[32];               /* PREFER_DEVICE only, else zero */
     uint64_t list_upto;                       /* option 4; 0: absent */
+    bool scanning;                            /* option 5 present */
 };
 
 /* Owned array; release with lr_proto_folders_release (zeroed struct: ok). */

@@ -186,7 +186,8 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
         if (rc == 0)
             rc = lr_buf_put_varint(out, f->peer_seq);
         if (rc == 0)
-            rc = lr_buf_put_varint(out, 1u + (cl != 0) + f->has_resolve + (f->list_upto != 0));
+            rc = lr_buf_put_varint(out, 1u + (cl != 0) + f->has_resolve + (f->list_upto != 0) +
+                                            f->scanning);
         if (rc == 0)
             rc = lr_buf_put_varint(out, LR_PROTO_FOPT_MODE);
         if (rc == 0)
@@ -216,6 +217,11 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
                 rc = lr_buf_put_varint(out, lr_varint_len(f->list_upto));
             if (rc == 0)
                 rc = lr_buf_put_varint(out, f->list_upto);
+        }
+        if (rc == 0 && f->scanning) {
+            rc = lr_buf_put_varint(out, LR_PROTO_FOPT_SCANNING);
+            if (rc == 0)
+                rc = lr_buf_put_varint(out, 0);
         }
     }
     if (rc == 0 && out->len - start > LR_PROTO_FOLDERS_MAX) {
@@ -301,6 +307,11 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
                 return lr_err_set(err, LR_EBADVAL,
                                   "folders[%zu].list_upto: not one varint sequence >= 1", i);
             f->list_upto = seq;
+        } else if (key == LR_PROTO_FOPT_SCANNING) {
+            if (vl != 0)
+                return lr_err_set(err, LR_EBADVAL, "folders[%zu].scanning: %zu bytes, not empty", i,
+                                  vl);
+            f->scanning = true;
         }
         /* Other keys: options of a newer version, skipped. */
     }

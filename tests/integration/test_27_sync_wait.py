@@ -175,3 +175,25 @@ def test_held_request_answered_when_folder_removed_or_daemon_stops(devices, tmp_
     finally:
         api.close()
         api2.close()
+
+
+def test_waits_for_the_peers_first_scan(devices, tmp_path):
+    """B's `sync --wait` right after both start must not end before A's first
+    scan has announced what A holds: A says "scanning" in its FOLDERS until a
+    burst has carried the scan's finds (docs/protocol.md §6.5, option 5). A
+    large file keeps A's scan busy past the first index exchange (before, B
+    settled on A's still empty index and returned with nothing)."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    big = fa / "big.img"
+    with open(big, "wb") as f:  # sparse: hashed like data, costs no disk
+        f.truncate(768 << 20)
+    (fa / "note.txt").write_bytes(b"after the big one\n")
+    a.start()
+    b.start()
+    r = b.run("sync", "docs", "--wait", "--timeout", "120", timeout=180)
+    assert r.rc == 0, r
+    assert (fb / "note.txt").read_bytes() == b"after the big one\n"
+    assert os.path.getsize(fb / "big.img") == 768 << 20
+    # Once A's first scan is announced, status says so: nothing to wait for.
+    st = b.ok("status", "--json").json()["folders"][0]
+    assert st["in_sync"] is True and st["need_files"] == 0, st

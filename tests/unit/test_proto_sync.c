@@ -227,6 +227,8 @@ static void test_folders_roundtrip(void **state)
     v[2].max_seq = LR_VARINT_MAX;
     v[0].list_upto = 77; /* option 4: lists, not deltas, up to seq 77 */
     v[2].list_upto = LR_VARINT_MAX;
+    v[1].scanning = true; /* option 5: its first scan still running */
+    v[2].scanning = true;
 
     struct lr_buf b;
     lr_buf_init(&b, LR_PROTO_FOLDERS_MAX);
@@ -386,6 +388,43 @@ static void test_folders_list_upto(void **state)
     f.list_upto = LR_VARINT_MAX + 1;
     assert_int_equal(lr_proto_folders_encode(&f, 1, &b), LR_EBADVAL);
     assert_int_equal(b.len, 0);
+    lr_buf_release(&b);
+}
+
+/* Option 5 (scanning, §6.5): present with an empty value, absent means
+ * not scanning; a value is refused rather than taken for a newer form. */
+static void test_folders_scanning(void **state)
+{
+    (void)state;
+    struct lr_buf b;
+    lr_buf_init(&b, 4096);
+    for (size_t len = 0; len < 3; len++) {
+        static const uint8_t val[2] = {1, 0};
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        put_folder_head(&b, "docs", 1, 0, 0);
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        assert_int_equal(lr_buf_put_varint(&b, LR_PROTO_FOPT_SCANNING), 0);
+        assert_int_equal(lr_buf_put_lbytes(&b, val, len), 0);
+        if (len == 0) {
+            struct lr_proto_folders out;
+            assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
+            assert_true(out.v[0].scanning);
+            assert_int_equal(out.v[0].mode, LR_PROTO_MODE_SEND_RECEIVE); /* absent: default */
+            lr_proto_folders_release(&out);
+            lr_buf_reset(&b);
+        } else {
+            folders_expect(&b, LR_EBADVAL);
+        }
+    }
+    /* Not scanning: no option on the wire (an older peer sees no change). */
+    struct lr_proto_folder f;
+    folder_init(&f, "docs", 1);
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
+    size_t plain = b.len;
+    lr_buf_reset(&b);
+    f.scanning = true;
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
+    assert_int_equal(b.len, plain + 2); /* key 5, empty value */
     lr_buf_release(&b);
 }
 
@@ -2048,6 +2087,7 @@ int main(void)
         cmocka_unit_test(test_folders_sort_and_encoder_rules),
         cmocka_unit_test(test_folders_hostile),
         cmocka_unit_test(test_folders_list_upto),
+        cmocka_unit_test(test_folders_scanning),
         cmocka_unit_test(test_index_roundtrip),
         cmocka_unit_test(test_index_builder_rejects),
         cmocka_unit_test(test_index_batch_bound),
