@@ -73,19 +73,22 @@ static void on_kick(uv_timer_t *t)
  * folder (0.06 s for 20 000 files) is not delayed noticeably; a huge one
  * being written by a long sync does not spend all its time rescanning.
  */
-/* While the folder is pulling, the changes seen are mostly our own commits
- * (recorded with their inode and ctime, so a scan finds nothing): hold the
- * scan back, at most this long, instead of competing with the commits. */
+/* While the folder is being written by pulls, the changes seen are mostly
+ * our own commits (recorded with their inode and ctime, so a scan finds
+ * nothing): hold the scan back, at most LIVE_HOLD_MAX_MS, instead of
+ * competing with the commits. Only while we write into the folder: a large
+ * file being received writes under .landropic until its commit, and an edit
+ * made meanwhile was held the full 10 s. */
 #define LIVE_HOLD_MS 100
 #define LIVE_HOLD_MAX_MS 10000
+#define LIVE_OWN_MS 1000
 
 static void request_scan(struct live *l)
 {
     uint64_t now = uv_now(&l->d->loop);
     uint64_t earliest = l->scan_end_ms + l->scan_ms;
-    struct sync_folder_status st;
-    sync_folder_status(l->d, l->id, &st);
-    if (st.active && (!l->held_since || now - l->held_since < LIVE_HOLD_MAX_MS)) {
+    if (sync_folder_applying(l->d, l->id, LIVE_OWN_MS) &&
+        (!l->held_since || now - l->held_since < LIVE_HOLD_MAX_MS)) {
         if (!l->held_since)
             l->held_since = now;
         if (earliest < now + LIVE_HOLD_MS)

@@ -1577,6 +1577,15 @@ uint64_t sync_fingerprint(struct lr_daemon *d)
     return h;
 }
 
+bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t within_ms)
+{
+    if (!d->sync)
+        return false;
+    const struct sync_folder *f = sync_folder_get(d, folder_id);
+    return f->pull_running || f->commits > 0 ||
+           (f->applied_at && uv_now(&d->loop) - f->applied_at < within_ms);
+}
+
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out)
 {
     memset(out, 0, sizeof(*out));

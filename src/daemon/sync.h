@@ -109,6 +109,15 @@ struct sync_folder_status {
 };
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out);
 
+/*
+ * Whether changes seen in the folder now are likely our own: a pull round
+ * or a commit batch of it is running, or one ended less than within_ms
+ * ago (the watcher's events trail the renames). A large file being
+ * received writes only under .landropic until its commit, so a change
+ * seen meanwhile is the user's. Loop thread.
+ */
+bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t within_ms);
+
 /* A hash of the progress sync_folder_status and sync.state depend on:
  * connections, indexes exchanged (sequences, not bytes), needs, failing
  * items, folders in error. Equal at two moments while done held at both:

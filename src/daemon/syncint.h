@@ -151,6 +151,10 @@ struct sync_folder {
     bool pull_cut;
     bool gc_done; /* staging cleaned since start, last at gc_at (uv_now ms) */
     uint64_t gc_at;
+    /* Our own writes into it (sync_folder_applying): commit batches in
+     * flight, and when the last commit or pull round ended (uv_now ms). */
+    unsigned commits;
+    uint64_t applied_at;
 };
 
 /* Job-owned: cross-batch checker of one peer's INDEX burst for a folder. */

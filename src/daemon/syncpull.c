@@ -1618,6 +1618,7 @@ static void pull_done(struct daemon_job *base, int status)
     struct sync_folder *f = sync_folder_get(d, j->folder);
     f->pull_running = false;
     f->pull_queued = false;
+    f->applied_at = uv_now(&d->loop);
     daemon_conflicts_flush(d); /* events of conflicts the job recorded */
     if (status == 0 && !d->stopping) {
         if (j->need_known) {
@@ -1919,6 +1920,11 @@ static void commit_done(struct daemon_job *base, int status)
 {
     struct commit_job *j = (struct commit_job *)base;
     struct lr_daemon *d = base->d;
+    if (j->n) {
+        struct sync_folder *f = sync_folder_get(d, j->x[0]->folder);
+        f->commits--;
+        f->applied_at = uv_now(&d->loop);
+    }
     if (status == 0 && !d->stopping && j->n) {
         char *folder = lr_xstrdup(j->x[0]->folder);
         bool changed = false, rescan = false;
@@ -1994,6 +2000,8 @@ static void commit_start(struct daemon_job *base)
             q->v[keep++] = q->v[i];
     }
     q->n = keep;
+    if (j->n)
+        sync_folder_get(base->d, j->x[0]->folder)->commits++;
     j->rc = lr_xcalloc(j->n + 1, sizeof(*j->rc));
     j->rescan = lr_xcalloc(j->n + 1, sizeof(*j->rescan));
     j->err = lr_xcalloc(j->n + 1, sizeof(*j->err));

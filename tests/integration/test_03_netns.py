@@ -371,6 +371,54 @@ def test_small_files_are_not_held_back_by_a_big_one(netns_pair, tmp_path):
         b.stop()
 
 
+def veth_of(ns):
+    dev = sh("ip", "-n", ns, "-o", "link", "show", "type", "veth").stdout
+    return dev.split(":")[1].strip().split("@")[0]
+
+
+def test_edit_made_while_a_large_file_arrives_goes_out_at_once(netns_pair, tmp_path):
+    """A change made on a device that is receiving a large file is scanned
+    and sent at once. The watcher's scans were held back up to 10 s whenever
+    the folder was receiving (the hold is for the events of our own commits),
+    although a large file is written only under .landropic until its commit."""
+    nsa, nsb = netns_pair
+    a, b = ns_devices(netns_pair, tmp_path)
+    fa, fb = tmp_path / "A", tmp_path / "B"
+    fa.mkdir()
+    fb.mkdir()
+    big = os.urandom(24 << 20)
+    (fa / "big.bin").write_bytes(big)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    try:
+        # A sends at 8 Mbit/s (about 25 s for big.bin); B's way back is not limited.
+        r = sh("ip", "netns", "exec", nsa, "tc", "qdisc", "add", "dev", veth_of(nsa), "root",
+               "tbf", "rate", "8mbit", "burst", "32kbit", "latency", "400ms", check=False)
+        if r.returncode != 0:
+            pytest.skip(f"no tbf qdisc to slow the link: {r.stderr.strip()}")
+        a.start()
+        b.start()
+        tmp = fb / ".landropic" / "tmp"
+        wait_for(lambda: tmp.is_dir() and any(p.stat().st_size > (1 << 20)
+                                              for p in tmp.iterdir() if p.is_file()),
+                 timeout=60, interval=0.2, what="B receiving big.bin")
+        (fb / "edit.txt").write_bytes(b"made while big.bin arrives\n")
+        t0 = time.time()
+        wait_for(lambda: (fa / "edit.txt").exists(), timeout=120, interval=0.2,
+                 what="edit.txt on A")
+        took = time.time() - t0
+        print(f"edit.txt on A {took:.1f} s after it was written")
+        assert not (fb / "big.bin").exists(), "big.bin arrived first: the test proves nothing"
+        assert took < 8, f"B's scan of edit.txt was held back ({took:.1f} s)"
+        wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5,
+                 what="big.bin on B")
+        assert (fb / "big.bin").read_bytes() == big
+        assert (fa / "edit.txt").read_bytes() == b"made while big.bin arrives\n"
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_tree_deleted_while_it_arrives_stays_deleted(netns_pair, tmp_path):
     """`rm -rf` of a tree while the peer is still receiving it over a lossy
     link: the tree is gone on both sides in the end. A directory deleted
