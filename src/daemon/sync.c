@@ -785,6 +785,17 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
         struct sync_link *l = link_get(d, &p->id, e->id);
         if (l->listed && !fresh)
             continue;
+        if (l->listed && e->index_id == l->their_index_id && e->peer_index_id == l->their_view_id &&
+            e->peer_seq == l->their_view_seq && e->list_upto == l->their_list_upto) {
+            /* What they hold of ours is what they said last time (a FOLDERS
+             * sent for its options, "scanning" no more): the burst under
+             * way stands. Deciding it again could swap a full index already
+             * on its way for a SUMMARY, and a receive-only peer reconciling
+             * lost the versions it would have adopted from the index. */
+            l->their_max_seq = e->max_seq;
+            l->their_scanning = e->scanning;
+            continue;
+        }
         link_reset(l);
         l->listed = true;
         l->their_index_id = e->index_id;
@@ -1567,7 +1578,7 @@ uint64_t sync_fingerprint(struct lr_daemon *d)
         h = fp_mix(fp_mix(h, l->their_index_id), l->their_max_seq);
         h = fp_mix(fp_mix(h, l->their_view_id), l->their_view_seq);
         h = fp_mix(fp_mix(h, l->epoch), l->send_next);
-        h = fp_mix(h, l->listed);
+        h = fp_mix(fp_mix(h, l->listed), l->their_scanning);
     }
     for (const struct sync_folder *f = d->sync->folders; f; f = f->next) {
         h = fp_mix(fp_mix(h, f->need.items), f->need.bytes);
