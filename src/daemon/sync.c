@@ -157,7 +157,8 @@ void sync_send(struct lr_daemon *d, struct sync_peer *p, enum lr_stream_class cl
     f->type = type;
     f->p = payload;
     f->len = len;
-    bool ctl = cls == LR_STREAM_CONTROL;
+    /* Light frames (requests) share the control queue: flushed before bulk. */
+    bool ctl = cls != LR_STREAM_BULK;
     struct sync_frame **head = ctl ? &p->c_head : &p->q_head;
     struct sync_frame **tail = ctl ? &p->c_tail : &p->q_tail;
     if (*tail)

@@ -2308,7 +2308,7 @@ static void send_want(struct lr_daemon *d, const struct lr_xs_act *a)
     size_t len;
     uint8_t *pl = lr_buf_detach(&b, &len);
     lr_buf_release(&b);
-    sync_send(d, p, LR_STREAM_BULK, LR_MSG_WANT, pl, len);
+    sync_send(d, p, LR_STREAM_LIGHT, LR_MSG_WANT, pl, len);
 }
 
 /* ---- announcing progress (HAVE) ---- */

@@ -2233,6 +2233,9 @@ enum send_mode {
     SEND_RAW,   /* raw stream bytes (tests) */
 };
 
+/* A bulk stream with more than this queued is backed up for a light frame. */
+#define LIGHT_BACKLOG (64u * 1024)
+
 static int send_common(struct lr_conn *c, enum lr_stream_class cls, uint64_t type,
                        const void *payload, size_t len, enum send_mode mode,
                        void (*free_fn)(void *))
@@ -2240,13 +2243,17 @@ static int send_common(struct lr_conn *c, enum lr_stream_class cls, uint64_t typ
     struct lr_transport *t = c->t;
     if (c->state != CS_UP || !conn_live(c))
         return LR_ECANCELED;
-    if (c->queued > 0 && c->queued + len > t->budget) {
+    size_t budget = t->budget + (cls == LR_STREAM_LIGHT ? t->budget / 8 : 0);
+    if (c->queued > 0 && c->queued + len > budget) {
         c->want_writable = true;
         return LR_EBUSY;
     }
     unsigned slot = 0;
-    if (cls == LR_STREAM_BULK) {
-        /* The least loaded bulk stream that can be opened; control if none can. */
+    if (cls != LR_STREAM_CONTROL) {
+        /* The least loaded bulk stream that can be opened; control if none
+         * can, or for a light frame if every bulk stream has a backlog and
+         * control less (a stream of its own keeps a loss from holding back
+         * the frames on the others, so requests stay spread when they can). */
         uint64_t best = UINT64_MAX;
         for (unsigned i = 1; i < LR__NSLOTS; i++) {
             if (open_bulk(c, i) < 0)
@@ -2257,6 +2264,9 @@ static int send_common(struct lr_conn *c, enum lr_stream_class cls, uint64_t typ
                 slot = i;
             }
         }
+        if (cls == LR_STREAM_LIGHT && best > LIGHT_BACKLOG &&
+            c->ss[0].end - c->ss[0].head_off < best)
+            slot = 0;
     }
     int rc = 0;
     if (mode == SEND_RAW) {

@@ -47,10 +47,10 @@
  * frames delivered in send order) or LR_STREAM_BULK (one of
  * LR_TRANSPORT_BULK_STREAMS unidirectional streams per direction, frames
  * ordered only within a stream, so two bulk frames may arrive in either
- * order). Incoming frames are delivered to cbs.on_message; unknown types are
- * skipped; a malformed frame, a frame over its type's limit, a second HELLO
- * or a stream the peer must not use closes the connection with a logged
- * reason (application error LR_TRANSPORT_APP_PROTO).
+ * order), or LR_STREAM_LIGHT (below). Incoming frames are delivered to cbs.on_message; unknown
+ * types are skipped; a malformed frame, a frame over its type's limit, a second HELLO or a stream
+ * the peer must not use closes the connection with a logged reason (application error
+ * LR_TRANSPORT_APP_PROTO).
  *
  * Backpressure. lr_conn_send() copies the frame (lr_conn_send_owned() takes
  * the payload buffer over instead) into a per-connection queue whose bytes
@@ -159,6 +159,13 @@ enum lr_transport_app_error {
 enum lr_stream_class {
     LR_STREAM_CONTROL = 0, /* stream 0: ordered with every other control frame */
     LR_STREAM_BULK = 1,    /* a bulk stream: large transfers, no cross-frame order */
+    /* A small frame that must not wait behind bulk data (a request: the
+     * peer's answer is what moves next). The least loaded bulk stream, or
+     * the control stream when every bulk stream has a backlog (so no order
+     * either), and accepted past the send budget by up to an eighth of it:
+     * a device sending a large file over a slow link otherwise held its own
+     * requests for seconds behind the budget's worth of that file. */
+    LR_STREAM_LIGHT = 2,
 };
 
 struct lr_transport;

@@ -506,6 +506,43 @@ static void test_burst_backpressure(void **state)
     burst(state, false, false, 0);
 }
 
+/* A light frame (a request) is accepted while bulk data fills the send
+ * budget, up to an eighth more, and everything still arrives. */
+static void test_light_frames_pass_a_full_budget(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    const size_t budget = 256 * 1024;
+    trust_each_other(a, b);
+    side_start(e, a);
+    side_start_at(e, b, "127.0.0.1:0", budget);
+    dial(b, a, NULL);
+    RUN_UNTIL(e, a->connected == 1 && b->connected == 1, 5000);
+    assert_int_equal(b->connected, 1);
+    uint8_t p[LR_PROTO_PING_MAX];
+    memset(p, 'D', sizeof(p));
+    uint64_t sent = 0;
+    /* No loop turn in between: nothing is acknowledged, the budget fills. */
+    while (lr_conn_send(b->conn, LR_STREAM_BULK, LR_MSG_PING, p, sizeof(p)) == 0)
+        sent += sizeof(p);
+    struct lr_conn_stats st;
+    lr_conn_get_stats(b->conn, &st);
+    assert_true(st.queued <= budget && st.queued + sizeof(p) + 16 > budget); /* + frame headers */
+    memset(p, 'L', 64);
+    assert_int_equal(lr_conn_send(b->conn, LR_STREAM_CONTROL, LR_MSG_PING, p, 64), LR_EBUSY);
+    size_t light = 0;
+    while (lr_conn_send(b->conn, LR_STREAM_LIGHT, LR_MSG_PING, p, 64) == 0)
+        light++;
+    sent += light * 64;
+    assert_true(light > 0);
+    lr_conn_get_stats(b->conn, &st);
+    assert_true(st.queued <= budget + budget / 8);
+    assert_true(st.queued + 64 + 16 > budget + budget / 8);
+    RUN_UNTIL(e, a->bytes == sent, 20000);
+    assert_int_equal(a->bytes, sent);
+    assert_int_equal(a->bad_order, 0);
+}
+
 static void test_burst_small_packets(void **state)
 {
     burst(state, false, true, 0);
@@ -1029,6 +1066,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_pin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_light_frames_pass_a_full_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_socket_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_small_packets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_lossy, setup, teardown),
