@@ -749,7 +749,14 @@ void sync_local_changed(struct lr_daemon *d, const char *folder)
 
 /* ---- FOLDERS received ---- */
 
-static void link_reset(struct sync_link *l)
+/*
+ * recv: their side too (the folder unlisted or listed again, their index
+ * replaced, the connection changed): their batches already queued are void
+ * and a LAST must come again. A FOLDERS that changes only what they hold of
+ * ours re-decides our burst alone; voiding theirs too dropped the LAST that
+ * a queued batch carried, and nothing sent it again (sync --wait waited).
+ */
+static void link_reset(struct sync_link *l, bool recv)
 {
     l->listed = false;
     l->recon_wait = false;
@@ -763,7 +770,11 @@ static void link_reset(struct sync_link *l)
     l->send_dirty = false;
     l->send_caught_up = false;
     l->send_waiting = false;
-    l->recv_mid = false;
+    if (recv) {
+        l->recv_epoch++;
+        l->recv_mid = false;
+        l->recv_last = false;
+    }
 }
 
 /* Bring the peer's links in line with its latest FOLDERS and our config. */
@@ -777,7 +788,7 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
         for (size_t i = 0; i < theirs->n && !still; i++)
             still = strcmp(theirs->v[i].id, l->folder) == 0;
         if (!still || !syncing(d, &p->id, l->folder))
-            link_reset(l);
+            link_reset(l, true);
     }
     for (size_t i = 0; i < theirs->n; i++) {
         const struct lr_proto_folder *e = &theirs->v[i];
@@ -797,7 +808,7 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
             l->their_scanning = e->scanning;
             continue;
         }
-        link_reset(l);
+        link_reset(l, !l->listed || e->index_id != l->their_index_id);
         l->listed = true;
         l->their_index_id = e->index_id;
         l->their_max_seq = e->max_seq;
@@ -1161,7 +1172,7 @@ static void recv_done(struct daemon_job *base, int status)
                 f->need = j->need;
                 f->need_known = true;
             }
-            if (l && p->gen == j->gen && l->epoch == j->epoch) {
+            if (l && p->gen == j->gen && l->recv_epoch == j->epoch) {
                 l->recv_mid = !j->last;
                 if (j->last)
                     l->recv_last = true;
@@ -1212,7 +1223,7 @@ static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
         j->listed = lr_xreallocarray(j->listed, j->nlisted + 1, sizeof(*j->listed));
         j->listed[j->nlisted].folder = lr_xstrdup(l->folder);
         j->listed[j->nlisted].index_id = l->their_index_id;
-        j->listed[j->nlisted].epoch = l->epoch;
+        j->listed[j->nlisted].epoch = l->recv_epoch;
         const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
         j->listed[j->nlisted].send_only = fc && fc->mode == LR_MODE_SEND_ONLY;
         j->listed[j->nlisted].receive_only = fc && fc->mode == LR_MODE_RECEIVE_ONLY;
@@ -1299,10 +1310,8 @@ void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device
     p->have_folders = false;
     lr_proto_folders_release(&p->theirs);
     for (struct sync_link *l = d->sync->links; l; l = l->next) {
-        if (lr_device_id_eq(&l->peer, peer)) {
-            link_reset(l);
-            l->recv_last = false;
-        }
+        if (lr_device_id_eq(&l->peer, peer))
+            link_reset(l, true);
     }
     send_folders(d, p);
     sync_pull_peer_up(d, p);
@@ -1322,10 +1331,8 @@ void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_devi
     lr_proto_folders_release(&p->theirs);
     queue_clear(p);
     for (struct sync_link *l = d->sync->links; l; l = l->next) {
-        if (lr_device_id_eq(&l->peer, peer)) {
-            link_reset(l);
-            l->recv_last = false;
-        }
+        if (lr_device_id_eq(&l->peer, peer))
+            link_reset(l, true);
     }
     sync_pull_peer_down(d, p);
     sync_serve_peer_down(d, p);
@@ -1516,6 +1523,11 @@ void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok)
     if (!d->sync)
         return;
     struct sync_folder *f = sync_folder_get(d, folder_id);
+    /* Before the FOLDERS that lists it again (a folder back from error):
+     * that one must still say "scanning" (announce_scanning). */
+    for (struct sync_link *l = d->sync->links; ok && l; l = l->next)
+        if (l->told_scanning && strcmp(l->folder, folder_id) == 0)
+            l->untell_scanning = true;
     if (ok != !f->in_error) {
         /* Usability changed: tell the peers (an errored folder is not announced). */
         f->in_error = !ok;
@@ -1523,9 +1535,6 @@ void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok)
     }
     if (!ok)
         return;
-    for (struct sync_link *l = d->sync->links; l; l = l->next)
-        if (l->told_scanning && strcmp(l->folder, folder_id) == 0)
-            l->untell_scanning = true;
     sync_local_changed(d, folder_id);
     sync_pull_trigger(d, folder_id);
 }

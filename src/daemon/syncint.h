@@ -102,6 +102,10 @@ struct sync_link {
     uint64_t their_view_seq;
     bool their_scanning; /* their FOLDERS option 5: their index is still being built */
     uint64_t epoch;      /* bumped at each FOLDERS and connection change */
+    /* Bumped when their burst to us restarts: the folder unlisted or listed
+     * again, their index replaced, the connection changed (INDEX and
+     * SUMMARY jobs match it). */
+    uint64_t recv_epoch;
     /* Sender. */
     bool send_decided;   /* full/incremental decided for this epoch */
     bool send_first;     /* the next batch carries FIRST */

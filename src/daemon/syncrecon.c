@@ -340,7 +340,7 @@ void sync_recon_on_summary(struct lr_daemon *d, struct sync_peer *p, const uint8
             j->their_index_id = l->their_index_id;
             j->their_view_id = l->their_view_id;
             j->their_view_seq = l->their_view_seq;
-            j->epoch = l->epoch;
+            j->epoch = l->recv_epoch;
             /* Sent or waiting for its SUMMARY_WANT, or about to be sent
              * (the sender's own rule, sync.c send_work). */
             j->we_summarise =
