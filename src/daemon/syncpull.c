@@ -1618,7 +1618,8 @@ static void pull_done(struct daemon_job *base, int status)
     struct sync_folder *f = sync_folder_get(d, j->folder);
     f->pull_running = false;
     f->pull_queued = false;
-    f->applied_at = uv_now(&d->loop);
+    if (j->applied || j->conflicts) /* wrote into the folder (a round that only looked did not) */
+        f->applied_at = uv_now(&d->loop);
     daemon_conflicts_flush(d); /* events of conflicts the job recorded */
     if (status == 0 && !d->stopping) {
         if (j->need_known) {
