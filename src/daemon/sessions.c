@@ -685,6 +685,17 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     return s;
 }
 
+void sync_session_served(struct sync_session *s, const struct lr_device_id *peer)
+{
+    char id[LR_DEVICE_ID_STRLEN + 1];
+    lr_device_id_format(peer, id);
+    for (size_t i = 0; i < s->npeers; i++)
+        if (strcmp(s->peers[i], id) == 0)
+            return;
+    s->peers = lr_xreallocarray(s->peers, s->npeers + 1, sizeof(*s->peers));
+    s->peers[s->npeers++] = lr_xstrdup(id);
+}
+
 void sync_session_chunk(struct lr_daemon *d, struct sync_session *s, bool ok, uint32_t len)
 {
     if (lr_session_chunk(&s->core, ok, len, now_ms()) < 0) {

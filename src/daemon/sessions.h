@@ -58,6 +58,10 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
                                         uint64_t bytes_total, uint64_t chunks_done,
                                         uint64_t bytes_done, const struct lr_device_id *peers,
                                         size_t npeers);
+/* `peer` answered a chunk of it: listed among its peers from now on (a
+ * device that began downloading the file after the session started serves
+ * what it has, HAVE). */
+void sync_session_served(struct sync_session *s, const struct lr_device_id *peer);
 /* A chunk was verified and written (ok) or failed verification. */
 void sync_session_chunk(struct lr_daemon *d, struct sync_session *s, bool ok, uint32_t len);
 /* The session ends: complete, failed (error given) or interrupted (to be

@@ -2254,6 +2254,8 @@ void sync_pull_on_chunk(struct lr_daemon *d, struct sync_peer *p, const uint8_t 
         return;
     }
     struct sync_xfer *x = xx ? lr_xs_user(xx) : NULL;
+    if (x && ans == LR_XS_ANS_OK && x->sess)
+        sync_session_served(x->sess, &p->id);
     if (x && ans == LR_XS_ANS_OK) {
         /* Verified and written on the rx lane; the scheduler hears of it then. */
         struct sync_pullq *q = rxq(d);

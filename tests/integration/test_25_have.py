@@ -173,6 +173,11 @@ def test_downloader_serves_what_it_holds(devices, tmp_path):
               f"bytes from bob {got_b}, from alice {got_a}; relays sent "
               f"{to_a_b.sent}/{to_a_c.sent}, dropped {to_a_b.dropped}/{to_a_c.dropped}")
         assert 0 < from_partial < total
+        # Carol's session names both devices that served it (it started with
+        # Alice alone: Bob was no holder yet).
+        sess = [s for s in c.ok("sessions", "--json").json()["sessions"] if s["path"] == "big.bin"]
+        assert sess and {a.id, b.id} <= set(sess[0]["peers"]), sess
+        assert sess[0]["peer"] == a.id, sess
         # Those chunks came over the direct link, from Bob.
         assert got_b >= 1 << 20, got_b
         # Nobody sent a HAVE the other side refused.
