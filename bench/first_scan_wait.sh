@@ -14,7 +14,14 @@ SRC=$(cd "${1:?usage: first_scan_wait.sh SOURCE_DIR [RUNS]}" && pwd)
 RUNS=${2:-3}
 BIN=${LANDROPIC_BIN:-$(dirname "$0")/../build/landropic}
 WORK=$(mktemp -d)
-trap 'for h in A B; do [ -S "$WORK/$h/control.sock" ] && "$BIN" --home "$WORK/$h" stop >/dev/null 2>&1; done; rm -rf "$WORK"' EXIT
+cleanup() {
+    local h
+    for h in A B; do
+        if [ -S "$WORK/$h/control.sock" ]; then "$BIN" --home "$WORK/$h" stop >/dev/null 2>&1 || true; fi
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 L() { "$BIN" --home "$WORK/$1" "${@:2}"; }
 want=$(find "$SRC" -path '*/.landropic' -prune -o -type f -print | wc -l)
