@@ -129,12 +129,15 @@ struct recon_job {
     uint64_t their_view_id, their_view_seq; /* what they hold of ours */
     bool feat;                              /* LR_FEAT_RECON in force */
     bool we_summarise; /* our index goes to them as a SUMMARY, not a full INDEX */
+    bool modes_adopt;  /* send-only or receive-only: adopts equal versions (modes.h) */
+    uint64_t self_if_receive_only;
     uint8_t *payload;
     size_t len;
     /* out */
     bool ignored, fatal, silent;
     struct lr_summary_want want;
     uint64_t adopted, merged, differ;
+    uint64_t taken; /* our records that took the peer's vector (modes.h) */
     int rc;
     struct lr_err err;
 };
@@ -156,7 +159,12 @@ static int adopt_bucket(struct lr_daemon *d, struct recon_job *j, const struct l
                                     &j->err)) < 0)
             break;
         struct lr_vv merged = {0};
-        if (j->silent) {
+        /* A receive-only folder's own version was left out of our SUMMARY
+         * (sync_recon_build): the peer merges nothing for it, so neither do
+         * we; it takes the peer's vector below if it is the same file. */
+        bool withheld = j->self_if_receive_only &&
+                        daemon_modes_own_version(d->ix, j->folder, &r.rec, j->self_if_receive_only);
+        if (j->silent && !withheld) {
             if ((rc = lr_sync_vv_merge(&r.rec.vv, theirs, &merged)) < 0) {
                 lr_err_set(&j->err, rc, "merged vector of %s over the limit",
                            (const char *)k->path);
@@ -173,6 +181,16 @@ static int adopt_bucket(struct lr_daemon *d, struct recon_job *j, const struct l
         r.rec.seq = m->seq ? m->seq : 1;
         if (rc == 0)
             rc = lr_index_remote_adopt(d->ix, j->folder, &j->peer, m->index_id, &r, &j->err);
+        /* As for a record that came in an INDEX (sync.c recv_work): a
+         * send-only or receive-only folder takes the peer's vector for what
+         * it holds the same, else the peer waits for it for good. */
+        if (rc == 0 && j->modes_adopt) {
+            bool taken = false;
+            lr_vv_copy(&r.rec.vv, theirs);
+            rc = daemon_modes_adopt_equal(d->ix, j->folder, &r.rec, j->self_if_receive_only, &taken,
+                                          &j->err);
+            j->taken += taken;
+        }
         lr_remote_rec_release(&r);
         if (rc == 0) {
             j->adopted++;
@@ -306,6 +324,8 @@ static void recon_done(struct daemon_job *base, int status)
             }
             lr_buf_release(&b);
         }
+        if (!j->fatal && j->taken)
+            sync_local_changed(d, j->folder); /* the adopted vectors */
     }
     lr_summary_want_release(&j->want);
     free(j->payload);
@@ -347,6 +367,10 @@ void sync_recon_on_summary(struct lr_daemon *d, struct sync_peer *p, const uint8
                 l->recon_wait || l->recon_bits ||
                 (!l->send_decided && (p->features & LR_FEAT_RECON) && l->their_max_seq > 0);
             l->recv_mid = true;
+            const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, folder);
+            j->modes_adopt =
+                fc && (fc->mode == LR_MODE_SEND_ONLY || fc->mode == LR_MODE_RECEIVE_ONLY);
+            j->self_if_receive_only = fc && fc->mode == LR_MODE_RECEIVE_ONLY ? d->short_id : 0;
         }
     }
     daemon_job_queue(d, &j->base);

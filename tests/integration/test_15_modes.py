@@ -534,10 +534,45 @@ def test_folder_added_again_as_receive_only_has_no_local_changes(devices, tmp_pa
     a.start()
     b.start()
     wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
+    time.sleep(1.1)  # vectors are clock seconds: the fresh scan's differ
     a.ok("folder", "remove", "docs")
     add(a, fa, b, "--mode", "receive-only")
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert status(a)["local_changes"] == 0
+    assert synced(fa, fb)
+    # A real edit on A is still a local change, and still not sent.
+    (fa / "f0.txt").write_bytes(b"A's own edit\n")
+    a.ok("scan")
+    wait_for(lambda: status(a)["local_changes"] == 1, timeout=30, what="A's edit counted")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert (fb / "f0.txt").read_bytes() == b"file 0\n"
+
+
+def test_folder_added_again_as_receive_only_while_the_peer_is_away(devices, tmp_path):
+    """As above, but the peer is away while the folder is added again and
+    scanned: each then holds a whole index of the other's it cannot use, so
+    they reconcile through SUMMARY (docs/protocol.md §6.11). The records
+    its buckets show equal must be adopted like those of an INDEX, else the
+    peer waits for A's versions for good."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(5):
+        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
+    add(a, fa, b)
+    add(b, fb, a)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
+    b.stop()
+    time.sleep(1.1)  # vectors are clock seconds: the fresh scan's differ
+    a.ok("folder", "remove", "docs")
+    add(a, fa, b, "--mode", "receive-only")
+    a.ok("scan")
+    b.start()
+    wait_for(lambda: (a.peer_info(b) or {}).get("index", {}).get("summaries_received", 0) >= 1,
+             timeout=30, interval=0.2, what="B's SUMMARY on A")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
     assert status(a)["local_changes"] == 0
     assert synced(fa, fb)
     # A real edit on A is still a local change, and still not sent.
