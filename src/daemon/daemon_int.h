@@ -18,6 +18,7 @@
 #include "transport/transport.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -63,6 +64,8 @@ struct lr_daemon {
     int ready_fd; /* write end of the --detach readiness pipe, or -1 */
     FILE *log;
     bool stopping;
+    /* Set by daemon_stop: a running scan stops at its next read (scanner.h). */
+    atomic_bool scan_cancel;
     int pending_closes;
 
     struct peer_rt *peers;

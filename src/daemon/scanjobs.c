@@ -164,6 +164,7 @@ static void work(struct daemon_job *base)
     struct lr_scan_opts opts = {0};
     opts.short_id = d->short_id;
     opts.on_skip = on_skip;
+    opts.cancel = &d->scan_cancel;
     if (j->progress)
         opts.on_commit = on_commit;
     for (size_t i = 0; i < j->nitems; i++) {
@@ -195,6 +196,13 @@ static void done(struct daemon_job *base, int status)
         struct folder_rt *f = daemon_folder(d, it->id);
         if (status < 0 && it->rc == 0)
             it->rc = lr_err_set(&it->err, LR_ECANCELED, "scan of '%s' was canceled", it->id);
+        if (it->rc == LR_ECANCELED && d->stopping) {
+            /* Stopped for the shutdown: not a folder error; the next start scans again. */
+            lr_info(MOD, "folder=%s scan stopped: the daemon is stopping", it->id);
+            json_array_append_new(arr, json_pack("{s:s, s:s}", "id", it->id, "error",
+                                                 "scan canceled: the daemon is stopping"));
+            continue;
+        }
         if (it->rc < 0) {
             const char *msg = lr_err_msg(&it->err, it->rc);
             char *e = lr_escs(msg);
@@ -397,8 +405,10 @@ bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n)
 
 void scanjobs_cancel(struct lr_daemon *d)
 {
-    /* Every waiting job, scans and sync work alike. A running job cannot be
-     * interrupted mid-file; its completion runs during shutdown. */
+    /* Every waiting job, scans and sync work alike. A running scan stops at
+     * its next read (a first scan of a large tree took seconds to end);
+     * other running jobs complete during shutdown. */
+    atomic_store(&d->scan_cancel, true);
     daemon_jobs_cancel(d);
     struct scan_progress *p = d->scan_progress;
     if (p) {

@@ -147,6 +147,17 @@ static void skipped(struct scan *s, int rc, const char *what)
         s->opts->on_skip(s->opts->skip_arg, s->path, s->plen, rc, what);
 }
 
+static bool canceled(const struct scan *s)
+{
+    return s->opts && s->opts->cancel &&
+           atomic_load_explicit(s->opts->cancel, memory_order_relaxed);
+}
+
+static int cancel_error(struct scan *s)
+{
+    return lr_err_set(s->err, LR_ECANCELED, "scan of folder %s canceled", s->folder);
+}
+
 static double since(const struct timespec *t0)
 {
     struct timespec t;
@@ -662,6 +673,10 @@ static int read_attempt(struct scan *s, int dfd, const char *name, const struct 
     struct lr__wq_job jobs[SUBMIT_BATCH];
     int rc = 0;
     for (;;) {
+        if (canceled(s)) {
+            rc = cancel_error(s);
+            break;
+        }
         ensure_room(s, &start, remaining);
         struct lr__wq_buf *b = s->buf;
         size_t room = b->cap - b->fill;
@@ -756,6 +771,10 @@ static int hash_file(struct scan *s, int dfd, const char *name, struct stat *lst
         rc = read_attempt(s, dfd, name, lst, attempt, old, &queued);
         if (rc != LR_ECHANGED)
             break;
+    }
+    if (rc == LR_ECANCELED) {
+        lr_file_rec_release(old);
+        return rc;
     }
     s->hashed = true;
     if (rc == 0)
@@ -1113,6 +1132,10 @@ static int walk_dir(struct scan *s, int dfd, bool is_root)
     }
     size_t ahead = 0; /* names before this were read ahead or judged not to need it */
     for (size_t i = 0; i < n && rc == 0; i++) {
+        if (canceled(s)) {
+            rc = cancel_error(s);
+            break;
+        }
         if (is_root && strcmp(names[i], LR_SCAN_MARKER) == 0)
             continue;
         size_t saved;

@@ -64,6 +64,7 @@
 #include "index/index.h"
 #include "util/err.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -98,6 +99,14 @@ struct lr_scan_opts {
      */
     void (*on_commit)(void *arg);
     void *commit_arg;
+    /*
+     * May be NULL. Once another thread sets it, the scan stops at the next
+     * entry or read of at most a buffer and fails with LR_ECANCELED: the
+     * batches it committed stay (whole files, and deletions only once more
+     * than TOMBS_MAX were held), entries it did not reach keep their
+     * records; the next scan carries on from what the index then holds.
+     */
+    const atomic_bool *cancel;
 #ifdef LR_FAILPOINTS
     /*
      * Test hook, called on the scanning thread after a regular file's data

@@ -108,6 +108,39 @@ def test_stop_is_graceful(devices, free_port):
     a.pid = None
 
 
+def test_stop_during_a_long_first_scan_ends_it(devices, free_port, tmp_path):
+    """`stop` while the first scan hashes a large file ends the scan at its
+    next read instead of waiting for the whole file: not a folder error, and
+    the next start scans again and indexes the file."""
+    a = devices("alice")
+    a.init()
+    a.port = free_port()
+    root = tmp_path / "docs"
+    root.mkdir()
+    with open(root / "big.img", "wb") as f:
+        f.truncate(64 << 30)  # sparse: read from memory, only hashed
+    a.ok("folder", "add", str(root), "--id", "docs")
+    a.start()
+
+    def state():
+        return a.ok("status", "--json").json()["folders"][0]["state"]
+    wait_for(lambda: state() == "scanning", timeout=30, interval=0.05, what="the scan running")
+    r = a.run("stop")
+    assert r.rc == 0, r
+    assert not a.alive()
+    log = open(os.path.join(a.home, "landropic.log"), errors="replace").read()
+    assert "folder=docs scan stopped: the daemon is stopping" in log
+    assert "scan failed" not in log
+    a.pid = None
+    # The next start scans again (a small file instead: its end is awaited).
+    (root / "big.img").unlink()
+    (root / "small.txt").write_bytes(b"small\n")
+    a.start()
+    wait_for(lambda: state() == "idle", timeout=30, what="the folder scanned")
+    st = a.ok("status", "--json").json()["folders"][0]
+    assert st["files"] == 1, st
+
+
 def test_sigterm_is_graceful(devices, free_port):
     a, b = two(devices, free_port)
     a.start()

@@ -841,6 +841,59 @@ static void test_rename_deletions_after_additions(void **state)
     assert_true(max_live < min_tomb);
 }
 
+static void cancel_on_commit(void *arg)
+{
+    atomic_store((atomic_bool *)arg, true);
+}
+
+/* A scan canceled from outside ends at its next entry: what it committed stays, a file it
+ * did not reach keeps its record (not a deletion), and the next scan completes the job. */
+static void test_canceled(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    struct lr_err err = {0};
+    char name[64];
+    const int n = LR_SCAN_BATCH * 3;
+    mkd(f, "a");
+    mkd(f, "z");
+    write_file(f, "z/last", 100, false);
+    assert_int_equal(scan(f, &r), 0);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "a/f%05d", i);
+        write_file(f, name, 10, false);
+    }
+    assert_int_equal(unlink(P(f, "z/last")), 0);
+
+    atomic_bool cancel = true;
+    f->opts.cancel = &cancel;
+    assert_int_equal(lr_scan_folder(f->ix, FOLDER, f->root, &f->opts, &r, &err), LR_ECANCELED);
+    assert_non_null(strstr(lr_err_msg(&err, LR_ECANCELED), "canceled"));
+    struct lr_file_rec rec;
+    snprintf(name, sizeof(name), "a/f%05d", 0);
+    assert_int_equal(get(f, name, 0, &rec), LR_ENOTFOUND);
+
+    atomic_store(&cancel, false);
+    f->opts.on_commit = cancel_on_commit;
+    f->opts.commit_arg = &cancel;
+    assert_int_equal(lr_scan_folder(f->ix, FOLDER, f->root, &f->opts, &r, &err), LR_ECANCELED);
+    f->opts.on_commit = NULL;
+    f->opts.cancel = NULL;
+    struct lr_folder_stats st;
+    assert_int_equal(lr_index_folder_stats(f->ix, FOLDER, &st, NULL), 0);
+    assert_true(st.files < (uint64_t)n + 1); /* stopped after its first commit */
+    assert_int_equal(get(f, "z/last", 0, &rec), 0);
+    assert_false(rec.deleted); /* not reached: no deletion */
+    lr_file_rec_release(&rec);
+
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.files, n);
+    assert_int_equal(r.deleted, 1);
+    assert_int_equal(get(f, "z/last", 0, &rec), 0);
+    assert_true(rec.deleted);
+    lr_file_rec_release(&rec);
+}
+
 /* Names whose per-directory order differs from plain byte order of full paths. */
 static void test_collation_and_non_utf8(void **state)
 {
@@ -1134,6 +1187,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chunk_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_files_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rename_deletions_after_additions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_canceled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collation_and_non_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed_during_hashing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_edits_differential, setup, teardown),
