@@ -152,13 +152,15 @@ int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
     struct lr_err derr = {0};
     rc = lr_sync_decide(has ? &local : NULL, remote, &dec, &derr);
     /* Receive-only: an own version equal to the peer's, newer only by our
-     * counter (a fresh scan after the folder was added again), is the
-     * peer's version: withheld, the peer waited for it for good. */
+     * counter or concurrent with it (a fresh scan after the folder was added
+     * again, of files we made or the peer did), is the peer's version, and
+     * takes the peer's vector as it is: a merge would still be a version of
+     * ours, withheld, and the peer waited for it for good. */
     /* (Equal vectors too: scanned in the second the peer's version was
      * made, the fresh vector equals it, but was withheld when scanned, before
      * the peer's record came; stored again, it is sent now.) */
-    if (rc >= 0 && dec.apply != LR_SYNC_APPLY_RECORD && self_if_receive_only && has &&
-        same_version(&local, remote) && authored(&local, self_if_receive_only) &&
+    if (rc >= 0 && self_if_receive_only && has && same_version(&local, remote) &&
+        authored(&local, self_if_receive_only) &&
         (lr_vv_equal(&local.vv, &remote->vv) ||
          own_version(ix, folder, &local, self_if_receive_only, false))) {
         lr_sync_decision_release(&dec);

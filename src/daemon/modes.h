@@ -57,7 +57,9 @@ bool daemon_modes_own_version(struct lr_index *ix, const char *folder, const str
  * count as peer changes pending an override for good. In a receive-only
  * folder (self_if_receive_only: our short ID, else 0) also an own version
  * (never announced) equal to the peer's in all but the vector, even a newer
- * one: files scanned afresh after the folder was added again. Runs inside the
+ * or concurrent one, takes the peer's vector unmerged (merged, it would
+ * still be ours, withheld): files scanned afresh after the folder was added
+ * again. Runs inside the
  * caller's transaction on `ix`; *adopted is set when our record changed
  * (it then has a new sequence to announce). 0 or a negative error.
  */

@@ -173,6 +173,12 @@ static void work(struct daemon_job *base)
         struct commit_ctx cc = {j->progress, it->id};
         opts.skip_arg = &ctx;
         opts.commit_arg = &cc;
+        if (atomic_load(&d->scan_cancel)) {
+            /* The rest of a canceled job: not even set up (a missing marker
+             * would be reported as this folder's error during the stop). */
+            it->rc = lr_err_set(&it->err, LR_ECANCELED, "scan of '%s' was canceled", it->id);
+            continue;
+        }
         sync_items_scan_begin(d, it->id);
         it->rc = lr_scan_folder(d->ix, it->id, it->path, &opts, &it->res, &it->err);
         sync_items_scan_end(d, it->id, it->rc == 0);

@@ -136,7 +136,7 @@ def test_stop_during_a_long_first_scan_ends_it(devices, free_port, tmp_path):
     (root / "big.img").unlink()
     (root / "small.txt").write_bytes(b"small\n")
     a.start()
-    wait_for(lambda: state() == "idle", timeout=30, what="the folder scanned")
+    a.ok("sync", "--wait", "--timeout", "30")
     st = a.ok("status", "--json").json()["folders"][0]
     assert st["files"] == 1, st
 

@@ -8,6 +8,9 @@ replaced and never deleted by a peer's change."""
 import os
 import time
 
+import pytest
+
+
 from conftest import free_udp_port, wait_for
 from test_04_sync import setup_pair, synced
 
@@ -581,3 +584,39 @@ def test_folder_added_again_as_receive_only_while_the_peer_is_away(devices, tmp_
     wait_for(lambda: status(a)["local_changes"] == 1, timeout=30, what="A's edit counted")
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     assert (fb / "f0.txt").read_bytes() == b"file 0\n"
+
+
+@pytest.mark.parametrize("away", [False, True])
+def test_peers_files_kept_when_added_again_as_receive_only(devices, tmp_path, away):
+    """The usual receive-only set-up: the files came from the peer. Removed
+    and added again as receive-only (with the peer connected, or away so
+    that the two reconcile through SUMMARY), the fresh scan gives them
+    vectors of ours concurrent with the peer's; the same files, they must
+    take the peer's vectors, not a merge that is still a version of ours
+    withheld for good (the peer then waited for it, and A counted 5 local
+    changes)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(5):
+        (fb / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
+    add(a, fa, b)
+    add(b, fb, a)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="B's files on A")
+    if away:
+        b.stop()
+    time.sleep(1.1)  # vectors are clock seconds: the fresh scan's differ
+    a.ok("folder", "remove", "docs")
+    add(a, fa, b, "--mode", "receive-only")
+    if away:
+        a.ok("scan")
+        b.start()
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert status(a)["local_changes"] == 0
+    assert synced(fa, fb)
+    # B's next edit still reaches A.
+    (fb / "f1.txt").write_bytes(b"B's edit\n")
+    b.ok("scan")
+    wait_for(lambda: (fa / "f1.txt").read_bytes() == b"B's edit\n", timeout=30, interval=0.2,
+             what="B's edit on A")

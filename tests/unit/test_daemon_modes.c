@@ -3,6 +3,7 @@
  * records a receive-only device withholds. Ours when our counter is the
  * largest, ties included (two devices changing a path in the same second),
  * unless a peer holds exactly that version (we took it from the peer).
+ * And daemon_modes_adopt_equal: which equal versions take the peer's vector.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,10 +112,89 @@ static void test_own_version_rules(void **state)
     assert_true(own(f, "b", 1700000001, 1700000000));
 }
 
+/* Our live directory `path` with vector {SELF: own, PEER: peer}; the peer's
+ * equal one (all but the vector) with {SELF: r_own, PEER: r_peer} in *remote. */
+static void equal_dirs(struct fx *f, const char *path, uint64_t own, uint64_t peer, uint64_t r_own,
+                       uint64_t r_peer, struct lr_file_rec *remote)
+{
+    struct lr_file_rec r;
+    rec(&r, path, own, peer);
+    r.type = LR_FT_DIR;
+    r.deleted = false;
+    r.mode = 0755;
+    assert_int_equal(lr_index_file_put(f->ix, FOLDER, &r, NULL, NULL), 0);
+    lr_file_rec_release(&r);
+    rec(remote, path, r_own, r_peer);
+    remote->type = LR_FT_DIR;
+    remote->deleted = false;
+    remote->mode = 0755;
+    peer_holds(f, remote);
+}
+
+/* Our record's vector after adopt_equal, as {SELF, PEER} counters. */
+static void adopt(struct fx *f, const struct lr_file_rec *remote, bool receive_only,
+                  bool want_adopted, uint64_t want_own, uint64_t want_peer)
+{
+    bool adopted = !want_adopted;
+    assert_int_equal(
+        daemon_modes_adopt_equal(f->ix, FOLDER, remote, receive_only ? SELF : 0, &adopted, NULL),
+        0);
+    assert_int_equal(adopted, want_adopted);
+    struct lr_file_rec got;
+    assert_int_equal(
+        lr_index_file_get(f->ix, FOLDER, remote->path, remote->path_len, 0, &got, NULL), 0);
+    assert_int_equal(lr_vv_get(&got.vv, SELF), want_own);
+    assert_int_equal(lr_vv_get(&got.vv, PEER_SHORT), want_peer);
+    lr_file_rec_release(&got);
+}
+
+static void test_adopt_equal(void **state)
+{
+    struct fx *f = *state;
+    struct lr_file_rec r;
+    /* Send-only: concurrent equal versions merge (the peer merges them too). */
+    equal_dirs(f, "s", 1700000010, 0, 0, 1700000000, &r);
+    adopt(f, &r, false, true, 1700000010, 1700000000);
+    lr_file_rec_release(&r);
+    /* Send-only: ours newer stays ours. */
+    equal_dirs(f, "t", 1700000010, 0, 1700000000, 0, &r);
+    adopt(f, &r, false, false, 1700000010, 0);
+    lr_file_rec_release(&r);
+    /* Receive-only, files the peer made, scanned afresh here: the peer's
+     * vector as it is; merged, it stayed ours, withheld for good. */
+    equal_dirs(f, "u", 1700000010, 0, 0, 1700000000, &r);
+    adopt(f, &r, true, true, 0, 1700000000);
+    lr_file_rec_release(&r);
+    /* Receive-only, files we made, scanned afresh: newer only by our counter. */
+    equal_dirs(f, "v", 1700000010, 0, 1700000000, 0, &r);
+    adopt(f, &r, true, true, 1700000000, 0);
+    lr_file_rec_release(&r);
+    /* Receive-only, a version of ours the peer took from us (not withheld)
+     * and the peer's older one: ours stays. */
+    equal_dirs(f, "w", 1700000010, 1700000000, 0, 1700000000, &r);
+    struct lr_file_rec held;
+    rec(&held, "w", 1700000010, 1700000000);
+    held.type = LR_FT_DIR;
+    held.deleted = false;
+    held.mode = 0755;
+    struct lr_device_id other;
+    memset(other.b, 7, sizeof(other.b));
+    assert_int_equal(lr_index_remote_full_begin(f->ix, FOLDER, &other, 78, NULL), 0);
+    struct lr_remote_rec rr;
+    memset(&rr, 0, sizeof(rr));
+    rr.rec = held;
+    rr.rec.seq = 1;
+    assert_int_equal(lr_index_remote_put(f->ix, FOLDER, &other, 78, &rr, NULL), 0);
+    adopt(f, &r, true, false, 1700000010, 1700000000);
+    lr_file_rec_release(&held);
+    lr_file_rec_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_own_version_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_equal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
