@@ -57,6 +57,20 @@ bool daemon_modes_own_version(struct lr_index *ix, const char *folder, const str
     return own_version(ix, folder, r, self, true);
 }
 
+bool daemon_modes_own_version_at(struct lr_index *ix, const char *folder, const uint8_t *path,
+                                 size_t path_len, uint64_t self)
+{
+    struct lr_file_rec r;
+    int rc = lr_index_file_get(ix, folder, path, path_len, 0, &r, NULL);
+    if (rc == LR_ENOTFOUND)
+        return false;
+    if (rc < 0)
+        return true;
+    bool own = own_version(ix, folder, &r, self, true);
+    lr_file_rec_release(&r);
+    return own;
+}
+
 /* Is `r` a local change (modes.h)? Errors count as "no". */
 static bool is_local_change(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
                             uint64_t self)
@@ -139,7 +153,7 @@ static bool same_version(const struct lr_file_rec *a, const struct lr_file_rec *
 
 int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
                              const struct lr_file_rec *remote, uint64_t self_if_receive_only,
-                             bool *adopted, struct lr_err *err)
+                             bool was_own, bool *adopted, struct lr_err *err)
 {
     *adopted = false;
     struct lr_file_rec local;
@@ -161,8 +175,9 @@ int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
      * the peer's record came; stored again, it is sent now.) */
     if (rc >= 0 && self_if_receive_only && has && same_version(&local, remote) &&
         authored(&local, self_if_receive_only) &&
-        (lr_vv_equal(&local.vv, &remote->vv) ||
-         own_version(ix, folder, &local, self_if_receive_only, false))) {
+        (lr_vv_equal(&local.vv, &remote->vv)
+             ? was_own
+             : own_version(ix, folder, &local, self_if_receive_only, false))) {
         lr_sync_decision_release(&dec);
         memset(&dec, 0, sizeof(dec));
         dec.apply = LR_SYNC_APPLY_RECORD;

@@ -47,6 +47,9 @@ struct lr_err;
  * record rather than risk sending a local change. */
 bool daemon_modes_own_version(struct lr_index *ix, const char *folder, const struct lr_file_rec *r,
                               uint64_t self);
+/* The same for our record of `path` (false when we have none). */
+bool daemon_modes_own_version_at(struct lr_index *ix, const char *folder, const uint8_t *path,
+                                 size_t path_len, uint64_t self);
 
 /*
  * Send-only: take the vector of a peer's record `remote` (borrowed) for
@@ -59,13 +62,16 @@ bool daemon_modes_own_version(struct lr_index *ix, const char *folder, const str
  * (never announced) equal to the peer's in all but the vector, even a newer
  * or concurrent one, takes the peer's vector unmerged (merged, it would
  * still be ours, withheld): files scanned afresh after the folder was added
- * again. Runs inside the
+ * again. With vectors equal, only if `was_own` (our record was an own version
+ * before the peer's record was stored, daemon_modes_own_version_at): else
+ * the peer has it from us already, and storing it again under a new sequence
+ * would only re-announce it. Runs inside the
  * caller's transaction on `ix`; *adopted is set when our record changed
  * (it then has a new sequence to announce). 0 or a negative error.
  */
 int daemon_modes_adopt_equal(struct lr_index *ix, const char *folder,
                              const struct lr_file_rec *remote, uint64_t self_if_receive_only,
-                             bool *adopted, struct lr_err *err);
+                             bool was_own, bool *adopted, struct lr_err *err);
 
 /* API "folder.override" {folder}: send-only only. Answers {"folder", "overridden"}. */
 void daemon_m_folder_override(struct lr_daemon *d, struct lr_api_req *req, json_t *params);

@@ -946,6 +946,7 @@ static void recv_work(struct daemon_job *base)
     struct lr_daemon *d = base->d;
     struct lr_proto_index ix = {0};
     struct sync_tracker *t = NULL;
+    bool *was_own = NULL;
     int rc = lr_proto_index_decode(j->payload, j->len, d->sync->zc, &ix, &j->err);
     if (rc < 0) {
         j->rc = rc;
@@ -1013,6 +1014,10 @@ static void recv_work(struct daemon_job *base)
         held.index_id == ix.hdr.index_id)
         held_upto = held.max_seq;
     size_t nskipped = 0, nstored = 0; /* stored: all but those after a delta miss */
+    /* Receive-only: which of our records were own versions before the
+     * peer's record was stored (daemon_modes_adopt_equal's `was_own`). */
+    if (ls->receive_only && ix.n)
+        was_own = lr_xcalloc(ix.n, sizeof(*was_own));
     for (size_t i = 0; i < ix.n; i++) {
         struct lr_proto_entry *e = &ix.v[i];
         if (e->rec.seq <= held_upto) {
@@ -1058,6 +1063,9 @@ static void recv_work(struct daemon_job *base)
         r.wire_type = e->wire_type;
         r.blk_total = e->blk_total;
         r.blk_first = e->blk_first;
+        if (was_own)
+            was_own[i] = daemon_modes_own_version_at(d->ix, j->folder, e->rec.path, e->rec.path_len,
+                                                     d->short_id);
         if ((rc = lr_index_remote_put(d->ix, j->folder, &j->peer, ix.hdr.index_id, &r, &j->err)) <
             0)
             goto fail_tx;
@@ -1089,8 +1097,8 @@ static void recv_work(struct daemon_job *base)
             if (ix.v[i].unknown_type)
                 continue;
             if ((rc = daemon_modes_adopt_equal(d->ix, j->folder, &ix.v[i].rec,
-                                               ls->receive_only ? d->short_id : 0, &adopted,
-                                               &j->err)) < 0)
+                                               ls->receive_only ? d->short_id : 0,
+                                               was_own && was_own[i], &adopted, &j->err)) < 0)
                 goto fail_tx;
             j->adopted += adopted;
         }
@@ -1112,6 +1120,7 @@ fail:
         t->failed_epoch = ls->epoch + 1;
     }
 out:
+    free(was_own);
     lr_proto_index_release(&ix);
 }
 

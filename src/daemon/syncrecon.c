@@ -187,8 +187,8 @@ static int adopt_bucket(struct lr_daemon *d, struct recon_job *j, const struct l
         if (rc == 0 && j->modes_adopt) {
             bool taken = false;
             lr_vv_copy(&r.rec.vv, theirs);
-            rc = daemon_modes_adopt_equal(d->ix, j->folder, &r.rec, j->self_if_receive_only, &taken,
-                                          &j->err);
+            rc = daemon_modes_adopt_equal(d->ix, j->folder, &r.rec, j->self_if_receive_only,
+                                          withheld, &taken, &j->err);
             j->taken += taken;
         }
         lr_remote_rec_release(&r);

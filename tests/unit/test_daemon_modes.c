@@ -113,8 +113,9 @@ static void test_own_version_rules(void **state)
 }
 
 /* Our live directory `path` with vector {SELF: own, PEER: peer}; the peer's
- * equal one (all but the vector) with {SELF: r_own, PEER: r_peer} in *remote. */
-static void equal_dirs(struct fx *f, const char *path, uint64_t own, uint64_t peer, uint64_t r_own,
+ * equal one (all but the vector) with {SELF: r_own, PEER: r_peer} in *remote,
+ * stored as the peer's. Answers whether ours was an own version before. */
+static bool equal_dirs(struct fx *f, const char *path, uint64_t own, uint64_t peer, uint64_t r_own,
                        uint64_t r_peer, struct lr_file_rec *remote)
 {
     struct lr_file_rec r;
@@ -128,17 +129,19 @@ static void equal_dirs(struct fx *f, const char *path, uint64_t own, uint64_t pe
     remote->type = LR_FT_DIR;
     remote->deleted = false;
     remote->mode = 0755;
+    bool was_own = daemon_modes_own_version_at(f->ix, FOLDER, remote->path, remote->path_len, SELF);
     peer_holds(f, remote);
+    return was_own;
 }
 
-/* Our record's vector after adopt_equal, as {SELF, PEER} counters. */
-static void adopt(struct fx *f, const struct lr_file_rec *remote, bool receive_only,
+/* adopt_equal on the peer's record `remote`, then our record's vector as {SELF, PEER}. */
+static void adopt(struct fx *f, const struct lr_file_rec *remote, bool receive_only, bool was_own,
                   bool want_adopted, uint64_t want_own, uint64_t want_peer)
 {
     bool adopted = !want_adopted;
-    assert_int_equal(
-        daemon_modes_adopt_equal(f->ix, FOLDER, remote, receive_only ? SELF : 0, &adopted, NULL),
-        0);
+    assert_int_equal(daemon_modes_adopt_equal(f->ix, FOLDER, remote, receive_only ? SELF : 0,
+                                              was_own, &adopted, NULL),
+                     0);
     assert_int_equal(adopted, want_adopted);
     struct lr_file_rec got;
     assert_int_equal(
@@ -152,28 +155,39 @@ static void test_adopt_equal(void **state)
 {
     struct fx *f = *state;
     struct lr_file_rec r;
+    bool w;
     /* Send-only: concurrent equal versions merge (the peer merges them too). */
-    equal_dirs(f, "s", 1700000010, 0, 0, 1700000000, &r);
-    adopt(f, &r, false, true, 1700000010, 1700000000);
+    w = equal_dirs(f, "s", 1700000010, 0, 0, 1700000000, &r);
+    adopt(f, &r, false, w, true, 1700000010, 1700000000);
     lr_file_rec_release(&r);
     /* Send-only: ours newer stays ours. */
-    equal_dirs(f, "t", 1700000010, 0, 1700000000, 0, &r);
-    adopt(f, &r, false, false, 1700000010, 0);
+    w = equal_dirs(f, "t", 1700000010, 0, 1700000000, 0, &r);
+    adopt(f, &r, false, w, false, 1700000010, 0);
     lr_file_rec_release(&r);
     /* Receive-only, files the peer made, scanned afresh here: the peer's
      * vector as it is; merged, it stayed ours, withheld for good. */
-    equal_dirs(f, "u", 1700000010, 0, 0, 1700000000, &r);
-    adopt(f, &r, true, true, 0, 1700000000);
+    w = equal_dirs(f, "u", 1700000010, 0, 0, 1700000000, &r);
+    assert_true(w);
+    adopt(f, &r, true, w, true, 0, 1700000000);
     lr_file_rec_release(&r);
     /* Receive-only, files we made, scanned afresh: newer only by our counter. */
-    equal_dirs(f, "v", 1700000010, 0, 1700000000, 0, &r);
-    adopt(f, &r, true, true, 1700000000, 0);
+    w = equal_dirs(f, "v", 1700000010, 0, 1700000000, 0, &r);
+    adopt(f, &r, true, w, true, 1700000000, 0);
     lr_file_rec_release(&r);
-    /* Receive-only, a version of ours the peer took from us (not withheld)
-     * and the peer's older one: ours stays. */
-    equal_dirs(f, "w", 1700000010, 1700000000, 0, 1700000000, &r);
+    /* Receive-only, the same vector: taken again only if it was withheld
+     * (scanned in the second the peer made it) ... */
+    w = equal_dirs(f, "x", 1700000010, 0, 1700000010, 0, &r);
+    assert_true(w);
+    adopt(f, &r, true, w, true, 1700000010, 0);
+    /* ... not when the peer had it from us already: no re-announcement. */
+    w = daemon_modes_own_version_at(f->ix, FOLDER, r.path, r.path_len, SELF);
+    assert_false(w);
+    adopt(f, &r, true, w, false, 1700000010, 0);
+    lr_file_rec_release(&r);
+    /* Receive-only, a version of ours another peer took from us (not
+     * withheld) and this peer's older one: ours stays. */
     struct lr_file_rec held;
-    rec(&held, "w", 1700000010, 1700000000);
+    rec(&held, "y", 1700000010, 1700000000);
     held.type = LR_FT_DIR;
     held.deleted = false;
     held.mode = 0755;
@@ -185,7 +199,9 @@ static void test_adopt_equal(void **state)
     rr.rec = held;
     rr.rec.seq = 1;
     assert_int_equal(lr_index_remote_put(f->ix, FOLDER, &other, 78, &rr, NULL), 0);
-    adopt(f, &r, true, false, 1700000010, 1700000000);
+    w = equal_dirs(f, "y", 1700000010, 1700000000, 0, 1700000000, &r);
+    assert_false(w);
+    adopt(f, &r, true, w, false, 1700000010, 1700000000);
     lr_file_rec_release(&held);
     lr_file_rec_release(&r);
 }
