@@ -620,3 +620,30 @@ def test_peers_files_kept_when_added_again_as_receive_only(devices, tmp_path, aw
     b.ok("scan")
     wait_for(lambda: (fa / "f1.txt").read_bytes() == b"B's edit\n", timeout=30, interval=0.2,
              what="B's edit on A")
+
+
+def test_receive_only_device_that_lost_its_database(devices, tmp_path):
+    """A receive-only device whose index.db was deleted scans its files
+    afresh (vectors of its own, concurrent with the peer's); reconciling,
+    it must take the peer's versions, not hold them as local changes: the
+    peer's `sync --wait` waited for them for good ("peers still need 2 files
+    from us")."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "a.txt").write_bytes(b"a\n")
+    (fa / "b.txt").write_bytes(b"b\n")
+    add(a, fa, b)
+    add(b, fb, a, "--mode", "receive-only")
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    b.stop()
+    time.sleep(1.1)  # vectors are clock seconds: the fresh scan's differ
+    for name in os.listdir(b.home):
+        if name.startswith("index.db"):
+            os.unlink(os.path.join(b.home, name))
+    b.start()
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert status(b)["local_changes"] == 0
+    assert synced(fa, fb)
