@@ -391,6 +391,7 @@ struct pull_job {
     struct sync_xfer **xfers;
     size_t nxfers;
     size_t applied, left, conflicts;
+    size_t kept; /* directories kept with a new version (keep_dir_with_children) */
     bool rescan, no_marker;
     int rc;
     struct lr_err err;
@@ -947,6 +948,7 @@ static bool dir_kept(struct page_ctx *c, const struct lr_file_rec *dir,
         *rc = k;
         *err = kerr;
     }
+    c->j->kept += k == 1;
     return k == 1;
 }
 
@@ -1663,7 +1665,9 @@ static void pull_done(struct daemon_job *base, int status)
         } else if (j->rc < 0) {
             lr_warn(MOD, "folder=%s pull failed: %s", j->folder, lr_err_msg(&j->err, j->rc));
         }
-        if (j->applied) {
+        if (j->applied || j->kept) {
+            /* A kept directory's new version too: unannounced, the peer
+             * tried its files under its own file or symlink for good. */
             f->rescans = 0;
             sync_local_changed(d, j->folder);
         }
@@ -1671,7 +1675,7 @@ static void pull_done(struct daemon_job *base, int status)
         if (j->rescan && f->rescans < PULL_RESCANS_MAX) {
             f->rescans++;
             scanjobs_queue(d, (const char *const *)&j->folder, 1, NULL, NULL);
-        } else if (f->pull_again || (j->applied && j->left)) {
+        } else if (f->pull_again || ((j->applied || j->kept) && j->left)) {
             sync_pull_trigger(d, j->folder);
         }
         sync_pump(d);

@@ -357,6 +357,45 @@ def test_directory_replaced_while_the_other_adds_inside(devices, tmp_path):
         assert st["in_sync"] and not st["errors"], st
 
 
+def test_directory_replaced_by_a_symlink_while_the_other_edits_inside(devices, tmp_path):
+    """Bob replaces a directory with a symlink (to a directory outside the
+    folder) while alice, apart, edits a file in it and adds another: the
+    directory keeps the name with alice's files, bob's symlink becomes the
+    conflict copy, and nothing is written through the symlink. Bob failed
+    to apply alice's files under his symlink ('parent of esc/e1: Too many
+    levels of symbolic links') until alice happened to rescan."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (fa / "esc").mkdir()
+    (fa / "esc" / "e1").write_bytes(b"e1\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    b.stop()
+    shutil.rmtree(fb / "esc")
+    os.symlink(str(outside), fb / "esc")
+    (fa / "esc" / "e2").write_bytes(b"e2\n")
+    (fa / "esc" / "e1").write_bytes(b"e1 edited\n")
+    a.ok("scan")
+    b.start()
+
+    def converged():
+        s = synced(fa, fb)
+        return (s and s.get("esc", ("",))[0] == "dir" and "esc/e1" in s and "esc/e2" in s
+                and len([p for p in s if "sync-conflict" in p]) == 1 and s)
+    s = wait_for(converged, timeout=60, interval=0.3, what="directory kept, symlink copied")
+    copy = [p for p in s if "sync-conflict" in p][0]
+    assert copy.startswith("esc.sync-conflict-") and os.readlink(fb / copy) == str(outside)
+    assert (fb / "esc" / "e1").read_bytes() == b"e1 edited\n"
+    assert os.listdir(outside) == []
+    for dev in (a, b):
+        assert dev.ok("sync", "--wait", "--timeout", "30").rc == 0
+        st = folder_status(dev)
+        assert st["in_sync"] and not st["errors"], st
+
+
 def test_long_name_versions_listed_and_restored_by_name(devices, tmp_path):
     """A leaf too long for the archive's stamp is archived cut, tagged with a
     hash of the full name; `versions` and `restore` given the full name find
