@@ -410,6 +410,7 @@ struct send_job {
     /* out */
     struct lr_buf *frames; /* INDEX payloads */
     size_t nframes;
+    uint64_t index_id; /* ours, that the frames carry */
     uint64_t next;
     bool more;
     int rc;
@@ -510,6 +511,7 @@ static void send_work(struct daemon_job *base)
     if ((j->rc = lr_index_list_by_seq(ix, j->folder, j->from, SYNC_SEND_RECORDS, LR_IX_CHUNKS,
                                       &list, &j->err)) < 0)
         goto out;
+    j->index_id = info.index_id;
     if ((j->rc = lr_proto_index_batch_init(&batch, j->folder, info.index_id, 0, 0)) < 0) {
         lr_err_set(&j->err, j->rc, "cannot start an INDEX batch for folder %s", j->folder);
         goto out;
@@ -643,6 +645,7 @@ static void send_done(struct daemon_job *base, int status)
             l->send_decided = true;
             l->send_first = j->first;
             l->send_next = j->next;
+            l->send_index = j->index_id;
             p->deltas_sent += j->ndeltas;
             lr_debug(MOD, "folder=%s index sent: %zu batches up to seq %llu%s", j->folder,
                      j->nframes, (unsigned long long)j->next, j->more ? ", more to come" : "");
@@ -766,6 +769,7 @@ static void link_reset(struct sync_link *l, bool recv)
     l->send_decided = false;
     l->send_first = false;
     l->send_next = 0;
+    l->send_index = 0;
     l->send_blocked = false;
     l->send_dirty = false;
     l->send_caught_up = false;
@@ -797,13 +801,25 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
         struct sync_link *l = link_get(d, &p->id, e->id);
         if (l->listed && !fresh)
             continue;
-        if (l->listed && e->index_id == l->their_index_id && e->peer_index_id == l->their_view_id &&
-            e->peer_seq == l->their_view_seq && e->list_upto == l->their_list_upto) {
-            /* What they hold of ours is what they said last time (a FOLDERS
-             * sent for its options, "scanning" no more): the burst under
-             * way stands. Deciding it again could swap a full index already
-             * on its way for a SUMMARY, and a receive-only peer reconciling
-             * lost the versions it would have adopted from the index. */
+        bool same_view = e->peer_index_id == l->their_view_id && e->peer_seq == l->their_view_seq;
+        /* Or they hold part of what this connection's burst carried: their
+         * FOLDERS (sent for its options, or another folder) crossed our
+         * batches. Sent again from there, the burst reached them with
+         * sequences lower than the ones they had just stored, which they
+         * refuse ("seq 11 after 1000 in the same burst"), closing the
+         * connection. */
+        bool view_in_burst = l->send_decided && l->send_index != 0 &&
+                             e->peer_index_id == l->send_index && e->peer_seq < l->send_next;
+        if (l->listed && e->index_id == l->their_index_id && (same_view || view_in_burst) &&
+            e->list_upto == l->their_list_upto) {
+            /* What they hold of ours is what they said last time or what
+             * we sent since (a FOLDERS sent for its options, "scanning" no
+             * more): the burst under way stands. Deciding it again could
+             * swap a full index already on its way for a SUMMARY, and a
+             * receive-only peer reconciling lost the versions it would have
+             * adopted from the index. */
+            /* (their_view_* stay as the burst was decided on: the silent
+             * merge rule of a SUMMARY from them reads them, syncrecon.c.) */
             l->their_max_seq = e->max_seq;
             l->their_scanning = e->scanning;
             continue;

@@ -110,6 +110,7 @@ struct sync_link {
     bool send_decided;   /* full/incremental decided for this epoch */
     bool send_first;     /* the next batch carries FIRST */
     uint64_t send_next;  /* next sequence to send */
+    uint64_t send_index; /* our index ID the decided burst carries (0: none yet) */
     bool send_busy;      /* a sender job is queued or running */
     bool send_blocked;   /* burst continues once the send queue drains */
     bool send_dirty;     /* local change since the current burst started */
