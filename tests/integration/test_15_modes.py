@@ -524,85 +524,25 @@ def test_receive_only_middle_shares_the_conflict_copy_it_makes(devices, tmp_path
     assert status(b)["local_changes"] == 0
 
 
-def test_folder_added_again_as_receive_only_has_no_local_changes(devices, tmp_path):
-    """The device the files came from removes the folder and adds it again
-    as receive-only: its fresh scan gives the unchanged files vectors of its
-    own, but a peer has them as they are, so they are no local changes
-    (withheld, the peer waited for them for good)."""
+@pytest.mark.parametrize("maker,away", [("A", False), ("A", True), ("B", False), ("B", True)])
+def test_folder_added_again_as_receive_only_has_no_local_changes(devices, tmp_path, maker, away):
+    """A removes the folder and adds it again as receive-only: its fresh
+    scan gives the unchanged files vectors of its own (newer than the
+    peer's when A made the files, concurrent when B did), but the peer has
+    them as they are, so they are no local changes: they take the peer's
+    vectors as they are (withheld, or merged into a version still ours, the
+    peer waited for them for good). With the peer away meanwhile, each then
+    holds a whole index of the other's it cannot use, so they reconcile
+    through SUMMARY (docs/protocol.md §6.11), whose equal records must be
+    adopted like those of an INDEX."""
     a, b, fa, fb = setup_pair(devices, tmp_path)
     for i in range(5):
-        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
+        ((fa if maker == "A" else fb) / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
     add(a, fa, b)
     add(b, fb, a)
     a.start()
     b.start()
-    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
-    time.sleep(1.1)  # vectors are clock seconds: the fresh scan's differ
-    a.ok("folder", "remove", "docs")
-    add(a, fa, b, "--mode", "receive-only")
-    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
-    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
-    assert status(a)["local_changes"] == 0
-    assert synced(fa, fb)
-    # A real edit on A is still a local change, and still not sent.
-    (fa / "f0.txt").write_bytes(b"A's own edit\n")
-    a.ok("scan")
-    wait_for(lambda: status(a)["local_changes"] == 1, timeout=30, what="A's edit counted")
-    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
-    assert (fb / "f0.txt").read_bytes() == b"file 0\n"
-
-
-def test_folder_added_again_as_receive_only_while_the_peer_is_away(devices, tmp_path):
-    """As above, but the peer is away while the folder is added again and
-    scanned: each then holds a whole index of the other's it cannot use, so
-    they reconcile through SUMMARY (docs/protocol.md §6.11). The records
-    its buckets show equal must be adopted like those of an INDEX, else the
-    peer waits for A's versions for good."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
-    for i in range(5):
-        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
-    add(a, fa, b)
-    add(b, fb, a)
-    a.start()
-    b.start()
-    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A's files on B")
-    b.stop()
-    time.sleep(1.1)  # vectors are clock seconds: the fresh scan's differ
-    a.ok("folder", "remove", "docs")
-    add(a, fa, b, "--mode", "receive-only")
-    a.ok("scan")
-    b.start()
-    wait_for(lambda: (a.peer_info(b) or {}).get("index", {}).get("summaries_received", 0) >= 1,
-             timeout=30, interval=0.2, what="B's SUMMARY on A")
-    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
-    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
-    assert status(a)["local_changes"] == 0
-    assert synced(fa, fb)
-    # A real edit on A is still a local change, and still not sent.
-    (fa / "f0.txt").write_bytes(b"A's own edit\n")
-    a.ok("scan")
-    wait_for(lambda: status(a)["local_changes"] == 1, timeout=30, what="A's edit counted")
-    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
-    assert (fb / "f0.txt").read_bytes() == b"file 0\n"
-
-
-@pytest.mark.parametrize("away", [False, True])
-def test_peers_files_kept_when_added_again_as_receive_only(devices, tmp_path, away):
-    """The usual receive-only set-up: the files came from the peer. Removed
-    and added again as receive-only (with the peer connected, or away so
-    that the two reconcile through SUMMARY), the fresh scan gives them
-    vectors of ours concurrent with the peer's; the same files, they must
-    take the peer's vectors, not a merge that is still a version of ours
-    withheld for good (the peer then waited for it, and A counted 5 local
-    changes)."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
-    for i in range(5):
-        (fb / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
-    add(a, fa, b)
-    add(b, fb, a)
-    a.start()
-    b.start()
-    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="B's files on A")
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="the files on both")
     if away:
         b.stop()
     time.sleep(1.1)  # vectors are clock seconds: the fresh scan's differ
@@ -611,15 +551,22 @@ def test_peers_files_kept_when_added_again_as_receive_only(devices, tmp_path, aw
     if away:
         a.ok("scan")
         b.start()
+        wait_for(lambda: (a.peer_info(b) or {}).get("index", {}).get("summaries_received", 0) >= 1,
+                 timeout=30, interval=0.2, what="B's SUMMARY on A")
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
     assert status(a)["local_changes"] == 0
     assert synced(fa, fb)
-    # B's next edit still reaches A.
+    # B's edit still reaches A; a real edit on A is a local change, not sent.
     (fb / "f1.txt").write_bytes(b"B's edit\n")
     b.ok("scan")
     wait_for(lambda: (fa / "f1.txt").read_bytes() == b"B's edit\n", timeout=30, interval=0.2,
              what="B's edit on A")
+    (fa / "f0.txt").write_bytes(b"A's own edit\n")
+    a.ok("scan")
+    wait_for(lambda: status(a)["local_changes"] == 1, timeout=30, what="A's edit counted")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert (fb / "f0.txt").read_bytes() == b"file 0\n"
 
 
 def test_receive_only_device_that_lost_its_database(devices, tmp_path):
