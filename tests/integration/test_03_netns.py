@@ -316,20 +316,27 @@ def test_device_that_accepted_the_connection_moves_and_reconnects(netns_pair, tm
 
 
 
+def big_file_pair(netns_pair, tmp_path, size):
+    """Two devices in the namespaces sharing "docs", A's holding big.bin of
+    `size` random bytes; daemons not started. Returns a, b, fa, fb, big."""
+    a, b = ns_devices(netns_pair, tmp_path)
+    fa, fb = tmp_path / "A", tmp_path / "B"
+    fa.mkdir()
+    fb.mkdir()
+    big = os.urandom(size)
+    (fa / "big.bin").write_bytes(big)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    return a, b, fa, fb, big
+
+
 def test_small_files_are_not_held_back_by_a_big_one(netns_pair, tmp_path):
     """Over a lossy link, files found while a big one is being received
     arrive before it: the transfers take turns of requests (the queue's head
     used to take every freed slot, so they waited for the big file's last
     chunk to be asked for: minutes on a lossy link)."""
     nsa, nsb = netns_pair
-    a, b = ns_devices(netns_pair, tmp_path)
-    fa, fb = tmp_path / "A", tmp_path / "B"
-    fa.mkdir()
-    fb.mkdir()
-    big = os.urandom(40 << 20)
-    (fa / "big.bin").write_bytes(big)
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 40 << 20)
     try:
         add_loss(nsa, 15)
         add_loss(nsb, 15)
@@ -382,14 +389,7 @@ def test_edit_made_while_a_large_file_arrives_goes_out_at_once(netns_pair, tmp_p
     the folder was receiving (the hold is for the events of our own commits),
     although a large file is written only under .landropic until its commit."""
     nsa, nsb = netns_pair
-    a, b = ns_devices(netns_pair, tmp_path)
-    fa, fb = tmp_path / "A", tmp_path / "B"
-    fa.mkdir()
-    fb.mkdir()
-    big = os.urandom(24 << 20)
-    (fa / "big.bin").write_bytes(big)
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 24 << 20)
     try:
         # A sends at 8 Mbit/s (about 25 s for big.bin); B's way back is not limited.
         r = sh("ip", "netns", "exec", nsa, "tc", "qdisc", "add", "dev", veth_of(nsa), "root",
