@@ -456,6 +456,13 @@ static void print_not_done(json_t *st, double timeout)
         /* The peers' part only when the reason is about a peer (it once said
          * so for every reason, with both peers connected). */
         bool peers = !w || strstr(w, "peer ") != NULL;
+        if (w && strstr(w, "has the folder in error")) {
+            /* Not a wait for the peer: it cannot sync until fixed there. */
+            fprintf(stderr, ": ");
+            cli_print_msg(stderr, w);
+            fprintf(stderr, " (see 'landropic status' on that device)\n");
+            return;
+        }
         fprintf(stderr,
                 peers ? ": waiting for peers to connect and exchange indexes" : ": not settled");
         if (w && *w) {

@@ -195,6 +195,7 @@ struct folders_job {
     struct lr_sync_strategy *strats; /* announced in option 3 (docs/conflicts.md) */
     uint64_t *list_upto;             /* option 4 (§6.5, §6.6); 0: none */
     bool *scanning;                  /* option 5 */
+    bool *stopped;                   /* option 6 */
     size_t n;
     bool side;    /* on the serve lane: read only; a missing folder index */
     bool missing; /* sends the job to the serial queue, which creates it */
@@ -241,6 +242,7 @@ static void folders_work(struct daemon_job *base)
         f->mode = j->modes[i];
         f->list_upto = j->list_upto[i];
         f->scanning = j->scanning[i];
+        f->stopped = j->stopped[i];
         lr_sync_strategy_to_proto(&j->strats[i], f);
     }
     if (j->missing) {
@@ -294,6 +296,7 @@ static void folders_done(struct daemon_job *base, int status)
     free(j->strats);
     free(j->list_upto);
     free(j->scanning);
+    free(j->stopped);
     free(j->out);
     free(j);
 }
@@ -325,6 +328,15 @@ static uint32_t proto_mode(enum lr_folder_mode m)
     }
 }
 
+/* Shared with the peer, which is told so (option 6), but in error here. */
+static bool stopped_here(struct lr_daemon *d, const struct sync_peer *p,
+                         const struct lr_folder_cfg *fc)
+{
+    const struct folder_rt *rt = daemon_folder(d, fc->id);
+    return (p->features & LR_FEAT_FOLDER_STOPPED) && lr_folder_shared_with(fc, &p->id) && rt &&
+           rt->bound && rt->state == FOLDER_ERROR;
+}
+
 static void send_folders(struct lr_daemon *d, struct sync_peer *p)
 {
     if (!p->conn || d->stopping)
@@ -340,18 +352,27 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
     j->strats = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->strats));
     j->list_upto = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->list_upto));
     j->scanning = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->scanning));
+    j->stopped = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->stopped));
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
-        if (!syncing(d, &p->id, fc->id) || j->n >= LR_PROTO_FOLDERS_ENTRIES_MAX)
-            continue;
+        if (j->n >= LR_PROTO_FOLDERS_ENTRIES_MAX)
+            break;
+        if (!syncing(d, &p->id, fc->id)) {
+            /* In error here: listed as stopped, so the peer does not take
+             * the folder for one we do not share and call itself in sync. */
+            if (!stopped_here(d, p, fc))
+                continue;
+            j->stopped[j->n] = true;
+        } else {
+            /* A delta of theirs we could not decode: lists up to it, in the
+             * index it came from (their_index_id is kept across reconnects). */
+            const struct sync_link *l = sync_link_find(d, &p->id, fc->id);
+            if (l && l->list_upto && l->list_upto_index == l->their_index_id &&
+                (p->features & LR_FEAT_INDEX_DELTA))
+                j->list_upto[j->n] = l->list_upto;
+            j->scanning[j->n] = announce_scanning(d, &p->id, fc->id);
+        }
         j->modes[j->n] = proto_mode(fc->mode);
-        /* A delta of theirs we could not decode: lists up to it, in the
-         * index it came from (their_index_id is kept across reconnects). */
-        const struct sync_link *l = sync_link_find(d, &p->id, fc->id);
-        if (l && l->list_upto && l->list_upto_index == l->their_index_id &&
-            (p->features & LR_FEAT_INDEX_DELTA))
-            j->list_upto[j->n] = l->list_upto;
-        j->scanning[j->n] = announce_scanning(d, &p->id, fc->id);
         if (lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->strats[j->n], NULL) < 0)
             memset(&j->strats[j->n], 0, sizeof(j->strats[0])); /* validated by config */
         j->ids[j->n++] = lr_xstrdup(fc->id);
@@ -790,13 +811,13 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
             continue;
         bool still = false;
         for (size_t i = 0; i < theirs->n && !still; i++)
-            still = strcmp(theirs->v[i].id, l->folder) == 0;
+            still = !theirs->v[i].stopped && strcmp(theirs->v[i].id, l->folder) == 0;
         if (!still || !syncing(d, &p->id, l->folder))
             link_reset(l, true);
     }
     for (size_t i = 0; i < theirs->n; i++) {
         const struct lr_proto_folder *e = &theirs->v[i];
-        if (!syncing(d, &p->id, e->id))
+        if (e->stopped || !syncing(d, &p->id, e->id))
             continue;
         struct sync_link *l = link_get(d, &p->id, e->id);
         if (l->listed && !fresh)
@@ -841,7 +862,11 @@ static void on_folders(struct lr_daemon *d, struct sync_peer *p, const uint8_t *
     struct lr_proto_folders f;
     struct lr_err err = {0};
     int rc = lr_proto_folders_decode(payload, len, &f, &err);
+    for (size_t i = 0; rc == 0 && i < f.n; i++)
+        if (f.v[i].stopped && !(p->features & LR_FEAT_FOLDER_STOPPED))
+            rc = lr_err_set(&err, LR_EBADVAL, "folders[%zu].stopped: feature not in force", i);
     if (rc < 0) {
+        lr_proto_folders_release(&f);
         sync_peer_fatal(d, p, "invalid FOLDERS", rc, &err);
         return;
     }
@@ -1607,8 +1632,11 @@ uint64_t sync_fingerprint(struct lr_daemon *d)
      * whenever they are set, and one that was set and cleared again without
      * moving a sequence or a need changed nothing (a scan that found nothing
      * still runs a sender that sends nothing). */
-    for (const struct sync_peer *p = d->sync->peers; p; p = p->next)
+    for (const struct sync_peer *p = d->sync->peers; p; p = p->next) {
         h = fp_mix(fp_mix(h, p->gen), p->have_folders);
+        for (size_t i = 0; i < p->theirs.n; i++)
+            h = fp_mix(h, p->theirs.v[i].stopped);
+    }
     for (const struct sync_link *l = d->sync->links; l; l = l->next) {
         h = fp_mix(fp_mix(h, l->their_index_id), l->their_max_seq);
         h = fp_mix(fp_mix(h, l->their_view_id), l->their_view_seq);
@@ -1630,6 +1658,15 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
     const struct sync_folder *f = sync_folder_get(d, folder_id);
     return f->pull_running || f->commits > 0 ||
            (f->applied_at && uv_now(&d->loop) - f->applied_at < within_ms);
+}
+
+/* Their latest FOLDERS lists the folder as stopped (option 6: in error there). */
+static bool peer_stopped(const struct sync_peer *p, const char *folder_id)
+{
+    for (size_t i = 0; i < p->theirs.n; i++)
+        if (strcmp(p->theirs.v[i].id, folder_id) == 0)
+            return p->theirs.v[i].stopped;
+    return false;
 }
 
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out)
@@ -1698,6 +1735,11 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
         if (!p->have_folders) {
             settled = false;
             snprintf(out->why, sizeof(out->why), "no folder list from peer %s yet", id);
+            continue;
+        }
+        if (peer_stopped(p, folder_id)) {
+            settled = false;
+            snprintf(out->why, sizeof(out->why), "peer %s has the folder in error", id);
             continue;
         }
         struct sync_link *l = sync_link_find(d, &p->id, folder_id);

@@ -83,6 +83,10 @@ enum lr_msg_type {
 /* A full index may be replaced by reconciliation without history: SUMMARY,
  * SUMMARY_WANT, then only the differing buckets' entries (§6.11). */
 #define LR_FEAT_RECON (UINT64_C(1) << 2)
+/* FOLDERS may list a folder the sender shares but cannot sync now (option 6,
+ * "stopped": in error there), so the receiver knows it is not in sync with
+ * that peer instead of taking the folder for one the peer does not share. */
+#define LR_FEAT_FOLDER_STOPPED (UINT64_C(1) << 3)
 
 /* Per-type payload limits (see the type table in proto.c). */
 #define LR_PROTO_HELLO_MAX 4096 /* known fields need < 160; the rest is room to grow */
@@ -276,6 +280,11 @@ enum lr_proto_folder_opt {
      * scan made of it (its first scan since start is running, or what it
      * found is still being sent): the receiver's sync --wait waits. */
     LR_PROTO_FOPT_SCANNING = 5,
+    /* value: empty. The sender has added and shared the folder with the
+     * receiver but cannot sync it now (the folder is in error there): the
+     * folder is not syncing between the two, and the receiver does not
+     * count it as in sync with the sender. Only with LR_FEAT_FOLDER_STOPPED. */
+    LR_PROTO_FOPT_STOPPED = 6,
 };
 /* Option 3: varint kind | varint window (seconds) | 32-byte device ID (only
  * for PREFER_DEVICE). The conflict rule evaluates both devices' strategies
@@ -305,6 +314,7 @@ struct lr_proto_folder {
     uint8_t resolve_device[32];               /* PREFER_DEVICE only, else zero */
     uint64_t list_upto;                       /* option 4; 0: absent */
     bool scanning;                            /* option 5 present */
+    bool stopped;                             /* option 6 present */
 };
 
 /* Owned array; release with lr_proto_folders_release (zeroed struct: ok). */

@@ -359,8 +359,11 @@ def test_marker_removed_on_receiver_keeps_everything(devices, tmp_path):
     a_expected = snapshot(fa)
     a.ok("scan")
     b.run("sync")
-    # A cannot be in sync with a peer whose folder is in error: bounded wait.
-    assert a.run("sync", "--wait", "--timeout", "3").rc in (0, 3)
+    # A is not in sync with a peer whose folder is in error, and says why.
+    r = a.run("sync", "--wait", "--timeout", "3")
+    assert r.rc == 3, r
+    assert f"peer {b.id[:7]} has the folder in error" in r.err, r
+    assert folder_status(a)["in_sync"] is False
     time.sleep(1)
     assert snapshot(fa) == a_expected, "A deleted or changed files because B's disk vanished"
     assert (fa / "f0.txt").exists() and (fa / "sub" / "f1.txt").exists()

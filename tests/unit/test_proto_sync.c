@@ -229,6 +229,7 @@ static void test_folders_roundtrip(void **state)
     v[2].list_upto = LR_VARINT_MAX;
     v[1].scanning = true; /* option 5: its first scan still running */
     v[2].scanning = true;
+    v[2].stopped = true; /* option 6: in error on the sender */
 
     struct lr_buf b;
     lr_buf_init(&b, LR_PROTO_FOLDERS_MAX);
@@ -391,32 +392,37 @@ static void test_folders_list_upto(void **state)
     lr_buf_release(&b);
 }
 
-/* Option 5 (scanning, §6.5): present with an empty value, absent means
- * not scanning; a value is refused rather than taken for a newer form. */
-static void test_folders_scanning(void **state)
+/* Options 5 (scanning) and 6 (stopped), §6.5: present with an empty value,
+ * absent means not so; a value is refused rather than taken for a newer
+ * form. */
+static void test_folders_flag_options(void **state)
 {
     (void)state;
+    static const uint64_t keys[] = {LR_PROTO_FOPT_SCANNING, LR_PROTO_FOPT_STOPPED};
     struct lr_buf b;
     lr_buf_init(&b, 4096);
-    for (size_t len = 0; len < 3; len++) {
-        static const uint8_t val[2] = {1, 0};
-        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
-        put_folder_head(&b, "docs", 1, 0, 0);
-        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
-        assert_int_equal(lr_buf_put_varint(&b, LR_PROTO_FOPT_SCANNING), 0);
-        assert_int_equal(lr_buf_put_lbytes(&b, val, len), 0);
-        if (len == 0) {
-            struct lr_proto_folders out;
-            assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
-            assert_true(out.v[0].scanning);
-            assert_int_equal(out.v[0].mode, LR_PROTO_MODE_SEND_RECEIVE); /* absent: default */
-            lr_proto_folders_release(&out);
-            lr_buf_reset(&b);
-        } else {
-            folders_expect(&b, LR_EBADVAL);
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t len = 0; len < 3; len++) {
+            static const uint8_t val[2] = {1, 0};
+            assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+            put_folder_head(&b, "docs", 1, 0, 0);
+            assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+            assert_int_equal(lr_buf_put_varint(&b, keys[k]), 0);
+            assert_int_equal(lr_buf_put_lbytes(&b, val, len), 0);
+            if (len == 0) {
+                struct lr_proto_folders out;
+                assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
+                assert_int_equal(out.v[0].scanning, k == 0);
+                assert_int_equal(out.v[0].stopped, k == 1);
+                assert_int_equal(out.v[0].mode, LR_PROTO_MODE_SEND_RECEIVE); /* absent: default */
+                lr_proto_folders_release(&out);
+                lr_buf_reset(&b);
+            } else {
+                folders_expect(&b, LR_EBADVAL);
+            }
         }
     }
-    /* Not scanning: no option on the wire (an older peer sees no change). */
+    /* Neither: no option on the wire (an older peer sees no change). */
     struct lr_proto_folder f;
     folder_init(&f, "docs", 1);
     assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
@@ -425,6 +431,10 @@ static void test_folders_scanning(void **state)
     f.scanning = true;
     assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
     assert_int_equal(b.len, plain + 2); /* key 5, empty value */
+    lr_buf_reset(&b);
+    f.stopped = true;
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
+    assert_int_equal(b.len, plain + 4); /* and key 6, empty value */
     lr_buf_release(&b);
 }
 
@@ -2087,7 +2097,7 @@ int main(void)
         cmocka_unit_test(test_folders_sort_and_encoder_rules),
         cmocka_unit_test(test_folders_hostile),
         cmocka_unit_test(test_folders_list_upto),
-        cmocka_unit_test(test_folders_scanning),
+        cmocka_unit_test(test_folders_flag_options),
         cmocka_unit_test(test_index_roundtrip),
         cmocka_unit_test(test_index_builder_rejects),
         cmocka_unit_test(test_index_batch_bound),
