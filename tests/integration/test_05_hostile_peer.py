@@ -430,7 +430,7 @@ def test_refused_entries_are_not_fetched_nor_staged(devices, tmp_path):
 
 # HELLO feature bits (docs/protocol.md §6.1).
 FEAT_HAVE, FEAT_RECON = 1, 4
-T_HAVE, T_SUMMARY, T_SUMMARY_WANT = 0x14, 0x16, 0x17
+T_FOLDERS, T_HAVE, T_SUMMARY, T_SUMMARY_WANT = 0x10, 0x14, 0x16, 0x17
 INDEX_RECON = 4
 
 
@@ -445,6 +445,13 @@ def want_hex(index_id=1):
     return "04" + "646f6373" + f"{index_id:016x}" + "00" + "01" + "00" + "01" + "01"
 
 
+def stopped_folders_hex():
+    """A FOLDERS listing docs with option 6 (stopped, §6.5), which needs
+    LR_FEAT_FOLDER_STOPPED."""
+    return ("01" + "04646f6373" + "0000000000000001" + "00" + "0000000000000000" + "00"
+            + "01" + "06" + "00")
+
+
 # (id, HELLO features, raw frame type, payload hex, what the daemon logs)
 HOSTILE_FRAMES = [
     ("have-not-negotiated", 0, T_HAVE, "00", "without the HAVE feature"),
@@ -455,13 +462,16 @@ HOSTILE_FRAMES = [
     ("summary-want-garbage", FEAT_RECON, T_SUMMARY_WANT, "ff", "invalid SUMMARY_WANT"),
     ("summary-want-not-negotiated", 0, T_SUMMARY_WANT, want_hex(),
      "without the RECON feature"),
+    ("stopped-not-negotiated", 0, T_FOLDERS, stopped_folders_hex(),
+     "stopped: feature not in force"),
 ]
 
 
 @pytest.mark.parametrize("case", HOSTILE_FRAMES, ids=[c[0] for c in HOSTILE_FRAMES])
 def test_hostile_have_and_summary_frames_close_the_connection(devices, tmp_path, case):
     """HAVE, SUMMARY and SUMMARY_WANT that are malformed, or sent without their
-    feature in force, are protocol errors: the connection closes, the daemon
+    feature in force, and a FOLDERS option that needs a feature not in force,
+    are protocol errors: the connection closes, the daemon
     logs why and keeps serving; what came before them is applied."""
     _, features, ftype, payload, logged = case
     s = Scene(devices, tmp_path)
