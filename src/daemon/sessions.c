@@ -757,12 +757,35 @@ void sync_session_settled(struct lr_daemon *d, const char *folder, const char *p
     }
 }
 
+/* Whether a device serving the session is connected now. */
+static bool served_now(struct lr_daemon *d, const struct sync_session *s)
+{
+    for (size_t i = 0; i < s->npeers; i++) {
+        struct lr_device_id id;
+        if (lr_device_id_parse(s->peers[i], &id, NULL) < 0)
+            continue;
+        for (const struct sync_peer *p = d->sync->peers; p; p = p->next)
+            if (p->conn && lr_device_id_eq(&p->id, &id))
+                return true;
+    }
+    return false;
+}
+
 json_t *sync_sessions_json(struct lr_daemon *d)
 {
     json_t *arr = json_array();
     struct sync_sessions *r = reg(d);
     for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
         json_t *o = sess_json(s);
+        /* Its transfer waits a grace for the peers that left to come back
+         * (syncpull.c, PEER_GRACE_MS) and goes on where it was if they do:
+         * meanwhile it is interrupted, as docs/cli.md says, not active. */
+        if (o && s->core.state == LR_SESSION_ACTIVE && !served_now(d, s)) {
+            json_object_set_new(o, "state",
+                                json_string(lr_session_state_name(LR_SESSION_INTERRUPTED)));
+            if (!s->error)
+                json_object_set_new(o, "error", json_string("no peer that holds it is connected"));
+        }
         if (o)
             json_array_append_new(arr, o);
     }

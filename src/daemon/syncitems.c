@@ -372,6 +372,8 @@ void sync_item_skipped(struct lr_daemon *d, const char *folder, const uint8_t *p
          "content (a device broke the versioning rules); edit the file on one device to resolve");
 }
 
+#define DROPPED "transfer dropped: "
+
 void sync_item_dropped(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
                        const char *why)
 {
@@ -379,8 +381,19 @@ void sync_item_dropped(struct lr_daemon *d, const char *folder, const uint8_t *p
     if (!why || !lr_config_find_folder(d->cfg, folder))
         return;
     char msg[LR_SYNCERR_MSG_MAX];
-    snprintf(msg, sizeof(msg), "transfer dropped: %s", why);
+    snprintf(msg, sizeof(msg), DROPPED "%s", why);
     fail(d, folder, path, len, msg);
+}
+
+void sync_item_xfer_started(struct lr_daemon *d, const char *folder, const uint8_t *path,
+                            size_t len)
+{
+    /* The entry said no peer could serve it, and `sync --wait` gave that as
+     * the reason long after one did (a link back up, the file arriving). A
+     * drop for another reason stays until the file is applied. */
+    struct sync_items *s = items(d);
+    if (s)
+        lr_syncerr_clear_if(s->tab, folder, path, len, DROPPED LR_XS_NO_PEER);
 }
 
 void sync_item_index(struct lr_daemon *d, const struct lr_device_id *peer, const char *folder,

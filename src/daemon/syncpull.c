@@ -256,6 +256,7 @@ static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
     x->sess = sync_session_start(d, x->folder, x->rec.path, x->rec.path_len, &x->rec.blocks_hash,
                                  x->rec.nchunks, x->rec.size, x->ndone0, done_bytes, x->holders,
                                  x->nholders);
+    sync_item_xfer_started(d, x->folder, x->rec.path, x->rec.path_len);
     free(len);
     free(x->done0);
     x->done0 = NULL;
@@ -284,7 +285,7 @@ static void xfer_drop(struct lr_daemon *d, struct sync_xfer *x, const char *why)
     }
     if (x->sess) {
         /* No holder left, or shutdown: it resumes from staging later. */
-        bool resumable = !why || strcmp(why, "no peer can serve it") == 0;
+        bool resumable = !why || strcmp(why, LR_XS_NO_PEER) == 0;
         sync_session_end(d, x->sess, resumable ? SYNC_SESSION_INTERRUPTED : SYNC_SESSION_FAILED,
                          why);
         x->sess = NULL;

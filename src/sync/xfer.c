@@ -805,7 +805,7 @@ static enum pump_res pump_one(struct lr_xs *xs, struct lr_xs_xfer *x, struct lr_
     /* No usable holder is connected. One that just left may be back (a
      * reconnect, a crossing dial replacing the connection): wait for it. */
     if (x->ninflight == 0 && !holder_in_grace(xs, x))
-        report(xs, x, LR_XS_DROP, "no peer can serve it");
+        report(xs, x, LR_XS_DROP, LR_XS_NO_PEER);
     else
         ready_remove(xs, x); /* back when an answer arrives or a peer comes or goes */
     return PUMP_MORE;

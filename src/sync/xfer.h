@@ -92,6 +92,10 @@ enum lr_xs_answer {
     LR_XS_ANS_BUSY,    /* the peer is overloaded: ask again, maybe elsewhere */
 };
 
+/* The `why` of a drop because no usable holder is connected (after the
+ * grace for one that left): the transfer may resume from staging later. */
+#define LR_XS_NO_PEER "no peer can serve it"
+
 enum lr_xs_act_kind {
     LR_XS_WANT,     /* send a WANT for chunk `chunk` of `x` to `peer` with `req_id` */
     LR_XS_COMPLETE, /* every chunk of `x` is written: commit it, then lr_xs_remove() */

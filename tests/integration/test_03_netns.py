@@ -459,3 +459,53 @@ def test_tree_deleted_while_it_arrives_stays_deleted(netns_pair, tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_sender_killed_mid_file_then_back(netns_pair, tmp_path):
+    """The sender is killed while a large file arrives, and comes back after
+    the receiver gave up on it. While the receiver waits for it (a grace of
+    10 s after the connection is lost), `sessions` shows the file as
+    interrupted; it said active. Once the sender is back and the transfer
+    runs again, the "no peer can serve it" entry leaves `status`; it stayed
+    until the file was applied, and `sync --wait` named it as the reason."""
+    nsa, nsb = netns_pair
+    a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 24 << 20)
+
+    def session():
+        for s in b.ok("sessions", "--json").json()["sessions"]:
+            if s["path"] == "big.bin":
+                return s
+        return None
+
+    def errors():
+        return [e["error"] for e in b.ok("status", "--json").json()["folders"][0]["errors"]]
+
+    try:
+        # A sends at 8 Mbit/s: big.bin takes about 25 s.
+        r = sh("ip", "netns", "exec", nsa, "tc", "qdisc", "add", "dev", veth_of(nsa), "root",
+               "tbf", "rate", "8mbit", "burst", "32kbit", "latency", "400ms", check=False)
+        if r.returncode != 0:
+            pytest.skip(f"no tbf qdisc to slow the link: {r.stderr.strip()}")
+        a.start()
+        b.start("--idle-timeout", "2")
+        wait_for(lambda: (session() or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
+                 what="B receiving big.bin")
+        a.kill()
+        wait_for(lambda: not b.ok("peers", "--json").json()["peers"][0]["connected"], timeout=30,
+                 interval=0.1, what="B seeing A gone")
+        s = session()
+        assert s["state"] == "interrupted" and s["error"], s
+        wait_for(lambda: any("no peer can serve it" in e for e in errors()), timeout=30,
+                 interval=0.2, what="the transfer dropped after the grace")
+        a.start()
+        wait_for(lambda: session()["state"] == "active", timeout=60, interval=0.2,
+                 what="the transfer resumed")
+        wait_for(lambda: errors() == [], timeout=10, interval=0.2,
+                 what="no failing item while the transfer runs again")
+        assert not (fb / "big.bin").exists(), "big.bin arrived first: the test proves nothing"
+        wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5,
+                 what="big.bin on B")
+        assert (fb / "big.bin").read_bytes() == big
+    finally:
+        a.stop()
+        b.stop()
