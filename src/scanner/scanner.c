@@ -175,8 +175,14 @@ static char *esc_path(const struct scan *s)
 static int check_marker(struct scan *s)
 {
     struct stat st;
-    if (fstatat(s->rootfd, LR_SCAN_MARKER, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+    int rc = fstatat(s->rootfd, LR_SCAN_MARKER, &st, AT_SYMLINK_NOFOLLOW);
+    if (rc == 0 && S_ISDIR(st.st_mode))
         return 0;
+    if (rc == 0) /* a symlink is not followed: it could lead anywhere */
+        return lr_err_set(s->err, LR_ENOMARKER,
+                          "folder marker %s/" LR_SCAN_MARKER " is not a directory (it is a %s); "
+                          "no deletions recorded",
+                          s->root, S_ISLNK(st.st_mode) ? "symlink" : "file or special file");
     return lr_err_set(s->err, LR_ENOMARKER,
                       "folder marker %s/" LR_SCAN_MARKER " is missing (disk unmounted or folder "
                       "emptied?); no deletions recorded",

@@ -458,6 +458,7 @@ static void test_marker_missing(void **state)
     assert_int_equal(lr_scan_folder(f->ix, FOLDER, f->root, &f->opts, &r, &err), LR_ENOMARKER);
     assert_non_null(strstr(err.msg, f->root));
     assert_non_null(strstr(err.msg, ".landropic"));
+    assert_non_null(strstr(err.msg, "is missing"));
     assert_int_equal(r.deleted, 0);
     assert_none_deleted(f, 3);
     assert_int_equal(lr_index_folder_get(f->ix, FOLDER, &fi1, NULL), 0);
@@ -468,6 +469,13 @@ static void test_marker_missing(void **state)
     assert_int_equal(mkdir(m, 0755), 0);
     assert_int_equal(symlink(m, P(f, ".landropic")), 0);
     assert_int_equal(lr_scan_folder(f->ix, FOLDER, f->root, &f->opts, &r, &err), LR_ENOMARKER);
+    assert_non_null(strstr(err.msg, "is not a directory (it is a symlink)"));
+    assert_none_deleted(f, 3);
+    /* Nor does a file of that name; the message says what is there. */
+    assert_int_equal(unlink(P(f, ".landropic")), 0);
+    write_file(f, ".landropic", 3, false);
+    assert_int_equal(lr_scan_folder(f->ix, FOLDER, f->root, &f->opts, &r, &err), LR_ENOMARKER);
+    assert_non_null(strstr(err.msg, "is not a directory (it is a file"));
     assert_none_deleted(f, 3);
 }
 
