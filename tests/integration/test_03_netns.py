@@ -370,9 +370,7 @@ def test_small_files_are_not_held_back_by_a_big_one(netns_pair, tmp_path):
         print(lines[-3:])
         if not (fb / "big.bin").exists():
             assert len(moving) >= 2 and moving[0] != moving[-1], lines
-        wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5,
-                 what="big.bin on B")
-        assert (fb / "big.bin").read_bytes() == big
+        big_arrives(fb, big)
     finally:
         a.stop()
         b.stop()
@@ -381,6 +379,20 @@ def test_small_files_are_not_held_back_by_a_big_one(netns_pair, tmp_path):
 def veth_of(ns):
     dev = sh("ip", "-n", ns, "-o", "link", "show", "type", "veth").stdout
     return dev.split(":")[1].strip().split("@")[0]
+
+
+def big_arrives(fb, big):
+    """Wait for big.bin on B and check that it arrived whole."""
+    wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5, what="big.bin on B")
+    assert (fb / "big.bin").read_bytes() == big
+
+
+def slow_sender(ns):
+    """Limit what the device in `ns` sends to 8 Mbit/s (skip without tbf)."""
+    r = sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", veth_of(ns), "root",
+           "tbf", "rate", "8mbit", "burst", "32kbit", "latency", "400ms", check=False)
+    if r.returncode != 0:
+        pytest.skip(f"no tbf qdisc to slow the link: {r.stderr.strip()}")
 
 
 def test_edit_made_while_a_large_file_arrives_goes_out_at_once(netns_pair, tmp_path):
@@ -392,10 +404,7 @@ def test_edit_made_while_a_large_file_arrives_goes_out_at_once(netns_pair, tmp_p
     a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 24 << 20)
     try:
         # A sends at 8 Mbit/s (about 25 s for big.bin); B's way back is not limited.
-        r = sh("ip", "netns", "exec", nsa, "tc", "qdisc", "add", "dev", veth_of(nsa), "root",
-               "tbf", "rate", "8mbit", "burst", "32kbit", "latency", "400ms", check=False)
-        if r.returncode != 0:
-            pytest.skip(f"no tbf qdisc to slow the link: {r.stderr.strip()}")
+        slow_sender(nsa)
         a.start()
         b.start()
         tmp = fb / ".landropic" / "tmp"
@@ -410,9 +419,7 @@ def test_edit_made_while_a_large_file_arrives_goes_out_at_once(netns_pair, tmp_p
         print(f"edit.txt on A {took:.1f} s after it was written")
         assert not (fb / "big.bin").exists(), "big.bin arrived first: the test proves nothing"
         assert took < 8, f"B's scan of edit.txt was held back ({took:.1f} s)"
-        wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5,
-                 what="big.bin on B")
-        assert (fb / "big.bin").read_bytes() == big
+        big_arrives(fb, big)
         assert (fa / "edit.txt").read_bytes() == b"made while big.bin arrives\n"
     finally:
         a.stop()
@@ -481,11 +488,7 @@ def test_sender_killed_mid_file_then_back(netns_pair, tmp_path):
         return [e["error"] for e in b.ok("status", "--json").json()["folders"][0]["errors"]]
 
     try:
-        # A sends at 8 Mbit/s: big.bin takes about 25 s.
-        r = sh("ip", "netns", "exec", nsa, "tc", "qdisc", "add", "dev", veth_of(nsa), "root",
-               "tbf", "rate", "8mbit", "burst", "32kbit", "latency", "400ms", check=False)
-        if r.returncode != 0:
-            pytest.skip(f"no tbf qdisc to slow the link: {r.stderr.strip()}")
+        slow_sender(nsa)  # big.bin takes about 25 s
         a.start()
         b.start("--idle-timeout", "2")
         wait_for(lambda: (session() or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
@@ -503,9 +506,7 @@ def test_sender_killed_mid_file_then_back(netns_pair, tmp_path):
         wait_for(lambda: errors() == [], timeout=10, interval=0.2,
                  what="no failing item while the transfer runs again")
         assert not (fb / "big.bin").exists(), "big.bin arrived first: the test proves nothing"
-        wait_for(lambda: (fb / "big.bin").exists(), timeout=240, interval=0.5,
-                 what="big.bin on B")
-        assert (fb / "big.bin").read_bytes() == big
+        big_arrives(fb, big)
     finally:
         a.stop()
         b.stop()
