@@ -1739,6 +1739,7 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
         }
         if (peer_stopped(p, folder_id)) {
             settled = false;
+            out->peer_stopped = true;
             snprintf(out->why, sizeof(out->why), "peer %s has the folder in error", id);
             continue;
         }

@@ -104,7 +104,10 @@ struct sync_folder_status {
      * needs. What `status` calls syncing; an index exchange that brings
      * nothing to do is not (it is still `active`: sync --wait waits for it). */
     bool working;
-    bool settled;  /* nothing needed or in flight; every shared peer exchanged or given up */
+    bool settled; /* nothing needed or in flight; every shared peer exchanged or given up */
+    /* Not settled because a connected peer has the folder in error: nothing
+     * moves until it is fixed there, so this alone is not syncing. */
+    bool peer_stopped;
     char why[160]; /* when not settled: the first reason, for `sync --wait` messages */
 };
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out);

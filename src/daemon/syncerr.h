@@ -152,8 +152,9 @@ void sync_item_skipped(struct lr_daemon *d, const char *folder, const uint8_t *p
 /* Loop: a transfer was dropped (`why` NULL: not a failure). */
 void sync_item_dropped(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
                        const char *why);
-/* Loop: a transfer of the path started (a peer serves it): an earlier drop
- * for want of a peer (LR_XS_NO_PEER) no longer holds and is cleared. */
+/* Loop: a transfer of the path started with a device that holds it
+ * connected: an earlier drop for want of a peer (LR_XS_NO_PEER) no longer
+ * holds and is cleared. */
 void sync_item_xfer_started(struct lr_daemon *d, const char *folder, const uint8_t *path,
                             size_t len);
 /* Loop: a peer's index burst of the folder was stored to its end (sent

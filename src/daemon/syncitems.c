@@ -511,7 +511,7 @@ int sync_items_folder_state(struct lr_daemon *d, const char *folder)
     enum folder_state st = f ? f->state : FOLDER_IDLE;
     struct sync_folder_status ss;
     sync_folder_status(d, folder, &ss);
-    if (st == FOLDER_IDLE && (ss.working || (ss.need_items > 0 && !ss.settled)))
+    if (st == FOLDER_IDLE && (ss.working || (ss.need_items > 0 && !ss.settled && !ss.peer_stopped)))
         st = FOLDER_SYNCING;
     return (int)st;
 }

@@ -229,6 +229,16 @@ static void have_arm(struct lr_daemon *d)
     uv_timer_start(&q->have_timer, have_tick, HAVE_EVERY_MS, HAVE_EVERY_MS);
 }
 
+/* A device the transfer may ask is connected now. */
+static bool holder_connected(struct lr_daemon *d, const struct sync_xfer *x)
+{
+    for (size_t h = 0; h < x->nholders; h++)
+        for (const struct sync_peer *p = d->sync->peers; p; p = p->next)
+            if (p->conn && lr_device_id_eq(&p->id, &x->holders[h]))
+                return true;
+    return false;
+}
+
 static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
 {
     struct sync_state *s = d->sync;
@@ -256,7 +266,8 @@ static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
     x->sess = sync_session_start(d, x->folder, x->rec.path, x->rec.path_len, &x->rec.blocks_hash,
                                  x->rec.nchunks, x->rec.size, x->ndone0, done_bytes, x->holders,
                                  x->nholders);
-    sync_item_xfer_started(d, x->folder, x->rec.path, x->rec.path_len);
+    if (holder_connected(d, x))
+        sync_item_xfer_started(d, x->folder, x->rec.path, x->rec.path_len);
     free(len);
     free(x->done0);
     x->done0 = NULL;
@@ -1597,7 +1608,8 @@ static void pull_start(struct daemon_job *base)
     j->receive_only = fc && fc->mode == LR_MODE_RECEIVE_ONLY;
     for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
         for (size_t k = 0; p->conn && p->have_folders && k < p->theirs.n; k++) {
-            if (strcmp(p->theirs.v[k].id, j->folder) != 0)
+            /* A peer with the folder in error is as one not sharing it. */
+            if (p->theirs.v[k].stopped || strcmp(p->theirs.v[k].id, j->folder) != 0)
                 continue;
             j->theirs = lr_xreallocarray(j->theirs, j->ntheirs + 1, sizeof(*j->theirs));
             j->theirs[j->ntheirs].peer = p->id;

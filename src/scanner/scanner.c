@@ -183,6 +183,11 @@ static int check_marker(struct scan *s)
                           "folder marker %s/" LR_SCAN_MARKER " is not a directory (it is a %s); "
                           "no deletions recorded",
                           s->root, S_ISLNK(st.st_mode) ? "symlink" : "file or special file");
+    if (errno != ENOENT)
+        return lr_err_set(s->err, LR_ENOMARKER,
+                          "folder marker %s/" LR_SCAN_MARKER " cannot be checked: %s; no "
+                          "deletions recorded",
+                          s->root, strerror(errno));
     return lr_err_set(s->err, LR_ENOMARKER,
                       "folder marker %s/" LR_SCAN_MARKER " is missing (disk unmounted or folder "
                       "emptied?); no deletions recorded",

@@ -497,7 +497,8 @@ def test_sender_killed_mid_file_then_back(netns_pair, tmp_path):
         wait_for(lambda: not b.ok("peers", "--json").json()["peers"][0]["connected"], timeout=30,
                  interval=0.1, what="B seeing A gone")
         s = session()
-        assert s["state"] == "interrupted" and s["error"], s
+        assert s["state"] == "interrupted", s
+        assert s["error"] == "no peer that holds it is connected", s
         wait_for(lambda: any("no peer can serve it" in e for e in errors()), timeout=30,
                  interval=0.2, what="the transfer dropped after the grace")
         a.start()

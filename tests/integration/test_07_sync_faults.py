@@ -371,3 +371,13 @@ def test_marker_removed_on_receiver_keeps_everything(devices, tmp_path):
     assert not os.path.lexists(fb / ".landropic"), "the marker was re-created on B"
     assert folder_status(b)["state"] == "error"
     assert folder_status(a)["state"] != "error"
+
+    # The marker is back (a new, empty one: the disk was not remounted, so
+    # what B lost is deleted): both sides converge and are in sync again.
+    os.mkdir(fb / ".landropic")
+    b.ok("scan")
+    for dev in (a, b, a):
+        r = dev.run("sync", "--wait", "--timeout", "60", timeout=90)
+        assert r.rc == 0, r
+    assert snapshot(fa) == snapshot(fb)
+    assert folder_status(a)["in_sync"] is True and folder_status(b)["in_sync"] is True
