@@ -456,11 +456,11 @@ static void print_not_done(json_t *st, double timeout)
         /* The peers' part only when the reason is about a peer (it once said
          * so for every reason, with both peers connected). */
         bool peers = !w || strstr(w, "peer ") != NULL;
-        if (w && strstr(w, "has the folder in error")) {
+        if (w && strstr(w, " has the folder ")) {
             /* Not a wait for the peer: it cannot sync until fixed there. */
             fprintf(stderr, ": ");
             cli_print_msg(stderr, w);
-            fprintf(stderr, " (see 'landropic status' on that device)\n");
+            fprintf(stderr, "\n");
             return;
         }
         fprintf(stderr,

@@ -196,6 +196,7 @@ struct folders_job {
     uint64_t *list_upto;             /* option 4 (§6.5, §6.6); 0: none */
     bool *scanning;                  /* option 5 */
     bool *stopped;                   /* option 6 */
+    bool *unshared;                  /* option 7 */
     size_t n;
     bool side;    /* on the serve lane: read only; a missing folder index */
     bool missing; /* sends the job to the serial queue, which creates it */
@@ -243,6 +244,7 @@ static void folders_work(struct daemon_job *base)
         f->list_upto = j->list_upto[i];
         f->scanning = j->scanning[i];
         f->stopped = j->stopped[i];
+        f->unshared = j->unshared[i];
         lr_sync_strategy_to_proto(&j->strats[i], f);
     }
     if (j->missing) {
@@ -297,6 +299,7 @@ static void folders_done(struct daemon_job *base, int status)
     free(j->list_upto);
     free(j->scanning);
     free(j->stopped);
+    free(j->unshared);
     free(j->out);
     free(j);
 }
@@ -337,6 +340,36 @@ static bool stopped_here(struct lr_daemon *d, const struct sync_peer *p,
            rt->bound && rt->state == FOLDER_ERROR;
 }
 
+/* Their FOLDERS offers a folder we have and have not shared with them
+ * (told so, option 7; an offer is an entry not itself "unshared"). */
+static bool unshared_here(struct lr_daemon *d, const struct sync_peer *p,
+                          const struct lr_folder_cfg *fc)
+{
+    const struct folder_rt *rt = daemon_folder(d, fc->id);
+    if (!(p->features & LR_FEAT_FOLDER_STOPPED) || !p->have_folders ||
+        lr_folder_shared_with(fc, &p->id) || !rt || !rt->bound)
+        return false;
+    for (size_t i = 0; i < p->theirs.n; i++)
+        if (strcmp(p->theirs.v[i].id, fc->id) == 0)
+            return !p->theirs.v[i].unshared;
+    return false;
+}
+
+static uint64_t unshared_sig(struct lr_daemon *d, const struct sync_peer *p)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < d->cfg->nfolders; i++) {
+        if (!unshared_here(d, p, &d->cfg->folders[i]))
+            continue;
+        for (const char *c = d->cfg->folders[i].id;; c++) {
+            h = (h ^ (uint8_t)*c) * 1099511628211ull;
+            if (!*c)
+                break;
+        }
+    }
+    return h;
+}
+
 static void send_folders(struct lr_daemon *d, struct sync_peer *p)
 {
     if (!p->conn || d->stopping)
@@ -353,16 +386,22 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
     j->list_upto = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->list_upto));
     j->scanning = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->scanning));
     j->stopped = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->stopped));
+    j->unshared = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->unshared));
+    p->unshared_sig = unshared_sig(d, p);
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
         if (j->n >= LR_PROTO_FOLDERS_ENTRIES_MAX)
             break;
         if (!syncing(d, &p->id, fc->id)) {
-            /* In error here: listed as stopped, so the peer does not take
-             * the folder for one we do not share and call itself in sync. */
-            if (!stopped_here(d, p, fc))
+            /* In error here, or offered by them and not shared back: listed
+             * so, or the peer takes the folder for one we do not have and
+             * calls itself in sync. */
+            if (stopped_here(d, p, fc))
+                j->stopped[j->n] = true;
+            else if (unshared_here(d, p, fc))
+                j->unshared[j->n] = true;
+            else
                 continue;
-            j->stopped[j->n] = true;
         } else {
             /* A delta of theirs we could not decode: lists up to it, in the
              * index it came from (their_index_id is kept across reconnects). */
@@ -802,6 +841,12 @@ static void link_reset(struct sync_link *l, bool recv)
     }
 }
 
+/* An entry listed only to say the folder does not sync (options 6, 7). */
+static bool inert(const struct lr_proto_folder *e)
+{
+    return e->stopped || e->unshared;
+}
+
 /* Bring the peer's links in line with its latest FOLDERS and our config. */
 static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
                                 const struct lr_proto_folders *theirs, bool fresh)
@@ -811,13 +856,13 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
             continue;
         bool still = false;
         for (size_t i = 0; i < theirs->n && !still; i++)
-            still = !theirs->v[i].stopped && strcmp(theirs->v[i].id, l->folder) == 0;
+            still = !inert(&theirs->v[i]) && strcmp(theirs->v[i].id, l->folder) == 0;
         if (!still || !syncing(d, &p->id, l->folder))
             link_reset(l, true);
     }
     for (size_t i = 0; i < theirs->n; i++) {
         const struct lr_proto_folder *e = &theirs->v[i];
-        if (e->stopped || !syncing(d, &p->id, e->id))
+        if (inert(e) || !syncing(d, &p->id, e->id))
             continue;
         struct sync_link *l = link_get(d, &p->id, e->id);
         if (l->listed && !fresh)
@@ -863,8 +908,9 @@ static void on_folders(struct lr_daemon *d, struct sync_peer *p, const uint8_t *
     struct lr_err err = {0};
     int rc = lr_proto_folders_decode(payload, len, &f, &err);
     for (size_t i = 0; rc == 0 && i < f.n; i++)
-        if (f.v[i].stopped && !(p->features & LR_FEAT_FOLDER_STOPPED))
-            rc = lr_err_set(&err, LR_EBADVAL, "folders[%zu].stopped: feature not in force", i);
+        if (inert(&f.v[i]) && !(p->features & LR_FEAT_FOLDER_STOPPED))
+            rc = lr_err_set(&err, LR_EBADVAL, "folders[%zu].%s: feature not in force", i,
+                            f.v[i].stopped ? "stopped" : "unshared");
     if (rc < 0) {
         lr_proto_folders_release(&f);
         sync_peer_fatal(d, p, "invalid FOLDERS", rc, &err);
@@ -874,6 +920,9 @@ static void on_folders(struct lr_daemon *d, struct sync_peer *p, const uint8_t *
     p->theirs = f;
     p->have_folders = true;
     apply_their_folders(d, p, &p->theirs, true);
+    /* They offer a folder we have and keep to ourselves, or no longer do. */
+    if (unshared_sig(d, p) != p->unshared_sig)
+        send_folders(d, p);
     sync_serve_replay(d, p);
 }
 
@@ -1635,7 +1684,8 @@ uint64_t sync_fingerprint(struct lr_daemon *d)
     for (const struct sync_peer *p = d->sync->peers; p; p = p->next) {
         h = fp_mix(fp_mix(h, p->gen), p->have_folders);
         for (size_t i = 0; i < p->theirs.n; i++)
-            h = fp_mix(h, p->theirs.v[i].stopped);
+            h = fp_mix(h,
+                       (uint64_t)p->theirs.v[i].stopped | (uint64_t)p->theirs.v[i].unshared << 1);
     }
     for (const struct sync_link *l = d->sync->links; l; l = l->next) {
         h = fp_mix(fp_mix(h, l->their_index_id), l->their_max_seq);
@@ -1660,13 +1710,21 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
            (f->applied_at && uv_now(&d->loop) - f->applied_at < within_ms);
 }
 
-/* Their latest FOLDERS lists the folder as stopped (option 6: in error there). */
-static bool peer_stopped(const struct sync_peer *p, const char *folder_id)
+/* Their latest FOLDERS lists the folder as in error there (option 6) or
+ * not shared with us (option 7): why it cannot sync, or NULL. */
+static const char *peer_stopped(const struct sync_peer *p, const char *folder_id)
 {
-    for (size_t i = 0; i < p->theirs.n; i++)
-        if (strcmp(p->theirs.v[i].id, folder_id) == 0)
-            return p->theirs.v[i].stopped;
-    return false;
+    for (size_t i = 0; i < p->theirs.n; i++) {
+        const struct lr_proto_folder *e = &p->theirs.v[i];
+        if (strcmp(e->id, folder_id) != 0)
+            continue;
+        if (e->stopped)
+            return "has the folder in error (see 'landropic status' there)";
+        if (e->unshared)
+            return "has the folder but does not share it with this device ('landropic folder "
+                   "share' there)";
+    }
+    return NULL;
 }
 
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out)
@@ -1737,10 +1795,11 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
             snprintf(out->why, sizeof(out->why), "no folder list from peer %s yet", id);
             continue;
         }
-        if (peer_stopped(p, folder_id)) {
+        const char *stop = peer_stopped(p, folder_id);
+        if (stop) {
             settled = false;
             out->peer_stopped = true;
-            snprintf(out->why, sizeof(out->why), "peer %s has the folder in error", id);
+            snprintf(out->why, sizeof(out->why), "peer %s %s", id, stop);
             continue;
         }
         struct sync_link *l = sync_link_find(d, &p->id, folder_id);

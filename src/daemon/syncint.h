@@ -83,6 +83,9 @@ struct sync_peer {
      * (the peer ignores INDEX for a folder we have not listed, §6.4). */
     unsigned folders_pending;
     uint64_t features; /* HELLO bits in force on this connection (ours & theirs) */
+    /* The folders last listed to it as unshared (option 7), as a hash of
+     * their IDs: its FOLDERS changing that set sends ours again. */
+    uint64_t unshared_sig;
     /* Index exchange counters since the daemon started (peers --json). */
     uint64_t index_sent, index_recv;         /* INDEX payload bytes */
     uint64_t deltas_sent, deltas_recv;       /* entries with a delta chunk list */

@@ -1609,7 +1609,8 @@ static void pull_start(struct daemon_job *base)
     for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
         for (size_t k = 0; p->conn && p->have_folders && k < p->theirs.n; k++) {
             /* A peer with the folder in error is as one not sharing it. */
-            if (p->theirs.v[k].stopped || strcmp(p->theirs.v[k].id, j->folder) != 0)
+            if (p->theirs.v[k].stopped || p->theirs.v[k].unshared ||
+                strcmp(p->theirs.v[k].id, j->folder) != 0)
                 continue;
             j->theirs = lr_xreallocarray(j->theirs, j->ntheirs + 1, sizeof(*j->theirs));
             j->theirs[j->ntheirs].peer = p->id;

@@ -83,9 +83,11 @@ enum lr_msg_type {
 /* A full index may be replaced by reconciliation without history: SUMMARY,
  * SUMMARY_WANT, then only the differing buckets' entries (§6.11). */
 #define LR_FEAT_RECON (UINT64_C(1) << 2)
-/* FOLDERS may list a folder the sender shares but cannot sync now (option 6,
- * "stopped": in error there), so the receiver knows it is not in sync with
- * that peer instead of taking the folder for one the peer does not share. */
+/* FOLDERS may list a folder the sender has but does not sync with the
+ * receiver: option 6 ("stopped": shared, but in error there) and option 7
+ * ("unshared": the receiver offers it, the sender has not shared it back),
+ * so the receiver knows it is not in sync with that peer instead of taking
+ * the folder for one the peer does not have. */
 #define LR_FEAT_FOLDER_STOPPED (UINT64_C(1) << 3)
 
 /* Per-type payload limits (see the type table in proto.c). */
@@ -285,6 +287,11 @@ enum lr_proto_folder_opt {
      * folder is not syncing between the two, and the receiver does not
      * count it as in sync with the sender. Only with LR_FEAT_FOLDER_STOPPED. */
     LR_PROTO_FOPT_STOPPED = 6,
+    /* value: empty. The sender has added the folder, which the receiver's
+     * FOLDERS offers, but has not shared it with the receiver: the folder
+     * is not syncing, and the receiver does not count it as in sync with
+     * the sender. Only with LR_FEAT_FOLDER_STOPPED. */
+    LR_PROTO_FOPT_UNSHARED = 7,
 };
 /* Option 3: varint kind | varint window (seconds) | 32-byte device ID (only
  * for PREFER_DEVICE). The conflict rule evaluates both devices' strategies
@@ -315,6 +322,7 @@ struct lr_proto_folder {
     uint64_t list_upto;                       /* option 4; 0: absent */
     bool scanning;                            /* option 5 present */
     bool stopped;                             /* option 6 present */
+    bool unshared;                            /* option 7 present */
 };
 
 /* Owned array; release with lr_proto_folders_release (zeroed struct: ok). */

@@ -187,7 +187,7 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
             rc = lr_buf_put_varint(out, f->peer_seq);
         if (rc == 0)
             rc = lr_buf_put_varint(out, 1u + (cl != 0) + f->has_resolve + (f->list_upto != 0) +
-                                            f->scanning + f->stopped);
+                                            f->scanning + f->stopped + f->unshared);
         if (rc == 0)
             rc = lr_buf_put_varint(out, LR_PROTO_FOPT_MODE);
         if (rc == 0)
@@ -225,6 +225,11 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
         }
         if (rc == 0 && f->stopped) {
             rc = lr_buf_put_varint(out, LR_PROTO_FOPT_STOPPED);
+            if (rc == 0)
+                rc = lr_buf_put_varint(out, 0);
+        }
+        if (rc == 0 && f->unshared) {
+            rc = lr_buf_put_varint(out, LR_PROTO_FOPT_UNSHARED);
             if (rc == 0)
                 rc = lr_buf_put_varint(out, 0);
         }
@@ -322,6 +327,11 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
                 return lr_err_set(err, LR_EBADVAL, "folders[%zu].stopped: %zu bytes, not empty", i,
                                   vl);
             f->stopped = true;
+        } else if (key == LR_PROTO_FOPT_UNSHARED) {
+            if (vl != 0)
+                return lr_err_set(err, LR_EBADVAL, "folders[%zu].unshared: %zu bytes, not empty", i,
+                                  vl);
+            f->unshared = true;
         }
         /* Other keys: options of a newer version, skipped. */
     }

@@ -197,3 +197,28 @@ def test_waits_for_the_peers_first_scan(devices, tmp_path):
     # Once A's first scan is announced, status says so: nothing to wait for.
     st = b.ok("status", "--json").json()["folders"][0]
     assert st["in_sync"] is True and st["need_files"] == 0, st
+
+
+def test_peer_that_has_not_shared_the_folder_back(devices, tmp_path):
+    """Bob offers "docs" to alice; alice has it too but has not shared it
+    with bob. Bob's `sync --wait` returned 0 at once and `status` said in
+    sync, with none of alice's files. Now alice says so in FOLDERS (§6.5,
+    option 7): bob waits and names why; once alice shares it, bob's files
+    arrive and it returns 0."""
+    a, b, fa, fb = shared_docs(devices, tmp_path, add_folders=False)
+    for i in range(10):
+        (fa / f"f{i}").write_bytes(os.urandom(2000))
+    a.ok("folder", "add", str(fa), "--id", "docs")  # not shared with bob
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    r = b.run("sync", "--wait", "--timeout", "8", timeout=30)
+    assert r.rc == 3, r
+    assert f"peer {a.id[:7]} has the folder but does not share it with this device" in r.err, r
+    st = b.ok("status", "--json").json()["folders"][0]
+    assert st["in_sync"] is False and st["state"] == "idle", st
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0  # alice is not waiting for bob
+    a.ok("folder", "share", "docs", b.id)
+    assert b.run("sync", "--wait", "--timeout", "60", timeout=90).rc == 0
+    assert tree(fb) == tree(fa)
+    assert b.ok("status", "--json").json()["folders"][0]["in_sync"] is True

@@ -229,7 +229,8 @@ static void test_folders_roundtrip(void **state)
     v[2].list_upto = LR_VARINT_MAX;
     v[1].scanning = true; /* option 5: its first scan still running */
     v[2].scanning = true;
-    v[2].stopped = true; /* option 6: in error on the sender */
+    v[2].stopped = true;  /* option 6: in error on the sender */
+    v[1].unshared = true; /* option 7: not shared back by the sender */
 
     struct lr_buf b;
     lr_buf_init(&b, LR_PROTO_FOLDERS_MAX);
@@ -392,16 +393,17 @@ static void test_folders_list_upto(void **state)
     lr_buf_release(&b);
 }
 
-/* Options 5 (scanning) and 6 (stopped), §6.5: present with an empty value,
+/* Options 5 (scanning), 6 (stopped) and 7 (unshared), §6.5: present with an empty value,
  * absent means not so; a value is refused rather than taken for a newer
  * form. */
 static void test_folders_flag_options(void **state)
 {
     (void)state;
-    static const uint64_t keys[] = {LR_PROTO_FOPT_SCANNING, LR_PROTO_FOPT_STOPPED};
+    static const uint64_t keys[] = {LR_PROTO_FOPT_SCANNING, LR_PROTO_FOPT_STOPPED,
+                                    LR_PROTO_FOPT_UNSHARED};
     struct lr_buf b;
     lr_buf_init(&b, 4096);
-    for (size_t k = 0; k < 2; k++) {
+    for (size_t k = 0; k < 3; k++) {
         for (size_t len = 0; len < 3; len++) {
             static const uint8_t val[2] = {1, 0};
             assert_int_equal(lr_buf_put_varint(&b, 1), 0);
@@ -414,6 +416,7 @@ static void test_folders_flag_options(void **state)
                 assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
                 assert_int_equal(out.v[0].scanning, k == 0);
                 assert_int_equal(out.v[0].stopped, k == 1);
+                assert_int_equal(out.v[0].unshared, k == 2);
                 assert_int_equal(out.v[0].mode, LR_PROTO_MODE_SEND_RECEIVE); /* absent: default */
                 lr_proto_folders_release(&out);
                 lr_buf_reset(&b);
@@ -435,6 +438,10 @@ static void test_folders_flag_options(void **state)
     f.stopped = true;
     assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
     assert_int_equal(b.len, plain + 4); /* and key 6, empty value */
+    lr_buf_reset(&b);
+    f.unshared = true;
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
+    assert_int_equal(b.len, plain + 6); /* and key 7, empty value */
     lr_buf_release(&b);
 }
 
