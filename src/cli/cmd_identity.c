@@ -193,6 +193,16 @@ static int pair_code(struct cli *c, bool json)
     }
     fflush(stdout);
     rc = lr_api_await(cl, wait_id, (int)ttl + 60000, &res, &err);
+    if (rc < 0 && json) {
+        /* The outcome document a script waits for, failures included (the
+         * line on stderr and the exit code as without --json). */
+        int exit_code = cli_api_fail(cl, rc, &err);
+        lr_api_client_close(cl);
+        cli_print_json_line(json_pack("{s:s, s:s}", "status",
+                                      exit_code == EXIT_TIMEOUT ? "expired" : "failed", "error",
+                                      lr_err_msg(&err, rc)));
+        return exit_code;
+    }
     if (rc < 0)
         goto fail;
     lr_api_client_close(cl);

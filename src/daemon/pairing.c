@@ -638,8 +638,10 @@ static bool join_search(struct lr_daemon *d)
     if (n == 0) {
         if (now_ms(d) < p->join.deadline)
             return false;
-        join_fail(d, "no device on this network announces that code (is `pair --code` still "
-                     "running there, on the same network?)");
+        /* A code that expired or was used is no longer announced: from
+         * here that looks the same as a code never made. */
+        join_fail(d, "no device on this network announces that code (it expired or was used, "
+                     "or `pair --code` is not running there on the same network)");
         return true;
     }
     if (n > 1)

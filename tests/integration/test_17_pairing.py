@@ -89,11 +89,14 @@ class NsDevice(Device):
     def peer_ids(self):
         return [p["id"] for p in self.ok("peers", "--json").json()["peers"]]
 
-    def start_code(self):
-        """Run `pair --code` in the background; return (process, code)."""
-        proc = subprocess.Popen([BIN, "--home", self.home, "pair", "--code"],
+    def start_code(self, json_out=False):
+        """Run `pair --code` (`--json`) in the background; return (process, code)."""
+        proc = subprocess.Popen([BIN, "--home", self.home, "pair", "--code"]
+                                + (["--json"] if json_out else []),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = proc.stdout.readline()
+        if json_out:
+            return proc, json.loads(line)["code"]
         assert line.startswith("Pairing code: "), (line, proc.stderr.read()
                                                    if proc.poll() is not None else "")
         return proc, line.split()[2]
@@ -217,10 +220,13 @@ def test_expired_code_refused(pair_devs):
     a, b = pair_devs
     a.start(env={"LANDROPIC_TEST_PAIR_TTL_MS": "1500"})
     b.start()
-    holder, code = a.start_code()
+    holder, code = a.start_code(json_out=True)
     rc, out, err = finish(holder, timeout=30)
     assert rc == 3, (rc, out, err)
     assert "expired" in err, err
+    # --json: the outcome document comes for a failure too.
+    outcome = json.loads(out)
+    assert outcome["status"] == "expired" and "expired" in outcome["error"], outcome
     r = b.run("pair", "--join", code, timeout=90)
     assert r.rc == 1, r
     assert "not accepting pairing" in r.err, r
@@ -231,10 +237,13 @@ def test_new_code_replaces_old_one(pair_devs):
     a, b = pair_devs
     a.start()
     b.start()
-    first, old = a.start_code()
+    first, old = a.start_code(json_out=True)
     second, new = a.start_code()
     rc, out, err = finish(first)
     assert rc == 1 and "replaced by a new code" in err, (rc, out, err)
+    outcome = json.loads(out)
+    assert outcome == {"status": "failed", "error": outcome["error"]}, outcome
+    assert "replaced by a new code" in outcome["error"], outcome
     if old[:3] != new[:3]:
         # Alice announces only the new nameplate: the old code finds nobody (after the
         # 10 s search), and Alice's new code is not touched by the attempt.
