@@ -317,21 +317,17 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
                 return lr_err_set(err, LR_EBADVAL,
                                   "folders[%zu].list_upto: not one varint sequence >= 1", i);
             f->list_upto = seq;
-        } else if (key == LR_PROTO_FOPT_SCANNING) {
+        } else if (key >= LR_PROTO_FOPT_SCANNING && key <= LR_PROTO_FOPT_UNSHARED) {
+            /* Flags: present or not, the value empty (a value is refused
+             * rather than taken for a newer form). */
+            static const char *const names[] = {"scanning", "stopped", "unshared"};
             if (vl != 0)
-                return lr_err_set(err, LR_EBADVAL, "folders[%zu].scanning: %zu bytes, not empty", i,
-                                  vl);
-            f->scanning = true;
-        } else if (key == LR_PROTO_FOPT_STOPPED) {
-            if (vl != 0)
-                return lr_err_set(err, LR_EBADVAL, "folders[%zu].stopped: %zu bytes, not empty", i,
-                                  vl);
-            f->stopped = true;
-        } else if (key == LR_PROTO_FOPT_UNSHARED) {
-            if (vl != 0)
-                return lr_err_set(err, LR_EBADVAL, "folders[%zu].unshared: %zu bytes, not empty", i,
-                                  vl);
-            f->unshared = true;
+                return lr_err_set(err, LR_EBADVAL, "folders[%zu].%s: %zu bytes, not empty", i,
+                                  names[key - LR_PROTO_FOPT_SCANNING], vl);
+            bool *flag = key == LR_PROTO_FOPT_SCANNING  ? &f->scanning
+                         : key == LR_PROTO_FOPT_STOPPED ? &f->stopped
+                                                        : &f->unshared;
+            *flag = true;
         }
         /* Other keys: options of a newer version, skipped. */
     }
