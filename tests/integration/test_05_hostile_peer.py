@@ -445,11 +445,11 @@ def want_hex(index_id=1):
     return "04" + "646f6373" + f"{index_id:016x}" + "00" + "01" + "00" + "01" + "01"
 
 
-def stopped_folders_hex():
-    """A FOLDERS listing docs with option 6 (stopped, §6.5), which needs
-    LR_FEAT_FOLDER_STOPPED."""
+def flagged_folders_hex(key):
+    """A FOLDERS listing docs with flag option `key` (6 stopped, 7 unshared,
+    §6.5), which needs LR_FEAT_FOLDER_STOPPED."""
     return ("01" + "04646f6373" + "0000000000000001" + "00" + "0000000000000000" + "00"
-            + "01" + "06" + "00")
+            + "01" + f"{key:02x}" + "00")
 
 
 # (id, HELLO features, raw frame type, payload hex, what the daemon logs)
@@ -462,8 +462,10 @@ HOSTILE_FRAMES = [
     ("summary-want-garbage", FEAT_RECON, T_SUMMARY_WANT, "ff", "invalid SUMMARY_WANT"),
     ("summary-want-not-negotiated", 0, T_SUMMARY_WANT, want_hex(),
      "without the RECON feature"),
-    ("stopped-not-negotiated", 0, T_FOLDERS, stopped_folders_hex(),
+    ("stopped-not-negotiated", 0, T_FOLDERS, flagged_folders_hex(6),
      "stopped: feature not in force"),
+    ("unshared-not-negotiated", 0, T_FOLDERS, flagged_folders_hex(7),
+     "unshared: feature not in force"),
 ]
 
 
