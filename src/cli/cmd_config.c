@@ -196,6 +196,9 @@ int cmd_peers(struct cli *c, int argc, char **argv)
     json_array_foreach(arr, i, p)
     {
         const char *name = json_string_value(json_object_get(p, "name"));
+        /* Unnamed here: the name the peer announces for itself, while connected. */
+        if (!name || !*name)
+            name = json_string_value(json_object_get(p, "device_name"));
         printf("%s  ", json_string_value(json_object_get(p, "id")));
         cli_print_name(stdout, name && *name ? name : "-");
         printf("  %s",

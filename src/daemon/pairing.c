@@ -159,7 +159,10 @@ static int add_peer(struct lr_daemon *d, const struct lr_device_id *id, const ch
 {
     char ids[LR_DEVICE_ID_STRLEN + 1];
     lr_device_id_format(id, ids);
-    json_t *params = json_pack("{s:s, s:s}", "id", ids, "name", name);
+    /* A name the user gave a known peer stays: pairing again only fills an empty one. */
+    const struct lr_peer_cfg *known = lr_config_find_peer(d->cfg, id);
+    json_t *params = known && known->name[0] ? json_pack("{s:s}", "id", ids)
+                                             : json_pack("{s:s, s:s}", "id", ids, "name", name);
     int rc = config_op(d, "peer.add", params, err);
     json_decref(params);
     return rc;

@@ -52,6 +52,27 @@ def test_two_daemons_connect(devices, free_port):
     assert a.id in pair and f"127.0.0.1:{a.port}" in pair
 
 
+def test_unnamed_peer_shown_by_its_announced_name(devices, free_port):
+    a, b = devices("alice"), devices("bob")
+    a.init()
+    b.init()
+    a.port, b.port = free_port(), free_port()
+    a.ok("peer", "add", b.id, "--addr", b.addr())  # no --name
+    b.ok("peer", "add", a.id, "--name", "my-alice", "--addr", a.addr())
+
+    def line(dev, other):
+        return [ln for ln in dev.ok("peers").out.splitlines() if ln.startswith(other.id)][0]
+
+    assert line(a, b).split()[1] == "-"
+    a.start()
+    b.start()
+    wait_for(lambda: connected(a, b) and connected(b, a), timeout=10, what="both connected")
+    assert line(a, b).split()[1:3] == ["bob", "connected"], line(a, b)
+    assert a.peer_info(b)["name"] == "" and a.peer_info(b)["device_name"] == "bob"
+    # A name given with --name is what is shown, not the announced one.
+    assert line(b, a).split()[1] == "my-alice", line(b, a)
+
+
 def test_second_daemon_same_home_refused(devices, free_port):
     a, b = two(devices, free_port)
     a.start()

@@ -197,6 +197,22 @@ def test_pair_by_code_then_sync(pair_devs, tmp_path):
     assert r.rc != 0, r
 
 
+def test_pairing_again_keeps_the_name_given(pair_devs):
+    a, b = pair_devs
+    a.ok("peer", "add", b.id, "--name", "bobs-laptop")
+    a.start()
+    b.start()
+    holder, code = a.start_code()
+    r = b.run("pair", "--join", code, timeout=90)
+    assert r.rc == 0, (r, a.log()[-3000:])
+    rc, out, err = finish(holder)
+    assert rc == 0, (out, err)
+    names = {d: {p["id"]: p["name"] for p in d.ok("peers", "--json").json()["peers"]}
+             for d in (a, b)}
+    assert names[a] == {b.id: "bobs-laptop"}, names  # kept, not replaced by "bob"
+    assert names[b] == {a.id: "alice"}, names  # unknown before: the announced name
+
+
 def test_wrong_code_burns_the_code(pair_devs):
     a, b = pair_devs
     a.start()
