@@ -762,11 +762,8 @@ static bool served_now(struct lr_daemon *d, const struct sync_session *s)
 {
     for (size_t i = 0; i < s->npeers; i++) {
         struct lr_device_id id;
-        if (lr_device_id_parse(s->peers[i], &id, NULL) < 0)
-            continue;
-        for (const struct sync_peer *p = d->sync->peers; p; p = p->next)
-            if (p->conn && lr_device_id_eq(&p->id, &id))
-                return true;
+        if (lr_device_id_parse(s->peers[i], &id, NULL) == 0 && sync_peer_connected(d, &id))
+            return true;
     }
     return false;
 }

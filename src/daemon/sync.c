@@ -34,6 +34,36 @@ struct sync_peer *sync_peer_get(struct lr_daemon *d, const struct lr_device_id *
     return p;
 }
 
+bool sync_peer_connected(struct lr_daemon *d, const struct lr_device_id *id)
+{
+    for (const struct sync_peer *p = d->sync->peers; p; p = p->next)
+        if (lr_device_id_eq(&p->id, id))
+            return p->conn != NULL;
+    return false;
+}
+
+static int folder_id_cmp(const void *key, const void *e)
+{
+    return strcmp(key, ((const struct lr_proto_folder *)e)->id);
+}
+
+/* Their latest FOLDERS entry for the folder, or NULL (the decoder checked
+ * that the IDs are strictly increasing, so the list is sorted). */
+static const struct lr_proto_folder *their_folder(const struct sync_peer *p, const char *folder_id)
+{
+    if (!p->theirs.n)
+        return NULL;
+    return bsearch(folder_id, p->theirs.v, p->theirs.n, sizeof(*p->theirs.v), folder_id_cmp);
+}
+
+static uint64_t fp_mix(uint64_t h, uint64_t v)
+{
+    /* FNV-1a over the value's bytes: distinct states collide only by chance. */
+    for (int i = 0; i < 8; i++, v >>= 8)
+        h = (h ^ (v & 0xff)) * 1099511628211ull;
+    return h;
+}
+
 struct sync_folder *sync_folder_get(struct lr_daemon *d, const char *id)
 {
     for (struct sync_folder *f = d->sync->folders; f; f = f->next)
@@ -349,10 +379,8 @@ static bool unshared_here(struct lr_daemon *d, const struct sync_peer *p,
     if (!(p->features & LR_FEAT_FOLDER_STOPPED) || !p->have_folders ||
         lr_folder_shared_with(fc, &p->id) || !rt || !rt->bound)
         return false;
-    for (size_t i = 0; i < p->theirs.n; i++)
-        if (strcmp(p->theirs.v[i].id, fc->id) == 0)
-            return !p->theirs.v[i].unshared;
-    return false;
+    const struct lr_proto_folder *e = their_folder(p, fc->id);
+    return e && !e->unshared;
 }
 
 static uint64_t unshared_sig(struct lr_daemon *d, const struct sync_peer *p)
@@ -362,7 +390,7 @@ static uint64_t unshared_sig(struct lr_daemon *d, const struct sync_peer *p)
         if (!unshared_here(d, p, &d->cfg->folders[i]))
             continue;
         for (const char *c = d->cfg->folders[i].id;; c++) {
-            h = (h ^ (uint8_t)*c) * 1099511628211ull;
+            h = fp_mix(h, (uint8_t)*c);
             if (!*c)
                 break;
         }
@@ -1657,14 +1685,6 @@ void sync_peer_index_stats(struct lr_daemon *d, const struct lr_device_id *peer,
     }
 }
 
-static uint64_t fp_mix(uint64_t h, uint64_t v)
-{
-    /* FNV-1a over the value's bytes: distinct states collide only by chance. */
-    for (int i = 0; i < 8; i++, v >>= 8)
-        h = (h ^ (v & 0xff)) * 1099511628211ull;
-    return h;
-}
-
 uint64_t sync_fingerprint(struct lr_daemon *d)
 {
     uint64_t h = 14695981039346656037ull;
@@ -1714,16 +1734,12 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
  * not shared with us (option 7): why it cannot sync, or NULL. */
 static const char *peer_stopped(const struct sync_peer *p, const char *folder_id)
 {
-    for (size_t i = 0; i < p->theirs.n; i++) {
-        const struct lr_proto_folder *e = &p->theirs.v[i];
-        if (strcmp(e->id, folder_id) != 0)
-            continue;
-        if (e->stopped)
-            return "has the folder in error (see 'landropic status' there)";
-        if (e->unshared)
-            return "has the folder but does not share it with this device ('landropic folder "
-                   "share' there)";
-    }
+    const struct lr_proto_folder *e = their_folder(p, folder_id);
+    if (e && e->stopped)
+        return "has the folder in error (see 'landropic status' there)";
+    if (e && e->unshared)
+        return "has the folder but does not share it with this device ('landropic folder "
+               "share' there)";
     return NULL;
 }
 

@@ -233,9 +233,8 @@ static void have_arm(struct lr_daemon *d)
 static bool holder_connected(struct lr_daemon *d, const struct sync_xfer *x)
 {
     for (size_t h = 0; h < x->nholders; h++)
-        for (const struct sync_peer *p = d->sync->peers; p; p = p->next)
-            if (p->conn && lr_device_id_eq(&p->id, &x->holders[h]))
-                return true;
+        if (sync_peer_connected(d, &x->holders[h]))
+            return true;
     return false;
 }
 

@@ -155,14 +155,14 @@ OVERLONG = "d/" * 16384 + "x"  # 32 769 bytes, every component valid
 
 # (id, path, what the decoder says in the log)
 WIRE_INVALID = [
-    ("dotdot", "../x", "'..' component"),
-    ("dotdot-sibling", "../docs2/x", "'..' component"),
-    ("inner-dotdot", "a/../../x", "'..' component"),
-    ("absolute", "@OUTSIDE@/abs", "'..' component"),
-    ("empty-component", "a//b", "'..' component"),
-    ("dot", "./a", "'..' component"),
-    ("trailing-slash", "a/", "'..' component"),
-    ("only-dotdot", "..", "'..' component"),
+    ("dotdot", "../x", "'..' component at byte 0"),
+    ("dotdot-sibling", "../docs2/x", "'..' component at byte 0"),
+    ("inner-dotdot", "a/../../x", "'..' component at byte 2"),
+    ("absolute", "@OUTSIDE@/abs", "absolute path"),
+    ("empty-component", "a//b", "empty component at byte 2"),
+    ("dot", "./a", "'.' component at byte 0"),
+    ("trailing-slash", "a/", "empty component at byte 2"),
+    ("only-dotdot", "..", "'..' component at byte 0"),
     ("empty", "", "empty path"),
     ("nul", "a\u0000b", "NUL byte"),
     ("overlong", OVERLONG, "over 32768 bytes"),

@@ -58,8 +58,9 @@
  * "served path=... off=...", "no-such path=...", "disconnected reason=...",
  * "all-good-served", "exit reason=..."), names escaped with lr_esc.
  * Exit status: 0 after the timeout, the linger time after the last burst
- * (once every good entry is served), or the daemon closing the connection
- * with --exit-on-close; 1 on a setup error; 2 on bad usage.
+ * (once every good entry is served and every want_first WANT answered), or
+ * the daemon closing the connection with --exit-on-close; 1 on a setup
+ * error; 2 on bad usage.
  */
 #include "identity/identity.h"
 #include "index/index.h"
@@ -154,6 +155,7 @@ struct tp {
     struct tp_pending *pend_head, *pend_tail; /* in WANT order */
     struct tp_entry wf;                       /* want_first: path and data (chunked like ours) */
     bool have_wf;
+    size_t wf_answers; /* answers to want_first WANTs: the linger waits for all */
     uint64_t wf_delay_ms;
     uv_timer_t timeout, delay, linger, quit, folders_delay;
 };
@@ -527,6 +529,8 @@ static void maybe_linger(struct tp *tp)
 {
     if (tp->next < tp->nb || !all_good_served(tp))
         return;
+    if (tp->have_wf && tp->wf_answers < tp->wf.nchunks)
+        return;
     if (!tp->said_all_served) {
         tp->said_all_served = true;
         say("all-good-served");
@@ -670,6 +674,10 @@ static void on_chunk(struct tp *tp, const uint8_t *payload, size_t len)
         free(buf);
     }
     say("chunk-answer req=%" PRIu64 " status=%" PRIu64 " right=%d", c.req_id, c.status, right);
+    if (tp->have_wf && c.req_id >= 1 && c.req_id <= tp->wf.nchunks) {
+        tp->wf_answers++;
+        maybe_linger(tp);
+    }
 }
 
 static void on_disconnected(void *ud, struct lr_conn *c, const struct lr_device_id *peer,

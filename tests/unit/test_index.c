@@ -320,6 +320,17 @@ static void test_put_rejects_bad_records(void **state)
     }
     uint8_t nul[3] = {'a', 0, 'b'};
     assert_int_equal(lr_index_path_check(nul, 3, &err), LR_EBADPATH);
+    /* The message names what is wrong and where. */
+    static const char *const why[][2] = {{"/abs", "absolute path (it must be relative)"},
+                                         {"a//b", "empty component at byte 2"},
+                                         {"a/", "empty component at byte 2"},
+                                         {"a/./b", "'.' component at byte 2"},
+                                         {"a/..", "'..' component at byte 2"}};
+    for (size_t i = 0; i < sizeof(why) / sizeof(why[0]); i++) {
+        assert_int_equal(lr_index_path_check((const uint8_t *)why[i][0], strlen(why[i][0]), &err),
+                         LR_EBADPATH);
+        assert_string_equal(err.msg, why[i][1]);
+    }
     /* Nothing was written, no sequence consumed. */
     struct lr_folder_info fi;
     assert_int_equal(lr_index_folder_get(f->ix, "fold-1", &fi, &err), 0);
