@@ -336,6 +336,48 @@ uint64_t lr_syncerr_count(struct lr_syncerr *t, const char *folder)
     return n;
 }
 
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+uint64_t lr_syncerr_count_common(struct lr_syncerr *a, struct lr_syncerr *b, const char *folder)
+{
+    /* b's path hashes, copied so that the two locks are never held at once. */
+    uint64_t *h = NULL;
+    size_t nh = 0;
+    pthread_mutex_lock(&b->mu);
+    struct ferr *fb = ferr_find(b, folder);
+    if (fb && fb->n + fb->more.n) {
+        h = lr_xmalloc((fb->n + fb->more.n) * sizeof(*h));
+        memcpy(h, fb->hashes, fb->n * sizeof(*h));
+        nh = fb->n;
+        for (size_t i = 0; i < fb->more.cap; i++)
+            if (fb->more.slot[i])
+                h[nh++] = fb->more.slot[i];
+    }
+    pthread_mutex_unlock(&b->mu);
+    uint64_t common = 0;
+    if (nh) {
+        pthread_mutex_lock(&a->mu);
+        struct ferr *fa = ferr_find(a, folder);
+        if (fa && fa->n + fa->more.n) {
+            uint64_t *la = lr_xmalloc((fa->n + 1) * sizeof(*la));
+            memcpy(la, fa->hashes, fa->n * sizeof(*la));
+            qsort(la, fa->n, sizeof(*la), u64_cmp);
+            for (size_t i = 0; i < nh; i++)
+                if (hset_has(&fa->more, h[i]) ||
+                    (fa->n && bsearch(&h[i], la, fa->n, sizeof(*la), u64_cmp)))
+                    common++;
+            free(la);
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
+    free(h);
+    return common;
+}
+
 static int item_cmp(const void *a, const void *b)
 {
     const struct lr_syncerr_item *x = a, *y = b;

@@ -97,6 +97,9 @@ void lr_syncerr_clear_folder(struct lr_syncerr *t, const char *folder);
 void lr_syncerr_replace(struct lr_syncerr *dst, const char *folder, struct lr_syncerr *src);
 /* Failing paths of the folder, listed or not. */
 uint64_t lr_syncerr_count(struct lr_syncerr *t, const char *folder);
+/* Paths of the folder failing in both tables (compared by 64-bit path
+ * hash, as unlisted paths are): so a path is counted once across two. */
+uint64_t lr_syncerr_count_common(struct lr_syncerr *a, struct lr_syncerr *b, const char *folder);
 /* Copy the folder's listed paths (sorted) and the unlisted count into *out (zeroed first). */
 void lr_syncerr_list(struct lr_syncerr *t, const char *folder, struct lr_syncerr_list *out);
 
@@ -180,7 +183,10 @@ void sync_items_scan_failed(struct lr_daemon *d, const char *folder, const uint8
 void sync_items_scan_end(struct lr_daemon *d, const char *folder, bool complete);
 
 /* Loop: every failing item of the folder, pull and scan side (sorted by
- * path; *out zeroed first; release with lr_syncerr_list_release), and their count. */
+ * path; *out zeroed first; release with lr_syncerr_list_release), and their
+ * count. A path failing on both sides is one item: its messages joined by
+ * "; " (the pull's first), the earlier `since`, the later `last`, the
+ * attempts added up. */
 void sync_items_list(struct lr_daemon *d, const char *folder, struct lr_syncerr_list *out);
 uint64_t sync_items_count(struct lr_daemon *d, const char *folder);
 /* Loop: the folder's state as users see it (enum folder_state: a scan's

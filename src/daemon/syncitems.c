@@ -147,23 +147,43 @@ void sync_items_list(struct lr_daemon *d, const char *folder, struct lr_syncerr_
     struct lr_syncerr_list a, b;
     lr_syncerr_list(s->tab, folder, &a);
     lr_syncerr_list(s->scan_tab, folder, &b);
-    out->n = a.n + b.n;
-    out->more = a.more + b.more;
-    out->v = lr_xcalloc(out->n + 1, sizeof(*out->v));
-    if (a.n)
-        memcpy(out->v, a.v, a.n * sizeof(*a.v));
-    if (b.n)
-        memcpy(out->v + a.n, b.v, b.n * sizeof(*b.v));
+    out->v = lr_xcalloc(a.n + b.n + 1, sizeof(*out->v));
+    /* Both lists are sorted: merge them. A path failing in the pull and in
+     * the scan is one item. */
+    size_t i = 0, k = 0, w = 0;
+    while (i < a.n || k < b.n) {
+        int c = i == a.n ? 1 : k == b.n ? -1 : item_cmp(&a.v[i], &b.v[k]);
+        if (c < 0) {
+            out->v[w++] = a.v[i++];
+        } else if (c > 0) {
+            out->v[w++] = b.v[k++];
+        } else {
+            struct lr_syncerr_item *x = &out->v[w++], *y = &b.v[k++];
+            *x = a.v[i++];
+            char *m = lr_xasprintf("%s; %s", x->msg, y->msg);
+            free(x->msg);
+            x->msg = m;
+            x->since_s = y->since_s < x->since_s ? y->since_s : x->since_s;
+            x->last_s = y->last_s > x->last_s ? y->last_s : x->last_s;
+            x->attempts += y->attempts;
+            free(y->path);
+            free(y->msg);
+        }
+    }
+    out->n = w;
     free(a.v); /* the items moved */
     free(b.v);
-    if (out->n > 1)
-        qsort(out->v, out->n, sizeof(*out->v), item_cmp);
+    uint64_t all = sync_items_count(d, folder);
+    out->more = all > w ? all - w : 0;
 }
 
 uint64_t sync_items_count(struct lr_daemon *d, const char *folder)
 {
     struct sync_items *s = items(d);
-    return s ? lr_syncerr_count(s->tab, folder) + lr_syncerr_count(s->scan_tab, folder) : 0;
+    if (!s)
+        return 0;
+    uint64_t a = lr_syncerr_count(s->tab, folder), b = lr_syncerr_count(s->scan_tab, folder);
+    return a && b ? a + b - lr_syncerr_count_common(s->tab, s->scan_tab, folder) : a + b;
 }
 
 /* ---- events ---- */

@@ -302,6 +302,46 @@ def test_per_file_errors_do_not_block_the_rest(devices, tmp_path):
         assert dev.ok("sync", "--wait", "--timeout", "30").rc == 0
 
 
+def test_path_failing_in_scan_and_pull_is_one_item(devices, tmp_path):
+    """A file B's daemon cannot read (its scan fails) that A then changes (the
+    pull cannot apply it either): one entry in B's status, both messages."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    write_file(fa / "doc.txt", b"first\n")
+    write_file(fa / "other.txt", b"other\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    start_without_dac(b)
+    wait_both(fa, fb, snapshot(fa), what="initial sync")
+    os.chmod(fb / "doc.txt", 0o000)
+    b.ok("sync")
+    wait_for(lambda: "doc.txt" in error_paths(b), timeout=20, interval=0.3,
+             what="B's scan error for doc.txt")
+    write_file(fa / "doc.txt", b"second, from alice\n")
+    a.ok("sync")
+
+    def both_causes():
+        errs = folder_status(b)["errors"]
+        return len(errs) == 1 and errs[0]["path"] == "doc.txt" and "; " in errs[0]["error"] \
+            and errs
+    errs = wait_for(both_causes, timeout=30, interval=0.3,
+                    what=f"one entry with both causes: {folder_status(b)['errors']}")
+    assert "not applied" in errs[0]["error"] and "cannot read" in errs[0]["error"], errs
+    assert errs[0]["attempts"] >= 2, errs
+    human = b.ok("status").out
+    assert ", 1 failing item" in human, human
+    assert human.count("error: doc.txt:") == 1, human
+    r = b.run("sync", "--wait", "--timeout", "2")
+    assert r.rc == 3 and "1 failing item" in r.err, r
+
+    # Readable again: the scan sees B's unchanged copy, the pull applies A's version.
+    os.chmod(fb / "doc.txt", 0o644)
+    b.ok("sync")
+    wait_both(fa, fb, snapshot(fa), timeout=60, what="convergence after the fix")
+    wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
+
+
 # --- marker removed on the receiver ----------------------------------------
 
 def test_directory_unreadable_when_it_came_is_watched_once_readable(devices, tmp_path):

@@ -180,6 +180,32 @@ static void test_bound_and_more(void **state)
     lr_syncerr_free(t);
 }
 
+/* Paths failing in two tables, listed or not in either, are found by hash. */
+static void test_count_common(void **state)
+{
+    (void)state;
+    struct lr_syncerr *a = lr_syncerr_new(2), *b = lr_syncerr_new(3);
+    char p[32];
+    for (int i = 0; i < 6; i++) { /* a: f0..f5 (f0, f1 listed) */
+        snprintf(p, sizeof(p), "f%d", i);
+        lr_syncerr_set(a, "d", P(p), "pull", i);
+    }
+    for (int i = 4; i < 10; i++) { /* b: f4..f9 (f4, f5, f6 listed) */
+        snprintf(p, sizeof(p), "f%d", i);
+        lr_syncerr_set(b, "d", P(p), "scan", i);
+    }
+    lr_syncerr_set(b, "d", P("f0"), "scan", 20);             /* listed in a, unlisted in b */
+    lr_syncerr_set(b, "e", P("f1"), "scan", 20);             /* another folder */
+    assert_int_equal(lr_syncerr_count_common(a, b, "d"), 3); /* f0, f4, f5 */
+    assert_int_equal(lr_syncerr_count_common(b, a, "d"), 3);
+    assert_int_equal(lr_syncerr_count_common(a, b, "e"), 0);
+    assert_int_equal(lr_syncerr_count_common(a, b, "none"), 0);
+    assert_true(lr_syncerr_clear(a, "d", P("f4")));
+    assert_int_equal(lr_syncerr_count_common(a, b, "d"), 2);
+    lr_syncerr_free(a);
+    lr_syncerr_free(b);
+}
+
 /* The unlisted set against a naive oracle under random sets and clears (exercises
  * growth and backward-shift deletion over long probe runs). */
 static void test_more_matches_oracle(void **state)
@@ -374,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_list_sorted_raw_bytes),
         cmocka_unit_test(test_long_message_cut),
         cmocka_unit_test(test_bound_and_more),
+        cmocka_unit_test(test_count_common),
         cmocka_unit_test(test_more_matches_oracle),
         cmocka_unit_test(test_backoff_doubles_and_resets),
         cmocka_unit_test(test_replace),
