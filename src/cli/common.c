@@ -167,7 +167,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 void cli_print_json(json_t *doc)
 {
-    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    /* Nine significant digits: a duration as 0.00063782, not 0.00063781999999999999. */
+    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     if (s) {
         fputs(s, stdout);
         fputc('\n', stdout);
@@ -178,7 +179,7 @@ void cli_print_json(json_t *doc)
 
 void cli_print_json_line(json_t *doc)
 {
-    char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     if (s) {
         fputs(s, stdout);
         fputc('\n', stdout);

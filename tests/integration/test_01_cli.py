@@ -271,6 +271,9 @@ def test_scan_reports_changes(device, tmp_path):
     assert entry["id"] == "data" and entry["files"] == 2
     assert entry["bytes"] == 300_005 and entry["bytes_hashed"] == 300_005
     assert entry["added"] >= 3  # two files, a directory and a symlink
+    # Durations print with at most nine significant digits, not a double's 17.
+    secs = re.search(r'"seconds": ([0-9.e+-]+)', r.out).group(1)
+    assert len(re.sub(r"e.*|[.-]", "", secs).lstrip("0")) <= 9, secs
     r, doc = scan(device, "data")
     e = doc["folders"][0]
     assert (e["added"], e["changed"], e["deleted"], e["bytes_hashed"]) == (0, 0, 0, 0)
