@@ -772,6 +772,10 @@ json_t *sync_sessions_json(struct lr_daemon *d)
 {
     json_t *arr = json_array();
     struct sync_sessions *r = reg(d);
+    /* The history bound holds between checkpoints too: what is listed is
+     * never more than the documented newest HISTORY_MAX finished ones. */
+    if (r)
+        trim(r);
     for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
         json_t *o = sess_json(s);
         /* Its transfer waits a grace for the peers that left to come back

@@ -208,3 +208,21 @@ def test_session_of_a_replaced_version_is_superseded(devices, tmp_path, how):
     for s in mine:
         if s["state"] == "failed":
             assert "superseded" in s["error"], s
+
+
+def test_history_never_lists_more_than_256_finished(devices, tmp_path):
+    """Finished sessions are trimmed at each checkpoint (500 ms): the listing
+    must not show more than the documented newest 256 in between."""
+    a, b, fa, fb = shared_docs(devices, tmp_path)
+    for i in range(300):
+        (fa / f"f{i:03d}.txt").write_bytes(b"%d\n" % i)
+    a.start()
+    b.start()
+    wait_for(lambda: len(os.listdir(fb)) >= 301, timeout=60, what="300 files on B")
+    counts = []
+    for _ in range(20):  # right after the last commits, then for a second
+        counts.append(sum(s["state"] == "complete" for s in sessions(b)))
+        time.sleep(0.05)
+    assert max(counts) <= 256, counts
+    wait_for(lambda: sum(s["state"] == "complete" for s in sessions(b)) == 256, timeout=20,
+             what="the newest 256 finished sessions listed")
