@@ -239,12 +239,7 @@ static void done(struct daemon_job *base, int status)
             if (!f->bound)
                 scanjobs_bind(d, it->id); /* its bind failed: try again */
         }
-        lr_info(MOD,
-                "folder=%s files=%llu added=%llu changed=%llu deleted=%llu hashed=%llu "
-                "seconds=%.3f",
-                it->id, (unsigned long long)it->res.files, (unsigned long long)it->res.added,
-                (unsigned long long)it->res.changed, (unsigned long long)it->res.deleted,
-                (unsigned long long)it->res.bytes_hashed, it->res.seconds);
+        /* The scanner logged the result ("scan: folder=... files=..."). */
         sync_folder_scanned(d, it->id, true);
         live_folder_scanned(d, it->id);
         json_t *o = lr_scan_result_json(it->id, &it->res);
