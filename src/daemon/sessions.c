@@ -32,6 +32,9 @@
 #define HISTORY_MAX 256
 /* Finished sessions older than this are pruned from the index at start. */
 #define HISTORY_KEEP_MS (7LL * 24 * 3600 * 1000)
+/* An active session whose connected peers have all been silent this long
+ * says so in its error (listing only). */
+#define SILENT_MS 5000u
 /* Sessions loaded at start. */
 #define LOAD_MAX 1000
 
@@ -757,15 +760,22 @@ void sync_session_settled(struct lr_daemon *d, const char *folder, const char *p
     }
 }
 
-/* Whether a device serving the session is connected now. */
-static bool served_now(struct lr_daemon *d, const struct sync_session *s)
+/* Milliseconds since the liveliest connected device serving the session
+ * last sent us a packet; UINT64_MAX when none is connected. */
+static uint64_t served_silent_ms(struct lr_daemon *d, const struct sync_session *s)
 {
+    uint64_t best = UINT64_MAX;
     for (size_t i = 0; i < s->npeers; i++) {
         struct lr_device_id id;
-        if (lr_device_id_parse(s->peers[i], &id, NULL) == 0 && sync_peer_connected(d, &id))
-            return true;
+        struct lr_conn *c;
+        if (lr_device_id_parse(s->peers[i], &id, NULL) < 0 || !(c = sync_peer_conn(d, &id)))
+            continue;
+        struct lr_conn_stats st;
+        lr_conn_get_stats(c, &st);
+        uint64_t ms = st.silent_ns / 1000000u;
+        best = ms < best ? ms : best;
     }
-    return false;
+    return best;
 }
 
 json_t *sync_sessions_json(struct lr_daemon *d)
@@ -781,11 +791,19 @@ json_t *sync_sessions_json(struct lr_daemon *d)
         /* Its transfer waits a grace for the peers that left to come back
          * (syncpull.c, PEER_GRACE_MS) and goes on where it was if they do:
          * meanwhile it is interrupted, as docs/cli.md says, not active. */
-        if (o && s->core.state == LR_SESSION_ACTIVE && !served_now(d, s)) {
+        uint64_t silent = o && s->core.state == LR_SESSION_ACTIVE ? served_silent_ms(d, s) : 0;
+        if (silent == UINT64_MAX) {
             json_object_set_new(o, "state",
                                 json_string(lr_session_state_name(LR_SESSION_INTERRUPTED)));
             if (!s->error)
                 json_object_set_new(o, "error", json_string("no peer that holds it is connected"));
+        } else if (silent >= SILENT_MS && !s->error) {
+            /* A peer killed or frozen mid-transfer stays "connected" until
+             * the QUIC idle timeout (60 s): say that nothing is coming. */
+            char *e = lr_xasprintf("its peers have sent nothing for %llu s",
+                                   (unsigned long long)(silent / 1000));
+            json_object_set_new(o, "error", json_string(e));
+            free(e);
         }
         if (o)
             json_array_append_new(arr, o);

@@ -34,12 +34,12 @@ struct sync_peer *sync_peer_get(struct lr_daemon *d, const struct lr_device_id *
     return p;
 }
 
-bool sync_peer_connected(struct lr_daemon *d, const struct lr_device_id *id)
+struct lr_conn *sync_peer_conn(struct lr_daemon *d, const struct lr_device_id *id)
 {
     for (const struct sync_peer *p = d->sync->peers; p; p = p->next)
         if (lr_device_id_eq(&p->id, id))
-            return p->conn != NULL;
-    return false;
+            return p->conn;
+    return NULL;
 }
 
 static int folder_id_cmp(const void *key, const void *e)

@@ -223,8 +223,8 @@ struct sync_state {
 
 /* sync.c */
 struct sync_peer *sync_peer_get(struct lr_daemon *d, const struct lr_device_id *id);
-/* The device has a connection up now (it need not have a sync_peer). */
-bool sync_peer_connected(struct lr_daemon *d, const struct lr_device_id *id);
+/* The device's connection, if one is up now (it need not have a sync_peer). */
+struct lr_conn *sync_peer_conn(struct lr_daemon *d, const struct lr_device_id *id);
 struct sync_folder *sync_folder_get(struct lr_daemon *d, const char *id);
 struct sync_link *sync_link_find(struct lr_daemon *d, const struct lr_device_id *peer,
                                  const char *folder);

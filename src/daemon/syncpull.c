@@ -233,7 +233,7 @@ static void have_arm(struct lr_daemon *d)
 static bool holder_connected(struct lr_daemon *d, const struct sync_xfer *x)
 {
     for (size_t h = 0; h < x->nholders; h++)
-        if (sync_peer_connected(d, &x->holders[h]))
+        if (sync_peer_conn(d, &x->holders[h]))
             return true;
     return false;
 }

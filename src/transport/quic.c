@@ -135,6 +135,7 @@ struct lr_conn {
     uint64_t acked;                       /* stream bytes the peer acknowledged, ever */
     uint64_t probe_deadline, probe_acked; /* lr_conn_probe (0: none running) */
     uint64_t payload_sent, payload_recv, stream_recv;
+    uint64_t last_rx_ns; /* the last packet ngtcp2 accepted */
     /* GSO batch being built or waiting for the socket (tx_pending). */
     uint8_t *tx; /* LR__GSO_MAX_BYTES + pkt_max */
     size_t tx_len, tx_off, tx_seg;
@@ -1601,7 +1602,8 @@ static void conn_read(struct lr_conn *c, const ngtcp2_path *path, const uint8_t 
         return;
     c->busy++;
     t->depth++;
-    int rv = ngtcp2_conn_read_pkt(c->qc, path, &pi, pkt, len, now_ns());
+    uint64_t now = now_ns();
+    int rv = ngtcp2_conn_read_pkt(c->qc, path, &pi, pkt, len, now);
     c->busy--;
     t->depth--;
     if (rv != 0) {
@@ -1612,6 +1614,7 @@ static void conn_read(struct lr_conn *c, const ngtcp2_path *path, const uint8_t 
         conn_handle_error(c, rv);
         return;
     }
+    c->last_rx_ns = now;
     c->dirty = true;
 }
 
@@ -2362,6 +2365,8 @@ void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out)
     out->handshake_ns = c->hs_ns;
     out->queued = c->queued;
     out->outgoing = c->is_client;
+    uint64_t since = c->last_rx_ns ? c->last_rx_ns : c->start_ns, now = now_ns();
+    out->silent_ns = now > since ? now - since : 0;
     if (c->qc) {
         ngtcp2_conn_stat cs;
         ngtcp2_conn_get_conn_stat(c->qc, &cs);

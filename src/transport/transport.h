@@ -259,8 +259,10 @@ struct lr_conn_stats {
     uint64_t stream_recv;  /* stream bytes received: headers and skipped frames included */
     uint64_t handshake_ns; /* start (dial or first Initial) -> handshake confirmed */
     uint64_t smoothed_rtt_ns;
-    size_t queued; /* bytes queued, not yet acknowledged */
-    bool outgoing; /* we dialled it */
+    size_t queued;      /* bytes queued, not yet acknowledged */
+    uint64_t silent_ns; /* since the last packet received (a dead peer is only
+                           declared so at the idle timeout) */
+    bool outgoing;      /* we dialled it */
 };
 
 /* ---- Lifecycle ---- */

@@ -3,6 +3,7 @@ packet loss from nftables: the transport still connects and moves data intact.
 Addresses are in 198.18.0.0/15 (the benchmarking range) and exist only inside
 namespaces this test creates and deletes."""
 import os
+import signal
 import shutil
 import subprocess
 import time
@@ -463,6 +464,44 @@ def test_tree_deleted_while_it_arrives_stays_deleted(netns_pair, tmp_path):
                 if ".landropic" not in r and n != ".landropic"]
         assert not (fa / "tree").exists(), os.listdir(fa)
         assert left == [], left
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_frozen_sender_is_said_to_send_nothing(netns_pair, tmp_path):
+    """A sender that stops answering mid-file (frozen, or killed with no
+    ICMP reaching us) stays "connected" until the QUIC idle timeout (60 s);
+    meanwhile `sessions` says the transfer gets nothing, then clears that
+    once data flows again."""
+    nsa, nsb = netns_pair
+    a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 24 << 20)
+
+    def session():
+        for s in b.ok("sessions", "--json").json()["sessions"]:
+            if s["path"] == "big.bin":
+                return s
+        return None
+
+    try:
+        slow_sender(nsa)  # big.bin takes about 25 s
+        a.start()
+        b.start()
+        wait_for(lambda: (session() or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
+                 what="B receiving big.bin")
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            s = wait_for(lambda: (lambda x: x if x and x["error"] and
+                                  "its peers have sent nothing for" in x["error"] else None)(
+                session()), timeout=20, interval=0.3, what="B saying nothing comes")
+            assert s["state"] == "active", s
+            assert b.ok("peers", "--json").json()["peers"][0]["connected"]
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        wait_for(lambda: (session() or {}).get("error") is None or
+                 (session() or {}).get("state") == "complete", timeout=20, interval=0.2,
+                 what="the error gone once data flows again")
+        big_arrives(fb, big)
     finally:
         a.stop()
         b.stop()
