@@ -417,6 +417,8 @@ static void test_message_round_trip(void **state)
     /* b received a's Hello + 4 bytes; skipped frames are not counted as received. */
     assert_int_equal(sb.payload_recv + 4, sa.payload_sent);
     assert_int_equal(sa.payload_recv, sb.payload_sent);
+    /* Both just heard from each other (a dead peer shows as a growing silence). */
+    assert_true(sa.silent_ns < 2000000000ull && sb.silent_ns < 2000000000ull);
 }
 
 /*
