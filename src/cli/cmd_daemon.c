@@ -584,7 +584,7 @@ static int print_event(void *ud, json_t *ev)
 {
     bool json = *(bool *)ud;
     if (json) {
-        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
         if (s) {
             puts(s);
             free(s);

@@ -220,7 +220,7 @@ static void on_seen(void *ud, const struct lr_discovery_seen *s)
          * connection the PING is acknowledged and otherwise ignored (§6.2).
          */
         e->probed_mono = now;
-        lr_conn_probe(p->conn, DISC_PROBE_MS);
+        (void)lr_conn_probe(p->conn, DISC_PROBE_MS);
         int prc = lr_conn_send(p->conn, LR_STREAM_CONTROL, LR_MSG_PING, NULL, 0);
         lr_debug(MOD, "peer id=%s announced while connected%s: PING sent (%d)", id,
                  moved ? " from another address" : "", prc);

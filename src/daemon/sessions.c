@@ -33,8 +33,12 @@
 /* Finished sessions older than this are pruned from the index at start. */
 #define HISTORY_KEEP_MS (7LL * 24 * 3600 * 1000)
 /* An active session whose connected peers have all been silent this long
- * says so in its error (listing only). */
+ * says so in its error, and each silent one is probed: a PING that goes
+ * unanswered for SILENT_PROBE_MS closes its connection (a peer killed or
+ * frozen mid-file is otherwise only found out at the 60 s idle timeout). */
 #define SILENT_MS 5000u
+#define SILENT_PROBE_MS 10000u
+#define SILENT_SWEEP_MS 1000u
 /* Sessions loaded at start. */
 #define LOAD_MAX 1000
 
@@ -65,6 +69,7 @@ struct sync_sessions {
     uv_check_t check;
     bool closed;
     bool job_busy;
+    int64_t swept_ms; /* probe_silent's last sweep */
     /* Some session may wait to resume (interrupted or pending): a start
      * looks for other versions of its path among them (supersede). */
     bool maybe_waiting;
@@ -519,12 +524,43 @@ static void note(struct lr_daemon *d, uint64_t n)
         checkpoint(d);
 }
 
+/* Probe every connected peer serving an active session that has sent us
+ * nothing for SILENT_MS. A live peer acknowledges the PING at once; the
+ * silence of one with nothing to send never lasts (we have WANTs out). */
+static void probe_silent(struct lr_daemon *d, struct sync_sessions *r)
+{
+    for (struct sync_session *s = r->head; s; s = s->next) {
+        if (s->core.state != LR_SESSION_ACTIVE)
+            continue;
+        for (size_t i = 0; i < s->npeers; i++) {
+            struct lr_device_id id;
+            struct lr_conn *c;
+            if (lr_device_id_parse(s->peers[i], &id, NULL) < 0 || !(c = sync_peer_conn(d, &id)))
+                continue;
+            struct lr_conn_stats st;
+            lr_conn_get_stats(c, &st);
+            if (st.silent_ns / 1000000u < SILENT_MS || !lr_conn_probe(c, SILENT_PROBE_MS))
+                continue;
+            lr_info(MOD, "peer=%.7s sent nothing for %llu ms while serving path=%s: probing it",
+                    s->peers[i], (unsigned long long)(st.silent_ns / 1000000u), (char *)s->path);
+            (void)lr_conn_send(c, LR_STREAM_CONTROL, LR_MSG_PING, NULL, 0);
+        }
+    }
+}
+
 static void on_timer(uv_timer_t *h)
 {
     struct lr_daemon *d = h->data;
     struct sync_sessions *r = reg(d);
-    if (r && lr_session_ckpt_due(&r->ck, now_ms()))
+    if (!r)
+        return;
+    int64_t now = now_ms();
+    if (lr_session_ckpt_due(&r->ck, now))
         checkpoint(d);
+    if (now - r->swept_ms >= SILENT_SWEEP_MS && !d->stopping) {
+        r->swept_ms = now;
+        probe_silent(d, r);
+    }
 }
 
 static void on_check(uv_check_t *h)
@@ -782,11 +818,15 @@ json_t *sync_sessions_json(struct lr_daemon *d)
 {
     json_t *arr = json_array();
     struct sync_sessions *r = reg(d);
-    /* The history bound holds between checkpoints too: what is listed is
-     * never more than the documented newest HISTORY_MAX finished ones. */
+    /* The history bound holds between checkpoints too: trim frees what it
+     * may, but keeps a finished session whose last change no checkpoint has
+     * written yet, so the listing stops at the newest HISTORY_MAX itself. */
     if (r)
         trim(r);
+    size_t finished = 0;
     for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
+        if (lr_session_finished(&s->core) && ++finished > HISTORY_MAX)
+            continue;
         json_t *o = sess_json(s);
         /* Its transfer waits a grace for the peers that left to come back
          * (syncpull.c, PEER_GRACE_MS) and goes on where it was if they do:
@@ -798,9 +838,9 @@ json_t *sync_sessions_json(struct lr_daemon *d)
             if (!s->error)
                 json_object_set_new(o, "error", json_string("no peer that holds it is connected"));
         } else if (silent >= SILENT_MS && !s->error) {
-            /* A peer killed or frozen mid-transfer stays "connected" until
-             * the QUIC idle timeout (60 s): say that nothing is coming. */
-            char *e = lr_xasprintf("its peers have sent nothing for %llu s",
+            /* Say so while the probe (probe_silent) decides whether the
+             * peer is gone: a PING answered ends the silence. */
+            char *e = lr_xasprintf("nothing received from its peers for %llu s",
                                    (unsigned long long)(silent / 1000));
             json_object_set_new(o, "error", json_string(e));
             free(e);

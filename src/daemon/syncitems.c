@@ -160,7 +160,9 @@ void sync_items_list(struct lr_daemon *d, const char *folder, struct lr_syncerr_
         } else {
             struct lr_syncerr_item *x = &out->v[w++], *y = &b.v[k++];
             *x = a.v[i++];
-            char *m = lr_xasprintf("%s; %s", x->msg, y->msg);
+            /* Within the table's bound on a message, as each part is. */
+            char *m = lr_xasprintf("%.*s; %.*s", LR_SYNCERR_MSG_MAX / 2 - 1, x->msg,
+                                   LR_SYNCERR_MSG_MAX / 2 - 2, y->msg);
             free(x->msg);
             x->msg = m;
             x->since_s = y->since_s < x->since_s ? y->since_s : x->since_s;
@@ -183,7 +185,13 @@ uint64_t sync_items_count(struct lr_daemon *d, const char *folder)
     if (!s)
         return 0;
     uint64_t a = lr_syncerr_count(s->tab, folder), b = lr_syncerr_count(s->scan_tab, folder);
-    return a && b ? a + b - lr_syncerr_count_common(s->tab, s->scan_tab, folder) : a + b;
+    if (!a || !b)
+        return a + b;
+    /* Three reads under three locks: the job thread may change the tables
+     * in between, so the common part is clamped to what a snapshot allows. */
+    uint64_t common = lr_syncerr_count_common(s->tab, s->scan_tab, folder);
+    uint64_t most = a < b ? a : b;
+    return a + b - (common < most ? common : most);
 }
 
 /* ---- events ---- */

@@ -320,7 +320,7 @@ int lr_index_path_check(const uint8_t *p, size_t n, struct lr_err *err)
             return lr_err_set(err, LR_EBADPATH, "NUL byte in path at %zu", i);
         if (i == n || p[i] == '/') {
             size_t len = i - start;
-            if (len == 0 && start == 0 && n > 0 && p[0] == '/')
+            if (len == 0 && start == 0 && p[0] == '/')
                 return lr_err_set(err, LR_EBADPATH, "absolute path (it must be relative)");
             if (len == 0)
                 return lr_err_set(err, LR_EBADPATH, "empty component at byte %zu", start);

@@ -2348,12 +2348,13 @@ const char *lr_conn_addr(const struct lr_conn *c)
     return c->addr;
 }
 
-void lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms)
+bool lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms)
 {
     if (c->state != CS_UP || c->probe_deadline)
-        return;
+        return false;
     c->probe_acked = c->acked;
     c->probe_deadline = now_ns() + timeout_ms * MS;
+    return true;
 }
 
 void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out)

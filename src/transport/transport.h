@@ -383,8 +383,9 @@ void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out);
  * announced itself on the LAN while we hold a connection to it: after a
  * change of address, packets to the old one go nowhere and, unlike a
  * restart, draw no stateless reset, so only the idle timeout would end it.
+ * True if this call started a probe (the caller sends its PING then).
  */
-void lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms);
+bool lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms);
 
 /* ---- Pairing connections ---- */
 

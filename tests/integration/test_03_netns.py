@@ -469,11 +469,12 @@ def test_tree_deleted_while_it_arrives_stays_deleted(netns_pair, tmp_path):
         b.stop()
 
 
-def test_frozen_sender_is_said_to_send_nothing(netns_pair, tmp_path):
-    """A sender that stops answering mid-file (frozen, or killed with no
-    ICMP reaching us) stays "connected" until the QUIC idle timeout (60 s);
-    meanwhile `sessions` says the transfer gets nothing, then clears that
-    once data flows again."""
+def test_frozen_sender_is_probed_and_dropped(netns_pair, tmp_path):
+    """A sender that stops answering mid-file (frozen, or its host gone) was
+    "connected" and its transfer "active" until the QUIC idle timeout (60 s).
+    After 5 s of silence `sessions` says nothing is received and the peer is
+    probed; the unanswered probe closes the connection within about 10 s
+    more, and the transfer resumes once the sender answers again."""
     nsa, nsb = netns_pair
     a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 24 << 20)
 
@@ -490,17 +491,23 @@ def test_frozen_sender_is_said_to_send_nothing(netns_pair, tmp_path):
         wait_for(lambda: (session() or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
                  what="B receiving big.bin")
         os.kill(a.pid, signal.SIGSTOP)
+        t0 = time.time()
         try:
             s = wait_for(lambda: (lambda x: x if x and x["error"] and
-                                  "its peers have sent nothing for" in x["error"] else None)(
-                session()), timeout=20, interval=0.3, what="B saying nothing comes")
+                                  "nothing received from its peers for" in x["error"] else None)(
+                session()), timeout=20, interval=0.3, what="B saying nothing arrives")
             assert s["state"] == "active", s
-            assert b.ok("peers", "--json").json()["peers"][0]["connected"]
+            wait_for(lambda: not b.ok("peers", "--json").json()["peers"][0]["connected"],
+                     timeout=30, interval=0.3, what="B closing the silent connection")
+            took = time.time() - t0
+            print(f"frozen sender dropped after {took:.1f} s")
+            assert took < 40, took  # the idle timeout alone takes 60 s
+            assert "probing it" in open(os.path.join(b.home, "landropic.log")).read()
+            assert session()["state"] == "interrupted", session()
         finally:
             os.kill(a.pid, signal.SIGCONT)
-        wait_for(lambda: (session() or {}).get("error") is None or
-                 (session() or {}).get("state") == "complete", timeout=20, interval=0.2,
-                 what="the error gone once data flows again")
+        wait_for(lambda: (session() or {}).get("state") in ("active", "complete"), timeout=60,
+                 interval=0.3, what="the transfer resumed")
         big_arrives(fb, big)
     finally:
         a.stop()

@@ -184,8 +184,10 @@ static void test_bound_and_more(void **state)
 static void test_count_common(void **state)
 {
     (void)state;
-    struct lr_syncerr *a = lr_syncerr_new(2), *b = lr_syncerr_new(3);
+    struct lr_syncerr *a = lr_syncerr_new(3), *b = lr_syncerr_new(4);
     char p[32];
+    lr_syncerr_set(a, "d", P("both-listed"), "pull", 0);
+    lr_syncerr_set(b, "d", P("both-listed"), "scan", 0);
     for (int i = 0; i < 6; i++) { /* a: f0..f5 (f0, f1 listed) */
         snprintf(p, sizeof(p), "f%d", i);
         lr_syncerr_set(a, "d", P(p), "pull", i);
@@ -194,14 +196,17 @@ static void test_count_common(void **state)
         snprintf(p, sizeof(p), "f%d", i);
         lr_syncerr_set(b, "d", P(p), "scan", i);
     }
-    lr_syncerr_set(b, "d", P("f0"), "scan", 20);             /* listed in a, unlisted in b */
-    lr_syncerr_set(b, "e", P("f1"), "scan", 20);             /* another folder */
-    assert_int_equal(lr_syncerr_count_common(a, b, "d"), 3); /* f0, f4, f5 */
-    assert_int_equal(lr_syncerr_count_common(b, a, "d"), 3);
+    lr_syncerr_set(b, "d", P("f0"), "scan", 20); /* listed in a, unlisted in b */
+    lr_syncerr_set(a, "d", P("both-unlisted"), "pull", 20);
+    lr_syncerr_set(b, "d", P("both-unlisted"), "scan", 20);
+    lr_syncerr_set(b, "e", P("f1"), "scan", 20); /* another folder */
+    /* both-listed, both-unlisted, f0, f4, f5 */
+    assert_int_equal(lr_syncerr_count_common(a, b, "d"), 5);
+    assert_int_equal(lr_syncerr_count_common(b, a, "d"), 5);
     assert_int_equal(lr_syncerr_count_common(a, b, "e"), 0);
     assert_int_equal(lr_syncerr_count_common(a, b, "none"), 0);
     assert_true(lr_syncerr_clear(a, "d", P("f4")));
-    assert_int_equal(lr_syncerr_count_common(a, b, "d"), 2);
+    assert_int_equal(lr_syncerr_count_common(a, b, "d"), 4);
     lr_syncerr_free(a);
     lr_syncerr_free(b);
 }
