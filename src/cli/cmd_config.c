@@ -196,11 +196,19 @@ int cmd_peers(struct cli *c, int argc, char **argv)
     json_array_foreach(arr, i, p)
     {
         const char *name = json_string_value(json_object_get(p, "name"));
-        /* Unnamed here: the name the peer announces for itself, while connected. */
-        if (!name || !*name)
-            name = json_string_value(json_object_get(p, "device_name"));
+        const char *said = json_string_value(json_object_get(p, "device_name"));
         printf("%s  ", json_string_value(json_object_get(p, "id")));
-        cli_print_name(stdout, name && *name ? name : "-");
+        if (name && *name) {
+            cli_print_name(stdout, name);
+        } else if (said && *said) {
+            /* Unnamed here: the name it announces, in parentheses, since the
+             * peer chose it (a peer could call itself anything). */
+            putchar('(');
+            cli_print_name(stdout, said);
+            putchar(')');
+        } else {
+            putchar('-');
+        }
         printf("  %s",
                json_is_true(json_object_get(p, "connected")) ? "connected" : "disconnected");
         json_t *a;

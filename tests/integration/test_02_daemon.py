@@ -67,7 +67,7 @@ def test_unnamed_peer_shown_by_its_announced_name(devices, free_port):
     a.start()
     b.start()
     wait_for(lambda: connected(a, b) and connected(b, a), timeout=10, what="both connected")
-    assert line(a, b).split()[1:3] == ["bob", "connected"], line(a, b)
+    assert line(a, b).split()[1:3] == ["(bob)", "connected"], line(a, b)
     assert a.peer_info(b)["name"] == "" and a.peer_info(b)["device_name"] == "bob"
     # A name given with --name is what is shown, not the announced one.
     assert line(b, a).split()[1] == "my-alice", line(b, a)
