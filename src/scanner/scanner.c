@@ -16,6 +16,7 @@
 #include "chunker/chunker.h"
 #include "ignore/ignore.h"
 #include "scanner/workq.h"
+#include "util/fsutil.h"
 #include "util/timens.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -1186,9 +1187,15 @@ static int scan_setup(struct scan *s, struct lr_err *err)
         return rc;
     s->short_id = fi.short_id;
 
-    s->rootfd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    s->rootfd = lr_open_dir_nofollow(s->root);
+    if (s->rootfd == -ELOOP)
+        return lr_err_set(err, -ELOOP,
+                          "cannot open folder root %s: a component of the path is now a "
+                          "symbolic link (not followed: it may lead to another tree)",
+                          s->root);
     if (s->rootfd < 0)
-        return lr_err_set(err, -errno, "cannot open folder root %s: %s", s->root, strerror(errno));
+        return lr_err_set(err, s->rootfd, "cannot open folder root %s: %s", s->root,
+                          strerror(-s->rootfd));
     struct stat st;
     if (fstat(s->rootfd, &st) < 0)
         return lr_err_set(err, -errno, "cannot stat folder root %s", s->root);

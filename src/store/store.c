@@ -3,6 +3,7 @@
  * delete, metadata), the versions archive, and chunk reads for peers.
  */
 #include "store/store_int.h"
+#include "util/fsutil.h"
 #include "util/timens.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -87,9 +88,9 @@ int lr_store_open_with(const char *root, struct lr_store_spares *spares, struct 
                        struct lr_err *err)
 {
     *out = NULL;
-    int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rootfd = lr_open_dir_nofollow(root);
     if (rootfd < 0)
-        return lr__store_fail(err, -errno, "folder root", root);
+        return lr__store_fail(err, rootfd, "folder root", root);
     struct stat rs, ms;
     if (fstat(rootfd, &rs) < 0) {
         int e = -errno;

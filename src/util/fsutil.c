@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,4 +148,59 @@ int lr_realpath(const char *path, char **out, struct lr_err *err)
     if (!*out)
         return lr_err_set(err, -errno, "%s: %s", path, strerror(errno));
     return 0;
+}
+
+/* The walk of kernels without openat2: each component opened O_PATH and
+ * checked not to be a link (O_NOFOLLOW alone opens a link itself). */
+static int open_dir_walk(const char *path)
+{
+    if (path[0] != '/')
+        return -EINVAL;
+    int dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    char *copy = lr_xstrdup(path), *save = NULL;
+    int rc = 0;
+    for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        struct stat st;
+        if (fstatat(dfd, c, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            rc = -errno;
+            break;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            rc = -ELOOP;
+            break;
+        }
+        int nfd = openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0) {
+            rc = -errno;
+            break;
+        }
+        close(dfd);
+        dfd = nfd;
+    }
+    free(copy);
+    if (rc == 0) {
+        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        rc = fd < 0 ? -errno : fd;
+    }
+    close(dfd);
+    return rc;
+}
+
+int lr_open_dir_nofollow(const char *path)
+{
+    struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                           .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    for (int tries = 0; tries < 64; tries++) {
+        long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+        if (fd >= 0)
+            return (int)fd;
+        if (errno == EAGAIN)
+            continue;                          /* a rename raced the lookup */
+        if (errno == ENOSYS || errno == EPERM) /* no openat2, or a seccomp filter */
+            break;
+        return -errno;
+    }
+    return open_dir_walk(path);
 }

@@ -25,5 +25,14 @@ int lr_mkdirs(const char *path, mode_t mode, struct lr_err *err);
 int lr_fsync_dir(const char *path);
 /* Canonical absolute path (realpath); caller frees. */
 int lr_realpath(const char *path, char **out, struct lr_err *err);
+/*
+ * Open the directory at `path` (O_RDONLY | O_DIRECTORY | O_CLOEXEC) only if
+ * no component of the path is a symbolic link: a folder root is stored
+ * canonical, so a link found on the way later means the path now leads
+ * somewhere else (a folder replaced by a link to another tree), which must
+ * not be taken for the folder. Returns the descriptor, -ELOOP for a link on
+ * the way, or another -errno.
+ */
+int lr_open_dir_nofollow(const char *path);
 
 #endif

@@ -5,6 +5,7 @@
 #include "watch/watch.h"
 
 #include "ignore/ignore.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -673,9 +674,9 @@ static void root_lost(struct lr_watch *w, const char *what);
  */
 static int open_root(struct lr_watch *w)
 {
-    int fd = open(w->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = lr_open_dir_nofollow(w->root);
     if (fd < 0)
-        return -errno;
+        return fd;
     struct stat st;
     if (fstat(fd, &st) < 0 || st.st_dev != w->dev || st.st_ino != w->ino) {
         close(fd);
@@ -968,9 +969,9 @@ int lr_watch_start(uv_loop_t *loop, const char *root, const struct lr_watch_opts
     int rc;
     char *path = NULL;
 
-    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = lr_open_dir_nofollow(root);
     if (fd < 0) {
-        rc = lr_err_set(err, -errno, "cannot open folder root %s: %s", root, strerror(errno));
+        rc = lr_err_set(err, fd, "cannot open folder root %s: %s", root, strerror(-fd));
         goto fail;
     }
     struct stat st;

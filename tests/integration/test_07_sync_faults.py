@@ -371,6 +371,45 @@ def test_directory_unreadable_when_it_came_is_watched_once_readable(devices, tmp
              interval=0.2, what="the edit inside z, seen live")
 
 
+def test_root_replaced_by_a_link_to_another_tree_deletes_nothing(devices, tmp_path):
+    """A's folder moved away and a symlink to another tree, one with a marker
+    of its own, put at its path: landropic followed the link, scanned the
+    other tree as the folder and deleted every file on B. A symlink on the
+    root's path is not followed: A's folder is in error, B keeps everything,
+    and once the folder is back in place both sync again."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(10):
+        write_file(fa / f"f{i}.txt", b"file %d\n" % i)
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_both(fa, fb, snapshot(fa), what="initial sync")
+    b_before = snapshot(fb)
+
+    other = tmp_path / "other"
+    (other / ".landropic").mkdir(parents=True)
+    write_file(other / "foreign.txt", b"not this folder's\n")
+    away = tmp_path / "A" / "tree.away"
+    os.rename(fa, away)
+    os.symlink(other, fa)
+    r = a.run("scan", FOLDER, "--json")
+    assert r.rc == 1, r
+    wait_for(lambda: folder_status(a)["state"] == "error", timeout=20, what="A's folder in error")
+    assert "symbolic link" in " ".join(e["error"] for e in folder_status(a)["errors"]), \
+        folder_status(a)
+    b.run("sync")
+    time.sleep(2)
+    assert snapshot(fb) == b_before, "B lost files because A's root became a link"
+    assert not (fb / "foreign.txt").exists()
+
+    os.unlink(fa)
+    os.rename(away, fa)
+    write_file(fa / "after.txt", b"back in place\n")
+    a.ok("scan")
+    wait_both(fa, fb, snapshot(fa), timeout=60, what="in sync again once the folder is back")
+    assert a.ok("sync", "--wait", "--timeout", "30").rc == 0
+
+
 def test_marker_removed_on_receiver_keeps_everything(devices, tmp_path):
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "sub").mkdir()

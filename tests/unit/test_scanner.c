@@ -479,6 +479,35 @@ static void test_marker_missing(void **state)
     assert_none_deleted(f, 3);
 }
 
+/* The root replaced by a link to another tree that has a marker of its own
+ * (a folder moved away and a link put in its place): refused, not scanned
+ * as an emptied folder; back in place, nothing was deleted. */
+static void test_root_replaced_by_symlink(void **state)
+{
+    struct fx *f = *state;
+    struct lr_scan_result r;
+    write_file(f, "a", 10, false);
+    write_file(f, "b", 10, false);
+    assert_int_equal(scan(f, &r), 0);
+    char away[160], other[160];
+    snprintf(away, sizeof(away), "%s.away", f->root);
+    snprintf(other, sizeof(other), "%s/other", f->dir);
+    assert_int_equal(mkdir(other, 0755), 0);
+    assert_int_equal(mkdir(P(f, "../other/.landropic"), 0755), 0);
+    assert_int_equal(rename(f->root, away), 0);
+    assert_int_equal(symlink(other, f->root), 0);
+    struct lr_err err = {0};
+    assert_int_equal(lr_scan_folder(f->ix, FOLDER, f->root, &f->opts, &r, &err), -ELOOP);
+    assert_non_null(strstr(err.msg, "symbolic link"));
+    assert_int_equal(r.deleted, 0);
+    assert_none_deleted(f, 2);
+    assert_int_equal(unlink(f->root), 0);
+    assert_int_equal(rename(away, f->root), 0);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(r.deleted, 0);
+    assert_none_deleted(f, 2);
+}
+
 /* The marker vanishes mid-scan (hook runs while a file is read): no tombstones. */
 static void rm_marker_hook(void *arg, const char *rel, int attempt)
 {
@@ -1187,6 +1216,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_symlink_not_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marker_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_root_replaced_by_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marker_removed_during_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignored_record_keeps_its_directories, setup, teardown),
