@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "config/config.h"
 #include "identity/identity.h"
+#include "index/index.h"
 #include "pair/code.h"
 #include "util/fsutil.h"
 #include "util/str.h"
@@ -46,6 +47,14 @@ int cmd_init(struct cli *c, int argc, char **argv)
     } else if ((rc = lr_config_check_name(name, &err)) < 0) {
         return cli_fail(rc, &err);
     }
+    /* Refused now rather than by every later command: the database lives in it. */
+    if (strlen(c->home) + strlen("/index.db") > LR_INDEX_DB_PATH_MAX)
+        return cli_usage_error("init",
+                               "home %s is %zu bytes long: at most %zu (its database path must "
+                               "fit in %d bytes)",
+                               c->home, strlen(c->home),
+                               (size_t)LR_INDEX_DB_PATH_MAX - strlen("/index.db"),
+                               LR_INDEX_DB_PATH_MAX);
     if ((rc = lr_mkdirs(c->home, 0700, &err)) < 0)
         return cli_fail(rc, &err);
     struct stat st;

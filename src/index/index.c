@@ -542,6 +542,11 @@ int lr_index_schema_version(void)
 int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err)
 {
     *out = NULL;
+    if (strlen(path) > LR_INDEX_DB_PATH_MAX)
+        return lr_err_set(err, LR_EDB,
+                          "index %s: the path is %zu bytes long, SQLite opens at most %d (use a "
+                          "shorter home)",
+                          path, strlen(path), LR_INDEX_DB_PATH_MAX);
     struct lr_index *ix = lr_xcalloc(1, sizeof(*ix));
     ix->path = lr_xstrdup(path);
     lr_buf_init(&ix->key, SIZE_MAX);

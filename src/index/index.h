@@ -73,6 +73,9 @@
 
 /* Longest path accepted, in bytes (names up to 255 bytes, deep trees). */
 #define LR_INDEX_PATH_MAX 32768
+/* Longest database path SQLite's unix VFS opens (its MAX_PATHNAME is 512
+ * bytes with the NUL); lr_index_open refuses longer ones by name. */
+#define LR_INDEX_DB_PATH_MAX 511
 /* Longest symlink target stored. */
 #define LR_INDEX_TARGET_MAX 4096
 /* Most entries in a version vector (one per device that ever changed the file). */

@@ -84,6 +84,10 @@ def test_missing_and_unwritable_home(tmp_path):
     # A home that is a file is named so (it advised 'init', which then refused).
     r = Device(blocker, "x").run("id")
     assert r.rc == 1 and "is not a directory" in r.err, r
+    # A home whose database path SQLite cannot open is refused by init, by name.
+    deep = tmp_path.joinpath(*(["q" * 200] * 3))
+    r = Device(deep, "x").run("init")
+    assert r.rc == 2 and "bytes long: at most" in r.err and not deep.exists(), r
 
 
 def test_peer_add_remove(devices, tmp_path):

@@ -18,6 +18,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- err ---- */
+
+/* A message too long for the buffer keeps its start and its end (the
+ * reason), cut in the middle on a character boundary. */
+static void test_err_long_message_keeps_reason(void **state)
+{
+    (void)state;
+    struct lr_err err = {0};
+    char path[1200];
+    memset(path, 'q', sizeof(path) - 1);
+    path[sizeof(path) - 1] = '\0';
+    path[5] = '\xc3'; /* a two-byte character where the cut may fall */
+    path[6] = '\xa9';
+    assert_int_equal(lr_err_set(&err, -2, "index /h/%s/index.db: no such file", path), -2);
+    assert_int_equal(err.code, -2);
+    size_t n = strlen(err.msg);
+    assert_true(n < LR_ERR_MSG_MAX);
+    assert_true(n > LR_ERR_MSG_MAX - 8);
+    assert_memory_equal(err.msg, "index /h/", 9);
+    assert_non_null(strstr(err.msg, "..."));
+    const char *end = "/index.db: no such file";
+    assert_string_equal(err.msg + n - strlen(end), end);
+    assert_true(lr_utf8_valid(err.msg, n));
+    /* The message may be built from the previous one. */
+    lr_err_set(&err, 1, "short");
+    lr_err_set(&err, 1, "%s, then %s", err.msg, "more");
+    assert_string_equal(err.msg, "short, then more");
+}
+
 /* ---- buf ---- */
 
 static void test_buf_ints(void **state)
@@ -474,6 +503,7 @@ static void test_xappendarray(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err_long_message_keeps_reason),
         cmocka_unit_test(test_buf_ints),
         cmocka_unit_test(test_buf_varint),
         cmocka_unit_test(test_buf_limit_poison),
