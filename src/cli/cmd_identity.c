@@ -50,10 +50,9 @@ int cmd_init(struct cli *c, int argc, char **argv)
     /* Refused now rather than by every later command: the database lives in it. */
     if (strlen(c->home) + strlen("/index.db") > LR_INDEX_DB_PATH_MAX)
         return cli_usage_error("init",
-                               "home %s is %zu bytes long: at most %zu (its database path must "
-                               "fit in %d bytes)",
-                               c->home, strlen(c->home),
-                               (size_t)LR_INDEX_DB_PATH_MAX - strlen("/index.db"),
+                               "the home is %zu bytes long: at most %zu (its database path "
+                               "must fit in %d bytes)",
+                               strlen(c->home), (size_t)LR_INDEX_DB_PATH_MAX - strlen("/index.db"),
                                LR_INDEX_DB_PATH_MAX);
     if ((rc = lr_mkdirs(c->home, 0700, &err)) < 0)
         return cli_fail(rc, &err);
