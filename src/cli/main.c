@@ -32,6 +32,7 @@ static const char usage[] =
     "Folders:\n"
     "  folder add PATH [--id ID] [--share DEVICE_ID]... [--mode MODE] [--conflict STRATEGY]\n"
     "                  [--conflict-window SECS]\n"
+    "  folder set FOLDER_ID [--conflict STRATEGY] [--conflict-window SECS]\n"
     "  folder share FOLDER_ID DEVICE_ID\n"
     "  folder remove FOLDER_ID   stop syncing; never deletes files\n"
     "  folder override FOLDER_ID send-only: our version wins again (docs/modes.md)\n"

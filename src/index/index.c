@@ -274,6 +274,15 @@ _Static_assert(S__COUNT <= LR__IX_LOCAL_STMTS, "raise LR__IX_LOCAL_STMTS");
 
 int lr__ix_dberr(struct lr_index *ix, struct lr_err *err, const char *what)
 {
+    int code = sqlite3_errcode(ix->db) & 0xff;
+    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+        /* The index holds nothing that cannot be had again (docs/
+         * decisions/0002): say how to get past a damaged one. */
+        return lr_err_set(err, LR_EDB,
+                          "index %s: %s: %s (damaged: with the daemon stopped, move it and its "
+                          "-wal and -shm files aside; a new one is built from the folders and "
+                          "the peers)",
+                          ix->path, what, sqlite3_errmsg(ix->db));
     return lr_err_set(err, LR_EDB, "index %s: %s: %s", ix->path, what, sqlite3_errmsg(ix->db));
 }
 

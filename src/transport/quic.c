@@ -1949,8 +1949,10 @@ static int load_secret(struct lr_transport *t, const char *home, struct lr_err *
     int rc = lr_read_file(path, 64, &data, &len, err);
     if (rc == 0) {
         if (len != sizeof(t->secret))
-            rc = lr_err_set(err, LR_ECONFIG, "%s: expected %zu bytes, found %zu", path,
-                            sizeof(t->secret), len);
+            rc = lr_err_set(err, LR_ECONFIG,
+                            "%s: expected %zu bytes, found %zu (a random secret: delete the "
+                            "file and a new one is made)",
+                            path, sizeof(t->secret), len);
         else
             memcpy(t->secret, data, len);
         gnutls_memset(data, 0, len);

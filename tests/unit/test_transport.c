@@ -1059,6 +1059,7 @@ static void test_bad_config(void **state)
     assert_int_equal(lr_write_file_atomic(p, "short", 5, 0600, NULL), 0);
     cfg = make_cfg(a, "127.0.0.1:0");
     assert_int_equal(lr_transport_new(&e->loop, &cfg, NULL, &t, &err), LR_ECONFIG);
+    assert_non_null(strstr(err.msg, "delete the file and a new one is made"));
     unlink(p);
     /* Created once with mode 0600 and kept. */
     side_start(e, a);
