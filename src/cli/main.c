@@ -48,7 +48,6 @@ static const char usage[] =
     "  restore FOLDER_ID PATH [--version ID] put an archived version back; it syncs\n"
     "  sessions [--json]\n"
     "  events [--json]\n"
-    "\n"
     "Global options:\n"
     "  --home DIR   state directory (default $LANDROPIC_HOME, $XDG_STATE_HOME/landropic,\n"
     "               ~/.local/state/landropic)\n"
