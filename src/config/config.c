@@ -585,6 +585,9 @@ static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct
     struct lr_err sub = {0};
     if (lr_device_id_parse(id, &dev, &sub) < 0)
         return lr_err_set(err, LR_ECONFIG, "%s: peer %s: %s", path, id, sub.msg);
+    /* Two entries would merge, the second's name and addresses winning. */
+    if (lr_config_find_peer(cfg, &dev))
+        return lr_err_set(err, LR_ECONFIG, "%s: peer %s is listed twice", path, id);
     size_t n = json_is_array(addrs) ? json_array_size(addrs) : 0;
     if (n > LR_ADDR_MAX)
         return bad(err, path, "a peer has too many addresses");
@@ -732,11 +735,31 @@ int lr_config_load(const char *home, struct lr_config **out, struct lr_err *err)
     json_t *peers = NULL, *folders = NULL;
     json_int_t version = 0;
     int discovery = 1;
-    if (json_unpack(root, "{s:I, s?{s?s, s?b}, s?o, s?o}", "version", &version, "device", "name",
-                    &name, "discovery", &discovery, "peers", &peers, "folders", &folders) < 0 ||
-        version != CONFIG_VERSION) {
+    /* Each shape error names its key: a hand edit that gives "peers" an
+     * object would otherwise drop every peer without a word. */
+    const char *shape = NULL;
+    json_t *dev = json_object_get(root, "device");
+    if (!json_is_object(root))
+        shape = "not a JSON object";
+    else if (json_unpack(root, "{s:I}", "version", &version) < 0 || version != CONFIG_VERSION)
+        shape = "not a landropic configuration of version 1 (\"version\": 1)";
+    else if (dev && !json_is_object(dev))
+        shape = "\"device\" must be an object";
+    else if (dev && json_object_get(dev, "name") && !json_is_string(json_object_get(dev, "name")))
+        shape = "\"device\".\"name\" must be a string";
+    else if (dev && json_object_get(dev, "discovery") &&
+             !json_is_boolean(json_object_get(dev, "discovery")))
+        shape = "\"device\".\"discovery\" must be true or false";
+    else if (json_object_get(root, "peers") && !json_is_array(json_object_get(root, "peers")))
+        shape = "\"peers\" must be an array";
+    else if (json_object_get(root, "folders") && !json_is_array(json_object_get(root, "folders")))
+        shape = "\"folders\" must be an array";
+    else if (json_unpack(root, "{s?{s?s, s?b}, s?o, s?o}", "device", "name", &name, "discovery",
+                         &discovery, "peers", &peers, "folders", &folders) < 0)
+        shape = "not a landropic configuration of version 1";
+    if (shape) {
         json_decref(root);
-        rc = bad(err, path, "not a landropic configuration of version 1");
+        rc = bad(err, path, shape);
         goto out;
     }
     cfg = lr_config_new(home, name);

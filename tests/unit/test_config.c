@@ -252,6 +252,12 @@ static void test_load_errors(void **state)
          "folder 'a': path must be a string"},
         {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"shared\": {}}]}",
          "folder 'a': shared must be an array"},
+        /* The top level too: an object here dropped every folder or peer. */
+        {"{\"version\": 1, \"folders\": {}}", "\"folders\" must be an array"},
+        {"{\"version\": 1, \"peers\": {}}", "\"peers\" must be an array"},
+        {"{\"version\": 1, \"device\": {\"name\": 5}}", "\"device\".\"name\" must be a string"},
+        {"{\"version\": 1, \"device\": []}", "\"device\" must be an object"},
+        {"[1]", "not a JSON object"},
     };
     for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
         write_text(home, named[i].text);
@@ -261,6 +267,17 @@ static void test_load_errors(void **state)
         if (!strstr(err.msg, named[i].says))
             fail_msg("%s: got '%s'", named[i].says, err.msg);
     }
+    /* A peer listed twice is refused (the second entry silently won). */
+    struct lr_device_id twice = some_id(9);
+    char tid[LR_DEVICE_ID_STRLEN + 1], twice_text[300];
+    id_text(&twice, tid);
+    snprintf(twice_text, sizeof(twice_text),
+             "{\"version\": 1, \"peers\": [{\"id\": \"%s\"}, {\"id\": \"%s\", \"name\": \"b\"}]}",
+             tid, tid);
+    write_text(home, twice_text);
+    lr_err_clear(&err);
+    assert_int_equal(lr_config_load(home, &c, &err), LR_ECONFIG);
+    assert_non_null(strstr(err.msg, "is listed twice"));
     /* Addresses older versions accepted but never dialled are dropped on load;
      * duplicates are kept once. */
     struct lr_device_id a = some_id(1);
