@@ -370,6 +370,25 @@ out:
     return rc;
 }
 
+/* Make crt from key (as at init) and write it to cert_path. */
+static int reissue_cert(gnutls_x509_privkey_t key, gnutls_x509_crt_t crt, const char *cert_path,
+                        struct lr_err *err)
+{
+    int rc = make_cert(key, crt, err);
+    if (rc < 0)
+        return rc;
+    gnutls_datum_t pem = {NULL, 0};
+    int g = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem);
+    if (g < 0)
+        return gtls_fail(err, "cannot export certificate", g);
+    rc = lr_write_file_atomic(cert_path, pem.data, pem.size, 0600, err);
+    wipe_datum(&pem);
+    if (rc == 0)
+        lr_info("identity", "certificate issued again from the key path=%s (device ID unchanged)",
+                cert_path);
+    return rc;
+}
+
 /* Read a PEM file; absent -> LR_ENOTINIT. Caller wipes and frees *out. */
 static int read_pem(const char *path, char **out, size_t *len, struct lr_err *err)
 {
@@ -394,9 +413,17 @@ int lr_identity_load(const char *home, struct lr_identity **out, struct lr_err *
     gnutls_x509_crt_t crt = NULL;
     int rc, g;
 
-    if ((rc = read_pem(ident->key_path, &key_txt, &key_len, err)) < 0 ||
-        (rc = read_pem(ident->cert_path, &cert_txt, &cert_len, err)) < 0)
+    if ((rc = read_pem(ident->key_path, &key_txt, &key_len, err)) < 0)
         goto out;
+    /* The certificate is derived data: the device ID is the key's (SPKI
+     * hash), so a lost or unreadable one is issued again from the key. */
+    bool reissue = false;
+    if ((rc = read_pem(ident->cert_path, &cert_txt, &cert_len, err)) == LR_ENOTINIT) {
+        lr_err_clear(err);
+        reissue = true;
+    } else if (rc < 0) {
+        goto out;
+    }
 
     struct stat st;
     if (stat(ident->key_path, &st) == 0 && (st.st_mode & 077))
@@ -411,7 +438,10 @@ int lr_identity_load(const char *home, struct lr_identity **out, struct lr_err *
     }
     gnutls_datum_t kd = {.data = (unsigned char *)key_txt, .size = (unsigned)key_len};
     if ((g = gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
-        rc = lr_err_set(err, LR_ETLS, "cannot load %s: %s", ident->key_path, gnutls_strerror(g));
+        rc = lr_err_set(err, LR_ETLS,
+                        "cannot load %s: not a PEM private key (%s); the device's identity is "
+                        "that key: restore it from a backup",
+                        ident->key_path, gnutls_strerror(g));
         goto out;
     }
     if (gnutls_x509_privkey_get_pk_algorithm2(key, NULL) != GNUTLS_PK_EDDSA_ED25519) {
@@ -424,10 +454,19 @@ int lr_identity_load(const char *home, struct lr_identity **out, struct lr_err *
         goto out;
     }
     gnutls_datum_t cd = {.data = (unsigned char *)cert_txt, .size = (unsigned)cert_len};
-    if ((g = gnutls_x509_crt_import(crt, &cd, GNUTLS_X509_FMT_PEM)) < 0) {
-        rc = lr_err_set(err, LR_ETLS, "cannot load %s: %s", ident->cert_path, gnutls_strerror(g));
-        goto out;
+    if (!reissue && (g = gnutls_x509_crt_import(crt, &cd, GNUTLS_X509_FMT_PEM)) < 0) {
+        lr_warn("identity", "cannot load %s (%s): issuing it again from the key", ident->cert_path,
+                gnutls_strerror(g));
+        gnutls_x509_crt_deinit(crt);
+        if ((g = gnutls_x509_crt_init(&crt)) < 0) {
+            crt = NULL;
+            rc = gtls_fail(err, "certificate init", g);
+            goto out;
+        }
+        reissue = true;
     }
+    if (reissue && (rc = reissue_cert(key, crt, ident->cert_path, err)) < 0)
+        goto out;
     if ((rc = crt_device_id(crt, &ident->id, err)) < 0)
         goto out;
     uint8_t kid[LR_DEVICE_ID_LEN];

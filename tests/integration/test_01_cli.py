@@ -52,13 +52,17 @@ def test_init_and_id(devices):
     # An init cut short after the key is finished, keeping the key.
     os.unlink(os.path.join(d.home, "config.json"))
     assert d.ok("init", "--name", "a").out.strip() == dev_id
-    # A configuration without its key is named as such, not "already initialised".
+    # A lost certificate is issued again from the key: the same device (it
+    # advised moving the home aside and a new init, which made a new device).
     os.unlink(os.path.join(d.home, "cert.pem"))
+    assert d.ok("id").out.strip() == dev_id
+    assert os.stat(os.path.join(d.home, "cert.pem")).st_mode & 0o777 == 0o600
     r = d.run("init")
-    assert r.rc == 1 and "partly initialised" in r.err, r
-    # ... and so is it to a command that needs the key (it advised 'init').
+    assert r.rc == 1 and "already initialised" in r.err, r
+    # Without its key the home is named partly initialised.
+    os.rename(os.path.join(d.home, "key.pem"), os.path.join(d.home, "key.away"))
     r = d.run("id")
-    assert r.rc == 1 and "partly initialised" in r.err and "cert.pem" in r.err, r
+    assert r.rc == 1 and "partly initialised" in r.err and "key.pem" in r.err, r
 
 
 def test_env_home(tmp_path):
