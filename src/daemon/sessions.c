@@ -524,6 +524,21 @@ static void note(struct lr_daemon *d, uint64_t n)
         checkpoint(d);
 }
 
+/* The connection of the session's i-th serving device, if it is up, and
+ * how long (ms) it has sent us nothing. */
+static struct lr_conn *serving_conn(struct lr_daemon *d, const struct sync_session *s, size_t i,
+                                    uint64_t *silent_ms)
+{
+    struct lr_device_id id;
+    struct lr_conn *c;
+    if (lr_device_id_parse(s->peers[i], &id, NULL) < 0 || !(c = sync_peer_conn(d, &id)))
+        return NULL;
+    struct lr_conn_stats st;
+    lr_conn_get_stats(c, &st);
+    *silent_ms = st.silent_ns / 1000000u;
+    return c;
+}
+
 /* Probe every connected peer serving an active session that has sent us
  * nothing for SILENT_MS. A live peer acknowledges the PING at once; the
  * silence of one with nothing to send never lasts (we have WANTs out). */
@@ -533,16 +548,14 @@ static void probe_silent(struct lr_daemon *d, struct sync_sessions *r)
         if (s->core.state != LR_SESSION_ACTIVE)
             continue;
         for (size_t i = 0; i < s->npeers; i++) {
-            struct lr_device_id id;
-            struct lr_conn *c;
-            if (lr_device_id_parse(s->peers[i], &id, NULL) < 0 || !(c = sync_peer_conn(d, &id)))
+            uint64_t silent;
+            struct lr_conn *c = serving_conn(d, s, i, &silent);
+            if (!c || silent < SILENT_MS || !lr_conn_probe(c, SILENT_PROBE_MS))
                 continue;
-            struct lr_conn_stats st;
-            lr_conn_get_stats(c, &st);
-            if (st.silent_ns / 1000000u < SILENT_MS || !lr_conn_probe(c, SILENT_PROBE_MS))
-                continue;
+            char *ep = lr_esc(s->path, s->path_len);
             lr_info(MOD, "peer=%.7s sent nothing for %llu ms while serving path=%s: probing it",
-                    s->peers[i], (unsigned long long)(st.silent_ns / 1000000u), (char *)s->path);
+                    s->peers[i], (unsigned long long)silent, ep);
+            free(ep);
             (void)lr_conn_send(c, LR_STREAM_CONTROL, LR_MSG_PING, NULL, 0);
         }
     }
@@ -802,14 +815,9 @@ static uint64_t served_silent_ms(struct lr_daemon *d, const struct sync_session 
 {
     uint64_t best = UINT64_MAX;
     for (size_t i = 0; i < s->npeers; i++) {
-        struct lr_device_id id;
-        struct lr_conn *c;
-        if (lr_device_id_parse(s->peers[i], &id, NULL) < 0 || !(c = sync_peer_conn(d, &id)))
-            continue;
-        struct lr_conn_stats st;
-        lr_conn_get_stats(c, &st);
-        uint64_t ms = st.silent_ns / 1000000u;
-        best = ms < best ? ms : best;
+        uint64_t ms;
+        if (serving_conn(d, s, i, &ms))
+            best = ms < best ? ms : best;
     }
     return best;
 }

@@ -469,6 +469,14 @@ def test_tree_deleted_while_it_arrives_stays_deleted(netns_pair, tmp_path):
         b.stop()
 
 
+def big_session(dev):
+    """dev's `sessions` entry of big.bin, or None."""
+    for s in dev.ok("sessions", "--json").json()["sessions"]:
+        if s["path"] == "big.bin":
+            return s
+    return None
+
+
 def test_frozen_sender_is_probed_and_dropped(netns_pair, tmp_path):
     """A sender that stops answering mid-file (frozen, or its host gone) was
     "connected" and its transfer "active" until the QUIC idle timeout (60 s).
@@ -478,24 +486,18 @@ def test_frozen_sender_is_probed_and_dropped(netns_pair, tmp_path):
     nsa, nsb = netns_pair
     a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 24 << 20)
 
-    def session():
-        for s in b.ok("sessions", "--json").json()["sessions"]:
-            if s["path"] == "big.bin":
-                return s
-        return None
-
     try:
         slow_sender(nsa)  # big.bin takes about 25 s
         a.start()
         b.start()
-        wait_for(lambda: (session() or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
+        wait_for(lambda: (big_session(b) or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
                  what="B receiving big.bin")
         os.kill(a.pid, signal.SIGSTOP)
         t0 = time.time()
         try:
             s = wait_for(lambda: (lambda x: x if x and x["error"] and
                                   "nothing received from its peers for" in x["error"] else None)(
-                session()), timeout=20, interval=0.3, what="B saying nothing arrives")
+                big_session(b)), timeout=20, interval=0.3, what="B saying nothing arrives")
             assert s["state"] == "active", s
             wait_for(lambda: not b.ok("peers", "--json").json()["peers"][0]["connected"],
                      timeout=30, interval=0.3, what="B closing the silent connection")
@@ -503,10 +505,10 @@ def test_frozen_sender_is_probed_and_dropped(netns_pair, tmp_path):
             print(f"frozen sender dropped after {took:.1f} s")
             assert took < 40, took  # the idle timeout alone takes 60 s
             assert "probing it" in open(os.path.join(b.home, "landropic.log")).read()
-            assert session()["state"] == "interrupted", session()
+            assert big_session(b)["state"] == "interrupted", big_session(b)
         finally:
             os.kill(a.pid, signal.SIGCONT)
-        wait_for(lambda: (session() or {}).get("state") in ("active", "complete"), timeout=60,
+        wait_for(lambda: (big_session(b) or {}).get("state") in ("active", "complete"), timeout=60,
                  interval=0.3, what="the transfer resumed")
         big_arrives(fb, big)
     finally:
@@ -524,12 +526,6 @@ def test_sender_killed_mid_file_then_back(netns_pair, tmp_path):
     nsa, nsb = netns_pair
     a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 24 << 20)
 
-    def session():
-        for s in b.ok("sessions", "--json").json()["sessions"]:
-            if s["path"] == "big.bin":
-                return s
-        return None
-
     def errors():
         return [e["error"] for e in b.ok("status", "--json").json()["folders"][0]["errors"]]
 
@@ -537,18 +533,18 @@ def test_sender_killed_mid_file_then_back(netns_pair, tmp_path):
         slow_sender(nsa)  # big.bin takes about 25 s
         a.start()
         b.start("--idle-timeout", "2")
-        wait_for(lambda: (session() or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
+        wait_for(lambda: (big_session(b) or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
                  what="B receiving big.bin")
         a.kill()
         wait_for(lambda: not b.ok("peers", "--json").json()["peers"][0]["connected"], timeout=30,
                  interval=0.1, what="B seeing A gone")
-        s = session()
+        s = big_session(b)
         assert s["state"] == "interrupted", s
         assert s["error"] == "no peer that holds it is connected", s
         wait_for(lambda: any("no peer can serve it" in e for e in errors()), timeout=30,
                  interval=0.2, what="the transfer dropped after the grace")
         a.start()
-        wait_for(lambda: session()["state"] == "active", timeout=60, interval=0.2,
+        wait_for(lambda: big_session(b)["state"] == "active", timeout=60, interval=0.2,
                  what="the transfer resumed")
         wait_for(lambda: errors() == [], timeout=10, interval=0.2,
                  what="no failing item while the transfer runs again")
