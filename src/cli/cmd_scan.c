@@ -11,6 +11,7 @@
 #include "identity/identity.h"
 #include "index/index.h"
 #include "scanner/scanner.h"
+#include "store/store.h"
 #include "util/str.h"
 #include "util/xalloc.h"
 
@@ -67,6 +68,9 @@ static int scan_local(struct cli *c, const struct opts *o, json_t **doc)
         lr_err_clear(&err);
         bool reset; /* as the daemon does before a folder's first scan (index.h) */
         rc = lr_index_folder_bind(ix, f->id, sopts.short_id, f->token, &reset, &err);
+        bool rekeyed; /* before this scan's changes raise max_seq past the mark */
+        if (rc == 0)
+            rc = lr_store_mark_check(f->path, ix, f->id, &rekeyed, &err);
         if (rc == 0)
             rc = lr_scan_folder(ix, f->id, f->path, &sopts, &r, &err);
         if (rc < 0) {

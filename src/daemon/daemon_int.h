@@ -127,6 +127,12 @@ int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct
  * first (the serial queue is in order). A failure puts the folder in error.
  */
 void scanjobs_bind(struct lr_daemon *d, const char *id);
+/*
+ * The folder's index got a new ID while announced (index mark, store.h):
+ * it stops being announced, so every link of it is reset, and is bound
+ * and announced again under the new ID, which peers take in full.
+ */
+void scanjobs_rebind(struct lr_daemon *d, const char *id);
 /* True if any of the named folders (all if n == 0) has a scan queued or running. */
 bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n);
 /* Drop waiting jobs (answering their requests) at shutdown. */

@@ -8,6 +8,7 @@
 #include "daemon/daemon_int.h"
 #include "daemon/syncerr.h"
 #include "daemon/live.h"
+#include "store/store.h"
 
 #include "util/log.h"
 #include "util/str.h"
@@ -115,6 +116,7 @@ struct scan_item {
     int rc;
     struct lr_err err;
     struct lr_scan_result res;
+    bool rekeyed; /* the index mark check gave the index a new ID */
 };
 
 struct scan_job {
@@ -180,7 +182,11 @@ static void work(struct daemon_job *base)
             continue;
         }
         sync_items_scan_begin(d, it->id);
-        it->rc = lr_scan_folder(d->ix, it->id, it->path, &opts, &it->res, &it->err);
+        /* Again here, before this scan's changes raise max_seq past the
+         * mark: the check at bind found no root if the disk came later. */
+        it->rc = lr_store_mark_check(it->path, d->ix, it->id, &it->rekeyed, &it->err);
+        if (it->rc == 0)
+            it->rc = lr_scan_folder(d->ix, it->id, it->path, &opts, &it->res, &it->err);
         sync_items_scan_end(d, it->id, it->rc == 0);
     }
 }
@@ -238,6 +244,8 @@ static void done(struct daemon_job *base, int status)
             f->last = it->res;
             if (!f->bound)
                 scanjobs_bind(d, it->id); /* its bind failed: try again */
+            else if (it->rekeyed)
+                scanjobs_rebind(d, it->id);
         }
         /* The scanner logged the result ("scan: folder=... files=..."). */
         sync_folder_scanned(d, it->id, true);
@@ -282,8 +290,9 @@ static void start(struct daemon_job *base)
 struct bind_job {
     struct daemon_job base;
     char *folder;
+    char *root;
     uint64_t token;
-    bool reset;
+    bool reset, rekeyed;
     int rc;
     struct lr_err err;
 };
@@ -293,6 +302,10 @@ static void bind_work(struct daemon_job *base)
     struct bind_job *j = (struct bind_job *)base;
     j->rc = lr_index_folder_bind(base->d->ix, j->folder, base->d->short_id, j->token, &j->reset,
                                  &j->err);
+    /* Before the folder is announced: no sequence of an index older than
+     * what peers hold may leave (store.h, the index mark). */
+    if (j->rc == 0)
+        j->rc = lr_store_mark_check(j->root, base->d->ix, j->folder, &j->rekeyed, &j->err);
 }
 
 static void bind_done(struct daemon_job *base, int status)
@@ -304,6 +317,7 @@ static void bind_done(struct daemon_job *base, int status)
     /* Removed, or removed and added again (another bind is queued) meanwhile. */
     if (status < 0 || !f || !fc || fc->token != j->token) {
         free(j->folder);
+        free(j->root);
         free(j);
         return;
     }
@@ -323,7 +337,18 @@ static void bind_done(struct daemon_job *base, int status)
         sync_config_changed(d); /* now announced */
     }
     free(j->folder);
+    free(j->root);
     free(j);
+}
+
+void scanjobs_rebind(struct lr_daemon *d, const char *id)
+{
+    struct folder_rt *f = daemon_folder(d, id);
+    if (!f || !f->bound)
+        return;
+    f->bound = false;
+    sync_config_changed(d);
+    scanjobs_bind(d, id);
 }
 
 void scanjobs_bind(struct lr_daemon *d, const char *id)
@@ -336,6 +361,7 @@ void scanjobs_bind(struct lr_daemon *d, const char *id)
     j->base.work = bind_work;
     j->base.done = bind_done;
     j->folder = lr_xstrdup(id);
+    j->root = lr_xstrdup(fc->path);
     j->token = fc->token;
     daemon_job_queue(d, &j->base);
 }

@@ -15,6 +15,7 @@
 #include "util/str.h"
 #include "util/xalloc.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -484,6 +485,12 @@ struct send_job {
     bool delta;           /* chunk-list deltas in force with the peer (§6.6) */
     uint64_t list_upto;   /* the peer asked for lists for seq <= this */
     size_t ndeltas;       /* out: entries sent as deltas */
+    /* The folder's index mark (store.h). in: the root (owned) and the mark
+     * last written; out: the one written now (mark_new), or a mark above
+     * the index found (rolled_back: nothing is sent). */
+    char *root;
+    struct lr_store_mark mark;
+    bool mark_new, rolled_back;
     /* Reconciliation (§6.11, syncrecon.c). in: a SUMMARY may replace the
      * full index; the buckets the peer asked for (owned copy; NULL: none) */
     bool recon_ok;
@@ -551,6 +558,41 @@ static void push_frame(struct send_job *j, struct lr_buf *b)
     lr_buf_init(b, LR_PROTO_INDEX_MAX);
 }
 
+/*
+ * Before sequences up to info->max_seq leave, the folder's mark says so
+ * (store.h): an index.db put back from a backup is then recognised at the
+ * next bind. A mark above the index under the same ID is such a rollback
+ * found late (the root was not there at bind): LR_ECHANGED, nothing sent.
+ * A mark that cannot be written (a read-only folder) does not hold the
+ * index back; it is tried again when the index grows.
+ */
+static int advance_mark(struct send_job *j, const struct lr_folder_info *info)
+{
+    if (!j->root || (j->mark.index_id == info->index_id && j->mark.max_seq >= info->max_seq))
+        return 0;
+    struct lr_store *st;
+    struct lr_store_mark m;
+    struct lr_err e = {0};
+    int rc = lr_store_open(j->root, &st, &e);
+    if (rc == 0 && (rc = lr_store_mark_read(st, &m, &e)) == 1 && m.index_id == info->index_id &&
+        m.max_seq > info->max_seq) {
+        lr_store_close(st);
+        j->rolled_back = true;
+        return lr_err_set(&j->err, LR_ECHANGED,
+                          "folder %s: the index ends at sequence %" PRIu64
+                          " but the folder's index mark says %" PRIu64 " was announced",
+                          j->folder, info->max_seq, m.max_seq);
+    }
+    j->mark = (struct lr_store_mark){info->index_id, info->max_seq};
+    j->mark_new = true;
+    if (rc >= 0)
+        rc = lr_store_mark_write(st, &j->mark, &e);
+    if (rc < 0)
+        lr_debug(MOD, "folder=%s index mark not written: %s", j->folder, lr_err_msg(&e, rc));
+    lr_store_close(st);
+    return 0;
+}
+
 static void send_work(struct daemon_job *base)
 {
     struct send_job *j = (struct send_job *)base;
@@ -568,6 +610,8 @@ static void send_work(struct daemon_job *base)
         goto out;
     }
     if ((j->rc = lr_index_folder_get(ix, j->folder, &info, &j->err)) < 0)
+        goto out;
+    if ((j->rc = advance_mark(j, &info)) < 0)
         goto out;
     if (!j->decided) {
         bool full =
@@ -699,6 +743,13 @@ static void send_done(struct daemon_job *base, int status)
 {
     struct send_job *j = (struct send_job *)base;
     struct lr_daemon *d = base->d;
+    if (j->mark_new)
+        sync_folder_get(d, j->folder)->mark = j->mark;
+    if (j->rolled_back && !d->stopping) {
+        /* The check at bind gives the index a new ID. */
+        lr_warn(MOD, "%s: binding the folder again", j->err.msg);
+        scanjobs_rebind(d, j->folder);
+    }
     if (status == 0 && !d->stopping && j->record_sent) {
         struct sent_job *s = lr_xcalloc(1, sizeof(*s));
         s->base.kind = DAEMON_JOB_SYNC;
@@ -770,6 +821,7 @@ static void send_done(struct daemon_job *base, int status)
     free(j->frames);
     free(j->summary);
     free(j->recon_bits);
+    free(j->root);
     free(j->folder);
     free(j);
 }
@@ -810,6 +862,9 @@ void sync_queue_sender(struct lr_daemon *d, struct sync_link *l)
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
     if (fc && fc->mode == LR_MODE_RECEIVE_ONLY)
         j->skip_author = d->short_id;
+    if (fc)
+        j->root = lr_xstrdup(fc->path);
+    j->mark = sync_folder_get(d, l->folder)->mark;
     /* A summary is worth its round trip only if the peer has an index to
      * compare it with (their FOLDERS' max_seq). */
     j->recon_ok = (p->features & LR_FEAT_RECON) && l->their_max_seq > 0;

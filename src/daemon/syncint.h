@@ -163,6 +163,7 @@ struct sync_folder {
      * flight, and when the last commit or pull round ended (uv_now ms). */
     unsigned commits;
     uint64_t applied_at;
+    struct lr_store_mark mark; /* the index mark last written (advance_mark, sync.c) */
 };
 
 /* Job-owned: cross-batch checker of one peer's INDEX burst for a folder. */

@@ -208,6 +208,7 @@ enum stmt_id {
     S_FOLDER_TOKEN_SET,
     S_FOLDER_RESET,
     S_FOLDER_DEL_SESSIONS,
+    S_FOLDER_REKEY,
     S_FILE_UPSERT,
     S_FILE_SET_STAT,
     S_FILE_SET_VV,
@@ -242,6 +243,9 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_FOLDER_TOKEN_SET] = "UPDATE folders SET token = ?2 WHERE id = ?1",
     [S_FOLDER_RESET] = "UPDATE folders SET index_id = ?2, max_seq = 0, token = ?3 WHERE id = ?1",
     [S_FOLDER_DEL_SESSIONS] = "DELETE FROM sessions WHERE folder = ?1",
+    /* Conditional, so the check and the change are one step. */
+    [S_FOLDER_REKEY] = "UPDATE folders SET index_id = ?2 WHERE name = ?1 AND index_id = ?3 AND "
+                       "max_seq < ?4",
     [S_FILE_UPSERT] =
         "INSERT INTO files(folder, path, type, deleted, size, mtime_ns, mode, inode, ctime_ns, "
         "target, vv, seq, blocks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
@@ -946,6 +950,41 @@ int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t sh
     }
     if (rc)
         *reset = false;
+    return rc;
+}
+
+int lr_index_folder_check_mark(struct lr_index *ix, const char *folder_id, uint64_t mark_id,
+                               uint64_t mark_seq, bool *rekeyed, struct lr_err *err)
+{
+    *rekeyed = false;
+    int rc = check_folder_id(folder_id, err);
+    if (rc)
+        return rc;
+    if (mark_id == 0)
+        return 0;
+    uint64_t index_id;
+    if ((rc = new_index_id(&index_id, err)) < 0)
+        return rc;
+    sqlite3_stmt *s = stmt(ix, S_FOLDER_REKEY, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_text(s, 1, folder_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (int64_t)index_id);
+    sqlite3_bind_int64(s, 3, (int64_t)mark_id);
+    /* Sequences stay below 2^62 (index.h), so the signed compare is exact. */
+    sqlite3_bind_int64(s, 4, mark_seq > INT64_MAX ? INT64_MAX : (int64_t)mark_seq);
+    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder index ID");
+    done(s);
+    struct lr_folder_info info;
+    if (rc == 0 && sqlite3_changes(ix->db) == 1 &&
+        (rc = lr_index_folder_get(ix, folder_id, &info, err)) == 0) {
+        *rekeyed = true;
+        lr_warn("index",
+                "folder=%s index.db is older than the folder's index mark (sequence %" PRIu64
+                " was announced, the index ends at %" PRIu64 "): new index_id=%016" PRIx64
+                ", so peers take it in full again",
+                folder_id, mark_seq, info.max_seq, index_id);
+    }
     return rc;
 }
 

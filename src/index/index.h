@@ -274,6 +274,20 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
  */
 int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t short_id,
                          uint64_t token, bool *reset, struct lr_err *err);
+/*
+ * Rollback check. (mark_id, mark_seq) is the folder's mark (store.h,
+ * lr_store_mark_read): the index ID and the highest sequence this device
+ * had handed out when its index was last announced. If the index still
+ * has that ID but a lower max_seq, the database is older than what peers
+ * may hold (put back from a backup, or its last commits lost), and the
+ * sequences it hands out next would name other changes than the ones the
+ * peers hold under those numbers; they would skip them. The index then
+ * gets a new random ID, its records and sequences kept, so peers take it
+ * in full again; *rekeyed tells whether it did. mark_id 0 (no mark), an
+ * absent folder or another index ID change nothing. One statement.
+ */
+int lr_index_folder_check_mark(struct lr_index *ix, const char *folder_id, uint64_t mark_id,
+                               uint64_t mark_seq, bool *rekeyed, struct lr_err *err);
 /* LR_ENOTFOUND if the folder has no index. */
 int lr_index_folder_get(struct lr_index *ix, const char *folder_id, struct lr_folder_info *info,
                         struct lr_err *err);

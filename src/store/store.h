@@ -9,6 +9,8 @@
  *   ROOT/.landropic/tmp/        staging files: <64 hex of the key>, and
  *                               short-lived "t-<pid>-<n>" names (symlinks
  *                               being created, entries being taken away)
+ *   ROOT/.landropic/index-mark  this device's index of the folder as last
+ *                               announced (lr_store_mark_write)
  *   ROOT/.landropic/versions/   replaced and deleted files, mirrored by
  *                               directory: versions/<dir>/<leaf>~YYYYMMDD-HHMMSS
  *                               (UTC), "-N" appended on collision; a leaf too
@@ -357,6 +359,42 @@ int lr_store_batch_stage(struct lr_store_batch *b, int fd, struct lr_err *err);
 int lr_store_batch_barrier(struct lr_store_batch *b, struct lr_err *err);
 /* fsync each directory changed since the last call, once; forgets them. */
 int lr_store_batch_sync_dirs(struct lr_store_batch *b, struct lr_err *err);
+
+/*
+ * The index mark (docs/internals/store.md, "The index mark"): the ID and
+ * highest sequence of this device's index of the folder that may have
+ * reached a peer, kept with the folder rather than in the home so that an
+ * older index.db (put back from a backup, a home restored alone) is
+ * recognised by lr_index_folder_check_mark. One line of text:
+ * "landropic-index-mark 1 <16 lowercase hex> <decimal max_seq>\n".
+ */
+struct lr_store_mark {
+    uint64_t index_id; /* != 0 in a valid mark */
+    uint64_t max_seq;  /* < 2^62 */
+};
+/* Strict parse of a mark file's bytes: true and *out set, or false and *out zeroed. */
+bool lr_store_mark_parse(const void *data, size_t len, struct lr_store_mark *out);
+/* The file's text into buf (NUL-terminated); its length, or LR_ETOOBIG. */
+int lr_store_mark_format(const struct lr_store_mark *m, char *buf, size_t size);
+/*
+ * 1 and *out set if the folder has a valid mark; 0 and *out zeroed if it
+ * has none (or an unreadable one: logged, treated as none); < 0 if the
+ * marker cannot be opened or the file read.
+ */
+int lr_store_mark_read(struct lr_store *st, struct lr_store_mark *out, struct lr_err *err);
+/*
+ * Replace the mark (a new file renamed over the old, not fsynced: call it
+ * only after the index commit it reflects, so a crash leaves it at or
+ * below the index). LR_EUSAGE for index_id 0.
+ */
+int lr_store_mark_write(struct lr_store *st, const struct lr_store_mark *m, struct lr_err *err);
+/*
+ * Open root's store, read its mark and run lr_index_folder_check_mark on
+ * ix (*rekeyed as there). A root or marker that cannot be opened is no
+ * check (0): such a folder does not sync until it can be.
+ */
+int lr_store_mark_check(const char *root, struct lr_index *ix, const char *folder_id, bool *rekeyed,
+                        struct lr_err *err);
 
 #ifdef LR_FAILPOINTS
 /* Test hook: force the per-component fallback walk instead of openat2. */

@@ -3,6 +3,7 @@ identical (content, modes, mtimes, directories, symlinks, deletions), and a
 folder whose marker vanished never causes deletions on the peer."""
 import hashlib
 import os
+import shutil
 import stat
 import time
 
@@ -245,6 +246,76 @@ def test_folder_missing_at_start_syncs_once_it_is_back(devices, tmp_path):
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
     assert synced(fa, fb)
+
+
+def copy_index(home, to):
+    """Copy index.db and its WAL files from home into the directory `to`
+    (emptied first), or back: a backup of the database alone."""
+    for name in os.listdir(to):
+        if name.startswith("index.db"):
+            os.unlink(os.path.join(to, name))
+    for name in os.listdir(home):
+        if name.startswith("index.db"):
+            shutil.copy2(os.path.join(home, name), os.path.join(to, name))
+
+
+@pytest.mark.parametrize("how", ["daemon", "offline-scan", "root-late"])
+def test_index_db_put_back_from_a_backup_loses_no_change(devices, tmp_path, how):
+    """A's index.db is put back from a backup after B received five more of
+    A's changes: A's next changes reused those sequence numbers, B took
+    them for ones it had and skipped them, and both said "in sync" with
+    files missing on B. The folder's index mark (.landropic/index-mark)
+    shows the database is older: its index gets a new ID and B takes it in
+    full. "offline-scan": A scans before its daemon starts; "root-late":
+    A's folder is not there when its daemon starts, and comes back."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(5):
+        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    a.stop()
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    copy_index(a.home, backup)
+
+    a.start()
+    for i in range(5):
+        (fa / f"f{i}.txt").write_bytes(f"file {i}, edited\n".encode())
+    a.ok("scan")
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="the edits on B")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    a.stop()
+    mark = (fa / ".landropic" / "index-mark").read_text()
+    assert mark.startswith("landropic-index-mark 1 ") and mark.endswith("\n"), mark
+
+    # The database goes back; ten new files sort before the edited ones, so
+    # a rescan hands them the sequences B already holds.
+    copy_index(backup, a.home)
+    for i in range(10):
+        (fa / f"a{i:02}.txt").write_bytes(f"new {i}\n".encode())
+    said = ""
+    if how == "offline-scan":
+        said = a.ok("scan").err
+    away = tmp_path / "A" / "unmounted"
+    if how == "root-late":
+        fa.rename(away)
+    a.start()
+    if how == "root-late":
+        wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
+                 timeout=20, what="A's folder in error")
+        away.rename(fa)
+        a.ok("scan")
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="every new file on B")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert synced(fa, fb)
+    with open(os.path.join(a.home, "landropic.log")) as f:
+        said += f.read()
+    assert "index.db is older than the folder's index mark" in said
+    assert (fa / ".landropic" / "index-mark").read_text() != mark
 
 
 def test_sparse_file_stays_sparse(devices, tmp_path):

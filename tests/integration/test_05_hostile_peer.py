@@ -119,7 +119,10 @@ class Scene:
         for p in extra_absent:
             assert not os.path.lexists(p), f"{p} was created"
         marker = self.root / ".landropic"
-        assert sorted(os.listdir(marker)) == ["tmp", "versions"]
+        # index-mark: our own, written when our index is announced.
+        assert sorted(set(os.listdir(marker)) - {"index-mark"}) == ["tmp", "versions"]
+        if os.path.lexists(marker / "index-mark"):
+            assert (marker / "index-mark").read_text().startswith("landropic-index-mark 1 ")
         # Staging files and sidecars carry 64-hex names the daemon derives, a
         # commit batch's journal journal-PID-HEX16; nothing a peer named.
         for n in os.listdir(marker / "tmp"):

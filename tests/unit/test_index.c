@@ -231,6 +231,53 @@ static void test_folder_bind(void **state)
     lr_file_rec_release(&r);
 }
 
+/* lr_index_folder_check_mark: a mark above the index under its ID rekeys it. */
+static void test_folder_check_mark(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_folder_info a, b;
+    bool rekeyed = true;
+    struct lr_file_rec r;
+    mkfile(&r, "x", 2, 10, 3);
+    assert_int_equal(lr_index_folder_ensure(f->ix, "fm", 7, NULL, &err), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lr_index_file_put(f->ix, "fm", &r, NULL, &err), 0);
+    assert_int_equal(lr_index_folder_get(f->ix, "fm", &a, &err), 0);
+    assert_int_equal(a.max_seq, 3);
+    /* No mark, another index's mark, a mark at or below the index: nothing. */
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", 0, 99, &rekeyed, &err), 0);
+    assert_false(rekeyed);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id + 1, 99, &rekeyed, &err),
+                     0);
+    assert_false(rekeyed);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 3, &rekeyed, &err), 0);
+    assert_false(rekeyed);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 2, &rekeyed, &err), 0);
+    assert_false(rekeyed);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "nope", a.index_id, 9, &rekeyed, &err), 0);
+    assert_false(rekeyed);
+    assert_int_equal(lr_index_folder_get(f->ix, "fm", &b, &err), 0);
+    assert_true(b.index_id == a.index_id);
+    /* The mark is ahead: a new ID, records and sequences kept. */
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 4, &rekeyed, &err), 0);
+    assert_true(rekeyed);
+    assert_int_equal(lr_index_folder_get(f->ix, "fm", &b, &err), 0);
+    assert_true(b.index_id != a.index_id && b.index_id != 0);
+    assert_int_equal(b.max_seq, 3);
+    struct lr_file_rec got;
+    assert_int_equal(lr_index_file_get(f->ix, "fm", r.path, r.path_len, 0, &got, &err), 0);
+    assert_int_equal(got.seq, 3);
+    lr_file_rec_release(&got);
+    /* The old mark no longer matches the new ID. */
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 4, &rekeyed, &err), 0);
+    assert_false(rekeyed);
+    /* The other folder is untouched. */
+    assert_int_equal(lr_index_folder_get(f->ix, "fold-1", &a, &err), 0);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "", 1, 1, &rekeyed, &err), LR_EUSAGE);
+    lr_file_rec_release(&r);
+}
+
 static void test_put_get_roundtrip(void **state)
 {
     struct fx *f = *state;
@@ -742,6 +789,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_concurrent_fresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_bind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folder_check_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_get_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_rejects_bad_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_and_tombstone, setup, teardown),

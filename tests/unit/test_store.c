@@ -246,6 +246,58 @@ static void test_open_marker(void **state)
     lr_store_close(st);
 }
 
+/* The index mark: strict text, written by rename, a bad file is no mark. */
+static void test_index_mark(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_store_mark m = {1, 1}, want = {0x0123456789abcdefull, 4611686018427387903ull};
+    assert_int_equal(lr_store_mark_read(f->st, &m, &err), 0);
+    assert_true(m.index_id == 0 && m.max_seq == 0);
+    assert_int_equal(lr_store_mark_write(f->st, &want, &err), 0);
+    assert_int_equal(lr_store_mark_read(f->st, &m, &err), 1);
+    assert_true(m.index_id == want.index_id && m.max_seq == want.max_seq);
+    assert_string_equal(content(P(f, ".landropic/index-mark")),
+                        "landropic-index-mark 1 0123456789abcdef 4611686018427387903\n");
+    struct lr_store_mark zero = {0, 5};
+    assert_int_equal(lr_store_mark_write(f->st, &zero, &err), LR_EUSAGE);
+
+    static const char *const bad[] = {
+        "",
+        "landropic-index-mark 1 0123456789abcdef 7",                     /* no newline */
+        "landropic-index-mark 2 0123456789abcdef 7\n",                   /* version */
+        "landropic-index-mark 1 0123456789ABCDEF 7\n",                   /* upper case */
+        "landropic-index-mark 1 123456789abcdef 7\n",                    /* 15 digits */
+        "landropic-index-mark 1 0000000000000000 7\n",                   /* ID 0 */
+        "landropic-index-mark 1 0123456789abcdef -7\n",                  /* sign */
+        "landropic-index-mark 1 0123456789abcdef 4611686018427387904\n", /* 2^62 */
+        "landropic-index-mark 1 0123456789abcdef 99999999999999999999\n",
+        "landropic-index-mark 1 0123456789abcdef 7\n\n", /* trailing */
+        "landropic-index-mark 1 0123456789abcdef  7\n",  /* two spaces */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        m.index_id = 9;
+        assert_false(lr_store_mark_parse(bad[i], strlen(bad[i]), &m));
+        assert_true(m.index_id == 0 && m.max_seq == 0);
+    }
+    assert_true(lr_store_mark_parse("landropic-index-mark 1 00000000000000ff 0\n", 42, &m));
+    assert_true(m.index_id == 255 && m.max_seq == 0);
+
+    /* Garbage on disk reads as no mark; a planted symlink is not followed
+     * and is replaced by the next write. */
+    put_file(P(f, ".landropic/index-mark"), "garbage\n");
+    assert_int_equal(lr_store_mark_read(f->st, &m, &err), 0);
+    unlink(P(f, ".landropic/index-mark"));
+    assert_int_equal(symlink(P(f, "../outside/victim"), P(f, ".landropic/index-mark")), 0);
+    assert_true(lr_store_mark_read(f->st, &m, &err) < 0);
+    assert_int_equal(symlink(P(f, "../outside/victim2"), P(f, ".landropic/index-mark.new")), 0);
+    assert_int_equal(lr_store_mark_write(f->st, &want, &err), 0);
+    assert_int_equal(lr_store_mark_read(f->st, &m, &err), 1);
+    struct stat sb;
+    assert_int_equal(stat(P(f, "../outside/victim"), &sb), -1);
+    assert_int_equal(stat(P(f, "../outside/victim2"), &sb), -1);
+}
+
 static void test_bad_paths(void **state)
 {
     struct fx *f = *state;
@@ -1784,6 +1836,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fold_name_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fold_checks_no_false_clash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fold_on_foldfs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_mark, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
