@@ -814,6 +814,32 @@ static void add_xfer(struct pull_job *j, struct sync_xfer *x)
     mark_busy(j, (const char *)x->rec.path);
 }
 
+/*
+ * A peer's rename reaches us as a new name, made here from the old file's
+ * chunks, and the old name's deletion. Archiving the old name then kept
+ * the data twice for good. If another live file holds exactly the old
+ * one's content by the records (lr_index_file_twin: size, mtime, chunks)
+ * and is on disk as recorded, the old name's version is not lost by
+ * unlinking it: its path (owned), else NULL (archive as usual).
+ */
+static char *renamed_to(struct page_ctx *c, const struct lr_file_rec *local)
+{
+    if (local->type != LR_FT_FILE || local->size == 0)
+        return NULL;
+    struct lr_file_rec twin;
+    if (lr_index_file_twin(c->d->ix, c->j->folder, local->path, local->path_len, &twin, NULL) < 0)
+        return NULL;
+    struct lr_store_info info;
+    char *p = NULL;
+    if (lr_store_stat(c->st, (const char *)twin.path, &info, NULL) == 0 &&
+        info.type == LR_FT_FILE && !info.special && twin.inode && info.ino == twin.inode &&
+        info.size == twin.size && info.mtime_ns == twin.mtime_ns && twin.ctime_ns &&
+        info.ctime_ns == twin.ctime_ns)
+        p = lr_xstrdup((const char *)twin.path);
+    lr_file_rec_release(&twin);
+    return p;
+}
+
 /* Remove the local entry (expect from `local`) before a type change. */
 static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struct lr_err *err)
 {
@@ -1054,7 +1080,17 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
             c->marker_checked = true;
         }
         if (old_live) {
-            rc = lr_store_delete(c->st, NULL, path, &e, &err);
+            char *twin = renamed_to(c, local);
+            rc =
+                lr_store_delete_ex(c->st, NULL, path, &e, twin ? LR_STORE_DEL_UNARCHIVED : 0, &err);
+            if (rc == 0 && twin) {
+                char *ep = lr_esc(need->path, need->path_len), *et = lr_escs(twin);
+                lr_info(MOD, "folder=%s path=%s deleted without archiving: renamed, it is at %s",
+                        j->folder, ep, et);
+                free(ep);
+                free(et);
+            }
+            free(twin);
             if (rc == -ENOENT)
                 rc = 0;
             if (defer_dir(c, need, rc, (int)dec->apply))

@@ -213,6 +213,7 @@ enum stmt_id {
     S_FILE_SET_STAT,
     S_FILE_SET_VV,
     S_FILE_GET,
+    S_FILE_TWIN,
     S_LIST_PATH,
     S_LIST_SEQ,
     S_CHUNKS_DEL,
@@ -257,6 +258,15 @@ static const char *const stmt_sql[S__COUNT] = {
         "UPDATE files SET inode = ?3, ctime_ns = ?4 WHERE folder = ?1 AND path = ?2",
     [S_FILE_SET_VV] = "UPDATE files SET vv = ?3 WHERE folder = ?1 AND path = ?2",
     [S_FILE_GET] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND path = ?2",
+    /* Through the first chunk's hash (chunks_hash), so a delete costs a
+     * look-up, not a walk of the folder. */
+    [S_FILE_TWIN] =
+        "SELECT " FILE_COLS " FROM files WHERE id = (SELECT f.id FROM files p "
+        "JOIN chunks c0 ON c0.file = p.id AND c0.idx = 0 "
+        "JOIN chunks c ON c.hash = c0.hash AND c.idx = 0 JOIN files f ON f.id = c.file "
+        "WHERE p.folder = ?1 AND p.path = ?2 AND p.deleted = 0 AND p.type = 0 AND "
+        "f.folder = ?1 AND f.id <> p.id AND f.deleted = 0 AND f.type = 0 AND f.size = p.size AND "
+        "f.mtime_ns = p.mtime_ns AND f.blocks = p.blocks LIMIT 1)",
     [S_LIST_PATH] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND path > ?2 "
                     "ORDER BY path LIMIT ?3",
     [S_LIST_SEQ] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND seq >= ?2 "
@@ -1387,6 +1397,33 @@ int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t 
         rc = lr_err_set(err, LR_ENOTFOUND, "no record for the path");
     else
         rc = lr__ix_dberr(ix, err, "file get");
+    done(s);
+    return rc;
+}
+
+int lr_index_file_twin(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                       size_t path_len, struct lr_file_rec *out, struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int64_t folder;
+    int rc = lr_index_path_check(path, path_len, err);
+    if (rc)
+        return rc;
+    if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
+        return rc;
+    sqlite3_stmt *s = stmt(ix, S_FILE_TWIN, err);
+    if (!s)
+        return LR_EDB;
+    lr__ix_to_key(&ix->key, path, path_len);
+    sqlite3_bind_int64(s, 1, folder);
+    lr__ix_bind_blob(s, 2, ix->key.data, ix->key.len);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        rc = read_row(ix, s, 0, out, err);
+    else if (rc == SQLITE_DONE)
+        rc = lr_err_set(err, LR_ENOTFOUND, "no twin for the path");
+    else
+        rc = lr__ix_dberr(ix, err, "file twin");
     done(s);
     return rc;
 }

@@ -331,6 +331,17 @@ int lr_index_file_set_stat(struct lr_index *ix, const char *folder_id, const uin
 /* One record by path (flags: LR_IX_CHUNKS). LR_ENOTFOUND if absent. */
 int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t *path,
                       size_t path_len, unsigned flags, struct lr_file_rec *out, struct lr_err *err);
+/*
+ * Another live regular file of the folder holding exactly what the live
+ * regular file at path holds, by the records: same size, mtime and blocks
+ * hash (so the same chunks), found through the first chunk's hash. A
+ * file renamed (or moved) by a peer is one: the receiver made the new name
+ * from the old one's chunks, and mtime equality tells that copy from
+ * files that merely have the same content. Fills *out (without chunks;
+ * release it) or returns LR_ENOTFOUND (also for an empty or absent file).
+ */
+int lr_index_file_twin(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                       size_t path_len, struct lr_file_rec *out, struct lr_err *err);
 
 /*
  * Up to `max` records (tombstones included) in path order whose path sorts

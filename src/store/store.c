@@ -729,6 +729,12 @@ static int not_empty(struct lr_store *st, int parent, const char *leaf, const ch
 int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                     const struct lr_store_expect *e, struct lr_err *err)
 {
+    return lr_store_delete_ex(st, b, relpath, e, 0, err);
+}
+
+int lr_store_delete_ex(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                       const struct lr_store_expect *e, unsigned flags, struct lr_err *err)
+{
     if (!e || !e->exists)
         return lr_err_set(err, LR_EUSAGE, "delete needs the expected entry");
     int parent, vfd = -1;
@@ -763,7 +769,7 @@ int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *r
                 lr__store_fail(err, rc, "rmdir", relpath);
             goto out;
         }
-    } else if (e->type == LR_FT_FILE) {
+    } else if (e->type == LR_FT_FILE && !(flags & LR_STORE_DEL_UNARCHIVED)) {
         /* Moving into versions/ is the delete: atomic, and nothing is destroyed. */
         rc = open_versions_dir(st, b, relpath, &vfd);
         if (!rc)

@@ -300,6 +300,15 @@ int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *re
  */
 int lr_store_delete(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                     const struct lr_store_expect *expect, struct lr_err *err);
+/*
+ * lr_store_delete with flags. LR_STORE_DEL_UNARCHIVED: a regular file is
+ * unlinked (after the same move-aside check) instead of archived; only for
+ * a file whose content the caller knows to be kept elsewhere in the
+ * folder (a peer's rename: lr_index_file_twin).
+ */
+#define LR_STORE_DEL_UNARCHIVED 0x1u
+int lr_store_delete_ex(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
+                       const struct lr_store_expect *expect, unsigned flags, struct lr_err *err);
 
 /*
  * Metadata-only change of a regular file or directory: mode (masked as by

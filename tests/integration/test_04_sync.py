@@ -614,7 +614,9 @@ def test_first_share_of_two_nonempty_folders_is_their_union(devices, tmp_path):
 
 
 def assert_rename_moves_little(a, b, fa, fb, old, new):
-    """Rename old to new on a, wait until b matches: under 1 MiB crossed."""
+    """Rename old to new on a, wait until b matches: under 1 MiB crossed,
+    and b holds the data once (the old names are not archived: their
+    content is at the new ones)."""
     before = b.peer_info(a)["bytes_received"]
     os.rename(fa / old, fa / new)
     a.ok("scan")
@@ -622,6 +624,9 @@ def assert_rename_moves_little(a, b, fa, fb, old, new):
     moved = b.peer_info(a)["bytes_received"] - before
     assert not (fb / old).exists()
     assert moved < 1024 * 1024, f"{moved} bytes crossed the wire for a rename"
+    archived = [os.path.join(d, n) for d, _, ns in os.walk(fb / ".landropic" / "versions")
+                for n in ns]
+    assert archived == [], f"{len(archived)} renamed files archived on b, e.g. {archived[:3]}"
 
 
 def test_directory_rename_moves_little_data(devices, tmp_path):

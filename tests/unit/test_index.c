@@ -278,6 +278,61 @@ static void test_folder_check_mark(void **state)
     lr_file_rec_release(&r);
 }
 
+/* lr_index_file_twin: same size, mtime and chunks elsewhere in the folder. */
+static void test_file_twin(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct lr_file_rec a, b, got;
+    assert_int_equal(lr_index_folder_ensure(f->ix, "tw", 7, NULL, &err), 0);
+    mkfile(&a, "old/name", 3, 100, 0x51);
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &a, NULL, &err), 0);
+    /* Alone: no twin; the same content in another folder does not count. */
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), LR_ENOTFOUND);
+    assert_int_equal(lr_index_file_put(f->ix, "fold-1", &a, NULL, &err), 0);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), LR_ENOTFOUND);
+    /* Same chunks, another mtime (a copy, not a move): no twin. */
+    mkfile(&b, "new/name", 3, 100, 0x51);
+    b.mtime_ns++;
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &b, NULL, &err), 0);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), LR_ENOTFOUND);
+    /* Same mtime, other chunks: no twin. */
+    lr_file_rec_release(&b);
+    mkfile(&b, "new/name", 3, 100, 0x52);
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &b, NULL, &err), 0);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), LR_ENOTFOUND);
+    /* The renamed copy: found, both ways. */
+    lr_file_rec_release(&b);
+    mkfile(&b, "new/name", 3, 100, 0x51);
+    b.inode = 77;
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &b, NULL, &err), 0);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), 0);
+    assert_memory_equal(got.path, "new/name", 9);
+    assert_int_equal(got.inode, 77);
+    lr_file_rec_release(&got);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", b.path, b.path_len, &got, &err), 0);
+    assert_memory_equal(got.path, "old/name", 9);
+    lr_file_rec_release(&got);
+    /* A deleted twin is none. */
+    b.deleted = true;
+    b.nchunks = 0;
+    b.size = 0;
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &b, NULL, &err), 0);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), LR_ENOTFOUND);
+    /* Absent or empty paths: none. */
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", (const uint8_t *)"nope", 4, &got, &err),
+                     LR_ENOTFOUND);
+    lr_file_rec_release(&a);
+    mkfile(&a, "e1", 0, 100, 0x53);
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &a, NULL, &err), 0);
+    lr_file_rec_release(&b);
+    mkfile(&b, "e2", 0, 100, 0x53);
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &b, NULL, &err), 0);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), LR_ENOTFOUND);
+    lr_file_rec_release(&a);
+    lr_file_rec_release(&b);
+}
+
 static void test_put_get_roundtrip(void **state)
 {
     struct fx *f = *state;
@@ -790,6 +845,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_check_mark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_twin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_get_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_rejects_bad_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_and_tombstone, setup, teardown),

@@ -619,6 +619,19 @@ static void test_delete(void **state)
     assert_string_equal(content(tgt), "outside");
     assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
     assert_int_equal(lr_store_delete(f->st, NULL, "l", NULL, &err), LR_EUSAGE);
+    /* Unarchived (a peer's rename): checked the same way, then unlinked. */
+    put_file(P(f, "renamed"), "old name");
+    ef = expect_path(f, "renamed");
+    ef.mtime_ns++;
+    assert_int_equal(lr_store_delete_ex(f->st, NULL, "renamed", &ef, LR_STORE_DEL_UNARCHIVED, &err),
+                     LR_ECHANGED);
+    assert_string_equal(content(P(f, "renamed")), "old name");
+    ef = expect_path(f, "renamed");
+    assert_int_equal(lr_store_delete_ex(f->st, NULL, "renamed", &ef, LR_STORE_DEL_UNARCHIVED, &err),
+                     0);
+    assert_int_equal(lstat(P(f, "renamed"), &sb), -1);
+    assert_null(find_entry(P(f, ".landropic/versions"), "renamed~"));
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
 }
 
 static void test_set_meta_and_mkdir(void **state)
