@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define FOLDER_ID_MAX 256
 #define FOLDER_CACHE LR__IX_FOLDER_CACHE
@@ -579,8 +581,20 @@ int lr_index_open(const char *path, struct lr_index **out, struct lr_err *err)
     int rc;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &ix->db, flags, NULL) != SQLITE_OK) {
-        rc = ix->db ? lr__ix_dberr(ix, err, "open")
-                    : lr_err_set(err, LR_EDB, "index %s: cannot open", path);
+        /* SQLite's own text ("unable to open database file") hides the
+         * cause; its last errno is that of its read-only retry. A database
+         * to create in a directory that takes no new file is the usual one. */
+        struct stat sb;
+        int e = 0;
+        char *dir = lr_xstrdup(path), *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        if (stat(path, &sb) < 0 && errno == ENOENT && access(slash ? dir : ".", W_OK | X_OK) < 0)
+            e = errno;
+        free(dir);
+        rc = e        ? lr_err_set(err, LR_EDB, "index %s: cannot create it: %s", path, strerror(e))
+             : ix->db ? lr__ix_dberr(ix, err, "open")
+                      : lr_err_set(err, LR_EDB, "index %s: cannot open", path);
         goto fail;
     }
     sqlite3_extended_result_codes(ix->db, 1);

@@ -451,3 +451,25 @@ def test_unwritable_index_refuses_to_start(devices, free_port, tmp_path):
     (f / "x").write_text("x")
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
     assert a.ok("status", "--json").json()["folders"][0]["errors"] == []
+
+
+def test_home_that_takes_no_new_file_names_the_cause(devices, free_port, tmp_path):
+    """No index.db yet and a home where none can be created (chattr +i; a
+    directory without write permission for a user): the message names the
+    cause, not SQLite's "unable to open database file"."""
+    a, _ = two(devices, free_port)
+    f = tmp_path / "f"
+    f.mkdir()
+    a.ok("folder", "add", str(f), "--id", "f")
+    for name in os.listdir(a.home):
+        if name.startswith("index.db"):
+            os.unlink(os.path.join(a.home, name))
+    if subprocess.run(["chattr", "+i", a.home], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i not supported here")
+    try:
+        r = a.run("scan")
+        assert r.rc == 1, r
+        assert "index.db: cannot create it: Operation not permitted" in r.err, r
+    finally:
+        subprocess.run(["chattr", "-i", a.home], capture_output=True)
+    a.ok("scan")
