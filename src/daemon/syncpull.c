@@ -691,6 +691,86 @@ static void forget_older(struct lr_store *st, const struct sync_xfer *x)
 
 /* Fill what local data can of a file; returns a transfer for the rest, or
  * NULL once the file was committed or failed. */
+static bool is_busy(const struct pull_job *j, const uint8_t *p);
+
+/* A move whose new name could not be committed: the file goes back to its
+ * old name (or, if that is taken now, stays in staging, logged), so the
+ * old name's deletion finds it and archives it as usual. */
+static void unadopt(struct page_ctx *c, struct sync_xfer *x, char **from)
+{
+    if (!*from)
+        return;
+    struct lr_err err = {0};
+    if (x->fd >= 0) {
+        close(x->fd);
+        x->fd = -1;
+    }
+    int rc = lr_store_unadopt(c->st, &x->key, *from, &err);
+    if (rc < 0) {
+        char *e = lr_escs(*from);
+        lr_warn(MOD, "folder=%s path=%s could not be put back after a failed move: %s",
+                c->j->folder, e, lr_err_msg(&err, rc));
+        free(e);
+    }
+    free(*from);
+    *from = NULL;
+}
+
+/*
+ * A peer's rename applied as a move (docs/conflicts.md): remote is a name
+ * new here whose size, mtime and chunks are those of a live file here that
+ * the same peer deleted, with a tombstone superseding our version. That
+ * file becomes the staging file (lr_store_adopt), verified below like a
+ * resumed one, instead of being copied chunk by chunk (and its old name
+ * archived): no data is written, none held twice. Its old path (owned),
+ * or NULL (copy as usual).
+ */
+static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
+                           const struct lr_file_rec *local, const struct lr_need_cand *cand,
+                           const struct sync_xfer *x)
+{
+    struct pull_job *j = c->j;
+    if ((local && !local->deleted) || remote->nchunks == 0)
+        return NULL;
+    struct lr_file_rec old;
+    if (lr_index_file_same(c->d->ix, j->folder, remote, &old, NULL) < 0)
+        return NULL;
+    struct lr_remote_rec rr;
+    bool gone = false;
+    if (lr_index_remote_get(c->d->ix, j->folder, &cand->r.device, old.path, old.path_len, 0, &rr,
+                            NULL) == 0) {
+        gone =
+            rr.flags == 0 && rr.rec.deleted && lr_vv_compare(&rr.rec.vv, &old.vv) == LR_VV_GREATER;
+        lr_remote_rec_release(&rr);
+    }
+    struct lr_err err = {0};
+    /* As before any delete: never in a folder whose root was swapped. */
+    if (gone && !c->marker_checked) {
+        if (lr_store_check_marker(c->st, &err) < 0)
+            gone = false;
+        else
+            c->marker_checked = true;
+    }
+    char *from = NULL;
+    if (gone && !is_busy(j, old.path)) {
+        struct lr_store_expect e;
+        expect_of(&old, &e);
+        int rc = lr_store_adopt(c->st, (const char *)old.path, &e, &x->key, &err);
+        char *ep = lr_esc(remote->path, remote->path_len), *eo = lr_esc(old.path, old.path_len);
+        if (rc == 0) {
+            from = lr_xstrdup((const char *)old.path);
+            lr_info(MOD, "folder=%s path=%s moved from %s (a peer's rename)", j->folder, ep, eo);
+        } else {
+            lr_debug(MOD, "folder=%s path=%s not moved from %s, copied: %s", j->folder, ep, eo,
+                     lr_err_msg(&err, rc));
+        }
+        free(ep);
+        free(eo);
+    }
+    lr_file_rec_release(&old);
+    return from;
+}
+
 static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec *remote,
                                     const struct lr_sync_decision *dec,
                                     const struct lr_file_rec *local, bool dir_removed,
@@ -734,18 +814,23 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     memcpy(keyin + LR_HASH_LEN, remote->path, remote->path_len);
     lr_sha256(keyin, LR_HASH_LEN + remote->path_len, &x->key);
     free(keyin);
+    char *moved_from = adopt_renamed(c, remote, local, cand, x);
     bool resumed = false;
     int rc = lr_store_staging_open(c->st, &x->key, remote->size, &x->fd, &resumed, &err);
     if (rc < 0) {
         log_path("cannot stage", j->folder, remote->path, remote->path_len, rc, &err);
         sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc, &err);
         j->left++;
+        unadopt(c, x, &moved_from);
         xfer_unref(x);
         return NULL;
     }
     struct lookup_ctx lc = {.d = c->d, .folder = j->folder};
     struct lr_plan plan;
-    rc = lr_plan_build(remote->chunks, remote->nchunks, lookup_local, &lc, &plan, &err);
+    /* Moved: the old name's chunks are all in staging already. */
+    rc = moved_from
+             ? -1
+             : lr_plan_build(remote->chunks, remote->nchunks, lookup_local, &lc, &plan, &err);
     lr_chunk_loc_release(&lc.loc);
     if (rc == 0) {
         for (size_t i = 0; i < plan.nops; i++) {
@@ -777,13 +862,18 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
      * only when the page's transaction commits, and the sidecar lets a
      * crash before that be rolled forward. */
     reuse_older(c, x);
-    if (x->ndone0 < x->rec.nchunks)
+    if (x->ndone0 < x->rec.nchunks) {
+        /* (Moved: the old file did not hold what its record said; the
+         * rest of this version comes from peers.) */
+        free(moved_from);
         return x; /* the rest comes from peers */
+    }
     rc = xfer_commit(c->d, c->st, NULL, x, &j->rescan, &err);
     if (rc < 0) {
         log_path("not applied", j->folder, x->rec.path, x->rec.path_len, rc, &err);
         sync_item_failed(c->d, j->folder, x->rec.path, x->rec.path_len, "not applied", rc, &err);
         j->left++;
+        unadopt(c, x, &moved_from);
     } else {
         j->applied++;
         sync_item_ok(c->d, j->folder, x->rec.path, x->rec.path_len);
@@ -797,6 +887,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
          * its commit) or here: its session is completed in pull_done. */
         done_path_add(j, (const char *)x->rec.path, &x->rec.blocks_hash);
     }
+    free(moved_from);
     xfer_unref(x);
     return NULL;
 }

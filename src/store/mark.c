@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MARK_NAME "index-mark"
@@ -83,9 +84,20 @@ int lr_store_mark_read(struct lr_store *st, struct lr_store_mark *out, struct lr
     int fd = openat(mfd, MARK_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     int e = errno;
     close(mfd);
+    if (fd < 0 && e == ENOENT)
+        return 0;
+    /* A symlink, directory or FIFO there is no mark either: the folder
+     * syncs on (the next write replaces it if it can). */
+    struct stat sb;
+    if (fd < 0 ? e == ELOOP : fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        lr_warn("store", "folder %s: " LR_STORE_MARKER "/" MARK_NAME " is not a file; ignored",
+                st->root);
+        return 0;
+    }
     if (fd < 0)
-        return e == ENOENT ? 0
-                           : lr__store_fail(err, -e, LR_STORE_MARKER "/" MARK_NAME " in", st->root);
+        return lr__store_fail(err, -e, LR_STORE_MARKER "/" MARK_NAME " in", st->root);
     /* Anything longer than the longest mark is not one. */
     char buf[96];
     ssize_t n;
@@ -116,6 +128,9 @@ int lr_store_mark_write(struct lr_store *st, const struct lr_store_mark *m, stru
     if (rc < 0)
         return rc;
     unlinkat(mfd, MARK_TMP, 0); /* a leftover, maybe planted: never written through */
+    /* A directory made there is in the rename's way: removed if empty;
+     * else the write fails, and sending goes on without a mark. */
+    unlinkat(mfd, MARK_NAME, AT_REMOVEDIR);
     int fd = openat(mfd, MARK_TMP, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = -errno;

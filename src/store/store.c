@@ -821,6 +821,83 @@ out:
     return rc;
 }
 
+int lr_store_adopt(struct lr_store *st, const char *relpath, const struct lr_store_expect *e,
+                   const struct lr_hash *key, struct lr_err *err)
+{
+    if (!e || !e->exists || e->type != LR_FT_FILE)
+        return lr_err_set(err, LR_EUSAGE, "adopt needs the expected regular file");
+    int parent;
+    const char *leaf;
+    int rc = lr__store_open_parent(st, NULL, relpath, LR__STORE_EXACT, &parent, &leaf, err);
+    if (rc)
+        return changed_if_clash(rc, err);
+    char name[LR_HASH_HEX_LEN + 1];
+    lr__store_staging_name(key, name);
+    struct stat sb, moved;
+    bool present;
+    rc = lstat_at(parent, leaf, &sb, &present);
+    if (rc || !present) {
+        rc = lr__store_fail(err, rc ? rc : -ENOENT, "adopt", relpath);
+        goto out;
+    }
+    /* A second name would keep reading as the old file, and staging never
+     * reuses a file with one (staging.c, clear_stray). */
+    if (!matches(&sb, e, true) || sb.st_nlink != 1) {
+        rc = lr__store_fail(err, LR_ECHANGED, "changed since the last scan:", relpath);
+        goto out;
+    }
+    if ((rc = check_spelling(st, parent, leaf, &sb, relpath, err)) < 0)
+        goto out;
+    if ((rc = move_noreplace(parent, leaf, st->tmpfd, name)) < 0) {
+        lr__store_fail(err, rc == -ENOENT ? LR_ECHANGED : rc, "adopt", relpath);
+        rc = rc == -ENOENT ? LR_ECHANGED : rc;
+        goto out;
+    }
+    if (fstatat(st->tmpfd, name, &moved, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&moved, e, false)) {
+        /* Swapped between the check and the move: put back what came. */
+        if (move_noreplace(st->tmpfd, name, parent, leaf) < 0)
+            rescue(st, name, relpath);
+        rc = lr__store_fail(err, LR_ECHANGED, "changed during adopt:", relpath);
+        goto out;
+    }
+    /* The staging file is made durable with the commit; the old name's
+     * absence with the parent's sync. */
+    if (fsync(parent) < 0)
+        rc = lr__store_fail(err, -errno, "sync directory of", relpath);
+out:
+    close(parent);
+    return rc;
+}
+
+int lr_store_unadopt(struct lr_store *st, const struct lr_hash *key, const char *relpath,
+                     struct lr_err *err)
+{
+    int parent;
+    const char *leaf;
+    int rc = lr__store_open_parent(st, NULL, relpath, LR__STORE_EXACT, &parent, &leaf, err);
+    if (rc)
+        return rc;
+    char name[LR_HASH_HEX_LEN + 1];
+    lr__store_staging_name(key, name);
+    if ((rc = move_noreplace(st->tmpfd, name, parent, leaf)) < 0) {
+        /* The name is taken again: into the archive, never left in tmp/
+         * for a cleanup to remove. */
+        int vfd;
+        char an[NAME_MAX + 1];
+        if (open_versions_dir(st, NULL, relpath, &vfd) == 0) {
+            if (archive(st->tmpfd, name, vfd, leaf, false, an) == 0)
+                rc = 0;
+            close(vfd);
+        }
+        if (rc < 0)
+            lr__store_fail(err, rc, "put back", relpath);
+    } else if (fsync(parent) < 0) {
+        rc = lr__store_fail(err, -errno, "sync directory of", relpath);
+    }
+    close(parent);
+    return rc;
+}
+
 int lr_store_set_meta(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                       uint32_t mode, int64_t mtime_ns, const struct lr_store_expect *e,
                       struct lr_store_info *out, struct lr_err *err)

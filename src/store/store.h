@@ -311,6 +311,22 @@ int lr_store_delete_ex(struct lr_store *st, struct lr_store_batch *b, const char
                        const struct lr_store_expect *expect, unsigned flags, struct lr_err *err);
 
 /*
+ * Take the regular file relpath (as expect describes it, with one link) as
+ * the staging file of `key`, by a rename: a peer's rename applied as a
+ * move, so the data is neither copied nor held twice. Checked like a
+ * delete (LR_ECHANGED, nothing moved, if it differs or is swapped
+ * meanwhile); -EEXIST if a staging file of that key exists. The caller
+ * verifies the staging file's chunks as for any resumed one, and puts it
+ * back with lr_store_unadopt if its commit fails.
+ */
+int lr_store_adopt(struct lr_store *st, const char *relpath, const struct lr_store_expect *expect,
+                   const struct lr_hash *key, struct lr_err *err);
+/* Move the staging file of `key` back to relpath, or into the versions
+ * archive as relpath if that name is taken again. */
+int lr_store_unadopt(struct lr_store *st, const struct lr_hash *key, const char *relpath,
+                     struct lr_err *err);
+
+/*
  * Metadata-only change of a regular file or directory: mode (masked as by
  * commit_file / mkdir) and
  * mtime (symlinks: mtime only, mode ignored). LR_ECHANGED on mismatch.

@@ -613,17 +613,33 @@ def test_first_share_of_two_nonempty_folders_is_their_union(devices, tmp_path):
         assert d.peer_info(other)["bytes_received"] < 1024 * 1024
 
 
+def inode_map(top):
+    """{relpath below top: inode} of the regular files under top (or of top)."""
+    if top.is_file():
+        return {".": top.stat().st_ino}
+    return {os.path.relpath(os.path.join(d, n), top): os.lstat(os.path.join(d, n)).st_ino
+            for d, _, ns in os.walk(top) for n in ns}
+
+
 def assert_rename_moves_little(a, b, fa, fb, old, new):
     """Rename old to new on a, wait until b matches: under 1 MiB crossed,
     and b holds the data once (the old names are not archived: their
     content is at the new ones)."""
     before = b.peer_info(a)["bytes_received"]
+    inodes = inode_map(fb / old)
     os.rename(fa / old, fa / new)
     a.ok("scan")
     wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="rename synced")
     moved = b.peer_info(a)["bytes_received"] - before
     assert not (fb / old).exists()
     assert moved < 1024 * 1024, f"{moved} bytes crossed the wire for a rename"
+    # Where the old name's deletion had arrived when the new name was
+    # pulled (always, for a single file), applied as a move: the same inode
+    # under the new name, nothing copied.
+    kept = inode_map(fb / new)
+    if len(inodes) == 1:
+        assert kept == inodes
+    return sum(1 for k, v in kept.items() if inodes.get(k) == v)
     archived = [os.path.join(d, n) for d, _, ns in os.walk(fb / ".landropic" / "versions")
                 for n in ns]
     assert archived == [], f"{len(archived)} renamed files archived on b, e.g. {archived[:3]}"
