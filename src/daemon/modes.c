@@ -286,7 +286,7 @@ static void override_work(struct modes_job *j, struct lr_ignore *ig)
     struct lr_daemon *d = j->base.d;
     uint8_t *after = NULL;
     size_t after_len = 0;
-    uint64_t now_s = (uint64_t)time(NULL);
+    uint64_t now_s = lr_index_folder_stamp(d->ix, j->folder);
     for (;;) {
         struct lr_need_list nl = {0};
         if ((j->rc = lr_index_need_list(d->ix, j->folder, after, after_len, MODES_PAGE, 0, &nl,

@@ -583,7 +583,7 @@ static int advance_mark(struct send_job *j, const struct lr_folder_info *info)
                           " but the folder's index mark says %" PRIu64 " was announced",
                           j->folder, info->max_seq, m.max_seq);
     }
-    j->mark = (struct lr_store_mark){info->index_id, info->max_seq};
+    j->mark = (struct lr_store_mark){info->index_id, info->max_seq, info->clock};
     j->mark_new = true;
     if (rc >= 0)
         rc = lr_store_mark_write(st, &j->mark, &e);

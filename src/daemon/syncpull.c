@@ -1016,7 +1016,8 @@ static int keep_dir_with_children(struct page_ctx *c, const struct lr_file_rec *
         return rc;
     struct lr_file_rec r = *dir;
     memset(&r.vv, 0, sizeof(r.vv));
-    rc = lr_sync_local_change(&dir->vv, c->d->short_id, (uint64_t)time(NULL), &r.vv);
+    rc = lr_sync_local_change(&dir->vv, c->d->short_id, lr_index_folder_stamp(c->d->ix, j->folder),
+                              &r.vv);
     if (rc == 0)
         rc = lr_index_file_put(c->d->ix, j->folder, &r, NULL, err);
     else
@@ -1270,7 +1271,7 @@ static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
     if (j->receive_only && !(dec->flags & LR_SYNC_F_YIELDED))
         stamp = lr_sync_vv_author(&local->vv);
     rc = lr_sync_local_change(had_prev ? &prev.vv : NULL, stamp ? stamp : c->d->short_id,
-                              (uint64_t)time(NULL), &r.vv);
+                              lr_index_folder_stamp(c->d->ix, j->folder), &r.vv);
     if (had_prev)
         lr_file_rec_release(&prev);
     if (rc < 0)

@@ -188,6 +188,9 @@ static const char *const migrations[] = {
      * lr_vv_encode_stored); no table changes, but a build before it would
      * refuse such a vector as corrupt, so it must refuse the database. */
     "SELECT 1;",
+    /* v8: the highest counter of this device in the folder's records
+     * (lr_folder_info.clock): local changes count from above it. */
+    "ALTER TABLE folders ADD COLUMN clock INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -231,12 +234,13 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_FOLDER_GET] = "SELECT id, index_id, short_id, max_seq FROM folders WHERE name = ?1",
+    [S_FOLDER_GET] = "SELECT id, index_id, short_id, max_seq, clock FROM folders WHERE name = ?1",
     [S_FOLDER_ADD] =
         "INSERT INTO folders(name, index_id, short_id, max_seq) VALUES (?1, ?2, ?3, 0)",
     [S_FOLDER_SET_SHORT] = "UPDATE folders SET short_id = ?2 WHERE id = ?1",
-    [S_FOLDER_NEXT_SEQ] =
-        "UPDATE folders SET max_seq = max_seq + 1 WHERE id = ?1 RETURNING max_seq",
+    [S_FOLDER_NEXT_SEQ] = "UPDATE folders SET max_seq = max_seq + 1, clock = CASE WHEN "
+                          "short_id = ?2 AND ?3 > clock THEN ?3 ELSE clock END WHERE id = ?1 "
+                          "RETURNING max_seq",
     [S_FOLDER_DEL] = "DELETE FROM folders WHERE id = ?1",
     [S_FOLDER_DEL_FILES] = "DELETE FROM files WHERE folder = ?1",
     [S_FOLDER_DEL_CHUNKS] =
@@ -248,8 +252,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_FOLDER_RESET] = "UPDATE folders SET index_id = ?2, max_seq = 0, token = ?3 WHERE id = ?1",
     [S_FOLDER_DEL_SESSIONS] = "DELETE FROM sessions WHERE folder = ?1",
     /* Conditional, so the check and the change are one step. */
-    [S_FOLDER_REKEY] = "UPDATE folders SET index_id = ?2 WHERE name = ?1 AND index_id = ?3 AND "
-                       "max_seq < ?4",
+    [S_FOLDER_REKEY] = "UPDATE folders SET index_id = ?2, clock = max(clock, ?5) WHERE name = ?1 "
+                       "AND index_id = ?3 AND max_seq < ?4",
     [S_FILE_UPSERT] =
         "INSERT INTO files(folder, path, type, deleted, size, mtime_ns, mode, inode, ctime_ns, "
         "target, vv, seq, blocks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
@@ -773,6 +777,7 @@ static int folder_query(struct lr_index *ix, const char *folder_id, int64_t *id,
             info->index_id = (uint64_t)sqlite3_column_int64(s, 1);
             info->short_id = (uint64_t)sqlite3_column_int64(s, 2);
             info->max_seq = (uint64_t)sqlite3_column_int64(s, 3);
+            info->clock = (uint64_t)sqlite3_column_int64(s, 4);
         }
         rc = 0;
     } else if (rc == SQLITE_DONE) {
@@ -828,6 +833,16 @@ int lr_index_folder_get(struct lr_index *ix, const char *folder_id, struct lr_fo
     return 0;
 }
 
+uint64_t lr_index_folder_stamp(struct lr_index *ix, const char *folder_id)
+{
+    struct lr_folder_info info;
+    time_t t = time(NULL);
+    uint64_t now_s = t > 0 ? (uint64_t)t : 0;
+    if (lr_index_folder_get(ix, folder_id, &info, NULL) < 0)
+        return now_s;
+    return lr_index_folder_now(&info, now_s);
+}
+
 static int new_index_id(uint64_t *out, struct lr_err *err)
 {
     *out = 0;
@@ -872,7 +887,7 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
             lr_info("index", "folder index created folder=%s index_id=%016" PRIx64, folder_id,
                     index_id);
             if (info)
-                *info = (struct lr_folder_info){index_id, short_id, 0};
+                *info = (struct lr_folder_info){index_id, short_id, 0, 0};
             return 0;
         }
         rc = folder_query(ix, folder_id, &id, &tmp, err);
@@ -983,7 +998,8 @@ int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t sh
 }
 
 int lr_index_folder_check_mark(struct lr_index *ix, const char *folder_id, uint64_t mark_id,
-                               uint64_t mark_seq, bool *rekeyed, struct lr_err *err)
+                               uint64_t mark_seq, uint64_t mark_clock, bool *rekeyed,
+                               struct lr_err *err)
 {
     *rekeyed = false;
     int rc = check_folder_id(folder_id, err);
@@ -1002,6 +1018,7 @@ int lr_index_folder_check_mark(struct lr_index *ix, const char *folder_id, uint6
     sqlite3_bind_int64(s, 3, (int64_t)mark_id);
     /* Sequences stay below 2^62 (index.h), so the signed compare is exact. */
     sqlite3_bind_int64(s, 4, mark_seq > INT64_MAX ? INT64_MAX : (int64_t)mark_seq);
+    sqlite3_bind_int64(s, 5, mark_clock < (1ull << 62) ? (int64_t)mark_clock : 0);
     rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder index ID");
     done(s);
     struct lr_folder_info info;
@@ -1084,12 +1101,19 @@ int lr_index_folder_stats(struct lr_index *ix, const char *folder_id, struct lr_
 
 /* ---- files ----------------------------------------------------------------------- */
 
-static int next_seq(struct lr_index *ix, int64_t folder, uint64_t *seq, struct lr_err *err)
+/* Also raises the folder's clock to the record's counter if its author is
+ * this device (the folder's short ID). */
+static int next_seq(struct lr_index *ix, int64_t folder, const struct lr_vv *vv, uint64_t *seq,
+                    struct lr_err *err)
 {
     sqlite3_stmt *s = stmt(ix, S_FOLDER_NEXT_SEQ, err);
     if (!s)
         return LR_EDB;
+    uint64_t c = vv->author ? lr_vv_get(vv, vv->author) : 0;
     sqlite3_bind_int64(s, 1, folder);
+    sqlite3_bind_int64(s, 2, (int64_t)vv->author);
+    /* Counters a peer could make us store are not followed above 2^62. */
+    sqlite3_bind_int64(s, 3, c < (1ull << 62) ? (int64_t)c : 0);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         *seq = (uint64_t)sqlite3_column_int64(s, 0);
@@ -1137,7 +1161,7 @@ static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_
                       uint64_t *seq_out, struct lr_err *err)
 {
     uint64_t seq = 0;
-    int rc = next_seq(ix, folder, &seq, err);
+    int rc = next_seq(ix, folder, &rec->vv, &seq, err);
     if (rc)
         return rc;
     lr_buf_reset(&ix->vvb);

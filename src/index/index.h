@@ -253,6 +253,10 @@ struct lr_folder_info {
     uint64_t index_id; /* random, created with the folder */
     uint64_t short_id; /* this device's short ID in the folder's vectors */
     uint64_t max_seq;  /* highest local sequence handed out (0: none) */
+    /* Highest counter of this device (short_id) in the folder's records, or
+     * raised by lr_index_folder_check_mark: a local change is stamped above
+     * it (lr_index_folder_now), so it never looks older than one before. */
+    uint64_t clock;
 };
 
 /*
@@ -283,11 +287,24 @@ int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t sh
  * sequences it hands out next would name other changes than the ones the
  * peers hold under those numbers; they would skip them. The index then
  * gets a new random ID, its records and sequences kept, so peers take it
- * in full again; *rekeyed tells whether it did. mark_id 0 (no mark), an
- * absent folder or another index ID change nothing. One statement.
+ * in full again; *rekeyed tells whether it did. Its clock is raised to
+ * mark_clock (the mark's highest counter of ours): the changes lost with
+ * the database may hold counters above any it has, and a new change must
+ * not look older than them. mark_id 0 (no mark), an absent folder or
+ * another index ID change nothing. One statement.
  */
 int lr_index_folder_check_mark(struct lr_index *ix, const char *folder_id, uint64_t mark_id,
-                               uint64_t mark_seq, bool *rekeyed, struct lr_err *err);
+                               uint64_t mark_seq, uint64_t mark_clock, bool *rekeyed,
+                               struct lr_err *err);
+/* The `now_s` a local change of the folder is stamped with (lr_vv_bump):
+ * the wall clock, or above the folder's clock if that is ahead. */
+static inline uint64_t lr_index_folder_now(const struct lr_folder_info *info, uint64_t now_s)
+{
+    return info->clock >= now_s ? info->clock + 1 : now_s;
+}
+/* lr_index_folder_now of the folder's index and the wall clock (the wall
+ * clock alone if the folder has no index). */
+uint64_t lr_index_folder_stamp(struct lr_index *ix, const char *folder_id);
 /* LR_ENOTFOUND if the folder has no index. */
 int lr_index_folder_get(struct lr_index *ix, const char *folder_id, struct lr_folder_info *info,
                         struct lr_err *err);

@@ -1186,6 +1186,9 @@ static int scan_setup(struct scan *s, struct lr_err *err)
     if (rc)
         return rc;
     s->short_id = fi.short_id;
+    /* Above every counter we stamped before, also those of changes the
+     * database lost (index.h, lr_index_folder_check_mark). */
+    s->now_s = lr_index_folder_now(&fi, s->now_s);
 
     s->rootfd = lr_open_dir_nofollow(s->root);
     if (s->rootfd == -ELOOP)

@@ -2,7 +2,7 @@
  * mark.c - the folder's index mark, .landropic/index-mark (store.h).
  *
  * It is one line of text so that a user looking into the marker can read
- * it: "landropic-index-mark 1 <index ID, 16 hex digits> <max_seq>\n".
+ * it: "landropic-index-mark 1 <index ID, 16 hex digits> <max_seq> <clock>\n".
  */
 #include "store/store_int.h"
 #include "util/log.h"
@@ -41,6 +41,15 @@ static bool parse_num(const char **p, const char *end, int base, size_t max_digi
     return n > 0;
 }
 
+/* A sequence or counter: below 2^62 (index.h), so 19 digits hold it; no
+ * leading zero, so a mark has one spelling. */
+static bool parse_dec(const char **p, const char *end, uint64_t *out)
+{
+    const char *start = *p;
+    return parse_num(p, end, 10, 19, out) && !(*start == '0' && *p - start > 1) &&
+           *out < (1ull << 62);
+}
+
 bool lr_store_mark_parse(const void *data, size_t len, struct lr_store_mark *out)
 {
     memset(out, 0, sizeof(*out));
@@ -53,11 +62,8 @@ bool lr_store_mark_parse(const void *data, size_t len, struct lr_store_mark *out
     const char *id_start = p;
     if (!parse_num(&p, end, 16, 16, &m.index_id) || p - id_start != 16 || p == end || *p++ != ' ')
         return false;
-    /* Sequences stay below 2^62 (index.h): 19 digits hold them. No
-     * leading zero: one spelling per mark. */
-    const char *seq_start = p;
-    if (!parse_num(&p, end, 10, 19, &m.max_seq) || (*seq_start == '0' && p - seq_start > 1) ||
-        m.max_seq >= (1ull << 62) || p == end || *p++ != '\n' || p != end || m.index_id == 0)
+    if (!parse_dec(&p, end, &m.max_seq) || p == end || *p++ != ' ' ||
+        !parse_dec(&p, end, &m.clock) || p == end || *p++ != '\n' || p != end || m.index_id == 0)
         return false;
     *out = m;
     return true;
@@ -65,7 +71,8 @@ bool lr_store_mark_parse(const void *data, size_t len, struct lr_store_mark *out
 
 int lr_store_mark_format(const struct lr_store_mark *m, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, MARK_HEAD "%016" PRIx64 " %" PRIu64 "\n", m->index_id, m->max_seq);
+    int n = snprintf(buf, size, MARK_HEAD "%016" PRIx64 " %" PRIu64 " %" PRIu64 "\n", m->index_id,
+                     m->max_seq, m->clock);
     return n < 0 || (size_t)n >= size ? LR_ETOOBIG : n;
 }
 
@@ -169,5 +176,5 @@ int lr_store_mark_check(const char *root, struct lr_index *ix, const char *folde
     lr_store_close(st);
     if (rc <= 0)
         return rc;
-    return lr_index_folder_check_mark(ix, folder_id, m.index_id, m.max_seq, rekeyed, err);
+    return lr_index_folder_check_mark(ix, folder_id, m.index_id, m.max_seq, m.clock, rekeyed, err);
 }

@@ -391,11 +391,13 @@ int lr_store_batch_sync_dirs(struct lr_store_batch *b, struct lr_err *err);
  * reached a peer, kept with the folder rather than in the home so that an
  * older index.db (put back from a backup, a home restored alone) is
  * recognised by lr_index_folder_check_mark. One line of text:
- * "landropic-index-mark 1 <16 lowercase hex> <decimal max_seq>\n".
+ * "landropic-index-mark 1 <16 lowercase hex> <decimal max_seq> <decimal
+ * clock>\n".
  */
 struct lr_store_mark {
     uint64_t index_id; /* != 0 in a valid mark */
     uint64_t max_seq;  /* < 2^62 */
+    uint64_t clock;    /* the index's clock (lr_folder_info) then; < 2^62 */
 };
 /* Strict parse of a mark file's bytes: true and *out set, or false and *out zeroed. */
 bool lr_store_mark_parse(const void *data, size_t len, struct lr_store_mark *out);

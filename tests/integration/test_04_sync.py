@@ -318,6 +318,43 @@ def test_index_db_put_back_from_a_backup_loses_no_change(devices, tmp_path, how)
     assert (fa / ".landropic" / "index-mark").read_text() != mark
 
 
+def test_edit_after_an_older_index_db_is_put_back_wins(devices, tmp_path):
+    """Six quick edits stamp a file's counter seconds ahead of the clock (a
+    counter is max(old + 1, now)). With index.db put back from before them,
+    the next edit's counter came from the old one and the clock, below the
+    counter B held: the newest edit lost to an older one, silently (into
+    A's archive). A's index mark carries its clock, and a new change is
+    stamped above it."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "y.txt").write_bytes(b"base\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    a.stop()
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    copy_index(a.home, backup)
+    a.start()
+    for i in range(6):
+        (fa / "y.txt").write_bytes(f"pre-restore edit {i}\n".encode())
+        a.ok("scan")
+    wait_for(lambda: (fb / "y.txt").read_bytes() == b"pre-restore edit 5\n", timeout=60,
+             interval=0.3, what="the last quick edit on B")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    a.stop()
+    copy_index(backup, a.home)
+    time.sleep(1.2)
+    (fa / "y.txt").write_bytes(b"POST-RESTORE EDIT\n")
+    a.start()
+    assert a.run("sync", "--wait", "--timeout", "60").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "60").rc == 0
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="A and B agree")
+    assert (fa / "y.txt").read_bytes() == b"POST-RESTORE EDIT\n"
+    assert (fb / "y.txt").read_bytes() == b"POST-RESTORE EDIT\n"
+
+
 def test_sparse_file_stays_sparse(devices, tmp_path):
     """Hostile case 27: a sparse file arrives identical and sparse (its zero
     chunks are holes on the receiver too, not its whole size on disk)."""

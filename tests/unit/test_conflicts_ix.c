@@ -313,11 +313,14 @@ static void test_migrates_v3_database(void **state)
     /* Turn the file into what a v3 build left behind. */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "DROP TABLE sessions; DROP TABLE conflicts; "
-                                  "ALTER TABLE folders DROP COLUMN token; PRAGMA user_version = 3;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "DROP TABLE sessions; DROP TABLE conflicts; "
+            "ALTER TABLE folders DROP COLUMN token; ALTER TABLE folders DROP COLUMN clock; "
+            "PRAGMA user_version = 3;",
+            NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(lr_index_open(f->db, &f->ix, &err), 0);
     struct lr_folder_info info;

@@ -240,41 +240,56 @@ static void test_folder_check_mark(void **state)
     bool rekeyed = true;
     struct lr_file_rec r;
     mkfile(&r, "x", 2, 10, 3);
-    assert_int_equal(lr_index_folder_ensure(f->ix, "fm", 7, NULL, &err), 0);
+    /* Our short ID is the records' author: their counter (1000) is the clock;
+     * another device's counter is not. */
+    assert_int_equal(lr_index_folder_ensure(f->ix, "fm", 0x1111, NULL, &err), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(lr_index_file_put(f->ix, "fm", &r, NULL, &err), 0);
+    struct lr_file_rec other;
+    mkfile(&other, "y", 1, 10, 4);
+    assert_true(lr_vv_bump(&other.vv, 0x2222, 5000) == 5000);
+    assert_int_equal(lr_index_file_put(f->ix, "fm", &other, NULL, &err), 0);
+    lr_file_rec_release(&other);
     assert_int_equal(lr_index_folder_get(f->ix, "fm", &a, &err), 0);
-    assert_int_equal(a.max_seq, 3);
+    assert_int_equal(a.max_seq, 4);
     /* No mark, another index's mark, a mark at or below the index: nothing. */
-    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", 0, 99, &rekeyed, &err), 0);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", 0, 99, 0, &rekeyed, &err), 0);
     assert_false(rekeyed);
-    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id + 1, 99, &rekeyed, &err),
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id + 1, 99, 0, &rekeyed, &err),
                      0);
     assert_false(rekeyed);
-    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 3, &rekeyed, &err), 0);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 4, 0, &rekeyed, &err), 0);
     assert_false(rekeyed);
-    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 2, &rekeyed, &err), 0);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 2, 0, &rekeyed, &err), 0);
     assert_false(rekeyed);
-    assert_int_equal(lr_index_folder_check_mark(f->ix, "nope", a.index_id, 9, &rekeyed, &err), 0);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "nope", a.index_id, 9, 0, &rekeyed, &err),
+                     0);
     assert_false(rekeyed);
     assert_int_equal(lr_index_folder_get(f->ix, "fm", &b, &err), 0);
     assert_true(b.index_id == a.index_id);
-    /* The mark is ahead: a new ID, records and sequences kept. */
-    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 4, &rekeyed, &err), 0);
+    /* The mark is ahead: a new ID, records and sequences kept, the clock
+     * raised to the mark's (never lowered). */
+    assert_int_equal(a.clock, 1000);
+    assert_int_equal(lr_index_folder_now(&a, 999), 1001);
+    assert_int_equal(lr_index_folder_now(&a, 5000), 5000);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 5, 7777, &rekeyed, &err),
+                     0);
     assert_true(rekeyed);
     assert_int_equal(lr_index_folder_get(f->ix, "fm", &b, &err), 0);
     assert_true(b.index_id != a.index_id && b.index_id != 0);
-    assert_int_equal(b.max_seq, 3);
+    assert_int_equal(b.max_seq, 4);
+    assert_int_equal(b.clock, 7777);
+    assert_int_equal(lr_index_folder_stamp(f->ix, "fm") >= 7778, 1);
     struct lr_file_rec got;
     assert_int_equal(lr_index_file_get(f->ix, "fm", r.path, r.path_len, 0, &got, &err), 0);
     assert_int_equal(got.seq, 3);
     lr_file_rec_release(&got);
     /* The old mark no longer matches the new ID. */
-    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 4, &rekeyed, &err), 0);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "fm", a.index_id, 5, 0, &rekeyed, &err), 0);
     assert_false(rekeyed);
     /* The other folder is untouched. */
     assert_int_equal(lr_index_folder_get(f->ix, "fold-1", &a, &err), 0);
-    assert_int_equal(lr_index_folder_check_mark(f->ix, "", 1, 1, &rekeyed, &err), LR_EUSAGE);
+    assert_int_equal(lr_index_folder_check_mark(f->ix, "", 1, 1, 0, &rekeyed, &err), LR_EUSAGE);
     lr_file_rec_release(&r);
 }
 

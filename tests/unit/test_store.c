@@ -312,37 +312,42 @@ static void test_index_mark(void **state)
 {
     struct fx *f = *state;
     struct lr_err err = {0};
-    struct lr_store_mark m = {1, 1}, want = {0x0123456789abcdefull, 4611686018427387903ull};
+    struct lr_store_mark m = {1, 1, 1},
+                         want = {0x0123456789abcdefull, 4611686018427387903ull, 1764000000};
     assert_int_equal(lr_store_mark_read(f->st, &m, &err), 0);
     assert_true(m.index_id == 0 && m.max_seq == 0);
     assert_int_equal(lr_store_mark_write(f->st, &want, &err), 0);
     assert_int_equal(lr_store_mark_read(f->st, &m, &err), 1);
-    assert_true(m.index_id == want.index_id && m.max_seq == want.max_seq);
+    assert_true(m.index_id == want.index_id && m.max_seq == want.max_seq && m.clock == want.clock);
     assert_string_equal(content(P(f, ".landropic/index-mark")),
-                        "landropic-index-mark 1 0123456789abcdef 4611686018427387903\n");
-    struct lr_store_mark zero = {0, 5};
+                        "landropic-index-mark 1 0123456789abcdef 4611686018427387903 1764000000\n");
+    struct lr_store_mark zero = {0, 5, 5};
     assert_int_equal(lr_store_mark_write(f->st, &zero, &err), LR_EUSAGE);
 
     static const char *const bad[] = {
         "",
-        "landropic-index-mark 1 0123456789abcdef 7",                     /* no newline */
-        "landropic-index-mark 2 0123456789abcdef 7\n",                   /* version */
-        "landropic-index-mark 1 0123456789ABCDEF 7\n",                   /* upper case */
-        "landropic-index-mark 1 123456789abcdef 7\n",                    /* 15 digits */
-        "landropic-index-mark 1 0000000000000000 7\n",                   /* ID 0 */
-        "landropic-index-mark 1 0123456789abcdef -7\n",                  /* sign */
-        "landropic-index-mark 1 0123456789abcdef 4611686018427387904\n", /* 2^62 */
-        "landropic-index-mark 1 0123456789abcdef 99999999999999999999\n",
-        "landropic-index-mark 1 0123456789abcdef 7\n\n", /* trailing */
-        "landropic-index-mark 1 0123456789abcdef  7\n",  /* two spaces */
+        "landropic-index-mark 1 0123456789abcdef 7 9",                     /* no newline */
+        "landropic-index-mark 1 0123456789abcdef 7\n",                     /* no clock */
+        "landropic-index-mark 2 0123456789abcdef 7 9\n",                   /* version */
+        "landropic-index-mark 1 0123456789ABCDEF 7 9\n",                   /* upper case */
+        "landropic-index-mark 1 123456789abcdef 7 9\n",                    /* 15 digits */
+        "landropic-index-mark 1 0000000000000000 7 9\n",                   /* ID 0 */
+        "landropic-index-mark 1 0123456789abcdef -7 9\n",                  /* sign */
+        "landropic-index-mark 1 0123456789abcdef 07 9\n",                  /* leading zero */
+        "landropic-index-mark 1 0123456789abcdef 4611686018427387904 9\n", /* 2^62 */
+        "landropic-index-mark 1 0123456789abcdef 7 4611686018427387904\n",
+        "landropic-index-mark 1 0123456789abcdef 99999999999999999999 9\n",
+        "landropic-index-mark 1 0123456789abcdef 7 9\n\n", /* trailing */
+        "landropic-index-mark 1 0123456789abcdef  7 9\n",  /* two spaces */
+        "landropic-index-mark 1 0123456789abcdef 7 9 1\n", /* a field more */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         m.index_id = 9;
         assert_false(lr_store_mark_parse(bad[i], strlen(bad[i]), &m));
         assert_true(m.index_id == 0 && m.max_seq == 0);
     }
-    assert_true(lr_store_mark_parse("landropic-index-mark 1 00000000000000ff 0\n", 42, &m));
-    assert_true(m.index_id == 255 && m.max_seq == 0);
+    assert_true(lr_store_mark_parse("landropic-index-mark 1 00000000000000ff 0 0\n", 44, &m));
+    assert_true(m.index_id == 255 && m.max_seq == 0 && m.clock == 0);
 
     /* Garbage on disk reads as no mark; a planted symlink is not followed
      * and is replaced by the next write. */
