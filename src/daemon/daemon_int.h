@@ -128,11 +128,13 @@ int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct
  */
 void scanjobs_bind(struct lr_daemon *d, const char *id);
 /*
- * The folder's index got a new ID while announced (index mark, store.h):
- * it stops being announced, so every link of it is reset, and is bound
- * and announced again under the new ID, which peers take in full.
+ * The folder's index got (rekey: needs) a new ID while announced (index
+ * mark, store.h; a peer's check, §6.4): it stops being announced, so every
+ * link of it is reset, and is bound (given a new index ID first if rekey
+ * and the mark check did not) and announced again under the new ID, which
+ * peers take in full.
  */
-void scanjobs_rebind(struct lr_daemon *d, const char *id);
+void scanjobs_rebind(struct lr_daemon *d, const char *id, bool rekey);
 /* True if any of the named folders (all if n == 0) has a scan queued or running. */
 bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n);
 /* Drop waiting jobs (answering their requests) at shutdown. */

@@ -245,7 +245,7 @@ static void done(struct daemon_job *base, int status)
             if (!f->bound)
                 scanjobs_bind(d, it->id); /* its bind failed: try again */
             else if (it->rekeyed)
-                scanjobs_rebind(d, it->id);
+                scanjobs_rebind(d, it->id, false);
         }
         /* The scanner logged the result ("scan: folder=... files=..."). */
         sync_folder_scanned(d, it->id, true);
@@ -293,6 +293,7 @@ struct bind_job {
     char *root;
     uint64_t token;
     bool reset, rekeyed;
+    bool rekey; /* in: a new index ID even if the mark check finds none */
     int rc;
     struct lr_err err;
 };
@@ -306,6 +307,8 @@ static void bind_work(struct daemon_job *base)
      * what peers hold may leave (store.h, the index mark). */
     if (j->rc == 0)
         j->rc = lr_store_mark_check(j->root, base->d->ix, j->folder, &j->rekeyed, &j->err);
+    if (j->rc == 0 && j->rekey && !j->rekeyed && !j->reset)
+        j->rc = lr_index_folder_rekey(base->d->ix, j->folder, 0, &j->err);
 }
 
 static void bind_done(struct daemon_job *base, int status)
@@ -341,17 +344,24 @@ static void bind_done(struct daemon_job *base, int status)
     free(j);
 }
 
-void scanjobs_rebind(struct lr_daemon *d, const char *id)
+static void bind_queue(struct lr_daemon *d, const char *id, bool rekey);
+
+void scanjobs_rebind(struct lr_daemon *d, const char *id, bool rekey)
 {
     struct folder_rt *f = daemon_folder(d, id);
     if (!f || !f->bound)
         return;
     f->bound = false;
     sync_config_changed(d);
-    scanjobs_bind(d, id);
+    bind_queue(d, id, rekey);
 }
 
 void scanjobs_bind(struct lr_daemon *d, const char *id)
+{
+    bind_queue(d, id, false);
+}
+
+static void bind_queue(struct lr_daemon *d, const char *id, bool rekey)
 {
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, id);
     if (!fc)
@@ -363,6 +373,7 @@ void scanjobs_bind(struct lr_daemon *d, const char *id)
     j->folder = lr_xstrdup(id);
     j->root = lr_xstrdup(fc->path);
     j->token = fc->token;
+    j->rekey = rekey;
     daemon_job_queue(d, &j->base);
 }
 

@@ -270,6 +270,10 @@ static void folders_work(struct daemon_job *base)
         if (rs.index_id && !rs.full_pending) {
             f->peer_index_id = rs.index_id;
             f->peer_seq = rs.max_seq;
+            if (rs.check_seq && rs.check_seq <= rs.max_seq) {
+                f->peer_check_seq = rs.check_seq;
+                memcpy(f->peer_check, rs.check, sizeof(f->peer_check));
+            }
         }
         f->mode = j->modes[i];
         f->list_upto = j->list_upto[i];
@@ -491,6 +495,9 @@ struct send_job {
     char *root;
     struct lr_store_mark mark;
     bool mark_new, rolled_back;
+    /* in: the peer's check of our latest entry it holds (FOLDERS option 8) */
+    uint64_t view_check_seq;
+    uint8_t view_check[LR_PROTO_CHECK_LEN];
     /* Reconciliation (§6.11, syncrecon.c). in: a SUMMARY may replace the
      * full index; the buckets the peer asked for (owned copy; NULL: none) */
     bool recon_ok;
@@ -593,6 +600,38 @@ static int advance_mark(struct send_job *j, const struct lr_folder_info *info)
     return 0;
 }
 
+/*
+ * The peer's check of the latest entry of ours it holds (§6.4, option 8):
+ * our entry with that sequence must be the very path and vector it holds.
+ * Another one there means our index went back in time with the folder's
+ * mark (home and folder restored together) and handed that sequence out
+ * again: LR_ECHANGED, rolled_back, nothing sent. No entry there any more is
+ * no evidence (it was changed again since).
+ */
+static int check_view(struct lr_index *ix, struct send_job *j, const struct lr_folder_info *info)
+{
+    if (!j->view_check_seq || j->view_id != info->index_id || j->view_check_seq > info->max_seq)
+        return 0;
+    struct lr_file_list l = {0};
+    int rc = lr_index_list_by_seq(ix, j->folder, j->view_check_seq, 1, 0, &l, &j->err);
+    if (rc < 0)
+        return rc;
+    bool same = true;
+    if (l.n == 1 && l.v[0].seq == j->view_check_seq) {
+        uint8_t d[LR_PROTO_CHECK_LEN];
+        lr_proto_entry_check(l.v[0].path, l.v[0].path_len, &l.v[0].vv, d);
+        same = memcmp(d, j->view_check, sizeof(d)) == 0;
+    }
+    lr_file_list_release(&l);
+    if (same)
+        return 0;
+    j->rolled_back = true;
+    return lr_err_set(&j->err, LR_ECHANGED,
+                      "folder %s: the peer holds another entry with our sequence %" PRIu64
+                      ": the index is older than what it announced",
+                      j->folder, j->view_check_seq);
+}
+
 static void send_work(struct daemon_job *base)
 {
     struct send_job *j = (struct send_job *)base;
@@ -612,6 +651,8 @@ static void send_work(struct daemon_job *base)
     if ((j->rc = lr_index_folder_get(ix, j->folder, &info, &j->err)) < 0)
         goto out;
     if ((j->rc = advance_mark(j, &info)) < 0)
+        goto out;
+    if (!j->decided && (j->rc = check_view(ix, j, &info)) < 0)
         goto out;
     if (!j->decided) {
         bool full =
@@ -747,8 +788,8 @@ static void send_done(struct daemon_job *base, int status)
         sync_folder_get(d, j->folder)->mark = j->mark;
     if (j->rolled_back && !d->stopping) {
         /* The check at bind gives the index a new ID. */
-        lr_warn(MOD, "%s: binding the folder again", j->err.msg);
-        scanjobs_rebind(d, j->folder);
+        lr_warn(MOD, "%s: a new index ID for it", j->err.msg);
+        scanjobs_rebind(d, j->folder, true);
     }
     if (status == 0 && !d->stopping && j->record_sent) {
         struct sent_job *s = lr_xcalloc(1, sizeof(*s));
@@ -857,6 +898,8 @@ void sync_queue_sender(struct lr_daemon *d, struct sync_link *l)
     j->first = l->send_first;
     j->view_id = l->their_view_id;
     j->view_seq = l->their_view_seq;
+    j->view_check_seq = l->their_check_seq;
+    memcpy(j->view_check, l->their_check, sizeof(j->view_check));
     j->delta = (p->features & LR_FEAT_INDEX_DELTA) != 0;
     j->list_upto = l->their_list_upto;
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
@@ -979,6 +1022,8 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
         l->their_max_seq = e->max_seq;
         l->their_view_id = e->peer_index_id;
         l->their_view_seq = e->peer_seq;
+        l->their_check_seq = e->peer_check_seq;
+        memcpy(l->their_check, e->peer_check, sizeof(l->their_check));
         l->their_list_upto = e->list_upto;
         l->their_scanning = e->scanning;
         queue_sender(d, l);
@@ -1243,6 +1288,15 @@ static void recv_work(struct daemon_job *base)
             0)
             goto fail_tx;
         nstored++;
+    }
+    if (nstored > 0) {
+        /* What our next FOLDERS shows the peer of its index (option 8). */
+        const struct lr_proto_entry *e = &ix.v[nskipped + nstored - 1];
+        uint8_t d8[LR_PROTO_CHECK_LEN];
+        lr_proto_entry_check(e->rec.path, e->rec.path_len, &e->rec.vv, d8);
+        if ((rc = lr_index_remote_set_check(d->ix, j->folder, &j->peer, ix.hdr.index_id, e->rec.seq,
+                                            d8, &j->err)) < 0)
+            goto fail_tx;
     }
     /* The SUMMARY covered every entry up to its sequence: the records it
      * showed equal were adopted, the others came in this burst. */

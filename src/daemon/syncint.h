@@ -103,6 +103,8 @@ struct sync_link {
     uint64_t their_max_seq;
     uint64_t their_view_id; /* what they hold of ours */
     uint64_t their_view_seq;
+    uint64_t their_check_seq; /* ... and their check of it (FOLDERS option 8; 0: none) */
+    uint8_t their_check[LR_PROTO_CHECK_LEN];
     bool their_scanning; /* their FOLDERS option 5: their index is still being built */
     uint64_t epoch;      /* bumped at each FOLDERS and connection change */
     /* Bumped when their burst to us restarts: the folder unlisted or listed

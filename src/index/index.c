@@ -190,7 +190,11 @@ static const char *const migrations[] = {
     "SELECT 1;",
     /* v8: the highest counter of this device in the folder's records
      * (lr_folder_info.clock): local changes count from above it. */
-    "ALTER TABLE folders ADD COLUMN clock INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE folders ADD COLUMN clock INTEGER NOT NULL DEFAULT 0;"
+    /* and the latest entry held of each peer's index, which our FOLDERS
+     * shows the peer (lr_index_remote_set_check). */
+    "ALTER TABLE remotes ADD COLUMN check_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE remotes ADD COLUMN check_digest BLOB;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -214,6 +218,9 @@ enum stmt_id {
     S_FOLDER_RESET,
     S_FOLDER_DEL_SESSIONS,
     S_FOLDER_REKEY,
+    S_FOLDER_REKEY_ANY,
+    S_FOLDER_VVS,
+    S_FOLDER_SET_CLOCK,
     S_FILE_UPSERT,
     S_FILE_SET_STAT,
     S_FILE_SET_VV,
@@ -254,6 +261,10 @@ static const char *const stmt_sql[S__COUNT] = {
     /* Conditional, so the check and the change are one step. */
     [S_FOLDER_REKEY] = "UPDATE folders SET index_id = ?2, clock = max(clock, ?5) WHERE name = ?1 "
                        "AND index_id = ?3 AND max_seq < ?4",
+    [S_FOLDER_REKEY_ANY] =
+        "UPDATE folders SET index_id = ?2, clock = max(clock, ?3) WHERE name = ?1",
+    [S_FOLDER_VVS] = "SELECT vv FROM files WHERE folder = ?1",
+    [S_FOLDER_SET_CLOCK] = "UPDATE folders SET clock = max(clock, ?2) WHERE id = ?1",
     [S_FILE_UPSERT] =
         "INSERT INTO files(folder, path, type, deleted, size, mtime_ns, mode, inode, ctime_ns, "
         "target, vv, seq, blocks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
@@ -952,6 +963,8 @@ static int folder_reset(struct lr_index *ix, const char *folder_id, int64_t id, 
     return rc;
 }
 
+static int clock_init(struct lr_index *ix, const char *folder_id, struct lr_err *err);
+
 int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t short_id,
                          uint64_t token, bool *reset, struct lr_err *err)
 {
@@ -986,6 +999,8 @@ int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t sh
             rc = folder_exec(ix, S_FOLDER_TOKEN_SET, id, (int64_t)token, 0, err);
         }
     }
+    if (rc == 0)
+        rc = clock_init(ix, folder_id, err);
     if (own) {
         if (rc)
             lr_index_rollback(ix);
@@ -1031,6 +1046,64 @@ int lr_index_folder_check_mark(struct lr_index *ix, const char *folder_id, uint6
                 ", so peers take it in full again",
                 folder_id, mark_seq, info.max_seq, index_id);
     }
+    return rc;
+}
+
+int lr_index_folder_rekey(struct lr_index *ix, const char *folder_id, uint64_t clock,
+                          struct lr_err *err)
+{
+    int rc = check_folder_id(folder_id, err);
+    if (rc)
+        return rc;
+    uint64_t index_id;
+    if ((rc = new_index_id(&index_id, err)) < 0)
+        return rc;
+    sqlite3_stmt *s = stmt(ix, S_FOLDER_REKEY_ANY, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_text(s, 1, folder_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (int64_t)index_id);
+    sqlite3_bind_int64(s, 3, clock < (1ull << 62) ? (int64_t)clock : 0);
+    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder index ID");
+    done(s);
+    if (rc == 0 && sqlite3_changes(ix->db) != 1)
+        rc = lr_err_set(err, LR_ENOTFOUND, "folder %s has no index", folder_id);
+    if (rc == 0)
+        lr_warn("index",
+                "folder=%s a peer holds a change of ours stamped %" PRIu64
+                ", above anything this index has: it is older than what was announced; new "
+                "index_id=%016" PRIx64 ", so peers take it in full again",
+                folder_id, clock, index_id);
+    return rc;
+}
+
+/* A database from before the clock (v8): its value from the records, once. */
+static int clock_init(struct lr_index *ix, const char *folder_id, struct lr_err *err)
+{
+    struct lr_folder_info info;
+    int64_t id;
+    int rc = folder_query(ix, folder_id, &id, &info, err);
+    if (rc || info.clock != 0 || info.max_seq == 0 || info.short_id == 0)
+        return rc;
+    sqlite3_stmt *s = stmt(ix, S_FOLDER_VVS, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, id);
+    uint64_t max = 0;
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct lr_vv vv = {0};
+        if (lr_vv_decode(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0), &vv) == 0) {
+            uint64_t c = lr_vv_get(&vv, info.short_id);
+            if (c > max && c < (1ull << 62))
+                max = c;
+        }
+        lr_vv_release(&vv);
+    }
+    rc = step == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder clock");
+    done(s);
+    if (rc == 0 && max)
+        rc = folder_exec(ix, S_FOLDER_SET_CLOCK, id, (int64_t)max, 0, err);
     return rc;
 }
 

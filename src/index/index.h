@@ -273,8 +273,9 @@ int lr_index_folder_ensure(struct lr_index *ix, const char *folder_id, uint64_t 
  * a folder since removed: it is emptied (its records, the peers' records,
  * transfer sessions) and gets a new random index ID, in place (the row id
  * stays), and *reset is set. An index without a token takes this one;
- * token 0 (a configuration from before tokens) changes nothing. Its own
- * transaction unless one is open.
+ * token 0 (a configuration from before tokens) changes nothing. A clock
+ * still 0 over records (a database from before it) is set from them. Its
+ * own transaction unless one is open.
  */
 int lr_index_folder_bind(struct lr_index *ix, const char *folder_id, uint64_t short_id,
                          uint64_t token, bool *reset, struct lr_err *err);
@@ -305,6 +306,15 @@ static inline uint64_t lr_index_folder_now(const struct lr_folder_info *info, ui
 /* lr_index_folder_now of the folder's index and the wall clock (the wall
  * clock alone if the folder has no index). */
 uint64_t lr_index_folder_stamp(struct lr_index *ix, const char *folder_id);
+/*
+ * A new random index ID for the folder, records and sequences kept, and
+ * the clock raised to `clock`: a peer holds a version of ours stamped
+ * `clock`, above anything this index has, so the database went back in
+ * time (home and folder restored together, where the mark went back too).
+ * LR_ENOTFOUND if the folder has no index. One statement.
+ */
+int lr_index_folder_rekey(struct lr_index *ix, const char *folder_id, uint64_t clock,
+                          struct lr_err *err);
 /* LR_ENOTFOUND if the folder has no index. */
 int lr_index_folder_get(struct lr_index *ix, const char *folder_id, struct lr_folder_info *info,
                         struct lr_err *err);
@@ -473,8 +483,21 @@ struct lr_remote_state {
     uint64_t sent_seq;      /* our highest sequence the peer said it holds */
     uint64_t open_seq;      /* seq of a segmented record not complete yet (0: none);
                              * max_seq stays below it until it completes or is replaced */
+    uint64_t check_seq;     /* the latest entry stored (lr_index_remote_set_check); 0: none */
+    uint8_t check[16];      /* its digest (proto.h, lr_proto_entry_check) */
 };
 
+/*
+ * After storing entries of the peer's index `index_id`: the one with the
+ * highest sequence, `seq`, has digest `check` (16 bytes, borrowed; computed
+ * by the caller). Our FOLDERS shows it to the peer, which compares it with
+ * its own entry of that sequence to find out that its index went back in
+ * time. Nothing if the stored index is another or there is no state; a
+ * full begin clears it. In the caller's transaction if one is open.
+ */
+int lr_index_remote_set_check(struct lr_index *ix, const char *folder_id,
+                              const struct lr_device_id *dev, uint64_t index_id, uint64_t seq,
+                              const uint8_t check[16], struct lr_err *err);
 /* State of (folder, device): zeros (and 0 returned) if never heard from.
  * LR_ENOTFOUND only if the folder has no index. */
 int lr_index_remote_state(struct lr_index *ix, const char *folder_id,

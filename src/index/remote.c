@@ -45,6 +45,7 @@ enum rs_id {
     RS_STATE_ADD,
     RS_FULL_BEGIN,
     RS_SET_SENT,
+    RS_SET_CHECK,
     RS_SET_MAXSEQ,
     RS_END_FULL,
     RS_DEL_REMOTE,
@@ -78,10 +79,14 @@ _Static_assert(RS__COUNT <= LR__IX_REMOTE_STMTS, "raise LR__IX_REMOTE_STMTS");
 
 static const char *const rs_sql[RS__COUNT] = {
     [RS_STATE_GET] = "SELECT id, index_id, max_seq, gen, full_pending, sent_index_id, sent_seq, "
-                     "open_seq, open_path FROM remotes WHERE folder = ?1 AND device = ?2",
+                     "open_seq, open_path, check_seq, check_digest FROM remotes "
+                     "WHERE folder = ?1 AND device = ?2",
     [RS_STATE_ADD] = "INSERT INTO remotes(folder, device) VALUES (?1, ?2) RETURNING id",
     [RS_FULL_BEGIN] = "UPDATE remotes SET index_id = ?2, max_seq = 0, gen = gen + 1, "
-                      "full_pending = 1, open_seq = 0, open_path = NULL WHERE id = ?1",
+                      "full_pending = 1, open_seq = 0, open_path = NULL, check_seq = 0, "
+                      "check_digest = NULL WHERE id = ?1",
+    [RS_SET_CHECK] = "UPDATE remotes SET check_seq = ?2, check_digest = ?3 WHERE id = ?1 AND "
+                     "index_id = ?4",
     [RS_SET_SENT] = "UPDATE remotes SET sent_index_id = ?2, sent_seq = ?3 WHERE id = ?1",
     [RS_SET_MAXSEQ] =
         "UPDATE remotes SET max_seq = ?2, open_seq = ?3, open_path = ?4 WHERE id = ?1",
@@ -638,6 +643,11 @@ static int state_get(struct lr_index *ix, int64_t folder, const struct lr_device
         lr_buf_reset(&ix->okey);
         if (out->st.open_seq && sqlite3_column_bytes(s, 8) > 0)
             lr_buf_put(&ix->okey, sqlite3_column_blob(s, 8), (size_t)sqlite3_column_bytes(s, 8));
+        out->st.check_seq = (uint64_t)sqlite3_column_int64(s, 9);
+        if (sqlite3_column_bytes(s, 10) == (int)sizeof(out->st.check))
+            memcpy(out->st.check, sqlite3_column_blob(s, 10), sizeof(out->st.check));
+        else
+            out->st.check_seq = 0;
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "remote state");
@@ -714,6 +724,31 @@ int lr_index_remote_set_sent(struct lr_index *ix, const char *folder_id,
     struct sent_arg a = {0, dev, sent_index_id, sent_seq};
     int rc = lr__ix_folder_rowid(ix, folder_id, &a.folder, err);
     return rc ? rc : lr__ix_in_tx(ix, err, set_sent_tx, &a);
+}
+
+int lr_index_remote_set_check(struct lr_index *ix, const char *folder_id,
+                              const struct lr_device_id *dev, uint64_t index_id, uint64_t seq,
+                              const uint8_t check[16], struct lr_err *err)
+{
+    int64_t folder;
+    if (seq == 0 || seq > INT64_MAX)
+        return lr_err_set(err, LR_EBADVAL, "sequence %" PRIu64 " out of range", seq);
+    int rc = lr__ix_folder_rowid(ix, folder_id, &folder, err);
+    if (rc)
+        return rc;
+    struct rstate st;
+    if ((rc = state_get(ix, folder, dev, &st, err)))
+        return rc;
+    if (!st.id)
+        return 0;
+    sqlite3_stmt *s = rstmt(ix, RS_SET_CHECK, err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, st.id);
+    sqlite3_bind_int64(s, 2, (int64_t)seq);
+    lr__ix_bind_blob(s, 3, check, 16);
+    sqlite3_bind_int64(s, 4, (int64_t)index_id);
+    return step_done(ix, s, "remote check", err);
 }
 
 static int full_begin_tx(struct lr_index *ix, void *argp, struct lr_err *err)

@@ -318,6 +318,60 @@ def test_index_db_put_back_from_a_backup_loses_no_change(devices, tmp_path, how)
     assert (fa / ".landropic" / "index-mark").read_text() != mark
 
 
+def test_home_and_folder_put_back_together_lose_no_change(devices, tmp_path):
+    """A's home and folder are both put back from a backup, so its index
+    mark went back too, and A then makes more changes than B holds beyond
+    the backup: A's sequences passed B's and B skipped the reused ones for
+    good (black-box run: an edit and four new files never reached B, both
+    "in sync"). B's index holds versions of A's stamped above anything A's
+    database has: A sees that, gives its index a new ID, and B takes it in
+    full."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(5):
+        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    a.stop()
+    backup = tmp_path / "backup"
+    shutil.copytree(a.home, backup / "home", symlinks=True)
+    shutil.copytree(fa, backup / "folder", symlinks=True)
+
+    a.start()
+    for i in range(5):
+        (fa / f"q{i}.txt").write_bytes(f"made after the backup {i}\n".encode())
+    a.ok("scan")
+    wait_for(lambda: all((fb / f"q{i}.txt").exists() for i in range(5)), timeout=60,
+             interval=0.3, what="q* on B")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    a.stop()
+    shutil.rmtree(a.home)
+    shutil.rmtree(fa)
+    shutil.copytree(backup / "home", a.home, symlinks=True)
+    shutil.copytree(backup / "folder", fa, symlinks=True)
+    # More changes than B holds beyond the backup, made offline.
+    for i in range(15):
+        (fa / f"a{i:02}.txt").write_bytes(f"offline {i}\n".encode())
+    (fa / "f1.txt").write_bytes(b"edited offline\n")
+    (fa / "f2.txt").unlink()
+    a.ok("scan")
+    a.start()
+    want = {f"a{i:02}.txt" for i in range(15)} | {f"q{i}.txt" for i in range(5)}
+
+    def converged():
+        names = {p.name for p in fb.iterdir() if p.name != ".landropic"}
+        return (want <= names and "f2.txt" not in names and
+                (fb / "f1.txt").read_bytes() == b"edited offline\n" and synced(fa, fb))
+
+    wait_for(converged, timeout=90, interval=0.5, what="every change of A on B, and B's on A")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    with open(os.path.join(a.home, "landropic.log")) as f:
+        assert "a peer holds a change of ours stamped" in f.read()
+
+
 def test_edit_after_an_older_index_db_is_put_back_wins(devices, tmp_path):
     """Six quick edits stamp a file's counter seconds ahead of the clock (a
     counter is max(old + 1, now)). With index.db put back from before them,

@@ -318,6 +318,8 @@ static void test_migrates_v3_database(void **state)
             db,
             "DROP TABLE sessions; DROP TABLE conflicts; "
             "ALTER TABLE folders DROP COLUMN token; ALTER TABLE folders DROP COLUMN clock; "
+            "ALTER TABLE remotes DROP COLUMN check_seq; "
+            "ALTER TABLE remotes DROP COLUMN check_digest; "
             "PRAGMA user_version = 3;",
             NULL, NULL, NULL),
         SQLITE_OK);

@@ -393,6 +393,82 @@ static void test_folders_list_upto(void **state)
     lr_buf_release(&b);
 }
 
+/* Option 8 (peer_check, §6.4): a sequence within what is held and 16 bytes. */
+static void test_folders_peer_check(void **state)
+{
+    (void)state;
+    struct lr_buf b;
+    lr_buf_init(&b, 4096);
+    struct lr_proto_folder f;
+    folder_init(&f, "docs", 1);
+    f.peer_index_id = 9;
+    f.peer_seq = 40;
+    f.peer_check_seq = 40;
+    memset(f.peer_check, 0xab, sizeof(f.peer_check));
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
+    struct lr_proto_folders out;
+    assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
+    assert_int_equal(out.v[0].peer_check_seq, 40);
+    assert_memory_equal(out.v[0].peer_check, f.peer_check, sizeof(f.peer_check));
+    lr_proto_folders_release(&out);
+    lr_buf_reset(&b);
+    /* The encoder refuses a check beyond what is held, or without an index. */
+    f.peer_check_seq = 41;
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), LR_EBADVAL);
+    lr_buf_reset(&b);
+    f.peer_check_seq = 5;
+    f.peer_index_id = 0;
+    f.peer_seq = 0;
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), LR_EBADVAL);
+    lr_buf_reset(&b);
+    /* The decoder: seq 0, above peer_seq, no peer index, wrong lengths. */
+    const struct {
+        uint64_t peer_ix, peer_seq, seq;
+        size_t digest;
+        int want;
+    } cases[] = {
+        {9, 40, 7, 16, 0},         {9, 40, 0, 16, LR_EBADVAL}, {9, 40, 41, 16, LR_EBADVAL},
+        {0, 0, 1, 16, LR_EBADVAL}, {9, 40, 7, 15, LR_EBADVAL}, {9, 40, 7, 17, LR_EBADVAL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t val[32];
+        size_t vl = 0;
+        val[vl++] = (uint8_t)cases[i].seq; /* < 64: one byte */
+        memset(val + vl, 0x5a, cases[i].digest);
+        vl += cases[i].digest;
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        put_folder_head(&b, "docs", 1, cases[i].peer_ix, cases[i].peer_seq);
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        assert_int_equal(lr_buf_put_varint(&b, LR_PROTO_FOPT_PEER_CHECK), 0);
+        assert_int_equal(lr_buf_put_lbytes(&b, val, vl), 0);
+        if (cases[i].want == 0) {
+            assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
+            assert_int_equal(out.v[0].peer_check_seq, cases[i].seq);
+            lr_proto_folders_release(&out);
+            lr_buf_reset(&b);
+        } else {
+            folders_expect(&b, cases[i].want);
+        }
+    }
+    /* The digest: path and vector, never the author. */
+    struct lr_vv v1 = {0}, v2 = {0};
+    assert_true(lr_vv_bump(&v1, 7, 100) == 100);
+    assert_true(lr_vv_bump(&v2, 7, 100) == 100);
+    v2.author = 0;
+    uint8_t d1[LR_PROTO_CHECK_LEN], d2[LR_PROTO_CHECK_LEN];
+    lr_proto_entry_check((const uint8_t *)"a/b", 3, &v1, d1);
+    lr_proto_entry_check((const uint8_t *)"a/b", 3, &v2, d2);
+    assert_memory_equal(d1, d2, sizeof(d1));
+    lr_proto_entry_check((const uint8_t *)"a/c", 3, &v1, d2);
+    assert_memory_not_equal(d1, d2, sizeof(d1));
+    assert_true(lr_vv_bump(&v2, 7, 100) == 101);
+    lr_proto_entry_check((const uint8_t *)"a/b", 3, &v2, d2);
+    assert_memory_not_equal(d1, d2, sizeof(d1));
+    lr_vv_release(&v1);
+    lr_vv_release(&v2);
+    lr_buf_release(&b);
+}
+
 /* Options 5 (scanning), 6 (stopped) and 7 (unshared), §6.5: present with an empty value,
  * absent means not so; a value is refused rather than taken for a newer
  * form. */
@@ -2105,6 +2181,7 @@ int main(void)
         cmocka_unit_test(test_folders_hostile),
         cmocka_unit_test(test_folders_list_upto),
         cmocka_unit_test(test_folders_flag_options),
+        cmocka_unit_test(test_folders_peer_check),
         cmocka_unit_test(test_index_roundtrip),
         cmocka_unit_test(test_index_builder_rejects),
         cmocka_unit_test(test_index_batch_bound),
