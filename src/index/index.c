@@ -1070,10 +1070,9 @@ int lr_index_folder_rekey(struct lr_index *ix, const char *folder_id, uint64_t c
         rc = lr_err_set(err, LR_ENOTFOUND, "folder %s has no index", folder_id);
     if (rc == 0)
         lr_warn("index",
-                "folder=%s a peer holds a change of ours stamped %" PRIu64
-                ", above anything this index has: it is older than what was announced; new "
-                "index_id=%016" PRIx64 ", so peers take it in full again",
-                folder_id, clock, index_id);
+                "folder=%s index is older than what peers hold: new index_id=%016" PRIx64
+                " (clock at least %" PRIu64 "), so peers take it in full again",
+                folder_id, index_id, clock);
     return rc;
 }
 

@@ -308,10 +308,11 @@ static inline uint64_t lr_index_folder_now(const struct lr_folder_info *info, ui
 uint64_t lr_index_folder_stamp(struct lr_index *ix, const char *folder_id);
 /*
  * A new random index ID for the folder, records and sequences kept, and
- * the clock raised to `clock`: a peer holds a version of ours stamped
- * `clock`, above anything this index has, so the database went back in
- * time (home and folder restored together, where the mark went back too).
- * LR_ENOTFOUND if the folder has no index. One statement.
+ * the clock raised to `clock` (0: unchanged): a peer holds entries of ours
+ * this index no longer has under their sequences (FOLDERS option 8), so
+ * the database went back in time (home and folder restored together,
+ * where the index mark went back too). LR_ENOTFOUND if the folder has no
+ * index. One statement.
  */
 int lr_index_folder_rekey(struct lr_index *ix, const char *folder_id, uint64_t clock,
                           struct lr_err *err);

@@ -323,9 +323,9 @@ def test_home_and_folder_put_back_together_lose_no_change(devices, tmp_path):
     mark went back too, and A then makes more changes than B holds beyond
     the backup: A's sequences passed B's and B skipped the reused ones for
     good (black-box run: an edit and four new files never reached B, both
-    "in sync"). B's index holds versions of A's stamped above anything A's
-    database has: A sees that, gives its index a new ID, and B takes it in
-    full."""
+    "in sync"). B's FOLDERS shows A the latest entry of A's it holds
+    (option 8); A's entry with that sequence is another one: A gives its
+    index a new ID, and B takes it in full."""
     a, b, fa, fb = setup_pair(devices, tmp_path)
     for i in range(5):
         (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
@@ -369,7 +369,7 @@ def test_home_and_folder_put_back_together_lose_no_change(devices, tmp_path):
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     with open(os.path.join(a.home, "landropic.log")) as f:
-        assert "a peer holds a change of ours stamped" in f.read()
+        assert "the peer holds another entry with our sequence" in f.read()
 
 
 def test_edit_after_an_older_index_db_is_put_back_wins(devices, tmp_path):
