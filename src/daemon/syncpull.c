@@ -718,30 +718,37 @@ static void unadopt(struct page_ctx *c, struct sync_xfer *x, char **from)
 
 /*
  * A peer's rename applied as a move (docs/conflicts.md): remote is a name
- * new here whose size, mtime and chunks are those of a live file here that
- * the same peer deleted, with a tombstone superseding our version. That
- * file becomes the staging file (lr_store_adopt), verified below like a
- * resumed one, instead of being copied chunk by chunk (and its old name
- * archived): no data is written, none held twice. Its old path (owned),
- * or NULL (copy as usual).
+ * new here, planned (plan) wholly from one local file with its size, mtime
+ * and chunks, which the same peer deleted with a tombstone superseding our
+ * version. That file becomes the staging file (lr_store_adopt), verified
+ * below like a resumed one, instead of being copied chunk by chunk (and its
+ * old name archived): no data is written, none held twice. Its old path
+ * (owned), or NULL (copy as usual). Only files the plan already found
+ * locally cost a look-up more.
  */
 static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
                            const struct lr_file_rec *local, const struct lr_need_cand *cand,
-                           const struct sync_xfer *x)
+                           const struct sync_xfer *x, const struct lr_plan *plan)
 {
     struct pull_job *j = c->j;
-    if ((local && !local->deleted) || remote->nchunks == 0)
+    if ((local && !local->deleted) || remote->nchunks == 0 || plan->remote_bytes != 0 ||
+        plan->npaths != 1)
         return NULL;
     struct lr_file_rec old;
-    if (lr_index_file_same(c->d->ix, j->folder, remote, &old, NULL) < 0)
+    if (lr_index_file_get(c->d->ix, j->folder, plan->paths[0].p, plan->paths[0].len, 0, &old,
+                          NULL) < 0)
         return NULL;
+    bool gone = !old.deleted && old.type == LR_FT_FILE && old.size == remote->size &&
+                old.mtime_ns == remote->mtime_ns &&
+                memcmp(&old.blocks_hash, &remote->blocks_hash, sizeof(old.blocks_hash)) == 0;
     struct lr_remote_rec rr;
-    bool gone = false;
-    if (lr_index_remote_get(c->d->ix, j->folder, &cand->r.device, old.path, old.path_len, 0, &rr,
-                            NULL) == 0) {
+    if (gone && lr_index_remote_get(c->d->ix, j->folder, &cand->r.device, old.path, old.path_len, 0,
+                                    &rr, NULL) == 0) {
         gone =
             rr.flags == 0 && rr.rec.deleted && lr_vv_compare(&rr.rec.vv, &old.vv) == LR_VV_GREATER;
         lr_remote_rec_release(&rr);
+    } else {
+        gone = false;
     }
     struct lr_err err = {0};
     /* As before any delete: never in a folder whose root was swapped. */
@@ -814,7 +821,11 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     memcpy(keyin + LR_HASH_LEN, remote->path, remote->path_len);
     lr_sha256(keyin, LR_HASH_LEN + remote->path_len, &x->key);
     free(keyin);
-    char *moved_from = adopt_renamed(c, remote, local, cand, x);
+    struct lookup_ctx lc = {.d = c->d, .folder = j->folder};
+    struct lr_plan plan;
+    int prc = lr_plan_build(remote->chunks, remote->nchunks, lookup_local, &lc, &plan, &err);
+    lr_chunk_loc_release(&lc.loc);
+    char *moved_from = prc == 0 ? adopt_renamed(c, remote, local, cand, x, &plan) : NULL;
     bool resumed = false;
     int rc = lr_store_staging_open(c->st, &x->key, remote->size, &x->fd, &resumed, &err);
     if (rc < 0) {
@@ -822,17 +833,13 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
         sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc, &err);
         j->left++;
         unadopt(c, x, &moved_from);
+        if (prc == 0)
+            lr_plan_release(&plan);
         xfer_unref(x);
         return NULL;
     }
-    struct lookup_ctx lc = {.d = c->d, .folder = j->folder};
-    struct lr_plan plan;
     /* Moved: the old name's chunks are all in staging already. */
-    rc = moved_from
-             ? -1
-             : lr_plan_build(remote->chunks, remote->nchunks, lookup_local, &lc, &plan, &err);
-    lr_chunk_loc_release(&lc.loc);
-    if (rc == 0) {
+    if (prc == 0 && !moved_from) {
         for (size_t i = 0; i < plan.nops; i++) {
             const struct lr_plan_op *op = &plan.ops[i];
             if (op->src != LR_PLAN_LOCAL)
@@ -848,8 +855,9 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
                 }
             }
         }
-        lr_plan_release(&plan);
     }
+    if (prc == 0)
+        lr_plan_release(&plan);
     for (size_t k = 0; resumed && k < x->rec.nchunks; k++) {
         const struct lr_chunk *ch = &x->rec.chunks[k];
         if (!x->done0[k] &&

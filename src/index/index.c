@@ -226,7 +226,6 @@ enum stmt_id {
     S_FILE_SET_VV,
     S_FILE_GET,
     S_FILE_TWIN,
-    S_FILE_SAME,
     S_LIST_PATH,
     S_LIST_SEQ,
     S_CHUNKS_DEL,
@@ -285,10 +284,6 @@ static const char *const stmt_sql[S__COUNT] = {
         "WHERE p.folder = ?1 AND p.path = ?2 AND p.deleted = 0 AND p.type = 0 AND "
         "f.folder = ?1 AND f.id <> p.id AND f.deleted = 0 AND f.type = 0 AND f.size = p.size AND "
         "f.mtime_ns = p.mtime_ns AND f.blocks = p.blocks LIMIT 1)",
-    [S_FILE_SAME] = "SELECT " FILE_COLS " FROM files WHERE id = (SELECT f.id FROM chunks c "
-                    "JOIN files f ON f.id = c.file WHERE c.hash = ?2 AND c.idx = 0 AND "
-                    "f.folder = ?1 AND f.deleted = 0 AND f.type = 0 AND f.size = ?3 AND "
-                    "f.mtime_ns = ?4 AND f.blocks = ?5 AND f.path <> ?6 LIMIT 1)",
     [S_LIST_PATH] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND path > ?2 "
                     "ORDER BY path LIMIT ?3",
     [S_LIST_SEQ] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND seq >= ?2 "
@@ -1539,39 +1534,6 @@ int lr_index_file_twin(struct lr_index *ix, const char *folder_id, const uint8_t
         rc = lr_err_set(err, LR_ENOTFOUND, "no twin for the path");
     else
         rc = lr__ix_dberr(ix, err, "file twin");
-    done(s);
-    return rc;
-}
-
-int lr_index_file_same(struct lr_index *ix, const char *folder_id, const struct lr_file_rec *like,
-                       struct lr_file_rec *out, struct lr_err *err)
-{
-    memset(out, 0, sizeof(*out));
-    int64_t folder;
-    if (like->type != LR_FT_FILE || like->deleted || like->nchunks == 0)
-        return lr_err_set(err, LR_ENOTFOUND, "no file like an empty one is looked for");
-    int rc = lr_index_path_check(like->path, like->path_len, err);
-    if (rc)
-        return rc;
-    if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
-        return rc;
-    sqlite3_stmt *s = stmt(ix, S_FILE_SAME, err);
-    if (!s)
-        return LR_EDB;
-    lr__ix_to_key(&ix->key, like->path, like->path_len);
-    sqlite3_bind_int64(s, 1, folder);
-    lr__ix_bind_blob(s, 2, like->chunks[0].hash.b, LR_HASH_LEN);
-    sqlite3_bind_int64(s, 3, (int64_t)like->size);
-    sqlite3_bind_int64(s, 4, like->mtime_ns);
-    lr__ix_bind_blob(s, 5, like->blocks_hash.b, LR_HASH_LEN);
-    lr__ix_bind_blob(s, 6, ix->key.data, ix->key.len);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        rc = read_row(ix, s, 0, out, err);
-    else if (rc == SQLITE_DONE)
-        rc = lr_err_set(err, LR_ENOTFOUND, "no file like it");
-    else
-        rc = lr__ix_dberr(ix, err, "file same");
     done(s);
     return rc;
 }

@@ -370,15 +370,6 @@ int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t 
  */
 int lr_index_file_twin(struct lr_index *ix, const char *folder_id, const uint8_t *path,
                        size_t path_len, struct lr_file_rec *out, struct lr_err *err);
-/*
- * A live regular file of the folder, other than like->path, with like's
- * size, mtime and blocks hash (like: a peer's record of a file, with its
- * chunk list; borrowed): the old name of a peer's rename, which the pull
- * can then move instead of copying. *out as for lr_index_file_twin;
- * LR_ENOTFOUND if none (or like is not a non-empty live file).
- */
-int lr_index_file_same(struct lr_index *ix, const char *folder_id, const struct lr_file_rec *like,
-                       struct lr_file_rec *out, struct lr_err *err);
 
 /*
  * Up to `max` records (tombstones included) in path order whose path sorts

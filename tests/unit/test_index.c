@@ -328,25 +328,6 @@ static void test_file_twin(void **state)
     assert_int_equal(lr_index_file_twin(f->ix, "tw", b.path, b.path_len, &got, &err), 0);
     assert_memory_equal(got.path, "old/name", 9);
     lr_file_rec_release(&got);
-    /* Looked for from a peer's record of the new name: the old one. */
-    struct lr_file_rec like;
-    mkfile(&like, "newer/name", 3, 100, 0x51);
-    assert_int_equal(lr_index_file_same(f->ix, "tw", &like, &got, &err), 0);
-    assert_true(got.path_len == 8 &&
-                (memcmp(got.path, "old/name", 8) == 0 || memcmp(got.path, "new/name", 8) == 0));
-    lr_file_rec_release(&got);
-    like.mtime_ns--;
-    assert_int_equal(lr_index_file_same(f->ix, "tw", &like, &got, &err), LR_ENOTFOUND);
-    like.mtime_ns++;
-    like.size++;
-    assert_int_equal(lr_index_file_same(f->ix, "tw", &like, &got, &err), LR_ENOTFOUND);
-    lr_file_rec_release(&like);
-    /* Its own path is not a match. */
-    mkfile(&like, "old/name", 3, 100, 0x51);
-    assert_int_equal(lr_index_file_same(f->ix, "tw", &like, &got, &err), 0);
-    assert_memory_equal(got.path, "new/name", 8);
-    lr_file_rec_release(&got);
-    lr_file_rec_release(&like);
     /* A deleted twin is none. */
     b.deleted = true;
     b.nchunks = 0;
