@@ -273,6 +273,8 @@ static void folders_work(struct daemon_job *base)
             if (rs.check_seq && rs.check_seq <= rs.max_seq) {
                 f->peer_check_seq = rs.check_seq;
                 memcpy(f->peer_check, rs.check, sizeof(f->peer_check));
+                memcpy(f->peer_check_path, rs.check_path, rs.check_path_len + 1);
+                f->peer_check_path_len = rs.check_path_len;
             }
         }
         f->mode = j->modes[i];
@@ -498,6 +500,9 @@ struct send_job {
     /* in: the peer's check of our latest entry it holds (FOLDERS option 8) */
     uint64_t view_check_seq;
     uint8_t view_check[LR_PROTO_CHECK_LEN];
+    uint8_t view_check_path[LR_INDEX_CHECK_PATH_MAX + 1];
+    size_t view_check_path_len;
+    bool check_failed; /* out: rolled_back by that check */
     /* Reconciliation (§6.11, syncrecon.c). in: a SUMMARY may replace the
      * full index; the buckets the peer asked for (owned copy; NULL: none) */
     bool recon_ok;
@@ -601,35 +606,56 @@ static int advance_mark(struct send_job *j, const struct lr_folder_info *info)
 }
 
 /*
- * The peer's check of the latest entry of ours it holds (§6.4, option 8):
- * our entry with that sequence must be the very path and vector it holds.
- * Another one there means our index went back in time with the folder's
- * mark (home and folder restored together) and handed that sequence out
- * again: LR_ECHANGED, rolled_back, nothing sent. No entry there any more is
- * no evidence (it was changed again since).
+ * The peer's check of the latest entry of ours it holds (§6.4, option 8).
+ * Our entry of its path must exist with that sequence or a later one, and
+ * our entry with that sequence must have the content it holds. Otherwise
+ * our index went back in time with the folder's mark (home and folder
+ * restored together) and handed sequences out again: LR_ECHANGED,
+ * rolled_back, nothing sent. The digest is of content, not vector: a
+ * reconciliation merges vectors into our entries without new sequences.
  */
 static int check_view(struct lr_index *ix, struct send_job *j, const struct lr_folder_info *info)
 {
     if (!j->view_check_seq || j->view_id != info->index_id || j->view_check_seq > info->max_seq)
         return 0;
+    struct lr_file_rec r;
     struct lr_file_list l = {0};
-    int rc = lr_index_list_by_seq(ix, j->folder, j->view_check_seq, 1, 0, &l, &j->err);
-    if (rc < 0)
-        return rc;
-    bool same = true;
-    if (l.n == 1 && l.v[0].seq == j->view_check_seq) {
-        uint8_t d[LR_PROTO_CHECK_LEN];
-        lr_proto_entry_check(l.v[0].path, l.v[0].path_len, &l.v[0].vv, d);
-        same = memcmp(d, j->view_check, sizeof(d)) == 0;
+    const struct lr_file_rec *at = NULL;
+    bool gone = false;
+    int rc = 0;
+    memset(&r, 0, sizeof(r));
+    if (j->view_check_path_len) {
+        rc = lr_index_file_get(ix, j->folder, j->view_check_path, j->view_check_path_len, 0, &r,
+                               &j->err);
+        if (rc == LR_ENOTFOUND) {
+            gone = true;
+            rc = 0;
+        } else if (rc == 0) {
+            gone = r.seq < j->view_check_seq;
+            if (r.seq == j->view_check_seq)
+                at = &r;
+        }
+    } else {
+        rc = lr_index_list_by_seq(ix, j->folder, j->view_check_seq, 1, 0, &l, &j->err);
+        if (rc == 0 && l.n == 1 && l.v[0].seq == j->view_check_seq)
+            at = &l.v[0];
     }
+    if (rc == 0 && at) {
+        struct lr_summary_digest dg;
+        lr_summary_entry_digest(at, &dg);
+        gone = memcmp(dg.b, j->view_check, sizeof(j->view_check)) != 0;
+    }
+    lr_file_rec_release(&r);
     lr_file_list_release(&l);
-    if (same)
-        return 0;
-    j->rolled_back = true;
+    if (rc < 0 || !gone)
+        return rc;
+    j->rolled_back = j->check_failed = true;
+    char id[LR_DEVICE_ID_SHORTLEN + 1];
+    lr_device_id_short(&j->peer, id);
     return lr_err_set(&j->err, LR_ECHANGED,
-                      "folder %s: the peer holds another entry with our sequence %" PRIu64
-                      ": the index is older than what it announced",
-                      j->folder, j->view_check_seq);
+                      "folder %s: peer %s holds our entry %" PRIu64
+                      ", which this index no longer has: it is older than what it announced",
+                      j->folder, id, j->view_check_seq);
 }
 
 static void send_work(struct daemon_job *base)
@@ -786,6 +812,8 @@ static void send_done(struct daemon_job *base, int status)
     struct lr_daemon *d = base->d;
     if (j->mark_new)
         sync_folder_get(d, j->folder)->mark = j->mark;
+    if (j->check_failed && !d->stopping)
+        sync_peer_get(d, &j->peer)->check_gen = sync_peer_get(d, &j->peer)->gen;
     if (j->rolled_back && !d->stopping) {
         /* The check at bind gives the index a new ID. */
         lr_warn(MOD, "%s: a new index ID for it", j->err.msg);
@@ -898,8 +926,13 @@ void sync_queue_sender(struct lr_daemon *d, struct sync_link *l)
     j->first = l->send_first;
     j->view_id = l->their_view_id;
     j->view_seq = l->their_view_seq;
-    j->view_check_seq = l->their_check_seq;
-    memcpy(j->view_check, l->their_check, sizeof(j->view_check));
+    /* Once per connection (sync_peer.check_gen). */
+    if (p->check_gen != p->gen) {
+        j->view_check_seq = l->their_check_seq;
+        memcpy(j->view_check, l->their_check, sizeof(j->view_check));
+        memcpy(j->view_check_path, l->their_check_path, l->their_check_path_len + 1);
+        j->view_check_path_len = l->their_check_path_len;
+    }
     j->delta = (p->features & LR_FEAT_INDEX_DELTA) != 0;
     j->list_upto = l->their_list_upto;
     const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
@@ -1024,6 +1057,8 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
         l->their_view_seq = e->peer_seq;
         l->their_check_seq = e->peer_check_seq;
         memcpy(l->their_check, e->peer_check, sizeof(l->their_check));
+        memcpy(l->their_check_path, e->peer_check_path, e->peer_check_path_len + 1);
+        l->their_check_path_len = e->peer_check_path_len;
         l->their_list_upto = e->list_upto;
         l->their_scanning = e->scanning;
         queue_sender(d, l);
@@ -1292,10 +1327,10 @@ static void recv_work(struct daemon_job *base)
     if (nstored > 0) {
         /* What our next FOLDERS shows the peer of its index (option 8). */
         const struct lr_proto_entry *e = &ix.v[nskipped + nstored - 1];
-        uint8_t d8[LR_PROTO_CHECK_LEN];
-        lr_proto_entry_check(e->rec.path, e->rec.path_len, &e->rec.vv, d8);
+        struct lr_summary_digest dg;
+        lr_summary_entry_digest(&e->rec, &dg);
         if ((rc = lr_index_remote_set_check(d->ix, j->folder, &j->peer, ix.hdr.index_id, e->rec.seq,
-                                            d8, &j->err)) < 0)
+                                            dg.b, e->rec.path, e->rec.path_len, &j->err)) < 0)
             goto fail_tx;
     }
     /* The SUMMARY covered every entry up to its sequence: the records it

@@ -58,7 +58,11 @@ struct sync_peer {
     struct lr_device_id id;
     struct lr_conn *conn; /* up connection or NULL */
     uint64_t gen;         /* bumped at every connect and disconnect */
-    uint64_t closed_ms;   /* uv_now when we closed its connection to reconnect (0: never) */
+    /* The connection (gen) on which its FOLDERS check (option 8) last gave
+     * one of our indexes a new ID: once per connection, so a lying peer
+     * cannot make us do it again and again. */
+    uint64_t check_gen;
+    uint64_t closed_ms; /* uv_now when we closed its connection to reconnect (0: never) */
     /* Frames the transport had no room for yet: control ones (FOLDERS,
      * INDEX, SUMMARY) go before bulk ones (WANT, CHUNK, HAVE), which may
      * fill the window for a while; each list keeps its order. q_bytes
@@ -105,6 +109,8 @@ struct sync_link {
     uint64_t their_view_seq;
     uint64_t their_check_seq; /* ... and their check of it (FOLDERS option 8; 0: none) */
     uint8_t their_check[LR_PROTO_CHECK_LEN];
+    uint8_t their_check_path[LR_INDEX_CHECK_PATH_MAX + 1];
+    size_t their_check_path_len;
     bool their_scanning; /* their FOLDERS option 5: their index is still being built */
     uint64_t epoch;      /* bumped at each FOLDERS and connection change */
     /* Bumped when their burst to us restarts: the folder unlisted or listed

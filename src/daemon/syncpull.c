@@ -693,6 +693,19 @@ static void forget_older(struct lr_store *st, const struct sync_xfer *x)
  * NULL once the file was committed or failed. */
 static bool is_busy(const struct pull_job *j, const uint8_t *p);
 
+/* Every chunk of an adopted staging file verified (marked done). */
+static bool verify_whole(struct sync_xfer *x)
+{
+    for (size_t k = 0; k < x->rec.nchunks; k++) {
+        const struct lr_chunk *ch = &x->rec.chunks[k];
+        if (lr_store_staging_verify_chunk(x->fd, ch->off, ch->len, &ch->hash, NULL) < 0)
+            return false;
+        x->done0[k] = true;
+    }
+    x->ndone0 = x->rec.nchunks;
+    return true;
+}
+
 /* A move whose new name could not be committed: the file goes back to its
  * old name (or, if that is taken now, stays in staging, logged), so the
  * old name's deletion finds it and archives it as usual. */
@@ -738,7 +751,9 @@ static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
     if (lr_index_file_get(c->d->ix, j->folder, plan->paths[0].p, plan->paths[0].len, 0, &old,
                           NULL) < 0)
         return NULL;
+    /* An ignored file keeps its name whatever peers do (docs/ignore.md). */
     bool gone = !old.deleted && old.type == LR_FT_FILE && old.size == remote->size &&
+                !(c->ig && lr_ignore_match(c->ig, (const char *)old.path, old.path_len, false)) &&
                 old.mtime_ns == remote->mtime_ns &&
                 memcmp(&old.blocks_hash, &remote->blocks_hash, sizeof(old.blocks_hash)) == 0;
     struct lr_remote_rec rr;
@@ -838,6 +853,24 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
         xfer_unref(x);
         return NULL;
     }
+    if (moved_from && !verify_whole(x)) {
+        /* The old file does not hold what its record says: back to its
+         * name (its delete then archives it), and the new one is copied. */
+        unadopt(c, x, &moved_from);
+        memset(x->done0, 0, x->rec.nchunks * sizeof(*x->done0));
+        x->ndone0 = 0;
+        rc = lr_store_staging_open(c->st, &x->key, remote->size, &x->fd, &resumed, &err);
+        if (rc < 0) {
+            log_path("cannot stage", j->folder, remote->path, remote->path_len, rc, &err);
+            sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc,
+                             &err);
+            j->left++;
+            if (prc == 0)
+                lr_plan_release(&plan);
+            xfer_unref(x);
+            return NULL;
+        }
+    }
     /* Moved: the old name's chunks are all in staging already. */
     if (prc == 0 && !moved_from) {
         for (size_t i = 0; i < plan.nops; i++) {
@@ -913,6 +946,9 @@ static void add_xfer(struct pull_job *j, struct sync_xfer *x)
     mark_busy(j, (const char *)x->rec.path);
 }
 
+/* Seconds between the counters of a rename's two halves (see renamed_to). */
+#define RENAME_WINDOW_S 600
+
 /*
  * A peer's rename reaches us as a new name, made here from the old file's
  * chunks, and the old name's deletion. Archiving the old name then kept
@@ -921,16 +957,26 @@ static void add_xfer(struct pull_job *j, struct sync_xfer *x)
  * and is on disk as recorded, the old name's version is not lost by
  * unlinking it: its path (owned), else NULL (archive as usual).
  */
-static char *renamed_to(struct page_ctx *c, const struct lr_file_rec *local)
+static char *renamed_to(struct page_ctx *c, const struct lr_file_rec *local,
+                        const struct lr_file_rec *tomb)
 {
     if (local->type != LR_FT_FILE || local->size == 0)
         return NULL;
     struct lr_file_rec twin;
     if (lr_index_file_twin(c->d->ix, c->j->folder, local->path, local->path_len, &twin, NULL) < 0)
         return NULL;
+    /* A rename, not a copy made (cp -p) or unpacked long before: the new
+     * name and the old one's deletion are one author's, stamped within
+     * minutes (one scan stamps its changes alike). An ignored twin is not
+     * watched by scans: never relied on. */
+    uint64_t author = lr_sync_vv_author(&tomb->vv);
+    uint64_t ct = lr_vv_get(&tomb->vv, author), cn = lr_vv_get(&twin.vv, author);
+    bool rename = author != 0 && lr_sync_vv_author(&twin.vv) == author && cn &&
+                  (ct > cn ? ct - cn : cn - ct) <= RENAME_WINDOW_S &&
+                  !(c->ig && lr_ignore_match(c->ig, (const char *)twin.path, twin.path_len, false));
     struct lr_store_info info;
     char *p = NULL;
-    if (lr_store_stat(c->st, (const char *)twin.path, &info, NULL) == 0 &&
+    if (rename && lr_store_stat(c->st, (const char *)twin.path, &info, NULL) == 0 &&
         info.type == LR_FT_FILE && !info.special && twin.inode && info.ino == twin.inode &&
         info.size == twin.size && info.mtime_ns == twin.mtime_ns && twin.ctime_ns &&
         info.ctime_ns == twin.ctime_ns)
@@ -1180,7 +1226,7 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
             c->marker_checked = true;
         }
         if (old_live) {
-            char *twin = renamed_to(c, local);
+            char *twin = renamed_to(c, local, remote);
             rc =
                 lr_store_delete_ex(c->st, NULL, path, &e, twin ? LR_STORE_DEL_UNARCHIVED : 0, &err);
             if (rc == 0 && twin) {

@@ -29,6 +29,10 @@
 #define FOLDER_ID_MAX 256
 #define FOLDER_CACHE LR__IX_FOLDER_CACHE
 
+/* Farthest a counter of ours may be ahead of the wall clock to count: quick
+ * saves run counters ahead a second each, a day of them is not plausible. */
+#define CLOCK_AHEAD_MAX_S 86400
+
 /* ---- schema ----------------------------------------------------------- */
 
 /* migrations[v] takes user_version v to v + 1. Append only; never edit a shipped entry. */
@@ -194,7 +198,8 @@ static const char *const migrations[] = {
     /* and the latest entry held of each peer's index, which our FOLDERS
      * shows the peer (lr_index_remote_set_check). */
     "ALTER TABLE remotes ADD COLUMN check_seq INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE remotes ADD COLUMN check_digest BLOB;",
+    "ALTER TABLE remotes ADD COLUMN check_digest BLOB;"
+    "ALTER TABLE remotes ADD COLUMN check_path BLOB;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1066,8 +1071,8 @@ int lr_index_folder_rekey(struct lr_index *ix, const char *folder_id, uint64_t c
     if (rc == 0)
         lr_warn("index",
                 "folder=%s index is older than what peers hold: new index_id=%016" PRIx64
-                " (clock at least %" PRIu64 "), so peers take it in full again",
-                folder_id, index_id, clock);
+                ", so peers take it in full again",
+                folder_id, index_id);
     return rc;
 }
 
@@ -1089,15 +1094,17 @@ static int clock_init(struct lr_index *ix, const char *folder_id, struct lr_err 
         struct lr_vv vv = {0};
         if (lr_vv_decode(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0), &vv) == 0) {
             uint64_t c = lr_vv_get(&vv, info.short_id);
-            if (c > max && c < (1ull << 62))
+            time_t now = time(NULL);
+            if (c > max && now > 0 && c <= (uint64_t)now + CLOCK_AHEAD_MAX_S)
                 max = c;
         }
         lr_vv_release(&vv);
     }
     rc = step == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "folder clock");
     done(s);
-    if (rc == 0 && max)
-        rc = folder_exec(ix, S_FOLDER_SET_CLOCK, id, (int64_t)max, 0, err);
+    /* 1 when none of ours is there: done once (every stamp is above it). */
+    if (rc == 0)
+        rc = folder_exec(ix, S_FOLDER_SET_CLOCK, id, max ? (int64_t)max : 1, 0, err);
     return rc;
 }
 
@@ -1177,10 +1184,15 @@ static int next_seq(struct lr_index *ix, int64_t folder, const struct lr_vv *vv,
     if (!s)
         return LR_EDB;
     uint64_t c = vv->author ? lr_vv_get(vv, vv->author) : 0;
+    /* A record stamped by us may also come from a peer (ours relayed back):
+     * one far ahead of the wall clock is a peer's bogus value, not followed
+     * (it would stamp every later change of the folder). */
+    time_t now = time(NULL);
+    if (now <= 0 || c > (uint64_t)now + CLOCK_AHEAD_MAX_S)
+        c = 0;
     sqlite3_bind_int64(s, 1, folder);
     sqlite3_bind_int64(s, 2, (int64_t)vv->author);
-    /* Counters a peer could make us store are not followed above 2^62. */
-    sqlite3_bind_int64(s, 3, c < (1ull << 62) ? (int64_t)c : 0);
+    sqlite3_bind_int64(s, 3, (int64_t)c);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         *seq = (uint64_t)sqlite3_column_int64(s, 0);

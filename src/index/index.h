@@ -73,6 +73,8 @@
 
 /* Longest path accepted, in bytes (names up to 255 bytes, deep trees). */
 #define LR_INDEX_PATH_MAX 32768
+/* Longest path a FOLDERS peer check carries (proto.h, option 8). */
+#define LR_INDEX_CHECK_PATH_MAX 200
 /* Longest database path SQLite's unix VFS opens (its MAX_PATHNAME is 512
  * bytes with the NUL); lr_index_open refuses longer ones by name. */
 #define LR_INDEX_DB_PATH_MAX 511
@@ -476,20 +478,25 @@ struct lr_remote_state {
     uint64_t open_seq;      /* seq of a segmented record not complete yet (0: none);
                              * max_seq stays below it until it completes or is replaced */
     uint64_t check_seq;     /* the latest entry stored (lr_index_remote_set_check); 0: none */
-    uint8_t check[16];      /* its digest (proto.h, lr_proto_entry_check) */
+    uint8_t check[16];      /* its content digest (lr_summary_entry_digest) */
+    /* its path if at most LR_INDEX_CHECK_PATH_MAX bytes (NUL-terminated), else "" */
+    uint8_t check_path[LR_INDEX_CHECK_PATH_MAX + 1];
+    size_t check_path_len;
 };
 
 /*
  * After storing entries of the peer's index `index_id`: the one with the
  * highest sequence, `seq`, has digest `check` (16 bytes, borrowed; computed
- * by the caller). Our FOLDERS shows it to the peer, which compares it with
+ * by the caller) and path `path` (kept only if at most
+ * LR_INDEX_CHECK_PATH_MAX bytes). Our FOLDERS shows it to the peer, which compares it with
  * its own entry of that sequence to find out that its index went back in
  * time. Nothing if the stored index is another or there is no state; a
  * full begin clears it. In the caller's transaction if one is open.
  */
 int lr_index_remote_set_check(struct lr_index *ix, const char *folder_id,
                               const struct lr_device_id *dev, uint64_t index_id, uint64_t seq,
-                              const uint8_t check[16], struct lr_err *err);
+                              const uint8_t check[16], const uint8_t *path, size_t path_len,
+                              struct lr_err *err);
 /* State of (folder, device): zeros (and 0 returned) if never heard from.
  * LR_ENOTFOUND only if the folder has no index. */
 int lr_index_remote_state(struct lr_index *ix, const char *folder_id,

@@ -79,14 +79,14 @@ _Static_assert(RS__COUNT <= LR__IX_REMOTE_STMTS, "raise LR__IX_REMOTE_STMTS");
 
 static const char *const rs_sql[RS__COUNT] = {
     [RS_STATE_GET] = "SELECT id, index_id, max_seq, gen, full_pending, sent_index_id, sent_seq, "
-                     "open_seq, open_path, check_seq, check_digest FROM remotes "
+                     "open_seq, open_path, check_seq, check_digest, check_path FROM remotes "
                      "WHERE folder = ?1 AND device = ?2",
     [RS_STATE_ADD] = "INSERT INTO remotes(folder, device) VALUES (?1, ?2) RETURNING id",
     [RS_FULL_BEGIN] = "UPDATE remotes SET index_id = ?2, max_seq = 0, gen = gen + 1, "
                       "full_pending = 1, open_seq = 0, open_path = NULL, check_seq = 0, "
-                      "check_digest = NULL WHERE id = ?1",
-    [RS_SET_CHECK] = "UPDATE remotes SET check_seq = ?2, check_digest = ?3 WHERE id = ?1 AND "
-                     "index_id = ?4",
+                      "check_digest = NULL, check_path = NULL WHERE id = ?1",
+    [RS_SET_CHECK] = "UPDATE remotes SET check_seq = ?2, check_digest = ?3, check_path = ?5 "
+                     "WHERE id = ?1 AND index_id = ?4",
     [RS_SET_SENT] = "UPDATE remotes SET sent_index_id = ?2, sent_seq = ?3 WHERE id = ?1",
     [RS_SET_MAXSEQ] =
         "UPDATE remotes SET max_seq = ?2, open_seq = ?3, open_path = ?4 WHERE id = ?1",
@@ -648,6 +648,12 @@ static int state_get(struct lr_index *ix, int64_t folder, const struct lr_device
             memcpy(out->st.check, sqlite3_column_blob(s, 10), sizeof(out->st.check));
         else
             out->st.check_seq = 0;
+        int pl = sqlite3_column_bytes(s, 11);
+        if (out->st.check_seq && pl > 0 && pl <= LR_INDEX_CHECK_PATH_MAX) {
+            memcpy(out->st.check_path, sqlite3_column_blob(s, 11), (size_t)pl);
+            out->st.check_path_len = (size_t)pl;
+        }
+        out->st.check_path[out->st.check_path_len] = '\0';
         rc = 0;
     } else {
         rc = rc == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "remote state");
@@ -728,7 +734,8 @@ int lr_index_remote_set_sent(struct lr_index *ix, const char *folder_id,
 
 int lr_index_remote_set_check(struct lr_index *ix, const char *folder_id,
                               const struct lr_device_id *dev, uint64_t index_id, uint64_t seq,
-                              const uint8_t check[16], struct lr_err *err)
+                              const uint8_t check[16], const uint8_t *path, size_t path_len,
+                              struct lr_err *err)
 {
     int64_t folder;
     if (seq == 0 || seq > INT64_MAX)
@@ -748,6 +755,11 @@ int lr_index_remote_set_check(struct lr_index *ix, const char *folder_id,
     sqlite3_bind_int64(s, 2, (int64_t)seq);
     lr__ix_bind_blob(s, 3, check, 16);
     sqlite3_bind_int64(s, 4, (int64_t)index_id);
+    /* (A cached statement keeps its last bindings: bind NULL explicitly.) */
+    if (path_len > 0 && path_len <= LR_INDEX_CHECK_PATH_MAX)
+        lr__ix_bind_blob(s, 5, path, path_len);
+    else
+        sqlite3_bind_null(s, 5);
     return step_done(ix, s, "remote check", err);
 }
 

@@ -292,12 +292,15 @@ enum lr_proto_folder_opt {
      * is not syncing, and the receiver does not count it as in sync with
      * the sender. Only with LR_FEAT_FOLDER_STOPPED. */
     LR_PROTO_FOPT_UNSHARED = 7,
-    /* value: varint seq (1 <= seq <= peer_seq) | 16 bytes: the sender of
-     * FOLDERS holds the receiver's entry with sequence `seq` (its latest
-     * stored) with this lr_proto_entry_check digest. The receiver looks at
-     * its own entry with that sequence: another path or vector there means
-     * its index went back in time and reused sequences the sender holds;
-     * it must then choose a new index ID (§6.4). Only with peer_index_id. */
+    /* value: varint seq (1 <= seq <= peer_seq) | 16 bytes | path (the rest:
+     * empty, or a valid path of at most LR_INDEX_CHECK_PATH_MAX bytes): the
+     * sender of FOLDERS holds the receiver's entry with sequence `seq` (its
+     * latest stored), of that path, whose §6.11 entry digest (content, not
+     * vector) is the 16 bytes. The receiver finds its index went back in
+     * time if its own entry of that path is missing or has a lower
+     * sequence, or (path or not) its entry with sequence `seq` has another
+     * digest; it must then choose a new index ID (§6.4). Only with
+     * peer_index_id. */
     LR_PROTO_FOPT_PEER_CHECK = 8,
 };
 #define LR_PROTO_CHECK_LEN 16
@@ -333,15 +336,9 @@ struct lr_proto_folder {
     bool unshared;                            /* option 7 present */
     uint64_t peer_check_seq;                  /* option 8; 0: absent */
     uint8_t peer_check[LR_PROTO_CHECK_LEN];   /* option 8's digest */
+    uint8_t peer_check_path[LR_INDEX_CHECK_PATH_MAX + 1]; /* NUL-terminated; "" if not sent */
+    size_t peer_check_path_len;
 };
-
-/*
- * Option 8's digest of an entry: the first 16 bytes of SHA-256 over
- * "landropic entry check", the path's length (u32 big-endian), the path
- * and the vector's encoding (lr_vv_encode: pairs, no author).
- */
-void lr_proto_entry_check(const uint8_t *path, size_t path_len, const struct lr_vv *vv,
-                          uint8_t out[LR_PROTO_CHECK_LEN]);
 
 /* Owned array; release with lr_proto_folders_release (zeroed struct: ok). */
 struct lr_proto_folders {

@@ -160,23 +160,12 @@ static bool folder_ok(const struct lr_proto_folder *f)
            (!f->has_resolve || (f->resolve <= LR_PROTO_RESOLVE_PREFER_DEVICE &&
                                 f->resolve_window <= LR_PROTO_RESOLVE_WINDOW_MAX)) &&
            f->list_upto <= LR_VARINT_MAX &&
-           (f->peer_check_seq == 0 || (f->peer_index_id != 0 && f->peer_check_seq <= f->peer_seq));
-}
-
-void lr_proto_entry_check(const uint8_t *path, size_t path_len, const struct lr_vv *vv,
-                          uint8_t out[LR_PROTO_CHECK_LEN])
-{
-    static const char tag[] = "landropic entry check";
-    struct lr_buf b;
-    lr_buf_init(&b, SIZE_MAX);
-    lr_buf_put(&b, tag, sizeof(tag) - 1);
-    lr_buf_put_u32(&b, (uint32_t)path_len);
-    lr_buf_put(&b, path, path_len);
-    lr_vv_encode(vv, &b);
-    struct lr_hash h;
-    lr_sha256(b.data, b.len, &h);
-    memcpy(out, h.b, LR_PROTO_CHECK_LEN);
-    lr_buf_release(&b);
+           (f->peer_check_seq == 0 ||
+            (f->peer_index_id != 0 && f->peer_check_seq <= f->peer_seq &&
+             f->peer_check_path_len <= LR_INDEX_CHECK_PATH_MAX &&
+             (f->peer_check_path_len == 0 ||
+              lr_index_path_check(f->peer_check_path, f->peer_check_path_len, NULL) == 0))) &&
+           (f->peer_check_seq != 0 || f->peer_check_path_len == 0);
 }
 
 int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr_buf *out)
@@ -254,11 +243,14 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
         if (rc == 0 && f->peer_check_seq) {
             rc = lr_buf_put_varint(out, LR_PROTO_FOPT_PEER_CHECK);
             if (rc == 0)
-                rc = lr_buf_put_varint(out, lr_varint_len(f->peer_check_seq) + LR_PROTO_CHECK_LEN);
+                rc = lr_buf_put_varint(out, lr_varint_len(f->peer_check_seq) + LR_PROTO_CHECK_LEN +
+                                                f->peer_check_path_len);
             if (rc == 0)
                 rc = lr_buf_put_varint(out, f->peer_check_seq);
             if (rc == 0)
                 rc = lr_buf_put(out, f->peer_check, LR_PROTO_CHECK_LEN);
+            if (rc == 0 && f->peer_check_path_len)
+                rc = lr_buf_put(out, f->peer_check_path, f->peer_check_path_len);
         }
     }
     if (rc == 0 && out->len - start > LR_PROTO_FOLDERS_MAX) {
@@ -360,11 +352,18 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
             uint64_t seq;
             const uint8_t *d;
             lr_rd_init(&vr, val, vl);
-            if (lr_rd_get_varint(&vr, &seq) < 0 ||
-                lr_rd_get_view(&vr, &d, LR_PROTO_CHECK_LEN) < 0 || lr_rd_left(&vr) != 0)
+            if (lr_rd_get_varint(&vr, &seq) < 0 || lr_rd_get_view(&vr, &d, LR_PROTO_CHECK_LEN) < 0)
                 return lr_err_set(err, LR_EBADVAL,
                                   "folders[%zu].peer_check: not a varint sequence and %d bytes", i,
                                   LR_PROTO_CHECK_LEN);
+            size_t pl = lr_rd_left(&vr);
+            const uint8_t *path = NULL;
+            if (pl > LR_INDEX_CHECK_PATH_MAX || (pl && (lr_rd_get_view(&vr, &path, pl) < 0 ||
+                                                        lr_index_path_check(path, pl, NULL) < 0)))
+                return lr_err_set(err, LR_EBADVAL,
+                                  "folders[%zu].peer_check: the path is not a valid path of at "
+                                  "most %d bytes",
+                                  i, LR_INDEX_CHECK_PATH_MAX);
             if (seq == 0 || seq > f->peer_seq || f->peer_index_id == 0)
                 return lr_err_set(err, LR_EBADVAL,
                                   "folders[%zu].peer_check: sequence %" PRIu64
@@ -372,6 +371,10 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
                                   i, seq, f->peer_seq);
             f->peer_check_seq = seq;
             memcpy(f->peer_check, d, LR_PROTO_CHECK_LEN);
+            if (pl)
+                memcpy(f->peer_check_path, path, pl);
+            f->peer_check_path[pl] = '\0';
+            f->peer_check_path_len = pl;
         }
         /* Other keys: options of a newer version, skipped. */
     }

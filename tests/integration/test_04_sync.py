@@ -369,7 +369,7 @@ def test_home_and_folder_put_back_together_lose_no_change(devices, tmp_path):
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
     assert b.run("sync", "--wait", "--timeout", "30").rc == 0
     with open(os.path.join(a.home, "landropic.log")) as f:
-        assert "the peer holds another entry with our sequence" in f.read()
+        assert "which this index no longer has" in f.read()
 
 
 def test_edit_after_an_older_index_db_is_put_back_wins(devices, tmp_path):

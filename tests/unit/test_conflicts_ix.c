@@ -320,6 +320,7 @@ static void test_migrates_v3_database(void **state)
             "ALTER TABLE folders DROP COLUMN token; ALTER TABLE folders DROP COLUMN clock; "
             "ALTER TABLE remotes DROP COLUMN check_seq; "
             "ALTER TABLE remotes DROP COLUMN check_digest; "
+            "ALTER TABLE remotes DROP COLUMN check_path; "
             "PRAGMA user_version = 3;",
             NULL, NULL, NULL),
         SQLITE_OK);

@@ -428,7 +428,7 @@ static void test_folders_peer_check(void **state)
         int want;
     } cases[] = {
         {9, 40, 7, 16, 0},         {9, 40, 0, 16, LR_EBADVAL}, {9, 40, 41, 16, LR_EBADVAL},
-        {0, 0, 1, 16, LR_EBADVAL}, {9, 40, 7, 15, LR_EBADVAL}, {9, 40, 7, 17, LR_EBADVAL},
+        {0, 0, 1, 16, LR_EBADVAL}, {9, 40, 7, 15, LR_EBADVAL}, {9, 40, 7, 17, 0}, /* path "Z" */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint8_t val[32];
@@ -450,22 +450,42 @@ static void test_folders_peer_check(void **state)
             folders_expect(&b, cases[i].want);
         }
     }
-    /* The digest: path and vector, never the author. */
-    struct lr_vv v1 = {0}, v2 = {0};
-    assert_true(lr_vv_bump(&v1, 7, 100) == 100);
-    assert_true(lr_vv_bump(&v2, 7, 100) == 100);
-    v2.author = 0;
-    uint8_t d1[LR_PROTO_CHECK_LEN], d2[LR_PROTO_CHECK_LEN];
-    lr_proto_entry_check((const uint8_t *)"a/b", 3, &v1, d1);
-    lr_proto_entry_check((const uint8_t *)"a/b", 3, &v2, d2);
-    assert_memory_equal(d1, d2, sizeof(d1));
-    lr_proto_entry_check((const uint8_t *)"a/c", 3, &v1, d2);
-    assert_memory_not_equal(d1, d2, sizeof(d1));
-    assert_true(lr_vv_bump(&v2, 7, 100) == 101);
-    lr_proto_entry_check((const uint8_t *)"a/b", 3, &v2, d2);
-    assert_memory_not_equal(d1, d2, sizeof(d1));
-    lr_vv_release(&v1);
-    lr_vv_release(&v2);
+    /* With the entry's path: kept; a bad or over-long path is refused. */
+    folder_init(&f, "docs", 1);
+    f.peer_index_id = 9;
+    f.peer_seq = 40;
+    f.peer_check_seq = 40;
+    memcpy(f.peer_check_path, "dir/file.txt", 13);
+    f.peer_check_path_len = 12;
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
+    assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
+    assert_int_equal(out.v[0].peer_check_path_len, 12);
+    assert_string_equal((const char *)out.v[0].peer_check_path, "dir/file.txt");
+    lr_proto_folders_release(&out);
+    lr_buf_reset(&b);
+    memcpy(f.peer_check_path, "../x", 5);
+    f.peer_check_path_len = 4;
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), LR_EBADVAL);
+    lr_buf_reset(&b);
+    static const char *const bad_paths[] = {"../x", "/abs", "a//b", ""};
+    for (size_t k = 0; k < 4; k++) {
+        uint8_t val[300];
+        size_t vl = 0, pl = k == 3 ? LR_INDEX_CHECK_PATH_MAX + 1 : strlen(bad_paths[k]);
+        val[vl++] = 7;
+        memset(val + vl, 0x5a, 16);
+        vl += 16;
+        if (k == 3)
+            memset(val + vl, 'a', pl);
+        else
+            memcpy(val + vl, bad_paths[k], pl);
+        vl += pl;
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        put_folder_head(&b, "docs", 1, 9, 40);
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        assert_int_equal(lr_buf_put_varint(&b, LR_PROTO_FOPT_PEER_CHECK), 0);
+        assert_int_equal(lr_buf_put_lbytes(&b, val, vl), 0);
+        folders_expect(&b, LR_EBADVAL);
+    }
     lr_buf_release(&b);
 }
 
