@@ -1496,8 +1496,11 @@ bad:
     return LR_EBADVAL;
 }
 
-int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t *path,
-                      size_t path_len, unsigned flags, struct lr_file_rec *out, struct lr_err *err)
+/* One record by a statement taking (folder row, path key): S_FILE_GET's
+ * record of the path, or S_FILE_TWIN's twin of it. */
+static int file_one(struct lr_index *ix, enum stmt_id which, const char *folder_id,
+                    const uint8_t *path, size_t path_len, unsigned flags, struct lr_file_rec *out,
+                    struct lr_err *err)
 {
     memset(out, 0, sizeof(*out));
     int64_t folder;
@@ -1506,7 +1509,7 @@ int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t 
         return rc;
     if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
         return rc;
-    sqlite3_stmt *s = stmt(ix, S_FILE_GET, err);
+    sqlite3_stmt *s = stmt(ix, which, err);
     if (!s)
         return LR_EDB;
     lr__ix_to_key(&ix->key, path, path_len);
@@ -1516,38 +1519,24 @@ int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t 
     if (rc == SQLITE_ROW)
         rc = read_row(ix, s, flags, out, err);
     else if (rc == SQLITE_DONE)
-        rc = lr_err_set(err, LR_ENOTFOUND, "no record for the path");
+        rc = lr_err_set(err, LR_ENOTFOUND,
+                        which == S_FILE_GET ? "no record for the path" : "no twin for the path");
     else
-        rc = lr__ix_dberr(ix, err, "file get");
+        rc = lr__ix_dberr(ix, err, which == S_FILE_GET ? "file get" : "file twin");
     done(s);
     return rc;
+}
+
+int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t *path,
+                      size_t path_len, unsigned flags, struct lr_file_rec *out, struct lr_err *err)
+{
+    return file_one(ix, S_FILE_GET, folder_id, path, path_len, flags, out, err);
 }
 
 int lr_index_file_twin(struct lr_index *ix, const char *folder_id, const uint8_t *path,
                        size_t path_len, struct lr_file_rec *out, struct lr_err *err)
 {
-    memset(out, 0, sizeof(*out));
-    int64_t folder;
-    int rc = lr_index_path_check(path, path_len, err);
-    if (rc)
-        return rc;
-    if ((rc = lr__ix_folder_rowid(ix, folder_id, &folder, err)))
-        return rc;
-    sqlite3_stmt *s = stmt(ix, S_FILE_TWIN, err);
-    if (!s)
-        return LR_EDB;
-    lr__ix_to_key(&ix->key, path, path_len);
-    sqlite3_bind_int64(s, 1, folder);
-    lr__ix_bind_blob(s, 2, ix->key.data, ix->key.len);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        rc = read_row(ix, s, 0, out, err);
-    else if (rc == SQLITE_DONE)
-        rc = lr_err_set(err, LR_ENOTFOUND, "no twin for the path");
-    else
-        rc = lr__ix_dberr(ix, err, "file twin");
-    done(s);
-    return rc;
+    return file_one(ix, S_FILE_TWIN, folder_id, path, path_len, 0, out, err);
 }
 
 static int list_rows(struct lr_index *ix, sqlite3_stmt *s, size_t max, unsigned flags,

@@ -248,6 +248,21 @@ def test_folder_missing_at_start_syncs_once_it_is_back(devices, tmp_path):
     assert synced(fa, fb)
 
 
+def pair_synced_then_stopped(devices, tmp_path, files):
+    """A and B share a folder holding `files` ({name: bytes}, made on A),
+    in sync; then A's daemon is stopped (for its home to be backed up)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for name, data in files.items():
+        (fa / name).write_bytes(data)
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    a.stop()
+    return a, b, fa, fb
+
+
 def copy_index(home, to):
     """Copy index.db and its WAL files from home into the directory `to`
     (emptied first), or back: a backup of the database alone."""
@@ -268,15 +283,8 @@ def test_index_db_put_back_from_a_backup_loses_no_change(devices, tmp_path, how)
     shows the database is older: its index gets a new ID and B takes it in
     full. "offline-scan": A scans before its daemon starts; "root-late":
     A's folder is not there when its daemon starts, and comes back."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
-    for i in range(5):
-        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
-    add_folders(a, b, fa, fb)
-    a.start()
-    b.start()
-    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
-    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
-    a.stop()
+    a, b, fa, fb = pair_synced_then_stopped(
+        devices, tmp_path, {f"f{i}.txt": f"file {i}\n".encode() for i in range(5)})
     backup = tmp_path / "backup"
     backup.mkdir()
     copy_index(a.home, backup)
@@ -326,15 +334,8 @@ def test_home_and_folder_put_back_together_lose_no_change(devices, tmp_path):
     "in sync"). B's FOLDERS shows A the latest entry of A's it holds
     (option 8); A's entry with that sequence is another one: A gives its
     index a new ID, and B takes it in full."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
-    for i in range(5):
-        (fa / f"f{i}.txt").write_bytes(f"file {i}\n".encode())
-    add_folders(a, b, fa, fb)
-    a.start()
-    b.start()
-    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
-    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
-    a.stop()
+    a, b, fa, fb = pair_synced_then_stopped(
+        devices, tmp_path, {f"f{i}.txt": f"file {i}\n".encode() for i in range(5)})
     backup = tmp_path / "backup"
     shutil.copytree(a.home, backup / "home", symlinks=True)
     shutil.copytree(fa, backup / "folder", symlinks=True)
@@ -379,14 +380,7 @@ def test_edit_after_an_older_index_db_is_put_back_wins(devices, tmp_path):
     counter B held: the newest edit lost to an older one, silently (into
     A's archive). A's index mark carries its clock, and a new change is
     stamped above it."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
-    (fa / "y.txt").write_bytes(b"base\n")
-    add_folders(a, b, fa, fb)
-    a.start()
-    b.start()
-    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
-    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
-    a.stop()
+    a, b, fa, fb = pair_synced_then_stopped(devices, tmp_path, {"y.txt": b"base\n"})
     backup = tmp_path / "backup"
     backup.mkdir()
     copy_index(a.home, backup)
