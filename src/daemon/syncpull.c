@@ -112,7 +112,8 @@ struct rx_item {
     uint8_t *payload;
     size_t len;
     bool ok;
-    int werr; /* the staging write failed (negative errno): not the peer's fault */
+    int werr;      /* the staging write failed (negative errno): not the peer's fault */
+    uint64_t weak; /* lr_weak64 of the verified bytes, for the committed record */
 };
 
 /* The pull module's loop state (d->sync->rx). */
@@ -2286,6 +2287,9 @@ static void rx_work(struct daemon_job *base)
         if (it->ok) {
             lr_sha256(data, ch->len, &h);
             it->ok = memcmp(&h, &ch->hash, sizeof(h)) == 0;
+            /* Serving it on later re-checks this instead of a SHA-256
+             * (syncserve.c); the loop thread stores it in rx_done. */
+            it->weak = it->ok ? lr_weak64(data, ch->len) : 0;
             int w = it->ok ? lr_store_staging_write(it->x->fd, ch->off, data, ch->len, NULL) : 0;
             if (w < 0) {
                 it->ok = false;
@@ -2323,6 +2327,7 @@ static void rx_done(struct daemon_job *base, int status)
             }
             lr_xs_written(xsched(d), x->xx, it->chunk, it->ok);
             if (it->ok) {
+                x->rec.chunks[it->chunk].weak = it->weak;
                 x->have_ver++;
                 x->got += x->rec.chunks[it->chunk].len;
             }

@@ -3,12 +3,15 @@
  * served only for a folder syncing with that peer, only from the path's
  * current local record if it is a live regular file with the wanted blocks
  * hash and a chunk at that offset, size and hash, read through the store
- * (regular files only, never following symlinks) and hashed again before it
- * is sent. Reads run as jobs on the serve side lane (sync.h), beside the
- * serial queue, that drain a peer's queue in batches; they look records up
- * through a read-only second handle on the index (SQLite WAL lets it read
- * while the serial queue writes), so serving never waits for a scan or a
- * commit and a commit never waits for serving.
+ * (regular files only, never following symlinks) and checked again before it
+ * is sent: against the chunk's lr_weak64 where this device recorded one when
+ * it read the bytes itself, else against its SHA-256 (either way a chunk
+ * that changed since the scan is not sent, the file is rescanned and the
+ * answer is NO_SUCH_CHUNK; the receiver verifies the SHA-256 of all it gets). Reads run as jobs on
+ * the serve side lane (sync.h), beside the serial queue, that drain a peer's queue in batches; they
+ * look records up through a read-only second handle on the index (SQLite WAL lets it read while the
+ * serial queue writes), so serving never waits for a scan or a commit and a commit never waits for
+ * serving.
  *
  * A WANT for a version we are still downloading ourselves (we announced
  * its chunks with HAVE, §6.10) is served from that transfer's staging file
@@ -176,7 +179,7 @@ static void serve_fd_close(int *fd, const char **path)
 /* lr_store_read_chunk with the descriptor kept for the next request of the
  * same path; closed on any failure, so a replaced or changed file is opened
  * afresh next time (every chunk is verified against its hash either way). */
-static int serve_read(struct lr_store *st, const struct sync_serve_req *q, int *fd,
+static int serve_read(struct lr_store *st, const struct sync_serve_req *q, uint64_t weak, int *fd,
                       const char **path, uint8_t *dst, struct lr_err *err)
 {
     int rc;
@@ -186,7 +189,7 @@ static int serve_read(struct lr_store *st, const struct sync_serve_req *q, int *
             return rc;
         *path = q->path;
     }
-    rc = lr_store_read_chunk_named(*fd, q->path, q->off, q->size, &q->hash, dst, err);
+    rc = lr_store_read_chunk_named(*fd, q->path, q->off, q->size, &q->hash, weak, dst, err);
     if (rc != 0)
         serve_fd_close(fd, path);
     return rc;
@@ -220,8 +223,9 @@ static void serve_work(struct daemon_job *base)
         } else {
             r = serve_record(d, q, &err);
         }
+        ptrdiff_t k = r ? record_find(r, q) : -1;
         if (r) {
-            if (record_find(r, q) >= 0) {
+            if (k >= 0) {
                 if (!st_root || strcmp(st_root, q->root) != 0) {
                     serve_fd_close(&rfd, &rpath);
                     lr_store_close(st);
@@ -240,7 +244,8 @@ static void serve_work(struct daemon_job *base)
                     lr_buf_reset(&j->out[i]); /* no partial header left behind */
                     dst = buf;
                 }
-                int rc = st ? serve_read(st, q, &rfd, &rpath, dst, &err) : LR_ENOMARKER;
+                int rc = st ? serve_read(st, q, r->chunks[k].weak, &rfd, &rpath, dst, &err)
+                            : LR_ENOMARKER;
                 if (rc == 0) {
                     status = LR_PROTO_CHUNK_OK;
                 } else {

@@ -5,12 +5,19 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <stdlib.h>
+#include <xxhash.h>
 #include <string.h>
 
 void lr_sha256(const void *p, size_t n, struct lr_hash *out)
 {
     /* gnutls_hash_fast only fails for unknown algorithms; SHA-256 always exists. */
     (void)gnutls_hash_fast(GNUTLS_DIG_SHA256, p, n, out->b);
+}
+
+uint64_t lr_weak64(const void *p, size_t n)
+{
+    uint64_t h = XXH3_64bits(p, n);
+    return h ? h : 1;
 }
 
 struct lr_sha256_ctx {

@@ -33,6 +33,15 @@ struct lr_sha256_ctx *lr_sha256_copy(const struct lr_sha256_ctx *c);
 void lr_sha256_final(struct lr_sha256_ctx *c, struct lr_hash *out);
 void lr_sha256_free(struct lr_sha256_ctx *c);
 
+/*
+ * A fast 64-bit check of p[0..n) (XXH3, about 20x SHA-256's speed), never 0
+ * so that 0 can mean "not known". Not a content address and not collision
+ * resistant: it only tells a device whether bytes it hashed itself are still
+ * the same when it reads them again (a file changed since its scan). Anything
+ * a peer sent or will check is verified with SHA-256.
+ */
+uint64_t lr_weak64(const void *p, size_t n);
+
 /* Lower-case hex, 65 bytes with NUL. */
 void lr_hash_hex(const struct lr_hash *h, char out[LR_HASH_HEX_LEN + 1]);
 /* Parse 64 hex digits; 0 or LR_EBADVAL. */

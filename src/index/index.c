@@ -200,6 +200,9 @@ static const char *const migrations[] = {
     "ALTER TABLE remotes ADD COLUMN check_seq INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE remotes ADD COLUMN check_digest BLOB;"
     "ALTER TABLE remotes ADD COLUMN check_path BLOB;",
+    /* v9: each chunk's lr_weak64 where this device read the bytes itself
+     * (lr_chunk.weak); 0 in rows written before it. */
+    "ALTER TABLE chunks ADD COLUMN weak INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -294,8 +297,9 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_LIST_SEQ] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND seq >= ?2 "
                    "ORDER BY seq LIMIT ?3",
     [S_CHUNKS_DEL] = "DELETE FROM chunks WHERE file = ?1",
-    [S_CHUNK_ADD] = "INSERT INTO chunks(file, idx, off, len, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [S_CHUNKS_GET] = "SELECT off, len, hash FROM chunks WHERE file = ?1 ORDER BY idx",
+    [S_CHUNK_ADD] =
+        "INSERT INTO chunks(file, idx, off, len, hash, weak) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_CHUNKS_GET] = "SELECT off, len, hash, weak FROM chunks WHERE file = ?1 ORDER BY idx",
     [S_CHUNK_FIND] = "SELECT fo.name, f.path, c.off, c.len FROM chunks c "
                      "JOIN files f ON f.id = c.file JOIN folders fo ON fo.id = f.folder "
                      "WHERE c.hash = ?1 AND f.deleted = 0 LIMIT 1",
@@ -1293,6 +1297,7 @@ static int put_locked(struct lr_index *ix, int64_t folder, const struct lr_file_
             sqlite3_bind_int64(s, 3, (int64_t)rec->chunks[i].off);
             sqlite3_bind_int64(s, 4, rec->chunks[i].len);
             lr__ix_bind_blob(s, 5, rec->chunks[i].hash.b, LR_HASH_LEN);
+            sqlite3_bind_int64(s, 6, (int64_t)rec->chunks[i].weak);
             rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "chunk insert");
             sqlite3_reset(s);
             if (rc)
@@ -1431,6 +1436,7 @@ static int load_chunks(struct lr_index *ix, int64_t file_id, struct lr_file_rec 
         c->off = (uint64_t)coff;
         c->len = (uint32_t)clen;
         memcpy(c->hash.b, sqlite3_column_blob(s, 2), LR_HASH_LEN);
+        c->weak = (uint64_t)sqlite3_column_int64(s, 3);
         off += c->len;
         r->nchunks++;
     }

@@ -169,6 +169,11 @@ struct lr_chunk {
     uint64_t off;
     uint32_t len;
     struct lr_hash hash;
+    /* lr_weak64 of the chunk when this device read its bytes itself (its
+     * scanner, or its receive path after verifying the SHA-256); 0: not
+     * known. Local only, never sent: it lets the serve side check a chunk
+     * it reads again without a second SHA-256 (docs/internals/index.md). */
+    uint64_t weak;
 };
 
 struct lr_file_rec {

@@ -326,6 +326,7 @@ static int load_rchunks(struct lr_index *ix, int64_t id, int64_t nblk, struct lr
         c->off = off;
         c->len = (uint32_t)len;
         memcpy(c->hash.b, sqlite3_column_blob(s, 1), LR_HASH_LEN);
+        c->weak = 0;
         off += c->len;
     }
     if (rc != SQLITE_DONE)
@@ -1612,6 +1613,7 @@ int lr_index_remote_chunks(struct lr_index *ix, const char *folder_id,
         out[k].off = off;
         out[k].len = (uint32_t)len;
         memcpy(out[k].hash.b, sqlite3_column_blob(s, 1), LR_HASH_LEN);
+        out[k].weak = 0;
         off += (uint64_t)len;
         k++;
     }

@@ -457,6 +457,7 @@ static int parse_blocks(struct lr_rd *er, const char *w, bool first_in_batch, bo
         c->off = off;
         c->len = (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3];
         memcpy(c->hash.b, q + 4, LR_HASH_LEN);
+        c->weak = 0;
         off += c->len;
     }
     e->whole = first == 0 && complete;

@@ -716,7 +716,7 @@ static int read_attempt(struct scan *s, int dfd, const char *name, const struct 
             struct lr_chunk *c = fjob_slot(fj);
             c->off = total - (b->fill - start);
             c->len = (uint32_t)len;
-            jobs[nj++] = (struct lr__wq_job){b->data + start, len, &c->hash, &fj->g, b};
+            jobs[nj++] = (struct lr__wq_job){b->data + start, len, &c->hash, &c->weak, &fj->g, b};
             if (nj == SUBMIT_BATCH) {
                 lr__wq_submit(&s->wq, jobs, nj);
                 nj = 0;

@@ -16,7 +16,7 @@
  *
  * Change detection: a regular file whose size, mtime_ns, inode and ctime_ns
  * match its record is not read. Others are read in bounded buffers, cut by
- * lr_chunker_cut() and hashed (lr_sha256, one digest per chunk, no
+ * lr_chunker_cut() and hashed (lr_sha256 and lr_weak64 per chunk, no
  * whole-file hash) by a pool of max(2, nproc) worker threads, so one big
  * file uses every core. A file whose fstat differs after reading from before
  * (size, mtime, ctime, inode) is not recorded; it is retried

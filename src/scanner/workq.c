@@ -51,8 +51,10 @@ static void *worker(void *arg)
             wq->qlen--;
         }
         pthread_mutex_unlock(&wq->mu);
-        for (size_t i = 0; i < take; i++)
+        for (size_t i = 0; i < take; i++) {
             lr_sha256(jobs[i].p, jobs[i].len, jobs[i].out);
+            *jobs[i].weak = lr_weak64(jobs[i].p, jobs[i].len);
+        }
         pthread_mutex_lock(&wq->mu);
         for (size_t i = 0; i < take; i++)
             release_locked(wq, jobs[i].b, jobs[i].g);

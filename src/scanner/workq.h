@@ -1,6 +1,7 @@
 /*
  * workq.h - the scanner's hashing pool: N pthreads that SHA-256 chunks held
- * in a small set of shared read buffers (scanner-internal header).
+ * in a small set of shared read buffers (scanner-internal header); each job
+ * also gets its lr_weak64, for the serve side's re-read check.
  *
  * Model: one producer (the scanning thread) reads file data into a buffer it
  * got from lr__wq_buf_get(), cuts chunks and submits one job per chunk with
@@ -43,6 +44,7 @@ struct lr__wq_job {
     const uint8_t *p;
     size_t len;
     struct lr_hash *out;
+    uint64_t *weak; /* lr_weak64 of the same bytes */
     struct lr__wq_group *g;
     struct lr__wq_buf *b;
 };

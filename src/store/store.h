@@ -352,10 +352,17 @@ int lr_store_open_read(struct lr_store *st, const char *relpath, int *fd,
  */
 int lr_store_read_chunk_fd(int fd, uint64_t off, uint32_t len, const struct lr_hash *expect,
                            void *buf, struct lr_err *err);
-/* lr_store_read_chunk_fd on a descriptor of relpath, whose name a
- * verification failure's message then carries. */
+/*
+ * lr_store_read_chunk_fd on a descriptor of relpath, whose name a
+ * verification failure's message then carries. A non-zero `weak` (the
+ * chunk's lr_weak64 from when this device read it itself) that matches
+ * accepts the bytes without a SHA-256: only for re-reading our own data,
+ * whose reader verifies the SHA-256 anyway (the serve side). A mismatch
+ * falls back to the SHA-256, so a stale `weak` never refuses good data.
+ */
 int lr_store_read_chunk_named(int fd, const char *relpath, uint64_t off, uint32_t len,
-                              const struct lr_hash *expect, void *buf, struct lr_err *err);
+                              const struct lr_hash *expect, uint64_t weak, void *buf,
+                              struct lr_err *err);
 /* lr_store_open_read + lr_store_read_chunk_named + close. */
 int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, uint32_t len,
                         const struct lr_hash *expect, void *buf, struct lr_err *err);

@@ -186,6 +186,7 @@ static int walk(const uint8_t *p, size_t n, const struct lr_chunk *base, size_t 
                     c->off = off;
                     c->len = (uint32_t)len;
                     memcpy(c->hash.b, h, LR_HASH_LEN);
+                    c->weak = 0;
                     off += len;
                 }
             }

@@ -80,3 +80,55 @@ def test_pulled_from_two_holders_and_survives_one_dying(devices, tmp_path):
         # Everything after the kill came from Alice.
         assert received_from(b, a) + got_c >= SIZE * 0.9, (received_from(b, a), got_c)
     assert b.ok("sync", "--wait", "--timeout", "60").rc == 0
+
+
+def chunk_rows(dev):
+    """(path, idx) -> (hash, weak) of every chunk row in dev's index."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{os.path.join(dev.home, 'index.db')}?mode=ro", uri=True)
+    try:
+        return {(bytes(p), i): (bytes(h), w) for p, i, h, w in db.execute(
+            "SELECT f.path, c.idx, c.hash, c.weak FROM chunks c JOIN files f ON f.id = c.file")}
+    finally:
+        db.close()
+
+
+def test_a_received_file_is_served_on_from_its_stored_weak_check(devices, tmp_path):
+    """The serve side re-reads a chunk before sending it and checks it
+    against the 64-bit weak check its index stored when it read the bytes
+    itself, not with a second SHA-256. A receiver stores it too, from the
+    bytes it verified, so a file it got serves a third device the same way:
+    the values match the scanner's on the sender, and Carol, who shares only
+    with Bob, gets every byte from him with nothing refused."""
+    a, b, c = mesh(devices, "alice", "bob", "carol")
+    roots = {}
+    for d in (a, b, c):
+        roots[d.name] = tmp_path / d.name / "docs"
+        roots[d.name].mkdir(parents=True)
+    (roots["alice"] / "sub").mkdir()
+    (roots["alice"] / "big.bin").write_bytes(os.urandom(3 << 20))  # dozens of chunks
+    (roots["alice"] / "sub" / "note.txt").write_text("a small one\n" * 100)
+    a.ok("folder", "add", str(roots["alice"]), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(roots["bob"]), "--id", "docs", "--share", a.id, "--share", c.id)
+    c.ok("folder", "add", str(roots["carol"]), "--id", "docs", "--share", b.id)
+    a.start()
+    b.start()
+    wait_for(lambda: (roots["bob"] / "sub" / "note.txt").exists()
+             and (roots["bob"] / "big.bin").exists(), timeout=60, what="files on bob")
+    for d in (a, b):
+        assert d.ok("sync", "--wait", "--timeout", "60").rc == 0
+    a.stop()
+    sent, got = chunk_rows(a), chunk_rows(b)
+    assert len(sent) > 10 and set(sent) == set(got), (len(sent), len(got))
+    for k, (h, w) in sent.items():
+        assert w != 0, k
+        assert got[k] == (h, w), k
+    c.start()
+    wait_for(lambda: (roots["carol"] / "sub" / "note.txt").exists()
+             and (roots["carol"] / "big.bin").exists(), timeout=60, what="files on carol")
+    assert c.ok("sync", "--wait", "--timeout", "60").rc == 0
+    for rel in ("big.bin", "sub/note.txt"):
+        assert digest(roots["carol"] / rel) == digest(roots["alice"] / rel), rel
+    with open(os.path.join(b.home, "landropic.log"), errors="replace") as f:
+        log = f.read()
+    assert "not served" not in log

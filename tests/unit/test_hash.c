@@ -1,6 +1,7 @@
 /*
  * test_hash.c - SHA-256 wrapper: FIPS 180-2 / NIST vectors, streaming equals
- * one-shot, hex round trip, ordering.
+ * one-shot, hex round trip, ordering; the weak check (XXH3 vector, never 0,
+ * any one-bit change seen).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -145,13 +146,38 @@ static void test_cmp_order(void **state)
     assert_true(lr_hash_cmp(&a, &b) > 0);
 }
 
+static void test_weak64(void **state)
+{
+    (void)state;
+    /* XXH3-64 with seed 0 of the empty input (xxHash's own sanity vector):
+     * the value is stored in index.db, so it must not change with a build. */
+    assert_true(lr_weak64("", 0) == 0x2D06800538D394C2ULL);
+    uint8_t *p = malloc(70000);
+    assert_non_null(p);
+    for (size_t i = 0; i < 70000; i++)
+        p[i] = (uint8_t)(i * 2654435761u >> 13);
+    uint64_t w = lr_weak64(p + 1, 65536);
+    assert_true(w != 0);
+    uint8_t *q = malloc(65536); /* another alignment, same bytes */
+    assert_non_null(q);
+    memcpy(q, p + 1, 65536);
+    assert_true(lr_weak64(q, 65536) == w);
+    for (size_t bit = 0; bit < 65536 * 8; bit += 4099) {
+        q[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        assert_true(lr_weak64(q, 65536) != w);
+        q[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    }
+    assert_true(lr_weak64(p + 1, 65535) != w);
+    free(q);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors),
-        cmocka_unit_test(test_streaming_equals_oneshot),
-        cmocka_unit_test(test_hex_roundtrip),
-        cmocka_unit_test(test_cmp_order),
+        cmocka_unit_test(test_vectors),       cmocka_unit_test(test_streaming_equals_oneshot),
+        cmocka_unit_test(test_hex_roundtrip), cmocka_unit_test(test_cmp_order),
+        cmocka_unit_test(test_weak64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -356,6 +356,9 @@ static void test_put_get_roundtrip(void **state)
     /* Non-UTF-8 bytes in the path. */
     mkfile(&r, "dir/caf\xe9-\xff\xfe.bin", 3, 1000, 0xab);
     assert_int_equal(lr_vv_set(&r.vv, 0x2222, 77), 0);
+    r.chunks[0].weak = 0xfedcba9876543210ULL; /* all 64 bits kept (stored signed) */
+    r.chunks[1].weak = 0;                     /* not known */
+    r.chunks[2].weak = 7;
     uint64_t seq = 0;
     assert_int_equal(lr_index_file_put(f->ix, "fold-1", &r, &seq, &err), 0);
     assert_int_equal(seq, 1);
@@ -378,6 +381,7 @@ static void test_put_get_roundtrip(void **state)
         assert_int_equal(g.chunks[i].off, r.chunks[i].off);
         assert_int_equal(g.chunks[i].len, r.chunks[i].len);
         assert_memory_equal(g.chunks[i].hash.b, r.chunks[i].hash.b, LR_HASH_LEN);
+        assert_true(g.chunks[i].weak == r.chunks[i].weak);
     }
     lr_file_rec_release(&g);
     /* Without the flag: no chunks loaded. */

@@ -145,6 +145,7 @@ static void check_chunks(struct fx *f, const char *rel)
         struct lr_hash h;
         lr_sha256(d + off, len, &h);
         assert_memory_equal(h.b, r.chunks[i].hash.b, LR_HASH_LEN);
+        assert_true(r.chunks[i].weak == lr_weak64(d + off, len)); /* kept for serving */
         off += len;
         i++;
     }

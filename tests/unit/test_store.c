@@ -1141,6 +1141,17 @@ static void test_read_chunk(void **state)
     assert_int_equal(lr_store_open_read(f->st, "data", &fd, &info, &err), 0);
     assert_int_equal(info.size, 16);
     assert_int_equal(lr_store_read_chunk_fd(fd, 4, 6, &h, buf, &err), 0);
+    /* A matching weak check is enough (no SHA-256: hz is wrong here); a
+     * stale one falls back to the SHA-256 and never refuses good bytes;
+     * changed bytes fail both. */
+    uint64_t w = lr_weak64("456789", 6);
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &hz, w, buf, &err), 0);
+    assert_memory_equal(buf, "456789", 6);
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &h, w ^ 1, buf, &err), 0);
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &hz, w ^ 1, buf, &err),
+                     LR_EVERIFY);
+    assert_non_null(strstr(err.msg, "data"));
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 5, 6, &h, w, buf, &err), LR_EVERIFY);
     close(fd);
 }
 
