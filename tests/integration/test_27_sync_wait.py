@@ -159,6 +159,10 @@ def test_held_request_answered_when_folder_removed_or_daemon_stops(devices, tmp_
         fc = tmp_path / "C"
         fc.mkdir()
         b.ok("folder", "add", str(fc), "--id", "other", "--share", a.id)
+        # As above: once a scan of it answered, the daemon's set-up of the
+        # new folder (its store's tmp directory) is done and rmtree cannot
+        # race it ("Directory not empty").
+        b.ok("scan", "other")
         shutil.rmtree(fc / ".landropic")
         assert b.run("scan").rc == 1  # names the missing marker
         wait_for(lambda: b.ok("status", "--json").json()["folders"][0]["state"] == "error",
