@@ -711,12 +711,18 @@ static void send_work(struct daemon_job *base)
                                       &list, &j->err)) < 0)
         goto out;
     j->index_id = info.index_id;
+    /* The serial queue commits meanwhile: records listed above the
+     * folder_get's max_seq are above the mark advance_mark wrote, so they
+     * wait for the next round, which moves the mark to them first. */
+    size_t nlist = list.n;
+    while (nlist > 0 && list.v[nlist - 1].seq > info.max_seq)
+        nlist--;
     if ((j->rc = lr_proto_index_batch_init(&batch, j->folder, info.index_id, 0, 0)) < 0) {
         lr_err_set(&j->err, j->rc, "cannot start an INDEX batch for folder %s", j->folder);
         goto out;
     }
     have_batch = true;
-    for (size_t i = 0; i < list.n; i++) {
+    for (size_t i = 0; i < nlist; i++) {
         size_t next_block = 0;
         /* Receive-only: our own changes never leave (docs/modes.md). */
         if (j->skip_author && daemon_modes_own_version(ix, j->folder, &list.v[i], j->skip_author)) {
@@ -766,7 +772,7 @@ static void send_work(struct daemon_job *base)
         }
         j->next = list.v[i].seq + 1;
     }
-    j->more = list.n == SYNC_SEND_RECORDS;
+    j->more = list.n == SYNC_SEND_RECORDS || nlist < list.n;
     if (!j->more || lr_proto_index_batch_count(&batch) > 0) {
         uint64_t flags = (j->first ? first_flag(j) : 0) | (j->more ? 0 : LR_PROTO_INDEX_LAST);
         if ((j->rc = lr_proto_index_batch_finish(&batch, flags, &out)) < 0)
@@ -812,8 +818,10 @@ static void send_done(struct daemon_job *base, int status)
     struct lr_daemon *d = base->d;
     if (j->mark_new)
         sync_folder_get(d, j->folder)->mark = j->mark;
-    if (j->check_failed && !d->stopping)
-        sync_peer_get(d, &j->peer)->check_gen = sync_peer_get(d, &j->peer)->gen;
+    if (j->check_failed && !d->stopping) {
+        struct sync_peer *cp = sync_peer_get(d, &j->peer);
+        cp->check_gen = cp->gen;
+    }
     if (j->rolled_back && !d->stopping) {
         /* The check at bind gives the index a new ID. */
         lr_warn(MOD, "%s: a new index ID for it", j->err.msg);
