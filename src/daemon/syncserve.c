@@ -5,13 +5,14 @@
  * hash and a chunk at that offset, size and hash, read through the store
  * (regular files only, never following symlinks) and checked again before it
  * is sent: against the chunk's lr_weak64 where this device recorded one when
- * it read the bytes itself, else against its SHA-256 (either way a chunk
- * that changed since the scan is not sent, the file is rescanned and the
- * answer is NO_SUCH_CHUNK; the receiver verifies the SHA-256 of all it gets). Reads run as jobs on
- * the serve side lane (sync.h), beside the serial queue, that drain a peer's queue in batches; they
- * look records up through a read-only second handle on the index (SQLite WAL lets it read while the
- * serial queue writes), so serving never waits for a scan or a commit and a commit never waits for
- * serving.
+ * it read the bytes itself, else against its SHA-256: a chunk that changed
+ * since the scan is not sent (with the weak check, but for odds of 2^-64,
+ * which the receiver's own SHA-256 then catches), the file is rescanned and
+ * the answer is NO_SUCH_CHUNK. Reads run as jobs on the serve side lane
+ * (sync.h), beside the serial queue, that drain a peer's queue in batches;
+ * they look records up through a read-only second handle on the index
+ * (SQLite WAL lets it read while the serial queue writes), so serving never
+ * waits for a scan or a commit and a commit never waits for serving.
  *
  * A WANT for a version we are still downloading ourselves (we announced
  * its chunks with HAVE, §6.10) is served from that transfer's staging file
@@ -61,6 +62,7 @@ struct serve_job {
     size_t n;
     struct lr_buf *out; /* one CHUNK payload per request */
     char *rescan;       /* a folder whose index proved stale, or NULL */
+    size_t by_weak;     /* of them, accepted by the stored weak check (no SHA-256) */
     size_t from_staging;
 };
 
@@ -179,8 +181,8 @@ static void serve_fd_close(int *fd, const char **path)
 /* lr_store_read_chunk with the descriptor kept for the next request of the
  * same path; closed on any failure, so a replaced or changed file is opened
  * afresh next time (every chunk is verified against its hash either way). */
-static int serve_read(struct lr_store *st, const struct sync_serve_req *q, uint64_t weak, int *fd,
-                      const char **path, uint8_t *dst, struct lr_err *err)
+static int serve_read(struct lr_store *st, const struct sync_serve_req *q, uint64_t weak,
+                      bool *by_weak, int *fd, const char **path, uint8_t *dst, struct lr_err *err)
 {
     int rc;
     if (*fd < 0 || strcmp(*path, q->path) != 0) {
@@ -189,7 +191,8 @@ static int serve_read(struct lr_store *st, const struct sync_serve_req *q, uint6
             return rc;
         *path = q->path;
     }
-    rc = lr_store_read_chunk_named(*fd, q->path, q->off, q->size, &q->hash, weak, dst, err);
+    rc =
+        lr_store_read_chunk_named(*fd, q->path, q->off, q->size, &q->hash, weak, by_weak, dst, err);
     if (rc != 0)
         serve_fd_close(fd, path);
     return rc;
@@ -244,8 +247,11 @@ static void serve_work(struct daemon_job *base)
                     lr_buf_reset(&j->out[i]); /* no partial header left behind */
                     dst = buf;
                 }
-                int rc = st ? serve_read(st, q, r->chunks[k].weak, &rfd, &rpath, dst, &err)
-                            : LR_ENOMARKER;
+                bool by_weak = false;
+                int rc =
+                    st ? serve_read(st, q, r->chunks[k].weak, &by_weak, &rfd, &rpath, dst, &err)
+                       : LR_ENOMARKER;
+                j->by_weak += rc == 0 && by_weak;
                 if (rc == 0) {
                     status = LR_PROTO_CHUNK_OK;
                 } else {
@@ -304,6 +310,12 @@ static void serve_done(struct daemon_job *base, int status)
         }
         if (status == 0 && j->rescan)
             scanjobs_queue(d, (const char *const *)&j->rescan, 1, NULL, NULL);
+        if (j->by_weak) {
+            char id[LR_DEVICE_ID_SHORTLEN + 1];
+            lr_device_id_short(&j->peer, id);
+            lr_debug(MOD, "peer=%s served %zu chunks checked by their stored XXH3 (no SHA-256)", id,
+                     j->by_weak);
+        }
         if (j->from_staging) {
             char id[LR_DEVICE_ID_SHORTLEN + 1];
             lr_device_id_short(&j->peer, id);

@@ -3,7 +3,7 @@
  *
  * Layout (docs/internals/index.md): folders(id, name, index_id, short_id,
  * max_seq); files(id, folder, path key, ... , seq) with unique indexes on
- * (folder, path) and (folder, seq); chunks(file, idx, off, len, hash)
+ * (folder, path) and (folder, seq); chunks(file, idx, off, len, hash, weak)
  * WITHOUT ROWID keyed by (file, idx) with an index on hash.
  *
  * The stored path ("key") is the path with '/' replaced by 0x00: names never

@@ -513,7 +513,7 @@ int lr_proto_index_batch_add_delta(struct lr_proto_index_batch *b, const struct 
                                    const struct lr_hash *base, const uint8_t *delta,
                                    size_t delta_len);
 /* Most blocks in a delta entry's result (and its base): a delta is applied
- * to a list held whole in memory (48 B a block), unlike a segmented list, so
+ * to a list held whole in memory (56 B a block), unlike a segmented list, so
  * larger lists (files over about 16 GiB) always go as lists. */
 #define LR_PROTO_DELTA_BLOCKS_MAX (1u << 18)
 /* Bytes a delta entry carries beyond the delta itself, over a list entry

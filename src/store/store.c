@@ -1105,8 +1105,10 @@ out:
 }
 
 static int read_chunk(int fd, uint64_t off, uint32_t len, const struct lr_hash *expect,
-                      uint64_t weak, void *buf, struct lr_err *err)
+                      uint64_t weak, bool *by_weak, void *buf, struct lr_err *err)
 {
+    if (by_weak)
+        *by_weak = false;
     if (len > LR_STORE_CHUNK_MAX)
         return lr_err_set(err, LR_ETOOBIG, "read: chunk of %" PRIu32 " bytes", len);
     if (off > (uint64_t)INT64_MAX - len)
@@ -1129,6 +1131,8 @@ static int read_chunk(int fd, uint64_t off, uint32_t len, const struct lr_hash *
      * SHA-256, so a wrong stored value costs time, never a refused chunk
      * (the file's unchanged stat would not get it rescanned). */
     bool same = weak && lr_weak64(buf, len) == weak;
+    if (by_weak)
+        *by_weak = same;
     if (!same) {
         struct lr_hash h;
         lr_sha256(buf, len, &h);
@@ -1143,14 +1147,14 @@ static int read_chunk(int fd, uint64_t off, uint32_t len, const struct lr_hash *
 int lr_store_read_chunk_fd(int fd, uint64_t off, uint32_t len, const struct lr_hash *expect,
                            void *buf, struct lr_err *err)
 {
-    return read_chunk(fd, off, len, expect, 0, buf, err);
+    return read_chunk(fd, off, len, expect, 0, NULL, buf, err);
 }
 
 int lr_store_read_chunk_named(int fd, const char *relpath, uint64_t off, uint32_t len,
-                              const struct lr_hash *expect, uint64_t weak, void *buf,
+                              const struct lr_hash *expect, uint64_t weak, bool *by_weak, void *buf,
                               struct lr_err *err)
 {
-    int rc = read_chunk(fd, off, len, expect, weak, buf, err);
+    int rc = read_chunk(fd, off, len, expect, weak, by_weak, buf, err);
     if (rc == LR_EVERIFY && err) {
         char *e = lr_escs(relpath);
         char msg[LR_ERR_MSG_MAX];
@@ -1168,7 +1172,7 @@ int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, 
     int rc = lr_store_open_read(st, relpath, &fd, NULL, err);
     if (rc)
         return rc;
-    rc = lr_store_read_chunk_named(fd, relpath, off, len, expect, 0, buf, err);
+    rc = lr_store_read_chunk_named(fd, relpath, off, len, expect, 0, NULL, buf, err);
     close(fd);
     return rc;
 }

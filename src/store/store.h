@@ -359,9 +359,10 @@ int lr_store_read_chunk_fd(int fd, uint64_t off, uint32_t len, const struct lr_h
  * accepts the bytes without a SHA-256: only for re-reading our own data,
  * whose reader verifies the SHA-256 anyway (the serve side). A mismatch
  * falls back to the SHA-256, so a stale `weak` never refuses good data.
+ * *by_weak (may be NULL) says whether the weak check accepted them.
  */
 int lr_store_read_chunk_named(int fd, const char *relpath, uint64_t off, uint32_t len,
-                              const struct lr_hash *expect, uint64_t weak, void *buf,
+                              const struct lr_hash *expect, uint64_t weak, bool *by_weak, void *buf,
                               struct lr_err *err);
 /* lr_store_open_read + lr_store_read_chunk_named + close. */
 int lr_store_read_chunk(struct lr_store *st, const char *relpath, uint64_t off, uint32_t len,

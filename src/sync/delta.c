@@ -162,6 +162,7 @@ static int walk(const uint8_t *p, size_t n, const struct lr_chunk *base, size_t 
                 struct lr_chunk *c = &out[total + i];
                 *c = base[start + i];
                 c->off = off;
+                c->weak = 0; /* a peer's record: local only (index.h) */
                 off += c->len;
             }
         } else {

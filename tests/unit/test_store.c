@@ -1145,13 +1145,22 @@ static void test_read_chunk(void **state)
      * stale one falls back to the SHA-256 and never refuses good bytes;
      * changed bytes fail both. */
     uint64_t w = lr_weak64("456789", 6);
-    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &hz, w, buf, &err), 0);
+    bool by_weak = false;
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &hz, w, &by_weak, buf, &err), 0);
     assert_memory_equal(buf, "456789", 6);
-    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &h, w ^ 1, buf, &err), 0);
-    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &hz, w ^ 1, buf, &err),
+    assert_true(by_weak);
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &h, w ^ 1, &by_weak, buf, &err),
+                     0);
+    assert_false(by_weak);
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &h, 0, &by_weak, buf, &err), 0);
+    assert_false(by_weak);
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 4, 6, &hz, w ^ 1, NULL, buf, &err),
                      LR_EVERIFY);
     assert_non_null(strstr(err.msg, "data"));
-    assert_int_equal(lr_store_read_chunk_named(fd, "data", 5, 6, &h, w, buf, &err), LR_EVERIFY);
+    assert_int_equal(lr_store_read_chunk_named(fd, "data", 5, 6, &h, w, &by_weak, buf, &err),
+                     LR_EVERIFY);
+    assert_false(by_weak);
     close(fd);
 }
 
