@@ -834,6 +834,23 @@ static void sent_done(struct daemon_job *base, int status)
     free(j);
 }
 
+/* Our side of a link starts over: the next burst decides afresh. */
+static void sender_reset(struct sync_link *l)
+{
+    l->recon_wait = false;
+    free(l->recon_bits);
+    l->recon_bits = NULL;
+    l->epoch++;
+    l->send_decided = false;
+    l->send_first = false;
+    l->send_next = 0;
+    l->send_index = 0;
+    l->send_blocked = false;
+    l->send_dirty = false;
+    l->send_caught_up = false;
+    l->send_waiting = false;
+}
+
 static void send_done(struct daemon_job *base, int status)
 {
     struct send_job *j = (struct send_job *)base;
@@ -871,14 +888,7 @@ static void send_done(struct daemon_job *base, int status)
         } else if (j->stale) {
             /* Over again under the new ID (in full: the peer's view is of
              * the old one), behind a FOLDERS that names it. */
-            l->epoch++;
-            l->send_decided = false;
-            l->send_first = false;
-            l->send_next = 0;
-            l->send_index = 0;
-            l->recon_wait = false;
-            free(l->recon_bits);
-            l->recon_bits = NULL;
+            sender_reset(l);
             send_folders(d, p);
             queue_sender(d, l); /* waits for that FOLDERS */
         } else if (j->rc < 0) {
@@ -1025,18 +1035,7 @@ void sync_local_changed(struct lr_daemon *d, const char *folder)
 static void link_reset(struct sync_link *l, bool recv)
 {
     l->listed = false;
-    l->recon_wait = false;
-    free(l->recon_bits);
-    l->recon_bits = NULL;
-    l->epoch++;
-    l->send_decided = false;
-    l->send_first = false;
-    l->send_next = 0;
-    l->send_index = 0;
-    l->send_blocked = false;
-    l->send_dirty = false;
-    l->send_caught_up = false;
-    l->send_waiting = false;
+    sender_reset(l);
     if (recv) {
         l->recv_epoch++;
         l->recv_mid = false;
