@@ -62,7 +62,15 @@ struct serve_job {
     size_t n;
     struct lr_buf *out; /* one CHUNK payload per request */
     char *rescan;       /* a folder whose index proved stale, or NULL */
-    size_t by_weak;     /* of them, accepted by the stored weak check (no SHA-256) */
+    /* A file whose bytes no longer match its record while its stat does (a
+     * write through a shared mapping to a page already dirty moves no
+     * timestamp): the scan would trust the stat, so the record's ctime is
+     * cleared first and the file is read again (stale_work). NULL: none. */
+    char *stale_folder;
+    char *stale_path;
+    size_t stale_len;
+    uint64_t stale_inode;
+    size_t by_weak; /* of them, accepted by the stored weak check (no SHA-256) */
     size_t from_staging;
 };
 
@@ -264,7 +272,15 @@ static void serve_work(struct daemon_job *base)
                     free(e);
                     if (rc == LR_EVERIFY || rc == LR_ECHANGED || rc == -ENOENT) {
                         free(j->rescan);
+                        free(j->stale_folder);
+                        free(j->stale_path);
                         j->rescan = lr_xstrdup(q->folder);
+                    }
+                    if (rc == LR_EVERIFY && !j->stale_path) {
+                        j->stale_folder = lr_xstrdup(q->folder);
+                        j->stale_path = lr_xstrdup(q->path);
+                        j->stale_len = q->path_len;
+                        j->stale_inode = r->inode;
                     }
                     if (rc != LR_EVERIFY && rc != LR_ECHANGED && rc != -ENOENT && rc != -ELOOP)
                         status = LR_PROTO_CHUNK_ERROR;
@@ -292,6 +308,47 @@ static void serve_work(struct daemon_job *base)
 
 static void queue_serve(struct lr_daemon *d, struct sync_peer *p);
 
+/* A file that failed its check with its stat unchanged: its record's ctime
+ * cleared (serial queue), so the rescan queued when this ends reads it. */
+struct stale_job {
+    struct daemon_job base;
+    char *folder;
+    char *path;
+    size_t path_len;
+    uint64_t inode;
+};
+
+static void stale_work(struct daemon_job *base)
+{
+    struct stale_job *j = (struct stale_job *)base;
+    struct lr_file_rec r;
+    struct lr_err err = {0};
+    /* Only if the record still says what the serve side read: a scan since
+     * then has recorded the file afresh. */
+    if (lr_index_file_get(base->d->ix, j->folder, (const uint8_t *)j->path, j->path_len, 0, &r,
+                          &err) != 0)
+        return;
+    bool same = !r.deleted && r.type == LR_FT_FILE && r.inode == j->inode && r.ctime_ns != 0;
+    lr_file_rec_release(&r);
+    if (same && lr_index_file_set_stat(base->d->ix, j->folder, (const uint8_t *)j->path,
+                                       j->path_len, j->inode, 0, &err) == 0) {
+        char *e = lr_escs(j->path);
+        lr_info(MOD, "folder=%s path=%s changed with its size and times kept: read again",
+                j->folder, e);
+        free(e);
+    }
+}
+
+static void stale_done(struct daemon_job *base, int status)
+{
+    struct stale_job *j = (struct stale_job *)base;
+    if (status == 0 && !base->d->stopping)
+        scanjobs_queue(base->d, (const char *const *)&j->folder, 1, NULL, NULL);
+    free(j->folder);
+    free(j->path);
+    free(j);
+}
+
 static void serve_done(struct daemon_job *base, int status)
 {
     struct serve_job *j = (struct serve_job *)base;
@@ -307,6 +364,18 @@ static void serve_done(struct daemon_job *base, int status)
             }
             if (p->nserve)
                 queue_serve(d, p);
+        }
+        if (status == 0 && j->stale_path) {
+            struct stale_job *s = lr_xcalloc(1, sizeof(*s));
+            s->base.kind = DAEMON_JOB_SYNC;
+            s->base.work = stale_work;
+            s->base.done = stale_done;
+            s->folder = j->stale_folder;
+            s->path = j->stale_path;
+            s->path_len = j->stale_len;
+            s->inode = j->stale_inode;
+            j->stale_folder = j->stale_path = NULL;
+            daemon_job_queue(d, &s->base);
         }
         if (status == 0 && j->rescan)
             scanjobs_queue(d, (const char *const *)&j->rescan, 1, NULL, NULL);

@@ -460,3 +460,39 @@ def test_marker_removed_on_receiver_keeps_everything(devices, tmp_path):
         assert r.rc == 0, r
     assert snapshot(fa) == snapshot(fb)
     assert folder_status(a)["in_sync"] is True and folder_status(b)["in_sync"] is True
+
+
+def test_file_changed_with_its_stat_kept_is_read_again(devices, tmp_path):
+    """A file's bytes change while its size, times and inode stay (a write
+    through a shared mapping to a page already dirty moves no timestamp;
+    here the record is made to match the new stat by hand). The sender's
+    check refuses the stale chunks, but the rescan it queued trusted the
+    stat and recorded nothing: the peer was stuck for good, both daemons
+    retrying about 140 times a second. The sender now clears the record's
+    ctime first, so the rescan reads the file and the peer gets its bytes."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    doc = fa / "doc.bin"
+    write_random(doc, 3 * MiB)
+    add_folders(a, b, fa, fb)
+    a.ok("scan")  # recorded as it is now
+    with open(doc, "r+b") as f:
+        f.seek(MiB)
+        f.write(os.urandom(4096))
+    want = sha256_file(doc)
+    st = os.stat(doc)
+    import sqlite3
+    db = sqlite3.connect(os.path.join(a.home, "index.db"))
+    n = db.execute("UPDATE files SET mtime_ns = ?, ctime_ns = ?, inode = ? WHERE path = ?",
+                   (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, b"doc.bin")).rowcount
+    db.commit()
+    db.close()
+    assert n == 1
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "doc.bin").exists() and sha256_file(fb / "doc.bin") == want,
+             timeout=60, interval=0.3, what="the file's current bytes on B")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    with open(os.path.join(a.home, "landropic.log"), errors="replace") as f:
+        log = f.read()
+    assert "doc.bin changed with its size and times kept: read again" in log
+    assert log.count("not served") < 200, log.count("not served")
