@@ -97,7 +97,8 @@ def test_a_received_file_is_served_on_from_its_stored_weak_check(devices, tmp_pa
     """The serve side re-reads a chunk before sending it and checks it
     against the 64-bit weak check its index stored when it read the bytes
     itself, not with a second SHA-256. A receiver stores it too, from the
-    bytes it verified, so a file it got serves a third device the same way:
+    bytes it verified (received, or copied from its own files for an edited
+    version), so a file it got serves a third device the same way:
     the values match the scanner's on the sender, and Carol, who shares only
     with Bob, gets every byte from him with nothing refused."""
     a, b, c = mesh(devices, "alice", "bob", "carol")
@@ -115,6 +116,16 @@ def test_a_received_file_is_served_on_from_its_stored_weak_check(devices, tmp_pa
     b.start("--log-level", "debug")
     wait_for(lambda: (roots["bob"] / "sub" / "note.txt").exists()
              and (roots["bob"] / "big.bin").exists(), timeout=60, what="files on bob")
+    for d in (a, b):
+        assert d.ok("sync", "--wait", "--timeout", "60").rc == 0
+    # An edit in place: Bob builds the new version mostly from his own
+    # copy's chunks, and stores their values as well.
+    with open(roots["alice"] / "big.bin", "r+b") as f:
+        f.seek(1 << 20)
+        f.write(os.urandom(4096))
+    a.ok("scan")
+    wait_for(lambda: digest(roots["bob"] / "big.bin") == digest(roots["alice"] / "big.bin"),
+             timeout=60, what="the edit on bob")
     for d in (a, b):
         assert d.ok("sync", "--wait", "--timeout", "60").rc == 0
     a.stop()
