@@ -272,8 +272,6 @@ static void serve_work(struct daemon_job *base)
                     free(e);
                     if (rc == LR_EVERIFY || rc == LR_ECHANGED || rc == -ENOENT) {
                         free(j->rescan);
-                        free(j->stale_folder);
-                        free(j->stale_path);
                         j->rescan = lr_xstrdup(q->folder);
                     }
                     if (rc == LR_EVERIFY && !j->stale_path) {
@@ -400,6 +398,8 @@ static void serve_done(struct daemon_job *base, int status)
     free(j->reqs);
     free(j->out);
     free(j->rescan);
+    free(j->stale_folder);
+    free(j->stale_path);
     free(j);
 }
 
