@@ -228,7 +228,6 @@ struct folders_job {
     bool *scanning;                  /* option 5 */
     bool *stopped;                   /* option 6 */
     bool *unshared;                  /* option 7 */
-    uint64_t *told;                  /* out: the index ID announced (0: entry not sent) */
     size_t n;
     bool side;    /* on the serve lane: read only; a missing folder index */
     bool missing; /* sends the job to the serial queue, which creates it */
@@ -266,7 +265,6 @@ static void folders_work(struct daemon_job *base)
         struct lr_proto_folder *f = &v[n++];
         snprintf(f->id, sizeof(f->id), "%s", j->ids[i]);
         f->index_id = info.index_id;
-        j->told[i] = info.index_id;
         f->max_seq = info.max_seq;
         /* A full index still arriving is not a base for increments. */
         if (rs.index_id && !rs.full_pending) {
@@ -322,13 +320,6 @@ static void folders_done(struct daemon_job *base, int status)
         } else if (p->gen == j->gen && p->conn) {
             sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_FOLDERS, j->out, j->out_len);
             j->out = NULL;
-            /* 0 where an entry was not announced: no guard then, and no
-             * FOLDERS sent over and over for it (send_done, stale). */
-            for (size_t i = 0; i < j->n; i++) {
-                struct sync_link *l = sync_link_find(d, &p->id, j->ids[i]);
-                if (l)
-                    l->told_index = j->told[i];
-            }
         }
         if (p->gen == j->gen && p->folders_pending > 0 && --p->folders_pending == 0) {
             /* Bursts that waited for it go now, behind it on the stream. */
@@ -346,7 +337,6 @@ static void folders_done(struct daemon_job *base, int status)
     free(j->scanning);
     free(j->stopped);
     free(j->unshared);
-    free(j->told);
     free(j->out);
     free(j);
 }
@@ -432,7 +422,6 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
     j->scanning = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->scanning));
     j->stopped = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->stopped));
     j->unshared = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->unshared));
-    j->told = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->told));
     p->unshared_sig = unshared_sig(d, p);
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
@@ -514,10 +503,6 @@ struct send_job {
     uint8_t view_check_path[LR_INDEX_CHECK_PATH_MAX + 1];
     size_t view_check_path_len;
     bool check_failed; /* out: rolled_back by that check */
-    /* in: our index ID in the last FOLDERS the peer got (0: none); out: the
-     * index has another ID now, so nothing was sent (stale) */
-    uint64_t told_index;
-    bool stale;
     /* Reconciliation (§6.11, syncrecon.c). in: a SUMMARY may replace the
      * full index; the buckets the peer asked for (owned copy; NULL: none) */
     bool recon_ok;
@@ -691,13 +676,6 @@ static void send_work(struct daemon_job *base)
     }
     if ((j->rc = lr_index_folder_get(ix, j->folder, &info, &j->err)) < 0)
         goto out;
-    /* A new index ID since our FOLDERS named the old one (a rollback found
-     * by a scan, say): an INDEX or SUMMARY carries the ID of our FOLDERS
-     * (§6.6), so nothing goes until a FOLDERS names the new one. */
-    if (j->told_index && info.index_id != j->told_index) {
-        j->stale = true;
-        goto out;
-    }
     if ((j->rc = advance_mark(j, &info)) < 0)
         goto out;
     if (!j->decided && (j->rc = check_view(ix, j, &info)) < 0)
@@ -885,12 +863,6 @@ static void send_done(struct daemon_job *base, int status)
             /* Superseded (new FOLDERS, reconnect): start over if still syncing. */
             if (l->listed && p->conn)
                 queue_sender(d, l);
-        } else if (j->stale) {
-            /* Over again under the new ID (in full: the peer's view is of
-             * the old one), behind a FOLDERS that names it. */
-            sender_reset(l);
-            send_folders(d, p);
-            queue_sender(d, l); /* waits for that FOLDERS */
         } else if (j->rc < 0) {
             lr_warn(MOD, "folder=%s index not sent: %s", j->folder, lr_err_msg(&j->err, j->rc));
         } else if (j->summary) {
@@ -979,7 +951,6 @@ void sync_queue_sender(struct lr_daemon *d, struct sync_link *l)
     j->first = l->send_first;
     j->view_id = l->their_view_id;
     j->view_seq = l->their_view_seq;
-    j->told_index = l->told_index;
     /* Once per connection (sync_peer.check_gen). */
     if (p->check_gen != p->gen) {
         j->view_check_seq = l->their_check_seq;

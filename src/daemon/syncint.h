@@ -127,7 +127,6 @@ struct sync_link {
     bool send_dirty;     /* local change since the current burst started */
     bool send_caught_up; /* the last burst ended (LAST sent) with nothing new */
     bool send_waiting;   /* a burst waits for our FOLDERS to go first */
-    uint64_t told_index; /* our index ID in the last FOLDERS sent to the peer (0: none) */
     /* FOLDERS option 5 (docs/protocol.md §6.5): our last FOLDERS to the
      * peer said "scanning"; untell: the first scan ended, and a FOLDERS
      * without it goes once a burst has carried what it found. */
