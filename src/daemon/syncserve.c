@@ -363,6 +363,11 @@ static void serve_done(struct daemon_job *base, int status)
             if (p->nserve)
                 queue_serve(d, p);
         }
+        /* The stale job's own scan is the one that reads the file: a scan
+         * queued now as well could start first, trust the stat, and leave
+         * the stale job's scan as a second full pass. */
+        bool stale_scans =
+            status == 0 && j->stale_path && j->rescan && strcmp(j->rescan, j->stale_folder) == 0;
         if (status == 0 && j->stale_path) {
             struct stale_job *s = lr_xcalloc(1, sizeof(*s));
             s->base.kind = DAEMON_JOB_SYNC;
@@ -375,7 +380,7 @@ static void serve_done(struct daemon_job *base, int status)
             j->stale_folder = j->stale_path = NULL;
             daemon_job_queue(d, &s->base);
         }
-        if (status == 0 && j->rescan)
+        if (status == 0 && j->rescan && !stale_scans)
             scanjobs_queue(d, (const char *const *)&j->rescan, 1, NULL, NULL);
         if (j->by_weak) {
             char id[LR_DEVICE_ID_SHORTLEN + 1];

@@ -496,3 +496,10 @@ def test_file_changed_with_its_stat_kept_is_read_again(devices, tmp_path):
         log = f.read()
     assert "doc.bin changed with its size and times kept: read again" in log
     assert log.count("not served") < 200, log.count("not served")
+    # One scan per refusing serve batch (its chunks are refused within a
+    # millisecond): the serve side also queued its usual rescan, besides
+    # the stale job's, and each refusal cost two full scans.
+    after = log[log.index("not served"):].splitlines()
+    batches = {ln[:23] for ln in after if "not served" in ln}
+    scans = sum("scan: folder=tree " in ln for ln in after)
+    assert 1 <= scans <= len(batches), (scans, sorted(batches))
