@@ -178,7 +178,7 @@ static void print_versions(json_t *doc)
                (long long)json_integer_value(json_object_get(v, "size")),
                json_string_value(json_object_get(v, "archived")),
                json_string_value(json_object_get(v, "mtime")));
-        cli_print_name(stdout, json_string_value(json_object_get(v, "why")));
+        cli_print_path(stdout, v, "why");
         printf("\n");
     }
     if (json_is_true(json_object_get(doc, "truncated")))

@@ -820,7 +820,9 @@ static bool copy_matches(const struct lr_conflict_rec *c, int64_t mtime_s)
 }
 
 /* Why a version was archived, from the audit trail (`l`: the path's conflicts). */
-static json_t *why_of(const struct daemon_version *v, const struct lr_conflict_list *l)
+/* o.why, and o.why_b64 when the copy's name is not UTF-8 (util/jsonx.h:
+ * human output shows its bytes escaped, not U+FFFD). */
+static void set_why(json_t *o, const struct daemon_version *v, const struct lr_conflict_list *l)
 {
     const struct lr_conflict_rec *best = NULL;
     int64_t best_gap = INT64_MAX;
@@ -839,15 +841,23 @@ static json_t *why_of(const struct daemon_version *v, const struct lr_conflict_l
             best_gap = gap;
         }
     }
-    if (!best)
-        return json_string("replaced or deleted by a change from a peer, or by a restore");
-    char *k = best->kept_path ? lr_utf8_lossy(best->kept_path, best->kept_path_len) : NULL;
-    char *s = lr_xasprintf("lost a %s conflict (%s)%s%s", best->type, best->detail,
-                           k ? "; also kept as " : "", k ? k : "");
-    json_t *j = json_string(s);
+    if (!best) {
+        json_object_set_new(o, "why",
+                            json_string("replaced or deleted by a change from a peer, or by a "
+                                        "restore"));
+        return;
+    }
+    char *s = lr_xasprintf("lost a %s conflict (%s)%s", best->type, best->detail,
+                           best->kept_path ? "; also kept as " : "");
+    size_t n = strlen(s);
+    if (best->kept_path) {
+        s = lr_xrealloc(s, n + best->kept_path_len + 1);
+        memcpy(s + n, best->kept_path, best->kept_path_len);
+        n += best->kept_path_len;
+        s[n] = 0;
+    }
+    lr_json_set_path(o, "why", s, n);
     free(s);
-    free(k);
-    return j;
 }
 
 json_t *daemon_versions_json(const char *folder, const struct daemon_version_list *l,
@@ -877,7 +887,7 @@ json_t *daemon_versions_json(const char *folder, const struct daemon_version_lis
         json_object_set_new(o, "size", json_integer((json_int_t)v->size));
         json_object_set_new(o, "mtime", json_string(mt));
         json_object_set_new(o, "archived", json_string(at));
-        json_object_set_new(o, "why", why_of(v, &cl));
+        set_why(o, v, &cl);
         json_array_append_new(arr, o);
     }
     lr_conflict_list_release(&cl);

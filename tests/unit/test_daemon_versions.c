@@ -14,6 +14,7 @@
 #include "daemon/conflicts.h"
 #include "index/index.h"
 #include "util/log.h"
+#include "util/str.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -308,7 +309,36 @@ static void test_json_why(void **state)
     assert_non_null(strstr(why, "content conflict"));
     assert_non_null(strstr(why, "a.sync-conflict-20231231-230000-ABCDEFG.txt"));
     assert_non_null(strstr(json_string_value(json_object_get(b, "why")), "peer"));
+    assert_null(json_object_get(a, "why_b64")); /* UTF-8 already */
     assert_null(json_object_get(doc, "truncated"));
+    json_decref(doc);
+    /* A copy named with bytes that are not UTF-8: "why" has U+FFFD, and
+     * why_b64 the raw bytes the CLI's human output escapes. */
+    snprintf(p, sizeof(p), "%s/b.txt~20240101-000000", f->vers);
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    daemon_version_list_release(&l);
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
+    static const char bad[] = "b\xff.sync-conflict-20231231-230000-ABCDEFG.txt";
+    c.time_s = 1704067200 - 30;
+    c.kept_path = (uint8_t *)bad;
+    c.kept_path_len = sizeof(bad) - 1;
+    k.b[0] = 3;
+    assert_int_equal(lr_index_conflict_put(ix, &c, &k, NULL, &err), 0);
+    doc = daemon_versions_json("docs", &l, ix);
+    b = json_array_get(json_object_get(doc, "versions"), 2);
+    assert_string_equal(json_string_value(json_object_get(b, "path")), "b.txt");
+    assert_non_null(strstr(json_string_value(json_object_get(b, "why")),
+                           "also kept as b\xef\xbf\xbd.sync-conflict"));
+    const char *b64 = json_string_value(json_object_get(b, "why_b64"));
+    assert_non_null(b64);
+    size_t n;
+    uint8_t *raw = lr_unbase64(b64, &n);
+    assert_non_null(raw);
+    const char *want = "lost a content conflict (content); also kept as ";
+    assert_int_equal(n, strlen(want) + sizeof(bad) - 1);
+    assert_memory_equal(raw, want, strlen(want));
+    assert_memory_equal(raw + strlen(want), bad, sizeof(bad) - 1);
+    free(raw);
     json_decref(doc);
     /* Without a database: the same list, the generic reason. */
     doc = daemon_versions_json("docs", &l, NULL);
