@@ -22,6 +22,17 @@ static const char scan_usage[] =
     "usage: landropic scan [FOLDER_ID]... [--json]\n"
     "Rescan the folders now (default: all) and report what changed since the last scan.\n";
 
+/* One line naming the folder: an error from inside it (say, its
+ * .landropicignore) does not say which one it is. */
+static void folder_error(const char *id, const char *msg)
+{
+    fputs("landropic: folder '", stderr);
+    cli_print_name(stderr, id);
+    fputs("': ", stderr);
+    cli_print_msg(stderr, msg);
+    fputc('\n', stderr);
+}
+
 /* In-process scan of the named folders (all if none). Prints per-folder errors. */
 static int scan_local(struct cli *c, const struct opts *o, json_t **doc)
 {
@@ -74,7 +85,8 @@ static int scan_local(struct cli *c, const struct opts *o, json_t **doc)
         if (rc == 0)
             rc = lr_scan_folder(ix, f->id, f->path, &sopts, &r, &err);
         if (rc < 0) {
-            exit_code = cli_fail(rc, &err);
+            folder_error(f->id, lr_err_msg(&err, rc));
+            exit_code = cli_exit_code(rc);
             json_t *e = json_pack("{s:s}", "id", f->id);
             json_object_set_new(e, "error", json_string(lr_err_msg(&err, rc)));
             json_array_append_new(arr, e);
@@ -117,9 +129,7 @@ int cmd_scan(struct cli *c, int argc, char **argv)
         {
             const char *e = json_string_value(json_object_get(f, "error"));
             if (e) {
-                fputs("landropic: ", stderr);
-                cli_print_msg(stderr, e);
-                fputc('\n', stderr);
+                folder_error(json_string_value(json_object_get(f, "id")), e);
                 rc = EXIT_RUNTIME;
             }
         }

@@ -308,6 +308,10 @@ def test_scan_marker_missing_records_no_deletions(device, tmp_path):
     f.mkdir()
     r, doc = scan(device)
     assert r.rc == 1 and ".landropic" in r.err
+    # One line naming the folder (an error from inside a folder, say a bad
+    # .landropicignore line, did not say which folder it was).
+    fid = doc["folders"][0]["id"]
+    assert r.err.startswith(f"landropic: folder '{fid}': ") and r.err.count("\n") == 1, r.err
     # Back again: nothing was recorded as deleted.
     f.rmdir()
     os.rename(tmp_path / "m-away", f)

@@ -425,6 +425,8 @@ def test_scan_through_daemon_reports_folder_errors(devices, free_port, tmp_path)
     r = a.run("scan", "--json")
     assert r.rc == 1 and ".landropic" in r.err
     assert "error" in json.loads(r.out)["folders"][0]
+    fid = json.loads(r.out)["folders"][0]["id"]
+    assert r.err.startswith(f"landropic: folder '{fid}': ") and r.err.count("\n") == 1, r.err
     os.rename(tmp_path / "marker-away", f / ".landropic")
     assert a.ok("scan", "--json").json()["folders"][0]["deleted"] == 0
 
