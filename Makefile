@@ -11,6 +11,10 @@ JOBS       ?= $(shell nproc)
 # CI sets WERROR=1 so warnings fail the build.
 WERROR     ?= 0
 PYTEST     ?= /usr/bin/python3 -m pytest
+# Integration tests mostly wait on their daemons, so several run at once
+# (pytest-xdist workers: one more than the CPUs, at most 8; 0 runs them in
+# one process, one after another).
+TEST_JOBS  ?= $(shell n=$$(( $(JOBS) + 1 )); [ $$n -gt 8 ] && n=8; echo $$n)
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 
@@ -34,7 +38,7 @@ build: $(BUILD)/Makefile
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	LANDROPIC_BIN=$(CURDIR)/$(BUILD)/landropic LANDROPIC_BUILD=$(CURDIR)/$(BUILD) \
-	  $(PYTEST) -q tests/integration
+	  $(PYTEST) -q -n $(TEST_JOBS) tests/integration
 
 # The same tests, built with AddressSanitizer + UndefinedBehaviorSanitizer.
 test-sanitize: deps
@@ -45,7 +49,7 @@ test-sanitize: deps
 	ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
 	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
 	  LANDROPIC_BIN=$(CURDIR)/$(ASAN_BUILD)/landropic \
-	  LANDROPIC_BUILD=$(CURDIR)/$(ASAN_BUILD) $(PYTEST) -q tests/integration
+	  LANDROPIC_BUILD=$(CURDIR)/$(ASAN_BUILD) $(PYTEST) -q -n $(TEST_JOBS) tests/integration
 	@# Detached daemons have no terminal: their reports (leaks at exit too)
 	@# land in files, and any file fails the run.
 	@if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
