@@ -457,8 +457,10 @@ static void load_done(struct lr_daemon *d, struct ckpt_job *j)
         r->head = s;
         r->n++;
     }
-    if (r)
+    if (r) {
         trim(r);
+        sync_sessions_config_changed(d); /* folders removed while we were down */
+    }
 }
 
 static void ckpt_done(struct daemon_job *base, int status)
@@ -806,6 +808,29 @@ void sync_session_settled(struct lr_daemon *d, const char *folder, const char *p
             sync_session_end(d, o, SYNC_SESSION_COMPLETE, NULL);
         else
             sync_session_end(d, o, SYNC_SESSION_FAILED, "superseded by a newer version");
+    }
+}
+
+bool sync_sessions_may_resume(struct lr_daemon *d, const char *folder)
+{
+    const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, folder);
+    for (size_t k = 0; fc && k < fc->nshared; k++)
+        if (lr_config_find_peer(d->cfg, &fc->shared[k]))
+            return true;
+    return false;
+}
+
+void sync_sessions_config_changed(struct lr_daemon *d)
+{
+    struct sync_sessions *r = reg(d);
+    for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
+        if (s->core.in_use ||
+            (s->core.state != LR_SESSION_INTERRUPTED && s->core.state != LR_SESSION_PENDING) ||
+            sync_sessions_may_resume(d, s->folder))
+            continue;
+        sync_session_end(d, s, SYNC_SESSION_FAILED,
+                         lr_config_find_folder(d->cfg, s->folder) ? SYNC_SESSION_UNSHARED
+                                                                  : "folder removed");
     }
 }
 

@@ -84,6 +84,19 @@ void sync_session_completed(struct lr_daemon *d, const char *folder, const char 
 void sync_session_settled(struct lr_daemon *d, const char *folder, const char *path,
                           const struct lr_hash *blocks);
 
+/* Whether a configured device could still serve the folder: it is
+ * configured and shared with at least one configured peer. An interrupted
+ * session resumes only then. */
+bool sync_sessions_may_resume(struct lr_daemon *d, const char *folder);
+/* The error of a session failed for that reason. */
+#define SYNC_SESSION_UNSHARED "the folder is no longer shared with any device"
+/* The configuration changed (or the sessions of a previous run were
+ * loaded): a session waiting to resume whose folder no configured device
+ * could serve any more fails ("folder removed", "no longer shared with any
+ * device"); it stayed "interrupted" for good after `peer remove`. Sharing
+ * the folder again starts it anew. */
+void sync_sessions_config_changed(struct lr_daemon *d);
+
 /* The `sessions` document: {"sessions": [...]} (new reference). */
 json_t *sync_sessions_json(struct lr_daemon *d);
 

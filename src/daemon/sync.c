@@ -1521,6 +1521,8 @@ static void on_index(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
 
 /* ---- hooks ---- */
 
+static void note_new_shares(struct lr_daemon *d);
+
 void sync_init(struct lr_daemon *d)
 {
     d->sync = lr_xcalloc(1, sizeof(*d->sync));
@@ -1529,6 +1531,8 @@ void sync_init(struct lr_daemon *d)
     d->sync->next_req_id = 1;
     sync_items_init(d);
     sync_sessions_init(d);
+    if (d->cfg)
+        note_new_shares(d); /* the configured shares are not new: started_ms covers them */
 }
 
 void sync_free(struct lr_daemon *d)
@@ -1779,10 +1783,30 @@ static void queue_forget(struct lr_daemon *d)
     daemon_job_queue(d, &j->base);
 }
 
+/* A peer added, or a folder newly shared with one: its connect grace
+ * starts now (a sync --wait right after `peer add` and `folder share`
+ * answered "in sync" before the dial had a chance). */
+static void note_new_shares(struct lr_daemon *d)
+{
+    uint64_t now = uv_now(&d->loop);
+    for (size_t i = 0; i < d->cfg->npeers; i++)
+        sync_peer_get(d, &d->cfg->peers[i].id); /* a peer not met yet counts from now */
+    for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
+        size_t n = 0;
+        if (lr_config_find_peer(d->cfg, &p->id))
+            for (size_t i = 0; i < d->cfg->nfolders; i++)
+                n += lr_folder_shared_with(&d->cfg->folders[i], &p->id);
+        if (n > p->nshared_cfg)
+            p->shared_ms = now;
+        p->nshared_cfg = n;
+    }
+}
+
 void sync_config_changed(struct lr_daemon *d)
 {
     if (!d->sync)
         return;
+    note_new_shares(d);
     sync_pull_config_changed(d);
     queue_forget(d);
     for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
@@ -1959,6 +1983,7 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
              * connection ourselves to have it come back (a sync --wait
              * answered "in sync" in that gap while the peer lacked files). */
             settled = now - d->started_ms >= SYNC_CONNECT_GRACE_MS &&
+                      now - p->shared_ms >= SYNC_CONNECT_GRACE_MS &&
                       (!p->closed_ms || now - p->closed_ms >= SYNC_CONNECT_GRACE_MS);
             if (!settled)
                 snprintf(out->why, sizeof(out->why), "peer %s not connected yet", id);

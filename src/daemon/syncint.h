@@ -63,6 +63,10 @@ struct sync_peer {
      * cannot make us do it again and again. */
     uint64_t check_gen;
     uint64_t closed_ms; /* uv_now when we closed its connection to reconnect (0: never) */
+    /* uv_now when it was added, or a folder newly shared with it (0: at
+     * start): `sync --wait` gives it the connect grace from then too. */
+    uint64_t shared_ms;
+    size_t nshared_cfg; /* folders the configuration shares with it */
     /* Frames the transport had no room for yet: control ones (FOLDERS,
      * INDEX, SUMMARY) go before bulk ones (WANT, CHUNK, HAVE), which may
      * fill the window for a while; each list keeps its order. q_bytes

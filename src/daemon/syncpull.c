@@ -295,10 +295,12 @@ static void xfer_drop(struct lr_daemon *d, struct sync_xfer *x, const char *why)
         x->xx = NULL;
     }
     if (x->sess) {
-        /* No holder left, or shutdown: it resumes from staging later. */
-        bool resumable = !why || strcmp(why, LR_XS_NO_PEER) == 0;
+        /* No holder left, or shutdown: it resumes from staging later
+         * (if a configured device may still serve it). */
+        bool no_peer = why && strcmp(why, LR_XS_NO_PEER) == 0;
+        bool resumable = !why || (no_peer && sync_sessions_may_resume(d, x->folder));
         sync_session_end(d, x->sess, resumable ? SYNC_SESSION_INTERRUPTED : SYNC_SESSION_FAILED,
-                         why);
+                         no_peer && !resumable ? SYNC_SESSION_UNSHARED : why);
         x->sess = NULL;
     }
     x->dead = true;
@@ -2773,6 +2775,7 @@ void sync_pull_config_changed(struct lr_daemon *d)
         if (!x->committing && !lr_config_find_folder(d->cfg, x->folder))
             xfer_drop(d, x, "folder removed");
     }
+    sync_sessions_config_changed(d);
 }
 
 void sync_pull_free(struct lr_daemon *d)

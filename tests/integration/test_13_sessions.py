@@ -226,3 +226,51 @@ def test_history_never_lists_more_than_256_finished(devices, tmp_path):
     assert max(counts) <= 256, counts
     wait_for(lambda: sum(s["state"] == "complete" for s in sessions(b)) == 256, timeout=20,
              what="the newest 256 finished sessions listed")
+
+
+@pytest.mark.parametrize("when", ["after-the-peer-left", "mid-transfer"])
+def test_session_fails_once_no_device_may_serve_it(devices, tmp_path, when):
+    """The only peer sharing the folder is removed (`peer remove`) while a
+    file from it is pulled: its session can never resume, so it ends
+    failed, naming why. It stayed 'interrupted: no peer can serve it' for
+    good while the folder showed in sync (black-box round 20). Adding the
+    peer and sharing the folder again completes the file."""
+    a, b, fa, fb = shared_docs(devices, tmp_path)
+    a.start()
+    b.start()
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    with open(fa / "big.bin", "wb") as f:
+        for _ in range(8):
+            f.write(os.urandom(8 << 20))
+    a.ok("sync")
+
+    def active():
+        return any(s["path"] == "big.bin" and s["state"] == "active" and s["chunks_done"] > 0
+                   for s in sessions(b))
+    wait_for(active, timeout=60, interval=0.02, what="an active session")
+    if when == "after-the-peer-left":
+        a.stop()
+        wait_for(lambda: any(s["path"] == "big.bin" and s["state"] == "interrupted"
+                             for s in sessions(b)),
+                 timeout=30, interval=0.1, what="the session interrupted")
+    else:
+        os.kill(a.pid, 19)  # SIGSTOP: the transfer is still open when A is removed
+    try:
+        b.ok("peer", "remove", a.id)
+
+        def failed():
+            mine = [s for s in sessions(b) if s["path"] == "big.bin"]
+            return mine if mine and all(s["state"] == "failed" for s in mine) else None
+        mine = wait_for(failed, timeout=30, interval=0.1, what="the session failed")
+        assert all("no longer shared" in s["error"] for s in mine), [s["error"] for s in mine]
+    finally:
+        if when == "mid-transfer":
+            os.kill(a.pid, 18)  # SIGCONT
+    if when == "after-the-peer-left":
+        a.start()
+    b.ok("peer", "add", a.id, "--addr", a.addr())
+    b.ok("folder", "share", "docs", a.id)
+    assert b.run("sync", "--wait", "--timeout", "120").rc == 0
+    assert digest(fb / "big.bin") == digest(fa / "big.bin")
+    mine = [s for s in sessions(b) if s["path"] == "big.bin"]
+    assert [s["state"] for s in mine] == ["complete"], mine

@@ -226,3 +226,25 @@ def test_peer_that_has_not_shared_the_folder_back(devices, tmp_path):
     assert b.run("sync", "--wait", "--timeout", "60", timeout=90).rc == 0
     assert tree(fb) == tree(fa)
     assert b.ok("status", "--json").json()["folders"][0]["in_sync"] is True
+
+
+def test_waits_for_a_peer_just_added(devices, tmp_path):
+    """B has run for a while without knowing A; then `peer add A`, `folder
+    share docs A` and at once `sync --wait`. The wait gave only a daemon's
+    start the connect grace: it answered "in sync" before the dial to A had
+    a chance, with none of A's files (seen re-adding a removed peer). A
+    peer newly added, or a folder newly shared with one, gets the grace too."""
+    a, b, fa, fb = shared_docs(devices, tmp_path, add_folders=False)
+    for i in range(20):
+        (fa / f"f{i}").write_bytes(os.urandom(3000))
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("peer", "remove", a.id)
+    b.ok("folder", "add", str(fb), "--id", "docs")
+    b.start()
+    a.start()
+    time.sleep(6)  # past B's start grace
+    b.ok("peer", "add", a.id, "--addr", a.addr())
+    b.ok("folder", "share", "docs", a.id)
+    r = b.run("sync", "--wait", "--timeout", "60", timeout=90)
+    assert r.rc == 0, r
+    assert tree(fb) == tree(fa)
