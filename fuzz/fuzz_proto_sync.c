@@ -1,7 +1,8 @@
 /*
- * fuzz_proto_sync.c - the FOLDERS, WANT and CHUNK decoders.
+ * fuzz_proto_sync.c - the FOLDERS, WANT, CHUNK and PULLED decoders.
  *
- * The first input byte picks the decoder (0 FOLDERS, 1 WANT, 2 CHUNK); the
+ * The first input byte picks the decoder ('P' PULLED, else modulo 3: 0
+ * FOLDERS, 1 WANT, 2 CHUNK; the older seeds keep their decoder); the
  * rest is the payload. Whatever fails must fail with a "drop the peer" code
  * and a message; whatever decodes must satisfy the field rules, re-encode,
  * and decode again to the same thing. CHUNK data is also extracted into a
@@ -67,6 +68,26 @@ static void do_want(const uint8_t *p, size_t n)
     lr_buf_release(&b);
 }
 
+static void do_pulled(const uint8_t *p, size_t n)
+{
+    struct lr_err err;
+    struct lr_proto_pulled m, m2;
+    lr_err_clear(&err);
+    int rc = lr_proto_pulled_decode(p, n, &m, &err);
+    if (rc < 0) {
+        check_fail(rc, &err);
+        return;
+    }
+    if (m.peer_index_id == 0)
+        abort();
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_PULLED_MAX);
+    if (lr_proto_pulled_encode(&m, &b) != 0 || b.len > n ||
+        lr_proto_pulled_decode(b.data, b.len, &m2, NULL) != 0 || memcmp(&m, &m2, sizeof(m)))
+        abort();
+    lr_buf_release(&b);
+}
+
 static void do_chunk(const uint8_t *p, size_t n, struct lr_proto_zc *zc)
 {
     struct lr_err err;
@@ -125,6 +146,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
+    if (data[0] == 'P') {
+        do_pulled(p, n);
+        return 0;
+    }
     switch (data[0] % 3) {
     case 0:
         do_folders(p, n);

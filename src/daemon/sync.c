@@ -1007,6 +1007,8 @@ static void link_reset(struct sync_link *l, bool recv)
 {
     l->listed = false;
     sender_reset(l);
+    /* Each side says again what it holds once the folder syncs again. */
+    l->their_pulled = l->told_pulled = false;
     if (recv) {
         l->recv_epoch++;
         l->recv_mid = false;
@@ -1627,6 +1629,25 @@ void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_devi
     sync_serve_peer_down(d, p);
 }
 
+void sync_on_pulled(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
+{
+    struct lr_proto_pulled m;
+    struct lr_err err = {0};
+    int rc = lr_proto_pulled_decode(payload, len, &m, &err);
+    if (rc < 0) {
+        sync_peer_fatal(d, p, "invalid PULLED", rc, &err);
+        return;
+    }
+    p->index_recv += len;
+    struct sync_link *l = sync_link_find(d, &p->id, m.folder_id);
+    if (!l || !l->listed)
+        return; /* a folder that does not sync (now): as for INDEX, a race with FOLDERS */
+    l->their_pulled = true;
+    l->their_pulled_index = m.peer_index_id;
+    l->their_pulled_seq = m.peer_seq;
+    l->their_need = m.need;
+}
+
 void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, const uint8_t *payload,
                      size_t len)
 {
@@ -1656,6 +1677,9 @@ void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, cons
         break;
     case LR_MSG_SUMMARY_WANT:
         sync_recon_on_want(d, p, payload, len);
+        break;
+    case LR_MSG_PULLED:
+        sync_on_pulled(d, p, payload, len);
         break;
     default: {
         char id[LR_DEVICE_ID_SHORTLEN + 1];

@@ -148,6 +148,15 @@ struct sync_link {
     /* Receiver. */
     bool recv_last; /* a LAST arrived on this connection */
     bool recv_mid;  /* a burst's batches are arriving and its LAST has not */
+    /* PULLED (docs/protocol.md §6.12), theirs: they hold our index
+     * their_pulled_index up to their_pulled_seq and need their_need items
+     * (0: in sync, their ignored paths not counted). */
+    bool their_pulled;
+    uint64_t their_pulled_index, their_pulled_seq, their_need;
+    /* ... and ours to them, as last sent on this connection. */
+    bool told_pulled;
+    uint64_t told_pulled_index, told_pulled_seq;
+    bool told_in_sync;
 };
 
 struct sync_xfer;
@@ -239,6 +248,8 @@ struct sync_peer *sync_peer_get(struct lr_daemon *d, const struct lr_device_id *
 /* The device's connection, if one is up now (it need not have a sync_peer). */
 struct lr_conn *sync_peer_conn(struct lr_daemon *d, const struct lr_device_id *id);
 struct sync_folder *sync_folder_get(struct lr_daemon *d, const char *id);
+/* PULLED from a peer (docs/protocol.md §6.12). */
+void sync_on_pulled(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len);
 struct sync_link *sync_link_find(struct lr_daemon *d, const struct lr_device_id *peer,
                                  const char *folder);
 /* Append a frame (payload taken over) to the peer's queue and flush what fits. */

@@ -938,6 +938,10 @@ out:
 struct pn_pair {
     char *folder, *root;
     struct lr_device_id peer;
+    /* Its PULLED said it needs nothing, holding our index `index_id` up to
+     * `seq` (docs/protocol.md §6.12). */
+    bool in_sync;
+    uint64_t index_id, seq;
 };
 
 struct pn_job {
@@ -977,6 +981,11 @@ static void pn_work(struct daemon_job *base)
             j->res.fresh = false;
             continue;
         }
+        /* It says it needs nothing and holds all of our index: nothing is
+         * owed, whatever our comparison would count (paths its rules
+         * ignore, which it never takes, held sync --wait until its timeout). */
+        if (j->v[i].in_sync && j->v[i].index_id == info.index_id && j->v[i].seq >= info.max_seq)
+            continue;
         struct pn_key k = {info.index_id, info.max_seq,    rs.index_id, rs.max_seq, rs.gen,
                            rs.open_seq,   rs.full_pending, 0,           0};
         /* A rule added or removed changes what is owed, not the index. */
@@ -1076,6 +1085,9 @@ void sync_items_peer_need(struct lr_daemon *d, const char *const *folders, size_
             j->v[j->n].folder = lr_xstrdup(fc->id);
             j->v[j->n].root = lr_xstrdup(fc->path);
             j->v[j->n].peer = l->peer;
+            j->v[j->n].in_sync = l->their_pulled && l->their_need == 0;
+            j->v[j->n].index_id = l->their_pulled_index;
+            j->v[j->n].seq = l->their_pulled_seq;
             j->n++;
         }
     }

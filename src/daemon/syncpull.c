@@ -412,6 +412,14 @@ struct pull_job {
     struct lr_need_stats need;
     bool need_known;
     struct lr_need_stats ignored; /* needed paths skipped as ignored (pass 0) */
+    /* What we hold of each of `theirs`' index (pull_tell_peers), read
+     * before `need`, so `need` counts everything that holds. */
+    struct pull_held *held;
+};
+
+struct pull_held {
+    bool ok; /* a complete copy: not in the middle of a full resend */
+    uint64_t index_id, seq;
 };
 
 struct holder_update {
@@ -1730,6 +1738,16 @@ static void pull_work(struct daemon_job *base)
         free(c.done[k].path); /* not committed: the sidecars stay */
     free(c.done);
     lr_ignore_free(ig);
+    j->held = lr_xcalloc(j->ntheirs + 1, sizeof(*j->held));
+    for (size_t k = 0; k < j->ntheirs; k++) {
+        struct lr_remote_state rs;
+        if (lr_index_remote_state(d->ix, j->folder, &j->theirs[k].peer, &rs, NULL) == 0 &&
+            rs.index_id && !rs.full_pending) {
+            j->held[k].ok = true;
+            j->held[k].index_id = rs.index_id;
+            j->held[k].seq = rs.max_seq;
+        }
+    }
     j->need_known = lr_index_need_stats(d->ix, j->folder, &j->need, NULL) == 0;
     if (j->rc == 0 && !j->no_marker && j->nbusy == 0 && j->nxfers == 0 && j->need_known &&
         j->need.items == 0) {
@@ -1814,6 +1832,46 @@ static void pull_start(struct daemon_job *base)
     }
 }
 
+/*
+ * PULLED (docs/protocol.md §6.12): each peer sharing the folder learns
+ * whether we still need anything, as of what we hold of its index. Its
+ * `sync --wait` compares indexes to know what we still need from it, and
+ * cannot tell a path our rules ignore, which we never take: it waited for
+ * that until its timeout. Sent when the answer changes (in sync or not,
+ * or what we hold), so a transfer costs a message or two, not one a round.
+ */
+static void pull_tell_peers(struct lr_daemon *d, const struct pull_job *j, bool in_sync)
+{
+    for (size_t k = 0; j->held && k < j->ntheirs; k++) {
+        struct sync_peer *p = sync_peer_get(d, &j->theirs[k].peer);
+        struct sync_link *l = sync_link_find(d, &p->id, j->folder);
+        if (!j->held[k].ok || !p->conn || !l || !l->listed)
+            continue;
+        if (l->told_pulled && l->told_in_sync == in_sync &&
+            l->told_pulled_index == j->held[k].index_id && l->told_pulled_seq == j->held[k].seq)
+            continue;
+        struct lr_proto_pulled m = {.peer_index_id = j->held[k].index_id,
+                                    .peer_seq = j->held[k].seq,
+                                    .need = in_sync         ? 0
+                                            : j->need.items ? j->need.items
+                                                            : 1};
+        snprintf(m.folder_id, sizeof(m.folder_id), "%s", j->folder);
+        struct lr_buf b;
+        lr_buf_init(&b, LR_PROTO_PULLED_MAX);
+        if (lr_proto_pulled_encode(&m, &b) == 0) {
+            size_t len;
+            uint8_t *pl = lr_buf_detach(&b, &len);
+            p->index_sent += len;
+            sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_PULLED, pl, len);
+            l->told_pulled = true;
+            l->told_in_sync = in_sync;
+            l->told_pulled_index = m.peer_index_id;
+            l->told_pulled_seq = m.peer_seq;
+        }
+        lr_buf_release(&b);
+    }
+}
+
 static void pull_done(struct daemon_job *base, int status)
 {
     struct pull_job *j = (struct pull_job *)base;
@@ -1873,6 +1931,10 @@ static void pull_done(struct daemon_job *base, int status)
             sync_local_changed(d, j->folder);
         }
         f->stuck = j->applied == 0 && f->nxfers == 0 && !j->cut && !j->hold_deletes;
+        if (!j->no_marker)
+            pull_tell_peers(d, j,
+                            j->rc == 0 && j->need_known && j->need.items == 0 && !j->cut &&
+                                f->nxfers == 0);
         if (j->rescan && f->rescans < PULL_RESCANS_MAX) {
             f->rescans++;
             scanjobs_queue(d, (const char *const *)&j->folder, 1, NULL, NULL);
@@ -1888,6 +1950,7 @@ static void pull_done(struct daemon_job *base, int status)
         free(j->busy[i]);
     free(j->busy);
     free(j->theirs);
+    free(j->held);
     free(j->peers);
     for (size_t i = 0; i < j->nupd; i++) {
         free(j->upd[i].path);

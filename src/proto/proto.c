@@ -29,6 +29,7 @@ static const struct type_info types[] = {
      * like any unknown type. */
     {LR_MSG_SUMMARY, "SUMMARY", LR_PROTO_SUMMARY_MAX},
     {LR_MSG_SUMMARY_WANT, "SUMMARY_WANT", LR_PROTO_SUMMARY_WANT_MAX},
+    {LR_MSG_PULLED, "PULLED", LR_PROTO_PULLED_MAX},
     {LR_MSG_DEBUG_DATA, "DEBUG_DATA", LR_PROTO_DEBUG_MAX},
 };
 

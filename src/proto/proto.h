@@ -68,6 +68,7 @@ enum lr_msg_type {
     LR_MSG_INDEX_DELTA = 0x15,  /* reserved, unused: deltas are an INDEX entry flag */
     LR_MSG_SUMMARY = 0x16,      /* control stream: an index's bucket summary (LR_FEAT_RECON) */
     LR_MSG_SUMMARY_WANT = 0x17, /* control stream: the buckets of a SUMMARY that differ */
+    LR_MSG_PULLED = 0x18,       /* control stream: what the sender still needs of a folder */
     /* 0x16..0x7d: further sync messages, each with a row in proto.c's type
      * table and a section in docs/protocol.md. */
     LR_MSG_DEBUG_DATA = 0x7e, /* test-only opaque payload; receivers may skip it */
@@ -103,6 +104,7 @@ enum lr_msg_type {
 #define LR_PROTO_HAVE_MAX (1u << 16)
 #define LR_PROTO_SUMMARY_MAX LR_PROTO_FRAME_MAX
 #define LR_PROTO_SUMMARY_WANT_MAX (16u * 1024)
+#define LR_PROTO_PULLED_MAX 1024 /* folder ID + 3 fields: < 300 bytes */
 
 /* Maximum payload for `type`, or 0 if the type is unknown (to be skipped). */
 size_t lr_proto_max_payload(uint64_t type);
@@ -582,6 +584,25 @@ struct lr_proto_want {
 int lr_proto_want_encode(const struct lr_proto_want *w, struct lr_buf *out);
 /* w->path points into p[0..n) on success. */
 int lr_proto_want_decode(const uint8_t *p, size_t n, struct lr_proto_want *w, struct lr_err *err);
+
+/* ---- PULLED (0x18) ---- */
+/*
+ * The sender's pull state of one folder, for the receiver's `sync --wait`
+ * (docs/protocol.md §6.12): it holds the receiver's index `peer_index_id`
+ * up to sequence `peer_seq`, and still needs `need` items from any device
+ * (0: in sync; paths its own ignore rules match are not counted, which the
+ * receiver cannot know). Owns nothing.
+ */
+struct lr_proto_pulled {
+    char folder_id[LR_PROTO_FOLDER_ID_MAX + 1];
+    uint64_t peer_index_id; /* never 0 */
+    uint64_t peer_seq;
+    uint64_t need;
+};
+/* LR_EBADVAL: invalid folder ID, peer_index_id 0, a count >= 2^62. */
+int lr_proto_pulled_encode(const struct lr_proto_pulled *m, struct lr_buf *out);
+int lr_proto_pulled_decode(const uint8_t *p, size_t n, struct lr_proto_pulled *m,
+                           struct lr_err *err);
 
 /* ---- CHUNK (0x13) ---- */
 enum lr_proto_chunk_status {

@@ -518,6 +518,47 @@ int lr_proto_want_decode(const uint8_t *p, size_t n, struct lr_proto_want *w, st
     return 0;
 }
 
+/* ---- PULLED ------------------------------------------------------------------------- */
+
+int lr_proto_pulled_encode(const struct lr_proto_pulled *m, struct lr_buf *out)
+{
+    size_t fl = strnlen(m->folder_id, sizeof(m->folder_id));
+    if (fl == sizeof(m->folder_id) || !lr_proto_folder_id_ok(m->folder_id, fl) ||
+        m->peer_index_id == 0 || m->peer_seq > LR_VARINT_MAX || m->need > LR_VARINT_MAX)
+        return LR_EBADVAL;
+    int rc = lr_buf_put_lbytes(out, m->folder_id, fl);
+    if (rc == 0)
+        rc = lr_buf_put_u64(out, m->peer_index_id);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, m->peer_seq);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, m->need);
+    return rc;
+}
+
+int lr_proto_pulled_decode(const uint8_t *p, size_t n, struct lr_proto_pulled *m,
+                           struct lr_err *err)
+{
+    struct lr_proto_pulled t;
+    struct lr_rd rd;
+    int rc;
+    memset(m, 0, sizeof(*m));
+    memset(&t, 0, sizeof(t));
+    lr_rd_init(&rd, p, n);
+    if ((rc = lr_proto_get_folder_id(&rd, "pulled.folder", t.folder_id, err)) < 0)
+        return rc;
+    if (lr_rd_get_u64(&rd, &t.peer_index_id) < 0)
+        return lr_err_set(err, LR_ETRUNC, "pulled.peer_index_id: truncated");
+    if (t.peer_index_id == 0)
+        return lr_err_set(err, LR_EBADVAL, "pulled.peer_index_id: 0");
+    if (lr_rd_get_varint(&rd, &t.peer_seq) < 0)
+        return lr_err_set(err, LR_ETRUNC, "pulled.peer_seq: truncated");
+    if (lr_rd_get_varint(&rd, &t.need) < 0)
+        return lr_err_set(err, LR_ETRUNC, "pulled.need: truncated");
+    *m = t; /* trailing bytes: a newer version's fields (§5) */
+    return 0;
+}
+
 /* ---- CHUNK -------------------------------------------------------------------------- */
 
 int lr_proto_chunk_encode(struct lr_proto_zc *zc, uint64_t req_id, uint64_t status,

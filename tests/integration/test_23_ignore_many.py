@@ -328,3 +328,35 @@ def test_ignored_record_is_not_owed_to_a_device_added_later(devices, tmp_path):
     assert r.rc == 0, r
     assert not (fc / "f.log").exists()
     assert (fa / "f.log").read_bytes() == b"log\n"
+
+
+def test_path_only_the_peer_ignores_does_not_hold_sync_wait(devices, tmp_path):
+    """Bob ignores *.tmp; alice does not. Alice makes x.tmp and edits
+    f.log, which synced before bob's rule came: bob never takes either, so
+    alice's index comparison counts both as owed to bob, and alice's `sync
+    --wait` ran into its timeout ("peers still need 2 files from us") while
+    `status` said in sync on both. Bob's PULLED (docs/protocol.md §6.12)
+    now says he needs nothing, holding all of alice's index, and the wait
+    returns; while bob still has a file to fetch it does not."""
+    (a, b), (fa, fb) = make_devices(devices, tmp_path, ["alice", "bob"])
+    (fa / "f.log").write_bytes(b"v1\n")
+    share_all([a, b], [fa, fb])
+    a.start()
+    b.start()
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert (fb / "f.log").read_bytes() == b"v1\n"
+    (fb / IGN).write_bytes(b"*.tmp\n*.log\n")
+    b.ok("scan")
+    (fa / "x.tmp").write_bytes(b"scratch\n")
+    (fa / "f.log").write_bytes(b"v2\n")
+    big = os.urandom(24 << 20)
+    (fa / "big.bin").write_bytes(big)
+    a.ok("scan")
+    r = a.run("sync", "--wait", "--timeout", "60", timeout=90)
+    assert r.rc == 0, r
+    # It returned only once bob had the file he does take.
+    assert (fb / "big.bin").read_bytes() == big
+    assert not (fb / "x.tmp").exists()
+    assert (fb / "f.log").read_bytes() == b"v1\n"
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    assert status(a)["in_sync"] and status(b)["in_sync"]

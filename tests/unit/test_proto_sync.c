@@ -136,6 +136,8 @@ static void test_registry(void **state)
     assert_int_equal(lr_proto_max_payload(LR_MSG_HAVE), LR_PROTO_HAVE_MAX);
     assert_int_equal(lr_proto_max_payload(LR_MSG_SUMMARY), LR_PROTO_SUMMARY_MAX);
     assert_int_equal(lr_proto_max_payload(LR_MSG_SUMMARY_WANT), LR_PROTO_SUMMARY_WANT_MAX);
+    assert_int_equal(lr_proto_max_payload(LR_MSG_PULLED), LR_PROTO_PULLED_MAX);
+    assert_string_equal(lr_proto_type_name(LR_MSG_PULLED), "PULLED");
     assert_true(LR_PROTO_SUMMARY_MAX <= LR_PROTO_FRAME_MAX);
     /* Reserved, unused: unknown to the reader (skipped). */
     assert_int_equal(lr_proto_max_payload(LR_MSG_INDEX_DELTA), 0);
@@ -1807,6 +1809,65 @@ static int chunk_dec(const uint8_t *p, size_t n, struct lr_err *err)
     return lr_proto_chunk_decode(p, n, &c, err);
 }
 
+static int pulled_dec(const uint8_t *p, size_t n, struct lr_err *err)
+{
+    struct lr_proto_pulled m;
+    return lr_proto_pulled_decode(p, n, &m, err);
+}
+
+static void test_pulled(void **state)
+{
+    (void)state;
+    struct lr_proto_pulled m = {.peer_index_id = 0x8000000000000001u,
+                                .peer_seq = LR_VARINT_MAX,
+                                .need = 0},
+                           d;
+    memset(m.folder_id, 'f', LR_PROTO_FOLDER_ID_MAX); /* the longest folder ID */
+    m.folder_id[LR_PROTO_FOLDER_ID_MAX] = 0;
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_PULLED_MAX);
+    assert_int_equal(lr_proto_pulled_encode(&m, &b), 0);
+    assert_true(b.len <= LR_PROTO_PULLED_MAX);
+    assert_int_equal(lr_proto_pulled_decode(b.data, b.len, &d, NULL), 0);
+    assert_string_equal(d.folder_id, m.folder_id);
+    assert_int_equal(d.peer_index_id, m.peer_index_id);
+    assert_int_equal(d.peer_seq, m.peer_seq);
+    assert_int_equal(d.need, 0);
+    all_truncations(b.data, b.len, pulled_dec);
+    /* Trailing bytes are a newer version's fields: skipped (§5). */
+    assert_int_equal(lr_buf_put_varint(&b, 7), 0);
+    assert_int_equal(lr_proto_pulled_decode(b.data, b.len, &d, NULL), 0);
+    assert_int_equal(d.peer_seq, m.peer_seq);
+    /* The encoder refuses what the decoder would. */
+    lr_buf_reset(&b);
+    strcpy(m.folder_id, "docs");
+    m.need = 3;
+    m.peer_index_id = 0;
+    assert_int_equal(lr_proto_pulled_encode(&m, &b), LR_EBADVAL);
+    m.peer_index_id = 9;
+    m.need = LR_VARINT_MAX + 1;
+    assert_int_equal(lr_proto_pulled_encode(&m, &b), LR_EBADVAL);
+    m.need = 3;
+    strcpy(m.folder_id, "a/b");
+    assert_int_equal(lr_proto_pulled_encode(&m, &b), LR_EBADVAL);
+    strcpy(m.folder_id, "docs");
+    assert_int_equal(lr_proto_pulled_encode(&m, &b), 0);
+    assert_int_equal(lr_proto_pulled_decode(b.data, b.len, &d, NULL), 0);
+    assert_int_equal(d.need, 3);
+    /* Hostile: index ID 0, a folder ID with a slash. */
+    static const uint8_t zero_id[] = {1, 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    struct lr_err err;
+    lr_err_clear(&err);
+    assert_int_equal(lr_proto_pulled_decode(zero_id, sizeof(zero_id), &d, &err), LR_EBADVAL);
+    assert_fatal(LR_EBADVAL, &err);
+    static const uint8_t slash[] = {3, 'a', '/', 'b', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0};
+    lr_err_clear(&err);
+    int rc = lr_proto_pulled_decode(slash, sizeof(slash), &d, &err);
+    assert_true(rc < 0);
+    assert_fatal(rc, &err);
+    lr_buf_release(&b);
+}
+
 static void test_chunk_roundtrip(void **state)
 {
     (void)state;
@@ -2195,6 +2256,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_pulled),
         cmocka_unit_test(test_folder_id_rule),
         cmocka_unit_test(test_folders_roundtrip),
         cmocka_unit_test(test_folders_sort_and_encoder_rules),
