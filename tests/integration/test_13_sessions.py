@@ -161,14 +161,9 @@ def test_session_of_a_long_path_is_kept_over_a_restart(devices, tmp_path):
     assert len(got) == 1 and got[0]["state"] == "complete", sessions(b)
 
 
-@pytest.mark.parametrize("how", ["rewritten", "emptied", "renamed"])
-def test_session_of_a_replaced_version_is_superseded(devices, tmp_path, how):
-    """The sender's file changes while the receiver pulls it (rewritten,
-    emptied, or renamed): the older version's session, which can never
-    resume, ends failed ('superseded'); a newer version's completes. It
-    stayed 'interrupted: no peer can serve it' for good (black-box runs:
-    first for a rewrite; for an emptied or renamed file, which the receiver
-    applies without a transfer, still)."""
+def pulling_big_file(devices, tmp_path):
+    """Alice and bob in sync, then a 64 MiB big.bin on alice that bob is
+    pulling: returns once bob's session of it is active with chunks done."""
     a, b, fa, fb = shared_docs(devices, tmp_path)
     a.start()
     b.start()
@@ -182,6 +177,18 @@ def test_session_of_a_replaced_version_is_superseded(devices, tmp_path, how):
         return any(s["path"] == "big.bin" and s["state"] == "active" and s["chunks_done"] > 0
                    for s in sessions(b))
     wait_for(active, timeout=60, interval=0.02, what="an active session")
+    return a, b, fa, fb
+
+
+@pytest.mark.parametrize("how", ["rewritten", "emptied", "renamed"])
+def test_session_of_a_replaced_version_is_superseded(devices, tmp_path, how):
+    """The sender's file changes while the receiver pulls it (rewritten,
+    emptied, or renamed): the older version's session, which can never
+    resume, ends failed ('superseded'); a newer version's completes. It
+    stayed 'interrupted: no peer can serve it' for good (black-box runs:
+    first for a rewrite; for an emptied or renamed file, which the receiver
+    applies without a transfer, still)."""
+    a, b, fa, fb = pulling_big_file(devices, tmp_path)
     os.kill(a.pid, 19)  # SIGSTOP: the transfer stays open while the file changes
     try:
         if how == "rewritten":
@@ -235,19 +242,7 @@ def test_session_fails_once_no_device_may_serve_it(devices, tmp_path, when):
     failed, naming why. It stayed 'interrupted: no peer can serve it' for
     good while the folder showed in sync (black-box round 20). Adding the
     peer and sharing the folder again completes the file."""
-    a, b, fa, fb = shared_docs(devices, tmp_path)
-    a.start()
-    b.start()
-    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
-    with open(fa / "big.bin", "wb") as f:
-        for _ in range(8):
-            f.write(os.urandom(8 << 20))
-    a.ok("sync")
-
-    def active():
-        return any(s["path"] == "big.bin" and s["state"] == "active" and s["chunks_done"] > 0
-                   for s in sessions(b))
-    wait_for(active, timeout=60, interval=0.02, what="an active session")
+    a, b, fa, fb = pulling_big_file(devices, tmp_path)
     if when == "after-the-peer-left":
         a.stop()
         wait_for(lambda: any(s["path"] == "big.bin" and s["state"] == "interrupted"
