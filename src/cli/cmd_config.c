@@ -213,10 +213,21 @@ int cmd_peers(struct cli *c, int argc, char **argv)
                json_is_true(json_object_get(p, "connected")) ? "connected" : "disconnected");
         json_t *a;
         size_t k;
+        bool listed = false;
+        /* The address a connection came from, when no configured one says
+         * it (a peer paired or found by discovery has none). */
+        const char *live = json_is_true(json_object_get(p, "connected"))
+                               ? json_string_value(json_object_get(p, "address"))
+                               : NULL;
         json_array_foreach(json_object_get(p, "addresses"), k, a)
         {
             printf("%s%s", k ? "," : "  ", json_string_value(a));
+            listed |= live && json_string_value(a) && strcmp(json_string_value(a), live) == 0;
         }
+        if (live && !listed && json_array_size(json_object_get(p, "addresses")))
+            printf(" (now %s)", live);
+        else if (live && !listed)
+            printf("  %s", live);
         json_int_t sent = json_integer_value(json_object_get(p, "bytes_sent"));
         json_int_t recv = json_integer_value(json_object_get(p, "bytes_received"));
         if (sent || recv)

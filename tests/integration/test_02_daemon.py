@@ -475,3 +475,25 @@ def test_home_that_takes_no_new_file_names_the_cause(devices, free_port, tmp_pat
     finally:
         subprocess.run(["chattr", "-i", a.home], capture_output=True)
     a.ok("scan")
+
+
+def test_peer_without_address_shows_where_it_is_connected_from(devices, free_port):
+    """Alice added bob without an address (as pairing or discovery leaves
+    it); bob dials her. Human `peers` showed bob connected with no address
+    at all (black-box round 20); it now shows where he is connected from,
+    as `peers --json` does in `address`."""
+    a, b = devices("alice"), devices("bob")
+    a.init()
+    b.init()
+    a.port, b.port = free_port(), free_port()
+    a.ok("peer", "add", b.id, "--name", "bob")
+    b.ok("peer", "add", a.id, "--name", "alice", "--addr", a.addr())
+    a.start()
+    b.start()
+    wait_for(lambda: connected(a, b), timeout=10, what="bob connected to alice")
+    live = a.peer_info(b)["address"]
+    line = [ln for ln in a.ok("peers").out.splitlines() if ln.startswith(b.id)][0]
+    assert line.split()[1:4] == ["bob", "connected", live], line
+    # Bob's configured address is the one he is connected to: shown once.
+    line = [ln for ln in b.ok("peers").out.splitlines() if ln.startswith(a.id)][0]
+    assert line.split()[1:4] == ["alice", "connected", a.addr()] and "now" not in line, line
