@@ -1840,7 +1840,7 @@ static void test_pulled(void **state)
     assert_int_equal(d.peer_seq, m.peer_seq);
     /* The encoder refuses what the decoder would. */
     lr_buf_reset(&b);
-    strcpy(m.folder_id, "docs");
+    snprintf(m.folder_id, sizeof(m.folder_id), "docs");
     m.need = 3;
     m.peer_index_id = 0;
     assert_int_equal(lr_proto_pulled_encode(&m, &b), LR_EBADVAL);
@@ -1848,9 +1848,9 @@ static void test_pulled(void **state)
     m.need = LR_VARINT_MAX + 1;
     assert_int_equal(lr_proto_pulled_encode(&m, &b), LR_EBADVAL);
     m.need = 3;
-    strcpy(m.folder_id, "a/b");
+    snprintf(m.folder_id, sizeof(m.folder_id), "a/b");
     assert_int_equal(lr_proto_pulled_encode(&m, &b), LR_EBADVAL);
-    strcpy(m.folder_id, "docs");
+    snprintf(m.folder_id, sizeof(m.folder_id), "docs");
     assert_int_equal(lr_proto_pulled_encode(&m, &b), 0);
     assert_int_equal(lr_proto_pulled_decode(b.data, b.len, &d, NULL), 0);
     assert_int_equal(d.need, 3);
