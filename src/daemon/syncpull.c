@@ -1837,8 +1837,9 @@ static void pull_start(struct daemon_job *base)
  * whether we still need anything, as of what we hold of its index. Its
  * `sync --wait` compares indexes to know what we still need from it, and
  * cannot tell a path our rules ignore, which we never take: it waited for
- * that until its timeout. Sent when the answer changes (in sync or not,
- * or what we hold), so a transfer costs a message or two, not one a round.
+ * that until its timeout. Sent when the answer changes: once "not in
+ * sync", and "in sync" again for each new extent of what we hold; a
+ * transfer costs a message or two, not one a round.
  */
 static void pull_tell_peers(struct lr_daemon *d, const struct pull_job *j, bool in_sync)
 {
@@ -1847,8 +1848,10 @@ static void pull_tell_peers(struct lr_daemon *d, const struct pull_job *j, bool 
         struct sync_link *l = sync_link_find(d, &p->id, j->folder);
         if (!j->held[k].ok || !p->conn || !l || !l->listed)
             continue;
+        /* Only "in sync" is acted on: "not in sync" needs saying once. */
         if (l->told_pulled && l->told_in_sync == in_sync &&
-            l->told_pulled_index == j->held[k].index_id && l->told_pulled_seq == j->held[k].seq)
+            (!in_sync ||
+             (l->told_pulled_index == j->held[k].index_id && l->told_pulled_seq == j->held[k].seq)))
             continue;
         struct lr_proto_pulled m = {.peer_index_id = j->held[k].index_id,
                                     .peer_seq = j->held[k].seq,
