@@ -290,8 +290,11 @@ static int op_folder_remove(struct lr_config *cfg, json_t *params, json_t **resu
         return rc;
     struct lr_folder_cfg *f = lr_config_find_folder(cfg, id);
     char *path = f ? lr_xstrdup(f->path) : NULL;
-    if ((rc = lr_config_remove_folder(cfg, id, err)) == 0)
-        *result = json_pack("{s:s, s:s}", "id", id, "path", path);
+    if ((rc = lr_config_remove_folder(cfg, id, err)) == 0) {
+        *result = json_pack("{s:s}", "id", id);
+        if (path) /* path_b64 too when it is not UTF-8 (json_pack refused it: no result) */
+            lr_json_set_path(*result, "path", path, strlen(path));
+    }
     free(path);
     return rc;
 }

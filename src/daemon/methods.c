@@ -219,8 +219,11 @@ static json_t *folder_errors(struct lr_daemon *d, const char *folder, struct fol
     if (f && f->error) {
         char since[32];
         iso_time(f->error_since, since, sizeof(since));
-        json_array_append_new(
-            errors, json_pack("{s:s, s:s, s:s}", "path", "", "error", f->error, "since", since));
+        /* Lossy: the message may quote a root that is not UTF-8 (json_pack
+         * refused it, and the folder was in error with no reason listed). */
+        json_array_append_new(errors,
+                              json_pack("{s:s, s:o, s:s}", "path", "", "error",
+                                        lr_json_lossy(f->error, strlen(f->error)), "since", since));
     }
     struct lr_syncerr_list l;
     sync_items_list(d, folder, &l);

@@ -10,6 +10,7 @@
 #include "daemon/live.h"
 #include "store/store.h"
 
+#include "util/jsonx.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xalloc.h"
@@ -223,10 +224,11 @@ static void done(struct daemon_job *base, int status)
             if (f)
                 daemon_folder_fail(f, msg);
             json_t *o = json_pack("{s:s}", "id", it->id);
-            json_object_set_new(o, "error", json_string(msg));
+            /* Lossy: the message may quote a root that is not UTF-8. */
+            json_object_set_new(o, "error", lr_json_lossy(msg, strlen(msg)));
             json_array_append_new(arr, o);
-            daemon_event(d, json_pack("{s:s, s:s, s:s}", "type", "folder_error", "folder", it->id,
-                                      "error", msg));
+            daemon_event(d, json_pack("{s:s, s:s, s:o}", "type", "folder_error", "folder", it->id,
+                                      "error", lr_json_lossy(msg, strlen(msg))));
             if (status >= 0) {
                 /* Peers are told (it is no longer announced), and it is
                  * retried: a folder back from error was never announced

@@ -1,6 +1,7 @@
 """The daemon, its control API and the QUIC transport, driven through the CLI
 with real daemons on loopback."""
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -497,3 +498,26 @@ def test_peer_without_address_shows_where_it_is_connected_from(devices, free_por
     # Bob's configured address is the one he is connected to: shown once.
     line = [ln for ln in b.ok("peers").out.splitlines() if ln.startswith(a.id)][0]
     assert line.split()[1:4] == ["alice", "connected", a.addr()] and "now" not in line, line
+
+
+def test_folder_whose_root_is_not_utf8(devices, free_port, tmp_path):
+    """A folder whose root's name is not UTF-8, through the daemon: its scan
+    error (marker gone) reached neither `scan` (exit 0, no error in the
+    JSON) nor `status` (state error, empty `errors`), and `folder remove`
+    removed it but failed ("the daemon built no result"): every JSON
+    string built from the root's raw bytes was refused (black-box round 20)."""
+    a, _ = two(devices, free_port)
+    root = os.path.join(bytes(tmp_path), b"r\xffoot")
+    os.mkdir(root)
+    a.start()
+    assert a.run("folder", "add", os.fsdecode(root), "--id", "odd").rc == 0
+    a.ok("scan", "odd")
+    shutil.rmtree(os.path.join(root, b".landropic"))
+    r = a.run("scan", "odd", "--json")
+    assert r.rc == 1 and r.err.startswith("landropic: folder 'odd': ") and "missing" in r.err, r
+    assert "missing" in json.loads(r.out)["folders"][0]["error"], r
+    st = a.ok("status", "odd", "--json").json()["folders"][0]
+    assert st["state"] == "error" and "missing" in st["errors"][0]["error"], st
+    r = a.run("folder", "remove", "odd")
+    assert r.rc == 0, r
+    assert "odd" not in a.ok("folders").out
