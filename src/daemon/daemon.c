@@ -120,6 +120,13 @@ static void dial_peer(struct lr_daemon *d, const struct lr_peer_cfg *p)
         lr_warn(MOD, "cannot dial peer=%s: %s", s, err.msg);
 }
 
+void daemon_dial_now(struct lr_daemon *d, const struct lr_device_id *id)
+{
+    const struct lr_peer_cfg *pc = lr_config_find_peer(d->cfg, id);
+    if (pc)
+        dial_peer(d, pc);
+}
+
 void daemon_config_changed(struct lr_daemon *d)
 {
     /* Peers: keep runtime state of those still configured, forget the others. */

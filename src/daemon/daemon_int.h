@@ -105,6 +105,10 @@ void daemon_peer_bytes(const struct peer_rt *p, uint64_t *sent, uint64_t *recv);
 struct folder_rt *daemon_folder(struct lr_daemon *d, const char *id);
 /* Bring runtime state in line with the config after a change (dial, forget, folders). */
 void daemon_config_changed(struct lr_daemon *d);
+/* Dial a configured peer now (at its configured addresses), whatever its
+ * redial backoff says; nothing if it has none or a connection is up or
+ * being made. */
+void daemon_dial_now(struct lr_daemon *d, const struct lr_device_id *id);
 const char *daemon_folder_state_name(enum folder_state s);
 
 /* ---- methods.c ---- */

@@ -316,6 +316,7 @@ static void m_sync(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
         lr_api_reply_rc(req, rc, &err);
         return;
     }
+    sync_redial_for_wait(d, ids, n);
     lr_api_reply(req, json_object());
 }
 

@@ -73,6 +73,9 @@ struct sync_sessions {
     /* Some session may wait to resume (interrupted or pending): a start
      * looks for other versions of its path among them (supersede). */
     bool maybe_waiting;
+    /* A walk of the list is ending sessions: a checkpoint (whose trim frees
+     * finished sessions, maybe the walk's next one) waits for its end. */
+    bool walking;
 };
 
 /* Whether s is the session of that version of that path. The version's
@@ -522,7 +525,7 @@ static void note(struct lr_daemon *d, uint64_t n)
     if (!r)
         return;
     lr_session_ckpt_note(&r->ck, n);
-    if (lr_session_ckpt_due(&r->ck, now_ms()))
+    if (!r->walking && lr_session_ckpt_due(&r->ck, now_ms()))
         checkpoint(d);
 }
 
@@ -658,6 +661,7 @@ static void supersede(struct lr_daemon *d, struct sync_sessions *r, const struct
     if (!r->maybe_waiting)
         return;
     bool waiting = false;
+    r->walking = true;
     for (struct sync_session *o = r->head; o; o = o->next) {
         if (o == s || o->core.in_use ||
             (o->core.state != LR_SESSION_INTERRUPTED && o->core.state != LR_SESSION_PENDING))
@@ -668,7 +672,9 @@ static void supersede(struct lr_daemon *d, struct sync_sessions *r, const struct
         else
             waiting = true;
     }
+    r->walking = false;
     r->maybe_waiting = waiting;
+    note(d, 0);
 }
 
 struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
@@ -796,6 +802,7 @@ void sync_session_settled(struct lr_daemon *d, const char *folder, const char *p
     if (!r)
         return;
     size_t len = strlen(path);
+    r->walking = true;
     for (struct sync_session *o = r->head; o; o = o->next) {
         if (lr_session_finished(&o->core) && o->core.state != LR_SESSION_INTERRUPTED)
             continue;
@@ -809,6 +816,8 @@ void sync_session_settled(struct lr_daemon *d, const char *folder, const char *p
         else
             sync_session_end(d, o, SYNC_SESSION_FAILED, "superseded by a newer version");
     }
+    r->walking = false;
+    note(d, 0);
 }
 
 bool sync_sessions_may_resume(struct lr_daemon *d, const char *folder)
@@ -823,7 +832,10 @@ bool sync_sessions_may_resume(struct lr_daemon *d, const char *folder)
 void sync_sessions_config_changed(struct lr_daemon *d)
 {
     struct sync_sessions *r = reg(d);
-    for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
+    if (!r)
+        return;
+    r->walking = true;
+    for (struct sync_session *s = r->head; s; s = s->next) {
         if (s->core.in_use ||
             (s->core.state != LR_SESSION_INTERRUPTED && s->core.state != LR_SESSION_PENDING) ||
             sync_sessions_may_resume(d, s->folder))
@@ -832,6 +844,8 @@ void sync_sessions_config_changed(struct lr_daemon *d)
                          lr_config_find_folder(d->cfg, s->folder) ? SYNC_SESSION_UNSHARED
                                                                   : "folder removed");
     }
+    r->walking = false;
+    note(d, 0);
 }
 
 /* Milliseconds since the liveliest connected device serving the session

@@ -1007,8 +1007,13 @@ static void link_reset(struct sync_link *l, bool recv)
 {
     l->listed = false;
     sender_reset(l);
-    /* Each side says again what it holds once the folder syncs again. */
-    l->their_pulled = l->told_pulled = false;
+    /* Ours is said again when the folder syncs again. Theirs is kept
+     * unless their side restarts (it names the index and sequence it is
+     * about, so it cannot go stale): a re-list for reasons of ours does
+     * not make them send it again. */
+    l->told_pulled = false;
+    if (recv)
+        l->their_pulled = false;
     if (recv) {
         l->recv_epoch++;
         l->recv_mid = false;
@@ -1826,6 +1831,29 @@ static void note_new_shares(struct lr_daemon *d)
     }
 }
 
+void sync_redial_for_wait(struct lr_daemon *d, const char *const *folders, size_t n)
+{
+    if (!d->sync)
+        return;
+    uint64_t now = uv_now(&d->loop);
+    for (size_t i = 0; i < d->cfg->npeers; i++) {
+        const struct lr_device_id *id = &d->cfg->peers[i].id;
+        bool shares = false;
+        for (size_t k = 0; k < d->cfg->nfolders && !shares; k++) {
+            const struct lr_folder_cfg *fc = &d->cfg->folders[k];
+            bool named = n == 0;
+            for (size_t m = 0; m < n && !named; m++)
+                named = strcmp(folders[m], fc->id) == 0;
+            shares = named && lr_folder_shared_with(fc, id);
+        }
+        struct sync_peer *p = shares ? sync_peer_get(d, id) : NULL;
+        if (!p || p->conn)
+            continue;
+        p->redial_ms = now;
+        daemon_dial_now(d, id);
+    }
+}
+
 void sync_config_changed(struct lr_daemon *d)
 {
     if (!d->sync)
@@ -2006,7 +2034,9 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
             /* The connect grace at start, and again after we closed the
              * connection ourselves to have it come back (a sync --wait
              * answered "in sync" in that gap while the peer lacked files). */
-            settled = now - d->started_ms >= SYNC_CONNECT_GRACE_MS &&
+            bool dialling = p->redial_ms && now - p->redial_ms < SYNC_CONNECT_GRACE_MS && d->tr &&
+                            lr_transport_connecting(d->tr, &p->id);
+            settled = !dialling && now - d->started_ms >= SYNC_CONNECT_GRACE_MS &&
                       now - p->shared_ms >= SYNC_CONNECT_GRACE_MS &&
                       (!p->closed_ms || now - p->closed_ms >= SYNC_CONNECT_GRACE_MS);
             if (!settled)

@@ -91,6 +91,12 @@ void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, cons
 void sync_on_writable(struct lr_daemon *d, struct lr_conn *c);
 /* Folders or shares changed: resend FOLDERS to every connected peer. */
 void sync_config_changed(struct lr_daemon *d);
+/* `sync` was asked for these folders (all if n is 0): every peer they are
+ * shared with that is not connected is dialled now, and a `sync --wait`
+ * counts it as settled only once that dial is over (connected, failed, or
+ * SYNC_CONNECT_GRACE_MS), not at once because an earlier dial had failed
+ * (a peer just restarted was "settled" before it could reconnect). */
+void sync_redial_for_wait(struct lr_daemon *d, const char *const *folders, size_t n);
 /* A scan of the folder finished (ok: without error). */
 void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok);
 /* A running scan committed a batch of the folder: announce it to peers now. */

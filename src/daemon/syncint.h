@@ -67,6 +67,7 @@ struct sync_peer {
      * start): `sync --wait` gives it the connect grace from then too. */
     uint64_t shared_ms;
     size_t nshared_cfg; /* folders the configuration shares with it */
+    uint64_t redial_ms; /* uv_now of sync_redial_for_wait's dial (0: none) */
     /* Frames the transport had no room for yet: control ones (FOLDERS,
      * INDEX, SUMMARY) go before bulk ones (WANT, CHUNK, HAVE), which may
      * fill the window for a while; each list keeps its order. q_bytes

@@ -69,7 +69,7 @@ enum lr_msg_type {
     LR_MSG_SUMMARY = 0x16,      /* control stream: an index's bucket summary (LR_FEAT_RECON) */
     LR_MSG_SUMMARY_WANT = 0x17, /* control stream: the buckets of a SUMMARY that differ */
     LR_MSG_PULLED = 0x18,       /* control stream: what the sender still needs of a folder */
-    /* 0x16..0x7d: further sync messages, each with a row in proto.c's type
+    /* 0x19..0x7d: further sync messages, each with a row in proto.c's type
      * table and a section in docs/protocol.md. */
     LR_MSG_DEBUG_DATA = 0x7e, /* test-only opaque payload; receivers may skip it */
 };

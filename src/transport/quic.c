@@ -2201,6 +2201,17 @@ int lr_transport_forget_peer(struct lr_transport *t, const struct lr_device_id *
     return found ? 0 : LR_ENOTFOUND;
 }
 
+bool lr_transport_connecting(struct lr_transport *t, const struct lr_device_id *peer)
+{
+    for (struct lr_conn *c = t->conns; c; c = c->next)
+        if (conn_live(c) && !c->pair && (c->state == CS_HANDSHAKE || c->state == CS_HELLO) &&
+            (c->id_known || c->is_client) && lr_device_id_eq(&c->peer, peer))
+            return true;
+    struct lr__peer *p = peer_find(t, peer);
+    return p && uv_is_active((uv_handle_t *)p->timer) &&
+           uv_timer_get_due_in(p->timer) <= LR_TRANSPORT_DIAL_DEFER_MS;
+}
+
 struct lr_conn *lr_transport_conn(struct lr_transport *t, const struct lr_device_id *peer)
 {
     for (struct lr_conn *c = t->conns; c; c = c->next)

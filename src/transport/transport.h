@@ -319,6 +319,11 @@ int lr_transport_dial(struct lr_transport *t, const struct lr_device_id *peer,
  */
 int lr_transport_forget_peer(struct lr_transport *t, const struct lr_device_id *peer);
 
+/* Whether a connection with `peer` is being made: one handshaking or
+ * waiting for its HELLO (either direction), or our dial to it due within
+ * LR_TRANSPORT_DIAL_DEFER_MS. */
+bool lr_transport_connecting(struct lr_transport *t, const struct lr_device_id *peer);
+
 /* The up connection with `peer`, or NULL. */
 struct lr_conn *lr_transport_conn(struct lr_transport *t, const struct lr_device_id *peer);
 

@@ -248,3 +248,25 @@ def test_waits_for_a_peer_just_added(devices, tmp_path):
     r = b.run("sync", "--wait", "--timeout", "60", timeout=90)
     assert r.rc == 0, r
     assert tree(fb) == tree(fa)
+
+
+def test_waits_for_a_peer_that_just_restarted(devices, tmp_path):
+    """Bob stops; alice writes a file; bob starts again and at once alice's
+    `sync --wait` runs. Her dial to him had failed while he was down, so
+    the wait counted him as settled (not connected, past the start grace)
+    and returned 0 within 35 ms, before he reconnected, without the file
+    (black-box round 20b, 6 of 6). `sync` now dials such a peer at once,
+    and the wait holds while that dial is being made."""
+    a, b, fa, fb = shared_docs(devices, tmp_path)
+    a.start()
+    b.start()
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    time.sleep(5.5)  # past both daemons' start grace
+    for i in range(3):
+        b.stop()
+        (fa / f"r{i}.txt").write_bytes(b"round %d\n" % i)
+        time.sleep(1.2)  # alice's redial to the stopped bob fails meanwhile
+        b.start()
+        r = a.run("sync", "--wait", "--timeout", "60", timeout=90)
+        assert r.rc == 0, r
+        assert (fb / f"r{i}.txt").read_bytes() == b"round %d\n" % i, f"round {i}"
