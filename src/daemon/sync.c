@@ -2034,7 +2034,7 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
             /* The connect grace at start, and again after we closed the
              * connection ourselves to have it come back (a sync --wait
              * answered "in sync" in that gap while the peer lacked files). */
-            bool dialling = p->redial_ms && now - p->redial_ms < SYNC_CONNECT_GRACE_MS && d->tr &&
+            bool dialling = p->redial_ms && now - p->redial_ms < SYNC_REDIAL_GRACE_MS && d->tr &&
                             lr_transport_connecting(d->tr, &p->id);
             settled = !dialling && now - d->started_ms >= SYNC_CONNECT_GRACE_MS &&
                       now - p->shared_ms >= SYNC_CONNECT_GRACE_MS &&

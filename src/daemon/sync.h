@@ -94,7 +94,7 @@ void sync_config_changed(struct lr_daemon *d);
 /* `sync` was asked for these folders (all if n is 0): every peer they are
  * shared with that is not connected is dialled now, and a `sync --wait`
  * counts it as settled only once that dial is over (connected, failed, or
- * SYNC_CONNECT_GRACE_MS), not at once because an earlier dial had failed
+ * SYNC_REDIAL_GRACE_MS), not at once because an earlier dial had failed
  * (a peer just restarted was "settled" before it could reconnect). */
 void sync_redial_for_wait(struct lr_daemon *d, const char *const *folders, size_t n);
 /* A scan of the folder finished (ok: without error). */

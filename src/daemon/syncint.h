@@ -41,6 +41,10 @@
 #define SYNC_INDEX_QUEUED_MAX (128u << 20)
 /* A peer that is not connected this long after start counts as settled. */
 #define SYNC_CONNECT_GRACE_MS 5000
+/* How long `sync --wait` holds for the dial `sync` makes to a disconnected
+ * peer (sync_redial_for_wait): a peer up answers within milliseconds; one
+ * that is down would otherwise hold every wait for the whole grace. */
+#define SYNC_REDIAL_GRACE_MS 2000
 
 /* A frame waiting for room in the connection's send budget. */
 struct sync_frame {

@@ -693,6 +693,32 @@ static void test_forget_peer(void **state)
     assert_int_equal(b->connected, 1);
 }
 
+/* lr_transport_connecting: while our dial is due or its connection is being
+ * made, not before it nor once the connection is up or the peer forgotten
+ * (what `sync --wait` holds for after `sync` redials a peer). */
+static void test_connecting(void **state)
+{
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    trust_each_other(a, b);
+    side_start(e, a);
+    side_start(e, b);
+    assert_false(lr_transport_connecting(b->t, &a->id));
+    dial(b, a, NULL);
+    assert_true(lr_transport_connecting(b->t, &a->id));
+    bool seen_handshake = false;
+    uint64_t end = uv_hrtime() + 5000u * 1000000u;
+    while (b->connected == 0 && uv_hrtime() < end) {
+        run_once(e);
+        seen_handshake |= b->connected == 0 && lr_transport_connecting(b->t, &a->id);
+    }
+    assert_int_equal(b->connected, 1);
+    assert_true(seen_handshake);
+    assert_false(lr_transport_connecting(b->t, &a->id));
+    assert_int_equal(lr_transport_forget_peer(b->t, &a->id), 0);
+    assert_false(lr_transport_connecting(b->t, &a->id));
+}
+
 /* The listening side restarts on the same port: its old peer is reset at its next packet. */
 static void test_restart_reset_reconnect(void **state)
 {
@@ -1090,6 +1116,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_type0, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connecting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_reset_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_connection_replaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
