@@ -6,6 +6,7 @@ home's daemon.lock), never by name.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +21,20 @@ BIN = os.path.abspath(BIN)
 
 
 SANITIZER_MARKERS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer")
+
+
+def remove_marker(root):
+    """Take a folder's .landropic away in one step, as a vanished disk does,
+    while its daemon may be running. A pull round (queued after every scan)
+    opens the folder's store, which makes .landropic/tmp again if it is
+    missing, so an rmtree walking the marker in place could find it "not
+    empty". Renamed aside first (atomic), then removed; a straggler the
+    daemon makes in the renamed copy does not matter."""
+    root = os.fsencode(root)
+    aside = os.path.join(os.path.dirname(root.rstrip(b"/")),
+                         b".marker-gone-" + os.urandom(4).hex().encode())
+    os.rename(os.path.join(root, b".landropic"), aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def free_udp_port():

@@ -1,7 +1,6 @@
 """The daemon, its control API and the QUIC transport, driven through the CLI
 with real daemons on loopback."""
 import json
-import shutil
 import os
 import socket
 import subprocess
@@ -9,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BIN, EventStream, wait_for
+from conftest import BIN, EventStream, remove_marker, wait_for
 
 
 def connected(a, b):
@@ -512,7 +511,7 @@ def test_folder_whose_root_is_not_utf8(devices, free_port, tmp_path):
     a.start()
     assert a.run("folder", "add", os.fsdecode(root), "--id", "odd").rc == 0
     a.ok("scan", "odd")
-    shutil.rmtree(os.path.join(root, b".landropic"))
+    remove_marker(root)
     r = a.run("scan", "odd", "--json")
     assert r.rc == 1 and r.err.startswith("landropic: folder 'odd': ") and "missing" in r.err, r
     assert "missing" in json.loads(r.out)["folders"][0]["error"], r

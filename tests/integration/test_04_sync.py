@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import EventStream, free_udp_port, wait_for
+from conftest import EventStream, free_udp_port, remove_marker, wait_for
 
 
 def pair_up(a, b):
@@ -144,8 +144,7 @@ def test_marker_removed_keeps_peer_files(devices, tmp_path):
     before = snapshot(fb)
     assert len(before) == 20
     # The disk "vanishes" on A: marker and files gone.
-    import shutil
-    shutil.rmtree(fa / ".landropic")
+    remove_marker(fa)
     for i in range(20):
         os.unlink(fa / f"f{i}.txt")
     r = a.run("scan", "docs", "--json")

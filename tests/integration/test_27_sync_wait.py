@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from conftest import shared_docs, wait_for
+from conftest import remove_marker, shared_docs, wait_for
 
 
 class Api:
@@ -137,12 +137,9 @@ def test_not_done_answers_at_the_deadline_then_cli_times_out(devices, tmp_path):
 def test_held_request_answered_when_folder_removed_or_daemon_stops(devices, tmp_path):
     a, b, fa, fb = pair(devices, tmp_path)
     b.start()
-    # A scan queues behind the start-up jobs (sessions' roll-forward opens
-    # the folder's store, which recreates .landropic/tmp if it is missing):
-    # once it answered, nothing touches the marker directory any more.
     b.ok("scan")
     # The marker gone: the folder is in error, never done, so requests stay held.
-    shutil.rmtree(fb / ".landropic")
+    remove_marker(fb)
     assert b.run("scan").rc == 1  # names the missing marker
     wait_for(lambda: b.ok("status", "--json").json()["folders"][0]["state"] == "error",
              timeout=30, what="B's folder in error")
@@ -159,11 +156,8 @@ def test_held_request_answered_when_folder_removed_or_daemon_stops(devices, tmp_
         fc = tmp_path / "C"
         fc.mkdir()
         b.ok("folder", "add", str(fc), "--id", "other", "--share", a.id)
-        # As above: once a scan of it answered, the daemon's set-up of the
-        # new folder (its store's tmp directory) is done and rmtree cannot
-        # race it ("Directory not empty").
         b.ok("scan", "other")
-        shutil.rmtree(fc / ".landropic")
+        remove_marker(fc)
         assert b.run("scan").rc == 1  # names the missing marker
         wait_for(lambda: b.ok("status", "--json").json()["folders"][0]["state"] == "error",
                  timeout=30, what="the other folder in error")
