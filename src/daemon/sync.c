@@ -1012,9 +1012,8 @@ static void link_reset(struct sync_link *l, bool recv)
      * about, so it cannot go stale): a re-list for reasons of ours does
      * not make them send it again. */
     l->told_pulled = false;
-    if (recv)
-        l->their_pulled = false;
     if (recv) {
+        l->their_pulled = false;
         l->recv_epoch++;
         l->recv_mid = false;
         l->recv_last = false;
