@@ -860,9 +860,77 @@ static void set_why(json_t *o, const struct daemon_version *v, const struct lr_c
     free(s);
 }
 
+/*
+ * The audit trail's rows whose leaf the archive would cut (longer than
+ * NAME_MAX with the shortest stamp): few, read once per listing that needs
+ * them. A whole-archive listing names a cut entry by its cut path, which no
+ * row names, so its `why` comes from these (as a listing by the full path
+ * finds it), not the generic text (black-box round 21).
+ */
+static void long_leaf_conflicts(struct lr_index *ix, const char *folder,
+                                struct lr_conflict_list *out)
+{
+    static const size_t min_suffix = sizeof("~YYYYMMDD-HHMMSS") - 1;
+    int64_t after = 0;
+    for (;;) {
+        struct lr_conflict_list page = {0};
+        if (lr_index_conflict_list(ix, folder, NULL, 0, after, LR_CONFLICT_LIST_MAX, &page, NULL) <
+            0)
+            return;
+        for (size_t i = 0; i < page.n; i++) {
+            struct lr_conflict_rec *c = &page.v[i];
+            const uint8_t *slash = memrchr(c->path, '/', c->path_len);
+            size_t leaf = slash ? c->path_len - (size_t)(slash + 1 - c->path) : c->path_len;
+            if (leaf + min_suffix <= NAME_MAX)
+                continue;
+            out->v = lr_xappendarray(out->v, out->n, sizeof(*out->v));
+            out->v[out->n++] = *c;
+            memset(c, 0, sizeof(*c)); /* moved */
+        }
+        bool more = page.n == LR_CONFLICT_LIST_MAX;
+        if (page.n)
+            after = page.v[page.n - 1].id;
+        lr_conflict_list_release(&page);
+        if (!more)
+            return;
+    }
+}
+
+/* Of `longs`, the rows of the full path a cut entry (v->id) was archived
+ * from, borrowed into *view (free view->v only). */
+static void cut_entry_conflicts(const struct lr_conflict_list *longs,
+                                const struct daemon_version *v, struct lr_conflict_list *view)
+{
+    memset(view, 0, sizeof(*view));
+    const char *name = strrchr(v->id, '/');
+    name = name ? name + 1 : v->id;
+    size_t dlen = (size_t)(name - v->id), leaf_len;
+    int64_t when;
+    unsigned seq;
+    bool cut;
+    if (!parse_archived(name, &leaf_len, &when, &seq, &cut) || !cut)
+        return;
+    for (size_t i = 0; i < longs->n; i++) {
+        const struct lr_conflict_rec *c = &longs->v[i];
+        size_t ll = c->path_len - dlen;
+        char want[NAME_MAX + 1];
+        if (c->path_len <= dlen || memcmp(c->path, v->id, dlen) != 0 || ll > NAME_MAX ||
+            memchr(c->path + dlen, '/', ll))
+            continue;
+        memcpy(want, c->path + dlen, ll);
+        want[ll] = 0;
+        if (strlen(want) != ll || !leaf_matches(want, name, leaf_len, true))
+            continue;
+        view->v = lr_xappendarray(view->v, view->n, sizeof(*view->v));
+        view->v[view->n++] = *c;
+    }
+}
+
 json_t *daemon_versions_json(const char *folder, const struct daemon_version_list *l,
                              struct lr_index *ix)
 {
+    struct lr_conflict_list longs = {0};
+    bool longs_read = false;
     json_t *arr = json_array();
     struct lr_conflict_list cl = {0};
     const struct daemon_version *prev = NULL;
@@ -887,10 +955,21 @@ json_t *daemon_versions_json(const char *folder, const struct daemon_version_lis
         json_object_set_new(o, "size", json_integer((json_int_t)v->size));
         json_object_set_new(o, "mtime", json_string(mt));
         json_object_set_new(o, "archived", json_string(at));
-        set_why(o, v, &cl);
+        if (ix && v->cut && cl.n == 0) {
+            if (!longs_read)
+                long_leaf_conflicts(ix, folder, &longs);
+            longs_read = true;
+            struct lr_conflict_list view;
+            cut_entry_conflicts(&longs, v, &view);
+            set_why(o, v, &view);
+            free(view.v);
+        } else {
+            set_why(o, v, &cl);
+        }
         json_array_append_new(arr, o);
     }
     lr_conflict_list_release(&cl);
+    lr_conflict_list_release(&longs);
     json_t *res = json_pack("{s:s, s:o}", "folder", folder, "versions", arr);
     if (l->truncated)
         json_object_set_new(res, "truncated", json_true());

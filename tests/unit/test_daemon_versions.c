@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "daemon/conflicts.h"
+#include "hash/hash.h"
 #include "index/index.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -349,6 +350,104 @@ static void test_json_why(void **state)
     daemon_version_list_release(&l);
 }
 
+/* The archive's cut form of `leaf` (store.c archive_name) with this stamp. */
+static void cut_name(const char *leaf, const char *stamp, char out[NAME_MAX + 1])
+{
+    struct lr_hash h;
+    char hx[LR_HASH_HEX_LEN + 1];
+    lr_sha256(leaf, strlen(leaf), &h);
+    lr_hash_hex(&h, hx);
+    size_t keep = NAME_MAX - (strlen(stamp) + 1) - 9;
+    snprintf(out, NAME_MAX + 1, "%.*s~%.8s~%s", (int)keep, leaf, hx, stamp);
+}
+
+/* A whole-archive listing names a cut entry by its cut path; its "why" still
+ * comes from the conflict of the full path (it said "replaced or deleted by
+ * a change from a peer" there, and "lost a content conflict" when listed by
+ * the full path: black-box round 21). */
+static void test_json_why_cut(void **state)
+{
+    struct fx *f = *state;
+    char lost[NAME_MAX + 1], plain[NAME_MAX + 1], rel[NAME_MAX + 8];
+    char full[300], other[300];
+    memset(full, 'l', 240);
+    snprintf(full + 240, sizeof(full) - 240, ".txt");
+    memset(other, 'l', 240);
+    snprintf(other + 240, sizeof(other) - 240, ".dat");
+    cut_name(full, "20240101-000000", lost);
+    cut_name(other, "20240101-000000", plain);
+    assert_int_equal(strlen(lost), NAME_MAX);
+    snprintf(rel, sizeof(rel), "sub/%s", lost);
+    put(f, rel, 3);
+    snprintf(rel, sizeof(rel), "sub/%s", plain);
+    put(f, rel, 3);
+
+    char db[160];
+    snprintf(db, sizeof(db), "%s/index.db", f->dir);
+    struct lr_index *ix;
+    struct lr_err err = {0};
+    assert_int_equal(lr_index_open(db, &ix, &err), 0);
+    char path[320];
+    snprintf(path, sizeof(path), "sub/%s", full);
+    struct lr_conflict_rec c = {0};
+    c.time_s = 1704067200 - 60;
+    c.folder = (char *)"docs";
+    c.path = (uint8_t *)path;
+    c.path_len = strlen(path);
+    c.type = (char *)"content";
+    c.detail = (char *)"content";
+    c.strategy = (char *)"keep-both";
+    c.resolution = (char *)"archive";
+    c.winner = (char *)"remote";
+    c.devices = (char *)"X";
+    c.archive_path = (uint8_t *)".landropic/versions/sub/x";
+    c.archive_path_len = strlen((char *)c.archive_path);
+    struct lr_hash k = {{1}};
+    assert_int_equal(lr_index_conflict_put(ix, &c, &k, NULL, &err), 0);
+    /* The same leaf in another directory, and a short name: not its rows. */
+    snprintf(path, sizeof(path), "elsewhere/%s", other);
+    c.path_len = strlen(path);
+    k.b[0] = 2;
+    assert_int_equal(lr_index_conflict_put(ix, &c, &k, NULL, &err), 0);
+    c.path = (uint8_t *)"sub/short.txt";
+    c.path_len = strlen((char *)c.path);
+    k.b[0] = 3;
+    assert_int_equal(lr_index_conflict_put(ix, &c, &k, NULL, &err), 0);
+
+    struct daemon_version_list l;
+    assert_int_equal(daemon_versions_list(f->root, NULL, &l, &err), 0);
+    assert_int_equal(l.n, 2);
+    json_t *doc = daemon_versions_json("docs", &l, ix);
+    json_t *arr = json_object_get(doc, "versions");
+    assert_int_equal(json_array_size(arr), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_array_get(arr, i);
+        const char *id = json_string_value(json_object_get(v, "id"));
+        const char *why = json_string_value(json_object_get(v, "why"));
+        assert_true(json_is_true(json_object_get(v, "cut")));
+        if (strcmp(id + 4, lost) == 0) {
+            assert_string_equal(why, "lost a content conflict (content)");
+        } else {
+            assert_string_equal(id + 4, plain);
+            assert_non_null(strstr(why, "peer"));
+        }
+    }
+    json_decref(doc);
+    daemon_version_list_release(&l);
+    /* Listed by the full path: the same reason. */
+    snprintf(path, sizeof(path), "sub/%s", full);
+    assert_int_equal(daemon_versions_list(f->root, path, &l, &err), 0);
+    assert_int_equal(l.n, 1);
+    doc = daemon_versions_json("docs", &l, ix);
+    json_t *v = json_array_get(json_object_get(doc, "versions"), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "path")), path);
+    assert_string_equal(json_string_value(json_object_get(v, "why")),
+                        "lost a content conflict (content)");
+    json_decref(doc);
+    daemon_version_list_release(&l);
+    lr_index_close(ix);
+}
+
 static void write_file(const char *path, const char *text)
 {
     FILE *fp = fopen(path, "wb");
@@ -472,6 +571,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directories_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_why, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_why_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
