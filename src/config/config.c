@@ -4,6 +4,7 @@
 #include "util/str.h"
 #include "util/xalloc.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -575,6 +576,23 @@ static int bad(struct lr_err *err, const char *path, const char *what)
     return lr_err_set(err, LR_ECONFIG, "%s: %s", path, what);
 }
 
+/* "name.example:PORT" as older versions stored (never dialled): a host of
+ * letters, digits, dots and dashes with at least one letter. Dropped when
+ * read; any other invalid address in the file is an error naming it. */
+static bool old_host_name(const char *a)
+{
+    const char *colon = strrchr(a, ':');
+    size_t n = colon ? (size_t)(colon - a) : 0;
+    bool letter = false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if (!isalnum(c) && c != '.' && c != '-')
+            return false;
+        letter |= isalpha(c) != 0;
+    }
+    return letter;
+}
+
 static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct lr_err *err)
 {
     const char *id = NULL, *name = "";
@@ -588,6 +606,9 @@ static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct
     /* Two entries would merge, the second's name and addresses winning. */
     if (lr_config_find_peer(cfg, &dev))
         return lr_err_set(err, LR_ECONFIG, "%s: peer %s is listed twice", path, id);
+    if (addrs && !json_is_array(addrs) && !json_is_null(addrs))
+        return lr_err_set(err, LR_ECONFIG, "%s: peer %s: addresses must be a list of strings", path,
+                          id);
     size_t n = json_is_array(addrs) ? json_array_size(addrs) : 0;
     if (n > LR_ADDR_MAX)
         return bad(err, path, "a peer has too many addresses");
@@ -597,9 +618,10 @@ static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct
         const char *a = json_string_value(json_array_get(addrs, i));
         if (!a)
             return bad(err, path, "a peer address is not a string");
-        /* Older versions stored host names, which were never dialled: drop them. */
-        if (lr_config_check_addr(a, NULL) == 0)
+        if (lr_config_check_addr(a, &sub) == 0)
             list[kept++] = (char *)(uintptr_t)a; /* borrowed for the call, copied inside */
+        else if (!old_host_name(a))
+            return lr_err_set(err, LR_ECONFIG, "%s: peer %s: %s", path, id, sub.msg);
     }
     int rc = lr_config_add_peer(cfg, &dev, name, list, kept, &sub);
     if (rc < 0)

@@ -294,6 +294,37 @@ static void test_load_errors(void **state)
     assert_int_equal(p->naddrs, 1);
     assert_string_equal(p->addrs[0], "10.0.0.5:21037");
     lr_config_free(c);
+    /* Any other invalid address is an error naming it and its peer (they
+     * were dropped silently, and gone for good at the next write). */
+    static const struct {
+        const char *addrs, *want;
+    } bad_addrs[] = {
+        {"[\"127.0.0.1:99999\"]", "invalid address '127.0.0.1:99999': the port"},
+        {"[\"127.0.0.1:0\"]", "invalid address '127.0.0.1:0'"},
+        {"[\"300.1.1.1:5\"]", "invalid address '300.1.1.1:5'"},
+        {"[\"[::1]:x\"]", "invalid address '[::1]:x'"},
+        {"[\"nas.lan:21037\", \"[fe80::1%eth0]:5\"]", "invalid address '[fe80::1%eth0]:5'"},
+        {"\"127.0.0.1:1\"", "addresses must be a list of strings"},
+    };
+    for (size_t i = 0; i < sizeof(bad_addrs) / sizeof(bad_addrs[0]); i++) {
+        text = lr_xasprintf("{\"version\": 1, \"peers\": [{\"id\": \"%s\", \"addresses\": %s}]}",
+                            ida, bad_addrs[i].addrs);
+        write_text(home, text);
+        free(text);
+        lr_err_clear(&err);
+        assert_int_equal(lr_config_load(home, &c, &err), LR_ECONFIG);
+        assert_non_null(strstr(err.msg, bad_addrs[i].want));
+        assert_non_null(strstr(err.msg, ida));
+        assert_non_null(strstr(err.msg, "config.json"));
+    }
+    /* null is no addresses, as a missing key. */
+    text =
+        lr_xasprintf("{\"version\": 1, \"peers\": [{\"id\": \"%s\", \"addresses\": null}]}", ida);
+    write_text(home, text);
+    free(text);
+    assert_int_equal(lr_config_load(home, &c, &err), 0);
+    assert_int_equal(lr_config_find_peer(c, &a)->naddrs, 0);
+    lr_config_free(c);
     char *path = lr_xasprintf("%s/config.json", home);
     unlink(path);
     free(path);
