@@ -1127,6 +1127,13 @@ static int stage_archived(struct lr_store *st, const char *root, const char *id,
     }
     free(buf);
     close(src);
+    if (rc < 0 && err && strncmp(err->msg, "archived version ", 17) != 0) {
+        /* The staging file's error ("staging write at N: No space left on
+         * device"): named for the version being restored. */
+        char m[LR_ERR_MSG_MAX];
+        snprintf(m, sizeof(m), "%s", lr_err_msg(err, rc));
+        lr_err_set(err, rc, "archived version %s: %s", id, m);
+    }
     if (rc == 0 && off != (uint64_t)sb->st_size)
         rc = lr_err_set(err, LR_ECHANGED, "archived version %s changed while being read", id);
     if (rc < 0 && *fd >= 0) {

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <limits.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -560,6 +562,24 @@ static void test_restore(void **state)
     snprintf(p, sizeof(p), "%s/sub/x", f->root);
     assert_int_equal(stat(p, &st), 0);
     assert_true(S_ISREG(st.st_mode));
+    /* A staging file that cannot be written (the disk full; here a file
+     * size limit) names the version: the message was only "staging write
+     * at N: No space left on device" (black-box round 21b). */
+    put(f, "big.bin~20240101-000000", 65536);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 16384;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    lr_err_clear(&err);
+    int rc = daemon_restore_file(f->root, "big.bin", NULL, &id, &replaced, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(rc, -EFBIG);
+    assert_non_null(strstr(err.msg, "archived version big.bin~20240101-000000: "));
+    snprintf(p, sizeof(p), "%s/big.bin", f->root);
+    assert_int_equal(lstat(p, &st), -1);
 }
 
 int main(void)
