@@ -40,6 +40,11 @@ static int folder_args(struct lr_api_req *req, json_t *params, const char **ids,
         ids[(*n)++] = json_string_value(one);
         return 0;
     }
+    /* Another type was taken for "no folder named": every folder answered. */
+    if (one && !json_is_null(one)) {
+        lr_api_reply_error(req, "bad_request", 2, "'folder' must be a folder ID (a string)");
+        return -1;
+    }
     if (many && !json_is_array(many)) {
         lr_api_reply_error(req, "bad_request", 2, "'folders' must be an array of folder IDs");
         return -1;
@@ -339,12 +344,15 @@ static void m_conflicts(struct lr_daemon *d, struct lr_api_req *req, json_t *par
 {
     const char *ids[MAX_FOLDER_ARGS];
     size_t n;
-    if (folder_args(req, params, ids, &n) < 0 || check_folders(d, req, ids, n) < 0)
+    if (folder_args(req, params, ids, &n) < 0)
         return;
+    /* A usage error before a lookup: two IDs are wrong whether or not they exist. */
     if (n > 1) {
         lr_api_reply_error(req, "bad_request", 2, "'conflicts' takes at most one folder");
         return;
     }
+    if (check_folders(d, req, ids, n) < 0)
+        return;
     daemon_m_conflicts(d, req, n ? ids[0] : NULL);
 }
 

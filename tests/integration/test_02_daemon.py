@@ -309,6 +309,41 @@ def test_control_socket_survives_garbage(devices, free_port):
     assert a.ok("status", "--json").json() == {"folders": []}
 
 
+def test_control_socket_folder_params_checked(devices, free_port, tmp_path):
+    """A `folder` that is not a string was taken for none (status answered
+    every folder), and `conflicts` with two folder IDs answered `notfound`
+    for the first instead of the usage error (black-box round 21b)."""
+    a, _ = two(devices, free_port)
+    a.start()
+    (tmp_path / "d").mkdir()
+    a.ok("folder", "add", str(tmp_path / "d"), "--id", "d")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.path.join(a.home, "control.sock"))
+    f = s.makefile("rb")
+    s.settimeout(30)
+
+    def call(method, params):
+        s.sendall((json.dumps({"id": 1, "method": method, "params": params}) + "\n").encode())
+        return json.loads(f.readline())
+
+    try:
+        for method in ("status", "scan", "conflicts", "sync"):
+            for bad in (5, ["d"], {"id": "d"}, True):
+                r = call(method, {"folder": bad})
+                assert r["error"]["code"] == "bad_request" and r["error"]["exit"] == 2, \
+                    (method, bad, r)
+                assert "'folder'" in r["error"]["message"], r
+        for ids in (["a", "b"], ["d", "d"]):
+            r = call("conflicts", {"folders": ids})
+            assert r["error"]["code"] == "bad_request" and "at most one" in r["error"]["message"], r
+        assert call("status", {"folder": None})["result"]["folders"][0]["id"] == "d"
+        assert call("status", {"folder": "d"})["result"]["folders"][0]["id"] == "d"
+        assert call("status", {"folder": "x"})["error"]["code"] == "notfound"
+    finally:
+        f.close()
+        s.close()
+
+
 def test_daemon_starting_or_deaf_is_not_called_absent(devices, free_port, tmp_path):
     """A daemon holds its lock before it listens: commands in that window
     waited for nothing and said 'daemon not running' (exit 4), and config
