@@ -433,6 +433,8 @@ static void print_not_done(json_t *st, double timeout)
     }
     json_int_t nf = json_integer_value(json_object_get(st, "need_files"));
     json_int_t pf = json_integer_value(json_object_get(st, "peer_need_files"));
+    json_int_t pi = json_integer_value(json_object_get(st, "peer_need_items"));
+    json_int_t po = pi > pf ? pi - pf : 0; /* deletions and directories */
     json_int_t ne = json_integer_value(json_object_get(st, "errors"));
     json_t *fe = json_object_get(st, "first_error");
     if (ne && fe) {
@@ -449,8 +451,16 @@ static void print_not_done(json_t *st, double timeout)
         fprintf(stderr, " (see 'landropic status')\n");
     } else if (nf) {
         fprintf(stderr, ": %lld %s still needed here\n", (long long)nf, files_word(nf));
+    } else if (pf && po) {
+        /* Counting files only hid a deletion the peers lacked as well. */
+        fprintf(stderr,
+                ": peers still need %lld %s and %lld more %s (deletions or directories) from us\n",
+                (long long)pf, files_word(pf), (long long)po, po == 1 ? "item" : "items");
     } else if (pf) {
         fprintf(stderr, ": peers still need %lld %s from us\n", (long long)pf, files_word(pf));
+    } else if (po) {
+        fprintf(stderr, ": peers still need %lld %s from us (deletions or directories)\n",
+                (long long)po, po == 1 ? "item" : "items");
     } else {
         const char *w = json_string_value(json_object_get(st, "waiting"));
         /* The peers' part only when the reason is about a peer (it once said

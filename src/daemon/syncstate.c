@@ -150,12 +150,13 @@ static void answer(struct sstate *s, bool done, const struct sync_peer_need *pn)
         daemon_peer_bytes(&s->d->peers[i], &sent, &recv);
         moved += sent + recv;
     }
-    json_t *r = json_pack("{s:b, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "done", done,
+    json_t *r = json_pack("{s:b, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I}", "done", done,
                           "need_files", (json_int_t)s->need_files, "need_bytes",
                           (json_int_t)s->need_bytes, "received_bytes", (json_int_t)s->got_bytes,
                           "rate", 0.0, "peer_need_files", (json_int_t)(pn ? pn->files : 0),
-                          "peer_need_bytes", (json_int_t)(pn ? pn->bytes : 0), "errors",
-                          (json_int_t)s->errors, "bytes_moved", (json_int_t)moved);
+                          "peer_need_bytes", (json_int_t)(pn ? pn->bytes : 0), "peer_need_items",
+                          (json_int_t)(pn ? pn->items : 0), "errors", (json_int_t)s->errors,
+                          "bytes_moved", (json_int_t)moved);
     if (r && s->first_error) {
         json_object_set_new(r, "first_error", s->first_error);
         s->first_error = NULL;
@@ -166,8 +167,9 @@ static void answer(struct sstate *s, bool done, const struct sync_peer_need *pn)
         /* Deletions and directories are items, not files. */
         if (!s->waiting[0] && pn && pn->items > pn->files)
             snprintf(s->waiting, sizeof(s->waiting),
-                     "peers still need %llu items from us (deletions or directories)",
-                     (unsigned long long)(pn->items - pn->files));
+                     "peers still need %llu item%s from us (deletions or directories)",
+                     (unsigned long long)(pn->items - pn->files),
+                     pn->items - pn->files == 1 ? "" : "s");
         if (s->waiting[0])
             json_object_set_new(r, "waiting", json_string(s->waiting));
     }

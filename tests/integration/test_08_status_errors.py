@@ -28,6 +28,44 @@ def chattr(flag, path):
     return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
 
 
+def test_timeout_names_the_deletions_peers_lack(devices, tmp_path):
+    """`sync --wait`'s timeout counted only files: a peer that lacked a
+    file and a deletion was said to need "1 file", and one that lacked only
+    a deletion got "not settled" (black-box round 21b)."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    (fa / "locked").mkdir()
+    for n in ("x.txt", "y.txt"):
+        (fa / "locked" / n).write_bytes(n.encode())
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    assert b.run("sync", "--wait", "--timeout", "60").rc == 0
+    assert a.run("sync", "--wait", "--timeout", "60").rc == 0
+    assert (fb / "locked" / "y.txt").exists()
+    if not chattr("+i", fb / "locked"):
+        pytest.skip("chattr +i not supported here")
+    try:
+        os.unlink(fa / "locked" / "x.txt")
+        a.ok("scan")
+        wait_for(lambda: status(b)["errors"], timeout=30, what="B fails the deletion")
+        r = a.run("sync", "--wait", "--timeout", "3")
+        assert r.rc == 3, r
+        assert r.err.rstrip().endswith(
+            "peers still need 1 item from us (deletions or directories)"), r
+        (fa / "locked" / "new.txt").write_bytes(b"new\n")
+        a.ok("scan")
+        wait_for(lambda: len(status(b)["errors"]) == 2, timeout=30, what="B fails both")
+        r = a.run("sync", "--wait", "--timeout", "3")
+        assert r.rc == 3, r
+        assert ("peers still need 1 file and 1 more item (deletions or directories) from us"
+                in r.err), r
+    finally:
+        chattr("-i", fb / "locked")
+    assert a.run("sync", "--wait", "--timeout", "90").rc == 0
+    assert not (fb / "locked" / "x.txt").exists() and (fb / "locked" / "new.txt").exists()
+
+
 def test_failing_item_listed_retried_and_cleared(devices, tmp_path):
     a, b, fa, fb = pair(devices, tmp_path)
     (fa / "locked").mkdir()
