@@ -253,6 +253,23 @@ static void test_directories_bounded(void **state)
     daemon_version_list_release(&l);
 }
 
+/* A content conflict of `path` (borrowed) in folder "docs", a minute before 2024. */
+static struct lr_conflict_rec content_conflict(const char *path, const char *resolution)
+{
+    struct lr_conflict_rec c = {0};
+    c.time_s = 1704067200 - 60;
+    c.folder = (char *)"docs";
+    c.path = (uint8_t *)path;
+    c.path_len = strlen(path);
+    c.type = (char *)"content";
+    c.detail = (char *)"content";
+    c.strategy = (char *)"keep-both";
+    c.resolution = (char *)resolution;
+    c.winner = (char *)"remote";
+    c.devices = (char *)"X";
+    return c;
+}
+
 static void test_json_why(void **state)
 {
     struct fx *f = *state;
@@ -275,17 +292,7 @@ static void test_json_why(void **state)
     struct lr_index *ix;
     assert_int_equal(lr_index_open(db, &ix, &err), 0);
     /* a.txt lost a content conflict a minute before it was archived. */
-    struct lr_conflict_rec c = {0};
-    c.time_s = 1704067200 - 60;
-    c.folder = (char *)"docs";
-    c.path = (uint8_t *)"a.txt";
-    c.path_len = 5;
-    c.type = (char *)"content";
-    c.detail = (char *)"content";
-    c.strategy = (char *)"keep-both";
-    c.resolution = (char *)"copy";
-    c.winner = (char *)"remote";
-    c.devices = (char *)"X";
+    struct lr_conflict_rec c = content_conflict("a.txt", "copy");
     c.kept_path = (uint8_t *)"a.sync-conflict-20231231-230000-ABCDEFG.txt";
     c.kept_path_len = strlen((char *)c.kept_path);
     c.archive_path = (uint8_t *)".landropic/versions/a.txt~";
@@ -391,17 +398,7 @@ static void test_json_why_cut(void **state)
     assert_int_equal(lr_index_open(db, &ix, &err), 0);
     char path[320];
     snprintf(path, sizeof(path), "sub/%s", full);
-    struct lr_conflict_rec c = {0};
-    c.time_s = 1704067200 - 60;
-    c.folder = (char *)"docs";
-    c.path = (uint8_t *)path;
-    c.path_len = strlen(path);
-    c.type = (char *)"content";
-    c.detail = (char *)"content";
-    c.strategy = (char *)"keep-both";
-    c.resolution = (char *)"archive";
-    c.winner = (char *)"remote";
-    c.devices = (char *)"X";
+    struct lr_conflict_rec c = content_conflict(path, "archive");
     c.archive_path = (uint8_t *)".landropic/versions/sub/x";
     c.archive_path_len = strlen((char *)c.archive_path);
     struct lr_hash k = {{1}};
