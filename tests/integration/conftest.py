@@ -37,12 +37,41 @@ def remove_marker(root):
     shutil.rmtree(aside, ignore_errors=True)
 
 
+# Daemon ports come from below the kernel's ephemeral range (32768-60999
+# here): a port the kernel handed out as free (bind to 0) could be taken as
+# an ephemeral port by any socket before the daemon bound it, and CI saw
+# "Address already in use". Each pytest-xdist worker has its own slice, and
+# walks it from a random start, so workers never pick each other's ports.
+_PORT_LO, _PORT_HI = 20000, 32000
+_port_next = None
+
+
+def _port_slice():
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    idx = int(worker[2:]) if worker[2:].isdigit() else 0
+    span = (_PORT_HI - _PORT_LO) // max(count, 1)
+    lo = _PORT_LO + (idx % max(count, 1)) * span
+    return lo, lo + span
+
+
 def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    global _port_next
+    lo, hi = _port_slice()
+    if _port_next is None or not lo <= _port_next < hi:
+        _port_next = lo + int.from_bytes(os.urandom(2), "big") % (hi - lo)
+    for _ in range(hi - lo):
+        port = _port_next
+        _port_next = lo if _port_next + 1 >= hi else _port_next + 1
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
+    raise RuntimeError(f"no free UDP port in {lo}-{hi}")
 
 
 def two_peers(devices):
