@@ -870,26 +870,29 @@ static void set_why(json_t *o, const struct daemon_version *v, const struct lr_c
 static void long_leaf_conflicts(struct lr_index *ix, const char *folder,
                                 struct lr_conflict_list *out)
 {
-    static const size_t min_suffix = sizeof("~YYYYMMDD-HHMMSS") - 1;
+    /* The longest stamp (store.c archive_name: "-N" for a second version
+     * archived in the same second); leaf_matches does the exact check. */
+    static const size_t max_suffix = sizeof("~YYYYMMDD-HHMMSS-99999") - 1;
     int64_t after = 0;
     for (;;) {
         struct lr_conflict_list page = {0};
         if (lr_index_conflict_list(ix, folder, NULL, 0, after, LR_CONFLICT_LIST_MAX, &page, NULL) <
             0)
             return;
+        /* Before rows are moved out (zeroed): the next page starts after it. */
+        bool more = page.n == LR_CONFLICT_LIST_MAX;
+        if (page.n)
+            after = page.v[page.n - 1].id;
         for (size_t i = 0; i < page.n; i++) {
             struct lr_conflict_rec *c = &page.v[i];
             const uint8_t *slash = memrchr(c->path, '/', c->path_len);
             size_t leaf = slash ? c->path_len - (size_t)(slash + 1 - c->path) : c->path_len;
-            if (leaf + min_suffix <= NAME_MAX)
+            if (leaf + max_suffix <= NAME_MAX)
                 continue;
             out->v = lr_xappendarray(out->v, out->n, sizeof(*out->v));
             out->v[out->n++] = *c;
             memset(c, 0, sizeof(*c)); /* moved */
         }
-        bool more = page.n == LR_CONFLICT_LIST_MAX;
-        if (page.n)
-            after = page.v[page.n - 1].id;
         lr_conflict_list_release(&page);
         if (!more)
             return;

@@ -396,6 +396,15 @@ static void test_json_why_cut(void **state)
     struct lr_index *ix;
     struct lr_err err = {0};
     assert_int_equal(lr_index_open(db, &ix, &err), 0);
+    /* 999 rows before it: its row ends the first page of the audit trail
+     * (LR_CONFLICT_LIST_MAX), whose last id must still lead to the next. */
+    for (int i = 0; i < LR_CONFLICT_LIST_MAX - 1; i++) {
+        char fp[32];
+        snprintf(fp, sizeof(fp), "f/%d", i);
+        struct lr_conflict_rec fc = content_conflict(fp, "copy");
+        struct lr_hash fk = {{0x77, (uint8_t)i, (uint8_t)(i >> 8)}};
+        assert_int_equal(lr_index_conflict_put(ix, &fc, &fk, NULL, &err), 0);
+    }
     char path[320];
     snprintf(path, sizeof(path), "sub/%s", full);
     struct lr_conflict_rec c = content_conflict(path, "archive");
