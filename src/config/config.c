@@ -4,7 +4,6 @@
 #include "util/str.h"
 #include "util/xalloc.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -576,21 +575,22 @@ static int bad(struct lr_err *err, const char *path, const char *what)
     return lr_err_set(err, LR_ECONFIG, "%s: %s", path, what);
 }
 
-/* "name.example:PORT" as older versions stored (never dialled): a host of
- * letters, digits, dots and dashes with at least one letter. Dropped when
- * read; any other invalid address in the file is an error naming it. */
-static bool old_host_name(const char *a)
+/*
+ * An address older versions accepted and may have written: any HOST:PORT
+ * without spaces or control characters and with a port of 1..65535 (host
+ * names, a link-local address with its zone, ...). Such a one is dropped
+ * when read, since it was never dialled; anything else in the file was
+ * never written by us and is an error naming it.
+ */
+static bool old_accepted(const char *a)
 {
     const char *colon = strrchr(a, ':');
-    size_t n = colon ? (size_t)(colon - a) : 0;
-    bool letter = false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)a[i];
-        if (!isalnum(c) && c != '.' && c != '-')
-            return false;
-        letter |= isalpha(c) != 0;
-    }
-    return letter;
+    if (!colon || colon == a || has_control(a) || strchr(a, ' '))
+        return false;
+    const char *port = colon + 1;
+    size_t plen = strlen(port);
+    long pv = plen && plen <= 5 && strspn(port, "0123456789") == plen ? atol(port) : 0;
+    return pv >= 1 && pv <= 65535;
 }
 
 static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct lr_err *err)
@@ -620,7 +620,7 @@ static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct
             return bad(err, path, "a peer address is not a string");
         if (lr_config_check_addr(a, &sub) == 0)
             list[kept++] = (char *)(uintptr_t)a; /* borrowed for the call, copied inside */
-        else if (!old_host_name(a))
+        else if (!old_accepted(a))
             return lr_err_set(err, LR_ECONFIG, "%s: peer %s: %s", path, id, sub.msg);
     }
     int rc = lr_config_add_peer(cfg, &dev, name, list, kept, &sub);
