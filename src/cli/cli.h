@@ -68,6 +68,10 @@ int cli_exit_code(int rc);
 /* Print "landropic: MSG" for rc/err and return its exit code. */
 int cli_fail(int rc, const struct lr_err *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* FOLDER_ID arguments are UTF-8 (IDs are): one that is not cannot be sent
+ * (json_string refuses it) and was left out of the request, which then
+ * meant every folder. Usage error naming it, or 0. */
+int cli_check_folder_args(const char *cmd, const char *const *ids, int n);
 /* Print a JSON document (stolen) on stdout. */
 void cli_print_json(json_t *doc);
 /* The same on one line (documents streamed one per line); frees it. */

@@ -150,7 +150,7 @@ static int simple_call(struct cli *c, int argc, char **argv, const char *cmd, co
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos > (allow_folder ? 1 : 0))
         return cli_usage_error(cmd, "unexpected argument '%s'", o.pos[allow_folder ? 1 : 0]);
-    if ((rc = cli_require_init(c)))
+    if ((rc = cli_check_folder_args(cmd, o.pos, o.npos)) || (rc = cli_require_init(c)))
         return rc;
     json_t *params = json_object();
     if (o.npos)
@@ -250,7 +250,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos > 1)
         return cli_usage_error("status", "unexpected argument '%s'", o.pos[1]);
-    if ((rc = cli_require_init(c)))
+    if ((rc = cli_check_folder_args("status", o.pos, o.npos)) || (rc = cli_require_init(c)))
         return rc;
     json_t *params = json_object();
     if (o.npos)
@@ -454,12 +454,13 @@ static void print_not_done(json_t *st, double timeout)
     } else if (pf && po) {
         /* Counting files only hid a deletion the peers lacked as well. */
         fprintf(stderr,
-                ": peers still need %lld %s and %lld more %s (deletions or directories) from us\n",
+                ": peers still need %lld %s and %lld more %s (deletions, directories or symlinks) "
+                "from us\n",
                 (long long)pf, files_word(pf), (long long)po, po == 1 ? "item" : "items");
     } else if (pf) {
         fprintf(stderr, ": peers still need %lld %s from us\n", (long long)pf, files_word(pf));
     } else if (po) {
-        fprintf(stderr, ": peers still need %lld %s from us (deletions or directories)\n",
+        fprintf(stderr, ": peers still need %lld %s from us (deletions, directories or symlinks)\n",
                 (long long)po, po == 1 ? "item" : "items");
     } else {
         const char *w = json_string_value(json_object_get(st, "waiting"));
@@ -502,7 +503,7 @@ int cmd_sync(struct cli *c, int argc, char **argv)
         if (!plain || *end || errno || !(timeout > 0) || timeout > 86400 * 365)
             return cli_usage_error("sync", "invalid --timeout '%s': expected seconds > 0", t);
     }
-    if ((rc = cli_require_init(c)))
+    if ((rc = cli_check_folder_args("sync", o.pos, o.npos)) || (rc = cli_require_init(c)))
         return rc;
     json_t *ids = json_array();
     for (int i = 0; i < o.npos; i++)

@@ -107,7 +107,7 @@ int cmd_scan(struct cli *c, int argc, char **argv)
     int rc = opts_parse(&o, spec, 1, argc, argv, "scan", scan_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
-    if ((rc = cli_require_init(c)))
+    if ((rc = cli_check_folder_args("scan", o.pos, o.npos)) || (rc = cli_require_init(c)))
         return rc;
     json_t *doc = NULL;
     if (cli_daemon_running(c->home)) {

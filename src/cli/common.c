@@ -165,6 +165,19 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+int cli_check_folder_args(const char *cmd, const char *const *ids, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (lr_utf8_valid(ids[i], strlen(ids[i])))
+            continue;
+        char *e = lr_escs(ids[i]);
+        int rc = cli_usage_error(cmd, "FOLDER_ID '%s' is not valid UTF-8", e);
+        free(e);
+        return rc;
+    }
+    return 0;
+}
+
 void cli_print_json(json_t *doc)
 {
     /* Nine significant digits: a duration as 0.00063782, not 0.00063781999999999999. */

@@ -167,7 +167,7 @@ static void answer(struct sstate *s, bool done, const struct sync_peer_need *pn)
         /* Deletions and directories are items, not files. */
         if (!s->waiting[0] && pn && pn->items > pn->files)
             snprintf(s->waiting, sizeof(s->waiting),
-                     "peers still need %llu item%s from us (deletions or directories)",
+                     "peers still need %llu item%s from us (deletions, directories or symlinks)",
                      (unsigned long long)(pn->items - pn->files),
                      pn->items - pn->files == 1 ? "" : "s");
         if (s->waiting[0])

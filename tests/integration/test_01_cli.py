@@ -353,6 +353,20 @@ def test_daemon_commands_need_daemon(device):
         assert "daemon not running" in r.err
 
 
+def test_folder_id_not_utf8_is_a_usage_error(device, tmp_path):
+    """A FOLDER_ID that is not UTF-8 (no folder can have it) could not be put
+    in the request and was left out: `status`, `scan` and `sync` then acted
+    on every folder, exit 0 (review, session 21)."""
+    (tmp_path / "d").mkdir()
+    device.ok("folder", "add", str(tmp_path / "d"), "--id", "d")
+    device.start()
+    for args in (["status"], ["status", "--json"], ["scan"], ["sync"], ["sync", "--wait"]):
+        r = device.run(*args, "\udcff")
+        assert r.rc == 2, (args, r)
+        assert "FOLDER_ID '\\xff' is not valid UTF-8" in r.err and r.out == "", (args, r)
+    assert device.ok("status", "d", "--json").json()["folders"][0]["id"] == "d"
+
+
 def test_restore_and_versions_name_a_bad_path(device, tmp_path):
     """A PATH no folder entry can have is a usage error (exit 2, as a
     malformed device ID is), named in one line, with or without a folder."""

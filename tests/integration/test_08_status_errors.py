@@ -52,13 +52,13 @@ def test_timeout_names_the_deletions_peers_lack(devices, tmp_path):
         r = a.run("sync", "--wait", "--timeout", "3")
         assert r.rc == 3, r
         assert r.err.rstrip().endswith(
-            "peers still need 1 item from us (deletions or directories)"), r
+            "peers still need 1 item from us (deletions, directories or symlinks)"), r
         (fa / "locked" / "new.txt").write_bytes(b"new\n")
         a.ok("scan")
         wait_for(lambda: len(status(b)["errors"]) == 2, timeout=30, what="B fails both")
         r = a.run("sync", "--wait", "--timeout", "3")
         assert r.rc == 3, r
-        assert ("peers still need 1 file and 1 more item (deletions or directories) from us"
+        assert ("peers still need 1 file and 1 more item (deletions, directories or symlinks) from us"
                 in r.err), r
     finally:
         chattr("-i", fb / "locked")
