@@ -287,7 +287,8 @@ int cmd_pair(struct cli *c, int argc, char **argv)
         return cli_usage_error("pair", "--code, --join and --qr exclude each other");
     if (opt_has(&o, "folder") && !join)
         return cli_usage_error("pair", "--folder goes with --join");
-    if ((rc = cli_require_init(c)))
+    const char *folder = opt_get(&o, "folder");
+    if ((folder && (rc = cli_check_folder_args("pair", &folder, 1))) || (rc = cli_require_init(c)))
         return rc;
     if (join) {
         /* A code that does not parse is a usage error (exit 2) with or
@@ -301,7 +302,7 @@ int cmd_pair(struct cli *c, int argc, char **argv)
     if (code)
         return pair_code(c, opt_has(&o, "json"));
     if (join)
-        return pair_join(c, opt_get(&o, "join"), opt_get(&o, "folder"), opt_has(&o, "json"));
+        return pair_join(c, opt_get(&o, "join"), folder, opt_has(&o, "json"));
     json_t *res;
     if ((rc = cli_call(c, "pair", NULL, 10000, &res)))
         return rc;

@@ -356,11 +356,13 @@ def test_daemon_commands_need_daemon(device):
 def test_folder_id_not_utf8_is_a_usage_error(device, tmp_path):
     """A FOLDER_ID that is not UTF-8 (no folder can have it) could not be put
     in the request and was left out: `status`, `scan` and `sync` then acted
-    on every folder, exit 0 (review, session 21)."""
+    on every folder, exit 0, and `pair --join --folder` shared none
+    (review, session 21)."""
     (tmp_path / "d").mkdir()
     device.ok("folder", "add", str(tmp_path / "d"), "--id", "d")
     device.start()
-    for args in (["status"], ["status", "--json"], ["scan"], ["sync"], ["sync", "--wait"]):
+    for args in (["status"], ["status", "--json"], ["scan"], ["sync"], ["sync", "--wait"],
+                 ["pair", "--join", "ABCD-EFGH", "--folder"]):
         r = device.run(*args, "\udcff")
         assert r.rc == 2, (args, r)
         assert "FOLDER_ID '\\xff' is not valid UTF-8" in r.err and r.out == "", (args, r)
