@@ -182,6 +182,14 @@ static const char *addr_host_problem(const char *host, bool v6)
                 "looked up)";
 }
 
+/* 1..65535 in plain decimal digits. */
+static bool port_ok(const char *port)
+{
+    size_t plen = strlen(port);
+    long pv = plen && plen <= 5 && strspn(port, "0123456789") == plen ? atol(port) : 0;
+    return pv >= 1 && pv <= 65535;
+}
+
 int lr_config_check_addr(const char *addr, struct lr_err *err)
 {
     const char *colon = strrchr(addr, ':');
@@ -207,10 +215,7 @@ int lr_config_check_addr(const char *addr, struct lr_err *err)
             host[n] = '\0';
             why = addr_host_problem(host, v6);
         }
-        const char *port = colon + 1;
-        size_t plen = strlen(port);
-        long pv = plen && plen <= 5 && strspn(port, "0123456789") == plen ? atol(port) : 0;
-        if (!why && (pv < 1 || pv > 65535))
+        if (!why && !port_ok(colon + 1))
             why = "the port must be a number from 1 to 65535";
     }
     if (!why)
@@ -587,10 +592,7 @@ static bool old_accepted(const char *a)
     const char *colon = strrchr(a, ':');
     if (!colon || colon == a || has_control(a) || strchr(a, ' '))
         return false;
-    const char *port = colon + 1;
-    size_t plen = strlen(port);
-    long pv = plen && plen <= 5 && strspn(port, "0123456789") == plen ? atol(port) : 0;
-    return pv >= 1 && pv <= 65535;
+    return port_ok(colon + 1);
 }
 
 static int load_peer(json_t *jp, struct lr_config *cfg, const char *path, struct lr_err *err)
