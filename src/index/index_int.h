@@ -67,4 +67,7 @@ void lr__ix_remote_finalize(struct lr_index *ix);
 /* Test hook: the connection's PRAGMA synchronous (2 = FULL, 1 = NORMAL), or -1. */
 int lr__ix_synchronous(struct lr_index *ix);
 
+/* The twin look-up's SQL (lr_index_file_twin), for the test that checks its query plan. */
+const char *lr__ix_twin_sql(void);
+
 #endif

@@ -321,7 +321,7 @@ static void test_migrates_v3_database(void **state)
             "ALTER TABLE remotes DROP COLUMN check_seq; "
             "ALTER TABLE remotes DROP COLUMN check_digest; "
             "ALTER TABLE remotes DROP COLUMN check_path; "
-            "ALTER TABLE chunks DROP COLUMN weak; "
+            "ALTER TABLE chunks DROP COLUMN weak; DROP INDEX files_twin; "
             "PRAGMA user_version = 3;",
             NULL, NULL, NULL),
         SQLITE_OK);

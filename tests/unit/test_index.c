@@ -346,6 +346,51 @@ static void test_file_twin(void **state)
     assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), LR_ENOTFOUND);
     lr_file_rec_release(&a);
     lr_file_rec_release(&b);
+    /* Among many files of the same content (other mtimes) and of the same
+     * size and mtime (other content), the one twin is found. */
+    for (int i = 0; i < 300; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "many/c%03d", i);
+        mkfile(&a, p, 2, 64, i % 2 ? 0x61 : 0x62);
+        if (i % 2)
+            a.mtime_ns += i;
+        assert_int_equal(lr_index_file_put(f->ix, "tw", &a, NULL, &err), 0);
+        lr_file_rec_release(&a);
+    }
+    mkfile(&a, "many/orig", 2, 64, 0x61);
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &a, NULL, &err), 0);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), LR_ENOTFOUND);
+    mkfile(&b, "many/moved", 2, 64, 0x61);
+    assert_int_equal(lr_index_file_put(f->ix, "tw", &b, NULL, &err), 0);
+    assert_int_equal(lr_index_file_twin(f->ix, "tw", a.path, a.path_len, &got, &err), 0);
+    assert_memory_equal(got.path, "many/moved", 11);
+    lr_file_rec_release(&got);
+    lr_file_rec_release(&a);
+    lr_file_rec_release(&b);
+}
+
+/* The twin look-up seeks files_twin by folder, size and mtime: a plan that
+ * visits more (a range on size, or every file beginning with the same
+ * chunk) made N deletes of same-content files cost N^2 row visits. */
+static void test_file_twin_plan(void **state)
+{
+    struct fx *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    char sql[2048];
+    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", lr__ix_twin_sql());
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    bool seek = false;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(s, 3);
+        if (d && strstr(d, "SEARCH f USING INDEX files_twin (folder=? AND size=? AND mtime_ns=?)"))
+            seek = true;
+        assert_null(strstr(d ? d : "", "SCAN"));
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    assert_true(seek);
 }
 
 static void test_put_get_roundtrip(void **state)
@@ -865,6 +910,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_folder_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_check_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_twin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_twin_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_get_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_rejects_bad_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_and_tombstone, setup, teardown),
