@@ -124,7 +124,8 @@ static void print_pairs(json_t *obj, const char *prefix, const char *sep, int *n
                 free(txt);
             }
         } else {
-            char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            /* As --json writes it: 9 significant digits, not 0.45318610199999998. */
+            char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
             if (txt) {
                 cli_print_name(stdout, txt);
                 free(txt);
@@ -444,7 +445,7 @@ static void print_not_done(json_t *st, double timeout)
         const char *path = json_string_value(json_object_get(fe, "path"));
         if (path && *path) {
             fprintf(stderr, ": ");
-            cli_print_name(stderr, path);
+            cli_print_path(stderr, fe, "path"); /* its raw bytes, not U+FFFD */
         }
         fprintf(stderr, ": ");
         cli_print_msg(stderr, json_string_value(json_object_get(fe, "error")));

@@ -2,6 +2,7 @@
 with real daemons on loopback."""
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -426,6 +427,9 @@ def test_state_commands_with_daemon(devices, free_port, tmp_path):
         ev.terminate()
         out, _ = ev.communicate(timeout=10)
     assert "type=scan_finished" in out and "folder=st" in out
+    # Numbers as --json writes them (it printed seconds=0.45318610199999998).
+    secs = re.findall(r"\bseconds=(\S+)", out)
+    assert secs and all(len(re.sub(r"[^0-9]", "", v).lstrip("0")) <= 9 for v in secs), out
     r = a.run("scan", "nosuch")
     assert r.rc == 1 and "nosuch" in r.err
 

@@ -66,6 +66,32 @@ def test_timeout_names_the_deletions_peers_lack(devices, tmp_path):
     assert not (fb / "locked" / "x.txt").exists() and (fb / "locked" / "new.txt").exists()
 
 
+def test_timeout_names_a_non_utf8_item_escaped(devices, tmp_path):
+    """The timeout's first failing item printed a name that is not UTF-8
+    with U+FFFD, and escaped in the error after it (black-box round 22)."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    bad = os.fsencode(fa) + b"/bad\xffdir"
+    os.mkdir(bad)
+    with open(bad + b"/x", "wb") as f:
+        f.write(b"x\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    assert b.run("sync", "--wait", "--timeout", "60").rc == 0
+    (fb / ".landropicignore").write_bytes(b"*.tmp\n")
+    with open(os.fsencode(fb) + b"/bad\xffdir/keep.tmp", "wb") as f:
+        f.write(b"mine\n")
+    b.ok("scan")
+    shutil.rmtree(bad)
+    a.ok("scan")
+    wait_for(lambda: status(b)["errors"], timeout=30, what="B cannot remove the directory")
+    r = b.run("sync", "--wait", "--timeout", "2")
+    assert r.rc == 3, r
+    assert "\ufffd" not in r.err and "first in folder docs: bad\\xffdir: " in r.err, r
+    assert os.path.exists(os.fsencode(fb) + b"/bad\xffdir/keep.tmp")
+
+
 def test_failing_item_listed_retried_and_cleared(devices, tmp_path):
     a, b, fa, fb = pair(devices, tmp_path)
     (fa / "locked").mkdir()
