@@ -2840,6 +2840,16 @@ void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p)
 
 void sync_pull_config_changed(struct lr_daemon *d)
 {
+    /* A removed peer is not waited for (PEER_GRACE_MS is for a restart):
+     * what only it could serve is dropped at the next pump, so the folder
+     * does not stay "syncing" with transfers in flight for 10 s more. */
+    bool gone = false;
+    for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
+        if (!p->conn && d->sync->xs && !lr_config_find_peer(d->cfg, &p->id)) {
+            lr_xs_peer_gone(d->sync->xs, &p->id);
+            gone = true;
+        }
+    }
     struct sync_xfer *next;
     for (struct sync_xfer *x = d->sync->xfers; x; x = next) {
         next = x->next;
@@ -2847,6 +2857,8 @@ void sync_pull_config_changed(struct lr_daemon *d)
             xfer_drop(d, x, "folder removed");
     }
     sync_sessions_config_changed(d);
+    if (gone)
+        sync_pump(d);
 }
 
 void sync_pull_free(struct lr_daemon *d)

@@ -553,3 +553,43 @@ def test_sender_killed_mid_file_then_back(netns_pair, tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_peer_removed_mid_file_is_not_waited_for(netns_pair, tmp_path):
+    """`peer remove` of the only sender while a large file arrives: the
+    receiver stops waiting for it at once. It kept the transfer "in flight"
+    and the folder "syncing" for the 10 s grace meant for a restart, and
+    `sync --wait` said it was pulling (black-box round 22). Added and shared
+    again, the transfer resumes where it was."""
+    nsa, nsb = netns_pair
+    a, b, fa, fb, big = big_file_pair(netns_pair, tmp_path, 24 << 20)
+
+    def folder():
+        return b.ok("status", "--json").json()["folders"][0]
+
+    try:
+        slow_sender(nsa)  # big.bin takes about 25 s
+        a.start()
+        b.start()
+        wait_for(lambda: (big_session(b) or {}).get("bytes_done", 0) > 0, timeout=60, interval=0.2,
+                 what="B receiving big.bin")
+        b.ok("peer", "remove", a.id)
+        t0 = time.time()
+        f = wait_for(lambda: (lambda x: x if x["in_sync"] and x["state"] == "idle" else None)(
+            folder()), timeout=30, interval=0.2, what="B idle once A is removed")
+        took = time.time() - t0
+        print(f"idle {took:.1f} s after the peer was removed")
+        assert took < 8, f"the removed peer was waited for ({took:.1f} s): {f}"
+        assert big_session(b)["state"] != "active", big_session(b)
+        assert b.run("sync", "--wait", "--timeout", "5").rc == 0
+        done = big_session(b)["bytes_done"]
+        assert not (fb / "big.bin").exists(), "big.bin arrived first: the test proves nothing"
+        b.ok("peer", "add", a.id, "--addr", a.addr())
+        b.ok("folder", "share", "docs", a.id)
+        wait_for(lambda: big_session(b)["state"] in ("active", "complete"), timeout=60,
+                 interval=0.2, what="the transfer resumed")
+        big_arrives(fb, big)
+        print(f"{done} bytes were kept while A was removed")
+    finally:
+        a.stop()
+        b.stop()
