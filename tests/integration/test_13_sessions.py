@@ -3,6 +3,7 @@ pulled with its progress, keeps it across a SIGKILL of the receiver (as
 interrupted, then active again), and shows it complete afterwards."""
 import hashlib
 import os
+import signal
 import time
 
 import pytest
@@ -244,7 +245,12 @@ def test_session_fails_once_no_device_may_serve_it(devices, tmp_path, when):
     peer and sharing the folder again completes the file."""
     a, b, fa, fb = pulling_big_file(devices, tmp_path)
     if when == "after-the-peer-left":
-        a.stop()
+        # Frozen first, then stopped (SIGTERM, delivered on SIGCONT): under
+        # load the file could finish while the stop command ran, and no
+        # session was ever interrupted.
+        os.kill(a.pid, signal.SIGSTOP)
+        os.kill(a.pid, signal.SIGTERM)
+        a.kill(signal.SIGCONT)
         wait_for(lambda: any(s["path"] == "big.bin" and s["state"] == "interrupted"
                              for s in sessions(b)),
                  timeout=30, interval=0.1, what="the session interrupted")
