@@ -913,21 +913,15 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
             x->ndone0++;
         }
     }
-    /* Also when the file is complete already: a moved file's commit below
-     * is recorded only when the page's transaction commits, and the sidecar
-     * lets a crash before that be rolled forward. */
+    /* Also when the file is complete already: its commit below is recorded
+     * only when the page's transaction commits, and the sidecar lets a
+     * crash before that be rolled forward. */
     reuse_older(c, x);
-    if (x->ndone0 < x->rec.nchunks || !moved_from) {
+    if (x->ndone0 < x->rec.nchunks) {
         /* (Moved: the old file did not hold what its record said; the
-         * rest of this version comes from peers.) A file complete from
-         * local data (copies of a file held here, an empty file, a staging
-         * file a crash left complete) is registered too: the scheduler
-         * reports it complete at once and it commits with the next batch,
-         * one barrier for many files. Committed here, each one cost two
-         * fsyncs: 20 000 identical small files took 27 s against 11 s for
-         * as many different ones. */
+         * rest of this version comes from peers.) */
         free(moved_from);
-        return x;
+        return x; /* the rest comes from peers */
     }
     rc = xfer_commit(c->d, c->st, NULL, x, &j->rescan, &err);
     if (rc < 0) {
@@ -944,7 +938,8 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
         memcpy(cd->path, x->rec.path, x->rec.path_len + 1);
         cd->path_len = x->rec.path_len;
         cd->key = x->key;
-        /* Moved here whole: its session is completed in pull_done. */
+        /* Everything was already in staging (the previous run died before
+         * its commit) or here: its session is completed in pull_done. */
         done_path_add(j, (const char *)x->rec.path, &x->rec.blocks_hash);
     }
     free(moved_from);
