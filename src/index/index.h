@@ -370,7 +370,7 @@ int lr_index_file_get(struct lr_index *ix, const char *folder_id, const uint8_t 
  * Another live regular file of the folder holding exactly what the live
  * regular file at path holds, by the records: same size, mtime and blocks
  * hash (so the same chunks), found through an index of live files by
- * size and mtime (schema v10), so N files deleted cost N look-ups. A
+ * blocks hash and mtime (schema v10), so N files deleted cost N look-ups. A
  * file renamed (or moved) by a peer is one: the receiver made the new name
  * from the old one's chunks, and mtime equality tells that copy from
  * files that merely have the same content. Fills *out (without chunks;

@@ -369,9 +369,9 @@ static void test_file_twin(void **state)
     lr_file_rec_release(&b);
 }
 
-/* The twin look-up seeks files_twin by folder, size and mtime: a plan that
- * visits more (a range on size, or every file beginning with the same
- * chunk) made N deletes of same-content files cost N^2 row visits. */
+/* The twin look-up seeks files_twin by folder, content and mtime: a plan
+ * that visits more (a range, every file of one size and mtime, or every
+ * file beginning with the same chunk) makes N deletes cost N^2 row visits. */
 static void test_file_twin_plan(void **state)
 {
     struct fx *f = *state;
@@ -384,7 +384,8 @@ static void test_file_twin_plan(void **state)
     bool seek = false;
     while (sqlite3_step(s) == SQLITE_ROW) {
         const char *d = (const char *)sqlite3_column_text(s, 3);
-        if (d && strstr(d, "SEARCH f USING INDEX files_twin (folder=? AND size=? AND mtime_ns=?)"))
+        if (d &&
+            strstr(d, "SEARCH f USING INDEX files_twin (folder=? AND blocks=? AND mtime_ns=?)"))
             seek = true;
         assert_null(strstr(d ? d : "", "SCAN"));
     }
