@@ -20,8 +20,8 @@
  *   commit_after_index     a commit batch recorded in the index, before the loop
  *                          hears of it (its sessions not yet ended)
  *   rx_after_write         a received chunk verified and written to staging
- *   pull_before_index      a pull page's files placed from local data (or complete
- *                          resumed staging), before the page's index transaction
+ *   pull_before_index      a pull page's moved files (a peer's renames) placed,
+ *                          before the page's index transaction
  *
  * In builds without LR_FAILPOINTS the macros compile to nothing and the
  * environment variable is ignored.

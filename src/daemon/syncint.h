@@ -189,6 +189,10 @@ struct sync_folder {
      * flight, and when the last commit or pull round ended (uv_now ms). */
     unsigned commits;
     uint64_t applied_at;
+    /* The last round held deletes whose twin (a copy made from local data,
+     * syncpull.c renamed_to) was not yet committed: a commit of such a
+     * copy asks for another round. */
+    bool twin_held;
     struct lr_store_mark mark; /* the index mark last written (advance_mark, sync.c) */
 };
 

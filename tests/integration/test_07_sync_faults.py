@@ -342,6 +342,49 @@ def test_path_failing_in_scan_and_pull_is_one_item(devices, tmp_path):
     wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
 
 
+def test_rename_into_a_read_only_directory_keeps_the_old_name_without_a_loop(devices,
+                                                                             tmp_path):
+    """A peer's rename arrives as a copy B makes from its own file and the old
+    name's deletion. The copy cannot be committed (the directory is read-only
+    on B): B retries it with backoff (copies committed with a batch were
+    retried by the next round at once: about 370 failures a second, status
+    syncing), keeps the old name (its deletion waits for the copy), and still
+    applies every other deletion. Once the directory is writable the rename
+    completes and the old name is not archived (the data is at the new one)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "ro").mkdir()
+    write_random(fa / "src.bin", 5000)
+    write_file(fa / "x", b"unrelated\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    start_without_dac(b)
+    wait_both(fa, fb, snapshot(fa), what="initial sync")
+    os.chmod(fb / "ro", 0o555)
+    shutil.copy2(fa / "src.bin", fa / "ro" / "copy.bin")  # the mtime kept: src.bin's twin
+    a.ok("scan")
+    os.remove(fa / "src.bin")
+    os.remove(fa / "x")
+    a.ok("scan")
+    wait_for(lambda: not (fb / "x").exists() and "ro/copy.bin" in error_paths(b), timeout=30,
+             interval=0.3, what="x deleted on B and the copy failing")
+    time.sleep(2)
+    with open(os.path.join(b.home, "landropic.log")) as f:
+        failures = f.read().count("path=ro/copy.bin not applied")
+    assert 1 <= failures <= 5, f"{failures} failed attempts in about 2 s"
+    st = folder_status(b)
+    assert st["state"] == "idle" and not st["in_sync"], st
+    assert (fb / "src.bin").exists(), "the old name went while its new name could not be written"
+    os.chmod(fb / "ro", 0o755)
+    b.ok("sync")
+    wait_both(fa, fb, snapshot(fa), timeout=60, what="the rename completed")
+    wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
+    archived = [n for _, _, ns in os.walk(fb / ".landropic" / "versions") for n in ns]
+    assert [n for n in archived if n.startswith("src.bin")] == [], archived
+    assert [n for n in archived if n.startswith("x")], archived  # a plain deletion is archived
+
+
 # --- marker removed on the receiver ----------------------------------------
 
 def test_directory_unreadable_when_it_came_is_watched_once_readable(devices, tmp_path):

@@ -56,6 +56,12 @@ class Sender:
         self.versions.setdefault(rel, set()).add(write_atomic(p, data, self.scratch))
         self.content[rel] = data
 
+    def move(self, old, new):
+        """A rename (the mtime kept, so the receiver moves its file too)."""
+        os.rename(self.root / old, self.root / new)
+        self.versions.setdefault(new, set()).update(self.versions[old])
+        self.content[new] = self.content.pop(old)
+
     def populate(self):
         for i in range(3):
             self.put(f"big{i}.bin", os.urandom(self.rng.randint(2 * MiB, 4 * MiB)))
@@ -179,9 +185,10 @@ def test_crash_after_renames_then_sender_moves_on(devices, tmp_path, point):
     """The deterministic form of what the loops hit by chance: the receiver
     dies after files were renamed into place and before the index recorded
     them, and the sender changes those files again before the receiver is
-    back. commit_before_index: a commit batch of fetched files;
-    pull_before_index: a pull page that built files from local chunks alone
-    (copies of files the receiver has) and committed them at once. The
+    back. commit_before_index: a commit batch (fetched files, and copies
+    of files the receiver has, built from its own chunks);
+    pull_before_index: a pull page that moved files (the sender renamed
+    them) and committed them at once. The
     files on disk are the versions the receiver was committing, so its
     start-up records them (roll-forward) instead of its first scan taking
     them for local edits, which would then conflict with the sender's new
@@ -202,20 +209,25 @@ def test_crash_after_renames_then_sender_moves_on(devices, tmp_path, point):
     b.stop()
     if point == "commit_before_index":
         sender.mutate()
-    else:
         for i in range(3):
             sender.put(f"copies/c{i}.bin", sender.content[f"big{i}.bin"])
+    else:
+        (fa / "moved").mkdir()
+        for i in range(3):
+            sender.move(f"big{i}.bin", f"moved/big{i}.bin")
     a.ok("scan")
     start_env(b, {"LR_FAILPOINT": f"{point}:1"})
     wait_dead(b, what=f"B crashing at {point}")
     assert f"failpoint {point} reached" in log_text(b)
     n = check_whole(fb, sender, "after the crash")
     if point == "pull_before_index":
-        assert (fb / "copies").exists(), "no copy was renamed into place before the crash"
+        assert (fb / "moved").exists(), "no file was moved into place before the crash"
         for i in range(3):
-            sender.put(f"copies/c{i}.bin", os.urandom(3000))
+            sender.put(f"moved/big{i}.bin", os.urandom(3000))
     else:
         sender.mutate()
+        for i in range(3):
+            sender.put(f"copies/c{i}.bin", os.urandom(3000))
     a.ok("scan")
     b.start()
     converge_and_check_db(a, b, fa, fb)
