@@ -59,7 +59,10 @@ int cmd_daemon(struct cli *c, int argc, char **argv)
     d.log_level = LR_LOG_INFO;
     const char *lvl = opt_get(&o, "log-level");
     if (lvl && lr_log_parse_level(lvl, &d.log_level) < 0)
-        return cli_usage_error("daemon", "invalid --log-level '%s'", lvl);
+        return cli_usage_error("daemon",
+                               "invalid --log-level '%s' (expected error, warn, info, debug or "
+                               "trace)",
+                               lvl);
     const char *idle = opt_get(&o, "idle-timeout");
     if (idle) {
         char *end;

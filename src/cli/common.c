@@ -161,7 +161,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "landropic %s: %s (see 'landropic %s --help')\n", cmd, msg, cmd);
+    /* Some callers quote the user's value raw (a bad number): a control
+     * character in it must not reach the terminal; values escaped already
+     * are left as they are. */
+    char *e = lr_esc_msg(msg);
+    fprintf(stderr, "landropic %s: %s (see 'landropic %s --help')\n", cmd, e, cmd);
+    free(e);
     return EXIT_USAGE;
 }
 

@@ -183,6 +183,12 @@ def test_folder_add_rules(device, tmp_path):
     assert r.rc == 2 and "longer than 255 bytes" in r.err, r  # the reason survives
     r = device.run("folder", "add", str(g), "--id", "esc\x1b[31m")
     assert r.rc == 2 and "'esc\\x1b[31m'" in r.err, r  # escaped once
+    # Values quoted raw by the usage errors of numbers and levels too.
+    for args in (("sync", "--timeout", "1\x1b[31m"), ("daemon", "--idle-timeout", "x\x1b[31m"),
+                 ("daemon", "--log-level", "loud\x1b[31m")):
+        r = device.run(*args)
+        assert r.rc == 2 and "\x1b" not in r.err and "\\x1b[31m'" in r.err, r
+    assert "expected error, warn, info, debug or trace" in r.err, r
     device.ok("folder", "add", str(g), "--id", "gee", "--mode", "receive-only", "--conflict",
               "newest", "--conflict-window", "5")
     gee = [x for x in device.ok("folders", "--json").json()["folders"] if x["id"] == "gee"][0]
