@@ -68,6 +68,9 @@ int cli_exit_code(int rc);
 /* Print "landropic: MSG" for rc/err and return its exit code. */
 int cli_fail(int rc, const struct lr_err *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "landropic: MESSAGE" on stderr, control characters in it escaped (a home
+ * or path the user typed may hold some); returns code. */
+int cli_errorf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* FOLDER_ID arguments are UTF-8 (IDs are): one that is not cannot be sent
  * (json_string refuses it) and was left out of the request, which then
  * meant every folder. Usage error naming it, or 0. */

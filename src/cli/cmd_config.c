@@ -338,8 +338,7 @@ static int folder_add(struct cli *c, int argc, char **argv)
     char *canon = realpath(path, NULL);
     if (!canon) {
         json_decref(js);
-        fprintf(stderr, "landropic: %s: %s\n", path, strerror(errno));
-        return EXIT_RUNTIME;
+        return cli_errorf(EXIT_RUNTIME, "%s: %s", path, strerror(errno));
     }
     json_t *params = json_pack("{s:o}", "shared", js);
     lr_json_set_path(params, "path", canon, strlen(canon)); /* path_b64 if not UTF-8 */

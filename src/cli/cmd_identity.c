@@ -58,8 +58,7 @@ int cmd_init(struct cli *c, int argc, char **argv)
         return cli_fail(rc, &err);
     struct stat st;
     if (stat(c->home, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "landropic: home %s is not a directory\n", c->home);
-        return EXIT_RUNTIME;
+        return cli_errorf(EXIT_RUNTIME, "home %s is not a directory", c->home);
     }
     char *cfgpath = lr_xasprintf("%s/%s", c->home, LR_CONFIG_FILE);
     bool exists = access(cfgpath, F_OK) == 0;
@@ -67,19 +66,17 @@ int cmd_init(struct cli *c, int argc, char **argv)
     if (exists) {
         struct lr_identity *ident = NULL;
         if (lr_identity_load(c->home, &ident, NULL) < 0) {
-            fprintf(stderr,
-                    "landropic: %s is partly initialised: config.json is there but not a usable "
-                    "key.pem and cert.pem (move the home aside and run 'landropic init' again)\n",
-                    c->home);
-            return EXIT_RUNTIME;
+            return cli_errorf(EXIT_RUNTIME,
+                              "%s is partly initialised: config.json is there but not a usable "
+                              "key.pem and cert.pem (move the home aside and run 'landropic "
+                              "init' again)",
+                              c->home);
         }
         lr_identity_free(ident);
-        fprintf(stderr, "landropic: %s is already initialised (see 'landropic id')\n", c->home);
-        return EXIT_RUNTIME;
+        return cli_errorf(EXIT_RUNTIME, "%s is already initialised (see 'landropic id')", c->home);
     }
     if (access(c->home, W_OK) < 0) {
-        fprintf(stderr, "landropic: home %s is not writable: %s\n", c->home, strerror(errno));
-        return EXIT_RUNTIME;
+        return cli_errorf(EXIT_RUNTIME, "home %s is not writable: %s", c->home, strerror(errno));
     }
     struct lr_device_id id;
     rc = lr_identity_create(c->home, &id, &err);
@@ -87,9 +84,8 @@ int cmd_init(struct cli *c, int argc, char **argv)
         /* An init interrupted after the key, before the configuration: finish it. */
         struct lr_identity *ident = NULL;
         if (lr_identity_load(c->home, &ident, NULL) < 0) {
-            fprintf(stderr, "landropic: %s already holds a device key; refusing to replace it\n",
-                    c->home);
-            return EXIT_RUNTIME;
+            return cli_errorf(EXIT_RUNTIME, "%s already holds a device key; refusing to replace it",
+                              c->home);
         }
         id = *lr_identity_device_id(ident);
         lr_identity_free(ident);

@@ -170,6 +170,19 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+int cli_errorf(int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char *e = lr_esc_msg(msg);
+    fprintf(stderr, "landropic: %s\n", e);
+    free(e);
+    return code;
+}
+
 int cli_check_folder_args(const char *cmd, const char *const *ids, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -278,8 +291,7 @@ int cli_connect(struct cli *c, struct lr_api_client **out)
         if (rc != LR_ENODAEMON)
             return cli_fail(rc, &err);
         if (!cli_daemon_running(c->home)) {
-            fprintf(stderr, "landropic: daemon not running (home %s)\n", c->home);
-            return EXIT_NODAEMON;
+            return cli_errorf(EXIT_NODAEMON, "daemon not running (home %s)", c->home);
         }
         if (waited >= CONNECT_WAIT_MS) {
             char *h = lr_escs(c->home);
@@ -338,12 +350,10 @@ int cli_require_init(struct cli *c)
     int e = errno;
     struct stat st;
     if (e != ENOENT && e != ENOTDIR)
-        fprintf(stderr, "landropic: cannot read %s: %s\n", path, strerror(e));
-    else if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode))
-        fprintf(stderr, "landropic: home %s is not a directory\n", c->home);
-    else
-        fprintf(stderr, "landropic: %s is not initialised (run 'landropic init')\n", c->home);
-    return EXIT_RUNTIME;
+        return cli_errorf(EXIT_RUNTIME, "cannot read %s: %s", path, strerror(e));
+    if (stat(c->home, &st) == 0 && !S_ISDIR(st.st_mode))
+        return cli_errorf(EXIT_RUNTIME, "home %s is not a directory", c->home);
+    return cli_errorf(EXIT_RUNTIME, "%s is not initialised (run 'landropic init')", c->home);
 }
 
 int cli_config_op(struct cli *c, const char *method, json_t *params, json_t **result)

@@ -73,6 +73,18 @@ def test_env_home(tmp_path):
     assert r2.stdout == r.stdout
 
 
+def test_home_named_with_a_control_character_is_escaped(tmp_path):
+    """Messages naming the home escape it, as every human output does."""
+    d = Device(tmp_path / "h\x1b[31m", "x")
+    r = d.run("id")
+    assert r.rc == 1 and "h\\x1b[31m is not initialised" in r.err and "\x1b" not in r.err, r
+    d.init()
+    for args, want in ((["init"], "already initialised"), (["status"], "daemon not running"),
+                       (["folder", "add", str(tmp_path / "f\x1bx")], "f\\x1bx: No such file")):
+        r = d.run(*args)
+        assert want in r.err and "\x1b" not in r.err, (args, r)
+
+
 def test_missing_and_unwritable_home(tmp_path):
     d = Device(tmp_path / "nothing", "x")
     for args in (["id"], ["peers"], ["folders"], ["scan"], ["peer", "add", "A" * 56]):
