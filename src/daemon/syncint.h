@@ -193,6 +193,10 @@ struct sync_folder {
      * syncpull.c renamed_to) was not yet committed: a commit of such a
      * copy asks for another round. */
     bool twin_held;
+    /* A commit batch changed the folder without asking for a round (other
+     * transfers were still in flight); cleared when a round starts. The
+     * last batch then asks for one even if it only failed. */
+    bool commit_untriggered;
     struct lr_store_mark mark; /* the index mark last written (advance_mark, sync.c) */
 };
 

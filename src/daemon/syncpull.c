@@ -266,9 +266,12 @@ static void xfer_link(struct lr_daemon *d, struct sync_xfer *x)
         if (x->done0[k])
             done_bytes += x->rec.chunks[k].len;
     x->got = done_bytes;
-    x->sess = sync_session_start(d, x->folder, x->rec.path, x->rec.path_len, &x->rec.blocks_hash,
-                                 x->rec.nchunks, x->rec.size, x->ndone0, done_bytes, x->holders,
-                                 x->nholders);
+    /* A copy made from local data is no transfer session (nothing comes
+     * from peers); its commit settles the path's sessions (commit_done). */
+    if (!x->from_local)
+        x->sess = sync_session_start(d, x->folder, x->rec.path, x->rec.path_len,
+                                     &x->rec.blocks_hash, x->rec.nchunks, x->rec.size, x->ndone0,
+                                     done_bytes, x->holders, x->nholders);
     if (holder_connected(d, x))
         sync_item_xfer_started(d, x->folder, x->rec.path, x->rec.path_len);
     free(len);
@@ -403,8 +406,8 @@ struct pull_job {
     size_t npend;
     size_t twin_held; /* out: deletions that waited for one */
     /* out: paths applied without a transfer (sync_session_settled): every
-     * delete, directory, symlink and file made from local data or from a
-     * resumed staging file alone */
+     * delete, directory, symlink and file moved whole (a peer's rename);
+     * copies made from local data settle theirs at commit (commit_done) */
     struct done_path *done_paths;
     size_t ndone_paths;
     /* out: holders of in-flight versions whose index arrived later */
@@ -975,6 +978,9 @@ static void add_xfer(struct pull_job *j, struct sync_xfer *x)
     mark_busy(j, (const char *)x->rec.path);
 }
 
+/* Seconds between the counters of a rename's two halves (see renamed_to). */
+#define RENAME_WINDOW_S 600
+
 /*
  * Copies made from local data commit with a batch after their round
  * (start_file). A peer's rename not applied as a move arrives as such a
@@ -988,6 +994,7 @@ struct twin_key {
     struct lr_hash blocks;
     int64_t mtime_ns;
     uint64_t size;
+    uint64_t author, counter; /* the copy's version: renamed_to's rename test */
 };
 
 static int twin_cmp(const void *a, const void *b)
@@ -1006,8 +1013,12 @@ static void pend_push(struct pull_job *j, const struct sync_xfer *x)
     if (x->rec.size == 0)
         return; /* an empty file is nobody's twin (renamed_to) */
     j->pend = lr_xreallocarray(j->pend, j->npend + 1, sizeof(*j->pend));
-    j->pend[j->npend++] = (struct twin_key){
-        .blocks = x->rec.blocks_hash, .mtime_ns = x->rec.mtime_ns, .size = x->rec.size};
+    uint64_t author = lr_sync_vv_author(&x->rec.vv);
+    j->pend[j->npend++] = (struct twin_key){.blocks = x->rec.blocks_hash,
+                                            .mtime_ns = x->rec.mtime_ns,
+                                            .size = x->rec.size,
+                                            .author = author,
+                                            .counter = lr_vv_get(&x->rec.vv, author)};
 }
 
 /* Pass 1 begins: this round's copies join the ones in flight before it. */
@@ -1016,20 +1027,36 @@ static void pend_add_own(struct pull_job *j)
     for (size_t i = 0; i < j->nxfers; i++)
         if (j->xfers[i]->from_local)
             pend_push(j, j->xfers[i]);
-    qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
+    if (j->npend > 1)
+        qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
 }
 
-static bool pending_twin(const struct pull_job *j, const struct lr_file_rec *local)
+/* A copy not yet committed would be the twin renamed_to looks for: same
+ * content, mtime and size, and the same author stamped it and the
+ * tombstone within RENAME_WINDOW_S (several copies may share the rest). */
+static bool pending_twin(const struct pull_job *j, const struct lr_file_rec *local,
+                         const struct lr_file_rec *tomb)
 {
     if (local->type != LR_FT_FILE || local->size == 0 || j->npend == 0)
         return false;
+    uint64_t author = lr_sync_vv_author(&tomb->vv);
+    uint64_t ct = lr_vv_get(&tomb->vv, author);
+    if (author == 0)
+        return false;
     struct twin_key k = {
         .blocks = local->blocks_hash, .mtime_ns = local->mtime_ns, .size = local->size};
-    return bsearch(&k, j->pend, j->npend, sizeof(*j->pend), twin_cmp) != NULL;
+    const struct twin_key *hit = bsearch(&k, j->pend, j->npend, sizeof(*j->pend), twin_cmp);
+    if (!hit)
+        return false;
+    const struct twin_key *lo = hit, *end = j->pend + j->npend;
+    while (lo > j->pend && twin_cmp(lo - 1, &k) == 0)
+        lo--;
+    for (const struct twin_key *p = lo; p < end && twin_cmp(p, &k) == 0; p++)
+        if (p->author == author && p->counter &&
+            (ct > p->counter ? ct - p->counter : p->counter - ct) <= RENAME_WINDOW_S)
+            return true;
+    return false;
 }
-
-/* Seconds between the counters of a rename's two halves (see renamed_to). */
-#define RENAME_WINDOW_S 600
 
 /*
  * A peer's rename reaches us as a new name, made here from the old file's
@@ -1251,6 +1278,14 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     int rc = 0;
     expect_of(local, &e);
     bool old_live = local && !local->deleted;
+    if (dec->apply == LR_SYNC_APPLY_DELETE && old_live && pending_twin(j, local, remote)) {
+        char *twin = renamed_to(c, local, remote); /* recorded already: no need to wait */
+        free(twin);
+        if (!twin) {
+            j->twin_held++; /* its twin's commit asks for the next round */
+            return;
+        }
+    }
     if (!c->defer_notempty) /* else once it is tried for good: defer_dir */
         sync_item_started(c->d, j->folder, need->path, need->path_len, (int)dec->apply);
     if (dec->action == LR_SYNC_CONFLICT && dec->copy_here && dec->copy_path && old_live &&
@@ -1309,11 +1344,6 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
         }
         if (old_live) {
             char *twin = renamed_to(c, local, remote);
-            if (!twin && pending_twin(j, local)) {
-                j->left++; /* its twin's commit asks for the next round */
-                j->twin_held++;
-                return;
-            }
             rc =
                 lr_store_delete_ex(c->st, NULL, path, &e, twin ? LR_STORE_DEL_UNARCHIVED : 0, &err);
             if (rc == 0 && twin) {
@@ -1628,7 +1658,10 @@ static void pull_work(struct daemon_job *base)
         if (pass >= 2 && !saw_dir_delete)
             break;
         size_t applied_before = j->applied;
-        c.defer_notempty = pass >= 2 && pass < PULL_DIR_PASSES + 1;
+        /* A directory whose files' deletions wait for their twins is not
+         * empty yet and not failing: deferred silently, even in the last
+         * pass (the copies' commits ask for the next round). */
+        c.defer_notempty = pass >= 2 && (pass < PULL_DIR_PASSES + 1 || j->twin_held);
         c.deferred = 0;
         c.defer_paths = NULL;
         free(after);
@@ -1790,7 +1823,7 @@ static void pull_work(struct daemon_job *base)
         /* Another directory pass while one makes progress; the one after a
          * pass without progress (or the PULL_DIR_PASSES-th) reports. */
         if (pass >= 2) {
-            last_pass = !c.defer_notempty || c.deferred == 0;
+            last_pass = !c.defer_notempty || c.deferred == 0 || pass > PULL_DIR_PASSES;
             for (size_t i = 0; i < nretry; i++)
                 free(retry[i]);
             free(retry);
@@ -1867,7 +1900,9 @@ static void pull_start(struct daemon_job *base)
     for (struct sync_xfer *x = d->sync->xfers; x; x = x->next)
         if (x->from_local && !x->dead && strcmp(x->folder, j->folder) == 0)
             pend_push(j, x);
-    qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
+    if (j->npend > 1)
+        qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
+    f->commit_untriggered = false;
     uint64_t now = uv_now(&d->loop);
     if (!f->gc_done || now - f->gc_at >= STAGING_GC_EVERY_MS) {
         j->gc = true;
@@ -2301,6 +2336,8 @@ static void commit_done(struct daemon_job *base, int status)
                 if (x->sess)
                     sync_session_end(d, x->sess, SYNC_SESSION_COMPLETE, NULL);
                 x->sess = NULL;
+                if (x->from_local) /* e.g. a staging file a crash left complete */
+                    sync_session_settled(d, folder, (const char *)x->rec.path, &x->rec.blocks_hash);
                 char *e = lr_esc(x->rec.path, x->rec.path_len);
                 if (x->from_partial)
                     lr_info(MOD,
@@ -2328,14 +2365,14 @@ static void commit_done(struct daemon_job *base, int status)
         struct sync_folder *f = sync_folder_get(d, folder);
         if (rescan)
             scanjobs_queue(d, (const char *const *)&folder, 1, NULL, NULL);
-        else if ((changed && (f->nxfers == 0 || (copied && (f->twin_held || f->pull_running)))) ||
-                 retry_now)
-            sync_pull_trigger(d, folder); /* what is left, or failed, is decided again; a
-                                             round running may be holding a deletion for a
-                                             copy just recorded (pending_twin) */
-        else if (!changed && f->nxfers == 0 && !f->pull_running && !f->pull_queued)
-            f->stuck = true; /* as a round that found nothing to do: what failed
-                                waits for the retry backoff (status: idle) */
+        else if ((changed && (f->nxfers == 0 || (copied && f->twin_held))) || retry_now ||
+                 (f->nxfers == 0 && f->commit_untriggered))
+            sync_pull_trigger(d, folder); /* what is left, or failed, is decided again */
+        else if (changed)
+            f->commit_untriggered = true; /* the folder's last batch asks (above) */
+        else if (f->nxfers == 0 && !f->pull_running && !f->pull_queued)
+            f->stuck = true; /* only copies failed since the last round: they wait for
+                                the retry backoff (status: idle) */
         free(folder);
     }
     for (size_t i = 0; i < j->n; i++)

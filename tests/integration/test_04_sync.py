@@ -837,6 +837,10 @@ def test_copy_then_delete_of_the_original_archives_nothing(devices, tmp_path):
         assert not (fb / old).exists()
         assert b.peer_info(a)["bytes_received"] - before < 1000 * 2000 // 2
         assert_nothing_archived(fb, f"{old}/ copied to {new}/,")
+        # The old directory waited for its files, it did not fail.
+        assert b.ok("status", "--json").json()["folders"][0]["errors"] == []
+        with open(os.path.join(b.home, "landropic.log")) as f:
+            assert "not empty" not in f.read()
 
 
 def test_big_file_rename_moves_little_data(devices, tmp_path):
