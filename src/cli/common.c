@@ -154,32 +154,40 @@ int cli_fail(int rc, const struct lr_err *err)
     return cli_exit_code(rc);
 }
 
+/*
+ * "HEAD: MESSAGE TAIL" on stderr. Some callers quote the user's value raw
+ * (a bad number, a home): a control character in MESSAGE must not reach
+ * the terminal; values escaped already are left as they are.
+ */
+static void report(const char *head, const char *tail, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void report(const char *head, const char *tail, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char *e = lr_esc_msg(msg);
+    fprintf(stderr, "%s: %s%s\n", head, e, tail);
+    free(e);
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
-    char msg[512];
+    char head[128], tail[160];
+    snprintf(head, sizeof(head), "landropic %s", cmd);
+    snprintf(tail, sizeof(tail), " (see 'landropic %s --help')", cmd);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    report(head, tail, fmt, ap);
     va_end(ap);
-    /* Some callers quote the user's value raw (a bad number): a control
-     * character in it must not reach the terminal; values escaped already
-     * are left as they are. */
-    char *e = lr_esc_msg(msg);
-    fprintf(stderr, "landropic %s: %s (see 'landropic %s --help')\n", cmd, e, cmd);
-    free(e);
     return EXIT_USAGE;
 }
 
 int cli_errorf(int code, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    report("landropic", "", fmt, ap);
     va_end(ap);
-    char *e = lr_esc_msg(msg);
-    fprintf(stderr, "landropic: %s\n", e);
-    free(e);
     return code;
 }
 
