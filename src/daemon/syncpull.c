@@ -1051,8 +1051,9 @@ static bool pending_twin(const struct pull_job *j, const struct lr_file_rec *loc
     const struct twin_key *lo = hit, *end = j->pend + j->npend;
     while (lo > j->pend && twin_cmp(lo - 1, &k) == 0)
         lo--;
+    uint64_t old = lr_vv_get(&local->vv, author);
     for (const struct twin_key *p = lo; p < end && twin_cmp(p, &k) == 0; p++)
-        if (p->author == author && p->counter &&
+        if (p->author == author && p->counter > old &&
             (ct > p->counter ? ct - p->counter : p->counter - ct) <= RENAME_WINDOW_S)
             return true;
     return false;
@@ -1076,11 +1077,15 @@ static char *renamed_to(struct page_ctx *c, const struct lr_file_rec *local,
         return NULL;
     /* A rename, not a copy made (cp -p) or unpacked long before: the new
      * name and the old one's deletion are one author's, stamped within
-     * minutes (one scan stamps its changes alike). An ignored twin is not
+     * minutes (one scan stamps its changes alike), and the new name was
+     * stamped after the old version (a file made beside it in the same
+     * scan, then deleted alone, is no rename: it was kept unarchived since
+     * its look-alike lived on; black-box round 23). An ignored twin is not
      * watched by scans: never relied on. */
     uint64_t author = lr_sync_vv_author(&tomb->vv);
     uint64_t ct = lr_vv_get(&tomb->vv, author), cn = lr_vv_get(&twin.vv, author);
     bool rename = author != 0 && lr_sync_vv_author(&twin.vv) == author && cn &&
+                  cn > lr_vv_get(&local->vv, author) &&
                   (ct > cn ? ct - cn : cn - ct) <= RENAME_WINDOW_S &&
                   !(c->ig && lr_ignore_match(c->ig, (const char *)twin.path, twin.path_len, false));
     struct lr_store_info info;

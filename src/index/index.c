@@ -299,7 +299,7 @@ static const char *const stmt_sql[S__COUNT] = {
         "JOIN files f INDEXED BY files_twin ON f.folder = p.folder AND f.blocks = p.blocks AND "
         "f.mtime_ns = p.mtime_ns AND f.deleted = 0 AND f.type = 0 "
         "WHERE p.folder = ?1 AND p.path = ?2 AND p.deleted = 0 AND p.type = 0 AND +p.size > 0 AND "
-        "f.id <> p.id AND f.size = p.size LIMIT 1)",
+        "f.id <> p.id AND f.size = p.size ORDER BY f.id DESC LIMIT 1)",
     [S_LIST_PATH] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND path > ?2 "
                     "ORDER BY path LIMIT ?3",
     [S_LIST_SEQ] = "SELECT " FILE_COLS " FROM files WHERE folder = ?1 AND seq >= ?2 "

@@ -843,6 +843,44 @@ def test_copy_then_delete_of_the_original_archives_nothing(devices, tmp_path):
             assert "not empty" not in f.read()
 
 
+def test_deleting_one_of_two_alike_files_archives_it(devices, tmp_path):
+    """A deletion is taken for half of a rename (not archived: its content is
+    at the new name) only if the look-alike is newer than the deleted
+    version. Two files made alike in one scan, one deleted later: it was not
+    archived, as if renamed to the other, so `versions` had nothing for it
+    (black-box round 23). A rename of many alike files still archives
+    nothing: the look-up takes the newest look-alike, a new name."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    ns = 1_700_000_000_000_000_000
+    for name, data in (("a", b"same-y\n"), ("b", b"same-y\n"), ("c", b"same-z\n"),
+                       ("d", b"same-z\n")):
+        (fa / "y").mkdir(exist_ok=True)
+        (fa / "y" / name).write_bytes(data)
+        os.utime(fa / "y" / name, ns=(ns, ns))
+    (fa / "u").mkdir()
+    for i in range(200):
+        (fa / "u" / f"f{i:03d}").write_bytes(b"hello2\n")
+        os.utime(fa / "u" / f"f{i:03d}", ns=(ns, ns))
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    for name in ("b", "c", "d"):
+        os.remove(fa / "y" / name)
+    a.ok("scan")
+    assert a.run("sync", "--wait", "--timeout", "60").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "60").rc == 0
+    archived = sorted(n.split("~")[0] for _, _, ns_ in os.walk(fb / ".landropic" / "versions" / "y")
+                      for n in ns_)
+    assert archived == ["b", "c", "d"], archived
+    os.rename(fa / "u", fa / "u2")
+    a.ok("scan")
+    assert a.run("sync", "--wait", "--timeout", "60").rc == 0
+    assert b.run("sync", "--wait", "--timeout", "60").rc == 0
+    assert synced(fa, fb)
+    assert not (fb / ".landropic" / "versions" / "u").exists()
+
+
 def test_big_file_rename_moves_little_data(devices, tmp_path):
     """A file big enough that the scan commits before hashing it, renamed to
     a name sorting after the old one: the old name's deletion must reach the
