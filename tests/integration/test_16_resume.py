@@ -269,10 +269,12 @@ def test_receiver_sigkill_at_35_percent_refetches_little(devices, tmp_path):
     # last look at the counter and the kill, and what the sender pushed into
     # the dead connection before the restarted receiver replaced it (its
     # send budget). Nothing staged may be fetched again: that alone would
-    # add the 100+ MiB staged here. (A fixed 1.10 x bound failed once at
-    # 1.100 x on a loaded CI run with 42 MB lost this way.)
+    # add the 100+ MiB staged here. (Fixed bounds failed on loaded CI runs:
+    # 1.10 x at 1.100 x with 42 MB lost this way, 1.15 x at 1.158 x with
+    # 62 MB sent and not yet staged at the kill; the first bound below
+    # allows for that, the second only catches a whole second download.)
     assert total - size < (seen - staged) + 40 * MiB, (seen, staged, total)
-    assert total < 1.15 * size, (seen, staged, total)
+    assert total < 1.25 * size, (seen, staged, total)
     done = [s for s in sessions(b) if s["path"] == "big.bin" and s["state"] == "complete"]
     assert done and done[0]["bytes_done"] == size
 
