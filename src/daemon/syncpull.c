@@ -33,6 +33,7 @@
 #include "util/xalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -729,8 +730,30 @@ static bool verify_whole(struct sync_xfer *x)
     return true;
 }
 
+/*
+ * The put-back rename gave the file a new ctime: recorded (same inode, size
+ * and mtime as its record), or the next scan takes it for a local edit,
+ * which asks for a round at once and moves it again, past the folder's
+ * retry backoff (about 3 failures a second into a read-only directory).
+ */
+static void record_put_back(struct page_ctx *c, const char *path)
+{
+    struct lr_store_info si;
+    struct lr_file_rec rec;
+    size_t len = strlen(path);
+    if (lr_store_stat(c->st, path, &si, NULL) < 0)
+        return;
+    if (lr_index_file_get(c->d->ix, c->j->folder, (const uint8_t *)path, len, 0, &rec, NULL) < 0)
+        return;
+    if (!rec.deleted && rec.type == LR_FT_FILE && si.type == LR_FT_FILE && !si.special &&
+        si.ino == rec.inode && si.size == rec.size && si.mtime_ns == rec.mtime_ns)
+        (void)lr_index_file_set_stat(c->d->ix, c->j->folder, (const uint8_t *)path, len, si.ino,
+                                     si.ctime_ns, NULL);
+    lr_file_rec_release(&rec);
+}
+
 /* A move whose new name could not be committed: the file goes back to its
- * old name (or, if that is taken now, stays in staging, logged), so the
+ * old name (or, if that is taken now, into the versions archive), so the
  * old name's deletion finds it and archives it as usual. */
 static void unadopt(struct page_ctx *c, struct sync_xfer *x, char **from)
 {
@@ -747,9 +770,28 @@ static void unadopt(struct page_ctx *c, struct sync_xfer *x, char **from)
         lr_warn(MOD, "folder=%s path=%s could not be put back after a failed move: %s",
                 c->j->folder, e, lr_err_msg(&err, rc));
         free(e);
+    } else {
+        record_put_back(c, *from);
     }
     free(*from);
     *from = NULL;
+}
+
+/*
+ * Whether the new name's directory, if it exists, can take an entry. A move
+ * whose commit fails is put back, a copy waits for the folder's backoff:
+ * where the commit cannot work, copying costs nothing more and keeps the
+ * old name untouched. An absent directory is the commit's to create.
+ */
+static bool parent_writable(struct lr_store *st, const uint8_t *path)
+{
+    int fd;
+    const char *leaf;
+    if (lr_store_open_parent(st, (const char *)path, 0, &fd, &leaf, NULL) < 0)
+        return true;
+    bool ok = faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) == 0;
+    close(fd);
+    return ok;
 }
 
 /*
@@ -797,7 +839,7 @@ static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
             c->marker_checked = true;
     }
     char *from = NULL;
-    if (gone && !is_busy(j, old.path)) {
+    if (gone && !is_busy(j, old.path) && parent_writable(c->st, remote->path)) {
         struct lr_store_expect e;
         expect_of(&old, &e);
         int rc = lr_store_adopt(c->st, (const char *)old.path, &e, &x->key, &err);

@@ -388,6 +388,45 @@ def test_rename_into_a_read_only_directory_keeps_the_old_name_without_a_loop(dev
     assert [n for n in archived if n.startswith("x")], archived  # a plain deletion is archived
 
 
+def test_move_into_a_read_only_directory_waits_for_the_backoff(devices, tmp_path):
+    """A peer's rename that B applies as a move (its own file becomes the new
+    name's staging file) into a directory read-only on B: the commit fails
+    and the file goes back to its old name. That put-back changed its ctime,
+    so the next scan took it for an edit ("changed since the last scan") and
+    asked for a round at once, which moved it again: about 3 failures a
+    second. Now the move is not tried where the new name cannot be written,
+    the put-back is recorded, and retries wait for the folder's backoff."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "ro").mkdir()
+    write_random(fa / "src.bin", 300_000)
+    add_folders(a, b, fa, fb)
+    a.start()
+    start_without_dac(b)
+    wait_both(fa, fb, snapshot(fa), what="initial sync")
+    os.chmod(fb / "ro", 0o555)
+    os.rename(fa / "src.bin", fa / "ro" / "moved.bin")
+    a.ok("scan")
+    wait_for(lambda: "ro/moved.bin" in error_paths(b), timeout=30, interval=0.3,
+             what="the rename failing on B")
+    t0 = time.monotonic()
+    wait_for(lambda: folder_status(b)["state"] == "idle", timeout=30, interval=0.3,
+             what="B idle with the rename failing")
+    time.sleep(4)
+    with open(os.path.join(b.home, "landropic.log")) as f:
+        failures = f.read().count("path=ro/moved.bin not applied")
+    assert 1 <= failures <= 3 + int(time.monotonic() - t0) // 5, f"{failures} failed attempts"
+    assert error_paths(b) == {"ro/moved.bin"}, folder_status(b)["errors"]
+    assert (fb / "src.bin").exists(), "the old name went while its new name could not be written"
+    os.chmod(fb / "ro", 0o755)
+    b.ok("sync")
+    wait_both(fa, fb, snapshot(fa), timeout=60, what="the rename completed")
+    wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
+    archived = [n for _, _, ns in os.walk(fb / ".landropic" / "versions") for n in ns]
+    assert [n for n in archived if n.startswith("src.bin")] == [], archived
+
+
 # --- marker removed on the receiver ----------------------------------------
 
 def test_directory_unreadable_when_it_came_is_watched_once_readable(devices, tmp_path):
