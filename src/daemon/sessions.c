@@ -76,6 +76,8 @@ struct sync_sessions {
     /* A walk of the list is ending sessions: a checkpoint (whose trim frees
      * finished sessions, maybe the walk's next one) waits for its end. */
     bool walking;
+    /* Finished sessions written since the index's table was last trimmed. */
+    size_t finished_written;
 };
 
 /* Whether s is the session of that version of that path. The version's
@@ -235,6 +237,7 @@ struct ckpt_job {
     struct lr_session_row *rows;
     size_t n;
     bool load; /* the start-up read instead */
+    bool trim; /* then trim the finished rows to the newest LOAD_MAX */
     struct lr_session_list loaded;
     /* load: the folders (id, root) whose commits are rolled forward, and
      * the files that were (their sessions end complete). */
@@ -355,6 +358,15 @@ static void ckpt_write(struct lr_index *ix, const struct lr_session_row *rows, s
         lr_warn(MOD, "checkpoint: %s", err.msg);
 }
 
+/* Only the newest LOAD_MAX rows are ever read back (a restart's history):
+ * a row per file pulled grew the table without bound (20 000 files: 6 MB;
+ * a million: about 350 MB) until rows aged out after HISTORY_KEEP_MS. */
+static int trim_finished(struct lr_index *ix, struct lr_err *err)
+{
+    return lr_index_session_trim(ix, SYNC_SESSION_FAILED, SYNC_SESSION_COMPLETE, LOAD_MAX, NULL,
+                                 err);
+}
+
 static void ckpt_work(struct daemon_job *base)
 {
     struct ckpt_job *j = (struct ckpt_job *)base;
@@ -366,6 +378,7 @@ static void ckpt_work(struct daemon_job *base)
         int64_t before = now_ms() - HISTORY_KEEP_MS;
         if (lr_index_session_prune(d->ix, SYNC_SESSION_COMPLETE, before, &removed, &err) < 0 ||
             lr_index_session_prune(d->ix, SYNC_SESSION_FAILED, before, &removed, &err) < 0 ||
+            trim_finished(d->ix, &err) < 0 ||
             lr_index_session_list(d->ix, LOAD_MAX, &j->loaded, &err) < 0)
             lr_warn(MOD, "cannot load sessions: %s", err.msg);
         else
@@ -373,6 +386,8 @@ static void ckpt_work(struct daemon_job *base)
         return;
     }
     ckpt_write(d->ix, j->rows, j->n);
+    if (j->trim && trim_finished(d->ix, &err) < 0)
+        lr_warn(MOD, "checkpoint: %s", err.msg);
 }
 
 /* A snapshot of the changed sessions as rows (clears their dirty flags). */
@@ -513,6 +528,13 @@ static void checkpoint(struct lr_daemon *d)
     j->base.done = ckpt_done;
     j->rows = rows;
     j->n = n;
+    for (size_t i = 0; i < n; i++)
+        r->finished_written +=
+            rows[i].state == SYNC_SESSION_COMPLETE || rows[i].state == SYNC_SESSION_FAILED;
+    if (r->finished_written >= LOAD_MAX) {
+        j->trim = true;
+        r->finished_written = 0;
+    }
     r->job_busy = true;
     lr_session_ckpt_taken(&r->ck, now_ms());
     daemon_job_queue(d, &j->base);

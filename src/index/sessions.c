@@ -158,6 +158,47 @@ static int prune_locked(struct lr_index *ix, void *arg, struct lr_err *err)
     return rc;
 }
 
+struct trim_arg {
+    int state_a, state_b;
+    size_t keep;
+    uint64_t removed;
+};
+
+static int trim_locked(struct lr_index *ix, void *arg, struct lr_err *err)
+{
+    struct trim_arg *a = arg;
+    /* The keep-th newest row's time (sessions_updated, read backwards): rows
+     * older than it go; rows of the same millisecond stay. No such row:
+     * nothing to trim. */
+    sqlite3_stmt *s = prepare(ix,
+                              "DELETE FROM sessions WHERE state IN (?1, ?2) AND updated_ms < "
+                              "(SELECT updated_ms FROM sessions WHERE state IN (?1, ?2) "
+                              "ORDER BY updated_ms DESC LIMIT 1 OFFSET ?3)",
+                              err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int(s, 1, a->state_a);
+    sqlite3_bind_int(s, 2, a->state_b);
+    sqlite3_bind_int64(s, 3, a->keep ? (sqlite3_int64)a->keep - 1 : 0);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : lr__ix_dberr(ix, err, "session trim");
+    if (rc == 0)
+        a->removed = (uint64_t)sqlite3_changes(ix->db);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int lr_index_session_trim(struct lr_index *ix, int state_a, int state_b, size_t keep,
+                          uint64_t *removed, struct lr_err *err)
+{
+    if (keep == 0 || keep > INT64_MAX)
+        return lr_err_set(err, LR_EUSAGE, "session trim: keep must be 1 to INT64_MAX");
+    struct trim_arg a = {state_a, state_b, keep, 0};
+    int rc = lr__ix_in_tx(ix, err, trim_locked, &a);
+    if (removed)
+        *removed = rc == 0 ? a.removed : 0;
+    return rc;
+}
+
 int lr_index_session_prune(struct lr_index *ix, int state, int64_t before_ms, uint64_t *removed,
                            struct lr_err *err)
 {

@@ -4,6 +4,7 @@ interrupted, then active again), and shows it complete afterwards."""
 import hashlib
 import os
 import signal
+import sqlite3
 import time
 
 import pytest
@@ -234,6 +235,29 @@ def test_history_never_lists_more_than_256_finished(devices, tmp_path):
     assert max(counts) <= 256, counts
     wait_for(lambda: sum(s["state"] == "complete" for s in sessions(b)) == 256, timeout=20,
              what="the newest 256 finished sessions listed")
+
+
+def test_finished_sessions_kept_in_the_index_are_bounded(devices, tmp_path):
+    """The index kept a row per file ever pulled (a million files: about
+    350 MB) until it aged out after a week, though a restart reads back only
+    the newest 1000. Checkpoints now trim the finished rows to those."""
+    a, b, fa, fb = shared_docs(devices, tmp_path)
+    for i in range(3000):
+        (fa / f"f{i:04d}.txt").write_bytes(b"%d\n" % i)
+    a.start()
+    b.start()
+    wait_for(lambda: len(os.listdir(fb)) >= 3001, timeout=120, what="3000 files on B")
+    assert b.run("sync", "--wait", "--timeout", "60").rc == 0
+    time.sleep(1)  # the last checkpoint (500 ms)
+    b.stop()
+    db = sqlite3.connect(os.path.join(b.home, "index.db"))
+    rows = db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+    db.close()
+    # At most the 1000 kept plus what was written since the last trim.
+    assert 0 < rows < 2000, rows
+    b.start()
+    wait_for(lambda: sum(s["state"] == "complete" for s in sessions(b)) == 256, timeout=20,
+             what="the history read back after a restart")
 
 
 @pytest.mark.parametrize("when", ["after-the-peer-left", "mid-transfer"])

@@ -121,6 +121,37 @@ static void test_prune(void **state)
     lr_session_list_release(&l);
 }
 
+static void test_trim_keeps_the_newest_finished(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    /* p0..p5: finished (3 failed, 4 complete) but p1 (active), p4 and p5
+     * of the same millisecond. */
+    const int64_t times[7] = {100, 150, 200, 300, 400, 400, 500};
+    const int states[7] = {4, 1, 3, 4, 4, 4, 3};
+    const char *paths[7] = {"p0", "p1", "p2", "p3", "p4", "p5", "p6"};
+    for (int i = 0; i < 7; i++) {
+        struct lr_session_row r = row(paths[i], 1, states[i], times[i], "{}");
+        assert_int_equal(lr_index_session_put(f->ix, &r, &err), 0);
+    }
+    uint64_t removed = 99;
+    /* Fewer finished rows than kept: nothing goes. */
+    assert_int_equal(lr_index_session_trim(f->ix, 3, 4, 10, &removed, &err), 0);
+    assert_int_equal(removed, 0);
+    /* The 2 newest finished are p6 and p4/p5 (same ms: both stay). */
+    assert_int_equal(lr_index_session_trim(f->ix, 3, 4, 2, &removed, &err), 0);
+    assert_int_equal(removed, 3); /* p0, p2, p3 */
+    struct lr_session_list l;
+    assert_int_equal(lr_index_session_list(f->ix, 10, &l, &err), 0);
+    assert_int_equal(l.n, 4);
+    assert_string_equal((const char *)l.v[0].path, "p6");
+    assert_string_equal((const char *)l.v[3].path, "p1"); /* not finished: kept */
+    lr_session_list_release(&l);
+    assert_int_equal(lr_index_session_trim(f->ix, 3, 4, 1, &removed, &err), 0);
+    assert_int_equal(removed, 2); /* p4, p5 */
+    assert_int_equal(lr_index_session_trim(f->ix, 3, 4, 0, &removed, &err), LR_EUSAGE);
+}
+
 static void test_hostile_values(void **state)
 {
     struct fx *f = *state;
@@ -152,6 +183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_replace_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_keeps_the_newest_finished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_values, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
