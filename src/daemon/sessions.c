@@ -509,6 +509,18 @@ static void ckpt_done(struct daemon_job *base, int status)
     free(j);
 }
 
+/* Counts the finished rows about to be written: whether the write trims. */
+static bool trim_due(struct sync_sessions *r, const struct lr_session_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        r->finished_written +=
+            rows[i].state == SYNC_SESSION_COMPLETE || rows[i].state == SYNC_SESSION_FAILED;
+    if (r->finished_written < LOAD_MAX)
+        return false;
+    r->finished_written = 0;
+    return true;
+}
+
 static void checkpoint(struct lr_daemon *d)
 {
     struct sync_sessions *r = reg(d);
@@ -528,13 +540,7 @@ static void checkpoint(struct lr_daemon *d)
     j->base.done = ckpt_done;
     j->rows = rows;
     j->n = n;
-    for (size_t i = 0; i < n; i++)
-        r->finished_written +=
-            rows[i].state == SYNC_SESSION_COMPLETE || rows[i].state == SYNC_SESSION_FAILED;
-    if (r->finished_written >= LOAD_MAX) {
-        j->trim = true;
-        r->finished_written = 0;
-    }
+    j->trim = trim_due(r, rows, n);
     r->job_busy = true;
     lr_session_ckpt_taken(&r->ck, now_ms());
     daemon_job_queue(d, &j->base);
@@ -656,8 +662,13 @@ void sync_sessions_free(struct lr_daemon *d)
     trim(r);
     size_t n;
     struct lr_session_row *rows = snapshot(r, &n);
-    if (n && d->ix)
-        ckpt_write(d->ix, rows, n); /* the loop has ended: no job holds the index */
+    if (n && d->ix) {
+        /* The loop has ended: no job holds the index. */
+        ckpt_write(d->ix, rows, n);
+        struct lr_err err = {0};
+        if (trim_due(r, rows, n) && trim_finished(d->ix, &err) < 0)
+            lr_warn(MOD, "checkpoint: %s", err.msg);
+    }
     rows_free(rows, n);
     while (r->head) {
         struct sync_session *s = r->head;
