@@ -376,9 +376,11 @@ static void ckpt_work(struct daemon_job *base)
         roll_forward_all(d, j);
         uint64_t removed = 0;
         int64_t before = now_ms() - HISTORY_KEEP_MS;
+        /* A failed trim costs space, not the history: warned, and on. */
+        if (trim_finished(d->ix, &err) < 0)
+            lr_warn(MOD, "cannot trim sessions: %s", err.msg);
         if (lr_index_session_prune(d->ix, SYNC_SESSION_COMPLETE, before, &removed, &err) < 0 ||
             lr_index_session_prune(d->ix, SYNC_SESSION_FAILED, before, &removed, &err) < 0 ||
-            trim_finished(d->ix, &err) < 0 ||
             lr_index_session_list(d->ix, LOAD_MAX, &j->loaded, &err) < 0)
             lr_warn(MOD, "cannot load sessions: %s", err.msg);
         else

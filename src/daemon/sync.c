@@ -1569,6 +1569,7 @@ void sync_free(struct lr_daemon *d)
         s->folders = f->next;
         free(f->id);
         free(f->pull_after);
+        free(f->no_move);
         free(f);
     }
     while (s->trackers) {

@@ -197,6 +197,13 @@ struct sync_folder {
      * transfers were still in flight); cleared when a round starts. The
      * last batch then asks for one even if it only failed. */
     bool commit_untriggered;
+    /* Paths (lr_weak64 of each, sorted) whose move (a peer's rename) failed
+     * to commit: later rounds copy them instead. A move put back touches
+     * the folder, its scan asks for a round, which moved it again (about 7
+     * failures a second); a copy's failure waits for the retry backoff.
+     * Forgotten once a round finds nothing needed. */
+    uint64_t *no_move;
+    size_t nno_move;
     struct lr_store_mark mark; /* the index mark last written (advance_mark, sync.c) */
 };
 

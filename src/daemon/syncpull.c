@@ -405,6 +405,9 @@ struct pull_job {
      * from pass 1 on. A deletion whose twin is among them waits. */
     struct twin_key *pend;
     size_t npend;
+    /* The folder's no_move (sync_folder), copied; out: moves that failed. */
+    uint64_t *no_move, *moves_failed;
+    size_t nno_move, nmoves_failed;
     size_t twin_held; /* out: deletions that waited for one */
     /* out: paths applied without a transfer (sync_session_settled): every
      * delete, directory, symlink and file moved whole (a peer's rename);
@@ -745,8 +748,10 @@ static void record_put_back(struct page_ctx *c, const char *path)
         return;
     if (lr_index_file_get(c->d->ix, c->j->folder, (const uint8_t *)path, len, 0, &rec, NULL) < 0)
         return;
+    /* The mode too: the failed commit may have set the new version's. */
     if (!rec.deleted && rec.type == LR_FT_FILE && si.type == LR_FT_FILE && !si.special &&
-        si.ino == rec.inode && si.size == rec.size && si.mtime_ns == rec.mtime_ns)
+        si.ino == rec.inode && si.size == rec.size && si.mtime_ns == rec.mtime_ns &&
+        si.mode == rec.mode)
         (void)lr_index_file_set_stat(c->d->ix, c->j->folder, (const uint8_t *)path, len, si.ino,
                                      si.ctime_ns, NULL);
     lr_file_rec_release(&rec);
@@ -754,8 +759,10 @@ static void record_put_back(struct page_ctx *c, const char *path)
 
 /* A move whose new name could not be committed: the file goes back to its
  * old name (or, if that is taken now, into the versions archive), so the
- * old name's deletion finds it and archives it as usual. */
-static void unadopt(struct page_ctx *c, struct sync_xfer *x, char **from)
+ * old name's deletion finds it and archives it as usual. `verified`: its
+ * content was found to be what its record says (otherwise the put-back is
+ * not recorded, so the next scan hashes what is really there). */
+static void unadopt(struct page_ctx *c, struct sync_xfer *x, char **from, bool verified)
 {
     if (!*from)
         return;
@@ -770,11 +777,17 @@ static void unadopt(struct page_ctx *c, struct sync_xfer *x, char **from)
         lr_warn(MOD, "folder=%s path=%s could not be put back after a failed move: %s",
                 c->j->folder, e, lr_err_msg(&err, rc));
         free(e);
-    } else {
+    } else if (verified) {
         record_put_back(c, *from);
     }
     free(*from);
     *from = NULL;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 /*
@@ -789,7 +802,10 @@ static bool parent_writable(struct lr_store *st, const uint8_t *path)
     const char *leaf;
     if (lr_store_open_parent(st, (const char *)path, 0, &fd, &leaf, NULL) < 0)
         return true;
-    bool ok = faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) == 0;
+    /* Only a refusal counts: any other failure (a kernel or sandbox without
+     * faccessat2) would turn every move into a copy. */
+    bool ok = faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) == 0 ||
+              (errno != EACCES && errno != EPERM && errno != EROFS);
     close(fd);
     return ok;
 }
@@ -839,7 +855,10 @@ static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
             c->marker_checked = true;
     }
     char *from = NULL;
-    if (gone && !is_busy(j, old.path) && parent_writable(c->st, remote->path)) {
+    uint64_t h = lr_weak64(remote->path, remote->path_len);
+    if (gone && !is_busy(j, old.path) &&
+        !(j->nno_move && bsearch(&h, j->no_move, j->nno_move, sizeof(h), u64_cmp)) &&
+        parent_writable(c->st, remote->path)) {
         struct lr_store_expect e;
         expect_of(&old, &e);
         int rc = lr_store_adopt(c->st, (const char *)old.path, &e, &x->key, &err);
@@ -857,6 +876,8 @@ static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
     lr_file_rec_release(&old);
     return from;
 }
+
+static void pend_add_failed_move(struct pull_job *j, const struct sync_xfer *x);
 
 static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec *remote,
                                     const struct lr_sync_decision *dec,
@@ -912,7 +933,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
         log_path("cannot stage", j->folder, remote->path, remote->path_len, rc, &err);
         sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc, &err);
         j->left++;
-        unadopt(c, x, &moved_from);
+        unadopt(c, x, &moved_from, false);
         if (prc == 0)
             lr_plan_release(&plan);
         xfer_unref(x);
@@ -921,7 +942,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     if (moved_from && !verify_whole(x)) {
         /* The old file does not hold what its record says: back to its
          * name (its delete then archives it), and the new one is copied. */
-        unadopt(c, x, &moved_from);
+        unadopt(c, x, &moved_from, false);
         memset(x->done0, 0, x->rec.nchunks * sizeof(*x->done0));
         x->ndone0 = 0;
         rc = lr_store_staging_open(c->st, &x->key, remote->size, &x->fd, &resumed, &err);
@@ -989,7 +1010,14 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
         log_path("not applied", j->folder, x->rec.path, x->rec.path_len, rc, &err);
         sync_item_failed(c->d, j->folder, x->rec.path, x->rec.path_len, "not applied", rc, &err);
         j->left++;
-        unadopt(c, x, &moved_from);
+        unadopt(c, x, &moved_from, true);
+        /* Back under its old name, whose deletion (this round's last pass)
+         * would archive it while the new name is missing: it waits, as for a
+         * copy that failed (pending_twin), until the move is made. */
+        pend_add_failed_move(j, x);
+        j->moves_failed =
+            lr_xreallocarray(j->moves_failed, j->nmoves_failed + 1, sizeof(*j->moves_failed));
+        j->moves_failed[j->nmoves_failed++] = lr_weak64(x->rec.path, x->rec.path_len);
     } else {
         j->applied++;
         sync_item_ok(c->d, j->folder, x->rec.path, x->rec.path_len);
@@ -1069,6 +1097,14 @@ static void pend_add_own(struct pull_job *j)
     for (size_t i = 0; i < j->nxfers; i++)
         if (j->xfers[i]->from_local)
             pend_push(j, j->xfers[i]);
+    if (j->npend > 1)
+        qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
+}
+
+/* Pass 0: a move put back keeps its old name like a failed copy. */
+static void pend_add_failed_move(struct pull_job *j, const struct sync_xfer *x)
+{
+    pend_push(j, x);
     if (j->npend > 1)
         qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
 }
@@ -1949,6 +1985,11 @@ static void pull_start(struct daemon_job *base)
             pend_push(j, x);
     if (j->npend > 1)
         qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
+    if (f->nno_move) {
+        j->no_move = lr_xmalloc(f->nno_move * sizeof(*j->no_move));
+        memcpy(j->no_move, f->no_move, f->nno_move * sizeof(*j->no_move));
+        j->nno_move = f->nno_move;
+    }
     f->commit_untriggered = false;
     uint64_t now = uv_now(&d->loop);
     if (!f->gc_done || now - f->gc_at >= STAGING_GC_EVERY_MS) {
@@ -2036,6 +2077,28 @@ static void pull_tell_peers(struct lr_daemon *d, const struct pull_job *j, bool 
     }
 }
 
+/* Bounded: past it a failing move is tried again each round it is asked
+ * for (as before), which costs CPU, not data. */
+#define NO_MOVE_MAX 4096u
+
+static void no_move_update(struct sync_folder *f, struct pull_job *j)
+{
+    if (j->rc == 0 && j->need_known && j->need.items == 0) {
+        free(f->no_move);
+        f->no_move = NULL;
+        f->nno_move = 0;
+        return;
+    }
+    for (size_t i = 0; i < j->nmoves_failed && f->nno_move < NO_MOVE_MAX; i++) {
+        uint64_t h = j->moves_failed[i];
+        if (f->no_move && bsearch(&h, f->no_move, f->nno_move, sizeof(h), u64_cmp))
+            continue;
+        f->no_move = lr_xreallocarray(f->no_move, f->nno_move + 1, sizeof(*f->no_move));
+        f->no_move[f->nno_move++] = h;
+        qsort(f->no_move, f->nno_move, sizeof(*f->no_move), u64_cmp);
+    }
+}
+
 static void pull_done(struct daemon_job *base, int status)
 {
     struct pull_job *j = (struct pull_job *)base;
@@ -2059,6 +2122,7 @@ static void pull_done(struct daemon_job *base, int status)
         for (size_t i = 0; i < j->nxfers; i++)
             xfer_link(d, j->xfers[i]);
         f->twin_held = j->twin_held != 0;
+        no_move_update(f, j);
         free(f->pull_after);
         f->pull_after = NULL;
         f->pull_after_len = 0;
@@ -2117,6 +2181,8 @@ static void pull_done(struct daemon_job *base, int status)
     free(j->theirs);
     free(j->held);
     free(j->pend);
+    free(j->no_move);
+    free(j->moves_failed);
     free(j->peers);
     for (size_t i = 0; i < j->nupd; i++) {
         free(j->upd[i].path);

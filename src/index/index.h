@@ -778,9 +778,9 @@ int lr_index_session_put(struct lr_index *ix, const struct lr_session_row *r, st
 /* Up to `max` (<= LR_SESSION_LIST_MAX) sessions, most recently updated first. */
 int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_list *out,
                           struct lr_err *err);
-/* Delete the sessions in state_a or state_b (the finished ones) but the
- * `keep` (>= 1) most recently updated, and those updated in the same
- * millisecond as the last of them; *removed (may be NULL) counts them. What
+/* Delete the sessions in state_a or state_b (complete and failed ones) but
+ * the `keep` (>= 1) most recently updated (ties broken by folder, path and
+ * blocks); *removed (may be NULL) counts them. What
  * a restart lists is bounded anyway: without this the table kept a row per
  * file ever pulled until it aged out. */
 int lr_index_session_trim(struct lr_index *ix, int state_a, int state_b, size_t keep,

@@ -167,13 +167,16 @@ struct trim_arg {
 static int trim_locked(struct lr_index *ix, void *arg, struct lr_err *err)
 {
     struct trim_arg *a = arg;
-    /* The keep-th newest row's time (sessions_updated, read backwards): rows
-     * older than it go; rows of the same millisecond stay. No such row:
+    /* The keep-th newest row (sessions_updated, which holds the key too,
+     * read backwards; the key breaks ties: a commit batch ends hundreds of
+     * sessions in one millisecond) and every older one go. No such row:
      * nothing to trim. */
     sqlite3_stmt *s = prepare(ix,
-                              "DELETE FROM sessions WHERE state IN (?1, ?2) AND updated_ms < "
-                              "(SELECT updated_ms FROM sessions WHERE state IN (?1, ?2) "
-                              "ORDER BY updated_ms DESC LIMIT 1 OFFSET ?3)",
+                              "DELETE FROM sessions WHERE state IN (?1, ?2) AND "
+                              "(updated_ms, folder, path, blocks) < "
+                              "(SELECT updated_ms, folder, path, blocks FROM sessions "
+                              "WHERE state IN (?1, ?2) ORDER BY updated_ms DESC, folder DESC, "
+                              "path DESC, blocks DESC LIMIT 1 OFFSET ?3)",
                               err);
     if (!s)
         return LR_EDB;
