@@ -281,6 +281,10 @@ static void joiner_reply_err(struct pconn *pc, const char *prefix, const char *m
 {
     if (!pc->req)
         return;
+    /* The pair module's messages name their origin; the prefix says it
+     * already ("pairing failed: pairing: wrong code" read twice). */
+    if (strncmp(msg, "pairing: ", 9) == 0)
+        msg += 9;
     lr_api_reply_error(pc->req, "pair_failed", 1, "%s%s", prefix, msg);
     pc->req = NULL;
 }

@@ -221,6 +221,7 @@ def test_wrong_code_burns_the_code(pair_devs):
     r = b.run("pair", "--join", wrong_code(code), timeout=90)
     assert r.rc == 1, r
     assert "wrong code" in r.err, r
+    assert r.err.count("pairing") == 1, r.err  # "pairing failed: pairing: ..." before
     rc, out, err = finish(holder)
     assert rc == 1, (out, err)
     assert "wrong code" in err, err
