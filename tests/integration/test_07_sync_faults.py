@@ -342,6 +342,20 @@ def test_path_failing_in_scan_and_pull_is_one_item(devices, tmp_path):
     wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
 
 
+def assert_rename_completes_once_writable(fa, fb, b):
+    """src.bin was renamed into fb/ro, which B cannot write: the old name is
+    still there; once ro is writable the rename completes, nothing archived.
+    Returns what the versions archive holds."""
+    assert (fb / "src.bin").exists(), "the old name went while its new name could not be written"
+    os.chmod(fb / "ro", 0o755)
+    b.ok("sync")
+    wait_both(fa, fb, snapshot(fa), timeout=60, what="the rename completed")
+    wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
+    archived = [n for _, _, ns in os.walk(fb / ".landropic" / "versions") for n in ns]
+    assert [n for n in archived if n.startswith("src.bin")] == [], archived
+    return archived
+
+
 def test_rename_into_a_read_only_directory_keeps_the_old_name_without_a_loop(devices,
                                                                              tmp_path):
     """A peer's rename arrives as a copy B makes from its own file and the old
@@ -378,13 +392,7 @@ def test_rename_into_a_read_only_directory_keeps_the_old_name_without_a_loop(dev
         failures = f.read().count("path=ro/copy.bin not applied")
     # One or two rounds, then the folder's retry backoff (5 s, doubling).
     assert 1 <= failures <= 3 + int(time.monotonic() - t0) // 5, f"{failures} failed attempts"
-    assert (fb / "src.bin").exists(), "the old name went while its new name could not be written"
-    os.chmod(fb / "ro", 0o755)
-    b.ok("sync")
-    wait_both(fa, fb, snapshot(fa), timeout=60, what="the rename completed")
-    wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
-    archived = [n for _, _, ns in os.walk(fb / ".landropic" / "versions") for n in ns]
-    assert [n for n in archived if n.startswith("src.bin")] == [], archived
+    archived = assert_rename_completes_once_writable(fa, fb, b)
     assert [n for n in archived if n.startswith("x")], archived  # a plain deletion is archived
 
 
@@ -425,13 +433,7 @@ def test_move_into_a_read_only_directory_waits_for_the_backoff(devices, tmp_path
     # (5 s, doubling). The loop made about 7 a second.
     assert 1 <= failures <= 6 + int(time.monotonic() - t0) // 5, f"{failures} failed attempts"
     assert error_paths(b) <= {new, "ro/sub"}, folder_status(b)["errors"]
-    assert (fb / "src.bin").exists(), "the old name went while its new name could not be written"
-    os.chmod(fb / "ro", 0o755)
-    b.ok("sync")
-    wait_both(fa, fb, snapshot(fa), timeout=60, what="the rename completed")
-    wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
-    archived = [n for _, _, ns in os.walk(fb / ".landropic" / "versions") for n in ns]
-    assert [n for n in archived if n.startswith("src.bin")] == [], archived
+    assert_rename_completes_once_writable(fa, fb, b)
 
 
 # --- marker removed on the receiver ----------------------------------------
