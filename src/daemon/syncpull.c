@@ -2476,10 +2476,15 @@ static void commit_done(struct daemon_job *base, int status)
             sync_local_changed(d, folder);
         }
         struct sync_folder *f = sync_folder_get(d, folder);
-        if (rescan)
+        /* Capped like a pull round's: a target that keeps differing from
+         * its record (a file the scan cannot read: it is skipped, its
+         * record stays) otherwise looped rescan, round, commit, about 150
+         * times a second. Past the cap the failure waits for the backoff. */
+        if (rescan && f->rescans < PULL_RESCANS_MAX) {
+            f->rescans++;
             scanjobs_queue(d, (const char *const *)&folder, 1, NULL, NULL);
-        else if ((changed && (f->nxfers == 0 || (copied && f->twin_held))) || retry_now ||
-                 (f->nxfers == 0 && f->commit_untriggered))
+        } else if ((changed && (f->nxfers == 0 || (copied && f->twin_held))) || retry_now ||
+                   (f->nxfers == 0 && f->commit_untriggered))
             sync_pull_trigger(d, folder); /* what is left, or failed, is decided again */
         else if (changed)
             f->commit_untriggered = true; /* the folder's last batch asks (above) */

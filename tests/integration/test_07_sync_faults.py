@@ -436,6 +436,38 @@ def test_move_into_a_read_only_directory_waits_for_the_backoff(devices, tmp_path
     assert_rename_completes_once_writable(fa, fb, b)
 
 
+def test_peer_edit_of_a_file_unreadable_here_waits_for_the_backoff(devices, tmp_path):
+    """B cannot read its copy of a file (mode 0); A edits it. B's commit finds
+    the file differing from its record and asks for a rescan, which skips the
+    unreadable file, so the record stays and the next commit asked again:
+    about 150 failures a second, a core busy and the log growing by 270 KB/s
+    (black-box round 24b). Rescans from commits are now capped like a pull
+    round's, and the failure waits for the folder's backoff."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "d").mkdir()
+    write_file(fa / "d" / "a.txt", b"hello\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    start_without_dac(b)
+    wait_both(fa, fb, snapshot(fa), what="initial sync")
+    os.chmod(fb / "d" / "a.txt", 0)
+    write_file(fa / "d" / "a.txt", b"hello\nedit\n")
+    a.ok("scan")
+    wait_for(lambda: "d/a.txt" in error_paths(b), timeout=30, interval=0.3,
+             what="the edit failing on B")
+    t0 = time.monotonic()
+    time.sleep(4)
+    with open(os.path.join(b.home, "landropic.log")) as f:
+        failures = f.read().count("path=d/a.txt not applied")
+    assert 1 <= failures <= 8 + int(time.monotonic() - t0) // 5, f"{failures} failed attempts"
+    os.chmod(fb / "d" / "a.txt", 0o644)
+    b.ok("sync")
+    wait_both(fa, fb, snapshot(fa), timeout=60, what="the edit applied once readable")
+    wait_for(lambda: not error_paths(b), timeout=30, interval=0.3, what="B's errors cleared")
+
+
 # --- marker removed on the receiver ----------------------------------------
 
 def test_directory_unreadable_when_it_came_is_watched_once_readable(devices, tmp_path):
