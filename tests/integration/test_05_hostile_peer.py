@@ -544,7 +544,10 @@ def test_want_before_folders_is_served_once_folders_arrives(devices, tmp_path):
     (s.root / "held.txt").write_text(held)
     s.start()
     s.a.ok("scan", "docs")
-    out = s.run_peer([{"entries": [good("one.txt", "first\n")]}], "--linger-ms", "300",
+    # The peer stays long enough to serve one.txt: with 300 ms an ASan CI
+    # run's pull round started 400 ms after the connection and the peer had
+    # gone before the chunk came.
+    out = s.run_peer([{"entries": [good("one.txt", "first\n")]}], "--linger-ms", "1500",
                      extra={"want_first": {"path": "held.txt", "data": held,
                                            "folders_delay_ms": 400}})
     assert "sent want-first count=1" in out, out
