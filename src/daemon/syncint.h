@@ -204,6 +204,12 @@ struct sync_folder {
      * Forgotten once a round finds nothing needed. */
     uint64_t *no_move;
     size_t nno_move;
+    /* A file's apply failed since the last round that started from the
+     * need list's beginning. A round resumed after a cut does not see the
+     * adds before its start: such a failed one (a copy into a directory
+     * read-only here, waiting for the backoff) is neither in flight nor
+     * that round's, so its old name's deletion would not wait for it. */
+    bool add_failed;
     struct lr_store_mark mark; /* the index mark last written (advance_mark, sync.c) */
 };
 

@@ -409,6 +409,11 @@ struct pull_job {
     uint64_t *no_move, *moves_failed;
     size_t nno_move, nmoves_failed;
     size_t twin_held; /* out: deletions that waited for one */
+    /* The round resumed after a cut and a file failed since the folder's
+     * last full round (sync_folder.add_failed): its deletions wait for the
+     * next full round, which sees every add again. out: they waited. */
+    bool deletes_wait, deletes_waited;
+    bool add_failed; /* out: a file's start or move failed in this round */
     /* out: paths applied without a transfer (sync_session_settled): every
      * delete, directory, symlink and file moved whole (a peer's rename);
      * copies made from local data settle theirs at commit (commit_done) */
@@ -877,7 +882,7 @@ static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
     return from;
 }
 
-static void pend_add_failed_move(struct pull_job *j, const struct sync_xfer *x);
+static void pend_add_failed(struct pull_job *j, const struct sync_xfer *x);
 
 static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec *remote,
                                     const struct lr_sync_decision *dec,
@@ -934,6 +939,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
         sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc, &err);
         j->left++;
         unadopt(c, x, &moved_from, false);
+        pend_add_failed(j, x);
         if (prc == 0)
             lr_plan_release(&plan);
         xfer_unref(x);
@@ -951,6 +957,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
             sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc,
                              &err);
             j->left++;
+            pend_add_failed(j, x);
             if (prc == 0)
                 lr_plan_release(&plan);
             xfer_unref(x);
@@ -1014,7 +1021,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
         /* Back under its old name, whose deletion (this round's last pass)
          * would archive it while the new name is missing: it waits, as for a
          * copy that failed (pending_twin), until the move is made. */
-        pend_add_failed_move(j, x);
+        pend_add_failed(j, x);
         j->moves_failed =
             lr_xreallocarray(j->moves_failed, j->nmoves_failed + 1, sizeof(*j->moves_failed));
         j->moves_failed[j->nmoves_failed++] = lr_weak64(x->rec.path, x->rec.path_len);
@@ -1101,9 +1108,11 @@ static void pend_add_own(struct pull_job *j)
         qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
 }
 
-/* Pass 0: a move put back keeps its old name like a failed copy. */
-static void pend_add_failed_move(struct pull_job *j, const struct sync_xfer *x)
+/* Pass 0: a file that could not be staged, or a move put back, keeps its
+ * twin's old name like a copy that failed to commit. */
+static void pend_add_failed(struct pull_job *j, const struct sync_xfer *x)
 {
+    j->add_failed = true;
     pend_push(j, x);
     if (j->npend > 1)
         qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
@@ -1736,6 +1745,10 @@ static void pull_work(struct daemon_job *base)
         /* A resumed round did not see the deletes sorted before its start. */
         if (pass > 0 && ((!saw_delete && !resumed) || !round_end || j->hold_deletes))
             break; /* held deletes: the burst's LAST triggers the next pull */
+        if (pass > 0 && j->deletes_wait) {
+            j->deletes_waited = true; /* pull_done asks for the full round */
+            break;
+        }
         if (pass == 1)
             pend_add_own(j);
         if (pass >= 2 && !saw_dir_delete)
@@ -2031,6 +2044,9 @@ static void pull_start(struct daemon_job *base)
         j->after_len = f->pull_after_len;
         f->pull_after = NULL;
         f->pull_after_len = 0;
+        j->deletes_wait = f->add_failed;
+    } else {
+        f->add_failed = false; /* this round's pass 0 sees every add */
     }
 }
 
@@ -2122,6 +2138,7 @@ static void pull_done(struct daemon_job *base, int status)
         for (size_t i = 0; i < j->nxfers; i++)
             xfer_link(d, j->xfers[i]);
         f->twin_held = j->twin_held != 0;
+        f->add_failed |= j->add_failed;
         no_move_update(f, j);
         free(f->pull_after);
         f->pull_after = NULL;
@@ -2159,7 +2176,8 @@ static void pull_done(struct daemon_job *base, int status)
             f->rescans = 0;
             sync_local_changed(d, j->folder);
         }
-        f->stuck = j->applied == 0 && f->nxfers == 0 && !j->cut && !j->hold_deletes;
+        f->stuck =
+            j->applied == 0 && f->nxfers == 0 && !j->cut && !j->hold_deletes && !j->deletes_waited;
         if (!j->no_marker)
             pull_tell_peers(d, j,
                             j->rc == 0 && j->need_known && j->need.items == 0 && !j->cut &&
@@ -2167,7 +2185,7 @@ static void pull_done(struct daemon_job *base, int status)
         if (j->rescan && f->rescans < PULL_RESCANS_MAX) {
             f->rescans++;
             scanjobs_queue(d, (const char *const *)&j->folder, 1, NULL, NULL);
-        } else if (f->pull_again || ((j->applied || j->kept) && j->left)) {
+        } else if (f->pull_again || ((j->applied || j->kept) && j->left) || j->deletes_waited) {
             sync_pull_trigger(d, j->folder);
         }
         sync_pump(d);
@@ -2432,12 +2450,13 @@ static void commit_done(struct daemon_job *base, int status)
         /* A copy made from local data that failed is made again by the very
          * next round and fails again: it waits for the folder's retry
          * backoff (syncerr.h) instead, or the two would loop. */
-        bool retry_now = false, copied = false;
+        bool retry_now = false, copied = false, failed = false;
         for (size_t i = 0; i < j->n; i++) {
             struct sync_xfer *x = j->x[i];
             retry_now |= j->rc[i] < 0 && !x->from_local;
             copied |= j->rc[i] == 0 && x->from_local;
             if (j->rc[i] < 0) {
+                failed = true;
                 log_path("not applied", folder, x->rec.path, x->rec.path_len, j->rc[i], &j->err[i]);
                 sync_item_failed(d, folder, x->rec.path, x->rec.path_len, "not applied", j->rc[i],
                                  &j->err[i]);
@@ -2476,6 +2495,7 @@ static void commit_done(struct daemon_job *base, int status)
             sync_local_changed(d, folder);
         }
         struct sync_folder *f = sync_folder_get(d, folder);
+        f->add_failed |= failed;
         /* Capped like a pull round's: a target that keeps differing from
          * its record (a file the scan cannot read: it is skipped, its
          * record stays) otherwise looped rescan, round, commit, about 150

@@ -436,6 +436,41 @@ def test_move_into_a_read_only_directory_waits_for_the_backoff(devices, tmp_path
     assert_rename_completes_once_writable(fa, fb, b)
 
 
+def test_directory_renamed_into_a_read_only_directory_keeps_every_old_name(devices, tmp_path):
+    """A peer renames a 500-file directory into one read-only on B. B's
+    rounds are cut by their transfer room; a resumed round saw neither the
+    adds before its start nor their copies that had failed meanwhile
+    (waiting for the backoff), so it deleted and archived their old names
+    (black-box round 24b: 134, 1 and 1 of 500, always the first file).
+    Every old name now stays until the rename can complete."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "ro").mkdir()
+    (fa / "big").mkdir()
+    names = [f"f{i}.txt" for i in range(1, 501)]
+    for i, n in enumerate(names):
+        write_file(fa / "big" / n, f"file {i} of the renamed directory\n".encode())
+    add_folders(a, b, fa, fb)
+    a.start()
+    start_without_dac(b)
+    wait_both(fa, fb, snapshot(fa), what="initial sync")
+    os.chmod(fb / "ro", 0o555)
+    os.rename(fa / "big", fa / "ro" / "big")
+    a.ok("scan")
+    wait_for(lambda: folder_status(b)["state"] == "idle" and "ro/big" in error_paths(b),
+             timeout=60, interval=0.3, what="B idle with the rename failing")
+    time.sleep(3)  # a later round, from the backoff or a resumed cut
+    left = sorted(os.listdir(fb / "big"))
+    assert left == sorted(names), f"{len(names) - len(left)} old names went: " \
+        f"{sorted(set(names) - set(left))[:5]}"
+    os.chmod(fb / "ro", 0o755)
+    b.ok("sync")
+    wait_both(fa, fb, snapshot(fa), timeout=90, what="the rename completed")
+    archived = [n for _, _, ns in os.walk(fb / ".landropic" / "versions") for n in ns]
+    assert archived == [], archived[:5]
+
+
 def test_peer_edit_of_a_file_unreadable_here_waits_for_the_backoff(devices, tmp_path):
     """B cannot read its copy of a file (mode 0); A edits it. B's commit finds
     the file differing from its record and asks for a rescan, which skips the
