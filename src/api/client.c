@@ -257,8 +257,8 @@ static int wait_reply(struct lr_api_client *c, long long id, int64_t deadline,
                       struct lr_api_reply *out, struct lr_err *err)
 {
     for (;;) {
-        char *line;
-        size_t ll;
+        char *line = NULL; /* set on success; gcc -O3 cannot see that */
+        size_t ll = 0;
         int rc = read_line(c, deadline, &line, &ll, err);
         if (rc < 0)
             return rc;

@@ -450,7 +450,7 @@ bool lr__addr_gone(const struct sockaddr *sa)
 
 bool lr__path_on_host(const struct sockaddr *local, const struct sockaddr *remote)
 {
-    struct in_addr l4, r4;
+    struct in_addr l4 = {0}, r4 = {0}; /* read only where addr_v4 set them; gcc -O3 cannot see it */
     bool lv4 = addr_v4(local, &l4), rv4 = addr_v4(remote, &r4);
     if (rv4 && (ntohl(r4.s_addr) >> 24) == 127)
         return true;
