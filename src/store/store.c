@@ -371,6 +371,82 @@ static int archive(int srcdir, const char *srcname, int vdir, const char *leaf, 
     return -EEXIST;
 }
 
+/* All of in's bytes into out (sized to match first): zeros stay holes
+ * (lr_store_staging_write), so a sparse file costs no more than it does.
+ * 0, -errno, or LR_ECHANGED if `in` ends early (changed while copied). */
+static int copy_bytes(int in, int out, uint64_t size)
+{
+    if (ftruncate(out, (off_t)size) < 0)
+        return -errno;
+    size_t cap = 1u << 20;
+    char *buf = lr_xmalloc(cap);
+    int rc = 0;
+    for (uint64_t off = 0; off < size && rc == 0;) {
+        size_t want = size - off < cap ? (size_t)(size - off) : cap;
+        ssize_t n = pread(in, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = -errno;
+        else if (n == 0)
+            rc = LR_ECHANGED;
+        else if ((rc = lr_store_staging_write(out, off, buf, (size_t)n, NULL)) == 0)
+            off += (uint64_t)n;
+    }
+    free(buf);
+    return rc;
+}
+
+/*
+ * A file with links besides srcdir/srcname (hard links, in the folder or
+ * out of it) is archived as a copy of its own, mode and mtime kept: a link
+ * or a move would make the archive entry that same inode, which a write
+ * through another link rewrites (black-box round 25: a restore brought back
+ * what an editor had written since, the version kept was gone). The source
+ * must match `e` before and after the copy, or LR_ECHANGED. The copy is
+ * made durable: the original may go right after. *ino: the copied inode.
+ */
+static int archive_copy(struct lr_store *st, int srcdir, const char *srcname, int vdir,
+                        const char *leaf, const struct lr_store_expect *e, uint64_t *ino,
+                        char out[NAME_MAX + 1])
+{
+    int in = openat(srcdir, srcname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (in < 0)
+        return errno == ENOENT || errno == ELOOP ? LR_ECHANGED : -errno;
+    struct stat before, after;
+    if (fstat(in, &before) < 0 || !S_ISREG(before.st_mode) || !matches(&before, e, true)) {
+        close(in);
+        return LR_ECHANGED;
+    }
+    char tn[64];
+    tmp_name(tn);
+    int o = openat(st->tmpfd, tn, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (o < 0) {
+        int rc = -errno;
+        close(in);
+        return rc;
+    }
+    struct timespec ts[2];
+    mtime_times(lr_timespec_ns(&before.st_mtim), ts);
+    int rc = copy_bytes(in, o, (uint64_t)before.st_size);
+    if (!rc && (fchmod(o, before.st_mode & 07777) < 0 || futimens(o, ts) < 0))
+        rc = -errno;
+    if (!rc)
+        rc = lr__store_fsync(o, false);
+    if (!rc && (fstat(in, &after) < 0 || after.st_size != before.st_size ||
+                lr_timespec_ns(&after.st_mtim) != lr_timespec_ns(&before.st_mtim) ||
+                lr_timespec_ns(&after.st_ctim) != lr_timespec_ns(&before.st_ctim)))
+        rc = LR_ECHANGED;
+    close(o);
+    close(in);
+    if (!rc)
+        rc = archive(st->tmpfd, tn, vdir, leaf, false, out);
+    if (rc)
+        unlinkat(st->tmpfd, tn, 0);
+    *ino = (uint64_t)before.st_ino;
+    return rc;
+}
+
 static int open_versions_dir(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                              int *out)
 {
@@ -440,12 +516,27 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
     if (faccessat(parent, ".", W_OK | X_OK, AT_EACCESS) < 0 &&
         (errno == EACCES || errno == EPERM || errno == EROFS))
         return lr__store_fail(err, -errno, "exchange into place", relpath);
-    bool linked = false;
+    bool linked = false, copied = false;
     ino_t linked_ino = 0;
+    uint64_t copied_ino = 0;
+    struct stat cur;
     if (e->type == LR_FT_FILE) {
         rc = open_versions_dir(st, b, relpath, &vfd);
         if (rc)
             return lr__store_fail(err, rc, "versions directory for", relpath);
+    }
+    if (e->type == LR_FT_FILE && fstatat(parent, leaf, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(cur.st_mode) && cur.st_nlink > 1) {
+        rc = archive_copy(st, parent, leaf, vfd, leaf, e, &copied_ino, an);
+        if (rc) {
+            if (rc == LR_ECHANGED)
+                lr__store_fail(err, rc, "changed since the last scan:", relpath);
+            else
+                lr__store_fail(err, rc, "archive a copy of", relpath);
+            goto out;
+        }
+        copied = true;
+    } else if (e->type == LR_FT_FILE) {
         /*
          * Archive first, by hard link: from the exchange on, the old data is reachable from
          * versions/ at every instant. A crash after the exchange leaves it doubly linked under
@@ -470,16 +561,16 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
     }
     if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0) {
         rc = -errno;
-        if (rc == -EINVAL && (linked || e->type != LR_FT_FILE)) {
+        if (rc == -EINVAL && (linked || copied || e->type != LR_FT_FILE)) {
             /* No RENAME_EXCHANGE on this file system: the old file is archived already, so
              * replace it; the second look is lost (a small window for a racing save). */
             if (renameat(st->tmpfd, name, parent, leaf) == 0) {
-                rc = linked ? lr__store_touch(b, vfd) : 0;
+                rc = linked || copied ? lr__store_touch(b, vfd) : 0;
                 goto touch;
             }
             rc = -errno;
         }
-        if (linked)
+        if (linked || copied)
             unlinkat(vfd, an, 0);
         if (rc == -ENOENT)
             rc = lr__store_fail(err, LR_ECHANGED, "vanished meanwhile:", relpath);
@@ -491,16 +582,16 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
     /* The old entry is now tmp/name. Is it the one the caller meant to replace? */
     struct stat old;
     if (fstatat(st->tmpfd, name, &old, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&old, e, false) ||
-        (linked && old.st_ino != linked_ino)) {
+        (linked && old.st_ino != linked_ino) || (copied && (uint64_t)old.st_ino != copied_ino)) {
         if (renameat2(st->tmpfd, name, parent, leaf, RENAME_EXCHANGE) < 0)
             rescue(st, name, relpath);
-        if (linked)
+        if (linked || copied)
             unlinkat(vfd, an, 0);
         rc = lr__store_fail(err, LR_ECHANGED, "changed during apply:", relpath);
         goto out;
     }
     if (e->type == LR_FT_FILE) {
-        if (linked) {
+        if (linked || copied) {
             if (unlinkat(st->tmpfd, name, 0) < 0)
                 lr_warn("store", "unlink replaced file tmp/%s (kept in versions): %s", name,
                         strerror(errno));
@@ -769,7 +860,7 @@ int lr_store_delete_ex(struct lr_store *st, struct lr_store_batch *b, const char
                 lr__store_fail(err, rc, "rmdir", relpath);
             goto out;
         }
-    } else if (e->type == LR_FT_FILE && !(flags & LR_STORE_DEL_UNARCHIVED)) {
+    } else if (e->type == LR_FT_FILE && !(flags & LR_STORE_DEL_UNARCHIVED) && sb.st_nlink <= 1) {
         /* Moving into versions/ is the delete: atomic, and nothing is destroyed. */
         rc = open_versions_dir(st, b, relpath, &vfd);
         if (!rc)
@@ -794,21 +885,45 @@ int lr_store_delete_ex(struct lr_store *st, struct lr_store_batch *b, const char
         }
         rc = lr__store_touch(b, vfd);
     } else {
+        /* A symlink, a file deleted unarchived, or a file with other links
+         * (archived as a copy: archive_copy), unlinked once checked. */
+        bool copied = false;
+        uint64_t copied_ino = 0;
+        if (e->type == LR_FT_FILE && !(flags & LR_STORE_DEL_UNARCHIVED)) {
+            rc = open_versions_dir(st, b, relpath, &vfd);
+            if (!rc)
+                rc = archive_copy(st, parent, leaf, vfd, leaf, e, &copied_ino, an);
+            if (rc) {
+                if (rc == LR_ECHANGED)
+                    lr__store_fail(err, rc, "changed since the last scan:", relpath);
+                else
+                    lr__store_fail(err, rc, "archive a copy of", relpath);
+                goto out;
+            }
+            copied = true;
+        }
         char tn[64];
         tmp_name(tn);
         rc = move_noreplace(parent, leaf, st->tmpfd, tn);
         if (rc) {
+            if (copied)
+                unlinkat(vfd, an, 0);
             rc = lr__store_fail(err, rc == -ENOENT ? LR_ECHANGED : rc, "delete", relpath);
             goto out;
         }
         struct stat old;
-        if (fstatat(st->tmpfd, tn, &old, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&old, e, false)) {
+        if (fstatat(st->tmpfd, tn, &old, AT_SYMLINK_NOFOLLOW) < 0 || !matches(&old, e, false) ||
+            (copied && (uint64_t)old.st_ino != copied_ino)) {
             if (move_noreplace(st->tmpfd, tn, parent, leaf) < 0)
                 rescue(st, tn, relpath);
+            if (copied)
+                unlinkat(vfd, an, 0);
             rc = lr__store_fail(err, LR_ECHANGED, "changed during delete:", relpath);
             goto out;
         }
         unlinkat(st->tmpfd, tn, 0);
+        if (copied)
+            rc = lr__store_touch(b, vfd);
     }
     if (!rc)
         rc = lr__store_touch(b, parent);

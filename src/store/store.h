@@ -262,10 +262,11 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
  * the caller's) in place at relpath: fchmod(mode & 0777 | 0400: set-id and
  * sticky bits never come from a peer, the owner keeps read), mtime, then if expect says absent an
  * atomic no-replace rename, else an existing regular file is hard-linked into versions/ and
- * atomically exchanged (a symlink is exchanged, then unlinked). expect->type LR_FT_DIR is LR_EUSAGE
- * (delete the directory first). A target that differs from expect,
- * before or during the exchange, is LR_ECHANGED and is left in place.
- * *out (may be NULL) receives the new file's identity for the index.
+ * atomically exchanged (a symlink is exchanged, then unlinked; a file with other hard links is
+ * copied into versions/, so writes through them leave the copy alone). expect->type LR_FT_DIR is
+ * LR_EUSAGE (delete the directory first). A target that differs from expect, before or during the
+ * exchange, is LR_ECHANGED and is left in place. *out (may be NULL) receives the new file's
+ * identity for the index.
  */
 int lr_store_commit_file(struct lr_store *st, struct lr_store_batch *b, const struct lr_hash *key,
                          int fd, const char *relpath, uint32_t mode, int64_t mtime_ns,
@@ -293,7 +294,8 @@ int lr_store_mkdir(struct lr_store *st, struct lr_store_batch *b, const char *re
 
 /*
  * Delete what expect describes (expect->exists must be true). A regular
- * file is moved to versions/, a symlink unlinked, a directory removed only
+ * file is moved to versions/ (copied there if it has other hard links, then
+ * unlinked), a symlink unlinked, a directory removed only
  * if empty (-ENOTEMPTY naming an entry otherwise). The entry is first moved
  * out of the way and compared again, so a racing edit is put back
  * (LR_ECHANGED). Absent already: -ENOENT.

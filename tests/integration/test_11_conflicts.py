@@ -426,6 +426,39 @@ def test_long_name_versions_listed_and_restored_by_name(devices, tmp_path):
     assert sorted(os.listdir(fb / "sub")) == [name]
 
 
+def test_version_of_a_hard_linked_file_is_not_rewritten_through_the_link(devices, tmp_path):
+    """A file with another hard link (outside the folder, or a second name in
+    it) is archived as a copy when a peer's change replaces or deletes it.
+    Linked into the archive, it stayed one inode with the other link: an
+    ordinary write through that link rewrote the kept version, and `restore`
+    brought back the new text (black-box round 25)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "r.txt").write_bytes(b"precious v1\n")
+    (fa / "d.txt").write_bytes(b"kept v1\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: (fb / "r.txt").exists() and (fb / "d.txt").exists(), timeout=60,
+             interval=0.3, what="first sync")
+    outside = tmp_path / "outside-link"
+    os.link(fb / "r.txt", outside)
+    os.link(fb / "d.txt", fb / "d2.txt")
+    b.ok("scan")
+    wait_for(lambda: (fa / "d2.txt").exists(), timeout=60, interval=0.3, what="d2.txt on alice")
+    (fa / "r.txt").write_bytes(b"alice's v2\n")
+    os.unlink(fa / "d.txt")
+    a.ok("scan")
+    wait_for(lambda: (fb / "r.txt").read_bytes() == b"alice's v2\n" and
+             not (fb / "d.txt").exists(), timeout=60, interval=0.3, what="the change on bob")
+    outside.write_bytes(b"scratch\n")  # in place, as an editor may
+    (fb / "d2.txt").write_bytes(b"edited through the other name\n")
+    for name, text in (("r.txt", b"precious v1\n"), ("d.txt", b"kept v1\n")):
+        vs = b.ok("versions", "docs", name, "--json").json()["versions"]
+        assert len(vs) == 1 and vs[0]["size"] == len(text), vs
+        b.ok("restore", "docs", name)
+        assert (fb / name).read_bytes() == text
+
+
 def test_name_not_utf8_versions_and_restore(devices, tmp_path):
     """`versions` and `restore` take a name that is not UTF-8 (as the shell
     gives it) with the daemon running or not: they refused it ('must be

@@ -706,6 +706,63 @@ static void test_delete(void **state)
     assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
 }
 
+/* The archive entry of a file at `dir` starting with `prefix`: its path. */
+static const char *archived(struct fx *f, const char *dir, const char *prefix)
+{
+    static char vp[600];
+    const char *v = find_entry(P(f, dir), prefix);
+    assert_non_null(v);
+    snprintf(vp, sizeof(vp), "%s/%s", P(f, dir), v);
+    return vp;
+}
+
+/* A file with another hard link is archived as a copy: linked or moved,
+ * the archive entry was the same inode, and a write through the other link
+ * rewrote the version kept. */
+static void test_hard_linked_archived_as_copy(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    struct stat sb, vs;
+    /* Replaced by a peer's version. */
+    put_file(P(f, "r.txt"), "precious v1");
+    assert_int_equal(chmod(P(f, "r.txt"), 0604), 0);
+    assert_int_equal(link(P(f, "r.txt"), P(f, "../outside/r-link")), 0);
+    assert_int_equal(lstat(P(f, "r.txt"), &sb), 0);
+    struct lr_store_expect e = expect_path(f, "r.txt");
+    assert_int_equal(commit(f, "r.txt", "peer v2", &e, 0, &err), 0);
+    assert_string_equal(content(P(f, "r.txt")), "peer v2");
+    const char *vp = archived(f, ".landropic/versions", "r.txt~");
+    assert_int_equal(lstat(vp, &vs), 0);
+    assert_true(vs.st_ino != sb.st_ino);
+    assert_int_equal(vs.st_nlink, 1);
+    assert_int_equal(vs.st_mode & 07777, 0604);
+    assert_int_equal(vs.st_mtim.tv_sec, sb.st_mtim.tv_sec);
+    assert_int_equal(vs.st_mtim.tv_nsec, sb.st_mtim.tv_nsec);
+    put_file(P(f, "../outside/r-link"), "scratch");
+    assert_string_equal(content(vp), "precious v1");
+    /* Deleted by a peer; both links in the folder. */
+    put_file(P(f, "d1"), "kept v1");
+    assert_int_equal(link(P(f, "d1"), P(f, "d2")), 0);
+    e = expect_path(f, "d1");
+    assert_int_equal(lr_store_delete(f->st, NULL, "d1", &e, &err), 0);
+    assert_int_equal(lstat(P(f, "d1"), &sb), -1);
+    vp = archived(f, ".landropic/versions", "d1~");
+    put_file(P(f, "d2"), "edited through the other link");
+    assert_string_equal(content(vp), "kept v1");
+    /* A file changed since the scan is refused, nothing archived. */
+    put_file(P(f, "c1"), "scanned");
+    assert_int_equal(link(P(f, "c1"), P(f, "c2")), 0);
+    e = expect_path(f, "c1");
+    e.mtime_ns++;
+    assert_int_equal(lr_store_delete(f->st, NULL, "c1", &e, &err), LR_ECHANGED);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
+    assert_int_equal(commit(f, "c1", "new", &e, 0, &err), LR_ECHANGED);
+    assert_string_equal(content(P(f, "c1")), "scanned");
+    assert_null(find_entry(P(f, ".landropic/versions"), "c1~"));
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 1); /* the staging file stays */
+}
+
 static void test_set_meta_and_mkdir(void **state)
 {
     struct fx *f = *state;
@@ -1921,6 +1978,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_symlink_final_component, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlink_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hard_linked_archived_as_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_meta_and_mkdir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_edit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_points, setup, teardown),
