@@ -33,6 +33,12 @@ struct live {
     uint64_t scan_ms;     /* how long it took */
     uint64_t held_since;  /* a change scan held back while pulling, since (0: none) */
     uint64_t retry_ms;    /* the folder is in error: the rescan timer's backoff (0: not) */
+    /* Paths reported since the last change scan was queued (at most
+     * LIVE_PEND_MAX; past it, or on a full rescan, pend_all): while they
+     * are all our own writes the scan may be held back. */
+    char **pend;
+    size_t npend;
+    bool pend_all;
 };
 
 static struct live *lives; /* loop thread only */
@@ -82,12 +88,36 @@ static void on_kick(uv_timer_t *t)
 #define LIVE_HOLD_MS 100
 #define LIVE_HOLD_MAX_MS 10000
 #define LIVE_OWN_MS 1000
+#define LIVE_PEND_MAX 256
+
+static void pend_clear(struct live *l)
+{
+    for (size_t i = 0; i < l->npend; i++)
+        free(l->pend[i]);
+    free(l->pend);
+    l->pend = NULL;
+    l->npend = 0;
+    l->pend_all = false;
+}
+
+/* A reported path that this daemon did not write: the user's change, which
+ * is never held back (held, a save waited up to 10 s while a peer's changes
+ * kept arriving, and the peer's next edit made a needless conflict copy). */
+static bool users_change_pending(struct live *l)
+{
+    if (l->pend_all)
+        return false; /* too many to tell: as before, taken for ours */
+    for (size_t i = 0; i < l->npend; i++)
+        if (!sync_folder_wrote(l->d, l->id, l->path, l->pend[i]))
+            return true;
+    return false;
+}
 
 static void request_scan(struct live *l)
 {
     uint64_t now = uv_now(&l->d->loop);
     uint64_t earliest = l->scan_end_ms + l->scan_ms;
-    if (sync_folder_applying(l->d, l->id, LIVE_OWN_MS) &&
+    if (sync_folder_applying(l->d, l->id, LIVE_OWN_MS) && !users_change_pending(l) &&
         (!l->held_since || now - l->held_since < LIVE_HOLD_MAX_MS)) {
         if (!l->held_since)
             l->held_since = now;
@@ -96,6 +126,7 @@ static void request_scan(struct live *l)
     }
     if (now >= earliest) {
         l->held_since = 0;
+        pend_clear(l);
         queue_scan(l, "change");
         return;
     }
@@ -114,6 +145,14 @@ static void on_change(void *user, const char *const *paths, size_t n, bool full_
     }
     daemon_event(l->d, json_pack("{s:s, s:s, s:I, s:b}", "type", "local_change", "folder", l->id,
                                  "paths", (json_int_t)n, "full_rescan", full_rescan));
+    if (full_rescan || n > LIVE_PEND_MAX - l->npend) {
+        pend_clear(l);
+        l->pend_all = true;
+    } else if (!l->pend_all && n) {
+        l->pend = lr_xreallocarray(l->pend, l->npend + n, sizeof(*l->pend));
+        for (size_t i = 0; i < n; i++)
+            l->pend[l->npend++] = lr_xstrdup(paths[i]);
+    }
     request_scan(l);
 }
 
@@ -145,6 +184,7 @@ static void drop(struct live *l)
     }
     lr_watch_stop(l->w);
     l->w = NULL;
+    pend_clear(l);
     l->closing = 2;
     uv_close((uv_handle_t *)&l->rescan, on_closed);
     uv_close((uv_handle_t *)&l->kick, on_closed);

@@ -13,11 +13,13 @@
 
 #include "util/log.h"
 #include "util/str.h"
+#include "util/timens.h"
 #include "util/xalloc.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MOD "sync"
 
@@ -1570,6 +1572,7 @@ void sync_free(struct lr_daemon *d)
         free(f->id);
         free(f->pull_after);
         free(f->no_move);
+        lr_ownset_free(&f->own);
         free(f);
     }
     while (s->trackers) {
@@ -1962,6 +1965,27 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
     const struct sync_folder *f = sync_folder_get(d, folder_id);
     return f->pull_running || f->commits > 0 ||
            (f->applied_at && uv_now(&d->loop) - f->applied_at < within_ms);
+}
+
+bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *root,
+                       const char *path)
+{
+    if (!d->sync)
+        return false;
+    const struct sync_folder *f = sync_folder_get(d, folder_id);
+    uint64_t now = uv_now(&d->loop);
+    const struct lr_ownset_entry *e =
+        lr_ownset_get(&f->own, path, now > SYNC_OWN_KEEP_MS ? now - SYNC_OWN_KEEP_MS : 0);
+    if (!e)
+        return false;
+    if (!e->ino)
+        return true;
+    char *full = lr_xasprintf("%s/%s", root, path);
+    struct stat sb;
+    bool same = lstat(full, &sb) == 0 && (uint64_t)sb.st_ino == e->ino &&
+                lr_timespec_ns(&sb.st_ctim) == e->ctime_ns;
+    free(full);
+    return same;
 }
 
 /* Their latest FOLDERS lists the folder as in error there (option 6) or

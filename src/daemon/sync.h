@@ -127,6 +127,19 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
  */
 bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t within_ms);
 
+/* How long sync_folder_wrote remembers a path written. */
+#define SYNC_OWN_KEEP_MS 10000
+
+/*
+ * Whether the watcher's change at `path` (relative to the folder's `root`)
+ * is one of our own writes: a path a commit batch or pull round of the
+ * folder wrote (or a directory above one) in the last SYNC_OWN_KEEP_MS,
+ * and for a file written, still that file (same inode and ctime: a user's
+ * edit in place since then is not ours). Loop thread; one lstat at most.
+ */
+bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *root,
+                       const char *path);
+
 /* A hash of the progress sync_folder_status and sync.state depend on:
  * connections, indexes exchanged (sequences, not bytes), needs, failing
  * items, folders in error. Equal at two moments while done held at both:

@@ -11,6 +11,7 @@
 #include "store/store.h"
 #include "sync/decide.h"
 #include "sync/xfer.h"
+#include "daemon/ownset.h"
 #include "daemon/syncerr.h"
 
 /* Per peer: most WANTs and requested bytes outstanding (protocol.md §6.7). */
@@ -210,6 +211,9 @@ struct sync_folder {
      * read-only here, waiting for the backoff) is neither in flight nor
      * that round's, so its old name's deletion would not wait for it. */
     bool add_failed;
+    /* Paths our commit batches and pull rounds wrote lately, kept
+     * SYNC_OWN_KEEP_MS (sync_folder_wrote: the watcher's change is ours). */
+    struct lr_ownset own;
     struct lr_store_mark mark; /* the index mark last written (advance_mark, sync.c) */
 };
 

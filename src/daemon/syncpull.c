@@ -651,10 +651,10 @@ static int xfer_commit(struct lr_daemon *d, struct lr_store *st, struct lr_store
         *rescan = true;
     if (rc < 0)
         return rc;
-    struct lr_file_rec r = x->rec;
-    r.inode = info.ino;
-    r.ctime_ns = info.ctime_ns;
-    return lr_index_file_put(d->ix, x->folder, &r, NULL, err);
+    /* Also for the loop (commit_done: sync_folder_wrote). */
+    x->rec.inode = info.ino;
+    x->rec.ctime_ns = info.ctime_ns;
+    return lr_index_file_put(d->ix, x->folder, &x->rec, NULL, err);
 }
 
 /*
@@ -2131,8 +2131,11 @@ static void pull_done(struct daemon_job *base, int status)
             f->need_known = true;
         }
         apply_holder_updates(d, j);
+        uint64_t now = uv_now(&d->loop);
         for (size_t i = 0; i < j->ndone_paths; i++) {
             const struct done_path *dp = &j->done_paths[i];
+            lr_ownset_note(&f->own, (const uint8_t *)dp->path, strlen(dp->path), 0, 0, now,
+                           SYNC_OWN_KEEP_MS);
             sync_session_settled(d, j->folder, dp->path, dp->file ? &dp->blocks : NULL);
         }
         for (size_t i = 0; i < j->nxfers; i++)
@@ -2496,6 +2499,11 @@ static void commit_done(struct daemon_job *base, int status)
         }
         struct sync_folder *f = sync_folder_get(d, folder);
         f->add_failed |= failed;
+        uint64_t now = uv_now(&d->loop);
+        for (size_t i = 0; i < j->n; i++)
+            if (j->rc[i] == 0)
+                lr_ownset_note(&f->own, j->x[i]->rec.path, j->x[i]->rec.path_len,
+                               j->x[i]->rec.inode, j->x[i]->rec.ctime_ns, now, SYNC_OWN_KEEP_MS);
         /* Capped like a pull round's: a target that keeps differing from
          * its record (a file the scan cannot read: it is skipped, its
          * record stays) otherwise looped rescan, round, commit, about 150
@@ -2540,8 +2548,14 @@ static void commit_start(struct daemon_job *base)
             q->v[keep++] = q->v[i];
     }
     q->n = keep;
-    if (j->n)
-        sync_folder_get(base->d, j->x[0]->folder)->commits++;
+    if (j->n) {
+        struct sync_folder *f = sync_folder_get(base->d, j->x[0]->folder);
+        f->commits++;
+        uint64_t now = uv_now(&base->d->loop);
+        for (size_t i = 0; i < j->n; i++) /* being written: ours until done says what */
+            lr_ownset_note(&f->own, j->x[i]->rec.path, j->x[i]->rec.path_len, 0, 0, now,
+                           SYNC_OWN_KEEP_MS);
+    }
     j->rc = lr_xcalloc(j->n + 1, sizeof(*j->rc));
     j->rescan = lr_xcalloc(j->n + 1, sizeof(*j->rescan));
     j->err = lr_xcalloc(j->n + 1, sizeof(*j->err));
