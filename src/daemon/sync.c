@@ -1976,8 +1976,8 @@ bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *r
     uint64_t now = uv_now(&d->loop);
     const struct lr_ownset_entry *e =
         lr_ownset_get(&f->own, path, now > SYNC_OWN_KEEP_MS ? now - SYNC_OWN_KEEP_MS : 0);
-    if (!e)
-        return false;
+    if (!e) /* a running round notes what it wrote when it ends */
+        return f->pull_running;
     if (!e->ino)
         return true;
     char *full = lr_xasprintf("%s/%s", root, path);

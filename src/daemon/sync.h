@@ -135,7 +135,9 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
  * is one of our own writes: a path a commit batch or pull round of the
  * folder wrote (or a directory above one) in the last SYNC_OWN_KEEP_MS,
  * and for a file written, still that file (same inode and ctime: a user's
- * edit in place since then is not ours). Loop thread; one lstat at most.
+ * edit in place since then is not ours). A path not noted is ours while a
+ * pull round runs (it notes its paths when it ends; the watcher asks again
+ * then). Loop thread; one lstat at most.
  */
 bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *root,
                        const char *path);
