@@ -508,6 +508,13 @@ void daemon_m_conflicts(struct lr_daemon *d, struct lr_api_req *req, const char 
         }
     }
     lr_index_close(ix);
+    if (rc == 0 && folder && json_array_size(arr) == 0 && !lr_config_find_folder(d->cfg, folder)) {
+        char *e = lr_escs(folder);
+        lr_api_reply_error(req, "notfound", 1, "no folder with ID '%s'", e);
+        free(e);
+        json_decref(arr);
+        return;
+    }
     if (rc < 0) {
         json_decref(arr);
         lr_api_reply_rc(req, rc, &err);

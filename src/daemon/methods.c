@@ -351,8 +351,8 @@ static void m_conflicts(struct lr_daemon *d, struct lr_api_req *req, json_t *par
         lr_api_reply_error(req, "bad_request", 2, "'conflicts' takes at most one folder");
         return;
     }
-    if (check_folders(d, req, ids, n) < 0)
-        return;
+    /* No folder check here: the trail outlives a removed folder, and is
+     * listed by its ID (daemon_m_conflicts refuses an ID it has no row of). */
     daemon_m_conflicts(d, req, n ? ids[0] : NULL);
 }
 

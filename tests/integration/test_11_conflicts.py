@@ -181,6 +181,13 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
     wait_for(lambda: (fb / "notes.txt").read_bytes() == b"notes v2 from bob\n", timeout=60,
              interval=0.3, what="offline restore synced to bob")
     wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="settled")
+    # The trail outlives the folder, and is still listed by its ID (it was
+    # refused: "no folder with ID 'docs'"); an ID with no rows is refused.
+    trail = conflicts(a)
+    a.ok("folder", "remove", "docs")
+    assert conflicts(a, "docs") == trail and trail
+    r = a.run("conflicts", "nosuch")
+    assert r.rc == 1 and "no folder with ID 'nosuch'" in r.err, r
 
 
 def test_modify_delete_and_metadata_recorded(devices, tmp_path):
