@@ -506,6 +506,9 @@ int cmd_sync(struct cli *c, int argc, char **argv)
         timeout = plain ? strtod(t, &end) : 0;
         if (!plain || *end || errno || !(timeout > 0) || timeout > 86400 * 365)
             return cli_usage_error("sync", "invalid --timeout '%s': expected seconds > 0", t);
+        /* Without --wait nothing is waited for: a timeout there was ignored. */
+        if (!opt_has(&o, "wait"))
+            return cli_usage_error("sync", "--timeout needs --wait");
     }
     if ((rc = cli_check_folder_args("sync", o.pos, o.npos)) || (rc = cli_require_init(c)))
         return rc;

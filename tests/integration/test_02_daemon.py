@@ -404,6 +404,9 @@ def test_state_commands_with_daemon(devices, free_port, tmp_path):
     assert a.ok("sync", "st", "--wait", "--timeout", "30").rc == 0
     assert a.run("sync", "nosuch", "--wait").rc == 1
     assert a.run("sync", "--timeout", "soon").rc == 2
+    # A timeout without --wait was ignored (exit 0 at once): a usage error now.
+    r = a.run("sync", "--timeout", "5")
+    assert r.rc == 2 and "--timeout needs --wait" in r.err, r
     st = a.ok("status", "st", "--json").json()["folders"]
     assert len(st) == 1 and st[0]["state"] == "idle" and st[0]["files"] == 1
     human = a.ok("status").out
