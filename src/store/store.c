@@ -447,6 +447,19 @@ static int archive_copy(struct lr_store *st, int srcdir, const char *srcname, in
     return rc;
 }
 
+/* archive_copy of parent/leaf (relpath), its failure described in err. */
+static int archive_copy_of(struct lr_store *st, int parent, const char *leaf, int vdir,
+                           const struct lr_store_expect *e, const char *relpath, uint64_t *ino,
+                           char out[NAME_MAX + 1], struct lr_err *err)
+{
+    int rc = archive_copy(st, parent, leaf, vdir, leaf, e, ino, out);
+    if (rc == LR_ECHANGED)
+        return lr__store_fail(err, rc, "changed since the last scan:", relpath);
+    if (rc)
+        return lr__store_fail(err, rc, "archive a copy of", relpath);
+    return 0;
+}
+
 static int open_versions_dir(struct lr_store *st, struct lr_store_batch *b, const char *relpath,
                              int *out)
 {
@@ -527,14 +540,8 @@ static int place(struct lr_store *st, struct lr_store_batch *b, const char *name
     }
     if (e->type == LR_FT_FILE && fstatat(parent, leaf, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
         S_ISREG(cur.st_mode) && cur.st_nlink > 1) {
-        rc = archive_copy(st, parent, leaf, vfd, leaf, e, &copied_ino, an);
-        if (rc) {
-            if (rc == LR_ECHANGED)
-                lr__store_fail(err, rc, "changed since the last scan:", relpath);
-            else
-                lr__store_fail(err, rc, "archive a copy of", relpath);
+        if ((rc = archive_copy_of(st, parent, leaf, vfd, e, relpath, &copied_ino, an, err)))
             goto out;
-        }
         copied = true;
     } else if (e->type == LR_FT_FILE) {
         /*
@@ -890,16 +897,12 @@ int lr_store_delete_ex(struct lr_store *st, struct lr_store_batch *b, const char
         bool copied = false;
         uint64_t copied_ino = 0;
         if (e->type == LR_FT_FILE && !(flags & LR_STORE_DEL_UNARCHIVED)) {
-            rc = open_versions_dir(st, b, relpath, &vfd);
-            if (!rc)
-                rc = archive_copy(st, parent, leaf, vfd, leaf, e, &copied_ino, an);
-            if (rc) {
-                if (rc == LR_ECHANGED)
-                    lr__store_fail(err, rc, "changed since the last scan:", relpath);
-                else
-                    lr__store_fail(err, rc, "archive a copy of", relpath);
+            if ((rc = open_versions_dir(st, b, relpath, &vfd))) {
+                lr__store_fail(err, rc, "versions directory for", relpath);
                 goto out;
             }
+            if ((rc = archive_copy_of(st, parent, leaf, vfd, e, relpath, &copied_ino, an, err)))
+                goto out;
             copied = true;
         }
         char tn[64];
