@@ -1573,6 +1573,7 @@ void sync_free(struct lr_daemon *d)
         free(f->pull_after);
         free(f->no_move);
         lr_ownset_free(&f->own);
+        free(f->failed_twins);
         free(f);
     }
     while (s->trackers) {

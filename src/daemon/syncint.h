@@ -205,17 +205,30 @@ struct sync_folder {
      * Forgotten once a round finds nothing needed. */
     uint64_t *no_move;
     size_t nno_move;
-    /* A file's apply failed since the last round that started from the
-     * need list's beginning. A round resumed after a cut does not see the
-     * adds before its start: such a failed one (a copy into a directory
-     * read-only here, waiting for the backoff) is neither in flight nor
-     * that round's, so its old name's deletion would not wait for it. */
-    bool add_failed;
+    /* Copies made from local data (and moves put back) that failed since
+     * the last round that started from the need list's beginning, as twin
+     * keys (syncpull.c pending_twin), at most SYNC_FAILED_TWINS_MAX. A round
+     * resumed after a cut does not see the adds before its start: such a
+     * failed one (a copy into a directory read-only here, waiting for the
+     * backoff) is neither in flight nor that round's, and its old name's
+     * deletion must still wait for it. */
+    struct sync_twin *failed_twins;
+    size_t nfailed_twins;
     /* Paths our commit batches and pull rounds wrote lately, kept
      * SYNC_OWN_KEEP_MS (sync_folder_wrote: the watcher's change is ours). */
     struct lr_ownset own;
     struct lr_store_mark mark; /* the index mark last written (advance_mark, sync.c) */
 };
+
+/* A copy's identity as a rename's new name (syncpull.c pending_twin). */
+struct sync_twin {
+    struct lr_hash blocks;
+    int64_t mtime_ns;
+    uint64_t size;
+    uint64_t author, counter; /* the copy's version: renamed_to's rename test */
+};
+
+#define SYNC_FAILED_TWINS_MAX 65536
 
 /* Job-owned: cross-batch checker of one peer's INDEX burst for a folder. */
 struct sync_tracker {

@@ -403,17 +403,16 @@ struct pull_job {
     /* Copies complete from local data not yet committed, sorted
      * (twin_cmp): in flight when the round started, then this round's own
      * from pass 1 on. A deletion whose twin is among them waits. */
-    struct twin_key *pend;
+    struct sync_twin *pend;
     size_t npend;
     /* The folder's no_move (sync_folder), copied; out: moves that failed. */
     uint64_t *no_move, *moves_failed;
     size_t nno_move, nmoves_failed;
     size_t twin_held; /* out: deletions that waited for one */
-    /* The round resumed after a cut and a file failed since the folder's
-     * last full round (sync_folder.add_failed): its deletions wait for the
-     * next full round, which sees every add again. out: they waited. */
-    bool deletes_wait, deletes_waited;
-    bool add_failed; /* out: a file's start or move failed in this round */
+    /* out: twins of this round's adds that failed in pass 0 (a file that
+     * could not be staged, a move put back): sync_folder.failed_twins */
+    struct sync_twin *failed;
+    size_t nfailed;
     /* out: paths applied without a transfer (sync_session_settled): every
      * delete, directory, symlink and file moved whole (a peer's rename);
      * copies made from local data settle theirs at commit (commit_done) */
@@ -1067,16 +1066,9 @@ static void add_xfer(struct pull_job *j, struct sync_xfer *x)
  * keeps failing (a read-only directory) holds back the old name of its own
  * rename, nothing else.
  */
-struct twin_key {
-    struct lr_hash blocks;
-    int64_t mtime_ns;
-    uint64_t size;
-    uint64_t author, counter; /* the copy's version: renamed_to's rename test */
-};
-
 static int twin_cmp(const void *a, const void *b)
 {
-    const struct twin_key *x = a, *y = b;
+    const struct sync_twin *x = a, *y = b;
     int c = lr_hash_cmp(&x->blocks, &y->blocks);
     if (c)
         return c;
@@ -1085,17 +1077,39 @@ static int twin_cmp(const void *a, const void *b)
     return x->size < y->size ? -1 : x->size > y->size;
 }
 
-static void pend_push(struct pull_job *j, const struct sync_xfer *x)
+/* x's identity as a twin; false for an empty file, nobody's twin (renamed_to). */
+static bool twin_of(const struct sync_xfer *x, struct sync_twin *t)
 {
     if (x->rec.size == 0)
-        return; /* an empty file is nobody's twin (renamed_to) */
-    j->pend = lr_xreallocarray(j->pend, j->npend + 1, sizeof(*j->pend));
+        return false;
     uint64_t author = lr_sync_vv_author(&x->rec.vv);
-    j->pend[j->npend++] = (struct twin_key){.blocks = x->rec.blocks_hash,
-                                            .mtime_ns = x->rec.mtime_ns,
-                                            .size = x->rec.size,
-                                            .author = author,
-                                            .counter = lr_vv_get(&x->rec.vv, author)};
+    *t = (struct sync_twin){.blocks = x->rec.blocks_hash,
+                            .mtime_ns = x->rec.mtime_ns,
+                            .size = x->rec.size,
+                            .author = author,
+                            .counter = lr_vv_get(&x->rec.vv, author)};
+    return true;
+}
+
+static void twins_add(struct sync_twin **v, size_t *n, const struct sync_twin *t)
+{
+    *v = lr_xreallocarray(*v, *n + 1, sizeof(**v));
+    (*v)[(*n)++] = *t;
+}
+
+static void pend_push(struct pull_job *j, const struct sync_xfer *x)
+{
+    struct sync_twin t;
+    if (twin_of(x, &t))
+        twins_add(&j->pend, &j->npend, &t);
+}
+
+/* A copy or move that failed: its old name keeps waiting in the rounds
+ * resumed after this one (pull_start), bounded. */
+static void folder_failed_twin(struct sync_folder *f, const struct sync_twin *t)
+{
+    if (f->nfailed_twins < SYNC_FAILED_TWINS_MAX)
+        twins_add(&f->failed_twins, &f->nfailed_twins, t);
 }
 
 /* Pass 1 begins: this round's copies join the ones in flight before it. */
@@ -1109,13 +1123,15 @@ static void pend_add_own(struct pull_job *j)
 }
 
 /* Pass 0: a file that could not be staged, or a move put back, keeps its
- * twin's old name like a copy that failed to commit. */
+ * twin's old name like a copy that failed to commit (pend_add_own sorts
+ * before pass 1, where deletions consult it). */
 static void pend_add_failed(struct pull_job *j, const struct sync_xfer *x)
 {
-    j->add_failed = true;
-    pend_push(j, x);
-    if (j->npend > 1)
-        qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
+    struct sync_twin t;
+    if (!twin_of(x, &t))
+        return;
+    twins_add(&j->pend, &j->npend, &t);
+    twins_add(&j->failed, &j->nfailed, &t);
 }
 
 /* A copy not yet committed would be the twin renamed_to looks for: same
@@ -1130,16 +1146,16 @@ static bool pending_twin(const struct pull_job *j, const struct lr_file_rec *loc
     uint64_t ct = lr_vv_get(&tomb->vv, author);
     if (author == 0)
         return false;
-    struct twin_key k = {
+    struct sync_twin k = {
         .blocks = local->blocks_hash, .mtime_ns = local->mtime_ns, .size = local->size};
-    const struct twin_key *hit = bsearch(&k, j->pend, j->npend, sizeof(*j->pend), twin_cmp);
+    const struct sync_twin *hit = bsearch(&k, j->pend, j->npend, sizeof(*j->pend), twin_cmp);
     if (!hit)
         return false;
-    const struct twin_key *lo = hit, *end = j->pend + j->npend;
+    const struct sync_twin *lo = hit, *end = j->pend + j->npend;
     while (lo > j->pend && twin_cmp(lo - 1, &k) == 0)
         lo--;
     uint64_t old = lr_vv_get(&local->vv, author);
-    for (const struct twin_key *p = lo; p < end && twin_cmp(p, &k) == 0; p++)
+    for (const struct sync_twin *p = lo; p < end && twin_cmp(p, &k) == 0; p++)
         if (p->author == author && p->counter > old &&
             (ct > p->counter ? ct - p->counter : p->counter - ct) <= RENAME_WINDOW_S)
             return true;
@@ -1745,10 +1761,6 @@ static void pull_work(struct daemon_job *base)
         /* A resumed round did not see the deletes sorted before its start. */
         if (pass > 0 && ((!saw_delete && !resumed) || !round_end || j->hold_deletes))
             break; /* held deletes: the burst's LAST triggers the next pull */
-        if (pass > 0 && j->deletes_wait) {
-            j->deletes_waited = true; /* pull_done asks for the full round */
-            break;
-        }
         if (pass == 1)
             pend_add_own(j);
         if (pass >= 2 && !saw_dir_delete)
@@ -1996,6 +2008,10 @@ static void pull_start(struct daemon_job *base)
     for (struct sync_xfer *x = d->sync->xfers; x; x = x->next)
         if (x->from_local && !x->dead && strcmp(x->folder, j->folder) == 0)
             pend_push(j, x);
+    /* A round resumed after a cut does not see the adds before its start:
+     * those that failed since the list's start wait as if in flight. */
+    for (size_t i = 0; f->pull_after && i < f->nfailed_twins; i++)
+        twins_add(&j->pend, &j->npend, &f->failed_twins[i]);
     if (j->npend > 1)
         qsort(j->pend, j->npend, sizeof(*j->pend), twin_cmp);
     if (f->nno_move) {
@@ -2044,9 +2060,12 @@ static void pull_start(struct daemon_job *base)
         j->after_len = f->pull_after_len;
         f->pull_after = NULL;
         f->pull_after_len = 0;
-        j->deletes_wait = f->add_failed;
     } else {
-        f->add_failed = false; /* this round's pass 0 sees every add */
+        /* This round's pass 0 sees every add again: what failed before is
+         * tried again (pend_add_own) or fails again (pend_add_failed). */
+        free(f->failed_twins);
+        f->failed_twins = NULL;
+        f->nfailed_twins = 0;
     }
 }
 
@@ -2141,7 +2160,8 @@ static void pull_done(struct daemon_job *base, int status)
         for (size_t i = 0; i < j->nxfers; i++)
             xfer_link(d, j->xfers[i]);
         f->twin_held = j->twin_held != 0;
-        f->add_failed |= j->add_failed;
+        for (size_t i = 0; i < j->nfailed; i++)
+            folder_failed_twin(f, &j->failed[i]);
         no_move_update(f, j);
         free(f->pull_after);
         f->pull_after = NULL;
@@ -2179,8 +2199,7 @@ static void pull_done(struct daemon_job *base, int status)
             f->rescans = 0;
             sync_local_changed(d, j->folder);
         }
-        f->stuck =
-            j->applied == 0 && f->nxfers == 0 && !j->cut && !j->hold_deletes && !j->deletes_waited;
+        f->stuck = j->applied == 0 && f->nxfers == 0 && !j->cut && !j->hold_deletes;
         if (!j->no_marker)
             pull_tell_peers(d, j,
                             j->rc == 0 && j->need_known && j->need.items == 0 && !j->cut &&
@@ -2188,7 +2207,7 @@ static void pull_done(struct daemon_job *base, int status)
         if (j->rescan && f->rescans < PULL_RESCANS_MAX) {
             f->rescans++;
             scanjobs_queue(d, (const char *const *)&j->folder, 1, NULL, NULL);
-        } else if (f->pull_again || ((j->applied || j->kept) && j->left) || j->deletes_waited) {
+        } else if (f->pull_again || ((j->applied || j->kept) && j->left)) {
             sync_pull_trigger(d, j->folder);
         }
         sync_pump(d);
@@ -2202,6 +2221,7 @@ static void pull_done(struct daemon_job *base, int status)
     free(j->theirs);
     free(j->held);
     free(j->pend);
+    free(j->failed);
     free(j->no_move);
     free(j->moves_failed);
     free(j->peers);
@@ -2453,13 +2473,12 @@ static void commit_done(struct daemon_job *base, int status)
         /* A copy made from local data that failed is made again by the very
          * next round and fails again: it waits for the folder's retry
          * backoff (syncerr.h) instead, or the two would loop. */
-        bool retry_now = false, copied = false, failed = false;
+        bool retry_now = false, copied = false;
         for (size_t i = 0; i < j->n; i++) {
             struct sync_xfer *x = j->x[i];
             retry_now |= j->rc[i] < 0 && !x->from_local;
             copied |= j->rc[i] == 0 && x->from_local;
             if (j->rc[i] < 0) {
-                failed = true;
                 log_path("not applied", folder, x->rec.path, x->rec.path_len, j->rc[i], &j->err[i]);
                 sync_item_failed(d, folder, x->rec.path, x->rec.path_len, "not applied", j->rc[i],
                                  &j->err[i]);
@@ -2498,7 +2517,11 @@ static void commit_done(struct daemon_job *base, int status)
             sync_local_changed(d, folder);
         }
         struct sync_folder *f = sync_folder_get(d, folder);
-        f->add_failed |= failed;
+        for (size_t i = 0; i < j->n; i++) {
+            struct sync_twin t;
+            if (j->rc[i] < 0 && j->x[i]->from_local && twin_of(j->x[i], &t))
+                folder_failed_twin(f, &t);
+        }
         uint64_t now = uv_now(&d->loop);
         for (size_t i = 0; i < j->n; i++)
             if (j->rc[i] == 0)
