@@ -71,6 +71,15 @@ void lr_ownset_note(struct lr_ownset *s, const uint8_t *path, size_t len, uint64
     }
 }
 
+void lr_ownset_set(struct lr_ownset *s, const uint8_t *path, size_t len, uint64_t ino,
+                   int64_t ctime_ns, uint64_t now_ms, uint64_t keep_ms)
+{
+    make_room(s, now_ms, keep_ms);
+    struct lr_ownset_entry e = {
+        .key = key_of(path, len), .at = now_ms, .ino = ino, .ctime_ns = ctime_ns};
+    put(s, &e);
+}
+
 const struct lr_ownset_entry *lr_ownset_get(const struct lr_ownset *s, const char *path,
                                             uint64_t since_ms)
 {

@@ -12,8 +12,9 @@
  * (a commit may create them); a reported path not found here is a user's.
  *
  * A file the daemon wrote and the user then edited in place is the same
- * path: the file's inode and ctime after the write are kept too, so the
- * watcher can tell (a directory, or a write not finished yet, has none).
+ * path: each entry's inode and ctime after the write are kept too (or
+ * LR_OWNSET_ABSENT after a deletion), so the watcher can tell; a write not
+ * finished yet has none (ino 0).
  *
  * Paths are kept as 64-bit hashes (lr_weak64): a collision only makes a
  * user's change wait as before, never lose it. Entries older than the
@@ -46,6 +47,12 @@ struct lr_ownset {
  * noted before now_ms - keep_ms may be dropped. */
 void lr_ownset_note(struct lr_ownset *s, const uint8_t *path, size_t len, uint64_t ino,
                     int64_t ctime_ns, uint64_t now_ms, uint64_t keep_ms);
+
+/* Set one entry (no ancestors) with an identity: ino and ctime_ns of what
+ * is there now, or LR_OWNSET_ABSENT (nothing is there: a deletion). */
+#define LR_OWNSET_ABSENT UINT64_MAX
+void lr_ownset_set(struct lr_ownset *s, const uint8_t *path, size_t len, uint64_t ino,
+                   int64_t ctime_ns, uint64_t now_ms, uint64_t keep_ms);
 
 /* The entry of `path` (NUL-terminated, relative to the folder root) if it
  * was noted at or after since_ms, else NULL. Valid until the next note. */

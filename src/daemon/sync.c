@@ -16,6 +16,7 @@
 #include "util/timens.h"
 #include "util/xalloc.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1980,13 +1981,51 @@ bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *r
     if (!e) /* a running round notes what it wrote when it ends */
         return f->pull_running;
     if (!e->ino)
-        return true;
+        return true; /* being written */
     char *full = lr_xasprintf("%s/%s", root, path);
     struct stat sb;
-    bool same = lstat(full, &sb) == 0 && (uint64_t)sb.st_ino == e->ino &&
-                lr_timespec_ns(&sb.st_ctim) == e->ctime_ns;
+    int rc = lstat(full, &sb);
+    bool same = e->ino == LR_OWNSET_ABSENT ? rc < 0 && errno == ENOENT
+                                           : rc == 0 && (uint64_t)sb.st_ino == e->ino &&
+                                                 lr_timespec_ns(&sb.st_ctim) == e->ctime_ns;
     free(full);
     return same;
+}
+
+void sync_folder_note_written(struct lr_daemon *d, const char *folder_id, const char *root,
+                              const uint8_t *path, size_t len, uint64_t ino, int64_t ctime_ns)
+{
+    struct sync_folder *f = sync_folder_get(d, folder_id);
+    uint64_t now = uv_now(&d->loop);
+    if (ino)
+        lr_ownset_set(&f->own, path, len, ino, ctime_ns, now, SYNC_OWN_KEEP_MS);
+    /* Each entry (the path itself when its identity is not given, then the
+     * directories above it) as it is now: a directory we made is ours only
+     * until the user adds to it, a deletion until the name comes back. */
+    for (size_t l = len; l > 0;) {
+        if (!ino || l < len) {
+            const struct lr_ownset_entry *e;
+            char *rel = lr_xstrndup((const char *)path, l);
+            if (l < len && (e = lr_ownset_get(&f->own, rel, now)) && e->ino) {
+                free(rel);
+                break; /* noted with its identity just now, and the rest above it */
+            }
+            char *full = lr_xasprintf("%s/%s", root, rel);
+            struct stat sb;
+            if (lstat(full, &sb) == 0)
+                lr_ownset_set(&f->own, (const uint8_t *)rel, l, (uint64_t)sb.st_ino,
+                              lr_timespec_ns(&sb.st_ctim), now, SYNC_OWN_KEEP_MS);
+            else if (errno == ENOENT)
+                lr_ownset_set(&f->own, (const uint8_t *)rel, l, LR_OWNSET_ABSENT, 0, now,
+                              SYNC_OWN_KEEP_MS);
+            free(full);
+            free(rel);
+        }
+        while (l > 0 && path[l - 1] != '/')
+            l--;
+        if (l > 0)
+            l--;
+    }
 }
 
 /* Their latest FOLDERS lists the folder as in error there (option 6) or

@@ -142,6 +142,12 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
 bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *root,
                        const char *path);
 
+/* A path of the folder at `root` that we wrote just now, with the file's
+ * identity if known (ino 0: looked up), and the directories above it as
+ * they are now, for sync_folder_wrote. Loop thread. */
+void sync_folder_note_written(struct lr_daemon *d, const char *folder_id, const char *root,
+                              const uint8_t *path, size_t len, uint64_t ino, int64_t ctime_ns);
+
 /* A hash of the progress sync_folder_status and sync.state depend on:
  * connections, indexes exchanged (sequences, not bytes), needs, failing
  * items, folders in error. Equal at two moments while done held at both:

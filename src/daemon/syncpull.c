@@ -2150,11 +2150,10 @@ static void pull_done(struct daemon_job *base, int status)
             f->need_known = true;
         }
         apply_holder_updates(d, j);
-        uint64_t now = uv_now(&d->loop);
         for (size_t i = 0; i < j->ndone_paths; i++) {
             const struct done_path *dp = &j->done_paths[i];
-            lr_ownset_note(&f->own, (const uint8_t *)dp->path, strlen(dp->path), 0, 0, now,
-                           SYNC_OWN_KEEP_MS);
+            sync_folder_note_written(d, j->folder, j->root, (const uint8_t *)dp->path,
+                                     strlen(dp->path), 0, 0);
             sync_session_settled(d, j->folder, dp->path, dp->file ? &dp->blocks : NULL);
         }
         for (size_t i = 0; i < j->nxfers; i++)
@@ -2479,6 +2478,12 @@ static void commit_done(struct daemon_job *base, int status)
             retry_now |= j->rc[i] < 0 && !x->from_local;
             copied |= j->rc[i] == 0 && x->from_local;
             if (j->rc[i] < 0) {
+                /* Before xfer_drop: its freed room may start a round at
+                 * once (pull_start), which must find this copy here if
+                 * no longer in flight. */
+                struct sync_twin t;
+                if (x->from_local && twin_of(x, &t))
+                    folder_failed_twin(sync_folder_get(d, folder), &t);
                 log_path("not applied", folder, x->rec.path, x->rec.path_len, j->rc[i], &j->err[i]);
                 sync_item_failed(d, folder, x->rec.path, x->rec.path_len, "not applied", j->rc[i],
                                  &j->err[i]);
@@ -2517,16 +2522,11 @@ static void commit_done(struct daemon_job *base, int status)
             sync_local_changed(d, folder);
         }
         struct sync_folder *f = sync_folder_get(d, folder);
-        for (size_t i = 0; i < j->n; i++) {
-            struct sync_twin t;
-            if (j->rc[i] < 0 && j->x[i]->from_local && twin_of(j->x[i], &t))
-                folder_failed_twin(f, &t);
-        }
-        uint64_t now = uv_now(&d->loop);
         for (size_t i = 0; i < j->n; i++)
             if (j->rc[i] == 0)
-                lr_ownset_note(&f->own, j->x[i]->rec.path, j->x[i]->rec.path_len,
-                               j->x[i]->rec.inode, j->x[i]->rec.ctime_ns, now, SYNC_OWN_KEEP_MS);
+                sync_folder_note_written(d, folder, j->x[i]->root, j->x[i]->rec.path,
+                                         j->x[i]->rec.path_len, j->x[i]->rec.inode,
+                                         j->x[i]->rec.ctime_ns);
         /* Capped like a pull round's: a target that keeps differing from
          * its record (a file the scan cannot read: it is skipped, its
          * record stays) otherwise looped rescan, round, commit, about 150

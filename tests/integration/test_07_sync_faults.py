@@ -471,6 +471,46 @@ def test_directory_renamed_into_a_read_only_directory_keeps_every_old_name(devic
     assert archived == [], archived[:5]
 
 
+def test_rename_of_more_files_than_a_round_takes_into_a_read_only_directory_waits(devices,
+                                                                                tmp_path):
+    """2000 files (more than one round's transfer room) renamed into a
+    directory read-only here: retries follow the folder's backoff. A first
+    fix deferred every deletion of a round resumed after a cut and asked
+    for a full round at once, which was cut again: the two asked for each
+    other, about 3000 failures a second and the folder never idle (a
+    review's reproduction). The rename completes once writable."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "ro").mkdir()
+    (fa / "big").mkdir()
+    for i in range(2000):
+        write_file(fa / "big" / f"f{i}.txt", f"file {i} of 2000\n".encode())
+    add_folders(a, b, fa, fb)
+    a.start()
+    start_without_dac(b)
+    wait_both(fa, fb, snapshot(fa), timeout=120, what="initial sync")
+    os.chmod(fb / "ro", 0o555)
+    os.rename(fa / "big", fa / "ro" / "big")
+    a.ok("scan")
+    wait_for(lambda: folder_status(b)["state"] == "idle" and "ro/big" in error_paths(b),
+             timeout=90, interval=0.3, what="B idle with the rename failing")
+    time.sleep(8)  # past the backoff's first, short steps
+    log = os.path.join(b.home, "landropic.log")
+    with open(log) as f:
+        before = f.read().count("not applied")
+    time.sleep(6)
+    with open(log) as f:
+        during = f.read().count("not applied") - before
+    # The backoff (doubling) allows an attempt or two per file in such a
+    # window; the loop made about 18 000.
+    assert during <= 3 * 2001 + 100, f"{during} failures in 6 s"
+    assert len(os.listdir(fb / "big")) >= 1990  # old names kept (few races aside)
+    os.chmod(fb / "ro", 0o755)
+    b.ok("sync")
+    wait_both(fa, fb, snapshot(fa), timeout=180, what="the rename completed")
+
+
 def test_peer_edit_of_a_file_unreadable_here_waits_for_the_backoff(devices, tmp_path):
     """B cannot read its copy of a file (mode 0); A edits it. B's commit finds
     the file differing from its record and asks for a rescan, which skips the

@@ -128,6 +128,19 @@ def test_save_while_a_peers_changes_arrive_is_not_held_back(devices, tmp_path):
             # Held, it took 8.3-10.3 s; unheld about 0.16 s (a loaded
             # machine may add a few seconds, never the hold's 10).
             assert took < 5, f"X{k}.txt reached bob after {took:.1f} s"
+        # In a directory bob just made: reported whole by the watcher, it was
+        # taken for ours and held the save 9-10 s (black-box round 25b).
+        for k in range(2):
+            (fb / f"nd{k}").mkdir()
+            (fb / f"nd{k}" / "x.txt").write_bytes(b"bob\n")
+            wait_for(lambda: (fa / f"nd{k}" / "x.txt").exists(), timeout=30, interval=0.02,
+                     what=f"nd{k} on alice")
+            t0 = time.monotonic()
+            (fa / f"nd{k}" / "new.txt").write_bytes(b"alice\n")
+            wait_for(lambda: has(fb / f"nd{k}" / "new.txt", b"alice\n"), timeout=30,
+                     interval=0.05, what=f"nd{k}/new.txt on bob")
+            took = time.monotonic() - t0
+            assert took < 5, f"nd{k}/new.txt reached bob after {took:.1f} s"
         for i in range(6):  # one file, edited in turn, each after the other's text arrived
             (fa / "turn.txt").write_bytes(f"alice {i}\n".encode())
             wait_for(lambda: has(fb / "turn.txt", f"alice {i}\n".encode()), timeout=30,
