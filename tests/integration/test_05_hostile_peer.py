@@ -81,8 +81,12 @@ class Scene:
         # The scripted peer sends its index at once; one that arrives before
         # the folder's first scan ended is ignored (not syncing yet, §6.4),
         # and the script never sends it again (two CI runs timed out so): wait.
-        wait_for(lambda: self.a.ok("status", "--json").json()["folders"][0]["state"] == "idle",
-                 timeout=30, interval=0.05, what="alice's first scan")
+        # "idle" alone was seen before that scan began (a third CI run): a
+        # folder status carries `files` once scanned (docs/cli.md).
+        def scanned():
+            f = self.a.ok("status", "--json").json()["folders"][0]
+            return f["state"] == "idle" and "files" in f
+        wait_for(scanned, timeout=30, interval=0.05, what="alice's first scan")
         self.before_outside = tree_state(self.outside)
         self.before_parent = self.parent_state()
 
