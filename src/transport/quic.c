@@ -136,6 +136,9 @@ struct lr_conn {
     uint64_t probe_deadline, probe_acked; /* lr_conn_probe (0: none running) */
     uint64_t payload_sent, payload_recv, stream_recv;
     uint64_t last_rx_ns; /* the last packet ngtcp2 accepted */
+    /* When our stream data last made progress: some of it was acknowledged,
+     * or it went in flight with none outstanding (send_stalled). */
+    uint64_t progress_ns;
     /* GSO batch being built or waiting for the socket (tx_pending). */
     uint8_t *tx; /* LR__GSO_MAX_BYTES + pkt_max */
     size_t tx_len, tx_off, tx_seg;
@@ -173,6 +176,7 @@ struct lr_transport {
     uint64_t pair_timeout_ns;
     struct lr_proto_hello hello;
     uint64_t idle_ns, keepalive_ns, hello_timeout_ms;
+    uint64_t stall_ns; /* send_stalled */
     uint32_t dial_defer_ms;
     size_t budget;
     bool no_host_jumbo;
@@ -495,6 +499,15 @@ static bool path_gone(struct lr_conn *c, ngtcp2_tstamp now)
     return true;
 }
 
+/* Whether some stream data we sent awaits its acknowledgement. */
+static bool in_flight(const struct lr_conn *c)
+{
+    for (unsigned i = 0; i < LR__NSLOTS; i++)
+        if (c->ss[i].id >= 0 && c->ss[i].sent > c->ss[i].head_off)
+            return true;
+    return false;
+}
+
 /*
  * Write everything ngtcp2 has to send now, in GSO batches of full-size
  * packets (a shorter packet ends a batch), stopping at the send quantum so
@@ -540,6 +553,7 @@ static void conn_write(struct lr_conn *c)
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_ssize rv = 0;
     bool stalled = false;
+    bool was_in_flight = in_flight(c);
 
     c->busy++;
     t->depth++;
@@ -602,6 +616,8 @@ static void conn_write(struct lr_conn *c)
     }
     c->busy--;
     t->depth--;
+    if (!was_in_flight && in_flight(c))
+        c->progress_ns = ts;
     if (blen > 0)
         stalled = send_batch(c, blen, pktmax) == -EAGAIN;
     (void)stalled;
@@ -1054,6 +1070,7 @@ static int cb_acked(ngtcp2_conn *qc, int64_t sid, uint64_t offset, uint64_t data
         ss->head_off += ch->len;
         c->queued -= ch->len;
         c->acked += ch->len;
+        c->progress_ns = now_ns();
         chunk_free(ch);
     }
     if (c->want_writable && c->queued <= c->t->budget / 2) {
@@ -1878,8 +1895,25 @@ static uint16_t addr_port(const struct lr__addr *a)
 
 /* ---- source addresses that left the device ---- */
 
-/* How often established connections' source addresses are checked. */
+/* How often established connections' source addresses (and probes and
+ * stalled sends) are checked. */
 #define PATH_CHECK_MS 2000
+
+/*
+ * Whether our stream data has gone unacknowledged for stall_ns although the
+ * peer was heard since it last made progress. QUIC backs its retransmission
+ * timer off exponentially while its probes go unanswered, and nothing resets
+ * it until one of them is acknowledged: on a path that lost every probe for a
+ * while (a lossy link with blackouts), the next one was 10 to 20 s away and
+ * the transfer stood still for minutes while the peer's packets, and our
+ * acknowledgements of them, kept crossing (docs/internals/transport.md). A
+ * new connection starts with a fresh timer. A peer not heard at all is left
+ * to the idle timeout: that path may simply be down for a while.
+ */
+static bool send_stalled(const struct lr_conn *c, uint64_t ts)
+{
+    return ts - c->progress_ns >= c->t->stall_ns && c->last_rx_ns > c->progress_ns && in_flight(c);
+}
 
 /*
  * A connection whose source address is no longer ours (the device moved to
@@ -1903,6 +1937,14 @@ static void path_check(uv_timer_t *h)
             lr_info(MOD, "connection to %s acknowledged nothing since a probe: closing it",
                     c->addr);
             conn_close_app(c, 0, "no answer to a probe", false);
+            break;
+        }
+        if (send_stalled(c, ts)) {
+            lr_info(MOD,
+                    "connection to %s: none of our data acknowledged for %llu s while the peer "
+                    "is heard: closing it to start afresh",
+                    c->addr, (unsigned long long)((ts - c->progress_ns) / (1000 * MS)));
+            conn_close_app(c, 0, "our data unacknowledged", false);
             break;
         }
         if (!c->tx_ps.path.local.addrlen)
@@ -2021,6 +2063,7 @@ int lr_transport_new(uv_loop_t *loop, const struct lr_transport_config *cfg,
      * 10 s): at most a third of it, so two probes may be lost. */
     if (t->keepalive_ns > t->idle_ns / 3)
         t->keepalive_ns = t->idle_ns / 3;
+    t->stall_ns = (cfg->send_stall_ms ? cfg->send_stall_ms : 15000) * MS;
     t->hello_timeout_ms = LR_TRANSPORT_HELLO_TIMEOUT_MS;
     t->dial_defer_ms = LR_TRANSPORT_DIAL_DEFER_MS;
     t->budget = cfg->send_budget ? cfg->send_budget : (size_t)8 << 20;

@@ -234,6 +234,9 @@ struct lr_transport_config {
      * of the idle timeout), budget 8 MiB. */
     uint64_t idle_timeout_ms;
     uint64_t keepalive_ms;
+    /* A connection whose stream data nobody acknowledged for this long,
+     * while the peer was heard, is closed (to be dialled afresh); 0 = 15000 ms. */
+    uint64_t send_stall_ms;
     size_t send_budget;
     /* Redial backoff bounds; 0 = 1000 ms and 60000 ms. */
     uint32_t backoff_min_ms;

@@ -31,7 +31,8 @@ struct side {
     int port;
     bool trust_all;
     bool no_host_jumbo;
-    uint64_t idle_ms; /* 0: the test default */
+    uint64_t idle_ms;  /* 0: the test default */
+    uint64_t stall_ms; /* 0: the transport's default */
     struct lr_device_id trusted[4];
     size_t ntrusted;
     int trust_calls;
@@ -166,6 +167,7 @@ static struct lr_transport_config make_cfg(struct side *s, const char *listen_ad
     snprintf(cfg.hello.software, sizeof(cfg.hello.software), "test");
     cfg.idle_timeout_ms = s->idle_ms ? s->idle_ms : 5000;
     cfg.keepalive_ms = s->idle_ms ? s->idle_ms / 4 : 1000;
+    cfg.send_stall_ms = s->stall_ms;
     cfg.backoff_min_ms = 100;
     cfg.backoff_max_ms = 400;
     cfg.rng = rng_half;
@@ -834,6 +836,43 @@ static void test_probe(void **state)
     assert_true(ms >= 300 && ms < 5000);
 }
 
+/* Stream data nobody acknowledges while the peer is heard closes the
+ * connection at the stall bound, so it is dialled afresh (QUIC's backed-off
+ * retransmission timer left transfers standing for minutes); data that is
+ * acknowledged keeps a connection open however long it runs, and so does a
+ * quiet one. */
+static void test_send_stall(void **state)
+{
+#ifdef LR_FAILPOINTS
+    struct env *e = *state;
+    struct side *a = &e->s[0], *b = &e->s[1];
+    a->idle_ms = b->idle_ms = 8000; /* b's keep-alives every 2 s reach a */
+    a->stall_ms = b->stall_ms = 1500;
+    connect_pair(e, a, b);
+    uint8_t p[LR_PROTO_PING_MAX];
+    memset(p, 0x5a, sizeof(p));
+    uint64_t end = uv_hrtime() + 4000000000ull; /* past two stall bounds */
+    while (uv_hrtime() < end) {
+        assert_int_equal(lr_conn_send(a->conn, LR_STREAM_BULK, LR_MSG_PING, p, 256), 0);
+        RUN_UNTIL(e, false, 50);
+    }
+    RUN_UNTIL(e, false, 2500); /* quiet, past the bound and a check after it */
+    assert_int_equal(a->disconnected + b->disconnected, 0);
+    /* Every datagram a sends is lost from now on: b still reaches a. */
+    lr__transport_fail_drop(a->t, 1);
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(lr_conn_send(a->conn, LR_STREAM_BULK, LR_MSG_PING, p, 256), 0);
+    RUN_UNTIL(e, a->disconnected == 1, 7000);
+    assert_int_equal(a->disconnected, 1);
+    assert_string_equal(a->last_reason, "our data unacknowledged");
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_true(ms >= 1500 && ms < 7000);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
 /* Both dial at once: both ends keep the connection dialled by the lower device ID. */
 static void test_crossing_dials(void **state)
 {
@@ -1122,6 +1161,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crossing_dials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_dial_superseded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_simultaneous_dials_no_flap, setup, teardown),
