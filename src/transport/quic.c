@@ -1908,11 +1908,14 @@ static uint16_t addr_port(const struct lr__addr *a)
  * the transfer stood still for minutes while the peer's packets, and our
  * acknowledgements of them, kept crossing (docs/internals/transport.md). A
  * new connection starts with a fresh timer. A peer not heard at all is left
- * to the idle timeout: that path may simply be down for a while.
+ * to the idle timeout: that path may simply be down for a while. Heard
+ * lately, too: after our own loop was held up, the acknowledgements may be
+ * waiting in the socket, read after the timers.
  */
 static bool send_stalled(const struct lr_conn *c, uint64_t ts)
 {
-    return ts - c->progress_ns >= c->t->stall_ns && c->last_rx_ns > c->progress_ns && in_flight(c);
+    return ts - c->progress_ns >= c->t->stall_ns && c->last_rx_ns > c->progress_ns &&
+           ts - c->last_rx_ns < c->t->stall_ns / 2 && in_flight(c);
 }
 
 /*
