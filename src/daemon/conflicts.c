@@ -32,7 +32,6 @@
 /* Rows one `conflicts` answer lists at most (every folder's bounded trail). */
 #define LIST_TOTAL_MAX 50000
 /* Copy buffer of restore. */
-#define COPY_BUF ((size_t)256 * 1024)
 
 /* ---- events queued by jobs for the loop ------------------------------------ */
 
@@ -1120,32 +1119,23 @@ static int stage_archived(struct lr_store *st, const char *root, const char *id,
         return lr_err_set(err, LR_EBADVAL, "archived version %s is not a regular file", id);
     }
     rc = lr_store_staging_open(st, key, (uint64_t)sb->st_size, fd, NULL, err);
-    uint8_t *buf = lr_xmalloc(COPY_BUF);
-    uint64_t off = 0;
-    while (rc == 0) {
-        ssize_t n = read(src, buf, COPY_BUF);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = lr_err_set(err, -errno, "archived version %s: %s", id, strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        rc = lr_store_staging_write(*fd, off, buf, (size_t)n, err);
-        off += (uint64_t)n;
-    }
-    free(buf);
-    close(src);
-    if (rc < 0 && err && strncmp(err->msg, "archived version ", 17) != 0) {
-        /* The staging file's error ("staging write at N: No space left on
-         * device"): named for the version being restored. */
+    if (rc == 0) {
+        rc = lr_store_copy_bytes(src, *fd, (uint64_t)sb->st_size);
+        struct stat now;
+        if (rc == 0 && (fstat(src, &now) < 0 || now.st_size != sb->st_size))
+            rc = LR_ECHANGED;
+        if (rc == LR_ECHANGED)
+            lr_err_set(err, rc, "archived version %s changed while being read", id);
+        else if (rc < 0)
+            lr_err_set(err, rc, "archived version %s: %s", id, lr_strerror(rc));
+    } else if (err && strncmp(err->msg, "archived version ", 17) != 0) {
+        /* The staging file's error ("... No space left on device"): named
+         * for the version being restored. */
         char m[LR_ERR_MSG_MAX];
         snprintf(m, sizeof(m), "%s", lr_err_msg(err, rc));
         lr_err_set(err, rc, "archived version %s: %s", id, m);
     }
-    if (rc == 0 && off != (uint64_t)sb->st_size)
-        rc = lr_err_set(err, LR_ECHANGED, "archived version %s changed while being read", id);
+    close(src);
     if (rc < 0 && *fd >= 0) {
         close(*fd);
         *fd = -1;

@@ -373,10 +373,7 @@ static int archive(int srcdir, const char *srcname, int vdir, const char *leaf, 
     return -EEXIST;
 }
 
-/* All of in's bytes into out (sized to match first): zeros stay holes
- * (lr_store_staging_write), so a sparse file costs no more than it does.
- * 0, -errno, or LR_ECHANGED if `in` ends early (changed while copied). */
-static int copy_bytes(int in, int out, uint64_t size)
+int lr_store_copy_bytes(int in, int out, uint64_t size)
 {
     if (ftruncate(out, (off_t)size) < 0)
         return -errno;
@@ -432,7 +429,7 @@ static int archive_copy(struct lr_store *st, int srcdir, const char *srcname, in
     mtime_times(lr_timespec_ns(&before.st_mtim), ts);
     /* A clone shares no writes either and costs nothing where the file
      * system has it (btrfs, XFS); ext4 copies. */
-    int rc = ioctl(o, FICLONE, in) == 0 ? 0 : copy_bytes(in, o, (uint64_t)before.st_size);
+    int rc = ioctl(o, FICLONE, in) == 0 ? 0 : lr_store_copy_bytes(in, o, (uint64_t)before.st_size);
     /* Its owner's, where we may (best effort: only root can); no set-id
      * bits, as for every file the store writes. */
     if (!rc && fchown(o, before.st_uid, before.st_gid) < 0) {

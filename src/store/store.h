@@ -231,6 +231,14 @@ int lr_store_staging_open(struct lr_store *st, const struct lr_hash *key, uint64
  * sparse on the receiver. */
 int lr_store_staging_write(int fd, uint64_t off, const void *data, size_t len, struct lr_err *err);
 /*
+ * The first `size` bytes of `in` (read with pread from offset 0) into
+ * `out`, sized to `size` first; runs of zeros stay holes
+ * (lr_store_staging_write), so a sparse file costs no more than it does.
+ * 0, -errno, or LR_ECHANGED if `in` ends early (changed while copied).
+ * Both descriptors are the caller's.
+ */
+int lr_store_copy_bytes(int in, int out, uint64_t size);
+/*
  * Start writing [off, off+len) of a staging file to disk now, without
  * waiting (sync_file_range SYNC_FILE_RANGE_WRITE). Durability still comes
  * only from the commit barrier; this lets the disk work while the rest of
