@@ -18,6 +18,7 @@ Namespaces are deleted afterwards; daemons are stopped by PID (conftest)."""
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import time
@@ -62,6 +63,10 @@ def lan():
         sh("ip", "netns", "del", b, check=False)
 
 
+def default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class NsDevice(Device):
     def __init__(self, home, name, ns, port, dport):
         super().__init__(home, name)
@@ -91,9 +96,15 @@ class NsDevice(Device):
 
     def start_code(self, json_out=False):
         """Run `pair --code` (`--json`) in the background; return (process, code)."""
+        # With SIGINT as a terminal's Ctrl-C delivers it: a suite started as
+        # a background job of a shell without job control (`make test &` in
+        # a script) ignores SIGINT, and every child inherits that; the tests
+        # that interrupt the code then waited 30 s for a command that never
+        # saw the signal (SigIgn 0x1006 read from the holder).
         proc = subprocess.Popen([BIN, "--home", self.home, "pair", "--code"]
                                 + (["--json"] if json_out else []),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=default_sigint)
         line = proc.stdout.readline()
         if json_out:
             return proc, json.loads(line)["code"]
