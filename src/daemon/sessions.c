@@ -770,13 +770,16 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     int rc = lr_session_start(&s->core, &p, now);
     assert(rc == 0); /* every other state may start */
     (void)rc;
-    note(d, 1);
     if (!known)
         tab_insert(r, s);
     s->next = r->head;
     r->head = s;
     r->n++;
     supersede(d, r, s);
+    /* Once listed: a checkpoint due now that did not see it wrote nothing,
+     * and the next came only CHECKPOINT_MS later (a 200 MiB transfer that
+     * ended within that was never recorded as active). */
+    note(d, 1);
     return s;
 }
 

@@ -218,8 +218,14 @@ def test_session_of_a_file_recorded_before_a_crash_ends_complete(devices, tmp_pa
     a, b, fa, fb = setup_pair(devices, tmp_path)
     h = write_random(fa / "big.bin", 200 * MiB)  # long enough to be checkpointed active
     add_folders(a, b, fa, fb)
-    a.start()
+    # B first, and A once B's first checkpoint window has passed, so the
+    # session's start makes a checkpoint due at once: that checkpoint was
+    # taken before the session was listed, wrote nothing, and the next came
+    # 500 ms later, after this transfer's end (no session to end: 2 of 3
+    # runs failed so, once in a full run with A first).
     start_env(b, {"LR_FAILPOINT": "commit_after_index:1"})
+    time.sleep(0.8)
+    a.start()
     wait_dead(b, what="B crashing after recording the file")
     assert "failpoint commit_after_index reached (hit 1), aborting" in log_text(b)
     assert sha256_file(fb / "big.bin") == h
