@@ -128,7 +128,8 @@ struct scan {
      * tombstone()) withdraws them. */
     size_t *open_dirs;
     size_t nopen, copen;
-    bool walk_done; /* the last flush: the deferred tombstones go in */
+    bool walk_done;   /* the last flush: the deferred tombstones go in */
+    uint64_t present; /* entries the walk found (visit) */
     struct timespec tx_start;
     struct timespec last_commit;
     double commit_every; /* seconds; ramps up to COMMIT_SECONDS */
@@ -228,6 +229,40 @@ static int tombs_write(struct scan *s)
 
 static int commit(struct scan *s);
 
+/*
+ * A scan that finds most of the folder gone may have walked it while
+ * `rm -rf` of the whole folder was under way, before the marker went
+ * (black-box round 26: 5052 deletions announced, the peer emptied; the
+ * marker outlived the rm because the daemon wrote into it meanwhile). Such
+ * deletions are believed only if the marker is still there a moment later:
+ * checked every MASS_DELETE_STEP_MS for MASS_DELETE_WAIT_MS, nothing of the
+ * scan committed meanwhile. A real mass deletion only waits that long.
+ */
+#define MASS_DELETE_MIN 100
+#define MASS_DELETE_WAIT_MS 2000
+#define MASS_DELETE_STEP_MS 100
+
+static int mass_delete_hold(struct scan *s)
+{
+    uint64_t gone = s->res->deleted;
+    if (gone < MASS_DELETE_MIN || gone < s->present)
+        return 0;
+    lr_info("scan",
+            "folder=%s %" PRIu64 " entries gone, %" PRIu64
+            " left: the marker is checked again before the deletions are recorded",
+            s->folder, gone, s->present);
+    for (unsigned waited = 0; waited < MASS_DELETE_WAIT_MS; waited += MASS_DELETE_STEP_MS) {
+        if (canceled(s))
+            return cancel_error(s);
+        int rc = check_marker(s);
+        if (rc)
+            return rc;
+        struct timespec step = {0, MASS_DELETE_STEP_MS * 1000000L};
+        nanosleep(&step, NULL);
+    }
+    return 0;
+}
+
 /* Commit what is pending, with the deferred tombstones at the end of the
  * walk (or once TOMBS_MAX are held). */
 static int flush(struct scan *s)
@@ -248,7 +283,9 @@ static int commit(struct scan *s)
         return 0;
     if (s->pending_tombs) {
         /* Deletions are only believed while the marker still exists (hostile case 19). */
-        int rc = check_marker(s);
+        int rc = mass_delete_hold(s);
+        if (rc == 0)
+            rc = check_marker(s);
         if (rc) {
             lr_index_rollback(s->ix);
             return rc;
@@ -1007,6 +1044,7 @@ static int visit(struct scan *s, int dfd, const char *name)
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
             return 0; /* vanished since readdir: gone, its record gets a tombstone */
+        s->present++; /* there, unreadable: kept */
         skipped(s, -errno, "cannot stat");
         char *e = esc_path(s);
         lr_warn("scan", "cannot stat, kept as indexed folder=%s path=%s: %s", s->folder, e,
@@ -1015,6 +1053,7 @@ static int visit(struct scan *s, int dfd, const char *name)
         s->res->skipped_error++;
         return cur_keep_subtree(s);
     }
+    s->present++;
     bool is_dir = S_ISDIR(st.st_mode);
     if (lr_ignore_match_entry(s->ig, (const char *)s->path, s->plen, is_dir)) {
         s->res->ignored++;

@@ -242,6 +242,33 @@ def test_queue_overflow_falls_back_to_rescan(devices, tmp_path):
     assert "full rescan: inotify queue overflow" in log
 
 
+def test_folder_deleted_whole_while_running_deletes_nothing_on_the_peer(devices, tmp_path):
+    """`rm -rf` of a watched folder empties it before it reaches the marker:
+    a scan in between saw every file gone with the marker still there, and
+    the peer deleted all of them (black-box round 26: 5005 files, the
+    marker outlived the rm because the daemon wrote into it meanwhile). Most
+    of a folder gone in one scan is believed only if the marker is still
+    there a moment later; here it goes 1 s after the files."""
+    a, b, fa, fb = setup_running_pair(devices, tmp_path)
+    names = [f"f{i:03d}.txt" for i in range(300)]
+    for n in names:
+        (fa / n).write_bytes(n.encode())
+    assert a.ok("sync", "--wait", "--timeout", "60").rc == 0
+    wait_for(lambda: all(has(fb / n, n.encode()) for n in names), timeout=60, interval=0.2,
+             what="300 files on B")
+    for n in names + ["seed.txt"]:
+        os.unlink(fa / n)
+    time.sleep(1.0)  # the watcher's scan runs meanwhile
+    os.rename(fa / ".landropic", tmp_path / "marker-away")
+    wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
+             timeout=15, interval=0.2, what="A's folder in error")
+    time.sleep(3)
+    gone = [n for n in names if not has(fb / n, n.encode())]
+    assert not gone, f"{len(gone)} files deleted on B, first {gone[:3]}"
+    with open(os.path.join(a.home, "landropic.log"), errors="replace") as f:
+        assert "left: the marker is checked again" in f.read()
+
+
 def test_marker_removed_seen_live(devices, tmp_path):
     """Moving the folder's .landropic away is noticed by the live watcher: the
     folder goes to error without a command (it showed idle and in sync until
