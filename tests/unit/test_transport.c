@@ -813,6 +813,17 @@ static void test_idle_timeout(void **state)
     assert_true(ms >= 700 && ms < 3000);
 }
 
+/* Side s's connection closes for `reason` between min_ms and max_ms after t0 (uv_hrtime). */
+static void expect_closed(struct env *e, struct side *s, const char *reason, uint64_t t0,
+                          uint64_t min_ms, uint64_t max_ms)
+{
+    RUN_UNTIL(e, s->disconnected == 1, max_ms);
+    assert_int_equal(s->disconnected, 1);
+    assert_string_equal(s->last_reason, reason);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_true(ms >= min_ms && ms < max_ms);
+}
+
 /* A probe (lr_conn_probe) keeps a connection that acknowledges and closes
  * one that does not, long before the idle timeout. */
 static void test_probe(void **state)
@@ -829,11 +840,7 @@ static void test_probe(void **state)
     uint64_t t0 = uv_hrtime();
     lr_conn_probe(a->conn, 300);
     assert_int_equal(lr_conn_send(a->conn, LR_STREAM_CONTROL, LR_MSG_PING, NULL, 0), 0);
-    RUN_UNTIL(e, a->disconnected == 1, 5000);
-    assert_int_equal(a->disconnected, 1);
-    assert_string_equal(a->last_reason, "no answer to a probe");
-    uint64_t ms = (uv_hrtime() - t0) / 1000000;
-    assert_true(ms >= 300 && ms < 5000);
+    expect_closed(e, a, "no answer to a probe", t0, 300, 5000);
 }
 
 /* Stream data nobody acknowledges while the peer is heard closes the
@@ -862,11 +869,7 @@ static void test_send_stall(void **state)
     lr__transport_fail_drop(a->t, 1);
     uint64_t t0 = uv_hrtime();
     assert_int_equal(lr_conn_send(a->conn, LR_STREAM_BULK, LR_MSG_PING, p, 256), 0);
-    RUN_UNTIL(e, a->disconnected == 1, 7000);
-    assert_int_equal(a->disconnected, 1);
-    assert_string_equal(a->last_reason, "our data unacknowledged");
-    uint64_t ms = (uv_hrtime() - t0) / 1000000;
-    assert_true(ms >= 1500 && ms < 7000);
+    expect_closed(e, a, "our data unacknowledged", t0, 1500, 7000);
 #else
     (void)state;
     skip();
