@@ -31,7 +31,6 @@
 #define MOD "conflict"
 /* Rows one `conflicts` answer lists at most (every folder's bounded trail). */
 #define LIST_TOTAL_MAX 50000
-/* Copy buffer of restore. */
 
 /* ---- events queued by jobs for the loop ------------------------------------ */
 
