@@ -1914,8 +1914,13 @@ static uint16_t addr_port(const struct lr__addr *a)
  */
 static bool send_stalled(const struct lr_conn *c, uint64_t ts)
 {
+    /* Lately: half the bound, but never less than two checks apart (with a
+     * short bound, a peer heard every 2 s could always fall between them). */
+    uint64_t lately = c->t->stall_ns / 2;
+    if (lately < 2 * PATH_CHECK_MS * MS)
+        lately = 2 * PATH_CHECK_MS * MS;
     return ts - c->progress_ns >= c->t->stall_ns && c->last_rx_ns > c->progress_ns &&
-           ts - c->last_rx_ns < c->t->stall_ns / 2 && in_flight(c);
+           ts - c->last_rx_ns < lately && in_flight(c);
 }
 
 /*
