@@ -347,17 +347,6 @@ static void rows_free(struct lr_session_row *rows, size_t n)
     free(rows);
 }
 
-static void ckpt_write(struct lr_index *ix, const struct lr_session_row *rows, size_t n)
-{
-    struct lr_err err = {0};
-    bool tx = lr_index_begin(ix, NULL) == 0;
-    for (size_t i = 0; i < n; i++)
-        if (lr_index_session_put(ix, &rows[i], &err) < 0)
-            lr_warn(MOD, "checkpoint: %s", err.msg);
-    if (tx && lr_index_commit(ix, &err) < 0)
-        lr_warn(MOD, "checkpoint: %s", err.msg);
-}
-
 /* Only the newest LOAD_MAX rows are ever read back (a restart's history):
  * a row per file pulled grew the table without bound (20 000 files: 6 MB;
  * a million: about 350 MB) until rows aged out after HISTORY_KEEP_MS. */
@@ -365,6 +354,29 @@ static int trim_finished(struct lr_index *ix, struct lr_err *err)
 {
     return lr_index_session_trim(ix, SYNC_SESSION_FAILED, SYNC_SESSION_COMPLETE, LOAD_MAX, NULL,
                                  err);
+}
+
+/*
+ * The periodic checkpoints are lazy batches (index.h): a session row is a
+ * report that nothing durable depends on (a resume re-verifies the staging
+ * file), and waiting for the WAL's fsync on the serial queue held up the
+ * pull rounds and commits behind it (about 1.1 s of a 20 000-file pull,
+ * docs/benchmarks.md, session 27). A crash of the daemon loses none of
+ * them; a power cut may lose those since the last durable commit. The
+ * last checkpoint, at stop, is durable.
+ */
+static void ckpt_write(struct lr_index *ix, const struct lr_session_row *rows, size_t n, bool lazy,
+                       bool trim)
+{
+    struct lr_err err = {0};
+    bool tx = (lazy ? lr_index_begin_lazy(ix, NULL) : lr_index_begin(ix, NULL)) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (lr_index_session_put(ix, &rows[i], &err) < 0)
+            lr_warn(MOD, "checkpoint: %s", err.msg);
+    if (trim && trim_finished(ix, &err) < 0)
+        lr_warn(MOD, "checkpoint: %s", err.msg);
+    if (tx && lr_index_commit(ix, &err) < 0)
+        lr_warn(MOD, "checkpoint: %s", err.msg);
 }
 
 static void ckpt_work(struct daemon_job *base)
@@ -387,9 +399,7 @@ static void ckpt_work(struct daemon_job *base)
             already_held(d, j);
         return;
     }
-    ckpt_write(d->ix, j->rows, j->n);
-    if (j->trim && trim_finished(d->ix, &err) < 0)
-        lr_warn(MOD, "checkpoint: %s", err.msg);
+    ckpt_write(d->ix, j->rows, j->n, true, j->trim);
 }
 
 /* A snapshot of the changed sessions as rows (clears their dirty flags). */
@@ -666,10 +676,7 @@ void sync_sessions_free(struct lr_daemon *d)
     struct lr_session_row *rows = snapshot(r, &n);
     if (n && d->ix) {
         /* The loop has ended: no job holds the index. */
-        ckpt_write(d->ix, rows, n);
-        struct lr_err err = {0};
-        if (trim_due(r, rows, n) && trim_finished(d->ix, &err) < 0)
-            lr_warn(MOD, "checkpoint: %s", err.msg);
+        ckpt_write(d->ix, rows, n, false, trim_due(r, rows, n));
     }
     rows_free(rows, n);
     while (r->head) {

@@ -247,8 +247,9 @@ int lr_index_commit(struct lr_index *ix, struct lr_err *err);
  * (a durable commit syncs the whole WAL), and never leaves a torn state.
  * Only for batches that a restart can recreate and that nothing durable
  * depends on: a peer's index entries together with the sequence recorded
- * for them (our next FOLDERS asks for them again). Never for our own
- * records, whose sequences are announced to peers.
+ * for them (our next FOLDERS asks for them again); transfer-session
+ * checkpoints (reports: a resume re-verifies its staging file). Never for
+ * our own records, whose sequences are announced to peers.
  */
 int lr_index_begin_lazy(struct lr_index *ix, struct lr_err *err);
 void lr_index_rollback(struct lr_index *ix);
