@@ -1,8 +1,10 @@
 /*
- * fuzz_proto_sync.c - the FOLDERS, WANT, CHUNK and PULLED decoders.
+ * fuzz_proto_sync.c - the FOLDERS, WANT, CHUNK, PULLED, SEQ_ASK and SEQS
+ * decoders.
  *
- * The first input byte picks the decoder ('P' PULLED, else modulo 3: 0
- * FOLDERS, 1 WANT, 2 CHUNK; the older seeds keep their decoder); the
+ * The first input byte picks the decoder ('P' PULLED, 'A' SEQ_ASK, 'S'
+ * SEQS, else modulo 3: 0 FOLDERS, 1 WANT, 2 CHUNK; no older seed starts
+ * with one of those letters, so each keeps its decoder); the
  * rest is the payload. Whatever fails must fail with a "drop the peer" code
  * and a message; whatever decodes must satisfy the field rules, re-encode,
  * and decode again to the same thing. CHUNK data is also extracted into a
@@ -88,6 +90,55 @@ static void do_pulled(const uint8_t *p, size_t n)
     lr_buf_release(&b);
 }
 
+static void do_seq_ask(const uint8_t *p, size_t n)
+{
+    struct lr_err err;
+    uint64_t req, req2;
+    lr_err_clear(&err);
+    int rc = lr_proto_seq_ask_decode(p, n, &req, &err);
+    if (rc < 0) {
+        check_fail(rc, &err);
+        return;
+    }
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_SEQ_ASK_MAX);
+    if (lr_proto_seq_ask_encode(req, &b) != 0 || b.len > n ||
+        lr_proto_seq_ask_decode(b.data, b.len, &req2, NULL) != 0 || req2 != req)
+        abort();
+    lr_buf_release(&b);
+}
+
+static void do_seqs(const uint8_t *p, size_t n)
+{
+    struct lr_err err;
+    struct lr_proto_seqs s, s2;
+    lr_err_clear(&err);
+    int rc = lr_proto_seqs_decode(p, n, &s, &err);
+    if (rc < 0) {
+        check_fail(rc, &err);
+        if (s.v || s.n || s.req)
+            abort();
+        return;
+    }
+    if (s.n > LR_PROTO_SEQS_ENTRIES_MAX || (s.n != 0) != (s.v != NULL))
+        abort();
+    for (size_t i = 0; i < s.n; i++) {
+        if (s.v[i].index_id == 0 || (i > 0 && strcmp(s.v[i - 1].folder_id, s.v[i].folder_id) >= 0))
+            abort();
+    }
+    /* What decoded re-encodes (never longer: varints come back minimal,
+     * trailing bytes go) and decodes to the same entries. */
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_SEQS_MAX);
+    if (lr_proto_seqs_encode(s.req, s.v, s.n, &b) != 0 || b.len > n ||
+        lr_proto_seqs_decode(b.data, b.len, &s2, NULL) != 0 || s2.req != s.req || s2.n != s.n ||
+        (s.n && memcmp(s.v, s2.v, s.n * sizeof(s.v[0]))))
+        abort();
+    lr_proto_seqs_release(&s);
+    lr_proto_seqs_release(&s2);
+    lr_buf_release(&b);
+}
+
 static void do_chunk(const uint8_t *p, size_t n, struct lr_proto_zc *zc)
 {
     struct lr_err err;
@@ -148,6 +199,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 1;
     if (data[0] == 'P') {
         do_pulled(p, n);
+        return 0;
+    }
+    if (data[0] == 'A') {
+        do_seq_ask(p, n);
+        return 0;
+    }
+    if (data[0] == 'S') {
+        do_seqs(p, n);
         return 0;
     }
     switch (data[0] % 3) {

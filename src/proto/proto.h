@@ -69,6 +69,8 @@ enum lr_msg_type {
     LR_MSG_SUMMARY = 0x16,      /* control stream: an index's bucket summary (LR_FEAT_RECON) */
     LR_MSG_SUMMARY_WANT = 0x17, /* control stream: the buckets of a SUMMARY that differ */
     LR_MSG_PULLED = 0x18,       /* control stream: what the sender still needs of a folder */
+    LR_MSG_SEQ_ASK = 0x19,      /* control stream: "how far has your index got?" (LR_FEAT_SEQS) */
+    LR_MSG_SEQS = 0x1a,         /* control stream: the answer, per folder synced with the asker */
     /* 0x19..0x7d: further sync messages, each with a row in proto.c's type
      * table and a section in docs/protocol.md. */
     LR_MSG_DEBUG_DATA = 0x7e, /* test-only opaque payload; receivers may skip it */
@@ -90,6 +92,10 @@ enum lr_msg_type {
  * so the receiver knows it is not in sync with that peer instead of taking
  * the folder for one the peer does not have. */
 #define LR_FEAT_FOLDER_STOPPED (UINT64_C(1) << 3)
+/* SEQ_ASK and SEQS (docs/protocol.md §6.13): `sync --wait` asks each
+ * connected peer how far its index of each folder has got, and waits until
+ * it has stored that much of it. */
+#define LR_FEAT_SEQS (UINT64_C(1) << 4)
 
 /* Per-type payload limits (see the type table in proto.c). */
 #define LR_PROTO_HELLO_MAX 4096 /* known fields need < 160; the rest is room to grow */
@@ -105,6 +111,11 @@ enum lr_msg_type {
 #define LR_PROTO_SUMMARY_MAX LR_PROTO_FRAME_MAX
 #define LR_PROTO_SUMMARY_WANT_MAX (16u * 1024)
 #define LR_PROTO_PULLED_MAX 1024 /* folder ID + 3 fields: < 300 bytes */
+#define LR_PROTO_SEQ_ASK_MAX 64
+/* SEQS entries take at most 274 bytes: 4096 of the longest folder IDs would
+ * not fit (the encoder says LR_ETOOBIG), as for FOLDERS. */
+#define LR_PROTO_SEQS_MAX (1u << 20)
+#define LR_PROTO_SEQS_ENTRIES_MAX 4096
 
 /* Maximum payload for `type`, or 0 if the type is unknown (to be skipped). */
 size_t lr_proto_max_payload(uint64_t type);
@@ -603,6 +614,36 @@ struct lr_proto_pulled {
 int lr_proto_pulled_encode(const struct lr_proto_pulled *m, struct lr_buf *out);
 int lr_proto_pulled_decode(const uint8_t *p, size_t n, struct lr_proto_pulled *m,
                            struct lr_err *err);
+
+/* ---- SEQ_ASK (0x19) and SEQS (0x1a) ---- */
+/*
+ * SEQ_ASK: the asker wants to know how far the receiver's index of each
+ * folder synced with it has got (docs/protocol.md §6.13); `req` is the
+ * asker's, echoed in the SEQS that answers it. SEQS: per folder synced
+ * with the asker (at most LR_PROTO_SEQS_ENTRIES_MAX, folder IDs strictly
+ * increasing by byte order, as in FOLDERS), the sender's index ID of it
+ * and the highest sequence it has handed out.
+ */
+struct lr_proto_seq {
+    char folder_id[LR_PROTO_FOLDER_ID_MAX + 1]; /* NUL-terminated */
+    uint64_t index_id;                          /* never 0 */
+    uint64_t max_seq;                           /* < 2^62 */
+};
+struct lr_proto_seqs {
+    uint64_t req;
+    struct lr_proto_seq *v; /* owned (lr_proto_seqs_release) */
+    size_t n;
+};
+/* LR_EBADVAL: req >= 2^62. */
+int lr_proto_seq_ask_encode(uint64_t req, struct lr_buf *out);
+int lr_proto_seq_ask_decode(const uint8_t *p, size_t n, uint64_t *req, struct lr_err *err);
+/* LR_EBADVAL: req >= 2^62, n over the maximum, an invalid folder ID, IDs
+ * not strictly increasing, index_id 0, max_seq >= 2^62; LR_ETOOBIG: out
+ * is full. */
+int lr_proto_seqs_encode(uint64_t req, const struct lr_proto_seq *v, size_t n, struct lr_buf *out);
+/* *out zeroed first, filled only on success (release it). */
+int lr_proto_seqs_decode(const uint8_t *p, size_t n, struct lr_proto_seqs *out, struct lr_err *err);
+void lr_proto_seqs_release(struct lr_proto_seqs *s);
 
 /* ---- CHUNK (0x13) ---- */
 enum lr_proto_chunk_status {

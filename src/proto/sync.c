@@ -1,4 +1,4 @@
-/* sync.c - codecs of FOLDERS, WANT and CHUNK, and the zstd helpers. */
+/* sync.c - codecs of FOLDERS, WANT, PULLED, SEQ_ASK, SEQS and CHUNK, and the zstd helpers. */
 #include "proto/proto_int.h"
 
 #include "chunker/chunker.h"
@@ -381,6 +381,39 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
     return 0;
 }
 
+/*
+ * A list's entry count (`what`: "folders", "seqs"), read and checked before
+ * anything is allocated: at most `max`, and no more entries than the bytes
+ * left could hold at `min_entry` bytes each.
+ */
+static int get_count(struct lr_rd *rd, const char *what, uint64_t max, size_t min_entry,
+                     uint64_t *cnt, struct lr_err *err)
+{
+    if (lr_rd_get_varint(rd, cnt) < 0)
+        return lr_err_set(err, LR_ETRUNC, "%s.count: truncated", what);
+    if (*cnt > max)
+        return lr_err_set(err, LR_ETOOBIG, "%s.count: %" PRIu64 " over %" PRIu64, what, *cnt, max);
+    if (*cnt > lr_rd_left(rd) / min_entry)
+        return lr_err_set(err, LR_ETRUNC, "%s.count: %" PRIu64 " entries cannot fit in %zu bytes",
+                          what, *cnt, lr_rd_left(rd));
+    return 0;
+}
+
+/* The folder ID of a list's i-th entry (named list[i].field in errors),
+ * which must come after `prev` (NULL for the first) in byte order. */
+static int get_next_folder_id(struct lr_rd *rd, const char *list, size_t i, const char *field,
+                              const char *prev, char out[LR_PROTO_FOLDER_ID_MAX + 1],
+                              struct lr_err *err)
+{
+    char w[48];
+    snprintf(w, sizeof(w), "%s[%zu].%s", list, i, field);
+    int rc = lr_proto_get_folder_id(rd, w, out, err);
+    if (rc == 0 && prev && strcmp(prev, out) >= 0)
+        rc = lr_err_set(err, LR_EBADVAL,
+                        "%s: not after the previous ID (duplicate or out of order)", w);
+    return rc;
+}
+
 int lr_proto_folders_decode(const uint8_t *p, size_t n, struct lr_proto_folders *out,
                             struct lr_err *err)
 {
@@ -389,29 +422,15 @@ int lr_proto_folders_decode(const uint8_t *p, size_t n, struct lr_proto_folders 
     int rc = 0;
     memset(out, 0, sizeof(*out));
     lr_rd_init(&rd, p, n);
-    if (lr_rd_get_varint(&rd, &cnt) < 0)
-        return lr_err_set(err, LR_ETRUNC, "folders.count: truncated");
-    if (cnt > LR_PROTO_FOLDERS_ENTRIES_MAX)
-        return lr_err_set(err, LR_ETOOBIG, "folders.count: %" PRIu64 " over %d", cnt,
-                          LR_PROTO_FOLDERS_ENTRIES_MAX);
-    if (cnt > lr_rd_left(&rd) / FOLDER_ENTRY_MIN)
-        return lr_err_set(err, LR_ETRUNC,
-                          "folders.count: %" PRIu64 " entries cannot fit in %zu bytes", cnt,
-                          lr_rd_left(&rd));
+    if ((rc = get_count(&rd, "folders", LR_PROTO_FOLDERS_ENTRIES_MAX, FOLDER_ENTRY_MIN, &cnt,
+                        err)) < 0)
+        return rc;
     struct lr_proto_folder *v = cnt ? lr_xcalloc((size_t)cnt, sizeof(v[0])) : NULL;
     for (size_t i = 0; i < cnt; i++) {
         struct lr_proto_folder *f = &v[i];
-        char what[48];
-        snprintf(what, sizeof(what), "folders[%zu].id", i);
-        if ((rc = lr_proto_get_folder_id(&rd, what, f->id, err)) < 0)
+        if ((rc = get_next_folder_id(&rd, "folders", i, "id", i ? v[i - 1].id : NULL, f->id, err)) <
+            0)
             goto out;
-        if (i > 0 && strcmp(v[i - 1].id, f->id) >= 0) {
-            rc = lr_err_set(err, LR_EBADVAL,
-                            "folders[%zu].id: not after the previous ID "
-                            "(duplicate or out of order)",
-                            i);
-            goto out;
-        }
         if (lr_rd_get_u64(&rd, &f->index_id) < 0 || lr_rd_get_varint(&rd, &f->max_seq) < 0 ||
             lr_rd_get_u64(&rd, &f->peer_index_id) < 0 || lr_rd_get_varint(&rd, &f->peer_seq) < 0) {
             rc = lr_err_set(err, LR_ETRUNC, "folders[%zu]: index fields truncated", i);
@@ -557,6 +576,113 @@ int lr_proto_pulled_decode(const uint8_t *p, size_t n, struct lr_proto_pulled *m
         return lr_err_set(err, LR_ETRUNC, "pulled.need: truncated");
     *m = t; /* trailing bytes: a newer version's fields (§5) */
     return 0;
+}
+
+/* ---- SEQ_ASK and SEQS ---------------------------------------------------------------- */
+
+/* Smallest encoded SEQS entry: id length (1) + id (1) + index_id (8) + max_seq (1). */
+#define SEQ_ENTRY_MIN 11
+
+int lr_proto_seq_ask_encode(uint64_t req, struct lr_buf *out)
+{
+    if (req > LR_VARINT_MAX)
+        return LR_EBADVAL;
+    return lr_buf_put_varint(out, req);
+}
+
+int lr_proto_seq_ask_decode(const uint8_t *p, size_t n, uint64_t *req, struct lr_err *err)
+{
+    struct lr_rd rd;
+    uint64_t t;
+    *req = 0;
+    lr_rd_init(&rd, p, n);
+    if (lr_rd_get_varint(&rd, &t) < 0)
+        return lr_err_set(err, LR_ETRUNC, "seq_ask.req: truncated");
+    *req = t; /* trailing bytes: a newer version's fields (§5) */
+    return 0;
+}
+
+void lr_proto_seqs_release(struct lr_proto_seqs *s)
+{
+    if (!s)
+        return;
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+int lr_proto_seqs_encode(uint64_t req, const struct lr_proto_seq *v, size_t n, struct lr_buf *out)
+{
+    if (req > LR_VARINT_MAX || n > LR_PROTO_SEQS_ENTRIES_MAX)
+        return LR_EBADVAL;
+    /* strcmp is byte order (unsigned), and IDs hold no NUL: the order
+     * FOLDERS uses, so one sorted folder list serves both. */
+    for (size_t i = 0; i < n; i++) {
+        size_t fl = strnlen(v[i].folder_id, sizeof(v[i].folder_id));
+        if (fl == sizeof(v[i].folder_id) || !lr_proto_folder_id_ok(v[i].folder_id, fl) ||
+            v[i].index_id == 0 || v[i].max_seq > LR_VARINT_MAX ||
+            (i > 0 && strcmp(v[i - 1].folder_id, v[i].folder_id) >= 0))
+            return LR_EBADVAL;
+    }
+    size_t start = out->len;
+    int rc = lr_buf_put_varint(out, req);
+    if (rc == 0)
+        rc = lr_buf_put_varint(out, n);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = lr_buf_put_lbytes(out, v[i].folder_id, strlen(v[i].folder_id));
+        if (rc == 0)
+            rc = lr_buf_put_u64(out, v[i].index_id);
+        if (rc == 0)
+            rc = lr_buf_put_varint(out, v[i].max_seq);
+    }
+    /* 4096 entries of the longest IDs come to ~1.1 MB, over the frame
+     * limit: refuse here rather than send a frame the peer must reject. */
+    if (rc == 0 && out->len - start > LR_PROTO_SEQS_MAX) {
+        out->len = start;
+        out->failed = true;
+        rc = LR_ETOOBIG;
+    }
+    return rc;
+}
+
+int lr_proto_seqs_decode(const uint8_t *p, size_t n, struct lr_proto_seqs *out, struct lr_err *err)
+{
+    struct lr_rd rd;
+    uint64_t req, cnt;
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    lr_rd_init(&rd, p, n);
+    if (lr_rd_get_varint(&rd, &req) < 0)
+        return lr_err_set(err, LR_ETRUNC, "seqs.req: truncated");
+    if ((rc = get_count(&rd, "seqs", LR_PROTO_SEQS_ENTRIES_MAX, SEQ_ENTRY_MIN, &cnt, err)) < 0)
+        return rc;
+    struct lr_proto_seq *v = cnt ? lr_xcalloc((size_t)cnt, sizeof(v[0])) : NULL;
+    for (size_t i = 0; i < cnt; i++) {
+        struct lr_proto_seq *e = &v[i];
+        if ((rc = get_next_folder_id(&rd, "seqs", i, "folder", i ? v[i - 1].folder_id : NULL,
+                                     e->folder_id, err)) < 0)
+            goto out;
+        if (lr_rd_get_u64(&rd, &e->index_id) < 0) {
+            rc = lr_err_set(err, LR_ETRUNC, "seqs[%zu].index_id: truncated", i);
+            goto out;
+        }
+        if (e->index_id == 0) {
+            rc = lr_err_set(err, LR_EBADVAL, "seqs[%zu].index_id: 0", i);
+            goto out;
+        }
+        if (lr_rd_get_varint(&rd, &e->max_seq) < 0) {
+            rc = lr_err_set(err, LR_ETRUNC, "seqs[%zu].max_seq: truncated", i);
+            goto out;
+        }
+    }
+    /* Trailing bytes: a newer version's fields (§5). */
+    out->req = req;
+    out->v = v;
+    out->n = (size_t)cnt;
+    v = NULL;
+    rc = 0;
+out:
+    free(v);
+    return rc;
 }
 
 /* ---- CHUNK -------------------------------------------------------------------------- */

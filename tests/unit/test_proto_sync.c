@@ -1,6 +1,7 @@
 /*
  * test_proto_sync.c - the sync message codecs: FOLDERS, INDEX (batch
- * builder, streaming and whole decoders, zstd), WANT, CHUNK. Round trips,
+ * builder, streaming and whole decoders, zstd), WANT, CHUNK, PULLED,
+ * SEQ_ASK, SEQS. Round trips,
  * every truncation, one test per validation rule, hostile numbers, and the
  * batch bound on a 200k-record input.
  */
@@ -138,15 +139,22 @@ static void test_registry(void **state)
     assert_int_equal(lr_proto_max_payload(LR_MSG_SUMMARY_WANT), LR_PROTO_SUMMARY_WANT_MAX);
     assert_int_equal(lr_proto_max_payload(LR_MSG_PULLED), LR_PROTO_PULLED_MAX);
     assert_string_equal(lr_proto_type_name(LR_MSG_PULLED), "PULLED");
+    assert_int_equal(lr_proto_max_payload(LR_MSG_SEQ_ASK), LR_PROTO_SEQ_ASK_MAX);
+    assert_string_equal(lr_proto_type_name(LR_MSG_SEQ_ASK), "SEQ_ASK");
+    assert_int_equal(lr_proto_max_payload(LR_MSG_SEQS), LR_PROTO_SEQS_MAX);
+    assert_string_equal(lr_proto_type_name(LR_MSG_SEQS), "SEQS");
+    assert_true(LR_PROTO_SEQS_MAX <= LR_PROTO_FRAME_MAX);
     assert_true(LR_PROTO_SUMMARY_MAX <= LR_PROTO_FRAME_MAX);
     /* Reserved, unused: unknown to the reader (skipped). */
     assert_int_equal(lr_proto_max_payload(LR_MSG_INDEX_DELTA), 0);
-    assert_int_equal(lr_proto_max_payload(0x19), 0);
+    assert_int_equal(lr_proto_max_payload(0x1b), 0);
     assert_string_equal(lr_proto_type_name(LR_MSG_INDEX), "INDEX");
     assert_string_equal(lr_proto_type_name(LR_MSG_DEBUG_DATA), "DEBUG_DATA");
     assert_true(LR_FEAT_HAVE != LR_FEAT_INDEX_DELTA && LR_FEAT_RECON != LR_FEAT_HAVE &&
                 LR_FEAT_RECON != LR_FEAT_INDEX_DELTA);
     assert_true((LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA | LR_FEAT_RECON) <= LR_VARINT_MAX);
+    assert_true((LR_FEAT_SEQS & (LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA | LR_FEAT_RECON |
+                                 LR_FEAT_FOLDER_STOPPED)) == 0);
     /* The biggest CHUNK and WANT fit their limits. */
     assert_true(LR_PROTO_CHUNK_DATA_MAX + 3 * 8 + 4 <= LR_PROTO_CHUNK_MAX);
     assert_true(LR_PROTO_CHUNK_MAX <= LR_PROTO_FRAME_MAX);
@@ -1868,6 +1876,289 @@ static void test_pulled(void **state)
     lr_buf_release(&b);
 }
 
+/* ---- SEQ_ASK and SEQS ---------------------------------------------------------- */
+
+static int seq_ask_dec(const uint8_t *p, size_t n, struct lr_err *err)
+{
+    uint64_t req;
+    return lr_proto_seq_ask_decode(p, n, &req, err);
+}
+
+static int seqs_dec(const uint8_t *p, size_t n, struct lr_err *err)
+{
+    struct lr_proto_seqs s;
+    int rc = lr_proto_seqs_decode(p, n, &s, err);
+    lr_proto_seqs_release(&s);
+    return rc;
+}
+
+static void test_seq_ask(void **state)
+{
+    (void)state;
+    static const uint64_t reqs[] = {0, 1, 63, 64, 16383, 16384, LR_VARINT_MAX};
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_SEQ_ASK_MAX);
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        uint64_t got = 99;
+        lr_buf_reset(&b);
+        assert_int_equal(lr_proto_seq_ask_encode(reqs[i], &b), 0);
+        assert_int_equal(lr_proto_seq_ask_decode(b.data, b.len, &got, NULL), 0);
+        assert_int_equal(got, reqs[i]);
+        all_truncations(b.data, b.len, seq_ask_dec);
+    }
+    /* Trailing bytes are a newer version's fields: skipped (§5). */
+    uint64_t got = 0;
+    assert_int_equal(lr_buf_put_varint(&b, 5), 0);
+    assert_int_equal(lr_proto_seq_ask_decode(b.data, b.len, &got, NULL), 0);
+    assert_int_equal(got, LR_VARINT_MAX);
+    lr_buf_reset(&b);
+    assert_int_equal(lr_proto_seq_ask_encode(LR_VARINT_MAX + 1, &b), LR_EBADVAL);
+    assert_int_equal(lr_proto_seq_ask_encode(UINT64_MAX, &b), LR_EBADVAL);
+    assert_int_equal(b.len, 0);
+    lr_buf_release(&b);
+}
+
+static void seq_set(struct lr_proto_seq *e, const char *id, uint64_t index_id, uint64_t max_seq)
+{
+    memset(e, 0, sizeof(*e));
+    snprintf(e->folder_id, sizeof(e->folder_id), "%s", id);
+    e->index_id = index_id;
+    e->max_seq = max_seq;
+}
+
+static void seqs_roundtrip(uint64_t req, const struct lr_proto_seq *v, size_t n)
+{
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_SEQS_MAX);
+    assert_int_equal(lr_proto_seqs_encode(req, v, n, &b), 0);
+    assert_true(b.len <= LR_PROTO_SEQS_MAX);
+    struct lr_proto_seqs d;
+    assert_int_equal(lr_proto_seqs_decode(b.data, b.len, &d, NULL), 0);
+    assert_int_equal(d.req, req);
+    assert_int_equal(d.n, n);
+    assert_true(n ? d.v != NULL : d.v == NULL);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(d.v[i].folder_id, v[i].folder_id);
+        assert_int_equal(d.v[i].index_id, v[i].index_id);
+        assert_int_equal(d.v[i].max_seq, v[i].max_seq);
+    }
+    lr_proto_seqs_release(&d);
+    assert_null(d.v);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(d.req, 0);
+    if (b.len < 2000)
+        all_truncations(b.data, b.len, seqs_dec);
+    /* Trailing bytes are a newer version's fields: skipped (§5). */
+    assert_int_equal(lr_buf_put_varint(&b, 77), 0);
+    assert_int_equal(lr_buf_put_u64(&b, 0), 0);
+    assert_int_equal(lr_proto_seqs_decode(b.data, b.len, &d, NULL), 0);
+    assert_int_equal(d.req, req);
+    assert_int_equal(d.n, n);
+    lr_proto_seqs_release(&d);
+    lr_buf_release(&b);
+}
+
+static void test_seqs_roundtrip(void **state)
+{
+    (void)state;
+    struct lr_proto_seq v[4];
+    seqs_roundtrip(0, NULL, 0);
+    seqs_roundtrip(LR_VARINT_MAX, NULL, 0);
+    seq_set(&v[0], "docs", 1, 0);
+    seqs_roundtrip(7, v, 1);
+    /* Byte order, not locale: a prefix first, then by unsigned byte
+     * ("Z" < "a" < "ab" < "\xc3\xa9"). */
+    seq_set(&v[0], "Z", UINT64_MAX, LR_VARINT_MAX);
+    seq_set(&v[1], "a", 0x8000000000000001u, 1);
+    seq_set(&v[2], "ab", 2, 16384);
+    seq_set(&v[3], "\xc3\xa9t\xc3\xa9", 3, 63);
+    seqs_roundtrip(16384, v, 4);
+    /* The longest folder ID. */
+    memset(v[0].folder_id, 'f', LR_PROTO_FOLDER_ID_MAX);
+    v[0].folder_id[LR_PROTO_FOLDER_ID_MAX] = 0;
+    seqs_roundtrip(1, v, 1);
+    /* The most entries, with short IDs. */
+    struct lr_proto_seq *big = lr_xcalloc(LR_PROTO_SEQS_ENTRIES_MAX, sizeof(big[0]));
+    for (size_t i = 0; i < LR_PROTO_SEQS_ENTRIES_MAX; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "f%05zu", i);
+        seq_set(&big[i], id, i + 1, i * 1000);
+    }
+    seqs_roundtrip(3, big, LR_PROTO_SEQS_ENTRIES_MAX);
+    free(big);
+}
+
+static void test_seqs_encoder_rules(void **state)
+{
+    (void)state;
+    struct lr_proto_seq v[3];
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_SEQS_MAX);
+    seq_set(&v[0], "a", 1, 1);
+    seq_set(&v[1], "b", 2, 2);
+    seq_set(&v[2], "c", 3, 3);
+    assert_int_equal(lr_proto_seqs_encode(1, v, 3, &b), 0);
+    lr_buf_reset(&b);
+    assert_int_equal(lr_proto_seqs_encode(LR_VARINT_MAX + 1, v, 3, &b), LR_EBADVAL);
+    v[1].index_id = 0;
+    assert_int_equal(lr_proto_seqs_encode(1, v, 3, &b), LR_EBADVAL);
+    v[1].index_id = 2;
+    v[1].max_seq = LR_VARINT_MAX + 1;
+    assert_int_equal(lr_proto_seqs_encode(1, v, 3, &b), LR_EBADVAL);
+    v[1].max_seq = 2;
+    seq_set(&v[2], "a", 3, 3); /* out of order */
+    assert_int_equal(lr_proto_seqs_encode(1, v, 3, &b), LR_EBADVAL);
+    seq_set(&v[2], "b", 3, 3); /* duplicate */
+    assert_int_equal(lr_proto_seqs_encode(1, v, 3, &b), LR_EBADVAL);
+    seq_set(&v[2], "c", 3, 3);
+    static const char *const bad[] = {"", ".", "..", "a/b", "x\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        seq_set(&v[2], bad[i], 3, 3);
+        assert_int_equal(lr_proto_seqs_encode(1, v, 3, &b), LR_EBADVAL);
+    }
+    memset(v[2].folder_id, 'z', sizeof(v[2].folder_id)); /* not NUL-terminated */
+    assert_int_equal(lr_proto_seqs_encode(1, v, 3, &b), LR_EBADVAL);
+    assert_int_equal(b.len, 0);
+    assert_true(lr_buf_ok(&b));
+    seq_set(&v[2], "c", 3, 3);
+    /* More entries than the maximum: refused before any is looked at. */
+    assert_int_equal(lr_proto_seqs_encode(1, v, LR_PROTO_SEQS_ENTRIES_MAX + 1, &b), LR_EBADVAL);
+    /* The most entries of the longest IDs would not fit one frame. */
+    struct lr_proto_seq *big = lr_xcalloc(LR_PROTO_SEQS_ENTRIES_MAX, sizeof(big[0]));
+    for (size_t i = 0; i < LR_PROTO_SEQS_ENTRIES_MAX; i++) {
+        memset(big[i].folder_id, 'f', LR_PROTO_FOLDER_ID_MAX);
+        snprintf(big[i].folder_id + LR_PROTO_FOLDER_ID_MAX - 5, 6, "%05zu", i);
+        big[i].index_id = 1;
+        big[i].max_seq = LR_VARINT_MAX;
+    }
+    struct lr_buf huge;
+    lr_buf_init(&huge, 2 * LR_PROTO_SEQS_MAX);
+    assert_int_equal(lr_proto_seqs_encode(1, big, LR_PROTO_SEQS_ENTRIES_MAX, &huge), LR_ETOOBIG);
+    assert_int_equal(huge.len, 0);
+    lr_buf_release(&huge);
+    free(big);
+    /* A full buffer: LR_ETOOBIG. */
+    struct lr_buf small;
+    lr_buf_init(&small, 4);
+    assert_int_equal(lr_proto_seqs_encode(1, v, 3, &small), LR_ETOOBIG);
+    lr_buf_release(&small);
+    lr_buf_release(&b);
+}
+
+/* Decode a hand-built SEQS payload and expect `want`; on failure *out must
+ * stay zeroed. */
+static void seqs_expect(const struct lr_buf *b, int want)
+{
+    struct lr_err err;
+    lr_err_clear(&err);
+    struct lr_proto_seqs d;
+    memset(&d, 0xa5, sizeof(d));
+    int rc = lr_proto_seqs_decode(b->data, b->len, &d, &err);
+    if (rc != want)
+        fail_msg("want %s, got %s (%s)", lr_errname(want), lr_errname(rc), err.msg);
+    if (rc < 0) {
+        assert_fatal(rc, &err);
+        assert_null(d.v);
+        assert_int_equal(d.n, 0);
+        assert_int_equal(d.req, 0);
+    }
+    lr_proto_seqs_release(&d);
+}
+
+static void put_seq(struct lr_buf *b, const char *id, uint64_t index_id, uint64_t max_seq)
+{
+    assert_int_equal(lr_buf_put_lbytes(b, id, strlen(id)), 0);
+    assert_int_equal(lr_buf_put_u64(b, index_id), 0);
+    assert_int_equal(lr_buf_put_varint(b, max_seq), 0);
+}
+
+static void test_seqs_hostile(void **state)
+{
+    (void)state;
+    struct lr_buf b;
+    lr_buf_init(&b, 4 * LR_PROTO_SEQS_MAX);
+    /* Baseline. */
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, 2);
+    put_seq(&b, "a", 1, 1);
+    put_seq(&b, "b", 2, 2);
+    seqs_expect(&b, 0);
+    /* Out of order, duplicate. */
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, 2);
+    put_seq(&b, "b", 1, 1);
+    put_seq(&b, "a", 2, 2);
+    seqs_expect(&b, LR_EBADVAL);
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, 2);
+    put_seq(&b, "a", 1, 1);
+    put_seq(&b, "a", 2, 2);
+    seqs_expect(&b, LR_EBADVAL);
+    /* Index ID 0, first and later entry. */
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, 1);
+    put_seq(&b, "a", 0, 1);
+    seqs_expect(&b, LR_EBADVAL);
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, 2);
+    put_seq(&b, "a", 1, 1);
+    put_seq(&b, "b", 0, 2);
+    seqs_expect(&b, LR_EBADVAL);
+    /* Bad folder IDs: a slash, "..", empty, a control character. */
+    static const char *const bad[] = {"a/b", "..", "", "x\ty"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        lr_buf_reset(&b);
+        lr_buf_put_varint(&b, 9);
+        lr_buf_put_varint(&b, 1);
+        put_seq(&b, bad[i], 1, 1);
+        lr_buf_put_u64(&b, 0); /* padding: the count check is not what fails */
+        seqs_expect(&b, LR_EBADVAL);
+    }
+    /* An ID longer than the maximum. */
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, 1);
+    char longid[LR_PROTO_FOLDER_ID_MAX + 2];
+    memset(longid, 'x', LR_PROTO_FOLDER_ID_MAX + 1);
+    longid[LR_PROTO_FOLDER_ID_MAX + 1] = 0;
+    put_seq(&b, longid, 1, 1);
+    seqs_expect(&b, LR_ETOOBIG);
+    /* Count over the maximum, though the bytes would hold that many. */
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, LR_PROTO_SEQS_ENTRIES_MAX + 1);
+    for (size_t i = 0; i <= LR_PROTO_SEQS_ENTRIES_MAX; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "f%05zu", i);
+        put_seq(&b, id, 1, 1);
+    }
+    seqs_expect(&b, LR_ETOOBIG);
+    /* Hostile counts: more entries than the bytes could hold, the largest
+     * varint. Nothing may be allocated from them (ASan/LSan would see). */
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, 2);
+    put_seq(&b, "a", 1, 1); /* 11 bytes: room for one entry, not two */
+    seqs_expect(&b, LR_ETRUNC);
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 9);
+    lr_buf_put_varint(&b, LR_VARINT_MAX);
+    put_seq(&b, "a", 1, 1);
+    seqs_expect(&b, LR_ETOOBIG);
+    /* Every truncation point of a valid payload (also in the round trip). */
+    lr_buf_reset(&b);
+    lr_buf_put_varint(&b, 16384);
+    lr_buf_put_varint(&b, 2);
+    put_seq(&b, "alpha", 0x0102030405060708u, 70000);
+    put_seq(&b, "beta", 9, LR_VARINT_MAX);
+    all_truncations(b.data, b.len, seqs_dec);
+    lr_buf_release(&b);
+}
+
 static void test_chunk_roundtrip(void **state)
 {
     (void)state;
@@ -2257,6 +2548,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_pulled),
+        cmocka_unit_test(test_seq_ask),
+        cmocka_unit_test(test_seqs_roundtrip),
+        cmocka_unit_test(test_seqs_encoder_rules),
+        cmocka_unit_test(test_seqs_hostile),
         cmocka_unit_test(test_folder_id_rule),
         cmocka_unit_test(test_folders_roundtrip),
         cmocka_unit_test(test_folders_sort_and_encoder_rules),
