@@ -155,6 +155,11 @@ void syncstate_request(struct lr_daemon *d, struct lr_api_req *req, const char *
                        size_t n, uint64_t wait_ms);
 /* Something changed (daemon_event calls it): held requests are checked again soon. */
 void syncstate_poke(struct lr_daemon *d);
+struct lr_proto_seqs;
+/* A peer's SEQS (docs/protocol.md §6.13) came on its connection `gen`:
+ * the held requests that asked it learn what to wait for (m borrowed). */
+void syncstate_on_seqs(struct lr_daemon *d, const struct lr_device_id *peer, uint64_t gen,
+                       const struct lr_proto_seqs *m);
 /* At shutdown: answer every held request ("stopping") and close the timer. */
 void syncstate_stop(struct lr_daemon *d);
 

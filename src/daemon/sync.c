@@ -1691,6 +1691,12 @@ void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, cons
     case LR_MSG_PULLED:
         sync_on_pulled(d, p, payload, len);
         break;
+    case LR_MSG_SEQ_ASK:
+        sync_on_seq_ask(d, p, payload, len);
+        break;
+    case LR_MSG_SEQS:
+        sync_on_seqs(d, p, payload, len);
+        break;
     default: {
         char id[LR_DEVICE_ID_SHORTLEN + 1];
         lr_device_id_short(&p->id, id);

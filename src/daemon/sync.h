@@ -17,6 +17,8 @@
  *  - syncpull.c: the puller (need list -> decide -> apply), transfers,
  *    WANT scheduling, CHUNK intake, commits;
  *  - syncserve.c: answering WANTs;
+ *  - syncseqs.c: SEQ_ASK / SEQS, how far a peer's index has got (for
+ *    sync.state, syncstate.c);
  *  - syncjobs.c: the job queue.
  *
  * Errors: a peer that sends something invalid is disconnected (the
@@ -25,6 +27,8 @@
  */
 #ifndef LR_DAEMON_SYNC_H
 #define LR_DAEMON_SYNC_H
+
+#include "identity/identity.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,7 +85,8 @@ void daemon_side_queue(struct lr_daemon *d, enum daemon_side_lane lane, struct d
 void sync_init(struct lr_daemon *d);
 void sync_free(struct lr_daemon *d); /* after the loop ended */
 /* HELLO feature bits we offer (proto.h); the AND with the peer's is in force. */
-#define SYNC_FEATURES (LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA | LR_FEAT_RECON | LR_FEAT_FOLDER_STOPPED)
+#define SYNC_FEATURES                                                                              \
+    (LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA | LR_FEAT_RECON | LR_FEAT_FOLDER_STOPPED | LR_FEAT_SEQS)
 /* features: the peer's HELLO feature bits. */
 void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer,
                   uint64_t features);
@@ -97,6 +102,21 @@ void sync_config_changed(struct lr_daemon *d);
  * SYNC_REDIAL_GRACE_MS), not at once because an earlier dial had failed
  * (a peer just restarted was "settled" before it could reconnect). */
 void sync_redial_for_wait(struct lr_daemon *d, const char *const *folders, size_t n);
+
+/* ---- syncseqs.c: SEQ_ASK / SEQS (docs/protocol.md §6.13), for sync.state ---- */
+/* A SEQ_ASK went to `peer` on its connection `gen`. */
+struct sync_seq_asked {
+    struct lr_device_id peer;
+    uint64_t gen;
+};
+/* Send SEQ_ASK `req` to every connected peer that speaks LR_FEAT_SEQS and
+ * syncs any of the named folders (all if n is 0); returns how many were
+ * asked, listed in *out (the caller frees it; NULL when none). The answers
+ * come to syncstate_on_seqs. */
+size_t sync_seqs_ask(struct lr_daemon *d, const char *const *ids, size_t n, uint64_t req,
+                     struct sync_seq_asked **out);
+/* Whether the peer's connection `gen` is still the one up. */
+bool sync_peer_gen_up(struct lr_daemon *d, const struct lr_device_id *peer, uint64_t gen);
 /* A scan of the folder finished (ok: without error). */
 void sync_folder_scanned(struct lr_daemon *d, const char *folder_id, bool ok);
 /* A running scan committed a batch of the folder: announce it to peers now. */

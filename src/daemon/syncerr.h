@@ -36,6 +36,7 @@
 #ifndef LR_DAEMON_SYNCERR_H
 #define LR_DAEMON_SYNCERR_H
 
+#include "identity/identity.h"
 #include "util/err.h"
 
 #include <stdbool.h>
@@ -207,10 +208,23 @@ int sync_items_folder_state(struct lr_daemon *d, const char *folder);
 struct sync_peer_need {
     uint64_t items, files, bytes;
     bool fresh;
+    /* Targets (below) whose index is not stored that far yet, and the
+     * first of them in words. */
+    uint64_t behind;
+    char behind_why[160];
+};
+/* A peer's answer to SEQ_ASK (syncseqs.c) for one folder: the job also
+ * checks that we hold its index `index_id` up to `max_seq`. */
+struct sync_seq_target {
+    char *folder;
+    struct lr_device_id peer;
+    uint64_t index_id, max_seq;
 };
 typedef void (*sync_peer_need_cb)(struct lr_daemon *d, void *ud, const struct sync_peer_need *res,
                                   int status);
+/* t[0..nt): borrowed for the call. */
 void sync_items_peer_need(struct lr_daemon *d, const char *const *folders, size_t n,
-                          sync_peer_need_cb cb, void *ud);
+                          const struct sync_seq_target *t, size_t nt, sync_peer_need_cb cb,
+                          void *ud);
 
 #endif

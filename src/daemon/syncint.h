@@ -293,6 +293,10 @@ struct lr_conn *sync_peer_conn(struct lr_daemon *d, const struct lr_device_id *i
 struct sync_folder *sync_folder_get(struct lr_daemon *d, const char *id);
 /* PULLED from a peer (docs/protocol.md §6.12). */
 void sync_on_pulled(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len);
+
+/* syncseqs.c: SEQ_ASK and SEQS (docs/protocol.md §6.13). */
+void sync_on_seq_ask(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len);
+void sync_on_seqs(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len);
 struct sync_link *sync_link_find(struct lr_daemon *d, const struct lr_device_id *peer,
                                  const char *folder);
 /* Append a frame (payload taken over) to the peer's queue and flush what fits. */

@@ -948,6 +948,8 @@ struct pn_job {
     struct daemon_job base;
     struct pn_pair *v;
     size_t n;
+    struct sync_seq_target *t; /* folders owned */
+    size_t nt;
     sync_peer_need_cb cb;
     void *ud;
     struct sync_peer_need res;
@@ -973,6 +975,20 @@ static void pn_work(struct daemon_job *base)
     struct lr_daemon *d = base->d;
     struct sync_items *s = items(d);
     j->res.fresh = true;
+    for (size_t i = 0; i < j->nt; i++) {
+        const struct sync_seq_target *t = &j->t[i];
+        struct lr_remote_state rs;
+        int rc = lr_index_remote_state(d->ix, t->folder, &t->peer, &rs, NULL);
+        if (rc == 0 && rs.index_id == t->index_id && !rs.full_pending && rs.max_seq >= t->max_seq)
+            continue;
+        if (j->res.behind++ == 0) {
+            char id[LR_DEVICE_ID_SHORTLEN + 1];
+            lr_device_id_short(&t->peer, id);
+            snprintf(j->res.behind_why, sizeof(j->res.behind_why),
+                     "folder %s: peer %s's index up to %llu not received yet", t->folder, id,
+                     (unsigned long long)t->max_seq);
+        }
+    }
     for (size_t i = 0; i < j->n; i++) {
         struct lr_folder_info info;
         struct lr_remote_state rs;
@@ -1049,11 +1065,15 @@ static void pn_done(struct daemon_job *base, int status)
         free(j->v[i].root);
     }
     free(j->v);
+    for (size_t i = 0; i < j->nt; i++)
+        free(j->t[i].folder);
+    free(j->t);
     free(j);
 }
 
 void sync_items_peer_need(struct lr_daemon *d, const char *const *folders, size_t n,
-                          sync_peer_need_cb cb, void *ud)
+                          const struct sync_seq_target *t, size_t nt, sync_peer_need_cb cb,
+                          void *ud)
 {
     struct pn_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
@@ -1061,6 +1081,12 @@ void sync_items_peer_need(struct lr_daemon *d, const char *const *folders, size_
     j->base.done = pn_done;
     j->cb = cb;
     j->ud = ud;
+    j->t = lr_xcalloc(nt + 1, sizeof(*j->t));
+    for (size_t i = 0; i < nt; i++) {
+        j->t[i] = t[i];
+        j->t[i].folder = lr_xstrdup(t[i].folder);
+    }
+    j->nt = nt;
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
         bool named = n == 0;

@@ -45,6 +45,16 @@
 #define SYNCSTATE_SETTLE_MS 100u
 #define SYNCSTATE_WAIT_MAX_MS 60000u
 
+/* A SEQ_ASK of a held request (syncseqs.c) and, once answered, how far the
+ * peer's index of each folder the request names had got. */
+struct sask {
+    struct lr_device_id peer;
+    uint64_t gen; /* its connection then: another one voids the question */
+    bool answered;
+    struct sync_seq_target *t; /* owned, with their folders */
+    size_t nt;
+};
+
 struct sstate {
     struct lr_daemon *d;
     struct lr_api_req *req;
@@ -58,6 +68,9 @@ struct sstate {
     bool checking;       /* a peer-need job of ours is queued or running */
     bool stale;          /* an event came after the last check started */
     struct sstate *next; /* held list */
+    uint64_t ask_req;    /* its SEQ_ASK's (0: none asked) */
+    struct sask *asks;
+    size_t nasks;
     /* results of the check in progress */
     uint64_t need_files, need_bytes, errors;
     uint64_t got_bytes;  /* of need_bytes, already received */
@@ -76,6 +89,7 @@ struct syncstate {
     uint64_t fp, fp_since, fp_at;
     bool fp_valid;
     uint64_t poked_at; /* the last poke not looked at (0: none since fp_at) */
+    uint64_t next_req; /* SEQ_ASK numbers */
 };
 
 static struct syncstate *ss_get(struct lr_daemon *d)
@@ -107,6 +121,12 @@ static void fp_update(struct lr_daemon *d, struct syncstate *w)
 
 static void sstate_free(struct sstate *s)
 {
+    for (size_t i = 0; i < s->nasks; i++) {
+        for (size_t k = 0; k < s->asks[i].nt; k++)
+            free(s->asks[i].t[k].folder);
+        free(s->asks[i].t);
+    }
+    free(s->asks);
     for (size_t i = 0; i < s->n; i++)
         free(s->ids[i]);
     free(s->ids);
@@ -230,7 +250,48 @@ static void on_peer_need(struct lr_daemon *d, void *ud, const struct sync_peer_n
         sstate_free(s);
         return;
     }
-    finish(s, res->fresh && res->items == 0, res);
+    if (res->behind && !s->waiting[0])
+        snprintf(s->waiting, sizeof(s->waiting), "%s", res->behind_why);
+    finish(s, res->fresh && res->items == 0 && res->behind == 0, res);
+}
+
+static bool wanted(const struct sstate *s, const char *folder)
+{
+    bool want = s->n == 0;
+    for (size_t k = 0; k < s->n && !want; k++)
+        want = strcmp(s->ids[k], folder) == 0;
+    return want;
+}
+
+/*
+ * The answers to the request's SEQ_ASKs, as targets for the peer-need job;
+ * false while a peer still connected on the asked connection has not
+ * answered (a peer reconnected since is judged by its new exchange, which
+ * `settled` waits for).
+ */
+static bool seq_targets(struct sstate *s, struct sync_seq_target **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    for (size_t i = 0; i < s->nasks; i++) {
+        struct sask *a = &s->asks[i];
+        if (!sync_peer_gen_up(s->d, &a->peer, a->gen))
+            continue;
+        if (!a->answered) {
+            char id[LR_DEVICE_ID_SHORTLEN + 1];
+            lr_device_id_short(&a->peer, id);
+            snprintf(s->waiting, sizeof(s->waiting), "asking peer %s how far its index has got",
+                     id);
+            free(*out);
+            *out = NULL;
+            *nout = 0;
+            return false;
+        }
+        *out = lr_xreallocarray(*out, *nout + a->nt + 1, sizeof(**out));
+        memcpy(*out + *nout, a->t, a->nt * sizeof(**out));
+        *nout += a->nt;
+    }
+    return true;
 }
 
 /*
@@ -269,10 +330,7 @@ static void check(struct sstate *s)
         snprintf(s->waiting, sizeof(s->waiting), "a scan is queued or running");
     for (size_t i = 0; i < d->cfg->nfolders && done; i++) {
         const char *id = d->cfg->folders[i].id;
-        bool want = s->n == 0;
-        for (size_t k = 0; k < s->n; k++)
-            want |= strcmp(s->ids[k], id) == 0;
-        if (want && live_scan_pending(d, id)) {
+        if (wanted(s, id) && live_scan_pending(d, id)) {
             done = false;
             snprintf(s->waiting, sizeof(s->waiting), "folder %s: changes seen, not scanned yet",
                      id);
@@ -280,10 +338,7 @@ static void check(struct sstate *s)
     }
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
-        bool want = s->n == 0;
-        for (size_t k = 0; k < s->n; k++)
-            want |= strcmp(s->ids[k], fc->id) == 0;
-        if (!want)
+        if (!wanted(s, fc->id))
             continue;
         struct folder_rt *f = daemon_folder(d, fc->id);
         struct sync_folder_status ss;
@@ -318,12 +373,17 @@ static void check(struct sstate *s)
             lr_syncerr_list_release(&l);
         }
     }
+    struct sync_seq_target *t = NULL;
+    size_t nt = 0;
+    if (done && !seq_targets(s, &t, &nt))
+        done = false;
     if (!done) {
         finish(s, false, NULL);
         return;
     }
     s->checking = true;
-    sync_items_peer_need(d, (const char *const *)s->ids, s->n, on_peer_need, s);
+    sync_items_peer_need(d, (const char *const *)s->ids, s->n, t, nt, on_peer_need, s);
+    free(t);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -369,8 +429,48 @@ void syncstate_request(struct lr_daemon *d, struct lr_api_req *req, const char *
         struct syncstate *w = ss_get(d);
         s->next = w->held;
         w->held = s;
+        /* What we hold of a connected peer's index may be stale (its news
+         * still on the way, syncseqs.c): ask how far it has got. */
+        struct sync_seq_asked *asked;
+        s->ask_req = ++w->next_req;
+        s->nasks = sync_seqs_ask(d, ids, n, s->ask_req, &asked);
+        s->asks = lr_xcalloc(s->nasks + 1, sizeof(*s->asks));
+        for (size_t i = 0; i < s->nasks; i++) {
+            s->asks[i].peer = asked[i].peer;
+            s->asks[i].gen = asked[i].gen;
+        }
+        free(asked);
     }
     check(s);
+}
+
+void syncstate_on_seqs(struct lr_daemon *d, const struct lr_device_id *peer, uint64_t gen,
+                       const struct lr_proto_seqs *m)
+{
+    struct syncstate *w = d->syncstate;
+    if (!w || w->closed)
+        return;
+    for (struct sstate *s = w->held; s; s = s->next) {
+        for (size_t i = 0; i < s->nasks && s->ask_req == m->req; i++) {
+            struct sask *a = &s->asks[i];
+            if (a->answered || a->gen != gen || !lr_device_id_eq(&a->peer, peer))
+                continue;
+            a->answered = true;
+            a->t = lr_xcalloc(m->n + 1, sizeof(*a->t));
+            for (size_t k = 0; k < m->n; k++) {
+                const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, m->v[k].folder_id);
+                /* A send-only folder never takes their changes. */
+                if (!fc || fc->mode == LR_MODE_SEND_ONLY || !wanted(s, fc->id))
+                    continue;
+                struct sync_seq_target *t = &a->t[a->nt++];
+                t->folder = lr_xstrdup(fc->id);
+                t->peer = *peer;
+                t->index_id = m->v[k].index_id;
+                t->max_seq = m->v[k].max_seq;
+            }
+        }
+    }
+    syncstate_poke(d);
 }
 
 void syncstate_poke(struct lr_daemon *d)

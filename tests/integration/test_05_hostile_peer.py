@@ -441,8 +441,9 @@ def test_refused_entries_are_not_fetched_nor_staged(devices, tmp_path):
 
 
 # HELLO feature bits (docs/protocol.md §6.1).
-FEAT_HAVE, FEAT_RECON = 1, 4
+FEAT_HAVE, FEAT_RECON, FEAT_SEQS = 1, 4, 16
 T_FOLDERS, T_HAVE, T_SUMMARY, T_SUMMARY_WANT = 0x10, 0x14, 0x16, 0x17
+T_SEQ_ASK, T_SEQS = 0x19, 0x1a
 INDEX_RECON = 4
 
 
@@ -478,6 +479,12 @@ HOSTILE_FRAMES = [
      "stopped: feature not in force"),
     ("unshared-not-negotiated", 0, T_FOLDERS, flagged_folders_hex(7),
      "unshared: feature not in force"),
+    ("seq-ask-not-negotiated", 0, T_SEQ_ASK, "01", "unexpected SEQ_ASK"),
+    ("seqs-not-negotiated", 0, T_SEQS, "0100", "unexpected SEQS"),
+    ("seq-ask-empty", FEAT_SEQS, T_SEQ_ASK, "", "invalid SEQ_ASK"),
+    ("seqs-truncated-count", FEAT_SEQS, T_SEQS, "01ff", "invalid SEQS"),
+    ("seqs-index-zero", FEAT_SEQS, T_SEQS, "0101" + "04646f6373" + "0000000000000000" + "00",
+     "invalid SEQS"),
 ]
 
 

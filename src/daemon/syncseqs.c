@@ -1,0 +1,208 @@
+/*
+ * syncseqs.c - SEQ_ASK and SEQS (docs/protocol.md §6.13): how far a peer's
+ * index has got, for `sync --wait`.
+ *
+ * What we hold of a peer's index is what it told us, and a connection that
+ * stays up while one side is frozen (SIGSTOP, a suspended VM) carries the
+ * peer's news only when its retransmissions come through: `sync --wait`
+ * right after such a pause answered "in sync" on the stale view, and the
+ * peer's new file arrived 10 s later (black-box round 26). So a held
+ * request asks every connected peer how far its index of each folder has
+ * got, and counts the folder in sync only once that much of it is stored
+ * here (syncstate.c, syncitems.c).
+ *
+ * Answering reads each folder's index ID and highest sequence in a job on
+ * the serial queue, after whatever scan or commit is queued before it: the
+ * answer includes them. Everything else runs on the loop thread.
+ */
+#include "daemon/syncint.h"
+
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "sync"
+
+struct seqs_job {
+    struct daemon_job base;
+    struct lr_device_id peer;
+    uint64_t gen; /* the connection the question came on */
+    uint64_t req;
+    char **ids; /* folders syncing with the peer when asked */
+    size_t n;
+    uint8_t *out; /* the encoded SEQS (NULL: none) */
+    size_t out_len;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void seqs_work(struct daemon_job *base)
+{
+    struct seqs_job *j = (struct seqs_job *)base;
+    struct lr_proto_seq *v = lr_xcalloc(j->n + 1, sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        struct lr_folder_info info;
+        struct lr_err err = {0};
+        int rc = lr_index_folder_get(base->d->ix, j->ids[i], &info, &err);
+        if (rc == LR_ENOTFOUND)
+            continue; /* no index yet: nothing to wait for */
+        if (rc < 0) {
+            lr_warn(MOD, "folder=%s not in a SEQS answer: %s", j->ids[i], lr_err_msg(&err, rc));
+            continue;
+        }
+        snprintf(v[n].folder_id, sizeof(v[n].folder_id), "%s", j->ids[i]);
+        v[n].index_id = info.index_id;
+        v[n].max_seq = info.max_seq;
+        n++;
+    }
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_SEQS_MAX);
+    int rc = lr_proto_seqs_encode(j->req, v, n, &b);
+    if (rc < 0) {
+        /* Thousands of long folder IDs can exceed the frame: an empty
+         * answer leaves the asker's wait as it was without SEQ_ASK rather
+         * than holding it until its timeout. */
+        lr_warn(MOD, "SEQS of %zu folders does not fit one message (%d): answered empty", n, rc);
+        lr_buf_release(&b);
+        lr_buf_init(&b, LR_PROTO_SEQS_MAX);
+        rc = lr_proto_seqs_encode(j->req, NULL, 0, &b);
+    }
+    if (rc == 0)
+        j->out = lr_buf_detach(&b, &j->out_len);
+    lr_buf_release(&b);
+    free(v);
+}
+
+static void seqs_done(struct daemon_job *base, int status)
+{
+    struct seqs_job *j = (struct seqs_job *)base;
+    struct lr_daemon *d = base->d;
+    if (status == 0 && !d->stopping && j->out) {
+        struct sync_peer *p = sync_peer_get(d, &j->peer);
+        if (p->conn && p->gen == j->gen) {
+            sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_SEQS, j->out, j->out_len);
+            j->out = NULL; /* taken over */
+        }
+    }
+    free(j->out);
+    for (size_t i = 0; i < j->n; i++)
+        free(j->ids[i]);
+    free(j->ids);
+    free(j);
+}
+
+/* Either message without LR_FEAT_SEQS in force is a protocol error. */
+static bool negotiated(struct lr_daemon *d, struct sync_peer *p, const char *what)
+{
+    if (p->features & LR_FEAT_SEQS)
+        return true;
+    struct lr_err err = {0};
+    lr_err_set(&err, LR_EPROTO, "feature not in force");
+    sync_peer_fatal(d, p, what, LR_EPROTO, &err);
+    return false;
+}
+
+void sync_on_seq_ask(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
+{
+    struct lr_err err = {0};
+    uint64_t req;
+    if (!negotiated(d, p, "unexpected SEQ_ASK"))
+        return;
+    int rc = lr_proto_seq_ask_decode(payload, len, &req, &err);
+    if (rc < 0) {
+        sync_peer_fatal(d, p, "invalid SEQ_ASK", rc, &err);
+        return;
+    }
+    struct seqs_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = seqs_work;
+    j->base.done = seqs_done;
+    j->peer = p->id;
+    j->gen = p->gen;
+    j->req = req;
+    /* Folders in error send nothing (sync.c): no answer the asker would
+     * wait for in vain. */
+    for (struct sync_link *l = d->sync->links; l; l = l->next) {
+        if (!l->listed || !lr_device_id_eq(&l->peer, &p->id) || !sync_folder_usable(d, l->folder))
+            continue;
+        j->ids = lr_xreallocarray(j->ids, j->n + 1, sizeof(*j->ids));
+        j->ids[j->n++] = lr_xstrdup(l->folder);
+    }
+    if (j->n > LR_PROTO_SEQS_ENTRIES_MAX)
+        j->n = LR_PROTO_SEQS_ENTRIES_MAX; /* more cannot be configured (FOLDERS' bound) */
+    if (j->n)
+        qsort(j->ids, j->n, sizeof(*j->ids), cmp_str);
+    daemon_job_queue(d, &j->base);
+}
+
+void sync_on_seqs(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
+{
+    struct lr_err err = {0};
+    struct lr_proto_seqs m;
+    if (!negotiated(d, p, "unexpected SEQS"))
+        return;
+    int rc = lr_proto_seqs_decode(payload, len, &m, &err);
+    if (rc < 0) {
+        sync_peer_fatal(d, p, "invalid SEQS", rc, &err);
+        return;
+    }
+    syncstate_on_seqs(d, &p->id, p->gen, &m);
+    lr_proto_seqs_release(&m);
+}
+
+/* A SEQ_ASK to p; its connection's gen, 0 if none went. */
+static uint64_t ask_one(struct lr_daemon *d, struct sync_peer *p, uint64_t req)
+{
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_SEQ_ASK_MAX);
+    size_t len = 0;
+    uint8_t *pl = NULL;
+    if (lr_proto_seq_ask_encode(req, &b) == 0)
+        pl = lr_buf_detach(&b, &len);
+    lr_buf_release(&b);
+    if (!pl)
+        return 0;
+    sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_SEQ_ASK, pl, len);
+    return p->gen;
+}
+
+size_t sync_seqs_ask(struct lr_daemon *d, const char *const *ids, size_t n, uint64_t req,
+                     struct sync_seq_asked **out)
+{
+    *out = NULL;
+    size_t k = 0;
+    for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
+        if (!p->conn || !p->have_folders || !(p->features & LR_FEAT_SEQS))
+            continue;
+        bool named = false;
+        for (struct sync_link *l = d->sync->links; l && !named; l = l->next) {
+            if (!l->listed || !lr_device_id_eq(&l->peer, &p->id))
+                continue;
+            named = n == 0;
+            for (size_t i = 0; i < n && !named; i++)
+                named = strcmp(ids[i], l->folder) == 0;
+        }
+        uint64_t gen = named ? ask_one(d, p, req) : 0;
+        if (!gen)
+            continue;
+        *out = lr_xreallocarray(*out, k + 1, sizeof(**out));
+        (*out)[k].peer = p->id;
+        (*out)[k].gen = gen;
+        k++;
+    }
+    return k;
+}
+
+bool sync_peer_gen_up(struct lr_daemon *d, const struct lr_device_id *peer, uint64_t gen)
+{
+    for (struct sync_peer *p = d->sync->peers; p; p = p->next)
+        if (lr_device_id_eq(&p->id, peer))
+            return p->conn && p->gen == gen;
+    return false;
+}
