@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,12 +236,44 @@ static int commit(struct scan *s);
  * (black-box round 26: 5052 deletions announced, the peer emptied; the
  * marker outlived the rm because the daemon wrote into it meanwhile). Such
  * deletions are believed only if the marker is still there a moment later:
- * checked every MASS_DELETE_STEP_MS for MASS_DELETE_WAIT_MS, nothing of the
- * scan committed meanwhile. A real mass deletion only waits that long.
+ * checked every MASS_DELETE_STEP_MS for at least MASS_DELETE_WAIT_MS, and
+ * then for as long as something is still deleting (the file system's free
+ * inodes keep rising, or the root keeps changing: an rm of a large tree
+ * reaches the marker last), until that has been quiet for
+ * MASS_DELETE_QUIET_MS or MASS_DELETE_MAX_MS have passed. Nothing of the
+ * scan is committed meanwhile. A real mass deletion only waits that long.
  */
 #define MASS_DELETE_MIN 100
 #define MASS_DELETE_WAIT_MS 2000
+#define MASS_DELETE_QUIET_MS 500
+#define MASS_DELETE_MAX_MS 60000
 #define MASS_DELETE_STEP_MS 100
+
+/* What a deletion still under way changes. */
+struct deleting {
+    uint64_t ffree;               /* free inodes on the folder's file system (0: unknown) */
+    struct timespec mtime, ctime; /* of the root */
+};
+
+static void deleting_now(const struct scan *s, struct deleting *out)
+{
+    struct statvfs v;
+    struct stat st;
+    memset(out, 0, sizeof(*out));
+    if (fstatvfs(s->rootfd, &v) == 0)
+        out->ffree = (uint64_t)v.f_ffree;
+    if (fstat(s->rootfd, &st) == 0) {
+        out->mtime = st.st_mtim;
+        out->ctime = st.st_ctim;
+    }
+}
+
+static bool still_deleting(const struct deleting *was, const struct deleting *now)
+{
+    return now->ffree > was->ffree || now->mtime.tv_sec != was->mtime.tv_sec ||
+           now->mtime.tv_nsec != was->mtime.tv_nsec || now->ctime.tv_sec != was->ctime.tv_sec ||
+           now->ctime.tv_nsec != was->ctime.tv_nsec;
+}
 
 static int mass_delete_hold(struct scan *s)
 {
@@ -251,15 +284,31 @@ static int mass_delete_hold(struct scan *s)
             "folder=%s %" PRIu64 " entries gone, %" PRIu64
             " left: the marker is checked again before the deletions are recorded",
             s->folder, gone, s->present);
-    for (unsigned waited = 0; waited < MASS_DELETE_WAIT_MS; waited += MASS_DELETE_STEP_MS) {
+    struct deleting was, now;
+    deleting_now(s, &was);
+    unsigned waited = 0, quiet = 0;
+    for (;;) {
         if (canceled(s))
             return cancel_error(s);
         int rc = check_marker(s);
         if (rc)
             return rc;
+        if ((waited >= MASS_DELETE_WAIT_MS && quiet >= MASS_DELETE_QUIET_MS) ||
+            waited >= MASS_DELETE_MAX_MS)
+            break;
+        if (waited == MASS_DELETE_WAIT_MS)
+            lr_info("scan", "folder=%s something is still deleting: deletions held until it stops",
+                    s->folder);
         struct timespec step = {0, MASS_DELETE_STEP_MS * 1000000L};
         nanosleep(&step, NULL);
+        waited += MASS_DELETE_STEP_MS;
+        deleting_now(s, &now);
+        quiet = still_deleting(&was, &now) ? 0 : quiet + MASS_DELETE_STEP_MS;
+        was = now;
     }
+    if (waited > MASS_DELETE_WAIT_MS)
+        lr_info("scan", "folder=%s deletions held %u ms, the marker still there: recorded",
+                s->folder, waited);
     return 0;
 }
 

@@ -269,6 +269,38 @@ def test_folder_deleted_whole_while_running_deletes_nothing_on_the_peer(devices,
         assert "left: the marker is checked again" in f.read()
 
 
+def test_folder_deleted_slowly_holds_until_the_deletion_is_over(devices, tmp_path):
+    """An `rm -rf` of a large tree takes longer than the 2 s hold to reach
+    the marker: the scan that walked it with most of the folder gone saw
+    the marker still there after 2 s and recorded the deletions, and the
+    peer deleted them. The hold now lasts while something is still
+    deleting (free inodes rising, the root changing): here 800 of 1000
+    files go at once, the rest one every 25 ms (5 s), then the marker."""
+    a, b, fa, fb = setup_running_pair(devices, tmp_path)
+    names = [f"d{i // 100}/f{i:04d}.txt" for i in range(1000)]
+    for n in names:
+        (fa / n).parent.mkdir(exist_ok=True)
+        (fa / n).write_bytes(n.encode())
+    assert a.ok("sync", "--wait", "--timeout", "60").rc == 0
+    wait_for(lambda: all(has(fb / n, n.encode()) for n in names), timeout=60, interval=0.2,
+             what="1000 files on B")
+    for n in names[:800] + ["seed.txt"]:
+        os.unlink(fa / n)
+    for n in names[800:]:
+        os.unlink(fa / n)
+        time.sleep(0.025)
+    for i in range(10):
+        os.rmdir(fa / f"d{i}")
+    os.rename(fa / ".landropic", tmp_path / "marker-away")
+    wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
+             timeout=15, interval=0.2, what="A's folder in error")
+    time.sleep(3)
+    gone = [n for n in names if not has(fb / n, n.encode())]
+    assert not gone, f"{len(gone)} files deleted on B, first {gone[:3]}"
+    with open(os.path.join(a.home, "landropic.log"), errors="replace") as f:
+        assert "something is still deleting: deletions held" in f.read()
+
+
 def test_marker_removed_seen_live(devices, tmp_path):
     """Moving the folder's .landropic away is noticed by the live watcher: the
     folder goes to error without a command (it showed idle and in sync until
