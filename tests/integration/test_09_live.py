@@ -242,6 +242,19 @@ def test_queue_overflow_falls_back_to_rescan(devices, tmp_path):
     assert "full rescan: inotify queue overflow" in log
 
 
+def marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, logged):
+    """A's marker is moved away: A's folder goes to error, B still has every
+    one of `names` 3 s later, and A's log says `logged`."""
+    os.rename(fa / ".landropic", tmp_path / "marker-away")
+    wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
+             timeout=15, interval=0.2, what="A's folder in error")
+    time.sleep(3)
+    gone = [n for n in names if not has(fb / n, n.encode())]
+    assert not gone, f"{len(gone)} files deleted on B, first {gone[:3]}"
+    with open(os.path.join(a.home, "landropic.log"), errors="replace") as f:
+        assert logged in f.read()
+
+
 def test_folder_deleted_whole_while_running_deletes_nothing_on_the_peer(devices, tmp_path):
     """`rm -rf` of a watched folder empties it before it reaches the marker:
     a scan in between saw every file gone with the marker still there, and
@@ -259,14 +272,7 @@ def test_folder_deleted_whole_while_running_deletes_nothing_on_the_peer(devices,
     for n in names + ["seed.txt"]:
         os.unlink(fa / n)
     time.sleep(1.0)  # the watcher's scan runs meanwhile
-    os.rename(fa / ".landropic", tmp_path / "marker-away")
-    wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
-             timeout=15, interval=0.2, what="A's folder in error")
-    time.sleep(3)
-    gone = [n for n in names if not has(fb / n, n.encode())]
-    assert not gone, f"{len(gone)} files deleted on B, first {gone[:3]}"
-    with open(os.path.join(a.home, "landropic.log"), errors="replace") as f:
-        assert "left: the marker is checked again" in f.read()
+    marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, "left: the marker is checked again")
 
 
 def test_folder_deleted_slowly_holds_until_the_deletion_is_over(devices, tmp_path):
@@ -291,14 +297,7 @@ def test_folder_deleted_slowly_holds_until_the_deletion_is_over(devices, tmp_pat
         time.sleep(0.025)
     for i in range(10):
         os.rmdir(fa / f"d{i}")
-    os.rename(fa / ".landropic", tmp_path / "marker-away")
-    wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["state"] == "error",
-             timeout=15, interval=0.2, what="A's folder in error")
-    time.sleep(3)
-    gone = [n for n in names if not has(fb / n, n.encode())]
-    assert not gone, f"{len(gone)} files deleted on B, first {gone[:3]}"
-    with open(os.path.join(a.home, "landropic.log"), errors="replace") as f:
-        assert "something is still deleting: deletions held" in f.read()
+    marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, "something is still deleting: deletions held")
 
 
 def test_marker_removed_seen_live(devices, tmp_path):
