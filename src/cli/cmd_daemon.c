@@ -471,8 +471,11 @@ static void print_not_done(json_t *st, double timeout)
         /* The peers' part only when the reason is about a peer (it once said
          * so for every reason, with both peers connected). */
         bool peers = !w || strstr(w, "peer ") != NULL;
-        if (w && strstr(w, " has the folder ")) {
-            /* Not a wait for the peer: it cannot sync until fixed there. */
+        if (w && (strstr(w, " has the folder ") || strncmp(w, "asking peer ", 12) == 0 ||
+                  strstr(w, "'s index up to "))) {
+            /* Not a wait for the peer to connect: it cannot sync until fixed
+             * there, or it is connected and has not answered how far its
+             * index has got, or its news have not all arrived. */
             fprintf(stderr, ": ");
             cli_print_msg(stderr, w);
             fprintf(stderr, "\n");

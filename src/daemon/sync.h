@@ -104,17 +104,19 @@ void sync_config_changed(struct lr_daemon *d);
 void sync_redial_for_wait(struct lr_daemon *d, const char *const *folders, size_t n);
 
 /* ---- syncseqs.c: SEQ_ASK / SEQS (docs/protocol.md §6.13), for sync.state ---- */
-/* A SEQ_ASK went to `peer` on its connection `gen`. */
-struct sync_seq_asked {
+/* A peer on one of its connections (gen). */
+struct sync_seq_peer {
     struct lr_device_id peer;
     uint64_t gen;
 };
-/* Send SEQ_ASK `req` to every connected peer that speaks LR_FEAT_SEQS and
- * syncs any of the named folders (all if n is 0); returns how many were
- * asked, listed in *out (the caller frees it; NULL when none). The answers
- * come to syncstate_on_seqs. */
-size_t sync_seqs_ask(struct lr_daemon *d, const char *const *ids, size_t n, uint64_t req,
-                     struct sync_seq_asked **out);
+/* The connected peers that speak LR_FEAT_SEQS and sync any of the named
+ * folders (all if n is 0): how many, listed in *out (the caller frees it;
+ * NULL when none). */
+size_t sync_seqs_peers(struct lr_daemon *d, const char *const *ids, size_t n,
+                       struct sync_seq_peer **out);
+/* Send SEQ_ASK `req` to the peer if that connection is still up; the
+ * answer comes to syncstate_on_seqs. */
+bool sync_seqs_send(struct lr_daemon *d, const struct sync_seq_peer *to, uint64_t req);
 /* Whether the peer's connection `gen` is still the one up. */
 bool sync_peer_gen_up(struct lr_daemon *d, const struct lr_device_id *peer, uint64_t gen);
 /* A scan of the folder finished (ok: without error). */

@@ -156,24 +156,8 @@ void sync_on_seqs(struct lr_daemon *d, struct sync_peer *p, const uint8_t *paylo
     lr_proto_seqs_release(&m);
 }
 
-/* A SEQ_ASK to p; its connection's gen, 0 if none went. */
-static uint64_t ask_one(struct lr_daemon *d, struct sync_peer *p, uint64_t req)
-{
-    struct lr_buf b;
-    lr_buf_init(&b, LR_PROTO_SEQ_ASK_MAX);
-    size_t len = 0;
-    uint8_t *pl = NULL;
-    if (lr_proto_seq_ask_encode(req, &b) == 0)
-        pl = lr_buf_detach(&b, &len);
-    lr_buf_release(&b);
-    if (!pl)
-        return 0;
-    sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_SEQ_ASK, pl, len);
-    return p->gen;
-}
-
-size_t sync_seqs_ask(struct lr_daemon *d, const char *const *ids, size_t n, uint64_t req,
-                     struct sync_seq_asked **out)
+size_t sync_seqs_peers(struct lr_daemon *d, const char *const *ids, size_t n,
+                       struct sync_seq_peer **out)
 {
     *out = NULL;
     size_t k = 0;
@@ -188,15 +172,32 @@ size_t sync_seqs_ask(struct lr_daemon *d, const char *const *ids, size_t n, uint
             for (size_t i = 0; i < n && !named; i++)
                 named = strcmp(ids[i], l->folder) == 0;
         }
-        uint64_t gen = named ? ask_one(d, p, req) : 0;
-        if (!gen)
+        if (!named)
             continue;
         *out = lr_xreallocarray(*out, k + 1, sizeof(**out));
         (*out)[k].peer = p->id;
-        (*out)[k].gen = gen;
+        (*out)[k].gen = p->gen;
         k++;
     }
     return k;
+}
+
+bool sync_seqs_send(struct lr_daemon *d, const struct sync_seq_peer *to, uint64_t req)
+{
+    struct sync_peer *p = sync_peer_get(d, &to->peer);
+    if (!p->conn || p->gen != to->gen)
+        return false;
+    struct lr_buf b;
+    lr_buf_init(&b, LR_PROTO_SEQ_ASK_MAX);
+    size_t len = 0;
+    uint8_t *pl = NULL;
+    if (lr_proto_seq_ask_encode(req, &b) == 0)
+        pl = lr_buf_detach(&b, &len);
+    lr_buf_release(&b);
+    if (!pl)
+        return false;
+    sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_SEQ_ASK, pl, len);
+    return true;
 }
 
 bool sync_peer_gen_up(struct lr_daemon *d, const struct lr_device_id *peer, uint64_t gen)

@@ -45,13 +45,29 @@
 #define SYNCSTATE_SETTLE_MS 100u
 #define SYNCSTATE_WAIT_MAX_MS 60000u
 
-/* A SEQ_ASK of a held request (syncseqs.c) and, once answered, how far the
- * peer's index of each folder the request names had got. */
-struct sask {
-    struct lr_device_id peer;
-    uint64_t gen; /* its connection then: another one voids the question */
+/*
+ * SEQ_ASK (syncseqs.c): per connected peer, the question in flight and the
+ * latest answer, how far its index of each folder synced with us had got.
+ * A held request asks anew and uses only an answer to a question sent
+ * after it came; one answered at once (wait_ms 0: the CLI's last call
+ * before its --timeout) may use an answer to a question sent up to
+ * SEQS_REUSE_MS before it, and otherwise is not done (and asks, for the
+ * next call).
+ */
+#define SEQS_REUSE_MS 1500u
+/* Questions in flight kept per peer: an answer slower than the CLI's 1 s
+ * calls still counts for the question it answers. */
+#define SEQS_INFLIGHT 8
+
+struct seqpeer {
+    struct sync_seq_peer to; /* another gen: a new connection, all forgotten */
+    struct {
+        uint64_t req, asked_ms; /* uv_now when it was sent */
+    } q[SEQS_INFLIGHT];         /* in flight, oldest first */
+    size_t nq;
     bool answered;
-    struct sync_seq_target *t; /* owned, with their folders */
+    uint64_t answer_asked_ms;  /* when the question the answer is to was sent */
+    struct sync_seq_target *t; /* the answer, owned, with their folders */
     size_t nt;
 };
 
@@ -68,9 +84,10 @@ struct sstate {
     bool checking;       /* a peer-need job of ours is queued or running */
     bool stale;          /* an event came after the last check started */
     struct sstate *next; /* held list */
-    uint64_t ask_req;    /* its SEQ_ASK's (0: none asked) */
-    struct sask *asks;
-    size_t nasks;
+    /* Peers whose answer it needs, to a question sent at need_ms or later. */
+    struct sync_seq_peer *deps;
+    size_t ndeps;
+    uint64_t need_ms;
     /* results of the check in progress */
     uint64_t need_files, need_bytes, errors;
     uint64_t got_bytes;  /* of need_bytes, already received */
@@ -90,6 +107,8 @@ struct syncstate {
     bool fp_valid;
     uint64_t poked_at; /* the last poke not looked at (0: none since fp_at) */
     uint64_t next_req; /* SEQ_ASK numbers */
+    struct seqpeer *sp;
+    size_t nsp;
 };
 
 static struct syncstate *ss_get(struct lr_daemon *d)
@@ -121,12 +140,7 @@ static void fp_update(struct lr_daemon *d, struct syncstate *w)
 
 static void sstate_free(struct sstate *s)
 {
-    for (size_t i = 0; i < s->nasks; i++) {
-        for (size_t k = 0; k < s->asks[i].nt; k++)
-            free(s->asks[i].t[k].folder);
-        free(s->asks[i].t);
-    }
-    free(s->asks);
+    free(s->deps);
     for (size_t i = 0; i < s->n; i++)
         free(s->ids[i]);
     free(s->ids);
@@ -263,23 +277,55 @@ static bool wanted(const struct sstate *s, const char *folder)
     return want;
 }
 
+static void seqpeer_forget(struct seqpeer *p)
+{
+    for (size_t k = 0; k < p->nt; k++)
+        free(p->t[k].folder);
+    free(p->t);
+    p->t = NULL;
+    p->nt = 0;
+    p->answered = false;
+}
+
+/* The peer's entry, reset for a new connection (created when missing). */
+static struct seqpeer *seqpeer_get(struct syncstate *w, const struct sync_seq_peer *to)
+{
+    struct seqpeer *p = NULL;
+    for (size_t i = 0; i < w->nsp && !p; i++)
+        if (lr_device_id_eq(&w->sp[i].to.peer, &to->peer))
+            p = &w->sp[i];
+    if (!p) {
+        w->sp = lr_xreallocarray(w->sp, w->nsp + 1, sizeof(*w->sp));
+        p = &w->sp[w->nsp++];
+        memset(p, 0, sizeof(*p));
+        p->to = *to;
+    }
+    if (p->to.gen != to->gen) {
+        seqpeer_forget(p);
+        p->to = *to;
+        p->nq = 0;
+    }
+    return p;
+}
+
 /*
- * The answers to the request's SEQ_ASKs, as targets for the peer-need job;
- * false while a peer still connected on the asked connection has not
- * answered (a peer reconnected since is judged by its new exchange, which
- * `settled` waits for).
+ * The answers the request needs, as targets for the peer-need job; false
+ * while one is missing from a peer still connected on the asked connection
+ * (a peer reconnected since is judged by its new exchange, which `settled`
+ * waits for).
  */
 static bool seq_targets(struct sstate *s, struct sync_seq_target **out, size_t *nout)
 {
+    struct syncstate *w = ss_get(s->d);
     *out = NULL;
     *nout = 0;
-    for (size_t i = 0; i < s->nasks; i++) {
-        struct sask *a = &s->asks[i];
-        if (!sync_peer_gen_up(s->d, &a->peer, a->gen))
+    for (size_t i = 0; i < s->ndeps; i++) {
+        if (!sync_peer_gen_up(s->d, &s->deps[i].peer, s->deps[i].gen))
             continue;
-        if (!a->answered) {
+        struct seqpeer *p = seqpeer_get(w, &s->deps[i]);
+        if (!p->answered || p->answer_asked_ms < s->need_ms) {
             char id[LR_DEVICE_ID_SHORTLEN + 1];
-            lr_device_id_short(&a->peer, id);
+            lr_device_id_short(&p->to.peer, id);
             snprintf(s->waiting, sizeof(s->waiting), "asking peer %s how far its index has got",
                      id);
             free(*out);
@@ -287,11 +333,39 @@ static bool seq_targets(struct sstate *s, struct sync_seq_target **out, size_t *
             *nout = 0;
             return false;
         }
-        *out = lr_xreallocarray(*out, *nout + a->nt + 1, sizeof(**out));
-        memcpy(*out + *nout, a->t, a->nt * sizeof(**out));
-        *nout += a->nt;
+        *out = lr_xreallocarray(*out, *nout + p->nt + 1, sizeof(**out));
+        for (size_t k = 0; k < p->nt; k++) {
+            const struct lr_folder_cfg *fc = lr_config_find_folder(s->d->cfg, p->t[k].folder);
+            /* A send-only folder never takes their changes. */
+            if (fc && fc->mode != LR_MODE_SEND_ONLY && wanted(s, fc->id))
+                (*out)[(*nout)++] = p->t[k];
+        }
     }
     return true;
+}
+
+/* Ask the peers the request depends on, unless a question or an answer
+ * recent enough for it is there already. */
+static void seqs_ask(struct lr_daemon *d, struct sstate *s)
+{
+    struct syncstate *w = ss_get(d);
+    uint64_t now = uv_now(&d->loop);
+    for (size_t i = 0; i < s->ndeps; i++) {
+        struct seqpeer *p = seqpeer_get(w, &s->deps[i]);
+        if ((p->nq && p->q[p->nq - 1].asked_ms >= s->need_ms) ||
+            (p->answered && p->answer_asked_ms >= s->need_ms))
+            continue;
+        uint64_t req = ++w->next_req;
+        if (!sync_seqs_send(d, &p->to, req))
+            continue;
+        if (p->nq == SEQS_INFLIGHT) { /* the oldest is given up on */
+            memmove(&p->q[0], &p->q[1], (SEQS_INFLIGHT - 1) * sizeof(p->q[0]));
+            p->nq--;
+        }
+        p->q[p->nq].req = req;
+        p->q[p->nq].asked_ms = now;
+        p->nq++;
+    }
 }
 
 /*
@@ -429,17 +503,14 @@ void syncstate_request(struct lr_daemon *d, struct lr_api_req *req, const char *
         struct syncstate *w = ss_get(d);
         s->next = w->held;
         w->held = s;
+    }
+    if (!d->stopping) {
         /* What we hold of a connected peer's index may be stale (its news
          * still on the way, syncseqs.c): ask how far it has got. */
-        struct sync_seq_asked *asked;
-        s->ask_req = ++w->next_req;
-        s->nasks = sync_seqs_ask(d, ids, n, s->ask_req, &asked);
-        s->asks = lr_xcalloc(s->nasks + 1, sizeof(*s->asks));
-        for (size_t i = 0; i < s->nasks; i++) {
-            s->asks[i].peer = asked[i].peer;
-            s->asks[i].gen = asked[i].gen;
-        }
-        free(asked);
+        s->ndeps = sync_seqs_peers(d, ids, n, &s->deps);
+        uint64_t reuse = wait_ms > 0 ? 0 : SEQS_REUSE_MS;
+        s->need_ms = s->started > reuse ? s->started - reuse : 0;
+        seqs_ask(d, s);
     }
     check(s);
 }
@@ -450,25 +521,30 @@ void syncstate_on_seqs(struct lr_daemon *d, const struct lr_device_id *peer, uin
     struct syncstate *w = d->syncstate;
     if (!w || w->closed)
         return;
-    for (struct sstate *s = w->held; s; s = s->next) {
-        for (size_t i = 0; i < s->nasks && s->ask_req == m->req; i++) {
-            struct sask *a = &s->asks[i];
-            if (a->answered || a->gen != gen || !lr_device_id_eq(&a->peer, peer))
-                continue;
-            a->answered = true;
-            a->t = lr_xcalloc(m->n + 1, sizeof(*a->t));
-            for (size_t k = 0; k < m->n; k++) {
-                const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, m->v[k].folder_id);
-                /* A send-only folder never takes their changes. */
-                if (!fc || fc->mode == LR_MODE_SEND_ONLY || !wanted(s, fc->id))
-                    continue;
-                struct sync_seq_target *t = &a->t[a->nt++];
-                t->folder = lr_xstrdup(fc->id);
-                t->peer = *peer;
-                t->index_id = m->v[k].index_id;
-                t->max_seq = m->v[k].max_seq;
-            }
-        }
+    struct seqpeer *p = NULL;
+    for (size_t i = 0; i < w->nsp && !p; i++)
+        if (lr_device_id_eq(&w->sp[i].to.peer, peer) && w->sp[i].to.gen == gen)
+            p = &w->sp[i];
+    size_t k = 0;
+    while (p && k < p->nq && p->q[k].req != m->req)
+        k++;
+    if (!p || k == p->nq)
+        return; /* not a question of ours in flight */
+    uint64_t asked = p->q[k].asked_ms;
+    /* Answers come in the order asked (one control stream, one job queue):
+     * the older questions get none now. */
+    memmove(&p->q[0], &p->q[k + 1], (p->nq - k - 1) * sizeof(p->q[0]));
+    p->nq -= k + 1;
+    seqpeer_forget(p);
+    p->answered = true;
+    p->answer_asked_ms = asked;
+    p->t = lr_xcalloc(m->n + 1, sizeof(*p->t));
+    for (size_t i = 0; i < m->n; i++) {
+        struct sync_seq_target *t = &p->t[p->nt++];
+        t->folder = lr_xstrdup(m->v[i].folder_id);
+        t->peer = *peer;
+        t->index_id = m->v[i].index_id;
+        t->max_seq = m->v[i].max_seq;
     }
     syncstate_poke(d);
 }
@@ -505,6 +581,9 @@ void syncstate_poke(struct lr_daemon *d)
 static void on_timer_closed(uv_handle_t *h)
 {
     struct lr_daemon *d = h->data;
+    for (size_t i = 0; i < d->syncstate->nsp; i++)
+        seqpeer_forget(&d->syncstate->sp[i]);
+    free(d->syncstate->sp);
     free(d->syncstate);
     d->syncstate = NULL;
 }

@@ -5,6 +5,7 @@ control socket as a client would, plus the CLI paths that use it."""
 import json
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -264,3 +265,24 @@ def test_waits_for_a_peer_that_just_restarted(devices, tmp_path):
         r = a.run("sync", "--wait", "--timeout", "60", timeout=90)
         assert r.rc == 0, r
         assert (fb / f"r{i}.txt").read_bytes() == b"round %d\n" % i, f"round {i}"
+
+
+def test_a_frozen_peer_is_not_in_sync_with_us(devices, tmp_path):
+    """Bob is connected but frozen (SIGSTOP): alice cannot learn how far his
+    index has got (SEQ_ASK goes unanswered), so her `sync --wait` is not
+    done; at --timeout it exits 3 saying so. Before, it answered in sync at
+    once on what it last heard from him. Thawed, the wait ends 0."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    (fa / "x.txt").write_bytes(b"x\n")
+    a.start()
+    b.start()
+    for d in (a, b):
+        assert d.run("sync", "--wait", "--timeout", "30").rc == 0
+    os.kill(b.pid, signal.SIGSTOP)
+    try:
+        r = a.run("sync", "--wait", "--timeout", "3")
+        assert r.rc == 3, r
+        assert f"asking peer {b.id[:7]} how far its index has got" in r.err, r
+    finally:
+        os.kill(b.pid, signal.SIGCONT)
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
