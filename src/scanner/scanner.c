@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,6 +129,7 @@ struct scan {
     size_t *open_dirs;
     size_t nopen, copen;
     bool walk_done;   /* the last flush: the deferred tombstones go in */
+    bool mass_held;   /* mass_delete_hold waited once already */
     uint64_t present; /* entries the walk found (visit) */
     struct timespec tx_start;
     struct timespec last_commit;
@@ -237,55 +237,78 @@ static int commit(struct scan *s);
  * marker outlived the rm because the daemon wrote into it meanwhile). Such
  * deletions are believed only if the marker is still there a moment later:
  * checked every MASS_DELETE_STEP_MS for at least MASS_DELETE_WAIT_MS, and
- * then for as long as something is still deleting (the file system's free
- * inodes keep rising, or the root keeps changing: an rm of a large tree
- * reaches the marker last), until that has been quiet for
+ * then for as long as something is still deleting in the folder (the
+ * times of its root or top-level directories keep changing: an rm of a
+ * large tree reaches the marker last), until that has been quiet for
  * MASS_DELETE_QUIET_MS or MASS_DELETE_MAX_MS have passed. Nothing of the
- * scan is committed meanwhile. A real mass deletion only waits that long.
+ * scan is committed meanwhile (its transaction stays open: the serial
+ * queue waits too), and a scan holds once. A real mass deletion only
+ * waits that long.
  */
 #define MASS_DELETE_MIN 100
 #define MASS_DELETE_WAIT_MS 2000
 #define MASS_DELETE_QUIET_MS 500
-#define MASS_DELETE_MAX_MS 60000
+#define MASS_DELETE_MAX_MS 30000
 #define MASS_DELETE_STEP_MS 100
 
-/* What a deletion still under way changes. */
-struct deleting {
-    uint64_t ffree;               /* free inodes on the folder's file system (0: unknown) */
-    struct timespec mtime, ctime; /* of the root */
-};
+/* Top-level entries whose times sample a deletion still under way. */
+#define MASS_DELETE_SAMPLE 64
 
-static void deleting_now(const struct scan *s, struct deleting *out)
+static uint64_t mix_time(uint64_t h, const struct timespec *t)
 {
-    struct statvfs v;
-    struct stat st;
-    memset(out, 0, sizeof(*out));
-    if (fstatvfs(s->rootfd, &v) == 0)
-        out->ffree = (uint64_t)v.f_ffree;
-    if (fstat(s->rootfd, &st) == 0) {
-        out->mtime = st.st_mtim;
-        out->ctime = st.st_ctim;
-    }
+    h ^= (uint64_t)t->tv_sec * 1000000007u + (uint64_t)t->tv_nsec;
+    return h * 0x100000001b3u;
 }
 
-static bool still_deleting(const struct deleting *was, const struct deleting *now)
+/*
+ * A signature of what an rm still running in the folder changes: the
+ * modification and change times of the root and of its first
+ * MASS_DELETE_SAMPLE subdirectories (a removal changes its parent's times;
+ * rm works through one top-level subtree after the other). Only this
+ * folder: activity elsewhere on the file system does not stretch the hold.
+ */
+static uint64_t deleting_sig(const struct scan *s)
 {
-    return now->ffree > was->ffree || now->mtime.tv_sec != was->mtime.tv_sec ||
-           now->mtime.tv_nsec != was->mtime.tv_nsec || now->ctime.tv_sec != was->ctime.tv_sec ||
-           now->ctime.tv_nsec != was->ctime.tv_nsec;
+    struct stat st;
+    uint64_t h = 0xcbf29ce484222325u;
+    if (fstat(s->rootfd, &st) == 0) {
+        h = mix_time(h, &st.st_mtim);
+        h = mix_time(h, &st.st_ctim);
+    }
+    int fd = openat(s->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return h;
+    }
+    struct dirent *de;
+    unsigned n = 0;
+    while (n < MASS_DELETE_SAMPLE && (de = readdir(dir))) {
+        if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, LR_SCAN_MARKER) == 0)
+            continue;
+        n++;
+        if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            h = mix_time(h, &st.st_mtim);
+            h = mix_time(h, &st.st_ctim);
+        }
+    }
+    closedir(dir);
+    return h;
 }
 
 static int mass_delete_hold(struct scan *s)
 {
     uint64_t gone = s->res->deleted;
-    if (gone < MASS_DELETE_MIN || gone < s->present)
+    if (s->mass_held || gone < MASS_DELETE_MIN || gone < s->present)
         return 0;
+    s->mass_held = true;
     lr_info("scan",
             "folder=%s %" PRIu64 " entries gone, %" PRIu64
             " left: the marker is checked again before the deletions are recorded",
             s->folder, gone, s->present);
-    struct deleting was, now;
-    deleting_now(s, &was);
+    uint64_t was = deleting_sig(s);
     unsigned waited = 0, quiet = 0;
     for (;;) {
         if (canceled(s))
@@ -302,8 +325,8 @@ static int mass_delete_hold(struct scan *s)
         struct timespec step = {0, MASS_DELETE_STEP_MS * 1000000L};
         nanosleep(&step, NULL);
         waited += MASS_DELETE_STEP_MS;
-        deleting_now(s, &now);
-        quiet = still_deleting(&was, &now) ? 0 : quiet + MASS_DELETE_STEP_MS;
+        uint64_t now = deleting_sig(s);
+        quiet = now != was ? 0 : quiet + MASS_DELETE_STEP_MS;
         was = now;
     }
     if (waited > MASS_DELETE_WAIT_MS)
