@@ -363,7 +363,9 @@ static int trim_finished(struct lr_index *ix, struct lr_err *err)
  * pull rounds and commits behind it (about 1.1 s of a 20 000-file pull,
  * docs/benchmarks.md, session 27). A crash of the daemon loses none of
  * them; a power cut may lose those since the last durable commit. The
- * last checkpoint, at stop, is durable.
+ * checkpoint at stop, when some session changed since the last one, is
+ * durable; the lazy ones before it reach the disk with it or with SQLite's
+ * checkpoint when the index is closed.
  */
 static void ckpt_write(struct lr_index *ix, const struct lr_session_row *rows, size_t n, bool lazy,
                        bool trim)

@@ -1628,6 +1628,7 @@ void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_devi
     p->conn = NULL;
     p->gen++;
     p->index_queued = 0;
+    p->seqs_pending = 0;
     p->have_folders = false;
     lr_proto_folders_release(&p->theirs);
     queue_clear(p);

@@ -117,6 +117,12 @@ size_t sync_seqs_peers(struct lr_daemon *d, const char *const *ids, size_t n,
 /* Send SEQ_ASK `req` to the peer if that connection is still up; the
  * answer comes to syncstate_on_seqs. */
 bool sync_seqs_send(struct lr_daemon *d, const struct sync_seq_peer *to, uint64_t req);
+struct sync_seq_target;
+/* Whether an answer's folder still syncs with that peer under the index it
+ * named (its latest FOLDERS): an answer about an index since replaced, or
+ * a folder since unshared, is not waited for (the new exchange is, by the
+ * settled rule). */
+bool sync_seqs_target_ok(struct lr_daemon *d, const struct sync_seq_target *t);
 /* Whether the peer's connection `gen` is still the one up. */
 bool sync_peer_gen_up(struct lr_daemon *d, const struct lr_device_id *peer, uint64_t gen);
 /* A scan of the folder finished (ok: without error). */

@@ -40,6 +40,8 @@
  * closed (there is no way to pause a peer's stream): memory stays bounded,
  * and the next FOLDERS resumes from what was stored. */
 #define SYNC_INDEX_QUEUED_MAX (128u << 20)
+/* SEQ_ASKs a peer may have waiting for their answer (syncseqs.c). */
+#define SYNC_SEQS_PENDING_MAX 64u
 /* A peer that is not connected this long after start counts as settled. */
 #define SYNC_CONNECT_GRACE_MS 5000
 /* How long `sync --wait` holds for the dial `sync` makes to a disconnected
@@ -90,6 +92,7 @@ struct sync_peer {
     struct sync_early_want *early;
     size_t nearly;
     uint64_t index_queued; /* bytes of INDEX payloads waiting for their job */
+    unsigned seqs_pending; /* SEQ_ASKs of this connection not yet answered */
     /* Its latest FOLDERS (this connection). */
     struct lr_proto_folders theirs;
     bool have_folders;

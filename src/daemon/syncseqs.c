@@ -11,11 +11,14 @@
  * got, and counts the folder in sync only once that much of it is stored
  * here (syncstate.c, syncitems.c).
  *
- * Answering reads each folder's index ID and highest sequence in a job on
- * the serial queue, after whatever scan or commit is queued before it: the
- * answer includes them. Everything else runs on the loop thread.
+ * Answering reads each folder's index ID and highest sequence as committed,
+ * in a job on the serve side lane with its read-only index handle (not the
+ * serial queue, where a long scan of another folder or a mass-deletion
+ * hold would keep the asker waiting). Everything else runs on the loop
+ * thread.
  */
 #include "daemon/syncint.h"
+#include "daemon/syncerr.h"
 
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -44,16 +47,19 @@ static int cmp_str(const void *a, const void *b)
 static void seqs_work(struct daemon_job *base)
 {
     struct seqs_job *j = (struct seqs_job *)base;
+    struct lr_err ixerr = {0};
+    struct lr_index *ix = sync_side_ix(base->d, &ixerr);
     struct lr_proto_seq *v = lr_xcalloc(j->n + 1, sizeof(*v));
     size_t n = 0;
     for (size_t i = 0; i < j->n; i++) {
         struct lr_folder_info info;
         struct lr_err err = {0};
-        int rc = lr_index_folder_get(base->d->ix, j->ids[i], &info, &err);
+        int rc = ix ? lr_index_folder_get(ix, j->ids[i], &info, &err) : LR_EDB;
         if (rc == LR_ENOTFOUND)
             continue; /* no index yet: nothing to wait for */
         if (rc < 0) {
-            lr_warn(MOD, "folder=%s not in a SEQS answer: %s", j->ids[i], lr_err_msg(&err, rc));
+            lr_warn(MOD, "folder=%s not in a SEQS answer: %s", j->ids[i],
+                    ix ? lr_err_msg(&err, rc) : lr_err_msg(&ixerr, LR_EDB));
             continue;
         }
         snprintf(v[n].folder_id, sizeof(v[n].folder_id), "%s", j->ids[i]);
@@ -83,11 +89,14 @@ static void seqs_done(struct daemon_job *base, int status)
 {
     struct seqs_job *j = (struct seqs_job *)base;
     struct lr_daemon *d = base->d;
-    if (status == 0 && !d->stopping && j->out) {
+    if (!d->stopping) {
         struct sync_peer *p = sync_peer_get(d, &j->peer);
         if (p->conn && p->gen == j->gen) {
-            sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_SEQS, j->out, j->out_len);
-            j->out = NULL; /* taken over */
+            p->seqs_pending--;
+            if (status == 0 && j->out) {
+                sync_send(d, p, LR_STREAM_CONTROL, LR_MSG_SEQS, j->out, j->out_len);
+                j->out = NULL; /* taken over */
+            }
         }
     }
     free(j->out);
@@ -119,6 +128,13 @@ void sync_on_seq_ask(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
         sync_peer_fatal(d, p, "invalid SEQ_ASK", rc, &err);
         return;
     }
+    /* Each question costs a job and an answer: a peer asking faster than
+     * we answer is misbehaving (ours has at most 8 in flight). */
+    if (p->seqs_pending >= SYNC_SEQS_PENDING_MAX) {
+        lr_err_set(&err, LR_EPROTO, "%u questions unanswered", p->seqs_pending);
+        sync_peer_fatal(d, p, "too many SEQ_ASK", LR_EPROTO, &err);
+        return;
+    }
     struct seqs_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
     j->base.work = seqs_work;
@@ -126,19 +142,26 @@ void sync_on_seq_ask(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
     j->peer = p->id;
     j->gen = p->gen;
     j->req = req;
-    /* Folders in error send nothing (sync.c): no answer the asker would
-     * wait for in vain. */
-    for (struct sync_link *l = d->sync->links; l; l = l->next) {
-        if (!l->listed || !lr_device_id_eq(&l->peer, &p->id) || !sync_folder_usable(d, l->folder))
+    /* Only what the asker could reach: folders in error send nothing, and
+     * a receive-only folder never sends our own versions (sync.c), so its
+     * highest sequence may be one the asker never gets. (Listed links are
+     * bounded by the peer's FOLDERS, LR_PROTO_FOLDERS_ENTRIES_MAX, the
+     * same bound as a SEQS.) */
+    for (struct sync_link *l = d->sync->links; l && j->n < LR_PROTO_SEQS_ENTRIES_MAX; l = l->next) {
+        const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, l->folder);
+        if (!l->listed || !lr_device_id_eq(&l->peer, &p->id) || !fc ||
+            fc->mode == LR_MODE_RECEIVE_ONLY || !sync_folder_usable(d, l->folder))
             continue;
         j->ids = lr_xreallocarray(j->ids, j->n + 1, sizeof(*j->ids));
         j->ids[j->n++] = lr_xstrdup(l->folder);
     }
-    if (j->n > LR_PROTO_SEQS_ENTRIES_MAX)
-        j->n = LR_PROTO_SEQS_ENTRIES_MAX; /* more cannot be configured (FOLDERS' bound) */
     if (j->n)
         qsort(j->ids, j->n, sizeof(*j->ids), cmp_str);
-    daemon_job_queue(d, &j->base);
+    p->seqs_pending++;
+    /* On the serve lane with the read-only handle: the answer is what is
+     * committed now, not held behind a long scan or a pull on the serial
+     * queue. */
+    daemon_side_queue(d, DAEMON_SIDE_SERVE, &j->base);
 }
 
 void sync_on_seqs(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
@@ -206,4 +229,10 @@ bool sync_peer_gen_up(struct lr_daemon *d, const struct lr_device_id *peer, uint
         if (lr_device_id_eq(&p->id, peer))
             return p->conn && p->gen == gen;
     return false;
+}
+
+bool sync_seqs_target_ok(struct lr_daemon *d, const struct sync_seq_target *t)
+{
+    struct sync_link *l = sync_link_find(d, &t->peer, t->folder);
+    return l && l->listed && l->their_index_id == t->index_id;
 }

@@ -55,8 +55,8 @@
  * next call).
  */
 #define SEQS_REUSE_MS 1500u
-/* Questions in flight kept per peer: an answer slower than the CLI's 1 s
- * calls still counts for the question it answers. */
+/* Questions in flight per peer: an answer slower than the CLI's 1 s calls
+ * still counts for the question it answers. */
 #define SEQS_INFLIGHT 8
 
 struct seqpeer {
@@ -83,6 +83,10 @@ struct sstate {
     uint64_t done_since; /* uv_now ms of the first of the checks in a row found done; 0: none */
     bool checking;       /* a peer-need job of ours is queued or running */
     bool stale;          /* an event came after the last check started */
+    /* Its check job just ended: the poke that follows every serial job
+     * (syncjobs.c) is that end, not news (else a request that is not done
+     * checked again every SYNCSTATE_GAP_MS, a job each time). */
+    bool own_poke;
     struct sstate *next; /* held list */
     /* Peers whose answer it needs, to a question sent at need_ms or later. */
     struct sync_seq_peer *deps;
@@ -264,6 +268,7 @@ static void on_peer_need(struct lr_daemon *d, void *ud, const struct sync_peer_n
         sstate_free(s);
         return;
     }
+    s->own_poke = true;
     if (res->behind && !s->waiting[0])
         snprintf(s->waiting, sizeof(s->waiting), "%s", res->behind_why);
     finish(s, res->fresh && res->items == 0 && res->behind == 0, res);
@@ -337,7 +342,8 @@ static bool seq_targets(struct sstate *s, struct sync_seq_target **out, size_t *
         for (size_t k = 0; k < p->nt; k++) {
             const struct lr_folder_cfg *fc = lr_config_find_folder(s->d->cfg, p->t[k].folder);
             /* A send-only folder never takes their changes. */
-            if (fc && fc->mode != LR_MODE_SEND_ONLY && wanted(s, fc->id))
+            if (fc && fc->mode != LR_MODE_SEND_ONLY && wanted(s, fc->id) &&
+                sync_seqs_target_ok(s->d, &p->t[k]))
                 (*out)[(*nout)++] = p->t[k];
         }
     }
@@ -355,13 +361,13 @@ static void seqs_ask(struct lr_daemon *d, struct sstate *s)
         if ((p->nq && p->q[p->nq - 1].asked_ms >= s->need_ms) ||
             (p->answered && p->answer_asked_ms >= s->need_ms))
             continue;
+        /* Full: it has not answered 8 questions; asking more would only
+         * pile them up there (it bounds them, SYNC_SEQS_PENDING_MAX). */
+        if (p->nq == SEQS_INFLIGHT)
+            continue;
         uint64_t req = ++w->next_req;
         if (!sync_seqs_send(d, &p->to, req))
             continue;
-        if (p->nq == SEQS_INFLIGHT) { /* the oldest is given up on */
-            memmove(&p->q[0], &p->q[1], (SEQS_INFLIGHT - 1) * sizeof(p->q[0]));
-            p->nq--;
-        }
         p->q[p->nq].req = req;
         p->q[p->nq].asked_ms = now;
         p->nq++;
@@ -567,6 +573,10 @@ void syncstate_poke(struct lr_daemon *d)
     if (!w->held)
         return;
     for (struct sstate *s = w->held; s; s = s->next) {
+        if (s->own_poke) {
+            s->own_poke = false;
+            continue;
+        }
         s->stale = true;
         if (s->checking)
             continue; /* finish() sees stale */

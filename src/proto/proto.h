@@ -71,7 +71,7 @@ enum lr_msg_type {
     LR_MSG_PULLED = 0x18,       /* control stream: what the sender still needs of a folder */
     LR_MSG_SEQ_ASK = 0x19,      /* control stream: "how far has your index got?" (LR_FEAT_SEQS) */
     LR_MSG_SEQS = 0x1a,         /* control stream: the answer, per folder synced with the asker */
-    /* 0x19..0x7d: further sync messages, each with a row in proto.c's type
+    /* 0x1b..0x7d: further sync messages, each with a row in proto.c's type
      * table and a section in docs/protocol.md. */
     LR_MSG_DEBUG_DATA = 0x7e, /* test-only opaque payload; receivers may skip it */
 };

@@ -511,6 +511,27 @@ def test_hostile_have_and_summary_frames_close_the_connection(devices, tmp_path,
     s.assert_logged(logged)
 
 
+def test_seq_ask_flood_closes_the_connection(devices, tmp_path):
+    """A peer asking SEQ_ASK faster than they are answered (each costs a job
+    and an answer) is cut off past 64 waiting, not queued without bound;
+    well-formed questions before that are answered and harmless."""
+    s = Scene(devices, tmp_path)
+    s.start()
+    out = s.run_peer([
+        {"entries": [good("before.txt", "sent before the flood\n")]},
+        {"wait_served": True, "entries": [],
+         "raw": [{"type": T_SEQ_ASK, "hex": f"{i + 1:02x}"} for i in range(60)]
+         + [{"type": T_SEQ_ASK, "hex": "4100"} for _ in range(2000)]},
+    ], "--exit-on-close", features=FEAT_SEQS)
+    assert "exit reason=closed" in out, out
+    logged = "too many SEQ_ASK"
+    s.settle(logged)
+    wait_for(lambda: arrived(s.root, "before.txt", "sent before the flood\n"),
+             what="the file sent before the flood")
+    s.assert_alive()
+    s.assert_logged(logged)
+
+
 def test_recon_burst_without_a_summary_is_refused(devices, tmp_path):
     """An INDEX burst starting with RECON continues a replacement only a
     SUMMARY can begin (§6.11): without one it is a protocol error and none of
