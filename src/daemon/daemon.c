@@ -241,7 +241,7 @@ static void cb_disconnected(void *ud, struct lr_conn *c, const struct lr_device_
         p->recv_done += st.payload_recv;
         p->conn = NULL;
     }
-    sync_peer_down(d, c, peer);
+    sync_peer_down(d, c, peer, lr_conn_lost_reason(reason));
     lr_info(MOD, "peer disconnected id=%s reason=%s", id, reason);
     daemon_event(d, json_pack("{s:s, s:s, s:s}", "type", "peer_disconnected", "device", id,
                               "reason", reason));

@@ -1602,7 +1602,7 @@ void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device
 {
     struct sync_peer *p = sync_peer_get(d, peer);
     if (p->conn && p->conn != c)
-        sync_peer_down(d, p->conn, peer);
+        sync_peer_down(d, p->conn, peer, false);
     p->conn = c;
     p->features = features & SYNC_FEATURES;
     p->gen++;
@@ -1618,7 +1618,8 @@ void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device
     sync_pull_peer_up(d, p);
 }
 
-void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer)
+void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer,
+                    bool lost)
 {
     if (!d->sync)
         return;
@@ -1627,6 +1628,7 @@ void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_devi
         return;
     p->conn = NULL;
     p->gen++;
+    p->lost_ms = lost ? uv_now(&d->loop) : 0;
     p->index_queued = 0;
     p->seqs_pending = 0;
     p->have_folders = false;
@@ -2102,14 +2104,17 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
             continue;
         lr_device_id_short(&p->id, id);
         if (!p->conn) {
-            /* The connect grace at start, and again after we closed the
+            /* The connect grace at start, again after we closed the
              * connection ourselves to have it come back (a sync --wait
-             * answered "in sync" in that gap while the peer lacked files). */
+             * answered "in sync" in that gap while the peer lacked files),
+             * and after the path failed (black-box round 27: the wait
+             * ended 0.1 s after an idle timeout, the peer lacking files). */
             bool dialling = p->redial_ms && now - p->redial_ms < SYNC_REDIAL_GRACE_MS && d->tr &&
                             lr_transport_connecting(d->tr, &p->id);
             settled = !dialling && now - d->started_ms >= SYNC_CONNECT_GRACE_MS &&
                       now - p->shared_ms >= SYNC_CONNECT_GRACE_MS &&
-                      (!p->closed_ms || now - p->closed_ms >= SYNC_CONNECT_GRACE_MS);
+                      (!p->closed_ms || now - p->closed_ms >= SYNC_CONNECT_GRACE_MS) &&
+                      (!p->lost_ms || now - p->lost_ms >= SYNC_CONNECT_GRACE_MS);
             if (!settled)
                 snprintf(out->why, sizeof(out->why), "peer %s not connected yet", id);
             continue;

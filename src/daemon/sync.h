@@ -90,7 +90,12 @@ void sync_free(struct lr_daemon *d); /* after the loop ended */
 /* features: the peer's HELLO feature bits. */
 void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer,
                   uint64_t features);
-void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer);
+/* lost: the path failed (idle timeout, no answer to a probe, our data
+ * unacknowledged), not a close either side asked for: `sync --wait` then
+ * gives the peer the connect grace to come back before counting it as
+ * settled. */
+void sync_peer_down(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer,
+                    bool lost);
 void sync_on_message(struct lr_daemon *d, struct lr_conn *c, uint64_t type, const uint8_t *payload,
                      size_t len);
 void sync_on_writable(struct lr_daemon *d, struct lr_conn *c);

@@ -70,6 +70,7 @@ struct sync_peer {
      * cannot make us do it again and again. */
     uint64_t check_gen;
     uint64_t closed_ms; /* uv_now when we closed its connection to reconnect (0: never) */
+    uint64_t lost_ms;   /* uv_now when its last connection's path failed (0: it did not) */
     /* uv_now when it was added, or a folder newly shared with it (0: at
      * start): `sync --wait` gives it the connect grace from then too. */
     uint64_t shared_ms;

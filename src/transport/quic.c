@@ -1774,7 +1774,7 @@ static void timer_cb(uv_timer_t *h)
     c->busy--;
     t->depth--;
     if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
-        conn_free(c, rv == NGTCP2_ERR_IDLE_CLOSE ? "idle timeout" : "handshake timeout");
+        conn_free(c, rv == NGTCP2_ERR_IDLE_CLOSE ? LR_CONN_LOST_IDLE : "handshake timeout");
     } else if (rv != 0) {
         conn_close_err(c, rv);
     } else {
@@ -1944,7 +1944,7 @@ static void path_check(uv_timer_t *h)
         } else if (c->probe_deadline && ts >= c->probe_deadline) {
             lr_info(MOD, "connection to %s acknowledged nothing since a probe: closing it",
                     c->addr);
-            conn_close_app(c, 0, "no answer to a probe", false);
+            conn_close_app(c, 0, LR_CONN_LOST_PROBE, false);
             break;
         }
         if (send_stalled(c, ts)) {
@@ -1952,7 +1952,7 @@ static void path_check(uv_timer_t *h)
                     "connection to %s: none of our data acknowledged for %llu s while the peer "
                     "is heard: closing it to start afresh",
                     c->addr, (unsigned long long)((ts - c->progress_ns) / (1000 * MS)));
-            conn_close_app(c, 0, "our data unacknowledged", false);
+            conn_close_app(c, 0, LR_CONN_LOST_STALL, false);
             break;
         }
         if (!c->tx_ps.path.local.addrlen)
@@ -2410,6 +2410,13 @@ const struct lr_device_id *lr_conn_peer(const struct lr_conn *c)
 const char *lr_conn_addr(const struct lr_conn *c)
 {
     return c->addr;
+}
+
+bool lr_conn_lost_reason(const char *reason)
+{
+    return reason &&
+           (strcmp(reason, LR_CONN_LOST_IDLE) == 0 || strcmp(reason, LR_CONN_LOST_PROBE) == 0 ||
+            strcmp(reason, LR_CONN_LOST_STALL) == 0);
 }
 
 bool lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms)

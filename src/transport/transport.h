@@ -395,6 +395,14 @@ void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out);
  */
 bool lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms);
 
+/* Disconnect reasons (on_disconnected) that say the path failed rather
+ * than either side closing on purpose. */
+#define LR_CONN_LOST_IDLE "idle timeout"
+#define LR_CONN_LOST_PROBE "no answer to a probe"
+#define LR_CONN_LOST_STALL "our data unacknowledged"
+/* Whether a disconnect reason is one of those. */
+bool lr_conn_lost_reason(const char *reason);
+
 /* ---- Pairing connections ---- */
 
 /*

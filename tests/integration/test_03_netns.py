@@ -641,3 +641,52 @@ def test_sync_wait_holds_for_news_lost_on_the_way(netns_pair, tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_sync_wait_gives_a_lost_peer_the_grace_to_come_back(netns_pair, tmp_path):
+    """Bob hears nothing from alice (every packet into him dropped) while
+    alice adds a file; his `sync --wait` is running. At his idle timeout
+    the connection ends, and the wait ended 0.1 s later, in sync on
+    nothing, without the file (black-box round 27). A connection whose
+    path failed now gets the connect grace (5 s) to come back: the link
+    heals right after the timeout, bob redials, and the wait ends with the
+    file there."""
+    nsa, nsb = netns_pair
+    a, b = ns_devices(netns_pair, tmp_path)
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    rules = ("table inet lrdeaf {\n"
+             " chain in { type filter hook input priority 0; iifname != \"lo\" drop; }\n"
+             "}\n")
+    log = os.path.join(b.home, "landropic.log")
+    try:
+        a.start()
+        b.start("--idle-timeout", "3")
+        for d in (a, b):
+            assert d.run("sync", "--wait", "--timeout", "30").rc == 0
+        p = subprocess.run(["ip", "netns", "exec", nsb, "nft", "-f", "-"], input=rules,
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        healed = False
+        try:
+            (fa / "late.bin").write_bytes(os.urandom(200_000))
+            assert a.run("sync").rc == 0
+            wait = subprocess.Popen([BIN, "--home", b.home, "sync", "--wait", "--timeout", "60"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            wait_for(lambda: 'reason="idle timeout"' in open(log).read(), timeout=30,
+                     interval=0.05, what="bob's idle timeout")
+            sh("ip", "netns", "exec", nsb, "nft", "delete", "table", "inet", "lrdeaf")
+            healed = True
+            out, err = wait.communicate(timeout=90)
+        finally:
+            if not healed:
+                sh("ip", "netns", "exec", nsb, "nft", "delete", "table", "inet", "lrdeaf",
+                   check=False)
+        assert wait.returncode == 0, (out, err)
+        assert (fb / "late.bin").read_bytes() == (fa / "late.bin").read_bytes()
+    finally:
+        a.stop()
+        b.stop()
