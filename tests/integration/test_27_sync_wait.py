@@ -286,3 +286,22 @@ def test_a_frozen_peer_is_not_in_sync_with_us(devices, tmp_path):
     finally:
         os.kill(b.pid, signal.SIGCONT)
     assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+
+
+def test_a_change_just_made_on_the_peer_is_waited_for(devices, tmp_path):
+    """Alice writes a file and bob's `sync --wait` starts 20 ms later: her
+    watcher had seen the change but not scanned it yet (its debounce), so
+    her answer to bob's question (how far her index has got) did not
+    include it and bob answered in sync without it (black-box round 27,
+    10 of 10). A change seen and not yet scanned is scanned before the
+    answer."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    a.start()
+    b.start()
+    for d in (a, b):
+        assert d.run("sync", "--wait", "--timeout", "30").rc == 0
+    for i in range(5):
+        (fa / f"quick{i}.txt").write_bytes(b"made just before %d\n" % i)
+        time.sleep(0.02)
+        assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+        assert (fb / f"quick{i}.txt").read_bytes() == b"made just before %d\n" % i, i
