@@ -595,6 +595,34 @@ def test_peer_removed_mid_file_is_not_waited_for(netns_pair, tmp_path):
         b.stop()
 
 
+def ns_docs_pair(netns_pair, tmp_path, files):
+    """ns_devices sharing folder "docs" (tmp_path/A/docs, tmp_path/B/docs),
+    alice's holding `files` (name: bytes); daemons not started."""
+    a, b = ns_devices(netns_pair, tmp_path)
+    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
+    fa.mkdir(parents=True)
+    fb.mkdir(parents=True)
+    for name, data in files.items():
+        (fa / name).write_bytes(data)
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    return a, b, fa, fb
+
+
+def deafen(ns):
+    """Every packet into the namespace from outside is dropped (undeafen)."""
+    rules = ("table inet lrdeaf {\n"
+             " chain in { type filter hook input priority 0; iifname != \"lo\" drop; }\n"
+             "}\n")
+    p = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+
+
+def undeafen(ns, check=False):
+    sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "lrdeaf", check=check)
+
+
 def test_sync_wait_holds_for_news_lost_on_the_way(netns_pair, tmp_path):
     """Every packet into bob is lost for 8 s while alice scans a new file;
     then the link heals and bob's `sync --wait` runs at once. The
@@ -605,17 +633,8 @@ def test_sync_wait_holds_for_news_lost_on_the_way(netns_pair, tmp_path):
     SIGSTOP whose backlog overflowed bob's socket buffer). The wait now asks
     each connected peer how far its index has got (SEQ_ASK,
     docs/protocol.md §6.13) and holds until bob has stored that much."""
-    nsa, nsb = netns_pair
-    a, b = ns_devices(netns_pair, tmp_path)
-    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
-    fa.mkdir(parents=True)
-    fb.mkdir(parents=True)
-    (fa / "old.txt").write_bytes(b"before\n")
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
-    rules = ("table inet lrdeaf {\n"
-             " chain in { type filter hook input priority 0; iifname != \"lo\" drop; }\n"
-             "}\n")
+    _, nsb = netns_pair
+    a, b, fa, fb = ns_docs_pair(netns_pair, tmp_path, {"old.txt": b"before\n"})
     try:
         a.start()
         b.start()
@@ -623,16 +642,13 @@ def test_sync_wait_holds_for_news_lost_on_the_way(netns_pair, tmp_path):
             assert d.run("sync", "--wait", "--timeout", "30").rc == 0
         assert (fb / "old.txt").read_bytes() == b"before\n"
         for i in range(2):
-            p = subprocess.run(["ip", "netns", "exec", nsb, "nft", "-f", "-"], input=rules,
-                               capture_output=True, text=True, timeout=30)
-            assert p.returncode == 0, p.stderr
+            deafen(nsb)
             try:
                 (fa / f"new{i}.bin").write_bytes(os.urandom(300_000))
                 assert a.run("sync").rc == 0  # scanned and announced into the void
                 time.sleep(8)  # short of the 15 s stalled-send close and the idle timeout
             finally:
-                sh("ip", "netns", "exec", nsb, "nft", "delete", "table", "inet", "lrdeaf",
-                   check=False)
+                undeafen(nsb)
             t0 = time.time()
             r = b.run("sync", "--wait", "--timeout", "60", timeout=90)
             assert r.rc == 0, r
@@ -651,25 +667,15 @@ def test_sync_wait_gives_a_lost_peer_the_grace_to_come_back(netns_pair, tmp_path
     path failed now gets the connect grace (5 s) to come back: the link
     heals right after the timeout, bob redials, and the wait ends with the
     file there."""
-    nsa, nsb = netns_pair
-    a, b = ns_devices(netns_pair, tmp_path)
-    fa, fb = tmp_path / "A" / "docs", tmp_path / "B" / "docs"
-    fa.mkdir(parents=True)
-    fb.mkdir(parents=True)
-    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
-    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
-    rules = ("table inet lrdeaf {\n"
-             " chain in { type filter hook input priority 0; iifname != \"lo\" drop; }\n"
-             "}\n")
+    _, nsb = netns_pair
+    a, b, fa, fb = ns_docs_pair(netns_pair, tmp_path, {})
     log = os.path.join(b.home, "landropic.log")
     try:
         a.start()
         b.start("--idle-timeout", "3")
         for d in (a, b):
             assert d.run("sync", "--wait", "--timeout", "30").rc == 0
-        p = subprocess.run(["ip", "netns", "exec", nsb, "nft", "-f", "-"], input=rules,
-                           capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
+        deafen(nsb)
         healed = False
         try:
             (fa / "late.bin").write_bytes(os.urandom(200_000))
@@ -678,13 +684,12 @@ def test_sync_wait_gives_a_lost_peer_the_grace_to_come_back(netns_pair, tmp_path
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             wait_for(lambda: 'reason="idle timeout"' in open(log).read(), timeout=30,
                      interval=0.05, what="bob's idle timeout")
-            sh("ip", "netns", "exec", nsb, "nft", "delete", "table", "inet", "lrdeaf")
+            undeafen(nsb, check=True)
             healed = True
             out, err = wait.communicate(timeout=90)
         finally:
             if not healed:
-                sh("ip", "netns", "exec", nsb, "nft", "delete", "table", "inet", "lrdeaf",
-                   check=False)
+                undeafen(nsb)
         assert wait.returncode == 0, (out, err)
         assert (fb / "late.bin").read_bytes() == (fa / "late.bin").read_bytes()
     finally:
