@@ -89,6 +89,9 @@ static void on_kick(uv_timer_t *t)
 #define LIVE_HOLD_MAX_MS 10000
 #define LIVE_OWN_MS 1000
 #define LIVE_PEND_MAX 256
+/* Paths looked at (lstat) per check of the pending ones: a new directory
+ * is looked at to the bottom, and this check runs every LIVE_HOLD_MS. */
+#define LIVE_OWN_LOOK_MAX 2048
 
 static void pend_clear(struct live *l)
 {
@@ -107,8 +110,9 @@ static bool users_change_pending(struct live *l)
 {
     if (l->pend_all)
         return false; /* too many to tell: as before, taken for ours */
+    size_t budget = LIVE_OWN_LOOK_MAX;
     for (size_t i = 0; i < l->npend; i++)
-        if (!sync_folder_wrote(l->d, l->id, l->path, l->pend[i]))
+        if (!sync_folder_wrote(l->d, l->id, l->path, l->pend[i], &budget))
             return true;
     return false;
 }

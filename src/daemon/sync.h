@@ -170,10 +170,13 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
  * and for a file written, still that file (same inode and ctime: a user's
  * edit in place since then is not ours). A path not noted is ours while a
  * pull round runs (it notes its paths when it ends; the watcher asks again
- * then). Loop thread; one lstat at most.
+ * then). A directory is ours only if everything in it is, looked at all
+ * the way down. *budget: paths that may still be looked at (one lstat
+ * each), decremented; with none left the rest counts as ours (too many to
+ * tell, as when the watcher overflows). Loop thread.
  */
 bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *root,
-                       const char *path);
+                       const char *path, size_t *budget);
 
 /* A path of the folder at `root` that we wrote just now, with the file's
  * identity if known (ino 0: looked up), and the directories above it as
