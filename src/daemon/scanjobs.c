@@ -253,12 +253,13 @@ static void done(struct daemon_job *base, int status)
         sync_folder_scanned(d, it->id, true);
         live_folder_scanned(d, it->id);
         json_t *o = lr_scan_result_json(it->id, &it->res);
-        /* The event is its own object: the reply keeps the contract's "id" key. */
-        json_t *ev = json_deep_copy(o);
-        json_array_append_new(arr, o);
-        json_object_set_new(ev, "type", json_string("scan_finished"));
-        json_object_set_new(ev, "folder", json_string(it->id));
+        /* The event is its own object, "type" and "folder" first as in
+         * every event (the human `events` line starts with them); the
+         * reply keeps the contract's "id" key. */
+        json_t *ev = json_pack("{s:s, s:s}", "type", "scan_finished", "folder", it->id);
+        json_object_update(ev, o);
         json_object_del(ev, "id");
+        json_array_append_new(arr, o);
         daemon_event(d, ev);
     }
     if (j->req) {

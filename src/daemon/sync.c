@@ -902,7 +902,13 @@ static void send_done(struct daemon_job *base, int status)
                     queue_sender(d, l);
             } else {
                 l->send_caught_up = true;
-                sync_item_index(d, &j->peer, j->folder, true);
+                if (l->told_sent_gen != p->gen || l->told_sent_index != j->index_id ||
+                    l->told_sent_next != j->next) {
+                    l->told_sent_gen = p->gen;
+                    l->told_sent_index = j->index_id;
+                    l->told_sent_next = j->next;
+                    sync_item_index(d, &j->peer, j->folder, true);
+                }
                 if (l->untell_scanning) {
                     /* Behind the burst that carried the first scan's finds. */
                     l->untell_scanning = false;
@@ -1136,6 +1142,7 @@ struct recv_job {
     char folder[LR_PROTO_FOLDER_ID_MAX + 1];
     bool ignored, last, fatal;
     size_t ndeltas;     /* delta entries applied */
+    size_t stored;      /* entries stored */
     size_t adopted;     /* send-only: our records that took the peer's vector */
     bool miss;          /* a delta whose base we lack: entries from it on not stored */
     uint64_t miss_seq;  /* the batch's last sequence: lists up to it */
@@ -1348,6 +1355,7 @@ static void recv_work(struct daemon_job *base)
             goto fail_tx;
         nstored++;
     }
+    j->stored = nstored;
     if (nstored > 0) {
         /* What our next FOLDERS shows the peer of its index (option 8). */
         const struct lr_proto_entry *e = &ix.v[nskipped + nstored - 1];
@@ -1472,7 +1480,16 @@ static void recv_done(struct daemon_job *base, int status)
                 if (j->last)
                     l->recv_last = true;
             }
-            if (j->last)
+            bool news = true;
+            if (l && p->gen == j->gen) {
+                l->recv_news |= j->stored > 0;
+                news = l->told_recv_gen != p->gen || l->recv_news;
+                if (j->last && news) {
+                    l->told_recv_gen = p->gen;
+                    l->recv_news = false;
+                }
+            }
+            if (j->last && news)
                 sync_item_index(d, &j->peer, j->folder, false);
             if (j->last)
                 sync_pull_trigger(d, j->folder);

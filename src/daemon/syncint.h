@@ -140,7 +140,15 @@ struct sync_link {
     bool send_blocked;   /* burst continues once the send queue drains */
     bool send_dirty;     /* local change since the current burst started */
     bool send_caught_up; /* the last burst ended (LAST sent) with nothing new */
-    bool send_waiting;   /* a burst waits for our FOLDERS to go first */
+    /* What the last "index_exchanged sent" event said (p->gen: on which
+     * connection): each burst that ended with nothing new repeated it, up
+     * to three identical lines per reconnect (black-box round 27). */
+    uint64_t told_sent_gen, told_sent_index, told_sent_next;
+    /* The same for "received": on which connection, and whether a batch
+     * stored anything since (an empty burst of theirs is not news). */
+    uint64_t told_recv_gen;
+    bool recv_news;
+    bool send_waiting; /* a burst waits for our FOLDERS to go first */
     /* FOLDERS option 5 (docs/protocol.md §6.5): our last FOLDERS to the
      * peer said "scanning"; untell: the first scan ended, and a FOLDERS
      * without it goes once a burst has carried what it found. */

@@ -895,3 +895,31 @@ def test_big_file_rename_moves_little_data(devices, tmp_path):
     b.start()
     wait_for(lambda: synced(fa, fb), timeout=120, interval=0.5, what="initial sync")
     assert_rename_moves_little(a, b, fa, fb, "movie", "movie2")
+
+
+def test_reconnect_tells_each_index_exchange_once(devices, tmp_path):
+    """After a reconnect with nothing new, `events` says once per direction
+    that the folder's index was exchanged with the peer. Each burst that
+    ended with nothing new said it again: up to three identical lines
+    (black-box round 27)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    for i in range(3):
+        (fa / f"f{i}.txt").write_bytes(b"x\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    ev = EventStream(b)
+    try:
+        time.sleep(0.3)
+        a.stop()
+        a.start()
+        assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+        assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+        ev.wait(lambda evs: any(x["type"] == "peer_connected" for x in evs),
+                what="the reconnect")
+        time.sleep(1.5)  # anything repeated would be out by now
+    finally:
+        events = ev.stop()
+    told = [x["direction"] for x in events if x["type"] == "index_exchanged"]
+    assert sorted(told) == ["received", "sent"], events
