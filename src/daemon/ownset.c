@@ -80,12 +80,11 @@ void lr_ownset_set(struct lr_ownset *s, const uint8_t *path, size_t len, uint64_
     put(s, &e);
 }
 
-const struct lr_ownset_entry *lr_ownset_get(const struct lr_ownset *s, const char *path,
-                                            uint64_t since_ms)
+struct lr_ownset_entry *lr_ownset_get(struct lr_ownset *s, const char *path, uint64_t since_ms)
 {
     if (!s->cap)
         return NULL;
-    const struct lr_ownset_entry *e = &s->v[slot(s, key_of(path, strlen(path)))];
+    struct lr_ownset_entry *e = &s->v[slot(s, key_of(path, strlen(path)))];
     return e->key && e->at >= since_ms ? e : NULL;
 }
 

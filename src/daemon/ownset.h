@@ -35,6 +35,9 @@ struct lr_ownset_entry {
     uint64_t at;  /* when it was last noted (ms) */
     uint64_t ino; /* the file written, if known (else 0) */
     int64_t ctime_ns;
+    /* A directory's entries were all found ours while it still had this
+     * identity (its ctime changes with any entry added or removed). */
+    bool entries_ours;
 };
 
 struct lr_ownset {
@@ -55,9 +58,9 @@ void lr_ownset_set(struct lr_ownset *s, const uint8_t *path, size_t len, uint64_
                    int64_t ctime_ns, uint64_t now_ms, uint64_t keep_ms);
 
 /* The entry of `path` (NUL-terminated, relative to the folder root) if it
- * was noted at or after since_ms, else NULL. Valid until the next note. */
-const struct lr_ownset_entry *lr_ownset_get(const struct lr_ownset *s, const char *path,
-                                            uint64_t since_ms);
+ * was noted at or after since_ms, else NULL. Valid until the next note;
+ * the caller may set its entries_ours. */
+struct lr_ownset_entry *lr_ownset_get(struct lr_ownset *s, const char *path, uint64_t since_ms);
 
 void lr_ownset_free(struct lr_ownset *s);
 

@@ -1996,15 +1996,17 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
            (f->applied_at && uv_now(&d->loop) - f->applied_at < within_ms);
 }
 
-static bool wrote(const struct sync_folder *f, const char *root, const char *path, uint64_t since,
+static bool wrote(struct sync_folder *f, const char *root, const char *path, uint64_t since,
                   bool running, size_t *budget);
 
 /* Every entry of a directory we wrote is ours too. Its identity alone does
  * not tell: it is taken when the loop hears of the commit, and a file the
  * user made in it between our rename and then (a save right after our file
- * appeared) was in the ctime noted, so the save was held 10 s (ASan CI run). */
-static bool dir_all_ours(const struct sync_folder *f, const char *root, const char *path,
-                         uint64_t since, bool running, size_t *budget)
+ * appeared) was in the ctime noted, so the save was held 10 s (ASan CI
+ * run). Files are judged by name (one made since is not noted); a file of
+ * ours edited in place does not change the directory, as before. */
+static bool dir_all_ours(struct sync_folder *f, const char *root, const char *path, uint64_t since,
+                         bool running, size_t *budget)
 {
     char *full = lr_xasprintf("%s/%s", root, path);
     DIR *dir = opendir(full);
@@ -2017,7 +2019,12 @@ static bool dir_all_ours(const struct sync_folder *f, const char *root, const ch
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         char *rel = lr_xasprintf("%s/%s", path, de->d_name);
-        ours = wrote(f, root, rel, since, running, budget);
+        if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) {
+            ours = wrote(f, root, rel, since, running, budget);
+        } else {
+            (*budget)--;
+            ours = running || lr_ownset_get(&f->own, rel, since);
+        }
         free(rel);
     }
     closedir(dir);
@@ -2026,13 +2033,13 @@ static bool dir_all_ours(const struct sync_folder *f, const char *root, const ch
 
 /* budget: entries that may still be looked at; none left, the rest counts
  * as ours (too many to tell, as the watcher's own overflow). */
-static bool wrote(const struct sync_folder *f, const char *root, const char *path, uint64_t since,
+static bool wrote(struct sync_folder *f, const char *root, const char *path, uint64_t since,
                   bool running, size_t *budget)
 {
     if (*budget == 0)
         return true;
     (*budget)--;
-    const struct lr_ownset_entry *e = lr_ownset_get(&f->own, path, since);
+    struct lr_ownset_entry *e = lr_ownset_get(&f->own, path, since);
     if (!e) /* a running round notes what it wrote when it ends */
         return running;
     if (!e->ino)
@@ -2045,7 +2052,16 @@ static bool wrote(const struct sync_folder *f, const char *root, const char *pat
         return rc < 0 && errno == ENOENT;
     if (rc < 0 || (uint64_t)sb.st_ino != e->ino || lr_timespec_ns(&sb.st_ctim) != e->ctime_ns)
         return false;
-    return !S_ISDIR(sb.st_mode) || dir_all_ours(f, root, path, since, running, budget);
+    if (!S_ISDIR(sb.st_mode) || e->entries_ours)
+        return true;
+    /* Looked at once per identity: held, this check runs every 100 ms for
+     * every directory a bulk pull made, and read them all each time. */
+    bool ours = dir_all_ours(f, root, path, since, running, budget);
+    /* A verdict, not "too many to tell" nor "not noted yet" (a running
+     * round notes its paths when it ends). */
+    if (*budget > 0 && !running)
+        e->entries_ours = ours;
+    return ours;
 }
 
 bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *root,
@@ -2053,7 +2069,7 @@ bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *r
 {
     if (!d->sync)
         return false;
-    const struct sync_folder *f = sync_folder_get(d, folder_id);
+    struct sync_folder *f = sync_folder_get(d, folder_id);
     uint64_t now = uv_now(&d->loop);
     return wrote(f, root, path, now > SYNC_OWN_KEEP_MS ? now - SYNC_OWN_KEEP_MS : 0,
                  f->pull_running, budget);

@@ -39,10 +39,12 @@ static void test_path_and_ancestors(void **state)
     assert_null(lr_ownset_get(&s, "a/b/c.txt/", 0));
     /* Noted before `since`: not found. Noted again: found, new identity. */
     assert_null(lr_ownset_get(&s, "a/b/c.txt", 101));
+    lr_ownset_get(&s, "a/b/c.txt", 0)->entries_ours = true;
     note(&s, "a/b/c.txt", 9, 200);
     e = lr_ownset_get(&s, "a/b/c.txt", 101);
     assert_non_null(e);
     assert_int_equal(e->ino, 9);
+    assert_false(e->entries_ours); /* a verdict about the old identity */
     note(&s, "top", 3, 200);
     assert_non_null(lr_ownset_get(&s, "top", 0));
     lr_ownset_free(&s);
