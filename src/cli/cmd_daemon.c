@@ -50,6 +50,11 @@ int cmd_daemon(struct cli *c, int argc, char **argv)
     for (int i = 0; i < listen->count; i++) {
         if (lr_config_check_addr(listen->values[i], &err) < 0)
             return cli_usage_error("daemon", "%s", err.msg);
+        /* The second bind failed "Address already in use", as if another
+         * process held the port (black-box round 28). */
+        for (int k = 0; k < i; k++)
+            if (strcmp(listen->values[k], listen->values[i]) == 0)
+                return cli_usage_error("daemon", "--listen %s given twice", listen->values[i]);
     }
     d.home = c->home;
     d.listen = listen->values;
@@ -192,6 +197,12 @@ static const char status_usage[] =
     "what it still needs, its conflict copies and per-file errors (every item that\n"
     "currently fails, since when; failed items are retried with backoff). Needs the daemon.\n";
 
+/* "1 file", "2 files". */
+static const char *files_word(int64_t n)
+{
+    return n == 1 ? "file" : "files";
+}
+
 static void print_status(json_t *res)
 {
     json_t *arr = json_object_get(res, "folders");
@@ -207,7 +218,15 @@ static void print_status(json_t *res)
         json_int_t nf = json_integer_value(json_object_get(f, "need_files"));
         json_int_t nb = json_integer_value(json_object_get(f, "need_bytes"));
         if (nf || nb)
-            printf(", needs %lld files (%lld bytes)", (long long)nf, (long long)nb);
+            printf(", needs %lld %s (%lld bytes)", (long long)nf, files_word(nf), (long long)nb);
+        /* docs/modes.md: what the mode keeps from being applied or sent. */
+        json_int_t op = json_integer_value(json_object_get(f, "override_pending"));
+        json_int_t lc = json_integer_value(json_object_get(f, "local_changes"));
+        if (op)
+            printf(", %lld not taken (send-only: 'folder override' takes them)", (long long)op);
+        if (lc)
+            printf(", %lld local change%s (receive-only: 'folder revert' undoes them)",
+                   (long long)lc, lc == 1 ? "" : "s");
         json_int_t nc = json_integer_value(json_object_get(f, "conflicts"));
         if (nc)
             printf(", %lld conflict copies", (long long)nc);
@@ -369,12 +388,6 @@ static void progress_sigint(int sig)
     (void)w;
     signal(sig, SIG_DFL);
     raise(sig);
-}
-
-/* "1 file", "2 files". */
-static const char *files_word(int64_t n)
-{
-    return n == 1 ? "file" : "files";
 }
 
 /* Bytes in the largest unit that keeps the number at 1 or more (1000s). */

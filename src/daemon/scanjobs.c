@@ -118,6 +118,7 @@ struct scan_item {
     struct lr_err err;
     struct lr_scan_result res;
     bool rekeyed; /* the index mark check gave the index a new ID */
+    bool again;   /* scanned before by this daemon (its special files were logged) */
 };
 
 struct scan_job {
@@ -176,6 +177,7 @@ static void work(struct daemon_job *base)
         struct commit_ctx cc = {j->progress, it->id};
         opts.skip_arg = &ctx;
         opts.commit_arg = &cc;
+        opts.quiet_specials = it->again;
         if (atomic_load(&d->scan_cancel)) {
             /* The rest of a canceled job: not even set up (a missing marker
              * would be reported as this folder's error during the stop). */
@@ -407,6 +409,7 @@ int scanjobs_queue(struct lr_daemon *d, const char *const *ids, size_t n, struct
         struct folder_rt *rt = daemon_folder(d, f->id);
         if (rt)
             rt->scan_queued = true;
+        j->items[i].again = rt && rt->scanned;
     }
     j->nitems = count;
     daemon_job_queue(d, &j->base);

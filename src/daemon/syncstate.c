@@ -434,9 +434,14 @@ static void check(struct sstate *s)
             snprintf(s->waiting, sizeof(s->waiting),
                      "folder %s: %llu items needed that no pull round can apply now", fc->id,
                      (unsigned long long)ss.need_items);
-        s->need_files += ss.need_files;
-        s->need_bytes += ss.need_bytes;
-        s->got_bytes += ss.got_bytes;
+        /* A send-only folder's needs are not pulled and do not count: the
+         * timeout line gave them as the cause while another folder held
+         * the wait (black-box round 28). */
+        if (fc->mode != LR_MODE_SEND_ONLY) {
+            s->need_files += ss.need_files;
+            s->need_bytes += ss.need_bytes;
+            s->got_bytes += ss.got_bytes;
+        }
         s->errors += nerr + (in_error ? 1 : 0);
         if (!s->first_error && in_error) {
             s->first_error = json_pack("{s:s, s:s, s:s}", "folder", fc->id, "path", "", "error",

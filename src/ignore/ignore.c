@@ -469,6 +469,11 @@ int lr_ignore_load_at(int rootfd, struct lr_ignore **out, struct lr_err *err)
     if (fd < 0) {
         if (errno == ENOENT)
             return lr_ignore_parse("", 0, out, err);
+        if (errno == ELOOP) /* O_NOFOLLOW: it is a symlink */
+            return lr_err_set(err, -errno,
+                              "cannot open %s: it is a symbolic link, which is never followed "
+                              "(make it a regular file)",
+                              LR_IGNORE_FILE);
         return lr_err_set(err, -errno, "cannot open %s: %s", LR_IGNORE_FILE, strerror(errno));
     }
     int rc;

@@ -1138,10 +1138,14 @@ static int visit(struct scan *s, int dfd, const char *name)
         return rc ? rc : cur_skip_under(s);
     }
     if (!is_dir && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
-        char *e = esc_path(s);
-        lr_info("scan", "not a file, directory or symlink, skipped folder=%s path=%s mode=%o",
-                s->folder, e, (unsigned)(st.st_mode & S_IFMT));
-        free(e);
+        enum lr_log_level lvl = s->opts && s->opts->quiet_specials ? LR_LOG_DEBUG : LR_LOG_INFO;
+        if (lr_log_enabled(lvl)) {
+            char *e = esc_path(s);
+            lr_log_write(lvl, "scan",
+                         "not a file, directory or symlink, skipped folder=%s path=%s mode=%o",
+                         s->folder, e, (unsigned)(st.st_mode & S_IFMT));
+            free(e);
+        }
         s->res->skipped_special++;
         return 0; /* like a missing file: an older record of this path gets a tombstone */
     }

@@ -99,6 +99,10 @@ struct lr_scan_opts {
      */
     void (*on_commit)(void *arg);
     void *commit_arg;
+    /* Special files (FIFO, socket, device) skipped are logged at debug
+     * level, not info: a daemon's rescans repeated the same lines at every
+     * change (a third of a log). */
+    bool quiet_specials;
     /*
      * May be NULL. Once another thread sets it, the scan stops at the next
      * entry or read of at most a buffer and fails with LR_ECANCELED: the

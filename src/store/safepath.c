@@ -49,7 +49,11 @@ int lr__store_fail(struct lr_err *err, int rc, const char *what, const char *pat
     if (!err)
         return rc;
     char *e = lr_escs(path ? path : "");
-    lr_err_set(err, rc, "%s %s: %s", what, e, lr_strerror(rc));
+    /* Paths are resolved without following symlinks (RESOLVE_NO_SYMLINKS,
+     * O_NOFOLLOW): ELOOP is a symlink met on the way, not a loop ("Too many
+     * levels of symbolic links" misled, black-box round 28). */
+    lr_err_set(err, rc, "%s %s: %s", what, e,
+               rc == -ELOOP ? "a symbolic link is in the way (never followed)" : lr_strerror(rc));
     free(e);
     return rc;
 }

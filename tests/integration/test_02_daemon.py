@@ -83,6 +83,10 @@ def test_second_daemon_same_home_refused(devices, free_port):
     r = a.run("daemon", "--listen", f"127.0.0.1:{free_port()}", "--detach")
     assert r.rc == 1 and str(a.pid) in r.err
     assert a.alive()
+    # The same address twice is the user's slip, not a port in use elsewhere.
+    addr = f"127.0.0.1:{free_port()}"
+    r = b.run("daemon", "--listen", addr, "--listen", addr, "--detach")
+    assert r.rc == 2 and f"--listen {addr} given twice" in r.err and not b.alive(), r
 
 
 def test_start_failure_exits_cleanly(devices, free_port, tmp_path):

@@ -305,3 +305,33 @@ def test_a_change_just_made_on_the_peer_is_waited_for(devices, tmp_path):
         time.sleep(0.02)
         assert b.run("sync", "--wait", "--timeout", "30").rc == 0
         assert (fb / f"quick{i}.txt").read_bytes() == b"made just before %d\n" % i, i
+
+
+def test_timeout_line_names_the_cause_not_a_send_only_need(devices, tmp_path):
+    """Alice's folder is send-only and bob changed a file there: that need is
+    not pulled and does not hold the wait (docs/modes.md). With bob frozen,
+    the wait times out, and the line gave that need as the cause ("1 file
+    still needed here", black-box round 28) instead of the frozen peer."""
+    a, b, fa, fb = shared_docs(devices, tmp_path, add_folders=False)
+    (fa / "x.txt").write_bytes(b"alice\n")
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id, "--mode", "send-only")
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    a.start()
+    b.start()
+    for d in (a, b):
+        assert d.run("sync", "--wait", "--timeout", "30").rc == 0
+    (fb / "x.txt").write_bytes(b"bob's edit\n")
+    assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+    wait_for(lambda: a.ok("status", "--json").json()["folders"][0]["need_files"] == 1,
+             timeout=20, what="bob's edit known to alice")
+    assert a.run("sync", "--wait", "--timeout", "10").rc == 0  # not counted
+    os.kill(b.pid, signal.SIGSTOP)
+    try:
+        r = a.run("sync", "--wait", "--timeout", "3")
+        assert r.rc == 3, r
+        assert "still needed here" not in r.err, r
+        assert f"asking peer {b.id[:7]}" in r.err, r
+    finally:
+        os.kill(b.pid, signal.SIGCONT)
+    human = a.ok("status").out
+    assert "needs 1 file (" in human and "1 not taken (send-only" in human, human

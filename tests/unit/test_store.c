@@ -529,6 +529,7 @@ static void check_symlinked_parent(struct fx *f)
     assert_int_equal(symlink(f->out, P(f, "nested")), 0);
     assert_int_equal(commit(f, "nested/payload", "evil", &ABSENT, 0, &err), -ELOOP);
     assert_non_null(strstr(err.msg, "nested/payload"));
+    assert_non_null(strstr(err.msg, "a symbolic link is in the way (never followed)"));
     assert_int_equal(commit(f, "nested/payload", "evil", &ABSENT, LR_STORE_MKPARENTS, &err),
                      -ELOOP);
     assert_int_equal(commit(f, "nested/deeper/payload", "evil", &ABSENT, LR_STORE_MKPARENTS, &err),
