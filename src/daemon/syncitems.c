@@ -311,7 +311,17 @@ static void fail(struct lr_daemon *d, const char *folder, const uint8_t *path, s
     struct sync_items *s = items(d);
     if (!s)
         return;
-    lr_syncerr_set(s->tab, folder, path, len, msg, (int64_t)time(NULL));
+    /* Logged once when it starts failing (its retries are not): some
+     * failures, a directory kept for the ignored files in it, had no
+     * log line at all (black-box round 28). */
+    if (lr_syncerr_set(s->tab, folder, path, len, msg, (int64_t)time(NULL)) == 1 &&
+        lr_log_enabled(LR_LOG_INFO)) {
+        char *e = lr_esc(path, len);
+        char *m = lr_esc_msg(msg);
+        lr_info(MOD, "folder=%s path=%s failing: %s", folder, e, m);
+        free(e);
+        free(m);
+    }
     if (wanted(d)) {
         json_t *ev = item_event("item_failed", folder, path, len);
         json_object_set_new(ev, "error", lr_json_lossy(msg, strlen(msg)));

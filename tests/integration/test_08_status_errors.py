@@ -248,6 +248,10 @@ def test_large_tree_deleted_without_transient_errors(devices, tmp_path):
         events = ev.stop()
     failed = [e["path"] for e in events if e.get("type") == "item_failed"]
     assert failed and set(failed) == {"e"}, failed
+    # The log says so once (it had no line for it; black-box round 28).
+    with open(os.path.join(b.home, "landropic.log"), errors="replace") as f:
+        said = [ln for ln in f if "path=e failing: " in ln]
+    assert len(said) == 1 and "not empty" in said[0], said
 
 
 def test_folder_that_cannot_pull_is_listed_and_retried(devices, tmp_path):
