@@ -3138,6 +3138,58 @@ void sync_pull_peer_down(struct lr_daemon *d, struct sync_peer *p)
     sync_pump(d);
 }
 
+/*
+ * Job: empty the staging area of a folder removed while it had transfers
+ * under way. Their staging files stayed in .landropic/tmp (an 80 MiB one
+ * in black-box round 28) until the folder was added again, and for good if
+ * it never was. Serial lane: queued after any commit of the folder that was
+ * already running, and before anything of a folder added again under that
+ * path (which starts by emptying it anyway). Staging files still open in an
+ * rx job are unlinked under it, which that job does not notice.
+ */
+struct unstage_job {
+    struct daemon_job base;
+    char *folder, *root;
+};
+
+static void unstage_work(struct daemon_job *base)
+{
+    struct unstage_job *j = (struct unstage_job *)base;
+    struct lr_store *st;
+    struct lr_err err = {0};
+    uint64_t removed = 0;
+    if (lr_store_open(j->root, &st, &err) < 0) {
+        lr_debug(MOD, "folder=%s (removed) staging not emptied: %s", j->folder, err.msg);
+        return;
+    }
+    if (lr_store_staging_gc(st, 0, &removed, &err) < 0)
+        lr_warn(MOD, "folder=%s (removed) staging cleanup: %s", j->folder, err.msg);
+    else if (removed)
+        lr_info(MOD, "folder=%s (removed): %llu staging entries of its transfers removed",
+                j->folder, (unsigned long long)removed);
+    lr_store_close(st);
+}
+
+static void unstage_done(struct daemon_job *base, int status)
+{
+    (void)status;
+    struct unstage_job *j = (struct unstage_job *)base;
+    free(j->folder);
+    free(j->root);
+    free(j);
+}
+
+static void queue_unstage(struct lr_daemon *d, const char *folder, const char *root)
+{
+    struct unstage_job *j = lr_xcalloc(1, sizeof(*j));
+    j->base.kind = DAEMON_JOB_SYNC;
+    j->base.work = unstage_work;
+    j->base.done = unstage_done;
+    j->folder = lr_xstrdup(folder);
+    j->root = lr_xstrdup(root);
+    daemon_job_queue(d, &j->base);
+}
+
 void sync_pull_config_changed(struct lr_daemon *d)
 {
     /* A removed peer is not waited for (PEER_GRACE_MS is for a restart):
@@ -3151,11 +3203,24 @@ void sync_pull_config_changed(struct lr_daemon *d)
         }
     }
     struct sync_xfer *next;
+    /* Each removed folder's staging is emptied once, after its drops. */
+    char *unstage[8];
+    size_t nunstage = 0;
     for (struct sync_xfer *x = d->sync->xfers; x; x = next) {
         next = x->next;
-        if (!x->committing && !lr_config_find_folder(d->cfg, x->folder))
-            xfer_drop(d, x, "folder removed");
+        if (x->committing || lr_config_find_folder(d->cfg, x->folder))
+            continue;
+        bool listed = false;
+        for (size_t i = 0; i < nunstage && !listed; i++)
+            listed = strcmp(unstage[i], x->folder) == 0;
+        if (!listed && nunstage < sizeof(unstage) / sizeof(unstage[0])) {
+            queue_unstage(d, x->folder, x->root);
+            unstage[nunstage++] = lr_xstrdup(x->folder);
+        }
+        xfer_drop(d, x, "folder removed");
     }
+    for (size_t i = 0; i < nunstage; i++)
+        free(unstage[i]);
     sync_sessions_config_changed(d);
     if (gone)
         sync_pump(d);

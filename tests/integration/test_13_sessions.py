@@ -310,3 +310,27 @@ def test_session_fails_once_no_device_may_serve_it(devices, tmp_path, when):
     assert digest(fb / "big.bin") == digest(fa / "big.bin")
     mine = [s for s in sessions(b) if s["path"] == "big.bin"]
     assert [s["state"] for s in mine] == ["complete"], mine
+
+
+def test_folder_removed_mid_transfer_leaves_no_staging(devices, tmp_path):
+    """Bob removes the folder while a big file is pulled into it: the
+    session fails ("folder removed") and its staging file goes with it. It
+    stayed in .landropic/tmp (83 MB in black-box round 28) until the folder
+    was added again, and for good if it never was. The user's files stay."""
+    a, b, fa, fb = pulling_big_file(devices, tmp_path, mib=256)
+    os.kill(a.pid, signal.SIGSTOP)  # the transfer is still open at the removal
+    try:
+        tmp = fb / ".landropic" / "tmp"
+        assert any(e.stat().st_size > 0 for e in os.scandir(tmp)), os.listdir(tmp)
+        b.ok("folder", "remove", "docs")
+        wait_for(lambda: not os.listdir(tmp), timeout=30, interval=0.1,
+                 what=f"staging emptied: {os.listdir(tmp)}")
+        mine = [s for s in sessions(b) if s["path"] == "big.bin"]
+        assert mine and all(s["state"] == "failed" and "folder removed" in s["error"]
+                            for s in mine), mine
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    assert (fb / ".landropic").is_dir()  # the marker stays: removing deletes nothing of the user's
+    b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+    assert b.run("sync", "--wait", "--timeout", "120").rc == 0
+    assert digest(fb / "big.bin") == digest(fa / "big.bin")
