@@ -224,6 +224,15 @@ def test_pairing_again_keeps_the_name_given(pair_devs):
     assert names[b] == {a.id: "alice"}, names  # unknown before: the announced name
 
 
+def withdrawn(err):
+    """The joiner's error for a code its holder no longer takes. Which one
+    depends on whether the holder's next announcement (without the code)
+    reached the joiner first: then nobody announces it; else the holder,
+    dialled, refuses. A loaded ASan CI run got the first, 2 of 2."""
+    return ("not accepting pairing" in err
+            or "no device on this network announces that code" in err)
+
+
 def test_wrong_code_burns_the_code(pair_devs):
     a, b = pair_devs
     a.start()
@@ -240,7 +249,7 @@ def test_wrong_code_burns_the_code(pair_devs):
     # The right code now fails too: the one attempt is spent and the code is withdrawn.
     r = b.run("pair", "--join", code, timeout=90)
     assert r.rc == 1, r
-    assert "not accepting pairing" in r.err, r
+    assert withdrawn(r.err), r
     assert a.peer_ids() == [] and b.peer_ids() == []
 
 
@@ -257,7 +266,7 @@ def test_expired_code_refused(pair_devs):
     assert outcome["status"] == "expired" and "expired" in outcome["error"], outcome
     r = b.run("pair", "--join", code, timeout=90)
     assert r.rc == 1, r
-    assert "not accepting pairing" in r.err, r
+    assert withdrawn(r.err), r
     assert a.peer_ids() == [] and b.peer_ids() == []
 
 
