@@ -1568,7 +1568,7 @@ static void conn_handle_error(struct lr_conn *c, int rv)
     switch (rv) {
     case NGTCP2_ERR_DRAINING: {
         if (c->reset_recv) {
-            conn_free(c, "stateless reset by peer");
+            conn_free(c, LR_CONN_LOST_RESET);
             break;
         }
         ngtcp2_connection_close_error ce;
@@ -2416,7 +2416,7 @@ bool lr_conn_lost_reason(const char *reason)
 {
     return reason &&
            (strcmp(reason, LR_CONN_LOST_IDLE) == 0 || strcmp(reason, LR_CONN_LOST_PROBE) == 0 ||
-            strcmp(reason, LR_CONN_LOST_STALL) == 0);
+            strcmp(reason, LR_CONN_LOST_STALL) == 0 || strcmp(reason, LR_CONN_LOST_RESET) == 0);
 }
 
 bool lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms)

@@ -396,10 +396,14 @@ void lr_conn_get_stats(const struct lr_conn *c, struct lr_conn_stats *out);
 bool lr_conn_probe(struct lr_conn *c, uint64_t timeout_ms);
 
 /* Disconnect reasons (on_disconnected) that say the path failed rather
- * than either side closing on purpose. */
+ * than either side closing on purpose. A stateless reset counts: the peer
+ * no longer knows the connection, because it restarted or because its own
+ * probe or idle timeout ended it while the path was down, and it is alive
+ * (it answered). */
 #define LR_CONN_LOST_IDLE "idle timeout"
 #define LR_CONN_LOST_PROBE "no answer to a probe"
 #define LR_CONN_LOST_STALL "our data unacknowledged"
+#define LR_CONN_LOST_RESET "stateless reset by peer"
 /* Whether a disconnect reason is one of those. */
 bool lr_conn_lost_reason(const char *reason);
 
