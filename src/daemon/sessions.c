@@ -54,6 +54,7 @@ struct sync_session {
     size_t npeers;
     char *error;
     bool superseded; /* another version of the path was applied while it ran */
+    char *doomed;    /* no device holds its version any more: why (it ran then) */
 };
 
 struct sync_sessions {
@@ -154,6 +155,7 @@ static void sess_free(struct sync_session *s)
 {
     free(s->folder);
     free(s->path);
+    free(s->doomed);
     for (size_t i = 0; i < s->npeers; i++)
         free(s->peers[i]);
     free(s->peers);
@@ -763,6 +765,8 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     free(s->error);
     s->error = NULL;
     s->superseded = false;
+    free(s->doomed);
+    s->doomed = NULL;
     struct lr_session_progress p = {.chunks_total = chunks_total,
                                     .bytes_total = bytes_total,
                                     .chunks_done = chunks_done,
@@ -820,14 +824,18 @@ void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_ses
         /* Its path holds a newer version already: it would never resume. */
         state = SYNC_SESSION_FAILED;
         error = "superseded by a newer version";
+    } else if (state == SYNC_SESSION_INTERRUPTED && s->doomed) {
+        state = SYNC_SESSION_FAILED; /* no device left that could resume it */
+        error = s->doomed;
     }
     if (lr_session_end(&s->core, (enum lr_session_state)state, now_ms()) < 0) {
         lr_warn(MOD, "session %s -> %s refused", lr_session_state_name(from),
                 lr_session_state_name((enum lr_session_state)state));
         return;
     }
+    char *e = error ? lr_xstrdup(error) : NULL; /* error may be s->doomed */
     free(s->error);
-    s->error = error ? lr_xstrdup(error) : NULL;
+    s->error = e;
     if (state == SYNC_SESSION_INTERRUPTED)
         reg(d)->maybe_waiting = true;
     note(d, 1);
@@ -865,6 +873,48 @@ void sync_session_settled(struct lr_daemon *d, const char *folder, const char *p
     }
     r->walking = false;
     note(d, 0);
+}
+
+size_t sync_sessions_unfinished(struct lr_daemon *d, const char *folder,
+                                struct sync_session_key **out)
+{
+    struct sync_sessions *r = reg(d);
+    size_t n = 0;
+    *out = NULL;
+    for (struct sync_session *s = r ? r->head : NULL; s; s = s->next) {
+        if ((lr_session_finished(&s->core) && s->core.state != LR_SESSION_INTERRUPTED) ||
+            strcmp(s->folder, folder) != 0)
+            continue;
+        *out = lr_xreallocarray(*out, n + 1, sizeof(**out));
+        struct sync_session_key *k = &(*out)[n++];
+        k->path = lr_xmalloc(s->path_len + 1);
+        memcpy(k->path, s->path, s->path_len + 1);
+        k->path_len = s->path_len;
+        k->blocks = s->blocks;
+    }
+    return n;
+}
+
+void sync_session_keys_free(struct sync_session_key *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].path);
+    free(v);
+}
+
+void sync_session_orphaned(struct lr_daemon *d, const char *folder,
+                           const struct sync_session_key *k, const char *why)
+{
+    struct sync_sessions *r = reg(d);
+    struct sync_session *s = r ? tab_find(r, folder, k->path, k->path_len, &k->blocks) : NULL;
+    if (!s || (lr_session_finished(&s->core) && s->core.state != LR_SESSION_INTERRUPTED))
+        return;
+    if (s->core.in_use) {
+        free(s->doomed); /* its transfer ends it: see sync_session_end */
+        s->doomed = lr_xstrdup(why);
+        return;
+    }
+    sync_session_end(d, s, SYNC_SESSION_FAILED, why);
 }
 
 bool sync_sessions_may_resume(struct lr_daemon *d, const char *folder)

@@ -84,6 +84,26 @@ void sync_session_completed(struct lr_daemon *d, const char *folder, const char 
 void sync_session_settled(struct lr_daemon *d, const char *folder, const char *path,
                           const struct lr_hash *blocks);
 
+/* A version some session of a folder transfers or waits to resume. */
+struct sync_session_key {
+    uint8_t *path; /* owned, NUL-terminated */
+    size_t path_len;
+    struct lr_hash blocks;
+};
+/* The versions of `folder`'s sessions that are not finished (pending,
+ * active or interrupted), copied into *out (free with
+ * sync_session_keys_free); returns how many. */
+size_t sync_sessions_unfinished(struct lr_daemon *d, const char *folder,
+                                struct sync_session_key **out);
+void sync_session_keys_free(struct sync_session_key *v, size_t n);
+/* No device the daemon knows of holds that version any more (their index
+ * of the folder was forgotten: the folder removed there, or no longer
+ * shared with them): its session fails with `why`, at once when waiting,
+ * when its transfer ends otherwise. It stayed "interrupted: no peer can
+ * serve it" for good. */
+void sync_session_orphaned(struct lr_daemon *d, const char *folder,
+                           const struct sync_session_key *k, const char *why);
+
 /* Whether a configured device could still serve the folder: it is
  * configured and shared with at least one configured peer. An interrupted
  * session resumes only then. */

@@ -61,6 +61,22 @@ static const struct lr_proto_folder *their_folder(const struct sync_peer *p, con
     return bsearch(folder_id, p->theirs.v, p->theirs.n, sizeof(*p->theirs.v), folder_id_cmp);
 }
 
+/* An entry listed only to say the folder does not sync (options 6, 7, 9). */
+static bool inert(const struct lr_proto_folder *e)
+{
+    return e->stopped || e->unshared || e->removed;
+}
+
+/* Their FOLDERS offers a folder we do not have (an offer: not inert). We
+ * tell them it was removed here (option 9) if our index of it still exists
+ * (folders_work looks): then it is one we had. */
+static bool offered_not_ours(struct lr_daemon *d, const struct sync_peer *p,
+                             const struct lr_proto_folder *e)
+{
+    return (p->features & LR_FEAT_FOLDER_REMOVED) && p->have_folders && !inert(e) &&
+           !lr_config_find_folder(d->cfg, e->id);
+}
+
 static uint64_t fp_mix(uint64_t h, uint64_t v)
 {
     /* FNV-1a over the value's bytes: distinct states collide only by chance. */
@@ -232,6 +248,7 @@ struct folders_job {
     bool *scanning;                  /* option 5 */
     bool *stopped;                   /* option 6 */
     bool *unshared;                  /* option 7 */
+    bool *removed;                   /* option 9: listed only if our index of it exists */
     size_t n;
     bool side;    /* on the serve lane: read only; a missing folder index */
     bool missing; /* sends the job to the serial queue, which creates it */
@@ -256,8 +273,11 @@ static void folders_work(struct daemon_job *base)
         struct lr_folder_info info;
         struct lr_remote_state rs;
         struct lr_err e = {0};
-        int rc = j->side ? lr_index_folder_get(ix, j->ids[i], &info, &e)
-                         : lr_index_folder_ensure(ix, j->ids[i], d->short_id, &info, &e);
+        int rc = j->side || j->removed[i]
+                     ? lr_index_folder_get(ix, j->ids[i], &info, &e)
+                     : lr_index_folder_ensure(ix, j->ids[i], d->short_id, &info, &e);
+        if (rc == LR_ENOTFOUND && j->removed[i])
+            continue; /* never had it: not ours to speak of */
         if (rc == LR_ENOTFOUND && j->side) {
             j->missing = true;
             break;
@@ -286,6 +306,7 @@ static void folders_work(struct daemon_job *base)
         f->scanning = j->scanning[i];
         f->stopped = j->stopped[i];
         f->unshared = j->unshared[i];
+        f->removed = j->removed[i];
         lr_sync_strategy_to_proto(&j->strats[i], f);
     }
     if (j->missing) {
@@ -341,6 +362,7 @@ static void folders_done(struct daemon_job *base, int status)
     free(j->scanning);
     free(j->stopped);
     free(j->unshared);
+    free(j->removed);
     free(j->out);
     free(j);
 }
@@ -394,18 +416,26 @@ static bool unshared_here(struct lr_daemon *d, const struct sync_peer *p,
     return e && !e->unshared;
 }
 
+static uint64_t mix_id(uint64_t h, const char *id)
+{
+    for (const char *c = id;; c++) {
+        h = fp_mix(h, (uint8_t)*c);
+        if (!*c)
+            return h;
+    }
+}
+
+/* The folders we list as unshared (option 7) or removed (option 9). */
 static uint64_t unshared_sig(struct lr_daemon *d, const struct sync_peer *p)
 {
     uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < d->cfg->nfolders; i++) {
-        if (!unshared_here(d, p, &d->cfg->folders[i]))
-            continue;
-        for (const char *c = d->cfg->folders[i].id;; c++) {
-            h = fp_mix(h, (uint8_t)*c);
-            if (!*c)
-                break;
-        }
-    }
+    for (size_t i = 0; i < d->cfg->nfolders; i++)
+        if (unshared_here(d, p, &d->cfg->folders[i]))
+            h = mix_id(h, d->cfg->folders[i].id);
+    h = fp_mix(h, 9);
+    for (size_t i = 0; i < p->theirs.n; i++)
+        if (offered_not_ours(d, p, &p->theirs.v[i]))
+            h = mix_id(h, p->theirs.v[i].id);
     return h;
 }
 
@@ -419,13 +449,15 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
     j->base.done = folders_done;
     j->peer = p->id;
     j->gen = p->gen;
-    j->ids = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->ids));
-    j->modes = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->modes));
-    j->strats = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->strats));
-    j->list_upto = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->list_upto));
-    j->scanning = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->scanning));
-    j->stopped = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->stopped));
-    j->unshared = lr_xcalloc(d->cfg->nfolders + 1, sizeof(*j->unshared));
+    size_t cap = d->cfg->nfolders + p->theirs.n + 1;
+    j->ids = lr_xcalloc(cap, sizeof(*j->ids));
+    j->modes = lr_xcalloc(cap, sizeof(*j->modes));
+    j->strats = lr_xcalloc(cap, sizeof(*j->strats));
+    j->list_upto = lr_xcalloc(cap, sizeof(*j->list_upto));
+    j->scanning = lr_xcalloc(cap, sizeof(*j->scanning));
+    j->stopped = lr_xcalloc(cap, sizeof(*j->stopped));
+    j->unshared = lr_xcalloc(cap, sizeof(*j->unshared));
+    j->removed = lr_xcalloc(cap, sizeof(*j->removed));
     p->unshared_sig = unshared_sig(d, p);
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
@@ -454,6 +486,16 @@ static void send_folders(struct lr_daemon *d, struct sync_peer *p)
         if (lr_sync_strategy_parse(fc->conflict, fc->conflict_window, &j->strats[j->n], NULL) < 0)
             memset(&j->strats[j->n], 0, sizeof(j->strats[0])); /* validated by config */
         j->ids[j->n++] = lr_xstrdup(fc->id);
+    }
+    /* Folders they offer that we removed: told so, or they keep waiting for
+     * what only our index of it had (their sessions "interrupted: no peer
+     * can serve it" for good). The strategy stays keep-both (zeroed). */
+    for (size_t i = 0; i < p->theirs.n && j->n < LR_PROTO_FOLDERS_ENTRIES_MAX; i++) {
+        if (!offered_not_ours(d, p, &p->theirs.v[i]))
+            continue;
+        j->removed[j->n] = true;
+        j->modes[j->n] = LR_PROTO_MODE_SEND_RECEIVE;
+        j->ids[j->n++] = lr_xstrdup(p->theirs.v[i].id);
     }
     /* Beside the serial queue, so a first scan of a large folder does not
      * hold back the exchange (its batches are announced as committed). */
@@ -1030,12 +1072,6 @@ static void link_reset(struct sync_link *l, bool recv)
     }
 }
 
-/* An entry listed only to say the folder does not sync (options 6, 7). */
-static bool inert(const struct lr_proto_folder *e)
-{
-    return e->stopped || e->unshared;
-}
-
 /* Bring the peer's links in line with its latest FOLDERS and our config. */
 static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
                                 const struct lr_proto_folders *theirs, bool fresh)
@@ -1095,15 +1131,32 @@ static void apply_their_folders(struct lr_daemon *d, struct sync_peer *p,
     }
 }
 
+static void queue_forget(struct lr_daemon *d);
+
+/* The folders we share with them that their FOLDERS says they removed. */
+static uint64_t removed_sig(struct lr_daemon *d, const struct sync_peer *p)
+{
+    uint64_t h = 0;
+    for (size_t i = 0; i < p->theirs.n; i++) {
+        const struct lr_folder_cfg *fc = lr_config_find_folder(d->cfg, p->theirs.v[i].id);
+        if (p->theirs.v[i].removed && fc && lr_folder_shared_with(fc, &p->id))
+            h = mix_id(h ? h : 14695981039346656037ull, fc->id);
+    }
+    return h;
+}
+
 static void on_folders(struct lr_daemon *d, struct sync_peer *p, const uint8_t *payload, size_t len)
 {
     struct lr_proto_folders f;
     struct lr_err err = {0};
     int rc = lr_proto_folders_decode(payload, len, &f, &err);
-    for (size_t i = 0; rc == 0 && i < f.n; i++)
-        if (inert(&f.v[i]) && !(p->features & LR_FEAT_FOLDER_STOPPED))
+    for (size_t i = 0; rc == 0 && i < f.n; i++) {
+        if ((f.v[i].stopped || f.v[i].unshared) && !(p->features & LR_FEAT_FOLDER_STOPPED))
             rc = lr_err_set(&err, LR_EBADVAL, "folders[%zu].%s: feature not in force", i,
                             f.v[i].stopped ? "stopped" : "unshared");
+        else if (f.v[i].removed && !(p->features & LR_FEAT_FOLDER_REMOVED))
+            rc = lr_err_set(&err, LR_EBADVAL, "folders[%zu].removed: feature not in force", i);
+    }
     if (rc < 0) {
         lr_proto_folders_release(&f);
         sync_peer_fatal(d, p, "invalid FOLDERS", rc, &err);
@@ -1116,6 +1169,13 @@ static void on_folders(struct lr_daemon *d, struct sync_peer *p, const uint8_t *
     /* They offer a folder we have and keep to ourselves, or no longer do. */
     if (unshared_sig(d, p) != p->unshared_sig)
         send_folders(d, p);
+    /* They removed a folder we share with them: what we hold of their
+     * index of it can never be served or updated again. */
+    uint64_t rs = removed_sig(d, p);
+    if (rs != p->removed_sig) {
+        p->removed_sig = rs;
+        queue_forget(d);
+    }
     sync_serve_replay(d, p);
 }
 
@@ -1747,19 +1807,53 @@ void sync_on_writable(struct lr_daemon *d, struct lr_conn *c)
 
 /*
  * Job: drop what the index holds of devices a folder is no longer shared
- * with (peer removed, or no longer in the folder's shares). Their versions
- * stayed needed, so the folder was `syncing` for good with 'no peer can
- * serve it' (black-box run). Shared again, the device's index comes again
- * in full: FOLDERS then says we hold nothing of it.
+ * with (peer removed, or no longer in the folder's shares), or that removed
+ * the folder (their FOLDERS, option 9). Their versions stayed needed, so
+ * the folder was `syncing` for good with 'no peer can serve it' (black-box
+ * runs). Shared again, the device's index comes again in full: FOLDERS
+ * then says we hold nothing of it. A transfer session whose version no
+ * device holds any more fails, naming why.
  */
 struct forget_folder {
     char *id;
     struct lr_device_id *keep; /* the devices it is shared with */
     size_t nkeep;
+    struct lr_device_id *gone; /* ... of which these removed the folder */
+    size_t ngone;
     size_t forgot;
     struct lr_need_stats need;
     bool need_ok;
+    struct sync_session_key *keys; /* the folder's unfinished sessions */
+    size_t nkeys;
+    bool *orphan; /* per key: no device holds that version now */
+    char *why;    /* ... because of the first device forgotten */
 };
+
+static bool id_in(const struct lr_device_id *id, const struct lr_device_id *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lr_device_id_eq(id, &v[i]))
+            return true;
+    return false;
+}
+
+/* Job side: the sessions whose version none of the peers left holds. */
+static void find_orphans(struct lr_index *ix, struct forget_folder *ff)
+{
+    ff->orphan = lr_xcalloc(ff->nkeys + 1, sizeof(*ff->orphan));
+    for (size_t i = 0; i < ff->nkeys; i++) {
+        struct lr_device_list h = {0};
+        struct lr_err err = {0};
+        const struct sync_session_key *k = &ff->keys[i];
+        if (lr_index_remote_holders(ix, ff->id, k->path, k->path_len, NULL, &k->blocks, &h, &err) <
+            0) {
+            lr_warn(MOD, "folder=%s: cannot list who holds a version: %s", ff->id, err.msg);
+            continue;
+        }
+        ff->orphan[i] = h.n == 0;
+        lr_device_list_release(&h);
+    }
+}
 
 struct forget_job {
     struct daemon_job base;
@@ -1780,10 +1874,7 @@ static void forget_work(struct daemon_job *base)
             continue;
         }
         for (size_t k = 0; k < held.n; k++) {
-            bool keep = false;
-            for (size_t m = 0; m < ff->nkeep && !keep; m++)
-                keep = lr_device_id_eq(&held.v[k], &ff->keep[m]);
-            if (keep)
+            if (id_in(&held.v[k], ff->keep, ff->nkeep) && !id_in(&held.v[k], ff->gone, ff->ngone))
                 continue;
             char id[LR_DEVICE_ID_SHORTLEN + 1];
             lr_device_id_short(&held.v[k], id);
@@ -1791,13 +1882,22 @@ static void forget_work(struct daemon_job *base)
                 lr_warn(MOD, "folder=%s: cannot forget peer=%s: %s", ff->id, id, err.msg);
                 continue;
             }
-            lr_info(MOD, "folder=%s: forgot the index of peer=%s (no longer shared with it)",
-                    ff->id, id);
+            bool gone = id_in(&held.v[k], ff->gone, ff->ngone);
+            lr_info(MOD, "folder=%s: forgot the index of peer=%s (%s)", ff->id, id,
+                    gone ? "it removed the folder" : "no longer shared with it");
+            if (!ff->why)
+                ff->why = lr_xasprintf(gone ? "peer %s removed the folder, and no other device "
+                                              "has this version"
+                                            : "the folder is no longer shared with peer %s, and "
+                                              "no other device has this version",
+                                       id);
             ff->forgot++;
         }
         lr_device_list_release(&held);
-        if (ff->forgot)
+        if (ff->forgot) {
             ff->need_ok = lr_index_need_stats(ix, ff->id, &ff->need, NULL) == 0;
+            find_orphans(ix, ff);
+        }
     }
 }
 
@@ -1805,6 +1905,7 @@ static void forget_done(struct daemon_job *base, int status)
 {
     struct forget_job *j = (struct forget_job *)base;
     struct lr_daemon *d = base->d;
+    bool forgot = false;
     for (size_t i = 0; i < j->n; i++) {
         struct forget_folder *ff = &j->v[i];
         if (status == 0 && !d->stopping && ff->forgot && lr_config_find_folder(d->cfg, ff->id)) {
@@ -1813,12 +1914,26 @@ static void forget_done(struct daemon_job *base, int status)
                 f->need = ff->need;
                 f->need_known = true;
             }
-            /* The round prunes the failing items nothing needs any more. */
+            for (size_t k = 0; ff->orphan && k < ff->nkeys; k++)
+                if (ff->orphan[k])
+                    sync_session_orphaned(d, ff->id, &ff->keys[k], ff->why);
+            /* The round prunes the failing items nothing needs any more
+             * (and, nothing needed, the staging files left). */
             sync_pull_trigger(d, ff->id);
+            forgot = true;
         }
         free(ff->id);
         free(ff->keep);
+        free(ff->gone);
+        free(ff->orphan);
+        free(ff->why);
+        sync_session_keys_free(ff->keys, ff->nkeys);
     }
+    /* A FOLDERS of ours that left before the forget said we held their
+     * index: sent again, it says we hold nothing, and a device that shares
+     * the folder again (or added it back) sends it in full. */
+    for (struct sync_peer *p = d->sync ? d->sync->peers : NULL; forgot && p; p = p->next)
+        send_folders(d, p);
     free(j->v);
     free(j);
 }
@@ -1837,9 +1952,17 @@ static void queue_forget(struct lr_daemon *d)
         struct forget_folder *ff = &j->v[j->n++];
         ff->id = lr_xstrdup(fc->id);
         ff->keep = lr_xcalloc(fc->nshared + 1, sizeof(*ff->keep));
-        for (size_t k = 0; k < fc->nshared; k++)
-            if (lr_config_find_peer(d->cfg, &fc->shared[k]))
-                ff->keep[ff->nkeep++] = fc->shared[k];
+        ff->gone = lr_xcalloc(fc->nshared + 1, sizeof(*ff->gone));
+        for (size_t k = 0; k < fc->nshared; k++) {
+            if (!lr_config_find_peer(d->cfg, &fc->shared[k]))
+                continue;
+            ff->keep[ff->nkeep++] = fc->shared[k];
+            const struct sync_peer *p = sync_peer_get(d, &fc->shared[k]);
+            const struct lr_proto_folder *e = p->have_folders ? their_folder(p, fc->id) : NULL;
+            if (e && e->removed)
+                ff->gone[ff->ngone++] = fc->shared[k];
+        }
+        ff->nkeys = sync_sessions_unfinished(d, fc->id, &ff->keys);
     }
     daemon_job_queue(d, &j->base);
 }
@@ -1970,8 +2093,9 @@ uint64_t sync_fingerprint(struct lr_daemon *d)
     for (const struct sync_peer *p = d->sync->peers; p; p = p->next) {
         h = fp_mix(fp_mix(h, p->gen), p->have_folders);
         for (size_t i = 0; i < p->theirs.n; i++)
-            h = fp_mix(h,
-                       (uint64_t)p->theirs.v[i].stopped | (uint64_t)p->theirs.v[i].unshared << 1);
+            h = fp_mix(h, (uint64_t)p->theirs.v[i].stopped |
+                              (uint64_t)p->theirs.v[i].unshared << 1 |
+                              (uint64_t)p->theirs.v[i].removed << 2);
     }
     for (const struct sync_link *l = d->sync->links; l; l = l->next) {
         h = fp_mix(fp_mix(h, l->their_index_id), l->their_max_seq);

@@ -86,7 +86,8 @@ void sync_init(struct lr_daemon *d);
 void sync_free(struct lr_daemon *d); /* after the loop ended */
 /* HELLO feature bits we offer (proto.h); the AND with the peer's is in force. */
 #define SYNC_FEATURES                                                                              \
-    (LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA | LR_FEAT_RECON | LR_FEAT_FOLDER_STOPPED | LR_FEAT_SEQS)
+    (LR_FEAT_HAVE | LR_FEAT_INDEX_DELTA | LR_FEAT_RECON | LR_FEAT_FOLDER_STOPPED | LR_FEAT_SEQS |  \
+     LR_FEAT_FOLDER_REMOVED)
 /* features: the peer's HELLO feature bits. */
 void sync_peer_up(struct lr_daemon *d, struct lr_conn *c, const struct lr_device_id *peer,
                   uint64_t features);

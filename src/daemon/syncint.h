@@ -104,6 +104,9 @@ struct sync_peer {
     /* The folders last listed to it as unshared (option 7), as a hash of
      * their IDs: its FOLDERS changing that set sends ours again. */
     uint64_t unshared_sig;
+    /* The folders we share with it that its FOLDERS lists as removed there
+     * (option 9), as a hash (0: none): a change forgets its index of them. */
+    uint64_t removed_sig;
     /* Index exchange counters since the daemon started (peers --json). */
     uint64_t index_sent, index_recv;         /* INDEX payload bytes */
     uint64_t deltas_sent, deltas_recv;       /* entries with a delta chunk list */

@@ -96,6 +96,11 @@ enum lr_msg_type {
  * connected peer how far its index of each folder has got, and waits until
  * it has stored that much of it. */
 #define LR_FEAT_SEQS (UINT64_C(1) << 4)
+/* FOLDERS may carry option 9 ("removed"): the sender removed a folder that
+ * the receiver offers and that the sender once had, so the receiver drops
+ * what it holds of the sender's index of it instead of waiting for files
+ * only the sender had (docs/protocol.md §6.5). */
+#define LR_FEAT_FOLDER_REMOVED (UINT64_C(1) << 5)
 
 /* Per-type payload limits (see the type table in proto.c). */
 #define LR_PROTO_HELLO_MAX 4096 /* known fields need < 160; the rest is room to grow */
@@ -315,6 +320,13 @@ enum lr_proto_folder_opt {
      * digest; it must then choose a new index ID (§6.4). Only with
      * peer_index_id. */
     LR_PROTO_FOPT_PEER_CHECK = 8,
+    /* value: empty. The sender had the folder (its index of it still
+     * exists: index_id, max_seq and the peer fields are that index's) and
+     * removed it from its configuration; the receiver's FOLDERS offers it.
+     * The folder is not syncing, and the receiver forgets what it holds of
+     * the sender's index of it. Never with option 6 or 7. Only with
+     * LR_FEAT_FOLDER_REMOVED. */
+    LR_PROTO_FOPT_REMOVED = 9,
 };
 #define LR_PROTO_CHECK_LEN 16
 /* Option 3: varint kind | varint window (seconds) | 32-byte device ID (only
@@ -347,6 +359,7 @@ struct lr_proto_folder {
     bool scanning;                            /* option 5 present */
     bool stopped;                             /* option 6 present */
     bool unshared;                            /* option 7 present */
+    bool removed;                             /* option 9 present */
     uint64_t peer_check_seq;                  /* option 8; 0: absent */
     uint8_t peer_check[LR_PROTO_CHECK_LEN];   /* option 8's digest */
     uint8_t peer_check_path[LR_INDEX_CHECK_PATH_MAX + 1]; /* NUL-terminated; "" if not sent */

@@ -194,7 +194,7 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
         if (rc == 0)
             rc = lr_buf_put_varint(out, 1u + (cl != 0) + f->has_resolve + (f->list_upto != 0) +
                                             f->scanning + f->stopped + f->unshared +
-                                            (f->peer_check_seq != 0));
+                                            (f->peer_check_seq != 0) + f->removed);
         if (rc == 0)
             rc = lr_buf_put_varint(out, LR_PROTO_FOPT_MODE);
         if (rc == 0)
@@ -251,6 +251,11 @@ int lr_proto_folders_encode(const struct lr_proto_folder *v, size_t n, struct lr
                 rc = lr_buf_put(out, f->peer_check, LR_PROTO_CHECK_LEN);
             if (rc == 0 && f->peer_check_path_len)
                 rc = lr_buf_put(out, f->peer_check_path, f->peer_check_path_len);
+        }
+        if (rc == 0 && f->removed) {
+            rc = lr_buf_put_varint(out, LR_PROTO_FOPT_REMOVED);
+            if (rc == 0)
+                rc = lr_buf_put_varint(out, 0);
         }
     }
     if (rc == 0 && out->len - start > LR_PROTO_FOLDERS_MAX) {
@@ -375,9 +380,18 @@ static int folder_opts(struct lr_rd *rd, size_t i, struct lr_proto_folder *f, st
                 memcpy(f->peer_check_path, path, pl);
             f->peer_check_path[pl] = '\0';
             f->peer_check_path_len = pl;
+        } else if (key == LR_PROTO_FOPT_REMOVED) {
+            if (vl != 0)
+                return lr_err_set(err, LR_EBADVAL, "folders[%zu].removed: %zu bytes, not empty", i,
+                                  vl);
+            f->removed = true;
         }
         /* Other keys: options of a newer version, skipped. */
     }
+    /* A folder removed there is neither in error nor kept from us there. */
+    if (f->removed && (f->stopped || f->unshared))
+        return lr_err_set(err, LR_EBADVAL, "folders[%zu]: removed and %s at once", i,
+                          f->stopped ? "stopped" : "unshared");
     return 0;
 }
 

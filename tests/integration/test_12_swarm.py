@@ -150,3 +150,42 @@ def test_a_received_file_is_served_on_from_its_stored_weak_check(devices, tmp_pa
     fast = sum(int(n) for n in re.findall(
         r"served (\d+) chunks checked by their stored XXH3", log))
     assert fast >= len(got), (fast, len(got))
+
+
+def test_a_holder_removing_the_folder_leaves_the_other_serving(devices, tmp_path):
+    """Alice removes the folder while bob pulls big.bin from her and carol:
+    bob forgets alice's index of it (she will never serve or update it
+    again), but carol holds the same version, so the transfer goes on and
+    completes; nothing fails. The forget must not take the version for
+    gone because the device that removed the folder had it too."""
+    a, b, c = mesh(devices, "alice", "bob", "carol")
+    roots = {}
+    for d in (a, b, c):
+        roots[d.name] = tmp_path / d.name / "docs"
+        roots[d.name].mkdir(parents=True)
+    big = roots["alice"] / "big.bin"
+    with open(big, "wb") as f:
+        for _ in range(SIZE // (8 << 20)):
+            f.write(os.urandom(8 << 20))
+    want = digest(big)
+    for d in (a, b, c):
+        others = [o.id for o in (a, b, c) if o is not d]
+        d.ok("folder", "add", str(roots[d.name]), "--id", "docs", "--share", others[0], "--share",
+             others[1])
+    a.start()
+    c.start()
+    wait_for(lambda: (roots["carol"] / "big.bin").exists(), timeout=120, what="big.bin on carol")
+    for d in (a, c):
+        assert d.ok("sync", "--wait", "--timeout", "60").rc == 0
+
+    b.start()
+    wait_for(lambda: received_from(b, a) > 4 << 20 or (roots["bob"] / "big.bin").exists(),
+             timeout=60, interval=0.02, what="bob pulling from alice")
+    a.ok("folder", "remove", "docs")
+    assert b.ok("sync", "--wait", "--timeout", "120").rc == 0
+    assert digest(roots["bob"] / "big.bin") == want
+    mine = [s for s in b.ok("sessions", "--json").json()["sessions"] if s["path"] == "big.bin"]
+    assert mine and all(s["state"] == "complete" for s in mine), mine
+    log = os.path.join(b.home, "landropic.log")
+    wait_for(lambda: f"forgot the index of peer={a.id[:7]} (it removed the folder)"
+             in open(log).read(), timeout=20, what="bob forgetting alice's index")

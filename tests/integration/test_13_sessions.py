@@ -334,3 +334,30 @@ def test_folder_removed_mid_transfer_leaves_no_staging(devices, tmp_path):
     b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
     assert b.run("sync", "--wait", "--timeout", "120").rc == 0
     assert digest(fb / "big.bin") == digest(fa / "big.bin")
+
+
+def test_sender_removing_the_folder_ends_what_it_alone_could_serve(devices, tmp_path):
+    """Alice removes the folder while bob pulls a big file from her: bob
+    stops needing what only she had (her index of it is forgotten, as after
+    `peer remove` here), the session fails naming why, and the folder is in
+    sync with what is left. It stayed `syncing, needs 1 file` with 'no peer
+    can serve it' until alice added the folder again (black-box round 27,
+    L3). Added again, the folder's index comes in full and the file
+    arrives."""
+    a, b, fa, fb = pulling_big_file(devices, tmp_path, mib=256)
+    a.ok("folder", "remove", "docs")
+
+    def settled():
+        f = [x for x in b.run("status", "--json").json()["folders"] if x["id"] == "docs"][0]
+        mine = [s for s in sessions(b) if s["path"] == "big.bin"]
+        done = (f["need_files"] == 0 and f["state"] == "idle" and mine
+                and all(s["state"] == "failed" for s in mine))
+        return (f, mine) if done else None
+    f, mine = wait_for(settled, timeout=30, interval=0.2, what="bob settled without big.bin")
+    assert all("removed the folder" in s["error"] for s in mine), mine
+    assert b.run("sync", "--wait", "--timeout", "20").rc == 0
+    assert not (fb / "big.bin").exists()
+    assert not os.listdir(fb / ".landropic" / "tmp")  # the staging went with the session
+    a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    assert b.run("sync", "--wait", "--timeout", "120").rc == 0
+    assert digest(fb / "big.bin") == digest(fa / "big.bin")

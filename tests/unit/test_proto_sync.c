@@ -551,6 +551,52 @@ static void test_folders_flag_options(void **state)
     lr_buf_release(&b);
 }
 
+/* Option 9 (removed), §6.5: empty value; it comes after option 8 on the
+ * wire, round-trips with the entry's other fields, and never goes with
+ * option 6 or 7 (a folder removed there is neither in error nor kept back). */
+static void test_folders_removed_option(void **state)
+{
+    (void)state;
+    struct lr_buf b;
+    lr_buf_init(&b, 4096);
+    struct lr_proto_folder f;
+    folder_init(&f, "docs", 7);
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
+    size_t plain = b.len;
+    lr_buf_reset(&b);
+    f.removed = true;
+    f.peer_check_seq = 5; /* key 8 first, then key 9 */
+    memset(f.peer_check, 0xab, sizeof(f.peer_check));
+    assert_int_equal(lr_proto_folders_encode(&f, 1, &b), 0);
+    assert_int_equal(b.len, plain + 2 + 2 + 1 + LR_PROTO_CHECK_LEN);
+    struct lr_proto_folders out;
+    assert_int_equal(lr_proto_folders_decode(b.data, b.len, &out, NULL), 0);
+    assert_int_equal(out.n, 1);
+    assert_true(out.v[0].removed);
+    assert_false(out.v[0].stopped || out.v[0].unshared);
+    assert_int_equal(out.v[0].index_id, 7);
+    assert_int_equal(out.v[0].peer_check_seq, 5);
+    lr_proto_folders_release(&out);
+    lr_buf_reset(&b);
+
+    /* A value, and either of the other two inert flags beside it: refused. */
+    for (int k = 0; k < 3; k++) {
+        static const uint8_t one = 1;
+        assert_int_equal(lr_buf_put_varint(&b, 1), 0);
+        put_folder_head(&b, "docs", 1, 0, 0);
+        assert_int_equal(lr_buf_put_varint(&b, k == 0 ? 1 : 2), 0);
+        if (k > 0) {
+            assert_int_equal(
+                lr_buf_put_varint(&b, k == 1 ? LR_PROTO_FOPT_STOPPED : LR_PROTO_FOPT_UNSHARED), 0);
+            assert_int_equal(lr_buf_put_lbytes(&b, &one, 0), 0);
+        }
+        assert_int_equal(lr_buf_put_varint(&b, LR_PROTO_FOPT_REMOVED), 0);
+        assert_int_equal(lr_buf_put_lbytes(&b, &one, k == 0), 0);
+        folders_expect(&b, LR_EBADVAL);
+    }
+    lr_buf_release(&b);
+}
+
 static void test_folders_hostile(void **state)
 {
     (void)state;
@@ -2558,6 +2604,7 @@ int main(void)
         cmocka_unit_test(test_folders_hostile),
         cmocka_unit_test(test_folders_list_upto),
         cmocka_unit_test(test_folders_flag_options),
+        cmocka_unit_test(test_folders_removed_option),
         cmocka_unit_test(test_folders_peer_check),
         cmocka_unit_test(test_index_roundtrip),
         cmocka_unit_test(test_index_builder_rejects),
