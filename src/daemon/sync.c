@@ -286,6 +286,8 @@ static void folders_work(struct daemon_job *base)
             lr_warn(MOD, "folder=%s not announced: %s", j->ids[i], e.msg);
             continue;
         }
+        if (j->removed[i] && !rs.index_id)
+            continue; /* never synced with them: they hold nothing of ours to forget */
         struct lr_proto_folder *f = &v[n++];
         snprintf(f->id, sizeof(f->id), "%s", j->ids[i]);
         f->index_id = info.index_id;
@@ -413,7 +415,7 @@ static bool unshared_here(struct lr_daemon *d, const struct sync_peer *p,
         lr_folder_shared_with(fc, &p->id) || !rt || !rt->bound)
         return false;
     const struct lr_proto_folder *e = their_folder(p, fc->id);
-    return e && !e->unshared;
+    return e && !inert(e);
 }
 
 static uint64_t mix_id(uint64_t h, const char *id)

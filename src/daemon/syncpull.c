@@ -2044,8 +2044,9 @@ static void pull_start(struct daemon_job *base)
     j->receive_only = fc && fc->mode == LR_MODE_RECEIVE_ONLY;
     for (struct sync_peer *p = d->sync->peers; p; p = p->next) {
         for (size_t k = 0; p->conn && p->have_folders && k < p->theirs.n; k++) {
-            /* A peer with the folder in error is as one not sharing it. */
-            if (p->theirs.v[k].stopped || p->theirs.v[k].unshared ||
+            /* A peer with the folder in error, or removed there, is as one
+             * not sharing it. */
+            if (p->theirs.v[k].stopped || p->theirs.v[k].unshared || p->theirs.v[k].removed ||
                 strcmp(p->theirs.v[k].id, j->folder) != 0)
                 continue;
             j->theirs = lr_xreallocarray(j->theirs, j->ntheirs + 1, sizeof(*j->theirs));
