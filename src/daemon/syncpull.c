@@ -108,6 +108,9 @@ struct sync_xfer {
     size_t from_partial;
     /* Bytes in staging, verified (sync --wait's progress). */
     uint64_t got;
+    /* The pull removed our directory at the path for this file: nothing is
+     * there until the commit (sync_pull_held). */
+    bool replaces_dir;
 };
 
 struct rx_item {
@@ -534,6 +537,22 @@ static int cmp_xfer_path(const void *a, const void *b)
     return strcmp((const char *)x->rec.path, (const char *)y->rec.path);
 }
 
+static int cmp_str(const void *a, const void *b);
+
+size_t sync_pull_held(struct lr_daemon *d, const char *folder_id, char ***paths)
+{
+    *paths = NULL;
+    size_t n = 0;
+    for (struct sync_xfer *x = d->sync ? d->sync->xfers : NULL; x; x = x->next)
+        if (x->replaces_dir && !x->dead && strcmp(x->folder, folder_id) == 0) {
+            *paths = lr_xappendarray(*paths, n, sizeof(**paths));
+            (*paths)[n++] = lr_xstrdup((const char *)x->rec.path);
+        }
+    if (n > 1)
+        qsort(*paths, n, sizeof(**paths), cmp_str);
+    return n;
+}
+
 /* Loop side: more holders for transfers in flight (swarming with peers whose
  * index arrived after the transfer started). */
 static void apply_holder_updates(struct lr_daemon *d, struct pull_job *j)
@@ -914,6 +933,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
      * commit expects nothing there, but the record decided against is still
      * the directory's. */
     expect_of(dir_removed ? NULL : local, &x->expect);
+    x->replaces_dir = dir_removed;
     x->nholders = cand->nholders;
     x->holders = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->holders));
     if (x->nholders)

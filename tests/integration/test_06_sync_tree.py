@@ -12,6 +12,7 @@ mtime moves with every child, so it is not compared); a symlink's target
 import hashlib
 import os
 import random
+import signal
 import stat
 
 from conftest import free_udp_port, wait_for
@@ -381,6 +382,47 @@ def test_directory_replaced_by_file_propagates(devices, tmp_path):
     with open(os.path.join(b.home, "landropic.log"), errors="replace") as f:
         log = f.read()
     assert "not applied" not in log, log
+
+
+def test_scan_while_a_file_replacing_a_directory_is_in_transit(devices, tmp_path):
+    """Bob's pull removes his directory to put alice's file in its place, and
+    the file is still in transit: a scan of bob's folder then took the
+    directory's absence for bob's own deletion (a new version), so the
+    file's commit failed ("not applied: the local record changed meanwhile")
+    and came back as a modify-delete conflict (an ASan CI run)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "d2f").mkdir()
+    write_file(fa / "d2f" / "inner.txt", b"inside d2f\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_both(fa, fb, snapshot(fa), what="initial tree on B")
+    # Written aside and moved in whole, so alice's scan sees one version.
+    with open(tmp_path / "big.part", "wb") as f:
+        for _ in range(16):
+            f.write(os.urandom(8 << 20))
+    os.unlink(fa / "d2f" / "inner.txt")
+    os.rmdir(fa / "d2f")
+    os.rename(tmp_path / "big.part", fa / "d2f")
+    a.ok("scan")
+    wait_for(lambda: not os.path.lexists(fb / "d2f"), timeout=60, interval=0.01,
+             what="bob's directory removed for alice's file")
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        mine = [s for s in b.ok("sessions", "--json").json()["sessions"] if s["path"] == "d2f"]
+        assert [s["state"] for s in mine] == ["active"], mine
+        assert not os.path.lexists(fb / "d2f")
+        scanned = b.ok("scan", "--json").json()["folders"][0]
+        assert scanned["deleted"] == 0, scanned
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    wait_both(fa, fb, snapshot(fa), timeout=120, what="directory -> file on B")
+    assert a.ok("sync", "--wait", "--timeout", "60").rc == 0
+    with open(os.path.join(b.home, "landropic.log"), errors="replace") as f:
+        log = f.read()
+    # (A "not empty" failure may come first: alice's scan can send the file
+    # before inner.txt's deletion, and the directory waits for it.)
+    assert "the local record changed meanwhile" not in log and "conflict:" not in log, log
 
 
 def test_times_beyond_2262_sync_without_overflow_or_bounce(devices, tmp_path):
