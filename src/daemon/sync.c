@@ -1825,10 +1825,18 @@ struct forget_folder {
     size_t forgot;
     struct lr_need_stats need;
     bool need_ok;
-    struct sync_session_key *keys; /* the folder's unfinished sessions */
+    char *why; /* a session's failure, naming the first device forgotten */
+};
+
+/* Then, for a folder that forgot something: its unfinished sessions, taken
+ * on the loop once the forget is done (not for every folder at each
+ * configuration change), and which of them no device holds now. */
+struct orphan_folder {
+    char *id;
+    char *why;
+    struct sync_session_key *keys;
     size_t nkeys;
-    bool *orphan; /* per key: no device holds that version now */
-    char *why;    /* ... because of the first device forgotten */
+    bool *orphan; /* per key */
 };
 
 static bool id_in(const struct lr_device_id *id, const struct lr_device_id *v, size_t n)
@@ -1840,7 +1848,7 @@ static bool id_in(const struct lr_device_id *id, const struct lr_device_id *v, s
 }
 
 /* Job side: the sessions whose version none of the peers left holds. */
-static void find_orphans(struct lr_index *ix, struct forget_folder *ff)
+static void find_orphans(struct lr_index *ix, struct orphan_folder *ff)
 {
     ff->orphan = lr_xcalloc(ff->nkeys + 1, sizeof(*ff->orphan));
     for (size_t i = 0; i < ff->nkeys; i++) {
@@ -1896,11 +1904,41 @@ static void forget_work(struct daemon_job *base)
             ff->forgot++;
         }
         lr_device_list_release(&held);
-        if (ff->forgot) {
+        if (ff->forgot)
             ff->need_ok = lr_index_need_stats(ix, ff->id, &ff->need, NULL) == 0;
-            find_orphans(ix, ff);
-        }
     }
+}
+
+struct orphan_job {
+    struct daemon_job base;
+    struct orphan_folder *v;
+    size_t n;
+};
+
+static void orphan_work(struct daemon_job *base)
+{
+    struct orphan_job *j = (struct orphan_job *)base;
+    for (size_t i = 0; i < j->n; i++)
+        find_orphans(base->d->ix, &j->v[i]);
+}
+
+static void orphan_done(struct daemon_job *base, int status)
+{
+    struct orphan_job *j = (struct orphan_job *)base;
+    struct lr_daemon *d = base->d;
+    for (size_t i = 0; i < j->n; i++) {
+        struct orphan_folder *of = &j->v[i];
+        bool live = status == 0 && !d->stopping && lr_config_find_folder(d->cfg, of->id);
+        for (size_t k = 0; live && of->orphan && k < of->nkeys; k++)
+            if (of->orphan[k])
+                sync_session_orphaned(d, of->id, &of->keys[k], of->why);
+        free(of->id);
+        free(of->why);
+        free(of->orphan);
+        sync_session_keys_free(of->keys, of->nkeys);
+    }
+    free(j->v);
+    free(j);
 }
 
 static void forget_done(struct daemon_job *base, int status)
@@ -1908,6 +1946,7 @@ static void forget_done(struct daemon_job *base, int status)
     struct forget_job *j = (struct forget_job *)base;
     struct lr_daemon *d = base->d;
     bool forgot = false;
+    struct orphan_job *oj = NULL;
     for (size_t i = 0; i < j->n; i++) {
         struct forget_folder *ff = &j->v[i];
         if (status == 0 && !d->stopping && ff->forgot && lr_config_find_folder(d->cfg, ff->id)) {
@@ -1916,20 +1955,36 @@ static void forget_done(struct daemon_job *base, int status)
                 f->need = ff->need;
                 f->need_known = true;
             }
-            for (size_t k = 0; ff->orphan && k < ff->nkeys; k++)
-                if (ff->orphan[k])
-                    sync_session_orphaned(d, ff->id, &ff->keys[k], ff->why);
-            /* The round prunes the failing items nothing needs any more
-             * (and, nothing needed, the staging files left). */
-            sync_pull_trigger(d, ff->id);
+            if (!oj) {
+                oj = lr_xcalloc(1, sizeof(*oj));
+                oj->v = lr_xcalloc(j->n, sizeof(*oj->v));
+            }
+            struct orphan_folder *of = &oj->v[oj->n++];
+            of->id = lr_xstrdup(ff->id);
+            of->why = ff->why;
+            ff->why = NULL;
+            of->nkeys = sync_sessions_unfinished(d, ff->id, &of->keys);
             forgot = true;
         }
-        free(ff->id);
         free(ff->keep);
         free(ff->gone);
-        free(ff->orphan);
         free(ff->why);
-        sync_session_keys_free(ff->keys, ff->nkeys);
+    }
+    if (oj) {
+        /* Queued before the rounds below, which may end those sessions'
+         * transfers: a session fails naming why, not as plain interrupted. */
+        oj->base.kind = DAEMON_JOB_SYNC;
+        oj->base.work = orphan_work;
+        oj->base.done = orphan_done;
+        daemon_job_queue(d, &oj->base);
+    }
+    for (size_t i = 0; i < j->n; i++) {
+        struct forget_folder *ff = &j->v[i];
+        /* The round prunes the failing items nothing needs any more
+         * (and, nothing needed, the staging files left). */
+        if (status == 0 && !d->stopping && ff->forgot && lr_config_find_folder(d->cfg, ff->id))
+            sync_pull_trigger(d, ff->id);
+        free(ff->id);
     }
     /* A FOLDERS of ours that left before the forget said we held their
      * index: sent again, it says we hold nothing, and a device that shares
@@ -1964,7 +2019,6 @@ static void queue_forget(struct lr_daemon *d)
             if (e && e->removed)
                 ff->gone[ff->ngone++] = fc->shared[k];
         }
-        ff->nkeys = sync_sessions_unfinished(d, fc->id, &ff->keys);
     }
     daemon_job_queue(d, &j->base);
 }
