@@ -4,6 +4,7 @@ the CLI contract (shared/cli-contract.md), with real daemons on loopback.
 Every daemon a test starts is stopped in teardown by its PID (read from the
 home's daemon.lock), never by name.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -113,6 +114,29 @@ def mesh(devices, *names):
             if x is not y:
                 x.ok("peer", "add", y.id, "--name", y.name, "--addr", y.addr())
     return devs
+
+
+def share_big_file(devs, tmp_path, size):
+    """Each of devs (initialised, peers of each other) gets tmp_path/NAME/docs
+    shared with every other as "docs"; the first one's holds big.bin, `size`
+    random bytes. Returns ({name: root}, big.bin's SHA-256 hex digest)."""
+    roots = {}
+    for d in devs:
+        roots[d.name] = tmp_path / d.name / "docs"
+        roots[d.name].mkdir(parents=True)
+    h = hashlib.sha256()
+    with open(roots[devs[0].name] / "big.bin", "wb") as f:
+        for _ in range(size // (8 << 20)):
+            block = os.urandom(8 << 20)
+            h.update(block)
+            f.write(block)
+    for d in devs:
+        shares = []
+        for o in devs:
+            if o is not d:
+                shares += ["--share", o.id]
+        d.ok("folder", "add", str(roots[d.name]), "--id", "docs", *shares)
+    return roots, h.hexdigest()
 
 
 class Result:

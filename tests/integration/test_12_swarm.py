@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import mesh, wait_for
+from conftest import mesh, share_big_file, wait_for
 
 SIZE = 192 * 1024 * 1024
 
@@ -29,19 +29,7 @@ def received_from(dev, other):
 
 def test_pulled_from_two_holders_and_survives_one_dying(devices, tmp_path):
     a, b, c = mesh(devices, "alice", "bob", "carol")
-    roots = {}
-    for d in (a, b, c):
-        roots[d.name] = tmp_path / d.name / "docs"
-        roots[d.name].mkdir(parents=True)
-    big = roots["alice"] / "big.bin"
-    with open(big, "wb") as f:
-        for _ in range(SIZE // (8 << 20)):
-            f.write(os.urandom(8 << 20))
-    want = digest(big)
-    for d in (a, b, c):
-        others = [o.id for o in (a, b, c) if o is not d]
-        d.ok("folder", "add", str(roots[d.name]), "--id", "docs", "--share", others[0], "--share",
-             others[1])
+    roots, want = share_big_file((a, b, c), tmp_path, SIZE)
 
     # Carol gets the version from Alice first: then both hold it.
     a.start()
@@ -159,19 +147,7 @@ def test_a_holder_removing_the_folder_leaves_the_other_serving(devices, tmp_path
     completes; nothing fails. The forget must not take the version for
     gone because the device that removed the folder had it too."""
     a, b, c = mesh(devices, "alice", "bob", "carol")
-    roots = {}
-    for d in (a, b, c):
-        roots[d.name] = tmp_path / d.name / "docs"
-        roots[d.name].mkdir(parents=True)
-    big = roots["alice"] / "big.bin"
-    with open(big, "wb") as f:
-        for _ in range(SIZE // (8 << 20)):
-            f.write(os.urandom(8 << 20))
-    want = digest(big)
-    for d in (a, b, c):
-        others = [o.id for o in (a, b, c) if o is not d]
-        d.ok("folder", "add", str(roots[d.name]), "--id", "docs", "--share", others[0], "--share",
-             others[1])
+    roots, want = share_big_file((a, b, c), tmp_path, SIZE)
     a.start()
     c.start()
     wait_for(lambda: (roots["carol"] / "big.bin").exists(), timeout=120, what="big.bin on carol")

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 
-from conftest import free_udp_port, wait_for
+from conftest import free_udp_port, share_big_file, wait_for
 
 SIZE = 64 * 1024 * 1024
 HEAD_START = 36 * 1024 * 1024
@@ -133,19 +133,7 @@ def test_downloader_serves_what_it_holds(devices, tmp_path):
         c.ok("peer", "add", a.id, "--name", "alice", "--addr", f"127.0.0.1:{to_a_c.port}")
         b.ok("peer", "add", c.id, "--name", "carol", "--addr", c.addr())
         c.ok("peer", "add", b.id, "--name", "bob", "--addr", b.addr())
-        roots = {}
-        for d in (a, b, c):
-            roots[d.name] = tmp_path / d.name / "docs"
-            roots[d.name].mkdir(parents=True)
-        big = roots["alice"] / "big.bin"
-        with open(big, "wb") as f:
-            for _ in range(SIZE // (8 << 20)):
-                f.write(os.urandom(8 << 20))
-        want = digest(big)
-        for d in (a, b, c):
-            others = [o.id for o in (a, b, c) if o is not d]
-            d.ok("folder", "add", str(roots[d.name]), "--id", "docs", "--share", others[0],
-                 "--share", others[1])
+        roots, want = share_big_file((a, b, c), tmp_path, SIZE)
 
         a.start("--no-discovery")
         b.start("--no-discovery")
