@@ -189,8 +189,6 @@ static const char *resolution_of(const struct lr_sync_decision *dec)
         return "copy";
     if (dec->conflict == LR_SYNC_CONFLICT_MODIFY_DELETE)
         return (dec->flags & LR_SYNC_F_ARCHIVE_LOSER) ? "archive" : "modify-wins";
-    if (dec->copy_path)
-        return "copy";
     if (dec->flags & LR_SYNC_F_ARCHIVE_LOSER)
         return "archive";
     return "kept"; /* a loser that needs no keeping (e.g. a directory's vector) */
