@@ -88,8 +88,16 @@ void daemon_peer_bytes(const struct peer_rt *p, uint64_t *sent, uint64_t *recv)
 
 void daemon_folder_fail(struct folder_rt *f, const char *msg)
 {
-    if (f->state != FOLDER_ERROR || !f->error)
-        f->error_since = (int64_t)time(NULL);
+    int64_t now = (int64_t)time(NULL);
+    /* A rescan puts the folder in `scanning` meanwhile: still the same
+     * failure until a scan succeeds (which clears the message). */
+    if (!f->error) {
+        f->error_since = now;
+        f->error_attempts = 0;
+    }
+    f->error_last = now;
+    if (f->error_attempts < UINT32_MAX)
+        f->error_attempts++;
     f->state = FOLDER_ERROR;
     free(f->error);
     f->error = lr_xstrdup(msg);

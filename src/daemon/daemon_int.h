@@ -36,11 +36,13 @@ struct peer_rt {
 struct folder_rt {
     char *id;
     enum folder_state state;
-    char *error;         /* why it is in FOLDER_ERROR, or NULL */
-    int64_t error_since; /* Unix time it went into error (kept while it stays) */
-    bool scan_queued;    /* a scan of it waits in the job queue */
-    bool scanned;        /* at least one scan finished since start */
-    bool bound;          /* its index is this configuration entry's (scanjobs_bind) */
+    char *error;             /* why it is in FOLDER_ERROR, or NULL */
+    int64_t error_since;     /* Unix time it went into error (kept while it stays) */
+    int64_t error_last;      /* ... and of its latest failure */
+    uint32_t error_attempts; /* failures since it went into error */
+    bool scan_queued;        /* a scan of it waits in the job queue */
+    bool scanned;            /* at least one scan finished since start */
+    bool bound;              /* its index is this configuration entry's (scanjobs_bind) */
     struct lr_scan_result last;
 };
 
@@ -96,8 +98,9 @@ struct lr_daemon {
 void daemon_event(struct lr_daemon *d, json_t *ev);
 void daemon_stop(struct lr_daemon *d, const char *why);
 struct peer_rt *daemon_peer(struct lr_daemon *d, const struct lr_device_id *id);
-/* Put the folder in FOLDER_ERROR with `msg` (copied); its error_since is
- * kept if it already was in error. */
+/* Put the folder in FOLDER_ERROR with `msg` (copied); error_last and
+ * error_attempts count the failure, error_since is kept if it already was
+ * failing (a rescan meanwhile does not end that: only a successful scan). */
 void daemon_folder_fail(struct folder_rt *f, const char *msg);
 /* Payload bytes exchanged with p since the daemon started (closed
  * connections and the one up); p may be NULL (0, 0). */

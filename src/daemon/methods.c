@@ -222,13 +222,15 @@ static json_t *folder_errors(struct lr_daemon *d, const char *folder, struct fol
     json_t *errors = json_array();
     *more = 0;
     if (f && f->error) {
-        char since[32];
+        char since[32], last[32];
         iso_time(f->error_since, since, sizeof(since));
+        iso_time(f->error_last, last, sizeof(last));
         /* Lossy: the message may quote a root that is not UTF-8 (json_pack
          * refused it, and the folder was in error with no reason listed). */
         json_array_append_new(errors,
-                              json_pack("{s:s, s:o, s:s}", "path", "", "error",
-                                        lr_json_lossy(f->error, strlen(f->error)), "since", since));
+                              json_pack("{s:s, s:o, s:s, s:s, s:I}", "path", "", "error",
+                                        lr_json_lossy(f->error, strlen(f->error)), "since", since,
+                                        "last", last, "attempts", (json_int_t)f->error_attempts));
     }
     struct lr_syncerr_list l;
     sync_items_list(d, folder, &l);

@@ -566,6 +566,12 @@ def test_folder_whose_root_is_not_utf8(devices, free_port, tmp_path):
     assert "missing" in json.loads(r.out)["folders"][0]["error"], r
     st = a.ok("status", "odd", "--json").json()["folders"][0]
     assert st["state"] == "error" and "missing" in st["errors"][0]["error"], st
+    # A folder-level entry has the items' keys too (black-box round 28 F14).
+    e = st["errors"][0]
+    assert e["path"] == "" and e["since"] <= e["last"] and e["attempts"] >= 1, e
+    assert a.run("scan", "odd").rc == 1
+    e2 = a.ok("status", "odd", "--json").json()["folders"][0]["errors"][0]
+    assert e2["since"] == e["since"] and e2["attempts"] > e["attempts"], (e, e2)
     r = a.run("folder", "remove", "odd")
     assert r.rc == 0, r
     assert "odd" not in a.ok("folders").out
