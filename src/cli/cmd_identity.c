@@ -283,6 +283,11 @@ int cmd_pair(struct cli *c, int argc, char **argv)
         return cli_usage_error("pair", "--code, --join and --qr exclude each other");
     if (opt_has(&o, "folder") && !join)
         return cli_usage_error("pair", "--folder goes with --join");
+    /* The document's "link" is what the code would draw; a code in JSON
+     * would be silently dropped. */
+    if (opt_has(&o, "qr") && opt_has(&o, "json"))
+        return cli_usage_error("pair", "--qr draws for a terminal: not with --json (its \"link\" "
+                                       "is the code's text)");
     const char *folder = opt_get(&o, "folder");
     if ((folder && (rc = cli_check_folder_args("pair", &folder, 1))) || (rc = cli_require_init(c)))
         return rc;

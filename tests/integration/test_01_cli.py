@@ -35,6 +35,9 @@ def test_usage_errors(device):
     for t in ("nan", "inf", "0x2", "-1", "0", "", "1e9999"):
         r = device.run("sync", "--wait", "--timeout", t)
         assert r.rc == 2 and "--timeout" in r.err, (t, r)
+    # --qr would be silently dropped from a JSON document (black-box round 28).
+    r = device.run("pair", "--qr", "--json")
+    assert r.rc == 2 and "--qr" in r.err and len(r.err.splitlines()) == 1, r
 
 
 def test_init_and_id(devices):
