@@ -252,7 +252,9 @@ static const char folder_usage[] =
     "usage: landropic folder add PATH [--id FOLDER_ID] [--share DEVICE_ID]...\n"
     "                            [--mode send-receive|send-only|receive-only]\n"
     "                            [--conflict STRATEGY] [--conflict-window SECS]\n"
+    "                            [--versions-keep N] [--versions-days DAYS]\n"
     "       landropic folder set FOLDER_ID [--conflict STRATEGY] [--conflict-window SECS]\n"
+    "                            [--versions-keep N] [--versions-days DAYS]\n"
     "       landropic folder share FOLDER_ID DEVICE_ID\n"
     "       landropic folder remove FOLDER_ID\n"
     "       landropic folder override FOLDER_ID [--json]   (send-only: ours wins again)\n"
@@ -261,23 +263,47 @@ static const char folder_usage[] =
     "with each other. The default ID is the directory's name. STRATEGY: keep-both\n"
     "(default), newest, largest, prefer-local, prefer-remote, prefer:DEVICE_ID; a strategy\n"
     "decides a conflict only when both devices' strategies pick the same version\n"
-    "(docs/conflicts.md). 'folder set' changes them later.\n"
+    "(docs/conflicts.md). --versions-keep N keeps the newest N archived versions of each\n"
+    "file in .landropic/versions/ and --versions-days DAYS none older (0, the default:\n"
+    "no limit; nothing is pruned unless one is set). 'folder set' changes them later.\n"
     "'folder remove' stops syncing and never deletes files.\n";
 
-/* --conflict-window SECS: 0..31536000, else the usage exit code naming it. */
-static int parse_window(const char *cmd, const char *s, long long *out)
+/* The folder options that take a number: 0..max of `what`. */
+struct num_opt {
+    const char *name; /* the option, also the ops.h parameter with '_' for '-' */
+    const char *param;
+    long long max;
+    const char *what;
+};
+static const struct num_opt NUM_OPTS[] = {
+    {"conflict-window", "conflict_window", LR_CONFLICT_WINDOW_MAX, "seconds"},
+    {"versions-keep", "versions_keep", LR_VERSIONS_KEEP_MAX, "a number of versions"},
+    {"versions-days", "versions_days", LR_VERSIONS_DAYS_MAX, "days"},
+};
+#define NUM_OPTS_N (sizeof(NUM_OPTS) / sizeof(NUM_OPTS[0]))
+
+/* Each numeric option given goes into params; a bad value is the usage
+ * exit code naming it. *given: how many were. */
+static int num_opts(const char *cmd, const struct opts *o, json_t *params, int *given)
 {
-    char *end;
-    errno = 0;
-    long long w = strtoll(s, &end, 10);
-    if (!*s || *end || errno || w < 0 || w > 365LL * 86400) {
-        char *e = lr_escs(s);
-        int rc = cli_usage_error(
-            cmd, "invalid --conflict-window '%s': expected seconds from 0 to 31536000", e);
-        free(e);
-        return rc;
+    *given = 0;
+    for (size_t i = 0; i < NUM_OPTS_N; i++) {
+        const char *s = opt_get(o, NUM_OPTS[i].name);
+        if (!s)
+            continue;
+        char *end;
+        errno = 0;
+        long long w = strtoll(s, &end, 10);
+        if (!*s || *end || errno || w < 0 || w > NUM_OPTS[i].max) {
+            char *e = lr_escs(s);
+            int rc = cli_usage_error(cmd, "invalid --%s '%s': expected %s from 0 to %lld",
+                                     NUM_OPTS[i].name, e, NUM_OPTS[i].what, NUM_OPTS[i].max);
+            free(e);
+            return rc;
+        }
+        json_object_set_new(params, NUM_OPTS[i].param, json_integer(w));
+        (*given)++;
     }
-    *out = w;
     return 0;
 }
 
@@ -287,16 +313,18 @@ static int folder_add(struct cli *c, int argc, char **argv)
                                            {"share", true, true},
                                            {"mode", true, false},
                                            {"conflict", true, false},
-                                           {"conflict-window", true, false}};
+                                           {"conflict-window", true, false},
+                                           {"versions-keep", true, false},
+                                           {"versions-days", true, false}};
     struct opts o;
-    int rc = opts_parse(&o, spec, 5, argc, argv, "folder add", folder_usage);
+    int rc = opts_parse(&o, spec, 7, argc, argv, "folder add", folder_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
         return cli_usage_error("folder add", o.npos ? "too many arguments" : "missing PATH");
     struct lr_err err = {0};
     const char *id = opt_get(&o, "id"), *mode = opt_get(&o, "mode");
-    const char *conflict = opt_get(&o, "conflict"), *window = opt_get(&o, "conflict-window");
+    const char *conflict = opt_get(&o, "conflict");
     enum lr_folder_mode m;
     if (id && lr_config_check_folder_id(id, &err) < 0)
         return cli_usage_error("folder add", "%s", err.msg);
@@ -304,20 +332,25 @@ static int folder_add(struct cli *c, int argc, char **argv)
         return cli_usage_error("folder add", "%s", err.msg);
     if (conflict && lr_config_check_strategy(conflict, &err) < 0)
         return cli_usage_error("folder add", "%s", err.msg);
-    long long w = 0;
-    if (window && (rc = parse_window("folder add", window, &w)))
+    json_t *nums = json_object();
+    int nnums;
+    if ((rc = num_opts("folder add", &o, nums, &nnums))) {
+        json_decref(nums);
         return rc;
+    }
     const struct opt_val *share = opt_all(&o, "share");
     json_t *js = json_array();
     for (int i = 0; i < share->count; i++) {
         if ((rc = check_id_arg("folder add", share->values[i]))) {
             json_decref(js);
+            json_decref(nums);
             return rc;
         }
         json_array_append_new(js, json_string(share->values[i]));
     }
     if ((rc = cli_require_init(c))) {
         json_decref(js);
+        json_decref(nums);
         return rc;
     }
     /* Resolve here: a relative path means relative to the user's directory, not the daemon's. */
@@ -330,6 +363,7 @@ static int folder_add(struct cli *c, int argc, char **argv)
         why = "not a directory";
     if (why) {
         json_decref(js);
+        json_decref(nums);
         char *e = lr_escs(path);
         fprintf(stderr, "landropic: %s: %s\n", e, why);
         free(e);
@@ -338,6 +372,7 @@ static int folder_add(struct cli *c, int argc, char **argv)
     char *canon = realpath(path, NULL);
     if (!canon) {
         json_decref(js);
+        json_decref(nums);
         return cli_errorf(EXIT_RUNTIME, "%s: %s", path, strerror(errno));
     }
     json_t *params = json_pack("{s:o}", "shared", js);
@@ -349,8 +384,8 @@ static int folder_add(struct cli *c, int argc, char **argv)
         json_object_set_new(params, "mode", json_string(mode));
     if (conflict)
         json_object_set_new(params, "conflict", json_string(conflict));
-    if (window)
-        json_object_set_new(params, "conflict_window", json_integer(w));
+    json_object_update(params, nums);
+    json_decref(nums);
     json_t *res;
     if ((rc = cli_config_op(c, "folder.add", params, &res)))
         return rc;
@@ -365,36 +400,56 @@ static int folder_add(struct cli *c, int argc, char **argv)
 static int folder_set(struct cli *c, int argc, char **argv)
 {
     static const struct opt_spec spec[] = {{"conflict", true, false},
-                                           {"conflict-window", true, false}};
+                                           {"conflict-window", true, false},
+                                           {"versions-keep", true, false},
+                                           {"versions-days", true, false}};
     struct opts o;
-    int rc = opts_parse(&o, spec, 2, argc, argv, "folder set", folder_usage);
+    int rc = opts_parse(&o, spec, 4, argc, argv, "folder set", folder_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
         return cli_usage_error("folder set", o.npos ? "too many arguments" : "missing FOLDER_ID");
-    const char *conflict = opt_get(&o, "conflict"), *window = opt_get(&o, "conflict-window");
-    if (!conflict && !window)
-        return cli_usage_error("folder set", "nothing to set (--conflict or --conflict-window)");
+    const char *conflict = opt_get(&o, "conflict");
+    if (!conflict && !opt_has(&o, "conflict-window") && !opt_has(&o, "versions-keep") &&
+        !opt_has(&o, "versions-days"))
+        return cli_usage_error("folder set", "nothing to set (--conflict, --conflict-window, "
+                                             "--versions-keep or --versions-days)");
     struct lr_err err = {0};
     if (conflict && lr_config_check_strategy(conflict, &err) < 0)
         return cli_usage_error("folder set", "%s", err.msg);
-    long long w = 0;
-    if (window && (rc = parse_window("folder set", window, &w)))
-        return rc;
     json_t *params = json_pack("{s:s}", "id", o.pos[0]);
+    int nnums;
+    if ((rc = num_opts("folder set", &o, params, &nnums))) {
+        json_decref(params);
+        return rc;
+    }
     if (conflict)
         json_object_set_new(params, "conflict", json_string(conflict));
-    if (window)
-        json_object_set_new(params, "conflict_window", json_integer(w));
     json_t *res;
     if ((rc = cli_config_op(c, "folder.set", params, &res)))
         return rc;
-    fputs("Folder '", stderr);
-    cli_print_name(stderr, o.pos[0]);
-    fprintf(stderr, "': conflict %s, window %lld s%s\n",
-            json_string_value(json_object_get(res, "conflict")) ?: "?",
-            (long long)json_integer_value(json_object_get(res, "conflict_window")),
-            json_is_true(json_object_get(res, "changed")) ? "" : " (unchanged)");
+    const char *unchanged = json_is_true(json_object_get(res, "changed")) ? "" : " (unchanged)";
+    if (conflict || opt_has(&o, "conflict-window")) {
+        fputs("Folder '", stderr);
+        cli_print_name(stderr, o.pos[0]);
+        fprintf(stderr, "': conflict %s, window %lld s%s\n",
+                json_string_value(json_object_get(res, "conflict")) ?: "?",
+                (long long)json_integer_value(json_object_get(res, "conflict_window")), unchanged);
+    }
+    if (opt_has(&o, "versions-keep") || opt_has(&o, "versions-days")) {
+        long long keep = json_integer_value(json_object_get(res, "versions_keep"));
+        long long days = json_integer_value(json_object_get(res, "versions_days"));
+        fputs("Folder '", stderr);
+        cli_print_name(stderr, o.pos[0]);
+        fputs("': archived versions kept: ", stderr);
+        if (keep)
+            fprintf(stderr, "the newest %lld of each file", keep);
+        else
+            fputs("all", stderr);
+        if (days)
+            fprintf(stderr, ", none older than %lld days", days);
+        fprintf(stderr, "%s\n", unchanged);
+    }
     json_decref(res);
     return EXIT_OK;
 }
@@ -468,6 +523,8 @@ static json_t *folders_from_config(const struct lr_config *cfg)
         json_object_set_new(jf, "mode", json_string(lr_folder_mode_name(f->mode)));
         json_object_set_new(jf, "conflict", json_string(f->conflict));
         json_object_set_new(jf, "conflict_window", json_integer(f->conflict_window));
+        json_object_set_new(jf, "versions_keep", json_integer(f->versions_keep));
+        json_object_set_new(jf, "versions_days", json_integer(f->versions_days));
         json_object_set_new(jf, "shared", shared);
         json_array_append_new(arr, jf);
     }

@@ -421,6 +421,8 @@ int lr_config_add_folder(struct lr_config *cfg, const struct lr_folder_cfg *f, s
     n->mode = f->mode;
     n->conflict = lr_xstrdup(f->conflict ? f->conflict : "keep-both");
     n->conflict_window = f->conflict_window;
+    n->versions_keep = f->versions_keep;
+    n->versions_days = f->versions_days;
     n->token = f->token;
     n->nshared = 0;
     n->shared = NULL;
@@ -494,6 +496,11 @@ static json_t *folder_to_json(const struct lr_folder_cfg *f)
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:o}", "id", f->id, "mode",
                           lr_folder_mode_name(f->mode), "conflict", f->conflict, "conflict_window",
                           (json_int_t)f->conflict_window, "shared", shared);
+    /* Only when set: a configuration without retention reads as before. */
+    if (f->versions_keep)
+        json_object_set_new(o, "versions_keep", json_integer(f->versions_keep));
+    if (f->versions_days)
+        json_object_set_new(o, "versions_days", json_integer(f->versions_days));
     if (f->token) {
         char tok[17];
         snprintf(tok, sizeof(tok), "%016" PRIx64, f->token);
@@ -659,11 +666,30 @@ static const struct {
     json_type type;
     const char *what;
 } folder_fields[] = {
-    {"id", JSON_STRING, "a string"},       {"path", JSON_STRING, "a string"},
-    {"path_b64", JSON_STRING, "a string"}, {"mode", JSON_STRING, "a string"},
-    {"conflict", JSON_STRING, "a string"}, {"conflict_window", JSON_INTEGER, "an integer"},
-    {"shared", JSON_ARRAY, "an array"},    {"token", JSON_STRING, "a string"},
+    {"id", JSON_STRING, "a string"},
+    {"path", JSON_STRING, "a string"},
+    {"path_b64", JSON_STRING, "a string"},
+    {"mode", JSON_STRING, "a string"},
+    {"conflict", JSON_STRING, "a string"},
+    {"conflict_window", JSON_INTEGER, "an integer"},
+    {"shared", JSON_ARRAY, "an array"},
+    {"token", JSON_STRING, "a string"},
+    {"versions_keep", JSON_INTEGER, "an integer"},
+    {"versions_days", JSON_INTEGER, "an integer"},
 };
+
+/* An optional integer field of a folder entry within 0..max. */
+static int check_range(json_t *jf, const char *key, json_int_t max, const char *unit,
+                       const char *path, const char *eid, struct lr_err *err)
+{
+    json_int_t v = json_integer_value(json_object_get(jf, key));
+    if (v < 0 || v > max)
+        return lr_err_set(err, LR_ECONFIG,
+                          "%s: folder '%s': %s %" JSON_INTEGER_FORMAT
+                          " is not 0 to %" JSON_INTEGER_FORMAT " %s",
+                          path, eid, key, v, max, unit);
+    return 0;
+}
 
 static int check_folder_fields(json_t *jf, const char *path, struct lr_err *err)
 {
@@ -678,12 +704,12 @@ static int check_folder_fields(json_t *jf, const char *path, struct lr_err *err)
             rc = lr_err_set(err, LR_ECONFIG, "%s: folder '%s': %s must be %s", path, eid,
                             folder_fields[i].key, folder_fields[i].what);
     }
-    json_int_t w = json_integer_value(json_object_get(jf, "conflict_window"));
-    if (rc == 0 && (w < 0 || w > LR_CONFLICT_WINDOW_MAX))
-        rc = lr_err_set(err, LR_ECONFIG,
-                        "%s: folder '%s': conflict_window %" JSON_INTEGER_FORMAT
-                        " is not 0 to %d seconds",
-                        path, eid, w, LR_CONFLICT_WINDOW_MAX);
+    if (rc == 0)
+        rc = check_range(jf, "conflict_window", LR_CONFLICT_WINDOW_MAX, "seconds", path, eid, err);
+    if (rc == 0)
+        rc = check_range(jf, "versions_keep", LR_VERSIONS_KEEP_MAX, "versions", path, eid, err);
+    if (rc == 0)
+        rc = check_range(jf, "versions_days", LR_VERSIONS_DAYS_MAX, "days", path, eid, err);
     free(eid);
     return rc;
 }
@@ -692,14 +718,15 @@ static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, stru
 {
     const char *id = NULL, *fpath = NULL, *fpath_b64 = NULL, *mode = "send-receive",
                *conflict = "keep-both", *token = NULL;
-    json_int_t window = 0;
+    json_int_t window = 0, keep = 0, days = 0;
     json_t *shared = NULL;
     int rc = check_folder_fields(jf, path, err);
     if (rc < 0)
         return rc;
-    if (json_unpack(jf, "{s:s, s:s, s?s, s?s, s?s, s?I, s?o, s?s}", "id", &id, "path", &fpath,
-                    "path_b64", &fpath_b64, "mode", &mode, "conflict", &conflict, "conflict_window",
-                    &window, "shared", &shared, "token", &token) < 0)
+    if (json_unpack(jf, "{s:s, s:s, s?s, s?s, s?s, s?I, s?o, s?s, s?I, s?I}", "id", &id, "path",
+                    &fpath, "path_b64", &fpath_b64, "mode", &mode, "conflict", &conflict,
+                    "conflict_window", &window, "shared", &shared, "token", &token, "versions_keep",
+                    &keep, "versions_days", &days) < 0)
         return bad(err, path, "a folder entry lacks its id or path");
     struct lr_err sub = {0};
     struct lr_folder_cfg f = {0};
@@ -714,6 +741,8 @@ static int load_folder(json_t *jf, struct lr_config *cfg, const char *path, stru
     f.path = (char *)(uintptr_t)fpath;
     f.conflict = (char *)(uintptr_t)conflict;
     f.conflict_window = (uint32_t)window; /* checked: 0..LR_CONFLICT_WINDOW_MAX */
+    f.versions_keep = (uint32_t)keep;     /* checked too */
+    f.versions_days = (uint32_t)days;
     rc = lr_folder_mode_parse(mode, &f.mode, &sub);
     if (rc == 0 && token && parse_token(token, &f.token) < 0)
         rc = lr_err_set(&sub, LR_ECONFIG, "folder '%s' has a malformed token", id);

@@ -42,6 +42,9 @@ struct lr_peer_cfg {
 
 /* The longest --conflict-window: a year. */
 #define LR_CONFLICT_WINDOW_MAX (365 * 86400)
+/* Versions archive retention (docs/conflicts.md, "Archive retention"). */
+#define LR_VERSIONS_KEEP_MAX 1000000
+#define LR_VERSIONS_DAYS_MAX 36500
 
 struct lr_folder_cfg {
     char *id;
@@ -49,6 +52,11 @@ struct lr_folder_cfg {
     enum lr_folder_mode mode;
     char *conflict;           /* strategy text, validated by lr_config_check_strategy */
     uint32_t conflict_window; /* seconds, 0..LR_CONFLICT_WINDOW_MAX */
+    /* This device's archive retention: the newest versions_keep archived
+     * versions of each file stay (0: all), and none older than
+     * versions_days days (0: no limit). Both 0: nothing is ever pruned. */
+    uint32_t versions_keep; /* 0..LR_VERSIONS_KEEP_MAX */
+    uint32_t versions_days; /* 0..LR_VERSIONS_DAYS_MAX */
     struct lr_device_id *shared;
     size_t nshared;
     /* Random, made by `folder add` (never 0 then; 0: a configuration from

@@ -104,18 +104,33 @@ static int op_peer_remove(struct lr_config *cfg, json_t *params, json_t **result
     return 0;
 }
 
-/* conflict_window: absent leaves *out alone (*given false), else 0..31536000. */
-static int param_window(json_t *params, uint32_t *out, bool *given, struct lr_err *err)
+/* The folder settings that are numbers: key, 0..max, the usage message. */
+struct num_param {
+    const char *key;
+    uint32_t max;
+    const char *what; /* "invalid WHAT: expected 0 to MAX UNIT" */
+    const char *unit;
+};
+static const struct num_param P_WINDOW = {"conflict_window", LR_CONFLICT_WINDOW_MAX,
+                                          "conflict window", "seconds"};
+static const struct num_param P_KEEP = {"versions_keep", LR_VERSIONS_KEEP_MAX, "versions keep",
+                                        "versions per file"};
+static const struct num_param P_DAYS = {"versions_days", LR_VERSIONS_DAYS_MAX, "versions days",
+                                        "days"};
+
+/* Absent leaves *out alone (*given false), else 0..p->max. */
+static int param_num(json_t *params, const struct num_param *p, uint32_t *out, bool *given,
+                     struct lr_err *err)
 {
-    json_t *jw = json_object_get(params, "conflict_window");
+    json_t *jw = json_object_get(params, p->key);
     if (given)
         *given = false;
     if (!jw || json_is_null(jw))
         return 0;
     json_int_t w = json_integer_value(jw);
-    if (!json_is_integer(jw) || w < 0 || w > LR_CONFLICT_WINDOW_MAX)
-        return lr_err_set(err, LR_EUSAGE, "invalid conflict window: expected 0 to %d seconds",
-                          LR_CONFLICT_WINDOW_MAX);
+    if (!json_is_integer(jw) || w < 0 || w > p->max)
+        return lr_err_set(err, LR_EUSAGE, "invalid %s: expected 0 to %u %s", p->what, p->max,
+                          p->unit);
     *out = (uint32_t)w;
     if (given)
         *given = true;
@@ -159,7 +174,9 @@ static int folder_add(struct lr_config *cfg, const char *path, json_t *params, j
     f.mode = LR_MODE_SEND_RECEIVE;
     if ((rc = lr_config_new_token(&f.token, err)) < 0)
         goto out;
-    if ((rc = param_window(params, &f.conflict_window, NULL, err)) < 0)
+    if ((rc = param_num(params, &P_WINDOW, &f.conflict_window, NULL, err)) < 0 ||
+        (rc = param_num(params, &P_KEEP, &f.versions_keep, NULL, err)) < 0 ||
+        (rc = param_num(params, &P_DAYS, &f.versions_days, NULL, err)) < 0)
         goto out;
     if (mode && (rc = lr_folder_mode_parse(mode, &f.mode, err)) < 0)
         goto out;
@@ -223,7 +240,8 @@ static int op_folder_add(struct lr_config *cfg, json_t *params, json_t **result,
     return rc;
 }
 
-/* Change a folder's conflict strategy and/or window; validates both first. */
+/* Change a folder's conflict strategy, window and/or archive retention;
+ * validates everything first. */
 static int op_folder_set(struct lr_config *cfg, json_t *params, json_t **result, struct lr_err *err)
 {
     const char *id, *conflict;
@@ -231,12 +249,16 @@ static int op_folder_set(struct lr_config *cfg, json_t *params, json_t **result,
     if ((rc = param_str(params, "id", true, &id, err)) < 0 ||
         (rc = param_str(params, "conflict", false, &conflict, err)) < 0)
         return rc;
-    uint32_t window = 0;
-    bool has_window;
-    if ((rc = param_window(params, &window, &has_window, err)) < 0)
+    uint32_t window = 0, keep = 0, days = 0;
+    bool has_window, has_keep, has_days;
+    if ((rc = param_num(params, &P_WINDOW, &window, &has_window, err)) < 0 ||
+        (rc = param_num(params, &P_KEEP, &keep, &has_keep, err)) < 0 ||
+        (rc = param_num(params, &P_DAYS, &days, &has_days, err)) < 0)
         return rc;
-    if (!conflict && !has_window)
-        return lr_err_set(err, LR_EUSAGE, "nothing to set (give conflict or conflict_window)");
+    if (!conflict && !has_window && !has_keep && !has_days)
+        return lr_err_set(err, LR_EUSAGE,
+                          "nothing to set (give conflict, conflict_window, versions_keep or "
+                          "versions_days)");
     if (conflict && (rc = lr_config_check_strategy(conflict, err)) < 0)
         return rc;
     struct lr_folder_cfg *f = lr_config_find_folder(cfg, id);
@@ -259,9 +281,19 @@ static int op_folder_set(struct lr_config *cfg, json_t *params, json_t **result,
         f->conflict_window = window;
         changed = true;
     }
-    *result = json_pack("{s:s, s:s, s:I, s:b}", "id", f->id, "conflict",
-                        f->conflict ? f->conflict : "keep-both", "conflict_window",
-                        (json_int_t)f->conflict_window, "changed", changed);
+    if (has_keep && f->versions_keep != keep) {
+        f->versions_keep = keep;
+        changed = true;
+    }
+    if (has_days && f->versions_days != days) {
+        f->versions_days = days;
+        changed = true;
+    }
+    *result =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "id", f->id, "conflict",
+                  f->conflict ? f->conflict : "keep-both", "conflict_window",
+                  (json_int_t)f->conflict_window, "versions_keep", (json_int_t)f->versions_keep,
+                  "versions_days", (json_int_t)f->versions_days, "changed", changed);
     return 0;
 }
 

@@ -10,9 +10,11 @@
  * Methods and params (all strings unless noted):
  *   peer.add      {id, name?, addresses?: [HOST:PORT...]}
  *   peer.remove   {id}
- *   folder.add    {path (absolute), id?, shared?: [ID...], mode?, conflict?, conflict_window?: int}
- *   folder.set    {id, conflict?, conflict_window?: int}  (at least one; result
- *                 {id, conflict, conflict_window, changed: bool})
+ *   folder.add    {path (absolute), id?, shared?: [ID...], mode?, conflict?, conflict_window?: int,
+ *                 versions_keep?: int, versions_days?: int}
+ *   folder.set    {id, conflict?, conflict_window?: int, versions_keep?: int,
+ *                 versions_days?: int}  (at least one; result {id, conflict,
+ *                 conflict_window, versions_keep, versions_days, changed: bool})
  *   folder.share  {id, device}
  *   folder.remove {id}
  * Result: an object describing the change ({"id": ...} plus details).

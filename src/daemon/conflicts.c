@@ -552,12 +552,8 @@ static unsigned num(const char *s, size_t n)
     return v;
 }
 
-/*
- * "leaf~YYYYMMDD-HHMMSS[-N]": *leaf_len gets the leaf's length, the stamp's
- * time and N go out. False for any other name (not ours: skipped).
- */
-static bool parse_archived(const char *name, size_t *leaf_len, int64_t *when, unsigned *seq,
-                           bool *cut)
+bool daemon_version_name_parse(const char *name, size_t *leaf_len, int64_t *when, unsigned *seq,
+                               bool *cut)
 {
     const char *t = strrchr(name, '~');
     if (!t || t == name)
@@ -655,7 +651,7 @@ static int walk_dir(struct walk *w, int dfd, const char *rel, int depth, bool re
             int64_t when;
             unsigned seq;
             bool cut;
-            if (parse_archived(name, &leaf_len, &when, &seq, &cut) &&
+            if (daemon_version_name_parse(name, &leaf_len, &when, &seq, &cut) &&
                 (!w->only_leaf || leaf_matches(w->only_leaf, name, leaf_len, cut))) {
                 if (w->out->n >= DAEMON_VERSIONS_MAX) {
                     w->out->truncated = true;
@@ -692,8 +688,7 @@ static int walk_dir(struct walk *w, int dfd, const char *rel, int depth, bool re
     return rc;
 }
 
-/* Open ROOT/.landropic/versions (-ENOENT if there is none). */
-static int open_archive(const char *root, int *out, struct lr_err *err)
+int daemon_versions_open(const char *root, int *out, struct lr_err *err)
 {
     *out = -1;
     int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -764,7 +759,7 @@ int daemon_versions_list(const char *root, const char *path, struct daemon_versi
 {
     memset(out, 0, sizeof(*out));
     int vfd;
-    int rc = open_archive(root, &vfd, err);
+    int rc = daemon_versions_open(root, &vfd, err);
     if (rc == -ENOENT)
         return 0;
     if (rc < 0)
@@ -914,7 +909,7 @@ static void cut_entry_conflicts(const struct lr_conflict_list *longs,
     int64_t when;
     unsigned seq;
     bool cut;
-    if (!parse_archived(name, &leaf_len, &when, &seq, &cut) || !cut)
+    if (!daemon_version_name_parse(name, &leaf_len, &when, &seq, &cut) || !cut)
         return;
     for (size_t i = 0; i < longs->n; i++) {
         const struct lr_conflict_rec *c = &longs->v[i];
@@ -1094,7 +1089,7 @@ static int stage_archived(struct lr_store *st, const char *root, const char *id,
 {
     *fd = -1;
     int vfd;
-    int rc = open_archive(root, &vfd, err);
+    int rc = daemon_versions_open(root, &vfd, err);
     if (rc < 0)
         return rc == -ENOENT ? lr_err_set(err, LR_ENOTFOUND, "no versions archive in %s", root)
                              : rc;

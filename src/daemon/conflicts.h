@@ -114,6 +114,20 @@ struct daemon_version_list {
 void daemon_version_list_release(struct daemon_version_list *l);
 
 /*
+ * An archived file's name, "leaf~YYYYMMDD-HHMMSS[-N]": *leaf_len gets the
+ * leaf's length (a cut one's "~hash" included), *when the stamp's time
+ * (UTC), *seq N (0 without), *cut whether the leaf is the archive's cut form
+ * of an over-long name. False for any other name (not the archive's: left
+ * alone by every reader).
+ */
+bool daemon_version_name_parse(const char *name, size_t *leaf_len, int64_t *when, unsigned *seq,
+                               bool *cut);
+/* Open ROOT/.landropic/versions as a directory (never through a symlink)
+ * into *out: -ENOENT (err untouched) if there is none, LR_ENOMARKER without
+ * the marker, -errno otherwise (err names the path). */
+int daemon_versions_open(const char *root, int *out, struct lr_err *err);
+
+/*
  * Archived versions of the folder rooted at `root`, sorted by path then
  * archiving time; only those of `path` (a file, or everything below a
  * directory) if path is not NULL. Symlinks in the archive are never

@@ -8,6 +8,7 @@
 #include "daemon/failpoint.h"
 #include "daemon/live.h"
 #include "daemon/pairing.h"
+#include "daemon/retention.h"
 
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -450,6 +451,7 @@ static int serve(struct lr_daemon *d, struct lr_err *err)
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     d->started_ms = uv_now(&d->loop);
     sync_init(d);
+    retention_init(d);
 
     if ((rc = start_transport(d, err)) < 0)
         goto fail;
@@ -496,6 +498,7 @@ static void release(struct lr_daemon *d)
     debug_free(d);
 #endif
     sync_free(d);
+    retention_free(d);
     disc_free(d);
     pairing_free(d);
     for (size_t i = 0; i < d->nfolders; i++)

@@ -87,6 +87,7 @@ struct lr_daemon {
     struct sync_state *sync;             /* sync.c */
     struct scan_progress *scan_progress; /* scanjobs.c */
     struct disc_state *disc;             /* disc.c */
+    struct retention *retention;         /* retention.c */
     struct syncstate *syncstate;         /* syncstate.c: held sync.state requests */
     /* pairing.c */
     struct pairing_state *pairing;

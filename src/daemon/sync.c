@@ -2176,6 +2176,11 @@ bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t w
            (f->applied_at && uv_now(&d->loop) - f->applied_at < within_ms);
 }
 
+uint64_t sync_folder_applied_at(struct lr_daemon *d, const char *folder_id)
+{
+    return d->sync ? sync_folder_get(d, folder_id)->applied_at : 0;
+}
+
 static bool wrote(struct sync_folder *f, const char *root, const char *path, uint64_t since,
                   bool running, size_t *budget);
 

@@ -161,6 +161,10 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
  */
 bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t within_ms);
 
+/* When a commit batch or pull round of the folder last ended (uv_now ms;
+ * 0: none since start): what it wrote may have archived replaced files. */
+uint64_t sync_folder_applied_at(struct lr_daemon *d, const char *folder_id);
+
 /* How long sync_folder_wrote remembers a path written. */
 #define SYNC_OWN_KEEP_MS 10000
 

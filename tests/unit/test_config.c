@@ -123,6 +123,8 @@ static void test_round_trip(void **state)
     f.mode = LR_MODE_RECEIVE_ONLY;
     f.conflict = S("newest");
     f.conflict_window = 7;
+    f.versions_keep = 12;
+    f.versions_days = 34;
     f.token = 0x00c0ffee12345678u;
     assert_int_equal(lr_config_add_folder(c, &f, &err), 0);
     assert_int_equal(lr_config_share_folder(c, "docs", &a, &err), 1);
@@ -145,6 +147,8 @@ static void test_round_trip(void **state)
     assert_int_equal(rf->mode, LR_MODE_RECEIVE_ONLY);
     assert_string_equal(rf->conflict, "newest");
     assert_int_equal(rf->conflict_window, 7);
+    assert_int_equal(rf->versions_keep, 12);
+    assert_int_equal(rf->versions_days, 34);
     assert_true(rf->token == 0x00c0ffee12345678u);
     /* Only folders without a token get one. */
     bool changed = true;
@@ -246,6 +250,12 @@ static void test_load_errors(void **state)
         {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", "
          "\"conflict_window\": -5}]}",
          "conflict_window -5 is not 0 to 31536000 seconds"},
+        {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", "
+         "\"versions_keep\": 1000001}]}",
+         "versions_keep 1000001 is not 0 to 1000000 versions"},
+        {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", "
+         "\"versions_days\": \"9\"}]}",
+         "folder 'a': versions_days must be an integer"},
         {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": \"/x\", \"token\": 7}]}",
          "folder 'a': token must be a string"},
         {"{\"version\": 1, \"folders\": [{\"id\": \"a\", \"path\": 3}]}",
@@ -428,6 +438,22 @@ static void test_folder_set(void **state)
     json_decref(res);
     assert_string_equal(f->conflict, "newest");
     assert_int_equal(f->conflict_window, 30);
+
+    /* retention alone; out of range is refused naming it */
+    p = json_pack("{s:s, s:i, s:i}", "id", "docs", "versions_keep", 3, "versions_days", 9);
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), 0);
+    json_decref(p);
+    assert_true(json_is_true(json_object_get(res, "changed")));
+    assert_int_equal(json_integer_value(json_object_get(res, "versions_keep")), 3);
+    json_decref(res);
+    assert_int_equal(f->versions_keep, 3);
+    assert_int_equal(f->versions_days, 9);
+    assert_string_equal(f->conflict, "newest");
+    p = json_pack("{s:s, s:i}", "id", "docs", "versions_days", 36501);
+    assert_int_equal(lr_config_apply(c, "folder.set", p, &res, &err), LR_EUSAGE);
+    assert_non_null(strstr(err.msg, "versions days"));
+    json_decref(p);
+    assert_int_equal(f->versions_days, 9);
 
     /* the window alone; the same values again change nothing */
     p = json_pack("{s:s, s:i}", "id", "docs", "conflict_window", 0);

@@ -3,7 +3,9 @@
  * and `restore` (daemon/conflicts.h): stamp parsing, order, path filters,
  * names that are not ours, symlinks never followed, the bound, "why" from
  * the audit trail, and restore itself (choice of version, the replaced
- * file archived, refusals).
+ * file archived, refusals), and pruning by retention (daemon/retention.h:
+ * the newest N per file, the age rule, names that are not the archive's,
+ * symlinks never followed, empty mirrors removed, failures counted).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include "daemon/conflicts.h"
+#include "daemon/retention.h"
 #include "hash/hash.h"
 #include "index/index.h"
 #include "util/log.h"
@@ -24,6 +27,8 @@
 #include <limits.h>
 #include <string.h>
 #include <signal.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -588,6 +593,168 @@ static void test_restore(void **state)
     assert_int_equal(lstat(p, &st), -1);
 }
 
+/* ---- retention ---- */
+
+static const char *P(const struct fx *f, const char *rel)
+{
+    static char buf[4][512];
+    static int k;
+    char *b = buf[k++ % 4];
+    snprintf(b, 512, "%s/%s", f->vers, rel);
+    return b;
+}
+
+static bool there(const struct fx *f, const char *rel)
+{
+    struct stat st;
+    return lstat(P(f, rel), &st) == 0;
+}
+
+/* 2024-01-10 12:00:00 UTC */
+#define NOW ((int64_t)1704888000)
+
+static void test_keep_newest_per_file(void **state)
+{
+    struct fx *f = *state;
+    put(f, "a.txt~20240101-000000", 10);
+    put(f, "a.txt~20240101-000000-1", 11);
+    put(f, "a.txt~20240101-000000-2", 12);
+    put(f, "a.txt~20240102-000000", 13);
+    put(f, "a.txt.bak~20231201-000000", 5); /* another file: its own count */
+    put(f, "d/a.txt~20231201-000000", 7);   /* a.txt of d/: its own too */
+    put(f, "d/a.txt~20231202-000000", 8);
+    struct daemon_prune_result r;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_prune(f->root, 2, 0, NOW, &r, &err), 0);
+    assert_int_equal(r.removed, 2);
+    assert_int_equal(r.bytes, 21);
+    assert_int_equal(r.failed, 0);
+    /* Oldest first by stamp, then the stamp's -N. */
+    assert_false(there(f, "a.txt~20240101-000000"));
+    assert_false(there(f, "a.txt~20240101-000000-1"));
+    assert_true(there(f, "a.txt~20240101-000000-2"));
+    assert_true(there(f, "a.txt~20240102-000000"));
+    assert_true(there(f, "a.txt.bak~20231201-000000"));
+    assert_true(there(f, "d/a.txt~20231201-000000"));
+    assert_true(there(f, "d/a.txt~20231202-000000"));
+    /* Again: nothing more to do. */
+    assert_int_equal(daemon_versions_prune(f->root, 2, 0, NOW, &r, &err), 0);
+    assert_int_equal(r.removed, 0);
+}
+
+static void test_age_and_empty_mirrors(void **state)
+{
+    struct fx *f = *state;
+    put(f, "x~20240101-000000", 1);       /* 9.5 days old */
+    put(f, "x~20240105-000000", 1);       /* 5.5 days */
+    put(f, "old/y~20231001-000000", 100); /* alone in its mirror, and old */
+    put(f, "old/deeper/z~20231001-000000", 1);
+    put(f, "new/w~20240110-110000", 1);
+    struct daemon_prune_result r;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_prune(f->root, 0, 7, NOW, &r, &err), 0);
+    assert_int_equal(r.removed, 3);
+    assert_int_equal(r.bytes, 102);
+    assert_false(there(f, "x~20240101-000000"));
+    assert_true(there(f, "x~20240105-000000"));
+    assert_false(there(f, "old")); /* emptied mirrors go, the deeper one first */
+    assert_int_equal(r.dirs_removed, 2);
+    assert_true(there(f, "new/w~20240110-110000"));
+    /* Both rules: either one removes. */
+    put(f, "x~20240109-000000", 1);
+    put(f, "x~20240110-000000", 1);
+    assert_int_equal(daemon_versions_prune(f->root, 2, 7, NOW, &r, &err), 0);
+    assert_int_equal(r.removed, 1);
+    assert_false(there(f, "x~20240105-000000"));
+    assert_true(there(f, "x~20240109-000000") && there(f, "x~20240110-000000"));
+}
+
+static void test_leaves_what_is_not_the_archives(void **state)
+{
+    struct fx *f = *state;
+    put(f, "notes", 1);
+    put(f, "x~2024", 1);
+    put(f, "mirror/plain.txt", 1);
+    put(f, "a~20200101-000000", 1);
+    /* A symlink named like a version goes as an entry, never through. */
+    char target[256];
+    snprintf(target, sizeof(target), "%s/outside", f->dir);
+    assert_int_equal(mkdir(target, 0755), 0);
+    char victim[300];
+    snprintf(victim, sizeof(victim), "%s/keep~20200101-000000", target);
+    int fd = open(victim, O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(symlink(target, P(f, "link~20200101-000000")), 0);
+    assert_int_equal(symlink(target, P(f, "dirlink")), 0);
+    struct daemon_prune_result r;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_prune(f->root, 0, 1, NOW, &r, &err), 0);
+    assert_int_equal(r.removed, 2);
+    assert_false(there(f, "a~20200101-000000"));
+    assert_false(there(f, "link~20200101-000000"));
+    assert_true(there(f, "notes") && there(f, "x~2024") && there(f, "mirror/plain.txt"));
+    assert_true(there(f, "dirlink"));
+    assert_int_equal(access(victim, F_OK), 0);
+}
+
+static void test_no_rule_no_archive_no_marker(void **state)
+{
+    struct fx *f = *state;
+    put(f, "a~20200101-000000", 1);
+    struct daemon_prune_result r;
+    struct lr_err err = {0};
+    /* No rule: nothing is ever pruned. */
+    assert_int_equal(daemon_versions_prune(f->root, 0, 0, NOW, &r, &err), 0);
+    assert_int_equal(r.removed, 0);
+    assert_true(there(f, "a~20200101-000000"));
+    /* No archive: nothing to do. */
+    assert_int_equal(unlink(P(f, "a~20200101-000000")), 0);
+    assert_int_equal(rmdir(f->vers), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 1, 0, NOW, &r, &err), 0);
+    /* No marker: refused. */
+    char m[160];
+    snprintf(m, sizeof(m), "%s/.landropic", f->root);
+    assert_int_equal(rmdir(m), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 1, 0, NOW, &r, &err), LR_ENOMARKER);
+}
+
+/* Set or clear the immutable flag of path (false if the file system or
+ * the caller cannot). */
+static bool immutable(const char *path, bool on)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    int flags = 0;
+    bool ok = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    if (ok) {
+        flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+        ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+static void test_unremovable_is_counted(void **state)
+{
+    struct fx *f = *state;
+    put(f, "m/a~20200101-000000", 1);
+    put(f, "b~20200101-000000", 1);
+    /* An entry even root cannot remove: an immutable file. */
+    if (!immutable(P(f, "m/a~20200101-000000"), true))
+        skip();
+    struct daemon_prune_result r;
+    struct lr_err err = {0};
+    int rc = daemon_versions_prune(f->root, 0, 1, NOW, &r, &err);
+    assert_true(immutable(P(f, "m/a~20200101-000000"), false));
+    assert_int_equal(rc, -EPERM);
+    assert_non_null(strstr(err.msg, "m/a~20200101-000000"));
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.removed, 1); /* the walk went on */
+    assert_true(there(f, "m/a~20200101-000000"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +766,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_why, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_why_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_newest_per_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_age_and_empty_mirrors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leaves_what_is_not_the_archives, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_rule_no_archive_no_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unremovable_is_counted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
