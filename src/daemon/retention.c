@@ -192,6 +192,11 @@ struct ret_folder {
     bool done_once;      /* pruned with the settings below since start */
     uint32_t keep, days; /* the settings of the last prune queued */
     uint64_t at;         /* when it was queued (uv_now) */
+    /* Not again for writes before this (uv_now): RETENTION_AFTER_MS after
+     * the last prune ended, or RETENTION_SHARE times its duration if more,
+     * so a large archive's walks take a bounded share of the serial queue
+     * while a long pull keeps archiving. */
+    uint64_t next_ok;
 };
 
 struct retention {
@@ -204,6 +209,7 @@ struct retention {
 
 struct prune_job {
     struct daemon_job base;
+    uint64_t ns; /* the walk's duration */
     char *folder, *root;
     uint32_t keep, days;
     int rc;
@@ -226,7 +232,9 @@ static struct ret_folder *ret_folder(struct retention *r, const char *id)
 static void prune_work(struct daemon_job *base)
 {
     struct prune_job *j = (struct prune_job *)base;
+    uint64_t t0 = uv_hrtime();
     j->rc = daemon_versions_prune(j->root, j->keep, j->days, (int64_t)time(NULL), &j->res, &j->err);
+    j->ns = uv_hrtime() - t0;
 }
 
 static void prune_done(struct daemon_job *base, int status)
@@ -234,9 +242,14 @@ static void prune_done(struct daemon_job *base, int status)
     struct prune_job *j = (struct prune_job *)base;
     struct lr_daemon *d = base->d;
     struct retention *r = d->retention;
-    for (size_t i = 0; r && i < r->n; i++)
-        if (strcmp(r->v[i].id, j->folder) == 0)
+    uint64_t wait = j->ns / 1000000 * RETENTION_SHARE;
+    for (size_t i = 0; r && i < r->n; i++) {
+        if (strcmp(r->v[i].id, j->folder) == 0) {
             r->v[i].queued = false;
+            r->v[i].next_ok =
+                uv_now(&d->loop) + (wait > RETENTION_AFTER_MS ? wait : RETENTION_AFTER_MS);
+        }
+    }
     if (status == 0 && j->res.removed)
         lr_info(MOD,
                 "folder=%s pruned %llu archived versions (%llu bytes): keep %u per file, %u days",
@@ -284,8 +297,7 @@ static void on_tick(uv_timer_t *h)
             continue;
         bool changed =
             !rf->done_once || rf->keep != fc->versions_keep || rf->days != fc->versions_days;
-        bool wrote =
-            sync_folder_applied_at(d, fc->id) >= rf->at && now - rf->at >= RETENTION_AFTER_MS;
+        bool wrote = sync_folder_applied_at(d, fc->id) >= rf->at && now >= rf->next_ok;
         if (changed || wrote || now - rf->at >= RETENTION_SWEEP_MS)
             queue_prune(d, rf, fc);
     }

@@ -20,8 +20,10 @@
  * In the daemon (retention_init): a job on the serial queue, so it never
  * runs beside a pull, commit or restore that archives into the same folder,
  * queued for a folder with retention set when its settings change (and at
- * start), at most every RETENTION_AFTER_MS after its pulls or commits wrote
- * into it (a replaced file goes to the archive), and every
+ * start), after its pulls or commits wrote into it (a replaced file goes
+ * to the archive) but not sooner than RETENTION_AFTER_MS, nor than
+ * RETENTION_SHARE times the last walk's duration, after the last prune
+ * ended (a bounded share of the queue), and every
  * RETENTION_SWEEP_MS for the age rule. A prune that removed anything logs
  * one line ("versions: folder=ID pruned N archived versions (B bytes)").
  *
@@ -39,6 +41,7 @@ struct lr_daemon;
 
 #define RETENTION_TICK_MS 2000
 #define RETENTION_AFTER_MS 10000
+#define RETENTION_SHARE 50
 #define RETENTION_SWEEP_MS (3600 * 1000)
 
 struct daemon_prune_result {
