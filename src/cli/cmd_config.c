@@ -565,6 +565,12 @@ int cmd_folders(struct cli *c, int argc, char **argv)
         cli_print_path(stdout, f, "path");
         printf("  %s  %s", json_string_value(json_object_get(f, "mode")),
                json_string_value(json_object_get(f, "conflict")));
+        long long keep = json_integer_value(json_object_get(f, "versions_keep"));
+        long long days = json_integer_value(json_object_get(f, "versions_days"));
+        if (keep)
+            printf("  keeps %lld versions", keep);
+        if (days)
+            printf("%s %lld days", keep ? "," : "  keeps versions", days);
         json_t *s;
         size_t k;
         json_t *shared = json_object_get(f, "shared");
