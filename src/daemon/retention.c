@@ -28,7 +28,9 @@
 struct prune {
     uint32_t keep;
     int64_t cutoff; /* stamps before it go (INT64_MIN: no age rule) */
-    dev_t dev;      /* the archive's file system */
+    int64_t fresh;  /* stamps from it on stay for now (see prune_file) */
+    const atomic_bool *cancel;
+    dev_t dev; /* the archive's file system */
     struct daemon_prune_result *out;
     int first_rc;
     struct lr_err *err;
@@ -68,16 +70,28 @@ static void failed(struct prune *p, int e, const char *what, const char *rel, co
 {
     p->out->failed++;
     if (p->first_rc == 0)
-        p->first_rc = lr_err_set(p->err, -e, "versions archive: cannot %s %s%s%s: %s", what, rel,
-                                 *rel ? "/" : "", name, strerror(e));
+        p->first_rc = lr_err_set(p->err, -e, "versions archive: cannot %s %s%s%s: %s", what,
+                                 *rel || *name ? rel : "versions/", *rel && *name ? "/" : "", name,
+                                 strerror(e));
 }
 
-/* Remove what the rule says of one file's versions v[0..n), oldest first. */
+static bool canceled(const struct prune *p)
+{
+    return p->cancel && atomic_load_explicit(p->cancel, memory_order_relaxed);
+}
+
+/*
+ * Remove what the rule says of one file's versions v[0..n), oldest first.
+ * One stamped in the last seconds stays until a later prune: the archive
+ * names a version displaced in second S with the lowest free "-N" of S, so
+ * a name freed within S would be taken again by a newer version, which
+ * would then sort as the oldest of S.
+ */
 static void prune_file(struct prune *p, int dfd, const char *rel, const struct ent *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !canceled(p); i++) {
         bool over = p->keep && n - i > p->keep;
-        if (!over && v[i].when >= p->cutoff)
+        if ((!over && v[i].when >= p->cutoff) || v[i].when >= p->fresh)
             continue;
         if (unlinkat(dfd, v[i].name, 0) < 0) {
             if (errno != ENOENT)
@@ -102,7 +116,7 @@ static void prune_dir(struct prune *p, int dfd, const char *rel, int depth)
     char **subs = NULL;
     size_t nsubs = 0;
     struct dirent *de;
-    while ((de = readdir(dir))) {
+    while (!canceled(p) && (de = readdir(dir))) {
         const char *name = de->d_name;
         if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
             continue;
@@ -136,9 +150,11 @@ static void prune_dir(struct prune *p, int dfd, const char *rel, int depth)
         free(v[i].name);
     free(v);
     for (size_t i = 0; i < nsubs; i++) {
-        int fd = openat(dirfd(dir), subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = canceled(p)
+                     ? -1
+                     : openat(dirfd(dir), subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
-            if (errno != ENOENT)
+            if (!canceled(p) && errno != ENOENT)
                 failed(p, errno, "open", rel, subs[i]);
         } else {
             char *sub = lr_xasprintf("%s%s%s", rel, *rel ? "/" : "", subs[i]);
@@ -147,6 +163,8 @@ static void prune_dir(struct prune *p, int dfd, const char *rel, int depth)
             /* Mirrors are made again by the next archiving into them. */
             if (unlinkat(dirfd(dir), subs[i], AT_REMOVEDIR) == 0)
                 p->out->dirs_removed++;
+            else if (errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
+                failed(p, errno, "remove the emptied directory", rel, subs[i]);
         }
         free(subs[i]);
     }
@@ -155,7 +173,8 @@ static void prune_dir(struct prune *p, int dfd, const char *rel, int depth)
 }
 
 int daemon_versions_prune(const char *root, uint32_t keep, uint32_t days, int64_t now,
-                          struct daemon_prune_result *out, struct lr_err *err)
+                          const atomic_bool *cancel, struct daemon_prune_result *out,
+                          struct lr_err *err)
 {
     memset(out, 0, sizeof(*out));
     if (!keep && !days)
@@ -175,11 +194,15 @@ int daemon_versions_prune(const char *root, uint32_t keep, uint32_t days, int64_
     struct prune p = {
         .keep = keep,
         .cutoff = days ? now - (int64_t)days * 86400 : INT64_MIN,
+        .fresh = now - RETENTION_FRESH_S,
+        .cancel = cancel,
         .dev = st.st_dev,
         .out = out,
         .err = err,
     };
     prune_dir(&p, vfd, "", 0);
+    if (p.first_rc == 0 && canceled(&p))
+        return lr_err_set(err, LR_ECANCELED, "prune of %s's archive was canceled", root);
     return p.first_rc;
 }
 
@@ -191,6 +214,7 @@ struct ret_folder {
     bool queued;
     bool done_once;      /* pruned with the settings below since start */
     uint32_t keep, days; /* the settings of the last prune queued */
+    uint64_t token;      /* ... and the folder's (config.h: a folder added again differs) */
     uint64_t at;         /* when it was queued (uv_now) */
     /* Not again for writes before this (uv_now): RETENTION_AFTER_MS after
      * the last prune ended, or RETENTION_SHARE times its duration if more,
@@ -215,6 +239,7 @@ struct prune_job {
     int rc;
     struct lr_err err;
     struct daemon_prune_result res;
+    bool skip; /* the folder went, or its retention was lifted, before the job's turn */
 };
 
 static struct ret_folder *ret_folder(struct retention *r, const char *id)
@@ -229,11 +254,28 @@ static struct ret_folder *ret_folder(struct retention *r, const char *id)
     return f;
 }
 
+/* Loop side, as the job leaves the queue: the settings as they are now (a
+ * folder removed, moved or without retention since it was queued is not
+ * pruned: `folder remove` leaves the archive alone). */
+static void prune_start(struct daemon_job *base)
+{
+    struct prune_job *j = (struct prune_job *)base;
+    const struct lr_folder_cfg *fc = lr_config_find_folder(base->d->cfg, j->folder);
+    j->skip = !fc || strcmp(fc->path, j->root) != 0 || (!fc->versions_keep && !fc->versions_days);
+    if (!j->skip) {
+        j->keep = fc->versions_keep;
+        j->days = fc->versions_days;
+    }
+}
+
 static void prune_work(struct daemon_job *base)
 {
     struct prune_job *j = (struct prune_job *)base;
+    if (j->skip)
+        return;
     uint64_t t0 = uv_hrtime();
-    j->rc = daemon_versions_prune(j->root, j->keep, j->days, (int64_t)time(NULL), &j->res, &j->err);
+    j->rc = daemon_versions_prune(j->root, j->keep, j->days, (int64_t)time(NULL),
+                                  &base->d->scan_cancel, &j->res, &j->err);
     j->ns = uv_hrtime() - t0;
 }
 
@@ -250,12 +292,16 @@ static void prune_done(struct daemon_job *base, int status)
                 uv_now(&d->loop) + (wait > RETENTION_AFTER_MS ? wait : RETENTION_AFTER_MS);
         }
     }
+    if (status == 0 && !j->skip)
+        lr_debug(MOD, "folder=%s prune done: %llu removed, %llu failed, %llu ms", j->folder,
+                 (unsigned long long)j->res.removed, (unsigned long long)j->res.failed,
+                 (unsigned long long)(j->ns / 1000000));
     if (status == 0 && j->res.removed)
         lr_info(MOD,
                 "folder=%s pruned %llu archived versions (%llu bytes): keep %u per file, %u days",
                 j->folder, (unsigned long long)j->res.removed, (unsigned long long)j->res.bytes,
                 j->keep, j->days);
-    if (status == 0 && j->rc < 0 && j->rc != LR_ENOMARKER)
+    if (status == 0 && j->rc < 0 && j->rc != LR_ENOMARKER && j->rc != LR_ECANCELED)
         lr_warn(MOD, "folder=%s prune: %llu entries not handled: %s", j->folder,
                 (unsigned long long)j->res.failed, lr_err_msg(&j->err, j->rc));
     free(j->folder);
@@ -267,6 +313,7 @@ static void queue_prune(struct lr_daemon *d, struct ret_folder *rf, const struct
 {
     struct prune_job *j = lr_xcalloc(1, sizeof(*j));
     j->base.kind = DAEMON_JOB_SYNC;
+    j->base.start = prune_start;
     j->base.work = prune_work;
     j->base.done = prune_done;
     j->folder = lr_xstrdup(fc->id);
@@ -277,6 +324,7 @@ static void queue_prune(struct lr_daemon *d, struct ret_folder *rf, const struct
     rf->done_once = true;
     rf->keep = fc->versions_keep;
     rf->days = fc->versions_days;
+    rf->token = fc->token;
     rf->at = uv_now(&d->loop);
     daemon_job_queue(d, &j->base);
 }
@@ -290,13 +338,18 @@ static void on_tick(uv_timer_t *h)
     uint64_t now = uv_now(&d->loop);
     for (size_t i = 0; i < d->cfg->nfolders; i++) {
         const struct lr_folder_cfg *fc = &d->cfg->folders[i];
-        if (!fc->versions_keep && !fc->versions_days)
+        if (!fc->versions_keep && !fc->versions_days) {
+            /* Lifted: set again later, even to the same values, it prunes at once. */
+            for (size_t k = 0; k < r->n; k++)
+                if (strcmp(r->v[k].id, fc->id) == 0)
+                    r->v[k].done_once = false;
             continue;
+        }
         struct ret_folder *rf = ret_folder(r, fc->id);
         if (rf->queued)
             continue;
-        bool changed =
-            !rf->done_once || rf->keep != fc->versions_keep || rf->days != fc->versions_days;
+        bool changed = !rf->done_once || rf->keep != fc->versions_keep ||
+                       rf->days != fc->versions_days || rf->token != fc->token;
         bool wrote = sync_folder_applied_at(d, fc->id) >= rf->at && now >= rf->next_ok;
         if (changed || wrote || now - rf->at >= RETENTION_SWEEP_MS)
             queue_prune(d, rf, fc);

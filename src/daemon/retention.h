@@ -7,6 +7,8 @@
  * The rule, per file: its archived versions ordered by stamp (then the
  * stamp's -N), the newest `keep` stay (keep 0: all of them), and one whose
  * stamp is more than `days` days before `now` goes (days 0: none for age).
+ * A version stamped within RETENTION_FRESH_S of `now` is left to a later
+ * prune (a name freed in the second it was stamped in would be reused).
  *
  * The walk: the versions of one file sit side by side in its directory's
  * mirror (versions/<dir>/<leaf>~YYYYMMDD-HHMMSS[-N]), so it handles one
@@ -25,7 +27,8 @@
  * RETENTION_SHARE times the last walk's duration, after the last prune
  * ended (a bounded share of the queue), and every
  * RETENTION_SWEEP_MS for the age rule. A prune that removed anything logs
- * one line ("versions: folder=ID pruned N archived versions (B bytes)").
+ * one line ("versions: folder=ID pruned N archived versions (B bytes): keep
+ * K per file, D days"), every prune a debug line ("prune done: ...").
  *
  * Ownership: arguments are borrowed. The daemon side runs on the loop
  * thread; daemon_versions_prune does file I/O (a job, never the loop).
@@ -35,6 +38,7 @@
 
 #include "util/err.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct lr_daemon;
@@ -42,6 +46,8 @@ struct lr_daemon;
 #define RETENTION_TICK_MS 2000
 #define RETENTION_AFTER_MS 10000
 #define RETENTION_SHARE 50
+/* Versions stamped less than this many seconds before `now` stay for now. */
+#define RETENTION_FRESH_S 2
 #define RETENTION_SWEEP_MS (3600 * 1000)
 
 struct daemon_prune_result {
@@ -53,14 +59,17 @@ struct daemon_prune_result {
 
 /*
  * Prune the archive of the folder rooted at `root`. `now` is Unix time. An
- * absent archive is nothing to do. Returns 0, or LR_ENOMARKER (no marker),
- * or -errno for the archive itself; a failure below it (a directory that
+ * absent archive is nothing to do. `cancel` (may be NULL): once another
+ * thread sets it, the walk stops at its next entry and LR_ECANCELED is
+ * returned (what it removed stays removed). Returns 0, or LR_ENOMARKER (no
+ * marker), or -errno for the archive itself; a failure below it (a directory that
  * cannot be read, an entry that cannot be removed) is counted in
  * out->failed, the walk goes on, and the first one's code is returned with
  * err naming it. *out is filled either way.
  */
 int daemon_versions_prune(const char *root, uint32_t keep, uint32_t days, int64_t now,
-                          struct daemon_prune_result *out, struct lr_err *err);
+                          const atomic_bool *cancel, struct daemon_prune_result *out,
+                          struct lr_err *err);
 
 /* The daemon's pruning: started with the loop, stopped with it (its timer
  * closes itself once d->stopping is set), freed after the loop ended. */

@@ -410,7 +410,7 @@ def test_scan_while_a_file_replacing_a_directory_is_in_transit(devices, tmp_path
     os.kill(a.pid, signal.SIGSTOP)
     try:
         mine = [s for s in b.ok("sessions", "--json").json()["sessions"] if s["path"] == "d2f"]
-        assert [s["state"] for s in mine] == ["active"], mine
+        assert mine and all(s["state"] in ("pending", "active") for s in mine), mine
         assert not os.path.lexists(fb / "d2f")
         scanned = b.ok("scan", "--json").json()["folders"][0]
         assert scanned["deleted"] == 0, scanned

@@ -13,6 +13,12 @@ def archived(dev, path):
             if v["path"] == path]
 
 
+def prunes(dev):
+    """Prunes the daemon finished (logged at debug level)."""
+    with open(os.path.join(dev.home, "landropic.log"), errors="replace") as f:
+        return f.read().count("prune done:")
+
+
 def folder_cfg(dev):
     return dev.ok("folders", "--json").json()["folders"][0]
 
@@ -32,11 +38,12 @@ def edit_until_archived(a, b, fa, fb, n, start=0):
 def test_keep_newest_versions_per_file(devices, tmp_path):
     a, b, fa, fb = shared_docs(devices, tmp_path)
     a.start()
-    b.start()
+    b.start("--log-level", "debug")
     edit_until_archived(a, b, fa, fb, 6)
-    # Without a rule every version stays.
+    # Without a rule nothing is pruned, ever (a rule's first prune comes at
+    # the next 2 s tick).
     time.sleep(2.5)
-    assert len(archived(b, "notes.txt")) == 5
+    assert len(archived(b, "notes.txt")) == 5 and prunes(b) == 0
     r = b.ok("folder", "set", "docs", "--versions-keep", "2")
     assert "archived versions kept: the newest 2 of each file" in r.err, r
     assert folder_cfg(b)["versions_keep"] == 2 and folder_cfg(b)["versions_days"] == 0
@@ -51,16 +58,19 @@ def test_keep_newest_versions_per_file(devices, tmp_path):
     edit_until_archived(a, b, fa, fb, 3, start=6)
     wait_for(lambda: len(archived(b, "notes.txt")) == 2, timeout=40, interval=0.5,
              what="bob's archive pruned again after more edits")
+    assert [v["id"] for v in archived(b, "notes.txt")][-1].startswith("notes.txt~")
     # Alice set nothing: her archive (empty: nothing displaced hers) is hers alone.
     assert folder_cfg(a)["versions_keep"] == 0
     # The setting is kept across a restart, and 0 lifts the limit.
     b.stop()
     assert folder_cfg(b)["versions_keep"] == 2
     b.ok("folder", "set", "docs", "--versions-keep", "0")
-    b.start()
+    b.start("--log-level", "debug")
+    before = prunes(b)
     edit_until_archived(a, b, fa, fb, 3, start=9)
-    time.sleep(2.5)
-    assert len(archived(b, "notes.txt")) == 5
+    # Past when a prune would follow these writes (10 s after, on a 2 s tick).
+    time.sleep(12.5)
+    assert len(archived(b, "notes.txt")) == 5 and prunes(b) == before
 
 
 def test_age_limit_and_bad_values(devices, tmp_path):
@@ -82,15 +92,23 @@ def test_age_limit_and_bad_values(devices, tmp_path):
     r = b.run("folder", "set", "docs")
     assert r.rc == 2 and "--versions-keep" in r.err, r
     b.ok("folder", "set", "docs", "--versions-days", "30")
-    b.start()
+    b.start("--log-level", "debug")
     wait_for(lambda: not (vers / "old.txt~20200101-000000").exists(), timeout=20, interval=0.3,
              what="the old version pruned by age")
     wait_for(lambda: not (vers / "sub").exists(), timeout=10, what="its emptied mirror removed")
     assert (vers / "mine.txt").read_bytes() == b"not an archived version\n"
     a.start()
     edit_until_archived(a, b, fa, fb, 2)
-    time.sleep(2.5)
+    done = prunes(b)
+    wait_for(lambda: prunes(b) > done, timeout=40, interval=0.5,
+             what="a prune after the edits")
     assert len(archived(b, "notes.txt")) == 1  # fresh versions are within 30 days
+    # Lifted, then set again to the same value: a prune at once again.
+    b.ok("folder", "set", "docs", "--versions-days", "0")
+    time.sleep(2.5)  # a tick sees it lifted
+    done = prunes(b)
+    b.ok("folder", "set", "docs", "--versions-days", "30")
+    wait_for(lambda: prunes(b) > done, timeout=8, interval=0.3, what="a prune once set again")
     # `folder add` takes the options too.
     other = tmp_path / "other"
     other.mkdir()

@@ -625,7 +625,7 @@ static void test_keep_newest_per_file(void **state)
     put(f, "d/a.txt~20231202-000000", 8);
     struct daemon_prune_result r;
     struct lr_err err = {0};
-    assert_int_equal(daemon_versions_prune(f->root, 2, 0, NOW, &r, &err), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 2, 0, NOW, NULL, &r, &err), 0);
     assert_int_equal(r.removed, 2);
     assert_int_equal(r.bytes, 21);
     assert_int_equal(r.failed, 0);
@@ -638,7 +638,7 @@ static void test_keep_newest_per_file(void **state)
     assert_true(there(f, "d/a.txt~20231201-000000"));
     assert_true(there(f, "d/a.txt~20231202-000000"));
     /* Again: nothing more to do. */
-    assert_int_equal(daemon_versions_prune(f->root, 2, 0, NOW, &r, &err), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 2, 0, NOW, NULL, &r, &err), 0);
     assert_int_equal(r.removed, 0);
 }
 
@@ -652,7 +652,7 @@ static void test_age_and_empty_mirrors(void **state)
     put(f, "new/w~20240110-110000", 1);
     struct daemon_prune_result r;
     struct lr_err err = {0};
-    assert_int_equal(daemon_versions_prune(f->root, 0, 7, NOW, &r, &err), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 0, 7, NOW, NULL, &r, &err), 0);
     assert_int_equal(r.removed, 3);
     assert_int_equal(r.bytes, 102);
     assert_false(there(f, "x~20240101-000000"));
@@ -663,7 +663,7 @@ static void test_age_and_empty_mirrors(void **state)
     /* Both rules: either one removes. */
     put(f, "x~20240109-000000", 1);
     put(f, "x~20240110-000000", 1);
-    assert_int_equal(daemon_versions_prune(f->root, 2, 7, NOW, &r, &err), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 2, 7, NOW, NULL, &r, &err), 0);
     assert_int_equal(r.removed, 1);
     assert_false(there(f, "x~20240105-000000"));
     assert_true(there(f, "x~20240109-000000") && there(f, "x~20240110-000000"));
@@ -689,7 +689,7 @@ static void test_leaves_what_is_not_the_archives(void **state)
     assert_int_equal(symlink(target, P(f, "dirlink")), 0);
     struct daemon_prune_result r;
     struct lr_err err = {0};
-    assert_int_equal(daemon_versions_prune(f->root, 0, 1, NOW, &r, &err), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 0, 1, NOW, NULL, &r, &err), 0);
     assert_int_equal(r.removed, 2);
     assert_false(there(f, "a~20200101-000000"));
     assert_false(there(f, "link~20200101-000000"));
@@ -705,18 +705,18 @@ static void test_no_rule_no_archive_no_marker(void **state)
     struct daemon_prune_result r;
     struct lr_err err = {0};
     /* No rule: nothing is ever pruned. */
-    assert_int_equal(daemon_versions_prune(f->root, 0, 0, NOW, &r, &err), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 0, 0, NOW, NULL, &r, &err), 0);
     assert_int_equal(r.removed, 0);
     assert_true(there(f, "a~20200101-000000"));
     /* No archive: nothing to do. */
     assert_int_equal(unlink(P(f, "a~20200101-000000")), 0);
     assert_int_equal(rmdir(f->vers), 0);
-    assert_int_equal(daemon_versions_prune(f->root, 1, 0, NOW, &r, &err), 0);
+    assert_int_equal(daemon_versions_prune(f->root, 1, 0, NOW, NULL, &r, &err), 0);
     /* No marker: refused. */
     char m[160];
     snprintf(m, sizeof(m), "%s/.landropic", f->root);
     assert_int_equal(rmdir(m), 0);
-    assert_int_equal(daemon_versions_prune(f->root, 1, 0, NOW, &r, &err), LR_ENOMARKER);
+    assert_int_equal(daemon_versions_prune(f->root, 1, 0, NOW, NULL, &r, &err), LR_ENOMARKER);
 }
 
 /* Set or clear the immutable flag of path (false if the file system or
@@ -741,18 +741,50 @@ static void test_unremovable_is_counted(void **state)
     struct fx *f = *state;
     put(f, "m/a~20200101-000000", 1);
     put(f, "b~20200101-000000", 1);
-    /* An entry even root cannot remove: an immutable file. */
-    if (!immutable(P(f, "m/a~20200101-000000"), true))
+    /* An entry that cannot be removed: immutable (root), or in a directory
+     * this user may not write. */
+    bool imm = immutable(P(f, "m/a~20200101-000000"), true);
+    if (!imm && (geteuid() == 0 || chmod(P(f, "m"), 0555) < 0))
         skip();
     struct daemon_prune_result r;
     struct lr_err err = {0};
-    int rc = daemon_versions_prune(f->root, 0, 1, NOW, &r, &err);
-    assert_true(immutable(P(f, "m/a~20200101-000000"), false));
-    assert_int_equal(rc, -EPERM);
-    assert_non_null(strstr(err.msg, "m/a~20200101-000000"));
+    int rc = daemon_versions_prune(f->root, 0, 1, NOW, NULL, &r, &err);
+    if (imm)
+        assert_true(immutable(P(f, "m/a~20200101-000000"), false));
+    else
+        assert_int_equal(chmod(P(f, "m"), 0755), 0);
+    assert_int_equal(rc, imm ? -EPERM : -EACCES);
+    assert_non_null(strstr(err.msg, "cannot remove m/a~20200101-000000: "));
     assert_int_equal(r.failed, 1);
     assert_int_equal(r.removed, 1); /* the walk went on */
     assert_true(there(f, "m/a~20200101-000000"));
+}
+
+/* Versions stamped in the last seconds stay for a later prune (a name freed
+ * in its own second would be reused by a newer version); a set cancel flag
+ * stops the walk. */
+static void test_fresh_and_canceled(void **state)
+{
+    struct fx *f = *state;
+    put(f, "a~20240110-115959", 1);   /* NOW - 1 */
+    put(f, "a~20240110-115959-1", 1); /* NOW - 1 */
+    put(f, "a~20240110-115957", 1);   /* NOW - 3 */
+    put(f, "a~20240110-115900", 1);
+    struct daemon_prune_result r;
+    struct lr_err err = {0};
+    assert_int_equal(daemon_versions_prune(f->root, 1, 0, NOW, NULL, &r, &err), 0);
+    assert_int_equal(r.removed, 2);
+    assert_true(there(f, "a~20240110-115959") && there(f, "a~20240110-115959-1"));
+    /* Later, the keep rule takes the older one of that second too. */
+    assert_int_equal(daemon_versions_prune(f->root, 1, 0, NOW + 60, NULL, &r, &err), 0);
+    assert_int_equal(r.removed, 1);
+    assert_false(there(f, "a~20240110-115959"));
+    assert_true(there(f, "a~20240110-115959-1"));
+    put(f, "b~20200101-000000", 1);
+    atomic_bool stop = true;
+    assert_int_equal(daemon_versions_prune(f->root, 0, 1, NOW, &stop, &r, &err), LR_ECANCELED);
+    assert_int_equal(r.removed, 0);
+    assert_true(there(f, "b~20200101-000000"));
 }
 
 int main(void)
@@ -771,6 +803,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leaves_what_is_not_the_archives, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_rule_no_archive_no_marker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unremovable_is_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_and_canceled, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
