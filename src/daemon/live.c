@@ -320,6 +320,12 @@ bool live_scan_pending(struct lr_daemon *d, const char *folder_id)
         if (uv_is_active((uv_handle_t *)&l->kick))
             return true;
         if (l->w) {
+            /* A change made just before the question may still be queued in
+             * the kernel (CI run under load: bob's `sync --wait` returned
+             * without alice's file made 20 ms before it). */
+            lr_watch_read_now(l->w);
+            if (uv_is_active((uv_handle_t *)&l->kick))
+                return true;
             struct lr_watch_stats st;
             lr_watch_get_stats(l->w, &st);
             return st.window_open;

@@ -50,7 +50,8 @@ void live_stop(struct lr_daemon *d);
  * every sync). */
 void live_scan_starting(struct lr_daemon *d, const char *folder_id);
 /* Changes were seen in the folder that no scan has looked at yet (the
- * watcher's window is open, or their scan is held back): sync --wait waits. */
+ * watcher's window is open, or their scan is held back): sync --wait waits.
+ * Events the kernel queued and the loop has not read yet are read first. */
 bool live_scan_pending(struct lr_daemon *d, const char *folder_id);
 
 #endif

@@ -119,8 +119,6 @@ struct scan_item {
     struct lr_scan_result res;
     bool rekeyed; /* the index mark check gave the index a new ID */
     bool again;   /* scanned before by this daemon (its special files were logged) */
-    char **held;  /* sync_pull_held, taken in start */
-    size_t nheld;
 };
 
 struct scan_job {
@@ -145,9 +143,6 @@ static void job_free(struct scan_job *j)
     for (size_t i = 0; i < j->nitems; i++) {
         free(j->items[i].id);
         free(j->items[i].path);
-        for (size_t k = 0; k < j->items[i].nheld; k++)
-            free(j->items[i].held[k]);
-        free(j->items[i].held);
     }
     free(j->items);
     progress_unref(j->progress);
@@ -183,8 +178,6 @@ static void work(struct daemon_job *base)
         opts.skip_arg = &ctx;
         opts.commit_arg = &cc;
         opts.quiet_specials = it->again;
-        opts.held = (const char *const *)it->held;
-        opts.nheld = it->nheld;
         if (atomic_load(&d->scan_cancel)) {
             /* The rest of a canceled job: not even set up (a missing marker
              * would be reported as this folder's error during the stop). */
@@ -293,9 +286,6 @@ static void start(struct daemon_job *base)
             f->scan_queued = false;
             f->state = FOLDER_SCANNING;
         }
-        /* Here, as the job leaves the serial queue: no pull or commit job
-         * changes the set until the scan ends. */
-        j->items[i].nheld = sync_pull_held(j->base.d, j->items[i].id, &j->items[i].held);
         live_scan_starting(j->base.d, j->items[i].id);
     }
 }

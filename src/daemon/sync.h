@@ -189,18 +189,6 @@ bool sync_folder_wrote(struct lr_daemon *d, const char *folder_id, const char *r
 void sync_folder_note_written(struct lr_daemon *d, const char *folder_id, const char *root,
                               const uint8_t *path, size_t len, uint64_t ino, int64_t ctime_ns);
 
-/*
- * The folder's paths where a pull removed our directory to put a peer's
- * file in its place and that file is still in transit (the local record
- * still names the directory until the commit): a scan must not take the
- * directory's absence for the user's deletion (scanner.h, opts->held).
- * Sets *paths to a strcmp-sorted array of copies (NULL if none) that the
- * caller frees, each and the array; returns their number. The pull and
- * commit jobs share the scan's serial queue, so the set does not change
- * while a scan job runs if taken as it starts. Loop thread.
- */
-size_t sync_pull_held(struct lr_daemon *d, const char *folder_id, char ***paths);
-
 /* A hash of the progress sync_folder_status and sync.state depend on:
  * connections, indexes exchanged (sequences, not bytes), needs, failing
  * items, folders in error. Equal at two moments while done held at both:

@@ -108,9 +108,6 @@ struct sync_xfer {
     size_t from_partial;
     /* Bytes in staging, verified (sync --wait's progress). */
     uint64_t got;
-    /* The pull removed our directory at the path for this file: nothing is
-     * there until the commit (sync_pull_held). */
-    bool replaces_dir;
 };
 
 struct rx_item {
@@ -537,22 +534,6 @@ static int cmp_xfer_path(const void *a, const void *b)
     return strcmp((const char *)x->rec.path, (const char *)y->rec.path);
 }
 
-static int cmp_str(const void *a, const void *b);
-
-size_t sync_pull_held(struct lr_daemon *d, const char *folder_id, char ***paths)
-{
-    *paths = NULL;
-    size_t n = 0;
-    for (struct sync_xfer *x = d->sync ? d->sync->xfers : NULL; x; x = x->next)
-        if (x->replaces_dir && !x->dead && strcmp(x->folder, folder_id) == 0) {
-            *paths = lr_xappendarray(*paths, n, sizeof(**paths));
-            (*paths)[n++] = lr_xstrdup((const char *)x->rec.path);
-        }
-    if (n > 1)
-        qsort(*paths, n, sizeof(**paths), cmp_str);
-    return n;
-}
-
 /* Loop side: more holders for transfers in flight (swarming with peers whose
  * index arrived after the transfer started). */
 static void apply_holder_updates(struct lr_daemon *d, struct pull_job *j)
@@ -933,7 +914,6 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
      * commit expects nothing there, but the record decided against is still
      * the directory's. */
     expect_of(dir_removed ? NULL : local, &x->expect);
-    x->replaces_dir = dir_removed;
     x->nholders = cand->nholders;
     x->holders = lr_xcalloc(x->nholders ? x->nholders : 1, sizeof(*x->holders));
     if (x->nholders)
@@ -1234,6 +1214,33 @@ static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struc
 static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
                          const struct lr_sync_decision *dec, struct lr_err *err);
 
+/* Whether the decision puts a peer's file where our directory is. */
+static bool replaces_dir(const struct lr_sync_decision *dec, const struct lr_file_rec *local)
+{
+    return dec->apply == LR_SYNC_APPLY_FILE && local && !local->deleted && local->type == LR_FT_DIR;
+}
+
+/*
+ * Our directory at local->path goes to make room for a peer's file: until
+ * that commits, a scan (this run's, or after a stop or crash) must not take
+ * its absence for our deletion (index.h, LR_IX_INODE_REPLACED). Marked
+ * before the removal, in a transaction of its own (a crash right after the
+ * removal finds it; one before finds the directory, and a scan refreshes
+ * its identity), and put back if the directory stays (`on` false). A
+ * failure only loses the mark (logged): the scan would make it a
+ * modify-delete conflict, resolved for the file.
+ */
+static void mark_replaced(struct page_ctx *c, const struct lr_file_rec *local, bool on)
+{
+    struct lr_err err = {0};
+    int rc = lr_index_file_set_stat(c->d->ix, c->j->folder, local->path, local->path_len,
+                                    on ? LR_IX_INODE_REPLACED : local->inode,
+                                    on ? 0 : local->ctime_ns, &err);
+    if (rc < 0)
+        log_path("directory being replaced not marked", c->j->folder, local->path, local->path_len,
+                 rc, &err);
+}
+
 /* Directory passes of a round that defer "not empty" (pull_work). */
 #define PULL_DIR_PASSES 8
 
@@ -1493,10 +1500,15 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     case LR_SYNC_APPLY_FILE: {
         /* Refuse before downloading what the store would refuse at commit:
          * a reserved name, a path through a symlink or a file. */
-        if ((rc = target_check(c, path, !old_live, &err)) < 0)
+        if ((rc = target_check(c, path, !old_live, &err)) < 0) {
+            if (replaces_dir(dec, local))
+                mark_replaced(c, local, false); /* it stays */
             break;
+        }
         if (old_live && local->type == LR_FT_DIR) {
             rc = remove_old(c, local, &err);
+            if (rc < 0)
+                mark_replaced(c, local, false); /* it stays */
             if (defer_dir(c, need, rc, (int)dec->apply))
                 return;
             if (rc == -ENOTEMPTY && dir_kept(c, local, &cand->r.device, &rc, &err)) {
@@ -1903,6 +1915,11 @@ static void pull_work(struct daemon_job *base)
                 nitems++;
             }
             size_t nwork = lr_plan_order(items, nitems);
+            for (size_t k = 0; k < nwork && !j->no_marker; k++) {
+                size_t i = (size_t)(uintptr_t)items[k].user;
+                if (replaces_dir(&decs[i], has_local[i] ? &locals[i] : NULL))
+                    mark_replaced(&c, &locals[i], true); /* before the page's transaction */
+            }
             bool tx = lr_index_begin(d->ix, NULL) == 0;
             for (size_t k = 0; k < nwork && !j->no_marker; k++) {
                 size_t i = (size_t)(uintptr_t)items[k].user;

@@ -176,6 +176,16 @@ struct lr_chunk {
     uint64_t weak;
 };
 
+/*
+ * The inode of a directory's record whose directory the daemon removed to
+ * put a peer's file in its place, while that file is not committed yet
+ * (its transfer in flight, or resumed after a restart): the directory's
+ * absence is not the user's deletion (scanner.h). Set with
+ * lr_index_file_set_stat; the commit's record, or a scan finding a
+ * directory there again, replaces it.
+ */
+#define LR_IX_INODE_REPLACED UINT64_MAX
+
 struct lr_file_rec {
     uint8_t *path; /* '/'-separated bytes, NUL-terminated for convenience */
     size_t path_len;
@@ -184,7 +194,7 @@ struct lr_file_rec {
     uint64_t size;    /* regular files; 0 otherwise */
     int64_t mtime_ns; /* ns since the Unix epoch */
     uint32_t mode;    /* permission bits (07777) */
-    uint64_t inode;   /* change detection only */
+    uint64_t inode;   /* change detection only (LR_IX_INODE_REPLACED: see below) */
     int64_t ctime_ns; /* change detection only */
     uint8_t *target;  /* symlink target bytes (NUL-terminated), else NULL */
     size_t target_len;

@@ -466,25 +466,15 @@ static void open_dirs_leave(struct scan *s, const uint8_t *p, size_t n)
     }
 }
 
-static int held_cmp(const void *key, const void *elem)
-{
-    return strcmp(key, *(const char *const *)elem);
-}
-
-/* Whether the caller holds old's path (scanner.h, opts->held). */
-static bool held(const struct scan *s, const struct lr_file_rec *old)
-{
-    return s->opts && s->opts->nheld &&
-           bsearch(old->path, s->opts->held, s->opts->nheld, sizeof(*s->opts->held), held_cmp);
-}
-
 static int tombstone(struct scan *s, struct lr_file_rec *old)
 {
     bool ignored =
         lr_ignore_match(s->ig, (const char *)old->path, old->path_len, old->type == LR_FT_DIR);
     if (ignored && is_ignore_file(old->path, old->path_len))
         return forget(s, old);
-    if (old->deleted || held(s, old))
+    /* A directory the daemon removed for a peer's file still in transit
+     * (index.h): no deletion of ours. */
+    if (old->deleted || (old->type == LR_FT_DIR && old->inode == LR_IX_INODE_REPLACED))
         return 0;
     /* Ignored paths are not ours to delete, even when gone from disk. Nor,
      * then, the directories holding one: a peer could not remove such a

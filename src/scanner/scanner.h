@@ -26,9 +26,10 @@
  *
  * Deletions: a path in the index but no longer on disk gets a tombstone
  * (deleted flag, version vector bumped, new sequence). Paths the scan did
- * not look at (ignored, unreadable, errors, under a mount point) and paths
- * the caller holds (opts->held) keep their records untouched, except that a record of the ignore
- * file itself while it is ignored (left by a version that indexed it) is forgotten
+ * not look at (ignored, unreadable, errors, under a mount point) and
+ * directories the daemon removed to put a peer's file in their place
+ * (inode LR_IX_INODE_REPLACED, index.h) keep their records untouched, except that a record of the
+ * ignore file itself while it is ignored (left by a version that indexed it) is forgotten
  * (lr_index_file_forget: no tombstone, no sequence, peers are told
  * nothing). If ROOT/.landropic is not a directory at the start of
  * the scan or before any batch holding tombstones is committed, the scan
@@ -111,17 +112,6 @@ struct lr_scan_opts {
      * records; the next scan carries on from what the index then holds.
      */
     const atomic_bool *cancel;
-    /*
-     * May be NULL (nheld 0). Paths, sorted by strcmp, whose records the scan
-     * leaves as they are when nothing is on disk there (no tombstone): the
-     * daemon removed a directory to put a peer's file in its place and that
-     * file is still in transit, so the absence is its own doing, not the
-     * user's deletion (a tombstone would bump the version, and the file's
-     * commit would then find the record changed and fail). Something found
-     * on disk at such a path is recorded as usual.
-     */
-    const char *const *held;
-    size_t nheld;
 #ifdef LR_FAILPOINTS
     /*
      * Test hook, called on the scanning thread after a regular file's data

@@ -900,6 +900,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
     }
 }
 
+void lr_watch_read_now(struct lr_watch *w)
+{
+    if (w && !w->stopped)
+        on_poll(&w->poll, 0, UV_READABLE);
+}
+
 /* ---- lifecycle ---- */
 
 static void release(struct lr_watch *w)

@@ -124,6 +124,15 @@ void lr_watch_stop(struct lr_watch *w);
  */
 void lr_watch_forget_pending(struct lr_watch *w);
 
+/*
+ * Read what the kernel has queued for the watcher now, as the loop would at
+ * its next turn (events are only read when the loop polls): a caller about
+ * to ask whether changes are pending (lr_watch_get_stats) sees one made
+ * just before, even if the loop has not come round to it yet. No-op when
+ * nothing is queued, after a stop, or for NULL. Loop thread.
+ */
+void lr_watch_read_now(struct lr_watch *w);
+
 struct lr_watch_stats {
     size_t watches;     /* directories watched now */
     size_t pending;     /* paths waiting for the window to close */

@@ -425,6 +425,40 @@ def test_scan_while_a_file_replacing_a_directory_is_in_transit(devices, tmp_path
     assert "the local record changed meanwhile" not in log and "conflict:" not in log, log
 
 
+def test_receiver_killed_while_a_file_replaces_its_directory(devices, tmp_path):
+    """Bob's pull removed his directory for alice's big file and is killed
+    before the file is in place: the restart's scan found the directory gone
+    and recorded bob's own deletion, a false modify-delete conflict on both
+    devices (black-box round 30). The removal is marked in the index, so the
+    restarted transfer just completes."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "d2f").mkdir()
+    write_file(fa / "d2f" / "inner.txt", b"inside d2f\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_both(fa, fb, snapshot(fa), what="initial tree on B")
+    with open(tmp_path / "big.part", "wb") as f:
+        for _ in range(16):
+            f.write(os.urandom(8 << 20))
+    os.unlink(fa / "d2f" / "inner.txt")
+    os.rmdir(fa / "d2f")
+    os.rename(tmp_path / "big.part", fa / "d2f")
+    a.ok("scan")
+    wait_for(lambda: not os.path.lexists(fb / "d2f"), timeout=60, interval=0.01,
+             what="bob's directory removed for alice's file")
+    b.kill()
+    assert not os.path.lexists(fb / "d2f")
+    b.start()
+    wait_both(fa, fb, snapshot(fa), timeout=120, what="directory -> file on B after the restart")
+    assert b.ok("sync", "--wait", "--timeout", "60").rc == 0
+    for dev in (a, b):
+        assert dev.ok("conflicts", "--json").json()["conflicts"] == [], dev.name
+        with open(os.path.join(dev.home, "landropic.log"), errors="replace") as f:
+            log = f.read()
+        assert "conflict:" not in log, log
+
+
 def test_times_beyond_2262_sync_without_overflow_or_bounce(devices, tmp_path):
     """int64 nanoseconds end at 2262-04-11; ext4 holds dates up to 2446. A
     file, directory and symlink dated 2300 used to overflow the conversion

@@ -676,12 +676,12 @@ static void test_directory_made_again(void **state)
 }
 
 /*
- * A directory the daemon removed to put a peer's file in its place (held
- * while the file is in transit) keeps its record when gone from disk; one
- * not held, and a held path where something is on disk again, are recorded
- * as usual.
+ * A directory the daemon removed to put a peer's file in its place (its
+ * record's inode LR_IX_INODE_REPLACED) keeps its record when gone from disk;
+ * an unmarked one is a deletion, and the peer's file arriving at the marked
+ * path is recorded as usual.
  */
-static void test_held_path_not_deleted(void **state)
+static void test_replaced_directory_not_deleted(void **state)
 {
     struct fx *f = *state;
     struct lr_scan_result r;
@@ -691,35 +691,45 @@ static void test_held_path_not_deleted(void **state)
     write_file(f, "z/f", 2, false);
     assert_int_equal(scan(f, &r), 0);
     uint64_t seq = max_seq(f);
+    assert_int_equal(lr_index_file_set_stat(f->ix, FOLDER, (const uint8_t *)"d", 1,
+                                            LR_IX_INODE_REPLACED, 0, NULL),
+                     0);
+    assert_int_equal(max_seq(f), seq); /* no new version */
     assert_int_equal(rmdir(P(f, "d")), 0);
     assert_int_equal(rmdir(P(f, "a")), 0);
-    const char *held[] = {"d", "x"};
-    f->opts.held = held;
-    f->opts.nheld = 2;
     assert_int_equal(scan(f, &r), 0);
     assert_int_equal(r.deleted, 1); /* "a" only */
     struct lr_file_rec g;
     assert_int_equal(get(f, "d", 0, &g), 0);
     assert_false(g.deleted);
     assert_int_equal(g.type, LR_FT_DIR);
+    assert_true(g.inode == LR_IX_INODE_REPLACED);
     assert_true(g.seq <= seq);
     lr_file_rec_release(&g);
     assert_int_equal(get(f, "a", 0, &g), 0);
     assert_true(g.deleted);
     lr_file_rec_release(&g);
-    /* The peer's file arrives at the held path: a change like any other. */
+    /* The peer's file arrives at the marked path: a change like any other. */
     write_file(f, "d", 8, false);
     assert_int_equal(scan(f, &r), 0);
     assert_int_equal(r.changed + r.added, 1);
     assert_int_equal(get(f, "d", 0, &g), 0);
     assert_int_equal(g.type, LR_FT_FILE);
     lr_file_rec_release(&g);
-    /* No longer held: its absence is a deletion. */
+    /* A directory made there again clears the mark: its absence later is a deletion. */
     assert_int_equal(unlink(P(f, "d")), 0);
-    f->opts.nheld = 0;
+    mkd(f, "e");
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(lr_index_file_set_stat(f->ix, FOLDER, (const uint8_t *)"e", 1,
+                                            LR_IX_INODE_REPLACED, 0, NULL),
+                     0);
+    assert_int_equal(scan(f, &r), 0);
+    assert_int_equal(get(f, "e", 0, &g), 0);
+    assert_true(g.inode != LR_IX_INODE_REPLACED);
+    lr_file_rec_release(&g);
+    assert_int_equal(rmdir(P(f, "e")), 0);
     assert_int_equal(scan(f, &r), 0);
     assert_int_equal(r.deleted, 1);
-    f->opts.held = NULL;
 }
 
 /* A record of the ignore file as an older version (which indexed it) left it. */
@@ -1269,7 +1279,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignored_record_keeps_its_directories, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory_made_again, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_held_path_not_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replaced_directory_not_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ignore_file_itself, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_files_batches, setup, teardown),

@@ -486,6 +486,31 @@ static void test_forget_pending(void **state)
     lr_watch_forget_pending(NULL);
 }
 
+/* A change the loop has not read yet is seen by lr_watch_read_now at once
+ * (the daemon asks before answering a peer's `sync --wait`). */
+static void test_read_now(void **state)
+{
+    struct fx *f = *state;
+    struct lr_watch_opts o = {.debounce_ms = 200, .max_delay_ms = 400};
+    start(f, &o);
+    settle(f, 30);
+    write_file(f, "a", "x"); /* the loop does not run from here */
+    struct lr_watch_stats st;
+    lr_watch_get_stats(f->w, &st);
+    assert_false(st.window_open);
+    lr_watch_read_now(f->w);
+    lr_watch_get_stats(f->w, &st);
+    assert_true(st.window_open);
+    assert_int_equal(st.pending, 1);
+    lr_watch_read_now(f->w); /* nothing more queued: no change */
+    lr_watch_get_stats(f->w, &st);
+    assert_int_equal(st.pending, 1);
+    run_until(f, 1, 3000);
+    assert_int_equal(f->ncalls, 1);
+    expect_one_path(f, 0, "a");
+    lr_watch_read_now(NULL);
+}
+
 static void test_byte_cap_gives_full_rescan(void **state)
 {
     struct fx *f = *state;
@@ -810,6 +835,7 @@ int main(void)
         T(test_pending_cap_gives_full_rescan),
         T(test_byte_cap_gives_full_rescan),
         T(test_forget_pending),
+        T(test_read_now),
         T(test_real_queue_overflow),
         T(test_watch_limit_gives_full_rescan),
         T(test_siblings_collapse_to_dir),
