@@ -46,10 +46,17 @@ test-sanitize: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ctest --output-on-failure -j $(JOBS)
 	rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	@# A failed test runs once more (pytest-rerunfailures): the sanitizers make
+	@# every daemon several times slower, which stretches the tests' timing
+	@# windows on a shared 2-core machine. Each rerun and its first failure are
+	@# printed at the end; a sanitizer report fails the run even if the rerun
+	@# passes (it stays in SAN_LOGS). `make test` never reruns.
 	ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
 	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
+	  LANDROPIC_SAN_LOGS=$(SAN_LOGS) \
 	  LANDROPIC_BIN=$(CURDIR)/$(ASAN_BUILD)/landropic \
-	  LANDROPIC_BUILD=$(CURDIR)/$(ASAN_BUILD) $(PYTEST) -q -n $(TEST_JOBS) tests/integration
+	  LANDROPIC_BUILD=$(CURDIR)/$(ASAN_BUILD) $(PYTEST) -q -n $(TEST_JOBS) --reruns 1 -rR \
+	  tests/integration
 	@# Detached daemons have no terminal: their reports (leaks at exit too)
 	@# land in files, and any file fails the run.
 	@if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \

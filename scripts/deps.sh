@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
 libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev nettle-dev
 libuv1-dev libsqlite3-dev libzstd-dev libxxhash-dev libjansson-dev libqrencode-dev libsodium-dev
-libcmocka-dev python3 python3-pytest python3-pytest-xdist gcovr iproute2 nftables openssl rsync bc
+libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-pytest-rerunfailures gcovr iproute2 nftables openssl rsync bc
 fuse3 libfuse3-dev e2fsprogs"
 
 missing=""

@@ -377,13 +377,15 @@ def test_rename_into_a_read_only_directory_keeps_the_old_name_without_a_loop(dev
     wait_both(fa, fb, snapshot(fa), what="initial sync")
     os.chmod(fb / "ro", 0o555)
     shutil.copy2(fa / "src.bin", fa / "ro" / "copy.bin")  # the mtime kept: src.bin's twin
+    # Attempts are bounded by the time since the first one could be made (a
+    # slow run may spend a backoff period or two before the wait below ends).
+    t0 = time.monotonic()
     a.ok("scan")
     os.remove(fa / "src.bin")
     os.remove(fa / "x")
     a.ok("scan")
     wait_for(lambda: not (fb / "x").exists() and "ro/copy.bin" in error_paths(b), timeout=30,
              interval=0.3, what="x deleted on B and the copy failing")
-    t0 = time.monotonic()
     st = wait_for(lambda: (lambda st: st["state"] == "idle" and st)(folder_status(b)), timeout=30,
                   interval=0.3, what="B idle with the copy failing")
     assert not st["in_sync"], st
