@@ -18,15 +18,17 @@
  * (live beats tombstone, directory beats non-directory, then newer mtime,
  * then a fixed order of the content itself); a live, non-directory loser is
  * kept as a conflict copy, made only by a device holding it, which then
- * takes the winner with the merged vector. The device holding the winner
- * changes nothing (a merged vector there would reach the loser's holder as a
- * plain newer version and overwrite the loser before its copy exists); it
- * learns the merged vector when the loser's holder announces it.
+ * takes the winner with the winner's own vector (the path holds that
+ * version now; a merged vector would be one the winner's holder never had,
+ * and its next edit, made before it heard of it, would be concurrent with
+ * it). The device holding the winner changes nothing (a merged vector
+ * there would reach the loser's holder as a plain newer version and
+ * overwrite the loser before its copy exists).
  *
  * Author of a version (the conflict copy's DEVICE7, and what prefer:ID
  * names): the vector's `author` (index.h: set by the local change that made
- * the version, kept when it is copied, relayed or stored, and given to the
- * merged vector a conflict's loser takes with the winner), else, when
+ * the version, kept when it is copied, relayed or stored, so also by the
+ * vector a conflict's loser takes with the winner), else, when
  * unknown (a peer that does not send it, an identical-content merge), the
  * entry with the largest counter, among equal counters the largest short ID
  * (lr_sync_vv_author()).
@@ -138,8 +140,9 @@ struct lr_sync_decision {
     unsigned flags; /* LR_SYNC_F_* */
     /* The record to store after applying (apply != NONE): all fields from the
      * remote record if from_remote, else from the local one, except the
-     * vector, which is `vv` (remote's for TAKE_REMOTE, the element-wise
-     * maximum for MERGE_VV and CONFLICT). Empty when apply is NONE (NOTHING,
+     * vector, which is `vv` (remote's for TAKE_REMOTE and for a CONFLICT the
+     * remote won, the element-wise maximum for MERGE_VV). Empty when apply
+     * is NONE (NOTHING,
      * and a CONFLICT the local version wins: nothing changes here). */
     bool from_remote;
     struct lr_vv vv;

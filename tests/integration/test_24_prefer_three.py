@@ -197,3 +197,51 @@ def test_copy_of_a_merged_version_names_its_author(devices, tmp_path):
         assert bobs and all(short7(b) in p for p in bobs), (r, names)
         alices = [p for p, data in names.items() if data == b"alice's\n"]
         assert alices and all(short7(a) in p for p in alices), (r, names)
+
+
+def test_winner_editing_again_before_hearing_of_the_resolution(devices, tmp_path):
+    """Bob's edit beats alice's; alice resolves it (her copy, bob's version)
+    through carol while bob is down, then bob edits again before he hears of
+    it. Bob's new version is plainly newer for alice and carol: the one copy
+    is alice's. Alice stored bob's version with the merged vector, which his
+    next edit did not dominate: alice and carol then made a copy of bob's
+    earlier version, and did so for each such edit (black-box: saves every
+    10 ms after one conflict made 9-22 copies)."""
+    (a, b, c), (fa, fb, fc) = mesh_docs(devices, tmp_path)
+    edit(fa, "doc.txt", b"base\n", T0)
+    for d in (a, b, c):
+        d.start()
+    wait_for(lambda: content(fb, "doc.txt") == b"base\n" and content(fc, "doc.txt") == b"base\n",
+             timeout=60, interval=0.2, what="base everywhere")
+    for d in (a, b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    a.stop()
+    edit(fa, "doc.txt", b"alice's\n", T0 + 5 * 10**9)
+    a.ok("scan")
+    edit(fb, "doc.txt", b"bob's\n", T0 + 10 * 10**9)
+    b.ok("scan")
+    wait_for(lambda: content(fc, "doc.txt") == b"bob's\n", timeout=60, interval=0.2,
+             what="bob's version on carol")
+    for d in (b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    b.stop()
+    a.start()
+    wait_for(lambda: content(fa, "doc.txt") == b"bob's\n" and len(copies(fc)) == 1,
+             timeout=60, interval=0.2, what="alice's copy and bob's version on alice and carol")
+    for d in (a, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    edit(fb, "doc.txt", b"bob's again\n", T0 + 20 * 10**9)
+    b.start()  # scans at start
+    wait_for(lambda: all(content(r, "doc.txt") == b"bob's again\n" for r in (fa, fc)),
+             timeout=60, interval=0.2, what="bob's new version on alice and carol")
+    for d in (a, b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    for r in (fa, fb, fc):
+        names = {p: content(r, p) for p in copies(r)}
+        assert list(names.values()) == [b"alice's\n"], (r, names)
+        assert content(r, "doc.txt") == b"bob's again\n"
+    # Alice and carol decided the conflict; bob never met alice's version
+    # (superseded before he was back), so his trail has nothing to show.
+    for d in (a, c):
+        trail = d.ok("conflicts", "--json").json()["conflicts"]
+        assert [(x["path"], x["kept"][0]["device"]) for x in trail] == [("doc.txt", a.id)], trail
