@@ -503,6 +503,7 @@ static void resolve_for_send_only(const struct pull_job *j, const struct lr_file
     struct lr_vv m = {0};
     if (lr_sync_vv_merge(&local->vv, &c->r.rec.vv, &m) < 0)
         return;
+    m.author = lr_sync_vv_author(&local->vv); /* still our version */
     lr_vv_release(&dec->vv);
     dec->vv = m;
     dec->apply = LR_SYNC_APPLY_RECORD;

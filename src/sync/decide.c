@@ -48,6 +48,11 @@ int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv 
             j++;
         }
     }
+    /* The larger of the two authors (both ids of the result): symmetric,
+     * and never lower than either part, so a merge never lowers a
+     * version's place in the winner key's device-ID tie-break. */
+    uint64_t x = lr_sync_vv_author(a), y = lr_sync_vv_author(b);
+    v.author = x > y ? x : y;
     *out = v;
     return 0;
 }
@@ -167,11 +172,13 @@ bool lr_sync_meta_differs(const struct lr_file_rec *a, const struct lr_file_rec 
 
 /*
  * Total order on versions, deciding who keeps the name (and whose metadata
- * a merge keeps): > 0 if a wins. Only intrinsic fields take part, never the
- * vector: a merge of same-content versions changes the vector, and a key
- * read from it (e.g. its author's device ID) would change under that
- * merge, letting devices that merge in different orders settle on
- * different winners with equal vectors, forever (docs/internals/sync.md).
+ * a merge keeps): > 0 if a wins. An mtime tie goes to the author with the
+ * larger short device ID. The author is a property of the version: a local
+ * change sets it, copies and relays keep it, a conflict's loser takes the
+ * winner's vector unchanged, and a merge (same content only) takes the
+ * larger of the two authors, so a device's version never moves down this
+ * order and every order of resolution ends on the same winner
+ * (docs/internals/sync.md, "The winner key").
  */
 static int version_cmp(const struct lr_file_rec *a, const struct lr_file_rec *b)
 {
@@ -185,6 +192,9 @@ static int version_cmp(const struct lr_file_rec *a, const struct lr_file_rec *b)
     }
     if (a->mtime_ns != b->mtime_ns)
         return a->mtime_ns > b->mtime_ns ? 1 : -1;
+    uint64_t aa = lr_sync_vv_author(&a->vv), ba = lr_sync_vv_author(&b->vv);
+    if (aa != ba)
+        return aa > ba ? 1 : -1;
     if (a->type != b->type)
         return a->type > b->type ? 1 : -1;
     if (al) {

@@ -16,7 +16,8 @@
  * element-wise, no transfer; the metadata of the "greater" version wins.
  * Concurrent and different: a conflict. The greater version keeps the name
  * (live beats tombstone, directory beats non-directory, then newer mtime,
- * then a fixed order of the content itself); a live, non-directory loser is
+ * then the author's larger short device ID, then a fixed order of the
+ * content itself); a live, non-directory loser is
  * kept as a conflict copy, made only by a device holding it, which then
  * takes the winner with the winner's own vector (the path holds that
  * version now; a merged vector would be one the winner's holder never had,
@@ -28,10 +29,10 @@
  * Author of a version (the conflict copy's DEVICE7, and what prefer:ID
  * names): the vector's `author` (index.h: set by the local change that made
  * the version, kept when it is copied, relayed or stored, so also by the
- * vector a conflict's loser takes with the winner), else, when
- * unknown (a peer that does not send it, an identical-content merge), the
- * entry with the largest counter, among equal counters the largest short ID
- * (lr_sync_vv_author()).
+ * vector a conflict's loser takes with the winner; a merge takes the larger
+ * of the two authors), else, when unknown (a peer that does not send it),
+ * the entry with the largest counter, among equal counters the largest
+ * short ID (lr_sync_vv_author()).
  *
  * Inputs: records are borrowed for the call and must satisfy index.h's
  * invariants (vectors sorted, unique ids, counters > 0), which
@@ -223,7 +224,8 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
 
 /*
  * Element-wise maximum of a and b into *out (zeroed first; may not alias
- * a or b). 0, or LR_ETOOBIG if the union has more than LR_VV_MAX ids.
+ * a or b), its author the larger of a's and b's (lr_sync_vv_author). 0, or
+ * LR_ETOOBIG if the union has more than LR_VV_MAX ids.
  */
 int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv *out);
 

@@ -323,6 +323,47 @@ def test_same_author_loses_twice_in_one_second(devices, tmp_path):
         assert st["in_sync"] and not st["errors"], st
 
 
+def short_id_order(dev):
+    """The device's short ID (the first 64 bits of its ID) as a sortable key:
+    the first 13 base32 characters' values."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    return [alphabet.index(ch) for ch in dev.id.replace("-", "")[:13]]
+
+
+def test_mtime_tie_goes_to_the_larger_device_id(devices, tmp_path):
+    """Both edit with the same mtime: the version made by the device with the
+    larger ID keeps the name on both, whichever device that is (issue #4's
+    rule; before, the larger content won the tie)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "t.txt").write_bytes(b"base\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    big, small = (a, b) if short_id_order(a) > short_id_order(b) else (b, a)
+    root = {a.name: fa, b.name: fb}
+    # The larger device's text is the shorter one: a content tie-break picks the other.
+    texts = {big.name: b"big\n", small.name: b"the smaller device's text\n"}
+    b.stop()
+    for dev in (a, b):
+        (root[dev.name] / "t.txt").write_bytes(texts[dev.name])
+        os.utime(root[dev.name] / "t.txt", ns=(1_700_000_000_000_000_000,) * 2)
+        if dev is a:
+            a.ok("scan")
+    b.start()
+    b.ok("scan")
+
+    def converged():
+        s = synced(fa, fb)
+        return s and len([p for p in s if "sync-conflict" in p]) == 1 and s
+    s = wait_for(converged, timeout=60, interval=0.3, what="the tie resolved on both")
+    copy = [p for p in s if "sync-conflict" in p][0]
+    for r in (fa, fb):
+        assert (r / "t.txt").read_bytes() == texts[big.name]
+        assert (r / copy).read_bytes() == texts[small.name]
+    assert small.id.replace("-", "")[:7] in copy
+
+
 def test_directory_replaced_while_the_other_adds_inside(devices, tmp_path):
     """Alice replaces a directory with a file (or a symlink) while bob,
     apart, adds a file inside it: the directory keeps the name with bob's

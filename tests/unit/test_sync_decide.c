@@ -367,6 +367,41 @@ static void test_loser_takes_the_winners_vector(void **state)
     lr_file_rec_release(&winner);
 }
 
+/* An mtime tie goes to the larger author's short ID, whatever the order of
+ * resolution (docs/internals/sync.md's example: X {P:100}, Y {Q:50},
+ * Z {R:60}, P < Q < R; with merged vectors on resolution the order decided
+ * the winner). */
+static void test_mtime_tie_goes_to_the_larger_author(void **state)
+{
+    (void)state;
+    struct lr_file_rec v[3];
+    const uint64_t ids[3] = {0x10, 0x20, 0x30}, ctr[3] = {100, 50, 60};
+    for (int i = 0; i < 3; i++) {
+        mk(&v[i], "f", LR_FT_FILE, false, 3 - (unsigned)i, T0, 0644,
+           (const uint64_t[]){ids[i], ctr[i]}, 1);
+        v[i].vv.author = ids[i];
+    }
+    for (int first = 0; first < 3; first++) {
+        /* a device holding v[first] meets the other two in both orders */
+        for (int rev = 0; rev < 2; rev++) {
+            struct lr_file_rec held;
+            rec_copy(&held, &v[first]);
+            for (int k = 1; k <= 2; k++) {
+                int other = (first + (rev ? 3 - k : k)) % 3;
+                struct lr_sync_decision d;
+                decide(&held, &v[other], &d);
+                assert_int_equal(d.action, LR_SYNC_CONFLICT);
+                apply_result(&held, &v[other], &d);
+                lr_sync_decision_release(&d);
+            }
+            assert_true(rec_same(&held, &v[2]));
+            lr_file_rec_release(&held);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        lr_file_rec_release(&v[i]);
+}
+
 static void test_local_change(void **state)
 {
     (void)state;
@@ -659,8 +694,22 @@ static void test_metadata_only(void **state)
     assert_int_equal(d.apply, LR_SYNC_APPLY_RECORD);
     assert_int_equal(d.vv.n, 2);
     lr_sync_decision_release(&d);
-    /* an mtime tie: the larger mode, on both sides */
+    /* an mtime tie: the larger author's metadata, on both sides */
     b.mtime_ns = 100;
+    assert_int_equal(decide(&a, &b, &d), LR_SYNC_MERGE_VV);
+    assert_true(d.from_remote); /* author 2 > 1 */
+    assert_int_equal(lr_sync_vv_author(&d.vv), 2);
+    lr_sync_decision_release(&d);
+    assert_int_equal(decide(&b, &a, &d), LR_SYNC_MERGE_VV);
+    assert_false(d.from_remote);
+    assert_int_equal(d.apply, LR_SYNC_APPLY_RECORD);
+    assert_int_equal(lr_sync_vv_author(&d.vv), 2);
+    lr_sync_decision_release(&d);
+    lr_file_rec_release(&a);
+    lr_file_rec_release(&b);
+    /* the same author too (both by device 1): the larger mode */
+    mk(&a, "f", LR_FT_FILE, false, 5, 100, 0644, (const uint64_t[]){1, 10, 2, 5}, 2);
+    mk(&b, "f", LR_FT_FILE, false, 5, 100, 0600, (const uint64_t[]){1, 9, 2, 6}, 2);
     assert_int_equal(decide(&a, &b, &d), LR_SYNC_MERGE_VV);
     assert_false(d.from_remote); /* 0644 > 0600 */
     lr_sync_decision_release(&d);
@@ -1540,6 +1589,7 @@ int main(void)
         cmocka_unit_test(test_vv_merge),
         cmocka_unit_test(test_vv_author),
         cmocka_unit_test(test_loser_takes_the_winners_vector),
+        cmocka_unit_test(test_mtime_tie_goes_to_the_larger_author),
         cmocka_unit_test(test_local_change),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_take_remote_kinds),
