@@ -466,7 +466,7 @@ def test_long_name_versions_listed_and_restored_by_name(devices, tmp_path):
     # Not listed for another long name sharing the cut prefix.
     other = "会议记录" * 20 + ".doc"
     assert a.ok("versions", "docs", "sub/" + other, "--json").json()["versions"] == []
-    r = a.ok("restore", "docs", "sub/" + name)
+    a.ok("restore", "docs", "sub/" + name)
     assert (fa / "sub" / name).read_bytes() == b"precious\n"
     assert sorted(os.listdir(fa / "sub")) == [name], os.listdir(fa / "sub")
     wait_for(lambda: (fb / "sub" / name).exists(), timeout=60, interval=0.3,
