@@ -1215,6 +1215,16 @@ static int remove_old(struct page_ctx *c, const struct lr_file_rec *local, struc
 static int conflict_copy(struct page_ctx *c, const struct lr_file_rec *local,
                          const struct lr_sync_decision *dec, struct lr_err *err);
 
+/* Whether this device first keeps its losing version as the conflict copy.
+ * Such a conflict goes to the audit trail once the copy is made (apply_one):
+ * noted when decided, a row named a copy that a failure (the file changed on
+ * disk meanwhile) never made, and stayed. */
+static bool copy_first(const struct lr_sync_decision *dec, const struct lr_file_rec *local)
+{
+    return dec->action == LR_SYNC_CONFLICT && dec->copy_here && dec->copy_path && local &&
+           !local->deleted;
+}
+
 /* Whether the decision puts a peer's file where our directory is. */
 static bool replaces_dir(const struct lr_sync_decision *dec, const struct lr_file_rec *local)
 {
@@ -1424,16 +1434,19 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     }
     if (!c->defer_notempty) /* else once it is tried for good: defer_dir */
         sync_item_started(c->d, j->folder, need->path, need->path_len, (int)dec->apply);
-    if (dec->action == LR_SYNC_CONFLICT && dec->copy_here && dec->copy_path && old_live &&
-        (rc = conflict_copy(c, local, dec, &err)) < 0) {
-        /* Without its copy the loser must not be replaced: leave both alone. */
-        j->left++;
-        if (rc == LR_ECHANGED)
-            j->rescan = true;
-        log_path("conflict copy failed", j->folder, need->path, need->path_len, rc, &err);
-        sync_item_failed(c->d, j->folder, need->path, need->path_len, "conflict copy failed", rc,
-                         &err);
-        return;
+    if (copy_first(dec, local)) {
+        if ((rc = conflict_copy(c, local, dec, &err)) < 0) {
+            /* Without its copy the loser must not be replaced: leave both alone. */
+            j->left++;
+            if (rc == LR_ECHANGED)
+                j->rescan = true;
+            log_path("conflict copy failed", j->folder, need->path, need->path_len, rc, &err);
+            sync_item_failed(c->d, j->folder, need->path, need->path_len, "conflict copy failed",
+                             rc, &err);
+            return;
+        }
+        daemon_conflict_note(c->d, j->folder, local, remote, cand->holders, cand->nholders,
+                             j->peers, j->npeers, dec);
     }
     switch (dec->apply) {
     case LR_SYNC_APPLY_RECORD:
@@ -1876,7 +1889,8 @@ static void pull_work(struct daemon_job *base)
                 }
                 resolve_for_send_only(j, has_local[i] ? &locals[i] : NULL, &n->cand[0], &decs[i]);
                 copy_name_free(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec, &decs[i]);
-                if (pass == 0) /* the audit trail (conflicts.h); once per pair of versions */
+                /* the audit trail (conflicts.h); once per pair of versions */
+                if (pass == 0 && !copy_first(&decs[i], has_local[i] ? &locals[i] : NULL))
                     daemon_conflict_note(d, j->folder, has_local[i] ? &locals[i] : NULL, &r->rec,
                                          n->cand[0].holders, n->cand[0].nholders, j->peers,
                                          j->npeers, &decs[i]);

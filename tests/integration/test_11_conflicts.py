@@ -11,8 +11,11 @@ import shutil
 import subprocess
 import time
 
+import pytest
+
 from conftest import BIN, wait_for
 from test_04_sync import add_folders, setup_pair, synced
+from test_07_sync_faults import error_paths, start_without_dac
 
 
 def conflicts(dev, *args):
@@ -362,6 +365,45 @@ def test_mtime_tie_goes_to_the_larger_device_id(devices, tmp_path):
         assert (r / "t.txt").read_bytes() == texts[big.name]
         assert (r / copy).read_bytes() == texts[small.name]
     assert small.id.replace("-", "")[:7] in copy
+
+
+def test_trail_waits_for_the_copy(devices, tmp_path):
+    """Bob's version loses, and his copy cannot be made (its directory is
+    read-only on bob): his trail shows no conflict while the copy fails (a
+    row named a copy that did not exist, and stayed), the path is listed
+    among the errors and his version stays. Once the directory is writable
+    the copy is made and the row names it."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    (fa / "ro").mkdir()
+    (fa / "ro" / "f.txt").write_bytes(b"base\n")
+    add_folders(a, b, fa, fb)
+    a.start()
+    start_without_dac(b)
+    wait_for(lambda: synced(fa, fb), timeout=60, interval=0.3, what="initial sync")
+    b.stop()
+    (fb / "ro" / "f.txt").write_bytes(b"bob's, older\n")
+    os.utime(fb / "ro" / "f.txt", ns=(1_700_000_000_000_000_000,) * 2)
+    os.chmod(fb / "ro", 0o555)
+    (fa / "ro" / "f.txt").write_bytes(b"alice's, newer\n")
+    os.utime(fa / "ro" / "f.txt", ns=(1_700_000_100_000_000_000,) * 2)
+    a.ok("scan")
+    start_without_dac(b)
+    b.ok("scan")
+    wait_for(lambda: "ro/f.txt" in error_paths(b), timeout=60, interval=0.3,
+             what="the copy failing on bob")
+    time.sleep(1)  # a retry or two
+    assert conflicts(b) == []
+    assert (fb / "ro" / "f.txt").read_bytes() == b"bob's, older\n"
+    os.chmod(fb / "ro", 0o755)
+    b.ok("sync")
+    wait_for(lambda: (fb / "ro" / "f.txt").read_bytes() == b"alice's, newer\n", timeout=60,
+             interval=0.3, what="alice's version on bob")
+    trail = wait_for(lambda: conflicts(b), timeout=30, interval=0.3, what="bob's trail")
+    assert len(trail) == 1, trail
+    kept = trail[0]["kept_path"]
+    assert (fb / kept).read_bytes() == b"bob's, older\n", trail
 
 
 def test_directory_replaced_while_the_other_adds_inside(devices, tmp_path):
