@@ -174,9 +174,9 @@ bool lr_sync_meta_differs(const struct lr_file_rec *a, const struct lr_file_rec 
  * Total order on versions, deciding who keeps the name (and whose metadata
  * a merge keeps): > 0 if a wins. An mtime tie goes to the author with the
  * larger short device ID. The author is a property of the version: a local
- * change sets it, copies and relays keep it, a conflict's loser takes the
- * winner's vector unchanged, and a merge (same content only) takes the
- * larger of the two authors, so a device's version never moves down this
+ * change sets it, copies and relays keep it, the merged vector a conflict's
+ * loser stores is given the winner's, and a merge of the same content
+ * takes the larger of the two, so a device's version never moves down this
  * order and every order of resolution ends on the same winner
  * (docs/internals/sync.md, "The winner key").
  */
@@ -395,6 +395,48 @@ static int yield(const struct lr_file_rec *local, const struct lr_file_rec *remo
     return (int)d->action;
 }
 
+/*
+ * Whether version `a` has seen version `b` itself: a's vector holds b's
+ * author at b's own counter or later. A version is named by its author and
+ * the counter that author gave it, so a's lineage holds b's content, or
+ * held it as a conflict's loser and kept it as a copy or archive. Two
+ * concurrent vectors where only one side saw the other's version are not a
+ * conflict: the entries the other holds beyond it came from merges (a
+ * conflict's loser, kept already; the same content), and the version that
+ * saw is simply newer. The case this is for: a conflict's loser stores the
+ * winner with the merged vector, and the winner's device, editing again
+ * before it hears of that, makes a version concurrent with the merge.
+ * Taken for a conflict, the loser's device made a copy of the winner's
+ * earlier content for every such edit (black-box: saves every 10 ms after
+ * one conflict made 9-22 copies).
+ */
+static bool seen_version(const struct lr_file_rec *a, const struct lr_file_rec *b)
+{
+    uint64_t author = lr_sync_vv_author(&b->vv);
+    uint64_t c = author ? lr_vv_get(&b->vv, author) : 0;
+    return c && lr_vv_get(&a->vv, author) >= c;
+}
+
+/* The remote version saw ours (seen_version) and ours did not see it:
+ * take it as a newer one, with the merged vector (what ours held beyond it
+ * must stay dominated: a stale copy of a conflict's loser elsewhere), its
+ * author the remote's. */
+static int superseded(const struct lr_file_rec *local, const struct lr_file_rec *remote,
+                      struct lr_sync_decision *d, struct lr_sync_decision *out, struct lr_err *err)
+{
+    int rc = lr_sync_vv_merge(&local->vv, &remote->vv, &d->vv);
+    if (rc < 0)
+        return fail_path(err, rc, "merged version vector over the entry limit", remote);
+    d->vv.author = lr_sync_vv_author(&remote->vv);
+    d->action = LR_SYNC_TAKE_REMOTE;
+    set_apply(local, remote, d);
+    d->from_remote = true;
+    d->new_live = !remote->deleted;
+    d->new_type = remote->type;
+    *out = *d;
+    return LR_SYNC_TAKE_REMOTE;
+}
+
 int lr_sync_decide(const struct lr_file_rec *local, const struct lr_file_rec *remote,
                    struct lr_sync_decision *out, struct lr_err *err)
 {
@@ -453,6 +495,16 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
     case LR_VV_CONCURRENT: {
         if (sides && sides->local_yields)
             return yield(local, remote, &d, out, err);
+        if (!lr_sync_same_content(local, remote)) {
+            bool remote_saw = seen_version(remote, local), local_saw = seen_version(local, remote);
+            if (local_saw && !remote_saw) {
+                d.action = LR_SYNC_NOTHING; /* ours supersedes theirs: they take it */
+                *out = d;
+                return LR_SYNC_NOTHING;
+            }
+            if (remote_saw && !local_saw)
+                return superseded(local, remote, &d, out, err);
+        }
         if (sides && sides->remote_unknown && sides->local.kind != LR_STRAT_KEEP_BOTH &&
             strategy_applies(local, remote) &&
             (!lr_sync_same_content(local, remote) || lr_sync_meta_differs(local, remote))) {
@@ -487,22 +539,10 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
             }
         }
         if (win == remote) {
-            /*
-             * A conflict's loser takes the winner with the winner's own
-             * vector, not the merged one: the path now holds that version,
-             * and the loser lives on as the copy (or in the archive). A
-             * merged vector is a version the winner's holder never had: if
-             * it edited the file again before learning it, its next version
-             * was concurrent with the merge, lost nothing, yet the loser's
-             * holder made a copy of the winner's previous content, and the
-             * next edit again (black-box: saves every 10 ms after one real
-             * conflict left 9-22 copies). A stale copy of the loser met
-             * later is decided again the same way (same copy name).
-             */
-            if (d.action == LR_SYNC_CONFLICT) {
-                lr_vv_release(&d.vv);
-                lr_vv_copy(&d.vv, &remote->vv);
-            }
+            /* The merged vector is the winner's version: its author, not
+             * the larger of the two (lr_sync_vv_merge), names it. */
+            if (d.action == LR_SYNC_CONFLICT)
+                d.vv.author = lr_sync_vv_author(&remote->vv);
             set_apply(local, remote, &d);
         } else if (d.action == LR_SYNC_MERGE_VV) {
             d.apply = LR_SYNC_APPLY_RECORD; /* local stays; store it with the merged vector */

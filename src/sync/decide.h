@@ -14,25 +14,27 @@
  * when the content is already equal). Local newer or equal: nothing.
  * Concurrent with the same content (or two tombstones): merge the vectors
  * element-wise, no transfer; the metadata of the "greater" version wins.
- * Concurrent and different: a conflict. The greater version keeps the name
+ * Concurrent and different, where one version has seen the other itself
+ * (its vector holds the other's author at the other's own counter): the
+ * one that saw is newer (taken with the merged vector), not a conflict;
+ * the rest of the other's vector is merges (a loser already kept, the same
+ * content). Otherwise a conflict. The greater version keeps the name
  * (live beats tombstone, directory beats non-directory, then newer mtime,
  * then the author's larger short device ID, then a fixed order of the
  * content itself); a live, non-directory loser is
  * kept as a conflict copy, made only by a device holding it, which then
- * takes the winner with the winner's own vector (the path holds that
- * version now; a merged vector would be one the winner's holder never had,
- * and its next edit, made before it heard of it, would be concurrent with
- * it). The device holding the winner changes nothing (a merged vector
- * there would reach the loser's holder as a plain newer version and
- * overwrite the loser before its copy exists).
+ * takes the winner with the merged vector. The device holding the winner
+ * changes nothing (a merged vector there would reach the loser's holder as a
+ * plain newer version and overwrite the loser before its copy exists); it
+ * learns the merged vector when the loser's holder announces it.
  *
  * Author of a version (the conflict copy's DEVICE7, and what prefer:ID
  * names): the vector's `author` (index.h: set by the local change that made
- * the version, kept when it is copied, relayed or stored, so also by the
- * vector a conflict's loser takes with the winner; a merge takes the larger
- * of the two authors), else, when unknown (a peer that does not send it),
- * the entry with the largest counter, among equal counters the largest
- * short ID (lr_sync_vv_author()).
+ * the version, kept when it is copied, relayed or stored, and given to the
+ * merged vector a conflict's loser takes with the winner; a merge of the
+ * same content takes the larger of the two authors), else, when unknown (a
+ * peer that does not send it), the entry with the largest counter, among
+ * equal counters the largest short ID (lr_sync_vv_author()).
  *
  * Inputs: records are borrowed for the call and must satisfy index.h's
  * invariants (vectors sorted, unique ids, counters > 0), which
@@ -141,9 +143,9 @@ struct lr_sync_decision {
     unsigned flags; /* LR_SYNC_F_* */
     /* The record to store after applying (apply != NONE): all fields from the
      * remote record if from_remote, else from the local one, except the
-     * vector, which is `vv` (remote's for TAKE_REMOTE and for a CONFLICT the
-     * remote won, the element-wise maximum for MERGE_VV). Empty when apply
-     * is NONE (NOTHING,
+     * vector, which is `vv` (remote's for TAKE_REMOTE of a newer vector, the
+     * element-wise maximum for MERGE_VV, CONFLICT and a TAKE_REMOTE of a
+     * version that saw ours). Empty when apply is NONE (NOTHING,
      * and a CONFLICT the local version wins: nothing changes here). */
     bool from_remote;
     struct lr_vv vv;

@@ -245,3 +245,44 @@ def test_winner_editing_again_before_hearing_of_the_resolution(devices, tmp_path
     for d in (a, c):
         trail = d.ok("conflicts", "--json").json()["conflicts"]
         assert [(x["path"], x["kept"][0]["device"]) for x in trail] == [("doc.txt", a.id)], trail
+
+
+def test_resolved_while_a_relay_of_the_loser_is_away(devices, tmp_path):
+    """Carol took alice's edit, then went away; bob's newer edit beats it and
+    alice resolves the conflict (her copy, bob's version). Alice and bob are
+    in sync without carol: her stale record of alice's version is dominated
+    by the resolution's vector. (Stored with the winner's vector alone, it
+    stayed concurrent: both needed an item no round could apply, until
+    carol came back.) Back, carol takes the result as newer: no second copy."""
+    (a, b, c), (fa, fb, fc) = mesh_docs(devices, tmp_path)
+    edit(fa, "doc.txt", b"base\n", T0)
+    for d in (a, b, c):
+        d.start()
+    wait_for(lambda: content(fb, "doc.txt") == b"base\n" and content(fc, "doc.txt") == b"base\n",
+             timeout=60, interval=0.2, what="base everywhere")
+    for d in (a, b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    b.stop()
+    edit(fa, "doc.txt", b"alice's\n", T0 + 5 * 10**9)
+    a.ok("scan")
+    wait_for(lambda: content(fc, "doc.txt") == b"alice's\n", timeout=60, interval=0.2,
+             what="alice's version on carol")
+    for d in (a, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    c.stop()
+    edit(fb, "doc.txt", b"bob's\n", T0 + 10 * 10**9)
+    b.start()  # scans at start
+    wait_for(lambda: content(fa, "doc.txt") == b"bob's\n" and len(copies(fb)) == 1, timeout=60,
+             interval=0.2, what="the conflict resolved on alice and bob")
+    for d in (a, b):
+        assert d.run("sync", "--wait", "--timeout", "30").rc == 0, d.name
+        st = d.ok("status", "--json").json()["folders"][0]
+        assert st["in_sync"] and st["need_files"] == 0, (d.name, st)
+    c.start()
+    wait_for(lambda: content(fc, "doc.txt") == b"bob's\n", timeout=60, interval=0.2,
+             what="bob's version on carol")
+    for d in (a, b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    for r in (fa, fb, fc):
+        names = {p: content(r, p) for p in copies(r)}
+        assert list(names.values()) == [b"alice's\n"], (r, names)
