@@ -492,18 +492,21 @@ static bool held_by_send_only(const struct pull_job *j, const struct lr_need_can
  * they would announce never comes and both sides would wait for good. We
  * store ours with the merged vector instead: the send-only devices then
  * see a newer version they do not take (their "override pending"), and
- * their losing version stays their live file, untouched.
+ * their losing version stays their live file, untouched. The same for a
+ * version ours superseded (LR_SYNC_F_SUPERSEDES): they would never take it.
  */
 static void resolve_for_send_only(const struct pull_job *j, const struct lr_file_rec *local,
                                   const struct lr_need_cand *c, struct lr_sync_decision *dec)
 {
-    if (dec->action != LR_SYNC_CONFLICT || dec->apply != LR_SYNC_APPLY_NONE || !local ||
-        (dec->flags & LR_SYNC_F_DEFERRED) || !held_by_send_only(j, c))
+    bool ours = dec->action == LR_SYNC_CONFLICT ||
+                (dec->action == LR_SYNC_NOTHING && (dec->flags & LR_SYNC_F_SUPERSEDES));
+    if (!ours || dec->apply != LR_SYNC_APPLY_NONE || !local || (dec->flags & LR_SYNC_F_DEFERRED) ||
+        !held_by_send_only(j, c))
         return;
     struct lr_vv m = {0};
     if (lr_sync_vv_merge(&local->vv, &c->r.rec.vv, &m) < 0)
         return;
-    m.author = lr_sync_vv_author(&local->vv); /* still our version */
+    m.author = lr_sync_vv_merged_author(&m, &local->vv); /* still our version */
     lr_vv_release(&dec->vv);
     dec->vv = m;
     dec->apply = LR_SYNC_APPLY_RECORD;

@@ -48,13 +48,18 @@ int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv 
             j++;
         }
     }
-    /* The larger of the two authors (both ids of the result): symmetric,
-     * and never lower than either part, so a merge never lowers a
-     * version's place in the winner key's device-ID tie-break. */
-    uint64_t x = lr_sync_vv_author(a), y = lr_sync_vv_author(b);
+    /* The larger of the parts' known authors that still name their version
+     * in the result (symmetric; decide.h); none: unknown. */
+    uint64_t x = lr_sync_vv_merged_author(&v, a), y = lr_sync_vv_merged_author(&v, b);
     v.author = x > y ? x : y;
     *out = v;
     return 0;
+}
+
+uint64_t lr_sync_vv_merged_author(const struct lr_vv *merged, const struct lr_vv *part)
+{
+    uint64_t c = part->author ? lr_vv_get(part, part->author) : 0;
+    return c && lr_vv_get(merged, part->author) == c ? part->author : 0;
 }
 
 uint64_t lr_sync_vv_author(const struct lr_vv *vv)
@@ -192,8 +197,11 @@ static int version_cmp(const struct lr_file_rec *a, const struct lr_file_rec *b)
     }
     if (a->mtime_ns != b->mtime_ns)
         return a->mtime_ns > b->mtime_ns ? 1 : -1;
-    uint64_t aa = lr_sync_vv_author(&a->vv), ba = lr_sync_vv_author(&b->vv);
-    if (aa != ba)
+    /* Known authors only: one derived from the largest counter changes
+     * with merges, and devices would rank the same version differently. */
+    uint64_t aa = lr_vv_get(&a->vv, a->vv.author) ? a->vv.author : 0;
+    uint64_t ba = lr_vv_get(&b->vv, b->vv.author) ? b->vv.author : 0;
+    if (aa && ba && aa != ba)
         return aa > ba ? 1 : -1;
     if (a->type != b->type)
         return a->type > b->type ? 1 : -1;
@@ -412,7 +420,10 @@ static int yield(const struct lr_file_rec *local, const struct lr_file_rec *remo
  */
 static bool seen_version(const struct lr_file_rec *a, const struct lr_file_rec *b)
 {
-    uint64_t author = lr_sync_vv_author(&b->vv);
+    /* Only a known author names a version: one derived from the largest
+     * counter may be a conflict's loser, merged in (review: a real
+     * concurrent edit was then taken as newer, the loser only archived). */
+    uint64_t author = b->vv.author;
     uint64_t c = author ? lr_vv_get(&b->vv, author) : 0;
     return c && lr_vv_get(&a->vv, author) >= c;
 }
@@ -427,7 +438,7 @@ static int superseded(const struct lr_file_rec *local, const struct lr_file_rec 
     int rc = lr_sync_vv_merge(&local->vv, &remote->vv, &d->vv);
     if (rc < 0)
         return fail_path(err, rc, "merged version vector over the entry limit", remote);
-    d->vv.author = lr_sync_vv_author(&remote->vv);
+    d->vv.author = lr_sync_vv_merged_author(&d->vv, &remote->vv);
     d->action = LR_SYNC_TAKE_REMOTE;
     set_apply(local, remote, d);
     d->from_remote = true;
@@ -499,6 +510,7 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
             bool remote_saw = seen_version(remote, local), local_saw = seen_version(local, remote);
             if (local_saw && !remote_saw) {
                 d.action = LR_SYNC_NOTHING; /* ours supersedes theirs: they take it */
+                d.flags |= LR_SYNC_F_SUPERSEDES;
                 *out = d;
                 return LR_SYNC_NOTHING;
             }
@@ -540,9 +552,11 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
         }
         if (win == remote) {
             /* The merged vector is the winner's version: its author, not
-             * the larger of the two (lr_sync_vv_merge), names it. */
+             * the larger of the two (lr_sync_vv_merge), names it; unknown
+             * if the winner's is (a derived one, stored, would pass for
+             * known: seen_version). */
             if (d.action == LR_SYNC_CONFLICT)
-                d.vv.author = lr_sync_vv_author(&remote->vv);
+                d.vv.author = lr_sync_vv_merged_author(&d.vv, &remote->vv);
             set_apply(local, remote, &d);
         } else if (d.action == LR_SYNC_MERGE_VV) {
             d.apply = LR_SYNC_APPLY_RECORD; /* local stays; store it with the merged vector */

@@ -130,6 +130,10 @@ enum lr_sync_conflict {
  * local loser is kept as a conflict copy, or by the versions archive when
  * the remote deleted the path. */
 #define LR_SYNC_F_YIELDED 0x80u
+/* NOTHING because our version has seen the remote one (its known author at
+ * its counter) and not the reverse: ours is newer, though the vectors are
+ * concurrent (the remote holds merges ours lacks). */
+#define LR_SYNC_F_SUPERSEDES 0x200u
 /* Set by the daemon, not by lr_sync_decide: a CONFLICT this device's version
  * won against a version held only by send-only peers, which never resolve
  * it; this device stores its version with the merged vector (apply RECORD)
@@ -226,10 +230,16 @@ int lr_sync_decide_with(const struct lr_file_rec *local, const struct lr_file_re
 
 /*
  * Element-wise maximum of a and b into *out (zeroed first; may not alias
- * a or b), its author the larger of a's and b's (lr_sync_vv_author). 0, or
- * LR_ETOOBIG if the union has more than LR_VV_MAX ids.
+ * a or b), its author the larger of lr_sync_vv_merged_author(out, a) and
+ * (out, b), 0 if neither. 0, or LR_ETOOBIG if the union has more than
+ * LR_VV_MAX ids.
  */
 int lr_sync_vv_merge(const struct lr_vv *a, const struct lr_vv *b, struct lr_vv *out);
+
+/* part's known author (part->author, an id of part) if the merged vector
+ * still holds it at part's counter, i.e. it still names part's version; else
+ * 0. A derived author is never given: stored, it would pass for known. */
+uint64_t lr_sync_vv_merged_author(const struct lr_vv *merged, const struct lr_vv *part);
 
 /* Author of a version: vv->author when it is an id of the vector, else the id
  * of the largest counter, ties to the larger id; 0 if empty. */
