@@ -177,13 +177,13 @@ bool lr_sync_meta_differs(const struct lr_file_rec *a, const struct lr_file_rec 
 
 /*
  * Total order on versions, deciding who keeps the name (and whose metadata
- * a merge keeps): > 0 if a wins. An mtime tie goes to the author with the
- * larger short device ID. The author is a property of the version: a local
- * change sets it, copies and relays keep it, the merged vector a conflict's
- * loser stores is given the winner's, and a merge of the same content
- * takes the larger of the two, so a device's version never moves down this
- * order and every order of resolution ends on the same winner
- * (docs/internals/sync.md, "The winner key").
+ * a merge keeps): > 0 if a wins. An mtime tie goes to the known author
+ * with the larger short device ID. The author is a property of the
+ * version: a local change sets it, copies and relays keep it, the merged
+ * vector a conflict's loser stores is given the winner's, and a merge of
+ * the same content keeps one that still names its version, so every order
+ * of resolution ends on the same winner (docs/internals/sync.md, "The
+ * winner key").
  */
 static int version_cmp(const struct lr_file_rec *a, const struct lr_file_rec *b)
 {

@@ -32,7 +32,8 @@
  * names): the vector's `author` (index.h: set by the local change that made
  * the version, kept when it is copied, relayed or stored, and given to the
  * merged vector a conflict's loser takes with the winner; a merge of the
- * same content takes the larger of the two authors), else, when unknown (a
+ * same content takes the larger known author that still names its version:
+ * lr_sync_vv_merged_author), else, when unknown (a
  * peer that does not send it), the entry with the largest counter, among
  * equal counters the largest short ID (lr_sync_vv_author()).
  *

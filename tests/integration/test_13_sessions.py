@@ -359,5 +359,8 @@ def test_sender_removing_the_folder_ends_what_it_alone_could_serve(devices, tmp_
     assert not (fb / "big.bin").exists()
     assert not os.listdir(fb / ".landropic" / "tmp")  # the staging went with the session
     a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+    # Alice's wait covers her scan and bob announcing her version; bob's alone
+    # could end before alice's folder is announced to him (a CI run).
+    assert a.run("sync", "--wait", "--timeout", "120").rc == 0
     assert b.run("sync", "--wait", "--timeout", "120").rc == 0
     assert digest(fb / "big.bin") == digest(fa / "big.bin")
