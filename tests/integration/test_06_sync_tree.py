@@ -363,7 +363,8 @@ def test_file_dir_symlink_type_changes_propagate(devices, tmp_path):
         assert dev.ok("sync", "--wait", "--timeout", "30").rc == 0
 
 
-def test_directory_replaced_by_file_propagates(devices, tmp_path):
+def d2f_synced(devices, tmp_path):
+    """Alice's directory d2f holding one file, synced to bob; both running."""
     a, b, fa, fb = setup_pair(devices, tmp_path)
     (fa / "d2f").mkdir()
     write_file(fa / "d2f" / "inner.txt", b"inside d2f\n")
@@ -371,6 +372,26 @@ def test_directory_replaced_by_file_propagates(devices, tmp_path):
     a.start()
     b.start()
     wait_both(fa, fb, snapshot(fa), what="initial tree on B")
+    return a, b, fa, fb
+
+
+def d2f_becomes_a_big_file(a, fa, fb, tmp_path):
+    """Alice replaces d2f with a 128 MiB file; returns once bob's pull has
+    removed his directory for it (the file still in transit)."""
+    # Written aside and moved in whole, so alice's scan sees one version.
+    with open(tmp_path / "big.part", "wb") as f:
+        for _ in range(16):
+            f.write(os.urandom(8 << 20))
+    os.unlink(fa / "d2f" / "inner.txt")
+    os.rmdir(fa / "d2f")
+    os.rename(tmp_path / "big.part", fa / "d2f")
+    a.ok("scan")
+    wait_for(lambda: not os.path.lexists(fb / "d2f"), timeout=60, interval=0.01,
+             what="bob's directory removed for alice's file")
+
+
+def test_directory_replaced_by_file_propagates(devices, tmp_path):
+    a, b, fa, fb = d2f_synced(devices, tmp_path)
     os.unlink(fa / "d2f" / "inner.txt")
     os.rmdir(fa / "d2f")
     write_file(fa / "d2f", b"d2f is a file now\n", 0o600)
@@ -390,23 +411,8 @@ def test_scan_while_a_file_replacing_a_directory_is_in_transit(devices, tmp_path
     directory's absence for bob's own deletion (a new version), so the
     file's commit failed ("not applied: the local record changed meanwhile")
     and came back as a modify-delete conflict (an ASan CI run)."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
-    (fa / "d2f").mkdir()
-    write_file(fa / "d2f" / "inner.txt", b"inside d2f\n")
-    add_folders(a, b, fa, fb)
-    a.start()
-    b.start()
-    wait_both(fa, fb, snapshot(fa), what="initial tree on B")
-    # Written aside and moved in whole, so alice's scan sees one version.
-    with open(tmp_path / "big.part", "wb") as f:
-        for _ in range(16):
-            f.write(os.urandom(8 << 20))
-    os.unlink(fa / "d2f" / "inner.txt")
-    os.rmdir(fa / "d2f")
-    os.rename(tmp_path / "big.part", fa / "d2f")
-    a.ok("scan")
-    wait_for(lambda: not os.path.lexists(fb / "d2f"), timeout=60, interval=0.01,
-             what="bob's directory removed for alice's file")
+    a, b, fa, fb = d2f_synced(devices, tmp_path)
+    d2f_becomes_a_big_file(a, fa, fb, tmp_path)
     os.kill(a.pid, signal.SIGSTOP)
     try:
         mine = [s for s in b.ok("sessions", "--json").json()["sessions"] if s["path"] == "d2f"]
@@ -431,22 +437,8 @@ def test_receiver_killed_while_a_file_replaces_its_directory(devices, tmp_path):
     and recorded bob's own deletion, a false modify-delete conflict on both
     devices (black-box round 30). The removal is marked in the index, so the
     restarted transfer just completes."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
-    (fa / "d2f").mkdir()
-    write_file(fa / "d2f" / "inner.txt", b"inside d2f\n")
-    add_folders(a, b, fa, fb)
-    a.start()
-    b.start()
-    wait_both(fa, fb, snapshot(fa), what="initial tree on B")
-    with open(tmp_path / "big.part", "wb") as f:
-        for _ in range(16):
-            f.write(os.urandom(8 << 20))
-    os.unlink(fa / "d2f" / "inner.txt")
-    os.rmdir(fa / "d2f")
-    os.rename(tmp_path / "big.part", fa / "d2f")
-    a.ok("scan")
-    wait_for(lambda: not os.path.lexists(fb / "d2f"), timeout=60, interval=0.01,
-             what="bob's directory removed for alice's file")
+    a, b, fa, fb = d2f_synced(devices, tmp_path)
+    d2f_becomes_a_big_file(a, fa, fb, tmp_path)
     b.kill()
     assert not os.path.lexists(fb / "d2f")
     b.start()

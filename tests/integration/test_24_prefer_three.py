@@ -44,6 +44,20 @@ def mesh_docs(devices, tmp_path):
     return devs, roots
 
 
+def mesh_base(devices, tmp_path):
+    """mesh_docs, running, with alice's doc.txt ("base") on all three and
+    every device in sync."""
+    (a, b, c), (fa, fb, fc) = mesh_docs(devices, tmp_path)
+    edit(fa, "doc.txt", b"base\n", T0)
+    for d in (a, b, c):
+        d.start()
+    wait_for(lambda: content(fb, "doc.txt") == b"base\n" and content(fc, "doc.txt") == b"base\n",
+             timeout=60, interval=0.2, what="base everywhere")
+    for d in (a, b, c):
+        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    return (a, b, c), (fa, fb, fc)
+
+
 def test_prefer_device_through_a_relay(devices, tmp_path):
     a, b, c = chain(devices)
     roots = {d.name: tmp_path / d.name / "docs" for d in (a, b, c)}
@@ -164,14 +178,8 @@ def test_copy_of_a_merged_version_names_its_author(devices, tmp_path):
     as a copy and takes bob's version with the merged vector. Then carol's
     newer edit beats that version: its copy names bob, who wrote it, on
     every device. It named alice (the merged vector's largest counter)."""
-    (a, b, c), (fa, fb, fc) = mesh_docs(devices, tmp_path)
-    edit(fa, "doc.txt", b"base\n", T0)
+    (a, b, c), (fa, fb, fc) = mesh_base(devices, tmp_path)
     for d in (a, b, c):
-        d.start()
-    wait_for(lambda: content(fb, "doc.txt") == b"base\n" and content(fc, "doc.txt") == b"base\n",
-             timeout=60, interval=0.2, what="base everywhere")
-    for d in (a, b, c):
-        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
         d.stop()
     edit(fb, "doc.txt", b"bob's\n", T0 + 10 * 10**9)
     b.ok("scan")
@@ -207,14 +215,7 @@ def test_winner_editing_again_before_hearing_of_the_resolution(devices, tmp_path
     next edit did not dominate: alice and carol then made a copy of bob's
     earlier version, and did so for each such edit (black-box: saves every
     10 ms after one conflict made 9-22 copies)."""
-    (a, b, c), (fa, fb, fc) = mesh_docs(devices, tmp_path)
-    edit(fa, "doc.txt", b"base\n", T0)
-    for d in (a, b, c):
-        d.start()
-    wait_for(lambda: content(fb, "doc.txt") == b"base\n" and content(fc, "doc.txt") == b"base\n",
-             timeout=60, interval=0.2, what="base everywhere")
-    for d in (a, b, c):
-        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    (a, b, c), (fa, fb, fc) = mesh_base(devices, tmp_path)
     a.stop()
     edit(fa, "doc.txt", b"alice's\n", T0 + 5 * 10**9)
     a.ok("scan")
@@ -254,14 +255,7 @@ def test_resolved_while_a_relay_of_the_loser_is_away(devices, tmp_path):
     by the resolution's vector. (Stored with the winner's vector alone, it
     stayed concurrent: both needed an item no round could apply, until
     carol came back.) Back, carol takes the result as newer: no second copy."""
-    (a, b, c), (fa, fb, fc) = mesh_docs(devices, tmp_path)
-    edit(fa, "doc.txt", b"base\n", T0)
-    for d in (a, b, c):
-        d.start()
-    wait_for(lambda: content(fb, "doc.txt") == b"base\n" and content(fc, "doc.txt") == b"base\n",
-             timeout=60, interval=0.2, what="base everywhere")
-    for d in (a, b, c):
-        assert d.run("sync", "--wait", "--timeout", "60").rc == 0
+    (a, b, c), (fa, fb, fc) = mesh_base(devices, tmp_path)
     b.stop()
     edit(fa, "doc.txt", b"alice's\n", T0 + 5 * 10**9)
     a.ok("scan")
