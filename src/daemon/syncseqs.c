@@ -17,7 +17,8 @@
  * hold would keep the asker waiting); but when our watcher has seen changes
  * in those folders that no scan has looked at yet, they are scanned at once
  * and the answer follows the scan on the serial queue. Everything else
- * runs on the loop thread.
+ * runs on the loop thread. Likewise when a scan of those folders is queued
+ * or running already: the answer waits for it.
  */
 #include "daemon/live.h"
 #include "daemon/syncint.h"
@@ -174,10 +175,18 @@ void sync_on_seq_ask(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
      * empty round: ASan CI run.) */
     const char **pend = lr_xcalloc(j->n + 1, sizeof(*pend));
     size_t npend = 0;
-    for (size_t i = 0; i < j->n; i++)
+    bool scanning = false;
+    for (size_t i = 0; i < j->n; i++) {
         if (live_scan_pending(d, j->ids[i]) && !sync_folder_applying(d, j->ids[i], 0))
             pend[npend++] = j->ids[i];
-    j->serial = npend && scanjobs_queue(d, pend, npend, NULL, NULL) == 0;
+        /* A scan queued or running may hold changes made before the
+         * question (a large file the watcher's scan was still hashing:
+         * the asker's `sync --wait` returned without it, black-box round
+         * 32): the answer follows it on the serial queue too. */
+        else if (scanjobs_busy(d, (const char *const *)&j->ids[i], 1))
+            scanning = true;
+    }
+    j->serial = (npend && scanjobs_queue(d, pend, npend, NULL, NULL) == 0) || scanning;
     free(pend);
     if (j->serial) {
         daemon_job_queue(d, &j->base);

@@ -307,6 +307,37 @@ def test_a_change_just_made_on_the_peer_is_waited_for(devices, tmp_path):
         assert (fb / f"quick{i}.txt").read_bytes() == b"made just before %d\n" % i, i
 
 
+def test_a_scan_the_peer_is_running_is_waited_for(devices, tmp_path):
+    """Alice's watcher is already hashing a large file moved into her folder
+    when bob's `sync --wait` asks how far her index has got: the answer gave
+    her index as committed, without that file, and bob returned "in sync"
+    without it (black-box round 32, a 300 MB file, 0.5 s after the move).
+    The answer now follows a scan queued or running in the folder."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    a.start()
+    b.start()
+    for d in (a, b):
+        assert d.run("sync", "--wait", "--timeout", "30").rc == 0
+    size = 1536 << 20
+    for attempt in range(3):
+        name = f"big{attempt}.img"
+        with open(tmp_path / name, "wb") as f:  # sparse: hashed like data, costs no disk
+            f.truncate(size)
+        os.rename(tmp_path / name, fa / name)
+        seen = False
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            st = a.ok("status", "--json").json()["folders"][0]
+            seen = st["state"] == "scanning"
+        if not seen:  # the scan was over before we looked: try a new file
+            continue
+        assert b.run("sync", "--wait", "--timeout", "120", timeout=180).rc == 0
+        assert os.path.getsize(fb / name) == size
+        break
+    else:
+        raise AssertionError("alice's scan was never seen running")
+
+
 def test_timeout_line_names_the_cause_not_a_send_only_need(devices, tmp_path):
     """Alice's folder is send-only and bob changed a file there: that need is
     not pulled and does not hold the wait (docs/modes.md). With bob frozen,
