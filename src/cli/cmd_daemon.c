@@ -100,7 +100,7 @@ int cmd_daemon(struct cli *c, int argc, char **argv)
 /* key=value pairs of obj after `prefix`; *n counts the pairs printed. A
  * string's raw bytes come from its KEY_b64 sibling when it has one (names
  * that are not UTF-8: they showed as U+FFFD), a nested object's fields as
- * key.field=value, an array's strings joined by commas. */
+ * key.field=value, an array's strings joined by commas; null fields are left out. */
 static void print_pairs(json_t *obj, const char *prefix, const char *sep, int *n)
 {
     const char *k;
@@ -108,7 +108,9 @@ static void print_pairs(json_t *obj, const char *prefix, const char *sep, int *n
     json_object_foreach(obj, k, v)
     {
         size_t kl = strlen(k);
-        if (kl > 4 && strcmp(k + kl - 4, "_b64") == 0)
+        /* A null field (no error, no peer yet) says nothing: "error=null"
+         * read as an error named "null". */
+        if ((kl > 4 && strcmp(k + kl - 4, "_b64") == 0) || json_is_null(v))
             continue;
         if (json_is_object(v)) {
             char *p = lr_xasprintf("%s%s.", prefix, k);
@@ -441,6 +443,19 @@ static void print_progress(json_t *st, int64_t *last_moved, double *last_t, doub
     fflush(stdout);
 }
 
+/* Ends the "peers still need" line: the first item owed, which a user on
+ * this device cannot otherwise find (e.g. a deletion a peer cannot apply
+ * because its directory holds a file it ignores). */
+static void print_peer_need_first(json_t *st)
+{
+    const char *first = json_string_value(json_object_get(st, "peer_need_first"));
+    if (first && *first) {
+        fprintf(stderr, "; first: ");
+        cli_print_msg(stderr, first);
+    }
+    fprintf(stderr, "\n");
+}
+
 static void print_not_done(json_t *st, double timeout)
 {
     fprintf(stderr, "landropic: not in sync after %g s (timeout)", timeout);
@@ -472,13 +487,16 @@ static void print_not_done(json_t *st, double timeout)
         /* Counting files only hid a deletion the peers lacked as well. */
         fprintf(stderr,
                 ": peers still need %lld %s and %lld more %s (deletions, directories or symlinks) "
-                "from us\n",
+                "from us",
                 (long long)pf, files_word(pf), (long long)po, po == 1 ? "item" : "items");
+        print_peer_need_first(st);
     } else if (pf) {
-        fprintf(stderr, ": peers still need %lld %s from us\n", (long long)pf, files_word(pf));
+        fprintf(stderr, ": peers still need %lld %s from us", (long long)pf, files_word(pf));
+        print_peer_need_first(st);
     } else if (po) {
-        fprintf(stderr, ": peers still need %lld %s from us (deletions, directories or symlinks)\n",
+        fprintf(stderr, ": peers still need %lld %s from us (deletions, directories or symlinks)",
                 (long long)po, po == 1 ? "item" : "items");
+        print_peer_need_first(st);
     } else {
         const char *w = json_string_value(json_object_get(st, "waiting"));
         /* The peers' part only when the reason is about a peer (it once said

@@ -212,6 +212,9 @@ struct sync_peer_need {
      * first of them in words. */
     uint64_t behind;
     char behind_why[160];
+    /* The first record owed (folder, peer and path in words; "" if none):
+     * what a `sync --wait` that times out names. */
+    char first[240];
 };
 /* A peer's answer to SEQ_ASK (syncseqs.c) for one folder: the job also
  * checks that we hold its index `index_id` up to `max_seq`. */

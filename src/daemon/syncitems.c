@@ -922,6 +922,14 @@ static int pn_compute(struct lr_daemon *d, const char *folder, const struct lr_i
                 need = o == LR_VV_GREATER || o == LR_VV_CONCURRENT;
             }
             if (need) {
+                if (out->items == 0) {
+                    char id[LR_DEVICE_ID_SHORTLEN + 1];
+                    lr_device_id_short(peer, id);
+                    char *e = lr_esc(l->path, l->path_len);
+                    snprintf(out->first, sizeof(out->first), "peer %s, folder %s: %s%s", id, folder,
+                             e, l->deleted ? " (deleted here)" : "");
+                    free(e);
+                }
                 out->items++;
                 if (l->type == LR_FT_FILE && !l->deleted) {
                     out->files++;
@@ -1059,6 +1067,8 @@ static void pn_work(struct daemon_job *base)
             }
         }
         if (c->valid) {
+            if (!j->res.first[0] && c->res.items)
+                memcpy(j->res.first, c->res.first, sizeof(j->res.first));
             j->res.items += c->res.items;
             j->res.files += c->res.files;
             j->res.bytes += c->res.bytes;

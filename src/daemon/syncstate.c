@@ -199,6 +199,8 @@ static void answer(struct sstate *s, bool done, const struct sync_peer_need *pn)
         json_object_set_new(r, "first_error", s->first_error);
         s->first_error = NULL;
     }
+    if (r && !done && pn && pn->items && pn->first[0])
+        json_object_set_new(r, "peer_need_first", lr_json_lossy(pn->first, strlen(pn->first)));
     if (r && !done) {
         if (!s->waiting[0] && pn && !pn->fresh)
             snprintf(s->waiting, sizeof(s->waiting), "comparing peers' indexes with ours");

@@ -20,6 +20,11 @@ def pair(devices, tmp_path):
     return shared_docs(devices, tmp_path, add_folders=False)
 
 
+def short7(dev):
+    """The short form of a device ID that messages use (first 7 characters)."""
+    return dev.id.replace("-", "")[:7]
+
+
 def status(dev):
     return dev.ok("status", "--json").json()["folders"][0]
 
@@ -51,15 +56,17 @@ def test_timeout_names_the_deletions_peers_lack(devices, tmp_path):
         wait_for(lambda: status(b)["errors"], timeout=30, what="B fails the deletion")
         r = a.run("sync", "--wait", "--timeout", "3")
         assert r.rc == 3, r
+        # ... naming the first item owed, which bob's user cannot see from here.
         assert r.err.rstrip().endswith(
-            "peers still need 1 item from us (deletions, directories or symlinks)"), r
+            "peers still need 1 item from us (deletions, directories or symlinks); first: peer "
+            f"{short7(b)}, folder docs: locked/x.txt (deleted here)"), r
         (fa / "locked" / "new.txt").write_bytes(b"new\n")
         a.ok("scan")
         wait_for(lambda: len(status(b)["errors"]) == 2, timeout=30, what="B fails both")
         r = a.run("sync", "--wait", "--timeout", "3")
         assert r.rc == 3, r
         assert ("peers still need 1 file and 1 more item (deletions, directories or symlinks) from us"
-                in r.err), r
+                f"; first: peer {short7(b)}, folder docs: locked/new.txt\n" in r.err), r
     finally:
         chattr("-i", fb / "locked")
     assert a.run("sync", "--wait", "--timeout", "90").rc == 0

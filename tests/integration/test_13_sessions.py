@@ -78,6 +78,8 @@ def test_sessions_listed_resumed_and_completed(devices, tmp_path):
     assert done[0]["bytes_done"] == SIZE and done[0]["chunks_done"] == done[0]["chunks_total"]
     human = b.ok("sessions").out
     assert "big.bin" in human and "complete" in human
+    # A complete session has no error: no "error=null" (black-box round 32).
+    assert "=null" not in human, human
     # A's side pulled nothing: no sessions there.
     assert all(s["state"] != "active" for s in sessions(a))
 
