@@ -161,6 +161,11 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
  */
 bool sync_folder_applying(struct lr_daemon *d, const char *folder_id, uint64_t within_ms);
 
+/* Like sync_folder_applying(d, folder_id, 0), except that a pull round
+ * whose need list was empty so far (one a peer's empty index burst started:
+ * it writes nothing) does not count. Loop thread. */
+bool sync_folder_writing(struct lr_daemon *d, const char *folder_id);
+
 /* When a commit batch or pull round of the folder last ended (uv_now ms;
  * 0: none since start): what it wrote may have archived replaced files. */
 uint64_t sync_folder_applied_at(struct lr_daemon *d, const char *folder_id);

@@ -183,12 +183,14 @@ struct sync_link {
 struct sync_xfer;
 struct sync_pullq;
 struct sync_commitq;
+struct pull_job;
 
 struct sync_folder {
     struct sync_folder *next;
     char *id;
     bool pull_queued, pull_running, pull_again;
-    unsigned rescans; /* rescans asked by pulls without progress since */
+    const struct pull_job *round; /* the running round (loop thread; NULL: none) */
+    unsigned rescans;             /* rescans asked by pulls without progress since */
     struct lr_need_stats need;
     bool need_known;
     bool stuck;    /* last round: needs left but none actionable */

@@ -34,6 +34,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -378,6 +379,9 @@ struct pull_strat {
 
 struct pull_job {
     struct daemon_job base;
+    /* Set by the job once a page of its need list is not empty; read by the
+     * loop (sync_folder_writing) while the job runs. */
+    atomic_bool has_needs;
     /* Conflict strategies (docs/conflicts.md), snapshot taken in start:
      * ours, and each connected peer's from its latest FOLDERS. */
     struct lr_device_id self;
@@ -1846,6 +1850,8 @@ static void pull_work(struct daemon_job *base)
             if ((j->rc = lr_index_need_list(d->ix, j->folder, after, after_len, page, LR_IX_CHUNKS,
                                             &nl, &j->err)) < 0)
                 break;
+            if (nl.n)
+                atomic_store(&j->has_needs, true);
             struct lr_sync_decision *decs = lr_xcalloc(nl.n + 1, sizeof(*decs));
             struct lr_file_rec *locals = lr_xcalloc(nl.n + 1, sizeof(*locals));
             bool *has_local = lr_xcalloc(nl.n + 1, sizeof(*has_local));
@@ -2054,6 +2060,7 @@ static void pull_start(struct daemon_job *base)
     struct sync_folder *f = sync_folder_get(d, j->folder);
     f->pull_queued = false;
     f->pull_running = true;
+    f->round = j;
     f->pull_again = false;
     f->pull_cut = false;
     for (struct sync_link *l = d->sync->links; l; l = l->next)
@@ -2190,12 +2197,24 @@ static void no_move_update(struct sync_folder *f, struct pull_job *j)
     }
 }
 
+bool sync_folder_writing(struct lr_daemon *d, const char *folder_id)
+{
+    if (!d->sync || !sync_folder_applying(d, folder_id, 0))
+        return false;
+    const struct sync_folder *f = sync_folder_get(d, folder_id);
+    /* A round that has found nothing to do (a peer's burst of no records
+     * starts one) writes nothing: a change seen meanwhile is the user's. */
+    return f->commits > 0 || !f->round || atomic_load(&f->round->has_needs);
+}
+
 static void pull_done(struct daemon_job *base, int status)
 {
     struct pull_job *j = (struct pull_job *)base;
     struct lr_daemon *d = base->d;
     struct sync_folder *f = sync_folder_get(d, j->folder);
     f->pull_running = false;
+    if (f->round == j)
+        f->round = NULL;
     f->pull_queued = false;
     if (j->applied || j->conflicts) /* wrote into the folder (a round that only looked did not) */
         f->applied_at = uv_now(&d->loop);
