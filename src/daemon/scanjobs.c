@@ -447,6 +447,17 @@ bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n)
     return false;
 }
 
+struct daemon_job *scanjobs_last(struct lr_daemon *d, const char *const *ids, size_t n)
+{
+    struct daemon_job *last = NULL;
+    if (d->job_running && busy_with(d->job_running, ids, n))
+        last = d->job_running;
+    for (struct daemon_job *j = d->jobs_head; j; j = j->next)
+        if (busy_with(j, ids, n))
+            last = j;
+    return last;
+}
+
 void scanjobs_cancel(struct lr_daemon *d)
 {
     /* Every waiting job, scans and sync work alike. A running scan stops at

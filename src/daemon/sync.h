@@ -76,6 +76,10 @@ struct daemon_job {
 
 /* ---- syncjobs.c ---- */
 void daemon_job_queue(struct lr_daemon *d, struct daemon_job *j);
+/* The same, but placed right after `after` (a waiting job, or the running
+ * one: then first in line) instead of at the end: a job that only needs
+ * `after` done first does not wait for everything queued since. */
+void daemon_job_queue_after(struct lr_daemon *d, struct daemon_job *j, struct daemon_job *after);
 /* Drop every waiting job (done with UV_ECANCELED); a running one finishes. */
 void daemon_jobs_cancel(struct lr_daemon *d);
 /* Queue a job on a side lane: start() and work() must not touch d->ix. */

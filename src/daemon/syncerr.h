@@ -214,7 +214,7 @@ struct sync_peer_need {
     char behind_why[160];
     /* The first record owed (folder, peer and path in words; "" if none):
      * what a `sync --wait` that times out names. */
-    char first[240];
+    char first[512];
 };
 /* A peer's answer to SEQ_ASK (syncseqs.c) for one folder: the job also
  * checks that we hold its index `index_id` up to `max_seq`. */

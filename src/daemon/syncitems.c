@@ -855,6 +855,29 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* out->first for record l: its folder ID and path escaped and, when long,
+ * cut (at a UTF-8 boundary, "..." marking it) so the whole line fits. */
+static void first_owed(struct sync_peer_need *out, const struct lr_device_id *peer,
+                       const char *folder, const struct lr_file_rec *l)
+{
+    enum { PATH_MAX_SHOWN = 360 };
+    char id[LR_DEVICE_ID_SHORTLEN + 1];
+    lr_device_id_short(peer, id);
+    char *f = lr_escs_short(folder);
+    char *e = lr_esc(l->path, l->path_len);
+    size_t n = strlen(e);
+    if (n > PATH_MAX_SHOWN) {
+        size_t cut = PATH_MAX_SHOWN - 3;
+        while (cut > 0 && ((uint8_t)e[cut] & 0xc0) == 0x80)
+            cut--;
+        memcpy(e + cut, "...", 4);
+    }
+    snprintf(out->first, sizeof(out->first), "peer %s, folder %s: %s%s", id, f, e,
+             l->deleted ? " (deleted here)" : "");
+    free(f);
+    free(e);
+}
+
 /* One merge walk over our records and the peer's copy of its index, both in
  * path order. Paths our own rules ignore (`ig`, may be NULL) are not owed:
  * we do not vouch for them, and a peer that ignores them too never takes
@@ -922,14 +945,8 @@ static int pn_compute(struct lr_daemon *d, const char *folder, const struct lr_i
                 need = o == LR_VV_GREATER || o == LR_VV_CONCURRENT;
             }
             if (need) {
-                if (out->items == 0) {
-                    char id[LR_DEVICE_ID_SHORTLEN + 1];
-                    lr_device_id_short(peer, id);
-                    char *e = lr_esc(l->path, l->path_len);
-                    snprintf(out->first, sizeof(out->first), "peer %s, folder %s: %s%s", id, folder,
-                             e, l->deleted ? " (deleted here)" : "");
-                    free(e);
-                }
+                if (out->items == 0)
+                    first_owed(out, peer, folder, l);
                 out->items++;
                 if (l->type == LR_FT_FILE && !l->deleted) {
                     out->files++;

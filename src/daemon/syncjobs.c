@@ -89,6 +89,34 @@ void daemon_job_queue(struct lr_daemon *d, struct daemon_job *j)
     start_next(d);
 }
 
+void daemon_job_queue_after(struct lr_daemon *d, struct daemon_job *j, struct daemon_job *after)
+{
+    struct daemon_job *w = d->jobs_head;
+    while (w && w != after)
+        w = w->next;
+    if (!w && after != d->job_running) {
+        daemon_job_queue(d, j); /* not known: the end is always safe */
+        return;
+    }
+    j->d = d;
+    if (w) {
+        j->next = w->next;
+        w->next = j;
+        if (d->jobs_tail == w)
+            d->jobs_tail = j;
+    } else {
+        j->next = d->jobs_head;
+        d->jobs_head = j;
+        if (!d->jobs_tail)
+            d->jobs_tail = j;
+    }
+    if (d->stopping) {
+        daemon_jobs_cancel(d);
+        return;
+    }
+    start_next(d);
+}
+
 static void cancel_list(struct daemon_job *j)
 {
     while (j) {

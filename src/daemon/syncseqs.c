@@ -18,7 +18,7 @@
  * in those folders that no scan has looked at yet, they are scanned at once
  * and the answer follows the scan on the serial queue. Everything else
  * runs on the loop thread. Likewise when a scan of those folders is queued
- * or running already: the answer waits for it.
+ * or running already: the answer comes right after the last of them.
  */
 #include "daemon/live.h"
 #include "daemon/syncint.h"
@@ -179,21 +179,24 @@ void sync_on_seq_ask(struct lr_daemon *d, struct sync_peer *p, const uint8_t *pa
      * ASan CI run.) */
     const char **pend = lr_xcalloc(j->n + 1, sizeof(*pend));
     size_t npend = 0;
-    bool scanning = false;
-    for (size_t i = 0; i < j->n; i++) {
+    for (size_t i = 0; i < j->n; i++)
         if (live_scan_pending(d, j->ids[i]) && !sync_folder_writing(d, j->ids[i]))
             pend[npend++] = j->ids[i];
-        /* A scan queued or running may hold changes made before the
-         * question (a large file the watcher's scan was still hashing:
-         * the asker's `sync --wait` returned without it, black-box round
-         * 32): the answer follows it on the serial queue too. */
-        else if (scanjobs_busy(d, (const char *const *)&j->ids[i], 1))
-            scanning = true;
-    }
-    j->serial = (npend && scanjobs_queue(d, pend, npend, NULL, NULL) == 0) || scanning;
+    j->serial = npend && scanjobs_queue(d, pend, npend, NULL, NULL) == 0;
     free(pend);
     if (j->serial) {
         daemon_job_queue(d, &j->base);
+        return;
+    }
+    /* A scan queued or running may hold changes made before the question
+     * (a large file the watcher's scan was still hashing: the asker's
+     * `sync --wait` returned without it, black-box round 32): the answer
+     * follows the last such scan of these folders, not what is queued
+     * after it (scans of other folders, pull rounds). */
+    struct daemon_job *scan = j->n ? scanjobs_last(d, (const char *const *)j->ids, j->n) : NULL;
+    if (scan) {
+        j->serial = true;
+        daemon_job_queue_after(d, &j->base, scan);
         return;
     }
     /* On the serve lane with the read-only handle: the answer is what is

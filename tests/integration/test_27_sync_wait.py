@@ -331,7 +331,8 @@ def test_a_scan_the_peer_is_running_is_waited_for(devices, tmp_path):
             seen = st["state"] == "scanning"
         if not seen:  # the scan was over before we looked: try a new file
             continue
-        assert b.run("sync", "--wait", "--timeout", "120", timeout=180).rc == 0
+        r = b.run("sync", "--wait", "--timeout", "120", timeout=180)
+        assert r.rc == 0, r
         assert os.path.getsize(fb / name) == size
         break
     else:
