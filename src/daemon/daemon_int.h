@@ -143,10 +143,9 @@ void scanjobs_bind(struct lr_daemon *d, const char *id);
  * peers take in full.
  */
 void scanjobs_rebind(struct lr_daemon *d, const char *id, bool rekey);
-/* True if any of the named folders (all if n == 0) has a scan queued or running. */
-bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n);
 /* The last scan job, waiting or running, of any of the named folders (all
- * if n == 0), or NULL: for daemon_job_queue_after. Loop thread. */
+ * if n == 0), or NULL if none has a scan queued or running: for
+ * daemon_job_queue_after. Loop thread. */
 struct daemon_job *scanjobs_last(struct lr_daemon *d, const char *const *ids, size_t n);
 /* Drop waiting jobs (answering their requests) at shutdown. */
 void scanjobs_cancel(struct lr_daemon *d);

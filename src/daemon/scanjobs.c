@@ -437,16 +437,6 @@ static bool busy_with(const struct daemon_job *base, const char *const *ids, siz
     return false;
 }
 
-bool scanjobs_busy(struct lr_daemon *d, const char *const *ids, size_t n)
-{
-    if (d->job_running && busy_with(d->job_running, ids, n))
-        return true;
-    for (const struct daemon_job *j = d->jobs_head; j; j = j->next)
-        if (busy_with(j, ids, n))
-            return true;
-    return false;
-}
-
 struct daemon_job *scanjobs_last(struct lr_daemon *d, const char *const *ids, size_t n)
 {
     struct daemon_job *last = NULL;

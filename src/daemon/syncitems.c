@@ -864,14 +864,7 @@ static void first_owed(struct sync_peer_need *out, const struct lr_device_id *pe
     char id[LR_DEVICE_ID_SHORTLEN + 1];
     lr_device_id_short(peer, id);
     char *f = lr_escs_short(folder);
-    char *e = lr_esc(l->path, l->path_len);
-    size_t n = strlen(e);
-    if (n > PATH_MAX_SHOWN) {
-        size_t cut = PATH_MAX_SHOWN - 3;
-        while (cut > 0 && ((uint8_t)e[cut] & 0xc0) == 0x80)
-            cut--;
-        memcpy(e + cut, "...", 4);
-    }
+    char *e = lr_esc_cut(lr_esc(l->path, l->path_len), PATH_MAX_SHOWN);
     snprintf(out->first, sizeof(out->first), "peer %s, folder %s: %s%s", id, f, e,
              l->deleted ? " (deleted here)" : "");
     free(f);

@@ -73,6 +73,16 @@ static void start_next(struct lr_daemon *d)
     }
 }
 
+/* A job was just linked into the queue: it runs in turn, or is cancelled
+ * with the others if the daemon is stopping. */
+static void queued(struct lr_daemon *d)
+{
+    if (d->stopping)
+        daemon_jobs_cancel(d);
+    else
+        start_next(d);
+}
+
 void daemon_job_queue(struct lr_daemon *d, struct daemon_job *j)
 {
     j->d = d;
@@ -82,11 +92,7 @@ void daemon_job_queue(struct lr_daemon *d, struct daemon_job *j)
     else
         d->jobs_head = j;
     d->jobs_tail = j;
-    if (d->stopping) {
-        daemon_jobs_cancel(d);
-        return;
-    }
-    start_next(d);
+    queued(d);
 }
 
 void daemon_job_queue_after(struct lr_daemon *d, struct daemon_job *j, struct daemon_job *after)
@@ -110,11 +116,7 @@ void daemon_job_queue_after(struct lr_daemon *d, struct daemon_job *j, struct da
         if (!d->jobs_tail)
             d->jobs_tail = j;
     }
-    if (d->stopping) {
-        daemon_jobs_cancel(d);
-        return;
-    }
-    start_next(d);
+    queued(d);
 }
 
 static void cancel_list(struct daemon_job *j)

@@ -407,7 +407,7 @@ static void check(struct sstate *s)
             return;
         }
     }
-    bool done = !scanjobs_busy(d, (const char *const *)s->ids, s->n);
+    bool done = !scanjobs_last(d, (const char *const *)s->ids, s->n);
     if (!done)
         snprintf(s->waiting, sizeof(s->waiting), "a scan is queued or running");
     for (size_t i = 0; i < d->cfg->nfolders && done; i++) {

@@ -87,17 +87,20 @@ char *lr_esc(const void *vp, size_t n)
     return esc(vp, n, true);
 }
 
-char *lr_escs_short(const char *s)
+char *lr_esc_cut(char *e, size_t max)
 {
-    char *e = lr_escs(s);
-    size_t n = strlen(e);
-    if (n <= LR_ESC_SHORT_MAX)
+    if (strlen(e) <= max)
         return e;
-    size_t cut = LR_ESC_SHORT_MAX - 3;
+    size_t cut = max - 3;
     while (cut > 0 && ((uint8_t)e[cut] & 0xc0) == 0x80)
         cut--; /* not inside a UTF-8 sequence */
     memcpy(e + cut, "...", 4);
     return e;
+}
+
+char *lr_escs_short(const char *s)
+{
+    return lr_esc_cut(lr_escs(s), LR_ESC_SHORT_MAX);
 }
 
 char *lr_esc_msg(const char *s)

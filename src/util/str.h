@@ -34,6 +34,9 @@ char *lr_escs(const char *s);
  * LR_ERR_MSG_MAX bytes, so that the reason after it survives. */
 #define LR_ESC_SHORT_MAX 80
 char *lr_escs_short(const char *s);
+/* Cuts the escaped string e in place to at most max (>= 4) bytes, ending
+ * in "..." when cut, never inside a UTF-8 sequence. Returns e. */
+char *lr_esc_cut(char *e, size_t max);
 /*
  * For a message that names its values escaped already (lr_escs) but may
  * also quote raw text (an OS error naming a path): as lr_escs, except that

@@ -417,6 +417,22 @@ static void test_esc(void **state)
     free(e);
 }
 
+static void test_esc_cut(void **state)
+{
+    (void)state;
+    /* "ééé" is 6 bytes: a cut at 4 would leave half of the second é, so
+     * the "..." starts after the first. */
+    char *e = lr_esc_cut(lr_xstrdup("\xc3\xa9\xc3\xa9\xc3\xa9"), 5);
+    assert_string_equal(e, "\xc3\xa9...");
+    free(e);
+    e = lr_esc_cut(lr_xstrdup("abcdef"), 6);
+    assert_string_equal(e, "abcdef");
+    free(e);
+    e = lr_esc_cut(lr_xstrdup("abcdefg"), 6);
+    assert_string_equal(e, "abc...");
+    free(e);
+}
+
 static void test_base64(void **state)
 {
     (void)state;
@@ -514,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_utf8_lossy),
         cmocka_unit_test(test_esc),
+        cmocka_unit_test(test_esc_cut),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_xappendarray),
