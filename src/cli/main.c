@@ -7,6 +7,7 @@
 #include "config/config.h"
 #include "util/log.h"
 #include "util/str.h"
+#include "util/xalloc.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -95,6 +96,39 @@ static const char *find_home(int argc, char **argv, bool *bad)
     return home;
 }
 
+static int find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int unknown_command(const char *name)
+{
+    char *e = lr_escs(name);
+    fprintf(stderr, "landropic: unknown command '%s' (see 'landropic --help')\n", e);
+    free(e);
+    return EXIT_USAGE;
+}
+
+/* "landropic help folder set": what "landropic folder set --help" prints.
+ * Every command handles --help before anything else (no home is read). */
+static int help_for(int argc, char **argv)
+{
+    int i = find_command(argv[0]);
+    if (i < 0)
+        return unknown_command(argv[0]);
+    char **v = lr_xcalloc((size_t)argc + 2, sizeof(*v));
+    memcpy(v, argv, (size_t)argc * sizeof(*v));
+    v[argc] = (char[]){"--help"}; /* the block's lifetime: the whole call */
+    struct cli c = {0};
+    bool modes = strcmp(argv[0], "folder") == 0 && cmd_modes_handles(argc + 1, v);
+    int rc = (modes ? cmd_folder_mode : commands[i].fn)(&c, argc + 1, v);
+    free(v);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     /* A reader that goes away (e.g. `landropic events | head`) must not kill us mid-write. */
@@ -120,10 +154,21 @@ int main(int argc, char **argv)
         } else if (strncmp(argv[ci], "--home=", 7) == 0) {
             ci++;
         } else if (strcmp(argv[ci], "--version") == 0 || strcmp(argv[ci], "-V") == 0) {
+            if (ci + 1 < argc) {
+                /* A script's "landropic --version foo" is a mistake, not a query. */
+                char *e = lr_escs(argv[ci + 1]);
+                fprintf(stderr,
+                        "landropic: unexpected argument '%s' after %s (see 'landropic --help')\n",
+                        e, argv[ci]);
+                free(e);
+                return EXIT_USAGE;
+            }
             printf("landropic %s\n", LR_VERSION);
             return EXIT_OK;
         } else if (strcmp(argv[ci], "--help") == 0 || strcmp(argv[ci], "-h") == 0 ||
                    strcmp(argv[ci], "help") == 0) {
+            if (ci + 1 < argc)
+                return help_for(argc - ci - 1, argv + ci + 1);
             fputs(usage, stdout);
             return EXIT_OK;
         } else {
@@ -140,21 +185,16 @@ int main(int argc, char **argv)
         free(e);
         return EXIT_USAGE;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(argv[ci], commands[i].name) != 0)
-            continue;
-        struct cli c = {0};
-        struct lr_err err = {0};
-        int rc = lr_config_home(home_opt, &c.home, &err);
-        if (rc < 0)
-            return cli_fail(rc, &err);
-        bool modes = strcmp(argv[ci], "folder") == 0 && cmd_modes_handles(argc - ci, argv + ci);
-        rc = (modes ? cmd_folder_mode : commands[i].fn)(&c, argc - ci, argv + ci);
-        free(c.home);
-        return rc;
-    }
-    char *e = lr_escs(argv[ci]);
-    fprintf(stderr, "landropic: unknown command '%s' (see 'landropic --help')\n", e);
-    free(e);
-    return EXIT_USAGE;
+    int i = find_command(argv[ci]);
+    if (i < 0)
+        return unknown_command(argv[ci]);
+    struct cli c = {0};
+    struct lr_err err = {0};
+    int rc = lr_config_home(home_opt, &c.home, &err);
+    if (rc < 0)
+        return cli_fail(rc, &err);
+    bool modes = strcmp(argv[ci], "folder") == 0 && cmd_modes_handles(argc - ci, argv + ci);
+    rc = (modes ? cmd_folder_mode : commands[i].fn)(&c, argc - ci, argv + ci);
+    free(c.home);
+    return rc;
 }

@@ -23,6 +23,13 @@ def test_version_and_help(device):
         r = device.run(cmd, "--help")
         assert r.rc == 0, (cmd, r)
         assert "usage: landropic" in r.out
+        assert device.run("help", cmd).out == r.out, cmd
+    assert device.ok("help", "folder", "revert").out == device.ok("folder", "revert", "--help").out
+    r = device.run("help", "bogus")
+    assert r.rc == 2 and "unknown command 'bogus'" in r.err, r
+    # Extra words after --version were ignored (exit 0: black-box round 32).
+    r = subprocess.run([BIN, "--version", "extra"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "" and "'extra'" in r.stderr, r
 
 
 def test_usage_errors(device):
