@@ -28,6 +28,19 @@ static const char peer_usage[] =
     "added is refused at the TLS handshake and never given data. DEVICE_ID may also be\n"
     "the landropic:// link `pair --qr` shows (its addresses are added too).\n";
 
+static const char peer_add_usage[] =
+    "usage: landropic peer add DEVICE_ID [--name NAME] [--addr HOST:PORT]...\n"
+    "Trust a device, and say where to reach it (--addr, repeatable; otherwise LAN\n"
+    "discovery finds it). A device that is not added is refused at the TLS handshake\n"
+    "and never given data. DEVICE_ID may also be the landropic:// link `pair --qr`\n"
+    "shows (its addresses are added too). Adding it again updates its name and\n"
+    "addresses.\n";
+
+static const char peer_remove_usage[] =
+    "usage: landropic peer remove DEVICE_ID\n"
+    "Stop trusting a device: it is disconnected, refused from now on, and no folder is\n"
+    "shared with it any more. Files are never deleted.\n";
+
 /* Bad IDs are usage errors (exit 2), checked before anything else is touched. */
 static int check_id_arg(const char *cmd, const char *s)
 {
@@ -45,7 +58,7 @@ static int peer_add(struct cli *c, int argc, char **argv)
 {
     static const struct opt_spec spec[] = {{"name", true, false}, {"addr", true, true}};
     struct opts o;
-    int rc = opts_parse(&o, spec, 2, argc, argv, "peer add", peer_usage);
+    int rc = opts_parse(&o, spec, 2, argc, argv, "peer add", peer_add_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
@@ -93,7 +106,7 @@ static int peer_add(struct cli *c, int argc, char **argv)
 static int peer_remove(struct cli *c, int argc, char **argv)
 {
     struct opts o;
-    int rc = opts_parse(&o, NULL, 0, argc, argv, "peer remove", peer_usage);
+    int rc = opts_parse(&o, NULL, 0, argc, argv, "peer remove", peer_remove_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
@@ -268,6 +281,35 @@ static const char folder_usage[] =
     "no limit; nothing is pruned unless one is set). 'folder set' changes them later.\n"
     "'folder remove' stops syncing and never deletes files.\n";
 
+static const char folder_add_usage[] =
+    "usage: landropic folder add PATH [--id FOLDER_ID] [--share DEVICE_ID]...\n"
+    "                            [--mode send-receive|send-only|receive-only]\n"
+    "                            [--conflict STRATEGY] [--conflict-window SECS]\n"
+    "                            [--versions-keep N] [--versions-days DAYS]\n"
+    "Sync the directory PATH. It syncs with a peer when both devices added the same\n"
+    "FOLDER_ID (default: the directory's name) and shared it with each other. STRATEGY:\n"
+    "keep-both (default), newest, largest, prefer-local, prefer-remote,\n"
+    "prefer:DEVICE_ID; a strategy decides a conflict only when both devices' strategies\n"
+    "pick the same version (docs/conflicts.md). --versions-keep N keeps the newest N\n"
+    "archived versions of each file in .landropic/versions/ and --versions-days DAYS\n"
+    "none older (0, the default: no limit). --mode: docs/modes.md.\n";
+
+static const char folder_set_usage[] =
+    "usage: landropic folder set FOLDER_ID [--conflict STRATEGY] [--conflict-window SECS]\n"
+    "                            [--versions-keep N] [--versions-days DAYS]\n"
+    "Change a folder's conflict strategy or versions retention (see 'landropic folder\n"
+    "add --help'); at least one option, and those not given are left as they are.\n";
+
+static const char folder_share_usage[] =
+    "usage: landropic folder share FOLDER_ID DEVICE_ID\n"
+    "Share a folder with one more device; that device must add the same FOLDER_ID and\n"
+    "share it back.\n";
+
+static const char folder_remove_usage[] =
+    "usage: landropic folder remove FOLDER_ID\n"
+    "Stop syncing a folder. Its files stay on disk, and so do the .landropic/ marker\n"
+    "and its archived versions.\n";
+
 /* The folder options that take a number: 0..max of `what`. */
 struct num_opt {
     const char *name; /* the option, also the ops.h parameter with '_' for '-' */
@@ -317,7 +359,7 @@ static int folder_add(struct cli *c, int argc, char **argv)
                                            {"versions-keep", true, false},
                                            {"versions-days", true, false}};
     struct opts o;
-    int rc = opts_parse(&o, spec, 7, argc, argv, "folder add", folder_usage);
+    int rc = opts_parse(&o, spec, 7, argc, argv, "folder add", folder_add_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
@@ -404,7 +446,7 @@ static int folder_set(struct cli *c, int argc, char **argv)
                                            {"versions-keep", true, false},
                                            {"versions-days", true, false}};
     struct opts o;
-    int rc = opts_parse(&o, spec, 4, argc, argv, "folder set", folder_usage);
+    int rc = opts_parse(&o, spec, 4, argc, argv, "folder set", folder_set_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
@@ -457,7 +499,7 @@ static int folder_set(struct cli *c, int argc, char **argv)
 static int folder_share(struct cli *c, int argc, char **argv)
 {
     struct opts o;
-    int rc = opts_parse(&o, NULL, 0, argc, argv, "folder share", folder_usage);
+    int rc = opts_parse(&o, NULL, 0, argc, argv, "folder share", folder_share_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 2)
@@ -474,7 +516,7 @@ static int folder_share(struct cli *c, int argc, char **argv)
 static int folder_remove(struct cli *c, int argc, char **argv)
 {
     struct opts o;
-    int rc = opts_parse(&o, NULL, 0, argc, argv, "folder remove", folder_usage);
+    int rc = opts_parse(&o, NULL, 0, argc, argv, "folder remove", folder_remove_usage);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)

@@ -25,6 +25,14 @@ def test_version_and_help(device):
         assert "usage: landropic" in r.out
         assert device.run("help", cmd).out == r.out, cmd
     assert device.ok("help", "folder", "revert").out == device.ok("folder", "revert", "--help").out
+    # A subcommand's help is its own, not its group's (black-box round 32).
+    for group, subs in (("peer", ["add", "remove"]),
+                        ("folder", ["add", "set", "share", "remove", "override", "revert"])):
+        for sub in subs:
+            out = device.ok(group, sub, "--help").out
+            assert out.startswith(f"usage: landropic {group} {sub} "), out
+            assert [ln for ln in out.splitlines() if f"landropic {group} " in ln] == \
+                [out.splitlines()[0]], out
     r = device.run("help", "bogus")
     assert r.rc == 2 and "unknown command 'bogus'" in r.err, r
     # Extra words after --version were ignored (exit 0: black-box round 32).
