@@ -704,6 +704,16 @@ static int finish_file(struct scan *s, struct fjob *fj)
         goto out;
     if ((rc = put(s, &rec)))
         goto out;
+    if (rec.mtime_ns == INT64_MAX || rec.mtime_ns == INT64_MIN) {
+        /* Said once per version: the date stays on disk here, but peers
+         * get the range's end (timens.h). */
+        char *e = lr_esc(rec.path, rec.path_len);
+        lr_warn("scan",
+                "modification time outside 1677-09-21..2262-04-11, peers get the nearest end "
+                "folder=%s path=%s",
+                s->folder, e);
+        free(e);
+    }
     if (!old || old->deleted)
         s->res->added++;
     else

@@ -332,6 +332,26 @@ def test_scan_reports_changes(device, tmp_path):
     assert r.rc == 1 and "nosuch" in r.err
 
 
+def test_scan_warns_of_a_date_the_index_cannot_hold(device, tmp_path):
+    """ext4 holds dates up to 2446; the index's int64 ns ends in 2262, so
+    peers get that end. It was silent (black-box round 32 D2); the scan that
+    records such a version says so, once."""
+    f = tmp_path / "data"
+    f.mkdir()
+    (f / "far.txt").write_text("from the future")
+    (f / "now.txt").write_text("today")
+    t = 10_413_792_000  # 2300-01-01
+    os.utime(f / "far.txt", (t, t))
+    if os.stat(f / "far.txt").st_mtime != t:
+        pytest.skip("this file system cannot hold dates after 2262")
+    device.ok("folder", "add", str(f))
+    r = device.ok("scan")
+    lines = [ln for ln in r.err.splitlines() if "modification time" in ln]
+    assert len(lines) == 1 and "path=far.txt" in lines[0] and "2262-04-11" in lines[0], r.err
+    assert "modification time" not in device.ok("scan").err
+    assert os.stat(f / "far.txt").st_mtime == t  # never changed here
+
+
 def test_scan_marker_missing_records_no_deletions(device, tmp_path):
     f = tmp_path / "m"
     f.mkdir()
