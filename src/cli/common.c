@@ -342,11 +342,51 @@ int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_m
     return rc;
 }
 
-int cli_api_fail(struct lr_api_client *cl, int rc, const struct lr_err *err)
+static int api_exit_code(struct lr_api_client *cl, int rc)
 {
     int exit_code = rc == LR_EAPI ? lr_api_client_error_exit(cl) : cli_exit_code(rc);
-    cli_fail(rc, err);
     return exit_code > 0 ? exit_code : EXIT_RUNTIME;
+}
+
+int cli_api_fail(struct lr_api_client *cl, int rc, const struct lr_err *err)
+{
+    int exit_code = api_exit_code(cl, rc);
+    cli_fail(rc, err);
+    return exit_code;
+}
+
+/* A configuration operation's failure: a usage error (this device's own ID
+ * as a peer, ...) reads like the command's other usage errors, naming the
+ * command ("peer.add" is `peer add`). */
+static int config_op_fail(const char *method, int exit_code, int rc, const struct lr_err *err)
+{
+    if (exit_code != EXIT_USAGE) {
+        cli_fail(rc, err);
+        return exit_code;
+    }
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "%s", method);
+    for (char *p = cmd; *p; p++)
+        if (*p == '.')
+            *p = ' ';
+    return cli_usage_error(cmd, "%s", lr_err_msg(err, rc));
+}
+
+/* cli_call for a configuration operation: its errors by config_op_fail. */
+static int config_call(struct cli *c, const char *method, json_t *params, json_t **result)
+{
+    struct lr_err err = {0};
+    struct lr_api_client *cl = NULL;
+    int rc = cli_connect(c, &cl);
+    if (rc) {
+        json_decref(params);
+        return rc;
+    }
+    rc = lr_api_call(cl, method, params, 30000, result, &err);
+    if (rc < 0)
+        rc = config_op_fail(method, api_exit_code(cl, rc), rc, &err);
+    lr_api_client_close(cl);
+    return rc;
 }
 
 int cli_require_init(struct cli *c)
@@ -381,7 +421,7 @@ int cli_config_op(struct cli *c, const char *method, json_t *params, json_t **re
     }
     if (cli_daemon_running(c->home)) {
         lr_config_unlock(lock);
-        return cli_call(c, method, params, 30000, result);
+        return config_call(c, method, params, result);
     }
     struct lr_config *cfg = NULL;
     rc = lr_config_load(c->home, &cfg, &err);
@@ -395,7 +435,7 @@ int cli_config_op(struct cli *c, const char *method, json_t *params, json_t **re
     if (rc < 0) {
         json_decref(*result);
         *result = NULL;
-        return cli_fail(rc, &err);
+        return config_op_fail(method, cli_exit_code(rc), rc, &err);
     }
     return 0;
 }

@@ -140,6 +140,9 @@ def test_peer_add_remove(devices, tmp_path):
         assert r.rc == 2 and bad in r.err, r
     r = a.run("peer", "add", a.id)
     assert r.rc == 2 and "own ID" in r.err and a.id in r.err
+    # Worded like the command's other usage errors (black-box round 32 D4).
+    assert r.err == f"landropic peer add: {a.id} is this device's own ID " \
+                    "(see 'landropic peer add --help')\n", r.err
     assert a.ok("peers", "--json").json()["peers"] == []
     # Nor can a folder be shared with it (it was accepted and listed).
     own = tmp_path / "own"
@@ -149,6 +152,7 @@ def test_peer_add_remove(devices, tmp_path):
     a.ok("folder", "add", str(own), "--id", "own")
     r = a.run("folder", "share", "own", a.id)
     assert r.rc == 2 and "own ID" in r.err, r
+    assert r.err.startswith("landropic folder share: ") and r.err.count("\n") == 1, r
     assert a.ok("folders", "--json").json()["folders"][0]["shared"] == []
     a.ok("folder", "remove", "own")
     a.ok("peer", "add", b.id.lower().replace("-", ""), "--name", "bee", "--addr",

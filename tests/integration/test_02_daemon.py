@@ -282,6 +282,10 @@ def test_config_applies_to_running_daemon(devices, free_port, tmp_path):
     f.mkdir()
     (f / "x").write_text("x")
     a.ok("folder", "add", str(f), "--share", b.id)
+    # A usage error the daemon finds reads as the command's own usage error.
+    r = a.run("folder", "share", "live", a.id)
+    assert r.rc == 2 and r.err == f"landropic folder share: {a.id} is this device's own ID " \
+                                  "(see 'landropic folder share --help')\n", r
     st = wait_for(lambda: [x for x in a.ok("status", "--json").json()["folders"]
                            if x["id"] == "live" and x["state"] == "idle"], timeout=10,
                   what="folder scanned")
