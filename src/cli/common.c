@@ -320,10 +320,18 @@ int cli_call(struct cli *c, const char *method, json_t *params, int timeout_ms, 
     return cli_call_ex(c, method, params, timeout_ms, false, result);
 }
 
-int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_ms,
-                bool quiet_timeout, json_t **result)
+static int api_exit_code(struct lr_api_client *cl, int rc)
 {
-    struct lr_err err = {0};
+    int exit_code = rc == LR_EAPI ? lr_api_client_error_exit(cl) : cli_exit_code(rc);
+    return exit_code > 0 ? exit_code : EXIT_RUNTIME;
+}
+
+/* One call to the daemon. Returns 0, or an exit code > 0 after reporting
+ * (no daemon, ...), or the call's error rc < 0, not reported, with err and
+ * *exit_code (what the daemon's error, or rc, means for our exit). */
+static int call(struct cli *c, const char *method, json_t *params, int timeout_ms, json_t **result,
+                struct lr_err *err, int *exit_code)
+{
     struct lr_api_client *cl = NULL;
     *result = NULL;
     int rc = cli_connect(c, &cl);
@@ -331,21 +339,25 @@ int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_m
         json_decref(params);
         return rc;
     }
-    rc = lr_api_call(cl, method, params, timeout_ms, result, &err);
-    if (rc < 0 && quiet_timeout && rc == LR_ETIMEOUT) {
-        lr_api_client_close(cl);
-        return EXIT_TIMEOUT;
-    }
+    rc = lr_api_call(cl, method, params, timeout_ms, result, err);
     if (rc < 0)
-        rc = cli_api_fail(cl, rc, &err);
+        *exit_code = api_exit_code(cl, rc);
     lr_api_client_close(cl);
     return rc;
 }
 
-static int api_exit_code(struct lr_api_client *cl, int rc)
+int cli_call_ex(struct cli *c, const char *method, json_t *params, int timeout_ms,
+                bool quiet_timeout, json_t **result)
 {
-    int exit_code = rc == LR_EAPI ? lr_api_client_error_exit(cl) : cli_exit_code(rc);
-    return exit_code > 0 ? exit_code : EXIT_RUNTIME;
+    struct lr_err err = {0};
+    int exit_code;
+    int rc = call(c, method, params, timeout_ms, result, &err, &exit_code);
+    if (rc >= 0)
+        return rc;
+    if (quiet_timeout && rc == LR_ETIMEOUT)
+        return EXIT_TIMEOUT;
+    cli_fail(rc, &err);
+    return exit_code;
 }
 
 int cli_api_fail(struct lr_api_client *cl, int rc, const struct lr_err *err)
@@ -376,17 +388,9 @@ static int config_op_fail(const char *method, int exit_code, int rc, const struc
 static int config_call(struct cli *c, const char *method, json_t *params, json_t **result)
 {
     struct lr_err err = {0};
-    struct lr_api_client *cl = NULL;
-    int rc = cli_connect(c, &cl);
-    if (rc) {
-        json_decref(params);
-        return rc;
-    }
-    rc = lr_api_call(cl, method, params, 30000, result, &err);
-    if (rc < 0)
-        rc = config_op_fail(method, api_exit_code(cl, rc), rc, &err);
-    lr_api_client_close(cl);
-    return rc;
+    int exit_code;
+    int rc = call(c, method, params, 30000, result, &err, &exit_code);
+    return rc < 0 ? config_op_fail(method, exit_code, rc, &err) : rc;
 }
 
 int cli_require_init(struct cli *c)
