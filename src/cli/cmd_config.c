@@ -31,10 +31,11 @@ static const char peer_usage[] =
 static const char peer_add_usage[] =
     "usage: landropic peer add DEVICE_ID [--name NAME] [--addr HOST:PORT]...\n"
     "Trust a device, and say where to reach it (--addr, repeatable; otherwise LAN\n"
-    "discovery finds it). A device that is not added is refused at the TLS handshake\n"
-    "and never given data. DEVICE_ID may also be the landropic:// link `pair --qr`\n"
-    "shows (its addresses are added too). Adding it again updates its name and\n"
-    "addresses.\n";
+    "discovery finds it, unless the daemon runs with --no-discovery). A device that is\n"
+    "not added is refused at the TLS handshake and never given data. DEVICE_ID may also\n"
+    "be the landropic:// link `pair --qr` shows (its addresses are added too). Adding it\n"
+    "again sets its name if --name is given, and replaces its addresses if some are\n"
+    "given.\n";
 
 static const char peer_remove_usage[] =
     "usage: landropic peer remove DEVICE_ID\n"

@@ -482,7 +482,13 @@ static void print_not_done(json_t *st, double timeout)
         cli_print_msg(stderr, json_string_value(json_object_get(fe, "error")));
         fprintf(stderr, " (see 'landropic status')\n");
     } else if (nf) {
-        fprintf(stderr, ": %lld %s still needed here\n", (long long)nf, files_word(nf));
+        fprintf(stderr, ": %lld %s still needed here", (long long)nf, files_word(nf));
+        const char *first = json_string_value(json_object_get(st, "need_first"));
+        if (first && *first) {
+            fprintf(stderr, "; first: ");
+            cli_print_msg(stderr, first);
+        }
+        fprintf(stderr, "\n");
     } else if (pf && po) {
         /* Counting files only hid a deletion the peers lacked as well. */
         fprintf(stderr,

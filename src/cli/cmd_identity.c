@@ -44,8 +44,8 @@ int cmd_init(struct cli *c, int argc, char **argv)
     } else if (!*name) {
         return cli_usage_error("init", "invalid name '': it is empty (leave --name out for the "
                                        "host name)");
-    } else if ((rc = lr_config_check_name(name, &err)) < 0) {
-        return cli_fail(rc, &err);
+    } else if (lr_config_check_name(name, &err) < 0) {
+        return cli_usage_error("init", "%s", err.msg);
     }
     /* Refused now rather than by every later command: the database lives in it. */
     if (strlen(c->home) + strlen("/index.db") > LR_INDEX_DB_PATH_MAX)

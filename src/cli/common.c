@@ -334,6 +334,7 @@ static int call(struct cli *c, const char *method, json_t *params, int timeout_m
 {
     struct lr_api_client *cl = NULL;
     *result = NULL;
+    *exit_code = EXIT_OK;
     int rc = cli_connect(c, &cl);
     if (rc) {
         json_decref(params);

@@ -32,8 +32,9 @@ static const char usage[] =
     "  peers [--json]\n"
     "Folders:\n"
     "  folder add PATH [--id ID] [--share DEVICE_ID]... [--mode MODE] [--conflict STRATEGY]\n"
-    "                  [--conflict-window SECS]\n"
+    "                  [--conflict-window SECS] [--versions-keep N] [--versions-days DAYS]\n"
     "  folder set FOLDER_ID [--conflict STRATEGY] [--conflict-window SECS]\n"
+    "                  [--versions-keep N] [--versions-days DAYS]\n"
     "  folder share FOLDER_ID DEVICE_ID\n"
     "  folder remove FOLDER_ID   stop syncing; never deletes files\n"
     "  folder override FOLDER_ID send-only: our version wins again (docs/modes.md)\n"
@@ -112,21 +113,47 @@ static int unknown_command(const char *name)
     return EXIT_USAGE;
 }
 
+/* The global --home (find_home checked it) is allowed anywhere. */
+static int skip_home(int argc, char **argv, int i)
+{
+    while (i < argc && (strcmp(argv[i], "--home") == 0 || strncmp(argv[i], "--home=", 7) == 0))
+        i += argv[i][6] == '=' ? 1 : 2;
+    return i;
+}
+
 /* "landropic help folder set": what "landropic folder set --help" prints.
- * Every command handles --help before anything else (no home is read). */
+ * Only COMMAND [SUBCOMMAND] words are taken, and --help goes right after
+ * them: the command then shows its help before reading anything (after a
+ * user's option, --help could be taken as that option's value, and the
+ * command run for real without a home). */
 static int help_for(int argc, char **argv)
 {
-    int i = find_command(argv[0]);
+    char *w[2];
+    int n = 0;
+    for (int i = skip_home(argc, argv, 0); i < argc; i = skip_home(argc, argv, i + 1)) {
+        if (n == 2 || argv[i][0] == '-') {
+            char *e = lr_escs(argv[i]);
+            fprintf(stderr,
+                    "landropic help: unexpected argument '%s' (usage: landropic help COMMAND "
+                    "[SUBCOMMAND])\n",
+                    e);
+            free(e);
+            return EXIT_USAGE;
+        }
+        w[n++] = argv[i];
+    }
+    if (n == 0 || strcmp(w[0], "help") == 0) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    int i = find_command(w[0]);
     if (i < 0)
-        return unknown_command(argv[0]);
-    char **v = lr_xcalloc((size_t)argc + 2, sizeof(*v));
-    memcpy(v, argv, (size_t)argc * sizeof(*v));
-    v[argc] = (char[]){"--help"}; /* the block's lifetime: the whole call */
+        return unknown_command(w[0]);
+    char *v[] = {w[0], n > 1 ? w[1] : NULL, NULL};
+    v[n] = (char[]){"--help"}; /* the block's lifetime: the whole call */
     struct cli c = {0};
-    bool modes = strcmp(argv[0], "folder") == 0 && cmd_modes_handles(argc + 1, v);
-    int rc = (modes ? cmd_folder_mode : commands[i].fn)(&c, argc + 1, v);
-    free(v);
-    return rc;
+    bool modes = strcmp(w[0], "folder") == 0 && cmd_modes_handles(n + 1, v);
+    return (modes ? cmd_folder_mode : commands[i].fn)(&c, n + 1, v);
 }
 
 int main(int argc, char **argv)
@@ -154,9 +181,10 @@ int main(int argc, char **argv)
         } else if (strncmp(argv[ci], "--home=", 7) == 0) {
             ci++;
         } else if (strcmp(argv[ci], "--version") == 0 || strcmp(argv[ci], "-V") == 0) {
-            if (ci + 1 < argc) {
+            int extra = skip_home(argc, argv, ci + 1);
+            if (extra < argc) {
                 /* A script's "landropic --version foo" is a mistake, not a query. */
-                char *e = lr_escs(argv[ci + 1]);
+                char *e = lr_escs(argv[extra]);
                 fprintf(stderr,
                         "landropic: unexpected argument '%s' after %s (see 'landropic --help')\n",
                         e, argv[ci]);
@@ -167,10 +195,7 @@ int main(int argc, char **argv)
             return EXIT_OK;
         } else if (strcmp(argv[ci], "--help") == 0 || strcmp(argv[ci], "-h") == 0 ||
                    strcmp(argv[ci], "help") == 0) {
-            if (ci + 1 < argc)
-                return help_for(argc - ci - 1, argv + ci + 1);
-            fputs(usage, stdout);
-            return EXIT_OK;
+            return help_for(argc - ci - 1, argv + ci + 1);
         } else {
             break;
         }

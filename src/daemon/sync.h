@@ -156,6 +156,11 @@ struct sync_folder_status {
 };
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out);
 
+/* The path of the first file of the folder being received (a live
+ * transfer), escaped for a message and cut to fit n bytes, into out; false
+ * (out "") if none. Loop thread. */
+bool sync_folder_first_transfer(struct lr_daemon *d, const char *folder_id, char *out, size_t n);
+
 /*
  * Whether changes seen in the folder now are likely our own: a pull round
  * or a commit batch of it is running, or one ended less than within_ms

@@ -2313,6 +2313,21 @@ static void pull_done(struct daemon_job *base, int status)
     free(j);
 }
 
+bool sync_folder_first_transfer(struct lr_daemon *d, const char *folder, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (!d->sync || n < 4)
+        return false;
+    for (struct sync_xfer *x = d->sync->xfers; x; x = x->next)
+        if (!x->dead && strcmp(x->folder, folder) == 0) {
+            char *e = lr_esc_cut(lr_esc(x->rec.path, x->rec.path_len), n - 1);
+            snprintf(out, n, "%s", e);
+            free(e);
+            return true;
+        }
+    return false;
+}
+
 uint64_t sync_pull_got_bytes(struct lr_daemon *d, const char *folder)
 {
     uint64_t n = 0;

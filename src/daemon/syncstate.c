@@ -97,6 +97,9 @@ struct sstate {
     uint64_t got_bytes;  /* of need_bytes, already received */
     json_t *first_error; /* {"folder", "path", "error"} or NULL */
     char waiting[256];   /* the first unmet condition, "" if none found */
+    /* "folder F" (": PATH" if a transfer of it is in flight) of the first
+     * folder with files needed here, "" if none. */
+    char need_first[512];
 };
 
 struct syncstate {
@@ -201,6 +204,8 @@ static void answer(struct sstate *s, bool done, const struct sync_peer_need *pn)
     }
     if (r && !done && pn && pn->items && pn->first[0])
         json_object_set_new(r, "peer_need_first", lr_json_lossy(pn->first, strlen(pn->first)));
+    if (r && !done && s->need_files && s->need_first[0])
+        json_object_set_new(r, "need_first", lr_json_lossy(s->need_first, strlen(s->need_first)));
     if (r && !done) {
         if (!s->waiting[0] && pn && !pn->fresh)
             snprintf(s->waiting, sizeof(s->waiting), "comparing peers' indexes with ours");
@@ -396,6 +401,7 @@ static void check(struct sstate *s)
     json_decref(s->first_error);
     s->first_error = NULL;
     s->waiting[0] = '\0';
+    s->need_first[0] = '\0';
     for (size_t k = 0; k < s->n; k++) {
         if (!lr_config_find_folder(d->cfg, s->ids[k])) {
             /* Removed while we waited: as if it had been named unknown at first. */
@@ -407,9 +413,14 @@ static void check(struct sstate *s)
             return;
         }
     }
-    bool done = !scanjobs_last(d, (const char *const *)s->ids, s->n);
-    if (!done)
-        snprintf(s->waiting, sizeof(s->waiting), "a scan is queued or running");
+    bool done = true;
+    for (size_t i = 0; i < d->cfg->nfolders && done; i++) {
+        const char *id = d->cfg->folders[i].id;
+        if (wanted(s, id) && scanjobs_last(d, &id, 1)) {
+            done = false;
+            snprintf(s->waiting, sizeof(s->waiting), "folder %s: a scan is queued or running", id);
+        }
+    }
     for (size_t i = 0; i < d->cfg->nfolders && done; i++) {
         const char *id = d->cfg->folders[i].id;
         if (wanted(s, id) && live_scan_pending(d, id)) {
@@ -440,6 +451,13 @@ static void check(struct sstate *s)
          * timeout line gave them as the cause while another folder held
          * the wait (black-box round 28). */
         if (fc->mode != LR_MODE_SEND_ONLY) {
+            if (ss.need_files && !s->need_first[0]) {
+                char path[400];
+                if (sync_folder_first_transfer(d, fc->id, path, sizeof(path)))
+                    snprintf(s->need_first, sizeof(s->need_first), "folder %s: %s", fc->id, path);
+                else
+                    snprintf(s->need_first, sizeof(s->need_first), "folder %s", fc->id);
+            }
             s->need_files += ss.need_files;
             s->need_bytes += ss.need_bytes;
             s->got_bytes += ss.got_bytes;

@@ -384,6 +384,16 @@ static int put(struct scan *s, const struct lr_file_rec *rec)
         return rc;
     if (rec->deleted)
         s->pending_tombs = true;
+    else if (rec->mtime_ns == INT64_MAX || rec->mtime_ns == INT64_MIN) {
+        /* Said once per version (files, directories, symlinks): the date
+         * stays on disk here, but peers get the range's end (timens.h). */
+        char *e = lr_esc(rec->path, rec->path_len);
+        lr_warn("scan",
+                "modification time outside 1677-09-21..2262-04-11, peers get the nearest end "
+                "folder=%s path=%s",
+                s->folder, e);
+        free(e);
+    }
     /* Deletions wait for the full interval: a directory renamed to a name
      * sorting after the old one is walked as tombstones first, and a peer
      * given those before the new names would have deleted the content it
@@ -704,16 +714,6 @@ static int finish_file(struct scan *s, struct fjob *fj)
         goto out;
     if ((rc = put(s, &rec)))
         goto out;
-    if (rec.mtime_ns == INT64_MAX || rec.mtime_ns == INT64_MIN) {
-        /* Said once per version: the date stays on disk here, but peers
-         * get the range's end (timens.h). */
-        char *e = lr_esc(rec.path, rec.path_len);
-        lr_warn("scan",
-                "modification time outside 1677-09-21..2262-04-11, peers get the nearest end "
-                "folder=%s path=%s",
-                s->folder, e);
-        free(e);
-    }
     if (!old || old->deleted)
         s->res->added++;
     else

@@ -4,6 +4,7 @@
 #include "util/err.h"
 #include "util/xalloc.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +90,7 @@ char *lr_esc(const void *vp, size_t n)
 
 char *lr_esc_cut(char *e, size_t max)
 {
+    assert(max >= 4);
     if (strlen(e) <= max)
         return e;
     size_t cut = max - 3;

@@ -188,6 +188,21 @@ def pulling_big_file(devices, tmp_path, mib=64):
     return a, b, fa, fb
 
 
+def test_timeout_names_the_file_being_received(devices, tmp_path):
+    """A `sync --wait` timeout while a file arrives said only "1 file still
+    needed here" (black-box round 33): now which folder, and which file."""
+    a, b, fa, fb = pulling_big_file(devices, tmp_path)
+    os.kill(a.pid, signal.SIGSTOP)  # the transfer stays open
+    try:
+        r = b.run("sync", "--wait", "--timeout", "1")
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    assert r.rc == 3, r
+    assert r.err.endswith(": 1 file still needed here; first: folder docs: big.bin\n"), r
+    assert b.run("sync", "--wait", "--timeout", "120", timeout=180).rc == 0
+    assert digest(fb / "big.bin") == digest(fa / "big.bin")
+
+
 @pytest.mark.parametrize("how", ["rewritten", "emptied", "renamed"])
 def test_session_of_a_replaced_version_is_superseded(devices, tmp_path, how):
     """The sender's file changes while the receiver pulls it (rewritten,

@@ -339,6 +339,22 @@ def test_a_scan_the_peer_is_running_is_waited_for(devices, tmp_path):
         raise AssertionError("alice's scan was never seen running")
 
 
+def test_timeout_during_a_scan_names_the_folder(devices, tmp_path):
+    """The timeout line said "not settled (a scan is queued or running)"
+    without the folder (black-box round 33)."""
+    a, b, fa, fb = pair(devices, tmp_path)
+    a.start()
+    b.start()
+    assert a.run("sync", "--wait", "--timeout", "30").rc == 0
+    with open(tmp_path / "big.img", "wb") as f:  # sparse: hashed like data, costs no disk
+        f.truncate(3 << 30)
+    os.rename(tmp_path / "big.img", fa / "big.img")
+    r = a.run("sync", "--wait", "--timeout", "0.2")
+    assert r.rc == 3, r
+    assert r.err.endswith("not settled (folder docs: a scan is queued or running)\n"), r
+    assert a.run("sync", "--wait", "--timeout", "120", timeout=180).rc == 0
+
+
 def test_timeout_line_names_the_cause_not_a_send_only_need(devices, tmp_path):
     """Alice's folder is send-only and bob changed a file there: that need is
     not pulled and does not hold the wait (docs/modes.md). With bob frozen,

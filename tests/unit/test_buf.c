@@ -420,9 +420,15 @@ static void test_esc(void **state)
 static void test_esc_cut(void **state)
 {
     (void)state;
-    /* "ééé" is 6 bytes: a cut at 4 would leave half of the second é, so
-     * the "..." starts after the first. */
-    char *e = lr_esc_cut(lr_xstrdup("\xc3\xa9\xc3\xa9\xc3\xa9"), 5);
+    /* "éééé" is 8 bytes: cut to 6, "..." would start at byte 3, inside
+     * the second é, so it starts after the first. */
+    char *e = lr_esc_cut(lr_xstrdup("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"), 6);
+    assert_string_equal(e, "\xc3\xa9...");
+    free(e);
+    e = lr_esc_cut(lr_xstrdup("\xc3\xa9\xc3\xa9\xc3\xa9"), 4); /* back to the start */
+    assert_string_equal(e, "...");
+    free(e);
+    e = lr_esc_cut(lr_xstrdup("\xc3\xa9\xc3\xa9\xc3\xa9"), 5); /* on a boundary */
     assert_string_equal(e, "\xc3\xa9...");
     free(e);
     e = lr_esc_cut(lr_xstrdup("abcdef"), 6);
