@@ -110,6 +110,7 @@ struct lr_conn {
     bool is_client;
     bool id_known;   /* peer certificate accepted: `peer` is authenticated */
     bool refused;    /* peer certificate presented and refused */
+    int alert;       /* the TLS alert the peer ended our handshake with, -1: none */
     bool counted_hs; /* counted in t->nhandshaking */
     bool got_hello;
     bool pair;       /* a pairing connection (dialled as one, or pairing ALPN accepted) */
@@ -155,6 +156,9 @@ struct lr__peer {
     size_t naddrs, next_addr;
     struct lr_backoff bo;
     uv_timer_t *timer; /* heap: outlives the peer until its close callback */
+    /* Our dial was refused by a TLS alert and the log said so: said once
+     * until a connection is up again (dials repeat with backoff). */
+    bool told_refused;
 };
 
 struct cident {
@@ -765,8 +769,19 @@ static void conn_free(struct lr_conn *c, const char *reason)
         lr_debug(MOD, "pairing connection with %s (%s) ended: %s", c->addr, c->id_known ? ids : "?",
                  reason);
     } else {
-        lr_debug(MOD, "connection to %s (%s) ended before it was up: %s", c->addr,
-                 c->id_known || c->is_client ? ids : "?", reason);
+        struct lr__peer *p = c->is_client && c->alert >= 0 ? peer_find(t, &c->peer) : NULL;
+        if (p && !p->told_refused) {
+            /* The refused side heard nothing otherwise: a device that no
+             * longer trusts us looked just like one that is off. */
+            p->told_refused = true;
+            lr_info(MOD,
+                    "peer=%s addr=%s refused our handshake (TLS alert %d): it may not have "
+                    "added this device, or removed it",
+                    ids, c->addr, c->alert);
+        } else {
+            lr_debug(MOD, "connection to %s (%s) ended before it was up: %s", c->addr,
+                     c->id_known || c->is_client ? ids : "?", reason);
+        }
     }
     if (c->pair_known) {
         c->pair_known = false;
@@ -1349,6 +1364,7 @@ static struct lr_conn *conn_alloc(struct lr_transport *t, struct lr__sock *s, bo
     c->t = t;
     c->sock = s;
     c->is_client = client;
+    c->alert = -1;
     c->ref.get_conn = get_conn;
     c->ref.user_data = c;
     c->start_ns = now_ns();
@@ -1544,6 +1560,7 @@ static bool conn_up(struct lr_conn *c, const struct lr_proto_hello *h)
     c->up_ns = ts;
     struct lr__peer *p = peer_find(t, &c->peer);
     if (p) {
+        p->told_refused = false;
         lr_backoff_reset(&p->bo);
         uv_timer_stop(p->timer);
     }
@@ -1581,6 +1598,10 @@ static void conn_handle_error(struct lr_conn *c, int rv)
         else
             snprintf(r, sizeof(r), "closed by peer (transport error 0x%" PRIx64 ")", ce.error_code);
         free(esc);
+        /* CRYPTO_ERROR (RFC 9000 §20.1): 0x100 + a TLS alert. */
+        if (ce.type != NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION &&
+            ce.error_code >= 0x100 && ce.error_code <= 0x1ff)
+            c->alert = (int)(ce.error_code - 0x100);
         conn_free(c, r);
         break;
     }

@@ -199,6 +199,11 @@ def test_unadded_device_is_refused(devices, free_port):
         time.sleep(3)
         lines = [l for l in open(log) if c.id in l and "refused" in l]
         assert 1 <= len(lines) <= 2, lines  # one report (transport + daemon line)
+        # The refused side says so too (it logged nothing: black-box round
+        # 33), once, though it dials again and again.
+        with open(os.path.join(c.home, "landropic.log")) as f:
+            told = [l for l in f if "refused our handshake" in l]
+        assert len(told) == 1 and f"peer={a.id[:7]}" in told[0], told
     finally:
         ev.terminate()
         out, _ = ev.communicate(timeout=10)
