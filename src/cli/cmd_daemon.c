@@ -443,12 +443,13 @@ static void print_progress(json_t *st, int64_t *last_moved, double *last_t, doub
     fflush(stdout);
 }
 
-/* Ends the "peers still need" line: the first item owed, which a user on
- * this device cannot otherwise find (e.g. a deletion a peer cannot apply
- * because its directory holds a file it ignores). */
-static void print_peer_need_first(json_t *st)
+/* Ends a "still need" line with st's `key`, the first item in words: one
+ * owed to a peer (which a user on this device cannot otherwise find, e.g.
+ * a deletion a peer cannot apply because its directory holds a file it
+ * ignores), or the folder and file still needed here. */
+static void print_first(json_t *st, const char *key)
 {
-    const char *first = json_string_value(json_object_get(st, "peer_need_first"));
+    const char *first = json_string_value(json_object_get(st, key));
     if (first && *first) {
         fprintf(stderr, "; first: ");
         cli_print_msg(stderr, first);
@@ -483,26 +484,21 @@ static void print_not_done(json_t *st, double timeout)
         fprintf(stderr, " (see 'landropic status')\n");
     } else if (nf) {
         fprintf(stderr, ": %lld %s still needed here", (long long)nf, files_word(nf));
-        const char *first = json_string_value(json_object_get(st, "need_first"));
-        if (first && *first) {
-            fprintf(stderr, "; first: ");
-            cli_print_msg(stderr, first);
-        }
-        fprintf(stderr, "\n");
+        print_first(st, "need_first");
     } else if (pf && po) {
         /* Counting files only hid a deletion the peers lacked as well. */
         fprintf(stderr,
                 ": peers still need %lld %s and %lld more %s (deletions, directories or symlinks) "
                 "from us",
                 (long long)pf, files_word(pf), (long long)po, po == 1 ? "item" : "items");
-        print_peer_need_first(st);
+        print_first(st, "peer_need_first");
     } else if (pf) {
         fprintf(stderr, ": peers still need %lld %s from us", (long long)pf, files_word(pf));
-        print_peer_need_first(st);
+        print_first(st, "peer_need_first");
     } else if (po) {
         fprintf(stderr, ": peers still need %lld %s from us (deletions, directories or symlinks)",
                 (long long)po, po == 1 ? "item" : "items");
-        print_peer_need_first(st);
+        print_first(st, "peer_need_first");
     } else {
         const char *w = json_string_value(json_object_get(st, "waiting"));
         /* The peers' part only when the reason is about a peer (it once said
