@@ -136,6 +136,36 @@ void daemon_dial_now(struct lr_daemon *d, const struct lr_device_id *id)
         dial_peer(d, pc);
 }
 
+enum { DAEMON_GONE_MAX = 256 };
+
+/* Counters of a peer being removed, closed connection included. */
+static void peer_gone_keep(struct lr_daemon *d, struct peer_rt *p)
+{
+    uint64_t sent, recv;
+    daemon_peer_bytes(p, &sent, &recv);
+    if (sent == 0 && recv == 0)
+        return;
+    if (d->ngone == DAEMON_GONE_MAX) {
+        memmove(&d->gone[0], &d->gone[1], (d->ngone - 1) * sizeof(*d->gone));
+        d->ngone--;
+    }
+    d->gone = lr_xreallocarray(d->gone, d->ngone + 1, sizeof(*d->gone));
+    d->gone[d->ngone++] = (struct peer_gone){.id = p->id, .sent = sent, .recv = recv};
+}
+
+static void peer_gone_restore(struct lr_daemon *d, struct peer_rt *p)
+{
+    for (size_t i = 0; i < d->ngone; i++) {
+        if (!lr_device_id_eq(&d->gone[i].id, &p->id))
+            continue;
+        p->sent_done = d->gone[i].sent;
+        p->recv_done = d->gone[i].recv;
+        memmove(&d->gone[i], &d->gone[i + 1], (d->ngone - i - 1) * sizeof(*d->gone));
+        d->ngone--;
+        return;
+    }
+}
+
 void daemon_config_changed(struct lr_daemon *d)
 {
     /* Peers: keep runtime state of those still configured, forget the others. */
@@ -146,6 +176,7 @@ void daemon_config_changed(struct lr_daemon *d)
             /* forget_peer ran on_disconnected synchronously or will not find this entry. */
             struct peer_rt *p = daemon_peer(d, &d->peers[i].id);
             if (p) {
+                peer_gone_keep(d, p);
                 size_t k = (size_t)(p - d->peers);
                 memmove(&d->peers[k], &d->peers[k + 1], (d->npeers - k - 1) * sizeof(*p));
                 d->npeers--;
@@ -161,6 +192,7 @@ void daemon_config_changed(struct lr_daemon *d)
             struct peer_rt *p = &d->peers[d->npeers++];
             memset(p, 0, sizeof(*p));
             p->id = pc->id;
+            peer_gone_restore(d, p);
         }
         dial_peer(d, pc);
     }
@@ -505,6 +537,7 @@ static void release(struct lr_daemon *d)
         folder_rt_release(&d->folders[i]);
     free(d->folders);
     free(d->peers);
+    free(d->gone);
     lr_index_close(d->ix);
     lr_identity_free(d->ident);
     lr_config_free(d->cfg);

@@ -72,6 +72,14 @@ struct lr_daemon {
 
     struct peer_rt *peers;
     size_t npeers;
+    /* Byte counters of peers removed while running, so a peer added again
+     * keeps counting "since the daemon started" (cli-contract: peers).
+     * At most DAEMON_GONE_MAX, oldest dropped first. */
+    struct peer_gone {
+        struct lr_device_id id;
+        uint64_t sent, recv;
+    } * gone;
+    size_t ngone;
     struct folder_rt *folders;
     size_t nfolders;
 

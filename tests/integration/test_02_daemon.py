@@ -228,6 +228,26 @@ def test_peer_remove_disconnects(devices, free_port):
     assert not connected(b, a)
 
 
+def test_peer_removed_and_added_again_keeps_its_byte_counters(devices, free_port):
+    """peers' counters count since the daemon started: removing a peer and
+    adding it again on a running daemon must not start them from zero."""
+    a, b = two(devices, free_port)
+    a.start()
+    b.start()
+    wait_for(lambda: connected(a, b) and connected(b, a), timeout=5, what="connected")
+    before = a.peer_info(b)
+    assert before["bytes_sent"] > 0 and before["bytes_received"] > 0
+    a.ok("peer", "remove", b.id)
+    wait_for(lambda: not connected(b, a), timeout=5, what="b disconnected")
+    a.ok("peer", "add", b.id, "--name", b.name, "--addr", b.addr())
+    after = a.peer_info(b)
+    assert after["bytes_sent"] >= before["bytes_sent"], (before, after)
+    assert after["bytes_received"] >= before["bytes_received"], (before, after)
+    wait_for(lambda: connected(a, b) and connected(b, a), timeout=70, what="reconnected")
+    again = a.peer_info(b)
+    assert again["bytes_sent"] > after["bytes_sent"], (after, again)  # a new HELLO on top
+
+
 def test_sigkill_then_restart_reconnects(devices, free_port):
     a, b = two(devices, free_port)
     a.start()
