@@ -215,8 +215,16 @@ static void print_status(json_t *res)
     json_array_foreach(arr, i, f)
     {
         cli_print_name(stdout, json_string_value(json_object_get(f, "id")));
-        printf(": %s, %s", json_string_value(json_object_get(f, "state")),
+        const char *state = json_string_value(json_object_get(f, "state"));
+        printf(": %s, %s", state,
                json_is_true(json_object_get(f, "in_sync")) ? "in sync" : "not in sync");
+        /* Scanning and error say why themselves. */
+        const char *why = json_string_value(json_object_get(f, "why_not_in_sync"));
+        if (why && state && strcmp(state, "scanning") != 0 && strcmp(state, "error") != 0) {
+            printf(" (");
+            cli_print_msg(stdout, why);
+            printf(")");
+        }
         json_int_t nf = json_integer_value(json_object_get(f, "need_files"));
         json_int_t nb = json_integer_value(json_object_get(f, "need_bytes"));
         if (nf || nb)

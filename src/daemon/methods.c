@@ -251,6 +251,30 @@ static json_t *folder_errors(struct lr_daemon *d, const char *folder, struct fol
     return errors;
 }
 
+/* Why a folder is not in sync, into why (NULL: it is). The first reason
+ * only: what a user would fix or wait for first. */
+static const char *not_in_sync_why(enum folder_state st, const struct folder_rt *f,
+                                   const struct sync_folder_status *ss, size_t nerrors, char *why,
+                                   size_t n)
+{
+    if (st == FOLDER_ERROR)
+        snprintf(why, n, "the folder is in error");
+    else if (st == FOLDER_SCANNING)
+        snprintf(why, n, "a scan is running");
+    else if (!f || !f->scanned)
+        snprintf(why, n, "not scanned yet since the daemon started");
+    else if (st != FOLDER_IDLE || !ss->settled)
+        snprintf(why, n, "%s", ss->why[0] ? ss->why : "syncing");
+    else if (ss->need_items)
+        snprintf(why, n, "%llu item%s needed but not applicable now",
+                 (unsigned long long)ss->need_items, ss->need_items == 1 ? "" : "s");
+    else if (nerrors)
+        snprintf(why, n, "%zu failing item%s", nerrors, nerrors == 1 ? "" : "s");
+    else
+        return NULL;
+    return why;
+}
+
 static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc)
 {
     struct folder_rt *f = daemon_folder(d, fc->id);
@@ -262,9 +286,11 @@ static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc
     json_t *o = json_pack("{s:s}", "id", fc->id);
     lr_json_set_path(o, "path", fc->path, strlen(fc->path));
     json_object_set_new(o, "state", json_string(daemon_folder_state_name(st)));
-    json_object_set_new(o, "in_sync",
-                        json_boolean(st == FOLDER_IDLE && f && f->scanned && ss.need_items == 0 &&
-                                     ss.settled && json_array_size(errors) == 0));
+    char why[200];
+    bool in_sync = not_in_sync_why(st, f, &ss, json_array_size(errors), why, sizeof(why)) == NULL;
+    json_object_set_new(o, "in_sync", json_boolean(in_sync));
+    if (!in_sync)
+        json_object_set_new(o, "why_not_in_sync", lr_json_lossy(why, strlen(why)));
     json_object_set_new(o, "need_files", json_integer((json_int_t)ss.need_files));
     json_object_set_new(o, "need_bytes", json_integer((json_int_t)ss.need_bytes));
     json_object_set_new(o, "conflicts",

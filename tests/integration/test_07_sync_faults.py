@@ -651,7 +651,11 @@ def test_marker_removed_on_receiver_keeps_everything(devices, tmp_path):
     r = a.run("sync", "--wait", "--timeout", "3")
     assert r.rc == 3, r
     assert f"peer {b.id[:7]} has the folder in error" in r.err, r
-    assert folder_status(a)["in_sync"] is False
+    st = folder_status(a)
+    assert st["in_sync"] is False
+    assert st["why_not_in_sync"].startswith(f"peer {b.id[:7]} has the folder in error"), st
+    human = a.ok("status").out
+    assert f"not in sync (peer {b.id[:7]} has the folder in error" in human, human
     time.sleep(1)
     assert snapshot(fa) == a_expected, "A deleted or changed files because B's disk vanished"
     assert (fa / "f0.txt").exists() and (fa / "sub" / "f1.txt").exists()
@@ -669,6 +673,7 @@ def test_marker_removed_on_receiver_keeps_everything(devices, tmp_path):
         assert r.rc == 0, r
     assert snapshot(fa) == snapshot(fb)
     assert folder_status(a)["in_sync"] is True and folder_status(b)["in_sync"] is True
+    assert "why_not_in_sync" not in folder_status(a)
 
 
 def test_file_changed_with_its_stat_kept_is_read_again(devices, tmp_path):
