@@ -211,6 +211,10 @@ struct sync_folder {
      * syncpull.c renamed_to) was not yet committed: a commit of such a
      * copy asks for another round. */
     bool twin_held;
+    /* A staging write or create found the disk full, or a round refused a
+     * file for want of free space: the next round first removes staging
+     * data of transfers not running (syncpull.c, make_room). */
+    bool low_space;
     /* A commit batch changed the folder without asking for a round (other
      * transfers were still in flight); cleared when a round starts. The
      * last batch then asks for one even if it only failed. */

@@ -34,6 +34,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,6 +402,16 @@ struct pull_job {
     size_t after_len;
     bool cut; /* out: stopped for lack of room; resume after `after` */
     bool gc;  /* clean stale staging files first */
+    /* The folder's low_space (taken in start): sweep tmp/ first, keeping
+     * `live` (staging keys and sidecar names of transfers in flight). */
+    bool low_space;
+    struct lr_hash *live;
+    size_t nlive;
+    uint64_t live_left; /* bytes transfers in flight have still to write */
+    /* Free space this round may still fill (make_room); space_low (out):
+     * a file was refused for want of it, or could not be staged (full). */
+    uint64_t space_left;
+    bool space_low;
     /* A peer is between the batches of an index burst: its renames may have
      * delivered the deletes and not yet the adds, so no deletes this round. */
     bool hold_deletes;
@@ -604,6 +615,10 @@ struct page_ctx {
     bool defer_notempty;
     size_t deferred;
     char **defer_paths; /* their paths (lr_xappendarray), the next pass's only work */
+    /* SHA-256 of zero_len zero bytes (staging_need), once zero_known. */
+    bool zero_known;
+    uint32_t zero_len;
+    struct lr_hash zero_hash;
 };
 
 static void log_path(const char *what, const char *folder, const uint8_t *p, size_t n, int rc,
@@ -891,6 +906,72 @@ static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
 
 static void pend_add_failed(struct pull_job *j, const struct sync_xfer *x);
 
+/* Bytes a transfer of rec still has to write into its staging file fd:
+ * at most its size, less what a resumed file holds already; with
+ * `precise`, less chunks of zeros too, which become holes
+ * (lr_store_staging_write): a SHA-256 per distinct chunk length, so only
+ * when the bound does not fit. */
+static uint64_t staging_need(struct page_ctx *c, const struct lr_file_rec *rec, int fd,
+                             bool resumed, bool precise)
+{
+    uint64_t need = rec->size;
+    if (precise) {
+        need = 0;
+        for (size_t k = 0; k < rec->nchunks; k++) {
+            const struct lr_chunk *ch = &rec->chunks[k];
+            if (!c->zero_known || ch->len != c->zero_len) {
+                /* c->buf holds the largest chunk (start_file reads into it). */
+                memset(c->buf, 0, ch->len);
+                lr_sha256(c->buf, ch->len, &c->zero_hash);
+                c->zero_len = ch->len;
+                c->zero_known = true;
+            }
+            if (lr_hash_cmp(&ch->hash, &c->zero_hash) != 0)
+                need += ch->len;
+        }
+    }
+    struct stat sb;
+    if (resumed && fstat(fd, &sb) == 0) {
+        uint64_t have = (uint64_t)sb.st_blocks * 512;
+        need = need > have ? need - have : 0;
+    }
+    return need;
+}
+
+/*
+ * Whether the file system has room for what x still has to write; if not,
+ * x is refused (a per-file error, retried with the others' backoff) before
+ * it takes any: parallel transfers on a nearly full disk each took part of
+ * it and none could finish. A new staging file is removed again; a resumed
+ * one is kept for the sweep to weigh (make_room).
+ */
+static bool room_for(struct page_ctx *c, struct sync_xfer *x, bool resumed)
+{
+    struct pull_job *j = c->j;
+    uint64_t need = staging_need(c, &x->rec, x->fd, resumed, false);
+    if (need > j->space_left)
+        need = staging_need(c, &x->rec, x->fd, resumed, true);
+    if (need <= j->space_left) {
+        j->space_left -= need;
+        return true;
+    }
+    j->space_low = true;
+    struct lr_err err = {0};
+    int rc = lr_err_set(&err, -ENOSPC,
+                        "not enough free space: %" PRIu64 " bytes to write, %" PRIu64
+                        " available (keeping a reserve, and room for transfers in flight)",
+                        need, j->space_left);
+    log_path("cannot stage", j->folder, x->rec.path, x->rec.path_len, rc, &err);
+    sync_item_failed(c->d, j->folder, x->rec.path, x->rec.path_len, "cannot stage", rc, &err);
+    j->left++;
+    pend_add_failed(j, x);
+    close(x->fd);
+    x->fd = -1;
+    if (!resumed)
+        (void)lr_store_staging_discard(c->st, &x->key, NULL);
+    return false;
+}
+
 static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec *remote,
                                     const struct lr_sync_decision *dec,
                                     const struct lr_file_rec *local, bool dir_removed,
@@ -942,6 +1023,7 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     bool resumed = false;
     int rc = lr_store_staging_open(c->st, &x->key, remote->size, &x->fd, &resumed, &err);
     if (rc < 0) {
+        j->space_low |= rc == -ENOSPC || rc == -EDQUOT;
         log_path("cannot stage", j->folder, remote->path, remote->path_len, rc, &err);
         sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc, &err);
         j->left++;
@@ -970,6 +1052,12 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
             xfer_unref(x);
             return NULL;
         }
+    }
+    if (!moved_from && !room_for(c, x, resumed)) {
+        if (prc == 0)
+            lr_plan_release(&plan);
+        xfer_unref(x);
+        return NULL;
     }
     /* Moved: the old name's chunks are all in staging already. */
     if (prc == 0 && !moved_from) {
@@ -1747,6 +1835,45 @@ static void need_count(struct lr_need_stats *s, const struct lr_file_rec *r)
     }
 }
 
+/* Kept free on the folder's file system: its directories, sidecars and
+ * what the user writes meanwhile (1/256 of it, at least 64 KiB, at most
+ * 64 MiB). */
+static uint64_t space_reserve(uint64_t total)
+{
+    uint64_t r = total / 256;
+    return r < (64u << 10) ? (64u << 10) : r > (64u << 20) ? (64u << 20) : r;
+}
+
+/*
+ * The round's free-space budget, after a sweep if the disk filled up:
+ * staging files of transfers not running (interrupted ones, of versions
+ * since deleted or replaced) held the space the files still needed, so a
+ * nearly full disk stayed stuck until the day-old cleanup (black-box round
+ * 34: two 3 MiB files on a 5 MiB file system, both half staged, neither
+ * ever committed). Their resumable data is given up for the room.
+ */
+static void make_room(struct page_ctx *c)
+{
+    struct pull_job *j = c->j;
+    struct lr_err err = {0};
+    if (j->low_space) {
+        uint64_t removed = 0;
+        if (lr_store_staging_sweep(c->st, j->live, j->nlive, &removed, &err) < 0)
+            lr_warn(MOD, "folder=%s low on space: staging sweep: %s", j->folder, err.msg);
+        else if (removed)
+            lr_info(MOD,
+                    "folder=%s low on space: removed %llu staging files of transfers not running",
+                    j->folder, (unsigned long long)removed);
+    }
+    uint64_t avail, total;
+    if (lr_store_free_space(c->st, &avail, &total, &err) < 0) {
+        j->space_left = UINT64_MAX; /* unknown: writes will tell */
+        return;
+    }
+    uint64_t held = j->live_left + space_reserve(total);
+    j->space_left = avail > held ? avail - held : 0;
+}
+
 static void pull_work(struct daemon_job *base)
 {
     struct pull_job *j = (struct pull_job *)base;
@@ -1788,6 +1915,7 @@ static void pull_work(struct daemon_job *base)
         if (lr_store_sidecar_gc(c.st, &removed, &gerr) < 0)
             lr_warn(MOD, "folder=%s staging sidecar cleanup: %s", j->folder, gerr.msg);
     }
+    make_room(&c);
     c.buf = lr_xmalloc(LR_PROTO_CHUNK_DATA_MAX);
     /*
      * Deletes wait for the end of the round, not the end of a page: a renamed
@@ -2092,6 +2220,20 @@ static void pull_start(struct daemon_job *base)
     for (struct sync_xfer *x = d->sync->xfers; x && j->nbusy < f->nxfers; x = x->next)
         if (strcmp(x->folder, j->folder) == 0)
             j->busy[j->nbusy++] = lr_xstrdup((const char *)x->rec.path);
+    j->low_space = f->low_space;
+    f->low_space = false;
+    for (struct sync_xfer *x = d->sync->xfers; x; x = x->next) {
+        if (strcmp(x->folder, j->folder) != 0)
+            continue;
+        if (!x->dead)
+            j->live_left += x->rec.size > x->got ? x->rec.size - x->got : 0;
+        if (j->low_space) {
+            /* Dead ones too: a commit or rx job may still hold them. */
+            j->live = lr_xreallocarray(j->live, j->nlive + 2, sizeof(*j->live));
+            j->live[j->nlive++] = x->key;
+            lr_store_sidecar_key(x->rec.path, x->rec.path_len, &j->live[j->nlive++]);
+        }
+    }
     qsort(j->busy, j->nbusy, sizeof(*j->busy), cmp_str);
     size_t room = d->sync->nxfers < SYNC_XFERS_MAX ? SYNC_XFERS_MAX - d->sync->nxfers : 0;
     size_t ramp = 2 * d->sync->nxfers > PULL_RAMP_MIN ? 2 * d->sync->nxfers : PULL_RAMP_MIN;
@@ -2234,6 +2376,7 @@ static void pull_done(struct daemon_job *base, int status)
         for (size_t i = 0; i < j->nxfers; i++)
             xfer_link(d, j->xfers[i]);
         f->twin_held = j->twin_held != 0;
+        f->low_space |= j->space_low;
         for (size_t i = 0; i < j->nfailed; i++)
             folder_failed_twin(f, &j->failed[i]);
         no_move_update(f, j);
@@ -2292,6 +2435,7 @@ static void pull_done(struct daemon_job *base, int status)
     for (size_t i = 0; i < j->nbusy; i++)
         free(j->busy[i]);
     free(j->busy);
+    free(j->live);
     free(j->theirs);
     free(j->held);
     free(j->pend);
@@ -2783,6 +2927,8 @@ static void rx_done(struct daemon_job *base, int status)
              * (listed in status, retried later from its staging file). */
             char why[160];
             snprintf(why, sizeof(why), "cannot write its staging file: %s", lr_strerror(it->werr));
+            if (it->werr == -ENOSPC || it->werr == -EDQUOT)
+                sync_folder_get(d, x->folder)->low_space = true;
             xfer_drop(d, x, why);
         } else if (status == 0 && !d->stopping && !x->dead && x->xx) {
             if (!it->ok) {

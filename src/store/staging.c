@@ -192,8 +192,15 @@ int lr_store_staging_discard(struct lr_store *st, const struct lr_hash *key, str
     return 0;
 }
 
-int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *removed,
-                        struct lr_err *err)
+static int cmp_hash(const void *a, const void *b)
+{
+    return lr_hash_cmp(a, b);
+}
+
+/* Remove what tmp/ holds that is older than cutoff (ns, ctime) and, with
+ * keep, larger than a spare and not named in keep (sorted). */
+static int sweep(struct lr_store *st, int64_t cutoff, const struct lr_hash *keep, size_t nkeep,
+                 uint64_t *removed, struct lr_err *err)
 {
     if (removed)
         *removed = 0;
@@ -206,13 +213,6 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
         close(dfd);
         return lr_err_set(err, e, "gc: %s", lr_strerror(e));
     }
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t cutoff = lr_timespec_ns(&now);
-    int64_t age = older_than_s > (uint64_t)INT64_MAX / 1000000000
-                      ? INT64_MAX
-                      : (int64_t)older_than_s * 1000000000;
-    cutoff = age > cutoff ? INT64_MIN : cutoff - age;
     uint64_t n = 0;
     int rc = 0;
     struct dirent *de;
@@ -230,6 +230,14 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
         /* We never create directories here; one that appeared is left to the user. */
         if (S_ISDIR(sb.st_mode))
             continue;
+        if (keep) {
+            struct lr_hash h;
+            /* Spares (staging_reuse.c) hold no space worth a sweep. */
+            if (sb.st_size <= LR_STORE_SPARE_SIZE ||
+                (lr_hash_from_hex(nm, &h) == 0 &&
+                 bsearch(&h, keep, nkeep, sizeof(*keep), cmp_hash)))
+                continue;
+        }
         if (unlinkat(st->tmpfd, nm, 0) == 0)
             n++;
         else if (errno != ENOENT && !rc)
@@ -240,4 +248,38 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
     if (removed)
         *removed = n;
     return rc;
+}
+
+int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *removed,
+                        struct lr_err *err)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t cutoff = lr_timespec_ns(&now);
+    int64_t age = older_than_s > (uint64_t)INT64_MAX / 1000000000
+                      ? INT64_MAX
+                      : (int64_t)older_than_s * 1000000000;
+    cutoff = age > cutoff ? INT64_MIN : cutoff - age;
+    return sweep(st, cutoff, NULL, 0, removed, err);
+}
+
+int lr_store_staging_sweep(struct lr_store *st, struct lr_hash *keep, size_t nkeep,
+                           uint64_t *removed, struct lr_err *err)
+{
+    static const struct lr_hash none;
+    if (nkeep > 1)
+        qsort(keep, nkeep, sizeof(*keep), cmp_hash);
+    return sweep(st, INT64_MAX, nkeep ? keep : &none, nkeep, removed, err);
+}
+
+int lr_store_free_space(struct lr_store *st, uint64_t *avail, uint64_t *total, struct lr_err *err)
+{
+    struct statvfs vfs;
+    if (fstatvfs(st->tmpfd, &vfs) < 0)
+        return lr_err_set(err, -errno, "free space: %s", strerror(errno));
+    uint64_t fr = (uint64_t)vfs.f_frsize;
+    uint64_t a = (uint64_t)vfs.f_bavail, t = (uint64_t)vfs.f_blocks;
+    *avail = fr && a > UINT64_MAX / fr ? UINT64_MAX : a * fr;
+    *total = fr && t > UINT64_MAX / fr ? UINT64_MAX : t * fr;
+    return 0;
 }

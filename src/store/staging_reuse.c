@@ -45,17 +45,27 @@ struct name {
 
 /* 64 hex digits like a staging file's (tmp holds nothing else), so only
  * the content tells a sidecar from a staging file: see probe(). */
-static void sidecar_name(const uint8_t *path, size_t path_len, bool tmp, struct name *out)
+static void sidecar_hash(const uint8_t *path, size_t path_len, bool tmp, struct lr_hash *out)
 {
     const char *tag = tmp ? TAG_NEW : TAG;
     size_t tlen = tmp ? sizeof(TAG_NEW) : sizeof(TAG);
     uint8_t *in = lr_xmalloc(tlen + path_len);
     memcpy(in, tag, tlen); /* with its NUL: the tag ends unambiguously */
     memcpy(in + tlen, path, path_len);
-    struct lr_hash h;
-    lr_sha256(in, tlen + path_len, &h);
+    lr_sha256(in, tlen + path_len, out);
     free(in);
+}
+
+static void sidecar_name(const uint8_t *path, size_t path_len, bool tmp, struct name *out)
+{
+    struct lr_hash h;
+    sidecar_hash(path, path_len, tmp, &h);
     lr_hash_hex(&h, out->s);
+}
+
+void lr_store_sidecar_key(const uint8_t *path, size_t path_len, struct lr_hash *out)
+{
+    sidecar_hash(path, path_len, false, out);
 }
 
 void lr_store_sidecar_release(struct lr_store_sidecar *sc)

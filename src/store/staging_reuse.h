@@ -91,6 +91,9 @@ struct lr_store_sidecar {
 int lr_store_sidecar_load(struct lr_store *st, const uint8_t *path, size_t path_len,
                           struct lr_store_sidecar *out, struct lr_err *err);
 void lr_store_sidecar_release(struct lr_store_sidecar *sc);
+/* The name of path's sidecar in tmp/ as a hash (its hex is the file name):
+ * what lr_store_staging_sweep keeps for a transfer still running. */
+void lr_store_sidecar_key(const uint8_t *path, size_t path_len, struct lr_hash *out);
 
 /*
  * Write the sidecar of path for the version staged under key with chunks

@@ -262,6 +262,20 @@ int lr_store_staging_discard(struct lr_store *st, const struct lr_hash *key, str
  */
 int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *removed,
                         struct lr_err *err);
+/* Size of a spare sidecar inode (staging_reuse.h): what a sweep leaves. */
+#define LR_STORE_SPARE_SIZE 8
+/*
+ * Make room on a full disk: remove every staging file and sidecar of
+ * .landropic/tmp/ whatever its age, except those named in keep (staging
+ * keys and lr_store_sidecar_key names of transfers still running; sorted
+ * here) and spares. Resumable data of other transfers is lost: they start
+ * over. *removed (may be NULL) counts what went.
+ */
+int lr_store_staging_sweep(struct lr_store *st, struct lr_hash *keep, size_t nkeep,
+                           uint64_t *removed, struct lr_err *err);
+/* Bytes available to an unprivileged writer, and the size, of the file
+ * system holding the folder's staging directory. 0 or -errno. */
+int lr_store_free_space(struct lr_store *st, uint64_t *avail, uint64_t *total, struct lr_err *err);
 
 /* ---- applying changes ---------------------------------------------------- */
 

@@ -561,3 +561,81 @@ def test_peer_index_not_stored_for_a_full_disk_is_a_folder_error(devices, tmp_pa
                  what="the files once there is room")
         wait_for(lambda: not store_error(), timeout=30, what="the error cleared")
         assert x.run("sync", "--wait", "--timeout", "60").rc == 0
+
+
+@contextlib.contextmanager
+def folder_on_tmpfs(devices, tmp_path, size):
+    """Alice and bob as pair() makes them, with bob's folder on a tmpfs of
+    `size`: yields (a, b, fa, fb, mount point); unmounts at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    a, b, fa, fb = pair(devices, tmp_path)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
+    try:
+        fb = mnt / "docs"
+        fb.mkdir()
+        yield a, b, fa, fb, mnt
+    finally:
+        try:
+            b.stop()
+        except Exception:
+            b.kill()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_files_that_fit_one_at_a_time_on_a_nearly_full_disk_arrive(devices, tmp_path):
+    """Two 3 MiB files for a 5 MiB file system: both were staged at once,
+    each took part of the space, and neither was ever committed (black-box
+    round 34b). Now one arrives, the other is refused before it takes any
+    room with an error naming the shortage, and arrives once there is room."""
+    with folder_on_tmpfs(devices, tmp_path, "5m") as (a, b, fa, fb, mnt):
+        data = {n: os.urandom(3 << 20) for n in ("x1", "x2")}
+        for n, d in data.items():
+            (fa / n).write_bytes(d)
+        a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+        b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+        a.start()
+        b.start()
+
+        def arrived():
+            return [n for n in data if (fb / n).exists() and (fb / n).read_bytes() == data[n]]
+        wait_for(lambda: len(arrived()) == 1, timeout=60, what="one file on B")
+        left = [n for n in data if n not in arrived()][0]
+        wait_for(lambda: [e for e in status(b)["errors"]
+                          if e["path"] == left and "not enough free space" in e["error"]],
+                 timeout=30, what="B names the shortage")
+        r = b.run("sync", "--wait", "--timeout", "3")
+        assert r.rc == 3 and "not enough free space" in r.err, r
+        subprocess.run(["mount", "-o", "remount,size=12m", str(mnt)], check=True)
+        b.ok("sync")
+        wait_for(lambda: len(arrived()) == 2, timeout=60, what="the other once there is room")
+        assert b.run("sync", "--wait", "--timeout", "60").rc == 0
+        assert status(b)["errors"] == []
+
+
+def test_stale_staging_data_gives_way_on_a_full_disk(devices, tmp_path):
+    """Staging data of a transfer nobody resumes (a version since deleted on
+    the peer) held the space the next file needed, until the day-old
+    cleanup: the folder was stuck with room enough for it (black-box round
+    34b). A round that finds the disk too full now removes staging data of
+    transfers not running, and the file arrives."""
+    with folder_on_tmpfs(devices, tmp_path, "5m") as (a, b, fa, fb, mnt):
+        a.ok("folder", "add", str(fa), "--id", "docs", "--share", b.id)
+        b.ok("folder", "add", str(fb), "--id", "docs", "--share", a.id)
+        a.start()
+        b.start()
+        assert b.run("sync", "--wait", "--timeout", "30").rc == 0
+        stale = fb / ".landropic" / "tmp" / ("ab" * 32)
+        stale.write_bytes(os.urandom(3 << 20))
+        data = os.urandom(3 << 20)
+        (fa / "x2").write_bytes(data)
+        a.ok("sync")
+        wait_for(lambda: (fb / "x2").exists() and (fb / "x2").read_bytes() == data,
+                 timeout=60, what="x2 on B")
+        assert not stale.exists()
+        assert b.run("sync", "--wait", "--timeout", "60").rc == 0

@@ -12,6 +12,7 @@
 
 #include "hash/hash.h"
 #include "store/store.h"
+#include "store/staging_reuse.h"
 #include "store/store_int.h" /* lr__store_name_check, st->folds: the clash checks */
 #include "util/log.h"
 
@@ -1152,6 +1153,39 @@ static void test_staging_gc(void **state)
     assert_int_equal(count_entries(P(f, ".landropic/tmp")), 0);
 }
 
+static void test_staging_sweep_keeps_what_runs(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    close(stage(f, "run", "data of a transfer still running"));
+    close(stage(f, "old", "data of one nobody resumes"));
+    close(stage(f, "spare", "LRSPARE1")); /* spare-sized: not worth a sweep */
+    struct lr_hash keep[2];
+    key_of("run", &keep[1]);
+    lr_store_sidecar_key((const uint8_t *)"a/path", 6, &keep[0]);
+    char side[LR_HASH_HEX_LEN + 1], path[128];
+    lr_hash_hex(&keep[0], side);
+    snprintf(path, sizeof(path), ".landropic/tmp/%s", side);
+    put_file(P(f, path), "the running transfer's sidecar");
+    uint64_t n = 99;
+    assert_int_equal(lr_store_staging_sweep(f->st, keep, 2, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 3);
+    struct lr_hash k;
+    key_of("old", &k);
+    char old[LR_HASH_HEX_LEN + 1];
+    lr_hash_hex(&k, old);
+    snprintf(path, sizeof(path), ".landropic/tmp/%s", old);
+    assert_int_equal(access(P(f, path), F_OK), -1);
+    /* Nothing kept: all but the spare goes. */
+    assert_int_equal(lr_store_staging_sweep(f->st, NULL, 0, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(count_entries(P(f, ".landropic/tmp")), 1);
+    uint64_t avail = 0, total = 0;
+    assert_int_equal(lr_store_free_space(f->st, &avail, &total, &err), 0);
+    assert_true(total > 0 && avail <= total);
+}
+
 /* ---- reading --------------------------------------------------------------- */
 
 static void on_alarm(int sig)
@@ -1987,6 +2021,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_staging_sparse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staging_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staging_sweep_keeps_what_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_paths, setup, teardown),
