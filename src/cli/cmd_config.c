@@ -452,6 +452,8 @@ static int folder_set(struct cli *c, int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
         return cli_usage_error("folder set", o.npos ? "too many arguments" : "missing FOLDER_ID");
+    if ((rc = cli_check_folder_args("folder set", o.pos, 1)))
+        return rc;
     const char *conflict = opt_get(&o, "conflict");
     if (!conflict && !opt_has(&o, "conflict-window") && !opt_has(&o, "versions-keep") &&
         !opt_has(&o, "versions-days"))
@@ -505,7 +507,8 @@ static int folder_share(struct cli *c, int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 2)
         return cli_usage_error("folder share", "expected FOLDER_ID DEVICE_ID");
-    if ((rc = check_id_arg("folder share", o.pos[1])))
+    if ((rc = cli_check_folder_args("folder share", o.pos, 1)) ||
+        (rc = check_id_arg("folder share", o.pos[1])))
         return rc;
     json_t *res;
     rc = cli_config_op(c, "folder.share",
@@ -522,6 +525,8 @@ static int folder_remove(struct cli *c, int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos != 1)
         return cli_usage_error("folder remove", "expected FOLDER_ID");
+    if ((rc = cli_check_folder_args("folder remove", o.pos, 1)))
+        return rc;
     json_t *res;
     rc = cli_config_op(c, "folder.remove", json_pack("{s:s}", "id", o.pos[0]), &res);
     json_decref(res);

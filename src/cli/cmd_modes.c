@@ -48,12 +48,10 @@ int cmd_folder_mode(struct cli *c, int argc, char **argv)
         free(e);
         return rc;
     }
-    if ((rc = cli_require_init(c)))
+    if ((rc = cli_check_folder_args(name, o.pos, 1)) || (rc = cli_require_init(c)))
         return rc;
     json_t *params = json_pack("{s:s}", "folder", o.pos[0]);
     json_t *res = NULL;
-    if (!params)
-        return cli_usage_error(name, "FOLDER_ID must be UTF-8");
     /* A large folder may take a while: the daemon answers when the job ran. */
     rc = cli_call(c, revert ? "folder.revert" : "folder.override", params, 600 * 1000, &res);
     if (rc)

@@ -74,13 +74,11 @@ int cmd_conflicts(struct cli *c, int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     if (o.npos > 1)
         return cli_usage_error("conflicts", "unexpected argument '%s'", o.pos[1]);
-    if ((rc = cli_require_init(c)))
+    if ((rc = cli_check_folder_args("conflicts", o.pos, o.npos)) || (rc = cli_require_init(c)))
         return rc;
     json_t *params = json_object();
-    if (o.npos && json_object_set_new(params, "folder", json_string(o.pos[0])) < 0) {
-        json_decref(params);
-        return cli_usage_error("conflicts", "FOLDER_ID must be valid UTF-8");
-    }
+    if (o.npos)
+        json_object_set_new(params, "folder", json_string(o.pos[0]));
     json_t *doc;
     if ((rc = cli_call(c, "conflicts", params, 30000, &doc)))
         return rc;
@@ -196,6 +194,8 @@ int cmd_versions(struct cli *c, int argc, char **argv)
         return cli_usage_error("versions", "missing FOLDER_ID");
     if (o.npos > 2)
         return cli_usage_error("versions", "unexpected argument '%s'", o.pos[2]);
+    if ((rc = cli_check_folder_args("versions", o.pos, 1)))
+        return rc;
     char *path = o.npos > 1 ? strip_slashes(lr_xstrdup(o.pos[1])) : NULL;
     if (path && (rc = path_arg_check("versions", path))) {
         free(path);
@@ -302,6 +302,8 @@ int cmd_restore(struct cli *c, int argc, char **argv)
         return cli_usage_error("restore", "missing %s", o.npos ? "PATH" : "FOLDER_ID and PATH");
     if (o.npos > 2)
         return cli_usage_error("restore", "unexpected argument '%s'", o.pos[2]);
+    if ((rc = cli_check_folder_args("restore", o.pos, 1)))
+        return rc;
     if ((rc = path_arg_check("restore", o.pos[1])))
         return rc;
     if ((rc = cli_require_init(c)))

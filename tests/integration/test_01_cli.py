@@ -447,6 +447,14 @@ def test_folder_id_not_utf8_is_a_usage_error(device, tmp_path):
         r = device.run(*args, "\udcff")
         assert r.rc == 2, (args, r)
         assert "FOLDER_ID '\\xff' is not valid UTF-8" in r.err and r.out == "", (args, r)
+    # The others named no culprit: "missing parameter 'id'" (black-box round 34a).
+    for args, after in ((["folder", "set"], ["--conflict", "newest"]),
+                        (["folder", "share"], [device.id]), (["folder", "remove"], []),
+                        (["folder", "override"], []), (["folder", "revert"], []),
+                        (["conflicts"], []), (["versions"], []), (["restore"], ["a.txt"])):
+        r = device.run(*args, "\udcff", *after)
+        assert r.rc == 2, (args, r)
+        assert "FOLDER_ID '\\xff' is not valid UTF-8" in r.err and r.out == "", (args, r)
     assert device.ok("status", "d", "--json").json()["folders"][0]["id"] == "d"
 
 
