@@ -160,17 +160,29 @@ static int versions_local(struct cli *c, const char *folder, const char *path, j
     return EXIT_OK;
 }
 
+/* json_equal, with both absent as equal. */
+static bool same_field(json_t *a, json_t *b, const char *key)
+{
+    json_t *x = json_object_get(a, key), *y = json_object_get(b, key);
+    return (!x && !y) || json_equal(x, y);
+}
+
 static void print_versions(json_t *doc)
 {
     json_t *arr = json_object_get(doc, "versions");
     if (json_array_size(arr) == 0)
         printf("No archived versions.\n");
     size_t i;
-    json_t *v;
+    json_t *v, *prev = NULL;
     json_array_foreach(arr, i, v)
     {
-        cli_print_path(stdout, v, "path");
-        printf("\n  version=");
+        /* One header per file: the list is sorted by path. */
+        if (!prev || !same_field(prev, v, "path") || !same_field(prev, v, "path_b64")) {
+            cli_print_path(stdout, v, "path");
+            printf("\n");
+        }
+        prev = v;
+        printf("  version=");
         cli_print_path(stdout, v, "id");
         printf(" size=%lld archived=%s mtime=%s\n  why: ",
                (long long)json_integer_value(json_object_get(v, "size")),

@@ -146,6 +146,10 @@ def test_keep_both_audit_versions_restore(devices, tmp_path):
     # Bob archived his v2 when the restored version arrived.
     vb = b.ok("versions", "docs", "notes.txt", "--json").json()["versions"]
     assert any(v["size"] == len(b"notes v2 from bob\n") for v in vb), vb
+    # Human output: one header per file, then its versions (it was repeated
+    # before each version: black-box round 34a).
+    human = a.ok("versions", "docs", "notes.txt").out.splitlines()
+    assert human.count("notes.txt") == 1 and sum("version=" in ln for ln in human) == 2, human
 
     # Unknown path or version: exit 1 naming it; nothing changed.
     r = a.run("restore", "docs", "no-such.txt")
