@@ -334,10 +334,8 @@ static int num_opts(const char *cmd, const struct opts *o, json_t *params, int *
         const char *s = opt_get(o, NUM_OPTS[i].name);
         if (!s)
             continue;
-        char *end;
-        errno = 0;
-        long long w = strtoll(s, &end, 10);
-        if (!*s || *end || errno || w < 0 || w > NUM_OPTS[i].max) {
+        long long w;
+        if (!cli_parse_count(s, 0, NUM_OPTS[i].max, &w)) {
             char *e = lr_escs(s);
             int rc = cli_usage_error(cmd, "invalid --%s '%s': expected %s from 0 to %lld",
                                      NUM_OPTS[i].name, e, NUM_OPTS[i].what, NUM_OPTS[i].max);

@@ -70,10 +70,8 @@ int cmd_daemon(struct cli *c, int argc, char **argv)
                                lvl);
     const char *idle = opt_get(&o, "idle-timeout");
     if (idle) {
-        char *end;
-        errno = 0;
-        long v = strtol(idle, &end, 10);
-        if (!*idle || *end || errno || v < 1 || v > 3600)
+        long long v;
+        if (!cli_parse_count(idle, 1, 3600, &v))
             return cli_usage_error("daemon", "invalid --idle-timeout '%s': 1 to 3600 seconds",
                                    idle);
         d.idle_timeout_s = (unsigned)v;
@@ -81,10 +79,8 @@ int cmd_daemon(struct cli *c, int argc, char **argv)
     d.no_discovery = opt_has(&o, "no-discovery");
     const char *dport = opt_get(&o, "discovery-port");
     if (dport) {
-        char *end;
-        errno = 0;
-        long v = strtol(dport, &end, 10);
-        if (!*dport || *end || errno || v < 1 || v > 65535)
+        long long v;
+        if (!cli_parse_count(dport, 1, 65535, &v))
             return cli_usage_error("daemon", "invalid --discovery-port '%s': 1 to 65535", dport);
         d.discovery_port = (unsigned)v;
     }

@@ -191,6 +191,19 @@ int cli_errorf(int code, const char *fmt, ...)
     return code;
 }
 
+bool cli_parse_count(const char *s, long long min, long long max, long long *out)
+{
+    if (!s[0] || strspn(s, "0123456789") != strlen(s))
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
 int cli_check_folder_args(const char *cmd, const char *const *ids, int n)
 {
     for (int i = 0; i < n; i++) {

@@ -667,7 +667,10 @@ int lr_store_commit_file(struct lr_store *st, struct lr_store_batch *b, const st
         return lr__store_fail(err, -errno, "staging file for", relpath);
     if (!S_ISREG(fs.st_mode) || fstatat(st->tmpfd, name, &ns, AT_SYMLINK_NOFOLLOW) < 0 ||
         ns.st_dev != fs.st_dev || ns.st_ino != fs.st_ino)
-        return lr__store_fail(err, LR_ECHANGED, "staging file is not the one open, for", relpath);
+        return lr__store_fail(
+            err, LR_ECHANGED,
+            "staging file taken over by another writer at the same moment (a second restore?), for",
+            relpath);
     struct timespec ts[2];
     mtime_times(mtime_ns, ts);
     if (fchmod(fd, FILE_MODE(mode)) < 0 || futimens(fd, ts) < 0)

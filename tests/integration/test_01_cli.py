@@ -62,6 +62,10 @@ def test_usage_errors(device):
     for t in ("nan", "inf", "0x2", "-1", "0", "", "1e9999"):
         r = device.run("sync", "--wait", "--timeout", t)
         assert r.rc == 2 and "--timeout" in r.err, (t, r)
+    for opt, v in (("--idle-timeout", " 5"), ("--idle-timeout", "+5"),
+                   ("--discovery-port", "+80"), ("--discovery-port", " 80")):
+        r = device.run("daemon", opt, v)
+        assert r.rc == 2 and opt in r.err, (opt, v, r)
     # --qr would be silently dropped from a JSON document (black-box round 28).
     r = device.run("pair", "--qr", "--json")
     assert r.rc == 2 and "--qr" in r.err and len(r.err.splitlines()) == 1, r

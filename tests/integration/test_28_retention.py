@@ -86,7 +86,11 @@ def test_age_limit_and_bad_values(devices, tmp_path):
     for args, opt in ((["--versions-keep", "-1"], "--versions-keep"),
                       (["--versions-keep", "1000001"], "--versions-keep"),
                       (["--versions-days", "x"], "--versions-days"),
-                      (["--versions-days", "36501"], "--versions-days")):
+                      (["--versions-days", "36501"], "--versions-days"),
+                      # strtoll's leniency (black-box round 34a)
+                      (["--versions-keep", " 5"], "--versions-keep"),
+                      (["--versions-keep", "+5"], "--versions-keep"),
+                      (["--conflict-window", "0x10"], "--conflict-window")):
         r = b.run("folder", "set", "docs", *args)
         assert r.rc == 2 and opt in r.err and len(r.err.splitlines()) == 1, (args, r)
     r = b.run("folder", "set", "docs")
