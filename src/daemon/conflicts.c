@@ -692,8 +692,11 @@ int daemon_versions_open(const char *root, int *out, struct lr_err *err)
 {
     *out = -1;
     int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rfd < 0 && errno == ENOENT) /* not "no archive": a disk not mounted */
+        return lr_err_set(err, LR_ENOMARKER, "folder root %s is missing (%s)", root,
+                          strerror(errno));
     if (rfd < 0)
-        return lr_err_set(err, -errno, "folder %s: %s", root, strerror(errno));
+        return lr_err_set(err, -errno, "folder root %s: %s", root, strerror(errno));
     int mfd = openat(rfd, LR_STORE_MARKER, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int e = errno;
     close(rfd);

@@ -124,7 +124,7 @@ bool daemon_version_name_parse(const char *name, size_t *leaf_len, int64_t *when
                                bool *cut);
 /* Open ROOT/.landropic/versions as a directory (never through a symlink)
  * into *out: -ENOENT (err untouched) if there is none, LR_ENOMARKER without
- * the marker, -errno otherwise (err names the path). */
+ * the marker or the root itself, -errno otherwise (err names the path). */
 int daemon_versions_open(const char *root, int *out, struct lr_err *err);
 
 /*

@@ -618,3 +618,21 @@ def test_conflict_copy_this_device_ignores_stays_here(devices, tmp_path):
     # The trail on alice still says where her version went.
     lst = conflicts(a)
     assert len(lst) == 1 and lst[0]["kept_path"] == copies[0], lst
+
+
+def test_versions_of_a_folder_whose_root_is_missing_say_so(device, tmp_path):
+    """A folder on a disk not mounted: `versions` said "No archived
+    versions." (exit 0) and `restore` blamed the path, as if the archive
+    were gone (black-box round 34a). Both now name the missing root."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    device.ok("folder", "add", str(root), "--id", "docs")
+    os.rename(root, tmp_path / "away")
+    for running in (False, True):
+        if running:
+            device.start()
+        for args in (["versions", "docs"], ["versions", "docs", "--json"],
+                     ["restore", "docs", "a.txt"]):
+            r = device.run(*args)
+            assert r.rc == 1 and f"folder root {root} is missing" in r.err, (running, args, r)
+            assert r.out == "", r
