@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "daemon/conflicts.h"
 #include "identity/identity.h"
+#include "ignore/ignore.h"
 #include "index/index.h"
 #include "scanner/scanner.h"
 #include "store/store.h"
@@ -303,6 +304,42 @@ static int restore_local(struct cli *c, const char *folder, const char *path, co
     return EXIT_OK;
 }
 
+/* Why a version restored at path will not reach the peers (into buf), or
+ * NULL: `restore --help` promises a change that syncs, which an ignored
+ * path or a receive-only folder never sends. */
+static const char *restore_stays_local(struct cli *c, const char *folder, const char *path,
+                                       char *buf, size_t n)
+{
+    struct lr_config *cfg = NULL;
+    if (lr_config_load(c->home, &cfg, NULL) < 0)
+        return NULL;
+    const struct lr_folder_cfg *fc = lr_config_find_folder(cfg, folder);
+    const char *why = NULL;
+    struct lr_ignore *ig = NULL;
+    unsigned line = 0;
+    if (fc && fc->mode == LR_MODE_RECEIVE_ONLY) {
+        snprintf(buf, n,
+                 "the folder is receive-only here: the restored version is a local "
+                 "change that is not sent ('folder revert' would undo it)");
+        why = buf;
+    } else if (fc && lr_ignore_load(fc->path, &ig, NULL) == 0 &&
+               lr_ignore_explain(ig, path, strlen(path), false, &line)) {
+        if (line)
+            snprintf(buf, n,
+                     "the path is ignored (.landropicignore line %u): the restored "
+                     "version stays on this device",
+                     line);
+        else /* the built-in rule: each device keeps its own rules */
+            snprintf(buf, n,
+                     "each device keeps its own .landropicignore: the restored "
+                     "version stays on this device");
+        why = buf;
+    }
+    lr_ignore_free(ig);
+    lr_config_free(cfg);
+    return why;
+}
+
 int cmd_restore(struct cli *c, int argc, char **argv)
 {
     static const struct opt_spec spec[] = {{"version", true, false}, {"json", false, false}};
@@ -338,10 +375,16 @@ int cmd_restore(struct cli *c, int argc, char **argv)
         if ((rc = restore_local(c, o.pos[0], o.pos[1], ver, &res)))
             return rc;
     }
+    char buf[200];
+    const char *local = restore_stays_local(c, o.pos[0], o.pos[1], buf, sizeof(buf));
+    if (local)
+        json_object_set_new(res, "stays_local", json_string(local));
     if (opt_has(&o, "json")) {
         cli_print_json(res);
         return EXIT_OK;
     }
+    if (local)
+        fprintf(stderr, "landropic: note: %s\n", local);
     printf("Restored ");
     cli_print_path(stdout, res, "path");
     printf(" from version ");

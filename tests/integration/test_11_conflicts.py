@@ -636,3 +636,26 @@ def test_versions_of_a_folder_whose_root_is_missing_say_so(device, tmp_path):
             r = device.run(*args)
             assert r.rc == 1 and f"folder root {root} is missing" in r.err, (running, args, r)
             assert r.out == "", r
+
+
+def test_restore_says_when_the_restored_version_will_not_sync(device, tmp_path):
+    """`restore --help` promises a change that syncs to the peers; on an
+    ignored path or in a receive-only folder it never does, and restore said
+    nothing (black-box round 34a)."""
+    for fid, mode in (("docs", "send-receive"), ("ro", "receive-only")):
+        root = tmp_path / fid
+        root.mkdir()
+        device.ok("folder", "add", str(root), "--id", fid, "--mode", mode)
+        vers = root / ".landropic" / "versions"
+        vers.mkdir(parents=True)
+        for name in ("kept.txt", "local.txt"):
+            (vers / f"{name}~20200101-000000").write_bytes(b"old\n")
+    (tmp_path / "docs" / ".landropicignore").write_text("# mine\nlocal.txt\n")
+    r = device.ok("restore", "docs", "kept.txt")
+    assert "note" not in r.err, r
+    assert "stays_local" not in device.ok("restore", "docs", "kept.txt", "--json").json()
+    r = device.ok("restore", "docs", "local.txt")
+    assert r.err.startswith("landropic: note: the path is ignored (.landropicignore line 2)"), r
+    assert (tmp_path / "docs" / "local.txt").read_bytes() == b"old\n"
+    r = device.ok("restore", "ro", "kept.txt", "--json")
+    assert "receive-only" in r.json()["stays_local"], r
