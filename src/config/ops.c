@@ -196,6 +196,19 @@ static int folder_add(struct lr_config *cfg, const char *path, json_t *params, j
         }
         f.nshared = n;
     }
+    /* The same directory under another name (a bind mount): paths differ,
+     * yet both folders would share one marker, staging area and archive. */
+    for (size_t i = 0; i < cfg->nfolders; i++) {
+        const struct lr_folder_cfg *o = &cfg->folders[i];
+        struct stat os;
+        if (strcmp(o->path, canon) != 0 && stat(o->path, &os) == 0 && os.st_dev == st.st_dev &&
+            os.st_ino == st.st_ino) {
+            rc = lr_err_set(err, LR_EEXISTS,
+                            "%s is the directory of folder '%s' (%s), under another name", canon,
+                            o->id, o->path);
+            goto out;
+        }
+    }
     if ((rc = lr_config_add_folder(cfg, &f, err)) < 0)
         goto out;
     /* The marker is what tells an unmounted or emptied folder from one whose files were

@@ -534,3 +534,26 @@ def test_empty_host_name_gives_a_usable_name(tmp_path):
     cfg = json.loads((home / "config.json").read_text())
     assert cfg["device"]["name"] == "landropic", cfg
     assert d.run("pair", "--json").rc == 4  # configured and usable, daemon not running
+
+
+def test_folder_add_refuses_a_folder_under_another_name(device, tmp_path):
+    """The same directory by another path: the same text, a symlink or `..`
+    were refused, but a bind mount of it was added as a second folder, both
+    sharing one marker, staging area and archive (black-box round 34b)."""
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    real, other = tmp_path / "real", tmp_path / "other"
+    real.mkdir()
+    other.mkdir()
+    device.ok("folder", "add", str(real), "--id", "f")
+    r = device.run("folder", "add", str(real / ".." / "real"), "--id", "g")
+    assert r.rc == 1 and "already shared as folder 'f'" in r.err, r
+    if subprocess.run(["mount", "--bind", str(real), str(other)]).returncode != 0:
+        pytest.skip("cannot bind-mount")
+    try:
+        r = device.run("folder", "add", str(other), "--id", "g")
+        assert r.rc == 1, r
+        assert f"{other} is the directory of folder 'f' ({real}), under another name" in r.err, r
+        assert [f["id"] for f in device.ok("folders", "--json").json()["folders"]] == ["f"]
+    finally:
+        subprocess.run(["umount", str(other)])
