@@ -53,8 +53,10 @@ struct sync_session {
     char **peers;           /* device IDs, text */
     size_t npeers;
     char *error;
-    bool superseded; /* another version of the path was applied while it ran */
-    char *doomed;    /* no device holds its version any more: why (it ran then) */
+    /* Why it fails when its transfer ends: another version of the path
+     * was applied while it ran (SUPERSEDED or GONE), or NULL. */
+    const char *superseded;
+    char *doomed; /* no device holds its version any more: why (it ran then) */
 };
 
 struct sync_sessions {
@@ -702,6 +704,12 @@ void sync_sessions_free(struct lr_daemon *d)
  * beside the newer one's "complete" (black-box run). It fails, superseded.
  * The walk runs only while some session may be waiting.
  */
+/* Why a session of a version no device will finish fails: a newer file
+ * took its path, or the path became something that is no file (the peer
+ * deleted it, or put a directory or link there). */
+static const char SUPERSEDED[] = "superseded by a newer version";
+static const char GONE[] = "superseded: deleted, or replaced by a directory or link";
+
 static void supersede(struct lr_daemon *d, struct sync_sessions *r, const struct sync_session *s)
 {
     if (!r->maybe_waiting)
@@ -714,7 +722,7 @@ static void supersede(struct lr_daemon *d, struct sync_sessions *r, const struct
             continue;
         if (o->path_len == s->path_len && memcmp(o->path, s->path, s->path_len) == 0 &&
             strcmp(o->folder, s->folder) == 0 && memcmp(&o->blocks, &s->blocks, sizeof(s->blocks)))
-            sync_session_end(d, o, SYNC_SESSION_FAILED, "superseded by a newer version");
+            sync_session_end(d, o, SYNC_SESSION_FAILED, SUPERSEDED);
         else
             waiting = true;
     }
@@ -764,7 +772,7 @@ struct sync_session *sync_session_start(struct lr_daemon *d, const char *folder,
     }
     free(s->error);
     s->error = NULL;
-    s->superseded = false;
+    s->superseded = NULL;
     free(s->doomed);
     s->doomed = NULL;
     struct lr_session_progress p = {.chunks_total = chunks_total,
@@ -823,7 +831,7 @@ void sync_session_end(struct lr_daemon *d, struct sync_session *s, enum sync_ses
     if (state == SYNC_SESSION_INTERRUPTED && s->superseded) {
         /* Its path holds a newer version already: it would never resume. */
         state = SYNC_SESSION_FAILED;
-        error = "superseded by a newer version";
+        error = s->superseded;
     } else if (state == SYNC_SESSION_INTERRUPTED && s->doomed) {
         state = SYNC_SESSION_FAILED; /* no device left that could resume it */
         error = s->doomed;
@@ -864,12 +872,13 @@ void sync_session_settled(struct lr_daemon *d, const char *folder, const char *p
         if (o->path_len != len || memcmp(o->path, path, len) != 0 || strcmp(o->folder, folder))
             continue;
         bool same = blocks && memcmp(&o->blocks, blocks, sizeof(*blocks)) == 0;
+        const char *why = blocks ? SUPERSEDED : GONE;
         if (o->core.in_use)
-            o->superseded = !same; /* its transfer ends it: see sync_session_end */
+            o->superseded = same ? NULL : why; /* its transfer ends it: see sync_session_end */
         else if (same)
             sync_session_end(d, o, SYNC_SESSION_COMPLETE, NULL);
         else
-            sync_session_end(d, o, SYNC_SESSION_FAILED, "superseded by a newer version");
+            sync_session_end(d, o, SYNC_SESSION_FAILED, why);
     }
     r->walking = false;
     note(d, 0);

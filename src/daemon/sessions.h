@@ -78,9 +78,10 @@ void sync_session_completed(struct lr_daemon *d, const char *folder, const char 
 /* A pull applied a version of `path` without a transfer (a delete, a
  * directory, a symlink, or a file made from local data): a waiting
  * session of that version ends complete, one of another version failed
- * ("superseded by a newer version"): no transfer would ever end it (a file
- * renamed or emptied mid-transfer); one still running fails so when its
- * transfer ends interrupted. blocks NULL: not a regular file. */
+ * ("superseded by a newer version", or with blocks NULL "superseded:
+ * deleted, or replaced by a directory or link"): no transfer would ever end
+ * it (a file renamed or emptied mid-transfer); one still running fails so
+ * when its transfer ends interrupted. blocks NULL: not a regular file. */
 void sync_session_settled(struct lr_daemon *d, const char *folder, const char *path,
                           const struct lr_hash *blocks);
 
