@@ -564,7 +564,8 @@ bool daemon_version_name_parse(const char *name, size_t *leaf_len, int64_t *when
         return false;
     *seq = 0;
     if (n > 15) {
-        if (s[15] != '-' || n > 25 || !all_digits(s + 16, n - 16))
+        /* The archive numbers from 1 ("-0", "-01": a user's name). */
+        if (s[15] != '-' || n > 25 || s[16] == '0' || !all_digits(s + 16, n - 16))
             return false;
         *seq = num(s + 16, n - 16);
     }
@@ -575,7 +576,16 @@ bool daemon_version_name_parse(const char *name, size_t *leaf_len, int64_t *when
     tm.tm_hour = (int)num(s + 9, 2);
     tm.tm_min = (int)num(s + 11, 2);
     tm.tm_sec = (int)num(s + 13, 2);
-    *when = (int64_t)timegm(&tm);
+    /* A date the archive could have written: timegm normalises what is
+     * out of range (month 00, day 32), so the fields must come back as
+     * given ("00000000-000000" listed as archived in year -1). */
+    struct tm given = tm, back;
+    time_t tt = timegm(&tm);
+    if (tt < 0 || !gmtime_r(&tt, &back) || back.tm_year != given.tm_year ||
+        back.tm_mon != given.tm_mon || back.tm_mday != given.tm_mday ||
+        back.tm_hour != given.tm_hour || back.tm_min != given.tm_min || back.tm_sec != given.tm_sec)
+        return false;
+    *when = (int64_t)tt;
     *leaf_len = (size_t)(t - name);
     /* "<cut leaf>~<8 hex>~stamp": the archive's form for an over-long leaf,
      * which fills NAME_MAX but for a split UTF-8 character (at most 3 bytes

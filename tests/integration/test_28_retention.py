@@ -83,6 +83,12 @@ def test_age_limit_and_bad_values(devices, tmp_path):
     (vers / "sub").mkdir()
     (vers / "sub" / "x~20200101-000000").write_bytes(b"x\n")
     (vers / "mine.txt").write_bytes(b"not an archived version\n")
+    # Names that only look stamped: no real date, or a number the archive
+    # never gives (black-box round 34a: listed as archived in year -1, and
+    # pruned by age).
+    odd = ("z~00000000-000000", "z~20201301-000000", "z~20200230-120000", "z~20200101-000000-0")
+    for name in odd:
+        (vers / name).write_bytes(b"mine\n")
     for args, opt in ((["--versions-keep", "-1"], "--versions-keep"),
                       (["--versions-keep", "1000001"], "--versions-keep"),
                       (["--versions-days", "x"], "--versions-days"),
@@ -101,6 +107,8 @@ def test_age_limit_and_bad_values(devices, tmp_path):
              what="the old version pruned by age")
     wait_for(lambda: not (vers / "sub").exists(), timeout=10, what="its emptied mirror removed")
     assert (vers / "mine.txt").read_bytes() == b"not an archived version\n"
+    assert all((vers / name).exists() for name in odd)
+    assert b.ok("versions", "docs", "z", "--json").json()["versions"] == []
     a.start()
     edit_until_archived(a, b, fa, fb, 2)
     done = prunes(b)
