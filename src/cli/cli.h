@@ -71,12 +71,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* "landropic: MESSAGE" on stderr, control characters in it escaped (a home
  * or path the user typed may hold some); returns code. */
 int cli_errorf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* FOLDER_ID arguments are UTF-8 (IDs are): one that is not cannot be sent
- * (json_string refuses it) and was left out of the request, which then
- * meant every folder. Usage error naming it, or 0. */
 /* A plain decimal from min to max (digits only: no sign, space or base
  * prefix, which strtoll would take) into *out; false if s is not one. */
 bool cli_parse_count(const char *s, long long min, long long max, long long *out);
+/* FOLDER_ID arguments are UTF-8 (IDs are): one that is not cannot be sent
+ * (json_string refuses it) and was left out of the request, which then
+ * meant every folder. Usage error naming it, or 0. */
 int cli_check_folder_args(const char *cmd, const char *const *ids, int n);
 /* Print a JSON document (stolen) on stdout. */
 void cli_print_json(json_t *doc);

@@ -254,7 +254,7 @@ static json_t *folder_errors(struct lr_daemon *d, const char *folder, struct fol
 /* Why a folder is not in sync, into why (NULL: it is). The first reason
  * only: what a user would fix or wait for first. */
 static const char *not_in_sync_why(enum folder_state st, const struct folder_rt *f,
-                                   const struct sync_folder_status *ss, size_t nerrors, char *why,
+                                   const struct sync_folder_status *ss, uint64_t nerrors, char *why,
                                    size_t n)
 {
     if (st == FOLDER_ERROR)
@@ -265,11 +265,12 @@ static const char *not_in_sync_why(enum folder_state st, const struct folder_rt 
         snprintf(why, n, "not scanned yet since the daemon started");
     else if (st != FOLDER_IDLE || !ss->settled)
         snprintf(why, n, "%s", ss->why[0] ? ss->why : "syncing");
+    else if (nerrors)
+        snprintf(why, n, "%llu failing item%s", (unsigned long long)nerrors,
+                 nerrors == 1 ? "" : "s");
     else if (ss->need_items)
         snprintf(why, n, "%llu item%s needed but not applicable now",
                  (unsigned long long)ss->need_items, ss->need_items == 1 ? "" : "s");
-    else if (nerrors)
-        snprintf(why, n, "%zu failing item%s", nerrors, nerrors == 1 ? "" : "s");
     else
         return NULL;
     return why;
@@ -287,7 +288,8 @@ static json_t *folder_status(struct lr_daemon *d, const struct lr_folder_cfg *fc
     lr_json_set_path(o, "path", fc->path, strlen(fc->path));
     json_object_set_new(o, "state", json_string(daemon_folder_state_name(st)));
     char why[200];
-    bool in_sync = not_in_sync_why(st, f, &ss, json_array_size(errors), why, sizeof(why)) == NULL;
+    bool in_sync =
+        not_in_sync_why(st, f, &ss, json_array_size(errors) + more, why, sizeof(why)) == NULL;
     json_object_set_new(o, "in_sync", json_boolean(in_sync));
     if (!in_sync)
         json_object_set_new(o, "why_not_in_sync", lr_json_lossy(why, strlen(why)));

@@ -1655,6 +1655,7 @@ void sync_free(struct lr_daemon *d)
         free(f->no_move);
         lr_ownset_free(&f->own);
         free(f->failed_twins);
+        free(f->refused_keys);
         free(f);
     }
     while (s->trackers) {

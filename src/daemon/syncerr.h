@@ -149,6 +149,10 @@ void sync_item_folder_ok(struct lr_daemon *d, const char *folder, const char *wh
  * (sync_items_prune; daemon_conflict_clash in conflicts.h). */
 void sync_item_failed(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,
                       const char *what, int rc, const struct lr_err *err);
+/* The start of the message of a file refused for want of free space
+ * ("cannot stage: " before it): cleared once its transfer starts. */
+#define SYNC_ERR_NO_ROOM "not enough free space:"
+
 /* Pull job: a needed path was not decided into an action (flags: LR_SYNC_F_*);
  * an inconsistent pair of records is an error to report (pass 0 only). */
 void sync_item_skipped(struct lr_daemon *d, const char *folder, const uint8_t *path, size_t len,

@@ -215,6 +215,10 @@ struct sync_folder {
      * file for want of free space: the next round first removes staging
      * data of transfers not running (syncpull.c, make_room). */
     bool low_space;
+    /* Staging keys and sidecar names of resumed files the last round refused
+     * for want of room: its sweep keeps them (they are not stale). */
+    struct lr_hash *refused_keys;
+    size_t nrefused_keys;
     /* A commit batch changed the folder without asking for a round (other
      * transfers were still in flight); cleared when a round starts. The
      * last batch then asks for one even if it only failed. */

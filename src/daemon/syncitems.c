@@ -430,8 +430,11 @@ void sync_item_xfer_started(struct lr_daemon *d, const char *folder, const uint8
      * the reason long after one did (a link back up, the file arriving). A
      * drop for another reason stays until the file is applied. */
     struct sync_items *s = items(d);
-    if (s)
+    if (s) {
         lr_syncerr_clear_if(s->tab, folder, path, len, DROPPED LR_XS_NO_PEER);
+        /* Admitted since: the shortage no longer holds it. */
+        lr_syncerr_clear_if(s->tab, folder, path, len, "cannot stage: " SYNC_ERR_NO_ROOM);
+    }
 }
 
 void sync_item_index(struct lr_daemon *d, const struct lr_device_id *peer, const char *folder,

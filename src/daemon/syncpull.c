@@ -21,6 +21,7 @@
 #include "daemon/sessions.h"
 
 #include "daemon/conflicts.h"
+#include "chunker/chunker.h"
 #include "ignore/ignore.h"
 
 #include "proto/have.h"
@@ -110,6 +111,7 @@ struct sync_xfer {
     size_t from_partial;
     /* Bytes in staging, verified (sync --wait's progress). */
     uint64_t got;
+    uint64_t need; /* bytes its staging file had still to take when admitted (room_for) */
 };
 
 struct rx_item {
@@ -408,10 +410,16 @@ struct pull_job {
     struct lr_hash *live;
     size_t nlive;
     uint64_t live_left; /* bytes transfers in flight have still to write */
-    /* Free space this round may still fill (make_room); space_low (out):
-     * a file was refused for want of it, or could not be staged (full). */
-    uint64_t space_left;
+    /* Free space this round may still fill (make_room): of space_free, less
+     * space_reserve and live_left; counted in blocks of space_block. */
+    uint64_t space_left, space_free, space_reserve, space_block;
+    /* out: a file was refused for want of room (space_low), how many, and
+     * the staging keys and sidecar names of refused resumed files (kept
+     * from the next round's sweep). */
     bool space_low;
+    size_t refused;
+    struct lr_hash *refused_keys;
+    size_t nrefused_keys;
     /* A peer is between the batches of an index burst: its renames may have
      * delivered the deletes and not yet the adds, so no deletes this round. */
     bool hold_deletes;
@@ -615,9 +623,8 @@ struct page_ctx {
     bool defer_notempty;
     size_t deferred;
     char **defer_paths; /* their paths (lr_xappendarray), the next pass's only work */
-    /* SHA-256 of zero_len zero bytes (staging_need), once zero_known. */
+    /* SHA-256 of LR_CHUNK_MAX zero bytes (staging_need), once zero_known. */
     bool zero_known;
-    uint32_t zero_len;
     struct lr_hash zero_hash;
 };
 
@@ -906,36 +913,37 @@ static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
 
 static void pend_add_failed(struct pull_job *j, const struct sync_xfer *x);
 
-/* Bytes a transfer of rec still has to write into its staging file fd:
- * at most its size, less what a resumed file holds already; with
- * `precise`, less chunks of zeros too, which become holes
- * (lr_store_staging_write): a SHA-256 per distinct chunk length, so only
- * when the bound does not fit. */
+/* Bytes a transfer of rec still has to write into its staging file fd,
+ * in whole blocks of the file system: its size, less what the file holds
+ * already (resumed, or allocated whole by a file system without sparse
+ * files); with `precise`, less its chunks of zeros, which become holes
+ * (lr_store_staging_write). A run of zeros ends as chunks of the largest
+ * size (FastCDC finds no cut in it), so only those are hashed. */
 static uint64_t staging_need(struct page_ctx *c, const struct lr_file_rec *rec, int fd,
-                             bool resumed, bool precise)
+                             bool precise)
 {
     uint64_t need = rec->size;
     if (precise) {
         need = 0;
         for (size_t k = 0; k < rec->nchunks; k++) {
             const struct lr_chunk *ch = &rec->chunks[k];
-            if (!c->zero_known || ch->len != c->zero_len) {
+            if (ch->len == LR_CHUNK_MAX && !c->zero_known) {
                 /* c->buf holds the largest chunk (start_file reads into it). */
-                memset(c->buf, 0, ch->len);
-                lr_sha256(c->buf, ch->len, &c->zero_hash);
-                c->zero_len = ch->len;
+                memset(c->buf, 0, LR_CHUNK_MAX);
+                lr_sha256(c->buf, LR_CHUNK_MAX, &c->zero_hash);
                 c->zero_known = true;
             }
-            if (lr_hash_cmp(&ch->hash, &c->zero_hash) != 0)
+            if (ch->len != LR_CHUNK_MAX || lr_hash_cmp(&ch->hash, &c->zero_hash) != 0)
                 need += ch->len;
         }
     }
     struct stat sb;
-    if (resumed && fstat(fd, &sb) == 0) {
+    if (fstat(fd, &sb) == 0) {
         uint64_t have = (uint64_t)sb.st_blocks * 512;
         need = need > have ? need - have : 0;
     }
-    return need;
+    uint64_t blk = c->j->space_block;
+    return blk && need % blk ? need + (blk - need % blk) : need;
 }
 
 /*
@@ -948,27 +956,40 @@ static uint64_t staging_need(struct page_ctx *c, const struct lr_file_rec *rec, 
 static bool room_for(struct page_ctx *c, struct sync_xfer *x, bool resumed)
 {
     struct pull_job *j = c->j;
-    uint64_t need = staging_need(c, &x->rec, x->fd, resumed, false);
+    uint64_t need = staging_need(c, &x->rec, x->fd, false);
     if (need > j->space_left)
-        need = staging_need(c, &x->rec, x->fd, resumed, true);
+        need = staging_need(c, &x->rec, x->fd, true);
     if (need <= j->space_left) {
         j->space_left -= need;
+        x->need = need;
         return true;
     }
     j->space_low = true;
     struct lr_err err = {0};
     int rc = lr_err_set(&err, -ENOSPC,
-                        "not enough free space: %" PRIu64 " bytes to write, %" PRIu64
-                        " available (keeping a reserve, and room for transfers in flight)",
-                        need, j->space_left);
-    log_path("cannot stage", j->folder, x->rec.path, x->rec.path_len, rc, &err);
+                        SYNC_ERR_NO_ROOM " %" PRIu64 " bytes to write, %" PRIu64 " left of %" PRIu64
+                                         " free (less a reserve of %" PRIu64 " and %" PRIu64
+                                         " still to write for files in flight)",
+                        need, j->space_left, j->space_free, j->space_reserve, j->live_left);
+    /* Once the room is gone every file is refused: one line in the log
+     * (each is listed in status), the count at the round's end. */
+    if (j->refused++ == 0)
+        log_path("cannot stage", j->folder, x->rec.path, x->rec.path_len, rc, &err);
     sync_item_failed(c->d, j->folder, x->rec.path, x->rec.path_len, "cannot stage", rc, &err);
     j->left++;
     pend_add_failed(j, x);
     close(x->fd);
     x->fd = -1;
-    if (!resumed)
+    if (!resumed) {
         (void)lr_store_staging_discard(c->st, &x->key, NULL);
+    } else {
+        /* What it holds is kept from the next round's sweep: refused for
+         * the room other files took, it is not stale. */
+        j->refused_keys =
+            lr_xreallocarray(j->refused_keys, j->nrefused_keys + 2, sizeof(*j->refused_keys));
+        j->refused_keys[j->nrefused_keys++] = x->key;
+        lr_store_sidecar_key(x->rec.path, x->rec.path_len, &j->refused_keys[j->nrefused_keys++]);
+    }
     return false;
 }
 
@@ -1023,7 +1044,6 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     bool resumed = false;
     int rc = lr_store_staging_open(c->st, &x->key, remote->size, &x->fd, &resumed, &err);
     if (rc < 0) {
-        j->space_low |= rc == -ENOSPC || rc == -EDQUOT;
         log_path("cannot stage", j->folder, remote->path, remote->path_len, rc, &err);
         sync_item_failed(c->d, j->folder, remote->path, remote->path_len, "cannot stage", rc, &err);
         j->left++;
@@ -1640,7 +1660,11 @@ static void apply_one(struct page_ctx *c, const struct lr_need *need,
     if (rc == 0) {
         j->applied++;
         sync_item_ok(c->d, j->folder, need->path, need->path_len);
-        done_path_add(j, path, NULL);
+        /* A file's record or metadata (its content already here) is a file
+         * version too: a session of it ends complete, others superseded. */
+        const struct lr_file_rec *got =
+            dec->apply == LR_SYNC_APPLY_RECORD || dec->apply == LR_SYNC_APPLY_META ? src : remote;
+        done_path_add(j, path, got->type == LR_FT_FILE && !got->deleted ? &got->blocks_hash : NULL);
         return;
     }
     j->left++;
@@ -1861,17 +1885,20 @@ static void make_room(struct page_ctx *c)
         if (lr_store_staging_sweep(c->st, j->live, j->nlive, &removed, &err) < 0)
             lr_warn(MOD, "folder=%s low on space: staging sweep: %s", j->folder, err.msg);
         else if (removed)
-            lr_info(MOD,
-                    "folder=%s low on space: removed %llu staging files of transfers not running",
-                    j->folder, (unsigned long long)removed);
+            lr_info(
+                MOD,
+                "folder=%s low on space: removed %llu staging files and sidecars of transfers not "
+                "running",
+                j->folder, (unsigned long long)removed);
     }
-    uint64_t avail, total;
-    if (lr_store_free_space(c->st, &avail, &total, &err) < 0) {
+    uint64_t total;
+    if (lr_store_free_space(c->st, &j->space_free, &total, &j->space_block, &err) < 0) {
         j->space_left = UINT64_MAX; /* unknown: writes will tell */
         return;
     }
-    uint64_t held = j->live_left + space_reserve(total);
-    j->space_left = avail > held ? avail - held : 0;
+    j->space_reserve = space_reserve(total);
+    uint64_t held = j->live_left + j->space_reserve;
+    j->space_left = j->space_free > held ? j->space_free - held : 0;
 }
 
 static void pull_work(struct daemon_job *base)
@@ -2226,13 +2253,17 @@ static void pull_start(struct daemon_job *base)
         if (strcmp(x->folder, j->folder) != 0)
             continue;
         if (!x->dead)
-            j->live_left += x->rec.size > x->got ? x->rec.size - x->got : 0;
+            j->live_left += x->need > x->got ? x->need - x->got : 0;
         if (j->low_space) {
-            /* Dead ones too: a commit or rx job may still hold them. */
             j->live = lr_xreallocarray(j->live, j->nlive + 2, sizeof(*j->live));
             j->live[j->nlive++] = x->key;
             lr_store_sidecar_key(x->rec.path, x->rec.path_len, &j->live[j->nlive++]);
         }
+    }
+    if (j->low_space && f->nrefused_keys) {
+        j->live = lr_xreallocarray(j->live, j->nlive + f->nrefused_keys, sizeof(*j->live));
+        memcpy(j->live + j->nlive, f->refused_keys, f->nrefused_keys * sizeof(*j->live));
+        j->nlive += f->nrefused_keys;
     }
     qsort(j->busy, j->nbusy, sizeof(*j->busy), cmp_str);
     size_t room = d->sync->nxfers < SYNC_XFERS_MAX ? SYNC_XFERS_MAX - d->sync->nxfers : 0;
@@ -2377,6 +2408,15 @@ static void pull_done(struct daemon_job *base, int status)
             xfer_link(d, j->xfers[i]);
         f->twin_held = j->twin_held != 0;
         f->low_space |= j->space_low;
+        free(f->refused_keys);
+        f->refused_keys = j->refused_keys;
+        f->nrefused_keys = j->nrefused_keys;
+        j->refused_keys = NULL;
+        j->nrefused_keys = 0;
+        if (j->refused > 1)
+            lr_warn(MOD,
+                    "folder=%s %zu files not staged for want of free space (status lists them)",
+                    j->folder, j->refused);
         for (size_t i = 0; i < j->nfailed; i++)
             folder_failed_twin(f, &j->failed[i]);
         no_move_update(f, j);
@@ -2436,6 +2476,7 @@ static void pull_done(struct daemon_job *base, int status)
         free(j->busy[i]);
     free(j->busy);
     free(j->live);
+    free(j->refused_keys);
     free(j->theirs);
     free(j->held);
     free(j->pend);
@@ -2924,7 +2965,8 @@ static void rx_done(struct daemon_job *base, int status)
         struct sync_xfer *x = it->x;
         if (status == 0 && !d->stopping && !x->dead && x->xx && it->werr) {
             /* Disk full or failing here: give the file up with that reason
-             * (listed in status, retried later from its staging file). */
+             * (listed in status, retried later: from its staging file,
+             * unless the next round's sweep must take that for room). */
             char why[160];
             snprintf(why, sizeof(why), "cannot write its staging file: %s", lr_strerror(it->werr));
             if (it->werr == -ENOSPC || it->werr == -EDQUOT)

@@ -232,10 +232,11 @@ static int sweep(struct lr_store *st, int64_t cutoff, const struct lr_hash *keep
             continue;
         if (keep) {
             struct lr_hash h;
-            /* Spares (staging_reuse.c) hold no space worth a sweep. */
-            if (sb.st_size <= LR_STORE_SPARE_SIZE ||
-                (lr_hash_from_hex(nm, &h) == 0 &&
-                 bsearch(&h, keep, nkeep, sizeof(*keep), cmp_hash)))
+            /* Only staging files and sidecars (64 hex digits: a commit
+             * batch's journal is not one), and no spares (staging_reuse.c):
+             * they hold no space worth a sweep. */
+            if (sb.st_size <= LR_STORE_SPARE_SIZE || lr_hash_from_hex(nm, &h) != 0 ||
+                bsearch(&h, keep, nkeep, sizeof(*keep), cmp_hash))
                 continue;
         }
         if (unlinkat(st->tmpfd, nm, 0) == 0)
@@ -272,8 +273,10 @@ int lr_store_staging_sweep(struct lr_store *st, struct lr_hash *keep, size_t nke
     return sweep(st, INT64_MAX, nkeep ? keep : &none, nkeep, removed, err);
 }
 
-int lr_store_free_space(struct lr_store *st, uint64_t *avail, uint64_t *total, struct lr_err *err)
+int lr_store_free_space(struct lr_store *st, uint64_t *avail, uint64_t *total, uint64_t *block,
+                        struct lr_err *err)
 {
+    *avail = *total = *block = 0;
     struct statvfs vfs;
     if (fstatvfs(st->tmpfd, &vfs) < 0)
         return lr_err_set(err, -errno, "free space: %s", strerror(errno));
@@ -281,5 +284,6 @@ int lr_store_free_space(struct lr_store *st, uint64_t *avail, uint64_t *total, s
     uint64_t a = (uint64_t)vfs.f_bavail, t = (uint64_t)vfs.f_blocks;
     *avail = fr && a > UINT64_MAX / fr ? UINT64_MAX : a * fr;
     *total = fr && t > UINT64_MAX / fr ? UINT64_MAX : t * fr;
+    *block = fr;
     return 0;
 }

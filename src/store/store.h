@@ -266,16 +266,19 @@ int lr_store_staging_gc(struct lr_store *st, uint64_t older_than_s, uint64_t *re
 #define LR_STORE_SPARE_SIZE 8
 /*
  * Make room on a full disk: remove every staging file and sidecar of
- * .landropic/tmp/ whatever its age, except those named in keep (staging
+ * .landropic/tmp/ (the 64-hex names: never a commit journal) whatever its
+ * age, except those named in keep (staging
  * keys and lr_store_sidecar_key names of transfers still running; sorted
  * here) and spares. Resumable data of other transfers is lost: they start
  * over. *removed (may be NULL) counts what went.
  */
 int lr_store_staging_sweep(struct lr_store *st, struct lr_hash *keep, size_t nkeep,
                            uint64_t *removed, struct lr_err *err);
-/* Bytes available to an unprivileged writer, and the size, of the file
- * system holding the folder's staging directory. 0 or -errno. */
-int lr_store_free_space(struct lr_store *st, uint64_t *avail, uint64_t *total, struct lr_err *err);
+/* Bytes available to an unprivileged writer, the size and the block size
+ * of the file system holding the folder's staging directory (all 0 on
+ * failure). 0 or -errno. */
+int lr_store_free_space(struct lr_store *st, uint64_t *avail, uint64_t *total, uint64_t *block,
+                        struct lr_err *err);
 
 /* ---- applying changes ---------------------------------------------------- */
 

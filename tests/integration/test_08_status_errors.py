@@ -461,11 +461,19 @@ def test_peer_removed_its_versions_are_no_longer_needed(devices, tmp_path):
     assert b.run("sync", "--wait", "--timeout", "60").rc == 0
 
 
+def stop_or_kill(dev):
+    """Stop a daemon a test left running on a mount it is about to lose."""
+    try:
+        dev.stop()
+    except Exception:
+        dev.kill()
+
+
 @contextlib.contextmanager
-def home_on_tmpfs(devices, tmp_path, size):
-    """Device xeno with its home on a tmpfs of `size` (mount's syntax) and
-    yak, a usual device, each added to the other; daemons not started.
-    Yields (xeno, yak, mount point); stops xeno and unmounts at the end."""
+def tmpfs_at(tmp_path, size):
+    """A tmpfs of `size` (mount's syntax) at tmp_path/mnt (skips the test
+    without root); yields the mount point, unmounted at the end (lazily:
+    a daemon the test stops afterwards may still hold it)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "mnt"
@@ -474,21 +482,29 @@ def home_on_tmpfs(devices, tmp_path, size):
                        capture_output=True, text=True)
     if p.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
-    x = Device(mnt / "home-x", "xeno")
     try:
-        y = devices("yak")
-        x.init()
-        y.init()
-        x.port, y.port = free_udp_port(), free_udp_port()
-        x.ok("peer", "add", y.id, "--addr", y.addr())
-        y.ok("peer", "add", x.id, "--addr", x.addr())
-        yield x, y, mnt
+        yield mnt
     finally:
-        try:
-            x.stop()
-        except Exception:
-            x.kill()
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@contextlib.contextmanager
+def home_on_tmpfs(devices, tmp_path, size):
+    """Device xeno with its home on a tmpfs of `size` (mount's syntax) and
+    yak, a usual device, each added to the other; daemons not started.
+    Yields (xeno, yak, mount point); stops xeno and unmounts at the end."""
+    with tmpfs_at(tmp_path, size) as mnt:
+        x = Device(mnt / "home-x", "xeno")
+        try:
+            y = devices("yak")
+            x.init()
+            y.init()
+            x.port, y.port = free_udp_port(), free_udp_port()
+            x.ok("peer", "add", y.id, "--addr", y.addr())
+            y.ok("peer", "add", x.id, "--addr", x.addr())
+            yield x, y, mnt
+        finally:
+            stop_or_kill(x)
 
 
 def test_index_batches_after_a_failed_one_are_not_stored(devices, tmp_path):
@@ -567,25 +583,14 @@ def test_peer_index_not_stored_for_a_full_disk_is_a_folder_error(devices, tmp_pa
 def folder_on_tmpfs(devices, tmp_path, size):
     """Alice and bob as pair() makes them, with bob's folder on a tmpfs of
     `size`: yields (a, b, fa, fb, mount point); unmounts at the end."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     a, b, fa, fb = pair(devices, tmp_path)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
-    try:
-        fb = mnt / "docs"
-        fb.mkdir()
-        yield a, b, fa, fb, mnt
-    finally:
+    with tmpfs_at(tmp_path, size) as mnt:
         try:
-            b.stop()
-        except Exception:
-            b.kill()
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+            fb = mnt / "docs"
+            fb.mkdir()
+            yield a, b, fa, fb, mnt
+        finally:
+            stop_or_kill(b)
 
 
 def test_files_that_fit_one_at_a_time_on_a_nearly_full_disk_arrive(devices, tmp_path):
