@@ -946,6 +946,14 @@ static uint64_t staging_need(struct page_ctx *c, const struct lr_file_rec *rec, 
     return blk && need % blk ? need + (blk - need % blk) : need;
 }
 
+/* Append what a sweep must keep of x: its staging key and sidecar name. */
+static void sweep_keep(struct lr_hash **v, size_t *n, const struct sync_xfer *x)
+{
+    *v = lr_xreallocarray(*v, *n + 2, sizeof(**v));
+    (*v)[(*n)++] = x->key;
+    lr_store_sidecar_key(x->rec.path, x->rec.path_len, &(*v)[(*n)++]);
+}
+
 /*
  * Whether the file system has room for what x still has to write; if not,
  * x is refused (a per-file error, retried with the others' backoff) before
@@ -985,10 +993,7 @@ static bool room_for(struct page_ctx *c, struct sync_xfer *x, bool resumed)
     } else {
         /* What it holds is kept from the next round's sweep: refused for
          * the room other files took, it is not stale. */
-        j->refused_keys =
-            lr_xreallocarray(j->refused_keys, j->nrefused_keys + 2, sizeof(*j->refused_keys));
-        j->refused_keys[j->nrefused_keys++] = x->key;
-        lr_store_sidecar_key(x->rec.path, x->rec.path_len, &j->refused_keys[j->nrefused_keys++]);
+        sweep_keep(&j->refused_keys, &j->nrefused_keys, x);
     }
     return false;
 }
@@ -2244,21 +2249,17 @@ static void pull_start(struct daemon_job *base)
         f->gc_at = now;
     }
     j->busy = lr_xcalloc(f->nxfers + 1, sizeof(*j->busy));
-    for (struct sync_xfer *x = d->sync->xfers; x && j->nbusy < f->nxfers; x = x->next)
-        if (strcmp(x->folder, j->folder) == 0)
-            j->busy[j->nbusy++] = lr_xstrdup((const char *)x->rec.path);
     j->low_space = f->low_space;
     f->low_space = false;
     for (struct sync_xfer *x = d->sync->xfers; x; x = x->next) {
         if (strcmp(x->folder, j->folder) != 0)
             continue;
+        if (j->nbusy < f->nxfers)
+            j->busy[j->nbusy++] = lr_xstrdup((const char *)x->rec.path);
         if (!x->dead)
             j->live_left += x->need > x->got ? x->need - x->got : 0;
-        if (j->low_space) {
-            j->live = lr_xreallocarray(j->live, j->nlive + 2, sizeof(*j->live));
-            j->live[j->nlive++] = x->key;
-            lr_store_sidecar_key(x->rec.path, x->rec.path_len, &j->live[j->nlive++]);
-        }
+        if (j->low_space)
+            sweep_keep(&j->live, &j->nlive, x);
     }
     if (j->low_space && f->nrefused_keys) {
         j->live = lr_xreallocarray(j->live, j->nlive + f->nrefused_keys, sizeof(*j->live));
