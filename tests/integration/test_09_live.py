@@ -302,6 +302,31 @@ def test_folder_deleted_slowly_holds_until_the_deletion_is_over(devices, tmp_pat
     marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, "something is still deleting: deletions held")
 
 
+def test_a_scan_in_the_middle_of_an_rm_holds_its_deletions(devices, tmp_path):
+    """The watcher's scan (at most 1 s after the first event) can walk the
+    folder while an `rm -rf` has removed less than half of it: that part
+    was recorded at once and the peer deleted it (CI, under load: 379 and
+    488 of 1000 files). Deletions seen while the folder is still changing
+    are held like a mass deletion: here 300 of 1000 files go at once and
+    the rest one every 10 ms (7 s), then the marker."""
+    a, b, fa, fb = setup_running_pair(devices, tmp_path)
+    names = [f"d{i // 100}/f{i:04d}.txt" for i in range(1000)]
+    for n in names:
+        (fa / n).parent.mkdir(exist_ok=True)
+        (fa / n).write_bytes(n.encode())
+    assert a.ok("sync", "--wait", "--timeout", "60").rc == 0
+    wait_for(lambda: all(has(fb / n, n.encode()) for n in names), timeout=60, interval=0.2,
+             what="1000 files on B")
+    for n in names[:300] + ["seed.txt"]:
+        os.unlink(fa / n)
+    for n in names[300:]:
+        os.unlink(fa / n)
+        time.sleep(0.01)
+    for i in range(10):
+        os.rmdir(fa / f"d{i}")
+    marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, "left while the folder was changing")
+
+
 def test_marker_removed_seen_live(devices, tmp_path):
     """Moving the folder's .landropic away is noticed by the live watcher: the
     folder goes to error without a command (it showed idle and in sync until
