@@ -131,7 +131,16 @@ struct scan {
     bool walk_done;   /* the last flush: the deferred tombstones go in */
     bool mass_held;   /* mass_delete_hold waited once already */
     uint64_t present; /* entries the walk found (visit) */
-    uint64_t sig0;    /* deleting_sig before the walk */
+    uint64_t sig0;    /* top_sig before the walk */
+    /* Directories that lost entries in this walk and are still there: a
+     * deletion under way works in them (deleting_sig). */
+    char **watch;
+    size_t nwatch;
+    /* A uniform sample of the entries the walk found (reservoir sampling):
+     * an rm anywhere in the tree takes some of them. */
+    char **sample;
+    size_t nsample;
+    uint64_t rng;
     struct timespec tx_start;
     struct timespec last_commit;
     double commit_every; /* seconds; ramps up to COMMIT_SECONDS */
@@ -255,6 +264,10 @@ static int commit(struct scan *s);
 
 /* Top-level entries whose times sample a deletion still under way. */
 #define MASS_DELETE_SAMPLE 64
+/* Directories with deletions in them that deleting_sig samples too. */
+#define MASS_DELETE_WATCH 256
+/* Entries the walk found whose existence deleting_sig samples. */
+#define MASS_DELETE_SAMPLED 256
 
 static uint64_t mix_time(uint64_t h, const struct timespec *t)
 {
@@ -269,7 +282,7 @@ static uint64_t mix_time(uint64_t h, const struct timespec *t)
  * rm works through one top-level subtree after the other). Only this
  * folder: activity elsewhere on the file system does not stretch the hold.
  */
-static uint64_t deleting_sig(const struct scan *s)
+static uint64_t top_sig(const struct scan *s)
 {
     struct stat st;
     uint64_t h = 0xcbf29ce484222325u;
@@ -300,6 +313,91 @@ static uint64_t deleting_sig(const struct scan *s)
     return h;
 }
 
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    return (h ^ v) * 0x100000001b3u;
+}
+
+/* How many of the sampled entries are gone (the walk saw them all). */
+static unsigned sample_gone(const struct scan *s, uint64_t *h)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < s->nsample; i++) {
+        struct stat st;
+        bool gone = fstatat(s->rootfd, s->sample[i], &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+                    (errno == ENOENT || errno == ENOTDIR);
+        n += gone;
+        if (h)
+            *h = mix(*h, gone);
+    }
+    return n;
+}
+
+/*
+ * top_sig, the times of the directories the walk found entries gone from
+ * (up to MASS_DELETE_WATCH of them, each one's disappearance a change too)
+ * and which of a sample of the entries it found are still there. An rm
+ * deep in one top-level subtree changes that subtree's top only when it
+ * moves on from it, seconds apart in a large tree; the directories it is
+ * emptying change with every removal, and wherever it goes next it takes
+ * sampled entries with it.
+ */
+static uint64_t deleting_sig(const struct scan *s)
+{
+    uint64_t h = top_sig(s);
+    for (size_t i = 0; i < s->nwatch; i++) {
+        struct stat st;
+        if (fstatat(s->rootfd, s->watch[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            h = mix_time(h, &st.st_mtim);
+            h = mix_time(h, &st.st_ctim);
+        } else {
+            h = mix(h, (uint64_t)errno);
+        }
+    }
+    sample_gone(s, &h);
+    return h;
+}
+
+/* Reservoir sampling (Vitter's algorithm R) of the entry just found, the
+ * present-th: each of them ends in the sample with the same chance. */
+static void sample_present(struct scan *s)
+{
+    size_t slot;
+    if (s->present <= MASS_DELETE_SAMPLED) {
+        if (!s->sample)
+            s->sample = lr_xmallocarray(MASS_DELETE_SAMPLED, sizeof(*s->sample));
+        slot = s->nsample++;
+    } else {
+        s->rng ^= s->rng << 13; /* xorshift64: spread, not secrecy */
+        s->rng ^= s->rng >> 7;
+        s->rng ^= s->rng << 17;
+        uint64_t r = s->rng % s->present;
+        if (r >= MASS_DELETE_SAMPLED)
+            return;
+        slot = (size_t)r;
+        free(s->sample[slot]);
+    }
+    s->sample[slot] = lr_xstrndup((const char *)s->path, s->plen);
+}
+
+/* Note the directory holding a deleted entry that is not itself inside a
+ * deleted directory (the walk saw it there). The root is in top_sig. */
+static void watch_parent(struct scan *s, const uint8_t *path, size_t len)
+{
+    size_t n = len;
+    while (n > 0 && path[n - 1] != '/')
+        n--;
+    if (n <= 1 || s->nwatch >= MASS_DELETE_WATCH)
+        return;
+    n--; /* the slash */
+    const char *last = s->nwatch ? s->watch[s->nwatch - 1] : NULL;
+    if (last && strlen(last) == n && memcmp(last, path, n) == 0)
+        return; /* the walk is ordered: siblings come together */
+    if (!s->watch)
+        s->watch = lr_xmallocarray(MASS_DELETE_WATCH, sizeof(*s->watch));
+    s->watch[s->nwatch++] = lr_xstrndup((const char *)path, n);
+}
+
 static void step_sleep(void)
 {
     struct timespec step = {0, MASS_DELETE_STEP_MS * 1000000L};
@@ -315,11 +413,12 @@ static int mass_delete_hold(struct scan *s)
     const char *why = "";
     if (gone < s->present) {
         /* Less than half gone is believed at once, unless something was
-         * deleting while the walk ran or still is a step later: a scan in
+         * deleting while the walk ran (the top-level times changed, a
+         * sampled entry went) or still is a step later: a scan in
          * the middle of an rm -rf sees only the part already removed (the
          * watcher's scan at its 1 s delay, the rm slowed by a loaded machine:
          * 379 and 488 of 1000 files deleted on the peer in CI). */
-        if (was == s->sig0) {
+        if (top_sig(s) == s->sig0 && sample_gone(s, NULL) == 0) {
             step_sleep();
             uint64_t now = deleting_sig(s);
             if (now == was)
@@ -524,6 +623,8 @@ static int tombstone(struct scan *s, struct lr_file_rec *old)
         s->nopen = 0;
         return 0;
     }
+    if (s->nopen == 0)
+        watch_parent(s, old->path, old->path_len);
     struct lr_file_rec t = {0};
     t.path = old->path;
     t.path_len = old->path_len;
@@ -1161,6 +1262,7 @@ static int visit(struct scan *s, int dfd, const char *name)
         return cur_keep_subtree(s);
     }
     s->present++;
+    sample_present(s);
     bool is_dir = S_ISDIR(st.st_mode);
     if (lr_ignore_match_entry(s->ig, (const char *)s->path, s->plen, is_dir)) {
         s->res->ignored++;
@@ -1355,7 +1457,7 @@ static int scan_setup(struct scan *s, struct lr_err *err)
     s->dev = st.st_dev;
     if ((rc = check_marker(s)))
         return rc;
-    s->sig0 = deleting_sig(s);
+    s->sig0 = top_sig(s);
     if ((rc = lr_ignore_load_at(s->rootfd, &s->ig, err)))
         return rc;
     unsigned threads = s->opts && s->opts->threads ? s->opts->threads : 0;
@@ -1386,6 +1488,7 @@ int lr_scan_folder(struct lr_index *ix, const char *folder_id, const char *root,
     s.rootfd = -1;
     s.commit_every = COMMIT_FIRST_SECONDS;
     s.now_s = now.tv_sec > 0 ? (uint64_t)now.tv_sec : 0;
+    s.rng = 0x9e3779b97f4a7c15u;
     s.pcap = 256;
     s.path = lr_xmalloc(s.pcap);
     s.path[0] = 0;
@@ -1422,6 +1525,12 @@ int lr_scan_folder(struct lr_index *ix, const char *folder_id, const char *root,
     tombs_free(&s); /* none left after a successful flush */
     free(s.tombs);
     free(s.open_dirs);
+    for (size_t i = 0; i < s.nwatch; i++)
+        free(s.watch[i]);
+    free(s.watch);
+    for (size_t i = 0; i < s.nsample; i++)
+        free(s.sample[i]);
+    free(s.sample);
     lr_ignore_free(s.ig);
     free(s.after);
     free(s.path);

@@ -8,6 +8,7 @@ import sqlite3
 import statistics
 import time
 
+import pytest
 from conftest import free_udp_port, wait_for
 
 
@@ -198,7 +199,6 @@ def test_queue_overflow_falls_back_to_rescan(devices, tmp_path):
     size is fixed when the descriptor is created); 300 new files overflow it,
     the watcher asks for a full rescan, and every file still reaches B."""
     if os.geteuid() != 0 or not os.access(QUEUED, os.W_OK):
-        import pytest
         pytest.skip("needs root to lower fs.inotify.max_queued_events")
     a, b = devices("alice"), devices("bob")
     a.init()
@@ -302,28 +302,51 @@ def test_folder_deleted_slowly_holds_until_the_deletion_is_over(devices, tmp_pat
     marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, "something is still deleting: deletions held")
 
 
-def test_a_scan_in_the_middle_of_an_rm_holds_its_deletions(devices, tmp_path):
+def rm_depth_first(fa, names, at_once, every):
+    """Unlink `names` in order, the first `at_once` of them at once and the
+    rest one every `every` seconds, removing each directory as soon as its
+    last file is gone (as `rm -rf` does) and then every directory left."""
+    left = {}
+    for n in names:
+        for p in (fa / n).relative_to(fa).parents:
+            if str(p) != ".":
+                left[p] = left.get(p, 0) + 1
+    for i, n in enumerate(names):
+        os.unlink(fa / n)
+        for p in (fa / n).relative_to(fa).parents:
+            if str(p) == ".":
+                continue
+            left[p] -= 1
+            if left[p] == 0:
+                os.rmdir(fa / p)
+        if i >= at_once:
+            time.sleep(every)
+
+
+@pytest.mark.parametrize("layout", ["flat", "deep"])
+def test_a_scan_in_the_middle_of_an_rm_holds_its_deletions(devices, tmp_path, layout):
     """The watcher's scan (at most 1 s after the first event) can walk the
     folder while an `rm -rf` has removed less than half of it: that part
     was recorded at once and the peer deleted it (CI, under load: 379 and
     488 of 1000 files). Deletions seen while the folder is still changing
     are held like a mass deletion: here 300 of 1000 files go at once and
-    the rest one every 10 ms (7 s), then the marker."""
+    the rest one every 10 ms (7 s), then the marker. `deep` puts them all
+    under one top-level directory, three levels down, whose own times
+    change only once a second: the rm is seen in the directories it
+    empties."""
     a, b, fa, fb = setup_running_pair(devices, tmp_path)
-    names = [f"d{i // 100}/f{i:04d}.txt" for i in range(1000)]
+    if layout == "flat":
+        names = [f"d{i // 100}/f{i:04d}.txt" for i in range(1000)]
+    else:
+        names = [f"top/a{i // 100}/b{i // 10 % 10}/f{i:04d}.txt" for i in range(1000)]
     for n in names:
-        (fa / n).parent.mkdir(exist_ok=True)
+        (fa / n).parent.mkdir(parents=True, exist_ok=True)
         (fa / n).write_bytes(n.encode())
     assert a.ok("sync", "--wait", "--timeout", "60").rc == 0
     wait_for(lambda: all(has(fb / n, n.encode()) for n in names), timeout=60, interval=0.2,
              what="1000 files on B")
-    for n in names[:300] + ["seed.txt"]:
-        os.unlink(fa / n)
-    for n in names[300:]:
-        os.unlink(fa / n)
-        time.sleep(0.01)
-    for i in range(10):
-        os.rmdir(fa / f"d{i}")
+    os.unlink(fa / "seed.txt")
+    rm_depth_first(fa, names, 300, 0.01)
     marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, "left while the folder was changing")
 
 
