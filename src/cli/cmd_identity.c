@@ -167,6 +167,20 @@ static const char pair_usage[] =
  * the code as soon as this command is interrupted. Sent after the code was
  * shown, a Ctrl-C in between left a code usable with nobody watching.
  */
+/* A pairing attempt that did not pair: the line on stderr and the exit
+ * code as without --json, and with it the outcome document a script waits
+ * for. Closes cl. */
+static int pair_failed(struct lr_api_client *cl, int rc, const struct lr_err *err, bool json)
+{
+    int exit_code = cli_api_fail(cl, rc, err);
+    lr_api_client_close(cl);
+    if (json)
+        cli_print_json_line(json_pack("{s:s, s:s}", "status",
+                                      exit_code == EXIT_TIMEOUT ? "expired" : "failed", "error",
+                                      lr_err_msg(err, rc)));
+    return exit_code;
+}
+
 static int pair_code(struct cli *c, bool json)
 {
     struct lr_api_client *cl = NULL;
@@ -197,18 +211,8 @@ static int pair_code(struct cli *c, bool json)
     }
     fflush(stdout);
     rc = lr_api_await(cl, wait_id, (int)ttl + 60000, &res, &err);
-    if (rc < 0 && json) {
-        /* The outcome document a script waits for, failures included (the
-         * line on stderr and the exit code as without --json). */
-        int exit_code = cli_api_fail(cl, rc, &err);
-        lr_api_client_close(cl);
-        cli_print_json_line(json_pack("{s:s, s:s}", "status",
-                                      exit_code == EXIT_TIMEOUT ? "expired" : "failed", "error",
-                                      lr_err_msg(&err, rc)));
-        return exit_code;
-    }
     if (rc < 0)
-        goto fail;
+        return pair_failed(cl, rc, &err, json);
     lr_api_client_close(cl);
     if (json) {
         cli_print_json_line(res);
@@ -234,14 +238,20 @@ fail:
 /* pair --join CODE [--folder ID] */
 static int pair_join(struct cli *c, const char *code, const char *folder, bool json)
 {
+    struct lr_api_client *cl = NULL;
+    int rc = cli_connect(c, &cl);
+    if (rc)
+        return rc;
     json_t *params = json_pack("{s:s}", "code", code);
     if (folder)
         json_object_set_new(params, "folder", json_string(folder));
-    json_t *res;
+    json_t *res = NULL;
+    struct lr_err err = {0};
     /* Search (10 s), handshake and exchange (30 s at most), with slack. */
-    int rc = cli_call(c, "pair.join", params, 60000, &res);
-    if (rc)
-        return rc;
+    rc = lr_api_call(cl, "pair.join", params, 60000, &res, &err);
+    if (rc < 0)
+        return pair_failed(cl, rc, &err, json);
+    lr_api_client_close(cl);
     if (json) {
         cli_print_json(res);
         return EXIT_OK;

@@ -825,6 +825,15 @@ void pairing_m_join(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
                            "pairing by code needs LAN discovery, which is off here");
         return;
     }
+    if (p->live && code.nameplate == p->code.nameplate) {
+        /* Our own announcement is not heard here: the search would end
+         * after 10 s with "no device on this network announces that code". */
+        lr_pair_code_wipe(&code);
+        lr_api_reply_error(req, "bad_request", 2,
+                           "that code was made by this device (pair --code is running here); "
+                           "run pair --join on the other device");
+        return;
+    }
     if (folder && !lr_config_find_folder(d->cfg, folder)) {
         char *e = lr_escs(folder);
         lr_api_reply_error(req, "notfound", 1, "no folder with ID '%s' here", e);

@@ -238,10 +238,13 @@ def test_wrong_code_burns_the_code(pair_devs):
     a.start()
     b.start()
     holder, code = a.start_code()
-    r = b.run("pair", "--join", wrong_code(code), timeout=90)
+    r = b.run("pair", "--join", wrong_code(code), "--json", timeout=90)
     assert r.rc == 1, r
     assert "wrong code" in r.err, r
     assert r.err.count("pairing") == 1, r.err  # "pairing failed: pairing: ..." before
+    # --json: the joiner's outcome document for a failure too (stdout was empty).
+    outcome = json.loads(r.out)
+    assert outcome["status"] == "failed" and "wrong code" in outcome["error"], outcome
     rc, out, err = finish(holder)
     assert rc == 1, (out, err)
     assert "wrong code" in err, err
@@ -333,6 +336,25 @@ def test_join_errors_come_at_once(pair_devs):
     r = a.run("pair", "--join", "123-456-7897", timeout=60)
     assert r.rc == 1 and "needs LAN discovery" in r.err, r
     assert time.time() - t0 < 8, "the error waited for the 10 s search"
+
+
+def test_joining_this_devices_own_code_is_refused_at_once(pair_devs):
+    """`pair --join` with the code `pair --code` shows on the same device
+    searched 10 s and said no device announces it (this one does): now a
+    usage error at once, and the code stays usable for the other device."""
+    a, b = pair_devs
+    a.start()
+    b.start()
+    holder, code = a.start_code()
+    t0 = time.time()
+    r = a.run("pair", "--join", code, timeout=60)
+    assert r.rc == 2 and "made by this device" in r.err, r
+    assert time.time() - t0 < 8, "the error waited for the 10 s search"
+    r = b.run("pair", "--join", code, timeout=90)
+    assert r.rc == 0, r
+    rc, out, err = finish(holder)
+    assert rc == 0, (out, err)
+    assert a.peer_ids() == [b.id] and b.peer_ids() == [a.id]
 
 
 def test_interrupted_code_cannot_be_used(pair_devs):
