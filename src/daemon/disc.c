@@ -99,7 +99,28 @@ static void add_unique(char (*list)[ADDR_STRLEN], size_t *n, const char *a)
     snprintf(list[(*n)++], ADDR_STRLEN, "%s", a);
 }
 
-/* Addresses to reach the sender: its source address, then its hints, at each port. */
+/* Whether an announced address could reach the sender from the LAN: not
+ * unspecified, loopback (this machine), multicast or broadcast, nor IPv6
+ * link-local (no scope in a hint) or IPv4 in IPv6 (our daemons announce
+ * neither). A
+ * forged announcement listed 127.0.0.1 and 224.0.0.1 in `pending`, to be
+ * dialled once the device was added. */
+static bool hint_usable(const struct lr_announce_addr *h)
+{
+    if (h->family == 4) {
+        uint32_t v =
+            (uint32_t)h->a[0] << 24 | (uint32_t)h->a[1] << 16 | (uint32_t)h->a[2] << 8 | h->a[3];
+        return h->a[0] != 0 && h->a[0] != 127 && (h->a[0] & 0xf0) != 0xe0 && v != 0xffffffffu;
+    }
+    struct in6_addr a;
+    memcpy(&a, h->a, sizeof(a));
+    return !IN6_IS_ADDR_UNSPECIFIED(&a) && !IN6_IS_ADDR_LOOPBACK(&a) &&
+           !IN6_IS_ADDR_MULTICAST(&a) && !IN6_IS_ADDR_LINKLOCAL(&a) && !IN6_IS_ADDR_V4MAPPED(&a) &&
+           !IN6_IS_ADDR_V4COMPAT(&a);
+}
+
+/* Addresses to reach the sender: its source address, then its usable
+ * hints, at each port. */
 static void seen_addrs(const struct lr_discovery_seen *s, char (*out)[ADDR_STRLEN], size_t *n)
 {
     *n = 0;
@@ -111,7 +132,8 @@ static void seen_addrs(const struct lr_discovery_seen *s, char (*out)[ADDR_STRLE
     for (size_t i = 0; i < s->ann->naddrs; i++) {
         const struct lr_announce_addr *h = &s->ann->addrs[i];
         char ip[INET6_ADDRSTRLEN];
-        if (!inet_ntop(h->family == 4 ? AF_INET : AF_INET6, h->a, ip, sizeof(ip)))
+        if (!hint_usable(h) ||
+            !inet_ntop(h->family == 4 ? AF_INET : AF_INET6, h->a, ip, sizeof(ip)))
             continue;
         for (size_t p = 0; p < s->ann->nports; p++) {
             fmt_addr(a, sizeof(a), ip, s->ann->ports[p]);

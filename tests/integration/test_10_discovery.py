@@ -23,6 +23,7 @@ datagram cannot be dialled, so the announced ULA address is.
 Namespaces and links exist only for this test and are deleted afterwards;
 daemons are stopped by PID (conftest)."""
 import hashlib
+import ipaddress
 import os
 import random
 import struct
@@ -144,8 +145,9 @@ def ns_python(ns, code, *args, background=False):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
 
 
-def announcement(key, name, *, dev_id=None, ports=(21037,), sign=True, ts=None):
-    """An announcement built independently of the C code (docs/discovery.md)."""
+def announcement(key, name, *, dev_id=None, ports=(21037,), sign=True, ts=None, hints=()):
+    """An announcement built independently of the C code (docs/discovery.md);
+    `hints`: IP address texts."""
     from cryptography.hazmat.primitives import serialization as ser
     pub = key.public_key()
     raw = pub.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
@@ -155,7 +157,10 @@ def announcement(key, name, *, dev_id=None, ports=(21037,), sign=True, ts=None):
     ts = int(time.time() * 1000) if ts is None else ts
     body = MAGIC + bytes([1, 0]) + raw + dev_id + struct.pack(">Q", ts) + os.urandom(16)
     body += bytes([len(name)]) + name + bytes([len(ports)])
-    body += b"".join(struct.pack(">H", p) for p in ports) + bytes([0])
+    body += b"".join(struct.pack(">H", p) for p in ports) + bytes([len(hints)])
+    for h in hints:
+        ip = ipaddress.ip_address(h)
+        body += bytes([ip.version]) + ip.packed
     sig = key.sign(CTX + body) if sign else bytes(64)
     return body + sig
 
@@ -237,6 +242,15 @@ def test_discovery_connects_lists_pending_ignores_forged_and_replayed(lan, tmp_p
         ns_python(lan["b"], SEND, "198.18.1.1", dport, announcement(good, b"py-valid").hex())
         wait_for(lambda: any(p["name"] == "py-valid" for p in a.pending()), timeout=10,
                  what="the valid Python announcement listed (sender works)")
+        # Hints that cannot reach the sender from the LAN are not listed (nor dialled).
+        bad = ["127.0.0.1", "::1", "255.255.255.255", "224.0.0.1", "0.0.0.0", "fe80::1",
+               "::ffff:127.0.0.1"]
+        ns_python(lan["b"], SEND, "198.18.1.1", dport,
+                  announcement(Ed25519PrivateKey.generate(), b"py-hints", ports=(21050,),
+                               hints=bad + ["10.9.8.7"]).hex())
+        ent = wait_for(lambda: [p for p in a.pending() if p["name"] == "py-hints"], timeout=10,
+                       what="the announcement with hints listed")[0]
+        assert ent["addresses"] == ["198.18.1.2:21050", "10.9.8.7:21050"], ent
         names = [p["name"] for p in a.pending()]
         assert "py-forged" not in names and "py-impostor" not in names \
             and "py-stale" not in names, names
