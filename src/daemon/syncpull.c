@@ -913,6 +913,45 @@ static char *adopt_renamed(struct page_ctx *c, const struct lr_file_rec *remote,
 
 static void pend_add_failed(struct pull_job *j, const struct sync_xfer *x);
 
+/* Whether ch is a chunk of zeros of the largest size, the kind a run of
+ * zeros is cut into (FastCDC finds no cut in it), which staging keeps as a
+ * hole (lr_store_staging_write). */
+static bool zero_chunk(struct page_ctx *c, const struct lr_chunk *ch)
+{
+    if (ch->len != LR_CHUNK_MAX)
+        return false;
+    if (!c->zero_known) {
+        /* c->buf holds the largest chunk (start_file reads into it). */
+        memset(c->buf, 0, LR_CHUNK_MAX);
+        lr_sha256(c->buf, LR_CHUNK_MAX, &c->zero_hash);
+        c->zero_known = true;
+    }
+    return lr_hash_cmp(&ch->hash, &c->zero_hash) == 0;
+}
+
+/* Where data starts in a staging file, from an offset on (SEEK_DATA):
+ * data begins at `at`, the first at or after `from` (UINT64_MAX: none). */
+struct data_map {
+    bool known;
+    uint64_t from, at;
+};
+
+/* Whether [off, off + len) of fd is wholly a hole: never written. Asked in
+ * increasing order of off, one lseek per stretch of data or hole. False
+ * when it cannot tell (no SEEK_DATA: the whole file counts as data). */
+static bool in_hole(int fd, uint64_t off, uint64_t len, struct data_map *m)
+{
+    if (!m->known || off < m->from || off > m->at) {
+        off_t r = lseek(fd, (off_t)off, SEEK_DATA);
+        if (r < 0 && errno != ENXIO)
+            return false;
+        m->known = true;
+        m->from = off;
+        m->at = r < 0 ? UINT64_MAX : (uint64_t)r;
+    }
+    return m->at - off >= len;
+}
+
 /* Bytes a transfer of rec still has to write into its staging file fd,
  * in whole blocks of the file system: its size, less what the file holds
  * already (resumed, or allocated whole by a file system without sparse
@@ -925,17 +964,9 @@ static uint64_t staging_need(struct page_ctx *c, const struct lr_file_rec *rec, 
     uint64_t need = rec->size;
     if (precise) {
         need = 0;
-        for (size_t k = 0; k < rec->nchunks; k++) {
-            const struct lr_chunk *ch = &rec->chunks[k];
-            if (ch->len == LR_CHUNK_MAX && !c->zero_known) {
-                /* c->buf holds the largest chunk (start_file reads into it). */
-                memset(c->buf, 0, LR_CHUNK_MAX);
-                lr_sha256(c->buf, LR_CHUNK_MAX, &c->zero_hash);
-                c->zero_known = true;
-            }
-            if (ch->len != LR_CHUNK_MAX || lr_hash_cmp(&ch->hash, &c->zero_hash) != 0)
-                need += ch->len;
-        }
+        for (size_t k = 0; k < rec->nchunks; k++)
+            if (!zero_chunk(c, &rec->chunks[k]))
+                need += rec->chunks[k].len;
     }
     struct stat sb;
     if (fstat(fd, &sb) == 0) {
@@ -1107,10 +1138,21 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
     }
     if (prc == 0)
         lr_plan_release(&plan);
+    /* What a resumed staging file holds is verified again, but the part
+     * never written is a hole: only a chunk of zeros can match there, and
+     * one of the largest size is known by its hash (a shorter one, at most
+     * a file's last chunk, is fetched again). A 1 GiB file killed at 35 %
+     * read and hashed the whole GiB on the serial lane first. */
+    struct data_map dm = {0};
     for (size_t k = 0; resumed && k < x->rec.nchunks; k++) {
         const struct lr_chunk *ch = &x->rec.chunks[k];
-        if (!x->done0[k] &&
-            lr_store_staging_verify_chunk(x->fd, ch->off, ch->len, &ch->hash, NULL) == 0) {
+        if (x->done0[k])
+            continue;
+        bool ok =
+            in_hole(x->fd, ch->off, ch->len, &dm)
+                ? zero_chunk(c, ch)
+                : lr_store_staging_verify_chunk(x->fd, ch->off, ch->len, &ch->hash, NULL) == 0;
+        if (ok) {
             x->done0[k] = true;
             x->ndone0++;
         }
