@@ -191,7 +191,8 @@ size_t lr_session_prune(const struct lr_session *const *v, size_t n, size_t keep
     for (size_t i = 0; i < n; i++) {
         drop[i] = false;
         const struct lr_session *s = v[i];
-        if (!lr_session_finished(s) || s->in_use || (s->dirty && s->stored))
+        if (!lr_session_finished(s) || s->state == LR_SESSION_INTERRUPTED || s->in_use ||
+            (s->dirty && s->stored))
             continue;
         if (++finished > keep) {
             drop[i] = true;

@@ -125,12 +125,15 @@ void lr_session_ckpt_taken(struct lr_session_ckpt *c, int64_t now_ms);
 
 /*
  * v: n sessions, newest first. Sets drop[i] for each session to forget:
- * finished ones beyond the newest `keep` finished, oldest first, never one
- * in use or one whose change would be lost (dirty and stored: its row says
- * less than it; a dirty session never stored may go unwritten, which is
- * what keeps a 20 000 file pull from writing 20 000 rows of history that
- * only the newest `keep` of are ever shown). Unfinished sessions are
- * neither counted nor dropped. Returns how many were marked.
+ * complete or failed ones beyond the newest `keep` of them, oldest first,
+ * never one in use or one whose change would be lost (dirty and stored:
+ * its row says less than it; a dirty session never stored may go
+ * unwritten, which is what keeps a 20 000 file pull from writing 20 000
+ * rows of history that only the newest `keep` of are ever shown).
+ * Unfinished and interrupted sessions (work to resume: an interrupted
+ * transfer left `sessions` between its drop and its retry once 256 newer
+ * files had completed) are neither counted nor dropped. Returns how many
+ * were marked.
  */
 size_t lr_session_prune(const struct lr_session *const *v, size_t n, size_t keep, bool *drop);
 
