@@ -263,7 +263,11 @@ static const char *not_in_sync_why(enum folder_state st, const struct folder_rt 
         snprintf(why, n, "a scan is running");
     else if (!f || !f->scanned)
         snprintf(why, n, "not scanned yet since the daemon started");
-    else if (st != FOLDER_IDLE || !ss->settled)
+    else if ((st != FOLDER_IDLE || !ss->settled) && !(nerrors && ss->fetching_none))
+        /* Failing items before "a pull round is queued" or "1 item still
+         * to apply": a transfer dropped while its only holder is away
+         * retries in rounds that fetch nothing ("pulling (0 transfers in
+         * flight)" before; black-box round 35a). */
         snprintf(why, n, "%s", ss->why[0] ? ss->why : "syncing");
     else if (nerrors)
         snprintf(why, n, "%llu failing item%s", (unsigned long long)nerrors,

@@ -2324,8 +2324,13 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
         out->got_bytes = out->need_bytes;
     out->active = f->pull_queued || f->pull_running || f->nxfers > 0;
     out->working = f->nxfers > 0 || ((f->pull_queued || f->pull_running) && f->need.items > 0);
-    if (out->active)
-        snprintf(out->why, sizeof(out->why), "pulling (%zu transfers in flight)", f->nxfers);
+    if (f->nxfers)
+        snprintf(out->why, sizeof(out->why), "pulling (%zu transfer%s in flight)", f->nxfers,
+                 f->nxfers == 1 ? "" : "s");
+    else if (out->active)
+        snprintf(out->why, sizeof(out->why), "a pull round is %s",
+                 f->pull_running ? "running" : "queued");
+    out->fetching_none = out->active && !f->nxfers;
     char id[LR_DEVICE_ID_SHORTLEN + 1];
     for (struct sync_link *l = d->sync->links; l; l = l->next)
         if (l->listed && strcmp(l->folder, folder_id) == 0 && (l->send_busy || l->send_blocked)) {
@@ -2335,6 +2340,7 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
                          l->send_blocked ? " (waiting for the connection to drain)" : "");
             }
             out->active = true;
+            out->fetching_none = false;
         }
     /* An INDEX job not yet decoded may be for this folder. */
     for (const struct daemon_job *j = d->jobs_head; j; j = j->next)
@@ -2354,9 +2360,11 @@ void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_
     /* A send-only folder never pulls: what it needs waits for an override. */
     bool settled =
         !out->active && (out->need_items == 0 || f->stuck || fc->mode == LR_MODE_SEND_ONLY);
-    if (!out->active && !settled)
-        snprintf(out->why, sizeof(out->why), "%llu items still to apply",
-                 (unsigned long long)out->need_items);
+    if (!out->active && !settled) {
+        snprintf(out->why, sizeof(out->why), "%llu item%s still to apply",
+                 (unsigned long long)out->need_items, out->need_items == 1 ? "" : "s");
+        out->fetching_none = true;
+    }
     uint64_t now = uv_now(&d->loop);
     for (size_t i = 0; i < fc->nshared && settled; i++) {
         struct sync_peer *p = sync_peer_get(d, &fc->shared[i]);

@@ -152,6 +152,10 @@ struct sync_folder_status {
     /* Not settled because a connected peer has the folder in error: nothing
      * moves until it is fixed there, so this alone is not syncing. */
     bool peer_stopped;
+    /* Not settled only for needed items no transfer is fetching (a pull
+     * round queued or running with none in flight, or items waiting for the
+     * next round): failing items, if any, say more about why. */
+    bool fetching_none;
     char why[160]; /* when not settled: the first reason, for `sync --wait` messages */
 };
 void sync_folder_status(struct lr_daemon *d, const char *folder_id, struct sync_folder_status *out);

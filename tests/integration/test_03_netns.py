@@ -551,6 +551,13 @@ def test_sender_killed_mid_file_then_back(netns_pair, tmp_path):
         assert s["error"] == "no peer that holds it is connected", s
         wait_for(lambda: any("no peer can serve it" in e for e in errors()), timeout=30,
                  interval=0.2, what="the transfer dropped after the grace")
+        # The reason `status` gives meanwhile is that item: it said "pulling
+        # (0 transfers in flight)" while retry rounds ran (black-box round 35a).
+        whys = set()
+        for _ in range(10):
+            whys.add(b.ok("status", "--json").json()["folders"][0].get("why_not_in_sync"))
+            time.sleep(0.2)
+        assert whys == {"1 failing item"}, whys
         a.start()
         wait_for(lambda: big_session(b)["state"] == "active", timeout=60, interval=0.2,
                  what="the transfer resumed")
