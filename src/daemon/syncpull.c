@@ -739,6 +739,51 @@ static void reuse_older(struct page_ctx *c, struct sync_xfer *x)
         lr_store_sidecar_release(&prev);
 }
 
+/* Files smaller than this are fetched again rather than looked for under
+ * another name: a session look-up per small file would cost a pull of
+ * 20 000 of them more than it could save. */
+#define RENAMED_REUSE_MIN (1u << 20)
+
+/*
+ * The same version was being pulled under another name (a session of it
+ * there): the peer renamed the file mid-transfer, or while we were down.
+ * What that name's staging file holds (verified) is copied, found through
+ * its sidecar; only the rest is fetched. The old name's transfer ends
+ * "superseded" with the peer's deletion, at the end of the round. (Its
+ * data was thrown away and the new name fetched whole: black-box round
+ * 35a, 573 MB received for a 419 MB file renamed at 30 %.) Job side.
+ */
+static void reuse_renamed(struct page_ctx *c, struct sync_xfer *x)
+{
+    struct lr_session_list l;
+    if (x->rec.size < RENAMED_REUSE_MIN ||
+        lr_index_session_others(c->d->ix, x->folder, &x->rec.blocks_hash, x->rec.path,
+                                x->rec.path_len, 4, &l, NULL) < 0)
+        return;
+    for (size_t i = 0; i < l.n && x->ndone0 < x->rec.nchunks; i++) {
+        struct lr_store_sidecar prev;
+        struct lr_err err = {0};
+        if (lr_store_sidecar_load(c->st, l.v[i].path, l.v[i].path_len, &prev, &err) < 0)
+            continue;
+        size_t copied = 0;
+        int rc = lr_store_sidecar_reuse(c->st, &prev, &x->key, x->fd, x->rec.chunks, x->rec.nchunks,
+                                        x->done0, c->buf, LR_PROTO_CHUNK_DATA_MAX, &copied, &err);
+        lr_store_sidecar_release(&prev);
+        x->ndone0 += copied;
+        char *e = lr_esc(x->rec.path, x->rec.path_len);
+        char *eo = lr_esc(l.v[i].path, l.v[i].path_len);
+        if (rc < 0)
+            lr_warn(MOD, "folder=%s path=%s staging of %s not reused: %s", x->folder, e, eo,
+                    lr_err_msg(&err, rc));
+        else if (copied)
+            lr_info(MOD, "folder=%s path=%s reused %zu chunks staged as %s (a peer's rename)",
+                    x->folder, e, copied, eo);
+        free(e);
+        free(eo);
+    }
+    lr_session_list_release(&l);
+}
+
 /* x was committed: the path's older staging files and its sidecar go. */
 static void forget_older(struct lr_store *st, const struct sync_xfer *x)
 {
@@ -1157,6 +1202,8 @@ static struct sync_xfer *start_file(struct page_ctx *c, const struct lr_file_rec
             x->ndone0++;
         }
     }
+    if (!resumed && !moved_from && x->ndone0 < x->rec.nchunks)
+        reuse_renamed(c, x);
     /* Also when the file is complete already: a moved file's commit below
      * is recorded only when the page's transaction commits, and the sidecar
      * lets a crash before that be rolled forward. */

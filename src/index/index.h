@@ -789,6 +789,13 @@ int lr_index_session_put(struct lr_index *ix, const struct lr_session_row *r, st
 /* Up to `max` (<= LR_SESSION_LIST_MAX) sessions, most recently updated first. */
 int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_list *out,
                           struct lr_err *err);
+/* Up to `max` sessions of the folder for the version `blocks` under a path
+ * other than `path`, most recently updated first: where a file a peer
+ * renamed while it was being pulled may have staging data. No index on
+ * blocks: a scan of a table kept small (lr_index_session_trim). */
+int lr_index_session_others(struct lr_index *ix, const char *folder, const struct lr_hash *blocks,
+                            const uint8_t *path, size_t path_len, size_t max,
+                            struct lr_session_list *out, struct lr_err *err);
 /* Delete the sessions in state_a or state_b (complete and failed ones) but
  * the `keep` (>= 1) most recently updated (ties broken by folder, path and
  * blocks); *removed (may be NULL) counts them. What

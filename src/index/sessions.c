@@ -89,22 +89,13 @@ int lr_index_session_put(struct lr_index *ix, const struct lr_session_row *r, st
     return lr__ix_in_tx(ix, err, put_locked, (void *)r);
 }
 
-int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_list *out,
-                          struct lr_err *err)
+/* Step s (its parameters bound), collecting up to max rows into out. */
+static int read_rows(struct lr_index *ix, sqlite3_stmt *s, size_t max, struct lr_session_list *out,
+                     struct lr_err *err)
 {
-    memset(out, 0, sizeof(*out));
-    if (max > LR_SESSION_LIST_MAX)
-        max = LR_SESSION_LIST_MAX;
-    sqlite3_stmt *s = prepare(ix,
-                              "SELECT folder, path, blocks, state, updated_ms, doc FROM sessions "
-                              "ORDER BY updated_ms DESC LIMIT ?1",
-                              err);
-    if (!s)
-        return LR_EDB;
-    sqlite3_bind_int64(s, 1, (sqlite3_int64)max);
     out->v = lr_xcalloc(max ? max : 1, sizeof(*out->v));
-    int rc = 0, step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+    int rc = 0, step = SQLITE_DONE;
+    while (out->n < max && (step = sqlite3_step(s)) == SQLITE_ROW) {
         const char *folder = (const char *)sqlite3_column_text(s, 0);
         const void *path = sqlite3_column_blob(s, 1);
         int plen = sqlite3_column_bytes(s, 1);
@@ -124,12 +115,51 @@ int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_lis
         r->updated_ms = sqlite3_column_int64(s, 4);
         r->doc = lr_xstrdup(doc);
     }
-    if (step != SQLITE_DONE)
+    if (out->n < max && step != SQLITE_DONE)
         rc = lr__ix_dberr(ix, err, "session list");
     sqlite3_finalize(s);
     if (rc < 0)
         lr_session_list_release(out);
     return rc;
+}
+
+int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_list *out,
+                          struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (max > LR_SESSION_LIST_MAX)
+        max = LR_SESSION_LIST_MAX;
+    sqlite3_stmt *s = prepare(ix,
+                              "SELECT folder, path, blocks, state, updated_ms, doc FROM sessions "
+                              "ORDER BY updated_ms DESC LIMIT ?1",
+                              err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)max);
+    return read_rows(ix, s, max, out, err);
+}
+
+int lr_index_session_others(struct lr_index *ix, const char *folder, const struct lr_hash *blocks,
+                            const uint8_t *path, size_t path_len, size_t max,
+                            struct lr_session_list *out, struct lr_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (max > LR_SESSION_LIST_MAX)
+        max = LR_SESSION_LIST_MAX;
+    if (path_len > LR_INDEX_PATH_MAX)
+        return lr_err_set(err, LR_EBADVAL, "session look-up: path of %zu bytes", path_len);
+    sqlite3_stmt *s = prepare(ix,
+                              "SELECT folder, path, blocks, state, updated_ms, doc FROM sessions "
+                              "WHERE folder = ?1 AND blocks = ?2 AND path != ?3 "
+                              "ORDER BY updated_ms DESC LIMIT ?4",
+                              err);
+    if (!s)
+        return LR_EDB;
+    sqlite3_bind_text(s, 1, folder, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, blocks->b, LR_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, path, (int)path_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)max);
+    return read_rows(ix, s, max, out, err);
 }
 
 struct prune_arg {

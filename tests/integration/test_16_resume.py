@@ -293,6 +293,36 @@ def test_receiver_sigkill_at_35_percent_refetches_little(devices, tmp_path, zero
     assert done and done[0]["bytes_done"] == size
 
 
+def test_file_renamed_while_the_receiver_is_down_reuses_what_it_staged(devices, tmp_path):
+    """The sender renames a file the receiver was killed in the middle of:
+    after the restart the new name is filled from the old name's staging
+    file (its session says where), and only the rest is sent. It was sent
+    whole again (black-box round 35a: 314 MB after 131 MB were staged)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    size = 200 * MiB
+    want = write_random(fa / "big.bin", size)
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    seen = kill_at_fraction(b, lambda: sent_to(a, b), size, 0.5)
+    staged = staged_bytes(fb)
+    assert not (fb / "big.bin").exists(), "too fast to kill mid-file on this machine"
+    os.rename(fa / "big.bin", fa / "moved.bin")
+    assert a.ok("scan").rc == 0
+    b.start()
+    wait_for(lambda: (fb / "moved.bin").exists(), timeout=180, interval=0.3,
+             what="moved.bin on B after the restart")
+    assert sha256_file(fb / "moved.bin") == want
+    settled_clean(b)
+    assert not (fb / "big.bin").exists()
+    again = sent_to(a, b) - seen
+    print(f"killed with {seen} sent, {staged} staged; {again} sent after the restart")
+    assert "(a peer's rename)" in log_text(b)
+    # What was not staged, plus what was in flight at the kill (see the
+    # 35 % test): a whole second download would be `size`.
+    assert again < size - staged + 40 * MiB, (seen, staged, again)
+
+
 # --- the sender changes the file while the receiver is down ----------------------
 
 def test_new_version_reuses_older_versions_staging(devices, tmp_path):

@@ -1,6 +1,7 @@
 /*
  * test_sessions_ix.c - the index's transfer session checkpoints: insert,
  * replace by key, a new version as a new session, list order and bound,
+ * the other names of a version,
  * prune by state and age, validation of hostile values.
  */
 #include <setjmp.h>
@@ -90,6 +91,48 @@ static void test_put_replace_list(void **state)
     lr_session_list_release(&l);
     assert_int_equal(lr_index_session_list(f->ix, 2, &l, &err), 0);
     assert_int_equal(l.n, 2);
+    lr_session_list_release(&l);
+}
+
+static void test_others_of_a_version(void **state)
+{
+    struct fx *f = *state;
+    struct lr_err err = {0};
+    /* Version 1 under old.bin (twice as old), mid.bin and new.bin; version 2
+     * under x.bin; version 1 in another folder. */
+    struct lr_session_row r = row("old.bin", 1, 3, 100, "{}");
+    assert_int_equal(lr_index_session_put(f->ix, &r, &err), 0);
+    r = row("mid.bin", 1, 3, 200, "{}");
+    assert_int_equal(lr_index_session_put(f->ix, &r, &err), 0);
+    r = row("new.bin", 1, 1, 300, "{}");
+    assert_int_equal(lr_index_session_put(f->ix, &r, &err), 0);
+    r = row("x.bin", 2, 3, 400, "{}");
+    assert_int_equal(lr_index_session_put(f->ix, &r, &err), 0);
+    r = row("elsewhere.bin", 1, 3, 500, "{}");
+    r.folder = (char *)"music";
+    assert_int_equal(lr_index_session_put(f->ix, &r, &err), 0);
+    struct lr_hash v1;
+    memset(v1.b, 1, sizeof(v1.b));
+    struct lr_session_list l;
+    /* Other names of version 1 in docs than new.bin, most recent first. */
+    assert_int_equal(
+        lr_index_session_others(f->ix, "docs", &v1, (const uint8_t *)"new.bin", 7, 4, &l, &err), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal((const char *)l.v[0].path, "mid.bin");
+    assert_string_equal((const char *)l.v[1].path, "old.bin");
+    lr_session_list_release(&l);
+    /* The bound. */
+    assert_int_equal(
+        lr_index_session_others(f->ix, "docs", &v1, (const uint8_t *)"new.bin", 7, 1, &l, &err), 0);
+    assert_int_equal(l.n, 1);
+    assert_string_equal((const char *)l.v[0].path, "mid.bin");
+    lr_session_list_release(&l);
+    /* A version nobody pulled. */
+    struct lr_hash v3;
+    memset(v3.b, 3, sizeof(v3.b));
+    assert_int_equal(
+        lr_index_session_others(f->ix, "docs", &v3, (const uint8_t *)"new.bin", 7, 4, &l, &err), 0);
+    assert_int_equal(l.n, 0);
     lr_session_list_release(&l);
 }
 
@@ -186,6 +229,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_replace_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_others_of_a_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_keeps_the_newest_finished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_values, setup, teardown),
