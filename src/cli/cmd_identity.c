@@ -169,15 +169,16 @@ static const char pair_usage[] =
  */
 /* A pairing attempt that did not pair: the line on stderr and the exit
  * code as without --json, and with it the outcome document a script waits
- * for. Closes cl. */
-static int pair_failed(struct lr_api_client *cl, int rc, const struct lr_err *err, bool json)
+ * for ("expired" only for a holder's code). Closes cl. */
+static int pair_failed(struct lr_api_client *cl, int rc, const struct lr_err *err, bool json,
+                       bool holder)
 {
     int exit_code = cli_api_fail(cl, rc, err);
     lr_api_client_close(cl);
     if (json)
         cli_print_json_line(json_pack("{s:s, s:s}", "status",
-                                      exit_code == EXIT_TIMEOUT ? "expired" : "failed", "error",
-                                      lr_err_msg(err, rc)));
+                                      holder && exit_code == EXIT_TIMEOUT ? "expired" : "failed",
+                                      "error", lr_err_msg(err, rc)));
     return exit_code;
 }
 
@@ -212,7 +213,7 @@ static int pair_code(struct cli *c, bool json)
     fflush(stdout);
     rc = lr_api_await(cl, wait_id, (int)ttl + 60000, &res, &err);
     if (rc < 0)
-        return pair_failed(cl, rc, &err, json);
+        return pair_failed(cl, rc, &err, json, true);
     lr_api_client_close(cl);
     if (json) {
         cli_print_json_line(res);
@@ -250,7 +251,7 @@ static int pair_join(struct cli *c, const char *code, const char *folder, bool j
     /* Search (10 s), handshake and exchange (30 s at most), with slack. */
     rc = lr_api_call(cl, "pair.join", params, 60000, &res, &err);
     if (rc < 0)
-        return pair_failed(cl, rc, &err, json);
+        return pair_failed(cl, rc, &err, json, false);
     lr_api_client_close(cl);
     if (json) {
         cli_print_json(res);

@@ -825,7 +825,7 @@ void pairing_m_join(struct lr_daemon *d, struct lr_api_req *req, json_t *params)
                            "pairing by code needs LAN discovery, which is off here");
         return;
     }
-    if (p->live && code.nameplate == p->code.nameplate) {
+    if (p->live && code.nameplate == p->code.nameplate && code.secret == p->code.secret) {
         /* Our own announcement is not heard here: the search would end
          * after 10 s with "no device on this network announces that code". */
         lr_pair_code_wipe(&code);

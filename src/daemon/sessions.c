@@ -30,7 +30,7 @@
 #define CHECK_MS 100
 /* Finished sessions kept in memory as history (the newest). */
 #define HISTORY_MAX 256
-/* Finished sessions older than this are pruned from the index at start. */
+/* Complete and failed sessions older than this are pruned from the index at start. */
 #define HISTORY_KEEP_MS (7LL * 24 * 3600 * 1000)
 /* An active session whose connected peers have all been silent this long
  * says so in its error, and each silent one is probed: a PING that goes

@@ -792,7 +792,9 @@ int lr_index_session_list(struct lr_index *ix, size_t max, struct lr_session_lis
 /* Up to `max` sessions of the folder for the version `blocks` under a path
  * other than `path`, most recently updated first: where a file a peer
  * renamed while it was being pulled may have staging data. No index on
- * blocks: a scan of a table kept small (lr_index_session_trim). */
+ * blocks: a scan of the table, whose complete and failed rows are trimmed
+ * (lr_index_session_trim); the daemon asks only for files of 1 MiB or
+ * more. */
 int lr_index_session_others(struct lr_index *ix, const char *folder, const struct lr_hash *blocks,
                             const uint8_t *path, size_t path_len, size_t max,
                             struct lr_session_list *out, struct lr_err *err);

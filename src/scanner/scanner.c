@@ -131,15 +131,15 @@ struct scan {
     bool walk_done;   /* the last flush: the deferred tombstones go in */
     bool mass_held;   /* mass_delete_hold waited once already */
     uint64_t present; /* entries the walk found (visit) */
-    uint64_t sig0;    /* top_sig before the walk */
-    /* Directories that lost entries in this walk and are still there: a
-     * deletion under way works in them (deleting_sig). */
+    /* Directories the walk found entries gone from, not inside a directory
+     * gone too: a deletion under way works in them (deleting_sig). */
     char **watch;
     size_t nwatch;
-    /* A uniform sample of the entries the walk found (reservoir sampling):
-     * an rm anywhere in the tree takes some of them. */
+    /* A uniform sample of the synced entries the walk found (reservoir
+     * sampling over nseen of them): an rm anywhere in the tree takes some. */
     char **sample;
     size_t nsample;
+    uint64_t nseen;
     uint64_t rng;
     struct timespec tx_start;
     struct timespec last_commit;
@@ -242,15 +242,15 @@ static int commit(struct scan *s);
 
 /*
  * A scan that finds most of the folder gone, or many entries gone while
- * the folder was changing, may have walked it while `rm -rf` of the whole
+ * more were still going, may have walked it while `rm -rf` of the whole
  * folder was under way, before the marker went (black-box round 26: 5052
  * deletions announced, the peer emptied; the marker outlived the rm
  * because the daemon wrote into it meanwhile). Such deletions are
  * believed only if the marker is still there a moment later:
  * checked every MASS_DELETE_STEP_MS for at least MASS_DELETE_WAIT_MS, and
- * then for as long as something is still deleting in the folder (the
- * times of its root or top-level directories keep changing: an rm of a
- * large tree reaches the marker last), until that has been quiet for
+ * then for as long as something is still deleting in the folder
+ * (deleting_sig keeps changing: an rm of a large tree reaches the marker
+ * last), until that has been quiet for
  * MASS_DELETE_QUIET_MS or MASS_DELETE_MAX_MS have passed. Nothing of the
  * scan is committed meanwhile (its transaction stays open: the serial
  * queue waits too), and a scan holds once. A real mass deletion only
@@ -334,22 +334,25 @@ static unsigned sample_gone(const struct scan *s, uint64_t *h)
 }
 
 /*
- * top_sig, the times of the directories the walk found entries gone from
- * (up to MASS_DELETE_WATCH of them, each one's disappearance a change too)
- * and which of a sample of the entries it found are still there. An rm
- * deep in one top-level subtree changes that subtree's top only when it
- * moves on from it, seconds apart in a large tree; the directories it is
- * emptying change with every removal, and wherever it goes next it takes
- * sampled entries with it.
+ * With `times`: top_sig and the times of the directories the walk found
+ * entries gone from (up to MASS_DELETE_WATCH of them), which creations
+ * move too. Always: which of those directories and of a sample of the
+ * synced entries the walk found are still there, which only removals
+ * change. An rm deep in one top-level subtree changes that subtree's top
+ * only when it moves on from it, seconds apart in a large tree; the
+ * directories it is emptying change with every removal, and wherever it
+ * goes next it takes sampled entries with it.
  */
-static uint64_t deleting_sig(const struct scan *s)
+static uint64_t deleting_sig(const struct scan *s, bool times)
 {
-    uint64_t h = top_sig(s);
+    uint64_t h = times ? top_sig(s) : 0xcbf29ce484222325u;
     for (size_t i = 0; i < s->nwatch; i++) {
         struct stat st;
         if (fstatat(s->rootfd, s->watch[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
-            h = mix_time(h, &st.st_mtim);
-            h = mix_time(h, &st.st_ctim);
+            if (times) {
+                h = mix_time(h, &st.st_mtim);
+                h = mix_time(h, &st.st_ctim);
+            }
         } else {
             h = mix(h, (uint64_t)errno);
         }
@@ -358,20 +361,21 @@ static uint64_t deleting_sig(const struct scan *s)
     return h;
 }
 
-/* Reservoir sampling (Vitter's algorithm R) of the entry just found, the
- * present-th: each of them ends in the sample with the same chance. */
+/* Reservoir sampling (Vitter's algorithm R) of the entry just found:
+ * each of the nseen ends in the sample with the same chance. */
 static void sample_present(struct scan *s)
 {
     size_t slot;
-    if (s->present <= MASS_DELETE_SAMPLED) {
+    s->nseen++;
+    if (s->nsample < MASS_DELETE_SAMPLED) {
         if (!s->sample)
-            s->sample = lr_xmallocarray(MASS_DELETE_SAMPLED, sizeof(*s->sample));
+            s->sample = lr_xcalloc(MASS_DELETE_SAMPLED, sizeof(*s->sample));
         slot = s->nsample++;
     } else {
         s->rng ^= s->rng << 13; /* xorshift64: spread, not secrecy */
         s->rng ^= s->rng >> 7;
         s->rng ^= s->rng << 17;
-        uint64_t r = s->rng % s->present;
+        uint64_t r = s->rng % s->nseen;
         if (r >= MASS_DELETE_SAMPLED)
             return;
         slot = (size_t)r;
@@ -409,23 +413,25 @@ static int mass_delete_hold(struct scan *s)
     uint64_t gone = s->res->deleted;
     if (s->mass_held || gone < MASS_DELETE_MIN)
         return 0;
-    uint64_t was = deleting_sig(s);
+    /* Less than half gone, only removals count (creations, a build
+     * refilling what it cleaned, would hold the serial queue up to 30 s). */
+    bool most = gone >= s->present;
+    uint64_t was = deleting_sig(s, most);
     const char *why = "";
-    if (gone < s->present) {
-        /* Less than half gone is believed at once, unless something was
-         * deleting while the walk ran (the top-level times changed, a
-         * sampled entry went) or still is a step later: a scan in
-         * the middle of an rm -rf sees only the part already removed (the
-         * watcher's scan at its 1 s delay, the rm slowed by a loaded machine:
-         * 379 and 488 of 1000 files deleted on the peer in CI). */
-        if (top_sig(s) == s->sig0 && sample_gone(s, NULL) == 0) {
+    if (!most) {
+        /* Believed at once, unless something went since the walk saw it or
+         * goes in the next step: a scan in the middle of an rm -rf sees
+         * only the part already removed (the watcher's scan at its 1 s
+         * delay, the rm slowed by a loaded machine: 379 and 488 of 1000
+         * files deleted on the peer in CI). */
+        if (sample_gone(s, NULL) == 0) {
             step_sleep();
-            uint64_t now = deleting_sig(s);
+            uint64_t now = deleting_sig(s, false);
             if (now == was)
                 return 0;
             was = now;
         }
-        why = " while the folder was changing";
+        why = " while entries were still going";
     }
     s->mass_held = true;
     lr_info("scan",
@@ -447,7 +453,7 @@ static int mass_delete_hold(struct scan *s)
                     s->folder);
         step_sleep();
         waited += MASS_DELETE_STEP_MS;
-        uint64_t now = deleting_sig(s);
+        uint64_t now = deleting_sig(s, most);
         quiet = now != was ? 0 : quiet + MASS_DELETE_STEP_MS;
         was = now;
     }
@@ -1262,7 +1268,6 @@ static int visit(struct scan *s, int dfd, const char *name)
         return cur_keep_subtree(s);
     }
     s->present++;
-    sample_present(s);
     bool is_dir = S_ISDIR(st.st_mode);
     if (lr_ignore_match_entry(s->ig, (const char *)s->path, s->plen, is_dir)) {
         s->res->ignored++;
@@ -1286,6 +1291,7 @@ static int visit(struct scan *s, int dfd, const char *name)
         s->res->skipped_special++;
         return 0; /* like a missing file: an older record of this path gets a tombstone */
     }
+    sample_present(s); /* synced entries only: ignored ones come and go */
     if (st.st_dev != s->dev) {
         char *e = esc_path(s);
         lr_warn("scan", "another file system is mounted here, not descended folder=%s path=%s",
@@ -1457,7 +1463,6 @@ static int scan_setup(struct scan *s, struct lr_err *err)
     s->dev = st.st_dev;
     if ((rc = check_marker(s)))
         return rc;
-    s->sig0 = top_sig(s);
     if ((rc = lr_ignore_load_at(s->rootfd, &s->ig, err)))
         return rc;
     unsigned threads = s->opts && s->opts->threads ? s->opts->threads : 0;

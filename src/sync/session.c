@@ -187,14 +187,16 @@ void lr_session_ckpt_taken(struct lr_session_ckpt *c, int64_t now_ms)
 
 size_t lr_session_prune(const struct lr_session *const *v, size_t n, size_t keep, bool *drop)
 {
-    size_t finished = 0, marked = 0;
+    size_t finished = 0, interrupted = 0, marked = 0;
     for (size_t i = 0; i < n; i++) {
         drop[i] = false;
         const struct lr_session *s = v[i];
-        if (!lr_session_finished(s) || s->state == LR_SESSION_INTERRUPTED || s->in_use ||
-            (s->dirty && s->stored))
+        if (!lr_session_finished(s) || s->in_use || (s->dirty && s->stored))
             continue;
-        if (++finished > keep) {
+        bool over = s->state == LR_SESSION_INTERRUPTED
+                        ? ++interrupted > keep * LR_SESSION_INTERRUPTED_KEEP
+                        : ++finished > keep;
+        if (over) {
             drop[i] = true;
             marked++;
         }

@@ -97,7 +97,8 @@ int lr_session_chunk(struct lr_session *s, bool ok, uint32_t len, int64_t now_ms
 int lr_session_end(struct lr_session *s, enum lr_session_state to, int64_t now_ms);
 
 /* Whether s is finished for history purposes: interrupted, failed or
- * complete (not pending or active). */
+ * complete (not pending or active); lr_session_prune keeps interrupted
+ * ones longer. */
 bool lr_session_finished(const struct lr_session *s);
 /* Whether a checkpoint must write s; clears the mark (the caller writes it). */
 bool lr_session_take_dirty(struct lr_session *s);
@@ -125,16 +126,18 @@ void lr_session_ckpt_taken(struct lr_session_ckpt *c, int64_t now_ms);
 
 /*
  * v: n sessions, newest first. Sets drop[i] for each session to forget:
- * complete or failed ones beyond the newest `keep` of them, oldest first,
- * never one in use or one whose change would be lost (dirty and stored:
- * its row says less than it; a dirty session never stored may go
- * unwritten, which is what keeps a 20 000 file pull from writing 20 000
- * rows of history that only the newest `keep` of are ever shown).
- * Unfinished and interrupted sessions (work to resume: an interrupted
- * transfer left `sessions` between its drop and its retry once 256 newer
- * files had completed) are neither counted nor dropped. Returns how many
- * were marked.
+ * complete or failed ones beyond the newest `keep` of them, interrupted
+ * ones beyond the newest keep * LR_SESSION_INTERRUPTED_KEEP (work to
+ * resume, kept longer: one left `sessions` between its transfer's drop and
+ * its retry once 256 newer files had completed; bounded still, for a peer
+ * that never comes back), oldest first, never one in use or one whose
+ * change would be lost (dirty and stored: its row says less than it; a
+ * dirty session never stored may go unwritten, which is what keeps a
+ * 20 000 file pull from writing 20 000 rows of history that only the
+ * newest `keep` of are ever shown). Unfinished sessions are neither
+ * counted nor dropped. Returns how many were marked.
  */
+#define LR_SESSION_INTERRUPTED_KEEP 16
 size_t lr_session_prune(const struct lr_session *const *v, size_t n, size_t keep, bool *drop);
 
 #endif

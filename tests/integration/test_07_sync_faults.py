@@ -228,6 +228,34 @@ def error_paths(dev):
     return {e.get("path") for e in folder_status(dev)["errors"]}
 
 
+def test_entries_that_cannot_be_looked_at_among_many_scan_cleanly(devices, tmp_path):
+    """A directory that can be listed but not entered (mode 0644): its
+    entries cannot be looked at and are kept as indexed. Counted as found
+    but left out of the deletion hold's sample, they made a scan of a
+    folder with more than 256 entries free an unset pointer (review of an
+    unreleased change; ASan: free of 0xbebebebe)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    a = devices("alice")
+    a.init()
+    fa = tmp_path / "docs"
+    (fa / "locked").mkdir(parents=True)
+    for i in range(3):
+        (fa / "locked" / f"y{i}").write_bytes(b"y")
+    for i in range(300):
+        (fa / f"x{i:03d}").write_bytes(b"x")
+    a.ok("folder", "add", str(fa), "--id", "docs")
+    os.chmod(fa / "locked", 0o644)
+    try:
+        for _ in range(2):
+            r = subprocess.run(["setpriv", "--bounding-set", NO_DAC, BIN, "--home", a.home,
+                                "scan"], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r
+            assert "300 files" in r.stdout, r
+    finally:
+        os.chmod(fa / "locked", 0o755)
+
+
 def test_per_file_errors_do_not_block_the_rest(devices, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root (chattr +i, setpriv)")

@@ -347,7 +347,8 @@ def test_a_scan_in_the_middle_of_an_rm_holds_its_deletions(devices, tmp_path, la
              what="1000 files on B")
     os.unlink(fa / "seed.txt")
     rm_depth_first(fa, names, 300, 0.01)
-    marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, "left while the folder was changing")
+    # Either hold: a scan that started late saw most of the folder gone.
+    marker_goes_peer_keeps_all(a, fa, fb, tmp_path, names, "the marker is checked again")
 
 
 def test_marker_removed_seen_live(devices, tmp_path):

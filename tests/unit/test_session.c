@@ -351,9 +351,11 @@ static void test_prune_keeps_newest_finished(void **state)
     assert_int_equal(lr_session_prune(v, N, 100, drop), 0);
     for (int i = 0; i < N; i++)
         assert_false(drop[i]);
-    /* Keep none: every prunable one goes, the rest stays. */
-    assert_int_equal(lr_session_prune(v, N, 0, drop), 7);
-    assert_false(drop[0] || drop[3] || drop[4] || drop[6] || drop[8]);
+    /* Keep none: every prunable one goes (interrupted too: their bound is
+     * keep * LR_SESSION_INTERRUPTED_KEEP), the rest stays. */
+    assert_int_equal(lr_session_prune(v, N, 0, drop), 8);
+    assert_true(drop[3]);
+    assert_false(drop[0] || drop[4] || drop[6] || drop[8]);
     /* Empty list. */
     assert_int_equal(lr_session_prune(v, 0, 0, drop), 0);
     /* A dirty one no checkpoint ever took loses nothing if dropped: it
@@ -367,6 +369,9 @@ static void test_prune_keeps_newest_finished(void **state)
     reach(&s[11], I);
     assert_int_equal(lr_session_prune(v, N, 3, drop), 4);
     assert_false(drop[11]);
+    /* Keep 0: both interrupted ones go with the rest (1 2 3 4 5 7 9 10 11). */
+    assert_int_equal(lr_session_prune(v, N, 0, drop), 9);
+    assert_true(drop[3] && drop[11]);
 }
 
 static void test_stored_once_taken_or_restored(void **state)
