@@ -242,6 +242,17 @@ def test_session_of_a_file_recorded_before_a_crash_ends_complete(devices, tmp_pa
 
 # --- SIGKILL of the receiver at 35 %: what is re-sent ------------------------
 
+def started_with_big(devices, tmp_path, size, zero_runs=False):
+    """A running pair whose A has big.bin of `size` bytes to send: (a, b,
+    fa, fb, its SHA-256)."""
+    a, b, fa, fb = setup_pair(devices, tmp_path)
+    want = write_random(fa / "big.bin", size, zero_runs=zero_runs)
+    add_folders(a, b, fa, fb)
+    a.start()
+    b.start()
+    return a, b, fa, fb, want
+
+
 def kill_at_fraction(victim, counter, size, frac, timeout=120):
     """SIGKILLs victim once counter() passes frac * size; returns the count."""
     deadline = time.time() + timeout
@@ -259,14 +270,10 @@ def test_receiver_sigkill_at_35_percent_refetches_little(devices, tmp_path, zero
     """zero-runs: half the file is runs of zeros, which staging keeps as holes
     like the part never written; the restart takes the holes of the zeros'
     chunks for done without reading them, and the file must still be whole."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
     # The issue's size: what is lost at the kill is about one WANT window
     # (32 MiB in flight), which a 200 MiB file makes 1.10-1.16x under load.
     size = 400 * MiB
-    want = write_random(fa / "big.bin", size, zero_runs=zero_runs)
-    add_folders(a, b, fa, fb)
-    a.start()
-    b.start()
+    a, b, fa, fb, want = started_with_big(devices, tmp_path, size, zero_runs)
     seen = kill_at_fraction(b, lambda: sent_to(a, b), size, 0.35)
     staged = staged_bytes(fb)
     assert not (fb / "big.bin").exists(), "too fast to kill mid-file on this machine"
@@ -298,12 +305,8 @@ def test_file_renamed_while_the_receiver_is_down_reuses_what_it_staged(devices, 
     after the restart the new name is filled from the old name's staging
     file (its session says where), and only the rest is sent. It was sent
     whole again (black-box round 35a: 314 MB after 131 MB were staged)."""
-    a, b, fa, fb = setup_pair(devices, tmp_path)
     size = 200 * MiB
-    want = write_random(fa / "big.bin", size)
-    add_folders(a, b, fa, fb)
-    a.start()
-    b.start()
+    a, b, fa, fb, want = started_with_big(devices, tmp_path, size)
     seen = kill_at_fraction(b, lambda: sent_to(a, b), size, 0.5)
     staged = staged_bytes(fb)
     assert not (fb / "big.bin").exists(), "too fast to kill mid-file on this machine"
@@ -379,12 +382,8 @@ def test_new_version_reuses_older_versions_staging(devices, tmp_path):
 # --- SIGKILL of the sender ---------------------------------------------------
 
 def test_sender_sigkill_mid_transfer_then_restart_completes(devices, tmp_path):
-    a, b, fa, fb = setup_pair(devices, tmp_path)
     size = 200 * MiB
-    want = write_random(fa / "big.bin", size)
-    add_folders(a, b, fa, fb)
-    a.start()
-    b.start()
+    a, b, fa, fb, want = started_with_big(devices, tmp_path, size)
     seen = kill_at_fraction(a, lambda: received_from(b, a), size, 0.30)
     assert not (fb / "big.bin").exists(), "too fast to kill mid-file on this machine"
     time.sleep(1)
